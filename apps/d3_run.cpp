@@ -1,0 +1,266 @@
+// d3-run: runs a model in one process with the single-node engine and reports its latency.
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "kernels/cpu_peak.hpp"
+#include "kernels/executor.hpp"
+#include "kernels/graph.hpp"
+#include "kernels/model_zoo.hpp"
+#include "schema/model_file.hpp"
+
+namespace {
+
+constexpr int exit_bad_input = 2;
+constexpr int exit_runtime_error = 1;
+
+const char* usage = R"(usage: d3-run --model NAME|FILE [options]
+
+Runs one DNN inference in a single process on d3's engine (XNNPACK operators, weights packed
+once) and reports its latency.
+
+  --model NAME|FILE   a built-in model (alexnet, vgg16, resnet18, googlenet, mobilenet_v2),
+                      `all` for the five, or a d3 model file (.d3m). Default: resnet18.
+  --threads N         compute threads (default 1)
+  --repeat R          timed runs after one warm-up run (default 10)
+  --seed S            seed of the built-in models' weights (default 2021)
+  --input F           input tensor: raw little-endian float32 in NCHW order (PyTorch's), exactly
+                      the model's input size; default: seeded uniform [-1, 1) values
+  --output F          writes the output tensor as raw little-endian float32, NCHW order
+  --save F            writes the model (graph + weights) as a d3 model file and exits
+  --json              prints one JSON object per model: model, threads, median_ms, p90_ms, gflop,
+                      gflop_per_s, peak_gflop_per_s (measured one-core FMA peak x threads),
+                      peak_fraction, conv_gflop_per_s and conv_peak_fraction (convolutions only,
+                      from per-layer timings of the same runs)
+  --profile           prints each layer's median time and GFLOP/s over the timed runs
+  --help              this text
+
+Exit codes: 0 success, 2 bad input (unknown model, malformed file, wrong input size, bad option),
+1 runtime failure.
+)";
+
+struct options {
+  std::string model = d3::default_model_name;
+  int threads = 1;
+  int repeat = 10;
+  uint64_t seed = d3::default_model_seed;
+  std::string input_file, output_file, save_file;
+  bool json = false;
+  bool profile = false;
+};
+
+[[noreturn]] void fail(int code, const std::string& message) {
+  std::cerr << "d3-run: " << message << "\n";
+  std::exit(code);
+}
+
+long parse_number(const std::string& flag, const std::string& text, long min, long max) {
+  char* end = nullptr;
+  errno = 0;
+  long value = std::strtol(text.c_str(), &end, 10);
+  if (text.empty() || *end != '\0' || errno != 0 || value < min || value > max)
+    fail(exit_bad_input, flag + " expects an integer in [" + std::to_string(min) + ", " + std::to_string(max) +
+                             "], got '" + text + "'");
+  return value;
+}
+
+options parse(int argc, char** argv) {
+  options o;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    std::string value;
+    auto eq = arg.find('=');
+    if (arg.rfind("--", 0) == 0 && eq != std::string::npos) {
+      value = arg.substr(eq + 1);
+      arg = arg.substr(0, eq);
+    }
+    auto next = [&]() -> std::string {
+      if (!value.empty()) return value;
+      if (i + 1 >= argc) fail(exit_bad_input, arg + " needs a value (see --help)");
+      return argv[++i];
+    };
+    if (arg == "--help" || arg == "-h") {
+      std::cout << usage;
+      std::exit(0);
+    } else if (arg == "--model") {
+      o.model = next();
+    } else if (arg == "--threads") {
+      o.threads = int(parse_number(arg, next(), 1, 256));
+    } else if (arg == "--repeat") {
+      o.repeat = int(parse_number(arg, next(), 1, 1000000));
+    } else if (arg == "--seed") {
+      o.seed = uint64_t(parse_number(arg, next(), 0, 0x7fffffffffffffffL));
+    } else if (arg == "--input") {
+      o.input_file = next();
+    } else if (arg == "--output") {
+      o.output_file = next();
+    } else if (arg == "--save") {
+      o.save_file = next();
+    } else if (arg == "--profile") {
+      o.profile = true;
+    } else if (arg == "--json") {
+      o.json = true;
+    } else {
+      fail(exit_bad_input, "unknown option '" + arg + "' (see --help)");
+    }
+  }
+  if (o.model == "all" && (!o.input_file.empty() || !o.output_file.empty() || !o.save_file.empty()))
+    fail(exit_bad_input, "--input, --output and --save need a single model, not 'all'");
+  return o;
+}
+
+bool is_builtin(const std::string& name) {
+  const auto& names = d3::builtin_model_names();
+  return std::find(names.begin(), names.end(), name) != names.end();
+}
+
+d3::graph load(const std::string& model, uint64_t seed) {
+  if (is_builtin(model)) {
+    auto g = d3::builtin_model(model, seed);
+    if (!g) fail(exit_runtime_error, g.message());
+    return std::move(g.value());
+  }
+  std::ifstream probe(model, std::ios::binary);
+  if (!probe) {
+    std::string names;
+    for (const auto& n : d3::builtin_model_names()) names += (names.empty() ? "" : ", ") + n;
+    fail(exit_bad_input, "unknown model '" + model + "': not a built-in model (" + names + ") and no such file");
+  }
+  auto g = d3::load_model(model);
+  if (!g) fail(exit_bad_input, g.message());
+  return std::move(g.value());
+}
+
+d3::tensor read_input(const std::string& path, const d3::tensor_shape& shape, const std::string& model) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  if (!in) fail(exit_bad_input, "cannot open input file '" + path + "': " + std::strerror(errno));
+  std::streamsize size = in.tellg();
+  if (size != std::streamsize(shape.bytes()))
+    fail(exit_bad_input, "input file '" + path + "' holds " + std::to_string(size) + " bytes; model '" + model +
+                             "' expects " + std::to_string(shape.bytes()) + " (" + shape.to_string() +
+                             " float32, NCHW)");
+  std::vector<float> nchw(shape.elements());
+  in.seekg(0);
+  in.read(reinterpret_cast<char*>(nchw.data()), size);
+  if (!in) fail(exit_bad_input, "cannot read input file '" + path + "'");
+  d3::tensor t(shape);
+  d3::nchw_to_nhwc(nchw.data(), shape, t.data());
+  return t;
+}
+
+void write_output(const std::string& path, const d3::tensor& t) {
+  std::vector<float> nchw(t.elements());
+  d3::nhwc_to_nchw(t.data(), t.shape(), nchw.data());
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(reinterpret_cast<const char*>(nchw.data()), std::streamsize(t.bytes()));
+  if (!out) fail(exit_runtime_error, "cannot write output file '" + path + "': " + std::strerror(errno));
+}
+
+double percentile(std::vector<double> values, double p) {
+  std::sort(values.begin(), values.end());
+  double rank = p * double(values.size() - 1);
+  size_t lo = size_t(rank);
+  size_t hi = std::min(lo + 1, values.size() - 1);
+  return values[lo] + (values[hi] - values[lo]) * (rank - double(lo));
+}
+
+void run_model(const options& o, const std::string& model, double peak_per_thread) {
+  d3::graph g = load(model, o.seed);
+  if (!o.save_file.empty()) {
+    d3::status s = d3::save_model(g, o.save_file);
+    if (!s) fail(exit_runtime_error, s.message());
+    std::cerr << "d3-run: wrote " << o.save_file << "\n";
+    return;
+  }
+  std::vector<int> inputs = g.input_layers();
+  if (inputs.size() != 1)
+    fail(exit_bad_input, "model '" + model + "' has " + std::to_string(inputs.size()) + " inputs; d3-run needs exactly 1");
+  const d3::tensor_shape shape = g.layers[inputs[0]].output_shape;
+  d3::tensor input = o.input_file.empty() ? d3::random_tensor(shape, 1) : read_input(o.input_file, shape, model);
+
+  d3::executor_options eo;
+  eo.threads = o.threads;
+  auto created = d3::executor::create(g, {}, eo);
+  if (!created) fail(exit_runtime_error, created.message());
+  d3::executor& exec = **created;
+  std::vector<bool> is_convolution(g.layers.size(), false);
+  for (size_t i = 0; i < g.layers.size(); ++i) is_convolution[i] = g.layers[i].kind == d3::layer_kind::convolution;
+  double conv_flops = 0;
+  for (size_t i = 0; i < g.layers.size(); ++i)
+    if (is_convolution[i]) conv_flops += d3::cost_of(g, int(i)).flops;
+
+  auto warm = exec.run({&input});  // first run touches every buffer once
+  if (!warm) fail(exit_runtime_error, warm.message());
+  std::vector<double> times, conv_times;
+  std::vector<std::vector<double>> layer_times(g.layers.size());
+  std::vector<d3::tensor> last;
+  for (int r = 0; r < o.repeat; ++r) {
+    std::vector<d3::layer_timing> timings;
+    auto start = std::chrono::steady_clock::now();
+    auto out = exec.run({&input}, o.json || o.profile ? &timings : nullptr);
+    double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    if (!out) fail(exit_runtime_error, out.message());
+    times.push_back(ms);
+    double conv_ms = 0;
+    for (const auto& t : timings) {
+      if (is_convolution[t.layer]) conv_ms += t.milliseconds;
+      layer_times[t.layer].push_back(t.milliseconds);
+    }
+    conv_times.push_back(conv_ms);
+    if (r + 1 == o.repeat) last = std::move(out.value());
+  }
+  if (!o.output_file.empty()) write_output(o.output_file, last.at(0));
+
+  if (o.profile) {
+    std::printf("%-32s %-20s %-18s %10s %9s %9s\n", "layer", "kind", "output (NCHW)", "MFLOP", "ms", "GFLOP/s");
+    for (size_t i = 0; i < g.layers.size(); ++i) {
+      if (layer_times[i].empty()) continue;
+      double ms = percentile(layer_times[i], 0.5);
+      double mflop = d3::cost_of(g, int(i)).flops / 1e6;
+      std::printf("%-32s %-20s %-18s %10.2f %9.3f %9.1f\n", g.layers[i].name.c_str(), d3::to_string(g.layers[i].kind),
+                  g.layers[i].output_shape.to_string().c_str(), mflop, ms, ms > 0 ? mflop / ms : 0.0);
+    }
+  }
+  const double median = percentile(times, 0.5), p90 = percentile(times, 0.9);
+  const double gflop = exec.flops() / 1e9;
+  const double gflops = gflop / (median / 1e3);
+  const double peak = peak_per_thread * o.threads;
+  if (o.json) {
+    const double conv_ms = percentile(conv_times, 0.5);
+    const double conv_gflops = conv_flops / 1e9 / (conv_ms / 1e3);
+    std::printf(
+        "{\"model\": \"%s\", \"threads\": %d, \"repeat\": %d, \"median_ms\": %.3f, \"p90_ms\": %.3f, "
+        "\"gflop\": %.4f, \"gflop_per_s\": %.2f, \"peak_gflop_per_s\": %.2f, \"peak_fraction\": %.4f, "
+        "\"conv_gflop_per_s\": %.2f, \"conv_peak_fraction\": %.4f}\n",
+        model.c_str(), o.threads, o.repeat, median, p90, gflop, gflops, peak, peak > 0 ? gflops / peak : 0.0,
+        conv_gflops, peak > 0 ? conv_gflops / peak : 0.0);
+  } else {
+    std::printf("%-14s threads %d  median %8.2f ms  p90 %8.2f ms  %.3f GFLOP  %.1f GFLOP/s\n", model.c_str(),
+                o.threads, median, p90, gflop, gflops);
+    const d3::tensor& out = last.at(0);
+    int best = int(std::max_element(out.data(), out.data() + out.elements()) - out.data());
+    std::printf("%-14s output %s, argmax %d (%.5f)\n", "", out.shape().to_string().c_str(), best, out.data()[best]);
+  }
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  options o = parse(argc, argv);
+  double peak = o.json ? d3::measure_fma_peak_gflops() : 0;
+  if (o.model == "all") {
+    for (const auto& name : d3::builtin_model_names()) run_model(o, name, peak);
+  } else {
+    run_model(o, o.model, peak);
+  }
+  return 0;
+}

@@ -1,0 +1,40 @@
+// The five built-in models with torchvision's topology (as ONNX exports it: separate batch norm
+// and ReLU nodes) and a 1x3x224x224 input. Weights come from a seeded counter-based generator with
+// He scaling, so activations keep unit scale through depth and the same seed gives the same bytes
+// on every machine (no std:: distributions, whose output differs between standard libraries).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "kernels/graph.hpp"
+#include "kernels/status.hpp"
+#include "kernels/tensor.hpp"
+
+namespace d3 {
+
+constexpr uint64_t default_model_seed = 2021;
+constexpr const char* default_model_name = "resnet18";
+
+const std::vector<std::string>& builtin_model_names();  // alexnet vgg16 resnet18 googlenet mobilenet_v2
+
+// The model as exported (batch norms and ReLUs as their own layers), shapes inferred.
+result<graph> builtin_model_unprepared(const std::string& name, uint64_t seed = default_model_seed);
+// The model ready to execute: prepare_for_inference() applied.
+result<graph> builtin_model(const std::string& name, uint64_t seed = default_model_seed);
+
+// Deterministic pseudo-random floats (splitmix64 stream), identical on every platform.
+class seeded_generator {
+ public:
+  explicit seeded_generator(uint64_t seed) : state_(seed) {}
+  uint64_t next_u64();
+  float uniform(float low, float high);  // [low, high)
+ private:
+  uint64_t state_;
+};
+
+// A tensor of uniform values in [-1, 1) (unit-scale input).
+tensor random_tensor(const tensor_shape& shape, uint64_t seed);
+
+}  // namespace d3

@@ -1,0 +1,387 @@
+#include "kernels/operators.hpp"
+
+#include <xnnpack.h>
+#include <pthreadpool.h>
+#include <xmmintrin.h>
+#include <pmmintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <mutex>
+
+namespace d3 {
+
+namespace {
+
+const char* xnn_status_name(xnn_status s) {
+  switch (s) {
+    case xnn_status_success: return "success";
+    case xnn_status_uninitialized: return "XNNPACK not initialized";
+    case xnn_status_invalid_parameter: return "invalid parameter";
+    case xnn_status_invalid_state: return "invalid state";
+    case xnn_status_unsupported_parameter: return "unsupported parameter";
+    case xnn_status_unsupported_hardware: return "unsupported hardware";
+    case xnn_status_out_of_memory: return "out of memory";
+  }
+  return "unknown XNNPACK status";
+}
+
+status op_error(const layer& l, const char* step, xnn_status s) {
+  return status::error(std::string(to_string(l.kind)) + " layer '" + l.name + "': XNNPACK " + step + " failed (" +
+                       xnn_status_name(s) + ")");
+}
+
+struct xnn_deleter {
+  void operator()(xnn_operator_t op) const { xnn_delete_operator(op); }
+};
+using xnn_handle = std::unique_ptr<xnn_operator, xnn_deleter>;
+
+// One XNNPACK operator; `bind` calls the operator-specific setup with the bound buffers.
+class xnn_layer_operator : public layer_operator {
+ public:
+  using binder = xnn_status (*)(xnn_layer_operator&, const std::vector<const float*>&, float*, pthreadpool_t);
+  xnn_layer_operator(const layer& l, xnn_operator_t op, binder bind, std::vector<tensor_shape> in, tensor_shape out)
+      : name_(l.name), kind_(l.kind), op_(op), bind_(bind), in_(std::move(in)), out_(out) {}
+
+  status setup(const std::vector<const float*>& inputs, float* output, pthreadpool_t pool) override {
+    xnn_status s = bind_(*this, inputs, output, pool);
+    if (s != xnn_status_success) return error("setup", s);
+    return status::ok();
+  }
+  status run(pthreadpool_t pool) override {
+    xnn_status s = xnn_run_operator(op_.get(), pool);
+    if (s != xnn_status_success) return error("run", s);
+    return status::ok();
+  }
+
+  xnn_operator_t op() const { return op_.get(); }
+  const tensor_shape& in(size_t i) const { return in_[i]; }
+  const tensor_shape& out() const { return out_; }
+
+ private:
+  status error(const char* step, xnn_status s) const {
+    return status::error(std::string(to_string(kind_)) + " layer '" + name_ + "': XNNPACK " + step + " failed (" +
+                         xnn_status_name(s) + ")");
+  }
+  std::string name_;
+  layer_kind kind_;
+  xnn_handle op_;
+  binder bind_;
+  std::vector<tensor_shape> in_;
+  tensor_shape out_;
+};
+
+using created = result<std::unique_ptr<layer_operator>>;
+
+created wrap(const layer& l, xnn_status s, xnn_operator_t op, xnn_layer_operator::binder bind,
+             const std::vector<tensor_shape>& in) {
+  if (s != xnn_status_success) return op_error(l, "create", s);
+  return std::unique_ptr<layer_operator>(new xnn_layer_operator(l, op, bind, in, l.output_shape));
+}
+
+created create_convolution(const layer& l, const std::vector<tensor_shape>& in, size_t out_stride) {
+  const window_params& w = l.window;
+  const size_t group_in = size_t(in[0].c / l.groups);
+  const size_t group_out = size_t(l.output_channels / l.groups);
+  xnn_operator_t op = nullptr;
+  xnn_status s = xnn_create_convolution2d_nhwc_f32(
+      w.pad.top, w.pad.right, w.pad.bottom, w.pad.left, w.kernel_h, w.kernel_w, w.stride_h, w.stride_w,
+      w.dilation_h, w.dilation_w, l.groups, group_in, group_out, /*input_channel_stride=*/in[0].c,
+      /*output_channel_stride=*/out_stride ? out_stride : size_t(l.output_channels), l.weights.data(),
+      l.bias.empty() ? nullptr : l.bias.data(), l.act.min, l.act.max, 0, &op);
+  return wrap(l, s, op,
+              [](xnn_layer_operator& self, const std::vector<const float*>& x, float* y, pthreadpool_t pool) {
+                return xnn_setup_convolution2d_nhwc_f32(self.op(), self.in(0).n, self.in(0).h, self.in(0).w, x[0], y,
+                                                        pool);
+              },
+              in);
+}
+
+created create_fully_connected(const layer& l, const std::vector<tensor_shape>& in) {
+  xnn_operator_t op = nullptr;
+  xnn_status s = xnn_create_fully_connected_nc_f32(in[0].c, l.output_channels, in[0].c, l.output_channels,
+                                                   l.weights.data(), l.bias.empty() ? nullptr : l.bias.data(),
+                                                   l.act.min, l.act.max, 0, &op);
+  return wrap(l, s, op,
+              [](xnn_layer_operator& self, const std::vector<const float*>& x, float* y, pthreadpool_t pool) {
+                return xnn_setup_fully_connected_nc_f32(self.op(), self.in(0).n, x[0], y, pool);
+              },
+              in);
+}
+
+// Pooling padding as XNNPACK needs it: PyTorch's ceil_mode becomes extra bottom/right padding.
+padding pooling_padding(const layer& l, const tensor_shape& in) {
+  const window_params& w = l.window;
+  padding p = w.pad;
+  p.bottom += ceil_mode_extra_padding(in.h, l.output_shape.h, w.kernel_h, w.stride_h, w.dilation_h, w.pad.top,
+                                      w.pad.bottom);
+  p.right += ceil_mode_extra_padding(in.w, l.output_shape.w, w.kernel_w, w.stride_w, w.dilation_w, w.pad.left,
+                                     w.pad.right);
+  return p;
+}
+
+created create_max_pool(const layer& l, const std::vector<tensor_shape>& in, size_t out_stride) {
+  const window_params& w = l.window;
+  // XNNPACK pads max pooling by clamping window coordinates into the image, so padding never wins
+  // (PyTorch's -inf padding).
+  padding p = pooling_padding(l, in[0]);
+  xnn_operator_t op = nullptr;
+  xnn_status s = xnn_create_max_pooling2d_nhwc_f32(p.top, p.right, p.bottom, p.left, w.kernel_h, w.kernel_w,
+                                                   w.stride_h, w.stride_w, w.dilation_h, w.dilation_w, in[0].c,
+                                                   in[0].c, out_stride ? out_stride : size_t(in[0].c), l.act.min,
+                                                   l.act.max, 0, &op);
+  return wrap(l, s, op,
+              [](xnn_layer_operator& self, const std::vector<const float*>& x, float* y, pthreadpool_t pool) {
+                return xnn_setup_max_pooling2d_nhwc_f32(self.op(), self.in(0).n, self.in(0).h, self.in(0).w, x[0], y,
+                                                        pool);
+              },
+              in);
+}
+
+// Average pooling that XNNPACK cannot express: a divisor counting padding (count_include_pad with
+// padding) or a 1x1 window. PyTorch's rule: the divisor counts the padded window clipped to the
+// padded map, then the sum runs over the part inside the image.
+class native_average_pool : public layer_operator {
+ public:
+  native_average_pool(const layer& l, tensor_shape in, size_t out_stride)
+      : w_(l.window), act_(l.act), in_(in), out_(l.output_shape), out_stride_(out_stride ? out_stride : in.c),
+        sums_(size_t(in.c)) {}
+  status setup(const std::vector<const float*>& inputs, float* output, pthreadpool_t) override {
+    x_ = inputs[0];
+    y_ = output;
+    return status::ok();
+  }
+  status run(pthreadpool_t) override {
+    const int C = in_.c;
+    for (int n = 0; n < out_.n; ++n)
+      for (int oh = 0; oh < out_.h; ++oh)
+        for (int ow = 0; ow < out_.w; ++ow) {
+          int h0 = oh * w_.stride_h - w_.pad.top, w0 = ow * w_.stride_w - w_.pad.left;
+          int h1 = std::min(h0 + w_.kernel_h, in_.h + w_.pad.bottom);
+          int w1 = std::min(w0 + w_.kernel_w, in_.w + w_.pad.right);
+          int pool_size = (h1 - h0) * (w1 - w0);
+          h0 = std::max(h0, 0), w0 = std::max(w0, 0);
+          h1 = std::min(h1, in_.h), w1 = std::min(w1, in_.w);
+          int divisor = w_.count_include_pad ? pool_size : (h1 - h0) * (w1 - w0);
+          std::fill(sums_.begin(), sums_.end(), 0.0f);
+          for (int h = h0; h < h1; ++h)
+            for (int x = w0; x < w1; ++x) {
+              const float* p = x_ + ((size_t(n) * in_.h + h) * in_.w + x) * C;
+              for (int c = 0; c < C; ++c) sums_[c] += p[c];
+            }
+          float* q = y_ + ((size_t(n) * out_.h + oh) * out_.w + ow) * out_stride_;
+          const float scale = 1.0f / float(divisor);
+          for (int c = 0; c < C; ++c) q[c] = std::min(std::max(sums_[c] * scale, act_.min), act_.max);
+        }
+    return status::ok();
+  }
+
+ private:
+  window_params w_;
+  activation act_;
+  tensor_shape in_, out_;
+  size_t out_stride_;
+  std::vector<float> sums_;
+  const float* x_ = nullptr;
+  float* y_ = nullptr;
+};
+
+created create_average_pool(const layer& l, const std::vector<tensor_shape>& in, size_t out_stride) {
+  const window_params& w = l.window;
+  padding p = pooling_padding(l, in[0]);
+  // XNNPACK divides by the number of in-image elements whenever there is padding, which is
+  // PyTorch's count_include_pad=False; without any padding both rules divide by the window size.
+  bool xnnpack_matches = (!w.count_include_pad || !p.any()) && w.dilation_h == 1 && w.dilation_w == 1 &&
+                         w.kernel_h * w.kernel_w > 1;
+  if (!xnnpack_matches) {
+    if (w.dilation_h != 1 || w.dilation_w != 1)
+      return status::error("average_pool layer '" + l.name + "': dilation " + std::to_string(w.dilation_h) + "x" +
+                           std::to_string(w.dilation_w) + " is not supported");
+    return std::unique_ptr<layer_operator>(new native_average_pool(l, in[0], out_stride));
+  }
+  xnn_operator_t op = nullptr;
+  xnn_status s = xnn_create_average_pooling2d_nhwc_f32(p.top, p.right, p.bottom, p.left, w.kernel_h, w.kernel_w,
+                                                       w.stride_h, w.stride_w, in[0].c, in[0].c,
+                                                       out_stride ? out_stride : size_t(in[0].c), l.act.min,
+                                                       l.act.max, 0, &op);
+  return wrap(l, s, op,
+              [](xnn_layer_operator& self, const std::vector<const float*>& x, float* y, pthreadpool_t pool) {
+                return xnn_setup_average_pooling2d_nhwc_f32(self.op(), self.in(0).n, self.in(0).h, self.in(0).w,
+                                                            x[0], y, pool);
+              },
+              in);
+}
+
+created create_global_average_pool(const layer& l, const std::vector<tensor_shape>& in) {
+  xnn_operator_t op = nullptr;
+  xnn_status s = xnn_create_global_average_pooling_nwc_f32(in[0].c, in[0].c, in[0].c, l.act.min, l.act.max, 0, &op);
+  return wrap(l, s, op,
+              [](xnn_layer_operator& self, const std::vector<const float*>& x, float* y, pthreadpool_t pool) {
+                return xnn_setup_global_average_pooling_nwc_f32(self.op(), self.in(0).n,
+                                                                size_t(self.in(0).h) * self.in(0).w, x[0], y, pool);
+              },
+              in);
+}
+
+created create_add(const layer& l, const std::vector<tensor_shape>& in) {
+  xnn_operator_t op = nullptr;
+  xnn_status s = xnn_create_add_nd_f32(l.act.min, l.act.max, 0, &op);
+  return wrap(l, s, op,
+              [](xnn_layer_operator& self, const std::vector<const float*>& x, float* y, pthreadpool_t pool) {
+                const tensor_shape& a = self.in(0);
+                const tensor_shape& b = self.in(1);
+                size_t shape_a[4] = {size_t(a.n), size_t(a.h), size_t(a.w), size_t(a.c)};
+                size_t shape_b[4] = {size_t(b.n), size_t(b.h), size_t(b.w), size_t(b.c)};
+                return xnn_setup_add_nd_f32(self.op(), 4, shape_a, 4, shape_b, x[0], x[1], y, pool);
+              },
+              in);
+}
+
+created create_softmax(const layer& l, const std::vector<tensor_shape>& in) {
+  xnn_operator_t op = nullptr;
+  xnn_status s = xnn_create_softmax_nc_f32(in[0].c, in[0].c, in[0].c, 0, &op);
+  return wrap(l, s, op,
+              [](xnn_layer_operator& self, const std::vector<const float*>& x, float* y, pthreadpool_t pool) {
+                return xnn_setup_softmax_nc_f32(self.op(), self.in(0).n, x[0], y, pool);
+              },
+              in);
+}
+
+created create_clamp(const layer& l, const std::vector<tensor_shape>& in, size_t out_stride) {
+  xnn_operator_t op = nullptr;
+  xnn_status s = xnn_create_clamp_nc_f32(in[0].c, in[0].c, out_stride ? out_stride : size_t(in[0].c), l.act.min,
+                                         l.act.max, 0, &op);
+  return wrap(l, s, op,
+              [](xnn_layer_operator& self, const std::vector<const float*>& x, float* y, pthreadpool_t pool) {
+                const tensor_shape& a = self.in(0);
+                return xnn_setup_clamp_nc_f32(self.op(), size_t(a.n) * a.h * a.w, x[0], y, pool);
+              },
+              in);
+}
+
+// Concatenation along channels: one strided XNNPACK copy per input, each into its channel slice.
+class concat_operator : public layer_operator {
+ public:
+  static created create(const layer& l, const std::vector<tensor_shape>& in, const std::vector<bool>& in_place) {
+    std::unique_ptr<concat_operator> self(new concat_operator);
+    self->out_ = l.output_shape;
+    size_t offset = 0;
+    for (size_t i = 0; i < in.size(); ++i) {
+      bool skip = i < in_place.size() && in_place[i];
+      if (!skip) {
+        xnn_operator_t op = nullptr;
+        xnn_status s = xnn_create_copy_nc_x32(in[i].c, in[i].c, l.output_shape.c, 0, &op);
+        if (s != xnn_status_success) return op_error(l, "create", s);
+        self->copies_.push_back({xnn_handle(op), i, offset});
+      }
+      offset += size_t(in[i].c);
+    }
+    self->name_ = l.name;
+    return std::unique_ptr<layer_operator>(std::move(self));
+  }
+  status setup(const std::vector<const float*>& inputs, float* output, pthreadpool_t pool) override {
+    const size_t pixels = size_t(out_.n) * out_.h * out_.w;
+    for (copy& c : copies_) {
+      xnn_status s = xnn_setup_copy_nc_x32(c.op.get(), pixels, inputs[c.input], output + c.channel_offset, pool);
+      if (s != xnn_status_success) return status::error("concat layer '" + name_ + "': XNNPACK setup failed (" +
+                                                        xnn_status_name(s) + ")");
+    }
+    return status::ok();
+  }
+  status run(pthreadpool_t pool) override {
+    for (copy& c : copies_) {
+      xnn_status s = xnn_run_operator(c.op.get(), pool);
+      if (s != xnn_status_success) return status::error("concat layer '" + name_ + "': XNNPACK run failed (" +
+                                                        xnn_status_name(s) + ")");
+    }
+    return status::ok();
+  }
+
+ private:
+  struct copy {
+    xnn_handle op;
+    size_t input;
+    size_t channel_offset;
+  };
+  std::vector<copy> copies_;
+  tensor_shape out_;
+  std::string name_;
+};
+
+// torch.flatten(x, 1) on NHWC storage: a transposition to NCHW order (a plain copy when H = W = 1).
+class flatten_operator : public layer_operator {
+ public:
+  explicit flatten_operator(tensor_shape in) : in_(in) {}
+  status setup(const std::vector<const float*>& inputs, float* output, pthreadpool_t) override {
+    x_ = inputs[0];
+    y_ = output;
+    return status::ok();
+  }
+  status run(pthreadpool_t) override {
+    if (in_.h == 1 && in_.w == 1)
+      std::memcpy(y_, x_, in_.bytes());
+    else
+      nhwc_to_nchw(x_, in_, y_);
+    return status::ok();
+  }
+
+ private:
+  tensor_shape in_;
+  const float* x_ = nullptr;
+  float* y_ = nullptr;
+};
+
+}  // namespace
+
+status initialize_compute() {
+  static std::once_flag once;
+  static xnn_status init = xnn_status_success;
+  std::call_once(once, [] { init = xnn_initialize(nullptr); });
+  // Per thread: denormals are flushed to zero (both on results and on inputs).
+  _MM_SET_FLUSH_ZERO_MODE(_MM_FLUSH_ZERO_ON);
+  _MM_SET_DENORMALS_ZERO_MODE(_MM_DENORMALS_ZERO_ON);
+  if (init != xnn_status_success)
+    return status::error(std::string("XNNPACK initialization failed (") + xnn_status_name(init) + ")");
+  return status::ok();
+}
+
+result<std::unique_ptr<layer_operator>> create_layer_operator(const layer& l, const std::vector<tensor_shape>& in,
+                                                              const operator_options& options) {
+  D3_RETURN_IF_ERROR(initialize_compute());
+  const std::string where = std::string(to_string(l.kind)) + " layer '" + l.name + "'";
+  if (l.output_shape.elements() == 0) return status::error(where + ": output shape unknown (run infer_shapes first)");
+  if (in.size() != l.inputs.size() && l.kind != layer_kind::input)
+    return status::error(where + ": got " + std::to_string(in.size()) + " input shapes for " +
+                         std::to_string(l.inputs.size()) + " inputs");
+  const size_t stride = options.output_pixel_stride;
+  if (stride != 0 && stride < size_t(l.output_shape.c))
+    return status::error(where + ": output pixel stride " + std::to_string(stride) + " is below its " +
+                         std::to_string(l.output_shape.c) + " channels");
+  auto no_stride = [&]() -> status {
+    if (stride != 0 && stride != size_t(l.output_shape.c))
+      return status::error(where + ": a strided output is not supported");
+    return status::ok();
+  };
+  switch (l.kind) {
+    case layer_kind::convolution: return create_convolution(l, in, stride);
+    case layer_kind::max_pool: return create_max_pool(l, in, stride);
+    case layer_kind::average_pool: return create_average_pool(l, in, stride);
+    case layer_kind::clamp: return create_clamp(l, in, stride);
+    default: break;
+  }
+  D3_RETURN_IF_ERROR(no_stride());
+  switch (l.kind) {
+    case layer_kind::fully_connected: return create_fully_connected(l, in);
+    case layer_kind::global_average_pool: return create_global_average_pool(l, in);
+    case layer_kind::add: return create_add(l, in);
+    case layer_kind::softmax: return create_softmax(l, in);
+    case layer_kind::concat: return concat_operator::create(l, in, options.concat_input_in_place);
+    case layer_kind::flatten: return std::unique_ptr<layer_operator>(new flatten_operator(in[0]));
+    case layer_kind::batch_norm: return status::error(where + ": batch norm must be folded first (prepare_for_inference)");
+    case layer_kind::input: return status::error(where + ": input layers have no operator");
+    default: break;
+  }
+  return status::error(where + ": unsupported layer kind");
+}
+
+}  // namespace d3

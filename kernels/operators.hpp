@@ -1,0 +1,46 @@
+// Layer operators on XNNPACK, with XNNPACK's lifecycle: create (validates parameters and packs
+// weights, once per layer), setup (binds input/output buffers, once per buffer set), run (per
+// request, allocates nothing). Knows nothing of graphs beyond one layer and its input shapes.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "kernels/graph.hpp"
+#include "kernels/status.hpp"
+#include "kernels/tensor.hpp"
+
+typedef struct pthreadpool* pthreadpool_t;
+
+namespace d3 {
+
+// Initialises XNNPACK once per process and sets flush-to-zero/denormals-are-zero on the calling
+// thread (denormal floats slow the kernels down by orders of magnitude).
+status initialize_compute();
+
+class layer_operator {
+ public:
+  virtual ~layer_operator() = default;
+  // Binds buffers. Preconditions: inputs[i] holds input_shapes[i] of create(), output holds
+  // the layer's output_shape; buffers outlive every run() until the next setup().
+  virtual status setup(const std::vector<const float*>& inputs, float* output, pthreadpool_t pool) = 0;
+  virtual status run(pthreadpool_t pool) = 0;
+};
+
+// How an operator writes its output (the executor uses this to build concatenations in place).
+struct operator_options {
+  // Floats between consecutive output pixels; 0 means dense (the layer's output channels).
+  // Supported by convolution, max/average pooling and clamp; the executor points such an operator
+  // at its channel slice of a concat's buffer, so the concat copies nothing.
+  size_t output_pixel_stride = 0;
+  // Concat only: inputs already written in place by their producers, which the operator skips.
+  std::vector<bool> concat_input_in_place;
+};
+
+// Creates the operator for `l` (l.output_shape must be set) reading tensors of `input_shapes`.
+// Errors name the layer, the operation and the bad value.
+result<std::unique_ptr<layer_operator>> create_layer_operator(const layer& l,
+                                                              const std::vector<tensor_shape>& input_shapes,
+                                                              const operator_options& options = {});
+
+}  // namespace d3

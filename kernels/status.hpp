@@ -1,0 +1,59 @@
+// Errors as values across module borders: a `status` is OK or carries one message that names
+// what is wrong; `result<T>` holds either a T or such a message. No exceptions cross modules.
+#pragma once
+
+#include <cassert>
+#include <string>
+#include <utility>
+#include <variant>
+
+namespace d3 {
+
+class status {
+ public:
+  status() = default;
+  static status ok() { return status(); }
+  static status error(std::string message) {
+    status s;
+    s.failed_ = true;
+    s.message_ = std::move(message);
+    return s;
+  }
+  bool is_ok() const { return !failed_; }
+  explicit operator bool() const { return !failed_; }
+  const std::string& message() const { return message_; }
+
+ private:
+  bool failed_ = false;
+  std::string message_;
+};
+
+template <class T>
+class result {
+ public:
+  result(T value) : state_(std::move(value)) {}
+  result(status error) : state_(std::move(error)) { assert(!std::get<status>(state_).is_ok()); }
+
+  bool is_ok() const { return state_.index() == 0; }
+  explicit operator bool() const { return is_ok(); }
+  T& value() & { return std::get<T>(state_); }
+  T&& value() && { return std::get<T>(std::move(state_)); }
+  const T& value() const& { return std::get<T>(state_); }
+  T* operator->() { return &std::get<T>(state_); }
+  const T* operator->() const { return &std::get<T>(state_); }
+  T& operator*() & { return value(); }
+  const status& error() const { return std::get<status>(state_); }
+  const std::string& message() const { return std::get<status>(state_).message(); }
+
+ private:
+  std::variant<T, status> state_;
+};
+
+}  // namespace d3
+
+// Returns the error of a status-returning expression from the enclosing function.
+#define D3_RETURN_IF_ERROR(expr)            \
+  do {                                      \
+    ::d3::status d3_status_ = (expr);       \
+    if (!d3_status_.is_ok()) return d3_status_; \
+  } while (0)

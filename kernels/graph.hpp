@@ -37,6 +37,7 @@ enum class layer_kind : uint8_t {
 };
 const char* to_string(layer_kind kind);
 result<layer_kind> layer_kind_from_string(std::string_view name);
+inline std::ostream& operator<<(std::ostream& out, layer_kind kind) { return out << to_string(kind); }
 
 struct padding {
   int top = 0, left = 0, bottom = 0, right = 0;

@@ -42,8 +42,12 @@ class result {
   T* operator->() { return &std::get<T>(state_); }
   const T* operator->() const { return &std::get<T>(state_); }
   T& operator*() & { return value(); }
-  const status& error() const { return std::get<status>(state_); }
-  const std::string& message() const { return std::get<status>(state_).message(); }
+  // The error; an OK status (empty message) when the result holds a value.
+  const status& error() const {
+    static const status none;
+    return is_ok() ? none : std::get<status>(state_);
+  }
+  const std::string& message() const { return error().message(); }
 
  private:
   std::variant<T, status> state_;

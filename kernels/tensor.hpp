@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <ostream>
 #include <string>
 
 namespace d3 {
@@ -19,6 +20,8 @@ struct tensor_shape {
   // "1x64x56x56" in PyTorch's NCHW order, as users read shapes.
   std::string to_string() const;
 };
+
+inline std::ostream& operator<<(std::ostream& out, const tensor_shape& s) { return out << s.to_string(); }
 
 // Owns a 64-byte aligned buffer with slack after the last element: XNNPACK kernels may read
 // (never write) up to XNN_EXTRA_BYTES past the end of an input.

@@ -1,0 +1,382 @@
+// Naive reference implementations: one plain loop nest per layer kind, double accumulation,
+// PyTorch semantics on NHWC tensors. Written to be obviously right, not fast.
+#include "kernels/reference.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <limits>
+#include <string>
+
+namespace d3 {
+
+namespace {
+
+[[noreturn]] void fail(const std::string& message) {
+  std::fprintf(stderr, "d3 reference: %s\n", message.c_str());
+  std::fflush(stderr);
+  std::abort();
+}
+
+void check(bool condition, const layer& l, const std::string& what) {
+  if (!condition) fail("layer '" + l.name + "' (" + to_string(l.kind) + "): " + what);
+}
+
+// Index of element (n, h, w, c) in an NHWC tensor of shape s.
+size_t at(const tensor_shape& s, int n, int h, int w, int c) {
+  return ((size_t(n) * s.h + h) * s.w + w) * s.c + c;
+}
+
+// The layer's fused output clamp, applied to a double result and rounded to float.
+float activate(const layer& l, double value) {
+  float v = static_cast<float>(value);
+  if (v < l.act.min) v = l.act.min;
+  if (v > l.act.max) v = l.act.max;
+  return v;
+}
+
+tensor convolution(const layer& l, const tensor& x) {
+  const tensor_shape& is = x.shape();
+  const tensor_shape& os = l.output_shape;
+  const window_params& win = l.window;
+  const int groups = l.groups;
+  check(groups >= 1 && is.c % groups == 0 && os.c % groups == 0, l, "bad groups");
+  check(os.c == l.output_channels, l, "output_shape.c != output_channels");
+  check(os.n == is.n, l, "batch mismatch");
+  const int in_per_group = is.c / groups;
+  const int out_per_group = os.c / groups;
+  check(l.weights.size() == size_t(os.c) * win.kernel_h * win.kernel_w * in_per_group, l, "weights size");
+  check(l.bias.empty() || l.bias.size() == size_t(os.c), l, "bias size");
+  const float* w = l.weights.data();
+
+  tensor y(os);
+  for (int n = 0; n < os.n; ++n)
+    for (int oh = 0; oh < os.h; ++oh)
+      for (int ow = 0; ow < os.w; ++ow)
+        for (int o = 0; o < os.c; ++o) {
+          const int g = o / out_per_group;
+          double sum = l.bias.empty() ? 0.0 : double(l.bias.data()[o]);
+          for (int kh = 0; kh < win.kernel_h; ++kh) {
+            const int ih = oh * win.stride_h - win.pad.top + kh * win.dilation_h;
+            if (ih < 0 || ih >= is.h) continue;  // zero padding
+            for (int kw = 0; kw < win.kernel_w; ++kw) {
+              const int iw = ow * win.stride_w - win.pad.left + kw * win.dilation_w;
+              if (iw < 0 || iw >= is.w) continue;
+              for (int i = 0; i < in_per_group; ++i) {
+                const double xv = x.data()[at(is, n, ih, iw, g * in_per_group + i)];
+                const double wv = w[((size_t(o) * win.kernel_h + kh) * win.kernel_w + kw) * in_per_group + i];
+                sum += xv * wv;
+              }
+            }
+          }
+          y.data()[at(os, n, oh, ow, o)] = activate(l, sum);
+        }
+  return y;
+}
+
+tensor fully_connected(const layer& l, const tensor& x) {
+  const tensor_shape& is = x.shape();
+  const tensor_shape& os = l.output_shape;
+  check(is.h == 1 && is.w == 1, l, "input must be [N,1,1,K], got " + is.to_string());
+  check(os.n == is.n && os.h == 1 && os.w == 1 && os.c == l.output_channels, l, "bad output_shape");
+  const int k = is.c;
+  check(l.weights.size() == size_t(os.c) * k, l, "weights size");
+  check(l.bias.empty() || l.bias.size() == size_t(os.c), l, "bias size");
+
+  tensor y(os);
+  for (int n = 0; n < os.n; ++n)
+    for (int o = 0; o < os.c; ++o) {
+      double sum = l.bias.empty() ? 0.0 : double(l.bias.data()[o]);
+      for (int i = 0; i < k; ++i) sum += double(x.data()[size_t(n) * k + i]) * double(l.weights.data()[size_t(o) * k + i]);
+      y.data()[size_t(n) * os.c + o] = activate(l, sum);
+    }
+  return y;
+}
+
+tensor max_pool(const layer& l, const tensor& x) {
+  const tensor_shape& is = x.shape();
+  const tensor_shape& os = l.output_shape;
+  const window_params& win = l.window;
+  check(os.n == is.n && os.c == is.c, l, "bad output_shape");
+
+  tensor y(os);
+  for (int n = 0; n < os.n; ++n)
+    for (int oh = 0; oh < os.h; ++oh)
+      for (int ow = 0; ow < os.w; ++ow)
+        for (int c = 0; c < os.c; ++c) {
+          double best = -std::numeric_limits<double>::infinity();
+          for (int kh = 0; kh < win.kernel_h; ++kh) {
+            const int ih = oh * win.stride_h - win.pad.top + kh * win.dilation_h;
+            if (ih < 0 || ih >= is.h) continue;  // padding never wins; ceil_mode overflow is clipped
+            for (int kw = 0; kw < win.kernel_w; ++kw) {
+              const int iw = ow * win.stride_w - win.pad.left + kw * win.dilation_w;
+              if (iw < 0 || iw >= is.w) continue;
+              best = std::max(best, double(x.data()[at(is, n, ih, iw, c)]));
+            }
+          }
+          y.data()[at(os, n, oh, ow, c)] = activate(l, best);
+        }
+  return y;
+}
+
+// Along one axis, for the window starting at `start`: `pool` counts the taps before the end of the
+// trailing padding (PyTorch's hend = min(hstart + kernel, H + pad_after), taken before clipping to
+// the image, so padding counts but ceil_mode's overflow does not); `valid` counts taps in the image.
+// With dilation 1 this is exactly PyTorch's avg_pool2d; dilation generalises it tap by tap.
+void count_taps(int start, int kernel, int dilation, int size, int pad_after, int* pool, int* valid) {
+  *pool = 0;
+  *valid = 0;
+  for (int k = 0; k < kernel; ++k) {
+    const int pos = start + k * dilation;
+    if (pos < size + pad_after) ++*pool;
+    if (pos >= 0 && pos < size) ++*valid;
+  }
+}
+
+tensor average_pool(const layer& l, const tensor& x) {
+  const tensor_shape& is = x.shape();
+  const tensor_shape& os = l.output_shape;
+  const window_params& win = l.window;
+  check(os.n == is.n && os.c == is.c, l, "bad output_shape");
+
+  tensor y(os);
+  for (int n = 0; n < os.n; ++n)
+    for (int oh = 0; oh < os.h; ++oh)
+      for (int ow = 0; ow < os.w; ++ow) {
+        const int hstart = oh * win.stride_h - win.pad.top;
+        const int wstart = ow * win.stride_w - win.pad.left;
+        int pool_h, valid_h, pool_w, valid_w;
+        count_taps(hstart, win.kernel_h, win.dilation_h, is.h, win.pad.bottom, &pool_h, &valid_h);
+        count_taps(wstart, win.kernel_w, win.dilation_w, is.w, win.pad.right, &pool_w, &valid_w);
+        const double divisor = win.count_include_pad ? double(pool_h) * pool_w : double(valid_h) * valid_w;
+        for (int c = 0; c < os.c; ++c) {
+          double sum = 0.0;
+          for (int kh = 0; kh < win.kernel_h; ++kh) {
+            const int ih = hstart + kh * win.dilation_h;
+            if (ih < 0 || ih >= is.h) continue;
+            for (int kw = 0; kw < win.kernel_w; ++kw) {
+              const int iw = wstart + kw * win.dilation_w;
+              if (iw < 0 || iw >= is.w) continue;
+              sum += x.data()[at(is, n, ih, iw, c)];
+            }
+          }
+          // An all-padding window (impossible with PyTorch's limits) averages to zero.
+          y.data()[at(os, n, oh, ow, c)] = activate(l, divisor > 0 ? sum / divisor : 0.0);
+        }
+      }
+  return y;
+}
+
+tensor global_average_pool(const layer& l, const tensor& x) {
+  const tensor_shape& is = x.shape();
+  const tensor_shape& os = l.output_shape;
+  check(os.n == is.n && os.h == 1 && os.w == 1 && os.c == is.c, l, "bad output_shape");
+  tensor y(os);
+  for (int n = 0; n < is.n; ++n)
+    for (int c = 0; c < is.c; ++c) {
+      double sum = 0.0;
+      for (int h = 0; h < is.h; ++h)
+        for (int w = 0; w < is.w; ++w) sum += x.data()[at(is, n, h, w, c)];
+      y.data()[size_t(n) * is.c + c] = activate(l, sum / (double(is.h) * is.w));
+    }
+  return y;
+}
+
+tensor add(const layer& l, const std::vector<const tensor*>& inputs) {
+  const tensor_shape& os = l.output_shape;
+  for (const tensor* t : inputs) check(t->shape() == os, l, "input shape " + t->shape().to_string() + " != output");
+  tensor y(os);
+  for (size_t i = 0; i < y.elements(); ++i) {
+    double sum = 0.0;
+    for (const tensor* t : inputs) sum += t->data()[i];
+    y.data()[i] = activate(l, sum);
+  }
+  return y;
+}
+
+tensor concat(const layer& l, const std::vector<const tensor*>& inputs) {
+  const tensor_shape& os = l.output_shape;
+  int total = 0;
+  for (const tensor* t : inputs) {
+    const tensor_shape& s = t->shape();
+    check(s.n == os.n && s.h == os.h && s.w == os.w, l, "input shape " + s.to_string() + " does not match output");
+    total += s.c;
+  }
+  check(total == os.c, l, "channel sum != output channels");
+  tensor y(os);
+  for (int n = 0; n < os.n; ++n)
+    for (int h = 0; h < os.h; ++h)
+      for (int w = 0; w < os.w; ++w) {
+        int offset = 0;
+        for (const tensor* t : inputs) {
+          const tensor_shape& s = t->shape();
+          for (int c = 0; c < s.c; ++c) y.data()[at(os, n, h, w, offset + c)] = activate(l, t->data()[at(s, n, h, w, c)]);
+          offset += s.c;
+        }
+      }
+  return y;
+}
+
+tensor softmax(const layer& l, const tensor& x) {
+  const tensor_shape& s = x.shape();
+  check(l.output_shape == s, l, "bad output_shape");
+  tensor y(s);
+  const size_t positions = size_t(s.n) * s.h * s.w;
+  for (size_t p = 0; p < positions; ++p) {
+    const float* in = x.data() + p * s.c;
+    double max = -std::numeric_limits<double>::infinity();
+    for (int c = 0; c < s.c; ++c) max = std::max(max, double(in[c]));
+    double sum = 0.0;
+    for (int c = 0; c < s.c; ++c) sum += std::exp(double(in[c]) - max);
+    for (int c = 0; c < s.c; ++c) y.data()[p * s.c + c] = activate(l, std::exp(double(in[c]) - max) / sum);
+  }
+  return y;
+}
+
+tensor flatten(const layer& l, const tensor& x) {
+  const tensor_shape& is = x.shape();
+  const tensor_shape& os = l.output_shape;
+  const int features = is.c * is.h * is.w;
+  check(os.n == is.n && os.h == 1 && os.w == 1 && os.c == features, l, "bad output_shape");
+  tensor y(os);
+  for (int n = 0; n < is.n; ++n)
+    for (int h = 0; h < is.h; ++h)
+      for (int w = 0; w < is.w; ++w)
+        for (int c = 0; c < is.c; ++c)
+          y.data()[size_t(n) * features + (size_t(c) * is.h + h) * is.w + w] = activate(l, x.data()[at(is, n, h, w, c)]);
+  return y;
+}
+
+tensor batch_norm(const layer& l, const tensor& x) {
+  const tensor_shape& s = x.shape();
+  check(l.output_shape == s, l, "bad output_shape");
+  const size_t channels = size_t(s.c);
+  check(l.weights.size() == 4 * channels, l, "weights must be [gamma|beta|mean|var]");
+  const float* gamma = l.weights.data();
+  const float* beta = gamma + channels;
+  const float* mean = beta + channels;
+  const float* var = mean + channels;
+  tensor y(s);
+  for (size_t i = 0; i < y.elements(); ++i) {
+    const size_t c = i % channels;
+    const double normalized = (double(x.data()[i]) - mean[c]) / std::sqrt(double(var[c]) + double(l.epsilon));
+    y.data()[i] = activate(l, normalized * gamma[c] + beta[c]);
+  }
+  return y;
+}
+
+tensor clamp(const layer& l, const tensor& x) {
+  check(l.output_shape == x.shape(), l, "bad output_shape");
+  tensor y(x.shape());
+  for (size_t i = 0; i < y.elements(); ++i) y.data()[i] = activate(l, x.data()[i]);
+  return y;
+}
+
+}  // namespace
+
+tensor reference_layer(const layer& l, const std::vector<const tensor*>& inputs) {
+  for (const tensor* t : inputs) check(t != nullptr && !t->empty(), l, "missing input tensor");
+  auto one_input = [&]() -> const tensor& {
+    check(inputs.size() == 1, l, "expects exactly one input, got " + std::to_string(inputs.size()));
+    return *inputs[0];
+  };
+  switch (l.kind) {
+    case layer_kind::input: fail("layer '" + l.name + "': reference_layer cannot compute an input layer");
+    case layer_kind::convolution: return convolution(l, one_input());
+    case layer_kind::fully_connected: return fully_connected(l, one_input());
+    case layer_kind::max_pool: return max_pool(l, one_input());
+    case layer_kind::average_pool: return average_pool(l, one_input());
+    case layer_kind::global_average_pool: return global_average_pool(l, one_input());
+    case layer_kind::add:
+      check(inputs.size() >= 2, l, "add needs at least two inputs");
+      return add(l, inputs);
+    case layer_kind::concat:
+      check(!inputs.empty(), l, "concat needs inputs");
+      return concat(l, inputs);
+    case layer_kind::softmax: return softmax(l, one_input());
+    case layer_kind::flatten: return flatten(l, one_input());
+    case layer_kind::batch_norm: return batch_norm(l, one_input());
+    case layer_kind::clamp: return clamp(l, one_input());
+  }
+  fail("layer '" + l.name + "': unknown layer kind");
+}
+
+std::map<std::string, tensor> reference_run(const graph& g, const std::map<std::string, tensor>& inputs) {
+  result<std::vector<int>> order = topological_order(g);
+  if (!order.is_ok()) fail("reference_run: " + order.message());
+  std::vector<const tensor*> produced(g.layers.size(), nullptr);
+  std::map<std::string, tensor> tensors;
+  for (int index : order.value()) {
+    const layer& l = g.layers[size_t(index)];
+    tensor out;
+    if (l.kind == layer_kind::input) {
+      auto it = inputs.find(l.name);
+      if (it == inputs.end()) fail("reference_run: no tensor supplied for input layer '" + l.name + "'");
+      if (it->second.shape() != l.output_shape)
+        fail("reference_run: input '" + l.name + "' has shape " + it->second.shape().to_string() + ", expected " +
+             l.output_shape.to_string());
+      out = it->second;
+    } else {
+      std::vector<const tensor*> args;
+      for (int producer : l.inputs) {
+        if (producer < 0 || size_t(producer) >= produced.size() || produced[size_t(producer)] == nullptr)
+          fail("reference_run: layer '" + l.name + "' reads a tensor not computed yet");
+        args.push_back(produced[size_t(producer)]);
+      }
+      out = reference_layer(l, args);
+    }
+    // std::map nodes are stable, so the pointer stays valid as more tensors are inserted.
+    auto [it, inserted] = tensors.insert_or_assign(l.name, std::move(out));
+    produced[size_t(index)] = &it->second;
+  }
+  return tensors;
+}
+
+std::string compare_relative(const tensor& actual, const tensor& expected, double tolerance) {
+  const tensor_shape& s = expected.shape();
+  if (actual.shape() != s)
+    return "shape mismatch: actual " + actual.shape().to_string() + " expected " + s.to_string() + " (NCHW)";
+  const size_t count = s.elements();
+  if (count == 0) return "";
+  if (actual.data() == nullptr || expected.data() == nullptr) return "missing data";
+
+  double largest = 0.0;
+  for (size_t i = 0; i < count; ++i) {
+    const double e = expected.data()[i];
+    if (std::isfinite(e)) largest = std::max(largest, std::fabs(e));
+  }
+
+  size_t mismatches = 0, first = 0;
+  double first_diff = 0, first_tol = 0;
+  for (size_t i = 0; i < count; ++i) {
+    const double a = actual.data()[i];
+    const double e = expected.data()[i];
+    const double diff = std::fabs(a - e);
+    const double tol = tolerance * largest;
+    const bool ok = a == e || (std::isnan(a) && std::isnan(e)) || diff <= tol;  // NaN diff fails
+    if (!ok) {
+      if (mismatches == 0) {
+        first = i;
+        first_diff = diff;
+        first_tol = tol;
+      }
+      ++mismatches;
+    }
+  }
+  if (mismatches == 0) return "";
+
+  const size_t c = first % size_t(s.c);
+  const size_t w = first / size_t(s.c) % size_t(s.w);
+  const size_t h = first / (size_t(s.c) * s.w) % size_t(s.h);
+  const size_t n = first / (size_t(s.c) * s.w * s.h);
+  char buffer[320];
+  std::snprintf(buffer, sizeof buffer,
+                "index %zu (n=%zu,h=%zu,w=%zu,c=%zu): actual %.7g expected %.7g, |diff| %.2g > tol %.2g "
+                "(%zu of %zu elements differ, shape %s NCHW)",
+                first, n, h, w, c, double(actual.data()[first]), double(expected.data()[first]), first_diff, first_tol,
+                mismatches, count, s.to_string().c_str());
+  return buffer;
+}
+
+}  // namespace d3

@@ -1,0 +1,969 @@
+// Every XNNPACK-backed layer operator against the naive reference (kernels/reference.cpp), on fixed
+// cases that mirror the five built-in models and on seeded random shapes. Each case also runs on a
+// 2-thread pthreadpool and must reproduce the 1-thread result bit for bit.
+#define BOOST_TEST_MODULE operators
+#include <boost/test/unit_test.hpp>
+
+#include <pthreadpool.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <cstdint>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "kernels/graph.hpp"
+#include "kernels/operators.hpp"
+#include "kernels/reference.hpp"
+#include "kernels/status.hpp"
+#include "kernels/tensor.hpp"
+
+using namespace d3;
+
+namespace {
+
+constexpr double tolerance = 1e-5;
+
+// splitmix64: a tiny deterministic generator, identical everywhere.
+class rng {
+ public:
+  explicit rng(uint64_t seed) : state_(seed) {}
+  uint64_t next() {
+    uint64_t z = (state_ += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+  }
+  float uniform(float low, float high) { return low + float(double(next() >> 11) * 0x1.0p-53) * (high - low); }
+  int range(int low, int high) { return low + int(next() % uint64_t(high - low + 1)); }  // inclusive
+  bool coin() { return (next() & 1) != 0; }
+  template <class T>
+  const T& pick(const std::vector<T>& options) { return options[next() % options.size()]; }
+
+ private:
+  uint64_t state_;
+};
+
+tensor random_tensor_of(const tensor_shape& shape, rng& r, float scale = 1.0f) {
+  tensor t(shape);
+  for (size_t i = 0; i < t.elements(); ++i) t.data()[i] = scale * r.uniform(-1.0f, 1.0f);
+  return t;
+}
+
+// He-uniform weights: outputs keep the unit scale of the inputs.
+weight_blob he_weights(size_t count, size_t fan_in, rng& r) {
+  const float bound = float(std::sqrt(6.0 / double(std::max<size_t>(fan_in, 1))));
+  std::vector<float> v(count);
+  for (float& x : v) x = r.uniform(-bound, bound);
+  return weight_blob::from_vector(std::move(v));
+}
+
+weight_blob random_bias(size_t count, rng& r) {
+  std::vector<float> v(count);
+  for (float& x : v) x = r.uniform(-0.5f, 0.5f);
+  return weight_blob::from_vector(std::move(v));
+}
+
+status compute_initialized() {
+  static const status initialized = initialize_compute();
+  return initialized;
+}
+
+pthreadpool_t two_threads() {
+  static std::unique_ptr<pthreadpool, void (*)(pthreadpool_t)> pool(pthreadpool_create(2), pthreadpool_destroy);
+  return pool.get();
+}
+
+std::string act_string(const activation& a) {
+  if (a.is_identity()) return "none";
+  std::ostringstream s;
+  s << "[" << a.min << "," << a.max << "]";
+  return s.str();
+}
+
+// A human-readable description of the case, so a failure names what broke.
+std::string describe(const layer& l, const std::vector<const tensor*>& inputs) {
+  std::ostringstream s;
+  s << to_string(l.kind) << " '" << l.name << "' in";
+  for (const tensor* t : inputs) s << " " << t->shape().to_string();
+  s << " -> " << l.output_shape.to_string() << " (NCHW)";
+  const window_params& w = l.window;
+  switch (l.kind) {
+    case layer_kind::convolution:
+    case layer_kind::max_pool:
+    case layer_kind::average_pool:
+      s << " kernel " << w.kernel_h << "x" << w.kernel_w << " stride " << w.stride_h << "x" << w.stride_w
+        << " dilation " << w.dilation_h << "x" << w.dilation_w << " pad t" << w.pad.top << " l" << w.pad.left << " b"
+        << w.pad.bottom << " r" << w.pad.right;
+      if (l.kind == layer_kind::convolution) s << " groups " << l.groups << (l.bias.empty() ? " no bias" : " bias");
+      if (l.kind != layer_kind::convolution) s << " ceil_mode " << w.ceil_mode;
+      if (l.kind == layer_kind::average_pool) s << " count_include_pad " << w.count_include_pad;
+      break;
+    case layer_kind::fully_connected: s << (l.bias.empty() ? " no bias" : " bias"); break;
+    default: break;
+  }
+  s << " act " << act_string(l.act);
+  return s.str();
+}
+
+// Sets l.output_shape the way the system does: a tiny graph of input layers feeding `l`.
+layer with_shapes(layer l, const std::vector<tensor_shape>& input_shapes) {
+  graph g;
+  g.name = "operators_test";
+  l.inputs.clear();
+  for (size_t i = 0; i < input_shapes.size(); ++i) {
+    layer in;
+    in.name = "input" + std::to_string(i);
+    in.kind = layer_kind::input;
+    in.input_shape = input_shapes[i];
+    g.layers.push_back(std::move(in));
+    l.inputs.push_back(int(i));
+  }
+  g.layers.push_back(std::move(l));
+  g.outputs = {int(input_shapes.size())};
+  status s = infer_shapes(g);
+  BOOST_REQUIRE_MESSAGE(s.is_ok(), "infer_shapes: " << s.message());
+  return g.layers.back();
+}
+
+std::vector<tensor_shape> shapes_of(const std::vector<const tensor*>& inputs) {
+  std::vector<tensor_shape> shapes;
+  for (const tensor* t : inputs) shapes.push_back(t->shape());
+  return shapes;
+}
+
+// create -> setup -> run; false (with the failure logged) when any step fails.
+bool run_operator(const layer& l, const std::vector<const tensor*>& inputs, pthreadpool_t pool, tensor* out,
+                  const std::string& what) {
+  status init = compute_initialized();
+  BOOST_REQUIRE_MESSAGE(init.is_ok(), "initialize_compute: " << init.message());
+  auto op = create_layer_operator(l, shapes_of(inputs));
+  if (!op.is_ok()) {
+    BOOST_ERROR(what << ": create failed: " << op.message());
+    return false;
+  }
+  *out = tensor(l.output_shape);
+  std::vector<const float*> data;
+  for (const tensor* t : inputs) data.push_back(t->data());
+  status s = (*op)->setup(data, out->data(), pool);
+  if (!s.is_ok()) {
+    BOOST_ERROR(what << ": setup failed: " << s.message());
+    return false;
+  }
+  s = (*op)->run(pool);
+  if (!s.is_ok()) {
+    BOOST_ERROR(what << ": run failed: " << s.message());
+    return false;
+  }
+  return true;
+}
+
+enum class exactness { tolerance, bitwise };
+
+// The operator's output against the reference (within `tolerance`, or bit for bit), and the
+// 2-thread output against the 1-thread output bit for bit.
+void check_layer(const layer& l, const std::vector<const tensor*>& inputs, exactness exact = exactness::tolerance) {
+  const std::string what = describe(l, inputs);
+  const tensor expected = reference_layer(l, inputs);
+  tensor one;
+  if (!run_operator(l, inputs, nullptr, &one, what)) return;
+  const std::string diff = compare_relative(one, expected, tolerance);
+  BOOST_CHECK_MESSAGE(diff.empty(), what << ": " << diff);
+  if (exact == exactness::bitwise && diff.empty())
+    BOOST_CHECK_MESSAGE(bitwise_equal(one, expected),
+                        what << ": not bitwise equal to the reference: " << compare_relative(one, expected, 0.0));
+  tensor two;
+  if (!run_operator(l, inputs, two_threads(), &two, what + " [2 threads]")) return;
+  BOOST_CHECK_MESSAGE(bitwise_equal(one, two),
+                      what << ": 2-thread result differs from the 1-thread result: " << compare_relative(two, one, 0.0));
+}
+
+void check_layer(const layer& l, const std::vector<tensor>& inputs, exactness exact = exactness::tolerance) {
+  std::vector<const tensor*> pointers;
+  for (const tensor& t : inputs) pointers.push_back(&t);
+  check_layer(l, pointers, exact);
+}
+
+window_params make_window(int kh, int kw, int sh, int sw, padding pad = {}, int dh = 1, int dw = 1,
+                          bool ceil_mode = false, bool count_include_pad = true) {
+  window_params w;
+  w.kernel_h = kh;
+  w.kernel_w = kw;
+  w.stride_h = sh;
+  w.stride_w = sw;
+  w.dilation_h = dh;
+  w.dilation_w = dw;
+  w.pad = pad;
+  w.ceil_mode = ceil_mode;
+  w.count_include_pad = count_include_pad;
+  return w;
+}
+
+padding pad_all(int p) { return {p, p, p, p}; }
+
+// ---- convolution ----
+
+struct conv_spec {
+  tensor_shape input;
+  int output_channels;
+  int groups;
+  window_params window;
+  bool bias;
+  activation act;
+};
+
+layer conv_layer(const conv_spec& c, rng& r, const std::string& name = "conv") {
+  layer l;
+  l.name = name;
+  l.kind = layer_kind::convolution;
+  l.window = c.window;
+  l.groups = c.groups;
+  l.output_channels = c.output_channels;
+  l.act = c.act;
+  const size_t fan_in = size_t(c.window.kernel_h) * c.window.kernel_w * (c.input.c / c.groups);
+  l.weights = he_weights(size_t(c.output_channels) * fan_in, fan_in, r);
+  if (c.bias) l.bias = random_bias(size_t(c.output_channels), r);
+  return with_shapes(std::move(l), {c.input});
+}
+
+void check_conv(const conv_spec& c, uint64_t seed) {
+  rng r(seed);
+  layer l = conv_layer(c, r);
+  check_layer(l, {random_tensor_of(c.input, r)});
+}
+
+const activation clamp_range{-0.5f, 0.7f};
+
+BOOST_AUTO_TEST_CASE(convolution_fixed_cases) {
+  const activation none = activation::none();
+  std::vector<conv_spec> cases = {
+      // odd sizes, 3x3 same padding
+      {{1, 13, 17, 5}, 7, 1, make_window(3, 3, 1, 1, pad_all(1)), true, none},
+      // stride 2 (ResNet downsampling), batch 2
+      {{2, 13, 17, 8}, 16, 1, make_window(3, 3, 2, 2, pad_all(1)), true, none},
+      // ResNet / AlexNet stems
+      {{1, 31, 29, 3}, 16, 1, make_window(7, 7, 2, 2, pad_all(3)), true, activation::relu()},
+      {{1, 35, 35, 3}, 8, 1, make_window(11, 11, 4, 4, pad_all(2)), true, activation::relu()},
+      // dilation 2
+      {{1, 13, 17, 6}, 10, 1, make_window(3, 3, 1, 1, pad_all(2), 2, 2), true, none},
+      {{1, 15, 11, 4}, 6, 1, make_window(3, 5, 2, 1, {1, 3, 0, 2}, 2, 3), true, none},
+      // groups 2 and 4
+      {{1, 13, 17, 8}, 12, 2, make_window(3, 3, 1, 1, pad_all(1)), true, none},
+      {{2, 9, 11, 8}, 8, 4, make_window(3, 3, 2, 2, pad_all(1)), true, none},
+      {{1, 9, 11, 12}, 20, 4, make_window(1, 1, 1, 1), false, none},
+      // depthwise (MobileNetV2), channel multiplier 1 and 2
+      {{1, 13, 17, 7}, 7, 7, make_window(3, 3, 1, 1, pad_all(1)), true, activation::relu6()},
+      {{1, 14, 14, 32}, 32, 32, make_window(3, 3, 2, 2, pad_all(1)), true, activation::relu6()},
+      {{2, 13, 17, 6}, 12, 6, make_window(3, 3, 1, 1, pad_all(1)), true, none},
+      {{1, 11, 9, 5}, 10, 5, make_window(5, 5, 2, 2, pad_all(2)), false, none},
+      // asymmetric padding: top 2, left 0, bottom 1, right 3
+      {{1, 13, 17, 5}, 7, 1, make_window(3, 3, 1, 1, {2, 0, 1, 3}), true, none},
+      {{1, 13, 17, 6}, 6, 6, make_window(3, 3, 2, 2, {2, 0, 1, 3}), true, none},
+      // 1x1, with and without bias, stride 2 (ResNet shortcut)
+      {{1, 13, 17, 16}, 24, 1, make_window(1, 1, 1, 1), false, none},
+      {{2, 13, 17, 16}, 24, 1, make_window(1, 1, 1, 1), true, none},
+      {{1, 13, 17, 16}, 32, 1, make_window(1, 1, 2, 2), false, none},
+      // no bias, larger kernel
+      {{1, 13, 17, 5}, 7, 1, make_window(5, 5, 1, 1, pad_all(2)), false, none},
+      // fused activations
+      {{1, 13, 17, 5}, 7, 1, make_window(3, 3, 1, 1, pad_all(1)), true, activation::relu()},
+      {{1, 13, 17, 5}, 7, 1, make_window(3, 3, 1, 1, pad_all(1)), true, activation::relu6()},
+      {{1, 13, 17, 5}, 7, 1, make_window(3, 3, 1, 1, pad_all(1)), true, clamp_range},
+      {{1, 13, 17, 8}, 8, 8, make_window(3, 3, 1, 1, pad_all(1)), true, clamp_range},
+      // a kernel covering the whole input, a 1x1 input
+      {{1, 5, 7, 3}, 4, 1, make_window(5, 7, 1, 1), true, none},
+      {{1, 1, 1, 9}, 5, 1, make_window(3, 3, 1, 1, pad_all(1)), true, none},
+      // wide channels (VGG-like)
+      {{1, 7, 9, 64}, 96, 1, make_window(3, 3, 1, 1, pad_all(1)), true, activation::relu()},
+  };
+  for (size_t i = 0; i < cases.size(); ++i) check_conv(cases[i], 100 + i);
+}
+
+BOOST_AUTO_TEST_CASE(convolution_random_shapes) {
+  rng r(7);
+  const std::vector<activation> acts = {activation::none(), activation::relu(), activation::relu6(), clamp_range};
+  for (int draw = 0; draw < 24;) {
+    conv_spec c;
+    const int kind = r.range(0, 5);  // 0-2: dense, 3: grouped, 4: depthwise, 5: depthwise multiplier
+    int groups = 1, in_per_group, out_per_group;
+    if (kind <= 2) {
+      in_per_group = r.range(1, 12);
+      out_per_group = r.range(1, 12);
+    } else if (kind == 3) {
+      groups = r.range(2, 4);
+      in_per_group = r.range(1, 5);
+      out_per_group = r.range(1, 5);
+    } else {
+      groups = r.range(1, 24);
+      in_per_group = 1;
+      out_per_group = kind == 4 ? 1 : r.range(2, 3);
+    }
+    c.input = {r.range(1, 2), r.range(1, 19), r.range(1, 19), groups * in_per_group};
+    c.groups = groups;
+    c.output_channels = groups * out_per_group;
+    window_params& w = c.window;
+    w.kernel_h = r.range(1, 5);
+    w.kernel_w = r.range(1, 5);
+    w.stride_h = r.range(1, 3);
+    w.stride_w = r.range(1, 3);
+    w.dilation_h = r.coin() ? 1 : r.range(2, 3);
+    w.dilation_w = r.coin() ? 1 : r.range(2, 3);
+    w.pad = {r.range(0, w.kernel_h - 1), r.range(0, w.kernel_w - 1), r.range(0, w.kernel_h - 1),
+             r.range(0, w.kernel_w - 1)};
+    if (window_output_size(c.input.h, w.kernel_h, w.stride_h, w.dilation_h, w.pad.top, w.pad.bottom, false) < 1 ||
+        window_output_size(c.input.w, w.kernel_w, w.stride_w, w.dilation_w, w.pad.left, w.pad.right, false) < 1)
+      continue;  // does not fit: draw again
+    c.bias = r.coin();
+    c.act = r.pick(acts);
+    check_conv(c, 1000 + draw);
+    ++draw;
+  }
+}
+
+// ---- fully connected ----
+
+void check_fc(int n, int k, int o, bool bias, activation act, uint64_t seed) {
+  rng r(seed);
+  layer l;
+  l.name = "fc";
+  l.kind = layer_kind::fully_connected;
+  l.output_channels = o;
+  l.act = act;
+  l.weights = he_weights(size_t(o) * k, size_t(k), r);
+  if (bias) l.bias = random_bias(size_t(o), r);
+  tensor_shape in{n, 1, 1, k};
+  l = with_shapes(std::move(l), {in});
+  check_layer(l, {random_tensor_of(in, r)});
+}
+
+BOOST_AUTO_TEST_CASE(fully_connected_cases) {
+  check_fc(1, 512, 1000, true, activation::none(), 1);   // ResNet-18 classifier
+  check_fc(3, 512, 1000, true, activation::none(), 2);
+  check_fc(1, 1024, 100, false, activation::none(), 3);
+  check_fc(2, 300, 77, true, activation::relu(), 4);      // AlexNet/VGG hidden layers
+  check_fc(2, 300, 77, false, activation::relu(), 5);
+  check_fc(1, 9216, 64, true, activation::relu(), 6);     // AlexNet fc6 fan-in
+  check_fc(1, 1, 1, true, activation::none(), 7);
+  check_fc(4, 33, 5, true, clamp_range, 8);
+  rng r(11);
+  const std::vector<activation> acts = {activation::none(), activation::relu(), activation::relu6(), clamp_range};
+  for (int draw = 0; draw < 20; ++draw)
+    check_fc(r.range(1, 4), r.range(1, 400), r.range(1, 120), r.coin(), r.pick(acts), 100 + draw);
+}
+
+// ---- pooling ----
+
+// True when every output window has at least one tap inside the image on both axes (PyTorch's
+// limits on padding guarantee it; random draws must not produce all-padding windows).
+bool windows_touch_image(const tensor_shape& in, const window_params& w, const tensor_shape& out) {
+  auto axis_ok = [](int size, int outputs, int kernel, int stride, int dilation, int pad_before) {
+    for (int o = 0; o < outputs; ++o) {
+      bool any = false;
+      for (int k = 0; k < kernel; ++k) {
+        const int pos = o * stride - pad_before + k * dilation;
+        any = any || (pos >= 0 && pos < size);
+      }
+      if (!any) return false;
+    }
+    return true;
+  };
+  return axis_ok(in.h, out.h, w.kernel_h, w.stride_h, w.dilation_h, w.pad.top) &&
+         axis_ok(in.w, out.w, w.kernel_w, w.stride_w, w.dilation_w, w.pad.left);
+}
+
+layer pool_layer(layer_kind kind, const tensor_shape& in, const window_params& w, activation act = {}) {
+  layer l;
+  l.name = kind == layer_kind::max_pool ? "maxpool" : "avgpool";
+  l.kind = kind;
+  l.window = w;
+  l.act = act;
+  return with_shapes(std::move(l), {in});
+}
+
+void check_pool(layer_kind kind, const tensor_shape& in, const window_params& w, uint64_t seed, activation act = {}) {
+  rng r(seed);
+  layer l = pool_layer(kind, in, w, act);
+  BOOST_REQUIRE_MESSAGE(windows_touch_image(in, w, l.output_shape), "test bug: an all-padding window");
+  // Max pooling only selects and clamps: the result must be exact.
+  check_layer(l, {random_tensor_of(in, r)}, kind == layer_kind::max_pool ? exactness::bitwise : exactness::tolerance);
+}
+
+BOOST_AUTO_TEST_CASE(max_pool_fixed_cases) {
+  const layer_kind k = layer_kind::max_pool;
+  check_pool(k, {1, 14, 14, 16}, make_window(2, 2, 2, 2), 1);                              // VGG 2/2
+  check_pool(k, {2, 13, 17, 5}, make_window(2, 2, 2, 2), 2);                               // odd sizes drop the edge
+  check_pool(k, {1, 16, 16, 8}, make_window(3, 3, 2, 2, pad_all(1)), 3);                   // ResNet 3/2 pad 1
+  check_pool(k, {1, 13, 17, 5}, make_window(3, 3, 2, 2, pad_all(1)), 4);
+  check_pool(k, {1, 27, 27, 8}, make_window(3, 3, 2, 2), 5);                               // AlexNet 3/2
+  check_pool(k, {1, 14, 14, 8}, make_window(3, 3, 2, 2, {}, 1, 1, true), 6);               // GoogLeNet 3/2 ceil
+  check_pool(k, {1, 13, 17, 5}, make_window(3, 3, 2, 2, {}, 1, 1, true), 7);
+  check_pool(k, {1, 112, 112, 4}, make_window(3, 3, 2, 2, {}, 1, 1, true), 8);
+  check_pool(k, {1, 14, 14, 8}, make_window(3, 3, 1, 1, pad_all(1), 1, 1, true), 9);      // GoogLeNet branch 3/1 pad 1 ceil
+  check_pool(k, {2, 13, 17, 5}, make_window(3, 3, 1, 1, pad_all(1), 1, 1, true), 10);
+  check_pool(k, {1, 13, 17, 5}, make_window(2, 2, 2, 2, pad_all(1), 1, 1, true), 11);      // ceil with padding
+  check_pool(k, {1, 13, 17, 5}, make_window(3, 3, 1, 1, pad_all(1), 2, 2), 12);            // dilation 2
+  check_pool(k, {1, 13, 17, 5}, make_window(3, 3, 2, 2, pad_all(1), 2, 2, true), 13);      // dilation 2 ceil
+  check_pool(k, {1, 13, 17, 5}, make_window(3, 3, 2, 2, {1, 0, 0, 1}), 14);                // asymmetric padding
+  check_pool(k, {1, 13, 17, 5}, make_window(4, 2, 2, 1, {2, 0, 1, 1}), 15);
+  check_pool(k, {1, 13, 17, 5}, make_window(3, 3, 2, 2, pad_all(1)), 16, activation::relu());  // fused clamp
+  check_pool(k, {1, 13, 17, 5}, make_window(2, 2, 2, 2), 17, clamp_range);
+  check_pool(k, {1, 6, 6, 3}, make_window(6, 6, 1, 1), 18);                                // global window
+}
+
+BOOST_AUTO_TEST_CASE(max_pool_random_shapes) {
+  rng r(21);
+  for (int draw = 0; draw < 24;) {
+    tensor_shape in{r.range(1, 2), r.range(2, 20), r.range(2, 20), r.range(1, 24)};
+    window_params w;
+    w.kernel_h = r.range(1, 4);
+    w.kernel_w = r.range(1, 4);
+    if (w.kernel_h * w.kernel_w < 2) continue;
+    w.stride_h = r.range(1, 3);
+    w.stride_w = r.range(1, 3);
+    w.dilation_h = r.range(0, 3) == 0 ? 2 : 1;
+    w.dilation_w = r.range(0, 3) == 0 ? 2 : 1;
+    w.pad = {r.range(0, w.kernel_h / 2), r.range(0, w.kernel_w / 2), r.range(0, w.kernel_h / 2),
+             r.range(0, w.kernel_w / 2)};
+    w.ceil_mode = r.coin();
+    const int oh = window_output_size(in.h, w.kernel_h, w.stride_h, w.dilation_h, w.pad.top, w.pad.bottom, w.ceil_mode);
+    const int ow = window_output_size(in.w, w.kernel_w, w.stride_w, w.dilation_w, w.pad.left, w.pad.right, w.ceil_mode);
+    if (oh < 1 || ow < 1 || !windows_touch_image(in, w, {in.n, oh, ow, in.c})) continue;
+    check_pool(layer_kind::max_pool, in, w, 200 + draw, r.coin() ? activation::none() : activation::relu());
+    ++draw;
+  }
+}
+
+// A one-element window subsamples (PyTorch's MaxPool2d(1, stride=2) / AvgPool2d(1, stride=2)).
+BOOST_AUTO_TEST_CASE(single_element_pooling_windows) {
+  for (layer_kind k : {layer_kind::max_pool, layer_kind::average_pool}) {
+    check_pool(k, {1, 13, 17, 5}, make_window(1, 1, 2, 2), 1);
+    check_pool(k, {2, 8, 8, 3}, make_window(1, 1, 1, 1), 2);
+    check_pool(k, {1, 13, 17, 5}, make_window(1, 1, 2, 2, {}, 1, 1, true), 3);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(average_pool_fixed_cases) {
+  const layer_kind k = layer_kind::average_pool;
+  check_pool(k, {1, 14, 14, 16}, make_window(2, 2, 2, 2), 1);                                     // no padding
+  check_pool(k, {2, 13, 17, 5}, make_window(3, 3, 2, 2), 2);
+  check_pool(k, {1, 13, 17, 5}, make_window(3, 3, 1, 1), 3);
+  check_pool(k, {1, 13, 17, 5}, make_window(3, 3, 1, 1, pad_all(1), 1, 1, false, true), 4);      // pad, count pad
+  check_pool(k, {1, 13, 17, 5}, make_window(3, 3, 1, 1, pad_all(1), 1, 1, false, false), 5);     // pad, exclude pad
+  check_pool(k, {1, 13, 17, 5}, make_window(3, 3, 2, 2, pad_all(1), 1, 1, false, true), 6);
+  check_pool(k, {1, 13, 17, 5}, make_window(3, 3, 2, 2, pad_all(1), 1, 1, false, false), 7);
+  check_pool(k, {1, 13, 17, 5}, make_window(3, 3, 2, 2, {2, 0, 1, 1}, 1, 1, false, true), 8);    // asymmetric
+  check_pool(k, {1, 13, 17, 5}, make_window(3, 3, 2, 2, {2, 0, 1, 1}, 1, 1, false, false), 9);
+  check_pool(k, {1, 14, 14, 8}, make_window(3, 3, 2, 2, {}, 1, 1, true, true), 10);              // ceil_mode
+  check_pool(k, {1, 14, 14, 8}, make_window(3, 3, 2, 2, {}, 1, 1, true, false), 11);
+  check_pool(k, {1, 13, 17, 5}, make_window(3, 3, 2, 2, pad_all(1), 1, 1, true, true), 12);      // ceil + pad
+  check_pool(k, {1, 13, 17, 5}, make_window(3, 3, 2, 2, pad_all(1), 1, 1, true, false), 13);
+  check_pool(k, {1, 6, 6, 3}, make_window(3, 3, 2, 2, pad_all(1), 1, 1, true, true), 14);
+  check_pool(k, {1, 6, 6, 3}, make_window(3, 3, 2, 2, pad_all(1), 1, 1, true, false), 15);
+  check_pool(k, {1, 14, 14, 8}, make_window(3, 3, 1, 1, pad_all(1), 1, 1, true, true), 16);      // GoogLeNet-like
+  check_pool(k, {1, 13, 17, 5}, make_window(2, 2, 2, 2), 17, activation::relu());                // fused clamp
+  check_pool(k, {1, 13, 17, 5}, make_window(3, 3, 1, 1, pad_all(1), 1, 1, false, false), 18, clamp_range);
+  check_pool(k, {1, 7, 7, 32}, make_window(7, 7, 1, 1), 19);                                     // global window
+}
+
+BOOST_AUTO_TEST_CASE(average_pool_random_shapes) {
+  rng r(31);
+  for (int draw = 0; draw < 24;) {
+    tensor_shape in{r.range(1, 2), r.range(2, 20), r.range(2, 20), r.range(1, 24)};
+    window_params w;
+    w.kernel_h = r.range(1, 4);
+    w.kernel_w = r.range(1, 4);
+    if (w.kernel_h * w.kernel_w < 2) continue;
+    w.stride_h = r.range(1, 3);
+    w.stride_w = r.range(1, 3);
+    w.pad = {r.range(0, w.kernel_h / 2), r.range(0, w.kernel_w / 2), r.range(0, w.kernel_h / 2),
+             r.range(0, w.kernel_w / 2)};
+    w.ceil_mode = r.coin();
+    w.count_include_pad = r.coin();
+    const int oh = window_output_size(in.h, w.kernel_h, w.stride_h, 1, w.pad.top, w.pad.bottom, w.ceil_mode);
+    const int ow = window_output_size(in.w, w.kernel_w, w.stride_w, 1, w.pad.left, w.pad.right, w.ceil_mode);
+    if (oh < 1 || ow < 1 || !windows_touch_image(in, w, {in.n, oh, ow, in.c})) continue;
+    check_pool(layer_kind::average_pool, in, w, 300 + draw, r.coin() ? activation::none() : activation::relu());
+    ++draw;
+  }
+}
+
+// Hand-computed PyTorch values: the reference itself must be right before it judges anything.
+// avg_pool2d(ones(1,1,6,6), 3, stride 2, padding 1, ceil_mode=True) is 4x4; the last row/column of
+// windows run one past the padded input (ceil overflow), which PyTorch does not count.
+BOOST_AUTO_TEST_CASE(reference_average_pool_matches_pytorch) {
+  tensor ones({1, 6, 6, 1});
+  std::fill(ones.data(), ones.data() + ones.elements(), 1.0f);
+  for (bool include : {true, false}) {
+    layer l = pool_layer(layer_kind::average_pool, ones.shape(), make_window(3, 3, 2, 2, pad_all(1), 1, 1, true, include));
+    BOOST_REQUIRE(l.output_shape == (tensor_shape{1, 4, 4, 1}));
+    tensor y = reference_layer(l, {&ones});
+    auto at = [&](int h, int w) { return y.data()[h * 4 + w]; };
+    if (include) {
+      BOOST_CHECK_CLOSE(at(0, 0), 4.0f / 9.0f, 1e-4);  // 2x2 image taps of a 3x3 window incl. padding
+      BOOST_CHECK_CLOSE(at(1, 1), 1.0f, 1e-4);
+      BOOST_CHECK_CLOSE(at(0, 3), 2.0f / 6.0f, 1e-4);  // rows 3 (incl. top pad), columns 2 (pad + image)
+      BOOST_CHECK_CLOSE(at(3, 3), 1.0f / 4.0f, 1e-4);  // 1 image tap, 2x2 pool size (overflow not counted)
+      BOOST_CHECK_CLOSE(at(3, 1), 3.0f / 6.0f, 1e-4);
+    } else {
+      for (int h = 0; h < 4; ++h)
+        for (int w = 0; w < 4; ++w) BOOST_CHECK_CLOSE(at(h, w), 1.0f, 1e-4);
+    }
+  }
+  // Max pooling: padding never wins even when every image value is negative.
+  tensor negative({1, 3, 3, 1});
+  for (int i = 0; i < 9; ++i) negative.data()[i] = -1.0f - float(i);
+  layer mp = pool_layer(layer_kind::max_pool, negative.shape(), make_window(2, 2, 2, 2, pad_all(1), 1, 1, true));
+  BOOST_REQUIRE(mp.output_shape == (tensor_shape{1, 2, 2, 1}));
+  tensor y = reference_layer(mp, {&negative});
+  BOOST_CHECK_EQUAL(y.data()[0], -1.0f);
+  BOOST_CHECK_EQUAL(y.data()[1], -2.0f);  // max(-2, -3)
+  BOOST_CHECK_EQUAL(y.data()[2], -4.0f);  // max(-4, -7)
+  BOOST_CHECK_EQUAL(y.data()[3], -5.0f);  // max(-5, -6, -8, -9)
+}
+
+// ---- global average pool, add, concat, softmax, flatten, clamp ----
+
+layer simple_layer(layer_kind kind, const std::vector<tensor_shape>& inputs, activation act = {}) {
+  layer l;
+  l.name = to_string(kind);
+  l.kind = kind;
+  l.act = act;
+  return with_shapes(std::move(l), inputs);
+}
+
+BOOST_AUTO_TEST_CASE(global_average_pool_cases) {
+  std::vector<tensor_shape> shapes = {{1, 7, 7, 512}, {2, 13, 17, 5}, {1, 1, 1, 9}, {3, 1, 9, 4}, {1, 14, 14, 1000}};
+  rng r(41);
+  for (int draw = 0; draw < 20; ++draw) shapes.push_back({r.range(1, 3), r.range(1, 16), r.range(1, 16), r.range(1, 70)});
+  for (size_t i = 0; i < shapes.size(); ++i) {
+    rng v(500 + i);
+    layer l = simple_layer(layer_kind::global_average_pool, {shapes[i]}, i % 3 == 2 ? activation::relu() : activation::none());
+    check_layer(l, {random_tensor_of(shapes[i], v)});
+  }
+}
+
+BOOST_AUTO_TEST_CASE(add_cases) {
+  std::vector<tensor_shape> shapes = {{1, 56, 56, 64}, {2, 13, 17, 5}, {1, 1, 1, 1}, {1, 7, 7, 512}};
+  rng r(51);
+  for (int draw = 0; draw < 20; ++draw) shapes.push_back({r.range(1, 3), r.range(1, 16), r.range(1, 16), r.range(1, 70)});
+  const std::vector<activation> acts = {activation::none(), activation::relu(), activation::relu6(), clamp_range};
+  for (size_t i = 0; i < shapes.size(); ++i) {
+    rng v(600 + i);
+    layer l = simple_layer(layer_kind::add, {shapes[i], shapes[i]}, acts[i % acts.size()]);
+    check_layer(l, {random_tensor_of(shapes[i], v), random_tensor_of(shapes[i], v)});
+  }
+}
+
+BOOST_AUTO_TEST_CASE(concat_cases) {
+  std::vector<std::vector<tensor_shape>> cases = {
+      {{1, 13, 17, 3}, {1, 13, 17, 5}, {1, 13, 17, 7}},                   // 3 inputs, odd channels
+      {{2, 7, 7, 64}, {2, 7, 7, 128}, {2, 7, 7, 32}, {2, 7, 7, 32}},      // GoogLeNet inception
+      {{1, 1, 1, 1}, {1, 1, 1, 2}},
+      {{1, 5, 3, 11}},                                                    // a single input
+  };
+  rng r(61);
+  for (int draw = 0; draw < 20; ++draw) {
+    tensor_shape base{r.range(1, 2), r.range(1, 12), r.range(1, 12), 1};
+    std::vector<tensor_shape> shapes;
+    for (int i = r.range(2, 4); i > 0; --i) shapes.push_back({base.n, base.h, base.w, r.range(1, 40)});
+    cases.push_back(shapes);
+  }
+  for (size_t i = 0; i < cases.size(); ++i) {
+    rng v(700 + i);
+    layer l = simple_layer(layer_kind::concat, cases[i]);
+    std::vector<tensor> inputs;
+    for (const tensor_shape& s : cases[i]) inputs.push_back(random_tensor_of(s, v));
+    check_layer(l, inputs, exactness::bitwise);  // a copy: exact
+  }
+}
+
+BOOST_AUTO_TEST_CASE(softmax_cases) {
+  struct spec {
+    tensor_shape shape;
+    float scale;
+  };
+  std::vector<spec> cases = {
+      {{1, 1, 1, 1000}, 1.0f}, {{1, 1, 1, 1000}, 30.0f}, {{2, 1, 1, 1000}, 30.0f}, {{3, 1, 1, 1000}, 100.0f},
+      {{1, 1, 1, 1}, 1.0f},    {{4, 1, 1, 10}, 5.0f},
+  };
+  rng r(71);
+  for (int draw = 0; draw < 20; ++draw) cases.push_back({{r.range(1, 4), 1, 1, r.range(1, 1200)}, r.coin() ? 1.0f : 30.0f});
+  for (size_t i = 0; i < cases.size(); ++i) {
+    rng v(800 + i);
+    layer l = simple_layer(layer_kind::softmax, {cases[i].shape});
+    check_layer(l, {random_tensor_of(cases[i].shape, v, cases[i].scale)});
+  }
+}
+
+BOOST_AUTO_TEST_CASE(flatten_cases) {
+  std::vector<tensor_shape> shapes = {{1, 7, 7, 512}, {2, 6, 6, 256}, {2, 13, 17, 5}, {1, 1, 1, 9}, {3, 2, 3, 1}};
+  rng r(81);
+  for (int draw = 0; draw < 20; ++draw) shapes.push_back({r.range(1, 3), r.range(1, 9), r.range(1, 9), r.range(1, 40)});
+  for (size_t i = 0; i < shapes.size(); ++i) {
+    rng v(900 + i);
+    layer l = simple_layer(layer_kind::flatten, {shapes[i]});
+    check_layer(l, {random_tensor_of(shapes[i], v)}, exactness::bitwise);
+  }
+  // The NCHW order spelled out on a tiny tensor whose values are their NCHW indices.
+  tensor_shape s{1, 2, 3, 2};
+  tensor x(s);
+  for (int h = 0; h < 2; ++h)
+    for (int w = 0; w < 3; ++w)
+      for (int c = 0; c < 2; ++c) x.data()[(h * 3 + w) * 2 + c] = float(c * 6 + h * 3 + w);
+  layer l = simple_layer(layer_kind::flatten, {s});
+  tensor y = reference_layer(l, {&x});
+  for (int i = 0; i < 12; ++i) BOOST_CHECK_EQUAL(y.data()[i], float(i));
+  tensor actual;
+  if (run_operator(l, {&x}, nullptr, &actual, "flatten NCHW order"))
+    for (int i = 0; i < 12; ++i) BOOST_CHECK_EQUAL(actual.data()[i], float(i));
+}
+
+BOOST_AUTO_TEST_CASE(clamp_cases) {
+  std::vector<std::pair<tensor_shape, activation>> cases = {
+      {{1, 13, 17, 5}, activation::relu()},
+      {{2, 7, 7, 32}, activation::relu6()},
+      {{1, 13, 17, 5}, clamp_range},
+      {{1, 1, 1, 1000}, {-0.25f, INFINITY}},
+      {{1, 3, 5, 7}, {-INFINITY, 0.1f}},
+  };
+  rng r(91);
+  for (int draw = 0; draw < 20; ++draw) {
+    float a = r.uniform(-1.5f, 1.0f), b = a + r.uniform(0.0f, 2.0f);
+    cases.push_back({{r.range(1, 3), r.range(1, 12), r.range(1, 12), r.range(1, 40)}, {a, b}});
+  }
+  for (size_t i = 0; i < cases.size(); ++i) {
+    rng v(1000 + i);
+    layer l = simple_layer(layer_kind::clamp, {cases[i].first}, cases[i].second);
+    check_layer(l, {random_tensor_of(cases[i].first, v, 2.0f)}, exactness::bitwise);
+  }
+}
+
+// ---- strided outputs and in-place concatenation (the executor's concat without copies) ----
+
+// Runs `l` writing into a wider buffer at `offset` with `stride` floats per pixel (a concat's
+// channel slice): the slice must equal the dense output bit for bit and nothing else may change.
+void check_strided(const layer& l, const tensor& x, size_t offset, size_t stride) {
+  status init = compute_initialized();
+  BOOST_REQUIRE_MESSAGE(init.is_ok(), init.message());
+  const std::string what = describe(l, {&x}) + " output_pixel_stride " + std::to_string(stride) + " offset " +
+                           std::to_string(offset);
+  tensor dense;
+  if (!run_operator(l, {&x}, nullptr, &dense, what + " [dense]")) return;
+  const std::string diff = compare_relative(dense, reference_layer(l, {&x}), tolerance);
+  BOOST_CHECK_MESSAGE(diff.empty(), what << " [dense]: " << diff);
+
+  const size_t channels = size_t(l.output_shape.c);
+  const size_t pixels = size_t(l.output_shape.n) * l.output_shape.h * l.output_shape.w;
+  const float sentinel = -12345.0f;
+  for (pthreadpool_t pool : {pthreadpool_t(nullptr), two_threads()}) {
+    operator_options options;
+    options.output_pixel_stride = stride;
+    auto op = create_layer_operator(l, {x.shape()}, options);
+    if (!op.is_ok()) {
+      BOOST_ERROR(what << ": create failed: " << op.message());
+      return;
+    }
+    std::vector<float> buffer(offset + pixels * stride + 16, sentinel);
+    status s = (*op)->setup({x.data()}, buffer.data() + offset, pool);
+    if (s.is_ok()) s = (*op)->run(pool);
+    if (!s.is_ok()) {
+      BOOST_ERROR(what << ": " << s.message());
+      return;
+    }
+    size_t wrong = 0, first = 0;
+    for (size_t i = 0; i < buffer.size(); ++i) {
+      float want = sentinel;
+      if (i >= offset && i < offset + pixels * stride && (i - offset) % stride < channels)
+        want = dense.data()[(i - offset) / stride * channels + (i - offset) % stride];
+      if (std::memcmp(&buffer[i], &want, sizeof want) != 0 && wrong++ == 0) first = i;
+    }
+    BOOST_CHECK_MESSAGE(wrong == 0, what << (pool ? " [2 threads]" : "") << ": " << wrong
+                                         << " floats differ from the dense result or the untouched sentinel, first at "
+                                         << first);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(strided_outputs) {
+  rng r(13);
+  const tensor_shape in{2, 13, 17, 8};
+  const tensor x = random_tensor_of(in, r);
+  const std::vector<conv_spec> convs = {
+      {in, 12, 1, make_window(3, 3, 1, 1, pad_all(1)), true, activation::relu()},
+      {in, 5, 1, make_window(1, 1, 1, 1), false, activation::none()},
+      {in, 8, 4, make_window(3, 3, 2, 2, pad_all(1)), true, activation::none()},
+      {in, 16, 8, make_window(3, 3, 1, 1, pad_all(1)), true, activation::relu6()},  // depthwise x2
+  };
+  for (const conv_spec& c : convs) {
+    layer l = conv_layer(c, r);
+    check_strided(l, x, 5, size_t(l.output_shape.c) + 13);
+  }
+  check_strided(pool_layer(layer_kind::max_pool, in, make_window(3, 3, 1, 1, pad_all(1), 1, 1, true)), x, 3, 8 + 7);
+  check_strided(pool_layer(layer_kind::max_pool, in, make_window(3, 3, 2, 2, {}, 1, 1, true)), x, 0, 8 + 1);
+  check_strided(pool_layer(layer_kind::average_pool, in, make_window(2, 2, 2, 2)), x, 7, 8 + 9);  // XNNPACK path
+  check_strided(pool_layer(layer_kind::average_pool, in, make_window(3, 3, 1, 1, pad_all(1), 1, 1, false, false)), x,
+                2, 8 + 4);
+  check_strided(pool_layer(layer_kind::average_pool, in, make_window(3, 3, 1, 1, pad_all(1), 1, 1, false, true)), x,
+                2, 8 + 4);  // native path (padding counted)
+  check_strided(simple_layer(layer_kind::clamp, {in}, activation::relu6()), x, 1, 8 + 24);
+  check_strided(simple_layer(layer_kind::clamp, {in}, clamp_range), x, 0, 8);  // stride == channels: dense
+}
+
+BOOST_AUTO_TEST_CASE(concat_with_inputs_in_place) {
+  rng r(17);
+  const std::vector<tensor_shape> shapes = {{2, 5, 7, 3}, {2, 5, 7, 6}, {2, 5, 7, 5}};
+  std::vector<tensor> inputs;
+  for (const tensor_shape& s : shapes) inputs.push_back(random_tensor_of(s, r));
+  std::vector<const tensor*> pointers = {&inputs[0], &inputs[1], &inputs[2]};
+  layer l = simple_layer(layer_kind::concat, shapes);
+  // The in-place producer already wrote its slice (channels 3..8); the operator must not touch it.
+  // Filling that slice with a sentinel instead of the values makes a stray copy visible.
+  tensor expected = reference_layer(l, pointers);
+  const size_t pixels = 2 * 5 * 7;
+  for (size_t p = 0; p < pixels; ++p)
+    for (int c = 0; c < 6; ++c) expected.data()[p * 14 + 3 + c] = -12345.0f;
+  for (pthreadpool_t pool : {pthreadpool_t(nullptr), two_threads()}) {
+    operator_options options;
+    options.concat_input_in_place = {false, true, false};
+    auto op = create_layer_operator(l, shapes, options);
+    BOOST_REQUIRE_MESSAGE(op.is_ok(), (op.is_ok() ? std::string() : op.message()));
+    tensor out(l.output_shape);
+    for (size_t p = 0; p < pixels; ++p)
+      for (int c = 0; c < 6; ++c) out.data()[p * 14 + 3 + c] = -12345.0f;
+    status s = (*op)->setup({inputs[0].data(), inputs[1].data(), inputs[2].data()}, out.data(), pool);
+    if (s.is_ok()) s = (*op)->run(pool);
+    BOOST_REQUIRE_MESSAGE(s.is_ok(), s.message());
+    BOOST_CHECK_MESSAGE(bitwise_equal(out, expected), "concat in place: " << compare_relative(out, expected, 0.0));
+  }
+}
+
+// ---- reference_run ----
+
+// reference_run chains reference_layer in topological order (layers listed out of order here),
+// returns every tensor by name, and its batch norm agrees with the folding prepare_for_inference does.
+BOOST_AUTO_TEST_CASE(reference_run_chains_layers_and_matches_folding) {
+  rng r(23);
+  const tensor_shape in{2, 9, 11, 3};
+  graph g;
+  g.name = "tiny";
+  auto add_layer = [&](layer l) {
+    g.layers.push_back(std::move(l));
+    return int(g.layers.size()) - 1;
+  };
+  layer fc;  // index 0, reads the flatten added last
+  fc.name = "fc";
+  fc.kind = layer_kind::fully_connected;
+  fc.output_channels = 10;
+  fc.weights = he_weights(10 * 8 * 5 * 6, 8 * 5 * 6, r);
+  fc.bias = random_bias(10, r);
+  add_layer(fc);
+  layer data;
+  data.name = "data";
+  data.kind = layer_kind::input;
+  data.input_shape = in;
+  const int data_index = add_layer(data);
+  layer conv;
+  conv.name = "conv";
+  conv.kind = layer_kind::convolution;
+  conv.inputs = {data_index};
+  conv.window = make_window(3, 3, 2, 2, pad_all(1));
+  conv.output_channels = 8;
+  conv.weights = he_weights(8 * 3 * 3 * 3, 27, r);
+  const int conv_index = add_layer(conv);
+  layer bn;
+  bn.name = "bn";
+  bn.kind = layer_kind::batch_norm;
+  bn.inputs = {conv_index};
+  std::vector<float> stats;
+  for (int i = 0; i < 8; ++i) stats.push_back(r.uniform(0.5f, 1.5f));   // gamma
+  for (int i = 0; i < 8; ++i) stats.push_back(r.uniform(-0.5f, 0.5f));  // beta
+  for (int i = 0; i < 8; ++i) stats.push_back(r.uniform(-0.3f, 0.3f));  // mean
+  for (int i = 0; i < 8; ++i) stats.push_back(r.uniform(0.5f, 2.0f));   // var
+  bn.weights = weight_blob::from_vector(stats);
+  const int bn_index = add_layer(bn);
+  layer relu;
+  relu.name = "relu";
+  relu.kind = layer_kind::clamp;
+  relu.inputs = {bn_index};
+  relu.act = activation::relu();
+  const int relu_index = add_layer(relu);
+  layer flat;
+  flat.name = "flatten";
+  flat.kind = layer_kind::flatten;
+  flat.inputs = {relu_index};
+  const int flat_index = add_layer(flat);
+  g.layers[0].inputs = {flat_index};
+  layer sm;
+  sm.name = "prob";
+  sm.kind = layer_kind::softmax;
+  sm.inputs = {0};
+  g.outputs = {add_layer(sm)};
+  status s = infer_shapes(g);
+  BOOST_REQUIRE_MESSAGE(s.is_ok(), s.message());
+
+  std::map<std::string, tensor> inputs;
+  inputs.emplace("data", random_tensor_of(in, r));
+  const std::map<std::string, tensor> all = reference_run(g, inputs);
+  BOOST_CHECK_EQUAL(all.size(), g.layers.size());
+  BOOST_CHECK(bitwise_equal(all.at("data"), inputs.at("data")));
+  // Chained by hand: each tensor is reference_layer of its producers' tensors.
+  for (const layer& l : g.layers) {
+    if (l.kind == layer_kind::input) continue;
+    std::vector<const tensor*> args;
+    for (int producer : l.inputs) args.push_back(&all.at(g.layers[producer].name));
+    BOOST_CHECK_MESSAGE(bitwise_equal(all.at(l.name), reference_layer(l, args)), "layer " << l.name);
+  }
+  // Batch norm by hand at one element.
+  const tensor& c = all.at("conv");
+  const tensor& b = all.at("bn");
+  const size_t i = 37, ch = i % 8;
+  const double expected_bn = (double(c.data()[i]) - stats[16 + ch]) / std::sqrt(double(stats[24 + ch]) + 1e-5) *
+                                 stats[ch] + stats[8 + ch];
+  BOOST_CHECK_CLOSE(double(b.data()[i]), expected_bn, 1e-4);
+
+  // The folded graph computes the same within float rounding.
+  graph folded = g;
+  s = prepare_for_inference(folded);
+  BOOST_REQUIRE_MESSAGE(s.is_ok(), s.message());
+  BOOST_CHECK(folded.find("bn") < 0);
+  const std::map<std::string, tensor> folded_all = reference_run(folded, inputs);
+  const std::string diff = compare_relative(folded_all.at("prob"), all.at("prob"), tolerance);
+  BOOST_CHECK_MESSAGE(diff.empty(), "folded vs unfolded prob: " << diff);
+}
+
+// ---- the checks themselves can fail ----
+
+BOOST_AUTO_TEST_CASE(comparison_reports_the_perturbed_index) {
+  rng r(5);
+  conv_spec c{{1, 13, 17, 5}, 7, 1, make_window(3, 3, 1, 1, pad_all(1)), true, activation::none()};
+  layer l = conv_layer(c, r);
+  tensor x = random_tensor_of(c.input, r);
+  tensor expected = reference_layer(l, {&x});
+  tensor actual;
+  BOOST_REQUIRE(run_operator(l, {&x}, nullptr, &actual, describe(l, {&x})));
+  BOOST_REQUIRE(compare_relative(actual, expected, tolerance).empty());
+
+  // Element (n=0, h=3, w=5, c=4) of a 13x17x7 output.
+  const size_t index = (size_t(3) * 17 + 5) * 7 + 4;
+  const float original = actual.data()[index];
+  actual.data()[index] = original + 1e-3f * std::max(1.0f, std::fabs(original));
+  const std::string message = compare_relative(actual, expected, tolerance);
+  BOOST_TEST_MESSAGE("perturbed: " << message);
+  const std::string prefix = "index " + std::to_string(index) + " (n=0,h=3,w=5,c=4): actual ";
+  BOOST_CHECK_MESSAGE(message.rfind(prefix, 0) == 0, "message '" << message << "' does not start with '" << prefix << "'");
+
+  // Within tolerance passes; just outside fails.
+  actual.data()[index] = original;
+  tensor shifted(actual);
+  for (size_t i = 0; i < shifted.elements(); ++i) shifted.data()[i] = expected.data()[i] * (1.0f + 1e-6f);
+  BOOST_CHECK(compare_relative(shifted, expected, tolerance).empty());
+  for (size_t i = 0; i < shifted.elements(); ++i) shifted.data()[i] = expected.data()[i] * (1.0f + 1e-4f);
+  BOOST_CHECK(compare_relative(shifted, expected, tolerance).rfind("index ", 0) == 0);
+
+  // NaN never matches; a shape mismatch says so.
+  actual.data()[index] = NAN;
+  BOOST_CHECK(compare_relative(actual, expected, tolerance).rfind("index " + std::to_string(index) + " ", 0) == 0);
+  tensor other({1, 7, 13, 17});
+  const std::string shape_message = compare_relative(other, expected, tolerance);
+  BOOST_TEST_MESSAGE("shape: " << shape_message);
+  BOOST_CHECK(shape_message.find("shape") != std::string::npos);
+}
+
+// Whichever stage rejects a bad layer says which layer. Shape inference validates what a graph
+// declares (windows that fit, weight and bias sizes); create_layer_operator what it is handed
+// (shapes known, the number of inputs, kinds and options it supports, what XNNPACK accepts).
+void check_rejected(const status& s, const std::string& layer_name, const std::string& stage) {
+  BOOST_TEST_MESSAGE(stage << ": " << s.message());
+  BOOST_CHECK_MESSAGE(!s.is_ok(), stage << " accepted bad layer '" << layer_name << "'");
+  BOOST_CHECK_MESSAGE(s.message().find("'" + layer_name + "'") != std::string::npos,
+                      stage << " error does not name '" << layer_name << "': " << s.message());
+}
+
+status infer_one(const layer& l, const std::vector<tensor_shape>& input_shapes) {
+  graph g;
+  g.name = "bad";
+  layer copy = l;
+  copy.inputs.clear();
+  for (size_t i = 0; i < input_shapes.size(); ++i) {
+    layer in;
+    in.name = "data" + std::to_string(i);
+    in.kind = layer_kind::input;
+    in.input_shape = input_shapes[i];
+    g.layers.push_back(in);
+    copy.inputs.push_back(int(i));
+  }
+  g.layers.push_back(copy);
+  g.outputs = {int(input_shapes.size())};
+  return infer_shapes(g);
+}
+
+status create_status(const layer& l, const std::vector<tensor_shape>& input_shapes, const operator_options& options = {}) {
+  auto op = create_layer_operator(l, input_shapes, options);
+  return op.is_ok() ? status::ok() : op.error();
+}
+
+BOOST_AUTO_TEST_CASE(bad_parameters_are_rejected_with_the_layer_name) {
+  status init = compute_initialized();
+  BOOST_REQUIRE_MESSAGE(init.is_ok(), init.message());
+  rng r(3);
+  const tensor_shape in{1, 9, 9, 4};
+
+  // A kernel larger than the padded input.
+  layer big;
+  big.name = "oversized_kernel_conv";
+  big.kind = layer_kind::convolution;
+  big.window = make_window(13, 13, 1, 1, pad_all(1));
+  big.output_channels = 2;
+  big.weights = he_weights(2 * 13 * 13 * 4, 13 * 13 * 4, r);
+  check_rejected(infer_one(big, {in}), big.name, "infer_shapes");
+
+  // Weights of the wrong size for the input channels.
+  conv_spec c{in, 6, 1, make_window(3, 3, 1, 1, pad_all(1)), true, activation::none()};
+  layer short_weights = conv_layer(c, r, "short_weights_conv");
+  short_weights.weights = he_weights(short_weights.weights.size() - 1, 36, r);
+  check_rejected(infer_one(short_weights, {in}), short_weights.name, "infer_shapes");
+  layer wrong_channels = conv_layer(c, r, "wrong_channels_conv");
+  check_rejected(infer_one(wrong_channels, {tensor_shape{1, 9, 9, 5}}), wrong_channels.name, "infer_shapes");
+
+  // A fully connected layer whose bias has the wrong size.
+  layer fc;
+  fc.name = "bad_bias_fc";
+  fc.kind = layer_kind::fully_connected;
+  fc.output_channels = 10;
+  fc.weights = he_weights(10 * 20, 20, r);
+  fc.bias = random_bias(9, r);
+  check_rejected(infer_one(fc, {tensor_shape{1, 1, 1, 20}}), fc.name, "infer_shapes");
+
+  // create_layer_operator: no output shape (infer_shapes never ran).
+  layer unshaped = conv_layer(c, r, "unshaped_conv");
+  unshaped.output_shape = {0, 0, 0, 0};
+  check_rejected(create_status(unshaped, {in}), unshaped.name, "create_layer_operator");
+
+  // create_layer_operator: the wrong number of input shapes.
+  layer sum = simple_layer(layer_kind::add, {in, in});
+  sum.name = "one_armed_add";
+  check_rejected(create_status(sum, {in}), sum.name, "create_layer_operator");
+
+  // create_layer_operator: batch norm has no operator (it is folded at load).
+  layer bn;
+  bn.name = "unfolded_bn";
+  bn.kind = layer_kind::batch_norm;
+  bn.weights = weight_blob::from_vector(std::vector<float>(4 * 4, 1.0f));
+  bn = with_shapes(std::move(bn), {in});
+  check_rejected(create_status(bn, {in}), bn.name, "create_layer_operator");
+
+  // create_layer_operator: a strided output where the kind does not support one, or below the channels.
+  layer sm = simple_layer(layer_kind::softmax, {tensor_shape{1, 1, 1, 10}});
+  sm.name = "strided_softmax";
+  operator_options strided;
+  strided.output_pixel_stride = 16;
+  check_rejected(create_status(sm, {tensor_shape{1, 1, 1, 10}}, strided), sm.name, "create_layer_operator");
+  layer narrow = conv_layer(c, r, "narrow_stride_conv");
+  strided.output_pixel_stride = 5;  // below its 6 channels
+  check_rejected(create_status(narrow, {in}, strided), narrow.name, "create_layer_operator");
+}
+
+}  // namespace

@@ -17,6 +17,7 @@ struct named_tensor {
 };
 
 // A flat, 8-byte-aligned Cap'n Proto message in a byte vector (what CAF messages carry).
+// Empty when the tensor cannot be one message (data of 512 MiB or more).
 std::vector<uint8_t> encode_tensor(const std::string& name, const tensor& value);
 result<named_tensor> decode_tensor(const uint8_t* bytes, size_t size);
 

@@ -1,0 +1,72 @@
+# d3 model file: an 8-byte plain prefix "D3MODEL\0", then one Cap'n Proto message (standard
+# segment table, 8-byte aligned) whose root is a Model. Weight and bias bytes are raw
+# little-endian float32 in the layouts documented in kernels/graph.hpp.
+@0xd4e77ae3d2dcf71a;
+
+using Cxx = import "/capnp/c++.capnp";
+$Cxx.namespace("d3::schema");
+
+const modelMagic :UInt64 = 0x314c45444f4d3344;  # "D3MODEL1" read as a little-endian UInt64
+const modelFormatVersion :UInt32 = 1;
+
+# Mirrors d3::layer_kind (kernels/graph.hpp): same names, same order, same numbers.
+enum LayerKind {
+  input @0;
+  convolution @1;
+  fullyConnected @2;
+  maxPool @3;
+  averagePool @4;
+  globalAveragePool @5;
+  add @6;
+  concat @7;
+  softmax @8;
+  flatten @9;
+  batchNorm @10;
+  clamp @11;
+}
+
+struct Layer {
+  name @0 :Text;
+  kind @1 :LayerKind;
+  inputs @2 :List(UInt32);          # producer layer indices
+
+  inputShape :group {               # input layers: the shape callers supply (d3::tensor_shape)
+    n @3 :Int32 = 1;
+    h @4 :Int32 = 1;
+    w @5 :Int32 = 1;
+    c @6 :Int32 = 1;
+  }
+
+  window :group {                   # convolution, maxPool, averagePool
+    kernelH @7 :Int32 = 1;
+    kernelW @8 :Int32 = 1;
+    strideH @9 :Int32 = 1;
+    strideW @10 :Int32 = 1;
+    dilationH @11 :Int32 = 1;
+    dilationW @12 :Int32 = 1;
+    padTop @13 :Int32;
+    padLeft @14 :Int32;
+    padBottom @15 :Int32;
+    padRight @16 :Int32;
+    ceilMode @17 :Bool = false;
+    countIncludePad @18 :Bool = true;
+  }
+
+  outputChannels @19 :Int32;        # convolution, fullyConnected
+  groups @20 :Int32 = 1;            # convolution
+  epsilon @21 :Float32 = 1e-5;      # batchNorm
+
+  activationMin @22 :Float32 = -inf;  # output clamp; infinities mean "unbounded"
+  activationMax @23 :Float32 = inf;
+
+  weights @24 :Data;                # raw little-endian float32
+  bias @25 :Data;                   # raw little-endian float32, [outputChannels] or empty
+}
+
+struct Model {
+  magic @0 :UInt64;                 # must equal modelMagic
+  version @1 :UInt32;               # must equal modelFormatVersion
+  name @2 :Text;
+  layers @3 :List(Layer);
+  outputs @4 :List(UInt32);         # layers whose tensors the model returns
+}

@@ -1,0 +1,139 @@
+#include "schema/tensor_message.hpp"
+
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+#include <kj/exception.h>
+
+#include <cstring>
+#include <exception>
+
+#include "schema/tensor.capnp.h"
+
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+              "tensor messages carry little-endian float32; a big-endian host would need byte swaps");
+
+namespace d3 {
+
+namespace {
+
+constexpr size_t word_bytes = sizeof(capnp::word);
+// A Cap'n Proto Data (List(UInt8)) holds at most 2^29 - 1 bytes.
+constexpr size_t max_data_bytes = (size_t(1) << 29) - 1;
+
+size_t words_for_bytes(size_t bytes) { return (bytes + word_bytes - 1) / word_bytes; }
+
+void fill(schema::Tensor::Builder t, const std::string& name, const tensor& value) {
+  t.setName(capnp::Text::Reader(name.c_str(), name.size()));
+  const tensor_shape& s = value.shape();
+  t.setN(s.n);
+  t.setH(s.h);
+  t.setW(s.w);
+  t.setC(s.c);
+  capnp::Data::Builder data = t.initData(static_cast<capnp::uint>(value.bytes()));
+  if (value.bytes() != 0) std::memcpy(data.begin(), value.data(), value.bytes());
+}
+
+// The portable path: a malloc'd builder, flattened, then copied into the vector.
+std::vector<uint8_t> encode_with_copy(const std::string& name, const tensor& value) {
+  capnp::MallocMessageBuilder builder(
+      static_cast<capnp::uint>(words_for_bytes(value.bytes()) + words_for_bytes(name.size() + 1) + 16));
+  fill(builder.initRoot<schema::Tensor>(), name, value);
+  kj::Array<capnp::word> flat = capnp::messageToFlatArray(builder);
+  auto bytes = flat.asBytes();
+  return std::vector<uint8_t>(bytes.begin(), bytes.end());
+}
+
+std::string text_of(capnp::Text::Reader t) { return std::string(t.cStr(), t.size()); }
+
+}  // namespace
+
+std::vector<uint8_t> encode_tensor(const std::string& name, const tensor& value) {
+  if (value.bytes() > max_data_bytes || name.size() > max_data_bytes) return {};
+  try {
+    // Build the message directly inside the returned vector, so the floats are copied exactly once:
+    // [segment table: 1 word][root pointer][Tensor struct][name text][data]. The segment size is
+    // known in advance; FlatMessageBuilder::requireFilled() verifies the arithmetic.
+    constexpr size_t struct_words =
+        schema::Tensor::_capnpPrivate::dataWordSize + schema::Tensor::_capnpPrivate::pointerCount;
+    const size_t segment_words = 1 + struct_words + words_for_bytes(name.size() + 1) +
+                                 words_for_bytes(value.bytes());
+    std::vector<uint8_t> out((1 + segment_words) * word_bytes);  // zero-filled, as the builder needs
+    if (reinterpret_cast<uintptr_t>(out.data()) % alignof(capnp::word) == 0) {
+      bool built = false;
+      try {
+        auto* words = reinterpret_cast<capnp::word*>(out.data());
+        capnp::FlatMessageBuilder builder(kj::arrayPtr(words + 1, segment_words));
+        fill(builder.initRoot<schema::Tensor>(), name, value);
+        builder.requireFilled();
+        built = true;
+      } catch (const kj::Exception&) {
+      }
+      if (built) {
+        const uint32_t table[2] = {0u, static_cast<uint32_t>(segment_words)};  // 1 segment
+        std::memcpy(out.data(), table, sizeof table);
+        return out;
+      }
+    }
+    return encode_with_copy(name, value);
+  } catch (const kj::Exception&) {
+    return {};
+  } catch (const std::exception&) {
+    return {};
+  }
+}
+
+result<named_tensor> decode_tensor(const uint8_t* bytes, size_t size) {
+  if (bytes == nullptr || size == 0) return status::error("tensor message: empty");
+  if (size % word_bytes != 0 || size < 2 * word_bytes)
+    return status::error("tensor message: " + std::to_string(size) +
+                         " bytes is not a whole Cap'n Proto message (truncated?)");
+  const size_t word_count = size / word_bytes;
+
+  // The reader needs 8-byte aligned words; CAF buffers usually are, copy only when not.
+  kj::Array<capnp::word> aligned_copy;
+  const capnp::word* words = reinterpret_cast<const capnp::word*>(bytes);
+  if (reinterpret_cast<uintptr_t>(bytes) % alignof(capnp::word) != 0) {
+    aligned_copy = kj::heapArray<capnp::word>(word_count);
+    std::memcpy(aligned_copy.begin(), bytes, size);
+    words = aligned_copy.begin();
+  }
+
+  try {
+    capnp::ReaderOptions options;
+    options.traversalLimitInWords = uint64_t(word_count) * 2 + 1024;
+    capnp::FlatArrayMessageReader reader(kj::arrayPtr(words, word_count), options);
+    if (reader.getEnd() != words + word_count)
+      return status::error("tensor message: " +
+                           std::to_string((words + word_count - reader.getEnd()) * word_bytes) +
+                           " trailing bytes after the message");
+    schema::Tensor::Reader root = reader.getRoot<schema::Tensor>();
+    named_tensor out;
+    out.name = text_of(root.getName());
+    const int dims[4] = {root.getN(), root.getH(), root.getW(), root.getC()};
+    capnp::Data::Reader data = root.getData();
+    const std::string what = "tensor message '" + out.name + "': ";
+    size_t elements = 1;
+    for (int d : dims) {
+      if (d <= 0)
+        return status::error(what + "shape " + std::to_string(dims[0]) + "x" + std::to_string(dims[3]) +
+                             "x" + std::to_string(dims[1]) + "x" + std::to_string(dims[2]) +
+                             " has a non-positive dimension");
+      elements *= size_t(d);
+      if (elements > data.size() / sizeof(float)) break;  // no overflow: stays <= size / 4 * 2^31
+    }
+    tensor_shape shape{dims[0], dims[1], dims[2], dims[3]};
+    if (elements * sizeof(float) != data.size())
+      return status::error(what + "shape " + shape.to_string() + " does not match its " +
+                           std::to_string(data.size()) + " data bytes (float32 NHWC expected)");
+    out.value = tensor(shape);
+    std::memcpy(out.value.data(), data.begin(), data.size());
+    return out;
+  } catch (const kj::Exception& e) {
+    return status::error(std::string("tensor message: malformed Cap'n Proto message (") +
+                         e.getDescription().cStr() + ")");
+  } catch (const std::exception& e) {
+    return status::error(std::string("tensor message: ") + e.what());
+  }
+}
+
+}  // namespace d3

@@ -1,6 +1,7 @@
 #include "kernels/graph.hpp"
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <queue>
 #include <unordered_map>
@@ -127,12 +128,14 @@ status infer_layer(const layer& l, const std::vector<tensor_shape>& in, tensor_s
       return status::ok();
     case layer_kind::concat: {
       out = in[0];
-      out.c = 0;
+      long channels = 0;
       for (const tensor_shape& s : in) {
         if (s.n != in[0].n || s.h != in[0].h || s.w != in[0].w)
           return layer_error(l, "inputs " + in[0].to_string() + " and " + s.to_string() + " differ outside channels");
-        out.c += s.c;
+        channels += s.c;
       }
+      if (channels > INT_MAX) return layer_error(l, "output has too many channels");
+      out.c = int(channels);
       return status::ok();
     }
     case layer_kind::softmax:
@@ -140,9 +143,12 @@ status infer_layer(const layer& l, const std::vector<tensor_shape>& in, tensor_s
         return layer_error(l, "input " + in[0].to_string() + " must be 2-D (softmax runs over channels)");
       out = in[0];
       return status::ok();
-    case layer_kind::flatten:
-      out = {in[0].n, 1, 1, in[0].c * in[0].h * in[0].w};
+    case layer_kind::flatten: {
+      long features = long(in[0].c) * in[0].h * in[0].w;
+      if (features > INT_MAX) return layer_error(l, "input " + in[0].to_string() + " has too many features");
+      out = {in[0].n, 1, 1, int(features)};
       return status::ok();
+    }
     case layer_kind::batch_norm:
       if (l.weights.size() != size_t(4) * in[0].c)
         return layer_error(l, "weights hold " + std::to_string(l.weights.size()) + " floats, expected 4 x " +

@@ -1,0 +1,221 @@
+#define BOOST_TEST_MODULE executor
+#include <boost/test/unit_test.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <map>
+
+#include "kernels/executor.hpp"
+#include "kernels/model_zoo.hpp"
+#include "kernels/reference.hpp"
+#include "tests/test_graphs.hpp"
+
+using namespace d3;
+
+namespace {
+
+graph load(const std::string& name) {
+  auto g = builtin_model(name);
+  BOOST_REQUIRE_MESSAGE(g.is_ok(), g.message());
+  return std::move(g.value());
+}
+
+std::unique_ptr<executor> make_executor(const graph& g, std::vector<int> layers = {}, int threads = 1) {
+  executor_options options;
+  options.threads = threads;
+  auto e = executor::create(g, std::move(layers), options);
+  BOOST_REQUIRE_MESSAGE(e.is_ok(), e.message());
+  return std::move(e.value());
+}
+
+// Runs `g` as consecutive pieces of its topological order, cut before each position in `cuts`,
+// passing tensors between pieces by name the way nodes will. Returns every tensor that crossed a
+// cut and the graph's outputs.
+std::map<std::string, tensor> run_in_pieces(const graph& g, const tensor& input, std::vector<size_t> cuts) {
+  auto order = topological_order(g);
+  BOOST_REQUIRE(order.is_ok());
+  std::vector<int> computed;
+  for (int i : *order)
+    if (g.layers[i].kind != layer_kind::input) computed.push_back(i);
+  cuts.push_back(computed.size());
+  std::map<std::string, tensor> available{{g.layers[g.input_layers().at(0)].name, input}};
+  size_t begin = 0;
+  for (size_t end : cuts) {
+    std::vector<int> piece(computed.begin() + long(begin), computed.begin() + long(end));
+    begin = end;
+    auto e = make_executor(g, piece);
+    auto out = e->run(available);
+    BOOST_REQUIRE_MESSAGE(out.is_ok(), out.message());
+    for (auto& [name, t] : out.value()) available[name] = std::move(t);
+  }
+  return available;
+}
+
+// Position in the computed-layer order just before layer `name` (a cut there).
+size_t cut_before(const graph& g, const std::string& name) {
+  auto order = topological_order(g);
+  size_t position = 0;
+  for (int i : *order) {
+    if (g.layers[i].kind == layer_kind::input) continue;
+    if (g.layers[i].name == name) return position;
+    ++position;
+  }
+  BOOST_FAIL("no layer named " + name);
+  return 0;
+}
+
+}  // namespace
+
+// Every layer of every built-in model against the naive reference, fed the executor's own inputs
+// of that layer (so rounding does not compound), and the whole model end to end.
+BOOST_AUTO_TEST_CASE(models_match_the_reference_layer_by_layer) {
+  for (const std::string& name : builtin_model_names()) {
+    auto started = std::chrono::steady_clock::now();
+    graph g = load(name);
+    auto e = make_executor(g);
+    tensor x = random_tensor(g.layers[g.input_layers()[0]].output_shape, 11);
+    auto all = e->run_all({&x});
+    BOOST_REQUIRE_MESSAGE(all.is_ok(), all.message());
+    std::map<std::string, tensor>& tensors = all.value();
+    tensors[g.layers[g.input_layers()[0]].name] = x;
+    int checked = 0;
+    for (const layer& l : g.layers) {
+      if (l.kind == layer_kind::input) continue;
+      std::vector<const tensor*> inputs;
+      for (int in : l.inputs) inputs.push_back(&tensors.at(g.layers[in].name));
+      tensor expected = reference_layer(l, inputs);
+      std::string mismatch = compare_relative(tensors.at(l.name), expected, 1e-5);
+      BOOST_CHECK_MESSAGE(mismatch.empty(), name << " layer " << l.name << ": " << mismatch);
+      ++checked;
+    }
+    BOOST_TEST(checked > 7);
+    // End to end the executor and the reference drift apart by rounding only: intermediate tensors
+    // (not only the logits) stay within a small relative error through the whole depth.
+    std::map<std::string, tensor> reference = reference_run(g, {{g.layers[g.input_layers()[0]].name, x}});
+    double worst = 0;
+    std::string worst_layer;
+    for (const layer& l : g.layers) {
+      if (l.kind == layer_kind::input) continue;
+      const tensor& a = tensors.at(l.name);
+      const tensor& r = reference.at(l.name);
+      double rms = 0;
+      for (size_t k = 0; k < r.elements(); ++k) rms += double(r.data()[k]) * r.data()[k];
+      rms = std::sqrt(rms / double(r.elements()));
+      double max_diff = 0;
+      for (size_t k = 0; k < r.elements(); ++k) max_diff = std::max(max_diff, double(std::fabs(a.data()[k] - r.data()[k])));
+      if (max_diff / rms > worst) worst = max_diff / rms, worst_layer = l.name;
+    }
+    BOOST_TEST_MESSAGE(name << ": " << checked << " layers checked; end-to-end worst |diff|/rms " << worst << " at "
+                            << worst_layer << " ("
+                            << std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count()
+                            << " s)");
+    BOOST_CHECK_MESSAGE(worst < 1e-3, name << ": end-to-end drift " << worst << " at " << worst_layer);
+  }
+}
+
+// A partition boundary may cut several tensors at once: the pieces must reproduce the whole run
+// bit for bit, including cuts inside residual blocks and inception modules.
+BOOST_AUTO_TEST_CASE(sub_graphs_reproduce_the_whole_graph_bit_for_bit) {
+  struct split {
+    std::string model;
+    std::vector<std::string> cut_before;  // 1 or 2 cuts: 2 or 3 pieces
+    size_t min_crossing;                  // tensors crossing the first cut
+  };
+  const std::vector<split> splits = {
+      {"resnet18", {"layer2.0.conv2", "layer3.1.add"}, 2},       // skip connection and branch cut
+      {"resnet18", {"layer1.0.add"}, 2},
+      {"googlenet", {"inception4b.branch3.1.conv", "inception5a.branch2.0.conv"}, 3},  // inside modules
+      {"googlenet", {"inception3a.branch4.1.conv"}, 3},
+      {"mobilenet_v2", {"features.3.conv.2", "features.14.conv.1.0"}, 2},  // inside inverted residuals
+      {"alexnet", {"features.6", "classifier.4"}, 1},
+      {"vgg16", {"features.10", "classifier.3"}, 1},
+  };
+  for (const split& s : splits) {
+    graph g = load(s.model);
+    tensor x = random_tensor(g.layers[g.input_layers()[0]].output_shape, 5);
+    auto whole = make_executor(g);
+    auto expected = whole->run_all({&x});
+    BOOST_REQUIRE(expected.is_ok());
+    std::vector<size_t> cuts;
+    for (const std::string& name : s.cut_before) cuts.push_back(cut_before(g, name));
+    // How many tensors cross the first cut (the test is about multi-tensor boundaries).
+    auto order = topological_order(g);
+    std::vector<int> first_piece;
+    for (int i : *order)
+      if (g.layers[i].kind != layer_kind::input && first_piece.size() < cuts[0]) first_piece.push_back(i);
+    BOOST_TEST(boundary_of(g, first_piece).outputs.size() >= s.min_crossing, s.model << " cut " << s.cut_before[0]);
+
+    auto pieces = run_in_pieces(g, x, cuts);
+    int compared = 0;
+    for (auto& [name, t] : pieces) {
+      auto it = expected.value().find(name);
+      if (it == expected.value().end()) continue;  // the input
+      BOOST_CHECK_MESSAGE(bitwise_equal(t, it->second), s.model << ": tensor " << name << " differs from the whole run");
+      ++compared;
+    }
+    const std::string output = g.layers[g.outputs[0]].name;
+    BOOST_REQUIRE(pieces.count(output) == 1);
+    BOOST_TEST(bitwise_equal(pieces.at(output), expected.value().at(output)), s.model);
+    BOOST_TEST(compared >= int(s.min_crossing) + 1);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(random_cuts_reproduce_the_whole_graph) {
+  seeded_generator gen(99);
+  for (const std::string name : {"resnet18", "googlenet", "mobilenet_v2"}) {
+    graph g = load(name);
+    tensor x = random_tensor(g.layers[g.input_layers()[0]].output_shape, 6);
+    auto whole = make_executor(g);
+    auto expected = whole->run({&x});
+    BOOST_REQUIRE(expected.is_ok());
+    size_t computed = g.layers.size() - 1;
+    for (int trial = 0; trial < 4; ++trial) {
+      size_t a = 1 + gen.next_u64() % (computed - 2), b = 1 + gen.next_u64() % (computed - 2);
+      std::vector<size_t> cuts = {std::min(a, b)};
+      if (a != b) cuts.push_back(std::max(a, b));
+      auto pieces = run_in_pieces(g, x, cuts);
+      const std::string output = g.layers[g.outputs[0]].name;
+      BOOST_TEST(bitwise_equal(pieces.at(output), expected.value()[0]), name << " cut at " << a << ", " << b);
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(two_threads_compute_the_same_bits) {
+  graph g = load("googlenet");
+  tensor x = random_tensor(g.layers[g.input_layers()[0]].output_shape, 3);
+  auto one = make_executor(g, {}, 1)->run({&x});
+  auto two = make_executor(g, {}, 2)->run({&x});
+  BOOST_REQUIRE(one.is_ok() && two.is_ok());
+  BOOST_TEST(bitwise_equal(one.value()[0], two.value()[0]));
+}
+
+BOOST_AUTO_TEST_CASE(repeated_runs_and_new_input_buffers) {
+  graph g = load("mobilenet_v2");
+  auto e = make_executor(g);
+  tensor x = random_tensor({1, 224, 224, 3}, 1), y = random_tensor({1, 224, 224, 3}, 2);
+  auto first = e->run({&x});
+  auto other = e->run({&y});
+  tensor x_copy = x;  // a different buffer with the same values: operators must be bound again
+  auto again = e->run({&x_copy});
+  BOOST_REQUIRE(first.is_ok() && other.is_ok() && again.is_ok());
+  BOOST_TEST(bitwise_equal(first.value()[0], again.value()[0]));
+  BOOST_TEST(!bitwise_equal(first.value()[0], other.value()[0]));
+}
+
+BOOST_AUTO_TEST_CASE(bad_inputs_are_rejected_by_name) {
+  graph g = load("resnet18");
+  auto e = make_executor(g);
+  tensor wrong({1, 224, 223, 3});
+  auto out = e->run({&wrong});
+  BOOST_TEST(!out.is_ok());
+  BOOST_TEST(out.message().find("'input'") != std::string::npos, out.message());
+  BOOST_TEST(out.message().find("1x3x224x224") != std::string::npos, out.message());
+  out = e->run(std::vector<const tensor*>{});
+  BOOST_TEST(!out.is_ok());
+  auto named = e->run(std::map<std::string, tensor>{{"image", tensor({1, 224, 224, 3})}});
+  BOOST_TEST(!named.is_ok());
+  BOOST_TEST(named.message().find("missing") != std::string::npos, named.message());
+  // the executor still works after rejected requests
+  tensor x = random_tensor({1, 224, 224, 3}, 1);
+  BOOST_TEST(e->run({&x}).is_ok());
+}

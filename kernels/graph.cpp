@@ -28,6 +28,11 @@ constexpr kind_name kind_names[] = {
     {layer_kind::flatten, "flatten"},
     {layer_kind::batch_norm, "batch_norm"},
     {layer_kind::clamp, "clamp"},
+    {layer_kind::multiply, "multiply"},
+    {layer_kind::sigmoid, "sigmoid"},
+    {layer_kind::channel_shuffle, "channel_shuffle"},
+    {layer_kind::channel_slice, "channel_slice"},
+    {layer_kind::pad, "pad"},
 };
 
 std::string describe(const layer& l) { return std::string(to_string(l.kind)) + " layer '" + l.name + "'"; }
@@ -37,7 +42,8 @@ status layer_error(const layer& l, const std::string& what) { return status::err
 size_t expect_inputs(layer_kind kind) {
   switch (kind) {
     case layer_kind::input: return 0;
-    case layer_kind::add: return 2;
+    case layer_kind::add:
+    case layer_kind::multiply: return 2;
     case layer_kind::concat: return size_t(-1);  // one or more
     default: return 1;
   }

@@ -28,12 +28,18 @@ enum class layer_kind : uint8_t {
   max_pool,
   average_pool,
   global_average_pool,  // [N,H,W,C] -> [N,1,1,C]
-  add,                  // element-wise, equal shapes (residual)
+  add,                  // element-wise, equal shapes (residual), or a second operand of [N,1,1,C]
   concat,               // along channels
   softmax,              // over channels of an [N, C] tensor
   flatten,              // [N,H,W,C] -> [N, C*H*W] in NCHW order, as torch.flatten(x, 1)
   batch_norm,           // inference batch norm; folded into the producing convolution at load
   clamp,                // min/max (ReLU, ReLU6); fused into its producer at load when possible
+  // Kinds real ONNX exports need beyond the five built-in models (appended: numbers are stable).
+  multiply,             // element-wise product; the second operand may be [N,1,1,C] (per channel)
+  sigmoid,              // element-wise logistic function
+  channel_shuffle,      // ShuffleNet's shuffle with `groups`: out[c'] = in[(c' % groups) * (C / groups) + c' / groups]
+  channel_slice,        // channels [channel_begin, channel_end) of the input (ONNX Split / Slice on axis 1)
+  pad,                  // zero padding of H and W by window.pad (ONNX Pad, constant 0)
 };
 const char* to_string(layer_kind kind);
 result<layer_kind> layer_kind_from_string(std::string_view name);
@@ -94,9 +100,11 @@ struct layer {
   layer_kind kind = layer_kind::input;
   std::vector<int> inputs;       // producer layer indices
   tensor_shape input_shape;      // input: the shape callers supply
-  window_params window;          // convolution, max_pool, average_pool
+  window_params window;          // convolution, max_pool, average_pool; pad uses window.pad
   int output_channels = 0;       // convolution, fully_connected
-  int groups = 1;                // convolution
+  int groups = 1;                // convolution, channel_shuffle
+  int channel_begin = 0;         // channel_slice: first channel
+  int channel_end = 0;           // channel_slice: one past the last channel
   float epsilon = 1e-5f;         // batch_norm
   activation act;                // clamp applied to the output
   weight_blob weights;           // see the layouts at the top of this file

@@ -1,0 +1,26 @@
+// ONNX models in: reads an ONNX file (opsets 11-17, as PyTorch exports them) with Debian's
+// libonnx protobuf classes and maps it node by node onto the graph IR. Weights are transposed to
+// d3's layouts (kernels/graph.hpp) once, here. Shape arithmetic on constants (Shape, Gather,
+// Unsqueeze, Concat feeding Reshape) is folded at import.
+#pragma once
+
+#include <string>
+
+#include "kernels/graph.hpp"
+#include "kernels/status.hpp"
+
+namespace d3 {
+
+// The graph as imported: one layer per computing ONNX node (batch norms and activations still
+// separate), layer names = ONNX node names (or output tensor names when a node has none), shapes
+// inferred. Errors name the file, and for an unsupported op or attribute the op type, the node and
+// the attribute.
+result<graph> import_onnx_unprepared(const std::string& path);
+
+// The same with prepare_for_inference() applied: what every tool runs.
+result<graph> import_onnx(const std::string& path);
+
+// True when `path` ends in ".onnx" (how tools tell ONNX files from d3 model files and names).
+bool is_onnx_path(const std::string& path);
+
+}  // namespace d3

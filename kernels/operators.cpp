@@ -1,4 +1,5 @@
 #include "kernels/operators.hpp"
+#include "kernels/memory.hpp"
 
 #include <xnnpack.h>
 #include <pthreadpool.h>
@@ -392,7 +393,7 @@ class flatten_operator : public layer_operator {
 status initialize_compute() {
   static std::once_flag once;
   static xnn_status init = xnn_status_success;
-  std::call_once(once, [] { init = xnn_initialize(nullptr); });
+  std::call_once(once, [] { init = xnn_initialize(xnnpack_allocator()); });
   // Per thread: denormals are flushed to zero (both on results and on inputs).
   _MM_SET_FLUSH_ZERO_MODE(_MM_FLUSH_ZERO_ON);
   _MM_SET_DENORMALS_ZERO_MODE(_MM_DENORMALS_ZERO_ON);

@@ -1,5 +1,7 @@
 #include "kernels/tensor.hpp"
 
+#include "kernels/memory.hpp"
+
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -19,7 +21,7 @@ void tensor::free_deleter::operator()(float* p) const { std::free(p); }
 
 tensor::tensor(tensor_shape shape) : shape_(shape) {
   size_t bytes = (shape.bytes() + slack_bytes + alignment - 1) / alignment * alignment;
-  void* p = std::aligned_alloc(alignment, bytes);
+  void* p = allocate_aligned(alignment, bytes);
   if (p == nullptr) throw std::bad_alloc();
   std::memset(p, 0, bytes);
   data_.reset(static_cast<float*>(p));

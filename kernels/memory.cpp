@@ -1,0 +1,39 @@
+#include "kernels/memory.hpp"
+
+#include <sys/mman.h>
+#include <xnnpack.h>
+
+#include <algorithm>
+#include <cstdlib>
+
+namespace d3 {
+
+namespace {
+
+constexpr size_t huge_page = size_t(2) << 20;
+
+void* xnn_allocate(void*, size_t size) { return std::malloc(size); }
+void* xnn_reallocate(void*, void* pointer, size_t size) { return std::realloc(pointer, size); }
+void xnn_deallocate(void*, void* pointer) { std::free(pointer); }
+void* xnn_aligned_allocate(void*, size_t alignment, size_t size) { return allocate_aligned(alignment, size); }
+void xnn_aligned_deallocate(void*, void* pointer) { std::free(pointer); }
+
+const xnn_allocator allocator = {nullptr,       xnn_allocate,         xnn_reallocate,
+                                 xnn_deallocate, xnn_aligned_allocate, xnn_aligned_deallocate};
+
+}  // namespace
+
+void* allocate_aligned(size_t alignment, size_t size) {
+  alignment = std::max<size_t>(alignment, 64);
+  if (size >= huge_page) {
+    const size_t rounded = (size + huge_page - 1) / huge_page * huge_page;
+    void* p = std::aligned_alloc(huge_page, rounded);
+    if (p != nullptr) madvise(p, rounded, MADV_HUGEPAGE);  // advice only: failure is harmless
+    return p;
+  }
+  return std::aligned_alloc(alignment, (size + alignment - 1) / alignment * alignment);
+}
+
+const xnn_allocator* xnnpack_allocator() { return &allocator; }
+
+}  // namespace d3

@@ -1,0 +1,20 @@
+// Memory for tensors and packed weights. Large blocks are aligned to 2 MB and advised as
+// transparent huge pages (this kernel only grants them on request: THP = madvise): the hardware
+// prefetchers stop at every 4 KB page boundary, and streaming a fully connected layer's weights
+// from DRAM, or a feature map through the cache, then stalls at each one. Measured side by side
+// (d3-run, 1 thread): mobilenet_v2 8.55 -> 7.1 ms, VGG-16's fully connected layers 19.6 -> 17.4 ms.
+#pragma once
+
+#include <cstddef>
+
+struct xnn_allocator;
+
+namespace d3 {
+
+// Aligned to max(alignment, 64); huge-page advised when `size` >= 2 MB. Released with free().
+void* allocate_aligned(size_t alignment, size_t size);
+
+// The allocator XNNPACK is initialised with (packed weights, workspaces).
+const xnn_allocator* xnnpack_allocator();
+
+}  // namespace d3

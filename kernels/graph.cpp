@@ -63,6 +63,15 @@ status check_window(const layer& l) {
   return status::ok();
 }
 
+// Kinds that only move or map values: no weights, and no fused clamp (their operators have none).
+status check_plain(const layer& l) {
+  if (!l.weights.empty() || !l.bias.empty()) return layer_error(l, "takes no weights");
+  if (!l.act.is_identity())
+    return layer_error(l, "a fused clamp [" + std::to_string(l.act.min) + ", " + std::to_string(l.act.max) +
+                              "] is not supported (use a separate clamp layer)");
+  return status::ok();
+}
+
 status infer_window_output(const layer& l, const tensor_shape& in, bool ceil_mode, tensor_shape& out) {
   D3_RETURN_IF_ERROR(check_window(l));
   const window_params& w = l.window;
@@ -128,10 +137,54 @@ status infer_layer(const layer& l, const std::vector<tensor_shape>& in, tensor_s
       out = {in[0].n, 1, 1, in[0].c};
       return status::ok();
     case layer_kind::add:
-      if (in[0] != in[1])
-        return layer_error(l, "operand shapes differ: " + in[0].to_string() + " and " + in[1].to_string());
+    case layer_kind::multiply: {
+      // Equal shapes, or a second operand of [N,1,1,C] broadcast over H and W (per channel).
+      const tensor_shape& a = in[0];
+      const tensor_shape& b = in[1];
+      const bool per_channel = b.n == a.n && b.h == 1 && b.w == 1 && b.c == a.c;
+      if (a != b && !per_channel)
+        return layer_error(l, "operand shapes differ: " + a.to_string() + " and " + b.to_string() +
+                                  " (the second operand must equal the first or be its per-channel " +
+                                  tensor_shape{a.n, 1, 1, a.c}.to_string() + ")");
+      if (l.kind == layer_kind::multiply && (!l.weights.empty() || !l.bias.empty()))
+        return layer_error(l, "takes no weights");
+      out = a;
+      return status::ok();
+    }
+    case layer_kind::sigmoid:
+      D3_RETURN_IF_ERROR(check_plain(l));
       out = in[0];
       return status::ok();
+    case layer_kind::channel_shuffle:
+      D3_RETURN_IF_ERROR(check_plain(l));
+      if (l.groups < 1 || in[0].c % l.groups != 0)
+        return layer_error(l, "groups " + std::to_string(l.groups) + " do not divide the " + std::to_string(in[0].c) +
+                                  " input channels of " + in[0].to_string());
+      out = in[0];
+      return status::ok();
+    case layer_kind::channel_slice:
+      D3_RETURN_IF_ERROR(check_plain(l));
+      if (l.channel_begin < 0 || l.channel_begin >= l.channel_end || l.channel_end > in[0].c)
+        return layer_error(l, "channels [" + std::to_string(l.channel_begin) + ", " + std::to_string(l.channel_end) +
+                                  ") are not a non-empty range within the " + std::to_string(in[0].c) +
+                                  " input channels of " + in[0].to_string());
+      out = in[0];
+      out.c = l.channel_end - l.channel_begin;
+      return status::ok();
+    case layer_kind::pad: {
+      D3_RETURN_IF_ERROR(check_plain(l));
+      const padding& p = l.window.pad;
+      if (p.top < 0 || p.left < 0 || p.bottom < 0 || p.right < 0)
+        return layer_error(l, "padding (top " + std::to_string(p.top) + ", left " + std::to_string(p.left) +
+                                  ", bottom " + std::to_string(p.bottom) + ", right " + std::to_string(p.right) +
+                                  ") must not be negative");
+      const long h = long(in[0].h) + p.top + p.bottom;
+      const long w = long(in[0].w) + p.left + p.right;
+      if (h > INT_MAX || w > INT_MAX)
+        return layer_error(l, "padded output of " + in[0].to_string() + " is too large");
+      out = {in[0].n, int(h), int(w), in[0].c};
+      return status::ok();
+    }
     case layer_kind::concat: {
       out = in[0];
       long channels = 0;
@@ -340,6 +393,9 @@ layer_cost cost_of(const graph& g, int index) {
     case layer_kind::input:
     case layer_kind::concat:
     case layer_kind::flatten:
+    case layer_kind::channel_shuffle:
+    case layer_kind::channel_slice:
+    case layer_kind::pad:
       cost.flops = 0;
       break;
     default:
@@ -404,7 +460,7 @@ status prepare_for_inference(graph& g) {
       while (dead[producer]) producer = replacement[producer];
       layer& p = g.layers[producer];
       bool fusable = p.kind == layer_kind::convolution || p.kind == layer_kind::fully_connected ||
-                     p.kind == layer_kind::add || p.kind == layer_kind::max_pool ||
+                     p.kind == layer_kind::add || p.kind == layer_kind::multiply || p.kind == layer_kind::max_pool ||
                      p.kind == layer_kind::average_pool || p.kind == layer_kind::global_average_pool ||
                      p.kind == layer_kind::clamp;
       if (!fusable || !sole_reader(producer)) continue;

@@ -42,7 +42,8 @@ class xnn_layer_operator : public layer_operator {
  public:
   using binder = xnn_status (*)(xnn_layer_operator&, const std::vector<const float*>&, float*, pthreadpool_t);
   xnn_layer_operator(const layer& l, xnn_operator_t op, binder bind, std::vector<tensor_shape> in, tensor_shape out)
-      : name_(l.name), kind_(l.kind), op_(op), bind_(bind), in_(std::move(in)), out_(out) {}
+      : name_(l.name), kind_(l.kind), op_(op), bind_(bind), in_(std::move(in)), out_(out), pad_(l.window.pad),
+        channel_begin_(l.kind == layer_kind::channel_slice ? size_t(std::max(l.channel_begin, 0)) : 0) {}
 
   status setup(const std::vector<const float*>& inputs, float* output, pthreadpool_t pool) override {
     xnn_status s = bind_(*this, inputs, output, pool);
@@ -58,6 +59,8 @@ class xnn_layer_operator : public layer_operator {
   xnn_operator_t op() const { return op_.get(); }
   const tensor_shape& in(size_t i) const { return in_[i]; }
   const tensor_shape& out() const { return out_; }
+  const padding& pad() const { return pad_; }             // pad
+  size_t channel_begin() const { return channel_begin_; }  // channel_slice
 
  private:
   status error(const char* step, xnn_status s) const {
@@ -70,6 +73,8 @@ class xnn_layer_operator : public layer_operator {
   binder bind_;
   std::vector<tensor_shape> in_;
   tensor_shape out_;
+  padding pad_;
+  size_t channel_begin_;
 };
 
 using created = result<std::unique_ptr<layer_operator>>;
@@ -294,6 +299,94 @@ created create_add(const layer& l, const std::vector<tensor_shape>& in) {
               in);
 }
 
+// Element-wise product; like add, the second operand may be [N,1,1,C] (XNNPACK broadcasts it
+// over H and W from the N-D shapes).
+created create_multiply(const layer& l, const std::vector<tensor_shape>& in) {
+  xnn_operator_t op = nullptr;
+  xnn_status s = xnn_create_multiply_nd_f32(l.act.min, l.act.max, 0, &op);
+  return wrap(l, s, op,
+              [](xnn_layer_operator& self, const std::vector<const float*>& x, float* y, pthreadpool_t pool) {
+                const tensor_shape& a = self.in(0);
+                const tensor_shape& b = self.in(1);
+                size_t shape_a[4] = {size_t(a.n), size_t(a.h), size_t(a.w), size_t(a.c)};
+                size_t shape_b[4] = {size_t(b.n), size_t(b.h), size_t(b.w), size_t(b.c)};
+                return xnn_setup_multiply_nd_f32(self.op(), 4, shape_a, 4, shape_b, x[0], x[1], y, pool);
+              },
+              in);
+}
+
+created create_sigmoid(const layer& l, const std::vector<tensor_shape>& in) {
+  xnn_operator_t op = nullptr;
+  xnn_status s = xnn_create_sigmoid_nc_f32(in[0].c, in[0].c, in[0].c, 0, &op);
+  return wrap(l, s, op,
+              [](xnn_layer_operator& self, const std::vector<const float*>& x, float* y, pthreadpool_t pool) {
+                const tensor_shape& a = self.in(0);
+                return xnn_setup_sigmoid_nc_f32(self.op(), size_t(a.n) * a.h * a.w, x[0], y, pool);
+              },
+              in);
+}
+
+xnn_status setup_copy(xnn_layer_operator& self, const std::vector<const float*>& x, float* y, pthreadpool_t pool) {
+  const tensor_shape& a = self.in(0);
+  return xnn_setup_copy_nc_x32(self.op(), size_t(a.n) * a.h * a.w, x[0] + self.channel_begin(), y, pool);
+}
+
+// XNNPACK's shuffle views each pixel's channels as [groups][C / groups] and writes the transpose
+// [C / groups][groups]: out[c'] = in[(c' % groups) * (C / groups) + c' / groups], which is
+// PyTorch's view(N, g, C/g, H, W).transpose(1, 2). It needs at least two groups; one group is a copy.
+created create_channel_shuffle(const layer& l, const std::vector<tensor_shape>& in) {
+  const size_t channels = size_t(in[0].c);
+  if (l.groups < 1 || channels % size_t(l.groups) != 0)
+    return status::error("channel_shuffle layer '" + l.name + "': groups " + std::to_string(l.groups) +
+                         " do not divide the " + std::to_string(channels) + " input channels");
+  xnn_operator_t op = nullptr;
+  if (l.groups == 1) {
+    xnn_status s = xnn_create_copy_nc_x32(channels, channels, channels, 0, &op);
+    return wrap(l, s, op, setup_copy, in);
+  }
+  xnn_status s = xnn_create_channel_shuffle_nc_x32(size_t(l.groups), channels / size_t(l.groups), channels, channels,
+                                                   0, &op);
+  return wrap(l, s, op,
+              [](xnn_layer_operator& self, const std::vector<const float*>& x, float* y, pthreadpool_t pool) {
+                const tensor_shape& a = self.in(0);
+                return xnn_setup_channel_shuffle_nc_x32(self.op(), size_t(a.n) * a.h * a.w, x[0], y, pool);
+              },
+              in);
+}
+
+// Channels [begin, end): a strided copy reading `end - begin` channels of every input pixel,
+// starting `begin` floats into the input.
+created create_channel_slice(const layer& l, const std::vector<tensor_shape>& in) {
+  if (l.channel_begin < 0 || l.channel_begin >= l.channel_end || l.channel_end > in[0].c)
+    return status::error("channel_slice layer '" + l.name + "': channels [" + std::to_string(l.channel_begin) + ", " +
+                         std::to_string(l.channel_end) + ") are not a non-empty range within the " +
+                         std::to_string(in[0].c) + " input channels");
+  const size_t count = size_t(l.channel_end - l.channel_begin);
+  xnn_operator_t op = nullptr;
+  xnn_status s = xnn_create_copy_nc_x32(count, size_t(in[0].c), count, 0, &op);
+  return wrap(l, s, op, setup_copy, in);
+}
+
+// Zero padding of H and W (XNNPACK's N-D constant pad; N and C are not padded).
+created create_pad(const layer& l, const std::vector<tensor_shape>& in) {
+  const padding& p = l.window.pad;
+  if (p.top < 0 || p.left < 0 || p.bottom < 0 || p.right < 0)
+    return status::error("pad layer '" + l.name + "': negative padding");
+  const uint32_t zero = 0;  // the bits of 0.0f; XNNPACK copies the value at create
+  xnn_operator_t op = nullptr;
+  xnn_status s = xnn_create_constant_pad_nd_x32(&zero, 0, &op);
+  return wrap(l, s, op,
+              [](xnn_layer_operator& self, const std::vector<const float*>& x, float* y, pthreadpool_t pool) {
+                const tensor_shape& a = self.in(0);
+                const padding& p = self.pad();
+                size_t shape[4] = {size_t(a.n), size_t(a.h), size_t(a.w), size_t(a.c)};
+                size_t before[4] = {0, size_t(p.top), size_t(p.left), 0};
+                size_t after[4] = {0, size_t(p.bottom), size_t(p.right), 0};
+                return xnn_setup_constant_pad_nd_x32(self.op(), 4, shape, before, after, x[0], y, pool);
+              },
+              in);
+}
+
 created create_softmax(const layer& l, const std::vector<tensor_shape>& in) {
   xnn_operator_t op = nullptr;
   xnn_status s = xnn_create_softmax_nc_f32(in[0].c, in[0].c, in[0].c, 0, &op);
@@ -426,6 +519,31 @@ result<std::unique_ptr<layer_operator>> create_layer_operator(const layer& l, co
       return status::error(where + ": bias holds " + std::to_string(l.bias.size()) + " floats, expected " +
                            std::to_string(l.output_channels));
   }
+  // The new kinds' operators trust the shapes: check that input and output shapes agree (a wrong
+  // broadcast would make XNNPACK write a larger output than the buffer holds).
+  if (l.kind == layer_kind::add || l.kind == layer_kind::multiply) {
+    if (in.size() != 2) return status::error(where + ": needs 2 operands, got " + std::to_string(in.size()));
+    const tensor_shape& a = in[0];
+    const tensor_shape& b = in[1];
+    const bool per_channel = b.n == a.n && b.h == 1 && b.w == 1 && b.c == a.c;
+    if ((a != b && !per_channel) || a != l.output_shape)
+      return status::error(where + ": operand shapes " + a.to_string() + " and " + b.to_string() +
+                           " do not give its output " + l.output_shape.to_string() +
+                           " (equal shapes, or a second operand of " + tensor_shape{a.n, 1, 1, a.c}.to_string() + ")");
+  }
+  if (l.kind == layer_kind::sigmoid || l.kind == layer_kind::channel_shuffle || l.kind == layer_kind::channel_slice ||
+      l.kind == layer_kind::pad) {
+    if (!l.act.is_identity()) return status::error(where + ": a fused clamp is not supported");
+    tensor_shape expected = in[0];
+    if (l.kind == layer_kind::channel_slice) expected.c = l.channel_end - l.channel_begin;
+    if (l.kind == layer_kind::pad) {
+      expected.h += l.window.pad.top + l.window.pad.bottom;
+      expected.w += l.window.pad.left + l.window.pad.right;
+    }
+    if (expected != l.output_shape)
+      return status::error(where + ": output shape " + l.output_shape.to_string() + " does not follow from input " +
+                           in[0].to_string() + " (expected " + expected.to_string() + ")");
+  }
   const size_t stride = options.output_pixel_stride;
   if (stride != 0 && stride < size_t(l.output_shape.c))
     return status::error(where + ": output pixel stride " + std::to_string(stride) + " is below its " +
@@ -447,6 +565,11 @@ result<std::unique_ptr<layer_operator>> create_layer_operator(const layer& l, co
     case layer_kind::fully_connected: return create_fully_connected(l, in);
     case layer_kind::global_average_pool: return create_global_average_pool(l, in);
     case layer_kind::add: return create_add(l, in);
+    case layer_kind::multiply: return create_multiply(l, in);
+    case layer_kind::sigmoid: return create_sigmoid(l, in);
+    case layer_kind::channel_shuffle: return create_channel_shuffle(l, in);
+    case layer_kind::channel_slice: return create_channel_slice(l, in);
+    case layer_kind::pad: return create_pad(l, in);
     case layer_kind::softmax: return create_softmax(l, in);
     case layer_kind::concat: return concat_operator::create(l, in, options.concat_input_in_place);
     case layer_kind::flatten: return std::unique_ptr<layer_operator>(new flatten_operator(in[0]));

@@ -183,15 +183,105 @@ tensor global_average_pool(const layer& l, const tensor& x) {
   return y;
 }
 
-tensor add(const layer& l, const std::vector<const tensor*>& inputs) {
+// Element `i` of the output read from operand `t`: the same element, or for a per-channel operand
+// [N,1,1,C] the element of the same batch and channel (broadcast over H and W).
+double operand(const tensor& t, const tensor_shape& os, size_t i) {
+  if (t.shape() == os) return t.data()[i];
+  const size_t c = i % size_t(os.c);
+  const size_t n = i / (size_t(os.h) * os.w * os.c);
+  return t.data()[n * size_t(os.c) + c];
+}
+
+void check_operands(const layer& l, const std::vector<const tensor*>& inputs) {
   const tensor_shape& os = l.output_shape;
-  for (const tensor* t : inputs) check(t->shape() == os, l, "input shape " + t->shape().to_string() + " != output");
+  check(inputs[0]->shape() == os, l, "first input shape " + inputs[0]->shape().to_string() + " != output");
+  for (const tensor* t : inputs) {
+    const tensor_shape& s = t->shape();
+    const bool per_channel = s.n == os.n && s.h == 1 && s.w == 1 && s.c == os.c;
+    check(s == os || per_channel, l, "input shape " + s.to_string() + " is neither the output's nor per channel");
+  }
+}
+
+tensor add(const layer& l, const std::vector<const tensor*>& inputs) {
+  check_operands(l, inputs);
+  const tensor_shape& os = l.output_shape;
   tensor y(os);
   for (size_t i = 0; i < y.elements(); ++i) {
     double sum = 0.0;
-    for (const tensor* t : inputs) sum += t->data()[i];
+    for (const tensor* t : inputs) sum += operand(*t, os, i);
     y.data()[i] = activate(l, sum);
   }
+  return y;
+}
+
+tensor multiply(const layer& l, const std::vector<const tensor*>& inputs) {
+  check_operands(l, inputs);
+  const tensor_shape& os = l.output_shape;
+  tensor y(os);
+  for (size_t i = 0; i < y.elements(); ++i) {
+    double product = 1.0;
+    for (const tensor* t : inputs) product *= operand(*t, os, i);
+    y.data()[i] = activate(l, product);
+  }
+  return y;
+}
+
+tensor sigmoid(const layer& l, const tensor& x) {
+  check(l.output_shape == x.shape(), l, "bad output_shape");
+  tensor y(x.shape());
+  for (size_t i = 0; i < y.elements(); ++i) y.data()[i] = activate(l, 1.0 / (1.0 + std::exp(-double(x.data()[i]))));
+  return y;
+}
+
+// PyTorch's x.view(N, g, C/g, H, W).transpose(1, 2).reshape(N, C, H, W), written as that view:
+// output channel (j, i) of the [C/g][g] view is input channel (i, j) of the [g][C/g] view.
+tensor channel_shuffle(const layer& l, const tensor& x) {
+  const tensor_shape& s = x.shape();
+  check(l.output_shape == s, l, "bad output_shape");
+  const int g = l.groups;
+  check(g >= 1 && s.c % g == 0, l, "groups do not divide the channels");
+  const int per_group = s.c / g;
+  tensor y(s);
+  for (int n = 0; n < s.n; ++n)
+    for (int h = 0; h < s.h; ++h)
+      for (int w = 0; w < s.w; ++w)
+        for (int i = 0; i < g; ++i)
+          for (int j = 0; j < per_group; ++j)
+            y.data()[at(s, n, h, w, j * g + i)] = activate(l, x.data()[at(s, n, h, w, i * per_group + j)]);
+  return y;
+}
+
+tensor channel_slice(const layer& l, const tensor& x) {
+  const tensor_shape& is = x.shape();
+  const tensor_shape& os = l.output_shape;
+  check(l.channel_begin >= 0 && l.channel_begin < l.channel_end && l.channel_end <= is.c, l, "bad channel range");
+  check(os.n == is.n && os.h == is.h && os.w == is.w && os.c == l.channel_end - l.channel_begin, l,
+        "bad output_shape");
+  tensor y(os);
+  for (int n = 0; n < os.n; ++n)
+    for (int h = 0; h < os.h; ++h)
+      for (int w = 0; w < os.w; ++w)
+        for (int c = 0; c < os.c; ++c)
+          y.data()[at(os, n, h, w, c)] = activate(l, x.data()[at(is, n, h, w, l.channel_begin + c)]);
+  return y;
+}
+
+tensor pad(const layer& l, const tensor& x) {
+  const tensor_shape& is = x.shape();
+  const tensor_shape& os = l.output_shape;
+  const padding& p = l.window.pad;
+  check(p.top >= 0 && p.left >= 0 && p.bottom >= 0 && p.right >= 0, l, "negative padding");
+  check(os.n == is.n && os.c == is.c && os.h == is.h + p.top + p.bottom && os.w == is.w + p.left + p.right, l,
+        "bad output_shape");
+  tensor y(os);
+  for (int n = 0; n < os.n; ++n)
+    for (int h = 0; h < os.h; ++h)
+      for (int w = 0; w < os.w; ++w)
+        for (int c = 0; c < os.c; ++c) {
+          const int ih = h - p.top, iw = w - p.left;
+          const bool inside = ih >= 0 && ih < is.h && iw >= 0 && iw < is.w;
+          y.data()[at(os, n, h, w, c)] = activate(l, inside ? double(x.data()[at(is, n, ih, iw, c)]) : 0.0);
+        }
   return y;
 }
 
@@ -298,6 +388,13 @@ tensor reference_layer(const layer& l, const std::vector<const tensor*>& inputs)
     case layer_kind::flatten: return flatten(l, one_input());
     case layer_kind::batch_norm: return batch_norm(l, one_input());
     case layer_kind::clamp: return clamp(l, one_input());
+    case layer_kind::multiply:
+      check(inputs.size() >= 2, l, "multiply needs at least two inputs");
+      return multiply(l, inputs);
+    case layer_kind::sigmoid: return sigmoid(l, one_input());
+    case layer_kind::channel_shuffle: return channel_shuffle(l, one_input());
+    case layer_kind::channel_slice: return channel_slice(l, one_input());
+    case layer_kind::pad: return pad(l, one_input());
   }
   fail("layer '" + l.name + "': unknown layer kind");
 }

@@ -23,6 +23,11 @@ enum LayerKind {
   flatten @9;
   batchNorm @10;
   clamp @11;
+  multiply @12;
+  sigmoid @13;
+  channelShuffle @14;
+  channelSlice @15;
+  pad @16;
 }
 
 struct Layer {
@@ -37,7 +42,7 @@ struct Layer {
     c @6 :Int32 = 1;
   }
 
-  window :group {                   # convolution, maxPool, averagePool
+  window :group {                   # convolution, maxPool, averagePool; pad uses the padding only
     kernelH @7 :Int32 = 1;
     kernelW @8 :Int32 = 1;
     strideH @9 :Int32 = 1;
@@ -53,7 +58,7 @@ struct Layer {
   }
 
   outputChannels @19 :Int32;        # convolution, fullyConnected
-  groups @20 :Int32 = 1;            # convolution
+  groups @20 :Int32 = 1;            # convolution, channelShuffle
   epsilon @21 :Float32 = 1e-5;      # batchNorm
 
   activationMin @22 :Float32 = -inf;  # output clamp; infinities mean "unbounded"
@@ -61,6 +66,9 @@ struct Layer {
 
   weights @24 :Data;                # raw little-endian float32
   bias @25 :Data;                   # raw little-endian float32, [outputChannels] or empty
+
+  channelBegin @26 :Int32;          # channelSlice: channels [channelBegin, channelEnd) of the input
+  channelEnd @27 :Int32;
 }
 
 struct Model {

@@ -45,7 +45,7 @@ constexpr uint64_t max_segments = 1024;         // what the loader accepts
 constexpr int max_dim = 1 << 20;                // sanity bounds that keep shape arithmetic in range
 constexpr int max_window = 1 << 16;
 constexpr int max_channels = 1 << 24;
-constexpr int layer_kind_count = 12;
+constexpr int layer_kind_count = 17;
 
 // d3::layer_kind and schema::LayerKind must number the kinds identically.
 #define D3_SAME_KIND(a, b) \
@@ -62,8 +62,13 @@ D3_SAME_KIND(SOFTMAX, softmax);
 D3_SAME_KIND(FLATTEN, flatten);
 D3_SAME_KIND(BATCH_NORM, batch_norm);
 D3_SAME_KIND(CLAMP, clamp);
+D3_SAME_KIND(MULTIPLY, multiply);
+D3_SAME_KIND(SIGMOID, sigmoid);
+D3_SAME_KIND(CHANNEL_SHUFFLE, channel_shuffle);
+D3_SAME_KIND(CHANNEL_SLICE, channel_slice);
+D3_SAME_KIND(PAD, pad);
 #undef D3_SAME_KIND
-static_assert(uint16_t(layer_kind::clamp) + 1 == layer_kind_count, "update layer_kind_count");
+static_assert(uint16_t(layer_kind::pad) + 1 == layer_kind_count, "update layer_kind_count");
 
 std::string quoted(const std::string& s) { return "'" + s + "'"; }
 std::string errno_text(int e) { return std::strerror(e); }
@@ -219,6 +224,12 @@ result<graph> read_graph(schema::Model::Reader root, const std::shared_ptr<const
     w.pad.right = win.getPadRight();
     w.ceil_mode = win.getCeilMode();
     w.count_include_pad = win.getCountIncludePad();
+    if (l.kind == layer_kind::pad) {
+      for (int v : {w.pad.top, w.pad.left, w.pad.bottom, w.pad.right})
+        if (v < 0 || v > max_dim)
+          return status::error(what + ": padding " + std::to_string(v) + " outside [0, " + std::to_string(max_dim) +
+                               "]");
+    }
     if (l.kind == layer_kind::convolution || l.kind == layer_kind::max_pool ||
         l.kind == layer_kind::average_pool) {
       for (int v : {w.kernel_h, w.kernel_w, w.stride_h, w.stride_w, w.dilation_h, w.dilation_w})
@@ -237,6 +248,11 @@ result<graph> read_graph(schema::Model::Reader root, const std::shared_ptr<const
       return status::error(what + ": output channels " + std::to_string(l.output_channels) + " out of range");
     if (l.groups < 1 || l.groups > max_channels)
       return status::error(what + ": groups " + std::to_string(l.groups) + " out of range");
+    l.channel_begin = lr.getChannelBegin();
+    l.channel_end = lr.getChannelEnd();
+    if (l.channel_begin < 0 || l.channel_begin > max_channels || l.channel_end < 0 || l.channel_end > max_channels)
+      return status::error(what + ": channel range [" + std::to_string(l.channel_begin) + ", " +
+                           std::to_string(l.channel_end) + ") outside [0, " + std::to_string(max_channels) + "]");
     l.epsilon = lr.getEpsilon();
     if (!std::isfinite(l.epsilon) || l.epsilon < 0)
       return status::error(what + ": batch-norm epsilon " + std::to_string(l.epsilon) + " is not a finite value >= 0");
@@ -322,6 +338,8 @@ status save_model(const graph& g, const std::string& path) {
       win.setCountIncludePad(l.window.count_include_pad);
       lb.setOutputChannels(l.output_channels);
       lb.setGroups(l.groups);
+      lb.setChannelBegin(l.channel_begin);
+      lb.setChannelEnd(l.channel_end);
       lb.setEpsilon(l.epsilon);
       lb.setActivationMin(l.act.min);
       lb.setActivationMax(l.act.max);

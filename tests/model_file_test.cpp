@@ -164,6 +164,65 @@ graph small_graph(uint64_t seed = 7) {
   return g;
 }
 
+// Every kind appended for ONNX exports: a squeeze-and-excitation block (sigmoid gate, per-channel
+// multiply with a fused ReLU6 after load, per-channel add) feeding a ShuffleNet V2 unit (shuffle,
+// split by two channel slices, an asymmetrically padded branch, concat, shuffle). Odd channel
+// counts; also an element-wise multiply of equal shapes. Two outputs. Shapes inferred, not prepared.
+graph new_kinds_graph(uint64_t seed = 17) {
+  seeded_generator gen(seed);
+  graph g;
+  g.name = "new kinds";
+  layer in = make_layer("data", layer_kind::input, {});
+  in.input_shape = tensor_shape{1, 9, 11, 5};
+  g.layers.push_back(in);                                                              // 0: 1x5x9x11
+  g.layers.push_back(make_conv("conv1", 0, 5, 12, 3, 1, 1, 1, 1, true, gen));          // 1: 12x9x11
+  g.layers.push_back(make_layer("squeeze", layer_kind::global_average_pool, {1}));     // 2: 12x1x1
+  layer fc1 = make_layer("fc1", layer_kind::fully_connected, {2});
+  fc1.output_channels = 3;
+  fc1.weights = random_blob(3 * 12, gen);
+  fc1.bias = random_blob(3, gen);
+  g.layers.push_back(fc1);                                                             // 3: 3x1x1
+  layer fc2 = make_layer("fc2", layer_kind::fully_connected, {3});
+  fc2.output_channels = 12;
+  fc2.weights = random_blob(12 * 3, gen);
+  fc2.bias = random_blob(12, gen);
+  g.layers.push_back(fc2);                                                             // 4: 12x1x1
+  g.layers.push_back(make_layer("gate", layer_kind::sigmoid, {4}));                    // 5
+  g.layers.push_back(make_layer("excite", layer_kind::multiply, {1, 5}));              // 6: 12x9x11
+  layer relu6 = make_layer("excite_relu6", layer_kind::clamp, {6});
+  relu6.act = activation::relu6();
+  g.layers.push_back(relu6);                                                           // 7
+  g.layers.push_back(make_layer("shift", layer_kind::add, {7, 5}));                    // 8
+  layer shuffle = make_layer("shuffle", layer_kind::channel_shuffle, {8});
+  shuffle.groups = 3;
+  g.layers.push_back(shuffle);                                                         // 9
+  layer left = make_layer("left", layer_kind::channel_slice, {9});
+  left.channel_begin = 0;
+  left.channel_end = 5;
+  g.layers.push_back(left);                                                            // 10: 5x9x11
+  layer right = make_layer("right", layer_kind::channel_slice, {9});
+  right.channel_begin = 5;
+  right.channel_end = 12;
+  g.layers.push_back(right);                                                           // 11: 7x9x11
+  layer pad = make_layer("right_pad", layer_kind::pad, {11});
+  pad.window.pad = {2, 0, 1, 3};  // top, left, bottom, right: asymmetric on purpose
+  g.layers.push_back(pad);                                                             // 12: 7x12x14
+  layer rconv = make_conv("right_conv", 12, 7, 7, 3, 1, 0, 7, 1, true, gen);
+  rconv.window.kernel_h = 4;  // 12x14 -> 9x11 with a 4x4 depthwise kernel
+  rconv.window.kernel_w = 4;
+  rconv.weights = random_blob(7 * 4 * 4, gen);
+  g.layers.push_back(rconv);                                                           // 13: 7x9x11
+  g.layers.push_back(make_layer("square", layer_kind::multiply, {13, 13}));            // 14
+  g.layers.push_back(make_layer("cat", layer_kind::concat, {10, 14}));                 // 15: 12x9x11
+  layer shuffle2 = make_layer("shuffle2", layer_kind::channel_shuffle, {15});
+  shuffle2.groups = 2;
+  g.layers.push_back(shuffle2);                                                        // 16
+  g.outputs = {16, 5};
+  status s = infer_shapes(g);
+  BOOST_REQUIRE_MESSAGE(s.is_ok(), s.message());
+  return g;
+}
+
 graph prepared(graph g) {
   status s = prepare_for_inference(g);
   BOOST_REQUIRE_MESSAGE(s.is_ok(), s.message());
@@ -211,6 +270,8 @@ void check_same_graph(const graph& expected, const graph& actual) {
       BOOST_TEST(a.window.count_include_pad == e.window.count_include_pad);
       BOOST_TEST(a.output_channels == e.output_channels);
       BOOST_TEST(a.groups == e.groups);
+      BOOST_TEST(a.channel_begin == e.channel_begin);
+      BOOST_TEST(a.channel_end == e.channel_end);
       BOOST_TEST(std::memcmp(&a.epsilon, &e.epsilon, sizeof(float)) == 0);
       BOOST_TEST((a.act == e.act));  // infinities survive the file
       BOOST_TEST(same_bytes(a.weights, e.weights));
@@ -416,6 +477,128 @@ BOOST_AUTO_TEST_CASE(resnet18_round_trip_runs_bit_identically) {
   auto got = run(*loaded, input);
   BOOST_TEST_REQUIRE(got.size() == want.size());
   for (const auto& [name, t] : want) BOOST_TEST(bitwise_equal(got.at(name), t), "output " << name);
+}
+
+BOOST_AUTO_TEST_CASE(new_kinds_round_trip_runs_bit_identically) {
+  temp_dir dir;
+  const std::string path = dir.file("new_kinds.d3m");
+  graph original = new_kinds_graph();
+  BOOST_TEST_REQUIRE(save_model(original, path).is_ok());
+  auto loaded = load_model(path);
+  BOOST_TEST_REQUIRE(loaded.is_ok(), why(loaded));
+  graph expected = prepared(original);
+  check_same_graph(expected, *loaded);
+  // excite_relu6 fused into the multiply: 17 layers became 16.
+  BOOST_TEST(loaded->layers.size() == 16u);
+  const layer& excite = loaded->layers[loaded->find("excite")];
+  BOOST_TEST((excite.act == activation::relu6()));
+  const layer& right = loaded->layers[loaded->find("right")];
+  BOOST_TEST(right.channel_begin == 5);
+  BOOST_TEST(right.channel_end == 12);
+  BOOST_TEST((loaded->layers[loaded->find("right_pad")].window.pad == padding{2, 0, 1, 3}));
+  BOOST_TEST(loaded->layers[loaded->find("shuffle")].groups == 3);
+  const layer_kind kinds[] = {layer_kind::multiply, layer_kind::sigmoid, layer_kind::channel_shuffle,
+                              layer_kind::channel_slice, layer_kind::pad};
+  for (layer_kind k : kinds) {
+    bool found = false;
+    for (const layer& l : loaded->layers) found = found || l.kind == k;
+    BOOST_TEST(found, "no " << to_string(k) << " layer survived the round trip");
+  }
+
+  tensor input = random_tensor(tensor_shape{1, 9, 11, 5}, 77);
+  auto want = run(expected, input);
+  auto got = run(*loaded, input);
+  BOOST_TEST_REQUIRE(want.size() == 2u);
+  BOOST_TEST_REQUIRE(got.size() == want.size());
+  for (const auto& [name, t] : want) {
+    BOOST_TEST_CONTEXT("output " << name) {
+      auto it = got.find(name);
+      BOOST_TEST_REQUIRE((it != got.end()));
+      BOOST_TEST(bitwise_equal(it->second, t));
+    }
+  }
+  // The gate is a sigmoid: strictly inside (0, 1), and the run computed something.
+  const tensor& gate = want.at("gate");
+  BOOST_TEST((gate.shape() == tensor_shape{1, 1, 1, 12}));
+  for (size_t i = 0; i < gate.elements(); ++i) BOOST_TEST((gate.data()[i] > 0.0f && gate.data()[i] < 1.0f));
+  BOOST_TEST((want.at("shuffle2").shape() == tensor_shape{1, 9, 11, 12}));
+
+  // The prepared graph round-trips too (a fused clamp on the multiply survives the file).
+  const std::string prepared_path = dir.file("new_kinds_prepared.d3m");
+  BOOST_TEST_REQUIRE(save_model(expected, prepared_path).is_ok());
+  auto again = load_model(prepared_path);
+  BOOST_TEST_REQUIRE(again.is_ok(), why(again));
+  check_same_graph(expected, *again);
+  auto got_again = run(*again, input);
+  for (const auto& [name, t] : want) BOOST_TEST(bitwise_equal(got_again.at(name), t), "output " << name);
+}
+
+BOOST_AUTO_TEST_CASE(new_kinds_with_bad_parameters) {
+  temp_dir dir;
+  const std::string path = dir.file("bad_new_kinds.d3m");
+  {
+    graph g = new_kinds_graph();
+    g.layers[g.find("right")].channel_end = 13;  // beyond the 12 channels
+    BOOST_TEST_REQUIRE(save_model(g, path).is_ok());
+    expect_error(path, "'right'");
+    expect_error(path, "[5, 13)");
+  }
+  {
+    graph g = new_kinds_graph();
+    g.layers[g.find("shuffle")].groups = 5;  // does not divide 12
+    BOOST_TEST_REQUIRE(save_model(g, path).is_ok());
+    expect_error(path, "'shuffle'");
+    expect_error(path, "groups 5");
+  }
+  {
+    graph g = new_kinds_graph();
+    g.layers[g.find("right_pad")].window.pad.left = -1;
+    BOOST_TEST_REQUIRE(save_model(g, path).is_ok());
+    expect_error(path, "'right_pad'");
+    expect_error(path, "padding -1");
+  }
+  {
+    graph g = new_kinds_graph();
+    g.layers[g.find("excite")].inputs = {g.find("conv1"), g.find("fc1")};  // 3 channels for 12
+    BOOST_TEST_REQUIRE(save_model(g, path).is_ok());
+    expect_error(path, "'excite'");
+    expect_error(path, "1x3x1x1");
+  }
+  {
+    graph g = new_kinds_graph();
+    g.layers[g.find("gate")].act = activation::relu();  // sigmoid has no fused clamp
+    BOOST_TEST_REQUIRE(save_model(g, path).is_ok());
+    expect_error(path, "'gate'");
+    expect_error(path, "clamp");
+  }
+  {
+    capnp::MallocMessageBuilder builder;
+    minimal_raw_model(builder).getLayers()[1].setChannelBegin(-4);
+    write_raw_model(path, builder);
+    expect_error(path, "channel range [-4, 0)");
+  }
+  {
+    capnp::MallocMessageBuilder builder;
+    minimal_raw_model(builder).getLayers()[1].setKind(static_cast<schema::LayerKind>(17));
+    write_raw_model(path, builder);
+    expect_error(path, "unknown layer kind 17");
+  }
+  {
+    // The last new kind is known: a raw pad layer after the input loads and pads.
+    capnp::MallocMessageBuilder builder;
+    auto m = minimal_raw_model(builder);
+    auto l = m.getLayers()[1];
+    l.setName("raw_pad");
+    l.setKind(schema::LayerKind::PAD);
+    l.setOutputChannels(0);
+    l.disownWeights();
+    l.getWindow().setPadBottom(2);
+    write_raw_model(path, builder);
+    auto r = load_model(path);
+    BOOST_TEST_REQUIRE(r.is_ok(), why(r));
+    BOOST_TEST(r->layers[1].kind == layer_kind::pad);
+    BOOST_TEST((r->layers[1].output_shape == tensor_shape{1, 3, 1, 4}));
+  }
 }
 
 BOOST_AUTO_TEST_CASE(looks_like_model_file_checks_the_magic) {

@@ -11,11 +11,13 @@
 #include <cstring>
 #include <map>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "kernels/executor.hpp"
 #include "kernels/graph.hpp"
 #include "kernels/operators.hpp"
 #include "kernels/reference.hpp"
@@ -104,6 +106,9 @@ std::string describe(const layer& l, const std::vector<const tensor*>& inputs) {
       if (l.kind == layer_kind::average_pool) s << " count_include_pad " << w.count_include_pad;
       break;
     case layer_kind::fully_connected: s << (l.bias.empty() ? " no bias" : " bias"); break;
+    case layer_kind::channel_shuffle: s << " groups " << l.groups; break;
+    case layer_kind::channel_slice: s << " channels [" << l.channel_begin << ", " << l.channel_end << ")"; break;
+    case layer_kind::pad: s << " pad t" << w.pad.top << " l" << w.pad.left << " b" << w.pad.bottom << " r" << w.pad.right; break;
     default: break;
   }
   s << " act " << act_string(l.act);
@@ -136,7 +141,8 @@ std::vector<tensor_shape> shapes_of(const std::vector<const tensor*>& inputs) {
   return shapes;
 }
 
-// create -> setup -> run; false (with the failure logged) when any step fails.
+// create -> setup -> run; false (with the failure logged) when any step fails. The output buffer
+// starts as NaN, so an operator that leaves any element unwritten (e.g. padding) fails the comparison.
 bool run_operator(const layer& l, const std::vector<const tensor*>& inputs, pthreadpool_t pool, tensor* out,
                   const std::string& what) {
   status init = compute_initialized();
@@ -147,6 +153,7 @@ bool run_operator(const layer& l, const std::vector<const tensor*>& inputs, pthr
     return false;
   }
   *out = tensor(l.output_shape);
+  std::fill(out->data(), out->data() + out->elements(), std::numeric_limits<float>::quiet_NaN());
   std::vector<const float*> data;
   for (const tensor* t : inputs) data.push_back(t->data());
   status s = (*op)->setup(data, out->data(), pool);
@@ -640,6 +647,471 @@ BOOST_AUTO_TEST_CASE(clamp_cases) {
     layer l = simple_layer(layer_kind::clamp, {cases[i].first}, cases[i].second);
     check_layer(l, {random_tensor_of(cases[i].first, v, 2.0f)}, exactness::bitwise);
   }
+}
+
+
+// ---- multiply, sigmoid, channel shuffle, channel slice, pad; add/multiply with a per-channel operand ----
+
+tensor_shape per_channel_of(const tensor_shape& s) { return {s.n, 1, 1, s.c}; }
+
+// A product of two floats is exact in double, so multiply matches the reference bit for bit.
+void check_binary(layer_kind kind, const tensor_shape& a, bool per_channel, activation act, uint64_t seed) {
+  rng v(seed);
+  const tensor_shape b = per_channel ? per_channel_of(a) : a;
+  layer l = simple_layer(kind, {a, b}, act);
+  BOOST_REQUIRE(l.output_shape == a);
+  check_layer(l, {random_tensor_of(a, v), random_tensor_of(b, v, 2.0f)},
+              kind == layer_kind::multiply ? exactness::bitwise : exactness::tolerance);
+}
+
+BOOST_AUTO_TEST_CASE(multiply_and_per_channel_add_cases) {
+  std::vector<tensor_shape> shapes = {{1, 56, 56, 64}, {2, 13, 17, 5}, {1, 1, 1, 1}, {1, 7, 7, 513},
+                                      {2, 1, 1, 7},    {3, 5, 3, 1},   {1, 14, 14, 97}};
+  rng r(151);
+  for (int draw = 0; draw < 20; ++draw) shapes.push_back({r.range(1, 3), r.range(1, 16), r.range(1, 16), r.range(1, 70)});
+  const std::vector<activation> acts = {activation::none(), activation::relu(), activation::relu6(), clamp_range};
+  for (size_t i = 0; i < shapes.size(); ++i) {
+    const activation& act = acts[i % acts.size()];
+    check_binary(layer_kind::multiply, shapes[i], false, act, 1100 + i);
+    check_binary(layer_kind::multiply, shapes[i], true, act, 1200 + i);
+    check_binary(layer_kind::add, shapes[i], true, act, 1300 + i);
+  }
+}
+
+// The broadcast spelled out by hand (independent of the reference): y[n,h,w,c] = x[n,h,w,c] op s[n,c].
+BOOST_AUTO_TEST_CASE(per_channel_operand_is_broadcast_over_h_and_w) {
+  const tensor_shape xs{2, 2, 3, 3};
+  tensor x(xs), scale(per_channel_of(xs));
+  for (size_t i = 0; i < x.elements(); ++i) x.data()[i] = float(i + 1);
+  const float per_channel[2][3] = {{0.5f, -2.0f, 3.0f}, {10.0f, 0.25f, -1.0f}};
+  for (int n = 0; n < 2; ++n)
+    for (int c = 0; c < 3; ++c) scale.data()[n * 3 + c] = per_channel[n][c];
+  for (layer_kind kind : {layer_kind::multiply, layer_kind::add}) {
+    layer l = simple_layer(kind, {xs, scale.shape()});
+    tensor expected = reference_layer(l, {&x, &scale});
+    tensor actual;
+    BOOST_REQUIRE(run_operator(l, {&x, &scale}, nullptr, &actual, describe(l, {&x, &scale})));
+    size_t wrong = 0;
+    for (size_t i = 0; i < x.elements(); ++i) {
+      const size_t c = i % 3, n = i / (2 * 3 * 3);
+      const float want = kind == layer_kind::multiply ? x.data()[i] * per_channel[n][c] : x.data()[i] + per_channel[n][c];
+      if (actual.data()[i] != want || expected.data()[i] != want) ++wrong;
+    }
+    BOOST_CHECK_MESSAGE(wrong == 0, to_string(kind) << ": " << wrong << " elements are not x op s[n][c]");
+  }
+}
+
+BOOST_AUTO_TEST_CASE(sigmoid_cases) {
+  struct spec {
+    tensor_shape shape;
+    float scale;
+  };
+  std::vector<spec> cases = {{{1, 1, 1, 1}, 1.0f},  {{1, 13, 17, 5}, 1.0f}, {{2, 7, 7, 33}, 8.0f},
+                             {{1, 1, 1, 1000}, 30.0f}, {{3, 5, 3, 1}, 4.0f}, {{1, 56, 56, 24}, 3.0f}};
+  rng r(161);
+  for (int draw = 0; draw < 20; ++draw)
+    cases.push_back({{r.range(1, 3), r.range(1, 12), r.range(1, 12), r.range(1, 70)}, r.coin() ? 1.0f : 12.0f});
+  for (size_t i = 0; i < cases.size(); ++i) {
+    rng v(1400 + i);
+    layer l = simple_layer(layer_kind::sigmoid, {cases[i].shape});
+    check_layer(l, {random_tensor_of(cases[i].shape, v, cases[i].scale)});
+  }
+  // Known values: sigmoid(0) = 0.5, saturation at both ends, symmetry.
+  tensor x({1, 1, 1, 5});
+  const float in[5] = {0.0f, 2.0f, -2.0f, 40.0f, -40.0f};
+  std::copy(in, in + 5, x.data());
+  layer l = simple_layer(layer_kind::sigmoid, {x.shape()});
+  tensor y;
+  BOOST_REQUIRE(run_operator(l, {&x}, nullptr, &y, "sigmoid known values"));
+  BOOST_CHECK_CLOSE(y.data()[0], 0.5f, 1e-4);
+  BOOST_CHECK_CLOSE(y.data()[1], 0.880797f, 1e-3);
+  BOOST_CHECK_CLOSE(y.data()[2], 0.119203f, 1e-3);
+  BOOST_CHECK_CLOSE(y.data()[3], 1.0f, 1e-4);
+  BOOST_CHECK_SMALL(y.data()[4], 1e-12f);
+}
+
+layer shuffle_layer(const tensor_shape& in, int groups) {
+  layer l;
+  l.name = "shuffle";
+  l.kind = layer_kind::channel_shuffle;
+  l.groups = groups;
+  return with_shapes(std::move(l), {in});
+}
+
+layer slice_layer(const tensor_shape& in, int begin, int end) {
+  layer l;
+  l.name = "slice";
+  l.kind = layer_kind::channel_slice;
+  l.channel_begin = begin;
+  l.channel_end = end;
+  return with_shapes(std::move(l), {in});
+}
+
+layer pad_layer(const tensor_shape& in, padding p) {
+  layer l;
+  l.name = "pad";
+  l.kind = layer_kind::pad;
+  l.window.pad = p;
+  return with_shapes(std::move(l), {in});
+}
+
+BOOST_AUTO_TEST_CASE(channel_shuffle_cases) {
+  uint64_t seed = 1500;
+  for (int groups : {1, 2, 3, 4, 5, 8})
+    for (int per_group : {1, 2, 3, 7, 29})
+      for (const tensor_shape& base : {tensor_shape{1, 13, 17, 1}, tensor_shape{2, 3, 5, 1}, tensor_shape{1, 1, 1, 1}}) {
+        tensor_shape in = base;
+        in.c = groups * per_group;
+        rng v(seed++);
+        check_layer(shuffle_layer(in, groups), {random_tensor_of(in, v)}, exactness::bitwise);
+      }
+  // PyTorch's view(N, g, C/g, H, W).transpose(1, 2) written out: input channel k holds the value k.
+  const std::vector<std::pair<int, std::vector<int>>> known = {
+      {2, {0, 3, 1, 4, 2, 5}},
+      {3, {0, 2, 4, 1, 3, 5}},
+      {4, {0, 3, 6, 9, 1, 4, 7, 10, 2, 5, 8, 11}},
+  };
+  for (const auto& [groups, order] : known) {
+    const tensor_shape s{1, 2, 1, int(order.size())};
+    tensor x(s);
+    for (int p = 0; p < 2; ++p)
+      for (int c = 0; c < s.c; ++c) x.data()[p * s.c + c] = float(100 * p + c);
+    layer l = shuffle_layer(s, groups);
+    tensor y = reference_layer(l, {&x});
+    tensor actual;
+    BOOST_REQUIRE(run_operator(l, {&x}, nullptr, &actual, describe(l, {&x})));
+    for (int p = 0; p < 2; ++p)
+      for (int c = 0; c < s.c; ++c) {
+        BOOST_CHECK_EQUAL(y.data()[p * s.c + c], float(100 * p + order[c]));
+        BOOST_CHECK_EQUAL(actual.data()[p * s.c + c], float(100 * p + order[c]));
+      }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(channel_slice_cases) {
+  const tensor_shape in{2, 13, 17, 13};
+  const std::vector<std::pair<int, int>> ranges = {{0, 5}, {5, 9}, {9, 13}, {0, 13}, {6, 7}, {0, 1}, {12, 13}};
+  uint64_t seed = 1600;
+  for (auto [begin, end] : ranges) {
+    rng v(seed++);
+    check_layer(slice_layer(in, begin, end), {random_tensor_of(in, v)}, exactness::bitwise);
+  }
+  rng r(171);
+  for (int draw = 0; draw < 20; ++draw) {
+    tensor_shape s{r.range(1, 3), r.range(1, 12), r.range(1, 12), r.range(1, 70)};
+    const int begin = r.range(0, s.c - 1);
+    const int end = r.range(begin + 1, s.c);
+    rng v(seed++);
+    check_layer(slice_layer(s, begin, end), {random_tensor_of(s, v)}, exactness::bitwise);
+  }
+  // Channels 2..4 of pixels whose channel k holds 10 * pixel + k.
+  const tensor_shape s{1, 1, 3, 7};
+  tensor x(s);
+  for (int p = 0; p < 3; ++p)
+    for (int c = 0; c < 7; ++c) x.data()[p * 7 + c] = float(10 * p + c);
+  layer l = slice_layer(s, 2, 5);
+  BOOST_REQUIRE(l.output_shape == (tensor_shape{1, 1, 3, 3}));
+  tensor actual;
+  BOOST_REQUIRE(run_operator(l, {&x}, nullptr, &actual, describe(l, {&x})));
+  for (int p = 0; p < 3; ++p)
+    for (int c = 0; c < 3; ++c) BOOST_CHECK_EQUAL(actual.data()[p * 3 + c], float(10 * p + 2 + c));
+}
+
+BOOST_AUTO_TEST_CASE(pad_cases) {
+  const std::vector<padding> pads = {{2, 0, 1, 3}, {0, 0, 0, 0}, {1, 1, 1, 1}, {0, 3, 0, 0},
+                                     {4, 0, 0, 0}, {0, 0, 0, 2}, {0, 0, 5, 0}, {3, 2, 1, 0}};
+  const std::vector<tensor_shape> shapes = {{1, 13, 17, 5}, {2, 3, 4, 1}, {1, 1, 1, 1}, {2, 7, 7, 33}};
+  uint64_t seed = 1700;
+  for (const padding& p : pads)
+    for (const tensor_shape& s : shapes) {
+      rng v(seed++);
+      check_layer(pad_layer(s, p), {random_tensor_of(s, v)}, exactness::bitwise);
+    }
+  rng r(181);
+  for (int draw = 0; draw < 20; ++draw) {
+    tensor_shape s{r.range(1, 2), r.range(1, 12), r.range(1, 12), r.range(1, 40)};
+    padding p{r.range(0, 3), r.range(0, 3), r.range(0, 3), r.range(0, 3)};
+    rng v(seed++);
+    check_layer(pad_layer(s, p), {random_tensor_of(s, v)}, exactness::bitwise);
+  }
+  // A 2x2 image of ones padded top 1, left 0, bottom 0, right 2 (ONNX pads [0,0,1,0, 0,0,0,2]):
+  //   0 0 0 0
+  //   1 1 0 0
+  //   1 1 0 0
+  tensor ones({1, 2, 2, 1});
+  std::fill(ones.data(), ones.data() + 4, 1.0f);
+  layer l = pad_layer(ones.shape(), {1, 0, 0, 2});
+  BOOST_REQUIRE(l.output_shape == (tensor_shape{1, 3, 4, 1}));
+  const float want[12] = {0, 0, 0, 0, 1, 1, 0, 0, 1, 1, 0, 0};
+  tensor actual;
+  BOOST_REQUIRE(run_operator(l, {&ones}, nullptr, &actual, describe(l, {&ones})));
+  tensor y = reference_layer(l, {&ones});
+  for (int i = 0; i < 12; ++i) {
+    BOOST_CHECK_EQUAL(actual.data()[i], want[i]);
+    BOOST_CHECK_EQUAL(y.data()[i], want[i]);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(cost_of_the_new_kinds) {
+  graph g;
+  g.name = "costs";
+  layer in;
+  in.name = "x";
+  in.kind = layer_kind::input;
+  in.input_shape = {2, 5, 7, 6};
+  g.layers.push_back(in);
+  layer s = in;
+  s.name = "s";
+  s.input_shape = {2, 1, 1, 6};
+  g.layers.push_back(s);
+  auto push = [&](layer_kind kind, std::vector<int> inputs) {
+    layer l;
+    l.name = std::string(to_string(kind)) + std::to_string(g.layers.size());
+    l.kind = kind;
+    l.inputs = std::move(inputs);
+    if (kind == layer_kind::channel_shuffle) l.groups = 3;
+    if (kind == layer_kind::channel_slice) l.channel_begin = 1, l.channel_end = 4;
+    if (kind == layer_kind::pad) l.window.pad = {1, 2, 3, 4};
+    g.layers.push_back(l);
+    return int(g.layers.size()) - 1;
+  };
+  const int mul = push(layer_kind::multiply, {0, 1});
+  const int sig = push(layer_kind::sigmoid, {mul});
+  const int shuf = push(layer_kind::channel_shuffle, {sig});
+  const int slice = push(layer_kind::channel_slice, {shuf});
+  const int pad = push(layer_kind::pad, {slice});
+  g.outputs = {pad};
+  status st = infer_shapes(g);
+  BOOST_REQUIRE_MESSAGE(st.is_ok(), st.message());
+  BOOST_CHECK(g.layers[slice].output_shape == (tensor_shape{2, 5, 7, 3}));
+  BOOST_CHECK(g.layers[pad].output_shape == (tensor_shape{2, 9, 13, 3}));
+  BOOST_CHECK_EQUAL(cost_of(g, mul).flops, 2.0 * 5 * 7 * 6);
+  BOOST_CHECK_EQUAL(cost_of(g, sig).flops, 2.0 * 5 * 7 * 6);
+  BOOST_CHECK_EQUAL(cost_of(g, shuf).flops, 0.0);
+  BOOST_CHECK_EQUAL(cost_of(g, slice).flops, 0.0);
+  BOOST_CHECK_EQUAL(cost_of(g, pad).flops, 0.0);
+  BOOST_CHECK_EQUAL(cost_of(g, pad).output_bytes, size_t(2 * 9 * 13 * 3) * sizeof(float));
+}
+
+// A squeeze-and-excitation block feeding a ShuffleNet V2 unit (shuffle, split by slices, a branch
+// with padding, concat, shuffle) through prepare_for_inference and the executor: the clamps fuse
+// into the multiply and the convolutions, the branch convolution writes its concat slice in place,
+// and the result matches the unprepared graph's reference run; 2 threads match 1 thread bit for bit.
+graph se_shuffle_graph(rng& r) {
+  graph g;
+  g.name = "se_shuffle";
+  auto push = [&](layer l) {
+    g.layers.push_back(std::move(l));
+    return int(g.layers.size()) - 1;
+  };
+  auto make = [](const std::string& name, layer_kind kind, std::vector<int> inputs) {
+    layer l;
+    l.name = name;
+    l.kind = kind;
+    l.inputs = std::move(inputs);
+    return l;
+  };
+  auto conv = [&](const std::string& name, int input, int in_c, int out_c, int k, int pad) {
+    layer l = make(name, layer_kind::convolution, {input});
+    l.window = make_window(k, k, 1, 1, pad_all(pad));
+    l.output_channels = out_c;
+    l.weights = he_weights(size_t(out_c) * k * k * in_c, size_t(k) * k * in_c, r);
+    l.bias = random_bias(size_t(out_c), r);
+    return l;
+  };
+  auto clamp = [&](const std::string& name, int input, activation act) {
+    layer l = make(name, layer_kind::clamp, {input});
+    l.act = act;
+    return l;
+  };
+  layer data = make("data", layer_kind::input, {});
+  data.input_shape = {1, 9, 11, 8};
+  const int x = push(data);
+  const int c1 = push(conv("conv1", x, 8, 12, 3, 1));
+  const int r1 = push(clamp("relu1", c1, activation::relu()));
+  const int gap = push(make("squeeze", layer_kind::global_average_pool, {r1}));
+  layer fc1 = make("fc1", layer_kind::fully_connected, {gap});
+  fc1.output_channels = 3;
+  fc1.weights = he_weights(3 * 12, 12, r);
+  fc1.bias = random_bias(3, r);
+  const int f1 = push(fc1);
+  const int fr = push(clamp("fc1_relu", f1, activation::relu()));
+  layer fc2 = make("fc2", layer_kind::fully_connected, {fr});
+  fc2.output_channels = 12;
+  fc2.weights = he_weights(12 * 3, 3, r);
+  fc2.bias = random_bias(12, r);
+  const int f2 = push(fc2);
+  const int sig = push(make("gate", layer_kind::sigmoid, {f2}));
+  const int scaled = push(make("excite", layer_kind::multiply, {r1, sig}));
+  const int capped = push(clamp("excite_relu6", scaled, activation::relu6()));
+  const int shifted = push(make("shift", layer_kind::add, {capped, sig}));
+  layer shuffle1 = make("shuffle1", layer_kind::channel_shuffle, {shifted});
+  shuffle1.groups = 3;
+  const int sh1 = push(shuffle1);
+  layer left = make("left", layer_kind::channel_slice, {sh1});
+  left.channel_begin = 0;
+  left.channel_end = 5;
+  const int lft = push(left);
+  layer right = make("right", layer_kind::channel_slice, {sh1});
+  right.channel_begin = 5;
+  right.channel_end = 12;
+  const int rgt = push(right);
+  layer pad = make("right_pad", layer_kind::pad, {rgt});
+  pad.window.pad = {1, 2, 1, 0};  // 9x11 -> 11x13; a 3x3 convolution without padding gives 9x11
+  const int pd = push(pad);
+  const int rc = push(conv("right_conv", pd, 7, 7, 3, 0));
+  const int cat = push(make("cat", layer_kind::concat, {lft, rc}));
+  layer shuffle2 = make("shuffle2", layer_kind::channel_shuffle, {cat});
+  shuffle2.groups = 4;
+  const int sh2 = push(shuffle2);
+  g.outputs = {sh2, sig};
+  status s = infer_shapes(g);
+  BOOST_REQUIRE_MESSAGE(s.is_ok(), s.message());
+  return g;
+}
+
+BOOST_AUTO_TEST_CASE(executor_runs_the_new_kinds) {
+  rng r(191);
+  const graph g = se_shuffle_graph(r);
+  graph p = g;
+  status s = prepare_for_inference(p);
+  BOOST_REQUIRE_MESSAGE(s.is_ok(), s.message());
+  BOOST_CHECK(p.find("excite_relu6") < 0);
+  BOOST_CHECK(p.find("relu1") < 0);
+  BOOST_REQUIRE(p.find("excite") >= 0);
+  BOOST_CHECK((p.layers[p.find("excite")].act == activation::relu6()));
+  BOOST_CHECK(p.layers[p.find("cat")].output_shape == (tensor_shape{1, 9, 11, 12}));
+
+  std::map<std::string, tensor> inputs;
+  inputs.emplace("data", random_tensor_of(g.layers[0].input_shape, r));
+  const std::map<std::string, tensor> expected = reference_run(g, inputs);
+  std::map<std::string, tensor> one_thread;
+  for (int threads : {1, 2}) {
+    executor_options options;
+    options.threads = threads;
+    auto ex = executor::create(p, {}, options);
+    BOOST_REQUIRE_MESSAGE(ex.is_ok(), (ex.is_ok() ? std::string() : ex.message()));
+    auto out = (*ex)->run(inputs);
+    BOOST_REQUIRE_MESSAGE(out.is_ok(), (out.is_ok() ? std::string() : out.message()));
+    for (const char* name : {"shuffle2", "gate"}) {
+      const tensor& got = out->at(name);
+      const std::string diff = compare_relative(got, expected.at(name), tolerance);
+      BOOST_CHECK_MESSAGE(diff.empty(), name << " (" << threads << " threads): " << diff);
+      if (threads == 1)
+        one_thread[name] = got;
+      else
+        BOOST_CHECK_MESSAGE(bitwise_equal(got, one_thread.at(name)), name << ": 2 threads differ from 1 thread");
+    }
+    // Every intermediate tensor, too (run_all copies each one out of the arena right after its step).
+    auto all = (*ex)->run_all({&inputs.at("data")});
+    BOOST_REQUIRE(all.is_ok());
+    for (const char* name : {"gate", "shift", "shuffle1", "left", "right", "right_pad", "cat"}) {
+      const std::string diff = compare_relative(all->at(name), expected.at(name), tolerance);
+      BOOST_CHECK_MESSAGE(diff.empty(), name << " (" << threads << " threads): " << diff);
+    }
+  }
+}
+
+// Bad parameters of the new kinds are rejected by shape inference and by create_layer_operator,
+// naming the layer and the bad value.
+void check_rejected_with(const status& s, const std::string& layer_name, const std::string& value,
+                         const std::string& stage) {
+  BOOST_TEST_MESSAGE(stage << ": " << s.message());
+  BOOST_CHECK_MESSAGE(!s.is_ok(), stage << " accepted bad layer '" << layer_name << "'");
+  if (s.is_ok()) return;
+  BOOST_CHECK_MESSAGE(s.message().find("'" + layer_name + "'") != std::string::npos,
+                      stage << " error does not name '" << layer_name << "': " << s.message());
+  BOOST_CHECK_MESSAGE(s.message().find(value) != std::string::npos,
+                      stage << " error does not name the bad value '" << value << "': " << s.message());
+}
+
+status infer_one(const layer& l, const std::vector<tensor_shape>& input_shapes);
+status create_status(const layer& l, const std::vector<tensor_shape>& input_shapes, const operator_options& options);
+
+BOOST_AUTO_TEST_CASE(bad_parameters_of_the_new_kinds_are_rejected) {
+  status init = compute_initialized();
+  BOOST_REQUIRE_MESSAGE(init.is_ok(), init.message());
+  const tensor_shape in{1, 5, 7, 6};
+
+  // Slices beyond the channels, empty or reversed, negative.
+  for (auto [begin, end] : std::vector<std::pair<int, int>>{{3, 9}, {6, 7}, {4, 4}, {5, 2}, {-1, 3}}) {
+    layer l;
+    l.name = "bad_slice";
+    l.kind = layer_kind::channel_slice;
+    l.channel_begin = begin;
+    l.channel_end = end;
+    check_rejected_with(infer_one(l, {in}), l.name, "[" + std::to_string(begin) + ", " + std::to_string(end) + ")",
+                        "infer_shapes");
+  }
+  // A valid slice handed a narrower input at create.
+  layer slice = slice_layer(in, 2, 6);
+  slice.name = "narrowed_slice";
+  check_rejected_with(create_status(slice, {tensor_shape{1, 5, 7, 4}}, {}), slice.name, "[2, 6)",
+                      "create_layer_operator");
+
+  // Shuffle groups that do not divide the channels, or are not positive.
+  for (int groups : {4, 0, -2, 7}) {
+    layer l;
+    l.name = "bad_shuffle";
+    l.kind = layer_kind::channel_shuffle;
+    l.groups = groups;
+    check_rejected_with(infer_one(l, {in}), l.name, "groups " + std::to_string(groups), "infer_shapes");
+  }
+  layer shuffle = shuffle_layer(in, 3);
+  shuffle.name = "regrouped_shuffle";
+  shuffle.groups = 4;
+  check_rejected_with(create_status(shuffle, {in}, {}), shuffle.name, "groups 4", "create_layer_operator");
+
+  // Second operands that are neither the first's shape nor its per-channel [N,1,1,C].
+  const std::vector<tensor_shape> wrong = {{1, 1, 1, 5}, {1, 5, 1, 6}, {1, 1, 7, 6}, {2, 1, 1, 6}, {1, 5, 7, 1}};
+  for (layer_kind kind : {layer_kind::add, layer_kind::multiply}) {
+    for (const tensor_shape& b : wrong) {
+      layer l;
+      l.name = std::string("bad_") + to_string(kind);
+      l.kind = kind;
+      check_rejected_with(infer_one(l, {in, b}), l.name, b.to_string(), "infer_shapes");
+    }
+    // The per-channel operand must be the second one.
+    layer swapped;
+    swapped.name = std::string("swapped_") + to_string(kind);
+    swapped.kind = kind;
+    check_rejected_with(infer_one(swapped, {per_channel_of(in), in}), swapped.name, in.to_string(), "infer_shapes");
+    // create_layer_operator checks the shapes it is handed as well.
+    layer ok = simple_layer(kind, {in, per_channel_of(in)});
+    ok.name = std::string("misfed_") + to_string(kind);
+    check_rejected_with(create_status(ok, {in, tensor_shape{1, 1, 1, 5}}, {}), ok.name, "1x5x1x1",
+                        "create_layer_operator");
+    check_rejected_with(create_status(ok, {in}, {}), ok.name, "1 input shapes", "create_layer_operator");
+  }
+
+  // Negative padding.
+  layer neg;
+  neg.name = "negative_pad";
+  neg.kind = layer_kind::pad;
+  neg.window.pad = {1, -1, 0, 0};
+  check_rejected_with(infer_one(neg, {in}), neg.name, "left -1", "infer_shapes");
+
+  // A fused clamp on a kind whose operator cannot apply one; weights on a kind that takes none.
+  layer sig;
+  sig.name = "clamped_sigmoid";
+  sig.kind = layer_kind::sigmoid;
+  sig.act = activation::relu6();
+  check_rejected_with(infer_one(sig, {in}), sig.name, "clamp", "infer_shapes");
+  layer shaped_sig = simple_layer(layer_kind::sigmoid, {in});
+  shaped_sig.name = "clamped_sigmoid";
+  shaped_sig.act = activation::relu();
+  check_rejected_with(create_status(shaped_sig, {in}, {}), shaped_sig.name, "clamp", "create_layer_operator");
+  layer weighted;
+  weighted.name = "weighted_multiply";
+  weighted.kind = layer_kind::multiply;
+  weighted.weights = weight_blob::from_vector({1.0f});
+  check_rejected_with(infer_one(weighted, {in, in}), weighted.name, "weights", "infer_shapes");
+
+  // And none of the new kinds supports a strided output.
+  operator_options strided;
+  strided.output_pixel_stride = 16;
+  layer pad = pad_layer(in, {1, 1, 1, 1});
+  check_rejected_with(create_status(pad, {in}, strided), pad.name, "strided", "create_layer_operator");
 }
 
 // ---- strided outputs and in-place concatenation (the executor's concat without copies) ----

@@ -16,6 +16,7 @@
 #include "kernels/graph.hpp"
 #include "kernels/model_zoo.hpp"
 #include "schema/model_file.hpp"
+#include "schema/onnx_import.hpp"
 
 namespace {
 
@@ -23,12 +24,17 @@ constexpr int exit_bad_input = 2;
 constexpr int exit_runtime_error = 1;
 
 const char* usage = R"(usage: d3-run --model NAME|FILE [options]
+       d3-run --convert IN.onnx OUT.d3m
 
 Runs one DNN inference in a single process on d3's engine (XNNPACK operators, weights packed
 once) and reports its latency.
 
   --model NAME|FILE   a built-in model (alexnet, vgg16, resnet18, googlenet, mobilenet_v2),
-                      `all` for the five, or a d3 model file (.d3m). Default: resnet18.
+                      `all` for the five, a d3 model file (.d3m), or an ONNX file (a path
+                      ending in .onnx; opsets 11-17 as torch.onnx exports them, imported and
+                      prepared at load: batch norms folded, ReLU/ReLU6 fused). Default: resnet18.
+  --convert IN OUT    imports the ONNX file IN, prepares it and writes it as the d3 model file
+                      OUT (graph + weights), then exits; later runs load OUT without protobuf
   --threads N         compute threads (default 1)
   --repeat R          timed runs after one warm-up run (default 10)
   --seed S            seed of the built-in models' weights (default 2021)
@@ -53,6 +59,7 @@ struct options {
   int repeat = 10;
   uint64_t seed = d3::default_model_seed;
   std::string input_file, output_file, save_file;
+  std::string convert_in, convert_out;
   bool json = false;
   bool profile = false;
 };
@@ -104,6 +111,10 @@ options parse(int argc, char** argv) {
       o.output_file = next();
     } else if (arg == "--save") {
       o.save_file = next();
+    } else if (arg == "--convert") {
+      o.convert_in = next();
+      if (i + 1 >= argc) fail(exit_bad_input, "--convert needs two values: IN.onnx OUT.d3m (see --help)");
+      o.convert_out = argv[++i];
     } else if (arg == "--profile") {
       o.profile = true;
     } else if (arg == "--json") {
@@ -112,6 +123,8 @@ options parse(int argc, char** argv) {
       fail(exit_bad_input, "unknown option '" + arg + "' (see --help)");
     }
   }
+  if (!o.convert_in.empty() && !d3::is_onnx_path(o.convert_in))
+    fail(exit_bad_input, "--convert reads an ONNX file (a path ending in .onnx), got '" + o.convert_in + "'");
   if (o.model == "all" && (!o.input_file.empty() || !o.output_file.empty() || !o.save_file.empty()))
     fail(exit_bad_input, "--input, --output and --save need a single model, not 'all'");
   return o;
@@ -123,6 +136,11 @@ bool is_builtin(const std::string& name) {
 }
 
 d3::graph load(const std::string& model, uint64_t seed) {
+  if (d3::is_onnx_path(model)) {
+    auto g = d3::import_onnx(model);
+    if (!g) fail(exit_bad_input, g.message());
+    return std::move(g.value());
+  }
   if (is_builtin(model)) {
     auto g = d3::builtin_model(model, seed);
     if (!g) fail(exit_runtime_error, g.message());
@@ -256,6 +274,14 @@ void run_model(const options& o, const std::string& model, double peak_per_threa
 
 int main(int argc, char** argv) {
   options o = parse(argc, argv);
+  if (!o.convert_in.empty()) {
+    d3::graph g = load(o.convert_in, o.seed);
+    d3::status s = d3::save_model(g, o.convert_out);
+    if (!s) fail(exit_runtime_error, s.message());
+    std::cerr << "d3-run: converted " << o.convert_in << " (" << g.layers.size() << " layers) to " << o.convert_out
+              << "\n";
+    return 0;
+  }
   double peak = o.json ? d3::measure_fma_peak_gflops() : 0;
   if (o.model == "all") {
     for (const auto& name : d3::builtin_model_names()) run_model(o, name, peak);

@@ -1,4 +1,4 @@
-// ONNX models in: reads an ONNX file (opsets 11-17, as PyTorch exports them) with Debian's
+// ONNX models in: reads an ONNX file (opsets 6-18; PyTorch exports 11-17) with Debian's
 // libonnx protobuf classes and maps it node by node onto the graph IR. Weights are transposed to
 // d3's layouts (kernels/graph.hpp) once, here. Shape arithmetic on constants (Shape, Gather,
 // Unsqueeze, Concat feeding Reshape) is folded at import.

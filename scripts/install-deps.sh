@@ -7,6 +7,8 @@ packages=(
   libcapnp-dev capnproto
   libcaf-dev
   libboost-test-dev
+  libonnx-dev libprotobuf-dev protobuf-compiler libonnx-testdata
+  python3-torch python3-torchvision python3-onnx
   nlohmann-json3-dev
 )
 missing=()

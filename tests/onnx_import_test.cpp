@@ -1,0 +1,815 @@
+#define BOOST_TEST_MODULE onnx_import
+#include <boost/test/unit_test.hpp>
+
+#include <onnx/onnx_pb.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "kernels/executor.hpp"
+#include "kernels/model_zoo.hpp"
+#include "kernels/reference.hpp"
+#include "schema/onnx_import.hpp"
+
+using namespace d3;
+
+namespace {
+
+std::vector<float> seeded(size_t count, uint64_t seed, float scale) {
+  seeded_generator gen(seed);
+  std::vector<float> v(count);
+  for (float& x : v) x = gen.uniform(-scale, scale);
+  return v;
+}
+
+void set_int(onnx::NodeProto* n, const std::string& name, int64_t v) {
+  auto* a = n->add_attribute();
+  a->set_name(name);
+  a->set_type(onnx::AttributeProto::INT);
+  a->set_i(v);
+}
+void set_ints(onnx::NodeProto* n, const std::string& name, const std::vector<int64_t>& v) {
+  auto* a = n->add_attribute();
+  a->set_name(name);
+  a->set_type(onnx::AttributeProto::INTS);
+  for (int64_t x : v) a->add_ints(x);
+}
+void set_float(onnx::NodeProto* n, const std::string& name, float v) {
+  auto* a = n->add_attribute();
+  a->set_name(name);
+  a->set_type(onnx::AttributeProto::FLOAT);
+  a->set_f(v);
+}
+void set_string(onnx::NodeProto* n, const std::string& name, const std::string& v) {
+  auto* a = n->add_attribute();
+  a->set_name(name);
+  a->set_type(onnx::AttributeProto::STRING);
+  a->set_s(v);
+}
+
+// A file in the temp directory, removed when the test case ends.
+struct temp_file {
+  std::string path;
+  explicit temp_file(const std::string& tag)
+      : path((std::filesystem::temp_directory_path() /
+              ("d3_onnx_test_" + std::to_string(::getpid()) + "_" + tag + ".onnx"))
+                 .string()) {}
+  ~temp_file() { std::remove(path.c_str()); }
+};
+
+// Builds an ONNX model with the protobuf API, the way exporters write them.
+struct onnx_builder {
+  onnx::ModelProto model;
+  onnx::GraphProto* g;
+
+  explicit onnx_builder(int opset = 13) {
+    model.set_ir_version(8);
+    model.set_producer_name("d3-test");
+    auto* o = model.add_opset_import();
+    o->set_domain("");
+    o->set_version(opset);
+    g = model.mutable_graph();
+    g->set_name("test");
+  }
+  void input(const std::string& name, const std::vector<int64_t>& dims, bool dynamic_batch = false) {
+    auto* in = g->add_input();
+    in->set_name(name);
+    auto* tt = in->mutable_type()->mutable_tensor_type();
+    tt->set_elem_type(onnx::TensorProto::FLOAT);
+    for (size_t k = 0; k < dims.size(); ++k) {
+      auto* d = tt->mutable_shape()->add_dim();
+      if (k == 0 && dynamic_batch) d->set_dim_param("batch");
+      else d->set_dim_value(dims[k]);
+    }
+  }
+  void output(const std::string& name) {
+    auto* out = g->add_output();
+    out->set_name(name);
+    out->mutable_type()->mutable_tensor_type()->set_elem_type(onnx::TensorProto::FLOAT);
+  }
+  onnx::NodeProto* node(const std::string& op, const std::vector<std::string>& ins,
+                        const std::vector<std::string>& outs, const std::string& name = "") {
+    auto* n = g->add_node();
+    n->set_op_type(op);
+    n->set_name(name);
+    for (const auto& i : ins) n->add_input(i);
+    for (const auto& o : outs) n->add_output(o);
+    return n;
+  }
+  // Float initializer, in raw_data or float_data.
+  std::vector<float> weights(const std::string& name, const std::vector<int64_t>& dims, uint64_t seed,
+                             float scale = 0.5f, bool raw = false) {
+    size_t count = 1;
+    for (int64_t d : dims) count *= size_t(d);
+    std::vector<float> v = seeded(count, seed, scale);
+    floats(name, dims, v, raw);
+    return v;
+  }
+  void floats(const std::string& name, const std::vector<int64_t>& dims, const std::vector<float>& v, bool raw = false) {
+    auto* t = g->add_initializer();
+    t->set_name(name);
+    t->set_data_type(onnx::TensorProto::FLOAT);
+    for (int64_t d : dims) t->add_dims(d);
+    if (raw) t->set_raw_data(std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float)));
+    else
+      for (float x : v) t->add_float_data(x);
+  }
+  void ints(const std::string& name, const std::vector<int64_t>& dims, const std::vector<int64_t>& v) {
+    auto* t = g->add_initializer();
+    t->set_name(name);
+    t->set_data_type(onnx::TensorProto::INT64);
+    for (int64_t d : dims) t->add_dims(d);
+    for (int64_t x : v) t->add_int64_data(x);
+  }
+  // A Constant node holding int64 values.
+  void constant_ints(const std::string& out, const std::vector<int64_t>& dims, const std::vector<int64_t>& v) {
+    auto* n = node("Constant", {}, {out}, out + "_node");
+    auto* a = n->add_attribute();
+    a->set_name("value");
+    a->set_type(onnx::AttributeProto::TENSOR);
+    auto* t = a->mutable_t();
+    t->set_data_type(onnx::TensorProto::INT64);
+    for (int64_t d : dims) t->add_dims(d);
+    t->set_raw_data(std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(int64_t)));
+  }
+  void write(const temp_file& f) const {
+    std::ofstream out(f.path, std::ios::binary | std::ios::trunc);
+    BOOST_REQUIRE(model.SerializeToOstream(&out));
+  }
+};
+
+graph import_ok(const std::string& path, bool prepared) {
+  auto g = prepared ? import_onnx(path) : import_onnx_unprepared(path);
+  BOOST_REQUIRE_MESSAGE(g.is_ok(), g.message());
+  return std::move(g.value());
+}
+
+std::string import_error(const onnx_builder& b, const std::string& tag) {
+  temp_file f(tag);
+  b.write(f);
+  auto g = import_onnx(f.path);
+  BOOST_REQUIRE_MESSAGE(!g.is_ok(), "importing the " + tag + " model should fail");
+  BOOST_TEST_MESSAGE(tag << ": " << g.message());
+  BOOST_CHECK(g.message().find("ONNX file '" + f.path + "'") == 0);
+  return g.message();
+}
+
+const layer& find_layer(const graph& g, const std::string& name) {
+  int i = g.find(name);
+  BOOST_REQUIRE_MESSAGE(i >= 0, "no layer named " + name);
+  return g.layers[size_t(i)];
+}
+
+// The imported model run by the executor (prepared graph) against the naive reference on the
+// unprepared graph: every graph output within 1e-5 of the largest magnitude.
+void check_runs_like_reference(const onnx_builder& b, const std::string& tag, uint64_t seed = 5) {
+  temp_file f(tag);
+  b.write(f);
+  graph raw = import_ok(f.path, false);
+  graph prepared = import_ok(f.path, true);
+  const layer& in = raw.layers[size_t(raw.input_layers().at(0))];
+  tensor x = random_tensor(in.output_shape, seed);
+  auto reference = reference_run(raw, {{in.name, x}});
+  auto e = executor::create(prepared);
+  BOOST_REQUIRE_MESSAGE(e.is_ok(), e.message());
+  std::map<std::string, tensor> inputs{{in.name, x}};
+  auto out = (*e)->run(inputs);
+  BOOST_REQUIRE_MESSAGE(out.is_ok(), out.message());
+  BOOST_REQUIRE_EQUAL(raw.outputs.size(), prepared.outputs.size());
+  for (size_t k = 0; k < raw.outputs.size(); ++k) {
+    const std::string& expected_name = raw.layers[size_t(raw.outputs[k])].name;
+    const std::string& actual_name = prepared.layers[size_t(prepared.outputs[k])].name;
+    BOOST_REQUIRE(out->count(actual_name));
+    std::string mismatch = compare_relative(out->at(actual_name), reference.at(expected_name), 1e-5);
+    BOOST_CHECK_MESSAGE(mismatch.empty(), tag + " output " + expected_name + ": " + mismatch);
+  }
+}
+
+// conv (asymmetric pads, stride 2x1) -> batch norm -> relu -> max pool (ceil) -> flatten -> gemm.
+onnx_builder conv_model(std::vector<float>* conv_w = nullptr, std::vector<float>* fc_w = nullptr,
+                        std::vector<float>* fc_b = nullptr) {
+  onnx_builder b;
+  b.input("x", {1, 3, 9, 10}, true);
+  auto w = b.weights("conv1.weight", {6, 3, 3, 3}, 1, 0.5f, true);
+  b.weights("conv1.bias", {6}, 2, 0.1f);
+  auto* conv = b.node("Conv", {"x", "conv1.weight", "conv1.bias"}, {"c1"}, "conv1");
+  set_ints(conv, "kernel_shape", {3, 3});
+  set_ints(conv, "pads", {1, 0, 2, 1});  // top, left, bottom, right
+  set_ints(conv, "strides", {2, 1});
+  b.floats("bn.scale", {6}, {1.1f, 0.9f, 1.0f, 1.2f, 0.8f, 1.05f});
+  b.floats("bn.bias", {6}, {0.1f, -0.1f, 0.0f, 0.05f, 0.2f, -0.2f});
+  b.floats("bn.mean", {6}, {0.01f, 0.02f, -0.03f, 0.0f, 0.1f, -0.1f});
+  b.floats("bn.var", {6}, {1.0f, 0.9f, 1.1f, 1.2f, 0.8f, 1.05f});
+  auto* bn = b.node("BatchNormalization", {"c1", "bn.scale", "bn.bias", "bn.mean", "bn.var"}, {"b1"}, "bn1");
+  set_float(bn, "epsilon", 1e-3f);
+  b.node("Relu", {"b1"}, {"r1"}, "relu1");
+  auto* pool = b.node("MaxPool", {"r1"}, {"p1"}, "pool1");
+  set_ints(pool, "kernel_shape", {2, 2});
+  set_ints(pool, "strides", {2, 2});
+  set_int(pool, "ceil_mode", 1);
+  b.node("Flatten", {"p1"}, {"f1"}, "flatten");
+  auto fw = b.weights("fc.weight", {4, 90}, 3, 0.2f);
+  auto fb = b.weights("fc.bias", {4}, 4, 0.1f);
+  auto* gemm = b.node("Gemm", {"f1", "fc.weight", "fc.bias"}, {"logits"}, "fc");
+  set_int(gemm, "transB", 1);
+  set_float(gemm, "alpha", 0.5f);
+  set_float(gemm, "beta", 2.0f);
+  b.output("logits");
+  if (conv_w) *conv_w = w;
+  if (fc_w) *fc_w = fw;
+  if (fc_b) *fc_b = fb;
+  return b;
+}
+
+// Residual add and concat, with unnamed and duplicate-named nodes.
+onnx_builder residual_model() {
+  onnx_builder b;
+  b.input("image", {1, 4, 6, 6});
+  b.weights("wa", {4, 4, 3, 3}, 10, 0.3f);
+  b.weights("wb", {4, 4, 3, 3}, 11, 0.3f);
+  b.weights("wc", {2, 4, 1, 1}, 12, 0.3f);
+  b.weights("bc", {2}, 13, 0.1f);
+  auto* ca = b.node("Conv", {"image", "wa"}, {"a"}, "dup");
+  set_ints(ca, "pads", {1, 1, 1, 1});
+  b.node("Relu", {"a"}, {"a_relu"}, "dup");
+  auto* cb = b.node("Conv", {"a_relu", "wb"}, {"bout"}, "");
+  set_ints(cb, "pads", {1, 1, 1, 1});
+  b.node("Add", {"bout", "image"}, {"sum"}, "block.add");
+  b.node("Relu", {"sum"}, {"sum_relu"}, "block.relu");
+  b.node("Conv", {"image", "wc", "bc"}, {"side"}, "side.conv");
+  auto* cat = b.node("Concat", {"sum_relu", "side"}, {"joined"}, "cat");
+  set_int(cat, "axis", 1);
+  b.output("joined");
+  return b;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(paths) {
+  BOOST_CHECK(is_onnx_path("model.onnx"));
+  BOOST_CHECK(is_onnx_path("/a/b/resnet18.onnx"));
+  BOOST_CHECK(!is_onnx_path("resnet18"));
+  BOOST_CHECK(!is_onnx_path("model.d3m"));
+  BOOST_CHECK(!is_onnx_path(".onnx.d3m"));
+}
+
+BOOST_AUTO_TEST_CASE(conv_bn_relu_pool_gemm) {
+  std::vector<float> w, fw, fb;
+  onnx_builder b = conv_model(&w, &fw, &fb);
+  temp_file f("conv");
+  b.write(f);
+  graph g = import_ok(f.path, false);
+  BOOST_CHECK_EQUAL(g.name, "test");
+  BOOST_REQUIRE_EQUAL(g.layers.size(), 7u);
+  const layer& in = find_layer(g, "x");
+  BOOST_CHECK(in.kind == layer_kind::input);
+  BOOST_CHECK_EQUAL(in.input_shape, (tensor_shape{1, 9, 10, 3}));  // dynamic batch -> 1
+
+  const layer& conv = find_layer(g, "conv1");
+  BOOST_CHECK(conv.kind == layer_kind::convolution);
+  BOOST_CHECK(conv.window.pad == (padding{1, 0, 2, 1}));
+  BOOST_CHECK_EQUAL(conv.window.stride_h, 2);
+  BOOST_CHECK_EQUAL(conv.window.stride_w, 1);
+  BOOST_CHECK_EQUAL(conv.output_channels, 6);
+  BOOST_CHECK_EQUAL(conv.output_shape, (tensor_shape{1, 5, 9, 6}));
+  // OIHW [6][3][3][3] -> OHWI [6][3][3][3]: d3[o][y][x][i] == onnx[o][i][y][x]
+  BOOST_REQUIRE_EQUAL(conv.weights.size(), w.size());
+  auto ohwi = [&](int o, int y, int x, int i) { return conv.weights.data()[((o * 3 + y) * 3 + x) * 3 + i]; };
+  auto oihw = [&](int o, int i, int y, int x) { return w[size_t(((o * 3 + i) * 3 + y) * 3 + x)]; };
+  BOOST_CHECK_EQUAL(ohwi(0, 0, 0, 0), oihw(0, 0, 0, 0));
+  BOOST_CHECK_EQUAL(ohwi(0, 0, 0, 1), oihw(0, 1, 0, 0));
+  BOOST_CHECK_EQUAL(ohwi(2, 1, 2, 0), oihw(2, 0, 1, 2));
+  BOOST_CHECK_EQUAL(ohwi(5, 2, 1, 2), oihw(5, 2, 2, 1));
+  BOOST_CHECK_EQUAL(ohwi(3, 0, 2, 1), oihw(3, 1, 0, 2));
+  BOOST_CHECK(ohwi(0, 0, 0, 1) != oihw(0, 0, 0, 1));
+
+  const layer& bn = find_layer(g, "bn1");
+  BOOST_CHECK(bn.kind == layer_kind::batch_norm);
+  BOOST_CHECK_CLOSE(bn.epsilon, 1e-3f, 1e-4);
+  BOOST_REQUIRE_EQUAL(bn.weights.size(), 24u);
+  BOOST_CHECK_EQUAL(bn.weights.data()[0], 1.1f);    // gamma
+  BOOST_CHECK_EQUAL(bn.weights.data()[6], 0.1f);    // beta
+  BOOST_CHECK_EQUAL(bn.weights.data()[12], 0.01f);  // mean
+  BOOST_CHECK_EQUAL(bn.weights.data()[18], 1.0f);   // var
+  const layer& relu = find_layer(g, "relu1");
+  BOOST_CHECK(relu.kind == layer_kind::clamp);
+  BOOST_CHECK(relu.act == activation::relu());
+  const layer& pool = find_layer(g, "pool1");
+  BOOST_CHECK(pool.kind == layer_kind::max_pool);
+  BOOST_CHECK(pool.window.ceil_mode);
+  BOOST_CHECK_EQUAL(pool.output_shape, (tensor_shape{1, 3, 5, 6}));
+  BOOST_CHECK(find_layer(g, "flatten").kind == layer_kind::flatten);
+  const layer& fc = find_layer(g, "fc");
+  BOOST_CHECK(fc.kind == layer_kind::fully_connected);
+  BOOST_CHECK_EQUAL(fc.output_channels, 4);
+  BOOST_REQUIRE_EQUAL(fc.weights.size(), 360u);
+  BOOST_CHECK_EQUAL(fc.weights.data()[0], fw[0] * 0.5f);      // alpha folded
+  BOOST_CHECK_EQUAL(fc.weights.data()[181], fw[181] * 0.5f);
+  BOOST_CHECK_EQUAL(fc.bias.data()[3], fb[3] * 2.0f);          // beta folded
+  BOOST_CHECK_EQUAL(fc.output_shape, (tensor_shape{1, 1, 1, 4}));
+  BOOST_REQUIRE_EQUAL(g.outputs.size(), 1u);
+  BOOST_CHECK_EQUAL(g.layers[size_t(g.outputs[0])].name, "fc");
+
+  // Prepared: the batch norm folded into the convolution, the ReLU fused into it.
+  graph p = import_ok(f.path, true);
+  BOOST_CHECK_EQUAL(p.layers.size(), 5u);
+  BOOST_CHECK(find_layer(p, "conv1").act == activation::relu());
+  BOOST_CHECK_EQUAL(p.find("bn1"), -1);
+
+  check_runs_like_reference(b, "conv_run");
+}
+
+BOOST_AUTO_TEST_CASE(residual_add_concat_and_naming) {
+  onnx_builder b = residual_model();
+  temp_file f("residual");
+  b.write(f);
+  graph g = import_ok(f.path, false);
+  // Duplicate node names "dup" fall back to the first output names; an unnamed node too.
+  BOOST_CHECK(find_layer(g, "a").kind == layer_kind::convolution);
+  BOOST_CHECK(find_layer(g, "a_relu").kind == layer_kind::clamp);
+  BOOST_CHECK(find_layer(g, "bout").kind == layer_kind::convolution);
+  BOOST_CHECK_EQUAL(g.find("dup"), -1);
+  const layer& add = find_layer(g, "block.add");
+  BOOST_CHECK(add.kind == layer_kind::add);
+  BOOST_REQUIRE_EQUAL(add.inputs.size(), 2u);
+  BOOST_CHECK_EQUAL(g.layers[size_t(add.inputs[0])].name, "bout");
+  BOOST_CHECK_EQUAL(g.layers[size_t(add.inputs[1])].name, "image");
+  const layer& cat = find_layer(g, "cat");
+  BOOST_CHECK(cat.kind == layer_kind::concat);
+  BOOST_CHECK_EQUAL(cat.output_shape, (tensor_shape{1, 6, 6, 6}));
+  check_runs_like_reference(b, "residual_run");
+}
+
+// torch.flatten / x.view(x.size(0), -1) as torch.onnx exports it, then MatMul + Add.
+BOOST_AUTO_TEST_CASE(shape_arithmetic_flatten_and_matmul_add) {
+  onnx_builder b;
+  b.input("x", {1, 3, 5, 5}, true);
+  b.weights("w", {4, 3, 3, 3}, 20, 0.3f);
+  b.node("Conv", {"x", "w"}, {"c"}, "conv");
+  b.node("Shape", {"c"}, {"shape"}, "shape");
+  b.constant_ints("zero", {}, {0});
+  auto* gather = b.node("Gather", {"shape", "zero"}, {"batch"}, "gather");
+  set_int(gather, "axis", 0);
+  b.constant_ints("axes0", {1}, {0});
+  b.node("Unsqueeze", {"batch", "axes0"}, {"batch1"}, "unsqueeze");
+  b.constant_ints("minus1", {1}, {-1});
+  auto* cat = b.node("Concat", {"batch1", "minus1"}, {"target"}, "concat_shape");
+  set_int(cat, "axis", 0);
+  b.node("Reshape", {"c", "target"}, {"flat"}, "reshape");
+  auto mw = b.weights("mm.weight", {36, 7}, 21, 0.2f);  // [K, N]
+  auto mb = b.weights("mm.bias", {7}, 22, 0.1f);
+  b.node("MatMul", {"flat", "mm.weight"}, {"mm"}, "matmul");
+  b.node("Add", {"mm", "mm.bias"}, {"y"}, "add_bias");
+  b.output("y");
+  temp_file f("flatten");
+  b.write(f);
+  graph g = import_ok(f.path, false);
+  BOOST_REQUIRE_EQUAL(g.layers.size(), 4u);  // input, conv, flatten, fully connected
+  BOOST_CHECK(find_layer(g, "reshape").kind == layer_kind::flatten);
+  BOOST_CHECK_EQUAL(find_layer(g, "reshape").output_shape, (tensor_shape{1, 1, 1, 36}));
+  const layer& fc = find_layer(g, "matmul");
+  BOOST_CHECK(fc.kind == layer_kind::fully_connected);
+  BOOST_CHECK_EQUAL(fc.output_channels, 7);
+  // [K][N] -> [N][K]
+  BOOST_CHECK_EQUAL(fc.weights.data()[0 * 36 + 0], mw[0]);
+  BOOST_CHECK_EQUAL(fc.weights.data()[2 * 36 + 5], mw[5 * 7 + 2]);
+  BOOST_CHECK_EQUAL(fc.weights.data()[6 * 36 + 35], mw[35 * 7 + 6]);
+  BOOST_REQUIRE_EQUAL(fc.bias.size(), 7u);
+  BOOST_CHECK_EQUAL(fc.bias.data()[4], mb[4]);
+  BOOST_CHECK_EQUAL(g.layers[size_t(g.outputs[0])].name, "matmul");
+  check_runs_like_reference(b, "flatten_run");
+}
+
+BOOST_AUTO_TEST_CASE(clip_with_constant_inputs) {
+  onnx_builder b;
+  b.input("x", {1, 2, 4, 4});
+  b.weights("w", {3, 2, 3, 3}, 30, 2.0f);
+  auto* conv = b.node("Conv", {"x", "w"}, {"c"}, "conv");
+  set_ints(conv, "pads", {1, 1, 1, 1});
+  b.floats("zero", {}, {0.0f});
+  b.floats("six", {}, {6.0f});
+  b.node("Clip", {"c", "zero", "six"}, {"r6"}, "relu6");
+  b.floats("one", {}, {1.0f});
+  b.node("Clip", {"r6", "", "one"}, {"y"}, "cap");  // min absent
+  b.output("y");
+  temp_file f("clip");
+  b.write(f);
+  graph g = import_ok(f.path, false);
+  BOOST_CHECK(find_layer(g, "relu6").act == activation::relu6());
+  const layer& cap = find_layer(g, "cap");
+  BOOST_CHECK(cap.kind == layer_kind::clamp);
+  BOOST_CHECK(std::isinf(cap.act.min) && cap.act.min < 0);
+  BOOST_CHECK_EQUAL(cap.act.max, 1.0f);
+  graph p = import_ok(f.path, true);
+  BOOST_CHECK_EQUAL(p.layers.size(), 2u);  // both clamps fused into the convolution
+  BOOST_CHECK(find_layer(p, "conv").act == (activation{0.0f, 1.0f}));
+  check_runs_like_reference(b, "clip_run");
+}
+
+// Mul / Add / Sub / Div by per-channel constants after a convolution fold into it.
+BOOST_AUTO_TEST_CASE(per_channel_constants_fold_into_the_convolution) {
+  onnx_builder b;
+  b.input("x", {1, 3, 5, 5});
+  auto w = b.weights("w", {4, 3, 3, 3}, 40, 0.4f);
+  b.weights("bias", {4}, 41, 0.1f);
+  b.node("Conv", {"x", "w", "bias"}, {"c"}, "conv");
+  b.floats("scale", {4, 1, 1}, {2.0f, 0.5f, -1.0f, 4.0f});
+  b.floats("shift", {1, 4, 1, 1}, {0.1f, 0.2f, 0.3f, 0.4f});
+  b.floats("two", {}, {2.0f});
+  b.node("Mul", {"scale", "c"}, {"m"}, "mul");
+  b.node("Add", {"m", "shift"}, {"a"}, "add");
+  b.node("Div", {"a", "two"}, {"d"}, "div");
+  b.node("Sub", {"d", "shift"}, {"y"}, "sub");
+  b.output("y");
+  temp_file f("fold");
+  b.write(f);
+  graph g = import_ok(f.path, false);
+  BOOST_REQUIRE_EQUAL(g.layers.size(), 2u);
+  const layer& conv = find_layer(g, "conv");
+  BOOST_CHECK_EQUAL(conv.weights.data()[0], w[0] * 2.0f / 2.0f);
+  BOOST_CHECK_EQUAL(conv.weights.data()[3 * 27], w[3 * 27] * 4.0f / 2.0f);
+  check_runs_like_reference(b, "fold_run");
+
+  // A constant operand that cannot fold (the tensor feeds two nodes) is rejected by name.
+  onnx_builder bad;
+  bad.input("x", {1, 3, 5, 5});
+  bad.weights("w", {4, 3, 3, 3}, 40, 0.4f);
+  bad.node("Conv", {"x", "w"}, {"c"}, "conv");
+  bad.floats("scale", {4, 1, 1}, {2.0f, 0.5f, -1.0f, 4.0f});
+  bad.node("Mul", {"c", "scale"}, {"m"}, "mul");
+  bad.node("Add", {"m", "c"}, {"y"}, "add");
+  bad.output("y");
+  BOOST_CHECK_EQUAL(import_error(bad, "nofold").find("ONNX file"), 0u);
+  BOOST_CHECK(import_error(bad, "nofold").find("node 'mul' (Mul): the constant operand 'scale'") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(errors_name_the_problem) {
+  // Unsupported op: message names the op and the node.
+  {
+    onnx_builder b;
+    b.input("x", {1, 3, 4, 4});
+    b.node("LSTM", {"x"}, {"y"}, "rnn_7");
+    b.output("y");
+    std::string m = import_error(b, "lstm");
+    BOOST_CHECK(m.find("LSTM") != std::string::npos);
+    BOOST_CHECK(m.find("rnn_7") != std::string::npos);
+  }
+  // Unsupported attribute value.
+  {
+    onnx_builder b;
+    b.input("x", {1, 3, 4, 4});
+    b.weights("w", {2, 3, 3, 3}, 1);
+    auto* n = b.node("Conv", {"x", "w"}, {"y"}, "Conv_3");
+    set_string(n, "auto_pad", "SAME_UPPER");
+    b.output("y");
+    std::string m = import_error(b, "autopad");
+    BOOST_CHECK(m.find("node 'Conv_3' (Conv): attribute auto_pad=SAME_UPPER is not supported") != std::string::npos);
+  }
+  // Unknown attribute.
+  {
+    onnx_builder b;
+    b.input("x", {1, 3, 4, 4});
+    auto* n = b.node("Relu", {"x"}, {"y"}, "r");
+    set_int(n, "alpha", 1);
+    b.output("y");
+    BOOST_CHECK(import_error(b, "attr").find("attribute alpha is not supported") != std::string::npos);
+  }
+  // Cycle.
+  {
+    onnx_builder b;
+    b.input("x", {1, 3, 4, 4});
+    b.node("Add", {"x", "q"}, {"p"}, "first");
+    b.node("Relu", {"p"}, {"q"}, "second");
+    b.output("q");
+    BOOST_CHECK(import_error(b, "cycle").find("cycle") != std::string::npos);
+  }
+  // Dangling input.
+  {
+    onnx_builder b;
+    b.input("x", {1, 3, 4, 4});
+    b.node("Add", {"x", "ghost"}, {"y"}, "add");
+    b.output("y");
+    std::string m = import_error(b, "dangling");
+    BOOST_CHECK(m.find("dangling") != std::string::npos);
+    BOOST_CHECK(m.find("ghost") != std::string::npos);
+  }
+  // Initializer of the wrong size.
+  {
+    onnx_builder b;
+    b.input("x", {1, 3, 4, 4});
+    b.floats("w", {2, 3, 3, 3}, std::vector<float>(50, 0.1f));
+    b.node("Conv", {"x", "w"}, {"y"}, "conv");
+    b.output("y");
+    std::string m = import_error(b, "wrongsize");
+    BOOST_CHECK(m.find("initializer 'w' has the wrong size") != std::string::npos);
+    BOOST_CHECK(m.find("needs 54") != std::string::npos);
+  }
+  // Conv weight that does not fit the input's channels.
+  {
+    onnx_builder b;
+    b.input("x", {1, 3, 4, 4});
+    b.weights("w", {2, 4, 3, 3}, 1);
+    b.node("Conv", {"x", "w"}, {"y"}, "conv");
+    b.output("y");
+    BOOST_CHECK(import_error(b, "wrongchannels").find("channels per group") != std::string::npos);
+  }
+  // Non-float weights.
+  {
+    onnx_builder b;
+    b.input("x", {1, 3, 4, 4});
+    auto* t = b.g->add_initializer();
+    t->set_name("w");
+    t->set_data_type(onnx::TensorProto::FLOAT16);
+    for (int d : {2, 3, 1, 1}) t->add_dims(d);
+    t->set_raw_data(std::string(12, '\0'));
+    b.node("Conv", {"x", "w"}, {"y"}, "conv");
+    b.output("y");
+    BOOST_CHECK(import_error(b, "fp16").find("FLOAT16") != std::string::npos);
+  }
+  // External data.
+  {
+    onnx_builder b;
+    b.input("x", {1, 3, 4, 4});
+    auto* t = b.g->add_initializer();
+    t->set_name("w");
+    t->set_data_type(onnx::TensorProto::FLOAT);
+    for (int d : {2, 3, 1, 1}) t->add_dims(d);
+    t->set_data_location(onnx::TensorProto::EXTERNAL);
+    auto* e = t->add_external_data();
+    e->set_key("location");
+    e->set_value("weights.bin");
+    b.node("Conv", {"x", "w"}, {"y"}, "conv");
+    b.output("y");
+    BOOST_CHECK(import_error(b, "external").find("external") != std::string::npos);
+  }
+  // Other Reshape / Transpose.
+  {
+    onnx_builder b;
+    b.input("x", {1, 4, 4, 4});
+    b.ints("shape", {4}, {1, 2, 8, 4});
+    b.node("Reshape", {"x", "shape"}, {"y"}, "odd_reshape");
+    b.output("y");
+    BOOST_CHECK(import_error(b, "reshape").find("node 'odd_reshape' (Reshape): reshape from [1,4,4,4] to [1,2,8,4]") !=
+                std::string::npos);
+  }
+  // Opset out of range.
+  {
+    onnx_builder b(3);
+    b.input("x", {1, 3, 4, 4});
+    b.node("Relu", {"x"}, {"y"}, "r");
+    b.output("y");
+    BOOST_CHECK(import_error(b, "opset").find("opset 3") != std::string::npos);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(malformed_files_are_errors_not_crashes) {
+  onnx_builder b = conv_model();
+  std::string bytes;
+  BOOST_REQUIRE(b.model.SerializeToString(&bytes));
+  // Truncated at many points.
+  for (size_t keep : {size_t(1), size_t(7), bytes.size() / 3, bytes.size() / 2, bytes.size() - 3, bytes.size() - 1}) {
+    temp_file f("truncated");
+    std::ofstream(f.path, std::ios::binary | std::ios::trunc).write(bytes.data(), std::streamsize(keep));
+    auto g = import_onnx(f.path);
+    BOOST_CHECK_MESSAGE(!g.is_ok(), "truncated to " << keep << " of " << bytes.size() << " bytes");
+    BOOST_TEST_MESSAGE("truncated " << keep << ": " << g.message());
+  }
+  // Garbage.
+  for (uint64_t seed : {1, 2, 3, 4}) {
+    temp_file f("garbage");
+    seeded_generator gen(seed);
+    std::string junk(4096, '\0');
+    for (char& ch : junk) ch = char(gen.next_u64() & 0xff);
+    std::ofstream(f.path, std::ios::binary | std::ios::trunc) << junk;
+    auto g = import_onnx(f.path);
+    BOOST_CHECK(!g.is_ok());
+    BOOST_TEST_MESSAGE("garbage: " << g.message());
+  }
+  // Empty and missing files.
+  {
+    temp_file f("empty");
+    std::ofstream(f.path, std::ios::binary | std::ios::trunc);
+    auto g = import_onnx(f.path);
+    BOOST_CHECK(!g.is_ok());
+    BOOST_CHECK(g.message().find("no graph") != std::string::npos);
+  }
+  auto missing = import_onnx("/nonexistent/dir/model.onnx");
+  BOOST_CHECK(!missing.is_ok());
+  BOOST_CHECK(missing.message().find("cannot open") != std::string::npos);
+  // Every single-byte corruption of the file is an error or a valid graph, never a crash.
+  temp_file f("flipped");
+  for (size_t at = 0; at < bytes.size(); at += 37) {
+    std::string copy = bytes;
+    copy[at] = char(copy[at] ^ 0x5a);
+    std::ofstream(f.path, std::ios::binary | std::ios::trunc) << copy;
+    auto g = import_onnx(f.path);
+    if (g.is_ok()) BOOST_CHECK(infer_shapes(g.value()).is_ok());
+  }
+}
+
+// Running the imported model in two consecutive pieces gives the bytes of the whole run.
+BOOST_AUTO_TEST_CASE(two_pieces_equal_the_whole) {
+  onnx_builder b = residual_model();
+  temp_file f("pieces");
+  b.write(f);
+  graph g = import_ok(f.path, true);
+  auto order = topological_order(g);
+  BOOST_REQUIRE(order.is_ok());
+  std::vector<int> computed;
+  for (int i : *order)
+    if (g.layers[size_t(i)].kind != layer_kind::input) computed.push_back(i);
+  BOOST_REQUIRE_GE(computed.size(), 3u);
+  const layer& in = g.layers[size_t(g.input_layers().at(0))];
+  tensor x = random_tensor(in.output_shape, 9);
+  auto whole = executor::create(g);
+  BOOST_REQUIRE_MESSAGE(whole.is_ok(), whole.message());
+  auto expected = (*whole)->run({&x});
+  BOOST_REQUIRE_MESSAGE(expected.is_ok(), expected.message());
+  for (size_t cut = 1; cut < computed.size(); ++cut) {
+    std::vector<int> first(computed.begin(), computed.begin() + long(cut));
+    std::vector<int> second(computed.begin() + long(cut), computed.end());
+    std::map<std::string, tensor> available{{in.name, x}};
+    for (const auto& piece : {first, second}) {
+      auto e = executor::create(g, piece);
+      BOOST_REQUIRE_MESSAGE(e.is_ok(), e.message());
+      auto out = (*e)->run(available);
+      BOOST_REQUIRE_MESSAGE(out.is_ok(), out.message());
+      for (auto& [name, t] : out.value()) available[name] = std::move(t);
+    }
+    const tensor& actual = available.at(g.layers[size_t(g.outputs[0])].name);
+    const tensor& reference = expected->at(0);
+    BOOST_REQUIRE(actual.shape() == reference.shape());
+    BOOST_CHECK_MESSAGE(std::memcmp(actual.data(), reference.data(), reference.bytes()) == 0, "cut " << cut);
+  }
+}
+
+// ---- The layer kinds added for ONNX exports (multiply, sigmoid, shuffle, slice, pad) ----
+
+BOOST_AUTO_TEST_CASE(split_with_sizes_input_and_slice) {
+  onnx_builder b;
+  b.input("x", {1, 8, 4, 4});
+  b.ints("sizes", {2}, {3, 5});
+  auto* split = b.node("Split", {"x", "sizes"}, {"lo", "hi"}, "split");
+  set_int(split, "axis", 1);
+  b.node("Relu", {"lo"}, {"lo_relu"}, "relu_lo");
+  b.ints("starts", {1}, {1});
+  b.ints("ends", {1}, {INT64_MAX});
+  b.ints("axes", {1}, {1});
+  b.node("Slice", {"hi", "starts", "ends", "axes"}, {"hi_tail"}, "slice");
+  auto* cat = b.node("Concat", {"hi_tail", "lo_relu"}, {"y"}, "cat");
+  set_int(cat, "axis", 1);
+  b.output("y");
+  temp_file f("split");
+  b.write(f);
+  graph g = import_ok(f.path, false);
+  const layer& lo = find_layer(g, "lo");
+  BOOST_CHECK(lo.kind == layer_kind::channel_slice);
+  BOOST_CHECK_EQUAL(lo.channel_begin, 0);
+  BOOST_CHECK_EQUAL(lo.channel_end, 3);
+  const layer& hi = find_layer(g, "hi");
+  BOOST_CHECK_EQUAL(hi.channel_begin, 3);
+  BOOST_CHECK_EQUAL(hi.channel_end, 8);
+  const layer& tail = find_layer(g, "slice");
+  BOOST_CHECK(tail.kind == layer_kind::channel_slice);
+  BOOST_CHECK_EQUAL(tail.channel_begin, 1);
+  BOOST_CHECK_EQUAL(tail.channel_end, 5);
+  BOOST_CHECK_EQUAL(find_layer(g, "cat").output_shape, (tensor_shape{1, 4, 4, 7}));
+  check_runs_like_reference(b, "split_run");
+
+  // Opset 11: split sizes as an attribute; equal split without sizes.
+  onnx_builder b11(11);
+  b11.input("x", {1, 6, 2, 2});
+  auto* s1 = b11.node("Split", {"x"}, {"a", "b"}, "split_attr");
+  set_int(s1, "axis", 1);
+  set_ints(s1, "split", {4, 2});
+  auto* s2 = b11.node("Split", {"a"}, {"a0", "a1"}, "split_equal");
+  set_int(s2, "axis", 1);
+  b11.node("Add", {"a0", "a1"}, {"s"}, "add");
+  auto* cat2 = b11.node("Concat", {"s", "b"}, {"y"}, "cat");
+  set_int(cat2, "axis", 1);
+  b11.output("y");
+  temp_file f11("split11");
+  b11.write(f11);
+  graph g11 = import_ok(f11.path, false);
+  BOOST_CHECK_EQUAL(find_layer(g11, "b").channel_begin, 4);
+  BOOST_CHECK_EQUAL(find_layer(g11, "a1").channel_begin, 2);
+  BOOST_CHECK_EQUAL(find_layer(g11, "a1").channel_end, 4);
+  check_runs_like_reference(b11, "split11_run");
+}
+
+BOOST_AUTO_TEST_CASE(pad_order_and_channel_shuffle) {
+  onnx_builder b;
+  b.input("x", {1, 6, 3, 4});
+  // pads: [N_begin, C_begin, H_begin, W_begin, N_end, C_end, H_end, W_end]
+  b.ints("pads", {8}, {0, 0, 1, 2, 0, 0, 3, 0});
+  b.node("Pad", {"x", "pads"}, {"p"}, "pad");
+  b.weights("w", {6, 6, 3, 3}, 50, 0.3f);
+  b.node("Conv", {"p", "w"}, {"c"}, "conv");
+  // ShuffleNet: Reshape [N, g, C/g, H, W] -> Transpose [0,2,1,3,4] -> Reshape [N, C, H, W]
+  b.ints("s5", {5}, {1, 3, 2, 5, 4});
+  b.node("Reshape", {"c", "s5"}, {"v"}, "view");
+  auto* t = b.node("Transpose", {"v"}, {"vt"}, "transpose");
+  set_ints(t, "perm", {0, 2, 1, 3, 4});
+  b.ints("s4", {4}, {1, -1, 5, 4});
+  b.node("Reshape", {"vt", "s4"}, {"y"}, "shuffle");
+  b.output("y");
+  temp_file f("shuffle");
+  b.write(f);
+  graph g = import_ok(f.path, false);
+  const layer& pad = find_layer(g, "pad");
+  BOOST_CHECK(pad.kind == layer_kind::pad);
+  BOOST_CHECK(pad.window.pad == (padding{1, 2, 3, 0}));
+  BOOST_CHECK_EQUAL(pad.output_shape, (tensor_shape{1, 7, 6, 6}));
+  const layer& shuffle = find_layer(g, "shuffle");
+  BOOST_CHECK(shuffle.kind == layer_kind::channel_shuffle);
+  BOOST_CHECK_EQUAL(shuffle.groups, 3);
+  BOOST_CHECK_EQUAL(g.layers.size(), 4u);  // input, pad, conv, shuffle
+  check_runs_like_reference(b, "shuffle_run");
+}
+
+// A squeeze-and-excitation block: spatial mean, two 1x1 layers, sigmoid, per-channel multiply.
+BOOST_AUTO_TEST_CASE(squeeze_excitation_and_softmax) {
+  onnx_builder b;
+  b.input("x", {1, 8, 5, 5});
+  b.weights("w", {8, 8, 3, 3}, 60, 0.3f);
+  auto* conv = b.node("Conv", {"x", "w"}, {"c"}, "conv");
+  set_ints(conv, "pads", {1, 1, 1, 1});
+  auto* mean = b.node("ReduceMean", {"c"}, {"m"}, "se.mean");
+  set_ints(mean, "axes", {2, 3});
+  set_int(mean, "keepdims", 1);
+  b.weights("w1", {4, 8, 1, 1}, 61, 0.5f);
+  b.weights("b1", {4}, 62, 0.1f);
+  b.node("Conv", {"m", "w1", "b1"}, {"s1"}, "se.fc1");
+  b.node("Relu", {"s1"}, {"s1r"}, "se.relu");
+  b.weights("w2", {8, 4, 1, 1}, 63, 0.5f);
+  b.node("Conv", {"s1r", "w2"}, {"s2"}, "se.fc2");
+  b.node("Sigmoid", {"s2"}, {"gate"}, "se.sigmoid");
+  b.node("Mul", {"gate", "c"}, {"scaled"}, "se.mul");  // the per-channel operand first
+  b.node("GlobalAveragePool", {"scaled"}, {"pooled"}, "pool");
+  b.node("Flatten", {"pooled"}, {"flat"}, "flatten");
+  auto* sm = b.node("Softmax", {"flat"}, {"y"}, "softmax");
+  set_int(sm, "axis", 1);
+  b.output("y");
+  temp_file f("se");
+  b.write(f);
+  graph g = import_ok(f.path, false);
+  const layer& mul = find_layer(g, "se.mul");
+  BOOST_CHECK(mul.kind == layer_kind::multiply);
+  BOOST_CHECK_EQUAL(g.layers[size_t(mul.inputs[0])].name, "conv");  // the full tensor first
+  BOOST_CHECK(find_layer(g, "se.mean").kind == layer_kind::global_average_pool);
+  BOOST_CHECK(find_layer(g, "se.sigmoid").kind == layer_kind::sigmoid);
+  BOOST_CHECK(find_layer(g, "softmax").kind == layer_kind::softmax);
+  check_runs_like_reference(b, "se_run");
+}
+
+// A graph input returned as it is gets a copy layer, so the executor has something to compute.
+BOOST_AUTO_TEST_CASE(identity_of_an_input_is_a_copy) {
+  onnx_builder b;
+  b.input("x", {1, 3, 2, 2});
+  b.node("Identity", {"x"}, {"y"}, "id");
+  b.output("y");
+  temp_file f("identity");
+  b.write(f);
+  graph g = import_ok(f.path, false);
+  const layer& copy = g.layers[size_t(g.outputs.at(0))];
+  BOOST_CHECK_EQUAL(copy.name, "y");
+  BOOST_CHECK(copy.kind == layer_kind::channel_slice);
+  BOOST_CHECK_EQUAL(copy.channel_end, 3);
+  check_runs_like_reference(b, "identity_run");
+}
+
+// Opset 6: Add with legacy broadcast (B aligned at axis 1) folds into the convolution's bias;
+// a Transpose of a constant weight before MatMul is folded.
+BOOST_AUTO_TEST_CASE(opset6_broadcast_and_constant_transpose) {
+  onnx_builder b(6);
+  b.input("x", {2, 3, 4, 4});
+  b.weights("w", {5, 3, 1, 1}, 70, 0.5f);
+  b.node("Conv", {"x", "w"}, {"c"}, "conv");
+  b.floats("shift", {5}, {1.0f, 2.0f, 3.0f, 4.0f, 5.0f});
+  auto* add = b.node("Add", {"c", "shift"}, {"a"}, "add");
+  set_int(add, "broadcast", 1);
+  set_int(add, "axis", 1);
+  b.node("GlobalAveragePool", {"a"}, {"p"}, "pool");
+  b.node("Flatten", {"p"}, {"flat"}, "flatten");
+  auto wt = b.weights("fc.weight", {6, 5}, 71, 0.5f);  // [N, K], transposed at run time
+  auto* t = b.node("Transpose", {"fc.weight"}, {"fc.weight_t"}, "transpose");
+  set_ints(t, "perm", {1, 0});
+  b.node("MatMul", {"flat", "fc.weight_t"}, {"y"}, "matmul");
+  b.output("y");
+  temp_file f("opset6");
+  b.write(f);
+  graph g = import_ok(f.path, false);
+  BOOST_CHECK_EQUAL(g.layers.size(), 5u);  // input, conv, pool, flatten, fc
+  const layer& conv = find_layer(g, "conv");
+  BOOST_REQUIRE_EQUAL(conv.bias.size(), 5u);
+  BOOST_CHECK_EQUAL(conv.bias.data()[3], 4.0f);
+  const layer& fc = find_layer(g, "matmul");
+  BOOST_CHECK_EQUAL(fc.weights.data()[2 * 5 + 4], wt[2 * 5 + 4]);  // back to [N][K]
+  BOOST_CHECK_EQUAL(fc.output_shape, (tensor_shape{2, 1, 1, 6}));
+  check_runs_like_reference(b, "opset6_run");
+}

@@ -1,0 +1,283 @@
+#!/usr/bin/python3
+"""Exports torchvision models to ONNX with seeded unit-scale weights, plus PyTorch's own results.
+
+For each model NAME this writes into OUT_DIR:
+  NAME.onnx              the model, torch.onnx.export at --opset (default 13), constants folded
+  NAME.input.bin         a seeded uniform [-1, 1) 1x3x224x224 input, float32 NCHW little-endian
+  NAME.output.bin        PyTorch's output for it (1x1000 logits), same encoding
+  NAME.<module>.bin      the output of a few modules (forward hooks), same encoding
+  NAME.json              what the files are: seed, opset, shapes, and for every intermediate the
+                         torch module path, its NCHW shape and the ONNX node that computes it (the
+                         last node of the module's scope in the exported graph) with its output
+
+Weights are re-initialised so activations keep unit scale through depth (untrained torchvision
+weights make some models' logits nearly independent of the input): Kaiming-normal (fan in, ReLU
+gain) convolution and linear weights, gain 1 where no ReLU follows (the final classifier, the
+projection and shortcut convolutions of residual blocks), small uniform biases in [-0.05, 0.05),
+batch norms with gamma in [0.8, 1.2) (times 1/sqrt(2) on a branch added to an identity
+shortcut), beta and running mean in [-0.1, 0.1), running var in [0.8, 1.2); all drawn after
+torch.manual_seed(seed). The models are exported in eval() mode.
+
+Needs Debian's python3-torch, python3-torchvision and python3-onnx (run with /usr/bin/python3).
+Idempotent: a model whose files exist and were written by this same script with the same seed
+and opset is skipped (--force re-exports). Prints one line per model.
+"""
+
+import argparse
+import contextlib
+import hashlib
+import io
+import json
+import math
+import os
+import sys
+import warnings
+
+MODELS = ["alexnet", "resnet18", "googlenet", "mobilenet_v2", "vgg16"]
+DEFAULT_MODELS = ["alexnet", "resnet18", "googlenet", "mobilenet_v2"]
+
+# Modules whose outputs are saved and matched to ONNX nodes (torch module paths).
+INTERMEDIATES = {
+    "alexnet": ["features.2", "features.5", "features.9", "features.12"],
+    "vgg16": ["features.4", "features.16", "features.30"],
+    "resnet18": ["maxpool", "layer1", "layer2", "layer3.0", "layer4", "avgpool"],
+    "googlenet": ["maxpool2", "inception3b", "inception4a.branch2", "inception4e", "inception5b"],
+    "mobilenet_v2": ["features.2", "features.6", "features.13", "features.17", "features.18"],
+}
+
+FORMAT_VERSION = 1
+
+
+def script_digest():
+    """Changes whenever this script does (weights, inputs or intermediates may have changed)."""
+    with open(os.path.abspath(__file__), "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()[:16]
+
+
+def build_model(torchvision, name):
+    m = torchvision.models
+    if name == "googlenet":
+        # init_weights=False: the weights are re-initialised below anyway (and torchvision's own
+        # initialisation of GoogLeNet needs scipy).
+        return m.googlenet(weights=None, aux_logits=False, transform_input=False, init_weights=False)
+    return getattr(m, name)(weights=None)
+
+
+def reinitialise(torch, torchvision, model, seed):
+    """Seeded unit-scale weights (see the module docstring)."""
+    nn = torch.nn
+    # Convolutions whose output reaches a ReLU only after a residual add (or never) get gain 1, not
+    # the ReLU gain sqrt(2): the projection of a residual branch and its shortcut convolution.
+    # The last batch norm of a branch added to an identity shortcut has its gamma scaled by
+    # 1/sqrt(2), so the sum keeps the scale of its terms (as d3's built-in models do).
+    linear_convs = set()
+    residual_bns = set()
+    for mod in model.modules():
+        if isinstance(mod, torchvision.models.resnet.BasicBlock):
+            linear_convs.add(mod.conv2)
+            if mod.downsample is not None:
+                linear_convs.add(mod.downsample[0])
+            else:
+                residual_bns.add(mod.bn2)
+        elif isinstance(mod, torchvision.models.mobilenetv2.InvertedResidual):
+            linear_convs.add(mod.conv[-2])
+            if mod.use_res_connect:
+                residual_bns.add(mod.conv[-1])
+    linears = [mod for mod in model.modules() if isinstance(mod, nn.Linear)]
+    last_linear = linears[-1] if linears else None
+
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for mod in model.modules():
+            if isinstance(mod, (nn.Conv2d, nn.Linear)):
+                linear = mod in linear_convs or mod is last_linear
+                nn.init.kaiming_normal_(mod.weight, mode="fan_in", nonlinearity="linear" if linear else "relu")
+                if mod.bias is not None:
+                    mod.bias.uniform_(-0.05, 0.05)
+            elif isinstance(mod, nn.BatchNorm2d):
+                mod.weight.uniform_(0.8, 1.2)
+                if mod in residual_bns:
+                    mod.weight.mul_(1.0 / math.sqrt(2.0))
+                mod.bias.uniform_(-0.1, 0.1)
+                mod.running_mean.uniform_(-0.1, 0.1)
+                mod.running_var.uniform_(0.8, 1.2)
+    model.eval()
+
+
+def scope_prefix(module_path):
+    """torch 1.13's ONNX node-name scope of a module, e.g. "layer2.0.downsample.0" ->
+    "/layer2/layer2.0/downsample/downsample.0/": one level per module, each named like the
+    exporter's _unqualified_variable_name (the qualified name from its last non-numeric atom)."""
+    parts = module_path.split(".")
+    levels = []
+    for i in range(len(parts)):
+        start = i
+        while start > 0 and parts[start].isnumeric():
+            start -= 1
+        levels.append(".".join(parts[start: i + 1]))
+    return "/" + "/".join(levels) + "/"
+
+
+def find_module_node(graph, module_path):
+    """The last node (in the exported topological order) inside the module's scope."""
+    prefix = scope_prefix(module_path)
+    found = None
+    for node in graph.node:
+        if node.name.startswith(prefix):
+            found = node
+    return found
+
+
+def write_tensor(path, t):
+    data = t.detach().contiguous().to(dtype=__import__("torch").float32).numpy()
+    if sys.byteorder != "little":
+        data = data.byteswap()
+    with open(path, "wb") as f:
+        f.write(data.tobytes())
+
+
+def up_to_date(out_dir, name, seed, opset):
+    meta_path = os.path.join(out_dir, name + ".json")
+    try:
+        with open(meta_path) as f:
+            meta = json.load(f)
+    except (OSError, ValueError):
+        return False
+    if (meta.get("format") != FORMAT_VERSION or meta.get("seed") != seed or meta.get("opset") != opset
+            or meta.get("script") != script_digest()):
+        return False
+    files = [meta.get("onnx"), meta.get("input", {}).get("file"), meta.get("output", {}).get("file")]
+    files += [i.get("file") for i in meta.get("intermediates", [])]
+    return all(f and os.path.isfile(os.path.join(out_dir, f)) for f in files)
+
+
+def export(torch, torchvision, onnx, out_dir, name, seed, opset):
+    model = build_model(torchvision, name)
+    reinitialise(torch, torchvision, model, seed)
+
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.rand(1, 3, 224, 224, generator=generator, dtype=torch.float32) * 2.0 - 1.0
+
+    modules = dict(model.named_modules())
+    captured = {}
+    hooks = []
+    for path in INTERMEDIATES[name]:
+        if path not in modules:
+            raise RuntimeError(f"{name}: no module '{path}'")
+
+        def hook(mod, inputs, output, path=path):
+            captured[path] = output.detach().clone()
+
+        hooks.append(modules[path].register_forward_hook(hook))
+    with torch.no_grad():
+        y = model(x)
+    for h in hooks:
+        h.remove()
+
+    onnx_file = name + ".onnx"
+    onnx_path = os.path.join(out_dir, onnx_file)
+    tmp_path = onnx_path + ".tmp"
+    # The exporter is chatty (warnings, diagnostics); keep the tool's output to one line a model.
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, x, tmp_path, opset_version=opset, do_constant_folding=True,
+                          input_names=["input"], output_names=["output"], verbose=False)
+    os.replace(tmp_path, onnx_path)
+
+    proto = onnx.load(onnx_path)
+    inferred = onnx.shape_inference.infer_shapes(proto)
+    shapes = {}
+    for vi in list(inferred.graph.value_info) + list(inferred.graph.output):
+        dims = vi.type.tensor_type.shape.dim
+        shapes[vi.name] = [d.dim_value if d.HasField("dim_value") else None for d in dims]
+
+    write_tensor(os.path.join(out_dir, name + ".input.bin"), x)
+    write_tensor(os.path.join(out_dir, name + ".output.bin"), y)
+
+    intermediates = []
+    for path in INTERMEDIATES[name]:
+        t = captured[path]
+        node = find_module_node(proto.graph, path)
+        if node is None:
+            raise RuntimeError(f"{name}: no ONNX node in scope {scope_prefix(path)}")
+        out = node.output[0]
+        if out in shapes and shapes[out] != list(t.shape):
+            raise RuntimeError(f"{name}: ONNX node {node.name} output {out} has shape {shapes[out]}, "
+                               f"module {path} output {list(t.shape)}")
+        file = f"{name}.{path}.bin"
+        write_tensor(os.path.join(out_dir, file), t)
+        intermediates.append({
+            "module": path,
+            "file": file,
+            "shape": list(t.shape),
+            "onnx_node": node.name,
+            "onnx_op": node.op_type,
+            "onnx_output": out,
+            "rms": float(t.pow(2).mean().sqrt()),
+        })
+
+    meta = {
+        "format": FORMAT_VERSION,
+        "model": name,
+        "seed": seed,
+        "opset": opset,
+        "script": script_digest(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "onnx": onnx_file,
+        "nodes": len(proto.graph.node),
+        "input": {"file": name + ".input.bin", "name": "input", "shape": list(x.shape)},
+        "output": {"file": name + ".output.bin", "name": proto.graph.output[0].name, "shape": list(y.shape),
+                   "rms": float(y.pow(2).mean().sqrt())},
+        "intermediates": intermediates,
+    }
+    meta_path = os.path.join(out_dir, name + ".json")
+    with open(meta_path + ".tmp", "w") as f:
+        json.dump(meta, f, indent=2)
+        f.write("\n")
+    os.replace(meta_path + ".tmp", meta_path)  # written last: its presence marks a complete export
+    return meta
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", required=True, help="output directory (created)")
+    parser.add_argument("--models", default=",".join(DEFAULT_MODELS),
+                        help="comma-separated: " + ",".join(MODELS) + " (default: all but vgg16)")
+    parser.add_argument("--with-vgg16", action="store_true", help="also export vgg16 (553 MB of weights)")
+    parser.add_argument("--seed", type=int, default=2021)
+    parser.add_argument("--opset", type=int, default=13)
+    parser.add_argument("--force", action="store_true", help="re-export even when the files are up to date")
+    args = parser.parse_args()
+
+    names = [n.strip() for n in args.models.split(",") if n.strip()]
+    if args.with_vgg16 and "vgg16" not in names:
+        names.append("vgg16")
+    for n in names:
+        if n not in MODELS:
+            parser.error(f"unknown model '{n}' (known: {', '.join(MODELS)})")
+    os.makedirs(args.out, exist_ok=True)
+
+    pending = [n for n in names if args.force or not up_to_date(args.out, n, args.seed, args.opset)]
+    for n in names:
+        if n not in pending:
+            print(f"{n}: up to date in {args.out}")
+    if not pending:
+        return 0
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import torch
+        import torchvision
+        import onnx
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    for n in pending:
+        meta = export(torch, torchvision, onnx, args.out, n, args.seed, args.opset)
+        rms = ", ".join(f"{i['module']} {i['rms']:.2f}" for i in meta["intermediates"])
+        print(f"{n}: {meta['onnx']} ({meta['nodes']} nodes, opset {args.opset}, seed {args.seed}); "
+              f"rms {rms}, output {meta['output']['rms']:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -30,15 +30,18 @@ const char* usage = R"(usage: d3-bench engine [options]
 
 Runs d3 and ONNX Runtime (CPU, npm package onnxruntime-node) side by side on the same ONNX files:
 for each model and thread count, both engines load the model once, run warm-up inferences, then
-alternate single inferences (d3, ORT, d3, ORT, ...) so both see the same machine state. Prints a
-table of medians and the ratio d3/ORT, checks that both engines' outputs agree, and with --json
-writes one JSON object per row.
+alternate blocks of inferences (d3 block, ORT block, d3 block, ...) so both see the same machine
+state over time. Each block starts with one untimed run (the other engine just flushed the
+caches). Prints a table of medians and the ratio d3/ORT, checks that both engines' outputs agree,
+and with --json writes one JSON object per row.
 
   --models DIR|F1,F2  ONNX files, or a folder of them (default: build/onnx-models, written by
                       /usr/bin/python3 tools/export_models.py --out build/onnx-models)
   --threads LIST      thread counts, comma-separated (default 1,2)
   --repeat R          alternating timed runs per engine (default 10)
   --warmup W          untimed runs per engine first (default 3)
+  --block K           timed runs per block (default 5); 1 alternates single runs with no untimed
+                      run, i.e. measures each inference with caches flushed by the other engine
   --ort DIR           folder with ort_runner.js and node_modules (default tools/ort; install with
                       scripts/install-bench-deps.sh)
   --settle-ms MS      pause after each run so idle threads settle before the other engine runs
@@ -118,7 +121,7 @@ struct engine_row {
   std::string agreement;
 };
 
-engine_row bench_one(const std::string& path, int threads, int repeat, int warmup, int settle_ms,
+engine_row bench_one(const std::string& path, int threads, int repeat, int warmup, int block, int settle_ms,
                      bool ort_spinning, const std::string& ort_dir) {
   auto g = d3::import_onnx(path);
   if (!g) fail(exit_bad_input, g.message());
@@ -164,14 +167,22 @@ engine_row bench_one(const std::string& path, int threads, int repeat, int warmu
     run_ort();
     settle();
   }
+  // Blocks alternate: each engine runs one untimed inference (its caches were just flushed by the
+  // other engine's run) and then `block` timed ones, until each has `repeat` timed runs. Blocks of
+  // 1 measure cold-cache latency; the default measures an engine serving back to back.
   std::vector<double> d3_times, ort_times;
   d3::tensor d3_output;
-  for (int i = 0; i < repeat; ++i) {
-    auto [ms, out] = run_d3();
-    d3_times.push_back(ms);
-    d3_output = std::move(out);
+  while (int(d3_times.size()) < repeat) {
+    const int runs = std::min(block, repeat - int(d3_times.size()));
+    if (block > 1) run_d3();
+    for (int i = 0; i < runs; ++i) {
+      auto [ms, out] = run_d3();
+      d3_times.push_back(ms);
+      d3_output = std::move(out);
+    }
     settle();
-    ort_times.push_back(run_ort());
+    if (block > 1) run_ort();
+    for (int i = 0; i < runs; ++i) ort_times.push_back(run_ort());
     settle();
   }
 
@@ -201,7 +212,7 @@ engine_row bench_one(const std::string& path, int threads, int repeat, int warmu
 int engine(int argc, char** argv) {
   std::string models = "build/onnx-models", ort_dir = "tools/ort";
   std::vector<int> threads = {1, 2};
-  int repeat = 10, warmup = 3, settle_ms = 20;
+  int repeat = 10, warmup = 3, block = 5, settle_ms = 20;
   bool json = false, ort_spinning = false;
   for (int i = 2; i < argc; ++i) {
     std::string arg = argv[i];
@@ -229,6 +240,8 @@ int engine(int argc, char** argv) {
       repeat = number(value(), 1, 100000);
     } else if (arg == "--warmup") {
       warmup = number(value(), 0, 100000);
+    } else if (arg == "--block") {
+      block = number(value(), 1, 100000);
     } else if (arg == "--settle-ms") {
       settle_ms = number(value(), 0, 10000);
     } else if (arg == "--ort") {
@@ -248,7 +261,7 @@ int engine(int argc, char** argv) {
     std::printf("%-16s %7s %12s %12s %10s  %s\n", "model", "threads", "d3 ms", "ORT ms", "d3/ORT", "outputs");
   for (const std::string& file : files)
     for (int t : threads) {
-      engine_row row = bench_one(file, t, repeat, warmup, settle_ms, ort_spinning, ort_dir);
+      engine_row row = bench_one(file, t, repeat, warmup, block, settle_ms, ort_spinning, ort_dir);
       if (json)
         std::printf("{\"bench\": \"engine\", \"model\": \"%s\", \"threads\": %d, \"repeat\": %d, \"d3_median_ms\": %.3f, "
                     "\"ort_median_ms\": %.3f, \"ratio_d3_over_ort\": %.4f, \"outputs\": \"%s\"}\n",

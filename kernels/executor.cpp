@@ -173,6 +173,7 @@ result<std::unique_ptr<executor>> executor::create(const graph& g, std::vector<i
     operator_options op_options;
     if (storage_owner[i] >= 0) op_options.output_pixel_stride = values.where[st.output].pixel_stride;
     op_options.concat_input_in_place = concat_in_place[i];
+    op_options.threads = options.threads;
     auto op = create_layer_operator(l, in_shapes, op_options);
     if (!op) return op.error();
     st.op = std::move(op.value());

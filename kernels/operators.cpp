@@ -87,8 +87,9 @@ created wrap(const layer& l, xnn_status s, xnn_operator_t op, xnn_layer_operator
 
 // Bytes of packed weights one convolution block may hold: about half of a core's L2 cache, so the
 // weights of a block stay in L2 while every output pixel tile streams past them.
-// Measured side by side on VGG-16 (Zen 4, 1 MB L2): 256 KB and 512 KB blocks both take the
-// 14x14x512 layers from 8.7 to 8.2 ms and the 28x28x512 ones from 33.6 to 32.4 ms.
+// Measured side by side on VGG-16 (Zen 4, 1 MB L2), one thread: 256 KB and 512 KB blocks both
+// take the 14x14x512 layers from 8.7 to 8.2 ms and the 28x28x512 ones from 33.6 to 32.4 ms. On two
+// threads blocks cost more than they save (resnet18 17.3 -> 18.2 ms), so they are single-thread only.
 constexpr size_t convolution_block_bytes() { return size_t(256) << 10; }
 
 // A convolution as one or more XNNPACK operators, each computing a block of output channels into
@@ -99,14 +100,14 @@ constexpr size_t convolution_block_bytes() { return size_t(256) << 10; }
 // in the same order, so the result is bit-identical to one operator.
 class convolution_operator : public layer_operator {
  public:
-  static created create(const layer& l, const std::vector<tensor_shape>& in, size_t out_stride) {
+  static created create(const layer& l, const std::vector<tensor_shape>& in, size_t out_stride, int threads) {
     const window_params& w = l.window;
     const size_t group_in = size_t(in[0].c / l.groups);
     const size_t group_out = size_t(l.output_channels / l.groups);
     const size_t row_stride = out_stride ? out_stride : size_t(l.output_channels);
     const size_t bytes_per_channel = size_t(w.kernel_h) * w.kernel_w * group_in * sizeof(float);
     size_t block = group_out;
-    if (l.groups == 1 && bytes_per_channel * group_out > convolution_block_bytes()) {
+    if (threads == 1 && l.groups == 1 && bytes_per_channel * group_out > convolution_block_bytes()) {
       block = std::max<size_t>(16, convolution_block_bytes() / bytes_per_channel / 16 * 16);
       block = std::min(block, group_out);
     }
@@ -554,7 +555,7 @@ result<std::unique_ptr<layer_operator>> create_layer_operator(const layer& l, co
     return status::ok();
   };
   switch (l.kind) {
-    case layer_kind::convolution: return convolution_operator::create(l, in, stride);
+    case layer_kind::convolution: return convolution_operator::create(l, in, stride, options.threads);
     case layer_kind::max_pool: return create_max_pool(l, in, stride);
     case layer_kind::average_pool: return create_average_pool(l, in, stride);
     case layer_kind::clamp: return create_clamp(l, in, stride);

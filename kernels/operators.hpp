@@ -35,6 +35,9 @@ struct operator_options {
   size_t output_pixel_stride = 0;
   // Concat only: inputs already written in place by their producers, which the operator skips.
   std::vector<bool> concat_input_in_place;
+  // Threads the operator will run on: single-threaded convolutions with weights larger than L2
+  // are split into output-channel blocks (more threads split the work, and the cache, already).
+  int threads = 1;
 };
 
 // Creates the operator for `l` (l.output_shape must be set) reading tensors of `input_shapes`.

@@ -37,12 +37,73 @@ struct xnn_deleter {
 };
 using xnn_handle = std::unique_ptr<xnn_operator, xnn_deleter>;
 
+// Whether an operator created for `old_in` -> `old_out` can take `in` -> `out` (reshape): the same
+// number of inputs and the same channels, one batch size, and an output size that follows from the
+// inputs with the parameters fixed at create (`pad`: the padding the operator applies, for pooling
+// including any ceil_mode overflow; `ceil_mode`: only for the native average pool, which applies
+// PyTorch's rule itself).
+status check_reshape(const std::string& kind_name, const std::string& name, layer_kind kind, const window_params& w,
+                     const padding& pad, bool ceil_mode, const std::vector<tensor_shape>& old_in,
+                     const tensor_shape& old_out, const std::vector<tensor_shape>& in, const tensor_shape& out) {
+  auto fail = [&](const std::string& why) {
+    std::string shapes;
+    for (const tensor_shape& s : in) shapes += (shapes.empty() ? "" : ", ") + s.to_string();
+    return status::error(kind_name + " layer '" + name + "': cannot reshape to inputs " + shapes + " and output " +
+                         out.to_string() + ": " + why);
+  };
+  if (in.size() != old_in.size())
+    return fail(std::to_string(in.size()) + " input shapes for " + std::to_string(old_in.size()) + " inputs");
+  for (size_t i = 0; i < in.size(); ++i) {
+    if (in[i].c != old_in[i].c)
+      return fail("input " + std::to_string(i) + " has " + std::to_string(in[i].c) + " channels, created for " +
+                  std::to_string(old_in[i].c));
+    if (in[i].n != out.n || in[i].h < 1 || in[i].w < 1) return fail("input " + std::to_string(i) + " does not fit");
+  }
+  if (kind != layer_kind::flatten && out.c != old_out.c)
+    return fail("output has " + std::to_string(out.c) + " channels, created for " + std::to_string(old_out.c));
+  int h = in.empty() ? 0 : in[0].h, wd = in.empty() ? 0 : in[0].w;
+  switch (kind) {
+    case layer_kind::convolution:
+    case layer_kind::max_pool:
+    case layer_kind::average_pool:
+      h = window_output_size(h, w.kernel_h, w.stride_h, w.dilation_h, pad.top, pad.bottom, ceil_mode);
+      wd = window_output_size(wd, w.kernel_w, w.stride_w, w.dilation_w, pad.left, pad.right, ceil_mode);
+      break;
+    case layer_kind::pad:
+      h += pad.top + pad.bottom;
+      wd += pad.left + pad.right;
+      break;
+    case layer_kind::add:
+    case layer_kind::multiply:
+      if (in[1] != in[0] && !(in[1].h == 1 && in[1].w == 1)) return fail("operands neither equal nor per channel");
+      break;
+    case layer_kind::concat:
+      for (const tensor_shape& s : in)
+        if (s.h != h || s.w != wd) return fail("inputs of different sizes");
+      break;
+    case layer_kind::global_average_pool:
+      h = wd = 1;
+      break;
+    case layer_kind::flatten:
+      if (out.c != in[0].c * in[0].h * in[0].w) return fail("flattened size differs");
+      h = wd = 1;
+      break;
+    default:  // element-wise, fully connected, softmax: spatial size unchanged
+      break;
+  }
+  if (out.h != h || out.w != wd)
+    return fail("the output should be " + std::to_string(h) + "x" + std::to_string(wd) + " (HxW)");
+  return status::ok();
+}
+
 // One XNNPACK operator; `bind` calls the operator-specific setup with the bound buffers.
 class xnn_layer_operator : public layer_operator {
  public:
   using binder = xnn_status (*)(xnn_layer_operator&, const std::vector<const float*>&, float*, pthreadpool_t);
-  xnn_layer_operator(const layer& l, xnn_operator_t op, binder bind, std::vector<tensor_shape> in, tensor_shape out)
+  xnn_layer_operator(const layer& l, xnn_operator_t op, binder bind, std::vector<tensor_shape> in, tensor_shape out,
+                     const padding& applied_pad)
       : name_(l.name), kind_(l.kind), op_(op), bind_(bind), in_(std::move(in)), out_(out), pad_(l.window.pad),
+        window_(l.window), applied_pad_(applied_pad),
         channel_begin_(l.kind == layer_kind::channel_slice ? size_t(std::max(l.channel_begin, 0)) : 0) {}
 
   status setup(const std::vector<const float*>& inputs, float* output, pthreadpool_t pool) override {
@@ -53,6 +114,13 @@ class xnn_layer_operator : public layer_operator {
   status run(pthreadpool_t pool) override {
     xnn_status s = xnn_run_operator(op_.get(), pool);
     if (s != xnn_status_success) return error("run", s);
+    return status::ok();
+  }
+  status reshape(const std::vector<tensor_shape>& inputs, const tensor_shape& output) override {
+    D3_RETURN_IF_ERROR(
+        check_reshape(to_string(kind_), name_, kind_, window_, applied_pad_, false, in_, out_, inputs, output));
+    in_ = inputs;
+    out_ = output;
     return status::ok();
   }
 
@@ -74,15 +142,18 @@ class xnn_layer_operator : public layer_operator {
   std::vector<tensor_shape> in_;
   tensor_shape out_;
   padding pad_;
+  window_params window_;  // convolution and pooling: for reshape's checks
+  padding applied_pad_;   // the padding XNNPACK applies (pooling: ceil_mode overflow included)
   size_t channel_begin_;
 };
 
 using created = result<std::unique_ptr<layer_operator>>;
 
 created wrap(const layer& l, xnn_status s, xnn_operator_t op, xnn_layer_operator::binder bind,
-             const std::vector<tensor_shape>& in) {
+             const std::vector<tensor_shape>& in, const padding* applied_pad = nullptr) {
   if (s != xnn_status_success) return op_error(l, "create", s);
-  return std::unique_ptr<layer_operator>(new xnn_layer_operator(l, op, bind, in, l.output_shape));
+  return std::unique_ptr<layer_operator>(
+      new xnn_layer_operator(l, op, bind, in, l.output_shape, applied_pad ? *applied_pad : l.window.pad));
 }
 
 // Bytes of packed weights one convolution block may hold: about half of a core's L2 cache, so the
@@ -113,6 +184,8 @@ class convolution_operator : public layer_operator {
     }
     std::unique_ptr<convolution_operator> self(new convolution_operator);
     self->in_ = in[0];
+    self->out_ = l.output_shape;
+    self->window_ = l.window;
     self->name_ = l.name;
     for (size_t first = 0; first < group_out; first += block) {
       const size_t count = std::min(block, group_out - first);
@@ -145,6 +218,13 @@ class convolution_operator : public layer_operator {
     }
     return status::ok();
   }
+  status reshape(const std::vector<tensor_shape>& inputs, const tensor_shape& output) override {
+    D3_RETURN_IF_ERROR(check_reshape("convolution", name_, layer_kind::convolution, window_, window_.pad, false, {in_},
+                                     out_, inputs, output));
+    in_ = inputs[0];
+    out_ = output;
+    return status::ok();
+  }
 
  private:
   struct block {
@@ -152,7 +232,8 @@ class convolution_operator : public layer_operator {
     size_t channel_offset;
   };
   std::vector<block> blocks_;
-  tensor_shape in_;
+  tensor_shape in_, out_;
+  window_params window_;
   std::string name_;
 };
 
@@ -185,8 +266,15 @@ padding pooling_padding(const layer& l, const tensor_shape& in) {
 class native_average_pool : public layer_operator {
  public:
   native_average_pool(const layer& l, tensor_shape in, size_t out_stride)
-      : w_(l.window), act_(l.act), in_(in), out_(l.output_shape), out_stride_(out_stride ? out_stride : in.c),
-        sums_(size_t(in.c)) {}
+      : name_(l.name), kind_(l.kind), w_(l.window), act_(l.act), in_(in), out_(l.output_shape),
+        out_stride_(out_stride ? out_stride : in.c), sums_(size_t(in.c)) {}
+  status reshape(const std::vector<tensor_shape>& inputs, const tensor_shape& output) override {
+    D3_RETURN_IF_ERROR(check_reshape(to_string(kind_), name_, layer_kind::average_pool, w_, w_.pad, w_.ceil_mode, {in_},
+                                     out_, inputs, output));
+    in_ = inputs[0];
+    out_ = output;
+    return status::ok();
+  }
   status setup(const std::vector<const float*>& inputs, float* output, pthreadpool_t) override {
     x_ = inputs[0];
     y_ = output;
@@ -218,6 +306,8 @@ class native_average_pool : public layer_operator {
   }
 
  private:
+  std::string name_;
+  layer_kind kind_;
   window_params w_;
   activation act_;
   tensor_shape in_, out_;
@@ -226,6 +316,19 @@ class native_average_pool : public layer_operator {
   const float* x_ = nullptr;
   float* y_ = nullptr;
 };
+
+}  // namespace
+
+bool average_pool_runs_natively(const layer& l, const tensor_shape& input) {
+  const window_params& w = l.window;
+  // XNNPACK divides by the number of in-image elements whenever there is padding, which is
+  // PyTorch's count_include_pad=False; without any padding both rules divide by the window size.
+  const bool xnnpack_matches = (!w.count_include_pad || !pooling_padding(l, input).any()) && w.dilation_h == 1 &&
+                               w.dilation_w == 1 && w.kernel_h * w.kernel_w > 1;
+  return !xnnpack_matches;
+}
+
+namespace {
 
 created create_max_pool(const layer& l, const std::vector<tensor_shape>& in, size_t out_stride) {
   const window_params& w = l.window;
@@ -246,17 +349,14 @@ created create_max_pool(const layer& l, const std::vector<tensor_shape>& in, siz
                 return xnn_setup_max_pooling2d_nhwc_f32(self.op(), self.in(0).n, self.in(0).h, self.in(0).w, x[0], y,
                                                         pool);
               },
-              in);
+              in, &p);
 }
 
-created create_average_pool(const layer& l, const std::vector<tensor_shape>& in, size_t out_stride) {
+created create_average_pool(const layer& l, const std::vector<tensor_shape>& in, size_t out_stride,
+                            bool force_native) {
   const window_params& w = l.window;
   padding p = pooling_padding(l, in[0]);
-  // XNNPACK divides by the number of in-image elements whenever there is padding, which is
-  // PyTorch's count_include_pad=False; without any padding both rules divide by the window size.
-  bool xnnpack_matches = (!w.count_include_pad || !p.any()) && w.dilation_h == 1 && w.dilation_w == 1 &&
-                         w.kernel_h * w.kernel_w > 1;
-  if (!xnnpack_matches) {
+  if (force_native || average_pool_runs_natively(l, in[0])) {
     if (w.dilation_h != 1 || w.dilation_w != 1)
       return status::error("average_pool layer '" + l.name + "': dilation " + std::to_string(w.dilation_h) + "x" +
                            std::to_string(w.dilation_w) + " is not supported");
@@ -272,7 +372,7 @@ created create_average_pool(const layer& l, const std::vector<tensor_shape>& in,
                 return xnn_setup_average_pooling2d_nhwc_f32(self.op(), self.in(0).n, self.in(0).h, self.in(0).w,
                                                             x[0], y, pool);
               },
-              in);
+              in, &p);
 }
 
 created create_global_average_pool(const layer& l, const std::vector<tensor_shape>& in) {
@@ -416,6 +516,7 @@ class concat_operator : public layer_operator {
   static created create(const layer& l, const std::vector<tensor_shape>& in, const std::vector<bool>& in_place) {
     std::unique_ptr<concat_operator> self(new concat_operator);
     self->out_ = l.output_shape;
+    self->in_ = in;
     size_t offset = 0;
     for (size_t i = 0; i < in.size(); ++i) {
       bool skip = i < in_place.size() && in_place[i];
@@ -447,6 +548,13 @@ class concat_operator : public layer_operator {
     }
     return status::ok();
   }
+  status reshape(const std::vector<tensor_shape>& inputs, const tensor_shape& output) override {
+    D3_RETURN_IF_ERROR(
+        check_reshape("concat", name_, layer_kind::concat, {}, {}, false, in_, out_, inputs, output));
+    in_ = inputs;
+    out_ = output;
+    return status::ok();
+  }
 
  private:
   struct copy {
@@ -455,6 +563,7 @@ class concat_operator : public layer_operator {
     size_t channel_offset;
   };
   std::vector<copy> copies_;
+  std::vector<tensor_shape> in_;
   tensor_shape out_;
   std::string name_;
 };
@@ -462,7 +571,13 @@ class concat_operator : public layer_operator {
 // torch.flatten(x, 1) on NHWC storage: a transposition to NCHW order (a plain copy when H = W = 1).
 class flatten_operator : public layer_operator {
  public:
-  explicit flatten_operator(tensor_shape in) : in_(in) {}
+  flatten_operator(const layer& l, tensor_shape in) : name_(l.name), in_(in), out_(l.output_shape) {}
+  status reshape(const std::vector<tensor_shape>& inputs, const tensor_shape& output) override {
+    D3_RETURN_IF_ERROR(check_reshape("flatten", name_, layer_kind::flatten, {}, {}, false, {in_}, out_, inputs, output));
+    in_ = inputs[0];
+    out_ = output;
+    return status::ok();
+  }
   status setup(const std::vector<const float*>& inputs, float* output, pthreadpool_t) override {
     x_ = inputs[0];
     y_ = output;
@@ -477,7 +592,8 @@ class flatten_operator : public layer_operator {
   }
 
  private:
-  tensor_shape in_;
+  std::string name_;
+  tensor_shape in_, out_;
   const float* x_ = nullptr;
   float* y_ = nullptr;
 };
@@ -557,7 +673,7 @@ result<std::unique_ptr<layer_operator>> create_layer_operator(const layer& l, co
   switch (l.kind) {
     case layer_kind::convolution: return convolution_operator::create(l, in, stride, options.threads);
     case layer_kind::max_pool: return create_max_pool(l, in, stride);
-    case layer_kind::average_pool: return create_average_pool(l, in, stride);
+    case layer_kind::average_pool: return create_average_pool(l, in, stride, options.native_average_pool);
     case layer_kind::clamp: return create_clamp(l, in, stride);
     default: break;
   }
@@ -573,7 +689,7 @@ result<std::unique_ptr<layer_operator>> create_layer_operator(const layer& l, co
     case layer_kind::pad: return create_pad(l, in);
     case layer_kind::softmax: return create_softmax(l, in);
     case layer_kind::concat: return concat_operator::create(l, in, options.concat_input_in_place);
-    case layer_kind::flatten: return std::unique_ptr<layer_operator>(new flatten_operator(in[0]));
+    case layer_kind::flatten: return std::unique_ptr<layer_operator>(new flatten_operator(l, in[0]));
     case layer_kind::batch_norm: return status::error(where + ": batch norm must be folded first (prepare_for_inference)");
     case layer_kind::input: return status::error(where + ": input layers have no operator");
     default: break;

@@ -25,6 +25,11 @@ class layer_operator {
   // the layer's output_shape; buffers outlive every run() until the next setup().
   virtual status setup(const std::vector<const float*>& inputs, float* output, pthreadpool_t pool) = 0;
   virtual status run(pthreadpool_t pool) = 0;
+  // Takes tensors of new shapes from the next setup() on: batch and spatial size may change, the
+  // channels and every parameter fixed at create() (padding included) stay. `output` must be what
+  // the operator computes from `inputs` (checked: a wrong size would overrun the output buffer).
+  // Lets one operator (weights packed once) run tiles of different sizes.
+  virtual status reshape(const std::vector<tensor_shape>& inputs, const tensor_shape& output) = 0;
 };
 
 // How an operator writes its output (the executor uses this to build concatenations in place).
@@ -38,7 +43,15 @@ struct operator_options {
   // Threads the operator will run on: single-threaded convolutions with weights larger than L2
   // are split into output-channel blocks (more threads split the work, and the cache, already).
   int threads = 1;
+  // Average pooling only: use the native loop even where XNNPACK's kernel would do. A tile of a
+  // layer that runs natively (see below) must too, or its interior tiles (no padding) would take
+  // XNNPACK's kernel, which rounds differently.
+  bool native_average_pool = false;
 };
+
+// True when average pooling layer `l` over `input` runs on d3's native loop rather than XNNPACK
+// (a divisor that counts padding, or a 1x1 window): XNNPACK has no such kernel.
+bool average_pool_runs_natively(const layer& l, const tensor_shape& input);
 
 // Creates the operator for `l` (l.output_shape must be set) reading tensors of `input_shapes`.
 // Errors name the layer, the operation and the bad value.

@@ -3,10 +3,12 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -15,6 +17,8 @@
 #include "kernels/executor.hpp"
 #include "kernels/graph.hpp"
 #include "kernels/model_zoo.hpp"
+#include "kernels/tile_executor.hpp"
+#include "kernels/tiling.hpp"
 #include "schema/model_file.hpp"
 #include "schema/onnx_import.hpp"
 
@@ -47,10 +51,24 @@ once) and reports its latency.
                       peak_fraction, conv_gflop_per_s and conv_peak_fraction (convolutions only,
                       from per-layer timings of the same runs)
   --profile           prints each layer's median time and GFLOP/s over the timed runs
+  --layers            prints the model's layers in topological order and exits: position, name,
+                      kind, output shape (NCHW), MFLOP, output bytes (the names --tile-run takes)
+  --tiles RxC --tile-run FIRST:LAST
+                      runs the layers FIRST..LAST (names from --layers; topological positions,
+                      both included) cut into an R x C grid of spatial tiles of LAST's output,
+                      each computed from its input region with its halo (vertical separation),
+                      in one process: the layers before the run on one executor, the run's tiles
+                      one after another on a tile executor, the rest on another executor, tensors
+                      passed between them by name. The latency covers the whole pipeline. Also
+                      prints the halo FLOP overhead (tiled / untiled FLOP of the run - 1) and
+                      bytes per tile, runs the model untiled once and prints "tiled output
+                      identical to untiled: yes|no" (bitwise; exit 1 on no). A run must be
+                      spatially local (convolution, pooling, pad, element-wise, add, concat) and
+                      no tensor may leave it before LAST; the error says which layer breaks it.
   --help              this text
 
-Exit codes: 0 success, 2 bad input (unknown model, malformed file, wrong input size, bad option),
-1 runtime failure.
+Exit codes: 0 success, 2 bad input (unknown model, malformed file, wrong input size, bad option,
+unknown layer, bad grid, untileable run), 1 runtime failure (or a tiled output that differs).
 )";
 
 struct options {
@@ -62,6 +80,8 @@ struct options {
   std::string convert_in, convert_out;
   bool json = false;
   bool profile = false;
+  bool layers = false;
+  std::string tiles, tile_run;  // --tiles RxC, --tile-run FIRST:LAST
 };
 
 [[noreturn]] void fail(int code, const std::string& message) {
@@ -117,6 +137,12 @@ options parse(int argc, char** argv) {
       o.convert_out = argv[++i];
     } else if (arg == "--profile") {
       o.profile = true;
+    } else if (arg == "--layers") {
+      o.layers = true;
+    } else if (arg == "--tiles") {
+      o.tiles = next();
+    } else if (arg == "--tile-run") {
+      o.tile_run = next();
     } else if (arg == "--json") {
       o.json = true;
     } else {
@@ -127,6 +153,11 @@ options parse(int argc, char** argv) {
     fail(exit_bad_input, "--convert reads an ONNX file (a path ending in .onnx), got '" + o.convert_in + "'");
   if (o.model == "all" && (!o.input_file.empty() || !o.output_file.empty() || !o.save_file.empty()))
     fail(exit_bad_input, "--input, --output and --save need a single model, not 'all'");
+  if (o.tiles.empty() != o.tile_run.empty())
+    fail(exit_bad_input, "--tiles RxC and --tile-run FIRST:LAST go together (see --help)");
+  if (!o.tiles.empty() && o.model == "all")
+    fail(exit_bad_input, "--tiles and --tile-run name layers of a single model, not 'all'");
+  if (!o.tiles.empty() && o.profile) fail(exit_bad_input, "--profile does not apply to a tiled run (--tiles)");
   return o;
 }
 
@@ -190,8 +221,174 @@ double percentile(std::vector<double> values, double p) {
   return values[lo] + (values[hi] - values[lo]) * (rank - double(lo));
 }
 
+std::vector<int> topological(const d3::graph& g) {
+  auto order = d3::topological_order(g);
+  if (!order) fail(exit_bad_input, order.message());
+  return std::move(order.value());
+}
+
+void print_layers(const d3::graph& g, const std::string& model) {
+  std::printf("%s: %zu layers in topological order\n", model.c_str(), g.layers.size());
+  int width = 5;
+  for (const d3::layer& l : g.layers) width = std::max(width, int(l.name.size()));
+  std::printf("%5s  %-*s %-20s %-18s %10s %12s\n", "#", width, "layer", "kind", "output (NCHW)", "MFLOP", "output bytes");
+  int position = 0;
+  for (int i : topological(g)) {
+    const d3::layer& l = g.layers[i];
+    std::printf("%5d  %-*s %-20s %-18s %10.2f %12zu\n", position++, width, l.name.c_str(), d3::to_string(l.kind),
+                l.output_shape.to_string().c_str(), d3::cost_of(g, i).flops / 1e6, l.output_shape.bytes());
+  }
+  std::fflush(stdout);
+}
+
+// Finds FIRST:LAST in `spec`; layer names may hold ':' themselves, so every split is tried.
+std::pair<int, int> parse_tile_run(const d3::graph& g, const std::string& spec) {
+  std::string unknown;
+  for (size_t colon = spec.find(':'); colon != std::string::npos; colon = spec.find(':', colon + 1)) {
+    const std::string first = spec.substr(0, colon), last = spec.substr(colon + 1);
+    const int a = g.find(first), b = g.find(last);
+    if (a >= 0 && b >= 0) return {a, b};
+    if (unknown.empty()) unknown = a < 0 ? first : last;
+  }
+  if (spec.find(':') == std::string::npos)
+    fail(exit_bad_input, "--tile-run expects FIRST:LAST (two layer names, see --layers), got '" + spec + "'");
+  fail(exit_bad_input, "--tile-run: model '" + g.name + "' has no layer named '" + unknown + "' (see --layers)");
+}
+
+// --tiles/--tile-run: the layers before the run on one executor, the run's tiles on a tile
+// executor, the rest on a third executor; tensors pass between them by name.
+void run_tiled(const options& o, const std::string& model, const d3::graph& g, const d3::tensor& input,
+               double peak_per_thread) {
+  const auto [first, last] = parse_tile_run(g, o.tile_run);
+  auto made = d3::make_tiled_run(g, first, last);
+  if (!made) fail(exit_bad_input, made.message());
+  const d3::tiled_run& run = made.value();
+  const d3::tensor_shape& run_out = g.layers[run.output].output_shape;
+  auto grid = d3::tile_grid::parse(o.tiles, run_out.h, run_out.w);
+  if (!grid) fail(exit_bad_input, grid.message() + " (the run's output '" + g.layers[run.output].name + "' is " +
+                                      run_out.to_string() + ")");
+  auto tiles = d3::plan_tiles(g, run, *grid);
+  if (!tiles) fail(exit_bad_input, tiles.message());
+  const d3::tiling_cost cost = d3::cost_of_tiling(g, run, *tiles);
+
+  // The computed layers before and after the run, by topological position.
+  std::vector<int> before, after;
+  bool seen_run = false;
+  for (int i : topological(g)) {
+    if (g.layers[i].kind == d3::layer_kind::input) continue;
+    const bool in_run = std::find(run.layers.begin(), run.layers.end(), i) != run.layers.end();
+    if (in_run) seen_run = true;
+    else (seen_run ? after : before).push_back(i);
+  }
+  d3::executor_options eo;
+  eo.threads = o.threads;
+  std::unique_ptr<d3::executor> head, tail;
+  if (!before.empty()) {
+    auto e = d3::executor::create(g, before, eo);
+    if (!e) fail(exit_runtime_error, e.message());
+    head = std::move(e.value());
+  }
+  auto tiled = d3::tile_executor::create(g, run, *tiles, {}, eo);
+  if (!tiled) fail(exit_runtime_error, tiled.message());
+  d3::tile_executor& tiler = **tiled;
+  if (!after.empty()) {
+    auto e = d3::executor::create(g, after, eo);
+    if (!e) fail(exit_runtime_error, e.message());
+    tail = std::move(e.value());
+  }
+
+  const std::string input_name = g.layers[g.input_layers().at(0)].name;
+  const std::string run_output_name = g.layers[run.output].name;
+  std::map<std::string, d3::tensor> available;
+  available[input_name] = input;
+  auto pipeline = [&]() {
+    if (head) {
+      auto out = head->run(available);
+      if (!out) fail(exit_runtime_error, out.message());
+      for (auto& [name, t] : out.value()) available[name] = std::move(t);
+    }
+    std::vector<const d3::tensor*> run_inputs;
+    for (const std::string& name : tiler.input_names()) {
+      auto it = available.find(name);
+      if (it == available.end()) fail(exit_runtime_error, "tiled run: input tensor '" + name + "' was not computed");
+      run_inputs.push_back(&it->second);
+    }
+    auto out = tiler.run(run_inputs);
+    if (!out) fail(exit_runtime_error, out.message());
+    available[run_output_name] = std::move(out.value());
+    if (tail) {
+      auto rest = tail->run(available);
+      if (!rest) fail(exit_runtime_error, rest.message());
+      for (auto& [name, t] : rest.value()) available[name] = std::move(t);
+    }
+  };
+
+  pipeline();  // warm-up: touches every buffer once
+  std::vector<double> times;
+  for (int r = 0; r < o.repeat; ++r) {
+    auto start = std::chrono::steady_clock::now();
+    pipeline();
+    times.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+  }
+  std::vector<d3::tensor> outputs;
+  for (int out : g.outputs) outputs.push_back(available.at(g.layers[out].name));
+  if (!o.output_file.empty()) write_output(o.output_file, outputs.at(0));
+
+  // The untiled executor on the same input, for the bitwise check.
+  auto whole = d3::executor::create(g, {}, eo);
+  if (!whole) fail(exit_runtime_error, whole.message());
+  auto expected = (*whole)->run({&input});
+  if (!expected) fail(exit_runtime_error, expected.message());
+  bool identical = expected->size() == outputs.size();
+  for (size_t k = 0; identical && k < outputs.size(); ++k) identical = d3::bitwise_equal(outputs[k], expected.value()[k]);
+
+  const double median = percentile(times, 0.5), p90 = percentile(times, 0.9);
+  const double gflop = d3::total_flops(g) / 1e9;
+  const double extra_gflop = (cost.tiled_flops - cost.untiled_flops) / 1e9;
+  size_t in_min = SIZE_MAX, in_max = 0, in_sum = 0, out_sum = 0;
+  for (size_t b : cost.tile_input_bytes) in_min = std::min(in_min, b), in_max = std::max(in_max, b), in_sum += b;
+  for (size_t b : cost.tile_output_bytes) out_sum += b;
+  const std::string first_name = g.layers[first].name, last_name = g.layers[last].name;
+  if (o.json) {
+    const double peak = peak_per_thread * o.threads;
+    const double gflops = (gflop + extra_gflop) / (median / 1e3);
+    std::printf(
+        "{\"model\": \"%s\", \"threads\": %d, \"repeat\": %d, \"median_ms\": %.3f, \"p90_ms\": %.3f, "
+        "\"gflop\": %.4f, \"gflop_per_s\": %.2f, \"peak_gflop_per_s\": %.2f, \"peak_fraction\": %.4f, "
+        "\"tiles\": \"%dx%d\", \"tile_run\": \"%s:%s\", \"run_layers\": %zu, \"run_gflop\": %.4f, "
+        "\"tiled_run_gflop\": %.4f, \"halo_flop_overhead\": %.5f, \"untiled_input_bytes\": %zu, "
+        "\"tile_input_bytes_sum\": %zu, \"tile_output_bytes_sum\": %zu, \"tiled_identical\": %s}\n",
+        model.c_str(), o.threads, o.repeat, median, p90, gflop, gflops, peak, peak > 0 ? gflops / peak : 0.0,
+        grid->rows(), grid->cols(), first_name.c_str(), last_name.c_str(), run.layers.size(), cost.untiled_flops / 1e9,
+        cost.tiled_flops / 1e9, cost.overhead(), cost.untiled_input_bytes, in_sum, out_sum,
+        identical ? "true" : "false");
+  } else {
+    std::printf("%-14s threads %d  median %8.2f ms  p90 %8.2f ms  %.3f GFLOP (+%.3f halo)  tiles %dx%d over %s..%s\n",
+                model.c_str(), o.threads, median, p90, gflop, extra_gflop, grid->rows(), grid->cols(),
+                first_name.c_str(), last_name.c_str());
+    std::printf("tiled output identical to untiled: %s\n", identical ? "yes" : "no");
+    std::printf("%-14s run of %zu layers: %.4f GFLOP untiled, %.4f GFLOP in %d tiles, halo FLOP overhead %.2f%%\n", "",
+                run.layers.size(), cost.untiled_flops / 1e9, cost.tiled_flops / 1e9, grid->tiles(),
+                100 * cost.overhead());
+    std::printf("%-14s bytes in per tile %zu..%zu (sum %zu vs %zu untiled), out per tile sum %zu\n", "", in_min, in_max,
+                in_sum, cost.untiled_input_bytes, out_sum);
+    const d3::tensor& out = outputs.at(0);
+    int best = int(std::max_element(out.data(), out.data() + out.elements()) - out.data());
+    std::printf("%-14s output %s, argmax %d (%.5f)\n", "", out.shape().to_string().c_str(), best, out.data()[best]);
+  }
+  std::fflush(stdout);
+  if (!identical) {
+    std::cerr << "d3-run: the tiled output differs from the untiled one\n";
+    std::exit(exit_runtime_error);
+  }
+}
+
 void run_model(const options& o, const std::string& model, double peak_per_thread) {
   d3::graph g = load(model, o.seed);
+  if (o.layers) {
+    print_layers(g, model);
+    return;
+  }
   if (!o.save_file.empty()) {
     d3::status s = d3::save_model(g, o.save_file);
     if (!s) fail(exit_runtime_error, s.message());
@@ -203,6 +400,10 @@ void run_model(const options& o, const std::string& model, double peak_per_threa
     fail(exit_bad_input, "model '" + model + "' has " + std::to_string(inputs.size()) + " inputs; d3-run needs exactly 1");
   const d3::tensor_shape shape = g.layers[inputs[0]].output_shape;
   d3::tensor input = o.input_file.empty() ? d3::random_tensor(shape, 1) : read_input(o.input_file, shape, model);
+  if (!o.tiles.empty()) {
+    run_tiled(o, model, g, input, peak_per_thread);
+    return;
+  }
 
   d3::executor_options eo;
   eo.threads = o.threads;
@@ -282,7 +483,7 @@ int main(int argc, char** argv) {
               << "\n";
     return 0;
   }
-  double peak = o.json ? d3::measure_fma_peak_gflops() : 0;
+  double peak = o.json && !o.layers ? d3::measure_fma_peak_gflops() : 0;
   if (o.model == "all") {
     for (const auto& name : d3::builtin_model_names()) run_model(o, name, peak);
   } else {

@@ -1,0 +1,93 @@
+// Deployment plans and the stage graph the runtime deploys. Pure logic on the graph IR: no actors,
+// no sockets (the runtime turns each stage into one actor on its node).
+//
+// A plan names, in execution order, contiguous segments of the model's computed layers and the
+// node each runs on, plus tiled runs (kernels/tiling.hpp) inside segments, each tile on its own
+// node. JSON form (apps/config/*.plan.json):
+//   {"version": 1, "strategy": "file",
+//    "segments": [{"node": "device", "first": "conv1", "last": "maxpool"},
+//                 {"node": "edge1", "first": "layer1.0.conv1", "last": "layer2.1.add"},
+//                 {"node": "cloud", "first": "layer3.0.conv1", "last": "fc"}],
+//    "tiled_runs": [{"first": "layer1.0.conv1", "last": "layer2.1.add", "grid": "2x1",
+//                    "nodes": ["edge1", "edge2"]}]}
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "kernels/graph.hpp"
+#include "kernels/status.hpp"
+#include "kernels/tiling.hpp"
+
+namespace d3 {
+
+struct plan_segment {
+  std::string node;
+  std::string first, last;  // layer names; the segment is every computed layer between them
+};
+
+struct plan_tiled_run {
+  std::string first, last;         // layer names, inside one segment
+  std::string grid;                // "RxC"
+  std::vector<std::string> nodes;  // one per tile, row-major
+  std::string scatter_node;        // optional: default, the node producing the run's first input
+  std::string gather_node;         // optional: default, the node of the run output's first reader
+};
+
+struct deployment_plan {
+  int version = 1;
+  std::string strategy = "file";
+  std::vector<plan_segment> segments;
+  std::vector<plan_tiled_run> tiled_runs;
+};
+
+result<deployment_plan> parse_plan_json(const std::string& text);
+result<deployment_plan> load_plan_file(const std::string& path);
+std::string to_json(const deployment_plan& plan);
+
+enum class stage_kind { segment, scatter, tile, gather };
+const char* to_string(stage_kind kind);
+
+// One actor of a deployment. Tensor names are layer names; a tile's share of tensor T for tile k
+// is named "T@tile<k>" (its input regions, and its output region of the run output).
+struct stage {
+  int id = -1;
+  stage_kind kind = stage_kind::segment;
+  std::string node;
+  std::vector<int> layers;           // segment: its layers; tile: the run's layers
+  std::vector<std::string> inputs;   // tensors it waits for, per request
+  std::vector<std::string> outputs;  // tensors it produces, per request
+  int run = -1;                      // scatter, tile, gather: index into stage_graph::runs
+  int tile = -1;                     // tile: index of the tile
+};
+
+// Who receives a tensor: stage ids (in ascending order) and/or the app (graph outputs).
+struct route {
+  int from_stage = -1;  // -1: the app (graph inputs)
+  std::string tensor;
+  std::vector<int> to_stages;
+  bool to_app = false;
+};
+
+struct stage_graph {
+  std::vector<stage> stages;  // execution order: every stage comes after the stages it reads from
+  std::vector<route> routes;  // one per (producer, tensor)
+  std::vector<tiled_run> runs;
+  std::vector<std::vector<tile_geometry>> tiles;  // per run, per tile
+  std::vector<std::string> graph_inputs, graph_outputs;
+};
+
+// Precondition: g prepared. Errors name the plan entry and the layer: unknown layer, segments
+// that overlap, leave a gap or run backwards, a tiled run outside one segment or not tileable,
+// a tile count that does not match the grid.
+result<stage_graph> build_stage_graph(const graph& g, const deployment_plan& plan);
+
+// Bytes that cross between nodes per request (each tensor once per destination node), by
+// (from node, to node); the app is the node named "app". For accounting and tests.
+struct link_bytes {
+  std::string from, to;
+  size_t bytes = 0;
+};
+std::vector<link_bytes> bytes_between_nodes(const graph& g, const stage_graph& s, const std::string& app_node);
+
+}  // namespace d3

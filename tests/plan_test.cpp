@@ -1,0 +1,201 @@
+#define BOOST_TEST_MODULE plan
+#include <boost/test/unit_test.hpp>
+
+#include <map>
+
+#include "actors/plan.hpp"
+#include "kernels/executor.hpp"
+#include "kernels/model_zoo.hpp"
+#include "kernels/tile_executor.hpp"
+
+using namespace d3;
+
+namespace {
+
+const char* resnet18_three_tier = R"({
+  "version": 3, "strategy": "file",
+  "segments": [{"node": "device", "first": "conv1", "last": "maxpool"},
+               {"node": "edge1", "first": "layer1.0.conv1", "last": "layer2.1.add"},
+               {"node": "cloud", "first": "layer3.0.conv1", "last": "fc"}],
+  "tiled_runs": [{"first": "layer1.0.conv1", "last": "layer2.1.add", "grid": "2x1", "nodes": ["edge1", "edge2"]}]
+})";
+
+graph load(const std::string& name) {
+  auto g = builtin_model(name);
+  BOOST_REQUIRE_MESSAGE(g.is_ok(), g.message());
+  return std::move(g.value());
+}
+
+stage_graph build(const graph& g, const std::string& json) {
+  auto plan = parse_plan_json(json);
+  BOOST_REQUIRE_MESSAGE(plan.is_ok(), plan.message());
+  auto sg = build_stage_graph(g, *plan);
+  BOOST_REQUIRE_MESSAGE(sg.is_ok(), sg.message());
+  return std::move(sg.value());
+}
+
+std::string build_error(const graph& g, const std::string& json) {
+  auto plan = parse_plan_json(json);
+  if (!plan) return plan.message();
+  auto sg = build_stage_graph(g, *plan);
+  return sg.is_ok() ? "" : sg.message();
+}
+
+// Runs a stage graph in one process the way the nodes will: every stage waits for its named
+// input tensors, computes, and hands its outputs on by name. Returns the app's outputs.
+std::map<std::string, tensor> run_stages(const graph& g, const stage_graph& sg, const tensor& input) {
+  std::map<std::string, tensor> available{{sg.graph_inputs.at(0), input}};
+  for (const stage& s : sg.stages) {
+    for (const std::string& in : s.inputs) BOOST_REQUIRE_MESSAGE(available.count(in), "stage " << s.id << " lacks " << in);
+    switch (s.kind) {
+      case stage_kind::segment: {
+        auto e = executor::create(g, s.layers);
+        BOOST_REQUIRE_MESSAGE(e.is_ok(), e.message());
+        auto out = (*e)->run(available);
+        BOOST_REQUIRE_MESSAGE(out.is_ok(), out.message());
+        for (auto& [name, t] : out.value()) available[name] = std::move(t);
+        break;
+      }
+      case stage_kind::scatter: {
+        const tiled_run& run = sg.runs[size_t(s.run)];
+        size_t k = 0;
+        for (size_t t = 0; t < sg.tiles[size_t(s.run)].size(); ++t)
+          for (int in : run.inputs)
+            available[s.outputs[k++]] = extract_region(available.at(g.layers[in].name), sg.tiles[size_t(s.run)][t].computed[in]);
+        break;
+      }
+      case stage_kind::tile: {
+        auto e = tile_executor::create(g, sg.runs[size_t(s.run)], sg.tiles[size_t(s.run)], {s.tile});
+        BOOST_REQUIRE_MESSAGE(e.is_ok(), e.message());
+        std::vector<const tensor*> inputs;
+        for (const std::string& in : s.inputs) inputs.push_back(&available.at(in));
+        auto out = (*e)->run_tile(s.tile, inputs);
+        BOOST_REQUIRE_MESSAGE(out.is_ok(), out.message());
+        available[s.outputs[0]] = std::move(out.value());
+        break;
+      }
+      case stage_kind::gather: {
+        const tiled_run& run = sg.runs[size_t(s.run)];
+        tensor whole(g.layers[run.output].output_shape);
+        for (size_t t = 0; t < s.inputs.size(); ++t)
+          insert_region(whole, sg.tiles[size_t(s.run)][t].output, available.at(s.inputs[t]));
+        available[s.outputs[0]] = std::move(whole);
+        break;
+      }
+    }
+  }
+  std::map<std::string, tensor> outputs;
+  for (const std::string& name : sg.graph_outputs) outputs[name] = available.at(name);
+  return outputs;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(three_tier_plan_with_tiles_becomes_stages) {
+  graph g = load("resnet18");
+  stage_graph sg = build(g, resnet18_three_tier);
+  // device segment, scatter, 2 tiles, gather, cloud segment
+  BOOST_REQUIRE(sg.stages.size() == 6u);
+  const stage_kind kinds[] = {stage_kind::segment, stage_kind::scatter, stage_kind::tile,
+                              stage_kind::tile, stage_kind::gather, stage_kind::segment};
+  const char* nodes[] = {"device", "device", "edge1", "edge2", "cloud", "cloud"};
+  for (size_t i = 0; i < 6; ++i) {
+    BOOST_TEST(int(sg.stages[i].kind) == int(kinds[i]), "stage " << i);
+    BOOST_TEST(sg.stages[i].node == nodes[i], "stage " << i);
+  }
+  BOOST_TEST((sg.stages[0].outputs == std::vector<std::string>{"maxpool"}));
+  BOOST_TEST((sg.stages[2].inputs == std::vector<std::string>{"maxpool@tile0"}));
+  BOOST_TEST((sg.stages[4].outputs == std::vector<std::string>{"layer2.1.add"}));
+  BOOST_TEST((sg.graph_outputs == std::vector<std::string>{"fc"}));
+  // Every route goes forward, and the logits go to the app.
+  bool logits_to_app = false;
+  for (const route& r : sg.routes) {
+    for (int to : r.to_stages) BOOST_TEST(to > r.from_stage);
+    logits_to_app |= r.to_app && r.tensor == "fc";
+  }
+  BOOST_TEST(logits_to_app);
+}
+
+BOOST_AUTO_TEST_CASE(bytes_between_nodes_count_halos_and_destinations) {
+  graph g = load("resnet18");
+  stage_graph sg = build(g, resnet18_three_tier);
+  std::map<std::pair<std::string, std::string>, size_t> bytes;
+  for (const link_bytes& b : bytes_between_nodes(g, sg, "device")) bytes[{b.from, b.to}] = b.bytes;
+  // device -> each edge: its tile's share of maxpool's 56x56x64 map, halo rows included.
+  const tile_geometry& tile0 = sg.tiles[0][0];
+  const int maxpool = g.find("maxpool");
+  BOOST_TEST(bytes.at({"device", "edge1"}) == size_t(tile0.computed[maxpool].rows()) * 56 * 64 * 4);
+  BOOST_TEST(tile0.computed[maxpool].rows() > 28);  // more than half: the halo
+  // each edge -> cloud: its half of layer2.1.add's 28x28x128 map
+  BOOST_TEST(bytes.at({"edge1", "cloud"}) == size_t(14) * 28 * 128 * 4);
+  BOOST_TEST(bytes.at({"edge2", "cloud"}) == size_t(14) * 28 * 128 * 4);
+  // cloud -> device: the logits
+  BOOST_TEST(bytes.at({"cloud", "device"}) == size_t(1000) * 4);
+  BOOST_TEST(bytes.count({"device", "cloud"}) == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(stages_run_in_order_reproduce_the_model_bit_for_bit) {
+  struct cases {
+    std::string model, plan;
+  };
+  const std::vector<cases> all = {
+      {"resnet18", resnet18_three_tier},
+      // A cut inside a residual block: the skip tensor crosses device -> edge too.
+      {"resnet18", R"({"segments": [{"node": "device", "first": "conv1", "last": "layer1.0.conv1"},
+                                    {"node": "edge1", "first": "layer1.0.conv2", "last": "layer3.0.conv1"},
+                                    {"node": "cloud", "first": "layer3.0.conv2", "last": "fc"}],
+                       "tiled_runs": [{"first": "layer1.0.conv2", "last": "layer2.1.add", "grid": "2x2",
+                                       "nodes": ["edge1", "edge2", "edge1", "edge2"]}]})"},
+      {"googlenet", R"({"segments": [{"node": "device", "first": "conv1.conv", "last": "maxpool2"},
+                                     {"node": "edge1", "first": "inception3a.branch1.conv", "last": "inception3b.concat"},
+                                     {"node": "cloud", "first": "maxpool3", "last": "fc"}],
+                        "tiled_runs": [{"first": "inception3a.branch1.conv", "last": "inception3b.concat", "grid": "1x2",
+                                        "nodes": ["edge1", "edge2"]}]})"},
+  };
+  for (const cases& c : all) {
+    graph g = load(c.model);
+    stage_graph sg = build(g, c.plan);
+    tensor x = random_tensor(g.layers[g.input_layers()[0]].output_shape, 4);
+    auto whole = executor::create(g);
+    BOOST_REQUIRE(whole.is_ok());
+    auto expected = (*whole)->run({&x});
+    BOOST_REQUIRE(expected.is_ok());
+    auto outputs = run_stages(g, sg, x);
+    BOOST_TEST(bitwise_equal(outputs.at(sg.graph_outputs[0]), expected.value()[0]), c.model);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(bad_plans_are_rejected_with_the_entry_named) {
+  graph g = load("resnet18");
+  auto expect = [&](const std::string& json, const std::string& word) {
+    std::string error = build_error(g, json);
+    BOOST_TEST(error.find(word) != std::string::npos, "expected '" << word << "' in: " << error);
+  };
+  expect("{not json", "malformed JSON");
+  expect(R"({"segments": []})", "segments");
+  expect(R"({"segments": [{"node": "device", "first": "conv1", "last": "nope"}]})", "'nope'");
+  expect(R"({"segments": [{"node": "device", "first": "conv1", "last": "maxpool"}]})", "not placed");
+  expect(R"({"segments": [{"node": "device", "first": "conv1", "last": "maxpool"},
+                          {"node": "cloud", "first": "layer1.0.conv2", "last": "fc"}]})", "gap or overlap");
+  expect(R"({"segments": [{"node": "device", "first": "conv1", "last": "layer1.0.conv1"},
+                          {"node": "cloud", "first": "layer1.0.conv2", "last": "fc"}],
+            "tiled_runs": [{"first": "maxpool", "last": "layer1.0.add", "grid": "2x1", "nodes": ["a", "b"]}]})",
+         "crosses a segment boundary");
+  expect(R"({"segments": [{"node": "device", "first": "conv1", "last": "fc"}],
+            "tiled_runs": [{"first": "conv1", "last": "maxpool", "grid": "2x2", "nodes": ["a", "b"]}]})",
+         "4 tiles but 2 nodes");
+  expect(R"({"segments": [{"node": "device", "first": "conv1", "last": "fc"}],
+            "tiled_runs": [{"first": "conv1", "last": "fc", "grid": "2x1", "nodes": ["a", "b"]}]})",
+         "not spatially local");
+}
+
+BOOST_AUTO_TEST_CASE(plans_round_trip_through_json) {
+  auto plan = parse_plan_json(resnet18_three_tier);
+  BOOST_REQUIRE(plan.is_ok());
+  auto again = parse_plan_json(to_json(*plan));
+  BOOST_REQUIRE(again.is_ok());
+  BOOST_TEST(again->version == 3);
+  BOOST_TEST(again->segments.size() == 3u);
+  BOOST_TEST(again->segments[1].last == "layer2.1.add");
+  BOOST_TEST((again->tiled_runs.at(0).nodes == std::vector<std::string>{"edge1", "edge2"}));
+}

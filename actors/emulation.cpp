@@ -1,0 +1,85 @@
+#include "actors/emulation.hpp"
+
+#include <time.h>
+
+#include <algorithm>
+
+namespace d3 {
+
+const char* to_string(node_role role) {
+  switch (role) {
+    case node_role::device: return "device";
+    case node_role::edge: return "edge";
+    case node_role::cloud: return "cloud";
+  }
+  return "unknown";
+}
+
+result<node_role> node_role_from_string(const std::string& text) {
+  if (text == "device") return node_role::device;
+  if (text == "edge") return node_role::edge;
+  if (text == "cloud") return node_role::cloud;
+  return status::error("unknown node role '" + text + "' (device, edge or cloud)");
+}
+
+double transfer_ms(const link_profile& link, size_t bytes) {
+  const double transmission = link.bandwidth_mbit_per_s > 0 ? 8.0 * double(bytes) / (link.bandwidth_mbit_per_s * 1e3) : 0.0;
+  return link.latency_ms + transmission;
+}
+
+double link_clock::send(double send_ms, size_t bytes) {
+  const double start = std::max(send_ms, free_at_ms_);
+  const double transmission = transfer_ms({profile_.bandwidth_mbit_per_s, 0.0}, bytes);
+  free_at_ms_ = start + transmission;
+  return free_at_ms_ + profile_.latency_ms;
+}
+
+double node_clock::compute(double ready_ms, double cpu_ms) {
+  const double start = std::max(ready_ms, free_at_ms_);
+  free_at_ms_ = start + cpu_ms / speed_;
+  return free_at_ms_;
+}
+
+double thread_cpu_ms() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return double(ts.tv_sec) * 1e3 + double(ts.tv_nsec) / 1e6;
+}
+
+result<testbed> testbed::with_uplink(const std::string& name) {
+  testbed t;
+  t.uplink = name;
+  if (name == "CAT1")
+    t.device_edge.bandwidth_mbit_per_s = 0.13;
+  else if (name == "3G")
+    t.device_edge.bandwidth_mbit_per_s = 1.1;
+  else if (name == "4G")
+    t.device_edge.bandwidth_mbit_per_s = 5.85;
+  else if (name == "WiFi")
+    t.device_edge.bandwidth_mbit_per_s = 18.88;
+  else
+    return status::error("unknown uplink '" + name + "' (CAT1, 3G, 4G or WiFi)");
+  return t;
+}
+
+double testbed::speed_of(node_role role) const {
+  switch (role) {
+    case node_role::device: return device_speed;
+    case node_role::edge: return edge_speed;
+    case node_role::cloud: return cloud_speed;
+  }
+  return 1.0;
+}
+
+link_profile testbed::link(node_role from, node_role to) const {
+  auto is = [&](node_role a, node_role b) { return (from == a && to == b) || (from == b && to == a); };
+  if (is(node_role::device, node_role::edge)) return device_edge;
+  if (is(node_role::edge, node_role::cloud)) return edge_cloud;
+  if (is(node_role::edge, node_role::edge)) return edge_edge;
+  if (is(node_role::device, node_role::cloud))
+    return {std::min(device_edge.bandwidth_mbit_per_s, edge_cloud.bandwidth_mbit_per_s),
+            device_edge.latency_ms + edge_cloud.latency_ms};
+  return {};  // device-device or cloud-cloud: one machine
+}
+
+}  // namespace d3

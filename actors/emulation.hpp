@@ -1,0 +1,80 @@
+// The emulated testbed (emulation, not measurement of real links or devices): links with a
+// bandwidth and a one-way latency, nodes with a speed relative to one core of this machine.
+// Pure arithmetic on times in milliseconds; the runtime applies it in one of two clocks:
+//   wall:    times are real (steady clock); a shaped send is delivered at its arrival time;
+//   virtual: times travel with the messages; compute advances a node by its measured thread CPU
+//            time divided by its speed, so results do not depend on how many node processes
+//            share this machine's cores.
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+#include "kernels/status.hpp"
+
+namespace d3 {
+
+enum class node_role { device, edge, cloud };
+const char* to_string(node_role role);
+result<node_role> node_role_from_string(const std::string& text);
+
+struct link_profile {
+  double bandwidth_mbit_per_s = 0;  // 0: unshaped (infinitely fast)
+  double latency_ms = 0;            // one way
+};
+
+// Latency + 8 * bytes / bandwidth, in milliseconds.
+double transfer_ms(const link_profile& link, size_t bytes);
+
+// One direction of a link. Messages leave in the order they are sent: a message waits for the
+// previous one's transmission (bytes / bandwidth) to finish, not for its propagation (latency).
+class link_clock {
+ public:
+  explicit link_clock(link_profile profile = {}) : profile_(profile) {}
+  // Arrival time of `bytes` handed to the link at `send_ms`.
+  double send(double send_ms, size_t bytes);
+  const link_profile& profile() const { return profile_; }
+
+ private:
+  link_profile profile_;
+  double free_at_ms_ = 0;  // when the previous transmission ends
+};
+
+// A node computes one thing at a time: work starts when its last input has arrived and the node
+// is free, and takes cpu_ms / speed.
+class node_clock {
+ public:
+  explicit node_clock(double speed = 1.0) : speed_(speed) {}
+  // Finish time of work whose inputs were all there at `ready_ms` and which took `cpu_ms` of
+  // thread CPU time on this machine.
+  double compute(double ready_ms, double cpu_ms);
+  double speed() const { return speed_; }
+
+ private:
+  double speed_;
+  double free_at_ms_ = 0;
+};
+
+// CPU time the calling thread has used, in milliseconds (CLOCK_THREAD_CPUTIME_ID).
+double thread_cpu_ms();
+
+// The evaluation testbed of the D3 literature (field.md): device 0.1, edges 0.5, cloud 4 times a
+// core; device->edge uplink by name (CAT1 0.13, 3G 1.1, 4G 5.85, WiFi 18.88 Mbit/s, 5 ms),
+// edge<->edge 1 Gbit/s 0.2 ms, edge<->cloud 100 Mbit/s 20 ms; device->cloud goes over the uplink
+// and then the backbone.
+struct testbed {
+  double device_speed = 0.1, edge_speed = 0.5, cloud_speed = 4.0;
+  link_profile device_edge{18.88, 5.0};
+  link_profile edge_edge{1000.0, 0.2};
+  link_profile edge_cloud{100.0, 20.0};
+  std::string uplink = "WiFi";
+
+  static result<testbed> with_uplink(const std::string& name);  // CAT1, 3G, 4G, WiFi
+  double speed_of(node_role role) const;
+  // The link from a node of role `from` to one of role `to`; device<->cloud is the uplink then
+  // the backbone in series (bandwidth of the slower, latencies added); same-role device or cloud
+  // traffic stays inside the node (unshaped).
+  link_profile link(node_role from, node_role to) const;
+};
+
+}  // namespace d3

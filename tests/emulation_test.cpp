@@ -1,0 +1,67 @@
+#define BOOST_TEST_MODULE emulation
+#include <boost/test/unit_test.hpp>
+
+#include <cmath>
+
+#include "actors/emulation.hpp"
+
+using namespace d3;
+
+BOOST_AUTO_TEST_CASE(transfer_time_is_latency_plus_bytes_over_bandwidth) {
+  // B Mbit/s, L ms, N bytes: L + 8N/B (B in bit/ms = 1000 * Mbit/s).
+  const struct {
+    double mbit, latency;
+    size_t bytes;
+  } cases[] = {{18.88, 5, 802816}, {0.13, 5, 602112}, {100, 20, 4000}, {1000, 0.2, 12845056}, {5.85, 5, 1}};
+  for (const auto& c : cases) {
+    const double expected = c.latency + 8.0 * double(c.bytes) / (c.mbit * 1000.0);
+    link_clock link({c.mbit, c.latency});
+    const double arrival = link.send(100.0, c.bytes);
+    BOOST_TEST(std::fabs((arrival - 100.0) - expected) <= 0.01 * expected, c.mbit << " Mbit/s");
+    BOOST_TEST(std::fabs(transfer_ms({c.mbit, c.latency}, c.bytes) - expected) <= 1e-9 * expected);
+  }
+  BOOST_TEST(transfer_ms({0, 3}, 1 << 30) == 3.0);  // unshaped bandwidth: latency only
+}
+
+BOOST_AUTO_TEST_CASE(messages_queue_behind_each_other_on_a_link) {
+  link_clock link({8.0, 10.0});  // 8 Mbit/s: 1000 bytes take 1 ms to transmit
+  const double first = link.send(0, 1000);
+  const double second = link.send(0, 1000);  // sent at the same time: waits for the first's transmission
+  BOOST_TEST(first == 11.0);
+  BOOST_TEST(second == 12.0);
+  const double later = link.send(50, 1000);  // link idle again
+  BOOST_TEST(later == 61.0);
+}
+
+BOOST_AUTO_TEST_CASE(a_node_computes_one_thing_at_a_time_at_its_speed) {
+  node_clock device(0.1), cloud(4.0);
+  BOOST_TEST(device.compute(0, 2) == 20.0);     // 2 ms of this machine's CPU take 20 ms at 0.1
+  BOOST_TEST(device.compute(5, 1) == 30.0);     // ready at 5, but busy until 20
+  BOOST_TEST(device.compute(100, 1) == 110.0);  // idle: starts when ready
+  BOOST_TEST(cloud.compute(0, 8) == 2.0);
+}
+
+BOOST_AUTO_TEST_CASE(the_evaluation_testbed) {
+  auto wifi = testbed::with_uplink("WiFi");
+  BOOST_REQUIRE(wifi.is_ok());
+  BOOST_TEST(wifi->link(node_role::device, node_role::edge).bandwidth_mbit_per_s == 18.88);
+  BOOST_TEST(wifi->link(node_role::edge, node_role::cloud).latency_ms == 20.0);
+  BOOST_TEST(wifi->link(node_role::edge, node_role::edge).bandwidth_mbit_per_s == 1000.0);
+  link_profile direct = wifi->link(node_role::device, node_role::cloud);
+  BOOST_TEST(direct.bandwidth_mbit_per_s == 18.88);
+  BOOST_TEST(direct.latency_ms == 25.0);
+  BOOST_TEST(wifi->speed_of(node_role::cloud) == 4.0);
+  BOOST_TEST(testbed::with_uplink("CAT1")->device_edge.bandwidth_mbit_per_s == 0.13);
+  auto bad = testbed::with_uplink("5G");
+  BOOST_TEST(!bad.is_ok());
+  BOOST_TEST(bad.message().find("5G") != std::string::npos);
+  BOOST_TEST(!node_role_from_string("fog").is_ok());
+}
+
+BOOST_AUTO_TEST_CASE(thread_cpu_time_counts_work_not_sleep) {
+  const double start = thread_cpu_ms();
+  volatile double sink = 0;
+  for (int i = 0; i < 20000000; ++i) sink = sink + i * 1e-9;
+  const double worked = thread_cpu_ms() - start;
+  BOOST_TEST(worked > 1.0);
+}

@@ -1,0 +1,189 @@
+#include "actors/topology_log.hpp"
+
+#include <chrono>
+#include <ctime>
+#include <map>
+#include <sstream>
+
+namespace d3 {
+
+namespace {
+
+struct live_actor {
+  topology_event spawned;
+  bool exited = false;
+};
+
+struct live_node {
+  std::string role, address, since;
+  bool up = false;
+  std::vector<int> actors;  // spawn order
+};
+
+struct deployment_state {
+  std::map<std::string, live_node> nodes;  // by name
+  std::map<int, live_actor> actors;        // by id
+  std::vector<std::string> node_order;
+  std::string plan;                        // "version V (strategy S) of model M"
+};
+
+std::string text(const topology_event& e, const char* key) {
+  if (!e.contains(key)) return "";
+  const auto& v = e.at(key);
+  return v.is_string() ? v.get<std::string>() : v.dump();
+}
+
+live_node& node_named(deployment_state& s, const std::string& name) {
+  if (!s.nodes.count(name)) s.node_order.push_back(name);
+  return s.nodes[name];
+}
+
+deployment_state replay(const std::vector<topology_event>& events) {
+  deployment_state s;
+  for (const topology_event& e : events) {
+    const std::string kind = text(e, "event");
+    if (kind == "node_up") {
+      live_node& n = node_named(s, text(e, "node"));
+      n.up = true;
+      n.role = text(e, "role");
+      n.address = text(e, "address");
+      n.since = text(e, "time");
+    } else if (kind == "node_down") {
+      node_named(s, text(e, "node")).up = false;
+    } else if (kind == "plan_deployed") {
+      s.plan = "plan version " + text(e, "version") + " (" + text(e, "strategy") + ") of " + text(e, "model");
+    } else if (kind == "actor_spawned" && e.contains("actor")) {
+      const int id = e.at("actor").get<int>();
+      s.actors[id] = {e, false};
+      node_named(s, text(e, "node")).actors.push_back(id);
+    } else if (kind == "actor_exited" && e.contains("actor")) {
+      auto it = s.actors.find(e.at("actor").get<int>());
+      if (it != s.actors.end()) it->second.exited = true;
+    }
+  }
+  return s;
+}
+
+std::string describe_actor(int id, const topology_event& e) {
+  std::ostringstream out;
+  out << "actor " << id << " " << text(e, "kind");
+  if (e.contains("tile")) out << " " << text(e, "tile");
+  if (e.contains("layers") && e.at("layers").is_array() && !e.at("layers").empty()) {
+    const auto& layers = e.at("layers");
+    out << ": " << layers.front().get<std::string>();
+    if (layers.size() > 1) out << ".." << layers.back().get<std::string>();
+  }
+  if (e.contains("region")) out << ", " << text(e, "region");
+  return out.str();
+}
+
+std::string dot_quote(const std::string& s) {
+  std::string q = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') q += '\\';
+    q += c;
+  }
+  return q + "\"";
+}
+
+}  // namespace
+
+std::string utc_now_iso8601() {
+  const auto now = std::chrono::system_clock::now();
+  const std::time_t seconds = std::chrono::system_clock::to_time_t(now);
+  const long millis = long(std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000);
+  std::tm utc{};
+  gmtime_r(&seconds, &utc);
+  char buffer[40];
+  std::strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%S", &utc);
+  char result[48];
+  std::snprintf(result, sizeof result, "%s.%03ldZ", buffer, millis);
+  return result;
+}
+
+result<std::unique_ptr<topology_log>> topology_log::open(const std::string& path) {
+  std::unique_ptr<topology_log> log(new topology_log);
+  log->out_.open(path, std::ios::app);
+  if (!log->out_) return status::error("cannot open topology log '" + path + "' for writing");
+  return log;
+}
+
+void topology_log::write(topology_event event) {
+  if (!event.contains("time")) event["time"] = utc_now_iso8601();
+  std::lock_guard<std::mutex> lock(mutex_);
+  out_ << event.dump() << '\n';
+  out_.flush();
+}
+
+result<std::vector<topology_event>> read_topology_log(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return status::error("cannot open topology log '" + path + "'");
+  std::vector<topology_event> events;
+  std::string line;
+  for (int number = 1; std::getline(in, line); ++number) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    try {
+      topology_event e = topology_event::parse(line);
+      if (!e.is_object() || !e.contains("event"))
+        return status::error("topology log '" + path + "' line " + std::to_string(number) + ": not an event object");
+      events.push_back(std::move(e));
+    } catch (const std::exception& e) {
+      return status::error("topology log '" + path + "' line " + std::to_string(number) + ": malformed JSON (" + e.what() + ")");
+    }
+  }
+  return events;
+}
+
+std::string render_topology_tree(const std::vector<topology_event>& events) {
+  deployment_state s = replay(events);
+  std::ostringstream out;
+  if (!s.plan.empty()) out << s.plan << "\n";
+  for (const std::string& name : s.node_order) {
+    const live_node& n = s.nodes.at(name);
+    out << "node " << name;
+    if (!n.role.empty()) out << " (" << n.role << (n.address.empty() ? "" : ", " + n.address) << ")";
+    out << (n.up ? "" : " [down]");
+    if (!n.since.empty()) out << " up since " << n.since;
+    out << "\n";
+    std::vector<int> live;
+    for (int id : n.actors)
+      if (!s.actors.at(id).exited) live.push_back(id);
+    if (live.empty()) out << "  (no actors)\n";
+    for (size_t i = 0; i < live.size(); ++i) {
+      const topology_event& e = s.actors.at(live[i]).spawned;
+      out << (i + 1 == live.size() ? "  └─ " : "  ├─ ") << describe_actor(live[i], e) << "  since " << text(e, "time");
+      if (e.contains("plan_version")) out << " (plan v" << text(e, "plan_version") << ")";
+      out << "\n";
+    }
+  }
+  return out.str();
+}
+
+std::string render_topology_dot(const std::vector<topology_event>& events) {
+  deployment_state s = replay(events);
+  std::ostringstream out;
+  out << "digraph d3 {\n  rankdir=LR;\n  node [shape=box, fontname=\"Helvetica\", fontsize=10];\n";
+  if (!s.plan.empty()) out << "  label=" << dot_quote(s.plan) << ";\n";
+  int cluster = 0;
+  for (const std::string& name : s.node_order) {
+    const live_node& n = s.nodes.at(name);
+    out << "  subgraph cluster_" << cluster++ << " {\n    label=" << dot_quote(name + (n.role.empty() ? "" : " (" + n.role + ")"))
+        << ";\n";
+    for (int id : n.actors)
+      if (!s.actors.at(id).exited)
+        out << "    a" << id << " [label=" << dot_quote(describe_actor(id, s.actors.at(id).spawned)) << "];\n";
+    out << "  }\n";
+  }
+  for (const auto& [id, actor] : s.actors) {
+    if (actor.exited || !actor.spawned.contains("sends_to")) continue;
+    for (const auto& to : actor.spawned.at("sends_to")) {
+      if (!to.is_number_integer()) continue;
+      auto it = s.actors.find(to.get<int>());
+      if (it != s.actors.end() && !it->second.exited) out << "  a" << id << " -> a" << to.get<int>() << ";\n";
+    }
+  }
+  out << "}\n";
+  return out.str();
+}
+
+}  // namespace d3

@@ -1,0 +1,52 @@
+// The topology log: JSON Lines, one event per line, appended as the deployment changes, so a
+// user can see which actor runs which layers (or tile) on which node since when. Events:
+//   {"time": T, "event": "node_up",         "node": N, "role": R, "address": "host:port"}
+//   {"time": T, "event": "node_down",       "node": N, "reason": "..."}
+//   {"time": T, "event": "plan_deployed",   "version": V, "strategy": S, "model": M}
+//   {"time": T, "event": "layers_shipped",  "node": N, "layers": K, "bytes": B, "cached": C}
+//   {"time": T, "event": "actor_spawned",   "actor": ID, "kind": "segment|scatter|tile|gather",
+//    "node": N, "layers": [first, last], "tile": K, "region": "rows [..) cols [..)",
+//    "plan_version": V, "sends_to": [ID, ...]}
+//   {"time": T, "event": "layers_migrated", "from": N, "to": N, "layers": [...], "bytes": B, "plan_version": V}
+//   {"time": T, "event": "actor_exited",    "actor": ID, "node": N, "reason": "..."}
+// T is UTC ISO 8601 with milliseconds. Unknown events and fields are kept and ignored by readers.
+#pragma once
+
+#include <fstream>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "kernels/status.hpp"
+
+namespace d3 {
+
+using topology_event = nlohmann::json;
+
+// Appends events to a file; thread-safe; each event is flushed as it is written (nothing lost
+// when a deployment dies half way).
+class topology_log {
+ public:
+  static result<std::unique_ptr<topology_log>> open(const std::string& path);
+  // Adds "time" (now) unless the event has one, then writes it as one line.
+  void write(topology_event event);
+
+ private:
+  std::mutex mutex_;
+  std::ofstream out_;
+};
+
+std::string utc_now_iso8601();
+
+// Reads a log; a malformed line is an error naming its line number.
+result<std::vector<topology_event>> read_topology_log(const std::string& path);
+
+// The deployment as it stands at the end of the log: per node, its live actors (what they run,
+// since when), as an indented tree.
+std::string render_topology_tree(const std::vector<topology_event>& events);
+// The same as Graphviz DOT: one cluster per node, one box per live actor, arrows along sends_to.
+std::string render_topology_dot(const std::vector<topology_event>& events);
+
+}  // namespace d3

@@ -1,0 +1,73 @@
+// d3-topology: shows a deployment's topology log as a tree per node, and as Graphviz DOT/PNG.
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <string>
+
+#include "actors/topology_log.hpp"
+
+namespace {
+
+const char* usage = R"(usage: d3-topology LOG [--dot FILE] [--png FILE]
+
+Reads a topology log (JSON Lines written by d3-infer: nodes up/down, plans deployed, actors
+spawned and exited, layers shipped and migrated) and prints the deployment as it stands at the
+end of the log: per node, each live actor with the layers or tile it runs and since when.
+
+  --dot FILE   also writes the topology as Graphviz DOT (one cluster per node, arrows along the
+               data flow)
+  --png FILE   also renders it to PNG with Graphviz's `dot` (apt-get install graphviz)
+  --help       this text
+
+Exit codes: 0 success, 2 unreadable or malformed log, bad option; 1 when `dot` fails.
+)";
+
+[[noreturn]] void fail(int code, const std::string& message) {
+  std::cerr << "d3-topology: " << message << "\n";
+  std::exit(code);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string log_path, dot_path, png_path;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) fail(2, arg + " needs a value (see --help)");
+      return argv[++i];
+    };
+    if (arg == "--help" || arg == "-h") {
+      std::cout << usage;
+      return 0;
+    } else if (arg == "--dot") {
+      dot_path = value();
+    } else if (arg == "--png") {
+      png_path = value();
+    } else if (!arg.empty() && arg[0] == '-') {
+      fail(2, "unknown option '" + arg + "' (see --help)");
+    } else if (log_path.empty()) {
+      log_path = arg;
+    } else {
+      fail(2, "one log at a time (got '" + log_path + "' and '" + arg + "')");
+    }
+  }
+  if (log_path.empty()) fail(2, "which log? (see --help)");
+  auto events = d3::read_topology_log(log_path);
+  if (!events) fail(2, events.message());
+  std::cout << d3::render_topology_tree(*events);
+  const std::string dot = d3::render_topology_dot(*events);
+  if (!dot_path.empty()) {
+    std::ofstream out(dot_path);
+    out << dot;
+    if (!out) fail(1, "cannot write '" + dot_path + "'");
+  }
+  if (!png_path.empty()) {
+    FILE* pipe = popen(("dot -Tpng -o '" + png_path + "'").c_str(), "w");
+    if (pipe == nullptr) fail(1, "cannot run Graphviz's dot");
+    std::fputs(dot.c_str(), pipe);
+    if (pclose(pipe) != 0) fail(1, "Graphviz's dot failed (is graphviz installed? apt-get install graphviz)");
+  }
+  return 0;
+}

@@ -386,32 +386,23 @@ created create_global_average_pool(const layer& l, const std::vector<tensor_shap
               in);
 }
 
-created create_add(const layer& l, const std::vector<tensor_shape>& in) {
-  xnn_operator_t op = nullptr;
-  xnn_status s = xnn_create_add_nd_f32(l.act.min, l.act.max, 0, &op);
-  return wrap(l, s, op,
-              [](xnn_layer_operator& self, const std::vector<const float*>& x, float* y, pthreadpool_t pool) {
-                const tensor_shape& a = self.in(0);
-                const tensor_shape& b = self.in(1);
-                size_t shape_a[4] = {size_t(a.n), size_t(a.h), size_t(a.w), size_t(a.c)};
-                size_t shape_b[4] = {size_t(b.n), size_t(b.h), size_t(b.w), size_t(b.c)};
-                return xnn_setup_add_nd_f32(self.op(), 4, shape_a, 4, shape_b, x[0], x[1], y, pool);
-              },
-              in);
-}
+// Element-wise binary operators (add, multiply): the second operand may be [N,1,1,C], which
+// XNNPACK broadcasts over H and W from the N-D shapes.
+using binary_create = xnn_status (*)(float, float, uint32_t, xnn_operator_t*);
+using binary_setup = xnn_status (*)(xnn_operator_t, size_t, const size_t*, size_t, const size_t*, const float*,
+                                    const float*, float*, pthreadpool_t);
 
-// Element-wise product; like add, the second operand may be [N,1,1,C] (XNNPACK broadcasts it
-// over H and W from the N-D shapes).
-created create_multiply(const layer& l, const std::vector<tensor_shape>& in) {
+template <binary_create create, binary_setup setup>
+created create_binary(const layer& l, const std::vector<tensor_shape>& in) {
   xnn_operator_t op = nullptr;
-  xnn_status s = xnn_create_multiply_nd_f32(l.act.min, l.act.max, 0, &op);
+  xnn_status s = create(l.act.min, l.act.max, 0, &op);
   return wrap(l, s, op,
               [](xnn_layer_operator& self, const std::vector<const float*>& x, float* y, pthreadpool_t pool) {
                 const tensor_shape& a = self.in(0);
                 const tensor_shape& b = self.in(1);
                 size_t shape_a[4] = {size_t(a.n), size_t(a.h), size_t(a.w), size_t(a.c)};
                 size_t shape_b[4] = {size_t(b.n), size_t(b.h), size_t(b.w), size_t(b.c)};
-                return xnn_setup_multiply_nd_f32(self.op(), 4, shape_a, 4, shape_b, x[0], x[1], y, pool);
+                return setup(self.op(), 4, shape_a, 4, shape_b, x[0], x[1], y, pool);
               },
               in);
 }
@@ -681,8 +672,8 @@ result<std::unique_ptr<layer_operator>> create_layer_operator(const layer& l, co
   switch (l.kind) {
     case layer_kind::fully_connected: return create_fully_connected(l, in);
     case layer_kind::global_average_pool: return create_global_average_pool(l, in);
-    case layer_kind::add: return create_add(l, in);
-    case layer_kind::multiply: return create_multiply(l, in);
+    case layer_kind::add: return create_binary<xnn_create_add_nd_f32, xnn_setup_add_nd_f32>(l, in);
+    case layer_kind::multiply: return create_binary<xnn_create_multiply_nd_f32, xnn_setup_multiply_nd_f32>(l, in);
     case layer_kind::sigmoid: return create_sigmoid(l, in);
     case layer_kind::channel_shuffle: return create_channel_shuffle(l, in);
     case layer_kind::channel_slice: return create_channel_slice(l, in);

@@ -323,6 +323,12 @@ class importer {
   constant fold_gather(const onnx::NodeProto& n, const constant& data, const constant& idx);
   constant fold_concat(const onnx::NodeProto& n, const std::vector<const constant*>& parts);
   constant fold_slice(const onnx::NodeProto& n, const constant& data);
+  // Slice's starts, ends, axes and steps (inputs since opset 10, attributes before), with ONNX's
+  // defaults filled in: axes 0.., steps 1.
+  struct slice_parameters {
+    dims_t starts, ends, axes, steps;
+  };
+  slice_parameters read_slice(const onnx::NodeProto& n);
   dims_t reshape_target(const onnx::NodeProto& n, const dims_t& in);
   dims_t axes_input_or_attribute(const onnx::NodeProto& n, int input, const char* attribute, bool* present);
 
@@ -1006,26 +1012,31 @@ constant importer::fold_concat(const onnx::NodeProto& n, const std::vector<const
   return c;
 }
 
-constant importer::fold_slice(const onnx::NodeProto& n, const constant& data) {
-  dims_t starts, ends, axes, steps;
+importer::slice_parameters importer::read_slice(const onnx::NodeProto& n) {
+  slice_parameters p;
   if (opset_ >= 10) {
     allow_attributes(n, {});
-    starts = get_ints(n, 1, "starts");
-    ends = get_ints(n, 2, "ends");
-    if (has_input(n, 3)) axes = get_ints(n, 3, "axes");
-    if (has_input(n, 4)) steps = get_ints(n, 4, "steps");
+    p.starts = get_ints(n, 1, "starts");
+    p.ends = get_ints(n, 2, "ends");
+    if (has_input(n, 3)) p.axes = get_ints(n, 3, "axes");
+    if (has_input(n, 4)) p.steps = get_ints(n, 4, "steps");
   } else {
     allow_attributes(n, {"starts", "ends", "axes"});
-    starts = attr_ints(n, "starts", {});
-    ends = attr_ints(n, "ends", {});
-    axes = attr_ints(n, "axes", {});
+    p.starts = attr_ints(n, "starts", {});
+    p.ends = attr_ints(n, "ends", {});
+    p.axes = attr_ints(n, "axes", {});
   }
-  const int64_t rank = int64_t(data.dims.size());
-  if (axes.empty())
-    for (size_t k = 0; k < starts.size(); ++k) axes.push_back(int64_t(k));
-  if (steps.empty()) steps.assign(starts.size(), 1);
-  if (ends.size() != starts.size() || axes.size() != starts.size() || steps.size() != starts.size())
+  if (p.axes.empty())
+    for (size_t k = 0; k < p.starts.size(); ++k) p.axes.push_back(int64_t(k));
+  if (p.steps.empty()) p.steps.assign(p.starts.size(), 1);
+  if (p.ends.size() != p.starts.size() || p.axes.size() != p.starts.size() || p.steps.size() != p.starts.size())
     fail(n, "starts, ends, axes and steps differ in length");
+  return p;
+}
+
+constant importer::fold_slice(const onnx::NodeProto& n, const constant& data) {
+  auto [starts, ends, axes, steps] = read_slice(n);
+  const int64_t rank = int64_t(data.dims.size());
   std::vector<slice_range> ranges(static_cast<size_t>(rank));
   for (int64_t k = 0; k < rank; ++k) ranges[k] = {0, 1, data.dims[k]};
   for (size_t k = 0; k < starts.size(); ++k) {
@@ -1553,25 +1564,8 @@ void importer::split(const onnx::NodeProto& n) {
 
 void importer::slice(const onnx::NodeProto& n) {
   const value& x = get_tensor(n, 0);
-  dims_t starts, ends, axes, steps;
-  if (opset_ >= 10) {
-    allow_attributes(n, {});
-    starts = get_ints(n, 1, "starts");
-    ends = get_ints(n, 2, "ends");
-    if (has_input(n, 3)) axes = get_ints(n, 3, "axes");
-    if (has_input(n, 4)) steps = get_ints(n, 4, "steps");
-  } else {
-    allow_attributes(n, {"starts", "ends", "axes"});
-    starts = attr_ints(n, "starts", {});
-    ends = attr_ints(n, "ends", {});
-    axes = attr_ints(n, "axes", {});
-  }
+  auto [starts, ends, axes, steps] = read_slice(n);
   const int64_t rank = int64_t(x.dims.size());
-  if (axes.empty())
-    for (size_t k = 0; k < starts.size(); ++k) axes.push_back(int64_t(k));
-  if (steps.empty()) steps.assign(starts.size(), 1);
-  if (ends.size() != starts.size() || axes.size() != starts.size() || steps.size() != starts.size())
-    fail(n, "starts, ends, axes and steps differ in length");
   int64_t begin = 0, end = x.dims[1];
   for (size_t k = 0; k < starts.size(); ++k) {
     const int64_t axis = axes[k] < 0 ? axes[k] + rank : axes[k];

@@ -42,6 +42,7 @@ class result {
   T* operator->() { return &std::get<T>(state_); }
   const T* operator->() const { return &std::get<T>(state_); }
   T& operator*() & { return value(); }
+  T&& operator*() && { return std::move(*this).value(); }
   // The error; an OK status (empty message) when the result holds a value.
   const status& error() const {
     static const status none;

@@ -1,0 +1,101 @@
+#include "planner/cost_model.hpp"
+
+#include <algorithm>
+#include <set>
+
+namespace d3 {
+
+cluster_model cluster_model::evaluation(const testbed& t, int edge_nodes) {
+  cluster_model c;
+  c.links = t;
+  c.nodes["device"] = {node_role::device, t.device_speed};
+  c.nodes["cloud"] = {node_role::cloud, t.cloud_speed};
+  for (int e = 1; e <= edge_nodes; ++e) c.nodes["edge" + std::to_string(e)] = {node_role::edge, t.edge_speed};
+  c.app_node = "device";
+  return c;
+}
+
+result<plan_prediction> predict_plan(const graph& g, const stage_graph& sg, const layer_profile& profile,
+                                     const cluster_model& cluster) {
+  auto node_of = [&](const std::string& name) -> result<const cluster_node*> {
+    auto it = cluster.nodes.find(name);
+    if (it == cluster.nodes.end()) return status::error("cost model: the cluster has no node '" + name + "'");
+    return &it->second;
+  };
+  // Bytes of each tensor that crosses between stages (tile shares by their region).
+  auto bytes_of = [&](const std::string& tensor) -> size_t {
+    size_t at = tensor.find("@tile");
+    const int l = g.find(at == std::string::npos ? tensor : tensor.substr(0, at));
+    if (l < 0) return 0;
+    const tensor_shape& s = g.layers[size_t(l)].output_shape;
+    if (at == std::string::npos) return s.bytes();
+    const int tile = std::stoi(tensor.substr(at + 5));
+    for (size_t r = 0; r < sg.runs.size(); ++r) {
+      if (tile >= int(sg.tiles[r].size())) continue;
+      const tile_geometry& geo = sg.tiles[r][size_t(tile)];
+      const region& reg = sg.runs[r].output == l ? geo.output : geo.computed[size_t(l)];
+      if (reg.empty()) continue;
+      return size_t(s.n) * size_t(reg.rows()) * size_t(reg.cols()) * size_t(s.c) * sizeof(float);
+    }
+    return 0;
+  };
+
+  std::map<std::string, node_clock> nodes;
+  for (const auto& [name, node] : cluster.nodes) nodes.emplace(name, node_clock(node.speed));
+  std::map<std::pair<std::string, std::string>, link_clock> links;
+  std::map<std::pair<std::string, std::string>, size_t> bytes;
+  // When each tensor is available on each node: (tensor, node) -> ms.
+  std::map<std::pair<std::string, std::string>, double> available;
+  std::map<std::string, std::pair<std::string, double>> produced;  // tensor -> (node, finish ms)
+  for (const std::string& in : sg.graph_inputs) produced[in] = {cluster.app_node, 0.0};
+
+  auto arrive = [&](const std::string& tensor, const std::string& to) -> double {
+    auto key = std::make_pair(tensor, to);
+    auto it = available.find(key);
+    if (it != available.end()) return it->second;
+    const auto& [from, ready] = produced.at(tensor);
+    double at = ready;
+    if (from != to) {
+      auto link_key = std::make_pair(from, to);
+      auto link = links.find(link_key);
+      if (link == links.end()) {
+        const node_role a = cluster.nodes.at(from).role, b = cluster.nodes.at(to).role;
+        link = links.emplace(link_key, link_clock(cluster.links.link(a, b))).first;
+      }
+      const size_t n = bytes_of(tensor);
+      at = link->second.send(ready, n);
+      bytes[link_key] += n;
+    }
+    available[key] = at;
+    return at;
+  };
+
+  plan_prediction prediction;
+  for (const stage& s : sg.stages) {
+    auto node = node_of(s.node);
+    if (!node) return node.error();
+    double ready = 0;
+    for (const std::string& in : s.inputs) ready = std::max(ready, arrive(in, s.node));
+    double work_ms = 0;
+    if (s.kind == stage_kind::segment) {
+      for (int l : s.layers) work_ms += profile.milliseconds[size_t(l)];
+    } else if (s.kind == stage_kind::tile) {
+      const tile_geometry& geo = sg.tiles[size_t(s.run)][size_t(s.tile)];
+      for (int l : s.layers) {
+        const tensor_shape& shape = g.layers[size_t(l)].output_shape;
+        const double share = double(geo.computed[size_t(l)].rows()) * geo.computed[size_t(l)].cols() / (double(shape.h) * shape.w);
+        work_ms += profile.milliseconds[size_t(l)] * share;
+      }
+    }
+    // Scatter and gather only copy regions: priced at zero compute (their bytes travel on links).
+    const double finish = nodes.at(s.node).compute(ready, work_ms);
+    prediction.stage_finish_ms.push_back(finish);
+    for (const std::string& out : s.outputs) produced[out] = {s.node, finish};
+  }
+  for (const std::string& out : sg.graph_outputs)
+    prediction.latency_ms = std::max(prediction.latency_ms, arrive(out, cluster.app_node));
+  for (const auto& [key, n] : bytes) prediction.bytes.push_back({key.first, key.second, n});
+  return prediction;
+}
+
+}  // namespace d3

@@ -1,0 +1,44 @@
+// Predicted end-to-end latency and per-link bytes of a deployment, before deploying it: the stage
+// graph (actors/plan.hpp) replayed with the emulated testbed's arithmetic (actors/emulation.hpp),
+// the same arithmetic the runtime's virtual clock applies to real measurements. A stage starts
+// when its last input has arrived at its node and the node is free; it takes its layers' profile
+// time divided by the node's speed (a tile: each layer's time scaled by the share of the layer's
+// output the tile computes, halo included); a tensor crosses each link once per destination node,
+// queued in order on that link; the result returns to the app's node.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "actors/emulation.hpp"
+#include "actors/plan.hpp"
+#include "planner/profile.hpp"
+
+namespace d3 {
+
+struct cluster_node {
+  node_role role = node_role::edge;
+  double speed = 1.0;
+};
+
+struct cluster_model {
+  std::map<std::string, cluster_node> nodes;  // by name
+  testbed links;                              // link profiles by role pair
+  std::string app_node = "device";            // where requests start and results return
+
+  // The evaluation testbed: device, edge1..edgeK, cloud with the testbed's speeds.
+  static cluster_model evaluation(const testbed& t, int edge_nodes = 4);
+};
+
+struct plan_prediction {
+  double latency_ms = 0;
+  std::vector<link_bytes> bytes;      // per (from node, to node)
+  std::vector<double> stage_finish_ms;  // per stage
+};
+
+// Errors name a stage whose node the cluster lacks.
+result<plan_prediction> predict_plan(const graph& g, const stage_graph& stages, const layer_profile& profile,
+                                     const cluster_model& cluster);
+
+}  // namespace d3

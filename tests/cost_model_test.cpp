@@ -1,0 +1,92 @@
+#define BOOST_TEST_MODULE cost_model
+#include <boost/test/unit_test.hpp>
+
+#include <cmath>
+#include <map>
+
+#include "actors/plan.hpp"
+#include "kernels/model_zoo.hpp"
+#include "planner/cost_model.hpp"
+
+using namespace d3;
+
+namespace {
+
+graph load(const std::string& name) {
+  auto g = builtin_model(name);
+  BOOST_REQUIRE_MESSAGE(g.is_ok(), g.message());
+  return std::move(g.value());
+}
+
+stage_graph stages(const graph& g, const std::string& json) {
+  auto plan = parse_plan_json(json);
+  BOOST_REQUIRE_MESSAGE(plan.is_ok(), plan.message());
+  auto sg = build_stage_graph(g, *plan);
+  BOOST_REQUIRE_MESSAGE(sg.is_ok(), sg.message());
+  return std::move(sg.value());
+}
+
+plan_prediction predict(const graph& g, const stage_graph& sg, const layer_profile& p, const cluster_model& c) {
+  auto prediction = predict_plan(g, sg, p, c);
+  BOOST_REQUIRE_MESSAGE(prediction.is_ok(), prediction.message());
+  return prediction.value();
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(single_tier_plans_match_hand_arithmetic) {
+  graph g = load("resnet18");
+  const layer_profile profile = profile_from_flops(g, 100.0);  // 100 GFLOP/s at speed 1
+  const cluster_model wifi = cluster_model::evaluation(*testbed::with_uplink("WiFi"));
+  // Device only: no transfer, compute at speed 0.1.
+  plan_prediction device = predict(g, stages(g, R"({"segments": [{"node": "device", "first": "conv1", "last": "fc"}]})"),
+                                   profile, wifi);
+  BOOST_TEST(std::fabs(device.latency_ms - profile.total() / 0.1) < 1e-6 * device.latency_ms);
+  BOOST_TEST(device.bytes.empty());
+  // Cloud only: the image over the uplink and backbone (18.88 Mbit/s, 5 + 20 ms), compute at
+  // speed 4, logits back the same way.
+  plan_prediction cloud = predict(g, stages(g, R"({"segments": [{"node": "cloud", "first": "conv1", "last": "fc"}]})"),
+                                  profile, wifi);
+  const double up = 25.0 + 8.0 * 602112 / 18880.0, down = 25.0 + 8.0 * 4000 / 18880.0;
+  const double expected = up + profile.total() / 4.0 + down;
+  BOOST_TEST(std::fabs(cloud.latency_ms - expected) < 1e-6 * expected, cloud.latency_ms << " vs " << expected);
+  // A slower uplink makes the cloud worse and leaves the device alone.
+  const cluster_model cat1 = cluster_model::evaluation(*testbed::with_uplink("CAT1"));
+  BOOST_TEST(predict(g, stages(g, R"({"segments": [{"node": "cloud", "first": "conv1", "last": "fc"}]})"), profile, cat1)
+                 .latency_ms > 10 * cloud.latency_ms);
+}
+
+BOOST_AUTO_TEST_CASE(three_tier_bytes_agree_with_the_stage_graph) {
+  graph g = load("resnet18");
+  const layer_profile profile = profile_from_flops(g, 100.0);
+  const cluster_model wifi = cluster_model::evaluation(*testbed::with_uplink("WiFi"));
+  stage_graph sg = stages(g, R"({
+    "segments": [{"node": "device", "first": "conv1", "last": "maxpool"},
+                 {"node": "edge1", "first": "layer1.0.conv1", "last": "layer2.1.add"},
+                 {"node": "cloud", "first": "layer3.0.conv1", "last": "fc"}],
+    "tiled_runs": [{"first": "layer1.0.conv1", "last": "layer2.1.add", "grid": "2x1", "nodes": ["edge1", "edge2"]}]})");
+  plan_prediction p = predict(g, sg, profile, wifi);
+  std::map<std::pair<std::string, std::string>, size_t> predicted, counted;
+  for (const link_bytes& b : p.bytes) predicted[{b.from, b.to}] = b.bytes;
+  for (const link_bytes& b : bytes_between_nodes(g, sg, "device")) counted[{b.from, b.to}] = b.bytes;
+  BOOST_TEST((predicted == counted));
+  // The two tiles run in parallel on two edges: the edge part takes about half the untiled time.
+  stage_graph untiled = stages(g, R"({
+    "segments": [{"node": "device", "first": "conv1", "last": "maxpool"},
+                 {"node": "edge1", "first": "layer1.0.conv1", "last": "layer2.1.add"},
+                 {"node": "cloud", "first": "layer3.0.conv1", "last": "fc"}]})");
+  plan_prediction q = predict(g, untiled, profile, wifi);
+  BOOST_TEST(p.stage_finish_ms.size() == sg.stages.size());
+  // Both start the edge part at the same time once the device is done; compare edge finish times.
+  const double tiled_edge = std::max(p.stage_finish_ms[2], p.stage_finish_ms[3]) - p.stage_finish_ms[0];
+  const double untiled_edge = q.stage_finish_ms[1] - q.stage_finish_ms[0];
+  BOOST_TEST(tiled_edge < 0.75 * untiled_edge, tiled_edge << " vs " << untiled_edge);
+}
+
+BOOST_AUTO_TEST_CASE(unknown_nodes_are_named) {
+  graph g = load("alexnet");
+  auto sg = stages(g, R"({"segments": [{"node": "phone", "first": "features.0", "last": "classifier.6"}]})");
+  auto p = predict_plan(g, sg, profile_from_flops(g, 100), cluster_model::evaluation(*testbed::with_uplink("4G")));
+  BOOST_TEST(!p.is_ok());
+  BOOST_TEST(p.message().find("'phone'") != std::string::npos);
+}

@@ -1,0 +1,629 @@
+#include "schema/bundle.hpp"
+
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+#include <kj/exception.h>
+#include <kj/io.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <exception>
+#include <map>
+#include <set>
+
+#include "schema/bundle.capnp.h"
+
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "messages carry little-endian float32");
+
+namespace d3 {
+
+namespace {
+
+constexpr size_t word_bytes = sizeof(capnp::word);
+constexpr size_t max_data_bytes = (size_t(1) << 29) - 1;  // Cap'n Proto List(UInt8) limit
+constexpr int max_dim = 1 << 20;
+constexpr int max_window = 1 << 16;
+constexpr int max_channels = 1 << 24;
+constexpr int layer_kind_count = 17;
+static_assert(uint16_t(layer_kind::pad) + 1 == layer_kind_count, "update layer_kind_count");
+
+size_t words_for_bytes(size_t bytes) { return (bytes + word_bytes - 1) / word_bytes; }
+capnp::Text::Reader text_of(const std::string& s) { return capnp::Text::Reader(s.c_str(), s.size()); }
+std::string string_of(capnp::Text::Reader t) { return std::string(t.cStr(), t.size()); }
+
+// Flattens a builder straight into a byte vector (one copy of the segments).
+std::vector<uint8_t> flatten(capnp::MessageBuilder& builder) {
+  const size_t words = capnp::computeSerializedSizeInWords(builder);
+  std::vector<uint8_t> out(words * word_bytes);
+  kj::ArrayOutputStream stream(kj::arrayPtr(reinterpret_cast<kj::byte*>(out.data()), out.size()));
+  capnp::writeMessage(stream, builder);
+  return out;
+}
+
+// Runs `read` on the message in `bytes` after the framing checks every decoder shares.
+template <class Root, class Fn>
+auto with_reader(const uint8_t* bytes, size_t size, const std::string& what, Fn read) -> decltype(read(
+    std::declval<typename Root::Reader>())) {
+  if (bytes == nullptr || size == 0) return status::error(what + ": empty");
+  if (size % word_bytes != 0 || size < 2 * word_bytes)
+    return status::error(what + ": " + std::to_string(size) + " bytes is not a whole Cap'n Proto message (truncated?)");
+  const size_t word_count = size / word_bytes;
+  kj::Array<capnp::word> aligned_copy;
+  const capnp::word* words = reinterpret_cast<const capnp::word*>(bytes);
+  if (reinterpret_cast<uintptr_t>(bytes) % alignof(capnp::word) != 0) {
+    aligned_copy = kj::heapArray<capnp::word>(word_count);
+    std::memcpy(aligned_copy.begin(), bytes, size);
+    words = aligned_copy.begin();
+  }
+  try {
+    capnp::ReaderOptions options;
+    options.traversalLimitInWords = uint64_t(word_count) * 2 + 1024;
+    capnp::FlatArrayMessageReader reader(kj::arrayPtr(words, word_count), options);
+    if (reader.getEnd() != words + word_count)
+      return status::error(what + ": " + std::to_string((words + word_count - reader.getEnd()) * word_bytes) +
+                           " trailing bytes after the message");
+    return read(reader.getRoot<Root>());
+  } catch (const kj::Exception& e) {
+    return status::error(what + ": malformed Cap'n Proto message (" + e.getDescription().cStr() + ")");
+  } catch (const std::exception& e) {
+    return status::error(what + ": " + e.what());
+  }
+}
+
+// ------------------------------------------------------------------ tensors
+
+size_t tensor_words(const std::string& name, const tensor* value) {
+  constexpr size_t struct_words =
+      schema::Tensor::_capnpPrivate::dataWordSize + schema::Tensor::_capnpPrivate::pointerCount;
+  return struct_words + words_for_bytes(name.size() + 1) + words_for_bytes(value ? value->bytes() : 0);
+}
+
+void fill_tensor(schema::Tensor::Builder t, const std::string& name, const tensor* value) {
+  t.setName(text_of(name));
+  const tensor_shape s = value ? value->shape() : tensor_shape{0, 0, 0, 0};
+  t.setN(s.n);
+  t.setH(s.h);
+  t.setW(s.w);
+  t.setC(s.c);
+  if (value && value->bytes() != 0) {
+    capnp::Data::Builder data = t.initData(static_cast<capnp::uint>(value->bytes()));
+    std::memcpy(data.begin(), value->data(), value->bytes());
+  }
+}
+
+result<named_tensor> read_tensor(schema::Tensor::Reader root, const std::string& where) {
+  named_tensor out;
+  out.name = string_of(root.getName());
+  const int dims[4] = {root.getN(), root.getH(), root.getW(), root.getC()};
+  capnp::Data::Reader data = root.getData();
+  const std::string what = where + "tensor '" + out.name + "': ";
+  size_t elements = 1;
+  for (int d : dims) {
+    if (d <= 0 || d > max_dim * 4)
+      return status::error(what + "shape " + std::to_string(dims[0]) + "x" + std::to_string(dims[3]) + "x" +
+                           std::to_string(dims[1]) + "x" + std::to_string(dims[2]) + " has a dimension out of range");
+    elements *= size_t(d);
+    if (elements > data.size() / sizeof(float)) break;
+  }
+  tensor_shape shape{dims[0], dims[1], dims[2], dims[3]};
+  if (elements * sizeof(float) != data.size())
+    return status::error(what + "shape " + shape.to_string() + " does not match its " + std::to_string(data.size()) +
+                         " data bytes (float32 NHWC expected)");
+  out.value = tensor(shape);
+  std::memcpy(out.value.data(), data.begin(), data.size());
+  return out;
+}
+
+// ------------------------------------------------------------------ layers
+
+void fill_layer(schema::Layer::Builder lb, const layer& l, bool with_weights) {
+  lb.setName(text_of(l.name));
+  lb.setKind(static_cast<schema::LayerKind>(static_cast<uint16_t>(l.kind)));
+  auto inputs = lb.initInputs(static_cast<capnp::uint>(l.inputs.size()));
+  for (size_t k = 0; k < l.inputs.size(); ++k) inputs.set(capnp::uint(k), uint32_t(l.inputs[k]));
+  auto shape = lb.getInputShape();
+  shape.setN(l.input_shape.n);
+  shape.setH(l.input_shape.h);
+  shape.setW(l.input_shape.w);
+  shape.setC(l.input_shape.c);
+  auto win = lb.getWindow();
+  win.setKernelH(l.window.kernel_h);
+  win.setKernelW(l.window.kernel_w);
+  win.setStrideH(l.window.stride_h);
+  win.setStrideW(l.window.stride_w);
+  win.setDilationH(l.window.dilation_h);
+  win.setDilationW(l.window.dilation_w);
+  win.setPadTop(l.window.pad.top);
+  win.setPadLeft(l.window.pad.left);
+  win.setPadBottom(l.window.pad.bottom);
+  win.setPadRight(l.window.pad.right);
+  win.setCeilMode(l.window.ceil_mode);
+  win.setCountIncludePad(l.window.count_include_pad);
+  lb.setOutputChannels(l.output_channels);
+  lb.setGroups(l.groups);
+  lb.setChannelBegin(l.channel_begin);
+  lb.setChannelEnd(l.channel_end);
+  lb.setEpsilon(l.epsilon);
+  lb.setActivationMin(l.act.min);
+  lb.setActivationMax(l.act.max);
+  if (with_weights) {
+    if (!l.weights.empty()) {
+      auto d = lb.initWeights(static_cast<capnp::uint>(l.weights.size() * sizeof(float)));
+      std::memcpy(d.begin(), l.weights.data(), d.size());
+    }
+    if (!l.bias.empty()) {
+      auto d = lb.initBias(static_cast<capnp::uint>(l.bias.size() * sizeof(float)));
+      std::memcpy(d.begin(), l.bias.data(), d.size());
+    }
+  }
+}
+
+// Mirrors the checks of load_model (schema/model_file.cpp) for one layer.
+status read_layer(schema::Layer::Reader lr, size_t index, size_t layer_count, layer& l) {
+  l.name = string_of(lr.getName());
+  const std::string what = "layer " + std::to_string(index) + " '" + l.name + "'";
+  const uint16_t kind = static_cast<uint16_t>(lr.getKind());
+  if (kind >= layer_kind_count) return status::error(what + ": unknown layer kind " + std::to_string(kind));
+  l.kind = static_cast<layer_kind>(kind);
+  auto inputs = lr.getInputs();
+  l.inputs.clear();
+  for (uint32_t in : inputs) {
+    if (in >= layer_count)
+      return status::error(what + ": input index " + std::to_string(in) + " is out of range (" +
+                           std::to_string(layer_count) + " layers)");
+    l.inputs.push_back(int(in));
+  }
+  auto shape = lr.getInputShape();
+  l.input_shape = tensor_shape{shape.getN(), shape.getH(), shape.getW(), shape.getC()};
+  if (l.kind == layer_kind::input) {
+    const tensor_shape& s = l.input_shape;
+    for (int d : {s.n, s.h, s.w, s.c})
+      if (d <= 0 || d > max_dim)
+        return status::error(what + ": input shape " + s.to_string() + " has a dimension outside [1, " +
+                             std::to_string(max_dim) + "]");
+    if (s.elements() > (size_t(1) << 31)) return status::error(what + ": input shape " + s.to_string() + " is too large");
+  }
+  auto win = lr.getWindow();
+  window_params& w = l.window;
+  w.kernel_h = win.getKernelH();
+  w.kernel_w = win.getKernelW();
+  w.stride_h = win.getStrideH();
+  w.stride_w = win.getStrideW();
+  w.dilation_h = win.getDilationH();
+  w.dilation_w = win.getDilationW();
+  w.pad.top = win.getPadTop();
+  w.pad.left = win.getPadLeft();
+  w.pad.bottom = win.getPadBottom();
+  w.pad.right = win.getPadRight();
+  w.ceil_mode = win.getCeilMode();
+  w.count_include_pad = win.getCountIncludePad();
+  if (l.kind == layer_kind::pad)
+    for (int v : {w.pad.top, w.pad.left, w.pad.bottom, w.pad.right})
+      if (v < 0 || v > max_dim) return status::error(what + ": padding " + std::to_string(v) + " out of range");
+  if (l.kind == layer_kind::convolution || l.kind == layer_kind::max_pool || l.kind == layer_kind::average_pool) {
+    for (int v : {w.kernel_h, w.kernel_w, w.stride_h, w.stride_w, w.dilation_h, w.dilation_w})
+      if (v < 1 || v > max_window)
+        return status::error(what + ": window size, stride or dilation " + std::to_string(v) + " out of range");
+    for (int v : {w.pad.top, w.pad.left, w.pad.bottom, w.pad.right})
+      if (v < 0 || v > max_window) return status::error(what + ": padding " + std::to_string(v) + " out of range");
+  }
+  l.output_channels = lr.getOutputChannels();
+  l.groups = lr.getGroups();
+  if (l.output_channels < 0 || l.output_channels > max_channels)
+    return status::error(what + ": output channels " + std::to_string(l.output_channels) + " out of range");
+  if (l.groups < 1 || l.groups > max_channels)
+    return status::error(what + ": groups " + std::to_string(l.groups) + " out of range");
+  l.channel_begin = lr.getChannelBegin();
+  l.channel_end = lr.getChannelEnd();
+  if (l.channel_begin < 0 || l.channel_begin > max_channels || l.channel_end < 0 || l.channel_end > max_channels)
+    return status::error(what + ": channel range out of range");
+  l.epsilon = lr.getEpsilon();
+  if (!std::isfinite(l.epsilon) || l.epsilon < 0) return status::error(what + ": batch-norm epsilon out of range");
+  l.act.min = lr.getActivationMin();
+  l.act.max = lr.getActivationMax();
+  if (std::isnan(l.act.min) || std::isnan(l.act.max) || l.act.min > l.act.max)
+    return status::error(what + ": activation range is empty or NaN");
+  auto blob = [&](capnp::Data::Reader d, const char* field, weight_blob& out) -> status {
+    if (d.size() % sizeof(float) != 0)
+      return status::error(what + ": " + field + " are " + std::to_string(d.size()) +
+                           " bytes, not a whole number of float32 values");
+    out = d.size() == 0 ? weight_blob()
+                        : weight_blob::copy_of(reinterpret_cast<const float*>(d.begin()), d.size() / sizeof(float));
+    return status::ok();
+  };
+  D3_RETURN_IF_ERROR(blob(lr.getWeights(), "weights", l.weights));
+  D3_RETURN_IF_ERROR(blob(lr.getBias(), "bias", l.bias));
+  return status::ok();
+}
+
+size_t shipment_words(const layer_shipment& s) {
+  size_t words = 16 + words_for_bytes(s.fragment.name.size() + 1) + s.fragment.outputs.size() / 2 + 1 +
+                 s.fragment.layers.size() / 64 + 1;
+  for (size_t i = 0; i < s.fragment.layers.size(); ++i) {
+    const layer& l = s.fragment.layers[i];
+    words += 24 + words_for_bytes(l.name.size() + 1) + l.inputs.size() / 2 + 1;
+    if (s.weights_included[i]) words += words_for_bytes(weight_bytes(l));
+  }
+  return words;
+}
+
+void fill_shipment(schema::LayerShipment::Builder b, const layer_shipment& s) {
+  b.setModelHash(s.model_hash);
+  b.setModelName(text_of(s.fragment.name));
+  const auto& layers = s.fragment.layers;
+  auto lbs = b.initLayers(static_cast<capnp::uint>(layers.size()));
+  auto included = b.initWeightsIncluded(static_cast<capnp::uint>(layers.size()));
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const bool with = i < s.weights_included.size() && s.weights_included[i];
+    fill_layer(lbs[capnp::uint(i)], layers[i], with);
+    included.set(capnp::uint(i), with);
+  }
+  auto outputs = b.initOutputs(static_cast<capnp::uint>(s.fragment.outputs.size()));
+  for (size_t k = 0; k < s.fragment.outputs.size(); ++k) outputs.set(capnp::uint(k), uint32_t(s.fragment.outputs[k]));
+}
+
+result<layer_shipment> read_shipment(schema::LayerShipment::Reader r) {
+  layer_shipment s;
+  s.model_hash = r.getModelHash();
+  s.fragment.name = string_of(r.getModelName());
+  auto layers = r.getLayers();
+  auto included = r.getWeightsIncluded();
+  const size_t count = layers.size();
+  if (count > size_t(max_channels)) return status::error("too many layers");
+  if (included.size() != count)
+    return status::error("weightsIncluded has " + std::to_string(included.size()) + " entries for " +
+                         std::to_string(count) + " layers");
+  s.fragment.layers.resize(count);
+  s.weights_included.resize(count);
+  std::set<std::string> names;
+  for (size_t i = 0; i < count; ++i) {
+    D3_RETURN_IF_ERROR(read_layer(layers[capnp::uint(i)], i, count, s.fragment.layers[i]));
+    s.weights_included[i] = included[capnp::uint(i)];
+    if (!names.insert(s.fragment.layers[i].name).second)
+      return status::error("layer name '" + s.fragment.layers[i].name + "' appears twice");
+  }
+  for (uint32_t o : r.getOutputs()) {
+    if (o >= count) return status::error("output index " + std::to_string(o) + " is out of range");
+    s.fragment.outputs.push_back(int(o));
+  }
+  return s;
+}
+
+// ------------------------------------------------------------------ regions
+
+void fill_region(schema::Region::Builder b, const region& r) {
+  b.setRowBegin(r.row_begin);
+  b.setRowEnd(r.row_end);
+  b.setColBegin(r.col_begin);
+  b.setColEnd(r.col_end);
+}
+
+result<region> read_region(schema::Region::Reader r, const std::string& what) {
+  region out{r.getRowBegin(), r.getRowEnd(), r.getColBegin(), r.getColEnd()};
+  if (out.row_begin < 0 || out.col_begin < 0 || out.row_end > max_dim || out.col_end > max_dim || out.empty())
+    return status::error(what + ": region " + out.to_string() + " is empty or out of range");
+  return out;
+}
+
+}  // namespace
+
+// ------------------------------------------------------------------ tensor bundles
+
+std::vector<uint8_t> encode_bundle(uint64_t request_id, uint32_t plan_version, const std::vector<tensor_ref>& tensors) {
+  for (const tensor_ref& t : tensors)
+    if ((t.value && t.value->bytes() > max_data_bytes) || t.name.size() > max_data_bytes) return {};
+  try {
+    constexpr size_t root_words = schema::TensorBundle::_capnpPrivate::dataWordSize +
+                                  schema::TensorBundle::_capnpPrivate::pointerCount;
+    size_t segment_words = 1 + root_words + (tensors.empty() ? 0 : 1);
+    for (const tensor_ref& t : tensors) segment_words += tensor_words(t.name, t.value);
+    auto fill = [&](schema::TensorBundle::Builder b) {
+      b.setRequestId(request_id);
+      b.setPlanVersion(plan_version);
+      auto list = b.initTensors(static_cast<capnp::uint>(tensors.size()));
+      for (size_t i = 0; i < tensors.size(); ++i) fill_tensor(list[capnp::uint(i)], tensors[i].name, tensors[i].value);
+    };
+    // Built in place in the returned vector (one copy of the floats): [segment table][segment].
+    std::vector<uint8_t> out((1 + segment_words) * word_bytes);
+    if (reinterpret_cast<uintptr_t>(out.data()) % alignof(capnp::word) == 0) {
+      bool built = false;
+      try {
+        auto* words = reinterpret_cast<capnp::word*>(out.data());
+        capnp::FlatMessageBuilder builder(kj::arrayPtr(words + 1, segment_words));
+        fill(builder.initRoot<schema::TensorBundle>());
+        builder.requireFilled();
+        built = true;
+      } catch (const kj::Exception&) {
+      }
+      if (built) {
+        const uint32_t table[2] = {0u, static_cast<uint32_t>(segment_words)};
+        std::memcpy(out.data(), table, sizeof table);
+        return out;
+      }
+    }
+    capnp::MallocMessageBuilder builder(static_cast<capnp::uint>(segment_words + 16));
+    fill(builder.initRoot<schema::TensorBundle>());
+    return flatten(builder);
+  } catch (const kj::Exception&) {
+    return {};
+  } catch (const std::exception&) {
+    return {};
+  }
+}
+
+std::vector<uint8_t> encode_bundle(const tensor_bundle& bundle) {
+  std::vector<tensor_ref> refs;
+  for (const named_tensor& t : bundle.tensors) refs.push_back({t.name, &t.value});
+  return encode_bundle(bundle.request_id, bundle.plan_version, refs);
+}
+
+result<tensor_bundle> decode_bundle(const uint8_t* bytes, size_t size) {
+  return with_reader<schema::TensorBundle>(bytes, size, "tensor bundle",
+                                           [&](schema::TensorBundle::Reader r) -> result<tensor_bundle> {
+    tensor_bundle b;
+    b.request_id = r.getRequestId();
+    b.plan_version = r.getPlanVersion();
+    const std::string where = "tensor bundle of request " + std::to_string(b.request_id) + ": ";
+    auto list = r.getTensors();
+    std::set<std::string> names;
+    for (auto t : list) {
+      auto decoded = read_tensor(t, where);
+      if (!decoded) return decoded.error();
+      if (!names.insert(decoded->name).second)
+        return status::error(where + "tensor '" + decoded->name + "' appears twice");
+      b.tensors.push_back(std::move(decoded.value()));
+    }
+    return b;
+  });
+}
+
+std::optional<uint64_t> peek_request_id(const uint8_t* bytes, size_t size) {
+  auto id = with_reader<schema::TensorBundle>(bytes, size, "tensor bundle",
+                                              [](schema::TensorBundle::Reader r) -> result<uint64_t> {
+                                                return r.getRequestId();
+                                              });
+  if (!id) return std::nullopt;
+  return id.value();
+}
+
+// ------------------------------------------------------------------ layer shipments
+
+uint64_t model_hash(const graph& g) {
+  // Four interleaved multiply-xor lanes over 8-byte words (fast on 46 MB of resnet18 weights),
+  // then a final mix; structure is fed through the same stream.
+  struct hasher {
+    uint64_t lane[4] = {0x9e3779b97f4a7c15ull, 0xc2b2ae3d27d4eb4full, 0x165667b19e3779f9ull, 0x27d4eb2f165667c5ull};
+    uint64_t length = 0;
+    static uint64_t mix(uint64_t h, uint64_t v) {
+      h ^= v * 0x87c37b91114253d5ull;
+      h = (h << 31) | (h >> 33);
+      return h * 0x4cf5ad432745937full;
+    }
+    void bytes(const void* data, size_t size) {
+      const auto* p = static_cast<const uint8_t*>(data);
+      size_t i = 0;
+      for (; i + 32 <= size; i += 32) {
+        uint64_t v[4];
+        std::memcpy(v, p + i, 32);
+        for (int k = 0; k < 4; ++k) lane[k] = mix(lane[k], v[k]);
+      }
+      for (; i + 8 <= size; i += 8) {
+        uint64_t v;
+        std::memcpy(&v, p + i, 8);
+        lane[0] = mix(lane[0], v);
+      }
+      uint64_t tail = 0;
+      std::memcpy(&tail, p + i, size - i);
+      lane[1] = mix(lane[1], tail ^ (uint64_t(size - i) << 56));
+      length += size;
+    }
+    void number(int64_t v) { bytes(&v, sizeof v); }
+    void text(const std::string& s) {
+      number(int64_t(s.size()));
+      bytes(s.data(), s.size());
+    }
+    uint64_t finish() const {
+      uint64_t h = length;
+      for (uint64_t l : lane) h = mix(h, l);
+      h ^= h >> 33;
+      h *= 0xff51afd7ed558ccdull;
+      h ^= h >> 33;
+      return h;
+    }
+  } h;
+  h.text(g.name);
+  h.number(int64_t(g.layers.size()));
+  for (const layer& l : g.layers) {
+    h.text(l.name);
+    h.number(int64_t(l.kind));
+    for (int in : l.inputs) h.number(in);
+    const tensor_shape& s = l.input_shape;
+    for (int v : {s.n, s.h, s.w, s.c, l.window.kernel_h, l.window.kernel_w, l.window.stride_h, l.window.stride_w,
+                  l.window.dilation_h, l.window.dilation_w, l.window.pad.top, l.window.pad.left, l.window.pad.bottom,
+                  l.window.pad.right, int(l.window.ceil_mode), int(l.window.count_include_pad), l.output_channels,
+                  l.groups, l.channel_begin, l.channel_end})
+      h.number(v);
+    h.bytes(&l.epsilon, sizeof l.epsilon);
+    h.bytes(&l.act.min, sizeof l.act.min);
+    h.bytes(&l.act.max, sizeof l.act.max);
+    h.number(int64_t(l.weights.size()));
+    h.bytes(l.weights.data(), l.weights.size() * sizeof(float));
+    h.number(int64_t(l.bias.size()));
+    h.bytes(l.bias.data(), l.bias.size() * sizeof(float));
+  }
+  for (int o : g.outputs) h.number(o);
+  return h.finish();
+}
+
+size_t weight_bytes(const layer& l) { return (l.weights.size() + l.bias.size()) * sizeof(float); }
+
+layer_shipment make_fragment(const graph& g, const std::vector<int>& layers, uint64_t hash,
+                             const std::vector<int>& with_weights) {
+  layer_shipment s;
+  s.model_hash = hash;
+  s.fragment.name = g.name;
+  std::vector<int> computed;
+  for (int l : layers)
+    if (g.layers[size_t(l)].kind != layer_kind::input) computed.push_back(l);
+  const subgraph_boundary b = boundary_of(g, computed);
+  std::map<int, int> index;  // graph layer -> fragment layer
+  for (int in : b.inputs) {
+    layer stand_in;
+    stand_in.name = g.layers[size_t(in)].name;
+    stand_in.kind = layer_kind::input;
+    stand_in.input_shape = g.layers[size_t(in)].output_shape;
+    stand_in.output_shape = stand_in.input_shape;
+    index[in] = int(s.fragment.layers.size());
+    s.fragment.layers.push_back(std::move(stand_in));
+    s.weights_included.push_back(false);
+  }
+  const std::set<int> keep(with_weights.begin(), with_weights.end());
+  for (size_t k = 0; k < computed.size(); ++k) index[computed[k]] = int(b.inputs.size() + k);
+  for (int l : computed) {
+    layer copy = g.layers[size_t(l)];
+    for (int& in : copy.inputs) in = index.at(in);
+    const bool with = keep.count(l) != 0;
+    if (!with) {
+      copy.weights = weight_blob();
+      copy.bias = weight_blob();
+    }
+    s.fragment.layers.push_back(std::move(copy));
+    s.weights_included.push_back(with);
+  }
+  for (int out : b.outputs) s.fragment.outputs.push_back(index.at(out));
+  return s;
+}
+
+std::vector<uint8_t> encode_shipment(const layer_shipment& shipment) {
+  try {
+    capnp::MallocMessageBuilder builder(static_cast<capnp::uint>(std::min<size_t>(shipment_words(shipment), 1u << 28)));
+    fill_shipment(builder.initRoot<schema::LayerShipment>(), shipment);
+    return flatten(builder);
+  } catch (const kj::Exception&) {
+    return {};
+  } catch (const std::exception&) {
+    return {};
+  }
+}
+
+std::vector<uint8_t> encode_layers(const graph& g, const std::vector<int>& layers, uint64_t hash,
+                                   const std::vector<int>& with_weights) {
+  return encode_shipment(make_fragment(g, layers, hash, with_weights));
+}
+
+result<layer_shipment> decode_shipment(const uint8_t* bytes, size_t size) {
+  return with_reader<schema::LayerShipment>(bytes, size, "layer shipment", [](schema::LayerShipment::Reader r) {
+    auto s = read_shipment(r);
+    if (!s) return result<layer_shipment>(status::error("layer shipment: " + s.message()));
+    return s;
+  });
+}
+
+// ------------------------------------------------------------------ stage specs
+
+const char* to_string(stage_type type) {
+  switch (type) {
+    case stage_type::segment: return "segment";
+    case stage_type::scatter: return "scatter";
+    case stage_type::tile: return "tile";
+    case stage_type::gather: return "gather";
+  }
+  return "unknown";
+}
+
+std::vector<uint8_t> encode_stage_spec(const stage_spec& spec) {
+  try {
+    capnp::MallocMessageBuilder builder(
+        static_cast<capnp::uint>(std::min<size_t>(shipment_words(spec.fragment) + 256, 1u << 28)));
+    auto b = builder.initRoot<schema::StageSpec>();
+    b.setStageId(spec.stage_id);
+    b.setKind(static_cast<schema::StageKind>(static_cast<uint16_t>(spec.type)));
+    b.setPlanVersion(spec.plan_version);
+    b.setModelHash(spec.model_hash);
+    auto names = [](auto list, const std::vector<std::string>& from) {
+      for (size_t i = 0; i < from.size(); ++i) list.set(capnp::uint(i), text_of(from[i]));
+    };
+    names(b.initInputs(capnp::uint(spec.inputs.size())), spec.inputs);
+    names(b.initOutputs(capnp::uint(spec.outputs.size())), spec.outputs);
+    fill_shipment(b.initFragment(), spec.fragment);
+    b.setTileIndex(spec.tile_index);
+    auto rows = b.initGridRowBounds(capnp::uint(spec.grid_row_bounds.size()));
+    for (size_t i = 0; i < spec.grid_row_bounds.size(); ++i) rows.set(capnp::uint(i), spec.grid_row_bounds[i]);
+    auto cols = b.initGridColBounds(capnp::uint(spec.grid_col_bounds.size()));
+    for (size_t i = 0; i < spec.grid_col_bounds.size(); ++i) cols.set(capnp::uint(i), spec.grid_col_bounds[i]);
+    auto regions = b.initTileInputRegions(capnp::uint(spec.tile_input_regions.size()));
+    for (size_t i = 0; i < spec.tile_input_regions.size(); ++i) fill_region(regions[capnp::uint(i)], spec.tile_input_regions[i]);
+    fill_region(b.initTileOutputRegion(), spec.tile_output_region);
+    auto copies = b.initCopies(capnp::uint(spec.copies.size()));
+    for (size_t i = 0; i < spec.copies.size(); ++i) {
+      copies[capnp::uint(i)].setWhole(text_of(spec.copies[i].whole));
+      copies[capnp::uint(i)].setPart(text_of(spec.copies[i].part));
+      fill_region(copies[capnp::uint(i)].initRegion(), spec.copies[i].area);
+    }
+    auto shapes = b.initWholeShapes(1);
+    fill_tensor(shapes[0], spec.outputs.empty() ? std::string() : spec.outputs[0], nullptr);
+    shapes[0].setN(spec.whole_shape.n);
+    shapes[0].setH(spec.whole_shape.h);
+    shapes[0].setW(spec.whole_shape.w);
+    shapes[0].setC(spec.whole_shape.c);
+    return flatten(builder);
+  } catch (const kj::Exception&) {
+    return {};
+  } catch (const std::exception&) {
+    return {};
+  }
+}
+
+result<stage_spec> decode_stage_spec(const uint8_t* bytes, size_t size) {
+  return with_reader<schema::StageSpec>(bytes, size, "stage spec", [](schema::StageSpec::Reader r) -> result<stage_spec> {
+    stage_spec s;
+    s.stage_id = r.getStageId();
+    const uint16_t kind = static_cast<uint16_t>(r.getKind());
+    if (kind > uint16_t(stage_type::gather)) return status::error("stage spec: unknown stage kind " + std::to_string(kind));
+    s.type = static_cast<stage_type>(kind);
+    const std::string what = "stage spec " + std::to_string(s.stage_id) + " (" + to_string(s.type) + ")";
+    s.plan_version = r.getPlanVersion();
+    s.model_hash = r.getModelHash();
+    for (auto t : r.getInputs()) s.inputs.push_back(string_of(t));
+    for (auto t : r.getOutputs()) s.outputs.push_back(string_of(t));
+    auto fragment = read_shipment(r.getFragment());
+    if (!fragment) return status::error(what + ": fragment: " + fragment.message());
+    s.fragment = std::move(fragment.value());
+    s.tile_index = r.getTileIndex();
+    for (int32_t v : r.getGridRowBounds()) s.grid_row_bounds.push_back(v);
+    for (int32_t v : r.getGridColBounds()) s.grid_col_bounds.push_back(v);
+    if (s.type == stage_type::tile) {
+      for (auto reg : r.getTileInputRegions()) {
+        auto rr = read_region(reg, what + ": tile input");
+        if (!rr) return rr.error();
+        s.tile_input_regions.push_back(rr.value());
+      }
+      auto out = read_region(r.getTileOutputRegion(), what + ": tile output");
+      if (!out) return out.error();
+      s.tile_output_region = out.value();
+    }
+    for (auto c : r.getCopies()) {
+      region_copy copy;
+      copy.whole = string_of(c.getWhole());
+      copy.part = string_of(c.getPart());
+      auto rr = read_region(c.getRegion(), what + ": part '" + copy.part + "'");
+      if (!rr) return rr.error();
+      copy.area = rr.value();
+      s.copies.push_back(std::move(copy));
+    }
+    auto shapes = r.getWholeShapes();
+    if (shapes.size() > 0) {
+      auto t = shapes[0];
+      s.whole_shape = tensor_shape{t.getN(), t.getH(), t.getW(), t.getC()};
+    }
+    if (s.type == stage_type::gather) {
+      const tensor_shape& w = s.whole_shape;
+      for (int d : {w.n, w.h, w.w, w.c})
+        if (d <= 0 || d > max_dim * 4) return status::error(what + ": output shape " + w.to_string() + " out of range");
+    }
+    return s;
+  });
+}
+
+}  // namespace d3

@@ -1,0 +1,569 @@
+#include "actors/deployment.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <set>
+
+#include "actors/protocol.hpp"
+#include "schema/bundle.hpp"
+
+namespace d3 {
+
+namespace {
+
+using protocol::bytes;
+using clock_type = std::chrono::steady_clock;
+
+double ms_since(clock_type::time_point start) {
+  return std::chrono::duration<double, std::milli>(clock_type::now() - start).count();
+}
+
+// A request whose reply is a string: "" is success, anything else the remote side's error.
+template <class... Ts>
+status ask(caf::scoped_actor& self, const caf::actor& dest, std::chrono::milliseconds timeout, const std::string& what,
+           Ts&&... xs) {
+  std::string failure;
+  bool answered = false;
+  self->request(dest, timeout, std::forward<Ts>(xs)...)
+      .receive(
+          [&](std::string& reply) {
+            answered = true;
+            failure = std::move(reply);
+          },
+          [&](caf::error& e) {
+            failure = e == caf::sec::request_timeout
+                          ? "no answer within " + std::to_string(timeout.count()) + " ms"
+                          : self->home_system().render(e);
+          });
+  if (answered && failure.empty()) return status::ok();
+  return status::error(what + ": " + failure);
+}
+
+const char* type_name_of(stage_kind kind) {
+  switch (kind) {
+    case stage_kind::segment: return protocol::segment_type;
+    case stage_kind::scatter: return protocol::scatter_type;
+    case stage_kind::tile: return protocol::tile_type;
+    case stage_kind::gather: return protocol::gather_type;
+  }
+  return "";
+}
+
+stage_type type_of(stage_kind kind) {
+  switch (kind) {
+    case stage_kind::segment: return stage_type::segment;
+    case stage_kind::scatter: return stage_type::scatter;
+    case stage_kind::tile: return stage_type::tile;
+    case stage_kind::gather: return stage_type::gather;
+  }
+  return stage_type::segment;
+}
+
+std::vector<int> grid_bounds(const std::vector<tile_geometry>& tiles, bool rows) {
+  std::set<int> bounds;
+  for (const tile_geometry& t : tiles) {
+    bounds.insert(rows ? t.output.row_begin : t.output.col_begin);
+    bounds.insert(rows ? t.output.row_end : t.output.col_end);
+  }
+  return std::vector<int>(bounds.begin(), bounds.end());
+}
+
+stage_spec spec_of(const graph& g, const stage_graph& sg, const stage& s, uint64_t hash, int version) {
+  stage_spec spec;
+  spec.stage_id = s.id;
+  spec.type = type_of(s.kind);
+  spec.plan_version = uint32_t(version);
+  spec.model_hash = hash;
+  spec.inputs = s.inputs;
+  spec.outputs = s.outputs;
+  if (s.kind == stage_kind::segment || s.kind == stage_kind::tile)
+    spec.fragment = make_fragment(g, s.layers, hash, {});  // weights come from the node's cache
+  if (s.run < 0) return spec;
+  const tiled_run& run = sg.runs[size_t(s.run)];
+  const std::vector<tile_geometry>& tiles = sg.tiles[size_t(s.run)];
+  auto part = [](const std::string& tensor, size_t tile) { return tensor + "@tile" + std::to_string(tile); };
+  switch (s.kind) {
+    case stage_kind::tile: {
+      const tile_geometry& geo = tiles[size_t(s.tile)];
+      spec.tile_index = s.tile;
+      spec.grid_row_bounds = grid_bounds(tiles, true);
+      spec.grid_col_bounds = grid_bounds(tiles, false);
+      for (int in : run.inputs) spec.tile_input_regions.push_back(geo.computed[size_t(in)]);
+      spec.tile_output_region = geo.output;
+      break;
+    }
+    case stage_kind::scatter:
+      for (size_t t = 0; t < tiles.size(); ++t)
+        for (int in : run.inputs)
+          spec.copies.push_back({g.layers[size_t(in)].name, part(g.layers[size_t(in)].name, t), tiles[t].computed[size_t(in)]});
+      break;
+    case stage_kind::gather: {
+      const std::string& out = g.layers[size_t(run.output)].name;
+      for (size_t t = 0; t < tiles.size(); ++t) spec.copies.push_back({out, part(out, t), tiles[t].output});
+      spec.whole_shape = g.layers[size_t(run.output)].output_shape;
+      break;
+    }
+    case stage_kind::segment:
+      break;
+  }
+  return spec;
+}
+
+}  // namespace
+
+result<std::vector<node_endpoint>> parse_node_list(const std::string& text) {
+  std::vector<node_endpoint> nodes;
+  std::set<std::string> names;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t comma = text.find(',', start);
+    if (comma == std::string::npos) comma = text.size();
+    const std::string item = text.substr(start, comma - start);
+    start = comma + 1;
+    if (item.empty()) continue;
+    const size_t eq = item.find('=');
+    if (eq == std::string::npos || eq == 0)
+      return status::error("--nodes: '" + item + "' is not NAME=HOST:PORT");
+    node_endpoint n;
+    n.name = item.substr(0, eq);
+    std::string address = item.substr(eq + 1);
+    const size_t colon = address.rfind(':');
+    std::string port_text = address;
+    if (colon != std::string::npos) {
+      n.host = address.substr(0, colon);
+      port_text = address.substr(colon + 1);
+    }
+    if (n.host.empty()) n.host = "127.0.0.1";
+    char* end = nullptr;
+    const long port = std::strtol(port_text.c_str(), &end, 10);
+    if (port_text.empty() || *end != '\0' || port < 1 || port > 65535)
+      return status::error("--nodes: node '" + n.name + "': '" + port_text + "' is not a port in [1, 65535]");
+    n.port = uint16_t(port);
+    if (!names.insert(n.name).second) return status::error("--nodes: node '" + n.name + "' is named twice");
+    nodes.push_back(n);
+  }
+  if (nodes.empty()) return status::error("--nodes: no nodes given");
+  return nodes;
+}
+
+deployment::deployment(caf::actor_system& system, deployment_options options)
+    : system_(system), options_(options), self_(std::make_unique<caf::scoped_actor>(system)) {}
+
+deployment::~deployment() { teardown(); }
+
+void deployment::log(topology_event event) {
+  if (options_.log) options_.log->write(std::move(event));
+}
+
+caf::actor& deployment::node_actor(const std::string& name) { return nodes_.at(name); }
+
+status deployment::connect(const std::vector<node_endpoint>& nodes) {
+  caf::scoped_actor& self = *self_;
+  for (const node_endpoint& n : nodes) {
+    const std::string what = "node '" + n.name + "' at " + n.address();
+    caf::actor handle;
+    std::string failure;
+    self->request(system_.middleman().actor_handle(), options_.timeout, caf::connect_atom::value, n.host, n.port)
+        .receive(
+            [&](const caf::node_id&, caf::strong_actor_ptr& ptr, const std::set<std::string>&) {
+              handle = caf::actor_cast<caf::actor>(ptr);
+              if (!handle) failure = "something listens there, but it publishes no d3-node actor";
+            },
+            [&](caf::error& e) {
+              failure = e == caf::sec::request_timeout
+                            ? "no answer within " + std::to_string(options_.timeout.count()) + " ms"
+                            : system_.render(e);
+            });
+    if (!handle) return status::error("cannot connect to " + what + ": " + failure);
+    std::string name, role;
+    self->request(handle, options_.timeout, protocol::info_atom::value)
+        .receive(
+            [&](std::string& reported_name, std::string& reported_role) {
+              name = std::move(reported_name);
+              role = std::move(reported_role);
+            },
+            [&](caf::error& e) { failure = system_.render(e); });
+    if (!failure.empty()) return status::error(what + " does not answer as a d3-node: " + failure);
+    if (name != n.name)
+      return status::error(what + " is d3-node '" + name + "', not '" + n.name + "' (check --nodes)");
+    endpoints_[n.name] = n;
+    nodes_[n.name] = handle;
+    self->monitor(handle);
+    roles_[n.name] = role;
+    log({{"event", "node_up"}, {"node", n.name}, {"role", role}, {"address", n.address()}});
+  }
+  return status::ok();
+}
+
+result<deploy_report> deployment::deploy(const graph& g, const deployment_plan& plan) {
+  teardown();
+  const auto started = clock_type::now();
+  caf::scoped_actor& self = *self_;
+  auto sg = build_stage_graph(g, plan);
+  if (!sg) return sg.error();
+  drain_down_messages();
+  for (const stage& s : sg->stages)
+    if (down_nodes_.count(s.node))
+      return status::error("the plan places " + std::string(to_string(s.kind)) + " stage " + std::to_string(s.id) +
+                           " on node '" + s.node + "' at " + endpoints_.at(s.node).address() + ", which is down");
+  for (const stage& s : sg->stages)
+    if (!nodes_.count(s.node))
+      return status::error("the plan places " + std::string(to_string(s.kind)) + " stage " + std::to_string(s.id) +
+                           " on node '" + s.node + "', which is not connected (not in --nodes?)");
+
+  deploy_report report;
+  report.plan_version = plan.version;
+  report.model_hash = model_hash(g);
+  report.bytes_per_request = bytes_between_nodes(g, *sg, options_.app_node);
+
+  // Direct connections between nodes that exchange tensors (else CAF relays through the app).
+  for (const link_bytes& link : report.bytes_per_request) {
+    if (link.from == options_.app_node || link.to == options_.app_node) continue;
+    auto key = std::minmax(link.from, link.to);
+    if (peered_.count(key)) continue;
+    const node_endpoint& to = endpoints_.at(key.second);
+    D3_RETURN_IF_ERROR(ask(self, node_actor(key.first), options_.timeout,
+                           "node '" + key.first + "' connecting to node '" + key.second + "' at " + to.address(),
+                           protocol::peer_atom::value, to.host, to.port));
+    peered_.insert(key);
+  }
+
+  // Weights: every node gets the layers its stages run that it does not have yet.
+  std::map<std::string, std::set<int>> needed;
+  for (const stage& s : sg->stages)
+    if (s.kind == stage_kind::segment || s.kind == stage_kind::tile)
+      for (int l : s.layers)
+        if (weight_bytes(g.layers[size_t(l)]) > 0) needed[s.node].insert(l);
+  for (const auto& [node, layer_set] : needed) {
+    std::vector<std::string> names;
+    for (int l : layer_set) names.push_back(g.layers[size_t(l)].name);
+    std::vector<std::string> lacking;
+    std::string failure;
+    bool answered = false;
+    self->request(node_actor(node), options_.timeout, protocol::lacks_atom::value, report.model_hash, names)
+        .receive(
+            [&](std::vector<std::string>& reply) {
+              answered = true;
+              lacking = std::move(reply);
+            },
+            [&](caf::error& e) { failure = system_.render(e); });
+    if (!answered) return status::error("node '" + node + "': cannot ask for its cached layers: " + failure);
+    std::vector<int> to_ship;
+    for (const std::string& name : lacking) {
+      const int l = g.find(name);
+      if (l < 0 || !layer_set.count(l)) return status::error("node '" + node + "' lacks unknown layer '" + name + "'");
+      to_ship.push_back(l);
+    }
+    size_t node_bytes = 0, node_message_bytes = 0;
+    std::vector<int> chunk;
+    size_t chunk_bytes = 0;
+    auto ship = [&]() -> status {
+      if (chunk.empty()) return status::ok();
+      bytes payload = encode_layers(g, chunk, report.model_hash, chunk);
+      if (payload.empty()) return status::error("cannot encode the layers shipped to node '" + node + "'");
+      node_message_bytes += payload.size();
+      D3_RETURN_IF_ERROR(ask(self, node_actor(node), options_.timeout,
+                             "shipping " + std::to_string(chunk.size()) + " layers to node '" + node + "'",
+                             protocol::ship_atom::value, std::move(payload)));
+      node_bytes += chunk_bytes;
+      chunk.clear();
+      chunk_bytes = 0;
+      return status::ok();
+    };
+    for (int l : to_ship) {
+      const size_t b = weight_bytes(g.layers[size_t(l)]);
+      if (!chunk.empty() && chunk_bytes + b > options_.shipment_bytes) D3_RETURN_IF_ERROR(ship());
+      chunk.push_back(l);
+      chunk_bytes += b;
+    }
+    D3_RETURN_IF_ERROR(ship());
+    report.weight_bytes_shipped += node_bytes;
+    report.message_bytes_shipped += node_message_bytes;
+    report.layers_shipped += to_ship.size();
+    report.layers_cached += layer_set.size() - to_ship.size();
+    report.weight_bytes_per_node[node] = node_bytes;
+    log({{"event", "layers_shipped"},
+         {"node", node},
+         {"layers", to_ship.size()},
+         {"bytes", node_bytes},
+         {"cached", layer_set.size() - to_ship.size()},
+         {"model_hash", report.model_hash}});
+  }
+
+  // Stages: spawned on their nodes, set up (operators created there), then wired.
+  std::vector<caf::actor> actors;
+  auto abandon = [&](status error) -> result<deploy_report> {
+    for (const caf::actor& a : actors) {
+      self->demonitor(a);
+      caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+    }
+    return error;
+  };
+  for (const stage& s : sg->stages) {
+    const std::string what = std::string(to_string(s.kind)) + " stage " + std::to_string(s.id) + " on node '" +
+                             s.node + "'";
+    bytes spec = encode_stage_spec(spec_of(g, *sg, s, report.model_hash, plan.version));
+    if (spec.empty()) return abandon(status::error(what + ": cannot encode its spec"));
+    auto spawned = system_.middleman().remote_spawn<caf::actor>(node_actor(s.node).node(), type_name_of(s.kind),
+                                                                caf::make_message(std::move(spec)), options_.timeout);
+    if (!spawned) return abandon(status::error("cannot spawn " + what + ": " + system_.render(spawned.error())));
+    actors.push_back(*spawned);
+    self->monitor(*spawned);
+    status ready = ask(self, *spawned, options_.timeout, what, protocol::setup_atom::value, caf::actor(self));
+    if (!ready) return abandon(ready);
+  }
+  std::map<int, std::vector<int>> sends_to;
+  std::map<std::string, std::vector<caf::actor>> input_routes;
+  for (const route& r : sg->routes) {
+    if (r.from_stage < 0) {
+      for (int to : r.to_stages) input_routes[r.tensor].push_back(actors[size_t(to)]);
+      continue;
+    }
+    const std::string what = "routing '" + r.tensor + "' of stage " + std::to_string(r.from_stage);
+    for (int to : r.to_stages) {
+      status routed = ask(self, actors[size_t(r.from_stage)], options_.timeout, what, protocol::route_atom::value,
+                          r.tensor, actors[size_t(to)]);
+      if (!routed) return abandon(routed);
+      sends_to[r.from_stage].push_back(to);
+    }
+    if (r.to_app) {
+      status routed = ask(self, actors[size_t(r.from_stage)], options_.timeout, what, protocol::route_atom::value,
+                          r.tensor, caf::actor(self));
+      if (!routed) return abandon(routed);
+    }
+  }
+  for (const stage& s : sg->stages) {
+    topology_event e = {{"event", "actor_spawned"},
+                        {"actor", s.id},
+                        {"kind", to_string(s.kind)},
+                        {"node", s.node},
+                        {"plan_version", plan.version},
+                        {"caf_actor", actors[size_t(s.id)].id()}};
+    if (!s.layers.empty())
+      e["layers"] = {g.layers[size_t(s.layers.front())].name, g.layers[size_t(s.layers.back())].name};
+    if (s.kind == stage_kind::tile) {
+      e["tile"] = s.tile;
+      e["region"] = sg->tiles[size_t(s.run)][size_t(s.tile)].output.to_string();
+    }
+    std::vector<int> to = sends_to[s.id];
+    std::sort(to.begin(), to.end());
+    to.erase(std::unique(to.begin(), to.end()), to.end());
+    e["sends_to"] = to;
+    log(std::move(e));
+  }
+  log({{"event", "plan_deployed"}, {"version", plan.version}, {"strategy", plan.strategy}, {"model", g.name}});
+
+  stages_ = std::move(sg.value());
+  stage_actors_ = std::move(actors);
+  input_routes_ = std::move(input_routes);
+  graph_outputs_ = stages_.graph_outputs;
+  plan_version_ = plan.version;
+  broken_.clear();
+  report.deploy_ms = ms_since(started);
+  return report;
+}
+
+std::vector<request_outcome> deployment::run(const std::vector<std::map<std::string, tensor>>& inputs,
+                                             int in_flight) {
+  caf::scoped_actor& self = *self_;
+  std::vector<request_outcome> outcomes(inputs.size());
+  if (stage_actors_.empty()) {
+    for (request_outcome& o : outcomes) o.error = "nothing deployed";
+    return outcomes;
+  }
+  in_flight = std::max(1, in_flight);
+  std::map<uint64_t, size_t> active, finished;  // request id -> index
+  std::vector<clock_type::time_point> started(inputs.size());
+  size_t next = 0, done = 0;
+
+  auto finish = [&](uint64_t id, const std::string& error) {
+    auto it = active.find(id);
+    const size_t i = it->second;
+    outcomes[i].ok = error.empty();
+    outcomes[i].error = error;
+    outcomes[i].latency_ms = ms_since(started[i]);
+    if (!error.empty()) outcomes[i].outputs.clear();
+    finished[id] = i;
+    active.erase(it);
+    ++done;
+  };
+  auto start = [&](size_t i) {
+    const uint64_t id = next_request_id_++;
+    outcomes[i].id = id;
+    active[id] = i;
+    started[i] = clock_type::now();
+    if (!broken_.empty()) return finish(id, broken_);
+    std::map<caf::actor, std::vector<tensor_ref>> per_destination;
+    for (const auto& [name, dests] : input_routes_) {
+      auto t = inputs[i].find(name);
+      if (t == inputs[i].end()) return finish(id, "no input tensor named '" + name + "'");
+      for (const caf::actor& d : dests) per_destination[d].push_back({name, &t->second});
+    }
+    for (auto& [dest, refs] : per_destination) {
+      bytes payload = encode_bundle(id, uint32_t(plan_version_), refs);
+      if (payload.empty()) return finish(id, "cannot encode the input bundle");
+      self->send(dest, protocol::data_atom::value, std::move(payload));
+    }
+  };
+  auto on_data = [&](const bytes& payload) {
+    auto bundle = decode_bundle(payload.data(), payload.size());
+    if (!bundle) {
+      stray_errors_.push_back("undecodable answer: " + bundle.message());
+      return;
+    }
+    const uint64_t id = bundle->request_id;
+    auto dup = finished.find(id);
+    if (dup != finished.end()) {
+      request_outcome& o = outcomes[dup->second];
+      if (o.ok) o.error = "duplicated answer";
+      o.ok = false;
+      return;
+    }
+    auto it = active.find(id);
+    if (it == active.end()) {
+      stray_errors_.push_back("answer for unknown request " + std::to_string(id));
+      return;
+    }
+    request_outcome& o = outcomes[it->second];
+    if (bundle->plan_version != uint32_t(plan_version_))
+      return finish(id, "answer under plan version " + std::to_string(bundle->plan_version));
+    for (named_tensor& t : bundle->tensors) {
+      if (std::find(graph_outputs_.begin(), graph_outputs_.end(), t.name) == graph_outputs_.end())
+        return finish(id, "answer holds '" + t.name + "', which is no graph output");
+      if (!o.outputs.emplace(t.name, std::move(t.value)).second)
+        return finish(id, "output '" + t.name + "' received twice");
+    }
+    if (o.outputs.size() == graph_outputs_.size()) finish(id, "");
+  };
+  auto on_fail = [&](uint64_t id, bool known, int32_t stage, const std::string& what) {
+    if (known && active.count(id)) return finish(id, what);
+    if (known && finished.count(id)) {
+      request_outcome& o = outcomes[finished[id]];
+      o.ok = false;
+      if (o.error.empty()) o.error = what;
+      return;
+    }
+    stray_errors_.push_back(what);
+  };
+
+  auto on_down = [&](const caf::down_msg& down) {
+    for (const auto& [name, node] : nodes_)
+      if (node.address() == down.source) {
+        down_nodes_.insert(name);
+        log({{"event", "node_down"}, {"node", name}, {"reason", system_.render(down.reason)}});
+        return;
+      }
+    for (size_t s = 0; s < stage_actors_.size(); ++s) {
+      if (stage_actors_[s].address() != down.source) continue;
+      const stage& st = stages_.stages[s];
+      const std::string reason = system_.render(down.reason);
+      gone_.insert(s);
+      log({{"event", "actor_exited"}, {"actor", int(s)}, {"node", st.node}, {"reason", reason}});
+      if (broken_.empty())
+        broken_ = std::string(to_string(st.kind)) + " stage " + std::to_string(s) + " on node '" + st.node +
+                  "' is gone (" + reason + ")";
+      std::vector<uint64_t> waiting;
+      for (const auto& [id, i] : active) waiting.push_back(id);
+      for (uint64_t id : waiting) finish(id, broken_);
+      return;
+    }
+  };
+
+  while (done < inputs.size()) {
+    while (active.size() < size_t(in_flight) && next < inputs.size()) start(next++);
+    if (active.empty()) continue;
+    // The oldest waiting request sets the deadline.
+    clock_type::time_point oldest = clock_type::time_point::max();
+    for (const auto& [id, i] : active) oldest = std::min(oldest, started[i]);
+    const auto deadline = oldest + options_.timeout;
+    const auto now = clock_type::now();
+    if (now >= deadline) {
+      std::vector<uint64_t> late;
+      for (const auto& [id, i] : active)
+        if (started[i] + options_.timeout <= now) late.push_back(id);
+      for (uint64_t id : late)
+        finish(id, "no answer within " + std::to_string(options_.timeout.count()) + " ms");
+      continue;
+    }
+    const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now) + std::chrono::milliseconds(1);
+    self->receive([&](protocol::data_atom, const bytes& payload) { on_data(payload); },
+                  [&](protocol::fail_atom, uint64_t id, bool known, int32_t stage, const std::string& what) {
+                    on_fail(id, known, stage, what);
+                  },
+                  [&](caf::down_msg& down) { on_down(down); }, caf::after(wait) >> [] {});
+  }
+  // Answers already queued (duplicates would be here) are accounted before returning.
+  bool more = true;
+  while (more)
+    self->receive([&](protocol::data_atom, const bytes& payload) { on_data(payload); },
+                  [&](protocol::fail_atom, uint64_t id, bool known, int32_t stage, const std::string& what) {
+                    on_fail(id, known, stage, what);
+                  },
+                  [&](caf::down_msg& down) { on_down(down); },
+                  caf::after(std::chrono::milliseconds(0)) >> [&] { more = false; });
+  return outcomes;
+}
+
+result<std::string> deployment::send_raw(int stage_id, const std::vector<uint8_t>& payload) {
+  if (stage_id < 0 || size_t(stage_id) >= stage_actors_.size())
+    return status::error("no stage " + std::to_string(stage_id) + " deployed");
+  caf::scoped_actor& self = *self_;
+  self->send(stage_actors_[size_t(stage_id)], protocol::data_atom::value, payload);
+  std::string reported;
+  bool got = false, timed_out = false;
+  while (!got && !timed_out)
+    self->receive(
+        [&](protocol::fail_atom, uint64_t, bool, int32_t, const std::string& what) {
+          got = true;
+          reported = what;
+        },
+        [&](protocol::data_atom, const bytes&) { stray_errors_.push_back("unexpected answer to a raw payload"); },
+        caf::after(options_.timeout) >> [&] { timed_out = true; });
+  if (!got) return status::error("stage " + std::to_string(stage_id) + " reported no error within " +
+                                 std::to_string(options_.timeout.count()) + " ms");
+  return reported;
+}
+
+void deployment::drain_down_messages() {
+  caf::scoped_actor& self = *self_;
+  bool more = true;
+  while (more)
+    self->receive(
+        [&](caf::down_msg& down) {
+          for (const auto& [name, node] : nodes_)
+            if (node.address() == down.source && down_nodes_.insert(name).second)
+              log({{"event", "node_down"}, {"node", name}, {"reason", system_.render(down.reason)}});
+        },
+        caf::after(std::chrono::milliseconds(0)) >> [&] { more = false; });
+}
+
+void deployment::teardown() {
+  if (stage_actors_.empty()) return;
+  for (size_t i = 0; i < stage_actors_.size(); ++i) {
+    (*self_)->demonitor(stage_actors_[i]);
+    caf::anon_send_exit(stage_actors_[i], caf::exit_reason::user_shutdown);
+    if (gone_.count(i)) continue;
+    log({{"event", "actor_exited"},
+         {"actor", int(i)},
+         {"node", i < stages_.stages.size() ? stages_.stages[i].node : std::string()},
+         {"reason", "teardown"}});
+  }
+  // A round trip to each node after the exits: messages on one connection arrive in order.
+  std::set<std::string> used;
+  for (const stage& s : stages_.stages) used.insert(s.node);
+  caf::scoped_actor& self = *self_;
+  drain_down_messages();
+  for (const std::string& node : used) {
+    auto it = nodes_.find(node);
+    if (it == nodes_.end() || down_nodes_.count(node)) continue;
+    self->request(it->second, options_.timeout, protocol::info_atom::value)
+        .receive([](const std::string&, const std::string&) {}, [](const caf::error&) {});
+  }
+  stage_actors_.clear();
+  gone_.clear();
+  input_routes_.clear();
+  stages_ = stage_graph();
+}
+
+}  // namespace d3

@@ -1,0 +1,123 @@
+// The app side of the distributed runtime (d3-infer and the tests share it): connects to the
+// node processes, ships the layers each node lacks, spawns the stage graph's actors on their
+// nodes with remote_spawn, wires their routes (node to node), runs requests with ids and collects
+// the answers, and exits the stages at the end. Every step has a finite timeout and reports errors
+// naming the node, its address or the stage. Protocol: actors/protocol.hpp.
+#pragma once
+
+#include <caf/all.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "actors/plan.hpp"
+#include "actors/topology_log.hpp"
+#include "kernels/graph.hpp"
+#include "kernels/status.hpp"
+#include "kernels/tensor.hpp"
+
+namespace d3 {
+
+struct node_endpoint {
+  std::string name;
+  std::string host;
+  uint16_t port = 0;
+  std::string address() const { return host + ":" + std::to_string(port); }
+};
+
+// "device=127.0.0.1:4301,edge1=127.0.0.1:4302" (a missing host means 127.0.0.1).
+result<std::vector<node_endpoint>> parse_node_list(const std::string& text);
+
+struct deployment_options {
+  std::chrono::milliseconds timeout{10000};  // every connect, request and answer wait
+  topology_log* log = nullptr;               // optional
+  std::string app_node = "app";              // the app's name in link accounting
+  size_t shipment_bytes = size_t(32) << 20;  // layers are shipped in messages of at most this size
+};
+
+struct deploy_report {
+  int plan_version = 0;
+  uint64_t model_hash = 0;
+  size_t weight_bytes_shipped = 0;   // weights + biases of the layers shipped
+  size_t message_bytes_shipped = 0;  // the shipments as sent
+  size_t layers_shipped = 0;
+  size_t layers_cached = 0;          // layers a node already had
+  std::map<std::string, size_t> weight_bytes_per_node;
+  std::vector<link_bytes> bytes_per_request;  // bytes_between_nodes
+  double deploy_ms = 0;
+};
+
+struct request_outcome {
+  uint64_t id = 0;
+  bool ok = false;
+  std::string error;
+  std::map<std::string, tensor> outputs;  // graph outputs by name
+  double latency_ms = 0;
+};
+
+class deployment {
+ public:
+  explicit deployment(caf::actor_system& system, deployment_options options = {});
+  ~deployment();  // tears down the stages still running
+  deployment(const deployment&) = delete;
+  deployment& operator=(const deployment&) = delete;
+
+  // Connects to every node and checks it is the node it is named as. Errors name the node and
+  // its address (nothing listening, not a d3-node, wrong name, no answer within the timeout).
+  status connect(const std::vector<node_endpoint>& nodes);
+
+  // Deploys `plan` of `g` (prepared): stage graph, peer connections for node-to-node traffic,
+  // layer shipping (only what each node lacks), remote_spawn of every stage, setup, routes.
+  // A previous deployment is torn down first.
+  result<deploy_report> deploy(const graph& g, const deployment_plan& plan);
+
+  // Runs one request per input map (graph input name -> tensor), at most `in_flight` at once.
+  // Every request gets an outcome; an answer missing for `timeout` fails the requests waiting.
+  // When a stage actor or its node goes away (CAF down message: process killed, connection
+  // lost), every waiting and later request fails at once naming the stage and node.
+  std::vector<request_outcome> run(const std::vector<std::map<std::string, tensor>>& inputs, int in_flight);
+
+  // Sends `payload` as a data message to stage `stage_id` and waits for the error it reports
+  // (tests: a corrupt payload must produce an error reply and leave the stage serving).
+  result<std::string> send_raw(int stage_id, const std::vector<uint8_t>& payload);
+
+  // Exits every stage actor (anon_send_exit) and waits until each node has received the exits.
+  void teardown();
+
+  const stage_graph& stages() const { return stages_; }
+  // Errors stages reported for requests this deployment did not know (e.g. corrupt payloads).
+  const std::vector<std::string>& stray_errors() const { return stray_errors_; }
+  // Non-empty once a stage or node of the current deployment is gone.
+  const std::string& broken() const { return broken_; }
+  bool deployed() const { return !stage_actors_.empty(); }
+
+ private:
+  void log(topology_event event);
+  caf::actor& node_actor(const std::string& name);
+
+  caf::actor_system& system_;
+  deployment_options options_;
+  std::unique_ptr<caf::scoped_actor> self_;
+  std::map<std::string, node_endpoint> endpoints_;
+  std::map<std::string, caf::actor> nodes_;
+  std::map<std::string, std::string> roles_;
+  std::set<std::pair<std::string, std::string>> peered_;
+  stage_graph stages_;
+  std::vector<caf::actor> stage_actors_;
+  std::map<std::string, std::vector<caf::actor>> input_routes_;  // graph input -> stages reading it
+  std::vector<std::string> graph_outputs_;
+  int plan_version_ = 0;
+  std::string broken_;
+  std::set<size_t> gone_;
+  std::set<std::string> down_nodes_;  // nodes whose node actor went away (process gone)
+  void drain_down_messages();  // stages of the current deployment known to have exited  // why the deployment cannot answer any more (a stage or node is gone)
+  uint64_t next_request_id_ = 1;
+  std::vector<std::string> stray_errors_;
+};
+
+}  // namespace d3

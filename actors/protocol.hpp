@@ -1,0 +1,50 @@
+// The runtime's CAF protocol: atoms, message types and actor type names, shared by d3-node, the
+// app side (actors/deployment.hpp) and the tests. Payloads are byte vectors holding Cap'n Proto
+// messages (schema/bundle.hpp); CAF only moves them (one memcpy, see
+// ../shared/notes/dependencies.md).
+//
+// Node actor (published on the node's port; one per d3-node process):
+//   (info)                                     -> (string name, string role)
+//   (lacks, uint64 model_hash, [string] layers) -> [string] layers missing from the node's cache
+//   (ship, bytes LayerShipment)                -> string: "" stored, else the error
+//   (peer, string host, uint16 port)           -> string: "" connected (direct node-to-node
+//                                                  traffic), else the error
+// Stage actors (remote_spawn by type name with make_message(bytes StageSpec)):
+//   (setup, actor app) -> string: "" ready (operators created), else the error; errors of later
+//                         requests go to `app`
+//   (route, string tensor, actor dest) -> string: "" (dest receives `tensor` per request)
+//   (data, bytes TensorBundle)         -> nothing; once every input of a request id is there
+//                         the stage computes and sends (data, bundle) to each destination
+// Stage -> app on failure: (fail, uint64 request_id, bool id_known, int32 stage_id, string what)
+#pragma once
+
+#include <caf/all.hpp>
+#include <caf/io/all.hpp>
+
+#include <cstdint>
+#include <vector>
+
+namespace d3::protocol {
+
+using bytes = std::vector<uint8_t>;
+
+using info_atom = caf::atom_constant<caf::atom("d3info")>;
+using lacks_atom = caf::atom_constant<caf::atom("d3lacks")>;
+using ship_atom = caf::atom_constant<caf::atom("d3ship")>;
+using peer_atom = caf::atom_constant<caf::atom("d3peer")>;
+using setup_atom = caf::atom_constant<caf::atom("d3setup")>;
+using route_atom = caf::atom_constant<caf::atom("d3route")>;
+using data_atom = caf::atom_constant<caf::atom("d3data")>;
+using fail_atom = caf::atom_constant<caf::atom("d3fail")>;
+
+constexpr const char* segment_type = "d3_segment";
+constexpr const char* scatter_type = "d3_scatter";
+constexpr const char* tile_type = "d3_tile";
+constexpr const char* gather_type = "d3_gather";
+
+// Every process of a deployment (nodes and app): loads the middleman, adds the message types.
+void configure_process(caf::actor_system_config& cfg);
+// Nodes: the stage actor types remote_spawn may create here.
+void add_stage_actor_types(caf::actor_system_config& cfg);
+
+}  // namespace d3::protocol

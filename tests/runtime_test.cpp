@@ -1,0 +1,439 @@
+// The distributed runtime with real d3-node processes on loopback: every test starts its own
+// cluster (device, edge1, edge2, cloud) on free ports, deploys through actors/deployment (the code
+// d3-infer runs) and checks answers bit for bit against a single-process executor. The nodes are
+// stopped by the fixture's destructor, also when a check fails; they also get SIGTERM if this
+// process dies (PR_SET_PDEATHSIG).
+#define BOOST_TEST_MODULE runtime_test
+#include <boost/test/unit_test.hpp>
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "actors/deployment.hpp"
+#include "actors/plan.hpp"
+#include "actors/protocol.hpp"
+#include "actors/topology_log.hpp"
+#include "kernels/executor.hpp"
+#include "kernels/model_zoo.hpp"
+#include "schema/bundle.hpp"
+
+#ifndef D3_NODE_BINARY
+#error "D3_NODE_BINARY (path of d3-node) must be defined by the build"
+#endif
+
+namespace {
+
+using namespace std::chrono_literals;
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// One d3-node process with its stdout/stderr in a file (never a pipe nobody drains).
+struct node_process {
+  std::string name, role, ini, log;
+  pid_t pid = -1;
+  uint16_t port = 0;
+};
+
+struct cluster {
+  std::string dir;
+  std::vector<node_process> nodes;
+  caf::actor_system_config cfg;
+  std::unique_ptr<caf::actor_system> system;
+
+  cluster() {
+    char tmpl[] = "/tmp/d3-runtime-test-XXXXXX";
+    BOOST_REQUIRE(mkdtemp(tmpl) != nullptr);
+    dir = tmpl;
+    const std::vector<std::pair<std::string, std::string>> layout = {
+        {"device", "device"}, {"edge1", "edge"}, {"edge2", "edge"}, {"cloud", "cloud"}};
+    for (const auto& [name, role] : layout) start(name, role);
+    for (node_process& n : nodes) wait_listening(n);
+    d3::protocol::configure_process(cfg);
+    system = std::make_unique<caf::actor_system>(cfg);
+  }
+
+  ~cluster() {
+    system.reset();
+    for (node_process& n : nodes)
+      if (n.pid > 0) ::kill(n.pid, SIGTERM);
+    for (node_process& n : nodes) {
+      if (n.pid <= 0) continue;
+      bool reaped = false;
+      for (int i = 0; i < 100 && !reaped; ++i) {  // 5 s grace, then SIGKILL
+        reaped = ::waitpid(n.pid, nullptr, WNOHANG) == n.pid;
+        if (!reaped) std::this_thread::sleep_for(50ms);
+      }
+      if (!reaped) {
+        BOOST_TEST_MESSAGE("d3-node " << n.name << " ignored SIGTERM; killing it");
+        ::kill(n.pid, SIGKILL);
+        ::waitpid(n.pid, nullptr, 0);
+      }
+    }
+    for (node_process& n : nodes) {
+      std::remove(n.ini.c_str());
+      std::remove(n.log.c_str());
+    }
+    std::remove((dir + "/topology.jsonl").c_str());
+    ::rmdir(dir.c_str());
+  }
+
+  void start(const std::string& name, const std::string& role) {
+    node_process n;
+    n.name = name;
+    n.role = role;
+    n.ini = dir + "/" + name + ".ini";
+    n.log = dir + "/" + name + ".log";
+    std::ofstream(n.ini) << "[d3]\nname=\"" << name << "\"\nrole=\"" << role << "\"\nhost=\"127.0.0.1\"\nport=0\n";
+    const pid_t parent = ::getpid();
+    n.pid = ::fork();
+    BOOST_REQUIRE(n.pid >= 0);
+    if (n.pid == 0) {
+      ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+      if (::getppid() != parent) ::_exit(127);
+      int fd = ::open(n.log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      if (fd >= 0) {
+        ::dup2(fd, 1);
+        ::dup2(fd, 2);
+        ::close(fd);
+      }
+      const std::string config = "--config-file=" + n.ini;
+      ::execl(D3_NODE_BINARY, D3_NODE_BINARY, config.c_str(), "--d3.verbose", static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    nodes.push_back(n);
+  }
+
+  void wait_listening(node_process& n) {
+    const std::string marker = "d3-node " + n.name + " (" + n.role + ") listening on 127.0.0.1:";
+    const auto deadline = std::chrono::steady_clock::now() + 20s;
+    while (std::chrono::steady_clock::now() < deadline) {
+      const std::string text = read_file(n.log);
+      const size_t at = text.find(marker);
+      if (at != std::string::npos && text.find('\n', at) != std::string::npos) {
+        n.port = uint16_t(std::atoi(text.c_str() + at + marker.size()));
+        BOOST_REQUIRE_MESSAGE(n.port != 0, "bad listening line of " << n.name << ": " << text);
+        return;
+      }
+      int status = 0;
+      BOOST_REQUIRE_MESSAGE(::waitpid(n.pid, &status, WNOHANG) == 0, "d3-node " << n.name << " exited: " << text);
+      std::this_thread::sleep_for(20ms);
+    }
+    BOOST_FAIL("d3-node " << n.name << " did not print its listening line within 20 s: " << read_file(n.log));
+  }
+
+  std::vector<d3::node_endpoint> endpoints() const {
+    std::vector<d3::node_endpoint> out;
+    for (const node_process& n : nodes) out.push_back({n.name, "127.0.0.1", n.port});
+    return out;
+  }
+};
+
+const d3::graph& resnet18() {
+  static const d3::graph g = [] {
+    auto m = d3::builtin_model("resnet18");
+    BOOST_REQUIRE_MESSAGE(m.is_ok(), m.message());
+    return std::move(m.value());
+  }();
+  return g;
+}
+
+d3::deployment_plan three_tier_plan(bool tiled) {
+  d3::deployment_plan plan;
+  plan.segments = {{"device", "conv1", "maxpool"}, {"edge1", "layer1.0.conv1", "layer2.1.add"},
+                   {"cloud", "layer3.0.conv1", "fc"}};
+  if (tiled) {
+    d3::plan_tiled_run run;
+    run.first = "layer1.0.conv1";
+    run.last = "layer2.1.add";
+    run.grid = "2x1";
+    run.nodes = {"edge1", "edge2"};
+    plan.tiled_runs.push_back(run);
+  }
+  return plan;
+}
+
+std::vector<std::map<std::string, d3::tensor>> inputs_for(const d3::graph& g, size_t count, uint64_t seed) {
+  std::vector<std::map<std::string, d3::tensor>> inputs(count);
+  for (size_t i = 0; i < count; ++i)
+    for (int in : g.input_layers())
+      inputs[i][g.layers[size_t(in)].name] = d3::random_tensor(g.layers[size_t(in)].output_shape, seed + i);
+  return inputs;
+}
+
+// Single-process answers (one executor over the whole graph).
+std::vector<d3::tensor> expected_outputs(const d3::graph& g, const std::map<std::string, d3::tensor>& input) {
+  static std::unique_ptr<d3::executor> local;
+  if (!local) {
+    auto e = d3::executor::create(g);
+    BOOST_REQUIRE_MESSAGE(e.is_ok(), e.message());
+    local = std::move(e.value());
+  }
+  std::vector<const d3::tensor*> in;
+  for (int l : g.input_layers()) in.push_back(&input.at(g.layers[size_t(l)].name));
+  auto out = local->run(in);
+  BOOST_REQUIRE_MESSAGE(out.is_ok(), out.message());
+  return std::move(out.value());
+}
+
+void check_answers(const d3::graph& g, const std::vector<std::map<std::string, d3::tensor>>& inputs,
+                   const std::vector<d3::request_outcome>& outcomes) {
+  BOOST_REQUIRE_EQUAL(outcomes.size(), inputs.size());
+  std::set<uint64_t> ids;
+  for (size_t i = 0; i < outcomes.size(); ++i) {
+    const d3::request_outcome& r = outcomes[i];
+    BOOST_CHECK_MESSAGE(r.ok, "request " << r.id << ": " << r.error);
+    BOOST_CHECK_MESSAGE(ids.insert(r.id).second, "request id " << r.id << " used twice");
+    if (!r.ok) continue;
+    const std::vector<d3::tensor> expected = expected_outputs(g, inputs[i]);
+    for (size_t k = 0; k < g.outputs.size(); ++k) {
+      auto it = r.outputs.find(g.layers[size_t(g.outputs[k])].name);
+      BOOST_REQUIRE(it != r.outputs.end());
+      BOOST_CHECK_MESSAGE(d3::bitwise_equal(it->second, expected[k]),
+                          "request " << r.id << " (input " << i << "): output differs from the single-process run");
+    }
+  }
+}
+
+size_t total_weight_bytes(const d3::graph& g, const d3::stage_graph& sg) {
+  // Per node, each layer once (both edge nodes hold the tiled run's layers).
+  std::set<std::pair<std::string, int>> held;
+  for (const d3::stage& s : sg.stages)
+    for (int l : s.layers) held.insert({s.node, l});
+  size_t bytes = 0;
+  for (const auto& [node, l] : held) bytes += d3::weight_bytes(g.layers[size_t(l)]);
+  return bytes;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(runtime)
+
+BOOST_FIXTURE_TEST_CASE(resnet18_three_tier_tiled_is_bit_identical, cluster) {
+  auto log = d3::topology_log::open(dir + "/topology.jsonl");
+  BOOST_REQUIRE(log.is_ok());
+  d3::deployment_options options;
+  options.timeout = 20s;
+  options.log = log.value().get();
+  d3::deployment dep(*system, options);
+  auto connected = dep.connect(endpoints());
+  BOOST_REQUIRE_MESSAGE(connected.is_ok(), connected.message());
+  const d3::graph& g = resnet18();
+  auto report = dep.deploy(g, three_tier_plan(true));
+  BOOST_REQUIRE_MESSAGE(report.is_ok(), report.message());
+  BOOST_CHECK_EQUAL(dep.stages().stages.size(), 6u);  // device segment, scatter, 2 tiles, gather, cloud segment
+  BOOST_CHECK_EQUAL(report->weight_bytes_shipped, total_weight_bytes(g, dep.stages()));
+  auto inputs = inputs_for(g, 4, 11);
+  check_answers(g, inputs, dep.run(inputs, 1));
+  dep.teardown();
+
+  auto events = d3::read_topology_log(dir + "/topology.jsonl");
+  BOOST_REQUIRE_MESSAGE(events.is_ok(), events.message());
+  std::map<std::string, int> counts;
+  for (const auto& e : events.value()) counts[e.at("event").get<std::string>()]++;
+  BOOST_CHECK_EQUAL(counts["node_up"], 4);
+  BOOST_CHECK_EQUAL(counts["actor_spawned"], 6);
+  BOOST_CHECK_EQUAL(counts["plan_deployed"], 1);
+  BOOST_CHECK_EQUAL(counts["actor_exited"], 6);
+}
+
+BOOST_FIXTURE_TEST_CASE(googlenet_three_tier_tiled_is_bit_identical, cluster) {
+  // Inception blocks inside the tiles: branches, a max-pool branch and concats per tile.
+  d3::deployment_options options;
+  options.timeout = 20s;
+  d3::deployment dep(*system, options);
+  BOOST_REQUIRE(dep.connect(endpoints()).is_ok());
+  auto model = d3::builtin_model("googlenet");
+  BOOST_REQUIRE_MESSAGE(model.is_ok(), model.message());
+  const d3::graph& g = model.value();
+  d3::deployment_plan plan;
+  plan.segments = {{"device", "conv1.conv", "maxpool2"},
+                   {"edge1", "inception3a.branch1.conv", "inception3b.concat"},
+                   {"cloud", "maxpool3", "fc"}};
+  plan.tiled_runs.push_back({"inception3a.branch1.conv", "inception3b.concat", "2x1", {"edge1", "edge2"}, "", ""});
+  auto report = dep.deploy(g, plan);
+  BOOST_REQUIRE_MESSAGE(report.is_ok(), report.message());
+  auto inputs = inputs_for(g, 3, 31);
+  auto outcomes = dep.run(inputs, 3);
+  BOOST_REQUIRE_EQUAL(outcomes.size(), inputs.size());
+  auto local = d3::executor::create(g);
+  BOOST_REQUIRE(local.is_ok());
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    BOOST_REQUIRE_MESSAGE(outcomes[i].ok, outcomes[i].error);
+    auto expected = (*local)->run({&inputs[i].at("input")});
+    BOOST_REQUIRE(expected.is_ok());
+    BOOST_CHECK(d3::bitwise_equal(outcomes[i].outputs.at("fc"), expected.value().at(0)));
+  }
+}
+
+BOOST_FIXTURE_TEST_CASE(twenty_requests_in_flight_matched_by_id, cluster) {
+  d3::deployment_options options;
+  options.timeout = 30s;
+  d3::deployment dep(*system, options);
+  BOOST_REQUIRE(dep.connect(endpoints()).is_ok());
+  const d3::graph& g = resnet18();
+  auto report = dep.deploy(g, three_tier_plan(true));
+  BOOST_REQUIRE_MESSAGE(report.is_ok(), report.message());
+  auto inputs = inputs_for(g, 20, 100);  // distinct inputs: a mixed-up id gives a wrong answer
+  check_answers(g, inputs, dep.run(inputs, 20));
+  BOOST_CHECK(dep.stray_errors().empty());
+}
+
+BOOST_FIXTURE_TEST_CASE(redeploying_the_same_plan_ships_no_weights, cluster) {
+  auto log = d3::topology_log::open(dir + "/topology.jsonl");
+  BOOST_REQUIRE(log.is_ok());
+  d3::deployment_options options;
+  options.timeout = 20s;
+  options.log = log.value().get();
+  d3::deployment dep(*system, options);
+  BOOST_REQUIRE(dep.connect(endpoints()).is_ok());
+  const d3::graph& g = resnet18();
+  auto first = dep.deploy(g, three_tier_plan(true));
+  BOOST_REQUIRE_MESSAGE(first.is_ok(), first.message());
+  BOOST_CHECK_GT(first->weight_bytes_shipped, 40u << 20);
+  BOOST_CHECK_EQUAL(first->layers_cached, 0u);
+  auto second = dep.deploy(g, three_tier_plan(true));  // tears the first deployment down
+  BOOST_REQUIRE_MESSAGE(second.is_ok(), second.message());
+  BOOST_CHECK_EQUAL(second->weight_bytes_shipped, 0u);
+  BOOST_CHECK_EQUAL(second->layers_shipped, 0u);
+  BOOST_CHECK_EQUAL(second->layers_cached, first->layers_shipped);
+  auto inputs = inputs_for(g, 2, 7);
+  check_answers(g, inputs, dep.run(inputs, 2));
+  // The untiled plan needs no layer the nodes lack either (edge1 holds the run's layers).
+  auto untiled = dep.deploy(g, three_tier_plan(false));
+  BOOST_REQUIRE_MESSAGE(untiled.is_ok(), untiled.message());
+  BOOST_CHECK_EQUAL(untiled->weight_bytes_shipped, 0u);
+  check_answers(g, inputs, dep.run(inputs, 1));
+  dep.teardown();
+
+  auto events = d3::read_topology_log(dir + "/topology.jsonl");
+  BOOST_REQUIRE(events.is_ok());
+  size_t shipped_events = 0, zero_byte_events = 0;
+  for (const auto& e : events.value())
+    if (e.at("event") == "layers_shipped") {
+      ++shipped_events;
+      if (e.at("bytes").get<size_t>() == 0) ++zero_byte_events;
+    }
+  BOOST_CHECK_EQUAL(shipped_events, 4u + 4u + 3u);  // nodes with layers: 4, 4, then 3 (no edge2)
+  BOOST_CHECK_EQUAL(zero_byte_events, 4u + 3u);
+}
+
+BOOST_FIXTURE_TEST_CASE(a_node_that_is_not_running_fails_within_the_timeout, cluster) {
+  // A free port with nothing listening: bind an ephemeral port, close it.
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  BOOST_REQUIRE(fd >= 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  BOOST_REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  socklen_t len = sizeof addr;
+  BOOST_REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+  const uint16_t dead_port = ntohs(addr.sin_port);
+  ::close(fd);
+
+  d3::deployment_options options;
+  options.timeout = 3s;
+  d3::deployment dep(*system, options);
+  auto nodes = endpoints();
+  nodes.push_back({"edge3", "127.0.0.1", dead_port});
+  const auto start = std::chrono::steady_clock::now();
+  auto connected = dep.connect(nodes);
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  BOOST_REQUIRE(!connected.is_ok());
+  BOOST_TEST_MESSAGE("error: " << connected.message());
+  BOOST_CHECK(connected.message().find("edge3") != std::string::npos);
+  BOOST_CHECK(connected.message().find("127.0.0.1:" + std::to_string(dead_port)) != std::string::npos);
+  BOOST_CHECK(elapsed < options.timeout + 2s);
+
+  // A node that exists under another name is refused too.
+  d3::deployment other(*system, options);
+  auto swapped = endpoints();
+  std::swap(swapped[1].port, swapped[2].port);
+  auto wrong = other.connect(swapped);
+  BOOST_REQUIRE(!wrong.is_ok());
+  BOOST_CHECK(wrong.message().find("edge1") != std::string::npos);
+}
+
+BOOST_FIXTURE_TEST_CASE(a_node_killed_after_deployment_fails_requests_at_once, cluster) {
+  d3::deployment_options options;
+  options.timeout = 20s;
+  d3::deployment dep(*system, options);
+  BOOST_REQUIRE(dep.connect(endpoints()).is_ok());
+  const d3::graph& g = resnet18();
+  auto report = dep.deploy(g, three_tier_plan(true));
+  BOOST_REQUIRE_MESSAGE(report.is_ok(), report.message());
+  auto inputs = inputs_for(g, 3, 21);
+  check_answers(g, {inputs[0]}, dep.run({inputs[0]}, 1));
+  node_process& edge2 = nodes[2];
+  BOOST_REQUIRE_EQUAL(edge2.name, "edge2");
+  ::kill(edge2.pid, SIGKILL);
+  ::waitpid(edge2.pid, nullptr, 0);
+  edge2.pid = -1;
+  const auto start = std::chrono::steady_clock::now();
+  auto outcomes = dep.run(inputs, 3);
+  BOOST_CHECK(std::chrono::steady_clock::now() - start < options.timeout);  // the down message, not a timeout
+  for (const auto& r : outcomes) {
+    BOOST_CHECK(!r.ok);
+    BOOST_CHECK_MESSAGE(r.error.find("edge2") != std::string::npos, r.error);
+  }
+}
+
+BOOST_FIXTURE_TEST_CASE(a_corrupt_payload_gets_an_error_reply_and_the_stage_keeps_serving, cluster) {
+  d3::deployment_options options;
+  options.timeout = 20s;
+  d3::deployment dep(*system, options);
+  BOOST_REQUIRE(dep.connect(endpoints()).is_ok());
+  const d3::graph& g = resnet18();
+  auto report = dep.deploy(g, three_tier_plan(true));
+  BOOST_REQUIRE_MESSAGE(report.is_ok(), report.message());
+
+  // Garbage bytes: no request id to be had.
+  std::vector<uint8_t> garbage(1000);
+  for (size_t i = 0; i < garbage.size(); ++i) garbage[i] = uint8_t(i * 37 + 11);
+  auto error = dep.send_raw(0, garbage);
+  BOOST_REQUIRE_MESSAGE(error.is_ok(), error.message());
+  BOOST_TEST_MESSAGE("garbage: " << error.value());
+  BOOST_CHECK(!error.value().empty());
+
+  // A well-formed bundle with a wrong-sized tensor: the error names the tensor.
+  d3::tensor small(d3::tensor_shape{1, 2, 2, 3});
+  auto bundle = d3::encode_bundle(424242, 1, {{"input", &small}});
+  auto wrong = dep.send_raw(0, bundle);
+  BOOST_REQUIRE(wrong.is_ok());
+  BOOST_TEST_MESSAGE("wrong shape: " << wrong.value());
+  BOOST_CHECK(!wrong.value().empty());
+
+  // A truncated valid bundle.
+  auto inputs = inputs_for(g, 3, 5);
+  auto valid = d3::encode_bundle(434343, 1, {{"input", &inputs[0].at("input")}});
+  valid.resize(valid.size() / 2);
+  auto truncated = dep.send_raw(0, valid);
+  BOOST_REQUIRE(truncated.is_ok());
+  BOOST_CHECK(!truncated.value().empty());
+
+  // The stages still serve.
+  check_answers(g, inputs, dep.run(inputs, 3));
+}
+
+BOOST_AUTO_TEST_SUITE_END()

@@ -134,6 +134,16 @@ result<std::vector<topology_event>> read_topology_log(const std::string& path) {
   return events;
 }
 
+std::vector<topology_event> as_deployed(const std::vector<topology_event>& events) {
+  size_t last_plan = events.size();
+  for (size_t i = 0; i < events.size(); ++i)
+    if (text(events[i], "event") == "plan_deployed") last_plan = i;
+  if (last_plan == events.size()) return events;
+  size_t end = last_plan;
+  while (end < events.size() && text(events[end], "event") != "actor_exited") ++end;
+  return std::vector<topology_event>(events.begin(), events.begin() + long(end));
+}
+
 std::string render_topology_tree(const std::vector<topology_event>& events) {
   deployment_state s = replay(events);
   std::ostringstream out;

@@ -43,6 +43,10 @@ std::string utc_now_iso8601();
 // Reads a log; a malformed line is an error naming its line number.
 result<std::vector<topology_event>> read_topology_log(const std::string& path);
 
+// The log up to the teardown of its last deployment: every event before the first actor_exited
+// that follows the last plan_deployed (what was running while requests flowed).
+std::vector<topology_event> as_deployed(const std::vector<topology_event>& events);
+
 // The deployment as it stands at the end of the log: per node, its live actors (what they run,
 // since when), as an indented tree.
 std::string render_topology_tree(const std::vector<topology_event>& events);

@@ -9,12 +9,14 @@
 
 namespace {
 
-const char* usage = R"(usage: d3-topology LOG [--dot FILE] [--png FILE]
+const char* usage = R"(usage: d3-topology LOG [--as-deployed] [--dot FILE] [--png FILE]
 
 Reads a topology log (JSON Lines written by d3-infer: nodes up/down, plans deployed, actors
 spawned and exited, layers shipped and migrated) and prints the deployment as it stands at the
 end of the log: per node, each live actor with the layers or tile it runs and since when.
 
+  --as-deployed  shows the last deployment while it ran (the log up to its teardown) rather
+               than the state at the end of the log
   --dot FILE   also writes the topology as Graphviz DOT (one cluster per node, arrows along the
                data flow)
   --png FILE   also renders it to PNG with Graphviz's `dot` (apt-get install graphviz)
@@ -32,6 +34,7 @@ Exit codes: 0 success, 2 unreadable or malformed log, bad option; 1 when `dot` f
 
 int main(int argc, char** argv) {
   std::string log_path, dot_path, png_path;
+  bool deployed_view = false;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     auto value = [&]() -> std::string {
@@ -41,6 +44,8 @@ int main(int argc, char** argv) {
     if (arg == "--help" || arg == "-h") {
       std::cout << usage;
       return 0;
+    } else if (arg == "--as-deployed") {
+      deployed_view = true;
     } else if (arg == "--dot") {
       dot_path = value();
     } else if (arg == "--png") {
@@ -56,6 +61,7 @@ int main(int argc, char** argv) {
   if (log_path.empty()) fail(2, "which log? (see --help)");
   auto events = d3::read_topology_log(log_path);
   if (!events) fail(2, events.message());
+  if (deployed_view) *events = d3::as_deployed(*events);
   std::cout << d3::render_topology_tree(*events);
   const std::string dot = d3::render_topology_dot(*events);
   if (!dot_path.empty()) {

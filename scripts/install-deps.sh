@@ -9,7 +9,7 @@ packages=(
   libboost-test-dev
   libonnx-dev libprotobuf-dev protobuf-compiler libonnx-testdata
   python3-torch python3-torchvision python3-onnx
-  nlohmann-json3-dev
+  nlohmann-json3-dev graphviz
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -46,6 +46,8 @@ BOOST_AUTO_TEST_CASE(a_log_written_and_read_back_renders_the_live_deployment) {
   BOOST_TEST(tree.find("actor 0 segment: conv1..maxpool") != std::string::npos);
   BOOST_TEST(tree.find("actor 1 tile 0: layer1.0.conv1..layer2.1.add, rows [0, 14) cols [0, 28)") != std::string::npos);
   BOOST_TEST(tree.find("actor 2") == std::string::npos);  // exited: no longer shown
+  // Before the teardown, actor 2 was still there.
+  BOOST_TEST(render_topology_tree(as_deployed(*events)).find("actor 2 segment: x") != std::string::npos);
   const std::string dot = render_topology_dot(*events);
   BOOST_TEST(dot.find("a0 -> a1;") != std::string::npos);
   BOOST_TEST(dot.find("subgraph cluster_") != std::string::npos);

@@ -1,0 +1,74 @@
+#include "planner/strategies.hpp"
+
+namespace d3 {
+
+namespace {
+
+std::vector<int> computed_layers(const graph& g) {
+  std::vector<int> order;
+  auto topo = topological_order(g);
+  if (!topo) return order;
+  for (int l : *topo)
+    if (g.layers[size_t(l)].kind != layer_kind::input) order.push_back(l);
+  return order;
+}
+
+result<planned> evaluate(const graph& g, const layer_profile& profile, const cluster_model& cluster,
+                         deployment_plan plan) {
+  auto stages = build_stage_graph(g, plan);
+  if (!stages) return stages.error();
+  auto prediction = predict_plan(g, *stages, profile, cluster);
+  if (!prediction) return prediction.error();
+  return planned{std::move(plan), std::move(prediction.value())};
+}
+
+}  // namespace
+
+deployment_plan three_tier_plan(const graph& g, int i, int j, const std::string& edge_node) {
+  const std::vector<int> order = computed_layers(g);
+  const int n = int(order.size());
+  deployment_plan plan;
+  auto add = [&](const std::string& node, int begin, int end) {  // [begin, end)
+    if (begin < end) plan.segments.push_back({node, g.layers[size_t(order[size_t(begin)])].name, g.layers[size_t(order[size_t(end - 1)])].name});
+  };
+  add("device", 0, i);
+  add(edge_node, i, j);
+  add("cloud", j, n);
+  return plan;
+}
+
+result<planned> single_node_strategy(const graph& g, const layer_profile& profile, const cluster_model& cluster,
+                                     const std::string& node) {
+  const int n = int(computed_layers(g).size());
+  deployment_plan plan = node == "device" ? three_tier_plan(g, n, n) : node == "cloud" ? three_tier_plan(g, 0, 0)
+                                                                                         : three_tier_plan(g, 0, n, node);
+  plan.strategy = node + "-only";
+  return evaluate(g, profile, cluster, std::move(plan));
+}
+
+result<planned> neurosurgeon_strategy(const graph& g, const layer_profile& profile, const cluster_model& cluster) {
+  const int n = int(computed_layers(g).size());
+  result<planned> best = status::error("neurosurgeon: the model has no layers");
+  for (int split = 0; split <= n; ++split) {
+    auto candidate = evaluate(g, profile, cluster, three_tier_plan(g, split, split));
+    if (!candidate) return candidate.error();
+    if (!best || candidate->prediction.latency_ms < best->prediction.latency_ms) best = std::move(candidate);
+  }
+  if (best) best->plan.strategy = "neurosurgeon";
+  return best;
+}
+
+result<planned> three_tier_exhaustive(const graph& g, const layer_profile& profile, const cluster_model& cluster) {
+  const int n = int(computed_layers(g).size());
+  result<planned> best = status::error("three-tier search: the model has no layers");
+  for (int i = 0; i <= n; ++i)
+    for (int j = i; j <= n; ++j) {
+      auto candidate = evaluate(g, profile, cluster, three_tier_plan(g, i, j));
+      if (!candidate) return candidate.error();
+      if (!best || candidate->prediction.latency_ms < best->prediction.latency_ms) best = std::move(candidate);
+    }
+  if (best) best->plan.strategy = "three-tier exhaustive";
+  return best;
+}
+
+}  // namespace d3

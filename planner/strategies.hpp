@@ -1,0 +1,37 @@
+// Plans chosen on the cost model (planner/cost_model.hpp). Each strategy returns a deployment plan
+// (actors/plan.hpp) over the nodes of a cluster model; the runtime deploys any of them the same
+// way, so they are compared on the same cost model and the same runtime.
+//
+// Plan space of the searches here: the model's computed layers in topological order cut at two
+// positions 0 <= i <= j <= n into device [0, i), edge [i, j) and cloud [j, n) (data only moves
+// forward through the tiers; an empty tier is skipped). DAG tensors that cross a cut are paid once
+// per destination node; a tensor from the device to the cloud goes over the uplink and the backbone.
+#pragma once
+
+#include <string>
+
+#include "actors/plan.hpp"
+#include "planner/cost_model.hpp"
+
+namespace d3 {
+
+struct planned {
+  deployment_plan plan;
+  plan_prediction prediction;
+};
+
+// Everything on one node (device-only, edge-only with node "edge1", cloud-only).
+result<planned> single_node_strategy(const graph& g, const layer_profile& profile, const cluster_model& cluster,
+                                     const std::string& node);
+
+// Neurosurgeon (ASPLOS 2017): two tiers, device then cloud, the best single split point.
+result<planned> neurosurgeon_strategy(const graph& g, const layer_profile& profile, const cluster_model& cluster);
+
+// The best untiled three-tier partition (device, "edge1", cloud), by exhaustive search over both
+// cut positions: O(n^2) cost-model evaluations.
+result<planned> three_tier_exhaustive(const graph& g, const layer_profile& profile, const cluster_model& cluster);
+
+// The plan with segments device [0, i), edge [i, j), cloud [j, n) (empty tiers left out).
+deployment_plan three_tier_plan(const graph& g, int i, int j, const std::string& edge_node = "edge1");
+
+}  // namespace d3

@@ -5,6 +5,8 @@
 #include <cstdlib>
 #include <set>
 
+#include <nlohmann/json.hpp>
+
 #include "actors/protocol.hpp"
 #include "schema/bundle.hpp"
 
@@ -229,6 +231,32 @@ result<deploy_report> deployment::deploy(const graph& g, const deployment_plan& 
     peered_.insert(key);
   }
 
+  // Emulation: every connected node gets its link table and the clock (resets its clocks).
+  {
+    const emulation_settings& em = options_.emulation;
+    if (em.clock != "wall" && em.clock != "virtual")
+      return status::error("unknown clock '" + em.clock + "' (wall or virtual)");
+    app_links_.clear();
+    for (const auto& [name, handle] : nodes_) {
+      if (down_nodes_.count(name)) continue;
+      nlohmann::json links = nlohmann::json::object();
+      auto from = node_role_from_string(roles_[name]);
+      for (const auto& [other, other_handle] : nodes_) {
+        if (other == name || !em.shaped) continue;
+        auto to = node_role_from_string(roles_[other]);
+        if (!from || !to) continue;
+        const link_profile p = em.links.link(from.value(), to.value());
+        links[other] = {{"mbit_per_s", p.bandwidth_mbit_per_s}, {"latency_ms", p.latency_ms}};
+        if (name == em.app_node) app_links_.emplace(other, link_clock(p));
+      }
+      nlohmann::json settings = {{"clock", em.clock}, {"links", links}};
+      D3_RETURN_IF_ERROR(ask(self, handle, options_.timeout, "node '" + name + "': emulation settings",
+                             protocol::emul_atom::value, settings.dump()));
+    }
+    virtual_now_ = 0;
+    wall_epoch_ = clock_type::now();
+  }
+
   // Weights: every node gets the layers its stages run that it does not have yet.
   std::map<std::string, std::set<int>> needed;
   for (const stage& s : sg->stages)
@@ -323,13 +351,13 @@ result<deploy_report> deployment::deploy(const graph& g, const deployment_plan& 
     const std::string what = "routing '" + r.tensor + "' of stage " + std::to_string(r.from_stage);
     for (int to : r.to_stages) {
       status routed = ask(self, actors[size_t(r.from_stage)], options_.timeout, what, protocol::route_atom::value,
-                          r.tensor, actors[size_t(to)]);
+                          r.tensor, actors[size_t(to)], sg->stages[size_t(to)].node);
       if (!routed) return abandon(routed);
       sends_to[r.from_stage].push_back(to);
     }
     if (r.to_app) {
       status routed = ask(self, actors[size_t(r.from_stage)], options_.timeout, what, protocol::route_atom::value,
-                          r.tensor, caf::actor(self));
+                          r.tensor, caf::actor(self), options_.emulation.app_node);
       if (!routed) return abandon(routed);
     }
   }
@@ -355,6 +383,8 @@ result<deploy_report> deployment::deploy(const graph& g, const deployment_plan& 
   log({{"event", "plan_deployed"}, {"version", plan.version}, {"strategy", plan.strategy}, {"model", g.name}});
 
   stages_ = std::move(sg.value());
+  actor_nodes_.clear();
+  for (size_t i = 0; i < actors.size(); ++i) actor_nodes_[actors[i]] = stages_.stages[i].node;
   stage_actors_ = std::move(actors);
   input_routes_ = std::move(input_routes);
   graph_outputs_ = stages_.graph_outputs;
@@ -400,10 +430,29 @@ std::vector<request_outcome> deployment::run(const std::vector<std::map<std::str
       if (t == inputs[i].end()) return finish(id, "no input tensor named '" + name + "'");
       for (const caf::actor& d : dests) per_destination[d].push_back({name, &t->second});
     }
+    // Emulation: the app sits on the app node; inputs for stages elsewhere cross its links.
+    const bool virtual_clock = options_.emulation.clock == "virtual";
+    const double send_ms = virtual_clock ? virtual_now_ : ms_since(wall_epoch_);
+    outcomes[i].virtual_start_ms = virtual_now_;
     for (auto& [dest, refs] : per_destination) {
-      bytes payload = encode_bundle(id, uint32_t(plan_version_), refs);
+      double arrival = send_ms;
+      auto node = actor_nodes_.find(dest);
+      if (node != actor_nodes_.end()) {
+        auto link = app_links_.find(node->second);
+        if (link != app_links_.end()) {
+          size_t n = 0;
+          for (const tensor_ref& r : refs) n += r.value->bytes();
+          arrival = link->second.send(send_ms, n);
+        }
+      }
+      bytes payload = encode_bundle(id, uint32_t(plan_version_), refs, virtual_clock ? arrival : 0.0);
       if (payload.empty()) return finish(id, "cannot encode the input bundle");
-      self->send(dest, protocol::data_atom::value, std::move(payload));
+      const double delay_ms = arrival - send_ms;
+      if (!virtual_clock && delay_ms > 0.001)
+        self->delayed_send(dest, std::chrono::microseconds(int64_t(delay_ms * 1000.0)), protocol::data_atom::value,
+                           std::move(payload));
+      else
+        self->send(dest, protocol::data_atom::value, std::move(payload));
     }
   };
   auto on_data = [&](const bytes& payload) {
@@ -426,6 +475,9 @@ std::vector<request_outcome> deployment::run(const std::vector<std::map<std::str
       return;
     }
     request_outcome& o = outcomes[it->second];
+    o.virtual_end_ms = std::max(o.virtual_end_ms, bundle->virtual_ms);
+    o.virtual_latency_ms = o.virtual_end_ms - o.virtual_start_ms;
+    virtual_now_ = std::max(virtual_now_, bundle->virtual_ms);
     if (bundle->plan_version != uint32_t(plan_version_))
       return finish(id, "answer under plan version " + std::to_string(bundle->plan_version));
     for (named_tensor& t : bundle->tensors) {
@@ -445,6 +497,15 @@ std::vector<request_outcome> deployment::run(const std::vector<std::map<std::str
       return;
     }
     stray_errors_.push_back(what);
+  };
+
+  auto on_report = [&](uint64_t id, int32_t stage, double ready, double finish_ms, double cpu, uint64_t sent) {
+    auto it = active.find(id);
+    size_t i = 0;
+    if (it != active.end()) i = it->second;
+    else if (finished.count(id)) i = finished[id];
+    else return;
+    outcomes[i].stage_reports.push_back({int(stage), ready, finish_ms, cpu, sent});
   };
 
   auto on_down = [&](const caf::down_msg& down) {
@@ -491,6 +552,8 @@ std::vector<request_outcome> deployment::run(const std::vector<std::map<std::str
                   [&](protocol::fail_atom, uint64_t id, bool known, int32_t stage, const std::string& what) {
                     on_fail(id, known, stage, what);
                   },
+                  [&](protocol::report_atom, uint64_t id, int32_t stage, double ready, double fin, double cpu,
+                      uint64_t sent) { on_report(id, stage, ready, fin, cpu, sent); },
                   [&](caf::down_msg& down) { on_down(down); }, caf::after(wait) >> [] {});
   }
   // Answers already queued (duplicates would be here) are accounted before returning.
@@ -500,6 +563,8 @@ std::vector<request_outcome> deployment::run(const std::vector<std::map<std::str
                   [&](protocol::fail_atom, uint64_t id, bool known, int32_t stage, const std::string& what) {
                     on_fail(id, known, stage, what);
                   },
+                  [&](protocol::report_atom, uint64_t id, int32_t stage, double ready, double fin, double cpu,
+                      uint64_t sent) { on_report(id, stage, ready, fin, cpu, sent); },
                   [&](caf::down_msg& down) { on_down(down); },
                   caf::after(std::chrono::milliseconds(0)) >> [&] { more = false; });
   return outcomes;

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "actors/emulation.hpp"
 #include "actors/plan.hpp"
 #include "actors/topology_log.hpp"
 #include "kernels/graph.hpp"
@@ -33,7 +34,34 @@ struct node_endpoint {
 // "device=127.0.0.1:4301,edge1=127.0.0.1:4302" (a missing host means 127.0.0.1).
 result<std::vector<node_endpoint>> parse_node_list(const std::string& text);
 
+// The emulated testbed (emulation, not real links or devices; actors/emulation.hpp). At every
+// deploy the app sends each node its link table (a profile per destination node, from the roles)
+// and the clock; nodes never read the app's files.
+//   wall:    real time; a stage's send to another node is delivered at link_clock arrival
+//            (delayed_send); compute is real (speed not applied).
+//   virtual: bundles carry virtual times; a stage's work finishes at node_clock.compute(ready,
+//            thread CPU ms) with the node's speed; links add latency + bytes / bandwidth. Requests
+//            start at the virtual time of the latest answer received when they are sent (with one
+//            request in flight: the previous answer's arrival, so node clocks never run ahead;
+//            with more in flight they share start times and queue on the node and link clocks, so
+//            their latencies include that queueing).
+struct emulation_settings {
+  std::string clock = "wall";       // "wall" or "virtual"
+  bool shaped = false;              // false: unshaped links (d3-infer --uplink none)
+  testbed links;                    // link profiles by role pair, when shaped
+  std::string app_node = "device";  // the node the app sits on: requests start and answers return
+                                    // there (to a stage on it at no cost, else over its links)
+};
+
+// One stage's virtual times for one request (virtual clock; emulation).
+struct stage_report {
+  int stage_id = -1;
+  double ready_ms = 0, finish_ms = 0, cpu_ms = 0;
+  uint64_t bytes_sent = 0;  // tensor payload bytes sent to other nodes
+};
+
 struct deployment_options {
+  emulation_settings emulation;
   std::chrono::milliseconds timeout{10000};  // every connect, request and answer wait
   topology_log* log = nullptr;               // optional
   std::string app_node = "app";              // the app's name in link accounting
@@ -58,7 +86,13 @@ struct request_outcome {
   std::string error;
   std::map<std::string, tensor> outputs;  // graph outputs by name
   double latency_ms = 0;
+  // Virtual clock (emulation): start stamp, the answer's virtual arrival at the app node, their
+  // difference, and the stages' reports (by stage id order of arrival).
+  double virtual_start_ms = 0, virtual_end_ms = 0, virtual_latency_ms = 0;
+  std::vector<stage_report> stage_reports;
 };
+
+using clock_type_epoch = std::chrono::steady_clock::time_point;
 
 class deployment {
  public:
@@ -117,6 +151,10 @@ class deployment {
   std::set<std::string> down_nodes_;  // nodes whose node actor went away (process gone)
   void drain_down_messages();  // stages of the current deployment known to have exited  // why the deployment cannot answer any more (a stage or node is gone)
   uint64_t next_request_id_ = 1;
+  std::map<caf::actor, std::string> actor_nodes_;  // stage actor -> its node
+  std::map<std::string, link_clock> app_links_;    // app node -> node (emulation)
+  double virtual_now_ = 0;                         // latest answer's virtual arrival
+  clock_type_epoch wall_epoch_;
   std::vector<std::string> stray_errors_;
 };
 

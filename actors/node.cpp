@@ -7,6 +7,9 @@
 #include <mutex>
 #include <set>
 
+#include <nlohmann/json.hpp>
+
+#include "actors/emulation.hpp"
 #include "actors/layer_cache.hpp"
 #include "actors/protocol.hpp"
 #include "kernels/executor.hpp"
@@ -48,6 +51,102 @@ void print_event(const std::string& line) {
   }
 }
 
+// ------------------------------------------------------------------ emulation
+
+// The emulated testbed as this node process applies it (emulation, actors/emulation.hpp): one
+// node clock and one link clock per destination node, shared by every stage of the process.
+enum class clock_mode { wall, virtual_time };
+
+class node_emulation {
+ public:
+  void set_identity(const std::string& name, double speed) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    name_ = name;
+    speed_ = speed > 0 ? speed : 1.0;
+    compute_ = node_clock(speed_);
+  }
+  // Applies an (emul, JSON) message; resets every clock.
+  status configure(const std::string& text) {
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(text);
+    } catch (const std::exception& e) {
+      return status::error(std::string("emulation settings are not JSON: ") + e.what());
+    }
+    clock_mode mode;
+    std::map<std::string, link_clock> links;
+    try {
+      const std::string clock = j.value("clock", std::string("wall"));
+      if (clock == "wall") mode = clock_mode::wall;
+      else if (clock == "virtual") mode = clock_mode::virtual_time;
+      else return status::error("unknown clock '" + clock + "' (wall or virtual)");
+      if (j.contains("links"))
+        for (const auto& [dest, p] : j.at("links").items()) {
+          link_profile profile{p.value("mbit_per_s", 0.0), p.value("latency_ms", 0.0)};
+          if (profile.bandwidth_mbit_per_s < 0 || profile.latency_ms < 0)
+            return status::error("link to '" + dest + "': negative bandwidth or latency");
+          if (profile.bandwidth_mbit_per_s > 0 || profile.latency_ms > 0) links.emplace(dest, link_clock(profile));
+        }
+    } catch (const std::exception& e) {
+      return status::error(std::string("bad emulation settings: ") + e.what());
+    }
+    std::lock_guard<std::mutex> lock(mutex_);
+    mode_ = mode;
+    links_ = std::move(links);
+    compute_ = node_clock(speed_);
+    epoch_ = std::chrono::steady_clock::now();
+    return status::ok();
+  }
+  clock_mode mode() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return mode_;
+  }
+  // Wall clock: ms since the last configuration.
+  double now_ms() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - epoch_).count();
+  }
+  double compute(double ready_ms, double cpu_ms) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return compute_.compute(ready_ms, cpu_ms);
+  }
+  // Arrival at `dest_node` of `bytes` sent at `send_ms`; same node or unshaped: `send_ms`.
+  double send(const std::string& dest_node, double send_ms, size_t bytes) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (dest_node.empty() || dest_node == name_) return send_ms;
+    auto it = links_.find(dest_node);
+    if (it == links_.end()) return send_ms;
+    return it->second.send(send_ms, bytes);
+  }
+  bool is_remote(const std::string& dest_node) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return !dest_node.empty() && dest_node != name_;
+  }
+  std::string describe() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    std::string out = std::string(mode_ == clock_mode::wall ? "wall" : "virtual") + " clock, speed " +
+                      std::to_string(speed_) + ", links:";
+    for (const auto& [dest, l] : links_)
+      out += " " + dest + " " + std::to_string(l.profile().bandwidth_mbit_per_s) + " Mbit/s " +
+             std::to_string(l.profile().latency_ms) + " ms;";
+    return out;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::string name_;
+  double speed_ = 1.0;
+  clock_mode mode_ = clock_mode::wall;
+  node_clock compute_{1.0};
+  std::map<std::string, link_clock> links_;
+  std::chrono::steady_clock::time_point epoch_ = std::chrono::steady_clock::now();
+};
+
+node_emulation& emulation() {
+  static node_emulation e;
+  return e;
+}
+
 // ------------------------------------------------------------------ stages
 
 constexpr size_t max_pending_requests = 1024;  // requests waiting for inputs; the oldest are dropped
@@ -58,6 +157,8 @@ struct stage_state {
   bool ready = false;
   caf::actor app;
   std::map<std::string, std::vector<caf::actor>> routes;
+  std::map<caf::actor, std::string> dest_nodes;  // destination actor -> its node (emulated links)
+  std::map<uint64_t, double> pending_ready;       // virtual clock: latest input arrival per request
   std::set<std::string> inputs;
   graph fragment;
   std::unique_ptr<executor> exec;
@@ -269,6 +370,8 @@ void on_data(stage_actor_t* self, const bytes& payload) {
     return report(self, id, true, "request under plan version " + std::to_string(bundle->plan_version) +
                                       ", this stage runs version " + std::to_string(st.spec.plan_version));
   auto& pending = st.pending[id];
+  double& ready_ms = st.pending_ready[id];
+  ready_ms = std::max(ready_ms, bundle->virtual_ms);
   for (named_tensor& t : bundle->tensors) {
     if (!st.inputs.count(t.name)) {
       st.pending.erase(id);
@@ -280,14 +383,26 @@ void on_data(stage_actor_t* self, const bytes& payload) {
     }
   }
   if (pending.size() < st.inputs.size()) {
-    if (st.pending.size() > max_pending_requests) st.pending.erase(st.pending.begin());
+    if (st.pending.size() > max_pending_requests) {
+      st.pending_ready.erase(st.pending.begin()->first);
+      st.pending.erase(st.pending.begin());
+    }
     return;
   }
   std::map<std::string, tensor> inputs = std::move(pending);
+  const double ready = ready_ms;
   st.pending.erase(id);
+  st.pending_ready.erase(id);
+  // Emulation: thread CPU time around the kernels (single-threaded executors, so it covers all
+  // compute); the virtual clock advances the node by it divided by the node's speed.
+  node_emulation& emu = emulation();
+  const clock_mode mode = emu.mode();
+  const double cpu_start = thread_cpu_ms();
   auto outputs = compute(st, inputs);
+  const double cpu_ms = thread_cpu_ms() - cpu_start;
   if (!outputs) return report(self, id, true, outputs.message());
   ++st.served;
+  const double finish = mode == clock_mode::virtual_time ? emu.compute(ready, cpu_ms) : emu.now_ms();
 
   // One bundle per destination, holding every tensor it reads from this stage.
   std::map<caf::actor, std::vector<tensor_ref>> per_destination;
@@ -296,10 +411,33 @@ void on_data(stage_actor_t* self, const bytes& payload) {
     if (route == st.routes.end()) continue;
     for (const caf::actor& dest : route->second) per_destination[dest].push_back({name, &value});
   }
+  // Per destination: the link from this node to the destination's node (tensor payload bytes,
+  // as bytes_between_nodes counts them); same-node sends are not shaped.
+  std::vector<std::pair<caf::actor, double>> arrivals;
+  uint64_t bytes_sent = 0;
   for (auto& [dest, refs] : per_destination) {
-    bytes out = encode_bundle(id, st.spec.plan_version, refs);
+    size_t payload = 0;
+    for (const tensor_ref& r : refs) payload += r.value->bytes();
+    auto node = st.dest_nodes.find(dest);
+    const std::string dest_node = node == st.dest_nodes.end() ? std::string() : node->second;
+    const double arrival = emu.send(dest_node, finish, payload);
+    if (emu.is_remote(dest_node)) bytes_sent += payload;
+    arrivals.emplace_back(dest, arrival);
+  }
+  if (mode == clock_mode::virtual_time && st.app)
+    self->send(st.app, protocol::report_atom::value, id, int32_t(st.spec.stage_id), ready, finish, cpu_ms, bytes_sent);
+  for (size_t i = 0; i < arrivals.size(); ++i) {
+    const caf::actor& dest = arrivals[i].first;
+    const double arrival = arrivals[i].second;
+    bytes out = encode_bundle(id, st.spec.plan_version, per_destination[dest],
+                              mode == clock_mode::virtual_time ? arrival : 0.0);
     if (out.empty()) return report(self, id, true, "cannot encode the output bundle (too large)");
-    self->send(dest, protocol::data_atom::value, std::move(out));
+    const double delay_ms = arrival - finish;
+    if (mode == clock_mode::wall && delay_ms > 0.001)
+      self->delayed_send(dest, std::chrono::microseconds(int64_t(delay_ms * 1000.0)), protocol::data_atom::value,
+                         std::move(out));
+    else
+      self->send(dest, protocol::data_atom::value, std::move(out));
   }
 }
 
@@ -342,10 +480,12 @@ caf::behavior stage_actor(stage_actor_t* self, stage_type expected, const bytes&
         st.ready = true;
         return "";
       },
-      [=](protocol::route_atom, const std::string& tensor_name, const caf::actor& dest) -> std::string {
+      [=](protocol::route_atom, const std::string& tensor_name, const caf::actor& dest,
+          const std::string& dest_node) -> std::string {
         stage_state& st = self->state;
         if (std::find(st.spec.outputs.begin(), st.spec.outputs.end(), tensor_name) == st.spec.outputs.end())
           return describe(st) + ": no output named '" + tensor_name + "'";
+        st.dest_nodes[dest] = dest_node;
         auto& dests = st.routes[tensor_name];
         if (std::find(dests.begin(), dests.end(), dest) == dests.end()) dests.push_back(dest);
         return "";
@@ -397,7 +537,14 @@ void set_stage_event_printing(bool on) { print_events = on; }
 // ------------------------------------------------------------------ the node actor
 
 caf::behavior node_actor(caf::event_based_actor* self, node_identity identity) {
+  emulation().set_identity(identity.name, identity.speed);
   return {
+      [=](protocol::emul_atom, const std::string& settings) -> std::string {
+        auto applied = emulation().configure(settings);
+        if (!applied) return "node " + identity.name + ": " + applied.message();
+        print_event("emulation (not real links or devices): " + emulation().describe());
+        return "";
+      },
       [=](protocol::info_atom) { return std::make_tuple(identity.name, identity.role); },
       [=](protocol::lacks_atom, uint64_t model_hash, const std::vector<std::string>& names) {
         return layer_cache::process().lacking(model_hash, names);

@@ -12,6 +12,7 @@ namespace d3 {
 struct node_identity {
   std::string name;
   std::string role;
+  double speed = 1.0;  // emulated compute capacity relative to one core (virtual clock)
 };
 
 caf::behavior node_actor(caf::event_based_actor* self, node_identity identity);

@@ -9,13 +9,22 @@
 //   (ship, bytes LayerShipment)                -> string: "" stored, else the error
 //   (peer, string host, uint16 port)           -> string: "" connected (direct node-to-node
 //                                                  traffic), else the error
+//   (emul, string JSON)                        -> string: "" applied, else the error. The emulated
+//                 testbed (emulation, actors/emulation.hpp), sent by the app at every deploy:
+//                 {"clock": "wall"|"virtual", "links": {"<destination node>": {"mbit_per_s": B,
+//                 "latency_ms": L}, ...}}; resets the node's link and node clocks. Destinations
+//                 missing from "links" are unshaped. The node's speed comes from its own config.
 // Stage actors (remote_spawn by type name with make_message(bytes StageSpec)):
 //   (setup, actor app) -> string: "" ready (operators created), else the error; errors of later
 //                         requests go to `app`
-//   (route, string tensor, actor dest) -> string: "" (dest receives `tensor` per request)
+//   (route, string tensor, actor dest, string dest_node) -> string: "" (dest, on node dest_node,
+//                         receives `tensor` per request; dest_node picks the emulated link)
 //   (data, bytes TensorBundle)         -> nothing; once every input of a request id is there
 //                         the stage computes and sends (data, bundle) to each destination
 // Stage -> app on failure: (fail, uint64 request_id, bool id_known, int32 stage_id, string what)
+// Stage -> app per request under the virtual clock (before its data messages):
+//   (report, uint64 request_id, int32 stage_id, double ready_ms, double finish_ms, double cpu_ms,
+//    uint64 bytes_sent) -- virtual times; bytes_sent = tensor payload bytes sent to other nodes
 #pragma once
 
 #include <caf/all.hpp>
@@ -36,6 +45,8 @@ using setup_atom = caf::atom_constant<caf::atom("d3setup")>;
 using route_atom = caf::atom_constant<caf::atom("d3route")>;
 using data_atom = caf::atom_constant<caf::atom("d3data")>;
 using fail_atom = caf::atom_constant<caf::atom("d3fail")>;
+using emul_atom = caf::atom_constant<caf::atom("d3emul")>;
+using report_atom = caf::atom_constant<caf::atom("d3report")>;
 
 constexpr const char* segment_type = "d3_segment";
 constexpr const char* scatter_type = "d3_scatter";

@@ -53,7 +53,27 @@ the answers by id.
   --log FILE          appends the topology log (JSON Lines) to FILE
   --redeploy          deploys the plan a second time and runs the requests again (the second
                       deployment should ship no weights)
-  --clock wall        the clock (only wall, real time on unshaped loopback links, so far)
+  --clock wall|virtual  the clock of the emulated testbed (emulation, not real links or devices;
+                      default wall):
+                      wall: real time; sends between nodes are delayed per link (latency +
+                        bytes / bandwidth, queued per link); compute is real (speed not applied);
+                      virtual: every tensor bundle carries a virtual time; a node computes one
+                        thing at a time and advances by its thread CPU time / its speed (INI
+                        `speed`); links add latency + bytes / bandwidth. Latencies are emulated
+                        times, independent of how many nodes share this machine's cores.
+                      Requests start at the virtual time of the latest answer (with --in-flight 1
+                      the previous answer: node clocks never run ahead); with more in flight they
+                      share start times and queue on the node and link clocks.
+  --uplink NAME       the device uplink of the testbed: CAT1 (0.13 Mbit/s), 3G (1.1), 4G (5.85),
+                      WiFi (18.88), each 5 ms; edge<->edge 1 Gbit/s 0.2 ms, edge<->cloud 100 Mbit/s
+                      20 ms (device<->cloud: uplink then backbone); `none`: unshaped links.
+                      Default: none with --clock wall; with --clock virtual the cluster file's
+                      "testbed" entry ({"uplink": "WiFi", "links": {"device-edge": {"mbit_per_s":
+                      B, "latency_ms": L}, "edge-edge": ..., "edge-cloud": ...}}), else WiFi.
+                      --uplink overrides the cluster file's uplink (its "links" still apply).
+                      The app sits on the node named "device" (requests start, answers return).
+  --input FILE        input tensor of every request: raw little-endian float32 NCHW (like d3-run),
+                      exactly the model's input size (default: seeded random inputs)
   --help              this text
 
 Exit codes: 0 every answer arrived once (and verified with --verify); 1 a request failed, was
@@ -62,11 +82,12 @@ reached (the error names it and its address).
 )";
 
 struct options {
-  std::string nodes, cluster, model = d3::default_model_name, plan, log, clock = "wall";
+  std::string nodes, cluster, model = d3::default_model_name, plan, log, clock = "wall", uplink, input;
   int requests = 10, in_flight = 1;
   long timeout_ms = 10000;
   uint64_t seed = 1, model_seed = d3::default_model_seed;
   bool verify = false, redeploy = false;
+  std::string uplink_description;  // filled in main
 };
 
 [[noreturn]] void fail(int code, const std::string& message) {
@@ -125,6 +146,10 @@ options parse(int argc, char** argv) {
       o.log = next();
     } else if (arg == "--clock") {
       o.clock = next();
+    } else if (arg == "--uplink") {
+      o.uplink = next();
+    } else if (arg == "--input") {
+      o.input = next();
     } else if (arg == "--verify") {
       o.verify = true;
     } else if (arg == "--redeploy") {
@@ -135,15 +160,52 @@ options parse(int argc, char** argv) {
   }
   if (o.nodes.empty() == o.cluster.empty()) fail(exit_bad_input, "give the nodes with --nodes or --cluster (see --help)");
   if (o.plan.empty()) fail(exit_bad_input, "--plan FILE is required (see --help)");
-  if (o.clock != "wall") fail(exit_bad_input, "--clock: only 'wall' is implemented so far, got '" + o.clock + "'");
+  if (o.clock != "wall" && o.clock != "virtual")
+    fail(exit_bad_input, "--clock expects wall or virtual, got '" + o.clock + "'");
+  if (!o.uplink.empty() && o.uplink != "none" && !d3::testbed::with_uplink(o.uplink))
+    fail(exit_bad_input, "--uplink expects CAT1, 3G, 4G, WiFi or none, got '" + o.uplink + "'");
   return o;
 }
+
+// The emulated testbed (emulation): --uplink, else the cluster file's "testbed" entry (virtual
+// clock), else unshaped (wall clock) or WiFi (virtual clock).
+d3::emulation_settings emulation_of(const options& o, const nlohmann::json& cluster_testbed) {
+  d3::emulation_settings em;
+  em.clock = o.clock;
+  std::string uplink = o.uplink;
+  if (uplink.empty()) {
+    if (o.clock == "wall") uplink = "none";
+    else uplink = cluster_testbed.is_object() ? cluster_testbed.value("uplink", std::string("WiFi")) : "WiFi";
+  }
+  em.shaped = uplink != "none";
+  if (!em.shaped) return em;
+  auto t = d3::testbed::with_uplink(uplink);
+  if (!t) fail(exit_bad_input, "testbed: " + t.message());
+  em.links = t.value();
+  if (cluster_testbed.is_object() && cluster_testbed.contains("links")) {
+    try {
+      for (const auto& [pair, p] : cluster_testbed.at("links").items()) {
+        d3::link_profile profile{p.at("mbit_per_s").get<double>(), p.at("latency_ms").get<double>()};
+        if (pair == "device-edge") em.links.device_edge = profile;
+        else if (pair == "edge-edge") em.links.edge_edge = profile;
+        else if (pair == "edge-cloud") em.links.edge_cloud = profile;
+        else fail(exit_bad_input, "cluster testbed: unknown link '" + pair + "' (device-edge, edge-edge, edge-cloud)");
+      }
+    } catch (const std::exception& e) {
+      fail(exit_bad_input, std::string("cluster testbed links: ") + e.what());
+    }
+  }
+  return em;
+}
+
+nlohmann::json cluster_testbed;  // the cluster file's "testbed" entry, if any
 
 std::vector<d3::node_endpoint> read_cluster(const std::string& path) {
   std::ifstream in(path);
   if (!in) fail(exit_bad_input, "cannot open cluster file '" + path + "'");
   try {
     nlohmann::json j = nlohmann::json::parse(in);
+    if (j.contains("testbed")) cluster_testbed = j.at("testbed");
     std::vector<d3::node_endpoint> nodes;
     for (const auto& n : j.at("nodes")) {
       d3::node_endpoint e;
@@ -177,6 +239,22 @@ d3::graph load(const std::string& model, uint64_t seed) {
   return std::move(g.value());
 }
 
+d3::tensor read_input(const std::string& path, const d3::tensor_shape& shape) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  if (!in) fail(exit_bad_input, "cannot open input file '" + path + "': " + std::strerror(errno));
+  std::streamsize size = in.tellg();
+  if (size != std::streamsize(shape.bytes()))
+    fail(exit_bad_input, "input file '" + path + "' holds " + std::to_string(size) + " bytes; the model expects " +
+                             std::to_string(shape.bytes()) + " (" + shape.to_string() + " float32, NCHW)");
+  std::vector<float> nchw(shape.elements());
+  in.seekg(0);
+  in.read(reinterpret_cast<char*>(nchw.data()), size);
+  if (!in) fail(exit_bad_input, "cannot read input file '" + path + "'");
+  d3::tensor t(shape);
+  d3::nchw_to_nhwc(nchw.data(), shape, t.data());
+  return t;
+}
+
 double percentile(std::vector<double> values, double p) {
   if (values.empty()) return 0;
   std::sort(values.begin(), values.end());
@@ -197,7 +275,7 @@ int run_and_report(d3::deployment& dep, const d3::graph& g, const options& o,
                    const std::vector<std::map<std::string, d3::tensor>>& inputs,
                    const std::vector<std::vector<d3::tensor>>& expected) {
   auto outcomes = dep.run(inputs, o.in_flight);
-  std::vector<double> latencies;
+  std::vector<double> latencies, virtual_latencies;
   int failed = 0, differ = 0, verified = 0;
   for (size_t i = 0; i < outcomes.size(); ++i) {
     const d3::request_outcome& r = outcomes[i];
@@ -207,6 +285,7 @@ int run_and_report(d3::deployment& dep, const d3::graph& g, const options& o,
       continue;
     }
     latencies.push_back(r.latency_ms);
+    virtual_latencies.push_back(r.virtual_latency_ms);
     if (o.verify) {
       bool same = true;
       for (size_t k = 0; k < g.outputs.size(); ++k) {
@@ -225,8 +304,16 @@ int run_and_report(d3::deployment& dep, const d3::graph& g, const options& o,
               latencies.size(), failed);
   if (o.verify)
     std::printf("verify: %d of %zu answers memcmp-equal to the single-process run\n", verified, outcomes.size());
-  std::printf("latency: median %.2f ms  p90 %.2f ms  (end to end, %s clock)\n", percentile(latencies, 0.5),
-              percentile(latencies, 0.9), o.clock.c_str());
+  if (o.clock == "virtual") {
+    std::printf("latency: median %.2f ms  p90 %.2f ms  (end to end, virtual clock: EMULATED times, the testbed's "
+                "node speeds and links applied to measured thread CPU time)\n",
+                percentile(virtual_latencies, 0.5), percentile(virtual_latencies, 0.9));
+    std::printf("wall time per request on this machine (not emulated): median %.2f ms  p90 %.2f ms\n",
+                percentile(latencies, 0.5), percentile(latencies, 0.9));
+  } else {
+    std::printf("latency: median %.2f ms  p90 %.2f ms  (end to end, wall clock%s)\n", percentile(latencies, 0.5),
+                percentile(latencies, 0.9), o.uplink_description.c_str());
+  }
   std::fflush(stdout);
   return failed + differ;
 }
@@ -234,7 +321,7 @@ int run_and_report(d3::deployment& dep, const d3::graph& g, const options& o,
 }  // namespace
 
 int main(int argc, char** argv) {
-  const options o = parse(argc, argv);
+  options o = parse(argc, argv);
   std::vector<d3::node_endpoint> nodes;
   if (!o.nodes.empty()) {
     auto parsed = d3::parse_node_list(o.nodes);
@@ -260,9 +347,13 @@ int main(int argc, char** argv) {
 
   // Inputs and, with --verify, the single-process answers (timed: the baseline, side by side).
   std::vector<std::map<std::string, d3::tensor>> inputs(size_t(o.requests));
+  if (!o.input.empty() && g.input_layers().size() != 1)
+    fail(exit_bad_input, "--input: the model has " + std::to_string(g.input_layers().size()) + " inputs, not one");
   for (size_t i = 0; i < inputs.size(); ++i)
     for (int in : g.input_layers())
-      inputs[i][g.layers[size_t(in)].name] = d3::random_tensor(g.layers[size_t(in)].output_shape, o.seed + i);
+      inputs[i][g.layers[size_t(in)].name] = o.input.empty()
+                                                 ? d3::random_tensor(g.layers[size_t(in)].output_shape, o.seed + i)
+                                                 : read_input(o.input, g.layers[size_t(in)].output_shape);
   std::vector<std::vector<d3::tensor>> expected;
   std::vector<double> local_ms;
   if (o.verify) {
@@ -290,6 +381,24 @@ int main(int argc, char** argv) {
   d3::deployment_options dopts;
   dopts.timeout = std::chrono::milliseconds(o.timeout_ms);
   dopts.log = log.get();
+  dopts.emulation = emulation_of(o, cluster_testbed);
+  {
+    const d3::emulation_settings& em = dopts.emulation;
+    char line[512];
+    if (em.shaped)
+      std::snprintf(line, sizeof line,
+                    "emulated testbed (emulation, not real links): uplink %s; device-edge %.2f Mbit/s %.1f ms, "
+                    "edge-edge %.0f Mbit/s %.1f ms, edge-cloud %.0f Mbit/s %.1f ms",
+                    em.links.uplink.c_str(), em.links.device_edge.bandwidth_mbit_per_s, em.links.device_edge.latency_ms,
+                    em.links.edge_edge.bandwidth_mbit_per_s, em.links.edge_edge.latency_ms,
+                    em.links.edge_cloud.bandwidth_mbit_per_s, em.links.edge_cloud.latency_ms);
+    else
+      std::snprintf(line, sizeof line, "links unshaped (--uplink none)");
+    o.uplink_description = em.shaped ? ", shaped links: uplink " + em.links.uplink : ", unshaped loopback links";
+    std::printf("d3-infer: %s clock%s; %s\n", o.clock.c_str(),
+                o.clock == "virtual" ? " (EMULATED times; node speeds from each d3-node's config)" : " (real time)",
+                line);
+  }
   int bad = 0;
   {
     d3::deployment dep(system, dopts);
@@ -301,8 +410,7 @@ int main(int argc, char** argv) {
         std::cerr << "d3-infer: deployment failed: " << report.message() << "\n";
         return exit_failed;
       }
-      std::printf("d3-infer: model %s (hash %016llx), plan %s version %d (%s), %zu stages on %zu nodes, %s clock "
-                  "(real time, unshaped loopback links)\n",
+      std::printf("d3-infer: model %s (hash %016llx), plan %s version %d (%s), %zu stages on %zu nodes, %s clock\n",
                   g.name.c_str(), (unsigned long long)report->model_hash, o.plan.c_str(), report->plan_version,
                   plan->strategy.c_str(), dep.stages().stages.size(), nodes.size(), o.clock.c_str());
       std::printf("deployed in %.1f ms; weights shipped: %s in %zu layers (%zu layers already cached)",

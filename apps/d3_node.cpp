@@ -31,7 +31,7 @@ struct node_config : caf::actor_system_config {
         .add(role, "role", "device, edge or cloud")
         .add(host, "host", "address to listen on (default 127.0.0.1)")
         .add(port, "port", "port to listen on (0: any free port, printed)")
-        .add(speed, "speed", "emulated compute capacity relative to one core (emulation; not used yet)")
+        .add(speed, "speed", "emulated compute capacity relative to one core (emulation: applied under the virtual clock)")
         .add(verbose, "verbose", "print one line per stage spawned, shipment cached and stage error");
     d3::protocol::configure_process(*this);
     d3::protocol::add_stage_actor_types(*this);
@@ -68,7 +68,7 @@ int main(int argc, char** argv) {
   int exit_code = 0;
   {
     caf::actor_system system{cfg};
-    auto node = system.spawn(d3::node_actor, d3::node_identity{cfg.name, cfg.role});
+    auto node = system.spawn(d3::node_actor, d3::node_identity{cfg.name, cfg.role, cfg.speed});
     auto port = system.middleman().publish(node, cfg.port, cfg.host.c_str(), true);
     if (!port) {
       std::cerr << "d3-node " << cfg.name << ": cannot listen on " << cfg.host << ":" << cfg.port << ": "
@@ -78,6 +78,8 @@ int main(int argc, char** argv) {
     } else {
       std::printf("d3-node %s (%s) listening on %s:%u\n", cfg.name.c_str(), cfg.role.c_str(), cfg.host.c_str(),
                   unsigned(*port));
+      std::printf("d3-node %s: emulated speed %g (emulation: compute capacity relative to one core, applied "
+                  "under the virtual clock)\n", cfg.name.c_str(), cfg.speed);
       std::fflush(stdout);
       int signal_number = 0;
       sigwait(&stop_signals, &signal_number);

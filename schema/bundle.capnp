@@ -13,6 +13,7 @@ struct TensorBundle {
   requestId @0 :UInt64;
   planVersion @1 :UInt32;
   tensors @2 :List(Tensor);         # name, n, h, w, c, NHWC float32 data
+  virtualMs @3 :Float64;            # virtual clock (emulation): arrival time at the destination, ms
 }
 
 # A fragment of a prepared graph: the selected layers plus one input layer per tensor they read

@@ -310,7 +310,8 @@ result<region> read_region(schema::Region::Reader r, const std::string& what) {
 
 // ------------------------------------------------------------------ tensor bundles
 
-std::vector<uint8_t> encode_bundle(uint64_t request_id, uint32_t plan_version, const std::vector<tensor_ref>& tensors) {
+std::vector<uint8_t> encode_bundle(uint64_t request_id, uint32_t plan_version, const std::vector<tensor_ref>& tensors,
+                                   double virtual_ms) {
   for (const tensor_ref& t : tensors)
     if ((t.value && t.value->bytes() > max_data_bytes) || t.name.size() > max_data_bytes) return {};
   try {
@@ -321,6 +322,7 @@ std::vector<uint8_t> encode_bundle(uint64_t request_id, uint32_t plan_version, c
     auto fill = [&](schema::TensorBundle::Builder b) {
       b.setRequestId(request_id);
       b.setPlanVersion(plan_version);
+      b.setVirtualMs(virtual_ms);
       auto list = b.initTensors(static_cast<capnp::uint>(tensors.size()));
       for (size_t i = 0; i < tensors.size(); ++i) fill_tensor(list[capnp::uint(i)], tensors[i].name, tensors[i].value);
     };
@@ -355,7 +357,7 @@ std::vector<uint8_t> encode_bundle(uint64_t request_id, uint32_t plan_version, c
 std::vector<uint8_t> encode_bundle(const tensor_bundle& bundle) {
   std::vector<tensor_ref> refs;
   for (const named_tensor& t : bundle.tensors) refs.push_back({t.name, &t.value});
-  return encode_bundle(bundle.request_id, bundle.plan_version, refs);
+  return encode_bundle(bundle.request_id, bundle.plan_version, refs, bundle.virtual_ms);
 }
 
 result<tensor_bundle> decode_bundle(const uint8_t* bytes, size_t size) {
@@ -364,6 +366,7 @@ result<tensor_bundle> decode_bundle(const uint8_t* bytes, size_t size) {
     tensor_bundle b;
     b.request_id = r.getRequestId();
     b.plan_version = r.getPlanVersion();
+    b.virtual_ms = r.getVirtualMs();
     const std::string where = "tensor bundle of request " + std::to_string(b.request_id) + ": ";
     auto list = r.getTensors();
     std::set<std::string> names;

@@ -29,6 +29,7 @@ struct tensor_bundle {
   uint64_t request_id = 0;
   uint32_t plan_version = 0;
   std::vector<named_tensor> tensors;
+  double virtual_ms = 0;  // virtual clock (emulation): when the bundle arrives at its destination
 };
 
 struct tensor_ref {
@@ -38,7 +39,9 @@ struct tensor_ref {
 
 // One flat, 8-byte aligned message; the floats are copied once. Empty when it cannot be one
 // message (a tensor of 512 MiB or more).
-std::vector<uint8_t> encode_bundle(uint64_t request_id, uint32_t plan_version, const std::vector<tensor_ref>& tensors);
+// `virtual_ms`: the bundle's virtual arrival time (emulation, virtual clock; 0 otherwise).
+std::vector<uint8_t> encode_bundle(uint64_t request_id, uint32_t plan_version, const std::vector<tensor_ref>& tensors,
+                                   double virtual_ms = 0);
 std::vector<uint8_t> encode_bundle(const tensor_bundle& bundle);
 result<tensor_bundle> decode_bundle(const uint8_t* bytes, size_t size);
 // The request id of a bundle whose tensors may be corrupt (for error replies); nullopt when the

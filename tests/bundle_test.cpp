@@ -51,6 +51,13 @@ BOOST_AUTO_TEST_CASE(bundle_round_trip) {
   BOOST_CHECK_EQUAL(decoded->tensors[1].name, "layer1.0.add@tile1");
   BOOST_CHECK(d3::bitwise_equal(decoded->tensors[1].value, b));
   BOOST_CHECK(d3::peek_request_id(bytes.data(), bytes.size()) == 0x123456789abcull);
+  BOOST_CHECK_EQUAL(decoded->virtual_ms, 0.0);  // the virtual clock's stamp defaults to 0
+
+  auto stamped = d3::encode_bundle(5, 2, {{"a", &a}}, 1234.5625);
+  auto stamped_back = d3::decode_bundle(stamped.data(), stamped.size());
+  BOOST_REQUIRE_MESSAGE(stamped_back.is_ok(), stamped_back.message());
+  BOOST_CHECK_EQUAL(stamped_back->virtual_ms, 1234.5625);
+  BOOST_CHECK(d3::bitwise_equal(stamped_back->tensors[0].value, a));
 
   auto empty = d3::encode_bundle(1, 1, {});
   auto e = d3::decode_bundle(empty.data(), empty.size());

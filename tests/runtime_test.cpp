@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -26,12 +27,16 @@
 #include <vector>
 
 #include "actors/deployment.hpp"
+#include "actors/emulation.hpp"
 #include "actors/plan.hpp"
 #include "actors/protocol.hpp"
 #include "actors/topology_log.hpp"
 #include "kernels/executor.hpp"
 #include "kernels/model_zoo.hpp"
+#include "planner/cost_model.hpp"
+#include "planner/profile.hpp"
 #include "schema/bundle.hpp"
+#include "schema/onnx_import.hpp"
 
 #ifndef D3_NODE_BINARY
 #error "D3_NODE_BINARY (path of d3-node) must be defined by the build"
@@ -61,13 +66,14 @@ struct cluster {
   caf::actor_system_config cfg;
   std::unique_ptr<caf::actor_system> system;
 
-  cluster() {
+  // `speeds`: the emulated speed (INI `speed`) per node name; 1.0 when not given.
+  explicit cluster(const std::map<std::string, double>& speeds = {}) {
     char tmpl[] = "/tmp/d3-runtime-test-XXXXXX";
     BOOST_REQUIRE(mkdtemp(tmpl) != nullptr);
     dir = tmpl;
     const std::vector<std::pair<std::string, std::string>> layout = {
         {"device", "device"}, {"edge1", "edge"}, {"edge2", "edge"}, {"cloud", "cloud"}};
-    for (const auto& [name, role] : layout) start(name, role);
+    for (const auto& [name, role] : layout) start(name, role, speeds.count(name) ? speeds.at(name) : 1.0);
     for (node_process& n : nodes) wait_listening(n);
     d3::protocol::configure_process(cfg);
     system = std::make_unique<caf::actor_system>(cfg);
@@ -98,13 +104,13 @@ struct cluster {
     ::rmdir(dir.c_str());
   }
 
-  void start(const std::string& name, const std::string& role) {
+  void start(const std::string& name, const std::string& role, double speed = 1.0) {
     node_process n;
     n.name = name;
     n.role = role;
     n.ini = dir + "/" + name + ".ini";
     n.log = dir + "/" + name + ".log";
-    std::ofstream(n.ini) << "[d3]\nname=\"" << name << "\"\nrole=\"" << role << "\"\nhost=\"127.0.0.1\"\nport=0\n";
+    std::ofstream(n.ini) << "[d3]\nname=\"" << name << "\"\nrole=\"" << role << "\"\nhost=\"127.0.0.1\"\nport=0\nspeed=" << speed << "\n";
     const pid_t parent = ::getpid();
     n.pid = ::fork();
     BOOST_REQUIRE(n.pid >= 0);
@@ -223,6 +229,17 @@ size_t total_weight_bytes(const d3::graph& g, const d3::stage_graph& sg) {
   size_t bytes = 0;
   for (const auto& [node, l] : held) bytes += d3::weight_bytes(g.layers[size_t(l)]);
   return bytes;
+}
+
+// The evaluation testbed's node speeds (emulation): device 0.1, edges 0.5, cloud 4.
+struct testbed_cluster : cluster {
+  testbed_cluster() : cluster({{"device", 0.1}, {"edge1", 0.5}, {"edge2", 0.5}, {"cloud", 4.0}}) {}
+};
+
+const d3::stage_report* report_of(const d3::request_outcome& r, int stage_id) {
+  for (const d3::stage_report& s : r.stage_reports)
+    if (s.stage_id == stage_id) return &s;
+  return nullptr;
 }
 
 }  // namespace
@@ -434,6 +451,139 @@ BOOST_FIXTURE_TEST_CASE(a_corrupt_payload_gets_an_error_reply_and_the_stage_keep
 
   // The stages still serve.
   check_answers(g, inputs, dep.run(inputs, 3));
+}
+
+// Virtual clock (emulation): a device segment sends resnet18's max-pool output (N = 802816 bytes)
+// to an edge segment over a device-edge link of B Mbit/s and latency L; the edge stage's virtual
+// ready time minus the device stage's virtual finish time is L + 8N/B. Answers stay exact.
+BOOST_FIXTURE_TEST_CASE(virtual_clock_link_transfer_is_latency_plus_size_over_bandwidth, cluster) {
+  const double B = 50.0, L = 7.0;
+  d3::deployment_options options;
+  options.timeout = 20s;
+  options.emulation.clock = "virtual";
+  options.emulation.shaped = true;
+  options.emulation.links.device_edge = {B, L};
+  options.emulation.app_node = "device";
+  d3::deployment dep(*system, options);
+  BOOST_REQUIRE(dep.connect(endpoints()).is_ok());
+  const d3::graph& g = resnet18();
+  d3::deployment_plan plan;
+  plan.segments = {{"device", "conv1", "maxpool"}, {"edge1", "layer1.0.conv1", "fc"}};
+  auto report = dep.deploy(g, plan);
+  BOOST_REQUIRE_MESSAGE(report.is_ok(), report.message());
+  BOOST_REQUIRE_EQUAL(dep.stages().stages.size(), 2u);
+  const size_t N = g.layers[size_t(g.find("maxpool"))].output_shape.bytes();
+  BOOST_REQUIRE_EQUAL(N, 802816u);
+  const double expected = L + 8.0 * double(N) / (B * 1e3);
+  auto inputs = inputs_for(g, 3, 41);
+  auto outcomes = dep.run(inputs, 1);
+  check_answers(g, inputs, outcomes);
+  double previous_end = 0;
+  for (const d3::request_outcome& r : outcomes) {
+    BOOST_REQUIRE(r.ok);
+    const d3::stage_report* device = report_of(r, 0);
+    const d3::stage_report* edge = report_of(r, 1);
+    BOOST_REQUIRE_MESSAGE(device && edge, "request " << r.id << ": " << r.stage_reports.size() << " stage reports");
+    const double transfer = edge->ready_ms - device->finish_ms;
+    BOOST_TEST_MESSAGE("request " << r.id << ": virtual start " << r.virtual_start_ms << " ms, device cpu "
+                                  << device->cpu_ms << " ms -> finish " << device->finish_ms << " ms, transfer "
+                                  << transfer << " ms (expected " << expected << "), edge finish " << edge->finish_ms
+                                  << " ms, virtual latency " << r.virtual_latency_ms << " ms");
+    BOOST_CHECK_CLOSE(transfer, expected, 1.0);  // percent
+    BOOST_CHECK_EQUAL(device->bytes_sent, N);
+    // The app sits on the device: the request starts there at no cost; compute is CPU / speed (1).
+    BOOST_CHECK_CLOSE(device->ready_ms, r.virtual_start_ms, 1e-6);
+    BOOST_CHECK_CLOSE(device->finish_ms - device->ready_ms, device->cpu_ms, 1e-6);
+    // The answer (4000 bytes) returns over the edge-device link; one request in flight: the next
+    // request starts at the previous answer's virtual arrival.
+    BOOST_CHECK_CLOSE(r.virtual_end_ms, edge->finish_ms + L + 8.0 * 4000.0 / (B * 1e3), 1e-6);
+    BOOST_CHECK_CLOSE(r.virtual_start_ms + 1.0, previous_end + 1.0, 1e-9);
+    previous_end = r.virtual_end_ms;
+  }
+}
+
+// An imported ONNX model (torchvision's resnet18 exported by tools/export_models.py) over three
+// tiers with a run tiled over both edge nodes, under the virtual clock: bit-identical answers.
+BOOST_FIXTURE_TEST_CASE(imported_onnx_resnet18_three_tier_tiled_is_bit_identical, cluster) {
+  const char* dir = std::getenv("D3_ONNX_EXPORT_DIR");
+  BOOST_REQUIRE_MESSAGE(dir != nullptr, "D3_ONNX_EXPORT_DIR is not set (run through ctest)");
+  auto imported = d3::import_onnx(std::string(dir) + "/resnet18.onnx");
+  BOOST_REQUIRE_MESSAGE(imported.is_ok(), imported.message());
+  const d3::graph& g = imported.value();
+  d3::deployment_options options;
+  options.timeout = 20s;
+  options.emulation.clock = "virtual";
+  options.emulation.shaped = true;
+  d3::deployment dep(*system, options);
+  BOOST_REQUIRE(dep.connect(endpoints()).is_ok());
+  d3::deployment_plan plan;
+  plan.segments = {{"device", "/conv1/Conv", "/maxpool/MaxPool"},
+                   {"edge1", "/layer1/layer1.0/conv1/Conv", "/layer2/layer2.1/Add"},
+                   {"cloud", "/layer3/layer3.0/conv1/Conv", "/fc/Gemm"}};
+  plan.tiled_runs.push_back(
+      {"/layer1/layer1.0/conv1/Conv", "/layer2/layer2.1/Add", "2x1", {"edge1", "edge2"}, "", ""});
+  auto report = dep.deploy(g, plan);
+  BOOST_REQUIRE_MESSAGE(report.is_ok(), report.message());
+  BOOST_CHECK_EQUAL(dep.stages().stages.size(), 6u);
+  auto inputs = inputs_for(g, 3, 51);
+  auto outcomes = dep.run(inputs, 2);
+  auto local = d3::executor::create(g);
+  BOOST_REQUIRE_MESSAGE(local.is_ok(), local.message());
+  BOOST_REQUIRE_EQUAL(outcomes.size(), inputs.size());
+  const std::string in_name = g.layers[size_t(g.input_layers().at(0))].name;
+  const std::string out_name = g.layers[size_t(g.outputs.at(0))].name;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    BOOST_REQUIRE_MESSAGE(outcomes[i].ok, outcomes[i].error);
+    auto expected = (*local)->run({&inputs[i].at(in_name)});
+    BOOST_REQUIRE(expected.is_ok());
+    BOOST_CHECK(d3::bitwise_equal(outcomes[i].outputs.at(out_name), expected.value().at(0)));
+    BOOST_CHECK_GT(outcomes[i].virtual_latency_ms, 0.0);
+  }
+}
+
+// Virtual end-to-end latency of a deployed three-tier plan on the evaluation testbed (speeds 0.1,
+// 0.5, 4; WiFi uplink) against the cost model's prediction from a profile measured in this
+// process (single-threaded, speed 1). Transfers are the same arithmetic; compute differs by the
+// measurement (per-layer wall time here, the stages' thread CPU time there).
+BOOST_FIXTURE_TEST_CASE(virtual_latency_matches_the_cost_model, testbed_cluster) {
+  auto t = d3::testbed::with_uplink("WiFi");
+  BOOST_REQUIRE(t.is_ok());
+  d3::deployment_options options;
+  options.timeout = 30s;
+  options.emulation.clock = "virtual";
+  options.emulation.shaped = true;
+  options.emulation.links = t.value();
+  d3::deployment dep(*system, options);
+  BOOST_REQUIRE(dep.connect(endpoints()).is_ok());
+  const d3::graph& g = resnet18();
+  const d3::deployment_plan plan = three_tier_plan(false);
+  auto report = dep.deploy(g, plan);
+  BOOST_REQUIRE_MESSAGE(report.is_ok(), report.message());
+  auto inputs = inputs_for(g, 5, 61);
+  auto outcomes = dep.run(inputs, 1);
+  check_answers(g, inputs, outcomes);
+  std::vector<double> latencies;
+  for (const auto& r : outcomes) latencies.push_back(r.virtual_latency_ms);
+  std::sort(latencies.begin(), latencies.end());
+  const double virtual_ms = latencies[latencies.size() / 2];
+
+  auto profile = d3::measure_profile(g, 5);
+  BOOST_REQUIRE_MESSAGE(profile.is_ok(), profile.message());
+  d3::cluster_model c = d3::cluster_model::evaluation(t.value(), 2);
+  auto sg = d3::build_stage_graph(g, plan);
+  BOOST_REQUIRE(sg.is_ok());
+  auto predicted = d3::predict_plan(g, sg.value(), profile.value(), c);
+  BOOST_REQUIRE_MESSAGE(predicted.is_ok(), predicted.message());
+  BOOST_TEST_MESSAGE("resnet18 3-tier (untiled), WiFi testbed: virtual median " << virtual_ms << " ms, predicted "
+                                                                                << predicted->latency_ms << " ms");
+  for (size_t s = 0; s < predicted->stage_finish_ms.size(); ++s) {
+    const d3::stage_report* r = report_of(outcomes[outcomes.size() / 2], int(s));
+    if (r)
+      BOOST_TEST_MESSAGE("  stage " << s << ": predicted finish " << predicted->stage_finish_ms[s]
+                                    << " ms, virtual finish - start " << r->finish_ms - outcomes[outcomes.size() / 2].virtual_start_ms
+                                    << " ms (cpu " << r->cpu_ms << " ms)");
+  }
+  BOOST_CHECK_CLOSE(virtual_ms, predicted->latency_ms, 10.0);  // percent
 }
 
 BOOST_AUTO_TEST_SUITE_END()

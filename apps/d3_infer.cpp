@@ -31,7 +31,7 @@ namespace {
 constexpr int exit_failed = 1;
 constexpr int exit_bad_input = 2;
 
-const char* usage = R"(usage: d3-infer (--nodes LIST | --cluster FILE) --plan FILE [options]
+const char* usage = R"(usage: d3-infer [--config FILE] (--nodes LIST | --cluster FILE) --plan FILE [options]
 
 Deploys a model over running d3-node processes and runs requests through it. The app connects
 to every node, ships each node only the layers it lacks (nodes cache layers by model hash and
@@ -39,6 +39,10 @@ layer name), spawns the plan's stages (segments, scatter, tiles, gather) on thei
 remote_spawn, wires them node to node, sends seeded random inputs with request ids, and collects
 the answers by id.
 
+  --config FILE       an inference config (JSON, e.g. apps/config/resnet18-demo.infer.json): the
+                      options below as keys (cluster, nodes, model, plan, requests, in_flight,
+                      clock, uplink, verify, log, timeout_ms, seed, input), paths relative to it;
+                      the command line overrides it
   --nodes LIST        NAME=HOST:PORT,... e.g. device=127.0.0.1:4301,edge1=127.0.0.1:4302
   --cluster FILE      the nodes from a cluster file (apps/config/cluster.json)
   --model NAME|FILE   built-in model (alexnet, vgg16, resnet18, googlenet, mobilenet_v2), a d3
@@ -106,8 +110,47 @@ long parse_number(const std::string& flag, const std::string& text, long min, lo
   return value;
 }
 
+// An inference config (JSON): the options as keys (cluster or nodes, model, plan, requests,
+// in_flight, clock, uplink, verify, log, timeout_ms, seed, input); relative paths are relative to
+// the config file. Options given on the command line override it.
+void read_config(const std::string& path, options& o) {
+  std::ifstream in(path);
+  if (!in) fail(exit_bad_input, "cannot open config '" + path + "'");
+  const std::string folder = path.find('/') == std::string::npos ? "" : path.substr(0, path.rfind('/') + 1);
+  auto relative = [&](const std::string& file) { return file.empty() || file[0] == '/' ? file : folder + file; };
+  try {
+    nlohmann::json j = nlohmann::json::parse(in);
+    for (const auto& [key, value] : j.items()) {
+      if (key == "cluster") o.cluster = relative(value.get<std::string>());
+      else if (key == "nodes") o.nodes = value.get<std::string>();
+      else if (key == "model") {
+        o.model = value.get<std::string>();
+        if (o.model.find('.') != std::string::npos) o.model = relative(o.model);
+      } else if (key == "plan") o.plan = relative(value.get<std::string>());
+      else if (key == "requests") o.requests = value.get<int>();
+      else if (key == "in_flight") o.in_flight = value.get<int>();
+      else if (key == "clock") o.clock = value.get<std::string>();
+      else if (key == "uplink") o.uplink = value.get<std::string>();
+      else if (key == "verify") o.verify = value.get<bool>();
+      else if (key == "log") o.log = relative(value.get<std::string>());
+      else if (key == "timeout_ms") o.timeout_ms = value.get<long>();
+      else if (key == "seed") o.seed = value.get<uint64_t>();
+      else if (key == "input") o.input = relative(value.get<std::string>());
+      else if (key != "comment") fail(exit_bad_input, "config '" + path + "': unknown key '" + key + "'");
+    }
+  } catch (const std::exception& e) {
+    fail(exit_bad_input, "config '" + path + "': " + e.what());
+  }
+  if (o.requests < 1 || o.in_flight < 1 || o.timeout_ms < 1)
+    fail(exit_bad_input, "config '" + path + "': requests, in_flight and timeout_ms must be positive");
+}
+
 options parse(int argc, char** argv) {
   options o;
+  for (int i = 1; i + 1 < argc; ++i)
+    if (std::string(argv[i]) == "--config") read_config(argv[i + 1], o);
+  for (int i = 1; i < argc; ++i)
+    if (std::string(argv[i]).rfind("--config=", 0) == 0) read_config(std::string(argv[i]).substr(9), o);
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i], value;
     bool has_value = false;
@@ -125,6 +168,8 @@ options parse(int argc, char** argv) {
     if (arg == "--help" || arg == "-h") {
       std::cout << usage;
       std::exit(0);
+    } else if (arg == "--config") {
+      next();  // read first, so that the command line overrides it
     } else if (arg == "--nodes") {
       o.nodes = next();
     } else if (arg == "--cluster") {

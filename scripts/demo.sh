@@ -45,8 +45,8 @@ echo "== one process: d3-run resnet18 =="
 
 echo
 echo "== distributed: resnet18, device -> edge1+edge2 (layer1..layer2 tiled 2x1) -> cloud =="
-"$bin/d3-infer" --cluster "$config/cluster.json" --plan "$config/resnet18-3tier.plan.json" \
-  --requests 20 --in-flight 1 --verify --log "$work/topology.jsonl"
+# apps/config/resnet18-demo.infer.json: the cluster, model, plan, 20 requests, --verify
+"$bin/d3-infer" --config "$config/resnet18-demo.infer.json" --log "$work/topology.jsonl"
 
 echo
 echo "== topology while deployed (d3-topology; log: $work/topology.jsonl) =="

@@ -16,6 +16,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "planner/strategies.hpp"
+
 #include "actors/deployment.hpp"
 #include "actors/plan.hpp"
 #include "actors/protocol.hpp"
@@ -48,6 +50,13 @@ the answers by id.
   --model NAME|FILE   built-in model (alexnet, vgg16, resnet18, googlenet, mobilenet_v2), a d3
                       model file or an ONNX file (default resnet18)
   --plan FILE         deployment plan (JSON, see apps/config/*.plan.json)
+  --strategy NAME     instead of a plan file, the plan a strategy chooses on the planner's cost
+                      model: device, edge, cloud (everything on device, edge1 or cloud),
+                      neurosurgeon (best single device|cloud split), three-tier (best untiled
+                      device|edge1|cloud partition, exhaustive). It prices plans with per-layer
+                      times measured here (speed 1) and the evaluation testbed's node speeds by
+                      role (device 0.1, edge 0.5, cloud 4) and links (the cluster's uplink, else
+                      WiFi); the nodes must include device, edge1 and cloud
   --requests N        requests to run (default 10)
   --in-flight K       requests in flight at once (default 1)
   --seed S            seed of the inputs (request i uses S + i; default 1)
@@ -87,7 +96,7 @@ reached (the error names it and its address).
 )";
 
 struct options {
-  std::string nodes, cluster, model = d3::default_model_name, plan, log, clock = "wall", uplink, input;
+  std::string nodes, cluster, model = d3::default_model_name, plan, strategy, log, clock = "wall", uplink, input;
   int requests = 10, in_flight = 1;
   long timeout_ms = 10000;
   uint64_t seed = 1, model_seed = d3::default_model_seed;
@@ -127,6 +136,7 @@ void read_config(const std::string& path, options& o) {
         o.model = value.get<std::string>();
         if (o.model.find('.') != std::string::npos) o.model = relative(o.model);
       } else if (key == "plan") o.plan = relative(value.get<std::string>());
+      else if (key == "strategy") o.strategy = value.get<std::string>();
       else if (key == "requests") o.requests = value.get<int>();
       else if (key == "in_flight") o.in_flight = value.get<int>();
       else if (key == "clock") o.clock = value.get<std::string>();
@@ -178,6 +188,8 @@ options parse(int argc, char** argv) {
       o.model = next();
     } else if (arg == "--plan") {
       o.plan = next();
+    } else if (arg == "--strategy") {
+      o.strategy = next();
     } else if (arg == "--requests") {
       o.requests = int(parse_number(arg, next(), 1, 10000000));
     } else if (arg == "--in-flight") {
@@ -205,7 +217,11 @@ options parse(int argc, char** argv) {
     }
   }
   if (o.nodes.empty() == o.cluster.empty()) fail(exit_bad_input, "give the nodes with --nodes or --cluster (see --help)");
-  if (o.plan.empty()) fail(exit_bad_input, "--plan FILE is required (see --help)");
+  if (o.plan.empty() == o.strategy.empty())
+    fail(exit_bad_input, "give a plan with --plan FILE or --strategy NAME, not both (see --help)");
+  const std::vector<std::string> strategies = {"device", "edge", "cloud", "neurosurgeon", "three-tier"};
+  if (!o.strategy.empty() && std::find(strategies.begin(), strategies.end(), o.strategy) == strategies.end())
+    fail(exit_bad_input, "--strategy expects device, edge, cloud, neurosurgeon or three-tier, got '" + o.strategy + "'");
   if (o.clock != "wall" && o.clock != "virtual")
     fail(exit_bad_input, "--clock expects wall or virtual, got '" + o.clock + "'");
   if (!o.uplink.empty() && o.uplink != "none" && !d3::testbed::with_uplink(o.uplink))
@@ -245,6 +261,7 @@ d3::emulation_settings emulation_of(const options& o, const nlohmann::json& clus
 }
 
 nlohmann::json cluster_testbed;  // the cluster file's "testbed" entry, if any
+std::map<std::string, std::string> cluster_roles;  // node name -> role, from the cluster file
 
 std::vector<d3::node_endpoint> read_cluster(const std::string& path) {
   std::ifstream in(path);
@@ -258,6 +275,7 @@ std::vector<d3::node_endpoint> read_cluster(const std::string& path) {
       e.name = n.at("name").get<std::string>();
       e.host = n.value("host", std::string("127.0.0.1"));
       e.port = n.at("port").get<uint16_t>();
+      if (n.contains("role")) cluster_roles[e.name] = n.at("role").get<std::string>();
       nodes.push_back(e);
     }
     if (nodes.empty()) fail(exit_bad_input, "cluster file '" + path + "' lists no nodes");
@@ -392,6 +410,44 @@ int run_and_report(d3::deployment& dep, const d3::graph& g, const options& o,
 
 }  // namespace
 
+// --strategy: the plan a strategy picks on the cost model (planner/), priced with per-layer times
+// measured in this process and the evaluation testbed's speeds and links by node role.
+d3::result<d3::deployment_plan> plan_by_strategy(const options& o, const d3::graph& g,
+                                                 const std::vector<d3::node_endpoint>& nodes) {
+  const std::string uplink = !o.uplink.empty() && o.uplink != "none"
+                                 ? o.uplink
+                                 : (cluster_testbed.is_object() ? cluster_testbed.value("uplink", std::string("WiFi")) : "WiFi");
+  auto t = d3::testbed::with_uplink(uplink);
+  if (!t) return t.error();
+  d3::cluster_model cluster;
+  cluster.links = t.value();
+  for (const d3::node_endpoint& n : nodes) {
+    std::string role = cluster_roles.count(n.name) ? cluster_roles[n.name]
+                       : n.name.rfind("edge", 0) == 0 ? "edge" : n.name;
+    auto r = d3::node_role_from_string(role);
+    if (!r) return d3::status::error("--strategy: node '" + n.name + "': " + r.message());
+    cluster.nodes[n.name] = {r.value(), t->speed_of(r.value())};
+  }
+  for (const char* needed : {"device", "edge1", "cloud"})
+    if (!cluster.nodes.count(needed)) return d3::status::error(std::string("--strategy: the cluster has no node '") + needed + "'");
+  auto profile = d3::measure_profile(g, 3);
+  if (!profile) return profile.error();
+  d3::result<d3::planned> chosen = d3::status::error("unknown strategy");
+  if (o.strategy == "device" || o.strategy == "cloud") chosen = d3::single_node_strategy(g, *profile, cluster, o.strategy);
+  else if (o.strategy == "edge") chosen = d3::single_node_strategy(g, *profile, cluster, "edge1");
+  else if (o.strategy == "neurosurgeon") chosen = d3::neurosurgeon_strategy(g, *profile, cluster);
+  else if (o.strategy == "three-tier") chosen = d3::three_tier_exhaustive(g, *profile, cluster);
+  if (!chosen) return chosen.error();
+  std::printf("d3-infer: strategy %s on the cost model (testbed uplink %s; node speeds by role 0.1/0.5/4; layer times "
+              "measured here): predicted %.1f ms;",
+              o.strategy.c_str(), uplink.c_str(), chosen->prediction.latency_ms);
+  for (const d3::plan_segment& s : chosen->plan.segments)
+    std::printf(" %s %s..%s;", s.node.c_str(), s.first.c_str(), s.last.c_str());
+  std::printf("\n");
+  chosen->plan.strategy = o.strategy;
+  return chosen->plan;
+}
+
 int main(int argc, char** argv) {
   options o = parse(argc, argv);
   std::vector<d3::node_endpoint> nodes;
@@ -402,9 +458,9 @@ int main(int argc, char** argv) {
   } else {
     nodes = read_cluster(o.cluster);
   }
-  auto plan = d3::load_plan_file(o.plan);
-  if (!plan) fail(exit_bad_input, plan.message());
   const d3::graph g = load(o.model, o.model_seed);
+  auto plan = o.strategy.empty() ? d3::load_plan_file(o.plan) : plan_by_strategy(o, g, nodes);
+  if (!plan) fail(exit_bad_input, plan.message());
   {
     auto sg = d3::build_stage_graph(g, plan.value());
     if (!sg) fail(exit_bad_input, sg.message());

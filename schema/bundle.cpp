@@ -13,6 +13,7 @@
 #include <set>
 
 #include "schema/bundle.capnp.h"
+#include "schema/layer_codec.hpp"
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "messages carry little-endian float32");
 
@@ -22,15 +23,9 @@ namespace {
 
 constexpr size_t word_bytes = sizeof(capnp::word);
 constexpr size_t max_data_bytes = (size_t(1) << 29) - 1;  // Cap'n Proto List(UInt8) limit
-constexpr int max_dim = 1 << 20;
-constexpr int max_window = 1 << 16;
-constexpr int max_channels = 1 << 24;
-constexpr int layer_kind_count = 17;
-static_assert(uint16_t(layer_kind::pad) + 1 == layer_kind_count, "update layer_kind_count");
+
 
 size_t words_for_bytes(size_t bytes) { return (bytes + word_bytes - 1) / word_bytes; }
-capnp::Text::Reader text_of(const std::string& s) { return capnp::Text::Reader(s.c_str(), s.size()); }
-std::string string_of(capnp::Text::Reader t) { return std::string(t.cStr(), t.size()); }
 
 // Flattens a builder straight into a byte vector (one copy of the segments).
 std::vector<uint8_t> flatten(capnp::MessageBuilder& builder) {
@@ -80,7 +75,7 @@ size_t tensor_words(const std::string& name, const tensor* value) {
 }
 
 void fill_tensor(schema::Tensor::Builder t, const std::string& name, const tensor* value) {
-  t.setName(text_of(name));
+  t.setName(capnp_text(name));
   const tensor_shape s = value ? value->shape() : tensor_shape{0, 0, 0, 0};
   t.setN(s.n);
   t.setH(s.h);
@@ -94,13 +89,13 @@ void fill_tensor(schema::Tensor::Builder t, const std::string& name, const tenso
 
 result<named_tensor> read_tensor(schema::Tensor::Reader root, const std::string& where) {
   named_tensor out;
-  out.name = string_of(root.getName());
+  out.name = std_string(root.getName());
   const int dims[4] = {root.getN(), root.getH(), root.getW(), root.getC()};
   capnp::Data::Reader data = root.getData();
   const std::string what = where + "tensor '" + out.name + "': ";
   size_t elements = 1;
   for (int d : dims) {
-    if (d <= 0 || d > max_dim * 4)
+    if (d <= 0 || d > max_layer_dimension * 4)
       return status::error(what + "shape " + std::to_string(dims[0]) + "x" + std::to_string(dims[3]) + "x" +
                            std::to_string(dims[1]) + "x" + std::to_string(dims[2]) + " has a dimension out of range");
     elements *= size_t(d);
@@ -118,35 +113,7 @@ result<named_tensor> read_tensor(schema::Tensor::Reader root, const std::string&
 // ------------------------------------------------------------------ layers
 
 void fill_layer(schema::Layer::Builder lb, const layer& l, bool with_weights) {
-  lb.setName(text_of(l.name));
-  lb.setKind(static_cast<schema::LayerKind>(static_cast<uint16_t>(l.kind)));
-  auto inputs = lb.initInputs(static_cast<capnp::uint>(l.inputs.size()));
-  for (size_t k = 0; k < l.inputs.size(); ++k) inputs.set(capnp::uint(k), uint32_t(l.inputs[k]));
-  auto shape = lb.getInputShape();
-  shape.setN(l.input_shape.n);
-  shape.setH(l.input_shape.h);
-  shape.setW(l.input_shape.w);
-  shape.setC(l.input_shape.c);
-  auto win = lb.getWindow();
-  win.setKernelH(l.window.kernel_h);
-  win.setKernelW(l.window.kernel_w);
-  win.setStrideH(l.window.stride_h);
-  win.setStrideW(l.window.stride_w);
-  win.setDilationH(l.window.dilation_h);
-  win.setDilationW(l.window.dilation_w);
-  win.setPadTop(l.window.pad.top);
-  win.setPadLeft(l.window.pad.left);
-  win.setPadBottom(l.window.pad.bottom);
-  win.setPadRight(l.window.pad.right);
-  win.setCeilMode(l.window.ceil_mode);
-  win.setCountIncludePad(l.window.count_include_pad);
-  lb.setOutputChannels(l.output_channels);
-  lb.setGroups(l.groups);
-  lb.setChannelBegin(l.channel_begin);
-  lb.setChannelEnd(l.channel_end);
-  lb.setEpsilon(l.epsilon);
-  lb.setActivationMin(l.act.min);
-  lb.setActivationMax(l.act.max);
+  write_layer_fields(lb, l);
   if (with_weights) {
     if (!l.weights.empty()) {
       auto d = lb.initWeights(static_cast<capnp::uint>(l.weights.size() * sizeof(float)));
@@ -161,69 +128,8 @@ void fill_layer(schema::Layer::Builder lb, const layer& l, bool with_weights) {
 
 // Mirrors the checks of load_model (schema/model_file.cpp) for one layer.
 status read_layer(schema::Layer::Reader lr, size_t index, size_t layer_count, layer& l) {
-  l.name = string_of(lr.getName());
-  const std::string what = "layer " + std::to_string(index) + " '" + l.name + "'";
-  const uint16_t kind = static_cast<uint16_t>(lr.getKind());
-  if (kind >= layer_kind_count) return status::error(what + ": unknown layer kind " + std::to_string(kind));
-  l.kind = static_cast<layer_kind>(kind);
-  auto inputs = lr.getInputs();
-  l.inputs.clear();
-  for (uint32_t in : inputs) {
-    if (in >= layer_count)
-      return status::error(what + ": input index " + std::to_string(in) + " is out of range (" +
-                           std::to_string(layer_count) + " layers)");
-    l.inputs.push_back(int(in));
-  }
-  auto shape = lr.getInputShape();
-  l.input_shape = tensor_shape{shape.getN(), shape.getH(), shape.getW(), shape.getC()};
-  if (l.kind == layer_kind::input) {
-    const tensor_shape& s = l.input_shape;
-    for (int d : {s.n, s.h, s.w, s.c})
-      if (d <= 0 || d > max_dim)
-        return status::error(what + ": input shape " + s.to_string() + " has a dimension outside [1, " +
-                             std::to_string(max_dim) + "]");
-    if (s.elements() > (size_t(1) << 31)) return status::error(what + ": input shape " + s.to_string() + " is too large");
-  }
-  auto win = lr.getWindow();
-  window_params& w = l.window;
-  w.kernel_h = win.getKernelH();
-  w.kernel_w = win.getKernelW();
-  w.stride_h = win.getStrideH();
-  w.stride_w = win.getStrideW();
-  w.dilation_h = win.getDilationH();
-  w.dilation_w = win.getDilationW();
-  w.pad.top = win.getPadTop();
-  w.pad.left = win.getPadLeft();
-  w.pad.bottom = win.getPadBottom();
-  w.pad.right = win.getPadRight();
-  w.ceil_mode = win.getCeilMode();
-  w.count_include_pad = win.getCountIncludePad();
-  if (l.kind == layer_kind::pad)
-    for (int v : {w.pad.top, w.pad.left, w.pad.bottom, w.pad.right})
-      if (v < 0 || v > max_dim) return status::error(what + ": padding " + std::to_string(v) + " out of range");
-  if (l.kind == layer_kind::convolution || l.kind == layer_kind::max_pool || l.kind == layer_kind::average_pool) {
-    for (int v : {w.kernel_h, w.kernel_w, w.stride_h, w.stride_w, w.dilation_h, w.dilation_w})
-      if (v < 1 || v > max_window)
-        return status::error(what + ": window size, stride or dilation " + std::to_string(v) + " out of range");
-    for (int v : {w.pad.top, w.pad.left, w.pad.bottom, w.pad.right})
-      if (v < 0 || v > max_window) return status::error(what + ": padding " + std::to_string(v) + " out of range");
-  }
-  l.output_channels = lr.getOutputChannels();
-  l.groups = lr.getGroups();
-  if (l.output_channels < 0 || l.output_channels > max_channels)
-    return status::error(what + ": output channels " + std::to_string(l.output_channels) + " out of range");
-  if (l.groups < 1 || l.groups > max_channels)
-    return status::error(what + ": groups " + std::to_string(l.groups) + " out of range");
-  l.channel_begin = lr.getChannelBegin();
-  l.channel_end = lr.getChannelEnd();
-  if (l.channel_begin < 0 || l.channel_begin > max_channels || l.channel_end < 0 || l.channel_end > max_channels)
-    return status::error(what + ": channel range out of range");
-  l.epsilon = lr.getEpsilon();
-  if (!std::isfinite(l.epsilon) || l.epsilon < 0) return status::error(what + ": batch-norm epsilon out of range");
-  l.act.min = lr.getActivationMin();
-  l.act.max = lr.getActivationMax();
-  if (std::isnan(l.act.min) || std::isnan(l.act.max) || l.act.min > l.act.max)
-    return status::error(what + ": activation range is empty or NaN");
+  const std::string what = "layer " + std::to_string(index) + " '" + std_string(lr.getName()) + "'";
+  D3_RETURN_IF_ERROR(read_layer_fields(lr, layer_count, what, l));
   auto blob = [&](capnp::Data::Reader d, const char* field, weight_blob& out) -> status {
     if (d.size() % sizeof(float) != 0)
       return status::error(what + ": " + field + " are " + std::to_string(d.size()) +
@@ -250,7 +156,7 @@ size_t shipment_words(const layer_shipment& s) {
 
 void fill_shipment(schema::LayerShipment::Builder b, const layer_shipment& s) {
   b.setModelHash(s.model_hash);
-  b.setModelName(text_of(s.fragment.name));
+  b.setModelName(capnp_text(s.fragment.name));
   const auto& layers = s.fragment.layers;
   auto lbs = b.initLayers(static_cast<capnp::uint>(layers.size()));
   auto included = b.initWeightsIncluded(static_cast<capnp::uint>(layers.size()));
@@ -266,11 +172,11 @@ void fill_shipment(schema::LayerShipment::Builder b, const layer_shipment& s) {
 result<layer_shipment> read_shipment(schema::LayerShipment::Reader r) {
   layer_shipment s;
   s.model_hash = r.getModelHash();
-  s.fragment.name = string_of(r.getModelName());
+  s.fragment.name = std_string(r.getModelName());
   auto layers = r.getLayers();
   auto included = r.getWeightsIncluded();
   const size_t count = layers.size();
-  if (count > size_t(max_channels)) return status::error("too many layers");
+  if (count > size_t(max_layer_channels)) return status::error("too many layers");
   if (included.size() != count)
     return status::error("weightsIncluded has " + std::to_string(included.size()) + " entries for " +
                          std::to_string(count) + " layers");
@@ -301,7 +207,7 @@ void fill_region(schema::Region::Builder b, const region& r) {
 
 result<region> read_region(schema::Region::Reader r, const std::string& what) {
   region out{r.getRowBegin(), r.getRowEnd(), r.getColBegin(), r.getColEnd()};
-  if (out.row_begin < 0 || out.col_begin < 0 || out.row_end > max_dim || out.col_end > max_dim || out.empty())
+  if (out.row_begin < 0 || out.col_begin < 0 || out.row_end > max_layer_dimension || out.col_end > max_layer_dimension || out.empty())
     return status::error(what + ": region " + out.to_string() + " is empty or out of range");
   return out;
 }
@@ -545,7 +451,7 @@ std::vector<uint8_t> encode_stage_spec(const stage_spec& spec) {
     b.setPlanVersion(spec.plan_version);
     b.setModelHash(spec.model_hash);
     auto names = [](auto list, const std::vector<std::string>& from) {
-      for (size_t i = 0; i < from.size(); ++i) list.set(capnp::uint(i), text_of(from[i]));
+      for (size_t i = 0; i < from.size(); ++i) list.set(capnp::uint(i), capnp_text(from[i]));
     };
     names(b.initInputs(capnp::uint(spec.inputs.size())), spec.inputs);
     names(b.initOutputs(capnp::uint(spec.outputs.size())), spec.outputs);
@@ -560,8 +466,8 @@ std::vector<uint8_t> encode_stage_spec(const stage_spec& spec) {
     fill_region(b.initTileOutputRegion(), spec.tile_output_region);
     auto copies = b.initCopies(capnp::uint(spec.copies.size()));
     for (size_t i = 0; i < spec.copies.size(); ++i) {
-      copies[capnp::uint(i)].setWhole(text_of(spec.copies[i].whole));
-      copies[capnp::uint(i)].setPart(text_of(spec.copies[i].part));
+      copies[capnp::uint(i)].setWhole(capnp_text(spec.copies[i].whole));
+      copies[capnp::uint(i)].setPart(capnp_text(spec.copies[i].part));
       fill_region(copies[capnp::uint(i)].initRegion(), spec.copies[i].area);
     }
     auto shapes = b.initWholeShapes(1);
@@ -588,8 +494,8 @@ result<stage_spec> decode_stage_spec(const uint8_t* bytes, size_t size) {
     const std::string what = "stage spec " + std::to_string(s.stage_id) + " (" + to_string(s.type) + ")";
     s.plan_version = r.getPlanVersion();
     s.model_hash = r.getModelHash();
-    for (auto t : r.getInputs()) s.inputs.push_back(string_of(t));
-    for (auto t : r.getOutputs()) s.outputs.push_back(string_of(t));
+    for (auto t : r.getInputs()) s.inputs.push_back(std_string(t));
+    for (auto t : r.getOutputs()) s.outputs.push_back(std_string(t));
     auto fragment = read_shipment(r.getFragment());
     if (!fragment) return status::error(what + ": fragment: " + fragment.message());
     s.fragment = std::move(fragment.value());
@@ -608,8 +514,8 @@ result<stage_spec> decode_stage_spec(const uint8_t* bytes, size_t size) {
     }
     for (auto c : r.getCopies()) {
       region_copy copy;
-      copy.whole = string_of(c.getWhole());
-      copy.part = string_of(c.getPart());
+      copy.whole = std_string(c.getWhole());
+      copy.part = std_string(c.getPart());
       auto rr = read_region(c.getRegion(), what + ": part '" + copy.part + "'");
       if (!rr) return rr.error();
       copy.area = rr.value();
@@ -623,7 +529,7 @@ result<stage_spec> decode_stage_spec(const uint8_t* bytes, size_t size) {
     if (s.type == stage_type::gather) {
       const tensor_shape& w = s.whole_shape;
       for (int d : {w.n, w.h, w.w, w.c})
-        if (d <= 0 || d > max_dim * 4) return status::error(what + ": output shape " + w.to_string() + " out of range");
+        if (d <= 0 || d > max_layer_dimension * 4) return status::error(what + ": output shape " + w.to_string() + " out of range");
     }
     return s;
   });

@@ -52,7 +52,9 @@ the answers by id.
   --plan FILE         deployment plan (JSON, see apps/config/*.plan.json)
   --strategy NAME     instead of a plan file, the plan a strategy chooses on the planner's cost
                       model: device, edge, cloud (everything on device, edge1 or cloud),
-                      neurosurgeon (best single device|cloud split), three-tier (best untiled
+                      neurosurgeon (best single device|cloud split), ftp (DeepThings: all on the
+                      edge cluster, the first layers tiled over every edge node, fusing depth
+                      chosen on the cost model), three-tier (best untiled
                       device|edge1|cloud partition, exhaustive). It prices plans with per-layer
                       times measured here (speed 1) and the evaluation testbed's node speeds by
                       role (device 0.1, edge 0.5, cloud 4) and links (the cluster's uplink, else
@@ -219,9 +221,9 @@ options parse(int argc, char** argv) {
   if (o.nodes.empty() == o.cluster.empty()) fail(exit_bad_input, "give the nodes with --nodes or --cluster (see --help)");
   if (o.plan.empty() == o.strategy.empty())
     fail(exit_bad_input, "give a plan with --plan FILE or --strategy NAME, not both (see --help)");
-  const std::vector<std::string> strategies = {"device", "edge", "cloud", "neurosurgeon", "three-tier"};
+  const std::vector<std::string> strategies = {"device", "edge", "cloud", "neurosurgeon", "ftp", "three-tier"};
   if (!o.strategy.empty() && std::find(strategies.begin(), strategies.end(), o.strategy) == strategies.end())
-    fail(exit_bad_input, "--strategy expects device, edge, cloud, neurosurgeon or three-tier, got '" + o.strategy + "'");
+    fail(exit_bad_input, "--strategy expects device, edge, cloud, neurosurgeon, ftp or three-tier, got '" + o.strategy + "'");
   if (o.clock != "wall" && o.clock != "virtual")
     fail(exit_bad_input, "--clock expects wall or virtual, got '" + o.clock + "'");
   if (!o.uplink.empty() && o.uplink != "none" && !d3::testbed::with_uplink(o.uplink))
@@ -436,6 +438,7 @@ d3::result<d3::deployment_plan> plan_by_strategy(const options& o, const d3::gra
   if (o.strategy == "device" || o.strategy == "cloud") chosen = d3::single_node_strategy(g, *profile, cluster, o.strategy);
   else if (o.strategy == "edge") chosen = d3::single_node_strategy(g, *profile, cluster, "edge1");
   else if (o.strategy == "neurosurgeon") chosen = d3::neurosurgeon_strategy(g, *profile, cluster);
+  else if (o.strategy == "ftp") chosen = d3::ftp_strategy(g, *profile, cluster);
   else if (o.strategy == "three-tier") chosen = d3::three_tier_exhaustive(g, *profile, cluster);
   if (!chosen) return chosen.error();
   std::printf("d3-infer: strategy %s on the cost model (testbed uplink %s; node speeds by role 0.1/0.5/4; layer times "
@@ -443,6 +446,8 @@ d3::result<d3::deployment_plan> plan_by_strategy(const options& o, const d3::gra
               o.strategy.c_str(), uplink.c_str(), chosen->prediction.latency_ms);
   for (const d3::plan_segment& s : chosen->plan.segments)
     std::printf(" %s %s..%s;", s.node.c_str(), s.first.c_str(), s.last.c_str());
+  for (const d3::plan_tiled_run& r : chosen->plan.tiled_runs)
+    std::printf(" tiled %s %s..%s over %zu nodes;", r.grid.c_str(), r.first.c_str(), r.last.c_str(), r.nodes.size());
   std::printf("\n");
   chosen->plan.strategy = o.strategy;
   return chosen->plan;

@@ -1,5 +1,7 @@
 #include "planner/strategies.hpp"
 
+#include <algorithm>
+
 namespace d3 {
 
 namespace {
@@ -55,6 +57,36 @@ result<planned> neurosurgeon_strategy(const graph& g, const layer_profile& profi
     if (!best || candidate->prediction.latency_ms < best->prediction.latency_ms) best = std::move(candidate);
   }
   if (best) best->plan.strategy = "neurosurgeon";
+  return best;
+}
+
+result<planned> ftp_strategy(const graph& g, const layer_profile& profile, const cluster_model& cluster) {
+  const std::vector<int> order = computed_layers(g);
+  if (order.empty()) return status::error("ftp: the model has no layers");
+  std::vector<std::string> edges;
+  for (const auto& [name, node] : cluster.nodes)
+    if (node.role == node_role::edge) edges.push_back(name);
+  std::sort(edges.begin(), edges.end());
+  if (edges.empty()) return status::error("ftp: the cluster has no edge node");
+  const int k = int(edges.size());
+  int rows = 1;
+  for (int r = 1; r * r <= k; ++r)
+    if (k % r == 0) rows = r;
+  const std::string grid = std::to_string(k / rows) + "x" + std::to_string(rows);
+
+  deployment_plan untiled = three_tier_plan(g, 0, int(order.size()), edges[0]);
+  auto best = evaluate(g, profile, cluster, untiled);
+  if (!best) return best.error();
+  const int first = order.front();
+  for (size_t p = 0; k > 1 && p < order.size(); ++p) {
+    if (!make_tiled_run(g, first, order[p])) continue;
+    deployment_plan plan = untiled;
+    plan.tiled_runs.push_back({g.layers[size_t(first)].name, g.layers[size_t(order[p])].name, grid, edges, "", ""});
+    auto candidate = evaluate(g, profile, cluster, plan);
+    if (!candidate) continue;  // e.g. a grid with more tiles than the run's output has rows
+    if (candidate->prediction.latency_ms < best->prediction.latency_ms) best = std::move(candidate);
+  }
+  best->plan.strategy = "ftp";
   return best;
 }
 

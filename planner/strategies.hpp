@@ -27,6 +27,12 @@ result<planned> single_node_strategy(const graph& g, const layer_profile& profil
 // Neurosurgeon (ASPLOS 2017): two tiers, device then cloud, the best single split point.
 result<planned> neurosurgeon_strategy(const graph& g, const layer_profile& profile, const cluster_model& cluster);
 
+// DeepThings-style Fused Tile Partitioning (TCAD 2018): every layer on the edge cluster; a run of
+// layers from the first one is fused and tiled over all edge nodes of the cluster (a near-square
+// grid: 2 -> 2x1, 4 -> 2x2), the rest runs on edge1. The fusing depth (where the tiled run ends)
+// is the one with the lowest predicted latency, including no tiling at all.
+result<planned> ftp_strategy(const graph& g, const layer_profile& profile, const cluster_model& cluster);
+
 // The best untiled three-tier partition (device, "edge1", cloud), by exhaustive search over both
 // cut positions: O(n^2) cost-model evaluations.
 result<planned> three_tier_exhaustive(const graph& g, const layer_profile& profile, const cluster_model& cluster);

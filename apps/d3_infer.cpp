@@ -16,6 +16,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "apps/app_support.hpp"
 #include "planner/strategies.hpp"
 
 #include "actors/deployment.hpp"
@@ -112,13 +113,21 @@ struct options {
 }
 
 long parse_number(const std::string& flag, const std::string& text, long min, long max) {
-  char* end = nullptr;
-  errno = 0;
-  long value = std::strtol(text.c_str(), &end, 10);
-  if (text.empty() || *end != '\0' || errno != 0 || value < min || value > max)
-    fail(exit_bad_input, flag + " expects an integer in [" + std::to_string(min) + ", " + std::to_string(max) +
-                             "], got '" + text + "'");
-  return value;
+  auto value = d3::parse_integer(flag, text, min, max);
+  if (!value) fail(exit_bad_input, value.message());
+  return *value;
+}
+
+d3::graph load(const std::string& model, uint64_t seed) {
+  auto g = d3::load_model_by_name(model, seed);
+  if (!g) fail(exit_bad_input, g.message());
+  return std::move(g.value());
+}
+
+d3::tensor read_input(const std::string& path, const d3::tensor_shape& shape) {
+  auto t = d3::read_nchw_file(path, shape);
+  if (!t) fail(exit_bad_input, t.message());
+  return std::move(t.value());
 }
 
 // An inference config (JSON): the options as keys (cluster or nodes, model, plan, requests,
@@ -287,49 +296,6 @@ std::vector<d3::node_endpoint> read_cluster(const std::string& path) {
   }
 }
 
-d3::graph load(const std::string& model, uint64_t seed) {
-  if (d3::is_onnx_path(model)) {
-    auto g = d3::import_onnx(model);
-    if (!g) fail(exit_bad_input, g.message());
-    return std::move(g.value());
-  }
-  const auto& names = d3::builtin_model_names();
-  if (std::find(names.begin(), names.end(), model) != names.end()) {
-    auto g = d3::builtin_model(model, seed);
-    if (!g) fail(exit_failed, g.message());
-    return std::move(g.value());
-  }
-  if (!std::ifstream(model)) fail(exit_bad_input, "unknown model '" + model + "': not a built-in model and no such file");
-  auto g = d3::load_model(model);
-  if (!g) fail(exit_bad_input, g.message());
-  return std::move(g.value());
-}
-
-d3::tensor read_input(const std::string& path, const d3::tensor_shape& shape) {
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
-  if (!in) fail(exit_bad_input, "cannot open input file '" + path + "': " + std::strerror(errno));
-  std::streamsize size = in.tellg();
-  if (size != std::streamsize(shape.bytes()))
-    fail(exit_bad_input, "input file '" + path + "' holds " + std::to_string(size) + " bytes; the model expects " +
-                             std::to_string(shape.bytes()) + " (" + shape.to_string() + " float32, NCHW)");
-  std::vector<float> nchw(shape.elements());
-  in.seekg(0);
-  in.read(reinterpret_cast<char*>(nchw.data()), size);
-  if (!in) fail(exit_bad_input, "cannot read input file '" + path + "'");
-  d3::tensor t(shape);
-  d3::nchw_to_nhwc(nchw.data(), shape, t.data());
-  return t;
-}
-
-double percentile(std::vector<double> values, double p) {
-  if (values.empty()) return 0;
-  std::sort(values.begin(), values.end());
-  double rank = p * double(values.size() - 1);
-  size_t lo = size_t(rank);
-  size_t hi = std::min(lo + 1, values.size() - 1);
-  return values[lo] + (values[hi] - values[lo]) * (rank - double(lo));
-}
-
 std::string megabytes(size_t bytes) {
   char buffer[32];
   std::snprintf(buffer, sizeof buffer, "%.2f MB", double(bytes) / 1e6);
@@ -391,19 +357,19 @@ int run_and_report(d3::deployment& dep, const d3::graph& g, const options& o,
   if (o.clock == "virtual") {
     std::printf("latency: median %.2f ms  p90 %.2f ms  (end to end, virtual clock: EMULATED times, the testbed's "
                 "node speeds and links applied to measured thread CPU time)\n",
-                percentile(virtual_latencies, 0.5), percentile(virtual_latencies, 0.9));
+                d3::percentile(virtual_latencies, 0.5), d3::percentile(virtual_latencies, 0.9));
     std::printf("wall time per request on this machine (not emulated): median %.2f ms  p90 %.2f ms\n",
-                percentile(latencies, 0.5), percentile(latencies, 0.9));
+                d3::percentile(latencies, 0.5), d3::percentile(latencies, 0.9));
   } else {
-    std::printf("latency: median %.2f ms  p90 %.2f ms  (end to end, wall clock%s)\n", percentile(latencies, 0.5),
-                percentile(latencies, 0.9), o.uplink_description.c_str());
+    std::printf("latency: median %.2f ms  p90 %.2f ms  (end to end, wall clock%s)\n", d3::percentile(latencies, 0.5),
+                d3::percentile(latencies, 0.9), o.uplink_description.c_str());
   }
   if (local) {
-    const double median = percentile(local_ms, 0.5);
+    const double median = d3::percentile(local_ms, 0.5);
     std::printf("single-process (d3::executor, 1 thread, same inputs, runs alternating with the distributed ones): "
                 "median %.2f ms  p90 %.2f ms",
-                median, percentile(local_ms, 0.9));
-    if (o.clock == "wall" && median > 0) std::printf("; distributed / single-process %.3f", percentile(latencies, 0.5) / median);
+                median, d3::percentile(local_ms, 0.9));
+    if (o.clock == "wall" && median > 0) std::printf("; distributed / single-process %.3f", d3::percentile(latencies, 0.5) / median);
     std::printf("\n");
   }
   std::fflush(stdout);

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "apps/app_support.hpp"
 #include "kernels/cpu_peak.hpp"
 #include "kernels/executor.hpp"
 #include "kernels/graph.hpp"
@@ -90,13 +91,26 @@ struct options {
 }
 
 long parse_number(const std::string& flag, const std::string& text, long min, long max) {
-  char* end = nullptr;
-  errno = 0;
-  long value = std::strtol(text.c_str(), &end, 10);
-  if (text.empty() || *end != '\0' || errno != 0 || value < min || value > max)
-    fail(exit_bad_input, flag + " expects an integer in [" + std::to_string(min) + ", " + std::to_string(max) +
-                             "], got '" + text + "'");
-  return value;
+  auto value = d3::parse_integer(flag, text, min, max);
+  if (!value) fail(exit_bad_input, value.message());
+  return *value;
+}
+
+d3::graph load(const std::string& model, uint64_t seed) {
+  auto g = d3::load_model_by_name(model, seed);
+  if (!g) fail(exit_bad_input, g.message());
+  return std::move(g.value());
+}
+
+d3::tensor read_input(const std::string& path, const d3::tensor_shape& shape) {
+  auto t = d3::read_nchw_file(path, shape);
+  if (!t) fail(exit_bad_input, t.message());
+  return std::move(t.value());
+}
+
+void write_output(const std::string& path, const d3::tensor& t) {
+  d3::status s = d3::write_nchw_file(path, t);
+  if (!s) fail(exit_runtime_error, s.message());
 }
 
 options parse(int argc, char** argv) {
@@ -159,66 +173,6 @@ options parse(int argc, char** argv) {
     fail(exit_bad_input, "--tiles and --tile-run name layers of a single model, not 'all'");
   if (!o.tiles.empty() && o.profile) fail(exit_bad_input, "--profile does not apply to a tiled run (--tiles)");
   return o;
-}
-
-bool is_builtin(const std::string& name) {
-  const auto& names = d3::builtin_model_names();
-  return std::find(names.begin(), names.end(), name) != names.end();
-}
-
-d3::graph load(const std::string& model, uint64_t seed) {
-  if (d3::is_onnx_path(model)) {
-    auto g = d3::import_onnx(model);
-    if (!g) fail(exit_bad_input, g.message());
-    return std::move(g.value());
-  }
-  if (is_builtin(model)) {
-    auto g = d3::builtin_model(model, seed);
-    if (!g) fail(exit_runtime_error, g.message());
-    return std::move(g.value());
-  }
-  std::ifstream probe(model, std::ios::binary);
-  if (!probe) {
-    std::string names;
-    for (const auto& n : d3::builtin_model_names()) names += (names.empty() ? "" : ", ") + n;
-    fail(exit_bad_input, "unknown model '" + model + "': not a built-in model (" + names + ") and no such file");
-  }
-  auto g = d3::load_model(model);
-  if (!g) fail(exit_bad_input, g.message());
-  return std::move(g.value());
-}
-
-d3::tensor read_input(const std::string& path, const d3::tensor_shape& shape, const std::string& model) {
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
-  if (!in) fail(exit_bad_input, "cannot open input file '" + path + "': " + std::strerror(errno));
-  std::streamsize size = in.tellg();
-  if (size != std::streamsize(shape.bytes()))
-    fail(exit_bad_input, "input file '" + path + "' holds " + std::to_string(size) + " bytes; model '" + model +
-                             "' expects " + std::to_string(shape.bytes()) + " (" + shape.to_string() +
-                             " float32, NCHW)");
-  std::vector<float> nchw(shape.elements());
-  in.seekg(0);
-  in.read(reinterpret_cast<char*>(nchw.data()), size);
-  if (!in) fail(exit_bad_input, "cannot read input file '" + path + "'");
-  d3::tensor t(shape);
-  d3::nchw_to_nhwc(nchw.data(), shape, t.data());
-  return t;
-}
-
-void write_output(const std::string& path, const d3::tensor& t) {
-  std::vector<float> nchw(t.elements());
-  d3::nhwc_to_nchw(t.data(), t.shape(), nchw.data());
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(reinterpret_cast<const char*>(nchw.data()), std::streamsize(t.bytes()));
-  if (!out) fail(exit_runtime_error, "cannot write output file '" + path + "': " + std::strerror(errno));
-}
-
-double percentile(std::vector<double> values, double p) {
-  std::sort(values.begin(), values.end());
-  double rank = p * double(values.size() - 1);
-  size_t lo = size_t(rank);
-  size_t hi = std::min(lo + 1, values.size() - 1);
-  return values[lo] + (values[hi] - values[lo]) * (rank - double(lo));
 }
 
 std::vector<int> topological(const d3::graph& g) {
@@ -342,7 +296,7 @@ void run_tiled(const options& o, const std::string& model, const d3::graph& g, c
   bool identical = expected->size() == outputs.size();
   for (size_t k = 0; identical && k < outputs.size(); ++k) identical = d3::bitwise_equal(outputs[k], expected.value()[k]);
 
-  const double median = percentile(times, 0.5), p90 = percentile(times, 0.9);
+  const double median = d3::percentile(times, 0.5), p90 = d3::percentile(times, 0.9);
   const double gflop = d3::total_flops(g) / 1e9;
   const double extra_gflop = (cost.tiled_flops - cost.untiled_flops) / 1e9;
   size_t in_min = SIZE_MAX, in_max = 0, in_sum = 0, out_sum = 0;
@@ -399,7 +353,7 @@ void run_model(const options& o, const std::string& model, double peak_per_threa
   if (inputs.size() != 1)
     fail(exit_bad_input, "model '" + model + "' has " + std::to_string(inputs.size()) + " inputs; d3-run needs exactly 1");
   const d3::tensor_shape shape = g.layers[inputs[0]].output_shape;
-  d3::tensor input = o.input_file.empty() ? d3::random_tensor(shape, 1) : read_input(o.input_file, shape, model);
+  d3::tensor input = o.input_file.empty() ? d3::random_tensor(shape, 1) : read_input(o.input_file, shape);
   if (!o.tiles.empty()) {
     run_tiled(o, model, g, input, peak_per_thread);
     return;
@@ -442,18 +396,18 @@ void run_model(const options& o, const std::string& model, double peak_per_threa
     std::printf("%-32s %-20s %-18s %10s %9s %9s\n", "layer", "kind", "output (NCHW)", "MFLOP", "ms", "GFLOP/s");
     for (size_t i = 0; i < g.layers.size(); ++i) {
       if (layer_times[i].empty()) continue;
-      double ms = percentile(layer_times[i], 0.5);
+      double ms = d3::percentile(layer_times[i], 0.5);
       double mflop = d3::cost_of(g, int(i)).flops / 1e6;
       std::printf("%-32s %-20s %-18s %10.2f %9.3f %9.1f\n", g.layers[i].name.c_str(), d3::to_string(g.layers[i].kind),
                   g.layers[i].output_shape.to_string().c_str(), mflop, ms, ms > 0 ? mflop / ms : 0.0);
     }
   }
-  const double median = percentile(times, 0.5), p90 = percentile(times, 0.9);
+  const double median = d3::percentile(times, 0.5), p90 = d3::percentile(times, 0.9);
   const double gflop = exec.flops() / 1e9;
   const double gflops = gflop / (median / 1e3);
   const double peak = peak_per_thread * o.threads;
   if (o.json) {
-    const double conv_ms = percentile(conv_times, 0.5);
+    const double conv_ms = d3::percentile(conv_times, 0.5);
     const double conv_gflops = conv_flops / 1e9 / (conv_ms / 1e3);
     std::printf(
         "{\"model\": \"%s\", \"threads\": %d, \"repeat\": %d, \"median_ms\": %.3f, \"p90_ms\": %.3f, "

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The command-line apps on bad input: each case must exit with the documented code and print one
+# line naming the problem. Usage: cli_test.sh BIN_DIR
+set -u
+bin="$1"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+passed=0
+failed=0
+
+# expect CODE WORD COMMAND...: runs COMMAND, checks its exit code and that stderr contains WORD.
+expect() {
+  local code="$1" word="$2"
+  shift 2
+  local err
+  err="$("$@" 2>&1 >/dev/null)"
+  local got=$?
+  if [ "$got" -eq "$code" ] && [[ "$err" == *"$word"* ]] && [ "$(printf '%s\n' "$err" | wc -l)" -eq 1 ]; then
+    passed=$((passed + 1))
+  else
+    failed=$((failed + 1))
+    echo "FAIL: $* -> exit $got (expected $code), stderr: $err (expected one line with '$word')"
+  fi
+}
+
+head -c 100 /dev/zero > "$work/short.bin"
+printf 'not a model' > "$work/bad.d3m"
+printf 'garbage' > "$work/bad.onnx"
+printf '{"event": "node_up"}\n{oops\n' > "$work/bad.jsonl"
+
+expect 2 "unknown model 'nope'" "$bin/d3-run" --model nope
+expect 2 "holds 100 bytes" "$bin/d3-run" --model resnet18 --input "$work/short.bin"
+expect 2 "cannot open input file" "$bin/d3-run" --model resnet18 --input "$work/missing.bin"
+expect 2 "wrong magic" "$bin/d3-run" --model "$work/bad.d3m"
+expect 2 "not a valid ONNX protobuf" "$bin/d3-run" --model "$work/bad.onnx"
+expect 2 "--threads expects an integer" "$bin/d3-run" --threads 0
+expect 2 "unknown option '--bogus'" "$bin/d3-run" --bogus
+expect 2 "has no layer named 'nothere'" "$bin/d3-run" --model resnet18 --tiles 2x2 --tile-run conv1:nothere
+expect 2 "leaves the run" "$bin/d3-run" --model resnet18 --tiles 2x2 --tile-run maxpool:layer1.0.conv1
+expect 2 "not spatially local" "$bin/d3-run" --model alexnet --tiles 2x1 --tile-run features.10:classifier.1
+expect 2 "give a plan" "$bin/d3-infer" --nodes device=127.0.0.1:1
+expect 2 "--strategy expects" "$bin/d3-infer" --nodes device=127.0.0.1:1 --strategy fastest
+expect 2 "cannot open config" "$bin/d3-infer" --config "$work/missing.json"
+expect 2 "line 2" "$bin/d3-topology" "$work/bad.jsonl"
+expect 2 "unknown benchmark" "$bin/d3-bench" nonsense
+
+echo "cli: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -355,12 +355,18 @@ void report(stage_actor_t* self, uint64_t id, bool id_known, const std::string& 
   if (st.app) self->send(st.app, protocol::fail_atom::value, id, id_known, int32_t(st.spec.stage_id), message);
 }
 
+// Forgets a request's partial inputs (and their virtual ready time).
+void drop_pending(stage_state& st, uint64_t id) {
+  st.pending.erase(id);
+  st.pending_ready.erase(id);
+}
+
 void on_data(stage_actor_t* self, const bytes& payload) {
   stage_state& st = self->state;
   auto bundle = decode_bundle(payload.data(), payload.size());
   if (!bundle) {
     auto id = peek_request_id(payload.data(), payload.size());
-    if (id) st.pending.erase(*id);
+    if (id) drop_pending(st, *id);
     report(self, id.value_or(0), id.has_value(), bundle.message());
     return;
   }
@@ -374,25 +380,21 @@ void on_data(stage_actor_t* self, const bytes& payload) {
   ready_ms = std::max(ready_ms, bundle->virtual_ms);
   for (named_tensor& t : bundle->tensors) {
     if (!st.inputs.count(t.name)) {
-      st.pending.erase(id);
+      drop_pending(st, id);
       return report(self, id, true, "unexpected tensor '" + t.name + "'");
     }
     if (!pending.emplace(t.name, std::move(t.value)).second) {
-      st.pending.erase(id);
+      drop_pending(st, id);
       return report(self, id, true, "tensor '" + t.name + "' received twice");
     }
   }
   if (pending.size() < st.inputs.size()) {
-    if (st.pending.size() > max_pending_requests) {
-      st.pending_ready.erase(st.pending.begin()->first);
-      st.pending.erase(st.pending.begin());
-    }
+    if (st.pending.size() > max_pending_requests) drop_pending(st, st.pending.begin()->first);
     return;
   }
   std::map<std::string, tensor> inputs = std::move(pending);
   const double ready = ready_ms;
-  st.pending.erase(id);
-  st.pending_ready.erase(id);
+  drop_pending(st, id);
   // Emulation: thread CPU time around the kernels (single-threaded executors, so it covers all
   // compute); the virtual clock advances the node by it divided by the node's speed.
   node_emulation& emu = emulation();

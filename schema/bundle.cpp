@@ -13,6 +13,7 @@
 #include <set>
 
 #include "schema/bundle.capnp.h"
+#include "schema/capnp_reading.hpp"
 #include "schema/layer_codec.hpp"
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "messages carry little-endian float32");
@@ -36,36 +37,6 @@ std::vector<uint8_t> flatten(capnp::MessageBuilder& builder) {
   return out;
 }
 
-// Runs `read` on the message in `bytes` after the framing checks every decoder shares.
-template <class Root, class Fn>
-auto with_reader(const uint8_t* bytes, size_t size, const std::string& what, Fn read) -> decltype(read(
-    std::declval<typename Root::Reader>())) {
-  if (bytes == nullptr || size == 0) return status::error(what + ": empty");
-  if (size % word_bytes != 0 || size < 2 * word_bytes)
-    return status::error(what + ": " + std::to_string(size) + " bytes is not a whole Cap'n Proto message (truncated?)");
-  const size_t word_count = size / word_bytes;
-  kj::Array<capnp::word> aligned_copy;
-  const capnp::word* words = reinterpret_cast<const capnp::word*>(bytes);
-  if (reinterpret_cast<uintptr_t>(bytes) % alignof(capnp::word) != 0) {
-    aligned_copy = kj::heapArray<capnp::word>(word_count);
-    std::memcpy(aligned_copy.begin(), bytes, size);
-    words = aligned_copy.begin();
-  }
-  try {
-    capnp::ReaderOptions options;
-    options.traversalLimitInWords = uint64_t(word_count) * 2 + 1024;
-    capnp::FlatArrayMessageReader reader(kj::arrayPtr(words, word_count), options);
-    if (reader.getEnd() != words + word_count)
-      return status::error(what + ": " + std::to_string((words + word_count - reader.getEnd()) * word_bytes) +
-                           " trailing bytes after the message");
-    return read(reader.getRoot<Root>());
-  } catch (const kj::Exception& e) {
-    return status::error(what + ": malformed Cap'n Proto message (" + e.getDescription().cStr() + ")");
-  } catch (const std::exception& e) {
-    return status::error(what + ": " + e.what());
-  }
-}
-
 // ------------------------------------------------------------------ tensors
 
 size_t tensor_words(const std::string& name, const tensor* value) {
@@ -85,29 +56,6 @@ void fill_tensor(schema::Tensor::Builder t, const std::string& name, const tenso
     capnp::Data::Builder data = t.initData(static_cast<capnp::uint>(value->bytes()));
     std::memcpy(data.begin(), value->data(), value->bytes());
   }
-}
-
-result<named_tensor> read_tensor(schema::Tensor::Reader root, const std::string& where) {
-  named_tensor out;
-  out.name = std_string(root.getName());
-  const int dims[4] = {root.getN(), root.getH(), root.getW(), root.getC()};
-  capnp::Data::Reader data = root.getData();
-  const std::string what = where + "tensor '" + out.name + "': ";
-  size_t elements = 1;
-  for (int d : dims) {
-    if (d <= 0 || d > max_layer_dimension * 4)
-      return status::error(what + "shape " + std::to_string(dims[0]) + "x" + std::to_string(dims[3]) + "x" +
-                           std::to_string(dims[1]) + "x" + std::to_string(dims[2]) + " has a dimension out of range");
-    elements *= size_t(d);
-    if (elements > data.size() / sizeof(float)) break;
-  }
-  tensor_shape shape{dims[0], dims[1], dims[2], dims[3]};
-  if (elements * sizeof(float) != data.size())
-    return status::error(what + "shape " + shape.to_string() + " does not match its " + std::to_string(data.size()) +
-                         " data bytes (float32 NHWC expected)");
-  out.value = tensor(shape);
-  std::memcpy(out.value.data(), data.begin(), data.size());
-  return out;
 }
 
 // ------------------------------------------------------------------ layers

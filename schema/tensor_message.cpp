@@ -7,6 +7,7 @@
 #include <cstring>
 #include <exception>
 
+#include "schema/capnp_reading.hpp"
 #include "schema/tensor.capnp.h"
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
@@ -82,58 +83,35 @@ std::vector<uint8_t> encode_tensor(const std::string& name, const tensor& value)
   }
 }
 
+// Bounds one dimension so the element count cannot overflow before it is checked against the data.
+constexpr int max_tensor_dimension = 1 << 22;
+
+result<named_tensor> read_tensor(schema::Tensor::Reader root, const std::string& where) {
+  named_tensor out;
+  out.name = text_of(root.getName());
+  const int dims[4] = {root.getN(), root.getH(), root.getW(), root.getC()};
+  capnp::Data::Reader data = root.getData();
+  const std::string what = where + "tensor '" + out.name + "': ";
+  size_t elements = 1;
+  for (int d : dims) {
+    if (d <= 0 || d > max_tensor_dimension)
+      return status::error(what + "shape " + std::to_string(dims[0]) + "x" + std::to_string(dims[3]) + "x" +
+                           std::to_string(dims[1]) + "x" + std::to_string(dims[2]) + " has a dimension out of range");
+    elements *= size_t(d);
+    if (elements > data.size() / sizeof(float)) break;
+  }
+  tensor_shape shape{dims[0], dims[1], dims[2], dims[3]};
+  if (elements * sizeof(float) != data.size())
+    return status::error(what + "shape " + shape.to_string() + " does not match its " + std::to_string(data.size()) +
+                         " data bytes (float32 NHWC expected)");
+  out.value = tensor(shape);
+  std::memcpy(out.value.data(), data.begin(), data.size());
+  return out;
+}
+
 result<named_tensor> decode_tensor(const uint8_t* bytes, size_t size) {
-  if (bytes == nullptr || size == 0) return status::error("tensor message: empty");
-  if (size % word_bytes != 0 || size < 2 * word_bytes)
-    return status::error("tensor message: " + std::to_string(size) +
-                         " bytes is not a whole Cap'n Proto message (truncated?)");
-  const size_t word_count = size / word_bytes;
-
-  // The reader needs 8-byte aligned words; CAF buffers usually are, copy only when not.
-  kj::Array<capnp::word> aligned_copy;
-  const capnp::word* words = reinterpret_cast<const capnp::word*>(bytes);
-  if (reinterpret_cast<uintptr_t>(bytes) % alignof(capnp::word) != 0) {
-    aligned_copy = kj::heapArray<capnp::word>(word_count);
-    std::memcpy(aligned_copy.begin(), bytes, size);
-    words = aligned_copy.begin();
-  }
-
-  try {
-    capnp::ReaderOptions options;
-    options.traversalLimitInWords = uint64_t(word_count) * 2 + 1024;
-    capnp::FlatArrayMessageReader reader(kj::arrayPtr(words, word_count), options);
-    if (reader.getEnd() != words + word_count)
-      return status::error("tensor message: " +
-                           std::to_string((words + word_count - reader.getEnd()) * word_bytes) +
-                           " trailing bytes after the message");
-    schema::Tensor::Reader root = reader.getRoot<schema::Tensor>();
-    named_tensor out;
-    out.name = text_of(root.getName());
-    const int dims[4] = {root.getN(), root.getH(), root.getW(), root.getC()};
-    capnp::Data::Reader data = root.getData();
-    const std::string what = "tensor message '" + out.name + "': ";
-    size_t elements = 1;
-    for (int d : dims) {
-      if (d <= 0)
-        return status::error(what + "shape " + std::to_string(dims[0]) + "x" + std::to_string(dims[3]) +
-                             "x" + std::to_string(dims[1]) + "x" + std::to_string(dims[2]) +
-                             " has a non-positive dimension");
-      elements *= size_t(d);
-      if (elements > data.size() / sizeof(float)) break;  // no overflow: stays <= size / 4 * 2^31
-    }
-    tensor_shape shape{dims[0], dims[1], dims[2], dims[3]};
-    if (elements * sizeof(float) != data.size())
-      return status::error(what + "shape " + shape.to_string() + " does not match its " +
-                           std::to_string(data.size()) + " data bytes (float32 NHWC expected)");
-    out.value = tensor(shape);
-    std::memcpy(out.value.data(), data.begin(), data.size());
-    return out;
-  } catch (const kj::Exception& e) {
-    return status::error(std::string("tensor message: malformed Cap'n Proto message (") +
-                         e.getDescription().cStr() + ")");
-  } catch (const std::exception& e) {
-    return status::error(std::string("tensor message: ") + e.what());
-  }
+  return with_reader<schema::Tensor>(bytes, size, "tensor message",
+                                     [](schema::Tensor::Reader root) { return read_tensor(root, "tensor message: "); });
 }
 
 }  // namespace d3

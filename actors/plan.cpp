@@ -60,6 +60,7 @@ result<deployment_plan> parse_plan_json(const std::string& text) {
         run.gather_node = r.value("gather_node", std::string());
         plan.tiled_runs.push_back(run);
       }
+    if (j.contains("order")) plan.order = j.at("order").get<std::vector<std::string>>();
     return plan;
   } catch (const std::exception& e) {
     return status::error(std::string("plan: malformed JSON (") + e.what() + ")");
@@ -89,6 +90,7 @@ std::string to_json(const deployment_plan& plan) {
     if (!r.gather_node.empty()) run["gather_node"] = r.gather_node;
     j["tiled_runs"].push_back(run);
   }
+  if (!plan.order.empty()) j["order"] = plan.order;
   return j.dump(2);
 }
 
@@ -98,6 +100,26 @@ result<stage_graph> build_stage_graph(const graph& g, const deployment_plan& pla
   std::vector<int> order;
   for (int i : *order_result)
     if (g.layers[i].kind != layer_kind::input) order.push_back(i);
+  if (!plan.order.empty()) {
+    // An explicit order: every computed layer once, each after the layers it reads.
+    if (plan.order.size() != order.size())
+      return status::error("plan: 'order' lists " + std::to_string(plan.order.size()) + " layers but the model has " +
+                           std::to_string(order.size()) + " computed layers");
+    std::vector<bool> placed(g.layers.size(), false);
+    for (int l = 0; l < int(g.layers.size()); ++l) placed[size_t(l)] = g.layers[size_t(l)].kind == layer_kind::input;
+    order.clear();
+    for (const std::string& name : plan.order) {
+      const int l = g.find(name);
+      if (l < 0 || g.layers[size_t(l)].kind == layer_kind::input)
+        return status::error("plan: 'order' names '" + name + "', which is no computed layer");
+      if (placed[size_t(l)]) return status::error("plan: 'order' names '" + name + "' twice");
+      for (int in : g.layers[size_t(l)].inputs)
+        if (!placed[size_t(in)])
+          return status::error("plan: 'order' places '" + name + "' before its input '" + g.layers[size_t(in)].name + "'");
+      placed[size_t(l)] = true;
+      order.push_back(l);
+    }
+  }
   std::map<std::string, int> position;
   for (size_t p = 0; p < order.size(); ++p) position[g.layers[order[p]].name] = int(p);
   auto locate = [&](const std::string& what, const std::string& name) -> result<int> {
@@ -146,6 +168,11 @@ result<stage_graph> build_stage_graph(const graph& g, const deployment_plan& pla
     if (!e) return e.error();
     auto run = make_tiled_run(g, order[size_t(*b)], order[size_t(*e)]);
     if (!run) return status::error("plan: " + what + ": " + run.message());
+    {  // with an explicit order, the run must be contiguous in it too
+      std::set<int> in_run(run->layers.begin(), run->layers.end()), in_span(order.begin() + *b, order.begin() + *e + 1);
+      if (in_run != in_span)
+        return status::error("plan: " + what + ": the run's layers are not contiguous in the plan's order");
+    }
     const tensor_shape& out = g.layers[run->output].output_shape;
     auto grid = tile_grid::parse(pr.grid, out.h, out.w);
     if (!grid) return status::error("plan: " + what + ": " + grid.message());

@@ -10,6 +10,10 @@
 //                 {"node": "cloud", "first": "layer3.0.conv1", "last": "fc"}],
 //    "tiled_runs": [{"first": "layer1.0.conv1", "last": "layer2.1.add", "grid": "2x1",
 //                    "nodes": ["edge1", "edge2"]}]}
+// An optional "order" lists every computed layer in the execution order the segments refer to
+// (any topological order); without it, the graph's own topological order. A min-cut split (DADS)
+// places a set of layers closed under predecessors on the device, which is a prefix of some
+// topological order but not always of the graph's own one.
 #pragma once
 
 #include <string>
@@ -39,6 +43,7 @@ struct deployment_plan {
   std::string strategy = "file";
   std::vector<plan_segment> segments;
   std::vector<plan_tiled_run> tiled_runs;
+  std::vector<std::string> order;  // optional: computed layers in execution order
 };
 
 result<deployment_plan> parse_plan_json(const std::string& text);

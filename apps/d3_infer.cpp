@@ -230,9 +230,12 @@ options parse(int argc, char** argv) {
   if (o.nodes.empty() == o.cluster.empty()) fail(exit_bad_input, "give the nodes with --nodes or --cluster (see --help)");
   if (o.plan.empty() == o.strategy.empty())
     fail(exit_bad_input, "give a plan with --plan FILE or --strategy NAME, not both (see --help)");
-  const std::vector<std::string> strategies = {"device", "edge", "cloud", "neurosurgeon", "ftp", "three-tier"};
-  if (!o.strategy.empty() && std::find(strategies.begin(), strategies.end(), o.strategy) == strategies.end())
-    fail(exit_bad_input, "--strategy expects device, edge, cloud, neurosurgeon, ftp or three-tier, got '" + o.strategy + "'");
+  const std::vector<std::string>& strategies = d3::strategy_names();
+  if (!o.strategy.empty() && std::find(strategies.begin(), strategies.end(), o.strategy) == strategies.end()) {
+    std::string names;
+    for (const std::string& n : strategies) names += (names.empty() ? "" : ", ") + n;
+    fail(exit_bad_input, "--strategy expects one of " + names + "; got '" + o.strategy + "'");
+  }
   if (o.clock != "wall" && o.clock != "virtual")
     fail(exit_bad_input, "--clock expects wall or virtual, got '" + o.clock + "'");
   if (!o.uplink.empty() && o.uplink != "none" && !d3::testbed::with_uplink(o.uplink))
@@ -400,12 +403,7 @@ d3::result<d3::deployment_plan> plan_by_strategy(const options& o, const d3::gra
     if (!cluster.nodes.count(needed)) return d3::status::error(std::string("--strategy: the cluster has no node '") + needed + "'");
   auto profile = d3::measure_profile(g, 3);
   if (!profile) return profile.error();
-  d3::result<d3::planned> chosen = d3::status::error("unknown strategy");
-  if (o.strategy == "device" || o.strategy == "cloud") chosen = d3::single_node_strategy(g, *profile, cluster, o.strategy);
-  else if (o.strategy == "edge") chosen = d3::single_node_strategy(g, *profile, cluster, "edge1");
-  else if (o.strategy == "neurosurgeon") chosen = d3::neurosurgeon_strategy(g, *profile, cluster);
-  else if (o.strategy == "ftp") chosen = d3::ftp_strategy(g, *profile, cluster);
-  else if (o.strategy == "three-tier") chosen = d3::three_tier_exhaustive(g, *profile, cluster);
+  auto chosen = d3::plan_with_strategy(o.strategy, g, *profile, cluster);
   if (!chosen) return chosen.error();
   std::printf("d3-infer: strategy %s on the cost model (testbed uplink %s; node speeds by role 0.1/0.5/4; layer times "
               "measured here): predicted %.1f ms;",

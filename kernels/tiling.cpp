@@ -130,6 +130,19 @@ result<tile_grid> tile_grid::parse(const std::string& text, int height, int widt
   return uniform(rows, cols, height, width);
 }
 
+bool tileable_layer(const graph& g, int layer_index) {
+  const layer& L = g.layers[size_t(layer_index)];
+  if (!spatially_local(L.kind)) return false;
+  if (L.kind == layer_kind::average_pool && L.window.ceil_mode && L.window.count_include_pad) {
+    const tensor_shape& in = g.layers[L.inputs[0]].output_shape;
+    const window_params& w = L.window;
+    if (ceil_mode_extra_padding(in.h, L.output_shape.h, w.kernel_h, w.stride_h, w.dilation_h, w.pad.top, w.pad.bottom) > 0 ||
+        ceil_mode_extra_padding(in.w, L.output_shape.w, w.kernel_w, w.stride_w, w.dilation_w, w.pad.left, w.pad.right) > 0)
+      return false;
+  }
+  return true;
+}
+
 result<tiled_run> make_tiled_run(const graph& g, int first, int last) {
   const int n = int(g.layers.size());
   if (first < 0 || first >= n || last < 0 || last >= n) return status::error("tiled run: layer index out of range");
@@ -148,14 +161,9 @@ result<tiled_run> make_tiled_run(const graph& g, int first, int last) {
   for (int l : run.layers) {
     const layer& L = g.layers[l];
     if (!spatially_local(L.kind)) return status::error("tiled run: " + name_of(g, l) + " is not spatially local");
-    if (L.kind == layer_kind::average_pool && L.window.ceil_mode && L.window.count_include_pad) {
-      const tensor_shape& in = g.layers[L.inputs[0]].output_shape;
-      const window_params& w = L.window;
-      if (ceil_mode_extra_padding(in.h, L.output_shape.h, w.kernel_h, w.stride_h, w.dilation_h, w.pad.top, w.pad.bottom) > 0 ||
-          ceil_mode_extra_padding(in.w, L.output_shape.w, w.kernel_w, w.stride_w, w.dilation_w, w.pad.left, w.pad.right) > 0)
-        return status::error("tiled run: " + name_of(g, l) +
-                             " counts padding but not its ceil_mode overflow; a tile cannot tell them apart");
-    }
+    if (!tileable_layer(g, l))
+      return status::error("tiled run: " + name_of(g, l) +
+                           " counts padding but not its ceil_mode overflow; a tile cannot tell them apart");
   }
   subgraph_boundary b = boundary_of(g, run.layers);
   std::vector<std::vector<int>> readers = g.consumers();

@@ -67,6 +67,11 @@ struct tiled_run {
 // (a branch leaving the run), a run output with a different spatial size than a layer needs.
 result<tiled_run> make_tiled_run(const graph& g, int first, int last);
 
+// Whether a tile can compute `layer` from a spatial window of its inputs (its kind is spatially
+// local, and an average pool counting padding has no ceil_mode overflow). A run is tileable iff
+// every layer is, and no tensor but the last one's leaves the run or is read by no run layer.
+bool tileable_layer(const graph& g, int layer);
+
 // The longest tileable run starting at `first`, and why it cannot go one layer further.
 struct run_extent {
   int last = -1;             // layer index; -1 when `first` itself cannot be tiled

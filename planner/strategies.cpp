@@ -2,6 +2,9 @@
 
 #include <algorithm>
 
+#include "planner/dads.hpp"
+#include "planner/three_tier_space.hpp"
+
 namespace d3 {
 
 namespace {
@@ -101,6 +104,25 @@ result<planned> three_tier_exhaustive(const graph& g, const layer_profile& profi
     }
   if (best) best->plan.strategy = "three-tier exhaustive";
   return best;
+}
+
+const std::vector<std::string>& strategy_names() {
+  static const std::vector<std::string> names = {"hpa", "neurosurgeon", "dads", "ftp", "device", "edge", "cloud", "three-tier"};
+  return names;
+}
+
+result<planned> plan_with_strategy(const std::string& name, const graph& g, const layer_profile& profile,
+                                   const cluster_model& cluster) {
+  result<planned> chosen = status::error("unknown strategy '" + name + "'");
+  if (name == "device" || name == "cloud") chosen = single_node_strategy(g, profile, cluster, name);
+  else if (name == "edge") chosen = single_node_strategy(g, profile, cluster, "edge1");
+  else if (name == "neurosurgeon") chosen = neurosurgeon_strategy(g, profile, cluster);
+  else if (name == "ftp") chosen = ftp_strategy(g, profile, cluster);
+  else if (name == "three-tier") chosen = three_tier_exhaustive(g, profile, cluster);
+  else if (name == "hpa") chosen = hpa_strategy(g, profile, cluster);
+  else if (name == "dads") chosen = dads_strategy(g, profile, cluster);
+  if (chosen) chosen->plan.strategy = name;
+  return chosen;
 }
 
 }  // namespace d3

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "actors/plan.hpp"
 #include "planner/cost_model.hpp"
@@ -36,6 +37,15 @@ result<planned> ftp_strategy(const graph& g, const layer_profile& profile, const
 // The best untiled three-tier partition (device, "edge1", cloud), by exhaustive search over both
 // cut positions: O(n^2) cost-model evaluations.
 result<planned> three_tier_exhaustive(const graph& g, const layer_profile& profile, const cluster_model& cluster);
+
+// Every strategy by name, in the order benchmarks list them: "hpa", "neurosurgeon", "dads", "ftp",
+// "device", "edge", "cloud" (the set), then "three-tier" (untiled exhaustive).
+const std::vector<std::string>& strategy_names();
+
+// The plan strategy `name` picks on the cost model; the plan's `strategy` field is `name`.
+// Errors name an unknown strategy or why the strategy found no plan.
+result<planned> plan_with_strategy(const std::string& name, const graph& g, const layer_profile& profile,
+                                   const cluster_model& cluster);
 
 // The plan with segments device [0, i), edge [i, j), cloud [j, n) (empty tiers left out).
 deployment_plan three_tier_plan(const graph& g, int i, int j, const std::string& edge_node = "edge1");

@@ -3,6 +3,8 @@
 
 #include <map>
 
+#include <nlohmann/json.hpp>
+
 #include "actors/plan.hpp"
 #include "kernels/executor.hpp"
 #include "kernels/model_zoo.hpp"
@@ -163,6 +165,50 @@ BOOST_AUTO_TEST_CASE(stages_run_in_order_reproduce_the_model_bit_for_bit) {
     auto outputs = run_stages(g, sg, x);
     BOOST_TEST(bitwise_equal(outputs.at(sg.graph_outputs[0]), expected.value()[0]), c.model);
   }
+}
+
+// A device set closed under predecessors but not a prefix of the graph's order (what a DADS min cut
+// can choose): the plan carries its own order, runs bit for bit, and bad orders are rejected.
+BOOST_AUTO_TEST_CASE(plans_with_an_explicit_order) {
+  graph g = load("googlenet");
+  auto topo = topological_order(g);
+  BOOST_REQUIRE(topo.is_ok());
+  std::vector<std::string> device, rest;
+  bool past = false;
+  for (int l : *topo) {
+    const std::string& name = g.layers[size_t(l)].name;
+    if (g.layers[size_t(l)].kind == layer_kind::input) continue;
+    ((!past || name == "inception3a.branch4.0") ? device : rest).push_back(name);
+    past |= name == "maxpool2";
+  }
+  nlohmann::json plan = {{"segments", {{{"node", "device"}, {"first", device.front()}, {"last", device.back()}},
+                                       {{"node", "cloud"}, {"first", rest.front()}, {"last", rest.back()}}}}};
+  std::vector<std::string> order = device;
+  order.insert(order.end(), rest.begin(), rest.end());
+  plan["order"] = order;
+  stage_graph sg = build(g, plan.dump());
+  BOOST_TEST(sg.stages.size() == 2u);
+  BOOST_TEST(sg.stages[0].layers.back() == g.find("inception3a.branch4.0"));
+  tensor x = random_tensor(g.layers[g.input_layers()[0]].output_shape, 5);
+  auto whole = executor::create(g);
+  BOOST_REQUIRE(whole.is_ok());
+  auto expected = (*whole)->run({&x});
+  BOOST_REQUIRE(expected.is_ok());
+  BOOST_TEST(bitwise_equal(run_stages(g, sg, x).at(sg.graph_outputs[0]), expected.value()[0]));
+
+  auto with_order = [&](std::vector<std::string> o) {
+    nlohmann::json p = plan;
+    p["order"] = o;
+    return build_error(g, p.dump());
+  };
+  std::vector<std::string> swapped = order;
+  std::swap(swapped[0], swapped[1]);
+  BOOST_TEST(with_order(swapped).find("before its input") != std::string::npos, with_order(swapped));
+  std::vector<std::string> short_order(order.begin(), order.end() - 1);
+  BOOST_TEST(with_order(short_order).find("lists") != std::string::npos);
+  std::vector<std::string> twice = order;
+  twice.back() = twice.front();
+  BOOST_TEST(with_order(twice).find("twice") != std::string::npos);
 }
 
 BOOST_AUTO_TEST_CASE(bad_plans_are_rejected_with_the_entry_named) {

@@ -1,0 +1,343 @@
+#include "planner/three_tier_space.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <tuple>
+
+namespace d3 {
+
+namespace {
+
+constexpr double infinity = std::numeric_limits<double>::infinity();
+
+// A near-square grid of k tiles, more rows than columns ("2x1", "3x1", "2x2"): rows cut the
+// feature maps where they are tallest first.
+std::string grid_of(int k) {
+  int cols = 1;
+  for (int c = 1; c * c <= k; ++c)
+    if (k % c == 0) cols = c;
+  return std::to_string(k / cols) + "x" + std::to_string(cols);
+}
+
+}  // namespace
+
+bool three_tier_choice::operator<(const three_tier_choice& o) const {
+  return std::tie(device_end, edge_end, tiled_end, tile_nodes) <
+         std::tie(o.device_end, o.edge_end, o.tiled_end, o.tile_nodes);
+}
+
+result<three_tier_space> three_tier_space::create(const graph& g, const layer_profile& profile,
+                                                  const cluster_model& cluster) {
+  for (const char* needed : {"device", "cloud"})
+    if (!cluster.nodes.count(needed)) return status::error(std::string("three-tier planning: the cluster has no node '") + needed + "'");
+  three_tier_space space;
+  space.g_ = &g;
+  space.profile_ = &profile;
+  space.cluster_ = &cluster;
+  for (const auto& [name, node] : cluster.nodes)
+    if (node.role == node_role::edge) space.edges_.push_back(name);
+  if (space.edges_.empty()) return status::error("three-tier planning: the cluster has no edge node");
+  // "edge2" before "edge10": by length, then by name.
+  std::sort(space.edges_.begin(), space.edges_.end(), [](const std::string& a, const std::string& b) {
+    return a.size() != b.size() ? a.size() < b.size() : a < b;
+  });
+  auto topo = topological_order(g);
+  if (!topo) return topo.error();
+  space.position_.assign(g.layers.size(), -1);
+  for (int l : *topo)
+    if (g.layers[size_t(l)].kind != layer_kind::input) {
+      space.position_[size_t(l)] = int(space.order_.size());
+      space.order_.push_back(l);
+    }
+  if (space.order_.empty()) return status::error("three-tier planning: the model has no computed layers");
+  if (profile.milliseconds.size() != g.layers.size())
+    return status::error("three-tier planning: the profile has " + std::to_string(profile.milliseconds.size()) +
+                         " layers, the model " + std::to_string(g.layers.size()));
+  const std::vector<std::vector<int>> readers = g.consumers();
+  space.reader_positions_.resize(g.layers.size());
+  space.is_graph_output_.assign(g.layers.size(), false);
+  for (size_t l = 0; l < g.layers.size(); ++l) {
+    for (int r : readers[l]) space.reader_positions_[l].push_back(space.position_[size_t(r)]);
+    space.output_bytes_.push_back(g.layers[l].output_shape.bytes());
+  }
+  for (int out : g.outputs) space.is_graph_output_[size_t(out)] = true;
+  space.compute_prefix_.assign(1, 0.0);
+  for (int l : space.order_) space.compute_prefix_.push_back(space.compute_prefix_.back() + profile.milliseconds[size_t(l)]);
+  for (int i = 0; i < space.layers(); ++i) {
+    const std::vector<int>& ends = space.tileable_ends(i);
+    space.longest_run_end_.push_back(ends.empty() ? -1 : ends.back());
+  }
+  return space;
+}
+
+const std::vector<int>& three_tier_space::tileable_ends(int i) {
+  auto it = tileable_ends_.find(i);
+  if (it != tileable_ends_.end()) return it->second;
+  // make_tiled_run's conditions, incrementally over b (kernels/tiling.hpp): every layer tileable;
+  // every tensor before the end read inside the run and by nothing after it, and not a graph
+  // output. The test checks this against make_tiled_run.
+  std::vector<int> ends;
+  int furthest_reader = -1;      // of the tensors produced in [i, b)
+  bool earlier_output = false;   // a graph output in [i, b)
+  int nearest_unresolved = -1;   // smallest "first reader" position among layers in [i, b)
+  for (int b = i; b < layers() && tileable_layer(*g_, order_[size_t(b)]); ++b) {
+    if (b > i) {
+      const int prev = order_[size_t(b - 1)];
+      int first_reader = std::numeric_limits<int>::max();
+      for (int r : reader_positions_[size_t(prev)]) {
+        furthest_reader = std::max(furthest_reader, r);
+        first_reader = std::min(first_reader, r);
+      }
+      earlier_output |= is_graph_output_[size_t(prev)];
+      nearest_unresolved = std::max(nearest_unresolved, first_reader);
+    }
+    if (!earlier_output && furthest_reader <= b && nearest_unresolved <= b) ends.push_back(b);
+  }
+  return tileable_ends_.emplace(i, std::move(ends)).first->second;
+}
+
+deployment_plan three_tier_space::plan_of(const three_tier_choice& c) const {
+  deployment_plan plan = three_tier_plan(*g_, c.device_end, c.edge_end, edges_[0]);
+  plan.strategy = "three-tier";
+  if (c.tiled_end >= 0 && c.tile_nodes >= 2) {
+    plan_tiled_run run;
+    run.first = g_->layers[size_t(order_[size_t(c.device_end)])].name;
+    run.last = g_->layers[size_t(order_[size_t(c.tiled_end)])].name;
+    run.grid = grid_of(c.tile_nodes);
+    run.nodes.assign(edges_.begin(), edges_.begin() + c.tile_nodes);
+    run.scatter_node = edges_[0];
+    plan.tiled_runs.push_back(run);
+  }
+  return plan;
+}
+
+result<planned> three_tier_space::evaluate(const three_tier_choice& c) const {
+  const int n = layers();
+  if (c.device_end < 0 || c.device_end > c.edge_end || c.edge_end > n)
+    return status::error("three-tier choice out of range");
+  const bool tiled = c.tiled_end >= 0;
+  if (tiled && (c.device_end >= c.edge_end || c.tiled_end < c.device_end || c.tiled_end >= c.edge_end ||
+                c.tile_nodes < 2 || c.tile_nodes > edge_nodes()))
+    return status::error("three-tier choice: tiled run out of range");
+  deployment_plan plan = plan_of(c);
+  auto stages = build_stage_graph(*g_, plan);
+  if (!stages) return stages.error();
+  auto prediction = predict_plan(*g_, *stages, *profile_, *cluster_);
+  if (!prediction) return prediction.error();
+  return planned{std::move(plan), std::move(prediction.value())};
+}
+
+double three_tier_space::latency(const three_tier_choice& c) {
+  auto it = memo_.find(c);
+  if (it != memo_.end()) return it->second;
+  ++evaluations_;
+  double ms = infinity;
+  if (c.tiled_end < 0 && c.device_end >= 0 && c.device_end <= c.edge_end && c.edge_end <= layers()) {
+    ms = screen_untiled(c.device_end, c.edge_end);  // equal to the cost model on untiled plans (tested)
+  } else {
+    auto e = evaluate(c);
+    if (e) ms = e->prediction.latency_ms;
+  }
+  memo_.emplace(c, ms);
+  return ms;
+}
+
+int three_tier_space::tileable_end_at_most(int i, int limit) {
+  int best = -1;
+  for (int b : tileable_ends(i))
+    if (b <= limit) best = b;
+  return best;
+}
+
+double three_tier_space::screen(const three_tier_choice& c) const {
+  double ms = screen_untiled(c.device_end, c.edge_end);
+  if (c.tiled_end < 0) return ms;
+  // Tiling divides the run's edge time by K, plus a typical halo overhead of 15%.
+  const double run_ms = compute_prefix_[size_t(c.tiled_end) + 1] - compute_prefix_[size_t(c.device_end)];
+  const double speed = cluster_->nodes.at(edges_[0]).speed;
+  return ms - run_ms / speed * (1.0 - 1.15 / c.tile_nodes);
+}
+
+double three_tier_space::screen_untiled(int i, int j) const {
+  const int n = layers();
+  auto tier_of_position = [&](int p) { return p < i ? 0 : p < j ? 1 : 2; };
+  const double compute[3] = {compute_prefix_[size_t(i)], compute_prefix_[size_t(j)] - compute_prefix_[size_t(i)],
+                             compute_prefix_[size_t(n)] - compute_prefix_[size_t(j)]};
+  const double speed[3] = {cluster_->nodes.at("device").speed, cluster_->nodes.at(edges_[0]).speed,
+                           cluster_->nodes.at("cloud").speed};
+  // Bytes per (from tier, to tier); graph inputs leave the device at 0, before the device's own
+  // outputs, which leave when the device finishes (the link sends in that order).
+  size_t bytes[3][3] = {{0, 0, 0}, {0, 0, 0}, {0, 0, 0}};
+  size_t input_bytes[3] = {0, 0, 0};  // graph inputs, device to tier
+  for (size_t l = 0; l < position_.size(); ++l) {
+    const bool graph_input = position_[l] < 0;
+    const int from = graph_input ? 0 : tier_of_position(position_[l]);
+    bool to[3] = {false, false, false};
+    for (int r : reader_positions_[l]) to[tier_of_position(r)] = true;
+    if (is_graph_output_[l]) to[0] = true;
+    for (int t = 0; t < 3; ++t)
+      if (to[t] && t != from) (graph_input ? input_bytes[t] : bytes[from][t]) += output_bytes_[l];
+  }
+  const node_role roles[3] = {node_role::device, node_role::edge, node_role::cloud};
+  // Arrival of the last tensor from tier `from` (done at `done`) at tier `to`; 0 when none.
+  auto arrival = [&](int from, int to, double done) {
+    const link_profile link = cluster_->links.link(roles[from], roles[to]);
+    const size_t early = from == 0 ? input_bytes[to] : 0;
+    if (early == 0 && bytes[from][to] == 0) return 0.0;
+    auto transmission = [&](size_t n) { return transfer_ms({link.bandwidth_mbit_per_s, 0.0}, n); };
+    const double early_free = transmission(early);
+    double last = early ? early_free + link.latency_ms : 0.0;
+    if (bytes[from][to])
+      last = std::max(last, std::max(done, early_free) + transmission(bytes[from][to]) + link.latency_ms);
+    return last;
+  };
+  const double device_done = compute[0] / speed[0];
+  const double edge_done = j > i ? std::max(device_done, arrival(0, 1, device_done)) + compute[1] / speed[1]
+                                          : device_done;
+  const double cloud_ready = std::max({device_done, arrival(0, 2, device_done), arrival(1, 2, edge_done)});
+  const double cloud_done = n > j ? cloud_ready + compute[2] / speed[2] : cloud_ready;
+  return std::max({device_done, arrival(1, 0, edge_done), arrival(2, 0, cloud_done)});
+}
+
+result<planned> three_tier_exact(const graph& g, const layer_profile& profile, const cluster_model& cluster,
+                                 three_tier_choice* chosen) {
+  auto created = three_tier_space::create(g, profile, cluster);
+  if (!created) return created.error();
+  three_tier_space& space = created.value();
+  const int n = space.layers();
+  three_tier_choice best;
+  double best_ms = infinity;
+  auto consider = [&](const three_tier_choice& c) {
+    const double ms = space.latency(c);
+    if (ms < best_ms) best_ms = ms, best = c;
+  };
+  for (int i = 0; i <= n; ++i)
+    for (int j = i; j <= n; ++j) {
+      consider({i, j, -1, 1});
+      if (i == j) continue;
+      for (int b : space.tileable_ends(i)) {
+        if (b >= j) break;
+        for (int k = 2; k <= space.edge_nodes(); ++k) consider({i, j, b, k});
+      }
+    }
+  if (best_ms == infinity) return status::error("three-tier exact: no deployable plan");
+  auto result = space.evaluate(best);
+  if (result) result->plan.strategy = "exact";
+  if (chosen) *chosen = best;
+  return result;
+}
+
+three_tier_choice hpa_local_search(three_tier_space& space, three_tier_choice current, int radius) {
+  const int n = space.layers();
+  double current_ms = space.latency(current);
+  for (;;) {
+    std::vector<three_tier_choice> moves;
+    auto with_tiling_kept = [&](three_tier_choice c) {
+      // A tiled run starts at the edge segment's first layer; keep it when it still fits.
+      if (c.tiled_end >= 0) {
+        const std::vector<int>& ends = c.device_end < n ? space.tileable_ends(c.device_end) : std::vector<int>{};
+        if (c.device_end >= c.edge_end || std::find(ends.begin(), ends.end(), c.tiled_end) == ends.end() ||
+            c.tiled_end >= c.edge_end) {
+          // Else the tileable end nearest the old one inside the new segment, or none.
+          int nearest = -1;
+          for (int b : ends)
+            if (b < c.edge_end && (nearest < 0 || std::abs(b - c.tiled_end) < std::abs(nearest - c.tiled_end))) nearest = b;
+          c.tiled_end = nearest;
+          if (nearest < 0) c.tile_nodes = 1;
+        }
+      }
+      moves.push_back(c);
+    };
+    for (int d = -radius; d <= radius; ++d) {
+      if (d == 0) continue;
+      three_tier_choice c = current;
+      c.device_end += d;
+      if (c.device_end >= 0 && c.device_end <= c.edge_end) with_tiling_kept(c);
+      c = current;
+      c.edge_end += d;
+      if (c.edge_end >= c.device_end && c.edge_end <= n) with_tiling_kept(c);
+      c = current;  // both boundaries together: the edge segment slides
+      c.device_end += d;
+      c.edge_end += d;
+      if (c.device_end >= 0 && c.edge_end <= n) with_tiling_kept(c);
+    }
+    if (current.device_end < current.edge_end) {
+      const std::vector<int>& ends = space.tileable_ends(current.device_end);
+      if (current.tiled_end >= 0) {
+        three_tier_choice untiled = current;
+        untiled.tiled_end = -1;
+        untiled.tile_nodes = 1;
+        moves.push_back(untiled);
+        auto at = std::find(ends.begin(), ends.end(), current.tiled_end);
+        for (int step = 1; step <= radius && at != ends.end(); ++step) {
+          const long index = long(at - ends.begin());
+          for (long other : {index - step, index + step})
+            if (other >= 0 && other < long(ends.size()) && ends[size_t(other)] < current.edge_end)
+              moves.push_back({current.device_end, current.edge_end, ends[size_t(other)], current.tile_nodes});
+        }
+        for (int k = 2; k <= space.edge_nodes(); ++k)
+          if (k != current.tile_nodes) moves.push_back({current.device_end, current.edge_end, current.tiled_end, k});
+      } else {
+        // Tiling on: the longest run that fits, over each K (later moves shorten it).
+        const int b = space.tileable_end_at_most(current.device_end, current.edge_end - 1);
+        for (int k = 2; b >= 0 && k <= space.edge_nodes(); ++k) moves.push_back({current.device_end, current.edge_end, b, k});
+      }
+    }
+    three_tier_choice best = current;
+    double best_ms = current_ms;
+    for (const three_tier_choice& m : moves) {
+      const double ms = space.latency(m);
+      if (ms < best_ms) best_ms = ms, best = m;
+    }
+    if (best == current) return current;
+    current = best;
+    current_ms = best_ms;
+  }
+}
+
+result<planned> hpa_strategy(const graph& g, const layer_profile& profile, const cluster_model& cluster,
+                             hpa_options options, three_tier_choice* chosen) {
+  auto created = three_tier_space::create(g, profile, cluster);
+  if (!created) return created.error();
+  three_tier_space& space = created.value();
+  const int n = space.layers();
+  // 1. Screen every (i, j), untiled and with the edge segment's longest tileable leading run over
+  // K = 2.. edge nodes, with the fast estimate; keep the best few.
+  std::vector<std::pair<double, three_tier_choice>> screened;
+  for (int i = 0; i <= n; ++i)
+    for (int j = i; j <= n; ++j) {
+      three_tier_choice c{i, j, -1, 1};
+      const double untiled = space.screen(c);
+      screened.push_back({untiled, c});
+      const int longest = std::min(space.longest_run_end(i), j - 1);
+      if (longest < i) continue;
+      for (int k = 2; k <= space.edge_nodes(); ++k) {
+        three_tier_choice tiled{i, j, longest, k};  // the end may not be a valid one: repaired below
+        screened.push_back({space.screen(tiled), tiled});
+      }
+    }
+  const size_t keep = std::min(screened.size(), size_t(std::max(1, options.screened)));
+  std::partial_sort(screened.begin(), screened.begin() + long(keep), screened.end(),
+                    [](const auto& a, const auto& b) { return a.first < b.first; });
+  // 2. Local search from each on the cost model (boundaries, tiling end, K); the best wins.
+  three_tier_choice best;
+  double best_ms = infinity;
+  for (size_t s = 0; s < keep; ++s) {
+    three_tier_choice start = screened[s].second;
+    if (start.tiled_end >= 0) {
+      start.tiled_end = space.tileable_end_at_most(start.device_end, start.tiled_end);
+      if (start.tiled_end < 0) start.tile_nodes = 1;
+    }
+    three_tier_choice c = hpa_local_search(space, start, options.refine_radius);
+    const double ms = space.latency(c);
+    if (ms < best_ms) best_ms = ms, best = c;
+  }
+  if (best_ms == infinity) return status::error("hpa: no deployable plan");
+  auto result = space.evaluate(best);
+  if (result) result->plan.strategy = "hpa";
+  if (chosen) *chosen = best;
+  return result;
+}
+
+}  // namespace d3

@@ -1,0 +1,103 @@
+// The plan space of HPA and of its exact solver (the D3 literature, field.md): three tiers in the
+// model's topological order, device [0, i), edge [i, j), cloud [j, n) (data only moves forward
+// through the tiers; an empty tier is skipped), and optionally the edge segment's leading run
+// [i, b] tiled (vertical separation) over the first K edge nodes of the cluster. Tile heights
+// follow the edge nodes' speeds (uniform when they are equal); the scatter runs on the edge node
+// that receives the segment's input, so halos travel over edge<->edge links, not the uplink.
+//
+// Every choice is priced by the one cost model (planner/cost_model.hpp) on the stage graph the
+// runtime would deploy, so the planner and the exact solver agree on what a plan costs.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "planner/strategies.hpp"
+
+namespace d3 {
+
+struct three_tier_choice {
+  int device_end = 0;  // i
+  int edge_end = 0;    // j >= i
+  int tiled_end = -1;  // b in [i, j): the tiled run is [i, b]; -1: no tiled run
+  int tile_nodes = 1;  // K >= 2 when tiled
+  bool operator==(const three_tier_choice& o) const {
+    return device_end == o.device_end && edge_end == o.edge_end && tiled_end == o.tiled_end && tile_nodes == o.tile_nodes;
+  }
+  bool operator<(const three_tier_choice& o) const;
+};
+
+class three_tier_space {
+ public:
+  // Precondition: g prepared; the cluster has nodes "device" and "cloud" and at least one edge
+  // node (edges ordered by name: edge1, edge2, ...).
+  static result<three_tier_space> create(const graph& g, const layer_profile& profile, const cluster_model& cluster);
+
+  int layers() const { return int(order_.size()); }  // n, computed layers
+  int edge_nodes() const { return int(edges_.size()); }
+  // b values with [i, b] tileable (ascending); cached.
+  const std::vector<int>& tileable_ends(int i);
+
+  deployment_plan plan_of(const three_tier_choice& c) const;
+  // The cost model's latency (ms) of a choice; +infinity when the choice is not deployable (e.g.
+  // more tiles than output rows). Memoized: searches revisit choices. Untiled choices take the
+  // closed form of screen_untiled, which equals the stage-graph replay on them (tested).
+  double latency(const three_tier_choice& c);
+  result<planned> evaluate(const three_tier_choice& c) const;
+  size_t evaluations() const { return evaluations_; }
+
+  // An untiled choice in closed form, O(n) without allocation: each tier's compute, and per link
+  // the graph inputs sent at 0 then the tier's crossing tensors sent when it finishes.
+  double screen_untiled(int i, int j) const;
+  // The same with a tiled run: its edge time divided by K, plus 15% halo overhead.
+  double screen(const three_tier_choice& c) const;
+  // The end of the longest tileable run from position i (may be larger than a valid end < j).
+  int longest_run_end(int i) const { return i < layers() ? longest_run_end_[size_t(i)] : -1; }
+  // The largest b <= limit with [i, b] tileable, or -1.
+  int tileable_end_at_most(int i, int limit);
+
+  const std::vector<int>& order() const { return order_; }
+
+ private:
+  const graph* g_ = nullptr;
+  const layer_profile* profile_ = nullptr;
+  const cluster_model* cluster_ = nullptr;
+  std::vector<int> order_;            // computed layers, topological
+  std::vector<int> position_;         // layer -> position (-1 for inputs)
+  // For screening without allocation: per layer, its readers' positions, its output bytes and
+  // whether the graph returns it; per position, the prefix sum of compute and the end of the
+  // longest tileable run starting there (-1: none).
+  std::vector<std::vector<int>> reader_positions_;
+  std::vector<size_t> output_bytes_;
+  std::vector<bool> is_graph_output_;
+  std::vector<double> compute_prefix_;
+  std::vector<int> longest_run_end_;
+  std::vector<std::string> edges_;    // edge node names, sorted
+  std::map<int, std::vector<int>> tileable_ends_;
+  std::map<three_tier_choice, double> memo_;
+  size_t evaluations_ = 0;
+};
+
+// The exact optimum over the whole space (every i <= j, every tileable [i, b] inside the edge
+// segment, every K from 2 to the number of edge nodes): O(n^3 K) cost-model evaluations. For
+// validation; its plan's strategy is "exact".
+result<planned> three_tier_exact(const graph& g, const layer_profile& profile, const cluster_model& cluster,
+                                 three_tier_choice* chosen = nullptr);
+
+struct hpa_options {
+  int screened = 4;           // untiled (i, j) pairs kept after screening
+  int refine_radius = 1;      // local search: boundary moves of up to this many positions
+};
+
+// HPA: screens every (i, j), untiled and with the longest tileable leading edge run over each K,
+// with the O(n) estimate; then, from each of the best few, a local search on the cost model over
+// boundary, tiling end and K moves until no move helps. Plan strategy "hpa".
+result<planned> hpa_strategy(const graph& g, const layer_profile& profile, const cluster_model& cluster,
+                             hpa_options options = {}, three_tier_choice* chosen = nullptr);
+
+// The search HPA runs at adaptation time: local search from `start` only (partial adjustment near
+// the current boundaries). `evaluations` (optional) counts cost-model evaluations.
+three_tier_choice hpa_local_search(three_tier_space& space, three_tier_choice start, int radius);
+
+}  // namespace d3

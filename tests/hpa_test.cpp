@@ -1,0 +1,271 @@
+#define BOOST_TEST_MODULE hpa
+#include <boost/test/unit_test.hpp>
+
+#include <chrono>
+#include <cmath>
+
+#include "kernels/model_zoo.hpp"
+#include "planner/dads.hpp"
+#include "planner/three_tier_space.hpp"
+#include "test_graphs.hpp"
+
+using namespace d3;
+using namespace d3::testing;
+
+namespace {
+
+using micro_t = std::chrono::duration<double, std::micro>;
+using milli_t = std::chrono::duration<double, std::milli>;
+
+graph load(const std::string& name) {
+  auto g = builtin_model(name);
+  BOOST_REQUIRE_MESSAGE(g.is_ok(), g.message());
+  return std::move(g.value());
+}
+
+int add_max_pool(graph& g, const std::string& name, int input) {
+  layer pool;
+  pool.name = name;
+  pool.kind = layer_kind::max_pool;
+  pool.inputs = {input};
+  pool.window.kernel_h = pool.window.kernel_w = 2;
+  pool.window.stride_h = pool.window.stride_w = 2;
+  return add_layer(g, pool);
+}
+
+// A small random CNN: a chain of convolutions and pools, with (diamonds) residual or concat
+// blocks of two branches, ending in a global average pool (not tileable). Maps of 32..64 pixels.
+graph random_dag(uint64_t seed, bool diamonds) {
+  seeded_generator gen(seed);
+  auto pick = [&](int lo, int hi) { return lo + int(gen.uniform(0.0f, 0.999f) * float(hi - lo + 1)); };
+  graph g;
+  g.name = "random" + std::to_string(seed);
+  int channels = pick(3, 16);
+  const int side = 16 * pick(2, 4);
+  int x = add_input(g, "input", {1, side, side, channels});
+  int size = side;
+  const int blocks = pick(3, 7);
+  for (int b = 0; b < blocks; ++b) {
+    const std::string p = "b" + std::to_string(b);
+    const int kind = pick(0, diamonds ? 3 : 1);
+    if (kind == 0 || (kind == 1 && size < 4)) {
+      const int out = pick(8, 32);
+      x = add_relu(g, p + ".relu", add_convolution(g, p + ".conv", x, channels, out));
+      channels = out;
+    } else if (kind == 1) {
+      x = add_max_pool(g, p + ".pool", x);
+      size /= 2;
+    } else if (kind == 2) {  // residual: conv-relu-conv + identity
+      int a = add_relu(g, p + ".relu", add_convolution(g, p + ".conv1", x, channels, channels));
+      a = add_convolution(g, p + ".conv2", a, channels, channels);
+      x = add_simple(g, p + ".add", layer_kind::add, {a, x});
+    } else {  // inception-like: 3x3 branch and 1x1 branch, concatenated
+      const int left = pick(4, 24), right = pick(4, 24);
+      int a = add_convolution(g, p + ".left", x, channels, left);
+      int c = add_convolution(g, p + ".right", x, channels, right, 1, 1, 0);
+      x = add_simple(g, p + ".concat", layer_kind::concat, {a, c});
+      channels = left + right;
+    }
+  }
+  x = add_simple(g, "gap", layer_kind::global_average_pool, {x});
+  g.outputs = {x};
+  BOOST_REQUIRE(infer_shapes(g).is_ok());
+  BOOST_REQUIRE(prepare_for_inference(g).is_ok());
+  return g;
+}
+
+// Per-layer times from FLOPs, each scaled by a random factor, the whole scaled to a total of
+// 10..500 ms at speed 1 so compute and transfers trade off on the testbed.
+layer_profile random_profile(const graph& g, uint64_t seed) {
+  seeded_generator gen(seed * 7919 + 1);
+  layer_profile p = profile_from_flops(g, 1.0);
+  for (double& ms : p.milliseconds) ms *= gen.uniform(0.3f, 3.0f);
+  const double scale = gen.uniform(10.0f, 500.0f) / p.total();
+  for (double& ms : p.milliseconds) ms *= scale;
+  return p;
+}
+
+const char* uplinks[] = {"CAT1", "3G", "4G", "WiFi"};
+
+}  // namespace
+
+// HPA against the exhaustive solver over the same plan space (boundaries, tiled run, K).
+BOOST_AUTO_TEST_CASE(hpa_equals_exact_on_random_chains_and_diamonds) {
+  int equal = 0, tiled_optima = 0, three_tier_optima = 0;
+  for (uint64_t seed = 1; seed <= 100; ++seed) {
+    const bool diamonds = seed % 2 == 0;
+    graph g = random_dag(seed, diamonds);
+    const layer_profile profile = random_profile(g, seed);
+    testbed t = *testbed::with_uplink(uplinks[seed % 4]);
+    const cluster_model cluster = cluster_model::evaluation(t, 2 + int(seed % 3));
+    three_tier_choice exact_choice, hpa_choice;
+    auto exact = three_tier_exact(g, profile, cluster, &exact_choice);
+    auto hpa = hpa_strategy(g, profile, cluster, {}, &hpa_choice);
+    BOOST_REQUIRE_MESSAGE(exact.is_ok(), exact.message());
+    BOOST_REQUIRE_MESSAGE(hpa.is_ok(), hpa.message());
+    const double e = exact->prediction.latency_ms, h = hpa->prediction.latency_ms;
+    BOOST_TEST(h <= e * (1 + 1e-9), "seed " << seed << (diamonds ? " (diamonds)" : " (chain)") << ": hpa " << h
+                                          << " ms (i " << hpa_choice.device_end << " j " << hpa_choice.edge_end << " b "
+                                          << hpa_choice.tiled_end << " K " << hpa_choice.tile_nodes << ") vs exact " << e
+                                          << " ms (i " << exact_choice.device_end << " j " << exact_choice.edge_end
+                                          << " b " << exact_choice.tiled_end << " K " << exact_choice.tile_nodes << ")");
+    equal += h <= e * (1 + 1e-9);
+    tiled_optima += exact_choice.tiled_end >= 0;
+    three_tier_optima += exact_choice.device_end > 0 && exact_choice.edge_end > exact_choice.device_end &&
+                         exact_choice.edge_end < int(g.layers.size()) - 1;
+  }
+  BOOST_TEST_MESSAGE("hpa equals exact on " << equal << "/100 random DAGs; the optimum is tiled in " << tiled_optima
+                                            << " and uses all three tiers in " << three_tier_optima);
+  // The cases must exercise the space, not only single-node plans.
+  BOOST_TEST(tiled_optima >= 10);
+}
+
+// The closed form of untiled choices is the cost model's stage-graph replay, on random DAGs and
+// on the five models.
+BOOST_AUTO_TEST_CASE(closed_form_matches_the_cost_model_on_untiled_plans) {
+  for (uint64_t seed = 1; seed <= 45; ++seed) {
+    const char* models[] = {"alexnet", "vgg16", "resnet18", "googlenet", "mobilenet_v2"};
+    graph g = seed > 40 ? load(models[seed - 41]) : random_dag(seed, seed % 2 == 0);
+    const layer_profile profile = seed > 40 ? profile_from_flops(g, 100.0) : random_profile(g, seed);
+    const cluster_model cluster = cluster_model::evaluation(*testbed::with_uplink(uplinks[seed % 4]));
+    auto space = three_tier_space::create(g, profile, cluster);
+    BOOST_REQUIRE(space.is_ok());
+    const int n = space->layers();
+    for (int i = 0; i <= n; ++i)
+      for (int j = i; j <= n; ++j) {
+        const double screened = space->screen_untiled(i, j), priced = space->evaluate({i, j, -1, 1})->prediction.latency_ms;
+        BOOST_TEST(std::abs(screened - priced) <= 1e-9 * priced,
+                   "seed " << seed << " i " << i << " j " << j << ": screen " << screened << " cost model " << priced);
+      }
+  }
+}
+
+// The planner's incremental tileable-run test agrees with make_tiled_run for every start and end.
+BOOST_AUTO_TEST_CASE(tileable_ends_match_make_tiled_run) {
+  for (const std::string name : {"alexnet", "resnet18", "googlenet", "mobilenet_v2"}) {
+    graph g = load(name);
+    const layer_profile profile = profile_from_flops(g, 100.0);
+    const cluster_model cluster = cluster_model::evaluation(*testbed::with_uplink("4G"));
+    auto space = three_tier_space::create(g, profile, cluster);
+    BOOST_REQUIRE(space.is_ok());
+    const std::vector<int>& order = space->order();
+    for (int i = 0; i < space->layers(); ++i) {
+      std::vector<int> expected;
+      for (int b = i; b < space->layers(); ++b)
+        if (make_tiled_run(g, order[size_t(i)], order[size_t(b)])) expected.push_back(b);
+      BOOST_TEST(space->tileable_ends(i) == expected, name << " from " << g.layers[size_t(order[size_t(i)])].name);
+    }
+  }
+}
+
+// The exhaustive solver is at least as good as every baseline on the same space's cost model.
+BOOST_AUTO_TEST_CASE(exact_is_no_worse_than_the_baselines_it_contains) {
+  graph g = load("resnet18");
+  const layer_profile profile = profile_from_flops(g, 100.0);
+  for (const char* uplink : uplinks) {
+    const cluster_model cluster = cluster_model::evaluation(*testbed::with_uplink(uplink));
+    auto exact = three_tier_exact(g, profile, cluster);
+    BOOST_REQUIRE(exact.is_ok());
+    for (const std::string s : {"neurosurgeon", "device", "edge", "cloud", "three-tier"}) {
+      auto baseline = plan_with_strategy(s, g, profile, cluster);
+      BOOST_REQUIRE(baseline.is_ok());
+      BOOST_TEST(exact->prediction.latency_ms <= baseline->prediction.latency_ms * (1 + 1e-9), uplink << " " << s);
+    }
+  }
+}
+
+// DADS's min cut is the cheapest predecessor-closed device set under its additive model: checked
+// by enumerating every closed set of small random DAGs.
+BOOST_AUTO_TEST_CASE(dads_cut_is_the_minimum_over_all_closed_sets) {
+  int checked = 0;
+  for (uint64_t seed = 1; seed <= 60; ++seed) {
+    graph g = random_dag(seed, true);
+    const int n = int(g.layers.size());
+    if (n > 16) continue;
+    const layer_profile profile = random_profile(g, seed);
+    const cluster_model cluster = cluster_model::evaluation(*testbed::with_uplink(uplinks[seed % 4]));
+    auto cut = dads_min_cut(g, profile, cluster);
+    BOOST_REQUIRE_MESSAGE(cut.is_ok(), cut.message());
+    const link_profile up = cluster.links.link(node_role::device, node_role::cloud);
+    const link_profile down = cluster.links.link(node_role::cloud, node_role::device);
+    const auto readers = g.consumers();
+    auto cost = [&](const std::vector<bool>& on_device) {
+      double ms = 0;
+      for (int l = 0; l < n; ++l) {
+        const layer& L = g.layers[size_t(l)];
+        const bool output = std::find(g.outputs.begin(), g.outputs.end(), l) != g.outputs.end();
+        if (L.kind != layer_kind::input)
+          ms += on_device[size_t(l)] ? profile.milliseconds[size_t(l)] / 0.1
+                                     : profile.milliseconds[size_t(l)] / 4.0 + (output ? transfer_ms(down, L.output_shape.bytes()) : 0);
+        bool sent = false;
+        for (int r : readers[size_t(l)]) sent |= on_device[size_t(l)] && !on_device[size_t(r)];
+        if (sent) ms += transfer_ms(up, L.output_shape.bytes());
+      }
+      return ms;
+    };
+    double best = 1e300;
+    for (uint32_t mask = 0; mask < (1u << n); ++mask) {
+      std::vector<bool> on_device(static_cast<size_t>(n), false);
+      bool closed = true;
+      for (int l = 0; l < n; ++l) on_device[size_t(l)] = (mask >> l) & 1;
+      for (int l = 0; l < n && closed; ++l) {
+        if (g.layers[size_t(l)].kind == layer_kind::input && !on_device[size_t(l)]) closed = false;
+        if (on_device[size_t(l)])
+          for (int in : g.layers[size_t(l)].inputs) closed &= bool(on_device[size_t(in)]);
+      }
+      if (closed) best = std::min(best, cost(on_device));
+    }
+    BOOST_TEST(cost(cut->on_device) == best, boost::test_tools::tolerance(1e-9));
+    BOOST_TEST(cut->cut_ms == best, boost::test_tools::tolerance(1e-9));
+    ++checked;
+  }
+  BOOST_TEST(checked >= 20);
+}
+
+// DADS on the DAG models: a deployable plan whose device side is closed under predecessors, and
+// on a chain-like model it matches Neurosurgeon's best split when one tensor crosses.
+BOOST_AUTO_TEST_CASE(dads_plans_deploy_on_dag_models) {
+  for (const std::string name : {"googlenet", "resnet18", "mobilenet_v2"}) {
+    graph g = load(name);
+    const layer_profile profile = profile_from_flops(g, 100.0);
+    for (const char* uplink : uplinks) {
+      const cluster_model cluster = cluster_model::evaluation(*testbed::with_uplink(uplink));
+      auto dads = dads_strategy(g, profile, cluster);
+      BOOST_REQUIRE_MESSAGE(dads.is_ok(), name << " " << uplink << ": " << dads.message());
+      auto cut = dads_min_cut(g, profile, cluster);
+      for (size_t l = 0; l < g.layers.size(); ++l)
+        if (cut->on_device[l])
+          for (int in : g.layers[l].inputs) BOOST_TEST(bool(cut->on_device[size_t(in)]), name << ": " << g.layers[l].name);
+      auto ns = neurosurgeon_strategy(g, profile, cluster);
+      BOOST_TEST_MESSAGE(name << " " << uplink << ": dads " << dads->prediction.latency_ms << " ms, neurosurgeon "
+                              << ns->prediction.latency_ms << " ms, explicit order " << !dads->plan.order.empty());
+    }
+  }
+  graph chain = load("vgg16");
+  const layer_profile profile = profile_from_flops(chain, 100.0);
+  const cluster_model cluster = cluster_model::evaluation(*testbed::with_uplink("4G"));
+  BOOST_TEST(dads_strategy(chain, profile, cluster)->prediction.latency_ms ==
+                 neurosurgeon_strategy(chain, profile, cluster)->prediction.latency_ms,
+             boost::test_tools::tolerance(1e-9));
+}
+
+// The goal on the five models and the testbed's four uplinks: HPA within 1% of exact.
+BOOST_AUTO_TEST_CASE(hpa_within_one_percent_of_exact_on_the_five_models) {
+  for (const std::string name : {"alexnet", "vgg16", "resnet18", "mobilenet_v2", "googlenet"}) {
+    graph g = load(name);
+    const layer_profile profile = profile_from_flops(g, 100.0);
+    for (const char* uplink : uplinks) {
+      const cluster_model cluster = cluster_model::evaluation(*testbed::with_uplink(uplink));
+      auto start = std::chrono::steady_clock::now();
+      auto hpa = hpa_strategy(g, profile, cluster);
+      const double hpa_ms = milli_t(std::chrono::steady_clock::now() - start).count();
+      start = std::chrono::steady_clock::now();
+      auto exact = three_tier_exact(g, profile, cluster);
+      const double exact_ms = milli_t(std::chrono::steady_clock::now() - start).count();
+      BOOST_REQUIRE(hpa.is_ok() && exact.is_ok());
+      BOOST_TEST(hpa->prediction.latency_ms <= exact->prediction.latency_ms * 1.01, name << " " << uplink);
+      BOOST_TEST_MESSAGE(name << " " << uplink << ": hpa " << hpa->prediction.latency_ms << " ms planned in " << hpa_ms
+                              << " ms; exact " << exact->prediction.latency_ms << " ms in " << exact_ms << " ms");
+    }
+  }
+}

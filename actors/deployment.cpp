@@ -202,35 +202,7 @@ result<deploy_report> deployment::deploy(const graph& g, const deployment_plan& 
   teardown();
   const auto started = clock_type::now();
   caf::scoped_actor& self = *self_;
-  auto sg = build_stage_graph(g, plan);
-  if (!sg) return sg.error();
-  drain_down_messages();
-  for (const stage& s : sg->stages)
-    if (down_nodes_.count(s.node))
-      return status::error("the plan places " + std::string(to_string(s.kind)) + " stage " + std::to_string(s.id) +
-                           " on node '" + s.node + "' at " + endpoints_.at(s.node).address() + ", which is down");
-  for (const stage& s : sg->stages)
-    if (!nodes_.count(s.node))
-      return status::error("the plan places " + std::string(to_string(s.kind)) + " stage " + std::to_string(s.id) +
-                           " on node '" + s.node + "', which is not connected (not in --nodes?)");
-
   deploy_report report;
-  report.plan_version = plan.version;
-  report.model_hash = model_hash(g);
-  report.bytes_per_request = bytes_between_nodes(g, *sg, options_.app_node);
-
-  // Direct connections between nodes that exchange tensors (else CAF relays through the app).
-  for (const link_bytes& link : report.bytes_per_request) {
-    if (link.from == options_.app_node || link.to == options_.app_node) continue;
-    auto key = std::minmax(link.from, link.to);
-    if (peered_.count(key)) continue;
-    const node_endpoint& to = endpoints_.at(key.second);
-    D3_RETURN_IF_ERROR(ask(self, node_actor(key.first), options_.timeout,
-                           "node '" + key.first + "' connecting to node '" + key.second + "' at " + to.address(),
-                           protocol::peer_atom::value, to.host, to.port));
-    peered_.insert(key);
-  }
-
   // Emulation: every connected node gets its link table and the clock (resets its clocks).
   {
     const emulation_settings& em = options_.emulation;
@@ -255,6 +227,57 @@ result<deploy_report> deployment::deploy(const graph& g, const deployment_plan& 
     }
     virtual_now_ = 0;
     wall_epoch_ = clock_type::now();
+  }
+
+  auto installed = install(g, plan, report);
+  if (!installed) return installed.error();
+  adopt(std::move(installed.value()));
+  report.deploy_ms = ms_since(started);
+  return report;
+}
+
+void deployment::adopt(deployed_version v) {
+  stages_ = std::move(v.stages);
+  actor_nodes_.clear();
+  for (size_t i = 0; i < v.actors.size(); ++i) actor_nodes_[v.actors[i]] = stages_.stages[i].node;
+  stage_actors_ = std::move(v.actors);
+  input_routes_ = std::move(v.input_routes);
+  remote_inputs_ = std::move(v.remote_inputs);
+  answer_bytes_ = std::move(v.answer_bytes);
+  graph_outputs_ = stages_.graph_outputs;
+  plan_version_ = v.version;
+  gone_.clear();
+  broken_.clear();
+}
+
+result<deployment::deployed_version> deployment::install(const graph& g, const deployment_plan& plan,
+                                                         deploy_report& report) {
+  caf::scoped_actor& self = *self_;
+  auto sg = build_stage_graph(g, plan);
+  if (!sg) return sg.error();
+  drain_down_messages();
+  for (const stage& s : sg->stages)
+    if (down_nodes_.count(s.node))
+      return status::error("the plan places " + std::string(to_string(s.kind)) + " stage " + std::to_string(s.id) +
+                           " on node '" + s.node + "' at " + endpoints_.at(s.node).address() + ", which is down");
+  for (const stage& s : sg->stages)
+    if (!nodes_.count(s.node))
+      return status::error("the plan places " + std::string(to_string(s.kind)) + " stage " + std::to_string(s.id) +
+                           " on node '" + s.node + "', which is not connected (not in --nodes?)");
+  report.plan_version = plan.version;
+  report.model_hash = model_hash(g);
+  report.bytes_per_request = bytes_between_nodes(g, *sg, options_.app_node);
+
+  // Direct connections between nodes that exchange tensors (else CAF relays through the app).
+  for (const link_bytes& link : report.bytes_per_request) {
+    if (link.from == options_.app_node || link.to == options_.app_node) continue;
+    auto key = std::minmax(link.from, link.to);
+    if (peered_.count(key)) continue;
+    const node_endpoint& to = endpoints_.at(key.second);
+    D3_RETURN_IF_ERROR(ask(self, node_actor(key.first), options_.timeout,
+                           "node '" + key.first + "' connecting to node '" + key.second + "' at " + to.address(),
+                           protocol::peer_atom::value, to.host, to.port));
+    peered_.insert(key);
   }
 
   // Weights: every node gets the layers its stages run that it does not have yet.
@@ -321,7 +344,7 @@ result<deploy_report> deployment::deploy(const graph& g, const deployment_plan& 
 
   // Stages: spawned on their nodes, set up (operators created there), then wired.
   std::vector<caf::actor> actors;
-  auto abandon = [&](status error) -> result<deploy_report> {
+  auto abandon = [&](status error) -> result<deployed_version> {
     for (const caf::actor& a : actors) {
       self->demonitor(a);
       caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
@@ -382,16 +405,161 @@ result<deploy_report> deployment::deploy(const graph& g, const deployment_plan& 
   }
   log({{"event", "plan_deployed"}, {"version", plan.version}, {"strategy", plan.strategy}, {"model", g.name}});
 
-  stages_ = std::move(sg.value());
-  actor_nodes_.clear();
-  for (size_t i = 0; i < actors.size(); ++i) actor_nodes_[actors[i]] = stages_.stages[i].node;
-  stage_actors_ = std::move(actors);
-  input_routes_ = std::move(input_routes);
-  graph_outputs_ = stages_.graph_outputs;
-  plan_version_ = plan.version;
-  broken_.clear();
-  report.deploy_ms = ms_since(started);
-  return report;
+  deployed_version v;
+  v.version = plan.version;
+  v.input_routes = std::move(input_routes);
+  // Transfer accounting for the planner: per stage, the bytes it reads from each remote stage.
+  auto tensor_bytes = [&](const std::string& tensor) -> size_t {
+    const size_t at = tensor.find("@tile");
+    const int l = g.find(at == std::string::npos ? tensor : tensor.substr(0, at));
+    if (l < 0) return 0;
+    if (at == std::string::npos) return g.layers[size_t(l)].output_shape.bytes();
+    const int tile = std::stoi(tensor.substr(at + 5));
+    for (size_t r = 0; r < sg->runs.size(); ++r) {
+      if (tile >= int(sg->tiles[r].size())) continue;
+      const tile_geometry& geo = sg->tiles[r][size_t(tile)];
+      const region& reg = sg->runs[r].output == l ? geo.output : geo.computed[size_t(l)];
+      if (reg.empty()) continue;
+      const tensor_shape& shape = g.layers[size_t(l)].output_shape;
+      return size_t(shape.n) * size_t(reg.rows()) * size_t(reg.cols()) * size_t(shape.c) * sizeof(float);
+    }
+    return 0;
+  };
+  v.remote_inputs.resize(sg->stages.size());
+  for (const route& r : sg->routes) {
+    const std::string from = r.from_stage < 0 ? options_.emulation.app_node : sg->stages[size_t(r.from_stage)].node;
+    for (int to : r.to_stages)
+      if (sg->stages[size_t(to)].node != from) v.remote_inputs[size_t(to)][r.from_stage] += tensor_bytes(r.tensor);
+    if (r.to_app && r.from_stage >= 0 && from != options_.emulation.app_node)
+      v.answer_bytes[r.from_stage] += tensor_bytes(r.tensor);
+  }
+  v.stages = std::move(sg.value());
+  v.actors = std::move(actors);
+  return v;
+}
+
+result<migration_report> deployment::migrate(const graph& g, const deployment_plan& plan) {
+  if (stage_actors_.empty()) return status::error("migrate: nothing is deployed");
+  if (plan.version <= plan_version_ || retiring_.count(plan.version))
+    return status::error("migrate: plan version " + std::to_string(plan.version) + " is not newer than the running " +
+                         std::to_string(plan_version_));
+  const auto started = clock_type::now();
+  // Where each layer runs now (its set of nodes: tiles run a layer on several).
+  auto placement = [&](const stage_graph& sg) {
+    std::map<int, std::set<std::string>> nodes;
+    for (const stage& s : sg.stages)
+      for (int l : s.layers) nodes[l].insert(s.node);
+    return nodes;
+  };
+  const auto before = placement(stages_);
+  migration_report m;
+  m.from_version = plan_version_;
+  m.to_version = plan.version;
+  auto installed = install(g, plan, m.deploy);
+  if (!installed) return status::error("migrate to plan version " + std::to_string(plan.version) + ": " + installed.message());
+  const auto after = placement(installed->stages);
+  for (const auto& [l, nodes] : after) {
+    auto it = before.find(l);
+    if (it == before.end() || it->second != nodes) m.layers_moved.push_back(g.layers[size_t(l)].name);
+    else ++m.layers_unchanged;
+  }
+  // The running version keeps its in-flight requests; it retires when they are answered.
+  deployed_version old;
+  old.version = plan_version_;
+  old.stages = std::move(stages_);
+  old.actors = std::move(stage_actors_);
+  old.input_routes = std::move(input_routes_);
+  old.remote_inputs = std::move(remote_inputs_);
+  old.answer_bytes = std::move(answer_bytes_);
+  old.in_flight = in_flight_current_;
+  const std::map<caf::actor, std::string> old_nodes = actor_nodes_;
+  adopt(std::move(installed.value()));
+  for (const auto& [a, node] : old_nodes) actor_nodes_.emplace(a, node);  // old stages still answer
+  in_flight_current_ = 0;
+  m.deploy.deploy_ms = ms_since(started);
+  log({{"event", "layers_migrated"},
+       {"from_version", m.from_version},
+       {"to_version", m.to_version},
+       {"layers", m.layers_moved},
+       {"layers_moved", m.layers_moved.size()},
+       {"layers_unchanged", m.layers_unchanged},
+       {"weight_bytes_shipped", m.deploy.weight_bytes_shipped},
+       {"layers_shipped", m.deploy.layers_shipped},
+       {"strategy", plan.strategy},
+       {"migrate_ms", m.deploy.deploy_ms}});
+  if (old.in_flight == 0) retire(old, "migrated, no request in flight");
+  else retiring_.emplace(old.version, std::move(old));
+  migrations_.push_back(m);
+  return m;
+}
+
+void deployment::retire(deployed_version& v, const std::string& reason) {
+  for (size_t i = 0; i < v.actors.size(); ++i) {
+    (*self_)->demonitor(v.actors[i]);
+    caf::anon_send_exit(v.actors[i], caf::exit_reason::user_shutdown);
+    actor_nodes_.erase(v.actors[i]);
+  }
+  log({{"event", "plan_retired"}, {"version", v.version}, {"actors", v.actors.size()}, {"reason", reason}});
+  v.actors.clear();
+}
+
+status deployment::update_emulation(const testbed& links, const std::map<std::string, double>& speeds) {
+  caf::scoped_actor& self = *self_;
+  options_.emulation.links = links;
+  for (const auto& [name, handle] : nodes_) {
+    if (down_nodes_.count(name)) continue;
+    nlohmann::json table = nlohmann::json::object();
+    auto from = node_role_from_string(roles_[name]);
+    for (const auto& [other, other_handle] : nodes_) {
+      if (other == name || !options_.emulation.shaped) continue;
+      auto to = node_role_from_string(roles_[other]);
+      if (!from || !to) continue;
+      const link_profile p = links.link(from.value(), to.value());
+      table[other] = {{"mbit_per_s", p.bandwidth_mbit_per_s}, {"latency_ms", p.latency_ms}};
+      if (name == options_.emulation.app_node) app_links_[other] = link_clock(p);
+    }
+    nlohmann::json settings = {{"clock", options_.emulation.clock}, {"links", table}, {"keep_clocks", true}};
+    auto speed = speeds.find(name);
+    if (speed != speeds.end()) settings["speed"] = speed->second;
+    D3_RETURN_IF_ERROR(ask(self, handle, options_.timeout, "node '" + name + "': emulation change",
+                           protocol::emul_atom::value, settings.dump()));
+  }
+  nlohmann::json event = {{"event", "emulation_changed"}, {"uplink", links.uplink},
+                          {"device_edge_mbit_per_s", links.device_edge.bandwidth_mbit_per_s}};
+  for (const auto& [name, speed] : speeds) event["speed"][name] = speed;
+  log(std::move(event));
+  return status::ok();
+}
+
+std::vector<transfer_observation> deployment::transfers_of(const stage_graph& stages,
+                                                           const std::vector<std::map<int, size_t>>& remote_inputs,
+                                                           const std::map<int, size_t>& answer_bytes,
+                                                           const request_outcome& o) const {
+  std::vector<transfer_observation> out;
+  std::map<int, const stage_report*> by_stage;
+  for (const stage_report& r : o.stage_reports) by_stage[r.stage_id] = &r;
+  const std::string& app = options_.emulation.app_node;
+  for (const auto& [id, report] : by_stage) {
+    if (id < 0 || size_t(id) >= remote_inputs.size()) continue;
+    const auto& remote = remote_inputs[size_t(id)];
+    if (remote.size() != 1) continue;  // one remote producer: its arrival is this stage's ready time
+    const auto& [from_stage, bytes] = *remote.begin();
+    double sent = o.virtual_start_ms;
+    std::string from = app;
+    if (from_stage >= 0) {
+      auto producer = by_stage.find(from_stage);
+      if (producer == by_stage.end()) continue;
+      sent = producer->second->finish_ms;
+      from = stages.stages[size_t(from_stage)].node;
+    }
+    out.push_back({from, stages.stages[size_t(id)].node, bytes, report->ready_ms - sent});
+  }
+  for (const auto& [from_stage, bytes] : answer_bytes) {
+    auto producer = by_stage.find(from_stage);
+    if (producer == by_stage.end() || answer_bytes.size() != 1) continue;
+    out.push_back({stages.stages[size_t(from_stage)].node, app, bytes, o.virtual_end_ms - producer->second->finish_ms});
+  }
+  return out;
 }
 
 std::vector<request_outcome> deployment::run(const std::vector<std::map<std::string, tensor>>& inputs,
@@ -407,20 +575,36 @@ std::vector<request_outcome> deployment::run(const std::vector<std::map<std::str
   std::vector<clock_type::time_point> started(inputs.size());
   size_t next = 0, done = 0;
 
+  std::optional<deployment_plan> pending_plan;  // chosen by the adaptation hook
   auto finish = [&](uint64_t id, const std::string& error) {
     auto it = active.find(id);
     const size_t i = it->second;
-    outcomes[i].ok = error.empty();
-    outcomes[i].error = error;
-    outcomes[i].latency_ms = ms_since(started[i]);
-    if (!error.empty()) outcomes[i].outputs.clear();
+    request_outcome& o = outcomes[i];
+    o.ok = error.empty();
+    o.error = error;
+    o.latency_ms = ms_since(started[i]);
+    if (!error.empty()) o.outputs.clear();
     finished[id] = i;
     active.erase(it);
     ++done;
+    const bool virtual_clock = options_.emulation.clock == "virtual";
+    if (o.plan_version == plan_version_) {
+      if (in_flight_current_ > 0) --in_flight_current_;
+      if (virtual_clock && o.ok) o.transfers = transfers_of(stages_, remote_inputs_, answer_bytes_, o);
+    } else if (auto old = retiring_.find(o.plan_version); old != retiring_.end()) {
+      if (virtual_clock && o.ok) o.transfers = transfers_of(old->second.stages, old->second.remote_inputs, old->second.answer_bytes, o);
+      if (old->second.in_flight > 0 && --old->second.in_flight == 0) {
+        retire(old->second, "its last request was answered");
+        retiring_.erase(old);
+      }
+    }
+    if (adaptation_ && o.ok && !pending_plan) pending_plan = adaptation_(o);
   };
   auto start = [&](size_t i) {
     const uint64_t id = next_request_id_++;
     outcomes[i].id = id;
+    outcomes[i].plan_version = plan_version_;
+    ++in_flight_current_;
     active[id] = i;
     started[i] = clock_type::now();
     if (!broken_.empty()) return finish(id, broken_);
@@ -478,8 +662,9 @@ std::vector<request_outcome> deployment::run(const std::vector<std::map<std::str
     o.virtual_end_ms = std::max(o.virtual_end_ms, bundle->virtual_ms);
     o.virtual_latency_ms = o.virtual_end_ms - o.virtual_start_ms;
     virtual_now_ = std::max(virtual_now_, bundle->virtual_ms);
-    if (bundle->plan_version != uint32_t(plan_version_))
-      return finish(id, "answer under plan version " + std::to_string(bundle->plan_version));
+    if (bundle->plan_version != uint32_t(o.plan_version))
+      return finish(id, "answer under plan version " + std::to_string(bundle->plan_version) + ", sent under " +
+                            std::to_string(o.plan_version));
     for (named_tensor& t : bundle->tensors) {
       if (std::find(graph_outputs_.begin(), graph_outputs_.end(), t.name) == graph_outputs_.end())
         return finish(id, "answer holds '" + t.name + "', which is no graph output");
@@ -532,6 +717,15 @@ std::vector<request_outcome> deployment::run(const std::vector<std::map<std::str
   };
 
   while (done < inputs.size()) {
+    if (pending_plan) {  // live migration: the requests in flight finish on their version
+      deployment_plan plan = std::move(*pending_plan);
+      pending_plan.reset();
+      auto migrated = adaptation_graph_ ? migrate(*adaptation_graph_, plan) : result<migration_report>(status::error("no graph"));
+      if (!migrated) {
+        stray_errors_.push_back("adaptation: " + migrated.message());
+        log({{"event", "migration_failed"}, {"version", plan.version}, {"error", migrated.message()}});
+      }
+    }
     while (active.size() < size_t(in_flight) && next < inputs.size()) start(next++);
     if (active.empty()) continue;
     // The oldest waiting request sets the deadline.
@@ -604,6 +798,8 @@ void deployment::drain_down_messages() {
 }
 
 void deployment::teardown() {
+  for (auto& [version, v] : retiring_) retire(v, "teardown");
+  retiring_.clear();
   if (stage_actors_.empty()) return;
   for (size_t i = 0; i < stage_actors_.size(); ++i) {
     (*self_)->demonitor(stage_actors_[i]);

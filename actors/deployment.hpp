@@ -9,6 +9,8 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <map>
 #include <memory>
 #include <set>
@@ -80,8 +82,18 @@ struct deploy_report {
   double deploy_ms = 0;
 };
 
+// One transfer seen in a request's virtual times (emulation): `bytes` left `from` and arrived at
+// `to` `ms` later (the receiving stage's ready time minus the sending stage's finish, for stages
+// whose remote inputs all come from one stage; the app's sends and answers included).
+struct transfer_observation {
+  std::string from, to;
+  size_t bytes = 0;
+  double ms = 0;
+};
+
 struct request_outcome {
   uint64_t id = 0;
+  int plan_version = 0;
   bool ok = false;
   std::string error;
   std::map<std::string, tensor> outputs;  // graph outputs by name
@@ -90,6 +102,15 @@ struct request_outcome {
   // difference, and the stages' reports (by stage id order of arrival).
   double virtual_start_ms = 0, virtual_end_ms = 0, virtual_latency_ms = 0;
   std::vector<stage_report> stage_reports;
+  std::vector<transfer_observation> transfers;  // virtual clock only
+};
+
+// A live migration (deployment::migrate): what moved between plan versions.
+struct migration_report {
+  int from_version = 0, to_version = 0;
+  std::vector<std::string> layers_moved;  // layers whose set of nodes changed
+  size_t layers_unchanged = 0;
+  deploy_report deploy;                   // shipping of the new version (moved layers only)
 };
 
 using clock_type_epoch = std::chrono::steady_clock::time_point;
@@ -109,6 +130,26 @@ class deployment {
   // layer shipping (only what each node lacks), remote_spawn of every stage, setup, routes.
   // A previous deployment is torn down first.
   result<deploy_report> deploy(const graph& g, const deployment_plan& plan);
+
+  // Deploys `plan` (a higher version than the running one) next to the running version, without
+  // stopping it: ships only the layers a node lacks (the moved ones), spawns and wires the new
+  // stages, then sends every new request to them. Requests in flight finish on their version;
+  // a version is retired (its actors exited) when its last request is answered. The emulation's
+  // clocks keep running. Logs "layers_migrated" with the layers moved and the bytes shipped.
+  result<migration_report> migrate(const graph& g, const deployment_plan& plan);
+
+  // Changes the emulated links (and optionally node speeds) while requests flow: a trace step.
+  // Clocks keep running. Errors name the node that refused.
+  status update_emulation(const testbed& links, const std::map<std::string, double>& speeds = {});
+
+  // Called with each answered request during run(); a plan returned is migrated to (migrate())
+  // before the next request starts, while the requests in flight continue.
+  using adaptation_hook = std::function<std::optional<deployment_plan>(const request_outcome&)>;
+  void set_adaptation(adaptation_hook hook, const graph* g) {
+    adaptation_ = std::move(hook);
+    adaptation_graph_ = g;
+  }
+  const std::vector<migration_report>& migrations() const { return migrations_; }
 
   // Runs one request per input map (graph input name -> tensor), at most `in_flight` at once.
   // Every request gets an outcome; an answer missing for `timeout` fails the requests waiting.
@@ -149,7 +190,32 @@ class deployment {
   std::string broken_;
   std::set<size_t> gone_;
   std::set<std::string> down_nodes_;  // nodes whose node actor went away (process gone)
-  void drain_down_messages();  // stages of the current deployment known to have exited  // why the deployment cannot answer any more (a stage or node is gone)
+  void drain_down_messages();
+  // Ships, spawns and wires `plan`'s stages; fills the new version's state (not yet current).
+  struct deployed_version {
+    int version = 0;
+    stage_graph stages;
+    std::vector<caf::actor> actors;
+    std::map<std::string, std::vector<caf::actor>> input_routes;
+    // Per stage: bytes of its inputs by producing stage on another node (-1: the app).
+    std::vector<std::map<int, size_t>> remote_inputs;
+    std::map<int, size_t> answer_bytes;  // producing stage -> graph-output bytes it sends the app
+    size_t in_flight = 0;
+  };
+  result<deployed_version> install(const graph& g, const deployment_plan& plan, deploy_report& report);
+  void retire(deployed_version& v, const std::string& reason);
+  std::vector<transfer_observation> transfers_of(const stage_graph& stages,
+                                                 const std::vector<std::map<int, size_t>>& remote_inputs,
+                                                 const std::map<int, size_t>& answer_bytes,
+                                                 const request_outcome& o) const;
+  void adopt(deployed_version v);  // makes v the current version
+  std::map<int, deployed_version> retiring_;  // older versions with requests still in flight
+  std::vector<std::map<int, size_t>> remote_inputs_;  // of the current version
+  std::map<int, size_t> answer_bytes_;
+  adaptation_hook adaptation_;
+  const graph* adaptation_graph_ = nullptr;
+  std::vector<migration_report> migrations_;
+  size_t in_flight_current_ = 0;  // requests of the current version in flight (run())  // stages of the current deployment known to have exited  // why the deployment cannot answer any more (a stage or node is gone)
   uint64_t next_request_id_ = 1;
   std::map<caf::actor, std::string> actor_nodes_;  // stage actor -> its node
   std::map<std::string, link_clock> app_links_;    // app node -> node (emulation)

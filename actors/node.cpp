@@ -65,7 +65,7 @@ class node_emulation {
     speed_ = speed > 0 ? speed : 1.0;
     compute_ = node_clock(speed_);
   }
-  // Applies an (emul, JSON) message; resets every clock.
+  // Applies an (emul, JSON) message; resets every clock unless "keep_clocks" is set.
   status configure(const std::string& text) {
     nlohmann::json j;
     try {
@@ -90,7 +90,17 @@ class node_emulation {
     } catch (const std::exception& e) {
       return status::error(std::string("bad emulation settings: ") + e.what());
     }
+    // "keep_clocks": a change while requests flow (a link trace step, a node slowing down): new
+    // link profiles and speed, the clock mode and the virtual time line untouched.
+    const bool keep_clocks = j.value("keep_clocks", false);
+    const double speed = j.value("speed", 0.0);
     std::lock_guard<std::mutex> lock(mutex_);
+    if (speed > 0) speed_ = speed;
+    if (keep_clocks) {
+      for (auto& [dest, clock] : links) links_[dest] = clock;
+      compute_ = node_clock(speed_);
+      return status::ok();
+    }
     mode_ = mode;
     links_ = std::move(links);
     compute_ = node_clock(speed_);

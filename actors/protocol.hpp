@@ -47,6 +47,8 @@ using data_atom = caf::atom_constant<caf::atom("d3data")>;
 using fail_atom = caf::atom_constant<caf::atom("d3fail")>;
 using emul_atom = caf::atom_constant<caf::atom("d3emul")>;
 using report_atom = caf::atom_constant<caf::atom("d3report")>;
+// App-side planner actor: (observe, request report JSON) -> decision JSON ("" when nothing moves).
+using observe_atom = caf::atom_constant<caf::atom("d3observe")>;
 
 constexpr const char* segment_type = "d3_segment";
 constexpr const char* scatter_type = "d3_scatter";

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "kernels/model_zoo.hpp"
+#include "planner/adaptation.hpp"
 #include "planner/dads.hpp"
 #include "planner/three_tier_space.hpp"
 #include "test_graphs.hpp"
@@ -268,4 +269,34 @@ BOOST_AUTO_TEST_CASE(hpa_within_one_percent_of_exact_on_the_five_models) {
                               << " ms; exact " << exact->prediction.latency_ms << " ms in " << exact_ms << " ms");
     }
   }
+}
+
+// The adaptive planner estimates a link from observed transfers (two sizes: latency and
+// bandwidth; one size: bandwidth at the previous latency) and proposes a plan only past the
+// hysteresis.
+BOOST_AUTO_TEST_CASE(adaptive_planner_follows_an_uplink_drop) {
+  graph g = load("resnet18");
+  const layer_profile profile = profile_from_flops(g, 100.0);
+  testbed fast = *testbed::with_uplink("WiFi");
+  fast.device_edge.bandwidth_mbit_per_s *= 10;
+  const cluster_model cluster = cluster_model::evaluation(fast, 2);
+  three_tier_choice choice;
+  auto planned = hpa_strategy(g, profile, cluster, {}, &choice);
+  BOOST_REQUIRE(planned.is_ok());
+  adaptive_planner planner(g, profile, cluster, choice, 1);
+  auto send = [&](double mbit, int requests) {
+    std::optional<adaptation_decision> last;
+    for (int r = 0; r < requests; ++r) {
+      planner.observe({{node_role::device, node_role::edge, 602112, transfer_ms({mbit, 5.0}, 602112)},
+                       {node_role::edge, node_role::device, 4000, transfer_ms({mbit, 5.0}, 4000)}});
+      if (auto d = planner.decide()) last = d;
+    }
+    return last;
+  };
+  BOOST_TEST(!send(188.8, 5).has_value());  // steady: no flapping
+  BOOST_TEST(planner.estimate().links.device_edge.bandwidth_mbit_per_s == 188.8, boost::test_tools::tolerance(0.01));
+  auto moved = send(18.88, 3);
+  BOOST_TEST(planner.estimate().links.device_edge.bandwidth_mbit_per_s == 18.88, boost::test_tools::tolerance(0.01));
+  BOOST_TEST(planner.estimate().links.device_edge.latency_ms == 5.0, boost::test_tools::tolerance(0.01));
+  BOOST_TEST_MESSAGE("uplink 188.8 -> 18.88: " << (moved ? "moved" : "stayed"));
 }

@@ -29,12 +29,14 @@
 #include "actors/deployment.hpp"
 #include "actors/emulation.hpp"
 #include "actors/plan.hpp"
+#include "actors/planner_actor.hpp"
 #include "actors/protocol.hpp"
 #include "actors/topology_log.hpp"
 #include "kernels/executor.hpp"
 #include "kernels/model_zoo.hpp"
 #include "planner/cost_model.hpp"
 #include "planner/profile.hpp"
+#include "planner/three_tier_space.hpp"
 #include "schema/bundle.hpp"
 #include "schema/onnx_import.hpp"
 
@@ -584,6 +586,138 @@ BOOST_FIXTURE_TEST_CASE(virtual_latency_matches_the_cost_model, testbed_cluster)
                                     << " ms (cpu " << r->cpu_ms << " ms)");
   }
   BOOST_CHECK_CLOSE(virtual_ms, predicted->latency_ms, 10.0);  // percent
+}
+
+// Live migration: a new plan version is deployed next to the running one while requests are in
+// flight; those finish on their version, later ones run on the new one, every answer is exact,
+// and only the layers whose node changed are shipped.
+BOOST_FIXTURE_TEST_CASE(live_migration_loses_no_request_and_ships_only_moved_layers, testbed_cluster) {
+  d3::deployment_options options;
+  options.timeout = 30s;
+  options.emulation.clock = "virtual";
+  options.emulation.shaped = true;
+  options.emulation.links = d3::testbed::with_uplink("WiFi").value();
+  d3::deployment dep(*system, options);
+  BOOST_REQUIRE(dep.connect(endpoints()).is_ok());
+  const d3::graph& g = resnet18();
+  d3::deployment_plan first = three_tier_plan(false);
+  d3::deployment_plan second = first;
+  second.version = 2;
+  // Cloud takes layer2 from the edge; device and layer1 stay.
+  second.segments = {{"device", "conv1", "maxpool"}, {"edge1", "layer1.0.conv1", "layer1.1.add"},
+                     {"cloud", "layer2.0.conv1", "fc"}};
+  BOOST_REQUIRE(dep.deploy(g, first).is_ok());
+  int answered = 0;
+  dep.set_adaptation(
+      [&](const d3::request_outcome&) -> std::optional<d3::deployment_plan> {
+        return ++answered == 5 ? std::optional<d3::deployment_plan>(second) : std::nullopt;
+      },
+      &g);
+  auto inputs = inputs_for(g, 16, 71);
+  auto outcomes = dep.run(inputs, 4);
+  check_answers(g, inputs, outcomes);
+  BOOST_REQUIRE_EQUAL(dep.migrations().size(), 1u);
+  const d3::migration_report& m = dep.migrations()[0];
+  std::set<std::string> moved(m.layers_moved.begin(), m.layers_moved.end());
+  // Exactly layer2's layers moved (edge1 -> cloud); their weights were shipped to the cloud.
+  auto sg = d3::build_stage_graph(g, second);
+  size_t layer2_weights = 0, layer2_layers = 0;
+  for (const d3::stage& st : sg->stages)
+    for (int l : st.layers)
+      if (g.layers[size_t(l)].name.rfind("layer2.", 0) == 0) {
+        BOOST_TEST(moved.count(g.layers[size_t(l)].name) == 1u, g.layers[size_t(l)].name);
+        layer2_weights += d3::weight_bytes(g.layers[size_t(l)]);
+        ++layer2_layers;
+      }
+  BOOST_TEST(moved.size() == layer2_layers);
+  BOOST_TEST(m.deploy.weight_bytes_shipped == layer2_weights);
+  int on_first = 0, on_second = 0;
+  for (const auto& o : outcomes) (o.plan_version == 1 ? on_first : on_second)++;
+  BOOST_TEST_MESSAGE("migration v1 -> v2: " << moved.size() << " layers moved (" << m.layers_unchanged
+                                            << " unchanged), " << m.deploy.weight_bytes_shipped << " weight bytes shipped in "
+                                            << m.deploy.deploy_ms << " ms; " << on_first << " requests on v1, " << on_second
+                                            << " on v2");
+  BOOST_TEST(on_first >= 5);
+  BOOST_TEST(on_second >= 1);
+  BOOST_TEST(dep.stray_errors().empty());
+}
+
+// After a 10x uplink drop the planner actor, fed only by the transfers the stages' virtual times
+// show, re-plans; the migration moves only layers whose tier changes and loses no request.
+BOOST_FIXTURE_TEST_CASE(uplink_drop_makes_the_planner_migrate_only_changed_layers, testbed_cluster) {
+  d3::testbed fast = d3::testbed::with_uplink("WiFi").value();  // 18.88 Mbit/s, then a drop to 1.888
+  d3::deployment_options options;
+  options.timeout = 30s;
+  options.emulation.clock = "virtual";
+  options.emulation.shaped = true;
+  options.emulation.links = fast;
+  d3::deployment dep(*system, options);
+  BOOST_REQUIRE(dep.connect(endpoints()).is_ok());
+  const d3::graph& g = resnet18();
+  auto profile = d3::measure_profile(g, 3);
+  BOOST_REQUIRE(profile.is_ok());
+  const d3::cluster_model cluster = d3::cluster_model::evaluation(fast, 2);
+  d3::three_tier_choice choice;
+  auto planned = d3::hpa_strategy(g, profile.value(), cluster, {}, &choice);
+  BOOST_REQUIRE(planned.is_ok());
+  BOOST_REQUIRE_MESSAGE(choice.device_end < int(g.layers.size()) - 1, "the WiFi plan must offload something");
+  BOOST_REQUIRE(dep.deploy(g, planned->plan).is_ok());
+  auto planner = std::make_shared<d3::adaptive_planner>(g, profile.value(), cluster, choice, planned->plan.version);
+  std::map<std::string, d3::node_role> roles = {{"device", d3::node_role::device}, {"edge1", d3::node_role::edge},
+                                                {"edge2", d3::node_role::edge}, {"cloud", d3::node_role::cloud}};
+  caf::actor planner_actor = d3::spawn_planner_actor(*system, planner, roles);
+  size_t transfers_seen = 0;
+  auto hook = d3::planner_hook(*system, planner_actor);
+  dep.set_adaptation(
+      [&](const d3::request_outcome& o) {
+        transfers_seen += o.transfers.size();
+        return hook(o);
+      },
+      &g);
+  auto before = inputs_for(g, 4, 81);
+  check_answers(g, before, dep.run(before, 1));
+  BOOST_TEST(dep.migrations().empty());  // steady links: no flapping
+
+  d3::testbed slow = fast;
+  slow.device_edge.bandwidth_mbit_per_s /= 10;
+  slow.uplink = "WiFi / 10";
+  BOOST_REQUIRE(dep.update_emulation(slow).is_ok());
+  auto after = inputs_for(g, 8, 91);
+  auto outcomes = dep.run(after, 1);
+  check_answers(g, after, outcomes);
+  std::string seen;
+  for (const auto& t : outcomes.back().transfers) seen += " " + t.from + "->" + t.to + " " + std::to_string(t.bytes) + " B " + std::to_string(t.ms) + " ms;";
+  BOOST_REQUIRE_MESSAGE(!dep.migrations().empty(), "the planner did not react to the uplink drop: plan i "
+                                                       << choice.device_end << " j " << choice.edge_end << " b " << choice.tiled_end
+                                                       << " K " << choice.tile_nodes << ", estimate "
+                                                       << planner->estimate().links.device_edge.bandwidth_mbit_per_s
+                                                       << " Mbit/s; decisions " << planner->decisions() << "; transfers seen by the hook "
+                                                       << transfers_seen << "; transfers:" << seen);
+  const d3::migration_report& m = dep.migrations()[0];
+  // The layers moved are exactly those whose tier differs between the two plans.
+  auto old_sg = d3::build_stage_graph(g, planned->plan);
+  auto space = d3::three_tier_space::create(g, profile.value(), cluster);
+  auto new_sg = d3::build_stage_graph(g, space->plan_of(planner->current()));
+  std::map<int, std::set<std::string>> old_nodes, new_nodes;
+  for (const d3::stage& st : old_sg->stages)
+    for (int l : st.layers) old_nodes[l].insert(st.node);
+  for (const d3::stage& st : new_sg->stages)
+    for (int l : st.layers) new_nodes[l].insert(st.node);
+  size_t changed = 0;
+  for (const auto& [l, nodes] : new_nodes) changed += old_nodes[l] != nodes;
+  BOOST_TEST(m.layers_moved.size() == changed);
+  BOOST_TEST(m.deploy.layers_shipped <= m.layers_moved.size());  // nothing unchanged is re-shipped
+  BOOST_TEST(outcomes.back().virtual_latency_ms < outcomes.front().virtual_latency_ms * 0.5);  // it paid off
+  std::vector<double> latencies;
+  for (const auto& o : outcomes) latencies.push_back(o.virtual_latency_ms);
+  std::string trace;
+  for (double ms : latencies) trace += " " + std::to_string(int(ms));
+  BOOST_TEST_MESSAGE("uplink 18.88 -> 1.888 Mbit/s: device-edge estimate "
+                     << planner->estimate().links.device_edge.bandwidth_mbit_per_s << " Mbit/s; migration v"
+                     << m.from_version << " -> v" << m.to_version << " moved " << m.layers_moved.size() << " of "
+                     << new_nodes.size() << " layers (a full re-plan redeploys all " << new_nodes.size() << "), "
+                     << m.deploy.weight_bytes_shipped << " weight bytes shipped; virtual latencies (ms):" << trace);
+  BOOST_CHECK_CLOSE(planner->estimate().links.device_edge.bandwidth_mbit_per_s, 1.888, 10.0);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -1,0 +1,94 @@
+#include "planner/adaptation.hpp"
+
+#include <algorithm>
+
+namespace d3 {
+
+adaptive_planner::adaptive_planner(const graph& g, layer_profile profile, cluster_model initial,
+                                   three_tier_choice current, int plan_version, adaptation_options options)
+    : g_(&g), profile_(std::move(profile)), estimate_(std::move(initial)), current_(current), version_(plan_version),
+      options_(options) {}
+
+void adaptive_planner::observe(const std::vector<link_sample>& samples) {
+  for (const link_sample& s : samples) {
+    if (s.bytes == 0 || s.ms < 0 || (s.from == s.to && s.from != node_role::edge)) continue;
+    // The testbed's links are symmetric by role pair. Device<->cloud is the uplink and the
+    // backbone in series: with the backbone's latency taken off, it measures the uplink (the
+    // slower of the two in every testbed setting).
+    std::pair<node_role, node_role> key = std::minmax(s.from, s.to);
+    link_sample sample = s;
+    if (key == std::make_pair(node_role::device, node_role::cloud)) {
+      sample.ms -= estimate_.links.edge_cloud.latency_ms;
+      key = {node_role::device, node_role::edge};
+    }
+    std::deque<link_sample>& window = samples_[key];
+    window.push_back(sample);
+    while (window.size() > options_.window) window.pop_front();
+  }
+  ++since_migration_;
+}
+
+link_profile adaptive_planner::estimate_link(const std::deque<link_sample>& samples, link_profile previous) const {
+  if (samples.empty()) return previous;
+  // Two sizes or more: the least-squares line (latency and bandwidth). One size: the bandwidth
+  // from the median time, latency kept at its previous estimate.
+  bool sizes_differ = false;
+  for (const link_sample& s : samples) sizes_differ |= s.bytes != samples.front().bytes;
+  if (sizes_differ) {
+    double n = 0, sx = 0, sy = 0, sxx = 0, sxy = 0;
+    for (const link_sample& s : samples) {
+      const double x = double(s.bytes), y = s.ms;
+      n += 1, sx += x, sy += y, sxx += x * x, sxy += x * y;
+    }
+    const double slope = (n * sxy - sx * sy) / (n * sxx - sx * sx);  // ms per byte
+    const double intercept = std::max(0.0, (sy - slope * sx) / n);
+    if (slope > 0) return {8.0 / (slope * 1e3), intercept};
+  }
+  std::vector<double> per_byte;
+  for (const link_sample& s : samples)
+    if (s.ms > previous.latency_ms) per_byte.push_back((s.ms - previous.latency_ms) / double(s.bytes));
+  if (per_byte.empty()) return previous;
+  std::nth_element(per_byte.begin(), per_byte.begin() + long(per_byte.size() / 2), per_byte.end());
+  const double ms_per_byte = per_byte[per_byte.size() / 2];
+  return {8.0 / (ms_per_byte * 1e3), previous.latency_ms};
+}
+
+std::optional<adaptation_decision> adaptive_planner::decide() {
+  ++decisions_;
+  for (const auto& [key, window] : samples_) {
+    if (key == std::make_pair(node_role::device, node_role::edge))
+      estimate_.links.device_edge = estimate_link(window, estimate_.links.device_edge);
+    else if (key == std::make_pair(node_role::edge, node_role::cloud))
+      estimate_.links.edge_cloud = estimate_link(window, estimate_.links.edge_cloud);
+    else if (key == std::make_pair(node_role::edge, node_role::edge))
+      estimate_.links.edge_edge = estimate_link(window, estimate_.links.edge_edge);
+  }
+  if (since_migration_ <= options_.cooldown_requests) return std::nullopt;
+  auto created = three_tier_space::create(*g_, profile_, estimate_);
+  if (!created) return std::nullopt;
+  three_tier_space& space = created.value();
+  const double current_ms = space.latency(current_);
+  auto worth = [&](double ms) {
+    return ms < current_ms * (1.0 - options_.hysteresis) && current_ms - ms >= options_.min_gain_ms;
+  };
+  adaptation_decision d;
+  d.current_ms = current_ms;
+  d.choice = hpa_local_search(space, current_, options_.local_radius);
+  d.predicted_ms = space.latency(d.choice);
+  if (!worth(d.predicted_ms)) {
+    three_tier_choice full;
+    auto planned = hpa_strategy(*g_, profile_, estimate_, {}, &full);
+    if (!planned || !worth(planned->prediction.latency_ms)) return std::nullopt;
+    d.choice = full;
+    d.predicted_ms = planned->prediction.latency_ms;
+    d.partial = false;
+  }
+  d.plan = space.plan_of(d.choice);
+  d.plan.strategy = "hpa";
+  d.plan.version = ++version_;
+  current_ = d.choice;
+  since_migration_ = 0;
+  return d;
+}
+
+}  // namespace d3

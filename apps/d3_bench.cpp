@@ -2,6 +2,8 @@
 //   engine   d3 against ONNX Runtime on the same ONNX files, runs alternating, one process each.
 //   tiling   vertical separation: halo FLOP overhead and the summed time of a run's tiles against
 //            the same run untiled, on one thread.
+//   grid     the evaluation grid: models x uplinks x strategies deployed on d3-node processes under
+//            the virtual clock (apps/bench_grid.cpp).
 #include <dirent.h>
 #include <unistd.h>
 
@@ -19,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "apps/bench_grid.hpp"
 #include "apps/child_process.hpp"
 #include "kernels/executor.hpp"
 #include "kernels/model_zoo.hpp"
@@ -33,9 +36,12 @@ constexpr int exit_bad_input = 2;
 
 const char* usage = R"(usage: d3-bench engine [options]
        d3-bench tiling [options]
+       d3-bench grid [options]
 
 Subcommands (each has --help): engine, d3 against ONNX Runtime; tiling, the cost of cutting a
-run of layers into spatial tiles (vertical separation).
+run of layers into spatial tiles (vertical separation); grid, every strategy's plan for each
+model and uplink deployed on d3-node processes on the emulated testbed (virtual clock): latency,
+bytes per link and backbone, verified answers, CSV/Markdown/PNG outputs and a CI --check.
 
 d3-bench engine:
 
@@ -522,9 +528,10 @@ int main(int argc, char** argv) {
   std::string command = argc > 1 ? argv[1] : "";
   if (command == "engine") return engine(argc, argv);
   if (command == "tiling") return tiling(argc, argv);
+  if (command == "grid") return d3::bench_grid(argc, argv);
   if (command == "--help" || command == "-h" || command.empty()) {
     std::cout << usage;
     return command.empty() ? exit_bad_input : 0;
   }
-  fail(exit_bad_input, "unknown benchmark '" + command + "' (available: engine, tiling; see --help)");
+  fail(exit_bad_input, "unknown benchmark '" + command + "' (available: engine, tiling, grid; see --help)");
 }

@@ -52,10 +52,11 @@ the answers by id.
                       model file or an ONNX file (default resnet18)
   --plan FILE         deployment plan (JSON, see apps/config/*.plan.json)
   --strategy NAME     instead of a plan file, the plan a strategy chooses on the planner's cost
-                      model: device, edge, cloud (everything on device, edge1 or cloud),
-                      neurosurgeon (best single device|cloud split), ftp (DeepThings: all on the
-                      edge cluster, the first layers tiled over every edge node, fusing depth
-                      chosen on the cost model), three-tier (best untiled
+                      model: hpa (D3: device|edge|cloud with the edge's leading run tiled over
+                      K edge nodes), neurosurgeon (best single device|cloud split), dads (min
+                      cut device|cloud split of the DAG), ftp (DeepThings: all on the edge
+                      cluster, the first layers tiled over every edge node), device, edge,
+                      cloud (everything on device, edge1 or cloud), three-tier (best untiled
                       device|edge1|cloud partition, exhaustive). It prices plans with per-layer
                       times measured here (speed 1) and the evaluation testbed's node speeds by
                       role (device 0.1, edge 0.5, cloud 4) and links (the cluster's uplink, else

@@ -112,7 +112,7 @@ struct cluster {
     n.role = role;
     n.ini = dir + "/" + name + ".ini";
     n.log = dir + "/" + name + ".log";
-    std::ofstream(n.ini) << "[d3]\nname=\"" << name << "\"\nrole=\"" << role << "\"\nhost=\"127.0.0.1\"\nport=0\nspeed=" << speed << "\n";
+    std::ofstream(n.ini) << "[d3]\nname=\"" << name << "\"\nrole=\"" << role << "\"\nhost=\"127.0.0.1\"\nport=0\nspeed=" << std::to_string(speed) << "\n";  // "4" would be dropped by CAF: needs a decimal point
     const pid_t parent = ::getpid();
     n.pid = ::fork();
     BOOST_REQUIRE(n.pid >= 0);

@@ -1,0 +1,68 @@
+// d3-node processes on this machine, for benchmarks that deploy over real nodes (d3-bench grid).
+// Each node gets an INI file with port 0, binds a free loopback port and prints it; its stdout and
+// stderr go to a log file (never a pipe nobody drains). The nodes are stopped (SIGTERM, SIGKILL
+// after a grace period) by stop() and the destructor, at exit() (a failing app that calls exit()
+// skips destructors), when this process gets SIGINT, SIGTERM or SIGHUP, and by the kernel when
+// this process dies any other way (PR_SET_PDEATHSIG): no node outlives the app.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "actors/deployment.hpp"
+#include "kernels/status.hpp"
+
+namespace d3 {
+
+struct local_node_spec {
+  std::string name;
+  std::string role;    // device, edge or cloud
+  double speed = 1.0;  // INI `speed`: emulated capacity relative to one core (virtual clock)
+};
+
+class local_nodes {
+ public:
+  // Starts one d3-node per spec (binary `node_binary`), with its INI and log in `folder`, and
+  // waits until every node prints its listening line. Errors name the node and quote its log.
+  static result<std::unique_ptr<local_nodes>> start(const std::string& node_binary, const std::string& folder,
+                                                    const std::vector<local_node_spec>& specs,
+                                                    std::chrono::milliseconds startup_timeout);
+  ~local_nodes();
+  local_nodes(const local_nodes&) = delete;
+  local_nodes& operator=(const local_nodes&) = delete;
+
+  // SIGTERM to every node, then waits for each (5 s grace, then SIGKILL). Idempotent.
+  void stop();
+
+  // Nodes whose process has ended (reaped here), one line each: name, how it ended, its log. A
+  // node can die without any stage of the current deployment noticing (no stage on it), so
+  // benchmarks ask after each measurement.
+  std::vector<std::string> exited();
+
+  const std::vector<node_endpoint>& endpoints() const { return endpoints_; }
+  // The log file of node `name` ("" for an unknown name).
+  std::string log_path(const std::string& name) const;
+
+ private:
+  struct process {
+    local_node_spec spec;
+    std::string ini, log;
+    pid_t pid = -1;
+  };
+  local_nodes() = default;
+  status launch(const std::string& node_binary, process& p);
+  result<uint16_t> wait_listening(process& p, std::chrono::steady_clock::time_point deadline);
+
+  std::vector<process> processes_;
+  std::vector<node_endpoint> endpoints_;
+};
+
+// The file `name` in the folder of the running executable (/proc/self/exe), e.g. the d3-node
+// built next to d3-bench; "" when that folder cannot be read.
+std::string sibling_executable(const std::string& name);
+
+}  // namespace d3

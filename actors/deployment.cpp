@@ -201,34 +201,13 @@ status deployment::connect(const std::vector<node_endpoint>& nodes) {
 result<deploy_report> deployment::deploy(const graph& g, const deployment_plan& plan) {
   teardown();
   const auto started = clock_type::now();
-  caf::scoped_actor& self = *self_;
   deploy_report report;
   // Emulation: every connected node gets its link table and the clock (resets its clocks).
-  {
-    const emulation_settings& em = options_.emulation;
-    if (em.clock != "wall" && em.clock != "virtual")
-      return status::error("unknown clock '" + em.clock + "' (wall or virtual)");
-    app_links_.clear();
-    for (const auto& [name, handle] : nodes_) {
-      if (down_nodes_.count(name)) continue;
-      nlohmann::json links = nlohmann::json::object();
-      auto from = node_role_from_string(roles_[name]);
-      for (const auto& [other, other_handle] : nodes_) {
-        if (other == name || !em.shaped) continue;
-        auto to = node_role_from_string(roles_[other]);
-        if (!from || !to) continue;
-        const link_profile p = em.links.link(from.value(), to.value());
-        links[other] = {{"mbit_per_s", p.bandwidth_mbit_per_s}, {"latency_ms", p.latency_ms}};
-        if (name == em.app_node) app_links_.emplace(other, link_clock(p));
-      }
-      nlohmann::json settings = {{"clock", em.clock}, {"links", links}};
-      D3_RETURN_IF_ERROR(ask(self, handle, options_.timeout, "node '" + name + "': emulation settings",
-                             protocol::emul_atom::value, settings.dump()));
-    }
-    virtual_now_ = 0;
-    wall_epoch_ = clock_type::now();
-  }
-
+  if (options_.emulation.clock != "wall" && options_.emulation.clock != "virtual")
+    return status::error("unknown clock '" + options_.emulation.clock + "' (wall or virtual)");
+  D3_RETURN_IF_ERROR(send_emulation(false, {}));
+  virtual_now_ = 0;
+  wall_epoch_ = clock_type::now();
   auto installed = install(g, plan, report);
   if (!installed) return installed.error();
   adopt(std::move(installed.value()));
@@ -409,29 +388,13 @@ result<deployment::deployed_version> deployment::install(const graph& g, const d
   v.version = plan.version;
   v.input_routes = std::move(input_routes);
   // Transfer accounting for the planner: per stage, the bytes it reads from each remote stage.
-  auto tensor_bytes = [&](const std::string& tensor) -> size_t {
-    const size_t at = tensor.find("@tile");
-    const int l = g.find(at == std::string::npos ? tensor : tensor.substr(0, at));
-    if (l < 0) return 0;
-    if (at == std::string::npos) return g.layers[size_t(l)].output_shape.bytes();
-    const int tile = std::stoi(tensor.substr(at + 5));
-    for (size_t r = 0; r < sg->runs.size(); ++r) {
-      if (tile >= int(sg->tiles[r].size())) continue;
-      const tile_geometry& geo = sg->tiles[r][size_t(tile)];
-      const region& reg = sg->runs[r].output == l ? geo.output : geo.computed[size_t(l)];
-      if (reg.empty()) continue;
-      const tensor_shape& shape = g.layers[size_t(l)].output_shape;
-      return size_t(shape.n) * size_t(reg.rows()) * size_t(reg.cols()) * size_t(shape.c) * sizeof(float);
-    }
-    return 0;
-  };
   v.remote_inputs.resize(sg->stages.size());
   for (const route& r : sg->routes) {
     const std::string from = r.from_stage < 0 ? options_.emulation.app_node : sg->stages[size_t(r.from_stage)].node;
     for (int to : r.to_stages)
-      if (sg->stages[size_t(to)].node != from) v.remote_inputs[size_t(to)][r.from_stage] += tensor_bytes(r.tensor);
+      if (sg->stages[size_t(to)].node != from) v.remote_inputs[size_t(to)][r.from_stage] += tensor_bytes(g, *sg, r.tensor);
     if (r.to_app && r.from_stage >= 0 && from != options_.emulation.app_node)
-      v.answer_bytes[r.from_stage] += tensor_bytes(r.tensor);
+      v.answer_bytes[r.from_stage] += tensor_bytes(g, *sg, r.tensor);
   }
   v.stages = std::move(sg.value());
   v.actors = std::move(actors);
@@ -503,27 +466,36 @@ void deployment::retire(deployed_version& v, const std::string& reason) {
   v.actors.clear();
 }
 
-status deployment::update_emulation(const testbed& links, const std::map<std::string, double>& speeds) {
+status deployment::send_emulation(bool keep_clocks, const std::map<std::string, double>& speeds) {
   caf::scoped_actor& self = *self_;
-  options_.emulation.links = links;
+  const emulation_settings& em = options_.emulation;
+  app_links_.clear();
   for (const auto& [name, handle] : nodes_) {
     if (down_nodes_.count(name)) continue;
-    nlohmann::json table = nlohmann::json::object();
+    nlohmann::json links = nlohmann::json::object();
     auto from = node_role_from_string(roles_[name]);
     for (const auto& [other, other_handle] : nodes_) {
-      if (other == name || !options_.emulation.shaped) continue;
+      if (other == name || !em.shaped) continue;
       auto to = node_role_from_string(roles_[other]);
       if (!from || !to) continue;
-      const link_profile p = links.link(from.value(), to.value());
-      table[other] = {{"mbit_per_s", p.bandwidth_mbit_per_s}, {"latency_ms", p.latency_ms}};
-      if (name == options_.emulation.app_node) app_links_[other] = link_clock(p);
+      const link_profile p = em.links.link(from.value(), to.value());
+      links[other] = {{"mbit_per_s", p.bandwidth_mbit_per_s}, {"latency_ms", p.latency_ms}};
+      if (name == em.app_node) app_links_.emplace(other, link_clock(p));
     }
-    nlohmann::json settings = {{"clock", options_.emulation.clock}, {"links", table}, {"keep_clocks", true}};
+    nlohmann::json settings = {{"clock", em.clock}, {"links", links}};
+    if (keep_clocks) settings["keep_clocks"] = true;
     auto speed = speeds.find(name);
     if (speed != speeds.end()) settings["speed"] = speed->second;
-    D3_RETURN_IF_ERROR(ask(self, handle, options_.timeout, "node '" + name + "': emulation change",
+    D3_RETURN_IF_ERROR(ask(self, handle, options_.timeout,
+                           "node '" + name + "': emulation " + (keep_clocks ? "change" : "settings"),
                            protocol::emul_atom::value, settings.dump()));
   }
+  return status::ok();
+}
+
+status deployment::update_emulation(const testbed& links, const std::map<std::string, double>& speeds) {
+  options_.emulation.links = links;
+  D3_RETURN_IF_ERROR(send_emulation(true, speeds));
   nlohmann::json event = {{"event", "emulation_changed"}, {"uplink", links.uplink},
                           {"device_edge_mbit_per_s", links.device_edge.bandwidth_mbit_per_s}};
   for (const auto& [name, speed] : speeds) event["speed"][name] = speed;

@@ -209,6 +209,9 @@ class deployment {
                                                  const std::map<int, size_t>& answer_bytes,
                                                  const request_outcome& o) const;
   void adopt(deployed_version v);  // makes v the current version
+  // Sends every live node its link table from options_.emulation (and the speeds given); with
+  // keep_clocks the nodes' virtual time lines continue (a change while requests flow).
+  status send_emulation(bool keep_clocks, const std::map<std::string, double>& speeds);
   std::map<int, deployed_version> retiring_;  // older versions with requests still in flight
   std::vector<std::map<int, size_t>> remote_inputs_;  // of the current version
   std::map<int, size_t> answer_bytes_;

@@ -299,27 +299,28 @@ result<stage_graph> build_stage_graph(const graph& g, const deployment_plan& pla
   return sg;
 }
 
+size_t tensor_bytes(const graph& g, const stage_graph& sg, const std::string& tensor) {
+  const size_t at = tensor.find("@tile");
+  if (at == std::string::npos) {
+    const int l = g.find(tensor);
+    return l < 0 ? 0 : g.layers[size_t(l)].output_shape.bytes();
+  }
+  const int l = g.find(tensor.substr(0, at));
+  const int tile = std::stoi(tensor.substr(at + 5));
+  if (l < 0) return 0;
+  for (size_t r = 0; r < sg.runs.size(); ++r) {
+    const bool used = sg.runs[r].output == l ||
+                      std::find(sg.runs[r].inputs.begin(), sg.runs[r].inputs.end(), l) != sg.runs[r].inputs.end();
+    if (!used || tile < 0 || size_t(tile) >= sg.tiles[r].size()) continue;
+    const tile_geometry& geo = sg.tiles[r][size_t(tile)];
+    const region& reg = sg.runs[r].output == l ? geo.output : geo.computed[size_t(l)];
+    const tensor_shape& s = g.layers[size_t(l)].output_shape;
+    return size_t(s.n) * size_t(reg.rows()) * size_t(reg.cols()) * size_t(s.c) * sizeof(float);
+  }
+  return 0;
+}
+
 std::vector<link_bytes> bytes_between_nodes(const graph& g, const stage_graph& sg, const std::string& app_node) {
-  auto bytes_of = [&](const std::string& tensor) -> size_t {
-    size_t at = tensor.find("@tile");
-    if (at == std::string::npos) {
-      int l = g.find(tensor);
-      return l < 0 ? 0 : g.layers[l].output_shape.bytes();
-    }
-    const std::string base = tensor.substr(0, at);
-    const int tile = std::stoi(tensor.substr(at + 5));
-    const int l = g.find(base);
-    for (size_t r = 0; r < sg.runs.size(); ++r) {
-      const bool used = sg.runs[r].output == l ||
-                        std::find(sg.runs[r].inputs.begin(), sg.runs[r].inputs.end(), l) != sg.runs[r].inputs.end();
-      if (!used || tile < 0 || size_t(tile) >= sg.tiles[r].size()) continue;
-      const tile_geometry& geo = sg.tiles[r][size_t(tile)];
-      const region& reg = sg.runs[r].output == l ? geo.output : geo.computed[l];
-      const tensor_shape& s = g.layers[l].output_shape;
-      return size_t(s.n) * reg.rows() * reg.cols() * s.c * sizeof(float);
-    }
-    return 0;
-  };
   std::map<std::pair<std::string, std::string>, size_t> totals;
   for (const route& r : sg.routes) {
     const std::string from = r.from_stage < 0 ? app_node : sg.stages[size_t(r.from_stage)].node;
@@ -327,7 +328,7 @@ std::vector<link_bytes> bytes_between_nodes(const graph& g, const stage_graph& s
     for (int s : r.to_stages) destinations.insert(sg.stages[size_t(s)].node);
     if (r.to_app) destinations.insert(app_node);
     for (const std::string& to : destinations)
-      if (to != from) totals[{from, to}] += bytes_of(r.tensor);
+      if (to != from) totals[{from, to}] += tensor_bytes(g, sg, r.tensor);
   }
   std::vector<link_bytes> result;
   for (const auto& [key, bytes] : totals) result.push_back({key.first, key.second, bytes});

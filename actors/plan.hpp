@@ -87,6 +87,10 @@ struct stage_graph {
 // a tile count that does not match the grid.
 result<stage_graph> build_stage_graph(const graph& g, const deployment_plan& plan);
 
+// Bytes of one tensor a stage sends: a layer's whole output, or for "T@tile<k>" tile k's region
+// of T (its input region, or its share of the run output). 0 for an unknown tensor.
+size_t tensor_bytes(const graph& g, const stage_graph& s, const std::string& tensor);
+
 // Bytes that cross between nodes per request (each tensor once per destination node), by
 // (from node, to node); the app is the node named "app". For accounting and tests.
 struct link_bytes {

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "planner/link_estimator.hpp"
+
 namespace d3 {
 
 adaptive_planner::adaptive_planner(const graph& g, layer_profile profile, cluster_model initial,
@@ -32,17 +34,11 @@ link_profile adaptive_planner::estimate_link(const std::deque<link_sample>& samp
   if (samples.empty()) return previous;
   // Two sizes or more: the least-squares line (latency and bandwidth). One size: the bandwidth
   // from the median time, latency kept at its previous estimate.
-  bool sizes_differ = false;
-  for (const link_sample& s : samples) sizes_differ |= s.bytes != samples.front().bytes;
-  if (sizes_differ) {
-    double n = 0, sx = 0, sy = 0, sxx = 0, sxy = 0;
-    for (const link_sample& s : samples) {
-      const double x = double(s.bytes), y = s.ms;
-      n += 1, sx += x, sy += y, sxx += x * x, sxy += x * y;
-    }
-    const double slope = (n * sxy - sx * sy) / (n * sxx - sx * sx);  // ms per byte
-    const double intercept = std::max(0.0, (sy - slope * sx) / n);
-    if (slope > 0) return {8.0 / (slope * 1e3), intercept};
+  link_estimator fit(samples.size());
+  for (const link_sample& s : samples) fit.observe(s.bytes, s.ms);
+  if (fit.ready()) {
+    const link_profile line = fit.estimate();
+    if (line.bandwidth_mbit_per_s > 0) return line;
   }
   std::vector<double> per_byte;
   for (const link_sample& s : samples)

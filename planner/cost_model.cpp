@@ -22,24 +22,6 @@ result<plan_prediction> predict_plan(const graph& g, const stage_graph& sg, cons
     if (it == cluster.nodes.end()) return status::error("cost model: the cluster has no node '" + name + "'");
     return &it->second;
   };
-  // Bytes of each tensor that crosses between stages (tile shares by their region).
-  auto bytes_of = [&](const std::string& tensor) -> size_t {
-    size_t at = tensor.find("@tile");
-    const int l = g.find(at == std::string::npos ? tensor : tensor.substr(0, at));
-    if (l < 0) return 0;
-    const tensor_shape& s = g.layers[size_t(l)].output_shape;
-    if (at == std::string::npos) return s.bytes();
-    const int tile = std::stoi(tensor.substr(at + 5));
-    for (size_t r = 0; r < sg.runs.size(); ++r) {
-      if (tile >= int(sg.tiles[r].size())) continue;
-      const tile_geometry& geo = sg.tiles[r][size_t(tile)];
-      const region& reg = sg.runs[r].output == l ? geo.output : geo.computed[size_t(l)];
-      if (reg.empty()) continue;
-      return size_t(s.n) * size_t(reg.rows()) * size_t(reg.cols()) * size_t(s.c) * sizeof(float);
-    }
-    return 0;
-  };
-
   std::map<std::string, node_clock> nodes;
   for (const auto& [name, node] : cluster.nodes) nodes.emplace(name, node_clock(node.speed));
   std::map<std::pair<std::string, std::string>, link_clock> links;
@@ -62,7 +44,7 @@ result<plan_prediction> predict_plan(const graph& g, const stage_graph& sg, cons
         const node_role a = cluster.nodes.at(from).role, b = cluster.nodes.at(to).role;
         link = links.emplace(link_key, link_clock(cluster.links.link(a, b))).first;
       }
-      const size_t n = bytes_of(tensor);
+      const size_t n = tensor_bytes(g, sg, tensor);
       at = link->second.send(ready, n);
       bytes[link_key] += n;
     }

@@ -29,6 +29,13 @@ result<planned> evaluate(const graph& g, const layer_profile& profile, const clu
 
 }  // namespace
 
+std::string near_square_grid(int k) {
+  int cols = 1;
+  for (int c = 1; c * c <= k; ++c)
+    if (k % c == 0) cols = c;
+  return std::to_string(k / cols) + "x" + std::to_string(cols);
+}
+
 deployment_plan three_tier_plan(const graph& g, int i, int j, const std::string& edge_node) {
   const std::vector<int> order = computed_layers(g);
   const int n = int(order.size());
@@ -72,10 +79,7 @@ result<planned> ftp_strategy(const graph& g, const layer_profile& profile, const
   std::sort(edges.begin(), edges.end());
   if (edges.empty()) return status::error("ftp: the cluster has no edge node");
   const int k = int(edges.size());
-  int rows = 1;
-  for (int r = 1; r * r <= k; ++r)
-    if (k % r == 0) rows = r;
-  const std::string grid = std::to_string(k / rows) + "x" + std::to_string(rows);
+  const std::string grid = near_square_grid(k);
 
   deployment_plan untiled = three_tier_plan(g, 0, int(order.size()), edges[0]);
   auto best = evaluate(g, profile, cluster, untiled);

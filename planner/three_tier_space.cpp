@@ -11,15 +11,6 @@ namespace {
 
 constexpr double infinity = std::numeric_limits<double>::infinity();
 
-// A near-square grid of k tiles, more rows than columns ("2x1", "3x1", "2x2"): rows cut the
-// feature maps where they are tallest first.
-std::string grid_of(int k) {
-  int cols = 1;
-  for (int c = 1; c * c <= k; ++c)
-    if (k % c == 0) cols = c;
-  return std::to_string(k / cols) + "x" + std::to_string(cols);
-}
-
 }  // namespace
 
 bool three_tier_choice::operator<(const three_tier_choice& o) const {
@@ -64,10 +55,6 @@ result<three_tier_space> three_tier_space::create(const graph& g, const layer_pr
   for (int out : g.outputs) space.is_graph_output_[size_t(out)] = true;
   space.compute_prefix_.assign(1, 0.0);
   for (int l : space.order_) space.compute_prefix_.push_back(space.compute_prefix_.back() + profile.milliseconds[size_t(l)]);
-  for (int i = 0; i < space.layers(); ++i) {
-    const std::vector<int>& ends = space.tileable_ends(i);
-    space.longest_run_end_.push_back(ends.empty() ? -1 : ends.back());
-  }
   return space;
 }
 
@@ -104,7 +91,7 @@ deployment_plan three_tier_space::plan_of(const three_tier_choice& c) const {
     plan_tiled_run run;
     run.first = g_->layers[size_t(order_[size_t(c.device_end)])].name;
     run.last = g_->layers[size_t(order_[size_t(c.tiled_end)])].name;
-    run.grid = grid_of(c.tile_nodes);
+    run.grid = near_square_grid(c.tile_nodes);
     run.nodes.assign(edges_.begin(), edges_.begin() + c.tile_nodes);
     run.scatter_node = edges_[0];
     plan.tiled_runs.push_back(run);
@@ -150,13 +137,12 @@ int three_tier_space::tileable_end_at_most(int i, int limit) {
   return best;
 }
 
-double three_tier_space::screen(const three_tier_choice& c) const {
-  double ms = screen_untiled(c.device_end, c.edge_end);
-  if (c.tiled_end < 0) return ms;
+double three_tier_space::tiling_saving_ms(const three_tier_choice& c) const {
+  if (c.tiled_end < 0) return 0;
   // Tiling divides the run's edge time by K, plus a typical halo overhead of 15%.
   const double run_ms = compute_prefix_[size_t(c.tiled_end) + 1] - compute_prefix_[size_t(c.device_end)];
   const double speed = cluster_->nodes.at(edges_[0]).speed;
-  return ms - run_ms / speed * (1.0 - 1.15 / c.tile_nodes);
+  return run_ms / speed * (1.0 - 1.15 / c.tile_nodes);
 }
 
 double three_tier_space::screen_untiled(int i, int j) const {
@@ -305,18 +291,19 @@ result<planned> hpa_strategy(const graph& g, const layer_profile& profile, const
   // 1. Screen every (i, j), untiled and with the edge segment's longest tileable leading run over
   // K = 2.. edge nodes, with the fast estimate; keep the best few.
   std::vector<std::pair<double, three_tier_choice>> screened;
-  for (int i = 0; i <= n; ++i)
+  for (int i = 0; i <= n; ++i) {
+    const int longest_from_i = space.longest_run_end(i);
     for (int j = i; j <= n; ++j) {
-      three_tier_choice c{i, j, -1, 1};
-      const double untiled = space.screen(c);
-      screened.push_back({untiled, c});
-      const int longest = std::min(space.longest_run_end(i), j - 1);
+      const double untiled = space.screen_untiled(i, j);
+      screened.push_back({untiled, {i, j, -1, 1}});
+      const int longest = std::min(longest_from_i, j - 1);
       if (longest < i) continue;
       for (int k = 2; k <= space.edge_nodes(); ++k) {
         three_tier_choice tiled{i, j, longest, k};  // the end may not be a valid one: repaired below
-        screened.push_back({space.screen(tiled), tiled});
+        screened.push_back({untiled - space.tiling_saving_ms(tiled), tiled});
       }
     }
+  }
   const size_t keep = std::min(screened.size(), size_t(std::max(1, options.screened)));
   std::partial_sort(screened.begin(), screened.begin() + long(keep), screened.end(),
                     [](const auto& a, const auto& b) { return a.first < b.first; });

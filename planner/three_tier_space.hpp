@@ -50,10 +50,15 @@ class three_tier_space {
   // An untiled choice in closed form, O(n) without allocation: each tier's compute, and per link
   // the graph inputs sent at 0 then the tier's crossing tensors sent when it finishes.
   double screen_untiled(int i, int j) const;
-  // The same with a tiled run: its edge time divided by K, plus 15% halo overhead.
-  double screen(const three_tier_choice& c) const;
-  // The end of the longest tileable run from position i (may be larger than a valid end < j).
-  int longest_run_end(int i) const { return i < layers() ? longest_run_end_[size_t(i)] : -1; }
+  // Screening a tiled choice: screen_untiled minus this estimate of what tiling saves (the run's
+  // edge time divided by K, plus 15% halo overhead).
+  double tiling_saving_ms(const three_tier_choice& c) const;
+  // The end of the longest tileable run from position i, or -1.
+  int longest_run_end(int i) {
+    if (i >= layers()) return -1;
+    const std::vector<int>& ends = tileable_ends(i);
+    return ends.empty() ? -1 : ends.back();
+  }
   // The largest b <= limit with [i, b] tileable, or -1.
   int tileable_end_at_most(int i, int limit);
 
@@ -72,7 +77,6 @@ class three_tier_space {
   std::vector<size_t> output_bytes_;
   std::vector<bool> is_graph_output_;
   std::vector<double> compute_prefix_;
-  std::vector<int> longest_run_end_;
   std::vector<std::string> edges_;    // edge node names, sorted
   std::map<int, std::vector<int>> tileable_ends_;
   std::map<three_tier_choice, double> memo_;
@@ -86,7 +90,7 @@ result<planned> three_tier_exact(const graph& g, const layer_profile& profile, c
                                  three_tier_choice* chosen = nullptr);
 
 struct hpa_options {
-  int screened = 4;           // untiled (i, j) pairs kept after screening
+  int screened = 4;           // screened choices (untiled or tiled) the local search starts from
   int refine_radius = 1;      // local search: boundary moves of up to this many positions
 };
 
@@ -97,7 +101,7 @@ result<planned> hpa_strategy(const graph& g, const layer_profile& profile, const
                              hpa_options options = {}, three_tier_choice* chosen = nullptr);
 
 // The search HPA runs at adaptation time: local search from `start` only (partial adjustment near
-// the current boundaries). `evaluations` (optional) counts cost-model evaluations.
+// the current boundaries), over moves of up to `radius` positions.
 three_tier_choice hpa_local_search(three_tier_space& space, three_tier_choice start, int radius);
 
 }  // namespace d3

@@ -208,6 +208,7 @@ result<deploy_report> deployment::deploy(const graph& g, const deployment_plan& 
   D3_RETURN_IF_ERROR(send_emulation(false, {}));
   virtual_now_ = 0;
   wall_epoch_ = clock_type::now();
+  trace_applied_ = -1;  // a trace's times count from this deploy
   auto installed = install(g, plan, report);
   if (!installed) return installed.error();
   adopt(std::move(installed.value()));
@@ -230,7 +231,7 @@ void deployment::adopt(deployed_version v) {
 }
 
 result<deployment::deployed_version> deployment::install(const graph& g, const deployment_plan& plan,
-                                                         deploy_report& report) {
+                                                         deploy_report& report, bool ship_everything) {
   caf::scoped_actor& self = *self_;
   auto sg = build_stage_graph(g, plan);
   if (!sg) return sg.error();
@@ -269,16 +270,20 @@ result<deployment::deployed_version> deployment::install(const graph& g, const d
     std::vector<std::string> names;
     for (int l : layer_set) names.push_back(g.layers[size_t(l)].name);
     std::vector<std::string> lacking;
-    std::string failure;
-    bool answered = false;
-    self->request(node_actor(node), options_.timeout, protocol::lacks_atom::value, report.model_hash, names)
-        .receive(
-            [&](std::vector<std::string>& reply) {
-              answered = true;
-              lacking = std::move(reply);
-            },
-            [&](caf::error& e) { failure = system_.render(e); });
-    if (!answered) return status::error("node '" + node + "': cannot ask for its cached layers: " + failure);
+    if (ship_everything) {
+      lacking = names;
+    } else {
+      std::string failure;
+      bool answered = false;
+      self->request(node_actor(node), options_.timeout, protocol::lacks_atom::value, report.model_hash, names)
+          .receive(
+              [&](std::vector<std::string>& reply) {
+                answered = true;
+                lacking = std::move(reply);
+              },
+              [&](caf::error& e) { failure = system_.render(e); });
+      if (!answered) return status::error("node '" + node + "': cannot ask for its cached layers: " + failure);
+    }
     std::vector<int> to_ship;
     for (const std::string& name : lacking) {
       const int l = g.find(name);
@@ -401,7 +406,7 @@ result<deployment::deployed_version> deployment::install(const graph& g, const d
   return v;
 }
 
-result<migration_report> deployment::migrate(const graph& g, const deployment_plan& plan) {
+result<migration_report> deployment::migrate(const graph& g, const deployment_plan& plan, bool ship_everything) {
   if (stage_actors_.empty()) return status::error("migrate: nothing is deployed");
   if (plan.version <= plan_version_ || retiring_.count(plan.version))
     return status::error("migrate: plan version " + std::to_string(plan.version) + " is not newer than the running " +
@@ -418,7 +423,7 @@ result<migration_report> deployment::migrate(const graph& g, const deployment_pl
   migration_report m;
   m.from_version = plan_version_;
   m.to_version = plan.version;
-  auto installed = install(g, plan, m.deploy);
+  auto installed = install(g, plan, m.deploy, ship_everything);
   if (!installed) return status::error("migrate to plan version " + std::to_string(plan.version) + ": " + installed.message());
   const auto after = placement(installed->stages);
   for (const auto& [l, nodes] : after) {
@@ -449,6 +454,7 @@ result<migration_report> deployment::migrate(const graph& g, const deployment_pl
        {"weight_bytes_shipped", m.deploy.weight_bytes_shipped},
        {"layers_shipped", m.deploy.layers_shipped},
        {"strategy", plan.strategy},
+       {"redeploy_everything", ship_everything},
        {"migrate_ms", m.deploy.deploy_ms}});
   if (old.in_flight == 0) retire(old, "migrated, no request in flight");
   else retiring_.emplace(old.version, std::move(old));
@@ -500,6 +506,81 @@ status deployment::update_emulation(const testbed& links, const std::map<std::st
                           {"device_edge_mbit_per_s", links.device_edge.bandwidth_mbit_per_s}};
   for (const auto& [name, speed] : speeds) event["speed"][name] = speed;
   log(std::move(event));
+  return status::ok();
+}
+
+result<transfer_observation> deployment::probe_link(const std::string& from, const std::string& to, size_t size) {
+  if (!nodes_.count(from) || !nodes_.count(to) || down_nodes_.count(from) || down_nodes_.count(to))
+    return status::error("probe " + from + " -> " + to + ": a node is not connected");
+  caf::scoped_actor& self = *self_;
+  const double send_ms = options_.emulation.clock == "virtual" ? virtual_now_ : 0.0;
+  std::string failure;
+  double ms = -1;
+  self->request(nodes_.at(from), options_.timeout, protocol::probe_atom::value, nodes_.at(to), to, uint64_t(size), send_ms)
+      .receive(
+          [&](std::string& error, double taken) {
+            failure = std::move(error);
+            ms = taken;
+          },
+          [&](caf::error& e) { failure = system_.render(e); });
+  if (!failure.empty() || ms < 0)
+    return status::error("probe " + from + " -> " + to + ": " + (failure.empty() ? "no time" : failure));
+  return transfer_observation{from, to, size, ms, true};
+}
+
+void deployment::probe_idle_links(request_outcome& o) {
+  ++answers_seen_;
+  auto role_of = [&](const std::string& node) {
+    auto it = roles_.find(node);
+    return it == roles_.end() ? node : it->second;
+  };
+  auto key = [](std::string a, std::string b) { return a < b ? std::make_pair(a, b) : std::make_pair(b, a); };
+  for (const transfer_observation& t : o.transfers) link_last_seen_[key(role_of(t.from), role_of(t.to))] = answers_seen_;
+  // One node per role stands for its links: the app's node, the first edge node (by name), the
+  // cloud; edge-edge between the first two edge nodes.
+  std::vector<std::string> edges;
+  std::string cloud;
+  for (const auto& [name, role] : roles_) {
+    if (down_nodes_.count(name)) continue;
+    if (role == "edge") edges.push_back(name);
+    if (role == "cloud" && cloud.empty()) cloud = name;
+  }
+  std::sort(edges.begin(), edges.end(), [](const std::string& a, const std::string& b) {
+    return a.size() != b.size() ? a.size() < b.size() : a < b;
+  });
+  const std::string& app = options_.emulation.app_node;
+  std::vector<std::pair<std::string, std::string>> pairs;
+  if (!edges.empty()) pairs.push_back({app, edges[0]});
+  if (!cloud.empty()) pairs.push_back({app, cloud});
+  if (!edges.empty() && !cloud.empty()) pairs.push_back({edges[0], cloud});
+  if (edges.size() >= 2) pairs.push_back({edges[0], edges[1]});
+  for (const auto& [from, to] : pairs) {
+    if (from == to || !nodes_.count(from) || !nodes_.count(to)) continue;
+    auto k = key(role_of(from), role_of(to));
+    if (answers_seen_ - link_last_seen_[k] < size_t(options_.idle_probe_every)) continue;
+    link_last_seen_[k] = answers_seen_;
+    for (size_t size : {size_t(1024), size_t(16384)}) {
+      auto probed = probe_link(from, to, size);
+      if (!probed) {
+        stray_errors_.push_back(probed.message());
+        break;
+      }
+      o.transfers.push_back(probed.value());
+    }
+    log({{"event", "link_probed"}, {"from", from}, {"to", to}});
+  }
+}
+
+status deployment::follow_trace(double now_ms) {
+  const int due = trace_->step_at(now_ms);
+  while (trace_applied_ < due) {
+    const trace_step& step = trace_->steps[size_t(trace_applied_ + 1)];
+    status applied = update_emulation(step.apply(options_.emulation.links), step.speeds);
+    if (!applied) return status::error("trace step " + std::to_string(trace_applied_ + 1) + " (" + step.describe() +
+                                       "): " + applied.message());
+    ++trace_applied_;
+    log({{"event", "trace_step"}, {"step", trace_applied_}, {"at_ms", now_ms}, {"change", step.describe()}});
+  }
   return status::ok();
 }
 
@@ -570,6 +651,7 @@ std::vector<request_outcome> deployment::run(const std::vector<std::map<std::str
         retiring_.erase(old);
       }
     }
+    if (o.ok && options_.idle_probe_every > 0) probe_idle_links(o);
     if (adaptation_ && o.ok && !pending_plan) pending_plan = adaptation_(o);
   };
   auto start = [&](size_t i) {
@@ -589,6 +671,11 @@ std::vector<request_outcome> deployment::run(const std::vector<std::map<std::str
     // Emulation: the app sits on the app node; inputs for stages elsewhere cross its links.
     const bool virtual_clock = options_.emulation.clock == "virtual";
     const double send_ms = virtual_clock ? virtual_now_ : ms_since(wall_epoch_);
+    if (trace_) {
+      status followed = follow_trace(send_ms);
+      if (!followed) return finish(id, followed.message());
+      outcomes[i].trace_step = trace_applied_;
+    }
     outcomes[i].virtual_start_ms = virtual_now_;
     for (auto& [dest, refs] : per_destination) {
       double arrival = send_ms;
@@ -688,16 +775,21 @@ std::vector<request_outcome> deployment::run(const std::vector<std::map<std::str
     }
   };
 
-  while (done < inputs.size()) {
-    if (pending_plan) {  // live migration: the requests in flight finish on their version
-      deployment_plan plan = std::move(*pending_plan);
-      pending_plan.reset();
-      auto migrated = adaptation_graph_ ? migrate(*adaptation_graph_, plan) : result<migration_report>(status::error("no graph"));
-      if (!migrated) {
-        stray_errors_.push_back("adaptation: " + migrated.message());
-        log({{"event", "migration_failed"}, {"version", plan.version}, {"error", migrated.message()}});
-      }
+  // Live migration: the requests in flight finish on their version. A plan chosen on the last
+  // answer of this run is migrated to before returning, so the next run() starts on it.
+  auto migrate_to_pending = [&]() {
+    if (!pending_plan) return;
+    deployment_plan plan = std::move(*pending_plan);
+    pending_plan.reset();
+    auto migrated = adaptation_graph_ ? migrate(*adaptation_graph_, plan, adaptation_redeploys_everything_)
+                                      : result<migration_report>(status::error("no graph"));
+    if (!migrated) {
+      stray_errors_.push_back("adaptation: " + migrated.message());
+      log({{"event", "migration_failed"}, {"version", plan.version}, {"error", migrated.message()}});
     }
+  };
+  while (done < inputs.size()) {
+    migrate_to_pending();
     while (active.size() < size_t(in_flight) && next < inputs.size()) start(next++);
     if (active.empty()) continue;
     // The oldest waiting request sets the deadline.
@@ -733,6 +825,7 @@ std::vector<request_outcome> deployment::run(const std::vector<std::map<std::str
                       uint64_t sent) { on_report(id, stage, ready, fin, cpu, sent); },
                   [&](caf::down_msg& down) { on_down(down); },
                   caf::after(std::chrono::milliseconds(0)) >> [&] { more = false; });
+  migrate_to_pending();
   return outcomes;
 }
 

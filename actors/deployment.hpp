@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "actors/emulation.hpp"
+#include "actors/emulation_trace.hpp"
 #include "actors/plan.hpp"
 #include "actors/topology_log.hpp"
 #include "kernels/graph.hpp"
@@ -68,6 +69,11 @@ struct deployment_options {
   topology_log* log = nullptr;               // optional
   std::string app_node = "app";              // the app's name in link accounting
   size_t shipment_bytes = size_t(32) << 20;  // layers are shipped in messages of at most this size
+  // Light probes of idle links (for the planner's estimates): after an answer, every role pair
+  // (device-edge, device-cloud, edge-edge, edge-cloud, between the app node, the first edge node
+  // and the cloud) whose link carried no transfer for this many answers is probed with two small
+  // messages (1 and 16 KB) through the nodes; the probes join the answer's transfers. 0: never.
+  int idle_probe_every = 0;
 };
 
 struct deploy_report {
@@ -89,11 +95,13 @@ struct transfer_observation {
   std::string from, to;
   size_t bytes = 0;
   double ms = 0;
+  bool probe = false;  // a light probe of an idle link, not request data
 };
 
 struct request_outcome {
   uint64_t id = 0;
   int plan_version = 0;
+  int trace_step = -1;  // the emulation trace's step in force when it started (-1: none)
   bool ok = false;
   std::string error;
   std::map<std::string, tensor> outputs;  // graph outputs by name
@@ -136,18 +144,32 @@ class deployment {
   // stages, then sends every new request to them. Requests in flight finish on their version;
   // a version is retired (its actors exited) when its last request is answered. The emulation's
   // clocks keep running. Logs "layers_migrated" with the layers moved and the bytes shipped.
-  result<migration_report> migrate(const graph& g, const deployment_plan& plan);
+  // With `ship_everything` (the full re-partition a partial adjustment is compared with) every
+  // layer of the new plan is shipped to its node again, cached or not: a redeploy from scratch,
+  // still without stopping the requests.
+  result<migration_report> migrate(const graph& g, const deployment_plan& plan, bool ship_everything = false);
 
   // Changes the emulated links (and optionally node speeds) while requests flow: a trace step.
   // Clocks keep running. Errors name the node that refused.
   status update_emulation(const testbed& links, const std::map<std::string, double>& speeds = {});
 
+  // Makes run() follow `trace` (actors/emulation_trace.hpp): before a request starts, every step
+  // whose time has come is applied with update_emulation (a step's time counts from the last
+  // deploy(): virtual ms under the virtual clock, wall ms otherwise) and logged as "trace_step".
+  // The links and speeds the steps leave out stay as they are.
+  void set_trace(emulation_trace trace) {
+    trace_ = std::move(trace);
+    trace_applied_ = -1;
+  }
+
   // Called with each answered request during run(); a plan returned is migrated to (migrate())
   // before the next request starts, while the requests in flight continue.
   using adaptation_hook = std::function<std::optional<deployment_plan>(const request_outcome&)>;
-  void set_adaptation(adaptation_hook hook, const graph* g) {
+  // With `redeploy_everything`, each plan is migrated to with migrate(g, plan, true).
+  void set_adaptation(adaptation_hook hook, const graph* g, bool redeploy_everything = false) {
     adaptation_ = std::move(hook);
     adaptation_graph_ = g;
+    adaptation_redeploys_everything_ = redeploy_everything;
   }
   const std::vector<migration_report>& migrations() const { return migrations_; }
 
@@ -156,6 +178,10 @@ class deployment {
   // When a stage actor or its node goes away (CAF down message: process killed, connection
   // lost), every waiting and later request fails at once naming the stage and node.
   std::vector<request_outcome> run(const std::vector<std::map<std::string, tensor>>& inputs, int in_flight);
+
+  // A light probe: `size` bytes from node `from` to node `to` over their emulated link (both
+  // connected). Errors name the nodes.
+  result<transfer_observation> probe_link(const std::string& from, const std::string& to, size_t size);
 
   // Sends `payload` as a data message to stage `stage_id` and waits for the error it reports
   // (tests: a corrupt payload must produce an error reply and leave the stage serving).
@@ -190,6 +216,15 @@ class deployment {
   std::string broken_;
   std::set<size_t> gone_;
   std::set<std::string> down_nodes_;  // nodes whose node actor went away (process gone)
+  bool adaptation_redeploys_everything_ = false;
+  // Idle-link probing: answers counted, and per unordered role pair the answer that last saw it.
+  size_t answers_seen_ = 0;
+  std::map<std::pair<std::string, std::string>, size_t> link_last_seen_;
+  void probe_idle_links(request_outcome& o);
+  std::optional<emulation_trace> trace_;
+  int trace_applied_ = -1;  // steps [0, trace_applied_] are in force
+  // Applies the trace steps due at `now_ms`; errors name the step.
+  status follow_trace(double now_ms);
   void drain_down_messages();
   // Ships, spawns and wires `plan`'s stages; fills the new version's state (not yet current).
   struct deployed_version {
@@ -202,7 +237,8 @@ class deployment {
     std::map<int, size_t> answer_bytes;  // producing stage -> graph-output bytes it sends the app
     size_t in_flight = 0;
   };
-  result<deployed_version> install(const graph& g, const deployment_plan& plan, deploy_report& report);
+  result<deployed_version> install(const graph& g, const deployment_plan& plan, deploy_report& report,
+                                   bool ship_everything = false);
   void retire(deployed_version& v, const std::string& reason);
   std::vector<transfer_observation> transfers_of(const stage_graph& stages,
                                                  const std::vector<std::map<int, size_t>>& remote_inputs,

@@ -558,6 +558,26 @@ caf::behavior node_actor(caf::event_based_actor* self, node_identity identity) {
         return "";
       },
       [=](protocol::info_atom) { return std::make_tuple(identity.name, identity.role); },
+      // A light probe of this node's link to `dest_name`: a real message of `size` bytes crosses
+      // to that node; its time on the link is what the emulated link clock gives (virtual clock:
+      // from `send_ms`; wall clock: from now), the same arithmetic a stage's send pays.
+      [=](protocol::probe_atom, const caf::actor& dest, const std::string& dest_name, uint64_t size,
+          double send_ms) -> caf::result<std::string, double> {
+        if (!dest || size > (uint64_t(1) << 26))
+          return caf::result<std::string, double>("node " + identity.name + ": bad probe of '" + dest_name + "'", -1.0);
+        const double start = emulation().mode() == clock_mode::virtual_time ? send_ms : emulation().now_ms();
+        const double arrival = emulation().send(dest_name, start, size_t(size));
+        auto rp = self->make_response_promise<std::string, double>();
+        self->request(dest, std::chrono::seconds(10), protocol::echo_atom::value, bytes(size_t(size)), arrival)
+            .then([=](double echoed) mutable { rp.deliver(std::string(), echoed - start); },
+                  [=](caf::error& e) mutable {
+                    rp.deliver("node " + identity.name + ": probe of node '" + dest_name +
+                                   "' got no echo: " + self->home_system().render(e),
+                               -1.0);
+                  });
+        return rp;
+      },
+      [=](protocol::echo_atom, const bytes&, double arrival) { return arrival; },
       [=](protocol::lacks_atom, uint64_t model_hash, const std::vector<std::string>& names) {
         return layer_cache::process().lacking(model_hash, names);
       },

@@ -47,6 +47,11 @@ using data_atom = caf::atom_constant<caf::atom("d3data")>;
 using fail_atom = caf::atom_constant<caf::atom("d3fail")>;
 using emul_atom = caf::atom_constant<caf::atom("d3emul")>;
 using report_atom = caf::atom_constant<caf::atom("d3report")>;
+// Light link probes (idle links): app -> node A (probe, node B's actor, B's name, bytes, send ms)
+// -> A sends B (echo, payload, arrival ms) over its emulated link -> B answers the arrival -> A
+// answers the app with "" and the ms the probe took on the link (or an error text and -1).
+using probe_atom = caf::atom_constant<caf::atom("d3probe")>;
+using echo_atom = caf::atom_constant<caf::atom("d3echo")>;
 // App-side planner actor: (observe, request report JSON) -> decision JSON ("" when nothing moves).
 using observe_atom = caf::atom_constant<caf::atom("d3observe")>;
 

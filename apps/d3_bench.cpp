@@ -4,6 +4,8 @@
 //            the same run untiled, on one thread.
 //   grid     the evaluation grid: models x uplinks x strategies deployed on d3-node processes under
 //            the virtual clock (apps/bench_grid.cpp).
+//   adapt    live adaptation under an uplink trace: partial adjustment against a full
+//            re-partition and the per-step optimum (apps/bench_adapt.cpp).
 #include <dirent.h>
 #include <unistd.h>
 
@@ -21,6 +23,7 @@
 #include <thread>
 #include <vector>
 
+#include "apps/bench_adapt.hpp"
 #include "apps/bench_grid.hpp"
 #include "apps/child_process.hpp"
 #include "kernels/executor.hpp"
@@ -37,11 +40,14 @@ constexpr int exit_bad_input = 2;
 const char* usage = R"(usage: d3-bench engine [options]
        d3-bench tiling [options]
        d3-bench grid [options]
+       d3-bench adapt [options]
 
 Subcommands (each has --help): engine, d3 against ONNX Runtime; tiling, the cost of cutting a
 run of layers into spatial tiles (vertical separation); grid, every strategy's plan for each
 model and uplink deployed on d3-node processes on the emulated testbed (virtual clock): latency,
-bytes per link and backbone, verified answers, CSV/Markdown/PNG outputs and a CI --check.
+bytes per link and backbone, verified answers, CSV/Markdown/PNG outputs and a CI --check; adapt,
+the planner actor following an uplink trace (WiFi -> 3G -> WiFi) by partial migration, against a
+full re-partition and the per-step optimum.
 
 d3-bench engine:
 
@@ -529,9 +535,10 @@ int main(int argc, char** argv) {
   if (command == "engine") return engine(argc, argv);
   if (command == "tiling") return tiling(argc, argv);
   if (command == "grid") return d3::bench_grid(argc, argv);
+  if (command == "adapt") return d3::bench_adapt(argc, argv);
   if (command == "--help" || command == "-h" || command.empty()) {
     std::cout << usage;
     return command.empty() ? exit_bad_input : 0;
   }
-  fail(exit_bad_input, "unknown benchmark '" + command + "' (available: engine, tiling, grid; see --help)");
+  fail(exit_bad_input, "unknown benchmark '" + command + "' (available: engine, tiling, grid, adapt; see --help)");
 }

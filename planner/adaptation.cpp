@@ -69,9 +69,9 @@ std::optional<adaptation_decision> adaptive_planner::decide() {
   };
   adaptation_decision d;
   d.current_ms = current_ms;
-  d.choice = hpa_local_search(space, current_, options_.local_radius);
+  d.choice = options_.partial_search ? hpa_local_search(space, current_, options_.local_radius) : current_;
   d.predicted_ms = space.latency(d.choice);
-  if (!worth(d.predicted_ms)) {
+  if (!options_.partial_search || !worth(d.predicted_ms)) {
     three_tier_choice full;
     auto planned = hpa_strategy(*g_, profile_, estimate_, {}, &full);
     if (!planned || !worth(planned->prediction.latency_ms)) return std::nullopt;

@@ -24,11 +24,12 @@ struct link_sample {
 };
 
 struct adaptation_options {
-  double hysteresis = 0.10;     // a new plan must be predicted this much faster (relative)...
+  double hysteresis = 0.05;     // a new plan must be predicted this much faster (relative)...
   double min_gain_ms = 1.0;     // ...and at least this many ms
   int cooldown_requests = 2;    // requests observed after a migration before the next decision
   int local_radius = 2;         // boundary moves of the partial search
   size_t window = 3;            // samples per link (median): follows a change within two requests
+  bool partial_search = true;   // false: always a full HPA search (the full re-partition baseline)
 };
 
 struct adaptation_decision {

@@ -186,6 +186,18 @@ double three_tier_space::screen_untiled(int i, int j) const {
   return std::max({device_done, arrival(1, 0, edge_done), arrival(2, 0, cloud_done)});
 }
 
+int layers_placed_differently(const three_tier_choice& a, const three_tier_choice& b, int layers) {
+  // Placement of position p: 0 device, 1 the edge segment's node, 2 cloud, 10 + K the tiled run.
+  auto placement = [](const three_tier_choice& c, int p) {
+    if (p < c.device_end) return 0;
+    if (p >= c.edge_end) return 2;
+    return c.tiled_end >= p ? 10 + c.tile_nodes : 1;
+  };
+  int moved = 0;
+  for (int p = 0; p < layers; ++p) moved += placement(a, p) != placement(b, p);
+  return moved;
+}
+
 result<planned> three_tier_exact(const graph& g, const layer_profile& profile, const cluster_model& cluster,
                                  three_tier_choice* chosen) {
   auto created = three_tier_space::create(g, profile, cluster);

@@ -83,6 +83,11 @@ class three_tier_space {
   size_t evaluations_ = 0;
 };
 
+// How many of the first `layers` positions run on different nodes under `a` and `b` (device, the
+// edge segment's node, the tiled run's K nodes, cloud): the layers a migration between the two
+// moves.
+int layers_placed_differently(const three_tier_choice& a, const three_tier_choice& b, int layers);
+
 // The exact optimum over the whole space (every i <= j, every tileable [i, b] inside the edge
 // segment, every K from 2 to the number of edge nodes): O(n^3 K) cost-model evaluations. For
 // validation; its plan's strategy is "exact".

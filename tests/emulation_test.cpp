@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "actors/emulation.hpp"
+#include "actors/emulation_trace.hpp"
 
 using namespace d3;
 
@@ -64,4 +65,49 @@ BOOST_AUTO_TEST_CASE(thread_cpu_time_counts_work_not_sleep) {
   for (int i = 0; i < 20000000; ++i) sink = sink + i * 1e-9;
   const double worked = thread_cpu_ms() - start;
   BOOST_TEST(worked > 1.0);
+}
+
+BOOST_AUTO_TEST_CASE(a_trace_applies_its_steps_in_time_order) {
+  auto trace = parse_trace_json(R"({"steps": [
+      {"at_ms": 0, "uplink": "WiFi"},
+      {"at_ms": 4000, "uplink": "3G", "speeds": {"edge2": 0.25}},
+      {"at_ms": 9000, "links": {"device-edge": {"mbit_per_s": 18.88, "latency_ms": 5},
+                                "edge-cloud": {"mbit_per_s": 10, "latency_ms": 40}}}]})");
+  BOOST_REQUIRE_MESSAGE(trace.is_ok(), trace.message());
+  BOOST_TEST(trace->step_at(-1) == -1);
+  BOOST_TEST(trace->step_at(0) == 0);
+  BOOST_TEST(trace->step_at(3999.9) == 0);
+  BOOST_TEST(trace->step_at(4000) == 1);
+  BOOST_TEST(trace->step_at(1e9) == 2);
+  testbed t;  // WiFi
+  t = trace->steps[1].apply(t);
+  BOOST_TEST(t.device_edge.bandwidth_mbit_per_s == 1.1);
+  BOOST_TEST(t.uplink == "3G");
+  BOOST_TEST(t.edge_cloud.bandwidth_mbit_per_s == 100.0);  // untouched
+  BOOST_TEST(trace->steps[1].speeds.at("edge2") == 0.25);
+  t = trace->steps[2].apply(t);
+  BOOST_TEST(t.device_edge.bandwidth_mbit_per_s == 18.88);
+  BOOST_TEST(t.edge_cloud.bandwidth_mbit_per_s == 10.0);
+  BOOST_TEST(t.edge_cloud.latency_ms == 40.0);
+  BOOST_TEST(trace->steps[1].describe() == "at 4000 ms: uplink 3G, edge2 speed 0.25");
+}
+
+BOOST_AUTO_TEST_CASE(a_bad_trace_is_refused_naming_step_and_field) {
+  auto expect_error = [](const std::string& text, const std::string& needle) {
+    auto trace = parse_trace_json(text);
+    BOOST_TEST(!trace.is_ok(), text);
+    BOOST_TEST(trace.message().find(needle) != std::string::npos, trace.message() + " lacks " + needle);
+  };
+  expect_error("[1, 2]", "steps");
+  expect_error(R"({"steps": []})", "at least one step");
+  expect_error(R"({"steps": [{"uplink": "WiFi"}]})", "step 0: at_ms is missing");
+  expect_error(R"({"steps": [{"at_ms": 0, "uplink": "5G"}]})", "step 0: uplink");
+  expect_error(R"({"steps": [{"at_ms": 5}, {"at_ms": 5}]})", "step 1: at_ms 5 does not come after");
+  expect_error(R"({"steps": [{"at_ms": 0, "links": {"device-cloud": {"mbit_per_s": 1, "latency_ms": 1}}}]})",
+               "unknown link 'device-cloud'");
+  expect_error(R"({"steps": [{"at_ms": 0, "links": {"edge-edge": {"mbit_per_s": 0, "latency_ms": 1}}}]})",
+               "mbit_per_s > 0");
+  expect_error(R"({"steps": [{"at_ms": 0, "speeds": {"edge1": -1}}]})", "speed of 'edge1'");
+  expect_error(R"({"steps": [{"at_ms": 0, "bandwidth": 3}]})", "unknown key 'bandwidth'");
+  BOOST_TEST(load_trace_file("/nonexistent/trace.json").message().find("/nonexistent/trace.json") != std::string::npos);
 }

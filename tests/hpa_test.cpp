@@ -300,3 +300,62 @@ BOOST_AUTO_TEST_CASE(adaptive_planner_follows_an_uplink_drop) {
   BOOST_TEST(planner.estimate().links.device_edge.latency_ms == 5.0, boost::test_tools::tolerance(0.01));
   BOOST_TEST_MESSAGE("uplink 188.8 -> 18.88: " << (moved ? "moved" : "stayed"));
 }
+
+// Partial adjustment against a full re-plan: after a link change, the planner's local search moves
+// only the layers whose placement changes; a full re-partition redeploys every layer. Scenarios:
+// each model at two device-relative speeds, four link changes.
+BOOST_AUTO_TEST_CASE(partial_adjustment_moves_fewer_layers_than_a_full_replan) {
+  int partial_decisions = 0, fewer = 0;
+  const char* change_names[] = {"backbone / 10", "uplink x 4", "uplink / 2", "edge-edge / 10"};
+  for (const std::string& name : builtin_model_names()) {
+    graph g = load(name);
+    for (double gflops : {100.0, 20.0}) {
+      const layer_profile profile = profile_from_flops(g, gflops);
+      for (int change = 0; change < 4; ++change) {
+        const testbed before = *testbed::with_uplink("WiFi");
+        testbed after = before;
+        if (change == 0) after.edge_cloud.bandwidth_mbit_per_s /= 10;
+        if (change == 1) after.device_edge.bandwidth_mbit_per_s *= 4;
+        if (change == 2) after.device_edge.bandwidth_mbit_per_s /= 2;
+        if (change == 3) after.edge_edge.bandwidth_mbit_per_s /= 10;
+        const cluster_model cluster = cluster_model::evaluation(before, 4);
+        three_tier_choice start;
+        BOOST_REQUIRE(hpa_strategy(g, profile, cluster, {}, &start).is_ok());
+        adaptive_planner planner(g, profile, cluster, start, 1);
+        std::optional<adaptation_decision> decision;
+        for (int r = 0; r < 4 && !decision; ++r) {
+          std::vector<link_sample> samples;
+          for (size_t bytes : {size_t(1024), size_t(16384)}) {
+            samples.push_back({node_role::edge, node_role::cloud, bytes, transfer_ms(after.edge_cloud, bytes)});
+            samples.push_back({node_role::device, node_role::edge, bytes, transfer_ms(after.device_edge, bytes)});
+            samples.push_back({node_role::edge, node_role::edge, bytes, transfer_ms(after.edge_edge, bytes)});
+          }
+          planner.observe(samples);
+          decision = planner.decide();
+        }
+        if (!decision || !decision->partial) continue;
+        ++partial_decisions;
+        const cluster_model changed = cluster_model::evaluation(after, 4);
+        auto created = three_tier_space::create(g, profile, changed);
+        BOOST_REQUIRE(created.is_ok());
+        const int n = created->layers();
+        three_tier_choice full;
+        auto replanned = hpa_strategy(g, profile, changed, {}, &full);
+        BOOST_REQUIRE(replanned.is_ok());
+        const int moved = layers_placed_differently(start, decision->choice, n);
+        BOOST_TEST_MESSAGE(name << " at " << gflops << " GFLOP/s, " << change_names[change]
+                                << ": partial adjustment moves " << moved << " of " << n << " layers (predicted "
+                                << decision->current_ms << " -> " << decision->predicted_ms
+                                << " ms); a full re-plan redeploys all " << n << " (its plan "
+                                << replanned->prediction.latency_ms << " ms, "
+                                << layers_placed_differently(start, full, n) << " layers placed differently)");
+        BOOST_TEST(moved > 0);
+        BOOST_TEST(moved <= n);
+        BOOST_TEST(decision->predicted_ms < decision->current_ms);
+        fewer += moved < n;
+      }
+    }
+  }
+  BOOST_TEST(partial_decisions > 0);
+  BOOST_TEST(fewer > 0, "no scenario where a partial adjustment moved fewer layers than a full re-plan");
+}

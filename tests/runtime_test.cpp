@@ -720,4 +720,39 @@ BOOST_FIXTURE_TEST_CASE(uplink_drop_makes_the_planner_migrate_only_changed_layer
   BOOST_CHECK_CLOSE(planner->estimate().links.device_edge.bandwidth_mbit_per_s, 1.888, 10.0);
 }
 
+// A trace step changes the uplink between requests, and a light probe through the nodes measures
+// exactly the emulated link: latency + 8 * bytes / bandwidth, before and after the step.
+BOOST_FIXTURE_TEST_CASE(a_trace_step_changes_the_uplink_and_probes_see_it, testbed_cluster) {
+  d3::deployment_options options;
+  options.timeout = 20s;
+  options.emulation.clock = "virtual";
+  options.emulation.shaped = true;
+  options.emulation.links = d3::testbed::with_uplink("WiFi").value();
+  d3::deployment dep(*system, options);
+  BOOST_REQUIRE(dep.connect(endpoints()).is_ok());
+  const d3::graph& g = resnet18();
+  d3::deployment_plan plan;  // everything on the edge: the input crosses the uplink
+  plan.segments = {{"edge1", "conv1", "fc"}};
+  BOOST_REQUIRE(dep.deploy(g, plan).is_ok());
+  auto trace = d3::parse_trace_json(R"({"steps": [{"at_ms": 0, "uplink": "WiFi"}, {"at_ms": 1, "uplink": "3G"}]})");
+  BOOST_REQUIRE(trace.is_ok());
+  dep.set_trace(trace.value());
+  auto wifi_probe = dep.probe_link("device", "edge1", 16384);
+  BOOST_REQUIRE_MESSAGE(wifi_probe.is_ok(), wifi_probe.message());
+  BOOST_TEST(wifi_probe->ms == 5.0 + 8.0 * 16384 / 18880.0, boost::test_tools::tolerance(1e-9));
+  auto inputs = inputs_for(g, 2, 5);
+  auto outcomes = dep.run(inputs, 1);
+  check_answers(g, inputs, outcomes);
+  BOOST_TEST(outcomes[0].trace_step == 0);
+  BOOST_TEST(outcomes[1].trace_step == 1);  // started after 1 ms of virtual time
+  const double input_bytes = double(g.layers[size_t(g.input_layers()[0])].output_shape.bytes());
+  const double upload_wifi = 5.0 + 8.0 * input_bytes / 18880.0, upload_3g = 5.0 + 8.0 * input_bytes / 1100.0;
+  // The request's latency grows by the upload's difference (compute noise is far smaller).
+  BOOST_TEST(outcomes[1].virtual_latency_ms - outcomes[0].virtual_latency_ms > 0.9 * (upload_3g - upload_wifi));
+  auto slow_probe = dep.probe_link("device", "edge1", 16384);
+  BOOST_REQUIRE(slow_probe.is_ok());
+  BOOST_TEST(slow_probe->ms == 5.0 + 8.0 * 16384 / 1100.0, boost::test_tools::tolerance(1e-9));
+  BOOST_TEST(!dep.probe_link("device", "nowhere", 10).is_ok());
+}
+
 BOOST_AUTO_TEST_SUITE_END()

@@ -1,0 +1,493 @@
+// d3-bench adapt: the uplink follows a trace (default WiFi -> 3G -> WiFi) while requests flow, one
+// at a time, through a plan that the planner actor adapts from the transfers it observes. Three
+// runs in one invocation, each on fresh d3-node processes (empty layer caches):
+//   optimum  per trace step, the HPA plan for that step's true links, deployed statically: the
+//            latency to converge to (the planner never sees these links);
+//   partial  the planner actor: local search near the current boundaries first, migration of
+//            only the layers whose placement changes;
+//   full     every decision a full HPA search and a redeploy of every layer (all shipped again).
+// Every answer is compared bit for bit with a single-process run of the same input.
+#include "apps/bench_adapt.hpp"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "actors/deployment.hpp"
+#include "actors/emulation_trace.hpp"
+#include "actors/planner_actor.hpp"
+#include "actors/protocol.hpp"
+#include "apps/app_support.hpp"
+#include "apps/local_nodes.hpp"
+#include "kernels/executor.hpp"
+#include "kernels/model_zoo.hpp"
+#include "planner/adaptation.hpp"
+#include "planner/profile.hpp"
+#include "planner/three_tier_space.hpp"
+
+namespace d3 {
+
+namespace {
+
+constexpr int exit_failed = 1;
+constexpr int exit_bad_input = 2;
+
+// The default trace: WiFi, a drop to 3G, back to WiFi (apps/config/wifi-3g-wifi.trace.json).
+const char* default_trace = R"({"steps": [{"at_ms": 0, "uplink": "WiFi"},
+                                          {"at_ms": 6000, "uplink": "3G"},
+                                          {"at_ms": 20000, "uplink": "WiFi"}]})";
+
+const char* adapt_usage = R"(usage: d3-bench adapt [options]
+
+Live adaptation on the emulated testbed (virtual clock: EMULATED times, node compute = measured
+thread CPU time / node speed, links = latency + bytes / bandwidth): device 0.1, 4 edge nodes 0.5,
+cloud 4, edge<->edge 1 Gbit/s 0.2 ms, edge<->cloud 100 Mbit/s 20 ms; the device uplink follows a
+trace (default: WiFi 18.88 Mbit/s, at 6 s 3G 1.1 Mbit/s, at 20 s WiFi again; 5 ms each).
+
+Requests run one at a time until one starts --tail-ms after the trace's last step. Three runs,
+each on fresh d3-node processes started here:
+  optimum  for each trace step, the HPA plan on that step's true links, deployed statically and
+           measured over --optimum-requests requests (the reference; the planner never sees it);
+  partial  HPA's plan for the first step, then the planner actor: it estimates the links from
+           the transfers the stages report, searches near the current boundaries first and
+           migrates only the layers whose placement changes (weights shipped only where missing);
+  full     the same planner, but every decision is a full HPA search and a redeploy of every
+           layer of the new plan (all weights shipped again).
+Per trace step it reports the requests until the latency is within 10% of the step's optimum
+(the count includes the first request under the new links), the layers moved and the weight
+bytes shipped. Every answer is compared memcmp-equal with a single-process run.
+
+  --model NAME|FILE     model (default resnet18)
+  --trace FILE          the uplink trace (JSON, actors/emulation_trace.hpp; default the one above)
+  --tail-ms T           virtual ms to keep running after the last step (default 6000)
+  --optimum-requests N  requests per step for the optimum (default 8)
+  --probe-every N       light probes of a link that carried nothing for N answers (default 3;
+                        0: none, and a link the plan stops using is never seen again)
+  --max-requests N      cap per run (default 400)
+  --out DIR             writes adapt.csv (latency per request), adapt.json and adapt.png (gnuplot)
+                        (default adapt-results)
+  --node-binary PATH    d3-node (default: next to d3-bench)
+  --timeout-ms T        timeout of every deployment step and answer (default 30000)
+  --help                this text
+
+Output: a summary on stdout, then one JSON line with the figures.
+)";
+
+struct adapt_options {
+  std::string model = "resnet18", trace_file, out = "adapt-results", node_binary;
+  double tail_ms = 6000;
+  int optimum_requests = 8, max_requests = 400, probe_every = 3;
+  long timeout_ms = 30000;
+};
+
+[[noreturn]] void bad_input(const std::string& message) {
+  std::cerr << "d3-bench adapt: " << message << "\n";
+  std::exit(exit_bad_input);
+}
+
+adapt_options parse_options(int argc, char** argv) {
+  adapt_options o;
+  for (int i = 2; i < argc; ++i) {
+    const std::string arg = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) bad_input(arg + " needs a value (see --help)");
+      return argv[++i];
+    };
+    auto integer = [&](long min, long max) {
+      auto v = parse_integer(arg, value(), min, max);
+      if (!v) bad_input(v.message());
+      return *v;
+    };
+    if (arg == "--help" || arg == "-h") {
+      std::cout << adapt_usage;
+      std::exit(0);
+    } else if (arg == "--model") {
+      o.model = value();
+    } else if (arg == "--trace") {
+      o.trace_file = value();
+    } else if (arg == "--tail-ms") {
+      o.tail_ms = double(integer(0, 10000000));
+    } else if (arg == "--optimum-requests") {
+      o.optimum_requests = int(integer(1, 10000));
+    } else if (arg == "--probe-every") {
+      o.probe_every = int(integer(0, 100000));
+    } else if (arg == "--max-requests") {
+      o.max_requests = int(integer(1, 100000));
+    } else if (arg == "--out") {
+      o.out = value();
+    } else if (arg == "--node-binary") {
+      o.node_binary = value();
+    } else if (arg == "--timeout-ms") {
+      o.timeout_ms = integer(1, 3600000);
+    } else {
+      bad_input("unknown option '" + arg + "' (see --help)");
+    }
+  }
+  if (o.node_binary.empty()) o.node_binary = sibling_executable("d3-node");
+  if (::access(o.node_binary.c_str(), X_OK) != 0)
+    bad_input("cannot run d3-node '" + o.node_binary + "' (build it, or give its path with --node-binary)");
+  return o;
+}
+
+// One request as measured.
+struct request_row {
+  int index = 0, trace_step = -1, plan_version = 0;
+  double start_ms = 0, latency_ms = 0;
+  bool verified = false;
+};
+
+// Per trace step of an adaptive run.
+struct step_figures {
+  int requests = 0;
+  int requests_to_optimum = -1;  // -1: never within 10%
+  size_t migrations = 0, layers_moved = 0, layers_shipped = 0, weight_bytes_shipped = 0;
+  double migrate_ms = 0;  // wall time the migrations took on this machine
+};
+
+struct run_result {
+  std::string name;
+  std::vector<request_row> rows;
+  std::vector<step_figures> steps;
+  int failed = 0, differ = 0;
+  std::string error;
+};
+
+// What every run shares: the model, its profile, the nodes' specs and the expected answers.
+struct bench_context {
+  adapt_options options;
+  graph g;
+  layer_profile profile;
+  emulation_trace trace;
+  std::vector<testbed> step_links;  // the true links of each step
+  std::vector<local_node_spec> specs;
+  std::map<std::string, node_role> roles;
+  std::unique_ptr<executor> local;
+};
+
+std::map<std::string, tensor> input_for(const graph& g, int index) {
+  std::map<std::string, tensor> in;
+  for (int l : g.input_layers()) in[g.layers[size_t(l)].name] = random_tensor(g.layers[size_t(l)].output_shape, 1000 + uint64_t(index));
+  return in;
+}
+
+bool verify(bench_context& c, const std::map<std::string, tensor>& in, const request_outcome& r) {
+  std::vector<const tensor*> pointers;
+  for (int l : c.g.input_layers()) pointers.push_back(&in.at(c.g.layers[size_t(l)].name));
+  auto expected = c.local->run(pointers);
+  if (!expected || r.outputs.size() != c.g.outputs.size()) return false;
+  for (size_t k = 0; k < c.g.outputs.size(); ++k) {
+    auto got = r.outputs.find(c.g.layers[size_t(c.g.outputs[k])].name);
+    if (got == r.outputs.end() || !bitwise_equal(got->second, (*expected)[k])) return false;
+  }
+  return true;
+}
+
+deployment_options deployment_settings(const bench_context& c, const testbed& links) {
+  deployment_options d;
+  d.timeout = std::chrono::milliseconds(c.options.timeout_ms);
+  d.emulation.clock = "virtual";
+  d.emulation.shaped = true;
+  d.emulation.links = links;
+  d.emulation.app_node = "device";
+  return d;
+}
+
+result<std::unique_ptr<local_nodes>> fresh_nodes(const bench_context& c, const std::string& run) {
+  const std::string folder = c.options.out + "/node-logs-" + run;
+  ::mkdir(folder.c_str(), 0755);
+  return local_nodes::start(c.options.node_binary, folder, c.specs, std::chrono::seconds(30));
+}
+
+// The optimum of each distinct step: HPA on the step's true links, deployed statically.
+result<std::vector<double>> measure_optima(caf::actor_system& system, bench_context& c) {
+  std::vector<double> optimum(c.step_links.size(), 0);
+  auto nodes = fresh_nodes(c, "optimum");
+  if (!nodes) return nodes.error();
+  int index = 0;
+  for (size_t s = 0; s < c.step_links.size(); ++s) {
+    bool seen = false;
+    for (size_t earlier = 0; earlier < s && !seen; ++earlier)
+      if (c.step_links[earlier].uplink == c.step_links[s].uplink) optimum[s] = optimum[earlier], seen = true;
+    if (seen) continue;
+    const cluster_model cluster = cluster_model::evaluation(c.step_links[s], int(c.specs.size()) - 2);
+    auto planned = hpa_strategy(c.g, c.profile, cluster);
+    if (!planned) return status::error("optimum of step " + std::to_string(s) + ": " + planned.message());
+    deployment dep(system, deployment_settings(c, c.step_links[s]));
+    D3_RETURN_IF_ERROR(dep.connect((*nodes)->endpoints()));
+    auto deployed = dep.deploy(c.g, planned->plan);
+    if (!deployed) return status::error("optimum of step " + std::to_string(s) + ": " + deployed.message());
+    std::vector<double> latencies;
+    for (int r = 0; r < c.options.optimum_requests + 1; ++r) {  // the first one warms up
+      auto in = input_for(c.g, index++);
+      request_outcome o = dep.run({in}, 1).at(0);
+      if (!o.ok) return status::error("optimum of step " + std::to_string(s) + ": " + o.error);
+      if (!verify(c, in, o)) return status::error("optimum of step " + std::to_string(s) + ": an answer differs");
+      if (r > 0) latencies.push_back(o.virtual_latency_ms);
+    }
+    optimum[s] = percentile(latencies, 0.5);
+    std::printf("optimum, step %zu (uplink %s): predicted %.1f ms, measured median %.1f ms\n", s,
+                c.step_links[s].uplink.c_str(), planned->prediction.latency_ms, optimum[s]);
+    std::fflush(stdout);
+  }
+  return optimum;
+}
+
+// One adaptive run: partial (the planner's local search, moved layers only) or full.
+run_result adaptive_run(caf::actor_system& system, bench_context& c, bool partial, const std::vector<double>& optimum) {
+  run_result run;
+  run.name = partial ? "partial" : "full";
+  run.steps.resize(c.trace.steps.size());
+  auto nodes = fresh_nodes(c, run.name);
+  if (!nodes) {
+    run.error = nodes.message();
+    return run;
+  }
+  const cluster_model initial = cluster_model::evaluation(c.step_links[0], int(c.specs.size()) - 2);
+  three_tier_choice choice;
+  auto planned = hpa_strategy(c.g, c.profile, initial, {}, &choice);
+  if (!planned) {
+    run.error = "initial plan: " + planned.message();
+    return run;
+  }
+  deployment_options settings = deployment_settings(c, c.step_links[0]);
+  settings.idle_probe_every = c.options.probe_every;
+  deployment dep(system, settings);
+  if (auto s = dep.connect((*nodes)->endpoints()); !s) {
+    run.error = s.message();
+    return run;
+  }
+  if (auto d = dep.deploy(c.g, planned->plan); !d) {
+    run.error = "deploy: " + d.message();
+    return run;
+  }
+  adaptation_options adapt;
+  adapt.partial_search = partial;
+  auto planner = std::make_shared<adaptive_planner>(c.g, c.profile, initial, choice, planned->plan.version, adapt);
+  caf::actor planner_actor = spawn_planner_actor(system, planner, c.roles);
+  dep.set_adaptation(planner_hook(system, planner_actor), &c.g, !partial);
+  dep.set_trace(c.trace);
+  const double end_ms = c.trace.steps.back().at_ms + c.options.tail_ms;
+  size_t migrations_seen = 0;
+  for (int i = 0; i < c.options.max_requests; ++i) {
+    auto in = input_for(c.g, i);
+    request_outcome o = dep.run({in}, 1).at(0);
+    if (!o.ok) {
+      ++run.failed;
+      run.error = "request " + std::to_string(i) + ": " + o.error;
+      break;
+    }
+    request_row row{i, o.trace_step, o.plan_version, o.virtual_start_ms, o.virtual_latency_ms, verify(c, in, o)};
+    if (!row.verified) ++run.differ;
+    run.rows.push_back(row);
+    // Migrations decided on this answer happened before run() returned: they belong to its step.
+    for (; migrations_seen < dep.migrations().size(); ++migrations_seen) {
+      const migration_report& m = dep.migrations()[migrations_seen];
+      if (row.trace_step < 0) continue;
+      step_figures& f = run.steps[size_t(row.trace_step)];
+      ++f.migrations;
+      f.layers_moved += m.layers_moved.size();
+      f.layers_shipped += m.deploy.layers_shipped;
+      f.weight_bytes_shipped += m.deploy.weight_bytes_shipped;
+      f.migrate_ms += m.deploy.deploy_ms;
+    }
+    if (o.virtual_start_ms >= end_ms) break;
+  }
+  for (const std::string& e : dep.stray_errors())
+    if (run.error.empty()) run.error = "stage error: " + e;
+  for (const request_row& r : run.rows) {
+    if (r.trace_step < 0) continue;
+    step_figures& f = run.steps[size_t(r.trace_step)];
+    ++f.requests;
+    if (f.requests_to_optimum < 0 && r.latency_ms <= optimum[size_t(r.trace_step)] * 1.10) f.requests_to_optimum = f.requests;
+  }
+  anon_send_exit(planner_actor, caf::exit_reason::user_shutdown);
+  dep.teardown();
+  return run;
+}
+
+void write_outputs(const bench_context& c, const std::vector<double>& optimum, const std::vector<run_result>& runs,
+                   nlohmann::ordered_json& summary) {
+  const std::string csv_path = c.options.out + "/adapt.csv";
+  {
+    std::ofstream csv(csv_path, std::ios::trunc);
+    csv << "run,request,trace_step,uplink,plan_version,virtual_start_ms,virtual_latency_ms,optimum_ms,verified\n";
+    for (const run_result& r : runs)
+      for (const request_row& row : r.rows) {
+        const size_t s = row.trace_step < 0 ? 0 : size_t(row.trace_step);
+        csv << r.name << ',' << row.index << ',' << row.trace_step << ',' << c.step_links[s].uplink << ','
+            << row.plan_version << ',' << row.start_ms << ',' << row.latency_ms << ',' << optimum[s] << ','
+            << (row.verified ? "true" : "false") << '\n';
+      }
+  }
+  if (std::system("gnuplot --version >/dev/null 2>&1") != 0) {
+    summary["chart"] = "none: gnuplot is not installed (scripts/install-bench-deps.sh installs gnuplot-nox)";
+    return;
+  }
+  // One data block per run: virtual start time (s) and latency (ms).
+  const std::string data = c.options.out + "/adapt.dat", script = c.options.out + "/adapt.gp";
+  {
+    std::ofstream out(data, std::ios::trunc);
+    for (const run_result& r : runs) {
+      out << "# " << r.name << "\n";
+      for (const request_row& row : r.rows) out << row.start_ms / 1000 << ' ' << row.latency_ms << '\n';
+      out << "\n\n";
+    }
+    out << "# optimum\n";
+    for (size_t s = 0; s < c.trace.steps.size(); ++s) {
+      const double from = c.trace.steps[s].at_ms / 1000;
+      const double to = s + 1 < c.trace.steps.size() ? c.trace.steps[s + 1].at_ms / 1000
+                                                      : (c.trace.steps.back().at_ms + c.options.tail_ms) / 1000;
+      out << from << ' ' << optimum[s] << '\n' << to << ' ' << optimum[s] << '\n';
+    }
+  }
+  {
+    std::ofstream gp(script, std::ios::trunc);
+    gp << "set terminal pngcairo size 1000,500 noenhanced\nset output '" << c.options.out << "/adapt.png'\n"
+       << "set title '" << c.g.name << ": uplink trace, EMULATED virtual-clock latency per request'\n"
+       << "set xlabel 'virtual time at request start (s)'\nset ylabel 'end-to-end latency (ms)'\nset logscale y\n"
+       << "set key top right\nset grid\n"
+       << "plot '" << data << "' index 0 with linespoints title 'partial (planner actor)', "
+       << "'" << data << "' index 1 with linespoints title 'full re-partition', "
+       << "'" << data << "' index 2 with lines dashtype 2 lw 2 title 'optimum per step (static)'\n";
+  }
+  if (std::system(("gnuplot '" + script + "' 2>/dev/null").c_str()) == 0)
+    summary["chart"] = c.options.out + "/adapt.png";
+  else
+    summary["chart"] = "none: gnuplot failed (pngcairo terminal missing?)";
+}
+
+}  // namespace
+
+int bench_adapt(int argc, char** argv) {
+  bench_context c;
+  c.options = parse_options(argc, argv);
+  const adapt_options& o = c.options;
+  auto trace = o.trace_file.empty() ? parse_trace_json(default_trace) : load_trace_file(o.trace_file);
+  if (!trace) bad_input(trace.message());
+  c.trace = std::move(trace.value());
+  if (c.trace.steps.front().at_ms != 0) bad_input("the trace's first step must be at 0 ms (the links to start on)");
+  testbed links = testbed::with_uplink("WiFi").value();
+  for (const trace_step& s : c.trace.steps) {
+    links = s.apply(links);
+    if (!s.speeds.empty()) bad_input("d3-bench adapt follows link traces; node speed steps are not compared here");
+    c.step_links.push_back(links);
+  }
+  auto g = load_model_by_name(o.model, default_model_seed);
+  if (!g) bad_input(g.message());
+  c.g = std::move(g.value());
+  if (::mkdir(o.out.c_str(), 0755) != 0 && errno != EEXIST) bad_input("cannot create --out folder '" + o.out + "'");
+  auto profile = measure_profile(c.g, 3);
+  if (!profile) {
+    std::cerr << "d3-bench adapt: profile: " << profile.message() << "\n";
+    return exit_failed;
+  }
+  c.profile = std::move(profile.value());
+  auto local = executor::create(c.g);
+  if (!local) {
+    std::cerr << "d3-bench adapt: " << local.message() << "\n";
+    return exit_failed;
+  }
+  c.local = std::move(local.value());
+  const testbed bed;
+  c.specs = {{"device", "device", bed.device_speed}};
+  for (int e = 1; e <= 4; ++e) c.specs.push_back({"edge" + std::to_string(e), "edge", bed.edge_speed});
+  c.specs.push_back({"cloud", "cloud", bed.cloud_speed});
+  for (const local_node_spec& s : c.specs) c.roles[s.name] = node_role_from_string(s.role).value();
+
+  std::printf("d3-bench adapt: %s; EMULATED testbed (virtual clock): device 0.1, 4 edges 0.5, cloud 4; uplink trace:",
+              c.g.name.c_str());
+  for (const trace_step& s : c.trace.steps) std::printf(" [%s]", s.describe().c_str());
+  std::printf("\n");
+  std::fflush(stdout);
+
+  caf::actor_system_config cfg;
+  protocol::configure_process(cfg);
+  std::vector<double> optimum;
+  std::vector<run_result> runs;
+  {
+    caf::actor_system system{cfg};
+    auto optima = measure_optima(system, c);
+    if (!optima) {
+      std::cerr << "d3-bench adapt: " << optima.message() << "\n";
+      return exit_failed;
+    }
+    optimum = optima.value();
+    runs.push_back(adaptive_run(system, c, true, optimum));
+    runs.push_back(adaptive_run(system, c, false, optimum));
+  }
+
+  nlohmann::ordered_json summary;
+  summary["bench"] = "adapt";
+  summary["model"] = c.g.name;
+  summary["emulated"] = "virtual clock: node compute = measured thread CPU time / speed; links = latency + bytes / bandwidth";
+  int code = 0;
+  for (size_t s = 0; s < c.trace.steps.size(); ++s) {
+    nlohmann::ordered_json step = {{"step", s}, {"change", c.trace.steps[s].describe()}, {"optimum_ms", optimum[s]}};
+    for (const run_result& r : runs) {
+      const step_figures& f = r.steps[s];
+      std::vector<double> latencies;
+      for (const request_row& row : r.rows)
+        if (row.trace_step == int(s)) latencies.push_back(row.latency_ms);
+      step[r.name] = {{"requests", f.requests},
+                      {"requests_to_within_10pct_of_optimum", f.requests_to_optimum},
+                      {"median_ms", percentile(latencies, 0.5)},
+                      {"migrations", f.migrations},
+                      {"layers_moved", f.layers_moved},
+                      {"layers_shipped", f.layers_shipped},
+                      {"weight_bytes_shipped", f.weight_bytes_shipped},
+                      {"migrate_wall_ms", f.migrate_ms}};
+    }
+    summary["steps"].push_back(step);
+  }
+  for (const run_result& r : runs) {
+    size_t verified = 0;
+    for (const request_row& row : r.rows) verified += row.verified;
+    summary["runs"][r.name] = {{"requests", r.rows.size()}, {"verified", verified}, {"failed", r.failed},
+                               {"differ", r.differ}, {"error", r.error}};
+    if (r.failed || r.differ || !r.error.empty()) code = exit_failed;
+  }
+  write_outputs(c, optimum, runs, summary);
+  {
+    std::ofstream json(o.out + "/adapt.json", std::ios::trunc);
+    json << summary.dump(2) << "\n";
+  }
+
+  std::printf("\n%-5s %-40s %10s | %-34s | %-34s\n", "step", "change", "optimum", "partial: reqs to 10% / layers / MB",
+              "full: reqs to 10% / layers / MB");
+  for (const auto& step : summary["steps"]) {
+    auto cell = [&](const char* run) {
+      const auto& f = step.at(run);
+      char text[64];
+      std::snprintf(text, sizeof text, "%3d / %3zu / %7.2f", f.at("requests_to_within_10pct_of_optimum").get<int>(),
+                    f.at("layers_moved").get<size_t>(), f.at("weight_bytes_shipped").get<double>() / 1e6);
+      return std::string(text);
+    };
+    std::printf("%-5d %-40s %7.1f ms | %-34s | %-34s\n", step.at("step").get<int>(),
+                step.at("change").get<std::string>().c_str(), step.at("optimum_ms").get<double>(), cell("partial").c_str(),
+                cell("full").c_str());
+  }
+  for (const run_result& r : runs)
+    if (!r.error.empty() || r.failed || r.differ)
+      std::printf("%s run: %d failed, %d differ%s%s\n", r.name.c_str(), r.failed, r.differ, r.error.empty() ? "" : ": ",
+                  r.error.c_str());
+  std::printf("latency per request: %s/adapt.csv; chart: %s\n", o.out.c_str(),
+              summary.value("chart", std::string("none")).c_str());
+  std::printf("%s\n", summary.dump().c_str());
+  return code;
+}
+
+}  // namespace d3

@@ -209,6 +209,7 @@ result<deploy_report> deployment::deploy(const graph& g, const deployment_plan& 
   virtual_now_ = 0;
   wall_epoch_ = clock_type::now();
   trace_applied_ = -1;  // a trace's times count from this deploy
+  graph_ = &g;
   auto installed = install(g, plan, report);
   if (!installed) return installed.error();
   adopt(std::move(installed.value()));
@@ -412,6 +413,7 @@ result<migration_report> deployment::migrate(const graph& g, const deployment_pl
     return status::error("migrate: plan version " + std::to_string(plan.version) + " is not newer than the running " +
                          std::to_string(plan_version_));
   const auto started = clock_type::now();
+  graph_ = &g;
   // Where each layer runs now (its set of nodes: tiles run a layer on several).
   auto placement = [&](const stage_graph& sg) {
     std::map<int, std::set<std::string>> nodes;
@@ -641,11 +643,25 @@ std::vector<request_outcome> deployment::run(const std::vector<std::map<std::str
     active.erase(it);
     ++done;
     const bool virtual_clock = options_.emulation.clock == "virtual";
+    auto observe = [&](const stage_graph& sg) {
+      for (const stage_report& r : o.stage_reports) {
+        if (r.stage_id < 0 || size_t(r.stage_id) >= sg.stages.size()) continue;
+        const stage& st = sg.stages[size_t(r.stage_id)];
+        if (graph_ && (st.kind == stage_kind::segment || st.kind == stage_kind::tile))
+          o.computes.push_back({st.node, st.layers, layer_shares(*graph_, sg, st), r.finish_ms - r.ready_ms});
+      }
+    };
     if (o.plan_version == plan_version_) {
       if (in_flight_current_ > 0) --in_flight_current_;
-      if (virtual_clock && o.ok) o.transfers = transfers_of(stages_, remote_inputs_, answer_bytes_, o);
+      if (virtual_clock && o.ok) {
+        o.transfers = transfers_of(stages_, remote_inputs_, answer_bytes_, o);
+        observe(stages_);
+      }
     } else if (auto old = retiring_.find(o.plan_version); old != retiring_.end()) {
-      if (virtual_clock && o.ok) o.transfers = transfers_of(old->second.stages, old->second.remote_inputs, old->second.answer_bytes, o);
+      if (virtual_clock && o.ok) {
+        o.transfers = transfers_of(old->second.stages, old->second.remote_inputs, old->second.answer_bytes, o);
+        observe(old->second.stages);
+      }
       if (old->second.in_flight > 0 && --old->second.in_flight == 0) {
         retire(old->second, "its last request was answered");
         retiring_.erase(old);

@@ -98,6 +98,17 @@ struct transfer_observation {
   bool probe = false;  // a light probe of an idle link, not request data
 };
 
+// One stage's compute in a request's virtual times (emulation): node `node` computed `shares` of
+// `layers` (graph layer indices; layer_shares: 1 for a segment, a tile's area) in `ms` (finish
+// minus ready: with one request in flight the node is free when the inputs are there, so this is
+// its compute time).
+struct compute_observation {
+  std::string node;
+  std::vector<int> layers;
+  std::vector<double> shares;
+  double ms = 0;
+};
+
 struct request_outcome {
   uint64_t id = 0;
   int plan_version = 0;
@@ -111,6 +122,7 @@ struct request_outcome {
   double virtual_start_ms = 0, virtual_end_ms = 0, virtual_latency_ms = 0;
   std::vector<stage_report> stage_reports;
   std::vector<transfer_observation> transfers;  // virtual clock only
+  std::vector<compute_observation> computes;    // virtual clock only: segment and tile stages
 };
 
 // A live migration (deployment::migrate): what moved between plan versions.
@@ -253,6 +265,7 @@ class deployment {
   std::map<int, size_t> answer_bytes_;
   adaptation_hook adaptation_;
   const graph* adaptation_graph_ = nullptr;
+  const graph* graph_ = nullptr;  // the deployed model (deploy()'s caller keeps it alive while deployed)
   std::vector<migration_report> migrations_;
   size_t in_flight_current_ = 0;  // requests of the current version in flight (run())  // stages of the current deployment known to have exited  // why the deployment cannot answer any more (a stage or node is gone)
   uint64_t next_request_id_ = 1;

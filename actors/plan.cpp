@@ -58,6 +58,8 @@ result<deployment_plan> parse_plan_json(const std::string& text) {
         run.nodes = r.at("nodes").get<std::vector<std::string>>();
         run.scatter_node = r.value("scatter_node", std::string());
         run.gather_node = r.value("gather_node", std::string());
+        if (r.contains("row_weights")) run.row_weights = r.at("row_weights").get<std::vector<double>>();
+        if (r.contains("col_weights")) run.col_weights = r.at("col_weights").get<std::vector<double>>();
         plan.tiled_runs.push_back(run);
       }
     if (j.contains("order")) plan.order = j.at("order").get<std::vector<std::string>>();
@@ -88,6 +90,8 @@ std::string to_json(const deployment_plan& plan) {
     json run = {{"first", r.first}, {"last", r.last}, {"grid", r.grid}, {"nodes", r.nodes}};
     if (!r.scatter_node.empty()) run["scatter_node"] = r.scatter_node;
     if (!r.gather_node.empty()) run["gather_node"] = r.gather_node;
+    if (!r.row_weights.empty()) run["row_weights"] = r.row_weights;
+    if (!r.col_weights.empty()) run["col_weights"] = r.col_weights;
     j["tiled_runs"].push_back(run);
   }
   if (!plan.order.empty()) j["order"] = plan.order;
@@ -176,6 +180,14 @@ result<stage_graph> build_stage_graph(const graph& g, const deployment_plan& pla
     const tensor_shape& out = g.layers[run->output].output_shape;
     auto grid = tile_grid::parse(pr.grid, out.h, out.w);
     if (!grid) return status::error("plan: " + what + ": " + grid.message());
+    if (!pr.row_weights.empty() || !pr.col_weights.empty()) {
+      if (int(pr.row_weights.size()) != grid->rows() || int(pr.col_weights.size()) != grid->cols())
+        return status::error("plan: " + what + ": grid " + pr.grid + " needs " + std::to_string(grid->rows()) +
+                             " row weights and " + std::to_string(grid->cols()) + " column weights, got " +
+                             std::to_string(pr.row_weights.size()) + " and " + std::to_string(pr.col_weights.size()));
+      grid = tile_grid::proportional(pr.row_weights, pr.col_weights, out.h, out.w);
+      if (!grid) return status::error("plan: " + what + ": " + grid.message());
+    }
     if (int(pr.nodes.size()) != grid->tiles())
       return status::error("plan: " + what + ": grid " + pr.grid + " has " + std::to_string(grid->tiles()) +
                            " tiles but " + std::to_string(pr.nodes.size()) + " nodes are named");
@@ -297,6 +309,20 @@ result<stage_graph> build_stage_graph(const graph& g, const deployment_plan& pla
   for (int in : g.input_layers()) sg.graph_inputs.push_back(g.layers[in].name);
   for (int out : g.outputs) sg.graph_outputs.push_back(g.layers[out].name);
   return sg;
+}
+
+std::vector<double> layer_shares(const graph& g, const stage_graph& sg, const stage& s) {
+  std::vector<double> shares;
+  if (s.kind == stage_kind::segment) shares.assign(s.layers.size(), 1.0);
+  if (s.kind == stage_kind::tile) {
+    const tile_geometry& geo = sg.tiles[size_t(s.run)][size_t(s.tile)];
+    for (int l : s.layers) {
+      const tensor_shape& shape = g.layers[size_t(l)].output_shape;
+      shares.push_back(double(geo.computed[size_t(l)].rows()) * geo.computed[size_t(l)].cols() /
+                       (double(shape.h) * shape.w));
+    }
+  }
+  return shares;
 }
 
 size_t tensor_bytes(const graph& g, const stage_graph& sg, const std::string& tensor) {

@@ -10,6 +10,8 @@
 //                 {"node": "cloud", "first": "layer3.0.conv1", "last": "fc"}],
 //    "tiled_runs": [{"first": "layer1.0.conv1", "last": "layer2.1.add", "grid": "2x1",
 //                    "nodes": ["edge1", "edge2"]}]}
+// A tiled run may carry "row_weights" and "col_weights" (R and C positive numbers): tile heights
+// and widths proportional to them, e.g. to the speeds of the nodes computing them.
 // An optional "order" lists every computed layer in the execution order the segments refer to
 // (any topological order); without it, the graph's own topological order. A min-cut split (DADS)
 // places a set of layers closed under predecessors on the device, which is a prefix of some
@@ -36,6 +38,9 @@ struct plan_tiled_run {
   std::vector<std::string> nodes;  // one per tile, row-major
   std::string scatter_node;        // optional: default, the node producing the run's first input
   std::string gather_node;         // optional: default, the node of the run output's first reader
+  // Optional uneven tiles (e.g. by node speed): R row weights and C column weights, tile sizes
+  // proportional to them (tile_grid::proportional); empty: uniform.
+  std::vector<double> row_weights, col_weights;
 };
 
 struct deployment_plan {
@@ -90,6 +95,11 @@ result<stage_graph> build_stage_graph(const graph& g, const deployment_plan& pla
 // Bytes of one tensor a stage sends: a layer's whole output, or for "T@tile<k>" tile k's region
 // of T (its input region, or its share of the run output). 0 for an unknown tensor.
 size_t tensor_bytes(const graph& g, const stage_graph& s, const std::string& tensor);
+
+// Per layer of stage `s` (in s.layers order), the share of the layer's output it computes: 1 for
+// a segment, the tile's computed area over the whole map for a tile (halo included); empty for
+// scatter and gather, which compute nothing.
+std::vector<double> layer_shares(const graph& g, const stage_graph& sg, const stage& s);
 
 // Bytes that cross between nodes per request (each tensor once per destination node), by
 // (from node, to node); the app is the node named "app". For accounting and tests.

@@ -14,6 +14,7 @@ caf::actor spawn_planner_actor(caf::actor_system& system, std::shared_ptr<adapti
     return {
         [planner, roles](protocol::observe_atom, const std::string& report) -> std::string {
           std::vector<link_sample> samples;
+          std::vector<compute_sample> computes;
           try {
             const nlohmann::json parsed = nlohmann::json::parse(report);  // outlives the loop
             for (const nlohmann::json& t : parsed.at("transfers")) {
@@ -22,10 +23,15 @@ caf::actor spawn_planner_actor(caf::actor_system& system, std::shared_ptr<adapti
               if (from == roles.end() || to == roles.end()) continue;
               samples.push_back({from->second, to->second, t.at("bytes").get<size_t>(), t.at("ms").get<double>()});
             }
+            if (parsed.contains("computes"))
+              for (const nlohmann::json& c : parsed.at("computes"))
+                computes.push_back({c.at("node").get<std::string>(), c.at("layers").get<std::vector<int>>(),
+                                    c.at("shares").get<std::vector<double>>(), c.at("ms").get<double>()});
           } catch (const std::exception& e) {
             std::fprintf(stderr, "planner actor: malformed report ignored: %s\n", e.what());
             return "";  // a malformed report changes nothing
           }
+          planner->observe_compute(computes);
           planner->observe(samples);
           auto decision = planner->decide();
           if (!decision) return "";
@@ -45,6 +51,9 @@ deployment::adaptation_hook planner_hook(caf::actor_system& system, caf::actor p
     nlohmann::json report = {{"request", o.id}, {"plan_version", o.plan_version}, {"transfers", nlohmann::json::array()}};
     for (const transfer_observation& t : o.transfers)
       report["transfers"].push_back({{"from", t.from}, {"to", t.to}, {"bytes", t.bytes}, {"ms", t.ms}});
+    report["computes"] = nlohmann::json::array();
+    for (const compute_observation& c : o.computes)
+      report["computes"].push_back({{"node", c.node}, {"layers", c.layers}, {"shares", c.shares}, {"ms", c.ms}});
     std::string answer;
     caf::scoped_actor self{system};
     self->request(planner, timeout, protocol::observe_atom::value, report.dump())

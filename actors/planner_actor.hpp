@@ -16,7 +16,9 @@
 namespace d3 {
 
 // Messages: (observe_atom, std::string report) -> std::string decision. The report is
-// {"transfers": [{"from": node, "to": node, "bytes": n, "ms": t}, ...]}; the decision is "" or
+// {"transfers": [{"from": node, "to": node, "bytes": n, "ms": t}, ...],
+//  "computes": [{"node": node, "layers": [layer indices], "shares": [...], "ms": t}, ...]}; the
+// decision is "" or
 // {"plan": <plan JSON>, "current_ms": x, "predicted_ms": y, "partial": true}.
 caf::actor spawn_planner_actor(caf::actor_system& system, std::shared_ptr<adaptive_planner> planner,
                                std::map<std::string, node_role> roles);

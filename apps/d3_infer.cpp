@@ -10,6 +10,8 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <memory>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -17,9 +19,13 @@
 #include <nlohmann/json.hpp>
 
 #include "apps/app_support.hpp"
+#include "planner/adaptation.hpp"
 #include "planner/strategies.hpp"
+#include "planner/three_tier_space.hpp"
 
 #include "actors/deployment.hpp"
+#include "actors/emulation_trace.hpp"
+#include "actors/planner_actor.hpp"
 #include "actors/plan.hpp"
 #include "actors/protocol.hpp"
 #include "actors/topology_log.hpp"
@@ -90,6 +96,15 @@ the answers by id.
                       B, "latency_ms": L}, "edge-edge": ..., "edge-cloud": ...}}), else WiFi.
                       --uplink overrides the cluster file's uplink (its "links" still apply).
                       The app sits on the node named "device" (requests start, answers return).
+  --trace FILE        the emulated links and node speeds follow a trace (JSON: {"steps": [{"at_ms":
+                      0, "uplink": "WiFi"}, {"at_ms": 6000, "uplink": "3G", "speeds": {"edge2":
+                      0.25}}, ...]}, e.g. apps/config/wifi-3g-wifi.trace.json): a step applies to
+                      the requests that start after its time (virtual ms with --clock virtual)
+  --adapt             with --strategy hpa and --clock virtual: the planner actor watches the
+                      transfers and compute times the stages report (plus light probes of links
+                      idle for 3 answers), and when a plan is predicted 5% faster it migrates
+                      only the layers that move, while requests keep flowing; the migrations are
+                      printed and logged ("layers_migrated")
   --input FILE        input tensor of every request: raw little-endian float32 NCHW (like d3-run),
                       exactly the model's input size (default: seeded random inputs)
   --help              this text
@@ -100,8 +115,9 @@ reached (the error names it and its address).
 )";
 
 struct options {
-  std::string nodes, cluster, model = d3::default_model_name, plan, strategy, log, clock = "wall", uplink, input;
+  std::string nodes, cluster, model = d3::default_model_name, plan, strategy, log, clock = "wall", uplink, input, trace;
   int requests = 10, in_flight = 1;
+  bool adapt = false;
   long timeout_ms = 10000;
   uint64_t seed = 1, model_seed = d3::default_model_seed;
   bool verify = false, redeploy = false;
@@ -158,6 +174,8 @@ void read_config(const std::string& path, options& o) {
       else if (key == "timeout_ms") o.timeout_ms = value.get<long>();
       else if (key == "seed") o.seed = value.get<uint64_t>();
       else if (key == "input") o.input = relative(value.get<std::string>());
+      else if (key == "trace") o.trace = relative(value.get<std::string>());
+      else if (key == "adapt") o.adapt = value.get<bool>();
       else if (key != "comment") fail(exit_bad_input, "config '" + path + "': unknown key '" + key + "'");
     }
   } catch (const std::exception& e) {
@@ -224,6 +242,10 @@ options parse(int argc, char** argv) {
       o.verify = true;
     } else if (arg == "--redeploy") {
       o.redeploy = true;
+    } else if (arg == "--trace") {
+      o.trace = next();
+    } else if (arg == "--adapt") {
+      o.adapt = true;
     } else {
       fail(exit_bad_input, "unknown option '" + arg + "' (see --help)");
     }
@@ -241,6 +263,8 @@ options parse(int argc, char** argv) {
     fail(exit_bad_input, "--clock expects wall or virtual, got '" + o.clock + "'");
   if (!o.uplink.empty() && o.uplink != "none" && !d3::testbed::with_uplink(o.uplink))
     fail(exit_bad_input, "--uplink expects CAT1, 3G, 4G, WiFi or none, got '" + o.uplink + "'");
+  if (o.adapt && (o.strategy != "hpa" || o.clock != "virtual"))
+    fail(exit_bad_input, "--adapt needs --strategy hpa and --clock virtual (the planner learns from virtual times)");
   return o;
 }
 
@@ -384,8 +408,16 @@ int run_and_report(d3::deployment& dep, const d3::graph& g, const options& o,
 
 // --strategy: the plan a strategy picks on the cost model (planner/), priced with per-layer times
 // measured in this process and the evaluation testbed's speeds and links by node role.
+// What --adapt starts the planner from: the profile, cluster and choice the plan was made with.
+struct adaptation_start {
+  d3::layer_profile profile;
+  d3::cluster_model cluster;
+  d3::three_tier_choice choice;
+};
+
 d3::result<d3::deployment_plan> plan_by_strategy(const options& o, const d3::graph& g,
-                                                 const std::vector<d3::node_endpoint>& nodes) {
+                                                 const std::vector<d3::node_endpoint>& nodes,
+                                                 adaptation_start* start) {
   const std::string uplink = !o.uplink.empty() && o.uplink != "none"
                                  ? o.uplink
                                  : (cluster_testbed.is_object() ? cluster_testbed.value("uplink", std::string("WiFi")) : "WiFi");
@@ -404,8 +436,13 @@ d3::result<d3::deployment_plan> plan_by_strategy(const options& o, const d3::gra
     if (!cluster.nodes.count(needed)) return d3::status::error(std::string("--strategy: the cluster has no node '") + needed + "'");
   auto profile = d3::measure_profile(g, 3);
   if (!profile) return profile.error();
-  auto chosen = d3::plan_with_strategy(o.strategy, g, *profile, cluster);
+  auto chosen = o.adapt ? d3::hpa_strategy(g, *profile, cluster, {}, &start->choice)
+                        : d3::plan_with_strategy(o.strategy, g, *profile, cluster);
   if (!chosen) return chosen.error();
+  if (o.adapt) {
+    start->profile = profile.value();
+    start->cluster = cluster;
+  }
   std::printf("d3-infer: strategy %s on the cost model (testbed uplink %s; node speeds by role 0.1/0.5/4; layer times "
               "measured here): predicted %.1f ms;",
               o.strategy.c_str(), uplink.c_str(), chosen->prediction.latency_ms);
@@ -420,6 +457,12 @@ d3::result<d3::deployment_plan> plan_by_strategy(const options& o, const d3::gra
 
 int main(int argc, char** argv) {
   options o = parse(argc, argv);
+  std::optional<d3::emulation_trace> trace;
+  if (!o.trace.empty()) {
+    auto loaded = d3::load_trace_file(o.trace);
+    if (!loaded) fail(exit_bad_input, loaded.message());
+    trace = std::move(loaded.value());
+  }
   std::vector<d3::node_endpoint> nodes;
   if (!o.nodes.empty()) {
     auto parsed = d3::parse_node_list(o.nodes);
@@ -429,7 +472,8 @@ int main(int argc, char** argv) {
     nodes = read_cluster(o.cluster);
   }
   const d3::graph g = load(o.model, o.model_seed);
-  auto plan = o.strategy.empty() ? d3::load_plan_file(o.plan) : plan_by_strategy(o, g, nodes);
+  adaptation_start start;
+  auto plan = o.strategy.empty() ? d3::load_plan_file(o.plan) : plan_by_strategy(o, g, nodes, &start);
   if (!plan) fail(exit_bad_input, plan.message());
   {
     auto sg = d3::build_stage_graph(g, plan.value());
@@ -480,6 +524,7 @@ int main(int argc, char** argv) {
   dopts.timeout = std::chrono::milliseconds(o.timeout_ms);
   dopts.log = log.get();
   dopts.emulation = emulation_of(o, cluster_testbed);
+  if (o.adapt) dopts.idle_probe_every = 3;
   {
     const d3::emulation_settings& em = dopts.emulation;
     char line[512];
@@ -523,7 +568,34 @@ int main(int argc, char** argv) {
       }
       std::printf(" total %zu\n", total);
       std::fflush(stdout);
+      if (trace) dep.set_trace(*trace);
+      std::shared_ptr<d3::adaptive_planner> planner;
+      caf::actor planner_actor;
+      if (o.adapt) {
+        planner = std::make_shared<d3::adaptive_planner>(g, start.profile, start.cluster, start.choice, plan->version);
+        std::map<std::string, d3::node_role> roles;
+        for (const auto& [name, node] : start.cluster.nodes) roles[name] = node.role;
+        planner_actor = d3::spawn_planner_actor(system, planner, roles);
+        dep.set_adaptation(d3::planner_hook(system, planner_actor), &g);
+      }
+      const size_t migrations_before = dep.migrations().size();
       bad += run_and_report(dep, g, o, inputs, local);
+      for (size_t m = migrations_before; m < dep.migrations().size(); ++m) {
+        const d3::migration_report& r = dep.migrations()[m];
+        std::printf("migration v%d -> v%d: %zu layers moved, %zu unchanged; %s of weights shipped in %zu layers; %.1f ms\n",
+                    r.from_version, r.to_version, r.layers_moved.size(), r.layers_unchanged,
+                    megabytes(r.deploy.weight_bytes_shipped).c_str(), r.deploy.layers_shipped, r.deploy.deploy_ms);
+      }
+      if (planner) {
+        const d3::cluster_model& e = planner->estimate();
+        std::printf("planner estimates: device-edge %.2f Mbit/s %.1f ms, edge-cloud %.1f Mbit/s %.1f ms; speeds:",
+                    e.links.device_edge.bandwidth_mbit_per_s, e.links.device_edge.latency_ms,
+                    e.links.edge_cloud.bandwidth_mbit_per_s, e.links.edge_cloud.latency_ms);
+        for (const auto& [name, node] : e.nodes) std::printf(" %s %.3g", name.c_str(), node.speed);
+        std::printf("\n");
+        caf::anon_send_exit(planner_actor, caf::exit_reason::user_shutdown);
+        dep.set_adaptation(nullptr, nullptr);
+      }
       dep.teardown();
     }
   }

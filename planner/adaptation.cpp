@@ -30,6 +30,20 @@ void adaptive_planner::observe(const std::vector<link_sample>& samples) {
   ++since_migration_;
 }
 
+void adaptive_planner::observe_compute(const std::vector<compute_sample>& samples) {
+  for (const compute_sample& c : samples) {
+    if (!estimate_.nodes.count(c.node) || !(c.ms > 0)) continue;
+    double profile_ms = 0;
+    for (size_t k = 0; k < c.layers.size() && k < c.shares.size(); ++k)
+      if (c.layers[k] >= 0 && size_t(c.layers[k]) < profile_.milliseconds.size())
+        profile_ms += profile_.milliseconds[size_t(c.layers[k])] * c.shares[k];
+    if (profile_ms < 0.2) continue;
+    std::deque<double>& window = speed_samples_[c.node];
+    window.push_back(profile_ms / c.ms);
+    while (window.size() > options_.window) window.pop_front();
+  }
+}
+
 link_profile adaptive_planner::estimate_link(const std::deque<link_sample>& samples, link_profile previous) const {
   if (samples.empty()) return previous;
   // Two sizes or more: the least-squares line (latency and bandwidth). One size: the bandwidth
@@ -58,6 +72,11 @@ std::optional<adaptation_decision> adaptive_planner::decide() {
       estimate_.links.edge_cloud = estimate_link(window, estimate_.links.edge_cloud);
     else if (key == std::make_pair(node_role::edge, node_role::edge))
       estimate_.links.edge_edge = estimate_link(window, estimate_.links.edge_edge);
+  }
+  for (const auto& [node, window] : speed_samples_) {
+    std::vector<double> sorted(window.begin(), window.end());
+    std::nth_element(sorted.begin(), sorted.begin() + long(sorted.size() / 2), sorted.end());
+    estimate_.nodes[node].speed = sorted[sorted.size() / 2];
   }
   if (since_migration_ <= options_.cooldown_requests) return std::nullopt;
   auto created = three_tier_space::create(*g_, profile_, estimate_);

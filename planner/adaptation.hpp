@@ -23,6 +23,15 @@ struct link_sample {
   double ms = 0;
 };
 
+// One stage's compute observed on a node: `shares` of `layers` (graph layer indices; 1 for a
+// segment, a tile's area for a tile) took `ms`.
+struct compute_sample {
+  std::string node;
+  std::vector<int> layers;
+  std::vector<double> shares;
+  double ms = 0;
+};
+
 struct adaptation_options {
   double hysteresis = 0.05;     // a new plan must be predicted this much faster (relative)...
   double min_gain_ms = 1.0;     // ...and at least this many ms
@@ -48,6 +57,10 @@ class adaptive_planner {
                    int plan_version, adaptation_options options = {});
 
   void observe(const std::vector<link_sample>& samples);
+  // Node speeds: a stage's profile time (speed 1, times the shares) over its observed time is one
+  // sample of its node's speed; the estimate is the median of the node's last `window` samples
+  // (stages whose profile time is under 0.2 ms are too short to say anything and are skipped).
+  void observe_compute(const std::vector<compute_sample>& samples);
   // Called once per answered request, after observe(): a plan to migrate to, or nothing.
   std::optional<adaptation_decision> decide();
 
@@ -66,6 +79,7 @@ class adaptive_planner {
   int version_;
   adaptation_options options_;
   std::map<std::pair<node_role, node_role>, std::deque<link_sample>> samples_;  // by unordered role pair
+  std::map<std::string, std::deque<double>> speed_samples_;                      // by node
   int since_migration_ = 1 << 20;
   int decisions_ = 0;
 };

@@ -59,16 +59,8 @@ result<plan_prediction> predict_plan(const graph& g, const stage_graph& sg, cons
     double ready = 0;
     for (const std::string& in : s.inputs) ready = std::max(ready, arrive(in, s.node));
     double work_ms = 0;
-    if (s.kind == stage_kind::segment) {
-      for (int l : s.layers) work_ms += profile.milliseconds[size_t(l)];
-    } else if (s.kind == stage_kind::tile) {
-      const tile_geometry& geo = sg.tiles[size_t(s.run)][size_t(s.tile)];
-      for (int l : s.layers) {
-        const tensor_shape& shape = g.layers[size_t(l)].output_shape;
-        const double share = double(geo.computed[size_t(l)].rows()) * geo.computed[size_t(l)].cols() / (double(shape.h) * shape.w);
-        work_ms += profile.milliseconds[size_t(l)] * share;
-      }
-    }
+    const std::vector<double> shares = layer_shares(g, sg, s);
+    for (size_t k = 0; k < shares.size(); ++k) work_ms += profile.milliseconds[size_t(s.layers[k])] * shares[k];
     // Scatter and gather only copy regions: priced at zero compute (their bytes travel on links).
     const double finish = nodes.at(s.node).compute(ready, work_ms);
     prediction.stage_finish_ms.push_back(finish);

@@ -29,8 +29,11 @@ result<three_tier_space> three_tier_space::create(const graph& g, const layer_pr
   for (const auto& [name, node] : cluster.nodes)
     if (node.role == node_role::edge) space.edges_.push_back(name);
   if (space.edges_.empty()) return status::error("three-tier planning: the cluster has no edge node");
-  // "edge2" before "edge10": by length, then by name.
-  std::sort(space.edges_.begin(), space.edges_.end(), [](const std::string& a, const std::string& b) {
+  // Fastest first (the edge segment's node, then the tiles' nodes); among equals "edge2" before
+  // "edge10": by length, then by name.
+  std::sort(space.edges_.begin(), space.edges_.end(), [&](const std::string& a, const std::string& b) {
+    const double sa = cluster.nodes.at(a).speed, sb = cluster.nodes.at(b).speed;
+    if (sa != sb) return sa > sb;
     return a.size() != b.size() ? a.size() < b.size() : a < b;
   });
   auto topo = topological_order(g);
@@ -94,6 +97,22 @@ deployment_plan three_tier_space::plan_of(const three_tier_choice& c) const {
     run.grid = near_square_grid(c.tile_nodes);
     run.nodes.assign(edges_.begin(), edges_.begin() + c.tile_nodes);
     run.scatter_node = edges_[0];
+    // Uneven nodes get uneven tiles: a row's height follows its nodes' summed speed, a column's
+    // width likewise (exact for one row or one column of tiles).
+    const int cols = std::stoi(run.grid.substr(run.grid.find('x') + 1)), rows = c.tile_nodes / cols;
+    std::vector<double> row_weights(size_t(rows), 0.0), col_weights(size_t(cols), 0.0);
+    for (int t = 0; t < c.tile_nodes; ++t) {
+      const double speed = cluster_->nodes.at(run.nodes[size_t(t)]).speed;
+      row_weights[size_t(t / cols)] += speed;
+      col_weights[size_t(t % cols)] += speed;
+    }
+    const bool uneven = std::adjacent_find(run.nodes.begin(), run.nodes.end(), [&](const std::string& a, const std::string& b) {
+                          return cluster_->nodes.at(a).speed != cluster_->nodes.at(b).speed;
+                        }) != run.nodes.end();
+    if (uneven) {
+      run.row_weights = row_weights;
+      run.col_weights = col_weights;
+    }
     plan.tiled_runs.push_back(run);
   }
   return plan;
@@ -139,10 +158,12 @@ int three_tier_space::tileable_end_at_most(int i, int limit) {
 
 double three_tier_space::tiling_saving_ms(const three_tier_choice& c) const {
   if (c.tiled_end < 0) return 0;
-  // Tiling divides the run's edge time by K, plus a typical halo overhead of 15%.
+  // Tiling spreads the run over the K fastest edges' summed speed, plus a typical halo overhead
+  // of 15%.
   const double run_ms = compute_prefix_[size_t(c.tiled_end) + 1] - compute_prefix_[size_t(c.device_end)];
-  const double speed = cluster_->nodes.at(edges_[0]).speed;
-  return run_ms / speed * (1.0 - 1.15 / c.tile_nodes);
+  double summed_speed = 0;
+  for (int k = 0; k < c.tile_nodes && k < edge_nodes(); ++k) summed_speed += cluster_->nodes.at(edges_[size_t(k)]).speed;
+  return run_ms / cluster_->nodes.at(edges_[0]).speed - 1.15 * run_ms / summed_speed;
 }
 
 double three_tier_space::screen_untiled(int i, int j) const {

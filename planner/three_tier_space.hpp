@@ -1,7 +1,7 @@
 // The plan space of HPA and of its exact solver (the D3 literature, field.md): three tiers in the
 // model's topological order, device [0, i), edge [i, j), cloud [j, n) (data only moves forward
 // through the tiers; an empty tier is skipped), and optionally the edge segment's leading run
-// [i, b] tiled (vertical separation) over the first K edge nodes of the cluster. Tile heights
+// [i, b] tiled (vertical separation) over the K fastest edge nodes of the cluster. Tile heights
 // follow the edge nodes' speeds (uniform when they are equal); the scatter runs on the edge node
 // that receives the segment's input, so halos travel over edge<->edge links, not the uplink.
 //
@@ -31,7 +31,7 @@ struct three_tier_choice {
 class three_tier_space {
  public:
   // Precondition: g prepared; the cluster has nodes "device" and "cloud" and at least one edge
-  // node (edges ordered by name: edge1, edge2, ...).
+  // node (edges ordered fastest first, then by name: edge1, edge2, ...).
   static result<three_tier_space> create(const graph& g, const layer_profile& profile, const cluster_model& cluster);
 
   int layers() const { return int(order_.size()); }  // n, computed layers

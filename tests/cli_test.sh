@@ -50,6 +50,11 @@ expect 2 "cannot open testbed file" "$bin/d3-bench" grid --testbed "$work/missin
 printf '{"uplinks": {"4G": {"mbit_per_s": 0, "latency_ms": 5}}}' > "$work/bad-testbed.json"
 expect 2 "mbit_per_s must be a positive number" "$bin/d3-bench" grid --testbed "$work/bad-testbed.json"
 expect 2 "--requests expects an integer" "$bin/d3-bench" grid --requests 0
+printf '{"steps": [{"at_ms": 0, "uplink": "5G"}]}' > "$work/bad.trace.json"
+expect 2 "step 0: uplink must be CAT1, 3G, 4G or WiFi" "$bin/d3-bench" adapt --trace "$work/bad.trace.json"
+expect 2 "unknown option '--fast'" "$bin/d3-bench" adapt --fast
+expect 2 "trace: cannot open" "$bin/d3-infer" --nodes device=127.0.0.1:1 --plan "$work/p.json" --trace "$work/missing.trace.json"
+expect 2 "--adapt needs --strategy hpa and --clock virtual" "$bin/d3-infer" --nodes device=127.0.0.1:1 --strategy dads --adapt
 
 echo "cli: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

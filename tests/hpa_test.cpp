@@ -359,3 +359,52 @@ BOOST_AUTO_TEST_CASE(partial_adjustment_moves_fewer_layers_than_a_full_replan) {
   BOOST_TEST(partial_decisions > 0);
   BOOST_TEST(fewer > 0, "no scenario where a partial adjustment moved fewer layers than a full re-plan");
 }
+
+// A node slowing down (a speed trace step or control message): the planner sees it in the stage
+// compute times and re-plans; tiles on uneven nodes get uneven sizes by speed.
+BOOST_AUTO_TEST_CASE(a_slower_edge_node_gets_a_smaller_tile) {
+  graph g = load("alexnet");
+  const layer_profile profile = profile_from_flops(g, 100.0);
+  const cluster_model cluster = cluster_model::evaluation(*testbed::with_uplink("WiFi"), 4);
+  three_tier_choice start;
+  auto planned = hpa_strategy(g, profile, cluster, {}, &start);
+  BOOST_REQUIRE(planned.is_ok());
+  BOOST_REQUIRE_MESSAGE(start.tiled_end >= 0 && start.tile_nodes == 4, "the start plan should tile over 4 edges");
+  auto sg = build_stage_graph(g, planned->plan);
+  BOOST_REQUIRE(sg.is_ok());
+  adaptive_planner planner(g, profile, cluster, start, 1);
+  std::optional<adaptation_decision> decision;
+  for (int r = 0; r < 4 && !decision; ++r) {
+    std::vector<compute_sample> computes;
+    for (const stage& st : sg->stages) {
+      if (st.kind != stage_kind::tile && st.kind != stage_kind::segment) continue;
+      const std::vector<double> shares = layer_shares(g, *sg, st);
+      double ms = 0;
+      for (size_t k = 0; k < shares.size(); ++k) ms += profile.milliseconds[size_t(st.layers[k])] * shares[k];
+      const double speed = st.node == "edge2" ? 0.125 : cluster.nodes.at(st.node).speed;  // edge2 4x slower
+      computes.push_back({st.node, st.layers, shares, ms / speed});
+    }
+    planner.observe_compute(computes);
+    planner.observe({});
+    decision = planner.decide();
+  }
+  BOOST_REQUIRE_MESSAGE(decision.has_value(), "no re-plan after edge2 slowed down 4x");
+  BOOST_TEST(planner.estimate().nodes.at("edge2").speed == 0.125, boost::test_tools::tolerance(1e-9));
+  BOOST_TEST(planner.estimate().nodes.at("edge1").speed == 0.5, boost::test_tools::tolerance(1e-9));
+  auto after = build_stage_graph(g, decision->plan);
+  BOOST_REQUIRE_MESSAGE(after.is_ok(), after.message());
+  // edge2 computes a smaller share of the tiled run than any faster edge node, or none at all.
+  std::map<std::string, double> area;
+  for (const stage& st : after->stages)
+    if (st.kind == stage_kind::tile) area[st.node] += double(after->tiles[size_t(st.run)][size_t(st.tile)].output.rows()) *
+                                                      after->tiles[size_t(st.run)][size_t(st.tile)].output.cols();
+  BOOST_TEST_MESSAGE("edge2 at 1/4 speed: predicted " << decision->current_ms << " -> " << decision->predicted_ms
+                                                      << " ms; tile areas:" << [&] {
+                                                           std::string out;
+                                                           for (const auto& [n, a] : area) out += " " + n + " " + std::to_string(int(a));
+                                                           return out;
+                                                         }());
+  for (const auto& [node, a] : area)
+    if (node != "edge2") BOOST_TEST(area["edge2"] < a, node);
+  BOOST_TEST(decision->predicted_ms < decision->current_ms);
+}

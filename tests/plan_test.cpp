@@ -148,6 +148,12 @@ BOOST_AUTO_TEST_CASE(stages_run_in_order_reproduce_the_model_bit_for_bit) {
                                     {"node": "cloud", "first": "layer3.0.conv2", "last": "fc"}],
                        "tiled_runs": [{"first": "layer1.0.conv2", "last": "layer2.1.add", "grid": "2x2",
                                        "nodes": ["edge1", "edge2", "edge1", "edge2"]}]})"},
+      // Uneven tiles (a node of speed 0.25 next to two of 0.5): bit for bit all the same.
+      {"resnet18", R"({"segments": [{"node": "device", "first": "conv1", "last": "maxpool"},
+                                    {"node": "edge1", "first": "layer1.0.conv1", "last": "fc"}],
+                       "tiled_runs": [{"first": "layer1.0.conv1", "last": "layer2.1.add", "grid": "3x1",
+                                       "nodes": ["edge1", "edge2", "edge3"], "row_weights": [0.5, 0.25, 0.5],
+                                       "col_weights": [1.25]}]})"},
       {"googlenet", R"({"segments": [{"node": "device", "first": "conv1.conv", "last": "maxpool2"},
                                      {"node": "edge1", "first": "inception3a.branch1.conv", "last": "inception3b.concat"},
                                      {"node": "cloud", "first": "maxpool3", "last": "fc"}],
@@ -169,6 +175,33 @@ BOOST_AUTO_TEST_CASE(stages_run_in_order_reproduce_the_model_bit_for_bit) {
 
 // A device set closed under predecessors but not a prefix of the graph's order (what a DADS min cut
 // can choose): the plan carries its own order, runs bit for bit, and bad orders are rejected.
+BOOST_AUTO_TEST_CASE(uneven_tiles_follow_their_weights) {
+  graph g = load("resnet18");
+  stage_graph sg = build(g, R"({"segments": [{"node": "edge1", "first": "conv1", "last": "fc"}],
+      "tiled_runs": [{"first": "layer1.0.conv1", "last": "layer2.1.add", "grid": "2x2",
+                      "nodes": ["edge1", "edge2", "edge3", "edge4"],
+                      "row_weights": [3, 1], "col_weights": [1, 1]}]})");
+  BOOST_REQUIRE_EQUAL(sg.tiles.size(), 1u);
+  // layer2.1.add is 28 x 28: rows split 21 / 7, columns 14 / 14.
+  BOOST_TEST(sg.tiles[0][0].output.rows() == 21);
+  BOOST_TEST(sg.tiles[0][2].output.rows() == 7);
+  BOOST_TEST(sg.tiles[0][1].output.cols() == 14);
+  const std::string three_rows = R"({"segments": [{"node": "edge1", "first": "conv1", "last": "fc"}],
+      "tiled_runs": [{"first": "layer1.0.conv1", "last": "layer2.1.add", "grid": "2x1",
+                      "nodes": ["edge1", "edge2"], "row_weights": [1, 1, 1], "col_weights": [1]}]})";
+  BOOST_TEST(build_error(g, three_rows).find("needs 2 row weights and 1 column weights, got 3 and 1") != std::string::npos,
+             build_error(g, three_rows));
+  const std::string negative = R"({"segments": [{"node": "edge1", "first": "conv1", "last": "fc"}],
+      "tiled_runs": [{"first": "layer1.0.conv1", "last": "layer2.1.add", "grid": "2x1",
+                      "nodes": ["edge1", "edge2"], "row_weights": [1, -1], "col_weights": [1]}]})";
+  BOOST_TEST(build_error(g, negative).find("weights must be positive") != std::string::npos, build_error(g, negative));
+  auto plan = parse_plan_json(three_rows);
+  BOOST_REQUIRE(plan.is_ok());
+  auto again = parse_plan_json(to_json(plan.value()));
+  BOOST_REQUIRE(again.is_ok());
+  BOOST_TEST(again->tiled_runs[0].row_weights.size() == 3u);
+}
+
 BOOST_AUTO_TEST_CASE(plans_with_an_explicit_order) {
   graph g = load("googlenet");
   auto topo = topological_order(g);

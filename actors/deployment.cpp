@@ -511,11 +511,50 @@ status deployment::update_emulation(const testbed& links, const std::map<std::st
   return status::ok();
 }
 
-result<transfer_observation> deployment::probe_link(const std::string& from, const std::string& to, size_t size) {
+result<layer_profile> deployment::probe_profile(const graph& g, const std::string& name, int repeats) {
+  if (!nodes_.count(name) || down_nodes_.count(name)) return status::error("profile probe: node '" + name + "' is not connected");
+  // The node measures under the clock it will run with: before a deploy, configure it now (a
+  // deploy resets the clocks anyway).
+  if (stage_actors_.empty()) D3_RETURN_IF_ERROR(send_emulation(false, {}));
+  auto order = topological_order(g);
+  if (!order) return order.error();
+  std::vector<int> computed;
+  for (int l : *order)
+    if (g.layers[size_t(l)].kind != layer_kind::input) computed.push_back(l);
+  bytes payload = encode_layers(g, computed, model_hash(g), {});
+  if (payload.empty()) return status::error("profile probe: cannot encode the model for node '" + name + "'");
+  caf::scoped_actor& self = *self_;
+  std::string answer, failure;
+  self->request(nodes_.at(name), options_.timeout, protocol::profile_atom::value, std::move(payload), int32_t(repeats))
+      .receive([&](std::string& reply) { answer = std::move(reply); },
+               [&](caf::error& e) {
+                 failure = e == caf::sec::request_timeout
+                               ? "no answer within " + std::to_string(options_.timeout.count()) + " ms"
+                               : system_.render(e);
+               });
+  if (!failure.empty()) return status::error("profile probe of node '" + name + "': " + failure);
+  const nlohmann::json j = nlohmann::json::parse(answer, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return status::error("profile probe of node '" + name + "': malformed answer");
+  if (j.contains("error")) return status::error("profile probe of node '" + name + "': " + j.at("error").get<std::string>());
+  layer_profile profile;
+  profile.milliseconds.assign(g.layers.size(), 0.0);
+  const nlohmann::json& layers = j.at("layers");
+  for (int l : computed) {
+    auto it = layers.find(g.layers[size_t(l)].name);
+    if (it == layers.end() || !it->is_number())
+      return status::error("profile probe of node '" + name + "': no time for layer '" + g.layers[size_t(l)].name + "'");
+    profile.milliseconds[size_t(l)] = it->get<double>();
+  }
+  log({{"event", "profile_probed"}, {"node", name}, {"total_ms", profile.total()}});
+  return profile;
+}
+
+result<transfer_observation> deployment::probe_link(const std::string& from, const std::string& to, size_t size,
+                                                    double after_ms) {
   if (!nodes_.count(from) || !nodes_.count(to) || down_nodes_.count(from) || down_nodes_.count(to))
     return status::error("probe " + from + " -> " + to + ": a node is not connected");
   caf::scoped_actor& self = *self_;
-  const double send_ms = options_.emulation.clock == "virtual" ? virtual_now_ : 0.0;
+  const double send_ms = options_.emulation.clock == "virtual" ? virtual_now_ + after_ms : 0.0;
   std::string failure;
   double ms = -1;
   self->request(nodes_.at(from), options_.timeout, protocol::probe_atom::value, nodes_.at(to), to, uint64_t(size), send_ms)
@@ -561,12 +600,14 @@ void deployment::probe_idle_links(request_outcome& o) {
     auto k = key(role_of(from), role_of(to));
     if (answers_seen_ - link_last_seen_[k] < size_t(options_.idle_probe_every)) continue;
     link_last_seen_[k] = answers_seen_;
+    double after_ms = 0;  // each probe leaves when the previous one has arrived
     for (size_t size : {size_t(1024), size_t(16384)}) {
-      auto probed = probe_link(from, to, size);
+      auto probed = probe_link(from, to, size, after_ms);
       if (!probed) {
         stray_errors_.push_back(probed.message());
         break;
       }
+      after_ms += probed->ms;
       o.transfers.push_back(probed.value());
     }
     log({{"event", "link_probed"}, {"from", from}, {"to", to}});

@@ -24,6 +24,7 @@
 #include "kernels/graph.hpp"
 #include "kernels/status.hpp"
 #include "kernels/tensor.hpp"
+#include "planner/profile.hpp"
 
 namespace d3 {
 
@@ -191,9 +192,17 @@ class deployment {
   // lost), every waiting and later request fails at once naming the stage and node.
   std::vector<request_outcome> run(const std::vector<std::map<std::string, tensor>>& inputs, int in_flight);
 
+  // The per-layer compute times of `g` on node `name`, measured there (a probe run of every
+  // layer, sent without weights; protocol::profile_atom): what that node's clock charges per
+  // layer. The node caches them per model. Errors name the node.
+  result<layer_profile> probe_profile(const graph& g, const std::string& name, int repeats = 3);
+
   // A light probe: `size` bytes from node `from` to node `to` over their emulated link (both
-  // connected). Errors name the nodes.
-  result<transfer_observation> probe_link(const std::string& from, const std::string& to, size_t size);
+  // connected), sent `after_ms` after the latest answer (virtual clock; a probe sent while an
+  // earlier one is still on the link would queue behind it and time the queue too). Errors name
+  // the nodes.
+  result<transfer_observation> probe_link(const std::string& from, const std::string& to, size_t size,
+                                          double after_ms = 0);
 
   // Sends `payload` as a data message to stage `stage_id` and waits for the error it reports
   // (tests: a corrupt payload must produce an error reply and leave the stage serving).

@@ -1,5 +1,6 @@
 #include "actors/node.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <iostream>
 #include <map>
@@ -13,6 +14,7 @@
 #include "actors/layer_cache.hpp"
 #include "actors/protocol.hpp"
 #include "kernels/executor.hpp"
+#include "kernels/model_zoo.hpp"
 #include "kernels/tile_executor.hpp"
 #include "kernels/tiling.hpp"
 #include "schema/bundle.hpp"
@@ -128,6 +130,10 @@ class node_emulation {
     if (it == links_.end()) return send_ms;
     return it->second.send(send_ms, bytes);
   }
+  double speed() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return speed_;
+  }
   bool is_remote(const std::string& dest_node) {
     std::lock_guard<std::mutex> lock(mutex_);
     return !dest_node.empty() && dest_node != name_;
@@ -155,6 +161,63 @@ class node_emulation {
 node_emulation& emulation() {
   static node_emulation e;
   return e;
+}
+
+// ------------------------------------------------------------------ profile probes
+
+// Per-layer compute times of a fragment on this node, as JSON {"layers": {name: ms, ...}} or
+// {"error": text}: the fragment arrives without weights (fill_missing_weights makes stand-ins:
+// time does not depend on weight values), runs once to warm up and `repeats` times more; each
+// layer's time is its median. Under the virtual clock a layer costs what the node clock charges:
+// its share of the run's thread CPU time divided by the node's speed; under the wall clock, its
+// wall time. Results are cached per model and layer set: a node probes a model once.
+std::string profile_fragment(const bytes& payload, int repeats) {
+  static std::mutex cache_mutex;
+  static std::map<std::string, std::string> cache;
+  auto shipment = decode_shipment(payload.data(), payload.size());
+  if (!shipment) return nlohmann::json{{"error", "profile probe: " + shipment.message()}}.dump();
+  graph& f = shipment->fragment;
+  std::string key = std::to_string(shipment->model_hash) + ":" + std::to_string(repeats);
+  for (const layer& l : f.layers) key += ":" + l.name;
+  {
+    std::lock_guard<std::mutex> lock(cache_mutex);
+    auto hit = cache.find(key);
+    if (hit != cache.end()) return hit->second;
+  }
+  if (status s = fill_missing_weights(f); !s) return nlohmann::json{{"error", "profile probe: " + s.message()}}.dump();
+  auto exec = executor::create(f);
+  if (!exec) return nlohmann::json{{"error", "profile probe: " + exec.message()}}.dump();
+  std::vector<tensor> inputs;
+  for (int i : f.input_layers()) inputs.push_back(random_tensor(f.layers[size_t(i)].output_shape, 7));
+  std::vector<const tensor*> pointers;
+  for (const tensor& t : inputs) pointers.push_back(&t);
+  const bool virtual_clock = emulation().mode() == clock_mode::virtual_time;
+  const double speed = emulation().speed();
+  std::vector<std::vector<double>> samples(f.layers.size());
+  for (int r = 0; r <= std::max(1, repeats); ++r) {
+    std::vector<layer_timing> timings;
+    const double cpu_start = thread_cpu_ms();
+    auto out = (*exec)->run(pointers, &timings);
+    const double cpu_ms = thread_cpu_ms() - cpu_start;
+    if (!out) return nlohmann::json{{"error", "profile probe: " + out.message()}}.dump();
+    if (r == 0) continue;  // warm-up
+    double wall_ms = 0;
+    for (const layer_timing& t : timings) wall_ms += t.milliseconds;
+    // Virtual clock: the run's CPU time split over layers by their wall times, at this speed.
+    const double scale = virtual_clock && wall_ms > 0 ? cpu_ms / wall_ms / speed : 1.0;
+    for (const layer_timing& t : timings) samples[size_t(t.layer)].push_back(t.milliseconds * scale);
+  }
+  nlohmann::json layers = nlohmann::json::object();
+  for (size_t l = 0; l < f.layers.size(); ++l) {
+    std::vector<double>& v = samples[l];
+    if (v.empty() || f.layers[l].kind == layer_kind::input) continue;
+    std::nth_element(v.begin(), v.begin() + long(v.size() / 2), v.end());
+    layers[f.layers[l].name] = v[v.size() / 2];
+  }
+  std::string result = nlohmann::json{{"layers", layers}, {"clock", virtual_clock ? "virtual" : "wall"}, {"speed", speed}}.dump();
+  std::lock_guard<std::mutex> lock(cache_mutex);
+  cache[key] = result;
+  return result;
 }
 
 // ------------------------------------------------------------------ stages
@@ -578,6 +641,11 @@ caf::behavior node_actor(caf::event_based_actor* self, node_identity identity) {
         return rp;
       },
       [=](protocol::echo_atom, const bytes&, double arrival) { return arrival; },
+      [=](protocol::profile_atom, const bytes& fragment, int32_t repeats) {
+        std::string result = profile_fragment(fragment, int(repeats));
+        print_event("profile probe answered (" + std::to_string(result.size()) + " bytes of JSON)");
+        return result;
+      },
       [=](protocol::lacks_atom, uint64_t model_hash, const std::vector<std::string>& names) {
         return layer_cache::process().lacking(model_hash, names);
       },

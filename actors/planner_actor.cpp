@@ -45,6 +45,16 @@ caf::actor spawn_planner_actor(caf::actor_system& system, std::shared_ptr<adapti
   });
 }
 
+status probe_node_profiles(deployment& dep, const graph& g, cluster_model& cluster, int repeats) {
+  for (auto& [name, node] : cluster.nodes) {
+    auto probed = dep.probe_profile(g, name, repeats);
+    if (!probed) return probed.error();
+    node.measured = std::make_shared<const layer_profile>(std::move(probed.value()));
+    node.speed = 1.0;
+  }
+  return status::ok();
+}
+
 deployment::adaptation_hook planner_hook(caf::actor_system& system, caf::actor planner,
                                          std::chrono::milliseconds timeout) {
   return [&system, planner, timeout](const request_outcome& o) -> std::optional<deployment_plan> {

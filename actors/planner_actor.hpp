@@ -23,6 +23,11 @@ namespace d3 {
 caf::actor spawn_planner_actor(caf::actor_system& system, std::shared_ptr<adaptive_planner> planner,
                                std::map<std::string, node_role> roles);
 
+// Gives every node of `cluster` its own per-layer profile, probed on it (deployment::
+// probe_profile; cached by the node per model), and speed 1 (the probe ran at its speed). Errors
+// name the node.
+status probe_node_profiles(deployment& dep, const graph& g, cluster_model& cluster, int repeats = 3);
+
 // A deployment adaptation hook that asks the planner actor after every answered request (one
 // round trip within `timeout`; no answer means no change).
 deployment::adaptation_hook planner_hook(caf::actor_system& system, caf::actor planner,

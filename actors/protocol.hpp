@@ -52,6 +52,9 @@ using report_atom = caf::atom_constant<caf::atom("d3report")>;
 // answers the app with "" and the ms the probe took on the link (or an error text and -1).
 using probe_atom = caf::atom_constant<caf::atom("d3probe")>;
 using echo_atom = caf::atom_constant<caf::atom("d3echo")>;
+// Profile probe: app -> node (profile, layer shipment without weights, repeats) -> JSON
+// {"layers": {name: ms}} (the node's per-layer compute times at its speed) or {"error": text}.
+using profile_atom = caf::atom_constant<caf::atom("d3profile")>;
 // App-side planner actor: (observe, request report JSON) -> decision JSON ("" when nothing moves).
 using observe_atom = caf::atom_constant<caf::atom("d3observe")>;
 

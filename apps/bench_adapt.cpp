@@ -75,6 +75,9 @@ bytes shipped. Every answer is compared memcmp-equal with a single-process run.
   --trace FILE          the uplink trace (JSON, actors/emulation_trace.hpp; default the one above)
   --tail-ms T           virtual ms to keep running after the last step (default 6000)
   --optimum-requests N  requests per step for the optimum (default 8)
+  --profile nodes|local per-layer times for planning: probed on every node (default; each node
+                        runs the layers with stand-in weights under its clock and caches them) or
+                        measured here once and divided by the node's testbed speed
   --probe-every N       light probes of a link that carried nothing for N answers (default 3;
                         0: none, and a link the plan stops using is never seen again)
   --max-requests N      cap per run (default 400)
@@ -88,7 +91,7 @@ Output: a summary on stdout, then one JSON line with the figures.
 )";
 
 struct adapt_options {
-  std::string model = "resnet18", trace_file, out = "adapt-results", node_binary;
+  std::string model = "resnet18", trace_file, out = "adapt-results", node_binary, profile_source = "nodes";
   double tail_ms = 6000;
   int optimum_requests = 8, max_requests = 400, probe_every = 3;
   long timeout_ms = 30000;
@@ -123,6 +126,9 @@ adapt_options parse_options(int argc, char** argv) {
       o.tail_ms = double(integer(0, 10000000));
     } else if (arg == "--optimum-requests") {
       o.optimum_requests = int(integer(1, 10000));
+    } else if (arg == "--profile") {
+      o.profile_source = value();
+      if (o.profile_source != "nodes" && o.profile_source != "local") bad_input("--profile expects nodes or local");
     } else if (arg == "--probe-every") {
       o.probe_every = int(integer(0, 100000));
     } else if (arg == "--max-requests") {
@@ -212,6 +218,12 @@ result<std::unique_ptr<local_nodes>> fresh_nodes(const bench_context& c, const s
   return local_nodes::start(c.options.node_binary, folder, c.specs, std::chrono::seconds(30));
 }
 
+// The nodes' own profiles (--profile nodes), probed under the virtual clock.
+status probed_cluster(deployment& dep, const bench_context& c, cluster_model& cluster) {
+  if (c.options.profile_source != "nodes") return status::ok();
+  return probe_node_profiles(dep, c.g, cluster);
+}
+
 // The optimum of each distinct step: HPA on the step's true links, deployed statically.
 result<std::vector<double>> measure_optima(caf::actor_system& system, bench_context& c) {
   std::vector<double> optimum(c.step_links.size(), 0);
@@ -223,11 +235,12 @@ result<std::vector<double>> measure_optima(caf::actor_system& system, bench_cont
     for (size_t earlier = 0; earlier < s && !seen; ++earlier)
       if (c.step_links[earlier].uplink == c.step_links[s].uplink) optimum[s] = optimum[earlier], seen = true;
     if (seen) continue;
-    const cluster_model cluster = cluster_model::evaluation(c.step_links[s], int(c.specs.size()) - 2);
-    auto planned = hpa_strategy(c.g, c.profile, cluster);
-    if (!planned) return status::error("optimum of step " + std::to_string(s) + ": " + planned.message());
     deployment dep(system, deployment_settings(c, c.step_links[s]));
     D3_RETURN_IF_ERROR(dep.connect((*nodes)->endpoints()));
+    cluster_model cluster = cluster_model::evaluation(c.step_links[s], int(c.specs.size()) - 2);
+    D3_RETURN_IF_ERROR(probed_cluster(dep, c, cluster));
+    auto planned = hpa_strategy(c.g, c.profile, cluster);
+    if (!planned) return status::error("optimum of step " + std::to_string(s) + ": " + planned.message());
     auto deployed = dep.deploy(c.g, planned->plan);
     if (!deployed) return status::error("optimum of step " + std::to_string(s) + ": " + deployed.message());
     std::vector<double> latencies;
@@ -256,18 +269,22 @@ run_result adaptive_run(caf::actor_system& system, bench_context& c, bool partia
     run.error = nodes.message();
     return run;
   }
-  const cluster_model initial = cluster_model::evaluation(c.step_links[0], int(c.specs.size()) - 2);
-  three_tier_choice choice;
-  auto planned = hpa_strategy(c.g, c.profile, initial, {}, &choice);
-  if (!planned) {
-    run.error = "initial plan: " + planned.message();
-    return run;
-  }
   deployment_options settings = deployment_settings(c, c.step_links[0]);
   settings.idle_probe_every = c.options.probe_every;
   deployment dep(system, settings);
   if (auto s = dep.connect((*nodes)->endpoints()); !s) {
     run.error = s.message();
+    return run;
+  }
+  cluster_model initial = cluster_model::evaluation(c.step_links[0], int(c.specs.size()) - 2);
+  if (auto s = probed_cluster(dep, c, initial); !s) {
+    run.error = s.message();
+    return run;
+  }
+  three_tier_choice choice;
+  auto planned = hpa_strategy(c.g, c.profile, initial, {}, &choice);
+  if (!planned) {
+    run.error = "initial plan: " + planned.message();
     return run;
   }
   if (auto d = dep.deploy(c.g, planned->plan); !d) {

@@ -64,9 +64,14 @@ the answers by id.
                       cluster, the first layers tiled over every edge node), device, edge,
                       cloud (everything on device, edge1 or cloud), three-tier (best untiled
                       device|edge1|cloud partition, exhaustive). It prices plans with per-layer
-                      times measured here (speed 1) and the evaluation testbed's node speeds by
-                      role (device 0.1, edge 0.5, cloud 4) and links (the cluster's uplink, else
-                      WiFi); the nodes must include device, edge1 and cloud
+                      times (see --profile) and the evaluation testbed's links (the cluster's
+                      uplink, else WiFi); the nodes must include device, edge1 and cloud
+  --profile nodes|local  with --strategy, the per-layer compute times the cost model uses:
+                      nodes (default) probes every node after connecting (each runs every layer
+                      a few times with stand-in weights and reports what its clock charges: with
+                      --clock virtual, thread CPU time / its speed; the node caches the result
+                      per model); local measures here once (speed 1) and divides by the role's
+                      testbed speed
   --requests N        requests to run (default 10)
   --in-flight K       requests in flight at once (default 1)
   --seed S            seed of the inputs (request i uses S + i; default 1)
@@ -118,6 +123,7 @@ struct options {
   std::string nodes, cluster, model = d3::default_model_name, plan, strategy, log, clock = "wall", uplink, input, trace;
   int requests = 10, in_flight = 1;
   bool adapt = false;
+  std::string profile_source = "nodes";
   long timeout_ms = 10000;
   uint64_t seed = 1, model_seed = d3::default_model_seed;
   bool verify = false, redeploy = false;
@@ -246,6 +252,8 @@ options parse(int argc, char** argv) {
       o.trace = next();
     } else if (arg == "--adapt") {
       o.adapt = true;
+    } else if (arg == "--profile") {
+      o.profile_source = next();
     } else {
       fail(exit_bad_input, "unknown option '" + arg + "' (see --help)");
     }
@@ -263,6 +271,8 @@ options parse(int argc, char** argv) {
     fail(exit_bad_input, "--clock expects wall or virtual, got '" + o.clock + "'");
   if (!o.uplink.empty() && o.uplink != "none" && !d3::testbed::with_uplink(o.uplink))
     fail(exit_bad_input, "--uplink expects CAT1, 3G, 4G, WiFi or none, got '" + o.uplink + "'");
+  if (o.profile_source != "nodes" && o.profile_source != "local")
+    fail(exit_bad_input, "--profile expects nodes or local, got '" + o.profile_source + "'");
   if (o.adapt && (o.strategy != "hpa" || o.clock != "virtual"))
     fail(exit_bad_input, "--adapt needs --strategy hpa and --clock virtual (the planner learns from virtual times)");
   return o;
@@ -417,7 +427,7 @@ struct adaptation_start {
 
 d3::result<d3::deployment_plan> plan_by_strategy(const options& o, const d3::graph& g,
                                                  const std::vector<d3::node_endpoint>& nodes,
-                                                 adaptation_start* start) {
+                                                 adaptation_start* start, d3::deployment& dep) {
   const std::string uplink = !o.uplink.empty() && o.uplink != "none"
                                  ? o.uplink
                                  : (cluster_testbed.is_object() ? cluster_testbed.value("uplink", std::string("WiFi")) : "WiFi");
@@ -436,6 +446,7 @@ d3::result<d3::deployment_plan> plan_by_strategy(const options& o, const d3::gra
     if (!cluster.nodes.count(needed)) return d3::status::error(std::string("--strategy: the cluster has no node '") + needed + "'");
   auto profile = d3::measure_profile(g, 3);
   if (!profile) return profile.error();
+  if (o.profile_source == "nodes") D3_RETURN_IF_ERROR(d3::probe_node_profiles(dep, g, cluster));
   auto chosen = o.adapt ? d3::hpa_strategy(g, *profile, cluster, {}, &start->choice)
                         : d3::plan_with_strategy(o.strategy, g, *profile, cluster);
   if (!chosen) return chosen.error();
@@ -443,9 +454,10 @@ d3::result<d3::deployment_plan> plan_by_strategy(const options& o, const d3::gra
     start->profile = profile.value();
     start->cluster = cluster;
   }
-  std::printf("d3-infer: strategy %s on the cost model (testbed uplink %s; node speeds by role 0.1/0.5/4; layer times "
-              "measured here): predicted %.1f ms;",
-              o.strategy.c_str(), uplink.c_str(), chosen->prediction.latency_ms);
+  std::printf("d3-infer: strategy %s on the cost model (testbed uplink %s; layer times %s): predicted %.1f ms;",
+              o.strategy.c_str(), uplink.c_str(),
+              o.profile_source == "nodes" ? "probed on each node" : "measured here, over the role's testbed speed 0.1/0.5/4",
+              chosen->prediction.latency_ms);
   for (const d3::plan_segment& s : chosen->plan.segments)
     std::printf(" %s %s..%s;", s.node.c_str(), s.first.c_str(), s.last.c_str());
   for (const d3::plan_tiled_run& r : chosen->plan.tiled_runs)
@@ -472,12 +484,18 @@ int main(int argc, char** argv) {
     nodes = read_cluster(o.cluster);
   }
   const d3::graph g = load(o.model, o.model_seed);
+  // A plan file is checked before any node is contacted; a strategy plans once the nodes are
+  // connected (it may probe their profiles).
   adaptation_start start;
-  auto plan = o.strategy.empty() ? d3::load_plan_file(o.plan) : plan_by_strategy(o, g, nodes, &start);
-  if (!plan) fail(exit_bad_input, plan.message());
-  {
-    auto sg = d3::build_stage_graph(g, plan.value());
+  d3::result<d3::deployment_plan> plan = d3::status::error("no plan");
+  auto check_plan = [&g](const d3::result<d3::deployment_plan>& p) {
+    if (!p) fail(exit_bad_input, p.message());
+    auto sg = d3::build_stage_graph(g, p.value());
     if (!sg) fail(exit_bad_input, sg.message());
+  };
+  if (o.strategy.empty()) {
+    plan = d3::load_plan_file(o.plan);
+    check_plan(plan);
   }
 
   std::unique_ptr<d3::topology_log> log;
@@ -546,6 +564,10 @@ int main(int argc, char** argv) {
   {
     d3::deployment dep(system, dopts);
     if (auto s = dep.connect(nodes); !s) fail(exit_bad_input, s.message());
+    if (!o.strategy.empty()) {
+      plan = plan_by_strategy(o, g, nodes, &start, dep);
+      check_plan(plan);
+    }
     const int deployments = o.redeploy ? 2 : 1;
     for (int round = 0; round < deployments; ++round) {
       auto report = dep.deploy(g, plan.value());
@@ -554,7 +576,8 @@ int main(int argc, char** argv) {
         return exit_failed;
       }
       std::printf("d3-infer: model %s (hash %016llx), plan %s version %d (%s), %zu stages on %zu nodes, %s clock\n",
-                  g.name.c_str(), (unsigned long long)report->model_hash, o.plan.c_str(), report->plan_version,
+                  g.name.c_str(), (unsigned long long)report->model_hash,
+                  o.plan.empty() ? ("by --strategy " + o.strategy).c_str() : o.plan.c_str(), report->plan_version,
                   plan->strategy.c_str(), dep.stages().stages.size(), nodes.size(), o.clock.c_str());
       std::printf("deployed in %.1f ms; weights shipped: %s in %zu layers (%zu layers already cached)",
                   report->deploy_ms, megabytes(report->weight_bytes_shipped).c_str(), report->layers_shipped,

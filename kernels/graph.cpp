@@ -339,6 +339,10 @@ result<std::vector<int>> topological_order(const graph& g) {
   return order;
 }
 
+status infer_layer_shape(const layer& l, const std::vector<tensor_shape>& inputs, tensor_shape& output) {
+  return infer_layer(l, inputs, output);
+}
+
 status infer_shapes(graph& g) {
   const int n = int(g.layers.size());
   std::unordered_set<std::string> names;

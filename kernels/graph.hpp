@@ -125,6 +125,8 @@ struct graph {
 // Validates the graph (edges in range, unique names, acyclic, weights of the right size, shapes
 // that fit) and fills every layer's output_shape. Errors name the layer and the bad value.
 status infer_shapes(graph& g);
+// One layer's output shape from its inputs' shapes, with infer_shapes' checks (weights included).
+status infer_layer_shape(const layer& l, const std::vector<tensor_shape>& inputs, tensor_shape& output);
 
 // A topological order of all layers; inputs first among equals, otherwise stable in index order.
 result<std::vector<int>> topological_order(const graph& g);

@@ -13,6 +13,7 @@
 // seeded with fnv1a64(name) ^ seed, so adding or renaming one layer changes no other layer.
 #include "kernels/model_zoo.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <utility>
 
@@ -67,6 +68,14 @@ uint64_t fnv1a64(const std::string& s) {
 // layer's channel count (needed for fan-in) so call sites only state what torchvision states.
 
 const float relu_gain = float(std::sqrt(2.0));  // He: keeps E[x^2] through conv + ReLU
+
+// Uniform in [-a, a) with a = gain * sqrt(3 / fan_in): variance gain^2 / fan_in.
+weight_blob he_uniform(seeded_generator& gen, size_t count, int fan_in, float gain) {
+  const float a = float(double(gain) * std::sqrt(3.0 / double(fan_in)));
+  std::vector<float> w(count);
+  for (float& v : w) v = gen.uniform(-a, a);
+  return weight_blob::from_vector(std::move(w));
+}
 constexpr float linear_gain = 1.0f;               // keeps E[x^2] through a linear layer
 
 class builder {
@@ -183,13 +192,6 @@ class builder {
     return seeded_generator(fnv1a64(layer_name) ^ seed_);
   }
 
-  // Uniform in [-a, a) with a = gain * sqrt(3 / fan_in): variance gain^2 / fan_in.
-  static weight_blob he_uniform(seeded_generator& gen, size_t count, int fan_in, float gain) {
-    const float a = float(double(gain) * std::sqrt(3.0 / double(fan_in)));
-    std::vector<float> w(count);
-    for (float& v : w) v = gen.uniform(-a, a);
-    return weight_blob::from_vector(std::move(w));
-  }
 
   static weight_blob small_bias(seeded_generator& gen, int count) {
     std::vector<float> b(static_cast<size_t>(count));
@@ -458,6 +460,35 @@ result<graph> builtin_model(const std::string& name, uint64_t seed) {
   status s = prepare_for_inference(*g);
   if (!s) return status::error("built-in model '" + name + "': " + s.message());
   return g;
+}
+
+status fill_missing_weights(graph& g, uint64_t seed) {
+  auto order = topological_order(g);
+  if (!order) return order.error();
+  seeded_generator gen(seed);
+  for (int i : *order) {
+    layer& l = g.layers[size_t(i)];
+    std::vector<tensor_shape> in;
+    for (int producer : l.inputs) in.push_back(g.layers[size_t(producer)].output_shape);
+    if (l.weights.empty() && !in.empty()) {
+      const int channels = in[0].c;
+      if (l.kind == layer_kind::convolution && l.groups >= 1 && channels % l.groups == 0) {
+        const int fan_in = std::max(1, channels / l.groups * l.window.kernel_h * l.window.kernel_w);
+        l.weights = he_uniform(gen, size_t(l.output_channels) * size_t(fan_in), fan_in, relu_gain);
+      } else if (l.kind == layer_kind::fully_connected) {
+        l.weights = he_uniform(gen, size_t(l.output_channels) * size_t(channels), std::max(1, channels), relu_gain);
+      } else if (l.kind == layer_kind::batch_norm) {
+        std::vector<float> w(size_t(4) * size_t(channels), 0.0f);  // gamma 1, beta 0, mean 0, var 1
+        std::fill(w.begin(), w.begin() + channels, 1.0f);
+        std::fill(w.begin() + 3 * channels, w.end(), 1.0f);
+        l.weights = weight_blob::from_vector(std::move(w));
+      }
+    }
+    tensor_shape out;
+    D3_RETURN_IF_ERROR(infer_layer_shape(l, in, out));
+    l.output_shape = out;
+  }
+  return status::ok();
 }
 
 }  // namespace d3

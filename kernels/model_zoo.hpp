@@ -37,4 +37,11 @@ class seeded_generator {
 // A tensor of uniform values in [-1, 1) (unit-scale input).
 tensor random_tensor(const tensor_shape& shape, uint64_t seed);
 
+// For timing probes of a model whose weights are elsewhere (a node timing layers it was sent
+// without weights): gives every convolution, fully-connected and batch-norm layer without
+// weights seeded He-scaled weights of the size its input needs (batch norm: the identity), in
+// topological order, and infers every shape. Layers with weights keep them. Compute time does
+// not depend on weight values, so such a graph times like the real one.
+status fill_missing_weights(graph& g, uint64_t seed = default_model_seed);
+
 }  // namespace d3

@@ -32,11 +32,13 @@ void adaptive_planner::observe(const std::vector<link_sample>& samples) {
 
 void adaptive_planner::observe_compute(const std::vector<compute_sample>& samples) {
   for (const compute_sample& c : samples) {
-    if (!estimate_.nodes.count(c.node) || !(c.ms > 0)) continue;
+    auto node = estimate_.nodes.find(c.node);
+    if (node == estimate_.nodes.end() || !(c.ms > 0)) continue;
+    const layer_profile& times = node->second.profile_or(profile_);
     double profile_ms = 0;
     for (size_t k = 0; k < c.layers.size() && k < c.shares.size(); ++k)
-      if (c.layers[k] >= 0 && size_t(c.layers[k]) < profile_.milliseconds.size())
-        profile_ms += profile_.milliseconds[size_t(c.layers[k])] * c.shares[k];
+      if (c.layers[k] >= 0 && size_t(c.layers[k]) < times.milliseconds.size())
+        profile_ms += times.milliseconds[size_t(c.layers[k])] * c.shares[k];
     if (profile_ms < 0.2) continue;
     std::deque<double>& window = speed_samples_[c.node];
     window.push_back(profile_ms / c.ms);

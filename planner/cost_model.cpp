@@ -59,8 +59,9 @@ result<plan_prediction> predict_plan(const graph& g, const stage_graph& sg, cons
     double ready = 0;
     for (const std::string& in : s.inputs) ready = std::max(ready, arrive(in, s.node));
     double work_ms = 0;
+    const layer_profile& times = (*node)->profile_or(profile);
     const std::vector<double> shares = layer_shares(g, sg, s);
-    for (size_t k = 0; k < shares.size(); ++k) work_ms += profile.milliseconds[size_t(s.layers[k])] * shares[k];
+    for (size_t k = 0; k < shares.size(); ++k) work_ms += times.milliseconds[size_t(s.layers[k])] * shares[k];
     // Scatter and gather only copy regions: priced at zero compute (their bytes travel on links).
     const double finish = nodes.at(s.node).compute(ready, work_ms);
     prediction.stage_finish_ms.push_back(finish);

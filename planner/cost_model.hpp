@@ -8,6 +8,7 @@
 #pragma once
 
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -17,9 +18,16 @@
 
 namespace d3 {
 
+// A node's compute: layer l takes profile[l] / speed, where profile is the node's own measured
+// profile when it has one (probed on the node, already at the speed it ran at; speed then starts
+// at 1 and moves only when the node is seen to speed up or slow down) and the planning profile
+// (speed 1, e.g. measured in the planning process) otherwise.
 struct cluster_node {
   node_role role = node_role::edge;
   double speed = 1.0;
+  std::shared_ptr<const layer_profile> measured;  // optional
+
+  const layer_profile& profile_or(const layer_profile& planning) const { return measured ? *measured : planning; }
 };
 
 struct cluster_model {

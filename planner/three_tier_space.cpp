@@ -29,13 +29,6 @@ result<three_tier_space> three_tier_space::create(const graph& g, const layer_pr
   for (const auto& [name, node] : cluster.nodes)
     if (node.role == node_role::edge) space.edges_.push_back(name);
   if (space.edges_.empty()) return status::error("three-tier planning: the cluster has no edge node");
-  // Fastest first (the edge segment's node, then the tiles' nodes); among equals "edge2" before
-  // "edge10": by length, then by name.
-  std::sort(space.edges_.begin(), space.edges_.end(), [&](const std::string& a, const std::string& b) {
-    const double sa = cluster.nodes.at(a).speed, sb = cluster.nodes.at(b).speed;
-    if (sa != sb) return sa > sb;
-    return a.size() != b.size() ? a.size() < b.size() : a < b;
-  });
   auto topo = topological_order(g);
   if (!topo) return topo.error();
   space.position_.assign(g.layers.size(), -1);
@@ -56,8 +49,25 @@ result<three_tier_space> three_tier_space::create(const graph& g, const layer_pr
     space.output_bytes_.push_back(g.layers[l].output_shape.bytes());
   }
   for (int out : g.outputs) space.is_graph_output_[size_t(out)] = true;
-  space.compute_prefix_.assign(1, 0.0);
-  for (int l : space.order_) space.compute_prefix_.push_back(space.compute_prefix_.back() + profile.milliseconds[size_t(l)]);
+  // Per node, the prefix sums of its layer times (its own measured profile or the planning one,
+  // over its speed).
+  for (const auto& [name, node] : cluster.nodes) {
+    const layer_profile& times = node.profile_or(profile);
+    if (times.milliseconds.size() != g.layers.size())
+      return status::error("three-tier planning: node '" + name + "' has a profile of " +
+                           std::to_string(times.milliseconds.size()) + " layers, the model " + std::to_string(g.layers.size()));
+    std::vector<double>& prefix = space.node_prefix_[name];
+    prefix.assign(1, 0.0);
+    for (int l : space.order_) prefix.push_back(prefix.back() + times.milliseconds[size_t(l)] / node.speed);
+  }
+  // Fastest first (the edge segment's node, then the tiles' nodes): by the whole model's time on
+  // each; among equals "edge2" before "edge10": by length, then by name.
+  const int n = space.layers();
+  std::sort(space.edges_.begin(), space.edges_.end(), [&](const std::string& a, const std::string& b) {
+    const double ta = space.node_ms(a, 0, n), tb = space.node_ms(b, 0, n);
+    if (ta != tb) return ta < tb;
+    return a.size() != b.size() ? a.size() < b.size() : a < b;
+  });
   return space;
 }
 
@@ -97,19 +107,21 @@ deployment_plan three_tier_space::plan_of(const three_tier_choice& c) const {
     run.grid = near_square_grid(c.tile_nodes);
     run.nodes.assign(edges_.begin(), edges_.begin() + c.tile_nodes);
     run.scatter_node = edges_[0];
-    // Uneven nodes get uneven tiles: a row's height follows its nodes' summed speed, a column's
-    // width likewise (exact for one row or one column of tiles).
+    // Uneven nodes get uneven tiles: a row's height follows its nodes' summed speed on the run
+    // (1 / the run's time there), a column's width likewise (exact for one row or one column of
+    // tiles). Nodes within 2% of each other count as equal (measured profiles differ by noise).
     const int cols = std::stoi(run.grid.substr(run.grid.find('x') + 1)), rows = c.tile_nodes / cols;
     std::vector<double> row_weights(size_t(rows), 0.0), col_weights(size_t(cols), 0.0);
+    double slowest = 0, fastest = infinity;
     for (int t = 0; t < c.tile_nodes; ++t) {
-      const double speed = cluster_->nodes.at(run.nodes[size_t(t)]).speed;
+      const double run_ms = node_ms(run.nodes[size_t(t)], c.device_end, c.tiled_end + 1);
+      const double speed = run_ms > 0 ? 1.0 / run_ms : 1.0;
       row_weights[size_t(t / cols)] += speed;
       col_weights[size_t(t % cols)] += speed;
+      slowest = std::max(slowest, run_ms);
+      fastest = std::min(fastest, run_ms);
     }
-    const bool uneven = std::adjacent_find(run.nodes.begin(), run.nodes.end(), [&](const std::string& a, const std::string& b) {
-                          return cluster_->nodes.at(a).speed != cluster_->nodes.at(b).speed;
-                        }) != run.nodes.end();
-    if (uneven) {
+    if (slowest > fastest * 1.02) {
       run.row_weights = row_weights;
       run.col_weights = col_weights;
     }
@@ -160,19 +172,16 @@ double three_tier_space::tiling_saving_ms(const three_tier_choice& c) const {
   if (c.tiled_end < 0) return 0;
   // Tiling spreads the run over the K fastest edges' summed speed, plus a typical halo overhead
   // of 15%.
-  const double run_ms = compute_prefix_[size_t(c.tiled_end) + 1] - compute_prefix_[size_t(c.device_end)];
-  double summed_speed = 0;
-  for (int k = 0; k < c.tile_nodes && k < edge_nodes(); ++k) summed_speed += cluster_->nodes.at(edges_[size_t(k)]).speed;
-  return run_ms / cluster_->nodes.at(edges_[0]).speed - 1.15 * run_ms / summed_speed;
+  double summed_rate = 0;  // runs per ms of the K nodes together
+  for (int k = 0; k < c.tile_nodes && k < edge_nodes(); ++k)
+    summed_rate += 1.0 / std::max(1e-12, node_ms(edges_[size_t(k)], c.device_end, c.tiled_end + 1));
+  return node_ms(edges_[0], c.device_end, c.tiled_end + 1) - 1.15 / summed_rate;
 }
 
 double three_tier_space::screen_untiled(int i, int j) const {
   const int n = layers();
   auto tier_of_position = [&](int p) { return p < i ? 0 : p < j ? 1 : 2; };
-  const double compute[3] = {compute_prefix_[size_t(i)], compute_prefix_[size_t(j)] - compute_prefix_[size_t(i)],
-                             compute_prefix_[size_t(n)] - compute_prefix_[size_t(j)]};
-  const double speed[3] = {cluster_->nodes.at("device").speed, cluster_->nodes.at(edges_[0]).speed,
-                           cluster_->nodes.at("cloud").speed};
+  const double compute[3] = {node_ms("device", 0, i), node_ms(edges_[0], i, j), node_ms("cloud", j, n)};
   // Bytes per (from tier, to tier); graph inputs leave the device at 0, before the device's own
   // outputs, which leave when the device finishes (the link sends in that order).
   size_t bytes[3][3] = {{0, 0, 0}, {0, 0, 0}, {0, 0, 0}};
@@ -199,11 +208,11 @@ double three_tier_space::screen_untiled(int i, int j) const {
       last = std::max(last, std::max(done, early_free) + transmission(bytes[from][to]) + link.latency_ms);
     return last;
   };
-  const double device_done = compute[0] / speed[0];
-  const double edge_done = j > i ? std::max(device_done, arrival(0, 1, device_done)) + compute[1] / speed[1]
+  const double device_done = compute[0];
+  const double edge_done = j > i ? std::max(device_done, arrival(0, 1, device_done)) + compute[1]
                                           : device_done;
   const double cloud_ready = std::max({device_done, arrival(0, 2, device_done), arrival(1, 2, edge_done)});
-  const double cloud_done = n > j ? cloud_ready + compute[2] / speed[2] : cloud_ready;
+  const double cloud_done = n > j ? cloud_ready + compute[2] : cloud_ready;
   return std::max({device_done, arrival(1, 0, edge_done), arrival(2, 0, cloud_done)});
 }
 

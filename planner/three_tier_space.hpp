@@ -71,12 +71,16 @@ class three_tier_space {
   std::vector<int> order_;            // computed layers, topological
   std::vector<int> position_;         // layer -> position (-1 for inputs)
   // For screening without allocation: per layer, its readers' positions, its output bytes and
-  // whether the graph returns it; per position, the prefix sum of compute and the end of the
-  // longest tileable run starting there (-1: none).
+  // whether the graph returns it; per node, the prefix sums of its compute.
   std::vector<std::vector<int>> reader_positions_;
   std::vector<size_t> output_bytes_;
   std::vector<bool> is_graph_output_;
-  std::vector<double> compute_prefix_;
+  std::map<std::string, std::vector<double>> node_prefix_;  // per node: prefix sums of its layer times
+  // Time node `name` takes for positions [begin, end).
+  double node_ms(const std::string& name, int begin, int end) const {
+    const std::vector<double>& prefix = node_prefix_.at(name);
+    return prefix[size_t(end)] - prefix[size_t(begin)];
+  }
   std::vector<std::string> edges_;    // edge node names, sorted
   std::map<int, std::vector<int>> tileable_ends_;
   std::map<three_tier_choice, double> memo_;

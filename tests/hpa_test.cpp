@@ -408,3 +408,36 @@ BOOST_AUTO_TEST_CASE(a_slower_edge_node_gets_a_smaller_tile) {
     if (node != "edge2") BOOST_TEST(area["edge2"] < a, node);
   BOOST_TEST(decision->predicted_ms < decision->current_ms);
 }
+
+// A node's own measured profile (already at its speed) prices exactly like the planning profile
+// over the node's speed: equal profiles give equal plans and predictions.
+BOOST_AUTO_TEST_CASE(measured_node_profiles_price_like_speeds) {
+  for (const std::string name : {"resnet18", "googlenet", "alexnet"}) {
+    graph g = load(name);
+    const layer_profile profile = profile_from_flops(g, 100.0);
+    const cluster_model by_speed = cluster_model::evaluation(*testbed::with_uplink("4G"), 4);
+    cluster_model by_probe = by_speed;
+    for (auto& [node_name, node] : by_probe.nodes) {
+      layer_profile own = profile;
+      for (double& ms : own.milliseconds) ms /= node.speed;
+      node.measured = std::make_shared<const layer_profile>(own);
+      node.speed = 1.0;
+    }
+    three_tier_choice a, b;
+    auto pa = hpa_strategy(g, profile, by_speed, {}, &a);
+    auto pb = hpa_strategy(g, profile, by_probe, {}, &b);
+    BOOST_REQUIRE(pa.is_ok());
+    BOOST_REQUIRE(pb.is_ok());
+    BOOST_TEST(pa->prediction.latency_ms == pb->prediction.latency_ms, boost::test_tools::tolerance(1e-9));
+    BOOST_TEST((a == b), name);
+    // A slower edge1 (its own profile twice as slow) no longer hosts the edge segment first.
+    cluster_model slow_edge1 = by_probe;
+    layer_profile slower = *slow_edge1.nodes.at("edge1").measured;
+    for (double& ms : slower.milliseconds) ms *= 2;
+    slow_edge1.nodes.at("edge1").measured = std::make_shared<const layer_profile>(slower);
+    auto space = three_tier_space::create(g, profile, slow_edge1);
+    BOOST_REQUIRE(space.is_ok());
+    const deployment_plan plan = space->plan_of({0, space->layers(), -1, 1});
+    BOOST_TEST(plan.segments.at(0).node != "edge1", name);
+  }
+}

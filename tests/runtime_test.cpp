@@ -755,4 +755,35 @@ BOOST_FIXTURE_TEST_CASE(a_trace_step_changes_the_uplink_and_probes_see_it, testb
   BOOST_TEST(!dep.probe_link("device", "nowhere", 10).is_ok());
 }
 
+// Per-node profiles are measured on the node (stand-in weights, the node's clock: thread CPU time
+// over its speed under the virtual clock) and cached per model: the second probe is the first.
+BOOST_FIXTURE_TEST_CASE(nodes_measure_and_cache_their_own_profiles, testbed_cluster) {
+  d3::deployment_options options;
+  options.timeout = 60s;
+  options.emulation.clock = "virtual";
+  d3::deployment dep(*system, options);
+  BOOST_REQUIRE(dep.connect(endpoints()).is_ok());
+  const d3::graph& g = resnet18();
+  auto device = dep.probe_profile(g, "device");
+  BOOST_REQUIRE_MESSAGE(device.is_ok(), device.message());
+  auto edge = dep.probe_profile(g, "edge1");
+  BOOST_REQUIRE(edge.is_ok());
+  size_t timed = 0;
+  for (size_t l = 0; l < g.layers.size(); ++l) {
+    BOOST_TEST(device->milliseconds[l] >= 0.0);
+    timed += g.layers[l].kind != d3::layer_kind::input && device->milliseconds[l] > 0;
+  }
+  BOOST_TEST(timed > g.layers.size() / 2);
+  // The device (speed 0.1) charges about 5 times what an edge node (0.5) does for the same work.
+  const double ratio = device->total() / edge->total();
+  BOOST_TEST_MESSAGE("resnet18 probed: device " << device->total() << " ms, edge1 " << edge->total()
+                                                << " ms (ratio " << ratio << ", speeds 0.1 and 0.5)");
+  BOOST_TEST(ratio > 2.5);
+  BOOST_TEST(ratio < 10.0);
+  auto again = dep.probe_profile(g, "device");
+  BOOST_REQUIRE(again.is_ok());
+  BOOST_TEST(again->milliseconds == device->milliseconds);  // cached: the same numbers
+  BOOST_TEST(!dep.probe_profile(g, "moon").is_ok());
+}
+
 BOOST_AUTO_TEST_SUITE_END()

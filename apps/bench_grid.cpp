@@ -31,6 +31,7 @@
 
 #include "actors/deployment.hpp"
 #include "actors/emulation.hpp"
+#include "actors/planner_actor.hpp"
 #include "actors/protocol.hpp"
 #include "apps/app_support.hpp"
 #include "apps/local_nodes.hpp"
@@ -54,7 +55,9 @@ The evaluation grid: for each model, uplink and strategy, the plan the strategy 
 planner's cost model is deployed on real d3-node processes and measured on the emulated testbed.
 
 For each model the bench measures a per-layer profile in this process (single thread, median of
---profile-repeats runs), computes the single-process answers of the request inputs with
+--profile-repeats runs; with --profile nodes, the default, the planner then uses every node's own
+profile, probed on the node under its clock and cached there), computes the single-process
+answers of the request inputs with
 d3::executor, and starts fresh d3-node processes (device, edge1..edgeK, cloud with the testbed's
 speeds, on free loopback ports; restarted per model, so layer caches do not pile up, and after a
 cell whose deployment or requests failed). For each uplink and strategy it
@@ -113,6 +116,8 @@ over the uplink and then the backbone.
   --seed S            request i's input is seeded S + i (default 1)
   --model-seed S      seed of the built-in models' weights (default 2021)
   --profile-repeats R runs of the per-layer profile (default 3)
+  --profile nodes|local  the layer times the planner prices plans with: probed on each node
+                      (default) or measured in this process and divided by the node's speed
   --timeout-ms T      timeout of every connect, deployment step and answer (default 60000)
   --node-binary FILE  the d3-node executable (default: d3-node next to d3-bench)
   --help              this text
@@ -314,7 +319,7 @@ struct grid_options {
   uint64_t seed = 1, model_seed = default_model_seed;
   double noise_floor = 0.02;
   bool check = false;
-  std::string out = "grid-results", node_binary;
+  std::string out = "grid-results", node_binary, profile_source = "nodes";
   grid_testbed bed;
   std::string command_line;
 };
@@ -368,6 +373,10 @@ grid_options parse_grid_options(int argc, char** argv) {
       o.warmup = int(integer(0, 1000));
     } else if (arg == "--profile-repeats") {
       o.profile_repeats = int(integer(1, 1000));
+    } else if (arg == "--profile") {
+      o.profile_source = value();
+      if (o.profile_source != "nodes" && o.profile_source != "local")
+        bad_input("--profile expects nodes or local, got '" + o.profile_source + "'");
     } else if (arg == "--timeout-ms") {
       o.timeout_ms = integer(1, 3600000);
     } else if (arg == "--seed") {
@@ -732,7 +741,8 @@ grid_results run_grid(const grid_options& o, caf::actor_system& system) {
     std::unique_ptr<local_nodes> nodes;  // started fresh per model: no layer cache carries over
     for (const std::string& uplink_name : o.uplinks) {
       const testbed t = o.bed.with(*o.bed.uplink(uplink_name));
-      const cluster_model cluster = cluster_model::evaluation(t, o.bed.edge_nodes);
+      cluster_model cluster = cluster_model::evaluation(t, o.bed.edge_nodes);
+      bool probed = o.profile_source != "nodes";
       deployment_options dopts;
       dopts.timeout = std::chrono::milliseconds(o.timeout_ms);
       dopts.emulation.clock = "virtual";
@@ -763,6 +773,17 @@ grid_results run_grid(const grid_options& o, caf::actor_system& system) {
             emit(c);
             continue;
           }
+        }
+        if (!probed) {  // the nodes' own layer times (each node caches them per model)
+          bar.detail("probing the nodes' profiles");
+          if (auto s = probe_node_profiles(*dep, m.g, cluster, o.profile_repeats); !s) {
+            c.error = "profile probe: " + s.message();
+            dep.reset();
+            nodes.reset();
+            emit(c);
+            continue;
+          }
+          probed = true;
         }
         bool healthy = run_cell(c, o, m, cluster, *dep, dopts, roles, bar);
         // A node that died during the cell may have hosted no stage of it, and then nothing else
@@ -996,10 +1017,13 @@ std::string markdown_report(const grid_options& o, const grid_results& r, const 
   md += format("Started %s (UTC), %.0f s of wall time on %ld cores. Each cell: %d warm-up + %d timed requests, one in "
                "flight, inputs seeded %llu + i, every answer compared memcmp-equal with a single-process d3::executor "
                "run of the same input. Latency = median virtual end-to-end time of the timed requests. Predicted = the "
-               "planner's cost model for the plan the strategy chose, with per-layer times measured in this process "
+               "planner's cost model for the plan the strategy chose, with per-layer times %s "
                "(%d runs, single thread).\n\n",
                started_utc.c_str(), wall_seconds, ::sysconf(_SC_NPROCESSORS_ONLN), o.warmup, o.requests,
-               (unsigned long long)o.seed, o.profile_repeats);
+               (unsigned long long)o.seed,
+               o.profile_source == "nodes" ? "probed on each node under its clock (thread CPU time / speed)"
+                                           : "measured in this process over each node's speed",
+               o.profile_repeats);
   md += testbed_text(o) + "\n";
 
   const bool has_hpa = contains(o.strategies, "hpa");

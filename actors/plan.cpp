@@ -98,11 +98,19 @@ std::string to_json(const deployment_plan& plan) {
   return j.dump(2);
 }
 
-result<stage_graph> build_stage_graph(const graph& g, const deployment_plan& plan) {
-  auto order_result = topological_order(g);
-  if (!order_result) return order_result.error();
+result<stage_graph> build_stage_graph(const graph& g, const deployment_plan& plan, stage_graph_memo* memo) {
+  if (!memo || memo->topological.empty()) {
+    auto order_result = topological_order(g);
+    if (!order_result) return order_result.error();
+    if (!memo) {
+      stage_graph_memo local;
+      local.topological = std::move(order_result.value());
+      return build_stage_graph(g, plan, &local);
+    }
+    memo->topological = std::move(order_result.value());
+  }
   std::vector<int> order;
-  for (int i : *order_result)
+  for (int i : memo->topological)
     if (g.layers[i].kind != layer_kind::input) order.push_back(i);
   if (!plan.order.empty()) {
     // An explicit order: every computed layer once, each after the layers it reads.
@@ -170,29 +178,35 @@ result<stage_graph> build_stage_graph(const graph& g, const deployment_plan& pla
     if (!b) return b.error();
     auto e = locate(what, pr.last);
     if (!e) return e.error();
-    auto run = make_tiled_run(g, order[size_t(*b)], order[size_t(*e)]);
-    if (!run) return status::error("plan: " + what + ": " + run.message());
-    {  // with an explicit order, the run must be contiguous in it too
-      std::set<int> in_run(run->layers.begin(), run->layers.end()), in_span(order.begin() + *b, order.begin() + *e + 1);
+    const auto key = std::make_tuple(order[size_t(*b)], order[size_t(*e)], pr.grid, pr.row_weights, pr.col_weights);
+    auto known = memo->runs.find(key);
+    if (known == memo->runs.end()) {
+      auto run = make_tiled_run(g, order[size_t(*b)], order[size_t(*e)]);
+      if (!run) return status::error("plan: " + what + ": " + run.message());
+      const tensor_shape& out = g.layers[run->output].output_shape;
+      auto grid = tile_grid::parse(pr.grid, out.h, out.w);
+      if (!grid) return status::error("plan: " + what + ": " + grid.message());
+      if (!pr.row_weights.empty() || !pr.col_weights.empty()) {
+        if (int(pr.row_weights.size()) != grid->rows() || int(pr.col_weights.size()) != grid->cols())
+          return status::error("plan: " + what + ": grid " + pr.grid + " needs " + std::to_string(grid->rows()) +
+                               " row weights and " + std::to_string(grid->cols()) + " column weights, got " +
+                               std::to_string(pr.row_weights.size()) + " and " + std::to_string(pr.col_weights.size()));
+        grid = tile_grid::proportional(pr.row_weights, pr.col_weights, out.h, out.w);
+        if (!grid) return status::error("plan: " + what + ": " + grid.message());
+      }
+      auto tiles = plan_tiles(g, *run, *grid);
+      if (!tiles) return status::error("plan: " + what + ": " + tiles.message());
+      known = memo->runs.emplace(key, std::make_pair(std::move(run.value()), std::move(tiles.value()))).first;
+    }
+    const tiled_run& run = known->second.first;
+    if (int(pr.nodes.size()) != int(known->second.second.size()))
+      return status::error("plan: " + what + ": grid " + pr.grid + " has " + std::to_string(known->second.second.size()) +
+                           " tiles but " + std::to_string(pr.nodes.size()) + " nodes are named");
+    if (!plan.order.empty()) {  // with an explicit order, the run must be contiguous in it too
+      std::set<int> in_run(run.layers.begin(), run.layers.end()), in_span(order.begin() + *b, order.begin() + *e + 1);
       if (in_run != in_span)
         return status::error("plan: " + what + ": the run's layers are not contiguous in the plan's order");
     }
-    const tensor_shape& out = g.layers[run->output].output_shape;
-    auto grid = tile_grid::parse(pr.grid, out.h, out.w);
-    if (!grid) return status::error("plan: " + what + ": " + grid.message());
-    if (!pr.row_weights.empty() || !pr.col_weights.empty()) {
-      if (int(pr.row_weights.size()) != grid->rows() || int(pr.col_weights.size()) != grid->cols())
-        return status::error("plan: " + what + ": grid " + pr.grid + " needs " + std::to_string(grid->rows()) +
-                             " row weights and " + std::to_string(grid->cols()) + " column weights, got " +
-                             std::to_string(pr.row_weights.size()) + " and " + std::to_string(pr.col_weights.size()));
-      grid = tile_grid::proportional(pr.row_weights, pr.col_weights, out.h, out.w);
-      if (!grid) return status::error("plan: " + what + ": " + grid.message());
-    }
-    if (int(pr.nodes.size()) != grid->tiles())
-      return status::error("plan: " + what + ": grid " + pr.grid + " has " + std::to_string(grid->tiles()) +
-                           " tiles but " + std::to_string(pr.nodes.size()) + " nodes are named");
-    auto tiles = plan_tiles(g, *run, *grid);
-    if (!tiles) return status::error("plan: " + what + ": " + tiles.message());
     size_t seg = 0;
     while (seg < segments.size() && segments[seg].end < *b) ++seg;
     if (seg == segments.size() || *e > segments[seg].end)
@@ -200,8 +214,8 @@ result<stage_graph> build_stage_graph(const graph& g, const deployment_plan& pla
     for (const run_span& other : runs_in_segment[seg])
       if (!(*e < other.begin || *b > other.end)) return status::error("plan: " + what + " overlaps another tiled run");
     runs_in_segment[seg].push_back({*b, *e, int(sg.runs.size())});
-    sg.runs.push_back(std::move(run.value()));
-    sg.tiles.push_back(std::move(tiles.value()));
+    sg.runs.push_back(run);
+    sg.tiles.push_back(known->second.second);
   }
 
   // Stages in execution order.

@@ -18,7 +18,9 @@
 // topological order but not always of the graph's own one.
 #pragma once
 
+#include <map>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "kernels/graph.hpp"
@@ -90,7 +92,15 @@ struct stage_graph {
 // Precondition: g prepared. Errors name the plan entry and the layer: unknown layer, segments
 // that overlap, leave a gap or run backwards, a tiled run outside one segment or not tileable,
 // a tile count that does not match the grid.
-result<stage_graph> build_stage_graph(const graph& g, const deployment_plan& plan);
+// `memo` (optional, for one graph only) keeps work plans of the same graph share: its
+// topological order and each tiled run's geometry by (first, last, grid, weights).
+struct stage_graph_memo {
+  std::vector<int> topological;
+  std::map<std::tuple<int, int, std::string, std::vector<double>, std::vector<double>>,
+           std::pair<tiled_run, std::vector<tile_geometry>>>
+      runs;
+};
+result<stage_graph> build_stage_graph(const graph& g, const deployment_plan& plan, stage_graph_memo* memo = nullptr);
 
 // Bytes of one tensor a stage sends: a layer's whole output, or for "T@tile<k>" tile k's region
 // of T (its input region, or its share of the run output). 0 for an unknown tensor.

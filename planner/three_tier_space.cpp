@@ -1,6 +1,7 @@
 #include "planner/three_tier_space.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <limits>
 #include <tuple>
@@ -68,6 +69,9 @@ result<three_tier_space> three_tier_space::create(const graph& g, const layer_pr
     if (ta != tb) return ta < tb;
     return a.size() != b.size() ? a.size() < b.size() : a < b;
   });
+  space.tier_prefix_[0] = space.node_prefix_.at("device");
+  space.tier_prefix_[1] = space.node_prefix_.at(space.edges_[0]);
+  space.tier_prefix_[2] = space.node_prefix_.at("cloud");
   return space;
 }
 
@@ -139,7 +143,7 @@ result<planned> three_tier_space::evaluate(const three_tier_choice& c) const {
                 c.tile_nodes < 2 || c.tile_nodes > edge_nodes()))
     return status::error("three-tier choice: tiled run out of range");
   deployment_plan plan = plan_of(c);
-  auto stages = build_stage_graph(*g_, plan);
+  auto stages = build_stage_graph(*g_, plan, &stage_memo_);
   if (!stages) return stages.error();
   auto prediction = predict_plan(*g_, *stages, *profile_, *cluster_);
   if (!prediction) return prediction.error();
@@ -179,9 +183,7 @@ double three_tier_space::tiling_saving_ms(const three_tier_choice& c) const {
 }
 
 double three_tier_space::screen_untiled(int i, int j) const {
-  const int n = layers();
   auto tier_of_position = [&](int p) { return p < i ? 0 : p < j ? 1 : 2; };
-  const double compute[3] = {node_ms("device", 0, i), node_ms(edges_[0], i, j), node_ms("cloud", j, n)};
   // Bytes per (from tier, to tier); graph inputs leave the device at 0, before the device's own
   // outputs, which leave when the device finishes (the link sends in that order).
   size_t bytes[3][3] = {{0, 0, 0}, {0, 0, 0}, {0, 0, 0}};
@@ -195,12 +197,19 @@ double three_tier_space::screen_untiled(int i, int j) const {
     for (int t = 0; t < 3; ++t)
       if (to[t] && t != from) (graph_input ? input_bytes[t] : bytes[from][t]) += output_bytes_[l];
   }
+  return untiled_latency(i, j, bytes, input_bytes);
+}
+
+double three_tier_space::untiled_latency(int i, int j, const size_t bytes[3][3], const size_t input_bytes[3]) const {
+  const int n = layers();
+  auto span = [&](int tier, int begin, int end) { return tier_prefix_[tier][size_t(end)] - tier_prefix_[tier][size_t(begin)]; };
+  const double compute[3] = {span(0, 0, i), span(1, i, j), span(2, j, n)};
   const node_role roles[3] = {node_role::device, node_role::edge, node_role::cloud};
   // Arrival of the last tensor from tier `from` (done at `done`) at tier `to`; 0 when none.
   auto arrival = [&](int from, int to, double done) {
-    const link_profile link = cluster_->links.link(roles[from], roles[to]);
     const size_t early = from == 0 ? input_bytes[to] : 0;
     if (early == 0 && bytes[from][to] == 0) return 0.0;
+    const link_profile link = cluster_->links.link(roles[from], roles[to]);
     auto transmission = [&](size_t n) { return transfer_ms({link.bandwidth_mbit_per_s, 0.0}, n); };
     const double early_free = transmission(early);
     double last = early ? early_free + link.latency_ms : 0.0;
@@ -214,6 +223,57 @@ double three_tier_space::screen_untiled(int i, int j) const {
   const double cloud_ready = std::max({device_done, arrival(0, 2, device_done), arrival(1, 2, edge_done)});
   const double cloud_done = n > j ? cloud_ready + compute[2] : cloud_ready;
   return std::max({device_done, arrival(1, 0, edge_done), arrival(2, 0, cloud_done)});
+}
+
+std::vector<double> three_tier_space::screen_all_untiled() const {
+  const int n = layers();
+  const size_t count = position_.size();
+  // Per position, the layers it reads (once per reading, as reader_positions_ lists them).
+  std::vector<std::vector<int>> reads(static_cast<size_t>(n));
+  for (size_t l = 0; l < count; ++l)
+    for (int r : reader_positions_[l]) reads[size_t(r)].push_back(int(l));
+  std::vector<double> out(size_t(n + 1) * size_t(n + 1), infinity);
+  std::vector<int> from(count);
+  std::vector<std::array<int, 3>> readers(count);  // per layer: its readers per tier
+  size_t bytes[3][3];
+  size_t input_bytes[3];
+  // A layer's crossing bytes, added (sign +1) or taken away (-1).
+  auto account = [&](size_t l, int sign) {
+    const bool graph_input = position_[l] < 0;
+    for (int t = 0; t < 3; ++t) {
+      const bool to = readers[l][size_t(t)] > 0 || (t == 0 && is_graph_output_[l]);
+      if (!to || t == from[l]) continue;
+      size_t& cell = graph_input ? input_bytes[t] : bytes[from[l]][t];
+      cell = sign > 0 ? cell + output_bytes_[l] : cell - output_bytes_[l];
+    }
+  };
+  for (int i = 0; i <= n; ++i) {
+    // j = i: positions before i on the device, the rest in the cloud; the edge is empty.
+    std::fill(&bytes[0][0], &bytes[0][0] + 9, size_t(0));
+    std::fill(input_bytes, input_bytes + 3, size_t(0));
+    for (size_t l = 0; l < count; ++l) {
+      from[l] = position_[l] < 0 || position_[l] < i ? 0 : 2;
+      readers[l] = {0, 0, 0};
+      for (int r : reader_positions_[l]) ++readers[l][r < i ? 0 : 2];
+      account(l, +1);
+    }
+    for (int j = i;; ++j) {
+      out[size_t(i) * size_t(n + 1) + size_t(j)] = untiled_latency(i, j, bytes, input_bytes);
+      if (j == n) break;
+      // Position j moves from the cloud to the edge: its own tensor's crossings, and its readings.
+      const size_t moved = size_t(order_[size_t(j)]);
+      account(moved, -1);
+      from[moved] = 1;
+      account(moved, +1);
+      for (int l : reads[size_t(j)]) {
+        account(size_t(l), -1);
+        --readers[size_t(l)][2];
+        ++readers[size_t(l)][1];
+        account(size_t(l), +1);
+      }
+    }
+  }
+  return out;
 }
 
 int layers_placed_differently(const three_tier_choice& a, const three_tier_choice& b, int layers) {
@@ -333,10 +393,11 @@ result<planned> hpa_strategy(const graph& g, const layer_profile& profile, const
   // 1. Screen every (i, j), untiled and with the edge segment's longest tileable leading run over
   // K = 2.. edge nodes, with the fast estimate; keep the best few.
   std::vector<std::pair<double, three_tier_choice>> screened;
+  const std::vector<double> untiled_ms = space.screen_all_untiled();
   for (int i = 0; i <= n; ++i) {
     const int longest_from_i = space.longest_run_end(i);
     for (int j = i; j <= n; ++j) {
-      const double untiled = space.screen_untiled(i, j);
+      const double untiled = untiled_ms[size_t(i) * size_t(n + 1) + size_t(j)];
       screened.push_back({untiled, {i, j, -1, 1}});
       const int longest = std::min(longest_from_i, j - 1);
       if (longest < i) continue;

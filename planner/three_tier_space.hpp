@@ -50,6 +50,10 @@ class three_tier_space {
   // An untiled choice in closed form, O(n) without allocation: each tier's compute, and per link
   // the graph inputs sent at 0 then the tier's crossing tensors sent when it finishes.
   double screen_untiled(int i, int j) const;
+  // screen_untiled for every i <= j at once, [i * (n + 1) + j] (+infinity for i > j), in
+  // O(n^2 + n * edges): for each i, j sweeps up and moves one layer from the cloud to the edge at
+  // a time, updating the crossing bytes of that layer and of what it reads (tested equal).
+  std::vector<double> screen_all_untiled() const;
   // Screening a tiled choice: screen_untiled minus this estimate of what tiling saves (the run's
   // edge time divided by K, plus 15% halo overhead).
   double tiling_saving_ms(const three_tier_choice& c) const;
@@ -76,6 +80,10 @@ class three_tier_space {
   std::vector<size_t> output_bytes_;
   std::vector<bool> is_graph_output_;
   std::map<std::string, std::vector<double>> node_prefix_;  // per node: prefix sums of its layer times
+  std::vector<double> tier_prefix_[3];  // screening's copies: device, the edge segment's node, cloud
+  // An untiled choice's latency from its crossing bytes per (from tier, to tier) and the graph
+  // inputs' bytes per destination tier.
+  double untiled_latency(int i, int j, const size_t bytes[3][3], const size_t input_bytes[3]) const;
   // Time node `name` takes for positions [begin, end).
   double node_ms(const std::string& name, int begin, int end) const {
     const std::vector<double>& prefix = node_prefix_.at(name);
@@ -84,6 +92,7 @@ class three_tier_space {
   std::vector<std::string> edges_;    // edge node names, sorted
   std::map<int, std::vector<int>> tileable_ends_;
   std::map<three_tier_choice, double> memo_;
+  mutable stage_graph_memo stage_memo_;  // tiled runs' geometry, shared by the choices priced
   size_t evaluations_ = 0;
 };
 

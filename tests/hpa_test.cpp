@@ -123,6 +123,8 @@ BOOST_AUTO_TEST_CASE(hpa_equals_exact_on_random_chains_and_diamonds) {
 
 // The closed form of untiled choices is the cost model's stage-graph replay, on random DAGs and
 // on the five models.
+// The closed form (one pair, and the sweep over all pairs) equals the cost model's stage-graph
+// replay on every untiled choice.
 BOOST_AUTO_TEST_CASE(closed_form_matches_the_cost_model_on_untiled_plans) {
   for (uint64_t seed = 1; seed <= 45; ++seed) {
     const char* models[] = {"alexnet", "vgg16", "resnet18", "googlenet", "mobilenet_v2"};
@@ -132,11 +134,14 @@ BOOST_AUTO_TEST_CASE(closed_form_matches_the_cost_model_on_untiled_plans) {
     auto space = three_tier_space::create(g, profile, cluster);
     BOOST_REQUIRE(space.is_ok());
     const int n = space->layers();
+    const std::vector<double> swept = space->screen_all_untiled();
     for (int i = 0; i <= n; ++i)
       for (int j = i; j <= n; ++j) {
         const double screened = space->screen_untiled(i, j), priced = space->evaluate({i, j, -1, 1})->prediction.latency_ms;
         BOOST_TEST(std::abs(screened - priced) <= 1e-9 * priced,
                    "seed " << seed << " i " << i << " j " << j << ": screen " << screened << " cost model " << priced);
+        BOOST_TEST(swept[size_t(i) * size_t(n + 1) + size_t(j)] == screened,
+                   "seed " << seed << " i " << i << " j " << j << ": the sweep differs from screen_untiled");
       }
   }
 }

@@ -120,10 +120,10 @@ result<dads_cut> dads_min_cut(const graph& g, const layer_profile& profile, cons
     if (L.kind == layer_kind::input) {
       net.add_arc(source, l, infinite_capacity);  // inputs are born on the device
     } else {
-      const double cloud_ms = profile.milliseconds[size_t(l)] / cloud->second.speed +
+      const double cloud_ms = cloud->second.profile_or(profile).milliseconds[size_t(l)] / cloud->second.speed +
                               (is_output ? transfer_ms(down, L.output_shape.bytes()) : 0.0);
       net.add_arc(source, l, cloud_ms);
-      net.add_arc(l, sink, profile.milliseconds[size_t(l)] / device->second.speed);
+      net.add_arc(l, sink, device->second.profile_or(profile).milliseconds[size_t(l)] / device->second.speed);
     }
     if (readers[size_t(l)].empty()) continue;
     const double send_ms = transfer_ms(up, L.output_shape.bytes());

@@ -435,6 +435,12 @@ BOOST_AUTO_TEST_CASE(measured_node_profiles_price_like_speeds) {
     BOOST_REQUIRE(pb.is_ok());
     BOOST_TEST(pa->prediction.latency_ms == pb->prediction.latency_ms, boost::test_tools::tolerance(1e-9));
     BOOST_TEST((a == b), name);
+    for (const char* baseline : {"neurosurgeon", "dads", "ftp", "device", "edge", "cloud"}) {
+      auto sa = plan_with_strategy(baseline, g, profile, by_speed), sb = plan_with_strategy(baseline, g, profile, by_probe);
+      BOOST_REQUIRE(sa.is_ok() && sb.is_ok());
+      BOOST_TEST(sa->prediction.latency_ms == sb->prediction.latency_ms, boost::test_tools::tolerance(1e-9));
+      BOOST_TEST(to_json(sa->plan) == to_json(sb->plan), name << " " << baseline);
+    }
     // A slower edge1 (its own profile twice as slow) no longer hosts the edge segment first.
     cluster_model slow_edge1 = by_probe;
     layer_profile slower = *slow_edge1.nodes.at("edge1").measured;

@@ -22,6 +22,7 @@
 #include <limits>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <string>
@@ -60,12 +61,14 @@ profile, probed on the node under its clock and cached there), computes the sing
 answers of the request inputs with
 d3::executor, and starts fresh d3-node processes (device, edge1..edgeK, cloud with the testbed's
 speeds, on free loopback ports; restarted per model, so layer caches do not pile up, and after a
-cell whose deployment or requests failed). For each uplink and strategy it
-  1. plans: d3::plan_with_strategy on cluster_model::evaluation(testbed with that uplink, K);
-     the cost model's predicted latency is recorded,
-  2. deploys the plan (d3::deployment, virtual clock, shaped links of the testbed),
-  3. runs --warmup + --requests requests, one in flight, each answer compared memcmp-equal with
-     the single-process answer of the same input,
+cell whose deployment or requests failed). For each uplink it
+  1. plans every strategy: d3::plan_with_strategy on cluster_model::evaluation(testbed with that
+     uplink, K); the cost model's predicted latency is recorded,
+  2. measures the strategies side by side, in rounds: round r deploys each strategy's plan in
+     turn (d3::deployment, virtual clock, shaped links of the testbed; a redeploy ships nothing,
+     the nodes cache the layers) and runs its request r, one in flight, the answer compared
+     memcmp-equal with the single-process answer of the same input; --warmup + --requests
+     rounds, so a slow phase of this shared machine hits every strategy alike,
   4. records the median, p10, p90, min and max of the timed requests' virtual end-to-end latency,
      the bytes per request on every link (from the stage graph: each tensor once per destination
      node; the app sits on the device node) and the backbone bytes: links touching the cloud node
@@ -621,66 +624,65 @@ void account_links(grid_cell& c, const std::vector<link_bytes>& per_request, con
   }
 }
 
-// One cell on a connected deployment. Returns false when the nodes should be restarted before the
-// next cell (the deployment or a request failed: a node may be gone or hold a broken stage).
-bool run_cell(grid_cell& c, const grid_options& o, const model_context& m, const cluster_model& cluster,
-              deployment& dep, const deployment_options& dopts, const std::map<std::string, std::string>& roles,
-              progress_bar& bar) {
-  bar.detail("planning");
+// A cell's plan: what the strategy picks on the cost model (the prediction is recorded).
+std::optional<deployment_plan> plan_cell(grid_cell& c, const model_context& m, const cluster_model& cluster) {
   auto chosen = plan_with_strategy(c.strategy, m.g, m.profile, cluster);
   if (!chosen) {
     c.error = "plan: " + chosen.message();
-    return true;
+    return std::nullopt;
   }
   c.predicted_ms = chosen->prediction.latency_ms;
   c.plan = describe_plan(chosen->plan);
-  bar.detail("deploying");
-  auto report = dep.deploy(m.g, chosen->plan);
+  return chosen->plan;
+}
+
+// Deploys a cell's plan (its first deployment records the weights shipped and bytes per link).
+// Returns false when the deployment failed (the cell records why).
+bool deploy_cell(grid_cell& c, const deployment_plan& plan, const model_context& m, deployment& dep,
+                 const deployment_options& dopts, const std::map<std::string, std::string>& roles) {
+  auto report = dep.deploy(m.g, plan);
   if (!report) {
     c.error = "deploy: " + report.message();
     return false;
   }
-  c.deployed = true;
-  c.weights_shipped = report->weight_bytes_shipped;
-  account_links(c, report->bytes_per_request, dopts.app_node, dopts.emulation.app_node, roles);
+  if (!c.deployed) {
+    c.deployed = true;
+    c.weights_shipped = report->weight_bytes_shipped;
+    account_links(c, report->bytes_per_request, dopts.app_node, dopts.emulation.app_node, roles);
+  }
+  return true;
+}
 
+// Request `i` (warm-ups first) of a deployed cell, compared memcmp-equal with the single-process
+// answer. Returns false when the request failed: the rest of the cell is skipped, counted failed.
+bool request_cell(grid_cell& c, int i, const grid_options& o, const model_context& m, deployment& dep) {
   const int total = o.warmup + o.requests;
   const size_t strays_before = dep.stray_errors().size();  // the deployment object outlives cells
-  bool healthy = true;
-  for (int i = 0; i < total; ++i) {
-    bar.detail(format("request %d/%d%s", i + 1, total, i < o.warmup ? " (warm-up)" : ""));
-    std::vector<request_outcome> outcomes = dep.run({m.inputs[size_t(i)]}, 1);
-    const request_outcome& r = outcomes.at(0);
-    if (!r.ok) {
-      ++c.failed;
-      if (c.error.empty()) c.error = format("request %d: ", i + 1) + r.error;
-      // A failed request (a timeout, a stage or node gone) says the deployment is unwell: the
-      // rest of the cell is skipped, not waited for one timeout each.
-      c.failed += total - 1 - i;
-      healthy = false;
-      break;
-    }
-    bool same = r.outputs.size() == m.expected[size_t(i)].size();
-    for (const auto& [name, want] : m.expected[size_t(i)]) {
-      auto got = r.outputs.find(name);
-      same = same && got != r.outputs.end() && bitwise_equal(got->second, want);
-    }
-    if (!same) {
-      ++c.differ;
-      if (c.error.empty()) c.error = format("request %d: the answer differs from the single-process run", i + 1);
-    } else {
-      ++c.verified;
-    }
-    if (i >= o.warmup) {
-      c.virtual_ms.push_back(r.virtual_latency_ms);
-      c.wall_ms.push_back(r.latency_ms);
-    }
+  std::vector<request_outcome> outcomes = dep.run({m.inputs[size_t(i)]}, 1);
+  const request_outcome& r = outcomes.at(0);
+  if (!r.ok) {
+    if (c.error.empty()) c.error = format("request %d: ", i + 1) + r.error;
+    c.failed += total - i;
+    return false;
+  }
+  bool same = r.outputs.size() == m.expected[size_t(i)].size();
+  for (const auto& [name, want] : m.expected[size_t(i)]) {
+    auto got = r.outputs.find(name);
+    same = same && got != r.outputs.end() && bitwise_equal(got->second, want);
+  }
+  if (!same) {
+    ++c.differ;
+    if (c.error.empty()) c.error = format("request %d: the answer differs from the single-process run", i + 1);
+  } else {
+    ++c.verified;
+  }
+  if (i >= o.warmup) {
+    c.virtual_ms.push_back(r.virtual_latency_ms);
+    c.wall_ms.push_back(r.latency_ms);
   }
   const std::vector<std::string>& strays = dep.stray_errors();
   if (strays.size() > strays_before && c.error.empty()) c.error = "stage error: " + strays[strays_before];
-  dep.teardown();
-  fill_statistics(c);
-  return healthy && dep.broken().empty();
+  return true;
 }
 
 std::string cell_line(const grid_cell& c) {
@@ -750,56 +752,82 @@ grid_results run_grid(const grid_options& o, caf::actor_system& system) {
       dopts.emulation.links = t;
       dopts.emulation.app_node = "device";
       std::unique_ptr<deployment> dep;  // one per uplink: the emulation settings are per deployment
-      for (const std::string& strategy : o.strategies) {
-        bar.cell(index++, model + " " + uplink_name + " " + strategy);
-        grid_cell c = new_cell(uplink_name, strategy);
-        if (!dep) {
-          if (!nodes) {
-            bar.detail("starting nodes");
-            auto started = local_nodes::start(o.node_binary, log_folder, specs, std::chrono::seconds(30));
-            if (!started) {
-              c.error = "nodes: " + started.message();
-              emit(c);
-              continue;
-            }
-            nodes = std::move(started.value());
-          }
-          bar.detail("connecting");
-          dep = std::make_unique<deployment>(system, dopts);
-          if (auto s = dep->connect(nodes->endpoints()); !s) {
-            c.error = "connect: " + s.message();
-            dep.reset();
-            nodes.reset();
-            emit(c);
-            continue;
-          }
+      // Nodes and a connected deployment (fresh nodes after a failure); "" or what went wrong.
+      auto ready = [&]() -> std::string {
+        if (dep) return "";
+        if (!nodes) {
+          bar.detail("starting nodes");
+          auto started = local_nodes::start(o.node_binary, log_folder, specs, std::chrono::seconds(30));
+          if (!started) return "nodes: " + started.message();
+          nodes = std::move(started.value());
+        }
+        bar.detail("connecting");
+        dep = std::make_unique<deployment>(system, dopts);
+        if (auto s = dep->connect(nodes->endpoints()); !s) {
+          dep.reset();
+          nodes.reset();
+          return "connect: " + s.message();
         }
         if (!probed) {  // the nodes' own layer times (each node caches them per model)
           bar.detail("probing the nodes' profiles");
           if (auto s = probe_node_profiles(*dep, m.g, cluster, o.profile_repeats); !s) {
-            c.error = "profile probe: " + s.message();
             dep.reset();
             nodes.reset();
-            emit(c);
-            continue;
+            return "profile probe: " + s.message();
           }
           probed = true;
         }
-        bool healthy = run_cell(c, o, m, cluster, *dep, dopts, roles, bar);
-        // A node that died during the cell may have hosted no stage of it, and then nothing else
-        // notices; but the cell's numbers are not to be trusted (e.g. the app's links are those of
-        // the device node), so the cell records it and the nodes restart.
-        if (const std::vector<std::string> gone = nodes->exited(); !gone.empty()) {
-          c.error = "during the cell: " + join(gone, "; ") + (c.error.empty() ? "" : "; " + c.error);
-          healthy = false;
+        return "";
+      };
+      // Every strategy's cell of this uplink, measured side by side: round r deploys each plan in
+      // turn and runs its request r, so slow phases of this shared machine hit every strategy
+      // alike. Redeploys ship nothing (the nodes cache the layers) and reset the virtual clocks.
+      bar.cell(index, model + " " + uplink_name + " (" + std::to_string(o.strategies.size()) + " strategies, interleaved)");
+      std::vector<grid_cell> cells;
+      std::vector<std::optional<deployment_plan>> plans;
+      const std::string failure = ready();
+      for (const std::string& strategy : o.strategies) {
+        cells.push_back(new_cell(uplink_name, strategy));
+        plans.push_back(failure.empty() ? plan_cell(cells.back(), m, cluster) : std::nullopt);
+        if (!failure.empty()) cells.back().error = failure;
+      }
+      const int total = o.warmup + o.requests;
+      for (int round = 0; round < total; ++round) {
+        for (size_t k = 0; k < cells.size(); ++k) {
+          grid_cell& c = cells[k];
+          if (!plans[k]) continue;
+          bar.detail(format("round %d/%d%s: %s", round + 1, total, round < o.warmup ? " (warm-up)" : "", c.strategy.c_str()));
+          bool healthy = false;
+          if (const std::string not_ready = ready(); !not_ready.empty()) {
+            c.error = not_ready;
+          } else if (deploy_cell(c, *plans[k], m, *dep, dopts, roles)) {
+            healthy = request_cell(c, round, o, m, *dep);
+            dep->teardown();
+            healthy = healthy && dep->broken().empty();
+          }
+          // A node that died may have hosted no stage of this cell, and then nothing else notices;
+          // but the numbers are not to be trusted (e.g. the app's links are those of the device
+          // node), so the cell records it and the nodes restart.
+          if (nodes) {
+            if (const std::vector<std::string> gone = nodes->exited(); !gone.empty()) {
+              c.error = "during the cell: " + join(gone, "; ") + (c.error.empty() ? "" : "; " + c.error);
+              healthy = false;
+            }
+          }
+          if (!healthy) {  // this cell stops; fresh nodes for the others (the deployment goes first)
+            if (c.failed == 0) c.failed = total - round;
+            plans[k].reset();
+            bar.detail("restarting nodes");
+            dep.reset();
+            nodes.reset();
+          }
         }
-        if (!healthy) {  // fresh nodes for the next cell; the deployment goes first (it talks to them)
-          bar.detail("restarting nodes");
-          dep.reset();
-          nodes.reset();
-        }
+      }
+      for (grid_cell& c : cells) {
+        fill_statistics(c);
         emit(std::move(c));
       }
+      index += o.strategies.size();
       dep.reset();
     }
     bar.detail("stopping nodes");

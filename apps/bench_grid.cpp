@@ -68,7 +68,8 @@ cell whose deployment or requests failed). For each uplink it
      turn (d3::deployment, virtual clock, shaped links of the testbed; a redeploy ships nothing,
      the nodes cache the layers) and runs its request r, one in flight, the answer compared
      memcmp-equal with the single-process answer of the same input; --warmup + --requests
-     rounds, so a slow phase of this shared machine hits every strategy alike,
+     rounds, so a slow phase of this shared machine hits every strategy alike (the order
+     rotates each round),
   4. records the median, p10, p90, min and max of the timed requests' virtual end-to-end latency,
      the bytes per request on every link (from the stage graph: each tensor once per destination
      node; the app sits on the device node) and the backbone bytes: links touching the cloud node
@@ -793,7 +794,10 @@ grid_results run_grid(const grid_options& o, caf::actor_system& system) {
       }
       const int total = o.warmup + o.requests;
       for (int round = 0; round < total; ++round) {
-        for (size_t k = 0; k < cells.size(); ++k) {
+        // The order rotates: a plan run right after the others ran elsewhere finds its node's
+        // caches cold, and that must not always be the same strategy.
+        for (size_t turn = 0; turn < cells.size(); ++turn) {
+          const size_t k = (turn + size_t(round)) % cells.size();
           grid_cell& c = cells[k];
           if (!plans[k]) continue;
           bar.detail(format("round %d/%d%s: %s", round + 1, total, round < o.warmup ? " (warm-up)" : "", c.strategy.c_str()));

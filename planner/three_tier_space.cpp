@@ -410,6 +410,15 @@ result<planned> hpa_strategy(const graph& g, const layer_profile& profile, const
   const size_t keep = std::min(screened.size(), size_t(std::max(1, options.screened)));
   std::partial_sort(screened.begin(), screened.begin() + long(keep), screened.end(),
                     [](const auto& a, const auto& b) { return a.first < b.first; });
+  // The best untiled choice is always a start: its screening is exact, so HPA is never worse than
+  // the best untiled three-tier plan (which contains device-only, cloud-only and every
+  // Neurosurgeon split), whatever the tiling estimates say.
+  std::pair<double, three_tier_choice> best_untiled{infinity, {}};
+  for (const auto& entry : screened)
+    if (entry.second.tiled_end < 0 && entry.first < best_untiled.first) best_untiled = entry;
+  bool untiled_kept = false;
+  for (size_t s = 0; s < keep; ++s) untiled_kept |= screened[s].second == best_untiled.second;
+  if (!untiled_kept && best_untiled.first < infinity) screened[keep - 1] = best_untiled;
   // 2. Local search from each on the cost model (boundaries, tiling end, K); the best wins.
   three_tier_choice best;
   double best_ms = infinity;

@@ -452,3 +452,44 @@ BOOST_AUTO_TEST_CASE(measured_node_profiles_price_like_speeds) {
     BOOST_TEST(plan.segments.at(0).node != "edge1", name);
   }
 }
+
+// With every node's own (noisy, as measured) profile, HPA is never worse than the best untiled
+// three-tier plan (its screening of untiled choices is exact and the best one is always refined;
+// before, seeds 4 and 13 of resnet18 and 6 of mobilenet_v2 on WiFi ended 1-2.5% above it), and
+// stays within 1% of the exhaustive optimum where that is quick to compute.
+BOOST_AUTO_TEST_CASE(hpa_with_measured_node_profiles_is_no_worse_than_any_untiled_plan) {
+  for (const std::string name : {"alexnet", "vgg16", "resnet18", "mobilenet_v2", "googlenet"}) {
+    graph g = load(name);
+    const layer_profile profile = profile_from_flops(g, 100.0);
+    for (uint64_t seed = 1; seed <= 20; ++seed)
+      for (const char* uplink : {"4G", "WiFi"}) {
+        cluster_model cluster = cluster_model::evaluation(*testbed::with_uplink(uplink), 4);
+        uint64_t state = seed * 0x9e3779b97f4a7c15ull;
+        const double device_scale = 0.5 + 0.1 * double(seed % 10);
+        for (auto& [node_name, node] : cluster.nodes) {
+          layer_profile own = profile;
+          for (double& ms : own.milliseconds) {  // +-30% per layer and node, deterministic
+            state = state * 6364136223846793005ull + 1442695040888963407ull;
+            ms = ms / node.speed * (0.7 + 0.6 * double(state >> 11) / double(1ull << 53)) *
+                 (node_name == "device" ? device_scale : 1.0);
+          }
+          node.measured = std::make_shared<const layer_profile>(own);
+          node.speed = 1.0;
+        }
+        auto hpa = hpa_strategy(g, profile, cluster);
+        BOOST_REQUIRE(hpa.is_ok());
+        auto space = three_tier_space::create(g, profile, cluster);
+        BOOST_REQUIRE(space.is_ok());
+        const std::vector<double> untiled = space->screen_all_untiled();
+        const double best_untiled = *std::min_element(untiled.begin(), untiled.end());
+        BOOST_TEST(hpa->prediction.latency_ms <= best_untiled * (1 + 1e-9),
+                   name << " " << uplink << " seed " << seed << ": hpa " << hpa->prediction.latency_ms
+                        << " ms, best untiled " << best_untiled);
+        if (seed == 1 && (name == "alexnet" || name == "vgg16" || name == "resnet18")) {
+          auto exact = three_tier_exact(g, profile, cluster);
+          BOOST_REQUIRE(exact.is_ok());
+          BOOST_TEST(hpa->prediction.latency_ms <= exact->prediction.latency_ms * 1.01, name << " " << uplink);
+        }
+      }
+  }
+}

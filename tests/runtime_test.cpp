@@ -238,6 +238,16 @@ struct testbed_cluster : cluster {
   testbed_cluster() : cluster({{"device", 0.1}, {"edge1", 0.5}, {"edge2", 0.5}, {"cloud", 4.0}}) {}
 };
 
+// Deployment options of the emulated evaluation testbed: virtual clock, shaped links, WiFi.
+d3::deployment_options virtual_wifi_options(std::chrono::seconds timeout) {
+  d3::deployment_options options;
+  options.timeout = timeout;
+  options.emulation.clock = "virtual";
+  options.emulation.shaped = true;
+  options.emulation.links = d3::testbed::with_uplink("WiFi").value();
+  return options;
+}
+
 const d3::stage_report* report_of(const d3::request_outcome& r, int stage_id) {
   for (const d3::stage_report& s : r.stage_reports)
     if (s.stage_id == stage_id) return &s;
@@ -592,11 +602,7 @@ BOOST_FIXTURE_TEST_CASE(virtual_latency_matches_the_cost_model, testbed_cluster)
 // flight; those finish on their version, later ones run on the new one, every answer is exact,
 // and only the layers whose node changed are shipped.
 BOOST_FIXTURE_TEST_CASE(live_migration_loses_no_request_and_ships_only_moved_layers, testbed_cluster) {
-  d3::deployment_options options;
-  options.timeout = 30s;
-  options.emulation.clock = "virtual";
-  options.emulation.shaped = true;
-  options.emulation.links = d3::testbed::with_uplink("WiFi").value();
+  d3::deployment_options options = virtual_wifi_options(30s);
   d3::deployment dep(*system, options);
   BOOST_REQUIRE(dep.connect(endpoints()).is_ok());
   const d3::graph& g = resnet18();
@@ -723,11 +729,7 @@ BOOST_FIXTURE_TEST_CASE(uplink_drop_makes_the_planner_migrate_only_changed_layer
 // A trace step changes the uplink between requests, and a light probe through the nodes measures
 // exactly the emulated link: latency + 8 * bytes / bandwidth, before and after the step.
 BOOST_FIXTURE_TEST_CASE(a_trace_step_changes_the_uplink_and_probes_see_it, testbed_cluster) {
-  d3::deployment_options options;
-  options.timeout = 20s;
-  options.emulation.clock = "virtual";
-  options.emulation.shaped = true;
-  options.emulation.links = d3::testbed::with_uplink("WiFi").value();
+  d3::deployment_options options = virtual_wifi_options(20s);
   d3::deployment dep(*system, options);
   BOOST_REQUIRE(dep.connect(endpoints()).is_ok());
   const d3::graph& g = resnet18();

@@ -814,6 +814,17 @@ std::vector<request_outcome> deployment::run(const std::vector<std::map<std::str
       if (node.address() == down.source) {
         down_nodes_.insert(name);
         log({{"event", "node_down"}, {"node", name}, {"reason", system_.render(down.reason)}});
+        // The emulation puts the app on its node: requests start there and answers end there.
+        // Without it, latencies would leave out the app's links: every request fails instead.
+        const bool emulated = options_.emulation.shaped || options_.emulation.clock == "virtual";
+        if (emulated && name == options_.emulation.app_node) {
+          if (broken_.empty())
+            broken_ = "node '" + name + "' at " + endpoints_.at(name).address() +
+                      ", where the emulation places the app, is gone (" + system_.render(down.reason) + ")";
+          std::vector<uint64_t> waiting;
+          for (const auto& [id, i] : active) waiting.push_back(id);
+          for (uint64_t id : waiting) finish(id, broken_);
+        }
         return;
       }
     for (size_t s = 0; s < stage_actors_.size(); ++s) {

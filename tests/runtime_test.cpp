@@ -428,6 +428,31 @@ BOOST_FIXTURE_TEST_CASE(a_node_killed_after_deployment_fails_requests_at_once, c
   }
 }
 
+// Under the emulation the app sits on the device node: with the device gone, requests fail naming
+// it, even when no stage runs there (before, they ran on without the app's links).
+BOOST_FIXTURE_TEST_CASE(the_app_node_killed_fails_requests_naming_it, testbed_cluster) {
+  d3::deployment_options options = virtual_wifi_options(20s);
+  d3::deployment dep(*system, options);
+  BOOST_REQUIRE(dep.connect(endpoints()).is_ok());
+  const d3::graph& g = resnet18();
+  d3::deployment_plan plan;
+  plan.segments = {{"edge1", "conv1", "fc"}};
+  BOOST_REQUIRE(dep.deploy(g, plan).is_ok());
+  auto inputs = inputs_for(g, 3, 31);
+  check_answers(g, {inputs[0]}, dep.run({inputs[0]}, 1));
+  node_process& device = nodes[0];
+  BOOST_REQUIRE_EQUAL(device.name, "device");
+  ::kill(device.pid, SIGKILL);
+  ::waitpid(device.pid, nullptr, 0);
+  device.pid = -1;
+  std::this_thread::sleep_for(200ms);  // the connection's end reaches the app
+  auto outcomes = dep.run(inputs, 1);
+  for (const auto& r : outcomes) {
+    BOOST_CHECK(!r.ok);
+    BOOST_CHECK_MESSAGE(r.error.find("device") != std::string::npos && r.error.find("gone") != std::string::npos, r.error);
+  }
+}
+
 BOOST_FIXTURE_TEST_CASE(a_corrupt_payload_gets_an_error_reply_and_the_stage_keeps_serving, cluster) {
   d3::deployment_options options;
   options.timeout = 20s;

@@ -761,7 +761,8 @@ BOOST_FIXTURE_TEST_CASE(a_trace_step_changes_the_uplink_and_probes_see_it, testb
   d3::deployment_plan plan;  // everything on the edge: the input crosses the uplink
   plan.segments = {{"edge1", "conv1", "fc"}};
   BOOST_REQUIRE(dep.deploy(g, plan).is_ok());
-  auto trace = d3::parse_trace_json(R"({"steps": [{"at_ms": 0, "uplink": "WiFi"}, {"at_ms": 1, "uplink": "3G"}]})");
+  auto trace = d3::parse_trace_json(R"({"steps": [{"at_ms": 0, "uplink": "WiFi"}, {"at_ms": 1, "uplink": "3G"},
+                                                   {"at_ms": 4000, "speeds": {"edge1": 0.25}}]})");
   BOOST_REQUIRE(trace.is_ok());
   dep.set_trace(trace.value());
   auto wifi_probe = dep.probe_link("device", "edge1", 16384);
@@ -779,6 +780,19 @@ BOOST_FIXTURE_TEST_CASE(a_trace_step_changes_the_uplink_and_probes_see_it, testb
   auto slow_probe = dep.probe_link("device", "edge1", 16384);
   BOOST_REQUIRE(slow_probe.is_ok());
   BOOST_TEST(slow_probe->ms == 5.0 + 8.0 * 16384 / 1100.0, boost::test_tools::tolerance(1e-9));
+  // The third step (after 4 s of virtual time: request 2, uploading over 3G, ended past it) halves edge1's speed: its
+  // compute takes about twice as long (thread CPU time / 0.25 instead of / 0.5).
+  auto third = dep.run({inputs[0]}, 1);
+  check_answers(g, {inputs[0]}, third);
+  BOOST_TEST(third[0].trace_step == 2);
+  auto compute_ms = [](const d3::request_outcome& o) {
+    BOOST_REQUIRE_EQUAL(o.computes.size(), 1u);
+    return o.computes[0].ms;
+  };
+  const double ratio = compute_ms(third[0]) / compute_ms(outcomes[1]);
+  BOOST_TEST_MESSAGE("edge1 compute at speed 0.5: " << compute_ms(outcomes[1]) << " ms, at 0.25: " << compute_ms(third[0]) << " ms");
+  BOOST_TEST(ratio > 1.5);
+  BOOST_TEST(ratio < 2.7);
   BOOST_TEST(!dep.probe_link("device", "nowhere", 10).is_ok());
 }
 

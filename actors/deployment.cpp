@@ -209,7 +209,6 @@ result<deploy_report> deployment::deploy(const graph& g, const deployment_plan& 
   virtual_now_ = 0;
   wall_epoch_ = clock_type::now();
   trace_applied_ = -1;  // a trace's times count from this deploy
-  graph_ = &g;
   auto installed = install(g, plan, report);
   if (!installed) return installed.error();
   adopt(std::move(installed.value()));
@@ -225,6 +224,7 @@ void deployment::adopt(deployed_version v) {
   input_routes_ = std::move(v.input_routes);
   remote_inputs_ = std::move(v.remote_inputs);
   answer_bytes_ = std::move(v.answer_bytes);
+  stage_shares_ = std::move(v.stage_shares);
   graph_outputs_ = stages_.graph_outputs;
   plan_version_ = v.version;
   gone_.clear();
@@ -394,6 +394,7 @@ result<deployment::deployed_version> deployment::install(const graph& g, const d
   v.version = plan.version;
   v.input_routes = std::move(input_routes);
   // Transfer accounting for the planner: per stage, the bytes it reads from each remote stage.
+  for (const stage& st : sg->stages) v.stage_shares.push_back(layer_shares(g, *sg, st));
   v.remote_inputs.resize(sg->stages.size());
   for (const route& r : sg->routes) {
     const std::string from = r.from_stage < 0 ? options_.emulation.app_node : sg->stages[size_t(r.from_stage)].node;
@@ -413,7 +414,6 @@ result<migration_report> deployment::migrate(const graph& g, const deployment_pl
     return status::error("migrate: plan version " + std::to_string(plan.version) + " is not newer than the running " +
                          std::to_string(plan_version_));
   const auto started = clock_type::now();
-  graph_ = &g;
   // Where each layer runs now (its set of nodes: tiles run a layer on several).
   auto placement = [&](const stage_graph& sg) {
     std::map<int, std::set<std::string>> nodes;
@@ -441,6 +441,7 @@ result<migration_report> deployment::migrate(const graph& g, const deployment_pl
   old.input_routes = std::move(input_routes_);
   old.remote_inputs = std::move(remote_inputs_);
   old.answer_bytes = std::move(answer_bytes_);
+  old.stage_shares = std::move(stage_shares_);
   old.in_flight = in_flight_current_;
   const std::map<caf::actor, std::string> old_nodes = actor_nodes_;
   adopt(std::move(installed.value()));
@@ -511,8 +512,12 @@ status deployment::update_emulation(const testbed& links, const std::map<std::st
   return status::ok();
 }
 
-result<layer_profile> deployment::probe_profile(const graph& g, const std::string& name, int repeats) {
-  if (!nodes_.count(name) || down_nodes_.count(name)) return status::error("profile probe: node '" + name + "' is not connected");
+result<std::map<std::string, layer_profile>> deployment::probe_profiles(const graph& g,
+                                                                        const std::vector<std::string>& names,
+                                                                        int repeats) {
+  for (const std::string& name : names)
+    if (!nodes_.count(name) || down_nodes_.count(name))
+      return status::error("profile probe: node '" + name + "' is not connected");
   // The node measures under the clock it will run with: before a deploy, configure it now (a
   // deploy resets the clocks anyway).
   if (stage_actors_.empty()) D3_RETURN_IF_ERROR(send_emulation(false, {}));
@@ -521,32 +526,42 @@ result<layer_profile> deployment::probe_profile(const graph& g, const std::strin
   std::vector<int> computed;
   for (int l : *order)
     if (g.layers[size_t(l)].kind != layer_kind::input) computed.push_back(l);
-  bytes payload = encode_layers(g, computed, model_hash(g), {});
-  if (payload.empty()) return status::error("profile probe: cannot encode the model for node '" + name + "'");
+  const bytes payload = encode_layers(g, computed, model_hash(g), {});
+  if (payload.empty()) return status::error("profile probe: cannot encode the model");
   caf::scoped_actor& self = *self_;
-  std::string answer, failure;
-  self->request(nodes_.at(name), options_.timeout, protocol::profile_atom::value, std::move(payload), int32_t(repeats))
-      .receive([&](std::string& reply) { answer = std::move(reply); },
-               [&](caf::error& e) {
-                 failure = e == caf::sec::request_timeout
-                               ? "no answer within " + std::to_string(options_.timeout.count()) + " ms"
-                               : system_.render(e);
-               });
-  if (!failure.empty()) return status::error("profile probe of node '" + name + "': " + failure);
-  const nlohmann::json j = nlohmann::json::parse(answer, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) return status::error("profile probe of node '" + name + "': malformed answer");
-  if (j.contains("error")) return status::error("profile probe of node '" + name + "': " + j.at("error").get<std::string>());
-  layer_profile profile;
-  profile.milliseconds.assign(g.layers.size(), 0.0);
-  const nlohmann::json& layers = j.at("layers");
-  for (int l : computed) {
-    auto it = layers.find(g.layers[size_t(l)].name);
-    if (it == layers.end() || !it->is_number())
-      return status::error("profile probe of node '" + name + "': no time for layer '" + g.layers[size_t(l)].name + "'");
-    profile.milliseconds[size_t(l)] = it->get<double>();
+  std::map<std::string, layer_profile> profiles;
+  for (const std::string& name : names) {
+    std::string answer, failure;
+    self->request(nodes_.at(name), options_.timeout, protocol::profile_atom::value, payload, int32_t(repeats))
+        .receive([&](std::string& reply) { answer = std::move(reply); },
+                 [&](caf::error& e) {
+                   failure = e == caf::sec::request_timeout
+                                 ? "no answer within " + std::to_string(options_.timeout.count()) + " ms"
+                                 : system_.render(e);
+                 });
+    const std::string what = "profile probe of node '" + name + "': ";
+    if (!failure.empty()) return status::error(what + failure);
+    const nlohmann::json j = nlohmann::json::parse(answer, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) return status::error(what + "malformed answer");
+    if (j.contains("error")) return status::error(what + j.at("error").get<std::string>());
+    layer_profile& profile = profiles[name];
+    profile.milliseconds.assign(g.layers.size(), 0.0);
+    const nlohmann::json& layers = j.at("layers");
+    for (int l : computed) {
+      auto it = layers.find(g.layers[size_t(l)].name);
+      if (it == layers.end() || !it->is_number())
+        return status::error(what + "no time for layer '" + g.layers[size_t(l)].name + "'");
+      profile.milliseconds[size_t(l)] = it->get<double>();
+    }
+    log({{"event", "profile_probed"}, {"node", name}, {"total_ms", profile.total()}});
   }
-  log({{"event", "profile_probed"}, {"node", name}, {"total_ms", profile.total()}});
-  return profile;
+  return profiles;
+}
+
+result<layer_profile> deployment::probe_profile(const graph& g, const std::string& name, int repeats) {
+  auto profiles = probe_profiles(g, {name}, repeats);
+  if (!profiles) return profiles.error();
+  return std::move(profiles->at(name));
 }
 
 result<transfer_observation> deployment::probe_link(const std::string& from, const std::string& to, size_t size,
@@ -566,7 +581,7 @@ result<transfer_observation> deployment::probe_link(const std::string& from, con
           [&](caf::error& e) { failure = system_.render(e); });
   if (!failure.empty() || ms < 0)
     return status::error("probe " + from + " -> " + to + ": " + (failure.empty() ? "no time" : failure));
-  return transfer_observation{from, to, size, ms, true};
+  return transfer_observation{from, to, size, ms};
 }
 
 void deployment::probe_idle_links(request_outcome& o) {
@@ -586,9 +601,7 @@ void deployment::probe_idle_links(request_outcome& o) {
     if (role == "edge") edges.push_back(name);
     if (role == "cloud" && cloud.empty()) cloud = name;
   }
-  std::sort(edges.begin(), edges.end(), [](const std::string& a, const std::string& b) {
-    return a.size() != b.size() ? a.size() < b.size() : a < b;
-  });
+  std::sort(edges.begin(), edges.end(), node_name_less);
   const std::string& app = options_.emulation.app_node;
   std::vector<std::pair<std::string, std::string>> pairs;
   if (!edges.empty()) pairs.push_back({app, edges[0]});
@@ -684,24 +697,24 @@ std::vector<request_outcome> deployment::run(const std::vector<std::map<std::str
     active.erase(it);
     ++done;
     const bool virtual_clock = options_.emulation.clock == "virtual";
-    auto observe = [&](const stage_graph& sg) {
+    auto observe = [&](const stage_graph& sg, const std::vector<std::vector<double>>& shares) {
       for (const stage_report& r : o.stage_reports) {
         if (r.stage_id < 0 || size_t(r.stage_id) >= sg.stages.size()) continue;
         const stage& st = sg.stages[size_t(r.stage_id)];
-        if (graph_ && (st.kind == stage_kind::segment || st.kind == stage_kind::tile))
-          o.computes.push_back({st.node, st.layers, layer_shares(*graph_, sg, st), r.finish_ms - r.ready_ms});
+        if (st.kind == stage_kind::segment || st.kind == stage_kind::tile)
+          o.computes.push_back({st.node, st.layers, shares[size_t(r.stage_id)], r.finish_ms - r.ready_ms});
       }
     };
     if (o.plan_version == plan_version_) {
       if (in_flight_current_ > 0) --in_flight_current_;
       if (virtual_clock && o.ok) {
         o.transfers = transfers_of(stages_, remote_inputs_, answer_bytes_, o);
-        observe(stages_);
+        observe(stages_, stage_shares_);
       }
     } else if (auto old = retiring_.find(o.plan_version); old != retiring_.end()) {
       if (virtual_clock && o.ok) {
         o.transfers = transfers_of(old->second.stages, old->second.remote_inputs, old->second.answer_bytes, o);
-        observe(old->second.stages);
+        observe(old->second.stages, old->second.stage_shares);
       }
       if (old->second.in_flight > 0 && --old->second.in_flight == 0) {
         retire(old->second, "its last request was answered");

@@ -96,7 +96,6 @@ struct transfer_observation {
   std::string from, to;
   size_t bytes = 0;
   double ms = 0;
-  bool probe = false;  // a light probe of an idle link, not request data
 };
 
 // One stage's compute in a request's virtual times (emulation): node `node` computed `shares` of
@@ -192,9 +191,12 @@ class deployment {
   // lost), every waiting and later request fails at once naming the stage and node.
   std::vector<request_outcome> run(const std::vector<std::map<std::string, tensor>>& inputs, int in_flight);
 
-  // The per-layer compute times of `g` on node `name`, measured there (a probe run of every
-  // layer, sent without weights; protocol::profile_atom): what that node's clock charges per
-  // layer. The node caches them per model. Errors name the node.
+  // The per-layer compute times of `g` on each node of `names`, measured there (a probe run of
+  // every layer, sent without weights; protocol::profile_atom): what that node's clock charges
+  // per layer. The model is hashed and encoded once for all of them; each node caches its answer
+  // per model. Errors name the node.
+  result<std::map<std::string, layer_profile>> probe_profiles(const graph& g, const std::vector<std::string>& names,
+                                                              int repeats = 3);
   result<layer_profile> probe_profile(const graph& g, const std::string& name, int repeats = 3);
 
   // A light probe: `size` bytes from node `from` to node `to` over their emulated link (both
@@ -256,6 +258,7 @@ class deployment {
     // Per stage: bytes of its inputs by producing stage on another node (-1: the app).
     std::vector<std::map<int, size_t>> remote_inputs;
     std::map<int, size_t> answer_bytes;  // producing stage -> graph-output bytes it sends the app
+    std::vector<std::vector<double>> stage_shares;  // per stage: layer_shares (compute observations)
     size_t in_flight = 0;
   };
   result<deployed_version> install(const graph& g, const deployment_plan& plan, deploy_report& report,
@@ -272,9 +275,9 @@ class deployment {
   std::map<int, deployed_version> retiring_;  // older versions with requests still in flight
   std::vector<std::map<int, size_t>> remote_inputs_;  // of the current version
   std::map<int, size_t> answer_bytes_;
+  std::vector<std::vector<double>> stage_shares_;  // of the current version
   adaptation_hook adaptation_;
   const graph* adaptation_graph_ = nullptr;
-  const graph* graph_ = nullptr;  // the deployed model (deploy()'s caller keeps it alive while deployed)
   std::vector<migration_report> migrations_;
   size_t in_flight_current_ = 0;  // requests of the current version in flight (run())  // stages of the current deployment known to have exited  // why the deployment cannot answer any more (a stage or node is gone)
   uint64_t next_request_id_ = 1;

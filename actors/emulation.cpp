@@ -40,6 +40,10 @@ double node_clock::compute(double ready_ms, double cpu_ms) {
   return free_at_ms_;
 }
 
+bool node_name_less(const std::string& a, const std::string& b) {
+  return a.size() != b.size() ? a.size() < b.size() : a < b;
+}
+
 double thread_cpu_ms() {
   timespec ts{};
   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);

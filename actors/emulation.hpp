@@ -55,6 +55,9 @@ class node_clock {
   double free_at_ms_ = 0;
 };
 
+// The order of numbered node names: by length, then by name ("edge2" before "edge10").
+bool node_name_less(const std::string& a, const std::string& b);
+
 // CPU time the calling thread has used, in milliseconds (CLOCK_THREAD_CPUTIME_ID).
 double thread_cpu_ms();
 

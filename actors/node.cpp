@@ -174,8 +174,9 @@ node_emulation& emulation() {
 std::string profile_fragment(const bytes& payload, int repeats) {
   static std::mutex cache_mutex;
   static std::map<std::string, std::string> cache;
+  auto failed = [](const std::string& why) { return nlohmann::json{{"error", "profile probe: " + why}}.dump(); };
   auto shipment = decode_shipment(payload.data(), payload.size());
-  if (!shipment) return nlohmann::json{{"error", "profile probe: " + shipment.message()}}.dump();
+  if (!shipment) return failed(shipment.message());
   graph& f = shipment->fragment;
   std::string key = std::to_string(shipment->model_hash) + ":" + std::to_string(repeats);
   for (const layer& l : f.layers) key += ":" + l.name;
@@ -184,9 +185,9 @@ std::string profile_fragment(const bytes& payload, int repeats) {
     auto hit = cache.find(key);
     if (hit != cache.end()) return hit->second;
   }
-  if (status s = fill_missing_weights(f); !s) return nlohmann::json{{"error", "profile probe: " + s.message()}}.dump();
+  if (status s = fill_missing_weights(f); !s) return failed(s.message());
   auto exec = executor::create(f);
-  if (!exec) return nlohmann::json{{"error", "profile probe: " + exec.message()}}.dump();
+  if (!exec) return failed(exec.message());
   std::vector<tensor> inputs;
   for (int i : f.input_layers()) inputs.push_back(random_tensor(f.layers[size_t(i)].output_shape, 7));
   std::vector<const tensor*> pointers;
@@ -199,7 +200,7 @@ std::string profile_fragment(const bytes& payload, int repeats) {
     const double cpu_start = thread_cpu_ms();
     auto out = (*exec)->run(pointers, &timings);
     const double cpu_ms = thread_cpu_ms() - cpu_start;
-    if (!out) return nlohmann::json{{"error", "profile probe: " + out.message()}}.dump();
+    if (!out) return failed(out.message());
     if (r == 0) continue;  // warm-up
     double wall_ms = 0;
     for (const layer_timing& t : timings) wall_ms += t.milliseconds;

@@ -46,10 +46,12 @@ caf::actor spawn_planner_actor(caf::actor_system& system, std::shared_ptr<adapti
 }
 
 status probe_node_profiles(deployment& dep, const graph& g, cluster_model& cluster, int repeats) {
+  std::vector<std::string> names;
+  for (const auto& [name, node] : cluster.nodes) names.push_back(name);
+  auto probed = dep.probe_profiles(g, names, repeats);
+  if (!probed) return probed.error();
   for (auto& [name, node] : cluster.nodes) {
-    auto probed = dep.probe_profile(g, name, repeats);
-    if (!probed) return probed.error();
-    node.measured = std::make_shared<const layer_profile>(std::move(probed.value()));
+    node.measured = std::make_shared<const layer_profile>(std::move(probed->at(name)));
     node.speed = 1.0;
   }
   return status::ok();

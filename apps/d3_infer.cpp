@@ -440,7 +440,7 @@ d3::result<d3::deployment_plan> plan_by_strategy(const options& o, const d3::gra
                        : n.name.rfind("edge", 0) == 0 ? "edge" : n.name;
     auto r = d3::node_role_from_string(role);
     if (!r) return d3::status::error("--strategy: node '" + n.name + "': " + r.message());
-    cluster.nodes[n.name] = {r.value(), t->speed_of(r.value())};
+    cluster.nodes[n.name] = {r.value(), t->speed_of(r.value()), nullptr};
   }
   for (const char* needed : {"device", "edge1", "cloud"})
     if (!cluster.nodes.count(needed)) return d3::status::error(std::string("--strategy: the cluster has no node '") + needed + "'");

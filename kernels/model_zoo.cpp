@@ -68,6 +68,7 @@ uint64_t fnv1a64(const std::string& s) {
 // layer's channel count (needed for fan-in) so call sites only state what torchvision states.
 
 const float relu_gain = float(std::sqrt(2.0));  // He: keeps E[x^2] through conv + ReLU
+constexpr float linear_gain = 1.0f;               // keeps E[x^2] through a linear layer
 
 // Uniform in [-a, a) with a = gain * sqrt(3 / fan_in): variance gain^2 / fan_in.
 weight_blob he_uniform(seeded_generator& gen, size_t count, int fan_in, float gain) {
@@ -76,7 +77,6 @@ weight_blob he_uniform(seeded_generator& gen, size_t count, int fan_in, float ga
   for (float& v : w) v = gen.uniform(-a, a);
   return weight_blob::from_vector(std::move(w));
 }
-constexpr float linear_gain = 1.0f;               // keeps E[x^2] through a linear layer
 
 class builder {
  public:
@@ -191,7 +191,6 @@ class builder {
   seeded_generator generator(const std::string& layer_name) const {
     return seeded_generator(fnv1a64(layer_name) ^ seed_);
   }
-
 
   static weight_blob small_bias(seeded_generator& gen, int count) {
     std::vector<float> b(static_cast<size_t>(count));

@@ -8,9 +8,9 @@ namespace d3 {
 cluster_model cluster_model::evaluation(const testbed& t, int edge_nodes) {
   cluster_model c;
   c.links = t;
-  c.nodes["device"] = {node_role::device, t.device_speed};
-  c.nodes["cloud"] = {node_role::cloud, t.cloud_speed};
-  for (int e = 1; e <= edge_nodes; ++e) c.nodes["edge" + std::to_string(e)] = {node_role::edge, t.edge_speed};
+  c.nodes["device"] = {node_role::device, t.device_speed, nullptr};
+  c.nodes["cloud"] = {node_role::cloud, t.cloud_speed, nullptr};
+  for (int e = 1; e <= edge_nodes; ++e) c.nodes["edge" + std::to_string(e)] = {node_role::edge, t.edge_speed, nullptr};
   c.app_node = "device";
   return c;
 }

@@ -29,11 +29,16 @@ result<planned> evaluate(const graph& g, const layer_profile& profile, const clu
 
 }  // namespace
 
-std::string near_square_grid(int k) {
+std::pair<int, int> near_square_shape(int k) {
   int cols = 1;
   for (int c = 1; c * c <= k; ++c)
     if (k % c == 0) cols = c;
-  return std::to_string(k / cols) + "x" + std::to_string(cols);
+  return {k / cols, cols};
+}
+
+std::string near_square_grid(int k) {
+  const auto [rows, cols] = near_square_shape(k);
+  return std::to_string(rows) + "x" + std::to_string(cols);
 }
 
 deployment_plan three_tier_plan(const graph& g, int i, int j, const std::string& edge_node) {
@@ -88,7 +93,7 @@ result<planned> ftp_strategy(const graph& g, const layer_profile& profile, const
   for (size_t p = 0; k > 1 && p < order.size(); ++p) {
     if (!make_tiled_run(g, first, order[p])) continue;
     deployment_plan plan = untiled;
-    plan.tiled_runs.push_back({g.layers[size_t(first)].name, g.layers[size_t(order[p])].name, grid, edges, "", ""});
+    plan.tiled_runs.push_back({g.layers[size_t(first)].name, g.layers[size_t(order[p])].name, grid, edges, "", "", {}, {}});
     auto candidate = evaluate(g, profile, cluster, plan);
     if (!candidate) continue;  // e.g. a grid with more tiles than the run's output has rows
     if (candidate->prediction.latency_ms < best->prediction.latency_ms) best = std::move(candidate);

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "actors/plan.hpp"
@@ -50,6 +51,8 @@ result<planned> plan_with_strategy(const std::string& name, const graph& g, cons
 // A near-square grid of k tiles with at least as many rows as columns ("2x1", "3x1", "2x2"):
 // rows cut the feature maps where they are tallest first.
 std::string near_square_grid(int k);
+// The same as (rows, columns).
+std::pair<int, int> near_square_shape(int k);
 
 // The plan with segments device [0, i), edge [i, j), cloud [j, n) (empty tiers left out).
 deployment_plan three_tier_plan(const graph& g, int i, int j, const std::string& edge_node = "edge1");

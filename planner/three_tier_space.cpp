@@ -66,8 +66,7 @@ result<three_tier_space> three_tier_space::create(const graph& g, const layer_pr
   const int n = space.layers();
   std::sort(space.edges_.begin(), space.edges_.end(), [&](const std::string& a, const std::string& b) {
     const double ta = space.node_ms(a, 0, n), tb = space.node_ms(b, 0, n);
-    if (ta != tb) return ta < tb;
-    return a.size() != b.size() ? a.size() < b.size() : a < b;
+    return ta != tb ? ta < tb : node_name_less(a, b);
   });
   space.tier_prefix_[0] = space.node_prefix_.at("device");
   space.tier_prefix_[1] = space.node_prefix_.at(space.edges_[0]);
@@ -114,7 +113,7 @@ deployment_plan three_tier_space::plan_of(const three_tier_choice& c) const {
     // Uneven nodes get uneven tiles: a row's height follows its nodes' summed speed on the run
     // (1 / the run's time there), a column's width likewise (exact for one row or one column of
     // tiles). Nodes within 2% of each other count as equal (measured profiles differ by noise).
-    const int cols = std::stoi(run.grid.substr(run.grid.find('x') + 1)), rows = c.tile_nodes / cols;
+    const auto [rows, cols] = near_square_shape(c.tile_nodes);
     std::vector<double> row_weights(size_t(rows), 0.0), col_weights(size_t(cols), 0.0);
     double slowest = 0, fastest = infinity;
     for (int t = 0; t < c.tile_nodes; ++t) {

@@ -299,7 +299,7 @@ BOOST_FIXTURE_TEST_CASE(googlenet_three_tier_tiled_is_bit_identical, cluster) {
   plan.segments = {{"device", "conv1.conv", "maxpool2"},
                    {"edge1", "inception3a.branch1.conv", "inception3b.concat"},
                    {"cloud", "maxpool3", "fc"}};
-  plan.tiled_runs.push_back({"inception3a.branch1.conv", "inception3b.concat", "2x1", {"edge1", "edge2"}, "", ""});
+  plan.tiled_runs.push_back({"inception3a.branch1.conv", "inception3b.concat", "2x1", {"edge1", "edge2"}, "", "", {}, {}});
   auto report = dep.deploy(g, plan);
   BOOST_REQUIRE_MESSAGE(report.is_ok(), report.message());
   auto inputs = inputs_for(g, 3, 31);
@@ -558,7 +558,7 @@ BOOST_FIXTURE_TEST_CASE(imported_onnx_resnet18_three_tier_tiled_is_bit_identical
                    {"edge1", "/layer1/layer1.0/conv1/Conv", "/layer2/layer2.1/Add"},
                    {"cloud", "/layer3/layer3.0/conv1/Conv", "/fc/Gemm"}};
   plan.tiled_runs.push_back(
-      {"/layer1/layer1.0/conv1/Conv", "/layer2/layer2.1/Add", "2x1", {"edge1", "edge2"}, "", ""});
+      {"/layer1/layer1.0/conv1/Conv", "/layer2/layer2.1/Add", "2x1", {"edge1", "edge2"}, "", "", {}, {}});
   auto report = dep.deploy(g, plan);
   BOOST_REQUIRE_MESSAGE(report.is_ok(), report.message());
   BOOST_CHECK_EQUAL(dep.stages().stages.size(), 6u);

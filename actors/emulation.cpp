@@ -80,10 +80,26 @@ link_profile testbed::link(node_role from, node_role to) const {
   if (is(node_role::device, node_role::edge)) return device_edge;
   if (is(node_role::edge, node_role::cloud)) return edge_cloud;
   if (is(node_role::edge, node_role::edge)) return edge_edge;
-  if (is(node_role::device, node_role::cloud))
+  if (is(node_role::device, node_role::cloud)) {
+    if (device_cloud) return *device_cloud;
     return {std::min(device_edge.bandwidth_mbit_per_s, edge_cloud.bandwidth_mbit_per_s),
             device_edge.latency_ms + edge_cloud.latency_ms};
+  }
   return {};  // device-device or cloud-cloud: one machine
+}
+
+const std::vector<std::string>& testbed::link_names() {
+  static const std::vector<std::string> names = {"device-edge", "edge-edge", "edge-cloud", "device-cloud"};
+  return names;
+}
+
+status testbed::set_link(const std::string& pair, const link_profile& profile) {
+  if (pair == "device-edge") device_edge = profile;
+  else if (pair == "edge-edge") edge_edge = profile;
+  else if (pair == "edge-cloud") edge_cloud = profile;
+  else if (pair == "device-cloud") device_cloud = profile;
+  else return status::error("unknown link '" + pair + "' (device-edge, edge-edge, edge-cloud or device-cloud)");
+  return status::ok();
 }
 
 }  // namespace d3

@@ -8,7 +8,9 @@
 #pragma once
 
 #include <cstddef>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "kernels/status.hpp"
 
@@ -61,23 +63,32 @@ bool node_name_less(const std::string& a, const std::string& b);
 // CPU time the calling thread has used, in milliseconds (CLOCK_THREAD_CPUTIME_ID).
 double thread_cpu_ms();
 
-// The evaluation testbed of the D3 literature (field.md): device 0.1, edges 0.5, cloud 4 times a
-// core; device->edge uplink by name (CAT1 0.13, 3G 1.1, 4G 5.85, WiFi 18.88 Mbit/s, 5 ms),
-// edge<->edge 1 Gbit/s 0.2 ms, edge<->cloud 100 Mbit/s 20 ms; device->cloud goes over the uplink
-// and then the backbone.
+// Node speeds and the link between every pair of roles. The defaults are the evaluation testbed
+// of the D3 literature with the edges behind the mobile uplink (field.md): device 0.1, edges 0.5,
+// cloud 4 times a core; device<->edge by uplink name (CAT1 0.13, 3G 1.1, 4G 5.85, WiFi 18.88
+// Mbit/s, 5 ms), edge<->edge 1 Gbit/s 0.2 ms, edge<->cloud 100 Mbit/s 20 ms. D3's own setting
+// (edges on the device's LAN, the cloud over the mobile Internet) is a testbed file
+// (actors/testbed_file.hpp).
 struct testbed {
   double device_speed = 0.1, edge_speed = 0.5, cloud_speed = 4.0;
   link_profile device_edge{18.88, 5.0};
   link_profile edge_edge{1000.0, 0.2};
   link_profile edge_cloud{100.0, 20.0};
-  std::string uplink = "WiFi";
+  // Unset: device<->cloud is device<->edge then edge<->cloud in series (the slower bandwidth,
+  // latencies added), i.e. the device reaches the cloud through its edge network.
+  std::optional<link_profile> device_cloud;
+  std::string uplink = "WiFi";  // the name of this link setting (an uplink or a scenario), for logs
 
   static result<testbed> with_uplink(const std::string& name);  // CAT1, 3G, 4G, WiFi
   double speed_of(node_role role) const;
-  // The link from a node of role `from` to one of role `to`; device<->cloud is the uplink then
-  // the backbone in series (bandwidth of the slower, latencies added); same-role device or cloud
-  // traffic stays inside the node (unshaped).
+  // The link from a node of role `from` to one of role `to`; same-role device or cloud traffic
+  // stays inside the node (unshaped).
   link_profile link(node_role from, node_role to) const;
+
+  // The role pairs a file may name: "device-edge", "edge-edge", "edge-cloud", "device-cloud".
+  static const std::vector<std::string>& link_names();
+  // Sets the link of a role pair by name; errors name an unknown pair.
+  status set_link(const std::string& pair, const link_profile& profile);
 };
 
 }  // namespace d3

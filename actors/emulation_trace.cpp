@@ -1,5 +1,7 @@
 #include "actors/emulation_trace.hpp"
 
+#include "actors/testbed_file.hpp"
+
 #include <nlohmann/json.hpp>
 
 #include <fstream>
@@ -10,14 +12,6 @@ namespace d3 {
 using json = nlohmann::json;
 
 namespace {
-
-// Role pair keys of the testbed, each naming one of its link profiles.
-link_profile* testbed_link(testbed& t, const std::string& pair) {
-  if (pair == "device-edge") return &t.device_edge;
-  if (pair == "edge-edge") return &t.edge_edge;
-  if (pair == "edge-cloud") return &t.edge_cloud;
-  return nullptr;
-}
 
 std::string number(double v) {
   std::ostringstream out;
@@ -36,7 +30,7 @@ testbed trace_step::apply(testbed t) const {
     }
   }
   for (const auto& [pair, profile] : links) {
-    if (link_profile* l = testbed_link(t, pair)) *l = profile;
+    t.set_link(pair, profile);  // pairs checked at parse
     if (pair == "device-edge") t.uplink = number(profile.bandwidth_mbit_per_s) + " Mbit/s";
   }
   return t;
@@ -85,16 +79,11 @@ result<emulation_trace> parse_trace_json(const std::string& text) {
       } else if (key == "links") {
         if (!value.is_object()) return status::error(where + ": links must be an object");
         for (const auto& [pair, p] : value.items()) {
+          auto profile = parse_link_json(p, where + ": link '" + pair + "'");
+          if (!profile) return profile.error();
           testbed probe;
-          if (!testbed_link(probe, pair))
-            return status::error(where + ": unknown link '" + pair + "' (device-edge, edge-edge or edge-cloud)");
-          if (!p.is_object() || !p.contains("mbit_per_s") || !p.at("mbit_per_s").is_number() ||
-              !p.contains("latency_ms") || !p.at("latency_ms").is_number())
-            return status::error(where + ": link '" + pair + "' needs numbers mbit_per_s and latency_ms");
-          link_profile profile{p.at("mbit_per_s").get<double>(), p.at("latency_ms").get<double>()};
-          if (!(profile.bandwidth_mbit_per_s > 0) || profile.latency_ms < 0)
-            return status::error(where + ": link '" + pair + "' needs mbit_per_s > 0 and latency_ms >= 0");
-          out.links[pair] = profile;
+          if (auto known = probe.set_link(pair, *profile); !known) return status::error(where + ": " + known.message());
+          out.links[pair] = *profile;
         }
       } else if (key == "speeds") {
         if (!value.is_object()) return status::error(where + ": speeds must be an object");

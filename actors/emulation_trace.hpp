@@ -7,7 +7,7 @@
 //              {"at_ms": 9000, "links": {"device-edge": {"mbit_per_s": 18.88, "latency_ms": 5}}}]}
 // Times are milliseconds since the deployment started: virtual milliseconds under the virtual
 // clock, wall milliseconds under the wall clock. "uplink" names a testbed uplink (CAT1, 3G, 4G,
-// WiFi); "links" sets role pairs (device-edge, edge-edge, edge-cloud) and applies after it;
+// WiFi); "links" sets role pairs (device-edge, edge-edge, edge-cloud, device-cloud) and applies after it;
 // "speeds" sets node speeds by node name. What a step does not mention stays as it was.
 #pragma once
 
@@ -24,7 +24,7 @@ namespace d3 {
 struct trace_step {
   double at_ms = 0;
   std::optional<std::string> uplink;           // a testbed uplink name
-  std::map<std::string, link_profile> links;   // "device-edge", "edge-edge", "edge-cloud"
+  std::map<std::string, link_profile> links;   // role pair -> link (testbed::link_names)
   std::map<std::string, double> speeds;        // node name -> speed (> 0)
 
   // `links` with this step applied.

@@ -25,6 +25,7 @@
 
 #include "actors/deployment.hpp"
 #include "actors/emulation_trace.hpp"
+#include "actors/testbed_file.hpp"
 #include "actors/planner_actor.hpp"
 #include "actors/plan.hpp"
 #include "actors/protocol.hpp"
@@ -294,16 +295,12 @@ d3::emulation_settings emulation_of(const options& o, const nlohmann::json& clus
   if (!t) fail(exit_bad_input, "testbed: " + t.message());
   em.links = t.value();
   if (cluster_testbed.is_object() && cluster_testbed.contains("links")) {
-    try {
-      for (const auto& [pair, p] : cluster_testbed.at("links").items()) {
-        d3::link_profile profile{p.at("mbit_per_s").get<double>(), p.at("latency_ms").get<double>()};
-        if (pair == "device-edge") em.links.device_edge = profile;
-        else if (pair == "edge-edge") em.links.edge_edge = profile;
-        else if (pair == "edge-cloud") em.links.edge_cloud = profile;
-        else fail(exit_bad_input, "cluster testbed: unknown link '" + pair + "' (device-edge, edge-edge, edge-cloud)");
-      }
-    } catch (const std::exception& e) {
-      fail(exit_bad_input, std::string("cluster testbed links: ") + e.what());
+    const nlohmann::json& links = cluster_testbed.at("links");
+    if (!links.is_object()) fail(exit_bad_input, "cluster testbed: links must be an object of ROLE-PAIR: link");
+    for (const auto& [pair, p] : links.items()) {
+      auto profile = d3::parse_link_json(p, "cluster testbed: links." + pair);
+      if (!profile) fail(exit_bad_input, profile.message());
+      if (auto known = em.links.set_link(pair, *profile); !known) fail(exit_bad_input, "cluster testbed: " + known.message());
     }
   }
   return em;

@@ -97,14 +97,16 @@ class flow_network {
 
 }  // namespace
 
-result<dads_cut> dads_min_cut(const graph& g, const layer_profile& profile, const cluster_model& cluster) {
+result<dads_cut> dads_min_cut(const graph& g, const layer_profile& profile, const cluster_model& cluster,
+                              const std::string& server) {
   auto device = cluster.nodes.find("device");
-  auto cloud = cluster.nodes.find("cloud");
-  if (device == cluster.nodes.end() || cloud == cluster.nodes.end())
-    return status::error("dads: the cluster needs nodes 'device' and 'cloud'");
+  auto server_node = cluster.nodes.find(server);
+  if (device == cluster.nodes.end() || server_node == cluster.nodes.end())
+    return status::error("dads: the cluster needs nodes 'device' and '" + server + "'");
   if (profile.milliseconds.size() != g.layers.size()) return status::error("dads: the profile does not match the model");
-  const link_profile up = cluster.links.link(node_role::device, node_role::cloud);
-  const link_profile down = cluster.links.link(node_role::cloud, node_role::device);
+  const node_role server_role = server_node->second.role;
+  const link_profile up = cluster.links.link(node_role::device, server_role);
+  const link_profile down = cluster.links.link(server_role, node_role::device);
   const int layers = int(g.layers.size());
   const int source = layers, sink = layers + 1;
   const std::vector<std::vector<int>> readers = g.consumers();
@@ -120,9 +122,9 @@ result<dads_cut> dads_min_cut(const graph& g, const layer_profile& profile, cons
     if (L.kind == layer_kind::input) {
       net.add_arc(source, l, infinite_capacity);  // inputs are born on the device
     } else {
-      const double cloud_ms = cloud->second.profile_or(profile).milliseconds[size_t(l)] / cloud->second.speed +
+      const double server_ms = server_node->second.profile_or(profile).milliseconds[size_t(l)] / server_node->second.speed +
                               (is_output ? transfer_ms(down, L.output_shape.bytes()) : 0.0);
-      net.add_arc(source, l, cloud_ms);
+      net.add_arc(source, l, server_ms);
       net.add_arc(l, sink, device->second.profile_or(profile).milliseconds[size_t(l)] / device->second.speed);
     }
     if (readers[size_t(l)].empty()) continue;
@@ -148,32 +150,33 @@ result<dads_cut> dads_min_cut(const graph& g, const layer_profile& profile, cons
   return cut;
 }
 
-result<planned> dads_strategy(const graph& g, const layer_profile& profile, const cluster_model& cluster) {
-  auto cut = dads_min_cut(g, profile, cluster);
+result<planned> dads_strategy(const graph& g, const layer_profile& profile, const cluster_model& cluster,
+                              const std::string& server) {
+  auto cut = dads_min_cut(g, profile, cluster, server);
   if (!cut) return cut.error();
   auto topo = topological_order(g);
   if (!topo) return topo.error();
-  std::vector<int> device_layers, cloud_layers;
+  std::vector<int> device_layers, server_layers;
   for (int l : *topo) {
     if (g.layers[size_t(l)].kind == layer_kind::input) continue;
-    (cut->on_device[size_t(l)] ? device_layers : cloud_layers).push_back(l);
+    (cut->on_device[size_t(l)] ? device_layers : server_layers).push_back(l);
   }
   deployment_plan plan;
   plan.strategy = "dads";
   auto name = [&](int l) { return g.layers[size_t(l)].name; };
   if (!device_layers.empty()) plan.segments.push_back({"device", name(device_layers.front()), name(device_layers.back())});
-  if (!cloud_layers.empty()) plan.segments.push_back({"cloud", name(cloud_layers.front()), name(cloud_layers.back())});
+  if (!server_layers.empty()) plan.segments.push_back({server, name(server_layers.front()), name(server_layers.back())});
   // An explicit order only when the device set is not already a prefix of the graph's order.
   bool prefix = true;
-  for (size_t p = 0, seen_cloud = 0; p < topo->size(); ++p) {
+  for (size_t p = 0, seen_server = 0; p < topo->size(); ++p) {
     const int l = (*topo)[p];
     if (g.layers[size_t(l)].kind == layer_kind::input) continue;
-    if (!cut->on_device[size_t(l)]) seen_cloud = 1;
-    else if (seen_cloud) prefix = false;
+    if (!cut->on_device[size_t(l)]) seen_server = 1;
+    else if (seen_server) prefix = false;
   }
   if (!prefix) {
     for (int l : device_layers) plan.order.push_back(name(l));
-    for (int l : cloud_layers) plan.order.push_back(name(l));
+    for (int l : server_layers) plan.order.push_back(name(l));
   }
   auto stages = build_stage_graph(g, plan);
   if (!stages) return status::error("dads: " + stages.message());

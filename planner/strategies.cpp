@@ -63,11 +63,30 @@ result<planned> single_node_strategy(const graph& g, const layer_profile& profil
   return evaluate(g, profile, cluster, std::move(plan));
 }
 
-result<planned> neurosurgeon_strategy(const graph& g, const layer_profile& profile, const cluster_model& cluster) {
+result<std::string> fastest_edge_node(const graph& g, const layer_profile& profile, const cluster_model& cluster) {
+  std::string best;
+  double best_ms = 0;
+  for (const auto& [name, node] : cluster.nodes) {
+    if (node.role != node_role::edge) continue;
+    const layer_profile& times = node.profile_or(profile);
+    double ms = 0;
+    for (int l : computed_layers(g)) ms += times.milliseconds.at(size_t(l)) / node.speed;
+    if (best.empty() || ms < best_ms || (ms == best_ms && node_name_less(name, best))) best = name, best_ms = ms;
+  }
+  if (best.empty()) return status::error("the cluster has no edge node");
+  return best;
+}
+
+result<planned> neurosurgeon_strategy(const graph& g, const layer_profile& profile, const cluster_model& cluster,
+                                      const std::string& server) {
   const int n = int(computed_layers(g).size());
+  auto server_node = cluster.nodes.find(server);
+  if (server_node == cluster.nodes.end()) return status::error("neurosurgeon: the cluster has no node '" + server + "'");
+  const bool to_cloud = server_node->second.role == node_role::cloud;
   result<planned> best = status::error("neurosurgeon: the model has no layers");
   for (int split = 0; split <= n; ++split) {
-    auto candidate = evaluate(g, profile, cluster, three_tier_plan(g, split, split));
+    // device [0, split), then the server: the cloud tier, or the edge tier with an empty cloud.
+    auto candidate = evaluate(g, profile, cluster, to_cloud ? three_tier_plan(g, split, split) : three_tier_plan(g, split, n, server));
     if (!candidate) return candidate.error();
     if (!best || candidate->prediction.latency_ms < best->prediction.latency_ms) best = std::move(candidate);
   }
@@ -116,20 +135,46 @@ result<planned> three_tier_exhaustive(const graph& g, const layer_profile& profi
 }
 
 const std::vector<std::string>& strategy_names() {
-  static const std::vector<std::string> names = {"hpa", "neurosurgeon", "dads", "ftp", "device", "edge", "cloud", "three-tier"};
+  static const std::vector<std::string> names = {"hpa",  "neurosurgeon", "dads",  "neurosurgeon-edge", "dads-edge",
+                                                 "ftp",  "device",       "edge",  "cloud",             "three-tier"};
+  return names;
+}
+
+const std::vector<std::string>& baseline_names() {
+  static const std::vector<std::string> names = {"neurosurgeon", "dads", "neurosurgeon-edge", "dads-edge",
+                                                 "ftp",          "device", "edge",            "cloud"};
+  return names;
+}
+
+const std::vector<std::string>& two_tier_names() {
+  static const std::vector<std::string> names = {"neurosurgeon", "dads", "neurosurgeon-edge", "dads-edge"};
+  return names;
+}
+
+const std::vector<std::string>& cloud_bound_names() {
+  static const std::vector<std::string> names = {"neurosurgeon", "dads", "cloud"};
   return names;
 }
 
 result<planned> plan_with_strategy(const std::string& name, const graph& g, const layer_profile& profile,
                                    const cluster_model& cluster) {
   result<planned> chosen = status::error("unknown strategy '" + name + "'");
+  const bool on_edge = name == "edge" || name == "neurosurgeon-edge" || name == "dads-edge";
+  std::string edge;
+  if (on_edge) {
+    auto fastest = fastest_edge_node(g, profile, cluster);
+    if (!fastest) return status::error(name + ": " + fastest.message());
+    edge = fastest.value();
+  }
   if (name == "device" || name == "cloud") chosen = single_node_strategy(g, profile, cluster, name);
-  else if (name == "edge") chosen = single_node_strategy(g, profile, cluster, "edge1");
+  else if (name == "edge") chosen = single_node_strategy(g, profile, cluster, edge);
   else if (name == "neurosurgeon") chosen = neurosurgeon_strategy(g, profile, cluster);
+  else if (name == "neurosurgeon-edge") chosen = neurosurgeon_strategy(g, profile, cluster, edge);
   else if (name == "ftp") chosen = ftp_strategy(g, profile, cluster);
   else if (name == "three-tier") chosen = three_tier_exhaustive(g, profile, cluster);
   else if (name == "hpa") chosen = hpa_strategy(g, profile, cluster);
   else if (name == "dads") chosen = dads_strategy(g, profile, cluster);
+  else if (name == "dads-edge") chosen = dads_strategy(g, profile, cluster, edge);
   if (chosen) chosen->plan.strategy = name;
   return chosen;
 }

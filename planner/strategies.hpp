@@ -22,12 +22,20 @@ struct planned {
   plan_prediction prediction;
 };
 
-// Everything on one node (device-only, edge-only with node "edge1", cloud-only).
+// Everything on one node (device-only, edge-only, cloud-only).
 result<planned> single_node_strategy(const graph& g, const layer_profile& profile, const cluster_model& cluster,
                                      const std::string& node);
 
-// Neurosurgeon (ASPLOS 2017): two tiers, device then cloud, the best single split point.
-result<planned> neurosurgeon_strategy(const graph& g, const layer_profile& profile, const cluster_model& cluster);
+// The edge node a two-tier baseline uses as its server, and HPA's edge segment: the one that runs
+// the whole model fastest on the cost model (its own profile over its speed); among equals "edge2"
+// before "edge10". Errors when the cluster has no edge node.
+result<std::string> fastest_edge_node(const graph& g, const layer_profile& profile, const cluster_model& cluster);
+
+// Neurosurgeon (ASPLOS 2017): two tiers, the device then a server, the best single split point of
+// the model's layer order. The server is "cloud" in the paper's setting; an edge node gives the
+// device|edge variant (Edgent's setting, without early exit).
+result<planned> neurosurgeon_strategy(const graph& g, const layer_profile& profile, const cluster_model& cluster,
+                                      const std::string& server = "cloud");
 
 // DeepThings-style Fused Tile Partitioning (TCAD 2018): every layer on the edge cluster; a run of
 // layers from the first one is fused and tiled over all edge nodes of the cluster (a near-square
@@ -39,9 +47,19 @@ result<planned> ftp_strategy(const graph& g, const layer_profile& profile, const
 // cut positions: O(n^2) cost-model evaluations.
 result<planned> three_tier_exhaustive(const graph& g, const layer_profile& profile, const cluster_model& cluster);
 
-// Every strategy by name, in the order benchmarks list them: "hpa", "neurosurgeon", "dads", "ftp",
-// "device", "edge", "cloud" (the set), then "three-tier" (untiled exhaustive).
+// Every strategy by name, in the order benchmarks list them: "hpa"; the two-tier partitioners with
+// the cloud as the server (their papers' setting), "neurosurgeon" and "dads", and with the fastest
+// edge node as the server, "neurosurgeon-edge" and "dads-edge"; "ftp" (DeepThings, the edge cluster
+// alone); "device", "edge" (the fastest edge node), "cloud"; then "three-tier" (untiled
+// exhaustive).
 const std::vector<std::string>& strategy_names();
+// The baselines HPA is measured against: every strategy but "hpa" and "three-tier".
+const std::vector<std::string>& baseline_names();
+// The two-tier partitioners: neurosurgeon, dads, neurosurgeon-edge, dads-edge ("best two-tier" in
+// reports is the best of these four).
+const std::vector<std::string>& two_tier_names();
+// The baselines whose data goes to the cloud in their papers' setting: neurosurgeon, dads, cloud.
+const std::vector<std::string>& cloud_bound_names();
 
 // The plan strategy `name` picks on the cost model; the plan's `strategy` field is `name`.
 // Errors name an unknown strategy or why the strategy found no plan.

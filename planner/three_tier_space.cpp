@@ -398,11 +398,14 @@ result<planned> hpa_strategy(const graph& g, const layer_profile& profile, const
     for (int j = i; j <= n; ++j) {
       const double untiled = untiled_ms[size_t(i) * size_t(n + 1) + size_t(j)];
       screened.push_back({untiled, {i, j, -1, 1}});
-      const int longest = std::min(longest_from_i, j - 1);
-      if (longest < i) continue;
-      for (int k = 2; k <= space.edge_nodes(); ++k) {
-        three_tier_choice tiled{i, j, longest, k};  // the end may not be a valid one: repaired below
-        screened.push_back({untiled - space.tiling_saving_ms(tiled), tiled});
+      if (std::min(longest_from_i, j - 1) < i) continue;
+      // Every tileable end of the leading run (DeepThings' fusing depths are among them).
+      for (int b : space.tileable_ends(i)) {
+        if (b >= j) break;
+        for (int k = 2; k <= space.edge_nodes(); ++k) {
+          three_tier_choice tiled{i, j, b, k};
+          screened.push_back({untiled - space.tiling_saving_ms(tiled), tiled});
+        }
       }
     }
   }
@@ -433,8 +436,19 @@ result<planned> hpa_strategy(const graph& g, const layer_profile& profile, const
   }
   if (best_ms == infinity) return status::error("hpa: no deployable plan");
   auto result = space.evaluate(best);
-  if (result) result->plan.strategy = "hpa";
-  if (chosen) *chosen = best;
+  if (!result) return result;
+  if (chosen) {
+    *chosen = best;
+  } else if (options.baseline_candidates) {
+    // 3. Every baseline's plan is a candidate too: two tiers are three with an empty one, but DADS
+    // may cut in another topological order and DeepThings scatters from the device over a square
+    // grid, which the choices above do not express. So HPA is never predicted behind a baseline.
+    for (const std::string& name : baseline_names()) {
+      auto candidate = plan_with_strategy(name, g, profile, cluster);
+      if (candidate && candidate->prediction.latency_ms < result->prediction.latency_ms) result = std::move(candidate);
+    }
+  }
+  result->plan.strategy = "hpa";
   return result;
 }
 

@@ -110,11 +110,16 @@ result<planned> three_tier_exact(const graph& g, const layer_profile& profile, c
 struct hpa_options {
   int screened = 4;           // screened choices (untiled or tiled) the local search starts from
   int refine_radius = 1;      // local search: boundary moves of up to this many positions
+  // The baselines' plans (strategies.hpp: baseline_names) are candidates too, so HPA's plan is
+  // never predicted slower than any baseline's. Not when a `chosen` choice is asked for: a
+  // baseline's plan may lie outside the three-tier space (the planner actor adapts inside it).
+  bool baseline_candidates = true;
 };
 
-// HPA: screens every (i, j), untiled and with the longest tileable leading edge run over each K,
-// with the O(n) estimate; then, from each of the best few, a local search on the cost model over
-// boundary, tiling end and K moves until no move helps. Plan strategy "hpa".
+// HPA: screens every (i, j), untiled and with every tileable leading edge run over each K, with
+// the O(n) estimate; then, from each of the best few, a local search on the cost model over
+// boundary, tiling end and K moves until no move helps; then the baselines' plans (see
+// hpa_options). Plan strategy "hpa".
 result<planned> hpa_strategy(const graph& g, const layer_profile& profile, const cluster_model& cluster,
                              hpa_options options = {}, three_tier_choice* chosen = nullptr);
 

@@ -5,6 +5,7 @@
 
 #include "actors/emulation.hpp"
 #include "actors/emulation_trace.hpp"
+#include "actors/testbed_file.hpp"
 
 using namespace d3;
 
@@ -103,11 +104,102 @@ BOOST_AUTO_TEST_CASE(a_bad_trace_is_refused_naming_step_and_field) {
   expect_error(R"({"steps": [{"uplink": "WiFi"}]})", "step 0: at_ms is missing");
   expect_error(R"({"steps": [{"at_ms": 0, "uplink": "5G"}]})", "step 0: uplink");
   expect_error(R"({"steps": [{"at_ms": 5}, {"at_ms": 5}]})", "step 1: at_ms 5 does not come after");
-  expect_error(R"({"steps": [{"at_ms": 0, "links": {"device-cloud": {"mbit_per_s": 1, "latency_ms": 1}}}]})",
-               "unknown link 'device-cloud'");
+  expect_error(R"({"steps": [{"at_ms": 0, "links": {"device-device": {"mbit_per_s": 1, "latency_ms": 1}}}]})",
+               "unknown link 'device-device'");
   expect_error(R"({"steps": [{"at_ms": 0, "links": {"edge-edge": {"mbit_per_s": 0, "latency_ms": 1}}}]})",
-               "mbit_per_s > 0");
+               "edge-edge'.mbit_per_s must be a positive number");
+  expect_error(R"({"steps": [{"at_ms": 0, "links": {"edge-edge": {"mbit_per_s": 5}}}]})",
+               "needs both mbit_per_s and latency_ms");
   expect_error(R"({"steps": [{"at_ms": 0, "speeds": {"edge1": -1}}]})", "speed of 'edge1'");
   expect_error(R"({"steps": [{"at_ms": 0, "bandwidth": 3}]})", "unknown key 'bandwidth'");
   BOOST_TEST(load_trace_file("/nonexistent/trace.json").message().find("/nonexistent/trace.json") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(device_cloud_is_lan_then_backbone_unless_set) {
+  testbed t;
+  t.device_edge = {100, 2};
+  t.edge_cloud = {5.85, 20};
+  const link_profile series = t.link(node_role::device, node_role::cloud);
+  BOOST_TEST(series.bandwidth_mbit_per_s == 5.85);
+  BOOST_TEST(series.latency_ms == 22.0);
+  BOOST_TEST(t.set_link("device-cloud", {3, 40}).is_ok());
+  BOOST_TEST(t.link(node_role::cloud, node_role::device).bandwidth_mbit_per_s == 3.0);
+  BOOST_TEST(t.link(node_role::device, node_role::cloud).latency_ms == 40.0);
+  BOOST_TEST(!t.set_link("cloud-cloud", {1, 1}).is_ok());
+}
+
+// The shipped testbed files are the built-in ones, number for number.
+void expect_same_testbed(const testbed_file& file, const testbed_file& builtin) {
+  BOOST_TEST(file.edge_nodes == builtin.edge_nodes);
+  BOOST_TEST(file.name == builtin.name);
+  BOOST_TEST(file.scenario_names() == builtin.scenario_names(), boost::test_tools::per_element());
+  for (const testbed_scenario& s : builtin.scenarios) {
+    BOOST_REQUIRE(file.scenario(s.name));
+    const testbed a = file.with(*file.scenario(s.name)), b = builtin.with(s);
+    BOOST_TEST(a.uplink == s.name);
+    for (node_role from : {node_role::device, node_role::edge, node_role::cloud}) {
+      BOOST_TEST(a.speed_of(from) == b.speed_of(from));
+      for (node_role to : {node_role::device, node_role::edge, node_role::cloud}) {
+        BOOST_TEST(a.link(from, to).bandwidth_mbit_per_s == b.link(from, to).bandwidth_mbit_per_s, s.name);
+        BOOST_TEST(a.link(from, to).latency_ms == b.link(from, to).latency_ms, s.name);
+      }
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(shipped_testbed_files_match_the_builtin_ones) {
+  auto d3 = load_testbed_file(std::string(D3_CONFIG_DIR) + "/testbed-d3.json");
+  BOOST_REQUIRE_MESSAGE(d3.is_ok(), d3.message());
+  expect_same_testbed(*d3, testbed_file::d3_setting());
+  auto mobile = load_testbed_file(std::string(D3_CONFIG_DIR) + "/testbed-mobile-edge.json");
+  BOOST_REQUIRE_MESSAGE(mobile.is_ok(), mobile.message());
+  expect_same_testbed(*mobile, testbed_file::mobile_edge());
+  // D3's setting: the LAN to the edges, the scenario's rate to the cloud, both in series from the device.
+  const testbed cat1 = d3->with(*d3->scenario("CAT1"));
+  BOOST_TEST(cat1.link(node_role::device, node_role::edge).bandwidth_mbit_per_s == 100.0);
+  BOOST_TEST(cat1.link(node_role::edge, node_role::cloud).bandwidth_mbit_per_s == 0.13);
+  BOOST_TEST(cat1.link(node_role::device, node_role::cloud).latency_ms == 22.0);
+  // The first testbed: the scenario is the device's uplink.
+  const testbed m3g = mobile->with(*mobile->scenario("3G"));
+  BOOST_TEST(m3g.link(node_role::device, node_role::edge).bandwidth_mbit_per_s == 1.1);
+  BOOST_TEST(m3g.link(node_role::edge, node_role::cloud).bandwidth_mbit_per_s == 100.0);
+}
+
+BOOST_AUTO_TEST_CASE(a_scenario_may_override_any_link) {
+  auto f = parse_testbed_json(R"({"links": {"device-edge": {"mbit_per_s": 50, "latency_ms": 1}},
+                                   "scenarios": {"far": {"device-cloud": {"mbit_per_s": 2, "latency_ms": 60},
+                                                         "edge-edge": {"mbit_per_s": 10, "latency_ms": 1}},
+                                                 "near": {}}})",
+                              "inline");
+  BOOST_REQUIRE_MESSAGE(f.is_ok(), f.message());
+  BOOST_TEST(f->scenario_names() == std::vector<std::string>({"far", "near"}), boost::test_tools::per_element());
+  const testbed far = f->with(*f->scenario("far")), near = f->with(*f->scenario("near"));
+  BOOST_TEST(far.link(node_role::device, node_role::cloud).latency_ms == 60.0);
+  BOOST_TEST(far.link(node_role::edge, node_role::edge).bandwidth_mbit_per_s == 10.0);
+  BOOST_TEST(far.link(node_role::device, node_role::edge).bandwidth_mbit_per_s == 50.0);
+  BOOST_TEST(near.link(node_role::edge, node_role::edge).bandwidth_mbit_per_s == 1000.0);  // D3 setting's
+  BOOST_TEST(near.link(node_role::device, node_role::cloud).latency_ms == 21.0);          // series: 1 + 20
+  auto none = parse_testbed_json(R"({"edge_nodes": 2})", "inline");
+  BOOST_REQUIRE(none.is_ok());
+  BOOST_TEST(none->scenario_names() == std::vector<std::string>({"base"}), boost::test_tools::per_element());
+}
+
+BOOST_AUTO_TEST_CASE(a_bad_testbed_file_is_refused_naming_the_key) {
+  auto expect_error = [](const std::string& text, const std::string& needle) {
+    auto f = parse_testbed_json(text, "t.json");
+    BOOST_TEST(!f.is_ok(), text);
+    BOOST_TEST(f.message().find(needle) != std::string::npos, f.message() + " lacks " + needle);
+    BOOST_TEST(f.message().find("t.json") != std::string::npos);
+  };
+  expect_error("{", "not valid JSON");
+  expect_error("[]", "JSON object");
+  expect_error(R"({"edge_speed": 0})", "edge_speed must be a positive number");
+  expect_error(R"({"edge_nodes": 0})", "edge_nodes must be an integer");
+  expect_error(R"({"links": {"edge-fog": {"mbit_per_s": 1, "latency_ms": 1}}})", "unknown link 'edge-fog'");
+  expect_error(R"({"links": {"edge-edge": {"mbit_per_s": -1, "latency_ms": 1}}})", "links.edge-edge.mbit_per_s");
+  expect_error(R"({"scenarios": {}})", "scenarios must be a non-empty object");
+  expect_error(R"({"scenarios": {"a b": {}}})", "scenario name 'a b'");
+  expect_error(R"({"scenarios": {"x": {"edge-cloud": {"mbit_per_s": 1}}}})", "scenarios.x.edge-cloud needs both");
+  expect_error(R"({"uplinks": {}})", "unknown key 'uplinks'");
+  BOOST_TEST(load_testbed_file("/nonexistent/t.json").message().find("/nonexistent/t.json") != std::string::npos);
 }

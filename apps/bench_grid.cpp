@@ -1,4 +1,4 @@
-// d3-bench grid: for each model, uplink and strategy, the plan the strategy picks on the cost
+// d3-bench grid: for each model, scenario and strategy, the plan the strategy picks on the cost
 // model is deployed on real d3-node processes (device, edge1..edgeK, cloud on loopback) under the
 // virtual clock, and requests run through it one at a time, every answer compared bit for bit with
 // a single-process run. Outputs: a line per cell on stdout, grid.csv, grid.md and gnuplot charts.
@@ -34,6 +34,7 @@
 #include "actors/emulation.hpp"
 #include "actors/planner_actor.hpp"
 #include "actors/protocol.hpp"
+#include "actors/testbed_file.hpp"
 #include "apps/app_support.hpp"
 #include "apps/local_nodes.hpp"
 #include "kernels/executor.hpp"
@@ -52,7 +53,7 @@ constexpr int exit_bad_input = 2;
 
 const char* grid_usage = R"(usage: d3-bench grid [options]
 
-The evaluation grid: for each model, uplink and strategy, the plan the strategy picks on the
+The evaluation grid: for each model, scenario and strategy, the plan the strategy picks on the
 planner's cost model is deployed on real d3-node processes and measured on the emulated testbed.
 
 For each model the bench measures a per-layer profile in this process (single thread, median of
@@ -61,9 +62,9 @@ profile, probed on the node under its clock and cached there), computes the sing
 answers of the request inputs with
 d3::executor, and starts fresh d3-node processes (device, edge1..edgeK, cloud with the testbed's
 speeds, on free loopback ports; restarted per model, so layer caches do not pile up, and after a
-cell whose deployment or requests failed). For each uplink it
+cell whose deployment or requests failed). For each scenario it
   1. plans every strategy: d3::plan_with_strategy on cluster_model::evaluation(testbed with that
-     uplink, K); the cost model's predicted latency is recorded,
+     scenario, K); the cost model's predicted latency is recorded,
   2. measures the strategies side by side, in rounds: round r deploys each strategy's plan in
      turn (d3::deployment, virtual clock, shaped links of the testbed; a redeploy ships nothing,
      the nodes cache the layers) and runs its request r, one in flight, the answer compared
@@ -83,37 +84,39 @@ All latencies are EMULATED (virtual clock): a node's compute is its kernels' mea
 time on this machine divided by the node's speed; a link adds latency + bytes / bandwidth, queued
 per link. They do not depend on how many node processes share this machine's cores.
 
-Testbed (default: the evaluation testbed): device 0.1, 4 edge nodes 0.5, cloud 4 (speeds relative
-to one core of this machine); device->edge uplink CAT1 0.13, 3G 1.1, 4G 5.85 or WiFi 18.88 Mbit/s
-with 5 ms; edge<->edge 1 Gbit/s 0.2 ms; edge<->cloud (backbone) 100 Mbit/s 20 ms; device<->cloud
-over the uplink and then the backbone.
+Testbed (default: D3's setting, apps/config/testbed-d3.json, built in): device 0.1, 4 edge nodes
+0.5, cloud 4 (speeds relative to one core of this machine); the edges on the device's wireless LAN
+(device<->edge 100 Mbit/s 2 ms), edge<->edge 1 Gbit/s 0.2 ms; the cloud over the mobile Internet:
+scenarios CAT1, 3G, 4G, WiFi set edge<->cloud to 0.13, 1.1, 5.85, 18.88 Mbit/s with 20 ms;
+device<->cloud is the LAN, then that link. apps/config/testbed-mobile-edge.json is the first
+testbed, "edges behind the mobile uplink" (the scenarios set device<->edge instead).
 
   --models LIST       comma-separated: built-in models (alexnet, vgg16, resnet18, googlenet,
                       mobilenet_v2) or model files (.onnx, .d3m) (default: the five built-ins)
-  --uplinks LIST      comma-separated uplink names of the testbed (default: all of them, in the
-                      testbed's order: CAT1,3G,4G,WiFi)
-  --strategies LIST   comma-separated (default hpa,neurosurgeon,dads,ftp,device,edge,cloud; also
-                      three-tier)
+  --scenarios LIST    comma-separated scenario names of the testbed (default: all of them, in the
+                      file's order, e.g. CAT1,3G,4G,WiFi); --uplinks is the same option
+  --strategies LIST   comma-separated (default hpa and every baseline: neurosurgeon, dads,
+                      neurosurgeon-edge, dads-edge, ftp, device, edge, cloud; also three-tier)
   --requests N        timed requests per cell (default 10)
   --warmup W          untimed requests per cell first, verified too (default 1)
-  --testbed FILE      the testbed from a JSON file instead of the built-in one, e.g.
-                      apps/config/testbed-evaluation.json:
+  --testbed FILE      the testbed from a JSON file (actors/testbed_file.hpp):
                         {"device_speed": 0.1, "edge_speed": 0.5, "cloud_speed": 4, "edge_nodes": 4,
-                         "links": {"edge-edge": {"mbit_per_s": 1000, "latency_ms": 0.2},
-                                   "edge-cloud": {"mbit_per_s": 100, "latency_ms": 20}},
-                         "uplinks": {"CAT1": {"mbit_per_s": 0.13, "latency_ms": 5}, ...}}
-                      keys left out keep the evaluation testbed's values ("uplinks" replaces the
-                      whole list); "name" and "comment" are free text
+                         "links": {"device-edge": {"mbit_per_s": 100, "latency_ms": 2}, ...},
+                         "scenarios": {"CAT1": {"edge-cloud": {"mbit_per_s": 0.13, "latency_ms": 20}},
+                                       ...}}
+                      role pairs: device-edge, edge-edge, edge-cloud, device-cloud (default: the
+                      first and the third in series); a scenario overrides the links it names;
+                      keys left out keep D3's setting; "name" and "comment" are free text
   --out DIR           output folder (default grid-results), created if needed: grid.csv,
                       grid.md, charts (latency.png, backbone.png, predicted-vs-measured.png, with
                       their .dat files and charts.gp) and node-logs/
   --check             the CI assertion: exit 1 unless every request of every cell answered
                       memcmp-equal, every cell planned and deployed, and in every (model,
-                      uplink) hpa's median latency is at most the best other strategy's median
+                      scenario) hpa's median latency is at most the best other strategy's median
                       times (1 + noise band), or hpa deployed the very same plan. Noise band =
                       the largest of: the relative spread (p90 - p10) / median of the requests
                       of either cell, and the relative spread of the medians of cells of that
-                      (model, uplink) that deployed the same plan (noise between cells); plus
+                      (model, scenario) that deployed the same plan (noise between cells); plus
                       --noise-floor. Prints the numbers and a PASS or FAIL line (also in
                       grid.md). A missing hpa (not in --strategies, no plan) is a FAIL
   --noise-floor PCT   the noise band's floor, percent (default 2)
@@ -126,21 +129,24 @@ over the uplink and then the backbone.
   --node-binary FILE  the d3-node executable (default: d3-node next to d3-bench)
   --help              this text
 
-Outputs. grid.csv has one row per cell: model, uplink, strategy, requests (timed), warmup,
+Outputs. grid.csv has one row per cell: model, scenario, strategy, requests (timed), warmup,
 verified, failed, differ (verified + failed + differ = requests + warmup), median_ms, p10_ms,
 p90_ms, min_ms, max_ms (virtual latency of the timed requests), predicted_ms (cost model),
-backbone_bytes, uplink_bytes (links touching the device), total_link_bytes (per request),
+backbone_bytes, device_link_bytes (links touching the device), total_link_bytes (per request),
 links ("from->to=bytes;..."), weights_shipped_bytes, wall_median_ms (real time per request on
-this machine, not emulated), plan, error. grid.md has per uplink a table of median latency
+this machine, not emulated), plan, error. grid.md has per scenario a table of median latency
 (models x strategies), hpa's speedup over each baseline per cell with maximum and geometric mean,
+over the best two-tier baseline (the best of neurosurgeon, dads, neurosurgeon-edge, dads-edge),
+over the best of the papers' two (neurosurgeon, dads with the cloud as the server), measured and
+predicted,
 the backbone traffic and hpa's reduction against the cloud-bound baselines (neurosurgeon, dads,
 cloud), predicted against measured latency, the testbed and the exact command. PNG charts need
 gnuplot (scripts/install-bench-deps.sh installs gnuplot-nox); without it they are skipped.
 
-A progress bar (cell k/total, model, uplink, strategy, request) goes to stderr.
+A progress bar (cell k/total, model, scenario, strategy, request) goes to stderr.
 Exit codes: 0 the grid ran (cells whose strategy found no plan are recorded, not fatal); 1 an
 answer differed or a request or deployment failed, outputs could not be written, or --check
-failed; 2 bad options or input (unknown model, uplink or strategy, bad testbed file).
+failed; 2 bad options or input (unknown model, scenario or strategy, bad testbed file).
 )";
 
 std::string format(const char* pattern, ...) __attribute__((format(printf, 1, 2)));
@@ -186,153 +192,42 @@ std::string shell_quote(const std::string& s) {
 
 // --- The testbed -------------------------------------------------------------------------------
 
-struct uplink_profile {
-  std::string name;
-  link_profile link;
-};
-
-// Node speeds and links of a grid run: the evaluation testbed, or a --testbed file.
-struct grid_testbed {
-  std::string source = "built-in evaluation testbed";
-  std::string name = "evaluation testbed (D3 literature)";
-  double device_speed = 0.1, edge_speed = 0.5, cloud_speed = 4.0;
-  int edge_nodes = 4;
-  link_profile edge_edge{1000.0, 0.2};
-  link_profile edge_cloud{100.0, 20.0};
-  std::vector<uplink_profile> uplinks;
-
-  testbed with(const uplink_profile& u) const {
-    testbed t;
-    t.uplink = u.name;
-    t.device_speed = device_speed;
-    t.edge_speed = edge_speed;
-    t.cloud_speed = cloud_speed;
-    t.device_edge = u.link;
-    t.edge_edge = edge_edge;
-    t.edge_cloud = edge_cloud;
-    return t;
-  }
-  const uplink_profile* uplink(const std::string& name) const {
-    for (const uplink_profile& u : uplinks)
-      if (u.name == name) return &u;
-    return nullptr;
-  }
-};
-
-// The evaluation testbed, from actors/emulation (one definition of its numbers).
-grid_testbed evaluation_testbed() {
-  grid_testbed tb;
-  const testbed base;
-  tb.device_speed = base.device_speed;
-  tb.edge_speed = base.edge_speed;
-  tb.cloud_speed = base.cloud_speed;
-  tb.edge_edge = base.edge_edge;
-  tb.edge_cloud = base.edge_cloud;
-  for (const char* name : {"CAT1", "3G", "4G", "WiFi"}) tb.uplinks.push_back({name, testbed::with_uplink(name)->device_edge});
-  return tb;
-}
-
-result<link_profile> parse_link(const nlohmann::ordered_json& j, const std::string& where) {
-  if (!j.is_object()) return status::error(where + " must be an object {\"mbit_per_s\": B, \"latency_ms\": L}");
-  link_profile p;
-  bool has_bandwidth = false, has_latency = false;
-  for (const auto& [key, value] : j.items()) {
-    if (!value.is_number()) return status::error(where + "." + key + " must be a number");
-    if (key == "mbit_per_s") {
-      p.bandwidth_mbit_per_s = value.get<double>();
-      has_bandwidth = true;
-    } else if (key == "latency_ms") {
-      p.latency_ms = value.get<double>();
-      has_latency = true;
-    } else {
-      return status::error(where + ": unknown key '" + key + "' (mbit_per_s, latency_ms)");
-    }
-  }
-  if (!has_bandwidth || !has_latency) return status::error(where + " needs both mbit_per_s and latency_ms");
-  if (!(p.bandwidth_mbit_per_s > 0) || !std::isfinite(p.bandwidth_mbit_per_s))
-    return status::error(where + ".mbit_per_s must be a positive number");
-  if (!(p.latency_ms >= 0) || !std::isfinite(p.latency_ms))
-    return status::error(where + ".latency_ms must be a number >= 0");
-  return p;
-}
-
-result<grid_testbed> load_testbed(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return status::error("cannot open testbed file '" + path + "'");
-  nlohmann::ordered_json j;  // ordered: uplinks keep the file's order
-  try {
-    j = nlohmann::ordered_json::parse(in);
-  } catch (const std::exception& e) {
-    std::string what = e.what();
-    return status::error("testbed '" + path + "': not valid JSON: " + what);
-  }
-  if (!j.is_object()) return status::error("testbed '" + path + "': the top level must be a JSON object");
-  grid_testbed tb = evaluation_testbed();
-  tb.source = path;
-  tb.name = "testbed file " + path;
-  auto bad = [&](const std::string& message) { return status::error("testbed '" + path + "': " + message); };
-  for (const auto& [key, value] : j.items()) {
-    if (key == "device_speed" || key == "edge_speed" || key == "cloud_speed") {
-      if (!value.is_number() || !(value.get<double>() > 0)) return bad(key + " must be a positive number");
-      (key == "device_speed" ? tb.device_speed : key == "edge_speed" ? tb.edge_speed : tb.cloud_speed) =
-          value.get<double>();
-    } else if (key == "edge_nodes") {
-      if (!value.is_number_integer() || value.get<long>() < 1 || value.get<long>() > 64)
-        return bad("edge_nodes must be an integer in [1, 64]");
-      tb.edge_nodes = value.get<int>();
-    } else if (key == "links") {
-      if (!value.is_object()) return bad("links must be an object");
-      for (const auto& [pair, profile] : value.items()) {
-        auto p = parse_link(profile, "links." + pair);
-        if (!p) return bad(p.message());
-        if (pair == "edge-edge") tb.edge_edge = p.value();
-        else if (pair == "edge-cloud") tb.edge_cloud = p.value();
-        else return bad("unknown link 'links." + pair + "' (edge-edge, edge-cloud; device uplinks go in \"uplinks\")");
-      }
-    } else if (key == "uplinks") {
-      if (!value.is_object() || value.empty()) return bad("uplinks must be a non-empty object of NAME: link");
-      tb.uplinks.clear();
-      for (const auto& [name, profile] : value.items()) {
-        if (name.empty() || name.find_first_of(", \t") != std::string::npos)
-          return bad("uplink name '" + name + "' must be non-empty without commas or spaces");
-        auto p = parse_link(profile, "uplinks." + name);
-        if (!p) return bad(p.message());
-        tb.uplinks.push_back({name, p.value()});
-      }
-    } else if (key == "name") {
-      if (!value.is_string()) return bad("name must be a string");
-      tb.name = value.get<std::string>() + " (" + path + ")";
-    } else if (key != "comment") {
-      return bad("unknown key '" + key +
-                 "' (device_speed, edge_speed, cloud_speed, edge_nodes, links, uplinks, name, comment)");
-    }
-  }
-  return tb;
-}
-
 std::string describe_link(const link_profile& l) {
   return format("%g Mbit/s %g ms", l.bandwidth_mbit_per_s, l.latency_ms);
+}
+
+// What a scenario sets: "edge-cloud 0.13 Mbit/s 20 ms" ("the base links" when nothing).
+std::string describe_scenario(const testbed_file& bed, const std::string& name) {
+  const testbed_scenario* sc = bed.scenario(name);
+  if (!sc || sc->links.empty()) return "the base links";
+  std::string out;
+  for (const auto& [pair, link] : sc->links) out += (out.empty() ? "" : ", ") + pair + " " + describe_link(link);
+  return out;
 }
 
 // --- Options -------------------------------------------------------------------------------------
 
 struct grid_options {
-  std::vector<std::string> models, uplinks, strategies;
+  std::vector<std::string> models, scenarios, strategies;
   int requests = 10, warmup = 1, profile_repeats = 3;
   long timeout_ms = 60000;
   uint64_t seed = 1, model_seed = default_model_seed;
   double noise_floor = 0.02;
   bool check = false;
   std::string out = "grid-results", node_binary, profile_source = "nodes";
-  grid_testbed bed;
+  testbed_file bed = testbed_file::d3_setting();
   std::string command_line;
 };
 
 // The issue's strategies, in its order; "three-tier" may be asked for too.
-const std::vector<std::string> default_strategies = {"hpa", "neurosurgeon", "dads", "ftp", "device", "edge", "cloud"};
+std::vector<std::string> default_strategies() {
+  std::vector<std::string> names = {"hpa"};
+  for (const std::string& b : baseline_names()) names.push_back(b);
+  return names;
+}
 // The paper's comparison groups: two-tier partitioners and the baselines whose data goes to the cloud.
-const std::vector<std::string> two_tier_baselines = {"neurosurgeon", "dads"};
-const std::vector<std::string> cloud_bound_baselines = {"neurosurgeon", "dads", "cloud"};
+// The two partitioners in their papers' own setting (the cloud as the server).
+const std::vector<std::string> papers_two_tier = {"neurosurgeon", "dads"};
 
 [[noreturn]] void bad_input(const std::string& message) {
   std::cerr << "d3-bench grid: " << message << "\n";
@@ -341,7 +236,7 @@ const std::vector<std::string> cloud_bound_baselines = {"neurosurgeon", "dads", 
 
 grid_options parse_grid_options(int argc, char** argv) {
   grid_options o;
-  std::string models, uplinks, strategies, testbed_file;
+  std::string models, scenarios, strategies, testbed_file;
   for (int i = 0; i < argc; ++i) o.command_line += (i ? " " : "") + shell_quote(argv[i]);
   for (int i = 2; i < argc; ++i) {
     std::string arg = argv[i], inline_value;
@@ -367,8 +262,8 @@ grid_options parse_grid_options(int argc, char** argv) {
       std::exit(0);
     } else if (arg == "--models") {
       models = value();
-    } else if (arg == "--uplinks") {
-      uplinks = value();
+    } else if (arg == "--scenarios" || arg == "--uplinks") {  // --uplinks: the first testbed's word
+      scenarios = value();
     } else if (arg == "--strategies") {
       strategies = value();
     } else if (arg == "--requests") {
@@ -408,10 +303,8 @@ grid_options parse_grid_options(int argc, char** argv) {
     }
   }
 
-  if (testbed_file.empty()) {
-    o.bed = evaluation_testbed();
-  } else {
-    auto tb = load_testbed(testbed_file);
+  if (!testbed_file.empty()) {
+    auto tb = load_testbed_file(testbed_file);
     if (!tb) bad_input(tb.message());
     o.bed = std::move(tb.value());
   }
@@ -425,24 +318,22 @@ grid_options parse_grid_options(int argc, char** argv) {
     if (!builtin && ::access(m.c_str(), R_OK) != 0)
       bad_input("unknown model '" + m + "': not a built-in model (" + join(builtins, ", ") + ") and no such file");
   }
-  if (uplinks.empty()) {
-    for (const uplink_profile& u : o.bed.uplinks) o.uplinks.push_back(u.name);
+  if (scenarios.empty()) {
+    o.scenarios = o.bed.scenario_names();
   } else {
-    o.uplinks = split_list(uplinks);
-    if (o.uplinks.empty()) bad_input("--uplinks needs at least one uplink");
-    std::vector<std::string> known;
-    for (const uplink_profile& u : o.bed.uplinks) known.push_back(u.name);
-    for (const std::string& u : o.uplinks)
-      if (!o.bed.uplink(u))
-        bad_input("unknown uplink '" + u + "' (the " + o.bed.source + " has " + join(known, ", ") + ")");
+    o.scenarios = split_list(scenarios);
+    if (o.scenarios.empty()) bad_input("--scenarios needs at least one scenario");
+    for (const std::string& u : o.scenarios)
+      if (!o.bed.scenario(u))
+        bad_input("unknown scenario '" + u + "' (the testbed " + o.bed.source + " has " + join(o.bed.scenario_names(), ", ") + ")");
   }
-  o.strategies = strategies.empty() ? default_strategies : split_list(strategies);
+  o.strategies = strategies.empty() ? default_strategies() : split_list(strategies);
   if (o.strategies.empty()) bad_input("--strategies needs at least one strategy");
   const std::vector<std::string>& known_strategies = strategy_names();
   for (const std::string& s : o.strategies)
     if (std::find(known_strategies.begin(), known_strategies.end(), s) == known_strategies.end())
       bad_input("unknown strategy '" + s + "' (" + join(known_strategies, ", ") + ")");
-  for (const std::vector<std::string>* list : {&o.models, &o.uplinks, &o.strategies}) {
+  for (const std::vector<std::string>* list : {&o.models, &o.scenarios, &o.strategies}) {
     std::set<std::string> seen;
     for (const std::string& name : *list)
       if (!seen.insert(name).second) bad_input("'" + name + "' is listed twice");
@@ -457,14 +348,14 @@ grid_options parse_grid_options(int argc, char** argv) {
 // --- Cells ---------------------------------------------------------------------------------------
 
 struct grid_cell {
-  std::string model, uplink, strategy;
+  std::string model, scenario, strategy;
   int requests = 0, warmup = 0;
   int verified = 0, failed = 0, differ = 0;
   std::vector<double> virtual_ms, wall_ms;  // timed requests answered
   double median_ms = NAN, p10_ms = NAN, p90_ms = NAN, min_ms = NAN, max_ms = NAN, wall_median_ms = NAN;
   double predicted_ms = NAN;
   std::vector<link_bytes> links;  // per request, the app folded into its node
-  size_t backbone_bytes = 0, uplink_bytes = 0, total_bytes = 0, weights_shipped = 0;
+  size_t backbone_bytes = 0, device_link_bytes = 0, total_bytes = 0, weights_shipped = 0;
   bool deployed = false;
   std::string plan;   // what the strategy chose, one line
   std::string error;  // first error: "plan: ...", "deploy: ...", "request 3: ..."
@@ -478,9 +369,9 @@ struct grid_cell {
 
 struct grid_results {
   std::vector<grid_cell> cells;
-  const grid_cell* find(const std::string& model, const std::string& uplink, const std::string& strategy) const {
+  const grid_cell* find(const std::string& model, const std::string& scenario, const std::string& strategy) const {
     for (const grid_cell& c : cells)
-      if (c.model == model && c.uplink == uplink && c.strategy == strategy) return &c;
+      if (c.model == model && c.scenario == scenario && c.strategy == strategy) return &c;
     return nullptr;
   }
 };
@@ -586,10 +477,10 @@ result<model_context> prepare_model(const grid_options& o, const std::string& na
 }
 
 // The nodes of the testbed: device, edge1..edgeK, cloud with its speeds.
-std::vector<local_node_spec> node_specs(const grid_testbed& bed) {
-  std::vector<local_node_spec> specs = {{"device", "device", bed.device_speed}};
-  for (int e = 1; e <= bed.edge_nodes; ++e) specs.push_back({"edge" + std::to_string(e), "edge", bed.edge_speed});
-  specs.push_back({"cloud", "cloud", bed.cloud_speed});
+std::vector<local_node_spec> node_specs(const testbed_file& bed) {
+  std::vector<local_node_spec> specs = {{"device", "device", bed.base.device_speed}};
+  for (int e = 1; e <= bed.edge_nodes; ++e) specs.push_back({"edge" + std::to_string(e), "edge", bed.base.edge_speed});
+  specs.push_back({"cloud", "cloud", bed.base.cloud_speed});
   return specs;
 }
 
@@ -604,7 +495,7 @@ void fill_statistics(grid_cell& c) {
 }
 
 // Per-request bytes by link, the app folded into the node it sits on (it is not a machine of the
-// testbed), and the backbone (links touching a cloud node) and uplink (touching a device) sums.
+// testbed), and the backbone (links touching a cloud node) and device-link (touching a device) sums.
 void account_links(grid_cell& c, const std::vector<link_bytes>& per_request, const std::string& app_name,
                    const std::string& app_node, const std::map<std::string, std::string>& roles) {
   std::map<std::pair<std::string, std::string>, size_t> folded;
@@ -621,7 +512,7 @@ void account_links(grid_cell& c, const std::vector<link_bytes>& per_request, con
     c.links.push_back({key.first, key.second, bytes});
     c.total_bytes += bytes;
     if (role(key.first) == "cloud" || role(key.second) == "cloud") c.backbone_bytes += bytes;
-    if (role(key.first) == "device" || role(key.second) == "device") c.uplink_bytes += bytes;
+    if (role(key.first) == "device" || role(key.second) == "device") c.device_link_bytes += bytes;
   }
 }
 
@@ -687,7 +578,7 @@ bool request_cell(grid_cell& c, int i, const grid_options& o, const model_contex
 }
 
 std::string cell_line(const grid_cell& c) {
-  std::string head = format("%-13s %-5s %-13s", c.model.c_str(), c.uplink.c_str(), c.strategy.c_str());
+  std::string head = format("%-13s %-5s %-13s", c.model.c_str(), c.scenario.c_str(), c.strategy.c_str());
   if (!c.measured()) return head + " ERROR " + c.error;
   std::string line = head + format(" median %9.2f ms  p10 %9.2f  p90 %9.2f  predicted %9.2f ms  backbone %10s  "
                                    "links %10s  verified %d/%d",
@@ -701,7 +592,7 @@ std::string cell_line(const grid_cell& c) {
 
 grid_results run_grid(const grid_options& o, caf::actor_system& system) {
   grid_results results;
-  const size_t total = o.models.size() * o.uplinks.size() * o.strategies.size();
+  const size_t total = o.models.size() * o.scenarios.size() * o.strategies.size();
   progress_bar bar(total);
   size_t index = 0;
   const std::vector<local_node_spec> specs = node_specs(o.bed);
@@ -718,10 +609,10 @@ grid_results run_grid(const grid_options& o, caf::actor_system& system) {
   };
 
   for (const std::string& model : o.models) {
-    auto new_cell = [&](const std::string& uplink, const std::string& strategy) {
+    auto new_cell = [&](const std::string& scenario, const std::string& strategy) {
       grid_cell c;
       c.model = model;
-      c.uplink = uplink;
+      c.scenario = scenario;
       c.strategy = strategy;
       c.requests = o.requests;
       c.warmup = o.warmup;
@@ -730,9 +621,9 @@ grid_results run_grid(const grid_options& o, caf::actor_system& system) {
     bar.model(index, model);
     auto prepared = prepare_model(o, model, bar);
     if (!prepared) {  // every cell of the model records why
-      for (const std::string& uplink : o.uplinks)
+      for (const std::string& scenario : o.scenarios)
         for (const std::string& strategy : o.strategies) {
-          grid_cell c = new_cell(uplink, strategy);
+          grid_cell c = new_cell(scenario, strategy);
           c.error = "model: " + prepared.message();
           emit(c);
           ++index;
@@ -742,8 +633,8 @@ grid_results run_grid(const grid_options& o, caf::actor_system& system) {
     const model_context& m = prepared.value();
 
     std::unique_ptr<local_nodes> nodes;  // started fresh per model: no layer cache carries over
-    for (const std::string& uplink_name : o.uplinks) {
-      const testbed t = o.bed.with(*o.bed.uplink(uplink_name));
+    for (const std::string& scenario_name : o.scenarios) {
+      const testbed t = o.bed.with(*o.bed.scenario(scenario_name));
       cluster_model cluster = cluster_model::evaluation(t, o.bed.edge_nodes);
       bool probed = o.profile_source != "nodes";
       deployment_options dopts;
@@ -752,7 +643,7 @@ grid_results run_grid(const grid_options& o, caf::actor_system& system) {
       dopts.emulation.shaped = true;
       dopts.emulation.links = t;
       dopts.emulation.app_node = "device";
-      std::unique_ptr<deployment> dep;  // one per uplink: the emulation settings are per deployment
+      std::unique_ptr<deployment> dep;  // one per scenario: the emulation settings are per deployment
       // Nodes and a connected deployment (fresh nodes after a failure); "" or what went wrong.
       auto ready = [&]() -> std::string {
         if (dep) return "";
@@ -780,15 +671,15 @@ grid_results run_grid(const grid_options& o, caf::actor_system& system) {
         }
         return "";
       };
-      // Every strategy's cell of this uplink, measured side by side: round r deploys each plan in
+      // Every strategy's cell of this scenario, measured side by side: round r deploys each plan in
       // turn and runs its request r, so slow phases of this shared machine hit every strategy
       // alike. Redeploys ship nothing (the nodes cache the layers) and reset the virtual clocks.
-      bar.cell(index, model + " " + uplink_name + " (" + std::to_string(o.strategies.size()) + " strategies, interleaved)");
+      bar.cell(index, model + " " + scenario_name + " (" + std::to_string(o.strategies.size()) + " strategies, interleaved)");
       std::vector<grid_cell> cells;
       std::vector<std::optional<deployment_plan>> plans;
       const std::string failure = ready();
       for (const std::string& strategy : o.strategies) {
-        cells.push_back(new_cell(uplink_name, strategy));
+        cells.push_back(new_cell(scenario_name, strategy));
         plans.push_back(failure.empty() ? plan_cell(cells.back(), m, cluster) : std::nullopt);
         if (!failure.empty()) cells.back().error = failure;
       }
@@ -854,17 +745,17 @@ std::string csv_number(double v, const char* pattern = "%.3f") { return std::isn
 
 status write_csv(const std::string& path, const grid_results& r) {
   std::ofstream out(path, std::ios::trunc);
-  out << "model,uplink,strategy,requests,warmup,verified,failed,differ,median_ms,p10_ms,p90_ms,min_ms,max_ms,"
-         "predicted_ms,backbone_bytes,uplink_bytes,total_link_bytes,links,weights_shipped_bytes,wall_median_ms,plan,error\n";
+  out << "model,scenario,strategy,requests,warmup,verified,failed,differ,median_ms,p10_ms,p90_ms,min_ms,max_ms,"
+         "predicted_ms,backbone_bytes,device_link_bytes,total_link_bytes,links,weights_shipped_bytes,wall_median_ms,plan,error\n";
   for (const grid_cell& c : r.cells) {
     std::vector<std::string> links;
     for (const link_bytes& l : c.links) links.push_back(l.from + "->" + l.to + "=" + std::to_string(l.bytes));
     const bool deployed = c.deployed;
-    out << csv_field(c.model) << ',' << csv_field(c.uplink) << ',' << c.strategy << ',' << c.requests << ','
+    out << csv_field(c.model) << ',' << csv_field(c.scenario) << ',' << c.strategy << ',' << c.requests << ','
         << c.warmup << ',' << c.verified << ',' << c.failed << ',' << c.differ << ',' << csv_number(c.median_ms) << ','
         << csv_number(c.p10_ms) << ',' << csv_number(c.p90_ms) << ',' << csv_number(c.min_ms) << ','
         << csv_number(c.max_ms) << ',' << csv_number(c.predicted_ms) << ','
-        << (deployed ? std::to_string(c.backbone_bytes) : "") << ',' << (deployed ? std::to_string(c.uplink_bytes) : "")
+        << (deployed ? std::to_string(c.backbone_bytes) : "") << ',' << (deployed ? std::to_string(c.device_link_bytes) : "")
         << ',' << (deployed ? std::to_string(c.total_bytes) : "") << ',' << csv_field(join(links, ";")) << ','
         << (deployed ? std::to_string(c.weights_shipped) : "") << ',' << csv_number(c.wall_median_ms) << ','
         << csv_field(c.plan) << ',' << csv_field(c.error) << '\n';
@@ -911,18 +802,18 @@ struct ratio_summary {
   }
 };
 
-// A model's and an uplink's best measured cell among `names` (lowest median); null when none.
-const grid_cell* best_of(const grid_results& r, const std::string& model, const std::string& uplink,
+// A model's and a scenario's best measured cell among `names` (lowest median); null when none.
+const grid_cell* best_of(const grid_results& r, const std::string& model, const std::string& scenario,
                          const std::vector<std::string>& names) {
   const grid_cell* best = nullptr;
   for (const std::string& s : names) {
-    const grid_cell* c = r.find(model, uplink, s);
+    const grid_cell* c = r.find(model, scenario, s);
     if (c && c->clean() && (!best || c->median_ms < best->median_ms)) best = c;
   }
   return best;
 }
 
-// hpa against the best other strategy of one (model, uplink), within the run's own noise.
+// hpa against the best other strategy of one (model, scenario), within the run's own noise.
 struct hpa_verdict {
   bool ok = false;
   std::string text;  // the numbers, one line
@@ -930,13 +821,13 @@ struct hpa_verdict {
 
 // The noise band of a comparison: the larger relative spread (p90 - p10) / median of the two
 // cells' repeated requests; and, since cells that deployed the same plan measure the same thing,
-// the relative spread of the medians of same-plan cells of this (model, uplink) (it shows noise
+// the relative spread of the medians of same-plan cells of this (model, scenario) (it shows noise
 // between cells, e.g. other load on the machine, that the requests of one cell do not); plus the
 // floor.
-hpa_verdict judge_hpa(const grid_options& o, const grid_results& r, const std::string& model, const std::string& uplink) {
+hpa_verdict judge_hpa(const grid_options& o, const grid_results& r, const std::string& model, const std::string& scenario) {
   hpa_verdict v;
-  const std::string where = model + " " + uplink;
-  const grid_cell* hpa = r.find(model, uplink, "hpa");
+  const std::string where = model + " " + scenario;
+  const grid_cell* hpa = r.find(model, scenario, "hpa");
   if (!hpa) {
     v.text = where + ": hpa is not in --strategies; the check compares it with the baselines";
     return v;
@@ -948,7 +839,7 @@ hpa_verdict judge_hpa(const grid_options& o, const grid_results& r, const std::s
   std::vector<std::string> others;
   for (const std::string& s : o.strategies)
     if (s != "hpa") others.push_back(s);
-  const grid_cell* best = best_of(r, model, uplink, others);
+  const grid_cell* best = best_of(r, model, scenario, others);
   if (!best) {
     v.text = where + ": no baseline measured to compare hpa with";
     return v;
@@ -956,7 +847,7 @@ hpa_verdict judge_hpa(const grid_options& o, const grid_results& r, const std::s
   std::map<std::string, std::pair<double, double>> plan_medians;  // plan -> (min, max) median
   std::map<std::string, int> plan_cells;
   for (const std::string& s : o.strategies) {
-    const grid_cell* c = r.find(model, uplink, s);
+    const grid_cell* c = r.find(model, scenario, s);
     if (!c || !c->clean()) continue;
     auto [it, fresh] = plan_medians.emplace(c->plan, std::make_pair(c->median_ms, c->median_ms));
     it->second.first = std::min(it->second.first, c->median_ms);
@@ -985,19 +876,19 @@ struct check_outcome {
 };
 
 // --check: every answer exact, every cell planned and deployed, hpa within the noise band of
-// the best other strategy in every (model, uplink).
+// the best other strategy in every (model, scenario).
 check_outcome run_check(const grid_options& o, const grid_results& r) {
   check_outcome out;
   for (const grid_cell& c : r.cells)
     if (!c.clean()) {
       out.pass = false;
-      out.lines.push_back(format("FAIL %s %s %s: ", c.model.c_str(), c.uplink.c_str(), c.strategy.c_str()) +
+      out.lines.push_back(format("FAIL %s %s %s: ", c.model.c_str(), c.scenario.c_str(), c.strategy.c_str()) +
                           (c.differ ? format("%d answers differ from the single-process run; ", c.differ) : "") +
                           (c.failed ? format("%d requests failed; ", c.failed) : "") + c.error);
     }
   for (const std::string& model : o.models)
-    for (const std::string& uplink : o.uplinks) {
-      const hpa_verdict v = judge_hpa(o, r, model, uplink);
+    for (const std::string& scenario : o.scenarios) {
+      const hpa_verdict v = judge_hpa(o, r, model, scenario);
       if (!v.ok) out.pass = false;
       out.lines.push_back((v.ok ? "ok   " : "FAIL ") + v.text);
     }
@@ -1006,18 +897,20 @@ check_outcome run_check(const grid_options& o, const grid_results& r) {
 }
 
 std::string testbed_text(const grid_options& o) {
-  const grid_testbed& b = o.bed;
+  const testbed_file& b = o.bed;
   std::string s;
-  s += "Testbed: " + b.name + ". EMULATED, not real devices or links:\n\n";
+  s += "Testbed: " + b.name + " (" + b.source + "). EMULATED, not real devices or links:\n\n";
   s += "| node | count | speed (x one core of this machine) |\n|---|---|---|\n";
-  s += format("| device | 1 | %g |\n| edge (edge1..edge%d) | %d | %g |\n| cloud | 1 | %g |\n\n", b.device_speed,
-              b.edge_nodes, b.edge_nodes, b.edge_speed, b.cloud_speed);
-  s += "| link | bandwidth, one-way latency |\n|---|---|\n";
-  for (const std::string& u : o.uplinks)
-    s += "| device<->edge, uplink " + u + " | " + describe_link(o.bed.uplink(u)->link) + " |\n";
-  s += "| edge<->edge | " + describe_link(b.edge_edge) + " |\n";
-  s += "| edge<->cloud (backbone) | " + describe_link(b.edge_cloud) + " |\n";
-  s += "| device<->cloud | the uplink, then the backbone (the slower bandwidth, latencies added) |\n\n";
+  s += format("| device | 1 | %g |\n| edge (edge1..edge%d) | %d | %g |\n| cloud | 1 | %g |\n\n", b.base.device_speed,
+              b.edge_nodes, b.edge_nodes, b.base.edge_speed, b.base.cloud_speed);
+  s += "| scenario | device<->edge | edge<->edge | edge<->cloud (backbone) | device<->cloud |\n|---|---|---|---|---|\n";
+  for (const std::string& u : o.scenarios) {
+    const testbed t = b.with(*b.scenario(u));
+    s += "| " + u + " | " + describe_link(t.device_edge) + " | " + describe_link(t.edge_edge) + " | " +
+         describe_link(t.edge_cloud) + " | " + describe_link(t.link(node_role::device, node_role::cloud)) +
+         (t.device_cloud ? "" : " (device<->edge, then edge<->cloud)") + " |\n";
+  }
+  s += "\n";
   s += "Times are EMULATED on the virtual clock: a node's compute = the measured thread CPU time of its kernels on this "
        "machine / the node's speed; a link = latency + bytes / bandwidth, queued per link. Backbone bytes = bytes per "
        "request on links touching the cloud node (edge<->cloud, device<->cloud; the app sits on the device, so inputs "
@@ -1044,7 +937,7 @@ std::string md_cell_latency(const grid_cell* c) {
 std::string markdown_report(const grid_options& o, const grid_results& r, const check_outcome* check,
                             const std::string& started_utc, double wall_seconds, const std::string& charts) {
   std::string md;
-  md += "# d3-bench grid: latency and backbone traffic per model, uplink and strategy\n\n";
+  md += "# d3-bench grid: latency and backbone traffic per model, scenario and strategy\n\n";
   md += "Command: `" + o.command_line + "`\n\n";
   md += format("Started %s (UTC), %.0f s of wall time on %ld cores. Each cell: %d warm-up + %d timed requests, one in "
                "flight, inputs seeded %llu + i, every answer compared memcmp-equal with a single-process d3::executor "
@@ -1065,16 +958,16 @@ std::string markdown_report(const grid_options& o, const grid_results& r, const 
 
   md += "## Median end-to-end latency, ms (EMULATED)\n\n";
   md += "Bold: the fastest strategy of the row. \"no plan\": the strategy returned no plan (see Errors).\n\n";
-  for (const std::string& uplink : o.uplinks) {
-    md += "### Uplink " + uplink + " (" + describe_link(o.bed.uplink(uplink)->link) + ")\n\n";
+  for (const std::string& scenario : o.scenarios) {
+    md += "### Scenario " + scenario + " (" + describe_scenario(o.bed, scenario) + ")\n\n";
     std::vector<std::string> columns = {"model"};
     for (const std::string& s : o.strategies) columns.push_back(s);
     md += md_header(columns);
     for (const std::string& model : o.models) {
-      const grid_cell* best = best_of(r, model, uplink, o.strategies);
+      const grid_cell* best = best_of(r, model, scenario, o.strategies);
       md += "| " + model + " |";
       for (const std::string& s : o.strategies) {
-        const grid_cell* c = r.find(model, uplink, s);
+        const grid_cell* c = r.find(model, scenario, s);
         const std::string text = md_cell_latency(c);
         md += " " + (c && c == best ? "**" + text + "**" : text) + " |";
       }
@@ -1083,66 +976,96 @@ std::string markdown_report(const grid_options& o, const grid_results& r, const 
     md += "\n";
   }
 
-  std::vector<std::string> two_tier, cloud_bound;  // those of the paper's groups that ran
-  for (const std::string& b : two_tier_baselines)
+  std::vector<std::string> two_tier, papers_two, cloud_bound;  // those of the comparison groups that ran
+  for (const std::string& b : two_tier_names())
     if (contains(baselines, b)) two_tier.push_back(b);
-  for (const std::string& b : cloud_bound_baselines)
+  for (const std::string& b : papers_two_tier)
+    if (contains(baselines, b)) papers_two.push_back(b);
+  for (const std::string& b : cloud_bound_names())
     if (contains(baselines, b)) cloud_bound.push_back(b);
-  ratio_summary over_two_tier, least_backbone_reduction;  // for the goal section
+  const std::string two_tier_label = "best two-tier (" + join(two_tier, ", ") + ")";
+  const std::string papers_label = "best of the papers' two (" + join(papers_two, ", ") + ")";
+  ratio_summary over_two_tier, least_backbone_reduction, predicted_over_two_tier;  // for the goal section
 
   md += "## hpa's speedup (baseline median / hpa median)\n\n";
   if (!has_hpa) {
     md += "hpa was not in --strategies.\n\n";
   } else {
     std::map<std::string, ratio_summary> summaries;
-    ratio_summary over_best;
-    std::vector<std::string> columns = {"uplink", "model"};
+    ratio_summary over_best, over_papers;
+    std::vector<std::string> columns = {"scenario", "model"};
     for (const std::string& b : baselines) columns.push_back(b);
-    columns.push_back("best two-tier (neurosurgeon, dads)");
+    columns.push_back(two_tier_label);
+    columns.push_back(papers_label);
     columns.push_back("best baseline");
     md += md_header(columns);
-    for (const std::string& uplink : o.uplinks)
+    for (const std::string& scenario : o.scenarios)
       for (const std::string& model : o.models) {
-        const grid_cell* hpa = r.find(model, uplink, "hpa");
-        const std::string at = model + " " + uplink;
+        const grid_cell* hpa = r.find(model, scenario, "hpa");
+        const std::string at = model + " " + scenario;
         const bool hpa_measured = hpa && hpa->measured();
-        md += "| " + uplink + " | " + model + (hpa_measured ? "" : " (hpa: " + md_cell_latency(hpa) + ")") + " |";
+        md += "| " + scenario + " | " + model + (hpa_measured ? "" : " (hpa: " + md_cell_latency(hpa) + ")") + " |";
         auto speedup = [&](const grid_cell* base, ratio_summary& summary) -> std::string {
           if (!hpa_measured || !base || !base->measured()) return "";
           const double v = base->median_ms / hpa->median_ms;
           summary.add(v, at + ", vs " + base->strategy);
           return format("%.2fx", v);
         };
-        for (const std::string& b : baselines) md += " " + speedup(r.find(model, uplink, b), summaries[b]) + " |";
-        const grid_cell* best_two = best_of(r, model, uplink, two_tier);
-        const grid_cell* best_any = best_of(r, model, uplink, baselines);
+        for (const std::string& b : baselines) md += " " + speedup(r.find(model, scenario, b), summaries[b]) + " |";
+        const grid_cell* best_two = best_of(r, model, scenario, two_tier);
+        const grid_cell* best_papers = best_of(r, model, scenario, papers_two);
+        const grid_cell* best_any = best_of(r, model, scenario, baselines);
         md += " " + speedup(best_two, over_two_tier) + (hpa_measured && best_two ? " (" + best_two->strategy + ")" : "") + " |";
+        md += " " + speedup(best_papers, over_papers) + (hpa_measured && best_papers ? " (" + best_papers->strategy + ")" : "") + " |";
         md += " " + speedup(best_any, over_best) + (hpa_measured && best_any ? " (" + best_any->strategy + ")" : "") + " |\n";
       }
     md += "\nOver all cells where both were measured:\n\n";
     for (const std::string& b : baselines) md += "- vs " + b + ": " + summaries[b].text() + "\n";
-    md += "- vs the best two-tier baseline (neurosurgeon, dads) of each cell: " + over_two_tier.text() + "\n";
+    md += "- vs the " + two_tier_label + " of each cell: " + over_two_tier.text() + "\n";
+    md += "- vs the " + papers_label + " of each cell: " + over_papers.text() + "\n";
     md += "- vs the best baseline of each cell: " + over_best.text() + "\n\n";
+    // The cost model's view carries no measurement noise: the speedup hpa's planner predicted.
+    md += "Predicted by the cost model (no measurement noise), hpa's speedup over the " + two_tier_label + ":\n\n";
+    std::vector<std::string> pcolumns = {"model"};
+    for (const std::string& scenario : o.scenarios) pcolumns.push_back(scenario);
+    md += md_header(pcolumns);
+    for (const std::string& model : o.models) {
+      md += "| " + model + " |";
+      for (const std::string& scenario : o.scenarios) {
+        const grid_cell* hpa = r.find(model, scenario, "hpa");
+        double best = std::numeric_limits<double>::infinity();
+        for (const std::string& b : two_tier)
+          if (const grid_cell* c = r.find(model, scenario, b); c && c->predicted_ms > 0) best = std::min(best, c->predicted_ms);
+        if (hpa && hpa->predicted_ms > 0 && std::isfinite(best)) {
+          predicted_over_two_tier.add(best / hpa->predicted_ms, model + " " + scenario);
+          md += format(" %.2fx |", best / hpa->predicted_ms);
+        } else {
+          md += " |";
+        }
+      }
+      md += "\n";
+    }
+    md += "\nPredicted over all cells: " + predicted_over_two_tier.text() + "\n\n";
   }
 
   md += "## Backbone traffic per request (links touching the cloud node)\n\n";
   {
-    std::vector<std::string> columns = {"uplink", "model"};
+    std::vector<std::string> columns = {"scenario", "model"};
     for (const std::string& s : o.strategies) columns.push_back(s);
     if (has_hpa)
       for (const std::string& b : cloud_bound) columns.push_back("hpa reduction vs " + b);
     if (has_hpa && !cloud_bound.empty()) columns.push_back("vs the least of them");
     md += md_header(columns);
     std::map<std::string, ratio_summary> reductions;
-    for (const std::string& uplink : o.uplinks)
+    for (const std::string& scenario : o.scenarios)
       for (const std::string& model : o.models) {
-        md += "| " + uplink + " | " + model + " |";
+        md += "| " + scenario + " | " + model + " |";
         for (const std::string& s : o.strategies) {
-          const grid_cell* c = r.find(model, uplink, s);
+          const grid_cell* c = r.find(model, scenario, s);
           md += " " + (c && c->deployed ? human_bytes(double(c->backbone_bytes)) : md_cell_latency(c)) + " |";
         }
         if (has_hpa) {
-          const grid_cell* hpa = r.find(model, uplink, "hpa");
+          const grid_cell* hpa = r.find(model, scenario, "hpa");
           const grid_cell* least = nullptr;  // the cloud-bound baseline with the least backbone traffic
           // baseline bytes / hpa bytes; nothing when neither uses the backbone (no ratio to speak of).
           auto reduction = [&](const grid_cell* base, ratio_summary& summary) -> std::string {
@@ -1150,11 +1073,11 @@ std::string markdown_report(const grid_options& o, const grid_results& r, const 
             if (base->backbone_bytes == 0 && hpa->backbone_bytes == 0) return "none (0 B both)";
             const double v = hpa->backbone_bytes == 0 ? std::numeric_limits<double>::infinity()
                                                       : double(base->backbone_bytes) / double(hpa->backbone_bytes);
-            summary.add(v, model + " " + uplink + ", vs " + base->strategy);
+            summary.add(v, model + " " + scenario + ", vs " + base->strategy);
             return std::isinf(v) ? "unbounded (hpa: 0 B)" : format("%.2fx", v);
           };
           for (const std::string& b : cloud_bound) {
-            const grid_cell* base = r.find(model, uplink, b);
+            const grid_cell* base = r.find(model, scenario, b);
             md += " " + reduction(base, reductions[b]) + " |";
             if (base && base->deployed && (!least || base->backbone_bytes < least->backbone_bytes)) least = base;
           }
@@ -1176,23 +1099,23 @@ std::string markdown_report(const grid_options& o, const grid_results& r, const 
   md += "## Predicted (cost model) against measured latency, ms\n\n";
   md += "Each cell: predicted -> measured median (measured / predicted - 1).\n\n";
   {
-    std::vector<std::string> columns = {"uplink", "model"};
+    std::vector<std::string> columns = {"scenario", "model"};
     for (const std::string& s : o.strategies) columns.push_back(s);
     md += md_header(columns);
     std::vector<double> errors;
     std::string worst_at;
     double worst = 0;
-    for (const std::string& uplink : o.uplinks)
+    for (const std::string& scenario : o.scenarios)
       for (const std::string& model : o.models) {
-        md += "| " + uplink + " | " + model + " |";
+        md += "| " + scenario + " | " + model + " |";
         for (const std::string& s : o.strategies) {
-          const grid_cell* c = r.find(model, uplink, s);
+          const grid_cell* c = r.find(model, scenario, s);
           if (c && c->measured() && c->predicted_ms > 0) {
             const double e = c->median_ms / c->predicted_ms - 1;
             errors.push_back(std::fabs(e));
             if (std::fabs(e) >= worst) {
               worst = std::fabs(e);
-              worst_at = model + " " + uplink + " " + s;
+              worst_at = model + " " + scenario + " " + s;
             }
             md += format(" %.1f -> %.1f (%+.1f%%) |", c->predicted_ms, c->median_ms, 100 * e);
           } else {
@@ -1208,15 +1131,38 @@ std::string markdown_report(const grid_options& o, const grid_results& r, const 
   }
 
   if (has_hpa) {
-    md += "## Against the goal (issue 7)\n\n";
+    md += "## Against the goal (issue 12)\n\n";
     std::vector<std::string> slower;
-    for (const std::string& uplink : o.uplinks)
+    for (const std::string& scenario : o.scenarios)
       for (const std::string& model : o.models) {
-        const hpa_verdict v = judge_hpa(o, r, model, uplink);
+        const hpa_verdict v = judge_hpa(o, r, model, scenario);
         if (!v.ok) slower.push_back(v.text);
       }
     md += "- hpa no slower than the best baseline in any cell (within the noise band): " +
           (slower.empty() ? std::string("met") : "missed:\n  - " + join(slower, "\n  - ")) + "\n";
+    std::vector<std::string> predicted_behind;
+    std::vector<double> model_errors;
+    for (const std::string& scenario : o.scenarios)
+      for (const std::string& model : o.models) {
+        const grid_cell* hpa = r.find(model, scenario, "hpa");
+        for (const std::string& b : baselines) {
+          const grid_cell* c = r.find(model, scenario, b);
+          if (hpa && c && hpa->predicted_ms > 0 && c->predicted_ms > 0 && hpa->predicted_ms > c->predicted_ms * (1 + 1e-9))
+            predicted_behind.push_back(format("%s %s: hpa %.2f ms, %s %.2f ms", model.c_str(), scenario.c_str(),
+                                              hpa->predicted_ms, b.c_str(), c->predicted_ms));
+        }
+        for (const std::string& st : o.strategies)
+          if (const grid_cell* c = r.find(model, scenario, st); c && c->measured() && c->predicted_ms > 0)
+            model_errors.push_back(std::fabs(c->median_ms / c->predicted_ms - 1));
+      }
+    md += "- hpa never predicted behind any baseline: " +
+          (predicted_behind.empty() ? std::string("met") : "missed:\n  - " + join(predicted_behind, "\n  - ")) + "\n";
+    if (!model_errors.empty()) {
+      const double median = percentile(model_errors, 0.5), worst = *std::max_element(model_errors.begin(), model_errors.end());
+      md += format("- cost model within 3%% median and 10%% max of the measured latency: %s (median %.1f%%, max %.1f%% "
+                   "over %zu cells)\n",
+                   median <= 0.03 && worst <= 0.10 ? "met" : "missed", 100 * median, 100 * worst, model_errors.size());
+    }
     auto reached = [](const ratio_summary& summary, double goal) {
       const std::string finite =
           summary.values.empty() ? "" : format("max %.2fx (%s)", summary.max, summary.max_at.c_str());
@@ -1228,8 +1174,8 @@ std::string markdown_report(const grid_options& o, const grid_results& r, const 
       if (summary.values.empty()) return std::string("not measured");
       return std::string(summary.max >= goal ? "met: " : "missed: ") + finite;
     };
-    md += "- somewhere >= 3.4x faster than the best two-tier baseline (" + join(two_tier, ", ") +
-          ") of the cell: " + reached(over_two_tier, 3.4) + "\n";
+    md += "- somewhere >= 3.4x faster than the " + two_tier_label + " of the cell: " + reached(over_two_tier, 3.4) +
+          (over_two_tier.values.empty() ? "" : format(" (geometric mean %.2fx)", geometric_mean(over_two_tier.values))) + "\n";
     md += "- somewhere >= 3.68x less backbone traffic than the cloud-bound baselines (" + join(cloud_bound, ", ") +
           "; against the one with the least traffic in the cell): " + reached(least_backbone_reduction, 3.68) + "\n\n";
   }
@@ -1244,13 +1190,13 @@ std::string markdown_report(const grid_options& o, const grid_results& r, const 
   int errors = 0;
   for (const grid_cell& c : r.cells)
     if (!c.error.empty()) {
-      md += "- " + c.model + " " + c.uplink + " " + c.strategy + ": " + c.error + "\n";
+      md += "- " + c.model + " " + c.scenario + " " + c.strategy + ": " + c.error + "\n";
       ++errors;
     }
   if (!errors) md += "None: every cell planned, deployed and answered memcmp-equal.\n";
   md += "\n## Plans chosen\n\n";
   for (const grid_cell& c : r.cells)
-    if (!c.plan.empty()) md += "- " + c.model + " " + c.uplink + " " + c.strategy + ": " + c.plan + "\n";
+    if (!c.plan.empty()) md += "- " + c.model + " " + c.scenario + " " + c.strategy + ": " + c.plan + "\n";
   md += "\n" + charts;
   return md;
 }
@@ -1276,12 +1222,12 @@ std::string write_charts(const grid_options& o, const grid_results& r, const std
     std::printf("gnuplot is not installed: no PNG charts (scripts/install-bench-deps.sh installs gnuplot-nox)\n");
     return "No charts: gnuplot is not installed (scripts/install-bench-deps.sh installs gnuplot-nox).\n";
   }
-  // One data file per uplink and metric: rows models, columns strategies ("?" = missing). gnuplot
+  // One data file per scenario and metric: rows models, columns strategies ("?" = missing). gnuplot
   // refuses a plot without a single point, so empty panels get a note instead.
   std::set<std::string> has_points;  // "latency-UPLINK", "backbone-UPLINK"
-  for (const std::string& uplink : o.uplinks) {
-    std::ofstream latency(folder + "/latency-" + file_safe(uplink) + ".dat");
-    std::ofstream backbone(folder + "/backbone-" + file_safe(uplink) + ".dat");
+  for (const std::string& scenario : o.scenarios) {
+    std::ofstream latency(folder + "/latency-" + file_safe(scenario) + ".dat");
+    std::ofstream backbone(folder + "/backbone-" + file_safe(scenario) + ".dat");
     latency << "model";
     backbone << "model";
     for (const std::string& s : o.strategies) {
@@ -1294,12 +1240,12 @@ std::string write_charts(const grid_options& o, const grid_results& r, const std
       latency << file_safe(model);
       backbone << file_safe(model);
       for (const std::string& s : o.strategies) {
-        const grid_cell* c = r.find(model, uplink, s);
+        const grid_cell* c = r.find(model, scenario, s);
         latency << ' ' << (c && c->measured() ? format("%.3f", c->median_ms) : "?");
         // Log scale: no bar for zero bytes (strategies that never touch the cloud).
         backbone << ' ' << (c && c->deployed && c->backbone_bytes > 0 ? format("%.3f", c->backbone_bytes / 1e3) : "?");
-        if (c && c->measured()) has_points.insert("latency-" + uplink);
-        if (c && c->deployed && c->backbone_bytes > 0) has_points.insert("backbone-" + uplink);
+        if (c && c->measured()) has_points.insert("latency-" + scenario);
+        if (c && c->deployed && c->backbone_bytes > 0) has_points.insert("backbone-" + scenario);
       }
       latency << '\n';
       backbone << '\n';
@@ -1312,13 +1258,13 @@ std::string write_charts(const grid_options& o, const grid_results& r, const std
       std::string block;
       for (const grid_cell& c : r.cells)
         if (c.strategy == s && c.measured() && c.predicted_ms > 0)
-          block += format("%.3f %.3f ", c.predicted_ms, c.median_ms) + file_safe(c.model) + " " + file_safe(c.uplink) + "\n";
+          block += format("%.3f %.3f ", c.predicted_ms, c.median_ms) + file_safe(c.model) + " " + file_safe(c.scenario) + "\n";
       if (block.empty()) continue;
       scatter << "# " << s << "\n" << block << "\n\n";
       scattered.push_back(s);
     }
   }
-  const int panels = int(o.uplinks.size());
+  const int panels = int(o.scenarios.size());
   const int columns = panels > 1 ? 2 : 1, rows = (panels + columns - 1) / columns;
   const int strategies = int(o.strategies.size());
   std::string gp;
@@ -1333,11 +1279,11 @@ std::string write_charts(const grid_options& o, const grid_results& r, const std
     gp += "set output '" + output + "'\n";
     gp += format("set multiplot layout %d,%d title %s\n", rows, columns, gnuplot_string(title).c_str());
     gp += "set ylabel " + gnuplot_string(ylabel) + "\n";
-    for (const std::string& uplink : o.uplinks) {
-      gp += "set title " + gnuplot_string("uplink " + uplink + " (" + describe_link(o.bed.uplink(uplink)->link) + ")") + "\n";
-      if (has_points.count(prefix + "-" + uplink)) {
+    for (const std::string& scenario : o.scenarios) {
+      gp += "set title " + gnuplot_string("scenario " + scenario + " (" + describe_scenario(o.bed, scenario) + ")") + "\n";
+      if (has_points.count(prefix + "-" + scenario)) {
         gp += format("plot for [i=2:%d] '%s-%s.dat' using i:xtic(1) title columnheader(i)\n", strategies + 1,
-                     prefix.c_str(), file_safe(uplink).c_str());
+                     prefix.c_str(), file_safe(scenario).c_str());
       } else {
         gp += "set label 1 " + gnuplot_string(empty_note) + " at graph 0.5, graph 0.5 center\n";
         gp += "unset logscale y\nunset xtics\nunset ytics\nset xrange [0:1]\nset yrange [0:1]\nplot -1 notitle\n";
@@ -1404,15 +1350,18 @@ int bench_grid(int argc, char** argv) {
     started_utc = buffer;
   }
 
-  std::printf("d3-bench grid: %zu models x %zu uplinks x %zu strategies = %zu cells, %d warm-up + %d timed requests "
+  std::printf("d3-bench grid: %zu models x %zu scenarios x %zu strategies = %zu cells, %d warm-up + %d timed requests "
               "each, one in flight\ncommand: %s\n",
-              o.models.size(), o.uplinks.size(), o.strategies.size(),
-              o.models.size() * o.uplinks.size() * o.strategies.size(), o.warmup, o.requests, o.command_line.c_str());
-  std::printf("testbed (%s, EMULATED): device %g, %d edge nodes %g, cloud %g (speeds x one core); uplinks:",
-              o.bed.name.c_str(), o.bed.device_speed, o.bed.edge_nodes, o.bed.edge_speed, o.bed.cloud_speed);
-  for (const std::string& u : o.uplinks) std::printf(" %s %s;", u.c_str(), describe_link(o.bed.uplink(u)->link).c_str());
-  std::printf(" edge-edge %s; edge-cloud (backbone) %s; device-cloud: uplink then backbone\n",
-              describe_link(o.bed.edge_edge).c_str(), describe_link(o.bed.edge_cloud).c_str());
+              o.models.size(), o.scenarios.size(), o.strategies.size(),
+              o.models.size() * o.scenarios.size() * o.strategies.size(), o.warmup, o.requests, o.command_line.c_str());
+  std::printf("testbed (%s, %s, EMULATED): device %g, %d edge nodes %g, cloud %g (speeds x one core); base links: "
+              "device-edge %s, edge-edge %s, edge-cloud %s, device-cloud %s; scenarios:",
+              o.bed.name.c_str(), o.bed.source.c_str(), o.bed.base.device_speed, o.bed.edge_nodes, o.bed.base.edge_speed,
+              o.bed.base.cloud_speed, describe_link(o.bed.base.device_edge).c_str(),
+              describe_link(o.bed.base.edge_edge).c_str(), describe_link(o.bed.base.edge_cloud).c_str(),
+              o.bed.base.device_cloud ? describe_link(*o.bed.base.device_cloud).c_str() : "device-edge then edge-cloud");
+  for (const std::string& u : o.scenarios) std::printf(" %s: %s;", u.c_str(), describe_scenario(o.bed, u).c_str());
+  std::printf("\n");
   std::printf("times are EMULATED (virtual clock): node compute = measured thread CPU time / node speed; links = "
               "latency + bytes / bandwidth\n");
   std::fflush(stdout);

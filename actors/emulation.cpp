@@ -1,6 +1,12 @@
 #include "actors/emulation.hpp"
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
 
 #include <algorithm>
 
@@ -48,6 +54,24 @@ double thread_cpu_ms() {
   timespec ts{};
   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
   return double(ts.tv_sec) * 1e3 + double(ts.tv_nsec) / 1e6;
+}
+
+machine_cpu_lock::machine_cpu_lock(bool enabled) {
+  if (!enabled) return;
+  const char* path = std::getenv("D3_CPU_LOCK");
+  fd_ = ::open(path && *path ? path : "/tmp/d3-virtual-clock.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+  if (fd_ < 0) return;
+  while (::flock(fd_, LOCK_EX) != 0) {
+    if (errno != EINTR) {
+      ::close(fd_);
+      fd_ = -1;
+      return;
+    }
+  }
+}
+
+machine_cpu_lock::~machine_cpu_lock() {
+  if (fd_ >= 0) ::close(fd_);  // closing the descriptor releases the lock
 }
 
 result<testbed> testbed::with_uplink(const std::string& name) {

@@ -359,6 +359,14 @@ struct grid_cell {
   bool deployed = false;
   std::string plan;   // what the strategy chose, one line
   std::string error;  // first error: "plan: ...", "deploy: ...", "request 3: ..."
+  // Per stage of the plan (stage id order): where the cost model's error comes from.
+  struct stage_timing {
+    std::string kind, node;
+    double predicted_finish_ms = NAN;   // cost model, since the request started
+    std::vector<double> finish_ms;      // measured (virtual) finish - request start, timed requests
+    std::vector<double> cpu_ms;         // measured thread CPU time on this machine
+  };
+  std::vector<stage_timing> stages;
 
   bool measured() const { return !virtual_ms.empty(); }
   // Planned, deployed, and every request answered memcmp-equal.
@@ -525,6 +533,15 @@ std::optional<deployment_plan> plan_cell(grid_cell& c, const model_context& m, c
   }
   c.predicted_ms = chosen->prediction.latency_ms;
   c.plan = describe_plan(chosen->plan);
+  if (auto sg = build_stage_graph(m.g, chosen->plan)) {
+    for (size_t k = 0; k < sg->stages.size(); ++k) {
+      grid_cell::stage_timing t;
+      t.kind = to_string(sg->stages[k].kind);
+      t.node = sg->stages[k].node;
+      if (k < chosen->prediction.stage_finish_ms.size()) t.predicted_finish_ms = chosen->prediction.stage_finish_ms[k];
+      c.stages.push_back(std::move(t));
+    }
+  }
   return chosen->plan;
 }
 
@@ -571,6 +588,11 @@ bool request_cell(grid_cell& c, int i, const grid_options& o, const model_contex
   if (i >= o.warmup) {
     c.virtual_ms.push_back(r.virtual_latency_ms);
     c.wall_ms.push_back(r.latency_ms);
+    for (const stage_report& s : r.stage_reports)
+      if (s.stage_id >= 0 && size_t(s.stage_id) < c.stages.size()) {
+        c.stages[size_t(s.stage_id)].finish_ms.push_back(s.finish_ms - r.virtual_start_ms);
+        c.stages[size_t(s.stage_id)].cpu_ms.push_back(s.cpu_ms);
+      }
   }
   const std::vector<std::string>& strays = dep.stray_errors();
   if (strays.size() > strays_before && c.error.empty()) c.error = "stage error: " + strays[strays_before];
@@ -742,6 +764,22 @@ std::string csv_field(const std::string& s) {
 }
 
 std::string csv_number(double v, const char* pattern = "%.3f") { return std::isnan(v) ? "" : format(pattern, v); }
+
+// stages.csv: per cell and stage, the cost model's finish time against the measured median.
+status write_stage_csv(const std::string& path, const grid_results& r) {
+  std::ofstream out(path);
+  if (!out) return status::error("cannot write '" + path + "'");
+  out << "model,scenario,strategy,stage,kind,node,predicted_finish_ms,measured_finish_ms,cpu_ms\n";
+  for (const grid_cell& c : r.cells)
+    for (size_t k = 0; k < c.stages.size(); ++k) {
+      const grid_cell::stage_timing& t = c.stages[k];
+      out << csv_field(c.model) << ',' << csv_field(c.scenario) << ',' << c.strategy << ',' << k << ',' << t.kind << ','
+          << t.node << ',' << csv_number(t.predicted_finish_ms) << ','
+          << (t.finish_ms.empty() ? "" : csv_number(percentile(t.finish_ms, 0.5))) << ','
+          << (t.cpu_ms.empty() ? "" : csv_number(percentile(t.cpu_ms, 0.5))) << '\n';
+    }
+  return out ? status::ok() : status::error("cannot write '" + path + "'");
+}
 
 status write_csv(const std::string& path, const grid_results& r) {
   std::ofstream out(path, std::ios::trunc);
@@ -1381,6 +1419,10 @@ int bench_grid(int argc, char** argv) {
   const std::string md = markdown_report(o, results, o.check ? &check : nullptr, started_utc, wall_seconds, charts);
 
   int code = 0;
+  if (auto s = write_stage_csv(o.out + "/stages.csv", results); !s) {
+    std::cerr << "d3-bench grid: " << s.message() << "\n";
+    code = exit_failed;
+  }
   if (auto s = write_csv(o.out + "/grid.csv", results); !s) {
     std::cerr << "d3-bench grid: " << s.message() << "\n";
     code = exit_failed;

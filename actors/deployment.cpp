@@ -553,6 +553,17 @@ result<std::map<std::string, layer_profile>> deployment::probe_profiles(const gr
         return status::error(what + "no time for layer '" + g.layers[size_t(l)].name + "'");
       profile.milliseconds[size_t(l)] = it->get<double>();
     }
+    const nlohmann::json costs = j.value("messages", nlohmann::json::object());
+    for (auto [key, field] : {std::pair<const char*, double*>{"encode_ms", &profile.messages.encode_ms},
+                              {"encode_ms_per_mb", &profile.messages.encode_ms_per_mb},
+                              {"decode_ms", &profile.messages.decode_ms},
+                              {"decode_ms_per_mb", &profile.messages.decode_ms_per_mb},
+                              {"copy_ms_per_mb", &profile.messages.copy_ms_per_mb}}) {
+      auto it = costs.find(key);
+      if (it == costs.end() || !it->is_number() || it->get<double>() < 0)
+        return status::error(what + "no message cost '" + key + "'");
+      *field = it->get<double>();
+    }
     log({{"event", "profile_probed"}, {"node", name}, {"total_ms", profile.total()}});
   }
   return profiles;
@@ -702,7 +713,7 @@ std::vector<request_outcome> deployment::run(const std::vector<std::map<std::str
         if (r.stage_id < 0 || size_t(r.stage_id) >= sg.stages.size()) continue;
         const stage& st = sg.stages[size_t(r.stage_id)];
         if (st.kind == stage_kind::segment || st.kind == stage_kind::tile)
-          o.computes.push_back({st.node, st.layers, shares[size_t(r.stage_id)], r.finish_ms - r.ready_ms});
+          o.computes.push_back({st.node, st.layers, shares[size_t(r.stage_id)], r.finish_ms - r.ready_ms - r.messages_ms});
       }
     };
     if (o.plan_version == plan_version_) {
@@ -813,13 +824,14 @@ std::vector<request_outcome> deployment::run(const std::vector<std::map<std::str
     stray_errors_.push_back(what);
   };
 
-  auto on_report = [&](uint64_t id, int32_t stage, double ready, double finish_ms, double cpu, uint64_t sent) {
+  auto on_report = [&](uint64_t id, int32_t stage, double ready, double finish_ms, double cpu, uint64_t sent,
+                       double messages_ms) {
     auto it = active.find(id);
     size_t i = 0;
     if (it != active.end()) i = it->second;
     else if (finished.count(id)) i = finished[id];
     else return;
-    outcomes[i].stage_reports.push_back({int(stage), ready, finish_ms, cpu, sent});
+    outcomes[i].stage_reports.push_back({int(stage), ready, finish_ms, cpu, sent, messages_ms});
   };
 
   auto on_down = [&](const caf::down_msg& down) {
@@ -892,7 +904,7 @@ std::vector<request_outcome> deployment::run(const std::vector<std::map<std::str
                     on_fail(id, known, stage, what);
                   },
                   [&](protocol::report_atom, uint64_t id, int32_t stage, double ready, double fin, double cpu,
-                      uint64_t sent) { on_report(id, stage, ready, fin, cpu, sent); },
+                      uint64_t sent, double messages) { on_report(id, stage, ready, fin, cpu, sent, messages); },
                   [&](caf::down_msg& down) { on_down(down); }, caf::after(wait) >> [] {});
   }
   // Answers already queued (duplicates would be here) are accounted before returning.
@@ -903,7 +915,7 @@ std::vector<request_outcome> deployment::run(const std::vector<std::map<std::str
                     on_fail(id, known, stage, what);
                   },
                   [&](protocol::report_atom, uint64_t id, int32_t stage, double ready, double fin, double cpu,
-                      uint64_t sent) { on_report(id, stage, ready, fin, cpu, sent); },
+                      uint64_t sent, double messages) { on_report(id, stage, ready, fin, cpu, sent, messages); },
                   [&](caf::down_msg& down) { on_down(down); },
                   caf::after(std::chrono::milliseconds(0)) >> [&] { more = false; });
   migrate_to_pending();

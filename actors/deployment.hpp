@@ -60,8 +60,10 @@ struct emulation_settings {
 // One stage's virtual times for one request (virtual clock; emulation).
 struct stage_report {
   int stage_id = -1;
-  double ready_ms = 0, finish_ms = 0, cpu_ms = 0;
-  uint64_t bytes_sent = 0;  // tensor payload bytes sent to other nodes
+  double ready_ms = 0, finish_ms = 0;  // virtual: its last input arrived; its bundles left
+  double cpu_ms = 0;                   // thread CPU time of its kernels (or region copies)
+  uint64_t bytes_sent = 0;             // tensor payload bytes sent to other nodes
+  double messages_ms = 0;              // virtual ms of decoding its inputs and encoding its outputs
 };
 
 struct deployment_options {

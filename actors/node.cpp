@@ -13,6 +13,7 @@
 
 #include "actors/emulation.hpp"
 #include "actors/layer_cache.hpp"
+#include "actors/message_costs.hpp"
 #include "actors/protocol.hpp"
 #include "kernels/executor.hpp"
 #include "kernels/model_zoo.hpp"
@@ -217,7 +218,19 @@ std::string profile_fragment(const bytes& payload, int repeats) {
     std::nth_element(v.begin(), v.begin() + long(v.size() / 2), v.end());
     layers[f.layers[l].name] = v[v.size() / 2];
   }
-  std::string result = nlohmann::json{{"layers", layers}, {"clock", virtual_clock ? "virtual" : "wall"}, {"speed", speed}}.dump();
+  // What moving tensors costs this node, under the same clock as its layers.
+  message_costs messages;
+  {
+    machine_cpu_lock alone(virtual_clock);
+    auto measured = measure_message_costs(std::max(3, repeats));
+    if (!measured) return failed(measured.message());
+    messages = virtual_clock ? at_speed(measured.value(), speed) : measured.value();
+  }
+  const nlohmann::json costs = {{"encode_ms", messages.encode_ms},     {"encode_ms_per_mb", messages.encode_ms_per_mb},
+                                {"decode_ms", messages.decode_ms},     {"decode_ms_per_mb", messages.decode_ms_per_mb},
+                                {"copy_ms_per_mb", messages.copy_ms_per_mb}};
+  std::string result = nlohmann::json{{"layers", layers}, {"messages", costs}, {"clock", virtual_clock ? "virtual" : "wall"},
+                                      {"speed", speed}}.dump();
   std::lock_guard<std::mutex> lock(cache_mutex);
   cache[key] = result;
   return result;
@@ -235,6 +248,7 @@ struct stage_state {
   std::map<std::string, std::vector<caf::actor>> routes;
   std::map<caf::actor, std::string> dest_nodes;  // destination actor -> its node (emulated links)
   std::map<uint64_t, double> pending_ready;       // virtual clock: latest input arrival per request
+  std::map<uint64_t, double> pending_decode_cpu;  // virtual clock: thread CPU ms decoding its bundles
   std::set<std::string> inputs;
   graph fragment;
   std::unique_ptr<executor> exec;
@@ -453,11 +467,20 @@ void report(stage_actor_t* self, uint64_t id, bool id_known, const std::string& 
 void drop_pending(stage_state& st, uint64_t id) {
   st.pending.erase(id);
   st.pending_ready.erase(id);
+  st.pending_decode_cpu.erase(id);
 }
 
 void on_data(stage_actor_t* self, const bytes& payload) {
   stage_state& st = self->state;
+  node_emulation& emu = emulation();
+  const clock_mode mode = emu.mode();
+  // The virtual clock charges decoding too (thread CPU time, alone on the machine like compute).
+  std::optional<machine_cpu_lock> alone;
+  alone.emplace(mode == clock_mode::virtual_time);
+  const double decode_start = thread_cpu_ms();
   auto bundle = decode_bundle(payload.data(), payload.size());
+  const double decode_cpu_ms = thread_cpu_ms() - decode_start;
+  alone.reset();
   if (!bundle) {
     auto id = peek_request_id(payload.data(), payload.size());
     if (id) drop_pending(st, *id);
@@ -472,6 +495,7 @@ void on_data(stage_actor_t* self, const bytes& payload) {
   auto& pending = st.pending[id];
   double& ready_ms = st.pending_ready[id];
   ready_ms = std::max(ready_ms, bundle->virtual_ms);
+  st.pending_decode_cpu[id] += decode_cpu_ms;
   for (named_tensor& t : bundle->tensors) {
     if (!st.inputs.count(t.name)) {
       drop_pending(st, id);
@@ -488,20 +512,17 @@ void on_data(stage_actor_t* self, const bytes& payload) {
   }
   std::map<std::string, tensor> inputs = std::move(pending);
   const double ready = ready_ms;
+  const double decode_ms = st.pending_decode_cpu[id];
   drop_pending(st, id);
   // Emulation: thread CPU time around the kernels (single-threaded executors, so it covers all
-  // compute); the virtual clock advances the node by it divided by the node's speed.
-  node_emulation& emu = emulation();
-  const clock_mode mode = emu.mode();
-  std::optional<machine_cpu_lock> alone;
+  // compute) and around encoding the output bundles; with the inputs' decoding, the virtual clock
+  // advances the node by it divided by the node's speed, and the bundles leave when it is done.
   alone.emplace(mode == clock_mode::virtual_time);
   const double cpu_start = thread_cpu_ms();
   auto outputs = compute(st, inputs);
   const double cpu_ms = thread_cpu_ms() - cpu_start;
-  alone.reset();
   if (!outputs) return report(self, id, true, outputs.message());
   ++st.served;
-  const double finish = mode == clock_mode::virtual_time ? emu.compute(ready, cpu_ms) : emu.now_ms();
 
   // One bundle per destination, holding every tensor it reads from this stage.
   std::map<caf::actor, std::vector<tensor_ref>> per_destination;
@@ -510,33 +531,49 @@ void on_data(stage_actor_t* self, const bytes& payload) {
     if (route == st.routes.end()) continue;
     for (const caf::actor& dest : route->second) per_destination[dest].push_back({name, &value});
   }
+  struct outgoing {
+    caf::actor dest;
+    bytes message;
+    size_t payload = 0;
+    std::string node;
+  };
+  std::vector<outgoing> sends;
+  const double encode_start = thread_cpu_ms();
+  for (auto& [dest, refs] : per_destination) {
+    outgoing o{dest, encode_bundle(id, st.spec.plan_version, refs), 0, {}};
+    if (o.message.empty()) return report(self, id, true, "cannot encode the output bundle (too large)");
+    for (const tensor_ref& r : refs) o.payload += r.value->bytes();
+    auto node = st.dest_nodes.find(dest);
+    if (node != st.dest_nodes.end()) o.node = node->second;
+    sends.push_back(std::move(o));
+  }
+  const double encode_ms = thread_cpu_ms() - encode_start;
+  alone.reset();
+  const double finish = mode == clock_mode::virtual_time ? emu.compute(ready, decode_ms + cpu_ms + encode_ms) : emu.now_ms();
+  const double messages_ms = (decode_ms + encode_ms) / emu.speed();
+
   // Per destination: the link from this node to the destination's node (tensor payload bytes,
   // as bytes_between_nodes counts them); same-node sends are not shaped.
-  std::vector<std::pair<caf::actor, double>> arrivals;
   uint64_t bytes_sent = 0;
-  for (auto& [dest, refs] : per_destination) {
-    size_t payload = 0;
-    for (const tensor_ref& r : refs) payload += r.value->bytes();
-    auto node = st.dest_nodes.find(dest);
-    const std::string dest_node = node == st.dest_nodes.end() ? std::string() : node->second;
-    const double arrival = emu.send(dest_node, finish, payload);
-    if (emu.is_remote(dest_node)) bytes_sent += payload;
-    arrivals.emplace_back(dest, arrival);
+  std::vector<double> arrivals;
+  for (outgoing& o : sends) {
+    arrivals.push_back(emu.send(o.node, finish, o.payload));
+    if (emu.is_remote(o.node)) bytes_sent += o.payload;
+    if (mode == clock_mode::virtual_time) {
+      if (auto stamped = set_bundle_virtual_ms(o.message, arrivals.back()); !stamped)
+        return report(self, id, true, stamped.message());
+    }
   }
   if (mode == clock_mode::virtual_time && st.app)
-    self->send(st.app, protocol::report_atom::value, id, int32_t(st.spec.stage_id), ready, finish, cpu_ms, bytes_sent);
-  for (size_t i = 0; i < arrivals.size(); ++i) {
-    const caf::actor& dest = arrivals[i].first;
-    const double arrival = arrivals[i].second;
-    bytes out = encode_bundle(id, st.spec.plan_version, per_destination[dest],
-                              mode == clock_mode::virtual_time ? arrival : 0.0);
-    if (out.empty()) return report(self, id, true, "cannot encode the output bundle (too large)");
-    const double delay_ms = arrival - finish;
+    self->send(st.app, protocol::report_atom::value, id, int32_t(st.spec.stage_id), ready, finish, cpu_ms, bytes_sent,
+               messages_ms);
+  for (size_t i = 0; i < sends.size(); ++i) {
+    const double delay_ms = arrivals[i] - finish;
     if (mode == clock_mode::wall && delay_ms > 0.001)
-      self->delayed_send(dest, std::chrono::microseconds(int64_t(delay_ms * 1000.0)), protocol::data_atom::value,
-                         std::move(out));
+      self->delayed_send(sends[i].dest, std::chrono::microseconds(int64_t(delay_ms * 1000.0)), protocol::data_atom::value,
+                         std::move(sends[i].message));
     else
-      self->send(dest, protocol::data_atom::value, std::move(out));
+      self->send(sends[i].dest, protocol::data_atom::value, std::move(sends[i].message));
   }
 }
 

@@ -24,7 +24,10 @@
 // Stage -> app on failure: (fail, uint64 request_id, bool id_known, int32 stage_id, string what)
 // Stage -> app per request under the virtual clock (before its data messages):
 //   (report, uint64 request_id, int32 stage_id, double ready_ms, double finish_ms, double cpu_ms,
-//    uint64 bytes_sent) -- virtual times; bytes_sent = tensor payload bytes sent to other nodes
+//    uint64 bytes_sent, double messages_ms) -- virtual times: ready = its last input arrived,
+//    finish = its bundles left (inputs decoded, computed, outputs encoded); cpu_ms = its kernels'
+//    thread CPU time; bytes_sent = tensor payload bytes sent to other nodes; messages_ms = the
+//    virtual time its decoding and encoding took
 #pragma once
 
 #include <caf/all.hpp>
@@ -53,7 +56,9 @@ using report_atom = caf::atom_constant<caf::atom("d3report")>;
 using probe_atom = caf::atom_constant<caf::atom("d3probe")>;
 using echo_atom = caf::atom_constant<caf::atom("d3echo")>;
 // Profile probe: app -> node (profile, layer shipment without weights, repeats) -> JSON
-// {"layers": {name: ms}} (the node's per-layer compute times at its speed) or {"error": text}.
+// {"layers": {name: ms}, "messages": {"encode_ms", "encode_ms_per_mb", "decode_ms",
+// "decode_ms_per_mb", "copy_ms_per_mb"}} (the node's per-layer compute times and what moving
+// tensors costs it, at its speed) or {"error": text}.
 using profile_atom = caf::atom_constant<caf::atom("d3profile")>;
 // App-side planner actor: (observe, request report JSON) -> decision JSON ("" when nothing moves).
 using observe_atom = caf::atom_constant<caf::atom("d3observe")>;

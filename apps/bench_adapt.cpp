@@ -28,6 +28,7 @@
 #include <nlohmann/json.hpp>
 
 #include "actors/deployment.hpp"
+#include "actors/message_costs.hpp"
 #include "actors/emulation_trace.hpp"
 #include "actors/planner_actor.hpp"
 #include "actors/protocol.hpp"
@@ -407,7 +408,7 @@ int bench_adapt(int argc, char** argv) {
   if (!g) bad_input(g.message());
   c.g = std::move(g.value());
   if (::mkdir(o.out.c_str(), 0755) != 0 && errno != EEXIST) bad_input("cannot create --out folder '" + o.out + "'");
-  auto profile = measure_profile(c.g, 3);
+  auto profile = measure_local_profile(c.g, 3);
   if (!profile) {
     std::cerr << "d3-bench adapt: profile: " << profile.message() << "\n";
     return exit_failed;

@@ -31,6 +31,7 @@
 #include <nlohmann/json.hpp>
 
 #include "actors/deployment.hpp"
+#include "actors/message_costs.hpp"
 #include "actors/emulation.hpp"
 #include "actors/planner_actor.hpp"
 #include "actors/protocol.hpp"
@@ -464,7 +465,7 @@ result<model_context> prepare_model(const grid_options& o, const std::string& na
   if (!g) return g.error();
   m.g = std::move(g.value());
   bar.detail("measuring the layer profile");
-  auto profile = measure_profile(m.g, o.profile_repeats);
+  auto profile = measure_local_profile(m.g, o.profile_repeats);
   if (!profile) return status::error("profile: " + profile.message());
   m.profile = std::move(profile.value());
   bar.detail("single-process answers");

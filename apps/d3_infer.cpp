@@ -24,6 +24,7 @@
 #include "planner/three_tier_space.hpp"
 
 #include "actors/deployment.hpp"
+#include "actors/message_costs.hpp"
 #include "actors/emulation_trace.hpp"
 #include "actors/testbed_file.hpp"
 #include "actors/planner_actor.hpp"
@@ -441,7 +442,7 @@ d3::result<d3::deployment_plan> plan_by_strategy(const options& o, const d3::gra
   }
   for (const char* needed : {"device", "edge1", "cloud"})
     if (!cluster.nodes.count(needed)) return d3::status::error(std::string("--strategy: the cluster has no node '") + needed + "'");
-  auto profile = d3::measure_profile(g, 3);
+  auto profile = d3::measure_local_profile(g, 3);
   if (!profile) return profile.error();
   if (o.profile_source == "nodes") D3_RETURN_IF_ERROR(d3::probe_node_profiles(dep, g, cluster));
   auto chosen = o.adapt ? d3::hpa_strategy(g, *profile, cluster, {}, &start->choice)

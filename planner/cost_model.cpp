@@ -52,6 +52,19 @@ result<plan_prediction> predict_plan(const graph& g, const stage_graph& sg, cons
     return at;
   };
 
+  // Bundles: a stage receives one per producer stage (the app's graph inputs: one) and sends one
+  // per destination stage, and one to the app for graph outputs; each costs its node to decode or
+  // encode (message_costs), as the virtual clock charges.
+  std::map<std::string, int> producer;  // tensor -> stage id, -1 for the app's graph inputs
+  for (const std::string& in : sg.graph_inputs) producer[in] = -1;
+  std::map<int, std::map<int, size_t>> sent;  // stage -> destination stage (-1: the app) -> payload bytes
+  for (const route& r : sg.routes) {
+    if (r.from_stage < 0) continue;
+    const size_t n = tensor_bytes(g, sg, r.tensor);
+    for (int to : r.to_stages) sent[r.from_stage][to] += n;
+    if (r.to_app) sent[r.from_stage][-1] += n;
+  }
+
   plan_prediction prediction;
   for (const stage& s : sg.stages) {
     auto node = node_of(s.node);
@@ -62,10 +75,22 @@ result<plan_prediction> predict_plan(const graph& g, const stage_graph& sg, cons
     const layer_profile& times = (*node)->profile_or(profile);
     const std::vector<double> shares = layer_shares(g, sg, s);
     for (size_t k = 0; k < shares.size(); ++k) work_ms += times.milliseconds[size_t(s.layers[k])] * shares[k];
-    // Scatter and gather only copy regions: priced at zero compute (their bytes travel on links).
+    std::map<int, size_t> received;
+    for (const std::string& in : s.inputs) received[producer.at(in)] += tensor_bytes(g, sg, in);
+    for (const auto& [from, n] : received) work_ms += times.messages.decode(n);
+    if (s.kind == stage_kind::scatter || s.kind == stage_kind::gather) {
+      size_t copied = 0;  // a scatter's parts, a gather's whole output
+      for (const std::string& out : s.outputs) copied += tensor_bytes(g, sg, out);
+      work_ms += times.messages.copy(copied);
+    }
+    if (auto out = sent.find(s.id); out != sent.end())
+      for (const auto& [to, n] : out->second) work_ms += times.messages.encode(n);
     const double finish = nodes.at(s.node).compute(ready, work_ms);
     prediction.stage_finish_ms.push_back(finish);
-    for (const std::string& out : s.outputs) produced[out] = {s.node, finish};
+    for (const std::string& out : s.outputs) {
+      produced[out] = {s.node, finish};
+      producer[out] = s.id;
+    }
   }
   for (const std::string& out : sg.graph_outputs)
     prediction.latency_ms = std::max(prediction.latency_ms, arrive(out, cluster.app_node));

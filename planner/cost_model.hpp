@@ -1,10 +1,13 @@
 // Predicted end-to-end latency and per-link bytes of a deployment, before deploying it: the stage
 // graph (actors/plan.hpp) replayed with the emulated testbed's arithmetic (actors/emulation.hpp),
 // the same arithmetic the runtime's virtual clock applies to real measurements. A stage starts
-// when its last input has arrived at its node and the node is free; it takes its layers' profile
-// time divided by the node's speed (a tile: each layer's time scaled by the share of the layer's
-// output the tile computes, halo included); a tensor crosses each link once per destination node,
-// queued in order on that link; the result returns to the app's node.
+// when its last input has arrived at its node and the node is free; it takes, divided by the
+// node's speed: its layers' profile time (a tile: each layer's time scaled by the share of the
+// layer's output the tile computes, halo included), decoding each bundle it receives (one per
+// producer stage), a scatter's or gather's region copies, and encoding each bundle it sends (one
+// per destination stage, one to the app), per message and per byte as the node's profile
+// measured them (planner/profile.hpp: message_costs). A tensor crosses each link once per
+// destination node, queued in order on that link; the result returns to the app's node.
 #pragma once
 
 #include <map>

@@ -2,6 +2,7 @@
 // (speed 1.0). A node of speed s takes ms / s (the emulated testbed's model).
 #pragma once
 
+#include <cstddef>
 #include <vector>
 
 #include "kernels/graph.hpp"
@@ -9,8 +10,23 @@
 
 namespace d3 {
 
+// What moving tensors costs a node's CPU besides its layers (the virtual clock charges it too):
+// encoding the tensor bundle a stage sends each destination, decoding each bundle a stage
+// receives, and the region copies of scatter and gather stages. Per message and per MB
+// (1e6 bytes) of tensor payload, in the same units as the layer times it travels with.
+struct message_costs {
+  double encode_ms = 0, encode_ms_per_mb = 0;
+  double decode_ms = 0, decode_ms_per_mb = 0;
+  double copy_ms_per_mb = 0;
+
+  double encode(size_t bytes) const { return encode_ms + encode_ms_per_mb * double(bytes) * 1e-6; }
+  double decode(size_t bytes) const { return decode_ms + decode_ms_per_mb * double(bytes) * 1e-6; }
+  double copy(size_t bytes) const { return copy_ms_per_mb * double(bytes) * 1e-6; }
+};
+
 struct layer_profile {
   std::vector<double> milliseconds;  // per layer index; 0 for input layers
+  message_costs messages;            // zero unless measured (actors/message_costs.hpp)
   double total() const;
 };
 

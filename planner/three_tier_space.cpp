@@ -12,6 +12,20 @@ namespace {
 
 constexpr double infinity = std::numeric_limits<double>::infinity();
 
+// Where a layer's output counts for tier `t` in an untiled choice, or null: bytes[from][t] when
+// it crosses to another tier (graph outputs count as going to tier 0, the app's node),
+// input_bytes[t] for graph inputs a tier reads (tier 0 included: the app sends the device's stage
+// its bundle too), bytes[0][0] for the device tier's graph outputs (to the app on its node: no
+// link, but a bundle to encode).
+size_t* crossing_cell(bool graph_input, int from, int t, bool read_in_t, bool graph_output, size_t bytes[3][3],
+                      size_t input_bytes[3]) {
+  if (graph_input) return read_in_t ? &input_bytes[t] : nullptr;
+  const bool to = read_in_t || (t == 0 && graph_output);
+  if (!to) return nullptr;
+  if (t != from) return &bytes[from][t];
+  return t == 0 && graph_output ? &bytes[0][0] : nullptr;
+}
+
 }  // namespace
 
 bool three_tier_choice::operator<(const three_tier_choice& o) const {
@@ -71,6 +85,13 @@ result<three_tier_space> three_tier_space::create(const graph& g, const layer_pr
   space.tier_prefix_[0] = space.node_prefix_.at("device");
   space.tier_prefix_[1] = space.node_prefix_.at(space.edges_[0]);
   space.tier_prefix_[2] = space.node_prefix_.at("cloud");
+  const std::string tier_nodes[3] = {"device", space.edges_[0], "cloud"};
+  for (int t = 0; t < 3; ++t) {
+    const cluster_node& node = cluster.nodes.at(tier_nodes[t]);
+    const message_costs& m = node.profile_or(profile).messages;
+    space.tier_messages_[t] = {m.encode_ms / node.speed, m.encode_ms_per_mb / node.speed, m.decode_ms / node.speed,
+                               m.decode_ms_per_mb / node.speed, m.copy_ms_per_mb / node.speed};
+  }
   return space;
 }
 
@@ -190,11 +211,11 @@ double three_tier_space::screen_untiled(int i, int j) const {
   for (size_t l = 0; l < position_.size(); ++l) {
     const bool graph_input = position_[l] < 0;
     const int from = graph_input ? 0 : tier_of_position(position_[l]);
-    bool to[3] = {false, false, false};
-    for (int r : reader_positions_[l]) to[tier_of_position(r)] = true;
-    if (is_graph_output_[l]) to[0] = true;
+    int readers[3] = {0, 0, 0};
+    for (int r : reader_positions_[l]) ++readers[tier_of_position(r)];
     for (int t = 0; t < 3; ++t)
-      if (to[t] && t != from) (graph_input ? input_bytes[t] : bytes[from][t]) += output_bytes_[l];
+      if (size_t* cell = crossing_cell(graph_input, from, t, readers[t] > 0, is_graph_output_[l], bytes, input_bytes))
+        *cell += output_bytes_[l];
   }
   return untiled_latency(i, j, bytes, input_bytes);
 }
@@ -202,7 +223,20 @@ double three_tier_space::screen_untiled(int i, int j) const {
 double three_tier_space::untiled_latency(int i, int j, const size_t bytes[3][3], const size_t input_bytes[3]) const {
   const int n = layers();
   auto span = [&](int tier, int begin, int end) { return tier_prefix_[tier][size_t(end)] - tier_prefix_[tier][size_t(begin)]; };
-  const double compute[3] = {span(0, 0, i), span(1, i, j), span(2, j, n)};
+  // Each tier's stage also decodes one bundle per producer (the app, an earlier tier) and encodes
+  // one per destination (a later tier, the app), as the cost model prices stages.
+  double messages[3] = {0, 0, 0};
+  for (int t = 0; t < 3; ++t) {
+    const message_costs& m = tier_messages_[t];
+    if (input_bytes[t]) messages[t] += m.decode(input_bytes[t]);
+    for (int f = 1; f < t; ++f)
+      if (bytes[f][t]) messages[t] += m.decode(bytes[f][t]);
+    if (t > 0 && bytes[0][t]) messages[t] += m.decode(bytes[0][t]);
+    for (int u = t + 1; u < 3; ++u)
+      if (bytes[t][u]) messages[t] += m.encode(bytes[t][u]);
+    if (bytes[t][0]) messages[t] += m.encode(bytes[t][0]);  // graph outputs to the app
+  }
+  const double compute[3] = {span(0, 0, i) + messages[0], span(1, i, j) + messages[1], span(2, j, n) + messages[2]};
   const node_role roles[3] = {node_role::device, node_role::edge, node_role::cloud};
   // Arrival of the last tensor from tier `from` (done at `done`) at tier `to`; 0 when none.
   auto arrival = [&](int from, int to, double done) {
@@ -240,10 +274,8 @@ std::vector<double> three_tier_space::screen_all_untiled() const {
   auto account = [&](size_t l, int sign) {
     const bool graph_input = position_[l] < 0;
     for (int t = 0; t < 3; ++t) {
-      const bool to = readers[l][size_t(t)] > 0 || (t == 0 && is_graph_output_[l]);
-      if (!to || t == from[l]) continue;
-      size_t& cell = graph_input ? input_bytes[t] : bytes[from[l]][t];
-      cell = sign > 0 ? cell + output_bytes_[l] : cell - output_bytes_[l];
+      size_t* cell = crossing_cell(graph_input, from[l], t, readers[l][size_t(t)] > 0, is_graph_output_[l], bytes, input_bytes);
+      if (cell) *cell = sign > 0 ? *cell + output_bytes_[l] : *cell - output_bytes_[l];
     }
   };
   for (int i = 0; i <= n; ++i) {

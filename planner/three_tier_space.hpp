@@ -81,8 +81,10 @@ class three_tier_space {
   std::vector<bool> is_graph_output_;
   std::map<std::string, std::vector<double>> node_prefix_;  // per node: prefix sums of its layer times
   std::vector<double> tier_prefix_[3];  // screening's copies: device, the edge segment's node, cloud
+  message_costs tier_messages_[3];      // the same tiers' message costs, over their speeds
   // An untiled choice's latency from its crossing bytes per (from tier, to tier) and the graph
-  // inputs' bytes per destination tier.
+  // inputs' bytes per destination tier (see crossing_cell in the .cpp: [0][0] and input_bytes[0]
+  // are the device tier's bundles from and to the app, which cross no link).
   double untiled_latency(int i, int j, const size_t bytes[3][3], const size_t input_bytes[3]) const;
   // Time node `name` takes for positions [begin, end).
   double node_ms(const std::string& name, int begin, int end) const {

@@ -1,5 +1,7 @@
 #include "schema/bundle.hpp"
 
+#include <capnp/any.h>
+
 #include <capnp/message.h>
 #include <capnp/serialize.h>
 #include <kj/exception.h>
@@ -212,6 +214,36 @@ std::vector<uint8_t> encode_bundle(const tensor_bundle& bundle) {
   std::vector<tensor_ref> refs;
   for (const named_tensor& t : bundle.tensors) refs.push_back({t.name, &t.value});
   return encode_bundle(bundle.request_id, bundle.plan_version, refs, bundle.virtual_ms);
+}
+
+status set_bundle_virtual_ms(std::vector<uint8_t>& bytes, double virtual_ms) {
+  // Where virtualMs sits in the root struct's data section: found once from a bundle that carries
+  // a marker value (the schema fixes the layout; this keeps the code free of its offsets).
+  static const long field_offset = [] {
+    const double marker = -1234567.8125;
+    std::vector<uint8_t> probe = encode_bundle(0, 0, {}, marker);
+    auto found = with_reader<schema::TensorBundle>(probe.data(), probe.size(), "tensor bundle",
+                                                   [&](schema::TensorBundle::Reader r) -> result<long> {
+      kj::ArrayPtr<const kj::byte> data = capnp::AnyStruct::Reader(r).getDataSection();
+      for (size_t at = 0; at + sizeof marker <= data.size(); at += sizeof marker)
+        if (std::memcmp(data.begin() + at, &marker, sizeof marker) == 0) return long(at);
+      return status::error("virtualMs not found");
+    });
+    return found ? found.value() : -1L;
+  }();
+  if (field_offset < 0) return status::error("tensor bundle: cannot locate virtualMs");
+  uint8_t* begin = bytes.data();
+  auto at = with_reader<schema::TensorBundle>(begin, bytes.size(), "tensor bundle",
+                                              [&](schema::TensorBundle::Reader r) -> result<size_t> {
+    kj::ArrayPtr<const kj::byte> data = capnp::AnyStruct::Reader(r).getDataSection();
+    const uint8_t* field = data.begin() + field_offset;
+    if (data.size() < size_t(field_offset) + sizeof(double) || field < begin || field + sizeof(double) > begin + bytes.size())
+      return status::error("tensor bundle: virtualMs lies outside the buffer");
+    return size_t(field - begin);
+  });
+  if (!at) return at.error();
+  std::memcpy(begin + at.value(), &virtual_ms, sizeof virtual_ms);
+  return status::ok();
 }
 
 result<tensor_bundle> decode_bundle(const uint8_t* bytes, size_t size) {

@@ -43,6 +43,9 @@ struct tensor_ref {
 std::vector<uint8_t> encode_bundle(uint64_t request_id, uint32_t plan_version, const std::vector<tensor_ref>& tensors,
                                    double virtual_ms = 0);
 std::vector<uint8_t> encode_bundle(const tensor_bundle& bundle);
+// Sets the virtual arrival time of an encoded bundle in place (the sender knows it only after
+// encoding, whose time the virtual clock charges). Errors when `bytes` is no bundle.
+status set_bundle_virtual_ms(std::vector<uint8_t>& bytes, double virtual_ms);
 result<tensor_bundle> decode_bundle(const uint8_t* bytes, size_t size);
 // The request id of a bundle whose tensors may be corrupt (for error replies); nullopt when the
 // bytes are not even a readable bundle header.

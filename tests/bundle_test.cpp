@@ -65,6 +65,28 @@ BOOST_AUTO_TEST_CASE(bundle_round_trip) {
   BOOST_CHECK(e->tensors.empty());
 }
 
+// The virtual clock stamps a bundle after encoding it: the stamp changes and nothing else does.
+BOOST_AUTO_TEST_CASE(a_bundle_is_stamped_in_place) {
+  d3::tensor a = d3::random_tensor({1, 9, 4, 5}, 3);
+  for (double at : {0.0, 17.25, 1e9, -3.5}) {
+    auto bytes = d3::encode_bundle(42, 3, {{"a", &a}}, 99.0);
+    const std::vector<uint8_t> before = bytes;
+    BOOST_REQUIRE(d3::set_bundle_virtual_ms(bytes, at).is_ok());
+    auto back = d3::decode_bundle(bytes.data(), bytes.size());
+    BOOST_REQUIRE_MESSAGE(back.is_ok(), back.message());
+    BOOST_CHECK_EQUAL(back->virtual_ms, at);
+    BOOST_CHECK_EQUAL(back->request_id, 42u);
+    BOOST_CHECK(d3::bitwise_equal(back->tensors.at(0).value, a));
+    size_t differing = 0;
+    for (size_t i = 0; i < bytes.size(); ++i) differing += bytes[i] != before[i];
+    BOOST_CHECK_LE(differing, sizeof(double));
+  }
+  std::vector<uint8_t> junk(24, 0xff);
+  BOOST_CHECK(!d3::set_bundle_virtual_ms(junk, 1.0).is_ok());
+  std::vector<uint8_t> none;
+  BOOST_CHECK(!d3::set_bundle_virtual_ms(none, 1.0).is_ok());
+}
+
 BOOST_AUTO_TEST_CASE(corrupt_bundles_are_errors) {
   d3::tensor a = d3::random_tensor({1, 4, 4, 8}, 3);
   auto bytes = d3::encode_bundle(99, 1, {{"x", &a}, {"y", &a}});

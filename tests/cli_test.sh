@@ -44,10 +44,10 @@ expect 2 "cannot open config" "$bin/d3-infer" --config "$work/missing.json"
 expect 2 "line 2" "$bin/d3-topology" "$work/bad.jsonl"
 expect 2 "unknown benchmark" "$bin/d3-bench" nonsense
 expect 2 "unknown model 'nope'" "$bin/d3-bench" grid --models resnet18,nope
-expect 2 "unknown uplink '5G'" "$bin/d3-bench" grid --uplinks 4G,5G
+expect 2 "unknown scenario '5G'" "$bin/d3-bench" grid --scenarios 4G,5G
 expect 2 "unknown strategy 'fastest'" "$bin/d3-bench" grid --strategies hpa,fastest
 expect 2 "cannot open testbed file" "$bin/d3-bench" grid --testbed "$work/missing.json"
-printf '{"uplinks": {"4G": {"mbit_per_s": 0, "latency_ms": 5}}}' > "$work/bad-testbed.json"
+printf '{"scenarios": {"4G": {"edge-cloud": {"mbit_per_s": 0, "latency_ms": 5}}}}' > "$work/bad-testbed.json"
 expect 2 "mbit_per_s must be a positive number" "$bin/d3-bench" grid --testbed "$work/bad-testbed.json"
 expect 2 "--requests expects an integer" "$bin/d3-bench" grid --requests 0
 printf '{"steps": [{"at_ms": 0, "uplink": "5G"}]}' > "$work/bad.trace.json"

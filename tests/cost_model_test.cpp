@@ -90,3 +90,38 @@ BOOST_AUTO_TEST_CASE(unknown_nodes_are_named) {
   BOOST_TEST(!p.is_ok());
   BOOST_TEST(p.message().find("'phone'") != std::string::npos);
 }
+
+// Moving tensors costs the nodes what their profile says, per bundle and per byte, at their speed:
+// device|cloud resnet18 split after layer1 (one bundle each way between them, the app's input
+// and the logits), and a tiled run's scatter and gather copies.
+BOOST_AUTO_TEST_CASE(bundles_and_copies_are_priced_per_message_and_byte) {
+  graph g = load("resnet18");
+  layer_profile profile = profile_from_flops(g, 100.0);
+  const cluster_model wifi = cluster_model::evaluation(*testbed::with_uplink("WiFi"));
+  const stage_graph split = stages(g, R"({"segments": [{"node": "device", "first": "conv1", "last": "layer1.1.add"},
+                                                      {"node": "cloud", "first": "layer2.0.conv1", "last": "fc"}]})");
+  const double free_ms = predict(g, split, profile, wifi).latency_ms;
+  profile.messages = {0.5, 2.0, 0.25, 3.0, 7.0};  // encode 0.5 ms + 2 ms/MB, decode 0.25 + 3 ms/MB
+  const double priced_ms = predict(g, split, profile, wifi).latency_ms;
+  const double image = 602112e-6, boundary = 56 * 56 * 64 * 4e-6, logits = 4000e-6;  // MB
+  const double device = (0.25 + 3.0 * image) + (0.5 + 2.0 * boundary);  // decode the input, encode the cut
+  const double cloud = (0.25 + 3.0 * boundary) + (0.5 + 2.0 * logits);  // decode the cut, encode the logits
+  const double expected = device / 0.1 + cloud / 4.0;
+  BOOST_TEST(std::fabs((priced_ms - free_ms) - expected) < 1e-9 * priced_ms, priced_ms - free_ms << " vs " << expected);
+
+  // A tiled run's scatter copies the tiles' input regions, its gather fills the run's output.
+  const stage_graph tiled = stages(g, R"({"segments": [{"node": "edge1", "first": "conv1", "last": "fc"}],
+      "tiled_runs": [{"first": "layer1.0.conv1", "last": "layer1.1.add", "grid": "2x1", "nodes": ["edge1", "edge2"]}]})");
+  profile.messages = {};
+  const plan_prediction before = predict(g, tiled, profile, wifi);
+  profile.messages.copy_ms_per_mb = 10.0;
+  const plan_prediction after = predict(g, tiled, profile, wifi);
+  size_t scattered = 0;
+  for (const stage& s : tiled.stages)
+    if (s.kind == stage_kind::scatter)
+      for (const std::string& part : s.outputs) scattered += tensor_bytes(g, tiled, part);
+  const double copies = 10.0 * (double(scattered) + 56 * 56 * 64 * 4) * 1e-6 / 0.5;  // at edge speed 0.5
+  BOOST_TEST(scattered > size_t(56 * 56 * 64 * 4));  // halos: the parts overlap
+  BOOST_TEST(std::fabs((after.latency_ms - before.latency_ms) - copies) < 1e-9 * after.latency_ms,
+             after.latency_ms - before.latency_ms << " vs " << copies);
+}

@@ -528,9 +528,11 @@ BOOST_FIXTURE_TEST_CASE(virtual_clock_link_transfer_is_latency_plus_size_over_ba
                                   << " ms, virtual latency " << r.virtual_latency_ms << " ms");
     BOOST_CHECK_CLOSE(transfer, expected, 1.0);  // percent
     BOOST_CHECK_EQUAL(device->bytes_sent, N);
-    // The app sits on the device: the request starts there at no cost; compute is CPU / speed (1).
+    // The app sits on the device: the request starts there at no cost; work is CPU / speed (1).
     BOOST_CHECK_CLOSE(device->ready_ms, r.virtual_start_ms, 1e-6);
-    BOOST_CHECK_CLOSE(device->finish_ms - device->ready_ms, device->cpu_ms, 1e-6);
+    // It decodes the input, computes and encodes its output (messages_ms), all charged.
+    BOOST_CHECK_GT(device->messages_ms, 0.0);
+    BOOST_CHECK_CLOSE(device->finish_ms - device->ready_ms, device->cpu_ms + device->messages_ms, 1e-6);
     // The answer (4000 bytes) returns over the edge-device link; one request in flight: the next
     // request starts at the previous answer's virtual arrival.
     BOOST_CHECK_CLOSE(r.virtual_end_ms, edge->finish_ms + L + 8.0 * 4000.0 / (B * 1e3), 1e-6);
@@ -676,7 +678,12 @@ BOOST_FIXTURE_TEST_CASE(live_migration_loses_no_request_and_ships_only_moved_lay
 // After a 10x uplink drop the planner actor, fed only by the transfers the stages' virtual times
 // show, re-plans; the migration moves only layers whose tier changes and loses no request.
 BOOST_FIXTURE_TEST_CASE(uplink_drop_makes_the_planner_migrate_only_changed_layers, testbed_cluster) {
-  d3::testbed fast = d3::testbed::with_uplink("WiFi").value();  // 18.88 Mbit/s, then a drop to 1.888
+  // 40 Mbit/s, then a drop to 4. (At WiFi's 18.88 Mbit/s, offloading resnet18 and computing it on
+  // the device at speed 0.1 price within a few percent of each other, and which wins depends on
+  // how fast this shared machine ran the profile.)
+  d3::testbed fast = d3::testbed::with_uplink("WiFi").value();
+  fast.device_edge.bandwidth_mbit_per_s = 40;
+  fast.uplink = "40 Mbit/s";
   d3::deployment_options options;
   options.timeout = 30s;
   options.emulation.clock = "virtual";
@@ -691,7 +698,7 @@ BOOST_FIXTURE_TEST_CASE(uplink_drop_makes_the_planner_migrate_only_changed_layer
   d3::three_tier_choice choice;
   auto planned = d3::hpa_strategy(g, profile.value(), cluster, {}, &choice);
   BOOST_REQUIRE(planned.is_ok());
-  BOOST_REQUIRE_MESSAGE(choice.device_end < int(g.layers.size()) - 1, "the WiFi plan must offload something");
+  BOOST_REQUIRE_MESSAGE(choice.device_end < int(g.layers.size()) - 1, "the 40 Mbit/s plan must offload something");
   BOOST_REQUIRE(dep.deploy(g, planned->plan).is_ok());
   auto planner = std::make_shared<d3::adaptive_planner>(g, profile.value(), cluster, choice, planned->plan.version);
   std::map<std::string, d3::node_role> roles = {{"device", d3::node_role::device}, {"edge1", d3::node_role::edge},
@@ -711,7 +718,7 @@ BOOST_FIXTURE_TEST_CASE(uplink_drop_makes_the_planner_migrate_only_changed_layer
 
   d3::testbed slow = fast;
   slow.device_edge.bandwidth_mbit_per_s /= 10;
-  slow.uplink = "WiFi / 10";
+  slow.uplink = "40 Mbit/s / 10";
   BOOST_REQUIRE(dep.update_emulation(slow).is_ok());
   auto after = inputs_for(g, 8, 91);
   auto outcomes = dep.run(after, 1);
@@ -743,12 +750,12 @@ BOOST_FIXTURE_TEST_CASE(uplink_drop_makes_the_planner_migrate_only_changed_layer
   for (const auto& o : outcomes) latencies.push_back(o.virtual_latency_ms);
   std::string trace;
   for (double ms : latencies) trace += " " + std::to_string(int(ms));
-  BOOST_TEST_MESSAGE("uplink 18.88 -> 1.888 Mbit/s: device-edge estimate "
+  BOOST_TEST_MESSAGE("uplink 40 -> 4 Mbit/s: device-edge estimate "
                      << planner->estimate().links.device_edge.bandwidth_mbit_per_s << " Mbit/s; migration v"
                      << m.from_version << " -> v" << m.to_version << " moved " << m.layers_moved.size() << " of "
                      << new_nodes.size() << " layers (a full re-plan redeploys all " << new_nodes.size() << "), "
                      << m.deploy.weight_bytes_shipped << " weight bytes shipped; virtual latencies (ms):" << trace);
-  BOOST_CHECK_CLOSE(planner->estimate().links.device_edge.bandwidth_mbit_per_s, 1.888, 10.0);
+  BOOST_CHECK_CLOSE(planner->estimate().links.device_edge.bandwidth_mbit_per_s, 4.0, 10.0);
 }
 
 // A trace step changes the uplink between requests, and a light probe through the nodes measures

@@ -1,0 +1,80 @@
+#include "actors/message_costs.hpp"
+
+#include <algorithm>
+#include <functional>
+#include <vector>
+
+#include "actors/emulation.hpp"
+#include "kernels/model_zoo.hpp"
+#include "kernels/tensor.hpp"
+#include "kernels/tiling.hpp"
+#include "schema/bundle.hpp"
+
+namespace d3 {
+
+namespace {
+
+// Median thread CPU time of `op`, in ms.
+double median_cpu_ms(int repeats, const std::function<void()>& op) {
+  std::vector<double> samples;
+  op();  // warm-up: first-touch page faults are not the steady state
+  for (int r = 0; r < std::max(1, repeats); ++r) {
+    const double start = thread_cpu_ms();
+    op();
+    samples.push_back(thread_cpu_ms() - start);
+  }
+  std::nth_element(samples.begin(), samples.begin() + long(samples.size() / 2), samples.end());
+  return samples[samples.size() / 2];
+}
+
+// Fixed and per-MB cost from times at two sizes (clamped at 0: noise must not make either negative).
+void fit(double small_ms, size_t small_bytes, double large_ms, size_t large_bytes, double& fixed_ms, double& per_mb) {
+  per_mb = std::max(0.0, (large_ms - small_ms) / (double(large_bytes - small_bytes) * 1e-6));
+  fixed_ms = std::max(0.0, small_ms - per_mb * double(small_bytes) * 1e-6);
+}
+
+}  // namespace
+
+result<message_costs> measure_message_costs(int repeats) {
+  const tensor small = random_tensor({1, 16, 16, 64}, 11);   // 64 KiB
+  const tensor large = random_tensor({1, 64, 64, 64}, 12);   // 1 MiB
+  double encode[2], decode[2];
+  const tensor* sizes[2] = {&small, &large};
+  for (int k = 0; k < 2; ++k) {
+    std::vector<uint8_t> bytes;
+    encode[k] = median_cpu_ms(repeats, [&] { bytes = encode_bundle(1, 1, {{"t", sizes[k]}}); });
+    if (bytes.empty()) return status::error("message costs: cannot encode a bundle");
+    bool ok = true;
+    decode[k] = median_cpu_ms(repeats, [&] { ok = decode_bundle(bytes.data(), bytes.size()).is_ok() && ok; });
+    if (!ok) return status::error("message costs: cannot decode a bundle");
+  }
+  message_costs c;
+  fit(encode[0], small.bytes(), encode[1], large.bytes(), c.encode_ms, c.encode_ms_per_mb);
+  fit(decode[0], small.bytes(), decode[1], large.bytes(), c.decode_ms, c.decode_ms_per_mb);
+  // A scatter cuts regions out of a whole tensor (a new zero-filled tensor per part, then the
+  // copy); a gather fills a new whole tensor from its parts: the same two passes per byte.
+  const region top{0, large.shape().h / 2, 0, large.shape().w};
+  const region bottom{large.shape().h / 2, large.shape().h, 0, large.shape().w};
+  const double copy_ms = median_cpu_ms(repeats, [&] {
+    tensor a = extract_region(large, top);
+    tensor b = extract_region(large, bottom);
+  });
+  c.copy_ms_per_mb = copy_ms / (double(large.bytes()) * 1e-6);
+  return c;
+}
+
+result<layer_profile> measure_local_profile(const graph& g, int repeats) {
+  auto profile = measure_profile(g, repeats);
+  if (!profile) return profile.error();
+  auto messages = measure_message_costs(std::max(3, repeats));
+  if (!messages) return messages.error();
+  profile->messages = messages.value();
+  return profile;
+}
+
+message_costs at_speed(const message_costs& c, double speed) {
+  return {c.encode_ms / speed, c.encode_ms_per_mb / speed, c.decode_ms / speed, c.decode_ms_per_mb / speed,
+          c.copy_ms_per_mb / speed};
+}
+
+}  // namespace d3

@@ -1,0 +1,23 @@
+// Measuring what moving tensors costs this machine's CPU (planner/profile.hpp: message_costs):
+// tensor bundles encoded and decoded (schema/bundle.hpp) and regions copied as scatter and gather
+// stages copy them, timed in thread CPU time at two payload sizes and fitted per message and per
+// MB. No actors: the node's profile probe and the apps' local profiles both use it.
+#pragma once
+
+#include "kernels/status.hpp"
+#include "planner/profile.hpp"
+
+namespace d3 {
+
+// Medians over `repeats` (>= 1) of each operation at 64 KB and 1 MB, on the calling thread, in
+// milliseconds of thread CPU time (speed 1: divide by a node's speed for its clock).
+result<message_costs> measure_message_costs(int repeats = 5);
+
+// measure_profile (planner/profile.hpp) with the message costs measured too: the whole profile of
+// this machine at speed 1, as the apps plan with when they do not probe the nodes.
+result<layer_profile> measure_local_profile(const graph& g, int repeats);
+
+// Every field divided by `speed` (> 0).
+message_costs at_speed(const message_costs& costs, double speed);
+
+}  // namespace d3

@@ -8,6 +8,7 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -169,10 +170,12 @@ node_emulation& emulation() {
 
 // Per-layer compute times of a fragment on this node, as JSON {"layers": {name: ms, ...}} or
 // {"error": text}: the fragment arrives without weights (fill_missing_weights makes stand-ins:
-// time does not depend on weight values), runs once to warm up and `repeats` times more; each
+// time does not depend on weight values) and runs `repeats` timed times, spread out (below); each
 // layer's time is its median. Under the virtual clock a layer costs what the node clock charges:
 // its share of the run's thread CPU time divided by the node's speed; under the wall clock, its
 // wall time. Results are cached per model and layer set: a node probes a model once.
+constexpr int probe_pause_ms = 30;  // between a probe's timed runs
+
 std::string profile_fragment(const bytes& payload, int repeats) {
   static std::mutex cache_mutex;
   static std::map<std::string, std::string> cache;
@@ -197,14 +200,20 @@ std::string profile_fragment(const bytes& payload, int repeats) {
   const bool virtual_clock = emulation().mode() == clock_mode::virtual_time;
   const double speed = emulation().speed();
   std::vector<std::vector<double>> samples(f.layers.size());
-  for (int r = 0; r <= std::max(1, repeats); ++r) {
+  // The timed runs are spread out: each after a pause and an untimed run of its own, so that a
+  // slow phase of this shared machine (other work, a neighbour) cannot set the whole profile,
+  // and the median stands for the machine as the stages will find it (measured: with 3 runs back
+  // to back, one probe of mobilenet_v2 came out 15% slower than every stage run later).
+  for (int r = 0; r < 2 * std::max(1, repeats); ++r) {
+    const bool warm_up = r % 2 == 0;
+    if (warm_up && r > 0) std::this_thread::sleep_for(std::chrono::milliseconds(probe_pause_ms));
     std::vector<layer_timing> timings;
     machine_cpu_lock alone(virtual_clock);
     const double cpu_start = thread_cpu_ms();
     auto out = (*exec)->run(pointers, &timings);
     const double cpu_ms = thread_cpu_ms() - cpu_start;
     if (!out) return failed(out.message());
-    if (r == 0) continue;  // warm-up
+    if (warm_up) continue;
     double wall_ms = 0;
     for (const layer_timing& t : timings) wall_ms += t.milliseconds;
     // Virtual clock: the run's CPU time split over layers by their wall times, at this speed.

@@ -79,6 +79,18 @@ result<deployment_plan> load_plan_file(const std::string& path) {
   return plan;
 }
 
+std::string describe(const deployment_plan& plan) {
+  std::string out;
+  auto add = [&](const std::string& part) { out += (out.empty() ? "" : "; ") + part; };
+  for (const plan_segment& s : plan.segments) add(s.node + " " + s.first + ".." + s.last);
+  for (const plan_tiled_run& r : plan.tiled_runs) {
+    std::string nodes;
+    for (const std::string& n : r.nodes) nodes += (nodes.empty() ? "" : ",") + n;
+    add("tiled " + r.grid + " " + r.first + ".." + r.last + " over " + nodes);
+  }
+  return out;
+}
+
 std::string to_json(const deployment_plan& plan) {
   json j;
   j["version"] = plan.version;

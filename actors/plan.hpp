@@ -56,6 +56,8 @@ struct deployment_plan {
 result<deployment_plan> parse_plan_json(const std::string& text);
 result<deployment_plan> load_plan_file(const std::string& path);
 std::string to_json(const deployment_plan& plan);
+// One line for reports: "device conv1..maxpool; edge1 layer1.0.conv1..fc; tiled 2x1 ... over edge1,edge2".
+std::string describe(const deployment_plan& plan);
 
 enum class stage_kind { segment, scatter, tile, gather };
 const char* to_string(stage_kind kind);

@@ -123,7 +123,7 @@ testbed, "edges behind the mobile uplink" (the scenarios set device<->edge inste
   --noise-floor PCT   the noise band's floor, percent (default 2)
   --seed S            request i's input is seeded S + i (default 1)
   --model-seed S      seed of the built-in models' weights (default 2021)
-  --profile-repeats R runs of the per-layer profile (default 3)
+  --profile-repeats R runs of the per-layer profile (default 5)
   --profile nodes|local  the layer times the planner prices plans with: probed on each node
                       (default) or measured in this process and divided by the node's speed
   --timeout-ms T      timeout of every connect, deployment step and answer (default 60000)
@@ -210,7 +210,7 @@ std::string describe_scenario(const testbed_file& bed, const std::string& name) 
 
 struct grid_options {
   std::vector<std::string> models, scenarios, strategies;
-  int requests = 10, warmup = 1, profile_repeats = 3;
+  int requests = 10, warmup = 1, profile_repeats = 5;
   long timeout_ms = 60000;
   uint64_t seed = 1, model_seed = default_model_seed;
   double noise_floor = 0.02;
@@ -385,14 +385,6 @@ struct grid_results {
   }
 };
 
-std::string describe_plan(const deployment_plan& plan) {
-  std::vector<std::string> parts;
-  for (const plan_segment& s : plan.segments) parts.push_back(s.node + " " + s.first + ".." + s.last);
-  for (const plan_tiled_run& r : plan.tiled_runs)
-    parts.push_back("tiled " + r.grid + " " + r.first + ".." + r.last + " over " + join(r.nodes, ","));
-  return join(parts, "; ");
-}
-
 // The progress bar on stderr: redrawn in place on a terminal, one line per cell otherwise (logs).
 class progress_bar {
  public:
@@ -533,7 +525,7 @@ std::optional<deployment_plan> plan_cell(grid_cell& c, const model_context& m, c
     return std::nullopt;
   }
   c.predicted_ms = chosen->prediction.latency_ms;
-  c.plan = describe_plan(chosen->plan);
+  c.plan = describe(chosen->plan);
   if (auto sg = build_stage_graph(m.g, chosen->plan)) {
     for (size_t k = 0; k < sg->stages.size(); ++k) {
       grid_cell::stage_timing t;

@@ -6,6 +6,8 @@
 //            the virtual clock (apps/bench_grid.cpp).
 //   adapt    live adaptation under an uplink trace: partial adjustment against a full
 //            re-partition and the per-step optimum (apps/bench_adapt.cpp).
+//   regimes  where three tiers pay: hpa over the best two-tier baseline across bandwidths and
+//            device speeds, on the cost model, with measured points (apps/bench_regimes.cpp).
 //   plan     HPA's planning time per model and uplink.
 #include <dirent.h>
 #include <unistd.h>
@@ -26,6 +28,7 @@
 
 #include "apps/bench_adapt.hpp"
 #include "apps/bench_grid.hpp"
+#include "apps/bench_regimes.hpp"
 #include "apps/app_support.hpp"
 #include "apps/child_process.hpp"
 #include "kernels/executor.hpp"
@@ -46,6 +49,7 @@ const char* usage = R"(usage: d3-bench engine [options]
        d3-bench tiling [options]
        d3-bench grid [options]
        d3-bench adapt [options]
+       d3-bench regimes [options]
        d3-bench plan [options]
 
 Subcommands (each has --help): engine, d3 against ONNX Runtime; tiling, the cost of cutting a
@@ -53,7 +57,9 @@ run of layers into spatial tiles (vertical separation); grid, every strategy's p
 model and uplink deployed on d3-node processes on the emulated testbed (virtual clock): latency,
 bytes per link and backbone, verified answers, CSV/Markdown/PNG outputs and a CI --check; adapt,
 the planner actor following an uplink trace (WiFi -> 3G -> WiFi) by partial migration, against a
-full re-partition and the per-step optimum; plan, how long HPA takes to plan each model.
+full re-partition and the per-step optimum; regimes, where three tiers pay: hpa's predicted speedup
+over the best two-tier baseline across link bandwidths and device speeds (heatmaps), with points
+measured on d3-node processes; plan, how long HPA takes to plan each model.
 
 d3-bench engine:
 
@@ -607,10 +613,11 @@ int main(int argc, char** argv) {
   if (command == "tiling") return tiling(argc, argv);
   if (command == "grid") return d3::bench_grid(argc, argv);
   if (command == "adapt") return d3::bench_adapt(argc, argv);
+  if (command == "regimes") return d3::bench_regimes(argc, argv);
   if (command == "plan") return plan(argc, argv);
   if (command == "--help" || command == "-h" || command.empty()) {
     std::cout << usage;
     return command.empty() ? exit_bad_input : 0;
   }
-  fail(exit_bad_input, "unknown benchmark '" + command + "' (available: engine, tiling, grid, adapt, plan; see --help)");
+  fail(exit_bad_input, "unknown benchmark '" + command + "' (available: engine, tiling, grid, adapt, regimes, plan; see --help)");
 }

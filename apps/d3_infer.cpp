@@ -61,11 +61,13 @@ the answers by id.
   --plan FILE         deployment plan (JSON, see apps/config/*.plan.json)
   --strategy NAME     instead of a plan file, the plan a strategy chooses on the planner's cost
                       model: hpa (D3: device|edge|cloud with the edge's leading run tiled over
-                      K edge nodes), neurosurgeon (best single device|cloud split), dads (min
-                      cut device|cloud split of the DAG), ftp (DeepThings: all on the edge
-                      cluster, the first layers tiled over every edge node), device, edge,
-                      cloud (everything on device, edge1 or cloud), three-tier (best untiled
-                      device|edge1|cloud partition, exhaustive). It prices plans with per-layer
+                      K edge nodes; never predicted behind a baseline), neurosurgeon (best single
+                      device|cloud split), dads (min cut device|cloud split of the DAG),
+                      neurosurgeon-edge and dads-edge (the same with the fastest edge node as
+                      the server), ftp (DeepThings: all on the edge cluster, the first layers
+                      tiled over every edge node), device, edge, cloud (everything on device,
+                      the fastest edge node or cloud), three-tier (best untiled
+                      device|edge|cloud partition, exhaustive). It prices plans with per-layer
                       times (see --profile) and the evaluation testbed's links (the cluster's
                       uplink, else WiFi); the nodes must include device, edge1 and cloud
   --profile nodes|local  with --strategy, the per-layer compute times the cost model uses:

@@ -50,6 +50,9 @@ expect 2 "cannot open testbed file" "$bin/d3-bench" grid --testbed "$work/missin
 printf '{"scenarios": {"4G": {"edge-cloud": {"mbit_per_s": 0, "latency_ms": 5}}}}' > "$work/bad-testbed.json"
 expect 2 "mbit_per_s must be a positive number" "$bin/d3-bench" grid --testbed "$work/bad-testbed.json"
 expect 2 "--requests expects an integer" "$bin/d3-bench" grid --requests 0
+expect 2 "--lan expects comma-separated positive numbers, got '0'" "$bin/d3-bench" regimes --lan 10,0
+expect 2 "unknown option '--uplinks'" "$bin/d3-bench" regimes --uplinks 4G
+expect 2 "unknown model 'nope'" "$bin/d3-bench" regimes --models nope
 printf '{"steps": [{"at_ms": 0, "uplink": "5G"}]}' > "$work/bad.trace.json"
 expect 2 "step 0: uplink must be CAT1, 3G, 4G or WiFi" "$bin/d3-bench" adapt --trace "$work/bad.trace.json"
 expect 2 "unknown option '--fast'" "$bin/d3-bench" adapt --fast

@@ -1,0 +1,626 @@
+// d3-bench regimes: where three tiers pay. On the cost model with every node's probed profile, hpa's
+// predicted speedup over the best two-tier baseline across device<->edge x edge<->cloud bandwidth,
+// and across the device's speed x edge<->cloud bandwidth; heatmaps with the 3.4x contour; and a
+// set of points measured on real d3-node processes (virtual clock) to show the map's error.
+#include "apps/bench_regimes.hpp"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <limits>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "actors/deployment.hpp"
+#include "actors/message_costs.hpp"
+#include "actors/planner_actor.hpp"
+#include "actors/protocol.hpp"
+#include "actors/testbed_file.hpp"
+#include "apps/app_support.hpp"
+#include "apps/local_nodes.hpp"
+#include "kernels/executor.hpp"
+#include "kernels/model_zoo.hpp"
+#include "planner/cost_model.hpp"
+#include "planner/strategies.hpp"
+
+namespace d3 {
+
+namespace {
+
+constexpr int exit_failed = 1;
+constexpr int exit_bad_input = 2;
+
+const char* regimes_usage = R"(usage: d3-bench regimes [options]
+
+Where three tiers pay: hpa's speedup over the best two-tier baseline (the best of neurosurgeon,
+dads, neurosurgeon-edge, dads-edge in each cell), predicted by the planner's cost model. Per model
+the bench starts d3-node processes (device, edge1..edgeK, cloud with the testbed's speeds, on free
+loopback ports), probes every node's per-layer profile and message costs (as d3-bench grid does),
+then prices, with those profiles, every cell of two maps:
+  bandwidth: device<->edge bandwidth (--lan) x edge<->cloud bandwidth (--cloud); device<->cloud
+             is the two in series; latencies, speeds and edge<->edge stay the testbed's base;
+  device:    the device's speed (--device-speeds; its probed profile scaled by the testbed's
+             device speed over it) x edge<->cloud bandwidth, device<->edge as in the base.
+Each map is written as data and drawn with gnuplot (heatmap, log axes, the 3.4x contour). Then
+--measure points of the bandwidth map (a spread over it and its best cell) are deployed for real:
+hpa's plan and the best two-tier plan of the cell run side by side (alternating, --requests
+rounds after --warmup), every answer memcmp-equal to a single-process run, and the measured
+speedup is set against the predicted one.
+
+All times are EMULATED (virtual clock): a node's compute is its kernels' thread CPU time on this
+machine divided by its speed; links are latency + bytes / bandwidth.
+
+  --models LIST         built-in models or model files (default: the five built-ins)
+  --testbed FILE        base testbed (default: D3's setting, apps/config/testbed-d3.json; its base
+                        links, not a scenario)
+  --lan LIST            device<->edge Mbit/s (default 13 points, 1..1000, log-spaced)
+  --cloud LIST          edge<->cloud Mbit/s (default 17 points, 0.1..1000, log-spaced)
+  --device-speeds LIST  device speeds (default 9 points, 0.01..1, log-spaced)
+  --measure N           points measured on real nodes per model (default 10; 0: none)
+  --requests R          timed rounds per measured point (default 5)
+  --warmup W            untimed rounds first (default 1)
+  --profile-repeats R   timed runs of each node's profile probe (default 5)
+  --timeout-ms T        timeout of every connect, deployment step and answer (default 60000)
+  --seed S              request i's input is seeded S + i (default 1)
+  --model-seed S        seed of the built-in models' weights (default 2021)
+  --out DIR             output folder (default regimes-results): regimes.csv, measured.csv,
+                        regimes.md, <model>-bandwidth.png, <model>-device.png (with .dat files and
+                        regimes.gp), node-logs/
+  --node-binary FILE    the d3-node executable (default: d3-node next to d3-bench)
+  --help                this text
+
+Exit codes: 0 done; 1 a measured answer differed or failed, a node could not start, outputs could
+not be written; 2 bad options.
+)";
+
+struct regimes_options {
+  std::vector<std::string> models;
+  testbed_file bed = testbed_file::d3_setting();
+  std::vector<double> lan, cloud, device_speeds;
+  int measure = 10, requests = 5, warmup = 1, profile_repeats = 5;
+  long timeout_ms = 60000;
+  uint64_t seed = 1, model_seed = default_model_seed;
+  std::string out = "regimes-results", node_binary, command_line;
+};
+
+[[noreturn]] void bad_input(const std::string& message) {
+  std::cerr << "d3-bench regimes: " << message << "\n";
+  std::exit(exit_bad_input);
+}
+
+// `per_decade` points per decade from `low` to `high` (both included).
+std::vector<double> log_spaced(double low, double high, int per_decade) {
+  std::vector<double> out;
+  const int steps = int(std::lround(std::log10(high / low) * per_decade));
+  for (int k = 0; k <= steps; ++k) out.push_back(low * std::pow(10.0, double(k) / per_decade));
+  return out;
+}
+
+std::vector<double> parse_positive_list(const std::string& flag, const std::string& text) {
+  std::vector<double> out;
+  size_t start = 0;
+  while (start <= text.size()) {
+    const size_t comma = text.find(',', start);
+    const std::string item = text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    char* end = nullptr;
+    const double v = std::strtod(item.c_str(), &end);
+    if (item.empty() || *end != '\0' || !(v > 0) || !std::isfinite(v))
+      bad_input(flag + " expects comma-separated positive numbers, got '" + item + "'");
+    out.push_back(v);
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+std::vector<std::string> split_names(const std::string& text) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= text.size()) {
+    const size_t comma = text.find(',', start);
+    std::string item = text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    if (!item.empty()) out.push_back(item);
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return out;
+}
+
+regimes_options parse_options(int argc, char** argv) {
+  regimes_options o;
+  for (int i = 0; i < argc; ++i) o.command_line += std::string(i ? " " : "") + argv[i];
+  std::string models;
+  for (int i = 2; i < argc; ++i) {
+    const std::string arg = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) bad_input(arg + " needs a value (see d3-bench regimes --help)");
+      return argv[++i];
+    };
+    auto integer = [&](long low, long high) {
+      auto v = parse_integer(arg, value(), low, high);
+      if (!v) bad_input(v.message());
+      return v.value();
+    };
+    if (arg == "--help" || arg == "-h") {
+      std::cout << regimes_usage;
+      std::exit(0);
+    } else if (arg == "--models") {
+      models = value();
+    } else if (arg == "--testbed") {
+      auto bed = load_testbed_file(value());
+      if (!bed) bad_input(bed.message());
+      o.bed = std::move(bed.value());
+    } else if (arg == "--lan") {
+      o.lan = parse_positive_list(arg, value());
+    } else if (arg == "--cloud") {
+      o.cloud = parse_positive_list(arg, value());
+    } else if (arg == "--device-speeds") {
+      o.device_speeds = parse_positive_list(arg, value());
+    } else if (arg == "--measure") {
+      o.measure = int(integer(0, 1000));
+    } else if (arg == "--requests") {
+      o.requests = int(integer(1, 10000));
+    } else if (arg == "--warmup") {
+      o.warmup = int(integer(0, 1000));
+    } else if (arg == "--profile-repeats") {
+      o.profile_repeats = int(integer(1, 1000));
+    } else if (arg == "--timeout-ms") {
+      o.timeout_ms = integer(1, 3600000);
+    } else if (arg == "--seed") {
+      o.seed = uint64_t(integer(0, 0x7fffffffffffffffL));
+    } else if (arg == "--model-seed") {
+      o.model_seed = uint64_t(integer(0, 0x7fffffffffffffffL));
+    } else if (arg == "--out") {
+      o.out = value();
+      if (o.out.empty()) bad_input("--out needs a folder");
+    } else if (arg == "--node-binary") {
+      o.node_binary = value();
+    } else {
+      bad_input("unknown option '" + arg + "' (see d3-bench regimes --help)");
+    }
+  }
+  if (o.lan.empty()) o.lan = log_spaced(1, 1000, 4);
+  if (o.cloud.empty()) o.cloud = log_spaced(0.1, 1000, 4);
+  if (o.device_speeds.empty()) o.device_speeds = log_spaced(0.01, 1, 4);
+  const std::vector<std::string>& builtins = builtin_model_names();
+  o.models = models.empty() ? builtins : split_names(models);
+  if (o.models.empty()) bad_input("--models needs at least one model");
+  for (const std::string& m : o.models)
+    if (std::find(builtins.begin(), builtins.end(), m) == builtins.end() && ::access(m.c_str(), R_OK) != 0)
+      bad_input("unknown model '" + m + "': not a built-in model and no such file");
+  if (o.node_binary.empty()) o.node_binary = sibling_executable("d3-node");
+  if (::access(o.node_binary.c_str(), X_OK) != 0)
+    bad_input("cannot run d3-node '" + o.node_binary + "' (build it, or give its path with --node-binary)");
+  return o;
+}
+
+// --- Prices ---------------------------------------------------------------------------------------
+
+// One cell of a map, on the cost model.
+struct priced_cell {
+  double x = 0, y = 0;  // the map's axes (Mbit/s or speed, Mbit/s)
+  double hpa_ms = NAN, two_tier_ms = NAN;
+  std::string two_tier;  // which of the four was best
+  planned hpa, best;
+  double speedup() const { return two_tier_ms / hpa_ms; }
+};
+
+// The cluster with every node's probed profile, the testbed's links `t`, and the device's speed
+// scaled to `device_speed` (its profile and message costs times base speed / device_speed).
+cluster_model cluster_at(const cluster_model& probed, const testbed& t, double base_device_speed, double device_speed) {
+  cluster_model c = probed;
+  c.links = t;
+  cluster_node& device = c.nodes.at("device");
+  const double factor = base_device_speed / device_speed;
+  if (device.measured) {
+    layer_profile scaled = *device.measured;
+    for (double& ms : scaled.milliseconds) ms *= factor;
+    scaled.messages = at_speed(scaled.messages, 1.0 / factor);
+    device.measured = std::make_shared<const layer_profile>(std::move(scaled));
+  } else {
+    device.speed = device_speed;
+  }
+  return c;
+}
+
+result<priced_cell> price(const graph& g, const layer_profile& profile, const cluster_model& c) {
+  priced_cell cell;
+  auto hpa = plan_with_strategy("hpa", g, profile, c);
+  if (!hpa) return status::error("hpa: " + hpa.message());
+  cell.hpa = std::move(hpa.value());
+  cell.hpa_ms = cell.hpa.prediction.latency_ms;
+  for (const std::string& name : two_tier_names()) {
+    auto b = plan_with_strategy(name, g, profile, c);
+    if (b && (cell.two_tier.empty() || b->prediction.latency_ms < cell.two_tier_ms)) {
+      cell.two_tier_ms = b->prediction.latency_ms;
+      cell.two_tier = name;
+      cell.best = std::move(b.value());
+    }
+  }
+  if (cell.two_tier.empty()) return status::error("no two-tier baseline found a plan");
+  return cell;
+}
+
+// --- Measured points -------------------------------------------------------------------------------
+
+struct measured_point {
+  std::string model;
+  priced_cell cell;
+  std::vector<double> hpa_ms, two_tier_ms;  // virtual latency per timed round
+  int verified = 0, failed = 0;
+  std::string error;
+  double median(const std::vector<double>& v) const { return v.empty() ? NAN : percentile(v, 0.5); }
+  double measured_speedup() const { return median(two_tier_ms) / median(hpa_ms); }
+};
+
+// Deploys the cell's two plans in turn (round r: hpa's request r, then the two-tier's, the order
+// alternating) over `nodes` with the cell's links, each answer compared with `expected`.
+void measure_point(measured_point& p, const regimes_options& o, caf::actor_system& system, local_nodes& nodes,
+                   const graph& g, const std::vector<std::map<std::string, tensor>>& inputs,
+                   const std::vector<std::map<std::string, tensor>>& expected, const testbed& t) {
+  deployment_options dopts;
+  dopts.timeout = std::chrono::milliseconds(o.timeout_ms);
+  dopts.emulation.clock = "virtual";
+  dopts.emulation.shaped = true;
+  dopts.emulation.links = t;
+  dopts.emulation.app_node = "device";
+  deployment dep(system, dopts);
+  if (auto s = dep.connect(nodes.endpoints()); !s) {
+    p.error = "connect: " + s.message();
+    return;
+  }
+  const deployment_plan* plans[2] = {&p.cell.hpa.plan, &p.cell.best.plan};
+  std::vector<double>* latencies[2] = {&p.hpa_ms, &p.two_tier_ms};
+  for (int round = 0; round < o.warmup + o.requests; ++round)
+    for (int turn = 0; turn < 2; ++turn) {
+      const int k = (turn + round) % 2;
+      if (auto report = dep.deploy(g, *plans[k]); !report) {
+        p.error = "deploy: " + report.message();
+        return;
+      }
+      const request_outcome r = dep.run({inputs[size_t(round)]}, 1).at(0);
+      dep.teardown();
+      if (!r.ok) {
+        ++p.failed;
+        p.error = "request: " + r.error;
+        return;
+      }
+      bool same = r.outputs.size() == expected[size_t(round)].size();
+      for (const auto& [name, want] : expected[size_t(round)]) {
+        auto got = r.outputs.find(name);
+        same = same && got != r.outputs.end() && bitwise_equal(got->second, want);
+      }
+      if (!same) {
+        ++p.failed;
+        p.error = "an answer differs from the single-process run";
+        return;
+      }
+      ++p.verified;
+      if (round >= o.warmup) latencies[k]->push_back(r.virtual_latency_ms);
+    }
+}
+
+// Up to `count` cells of the bandwidth map: its best cell, then a lattice spread over the map, in
+// a fixed order.
+std::vector<size_t> points_to_measure(const std::vector<priced_cell>& map, size_t nx, size_t ny, int count) {
+  std::vector<size_t> chosen;
+  if (map.empty() || count <= 0) return chosen;
+  size_t best = 0;
+  for (size_t k = 0; k < map.size(); ++k)
+    if (map[k].speedup() > map[best].speedup()) best = k;
+  chosen.push_back(best);
+  // A side x side lattice over both axes, corners included, for the rest.
+  const int side = std::max(2, int(std::ceil(std::sqrt(double(count - 1)))));
+  for (int a = 0; a < side && int(chosen.size()) < count; ++a)
+    for (int b = 0; b < side && int(chosen.size()) < count; ++b) {
+      const size_t ix = size_t(std::lround(double(a) * double(nx - 1) / double(side - 1)));
+      const size_t iy = size_t(std::lround(double(b) * double(ny - 1) / double(side - 1)));
+      const size_t k = ix * ny + iy;
+      if (std::find(chosen.begin(), chosen.end(), k) == chosen.end()) chosen.push_back(k);
+    }
+  return chosen;
+}
+
+// --- Outputs ---------------------------------------------------------------------------------------
+
+std::string fmt(const char* pattern, double v) {
+  char buffer[64];
+  std::snprintf(buffer, sizeof buffer, pattern, v);
+  return buffer;
+}
+
+std::string file_safe(const std::string& name) {
+  std::string out;
+  for (char c : name) out += std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' ? c : '_';
+  return out;
+}
+
+// gnuplot's pm3d wants one block per x value, blank lines between blocks.
+status write_map_data(const std::string& path, const std::vector<priced_cell>& map, size_t ny) {
+  std::ofstream out(path);
+  for (size_t k = 0; k < map.size(); ++k) {
+    if (k > 0 && k % ny == 0) out << "\n";
+    out << map[k].x << " " << map[k].y << " " << map[k].speedup() << "\n";
+  }
+  return out ? status::ok() : status::error("cannot write '" + path + "'");
+}
+
+struct model_maps {
+  std::string model;
+  std::vector<priced_cell> bandwidth, device;
+  std::string error;
+};
+
+double max_speedup(const std::vector<priced_cell>& map, const priced_cell** where = nullptr) {
+  double best = 0;
+  for (const priced_cell& c : map)
+    if (c.speedup() > best) {
+      best = c.speedup();
+      if (where) *where = &c;
+    }
+  return best;
+}
+
+double fraction_at_least(const std::vector<priced_cell>& map, double goal) {
+  if (map.empty()) return 0;
+  size_t n = 0;
+  for (const priced_cell& c : map) n += c.speedup() >= goal;
+  return double(n) / double(map.size());
+}
+
+// Writes the .dat files and regimes.gp, runs gnuplot; returns a note on the charts.
+std::string write_charts(const regimes_options& o, const std::vector<model_maps>& maps) {
+  std::string gp = "set terminal pngcairo size 900,700 noenhanced\nset logscale xy\nset pm3d map\n"
+                   "set palette rgbformulae 33,13,10\nset cbrange [1:*]\nset cblabel 'hpa speedup over the best two-tier'\n"
+                   "set contour base\nset cntrparam levels discrete 3.4\nunset clabel\n";
+  for (const model_maps& m : maps) {
+    if (!m.error.empty()) continue;
+    const std::string base = file_safe(m.model);
+    for (const auto& [kind, map, ny, xlabel] :
+         {std::tuple<std::string, const std::vector<priced_cell>*, size_t, std::string>{
+              "bandwidth", &m.bandwidth, o.cloud.size(), "device<->edge Mbit/s"},
+          {"device", &m.device, o.cloud.size(), "device speed (x one core)"}}) {
+      const std::string dat = base + "-" + kind + ".dat";
+      if (!write_map_data(o.out + "/" + dat, *map, ny)) continue;
+      const double peak = max_speedup(*map);
+      gp += "set output '" + base + "-" + kind + ".png'\n";
+      gp += "set title '" + m.model + ": hpa / best two-tier, predicted (max " + fmt("%.2f", peak) + "x" +
+            (peak >= 3.4 ? "; line: 3.4x" : "; 3.4x not reached") + ")'\n";
+      gp += "set xlabel '" + xlabel + "'\nset ylabel 'edge<->cloud Mbit/s'\n";
+      gp += "splot '" + dat + "' using 1:2:3 with pm3d notitle, '' using 1:2:3 nosurface with lines lw 2 lc rgb 'black' notitle\n";
+    }
+  }
+  std::ofstream(o.out + "/regimes.gp") << gp;
+  if (std::system("command -v gnuplot >/dev/null 2>&1") != 0)
+    return "Charts skipped: gnuplot is not installed (scripts/install-bench-deps.sh installs gnuplot-nox).";
+  const std::string command = "cd '" + o.out + "' && gnuplot regimes.gp >gnuplot.log 2>&1";
+  if (std::system(command.c_str()) != 0) return "gnuplot failed (see " + o.out + "/gnuplot.log).";
+  return "Charts: <model>-bandwidth.png and <model>-device.png (data: *.dat, script: regimes.gp).";
+}
+
+std::string markdown(const regimes_options& o, const std::vector<model_maps>& maps,
+                     const std::vector<measured_point>& points, const std::string& charts) {
+  std::string md = "# d3-bench regimes: where three tiers pay\n\n";
+  md += "Command: `" + o.command_line + "`\n\n";
+  md += "Base testbed: " + o.bed.name + " (" + o.bed.source + "), its base links; EMULATED. hpa's speedup = the "
+        "best two-tier baseline's predicted latency (neurosurgeon, dads, neurosurgeon-edge, dads-edge) / hpa's, on "
+        "the cost model with every node's probed profile.\n\n";
+  md += "| model | bandwidth map: max (device<->edge, edge<->cloud Mbit/s, vs) | geometric mean | cells >= 3.4x | "
+        "device map: max (device speed, edge<->cloud Mbit/s) | cells >= 3.4x |\n|---|---|---|---|---|---|\n";
+  for (const model_maps& m : maps) {
+    if (!m.error.empty()) {
+      md += "| " + m.model + " | error: " + m.error + " | | | | |\n";
+      continue;
+    }
+    const priced_cell* at = nullptr;
+    const double peak = max_speedup(m.bandwidth, &at);
+    double log_sum = 0;
+    for (const priced_cell& c : m.bandwidth) log_sum += std::log(c.speedup());
+    const priced_cell* dat = nullptr;
+    const double dpeak = max_speedup(m.device, &dat);
+    md += "| " + m.model + " | " + fmt("%.2fx", peak) + (at ? " (" + fmt("%g", at->x) + ", " + fmt("%g", at->y) + ", " + at->two_tier + ")" : "") +
+          " | " + fmt("%.2fx", std::exp(log_sum / double(std::max<size_t>(1, m.bandwidth.size())))) + " | " +
+          fmt("%.0f%%", 100 * fraction_at_least(m.bandwidth, 3.4)) + " | " + fmt("%.2fx", dpeak) +
+          (dat ? " (" + fmt("%g", dat->x) + ", " + fmt("%g", dat->y) + ")" : "") + " | " +
+          fmt("%.0f%%", 100 * fraction_at_least(m.device, 3.4)) + " |\n";
+  }
+  md += "\n## Measured points (real d3-node processes, virtual clock)\n\n";
+  md += "| model | device<->edge Mbit/s | edge<->cloud Mbit/s | best two-tier | predicted hpa / two-tier ms | measured "
+        "hpa / two-tier ms (median) | predicted speedup | measured speedup | error | hpa plan |\n"
+        "|---|---|---|---|---|---|---|---|---|---|\n";
+  std::vector<double> errors, latency_errors;
+  for (const measured_point& p : points) {
+    md += "| " + p.model + " | " + fmt("%g", p.cell.x) + " | " + fmt("%g", p.cell.y) + " | " + p.cell.two_tier + " | ";
+    if (!p.error.empty() || p.hpa_ms.empty() || p.two_tier_ms.empty()) {
+      md += fmt("%.1f", p.cell.hpa_ms) + " / " + fmt("%.1f", p.cell.two_tier_ms) + " | error: " + p.error + " | | | | |\n";
+      continue;
+    }
+    const double e = p.measured_speedup() / p.cell.speedup() - 1;
+    errors.push_back(std::fabs(e));
+    latency_errors.push_back(std::fabs(p.median(p.hpa_ms) / p.cell.hpa_ms - 1));
+    latency_errors.push_back(std::fabs(p.median(p.two_tier_ms) / p.cell.two_tier_ms - 1));
+    md += fmt("%.1f", p.cell.hpa_ms) + " / " + fmt("%.1f", p.cell.two_tier_ms) + " | " + fmt("%.1f", p.median(p.hpa_ms)) +
+          " / " + fmt("%.1f", p.median(p.two_tier_ms)) + " | " + fmt("%.2fx", p.cell.speedup()) + " | " +
+          fmt("%.2fx", p.measured_speedup()) + " | " + fmt("%+.1f%%", 100 * e) + " | " + describe(p.cell.hpa.plan) + " |\n";
+  }
+  if (!errors.empty())
+    md += "\n|measured speedup / predicted - 1| over " + std::to_string(errors.size()) + " points: median " +
+          fmt("%.1f%%", 100 * percentile(errors, 0.5)) + ", max " +
+          fmt("%.1f%%", 100 * *std::max_element(errors.begin(), errors.end())) +
+          "; |measured latency / predicted - 1| over both plans: median " +
+          fmt("%.1f%%", 100 * percentile(latency_errors, 0.5)) + ", max " +
+          fmt("%.1f%%", 100 * *std::max_element(latency_errors.begin(), latency_errors.end())) + ".\n";
+  md += "\n" + charts + "\n";
+  return md;
+}
+
+}  // namespace
+
+int bench_regimes(int argc, char** argv) {
+  const regimes_options o = parse_options(argc, argv);
+  if (::mkdir(o.out.c_str(), 0755) != 0 && errno != EEXIST) {
+    std::cerr << "d3-bench regimes: cannot create '" << o.out << "'\n";
+    return exit_failed;
+  }
+  const std::string logs = o.out + "/node-logs";
+  ::mkdir(logs.c_str(), 0755);
+  std::printf("d3-bench regimes: %zu models; bandwidth map %zu x %zu, device map %zu x %zu; %d measured points per "
+              "model; testbed %s (EMULATED)\n",
+              o.models.size(), o.lan.size(), o.cloud.size(), o.device_speeds.size(), o.cloud.size(), o.measure,
+              o.bed.name.c_str());
+  std::fflush(stdout);
+  caf::actor_system_config cfg;
+  protocol::configure_process(cfg);
+  caf::actor_system system{cfg};
+  std::vector<local_node_spec> specs = {{"device", "device", o.bed.base.device_speed}};
+  for (int e = 1; e <= o.bed.edge_nodes; ++e) specs.push_back({"edge" + std::to_string(e), "edge", o.bed.base.edge_speed});
+  specs.push_back({"cloud", "cloud", o.bed.base.cloud_speed});
+
+  std::vector<model_maps> maps;
+  std::vector<measured_point> points;
+  int code = 0;
+  std::ofstream csv(o.out + "/regimes.csv");
+  csv << "model,map,x,y,hpa_ms,best_two_tier_ms,best_two_tier,speedup\n";
+  for (const std::string& name : o.models) {
+    model_maps m;
+    m.model = name;
+    auto g = load_model_by_name(name, o.model_seed);
+    if (!g) {
+      m.error = g.message();
+      maps.push_back(m);
+      code = exit_failed;
+      continue;
+    }
+    auto nodes = local_nodes::start(o.node_binary, logs, specs, std::chrono::seconds(30));
+    if (!nodes) {
+      std::cerr << "d3-bench regimes: " << nodes.message() << "\n";
+      return exit_failed;
+    }
+    // Every node's profile, probed under the base testbed's clock.
+    cluster_model probed = cluster_model::evaluation(o.bed.base, o.bed.edge_nodes);
+    {
+      deployment_options dopts;
+      dopts.timeout = std::chrono::milliseconds(o.timeout_ms);
+      dopts.emulation.clock = "virtual";
+      dopts.emulation.shaped = true;
+      dopts.emulation.links = o.bed.base;
+      dopts.emulation.app_node = "device";
+      deployment dep(system, dopts);
+      status s = dep.connect((*nodes)->endpoints());
+      if (s) s = probe_node_profiles(dep, *g, probed, o.profile_repeats);
+      if (!s) {
+        m.error = s.message();
+        maps.push_back(m);
+        code = exit_failed;
+        continue;
+      }
+    }
+    // Every node prices with its own probed profile; this one is only the fallback the API takes.
+    const layer_profile fallback_profile = profile_from_flops(*g, 100.0);
+    auto priced = [&](const testbed& t, double device_speed, double x, double y) -> result<priced_cell> {
+      auto cell = price(*g, fallback_profile, cluster_at(probed, t, o.bed.base.device_speed, device_speed));
+      if (cell) cell->x = x, cell->y = y;
+      return cell;
+    };
+    for (double lan : o.lan)
+      for (double cloud : o.cloud) {
+        testbed t = o.bed.base;
+        t.device_edge.bandwidth_mbit_per_s = lan;
+        t.edge_cloud.bandwidth_mbit_per_s = cloud;
+        t.device_cloud.reset();
+        auto cell = priced(t, o.bed.base.device_speed, lan, cloud);
+        if (!cell) {
+          m.error = cell.message();
+          break;
+        }
+        m.bandwidth.push_back(std::move(cell.value()));
+      }
+    for (double speed : o.device_speeds)
+      for (double cloud : o.cloud) {
+        if (!m.error.empty()) break;
+        testbed t = o.bed.base;
+        t.edge_cloud.bandwidth_mbit_per_s = cloud;
+        t.device_cloud.reset();
+        auto cell = priced(t, speed, speed, cloud);
+        if (!cell) {
+          m.error = cell.message();
+          break;
+        }
+        m.device.push_back(std::move(cell.value()));
+      }
+    for (const auto& [map_name, map] : {std::pair<const char*, const std::vector<priced_cell>*>{"bandwidth", &m.bandwidth},
+                                        {"device", &m.device}})
+      for (const priced_cell& c : *map)
+        csv << name << ',' << map_name << ',' << c.x << ',' << c.y << ',' << c.hpa_ms << ',' << c.two_tier_ms << ','
+            << c.two_tier << ',' << c.speedup() << '\n';
+    const priced_cell* best = nullptr;
+    const double peak = max_speedup(m.bandwidth, &best);
+    std::printf("%-13s bandwidth map: max %.2fx", name.c_str(), peak);
+    if (best) std::printf(" at device<->edge %g, edge<->cloud %g Mbit/s (vs %s)", best->x, best->y, best->two_tier.c_str());
+    std::printf("; device map: max %.2fx%s\n", max_speedup(m.device), m.error.empty() ? "" : (" ERROR " + m.error).c_str());
+    std::fflush(stdout);
+
+    // Measured points: inputs and their single-process answers, then the cells side by side.
+    if (m.error.empty() && o.measure > 0) {
+      const size_t count = size_t(o.warmup + o.requests);
+      std::vector<std::map<std::string, tensor>> inputs(count), expected;
+      for (size_t i = 0; i < count; ++i)
+        for (int in : g->input_layers())
+          inputs[i][g->layers[size_t(in)].name] = random_tensor(g->layers[size_t(in)].output_shape, o.seed + i);
+      {
+        auto local = executor::create(*g);
+        if (!local) {
+          std::cerr << "d3-bench regimes: " << local.message() << "\n";
+          return exit_failed;
+        }
+        for (const auto& in : inputs) expected.push_back((*local)->run(in).value());
+      }
+      for (size_t k : points_to_measure(m.bandwidth, o.lan.size(), o.cloud.size(), o.measure)) {
+        measured_point p;
+        p.model = name;
+        p.cell = m.bandwidth[k];
+        testbed t = o.bed.base;
+        t.device_edge.bandwidth_mbit_per_s = p.cell.x;
+        t.edge_cloud.bandwidth_mbit_per_s = p.cell.y;
+        t.device_cloud.reset();
+        measure_point(p, o, system, **nodes, *g, inputs, expected, t);
+        if (!p.error.empty()) code = exit_failed;
+        std::printf("  measured device<->edge %g, edge<->cloud %g Mbit/s: predicted %.2fx, measured %.2fx%s\n", p.cell.x,
+                    p.cell.y, p.cell.speedup(), p.measured_speedup(), p.error.empty() ? "" : (" ERROR " + p.error).c_str());
+        std::fflush(stdout);
+        points.push_back(std::move(p));
+        if (!(*nodes)->exited().empty()) break;
+      }
+    }
+    maps.push_back(std::move(m));
+  }
+  {
+    std::ofstream out(o.out + "/measured.csv");
+    out << "model,lan_mbit_per_s,cloud_mbit_per_s,best_two_tier,predicted_hpa_ms,predicted_two_tier_ms,measured_hpa_ms,"
+           "measured_two_tier_ms,predicted_speedup,measured_speedup,verified,failed,error\n";
+    for (const measured_point& p : points)
+      out << p.model << ',' << p.cell.x << ',' << p.cell.y << ',' << p.cell.two_tier << ',' << p.cell.hpa_ms << ','
+          << p.cell.two_tier_ms << ',' << p.median(p.hpa_ms) << ',' << p.median(p.two_tier_ms) << ','
+          << p.cell.speedup() << ',' << p.measured_speedup() << ',' << p.verified << ',' << p.failed << ",\""
+          << p.error << "\"\n";
+  }
+  const std::string charts = write_charts(o, maps);
+  std::ofstream(o.out + "/regimes.md") << markdown(o, maps, points, charts);
+  if (!csv) code = exit_failed;
+  std::printf("wrote %s/regimes.csv, measured.csv, regimes.md; %s\n", o.out.c_str(), charts.c_str());
+  return code;
+}
+
+}  // namespace d3

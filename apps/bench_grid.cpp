@@ -1300,8 +1300,13 @@ std::string write_charts(const grid_options& o, const grid_results& r, const std
   const int strategies = int(o.strategies.size());
   std::string gp;
   gp += "# d3-bench grid charts: gnuplot charts.gp (in this folder)\n";
-  gp += "set terminal pngcairo size " + std::to_string(700 * columns) + "," + std::to_string(420 * rows + 40) +
-        " font 'sans,9'\n";
+  gp += "set terminal pngcairo noenhanced size " + std::to_string(700 * columns) + "," +
+        std::to_string(420 * rows + 40) + " font 'sans,9'\n";
+  // One colour per strategy (gnuplot's default cycle repeats after 8: hpa and the 9th shared one).
+  const char* colours[] = {"#9400d3", "#009e73", "#56b4e9", "#e69f00", "#f0e442",
+                           "#0072b2", "#d55e00", "#000000", "#cc79a7", "#999999"};
+  for (size_t k = 0; k < sizeof colours / sizeof colours[0]; ++k)
+    gp += format("set linetype %zu lc rgb '%s'\n", k + 1, colours[k]);
   gp += "set datafile missing '?'\nset style data histograms\nset style histogram clustered gap 1\n";
   gp += "set style fill solid 0.85 border -1\nset boxwidth 0.9\nset logscale y\nset grid ytics\n";
   gp += "set key outside right top vertical\nset xtics nomirror\n";
@@ -1327,7 +1332,7 @@ std::string write_charts(const grid_options& o, const grid_results& r, const std
              "latency, ms (log)", "no cell measured");
   histograms("backbone.png", "backbone", "Backbone bytes per request (links touching the cloud; no bar: none)",
              "KB per request (log)", "no backbone traffic in any cell");
-  gp += "set output 'predicted-vs-measured.png'\nset terminal pngcairo size 800,640 font 'sans,9'\n";
+  gp += "set output 'predicted-vs-measured.png'\nset terminal pngcairo noenhanced size 800,640 font 'sans,9'\n";
   gp += "set style data points\nset logscale xy\nset key inside left top\n";
   gp += "set title 'Cost model against the runtime (EMULATED): each point a cell'\n";
   gp += "set xlabel 'predicted latency, ms'\nset ylabel 'measured median latency, ms'\n";

@@ -312,8 +312,8 @@ void measure_point(measured_point& p, const regimes_options& o, caf::actor_syste
     }
 }
 
-// Up to `count` cells of the bandwidth map: its best cell, then a lattice spread over the map, in
-// a fixed order.
+// `count` cells of the bandwidth map (fewer only when the map is smaller): its best cell, then
+// lattices spread over the map, corners included, each finer than the last, in a fixed order.
 std::vector<size_t> points_to_measure(const std::vector<priced_cell>& map, size_t nx, size_t ny, int count) {
   std::vector<size_t> chosen;
   if (map.empty() || count <= 0) return chosen;
@@ -321,15 +321,16 @@ std::vector<size_t> points_to_measure(const std::vector<priced_cell>& map, size_
   for (size_t k = 0; k < map.size(); ++k)
     if (map[k].speedup() > map[best].speedup()) best = k;
   chosen.push_back(best);
-  // A side x side lattice over both axes, corners included, for the rest.
-  const int side = std::max(2, int(std::ceil(std::sqrt(double(count - 1)))));
-  for (int a = 0; a < side && int(chosen.size()) < count; ++a)
-    for (int b = 0; b < side && int(chosen.size()) < count; ++b) {
-      const size_t ix = size_t(std::lround(double(a) * double(nx - 1) / double(side - 1)));
-      const size_t iy = size_t(std::lround(double(b) * double(ny - 1) / double(side - 1)));
-      const size_t k = ix * ny + iy;
-      if (std::find(chosen.begin(), chosen.end(), k) == chosen.end()) chosen.push_back(k);
-    }
+  for (int side = std::max(2, int(std::ceil(std::sqrt(double(count - 1))))); int(chosen.size()) < count; ++side) {
+    for (int a = 0; a < side && int(chosen.size()) < count; ++a)
+      for (int b = 0; b < side && int(chosen.size()) < count; ++b) {
+        const size_t ix = size_t(std::lround(double(a) * double(nx - 1) / double(side - 1)));
+        const size_t iy = size_t(std::lround(double(b) * double(ny - 1) / double(side - 1)));
+        const size_t k = ix * ny + iy;
+        if (std::find(chosen.begin(), chosen.end(), k) == chosen.end()) chosen.push_back(k);
+      }
+    if (size_t(side) > std::max(nx, ny)) break;  // every cell is in the lattice
+  }
   return chosen;
 }
 

@@ -17,12 +17,12 @@
 #include <string>
 #include <vector>
 
-#include "actors/emulation.hpp"
-#include "actors/emulation_trace.hpp"
-#include "actors/plan.hpp"
-#include "actors/topology_log.hpp"
+#include "emulation/emulation.hpp"
+#include "emulation/emulation_trace.hpp"
+#include "plan/plan.hpp"
+#include "topology/topology_log.hpp"
 #include "kernels/graph.hpp"
-#include "kernels/status.hpp"
+#include "base/status.hpp"
 #include "kernels/tensor.hpp"
 #include "planner/profile.hpp"
 
@@ -38,7 +38,7 @@ struct node_endpoint {
 // "device=127.0.0.1:4301,edge1=127.0.0.1:4302" (a missing host means 127.0.0.1).
 result<std::vector<node_endpoint>> parse_node_list(const std::string& text);
 
-// The emulated testbed (emulation, not real links or devices; actors/emulation.hpp). At every
+// The emulated testbed (emulation, not real links or devices; emulation/emulation.hpp). At every
 // deploy the app sends each node its link table (a profile per destination node, from the roles)
 // and the clock; nodes never read the app's files.
 //   wall:    real time; a stage's send to another node is delivered at link_clock arrival
@@ -167,7 +167,7 @@ class deployment {
   // Clocks keep running. Errors name the node that refused.
   status update_emulation(const testbed& links, const std::map<std::string, double>& speeds = {});
 
-  // Makes run() follow `trace` (actors/emulation_trace.hpp): before a request starts, every step
+  // Makes run() follow `trace` (emulation/emulation_trace.hpp): before a request starts, every step
   // whose time has come is applied with update_emulation (a step's time counts from the last
   // deploy(): virtual ms under the virtual clock, wall ms otherwise) and logged as "trace_step".
   // The links and speeds the steps leave out stay as they are.

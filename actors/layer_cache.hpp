@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "kernels/graph.hpp"
-#include "kernels/status.hpp"
+#include "base/status.hpp"
 #include "schema/bundle.hpp"
 
 namespace d3 {

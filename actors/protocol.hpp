@@ -10,7 +10,7 @@
 //   (peer, string host, uint16 port)           -> string: "" connected (direct node-to-node
 //                                                  traffic), else the error
 //   (emul, string JSON)                        -> string: "" applied, else the error. The emulated
-//                 testbed (emulation, actors/emulation.hpp), sent by the app at every deploy:
+//                 testbed (emulation, emulation/emulation.hpp), sent by the app at every deploy:
 //                 {"clock": "wall"|"virtual", "links": {"<destination node>": {"mbit_per_s": B,
 //                 "latency_ms": L}, ...}}; resets the node's link and node clocks. Destinations
 //                 missing from "links" are unshaped. The node's speed comes from its own config.

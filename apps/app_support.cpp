@@ -1,14 +1,22 @@
 #include "apps/app_support.hpp"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
+#include <cmath>
+#include <cstdarg>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <sstream>
 
 #include "kernels/model_zoo.hpp"
 #include "schema/model_file.hpp"
-#include "schema/onnx_import.hpp"
+#include "onnx/onnx_import.hpp"
 
 namespace d3 {
 
@@ -66,6 +74,72 @@ double percentile(std::vector<double> values, double p) {
   const size_t lo = size_t(rank);
   const size_t hi = std::min(lo + 1, values.size() - 1);
   return values[lo] + (values[hi] - values[lo]) * (rank - double(lo));
+}
+
+std::string format(const char* pattern, ...) {
+  char buffer[1024];
+  va_list args;
+  va_start(args, pattern);
+  std::vsnprintf(buffer, sizeof buffer, pattern, args);
+  va_end(args);
+  return buffer;
+}
+
+std::vector<std::string> split_list(const std::string& text) {
+  std::vector<std::string> parts;
+  std::stringstream in(text);
+  std::string part;
+  while (std::getline(in, part, ','))
+    if (!part.empty()) parts.push_back(part);
+  return parts;
+}
+
+std::string join(const std::vector<std::string>& parts, const std::string& separator) {
+  std::string s;
+  for (const std::string& p : parts) s += (s.empty() ? "" : separator) + p;
+  return s;
+}
+
+// Decimal units, as link bandwidths are quoted.
+std::string human_bytes(double bytes) {
+  if (bytes < 1e3) return format("%.0f B", bytes);
+  if (bytes < 1e6) return format("%.1f KB", bytes / 1e3);
+  return format("%.2f MB", bytes / 1e6);
+}
+
+std::string shell_quote(const std::string& s) {
+  if (!s.empty() && s.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./=:,+@%") ==
+                        std::string::npos)
+    return s;
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+std::string file_safe(const std::string& name) {
+  std::string s;
+  for (char c : name) s += std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' ? c : '_';
+  return s;
+}
+
+double geometric_mean(const std::vector<double>& v) {
+  if (v.empty()) return NAN;
+  double log_sum = 0;
+  for (double x : v) log_sum += std::log(x);
+  return std::exp(log_sum / double(v.size()));
+}
+
+status make_folder(const std::string& path) {
+  for (size_t slash = path.find('/', 1);; slash = path.find('/', slash + 1)) {
+    const std::string prefix = path.substr(0, slash);
+    if (::mkdir(prefix.c_str(), 0755) != 0 && errno != EEXIST)
+      return status::error("cannot create folder '" + prefix + "': " + std::strerror(errno));
+    if (slash == std::string::npos) break;
+  }
+  struct stat info {};
+  if (::stat(path.c_str(), &info) != 0 || !S_ISDIR(info.st_mode)) return status::error("'" + path + "' is not a folder");
+  if (::access(path.c_str(), W_OK) != 0) return status::error("cannot write into folder '" + path + "'");
+  return status::ok();
 }
 
 }  // namespace d3

@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "kernels/graph.hpp"
-#include "kernels/status.hpp"
+#include "base/status.hpp"
 #include "kernels/tensor.hpp"
 
 namespace d3 {
@@ -24,5 +24,21 @@ result<long> parse_integer(const std::string& flag, const std::string& text, lon
 
 // Linear-interpolated percentile (p in [0, 1]); 0 for no values.
 double percentile(std::vector<double> values, double p);
+// exp(mean(log(v))); NaN for no values.
+double geometric_mean(const std::vector<double>& v);
+
+// printf into a std::string (at most 1023 characters).
+std::string format(const char* pattern, ...) __attribute__((format(printf, 1, 2)));
+// "a,b,,c" -> {"a", "b", "c"}.
+std::vector<std::string> split_list(const std::string& text);
+std::string join(const std::vector<std::string>& parts, const std::string& separator);
+// Decimal units, as link bandwidths are quoted: "602.1 KB".
+std::string human_bytes(double bytes);
+// The argument as a shell would need it quoted (for printing the command line).
+std::string shell_quote(const std::string& s);
+// Letters, digits, '-' and '_' kept, the rest '_' (file names from model names).
+std::string file_safe(const std::string& name);
+// mkdir -p, then checks that `path` is a writable folder.
+status make_folder(const std::string& path);
 
 }  // namespace d3

@@ -28,8 +28,8 @@
 #include <nlohmann/json.hpp>
 
 #include "actors/deployment.hpp"
-#include "actors/message_costs.hpp"
-#include "actors/emulation_trace.hpp"
+#include "profiling/message_costs.hpp"
+#include "emulation/emulation_trace.hpp"
 #include "actors/planner_actor.hpp"
 #include "actors/protocol.hpp"
 #include "apps/app_support.hpp"
@@ -73,7 +73,7 @@ Per trace step it reports the requests until the latency is within 10% of the st
 bytes shipped. Every answer is compared memcmp-equal with a single-process run.
 
   --model NAME|FILE     model (default resnet18)
-  --trace FILE          the uplink trace (JSON, actors/emulation_trace.hpp; default the one above)
+  --trace FILE          the uplink trace (JSON, emulation/emulation_trace.hpp; default the one above)
   --tail-ms T           virtual ms to keep running after the last step (default 6000)
   --optimum-requests N  requests per step for the optimum (default 8)
   --profile nodes|local per-layer times for planning: probed on every node (default; each node

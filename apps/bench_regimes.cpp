@@ -22,10 +22,10 @@
 #include <vector>
 
 #include "actors/deployment.hpp"
-#include "actors/message_costs.hpp"
+#include "profiling/message_costs.hpp"
 #include "actors/planner_actor.hpp"
 #include "actors/protocol.hpp"
-#include "actors/testbed_file.hpp"
+#include "emulation/testbed_file.hpp"
 #include "apps/app_support.hpp"
 #include "apps/local_nodes.hpp"
 #include "kernels/executor.hpp"
@@ -125,19 +125,6 @@ std::vector<double> parse_positive_list(const std::string& flag, const std::stri
   return out;
 }
 
-std::vector<std::string> split_names(const std::string& text) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (start <= text.size()) {
-    const size_t comma = text.find(',', start);
-    std::string item = text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-    if (!item.empty()) out.push_back(item);
-    if (comma == std::string::npos) break;
-    start = comma + 1;
-  }
-  return out;
-}
-
 regimes_options parse_options(int argc, char** argv) {
   regimes_options o;
   for (int i = 0; i < argc; ++i) o.command_line += std::string(i ? " " : "") + argv[i];
@@ -195,7 +182,7 @@ regimes_options parse_options(int argc, char** argv) {
   if (o.cloud.empty()) o.cloud = log_spaced(0.1, 1000, 4);
   if (o.device_speeds.empty()) o.device_speeds = log_spaced(0.01, 1, 4);
   const std::vector<std::string>& builtins = builtin_model_names();
-  o.models = models.empty() ? builtins : split_names(models);
+  o.models = models.empty() ? builtins : split_list(models);
   if (o.models.empty()) bad_input("--models needs at least one model");
   for (const std::string& m : o.models)
     if (std::find(builtins.begin(), builtins.end(), m) == builtins.end() && ::access(m.c_str(), R_OK) != 0)
@@ -336,18 +323,6 @@ std::vector<size_t> points_to_measure(const std::vector<priced_cell>& map, size_
 
 // --- Outputs ---------------------------------------------------------------------------------------
 
-std::string fmt(const char* pattern, double v) {
-  char buffer[64];
-  std::snprintf(buffer, sizeof buffer, pattern, v);
-  return buffer;
-}
-
-std::string file_safe(const std::string& name) {
-  std::string out;
-  for (char c : name) out += std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' ? c : '_';
-  return out;
-}
-
 // gnuplot's pm3d wants one block per x value, blank lines between blocks.
 status write_map_data(const std::string& path, const std::vector<priced_cell>& map, size_t ny) {
   std::ofstream out(path);
@@ -397,7 +372,7 @@ std::string write_charts(const regimes_options& o, const std::vector<model_maps>
       if (!write_map_data(o.out + "/" + dat, *map, ny)) continue;
       const double peak = max_speedup(*map);
       gp += "set output '" + base + "-" + kind + ".png'\n";
-      gp += "set title '" + m.model + ": hpa / best two-tier, predicted (max " + fmt("%.2f", peak) + "x" +
+      gp += "set title '" + m.model + ": hpa / best two-tier, predicted (max " + format("%.2f", peak) + "x" +
             (peak >= 3.4 ? "; line: 3.4x" : "; 3.4x not reached") + ")'\n";
       gp += "set xlabel '" + xlabel + "'\nset ylabel 'edge<->cloud Mbit/s'\n";
       gp += "splot '" + dat + "' using 1:2:3 with pm3d notitle, '' using 1:2:3 nosurface with lines lw 2 lc rgb 'black' notitle\n";
@@ -431,11 +406,11 @@ std::string markdown(const regimes_options& o, const std::vector<model_maps>& ma
     for (const priced_cell& c : m.bandwidth) log_sum += std::log(c.speedup());
     const priced_cell* dat = nullptr;
     const double dpeak = max_speedup(m.device, &dat);
-    md += "| " + m.model + " | " + fmt("%.2fx", peak) + (at ? " (" + fmt("%g", at->x) + ", " + fmt("%g", at->y) + ", " + at->two_tier + ")" : "") +
-          " | " + fmt("%.2fx", std::exp(log_sum / double(std::max<size_t>(1, m.bandwidth.size())))) + " | " +
-          fmt("%.0f%%", 100 * fraction_at_least(m.bandwidth, 3.4)) + " | " + fmt("%.2fx", dpeak) +
-          (dat ? " (" + fmt("%g", dat->x) + ", " + fmt("%g", dat->y) + ")" : "") + " | " +
-          fmt("%.0f%%", 100 * fraction_at_least(m.device, 3.4)) + " |\n";
+    md += "| " + m.model + " | " + format("%.2fx", peak) + (at ? " (" + format("%g", at->x) + ", " + format("%g", at->y) + ", " + at->two_tier + ")" : "") +
+          " | " + format("%.2fx", std::exp(log_sum / double(std::max<size_t>(1, m.bandwidth.size())))) + " | " +
+          format("%.0f%%", 100 * fraction_at_least(m.bandwidth, 3.4)) + " | " + format("%.2fx", dpeak) +
+          (dat ? " (" + format("%g", dat->x) + ", " + format("%g", dat->y) + ")" : "") + " | " +
+          format("%.0f%%", 100 * fraction_at_least(m.device, 3.4)) + " |\n";
   }
   md += "\n## Measured points (real d3-node processes, virtual clock)\n\n";
   md += "| model | device<->edge Mbit/s | edge<->cloud Mbit/s | best two-tier | predicted hpa / two-tier ms | measured "
@@ -443,26 +418,26 @@ std::string markdown(const regimes_options& o, const std::vector<model_maps>& ma
         "|---|---|---|---|---|---|---|---|---|---|\n";
   std::vector<double> errors, latency_errors;
   for (const measured_point& p : points) {
-    md += "| " + p.model + " | " + fmt("%g", p.cell.x) + " | " + fmt("%g", p.cell.y) + " | " + p.cell.two_tier + " | ";
+    md += "| " + p.model + " | " + format("%g", p.cell.x) + " | " + format("%g", p.cell.y) + " | " + p.cell.two_tier + " | ";
     if (!p.error.empty() || p.hpa_ms.empty() || p.two_tier_ms.empty()) {
-      md += fmt("%.1f", p.cell.hpa_ms) + " / " + fmt("%.1f", p.cell.two_tier_ms) + " | error: " + p.error + " | | | | |\n";
+      md += format("%.1f", p.cell.hpa_ms) + " / " + format("%.1f", p.cell.two_tier_ms) + " | error: " + p.error + " | | | | |\n";
       continue;
     }
     const double e = p.measured_speedup() / p.cell.speedup() - 1;
     errors.push_back(std::fabs(e));
     latency_errors.push_back(std::fabs(p.median(p.hpa_ms) / p.cell.hpa_ms - 1));
     latency_errors.push_back(std::fabs(p.median(p.two_tier_ms) / p.cell.two_tier_ms - 1));
-    md += fmt("%.1f", p.cell.hpa_ms) + " / " + fmt("%.1f", p.cell.two_tier_ms) + " | " + fmt("%.1f", p.median(p.hpa_ms)) +
-          " / " + fmt("%.1f", p.median(p.two_tier_ms)) + " | " + fmt("%.2fx", p.cell.speedup()) + " | " +
-          fmt("%.2fx", p.measured_speedup()) + " | " + fmt("%+.1f%%", 100 * e) + " | " + describe(p.cell.hpa.plan) + " |\n";
+    md += format("%.1f", p.cell.hpa_ms) + " / " + format("%.1f", p.cell.two_tier_ms) + " | " + format("%.1f", p.median(p.hpa_ms)) +
+          " / " + format("%.1f", p.median(p.two_tier_ms)) + " | " + format("%.2fx", p.cell.speedup()) + " | " +
+          format("%.2fx", p.measured_speedup()) + " | " + format("%+.1f%%", 100 * e) + " | " + describe(p.cell.hpa.plan) + " |\n";
   }
   if (!errors.empty())
     md += "\n|measured speedup / predicted - 1| over " + std::to_string(errors.size()) + " points: median " +
-          fmt("%.1f%%", 100 * percentile(errors, 0.5)) + ", max " +
-          fmt("%.1f%%", 100 * *std::max_element(errors.begin(), errors.end())) +
+          format("%.1f%%", 100 * percentile(errors, 0.5)) + ", max " +
+          format("%.1f%%", 100 * *std::max_element(errors.begin(), errors.end())) +
           "; |measured latency / predicted - 1| over both plans: median " +
-          fmt("%.1f%%", 100 * percentile(latency_errors, 0.5)) + ", max " +
-          fmt("%.1f%%", 100 * *std::max_element(latency_errors.begin(), latency_errors.end())) + ".\n";
+          format("%.1f%%", 100 * percentile(latency_errors, 0.5)) + ", max " +
+          format("%.1f%%", 100 * *std::max_element(latency_errors.begin(), latency_errors.end())) + ".\n";
   md += "\n" + charts + "\n";
   return md;
 }
@@ -471,10 +446,7 @@ std::string markdown(const regimes_options& o, const std::vector<model_maps>& ma
 
 int bench_regimes(int argc, char** argv) {
   const regimes_options o = parse_options(argc, argv);
-  if (::mkdir(o.out.c_str(), 0755) != 0 && errno != EEXIST) {
-    std::cerr << "d3-bench regimes: cannot create '" << o.out << "'\n";
-    return exit_failed;
-  }
+  if (auto made = make_folder(o.out); !made) bad_input("--out: " + made.message());
   const std::string logs = o.out + "/node-logs";
   ::mkdir(logs.c_str(), 0755);
   std::printf("d3-bench regimes: %zu models; bandwidth map %zu x %zu, device map %zu x %zu; %d measured points per "

@@ -39,7 +39,7 @@
 #include "planner/cost_model.hpp"
 #include "planner/profile.hpp"
 #include "planner/three_tier_space.hpp"
-#include "schema/onnx_import.hpp"
+#include "onnx/onnx_import.hpp"
 
 namespace {
 

@@ -24,18 +24,18 @@
 #include "planner/three_tier_space.hpp"
 
 #include "actors/deployment.hpp"
-#include "actors/message_costs.hpp"
-#include "actors/emulation_trace.hpp"
-#include "actors/testbed_file.hpp"
+#include "profiling/message_costs.hpp"
+#include "emulation/emulation_trace.hpp"
+#include "emulation/testbed_file.hpp"
 #include "actors/planner_actor.hpp"
-#include "actors/plan.hpp"
+#include "plan/plan.hpp"
 #include "actors/protocol.hpp"
-#include "actors/topology_log.hpp"
+#include "topology/topology_log.hpp"
 #include "kernels/executor.hpp"
 #include "kernels/model_zoo.hpp"
 #include "schema/bundle.hpp"
 #include "schema/model_file.hpp"
-#include "schema/onnx_import.hpp"
+#include "onnx/onnx_import.hpp"
 
 namespace {
 

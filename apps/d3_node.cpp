@@ -8,10 +8,13 @@
 #include <signal.h>
 
 #include <cstdio>
+#include <cstdlib>
+#include <fstream>
 #include <iostream>
+#include <map>
 #include <string>
 
-#include "actors/emulation.hpp"
+#include "emulation/emulation.hpp"
 #include "actors/node.hpp"
 #include "actors/protocol.hpp"
 
@@ -38,15 +41,111 @@ struct node_config : caf::actor_system_config {
   }
 };
 
+const char* node_usage = R"(usage: d3-node [--config-file=FILE.ini] [--d3.KEY=VALUE ...]
+
+One node process of a d3 deployment: publishes its node actor on HOST:PORT, hosts the stage
+actors the app spawns on it and caches the layers shipped to it, until SIGINT or SIGTERM.
+
+Options, in the [d3] section of the INI file (strings double-quoted: role="edge") or on the
+command line as --d3.KEY=VALUE (the command line overrides the file):
+  name     the node's name, how the app and the plans refer to it   (default "node")
+  role     device, edge or cloud                                     (default "edge")
+  host     address to listen on                                      (default "127.0.0.1")
+  port     port to listen on; 0 picks a free one and prints it       (default 0)
+  speed    emulated compute capacity relative to one core; applied
+           under the virtual clock (emulation)                       (default 1)
+  verbose  print one line per stage spawned, shipment cached and
+           stage error (a bare flag on the command line)             (default false)
+
+Example: d3-node --config-file=apps/config/edge1.ini
+         d3-node --d3.name="edge9" --d3.role="edge" --d3.port=0
+CAF's own options (e.g. [middleman], [scheduler]): d3-node --long-help.
+Exit codes: 0 stopped by a signal; 1 cannot listen; 2 bad configuration.
+)";
+
+std::string config_file(int argc, char** argv) {
+  std::string file = "caf-application.ini";
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg.rfind("--config-file=", 0) == 0) file = arg.substr(14);
+  }
+  return file;
+}
+
+// CAF reports INI errors as "parser_error(unexpected_character, line 2, column 7)": name the file,
+// quote the line and say what CAF expects.
+std::string explain_config_error(const std::string& caf_text, int argc, char** argv) {
+  const std::string file = config_file(argc, argv);
+  // CAF 0.17 writes the position as ({"column" = 7, "line" = 3}).
+  const size_t at = caf_text.find("\"line\" = ");
+  if (at == std::string::npos) return caf_text;
+  const int line = std::atoi(caf_text.c_str() + at + 9);
+  std::ifstream in(file);
+  std::string text;
+  for (int n = 1; n <= line && std::getline(in, text); ++n) {
+  }
+  std::string out = file + " line " + std::to_string(line) + ": '" + text + "' (" + caf_text + ")";
+  if (text.find('=') != std::string::npos && text.find('"') == std::string::npos)
+    out += "; strings must be double-quoted, e.g. role=\"edge\"";
+  return out;
+}
+
+// CAF's INI reader drops a [d3] key whose value has the wrong type (speed="fast", port=70000,
+// role='edge') and the member keeps its default: find such a key in the file and name it ("" when
+// every [d3] key of the file was taken).
+std::string dropped_ini_key(const std::string& file, const caf::settings& content) {
+  std::ifstream in(file);
+  std::string line, section;
+  const std::map<std::string, std::string> expected = {
+      {"name", "a double-quoted string"}, {"role", "a double-quoted string (device, edge or cloud)"},
+      {"host", "a double-quoted string"}, {"port", "an integer in [0, 65535]"},
+      {"speed", "a number"},             {"verbose", "true or false"}};
+  for (int number = 1; std::getline(in, line); ++number) {
+    const size_t first = line.find_first_not_of(" \t");
+    if (first == std::string::npos || line[first] == ';' || line[first] == '#') continue;
+    if (line[first] == '[') {
+      section = line.substr(first + 1, line.find(']') - first - 1);
+      continue;
+    }
+    const size_t eq = line.find('=');
+    if (section != "d3" || eq == std::string::npos) continue;
+    std::string key = line.substr(first, eq - first);
+    key.erase(key.find_last_not_of(" \t") + 1);
+    auto known = expected.find(key);
+    if (known == expected.end())
+      return file + " line " + std::to_string(number) + ": unknown [d3] key '" + key +
+             "' (name, role, host, port, speed, verbose)";
+    if (!caf::get_if(&content, "d3." + key))
+      return file + " line " + std::to_string(number) + ": [d3] " + key + " must be " + known->second + ", got '" +
+             line.substr(first) + "'";
+  }
+  return "";
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--help" || arg == "-h" || arg == "-?") {
+      std::cout << node_usage;
+      return 0;
+    }
+  }
   node_config cfg;
   if (auto err = cfg.parse(argc, argv)) {
-    std::cerr << "d3-node: bad configuration: " << caf::to_string(err) << "\n";
+    std::cerr << "d3-node: bad configuration: " << explain_config_error(caf::to_string(err), argc, argv) << "\n";
     return 2;
   }
   if (cfg.cli_helptext_printed) return 0;
+  if (auto dropped = dropped_ini_key(config_file(argc, argv), caf::content(cfg)); !dropped.empty()) {
+    std::cerr << "d3-node: bad configuration: " << dropped << "\n";
+    return 2;
+  }
+  if (!(cfg.speed > 0)) {
+    std::cerr << "d3-node: bad configuration: [d3] speed must be a positive number, got " << cfg.speed << "\n";
+    return 2;
+  }
   if (cfg.name.empty()) {
     std::cerr << "d3-node: [d3] name is empty (strings must be double-quoted in the INI file)\n";
     return 2;

@@ -21,7 +21,7 @@
 #include "kernels/tile_executor.hpp"
 #include "kernels/tiling.hpp"
 #include "schema/model_file.hpp"
-#include "schema/onnx_import.hpp"
+#include "onnx/onnx_import.hpp"
 
 namespace {
 

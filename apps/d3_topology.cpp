@@ -5,7 +5,7 @@
 #include <iostream>
 #include <string>
 
-#include "actors/topology_log.hpp"
+#include "topology/topology_log.hpp"
 
 namespace {
 

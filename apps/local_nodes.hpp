@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "actors/deployment.hpp"
-#include "kernels/status.hpp"
+#include "base/status.hpp"
 
 namespace d3 {
 

@@ -16,7 +16,7 @@
 #include <string_view>
 #include <vector>
 
-#include "kernels/status.hpp"
+#include "base/status.hpp"
 #include "kernels/tensor.hpp"
 
 namespace d3 {

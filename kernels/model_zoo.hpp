@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "kernels/graph.hpp"
-#include "kernels/status.hpp"
+#include "base/status.hpp"
 #include "kernels/tensor.hpp"
 
 namespace d3 {

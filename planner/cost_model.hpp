@@ -1,5 +1,5 @@
 // Predicted end-to-end latency and per-link bytes of a deployment, before deploying it: the stage
-// graph (actors/plan.hpp) replayed with the emulated testbed's arithmetic (actors/emulation.hpp),
+// graph (plan/plan.hpp) replayed with the emulated testbed's arithmetic (emulation/emulation.hpp),
 // the same arithmetic the runtime's virtual clock applies to real measurements. A stage starts
 // when its last input has arrived at its node and the node is free; it takes, divided by the
 // node's speed: its layers' profile time (a tile: each layer's time scaled by the share of the
@@ -15,8 +15,8 @@
 #include <string>
 #include <vector>
 
-#include "actors/emulation.hpp"
-#include "actors/plan.hpp"
+#include "emulation/emulation.hpp"
+#include "plan/plan.hpp"
 #include "planner/profile.hpp"
 
 namespace d3 {

@@ -8,7 +8,7 @@
 #include <deque>
 #include <utility>
 
-#include "actors/emulation.hpp"
+#include "emulation/emulation.hpp"
 
 namespace d3 {
 

@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "kernels/graph.hpp"
-#include "kernels/status.hpp"
+#include "base/status.hpp"
 
 namespace d3 {
 
@@ -26,7 +26,7 @@ struct message_costs {
 
 struct layer_profile {
   std::vector<double> milliseconds;  // per layer index; 0 for input layers
-  message_costs messages;            // zero unless measured (actors/message_costs.hpp)
+  message_costs messages;            // zero unless measured (profiling/message_costs.hpp)
   double total() const;
 };
 

@@ -1,5 +1,5 @@
 // Plans chosen on the cost model (planner/cost_model.hpp). Each strategy returns a deployment plan
-// (actors/plan.hpp) over the nodes of a cluster model; the runtime deploys any of them the same
+// (plan/plan.hpp) over the nodes of a cluster model; the runtime deploys any of them the same
 // way, so they are compared on the same cost model and the same runtime.
 //
 // Plan space of the searches here: the model's computed layers in topological order cut at two
@@ -12,7 +12,7 @@
 #include <utility>
 #include <vector>
 
-#include "actors/plan.hpp"
+#include "plan/plan.hpp"
 #include "planner/cost_model.hpp"
 
 namespace d3 {

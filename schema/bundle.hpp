@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "kernels/graph.hpp"
-#include "kernels/status.hpp"
+#include "base/status.hpp"
 #include "kernels/tensor.hpp"
 #include "kernels/tiling.hpp"
 #include "schema/tensor_message.hpp"

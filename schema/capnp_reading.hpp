@@ -12,7 +12,7 @@
 #include <string>
 #include <utility>
 
-#include "kernels/status.hpp"
+#include "base/status.hpp"
 #include "schema/tensor.capnp.h"
 #include "schema/tensor_message.hpp"
 

@@ -6,7 +6,7 @@
 #include <string>
 
 #include "kernels/graph.hpp"
-#include "kernels/status.hpp"
+#include "base/status.hpp"
 #include "schema/model.capnp.h"
 
 namespace d3 {

@@ -4,7 +4,7 @@
 #include <cmath>
 #include <map>
 
-#include "actors/plan.hpp"
+#include "plan/plan.hpp"
 #include "kernels/model_zoo.hpp"
 #include "planner/cost_model.hpp"
 

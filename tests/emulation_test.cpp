@@ -3,9 +3,9 @@
 
 #include <cmath>
 
-#include "actors/emulation.hpp"
-#include "actors/emulation_trace.hpp"
-#include "actors/testbed_file.hpp"
+#include "emulation/emulation.hpp"
+#include "emulation/emulation_trace.hpp"
+#include "emulation/testbed_file.hpp"
 
 using namespace d3;
 

@@ -6,7 +6,7 @@
 
 #include "kernels/model_zoo.hpp"
 #include "planner/adaptation.hpp"
-#include "actors/testbed_file.hpp"
+#include "emulation/testbed_file.hpp"
 #include "planner/dads.hpp"
 #include "planner/three_tier_space.hpp"
 #include "test_graphs.hpp"

@@ -44,7 +44,7 @@
 #include "kernels/graph.hpp"
 #include "kernels/reference.hpp"
 #include "kernels/tensor.hpp"
-#include "schema/onnx_import.hpp"
+#include "onnx/onnx_import.hpp"
 
 using namespace d3;
 namespace fs = std::filesystem;

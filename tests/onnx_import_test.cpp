@@ -14,7 +14,7 @@
 #include "kernels/executor.hpp"
 #include "kernels/model_zoo.hpp"
 #include "kernels/reference.hpp"
-#include "schema/onnx_import.hpp"
+#include "onnx/onnx_import.hpp"
 
 using namespace d3;
 

@@ -36,7 +36,7 @@
 #include "kernels/model_zoo.hpp"
 #include "kernels/reference.hpp"
 #include "kernels/tensor.hpp"
-#include "schema/onnx_import.hpp"
+#include "onnx/onnx_import.hpp"
 
 using namespace d3;
 

@@ -21,7 +21,7 @@
 #include "kernels/graph.hpp"
 #include "kernels/operators.hpp"
 #include "kernels/reference.hpp"
-#include "kernels/status.hpp"
+#include "base/status.hpp"
 #include "kernels/tensor.hpp"
 
 using namespace d3;

@@ -5,7 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "actors/plan.hpp"
+#include "plan/plan.hpp"
 #include "kernels/executor.hpp"
 #include "kernels/model_zoo.hpp"
 #include "kernels/tile_executor.hpp"

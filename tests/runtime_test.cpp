@@ -27,18 +27,18 @@
 #include <vector>
 
 #include "actors/deployment.hpp"
-#include "actors/emulation.hpp"
-#include "actors/plan.hpp"
+#include "emulation/emulation.hpp"
+#include "plan/plan.hpp"
 #include "actors/planner_actor.hpp"
 #include "actors/protocol.hpp"
-#include "actors/topology_log.hpp"
+#include "topology/topology_log.hpp"
 #include "kernels/executor.hpp"
 #include "kernels/model_zoo.hpp"
 #include "planner/cost_model.hpp"
 #include "planner/profile.hpp"
 #include "planner/three_tier_space.hpp"
 #include "schema/bundle.hpp"
-#include "schema/onnx_import.hpp"
+#include "onnx/onnx_import.hpp"
 
 #ifndef D3_NODE_BINARY
 #error "D3_NODE_BINARY (path of d3-node) must be defined by the build"

@@ -26,7 +26,7 @@
 #include "kernels/operators.hpp"
 #include "kernels/tile_executor.hpp"
 #include "kernels/tiling.hpp"
-#include "schema/onnx_import.hpp"
+#include "onnx/onnx_import.hpp"
 #include "tests/test_graphs.hpp"
 
 using namespace d3;

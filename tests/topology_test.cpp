@@ -5,7 +5,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "actors/topology_log.hpp"
+#include "topology/topology_log.hpp"
 
 using namespace d3;
 

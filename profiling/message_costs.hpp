@@ -4,7 +4,7 @@
 // MB. No actors: the node's profile probe and the apps' local profiles both use it.
 #pragma once
 
-#include "kernels/status.hpp"
+#include "base/status.hpp"
 #include "planner/profile.hpp"
 
 namespace d3 {

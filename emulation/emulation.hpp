@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "kernels/status.hpp"
+#include "base/status.hpp"
 
 namespace d3 {
 
@@ -86,7 +86,7 @@ class machine_cpu_lock {
 // cloud 4 times a core; device<->edge by uplink name (CAT1 0.13, 3G 1.1, 4G 5.85, WiFi 18.88
 // Mbit/s, 5 ms), edge<->edge 1 Gbit/s 0.2 ms, edge<->cloud 100 Mbit/s 20 ms. D3's own setting
 // (edges on the device's LAN, the cloud over the mobile Internet) is a testbed file
-// (actors/testbed_file.hpp).
+// (emulation/testbed_file.hpp).
 struct testbed {
   double device_speed = 0.1, edge_speed = 0.5, cloud_speed = 4.0;
   link_profile device_edge{18.88, 5.0};

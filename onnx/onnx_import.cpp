@@ -12,7 +12,7 @@
 //
 // Errors are thrown internally as import_failure (already formatted "ONNX file 'p': ...") and
 // turned into a status at the border, together with any other std::exception.
-#include "schema/onnx_import.hpp"
+#include "onnx/onnx_import.hpp"
 
 #include <onnx/onnx_pb.h>
 

@@ -24,7 +24,7 @@
 #include <vector>
 
 #include "kernels/graph.hpp"
-#include "kernels/status.hpp"
+#include "base/status.hpp"
 #include "kernels/tiling.hpp"
 
 namespace d3 {

@@ -1,10 +1,10 @@
-#include "actors/message_costs.hpp"
+#include "profiling/message_costs.hpp"
 
 #include <algorithm>
 #include <functional>
 #include <vector>
 
-#include "actors/emulation.hpp"
+#include "emulation/emulation.hpp"
 #include "kernels/model_zoo.hpp"
 #include "kernels/tensor.hpp"
 #include "kernels/tiling.hpp"

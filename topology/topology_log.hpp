@@ -19,7 +19,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "kernels/status.hpp"
+#include "base/status.hpp"
 
 namespace d3 {
 

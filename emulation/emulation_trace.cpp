@@ -1,6 +1,6 @@
-#include "actors/emulation_trace.hpp"
+#include "emulation/emulation_trace.hpp"
 
-#include "actors/testbed_file.hpp"
+#include "emulation/testbed_file.hpp"
 
 #include <nlohmann/json.hpp>
 

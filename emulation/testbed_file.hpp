@@ -17,8 +17,8 @@
 #include <string>
 #include <vector>
 
-#include "actors/emulation.hpp"
-#include "kernels/status.hpp"
+#include "emulation/emulation.hpp"
+#include "base/status.hpp"
 
 namespace d3 {
 
@@ -48,7 +48,12 @@ struct testbed_file {
   std::vector<std::string> scenario_names() const;
   // The base testbed with the scenario's links; its `uplink` label is the scenario's name.
   testbed with(const testbed_scenario& s) const;
+  // What scenario `name` sets: "edge-cloud 0.13 Mbit/s 20 ms" ("the base links" when nothing).
+  std::string describe_scenario(const std::string& name) const;
 };
+
+// "18.88 Mbit/s 5 ms".
+std::string describe(const link_profile& link);
 
 // Errors name the file, the key and what was expected.
 result<testbed_file> parse_testbed_json(const std::string& text, const std::string& source);

@@ -1,4 +1,4 @@
-#include "actors/topology_log.hpp"
+#include "topology/topology_log.hpp"
 
 #include <chrono>
 #include <ctime>

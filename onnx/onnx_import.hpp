@@ -7,7 +7,7 @@
 #include <string>
 
 #include "kernels/graph.hpp"
-#include "kernels/status.hpp"
+#include "base/status.hpp"
 
 namespace d3 {
 

@@ -1,4 +1,4 @@
-#include "actors/testbed_file.hpp"
+#include "emulation/testbed_file.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -24,34 +24,32 @@ status parse_links(const ordered_json& j, const std::string& where, std::map<std
   return status::ok();
 }
 
-testbed_scenario link_scenario(const std::string& name, const std::string& pair, double mbit_per_s, double latency_ms) {
-  return {name, {{pair, link_profile{mbit_per_s, latency_ms}}}};
+// The two built-in testbeds differ in which link the mobile rates (DADS Table I: CAT1, 3G, 4G,
+// WiFi) are on, and in what the other links are.
+testbed_file with_mobile_scenarios(std::string name, link_profile device_edge, link_profile edge_cloud,
+                                   const std::string& mobile_pair, double mobile_latency_ms) {
+  testbed_file f;
+  f.name = std::move(name);
+  f.base.device_edge = device_edge;
+  f.base.edge_edge = {1000.0, 0.2};
+  f.base.edge_cloud = edge_cloud;
+  f.base.uplink = "base";
+  for (const auto& [scenario, mbit_per_s] : {std::pair<const char*, double>{"CAT1", 0.13}, {"3G", 1.1}, {"4G", 5.85},
+                                             {"WiFi", 18.88}})
+    f.scenarios.push_back({scenario, {{mobile_pair, link_profile{mbit_per_s, mobile_latency_ms}}}});
+  return f;
 }
 
 }  // namespace
 
 testbed_file testbed_file::d3_setting() {
-  testbed_file f;
-  f.name = "D3's setting: edges on the device's LAN, the cloud over the mobile Internet";
-  f.base.device_edge = {100.0, 2.0};
-  f.base.edge_edge = {1000.0, 0.2};
-  f.base.edge_cloud = {18.88, 20.0};
-  f.base.uplink = "base";
-  f.scenarios = {link_scenario("CAT1", "edge-cloud", 0.13, 20.0), link_scenario("3G", "edge-cloud", 1.1, 20.0),
-                 link_scenario("4G", "edge-cloud", 5.85, 20.0), link_scenario("WiFi", "edge-cloud", 18.88, 20.0)};
-  return f;
+  return with_mobile_scenarios("D3's setting: edges on the device's LAN, the cloud over the mobile Internet",
+                               {100.0, 2.0}, {18.88, 20.0}, "edge-cloud", 20.0);
 }
 
 testbed_file testbed_file::mobile_edge() {
-  testbed_file f;
-  f.name = "edges behind the mobile uplink (the first evaluation testbed)";
-  f.base.device_edge = {18.88, 5.0};
-  f.base.edge_edge = {1000.0, 0.2};
-  f.base.edge_cloud = {100.0, 20.0};
-  f.base.uplink = "base";
-  f.scenarios = {link_scenario("CAT1", "device-edge", 0.13, 5.0), link_scenario("3G", "device-edge", 1.1, 5.0),
-                 link_scenario("4G", "device-edge", 5.85, 5.0), link_scenario("WiFi", "device-edge", 18.88, 5.0)};
-  return f;
+  return with_mobile_scenarios("edges behind the mobile uplink (the first evaluation testbed)", {18.88, 5.0},
+                               {100.0, 20.0}, "device-edge", 5.0);
 }
 
 const testbed_scenario* testbed_file::scenario(const std::string& wanted) const {
@@ -71,6 +69,20 @@ testbed testbed_file::with(const testbed_scenario& s) const {
   for (const auto& [pair, profile] : s.links) t.set_link(pair, profile);  // pairs checked at parse
   t.uplink = s.name;
   return t;
+}
+
+std::string describe(const link_profile& link) {
+  std::ostringstream out;
+  out << link.bandwidth_mbit_per_s << " Mbit/s " << link.latency_ms << " ms";
+  return out.str();
+}
+
+std::string testbed_file::describe_scenario(const std::string& wanted) const {
+  const testbed_scenario* s = scenario(wanted);
+  if (!s || s->links.empty()) return "the base links";
+  std::string out;
+  for (const auto& [pair, link] : s->links) out += (out.empty() ? "" : ", ") + pair + " " + describe(link);
+  return out;
 }
 
 result<testbed_file> parse_testbed_json(const std::string& text, const std::string& source) {

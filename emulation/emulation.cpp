@@ -1,4 +1,6 @@
-#include "actors/emulation.hpp"
+#include "emulation/emulation.hpp"
+
+#include "emulation/testbed_file.hpp"
 
 #include <fcntl.h>
 #include <sys/file.h>
@@ -75,18 +77,13 @@ machine_cpu_lock::~machine_cpu_lock() {
 }
 
 result<testbed> testbed::with_uplink(const std::string& name) {
+  // The rates are the first testbed's scenarios (one definition of them: emulation/testbed_file).
+  const testbed_file mobile = testbed_file::mobile_edge();
+  const testbed_scenario* scenario = mobile.scenario(name);
+  if (!scenario) return status::error("unknown uplink '" + name + "' (CAT1, 3G, 4G or WiFi)");
   testbed t;
+  t.device_edge = scenario->links.at("device-edge");
   t.uplink = name;
-  if (name == "CAT1")
-    t.device_edge.bandwidth_mbit_per_s = 0.13;
-  else if (name == "3G")
-    t.device_edge.bandwidth_mbit_per_s = 1.1;
-  else if (name == "4G")
-    t.device_edge.bandwidth_mbit_per_s = 5.85;
-  else if (name == "WiFi")
-    t.device_edge.bandwidth_mbit_per_s = 18.88;
-  else
-    return status::error("unknown uplink '" + name + "' (CAT1, 3G, 4G or WiFi)");
   return t;
 }
 

@@ -16,8 +16,8 @@
 #include <string>
 #include <vector>
 
-#include "actors/emulation.hpp"
-#include "kernels/status.hpp"
+#include "emulation/emulation.hpp"
+#include "base/status.hpp"
 
 namespace d3 {
 

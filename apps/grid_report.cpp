@@ -1,0 +1,725 @@
+// d3-bench grid, reports: see grid_report.hpp.
+#include "apps/grid_report.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <limits>
+#include <map>
+#include <set>
+
+#include "apps/app_support.hpp"
+
+namespace d3 {
+
+namespace {
+
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
+  std::string q = "\"";
+  for (char ch : s) q += ch == '"' ? std::string("\"\"") : std::string(1, ch);
+  return q + "\"";
+}
+
+std::string csv_number(double v, const char* pattern = "%.3f") { return std::isnan(v) ? "" : format(pattern, v); }
+
+}  // namespace
+
+status write_stage_csv(const std::string& path, const grid_results& r) {
+  std::ofstream out(path);
+  if (!out) return status::error("cannot write '" + path + "'");
+  out << "model,scenario,strategy,stage,kind,node,predicted_finish_ms,measured_finish_ms,cpu_ms\n";
+  for (const grid_cell& c : r.cells)
+    for (size_t k = 0; k < c.stages.size(); ++k) {
+      const grid_cell::stage_timing& t = c.stages[k];
+      out << csv_field(c.model) << ',' << csv_field(c.scenario) << ',' << c.strategy << ',' << k << ',' << t.kind << ','
+          << t.node << ',' << csv_number(t.predicted_finish_ms) << ','
+          << (t.finish_ms.empty() ? "" : csv_number(percentile(t.finish_ms, 0.5))) << ','
+          << (t.cpu_ms.empty() ? "" : csv_number(percentile(t.cpu_ms, 0.5))) << '\n';
+    }
+  return out ? status::ok() : status::error("cannot write '" + path + "'");
+}
+
+status write_csv(const std::string& path, const grid_results& r) {
+  std::ofstream out(path, std::ios::trunc);
+  out << "model,scenario,strategy,requests,warmup,verified,failed,differ,median_ms,p10_ms,p90_ms,min_ms,max_ms,"
+         "predicted_ms,backbone_bytes,device_link_bytes,total_link_bytes,links,weights_shipped_bytes,wall_median_ms,plan,error\n";
+  for (const grid_cell& c : r.cells) {
+    std::vector<std::string> links;
+    for (const link_bytes& l : c.links) links.push_back(l.from + "->" + l.to + "=" + std::to_string(l.bytes));
+    const bool deployed = c.deployed;
+    out << csv_field(c.model) << ',' << csv_field(c.scenario) << ',' << c.strategy << ',' << c.requests << ','
+        << c.warmup << ',' << c.verified << ',' << c.failed << ',' << c.differ << ',' << csv_number(c.median_ms) << ','
+        << csv_number(c.p10_ms) << ',' << csv_number(c.p90_ms) << ',' << csv_number(c.min_ms) << ','
+        << csv_number(c.max_ms) << ',' << csv_number(c.predicted_ms) << ','
+        << (deployed ? std::to_string(c.backbone_bytes) : "") << ',' << (deployed ? std::to_string(c.device_link_bytes) : "")
+        << ',' << (deployed ? std::to_string(c.total_bytes) : "") << ',' << csv_field(join(links, ";")) << ','
+        << (deployed ? std::to_string(c.weights_shipped) : "") << ',' << csv_number(c.wall_median_ms) << ','
+        << csv_field(c.plan) << ',' << csv_field(c.error) << '\n';
+  }
+  out.close();
+  if (!out) return status::error("cannot write '" + path + "'");
+  return status::ok();
+}
+
+namespace {
+
+bool contains(const std::vector<std::string>& list, const std::string& name) {
+  return std::find(list.begin(), list.end(), name) != list.end();
+}
+
+// A ratio with where its maximum was, over the cells where both sides were measured.
+struct ratio_summary {
+  std::vector<double> values;
+  double max = NAN;
+  std::string max_at;
+  int infinite = 0;  // the denominator was zero (hpa sent nothing over the backbone)
+  void add(double v, const std::string& at) {
+    if (std::isinf(v)) {
+      ++infinite;
+      return;
+    }
+    values.push_back(v);
+    if (std::isnan(max) || v > max) {
+      max = v;
+      max_at = at;
+    }
+  }
+  std::string text() const {
+    if (values.empty() && infinite == 0) return "no cell with both measured";
+    std::string s = values.empty() ? "" : format("max %.2fx (%s), geometric mean %.2fx over %zu cell%s", max, max_at.c_str(),
+                                                   geometric_mean(values), values.size(), values.size() == 1 ? "" : "s");
+    if (infinite) s += (s.empty() ? "" : "; ") + format("%d cell%s where hpa sends nothing (unbounded)", infinite, infinite == 1 ? "" : "s");
+    return s;
+  }
+};
+
+// A model's and a scenario's best measured cell among `names` (lowest median); null when none.
+const grid_cell* best_of(const grid_results& r, const std::string& model, const std::string& scenario,
+                         const std::vector<std::string>& names) {
+  const grid_cell* best = nullptr;
+  for (const std::string& s : names) {
+    const grid_cell* c = r.find(model, scenario, s);
+    if (c && c->clean() && (!best || c->median_ms < best->median_ms)) best = c;
+  }
+  return best;
+}
+
+// hpa against the best other strategy of one (model, scenario), within the run's own noise.
+struct hpa_verdict {
+  bool ok = false;
+  std::string text;  // the numbers, one line
+};
+
+// The noise band of a comparison: the larger relative spread (p90 - p10) / median of the two
+// cells' repeated requests; and, since cells that deployed the same plan measure the same thing,
+// the relative spread of the medians of same-plan cells of this (model, scenario) (it shows noise
+// between cells, e.g. other load on the machine, that the requests of one cell do not); plus the
+// floor.
+hpa_verdict judge_hpa(const grid_options& o, const grid_results& r, const std::string& model, const std::string& scenario) {
+  hpa_verdict v;
+  const std::string where = model + " " + scenario;
+  const grid_cell* hpa = r.find(model, scenario, "hpa");
+  if (!hpa) {
+    v.text = where + ": hpa is not in --strategies; the check compares it with the baselines";
+    return v;
+  }
+  if (!hpa->clean()) {
+    v.text = where + ": hpa has no clean measurement (" + hpa->error + ")";
+    return v;
+  }
+  std::vector<std::string> others;
+  for (const std::string& s : o.strategies)
+    if (s != "hpa") others.push_back(s);
+  const grid_cell* best = best_of(r, model, scenario, others);
+  if (!best) {
+    v.text = where + ": no baseline measured to compare hpa with";
+    return v;
+  }
+  std::map<std::string, std::pair<double, double>> plan_medians;  // plan -> (min, max) median
+  std::map<std::string, int> plan_cells;
+  for (const std::string& s : o.strategies) {
+    const grid_cell* c = r.find(model, scenario, s);
+    if (!c || !c->clean()) continue;
+    auto [it, fresh] = plan_medians.emplace(c->plan, std::make_pair(c->median_ms, c->median_ms));
+    it->second.first = std::min(it->second.first, c->median_ms);
+    it->second.second = std::max(it->second.second, c->median_ms);
+    ++plan_cells[c->plan];
+  }
+  double same_plan_spread = 0;
+  for (const auto& [plan, range] : plan_medians)
+    if (plan_cells[plan] > 1) same_plan_spread = std::max(same_plan_spread, (range.second - range.first) / range.first);
+  const double band = std::max({hpa->spread(), best->spread(), same_plan_spread}) + o.noise_floor;
+  const double ratio = hpa->median_ms / best->median_ms;
+  const bool same_plan = hpa->plan == best->plan;
+  v.ok = same_plan || ratio <= 1 + band;
+  v.text = format("%s: hpa median %.2f ms, best baseline %s %.2f ms, hpa/best %.3f; noise band %.1f%% = max of "
+                  "spread (p90-p10)/median (hpa %.1f%%, %s %.1f%%) and same-plan cells' spread %.1f%%, + floor %.1f%%",
+                  where.c_str(), hpa->median_ms, best->strategy.c_str(), best->median_ms, ratio, 100 * band,
+                  100 * hpa->spread(), best->strategy.c_str(), 100 * best->spread(), 100 * same_plan_spread,
+                  100 * o.noise_floor);
+  if (same_plan) v.text += "; hpa deployed the same plan as " + best->strategy;
+  return v;
+}
+
+}  // namespace
+
+check_outcome run_check(const grid_options& o, const grid_results& r) {
+  check_outcome out;
+  for (const grid_cell& c : r.cells)
+    if (!c.clean()) {
+      out.pass = false;
+      out.lines.push_back(format("FAIL %s %s %s: ", c.model.c_str(), c.scenario.c_str(), c.strategy.c_str()) +
+                          (c.differ ? format("%d answers differ from the single-process run; ", c.differ) : "") +
+                          (c.failed ? format("%d requests failed; ", c.failed) : "") + c.error);
+    }
+  for (const std::string& model : o.models)
+    for (const std::string& scenario : o.scenarios) {
+      const hpa_verdict v = judge_hpa(o, r, model, scenario);
+      if (!v.ok) out.pass = false;
+      out.lines.push_back((v.ok ? "ok   " : "FAIL ") + v.text);
+    }
+  out.lines.push_back(out.pass ? "check: PASS" : "check: FAIL");
+  return out;
+}
+
+namespace {
+
+std::string testbed_text(const grid_options& o) {
+  const testbed_file& b = o.bed;
+  std::string s;
+  s += "Testbed: " + b.name + " (" + b.source + "). EMULATED, not real devices or links:\n\n";
+  s += "| node | count | speed (x one core of this machine) |\n|---|---|---|\n";
+  s += format("| device | 1 | %g |\n| edge (edge1..edge%d) | %d | %g |\n| cloud | 1 | %g |\n\n", b.base.device_speed,
+              b.edge_nodes, b.edge_nodes, b.base.edge_speed, b.base.cloud_speed);
+  s += "| scenario | device<->edge | edge<->edge | edge<->cloud (backbone) | device<->cloud |\n|---|---|---|---|---|\n";
+  for (const std::string& u : o.scenarios) {
+    const testbed t = b.with(*b.scenario(u));
+    s += "| " + u + " | " + describe(t.device_edge) + " | " + describe(t.edge_edge) + " | " +
+         describe(t.edge_cloud) + " | " + describe(t.link(node_role::device, node_role::cloud)) +
+         (t.device_cloud ? "" : " (device<->edge, then edge<->cloud)") + " |\n";
+  }
+  s += "\n";
+  s += "Times are EMULATED on the virtual clock: a node's compute = the measured thread CPU time of its kernels on this "
+       "machine / the node's speed; a link = latency + bytes / bandwidth, queued per link. Backbone bytes = bytes per "
+       "request on links touching the cloud node (edge<->cloud, device<->cloud; the app sits on the device, so inputs "
+       "start and answers end there).\n";
+  return s;
+}
+
+std::string md_header(const std::vector<std::string>& columns) {
+  std::string h = "|";
+  for (const std::string& c : columns) h += " " + c + " |";
+  h += "\n|";
+  for (size_t i = 0; i < columns.size(); ++i) h += "---|";
+  return h + "\n";
+}
+
+std::string md_cell_latency(const grid_cell* c) {
+  if (!c) return "";
+  if (!c->measured()) return c->error.rfind("plan: ", 0) == 0 ? "no plan" : "error";
+  std::string s = format("%.1f", c->median_ms);
+  if (c->failed || c->differ) s += format(" (%d bad)", c->failed + c->differ);
+  return s;
+}
+
+// What the report's sections share: the comparison groups that ran, and the summaries the goal
+// section reads back.
+struct report_context {
+  const grid_options& o;
+  const grid_results& r;
+  bool has_hpa = false;
+  std::vector<std::string> baselines, two_tier, papers_two, cloud_bound;  // of the strategies that ran
+  std::string two_tier_label, papers_label;
+  ratio_summary over_two_tier, least_backbone_reduction, predicted_over_two_tier;
+
+  report_context(const grid_options& options, const grid_results& results) : o(options), r(results) {
+    has_hpa = contains(o.strategies, "hpa");
+    for (const std::string& s : o.strategies)
+      if (s != "hpa") baselines.push_back(s);
+    for (const std::string& b : two_tier_names())
+      if (contains(baselines, b)) two_tier.push_back(b);
+    for (const std::string& b : papers_two_tier)
+      if (contains(baselines, b)) papers_two.push_back(b);
+    for (const std::string& b : cloud_bound_names())
+      if (contains(baselines, b)) cloud_bound.push_back(b);
+    two_tier_label = "best two-tier (" + join(two_tier, ", ") + ")";
+    papers_label = "best of the papers' two (" + join(papers_two, ", ") + ")";
+  }
+};
+
+// Median latency per scenario, the fastest strategy of each row in bold.
+std::string latency_section(report_context& c) {
+  [[maybe_unused]] const grid_options& o = c.o;
+  [[maybe_unused]] const grid_results& r = c.r;
+  [[maybe_unused]] const bool has_hpa = c.has_hpa;
+  [[maybe_unused]] const std::vector<std::string>& baselines = c.baselines;
+  [[maybe_unused]] const std::vector<std::string>& two_tier = c.two_tier;
+  [[maybe_unused]] const std::vector<std::string>& papers_two = c.papers_two;
+  [[maybe_unused]] const std::vector<std::string>& cloud_bound = c.cloud_bound;
+  [[maybe_unused]] const std::string& two_tier_label = c.two_tier_label;
+  [[maybe_unused]] const std::string& papers_label = c.papers_label;
+  [[maybe_unused]] ratio_summary& over_two_tier = c.over_two_tier;
+  [[maybe_unused]] ratio_summary& least_backbone_reduction = c.least_backbone_reduction;
+  [[maybe_unused]] ratio_summary& predicted_over_two_tier = c.predicted_over_two_tier;
+  std::string md;
+  md += "## Median end-to-end latency, ms (EMULATED)\n\n";
+  md += "Bold: the fastest strategy of the row. \"no plan\": the strategy returned no plan (see Errors).\n\n";
+  for (const std::string& scenario : o.scenarios) {
+    md += "### Scenario " + scenario + " (" + o.bed.describe_scenario(scenario) + ")\n\n";
+    std::vector<std::string> columns = {"model"};
+    for (const std::string& s : o.strategies) columns.push_back(s);
+    md += md_header(columns);
+    for (const std::string& model : o.models) {
+      const grid_cell* best = best_of(r, model, scenario, o.strategies);
+      md += "| " + model + " |";
+      for (const std::string& s : o.strategies) {
+        const grid_cell* c = r.find(model, scenario, s);
+        const std::string text = md_cell_latency(c);
+        md += " " + (c && c == best ? "**" + text + "**" : text) + " |";
+      }
+      md += "\n";
+    }
+    md += "\n";
+  }
+
+  return md;
+}
+
+// hpa's speedups, measured and predicted (fills the context's summaries).
+std::string speedup_section(report_context& c) {
+  [[maybe_unused]] const grid_options& o = c.o;
+  [[maybe_unused]] const grid_results& r = c.r;
+  [[maybe_unused]] const bool has_hpa = c.has_hpa;
+  [[maybe_unused]] const std::vector<std::string>& baselines = c.baselines;
+  [[maybe_unused]] const std::vector<std::string>& two_tier = c.two_tier;
+  [[maybe_unused]] const std::vector<std::string>& papers_two = c.papers_two;
+  [[maybe_unused]] const std::vector<std::string>& cloud_bound = c.cloud_bound;
+  [[maybe_unused]] const std::string& two_tier_label = c.two_tier_label;
+  [[maybe_unused]] const std::string& papers_label = c.papers_label;
+  [[maybe_unused]] ratio_summary& over_two_tier = c.over_two_tier;
+  [[maybe_unused]] ratio_summary& least_backbone_reduction = c.least_backbone_reduction;
+  [[maybe_unused]] ratio_summary& predicted_over_two_tier = c.predicted_over_two_tier;
+  std::string md;
+  md += "## hpa's speedup (baseline median / hpa median)\n\n";
+  if (!has_hpa) {
+    md += "hpa was not in --strategies.\n\n";
+  } else {
+    std::map<std::string, ratio_summary> summaries;
+    ratio_summary over_best, over_papers;
+    std::vector<std::string> columns = {"scenario", "model"};
+    for (const std::string& b : baselines) columns.push_back(b);
+    columns.push_back(two_tier_label);
+    columns.push_back(papers_label);
+    columns.push_back("best baseline");
+    md += md_header(columns);
+    for (const std::string& scenario : o.scenarios)
+      for (const std::string& model : o.models) {
+        const grid_cell* hpa = r.find(model, scenario, "hpa");
+        const std::string at = model + " " + scenario;
+        const bool hpa_measured = hpa && hpa->measured();
+        md += "| " + scenario + " | " + model + (hpa_measured ? "" : " (hpa: " + md_cell_latency(hpa) + ")") + " |";
+        auto speedup = [&](const grid_cell* base, ratio_summary& summary) -> std::string {
+          if (!hpa_measured || !base || !base->measured()) return "";
+          const double v = base->median_ms / hpa->median_ms;
+          summary.add(v, at + ", vs " + base->strategy);
+          return format("%.2fx", v);
+        };
+        for (const std::string& b : baselines) md += " " + speedup(r.find(model, scenario, b), summaries[b]) + " |";
+        const grid_cell* best_two = best_of(r, model, scenario, two_tier);
+        const grid_cell* best_papers = best_of(r, model, scenario, papers_two);
+        const grid_cell* best_any = best_of(r, model, scenario, baselines);
+        md += " " + speedup(best_two, over_two_tier) + (hpa_measured && best_two ? " (" + best_two->strategy + ")" : "") + " |";
+        md += " " + speedup(best_papers, over_papers) + (hpa_measured && best_papers ? " (" + best_papers->strategy + ")" : "") + " |";
+        md += " " + speedup(best_any, over_best) + (hpa_measured && best_any ? " (" + best_any->strategy + ")" : "") + " |\n";
+      }
+    md += "\nOver all cells where both were measured:\n\n";
+    for (const std::string& b : baselines) md += "- vs " + b + ": " + summaries[b].text() + "\n";
+    md += "- vs the " + two_tier_label + " of each cell: " + over_two_tier.text() + "\n";
+    md += "- vs the " + papers_label + " of each cell: " + over_papers.text() + "\n";
+    md += "- vs the best baseline of each cell: " + over_best.text() + "\n\n";
+    // The cost model's view carries no measurement noise: the speedup hpa's planner predicted.
+    md += "Predicted by the cost model (no measurement noise), hpa's speedup over the " + two_tier_label + ":\n\n";
+    std::vector<std::string> pcolumns = {"model"};
+    for (const std::string& scenario : o.scenarios) pcolumns.push_back(scenario);
+    md += md_header(pcolumns);
+    for (const std::string& model : o.models) {
+      md += "| " + model + " |";
+      for (const std::string& scenario : o.scenarios) {
+        const grid_cell* hpa = r.find(model, scenario, "hpa");
+        double best = std::numeric_limits<double>::infinity();
+        for (const std::string& b : two_tier)
+          if (const grid_cell* c = r.find(model, scenario, b); c && c->predicted_ms > 0) best = std::min(best, c->predicted_ms);
+        if (hpa && hpa->predicted_ms > 0 && std::isfinite(best)) {
+          predicted_over_two_tier.add(best / hpa->predicted_ms, model + " " + scenario);
+          md += format(" %.2fx |", best / hpa->predicted_ms);
+        } else {
+          md += " |";
+        }
+      }
+      md += "\n";
+    }
+    md += "\nPredicted over all cells: " + predicted_over_two_tier.text() + "\n\n";
+  }
+
+  return md;
+}
+
+// Backbone bytes per request and hpa's reductions against the cloud-bound baselines.
+std::string backbone_section(report_context& c) {
+  [[maybe_unused]] const grid_options& o = c.o;
+  [[maybe_unused]] const grid_results& r = c.r;
+  [[maybe_unused]] const bool has_hpa = c.has_hpa;
+  [[maybe_unused]] const std::vector<std::string>& baselines = c.baselines;
+  [[maybe_unused]] const std::vector<std::string>& two_tier = c.two_tier;
+  [[maybe_unused]] const std::vector<std::string>& papers_two = c.papers_two;
+  [[maybe_unused]] const std::vector<std::string>& cloud_bound = c.cloud_bound;
+  [[maybe_unused]] const std::string& two_tier_label = c.two_tier_label;
+  [[maybe_unused]] const std::string& papers_label = c.papers_label;
+  [[maybe_unused]] ratio_summary& over_two_tier = c.over_two_tier;
+  [[maybe_unused]] ratio_summary& least_backbone_reduction = c.least_backbone_reduction;
+  [[maybe_unused]] ratio_summary& predicted_over_two_tier = c.predicted_over_two_tier;
+  std::string md;
+  md += "## Backbone traffic per request (links touching the cloud node)\n\n";
+  {
+    std::vector<std::string> columns = {"scenario", "model"};
+    for (const std::string& s : o.strategies) columns.push_back(s);
+    if (has_hpa)
+      for (const std::string& b : cloud_bound) columns.push_back("hpa reduction vs " + b);
+    if (has_hpa && !cloud_bound.empty()) columns.push_back("vs the least of them");
+    md += md_header(columns);
+    std::map<std::string, ratio_summary> reductions;
+    for (const std::string& scenario : o.scenarios)
+      for (const std::string& model : o.models) {
+        md += "| " + scenario + " | " + model + " |";
+        for (const std::string& s : o.strategies) {
+          const grid_cell* c = r.find(model, scenario, s);
+          md += " " + (c && c->deployed ? human_bytes(double(c->backbone_bytes)) : md_cell_latency(c)) + " |";
+        }
+        if (has_hpa) {
+          const grid_cell* hpa = r.find(model, scenario, "hpa");
+          const grid_cell* least = nullptr;  // the cloud-bound baseline with the least backbone traffic
+          // baseline bytes / hpa bytes; nothing when neither uses the backbone (no ratio to speak of).
+          auto reduction = [&](const grid_cell* base, ratio_summary& summary) -> std::string {
+            if (!hpa || !hpa->deployed || !base || !base->deployed) return "";
+            if (base->backbone_bytes == 0 && hpa->backbone_bytes == 0) return "none (0 B both)";
+            const double v = hpa->backbone_bytes == 0 ? std::numeric_limits<double>::infinity()
+                                                      : double(base->backbone_bytes) / double(hpa->backbone_bytes);
+            summary.add(v, model + " " + scenario + ", vs " + base->strategy);
+            return std::isinf(v) ? "unbounded (hpa: 0 B)" : format("%.2fx", v);
+          };
+          for (const std::string& b : cloud_bound) {
+            const grid_cell* base = r.find(model, scenario, b);
+            md += " " + reduction(base, reductions[b]) + " |";
+            if (base && base->deployed && (!least || base->backbone_bytes < least->backbone_bytes)) least = base;
+          }
+          if (!cloud_bound.empty())
+            md += " " + reduction(least, least_backbone_reduction) +
+                  (least && least->backbone_bytes > 0 ? " (" + least->strategy + ")" : "") + " |";
+        }
+        md += "\n";
+      }
+    if (has_hpa && !cloud_bound.empty()) {
+      md += "\nhpa's backbone traffic reduction (baseline bytes / hpa bytes), over all cells where both deployed:\n\n";
+      for (const std::string& b : cloud_bound) md += "- vs " + b + ": " + reductions[b].text() + "\n";
+      md += "- vs the cloud-bound baseline with the least backbone traffic in each cell: " +
+            least_backbone_reduction.text() + "\n";
+    }
+    md += "\n";
+  }
+
+  return md;
+}
+
+// The cost model against the measured medians.
+std::string predicted_section(report_context& c) {
+  [[maybe_unused]] const grid_options& o = c.o;
+  [[maybe_unused]] const grid_results& r = c.r;
+  [[maybe_unused]] const bool has_hpa = c.has_hpa;
+  [[maybe_unused]] const std::vector<std::string>& baselines = c.baselines;
+  [[maybe_unused]] const std::vector<std::string>& two_tier = c.two_tier;
+  [[maybe_unused]] const std::vector<std::string>& papers_two = c.papers_two;
+  [[maybe_unused]] const std::vector<std::string>& cloud_bound = c.cloud_bound;
+  [[maybe_unused]] const std::string& two_tier_label = c.two_tier_label;
+  [[maybe_unused]] const std::string& papers_label = c.papers_label;
+  [[maybe_unused]] ratio_summary& over_two_tier = c.over_two_tier;
+  [[maybe_unused]] ratio_summary& least_backbone_reduction = c.least_backbone_reduction;
+  [[maybe_unused]] ratio_summary& predicted_over_two_tier = c.predicted_over_two_tier;
+  std::string md;
+  md += "## Predicted (cost model) against measured latency, ms\n\n";
+  md += "Each cell: predicted -> measured median (measured / predicted - 1).\n\n";
+  {
+    std::vector<std::string> columns = {"scenario", "model"};
+    for (const std::string& s : o.strategies) columns.push_back(s);
+    md += md_header(columns);
+    std::vector<double> errors;
+    std::string worst_at;
+    double worst = 0;
+    for (const std::string& scenario : o.scenarios)
+      for (const std::string& model : o.models) {
+        md += "| " + scenario + " | " + model + " |";
+        for (const std::string& s : o.strategies) {
+          const grid_cell* c = r.find(model, scenario, s);
+          if (c && c->measured() && c->predicted_ms > 0) {
+            const double e = c->median_ms / c->predicted_ms - 1;
+            errors.push_back(std::fabs(e));
+            if (std::fabs(e) >= worst) {
+              worst = std::fabs(e);
+              worst_at = model + " " + scenario + " " + s;
+            }
+            md += format(" %.1f -> %.1f (%+.1f%%) |", c->predicted_ms, c->median_ms, 100 * e);
+          } else {
+            md += " " + md_cell_latency(c) + " |";
+          }
+        }
+        md += "\n";
+      }
+    if (!errors.empty())
+      md += format("\n|measured / predicted - 1| over %zu cells: median %.1f%%, max %.1f%% (%s).\n", errors.size(),
+                   100 * percentile(errors, 0.5), 100 * worst, worst_at.c_str());
+    md += "\n";
+  }
+
+  return md;
+}
+
+// The issue's goal lines (after speedup_section and backbone_section).
+std::string goal_section(report_context& c) {
+  [[maybe_unused]] const grid_options& o = c.o;
+  [[maybe_unused]] const grid_results& r = c.r;
+  [[maybe_unused]] const bool has_hpa = c.has_hpa;
+  [[maybe_unused]] const std::vector<std::string>& baselines = c.baselines;
+  [[maybe_unused]] const std::vector<std::string>& two_tier = c.two_tier;
+  [[maybe_unused]] const std::vector<std::string>& papers_two = c.papers_two;
+  [[maybe_unused]] const std::vector<std::string>& cloud_bound = c.cloud_bound;
+  [[maybe_unused]] const std::string& two_tier_label = c.two_tier_label;
+  [[maybe_unused]] const std::string& papers_label = c.papers_label;
+  [[maybe_unused]] ratio_summary& over_two_tier = c.over_two_tier;
+  [[maybe_unused]] ratio_summary& least_backbone_reduction = c.least_backbone_reduction;
+  [[maybe_unused]] ratio_summary& predicted_over_two_tier = c.predicted_over_two_tier;
+  std::string md;
+  if (has_hpa) {
+    md += "## Against the goal (issue 12)\n\n";
+    std::vector<std::string> slower;
+    for (const std::string& scenario : o.scenarios)
+      for (const std::string& model : o.models) {
+        const hpa_verdict v = judge_hpa(o, r, model, scenario);
+        if (!v.ok) slower.push_back(v.text);
+      }
+    md += "- hpa no slower than the best baseline in any cell (within the noise band): " +
+          (slower.empty() ? std::string("met") : "missed:\n  - " + join(slower, "\n  - ")) + "\n";
+    std::vector<std::string> predicted_behind;
+    std::vector<double> model_errors;
+    for (const std::string& scenario : o.scenarios)
+      for (const std::string& model : o.models) {
+        const grid_cell* hpa = r.find(model, scenario, "hpa");
+        for (const std::string& b : baselines) {
+          const grid_cell* c = r.find(model, scenario, b);
+          if (hpa && c && hpa->predicted_ms > 0 && c->predicted_ms > 0 && hpa->predicted_ms > c->predicted_ms * (1 + 1e-9))
+            predicted_behind.push_back(format("%s %s: hpa %.2f ms, %s %.2f ms", model.c_str(), scenario.c_str(),
+                                              hpa->predicted_ms, b.c_str(), c->predicted_ms));
+        }
+        for (const std::string& st : o.strategies)
+          if (const grid_cell* c = r.find(model, scenario, st); c && c->measured() && c->predicted_ms > 0)
+            model_errors.push_back(std::fabs(c->median_ms / c->predicted_ms - 1));
+      }
+    md += "- hpa never predicted behind any baseline: " +
+          (predicted_behind.empty() ? std::string("met") : "missed:\n  - " + join(predicted_behind, "\n  - ")) + "\n";
+    if (!model_errors.empty()) {
+      const double median = percentile(model_errors, 0.5), worst = *std::max_element(model_errors.begin(), model_errors.end());
+      md += format("- cost model within 3%% median and 10%% max of the measured latency: %s (median %.1f%%, max %.1f%% "
+                   "over %zu cells)\n",
+                   median <= 0.03 && worst <= 0.10 ? "met" : "missed", 100 * median, 100 * worst, model_errors.size());
+    }
+    auto reached = [](const ratio_summary& summary, double goal) {
+      const std::string finite =
+          summary.values.empty() ? "" : format("max %.2fx (%s)", summary.max, summary.max_at.c_str());
+      if (summary.infinite)
+        return format("met: in %d cell%s hpa sends nothing over the backbone and the baseline does (an unbounded "
+                      "ratio)",
+                      summary.infinite, summary.infinite == 1 ? "" : "s") +
+               (finite.empty() ? "" : "; finite ratios: " + finite);
+      if (summary.values.empty()) return std::string("not measured");
+      return std::string(summary.max >= goal ? "met: " : "missed: ") + finite;
+    };
+    md += "- somewhere >= 3.4x faster than the " + two_tier_label + " of the cell: " + reached(over_two_tier, 3.4) +
+          (over_two_tier.values.empty() ? "" : format(" (geometric mean %.2fx)", geometric_mean(over_two_tier.values))) + "\n";
+    md += "- somewhere >= 3.68x less backbone traffic than the cloud-bound baselines (" + join(cloud_bound, ", ") +
+          "; against the one with the least traffic in the cell): " + reached(least_backbone_reduction, 3.68) + "\n\n";
+  }
+
+  return md;
+}
+
+}  // namespace
+
+std::string markdown_report(const grid_options& o, const grid_results& r, const check_outcome* check,
+                            const std::string& started_utc, double wall_seconds, const std::string& charts) {
+  std::string md;
+  md += "# d3-bench grid: latency and backbone traffic per model, scenario and strategy\n\n";
+  md += "Command: `" + o.command_line + "`\n\n";
+  md += format("Started %s (UTC), %.0f s of wall time on %ld cores. Each cell: %d warm-up + %d timed requests, one in "
+               "flight, inputs seeded %llu + i, every answer compared memcmp-equal with a single-process d3::executor "
+               "run of the same input. Latency = median virtual end-to-end time of the timed requests. Predicted = the "
+               "planner's cost model for the plan the strategy chose, with per-layer times %s "
+               "(%d runs, single thread).\n\n",
+               started_utc.c_str(), wall_seconds, ::sysconf(_SC_NPROCESSORS_ONLN), o.warmup, o.requests,
+               (unsigned long long)o.seed,
+               o.profile_source == "nodes" ? "probed on each node under its clock (thread CPU time / speed)"
+                                           : "measured in this process over each node's speed",
+               o.profile_repeats);
+  md += testbed_text(o) + "\n";
+
+  report_context sections(o, r);
+  md += latency_section(sections);
+  md += speedup_section(sections);
+  md += backbone_section(sections);
+  md += predicted_section(sections);
+  md += goal_section(sections);
+  if (check) {
+    md += "## --check\n\n```\n";
+    for (const std::string& line : check->lines) md += line + "\n";
+    md += "```\n\n";
+  }
+
+  md += "## Errors\n\n";
+  int errors = 0;
+  for (const grid_cell& c : r.cells)
+    if (!c.error.empty()) {
+      md += "- " + c.model + " " + c.scenario + " " + c.strategy + ": " + c.error + "\n";
+      ++errors;
+    }
+  if (!errors) md += "None: every cell planned, deployed and answered memcmp-equal.\n";
+  md += "\n## Plans chosen\n\n";
+  for (const grid_cell& c : r.cells)
+    if (!c.plan.empty()) md += "- " + c.model + " " + c.scenario + " " + c.strategy + ": " + c.plan + "\n";
+  md += "\n" + charts;
+  return md;
+}
+
+// --- Charts (gnuplot) ----------------------------------------------------------------------------
+
+namespace {
+
+std::string gnuplot_string(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("''") : std::string(1, c);
+  return q + "'";
+}
+
+}  // namespace
+
+std::string write_charts(const grid_options& o, const grid_results& r, const std::string& folder) {
+  if (std::system("gnuplot --version >/dev/null 2>&1") != 0) {
+    std::printf("gnuplot is not installed: no PNG charts (scripts/install-bench-deps.sh installs gnuplot-nox)\n");
+    return "No charts: gnuplot is not installed (scripts/install-bench-deps.sh installs gnuplot-nox).\n";
+  }
+  // One data file per scenario and metric: rows models, columns strategies ("?" = missing). gnuplot
+  // refuses a plot without a single point, so empty panels get a note instead.
+  std::set<std::string> has_points;  // "latency-UPLINK", "backbone-UPLINK"
+  for (const std::string& scenario : o.scenarios) {
+    std::ofstream latency(folder + "/latency-" + file_safe(scenario) + ".dat");
+    std::ofstream backbone(folder + "/backbone-" + file_safe(scenario) + ".dat");
+    latency << "model";
+    backbone << "model";
+    for (const std::string& s : o.strategies) {
+      latency << ' ' << s;
+      backbone << ' ' << s;
+    }
+    latency << '\n';
+    backbone << '\n';
+    for (const std::string& model : o.models) {
+      latency << file_safe(model);
+      backbone << file_safe(model);
+      for (const std::string& s : o.strategies) {
+        const grid_cell* c = r.find(model, scenario, s);
+        latency << ' ' << (c && c->measured() ? format("%.3f", c->median_ms) : "?");
+        // Log scale: no bar for zero bytes (strategies that never touch the cloud).
+        backbone << ' ' << (c && c->deployed && c->backbone_bytes > 0 ? format("%.3f", c->backbone_bytes / 1e3) : "?");
+        if (c && c->measured()) has_points.insert("latency-" + scenario);
+        if (c && c->deployed && c->backbone_bytes > 0) has_points.insert("backbone-" + scenario);
+      }
+      latency << '\n';
+      backbone << '\n';
+    }
+  }
+  std::vector<std::string> scattered;  // strategies with points, one index block each
+  {
+    std::ofstream scatter(folder + "/predicted-vs-measured.dat");
+    for (const std::string& s : o.strategies) {
+      std::string block;
+      for (const grid_cell& c : r.cells)
+        if (c.strategy == s && c.measured() && c.predicted_ms > 0)
+          block += format("%.3f %.3f ", c.predicted_ms, c.median_ms) + file_safe(c.model) + " " + file_safe(c.scenario) + "\n";
+      if (block.empty()) continue;
+      scatter << "# " << s << "\n" << block << "\n\n";
+      scattered.push_back(s);
+    }
+  }
+  const int panels = int(o.scenarios.size());
+  const int columns = panels > 1 ? 2 : 1, rows = (panels + columns - 1) / columns;
+  const int strategies = int(o.strategies.size());
+  std::string gp;
+  gp += "# d3-bench grid charts: gnuplot charts.gp (in this folder)\n";
+  gp += "set terminal pngcairo noenhanced size " + std::to_string(700 * columns) + "," +
+        std::to_string(420 * rows + 40) + " font 'sans,9'\n";
+  // One colour per strategy (gnuplot's default cycle repeats after 8: hpa and the 9th shared one).
+  const char* colours[] = {"#9400d3", "#009e73", "#56b4e9", "#e69f00", "#f0e442",
+                           "#0072b2", "#d55e00", "#000000", "#cc79a7", "#999999"};
+  for (size_t k = 0; k < sizeof colours / sizeof colours[0]; ++k)
+    gp += format("set linetype %zu lc rgb '%s'\n", k + 1, colours[k]);
+  gp += "set datafile missing '?'\nset style data histograms\nset style histogram clustered gap 1\n";
+  gp += "set style fill solid 0.85 border -1\nset boxwidth 0.9\nset logscale y\nset grid ytics\n";
+  gp += "set key outside right top vertical\nset xtics nomirror\n";
+  auto histograms = [&](const std::string& output, const std::string& prefix, const std::string& title,
+                        const std::string& ylabel, const std::string& empty_note) {
+    gp += "set output '" + output + "'\n";
+    gp += format("set multiplot layout %d,%d title %s\n", rows, columns, gnuplot_string(title).c_str());
+    gp += "set ylabel " + gnuplot_string(ylabel) + "\n";
+    for (const std::string& scenario : o.scenarios) {
+      gp += "set title " + gnuplot_string("scenario " + scenario + " (" + o.bed.describe_scenario(scenario) + ")") + "\n";
+      if (has_points.count(prefix + "-" + scenario)) {
+        gp += format("plot for [i=2:%d] '%s-%s.dat' using i:xtic(1) title columnheader(i)\n", strategies + 1,
+                     prefix.c_str(), file_safe(scenario).c_str());
+      } else {
+        gp += "set label 1 " + gnuplot_string(empty_note) + " at graph 0.5, graph 0.5 center\n";
+        gp += "unset logscale y\nunset xtics\nunset ytics\nset xrange [0:1]\nset yrange [0:1]\nplot -1 notitle\n";
+        gp += "unset label 1\nset autoscale x\nset autoscale y\nset logscale y\nset xtics nomirror\nset ytics\n";
+      }
+    }
+    gp += "unset multiplot\n";
+  };
+  histograms("latency.png", "latency", "Median end-to-end latency per strategy (EMULATED, virtual clock)",
+             "latency, ms (log)", "no cell measured");
+  histograms("backbone.png", "backbone", "Backbone bytes per request (links touching the cloud; no bar: none)",
+             "KB per request (log)", "no backbone traffic in any cell");
+  gp += "set output 'predicted-vs-measured.png'\nset terminal pngcairo noenhanced size 800,640 font 'sans,9'\n";
+  gp += "set style data points\nset logscale xy\nset key inside left top\n";
+  gp += "set title 'Cost model against the runtime (EMULATED): each point a cell'\n";
+  gp += "set xlabel 'predicted latency, ms'\nset ylabel 'measured median latency, ms'\n";
+  gp += "plot x title 'measured = predicted' with lines lc rgb 'gray'";
+  // Each strategy in the colour of its histogram bars (column k + 2 is line type k + 1).
+  for (size_t i = 0; i < scattered.size(); ++i) {
+    const size_t k = size_t(std::find(o.strategies.begin(), o.strategies.end(), scattered[i]) - o.strategies.begin());
+    gp += format(", 'predicted-vs-measured.dat' index %zu using 1:2 with points lt %zu pt 7 ps 1 title %s", i, k + 1,
+                 gnuplot_string(scattered[i]).c_str());
+  }
+  gp += "\n";
+  {
+    std::ofstream script(folder + "/charts.gp");
+    script << gp;
+  }
+  const std::string command = "cd " + shell_quote(folder) + " && gnuplot charts.gp 2> gnuplot.log";
+  if (std::system(command.c_str()) != 0) {
+    std::printf("gnuplot failed (see %s/gnuplot.log): charts incomplete\n", folder.c_str());
+    return "Charts: gnuplot failed (gnuplot.log in the output folder).\n";
+  }
+  std::remove((folder + "/gnuplot.log").c_str());
+  return "Charts: ![latency](latency.png) ![backbone](backbone.png) "
+         "![predicted vs measured](predicted-vs-measured.png) (data: *.dat, script: charts.gp).\n";
+}
+
+}  // namespace d3

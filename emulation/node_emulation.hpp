@@ -1,0 +1,82 @@
+// The emulated testbed as one node process applies it (emulation, emulation/emulation.hpp): the
+// clock mode, one node clock and one link clock per destination node, shared by every stage of
+// the process. The app configures it with an (emul, JSON) message at every deploy
+// (actors/protocol.hpp); thread-safe.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <string>
+
+#include "base/status.hpp"
+#include "emulation/emulation.hpp"
+
+namespace d3 {
+
+// wall: real time, sends delayed by the links; virtual_time: times travel with the messages.
+enum class clock_mode { wall, virtual_time };
+
+class node_emulation {
+ public:
+  void set_identity(const std::string& name, double speed) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    name_ = name;
+    speed_ = speed > 0 ? speed : 1.0;
+    compute_ = node_clock(speed_);
+  }
+  // Applies an (emul, JSON) message; resets every clock unless "keep_clocks" is set.
+  status configure(const std::string& text);
+  clock_mode mode() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return mode_;
+  }
+  // Wall clock: ms since the last configuration.
+  double now_ms() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - epoch_).count();
+  }
+  double compute(double ready_ms, double cpu_ms) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return compute_.compute(ready_ms, cpu_ms);
+  }
+  // Arrival at `dest_node` of `bytes` sent at `send_ms`; same node or unshaped: `send_ms`.
+  double send(const std::string& dest_node, double send_ms, size_t bytes) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (dest_node.empty() || dest_node == name_) return send_ms;
+    auto it = links_.find(dest_node);
+    if (it == links_.end()) return send_ms;
+    return it->second.send(send_ms, bytes);
+  }
+  double speed() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return speed_;
+  }
+  bool is_remote(const std::string& dest_node) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return !dest_node.empty() && dest_node != name_;
+  }
+  std::string describe() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    std::string out = std::string(mode_ == clock_mode::wall ? "wall" : "virtual") + " clock, speed " +
+                      std::to_string(speed_) + ", links:";
+    for (const auto& [dest, l] : links_)
+      out += " " + dest + " " + std::to_string(l.profile().bandwidth_mbit_per_s) + " Mbit/s " +
+             std::to_string(l.profile().latency_ms) + " ms;";
+    return out;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::string name_;
+  double speed_ = 1.0;
+  clock_mode mode_ = clock_mode::wall;
+  node_clock compute_{1.0};
+  std::map<std::string, link_clock> links_;
+  std::chrono::steady_clock::time_point epoch_ = std::chrono::steady_clock::now();
+};
+
+// The process's one instance.
+node_emulation& emulation();
+
+}  // namespace d3

@@ -1,0 +1,56 @@
+// A node process's emulation state (emulation/node_emulation.hpp): the (emul, JSON) settings the
+// app sends, applied to the node's compute clock and its per-destination link clocks.
+#define BOOST_TEST_MODULE node_emulation
+#include <boost/test/unit_test.hpp>
+
+#include "emulation/node_emulation.hpp"
+
+using namespace d3;
+
+BOOST_AUTO_TEST_CASE(virtual_settings_shape_links_per_destination) {
+  node_emulation e;
+  e.set_identity("edge1", 0.5);
+  BOOST_REQUIRE(e.configure(R"({"clock": "virtual", "links": {"cloud": {"mbit_per_s": 8, "latency_ms": 20},
+                                                              "edge2": {"mbit_per_s": 0, "latency_ms": 0}}})")
+                    .is_ok());
+  BOOST_TEST((e.mode() == clock_mode::virtual_time));
+  // 8 Mbit/s: 1000 bytes take 1 ms to transmit, then 20 ms of latency; the next one queues.
+  BOOST_TEST(e.send("cloud", 100.0, 1000) == 121.0);
+  BOOST_TEST(e.send("cloud", 100.0, 1000) == 122.0);
+  BOOST_TEST(e.send("edge2", 100.0, 1 << 20) == 100.0);  // unshaped
+  BOOST_TEST(e.send("edge1", 100.0, 1 << 20) == 100.0);  // its own node
+  BOOST_TEST(e.is_remote("cloud"));
+  BOOST_TEST(!e.is_remote("edge1"));
+  // Compute at speed 0.5: 4 ms of CPU take 8 ms; work queues behind the previous one.
+  BOOST_TEST(e.compute(10.0, 4.0) == 18.0);
+  BOOST_TEST(e.compute(12.0, 1.0) == 20.0);
+}
+
+BOOST_AUTO_TEST_CASE(keep_clocks_changes_links_but_not_the_time_line) {
+  node_emulation e;
+  e.set_identity("device", 1.0);
+  BOOST_REQUIRE(e.configure(R"({"clock": "virtual", "links": {"edge1": {"mbit_per_s": 8, "latency_ms": 5}}})").is_ok());
+  BOOST_TEST(e.compute(0.0, 10.0) == 10.0);
+  BOOST_REQUIRE(e.configure(R"({"clock": "virtual", "keep_clocks": true, "speed": 0.5,
+                                "links": {"edge1": {"mbit_per_s": 0.8, "latency_ms": 5}}})")
+                    .is_ok());
+  BOOST_TEST(e.speed() == 0.5);
+  BOOST_TEST(e.send("edge1", 0.0, 1000) == 15.0);  // the new 0.8 Mbit/s link: 10 ms + 5 ms
+  // A full configuration resets the clocks.
+  BOOST_REQUIRE(e.configure(R"({"clock": "wall"})").is_ok());
+  BOOST_TEST((e.mode() == clock_mode::wall));
+  BOOST_TEST(e.send("edge1", 3.0, 1000) == 3.0);  // no links any more: unshaped
+}
+
+BOOST_AUTO_TEST_CASE(bad_settings_are_refused_naming_the_problem) {
+  node_emulation e;
+  auto expect = [&](const std::string& text, const std::string& needle) {
+    status s = e.configure(text);
+    BOOST_TEST(!s.is_ok(), text);
+    BOOST_TEST(s.message().find(needle) != std::string::npos, s.message() + " lacks " + needle);
+  };
+  expect("{", "not JSON");
+  expect(R"({"clock": "sundial"})", "unknown clock 'sundial'");
+  expect(R"({"clock": "virtual", "links": {"cloud": {"mbit_per_s": -1, "latency_ms": 0}}})", "link to 'cloud'");
+  expect(R"({"clock": "virtual", "links": {"cloud": {"mbit_per_s": "fast"}}})", "bad emulation settings");
+}

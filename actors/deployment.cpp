@@ -52,14 +52,14 @@ const char* type_name_of(stage_kind kind) {
   return "";
 }
 
-stage_type type_of(stage_kind kind) {
+stage_kind type_of(stage_kind kind) {
   switch (kind) {
-    case stage_kind::segment: return stage_type::segment;
-    case stage_kind::scatter: return stage_type::scatter;
-    case stage_kind::tile: return stage_type::tile;
-    case stage_kind::gather: return stage_type::gather;
+    case stage_kind::segment: return stage_kind::segment;
+    case stage_kind::scatter: return stage_kind::scatter;
+    case stage_kind::tile: return stage_kind::tile;
+    case stage_kind::gather: return stage_kind::gather;
   }
-  return stage_type::segment;
+  return stage_kind::segment;
 }
 
 std::vector<int> grid_bounds(const std::vector<tile_geometry>& tiles, bool rows) {
@@ -84,7 +84,6 @@ stage_spec spec_of(const graph& g, const stage_graph& sg, const stage& s, uint64
   if (s.run < 0) return spec;
   const tiled_run& run = sg.runs[size_t(s.run)];
   const std::vector<tile_geometry>& tiles = sg.tiles[size_t(s.run)];
-  auto part = [](const std::string& tensor, size_t tile) { return tensor + "@tile" + std::to_string(tile); };
   switch (s.kind) {
     case stage_kind::tile: {
       const tile_geometry& geo = tiles[size_t(s.tile)];
@@ -98,11 +97,11 @@ stage_spec spec_of(const graph& g, const stage_graph& sg, const stage& s, uint64
     case stage_kind::scatter:
       for (size_t t = 0; t < tiles.size(); ++t)
         for (int in : run.inputs)
-          spec.copies.push_back({g.layers[size_t(in)].name, part(g.layers[size_t(in)].name, t), tiles[t].computed[size_t(in)]});
+          spec.copies.push_back({g.layers[size_t(in)].name, tile_tensor(g.layers[size_t(in)].name, int(t)), tiles[t].computed[size_t(in)]});
       break;
     case stage_kind::gather: {
       const std::string& out = g.layers[size_t(run.output)].name;
-      for (size_t t = 0; t < tiles.size(); ++t) spec.copies.push_back({out, part(out, t), tiles[t].output});
+      for (size_t t = 0; t < tiles.size(); ++t) spec.copies.push_back({out, tile_tensor(out, int(t)), tiles[t].output});
       spec.whole_shape = g.layers[size_t(run.output)].output_shape;
       break;
     }

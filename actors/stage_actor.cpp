@@ -70,8 +70,6 @@ std::string describe(const stage_state& st) {
   return std::string(to_string(st.spec.type)) + " stage " + std::to_string(st.spec.stage_id);
 }
 
-std::string tile_suffix(int tile) { return "@tile" + std::to_string(tile); }
-
 status check_bounds(const std::vector<int>& bounds, int size, const char* axis) {
   bool ok = bounds.size() >= 2 && bounds.front() == 0 && bounds.back() == size;
   for (size_t i = 1; ok && i < bounds.size(); ++i) ok = bounds[i] > bounds[i - 1];
@@ -89,7 +87,7 @@ status build(stage_state& st) {
   if (spec.outputs.empty()) return status::error("no outputs");
   const std::set<std::string> outputs(spec.outputs.begin(), spec.outputs.end());
 
-  if (spec.type == stage_type::segment || spec.type == stage_type::tile) {
+  if (spec.type == stage_kind::segment || spec.type == stage_kind::tile) {
     st.fragment = std::move(spec.fragment.fragment);
     graph& f = st.fragment;
     int computed = 0;
@@ -113,7 +111,7 @@ status build(stage_state& st) {
     if (computed == 0) return status::error("the fragment has no computed layers");
     D3_RETURN_IF_ERROR(infer_shapes(f));
 
-    if (spec.type == stage_type::segment) {
+    if (spec.type == stage_kind::segment) {
       auto e = executor::create(f);
       if (!e) return e.error();
       st.exec = std::move(e.value());
@@ -198,14 +196,14 @@ status build(stage_state& st) {
   std::set<std::string> parts;
   for (const region_copy& c : spec.copies) {
     if (!parts.insert(c.part).second) return status::error("part '" + c.part + "' appears twice");
-    if (spec.type == stage_type::scatter && !st.inputs.count(c.whole))
+    if (spec.type == stage_kind::scatter && !st.inputs.count(c.whole))
       return status::error("part '" + c.part + "' is cut from '" + c.whole + "', which is no stage input");
-    if (spec.type == stage_type::gather && c.whole != spec.outputs[0])
+    if (spec.type == stage_kind::gather && c.whole != spec.outputs[0])
       return status::error("part '" + c.part + "' goes into '" + c.whole + "', which is not the output");
   }
-  if (spec.type == stage_type::scatter && parts != outputs)
+  if (spec.type == stage_kind::scatter && parts != outputs)
     return status::error("the parts differ from the stage outputs");
-  if (spec.type == stage_type::gather) {
+  if (spec.type == stage_kind::gather) {
     if (spec.outputs.size() != 1) return status::error("a gather has one output");
     if (parts != st.inputs) return status::error("the parts differ from the stage inputs");
     for (const region_copy& c : spec.copies)
@@ -219,9 +217,9 @@ status build(stage_state& st) {
 result<std::map<std::string, tensor>> compute(stage_state& st, std::map<std::string, tensor>& inputs) {
   const stage_spec& spec = st.spec;
   switch (spec.type) {
-    case stage_type::segment:
+    case stage_kind::segment:
       return st.exec->run(inputs);
-    case stage_type::tile: {
+    case stage_kind::tile: {
       std::vector<const tensor*> in;
       for (const std::string& name : st.tile_inputs) in.push_back(&inputs.at(name));
       auto out = st.tiles->run_tile(spec.tile_index, in);
@@ -230,7 +228,7 @@ result<std::map<std::string, tensor>> compute(stage_state& st, std::map<std::str
       result.emplace(spec.outputs[0], std::move(out.value()));
       return result;
     }
-    case stage_type::scatter: {
+    case stage_kind::scatter: {
       std::map<std::string, tensor> result;
       for (const region_copy& c : spec.copies) {
         const tensor& whole = inputs.at(c.whole);
@@ -242,7 +240,7 @@ result<std::map<std::string, tensor>> compute(stage_state& st, std::map<std::str
       }
       return result;
     }
-    case stage_type::gather: {
+    case stage_kind::gather: {
       const tensor_shape& w = spec.whole_shape;
       tensor whole(w);
       for (const region_copy& c : spec.copies) {
@@ -381,7 +379,7 @@ void on_data(stage_actor_t* self, const bytes& payload) {
   }
 }
 
-caf::behavior stage_actor(stage_actor_t* self, stage_type expected, const bytes& spec_bytes) {
+caf::behavior stage_actor(stage_actor_t* self, stage_kind expected, const bytes& spec_bytes) {
   {
     std::lock_guard<std::mutex> lock(registry_mutex);
     registry[self->id()] = caf::actor_cast<caf::actor>(self);
@@ -440,10 +438,10 @@ caf::behavior stage_actor(stage_actor_t* self, stage_type expected, const bytes&
   };
 }
 
-caf::behavior segment_actor(stage_actor_t* self, bytes spec) { return stage_actor(self, stage_type::segment, spec); }
-caf::behavior scatter_actor(stage_actor_t* self, bytes spec) { return stage_actor(self, stage_type::scatter, spec); }
-caf::behavior tile_actor(stage_actor_t* self, bytes spec) { return stage_actor(self, stage_type::tile, spec); }
-caf::behavior gather_actor(stage_actor_t* self, bytes spec) { return stage_actor(self, stage_type::gather, spec); }
+caf::behavior segment_actor(stage_actor_t* self, bytes spec) { return stage_actor(self, stage_kind::segment, spec); }
+caf::behavior scatter_actor(stage_actor_t* self, bytes spec) { return stage_actor(self, stage_kind::scatter, spec); }
+caf::behavior tile_actor(stage_actor_t* self, bytes spec) { return stage_actor(self, stage_kind::tile, spec); }
+caf::behavior gather_actor(stage_actor_t* self, bytes spec) { return stage_actor(self, stage_kind::gather, spec); }
 
 }  // namespace
 

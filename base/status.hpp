@@ -62,3 +62,13 @@ class result {
     ::d3::status d3_status_ = (expr);       \
     if (!d3_status_.is_ok()) return d3_status_; \
   } while (0)
+
+// Declares or assigns `lhs` from the value of a result-returning expression, or returns its error
+// from the enclosing function:  D3_ASSIGN_OR_RETURN(stage_graph sg, build_stage_graph(g, plan));
+#define D3_ASSIGN_OR_RETURN(lhs, expr) D3_ASSIGN_OR_RETURN_IMPL(D3_STATUS_CONCAT(d3_result_, __LINE__), lhs, expr)
+#define D3_ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr) \
+  auto tmp = (expr);                             \
+  if (!tmp.is_ok()) return tmp.error();          \
+  lhs = std::move(tmp).value()
+#define D3_STATUS_CONCAT(a, b) D3_STATUS_CONCAT_INNER(a, b)
+#define D3_STATUS_CONCAT_INNER(a, b) a##b

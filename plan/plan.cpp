@@ -14,8 +14,6 @@ namespace {
 
 using json = nlohmann::json;
 
-std::string tile_tensor(const std::string& tensor, int tile) { return tensor + "@tile" + std::to_string(tile); }
-
 std::vector<std::string> names_of(const graph& g, const std::vector<int>& layers) {
   std::vector<std::string> names;
   for (int l : layers) names.push_back(g.layers[l].name);
@@ -23,6 +21,14 @@ std::vector<std::string> names_of(const graph& g, const std::vector<int>& layers
 }
 
 }  // namespace
+
+namespace {
+constexpr const char* tile_marker = "@tile";
+}  // namespace
+
+std::string tile_suffix(int tile) { return tile_marker + std::to_string(tile); }
+
+std::string tile_tensor(const std::string& tensor, int tile) { return tensor + tile_suffix(tile); }
 
 const char* to_string(stage_kind kind) {
   switch (kind) {
@@ -352,7 +358,7 @@ std::vector<double> layer_shares(const graph& g, const stage_graph& sg, const st
 }
 
 size_t tensor_bytes(const graph& g, const stage_graph& sg, const std::string& tensor) {
-  const size_t at = tensor.find("@tile");
+  const size_t at = tensor.find(tile_marker);
   if (at == std::string::npos) {
     const int l = g.find(tensor);
     return l < 0 ? 0 : g.layers[size_t(l)].output_shape.bytes();

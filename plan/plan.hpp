@@ -62,8 +62,13 @@ std::string describe(const deployment_plan& plan);
 enum class stage_kind { segment, scatter, tile, gather };
 const char* to_string(stage_kind kind);
 
+// The name of tile k's share of tensor T: "T@tile<k>" (its input region, or its region of the run
+// output); tile_suffix(k) is "@tile<k>".
+std::string tile_suffix(int tile);
+std::string tile_tensor(const std::string& tensor, int tile);
+
 // One actor of a deployment. Tensor names are layer names; a tile's share of tensor T for tile k
-// is named "T@tile<k>" (its input regions, and its output region of the run output).
+// is tile_tensor(T, k) (its input regions, and its output region of the run output).
 struct stage {
   int id = -1;
   stage_kind kind = stage_kind::segment;

@@ -20,11 +20,9 @@ std::vector<int> computed_layers(const graph& g) {
 
 result<planned> evaluate(const graph& g, const layer_profile& profile, const cluster_model& cluster,
                          deployment_plan plan) {
-  auto stages = build_stage_graph(g, plan);
-  if (!stages) return stages.error();
-  auto prediction = predict_plan(g, *stages, profile, cluster);
-  if (!prediction) return prediction.error();
-  return planned{std::move(plan), std::move(prediction.value())};
+  D3_ASSIGN_OR_RETURN(const stage_graph stages, build_stage_graph(g, plan));
+  D3_ASSIGN_OR_RETURN(plan_prediction prediction, predict_plan(g, stages, profile, cluster));
+  return planned{std::move(plan), std::move(prediction)};
 }
 
 }  // namespace

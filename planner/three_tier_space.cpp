@@ -163,11 +163,9 @@ result<planned> three_tier_space::evaluate(const three_tier_choice& c) const {
                 c.tile_nodes < 2 || c.tile_nodes > edge_nodes()))
     return status::error("three-tier choice: tiled run out of range");
   deployment_plan plan = plan_of(c);
-  auto stages = build_stage_graph(*g_, plan, &stage_memo_);
-  if (!stages) return stages.error();
-  auto prediction = predict_plan(*g_, *stages, *profile_, *cluster_);
-  if (!prediction) return prediction.error();
-  return planned{std::move(plan), std::move(prediction.value())};
+  D3_ASSIGN_OR_RETURN(const stage_graph stages, build_stage_graph(*g_, plan, &stage_memo_));
+  D3_ASSIGN_OR_RETURN(plan_prediction prediction, predict_plan(*g_, stages, *profile_, *cluster_));
+  return planned{std::move(plan), std::move(prediction)};
 }
 
 double three_tier_space::latency(const three_tier_choice& c) {

@@ -411,16 +411,6 @@ result<layer_shipment> decode_shipment(const uint8_t* bytes, size_t size) {
 
 // ------------------------------------------------------------------ stage specs
 
-const char* to_string(stage_type type) {
-  switch (type) {
-    case stage_type::segment: return "segment";
-    case stage_type::scatter: return "scatter";
-    case stage_type::tile: return "tile";
-    case stage_type::gather: return "gather";
-  }
-  return "unknown";
-}
-
 std::vector<uint8_t> encode_stage_spec(const stage_spec& spec) {
   try {
     capnp::MallocMessageBuilder builder(
@@ -469,8 +459,8 @@ result<stage_spec> decode_stage_spec(const uint8_t* bytes, size_t size) {
     stage_spec s;
     s.stage_id = r.getStageId();
     const uint16_t kind = static_cast<uint16_t>(r.getKind());
-    if (kind > uint16_t(stage_type::gather)) return status::error("stage spec: unknown stage kind " + std::to_string(kind));
-    s.type = static_cast<stage_type>(kind);
+    if (kind > uint16_t(stage_kind::gather)) return status::error("stage spec: unknown stage kind " + std::to_string(kind));
+    s.type = static_cast<stage_kind>(kind);
     const std::string what = "stage spec " + std::to_string(s.stage_id) + " (" + to_string(s.type) + ")";
     s.plan_version = r.getPlanVersion();
     s.model_hash = r.getModelHash();
@@ -482,7 +472,7 @@ result<stage_spec> decode_stage_spec(const uint8_t* bytes, size_t size) {
     s.tile_index = r.getTileIndex();
     for (int32_t v : r.getGridRowBounds()) s.grid_row_bounds.push_back(v);
     for (int32_t v : r.getGridColBounds()) s.grid_col_bounds.push_back(v);
-    if (s.type == stage_type::tile) {
+    if (s.type == stage_kind::tile) {
       for (auto reg : r.getTileInputRegions()) {
         auto rr = read_region(reg, what + ": tile input");
         if (!rr) return rr.error();
@@ -506,7 +496,7 @@ result<stage_spec> decode_stage_spec(const uint8_t* bytes, size_t size) {
       auto t = shapes[0];
       s.whole_shape = tensor_shape{t.getN(), t.getH(), t.getW(), t.getC()};
     }
-    if (s.type == stage_type::gather) {
+    if (s.type == stage_kind::gather) {
       const tensor_shape& w = s.whole_shape;
       for (int d : {w.n, w.h, w.w, w.c})
         if (d <= 0 || d > max_layer_dimension * 4) return status::error(what + ": output shape " + w.to_string() + " out of range");

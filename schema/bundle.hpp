@@ -19,6 +19,7 @@
 #include "base/status.hpp"
 #include "kernels/tensor.hpp"
 #include "kernels/tiling.hpp"
+#include "plan/plan.hpp"
 #include "schema/tensor_message.hpp"
 
 namespace d3 {
@@ -84,8 +85,6 @@ result<layer_shipment> decode_shipment(const uint8_t* bytes, size_t size);
 
 // ------------------------------------------------------------------ stage specs
 
-enum class stage_type : uint8_t { segment, scatter, tile, gather };
-const char* to_string(stage_type type);
 
 struct region_copy {
   std::string whole;  // the whole tensor
@@ -95,7 +94,7 @@ struct region_copy {
 
 struct stage_spec {
   int stage_id = -1;
-  stage_type type = stage_type::segment;
+  stage_kind type = stage_kind::segment;
   uint32_t plan_version = 0;
   uint64_t model_hash = 0;
   std::vector<std::string> inputs, outputs;

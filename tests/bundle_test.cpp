@@ -172,7 +172,7 @@ BOOST_AUTO_TEST_CASE(stage_spec_round_trip) {
   const d3::graph& g = resnet18();
   d3::stage_spec spec;
   spec.stage_id = 3;
-  spec.type = d3::stage_type::tile;
+  spec.type = d3::stage_kind::tile;
   spec.plan_version = 2;
   spec.model_hash = 77;
   spec.inputs = {"maxpool@tile1"};
@@ -188,7 +188,7 @@ BOOST_AUTO_TEST_CASE(stage_spec_round_trip) {
   BOOST_REQUIRE(!bytes.empty());
   auto s = d3::decode_stage_spec(bytes.data(), bytes.size());
   BOOST_REQUIRE_MESSAGE(s.is_ok(), s.message());
-  BOOST_CHECK(s->type == d3::stage_type::tile);
+  BOOST_CHECK(s->type == d3::stage_kind::tile);
   BOOST_CHECK_EQUAL(s->stage_id, 3);
   BOOST_CHECK_EQUAL(s->plan_version, 2u);
   BOOST_CHECK(s->inputs == spec.inputs);

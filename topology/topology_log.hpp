@@ -1,14 +1,24 @@
 // The topology log: JSON Lines, one event per line, appended as the deployment changes, so a
-// user can see which actor runs which layers (or tile) on which node since when. Events:
-//   {"time": T, "event": "node_up",         "node": N, "role": R, "address": "host:port"}
-//   {"time": T, "event": "node_down",       "node": N, "reason": "..."}
-//   {"time": T, "event": "plan_deployed",   "version": V, "strategy": S, "model": M}
-//   {"time": T, "event": "layers_shipped",  "node": N, "layers": K, "bytes": B, "cached": C}
-//   {"time": T, "event": "actor_spawned",   "actor": ID, "kind": "segment|scatter|tile|gather",
+// user can see which actor runs which layers (or tile) on which node since when. Events, with
+// the fields the runtime writes (actors/deployment.cpp):
+//   {"time": T, "event": "node_up",           "node": N, "role": R, "address": "host:port"}
+//   {"time": T, "event": "node_down",         "node": N, "reason": "..."}
+//   {"time": T, "event": "plan_deployed",     "version": V, "strategy": S, "model": M}
+//   {"time": T, "event": "layers_shipped",    "node": N, "layers": K, "bytes": B, "cached": C}
+//   {"time": T, "event": "actor_spawned",     "actor": ID, "kind": "segment|scatter|tile|gather",
 //    "node": N, "layers": [first, last], "tile": K, "region": "rows [..) cols [..)",
 //    "plan_version": V, "sends_to": [ID, ...]}
-//   {"time": T, "event": "layers_migrated", "from": N, "to": N, "layers": [...], "bytes": B, "plan_version": V}
-//   {"time": T, "event": "actor_exited",    "actor": ID, "node": N, "reason": "..."}
+//   {"time": T, "event": "layers_migrated",   "from_version": V, "to_version": V, "layers": [names],
+//    "layers_moved": K, "layers_unchanged": K, "weight_bytes_shipped": B, "layers_shipped": K,
+//    "strategy": S, "redeploy_everything": bool, "migrate_ms": ms}
+//   {"time": T, "event": "migration_failed",  "version": V, "error": "..."}
+//   {"time": T, "event": "plan_retired",      "version": V, "actors": K, "reason": "..."}
+//   {"time": T, "event": "emulation_changed", "uplink": NAME, "device_edge_mbit_per_s": B,
+//    "speed": {node: speed}}
+//   {"time": T, "event": "trace_step",        "step": K, "at_ms": ms, "change": "..."}
+//   {"time": T, "event": "link_probed",       "from": N, "to": N}
+//   {"time": T, "event": "profile_probed",    "node": N, "total_ms": ms}
+//   {"time": T, "event": "actor_exited",      "actor": ID, "node": N, "reason": "..."}
 // T is UTC ISO 8601 with milliseconds. Unknown events and fields are kept and ignored by readers.
 #pragma once
 

@@ -128,12 +128,13 @@ answer differed or a request or deployment failed, outputs could not be written,
 failed; 2 bad options or input (unknown model, scenario or strategy, bad testbed file).
 )";
 
-[[noreturn]] void bad_input(const std::string& message) {
-  std::cerr << "d3-bench grid: " << message << "\n";
-  std::exit(exit_bad_input);
-}
+// Thrown by the option parser only, and caught at its end: the parser returns errors as values.
+struct bad_option {
+  std::string message;
+};
+[[noreturn]] void bad_input(const std::string& message) { throw bad_option{message}; }
 
-grid_options parse_grid_options(int argc, char** argv) {
+grid_options parse_grid_options_unchecked(int argc, char** argv, bool& help) {
   grid_options o;
   std::string models, scenarios, strategies, testbed_file;
   for (int i = 0; i < argc; ++i) o.command_line += (i ? " " : "") + shell_quote(argv[i]);
@@ -158,7 +159,8 @@ grid_options parse_grid_options(int argc, char** argv) {
     };
     if (arg == "--help" || arg == "-h") {
       std::cout << grid_usage;
-      std::exit(0);
+      help = true;
+      return o;
     } else if (arg == "--models") {
       models = value();
     } else if (arg == "--scenarios" || arg == "--uplinks") {  // --uplinks: the first testbed's word
@@ -244,11 +246,30 @@ grid_options parse_grid_options(int argc, char** argv) {
   return o;
 }
 
+// The options, or what is wrong with them; `help` set when --help printed the usage.
+result<grid_options> parse_grid_options(int argc, char** argv, bool& help) {
+  try {
+    return parse_grid_options_unchecked(argc, argv, help);
+  } catch (const bad_option& e) {
+    return status::error(e.message);
+  }
+}
+
 }  // namespace
 
 int bench_grid(int argc, char** argv) {
-  const grid_options o = parse_grid_options(argc, argv);
-  if (auto s = make_folder(o.out); !s) bad_input("--out: " + s.message());
+  bool help = false;
+  auto parsed = parse_grid_options(argc, argv, help);
+  if (!parsed) {
+    std::cerr << "d3-bench grid: " << parsed.message() << "\n";
+    return exit_bad_input;
+  }
+  if (help) return 0;
+  const grid_options& o = parsed.value();
+  if (auto s = make_folder(o.out); !s) {
+    std::cerr << "d3-bench grid: --out: " << s.message() << "\n";
+    return exit_bad_input;
+  }
   const auto started = std::chrono::steady_clock::now();
   std::string started_utc;
   {

@@ -93,10 +93,11 @@ struct regimes_options {
   std::string out = "regimes-results", node_binary, command_line;
 };
 
-[[noreturn]] void bad_input(const std::string& message) {
-  std::cerr << "d3-bench regimes: " << message << "\n";
-  std::exit(exit_bad_input);
-}
+// Thrown by the option parser only, and caught at its end: the parser returns errors as values.
+struct bad_option {
+  std::string message;
+};
+[[noreturn]] void bad_input(const std::string& message) { throw bad_option{message}; }
 
 // `per_decade` points per decade from `low` to `high` (both included).
 std::vector<double> log_spaced(double low, double high, int per_decade) {
@@ -125,7 +126,7 @@ std::vector<double> parse_positive_list(const std::string& flag, const std::stri
   return out;
 }
 
-regimes_options parse_options(int argc, char** argv) {
+regimes_options parse_options_unchecked(int argc, char** argv, bool& help) {
   regimes_options o;
   for (int i = 0; i < argc; ++i) o.command_line += std::string(i ? " " : "") + argv[i];
   std::string models;
@@ -142,7 +143,8 @@ regimes_options parse_options(int argc, char** argv) {
     };
     if (arg == "--help" || arg == "-h") {
       std::cout << regimes_usage;
-      std::exit(0);
+      help = true;
+      return o;
     } else if (arg == "--models") {
       models = value();
     } else if (arg == "--testbed") {
@@ -191,6 +193,15 @@ regimes_options parse_options(int argc, char** argv) {
   if (::access(o.node_binary.c_str(), X_OK) != 0)
     bad_input("cannot run d3-node '" + o.node_binary + "' (build it, or give its path with --node-binary)");
   return o;
+}
+
+// The options, or what is wrong with them; `help` set when --help printed the usage.
+result<regimes_options> parse_options(int argc, char** argv, bool& help) {
+  try {
+    return parse_options_unchecked(argc, argv, help);
+  } catch (const bad_option& e) {
+    return status::error(e.message);
+  }
 }
 
 // --- Prices ---------------------------------------------------------------------------------------
@@ -445,8 +456,18 @@ std::string markdown(const regimes_options& o, const std::vector<model_maps>& ma
 }  // namespace
 
 int bench_regimes(int argc, char** argv) {
-  const regimes_options o = parse_options(argc, argv);
-  if (auto made = make_folder(o.out); !made) bad_input("--out: " + made.message());
+  bool help = false;
+  auto parsed = parse_options(argc, argv, help);
+  if (!parsed) {
+    std::cerr << "d3-bench regimes: " << parsed.message() << "\n";
+    return exit_bad_input;
+  }
+  if (help) return 0;
+  const regimes_options& o = parsed.value();
+  if (auto made = make_folder(o.out); !made) {
+    std::cerr << "d3-bench regimes: --out: " << made.message() << "\n";
+    return exit_bad_input;
+  }
   const std::string logs = o.out + "/node-logs";
   ::mkdir(logs.c_str(), 0755);
   std::printf("d3-bench regimes: %zu models; bandwidth map %zu x %zu, device map %zu x %zu; %d measured points per "

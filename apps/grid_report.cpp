@@ -249,22 +249,18 @@ struct report_context {
     two_tier_label = "best two-tier (" + join(two_tier, ", ") + ")";
     papers_label = "best of the papers' two (" + join(papers_two, ", ") + ")";
   }
+
+  // The report's sections, in order (goal_section reads what speedup_section and
+  // backbone_section summarised).
+  std::string latency_section();
+  std::string speedup_section();
+  std::string backbone_section();
+  std::string predicted_section();
+  std::string goal_section();
 };
 
 // Median latency per scenario, the fastest strategy of each row in bold.
-std::string latency_section(report_context& c) {
-  [[maybe_unused]] const grid_options& o = c.o;
-  [[maybe_unused]] const grid_results& r = c.r;
-  [[maybe_unused]] const bool has_hpa = c.has_hpa;
-  [[maybe_unused]] const std::vector<std::string>& baselines = c.baselines;
-  [[maybe_unused]] const std::vector<std::string>& two_tier = c.two_tier;
-  [[maybe_unused]] const std::vector<std::string>& papers_two = c.papers_two;
-  [[maybe_unused]] const std::vector<std::string>& cloud_bound = c.cloud_bound;
-  [[maybe_unused]] const std::string& two_tier_label = c.two_tier_label;
-  [[maybe_unused]] const std::string& papers_label = c.papers_label;
-  [[maybe_unused]] ratio_summary& over_two_tier = c.over_two_tier;
-  [[maybe_unused]] ratio_summary& least_backbone_reduction = c.least_backbone_reduction;
-  [[maybe_unused]] ratio_summary& predicted_over_two_tier = c.predicted_over_two_tier;
+std::string report_context::latency_section() {
   std::string md;
   md += "## Median end-to-end latency, ms (EMULATED)\n\n";
   md += "Bold: the fastest strategy of the row. \"no plan\": the strategy returned no plan (see Errors).\n\n";
@@ -290,19 +286,7 @@ std::string latency_section(report_context& c) {
 }
 
 // hpa's speedups, measured and predicted (fills the context's summaries).
-std::string speedup_section(report_context& c) {
-  [[maybe_unused]] const grid_options& o = c.o;
-  [[maybe_unused]] const grid_results& r = c.r;
-  [[maybe_unused]] const bool has_hpa = c.has_hpa;
-  [[maybe_unused]] const std::vector<std::string>& baselines = c.baselines;
-  [[maybe_unused]] const std::vector<std::string>& two_tier = c.two_tier;
-  [[maybe_unused]] const std::vector<std::string>& papers_two = c.papers_two;
-  [[maybe_unused]] const std::vector<std::string>& cloud_bound = c.cloud_bound;
-  [[maybe_unused]] const std::string& two_tier_label = c.two_tier_label;
-  [[maybe_unused]] const std::string& papers_label = c.papers_label;
-  [[maybe_unused]] ratio_summary& over_two_tier = c.over_two_tier;
-  [[maybe_unused]] ratio_summary& least_backbone_reduction = c.least_backbone_reduction;
-  [[maybe_unused]] ratio_summary& predicted_over_two_tier = c.predicted_over_two_tier;
+std::string report_context::speedup_section() {
   std::string md;
   md += "## hpa's speedup (baseline median / hpa median)\n\n";
   if (!has_hpa) {
@@ -369,19 +353,7 @@ std::string speedup_section(report_context& c) {
 }
 
 // Backbone bytes per request and hpa's reductions against the cloud-bound baselines.
-std::string backbone_section(report_context& c) {
-  [[maybe_unused]] const grid_options& o = c.o;
-  [[maybe_unused]] const grid_results& r = c.r;
-  [[maybe_unused]] const bool has_hpa = c.has_hpa;
-  [[maybe_unused]] const std::vector<std::string>& baselines = c.baselines;
-  [[maybe_unused]] const std::vector<std::string>& two_tier = c.two_tier;
-  [[maybe_unused]] const std::vector<std::string>& papers_two = c.papers_two;
-  [[maybe_unused]] const std::vector<std::string>& cloud_bound = c.cloud_bound;
-  [[maybe_unused]] const std::string& two_tier_label = c.two_tier_label;
-  [[maybe_unused]] const std::string& papers_label = c.papers_label;
-  [[maybe_unused]] ratio_summary& over_two_tier = c.over_two_tier;
-  [[maybe_unused]] ratio_summary& least_backbone_reduction = c.least_backbone_reduction;
-  [[maybe_unused]] ratio_summary& predicted_over_two_tier = c.predicted_over_two_tier;
+std::string report_context::backbone_section() {
   std::string md;
   md += "## Backbone traffic per request (links touching the cloud node)\n\n";
   {
@@ -435,19 +407,7 @@ std::string backbone_section(report_context& c) {
 }
 
 // The cost model against the measured medians.
-std::string predicted_section(report_context& c) {
-  [[maybe_unused]] const grid_options& o = c.o;
-  [[maybe_unused]] const grid_results& r = c.r;
-  [[maybe_unused]] const bool has_hpa = c.has_hpa;
-  [[maybe_unused]] const std::vector<std::string>& baselines = c.baselines;
-  [[maybe_unused]] const std::vector<std::string>& two_tier = c.two_tier;
-  [[maybe_unused]] const std::vector<std::string>& papers_two = c.papers_two;
-  [[maybe_unused]] const std::vector<std::string>& cloud_bound = c.cloud_bound;
-  [[maybe_unused]] const std::string& two_tier_label = c.two_tier_label;
-  [[maybe_unused]] const std::string& papers_label = c.papers_label;
-  [[maybe_unused]] ratio_summary& over_two_tier = c.over_two_tier;
-  [[maybe_unused]] ratio_summary& least_backbone_reduction = c.least_backbone_reduction;
-  [[maybe_unused]] ratio_summary& predicted_over_two_tier = c.predicted_over_two_tier;
+std::string report_context::predicted_section() {
   std::string md;
   md += "## Predicted (cost model) against measured latency, ms\n\n";
   md += "Each cell: predicted -> measured median (measured / predicted - 1).\n\n";
@@ -487,19 +447,7 @@ std::string predicted_section(report_context& c) {
 }
 
 // The issue's goal lines (after speedup_section and backbone_section).
-std::string goal_section(report_context& c) {
-  [[maybe_unused]] const grid_options& o = c.o;
-  [[maybe_unused]] const grid_results& r = c.r;
-  [[maybe_unused]] const bool has_hpa = c.has_hpa;
-  [[maybe_unused]] const std::vector<std::string>& baselines = c.baselines;
-  [[maybe_unused]] const std::vector<std::string>& two_tier = c.two_tier;
-  [[maybe_unused]] const std::vector<std::string>& papers_two = c.papers_two;
-  [[maybe_unused]] const std::vector<std::string>& cloud_bound = c.cloud_bound;
-  [[maybe_unused]] const std::string& two_tier_label = c.two_tier_label;
-  [[maybe_unused]] const std::string& papers_label = c.papers_label;
-  [[maybe_unused]] ratio_summary& over_two_tier = c.over_two_tier;
-  [[maybe_unused]] ratio_summary& least_backbone_reduction = c.least_backbone_reduction;
-  [[maybe_unused]] ratio_summary& predicted_over_two_tier = c.predicted_over_two_tier;
+std::string report_context::goal_section() {
   std::string md;
   if (has_hpa) {
     md += "## Against the goal (issue 12)\n\n";
@@ -574,11 +522,11 @@ std::string markdown_report(const grid_options& o, const grid_results& r, const 
   md += testbed_text(o) + "\n";
 
   report_context sections(o, r);
-  md += latency_section(sections);
-  md += speedup_section(sections);
-  md += backbone_section(sections);
-  md += predicted_section(sections);
-  md += goal_section(sections);
+  md += sections.latency_section();
+  md += sections.speedup_section();
+  md += sections.backbone_section();
+  md += sections.predicted_section();
+  md += sections.goal_section();
   if (check) {
     md += "## --check\n\n```\n";
     for (const std::string& line : check->lines) md += line + "\n";

@@ -6,6 +6,7 @@
 #include <tuple>
 
 #include "actors/layer_cache.hpp"
+#include "actors/planner_actor.hpp"
 #include "actors/protocol.hpp"
 #include "actors/stage_actor.hpp"
 #include "emulation/node_emulation.hpp"
@@ -19,6 +20,7 @@ namespace protocol {
 void configure_process(caf::actor_system_config& cfg) {
   cfg.load<caf::io::middleman>();
   cfg.add_message_type<bytes>("d3_bytes");
+  add_planner_message_types(cfg);
   // Workers that wait on a condition variable: the default work-stealing workers fall back to
   // sleeping up to 10 ms between polls when idle, which a request pays at every hop (measured:
   // resnet18 over 3 nodes 57.7 ms with stealing vs 45.6 ms with sharing on the nodes).

@@ -60,7 +60,8 @@ using echo_atom = caf::atom_constant<caf::atom("d3echo")>;
 // "decode_ms_per_mb", "copy_ms_per_mb"}} (the node's per-layer compute times and what moving
 // tensors costs it, at its speed) or {"error": text}.
 using profile_atom = caf::atom_constant<caf::atom("d3profile")>;
-// App-side planner actor: (observe, request report JSON) -> decision JSON ("" when nothing moves).
+// App-side planner actor (typed: actors/planner_actor.hpp, planner_actor_handle):
+// (observe, planner_report) -> planner_decision.
 using observe_atom = caf::atom_constant<caf::atom("d3observe")>;
 
 constexpr const char* segment_type = "d3_segment";

@@ -116,6 +116,16 @@ std::string shell_quote(const std::string& s) {
   return q + "'";
 }
 
+status check_model_names(const std::vector<std::string>& names) {
+  if (names.empty()) return status::error("--models needs at least one model");
+  const std::vector<std::string>& builtins = builtin_model_names();
+  for (const std::string& m : names)
+    if (std::find(builtins.begin(), builtins.end(), m) == builtins.end() && ::access(m.c_str(), R_OK) != 0)
+      return status::error("unknown model '" + m + "': not a built-in model (" + join(builtins, ", ") +
+                           ") and no such file");
+  return status::ok();
+}
+
 std::string file_safe(const std::string& name) {
   std::string s;
   for (char c : name) s += std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' ? c : '_';

@@ -15,6 +15,9 @@ namespace d3 {
 // name the model and what is wrong (unknown name and no such file, malformed file, ...).
 result<graph> load_model_by_name(const std::string& model, uint64_t seed);
 
+// Every name is a built-in model or a readable file; the error names the first that is neither.
+status check_model_names(const std::vector<std::string>& names);
+
 // Raw little-endian float32 in NCHW order (PyTorch's), exactly `shape`'s size, as an NHWC tensor.
 result<tensor> read_nchw_file(const std::string& path, const tensor_shape& shape);
 status write_nchw_file(const std::string& path, const tensor& t);

@@ -34,6 +34,7 @@
 #include "actors/protocol.hpp"
 #include "apps/app_support.hpp"
 #include "apps/local_nodes.hpp"
+#include "apps/options.hpp"
 #include "kernels/executor.hpp"
 #include "kernels/model_zoo.hpp"
 #include "planner/adaptation.hpp"
@@ -98,56 +99,45 @@ struct adapt_options {
   long timeout_ms = 30000;
 };
 
-[[noreturn]] void bad_input(const std::string& message) {
-  std::cerr << "d3-bench adapt: " << message << "\n";
-  std::exit(exit_bad_input);
-}
-
-adapt_options parse_options(int argc, char** argv) {
-  adapt_options o;
-  for (int i = 2; i < argc; ++i) {
-    const std::string arg = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) bad_input(arg + " needs a value (see --help)");
-      return argv[++i];
-    };
-    auto integer = [&](long min, long max) {
-      auto v = parse_integer(arg, value(), min, max);
-      if (!v) bad_input(v.message());
-      return *v;
-    };
-    if (arg == "--help" || arg == "-h") {
-      std::cout << adapt_usage;
-      std::exit(0);
-    } else if (arg == "--model") {
-      o.model = value();
-    } else if (arg == "--trace") {
-      o.trace_file = value();
-    } else if (arg == "--tail-ms") {
-      o.tail_ms = double(integer(0, 10000000));
-    } else if (arg == "--optimum-requests") {
-      o.optimum_requests = int(integer(1, 10000));
-    } else if (arg == "--profile") {
-      o.profile_source = value();
-      if (o.profile_source != "nodes" && o.profile_source != "local") bad_input("--profile expects nodes or local");
-    } else if (arg == "--probe-every") {
-      o.probe_every = int(integer(0, 100000));
-    } else if (arg == "--max-requests") {
-      o.max_requests = int(integer(1, 100000));
-    } else if (arg == "--out") {
-      o.out = value();
-    } else if (arg == "--node-binary") {
-      o.node_binary = value();
-    } else if (arg == "--timeout-ms") {
-      o.timeout_ms = integer(1, 3600000);
-    } else {
-      bad_input("unknown option '" + arg + "' (see --help)");
+// The options, or what is wrong with them; `help` set when --help printed the usage.
+result<adapt_options> parse_adapt_options(int argc, char** argv, bool& help) {
+  return parse_options<adapt_options>([&] {
+    adapt_options o;
+    option_reader in(argc, argv, 2, "see d3-bench adapt --help");
+    while (in.next()) {
+      if (in.is("--help", "-h")) {
+        std::cout << adapt_usage;
+        help = true;
+        return o;
+      } else if (in.is("--model")) {
+        o.model = in.value();
+      } else if (in.is("--trace")) {
+        o.trace_file = in.value();
+      } else if (in.is("--tail-ms")) {
+        o.tail_ms = double(in.integer(0, 10000000));
+      } else if (in.is("--optimum-requests")) {
+        o.optimum_requests = int(in.integer(1, 10000));
+      } else if (in.is("--profile")) {
+        o.profile_source = in.choice({"nodes", "local"});
+      } else if (in.is("--probe-every")) {
+        o.probe_every = int(in.integer(0, 100000));
+      } else if (in.is("--max-requests")) {
+        o.max_requests = int(in.integer(1, 100000));
+      } else if (in.is("--out")) {
+        o.out = in.value();
+      } else if (in.is("--node-binary")) {
+        o.node_binary = in.value();
+      } else if (in.is("--timeout-ms")) {
+        o.timeout_ms = in.integer(1, 3600000);
+      } else {
+        in.unknown();
+      }
     }
-  }
-  if (o.node_binary.empty()) o.node_binary = sibling_executable("d3-node");
-  if (::access(o.node_binary.c_str(), X_OK) != 0)
-    bad_input("cannot run d3-node '" + o.node_binary + "' (build it, or give its path with --node-binary)");
-  return o;
+    auto node = node_binary_or_sibling(o.node_binary);
+    if (!node) in.fail(node.message());
+    o.node_binary = node.value();
+    return o;
+  });
 }
 
 // One request as measured.
@@ -391,23 +381,31 @@ void write_outputs(const bench_context& c, const std::vector<double>& optimum, c
 }  // namespace
 
 int bench_adapt(int argc, char** argv) {
+  auto bad_input = [](const std::string& message) {
+    std::cerr << "d3-bench adapt: " << message << "\n";
+    return exit_bad_input;
+  };
   bench_context c;
-  c.options = parse_options(argc, argv);
+  bool help = false;
+  auto parsed = parse_adapt_options(argc, argv, help);
+  if (!parsed) return bad_input(parsed.message());
+  if (help) return 0;
+  c.options = std::move(parsed.value());
   const adapt_options& o = c.options;
   auto trace = o.trace_file.empty() ? parse_trace_json(default_trace) : load_trace_file(o.trace_file);
-  if (!trace) bad_input(trace.message());
+  if (!trace) return bad_input(trace.message());
   c.trace = std::move(trace.value());
-  if (c.trace.steps.front().at_ms != 0) bad_input("the trace's first step must be at 0 ms (the links to start on)");
+  if (c.trace.steps.front().at_ms != 0) return bad_input("the trace's first step must be at 0 ms (the links to start on)");
   testbed links = testbed::with_uplink("WiFi").value();
   for (const trace_step& s : c.trace.steps) {
     links = s.apply(links);
-    if (!s.speeds.empty()) bad_input("d3-bench adapt follows link traces; node speed steps are not compared here");
+    if (!s.speeds.empty()) return bad_input("d3-bench adapt follows link traces; node speed steps are not compared here");
     c.step_links.push_back(links);
   }
   auto g = load_model_by_name(o.model, default_model_seed);
-  if (!g) bad_input(g.message());
+  if (!g) return bad_input(g.message());
   c.g = std::move(g.value());
-  if (::mkdir(o.out.c_str(), 0755) != 0 && errno != EEXIST) bad_input("cannot create --out folder '" + o.out + "'");
+  if (::mkdir(o.out.c_str(), 0755) != 0 && errno != EEXIST) return bad_input("cannot create --out folder '" + o.out + "'");
   auto profile = measure_local_profile(c.g, 3);
   if (!profile) {
     std::cerr << "d3-bench adapt: profile: " << profile.message() << "\n";

@@ -22,6 +22,7 @@
 #include "apps/grid_report.hpp"
 #include "apps/grid_run.hpp"
 #include "apps/local_nodes.hpp"
+#include "apps/options.hpp"
 
 namespace d3 {
 
@@ -128,131 +129,87 @@ answer differed or a request or deployment failed, outputs could not be written,
 failed; 2 bad options or input (unknown model, scenario or strategy, bad testbed file).
 )";
 
-// Thrown by the option parser only, and caught at its end: the parser returns errors as values.
-struct bad_option {
-  std::string message;
-};
-[[noreturn]] void bad_input(const std::string& message) { throw bad_option{message}; }
-
-grid_options parse_grid_options_unchecked(int argc, char** argv, bool& help) {
-  grid_options o;
-  std::string models, scenarios, strategies, testbed_file;
-  for (int i = 0; i < argc; ++i) o.command_line += (i ? " " : "") + shell_quote(argv[i]);
-  for (int i = 2; i < argc; ++i) {
-    std::string arg = argv[i], inline_value;
-    bool has_inline = false;
-    const size_t eq = arg.find('=');
-    if (arg.rfind("--", 0) == 0 && eq != std::string::npos) {
-      inline_value = arg.substr(eq + 1);
-      arg = arg.substr(0, eq);
-      has_inline = true;
-    }
-    auto value = [&]() -> std::string {
-      if (has_inline) return inline_value;
-      if (i + 1 >= argc) bad_input(arg + " needs a value (see d3-bench grid --help)");
-      return argv[++i];
-    };
-    auto integer = [&](long low, long high) {
-      auto v = parse_integer(arg, value(), low, high);
-      if (!v) bad_input(v.message());
-      return v.value();
-    };
-    if (arg == "--help" || arg == "-h") {
-      std::cout << grid_usage;
-      help = true;
-      return o;
-    } else if (arg == "--models") {
-      models = value();
-    } else if (arg == "--scenarios" || arg == "--uplinks") {  // --uplinks: the first testbed's word
-      scenarios = value();
-    } else if (arg == "--strategies") {
-      strategies = value();
-    } else if (arg == "--requests") {
-      o.requests = int(integer(1, 100000));
-    } else if (arg == "--warmup") {
-      o.warmup = int(integer(0, 1000));
-    } else if (arg == "--profile-repeats") {
-      o.profile_repeats = int(integer(1, 1000));
-    } else if (arg == "--profile") {
-      o.profile_source = value();
-      if (o.profile_source != "nodes" && o.profile_source != "local")
-        bad_input("--profile expects nodes or local, got '" + o.profile_source + "'");
-    } else if (arg == "--timeout-ms") {
-      o.timeout_ms = integer(1, 3600000);
-    } else if (arg == "--seed") {
-      o.seed = uint64_t(integer(0, 0x7fffffffffffffffL));
-    } else if (arg == "--model-seed") {
-      o.model_seed = uint64_t(integer(0, 0x7fffffffffffffffL));
-    } else if (arg == "--noise-floor") {
-      const std::string text = value();
-      char* end = nullptr;
-      const double pct = std::strtod(text.c_str(), &end);
-      if (text.empty() || *end != '\0' || !(pct >= 0) || pct > 1000)
-        bad_input("--noise-floor expects a percentage in [0, 1000], got '" + text + "'");
-      o.noise_floor = pct / 100;
-    } else if (arg == "--testbed") {
-      testbed_file = value();
-    } else if (arg == "--out") {
-      o.out = value();
-      if (o.out.empty()) bad_input("--out needs a folder");
-    } else if (arg == "--node-binary") {
-      o.node_binary = value();
-    } else if (arg == "--check") {
-      o.check = true;
-    } else {
-      bad_input("unknown option '" + arg + "' (see d3-bench grid --help)");
-    }
-  }
-
-  if (!testbed_file.empty()) {
-    auto tb = load_testbed_file(testbed_file);
-    if (!tb) bad_input(tb.message());
-    o.bed = std::move(tb.value());
-  }
-
-  // Every name is checked before anything starts: a typo must not surface hours into a grid.
-  const std::vector<std::string>& builtins = builtin_model_names();
-  o.models = models.empty() ? builtins : split_list(models);
-  if (o.models.empty()) bad_input("--models needs at least one model");
-  for (const std::string& m : o.models) {
-    const bool builtin = std::find(builtins.begin(), builtins.end(), m) != builtins.end();
-    if (!builtin && ::access(m.c_str(), R_OK) != 0)
-      bad_input("unknown model '" + m + "': not a built-in model (" + join(builtins, ", ") + ") and no such file");
-  }
-  if (scenarios.empty()) {
-    o.scenarios = o.bed.scenario_names();
-  } else {
-    o.scenarios = split_list(scenarios);
-    if (o.scenarios.empty()) bad_input("--scenarios needs at least one scenario");
-    for (const std::string& u : o.scenarios)
-      if (!o.bed.scenario(u))
-        bad_input("unknown scenario '" + u + "' (the testbed " + o.bed.source + " has " + join(o.bed.scenario_names(), ", ") + ")");
-  }
-  o.strategies = strategies.empty() ? default_strategies() : split_list(strategies);
-  if (o.strategies.empty()) bad_input("--strategies needs at least one strategy");
-  const std::vector<std::string>& known_strategies = strategy_names();
-  for (const std::string& s : o.strategies)
-    if (std::find(known_strategies.begin(), known_strategies.end(), s) == known_strategies.end())
-      bad_input("unknown strategy '" + s + "' (" + join(known_strategies, ", ") + ")");
-  for (const std::vector<std::string>* list : {&o.models, &o.scenarios, &o.strategies}) {
-    std::set<std::string> seen;
-    for (const std::string& name : *list)
-      if (!seen.insert(name).second) bad_input("'" + name + "' is listed twice");
-  }
-
-  if (o.node_binary.empty()) o.node_binary = sibling_executable("d3-node");
-  if (::access(o.node_binary.c_str(), X_OK) != 0)
-    bad_input("cannot run d3-node '" + o.node_binary + "' (build it, or give its path with --node-binary)");
-  return o;
-}
-
 // The options, or what is wrong with them; `help` set when --help printed the usage.
 result<grid_options> parse_grid_options(int argc, char** argv, bool& help) {
-  try {
-    return parse_grid_options_unchecked(argc, argv, help);
-  } catch (const bad_option& e) {
-    return status::error(e.message);
-  }
+  return parse_options<grid_options>([&] {
+    grid_options o;
+    std::string models, scenarios, strategies, testbed_path;
+    for (int i = 0; i < argc; ++i) o.command_line += (i ? " " : "") + shell_quote(argv[i]);
+    option_reader in(argc, argv, 2, "see d3-bench grid --help");
+    while (in.next()) {
+      if (in.is("--help", "-h")) {
+        std::cout << grid_usage;
+        help = true;
+        return o;
+      } else if (in.is("--models")) {
+        models = in.value();
+      } else if (in.is("--scenarios", "--uplinks")) {  // --uplinks: the first testbed's word
+        scenarios = in.value();
+      } else if (in.is("--strategies")) {
+        strategies = in.value();
+      } else if (in.is("--requests")) {
+        o.requests = int(in.integer(1, 100000));
+      } else if (in.is("--warmup")) {
+        o.warmup = int(in.integer(0, 1000));
+      } else if (in.is("--profile-repeats")) {
+        o.profile_repeats = int(in.integer(1, 1000));
+      } else if (in.is("--profile")) {
+        o.profile_source = in.choice({"nodes", "local"});
+      } else if (in.is("--timeout-ms")) {
+        o.timeout_ms = in.integer(1, 3600000);
+      } else if (in.is("--seed")) {
+        o.seed = uint64_t(in.integer(0, 0x7fffffffffffffffL));
+      } else if (in.is("--model-seed")) {
+        o.model_seed = uint64_t(in.integer(0, 0x7fffffffffffffffL));
+      } else if (in.is("--noise-floor")) {
+        o.noise_floor = in.number(0, 1000) / 100;  // a percentage
+      } else if (in.is("--testbed")) {
+        testbed_path = in.value();
+      } else if (in.is("--out")) {
+        o.out = in.value();
+        if (o.out.empty()) in.fail("--out needs a folder");
+      } else if (in.is("--node-binary")) {
+        o.node_binary = in.value();
+      } else if (in.is("--check")) {
+        o.check = true;
+      } else {
+        in.unknown();
+      }
+    }
+    if (!testbed_path.empty()) {
+      auto tb = load_testbed_file(testbed_path);
+      if (!tb) in.fail(tb.message());
+      o.bed = std::move(tb.value());
+    }
+    // Every name is checked before anything starts: a typo must not surface hours into a grid.
+    o.models = models.empty() ? builtin_model_names() : split_list(models);
+    if (auto known = check_model_names(o.models); !known) in.fail(known.message());
+    if (scenarios.empty()) {
+      o.scenarios = o.bed.scenario_names();
+    } else {
+      o.scenarios = split_list(scenarios);
+      if (o.scenarios.empty()) in.fail("--scenarios needs at least one scenario");
+      for (const std::string& u : o.scenarios)
+        if (!o.bed.scenario(u))
+          in.fail("unknown scenario '" + u + "' (the testbed " + o.bed.source + " has " +
+                  join(o.bed.scenario_names(), ", ") + ")");
+    }
+    o.strategies = strategies.empty() ? default_strategies() : split_list(strategies);
+    if (o.strategies.empty()) in.fail("--strategies needs at least one strategy");
+    const std::vector<std::string>& known_strategies = strategy_names();
+    for (const std::string& s : o.strategies)
+      if (std::find(known_strategies.begin(), known_strategies.end(), s) == known_strategies.end())
+        in.fail("unknown strategy '" + s + "' (" + join(known_strategies, ", ") + ")");
+    for (const std::vector<std::string>* list : {&o.models, &o.scenarios, &o.strategies}) {
+      std::set<std::string> seen;
+      for (const std::string& name : *list)
+        if (!seen.insert(name).second) in.fail("'" + name + "' is listed twice");
+    }
+    auto node = node_binary_or_sibling(o.node_binary);
+    if (!node) in.fail(node.message());
+    o.node_binary = node.value();
+    return o;
+  });
 }
 
 }  // namespace

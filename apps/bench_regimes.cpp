@@ -28,6 +28,7 @@
 #include "emulation/testbed_file.hpp"
 #include "apps/app_support.hpp"
 #include "apps/local_nodes.hpp"
+#include "apps/options.hpp"
 #include "kernels/executor.hpp"
 #include "kernels/model_zoo.hpp"
 #include "planner/cost_model.hpp"
@@ -93,12 +94,6 @@ struct regimes_options {
   std::string out = "regimes-results", node_binary, command_line;
 };
 
-// Thrown by the option parser only, and caught at its end: the parser returns errors as values.
-struct bad_option {
-  std::string message;
-};
-[[noreturn]] void bad_input(const std::string& message) { throw bad_option{message}; }
-
 // `per_decade` points per decade from `low` to `high` (both included).
 std::vector<double> log_spaced(double low, double high, int per_decade) {
   std::vector<double> out;
@@ -107,101 +102,70 @@ std::vector<double> log_spaced(double low, double high, int per_decade) {
   return out;
 }
 
-std::vector<double> parse_positive_list(const std::string& flag, const std::string& text) {
-  std::vector<double> out;
-  size_t start = 0;
-  while (start <= text.size()) {
-    const size_t comma = text.find(',', start);
-    const std::string item = text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-    char* end = nullptr;
-    const double v = std::strtod(item.c_str(), &end);
-    if (item.empty() || *end != '\0' || !(v > 0) || !std::isfinite(v))
-      bad_input(flag + " expects comma-separated positive numbers, got '" + item + "'");
-    out.push_back(v);
-    if (comma == std::string::npos) break;
-    start = comma + 1;
-  }
-  std::sort(out.begin(), out.end());
-  out.erase(std::unique(out.begin(), out.end()), out.end());
-  return out;
-}
-
-regimes_options parse_options_unchecked(int argc, char** argv, bool& help) {
-  regimes_options o;
-  for (int i = 0; i < argc; ++i) o.command_line += std::string(i ? " " : "") + argv[i];
-  std::string models;
-  for (int i = 2; i < argc; ++i) {
-    const std::string arg = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) bad_input(arg + " needs a value (see d3-bench regimes --help)");
-      return argv[++i];
-    };
-    auto integer = [&](long low, long high) {
-      auto v = parse_integer(arg, value(), low, high);
-      if (!v) bad_input(v.message());
-      return v.value();
-    };
-    if (arg == "--help" || arg == "-h") {
-      std::cout << regimes_usage;
-      help = true;
-      return o;
-    } else if (arg == "--models") {
-      models = value();
-    } else if (arg == "--testbed") {
-      auto bed = load_testbed_file(value());
-      if (!bed) bad_input(bed.message());
-      o.bed = std::move(bed.value());
-    } else if (arg == "--lan") {
-      o.lan = parse_positive_list(arg, value());
-    } else if (arg == "--cloud") {
-      o.cloud = parse_positive_list(arg, value());
-    } else if (arg == "--device-speeds") {
-      o.device_speeds = parse_positive_list(arg, value());
-    } else if (arg == "--measure") {
-      o.measure = int(integer(0, 1000));
-    } else if (arg == "--requests") {
-      o.requests = int(integer(1, 10000));
-    } else if (arg == "--warmup") {
-      o.warmup = int(integer(0, 1000));
-    } else if (arg == "--profile-repeats") {
-      o.profile_repeats = int(integer(1, 1000));
-    } else if (arg == "--timeout-ms") {
-      o.timeout_ms = integer(1, 3600000);
-    } else if (arg == "--seed") {
-      o.seed = uint64_t(integer(0, 0x7fffffffffffffffL));
-    } else if (arg == "--model-seed") {
-      o.model_seed = uint64_t(integer(0, 0x7fffffffffffffffL));
-    } else if (arg == "--out") {
-      o.out = value();
-      if (o.out.empty()) bad_input("--out needs a folder");
-    } else if (arg == "--node-binary") {
-      o.node_binary = value();
-    } else {
-      bad_input("unknown option '" + arg + "' (see d3-bench regimes --help)");
-    }
-  }
-  if (o.lan.empty()) o.lan = log_spaced(1, 1000, 4);
-  if (o.cloud.empty()) o.cloud = log_spaced(0.1, 1000, 4);
-  if (o.device_speeds.empty()) o.device_speeds = log_spaced(0.01, 1, 4);
-  const std::vector<std::string>& builtins = builtin_model_names();
-  o.models = models.empty() ? builtins : split_list(models);
-  if (o.models.empty()) bad_input("--models needs at least one model");
-  for (const std::string& m : o.models)
-    if (std::find(builtins.begin(), builtins.end(), m) == builtins.end() && ::access(m.c_str(), R_OK) != 0)
-      bad_input("unknown model '" + m + "': not a built-in model and no such file");
-  if (o.node_binary.empty()) o.node_binary = sibling_executable("d3-node");
-  if (::access(o.node_binary.c_str(), X_OK) != 0)
-    bad_input("cannot run d3-node '" + o.node_binary + "' (build it, or give its path with --node-binary)");
-  return o;
+// Ascending, each value once.
+std::vector<double> sorted_unique(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  v.erase(std::unique(v.begin(), v.end()), v.end());
+  return v;
 }
 
 // The options, or what is wrong with them; `help` set when --help printed the usage.
-result<regimes_options> parse_options(int argc, char** argv, bool& help) {
-  try {
-    return parse_options_unchecked(argc, argv, help);
-  } catch (const bad_option& e) {
-    return status::error(e.message);
-  }
+result<regimes_options> parse_regimes_options(int argc, char** argv, bool& help) {
+  return parse_options<regimes_options>([&] {
+    regimes_options o;
+    for (int i = 0; i < argc; ++i) o.command_line += (i ? " " : "") + shell_quote(argv[i]);
+    std::string models;
+    option_reader in(argc, argv, 2, "see d3-bench regimes --help");
+    while (in.next()) {
+      if (in.is("--help", "-h")) {
+        std::cout << regimes_usage;
+        help = true;
+        return o;
+      } else if (in.is("--models")) {
+        models = in.value();
+      } else if (in.is("--testbed")) {
+        auto bed = load_testbed_file(in.value());
+        if (!bed) in.fail(bed.message());
+        o.bed = std::move(bed.value());
+      } else if (in.is("--lan")) {
+        o.lan = sorted_unique(in.positive_numbers());
+      } else if (in.is("--cloud")) {
+        o.cloud = sorted_unique(in.positive_numbers());
+      } else if (in.is("--device-speeds")) {
+        o.device_speeds = sorted_unique(in.positive_numbers());
+      } else if (in.is("--measure")) {
+        o.measure = int(in.integer(0, 1000));
+      } else if (in.is("--requests")) {
+        o.requests = int(in.integer(1, 10000));
+      } else if (in.is("--warmup")) {
+        o.warmup = int(in.integer(0, 1000));
+      } else if (in.is("--profile-repeats")) {
+        o.profile_repeats = int(in.integer(1, 1000));
+      } else if (in.is("--timeout-ms")) {
+        o.timeout_ms = in.integer(1, 3600000);
+      } else if (in.is("--seed")) {
+        o.seed = uint64_t(in.integer(0, 0x7fffffffffffffffL));
+      } else if (in.is("--model-seed")) {
+        o.model_seed = uint64_t(in.integer(0, 0x7fffffffffffffffL));
+      } else if (in.is("--out")) {
+        o.out = in.value();
+        if (o.out.empty()) in.fail("--out needs a folder");
+      } else if (in.is("--node-binary")) {
+        o.node_binary = in.value();
+      } else {
+        in.unknown();
+      }
+    }
+    if (o.lan.empty()) o.lan = log_spaced(1, 1000, 4);
+    if (o.cloud.empty()) o.cloud = log_spaced(0.1, 1000, 4);
+    if (o.device_speeds.empty()) o.device_speeds = log_spaced(0.01, 1, 4);
+    o.models = models.empty() ? builtin_model_names() : split_list(models);
+    if (auto known = check_model_names(o.models); !known) in.fail(known.message());
+    auto node = node_binary_or_sibling(o.node_binary);
+    if (!node) in.fail(node.message());
+    o.node_binary = node.value();
+    return o;
+  });
 }
 
 // --- Prices ---------------------------------------------------------------------------------------
@@ -268,12 +232,7 @@ struct measured_point {
 void measure_point(measured_point& p, const regimes_options& o, caf::actor_system& system, local_nodes& nodes,
                    const graph& g, const std::vector<std::map<std::string, tensor>>& inputs,
                    const std::vector<std::map<std::string, tensor>>& expected, const testbed& t) {
-  deployment_options dopts;
-  dopts.timeout = std::chrono::milliseconds(o.timeout_ms);
-  dopts.emulation.clock = "virtual";
-  dopts.emulation.shaped = true;
-  dopts.emulation.links = t;
-  dopts.emulation.app_node = "device";
+  deployment_options dopts = virtual_clock_options(t, o.timeout_ms);
   deployment dep(system, dopts);
   if (auto s = dep.connect(nodes.endpoints()); !s) {
     p.error = "connect: " + s.message();
@@ -457,7 +416,7 @@ std::string markdown(const regimes_options& o, const std::vector<model_maps>& ma
 
 int bench_regimes(int argc, char** argv) {
   bool help = false;
-  auto parsed = parse_options(argc, argv, help);
+  auto parsed = parse_regimes_options(argc, argv, help);
   if (!parsed) {
     std::cerr << "d3-bench regimes: " << parsed.message() << "\n";
     return exit_bad_input;
@@ -505,12 +464,7 @@ int bench_regimes(int argc, char** argv) {
     // Every node's profile, probed under the base testbed's clock.
     cluster_model probed = cluster_model::evaluation(o.bed.base, o.bed.edge_nodes);
     {
-      deployment_options dopts;
-      dopts.timeout = std::chrono::milliseconds(o.timeout_ms);
-      dopts.emulation.clock = "virtual";
-      dopts.emulation.shaped = true;
-      dopts.emulation.links = o.bed.base;
-      dopts.emulation.app_node = "device";
+      deployment_options dopts = virtual_clock_options(o.bed.base, o.timeout_ms);
       deployment dep(system, dopts);
       status s = dep.connect((*nodes)->endpoints());
       if (s) s = probe_node_profiles(dep, *g, probed, o.profile_repeats);

@@ -290,12 +290,7 @@ grid_results run_grid(const grid_options& o, caf::actor_system& system) {
       const testbed t = o.bed.with(*o.bed.scenario(scenario_name));
       cluster_model cluster = cluster_model::evaluation(t, o.bed.edge_nodes);
       bool probed = o.profile_source != "nodes";
-      deployment_options dopts;
-      dopts.timeout = std::chrono::milliseconds(o.timeout_ms);
-      dopts.emulation.clock = "virtual";
-      dopts.emulation.shaped = true;
-      dopts.emulation.links = t;
-      dopts.emulation.app_node = "device";
+      deployment_options dopts = virtual_clock_options(t, o.timeout_ms);
       std::unique_ptr<deployment> dep;  // one per scenario: the emulation settings are per deployment
       // Nodes and a connected deployment (fresh nodes after a failure); "" or what went wrong.
       auto ready = [&]() -> std::string {

@@ -241,4 +241,21 @@ std::string local_nodes::log_path(const std::string& name) const {
   return "";
 }
 
+result<std::string> node_binary_or_sibling(const std::string& given) {
+  const std::string path = given.empty() ? sibling_executable("d3-node") : given;
+  if (::access(path.c_str(), X_OK) != 0)
+    return status::error("cannot run d3-node '" + path + "' (build it, or give its path with --node-binary)");
+  return path;
+}
+
+deployment_options virtual_clock_options(const testbed& links, long timeout_ms) {
+  deployment_options options;
+  options.timeout = std::chrono::milliseconds(timeout_ms);
+  options.emulation.clock = "virtual";
+  options.emulation.shaped = true;
+  options.emulation.links = links;
+  options.emulation.app_node = "device";
+  return options;
+}
+
 }  // namespace d3

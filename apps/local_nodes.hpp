@@ -65,4 +65,12 @@ class local_nodes {
 // built next to d3-bench; "" when that folder cannot be read.
 std::string sibling_executable(const std::string& name);
 
+// How the benchmarks deploy on local nodes: the virtual clock, the testbed's links shaped, the app
+// on the node named "device", and `timeout_ms` for every step.
+deployment_options virtual_clock_options(const testbed& links, long timeout_ms);
+
+// `given`, or the d3-node next to this executable when empty, checked to be executable; the error
+// says how to give another one (--node-binary).
+result<std::string> node_binary_or_sibling(const std::string& given);
+
 }  // namespace d3

@@ -27,10 +27,13 @@ const char* xnn_status_name(xnn_status s) {
   return "unknown XNNPACK status";
 }
 
-status op_error(const layer& l, const char* step, xnn_status s) {
-  return status::error(std::string(to_string(l.kind)) + " layer '" + l.name + "': XNNPACK " + step + " failed (" +
+// The one text of an XNNPACK failure: "convolution layer 'conv1': XNNPACK setup failed (invalid parameter)".
+status xnnpack_error(layer_kind kind, const std::string& name, const char* step, xnn_status s) {
+  return status::error(std::string(to_string(kind)) + " layer '" + name + "': XNNPACK " + step + " failed (" +
                        xnn_status_name(s) + ")");
 }
+
+status op_error(const layer& l, const char* step, xnn_status s) { return xnnpack_error(l.kind, l.name, step, s); }
 
 struct xnn_deleter {
   void operator()(xnn_operator_t op) const { xnn_delete_operator(op); }
@@ -131,10 +134,7 @@ class xnn_layer_operator : public layer_operator {
   size_t channel_begin() const { return channel_begin_; }  // channel_slice
 
  private:
-  status error(const char* step, xnn_status s) const {
-    return status::error(std::string(to_string(kind_)) + " layer '" + name_ + "': XNNPACK " + step + " failed (" +
-                         xnn_status_name(s) + ")");
-  }
+  status error(const char* step, xnn_status s) const { return xnnpack_error(kind_, name_, step, s); }
   std::string name_;
   layer_kind kind_;
   xnn_handle op_;
@@ -205,16 +205,14 @@ class convolution_operator : public layer_operator {
     for (block& b : blocks_) {
       xnn_status s = xnn_setup_convolution2d_nhwc_f32(b.op.get(), in_.n, in_.h, in_.w, inputs[0],
                                                       output + b.channel_offset, pool);
-      if (s != xnn_status_success) return status::error("convolution layer '" + name_ + "': XNNPACK setup failed (" +
-                                                        xnn_status_name(s) + ")");
+      if (s != xnn_status_success) return xnnpack_error(layer_kind::convolution, name_, "setup", s);
     }
     return status::ok();
   }
   status run(pthreadpool_t pool) override {
     for (block& b : blocks_) {
       xnn_status s = xnn_run_operator(b.op.get(), pool);
-      if (s != xnn_status_success) return status::error("convolution layer '" + name_ + "': XNNPACK run failed (" +
-                                                        xnn_status_name(s) + ")");
+      if (s != xnn_status_success) return xnnpack_error(layer_kind::convolution, name_, "run", s);
     }
     return status::ok();
   }
@@ -526,16 +524,14 @@ class concat_operator : public layer_operator {
     const size_t pixels = size_t(out_.n) * out_.h * out_.w;
     for (copy& c : copies_) {
       xnn_status s = xnn_setup_copy_nc_x32(c.op.get(), pixels, inputs[c.input], output + c.channel_offset, pool);
-      if (s != xnn_status_success) return status::error("concat layer '" + name_ + "': XNNPACK setup failed (" +
-                                                        xnn_status_name(s) + ")");
+      if (s != xnn_status_success) return xnnpack_error(layer_kind::concat, name_, "setup", s);
     }
     return status::ok();
   }
   status run(pthreadpool_t pool) override {
     for (copy& c : copies_) {
       xnn_status s = xnn_run_operator(c.op.get(), pool);
-      if (s != xnn_status_success) return status::error("concat layer '" + name_ + "': XNNPACK run failed (" +
-                                                        xnn_status_name(s) + ")");
+      if (s != xnn_status_success) return xnnpack_error(layer_kind::concat, name_, "run", s);
     }
     return status::ok();
   }

@@ -50,7 +50,7 @@ result<std::vector<node_endpoint>> parse_node_list(const std::string& text);
 //            with more in flight they share start times and queue on the node and link clocks, so
 //            their latencies include that queueing).
 struct emulation_settings {
-  std::string clock = "wall";       // "wall" or "virtual"
+  clock_mode clock = clock_mode::wall;
   bool shaped = false;              // false: unshaped links (d3-infer --uplink none)
   testbed links;                    // link profiles by role pair, when shaped
   std::string app_node = "device";  // the node the app sits on: requests start and answers return

@@ -196,7 +196,7 @@ bool verify(bench_context& c, const std::map<std::string, tensor>& in, const req
 deployment_options deployment_settings(const bench_context& c, const testbed& links) {
   deployment_options d;
   d.timeout = std::chrono::milliseconds(c.options.timeout_ms);
-  d.emulation.clock = "virtual";
+  d.emulation.clock = clock_mode::virtual_time;
   d.emulation.shaped = true;
   d.emulation.links = links;
   d.emulation.app_node = "device";

@@ -286,7 +286,7 @@ options parse(int argc, char** argv) {
 // clock), else unshaped (wall clock) or WiFi (virtual clock).
 d3::emulation_settings emulation_of(const options& o, const nlohmann::json& cluster_testbed) {
   d3::emulation_settings em;
-  em.clock = o.clock;
+  em.clock = o.clock == "virtual" ? d3::clock_mode::virtual_time : d3::clock_mode::wall;
   std::string uplink = o.uplink;
   if (uplink.empty()) {
     if (o.clock == "wall") uplink = "none";

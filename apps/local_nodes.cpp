@@ -251,7 +251,7 @@ result<std::string> node_binary_or_sibling(const std::string& given) {
 deployment_options virtual_clock_options(const testbed& links, long timeout_ms) {
   deployment_options options;
   options.timeout = std::chrono::milliseconds(timeout_ms);
-  options.emulation.clock = "virtual";
+  options.emulation.clock = clock_mode::virtual_time;
   options.emulation.shaped = true;
   options.emulation.links = links;
   options.emulation.app_node = "device";

@@ -30,6 +30,14 @@ result<node_role> node_role_from_string(const std::string& text) {
   return status::error("unknown node role '" + text + "' (device, edge or cloud)");
 }
 
+const char* to_string(clock_mode mode) { return mode == clock_mode::virtual_time ? "virtual" : "wall"; }
+
+result<clock_mode> clock_mode_from_string(const std::string& text) {
+  if (text == "wall") return clock_mode::wall;
+  if (text == "virtual") return clock_mode::virtual_time;
+  return status::error("unknown clock '" + text + "' (wall or virtual)");
+}
+
 double transfer_ms(const link_profile& link, size_t bytes) {
   const double transmission = link.bandwidth_mbit_per_s > 0 ? 8.0 * double(bytes) / (link.bandwidth_mbit_per_s * 1e3) : 0.0;
   return link.latency_ms + transmission;

@@ -17,6 +17,11 @@
 namespace d3 {
 
 enum class node_role { device, edge, cloud };
+
+// wall: real time, sends delayed by the links; virtual_time: times travel with the messages.
+enum class clock_mode { wall, virtual_time };
+const char* to_string(clock_mode mode);                              // "wall", "virtual"
+result<clock_mode> clock_mode_from_string(const std::string& text);  // errors name the text
 const char* to_string(node_role role);
 result<node_role> node_role_from_string(const std::string& text);
 

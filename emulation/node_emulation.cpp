@@ -14,10 +14,9 @@ status node_emulation::configure(const std::string& text) {
   clock_mode mode;
   std::map<std::string, link_clock> links;
   try {
-    const std::string clock = j.value("clock", std::string("wall"));
-    if (clock == "wall") mode = clock_mode::wall;
-    else if (clock == "virtual") mode = clock_mode::virtual_time;
-    else return status::error("unknown clock '" + clock + "' (wall or virtual)");
+    auto parsed = clock_mode_from_string(j.value("clock", std::string("wall")));
+    if (!parsed) return parsed.error();
+    mode = parsed.value();
     if (j.contains("links"))
       for (const auto& [dest, p] : j.at("links").items()) {
         link_profile profile{p.value("mbit_per_s", 0.0), p.value("latency_ms", 0.0)};

@@ -14,9 +14,6 @@
 
 namespace d3 {
 
-// wall: real time, sends delayed by the links; virtual_time: times travel with the messages.
-enum class clock_mode { wall, virtual_time };
-
 class node_emulation {
  public:
   void set_identity(const std::string& name, double speed) {

@@ -242,7 +242,7 @@ struct testbed_cluster : cluster {
 d3::deployment_options virtual_wifi_options(std::chrono::seconds timeout) {
   d3::deployment_options options;
   options.timeout = timeout;
-  options.emulation.clock = "virtual";
+  options.emulation.clock = d3::clock_mode::virtual_time;
   options.emulation.shaped = true;
   options.emulation.links = d3::testbed::with_uplink("WiFi").value();
   return options;
@@ -497,7 +497,7 @@ BOOST_FIXTURE_TEST_CASE(virtual_clock_link_transfer_is_latency_plus_size_over_ba
   const double B = 50.0, L = 7.0;
   d3::deployment_options options;
   options.timeout = 20s;
-  options.emulation.clock = "virtual";
+  options.emulation.clock = d3::clock_mode::virtual_time;
   options.emulation.shaped = true;
   options.emulation.links.device_edge = {B, L};
   options.emulation.app_node = "device";
@@ -551,7 +551,7 @@ BOOST_FIXTURE_TEST_CASE(imported_onnx_resnet18_three_tier_tiled_is_bit_identical
   const d3::graph& g = imported.value();
   d3::deployment_options options;
   options.timeout = 20s;
-  options.emulation.clock = "virtual";
+  options.emulation.clock = d3::clock_mode::virtual_time;
   options.emulation.shaped = true;
   d3::deployment dep(*system, options);
   BOOST_REQUIRE(dep.connect(endpoints()).is_ok());
@@ -589,7 +589,7 @@ BOOST_FIXTURE_TEST_CASE(virtual_latency_matches_the_cost_model, testbed_cluster)
   BOOST_REQUIRE(t.is_ok());
   d3::deployment_options options;
   options.timeout = 30s;
-  options.emulation.clock = "virtual";
+  options.emulation.clock = d3::clock_mode::virtual_time;
   options.emulation.shaped = true;
   options.emulation.links = t.value();
   d3::deployment dep(*system, options);
@@ -686,7 +686,7 @@ BOOST_FIXTURE_TEST_CASE(uplink_drop_makes_the_planner_migrate_only_changed_layer
   fast.uplink = "40 Mbit/s";
   d3::deployment_options options;
   options.timeout = 30s;
-  options.emulation.clock = "virtual";
+  options.emulation.clock = d3::clock_mode::virtual_time;
   options.emulation.shaped = true;
   options.emulation.links = fast;
   d3::deployment dep(*system, options);
@@ -808,7 +808,7 @@ BOOST_FIXTURE_TEST_CASE(a_trace_step_changes_the_uplink_and_probes_see_it, testb
 BOOST_FIXTURE_TEST_CASE(nodes_measure_and_cache_their_own_profiles, testbed_cluster) {
   d3::deployment_options options;
   options.timeout = 60s;
-  options.emulation.clock = "virtual";
+  options.emulation.clock = d3::clock_mode::virtual_time;
   d3::deployment dep(*system, options);
   BOOST_REQUIRE(dep.connect(endpoints()).is_ok());
   const d3::graph& g = resnet18();

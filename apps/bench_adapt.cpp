@@ -388,8 +388,7 @@ int bench_adapt(int argc, char** argv) {
   bench_context c;
   bool help = false;
   auto parsed = parse_adapt_options(argc, argv, help);
-  if (!parsed) return bad_input(parsed.message());
-  if (help) return 0;
+  if (auto code = stop_after_parse(parsed, help, "d3-bench adapt")) return *code;
   c.options = std::move(parsed.value());
   const adapt_options& o = c.options;
   auto trace = o.trace_file.empty() ? parse_trace_json(default_trace) : load_trace_file(o.trace_file);

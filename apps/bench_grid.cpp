@@ -217,11 +217,7 @@ result<grid_options> parse_grid_options(int argc, char** argv, bool& help) {
 int bench_grid(int argc, char** argv) {
   bool help = false;
   auto parsed = parse_grid_options(argc, argv, help);
-  if (!parsed) {
-    std::cerr << "d3-bench grid: " << parsed.message() << "\n";
-    return exit_bad_input;
-  }
-  if (help) return 0;
+  if (auto code = stop_after_parse(parsed, help, "d3-bench grid")) return *code;
   const grid_options& o = parsed.value();
   if (auto s = make_folder(o.out); !s) {
     std::cerr << "d3-bench grid: --out: " << s.message() << "\n";

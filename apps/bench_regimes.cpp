@@ -417,11 +417,7 @@ std::string markdown(const regimes_options& o, const std::vector<model_maps>& ma
 int bench_regimes(int argc, char** argv) {
   bool help = false;
   auto parsed = parse_regimes_options(argc, argv, help);
-  if (!parsed) {
-    std::cerr << "d3-bench regimes: " << parsed.message() << "\n";
-    return exit_bad_input;
-  }
-  if (help) return 0;
+  if (auto code = stop_after_parse(parsed, help, "d3-bench regimes")) return *code;
   const regimes_options& o = parsed.value();
   if (auto made = make_folder(o.out); !made) {
     std::cerr << "d3-bench regimes: --out: " << made.message() << "\n";

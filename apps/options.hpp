@@ -3,6 +3,8 @@
 // value (the option_error thrown by the reader never leaves parse_options).
 #pragma once
 
+#include <iostream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -54,6 +56,18 @@ result<Options> parse_options(Parse parse) {
   } catch (const option_error& e) {
     return status::error(e.message);
   }
+}
+
+// After parsing: the exit code to return at once (the error printed as "<app>: <message>", 2; or
+// 0 when --help printed the usage), or nothing to go on.
+template <class Options>
+std::optional<int> stop_after_parse(const result<Options>& parsed, bool help, const std::string& app) {
+  if (!parsed) {
+    std::cerr << app << ": " << parsed.message() << "\n";
+    return 2;
+  }
+  if (help) return 0;
+  return std::nullopt;
 }
 
 }  // namespace d3

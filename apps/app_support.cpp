@@ -126,6 +126,12 @@ status check_model_names(const std::vector<std::string>& names) {
   return status::ok();
 }
 
+std::string command_line(int argc, char** argv) {
+  std::string line;
+  for (int i = 0; i < argc; ++i) line += (i ? " " : "") + shell_quote(argv[i]);
+  return line;
+}
+
 std::string file_safe(const std::string& name) {
   std::string s;
   for (char c : name) s += std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' ? c : '_';

@@ -39,6 +39,8 @@ std::string join(const std::vector<std::string>& parts, const std::string& separ
 std::string human_bytes(double bytes);
 // The argument as a shell would need it quoted (for printing the command line).
 std::string shell_quote(const std::string& s);
+// argv as one line a shell would run again (reports quote the command that produced them).
+std::string command_line(int argc, char** argv);
 // Letters, digits, '-' and '_' kept, the rest '_' (file names from model names).
 std::string file_safe(const std::string& name);
 // mkdir -p, then checks that `path` is a writable folder.

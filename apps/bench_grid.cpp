@@ -134,7 +134,7 @@ result<grid_options> parse_grid_options(int argc, char** argv, bool& help) {
   return parse_options<grid_options>([&] {
     grid_options o;
     std::string models, scenarios, strategies, testbed_path;
-    for (int i = 0; i < argc; ++i) o.command_line += (i ? " " : "") + shell_quote(argv[i]);
+    o.command_line = command_line(argc, argv);
     option_reader in(argc, argv, 2, "see d3-bench grid --help");
     while (in.next()) {
       if (in.is("--help", "-h")) {

@@ -113,7 +113,7 @@ std::vector<double> sorted_unique(std::vector<double> v) {
 result<regimes_options> parse_regimes_options(int argc, char** argv, bool& help) {
   return parse_options<regimes_options>([&] {
     regimes_options o;
-    for (int i = 0; i < argc; ++i) o.command_line += (i ? " " : "") + shell_quote(argv[i]);
+    o.command_line = command_line(argc, argv);
     std::string models;
     option_reader in(argc, argv, 2, "see d3-bench regimes --help");
     while (in.next()) {

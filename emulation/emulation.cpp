@@ -66,22 +66,33 @@ double thread_cpu_ms() {
   return double(ts.tv_sec) * 1e3 + double(ts.tv_nsec) / 1e6;
 }
 
+namespace {
+
+std::mutex cpu_lock_mutex;
+
+// The lock file, opened on first use and kept open for the process's lifetime (-1: none).
+int cpu_lock_file() {
+  static const int fd = [] {
+    const char* path = std::getenv("D3_CPU_LOCK");
+    return ::open(path && *path ? path : "/tmp/d3-virtual-clock.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+  }();
+  return fd;
+}
+
+}  // namespace
+
 machine_cpu_lock::machine_cpu_lock(bool enabled) {
   if (!enabled) return;
-  const char* path = std::getenv("D3_CPU_LOCK");
-  fd_ = ::open(path && *path ? path : "/tmp/d3-virtual-clock.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0666);
-  if (fd_ < 0) return;
-  while (::flock(fd_, LOCK_EX) != 0) {
-    if (errno != EINTR) {
-      ::close(fd_);
-      fd_ = -1;
-      return;
-    }
-  }
+  in_process_ = std::unique_lock<std::mutex>(cpu_lock_mutex);
+  const int fd = cpu_lock_file();
+  if (fd < 0) return;
+  while (::flock(fd, LOCK_EX) != 0)
+    if (errno != EINTR) return;
+  fd_ = fd;
 }
 
 machine_cpu_lock::~machine_cpu_lock() {
-  if (fd_ >= 0) ::close(fd_);  // closing the descriptor releases the lock
+  if (fd_ >= 0) ::flock(fd_, LOCK_UN);  // the process mutex unlocks after this
 }
 
 result<testbed> testbed::with_uplink(const std::string& name) {

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstddef>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -73,8 +74,9 @@ double thread_cpu_ms();
 // cores) would otherwise inflate each other's thread CPU time through shared cores, caches and
 // memory bandwidth (measured: tiles of resnet18 charged ~30% more than when run alone), which
 // separate devices do not do. An exclusive flock on a file for the scope; the file is
-// $D3_CPU_LOCK, else /tmp/d3-virtual-clock.lock. `enabled` false, or a file that cannot be
-// opened: no lock (the measurement is then as contended as the machine).
+// $D3_CPU_LOCK, else /tmp/d3-virtual-clock.lock, opened once per process (a flock excludes
+// other processes; a process mutex, the threads of this one). `enabled` false, or a file that
+// cannot be opened: no lock (the measurement is then as contended as the machine).
 class machine_cpu_lock {
  public:
   explicit machine_cpu_lock(bool enabled);
@@ -83,7 +85,8 @@ class machine_cpu_lock {
   machine_cpu_lock& operator=(const machine_cpu_lock&) = delete;
 
  private:
-  int fd_ = -1;
+  std::unique_lock<std::mutex> in_process_;
+  int fd_ = -1;  // the process's lock file while this holds it
 };
 
 // Node speeds and the link between every pair of roles. The defaults are the evaluation testbed

@@ -1,10 +1,11 @@
 #include "emulation/emulation_trace.hpp"
 
+#include "base/text_file.hpp"
+
 #include "emulation/testbed_file.hpp"
 
 #include <nlohmann/json.hpp>
 
-#include <fstream>
 #include <sstream>
 
 namespace d3 {
@@ -106,11 +107,9 @@ result<emulation_trace> parse_trace_json(const std::string& text) {
 }
 
 result<emulation_trace> load_trace_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return status::error("trace: cannot open '" + path + "'");
-  std::ostringstream text;
-  text << in.rdbuf();
-  auto trace = parse_trace_json(text.str());
+  auto text = read_text_file(path, "trace");
+  if (!text) return status::error("trace: " + text.message());
+  auto trace = parse_trace_json(*text);
   if (!trace) return status::error(trace.message() + " (in '" + path + "')");
   return trace;
 }

@@ -1,8 +1,9 @@
 #include "emulation/testbed_file.hpp"
 
+#include "base/text_file.hpp"
+
 #include <nlohmann/json.hpp>
 
-#include <fstream>
 #include <sstream>
 
 namespace d3 {
@@ -134,11 +135,9 @@ result<testbed_file> parse_testbed_json(const std::string& text, const std::stri
 }
 
 result<testbed_file> load_testbed_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return status::error("cannot open testbed file '" + path + "'");
-  std::ostringstream text;
-  text << in.rdbuf();
-  return parse_testbed_json(text.str(), path);
+  auto text = read_text_file(path, "testbed file");
+  if (!text) return text.error();
+  return parse_testbed_json(*text, path);
 }
 
 }  // namespace d3

@@ -1,10 +1,10 @@
 #include "plan/plan.hpp"
 
+#include "base/text_file.hpp"
+
 #include <algorithm>
-#include <fstream>
 #include <map>
 #include <set>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 
@@ -76,11 +76,9 @@ result<deployment_plan> parse_plan_json(const std::string& text) {
 }
 
 result<deployment_plan> load_plan_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return status::error("cannot open plan file '" + path + "'");
-  std::stringstream text;
-  text << in.rdbuf();
-  auto plan = parse_plan_json(text.str());
+  auto text = read_text_file(path, "plan file");
+  if (!text) return text.error();
+  auto plan = parse_plan_json(*text);
   if (!plan) return status::error("plan file '" + path + "': " + plan.message());
   return plan;
 }

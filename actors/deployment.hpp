@@ -20,6 +20,9 @@
 #include "emulation/emulation.hpp"
 #include "emulation/emulation_trace.hpp"
 #include "plan/plan.hpp"
+#include "plan/request_accounting.hpp"
+#include "actors/bundle_sender.hpp"
+#include "actors/protocol.hpp"
 #include "topology/topology_log.hpp"
 #include "kernels/graph.hpp"
 #include "base/status.hpp"
@@ -57,20 +60,13 @@ struct emulation_settings {
                                     // there (to a stage on it at no cost, else over its links)
 };
 
-// One stage's virtual times for one request (virtual clock; emulation).
-struct stage_report {
-  int stage_id = -1;
-  double ready_ms = 0, finish_ms = 0;  // virtual: its last input arrived; its bundles left
-  double cpu_ms = 0;                   // thread CPU time of its kernels (or region copies)
-  uint64_t bytes_sent = 0;             // tensor payload bytes sent to other nodes
-  double messages_ms = 0;              // virtual ms of decoding its inputs and encoding its outputs
-};
-
 struct deployment_options {
   emulation_settings emulation;
   std::chrono::milliseconds timeout{10000};  // every connect, request and answer wait
   topology_log* log = nullptr;               // optional
-  std::string app_node = "app";              // the app's name in link accounting
+  // The app's own name in deploy_report::bytes_per_request (bytes_between_nodes counts the app as
+  // a node of this name). Where the app sits in the emulation is emulation.app_node.
+  std::string app_name = "app";
   size_t shipment_bytes = size_t(32) << 20;  // layers are shipped in messages of at most this size
   // Light probes of idle links (for the planner's estimates): after an answer, every role pair
   // (device-edge, device-cloud, edge-edge, edge-cloud, between the app node, the first edge node
@@ -89,26 +85,6 @@ struct deploy_report {
   std::map<std::string, size_t> weight_bytes_per_node;
   std::vector<link_bytes> bytes_per_request;  // bytes_between_nodes
   double deploy_ms = 0;
-};
-
-// One transfer seen in a request's virtual times (emulation): `bytes` left `from` and arrived at
-// `to` `ms` later (the receiving stage's ready time minus the sending stage's finish, for stages
-// whose remote inputs all come from one stage; the app's sends and answers included).
-struct transfer_observation {
-  std::string from, to;
-  size_t bytes = 0;
-  double ms = 0;
-};
-
-// One stage's compute in a request's virtual times (emulation): node `node` computed `shares` of
-// `layers` (graph layer indices; layer_shares: 1 for a segment, a tile's area) in `ms` (finish
-// minus ready: with one request in flight the node is free when the inputs are there, so this is
-// its compute time).
-struct compute_observation {
-  std::string node;
-  std::vector<int> layers;
-  std::vector<double> shares;
-  double ms = 0;
 };
 
 struct request_outcome {
@@ -215,79 +191,88 @@ class deployment {
   // Exits every stage actor (anon_send_exit) and waits until each node has received the exits.
   void teardown();
 
-  const stage_graph& stages() const { return stages_; }
+  // The running version's stage graph (empty when nothing is deployed).
+  const stage_graph& stages() const;
   // Errors stages reported for requests this deployment did not know (e.g. corrupt payloads).
   const std::vector<std::string>& stray_errors() const { return stray_errors_; }
   // Non-empty once a stage or node of the current deployment is gone.
   const std::string& broken() const { return broken_; }
-  bool deployed() const { return !stage_actors_.empty(); }
+  bool deployed() const { return current_.has_value(); }
 
  private:
+  friend class request_session;
+  // One installed plan version: its stage graph, the actors running it (by stage id), where a
+  // request's inputs go, and what its requests' reports say about links and nodes.
+  struct deployed_version {
+    int version = 0;
+    stage_graph stages;
+    std::vector<protocol::stage_handle> actors;
+    bundle_routes inputs;  // graph input -> the stages reading it, with their nodes
+    request_accounting accounting;
+    std::set<size_t> gone;  // stages known to have exited
+    std::string broken;     // why this version cannot answer any more (a stage is gone)
+    size_t in_flight = 0;   // requests sent under it and not answered yet (run())
+  };
+
   void log(topology_event event);
-  caf::actor& node_actor(const std::string& name);
+  // The running version (nullptr: nothing deployed).
+  deployed_version* current();
+  const deployed_version* current() const;
+
+  // actors/installer.cpp: ships, spawns and wires `plan`'s stages next to whatever runs.
+  result<deployed_version> install(const graph& g, const deployment_plan& plan, deploy_report& report,
+                                   bool ship_everything = false);
+  status connect_peers(const std::vector<link_bytes>& links);
+  status ship_layers(const graph& g, const stage_graph& sg, deploy_report& report, bool ship_everything);
+  status spawn_stages(const graph& g, const stage_graph& sg, int version, uint64_t hash,
+                      std::vector<protocol::stage_handle>& actors);
+  status wire_routes(const stage_graph& sg, deployed_version& v, std::map<int, std::vector<int>>& sends_to);
+  void log_version(const graph& g, const deployed_version& v, const deployment_plan& plan,
+                   std::map<int, std::vector<int>>& sends_to);
+  void exit_actors(const std::vector<protocol::stage_handle>& actors);
+
+  // Exits v's actors and logs why; v stays in versions_ until the caller erases it.
+  void retire(deployed_version& v, const std::string& reason);
+  // Sends every live node its link table from options_.emulation (and the speeds given); with
+  // keep_clocks the nodes' virtual time lines continue (a change while requests flow).
+  status send_emulation(bool keep_clocks, const std::map<std::string, double>& speeds);
+  // Applies the trace steps due at `now_ms`; errors name the step.
+  status follow_trace(double now_ms);
+  // A node actor that went away: marks it down and logs it once. Returns its name ("" if none).
+  std::string note_node_down(const caf::down_msg& down);
+  void drain_down_messages();
+  void probe_idle_links(request_outcome& o);
 
   caf::actor_system& system_;
   deployment_options options_;
   std::unique_ptr<caf::scoped_actor> self_;
   std::map<std::string, node_endpoint> endpoints_;
-  std::map<std::string, caf::actor> nodes_;
+  std::map<std::string, protocol::node_handle> nodes_;
   std::map<std::string, std::string> roles_;
   std::set<std::pair<std::string, std::string>> peered_;
-  stage_graph stages_;
-  std::vector<caf::actor> stage_actors_;
-  std::map<std::string, std::vector<caf::actor>> input_routes_;  // graph input -> stages reading it
-  std::vector<std::string> graph_outputs_;
-  int plan_version_ = 0;
-  std::string broken_;
-  std::set<size_t> gone_;
   std::set<std::string> down_nodes_;  // nodes whose node actor went away (process gone)
+
+  // Invariant: versions_ holds the current version (*current_; none: nothing deployed) and the
+  // older ones with requests still in flight; every actor of every version in it is monitored.
+  std::map<int, deployed_version> versions_;
+  std::optional<int> current_;
+  std::string broken_;  // why no version can answer (the app's own node is gone)
+
+  adaptation_hook adaptation_;
+  const graph* adaptation_graph_ = nullptr;
   bool adaptation_redeploys_everything_ = false;
+  std::vector<migration_report> migrations_;
+  std::optional<emulation_trace> trace_;
+  int trace_applied_ = -1;  // steps [0, trace_applied_] are in force
+
+  uint64_t next_request_id_ = 1;
+  std::map<std::string, link_clock> app_links_;  // app node -> node (emulation)
+  double virtual_now_ = 0;                       // latest answer's virtual arrival
+  clock_type_epoch wall_epoch_;
+  std::vector<std::string> stray_errors_;
   // Idle-link probing: answers counted, and per unordered role pair the answer that last saw it.
   size_t answers_seen_ = 0;
   std::map<std::pair<std::string, std::string>, size_t> link_last_seen_;
-  void probe_idle_links(request_outcome& o);
-  std::optional<emulation_trace> trace_;
-  int trace_applied_ = -1;  // steps [0, trace_applied_] are in force
-  // Applies the trace steps due at `now_ms`; errors name the step.
-  status follow_trace(double now_ms);
-  void drain_down_messages();
-  // Ships, spawns and wires `plan`'s stages; fills the new version's state (not yet current).
-  struct deployed_version {
-    int version = 0;
-    stage_graph stages;
-    std::vector<caf::actor> actors;
-    std::map<std::string, std::vector<caf::actor>> input_routes;
-    // Per stage: bytes of its inputs by producing stage on another node (-1: the app).
-    std::vector<std::map<int, size_t>> remote_inputs;
-    std::map<int, size_t> answer_bytes;  // producing stage -> graph-output bytes it sends the app
-    std::vector<std::vector<double>> stage_shares;  // per stage: layer_shares (compute observations)
-    size_t in_flight = 0;
-  };
-  result<deployed_version> install(const graph& g, const deployment_plan& plan, deploy_report& report,
-                                   bool ship_everything = false);
-  void retire(deployed_version& v, const std::string& reason);
-  std::vector<transfer_observation> transfers_of(const stage_graph& stages,
-                                                 const std::vector<std::map<int, size_t>>& remote_inputs,
-                                                 const std::map<int, size_t>& answer_bytes,
-                                                 const request_outcome& o) const;
-  void adopt(deployed_version v);  // makes v the current version
-  // Sends every live node its link table from options_.emulation (and the speeds given); with
-  // keep_clocks the nodes' virtual time lines continue (a change while requests flow).
-  status send_emulation(bool keep_clocks, const std::map<std::string, double>& speeds);
-  std::map<int, deployed_version> retiring_;  // older versions with requests still in flight
-  std::vector<std::map<int, size_t>> remote_inputs_;  // of the current version
-  std::map<int, size_t> answer_bytes_;
-  std::vector<std::vector<double>> stage_shares_;  // of the current version
-  adaptation_hook adaptation_;
-  const graph* adaptation_graph_ = nullptr;
-  std::vector<migration_report> migrations_;
-  size_t in_flight_current_ = 0;  // requests of the current version in flight (run())  // stages of the current deployment known to have exited  // why the deployment cannot answer any more (a stage or node is gone)
-  uint64_t next_request_id_ = 1;
-  std::map<caf::actor, std::string> actor_nodes_;  // stage actor -> its node
-  std::map<std::string, link_clock> app_links_;    // app node -> node (emulation)
-  double virtual_now_ = 0;                         // latest answer's virtual arrival
-  clock_type_epoch wall_epoch_;
-  std::vector<std::string> stray_errors_;
 };
 
 }  // namespace d3

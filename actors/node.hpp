@@ -7,6 +7,8 @@
 
 #include <string>
 
+#include "actors/protocol.hpp"
+
 namespace d3 {
 
 struct node_identity {
@@ -15,7 +17,7 @@ struct node_identity {
   double speed = 1.0;  // emulated compute capacity relative to one core (virtual clock)
 };
 
-caf::behavior node_actor(caf::event_based_actor* self, node_identity identity);
+protocol::node_handle::behavior_type node_actor(protocol::node_handle::pointer self, node_identity identity);
 
 // Stage actors alive in this process (registered at spawn, removed at exit).
 size_t live_stage_count();

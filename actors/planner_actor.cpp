@@ -4,17 +4,9 @@
 
 namespace d3 {
 
-void add_planner_message_types(caf::actor_system_config& cfg) {
-  cfg.add_message_type<transfer_observation>("d3_transfer_observation");
-  cfg.add_message_type<compute_observation>("d3_compute_observation");
-  cfg.add_message_type<planner_report>("d3_planner_report");
-  cfg.add_message_type<deployment_plan>("d3_deployment_plan");
-  cfg.add_message_type<planner_decision>("d3_planner_decision");
-}
-
-planner_actor_handle spawn_planner_actor(caf::actor_system& system, std::shared_ptr<adaptive_planner> planner,
+protocol::planner_handle spawn_planner_actor(caf::actor_system& system, std::shared_ptr<adaptive_planner> planner,
                                          std::map<std::string, node_role> roles) {
-  return system.spawn([planner, roles]() -> planner_actor_handle::behavior_type {
+  return system.spawn([planner, roles]() -> protocol::planner_handle::behavior_type {
     return {
         [planner, roles](protocol::observe_atom, const planner_report& report) -> planner_decision {
           std::vector<link_sample> samples;
@@ -54,7 +46,7 @@ status probe_node_profiles(deployment& dep, const graph& g, cluster_model& clust
   return status::ok();
 }
 
-deployment::adaptation_hook planner_hook(caf::actor_system& system, planner_actor_handle planner,
+deployment::adaptation_hook planner_hook(caf::actor_system& system, protocol::planner_handle planner,
                                          std::chrono::milliseconds timeout) {
   return [&system, planner, timeout](const request_outcome& o) -> std::optional<deployment_plan> {
     const planner_report report{o.id, int32_t(o.plan_version), o.transfers, o.computes};

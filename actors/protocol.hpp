@@ -1,45 +1,64 @@
-// The runtime's CAF protocol: atoms, message types and actor type names, shared by d3-node, the
-// app side (actors/deployment.hpp) and the tests. Payloads are byte vectors holding Cap'n Proto
-// messages (schema/bundle.hpp); CAF only moves them (one memcpy, see
+// The runtime's CAF protocol, declared in one place: atoms, the typed interfaces of the node
+// actor, the stage actors, the app's inbox and the planner actor, and how errors travel. d3-node,
+// the app side (actors/deployment.hpp) and the tests share it. Payloads are byte vectors holding
+// Cap'n Proto messages (schema/bundle.hpp); CAF only moves them (one memcpy, see
 // ../shared/notes/dependencies.md).
 //
-// Node actor (published on the node's port; one per d3-node process):
-//   (info)                                     -> (string name, string role)
-//   (lacks, uint64 model_hash, [string] layers) -> [string] layers missing from the node's cache
-//   (ship, bytes LayerShipment)                -> string: "" stored, else the error
-//   (peer, string host, uint16 port)           -> string: "" connected (direct node-to-node
-//                                                  traffic), else the error
-//   (emul, string JSON)                        -> string: "" applied, else the error. The emulated
-//                 testbed (emulation, emulation/emulation.hpp), sent by the app at every deploy:
+// Errors: a handler that refuses answers with protocol::refusal(text) (a caf::error of d3's
+// category whose context is the text); requesters turn any caf::error into text with
+// protocol::describe. Success of a command is ok_atom.
+//
+// Node actor (node_handle; published on the node's port, one per d3-node process):
+//   (info)                                       -> node_info {name, role}
+//   (lacks, uint64 model_hash, [string] layers)  -> [string] layers missing from the node's cache
+//   (ship, bytes LayerShipment)                  -> ok: stored
+//   (peer, string host, uint16 port)             -> ok: connected (direct node-to-node traffic)
+//   (emul, string JSON)                          -> ok: applied. The emulated testbed (emulation,
+//                 emulation/node_emulation.hpp), sent by the app at every deploy:
 //                 {"clock": "wall"|"virtual", "links": {"<destination node>": {"mbit_per_s": B,
-//                 "latency_ms": L}, ...}}; resets the node's link and node clocks. Destinations
-//                 missing from "links" are unshaped. The node's speed comes from its own config.
-// Stage actors (remote_spawn by type name with make_message(bytes StageSpec)):
-//   (setup, actor app) -> string: "" ready (operators created), else the error; errors of later
-//                         requests go to `app`
-//   (route, string tensor, actor dest, string dest_node) -> string: "" (dest, on node dest_node,
-//                         receives `tensor` per request; dest_node picks the emulated link)
-//   (data, bytes TensorBundle)         -> nothing; once every input of a request id is there
-//                         the stage computes and sends (data, bundle) to each destination
-// Stage -> app on failure: (fail, uint64 request_id, bool id_known, int32 stage_id, string what)
+//                 "latency_ms": L}, ...}, "keep_clocks": bool, "speed": S}; resets the node's link
+//                 and node clocks unless keep_clocks. Destinations missing from "links" are
+//                 unshaped. The node's speed comes from its own config unless "speed" is given.
+//   (probe, echo_handle B, string B's name, uint64 bytes, double send ms) -> double: the ms the
+//                 probe took on the emulated link to B (the node sends B (echo, payload, arrival
+//                 ms) and B answers the arrival). Light probes of idle links for the planner.
+//   (echo, bytes, double arrival)                -> double arrival
+//   (profile, bytes LayerShipment without weights, int32 repeats) -> string JSON
+//                 {"layers": {name: ms}, "messages": {"encode_ms", "encode_ms_per_mb", "decode_ms",
+//                 "decode_ms_per_mb", "copy_ms_per_mb"}} (the node's per-layer compute times and
+//                 what moving tensors costs it, at its speed) or {"error": text}.
+// Stage actors (stage_handle; remote_spawn by type name with make_message(bytes StageSpec)):
+//   (setup, app_handle app) -> ok: ready (operators created); errors of later requests go to app
+//   (route, string tensor, data_handle dest, string dest_node) -> ok: dest, on node dest_node,
+//                 receives `tensor` per request; dest_node picks the emulated link
+//   (data, bytes TensorBundle) -> nothing; once every input of a request id is there the stage
+//                 computes and sends (data, bundle) to each destination
+// Stage -> app (app_handle) on failure: (fail, uint64 request_id, bool id_known, int32 stage_id,
+//   string what)
 // Stage -> app per request under the virtual clock (before its data messages):
 //   (report, uint64 request_id, int32 stage_id, double ready_ms, double finish_ms, double cpu_ms,
 //    uint64 bytes_sent, double messages_ms) -- virtual times: ready = its last input arrived,
 //    finish = its bundles left (inputs decoded, computed, outputs encoded); cpu_ms = its kernels'
 //    thread CPU time; bytes_sent = tensor payload bytes sent to other nodes; messages_ms = the
 //    virtual time its decoding and encoding took
+// Planner actor (planner_handle; in the app process): (observe, planner_report) -> planner_decision.
 #pragma once
 
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
 
+#include <chrono>
 #include <cstdint>
+#include <string>
 #include <vector>
+
+#include "actors/planner_messages.hpp"
 
 namespace d3::protocol {
 
 using bytes = std::vector<uint8_t>;
 
+using ok_atom = caf::atom_constant<caf::atom("d3ok")>;
 using info_atom = caf::atom_constant<caf::atom("d3info")>;
 using lacks_atom = caf::atom_constant<caf::atom("d3lacks")>;
 using ship_atom = caf::atom_constant<caf::atom("d3ship")>;
@@ -50,24 +69,51 @@ using data_atom = caf::atom_constant<caf::atom("d3data")>;
 using fail_atom = caf::atom_constant<caf::atom("d3fail")>;
 using emul_atom = caf::atom_constant<caf::atom("d3emul")>;
 using report_atom = caf::atom_constant<caf::atom("d3report")>;
-// Light link probes (idle links): app -> node A (probe, node B's actor, B's name, bytes, send ms)
-// -> A sends B (echo, payload, arrival ms) over its emulated link -> B answers the arrival -> A
-// answers the app with "" and the ms the probe took on the link (or an error text and -1).
 using probe_atom = caf::atom_constant<caf::atom("d3probe")>;
 using echo_atom = caf::atom_constant<caf::atom("d3echo")>;
-// Profile probe: app -> node (profile, layer shipment without weights, repeats) -> JSON
-// {"layers": {name: ms}, "messages": {"encode_ms", "encode_ms_per_mb", "decode_ms",
-// "decode_ms_per_mb", "copy_ms_per_mb"}} (the node's per-layer compute times and what moving
-// tensors costs it, at its speed) or {"error": text}.
 using profile_atom = caf::atom_constant<caf::atom("d3profile")>;
-// App-side planner actor (typed: actors/planner_actor.hpp, planner_actor_handle):
-// (observe, planner_report) -> planner_decision.
 using observe_atom = caf::atom_constant<caf::atom("d3observe")>;
+
+// A node's answer to info.
+struct node_info {
+  std::string name;
+  std::string role;
+};
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, node_info& x) {
+  return f(caf::meta::type_name("d3_node_info"), x.name, x.role);
+}
+
+// Whatever receives a stage's output bundles: another stage or the app.
+using data_handle = caf::typed_actor<caf::reacts_to<data_atom, bytes>>;
+// The app's inbox: answers, failures and the virtual-clock reports of the stages.
+using app_handle = data_handle::extend<
+    caf::reacts_to<fail_atom, uint64_t, bool, int32_t, std::string>,
+    caf::reacts_to<report_atom, uint64_t, int32_t, double, double, double, uint64_t, double>>;
+using stage_handle =
+    data_handle::extend<caf::replies_to<setup_atom, app_handle>::with<ok_atom>,
+                        caf::replies_to<route_atom, std::string, data_handle, std::string>::with<ok_atom>>;
+using echo_handle = caf::typed_actor<caf::replies_to<echo_atom, bytes, double>::with<double>>;
+using node_handle = echo_handle::extend<
+    caf::replies_to<info_atom>::with<node_info>,
+    caf::replies_to<lacks_atom, uint64_t, std::vector<std::string>>::with<std::vector<std::string>>,
+    caf::replies_to<ship_atom, bytes>::with<ok_atom>,
+    caf::replies_to<peer_atom, std::string, uint16_t>::with<ok_atom>,
+    caf::replies_to<emul_atom, std::string>::with<ok_atom>,
+    caf::replies_to<probe_atom, echo_handle, std::string, uint64_t, double>::with<double>,
+    caf::replies_to<profile_atom, bytes, int32_t>::with<std::string>>;
+using planner_handle = caf::typed_actor<caf::replies_to<observe_atom, planner_report>::with<planner_decision>>;
 
 constexpr const char* segment_type = "d3_segment";
 constexpr const char* scatter_type = "d3_scatter";
 constexpr const char* tile_type = "d3_tile";
 constexpr const char* gather_type = "d3_gather";
+
+// A refusal: the error a handler answers with, carrying `text` (which names what was refused).
+caf::error refusal(std::string text);
+// Text for an error a request got: a refusal's own text, "no answer within T ms" for a timeout,
+// CAF's rendering otherwise.
+std::string describe(caf::actor_system& system, const caf::error& e, std::chrono::milliseconds timeout);
 
 // Every process of a deployment (nodes and app): loads the middleman, adds the message types.
 void configure_process(caf::actor_system_config& cfg);

@@ -11,6 +11,7 @@
 #include <optional>
 #include <set>
 
+#include "actors/bundle_sender.hpp"
 #include "actors/layer_cache.hpp"
 #include "actors/node.hpp"
 #include "actors/protocol.hpp"
@@ -48,9 +49,8 @@ struct stage_state {
   stage_spec spec;
   std::string spec_error;  // the spec did not decode
   bool ready = false;
-  caf::actor app;
-  std::map<std::string, std::vector<caf::actor>> routes;
-  std::map<caf::actor, std::string> dest_nodes;  // destination actor -> its node (emulated links)
+  protocol::app_handle app;
+  bundle_routes routes;
   std::map<uint64_t, double> pending_ready;       // virtual clock: latest input arrival per request
   std::map<uint64_t, double> pending_decode_cpu;  // virtual clock: thread CPU ms decoding its bundles
   std::set<std::string> inputs;
@@ -64,7 +64,7 @@ struct stage_state {
   static inline const char* name = "d3_stage";
 };
 
-using stage_actor_t = caf::stateful_actor<stage_state>;
+using stage_actor_t = protocol::stage_handle::stateful_pointer<stage_state>;
 
 std::string describe(const stage_state& st) {
   return std::string(to_string(st.spec.type)) + " stage " + std::to_string(st.spec.stage_id);
@@ -258,7 +258,7 @@ result<std::map<std::string, tensor>> compute(stage_state& st, std::map<std::str
   return status::error("unknown stage kind");
 }
 
-void report(stage_actor_t* self, uint64_t id, bool id_known, const std::string& what) {
+void report(stage_actor_t self, uint64_t id, bool id_known, const std::string& what) {
   stage_state& st = self->state;
   const std::string message = describe(st) + ": " + what;
   print_event("error: " + message);
@@ -272,7 +272,7 @@ void drop_pending(stage_state& st, uint64_t id) {
   st.pending_decode_cpu.erase(id);
 }
 
-void on_data(stage_actor_t* self, const bytes& payload) {
+void on_data(stage_actor_t self, const bytes& payload) {
   stage_state& st = self->state;
   node_emulation& emu = emulation();
   const clock_mode mode = emu.mode();
@@ -326,60 +326,30 @@ void on_data(stage_actor_t* self, const bytes& payload) {
   if (!outputs) return report(self, id, true, outputs.message());
   ++st.served;
 
-  // One bundle per destination, holding every tensor it reads from this stage.
-  std::map<caf::actor, std::vector<tensor_ref>> per_destination;
-  for (auto& [name, value] : outputs.value()) {
-    auto route = st.routes.find(name);
-    if (route == st.routes.end()) continue;
-    for (const caf::actor& dest : route->second) per_destination[dest].push_back({name, &value});
-  }
-  struct outgoing {
-    caf::actor dest;
-    bytes message;
-    size_t payload = 0;
-    std::string node;
-  };
-  std::vector<outgoing> sends;
   const double encode_start = thread_cpu_ms();
-  for (auto& [dest, refs] : per_destination) {
-    outgoing o{dest, encode_bundle(id, st.spec.plan_version, refs), 0, {}};
-    if (o.message.empty()) return report(self, id, true, "cannot encode the output bundle (too large)");
-    for (const tensor_ref& r : refs) o.payload += r.value->bytes();
-    auto node = st.dest_nodes.find(dest);
-    if (node != st.dest_nodes.end()) o.node = node->second;
-    sends.push_back(std::move(o));
-  }
+  auto bundles = encode_bundles(st.routes, outputs.value(), id, st.spec.plan_version);
   const double encode_ms = thread_cpu_ms() - encode_start;
   alone.reset();
+  if (!bundles) return report(self, id, true, bundles.message());
   const double finish = mode == clock_mode::virtual_time ? emu.compute(ready, decode_ms + cpu_ms + encode_ms) : emu.now_ms();
   const double messages_ms = (decode_ms + encode_ms) / emu.speed();
 
   // Per destination: the link from this node to the destination's node (tensor payload bytes,
   // as bytes_between_nodes counts them); same-node sends are not shaped.
   uint64_t bytes_sent = 0;
-  std::vector<double> arrivals;
-  for (outgoing& o : sends) {
-    arrivals.push_back(emu.send(o.node, finish, o.payload));
-    if (emu.is_remote(o.node)) bytes_sent += o.payload;
-    if (mode == clock_mode::virtual_time) {
-      if (auto stamped = set_bundle_virtual_ms(o.message, arrivals.back()); !stamped)
-        return report(self, id, true, stamped.message());
-    }
-  }
+  for (const outgoing_bundle& b : *bundles)
+    if (emu.is_remote(b.node)) bytes_sent += b.payload_bytes;
+  auto stamped = stamp_arrivals(*bundles, mode, [&](const std::string& node, size_t n) { return emu.send(node, finish, n); });
+  if (!stamped) return report(self, id, true, stamped.message());
   if (mode == clock_mode::virtual_time && st.app)
     self->send(st.app, protocol::report_atom::value, id, int32_t(st.spec.stage_id), ready, finish, cpu_ms, bytes_sent,
                messages_ms);
-  for (size_t i = 0; i < sends.size(); ++i) {
-    const double delay_ms = arrivals[i] - finish;
-    if (mode == clock_mode::wall && delay_ms > 0.001)
-      self->delayed_send(sends[i].dest, std::chrono::microseconds(int64_t(delay_ms * 1000.0)), protocol::data_atom::value,
-                         std::move(sends[i].message));
-    else
-      self->send(sends[i].dest, protocol::data_atom::value, std::move(sends[i].message));
-  }
+  send_bundles(self, *bundles, finish, mode);
 }
 
-caf::behavior stage_actor(stage_actor_t* self, stage_kind expected, const bytes& spec_bytes) {
+protocol::stage_handle::behavior_type stage_actor(stage_actor_t self, stage_kind expected, const bytes& spec_bytes) {
+  using protocol::ok_atom;
+  using protocol::refusal;
   {
     std::lock_guard<std::mutex> lock(registry_mutex);
     registry[self->id()] = caf::actor_cast<caf::actor>(self);
@@ -400,11 +370,11 @@ caf::behavior stage_actor(stage_actor_t* self, stage_kind expected, const bytes&
   print_event("stage " + std::to_string(st.spec.stage_id) + " (" + to_string(expected) + ") spawned as actor " +
               std::to_string(self->id()) + (st.spec_error.empty() ? "" : ": " + st.spec_error));
   return {
-      [=](protocol::setup_atom, const caf::actor& app) -> std::string {
+      [=](protocol::setup_atom, const protocol::app_handle& app) -> caf::result<ok_atom> {
         stage_state& st = self->state;
         st.app = app;
-        if (!st.spec_error.empty()) return st.spec_error;
-        if (st.ready) return "";
+        if (!st.spec_error.empty()) return refusal(st.spec_error);
+        if (st.ready) return ok_atom::value;
         status built = status::error("unreachable");
         try {
           built = build(st);
@@ -413,20 +383,18 @@ caf::behavior stage_actor(stage_actor_t* self, stage_kind expected, const bytes&
         }
         if (!built) {
           print_event("error: " + describe(st) + ": " + built.message());
-          return describe(st) + ": " + built.message();
+          return refusal(describe(st) + ": " + built.message());
         }
         st.ready = true;
-        return "";
+        return ok_atom::value;
       },
-      [=](protocol::route_atom, const std::string& tensor_name, const caf::actor& dest,
-          const std::string& dest_node) -> std::string {
+      [=](protocol::route_atom, const std::string& tensor_name, const protocol::data_handle& dest,
+          const std::string& dest_node) -> caf::result<ok_atom> {
         stage_state& st = self->state;
         if (std::find(st.spec.outputs.begin(), st.spec.outputs.end(), tensor_name) == st.spec.outputs.end())
-          return describe(st) + ": no output named '" + tensor_name + "'";
-        st.dest_nodes[dest] = dest_node;
-        auto& dests = st.routes[tensor_name];
-        if (std::find(dests.begin(), dests.end(), dest) == dests.end()) dests.push_back(dest);
-        return "";
+          return refusal(describe(st) + ": no output named '" + tensor_name + "'");
+        st.routes.add(tensor_name, dest, dest_node);
+        return ok_atom::value;
       },
       [=](protocol::data_atom, const bytes& payload) {
         try {
@@ -438,10 +406,11 @@ caf::behavior stage_actor(stage_actor_t* self, stage_kind expected, const bytes&
   };
 }
 
-caf::behavior segment_actor(stage_actor_t* self, bytes spec) { return stage_actor(self, stage_kind::segment, spec); }
-caf::behavior scatter_actor(stage_actor_t* self, bytes spec) { return stage_actor(self, stage_kind::scatter, spec); }
-caf::behavior tile_actor(stage_actor_t* self, bytes spec) { return stage_actor(self, stage_kind::tile, spec); }
-caf::behavior gather_actor(stage_actor_t* self, bytes spec) { return stage_actor(self, stage_kind::gather, spec); }
+using stage_behavior = protocol::stage_handle::behavior_type;
+stage_behavior segment_actor(stage_actor_t self, bytes spec) { return stage_actor(self, stage_kind::segment, spec); }
+stage_behavior scatter_actor(stage_actor_t self, bytes spec) { return stage_actor(self, stage_kind::scatter, spec); }
+stage_behavior tile_actor(stage_actor_t self, bytes spec) { return stage_actor(self, stage_kind::tile, spec); }
+stage_behavior gather_actor(stage_actor_t self, bytes spec) { return stage_actor(self, stage_kind::gather, spec); }
 
 }  // namespace
 

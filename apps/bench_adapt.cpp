@@ -285,7 +285,7 @@ run_result adaptive_run(caf::actor_system& system, bench_context& c, bool partia
   adaptation_options adapt;
   adapt.partial_search = partial;
   auto planner = std::make_shared<adaptive_planner>(c.g, c.profile, initial, choice, planned->plan.version, adapt);
-  planner_actor_handle planner_actor = spawn_planner_actor(system, planner, c.roles);
+  protocol::planner_handle planner_actor = spawn_planner_actor(system, planner, c.roles);
   dep.set_adaptation(planner_hook(system, planner_actor), &c.g, !partial);
   dep.set_trace(c.trace);
   const double end_ms = c.trace.steps.back().at_ms + c.options.tail_ms;

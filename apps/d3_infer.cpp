@@ -593,7 +593,7 @@ int main(int argc, char** argv) {
       std::fflush(stdout);
       if (trace) dep.set_trace(*trace);
       std::shared_ptr<d3::adaptive_planner> planner;
-      d3::planner_actor_handle planner_actor;
+      d3::protocol::planner_handle planner_actor;
       if (o.adapt) {
         planner = std::make_shared<d3::adaptive_planner>(g, start.profile, start.cluster, start.choice, plan->version);
         std::map<std::string, d3::node_role> roles;

@@ -188,7 +188,7 @@ bool deploy_cell(grid_cell& c, const deployment_plan& plan, const model_context&
   if (!c.deployed) {
     c.deployed = true;
     c.weights_shipped = report->weight_bytes_shipped;
-    account_links(c, report->bytes_per_request, dopts.app_node, dopts.emulation.app_node, roles);
+    account_links(c, report->bytes_per_request, dopts.app_name, dopts.emulation.app_node, roles);
   }
   return true;
 }

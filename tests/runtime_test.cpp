@@ -703,7 +703,7 @@ BOOST_FIXTURE_TEST_CASE(uplink_drop_makes_the_planner_migrate_only_changed_layer
   auto planner = std::make_shared<d3::adaptive_planner>(g, profile.value(), cluster, choice, planned->plan.version);
   std::map<std::string, d3::node_role> roles = {{"device", d3::node_role::device}, {"edge1", d3::node_role::edge},
                                                 {"edge2", d3::node_role::edge}, {"cloud", d3::node_role::cloud}};
-  d3::planner_actor_handle planner_actor = d3::spawn_planner_actor(*system, planner, roles);
+  d3::protocol::planner_handle planner_actor = d3::spawn_planner_actor(*system, planner, roles);
   size_t transfers_seen = 0;
   auto hook = d3::planner_hook(*system, planner_actor);
   dep.set_adaptation(

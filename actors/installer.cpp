@@ -1,0 +1,274 @@
+// The deployment's installer: one plan version from a plan to running, wired stage actors, in
+// four steps (connect the nodes that exchange tensors, ship the layers each node lacks, spawn and
+// set up every stage, wire the routes), then the topology log entries of the version. Nothing
+// here touches the running version: a failed install exits what it spawned and leaves the
+// deployment as it was.
+#include <algorithm>
+#include <set>
+
+#include "actors/ask.hpp"
+#include "actors/deployment.hpp"
+#include "schema/bundle.hpp"
+
+namespace d3 {
+
+namespace {
+
+const char* type_name_of(stage_kind kind) {
+  switch (kind) {
+    case stage_kind::segment: return protocol::segment_type;
+    case stage_kind::scatter: return protocol::scatter_type;
+    case stage_kind::tile: return protocol::tile_type;
+    case stage_kind::gather: return protocol::gather_type;
+  }
+  return "";
+}
+
+std::vector<int> grid_bounds(const std::vector<tile_geometry>& tiles, bool rows) {
+  std::set<int> bounds;
+  for (const tile_geometry& t : tiles) {
+    bounds.insert(rows ? t.output.row_begin : t.output.col_begin);
+    bounds.insert(rows ? t.output.row_end : t.output.col_end);
+  }
+  return std::vector<int>(bounds.begin(), bounds.end());
+}
+
+stage_spec spec_of(const graph& g, const stage_graph& sg, const stage& s, uint64_t hash, int version) {
+  stage_spec spec;
+  spec.stage_id = s.id;
+  spec.type = s.kind;
+  spec.plan_version = uint32_t(version);
+  spec.model_hash = hash;
+  spec.inputs = s.inputs;
+  spec.outputs = s.outputs;
+  if (s.kind == stage_kind::segment || s.kind == stage_kind::tile)
+    spec.fragment = make_fragment(g, s.layers, hash, {});  // weights come from the node's cache
+  if (s.run < 0) return spec;
+  const tiled_run& run = sg.runs[size_t(s.run)];
+  const std::vector<tile_geometry>& tiles = sg.tiles[size_t(s.run)];
+  switch (s.kind) {
+    case stage_kind::tile: {
+      const tile_geometry& geo = tiles[size_t(s.tile)];
+      spec.tile_index = s.tile;
+      spec.grid_row_bounds = grid_bounds(tiles, true);
+      spec.grid_col_bounds = grid_bounds(tiles, false);
+      for (int in : run.inputs) spec.tile_input_regions.push_back(geo.computed[size_t(in)]);
+      spec.tile_output_region = geo.output;
+      break;
+    }
+    case stage_kind::scatter:
+      for (size_t t = 0; t < tiles.size(); ++t)
+        for (int in : run.inputs) {
+          const std::string& name = g.layers[size_t(in)].name;
+          spec.copies.push_back({name, tile_tensor(name, int(t)), tiles[t].computed[size_t(in)]});
+        }
+      break;
+    case stage_kind::gather: {
+      const std::string& out = g.layers[size_t(run.output)].name;
+      for (size_t t = 0; t < tiles.size(); ++t) spec.copies.push_back({out, tile_tensor(out, int(t)), tiles[t].output});
+      spec.whole_shape = g.layers[size_t(run.output)].output_shape;
+      break;
+    }
+    case stage_kind::segment:
+      break;
+  }
+  return spec;
+}
+
+std::string describe_stage(const stage& s) {
+  return std::string(to_string(s.kind)) + " stage " + std::to_string(s.id) + " on node '" + s.node + "'";
+}
+
+}  // namespace
+
+result<deployment::deployed_version> deployment::install(const graph& g, const deployment_plan& plan,
+                                                         deploy_report& report, bool ship_everything) {
+  auto sg = build_stage_graph(g, plan);
+  if (!sg) return sg.error();
+  drain_down_messages();
+  for (const stage& s : sg->stages) {
+    if (!nodes_.count(s.node))
+      return status::error("the plan places " + std::string(to_string(s.kind)) + " stage " + std::to_string(s.id) +
+                           " on node '" + s.node + "', which is not connected (not in --nodes?)");
+    if (down_nodes_.count(s.node))
+      return status::error("the plan places " + std::string(to_string(s.kind)) + " stage " + std::to_string(s.id) +
+                           " on node '" + s.node + "' at " + endpoints_.at(s.node).address() + ", which is down");
+  }
+  report.plan_version = plan.version;
+  report.model_hash = model_hash(g);
+  report.bytes_per_request = bytes_between_nodes(g, *sg, options_.app_name);
+  D3_RETURN_IF_ERROR(connect_peers(report.bytes_per_request));
+  D3_RETURN_IF_ERROR(ship_layers(g, *sg, report, ship_everything));
+
+  deployed_version v;
+  v.version = plan.version;
+  if (status spawned = spawn_stages(g, *sg, plan.version, report.model_hash, v.actors); !spawned) {
+    exit_actors(v.actors);
+    return spawned;
+  }
+  std::map<int, std::vector<int>> sends_to;
+  if (status wired = wire_routes(*sg, v, sends_to); !wired) {
+    exit_actors(v.actors);
+    return wired;
+  }
+  v.accounting = request_accounting(g, *sg, options_.emulation.app_node);
+  v.stages = std::move(sg.value());
+  log_version(g, v, plan, sends_to);
+  return v;
+}
+
+// Direct connections between nodes that exchange tensors (else CAF relays through the app).
+status deployment::connect_peers(const std::vector<link_bytes>& links) {
+  for (const link_bytes& link : links) {
+    if (link.from == options_.app_name || link.to == options_.app_name) continue;
+    auto key = std::minmax(link.from, link.to);
+    if (peered_.count(key)) continue;
+    const node_endpoint& to = endpoints_.at(key.second);
+    D3_RETURN_IF_ERROR(command(*self_, nodes_.at(key.first), options_.timeout,
+                               "node '" + key.first + "' connecting to node '" + key.second + "' at " + to.address(),
+                               protocol::peer_atom::value, to.host, to.port));
+    peered_.insert(key);
+  }
+  return status::ok();
+}
+
+// Every node gets the layers its stages run that it does not have yet (all of them with
+// ship_everything), in messages of at most options_.shipment_bytes of weights.
+status deployment::ship_layers(const graph& g, const stage_graph& sg, deploy_report& report, bool ship_everything) {
+  std::map<std::string, std::set<int>> needed;
+  for (const stage& s : sg.stages)
+    if (s.kind == stage_kind::segment || s.kind == stage_kind::tile)
+      for (int l : s.layers)
+        if (weight_bytes(g.layers[size_t(l)]) > 0) needed[s.node].insert(l);
+  for (const auto& [node, layer_set] : needed) {
+    std::vector<std::string> names;
+    for (int l : layer_set) names.push_back(g.layers[size_t(l)].name);
+    std::vector<std::string> lacking = names;
+    if (!ship_everything) {
+      auto asked = ask<std::vector<std::string>>(*self_, nodes_.at(node), options_.timeout,
+                                                 "node '" + node + "': cannot ask for its cached layers",
+                                                 protocol::lacks_atom::value, report.model_hash, names);
+      if (!asked) return asked.error();
+      lacking = std::move(asked.value());
+    }
+    std::vector<int> to_ship;
+    for (const std::string& name : lacking) {
+      const int l = g.find(name);
+      if (l < 0 || !layer_set.count(l)) return status::error("node '" + node + "' lacks unknown layer '" + name + "'");
+      to_ship.push_back(l);
+    }
+    size_t node_bytes = 0;
+    std::vector<int> chunk;
+    size_t chunk_bytes = 0;
+    auto ship = [&]() -> status {
+      if (chunk.empty()) return status::ok();
+      protocol::bytes payload = encode_layers(g, chunk, report.model_hash, chunk);
+      if (payload.empty()) return status::error("cannot encode the layers shipped to node '" + node + "'");
+      report.message_bytes_shipped += payload.size();
+      D3_RETURN_IF_ERROR(command(*self_, nodes_.at(node), options_.timeout,
+                                 "shipping " + std::to_string(chunk.size()) + " layers to node '" + node + "'",
+                                 protocol::ship_atom::value, std::move(payload)));
+      node_bytes += chunk_bytes;
+      chunk.clear();
+      chunk_bytes = 0;
+      return status::ok();
+    };
+    for (int l : to_ship) {
+      const size_t b = weight_bytes(g.layers[size_t(l)]);
+      if (!chunk.empty() && chunk_bytes + b > options_.shipment_bytes) D3_RETURN_IF_ERROR(ship());
+      chunk.push_back(l);
+      chunk_bytes += b;
+    }
+    D3_RETURN_IF_ERROR(ship());
+    report.weight_bytes_shipped += node_bytes;
+    report.layers_shipped += to_ship.size();
+    report.layers_cached += layer_set.size() - to_ship.size();
+    report.weight_bytes_per_node[node] = node_bytes;
+    log({{"event", "layers_shipped"},
+         {"node", node},
+         {"layers", to_ship.size()},
+         {"bytes", node_bytes},
+         {"cached", layer_set.size() - to_ship.size()},
+         {"model_hash", report.model_hash}});
+  }
+  return status::ok();
+}
+
+// Stages spawned on their nodes (monitored), each set up (operators created there) before the
+// next. `actors` holds every stage spawned so far, also on failure (the caller exits them).
+status deployment::spawn_stages(const graph& g, const stage_graph& sg, int version, uint64_t hash,
+                                std::vector<protocol::stage_handle>& actors) {
+  caf::scoped_actor& self = *self_;
+  const auto app = caf::actor_cast<protocol::app_handle>(self);
+  for (const stage& s : sg.stages) {
+    const std::string what = describe_stage(s);
+    protocol::bytes spec = encode_stage_spec(spec_of(g, sg, s, hash, version));
+    if (spec.empty()) return status::error(what + ": cannot encode its spec");
+    auto spawned = system_.middleman().remote_spawn<protocol::stage_handle>(
+        nodes_.at(s.node).node(), type_name_of(s.kind), caf::make_message(std::move(spec)), options_.timeout);
+    if (!spawned) return status::error("cannot spawn " + what + ": " + system_.render(spawned.error()));
+    actors.push_back(*spawned);
+    self->monitor(*spawned);
+    D3_RETURN_IF_ERROR(command(self, *spawned, options_.timeout, what, protocol::setup_atom::value, app));
+  }
+  return status::ok();
+}
+
+// Every route of the stage graph: graph inputs become v.inputs (the app sends them), stage
+// outputs are routed stage to stage or to the app. Fills sends_to (stage -> stages it feeds).
+status deployment::wire_routes(const stage_graph& sg, deployed_version& v, std::map<int, std::vector<int>>& sends_to) {
+  caf::scoped_actor& self = *self_;
+  const auto app = caf::actor_cast<protocol::data_handle>(self);
+  for (const route& r : sg.routes) {
+    if (r.from_stage < 0) {
+      for (int to : r.to_stages)
+        v.inputs.add(r.tensor, caf::actor_cast<protocol::data_handle>(v.actors[size_t(to)]), sg.stages[size_t(to)].node);
+      continue;
+    }
+    const std::string what = "routing '" + r.tensor + "' of stage " + std::to_string(r.from_stage);
+    const protocol::stage_handle& from = v.actors[size_t(r.from_stage)];
+    for (int to : r.to_stages) {
+      D3_RETURN_IF_ERROR(command(self, from, options_.timeout, what, protocol::route_atom::value, r.tensor,
+                                 caf::actor_cast<protocol::data_handle>(v.actors[size_t(to)]),
+                                 sg.stages[size_t(to)].node));
+      sends_to[r.from_stage].push_back(to);
+    }
+    if (r.to_app)
+      D3_RETURN_IF_ERROR(command(self, from, options_.timeout, what, protocol::route_atom::value, r.tensor, app,
+                                 options_.emulation.app_node));
+  }
+  return status::ok();
+}
+
+void deployment::log_version(const graph& g, const deployed_version& v, const deployment_plan& plan,
+                             std::map<int, std::vector<int>>& sends_to) {
+  for (const stage& s : v.stages.stages) {
+    topology_event e = {{"event", "actor_spawned"},
+                        {"actor", s.id},
+                        {"kind", to_string(s.kind)},
+                        {"node", s.node},
+                        {"plan_version", plan.version},
+                        {"caf_actor", v.actors[size_t(s.id)].id()}};
+    if (!s.layers.empty())
+      e["layers"] = {g.layers[size_t(s.layers.front())].name, g.layers[size_t(s.layers.back())].name};
+    if (s.kind == stage_kind::tile) {
+      e["tile"] = s.tile;
+      e["region"] = v.stages.tiles[size_t(s.run)][size_t(s.tile)].output.to_string();
+    }
+    std::vector<int>& to = sends_to[s.id];
+    std::sort(to.begin(), to.end());
+    to.erase(std::unique(to.begin(), to.end()), to.end());
+    e["sends_to"] = to;
+    log(std::move(e));
+  }
+  log({{"event", "plan_deployed"}, {"version", plan.version}, {"strategy", plan.strategy}, {"model", g.name}});
+}
+
+void deployment::exit_actors(const std::vector<protocol::stage_handle>& actors) {
+  for (const protocol::stage_handle& a : actors) {
+    (*self_)->demonitor(a.address());
+    caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+  }
+}
+
+}  // namespace d3

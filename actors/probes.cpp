@@ -1,0 +1,124 @@
+// The deployment's measurements of its nodes and links: per-layer profiles probed on each node,
+// light probes of one emulated link, and the periodic probes of links no request crossed lately.
+#include <algorithm>
+
+#include <nlohmann/json.hpp>
+
+#include "actors/ask.hpp"
+#include "actors/deployment.hpp"
+#include "schema/bundle.hpp"
+
+namespace d3 {
+
+result<std::map<std::string, layer_profile>> deployment::probe_profiles(const graph& g,
+                                                                        const std::vector<std::string>& names,
+                                                                        int repeats) {
+  for (const std::string& name : names)
+    if (!nodes_.count(name) || down_nodes_.count(name))
+      return status::error("profile probe: node '" + name + "' is not connected");
+  // The node measures under the clock it will run with: before a deploy, configure it now (a
+  // deploy resets the clocks anyway).
+  if (!current_) D3_RETURN_IF_ERROR(send_emulation(false, {}));
+  auto order = topological_order(g);
+  if (!order) return order.error();
+  std::vector<int> computed;
+  for (int l : *order)
+    if (g.layers[size_t(l)].kind != layer_kind::input) computed.push_back(l);
+  const protocol::bytes payload = encode_layers(g, computed, model_hash(g), {});
+  if (payload.empty()) return status::error("profile probe: cannot encode the model");
+  std::map<std::string, layer_profile> profiles;
+  for (const std::string& name : names) {
+    const std::string what = "profile probe of node '" + name + "': ";
+    auto answer = ask<std::string>(*self_, nodes_.at(name), options_.timeout, what.substr(0, what.size() - 2),
+                                   protocol::profile_atom::value, payload, int32_t(repeats));
+    if (!answer) return answer.error();
+    const nlohmann::json j = nlohmann::json::parse(*answer, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) return status::error(what + "malformed answer");
+    if (j.contains("error")) return status::error(what + j.at("error").get<std::string>());
+    layer_profile& profile = profiles[name];
+    profile.milliseconds.assign(g.layers.size(), 0.0);
+    const nlohmann::json& layers = j.at("layers");
+    for (int l : computed) {
+      auto it = layers.find(g.layers[size_t(l)].name);
+      if (it == layers.end() || !it->is_number())
+        return status::error(what + "no time for layer '" + g.layers[size_t(l)].name + "'");
+      profile.milliseconds[size_t(l)] = it->get<double>();
+    }
+    const nlohmann::json costs = j.value("messages", nlohmann::json::object());
+    for (auto [key, field] : {std::pair<const char*, double*>{"encode_ms", &profile.messages.encode_ms},
+                              {"encode_ms_per_mb", &profile.messages.encode_ms_per_mb},
+                              {"decode_ms", &profile.messages.decode_ms},
+                              {"decode_ms_per_mb", &profile.messages.decode_ms_per_mb},
+                              {"copy_ms_per_mb", &profile.messages.copy_ms_per_mb}}) {
+      auto it = costs.find(key);
+      if (it == costs.end() || !it->is_number() || it->get<double>() < 0)
+        return status::error(what + "no message cost '" + key + "'");
+      *field = it->get<double>();
+    }
+    log({{"event", "profile_probed"}, {"node", name}, {"total_ms", profile.total()}});
+  }
+  return profiles;
+}
+
+result<layer_profile> deployment::probe_profile(const graph& g, const std::string& name, int repeats) {
+  auto profiles = probe_profiles(g, {name}, repeats);
+  if (!profiles) return profiles.error();
+  return std::move(profiles->at(name));
+}
+
+result<transfer_observation> deployment::probe_link(const std::string& from, const std::string& to, size_t size,
+                                                    double after_ms) {
+  if (!nodes_.count(from) || !nodes_.count(to) || down_nodes_.count(from) || down_nodes_.count(to))
+    return status::error("probe " + from + " -> " + to + ": a node is not connected");
+  const double send_ms = options_.emulation.clock == clock_mode::virtual_time ? virtual_now_ + after_ms : 0.0;
+  auto ms = ask<double>(*self_, nodes_.at(from), options_.timeout, "probe " + from + " -> " + to,
+                        protocol::probe_atom::value, caf::actor_cast<protocol::echo_handle>(nodes_.at(to)), to,
+                        uint64_t(size), send_ms);
+  if (!ms) return ms.error();
+  return transfer_observation{from, to, size, *ms};
+}
+
+void deployment::probe_idle_links(request_outcome& o) {
+  ++answers_seen_;
+  auto role_of = [&](const std::string& node) {
+    auto it = roles_.find(node);
+    return it == roles_.end() ? node : it->second;
+  };
+  auto key = [](std::string a, std::string b) { return a < b ? std::make_pair(a, b) : std::make_pair(b, a); };
+  for (const transfer_observation& t : o.transfers) link_last_seen_[key(role_of(t.from), role_of(t.to))] = answers_seen_;
+  // One node per role stands for its links: the app's node, the first edge node (by name), the
+  // cloud; edge-edge between the first two edge nodes.
+  std::vector<std::string> edges;
+  std::string cloud;
+  for (const auto& [name, role] : roles_) {
+    if (down_nodes_.count(name)) continue;
+    if (role == "edge") edges.push_back(name);
+    if (role == "cloud" && cloud.empty()) cloud = name;
+  }
+  std::sort(edges.begin(), edges.end(), node_name_less);
+  const std::string& app = options_.emulation.app_node;
+  std::vector<std::pair<std::string, std::string>> pairs;
+  if (!edges.empty()) pairs.push_back({app, edges[0]});
+  if (!cloud.empty()) pairs.push_back({app, cloud});
+  if (!edges.empty() && !cloud.empty()) pairs.push_back({edges[0], cloud});
+  if (edges.size() >= 2) pairs.push_back({edges[0], edges[1]});
+  for (const auto& [from, to] : pairs) {
+    if (from == to || !nodes_.count(from) || !nodes_.count(to)) continue;
+    auto k = key(role_of(from), role_of(to));
+    if (answers_seen_ - link_last_seen_[k] < size_t(options_.idle_probe_every)) continue;
+    link_last_seen_[k] = answers_seen_;
+    double after_ms = 0;  // each probe leaves when the previous one has arrived
+    for (size_t size : {size_t(1024), size_t(16384)}) {
+      auto probed = probe_link(from, to, size, after_ms);
+      if (!probed) {
+        stray_errors_.push_back(probed.message());
+        break;
+      }
+      after_ms += probed->ms;
+      o.transfers.push_back(probed.value());
+    }
+    log({{"event", "link_probed"}, {"from", from}, {"to", to}});
+  }
+}
+
+}  // namespace d3

@@ -1,0 +1,61 @@
+// One deployment::run: requests with ids sent to the running plan version, at most K in flight,
+// their answers, failures and virtual-clock reports collected, each request finished exactly
+// once (answered, refused by a stage, timed out, or failed because its version broke). Between
+// requests it follows the emulation trace and migrates to the plans the adaptation hook picks;
+// requests in flight finish on their version. The app side of a request's path:
+// app -> request_session -> stage actors -> request_session -> app.
+#pragma once
+
+#include <caf/all.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "actors/deployment.hpp"
+
+namespace d3 {
+
+class request_session {
+ public:
+  // Precondition: `dep` has a version deployed; `inputs` outlives the session.
+  request_session(deployment& dep, const std::vector<std::map<std::string, tensor>>& inputs, int in_flight);
+  // Runs every request; returns one outcome per input, in input order.
+  std::vector<request_outcome> run();
+
+ private:
+  using clock_type = std::chrono::steady_clock;
+
+  void start(size_t i);
+  void finish(uint64_t id, const std::string& error);
+  // Adds the answered request's observations and releases its version (retiring an old one
+  // whose last request this was).
+  void settle_version(request_outcome& o);
+  void fail_waiting(const std::string& why, std::optional<int> version);
+  // Fails the requests older than the timeout; true when some were.
+  bool expire_late();
+  // Handles one message (or none within `wait`); false when nothing came.
+  bool receive(std::chrono::milliseconds wait);
+  void on_data(const protocol::bytes& payload);
+  void on_fail(uint64_t id, bool known, const std::string& what);
+  void on_report(uint64_t id, const stage_report& report);
+  void on_down(const caf::down_msg& down);
+  void migrate_to_pending();
+  // The outcome of a request active or finished in this session (nullptr: unknown id).
+  request_outcome* outcome_of(uint64_t id);
+
+  deployment& dep_;
+  const std::vector<std::map<std::string, tensor>>& inputs_;
+  const size_t in_flight_;
+  const bool virtual_clock_;
+  std::vector<request_outcome> outcomes_;
+  std::vector<clock_type::time_point> started_;
+  std::map<uint64_t, size_t> active_, finished_;  // request id -> input index
+  size_t next_ = 0, done_ = 0;
+  std::optional<deployment_plan> pending_plan_;  // chosen by the adaptation hook
+};
+
+}  // namespace d3

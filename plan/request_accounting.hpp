@@ -1,0 +1,70 @@
+// What one answered request's virtual times say about the links and nodes it crossed (emulation,
+// virtual clock): the planner's observations. Pure logic on a stage graph and the stages' reports;
+// the runtime (actors/request_session) collects the reports, this turns them into observations.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "kernels/graph.hpp"
+#include "plan/plan.hpp"
+
+namespace d3 {
+
+// One stage's virtual times for one request (virtual clock; emulation).
+struct stage_report {
+  int stage_id = -1;
+  double ready_ms = 0, finish_ms = 0;  // virtual: its last input arrived; its bundles left
+  double cpu_ms = 0;                   // thread CPU time of its kernels (or region copies)
+  uint64_t bytes_sent = 0;             // tensor payload bytes sent to other nodes
+  double messages_ms = 0;              // virtual ms of decoding its inputs and encoding its outputs
+};
+
+// One transfer seen in a request's virtual times (emulation): `bytes` left `from` and arrived at
+// `to` `ms` later (the receiving stage's ready time minus the sending stage's finish, for stages
+// whose remote inputs all come from one stage; the app's sends and answers included).
+struct transfer_observation {
+  std::string from, to;
+  size_t bytes = 0;
+  double ms = 0;
+};
+
+// One stage's compute in a request's virtual times (emulation): node `node` computed `shares` of
+// `layers` (graph layer indices; layer_shares: 1 for a segment, a tile's area) in `ms` (finish
+// minus ready minus message handling: with one request in flight the node is free when the
+// inputs are there, so this is its compute time).
+struct compute_observation {
+  std::string node;
+  std::vector<int> layers;
+  std::vector<double> shares;
+  double ms = 0;
+};
+
+// The per-version constants the observations need, computed once when a version is installed.
+// Invariant: remote_inputs and shares have one entry per stage of `stages`.
+class request_accounting {
+ public:
+  request_accounting() = default;
+  // `app_node`: the node the app sits on (requests start and answers end there).
+  request_accounting(const graph& g, const stage_graph& stages, std::string app_node);
+
+  // Transfers whose times the reports pin down: a stage with exactly one remote producer (the
+  // app counts, from `virtual_start_ms`), and the answer when one stage sends it (arriving at
+  // `virtual_end_ms`). Reports of unknown stages are skipped.
+  std::vector<transfer_observation> transfers(const std::vector<stage_report>& reports, double virtual_start_ms,
+                                              double virtual_end_ms) const;
+  // One observation per reported segment or tile stage.
+  std::vector<compute_observation> computes(const std::vector<stage_report>& reports) const;
+
+ private:
+  std::vector<stage> stages_;  // a copy: the accounting outlives moves of the version holding it
+  std::string app_node_;
+  // Per stage: bytes of its inputs by producing stage on another node (-1: the app).
+  std::vector<std::map<int, size_t>> remote_inputs_;
+  std::map<int, size_t> answer_bytes_;      // producing stage -> graph-output bytes it sends the app
+  std::vector<std::vector<double>> shares_;  // per stage: layer_shares
+};
+
+}  // namespace d3

@@ -92,10 +92,14 @@ Times are wall time of one inference inside each engine's process (d3: executor:
 session.run). Exit code 2 for bad options or missing inputs, 1 when an engine fails.
 )";
 
-[[noreturn]] void fail(int code, const std::string& message) {
-  std::cerr << "d3-bench: " << message << "\n";
-  std::exit(code);
-}
+// Ends the benchmark: main catches it, prints "d3-bench: <message>" and returns `code` (the
+// stack unwinds: child processes and files are cleaned up as usual).
+struct bench_failure {
+  int code;
+  std::string message;
+};
+
+[[noreturn]] void fail(int code, const std::string& message) { throw bench_failure{code, message}; }
 
 std::vector<std::string> split(const std::string& text, char separator) {
   std::vector<std::string> parts;
@@ -607,7 +611,7 @@ int plan(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int dispatch(int argc, char** argv) {
   std::string command = argc > 1 ? argv[1] : "";
   if (command == "engine") return engine(argc, argv);
   if (command == "tiling") return tiling(argc, argv);
@@ -620,4 +624,13 @@ int main(int argc, char** argv) {
     return command.empty() ? exit_bad_input : 0;
   }
   fail(exit_bad_input, "unknown benchmark '" + command + "' (available: engine, tiling, grid, adapt, regimes, plan; see --help)");
+}
+
+int main(int argc, char** argv) {
+  try {
+    return dispatch(argc, argv);
+  } catch (const bench_failure& f) {
+    std::cerr << "d3-bench: " << f.message << "\n";
+    return f.code;
+  }
 }

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "apps/app_support.hpp"
+#include "apps/options.hpp"
 #include "kernels/cpu_peak.hpp"
 #include "kernels/executor.hpp"
 #include "kernels/graph.hpp"
@@ -83,18 +84,17 @@ struct options {
   bool profile = false;
   bool layers = false;
   std::string tiles, tile_run;  // --tiles RxC, --tile-run FIRST:LAST
+  bool help = false;
 };
 
-[[noreturn]] void fail(int code, const std::string& message) {
-  std::cerr << "d3-run: " << message << "\n";
-  std::exit(code);
-}
+// Ends the run: main catches it, prints "d3-run: <message>" and returns `code` (the stack
+// unwinds, so files and executors close as usual).
+struct run_failure {
+  int code;
+  std::string message;
+};
 
-long parse_number(const std::string& flag, const std::string& text, long min, long max) {
-  auto value = d3::parse_integer(flag, text, min, max);
-  if (!value) fail(exit_bad_input, value.message());
-  return *value;
-}
+[[noreturn]] void fail(int code, const std::string& message) { throw run_failure{code, message}; }
 
 d3::graph load(const std::string& model, uint64_t seed) {
   auto g = d3::load_model_by_name(model, seed);
@@ -113,68 +113,50 @@ void write_output(const std::string& path, const d3::tensor& t) {
   if (!s) fail(exit_runtime_error, s.message());
 }
 
-options parse(int argc, char** argv) {
-  options o;
-  for (int i = 1; i < argc; ++i) {
-    std::string arg = argv[i];
-    std::string value;
-    auto eq = arg.find('=');
-    if (arg.rfind("--", 0) == 0 && eq != std::string::npos) {
-      value = arg.substr(eq + 1);
-      arg = arg.substr(0, eq);
-    }
-    auto next = [&]() -> std::string {
-      if (!value.empty()) return value;
-      if (i + 1 >= argc) fail(exit_bad_input, arg + " needs a value (see --help)");
-      return argv[++i];
-    };
-    if (arg == "--help" || arg == "-h") {
-      std::cout << usage;
-      std::exit(0);
-    } else if (arg == "--model") {
-      o.model = next();
-    } else if (arg == "--threads") {
-      o.threads = int(parse_number(arg, next(), 1, 256));
-    } else if (arg == "--repeat") {
-      o.repeat = int(parse_number(arg, next(), 1, 1000000));
-    } else if (arg == "--seed") {
-      o.seed = uint64_t(parse_number(arg, next(), 0, 0x7fffffffffffffffL));
-    } else if (arg == "--input") {
-      o.input_file = next();
-    } else if (arg == "--output") {
-      o.output_file = next();
-    } else if (arg == "--save") {
-      o.save_file = next();
-    } else if (arg == "--convert") {
-      o.convert_in = next();
-      if (i + 1 >= argc) fail(exit_bad_input, "--convert needs two values: IN.onnx OUT.d3m (see --help)");
-      o.convert_out = argv[++i];
-    } else if (arg == "--profile") {
-      o.profile = true;
-    } else if (arg == "--layers") {
-      o.layers = true;
-    } else if (arg == "--tiles") {
-      o.tiles = next();
-    } else if (arg == "--tile-run") {
-      o.tile_run = next();
-    } else if (arg == "--json") {
-      o.json = true;
-    } else {
-      fail(exit_bad_input, "unknown option '" + arg + "' (see --help)");
-    }
-  }
+// Combinations of options that do not go together.
+void check(const options& o) {
   if (!o.convert_in.empty() && !d3::is_onnx_path(o.convert_in))
-    fail(exit_bad_input, "--convert reads an ONNX file (a path ending in .onnx), got '" + o.convert_in + "'");
+    throw d3::option_error{"--convert reads an ONNX file (a path ending in .onnx), got '" + o.convert_in + "'"};
   if (o.model == "all" && (!o.input_file.empty() || !o.output_file.empty() || !o.save_file.empty()))
-    fail(exit_bad_input, "--input, --output and --save need a single model, not 'all'");
+    throw d3::option_error{"--input, --output and --save need a single model, not 'all'"};
   if (o.tiles.empty() != o.tile_run.empty())
-    fail(exit_bad_input, "--tiles RxC and --tile-run FIRST:LAST go together (see --help)");
+    throw d3::option_error{"--tiles RxC and --tile-run FIRST:LAST go together (see --help)"};
   if (!o.tiles.empty() && o.model == "all")
-    fail(exit_bad_input, "--tiles and --tile-run name layers of a single model, not 'all'");
-  if (!o.tiles.empty() && o.profile) fail(exit_bad_input, "--profile does not apply to a tiled run (--tiles)");
-  return o;
+    throw d3::option_error{"--tiles and --tile-run name layers of a single model, not 'all'"};
+  if (!o.tiles.empty() && o.profile) throw d3::option_error{"--profile does not apply to a tiled run (--tiles)"};
 }
 
+d3::result<options> parse(int argc, char** argv) {
+  return d3::parse_options<options>([&] {
+    options o;
+    d3::option_reader in(argc, argv, 1, "see --help");
+    while (in.next()) {
+      if (in.is("--help", "-h")) {
+        o.help = true;
+        return o;
+      }
+      if (in.is("--model")) o.model = in.value();
+      else if (in.is("--threads")) o.threads = int(in.integer(1, 256));
+      else if (in.is("--repeat")) o.repeat = int(in.integer(1, 1000000));
+      else if (in.is("--seed")) o.seed = uint64_t(in.integer(0, 0x7fffffffffffffffL));
+      else if (in.is("--input")) o.input_file = in.value();
+      else if (in.is("--output")) o.output_file = in.value();
+      else if (in.is("--save")) o.save_file = in.value();
+      else if (in.is("--convert")) {
+        o.convert_in = in.value();
+        if (!in.next()) in.fail("--convert needs two values: IN.onnx OUT.d3m (see --help)");
+        o.convert_out = in.name();
+      } else if (in.is("--profile")) o.profile = true;
+      else if (in.is("--layers")) o.layers = true;
+      else if (in.is("--tiles")) o.tiles = in.value();
+      else if (in.is("--tile-run")) o.tile_run = in.value();
+      else if (in.is("--json")) o.json = true;
+      else in.unknown();
+    }
+    check(o);
+    return o;
+  });
+}
 std::vector<int> topological(const d3::graph& g) {
   auto order = d3::topological_order(g);
   if (!order) fail(exit_bad_input, order.message());
@@ -331,10 +313,7 @@ void run_tiled(const options& o, const std::string& model, const d3::graph& g, c
     std::printf("%-14s output %s, argmax %d (%.5f)\n", "", out.shape().to_string().c_str(), best, out.data()[best]);
   }
   std::fflush(stdout);
-  if (!identical) {
-    std::cerr << "d3-run: the tiled output differs from the untiled one\n";
-    std::exit(exit_runtime_error);
-  }
+  if (!identical) fail(exit_runtime_error, "the tiled output differs from the untiled one");
 }
 
 void run_model(const options& o, const std::string& model, double peak_per_thread) {
@@ -427,8 +406,7 @@ void run_model(const options& o, const std::string& model, double peak_per_threa
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  options o = parse(argc, argv);
+int run(const options& o) {
   if (!o.convert_in.empty()) {
     d3::graph g = load(o.convert_in, o.seed);
     d3::status s = d3::save_model(g, o.convert_out);
@@ -444,4 +422,18 @@ int main(int argc, char** argv) {
     run_model(o, o.model, peak);
   }
   return 0;
+}
+
+int main(int argc, char** argv) {
+  auto parsed = parse(argc, argv);
+  if (auto code = d3::stop_after_parse(parsed, parsed && parsed->help, "d3-run")) {
+    if (parsed && parsed->help) std::cout << usage;
+    return *code;
+  }
+  try {
+    return run(*parsed);
+  } catch (const run_failure& f) {
+    std::cerr << "d3-run: " << f.message << "\n";
+    return f.code;
+  }
 }

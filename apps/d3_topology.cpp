@@ -5,6 +5,7 @@
 #include <iostream>
 #include <string>
 
+#include "apps/options.hpp"
 #include "topology/topology_log.hpp"
 
 namespace {
@@ -25,9 +26,9 @@ end of the log: per node, each live actor with the layers or tile it runs and si
 Exit codes: 0 success, 2 unreadable or malformed log, bad option; 1 when `dot` fails.
 )";
 
-[[noreturn]] void fail(int code, const std::string& message) {
+int fail(int code, const std::string& message) {
   std::cerr << "d3-topology: " << message << "\n";
-  std::exit(code);
+  return code;
 }
 
 }  // namespace
@@ -35,45 +36,40 @@ Exit codes: 0 success, 2 unreadable or malformed log, bad option; 1 when `dot` f
 int main(int argc, char** argv) {
   std::string log_path, dot_path, png_path;
   bool deployed_view = false;
-  for (int i = 1; i < argc; ++i) {
-    std::string arg = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) fail(2, arg + " needs a value (see --help)");
-      return argv[++i];
-    };
-    if (arg == "--help" || arg == "-h") {
-      std::cout << usage;
-      return 0;
-    } else if (arg == "--as-deployed") {
-      deployed_view = true;
-    } else if (arg == "--dot") {
-      dot_path = value();
-    } else if (arg == "--png") {
-      png_path = value();
-    } else if (!arg.empty() && arg[0] == '-') {
-      fail(2, "unknown option '" + arg + "' (see --help)");
-    } else if (log_path.empty()) {
-      log_path = arg;
-    } else {
-      fail(2, "one log at a time (got '" + log_path + "' and '" + arg + "')");
+  bool help = false;
+  auto parsed = d3::parse_options<bool>([&] {
+    d3::option_reader in(argc, argv, 1, "see --help");
+    while (in.next()) {
+      if (in.is("--help", "-h")) return help = true;
+      if (in.is("--as-deployed")) deployed_view = true;
+      else if (in.is("--dot")) dot_path = in.value();
+      else if (in.is("--png")) png_path = in.value();
+      else if (!in.name().empty() && in.name()[0] == '-') in.unknown();
+      else if (log_path.empty()) log_path = in.name();
+      else in.fail("one log at a time (got '" + log_path + "' and '" + in.name() + "')");
     }
+    return true;
+  });
+  if (auto code = d3::stop_after_parse(parsed, help, "d3-topology")) {
+    if (help) std::cout << usage;
+    return *code;
   }
-  if (log_path.empty()) fail(2, "which log? (see --help)");
+  if (log_path.empty()) return fail(2, "which log? (see --help)");
   auto events = d3::read_topology_log(log_path);
-  if (!events) fail(2, events.message());
+  if (!events) return fail(2, events.message());
   if (deployed_view) *events = d3::as_deployed(*events);
   std::cout << d3::render_topology_tree(*events);
   const std::string dot = d3::render_topology_dot(*events);
   if (!dot_path.empty()) {
     std::ofstream out(dot_path);
     out << dot;
-    if (!out) fail(1, "cannot write '" + dot_path + "'");
+    if (!out) return fail(1, "cannot write '" + dot_path + "'");
   }
   if (!png_path.empty()) {
     FILE* pipe = popen(("dot -Tpng -o '" + png_path + "'").c_str(), "w");
-    if (pipe == nullptr) fail(1, "cannot run Graphviz's dot");
+    if (pipe == nullptr) return fail(1, "cannot run Graphviz's dot");
     std::fputs(dot.c_str(), pipe);
-    if (pclose(pipe) != 0) fail(1, "Graphviz's dot failed (is graphviz installed? apt-get install graphviz)");
+    if (pclose(pipe) != 0) return fail(1, "Graphviz's dot failed (is graphviz installed? apt-get install graphviz)");
   }
   return 0;
 }

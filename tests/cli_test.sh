@@ -57,6 +57,12 @@ printf '{"steps": [{"at_ms": 0, "uplink": "5G"}]}' > "$work/bad.trace.json"
 expect 2 "step 0: uplink must be CAT1, 3G, 4G or WiFi" "$bin/d3-bench" adapt --trace "$work/bad.trace.json"
 expect 2 "unknown option '--fast'" "$bin/d3-bench" adapt --fast
 expect 2 "trace: cannot open" "$bin/d3-infer" --nodes device=127.0.0.1:1 --plan "$work/p.json" --trace "$work/missing.trace.json"
+printf '{"nodes": [{"name": "device", "port": 0}]}' > "$work/bad-cluster.json"
+expect 2 "nodes[0].port must be a port in [1, 65535]" "$bin/d3-infer" --cluster "$work/bad-cluster.json" --plan "$work/p.json"
+expect 2 "cannot open cluster file" "$bin/d3-infer" --cluster "$work/missing.json" --plan "$work/p.json"
+expect 2 "--in-flight expects an integer" "$bin/d3-infer" --nodes device=127.0.0.1:1 --plan "$work/p.json" --in-flight 0
+expect 2 "--convert needs two values" "$bin/d3-run" --convert x.onnx
+expect 2 "--dot needs a value" "$bin/d3-topology" x.jsonl --dot
 expect 2 "--adapt needs --strategy hpa and --clock virtual" "$bin/d3-infer" --nodes device=127.0.0.1:1 --strategy dads --adapt
 
 # d3-node: a value CAF's INI reader would drop (the member then keeps its default) is an error

@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "emulation/cluster_file.hpp"
 #include "emulation/emulation.hpp"
 #include "emulation/emulation_trace.hpp"
 #include "emulation/testbed_file.hpp"
@@ -202,4 +203,59 @@ BOOST_AUTO_TEST_CASE(a_bad_testbed_file_is_refused_naming_the_key) {
   expect_error(R"({"scenarios": {"x": {"edge-cloud": {"mbit_per_s": 1}}}})", "scenarios.x.edge-cloud needs both");
   expect_error(R"({"uplinks": {}})", "unknown key 'uplinks'");
   BOOST_TEST(load_testbed_file("/nonexistent/t.json").message().find("/nonexistent/t.json") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(the_repo_cluster_files_parse_with_their_roles_and_testbed) {
+  auto c = load_cluster_file(std::string(D3_CONFIG_DIR) + "/cluster.json");
+  BOOST_REQUIRE_MESSAGE(c.is_ok(), c.message());
+  BOOST_REQUIRE_EQUAL(c->nodes.size(), 4u);
+  BOOST_TEST(c->nodes[1].name == "edge1");
+  BOOST_TEST(c->nodes[1].role == "edge");
+  BOOST_TEST(c->nodes[1].host == "127.0.0.1");
+  BOOST_TEST(c->nodes[1].port == 4302);
+  BOOST_TEST(c->has_testbed);
+  auto t = c->emulated_testbed();
+  BOOST_REQUIRE(t.is_ok());
+  BOOST_TEST(t->uplink == "WiFi");
+  auto four = load_cluster_file(std::string(D3_CONFIG_DIR) + "/cluster-4edge.json");
+  BOOST_REQUIRE_MESSAGE(four.is_ok(), four.message());
+  BOOST_TEST(four->roles().at("edge4") == "edge");
+}
+
+BOOST_AUTO_TEST_CASE(a_cluster_file_applies_its_links_and_defaults) {
+  auto c = parse_cluster_json(R"({"testbed": {"uplink": "3G", "links": {"edge-edge": {"mbit_per_s": 10, "latency_ms": 1}}},
+                                  "nodes": [{"name": "edge7", "port": 5000}, {"name": "cloud", "host": "10.0.0.2", "port": 5001}]})",
+                              "c.json");
+  BOOST_REQUIRE_MESSAGE(c.is_ok(), c.message());
+  BOOST_TEST(c->nodes[0].role == "edge");  // from the name
+  BOOST_TEST(c->nodes[1].role == "cloud");
+  BOOST_TEST(c->nodes[1].host == "10.0.0.2");
+  auto t = c->emulated_testbed();
+  BOOST_REQUIRE(t.is_ok());
+  BOOST_TEST(t->uplink == "3G");
+  BOOST_TEST(t->link(node_role::edge, node_role::edge).bandwidth_mbit_per_s == 10.0);
+  auto overridden = c->emulated_testbed("4G");
+  BOOST_REQUIRE(overridden.is_ok());
+  BOOST_TEST(overridden->uplink == "4G");
+  BOOST_TEST(overridden->link(node_role::edge, node_role::edge).bandwidth_mbit_per_s == 10.0);
+}
+
+BOOST_AUTO_TEST_CASE(a_bad_cluster_file_is_refused_naming_the_key) {
+  auto expect_error = [](const std::string& text, const std::string& needle) {
+    auto c = parse_cluster_json(text, "c.json");
+    BOOST_TEST(!c.is_ok(), text);
+    BOOST_TEST(c.message().find(needle) != std::string::npos, c.message() + " lacks " + needle);
+    BOOST_TEST(c.message().find("c.json") != std::string::npos);
+  };
+  expect_error("{", "not valid JSON");
+  expect_error(R"({"nodes": []})", "lists no nodes");
+  expect_error(R"({"nodes": [{"name": "a"}]})", "needs a port");
+  expect_error(R"({"nodes": [{"name": "a", "port": 70000}]})", "nodes[0].port must be a port");
+  expect_error(R"({"nodes": [{"name": "a", "port": "1"}]})", "nodes[0].port must be a port");
+  expect_error(R"({"nodes": [{"name": "a", "port": 1}, {"name": "a", "port": 2}]})", "named twice");
+  expect_error(R"({"nodes": [{"name": "a", "port": 1, "adress": "x"}]})", "unknown key 'adress'");
+  expect_error(R"({"nodes": [{"name": "a", "port": 1}], "testbed": {"uplink": "5G"}})", "5G");
+  expect_error(R"({"nodes": [{"name": "a", "port": 1}], "testbed": {"links": {"edge-fog": {"mbit_per_s": 1, "latency_ms": 1}}}})",
+               "edge-fog");
+  expect_error(R"({"nodes": [{"name": "a", "port": 1}], "hosts": []})", "unknown key 'hosts'");
 }

@@ -1,0 +1,29 @@
+// d3-infer's options: the command line and the inference config file (JSON) it may name, read
+// into one struct; every problem is an error naming the option or key (no exits here).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "base/status.hpp"
+#include "kernels/model_zoo.hpp"
+
+namespace d3 {
+
+struct infer_options {
+  std::string nodes, cluster, model = default_model_name, plan, strategy, log, clock = "wall", uplink, input, trace;
+  int requests = 10, in_flight = 1;
+  bool adapt = false;
+  std::string profile_source = "nodes";
+  long timeout_ms = 10000;
+  uint64_t seed = 1, model_seed = default_model_seed;
+  bool verify = false, redeploy = false;
+  bool help = false;  // --help: print infer_usage and stop
+};
+
+extern const char* const infer_usage;
+
+// The options of argv[1..argc): --config FILE is read first, so the command line overrides it.
+result<infer_options> parse_infer_options(int argc, char** argv);
+
+}  // namespace d3

@@ -16,9 +16,7 @@ protocol::planner_handle spawn_planner_actor(caf::actor_system& system, std::sha
             if (from == roles.end() || to == roles.end()) continue;  // e.g. the app's own name
             samples.push_back({from->second, to->second, t.bytes, t.ms});
           }
-          std::vector<compute_sample> computes;
-          for (const compute_observation& c : report.computes) computes.push_back({c.node, c.layers, c.shares, c.ms});
-          planner->observe_compute(computes);
+          planner->observe_compute(report.computes);
           planner->observe(samples);
           planner_decision out;
           if (auto decision = planner->decide()) {

@@ -79,119 +79,126 @@ status check_bounds(const std::vector<int>& bounds, int size, const char* axis) 
   return status::ok();
 }
 
-// Fills weights from the node's cache, infers shapes, creates the executors.
-status build(stage_state& st) {
+// The fragment with its weights from the node's cache (layers whose weights the spec does not
+// carry), shapes inferred.
+status fill_fragment(stage_state& st) {
   stage_spec& spec = st.spec;
-  st.inputs = std::set<std::string>(spec.inputs.begin(), spec.inputs.end());
-  if (st.inputs.size() != spec.inputs.size() || spec.inputs.empty()) return status::error("inputs are empty or repeated");
-  if (spec.outputs.empty()) return status::error("no outputs");
-  const std::set<std::string> outputs(spec.outputs.begin(), spec.outputs.end());
-
-  if (spec.type == stage_kind::segment || spec.type == stage_kind::tile) {
-    st.fragment = std::move(spec.fragment.fragment);
-    graph& f = st.fragment;
-    int computed = 0;
-    for (size_t i = 0; i < f.layers.size(); ++i) {
-      layer& l = f.layers[i];
-      if (l.kind == layer_kind::input) continue;
-      ++computed;
-      if (spec.fragment.weights_included[i]) continue;
-      auto cached = layer_cache::process().find(spec.model_hash, l.name);
-      if (cached) {
-        if (cached->kind != l.kind)
-          return status::error("cached layer '" + l.name + "' is a " + to_string(cached->kind) + ", the spec says " +
-                               to_string(l.kind));
-        l.weights = cached->weights;
-        l.bias = cached->bias;
-      } else if (l.kind == layer_kind::convolution || l.kind == layer_kind::fully_connected) {
-        return status::error("layer '" + l.name + "' of model " + std::to_string(spec.model_hash) +
-                             " is not in this node's layer cache (not shipped)");
-      }
+  st.fragment = std::move(spec.fragment.fragment);
+  graph& f = st.fragment;
+  int computed = 0;
+  for (size_t i = 0; i < f.layers.size(); ++i) {
+    layer& l = f.layers[i];
+    if (l.kind == layer_kind::input) continue;
+    ++computed;
+    if (spec.fragment.weights_included[i]) continue;
+    auto cached = layer_cache::process().find(spec.model_hash, l.name);
+    if (cached) {
+      if (cached->kind != l.kind)
+        return status::error("cached layer '" + l.name + "' is a " + to_string(cached->kind) + ", the spec says " +
+                             to_string(l.kind));
+      l.weights = cached->weights;
+      l.bias = cached->bias;
+    } else if (l.kind == layer_kind::convolution || l.kind == layer_kind::fully_connected) {
+      return status::error("layer '" + l.name + "' of model " + std::to_string(spec.model_hash) +
+                           " is not in this node's layer cache (not shipped)");
     }
-    if (computed == 0) return status::error("the fragment has no computed layers");
-    D3_RETURN_IF_ERROR(infer_shapes(f));
-
-    if (spec.type == stage_kind::segment) {
-      auto e = executor::create(f);
-      if (!e) return e.error();
-      st.exec = std::move(e.value());
-      const auto& names = st.exec->output_names();
-      if (std::set<std::string>(names.begin(), names.end()) != outputs)
-        return status::error("the fragment's outputs differ from the spec's outputs");
-      for (const std::string& in : st.exec->input_names())
-        if (!st.inputs.count(in)) return status::error("the fragment reads '" + in + "', which is not a stage input");
-      // Warm-up: one run on zeros at setup, so the first request after a deployment or a
-      // migration does not pay first-touch page faults of the arena and cold code paths (measured:
-      // mobilenet_v2's first request on a fresh stage ~25% slower than the next ones).
-      std::vector<tensor> zeros;
-      for (const tensor_shape& shape : st.exec->input_shapes()) zeros.emplace_back(shape);
-      std::vector<const tensor*> pointers;
-      for (const tensor& t : zeros) pointers.push_back(&t);
-      if (auto warm = st.exec->run(pointers); !warm) return status::error("warm-up run: " + warm.message());
-      return status::ok();
-    }
-
-    // Tile: the run is every computed layer of the fragment, in order.
-    int first = -1, last = -1;
-    for (size_t i = 0; i < f.layers.size(); ++i)
-      if (f.layers[i].kind != layer_kind::input) {
-        if (first < 0) first = int(i);
-        last = int(i);
-      }
-    auto run = make_tiled_run(f, first, last);
-    if (!run) return run.error();
-    const tensor_shape& out = f.layers[size_t(run->output)].output_shape;
-    D3_RETURN_IF_ERROR(check_bounds(spec.grid_row_bounds, out.h, "row"));
-    D3_RETURN_IF_ERROR(check_bounds(spec.grid_col_bounds, out.w, "column"));
-    tile_grid grid{spec.grid_row_bounds, spec.grid_col_bounds};
-    if (spec.tile_index < 0 || spec.tile_index >= grid.tiles())
-      return status::error("tile index " + std::to_string(spec.tile_index) + " outside the grid's " +
-                           std::to_string(grid.tiles()) + " tiles");
-    auto geometry = plan_tiles(f, *run, grid);
-    if (!geometry) return geometry.error();
-    const int k = spec.tile_index;
-    const tile_geometry& geo = geometry.value()[size_t(k)];
-    if (geo.output != spec.tile_output_region)
-      return status::error("tile output region " + geo.output.to_string() + " differs from the app's " +
-                           spec.tile_output_region.to_string());
-    if (spec.tile_input_regions.size() != spec.inputs.size())
-      return status::error("one input region per input expected");
-    const std::string suffix = tile_suffix(k);
-    for (size_t i = 0; i < spec.inputs.size(); ++i) {
-      const std::string& in = spec.inputs[i];
-      if (in.size() <= suffix.size() || in.compare(in.size() - suffix.size(), suffix.size(), suffix) != 0)
-        return status::error("input '" + in + "' is not named '<tensor>" + suffix + "'");
-      const int idx = f.find(in.substr(0, in.size() - suffix.size()));
-      if (idx < 0 || f.layers[size_t(idx)].kind != layer_kind::input)
-        return status::error("input '" + in + "' is not an input of the run");
-      if (geo.computed[size_t(idx)] != spec.tile_input_regions[i])
-        return status::error("input '" + in + "' region " + geo.computed[size_t(idx)].to_string() +
-                             " differs from the app's " + spec.tile_input_regions[i].to_string());
-    }
-    if (spec.outputs.size() != 1 || spec.outputs[0] != f.layers[size_t(run->output)].name + suffix)
-      return status::error("the output must be '" + f.layers[size_t(run->output)].name + suffix + "'");
-    auto te = tile_executor::create(f, *run, std::move(geometry.value()), {k});
-    if (!te) return te.error();
-    st.tiles = std::move(te.value());
-    st.tile_inputs.clear();
-    for (const std::string& name : st.tiles->input_names()) {
-      if (!st.inputs.count(name + suffix)) return status::error("the run reads '" + name + "', which is no stage input");
-      st.tile_inputs.push_back(name + suffix);
-    }
-    if (st.tile_inputs.size() != st.inputs.size()) return status::error("the run does not read every stage input");
-    // Warm-up on zeros, as for segments above.
-    std::vector<tensor> zeros;
-    for (size_t i = 0; i < run->inputs.size(); ++i) {
-      const tensor_shape& whole = f.layers[size_t(run->inputs[i])].output_shape;
-      const region& r = st.tiles->geometry(k).computed[size_t(run->inputs[i])];
-      zeros.emplace_back(tensor_shape{whole.n, r.rows(), r.cols(), whole.c});
-    }
-    std::vector<const tensor*> pointers;
-    for (const tensor& t : zeros) pointers.push_back(&t);
-    if (auto warm = st.tiles->run_tile(k, pointers); !warm) return status::error("warm-up run: " + warm.message());
-    return status::ok();
   }
+  if (computed == 0) return status::error("the fragment has no computed layers");
+  D3_RETURN_IF_ERROR(infer_shapes(f));
 
+  return status::ok();
+}
+
+// A segment: one executor over the fragment, warmed up.
+status build_segment(stage_state& st, const std::set<std::string>& outputs) {
+  graph& f = st.fragment;
+  auto e = executor::create(f);
+  if (!e) return e.error();
+  st.exec = std::move(e.value());
+  const auto& names = st.exec->output_names();
+  if (std::set<std::string>(names.begin(), names.end()) != outputs)
+    return status::error("the fragment's outputs differ from the spec's outputs");
+  for (const std::string& in : st.exec->input_names())
+    if (!st.inputs.count(in)) return status::error("the fragment reads '" + in + "', which is not a stage input");
+  // Warm-up: one run on zeros at setup, so the first request after a deployment or a
+  // migration does not pay first-touch page faults of the arena and cold code paths (measured:
+  // mobilenet_v2's first request on a fresh stage ~25% slower than the next ones).
+  std::vector<tensor> zeros;
+  for (const tensor_shape& shape : st.exec->input_shapes()) zeros.emplace_back(shape);
+  std::vector<const tensor*> pointers;
+  for (const tensor& t : zeros) pointers.push_back(&t);
+  if (auto warm = st.exec->run(pointers); !warm) return status::error("warm-up run: " + warm.message());
+  return status::ok();
+}
+
+// A tile: the run's tile executor for this tile's index, its geometry checked against the app's.
+status build_tile(stage_state& st) {
+  stage_spec& spec = st.spec;
+  graph& f = st.fragment;
+  // Tile: the run is every computed layer of the fragment, in order.
+  int first = -1, last = -1;
+  for (size_t i = 0; i < f.layers.size(); ++i)
+    if (f.layers[i].kind != layer_kind::input) {
+      if (first < 0) first = int(i);
+      last = int(i);
+    }
+  auto run = make_tiled_run(f, first, last);
+  if (!run) return run.error();
+  const tensor_shape& out = f.layers[size_t(run->output)].output_shape;
+  D3_RETURN_IF_ERROR(check_bounds(spec.grid_row_bounds, out.h, "row"));
+  D3_RETURN_IF_ERROR(check_bounds(spec.grid_col_bounds, out.w, "column"));
+  tile_grid grid{spec.grid_row_bounds, spec.grid_col_bounds};
+  if (spec.tile_index < 0 || spec.tile_index >= grid.tiles())
+    return status::error("tile index " + std::to_string(spec.tile_index) + " outside the grid's " +
+                         std::to_string(grid.tiles()) + " tiles");
+  auto geometry = plan_tiles(f, *run, grid);
+  if (!geometry) return geometry.error();
+  const int k = spec.tile_index;
+  const tile_geometry& geo = geometry.value()[size_t(k)];
+  if (geo.output != spec.tile_output_region)
+    return status::error("tile output region " + geo.output.to_string() + " differs from the app's " +
+                         spec.tile_output_region.to_string());
+  if (spec.tile_input_regions.size() != spec.inputs.size())
+    return status::error("one input region per input expected");
+  const std::string suffix = tile_suffix(k);
+  for (size_t i = 0; i < spec.inputs.size(); ++i) {
+    const std::string& in = spec.inputs[i];
+    if (in.size() <= suffix.size() || in.compare(in.size() - suffix.size(), suffix.size(), suffix) != 0)
+      return status::error("input '" + in + "' is not named '<tensor>" + suffix + "'");
+    const int idx = f.find(in.substr(0, in.size() - suffix.size()));
+    if (idx < 0 || f.layers[size_t(idx)].kind != layer_kind::input)
+      return status::error("input '" + in + "' is not an input of the run");
+    if (geo.computed[size_t(idx)] != spec.tile_input_regions[i])
+      return status::error("input '" + in + "' region " + geo.computed[size_t(idx)].to_string() +
+                           " differs from the app's " + spec.tile_input_regions[i].to_string());
+  }
+  if (spec.outputs.size() != 1 || spec.outputs[0] != f.layers[size_t(run->output)].name + suffix)
+    return status::error("the output must be '" + f.layers[size_t(run->output)].name + suffix + "'");
+  auto te = tile_executor::create(f, *run, std::move(geometry.value()), {k});
+  if (!te) return te.error();
+  st.tiles = std::move(te.value());
+  st.tile_inputs.clear();
+  for (const std::string& name : st.tiles->input_names()) {
+    if (!st.inputs.count(name + suffix)) return status::error("the run reads '" + name + "', which is no stage input");
+    st.tile_inputs.push_back(name + suffix);
+  }
+  if (st.tile_inputs.size() != st.inputs.size()) return status::error("the run does not read every stage input");
+  // Warm-up on zeros, as for segments above.
+  std::vector<tensor> zeros;
+  for (size_t i = 0; i < run->inputs.size(); ++i) {
+    const tensor_shape& whole = f.layers[size_t(run->inputs[i])].output_shape;
+    const region& r = st.tiles->geometry(k).computed[size_t(run->inputs[i])];
+    zeros.emplace_back(tensor_shape{whole.n, r.rows(), r.cols(), whole.c});
+  }
+  std::vector<const tensor*> pointers;
+  for (const tensor& t : zeros) pointers.push_back(&t);
+  if (auto warm = st.tiles->run_tile(k, pointers); !warm) return status::error("warm-up run: " + warm.message());
+  return status::ok();
+}
+
+// A scatter or gather: its region copies checked against the stage's inputs and outputs.
+status check_copies(const stage_state& st, const std::set<std::string>& outputs) {
+  const stage_spec& spec = st.spec;
   if (spec.copies.empty()) return status::error("no region copies");
   std::set<std::string> parts;
   for (const region_copy& c : spec.copies) {
@@ -212,6 +219,27 @@ status build(stage_state& st) {
                              spec.whole_shape.to_string());
   }
   return status::ok();
+}
+
+// Fills weights from the node's cache, infers shapes, creates the executors.
+status build(stage_state& st) {
+  stage_spec& spec = st.spec;
+  st.inputs = std::set<std::string>(spec.inputs.begin(), spec.inputs.end());
+  if (st.inputs.size() != spec.inputs.size() || spec.inputs.empty()) return status::error("inputs are empty or repeated");
+  if (spec.outputs.empty()) return status::error("no outputs");
+  const std::set<std::string> outputs(spec.outputs.begin(), spec.outputs.end());
+  switch (spec.type) {
+    case stage_kind::segment:
+      D3_RETURN_IF_ERROR(fill_fragment(st));
+      return build_segment(st, outputs);
+    case stage_kind::tile:
+      D3_RETURN_IF_ERROR(fill_fragment(st));
+      return build_tile(st);
+    case stage_kind::scatter:
+    case stage_kind::gather:
+      return check_copies(st, outputs);
+  }
+  return status::error("unknown stage kind");
 }
 
 result<std::map<std::string, tensor>> compute(stage_state& st, std::map<std::string, tensor>& inputs) {

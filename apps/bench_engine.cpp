@@ -228,45 +228,28 @@ int bench_engine(int argc, char** argv) {
   std::vector<int> threads = {1, 2};
   int repeat = 10, warmup = 3, block = 5, settle_ms = 20;
   bool json = false, ort_spinning = false;
-  for (int i = 2; i < argc; ++i) {
-    std::string arg = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) bench_fail(bench_exit_bad_input, arg + " needs a value (see --help)");
-      return argv[++i];
-    };
-    auto number = [&](const std::string& text, int low, int high) {
-      char* end = nullptr;
-      long v = std::strtol(text.c_str(), &end, 10);
-      if (text.empty() || *end != '\0' || v < low || v > high)
-        bench_fail(bench_exit_bad_input, arg + " expects integers in [" + std::to_string(low) + ", " + std::to_string(high) +
-                                 "], got '" + text + "'");
-      return int(v);
-    };
-    if (arg == "--help" || arg == "-h") {
-      std::cout << usage;
-      return 0;
-    } else if (arg == "--models") {
-      models = value();
-    } else if (arg == "--threads") {
+  bool help = false;
+  read_bench_options(argc, argv, "see d3-bench engine --help", [&](option_reader& in) {
+    if (in.is("--help", "-h")) help = true;
+    else if (in.is("--models")) models = in.value();
+    else if (in.is("--threads")) {
       threads.clear();
-      for (const std::string& t : split_list(value())) threads.push_back(number(t, 1, 64));
-    } else if (arg == "--repeat") {
-      repeat = number(value(), 1, 100000);
-    } else if (arg == "--warmup") {
-      warmup = number(value(), 0, 100000);
-    } else if (arg == "--block") {
-      block = number(value(), 1, 100000);
-    } else if (arg == "--settle-ms") {
-      settle_ms = number(value(), 0, 10000);
-    } else if (arg == "--ort") {
-      ort_dir = value();
-    } else if (arg == "--json") {
-      json = true;
-    } else if (arg == "--ort-spinning") {
-      ort_spinning = true;
-    } else {
-      bench_fail(bench_exit_bad_input, "unknown option '" + arg + "' (see --help)");
-    }
+      for (double t : in.positive_numbers()) {
+        if (t != double(int(t)) || t > 64) in.fail("--threads expects integers in [1, 64], got " + format("%g", t));
+        threads.push_back(int(t));
+      }
+    } else if (in.is("--repeat")) repeat = int(in.integer(1, 100000));
+    else if (in.is("--warmup")) warmup = int(in.integer(0, 100000));
+    else if (in.is("--block")) block = int(in.integer(1, 100000));
+    else if (in.is("--settle-ms")) settle_ms = int(in.integer(0, 10000));
+    else if (in.is("--ort")) ort_dir = in.value();
+    else if (in.is("--json")) json = true;
+    else if (in.is("--ort-spinning")) ort_spinning = true;
+    else in.unknown();
+  });
+  if (help) {
+    std::cout << usage;
+    return 0;
   }
   if (access((ort_dir + "/node_modules/onnxruntime-node/package.json").c_str(), R_OK) != 0)
     bench_fail(bench_exit_bad_input, "ONNX Runtime is not installed in '" + ort_dir + "': run scripts/install-bench-deps.sh");

@@ -51,26 +51,17 @@ minimum milliseconds and the plan's predicted latency. The goal: googlenet <= 5 
 int bench_plan(int argc, char** argv) {
   std::vector<std::string> models = d3::builtin_model_names(), uplinks = {"CAT1", "3G", "4G", "WiFi"};
   int repeat = 20;
-  for (int i = 2; i < argc; ++i) {
-    const std::string arg = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) bench_fail(bench_exit_bad_input, arg + " needs a value (see d3-bench plan --help)");
-      return argv[++i];
-    };
-    if (arg == "--help" || arg == "-h") {
-      std::cout << plan_usage;
-      return 0;
-    } else if (arg == "--models") {
-      models = split_list(value());
-    } else if (arg == "--uplinks") {
-      uplinks = split_list(value());
-    } else if (arg == "--repeat") {
-      auto r = d3::parse_integer(arg, value(), 1, 100000);
-      if (!r) bench_fail(bench_exit_bad_input, r.message());
-      repeat = int(*r);
-    } else {
-      bench_fail(bench_exit_bad_input, "unknown option '" + arg + "' (see d3-bench plan --help)");
-    }
+  bool help = false;
+  read_bench_options(argc, argv, "see d3-bench plan --help", [&](option_reader& in) {
+    if (in.is("--help", "-h")) help = true;
+    else if (in.is("--models")) models = split_list(in.value());
+    else if (in.is("--uplinks")) uplinks = split_list(in.value());
+    else if (in.is("--repeat")) repeat = int(in.integer(1, 100000));
+    else in.unknown();
+  });
+  if (help) {
+    std::cout << plan_usage;
+    return 0;
   }
   for (const std::string& name : models) {
     auto g = d3::builtin_model(name);

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "apps/app_support.hpp"
+#include "apps/options.hpp"
 
 namespace d3 {
 
@@ -19,6 +20,18 @@ struct bench_failure {
 
 // Ends the benchmark with `code`; the stack unwinds (child processes and files close as usual).
 [[noreturn]] inline void bench_fail(int code, const std::string& message) { throw bench_failure{code, message}; }
+
+// Reads argv[2..) option by option with `read(option_reader&)`; a problem ends the benchmark as
+// bad input, naming the option (`hint` ends the message, e.g. "see d3-bench tiling --help").
+template <class Read>
+void read_bench_options(int argc, char** argv, const std::string& hint, Read read) {
+  try {
+    option_reader in(argc, argv, 2, hint);
+    while (in.next()) read(in);
+  } catch (const option_error& e) {
+    bench_fail(bench_exit_bad_input, e.message);
+  }
+}
 
 inline double median(std::vector<double> v) { return percentile(std::move(v), 0.5); }
 

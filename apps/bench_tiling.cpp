@@ -170,37 +170,21 @@ int bench_tiling(int argc, char** argv) {
   int repeat = 10, warmup = 2;
   uint64_t seed = d3::default_model_seed;
   bool json = false;
-  for (int i = 2; i < argc; ++i) {
-    std::string arg = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) bench_fail(bench_exit_bad_input, arg + " needs a value (see --help)");
-      return argv[++i];
-    };
-    auto number = [&](const std::string& text, long low, long high) {
-      char* end = nullptr;
-      long v = std::strtol(text.c_str(), &end, 10);
-      if (text.empty() || *end != '\0' || v < low || v > high)
-        bench_fail(bench_exit_bad_input, arg + " expects an integer in [" + std::to_string(low) + ", " + std::to_string(high) +
-                                 "], got '" + text + "'");
-      return v;
-    };
-    if (arg == "--help" || arg == "-h") {
-      std::cout << tiling_usage;
-      return 0;
-    } else if (arg == "--grids") {
-      grids = split_list(value());
-      if (grids.empty()) bench_fail(bench_exit_bad_input, "--grids needs at least one RxC grid");
-    } else if (arg == "--repeat") {
-      repeat = int(number(value(), 1, 100000));
-    } else if (arg == "--warmup") {
-      warmup = int(number(value(), 0, 100000));
-    } else if (arg == "--seed") {
-      seed = uint64_t(number(value(), 0, 0x7fffffffffffffffL));
-    } else if (arg == "--json") {
-      json = true;
-    } else {
-      bench_fail(bench_exit_bad_input, "unknown option '" + arg + "' (see d3-bench tiling --help)");
-    }
+  bool help = false;
+  read_bench_options(argc, argv, "see d3-bench tiling --help", [&](option_reader& in) {
+    if (in.is("--help", "-h")) help = true;
+    else if (in.is("--grids")) {
+      grids = split_list(in.value());
+      if (grids.empty()) in.fail("--grids needs at least one RxC grid");
+    } else if (in.is("--repeat")) repeat = int(in.integer(1, 100000));
+    else if (in.is("--warmup")) warmup = int(in.integer(0, 100000));
+    else if (in.is("--seed")) seed = uint64_t(in.integer(0, 0x7fffffffffffffffL));
+    else if (in.is("--json")) json = true;
+    else in.unknown();
+  });
+  if (help) {
+    std::cout << tiling_usage;
+    return 0;
   }
   // Malformed grids fail before anything runs; a grid with more tiles than the run's output has
   // rows or columns fails at its case.

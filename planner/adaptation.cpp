@@ -30,8 +30,8 @@ void adaptive_planner::observe(const std::vector<link_sample>& samples) {
   ++since_migration_;
 }
 
-void adaptive_planner::observe_compute(const std::vector<compute_sample>& samples) {
-  for (const compute_sample& c : samples) {
+void adaptive_planner::observe_compute(const std::vector<compute_observation>& samples) {
+  for (const compute_observation& c : samples) {
     auto node = estimate_.nodes.find(c.node);
     if (node == estimate_.nodes.end() || !(c.ms > 0)) continue;
     const layer_profile& times = node->second.profile_or(profile_);

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "plan/request_accounting.hpp"
 #include "planner/three_tier_space.hpp"
 
 namespace d3 {
@@ -23,14 +24,6 @@ struct link_sample {
   double ms = 0;
 };
 
-// One stage's compute observed on a node: `shares` of `layers` (graph layer indices; 1 for a
-// segment, a tile's area for a tile) took `ms`.
-struct compute_sample {
-  std::string node;
-  std::vector<int> layers;
-  std::vector<double> shares;
-  double ms = 0;
-};
 
 struct adaptation_options {
   double hysteresis = 0.05;     // a new plan must be predicted this much faster (relative)...
@@ -60,7 +53,7 @@ class adaptive_planner {
   // Node speeds: a stage's profile time (speed 1, times the shares) over its observed time is one
   // sample of its node's speed; the estimate is the median of the node's last `window` samples
   // (stages whose profile time is under 0.2 ms are too short to say anything and are skipped).
-  void observe_compute(const std::vector<compute_sample>& samples);
+  void observe_compute(const std::vector<compute_observation>& samples);
   // Called once per answered request, after observe(): a plan to migrate to, or nothing.
   std::optional<adaptation_decision> decide();
 

@@ -392,7 +392,7 @@ BOOST_AUTO_TEST_CASE(a_slower_edge_node_gets_a_smaller_tile) {
   adaptive_planner planner(g, profile, cluster, start, 1);
   std::optional<adaptation_decision> decision;
   for (int r = 0; r < 4 && !decision; ++r) {
-    std::vector<compute_sample> computes;
+    std::vector<compute_observation> computes;
     for (const stage& st : sg->stages) {
       if (st.kind != stage_kind::tile && st.kind != stage_kind::segment) continue;
       const std::vector<double> shares = layer_shares(g, *sg, st);

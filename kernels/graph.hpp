@@ -112,6 +112,9 @@ struct layer {
   tensor_shape output_shape{0, 0, 0, 0};  // filled by infer_shapes()
 };
 
+// Bytes of a layer's weights and bias (what shipping it moves).
+inline size_t weight_bytes(const layer& l) { return (l.weights.size() + l.bias.size()) * sizeof(float); }
+
 struct graph {
   std::string name;
   std::vector<layer> layers;     // any order; infer_shapes() checks the edges form a DAG

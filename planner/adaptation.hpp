@@ -9,6 +9,7 @@
 #include <deque>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -25,13 +26,35 @@ struct link_sample {
 };
 
 
+// When a migration is worth it. Every link and node speed estimate carries its uncertainty u (the
+// relative spread of its samples around it); the new plan is priced with what it uses at their
+// pessimistic ends (bandwidth and speed / (1 + u), latency * (1 + u)) and the running plan at
+// their optimistic ends, so estimates of links a plan does not use do not matter and noisy ones
+// must be beaten by a margin. Priced that way, the new plan must be faster by the hysteresis
+// (relative) and by min_gain_ms, and its gain over the next horizon_requests requests must exceed
+// what the migration costs: the weights it ships to nodes that lack them, over the estimated links
+// from the app's node, plus spawn_ms per stage. A verdict must hold on `confirmations`
+// consecutive answers (one sample decides nothing).
 struct adaptation_options {
   double hysteresis = 0.05;     // a new plan must be predicted this much faster (relative)...
   double min_gain_ms = 1.0;     // ...and at least this many ms
+  double horizon_requests = 100;  // requests a migration's gain is counted over
+  double spawn_ms = 20;           // per stage of the new plan: spawn, set up, route (wall time)
+  int confirmations = 2;          // consecutive answers a verdict must hold on
+  double max_uncertainty = 1.0;   // cap of one estimate's relative uncertainty
   int cooldown_requests = 2;    // requests observed after a migration before the next decision
   int local_radius = 2;         // boundary moves of the partial search
   size_t window = 3;            // samples per link (median): follows a change within two requests
   bool partial_search = true;   // false: always a full HPA search (the full re-partition baseline)
+  bool ship_everything = false;   // the full re-partition redeploys every layer: its cost counts all
+};
+
+// What a migration would cost (planner's estimate).
+struct migration_cost {
+  size_t bytes = 0;    // weights shipped to nodes that lack them
+  double ship_ms = 0;  // those bytes over the estimated links from the app's node, one node after another
+  double spawn_ms = 0;
+  double total_ms() const { return ship_ms + spawn_ms; }
 };
 
 struct adaptation_decision {
@@ -40,6 +63,8 @@ struct adaptation_decision {
   double current_ms = 0;    // the running plan, re-priced on the new estimates
   double predicted_ms = 0;  // the new plan
   bool partial = true;      // found by the local search near the current boundaries
+  migration_cost cost;      // what moving to it is estimated to cost
+  double robust_current_ms = 0, robust_predicted_ms = 0;  // priced at the estimates' bounds
 };
 
 class adaptive_planner {
@@ -58,12 +83,24 @@ class adaptive_planner {
   std::optional<adaptation_decision> decide();
 
   const cluster_model& estimate() const { return estimate_; }
+  // The largest relative uncertainty of a link or node speed estimate (0 before any sample).
+  double uncertainty() const { return uncertainty_; }
+  // What migrating from the running plan to `choice` would cost now (layers cached on the nodes
+  // are not shipped again).
+  migration_cost cost_of(const three_tier_space& space, const three_tier_choice& choice) const;
   const three_tier_choice& current() const { return current_; }
   int plan_version() const { return version_; }
   int decisions() const { return decisions_; }
 
  private:
   link_profile estimate_link(const std::deque<link_sample>& samples, link_profile previous) const;
+  void update_estimates();
+  // The estimates at their pessimistic (+1) or optimistic (-1) ends.
+  cluster_model bounded(int side) const;
+  // Whether moving from current_ms to ms (both robust prices) clears the hysteresis, min_gain_ms
+  // and the migration's cost over the horizon.
+  bool worth(double current_ms, double ms, const migration_cost& cost) const;
+  void remember_layers(const deployment_plan& plan);  // what the nodes now cache
 
   const graph* g_;
   layer_profile profile_;
@@ -75,6 +112,11 @@ class adaptive_planner {
   std::map<std::string, std::deque<double>> speed_samples_;                      // by node
   int since_migration_ = 1 << 20;
   int decisions_ = 0;
+  int streak_ = 0;             // consecutive answers on which some migration was worth it
+  double uncertainty_ = 0;
+  std::map<std::pair<node_role, node_role>, double> link_uncertainty_;
+  std::map<std::string, double> speed_uncertainty_;
+  std::map<std::string, std::set<int>> cached_;  // node -> layers (with weights) it holds
 };
 
 }  // namespace d3

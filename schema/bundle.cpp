@@ -345,7 +345,6 @@ uint64_t model_hash(const graph& g) {
   return h.finish();
 }
 
-size_t weight_bytes(const layer& l) { return (l.weights.size() + l.bias.size()) * sizeof(float); }
 
 layer_shipment make_fragment(const graph& g, const std::vector<int>& layers, uint64_t hash,
                              const std::vector<int>& with_weights) {

@@ -58,9 +58,6 @@ std::optional<uint64_t> peek_request_id(const uint8_t* bytes, size_t size);
 // hashes mean the same model (the key of the nodes' layer caches).
 uint64_t model_hash(const graph& g);
 
-// Bytes of a layer's weights and bias.
-size_t weight_bytes(const layer& l);
-
 struct layer_shipment {
   uint64_t model_hash = 0;
   graph fragment;                     // input layers first, then the selected layers

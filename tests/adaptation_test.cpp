@@ -1,0 +1,184 @@
+// The adaptive planner on simulated runs: every request's observations come from a true testbed
+// (the cost model's transfers and stage compute times, with measurement noise), the planner
+// decides after each answer, and its decisions are counted. Checks that decisions settle: no
+// migration on a stable testbed with noisy measurements, few migrations per change, none when
+// the gain does not pay for the weights it ships.
+#define BOOST_TEST_MODULE adaptation
+#include <boost/test/unit_test.hpp>
+
+#include <cstdlib>
+#include <random>
+
+#include "emulation/testbed_file.hpp"
+#include "kernels/model_zoo.hpp"
+#include "planner/adaptation.hpp"
+#include "planner/strategies.hpp"
+
+using namespace d3;
+
+namespace {
+
+graph load(const std::string& name) {
+  auto g = builtin_model(name);
+  BOOST_REQUIRE_MESSAGE(g.is_ok(), g.message());
+  return std::move(g.value());
+}
+
+node_role role_of(const cluster_model& c, const std::string& node) {
+  auto it = c.nodes.find(node);
+  return it == c.nodes.end() ? node_role::device : it->second.role;  // "app": the device
+}
+
+// One run of requests against a true testbed that changes at given requests.
+struct simulation {
+  const graph& g;
+  layer_profile profile;
+  double noise = 0.0;  // relative, uniform in [-noise, +noise] on every observed time
+  std::mt19937 random{7};
+
+  double noisy(double ms) {
+    std::uniform_real_distribution<double> u(-noise, noise);
+    return ms * (1.0 + u(random));
+  }
+
+  // The observations one request of `plan` yields on `truth`, fed to `planner`; its decision.
+  std::optional<adaptation_decision> request(adaptive_planner& planner, const deployment_plan& plan,
+                                             const cluster_model& truth, int index) {
+    auto sg = build_stage_graph(g, plan);
+    BOOST_REQUIRE(sg.is_ok());
+    std::vector<link_sample> links;
+    for (const link_bytes& l : bytes_between_nodes(g, *sg, "app")) {
+      const node_role from = role_of(truth, l.from == "app" ? truth.app_node : l.from);
+      const node_role to = role_of(truth, l.to == "app" ? truth.app_node : l.to);
+      links.push_back({from, to, l.bytes, noisy(transfer_ms(truth.links.link(from, to), l.bytes))});
+    }
+    // Idle links are probed every third request (1 and 16 KB), as the runtime does.
+    if (index % 3 == 0)
+      for (auto [from, to] : {std::pair{node_role::device, node_role::edge}, {node_role::edge, node_role::cloud},
+                              {node_role::edge, node_role::edge}})
+        for (size_t bytes : {size_t(1024), size_t(16384)})
+          links.push_back({from, to, bytes, noisy(transfer_ms(truth.links.link(from, to), bytes))});
+    std::vector<compute_observation> computes;
+    for (const stage& st : sg->stages) {
+      if (st.kind != stage_kind::segment && st.kind != stage_kind::tile) continue;
+      const std::vector<double> shares = layer_shares(g, *sg, st);
+      double ms = 0;
+      for (size_t k = 0; k < shares.size(); ++k) ms += profile.milliseconds[size_t(st.layers[k])] * shares[k];
+      computes.push_back({st.node, st.layers, shares, noisy(ms / truth.nodes.at(st.node).speed)});
+    }
+    planner.observe_compute(computes);
+    planner.observe(links);
+    return planner.decide();
+  }
+};
+
+cluster_model d3_cluster(const std::string& scenario) {
+  const testbed_file bed = testbed_file::d3_setting();
+  return cluster_model::evaluation(bed.with(*bed.scenario(scenario)), bed.edge_nodes);
+}
+
+// D3's setting with the backbone (edge<->cloud) at `mbit` Mbit/s, 20 ms.
+cluster_model d3_backbone(double mbit) {
+  testbed_file bed = testbed_file::d3_setting();
+  testbed t = bed.base;
+  t.edge_cloud = {mbit, 20.0};
+  return cluster_model::evaluation(t, bed.edge_nodes);
+}
+
+struct run_result {
+  int migrations = 0;
+  size_t bytes = 0;
+  deployment_plan plan;
+};
+
+// Runs `requests` requests; `truth_at(i)` is the testbed of request i.
+template <class Truth>
+run_result run(simulation& sim, const cluster_model& start_cluster, int requests, Truth truth_at,
+               adaptation_options options = {}) {
+  three_tier_choice start;
+  auto planned = hpa_strategy(sim.g, sim.profile, start_cluster, {}, &start);
+  BOOST_REQUIRE(planned.is_ok());
+  adaptive_planner planner(sim.g, sim.profile, start_cluster, start, 1, options);
+  run_result r;
+  r.plan = planned->plan;
+  for (int i = 0; i < requests; ++i) {
+    auto d = sim.request(planner, r.plan, truth_at(i), i);
+    if (std::getenv("D3_TRACE_ADAPT"))
+      BOOST_TEST_MESSAGE("  request " << i << ": uncertainty " << planner.uncertainty() << ", backbone "
+                                      << planner.estimate().links.edge_cloud.bandwidth_mbit_per_s << " Mbit/s, device-cloud "
+                                      << planner.estimate().links.link(node_role::device, node_role::cloud).bandwidth_mbit_per_s);
+    if (d) {
+      BOOST_TEST_MESSAGE("  request " << i << ": migrate (" << (d->partial ? "partial" : "full") << ") "
+                                      << d->current_ms << " -> " << d->predicted_ms << " ms, ships " << d->cost.bytes
+                                      << " B in " << d->cost.total_ms() << " ms; uncertainty " << planner.uncertainty());
+      ++r.migrations;
+      r.bytes += d->cost.bytes;
+      r.plan = d->plan;
+    }
+  }
+  return r;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(a_stable_testbed_with_noisy_measurements_causes_no_migration) {
+  for (const std::string name : {"alexnet", "resnet18", "googlenet"})
+    for (const std::string scenario : {"3G", "WiFi"}) {
+      const graph g = load(name);
+      simulation sim{g, profile_from_flops(g, 100.0), 0.2};
+      const cluster_model truth = d3_cluster(scenario);
+      const run_result r = run(sim, truth, 200, [&](int) { return truth; });
+      BOOST_TEST(r.migrations == 0, name << " " << scenario << ": " << r.migrations << " migrations over 200 requests");
+    }
+}
+
+BOOST_AUTO_TEST_CASE(a_backbone_drop_causes_at_most_two_migrations) {
+  for (const std::string name : {"alexnet", "resnet18", "vgg16", "googlenet", "mobilenet_v2"}) {
+    const graph g = load(name);
+    simulation sim{g, profile_from_flops(g, 100.0), 0.05};
+    // The trace: a 100 Mbit/s backbone drops to 5 Mbit/s.
+    const cluster_model before = d3_backbone(100), after = d3_backbone(5);
+    const run_result r = run(sim, before, 120, [&](int i) { return i < 20 ? before : after; });
+    BOOST_TEST_MESSAGE(name << ": backbone 100 -> 5 Mbit/s: " << r.migrations << " migrations, " << r.bytes
+                            << " weight bytes shipped");
+    BOOST_TEST(r.migrations <= 2, name << ": " << r.migrations << " migrations after one backbone drop");
+    // Where it ends is no slower on the new testbed than where it started (it may stay put).
+    auto start = hpa_strategy(g, sim.profile, before);
+    auto end_sg = build_stage_graph(g, r.plan);
+    auto start_sg = build_stage_graph(g, start->plan);
+    BOOST_REQUIRE(end_sg.is_ok() && start_sg.is_ok());
+    auto end_ms = predict_plan(g, *end_sg, sim.profile, after), start_ms = predict_plan(g, *start_sg, sim.profile, after);
+    BOOST_REQUIRE(end_ms.is_ok() && start_ms.is_ok());
+    BOOST_TEST(end_ms->latency_ms <= start_ms->latency_ms * 1.001, name);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(a_gain_smaller_than_the_shipping_cost_causes_no_migration) {
+  // An edge node slowing to a fifth moves work: worth it over a long horizon, not over one
+  // request when the move ships weights over the LAN.
+  const graph g = load("vgg16");
+  simulation sim{g, profile_from_flops(g, 100.0), 0.0};
+  const cluster_model before = d3_cluster("WiFi");
+  cluster_model after = before;
+  for (auto& [name, node] : after.nodes)
+    if (node.role == node_role::edge) node.speed /= 5;
+  adaptation_options long_horizon, one_request;
+  long_horizon.horizon_requests = 1e7;
+  one_request.horizon_requests = 1;
+  const run_result paid = run(sim, before, 40, [&](int i) { return i < 5 ? before : after; }, long_horizon);
+  BOOST_TEST(paid.migrations >= 1, "slower edges: no migration even over 1e7 requests");
+  BOOST_TEST(paid.bytes > 0u);
+  const run_result unpaid = run(sim, before, 40, [&](int i) { return i < 5 ? before : after; }, one_request);
+  BOOST_TEST(unpaid.migrations == 0, unpaid.migrations << " migrations whose gain over one request is below their cost");
+}
+
+BOOST_AUTO_TEST_CASE(a_migration_needs_confirming_answers) {
+  // One answer with a slow backbone, then the old testbed again: no migration.
+  const graph g = load("alexnet");
+  simulation sim{g, profile_from_flops(g, 100.0), 0.0};
+  const cluster_model before = d3_cluster("WiFi"), blip = d3_cluster("CAT1");
+  adaptation_options options;
+  options.window = 1;  // even with no median: one sample decides nothing
+  const run_result r = run(sim, before, 30, [&](int i) { return i == 10 ? blip : before; }, options);
+  BOOST_TEST(r.migrations == 0);
+}

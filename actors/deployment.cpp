@@ -155,8 +155,16 @@ result<migration_report> deployment::migrate(const graph& g, const deployment_pl
     if (it == before.end() || it->second != nodes) m.layers_moved.push_back(g.layers[size_t(l)].name);
     else ++m.layers_unchanged;
   }
-  // The running version keeps its in-flight requests; it retires when they are answered.
-  deployed_version& old = *current();
+  m.virtual_start_ms = m.ready_virtual_ms = virtual_now_;
+  auto ready = charge_shipments(m.deploy);
+  if (!ready) {
+    exit_actors(installed->actors);
+    return status::error("migrate to plan version " + std::to_string(plan.version) + ": " + ready.message());
+  }
+  m.ready_virtual_ms = *ready;
+  installed->ready_ms = *ready;
+  // The running version keeps its in-flight requests (and the new ones until the new version is
+  // ready); it retires when no request needs it any more.
   versions_[plan.version] = std::move(installed.value());
   current_ = plan.version;
   m.deploy.deploy_ms = ms_since(started);
@@ -170,13 +178,50 @@ result<migration_report> deployment::migrate(const graph& g, const deployment_pl
        {"layers_shipped", m.deploy.layers_shipped},
        {"strategy", plan.strategy},
        {"redeploy_everything", ship_everything},
-       {"migrate_ms", m.deploy.deploy_ms}});
-  if (old.in_flight == 0) {
-    retire(old, "migrated, no request in flight");
-    versions_.erase(m.from_version);
-  }
+       {"migrate_ms", m.deploy.deploy_ms},
+       {"ready_virtual_ms", m.ready_virtual_ms},
+       {"ship_virtual_ms", m.ready_virtual_ms - m.virtual_start_ms}});
+  retire_idle(virtual_now_);
   migrations_.push_back(m);
   return m;
+}
+
+result<double> deployment::charge_shipments(const deploy_report& shipped) {
+  const emulation_settings& em = options_.emulation;
+  double ready = virtual_now_;
+  if (em.clock != clock_mode::virtual_time || !em.shaped) return ready;
+  auto app = nodes_.find(em.app_node);
+  for (const auto& [node, bytes] : shipped.weight_bytes_per_node) {
+    if (bytes == 0 || node == em.app_node) continue;
+    // The app's own link clock (its request inputs) and the app node's (its stages' sends).
+    if (auto link = app_links_.find(node); link != app_links_.end()) ready = std::max(ready, link->second.send(virtual_now_, bytes));
+    if (app == nodes_.end() || down_nodes_.count(em.app_node)) continue;
+    auto arrival = ask<double>(*self_, app->second, options_.timeout,
+                               "node '" + em.app_node + "': charging the shipment to node '" + node + "'",
+                               protocol::occupy_atom::value, node, virtual_now_, uint64_t(bytes));
+    if (!arrival) return arrival.error();
+    ready = std::max(ready, *arrival);
+  }
+  return ready;
+}
+
+deployment::deployed_version* deployment::serving(double now_ms) {
+  for (auto it = versions_.rbegin(); it != versions_.rend(); ++it)
+    if (it->second.ready_ms <= now_ms) return &it->second;
+  return current();  // none ready: the newest (only before the first deploy completes)
+}
+
+void deployment::retire_idle(double now_ms) {
+  const deployed_version* serves = serving(now_ms);
+  for (auto it = versions_.begin(); it != versions_.end();) {
+    deployed_version& v = it->second;
+    if (&v == serves || v.version == current_ || v.in_flight > 0 || v.version > serves->version) {
+      ++it;
+      continue;
+    }
+    retire(v, "a newer version serves and no request of its own is in flight");
+    it = versions_.erase(it);
+  }
 }
 
 void deployment::retire(deployed_version& v, const std::string& reason) {

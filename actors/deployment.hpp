@@ -107,6 +107,9 @@ struct request_outcome {
 struct migration_report {
   int from_version = 0, to_version = 0;
   std::vector<std::string> layers_moved;  // layers whose set of nodes changed
+  // Virtual clock, shaped links: when the migration started and when its weights had crossed the
+  // emulated links (the new version serves requests starting from then on); equal otherwise.
+  double virtual_start_ms = 0, ready_virtual_ms = 0;
   size_t layers_unchanged = 0;
   deploy_report deploy;                   // shipping of the new version (moved layers only)
 };
@@ -133,7 +136,9 @@ class deployment {
   // stopping it: ships only the layers a node lacks (the moved ones), spawns and wires the new
   // stages, then sends every new request to them. Requests in flight finish on their version;
   // a version is retired (its actors exited) when its last request is answered. The emulation's
-  // clocks keep running. Logs "layers_migrated" with the layers moved and the bytes shipped.
+  // clocks keep running; under the virtual clock with shaped links the shipped weights occupy the
+  // links from the app's node (requests sharing them queue behind) and the new version takes the
+  // requests that start once they have arrived (migration_report::ready_virtual_ms). Logs "layers_migrated" with the layers moved and the bytes shipped.
   // With `ship_everything` (the full re-partition a partial adjustment is compared with) every
   // layer of the new plan is shipped to its node again, cached or not: a redeploy from scratch,
   // still without stopping the requests.
@@ -212,12 +217,22 @@ class deployment {
     std::set<size_t> gone;  // stages known to have exited
     std::string broken;     // why this version cannot answer any more (a stage is gone)
     size_t in_flight = 0;   // requests sent under it and not answered yet (run())
+    // Virtual clock: when its layers have crossed the emulated links (requests that start
+    // earlier go to the newest older version that is ready). 0: ready at once.
+    double ready_ms = 0;
   };
 
   void log(topology_event event);
   // The running version (nullptr: nothing deployed).
   deployed_version* current();
   const deployed_version* current() const;
+  // The version a request starting at virtual `now_ms` goes to: the newest one ready then.
+  deployed_version* serving(double now_ms);
+  // Retires the older versions no request needs any more (none in flight, a newer one ready).
+  void retire_idle(double now_ms);
+  // Virtual clock, shaped links: the layer shipments of a migration occupy the links from the
+  // app's node to each node that received weights; the virtual time the last one arrives.
+  result<double> charge_shipments(const deploy_report& shipped);
 
   // actors/installer.cpp: ships, spawns and wires `plan`'s stages next to whatever runs.
   result<deployed_version> install(const graph& g, const deployment_plan& plan, deploy_report& report,

@@ -54,6 +54,9 @@ protocol::node_handle::behavior_type node_actor(protocol::node_handle::pointer s
         return rp;
       },
       [=](protocol::echo_atom, const bytes&, double arrival) { return arrival; },
+      [=](protocol::occupy_atom, const std::string& dest_name, double send_ms, uint64_t size) {
+        return emulation().send(dest_name, send_ms, size_t(size));
+      },
       [=](protocol::profile_atom, const bytes& fragment, int32_t repeats) {
         std::string result = profile_fragment(fragment, int(repeats));
         print_node_event("profile probe answered (" + std::to_string(result.size()) + " bytes of JSON)");

@@ -23,6 +23,9 @@
 //                 probe took on the emulated link to B (the node sends B (echo, payload, arrival
 //                 ms) and B answers the arrival). Light probes of idle links for the planner.
 //   (echo, bytes, double arrival)                -> double arrival
+//   (occupy, string node B, double send ms, uint64 bytes) -> double: the arrival of `bytes` sent
+//                 to B at `send ms` over this node's emulated link to B, which they occupy (the
+//                 app's layer shipments from this node: requests sharing the link queue behind)
 //   (profile, bytes LayerShipment without weights, int32 repeats) -> string JSON
 //                 {"layers": {name: ms}, "messages": {"encode_ms", "encode_ms_per_mb", "decode_ms",
 //                 "decode_ms_per_mb", "copy_ms_per_mb"}} (the node's per-layer compute times and
@@ -73,6 +76,7 @@ using probe_atom = caf::atom_constant<caf::atom("d3probe")>;
 using echo_atom = caf::atom_constant<caf::atom("d3echo")>;
 using profile_atom = caf::atom_constant<caf::atom("d3profile")>;
 using observe_atom = caf::atom_constant<caf::atom("d3observe")>;
+using occupy_atom = caf::atom_constant<caf::atom("d3occupy")>;
 
 // A node's answer to info.
 struct node_info {
@@ -101,7 +105,8 @@ using node_handle = echo_handle::extend<
     caf::replies_to<peer_atom, std::string, uint16_t>::with<ok_atom>,
     caf::replies_to<emul_atom, std::string>::with<ok_atom>,
     caf::replies_to<probe_atom, echo_handle, std::string, uint64_t, double>::with<double>,
-    caf::replies_to<profile_atom, bytes, int32_t>::with<std::string>>;
+    caf::replies_to<profile_atom, bytes, int32_t>::with<std::string>,
+    caf::replies_to<occupy_atom, std::string, double, uint64_t>::with<double>>;
 using planner_handle = caf::typed_actor<caf::replies_to<observe_atom, planner_report>::with<planner_decision>>;
 
 constexpr const char* segment_type = "d3_segment";

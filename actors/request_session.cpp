@@ -45,7 +45,10 @@ std::vector<request_outcome> request_session::run() {
 }
 
 void request_session::start(size_t i) {
-  deployment::deployed_version& v = *dep_.current();
+  // Emulation: the app sits on the app node; inputs for stages elsewhere cross its links.
+  const double send_ms = virtual_clock_ ? dep_.virtual_now_ : ms_since(dep_.wall_epoch_);
+  deployment::deployed_version& v = *dep_.serving(send_ms);
+  dep_.retire_idle(send_ms);
   const uint64_t id = dep_.next_request_id_++;
   request_outcome& o = outcomes_[i];
   o.id = id;
@@ -55,8 +58,6 @@ void request_session::start(size_t i) {
   started_[i] = clock_type::now();
   if (!dep_.broken_.empty()) return finish(id, dep_.broken_);
   if (!v.broken.empty()) return finish(id, v.broken);
-  // Emulation: the app sits on the app node; inputs for stages elsewhere cross its links.
-  const double send_ms = virtual_clock_ ? dep_.virtual_now_ : ms_since(dep_.wall_epoch_);
   if (dep_.trace_) {
     status followed = dep_.follow_trace(send_ms);
     if (!followed) return finish(id, followed.message());
@@ -99,10 +100,7 @@ void request_session::settle_version(request_outcome& o) {
     o.computes = v.accounting.computes(o.stage_reports);
   }
   if (v.in_flight > 0) --v.in_flight;
-  if (v.version != dep_.current_ && v.in_flight == 0) {
-    dep_.retire(v, "its last request was answered");
-    dep_.versions_.erase(found);
-  }
+  dep_.retire_idle(virtual_clock_ ? dep_.virtual_now_ : ms_since(dep_.wall_epoch_));
 }
 
 void request_session::fail_waiting(const std::string& why, std::optional<int> version) {

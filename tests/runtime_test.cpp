@@ -673,6 +673,15 @@ BOOST_FIXTURE_TEST_CASE(live_migration_loses_no_request_and_ships_only_moved_lay
   BOOST_TEST(on_first >= 5);
   BOOST_TEST(on_second >= 1);
   BOOST_TEST(dep.stray_errors().empty());
+  // The shipped weights crossed the emulated device->cloud link (WiFi: 18.88 Mbit/s, 25 ms) before
+  // the new version took requests; the requests that started meanwhile stayed on the old one.
+  const double ship_ms = 25.0 + double(m.deploy.weight_bytes_shipped) * 8.0 / (18.88 * 1e3);
+  BOOST_TEST(m.ready_virtual_ms - m.virtual_start_ms >= ship_ms * 0.999);
+  for (const auto& o : outcomes) {
+    if (o.plan_version == 2) BOOST_TEST(o.virtual_start_ms >= m.ready_virtual_ms, o.id);
+    if (o.plan_version == 1 && o.virtual_start_ms > m.virtual_start_ms)
+      BOOST_TEST(o.virtual_start_ms < m.ready_virtual_ms, o.id);
+  }
 }
 
 // After a 10x uplink drop the planner actor, fed only by the transfers the stages' virtual times

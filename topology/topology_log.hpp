@@ -10,7 +10,8 @@
 //    "plan_version": V, "sends_to": [ID, ...]}
 //   {"time": T, "event": "layers_migrated",   "from_version": V, "to_version": V, "layers": [names],
 //    "layers_moved": K, "layers_unchanged": K, "weight_bytes_shipped": B, "layers_shipped": K,
-//    "strategy": S, "redeploy_everything": bool, "migrate_ms": ms}
+//    "strategy": S, "redeploy_everything": bool, "migrate_ms": ms, "ready_virtual_ms": ms,
+//    "ship_virtual_ms": ms}
 //   {"time": T, "event": "migration_failed",  "version": V, "error": "..."}
 //   {"time": T, "event": "plan_retired",      "version": V, "actors": K, "reason": "..."}
 //   {"time": T, "event": "emulation_changed", "uplink": NAME, "device_edge_mbit_per_s": B,

@@ -115,6 +115,7 @@ status deployment::connect(const std::vector<node_endpoint>& nodes) {
     nodes_[n.name] = handle;
     self->monitor(handle);
     roles_[n.name] = info->role;
+    health_[n.name].last_answer = std::chrono::steady_clock::now();
     log({{"event", "node_up"}, {"node", n.name}, {"role", info->role}, {"address", n.address()}});
   }
   return status::ok();
@@ -131,6 +132,8 @@ result<deploy_report> deployment::deploy(const graph& g, const deployment_plan& 
   trace_applied_ = -1;  // a trace's times count from this deploy
   auto installed = install(g, plan, report);
   if (!installed) return installed.error();
+  graph_ = &g;
+  deployed_plan_ = plan;
   versions_[plan.version] = std::move(installed.value());
   current_ = plan.version;
   broken_.clear();
@@ -207,8 +210,9 @@ result<double> deployment::charge_shipments(const deploy_report& shipped) {
 
 deployment::deployed_version* deployment::serving(double now_ms) {
   for (auto it = versions_.rbegin(); it != versions_.rend(); ++it)
-    if (it->second.ready_ms <= now_ms) return &it->second;
-  return current();  // none ready: the newest (only before the first deploy completes)
+    if (it->second.ready_ms <= now_ms && (it->second.broken.empty() || it->second.version == current_))
+      return &it->second;
+  return current();  // none ready and whole: the newest
 }
 
 void deployment::retire_idle(double now_ms) {
@@ -293,8 +297,7 @@ status deployment::follow_trace(double now_ms) {
 std::string deployment::note_node_down(const caf::down_msg& down) {
   for (const auto& [name, node] : nodes_)
     if (node.address() == down.source) {
-      if (down_nodes_.insert(name).second)
-        log({{"event", "node_down"}, {"node", name}, {"reason", system_.render(down.reason)}});
+      mark_node_down(name, "connection lost: " + system_.render(down.reason));
       return name;
     }
   return "";

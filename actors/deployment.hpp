@@ -73,6 +73,18 @@ struct deployment_options {
   // and the cloud) whose link carried no transfer for this many answers is probed with two small
   // messages (1 and 16 KB) through the nodes; the probes join the answer's transfers. 0: never.
   int idle_probe_every = 0;
+  // Fault detection while requests run (run()): every node is pinged each `heartbeat`; a node whose
+  // connection is lost is down at once (CAF's down message), one that answers no ping for
+  // `silence` is down too (a frozen process keeps its connection open).
+  std::chrono::milliseconds heartbeat{250};
+  std::chrono::milliseconds silence{1250};
+  // Failover: when a node is lost, re-plan on the nodes left (set_replanner, else repair_plan of
+  // the deployed plan), migrate, and re-send every request not yet answered. false: the requests
+  // of a version that lost a node fail.
+  bool failover = true;
+  // Rejoin: nodes that are down are reconnected (same address) this often while requests run;
+  // one that answers again is used again (the plan is recomputed with it). 0: never.
+  std::chrono::milliseconds reconnect_every{1000};
 };
 
 struct deploy_report {
@@ -129,7 +141,8 @@ class deployment {
 
   // Deploys `plan` of `g` (prepared): stage graph, peer connections for node-to-node traffic,
   // layer shipping (only what each node lacks), remote_spawn of every stage, setup, routes.
-  // A previous deployment is torn down first.
+  // A previous deployment is torn down first. `g` must outlive the deployment (failover re-plans
+  // on it).
   result<deploy_report> deploy(const graph& g, const deployment_plan& plan);
 
   // Deploys `plan` (a higher version than the running one) next to the running version, without
@@ -167,6 +180,26 @@ class deployment {
     adaptation_redeploys_everything_ = redeploy_everything;
   }
   const std::vector<migration_report>& migrations() const { return migrations_; }
+
+  // The plan to run on `available` nodes (name -> role) after a node was lost or came back;
+  // `deployed`: the plan given to deploy(). Default: repair_plan(g, deployed, available).
+  using replan_hook = std::function<result<deployment_plan>(const std::map<std::string, std::string>& available,
+                                                            const deployment_plan& deployed)>;
+  void set_replanner(replan_hook hook) { replanner_ = std::move(hook); }
+
+  // One node loss or rejoin as the deployment handled it.
+  struct fault_event {
+    std::string node, what;   // what: "down" or "rejoined"
+    std::string cause;        // down: "connection lost: ..." or "no heartbeat for N ms"
+    double detected_after_ms = 0;  // down: since the node's last heartbeat answer
+    double recovered_ms = 0;       // wall ms the failover (re-plan, migration, re-sends) took
+    int new_version = 0;           // the version it moved to (0: none)
+    size_t requests_resent = 0;
+    std::string error;             // why no failover happened
+  };
+  const std::vector<fault_event>& faults() const { return faults_; }
+  // Answers that came for a request already answered (after a re-send), dropped.
+  size_t duplicates_dropped() const { return duplicates_dropped_; }
 
   // Runs one request per input map (graph input name -> tensor), at most `in_flight` at once.
   // Every request gets an outcome; an answer missing for `timeout` fails the requests waiting.
@@ -220,6 +253,7 @@ class deployment {
     // Virtual clock: when its layers have crossed the emulated links (requests that start
     // earlier go to the newest older version that is ready). 0: ready at once.
     double ready_ms = 0;
+    deployment_plan plan;
   };
 
   void log(topology_event event);
@@ -258,6 +292,31 @@ class deployment {
   void drain_down_messages();
   void probe_idle_links(request_outcome& o);
 
+  // actors/failover.cpp.
+  struct node_health {
+    std::chrono::steady_clock::time_point last_answer;  // connect or last pong
+    std::chrono::steady_clock::time_point next_reconnect;
+    bool answered_while_down = false;  // a pong after it was marked down: it was frozen, not gone
+  };
+  // Counts silence from now for every live node: called when the app starts listening again
+  // after a blocking step (pongs were not read meanwhile, which is not the nodes' fault).
+  void refresh_health();
+  // Pings every live node when due; nodes silent for options_.silence are returned (not yet
+  // marked down).
+  std::vector<std::string> heartbeat();
+  void on_pong(const caf::actor_addr& from);
+  // Marks `node` down (logged once with the cause and the delay since its last answer) and every
+  // version with a stage on it broken. Returns false when it was down already.
+  bool mark_node_down(const std::string& node, const std::string& cause);
+  // The nodes usable now, name -> role.
+  std::map<std::string, std::string> available_nodes() const;
+  // Re-plans on the nodes left and installs that plan as the current version (a migration);
+  // the new version, or why not.
+  result<int> fail_over(const std::string& why);
+  result<int> fail_over_once(const std::string& why);
+  // Tries to reconnect the nodes that are down (when due); the ones that answer again.
+  std::vector<std::string> try_rejoin();
+
   caf::actor_system& system_;
   deployment_options options_;
   std::unique_ptr<caf::scoped_actor> self_;
@@ -266,6 +325,14 @@ class deployment {
   std::map<std::string, std::string> roles_;
   std::set<std::pair<std::string, std::string>> peered_;
   std::set<std::string> down_nodes_;  // nodes whose node actor went away (process gone)
+  std::map<std::string, node_health> health_;
+  std::chrono::steady_clock::time_point next_ping_;
+  uint64_t ping_seq_ = 0;
+  replan_hook replanner_;
+  const graph* graph_ = nullptr;  // of the last deploy(); the caller keeps it alive
+  deployment_plan deployed_plan_;  // the plan given to the last deploy()
+  std::vector<fault_event> faults_;
+  size_t duplicates_dropped_ = 0;
 
   // Invariant: versions_ holds the current version (*current_; none: nothing deployed) and the
   // older ones with requests still in flight; every actor of every version in it is monitored.

@@ -102,6 +102,7 @@ result<deployment::deployed_version> deployment::install(const graph& g, const d
 
   deployed_version v;
   v.version = plan.version;
+  v.plan = plan;
   if (status spawned = spawn_stages(g, *sg, plan.version, report.model_hash, v.actors); !spawned) {
     exit_actors(v.actors);
     return spawned;

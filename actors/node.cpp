@@ -54,6 +54,7 @@ protocol::node_handle::behavior_type node_actor(protocol::node_handle::pointer s
         return rp;
       },
       [=](protocol::echo_atom, const bytes&, double arrival) { return arrival; },
+      [=](protocol::ping_atom, uint64_t seq) { return std::make_tuple(protocol::pong_atom::value, seq); },
       [=](protocol::occupy_atom, const std::string& dest_name, double send_ms, uint64_t size) {
         return emulation().send(dest_name, send_ms, size_t(size));
       },

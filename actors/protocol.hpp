@@ -23,6 +23,8 @@
 //                 probe took on the emulated link to B (the node sends B (echo, payload, arrival
 //                 ms) and B answers the arrival). Light probes of idle links for the planner.
 //   (echo, bytes, double arrival)                -> double arrival
+//   (ping, uint64 seq) -> (pong, seq): the app's heartbeat (sent without a request: the pong comes
+//                 back as a message; a node that stops answering is frozen or gone)
 //   (occupy, string node B, double send ms, uint64 bytes) -> double: the arrival of `bytes` sent
 //                 to B at `send ms` over this node's emulated link to B, which they occupy (the
 //                 app's layer shipments from this node: requests sharing the link queue behind)
@@ -77,6 +79,8 @@ using echo_atom = caf::atom_constant<caf::atom("d3echo")>;
 using profile_atom = caf::atom_constant<caf::atom("d3profile")>;
 using observe_atom = caf::atom_constant<caf::atom("d3observe")>;
 using occupy_atom = caf::atom_constant<caf::atom("d3occupy")>;
+using ping_atom = caf::atom_constant<caf::atom("d3ping")>;
+using pong_atom = caf::atom_constant<caf::atom("d3pong")>;
 
 // A node's answer to info.
 struct node_info {
@@ -106,7 +110,8 @@ using node_handle = echo_handle::extend<
     caf::replies_to<emul_atom, std::string>::with<ok_atom>,
     caf::replies_to<probe_atom, echo_handle, std::string, uint64_t, double>::with<double>,
     caf::replies_to<profile_atom, bytes, int32_t>::with<std::string>,
-    caf::replies_to<occupy_atom, std::string, double, uint64_t>::with<double>>;
+    caf::replies_to<occupy_atom, std::string, double, uint64_t>::with<double>,
+    caf::replies_to<ping_atom, uint64_t>::with<pong_atom, uint64_t>>;
 using planner_handle = caf::typed_actor<caf::replies_to<observe_atom, planner_report>::with<planner_decision>>;
 
 constexpr const char* segment_type = "d3_segment";

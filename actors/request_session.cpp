@@ -22,18 +22,27 @@ request_session::request_session(deployment& dep, const std::vector<std::map<std
       in_flight_(size_t(std::max(1, in_flight))),
       virtual_clock_(dep.options_.emulation.clock == clock_mode::virtual_time),
       outcomes_(inputs.size()),
-      started_(inputs.size()) {}
+      started_(inputs.size()),
+      deadline_(inputs.size()),
+      sent_versions_(inputs.size()),
+      resent_(inputs.size(), false) {}
+
+double request_session::now_ms() const {
+  return virtual_clock_ ? dep_.virtual_now_ : ms_since(dep_.wall_epoch_);
+}
 
 std::vector<request_outcome> request_session::run() {
-  const std::chrono::milliseconds timeout = dep_.options_.timeout;
+  dep_.refresh_health();
   while (done_ < inputs_.size()) {
     migrate_to_pending();
     while (active_.size() < in_flight_ && next_ < inputs_.size()) start(next_++);
+    watch_nodes();
     if (active_.empty() || expire_late()) continue;
-    // The oldest waiting request sets the deadline.
-    clock_type::time_point oldest = clock_type::time_point::max();
-    for (const auto& [id, i] : active_) oldest = std::min(oldest, started_[i]);
-    const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(oldest + timeout - clock_type::now());
+    // The earliest deadline of a waiting request, or the next heartbeat, sets the wait.
+    clock_type::time_point earliest = clock_type::time_point::max();
+    for (const auto& [id, i] : active_) earliest = std::min(earliest, deadline_[i]);
+    auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(earliest - clock_type::now());
+    wait = std::min(wait, dep_.options_.heartbeat);
     receive(wait + std::chrono::milliseconds(1));
   }
   // Answers already queued (duplicates would be here) are accounted before returning.
@@ -46,7 +55,7 @@ std::vector<request_outcome> request_session::run() {
 
 void request_session::start(size_t i) {
   // Emulation: the app sits on the app node; inputs for stages elsewhere cross its links.
-  const double send_ms = virtual_clock_ ? dep_.virtual_now_ : ms_since(dep_.wall_epoch_);
+  const double send_ms = now_ms();
   deployment::deployed_version& v = *dep_.serving(send_ms);
   dep_.retire_idle(send_ms);
   const uint64_t id = dep_.next_request_id_++;
@@ -56,6 +65,8 @@ void request_session::start(size_t i) {
   ++v.in_flight;
   active_[id] = i;
   started_[i] = clock_type::now();
+  deadline_[i] = started_[i] + dep_.options_.timeout;
+  sent_versions_[i].insert(v.version);
   if (!dep_.broken_.empty()) return finish(id, dep_.broken_);
   if (!v.broken.empty()) return finish(id, v.broken);
   if (dep_.trace_) {
@@ -64,15 +75,92 @@ void request_session::start(size_t i) {
     o.trace_step = dep_.trace_applied_;
   }
   o.virtual_start_ms = dep_.virtual_now_;
-  auto bundles = encode_bundles(v.inputs, inputs_[i], id, uint32_t(v.version));
-  if (!bundles) return finish(id, "request inputs: " + bundles.message());
+  if (status sent = send_to(i, v, send_ms); !sent) return finish(id, sent.message());
+}
+
+status request_session::send_to(size_t i, deployment::deployed_version& v, double send_ms) {
+  auto bundles = encode_bundles(v.inputs, inputs_[i], outcomes_[i].id, uint32_t(v.version));
+  if (!bundles) return status::error("request inputs: " + bundles.message());
   auto link = [&](const std::string& node, size_t n) {
     auto clock = dep_.app_links_.find(node);
     return clock == dep_.app_links_.end() ? send_ms : clock->second.send(send_ms, n);
   };
   const clock_mode mode = dep_.options_.emulation.clock;
-  if (status stamped = stamp_arrivals(*bundles, mode, link); !stamped) return finish(id, stamped.message());
+  D3_RETURN_IF_ERROR(stamp_arrivals(*bundles, mode, link));
   send_bundles((*dep_.self_).ptr(), *bundles, send_ms, mode);
+  return status::ok();
+}
+
+void request_session::resend(size_t i) {
+  request_outcome& o = outcomes_[i];
+  auto old = dep_.versions_.find(o.plan_version);
+  if (old != dep_.versions_.end() && old->second.in_flight > 0) --old->second.in_flight;
+  deployment::deployed_version& v = *dep_.current();
+  ++v.in_flight;
+  o.plan_version = v.version;
+  o.outputs.clear();
+  o.stage_reports.clear();
+  sent_versions_[i].insert(v.version);
+  resent_[i] = true;
+  deadline_[i] = clock_type::now() + dep_.options_.timeout;
+  // Latency counts from the first send; under the virtual clock the inputs leave once the new
+  // version's weights have arrived.
+  if (status sent = send_to(i, v, std::max(now_ms(), v.ready_ms)); !sent) finish(o.id, sent.message());
+}
+
+void request_session::handle_loss(const std::string& why) {
+  // The requests of versions that broke: re-sent after a failover, else failed.
+  auto broken = [&](size_t i) {
+    auto v = dep_.versions_.find(outcomes_[i].plan_version);
+    return v == dep_.versions_.end() || !v->second.broken.empty();
+  };
+  std::vector<size_t> stranded;
+  for (const auto& [id, i] : active_)
+    if (broken(i)) stranded.push_back(i);
+  if (!dep_.broken_.empty()) return fail_waiting(dep_.broken_, std::nullopt);
+  const auto began = clock_type::now();
+  result<int> moved = dep_.options_.failover ? dep_.fail_over(why) : result<int>(status::error("failover is off"));
+  if (!dep_.faults_.empty() && dep_.faults_.back().what == "down") {
+    deployment::fault_event& f = dep_.faults_.back();
+    if (moved) f.new_version = *moved;
+    else f.error = moved.message();
+    f.requests_resent = moved ? stranded.size() : 0;
+  }
+  if (!moved) {
+    const std::string reason = why + "; no failover: " + moved.message();
+    for (size_t i : stranded)
+      if (active_.count(outcomes_[i].id)) finish(outcomes_[i].id, reason);
+    return;
+  }
+  for (size_t i : stranded)
+    if (active_.count(outcomes_[i].id)) resend(i);
+  if (!dep_.faults_.empty()) dep_.faults_.back().recovered_ms = ms_since(began);
+  dep_.retire_idle(now_ms());
+  dep_.refresh_health();
+}
+
+void request_session::watch_nodes() {
+  for (const std::string& node : dep_.heartbeat()) {
+    const double silent_ms =
+        std::chrono::duration<double, std::milli>(clock_type::now() - dep_.health_[node].last_answer).count();
+    const std::string cause = "no heartbeat answer for " + std::to_string(int(silent_ms)) + " ms (frozen?)";
+    if (node == dep_.options_.emulation.app_node &&
+        (dep_.options_.emulation.shaped || dep_.options_.emulation.clock == clock_mode::virtual_time)) {
+      dep_.mark_node_down(node, cause);
+      dep_.broken_ = "node '" + node + "' at " + dep_.endpoints_.at(node).address() +
+                     ", where the emulation places the app, is gone (" + cause + ")";
+      fail_waiting(dep_.broken_, std::nullopt);
+      continue;
+    }
+    if (dep_.mark_node_down(node, cause)) handle_loss("node '" + node + "' lost: " + cause);
+  }
+  if (dep_.down_nodes_.empty() || !dep_.broken_.empty()) return;
+  const std::vector<std::string> back = dep_.try_rejoin();
+  if (back.empty() || !dep_.options_.failover) return;
+  // The plan is recomputed with the nodes back; requests in flight finish on their version.
+  auto moved = dep_.fail_over("node '" + back.front() + "' rejoined");
+  dep_.refresh_health();
+  if (!moved) dep_.stray_errors_.push_back("after node '" + back.front() + "' rejoined: " + moved.message());
 }
 
 void request_session::finish(uint64_t id, const std::string& error) {
@@ -95,7 +183,10 @@ void request_session::settle_version(request_outcome& o) {
   auto found = dep_.versions_.find(o.plan_version);
   if (found == dep_.versions_.end()) return;
   deployment::deployed_version& v = found->second;
-  if (virtual_clock_ && o.ok) {
+  // A re-sent request's times mix two sends: no observations from it.
+  const auto index = finished_.find(o.id);
+  const bool resent = index != finished_.end() && resent_[index->second];
+  if (virtual_clock_ && o.ok && !resent) {
     o.transfers = v.accounting.transfers(o.stage_reports, o.virtual_start_ms, o.virtual_end_ms);
     o.computes = v.accounting.computes(o.stage_reports);
   }
@@ -115,7 +206,7 @@ bool request_session::expire_late() {
   const auto now = clock_type::now();
   std::vector<uint64_t> late;
   for (const auto& [id, i] : active_)
-    if (started_[i] + timeout <= now) late.push_back(id);
+    if (deadline_[i] <= now) late.push_back(id);
   for (uint64_t id : late) finish(id, "no answer within " + std::to_string(timeout.count()) + " ms");
   return !late.empty();
 }
@@ -127,6 +218,9 @@ bool request_session::receive(std::chrono::milliseconds wait) {
       [&](protocol::fail_atom, uint64_t id, bool known, int32_t, const std::string& what) { on_fail(id, known, what); },
       [&](protocol::report_atom, uint64_t id, int32_t stage, double ready, double fin, double cpu, uint64_t sent,
           double messages) { on_report(id, {int(stage), ready, fin, cpu, sent, messages}); },
+      [&](protocol::pong_atom, uint64_t) {
+        dep_.on_pong(caf::actor_cast<caf::actor_addr>((*dep_.self_)->current_sender()));
+      },
       [&](caf::down_msg& down) { on_down(down); }, caf::after(std::max(wait, std::chrono::milliseconds(0))) >> [&] {
         got = false;
       });
@@ -147,10 +241,8 @@ void request_session::on_data(const protocol::bytes& payload) {
     return;
   }
   const uint64_t id = bundle->request_id;
-  if (auto dup = finished_.find(id); dup != finished_.end()) {
-    request_outcome& o = outcomes_[dup->second];
-    if (o.ok) o.error = "duplicated answer";
-    o.ok = false;
+  if (finished_.count(id)) {
+    ++dep_.duplicates_dropped_;  // the first answer per id counts (e.g. a re-sent request's)
     return;
   }
   auto it = active_.find(id);
@@ -158,11 +250,12 @@ void request_session::on_data(const protocol::bytes& payload) {
     dep_.stray_errors_.push_back("answer for unknown request " + std::to_string(id));
     return;
   }
-  request_outcome& o = outcomes_[it->second];
+  const size_t i = it->second;
+  request_outcome& o = outcomes_[i];
   o.virtual_end_ms = std::max(o.virtual_end_ms, bundle->virtual_ms);
   o.virtual_latency_ms = o.virtual_end_ms - o.virtual_start_ms;
   dep_.virtual_now_ = std::max(dep_.virtual_now_, bundle->virtual_ms);
-  if (bundle->plan_version != uint32_t(o.plan_version))
+  if (!sent_versions_[i].count(int(bundle->plan_version)))
     return finish(id, "answer under plan version " + std::to_string(bundle->plan_version) + ", sent under " +
                           std::to_string(o.plan_version));
   auto version = dep_.versions_.find(o.plan_version);
@@ -171,14 +264,19 @@ void request_session::on_data(const protocol::bytes& payload) {
   for (named_tensor& t : bundle->tensors) {
     if (std::find(outputs.begin(), outputs.end(), t.name) == outputs.end())
       return finish(id, "answer holds '" + t.name + "', which is no graph output");
-    if (!o.outputs.emplace(t.name, std::move(t.value)).second)
+    // After a re-send, two versions may both answer: the outputs are bit-identical, the first counts.
+    if (!o.outputs.emplace(t.name, std::move(t.value)).second && !resent_[i])
       return finish(id, "output '" + t.name + "' received twice");
   }
   if (o.outputs.size() == outputs.size()) finish(id, "");
 }
 
 void request_session::on_fail(uint64_t id, bool known, const std::string& what) {
-  if (known && active_.count(id)) return finish(id, what);
+  auto active = active_.find(id);
+  // A re-sent request's old version may still report (e.g. a stage of it exiting): its answer
+  // is expected from the new one.
+  if (known && active != active_.end() && resent_[active->second]) return dep_.stray_errors_.push_back(what);
+  if (known && active != active_.end()) return finish(id, what);
   if (known && finished_.count(id)) {
     request_outcome& o = outcomes_[finished_[id]];
     o.ok = false;
@@ -193,6 +291,11 @@ void request_session::on_report(uint64_t id, const stage_report& report) {
 }
 
 void request_session::on_down(const caf::down_msg& down) {
+  const bool was_down = [&] {
+    for (const auto& [name, node] : dep_.nodes_)
+      if (node.address() == down.source) return dep_.down_nodes_.count(name) > 0;
+    return false;
+  }();
   const std::string node = dep_.note_node_down(down);
   if (!node.empty()) {
     // The emulation puts the app on its node: requests start there and answers end there.
@@ -204,7 +307,9 @@ void request_session::on_down(const caf::down_msg& down) {
         dep_.broken_ = "node '" + node + "' at " + dep_.endpoints_.at(node).address() +
                        ", where the emulation places the app, is gone (" + dep_.system_.render(down.reason) + ")";
       fail_waiting(dep_.broken_, std::nullopt);
+      return;
     }
+    if (!was_down) handle_loss("node '" + node + "' lost: " + dep_.system_.render(down.reason));
     return;
   }
   for (auto& [version, v] : dep_.versions_)
@@ -214,13 +319,12 @@ void request_session::on_down(const caf::down_msg& down) {
       const std::string reason = dep_.system_.render(down.reason);
       v.gone.insert(s);
       dep_.log({{"event", "actor_exited"}, {"actor", int(s)}, {"node", st.node}, {"reason", reason}});
-      if (v.broken.empty())
-        v.broken = std::string(to_string(st.kind)) + " stage " + std::to_string(s) + " on node '" + st.node +
-                   "' is gone (" + reason + ")";
-      // Copies: finishing the requests may retire and erase v (the loop ends here).
+      if (!v.broken.empty()) return;  // its node is down: handled there
+      v.broken = std::string(to_string(st.kind)) + " stage " + std::to_string(s) + " on node '" + st.node +
+                 "' is gone (" + reason + ")";
+      // Copy: failing over may retire and erase v (the loop ends here).
       const std::string why = v.broken;
-      const int broken_version = version;
-      return fail_waiting(why, broken_version);
+      return handle_loss(why);
     }
 }
 
@@ -231,6 +335,7 @@ void request_session::migrate_to_pending() {
   auto migrated = dep_.adaptation_graph_
                       ? dep_.migrate(*dep_.adaptation_graph_, plan, dep_.adaptation_redeploys_everything_)
                       : result<migration_report>(status::error("no graph"));
+  dep_.refresh_health();
   if (!migrated) {
     dep_.stray_errors_.push_back("adaptation: " + migrated.message());
     dep_.log({{"event", "migration_failed"}, {"version", plan.version}, {"error", migrated.message()}});

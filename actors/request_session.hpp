@@ -1,9 +1,12 @@
 // One deployment::run: requests with ids sent to the running plan version, at most K in flight,
 // their answers, failures and virtual-clock reports collected, each request finished exactly
-// once (answered, refused by a stage, timed out, or failed because its version broke). Between
-// requests it follows the emulation trace and migrates to the plans the adaptation hook picks;
-// requests in flight finish on their version. The app side of a request's path:
-// app -> request_session -> stage actors -> request_session -> app.
+// once (answered, refused by a stage, timed out, or failed because its version broke and no
+// failover was possible). Between requests it follows the emulation trace and migrates to the
+// plans the adaptation hook picks; requests in flight finish on their version. It watches the
+// nodes (heartbeats, lost connections): on a loss the deployment fails over to a plan on the
+// nodes left and the session re-sends every request not yet answered, from its own copy of the
+// inputs, under the same id; the first answer per id counts, later ones are dropped. The app side
+// of a request's path: app -> request_session -> stage actors -> request_session -> app.
 #pragma once
 
 #include <caf/all.hpp>
@@ -12,6 +15,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -30,6 +34,16 @@ class request_session {
   using clock_type = std::chrono::steady_clock;
 
   void start(size_t i);
+  // Encodes request i's inputs for version v and sends them (over the app node's emulated links,
+  // leaving at send_ms).
+  status send_to(size_t i, deployment::deployed_version& v, double send_ms);
+  // Sends an unanswered request again, to the current version (after a failover).
+  void resend(size_t i);
+  // A node or stage was lost (`why`): fail over and re-send, or fail the requests it broke.
+  void handle_loss(const std::string& why);
+  // Heartbeats and rejoins, between messages.
+  void watch_nodes();
+  double now_ms() const;
   void finish(uint64_t id, const std::string& error);
   // Adds the answered request's observations and releases its version (retiring an old one
   // whose last request this was).
@@ -52,7 +66,9 @@ class request_session {
   const size_t in_flight_;
   const bool virtual_clock_;
   std::vector<request_outcome> outcomes_;
-  std::vector<clock_type::time_point> started_;
+  std::vector<clock_type::time_point> started_, deadline_;
+  std::vector<std::set<int>> sent_versions_;  // per request: the versions it was sent to
+  std::vector<bool> resent_;
   std::map<uint64_t, size_t> active_, finished_;  // request id -> input index
   size_t next_ = 0, done_ = 0;
   std::optional<deployment_plan> pending_plan_;  // chosen by the adaptation hook

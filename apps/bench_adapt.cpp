@@ -1,8 +1,9 @@
-// d3-bench adapt: the uplink follows a trace (default WiFi -> 3G -> WiFi) while requests flow, one
-// at a time, through a plan that the planner actor adapts from the transfers it observes. Three
-// runs in one invocation, each on fresh d3-node processes (empty layer caches):
-//   optimum  per trace step, the HPA plan for that step's true links, deployed statically: the
-//            latency to converge to (the planner never sees these links);
+// d3-bench adapt: the links and node speeds follow a trace (default: D3's setting, the backbone
+// drops, then the LAN, both restore) while requests flow, one at a time, through a plan that the
+// planner actor adapts from what it observes. Three runs in one invocation, each on fresh d3-node
+// processes (empty layer caches):
+//   optimum  per trace step, the HPA plan for that step's true links and speeds, deployed
+//            statically: the latency to converge to (the planner never sees these);
 //   partial  the planner actor: local search near the current boundaries first, migration of
 //            only the layers whose placement changes;
 //   full     every decision a full HPA search and a redeploy of every layer (all shipped again).
@@ -30,6 +31,7 @@
 #include "actors/deployment.hpp"
 #include "profiling/message_costs.hpp"
 #include "emulation/emulation_trace.hpp"
+#include "emulation/testbed_file.hpp"
 #include "actors/planner_actor.hpp"
 #include "actors/protocol.hpp"
 #include "apps/app_support.hpp"
@@ -48,17 +50,23 @@ namespace {
 constexpr int exit_failed = 1;
 constexpr int exit_bad_input = 2;
 
-// The default trace: WiFi, a drop to 3G, back to WiFi (apps/config/wifi-3g-wifi.trace.json).
-const char* default_trace = R"({"steps": [{"at_ms": 0, "uplink": "WiFi"},
-                                          {"at_ms": 6000, "uplink": "3G"},
-                                          {"at_ms": 20000, "uplink": "WiFi"}]})";
+// The default trace (apps/config/d3-backbone-lan.trace.json): D3's setting with a 100 Mbit/s
+// backbone that drops to 5 Mbit/s at 5 s, the LAN to 20 Mbit/s at 12 s, both restore at 20 s.
+const char* default_trace = R"({"steps": [
+  {"at_ms": 0, "links": {"device-edge": {"mbit_per_s": 100, "latency_ms": 2}, "edge-cloud": {"mbit_per_s": 100, "latency_ms": 20}}},
+  {"at_ms": 5000, "links": {"edge-cloud": {"mbit_per_s": 5, "latency_ms": 20}}},
+  {"at_ms": 12000, "links": {"device-edge": {"mbit_per_s": 20, "latency_ms": 5}}},
+  {"at_ms": 20000, "links": {"device-edge": {"mbit_per_s": 100, "latency_ms": 2}, "edge-cloud": {"mbit_per_s": 100, "latency_ms": 20}}}]})";
 
 const char* adapt_usage = R"(usage: d3-bench adapt [options]
 
 Live adaptation on the emulated testbed (virtual clock: EMULATED times, node compute = measured
-thread CPU time / node speed, links = latency + bytes / bandwidth): device 0.1, 4 edge nodes 0.5,
-cloud 4, edge<->edge 1 Gbit/s 0.2 ms, edge<->cloud 100 Mbit/s 20 ms; the device uplink follows a
-trace (default: WiFi 18.88 Mbit/s, at 6 s 3G 1.1 Mbit/s, at 20 s WiFi again; 5 ms each).
+thread CPU time / node speed, links = latency + bytes / bandwidth): the testbed file's nodes and
+links (default D3's setting: device 0.1, 4 edge nodes 0.5 on the device's 100 Mbit/s LAN, cloud 4),
+then a trace of link and node speed changes (default apps/config/d3-backbone-lan.trace.json: a
+100 Mbit/s backbone drops to 5 Mbit/s at 5 s, the LAN to 20 Mbit/s 5 ms at 12 s, both restore at
+20 s). Other traces: apps/config/d3-edge-slow.trace.json, d3-all.trace.json, wifi-3g-wifi.trace.json
+(the latter with --testbed apps/config/testbed-mobile-edge.json).
 
 Requests run one at a time until one starts --tail-ms after the trace's last step. Three runs,
 each on fresh d3-node processes started here:
@@ -70,11 +78,15 @@ each on fresh d3-node processes started here:
   full     the same planner, but every decision is a full HPA search and a redeploy of every
            layer of the new plan (all weights shipped again).
 Per trace step it reports the requests until the latency is within 10% of the step's optimum
-(the count includes the first request under the new links), the layers moved and the weight
-bytes shipped. Every answer is compared memcmp-equal with a single-process run.
+(the count includes the first request under the new links), the migrations, layers moved and
+weight bytes shipped; under the virtual clock shipped weights occupy the emulated links from the
+device, and a new version serves once they have arrived. Every answer is compared memcmp-equal
+with a single-process run.
 
   --model NAME|FILE     model (default resnet18)
-  --trace FILE          the uplink trace (JSON, emulation/emulation_trace.hpp; default the one above)
+  --testbed FILE        testbed file (default: D3's setting, apps/config/testbed-d3.json)
+  --scenario NAME       a scenario of the testbed file to start from (default: its base links)
+  --trace FILE          the trace (JSON, emulation/emulation_trace.hpp; default the one above)
   --tail-ms T           virtual ms to keep running after the last step (default 6000)
   --optimum-requests N  requests per step for the optimum (default 8)
   --profile nodes|local per-layer times for planning: probed on every node (default; each node
@@ -94,6 +106,8 @@ Output: a summary on stdout, then one JSON line with the figures.
 
 struct adapt_options {
   std::string model = "resnet18", trace_file, out = "adapt-results", node_binary, profile_source = "nodes";
+  testbed_file bed = testbed_file::d3_setting();
+  std::string scenario;
   double tail_ms = 6000;
   int optimum_requests = 8, max_requests = 400, probe_every = 3;
   long timeout_ms = 30000;
@@ -113,6 +127,12 @@ result<adapt_options> parse_adapt_options(int argc, char** argv, bool& help) {
         o.model = in.value();
       } else if (in.is("--trace")) {
         o.trace_file = in.value();
+      } else if (in.is("--testbed")) {
+        auto bed = load_testbed_file(in.value());
+        if (!bed) in.fail(bed.message());
+        o.bed = std::move(bed.value());
+      } else if (in.is("--scenario")) {
+        o.scenario = in.value();
       } else if (in.is("--tail-ms")) {
         o.tail_ms = double(in.integer(0, 10000000));
       } else if (in.is("--optimum-requests")) {
@@ -133,6 +153,8 @@ result<adapt_options> parse_adapt_options(int argc, char** argv, bool& help) {
         in.unknown();
       }
     }
+    if (!o.scenario.empty() && !o.bed.scenario(o.scenario))
+      in.fail("unknown scenario '" + o.scenario + "' in " + o.bed.source + " (" + join(o.bed.scenario_names(), ", ") + ")");
     auto node = node_binary_or_sibling(o.node_binary);
     if (!node) in.fail(node.message());
     o.node_binary = node.value();
@@ -163,13 +185,29 @@ struct run_result {
   std::string error;
 };
 
+// The true testbed while a trace step is in force: its links and every node's speed.
+struct step_state {
+  testbed links;
+  std::map<std::string, double> speeds;
+  bool operator==(const step_state& o) const {
+    auto same = [](const link_profile& a, const link_profile& b) {
+      return a.bandwidth_mbit_per_s == b.bandwidth_mbit_per_s && a.latency_ms == b.latency_ms;
+    };
+    const std::vector<node_role> roles = {node_role::device, node_role::edge, node_role::cloud};
+    for (node_role a : roles)
+      for (node_role b : roles)
+        if (!same(links.link(a, b), o.links.link(a, b))) return false;
+    return speeds == o.speeds;
+  }
+};
+
 // What every run shares: the model, its profile, the nodes' specs and the expected answers.
 struct bench_context {
   adapt_options options;
   graph g;
   layer_profile profile;
   emulation_trace trace;
-  std::vector<testbed> step_links;  // the true links of each step
+  std::vector<step_state> steps;  // the true testbed of each step
   std::vector<local_node_spec> specs;
   std::map<std::string, node_role> roles;
   std::unique_ptr<executor> local;
@@ -209,31 +247,45 @@ result<std::unique_ptr<local_nodes>> fresh_nodes(const bench_context& c, const s
   return local_nodes::start(c.options.node_binary, folder, c.specs, std::chrono::seconds(30));
 }
 
-// The nodes' own profiles (--profile nodes), probed under the virtual clock.
-status probed_cluster(deployment& dep, const bench_context& c, cluster_model& cluster) {
-  if (c.options.profile_source != "nodes") return status::ok();
-  return probe_node_profiles(dep, c.g, cluster);
+// The cluster the planner would price step `state` with: the testbed's links, every node's
+// probed profile (--profile nodes, measured at its configured speed) or the local profile over its
+// speed, and the step's speeds relative to the configured ones.
+result<cluster_model> cluster_at(deployment& dep, const bench_context& c, const step_state& state) {
+  cluster_model cluster = cluster_model::evaluation(state.links, int(c.specs.size()) - 2);
+  if (c.options.profile_source == "nodes") D3_RETURN_IF_ERROR(probe_node_profiles(dep, c.g, cluster));
+  for (const local_node_spec& spec : c.specs) {
+    auto node = cluster.nodes.find(spec.name);
+    auto speed = state.speeds.find(spec.name);
+    if (node == cluster.nodes.end() || speed == state.speeds.end()) continue;
+    // A probed profile was measured at the node's configured speed (the cluster then says speed
+    // 1); the local profile is at speed 1.
+    node->second.speed = c.options.profile_source == "nodes" ? speed->second / spec.speed : speed->second;
+  }
+  return cluster;
 }
 
 // The optimum of each distinct step: HPA on the step's true links, deployed statically.
 result<std::vector<double>> measure_optima(caf::actor_system& system, bench_context& c) {
-  std::vector<double> optimum(c.step_links.size(), 0);
+  std::vector<double> optimum(c.steps.size(), 0);
   auto nodes = fresh_nodes(c, "optimum");
   if (!nodes) return nodes.error();
   int index = 0;
-  for (size_t s = 0; s < c.step_links.size(); ++s) {
+  for (size_t s = 0; s < c.steps.size(); ++s) {
     bool seen = false;
     for (size_t earlier = 0; earlier < s && !seen; ++earlier)
-      if (c.step_links[earlier].uplink == c.step_links[s].uplink) optimum[s] = optimum[earlier], seen = true;
+      if (c.steps[earlier] == c.steps[s]) optimum[s] = optimum[earlier], seen = true;
     if (seen) continue;
-    deployment dep(system, deployment_settings(c, c.step_links[s]));
+    const std::string what = "optimum of step " + std::to_string(s) + ": ";
+    deployment dep(system, deployment_settings(c, c.steps[s].links));
     D3_RETURN_IF_ERROR(dep.connect((*nodes)->endpoints()));
-    cluster_model cluster = cluster_model::evaluation(c.step_links[s], int(c.specs.size()) - 2);
-    D3_RETURN_IF_ERROR(probed_cluster(dep, c, cluster));
-    auto planned = hpa_strategy(c.g, c.profile, cluster);
-    if (!planned) return status::error("optimum of step " + std::to_string(s) + ": " + planned.message());
+    auto cluster = cluster_at(dep, c, c.steps[s]);
+    if (!cluster) return status::error(what + cluster.message());
+    auto planned = hpa_strategy(c.g, c.profile, *cluster);
+    if (!planned) return status::error(what + planned.message());
     auto deployed = dep.deploy(c.g, planned->plan);
-    if (!deployed) return status::error("optimum of step " + std::to_string(s) + ": " + deployed.message());
+    if (!deployed) return status::error(what + deployed.message());
+    if (auto speeds = dep.update_emulation(c.steps[s].links, c.steps[s].speeds); !speeds)
+      return status::error(what + speeds.message());
     std::vector<double> latencies;
     for (int r = 0; r < c.options.optimum_requests + 1; ++r) {  // the first one warms up
       auto in = input_for(c.g, index++);
@@ -243,8 +295,8 @@ result<std::vector<double>> measure_optima(caf::actor_system& system, bench_cont
       if (r > 0) latencies.push_back(o.virtual_latency_ms);
     }
     optimum[s] = percentile(latencies, 0.5);
-    std::printf("optimum, step %zu (uplink %s): predicted %.1f ms, measured median %.1f ms\n", s,
-                c.step_links[s].uplink.c_str(), planned->prediction.latency_ms, optimum[s]);
+    std::printf("optimum, step %zu (%s): predicted %.1f ms, measured median %.1f ms\n", s,
+                c.trace.steps[s].describe().c_str(), planned->prediction.latency_ms, optimum[s]);
     std::fflush(stdout);
   }
   return optimum;
@@ -260,18 +312,19 @@ run_result adaptive_run(caf::actor_system& system, bench_context& c, bool partia
     run.error = nodes.message();
     return run;
   }
-  deployment_options settings = deployment_settings(c, c.step_links[0]);
+  deployment_options settings = deployment_settings(c, c.steps[0].links);
   settings.idle_probe_every = c.options.probe_every;
   deployment dep(system, settings);
   if (auto s = dep.connect((*nodes)->endpoints()); !s) {
     run.error = s.message();
     return run;
   }
-  cluster_model initial = cluster_model::evaluation(c.step_links[0], int(c.specs.size()) - 2);
-  if (auto s = probed_cluster(dep, c, initial); !s) {
-    run.error = s.message();
+  auto probed = cluster_at(dep, c, c.steps[0]);
+  if (!probed) {
+    run.error = probed.message();
     return run;
   }
+  const cluster_model initial = probed.value();
   three_tier_choice choice;
   auto planned = hpa_strategy(c.g, c.profile, initial, {}, &choice);
   if (!planned) {
@@ -284,7 +337,8 @@ run_result adaptive_run(caf::actor_system& system, bench_context& c, bool partia
   }
   adaptation_options adapt;
   adapt.partial_search = partial;
-  auto planner = std::make_shared<adaptive_planner>(c.g, c.profile, initial, choice, planned->plan.version, adapt);
+  adapt.ship_everything = !partial;  // the full re-partition redeploys every layer: that is its cost
+  auto planner = std::make_shared<adaptive_planner>(c.g, c.profile, initial, choice, planned->plan, adapt);
   protocol::planner_handle planner_actor = spawn_planner_actor(system, planner, c.roles);
   dep.set_adaptation(planner_hook(system, planner_actor), &c.g, !partial);
   dep.set_trace(c.trace);
@@ -336,7 +390,7 @@ void write_outputs(const bench_context& c, const std::vector<double>& optimum, c
     for (const run_result& r : runs)
       for (const request_row& row : r.rows) {
         const size_t s = row.trace_step < 0 ? 0 : size_t(row.trace_step);
-        csv << r.name << ',' << row.index << ',' << row.trace_step << ',' << c.step_links[s].uplink << ','
+        csv << r.name << ',' << row.index << ',' << row.trace_step << ',' << c.steps[s].links.uplink << ','
             << row.plan_version << ',' << row.start_ms << ',' << row.latency_ms << ',' << optimum[s] << ','
             << (row.verified ? "true" : "false") << '\n';
       }
@@ -365,7 +419,7 @@ void write_outputs(const bench_context& c, const std::vector<double>& optimum, c
   {
     std::ofstream gp(script, std::ios::trunc);
     gp << "set terminal pngcairo size 1000,500 noenhanced\nset output '" << c.options.out << "/adapt.png'\n"
-       << "set title '" << c.g.name << ": uplink trace, EMULATED virtual-clock latency per request'\n"
+       << "set title '" << c.g.name << ": trace, EMULATED virtual-clock latency per request'\n"
        << "set xlabel 'virtual time at request start (s)'\nset ylabel 'end-to-end latency (ms)'\nset logscale y\n"
        << "set key top right\nset grid\n"
        << "plot '" << data << "' index 0 with linespoints title 'partial (planner actor)', "
@@ -395,11 +449,21 @@ int bench_adapt(int argc, char** argv) {
   if (!trace) return bad_input(trace.message());
   c.trace = std::move(trace.value());
   if (c.trace.steps.front().at_ms != 0) return bad_input("the trace's first step must be at 0 ms (the links to start on)");
-  testbed links = testbed::with_uplink("WiFi").value();
-  for (const trace_step& s : c.trace.steps) {
-    links = s.apply(links);
-    if (!s.speeds.empty()) return bad_input("d3-bench adapt follows link traces; node speed steps are not compared here");
-    c.step_links.push_back(links);
+  step_state state{o.scenario.empty() ? o.bed.base : o.bed.with(*o.bed.scenario(o.scenario)), {}};
+  c.specs = {{"device", "device", state.links.device_speed}};
+  for (int e = 1; e <= o.bed.edge_nodes; ++e) c.specs.push_back({"edge" + std::to_string(e), "edge", state.links.edge_speed});
+  c.specs.push_back({"cloud", "cloud", state.links.cloud_speed});
+  for (const local_node_spec& spec : c.specs) state.speeds[spec.name] = spec.speed;
+  for (size_t s = 0; s < c.trace.steps.size(); ++s) {
+    const trace_step& step = c.trace.steps[s];
+    state.links = step.apply(state.links);
+    for (const auto& [node, speed] : step.speeds) {
+      if (!state.speeds.count(node))
+        return bad_input("trace step " + std::to_string(s) + ": no node '" + node + "' in the testbed (device, edge1..edge" +
+                         std::to_string(o.bed.edge_nodes) + ", cloud)");
+      state.speeds[node] = speed;
+    }
+    c.steps.push_back(state);
   }
   auto g = load_model_by_name(o.model, default_model_seed);
   if (!g) return bad_input(g.message());
@@ -417,14 +481,11 @@ int bench_adapt(int argc, char** argv) {
     return exit_failed;
   }
   c.local = std::move(local.value());
-  const testbed bed;
-  c.specs = {{"device", "device", bed.device_speed}};
-  for (int e = 1; e <= 4; ++e) c.specs.push_back({"edge" + std::to_string(e), "edge", bed.edge_speed});
-  c.specs.push_back({"cloud", "cloud", bed.cloud_speed});
   for (const local_node_spec& s : c.specs) c.roles[s.name] = node_role_from_string(s.role).value();
 
-  std::printf("d3-bench adapt: %s; EMULATED testbed (virtual clock): device 0.1, 4 edges 0.5, cloud 4; uplink trace:",
-              c.g.name.c_str());
+  std::printf("d3-bench adapt: %s; EMULATED testbed (virtual clock) %s%s: device %g, %d edges %g, cloud %g; trace:",
+              c.g.name.c_str(), o.bed.name.c_str(), o.scenario.empty() ? "" : (", scenario " + o.scenario).c_str(),
+              c.specs.front().speed, o.bed.edge_nodes, c.specs[1].speed, c.specs.back().speed);
   for (const trace_step& s : c.trace.steps) std::printf(" [%s]", s.describe().c_str());
   std::printf("\n");
   std::fflush(stdout);
@@ -469,11 +530,25 @@ int bench_adapt(int argc, char** argv) {
     summary["steps"].push_back(step);
   }
   for (const run_result& r : runs) {
-    size_t verified = 0;
+    size_t verified = 0, migrations = 0, max_migrations = 0, bytes = 0;
+    int worst_to_optimum = 0;  // -1 once a step never came within 10%
     for (const request_row& row : r.rows) verified += row.verified;
+    for (const step_figures& f : r.steps) {
+      migrations += f.migrations;
+      max_migrations = std::max(max_migrations, f.migrations);
+      bytes += f.weight_bytes_shipped;
+      if (worst_to_optimum >= 0) worst_to_optimum = f.requests_to_optimum < 0 ? -1 : std::max(worst_to_optimum, f.requests_to_optimum);
+    }
     summary["runs"][r.name] = {{"requests", r.rows.size()}, {"verified", verified}, {"failed", r.failed},
-                               {"differ", r.differ}, {"error", r.error}};
+                               {"differ", r.differ}, {"error", r.error}, {"migrations", migrations},
+                               {"max_migrations_per_step", max_migrations}, {"weight_bytes_shipped", bytes},
+                               {"worst_requests_to_within_10pct", worst_to_optimum}};
     if (r.failed || r.differ || !r.error.empty()) code = exit_failed;
+  }
+  if (runs.size() == 2) {
+    const double partial = summary["runs"]["partial"]["weight_bytes_shipped"].get<double>();
+    const double full = summary["runs"]["full"]["weight_bytes_shipped"].get<double>();
+    summary["partial_over_full_bytes"] = full > 0 ? partial / full : 0.0;
   }
   write_outputs(c, optimum, runs, summary);
   {
@@ -499,6 +574,13 @@ int bench_adapt(int argc, char** argv) {
     if (!r.error.empty() || r.failed || r.differ)
       std::printf("%s run: %d failed, %d differ%s%s\n", r.name.c_str(), r.failed, r.differ, r.error.empty() ? "" : ": ",
                   r.error.c_str());
+  for (const run_result& r : runs) {
+    const auto& t = summary["runs"][r.name];
+    std::printf("%s: %zu migrations (at most %zu in a step), %.2f MB of weights shipped, worst step within 10%% after %d "
+                "requests\n",
+                r.name.c_str(), t["migrations"].get<size_t>(), t["max_migrations_per_step"].get<size_t>(),
+                t["weight_bytes_shipped"].get<double>() / 1e6, t["worst_requests_to_within_10pct"].get<int>());
+  }
   std::printf("latency per request: %s/adapt.csv; chart: %s\n", o.out.c_str(),
               summary.value("chart", std::string("none")).c_str());
   std::printf("%s\n", summary.dump().c_str());

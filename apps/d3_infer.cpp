@@ -325,7 +325,7 @@ int deploy_and_run(caf::actor_system& system, const d3::infer_options& o, infere
     std::shared_ptr<d3::adaptive_planner> planner;
     d3::protocol::planner_handle planner_actor;
     if (o.adapt) {
-      planner = std::make_shared<d3::adaptive_planner>(g, start.profile, start.cluster, start.choice, plan.version);
+      planner = std::make_shared<d3::adaptive_planner>(g, start.profile, start.cluster, start.choice, plan);
       std::map<std::string, d3::node_role> roles;
       for (const auto& [name, node] : start.cluster.nodes) roles[name] = node.role;
       planner_actor = d3::spawn_planner_actor(system, planner, roles);

@@ -38,6 +38,11 @@ struct node_config : caf::actor_system_config {
         .add(verbose, "verbose", "print one line per stage spawned, shipment cached and stage error");
     d3::protocol::configure_process(*this);
     d3::protocol::add_stage_actor_types(*this);
+    // Stages block their worker thread while they compute (and, under the virtual clock, while
+    // they wait for the machine's CPU lock): spare workers keep the node actor answering the
+    // app's heartbeats meanwhile, so a busy node is not taken for a frozen one. The config file
+    // or the CLI still overrides it (--scheduler.max-threads=N).
+    set("scheduler.max-threads", size_t(8));
   }
 };
 

@@ -93,8 +93,8 @@ result<emulation_trace> parse_trace_json(const std::string& text) {
             return status::error(where + ": speed of '" + node + "' must be a number > 0");
           out.speeds[node] = speed.get<double>();
         }
-      } else {
-        return status::error(where + ": unknown key '" + key + "' (at_ms, uplink, links, speeds)");
+      } else if (key != "comment") {
+        return status::error(where + ": unknown key '" + key + "' (at_ms, uplink, links, speeds, comment)");
       }
     }
     if (!step.contains("at_ms")) return status::error(where + ": at_ms is missing");

@@ -2,16 +2,54 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <limits>
 
 #include "planner/link_estimator.hpp"
 
 namespace d3 {
 
 adaptive_planner::adaptive_planner(const graph& g, layer_profile profile, cluster_model initial,
-                                   three_tier_choice current, int plan_version, adaptation_options options)
-    : g_(&g), profile_(std::move(profile)), estimate_(std::move(initial)), current_(current), version_(plan_version),
-      options_(options) {
-  if (auto space = three_tier_space::create(g, profile_, estimate_)) remember_layers(space->plan_of(current_));
+                                   three_tier_choice current, deployment_plan deployed, adaptation_options options)
+    : g_(&g), profile_(std::move(profile)), estimate_(std::move(initial)), current_(current),
+      running_(std::move(deployed)), version_(running_.version), options_(options) {
+  remember_layers(running_);
+}
+
+double adaptive_planner::price_running(const cluster_model& cluster) {
+  auto sg = build_stage_graph(*g_, running_, &memo_);
+  if (!sg) return std::numeric_limits<double>::infinity();
+  auto predicted = predict_plan(*g_, *sg, profile_, cluster);
+  return predicted ? predicted->latency_ms : std::numeric_limits<double>::infinity();
+}
+
+deployment_plan adaptive_planner::reweighted() const {
+  deployment_plan plan = running_;
+  auto sg = build_stage_graph(*g_, running_);
+  if (!sg) return plan;
+  for (size_t r = 0; r < plan.tiled_runs.size() && r < sg->runs.size(); ++r) {
+    plan_tiled_run& run = plan.tiled_runs[r];
+    const size_t x = run.grid.find('x');
+    if (x == std::string::npos) continue;
+    const int rows = std::atoi(run.grid.c_str()), cols = std::atoi(run.grid.c_str() + x + 1);
+    if (rows < 1 || cols < 1 || size_t(rows * cols) != run.nodes.size()) continue;
+    // A row's height follows its nodes' summed speed on the run (1 / the run's time there), a
+    // column's width likewise, as three_tier_space::plan_of weighs them.
+    std::vector<double> row_weights(size_t(rows), 0.0), col_weights(size_t(cols), 0.0);
+    for (int t = 0; t < rows * cols; ++t) {
+      auto node = estimate_.nodes.find(run.nodes[size_t(t)]);
+      if (node == estimate_.nodes.end()) return running_;
+      const layer_profile& times = node->second.profile_or(profile_);
+      double ms = 0;
+      for (int l : sg->runs[r].layers) ms += times.milliseconds[size_t(l)];
+      const double speed = ms > 0 ? node->second.speed / ms : 1.0;
+      row_weights[size_t(t / cols)] += speed;
+      col_weights[size_t(t % cols)] += speed;
+    }
+    run.row_weights = row_weights;
+    run.col_weights = col_weights;
+  }
+  return plan;
 }
 
 void adaptive_planner::remember_layers(const deployment_plan& plan) {
@@ -23,9 +61,15 @@ void adaptive_planner::remember_layers(const deployment_plan& plan) {
         if (weight_bytes(g_->layers[size_t(l)]) > 0) cached_[st.node].insert(l);
 }
 
-migration_cost adaptive_planner::cost_of(const three_tier_space& space, const three_tier_choice& choice) const {
+migration_cost adaptive_planner::cost_of(const three_tier_space& space, const three_tier_choice& choice,
+                                         const cluster_model* links) const {
+  return cost_of(space.plan_of(choice), links);
+}
+
+migration_cost adaptive_planner::cost_of(const deployment_plan& plan, const cluster_model* links) const {
+  const cluster_model& c = links ? *links : estimate_;
   migration_cost cost;
-  auto sg = build_stage_graph(*g_, space.plan_of(choice));
+  auto sg = build_stage_graph(*g_, plan);
   if (!sg) return cost;
   std::map<std::string, size_t> bytes;  // per node
   for (const stage& st : sg->stages) {
@@ -39,12 +83,12 @@ migration_cost adaptive_planner::cost_of(const three_tier_space& space, const th
       bytes[st.node] += b;
     }
   }
-  auto app = estimate_.nodes.find(estimate_.app_node);
+  auto app = c.nodes.find(c.app_node);
   for (const auto& [node, b] : bytes) {
     cost.bytes += b;
-    auto to = estimate_.nodes.find(node);
-    if (node == estimate_.app_node || app == estimate_.nodes.end() || to == estimate_.nodes.end()) continue;
-    const link_profile link = estimate_.links.link(app->second.role, to->second.role);
+    auto to = c.nodes.find(node);
+    if (node == c.app_node || app == c.nodes.end() || to == c.nodes.end()) continue;
+    const link_profile link = c.links.link(app->second.role, to->second.role);
     cost.ship_ms += link.latency_ms + double(b) * 8.0 / (link.bandwidth_mbit_per_s * 1e3);
   }
   return cost;
@@ -63,7 +107,9 @@ void adaptive_planner::observe(const std::vector<link_sample>& samples) {
     // The testbed's links are symmetric by role pair. Device<->cloud is estimated as a link of
     // its own: it is two links in series, and which of them a slow transfer is slow on cannot
     // be told from it (the uplink in one setting, the backbone in the other).
-    std::deque<link_sample>& window = samples_[std::minmax(s.from, s.to)];
+    const auto key = std::minmax(s.from, s.to);
+    last_sampled_[key] = decisions_;
+    std::deque<link_sample>& window = samples_[key];
     window.push_back(s);
     while (window.size() > options_.window) window.pop_front();
   }
@@ -107,23 +153,24 @@ link_profile adaptive_planner::estimate_link(const std::deque<link_sample>& samp
 
 namespace {
 
-// The median of |x - center| / center over `values` (a robust relative spread).
+// The largest |x - center| / center over `values`: with a window of a few samples, the median
+// deviation can be near 0 by chance; the largest one bounds where the truth may lie.
 double relative_spread(const std::vector<double>& values, double center) {
   if (values.size() < 2 || !(center > 0)) return 0;
-  std::vector<double> d;
-  for (double v : values) d.push_back(std::abs(v - center) / center);
-  std::nth_element(d.begin(), d.begin() + long(d.size() / 2), d.end());
-  return d[d.size() / 2];
+  double spread = 0;
+  for (double v : values) spread = std::max(spread, std::abs(v - center) / center);
+  return spread;
 }
 
 }  // namespace
 
 cluster_model adaptive_planner::bounded(int side) const {
   cluster_model c = estimate_;
-  auto widen = [&](link_profile p, double u) {
-    const double f = 1.0 + std::min(u, options_.max_uncertainty);
-    if (side > 0) return link_profile{p.bandwidth_mbit_per_s / f, p.latency_ms * f};
-    return link_profile{p.bandwidth_mbit_per_s * f, p.latency_ms / f};
+  auto widen = [&](link_profile p, const link_spread& u) {
+    const double fb = 1.0 + std::min(u.bandwidth, options_.max_uncertainty);
+    const double ft = 1.0 + std::min(u.time, options_.max_uncertainty);
+    if (side > 0) return link_profile{p.bandwidth_mbit_per_s / fb, p.latency_ms * ft};
+    return link_profile{p.bandwidth_mbit_per_s * fb, p.latency_ms / ft};
   };
   for (const auto& [key, u] : link_uncertainty_) {
     if (key == std::make_pair(node_role::device, node_role::edge)) c.links.device_edge = widen(c.links.device_edge, u);
@@ -131,6 +178,19 @@ cluster_model adaptive_planner::bounded(int side) const {
     else if (key == std::make_pair(node_role::edge, node_role::edge)) c.links.edge_edge = widen(c.links.edge_edge, u);
     else if (key == std::make_pair(node_role::device, node_role::cloud) && c.links.device_cloud)
       c.links.device_cloud = widen(*c.links.device_cloud, u);
+  }
+  // Device<->cloud is device<->edge and edge<->cloud in series: a path measured slower more
+  // recently than a part of it was measured says that part may be the slow one, until its own
+  // samples say otherwise. Pessimistically, it is.
+  const auto path = std::make_pair(node_role::device, node_role::cloud);
+  if (side > 0 && estimate_.links.device_cloud && last_sampled_.count(path)) {
+    const double path_mbit = estimate_.links.device_cloud->bandwidth_mbit_per_s;
+    for (auto [part, profile] : {std::pair{std::make_pair(node_role::device, node_role::edge), &c.links.device_edge},
+                                 std::pair{std::make_pair(node_role::edge, node_role::cloud), &c.links.edge_cloud}}) {
+      auto seen = last_sampled_.find(part);
+      const bool older = seen == last_sampled_.end() || seen->second < last_sampled_.at(path);
+      if (older) profile->bandwidth_mbit_per_s = std::min(profile->bandwidth_mbit_per_s, path_mbit);
+    }
   }
   for (const auto& [node, u] : speed_uncertainty_) {
     auto it = c.nodes.find(node);
@@ -156,12 +216,17 @@ void adaptive_planner::update_estimates() {
       continue;
     // The samples' times against the estimate's prediction for their sizes.
     const link_profile fitted = estimate_.links.link(key.first, key.second);
-    std::vector<double> ratios;
+    std::vector<double> ratios, bandwidths;
     for (const link_sample& x : window) {
       const double predicted = fitted.latency_ms + double(x.bytes) * 8.0 / (fitted.bandwidth_mbit_per_s * 1e3);
       if (predicted > 0) ratios.push_back(x.ms / predicted);
+      // The bandwidth this sample implies (its time beyond the latency); none: no evidence.
+      const double transfer_ms = x.ms - fitted.latency_ms;
+      bandwidths.push_back(transfer_ms > 0 ? double(x.bytes) * 8.0 / (transfer_ms * 1e3) : 0.0);
     }
-    link_uncertainty_[key] = relative_spread(ratios, 1.0);
+    link_spread& u = link_uncertainty_[key];
+    u.time = relative_spread(ratios, 1.0);
+    u.bandwidth = relative_spread(bandwidths, fitted.bandwidth_mbit_per_s);
   }
   for (const auto& [node, window] : speed_samples_) {
     std::vector<double> sorted(window.begin(), window.end());
@@ -171,7 +236,7 @@ void adaptive_planner::update_estimates() {
         relative_spread(std::vector<double>(window.begin(), window.end()), estimate_.nodes[node].speed);
   }
   uncertainty_ = 0;
-  for (const auto& [key, u] : link_uncertainty_) uncertainty_ = std::max(uncertainty_, u);
+  for (const auto& [key, u] : link_uncertainty_) uncertainty_ = std::max({uncertainty_, u.bandwidth, u.time});
   for (const auto& [node, u] : speed_uncertainty_) uncertainty_ = std::max(uncertainty_, u);
 }
 
@@ -181,61 +246,88 @@ std::optional<adaptation_decision> adaptive_planner::decide() {
   // Estimates still moving (a change half seen, or noise) decide nothing.
   if (since_migration_ <= options_.cooldown_requests) {
     streak_ = 0;
+    verdict_ = "cooling down after a migration";
     return std::nullopt;
   }
   auto created = three_tier_space::create(*g_, profile_, estimate_);
   const cluster_model high = bounded(+1), low = bounded(-1);  // the spaces keep pointers to these
   auto pessimistic = three_tier_space::create(*g_, profile_, high);
-  auto optimistic = three_tier_space::create(*g_, profile_, low);
-  if (!created || !pessimistic || !optimistic) return std::nullopt;
+  if (!created || !pessimistic) {
+    verdict_ = "cannot price plans on the estimates";
+    return std::nullopt;
+  }
   three_tier_space& space = created.value();
   adaptation_decision d;
-  d.current_ms = space.latency(current_);
-  d.robust_current_ms = optimistic->latency(current_);
-  auto robust = [&](const three_tier_choice& c) { return pessimistic->latency(c); };
-  // Candidates: the partial adjustment near the current boundaries and the full HPA search; the
-  // one whose gain over the horizon minus its cost is larger wins (moving fewer layers is
-  // cheaper, so the partial one wins unless the full one gains more than it costs extra).
+  // The running plan as deployed (its tiles keep the weights they were cut with).
+  d.current_ms = price_running(estimate_);
+  d.robust_current_ms = price_running(low);
+  // Every plan is priced by the cost model on its stage graph (the search's closed form is for
+  // searching): the pessimistic bounds for a candidate.
+  auto priced_on = [&](const deployment_plan& plan, const cluster_model& cluster) {
+    auto sg = build_stage_graph(*g_, plan, &memo_);
+    auto predicted = sg ? predict_plan(*g_, *sg, profile_, cluster) : result<plan_prediction>(sg.error());
+    return predicted ? predicted->latency_ms : std::numeric_limits<double>::infinity();
+  };
+  // The candidates: the partial adjustment near the current boundaries, the running placement
+  // with its tiles re-cut to the estimated speeds (nothing to ship), and a full HPA search on the
+  // estimates and on their pessimistic bounds (a plan that holds up whatever the uncertain links
+  // turn out to be).
+  struct candidate {
+    const char* name;
+    deployment_plan plan;
+    three_tier_choice choice;
+    bool partial;
+  };
+  std::vector<candidate> candidates;
+  if (options_.partial_search)
+    candidates.push_back({"partial", {}, hpa_local_search(space, current_, options_.local_radius), true});
+  if (options_.partial_search && !running_.tiled_runs.empty()) candidates.push_back({"re-cut tiles", reweighted(), current_, true});
+  three_tier_choice full;
+  if (hpa_strategy(*g_, profile_, estimate_, {}, &full)) candidates.push_back({"full", space.plan_of(full), full, false});
+  three_tier_choice cautious;
+  if (hpa_strategy(*g_, profile_, high, {}, &cautious))
+    candidates.push_back({"full (pessimistic)", pessimistic->plan_of(cautious), cautious, false});
+  // The one whose gain over the horizon minus its cost is largest wins (moving fewer layers is
+  // cheaper, so a partial one wins unless a full one gains more than it costs extra).
   auto net = [&](double ms, const migration_cost& cost) {
     return (d.robust_current_ms - ms) * options_.horizon_requests - cost.total_ms();
   };
-  bool found = false;
-  if (options_.partial_search) {
-    const three_tier_choice local = hpa_local_search(space, current_, options_.local_radius);
-    const double ms = robust(local);
-    const migration_cost cost = cost_of(space, local);
-    if (worth(d.robust_current_ms, ms, cost)) {
-      d.choice = local;
-      d.robust_predicted_ms = ms;
-      d.cost = cost;
-      found = true;
+  const candidate* best = nullptr;
+  std::string rejected;
+  for (candidate& c : candidates) {
+    if (c.plan.segments.empty()) c.plan = space.plan_of(c.choice);
+    const double ms = priced_on(c.plan, high);
+    const migration_cost cost = cost_of(c.plan, &high);
+    if (!worth(d.robust_current_ms, ms, cost)) {
+      rejected += std::string(rejected.empty() ? "" : "; ") + c.name + " " + std::to_string(ms) + " ms (robust) vs " +
+                  std::to_string(d.robust_current_ms) + " ms now, costs " + std::to_string(cost.total_ms()) + " ms";
+      continue;
     }
+    if (best && net(ms, cost) <= net(d.robust_predicted_ms, d.cost)) continue;
+    best = &c;
+    d.robust_predicted_ms = ms;
+    d.cost = cost;
   }
-  three_tier_choice full;
-  auto planned = hpa_strategy(*g_, profile_, estimate_, {}, &full);
-  if (planned) {
-    const migration_cost cost = cost_of(space, full);
-    const double ms = robust(full);
-    if (worth(d.robust_current_ms, ms, cost) && (!found || net(ms, cost) > net(d.robust_predicted_ms, d.cost))) {
-      d.choice = full;
-      d.robust_predicted_ms = ms;
-      d.cost = cost;
-      d.partial = false;
-      found = true;
-    }
-  }
-  if (!found) {
+  if (!best) {
     streak_ = 0;
+    verdict_ = "stay: " + rejected;
     return std::nullopt;
   }
-  d.predicted_ms = space.latency(d.choice);
+  d.choice = best->choice;
+  d.partial = best->partial;
+  d.plan = best->plan;
+  d.predicted_ms = priced_on(d.plan, estimate_);
   // One verdict is one sample's worth: it must hold on `confirmations` answers in a row.
-  if (++streak_ < options_.confirmations) return std::nullopt;
+  if (++streak_ < options_.confirmations) {
+    verdict_ = "worth it once: confirming";
+    return std::nullopt;
+  }
+  verdict_ = "migrate";
   streak_ = 0;
-  d.plan = space.plan_of(d.choice);
-  d.plan.strategy = "hpa";
+  d.plan.strategy = std::string("hpa (") + best->name + ")";
   d.plan.version = ++version_;
   current_ = d.choice;
+  running_ = d.plan;
   remember_layers(d.plan);
   since_migration_ = 0;
   return d;

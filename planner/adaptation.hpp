@@ -38,7 +38,7 @@ struct link_sample {
 struct adaptation_options {
   double hysteresis = 0.05;     // a new plan must be predicted this much faster (relative)...
   double min_gain_ms = 1.0;     // ...and at least this many ms
-  double horizon_requests = 100;  // requests a migration's gain is counted over
+  double horizon_requests = 1000;  // requests a migration's gain is counted over
   double spawn_ms = 20;           // per stage of the new plan: spawn, set up, route (wall time)
   int confirmations = 2;          // consecutive answers a verdict must hold on
   double max_uncertainty = 1.0;   // cap of one estimate's relative uncertainty
@@ -70,9 +70,10 @@ struct adaptation_decision {
 class adaptive_planner {
  public:
   // `initial`: the cluster as planned at deploy time (speeds, first link estimates); `current`:
-  // the deployed choice of three_tier_space over g.
+  // the choice of three_tier_space over g that `deployed` came from (`deployed` may be a
+  // baseline's plan HPA preferred; it is what is priced as the running plan).
   adaptive_planner(const graph& g, layer_profile profile, cluster_model initial, three_tier_choice current,
-                   int plan_version, adaptation_options options = {});
+                   deployment_plan deployed, adaptation_options options = {});
 
   void observe(const std::vector<link_sample>& samples);
   // Node speeds: a stage's profile time (speed 1, times the shares) over its observed time is one
@@ -87,10 +88,15 @@ class adaptive_planner {
   double uncertainty() const { return uncertainty_; }
   // What migrating from the running plan to `choice` would cost now (layers cached on the nodes
   // are not shipped again).
-  migration_cost cost_of(const three_tier_space& space, const three_tier_choice& choice) const;
+  // `links`: the cluster whose links price the shipping (default the estimates).
+  migration_cost cost_of(const three_tier_space& space, const three_tier_choice& choice,
+                         const cluster_model* links = nullptr) const;
   const three_tier_choice& current() const { return current_; }
   int plan_version() const { return version_; }
+  const deployment_plan& running_plan() const { return running_; }
   int decisions() const { return decisions_; }
+  // Why the last decide() did what it did (for logs and tests).
+  const std::string& verdict() const { return verdict_; }
 
  private:
   link_profile estimate_link(const std::deque<link_sample>& samples, link_profile previous) const;
@@ -101,20 +107,34 @@ class adaptive_planner {
   // and the migration's cost over the horizon.
   bool worth(double current_ms, double ms, const migration_cost& cost) const;
   void remember_layers(const deployment_plan& plan);  // what the nodes now cache
+  // The running plan priced on `cluster` (its tiles as deployed, not re-weighted).
+  double price_running(const cluster_model& cluster);
+  migration_cost cost_of(const deployment_plan& plan, const cluster_model* links = nullptr) const;
+  // The running plan with its tiles re-weighted by the estimated speeds (no layer moves).
+  deployment_plan reweighted() const;
 
   const graph* g_;
   layer_profile profile_;
   cluster_model estimate_;
   three_tier_choice current_;
+  deployment_plan running_;
   int version_;
+  stage_graph_memo memo_;
   adaptation_options options_;
   std::map<std::pair<node_role, node_role>, std::deque<link_sample>> samples_;  // by unordered role pair
   std::map<std::string, std::deque<double>> speed_samples_;                      // by node
+  std::map<std::pair<node_role, node_role>, int> last_sampled_;  // decision count at its last sample
   int since_migration_ = 1 << 20;
   int decisions_ = 0;
   int streak_ = 0;             // consecutive answers on which some migration was worth it
+  std::string verdict_;
   double uncertainty_ = 0;
-  std::map<std::pair<node_role, node_role>, double> link_uncertainty_;
+  // Per link: the relative spread of the bandwidth its samples imply (small probes imply little
+  // about a fast link's bandwidth) and of their times around the estimate.
+  struct link_spread {
+    double bandwidth = 0, time = 0;
+  };
+  std::map<std::pair<node_role, node_role>, link_spread> link_uncertainty_;
   std::map<std::string, double> speed_uncertainty_;
   std::map<std::string, std::set<int>> cached_;  // node -> layers (with weights) it holds
 };

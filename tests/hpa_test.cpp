@@ -300,7 +300,7 @@ BOOST_AUTO_TEST_CASE(adaptive_planner_follows_an_uplink_drop) {
   three_tier_choice choice;
   auto planned = hpa_strategy(g, profile, cluster, {}, &choice);
   BOOST_REQUIRE(planned.is_ok());
-  adaptive_planner planner(g, profile, cluster, choice, 1);
+  adaptive_planner planner(g, profile, cluster, choice, planned->plan);
   auto send = [&](double mbit, int requests) {
     std::optional<adaptation_decision> last;
     for (int r = 0; r < requests; ++r) {
@@ -337,8 +337,9 @@ BOOST_AUTO_TEST_CASE(partial_adjustment_moves_fewer_layers_than_a_full_replan) {
         if (change == 3) after.edge_edge.bandwidth_mbit_per_s /= 10;
         const cluster_model cluster = cluster_model::evaluation(before, 4);
         three_tier_choice start;
-        BOOST_REQUIRE(hpa_strategy(g, profile, cluster, {}, &start).is_ok());
-        adaptive_planner planner(g, profile, cluster, start, 1);
+        auto started = hpa_strategy(g, profile, cluster, {}, &start);
+        BOOST_REQUIRE(started.is_ok());
+        adaptive_planner planner(g, profile, cluster, start, started->plan);
         std::optional<adaptation_decision> decision;
         for (int r = 0; r < 4 && !decision; ++r) {
           std::vector<link_sample> samples;
@@ -389,7 +390,7 @@ BOOST_AUTO_TEST_CASE(a_slower_edge_node_gets_a_smaller_tile) {
   BOOST_REQUIRE_MESSAGE(start.tiled_end >= 0 && start.tile_nodes == 4, "the start plan should tile over 4 edges");
   auto sg = build_stage_graph(g, planned->plan);
   BOOST_REQUIRE(sg.is_ok());
-  adaptive_planner planner(g, profile, cluster, start, 1);
+  adaptive_planner planner(g, profile, cluster, start, planned->plan);
   std::optional<adaptation_decision> decision;
   for (int r = 0; r < 4 && !decision; ++r) {
     std::vector<compute_observation> computes;

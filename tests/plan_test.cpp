@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "plan/plan.hpp"
+#include "plan/plan_repair.hpp"
 #include "kernels/executor.hpp"
 #include "kernels/model_zoo.hpp"
 #include "kernels/tile_executor.hpp"
@@ -277,4 +278,63 @@ BOOST_AUTO_TEST_CASE(plans_round_trip_through_json) {
   BOOST_TEST(again->segments.size() == 3u);
   BOOST_TEST(again->segments[1].last == "layer2.1.add");
   BOOST_TEST((again->tiled_runs.at(0).nodes == std::vector<std::string>{"edge1", "edge2"}));
+}
+
+BOOST_AUTO_TEST_CASE(a_plan_repaired_after_a_node_loss_runs_bit_for_bit_on_the_nodes_left) {
+  graph g = load("resnet18");
+  auto plan = parse_plan_json(R"({"segments": [{"node": "device", "first": "conv1", "last": "maxpool"},
+                                               {"node": "edge1", "first": "layer1.0.conv1", "last": "layer2.1.add"},
+                                               {"node": "cloud", "first": "layer3.0.conv1", "last": "fc"}],
+                                  "tiled_runs": [{"first": "layer1.0.conv1", "last": "layer2.1.add", "grid": "2x2",
+                                                  "nodes": ["edge1", "edge2", "edge3", "edge4"]}]})");
+  BOOST_REQUIRE(plan.is_ok());
+  tensor x = random_tensor(g.layers[g.input_layers()[0]].output_shape, 9);
+  auto whole = executor::create(g);
+  BOOST_REQUIRE(whole.is_ok());
+  auto expected = (*whole)->run({&x});
+  BOOST_REQUIRE(expected.is_ok());
+  auto check = [&](const deployment_plan& p) {
+    auto sg = build_stage_graph(g, p);
+    BOOST_REQUIRE_MESSAGE(sg.is_ok(), sg.message());
+    BOOST_TEST(bitwise_equal(run_stages(g, *sg, x).at(sg->graph_outputs[0]), expected.value()[0]), describe(p));
+  };
+  std::map<std::string, std::string> all = {{"device", "device"}, {"edge1", "edge"}, {"edge2", "edge"},
+                                            {"edge3", "edge"}, {"edge4", "edge"}, {"cloud", "cloud"}};
+  // edge2 lost: the run is re-split over the three tile nodes left.
+  auto no_edge2 = all;
+  no_edge2.erase("edge2");
+  auto repaired = repair_plan(g, *plan, no_edge2);
+  BOOST_REQUIRE_MESSAGE(repaired.is_ok(), repaired.message());
+  BOOST_REQUIRE_EQUAL(repaired->tiled_runs.size(), 1u);
+  BOOST_TEST(repaired->tiled_runs[0].nodes == std::vector<std::string>({"edge1", "edge3", "edge4"}),
+             boost::test_tools::per_element());
+  BOOST_TEST(repaired->tiled_runs[0].grid == "3x1");
+  BOOST_TEST(!plan_nodes(*repaired).count("edge2"));
+  check(*repaired);
+  // edge1 lost too (it held the segment): the segment moves to edge3, the run to edge3 and edge4.
+  auto two_left = no_edge2;
+  two_left.erase("edge1");
+  repaired = repair_plan(g, *plan, two_left);
+  BOOST_REQUIRE_MESSAGE(repaired.is_ok(), repaired.message());
+  BOOST_TEST(repaired->segments[1].node == "edge3");
+  BOOST_TEST(repaired->tiled_runs[0].grid == "2x1");
+  check(*repaired);
+  // Every edge lost: the cloud takes the edge segment, the run is dropped.
+  std::map<std::string, std::string> no_edges = {{"device", "device"}, {"cloud", "cloud"}};
+  repaired = repair_plan(g, *plan, no_edges);
+  BOOST_REQUIRE_MESSAGE(repaired.is_ok(), repaired.message());
+  BOOST_TEST(repaired->tiled_runs.empty());
+  BOOST_TEST(repaired->segments[1].node == "cloud");
+  check(*repaired);
+  // The cloud lost: an edge takes its work.
+  auto no_cloud = all;
+  no_cloud.erase("cloud");
+  repaired = repair_plan(g, *plan, no_cloud);
+  BOOST_REQUIRE(repaired.is_ok());
+  BOOST_TEST(repaired->segments[2].node == "edge1");
+  check(*repaired);
+  // Nothing left: an error naming the node.
+  auto none = repair_plan(g, *plan, {});
+  BOOST_TEST(!none.is_ok());
+  BOOST_TEST(none.message().find("no node is left") != std::string::npos, none.message());
 }

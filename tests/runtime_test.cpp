@@ -404,9 +404,11 @@ BOOST_FIXTURE_TEST_CASE(a_node_that_is_not_running_fails_within_the_timeout, clu
   BOOST_CHECK(wrong.message().find("edge1") != std::string::npos);
 }
 
+// Without failover (fault_test covers failover): the requests fail at once, naming the node.
 BOOST_FIXTURE_TEST_CASE(a_node_killed_after_deployment_fails_requests_at_once, cluster) {
   d3::deployment_options options;
   options.timeout = 20s;
+  options.failover = false;
   d3::deployment dep(*system, options);
   BOOST_REQUIRE(dep.connect(endpoints()).is_ok());
   const d3::graph& g = resnet18();
@@ -709,7 +711,7 @@ BOOST_FIXTURE_TEST_CASE(uplink_drop_makes_the_planner_migrate_only_changed_layer
   BOOST_REQUIRE(planned.is_ok());
   BOOST_REQUIRE_MESSAGE(choice.device_end < int(g.layers.size()) - 1, "the 40 Mbit/s plan must offload something");
   BOOST_REQUIRE(dep.deploy(g, planned->plan).is_ok());
-  auto planner = std::make_shared<d3::adaptive_planner>(g, profile.value(), cluster, choice, planned->plan.version);
+  auto planner = std::make_shared<d3::adaptive_planner>(g, profile.value(), cluster, choice, planned->plan);
   std::map<std::string, d3::node_role> roles = {{"device", d3::node_role::device}, {"edge1", d3::node_role::edge},
                                                 {"edge2", d3::node_role::edge}, {"cloud", d3::node_role::cloud}};
   d3::protocol::planner_handle planner_actor = d3::spawn_planner_actor(*system, planner, roles);
@@ -721,6 +723,10 @@ BOOST_FIXTURE_TEST_CASE(uplink_drop_makes_the_planner_migrate_only_changed_layer
         transfers_seen += o.transfers.size();
         auto decided = hook(o);
         if (decided) plans.push_back(*decided);
+        BOOST_TEST_MESSAGE("request " << o.id << " (" << o.virtual_latency_ms << " ms): device-edge "
+                                      << planner->estimate().links.device_edge.bandwidth_mbit_per_s << ", device-cloud "
+                                      << planner->estimate().links.link(d3::node_role::device, d3::node_role::cloud).bandwidth_mbit_per_s
+                                      << " Mbit/s; " << planner->verdict());
         return decided;
       },
       &g);
@@ -764,12 +770,17 @@ BOOST_FIXTURE_TEST_CASE(uplink_drop_makes_the_planner_migrate_only_changed_layer
   for (const auto& o : outcomes) latencies.push_back(o.virtual_latency_ms);
   std::string trace;
   for (double ms : latencies) trace += " " + std::to_string(int(ms));
-  BOOST_TEST_MESSAGE("uplink 40 -> 4 Mbit/s: device-edge estimate "
-                     << planner->estimate().links.device_edge.bandwidth_mbit_per_s << " Mbit/s; migration v"
+  BOOST_TEST_MESSAGE("uplink 40 -> 4 Mbit/s: estimate "
+                     << planner->estimate().links.link(d3::node_role::device, d3::node_role::cloud).bandwidth_mbit_per_s
+                     << " Mbit/s (device-cloud); migration v"
                      << m.from_version << " -> v" << m.to_version << " moved " << m.layers_moved.size() << " of "
                      << new_nodes.size() << " layers (a full re-plan redeploys all " << new_nodes.size() << "), "
                      << m.deploy.weight_bytes_shipped << " weight bytes shipped; virtual latencies (ms):" << trace);
-  BOOST_CHECK_CLOSE(planner->estimate().links.device_edge.bandwidth_mbit_per_s, 4.0, 10.0);
+  // The transfers measured the device->cloud path (uplink and backbone in series): its estimate
+  // follows the drop. (Device<->edge alone carried nothing and no probe ran here: which part of
+  // the path dropped, the planner cannot tell, so it priced both pessimistically.)
+  BOOST_CHECK_CLOSE(planner->estimate().links.link(d3::node_role::device, d3::node_role::cloud).bandwidth_mbit_per_s, 4.0,
+                    10.0);
 }
 
 // A trace step changes the uplink between requests, and a light probe through the nodes measures

@@ -1,0 +1,155 @@
+// The deployment's fault handling: heartbeats that find frozen nodes, node losses marked on every
+// version they break, failover to a plan on the nodes left, and nodes that come back (rejoin).
+// The request session (actors/request_session.cpp) drives it while requests run and re-sends the
+// requests a failover moved.
+#include <algorithm>
+
+#include "actors/ask.hpp"
+#include "actors/deployment.hpp"
+#include "plan/plan_repair.hpp"
+
+namespace d3 {
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+double ms_between(clock_type::time_point from, clock_type::time_point to) {
+  return std::chrono::duration<double, std::milli>(to - from).count();
+}
+
+}  // namespace
+
+void deployment::refresh_health() {
+  const auto now = clock_type::now();
+  for (auto& [name, h] : health_)
+    if (!down_nodes_.count(name)) h.last_answer = now;
+  next_ping_ = now;
+}
+
+std::vector<std::string> deployment::heartbeat() {
+  const auto now = clock_type::now();
+  std::vector<std::string> silent;
+  if (now >= next_ping_) {
+    next_ping_ = now + options_.heartbeat;
+    ++ping_seq_;
+    // Nodes marked down are pinged too: one that was only frozen answers again.
+    for (const auto& [name, handle] : nodes_) (*self_)->send(handle, protocol::ping_atom::value, ping_seq_);
+  }
+  for (const auto& [name, h] : health_)
+    if (!down_nodes_.count(name) && now - h.last_answer > options_.silence) silent.push_back(name);
+  return silent;
+}
+
+void deployment::on_pong(const caf::actor_addr& from) {
+  for (const auto& [name, handle] : nodes_)
+    if (handle.address() == from) {
+      node_health& h = health_[name];
+      if (down_nodes_.count(name)) h.answered_while_down = true;
+      else h.last_answer = clock_type::now();
+      return;
+    }
+}
+
+bool deployment::mark_node_down(const std::string& node, const std::string& cause) {
+  if (!down_nodes_.insert(node).second) return false;
+  const auto now = clock_type::now();
+  node_health& h = health_[node];
+  h.next_reconnect = now + options_.reconnect_every;
+  h.answered_while_down = false;
+  fault_event e;
+  e.node = node;
+  e.what = "down";
+  e.cause = cause;
+  e.detected_after_ms = ms_between(h.last_answer, now);
+  faults_.push_back(e);
+  log({{"event", "node_down"}, {"node", node}, {"reason", cause}, {"detected_after_ms", e.detected_after_ms}});
+  for (auto& [version, v] : versions_)
+    for (const stage& st : v.stages.stages)
+      if (st.node == node && v.broken.empty()) v.broken = "node '" + node + "' is down (" + cause + ")";
+  // Its connections to other nodes are gone with it: a node that comes back is peered again.
+  for (auto it = peered_.begin(); it != peered_.end();)
+    it = it->first == node || it->second == node ? peered_.erase(it) : std::next(it);
+  return true;
+}
+
+std::map<std::string, std::string> deployment::available_nodes() const {
+  std::map<std::string, std::string> out;
+  for (const auto& [name, role] : roles_)
+    if (!down_nodes_.count(name)) out[name] = role;
+  return out;
+}
+
+result<int> deployment::fail_over(const std::string& why) {
+  // A node that goes down while the new version is installed makes that install fail: re-plan
+  // without it too (a bounded number of times).
+  result<int> moved = status::error("no attempt");
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    const size_t down_before = down_nodes_.size();
+    moved = fail_over_once(why);
+    if (moved || down_nodes_.size() == down_before) return moved;
+  }
+  return moved;
+}
+
+result<int> deployment::fail_over_once(const std::string& why) {
+  if (!graph_ || !current_) return status::error("nothing is deployed");
+  const auto available = available_nodes();
+  auto plan = replanner_ ? replanner_(available, deployed_plan_) : repair_plan(*graph_, deployed_plan_, available);
+  if (!plan) return status::error("re-plan on the nodes left: " + plan.message());
+  deployment_plan next = plan.value();
+  const deployed_version& running = *current();
+  next.version = running.plan.version;
+  if (running.broken.empty() && to_json(next) == to_json(running.plan)) return running.version;  // nothing moves
+  next.version = std::max(versions_.rbegin()->first, *current_) + 1;
+  if (next.strategy.find("failover") == std::string::npos) next.strategy += " (failover)";
+  auto migrated = migrate(*graph_, next);
+  if (!migrated) return status::error(migrated.message());
+  log({{"event", "failover"}, {"why", why}, {"to_version", next.version}, {"plan", describe(next)}});
+  return next.version;
+}
+
+std::vector<std::string> deployment::try_rejoin() {
+  std::vector<std::string> back;
+  if (options_.reconnect_every.count() <= 0) return back;
+  const auto now = clock_type::now();
+  // A node that is restarted answers at once on loopback or a LAN; a short wait keeps requests
+  // flowing while a node stays away.
+  const auto attempt_timeout = std::min(options_.timeout, options_.heartbeat);
+  for (const std::string& name : std::vector<std::string>(down_nodes_.begin(), down_nodes_.end())) {
+    node_health& h = health_[name];
+    if (!endpoints_.count(name)) continue;
+    const node_endpoint& n = endpoints_.at(name);
+    protocol::node_handle handle = nodes_.at(name);
+    std::string role = roles_[name];
+    if (!h.answered_while_down) {  // gone (not frozen): is a new process listening there?
+      if (now < h.next_reconnect) continue;
+      h.next_reconnect = now + options_.reconnect_every;
+      caf::strong_actor_ptr ptr;
+      (*self_)->request(system_.middleman().actor_handle(), attempt_timeout, caf::connect_atom::value, n.host, n.port)
+          .receive([&](const caf::node_id&, caf::strong_actor_ptr& p, const std::set<std::string>&) { ptr = std::move(p); },
+                   [&](caf::error&) {});
+      if (!ptr) continue;
+      handle = caf::actor_cast<protocol::node_handle>(ptr);
+      auto info = ask<protocol::node_info>(*self_, handle, attempt_timeout, "rejoin", protocol::info_atom::value);
+      if (!info || info->name != name) continue;
+      role = info->role;
+      (*self_)->monitor(handle);
+    }
+    nodes_[name] = handle;
+    roles_[name] = role;
+    down_nodes_.erase(name);
+    h.last_answer = clock_type::now();
+    fault_event e;
+    e.node = name;
+    e.what = "rejoined";
+    e.cause = h.answered_while_down ? "answers heartbeats again (was frozen)" : "reconnected (restarted)";
+    h.answered_while_down = false;
+    faults_.push_back(e);
+    log({{"event", "node_rejoined"}, {"node", name}, {"role", role}, {"address", n.address()}, {"how", e.cause}});
+    back.push_back(name);
+  }
+  return back;
+}
+
+}  // namespace d3

@@ -1,0 +1,184 @@
+// Faults with real d3-node processes on loopback: a node killed (SIGKILL), frozen (SIGSTOP) or
+// restarted while requests flow, and a node killed during a migration. Every request must be
+// answered exactly once and memcmp-equal to one process; losses are detected within the
+// configured bounds (connection lost at once, silence after deployment_options::silence).
+#define BOOST_TEST_MODULE fault_test
+#include <boost/test/unit_test.hpp>
+
+#include <algorithm>
+
+#include "plan/plan_repair.hpp"
+#include "tests/node_cluster.hpp"
+#include "topology/topology_log.hpp"
+
+using namespace d3_test;
+
+namespace {
+
+// Four edges, so that a tiled run survives losing one or two of them.
+struct edge_cluster : cluster {
+  edge_cluster() : cluster() {
+    for (const char* name : {"edge3", "edge4"}) start(name, "edge");
+    for (node_process& n : nodes)
+      if (n.port == 0) wait_listening(n);
+  }
+};
+
+d3::deployment_plan four_edge_plan() {
+  d3::deployment_plan plan;
+  plan.segments = {{"device", "conv1", "maxpool"}, {"edge1", "layer1.0.conv1", "layer2.1.add"},
+                   {"cloud", "layer3.0.conv1", "fc"}};
+  d3::plan_tiled_run run;
+  run.first = "layer1.0.conv1";
+  run.last = "layer2.1.add";
+  run.grid = "2x2";
+  run.nodes = {"edge1", "edge2", "edge3", "edge4"};
+  plan.tiled_runs.push_back(run);
+  return plan;
+}
+
+d3::deployment_options fault_options() {
+  d3::deployment_options options;
+  options.timeout = 30s;
+  options.heartbeat = 200ms;
+  options.silence = 1000ms;
+  options.reconnect_every = 300ms;
+  return options;
+}
+
+// Runs `count` requests at `in_flight` with `on_answer(k)` called after the k-th answer (1-based)
+// from inside the run (the adaptation hook), and checks every answer exact and answered once.
+template <class OnAnswer>
+std::vector<d3::request_outcome> run_with(d3::deployment& dep, size_t count, int in_flight, uint64_t seed,
+                                          OnAnswer on_answer) {
+  const d3::graph& g = resnet18();
+  int answered = 0;
+  dep.set_adaptation(
+      [&](const d3::request_outcome&) -> std::optional<d3::deployment_plan> { return on_answer(++answered); }, &g);
+  auto inputs = inputs_for(g, count, seed);
+  auto outcomes = dep.run(inputs, in_flight);
+  check_answers(g, inputs, outcomes);
+  dep.set_adaptation(nullptr, nullptr);
+  return outcomes;
+}
+
+const d3::deployment::fault_event* fault(const d3::deployment& dep, const std::string& node, const std::string& what) {
+  for (const auto& f : dep.faults())
+    if (f.node == node && f.what == what) return &f;
+  return nullptr;
+}
+
+}  // namespace
+
+BOOST_FIXTURE_TEST_CASE(a_tile_node_killed_during_200_requests_loses_none, edge_cluster) {
+  d3::deployment dep(*system, fault_options());
+  BOOST_REQUIRE(dep.connect(endpoints()).is_ok());
+  BOOST_REQUIRE(dep.deploy(resnet18(), four_edge_plan()).is_ok());
+  auto outcomes = run_with(dep, 200, 4, 101, [&](int k) -> std::optional<d3::deployment_plan> {
+    if (k == 40) signal("edge2", SIGKILL);
+    return std::nullopt;
+  });
+  size_t ok = 0;
+  for (const auto& o : outcomes) ok += o.ok;
+  BOOST_TEST(ok == 200u);
+  const auto* down = fault(dep, "edge2", "down");
+  BOOST_REQUIRE(down != nullptr);
+  BOOST_TEST_MESSAGE("edge2 killed: detected after " << down->detected_after_ms << " ms (" << down->cause << "), failover to v"
+                                                     << down->new_version << " in " << down->recovered_ms << " ms, "
+                                                     << down->requests_resent << " requests re-sent");
+  BOOST_TEST(down->new_version > 1);
+  BOOST_TEST(down->detected_after_ms <= 1000.0 + 200.0);  // the connection loss, within a heartbeat
+  for (const auto& st : dep.stages().stages) BOOST_TEST(st.node != "edge2");
+}
+
+BOOST_FIXTURE_TEST_CASE(a_frozen_tile_node_is_detected_and_loses_no_request, edge_cluster) {
+  d3::deployment dep(*system, fault_options());
+  BOOST_REQUIRE(dep.connect(endpoints()).is_ok());
+  BOOST_REQUIRE(dep.deploy(resnet18(), four_edge_plan()).is_ok());
+  auto outcomes = run_with(dep, 200, 4, 201, [&](int k) -> std::optional<d3::deployment_plan> {
+    if (k == 40) signal("edge3", SIGSTOP);
+    if (k == 150) signal("edge3", SIGCONT);
+    return std::nullopt;
+  });
+  size_t ok = 0;
+  for (const auto& o : outcomes) ok += o.ok;
+  BOOST_TEST(ok == 200u);
+  const auto* down = fault(dep, "edge3", "down");
+  BOOST_REQUIRE(down != nullptr);
+  BOOST_TEST_MESSAGE("edge3 frozen: detected after " << down->detected_after_ms << " ms (" << down->cause << "), "
+                                                     << down->requests_resent << " requests re-sent; "
+                                                     << dep.duplicates_dropped() << " late answers dropped");
+  BOOST_TEST(down->detected_after_ms <= 2000.0);
+  BOOST_TEST(down->cause.find("heartbeat") != std::string::npos, down->cause);
+  // Resumed, it answers heartbeats again and is used again.
+  auto more = run_with(dep, 20, 2, 301, [](int) { return std::nullopt; });
+  BOOST_TEST(fault(dep, "edge3", "rejoined") != nullptr);
+}
+
+BOOST_FIXTURE_TEST_CASE(a_killed_node_restarted_rejoins_and_serves_again, edge_cluster) {
+  d3::deployment dep(*system, fault_options());
+  BOOST_REQUIRE(dep.connect(endpoints()).is_ok());
+  BOOST_REQUIRE(dep.deploy(resnet18(), four_edge_plan()).is_ok());
+  run_with(dep, 120, 2, 401, [&](int k) -> std::optional<d3::deployment_plan> {
+    if (k == 20) signal("edge4", SIGKILL);
+    if (k == 50) restart("edge4");
+    return std::nullopt;
+  });
+  BOOST_REQUIRE(fault(dep, "edge4", "down") != nullptr);
+  BOOST_REQUIRE_MESSAGE(fault(dep, "edge4", "rejoined") != nullptr, "edge4 did not rejoin");
+  // After the rejoin the deployed plan (all four edges) runs again: edge4 computes a tile.
+  bool edge4_serves = false;
+  for (const auto& st : dep.stages().stages) edge4_serves |= st.node == "edge4";
+  BOOST_TEST(edge4_serves);
+  run_with(dep, 10, 2, 501, [](int) { return std::nullopt; });
+}
+
+BOOST_FIXTURE_TEST_CASE(a_node_killed_during_a_migration_loses_no_request, edge_cluster) {
+  d3::deployment dep(*system, fault_options());
+  BOOST_REQUIRE(dep.connect(endpoints()).is_ok());
+  d3::deployment_plan first = four_edge_plan();
+  first.tiled_runs[0].grid = "2x1";
+  first.tiled_runs[0].nodes = {"edge1", "edge2"};
+  BOOST_REQUIRE(dep.deploy(resnet18(), first).is_ok());
+  auto outcomes = run_with(dep, 80, 4, 601, [&](int k) -> std::optional<d3::deployment_plan> {
+    if (k != 20) return std::nullopt;
+    // The migration to four edges starts with edge3 already dead (not yet noticed).
+    signal("edge3", SIGKILL);
+    d3::deployment_plan next = four_edge_plan();
+    next.version = 2;
+    return next;
+  });
+  size_t ok = 0;
+  for (const auto& o : outcomes) ok += o.ok;
+  BOOST_TEST(ok == 80u);
+  for (const auto& st : dep.stages().stages) BOOST_TEST(st.node != "edge3");
+}
+
+BOOST_FIXTURE_TEST_CASE(losing_the_app_node_ends_the_run_with_an_error_naming_it, edge_cluster) {
+  d3::deployment_options options = fault_options();
+  options.emulation.clock = d3::clock_mode::virtual_time;
+  options.emulation.shaped = true;
+  options.emulation.links = d3::testbed::with_uplink("WiFi").value();
+  d3::deployment dep(*system, options);
+  BOOST_REQUIRE(dep.connect(endpoints()).is_ok());
+  BOOST_REQUIRE(dep.deploy(resnet18(), four_edge_plan()).is_ok());
+  const auto start = std::chrono::steady_clock::now();
+  int answered = 0;
+  dep.set_adaptation(
+      [&](const d3::request_outcome&) -> std::optional<d3::deployment_plan> {
+        if (++answered == 5) signal("device", SIGSTOP);  // frozen: only the heartbeat can tell
+        return std::nullopt;
+      },
+      &resnet18());
+  auto outcomes = dep.run(inputs_for(resnet18(), 30, 701), 2);
+  signal("device", SIGCONT);
+  BOOST_TEST((std::chrono::steady_clock::now() - start < 20s));  // no hang: the silence, not the timeout
+  size_t failed = 0;
+  for (const auto& o : outcomes)
+    if (!o.ok) {
+      ++failed;
+      BOOST_TEST(o.error.find("device") != std::string::npos, o.error);
+    }
+  BOOST_TEST(failed > 0u);
+  BOOST_TEST(!dep.broken().empty());
+}

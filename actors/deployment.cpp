@@ -298,6 +298,7 @@ std::string deployment::note_node_down(const caf::down_msg& down) {
   for (const auto& [name, node] : nodes_)
     if (node.address() == down.source) {
       mark_node_down(name, "connection lost: " + system_.render(down.reason));
+      health_[name].connection_lost = true;
       return name;
     }
   return "";

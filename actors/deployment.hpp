@@ -107,6 +107,7 @@ struct request_outcome {
   std::string error;
   std::map<std::string, tensor> outputs;  // graph outputs by name
   double latency_ms = 0;
+  double wall_start_ms = 0;  // when it was first sent, wall ms since the last deploy()
   // Virtual clock (emulation): start stamp, the answer's virtual arrival at the app node, their
   // difference, and the stages' reports (by stage id order of arrival).
   double virtual_start_ms = 0, virtual_end_ms = 0, virtual_latency_ms = 0;
@@ -229,8 +230,9 @@ class deployment {
   // Exits every stage actor (anon_send_exit) and waits until each node has received the exits.
   void teardown();
 
-  // The running version's stage graph (empty when nothing is deployed).
+  // The running version's stage graph (empty when nothing is deployed) and plan.
   const stage_graph& stages() const;
+  const deployment_plan* running_plan() const { return current_ ? &current()->plan : nullptr; }
   // Errors stages reported for requests this deployment did not know (e.g. corrupt payloads).
   const std::vector<std::string>& stray_errors() const { return stray_errors_; }
   // Non-empty once a stage or node of the current deployment is gone.
@@ -297,6 +299,9 @@ class deployment {
     std::chrono::steady_clock::time_point last_answer;  // connect or last pong
     std::chrono::steady_clock::time_point next_reconnect;
     bool answered_while_down = false;  // a pong after it was marked down: it was frozen, not gone
+    // Its connection is gone (CAF's down message). Only then is it reconnected: connecting to a
+    // frozen process (its socket still accepts) would stall the middleman on the handshake.
+    bool connection_lost = false;
   };
   // Counts silence from now for every live node: called when the app starts listening again
   // after a blocking step (pongs were not read meanwhile, which is not the nodes' fault).

@@ -57,6 +57,7 @@ bool deployment::mark_node_down(const std::string& node, const std::string& caus
   node_health& h = health_[node];
   h.next_reconnect = now + options_.reconnect_every;
   h.answered_while_down = false;
+  h.connection_lost = false;
   fault_event e;
   e.node = node;
   e.what = "down";
@@ -123,7 +124,7 @@ std::vector<std::string> deployment::try_rejoin() {
     protocol::node_handle handle = nodes_.at(name);
     std::string role = roles_[name];
     if (!h.answered_while_down) {  // gone (not frozen): is a new process listening there?
-      if (now < h.next_reconnect) continue;
+      if (!h.connection_lost || now < h.next_reconnect) continue;
       h.next_reconnect = now + options_.reconnect_every;
       caf::strong_actor_ptr ptr;
       (*self_)->request(system_.middleman().actor_handle(), attempt_timeout, caf::connect_atom::value, n.host, n.port)
@@ -135,6 +136,7 @@ std::vector<std::string> deployment::try_rejoin() {
       if (!info || info->name != name) continue;
       role = info->role;
       (*self_)->monitor(handle);
+      h.connection_lost = false;
     }
     nodes_[name] = handle;
     roles_[name] = role;

@@ -33,10 +33,28 @@ class layer_cache {
   size_t weight_bytes() const;
   void clear();
 
+  // A budget for the cached weights (0: none). A shipment that would exceed it first evicts the
+  // least recently used layers no live stage holds (a stage keeps the weights it was built with:
+  // shared, so those are in use); if that is not enough it is refused, naming the sizes. Layers
+  // evicted so far (for the node's log).
+  void set_budget(size_t bytes);
+  size_t budget() const;
+  size_t evicted() const;
+
  private:
+  struct entry {
+    layer value;
+    mutable uint64_t last_used = 0;
+  };
+  // Frees room for `incoming` bytes under the budget; false when live stages hold too much.
+  bool make_room(size_t incoming);
+
   mutable std::mutex mutex_;
-  std::map<std::pair<uint64_t, std::string>, layer> layers_;
+  mutable uint64_t clock_ = 0;  // bumped on every store and find: the LRU order
+  std::map<std::pair<uint64_t, std::string>, entry> layers_;
   size_t bytes_ = 0;
+  size_t budget_ = 0;
+  size_t evicted_ = 0;
 };
 
 }  // namespace d3

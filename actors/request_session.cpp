@@ -65,6 +65,7 @@ void request_session::start(size_t i) {
   ++v.in_flight;
   active_[id] = i;
   started_[i] = clock_type::now();
+  o.wall_start_ms = ms_since(dep_.wall_epoch_);
   deadline_[i] = started_[i] + dep_.options_.timeout;
   sent_versions_[i].insert(v.version);
   if (!dep_.broken_.empty()) return finish(id, dep_.broken_);

@@ -2,6 +2,8 @@
 // stage computes a request once all its inputs are there. Protocol: actors/protocol.hpp.
 #include "actors/stage_actor.hpp"
 
+#include <malloc.h>
+
 #include <algorithm>
 #include <atomic>
 #include <iostream>
@@ -62,6 +64,16 @@ struct stage_state {
   uint64_t served = 0;
 
   static inline const char* name = "d3_stage";
+
+  // A retired stage's operators, packed weights and buffers go; the heap pages they held are
+  // handed back to the system (they would otherwise stay in the process after every migration).
+  ~stage_state() {
+    exec.reset();
+    tiles.reset();
+    pending.clear();
+    fragment = graph();
+    malloc_trim(0);
+  }
 };
 
 using stage_actor_t = protocol::stage_handle::stateful_pointer<stage_state>;

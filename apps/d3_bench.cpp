@@ -10,10 +10,12 @@
 //   regimes  where three tiers pay: hpa over the best two-tier baseline across bandwidths and
 //            device speeds, on the cost model, with measured points (apps/bench_regimes.cpp).
 //   plan     HPA's planning time per model and uplink (apps/bench_plan.cpp).
+//   chaos    faults while requests flow, and memory over time (apps/bench_chaos.cpp).
 #include <iostream>
 #include <string>
 
 #include "apps/bench_adapt.hpp"
+#include "apps/bench_chaos.hpp"
 #include "apps/bench_grid.hpp"
 #include "apps/bench_regimes.hpp"
 #include "apps/bench_support.hpp"
@@ -28,6 +30,7 @@ const char* usage = R"(usage: d3-bench SUBCOMMAND [options]   (d3-bench SUBCOMMA
   adapt    live adaptation under a trace: partial adjustment, full re-partition, optimum
   regimes  where three tiers pay, across bandwidths and device speeds
   plan     HPA's planning time per model and uplink
+  chaos    nodes killed, frozen, resumed and restarted while requests flow; memory over time
 
 Exit codes: 0 done, 1 a failure (an engine, a deployment, an answer), 2 bad input.
 )";
@@ -40,12 +43,13 @@ int dispatch(int argc, char** argv) {
   if (command == "adapt") return d3::bench_adapt(argc, argv);
   if (command == "regimes") return d3::bench_regimes(argc, argv);
   if (command == "plan") return d3::bench_plan(argc, argv);
+  if (command == "chaos") return d3::bench_chaos(argc, argv);
   if (command == "--help" || command == "-h" || command.empty()) {
     std::cout << usage;
     return command.empty() ? d3::bench_exit_bad_input : 0;
   }
   d3::bench_fail(d3::bench_exit_bad_input,
-                 "unknown benchmark '" + command + "' (available: engine, tiling, grid, adapt, regimes, plan; see --help)");
+                 "unknown benchmark '" + command + "' (available: engine, tiling, grid, adapt, regimes, plan, chaos; see --help)");
 }
 
 }  // namespace

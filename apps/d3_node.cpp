@@ -4,6 +4,7 @@
 //
 //   d3-node --config-file=apps/config/edge1.ini        (INI, section [d3]; strings double-quoted)
 //   d3-node --d3.name="edge9" --d3.role="edge" --d3.port=0   (the CLI overrides the file)
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 
@@ -15,6 +16,7 @@
 #include <string>
 
 #include "emulation/emulation.hpp"
+#include "actors/layer_cache.hpp"
 #include "actors/node.hpp"
 #include "actors/protocol.hpp"
 
@@ -26,6 +28,7 @@ struct node_config : caf::actor_system_config {
   std::string host = "127.0.0.1";
   uint16_t port = 0;
   double speed = 1.0;
+  size_t cache_mb = 2048;
   bool verbose = false;
 
   node_config() {
@@ -35,6 +38,7 @@ struct node_config : caf::actor_system_config {
         .add(host, "host", "address to listen on (default 127.0.0.1)")
         .add(port, "port", "port to listen on (0: any free port, printed)")
         .add(speed, "speed", "emulated compute capacity relative to one core (emulation: applied under the virtual clock)")
+        .add(cache_mb, "cache_mb", "budget of the layer cache in MB (0: none); least recently used layers no stage uses are evicted")
         .add(verbose, "verbose", "print one line per stage spawned, shipment cached and stage error");
     d3::protocol::configure_process(*this);
     d3::protocol::add_stage_actor_types(*this);
@@ -59,6 +63,9 @@ command line as --d3.KEY=VALUE (the command line overrides the file):
   port     port to listen on; 0 picks a free one and prints it       (default 0)
   speed    emulated compute capacity relative to one core; applied
            under the virtual clock (emulation)                       (default 1)
+  cache_mb budget of the layer cache in MB; past it, the least
+           recently used layers no stage uses are evicted, and a
+           shipment that still does not fit is refused (0: none)     (default 2048)
   verbose  print one line per stage spawned, shipment cached and
            stage error (a bare flag on the command line)             (default false)
 
@@ -104,7 +111,8 @@ std::string dropped_ini_key(const std::string& file, const caf::settings& conten
   const std::map<std::string, std::string> expected = {
       {"name", "a double-quoted string"}, {"role", "a double-quoted string (device, edge or cloud)"},
       {"host", "a double-quoted string"}, {"port", "an integer in [0, 65535]"},
-      {"speed", "a number"},             {"verbose", "true or false"}};
+      {"speed", "a number"},             {"verbose", "true or false"},
+      {"cache_mb", "an integer >= 0"}};
   for (int number = 1; std::getline(in, line); ++number) {
     const size_t first = line.find_first_not_of(" \t");
     if (first == std::string::npos || line[first] == ';' || line[first] == '#') continue;
@@ -119,7 +127,7 @@ std::string dropped_ini_key(const std::string& file, const caf::settings& conten
     auto known = expected.find(key);
     if (known == expected.end())
       return file + " line " + std::to_string(number) + ": unknown [d3] key '" + key +
-             "' (name, role, host, port, speed, verbose)";
+             "' (name, role, host, port, speed, cache_mb, verbose)";
     if (!caf::get_if(&content, "d3." + key))
       return file + " line " + std::to_string(number) + ": [d3] " + key + " must be " + known->second + ", got '" +
              line.substr(first) + "'";
@@ -160,6 +168,11 @@ int main(int argc, char** argv) {
     return 2;
   }
   d3::set_stage_event_printing(cfg.verbose);
+  d3::layer_cache::process().set_budget(cfg.cache_mb << 20);
+  // Packed weights and arenas are large blocks: with a fixed mmap threshold they go back to the
+  // system when a retired stage frees them (glibc's dynamic threshold would otherwise rise to
+  // 32 MB and keep them in fragmented heaps: measured, RSS grew by tens of MB per redeployment).
+  mallopt(M_MMAP_THRESHOLD, 256 * 1024);
 
   // SIGINT/SIGTERM are blocked in every thread (CAF's threads inherit the mask) and taken by
   // sigwait below: a clean shutdown, not a handler racing the actor system.

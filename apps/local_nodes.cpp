@@ -119,6 +119,7 @@ result<std::unique_ptr<local_nodes>> local_nodes::start(const std::string& node_
                          " (build it, or give its path with --node-binary)");
   install_cleanup_once();
   std::unique_ptr<local_nodes> nodes(new local_nodes());
+  nodes->node_binary_ = node_binary;
   for (const local_node_spec& spec : specs) {
     process p;
     p.spec = spec;
@@ -137,12 +138,12 @@ result<std::unique_ptr<local_nodes>> local_nodes::start(const std::string& node_
   return nodes;
 }
 
-status local_nodes::launch(const std::string& node_binary, process& p) {
+status local_nodes::launch(const std::string& node_binary, process& p, uint16_t port) {
   {
     // Port 0: the node binds any free loopback port and prints it. Strings double-quoted (CAF INI).
     std::ofstream ini(p.ini, std::ios::trunc);
     ini << "; written by d3-bench: a node of a local benchmark cluster\n[d3]\nname=\"" << p.spec.name << "\"\nrole=\""
-        << p.spec.role << "\"\nhost=\"127.0.0.1\"\nport=0\nspeed=" << ini_double(p.spec.speed) << "\n";
+        << p.spec.role << "\"\nhost=\"127.0.0.1\"\nport=" << port << "\nspeed=" << ini_double(p.spec.speed) << "\n";
     if (!ini) return status::error("cannot write node config '" + p.ini + "': " + std::strerror(errno));
   }
   // Everything the child needs is built before fork(): after it, only async-signal-safe calls.
@@ -256,6 +257,68 @@ deployment_options virtual_clock_options(const testbed& links, long timeout_ms) 
   options.emulation.links = links;
   options.emulation.app_node = "device";
   return options;
+}
+
+local_nodes::process* local_nodes::find(const std::string& name) {
+  for (process& p : processes_)
+    if (p.spec.name == name) return &p;
+  return nullptr;
+}
+
+status local_nodes::signal(const std::string& name, int sig) {
+  process* p = find(name);
+  if (!p) return status::error("no local node named '" + name + "'");
+  if (p->pid <= 0) return status::error("node '" + name + "' is not running");
+  if (::kill(p->pid, sig) != 0) return status::error("cannot signal node '" + name + "': " + std::strerror(errno));
+  if (sig == SIGKILL) {
+    ::waitpid(p->pid, nullptr, 0);
+    untrack(p->pid);
+    p->pid = -1;
+  }
+  return status::ok();
+}
+
+status local_nodes::restart(const std::string& name, std::chrono::milliseconds startup_timeout) {
+  D3_RETURN_IF_ERROR(relaunch(name));
+  return wait_relaunched(name, startup_timeout);
+}
+
+status local_nodes::relaunch(const std::string& name) {
+  process* p = find(name);
+  if (!p) return status::error("no local node named '" + name + "'");
+  if (p->pid > 0) return status::error("node '" + name + "' is still running");
+  uint16_t port = 0;
+  for (const node_endpoint& e : endpoints_)
+    if (e.name == name) port = e.port;
+  std::remove(p->log.c_str());  // the new process's listening line, not the old one's
+  return launch(node_binary_, *p, port);
+}
+
+status local_nodes::wait_relaunched(const std::string& name, std::chrono::milliseconds startup_timeout) {
+  process* p = find(name);
+  if (!p) return status::error("no local node named '" + name + "'");
+  uint16_t port = 0;
+  for (const node_endpoint& e : endpoints_)
+    if (e.name == name) port = e.port;
+  auto listening = wait_listening(*p, std::chrono::steady_clock::now() + startup_timeout);
+  if (!listening) return listening.error();
+  if (listening.value() != port)
+    return status::error("node '" + name + "' came back on port " + std::to_string(listening.value()) + ", not " +
+                         std::to_string(port));
+  return status::ok();
+}
+
+result<size_t> local_nodes::rss_bytes(const std::string& name) const {
+  for (const process& p : processes_) {
+    if (p.spec.name != name) continue;
+    if (p.pid <= 0) return status::error("node '" + name + "' is not running");
+    std::ifstream status_file("/proc/" + std::to_string(p.pid) + "/status");
+    std::string line;
+    while (std::getline(status_file, line))
+      if (line.rfind("VmRSS:", 0) == 0) return size_t(std::strtoull(line.c_str() + 6, nullptr, 10)) * 1024;
+    return status::error("no VmRSS for node '" + name + "'");
+  }
+  return status::error("no local node named '" + name + "'");
 }
 
 }  // namespace d3

@@ -44,6 +44,18 @@ class local_nodes {
   std::vector<std::string> exited();
 
   const std::vector<node_endpoint>& endpoints() const { return endpoints_; }
+
+  // Faults on purpose (d3-bench chaos): a signal to node `name` (SIGKILL also reaps it), and a
+  // killed node started again with the same name, role, speed and port (an empty layer cache).
+  status signal(const std::string& name, int sig);
+  status restart(const std::string& name, std::chrono::milliseconds startup_timeout);
+  // restart() in two halves: start the process (returns at once), then wait for its listening
+  // line. Call both from the same thread as start(): a node started from a thread that then ends
+  // gets SIGTERM (PR_SET_PDEATHSIG follows the creating thread).
+  status relaunch(const std::string& name);
+  status wait_relaunched(const std::string& name, std::chrono::milliseconds startup_timeout);
+  // The node's resident set size (VmRSS), or an error when it is not running.
+  result<size_t> rss_bytes(const std::string& name) const;
   // The log file of node `name` ("" for an unknown name).
   std::string log_path(const std::string& name) const;
 
@@ -54,7 +66,9 @@ class local_nodes {
     pid_t pid = -1;
   };
   local_nodes() = default;
-  status launch(const std::string& node_binary, process& p);
+  status launch(const std::string& node_binary, process& p, uint16_t port = 0);
+  process* find(const std::string& name);
+  std::string node_binary_;
   result<uint16_t> wait_listening(process& p, std::chrono::steady_clock::time_point deadline);
 
   std::vector<process> processes_;

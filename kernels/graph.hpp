@@ -89,6 +89,8 @@ class weight_blob {
   bool empty() const { return size_ == 0; }
   const float* begin() const { return data_.get(); }
   const float* end() const { return data_.get() + size_; }
+  // How many blobs share these values (a cache can tell whether anyone else still uses them).
+  long use_count() const { return data_.use_count(); }
 
  private:
   std::shared_ptr<const float> data_;

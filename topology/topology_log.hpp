@@ -1,8 +1,12 @@
 // The topology log: JSON Lines, one event per line, appended as the deployment changes, so a
 // user can see which actor runs which layers (or tile) on which node since when. Events, with
-// the fields the runtime writes (actors/deployment.cpp):
+// the fields the runtime writes (actors/deployment.cpp, installer.cpp, failover.cpp):
 //   {"time": T, "event": "node_up",           "node": N, "role": R, "address": "host:port"}
-//   {"time": T, "event": "node_down",         "node": N, "reason": "..."}
+//   {"time": T, "event": "node_down",         "node": N, "reason": "connection lost: ...|no heartbeat
+//    answer for N ms (frozen?)", "detected_after_ms": ms (since its last heartbeat answer)}
+//   {"time": T, "event": "node_rejoined",     "node": N, "role": R, "address": "host:port",
+//    "how": "reconnected (restarted)|answers heartbeats again (was frozen)"}
+//   {"time": T, "event": "failover",          "why": "...", "to_version": V, "plan": "..."}
 //   {"time": T, "event": "plan_deployed",     "version": V, "strategy": S, "model": M}
 //   {"time": T, "event": "layers_shipped",    "node": N, "layers": K, "bytes": B, "cached": C}
 //   {"time": T, "event": "actor_spawned",     "actor": ID, "kind": "segment|scatter|tile|gather",

@@ -26,6 +26,7 @@
 #include "emulation/testbed_file.hpp"
 #include "actors/planner_actor.hpp"
 #include "plan/plan.hpp"
+#include "plan/plan_repair.hpp"
 #include "actors/protocol.hpp"
 #include "topology/topology_log.hpp"
 #include "kernels/executor.hpp"
@@ -256,9 +257,9 @@ d3::result<d3::deployment_plan> plan_by_strategy(const d3::infer_options& o, con
   auto chosen = o.adapt ? d3::hpa_strategy(g, *profile, cluster, {}, &start->choice)
                         : d3::plan_with_strategy(o.strategy, g, *profile, cluster);
   if (!chosen) return chosen.error();
+  start->profile = profile.value();  // also what a failover re-plans with
+  start->cluster = cluster;
   if (o.adapt) {
-    start->profile = profile.value();
-    start->cluster = cluster;
   }
   std::printf("d3-infer: strategy %s on the cost model (testbed uplink %s; layer times %s): predicted %.1f ms;",
               o.strategy.c_str(), uplink.c_str(),
@@ -312,6 +313,16 @@ int deploy_and_run(caf::actor_system& system, const d3::infer_options& o, infere
     in.plan = std::move(plan.value());
   }
   const d3::deployment_plan& plan = *in.plan;
+  if (!o.strategy.empty())  // a node lost or back: the strategy again, on the nodes there are
+    dep.set_replanner([&o, &g, &start](const std::map<std::string, std::string>& available,
+                                       const d3::deployment_plan& deployed) -> d3::result<d3::deployment_plan> {
+      d3::cluster_model cluster = start.cluster;
+      for (auto it = cluster.nodes.begin(); it != cluster.nodes.end();)
+        it = available.count(it->first) ? std::next(it) : cluster.nodes.erase(it);
+      auto planned = d3::plan_with_strategy(o.strategy, g, start.profile, cluster);
+      if (planned) return planned->plan;
+      return d3::repair_plan(g, deployed, available);  // e.g. the strategy needs a node that is gone
+    });
   int bad = 0;
   const int deployments = o.redeploy ? 2 : 1;
   for (int round = 0; round < deployments; ++round) {
@@ -332,7 +343,19 @@ int deploy_and_run(caf::actor_system& system, const d3::infer_options& o, infere
       dep.set_adaptation(d3::planner_hook(system, planner_actor), &g);
     }
     const size_t migrations_before = dep.migrations().size();
+    const size_t faults_before = dep.faults().size();
     bad += run_and_report(dep, g, o, links, in.requests, local);
+    for (size_t k = faults_before; k < dep.faults().size(); ++k) {
+      const d3::deployment::fault_event& f = dep.faults()[k];
+      if (f.what == "down")
+        std::printf("node %s down (%s), detected %.0f ms after its last heartbeat answer; %s\n", f.node.c_str(),
+                    f.cause.c_str(), f.detected_after_ms,
+                    f.new_version > 0 ? d3::format("failover to plan v%d in %.0f ms, %zu requests re-sent", f.new_version,
+                                                   f.recovered_ms, f.requests_resent).c_str()
+                                      : ("no failover: " + f.error).c_str());
+      else
+        std::printf("node %s rejoined (%s)\n", f.node.c_str(), f.cause.c_str());
+    }
     for (size_t m = migrations_before; m < dep.migrations().size(); ++m) {
       const d3::migration_report& r = dep.migrations()[m];
       std::printf("migration v%d -> v%d: %zu layers moved, %zu unchanged; %s of weights shipped in %zu layers; %.1f ms\n",

@@ -82,12 +82,22 @@ the answers by id.
                       the requests that start after its time (virtual ms with --clock virtual)
   --adapt             with --strategy hpa and --clock virtual: the planner actor watches the
                       transfers and compute times the stages report (plus light probes of links
-                      idle for 3 answers), and when a plan is predicted 5% faster it migrates
-                      only the layers that move, while requests keep flowing; the migrations are
-                      printed and logged ("layers_migrated")
+                      idle for 3 answers) and migrates, while requests keep flowing, when a plan
+                      is faster by 5% with every estimate at its pessimistic bound and the gain
+                      over 1000 requests pays for the weights it ships; a verdict must hold on
+                      two answers in a row; only layers a node lacks are shipped; the migrations
+                      are printed and logged ("layers_migrated")
   --input FILE        input tensor of every request: raw little-endian float32 NCHW (like d3-run),
                       exactly the model's input size (default: seeded random inputs)
   --help              this text
+
+Faults: the app pings every node while requests run; a node whose connection is lost, or that
+answers no ping for 1.25 s (frozen), is down: the plan is recomputed on the nodes left (the
+strategy again with --strategy, else the plan file's plan with the lost node's work moved to a node
+of the same role and its tiles re-split), deployed next to the running one, and every request not
+yet answered is re-sent under its id (the first answer per id counts). A node that answers again
+or is restarted on its address is used again. Losing the node the emulation puts the app on ends
+the run with an error naming it.
 
 Exit codes: 0 every answer arrived once (and verified with --verify); 1 a request failed, was
 missing, duplicated or differs, or the deployment failed; 2 bad input or a node that cannot be

@@ -302,6 +302,8 @@ class deployment {
     // Its connection is gone (CAF's down message). Only then is it reconnected: connecting to a
     // frozen process (its socket still accepts) would stall the middleman on the handshake.
     bool connection_lost = false;
+    // Reported unreachable by a peer node (a link between nodes failed): not taken back before.
+    std::chrono::steady_clock::time_point hold_until;
   };
   // Counts silence from now for every live node: called when the app starts listening again
   // after a blocking step (pongs were not read meanwhile, which is not the nodes' fault).

@@ -119,7 +119,7 @@ std::vector<std::string> deployment::try_rejoin() {
   const auto attempt_timeout = std::min(options_.timeout, options_.heartbeat);
   for (const std::string& name : std::vector<std::string>(down_nodes_.begin(), down_nodes_.end())) {
     node_health& h = health_[name];
-    if (!endpoints_.count(name)) continue;
+    if (!endpoints_.count(name) || now < h.hold_until) continue;
     const node_endpoint& n = endpoints_.at(name);
     protocol::node_handle handle = nodes_.at(name);
     std::string role = roles_[name];

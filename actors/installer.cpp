@@ -127,7 +127,8 @@ status deployment::connect_peers(const std::vector<link_bytes>& links) {
     const node_endpoint& to = endpoints_.at(key.second);
     D3_RETURN_IF_ERROR(command(*self_, nodes_.at(key.first), options_.timeout,
                                "node '" + key.first + "' connecting to node '" + key.second + "' at " + to.address(),
-                               protocol::peer_atom::value, to.host, to.port));
+                               protocol::peer_atom::value, key.second, to.host, to.port,
+                               caf::actor_cast<protocol::app_handle>(*self_)));
     peered_.insert(key);
   }
   return status::ok();

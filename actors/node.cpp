@@ -18,16 +18,56 @@ namespace d3 {
 namespace {
 
 using protocol::bytes;
+using node_pointer = protocol::node_handle::stateful_pointer<node_state>;
+
+// How a node watches its peers: a ping every `peer_heartbeat`, gone after `peer_silence` without
+// an answer (the app's own defaults: deployment_options::heartbeat and silence).
+constexpr std::chrono::milliseconds peer_heartbeat{250};
+constexpr std::chrono::milliseconds peer_silence{1250};
+
+void report_peer(node_pointer self, const std::string& me, const std::string& peer, const std::string& cause) {
+  auto it = self->state.peers.find(peer);
+  if (it == self->state.peers.end() || it->second.reported) return;
+  it->second.reported = true;
+  print_node_event("peer " + peer + " is gone: " + cause);
+  if (self->state.app) self->send(self->state.app, protocol::peer_down_atom::value, me, peer, cause);
+}
+
+// One heartbeat round over the peers: pings, and reports of the ones silent too long.
+void watch_peers(node_pointer self, const std::string& me) {
+  const auto now = std::chrono::steady_clock::now();
+  const uint64_t seq = ++self->state.seq;
+  for (auto& [name, p] : self->state.peers) {
+    if (p.reported) continue;
+    if (now - p.last_answer > peer_silence) {
+      const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now - p.last_answer).count();
+      report_peer(self, me, name, "no heartbeat answer for " + std::to_string(ms) + " ms");
+      continue;
+    }
+    self->request(p.handle, peer_silence, protocol::ping_atom::value, seq)
+        .then([self, name = name](protocol::pong_atom, uint64_t) {
+                auto it = self->state.peers.find(name);
+                if (it != self->state.peers.end()) it->second.last_answer = std::chrono::steady_clock::now();
+              },
+              [](caf::error&) {});  // silence is judged on the next round
+  }
+  self->delayed_send(self, peer_heartbeat, protocol::tick_atom::value);
+}
 
 }  // namespace
 
 // ------------------------------------------------------------------ the node actor
 
-protocol::node_handle::behavior_type node_actor(protocol::node_handle::pointer self, node_identity identity) {
+protocol::node_handle::behavior_type node_actor(node_pointer self, node_identity identity) {
   using protocol::ok_atom;
   using protocol::refusal;
   emulation().set_identity(identity.name, identity.speed);
   const std::string me = "node " + identity.name + ": ";
+  self->set_down_handler([self, name = identity.name](caf::down_msg& down) {
+    for (auto& [peer, p] : self->state.peers)
+      if (p.handle.address() == down.source)
+        return report_peer(self, name, peer, "connection lost: " + self->home_system().render(down.reason));
+  });
   return {
       [=](protocol::emul_atom, const std::string& settings) -> caf::result<ok_atom> {
         auto applied = emulation().configure(settings);
@@ -76,12 +116,23 @@ protocol::node_handle::behavior_type node_actor(protocol::node_handle::pointer s
                          std::to_string(layer_cache::process().weight_bytes()) + " weight bytes)");
         return ok_atom::value;
       },
-      [=](protocol::peer_atom, const std::string& host, uint16_t port) -> caf::result<ok_atom> {
+      [=](protocol::peer_atom, const std::string& peer, const std::string& host, uint16_t port,
+          const protocol::app_handle& app) -> caf::result<ok_atom> {
         auto rp = self->make_response_promise<ok_atom>();
         const std::string where = host + ":" + std::to_string(port);
+        self->state.app = app;
         self->request(self->home_system().middleman().actor_handle(), std::chrono::seconds(10),
                       caf::connect_atom::value, host, port)
-            .then([=](const caf::node_id&, caf::strong_actor_ptr&, const std::set<std::string>&) mutable {
+            .then([=](const caf::node_id&, caf::strong_actor_ptr& ptr, const std::set<std::string>&) mutable {
+                    auto handle = caf::actor_cast<protocol::node_handle>(ptr);
+                    if (handle) {
+                      self->state.peers[peer] = {handle, std::chrono::steady_clock::now(), false};
+                      self->monitor(handle);
+                      if (!self->state.ticking) {
+                        self->state.ticking = true;
+                        self->delayed_send(self, peer_heartbeat, protocol::tick_atom::value);
+                      }
+                    }
                     rp.deliver(ok_atom::value);
                   },
                   [=](caf::error& e) mutable {
@@ -89,6 +140,7 @@ protocol::node_handle::behavior_type node_actor(protocol::node_handle::pointer s
                   });
         return rp;
       },
+      [=](protocol::tick_atom) { watch_peers(self, identity.name); },
   };
 }
 

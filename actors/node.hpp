@@ -5,6 +5,8 @@
 
 #include <caf/all.hpp>
 
+#include <chrono>
+#include <map>
 #include <string>
 
 #include "actors/protocol.hpp"
@@ -17,7 +19,22 @@ struct node_identity {
   double speed = 1.0;  // emulated compute capacity relative to one core (virtual clock)
 };
 
-protocol::node_handle::behavior_type node_actor(protocol::node_handle::pointer self, node_identity identity);
+// The node actor's own state: the peers it watches for the app.
+struct node_state {
+  struct watched_peer {
+    protocol::node_handle handle;
+    std::chrono::steady_clock::time_point last_answer;
+    bool reported = false;  // the app was told it is gone (until it is peered again)
+  };
+  std::map<std::string, watched_peer> peers;  // by node name
+  protocol::app_handle app;                   // where peer trouble is reported
+  uint64_t seq = 0;
+  bool ticking = false;
+  static inline const char* name = "d3_node";
+};
+
+protocol::node_handle::behavior_type node_actor(protocol::node_handle::stateful_pointer<node_state> self,
+                                                node_identity identity);
 
 // Stage actors alive in this process (registered at spawn, removed at exit).
 size_t live_stage_count();

@@ -12,7 +12,12 @@
 //   (info)                                       -> node_info {name, role}
 //   (lacks, uint64 model_hash, [string] layers)  -> [string] layers missing from the node's cache
 //   (ship, bytes LayerShipment)                  -> ok: stored
-//   (peer, string host, uint16 port)             -> ok: connected (direct node-to-node traffic)
+//   (peer, string name, string host, uint16 port, app_handle app) -> ok: connected to node `name`
+//                 (direct node-to-node traffic); from then on this node pings it every 250 ms and
+//                 tells `app` (peer_down, this node's name, name, cause) when the connection is
+//                 lost or it answers no ping for 1.25 s: the link between two nodes can fail
+//                 while both still answer the app
+//   (tick) -> nothing: the node's own heartbeat timer
 //   (emul, string JSON)                          -> ok: applied. The emulated testbed (emulation,
 //                 emulation/node_emulation.hpp), sent by the app at every deploy:
 //                 {"clock": "wall"|"virtual", "links": {"<destination node>": {"mbit_per_s": B,
@@ -38,6 +43,7 @@
 //                 receives `tensor` per request; dest_node picks the emulated link
 //   (data, bytes TensorBundle) -> nothing; once every input of a request id is there the stage
 //                 computes and sends (data, bundle) to each destination
+// Node -> app (app_handle): (peer_down, string reporter, string peer, string cause), see peer.
 // Stage -> app (app_handle) on failure: (fail, uint64 request_id, bool id_known, int32 stage_id,
 //   string what)
 // Stage -> app per request under the virtual clock (before its data messages):
@@ -80,6 +86,8 @@ using profile_atom = caf::atom_constant<caf::atom("d3profile")>;
 using observe_atom = caf::atom_constant<caf::atom("d3observe")>;
 using occupy_atom = caf::atom_constant<caf::atom("d3occupy")>;
 using ping_atom = caf::atom_constant<caf::atom("d3ping")>;
+using tick_atom = caf::atom_constant<caf::atom("d3tick")>;
+using peer_down_atom = caf::atom_constant<caf::atom("d3peerdn")>;
 using pong_atom = caf::atom_constant<caf::atom("d3pong")>;
 
 // A node's answer to info.
@@ -97,7 +105,8 @@ using data_handle = caf::typed_actor<caf::reacts_to<data_atom, bytes>>;
 // The app's inbox: answers, failures and the virtual-clock reports of the stages.
 using app_handle = data_handle::extend<
     caf::reacts_to<fail_atom, uint64_t, bool, int32_t, std::string>,
-    caf::reacts_to<report_atom, uint64_t, int32_t, double, double, double, uint64_t, double>>;
+    caf::reacts_to<report_atom, uint64_t, int32_t, double, double, double, uint64_t, double>,
+    caf::reacts_to<peer_down_atom, std::string, std::string, std::string>>;
 using stage_handle =
     data_handle::extend<caf::replies_to<setup_atom, app_handle>::with<ok_atom>,
                         caf::replies_to<route_atom, std::string, data_handle, std::string>::with<ok_atom>>;
@@ -106,7 +115,8 @@ using node_handle = echo_handle::extend<
     caf::replies_to<info_atom>::with<node_info>,
     caf::replies_to<lacks_atom, uint64_t, std::vector<std::string>>::with<std::vector<std::string>>,
     caf::replies_to<ship_atom, bytes>::with<ok_atom>,
-    caf::replies_to<peer_atom, std::string, uint16_t>::with<ok_atom>,
+    caf::replies_to<peer_atom, std::string, std::string, uint16_t, app_handle>::with<ok_atom>,
+    caf::reacts_to<tick_atom>,
     caf::replies_to<emul_atom, std::string>::with<ok_atom>,
     caf::replies_to<probe_atom, echo_handle, std::string, uint64_t, double>::with<double>,
     caf::replies_to<profile_atom, bytes, int32_t>::with<std::string>,

@@ -219,6 +219,9 @@ bool request_session::receive(std::chrono::milliseconds wait) {
       [&](protocol::fail_atom, uint64_t id, bool known, int32_t, const std::string& what) { on_fail(id, known, what); },
       [&](protocol::report_atom, uint64_t id, int32_t stage, double ready, double fin, double cpu, uint64_t sent,
           double messages) { on_report(id, {int(stage), ready, fin, cpu, sent, messages}); },
+      [&](protocol::peer_down_atom, const std::string& reporter, const std::string& peer, const std::string& cause) {
+        on_peer_down(reporter, peer, cause);
+      },
       [&](protocol::pong_atom, uint64_t) {
         dep_.on_pong(caf::actor_cast<caf::actor_addr>((*dep_.self_)->current_sender()));
       },
@@ -327,6 +330,18 @@ void request_session::on_down(const caf::down_msg& down) {
       const std::string why = v.broken;
       return handle_loss(why);
     }
+}
+
+void request_session::on_peer_down(const std::string& reporter, const std::string& peer, const std::string& cause) {
+  if (dep_.down_nodes_.count(reporter) || dep_.down_nodes_.count(peer) || !dep_.nodes_.count(peer)) return;
+  // Which side of the link failed cannot be told from here: the peer is taken out, unless it is
+  // the node the app sits on (then the reporter is). It is not taken back for a while, or it
+  // would be re-planned onto the same broken link at once.
+  const std::string& app_node = dep_.options_.emulation.app_node;
+  const std::string out = peer == app_node && dep_.nodes_.count(reporter) ? reporter : peer;
+  const std::string why = "node '" + peer + "' unreachable from node '" + reporter + "' (" + cause + ")";
+  dep_.health_[out].hold_until = clock_type::now() + 10 * dep_.options_.silence;
+  if (dep_.mark_node_down(out, why)) handle_loss(why);
 }
 
 void request_session::migrate_to_pending() {

@@ -57,6 +57,8 @@ class request_session {
   void on_fail(uint64_t id, bool known, const std::string& what);
   void on_report(uint64_t id, const stage_report& report);
   void on_down(const caf::down_msg& down);
+  // A node reports that a peer it sends to is gone for it (the node, or the link between them).
+  void on_peer_down(const std::string& reporter, const std::string& peer, const std::string& cause);
   void migrate_to_pending();
   // The outcome of a request active or finished in this session (nullptr: unknown id).
   request_outcome* outcome_of(uint64_t id);

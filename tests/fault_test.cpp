@@ -182,3 +182,27 @@ BOOST_FIXTURE_TEST_CASE(losing_the_app_node_ends_the_run_with_an_error_naming_it
   BOOST_TEST(failed > 0u);
   BOOST_TEST(!dep.broken().empty());
 }
+
+// Nodes watch the peers they send to: with the app's own silence set long, a frozen tile node is
+// reported by the node that sends to it (the path a failed link between two nodes takes).
+BOOST_FIXTURE_TEST_CASE(a_node_reports_a_silent_peer_before_the_app_notices, edge_cluster) {
+  d3::deployment_options options = fault_options();
+  options.silence = 20s;
+  d3::deployment dep(*system, options);
+  BOOST_REQUIRE(dep.connect(endpoints()).is_ok());
+  BOOST_REQUIRE(dep.deploy(resnet18(), four_edge_plan()).is_ok());
+  const auto start = std::chrono::steady_clock::now();
+  auto outcomes = run_with(dep, 60, 2, 801, [&](int k) -> std::optional<d3::deployment_plan> {
+    if (k == 10) signal("edge3", SIGSTOP);
+    return std::nullopt;
+  });
+  signal("edge3", SIGCONT);
+  BOOST_TEST((std::chrono::steady_clock::now() - start < 15s));  // not the app's 20 s silence
+  size_t ok = 0;
+  for (const auto& o : outcomes) ok += o.ok;
+  BOOST_TEST(ok == 60u);
+  const auto* down = fault(dep, "edge3", "down");
+  BOOST_REQUIRE(down != nullptr);
+  BOOST_TEST(down->cause.find("unreachable from node '") != std::string::npos, down->cause);  // its scatter's node
+  BOOST_TEST_MESSAGE("edge3 frozen, reported by its peer: " << down->cause << ", " << down->detected_after_ms << " ms");
+}

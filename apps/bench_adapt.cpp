@@ -9,6 +9,7 @@
 //   full     every decision a full HPA search and a redeploy of every layer (all shipped again).
 // Every answer is compared bit for bit with a single-process run of the same input.
 #include "apps/bench_adapt.hpp"
+#include "apps/adapt_report.hpp"
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -161,29 +162,6 @@ result<adapt_options> parse_adapt_options(int argc, char** argv, bool& help) {
     return o;
   });
 }
-
-// One request as measured.
-struct request_row {
-  int index = 0, trace_step = -1, plan_version = 0;
-  double start_ms = 0, latency_ms = 0;
-  bool verified = false;
-};
-
-// Per trace step of an adaptive run.
-struct step_figures {
-  int requests = 0;
-  int requests_to_optimum = -1;  // -1: never within 10%
-  size_t migrations = 0, layers_moved = 0, layers_shipped = 0, weight_bytes_shipped = 0;
-  double migrate_ms = 0;  // wall time the migrations took on this machine
-};
-
-struct run_result {
-  std::string name;
-  std::vector<request_row> rows;
-  std::vector<step_figures> steps;
-  int failed = 0, differ = 0;
-  std::string error;
-};
 
 // The true testbed while a trace step is in force: its links and every node's speed.
 struct step_state {
@@ -381,57 +359,6 @@ run_result adaptive_run(caf::actor_system& system, bench_context& c, bool partia
   return run;
 }
 
-void write_outputs(const bench_context& c, const std::vector<double>& optimum, const std::vector<run_result>& runs,
-                   nlohmann::ordered_json& summary) {
-  const std::string csv_path = c.options.out + "/adapt.csv";
-  {
-    std::ofstream csv(csv_path, std::ios::trunc);
-    csv << "run,request,trace_step,uplink,plan_version,virtual_start_ms,virtual_latency_ms,optimum_ms,verified\n";
-    for (const run_result& r : runs)
-      for (const request_row& row : r.rows) {
-        const size_t s = row.trace_step < 0 ? 0 : size_t(row.trace_step);
-        csv << r.name << ',' << row.index << ',' << row.trace_step << ',' << c.steps[s].links.uplink << ','
-            << row.plan_version << ',' << row.start_ms << ',' << row.latency_ms << ',' << optimum[s] << ','
-            << (row.verified ? "true" : "false") << '\n';
-      }
-  }
-  if (std::system("gnuplot --version >/dev/null 2>&1") != 0) {
-    summary["chart"] = "none: gnuplot is not installed (scripts/install-bench-deps.sh installs gnuplot-nox)";
-    return;
-  }
-  // One data block per run: virtual start time (s) and latency (ms).
-  const std::string data = c.options.out + "/adapt.dat", script = c.options.out + "/adapt.gp";
-  {
-    std::ofstream out(data, std::ios::trunc);
-    for (const run_result& r : runs) {
-      out << "# " << r.name << "\n";
-      for (const request_row& row : r.rows) out << row.start_ms / 1000 << ' ' << row.latency_ms << '\n';
-      out << "\n\n";
-    }
-    out << "# optimum\n";
-    for (size_t s = 0; s < c.trace.steps.size(); ++s) {
-      const double from = c.trace.steps[s].at_ms / 1000;
-      const double to = s + 1 < c.trace.steps.size() ? c.trace.steps[s + 1].at_ms / 1000
-                                                      : (c.trace.steps.back().at_ms + c.options.tail_ms) / 1000;
-      out << from << ' ' << optimum[s] << '\n' << to << ' ' << optimum[s] << '\n';
-    }
-  }
-  {
-    std::ofstream gp(script, std::ios::trunc);
-    gp << "set terminal pngcairo size 1000,500 noenhanced\nset output '" << c.options.out << "/adapt.png'\n"
-       << "set title '" << c.g.name << ": trace, EMULATED virtual-clock latency per request'\n"
-       << "set xlabel 'virtual time at request start (s)'\nset ylabel 'end-to-end latency (ms)'\nset logscale y\n"
-       << "set key top right\nset grid\n"
-       << "plot '" << data << "' index 0 with linespoints title 'partial (planner actor)', "
-       << "'" << data << "' index 1 with linespoints title 'full re-partition', "
-       << "'" << data << "' index 2 with lines dashtype 2 lw 2 title 'optimum per step (static)'\n";
-  }
-  if (std::system(("gnuplot '" + script + "' 2>/dev/null").c_str()) == 0)
-    summary["chart"] = c.options.out + "/adapt.png";
-  else
-    summary["chart"] = "none: gnuplot failed (pngcairo terminal missing?)";
-}
-
 }  // namespace
 
 int bench_adapt(int argc, char** argv) {
@@ -506,84 +433,16 @@ int bench_adapt(int argc, char** argv) {
     runs.push_back(adaptive_run(system, c, false, optimum));
   }
 
-  nlohmann::ordered_json summary;
-  summary["bench"] = "adapt";
-  summary["model"] = c.g.name;
-  summary["emulated"] = "virtual clock: node compute = measured thread CPU time / speed; links = latency + bytes / bandwidth";
+  std::vector<std::string> labels;
+  for (const step_state& st : c.steps) labels.push_back(st.links.uplink);
+  const adapt_trace_info info{c.g.name, c.trace, labels, o.tail_ms, o.out};
+  nlohmann::ordered_json summary = adapt_summary(info, optimum, runs);
+  write_adapt_outputs(info, optimum, runs, summary);
+  std::ofstream(o.out + "/adapt.json", std::ios::trunc) << summary.dump(2) << "\n";
+  print_adapt_summary(summary, runs, o.out);
   int code = 0;
-  for (size_t s = 0; s < c.trace.steps.size(); ++s) {
-    nlohmann::ordered_json step = {{"step", s}, {"change", c.trace.steps[s].describe()}, {"optimum_ms", optimum[s]}};
-    for (const run_result& r : runs) {
-      const step_figures& f = r.steps[s];
-      std::vector<double> latencies;
-      for (const request_row& row : r.rows)
-        if (row.trace_step == int(s)) latencies.push_back(row.latency_ms);
-      step[r.name] = {{"requests", f.requests},
-                      {"requests_to_within_10pct_of_optimum", f.requests_to_optimum},
-                      {"median_ms", percentile(latencies, 0.5)},
-                      {"migrations", f.migrations},
-                      {"layers_moved", f.layers_moved},
-                      {"layers_shipped", f.layers_shipped},
-                      {"weight_bytes_shipped", f.weight_bytes_shipped},
-                      {"migrate_wall_ms", f.migrate_ms}};
-    }
-    summary["steps"].push_back(step);
-  }
-  for (const run_result& r : runs) {
-    size_t verified = 0, migrations = 0, max_migrations = 0, bytes = 0;
-    int worst_to_optimum = 0;  // -1 once a step never came within 10%
-    for (const request_row& row : r.rows) verified += row.verified;
-    for (const step_figures& f : r.steps) {
-      migrations += f.migrations;
-      max_migrations = std::max(max_migrations, f.migrations);
-      bytes += f.weight_bytes_shipped;
-      if (worst_to_optimum >= 0) worst_to_optimum = f.requests_to_optimum < 0 ? -1 : std::max(worst_to_optimum, f.requests_to_optimum);
-    }
-    summary["runs"][r.name] = {{"requests", r.rows.size()}, {"verified", verified}, {"failed", r.failed},
-                               {"differ", r.differ}, {"error", r.error}, {"migrations", migrations},
-                               {"max_migrations_per_step", max_migrations}, {"weight_bytes_shipped", bytes},
-                               {"worst_requests_to_within_10pct", worst_to_optimum}};
-    if (r.failed || r.differ || !r.error.empty()) code = exit_failed;
-  }
-  if (runs.size() == 2) {
-    const double partial = summary["runs"]["partial"]["weight_bytes_shipped"].get<double>();
-    const double full = summary["runs"]["full"]["weight_bytes_shipped"].get<double>();
-    summary["partial_over_full_bytes"] = full > 0 ? partial / full : 0.0;
-  }
-  write_outputs(c, optimum, runs, summary);
-  {
-    std::ofstream json(o.out + "/adapt.json", std::ios::trunc);
-    json << summary.dump(2) << "\n";
-  }
-
-  std::printf("\n%-5s %-40s %10s | %-34s | %-34s\n", "step", "change", "optimum", "partial: reqs to 10% / layers / MB",
-              "full: reqs to 10% / layers / MB");
-  for (const auto& step : summary["steps"]) {
-    auto cell = [&](const char* run) {
-      const auto& f = step.at(run);
-      char text[64];
-      std::snprintf(text, sizeof text, "%3d / %3zu / %7.2f", f.at("requests_to_within_10pct_of_optimum").get<int>(),
-                    f.at("layers_moved").get<size_t>(), f.at("weight_bytes_shipped").get<double>() / 1e6);
-      return std::string(text);
-    };
-    std::printf("%-5d %-40s %7.1f ms | %-34s | %-34s\n", step.at("step").get<int>(),
-                step.at("change").get<std::string>().c_str(), step.at("optimum_ms").get<double>(), cell("partial").c_str(),
-                cell("full").c_str());
-  }
   for (const run_result& r : runs)
-    if (!r.error.empty() || r.failed || r.differ)
-      std::printf("%s run: %d failed, %d differ%s%s\n", r.name.c_str(), r.failed, r.differ, r.error.empty() ? "" : ": ",
-                  r.error.c_str());
-  for (const run_result& r : runs) {
-    const auto& t = summary["runs"][r.name];
-    std::printf("%s: %zu migrations (at most %zu in a step), %.2f MB of weights shipped, worst step within 10%% after %d "
-                "requests\n",
-                r.name.c_str(), t["migrations"].get<size_t>(), t["max_migrations_per_step"].get<size_t>(),
-                t["weight_bytes_shipped"].get<double>() / 1e6, t["worst_requests_to_within_10pct"].get<int>());
-  }
-  std::printf("latency per request: %s/adapt.csv; chart: %s\n", o.out.c_str(),
-              summary.value("chart", std::string("none")).c_str());
-  std::printf("%s\n", summary.dump().c_str());
+    if (r.failed || r.differ || !r.error.empty()) code = exit_failed;
   return code;
 }
 

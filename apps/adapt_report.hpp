@@ -1,0 +1,58 @@
+// d3-bench adapt, reports: what a run measured (per request, per trace step) and its outputs:
+// the summary JSON, adapt.csv, the gnuplot chart and the table on stdout.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "emulation/emulation_trace.hpp"
+
+namespace d3 {
+
+// One request as measured.
+struct request_row {
+  int index = 0, trace_step = -1, plan_version = 0;
+  double start_ms = 0, latency_ms = 0;
+  bool verified = false;
+};
+
+// Per trace step of an adaptive run.
+struct step_figures {
+  int requests = 0;
+  int requests_to_optimum = -1;  // -1: never within 10%
+  size_t migrations = 0, layers_moved = 0, layers_shipped = 0, weight_bytes_shipped = 0;
+  double migrate_ms = 0;  // wall time the migrations took on this machine
+};
+
+struct run_result {
+  std::string name;
+  std::vector<request_row> rows;
+  std::vector<step_figures> steps;
+  int failed = 0, differ = 0;
+  std::string error;
+};
+
+// What the reports say about the trace: the model, the steps, a label per step (its links), the
+// tail after the last step, the output folder.
+struct adapt_trace_info {
+  std::string model;
+  const emulation_trace& trace;
+  std::vector<std::string> step_labels;
+  double tail_ms = 0;
+  std::string out;
+};
+
+// Per step and per run: requests, requests to within 10% of the optimum, median, migrations,
+// layers moved and shipped, bytes; per run: totals and the worst step.
+nlohmann::ordered_json adapt_summary(const adapt_trace_info& info, const std::vector<double>& optimum,
+                                     const std::vector<run_result>& runs);
+// adapt.csv, adapt.json, and adapt.png with gnuplot (the chart's name goes into `summary`).
+void write_adapt_outputs(const adapt_trace_info& info, const std::vector<double>& optimum,
+                         const std::vector<run_result>& runs, nlohmann::ordered_json& summary);
+// The table and the totals on stdout, then the summary as one JSON line.
+void print_adapt_summary(const nlohmann::ordered_json& summary, const std::vector<run_result>& runs,
+                         const std::string& out);
+
+}  // namespace d3

@@ -10,19 +10,14 @@
 #include <random>
 
 #include "emulation/testbed_file.hpp"
-#include "kernels/model_zoo.hpp"
+#include "tests/test_models.hpp"
 #include "planner/adaptation.hpp"
 #include "planner/strategies.hpp"
 
 using namespace d3;
+using d3::testing::load_model;
 
 namespace {
-
-graph load(const std::string& name) {
-  auto g = builtin_model(name);
-  BOOST_REQUIRE_MESSAGE(g.is_ok(), g.message());
-  return std::move(g.value());
-}
 
 node_role role_of(const cluster_model& c, const std::string& node) {
   auto it = c.nodes.find(node);
@@ -126,7 +121,7 @@ run_result run(simulation& sim, const cluster_model& start_cluster, int requests
 BOOST_AUTO_TEST_CASE(a_stable_testbed_with_noisy_measurements_causes_no_migration) {
   for (const std::string name : {"alexnet", "resnet18", "googlenet"})
     for (const std::string scenario : {"3G", "WiFi"}) {
-      const graph g = load(name);
+      const graph g = load_model(name);
       simulation sim{g, profile_from_flops(g, 100.0), 0.2};
       const cluster_model truth = d3_cluster(scenario);
       const run_result r = run(sim, truth, 200, [&](int) { return truth; });
@@ -136,7 +131,7 @@ BOOST_AUTO_TEST_CASE(a_stable_testbed_with_noisy_measurements_causes_no_migratio
 
 BOOST_AUTO_TEST_CASE(a_backbone_drop_causes_at_most_two_migrations) {
   for (const std::string name : {"alexnet", "resnet18", "vgg16", "googlenet", "mobilenet_v2"}) {
-    const graph g = load(name);
+    const graph g = load_model(name);
     simulation sim{g, profile_from_flops(g, 100.0), 0.05};
     // The trace: a 100 Mbit/s backbone drops to 5 Mbit/s.
     const cluster_model before = d3_backbone(100), after = d3_backbone(5);
@@ -157,7 +152,7 @@ BOOST_AUTO_TEST_CASE(a_backbone_drop_causes_at_most_two_migrations) {
 BOOST_AUTO_TEST_CASE(a_gain_smaller_than_the_shipping_cost_causes_no_migration) {
   // An edge node slowing to a fifth moves work: worth it over a long horizon, not over one
   // request when the move ships weights over the LAN.
-  const graph g = load("vgg16");
+  const graph g = load_model("vgg16");
   simulation sim{g, profile_from_flops(g, 100.0), 0.0};
   const cluster_model before = d3_cluster("WiFi");
   cluster_model after = before;
@@ -175,7 +170,7 @@ BOOST_AUTO_TEST_CASE(a_gain_smaller_than_the_shipping_cost_causes_no_migration) 
 
 BOOST_AUTO_TEST_CASE(a_migration_needs_confirming_answers) {
   // One answer with a slow backbone, then the old testbed again: no migration.
-  const graph g = load("alexnet");
+  const graph g = load_model("alexnet");
   simulation sim{g, profile_from_flops(g, 100.0), 0.0};
   const cluster_model before = d3_cluster("WiFi"), blip = d3_cluster("CAT1");
   adaptation_options options;
@@ -186,7 +181,7 @@ BOOST_AUTO_TEST_CASE(a_migration_needs_confirming_answers) {
 
 BOOST_AUTO_TEST_CASE(an_edge_node_slowing_to_a_fifth_moves_work_off_it) {
   for (const std::string name : {"alexnet", "resnet18"}) {
-    const graph g = load(name);
+    const graph g = load_model(name);
     simulation sim{g, profile_from_flops(g, 100.0), 0.05};
     const cluster_model before = d3_cluster("WiFi");
     cluster_model after = before;

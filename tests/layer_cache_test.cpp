@@ -7,7 +7,7 @@
 #include <algorithm>
 
 #include "actors/layer_cache.hpp"
-#include "kernels/model_zoo.hpp"
+#include "tests/test_models.hpp"
 #include "schema/bundle.hpp"
 
 using namespace d3;
@@ -18,9 +18,7 @@ struct alexnet_layers {
   graph g;
   std::vector<int> convolutions;  // computed layers with weights, smallest first
   alexnet_layers() {
-    auto m = builtin_model("alexnet");
-    BOOST_REQUIRE(m.is_ok());
-    g = std::move(m.value());
+    g = d3::testing::load_model("alexnet");
     for (size_t l = 0; l < g.layers.size(); ++l)
       if (g.layers[l].kind == layer_kind::convolution) convolutions.push_back(int(l));
     BOOST_REQUIRE(convolutions.size() >= 3);

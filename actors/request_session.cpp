@@ -335,12 +335,15 @@ void request_session::on_down(const caf::down_msg& down) {
 void request_session::on_peer_down(const std::string& reporter, const std::string& peer, const std::string& cause) {
   if (dep_.down_nodes_.count(reporter) || dep_.down_nodes_.count(peer) || !dep_.nodes_.count(peer)) return;
   // Which side of the link failed cannot be told from here: the peer is taken out, unless it is
-  // the node the app sits on (then the reporter is). It is not taken back for a while, or it
-  // would be re-planned onto the same broken link at once.
+  // the node the app sits on (then the reporter is). If the app still hears it, it is not taken
+  // back for a while, or it would be re-planned onto the same broken link at once.
   const std::string& app_node = dep_.options_.emulation.app_node;
   const std::string out = peer == app_node && dep_.nodes_.count(reporter) ? reporter : peer;
   const std::string why = "node '" + peer + "' unreachable from node '" + reporter + "' (" + cause + ")";
-  dep_.health_[out].hold_until = clock_type::now() + 10 * dep_.options_.silence;
+  // Held out only while the app still hears it (a link between nodes failed, not the node).
+  const auto now = clock_type::now();
+  if (now - dep_.health_[out].last_answer < 2 * dep_.options_.heartbeat)
+    dep_.health_[out].hold_until = now + 10 * dep_.options_.silence;
   if (dep_.mark_node_down(out, why)) handle_loss(why);
 }
 

@@ -58,6 +58,7 @@ void watch_peers(node_pointer self, const std::string& me) {
 
 // ------------------------------------------------------------------ the node actor
 
+// The node's behavior: one handler per message of node_handle (protocol.hpp), a table.
 protocol::node_handle::behavior_type node_actor(node_pointer self, node_identity identity) {
   using protocol::ok_atom;
   using protocol::refusal;

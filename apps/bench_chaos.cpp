@@ -162,6 +162,8 @@ std::vector<std::map<std::string, tensor>> inputs_of(const graph& g, size_t coun
 }
 
 // The chaos phase and the memory phase under one clock.
+// Long on purpose: the phases (start, deploy, the schedule, the report, memory) in the order they
+// run, sharing the nodes and the deployment.
 nlohmann::ordered_json run_clock(caf::actor_system& system, bench_setup& c, const std::string& clock) {
   nlohmann::ordered_json out = {{"clock", clock}};
   const std::string folder = c.options.out + "/nodes-" + clock;

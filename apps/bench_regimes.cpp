@@ -270,6 +270,90 @@ std::vector<size_t> points_to_measure(const std::vector<priced_cell>& map, size_
 // --- Outputs ---------------------------------------------------------------------------------------
 
 // gnuplot's pm3d wants one block per x value, blank lines between blocks.
+// The two maps of one model on the cost model: device<->edge x edge<->cloud bandwidth, and the
+// device's speed x edge<->cloud bandwidth. An error stops the model's maps (m.error).
+void price_maps(model_maps& m, const graph& g, const cluster_model& probed, const regimes_options& o) {
+  // Every node prices with its own probed profile; this one is only the fallback the API takes.
+  const layer_profile fallback_profile = profile_from_flops(g, 100.0);
+  auto priced = [&](const testbed& t, double device_speed, double x, double y) -> result<priced_cell> {
+    auto cell = price(g, fallback_profile, cluster_at(probed, t, o.bed.base.device_speed, device_speed));
+    if (cell) cell->x = x, cell->y = y;
+    return cell;
+  };
+  for (double lan : o.lan)
+    for (double cloud : o.cloud) {
+      testbed t = o.bed.base;
+      t.device_edge.bandwidth_mbit_per_s = lan;
+      t.edge_cloud.bandwidth_mbit_per_s = cloud;
+      t.device_cloud.reset();
+      auto cell = priced(t, o.bed.base.device_speed, lan, cloud);
+      if (!cell) {
+        m.error = cell.message();
+        break;
+      }
+      m.bandwidth.push_back(std::move(cell.value()));
+    }
+  for (double speed : o.device_speeds)
+    for (double cloud : o.cloud) {
+      if (!m.error.empty()) break;
+      testbed t = o.bed.base;
+      t.edge_cloud.bandwidth_mbit_per_s = cloud;
+      t.device_cloud.reset();
+      auto cell = priced(t, speed, speed, cloud);
+      if (!cell) {
+        m.error = cell.message();
+        break;
+      }
+      m.device.push_back(std::move(cell.value()));
+    }
+}
+
+// The measured points of one model's bandwidth map: hpa's plan and the best two-tier plan of each
+// chosen cell side by side on `nodes`, answers against single-process runs. False when a point
+// failed (recorded in it); an error when nothing could run.
+result<bool> measure_points(const model_maps& m, const graph& g, const regimes_options& o, caf::actor_system& system,
+                            local_nodes& nodes, std::vector<measured_point>& points) {
+  bool clean = true;
+  const size_t count = size_t(o.warmup + o.requests);
+  std::vector<std::map<std::string, tensor>> inputs(count), expected;
+  for (size_t i = 0; i < count; ++i)
+    for (int in : g.input_layers())
+      inputs[i][g.layers[size_t(in)].name] = random_tensor(g.layers[size_t(in)].output_shape, o.seed + i);
+  {
+    auto local = executor::create(g);
+    if (!local) return local.error();
+    for (const auto& in : inputs) expected.push_back((*local)->run(in).value());
+  }
+  for (size_t k : points_to_measure(m.bandwidth, o.lan.size(), o.cloud.size(), o.measure)) {
+    measured_point p;
+    p.model = m.model;
+    p.cell = m.bandwidth[k];
+    testbed t = o.bed.base;
+    t.device_edge.bandwidth_mbit_per_s = p.cell.x;
+    t.edge_cloud.bandwidth_mbit_per_s = p.cell.y;
+    t.device_cloud.reset();
+    measure_point(p, o, system, nodes, g, inputs, expected, t);
+    if (!p.error.empty()) clean = false;
+    std::printf("  measured device<->edge %g, edge<->cloud %g Mbit/s: predicted %.2fx, measured %.2fx%s\n", p.cell.x,
+                p.cell.y, p.cell.speedup(), p.measured_speedup(), p.error.empty() ? "" : (" ERROR " + p.error).c_str());
+    std::fflush(stdout);
+    points.push_back(std::move(p));
+    if (!nodes.exited().empty()) break;
+  }
+  return clean;
+}
+
+void write_measured_csv(const std::string& path, const std::vector<measured_point>& points) {
+  std::ofstream out(path);
+  out << "model,lan_mbit_per_s,cloud_mbit_per_s,best_two_tier,predicted_hpa_ms,predicted_two_tier_ms,measured_hpa_ms,"
+         "measured_two_tier_ms,predicted_speedup,measured_speedup,verified,failed,error\n";
+  for (const measured_point& p : points)
+    out << p.model << ',' << p.cell.x << ',' << p.cell.y << ',' << p.cell.two_tier << ',' << p.cell.hpa_ms << ','
+        << p.cell.two_tier_ms << ',' << p.median(p.hpa_ms) << ',' << p.median(p.two_tier_ms) << ','
+        << p.cell.speedup() << ',' << p.measured_speedup() << ',' << p.verified << ',' << p.failed << ",\""
+        << p.error << "\"\n";
+}
+
 }  // namespace
 
 int bench_regimes(int argc, char** argv) {
@@ -329,39 +413,7 @@ int bench_regimes(int argc, char** argv) {
         continue;
       }
     }
-    // Every node prices with its own probed profile; this one is only the fallback the API takes.
-    const layer_profile fallback_profile = profile_from_flops(*g, 100.0);
-    auto priced = [&](const testbed& t, double device_speed, double x, double y) -> result<priced_cell> {
-      auto cell = price(*g, fallback_profile, cluster_at(probed, t, o.bed.base.device_speed, device_speed));
-      if (cell) cell->x = x, cell->y = y;
-      return cell;
-    };
-    for (double lan : o.lan)
-      for (double cloud : o.cloud) {
-        testbed t = o.bed.base;
-        t.device_edge.bandwidth_mbit_per_s = lan;
-        t.edge_cloud.bandwidth_mbit_per_s = cloud;
-        t.device_cloud.reset();
-        auto cell = priced(t, o.bed.base.device_speed, lan, cloud);
-        if (!cell) {
-          m.error = cell.message();
-          break;
-        }
-        m.bandwidth.push_back(std::move(cell.value()));
-      }
-    for (double speed : o.device_speeds)
-      for (double cloud : o.cloud) {
-        if (!m.error.empty()) break;
-        testbed t = o.bed.base;
-        t.edge_cloud.bandwidth_mbit_per_s = cloud;
-        t.device_cloud.reset();
-        auto cell = priced(t, speed, speed, cloud);
-        if (!cell) {
-          m.error = cell.message();
-          break;
-        }
-        m.device.push_back(std::move(cell.value()));
-      }
+    price_maps(m, *g, probed, o);
     for (const auto& [map_name, map] : {std::pair<const char*, const std::vector<priced_cell>*>{"bandwidth", &m.bandwidth},
                                         {"device", &m.device}})
       for (const priced_cell& c : *map)
@@ -374,50 +426,18 @@ int bench_regimes(int argc, char** argv) {
     std::printf("; device map: max %.2fx%s\n", max_speedup(m.device), m.error.empty() ? "" : (" ERROR " + m.error).c_str());
     std::fflush(stdout);
 
-    // Measured points: inputs and their single-process answers, then the cells side by side.
+    // Measured points: the cells side by side on the nodes.
     if (m.error.empty() && o.measure > 0) {
-      const size_t count = size_t(o.warmup + o.requests);
-      std::vector<std::map<std::string, tensor>> inputs(count), expected;
-      for (size_t i = 0; i < count; ++i)
-        for (int in : g->input_layers())
-          inputs[i][g->layers[size_t(in)].name] = random_tensor(g->layers[size_t(in)].output_shape, o.seed + i);
-      {
-        auto local = executor::create(*g);
-        if (!local) {
-          std::cerr << "d3-bench regimes: " << local.message() << "\n";
-          return exit_failed;
-        }
-        for (const auto& in : inputs) expected.push_back((*local)->run(in).value());
+      auto measured = measure_points(m, *g, o, system, **nodes, points);
+      if (!measured) {
+        std::cerr << "d3-bench regimes: " << measured.message() << "\n";
+        return exit_failed;
       }
-      for (size_t k : points_to_measure(m.bandwidth, o.lan.size(), o.cloud.size(), o.measure)) {
-        measured_point p;
-        p.model = name;
-        p.cell = m.bandwidth[k];
-        testbed t = o.bed.base;
-        t.device_edge.bandwidth_mbit_per_s = p.cell.x;
-        t.edge_cloud.bandwidth_mbit_per_s = p.cell.y;
-        t.device_cloud.reset();
-        measure_point(p, o, system, **nodes, *g, inputs, expected, t);
-        if (!p.error.empty()) code = exit_failed;
-        std::printf("  measured device<->edge %g, edge<->cloud %g Mbit/s: predicted %.2fx, measured %.2fx%s\n", p.cell.x,
-                    p.cell.y, p.cell.speedup(), p.measured_speedup(), p.error.empty() ? "" : (" ERROR " + p.error).c_str());
-        std::fflush(stdout);
-        points.push_back(std::move(p));
-        if (!(*nodes)->exited().empty()) break;
-      }
+      if (!*measured) code = exit_failed;
     }
     maps.push_back(std::move(m));
   }
-  {
-    std::ofstream out(o.out + "/measured.csv");
-    out << "model,lan_mbit_per_s,cloud_mbit_per_s,best_two_tier,predicted_hpa_ms,predicted_two_tier_ms,measured_hpa_ms,"
-           "measured_two_tier_ms,predicted_speedup,measured_speedup,verified,failed,error\n";
-    for (const measured_point& p : points)
-      out << p.model << ',' << p.cell.x << ',' << p.cell.y << ',' << p.cell.two_tier << ',' << p.cell.hpa_ms << ','
-          << p.cell.two_tier_ms << ',' << p.median(p.hpa_ms) << ',' << p.median(p.two_tier_ms) << ','
-          << p.cell.speedup() << ',' << p.measured_speedup() << ',' << p.verified << ',' << p.failed << ",\""
-          << p.error << "\"\n";
-  }
+  write_measured_csv(o.out + "/measured.csv", points);
   const std::string charts = regimes_charts(o, maps);
   std::ofstream(o.out + "/regimes.md") << regimes_markdown(o, maps, points, charts);
   if (!csv) code = exit_failed;

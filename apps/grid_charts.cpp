@@ -26,6 +26,7 @@ std::string gnuplot_string(const std::string& s) {
 
 }  // namespace
 
+// Long on purpose: mostly the gnuplot script, written as one piece so it reads as gnuplot does.
 std::string write_charts(const grid_options& o, const grid_results& r, const std::string& folder) {
   if (std::system("gnuplot --version >/dev/null 2>&1") != 0) {
     std::printf("gnuplot is not installed: no PNG charts (scripts/install-bench-deps.sh installs gnuplot-nox)\n");

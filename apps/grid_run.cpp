@@ -243,6 +243,9 @@ std::string cell_line(const grid_cell& c) {
 
 }  // namespace
 
+// Long on purpose: the nodes' and the deployment's lifecycle (fresh nodes per model, restarted
+// after a failure mid-round) spans the models, scenarios and rounds; every step it takes is a
+// function above (prepare_model, plan_cell, deploy_cell, request_cell, fill_statistics).
 grid_results run_grid(const grid_options& o, caf::actor_system& system) {
   grid_results results;
   const size_t total = o.models.size() * o.scenarios.size() * o.strategies.size();

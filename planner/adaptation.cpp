@@ -240,6 +240,7 @@ void adaptive_planner::update_estimates() {
   for (const auto& [node, u] : speed_uncertainty_) uncertainty_ = std::max(uncertainty_, u);
 }
 
+// Long on purpose: every candidate is priced and judged by the same rules in one place.
 std::optional<adaptation_decision> adaptive_planner::decide() {
   ++decisions_;
   update_estimates();

@@ -36,6 +36,17 @@ struct node_state {
 protocol::node_handle::behavior_type node_actor(protocol::node_handle::stateful_pointer<node_state> self,
                                                 node_identity identity);
 
+// What a node accepts from its peers (INI max_message_mb, max_stages), checked before a message's
+// contents are decoded: a payload larger than max_message_bytes (a layer shipment, a profile
+// fragment, a tensor bundle) is refused with an error reply; a stage set up while max_stages are
+// live refuses. The node keeps serving. The layer cache's budget is layer_cache::set_budget.
+struct node_limits {
+  size_t max_message_bytes = size_t(256) << 20;
+  size_t max_stages = 1024;
+};
+void set_node_limits(const node_limits& limits);
+const node_limits& current_node_limits();
+
 // Stage actors alive in this process (registered at spawn, removed at exit).
 size_t live_stage_count();
 // Sends every live stage an exit (node shutdown).

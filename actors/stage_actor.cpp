@@ -314,6 +314,13 @@ void drop_pending(stage_state& st, uint64_t id) {
 
 void on_data(stage_actor_t self, const bytes& payload) {
   stage_state& st = self->state;
+  if (payload.size() > current_node_limits().max_message_bytes) {
+    auto id = peek_request_id(payload.data(), payload.size());
+    if (id) drop_pending(st, *id);
+    return report(self, id.value_or(0), id.has_value(),
+                  "tensor bundle of " + std::to_string(payload.size()) + " bytes exceeds max_message_mb (" +
+                      std::to_string(current_node_limits().max_message_bytes >> 20) + " MB)");
+  }
   node_emulation& emu = emulation();
   const clock_mode mode = emu.mode();
   // The virtual clock charges decoding too (thread CPU time, alone on the machine like compute).
@@ -415,6 +422,10 @@ protocol::stage_handle::behavior_type stage_actor(stage_actor_t self, stage_kind
         st.app = app;
         if (!st.spec_error.empty()) return refusal(st.spec_error);
         if (st.ready) return ok_atom::value;
+        if (live_stage_count() > current_node_limits().max_stages)
+          return refusal(describe(st) + ": " + std::to_string(live_stage_count() - 1) +
+                         " stages already live on this node (max_stages " +
+                         std::to_string(current_node_limits().max_stages) + ")");
         status built = status::error("unreachable");
         try {
           built = build(st);

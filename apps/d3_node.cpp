@@ -29,6 +29,8 @@ struct node_config : caf::actor_system_config {
   uint16_t port = 0;
   double speed = 1.0;
   size_t cache_mb = 2048;
+  size_t max_message_mb = 256;
+  size_t max_stages = 1024;
   bool verbose = false;
 
   node_config() {
@@ -39,6 +41,8 @@ struct node_config : caf::actor_system_config {
         .add(port, "port", "port to listen on (0: any free port, printed)")
         .add(speed, "speed", "emulated compute capacity relative to one core (emulation: applied under the virtual clock)")
         .add(cache_mb, "cache_mb", "budget of the layer cache in MB (0: none); least recently used layers no stage uses are evicted")
+        .add(max_message_mb, "max_message_mb", "largest layer shipment, tensor bundle or profile fragment accepted, in MB")
+        .add(max_stages, "max_stages", "most stages live at once on this node")
         .add(verbose, "verbose", "print one line per stage spawned, shipment cached and stage error");
     d3::protocol::configure_process(*this);
     d3::protocol::add_stage_actor_types(*this);
@@ -66,6 +70,10 @@ command line as --d3.KEY=VALUE (the command line overrides the file):
   cache_mb budget of the layer cache in MB; past it, the least
            recently used layers no stage uses are evicted, and a
            shipment that still does not fit is refused (0: none)     (default 2048)
+  max_message_mb  the largest layer shipment, tensor bundle or profile
+           fragment accepted; larger ones are refused before they
+           are decoded, and the node keeps serving                  (default 256)
+  max_stages  the most stages live at once; one more is refused    (default 1024)
   verbose  print one line per stage spawned, shipment cached and
            stage error (a bare flag on the command line)             (default false)
 
@@ -112,7 +120,8 @@ std::string dropped_ini_key(const std::string& file, const caf::settings& conten
       {"name", "a double-quoted string"}, {"role", "a double-quoted string (device, edge or cloud)"},
       {"host", "a double-quoted string"}, {"port", "an integer in [0, 65535]"},
       {"speed", "a number"},             {"verbose", "true or false"},
-      {"cache_mb", "an integer >= 0"}};
+      {"cache_mb", "an integer >= 0"},     {"max_message_mb", "an integer >= 0"},
+      {"max_stages", "an integer >= 0"}};
   for (int number = 1; std::getline(in, line); ++number) {
     const size_t first = line.find_first_not_of(" \t");
     if (first == std::string::npos || line[first] == ';' || line[first] == '#') continue;
@@ -127,7 +136,7 @@ std::string dropped_ini_key(const std::string& file, const caf::settings& conten
     auto known = expected.find(key);
     if (known == expected.end())
       return file + " line " + std::to_string(number) + ": unknown [d3] key '" + key +
-             "' (name, role, host, port, speed, cache_mb, verbose)";
+             "' (name, role, host, port, speed, cache_mb, max_message_mb, max_stages, verbose)";
     if (!caf::get_if(&content, "d3." + key))
       return file + " line " + std::to_string(number) + ": [d3] " + key + " must be " + known->second + ", got '" +
              line.substr(first) + "'";
@@ -169,6 +178,7 @@ int main(int argc, char** argv) {
   }
   d3::set_stage_event_printing(cfg.verbose);
   d3::layer_cache::process().set_budget(cfg.cache_mb << 20);
+  d3::set_node_limits({cfg.max_message_mb << 20, cfg.max_stages});
   // Packed weights and arenas are large blocks: with a fixed mmap threshold they go back to the
   // system when a retired stage frees them (glibc's dynamic threshold would otherwise rise to
   // 32 MB and keep them in fragmented heaps: measured, RSS grew by tens of MB per redeployment).

@@ -206,3 +206,44 @@ BOOST_FIXTURE_TEST_CASE(a_node_reports_a_silent_peer_before_the_app_notices, edg
   BOOST_TEST(down->cause.find("unreachable from node '") != std::string::npos, down->cause);  // its scatter's node
   BOOST_TEST_MESSAGE("edge3 frozen, reported by its peer: " << down->cause << ", " << down->detected_after_ms << " ms");
 }
+
+// Bounded inputs: a node refuses a layer shipment over its max_message_mb and a stage over its
+// max_stages, with an error naming the limit, and keeps serving what fits.
+BOOST_FIXTURE_TEST_CASE(a_node_refuses_what_exceeds_its_limits_and_keeps_serving, cluster) {
+  signal("cloud", SIGKILL);
+  restart("cloud", 1.0, "max_message_mb=1\nmax_stages=2\n");
+  d3::deployment_options options;
+  options.timeout = 20s;
+  d3::deployment dep(*system, options);
+  BOOST_REQUIRE(dep.connect(endpoints()).is_ok());
+  const d3::graph& g = resnet18();
+  auto refused = dep.deploy(g, three_tier_plan(false));  // the cloud would get layer3..fc: 2-9 MB layers
+  BOOST_REQUIRE(!refused.is_ok());
+  BOOST_TEST(refused.message().find("max_message_mb") != std::string::npos, refused.message());
+  BOOST_TEST(refused.message().find("cloud") != std::string::npos, refused.message());
+  // Two weightless stages fit on the cloud; a third does not.
+  d3::deployment_plan small;
+  small.segments = {{"device", "conv1", "layer4.1.add"}, {"cloud", "avgpool", "flatten"}, {"edge1", "fc", "fc"}};
+  auto deployed = dep.deploy(g, small);
+  BOOST_REQUIRE_MESSAGE(deployed.is_ok(), deployed.message());
+  auto inputs = inputs_for(g, 3, 901);
+  check_answers(g, inputs, dep.run(inputs, 1));
+  d3::deployment_plan more = small;
+  more.segments = {{"device", "conv1", "layer4.1.add"}, {"cloud", "avgpool", "avgpool"}, {"cloud", "flatten", "flatten"},
+                   {"edge1", "fc", "fc"}};
+  dep.teardown();
+  // The stages exit asynchronously: the count is checked at setup, after the round trip teardown waits for.
+  auto too_many = dep.deploy(g, more);
+  if (too_many) {  // two stages fit; the first deployment's were gone: spawn a third version next to it
+    d3::deployment_plan third = more;
+    third.version = 2;
+    auto migrated = dep.migrate(g, third);
+    BOOST_REQUIRE(!migrated.is_ok());
+    BOOST_TEST(migrated.message().find("max_stages") != std::string::npos, migrated.message());
+  } else {
+    BOOST_TEST(too_many.message().find("max_stages") != std::string::npos, too_many.message());
+  }
+  auto again = dep.deploy(g, small);  // and it still serves
+  BOOST_REQUIRE_MESSAGE(again.is_ok(), again.message());
+  check_answers(g, inputs, dep.run(inputs, 1));
+}

@@ -100,14 +100,17 @@ struct cluster {
   }
 
   // `port` 0: any free port (read from the node's listening line).
-  void start(const std::string& name, const std::string& role, double speed = 1.0, uint16_t port = 0) {
+  // `extra_ini`: more lines for the [d3] section (e.g. "max_stages=4\n").
+  void start(const std::string& name, const std::string& role, double speed = 1.0, uint16_t port = 0,
+             const std::string& extra_ini = "") {
     node_process n;
     n.name = name;
     n.role = role;
     n.ini = dir + "/" + name + ".ini";
     n.log = dir + "/" + name + ".log";
     std::ofstream(n.ini) << "[d3]\nname=\"" << name << "\"\nrole=\"" << role << "\"\nhost=\"127.0.0.1\"\nport=" << port
-                         << "\nspeed=" << std::to_string(speed) << "\n";  // "4" would be dropped by CAF: needs a decimal point
+                         << "\nspeed=" << std::to_string(speed) << "\n"  // "4" would be dropped by CAF: needs a decimal point
+                         << extra_ini;
     const pid_t parent = ::getpid();
     n.pid = ::fork();
     BOOST_REQUIRE(n.pid >= 0);
@@ -165,13 +168,13 @@ struct cluster {
 
   // Starts a node that was killed again, with the same name, role and port (its layer cache is
   // empty: a new process).
-  void restart(const std::string& name, double speed = 1.0) {
+  void restart(const std::string& name, double speed = 1.0, const std::string& extra_ini = "") {
     node_process& old = node(name);
     BOOST_REQUIRE_MESSAGE(old.pid <= 0, "restart: " << name << " is still running");
     const node_process copy = old;
     nodes.erase(nodes.begin() + (&old - nodes.data()));
     std::remove(copy.log.c_str());  // wait_listening must read the new process's line
-    start(copy.name, copy.role, speed, copy.port);
+    start(copy.name, copy.role, speed, copy.port, extra_ini);
     wait_listening(nodes.back());
   }
 

@@ -345,7 +345,8 @@ void deployment::teardown() {
     exit_actors(v.actors);
     for (size_t i = 0; i < v.actors.size(); ++i)
       if (!v.gone.count(i))
-        log({{"event", "actor_exited"}, {"actor", int(i)}, {"node", v.stages.stages[i].node}, {"reason", "teardown"}});
+        log({{"event", "actor_exited"}, {"actor", int(i)}, {"node", v.stages.stages[i].node}, {"plan_version", v.version},
+             {"reason", "teardown"}});
   }
   versions_.clear();
   current_.reset();

@@ -322,7 +322,7 @@ void request_session::on_down(const caf::down_msg& down) {
       const stage& st = v.stages.stages[s];
       const std::string reason = dep_.system_.render(down.reason);
       v.gone.insert(s);
-      dep_.log({{"event", "actor_exited"}, {"actor", int(s)}, {"node", st.node}, {"reason", reason}});
+      dep_.log({{"event", "actor_exited"}, {"actor", int(s)}, {"node", st.node}, {"plan_version", v.version}, {"reason", reason}});
       if (!v.broken.empty()) return;  // its node is down: handled there
       v.broken = std::string(to_string(st.kind)) + " stage " + std::to_string(s) + " on node '" + st.node +
                  "' is gone (" + reason + ")";

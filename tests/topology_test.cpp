@@ -73,3 +73,30 @@ BOOST_AUTO_TEST_CASE(malformed_logs_name_the_line) {
   BOOST_TEST(!read_topology_log(temp_path("missing.jsonl")).is_ok());
   std::remove(path.c_str());
 }
+
+// Plan versions side by side (a migration or a failover): actor ids restart at 0 per version,
+// a retired version's actors are gone, an exit names its version.
+BOOST_AUTO_TEST_CASE(versions_side_by_side_keep_their_actors_apart) {
+  using d3::topology_event;
+  const std::vector<topology_event> events = {
+      {{"event", "node_up"}, {"node", "edge1"}, {"role", "edge"}},
+      {{"event", "node_up"}, {"node", "edge2"}, {"role", "edge"}},
+      {{"event", "actor_spawned"}, {"actor", 0}, {"kind", "segment"}, {"node", "edge1"}, {"plan_version", 1},
+       {"layers", {"conv1", "fc"}}},
+      {{"event", "plan_deployed"}, {"version", 1}, {"strategy", "file"}, {"model", "m"}},
+      {{"event", "node_down"}, {"node", "edge1"}, {"reason", "connection lost"}},
+      {{"event", "actor_spawned"}, {"actor", 0}, {"kind", "segment"}, {"node", "edge2"}, {"plan_version", 2},
+       {"layers", {"conv1", "fc"}}},
+      {{"event", "plan_deployed"}, {"version", 2}, {"strategy", "file (failover)"}, {"model", "m"}},
+      {{"event", "plan_retired"}, {"version", 1}, {"actors", 1}, {"reason", "..."}},
+  };
+  const std::string tree = d3::render_topology_tree(events);
+  BOOST_TEST(tree.find("node edge1 (edge) [down]\n  (no actors)") != std::string::npos, tree);
+  BOOST_TEST(tree.find("node edge2 (edge)\n  └─ actor 0 segment: conv1..fc") != std::string::npos, tree);
+  std::vector<topology_event> ended = events;
+  ended.push_back({{"event", "actor_exited"}, {"actor", 0}, {"node", "edge2"}, {"plan_version", 2}, {"reason", "teardown"}});
+  ended.push_back({{"event", "node_rejoined"}, {"node", "edge1"}, {"role", "edge"}});
+  const std::string after = d3::render_topology_tree(ended);
+  BOOST_TEST(after.find("node edge2 (edge)\n  (no actors)") != std::string::npos, after);
+  BOOST_TEST(after.find("[down]") == std::string::npos, after);
+}

@@ -3,11 +3,18 @@
 #include <chrono>
 #include <ctime>
 #include <map>
+#include <algorithm>
 #include <sstream>
 
 namespace d3 {
 
 namespace {
+
+// Actors are keyed by (plan version, actor id): stage ids restart at 0 in every plan version,
+// and versions live side by side during a migration or a failover.
+constexpr int versions_apart = 1000000;
+int actor_key(int version, int id) { return version * versions_apart + id; }
+int actor_id(int key) { return key % versions_apart; }
 
 struct live_actor {
   topology_event spawned;
@@ -50,15 +57,32 @@ deployment_state replay(const std::vector<topology_event>& events) {
       n.since = text(e, "time");
     } else if (kind == "node_down") {
       node_named(s, text(e, "node")).up = false;
+    } else if (kind == "node_rejoined") {
+      node_named(s, text(e, "node")).up = true;
+    } else if (kind == "plan_retired" && e.contains("version") && e.at("version").is_number_integer()) {
+      const int version = e.at("version").get<int>();
+      for (auto& [key, actor] : s.actors)
+        if (key / versions_apart == version) actor.exited = true;
     } else if (kind == "plan_deployed") {
       s.plan = "plan version " + text(e, "version") + " (" + text(e, "strategy") + ") of " + text(e, "model");
-    } else if (kind == "actor_spawned" && e.contains("actor")) {
+    } else if (kind == "actor_spawned" && e.contains("actor") && e.at("actor").is_number_integer()) {
+      const int version = e.value("plan_version", 0);
+      const int key = actor_key(version, e.at("actor").get<int>());
+      s.actors[key] = {e, false};
+      node_named(s, text(e, "node")).actors.push_back(key);
+    } else if (kind == "actor_exited" && e.contains("actor") && e.at("actor").is_number_integer()) {
+      // Its version when logged, else the newest live actor with this id.
       const int id = e.at("actor").get<int>();
-      s.actors[id] = {e, false};
-      node_named(s, text(e, "node")).actors.push_back(id);
-    } else if (kind == "actor_exited" && e.contains("actor")) {
-      auto it = s.actors.find(e.at("actor").get<int>());
-      if (it != s.actors.end()) it->second.exited = true;
+      if (e.contains("plan_version") && e.at("plan_version").is_number_integer()) {
+        auto it = s.actors.find(actor_key(e.at("plan_version").get<int>(), id));
+        if (it != s.actors.end()) it->second.exited = true;
+      } else {
+        for (auto it = s.actors.rbegin(); it != s.actors.rend(); ++it)
+          if (actor_id(it->first) == id && !it->second.exited) {
+            it->second.exited = true;
+            break;
+          }
+      }
     }
   }
   return s;
@@ -161,7 +185,7 @@ std::string render_topology_tree(const std::vector<topology_event>& events) {
     if (live.empty()) out << "  (no actors)\n";
     for (size_t i = 0; i < live.size(); ++i) {
       const topology_event& e = s.actors.at(live[i]).spawned;
-      out << (i + 1 == live.size() ? "  └─ " : "  ├─ ") << describe_actor(live[i], e) << "  since " << text(e, "time");
+      out << (i + 1 == live.size() ? "  └─ " : "  ├─ ") << describe_actor(actor_id(live[i]), e) << "  since " << text(e, "time");
       if (e.contains("plan_version")) out << " (plan v" << text(e, "plan_version") << ")";
       out << "\n";
     }
@@ -171,6 +195,13 @@ std::string render_topology_tree(const std::vector<topology_event>& events) {
 
 std::string render_topology_dot(const std::vector<topology_event>& events) {
   deployment_state s = replay(events);
+  // DOT names: "a<id>" for the newest version's actors, "a<id>_v<version>" for older ones still live.
+  int newest = 0;
+  for (const auto& [key, actor] : s.actors) newest = std::max(newest, key / versions_apart);
+  auto dot_name = [&](int key) {
+    const int version = key / versions_apart;
+    return "a" + std::to_string(actor_id(key)) + (version == newest ? "" : "_v" + std::to_string(version));
+  };
   std::ostringstream out;
   out << "digraph d3 {\n  rankdir=LR;\n  node [shape=box, fontname=\"Helvetica\", fontsize=10];\n";
   if (!s.plan.empty()) out << "  label=" << dot_quote(s.plan) << ";\n";
@@ -181,15 +212,16 @@ std::string render_topology_dot(const std::vector<topology_event>& events) {
         << ";\n";
     for (int id : n.actors)
       if (!s.actors.at(id).exited)
-        out << "    a" << id << " [label=" << dot_quote(describe_actor(id, s.actors.at(id).spawned)) << "];\n";
+        out << "    " << dot_name(id) << " [label=" << dot_quote(describe_actor(actor_id(id), s.actors.at(id).spawned)) << "];\n";
     out << "  }\n";
   }
   for (const auto& [id, actor] : s.actors) {
     if (actor.exited || !actor.spawned.contains("sends_to")) continue;
     for (const auto& to : actor.spawned.at("sends_to")) {
       if (!to.is_number_integer()) continue;
-      auto it = s.actors.find(to.get<int>());
-      if (it != s.actors.end() && !it->second.exited) out << "  a" << id << " -> a" << to.get<int>() << ";\n";
+      const int target = actor_key(id / versions_apart, to.get<int>());  // sends stay within a version
+      auto it = s.actors.find(target);
+      if (it != s.actors.end() && !it->second.exited) out << "  " << dot_name(id) << " -> " << dot_name(target) << ";\n";
     }
   }
   out << "}\n";

@@ -23,7 +23,9 @@
 //   {"time": T, "event": "trace_step",        "step": K, "at_ms": ms, "change": "..."}
 //   {"time": T, "event": "link_probed",       "from": N, "to": N}
 //   {"time": T, "event": "profile_probed",    "node": N, "total_ms": ms}
-//   {"time": T, "event": "actor_exited",      "actor": ID, "node": N, "reason": "..."}
+//   {"time": T, "event": "actor_exited",      "actor": ID, "node": N, "plan_version": V, "reason": "..."}
+// Actor ids count from 0 in every plan version: (plan_version, actor) names one; plan_retired
+// ends every actor of its version.
 // T is UTC ISO 8601 with milliseconds. Unknown events and fields are kept and ignored by readers.
 #pragma once
 

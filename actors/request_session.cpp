@@ -175,18 +175,16 @@ void request_session::finish(uint64_t id, const std::string& error) {
   finished_[id] = i;
   active_.erase(it);
   ++done_;
-  settle_version(o);
+  settle_version(o, resent_[i]);
   if (o.ok && dep_.options_.idle_probe_every > 0) dep_.probe_idle_links(o);
   if (dep_.adaptation_ && o.ok && !pending_plan_) pending_plan_ = dep_.adaptation_(o);
 }
 
-void request_session::settle_version(request_outcome& o) {
+void request_session::settle_version(request_outcome& o, bool resent) {
   auto found = dep_.versions_.find(o.plan_version);
   if (found == dep_.versions_.end()) return;
   deployment::deployed_version& v = found->second;
   // A re-sent request's times mix two sends: no observations from it.
-  const auto index = finished_.find(o.id);
-  const bool resent = index != finished_.end() && resent_[index->second];
   if (virtual_clock_ && o.ok && !resent) {
     o.transfers = v.accounting.transfers(o.stage_reports, o.virtual_start_ms, o.virtual_end_ms);
     o.computes = v.accounting.computes(o.stage_reports);

@@ -45,9 +45,9 @@ class request_session {
   void watch_nodes();
   double now_ms() const;
   void finish(uint64_t id, const std::string& error);
-  // Adds the answered request's observations and releases its version (retiring an old one
-  // whose last request this was).
-  void settle_version(request_outcome& o);
+  // Adds the answered request's observations (none when it was re-sent) and releases its
+  // version (retiring an old one whose last request this was).
+  void settle_version(request_outcome& o, bool resent);
   void fail_waiting(const std::string& why, std::optional<int> version);
   // Fails the requests older than the timeout; true when some were.
   bool expire_late();

@@ -61,11 +61,6 @@ void adaptive_planner::remember_layers(const deployment_plan& plan) {
         if (weight_bytes(g_->layers[size_t(l)]) > 0) cached_[st.node].insert(l);
 }
 
-migration_cost adaptive_planner::cost_of(const three_tier_space& space, const three_tier_choice& choice,
-                                         const cluster_model* links) const {
-  return cost_of(space.plan_of(choice), links);
-}
-
 migration_cost adaptive_planner::cost_of(const deployment_plan& plan, const cluster_model* links) const {
   const cluster_model& c = links ? *links : estimate_;
   migration_cost cost;
@@ -95,9 +90,8 @@ migration_cost adaptive_planner::cost_of(const deployment_plan& plan, const clus
 }
 
 bool adaptive_planner::worth(double current_ms, double ms, const migration_cost& cost) const {
-  const double required = options_.hysteresis;
   const double gain = current_ms - ms;
-  return ms < current_ms * (1.0 - required) && gain >= options_.min_gain_ms &&
+  return ms < current_ms * (1.0 - options_.hysteresis) && gain >= options_.min_gain_ms &&
          gain * options_.horizon_requests >= cost.total_ms();
 }
 

@@ -88,9 +88,6 @@ class adaptive_planner {
   double uncertainty() const { return uncertainty_; }
   // What migrating from the running plan to `choice` would cost now (layers cached on the nodes
   // are not shipped again).
-  // `links`: the cluster whose links price the shipping (default the estimates).
-  migration_cost cost_of(const three_tier_space& space, const three_tier_choice& choice,
-                         const cluster_model* links = nullptr) const;
   const three_tier_choice& current() const { return current_; }
   int plan_version() const { return version_; }
   const deployment_plan& running_plan() const { return running_; }
@@ -109,6 +106,8 @@ class adaptive_planner {
   void remember_layers(const deployment_plan& plan);  // what the nodes now cache
   // The running plan priced on `cluster` (its tiles as deployed, not re-weighted).
   double price_running(const cluster_model& cluster);
+  // What migrating to `plan` costs; `links`: the cluster whose links price the shipping (default
+  // the estimates).
   migration_cost cost_of(const deployment_plan& plan, const cluster_model* links = nullptr) const;
   // The running plan with its tiles re-weighted by the estimated speeds (no layer moves).
   deployment_plan reweighted() const;

@@ -62,6 +62,12 @@ std::vector<d3::request_outcome> run_with(d3::deployment& dep, size_t count, int
   return outcomes;
 }
 
+size_t answered(const std::vector<d3::request_outcome>& outcomes) {
+  size_t ok = 0;
+  for (const auto& o : outcomes) ok += o.ok;
+  return ok;
+}
+
 const d3::deployment::fault_event* fault(const d3::deployment& dep, const std::string& node, const std::string& what) {
   for (const auto& f : dep.faults())
     if (f.node == node && f.what == what) return &f;
@@ -78,9 +84,7 @@ BOOST_FIXTURE_TEST_CASE(a_tile_node_killed_during_200_requests_loses_none, edge_
     if (k == 40) signal("edge2", SIGKILL);
     return std::nullopt;
   });
-  size_t ok = 0;
-  for (const auto& o : outcomes) ok += o.ok;
-  BOOST_TEST(ok == 200u);
+  BOOST_TEST(answered(outcomes) == 200u);
   const auto* down = fault(dep, "edge2", "down");
   BOOST_REQUIRE(down != nullptr);
   BOOST_TEST_MESSAGE("edge2 killed: detected after " << down->detected_after_ms << " ms (" << down->cause << "), failover to v"
@@ -100,9 +104,7 @@ BOOST_FIXTURE_TEST_CASE(a_frozen_tile_node_is_detected_and_loses_no_request, edg
     if (k == 150) signal("edge3", SIGCONT);
     return std::nullopt;
   });
-  size_t ok = 0;
-  for (const auto& o : outcomes) ok += o.ok;
-  BOOST_TEST(ok == 200u);
+  BOOST_TEST(answered(outcomes) == 200u);
   const auto* down = fault(dep, "edge3", "down");
   BOOST_REQUIRE(down != nullptr);
   BOOST_TEST_MESSAGE("edge3 frozen: detected after " << down->detected_after_ms << " ms (" << down->cause << "), "
@@ -148,9 +150,7 @@ BOOST_FIXTURE_TEST_CASE(a_node_killed_during_a_migration_loses_no_request, edge_
     next.version = 2;
     return next;
   });
-  size_t ok = 0;
-  for (const auto& o : outcomes) ok += o.ok;
-  BOOST_TEST(ok == 80u);
+  BOOST_TEST(answered(outcomes) == 80u);
   for (const auto& st : dep.stages().stages) BOOST_TEST(st.node != "edge3");
 }
 
@@ -198,9 +198,7 @@ BOOST_FIXTURE_TEST_CASE(a_node_reports_a_silent_peer_before_the_app_notices, edg
   });
   signal("edge3", SIGCONT);
   BOOST_TEST((std::chrono::steady_clock::now() - start < 15s));  // not the app's 20 s silence
-  size_t ok = 0;
-  for (const auto& o : outcomes) ok += o.ok;
-  BOOST_TEST(ok == 60u);
+  BOOST_TEST(answered(outcomes) == 60u);
   const auto* down = fault(dep, "edge3", "down");
   BOOST_REQUIRE(down != nullptr);
   BOOST_TEST(down->cause.find("unreachable from node '") != std::string::npos, down->cause);  // its scatter's node

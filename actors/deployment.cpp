@@ -12,6 +12,7 @@
 
 #include "actors/ask.hpp"
 #include "actors/request_session.hpp"
+#include "actors/transport.hpp"
 
 namespace d3 {
 
@@ -97,14 +98,14 @@ status deployment::connect(const std::vector<node_endpoint>& nodes) {
     const std::string what = "node '" + n.name + "' at " + n.address();
     protocol::node_handle handle;
     std::string failure;
-    self->request(system_.middleman().actor_handle(), options_.timeout, caf::connect_atom::value, n.host, n.port)
+    self->request(transport::connector(system_), options_.timeout, caf::connect_atom::value, n.host, n.port)
         .receive(
             [&](const caf::node_id&, caf::strong_actor_ptr& ptr, const std::set<std::string>& interface) {
               if (!ptr) failure = "something listens there, but it publishes no d3-node actor";
               else if (interface != node_interface) failure = "it publishes an actor that is no d3-node of this version";
               else handle = caf::actor_cast<protocol::node_handle>(ptr);
             },
-            [&](caf::error& e) { failure = protocol::describe(system_, e, options_.timeout); });
+            [&](caf::error& e) { failure = transport::connect_failure(system_, e, n.host, n.port, options_.timeout); });
     if (!handle) return status::error("cannot connect to " + what + ": " + failure);
     auto info = ask<protocol::node_info>(self, handle, options_.timeout, what + " does not answer as a d3-node",
                                          protocol::info_atom::value);

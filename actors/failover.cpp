@@ -6,6 +6,7 @@
 
 #include "actors/ask.hpp"
 #include "actors/deployment.hpp"
+#include "actors/transport.hpp"
 #include "plan/plan_repair.hpp"
 
 namespace d3 {
@@ -127,7 +128,7 @@ std::vector<std::string> deployment::try_rejoin() {
       if (!h.connection_lost || now < h.next_reconnect) continue;
       h.next_reconnect = now + options_.reconnect_every;
       caf::strong_actor_ptr ptr;
-      (*self_)->request(system_.middleman().actor_handle(), attempt_timeout, caf::connect_atom::value, n.host, n.port)
+      (*self_)->request(transport::connector(system_), attempt_timeout, caf::connect_atom::value, n.host, n.port)
           .receive([&](const caf::node_id&, caf::strong_actor_ptr& p, const std::set<std::string>&) { ptr = std::move(p); },
                    [&](caf::error&) {});
       if (!ptr) continue;

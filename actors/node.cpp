@@ -10,6 +10,7 @@
 #include "actors/layer_cache.hpp"
 #include "actors/protocol.hpp"
 #include "actors/stage_actor.hpp"
+#include "actors/transport.hpp"
 #include "emulation/node_emulation.hpp"
 #include "profiling/profile_probe.hpp"
 #include "schema/bundle.hpp"
@@ -126,7 +127,7 @@ protocol::node_handle::behavior_type node_actor(node_pointer self, node_identity
       },
       [=](protocol::ship_atom, const bytes& payload) -> caf::result<ok_atom> {
         if (std::string over = over_limit("layer shipment", payload.size()); !over.empty()) return refusal(me + over);
-        auto shipment = decode_shipment(payload.data(), payload.size());
+        auto shipment = decode_shipment(payload.data(), payload.size(), limits_in_force.max_layers);
         if (!shipment) return refusal(me + shipment.message());
         auto stored = layer_cache::process().store(std::move(shipment.value()));
         if (!stored) return refusal(me + stored.message());
@@ -140,7 +141,7 @@ protocol::node_handle::behavior_type node_actor(node_pointer self, node_identity
         auto rp = self->make_response_promise<ok_atom>();
         const std::string where = host + ":" + std::to_string(port);
         self->state.app = app;
-        self->request(self->home_system().middleman().actor_handle(), std::chrono::seconds(10),
+        self->request(transport::connector(self->home_system()), std::chrono::seconds(10),
                       caf::connect_atom::value, host, port)
             .then([=](const caf::node_id&, caf::strong_actor_ptr& ptr, const std::set<std::string>&) mutable {
                     auto handle = caf::actor_cast<protocol::node_handle>(ptr);
@@ -155,7 +156,8 @@ protocol::node_handle::behavior_type node_actor(node_pointer self, node_identity
                     rp.deliver(ok_atom::value);
                   },
                   [=](caf::error& e) mutable {
-                    rp.deliver(refusal(me + "cannot connect to peer " + where + ": " + self->home_system().render(e)));
+                    rp.deliver(refusal(me + "cannot connect to peer " + where + ": " +
+                                                transport::connect_failure(self->home_system(), e, host, port, std::chrono::seconds(10))));
                   });
         return rp;
       },

@@ -43,6 +43,7 @@ protocol::node_handle::behavior_type node_actor(protocol::node_handle::stateful_
 struct node_limits {
   size_t max_message_bytes = size_t(256) << 20;
   size_t max_stages = 1024;
+  size_t max_layers = 4096;  // per layer shipment (one upload)
 };
 void set_node_limits(const node_limits& limits);
 const node_limits& current_node_limits();

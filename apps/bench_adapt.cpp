@@ -99,6 +99,8 @@ with a single-process run.
   --out DIR             writes adapt.csv (latency per request), adapt.json and adapt.png (gnuplot)
                         (default adapt-results)
   --node-binary PATH    d3-node (default: next to d3-bench)
+  --tls DIR|false       the cluster's certificates (scripts/make-certs.sh; default: build/certs);
+                        false: plaintext between the processes, with a warning
   --timeout-ms T        timeout of every deployment step and answer (default 30000)
   --help                this text
 
@@ -107,6 +109,8 @@ Output: a summary on stdout, then one JSON line with the figures.
 
 struct adapt_options {
   std::string model = "resnet18", trace_file, out = "adapt-results", node_binary, profile_source = "nodes";
+  std::string tls_option;  // --tls
+  local_tls tls;
   testbed_file bed = testbed_file::d3_setting();
   std::string scenario;
   double tail_ms = 6000;
@@ -148,6 +152,8 @@ result<adapt_options> parse_adapt_options(int argc, char** argv, bool& help) {
         o.out = in.value();
       } else if (in.is("--node-binary")) {
         o.node_binary = in.value();
+      } else if (in.is("--tls")) {
+        o.tls_option = in.value();
       } else if (in.is("--timeout-ms")) {
         o.timeout_ms = in.integer(1, 3600000);
       } else {
@@ -156,9 +162,7 @@ result<adapt_options> parse_adapt_options(int argc, char** argv, bool& help) {
     }
     if (!o.scenario.empty() && !o.bed.scenario(o.scenario))
       in.fail("unknown scenario '" + o.scenario + "' in " + o.bed.source + " (" + join(o.bed.scenario_names(), ", ") + ")");
-    auto node = node_binary_or_sibling(o.node_binary);
-    if (!node) in.fail(node.message());
-    o.node_binary = node.value();
+    if (auto resolved = resolve_local_cluster(o.node_binary, o.tls_option, o.tls); !resolved) in.fail(resolved.message());
     return o;
   });
 }
@@ -222,7 +226,7 @@ deployment_options deployment_settings(const bench_context& c, const testbed& li
 result<std::unique_ptr<local_nodes>> fresh_nodes(const bench_context& c, const std::string& run) {
   const std::string folder = c.options.out + "/node-logs-" + run;
   ::mkdir(folder.c_str(), 0755);
-  return local_nodes::start(c.options.node_binary, folder, c.specs, std::chrono::seconds(30));
+  return local_nodes::start(c.options.node_binary, folder, c.specs, std::chrono::seconds(30), c.options.tls);
 }
 
 // The cluster the planner would price step `state` with: the testbed's links, every node's
@@ -418,7 +422,7 @@ int bench_adapt(int argc, char** argv) {
   std::fflush(stdout);
 
   caf::actor_system_config cfg;
-  protocol::configure_process(cfg);
+  configure_local_app(cfg, c.options.tls, "d3-bench adapt");
   std::vector<double> optimum;
   std::vector<run_result> runs;
   {

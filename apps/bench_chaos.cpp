@@ -56,12 +56,16 @@ requests and --redeploys deployments of the same plan, RSS per node sampled.
   --redeploys N          deployments of the memory phase (default 100; 0: none)
   --out DIR              chaos.md and chaos.json (default chaos-results)
   --node-binary PATH     d3-node (default: next to d3-bench)
+  --tls DIR|false        the cluster's certificates (scripts/make-certs.sh; default: build/certs);
+                         false: plaintext between the processes, with a warning
   --timeout-ms T         timeout of every step and answer (default 30000)
   --help                 this text
 )";
 
 struct chaos_options {
   std::string model = "resnet18", out = "chaos-results", node_binary;
+  std::string tls_option;  // --tls
+  local_tls tls;
   int requests = 600, in_flight = 4, memory_requests = 2000, redeploys = 100;
   long silence_ms = 1000, timeout_ms = 30000;
   std::vector<std::string> clocks = {"wall", "virtual"};
@@ -88,12 +92,11 @@ result<chaos_options> parse_chaos_options(int argc, char** argv, bool& help) {
       else if (in.is("--redeploys")) o.redeploys = int(in.integer(0, 100000));
       else if (in.is("--out")) o.out = in.value();
       else if (in.is("--node-binary")) o.node_binary = in.value();
+      else if (in.is("--tls")) o.tls_option = in.value();
       else if (in.is("--timeout-ms")) o.timeout_ms = in.integer(1, 3600000);
       else in.unknown();
     }
-    auto node = node_binary_or_sibling(o.node_binary);
-    if (!node) in.fail(node.message());
-    o.node_binary = node.value();
+    if (auto resolved = resolve_local_cluster(o.node_binary, o.tls_option, o.tls); !resolved) in.fail(resolved.message());
     return o;
   });
 }
@@ -169,7 +172,7 @@ nlohmann::ordered_json run_clock(caf::actor_system& system, bench_setup& c, cons
   nlohmann::ordered_json out = {{"clock", clock}};
   const std::string folder = c.options.out + "/nodes-" + clock;
   ::mkdir(folder.c_str(), 0755);
-  auto started = local_nodes::start(c.options.node_binary, folder, c.specs, std::chrono::seconds(30));
+  auto started = local_nodes::start(c.options.node_binary, folder, c.specs, std::chrono::seconds(30), c.options.tls);
   if (!started) return out["error"] = started.message(), out;
   local_nodes& nodes = **started;
   const bool virtual_clock = clock == "virtual";
@@ -343,7 +346,7 @@ int bench_chaos(int argc, char** argv) {
 
   nlohmann::ordered_json report = {{"bench", "chaos"}, {"model", c.g.name}, {"command", command_line(argc, argv)}};
   caf::actor_system_config cfg;
-  protocol::configure_process(cfg);
+  configure_local_app(cfg, c.options.tls, "d3-bench chaos");
   int code = 0;
   {
     caf::actor_system system{cfg};

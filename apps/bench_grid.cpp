@@ -107,6 +107,8 @@ testbed, "edges behind the mobile uplink" (the scenarios set device<->edge inste
                       (default) or measured in this process and divided by the node's speed
   --timeout-ms T      timeout of every connect, deployment step and answer (default 60000)
   --node-binary FILE  the d3-node executable (default: d3-node next to d3-bench)
+  --tls DIR|false     the cluster's certificates (scripts/make-certs.sh; default: build/certs);
+                      false: plaintext between the processes, with a warning
   --help              this text
 
 Outputs. grid.csv has one row per cell: model, scenario, strategy, requests (timed), warmup,
@@ -170,6 +172,8 @@ result<grid_options> parse_grid_options(int argc, char** argv, bool& help) {
         if (o.out.empty()) in.fail("--out needs a folder");
       } else if (in.is("--node-binary")) {
         o.node_binary = in.value();
+      } else if (in.is("--tls")) {
+        o.tls_option = in.value();
       } else if (in.is("--check")) {
         o.check = true;
       } else {
@@ -205,9 +209,7 @@ result<grid_options> parse_grid_options(int argc, char** argv, bool& help) {
       for (const std::string& name : *list)
         if (!seen.insert(name).second) in.fail("'" + name + "' is listed twice");
     }
-    auto node = node_binary_or_sibling(o.node_binary);
-    if (!node) in.fail(node.message());
-    o.node_binary = node.value();
+    if (auto resolved = resolve_local_cluster(o.node_binary, o.tls_option, o.tls); !resolved) in.fail(resolved.message());
     return o;
   });
 }
@@ -249,7 +251,7 @@ int bench_grid(int argc, char** argv) {
   std::fflush(stdout);
 
   caf::actor_system_config cfg;
-  protocol::configure_process(cfg);
+  configure_local_app(cfg, o.tls, "d3-bench grid");
   grid_results results;
   {
     caf::actor_system system{cfg};

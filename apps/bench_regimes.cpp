@@ -79,6 +79,8 @@ machine divided by its speed; links are latency + bytes / bandwidth.
                         regimes.md, <model>-bandwidth.png, <model>-device.png (with .dat files and
                         regimes.gp), node-logs/
   --node-binary FILE    the d3-node executable (default: d3-node next to d3-bench)
+  --tls DIR|false       the cluster's certificates (scripts/make-certs.sh; default: build/certs);
+                        false: plaintext between the processes, with a warning
   --help                this text
 
 Exit codes: 0 done; 1 a measured answer differed or failed, a node could not start, outputs could
@@ -144,6 +146,8 @@ result<regimes_options> parse_regimes_options(int argc, char** argv, bool& help)
         if (o.out.empty()) in.fail("--out needs a folder");
       } else if (in.is("--node-binary")) {
         o.node_binary = in.value();
+      } else if (in.is("--tls")) {
+        o.tls_option = in.value();
       } else {
         in.unknown();
       }
@@ -153,9 +157,7 @@ result<regimes_options> parse_regimes_options(int argc, char** argv, bool& help)
     if (o.device_speeds.empty()) o.device_speeds = log_spaced(0.01, 1, 4);
     o.models = models.empty() ? builtin_model_names() : split_list(models);
     if (auto known = check_model_names(o.models); !known) in.fail(known.message());
-    auto node = node_binary_or_sibling(o.node_binary);
-    if (!node) in.fail(node.message());
-    o.node_binary = node.value();
+    if (auto resolved = resolve_local_cluster(o.node_binary, o.tls_option, o.tls); !resolved) in.fail(resolved.message());
     return o;
   });
 }
@@ -373,7 +375,7 @@ int bench_regimes(int argc, char** argv) {
               o.bed.name.c_str());
   std::fflush(stdout);
   caf::actor_system_config cfg;
-  protocol::configure_process(cfg);
+  configure_local_app(cfg, o.tls, "d3-bench regimes");
   caf::actor_system system{cfg};
   std::vector<local_node_spec> specs = {{"device", "device", o.bed.base.device_speed}};
   for (int e = 1; e <= o.bed.edge_nodes; ++e) specs.push_back({"edge" + std::to_string(e), "edge", o.bed.base.edge_speed});
@@ -394,7 +396,7 @@ int bench_regimes(int argc, char** argv) {
       code = exit_failed;
       continue;
     }
-    auto nodes = local_nodes::start(o.node_binary, logs, specs, std::chrono::seconds(30));
+    auto nodes = local_nodes::start(o.node_binary, logs, specs, std::chrono::seconds(30), o.tls);
     if (!nodes) {
       std::cerr << "d3-bench regimes: " << nodes.message() << "\n";
       return exit_failed;

@@ -28,6 +28,8 @@
 #include "plan/plan.hpp"
 #include "plan/plan_repair.hpp"
 #include "actors/protocol.hpp"
+#include "actors/transport.hpp"
+#include "security/tls_identity.hpp"
 #include "topology/topology_log.hpp"
 #include "kernels/executor.hpp"
 #include "kernels/model_zoo.hpp"
@@ -377,6 +379,15 @@ int deploy_and_run(caf::actor_system& system, const d3::infer_options& o, infere
   return bad == 0 ? 0 : exit_failed;
 }
 
+// --tls (or the inference config's "tls"), else the cluster file's "tls", else TLS on with no
+// identity (check_tls_identity then says what to give).
+d3::tls_settings tls_of(const d3::infer_options& o, const d3::cluster_file* cluster) {
+  if (o.tls == "false") return d3::tls_settings::off();
+  if (!o.tls.empty()) return d3::tls_settings::from_dir(o.tls, o.tls_name);
+  if (cluster && cluster->has_tls) return cluster->tls;
+  return {};
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -418,8 +429,12 @@ int main(int argc, char** argv) {
     }
   }
 
+  const d3::tls_settings tls = tls_of(o, in.cluster ? &*in.cluster : nullptr);
+  if (auto checked = d3::check_tls_identity(tls, "TLS"); !checked) return bad_input(checked.message());
+  if (!tls.enabled) std::cerr << d3::plaintext_warning("d3-infer") << "\n";
   caf::actor_system_config cfg;
   d3::protocol::configure_process(cfg);
+  d3::transport::configure_tls(cfg, tls);
   caf::actor_system system{cfg};
   std::printf("d3-infer: %s clock%s; %s\n", o.clock.c_str(),
               o.clock == "virtual" ? " (EMULATED times; node speeds from each d3-node's config)" : " (real time)",

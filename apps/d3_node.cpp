@@ -19,6 +19,9 @@
 #include "actors/layer_cache.hpp"
 #include "actors/node.hpp"
 #include "actors/protocol.hpp"
+#include "actors/transport.hpp"
+#include "security/tls_audit.hpp"
+#include "security/tls_identity.hpp"
 
 namespace {
 
@@ -31,7 +34,9 @@ struct node_config : caf::actor_system_config {
   size_t cache_mb = 2048;
   size_t max_message_mb = 256;
   size_t max_stages = 1024;
+  size_t max_layers = 4096;
   bool verbose = false;
+  bool tls = true;
 
   node_config() {
     opt_group{custom_options_, "d3"}
@@ -43,7 +48,9 @@ struct node_config : caf::actor_system_config {
         .add(cache_mb, "cache_mb", "budget of the layer cache in MB (0: none); least recently used layers no stage uses are evicted")
         .add(max_message_mb, "max_message_mb", "largest layer shipment, tensor bundle or profile fragment accepted, in MB")
         .add(max_stages, "max_stages", "most stages live at once on this node")
-        .add(verbose, "verbose", "print one line per stage spawned, shipment cached and stage error");
+        .add(max_layers, "max_layers", "most layers in one layer shipment (upload)")
+        .add(verbose, "verbose", "print one line per stage spawned, shipment cached and stage error")
+        .add(tls, "tls", "mutual TLS on every connection (certificates in [openssl]); false: plaintext, with a warning");
     d3::protocol::configure_process(*this);
     d3::protocol::add_stage_actor_types(*this);
     // Stages block their worker thread while they compute (and, under the virtual clock, while
@@ -74,13 +81,28 @@ command line as --d3.KEY=VALUE (the command line overrides the file):
            fragment accepted; larger ones are refused before they
            are decoded, and the node keeps serving                  (default 256)
   max_stages  the most stages live at once; one more is refused    (default 1024)
+  max_layers  the most layers in one layer shipment; a longer one is
+           refused before any layer is read                         (default 4096)
   verbose  print one line per stage spawned, shipment cached and
            stage error (a bare flag on the command line)             (default false)
+  tls      mutual TLS on every connection: peers must present a
+           certificate the cluster CA signed, valid now; refusals
+           are printed. false: no authentication, plaintext (a
+           warning says so)                                          (default true)
+
+TLS identity, in CAF's [openssl] section (or --openssl.KEY=VALUE), PEM files made by
+scripts/make-certs.sh DIR NAME... (paths relative to the working directory):
+  cafile       the cluster CA's certificate      (e.g. "certs/ca.pem")
+  certificate  this node's certificate           (e.g. "certs/edge1.pem")
+  key          its private key                   (e.g. "certs/edge1.key")
+  passphrase   the key's passphrase, if it is encrypted
 
 Example: d3-node --config-file=apps/config/edge1.ini
          d3-node --d3.name="edge9" --d3.role="edge" --d3.port=0
 CAF's own options (e.g. [middleman], [scheduler]): d3-node --long-help.
-Exit codes: 0 stopped by a signal; 1 cannot listen; 2 bad configuration.
+Exit codes: 0 stopped by a signal; 1 cannot listen; 2 bad configuration (also a TLS file that
+cannot be read, a key that does not match its certificate, a certificate the CA did not sign or
+that is not valid now).
 )";
 
 std::string config_file(int argc, char** argv) {
@@ -121,7 +143,8 @@ std::string dropped_ini_key(const std::string& file, const caf::settings& conten
       {"host", "a double-quoted string"}, {"port", "an integer in [0, 65535]"},
       {"speed", "a number"},             {"verbose", "true or false"},
       {"cache_mb", "an integer >= 0"},     {"max_message_mb", "an integer >= 0"},
-      {"max_stages", "an integer >= 0"}};
+      {"max_stages", "an integer >= 0"},   {"tls", "true or false"},
+      {"max_layers", "an integer >= 0"}};
   for (int number = 1; std::getline(in, line); ++number) {
     const size_t first = line.find_first_not_of(" \t");
     if (first == std::string::npos || line[first] == ';' || line[first] == '#') continue;
@@ -136,7 +159,7 @@ std::string dropped_ini_key(const std::string& file, const caf::settings& conten
     auto known = expected.find(key);
     if (known == expected.end())
       return file + " line " + std::to_string(number) + ": unknown [d3] key '" + key +
-             "' (name, role, host, port, speed, cache_mb, max_message_mb, max_stages, verbose)";
+             "' (name, role, host, port, speed, cache_mb, max_message_mb, max_stages, max_layers, verbose, tls)";
     if (!caf::get_if(&content, "d3." + key))
       return file + " line " + std::to_string(number) + ": [d3] " + key + " must be " + known->second + ", got '" +
              line.substr(first) + "'";
@@ -176,9 +199,28 @@ int main(int argc, char** argv) {
     std::cerr << "d3-node: [d3] role '" << cfg.role << "' is not device, edge or cloud\n";
     return 2;
   }
+  d3::tls_settings tls;
+  tls.enabled = cfg.tls;
+  tls.ca_file = cfg.openssl_cafile;
+  tls.certificate_file = cfg.openssl_certificate;
+  tls.key_file = cfg.openssl_key;
+  tls.passphrase = cfg.openssl_passphrase;
+  if (auto checked = d3::check_tls_identity(tls, "d3-node " + cfg.name); !checked) {
+    std::cerr << checked.message() << "\n";
+    return 2;
+  }
+  if (!tls.enabled) std::cerr << d3::plaintext_warning("d3-node " + cfg.name) << "\n";
+  d3::transport::configure_tls(cfg, tls);
+  // Every refused handshake is printed (an attempt to reach the node without the cluster's
+  // credentials); admitted ones only with verbose. Runs on CAF's I/O thread: one write.
+  const std::string me = "d3-node " + cfg.name + ": ";
+  const bool verbose = cfg.verbose;
+  d3::watch_tls_handshakes([me, verbose](const d3::tls_event& e) {
+    if (!e.admitted || verbose) std::fprintf(stderr, "%s%s\n", me.c_str(), e.describe().c_str());
+  });
   d3::set_stage_event_printing(cfg.verbose);
   d3::layer_cache::process().set_budget(cfg.cache_mb << 20);
-  d3::set_node_limits({cfg.max_message_mb << 20, cfg.max_stages});
+  d3::set_node_limits({cfg.max_message_mb << 20, cfg.max_stages, cfg.max_layers});
   // Packed weights and arenas are large blocks: with a fixed mmap threshold they go back to the
   // system when a retired stage frees them (glibc's dynamic threshold would otherwise rise to
   // 32 MB and keep them in fragmented heaps: measured, RSS grew by tens of MB per redeployment).
@@ -196,15 +238,15 @@ int main(int argc, char** argv) {
   {
     caf::actor_system system{cfg};
     auto node = system.spawn(d3::node_actor, d3::node_identity{cfg.name, cfg.role, cfg.speed});
-    auto port = system.middleman().publish(node, cfg.port, cfg.host.c_str(), true);
+    auto port = d3::transport::publish(node, cfg.port, cfg.host);
     if (!port) {
       std::cerr << "d3-node " << cfg.name << ": cannot listen on " << cfg.host << ":" << cfg.port << ": "
                 << system.render(port.error()) << "\n";
       caf::anon_send_exit(node, caf::exit_reason::user_shutdown);
       exit_code = 1;
     } else {
-      std::printf("d3-node %s (%s) listening on %s:%u\n", cfg.name.c_str(), cfg.role.c_str(), cfg.host.c_str(),
-                  unsigned(*port));
+      std::printf("d3-node %s (%s) listening on %s:%u (%s)\n", cfg.name.c_str(), cfg.role.c_str(), cfg.host.c_str(),
+                  unsigned(*port), tls.enabled ? ("mutual TLS, cluster CA " + tls.ca_file).c_str() : "plaintext: tls=false");
       std::printf("d3-node %s: emulated speed %g (emulation: compute capacity relative to one core, applied "
                   "under the virtual clock)\n", cfg.name.c_str(), cfg.speed);
       std::fflush(stdout);

@@ -300,7 +300,7 @@ grid_results run_grid(const grid_options& o, caf::actor_system& system) {
         if (dep) return "";
         if (!nodes) {
           bar.detail("starting nodes");
-          auto started = local_nodes::start(o.node_binary, log_folder, specs, std::chrono::seconds(30));
+          auto started = local_nodes::start(o.node_binary, log_folder, specs, std::chrono::seconds(30), o.tls);
           if (!started) return "nodes: " + started.message();
           nodes = std::move(started.value());
         }

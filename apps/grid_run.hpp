@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "apps/local_nodes.hpp"
 #include "emulation/testbed_file.hpp"
 #include "kernels/model_zoo.hpp"
 #include "plan/plan.hpp"
@@ -24,6 +25,8 @@ struct grid_options {
   double noise_floor = 0.02;
   bool check = false;
   std::string out = "grid-results", node_binary, profile_source = "nodes";
+  std::string tls_option;  // --tls
+  local_tls tls;
   testbed_file bed = testbed_file::d3_setting();
   std::string command_line;
 };

@@ -89,6 +89,12 @@ the answers by id.
                       are printed and logged ("layers_migrated")
   --input FILE        input tensor of every request: raw little-endian float32 NCHW (like d3-run),
                       exactly the model's input size (default: seeded random inputs)
+  --tls DIR|false     the app's TLS identity: DIR/ca.pem (the cluster CA), DIR/app.pem and
+                      DIR/app.key (scripts/make-certs.sh DIR app ...); overrides the cluster
+                      file's "tls". TLS is on by default: every connection to and between nodes
+                      is mutually authenticated against the cluster CA. false: plaintext (the
+                      nodes must run with tls=false too), with a warning
+  --tls-name NAME     whose files in the --tls folder the app presents (default app)
   --help              this text
 
 Faults: the app pings every node while requests run; a node whose connection is lost, or that
@@ -137,6 +143,8 @@ status read_config(const std::string& path, infer_options& o) {
       else if (key == "input") o.input = relative(value.get<std::string>());
       else if (key == "trace") o.trace = relative(value.get<std::string>());
       else if (key == "adapt") o.adapt = value.get<bool>();
+      else if (key == "tls") o.tls = value.is_boolean() && !value.get<bool>() ? "false" : relative(value.get<std::string>());
+      else if (key == "tls_name") o.tls_name = value.get<std::string>();
       else if (key != "comment") return status::error(where + ": unknown key '" + key + "'");
     }
   } catch (const nlohmann::json::exception& e) {
@@ -205,6 +213,8 @@ result<infer_options> parse_infer_options(int argc, char** argv) {
       else if (in.is("--trace")) o.trace = in.value();
       else if (in.is("--adapt")) o.adapt = true;
       else if (in.is("--profile")) o.profile_source = in.choice({"nodes", "local"});
+      else if (in.is("--tls")) o.tls = in.value();
+      else if (in.is("--tls-name")) o.tls_name = in.value();
       else in.unknown();
     }
     return o;

@@ -18,6 +18,8 @@ struct infer_options {
   long timeout_ms = 10000;
   uint64_t seed = 1, model_seed = default_model_seed;
   bool verify = false, redeploy = false;
+  std::string tls;              // --tls DIR|false ("" : the cluster file's "tls")
+  std::string tls_name = "app";  // --tls-name: whose files in the --tls folder
   bool help = false;  // --help: print infer_usage and stop
 };
 

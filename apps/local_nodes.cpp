@@ -18,6 +18,9 @@
 #include <sstream>
 #include <thread>
 
+#include "actors/transport.hpp"
+#include "security/tls_identity.hpp"
+
 namespace d3 {
 
 namespace {
@@ -113,13 +116,15 @@ std::string sibling_executable(const std::string& name) {
 
 result<std::unique_ptr<local_nodes>> local_nodes::start(const std::string& node_binary, const std::string& folder,
                                                         const std::vector<local_node_spec>& specs,
-                                                        std::chrono::milliseconds startup_timeout) {
+                                                        std::chrono::milliseconds startup_timeout,
+                                                        const local_tls& tls) {
   if (::access(node_binary.c_str(), X_OK) != 0)
     return status::error("cannot run d3-node '" + node_binary + "': " + std::strerror(errno) +
                          " (build it, or give its path with --node-binary)");
   install_cleanup_once();
   std::unique_ptr<local_nodes> nodes(new local_nodes());
   nodes->node_binary_ = node_binary;
+  nodes->tls_ = tls;
   for (const local_node_spec& spec : specs) {
     process p;
     p.spec = spec;
@@ -143,7 +148,8 @@ status local_nodes::launch(const std::string& node_binary, process& p, uint16_t 
     // Port 0: the node binds any free loopback port and prints it. Strings double-quoted (CAF INI).
     std::ofstream ini(p.ini, std::ios::trunc);
     ini << "; written by d3-bench: a node of a local benchmark cluster\n[d3]\nname=\"" << p.spec.name << "\"\nrole=\""
-        << p.spec.role << "\"\nhost=\"127.0.0.1\"\nport=" << port << "\nspeed=" << ini_double(p.spec.speed) << "\n";
+        << p.spec.role << "\"\nhost=\"127.0.0.1\"\nport=" << port << "\nspeed=" << ini_double(p.spec.speed) << "\n"
+        << tls_ini_key(tls_.node(p.spec.name)) << tls_ini_section(tls_.node(p.spec.name));
     if (!ini) return status::error("cannot write node config '" + p.ini + "': " + std::strerror(errno));
   }
   // Everything the child needs is built before fork(): after it, only async-signal-safe calls.
@@ -242,11 +248,50 @@ std::string local_nodes::log_path(const std::string& name) const {
   return "";
 }
 
+tls_settings local_tls::app() const { return enabled ? cluster_identity(dir, "app") : tls_settings::off(); }
+
+tls_settings local_tls::node(const std::string& name) const {
+  return enabled ? cluster_identity(dir, name) : tls_settings::off();
+}
+
+result<local_tls> local_tls_from_option(const std::string& given) {
+  local_tls tls;
+  if (given == "false") {
+    tls.enabled = false;
+    return tls;
+  }
+  if (given.empty()) {
+    const std::string self = sibling_executable("");
+    tls.dir = self + "../certs";
+  } else {
+    tls.dir = given;
+  }
+  if (auto checked = check_tls_identity(tls.app(), "--tls " + tls.dir); !checked)
+    return status::error(checked.message() + (given.empty() ? " (the build makes build/certs; or give --tls DIR or --tls false)" : ""));
+  return tls;
+}
+
+void configure_local_app(caf::actor_system_config& cfg, const local_tls& tls, const std::string& who) {
+  protocol::configure_process(cfg);
+  if (!tls.enabled) std::fprintf(stderr, "%s\n", plaintext_warning(who).c_str());
+  transport::configure_tls(cfg, tls.app());
+}
+
 result<std::string> node_binary_or_sibling(const std::string& given) {
   const std::string path = given.empty() ? sibling_executable("d3-node") : given;
   if (::access(path.c_str(), X_OK) != 0)
     return status::error("cannot run d3-node '" + path + "' (build it, or give its path with --node-binary)");
   return path;
+}
+
+status resolve_local_cluster(std::string& node_binary, const std::string& tls_option, local_tls& tls) {
+  auto node = node_binary_or_sibling(node_binary);
+  if (!node) return node.error();
+  node_binary = node.value();
+  auto resolved = local_tls_from_option(tls_option);
+  if (!resolved) return resolved.error();
+  tls = resolved.value();
+  return status::ok();
 }
 
 deployment_options virtual_clock_options(const testbed& links, long timeout_ms) {

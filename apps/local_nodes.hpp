@@ -15,8 +15,26 @@
 
 #include "actors/deployment.hpp"
 #include "base/status.hpp"
+#include "base/tls_settings.hpp"
 
 namespace d3 {
+
+// The TLS of a local cluster: a folder made by scripts/make-certs.sh (the app presents app.pem,
+// each node NAME.pem, or node.pem for other names), or off (tls=false: plaintext, with a warning).
+struct local_tls {
+  bool enabled = true;
+  std::string dir;
+  tls_settings app() const;
+  tls_settings node(const std::string& name) const;
+};
+
+// From a --tls option: a folder, "false", or "" for the certificates the build made beside this
+// executable's folder (build/certs). The app's identity is checked; the error names the file.
+result<local_tls> local_tls_from_option(const std::string& given);
+
+// The app side of a local cluster: d3's message types, CAF's TLS module with the app's identity
+// (or, with TLS off, a warning on stderr naming `who`).
+void configure_local_app(caf::actor_system_config& cfg, const local_tls& tls, const std::string& who);
 
 struct local_node_spec {
   std::string name;
@@ -28,9 +46,10 @@ class local_nodes {
  public:
   // Starts one d3-node per spec (binary `node_binary`), with its INI and log in `folder`, and
   // waits until every node prints its listening line. Errors name the node and quote its log.
+  // `tls`: how the nodes authenticate (their INI files name their certificates).
   static result<std::unique_ptr<local_nodes>> start(const std::string& node_binary, const std::string& folder,
                                                     const std::vector<local_node_spec>& specs,
-                                                    std::chrono::milliseconds startup_timeout);
+                                                    std::chrono::milliseconds startup_timeout, const local_tls& tls);
   ~local_nodes();
   local_nodes(const local_nodes&) = delete;
   local_nodes& operator=(const local_nodes&) = delete;
@@ -69,6 +88,7 @@ class local_nodes {
   status launch(const std::string& node_binary, process& p, uint16_t port = 0);
   process* find(const std::string& name);
   std::string node_binary_;
+  local_tls tls_;
   result<uint16_t> wait_listening(process& p, std::chrono::steady_clock::time_point deadline);
 
   std::vector<process> processes_;
@@ -86,5 +106,9 @@ deployment_options virtual_clock_options(const testbed& links, long timeout_ms);
 // `given`, or the d3-node next to this executable when empty, checked to be executable; the error
 // says how to give another one (--node-binary).
 result<std::string> node_binary_or_sibling(const std::string& given);
+
+// A benchmark's --node-binary and --tls resolved in place (node_binary_or_sibling,
+// local_tls_from_option); the error names what is wrong.
+status resolve_local_cluster(std::string& node_binary, const std::string& tls_option, local_tls& tls);
 
 }  // namespace d3

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "apps/app_support.hpp"
+#include "apps/local_nodes.hpp"
 #include "emulation/testbed_file.hpp"
 #include "kernels/model_zoo.hpp"
 #include "planner/strategies.hpp"
@@ -21,6 +22,8 @@ struct regimes_options {
   long timeout_ms = 60000;
   uint64_t seed = 1, model_seed = default_model_seed;
   std::string out = "regimes-results", node_binary, command_line;
+  std::string tls_option;  // --tls
+  local_tls tls;
 };
 
 struct priced_cell {

@@ -36,6 +36,37 @@ result<cluster_member> parse_node(const nlohmann::json& n, const std::string& wh
   return node;
 }
 
+result<tls_settings> parse_tls(const nlohmann::json& t, const std::string& where) {
+  if (t.is_boolean()) {
+    if (t.get<bool>()) return status::error(where + ": true is not enough: give {\"dir\": ...} or the files");
+    return tls_settings::off();
+  }
+  if (!t.is_object()) return status::error(where + " must be false or an object {\"dir\", \"name\"} or {\"ca\", \"certificate\", \"key\"}");
+  std::string dir, name = "app";
+  tls_settings files;
+  for (const auto& [key, value] : t.items()) {
+    if (!value.is_string()) return status::error(where + "." + key + " must be a string");
+    const std::string text = value.get<std::string>();
+    if (key == "dir") dir = text;
+    else if (key == "name") name = text;
+    else if (key == "ca") files.ca_file = text;
+    else if (key == "certificate") files.certificate_file = text;
+    else if (key == "key") files.key_file = text;
+    else if (key == "passphrase") files.passphrase = text;
+    else if (key != "comment")
+      return status::error(where + ": unknown key '" + key + "' (dir, name, ca, certificate, key, passphrase)");
+  }
+  if (!dir.empty()) {
+    if (!files.ca_file.empty() || !files.certificate_file.empty() || !files.key_file.empty())
+      return status::error(where + ": give either dir (and name) or the files ca, certificate and key, not both");
+    tls_settings s = tls_settings::from_dir(dir, name);
+    s.passphrase = files.passphrase;
+    return s;
+  }
+  if (!files.configured()) return status::error(where + " needs dir, or all of ca, certificate and key");
+  return files;
+}
+
 }  // namespace
 
 result<testbed> cluster_file::emulated_testbed(const std::string& override_uplink) const {
@@ -86,8 +117,13 @@ result<cluster_file> parse_cluster_json(const std::string& text, const std::stri
           return status::error(source + ": testbed: unknown key '" + tkey + "' (uplink, links)");
         }
       }
+    } else if (key == "tls") {
+      auto tls = parse_tls(value, source + ": tls");
+      if (!tls) return tls.error();
+      c.has_tls = true;
+      c.tls = tls.value();
     } else if (key != "comment") {
-      return status::error(source + ": unknown key '" + key + "' (nodes, testbed)");
+      return status::error(source + ": unknown key '" + key + "' (nodes, testbed, tls)");
     }
   }
   if (c.nodes.empty()) return status::error(source + " lists no nodes");

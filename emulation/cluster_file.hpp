@@ -3,7 +3,12 @@
 //   {"comment": "...",
 //    "testbed": {"uplink": "WiFi", "links": {"device-edge": {"mbit_per_s": B, "latency_ms": L}, ...}},
 //    "nodes": [{"name": "device", "role": "device", "host": "127.0.0.1", "port": 4301,
-//               "config": "apps/config/device.ini"}, ...]}
+//               "config": "apps/config/device.ini"}, ...],
+//    "tls": {"dir": "certs", "name": "app"}}
+// "tls" is the app's TLS identity: {"dir": D, "name": N} for the files scripts/make-certs.sh
+// writes (D/ca.pem, D/N.pem, D/N.key; name defaults to "app"), or {"ca": F, "certificate": F,
+// "key": F, "passphrase": P}, or false (plaintext, with a warning). Paths are relative to the
+// working directory, like the nodes' INI files.
 // A node's host defaults to 127.0.0.1; its role to "edge" for names starting with "edge", else
 // its name. "config" (the node's INI file) is for the scripts that start the nodes.
 #pragma once
@@ -14,6 +19,7 @@
 #include <vector>
 
 #include "base/status.hpp"
+#include "base/tls_settings.hpp"
 #include "emulation/emulation.hpp"
 
 namespace d3 {
@@ -29,6 +35,8 @@ struct cluster_file {
   bool has_testbed = false;
   std::string uplink = "WiFi";                // testbed.uplink
   std::map<std::string, link_profile> links;  // testbed.links: role pair -> link
+  bool has_tls = false;                       // "tls" given
+  tls_settings tls;
 
   // The evaluation testbed with uplink `uplink` (empty: this file's) and this file's links.
   // Errors name the uplink or the role pair.

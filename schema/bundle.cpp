@@ -400,8 +400,11 @@ std::vector<uint8_t> encode_layers(const graph& g, const std::vector<int>& layer
   return encode_shipment(make_fragment(g, layers, hash, with_weights));
 }
 
-result<layer_shipment> decode_shipment(const uint8_t* bytes, size_t size) {
-  return with_reader<schema::LayerShipment>(bytes, size, "layer shipment", [](schema::LayerShipment::Reader r) {
+result<layer_shipment> decode_shipment(const uint8_t* bytes, size_t size, size_t max_layers) {
+  return with_reader<schema::LayerShipment>(bytes, size, "layer shipment", [max_layers](schema::LayerShipment::Reader r) {
+    if (r.getLayers().size() > max_layers)
+      return result<layer_shipment>(status::error("layer shipment of " + std::to_string(r.getLayers().size()) +
+                                                  " layers exceeds max_layers (" + std::to_string(max_layers) + ")"));
     auto s = read_shipment(r);
     if (!s) return result<layer_shipment>(status::error("layer shipment: " + s.message()));
     return s;

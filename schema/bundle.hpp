@@ -78,7 +78,8 @@ std::vector<uint8_t> encode_layers(const graph& g, const std::vector<int>& layer
 // Validates every field (kinds, edges, window sizes, weight byte counts) but does not infer
 // shapes (layers without their weights would fail that): callers fill weights in, then call
 // infer_shapes(). Weights are copied out of `bytes`.
-result<layer_shipment> decode_shipment(const uint8_t* bytes, size_t size);
+// `max_layers`: a shipment listing more layers is refused before any layer is read.
+result<layer_shipment> decode_shipment(const uint8_t* bytes, size_t size, size_t max_layers = SIZE_MAX);
 
 // ------------------------------------------------------------------ stage specs
 

@@ -4,12 +4,19 @@
 # layer1..layer2 run is tiled over both edge nodes, checks every answer against one process,
 # prints the latencies and the actor topology, and stops the nodes.
 # Links are real loopback here (no emulated bandwidth or latency yet): the latencies show the
-# runtime's overhead over one process, not a device/edge/cloud network.
+# runtime's overhead over one process, not a device/edge/cloud network. Every connection is mutual
+# TLS against the cluster CA in certs/ (made here on the first run by scripts/make-certs.sh).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 "$root/scripts/install-deps.sh"
 "$root/scripts/build.sh"
 bin="${D3_BUILD_DIR:-$root/build}/apps"
+# The INI and cluster files name their certificates relative to the repository root.
+cd "$root"
+if [ ! -s certs/app.pem ]; then
+  echo "== making the cluster's certificates (certs/: a cluster CA, one key and certificate per node and the app) =="
+  scripts/make-certs.sh certs device edge1 edge2 edge3 edge4 cloud app
+fi
 config="$root/apps/config"
 work="$(mktemp -d -t d3-demo-XXXXXX)"
 pids=()

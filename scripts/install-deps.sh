@@ -9,7 +9,7 @@ packages=(
   libboost-test-dev
   libonnx-dev libprotobuf-dev protobuf-compiler libonnx-testdata
   python3-torch python3-torchvision python3-onnx
-  nlohmann-json3-dev graphviz
+  nlohmann-json3-dev graphviz openssl libssl-dev
 )
 source "$(dirname "$0")/apt-install.sh"
 apt_install "${packages[@]}"

@@ -77,6 +77,19 @@ printf '[d3]\nname="x"\nrole=edge\n' > "$work/role.ini"
 expect 2 "strings must be double-quoted" timeout 10 "$bin/d3-node" --config-file="$work/role.ini"
 printf '[d3]\nname="x"\nspeeed=1\n' > "$work/key.ini"
 expect 2 "unknown [d3] key 'speeed'" timeout 10 "$bin/d3-node" --config-file="$work/key.ini"
+# TLS: on by default; a node or app without a usable identity does not start, and says which file.
+certs="$bin/../certs"
+printf '[d3]\nname="x"\n' > "$work/notls.ini"
+expect 2 "TLS is on but the cluster CA is not given" timeout 10 "$bin/d3-node" --config-file="$work/notls.ini"
+printf '[d3]\nname="x"\n[openssl]\ncafile="%s/ca.pem"\ncertificate="%s/edge1.pem"\nkey="%s/edge2.key"\n' \
+  "$certs" "$certs" "$certs" > "$work/wrongkey.ini"
+expect 2 "does not belong to certificate" timeout 10 "$bin/d3-node" --config-file="$work/wrongkey.ini"
+printf '[d3]\nname="x"\n[openssl]\ncafile="%s/ca.pem"\ncertificate="%s/missing.pem"\nkey="%s/edge1.key"\n' \
+  "$certs" "$certs" "$certs" > "$work/missing.ini"
+expect 2 "missing.pem' cannot be read" timeout 10 "$bin/d3-node" --config-file="$work/missing.ini"
+printf '{"tls": true, "nodes": [{"name": "device", "port": 1}]}' > "$work/tls-cluster.json"
+expect 2 "tls: true is not enough" "$bin/d3-infer" --cluster "$work/tls-cluster.json" --plan "$work/p.json"
+expect 2 "nowhere/ca.pem' cannot be read" "$bin/d3-infer" --nodes device=127.0.0.1:1 --strategy device --tls "$work/nowhere"
 if "$bin/d3-node" --help | grep -q "speed    emulated compute capacity"; then passed=$((passed + 1)); else
   failed=$((failed + 1)); echo "FAIL: d3-node --help does not list the [d3] options"; fi
 

@@ -19,6 +19,7 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <string>
@@ -27,6 +28,8 @@
 
 #include "actors/deployment.hpp"
 #include "actors/protocol.hpp"
+#include "actors/transport.hpp"
+#include "security/tls_identity.hpp"
 #include "kernels/executor.hpp"
 #include "kernels/model_zoo.hpp"
 #include "schema/bundle.hpp"
@@ -34,12 +37,27 @@
 #ifndef D3_NODE_BINARY
 #error "D3_NODE_BINARY (path of d3-node) must be defined by the build"
 #endif
+#ifndef D3_CERT_DIR
+#error "D3_CERT_DIR (the certificates the build made with scripts/make-certs.sh) must be defined by the build"
+#endif
 
 namespace d3_test {
 
 using namespace std::chrono_literals;
 
-using namespace std::chrono_literals;
+// The identity `name` has in the build's cluster certificates (TLS is on in every test).
+inline d3::tls_settings test_identity(const std::string& name) { return d3::cluster_identity(D3_CERT_DIR, name); }
+
+// An app-side actor system with TLS identity `tls` (the config outlives the system).
+struct app_system {
+  caf::actor_system_config cfg;
+  std::unique_ptr<caf::actor_system> system;
+  explicit app_system(const d3::tls_settings& tls) {
+    d3::protocol::configure_process(cfg);
+    d3::transport::configure_tls(cfg, tls);
+    system = std::make_unique<caf::actor_system>(cfg);
+  }
+};
 
 inline std::string read_file(const std::string& path) {
   std::ifstream in(path);
@@ -61,16 +79,19 @@ struct cluster {
   caf::actor_system_config cfg;
   std::unique_ptr<caf::actor_system> system;
 
-  // `speeds`: the emulated speed (INI `speed`) per node name; 1.0 when not given.
-  explicit cluster(const std::map<std::string, double>& speeds = {}) {
+  using layout_type = std::vector<std::pair<std::string, std::string>>;  // name, role
+
+  // `speeds`: the emulated speed (INI `speed`) per node name; 1.0 when not given. Every node and
+  // the test's own actor system (the app) authenticate with the build's certificates.
+  explicit cluster(const std::map<std::string, double>& speeds = {},
+                   const layout_type& layout = {{"device", "device"}, {"edge1", "edge"}, {"edge2", "edge"}, {"cloud", "cloud"}}) {
     char tmpl[] = "/tmp/d3-runtime-test-XXXXXX";
     BOOST_REQUIRE(mkdtemp(tmpl) != nullptr);
     dir = tmpl;
-    const std::vector<std::pair<std::string, std::string>> layout = {
-        {"device", "device"}, {"edge1", "edge"}, {"edge2", "edge"}, {"cloud", "cloud"}};
     for (const auto& [name, role] : layout) start(name, role, speeds.count(name) ? speeds.at(name) : 1.0);
     for (node_process& n : nodes) wait_listening(n);
     d3::protocol::configure_process(cfg);
+    d3::transport::configure_tls(cfg, test_identity("app"));
     system = std::make_unique<caf::actor_system>(cfg);
   }
 
@@ -101,8 +122,10 @@ struct cluster {
 
   // `port` 0: any free port (read from the node's listening line).
   // `extra_ini`: more lines for the [d3] section (e.g. "max_stages=4\n").
+  // `tls`: the node's TLS identity (default: its own from the build's certificates).
   void start(const std::string& name, const std::string& role, double speed = 1.0, uint16_t port = 0,
-             const std::string& extra_ini = "") {
+             const std::string& extra_ini = "", std::optional<d3::tls_settings> tls = std::nullopt) {
+    if (!tls) tls = test_identity(name);
     node_process n;
     n.name = name;
     n.role = role;
@@ -110,7 +133,7 @@ struct cluster {
     n.log = dir + "/" + name + ".log";
     std::ofstream(n.ini) << "[d3]\nname=\"" << name << "\"\nrole=\"" << role << "\"\nhost=\"127.0.0.1\"\nport=" << port
                          << "\nspeed=" << std::to_string(speed) << "\n"  // "4" would be dropped by CAF: needs a decimal point
-                         << extra_ini;
+                         << extra_ini << d3::tls_ini_key(*tls) << d3::tls_ini_section(*tls);
     const pid_t parent = ::getpid();
     n.pid = ::fork();
     BOOST_REQUIRE(n.pid >= 0);

@@ -118,10 +118,16 @@ namespace {
 status read_config(const std::string& path, infer_options& o) {
   auto text = read_text_file(path, "config");
   if (!text) return text.error();
+  return parse_infer_config_json(*text, path, o);
+}
+
+}  // namespace
+
+status parse_infer_config_json(const std::string& text, const std::string& path, infer_options& o) {
   const std::string where = "config '" + path + "'";
   const std::string folder = path.find('/') == std::string::npos ? "" : path.substr(0, path.rfind('/') + 1);
   auto relative = [&](const std::string& file) { return file.empty() || file[0] == '/' ? file : folder + file; };
-  const nlohmann::json j = nlohmann::json::parse(*text, nullptr, false);
+  const nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
   if (j.is_discarded() || !j.is_object()) return status::error(where + ": not a JSON object");
   try {
     for (const auto& [key, value] : j.items()) {
@@ -154,6 +160,8 @@ status read_config(const std::string& path, infer_options& o) {
     return status::error(where + ": requests, in_flight and timeout_ms must be positive");
   return status::ok();
 }
+
+namespace {
 
 status check(const infer_options& o) {
   if (o.nodes.empty() == o.cluster.empty()) return status::error("give the nodes with --nodes or --cluster (see --help)");

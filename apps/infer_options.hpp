@@ -25,6 +25,10 @@ struct infer_options {
 
 extern const char* const infer_usage;
 
+// An inference config's JSON `text` (read from `path`: relative paths in it are relative to its
+// folder) into `o`. Errors name the config and the key.
+status parse_infer_config_json(const std::string& text, const std::string& path, infer_options& o);
+
 // The options of argv[1..argc): --config FILE is read first, so the command line overrides it.
 result<infer_options> parse_infer_options(int argc, char** argv);
 

@@ -1677,14 +1677,13 @@ void importer::squeeze_unsqueeze(const onnx::NodeProto& n, bool unsqueeze) {
 
 // ---------------------------------------------------------------------------------------------
 
-result<graph> import(const std::string& path) {
+// `parse` fills the protobuf from its source; false: malformed or truncated.
+template <class Parse>
+result<graph> import(const std::string& path, Parse parse) {
   const std::string where = "ONNX file '" + path + "': ";
   try {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) return status::error(where + "cannot open: " + std::strerror(errno));
     onnx::ModelProto model;
-    if (!model.ParseFromIstream(&in))
-      return status::error(where + "is not a valid ONNX protobuf (malformed or truncated)");
+    if (!parse(model)) return status::error(where + "is not a valid ONNX protobuf (malformed or truncated)");
     graph g = importer(path, model).run();
     status s = infer_shapes(g);
     if (!s) return status::error(where + s.message());
@@ -1696,9 +1695,24 @@ result<graph> import(const std::string& path) {
   }
 }
 
+result<graph> import(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return status::error("ONNX file '" + path + "': cannot open: " + std::strerror(errno));
+  return import(path, [&](onnx::ModelProto& model) { return model.ParseFromIstream(&in); });
+}
+
 }  // namespace
 
 result<graph> import_onnx_unprepared(const std::string& path) { return import(path); }
+
+result<graph> import_onnx_bytes(const uint8_t* bytes, size_t size, const std::string& source) {
+  if (size > size_t(INT32_MAX)) return status::error("ONNX file '" + source + "': over 2 GB (protobuf's limit)");
+  auto g = import(source, [&](onnx::ModelProto& model) { return model.ParseFromArray(bytes, int(size)); });
+  if (!g) return g;
+  status s = prepare_for_inference(g.value());
+  if (!s) return status::error("ONNX file '" + source + "': " + s.message());
+  return g;
+}
 
 result<graph> import_onnx(const std::string& path) {
   auto g = import(path);

@@ -4,6 +4,7 @@
 // Unsqueeze, Concat feeding Reshape) is folded at import.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 #include "kernels/graph.hpp"
@@ -19,6 +20,9 @@ result<graph> import_onnx_unprepared(const std::string& path);
 
 // The same with prepare_for_inference() applied: what every tool runs.
 result<graph> import_onnx(const std::string& path);
+
+// import_onnx from bytes in memory (an ONNX file's content); errors name `source`.
+result<graph> import_onnx_bytes(const uint8_t* bytes, size_t size, const std::string& source);
 
 // True when `path` ends in ".onnx" (how tools tell ONNX files from d3 model files and names).
 bool is_onnx_path(const std::string& path);

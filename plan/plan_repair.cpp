@@ -78,7 +78,7 @@ result<deployment_plan> repair_plan(const graph& g, const deployment_plan& plan,
     r.col_weights.clear();
     const std::string k = std::to_string(left.size());
     bool placed = false;
-    for (const std::string grid : {k + "x1", "1x" + k}) {
+    for (const std::string& grid : {k + "x1", "1x" + k}) {
       r.grid = grid;
       deployment_plan trial = out;
       trial.tiled_runs = runs;

@@ -119,7 +119,7 @@ struct fd_closer {
 
 
 // The graph part of loading, inside the Cap'n Proto exception border. Errors lack the file prefix.
-result<graph> read_graph(schema::Model::Reader root, const std::shared_ptr<const file_mapping>& owner) {
+result<graph> read_graph(schema::Model::Reader root, const std::shared_ptr<const void>& owner) {
   if (root.getMagic() != schema::MODEL_MAGIC)
     return status::error("not a d3 model file (wrong magic in the model header)");
   if (root.getVersion() != schema::MODEL_FORMAT_VERSION)
@@ -171,6 +171,11 @@ result<graph> read_graph(schema::Model::Reader root, const std::shared_ptr<const
   }
   return g;
 }
+
+// The bytes of a model file (magic, framing, message), validated and prepared; `owner` keeps them
+// alive for the weights that point into them. Errors start with `prefix`.
+result<graph> parse_model_image(const uint8_t* bytes, size_t size, const std::shared_ptr<const void>& owner,
+                                const std::string& prefix);
 
 }  // namespace
 
@@ -277,8 +282,23 @@ result<graph> load_model(const std::string& path) {
   auto mapping = std::make_shared<const file_mapping>(address, size);
   ::close(file.fd);
   file.fd = -1;
-  const auto* bytes = static_cast<const uint8_t*>(address);
+  return parse_model_image(static_cast<const uint8_t*>(address), size, mapping, prefix);
+}
 
+result<graph> parse_model(const uint8_t* bytes, size_t size, const std::string& source) {
+  const std::string prefix = source + ": ";
+  if (size == 0) return status::error(prefix + "empty");
+  // Word-aligned, as a mapping is: the weights may point into it.
+  std::shared_ptr<uint64_t[]> copy(new uint64_t[(size + 7) / 8]);
+  std::memcpy(copy.get(), bytes, size);
+  return parse_model_image(reinterpret_cast<const uint8_t*>(copy.get()), size, std::shared_ptr<const void>(copy, copy.get()),
+                           prefix);
+}
+
+namespace {
+
+result<graph> parse_model_image(const uint8_t* bytes, size_t size, const std::shared_ptr<const void>& owner,
+                                const std::string& prefix) {
   if (size < magic_bytes) {
     if (std::memcmp(bytes, file_magic, size) == 0)
       return status::error(prefix + "truncated (" + std::to_string(size) + " bytes)");
@@ -318,7 +338,7 @@ result<graph> load_model(const std::string& path) {
     capnp::ReaderOptions options;
     options.traversalLimitInWords = uint64_t(word_count) * 2 + 1024;  // each blob is read once
     capnp::FlatArrayMessageReader reader(kj::arrayPtr(words, word_count), options);
-    loaded = read_graph(reader.getRoot<schema::Model>(), mapping);
+    loaded = read_graph(reader.getRoot<schema::Model>(), owner);
   } catch (const kj::Exception& e) {
     return status::error(prefix + "malformed Cap'n Proto message (" + e.getDescription().cStr() + ")");
   } catch (const std::exception& e) {
@@ -336,6 +356,8 @@ result<graph> load_model(const std::string& path) {
   }
   return loaded;
 }
+
+}  // namespace
 
 bool looks_like_model_file(const std::string& path) {
   fd_closer file{::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK)};  // a FIFO must not block

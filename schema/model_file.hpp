@@ -19,6 +19,9 @@ status save_model(const graph& g, const std::string& path);
 // or truncated file: returns an error naming the file and what is wrong.
 result<graph> load_model(const std::string& path);
 
+// The same from bytes in memory (copied once, word-aligned); errors start with `source`.
+result<graph> parse_model(const uint8_t* bytes, size_t size, const std::string& source);
+
 // True when the file starts with a d3 model file's magic (used to tell files from model names).
 bool looks_like_model_file(const std::string& path);
 

@@ -1,0 +1,72 @@
+// Writes the binary seed inputs of the fuzz targets that have no files in the repository: a small
+// model file, a tensor bundle, a layer shipment and a stage spec, all of one small graph (a conv,
+// a ReLU, a pooling, a fully connected layer), as d3 itself writes them.
+//   make_seeds DIR   -> DIR/model_file/, DIR/tensor_bundle/, DIR/layer_shipment/, DIR/stage_spec/
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "kernels/model_zoo.hpp"
+#include "schema/bundle.hpp"
+#include "schema/model_file.hpp"
+#include "tests/test_graphs.hpp"
+
+namespace {
+
+using namespace d3;
+
+void write(const std::string& path, const std::vector<uint8_t>& bytes) {
+  std::ofstream(path, std::ios::binary | std::ios::trunc).write(reinterpret_cast<const char*>(bytes.data()),
+                                                                 std::streamsize(bytes.size()));
+}
+
+graph small_graph() {
+  graph g;
+  g.name = "fuzz-seed";
+  const int in = testing::add_input(g, "input", {1, 8, 8, 3})  /* n, h, w, c */;
+  const int conv = testing::add_convolution(g, "conv", in, 3, 4);
+  const int relu = testing::add_relu(g, "relu", conv);
+  const int pool = testing::add_simple(g, "pool", layer_kind::global_average_pool, {relu});
+  g.outputs = {pool};
+  return g;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 2) {
+    std::fprintf(stderr, "usage: make_seeds DIR\n");
+    return 2;
+  }
+  const std::string dir = argv[1];
+  for (const char* sub : {"model_file", "tensor_bundle", "layer_shipment", "stage_spec"})
+    ::mkdir((dir + "/" + sub).c_str(), 0755);
+  graph g = small_graph();
+  if (status s = infer_shapes(g); !s) {
+    std::fprintf(stderr, "make_seeds: %s\n", s.message().c_str());
+    return 1;
+  }
+  if (status s = save_model(g, dir + "/model_file/small.d3m"); !s) {
+    std::fprintf(stderr, "make_seeds: %s\n", s.message().c_str());
+    return 1;
+  }
+  const tensor x = random_tensor(g.layers[0].output_shape, 7);
+  write(dir + "/tensor_bundle/one.bin", encode_bundle(42, 1, {{"input", &x}}, 12.5));
+  write(dir + "/tensor_bundle/empty.bin", encode_bundle(1, 1, {}));
+  const std::vector<int> all = {0, 1, 2, 3};
+  write(dir + "/layer_shipment/with-weights.bin", encode_layers(g, all, 1234, all));
+  write(dir + "/layer_shipment/no-weights.bin", encode_layers(g, all, 1234, {}));
+  stage_spec spec;
+  spec.stage_id = 3;
+  spec.plan_version = 1;
+  spec.model_hash = 1234;
+  spec.inputs = {"input"};
+  spec.outputs = {"pool"};
+  spec.fragment = make_fragment(g, all, 1234, {});
+  write(dir + "/stage_spec/segment.bin", encode_stage_spec(spec));
+  std::printf("make_seeds: seeds in %s\n", dir.c_str());
+  return 0;
+}

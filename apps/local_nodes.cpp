@@ -212,9 +212,19 @@ void local_nodes::stop() {
   for (process& p : processes_) {
     if (p.pid <= 0) continue;
     bool reaped = false;
+    int wait_status = 0;
     while (!reaped && std::chrono::steady_clock::now() < deadline) {
-      reaped = ::waitpid(p.pid, nullptr, WNOHANG) == p.pid;
+      reaped = ::waitpid(p.pid, &wait_status, WNOHANG) == p.pid;
       if (!reaped) std::this_thread::sleep_for(10ms);
+    }
+    // SIGTERM ends a node with 0: anything else (a sanitizer's report, a crash) is printed with
+    // the end of its log.
+    if (reaped && !(WIFEXITED(wait_status) && WEXITSTATUS(wait_status) == 0)) {
+      const std::string text = read_text(p.log);
+      std::fprintf(stderr, "d3-node %s ended %s at shutdown (log %s):\n%s\n", p.spec.name.c_str(),
+                   WIFEXITED(wait_status) ? ("with exit code " + std::to_string(WEXITSTATUS(wait_status))).c_str()
+                                          : ("by signal " + std::to_string(WTERMSIG(wait_status))).c_str(),
+                   p.log.c_str(), text.substr(text.size() > 4000 ? text.size() - 4000 : 0).c_str());
     }
     if (!reaped) {  // ignored SIGTERM (hung): insist
       ::kill(p.pid, SIGKILL);

@@ -303,7 +303,7 @@ uint64_t model_hash(const graph& g) {
         lane[0] = mix(lane[0], v);
       }
       uint64_t tail = 0;
-      std::memcpy(&tail, p + i, size - i);
+      if (size > i) std::memcpy(&tail, p + i, size - i);  // p may be null when size is 0
       lane[1] = mix(lane[1], tail ^ (uint64_t(size - i) << 56));
       length += size;
     }

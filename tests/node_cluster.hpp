@@ -102,10 +102,19 @@ struct cluster {
     for (node_process& n : nodes) {
       if (n.pid <= 0) continue;
       bool reaped = false;
+      int wait_status = 0;
       for (int i = 0; i < 100 && !reaped; ++i) {  // 5 s grace, then SIGKILL
-        reaped = ::waitpid(n.pid, nullptr, WNOHANG) == n.pid;
+        reaped = ::waitpid(n.pid, &wait_status, WNOHANG) == n.pid;
         if (!reaped) std::this_thread::sleep_for(50ms);
       }
+      // A node stopped by SIGTERM exits 0: anything else (a sanitizer's exit code or abort, a
+      // crash) is the test's failure, with the node's log.
+      if (reaped && !(WIFEXITED(wait_status) && WEXITSTATUS(wait_status) == 0))
+        BOOST_ERROR("d3-node " << n.name << " ended "
+                               << (WIFEXITED(wait_status) ? "with exit code " + std::to_string(WEXITSTATUS(wait_status))
+                                                          : "by signal " + std::to_string(WTERMSIG(wait_status)))
+                               << " at shutdown; its log:\n"
+                               << read_file(n.log));
       if (!reaped) {
         BOOST_TEST_MESSAGE("d3-node " << n.name << " ignored SIGTERM; killing it");
         ::kill(n.pid, SIGKILL);

@@ -303,7 +303,7 @@ int deploy_and_run(caf::actor_system& system, const d3::infer_options& o, infere
   dopts.log = in.log.get();
   dopts.emulation = em;
   if (o.adapt) dopts.idle_probe_every = 3;
-  const std::string links = em.shaped ? ", shaped links: uplink " + em.links.uplink : ", unshaped loopback links";
+  const std::string links = em.shaped ? ", shaped links: uplink " + em.links.uplink : ", links not shaped by d3";
   const d3::graph& g = in.g;
   d3::deployment dep(system, dopts);
   if (auto s = dep.connect(in.nodes); !s) return bad_input(s.message());

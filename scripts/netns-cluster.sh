@@ -1,0 +1,226 @@
+#!/usr/bin/env bash
+# A d3 cluster in network namespaces on this machine, as if on separate hosts (run as root):
+#   scripts/netns-cluster.sh up [--testbed FILE] [--scenario NAME] [--edges N] [--speed-scale X]
+#                               [--node-binary PATH] [--out DIR]
+#   scripts/netns-cluster.sh status
+#   scripts/netns-cluster.sh down
+# up: one namespace per node (d3-device, d3-edge1..N, d3-cloud) with its own address on one
+# bridge (namespace d3-hub), 10.213.0.2 (device), .11.. (edges), .30 (cloud); every link class
+# shaped in the kernel from the testbed (htb on each node's egress, one class per peer:
+# device<->edge, edge<->edge, edge<->cloud, and device<->cloud, which without its own entry is
+# min(device-edge, edge-cloud)); each node's speed as a cgroup v1 cpu quota, the testbed's speed
+# times the scale (default: what fits 90% of this machine's cores, printed); a d3-node in each
+# namespace bound to its address with mutual TLS (certificates made in OUT/certs), and
+# OUT/cluster.json written for d3-infer, which runs in the device's namespace:
+#   ip netns exec d3-device build/apps/d3-infer --cluster OUT/cluster.json --plan PLAN --verify
+# One-way latency is NOT shaped: this kernel has no netem qdisc (d3's own emulation adds latency).
+# down removes every namespace, qdisc, cgroup and process up created (also after a failed up).
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+state=/run/d3-netns
+subnet=10.213.0
+port=4300
+
+usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
+
+down() {
+  if [ -f "$state/pids" ]; then
+    while read -r pid; do kill "$pid" 2>/dev/null || true; done < "$state/pids"
+    sleep 0.5
+    while read -r pid; do kill -9 "$pid" 2>/dev/null || true; done < "$state/pids"
+  fi
+  for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep '^d3-' || true); do
+    # Any process still inside (a d3-infer started by hand) goes with its namespace.
+    for pid in $(ip netns pids "$ns" 2>/dev/null || true); do kill -9 "$pid" 2>/dev/null || true; done
+    ip netns del "$ns"
+  done
+  for cg in /sys/fs/cgroup/cpu/d3-*; do [ -d "$cg" ] && rmdir "$cg" 2>/dev/null || true; done
+  rm -rf "$state"
+}
+
+status() {
+  local any=0
+  for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep '^d3-' || true); do
+    any=1
+    local addr pids
+    addr="$(ip -n "$ns" -4 -o addr show dev eth0 2>/dev/null | awk '{print $4}' || true)"
+    pids="$(ip netns pids "$ns" 2>/dev/null | tr '\n' ' ')"
+    echo "$ns ${addr:-(bridge)} processes: ${pids:-none}"
+    [ -n "$addr" ] && tc -n "$ns" class show dev eth0 | sed 's/^/    /'
+  done
+  [ "$any" = 1 ] || echo "netns-cluster: no d3 namespaces"
+  [ -f "$state/summary" ] && cat "$state/summary"
+  return 0
+}
+
+# The testbed's speeds and rates for the scenario, as shell assignments (python3's json).
+read_testbed() {
+  python3 - "$1" "$2" <<'PY'
+import json, sys
+t = json.load(open(sys.argv[1]))
+links = dict(t.get("links", {}))
+if sys.argv[2]:
+    scenarios = t.get("scenarios", {})
+    if sys.argv[2] not in scenarios:
+        sys.exit("unknown scenario '%s' (%s)" % (sys.argv[2], ", ".join(scenarios)))
+    links.update(scenarios[sys.argv[2]])
+def rate(pair):
+    return links[pair]["mbit_per_s"] if pair in links else 0
+print("device_speed=%s edge_speed=%s cloud_speed=%s testbed_edges=%s" % (
+    t["device_speed"], t["edge_speed"], t["cloud_speed"], t.get("edge_nodes", 4)))
+de, ee, ec = rate("device-edge"), rate("edge-edge"), rate("edge-cloud")
+dc = rate("device-cloud") or min(de, ec)
+print("rate_de=%s rate_ee=%s rate_ec=%s rate_dc=%s" % (de, ee, ec, dc))
+PY
+}
+
+ip_of() {
+  case "$1" in
+    device) echo "$subnet.2" ;;
+    cloud) echo "$subnet.30" ;;
+    edge*) echo "$subnet.$((10 + ${1#edge}))" ;;
+  esac
+}
+role_of() { case "$1" in edge*) echo edge ;; *) echo "$1" ;; esac; }
+
+# Mbit/s between two roles.
+rate_between() {
+  case "$1-$2" in
+    device-edge|edge-device) echo "$rate_de" ;;
+    edge-edge) echo "$rate_ee" ;;
+    edge-cloud|cloud-edge) echo "$rate_ec" ;;
+    device-cloud|cloud-device) echo "$rate_dc" ;;
+  esac
+}
+
+up() {
+  local testbed="$root/apps/config/testbed-d3.json" scenario="" edges=2 scale="" node_binary="$root/build/apps/d3-node"
+  local out="/tmp/d3-netns"
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --testbed) testbed="$2"; shift 2 ;;
+      --scenario) scenario="$2"; shift 2 ;;
+      --edges) edges="$2"; shift 2 ;;
+      --speed-scale) scale="$2"; shift 2 ;;
+      --node-binary) node_binary="$2"; shift 2 ;;
+      --out) out="$2"; shift 2 ;;
+      *) echo "netns-cluster: unknown option '$1'" >&2; usage ;;
+    esac
+  done
+  [ "$(id -u)" = 0 ] || { echo "netns-cluster: must run as root (namespaces, tc, cgroups)" >&2; exit 1; }
+  [ -x "$node_binary" ] || { echo "netns-cluster: no d3-node at $node_binary (build first, or --node-binary)" >&2; exit 1; }
+  [ -d /sys/fs/cgroup/cpu ] || { echo "netns-cluster: no cgroup v1 cpu controller at /sys/fs/cgroup/cpu" >&2; exit 1; }
+  case "$edges" in [1-4]) ;; *) echo "netns-cluster: --edges must be 1..4" >&2; exit 2 ;; esac
+  if ip netns list | grep -q '^d3-'; then echo "netns-cluster: a cluster is up already (scripts/netns-cluster.sh down)" >&2; exit 1; fi
+  local assignments
+  assignments="$(read_testbed "$testbed" "$scenario")" || exit 2
+  eval "$assignments"
+  if [ -z "$scale" ]; then
+    scale="$(python3 -c "print(round(0.9 * $(nproc) / ($device_speed + $edges * $edge_speed + $cloud_speed), 4))")"
+  fi
+  trap 'echo "netns-cluster: up failed; removing what it made" >&2; down' ERR
+  mkdir -p "$state" "$out"
+  : > "$state/pids"
+  local names=(device)
+  for e in $(seq 1 "$edges"); do names+=("edge$e"); done
+  names+=(cloud)
+
+  ip netns add d3-hub
+  ip -n d3-hub link add br0 type bridge
+  ip -n d3-hub link set br0 up
+  ip -n d3-hub link set lo up
+  for n in "${names[@]}"; do
+    ip netns add "d3-$n"
+    ip link add "d3v-$n" type veth peer name eth0 netns "d3-$n"
+    ip link set "d3v-$n" netns d3-hub
+    ip -n d3-hub link set "d3v-$n" master br0 up
+    ip -n "d3-$n" addr add "$(ip_of "$n")/24" dev eth0
+    ip -n "d3-$n" link set eth0 up
+    ip -n "d3-$n" link set lo up
+  done
+  # Egress shaping: one htb class per peer, at the rate of the link between the two roles.
+  for n in "${names[@]}"; do
+    tc -n "d3-$n" qdisc add dev eth0 root handle 1: htb default 999
+    tc -n "d3-$n" class add dev eth0 parent 1: classid 1:999 htb rate 10gbit quantum 60000
+    local k=1
+    for p in "${names[@]}"; do
+      [ "$p" = "$n" ] && continue
+      local mbit
+      mbit="$(rate_between "$(role_of "$n")" "$(role_of "$p")")"
+      # Burst: 2 ms at the rate (at least 16 KB), so that timer granularity does not cap fast links.
+      local burst
+      burst="$(python3 -c "print(max(16000, int($mbit * 125 * 2)))")"
+      tc -n "d3-$n" class add dev eth0 parent 1: classid "1:$k" htb rate "${mbit}mbit" ceil "${mbit}mbit" \
+        burst "$burst" cburst "$burst" quantum 1514
+      tc -n "d3-$n" filter add dev eth0 parent 1: protocol ip prio 1 u32 match ip dst "$(ip_of "$p")/32" flowid "1:$k"
+      k=$((k + 1))
+    done
+  done
+  # Certificates and node configs; nodes in their namespace and cgroup.
+  [ -s "$out/certs/app.pem" ] || "$root/scripts/make-certs.sh" "$out/certs" "${names[@]}" app >/dev/null
+  local summary="netns-cluster: testbed $(basename "$testbed")${scenario:+ scenario $scenario}, speed scale $scale (speeds x scale = cores), latency not shaped (no netem)"
+  local nodes_json=""
+  for n in "${names[@]}"; do
+    local speed
+    case "$(role_of "$n")" in device) speed="$device_speed" ;; edge) speed="$edge_speed" ;; cloud) speed="$cloud_speed" ;; esac
+    local scaled quota
+    scaled="$(python3 -c "print('%.6f' % ($speed * $scale))")"
+    quota="$(python3 -c "print(max(1000, int($speed * $scale * 100000)))")"
+    local cg="/sys/fs/cgroup/cpu/d3-$n"
+    mkdir -p "$cg"
+    echo 100000 > "$cg/cpu.cfs_period_us"
+    echo "$quota" > "$cg/cpu.cfs_quota_us"
+    cat > "$out/$n.ini" <<INI
+; written by scripts/netns-cluster.sh: node $n in namespace d3-$n
+[d3]
+name="$n"
+role="$(role_of "$n")"
+host="$(ip_of "$n")"
+port=$port
+speed=$scaled
+tls=true
+[openssl]
+cafile="$out/certs/ca.pem"
+certificate="$out/certs/$n.pem"
+key="$out/certs/$n.key"
+INI
+    # Into the cgroup first, then into the namespace (ip netns exec mounts its own /sys, without
+    # the cgroup hierarchy); the node inherits both.
+    sh -c "echo \$\$ > '$cg/cgroup.procs' && exec ip netns exec 'd3-$n' '$node_binary' --config-file='$out/$n.ini'" \
+      > "$out/$n.log" 2>&1 &
+    echo $! >> "$state/pids"
+    summary+=$'\n'"  $n: d3-$n $(ip_of "$n"):$port, cpu quota $quota/100000 us (speed $scaled), log $out/$n.log"
+    nodes_json+="${nodes_json:+,}"$'\n'"    {\"name\": \"$n\", \"role\": \"$(role_of "$n")\", \"host\": \"$(ip_of "$n")\", \"port\": $port}"
+  done
+  for n in "${names[@]}"; do
+    local ok=0
+    for _ in $(seq 100); do
+      grep -q "listening on" "$out/$n.log" 2>/dev/null && { ok=1; break; }
+      sleep 0.1
+    done
+    [ "$ok" = 1 ] || { echo "netns-cluster: d3-node $n did not start:" >&2; cat "$out/$n.log" >&2; false; }
+  done
+  cat > "$out/cluster.json" <<JSON
+{
+  "comment": "written by scripts/netns-cluster.sh: nodes in network namespaces, links shaped by the kernel (bandwidth only); run d3-infer in namespace d3-device",
+  "tls": {"dir": "$out/certs", "name": "app"},
+  "nodes": [$nodes_json
+  ]
+}
+JSON
+  summary+=$'\n'"  links (Mbit/s): device-edge $rate_de, edge-edge $rate_ee, edge-cloud $rate_ec, device-cloud $rate_dc"
+  summary+=$'\n'"  cluster file: $out/cluster.json; run: ip netns exec d3-device $root/build/apps/d3-infer --cluster $out/cluster.json ..."
+  echo "$summary" | tee "$state/summary"
+  trap - ERR
+}
+
+[ $# -ge 1 ] || usage
+command="$1"
+shift
+case "$command" in
+  up) up "$@" ;;
+  down) down; echo "netns-cluster: down" ;;
+  status) status ;;
+  -h|--help) usage 0 ;;
+  *) echo "netns-cluster: unknown command '$command' (up, down, status)" >&2; usage ;;
+esac

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# d3 across network namespaces (scripts/netns-cluster.sh), as root: a three-tier plan tiled over
+# two edge nodes, each node in its own namespace with kernel-shaped links, checked memcmp-equal to
+# one process by d3-infer --verify; and the shaped device<->edge bandwidth measured within 10% of
+# its configured 100 Mbit/s. Skips (exit 77, ctest SKIP_RETURN_CODE) with a one-line reason when
+# not root, without namespaces, tc or cgroup v1 cpu, or when a netns cluster is up already.
+#   netns_test.sh SOURCE_DIR BIN_DIR
+set -u
+src="$1"
+bin="$2"
+skip() { echo "netns_test: skipped: $*"; exit 77; }
+[ "$(id -u)" = 0 ] || skip "not root"
+command -v ip >/dev/null && command -v tc >/dev/null && command -v python3 >/dev/null || skip "ip, tc or python3 missing"
+[ -d /sys/fs/cgroup/cpu ] || skip "no cgroup v1 cpu controller"
+ip netns list 2>/dev/null | grep -q '^d3-' && skip "a netns cluster is up already"
+probe="d3probe$$"
+ip netns add "$probe" 2>/dev/null || skip "cannot create network namespaces"
+ip netns del "$probe"
+
+work="$(mktemp -d -t d3-netns-test-XXXXXX)"
+cleanup() { "$src/scripts/netns-cluster.sh" down >/dev/null 2>&1; rm -rf "$work"; }
+trap cleanup EXIT
+fail() { echo "netns_test: FAIL: $*"; for f in "$work"/cluster/*.log; do echo "== $f"; tail -n 5 "$f"; done; exit 1; }
+
+cat > "$work/testbed.json" <<'JSON'
+{"name": "netns_test", "device_speed": 0.2, "edge_speed": 0.4, "cloud_speed": 0.8, "edge_nodes": 2,
+ "links": {"device-edge": {"mbit_per_s": 100, "latency_ms": 2}, "edge-edge": {"mbit_per_s": 1000, "latency_ms": 0.2},
+           "edge-cloud": {"mbit_per_s": 200, "latency_ms": 20}}}
+JSON
+"$src/scripts/netns-cluster.sh" up --testbed "$work/testbed.json" --edges 2 --node-binary "$bin/d3-node" \
+  --out "$work/cluster" || fail "netns-cluster.sh up"
+
+# Each node runs in its namespace and under its cpu quota.
+for n in device edge1 edge2 cloud; do
+  pid="$(ip netns pids "d3-$n" | head -n1)"
+  [ -n "$pid" ] && grep -q ":cpu:/d3-$n\$" "/proc/$pid/cgroup" || fail "d3-node $n is not in cgroup cpu:/d3-$n"
+done
+
+# The plan: device conv1..maxpool, layer1..layer2 tiled 2x1 over edge1 and edge2, cloud layer3..fc.
+timeout 180 ip netns exec d3-device "$bin/d3-infer" --cluster "$work/cluster/cluster.json" \
+  --plan "$src/apps/config/resnet18-3tier.plan.json" --requests 3 --verify --timeout-ms 60000 > "$work/infer.log" 2>&1 \
+  || { cat "$work/infer.log"; fail "d3-infer across namespaces"; }
+grep -q "verify: 3 of 3 answers memcmp-equal" "$work/infer.log" || { cat "$work/infer.log"; fail "answers not verified"; }
+grep "verify:" "$work/infer.log"
+
+# The device<->edge link: 16 MB from the device's namespace to edge1's, goodput at the receiver.
+timeout 60 ip netns exec d3-edge1 python3 "$src/tests/link_rate.py" serve 10.213.0.11 5999 > "$work/rate" &
+server=$!
+sleep 0.5
+timeout 60 ip netns exec d3-device python3 "$src/tests/link_rate.py" send 10.213.0.11 5999 16000000 || fail "sending"
+wait "$server" || fail "receiving"
+rate="$(cat "$work/rate")"
+python3 -c "import sys; r = float('$rate'); sys.exit(0 if 90 <= r <= 110 else 1)" \
+  || fail "device->edge1 measured $rate Mbit/s, configured 100 (10% allowed)"
+echo "netns_test: device->edge1 $rate Mbit/s measured, 100 configured"
+echo "netns_test: passed"

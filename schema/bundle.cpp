@@ -157,7 +157,10 @@ void fill_region(schema::Region::Builder b, const region& r) {
 
 result<region> read_region(schema::Region::Reader r, const std::string& what) {
   region out{r.getRowBegin(), r.getRowEnd(), r.getColBegin(), r.getColEnd()};
-  if (out.row_begin < 0 || out.col_begin < 0 || out.row_end > max_layer_dimension || out.col_end > max_layer_dimension || out.empty())
+  // Every bound in range before any size is computed: end - begin of arbitrary ints overflows.
+  auto in_range = [](int v) { return v >= 0 && v <= max_layer_dimension; };
+  if (!in_range(out.row_begin) || !in_range(out.row_end) || !in_range(out.col_begin) || !in_range(out.col_end) ||
+      out.empty())
     return status::error(what + ": region " + out.to_string() + " is empty or out of range");
   return out;
 }

@@ -57,6 +57,18 @@ d3::status connect_as(const d3::tls_settings& tls, const std::vector<d3::node_en
 
 const cluster::layout_type one_edge = {{"edge1", "edge"}};
 
+// The cluster's cloud restarted with `limits` (lines of its [d3] section), and a deployment
+// connected to every node.
+std::unique_ptr<d3::deployment> connected_with_limited_cloud(cluster& c, const std::string& limits) {
+  c.signal("cloud", SIGKILL);
+  c.restart("cloud", 1.0, limits);
+  d3::deployment_options options;
+  options.timeout = 20s;
+  auto dep = std::make_unique<d3::deployment>(*c.system, options);
+  BOOST_REQUIRE(dep->connect(c.endpoints()).is_ok());
+  return dep;
+}
+
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(the_cluster_identity_is_admitted) {
@@ -131,12 +143,8 @@ BOOST_AUTO_TEST_CASE(the_app_refuses_a_plaintext_node) {
 // Bounded inputs: a node refuses a layer shipment over its max_message_mb and a stage over its
 // max_stages, with an error naming the limit, and keeps serving what fits.
 BOOST_FIXTURE_TEST_CASE(a_node_refuses_what_exceeds_its_limits_and_keeps_serving, cluster) {
-  signal("cloud", SIGKILL);
-  restart("cloud", 1.0, "max_message_mb=1\nmax_stages=2\n");
-  d3::deployment_options options;
-  options.timeout = 20s;
-  d3::deployment dep(*system, options);
-  BOOST_REQUIRE(dep.connect(endpoints()).is_ok());
+  auto connected = connected_with_limited_cloud(*this, "max_message_mb=1\nmax_stages=2\n");
+  d3::deployment& dep = *connected;
   const d3::graph& g = resnet18();
   auto refused = dep.deploy(g, three_tier_plan(false));  // the cloud would get layer3..fc: 2-9 MB layers
   BOOST_REQUIRE(!refused.is_ok());
@@ -172,12 +180,8 @@ BOOST_FIXTURE_TEST_CASE(a_node_refuses_what_exceeds_its_limits_and_keeps_serving
 // A shipment listing more layers than max_layers is refused (counted before any layer is read);
 // the node keeps serving shipments that fit.
 BOOST_FIXTURE_TEST_CASE(a_node_refuses_a_shipment_of_too_many_layers, cluster) {
-  signal("cloud", SIGKILL);
-  restart("cloud", 1.0, "max_layers=4\n");
-  d3::deployment_options options;
-  options.timeout = 20s;
-  d3::deployment dep(*system, options);
-  BOOST_REQUIRE(dep.connect(endpoints()).is_ok());
+  auto connected = connected_with_limited_cloud(*this, "max_layers=4\n");
+  d3::deployment& dep = *connected;
   const d3::graph& g = resnet18();
   auto refused = dep.deploy(g, three_tier_plan(false));  // the cloud would get layer3.0.conv1..fc at once
   BOOST_REQUIRE(!refused.is_ok());

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # d3 across network namespaces (scripts/netns-cluster.sh), as root: a three-tier plan tiled over
 # two edge nodes, each node in its own namespace with kernel-shaped links, checked memcmp-equal to
-# one process by d3-infer --verify; and the shaped device<->edge bandwidth measured within 10% of
-# its configured 100 Mbit/s. Skips (exit 77, ctest SKIP_RETURN_CODE) with a one-line reason when
+# one process by d3-infer --verify; the same with one edge's link taken down during the requests
+# (failover: none lost); and the shaped device<->edge bandwidth measured within 10% of its
+# configured 100 Mbit/s. Skips (exit 77, ctest SKIP_RETURN_CODE) with a one-line reason when
 # not root, without namespaces, tc or cgroup v1 cpu, or when a netns cluster is up already.
 #   netns_test.sh SOURCE_DIR BIN_DIR
 set -u
@@ -42,6 +43,22 @@ timeout 180 ip netns exec d3-device "$bin/d3-infer" --cluster "$work/cluster/clu
   || { cat "$work/infer.log"; fail "d3-infer across namespaces"; }
 grep -q "verify: 3 of 3 answers memcmp-equal" "$work/infer.log" || { cat "$work/infer.log"; fail "answers not verified"; }
 grep "verify:" "$work/infer.log"
+
+# A link taken down during requests: edge2's interface goes down while 40 requests run (2 in
+# flight); its connections stay open but carry nothing, so the app finds edge2 silent, fails over
+# to a plan without it, re-sends what was unanswered, and every request is answered once, exact.
+timeout 180 ip netns exec d3-device "$bin/d3-infer" --cluster "$work/cluster/cluster.json" \
+  --plan "$src/apps/config/resnet18-3tier.plan.json" --requests 40 --in-flight 2 --verify --timeout-ms 60000 \
+  > "$work/fault.log" 2>&1 &
+infer=$!
+sleep 3
+ip -n d3-edge2 link set eth0 down
+wait "$infer" || { cat "$work/fault.log"; ip -n d3-edge2 link set eth0 up; fail "d3-infer with edge2's link down"; }
+ip -n d3-edge2 link set eth0 up
+grep -q "40 answered, 0 failed" "$work/fault.log" && grep -q "verify: 40 of 40 answers memcmp-equal" "$work/fault.log" \
+  || { cat "$work/fault.log"; fail "requests lost with edge2's link down"; }
+grep -q "node edge2 down" "$work/fault.log" || { cat "$work/fault.log"; fail "edge2's lost link went unnoticed"; }
+grep -E "verify:|down|failover" "$work/fault.log" | head -n 4
 
 # The device<->edge link: 16 MB from the device's namespace to edge1's, goodput at the receiver.
 timeout 60 ip netns exec d3-edge1 python3 "$src/tests/link_rate.py" serve 10.213.0.11 5999 > "$work/rate" &

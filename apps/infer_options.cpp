@@ -2,11 +2,13 @@
 
 #include <algorithm>
 #include <cstring>
+#include <stdexcept>
 
 #include <nlohmann/json.hpp>
 
 #include "apps/app_support.hpp"
 #include "apps/options.hpp"
+#include "base/json_integer.hpp"
 #include "base/text_file.hpp"
 #include "emulation/emulation.hpp"
 #include "planner/strategies.hpp"
@@ -128,6 +130,13 @@ status parse_infer_config_json(const std::string& text, const std::string& path,
   const std::string folder = path.find('/') == std::string::npos ? "" : path.substr(0, path.rfind('/') + 1);
   auto relative = [&](const std::string& file) { return file.empty() || file[0] == '/' ? file : folder + file; };
   const nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+  // Thrown as nlohmann's type error so the catch below names the key like the other type errors.
+  auto integer = [&](const nlohmann::json& v, const std::string& key, int64_t min, int64_t max) {
+    auto n = json_integer(v, min, max);
+    if (!n)
+      throw std::invalid_argument(key + " must be an integer in [" + std::to_string(min) + ", " + std::to_string(max) + "]");
+    return *n;
+  };
   if (j.is_discarded() || !j.is_object()) return status::error(where + ": not a JSON object");
   try {
     for (const auto& [key, value] : j.items()) {
@@ -138,14 +147,14 @@ status parse_infer_config_json(const std::string& text, const std::string& path,
         if (o.model.find('.') != std::string::npos) o.model = relative(o.model);
       } else if (key == "plan") o.plan = relative(value.get<std::string>());
       else if (key == "strategy") o.strategy = value.get<std::string>();
-      else if (key == "requests") o.requests = value.get<int>();
-      else if (key == "in_flight") o.in_flight = value.get<int>();
+      else if (key == "requests") o.requests = int(integer(value, key, 1, 10000000));
+      else if (key == "in_flight") o.in_flight = int(integer(value, key, 1, 100000));
       else if (key == "clock") o.clock = value.get<std::string>();
       else if (key == "uplink") o.uplink = value.get<std::string>();
       else if (key == "verify") o.verify = value.get<bool>();
       else if (key == "log") o.log = relative(value.get<std::string>());
-      else if (key == "timeout_ms") o.timeout_ms = value.get<long>();
-      else if (key == "seed") o.seed = value.get<uint64_t>();
+      else if (key == "timeout_ms") o.timeout_ms = long(integer(value, key, 1, 3600000));
+      else if (key == "seed") o.seed = uint64_t(integer(value, key, 0, INT64_MAX));
       else if (key == "input") o.input = relative(value.get<std::string>());
       else if (key == "trace") o.trace = relative(value.get<std::string>());
       else if (key == "adapt") o.adapt = value.get<bool>();
@@ -154,6 +163,8 @@ status parse_infer_config_json(const std::string& text, const std::string& path,
       else if (key != "comment") return status::error(where + ": unknown key '" + key + "'");
     }
   } catch (const nlohmann::json::exception& e) {
+    return status::error(where + ": " + e.what());
+  } catch (const std::invalid_argument& e) {
     return status::error(where + ": " + e.what());
   }
   if (o.requests < 1 || o.in_flight < 1 || o.timeout_ms < 1)

@@ -1,5 +1,9 @@
 #include "plan/plan.hpp"
 
+#include <climits>
+
+#include "base/json_integer.hpp"
+
 #include "base/text_file.hpp"
 
 #include <algorithm>
@@ -44,7 +48,11 @@ result<deployment_plan> parse_plan_json(const std::string& text) {
   try {
     json j = json::parse(text);
     deployment_plan plan;
-    plan.version = j.value("version", 1);
+    if (j.contains("version")) {
+      auto version = json_integer(j["version"], 0, INT32_MAX);
+      if (!version) return status::error("plan: 'version' must be an integer in [0, 2147483647]");
+      plan.version = int(*version);
+    }
     plan.strategy = j.value("strategy", std::string("file"));
     if (!j.contains("segments") || !j["segments"].is_array() || j["segments"].empty())
       return status::error("plan: 'segments' must be a non-empty list");

@@ -3,7 +3,7 @@
 #   scripts/fuzz.sh [SECONDS | --runs N] [TARGET...]
 # Builds the targets of fuzz/ into ${D3_FUZZ_BUILD_DIR:-build-fuzz}, makes each target's seed
 # corpus (the repository's real files: apps/config's plans, clusters, testbeds, traces and
-# inference configs, ONNX's own per-operator models from libonnx-testdata, and the model file,
+# inference configs, a topology log (fuzz/seeds/), ONNX's own per-operator models from libonnx-testdata, and the model file,
 # tensor bundles, layer shipments and stage specs d3 writes for a small graph, via make_seeds),
 # first replays every input kept in fuzz/regressions/TARGET/ (inputs that once crashed), then
 # fuzzes each target for SECONDS (default 60) or N inputs. Prints the inputs run per target.
@@ -13,7 +13,8 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build="${D3_FUZZ_BUILD_DIR:-$root/build-fuzz}"
 limit=(-max_total_time=60)
-all_targets=(model_file onnx tensor_bundle layer_shipment stage_spec plan_json cluster_json testbed_json trace_json infer_config)
+all_targets=(model_file onnx tensor_bundle layer_shipment stage_spec plan_json cluster_json testbed_json trace_json infer_config
+  topology_log)
 targets=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -37,12 +38,13 @@ seeds="$build/seeds"
 rm -rf "$seeds"
 mkdir -p "$seeds" "$build/artifacts"
 "$build/fuzz/make_seeds" "$seeds" >/dev/null
-mkdir -p "$seeds"/{onnx,plan_json,cluster_json,testbed_json,trace_json,infer_config}
+mkdir -p "$seeds"/{onnx,plan_json,cluster_json,testbed_json,trace_json,infer_config,topology_log}
 cp "$root"/apps/config/*.plan.json "$seeds/plan_json/"
 cp "$root"/apps/config/cluster*.json "$seeds/cluster_json/"
 cp "$root"/apps/config/testbed-*.json "$seeds/testbed_json/"
 cp "$root"/apps/config/*.trace.json "$seeds/trace_json/"
 cp "$root"/apps/config/*.infer.json "$seeds/infer_config/"
+cp "$root"/fuzz/seeds/topology_log/* "$seeds/topology_log/"
 for model in /usr/share/libonnx-testdata/data/node/test_{conv,maxpool,averagepool,relu,gemm,matmul,add,concat,batchnorm,softmax,flatten,reshape,globalaveragepool}*/model.onnx; do
   [ -f "$model" ] && cp "$model" "$seeds/onnx/$(basename "$(dirname "$model")").onnx"
 done

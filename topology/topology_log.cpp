@@ -6,13 +6,18 @@
 #include <algorithm>
 #include <sstream>
 
+#include "base/json_integer.hpp"
+
 namespace d3 {
 
 namespace {
 
 // Actors are keyed by (plan version, actor id): stage ids restart at 0 in every plan version,
 // and versions live side by side during a migration or a failover.
+// Actor keys are version * versions_apart + id in an int: ids and versions beyond these bounds are
+// malformed events (ignored like any other malformed field).
 constexpr int versions_apart = 1000000;
+constexpr int max_version = 2000;
 int actor_key(int version, int id) { return version * versions_apart + id; }
 int actor_id(int key) { return key % versions_apart; }
 
@@ -59,22 +64,22 @@ deployment_state replay(const std::vector<topology_event>& events) {
       node_named(s, text(e, "node")).up = false;
     } else if (kind == "node_rejoined") {
       node_named(s, text(e, "node")).up = true;
-    } else if (kind == "plan_retired" && e.contains("version") && e.at("version").is_number_integer()) {
-      const int version = e.at("version").get<int>();
+    } else if (kind == "plan_retired" && e.contains("version") && json_integer(e.at("version"), 0, max_version)) {
+      const int version = int(*json_integer(e.at("version"), 0, max_version));
       for (auto& [key, actor] : s.actors)
         if (key / versions_apart == version) actor.exited = true;
     } else if (kind == "plan_deployed") {
       s.plan = "plan version " + text(e, "version") + " (" + text(e, "strategy") + ") of " + text(e, "model");
-    } else if (kind == "actor_spawned" && e.contains("actor") && e.at("actor").is_number_integer()) {
-      const int version = e.value("plan_version", 0);
-      const int key = actor_key(version, e.at("actor").get<int>());
+    } else if (kind == "actor_spawned" && e.contains("actor") && json_integer(e.at("actor"), 0, versions_apart - 1)) {
+      const int version = e.contains("plan_version") ? int(json_integer(e.at("plan_version"), 0, max_version).value_or(0)) : 0;
+      const int key = actor_key(version, int(*json_integer(e.at("actor"), 0, versions_apart - 1)));
       s.actors[key] = {e, false};
       node_named(s, text(e, "node")).actors.push_back(key);
-    } else if (kind == "actor_exited" && e.contains("actor") && e.at("actor").is_number_integer()) {
+    } else if (kind == "actor_exited" && e.contains("actor") && json_integer(e.at("actor"), 0, versions_apart - 1)) {
       // Its version when logged, else the newest live actor with this id.
-      const int id = e.at("actor").get<int>();
-      if (e.contains("plan_version") && e.at("plan_version").is_number_integer()) {
-        auto it = s.actors.find(actor_key(e.at("plan_version").get<int>(), id));
+      const int id = int(*json_integer(e.at("actor"), 0, versions_apart - 1));
+      if (e.contains("plan_version") && json_integer(e.at("plan_version"), 0, max_version)) {
+        auto it = s.actors.find(actor_key(int(*json_integer(e.at("plan_version"), 0, max_version)), id));
         if (it != s.actors.end()) it->second.exited = true;
       } else {
         for (auto it = s.actors.rbegin(); it != s.actors.rend(); ++it)
@@ -142,6 +147,10 @@ void topology_log::write(topology_event event) {
 result<std::vector<topology_event>> read_topology_log(const std::string& path) {
   std::ifstream in(path);
   if (!in) return status::error("cannot open topology log '" + path + "'");
+  return read_topology_log(in, path);
+}
+
+result<std::vector<topology_event>> read_topology_log(std::istream& in, const std::string& path) {
   std::vector<topology_event> events;
   std::string line;
   for (int number = 1; std::getline(in, line); ++number) {
@@ -218,8 +227,9 @@ std::string render_topology_dot(const std::vector<topology_event>& events) {
   for (const auto& [id, actor] : s.actors) {
     if (actor.exited || !actor.spawned.contains("sends_to")) continue;
     for (const auto& to : actor.spawned.at("sends_to")) {
-      if (!to.is_number_integer()) continue;
-      const int target = actor_key(id / versions_apart, to.get<int>());  // sends stay within a version
+      auto to_id = json_integer(to, 0, versions_apart - 1);
+      if (!to_id) continue;
+      const int target = actor_key(id / versions_apart, int(*to_id));  // sends stay within a version
       auto it = s.actors.find(target);
       if (it != s.actors.end() && !it->second.exited) out << "  " << dot_name(id) << " -> " << dot_name(target) << ";\n";
     }

@@ -59,6 +59,8 @@ std::string utc_now_iso8601();
 
 // Reads a log; a malformed line is an error naming its line number.
 result<std::vector<topology_event>> read_topology_log(const std::string& path);
+// The same from a stream; errors name `path`.
+result<std::vector<topology_event>> read_topology_log(std::istream& in, const std::string& path);
 
 // The log up to the teardown of its last deployment: every event before the first actor_exited
 // that follows the last plan_deployed (what was running while requests flowed).

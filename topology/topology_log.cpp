@@ -99,8 +99,10 @@ std::string describe_actor(int id, const topology_event& e) {
   if (e.contains("tile")) out << " " << text(e, "tile");
   if (e.contains("layers") && e.at("layers").is_array() && !e.at("layers").empty()) {
     const auto& layers = e.at("layers");
-    out << ": " << layers.front().get<std::string>();
-    if (layers.size() > 1) out << ".." << layers.back().get<std::string>();
+    // Names as written, anything else as its JSON (a malformed log still renders).
+    auto name = [](const topology_event& v) { return v.is_string() ? v.get<std::string>() : v.dump(); };
+    out << ": " << name(layers.front());
+    if (layers.size() > 1) out << ".." << name(layers.back());
   }
   if (e.contains("region")) out << ", " << text(e, "region");
   return out.str();

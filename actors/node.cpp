@@ -30,14 +30,6 @@ constexpr std::chrono::milliseconds peer_silence{1250};
 
 node_limits limits_in_force;
 
-// "" when `size` bytes are within the limit, else the refusal's text.
-std::string over_limit(const char* what, size_t size) {
-  const size_t limit = limits_in_force.max_message_bytes;
-  if (size <= limit) return "";
-  return std::string(what) + " of " + std::to_string(size) + " bytes exceeds max_message_mb (" +
-         std::to_string(limit >> 20) + " MB)";
-}
-
 void report_peer(node_pointer self, const std::string& me, const std::string& peer, const std::string& cause) {
   auto it = self->state.peers.find(peer);
   if (it == self->state.peers.end() || it->second.reported) return;
@@ -71,6 +63,13 @@ void watch_peers(node_pointer self, const std::string& me) {
 
 void set_node_limits(const node_limits& limits) { limits_in_force = limits; }
 const node_limits& current_node_limits() { return limits_in_force; }
+
+std::string message_over_limit(const char* what, size_t size) {
+  const size_t limit = limits_in_force.max_message_bytes;
+  if (size <= limit) return "";
+  return std::string(what) + " of " + std::to_string(size) + " bytes exceeds max_message_mb (" +
+         std::to_string(limit >> 20) + " MB)";
+}
 
 // ------------------------------------------------------------------ the node actor
 
@@ -116,7 +115,7 @@ protocol::node_handle::behavior_type node_actor(node_pointer self, node_identity
         return emulation().send(dest_name, send_ms, size_t(size));
       },
       [=](protocol::profile_atom, const bytes& fragment, int32_t repeats) {
-        if (std::string over = over_limit("profile fragment", fragment.size()); !over.empty())
+        if (std::string over = message_over_limit("profile fragment", fragment.size()); !over.empty())
           return nlohmann::json{{"error", me + over}}.dump();
         std::string result = profile_fragment(fragment, int(repeats));
         print_node_event("profile probe answered (" + std::to_string(result.size()) + " bytes of JSON)");
@@ -126,7 +125,7 @@ protocol::node_handle::behavior_type node_actor(node_pointer self, node_identity
         return layer_cache::process().lacking(model_hash, names);
       },
       [=](protocol::ship_atom, const bytes& payload) -> caf::result<ok_atom> {
-        if (std::string over = over_limit("layer shipment", payload.size()); !over.empty()) return refusal(me + over);
+        if (std::string over = message_over_limit("layer shipment", payload.size()); !over.empty()) return refusal(me + over);
         auto shipment = decode_shipment(payload.data(), payload.size(), limits_in_force.max_layers);
         if (!shipment) return refusal(me + shipment.message());
         auto stored = layer_cache::process().store(std::move(shipment.value()));

@@ -47,6 +47,9 @@ struct node_limits {
 };
 void set_node_limits(const node_limits& limits);
 const node_limits& current_node_limits();
+// "" when a message of `size` bytes is within max_message_bytes, else the refusal's text naming
+// `what` ("layer shipment", "tensor bundle", ...).
+std::string message_over_limit(const char* what, size_t size);
 
 // Stage actors alive in this process (registered at spawn, removed at exit).
 size_t live_stage_count();

@@ -314,12 +314,10 @@ void drop_pending(stage_state& st, uint64_t id) {
 
 void on_data(stage_actor_t self, const bytes& payload) {
   stage_state& st = self->state;
-  if (payload.size() > current_node_limits().max_message_bytes) {
+  if (std::string over = message_over_limit("tensor bundle", payload.size()); !over.empty()) {
     auto id = peek_request_id(payload.data(), payload.size());
     if (id) drop_pending(st, *id);
-    return report(self, id.value_or(0), id.has_value(),
-                  "tensor bundle of " + std::to_string(payload.size()) + " bytes exceeds max_message_mb (" +
-                      std::to_string(current_node_limits().max_message_bytes >> 20) + " MB)");
+    return report(self, id.value_or(0), id.has_value(), over);
   }
   node_emulation& emu = emulation();
   const clock_mode mode = emu.mode();

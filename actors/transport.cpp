@@ -18,7 +18,7 @@ void configure_tls(caf::actor_system_config& cfg, const tls_settings& tls) {
   cfg.openssl_key = tls.key_file;
   cfg.openssl_passphrase = tls.passphrase;
   cfg.load<caf::openssl::manager>();
-  watch_tls_handshakes(nullptr);  // keeps the refusals for connect_failure; programs may add a sink
+  start_tls_audit();  // keeps the refusals for connect_failure; programs may add a sink
 }
 
 bool uses_tls(caf::actor_system& system) {

@@ -153,59 +153,57 @@ int bench_tls(int argc, char** argv) {
   start_side(secure, o, o.tls, g, plan);
   start_side(plain, o, off, g, plan);
 
-  std::vector<double> single_ms;
+  std::vector<double> single_ms, tls_over_single, tls_over_plain;
   size_t differing = 0, failed = 0;
-  // One request on `which` (0 single, 1 TLS, 2 plaintext) with input seed `seed`.
-  auto run_one = [&](int which, uint64_t seed, const std::vector<tensor>& expected, bool timed) {
-    std::map<std::string, tensor> input;
-    for (int l : g.input_layers()) input[g.layers[size_t(l)].name] = random_tensor(g.layers[size_t(l)].output_shape, seed);
-    if (which == 0) {
-      std::vector<const tensor*> in;
-      for (int l : g.input_layers()) in.push_back(&input.at(g.layers[size_t(l)].name));
-      const auto start = std::chrono::steady_clock::now();
-      auto out = (*local)->run(in);
-      const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-      if (!out) bench_fail(bench_exit_failed, "single process: " + out.message());
-      if (timed) single_ms.push_back(ms);
-      return;
-    }
-    cluster_side& side = which == 1 ? secure : plain;
-    auto outcomes = side.dep->run({input}, 1);
-    const request_outcome& r = outcomes.front();
-    if (!r.ok) {
-      ++failed;
-      std::fprintf(stderr, "d3-bench tls: %s cluster: %s\n", side.name.c_str(), r.error.c_str());
-      return;
-    }
-    for (size_t k = 0; k < g.outputs.size(); ++k) {
-      auto got = r.outputs.find(g.layers[size_t(g.outputs[k])].name);
-      differing += got == r.outputs.end() || !bitwise_equal(got->second, expected[k]);
-    }
-    if (timed) side.ms.push_back(r.latency_ms);
-  };
-  auto expected_for = [&](uint64_t seed) {
+  // One round: the same input (seed `seed`) on the three, in the order rotated by `rotation`
+  // (0 one process, 1 TLS, 2 plaintext). The single-process answer, whenever it ran, is the one
+  // the other two are compared with; per-round ratios count only rounds where all three answered.
+  auto round = [&](uint64_t seed, int rotation, bool timed) {
     std::map<std::string, tensor> input;
     std::vector<const tensor*> in;
     for (int l : g.input_layers()) input[g.layers[size_t(l)].name] = random_tensor(g.layers[size_t(l)].output_shape, seed);
     for (int l : g.input_layers()) in.push_back(&input.at(g.layers[size_t(l)].name));
-    auto out = (*local)->run(in);
-    if (!out) bench_fail(bench_exit_failed, "single process: " + out.message());
-    return std::move(out.value());
+    std::vector<tensor> expected;
+    double ms[3] = {0, 0, 0};
+    std::vector<request_outcome> answers[3];
+    for (int k = 0; k < 3; ++k) {
+      const int which = (rotation + k) % 3;
+      if (which == 0) {
+        const auto start = std::chrono::steady_clock::now();
+        auto out = (*local)->run(in);
+        ms[0] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+        if (!out) bench_fail(bench_exit_failed, "single process: " + out.message());
+        expected = std::move(out.value());
+      } else {
+        answers[which] = (which == 1 ? secure : plain).dep->run({input}, 1);
+      }
+    }
+    bool all_answered = true;
+    for (int which : {1, 2}) {
+      cluster_side& side = which == 1 ? secure : plain;
+      const request_outcome& r = answers[which].front();
+      if (!r.ok) {
+        ++failed;
+        all_answered = false;
+        std::fprintf(stderr, "d3-bench tls: %s cluster: %s\n", side.name.c_str(), r.error.c_str());
+        continue;
+      }
+      for (size_t k = 0; k < g.outputs.size(); ++k) {
+        auto got = r.outputs.find(g.layers[size_t(g.outputs[k])].name);
+        differing += got == r.outputs.end() || !bitwise_equal(got->second, expected[k]);
+      }
+      ms[which] = r.latency_ms;
+      if (timed) side.ms.push_back(r.latency_ms);
+    }
+    if (!timed) return;
+    single_ms.push_back(ms[0]);
+    if (all_answered) {
+      tls_over_single.push_back(ms[1] / ms[0]);
+      tls_over_plain.push_back(ms[1] / ms[2]);
+    }
   };
-  for (int w = 0; w < o.warmup; ++w) {
-    const auto expected = expected_for(uint64_t(w) + 1);
-    for (int which = 0; which < 3; ++which) run_one(which, uint64_t(w) + 1, expected, false);
-  }
-  for (int r = 0; r < o.rounds; ++r) {
-    const uint64_t seed = 1000 + uint64_t(r);
-    const auto expected = expected_for(seed);
-    for (int k = 0; k < 3; ++k) run_one((r + k) % 3, seed, expected, true);
-  }
-  std::vector<double> tls_over_single, tls_over_plain;
-  for (size_t i = 0; i < single_ms.size() && i < secure.ms.size() && i < plain.ms.size(); ++i) {
-    tls_over_single.push_back(secure.ms[i] / single_ms[i]);
-    tls_over_plain.push_back(secure.ms[i] / plain.ms[i]);
-  }
+  for (int w = 0; w < o.warmup; ++w) round(uint64_t(w) + 1, 0, false);
+  for (int r = 0; r < o.rounds; ++r) round(1000 + uint64_t(r), r % 3, true);
   const double single = median(single_ms), with_tls = median(secure.ms), without = median(plain.ms);
   std::printf("one process          median %7.2f ms  p90 %7.2f ms\n", single, percentile(single_ms, 0.9));
   std::printf("distributed, TLS     median %7.2f ms  p90 %7.2f ms  (%.3fx one process)\n", with_tls,

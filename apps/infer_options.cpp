@@ -130,7 +130,7 @@ status parse_infer_config_json(const std::string& text, const std::string& path,
   const std::string folder = path.find('/') == std::string::npos ? "" : path.substr(0, path.rfind('/') + 1);
   auto relative = [&](const std::string& file) { return file.empty() || file[0] == '/' ? file : folder + file; };
   const nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
-  // Thrown as nlohmann's type error so the catch below names the key like the other type errors.
+  // Thrown (std::invalid_argument) so the catch below names the config like the other errors.
   auto integer = [&](const nlohmann::json& v, const std::string& key, int64_t min, int64_t max) {
     auto n = json_integer(v, min, max);
     if (!n)

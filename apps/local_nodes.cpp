@@ -93,6 +93,12 @@ std::string last_line(const std::string& text) {
   return at == std::string::npos ? t : t.substr(at + 1);
 }
 
+// A waitpid status in words.
+std::string how_it_ended(int wait_status) {
+  return WIFSIGNALED(wait_status) ? "killed by signal " + std::to_string(WTERMSIG(wait_status))
+                                  : "exited with code " + std::to_string(WEXITSTATUS(wait_status));
+}
+
 // A double as CAF's INI parser takes it for a double option: "4" parses as an integer and is
 // silently not bound to a double member (the node would keep its default speed 1), "4.0" is.
 std::string ini_double(double value) {
@@ -221,9 +227,7 @@ void local_nodes::stop() {
     // the end of its log.
     if (reaped && !(WIFEXITED(wait_status) && WEXITSTATUS(wait_status) == 0)) {
       const std::string text = read_text(p.log);
-      std::fprintf(stderr, "d3-node %s ended %s at shutdown (log %s):\n%s\n", p.spec.name.c_str(),
-                   WIFEXITED(wait_status) ? ("with exit code " + std::to_string(WEXITSTATUS(wait_status))).c_str()
-                                          : ("by signal " + std::to_string(WTERMSIG(wait_status))).c_str(),
+      std::fprintf(stderr, "d3-node %s %s at shutdown (log %s):\n%s\n", p.spec.name.c_str(), how_it_ended(wait_status).c_str(),
                    p.log.c_str(), text.substr(text.size() > 4000 ? text.size() - 4000 : 0).c_str());
     }
     if (!reaped) {  // ignored SIGTERM (hung): insist
@@ -243,9 +247,7 @@ std::vector<std::string> local_nodes::exited() {
     if (::waitpid(p.pid, &wait_status, WNOHANG) != p.pid) continue;
     untrack(p.pid);
     p.pid = -1;
-    const std::string how = WIFSIGNALED(wait_status) ? "killed by signal " + std::to_string(WTERMSIG(wait_status))
-                                                     : "exited with code " + std::to_string(WEXITSTATUS(wait_status));
-    gone.push_back("d3-node " + p.spec.name + " " + how + " (log " + p.log + ")");
+    gone.push_back("d3-node " + p.spec.name + " " + how_it_ended(wait_status) + " (log " + p.log + ")");
   }
   return gone;
 }
@@ -258,7 +260,7 @@ std::string local_nodes::log_path(const std::string& name) const {
   return "";
 }
 
-tls_settings local_tls::app() const { return enabled ? cluster_identity(dir, "app") : tls_settings::off(); }
+tls_settings local_tls::app() const { return node("app"); }
 
 tls_settings local_tls::node(const std::string& name) const {
   return enabled ? cluster_identity(dir, name) : tls_settings::off();
@@ -287,12 +289,18 @@ void configure_local_app(caf::actor_system_config& cfg, const local_tls& tls, co
   transport::configure_tls(cfg, tls.app());
 }
 
+namespace {
+
+// `given`, or the d3-node next to this executable when empty, checked to be executable; the error
+// says how to give another one (--node-binary).
 result<std::string> node_binary_or_sibling(const std::string& given) {
   const std::string path = given.empty() ? sibling_executable("d3-node") : given;
   if (::access(path.c_str(), X_OK) != 0)
     return status::error("cannot run d3-node '" + path + "' (build it, or give its path with --node-binary)");
   return path;
 }
+
+}  // namespace
 
 status resolve_local_cluster(std::string& node_binary, const std::string& tls_option, local_tls& tls) {
   auto node = node_binary_or_sibling(node_binary);

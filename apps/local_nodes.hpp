@@ -103,12 +103,8 @@ std::string sibling_executable(const std::string& name);
 // on the node named "device", and `timeout_ms` for every step.
 deployment_options virtual_clock_options(const testbed& links, long timeout_ms);
 
-// `given`, or the d3-node next to this executable when empty, checked to be executable; the error
-// says how to give another one (--node-binary).
-result<std::string> node_binary_or_sibling(const std::string& given);
-
-// A benchmark's --node-binary and --tls resolved in place (node_binary_or_sibling,
-// local_tls_from_option); the error names what is wrong.
+// A benchmark's --node-binary and --tls resolved in place: the given d3-node or the one next to
+// this executable, and local_tls_from_option. The error names what is wrong.
 status resolve_local_cluster(std::string& node_binary, const std::string& tls_option, local_tls& tls);
 
 }  // namespace d3

@@ -3,7 +3,6 @@
 #include <climits>
 
 #include "base/json_integer.hpp"
-
 #include "base/text_file.hpp"
 
 #include <algorithm>

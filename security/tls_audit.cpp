@@ -150,11 +150,17 @@ std::string tls_event::describe() const {
   return text;
 }
 
+void start_tls_audit() {
+  audit_state& s = state();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  if (s.index < 0) s.index = SSL_get_ex_new_index(0, nullptr, on_new_session, nullptr, on_free_session);
+}
+
 void watch_tls_handshakes(std::function<void(const tls_event&)> sink) {
+  start_tls_audit();
   audit_state& s = state();
   std::lock_guard<std::mutex> lock(s.mutex);
   s.sink = std::move(sink);
-  if (s.index < 0) s.index = SSL_get_ex_new_index(0, nullptr, on_new_session, nullptr, on_free_session);
 }
 
 std::string last_tls_refusal(const std::string& host, uint16_t port) {
@@ -164,12 +170,6 @@ std::string last_tls_refusal(const std::string& host, uint16_t port) {
   for (auto it = s.refusals.rbegin(); it != s.refusals.rend(); ++it)
     if (it->peer == peer) return it->reason;
   return "";
-}
-
-std::vector<tls_event> tls_refusals() {
-  audit_state& s = state();
-  std::lock_guard<std::mutex> lock(s.mutex);
-  return {s.refusals.begin(), s.refusals.end()};
 }
 
 }  // namespace d3

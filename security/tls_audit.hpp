@@ -9,7 +9,6 @@
 #include <cstdint>
 #include <functional>
 #include <string>
-#include <vector>
 
 namespace d3 {
 
@@ -23,15 +22,16 @@ struct tls_event {
   std::string describe() const;
 };
 
-// Starts the audit (once per process; later calls only replace the sink). `sink` runs on CAF's
-// I/O thread for every event: keep it short; it may be empty (events are then only kept below).
+// Starts the audit (once per process; later calls do nothing). Refusals are then kept for
+// last_tls_refusal.
+void start_tls_audit();
+
+// Starts the audit and sends every event to `sink` (replacing an earlier one). `sink` runs on
+// CAF's I/O thread: keep it short.
 void watch_tls_handshakes(std::function<void(const tls_event&)> sink);
 
 // The last refusal involving the peer at host:port (a node we could not connect to), "" if none
 // since the audit started.
 std::string last_tls_refusal(const std::string& host, uint16_t port);
-
-// The refusals so far (at most the last 64), oldest first.
-std::vector<tls_event> tls_refusals();
 
 }  // namespace d3

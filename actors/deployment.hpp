@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <deque>
 #include <map>
 #include <memory>
 #include <set>
@@ -109,11 +110,15 @@ struct request_outcome {
   double latency_ms = 0;
   double wall_start_ms = 0;  // when it was first sent, wall ms since the last deploy()
   // Virtual clock (emulation): start stamp, the answer's virtual arrival at the app node, their
-  // difference, and the stages' reports (by stage id order of arrival).
+  // difference.
   double virtual_start_ms = 0, virtual_end_ms = 0, virtual_latency_ms = 0;
+  // The stages' reports (in order of arrival): virtual times, or under the wall clock wall ms
+  // since the deploy on the app's clock (each node's clock mapped through its estimated offset).
   std::vector<stage_report> stage_reports;
-  std::vector<transfer_observation> transfers;  // virtual clock only
-  std::vector<compute_observation> computes;    // virtual clock only: segment and tile stages
+  // What the planner learns from (both clocks; none from a re-sent request): the transfers between
+  // stages and the computes of segment and tile stages.
+  std::vector<transfer_observation> transfers;
+  std::vector<compute_observation> computes;
 };
 
 // A live migration (deployment::migrate): what moved between plan versions.
@@ -304,6 +309,10 @@ class deployment {
     bool connection_lost = false;
     // Reported unreachable by a peer node (a link between nodes failed): not taken back before.
     std::chrono::steady_clock::time_point hold_until;
+    // The node's clock against the app's, from the last pongs: (round trip ms, node - app ms at
+    // the round trip's midpoint). The sample with the shortest round trip is the estimate; its
+    // error is at most half that round trip.
+    std::deque<std::pair<double, double>> clock_samples;
   };
   // Counts silence from now for every live node: called when the app starts listening again
   // after a blocking step (pongs were not read meanwhile, which is not the nodes' fault).
@@ -311,7 +320,10 @@ class deployment {
   // Pings every live node when due; nodes silent for options_.silence are returned (not yet
   // marked down).
   std::vector<std::string> heartbeat();
-  void on_pong(const caf::actor_addr& from);
+  void on_pong(const caf::actor_addr& from, uint64_t seq, double node_ms);
+  // A time `node_ms` on `node`'s monotonic clock as wall ms since wall_epoch_ (the app's clock),
+  // through the node's clock offset (0 before any pong: one machine).
+  double node_to_wall_ms(const std::string& node, double node_ms) const;
   // Marks `node` down (logged once with the cause and the delay since its last answer) and every
   // version with a stage on it broken. Returns false when it was down already.
   bool mark_node_down(const std::string& node, const std::string& cause);
@@ -335,6 +347,7 @@ class deployment {
   std::map<std::string, node_health> health_;
   std::chrono::steady_clock::time_point next_ping_;
   uint64_t ping_seq_ = 0;
+  std::map<uint64_t, double> ping_sent_ms_;  // seq -> monotonic_ms when sent (the last few)
   replan_hook replanner_;
   const graph* graph_ = nullptr;  // of the last deploy(); the caller keeps it alive
   deployment_plan deployed_plan_;  // the plan given to the last deploy()

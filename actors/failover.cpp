@@ -34,6 +34,8 @@ std::vector<std::string> deployment::heartbeat() {
   if (now >= next_ping_) {
     next_ping_ = now + options_.heartbeat;
     ++ping_seq_;
+    ping_sent_ms_[ping_seq_] = monotonic_ms();
+    while (ping_sent_ms_.size() > 8) ping_sent_ms_.erase(ping_sent_ms_.begin());
     // Nodes marked down are pinged too: one that was only frozen answers again.
     for (const auto& [name, handle] : nodes_) (*self_)->send(handle, protocol::ping_atom::value, ping_seq_);
   }
@@ -42,14 +44,30 @@ std::vector<std::string> deployment::heartbeat() {
   return silent;
 }
 
-void deployment::on_pong(const caf::actor_addr& from) {
+void deployment::on_pong(const caf::actor_addr& from, uint64_t seq, double node_ms) {
+  const double now_ms = monotonic_ms();
   for (const auto& [name, handle] : nodes_)
     if (handle.address() == from) {
       node_health& h = health_[name];
       if (down_nodes_.count(name)) h.answered_while_down = true;
       else h.last_answer = clock_type::now();
+      auto sent = ping_sent_ms_.find(seq);
+      if (sent != ping_sent_ms_.end()) {
+        const double round_trip = now_ms - sent->second;
+        h.clock_samples.emplace_back(round_trip, node_ms - (sent->second + round_trip / 2));
+        if (h.clock_samples.size() > 16) h.clock_samples.pop_front();
+      }
       return;
     }
+}
+
+double deployment::node_to_wall_ms(const std::string& node, double node_ms) const {
+  double offset = 0;
+  auto h = health_.find(node);
+  if (h != health_.end() && !h->second.clock_samples.empty())
+    offset = std::min_element(h->second.clock_samples.begin(), h->second.clock_samples.end())->second;
+  const double epoch_ms = std::chrono::duration<double, std::milli>(wall_epoch_.time_since_epoch()).count();
+  return node_ms - offset - epoch_ms;
 }
 
 bool deployment::mark_node_down(const std::string& node, const std::string& cause) {

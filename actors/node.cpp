@@ -50,7 +50,7 @@ void watch_peers(node_pointer self, const std::string& me) {
       continue;
     }
     self->request(p.handle, peer_silence, protocol::ping_atom::value, seq)
-        .then([self, name = name](protocol::pong_atom, uint64_t) {
+        .then([self, name = name](protocol::pong_atom, uint64_t, double) {
                 auto it = self->state.peers.find(name);
                 if (it != self->state.peers.end()) it->second.last_answer = std::chrono::steady_clock::now();
               },
@@ -93,24 +93,31 @@ protocol::node_handle::behavior_type node_actor(node_pointer self, node_identity
       },
       [=](protocol::info_atom) { return protocol::node_info{identity.name, identity.role}; },
       // A light probe of this node's link to `dest_name`: a real message of `size` bytes crosses
-      // to that node; its time on the link is what the emulated link clock gives (virtual clock:
-      // from `send_ms`; wall clock: from now), the same arithmetic a stage's send pays.
+      // to that node. Virtual clock: its time on the link is what the emulated link clock gives
+      // from `send_ms`, the same arithmetic a stage's send pays. Wall clock: the real time from
+      // its send to its arrival (the destination's monotonic clock minus this one's: the app
+      // corrects for the two clocks' offset) plus the emulated link's time for it, which a
+      // stage's send waits before it leaves (latency only where the kernel shapes bandwidth).
       [=](protocol::probe_atom, const protocol::echo_handle& dest, const std::string& dest_name, uint64_t size,
           double send_ms) -> caf::result<double> {
         if (!dest || size > (uint64_t(1) << 26)) return refusal(me + "bad probe of '" + dest_name + "'");
-        const double start = emulation().mode() == clock_mode::virtual_time ? send_ms : emulation().now_ms();
-        const double arrival = emulation().send(dest_name, start, size_t(size));
+        const bool virtual_clock = emulation().mode() == clock_mode::virtual_time;
+        const double now = emulation().now_ms();
+        const double start = virtual_clock ? send_ms : monotonic_ms();
+        const double emulated_ms = emulation().send(dest_name, virtual_clock ? send_ms : now, size_t(size)) - (virtual_clock ? 0 : now);
         auto rp = self->make_response_promise<double>();
-        self->request(dest, std::chrono::seconds(10), protocol::echo_atom::value, bytes(size_t(size)), arrival)
-            .then([=](double echoed) mutable { rp.deliver(echoed - start); },
+        self->request(dest, std::chrono::seconds(10), protocol::echo_atom::value, bytes(size_t(size)),
+                      virtual_clock ? emulated_ms : -1.0)
+            .then([=](double echoed) mutable { rp.deliver(virtual_clock ? echoed - start : echoed - start + emulated_ms); },
                   [=](caf::error& e) mutable {
                     rp.deliver(refusal(me + "probe of node '" + dest_name +
                                        "' got no echo: " + self->home_system().render(e)));
                   });
         return rp;
       },
-      [=](protocol::echo_atom, const bytes&, double arrival) { return arrival; },
-      [=](protocol::ping_atom, uint64_t seq) { return std::make_tuple(protocol::pong_atom::value, seq); },
+      // The probe's arrival: the one given (virtual clock), else (-1) now on this node's clock.
+      [=](protocol::echo_atom, const bytes&, double arrival) { return arrival < 0 ? monotonic_ms() : arrival; },
+      [=](protocol::ping_atom, uint64_t seq) { return std::make_tuple(protocol::pong_atom::value, seq, monotonic_ms()); },
       [=](protocol::occupy_atom, const std::string& dest_name, double send_ms, uint64_t size) {
         return emulation().send(dest_name, send_ms, size_t(size));
       },

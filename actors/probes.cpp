@@ -75,7 +75,11 @@ result<transfer_observation> deployment::probe_link(const std::string& from, con
                         protocol::probe_atom::value, caf::actor_cast<protocol::echo_handle>(nodes_.at(to)), to,
                         uint64_t(size), send_ms);
   if (!ms) return ms.error();
-  return transfer_observation{from, to, size, *ms};
+  // Wall clock: the arrival on `to`'s clock minus the send on `from`'s, onto one clock.
+  const double clocks_ms = options_.emulation.clock == clock_mode::virtual_time
+                               ? 0.0
+                               : node_to_wall_ms(to, 0.0) - node_to_wall_ms(from, 0.0);
+  return transfer_observation{from, to, size, *ms + clocks_ms};
 }
 
 void deployment::probe_idle_links(request_outcome& o) {

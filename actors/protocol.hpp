@@ -28,8 +28,10 @@
 //                 probe took on the emulated link to B (the node sends B (echo, payload, arrival
 //                 ms) and B answers the arrival). Light probes of idle links for the planner.
 //   (echo, bytes, double arrival)                -> double arrival
-//   (ping, uint64 seq) -> (pong, seq): the app's heartbeat (sent without a request: the pong comes
-//                 back as a message; a node that stops answering is frozen or gone)
+//   (ping, uint64 seq) -> (pong, seq, double node_ms): the app's heartbeat (sent without a request:
+//                 the pong comes back as a message; a node that stops answering is frozen or
+//                 gone); node_ms is the node's monotonic clock, from which the app estimates the
+//                 offset of the node's clock to its own (wall-clock reports)
 //   (occupy, string node B, double send ms, uint64 bytes) -> double: the arrival of `bytes` sent
 //                 to B at `send ms` over this node's emulated link to B, which they occupy (the
 //                 app's layer shipments from this node: requests sharing the link queue behind)
@@ -46,12 +48,13 @@
 // Node -> app (app_handle): (peer_down, string reporter, string peer, string cause), see peer.
 // Stage -> app (app_handle) on failure: (fail, uint64 request_id, bool id_known, int32 stage_id,
 //   string what)
-// Stage -> app per request under the virtual clock (before its data messages):
+// Stage -> app per request (before its data messages):
 //   (report, uint64 request_id, int32 stage_id, double ready_ms, double finish_ms, double cpu_ms,
-//    uint64 bytes_sent, double messages_ms) -- virtual times: ready = its last input arrived,
-//    finish = its bundles left (inputs decoded, computed, outputs encoded); cpu_ms = its kernels'
-//    thread CPU time; bytes_sent = tensor payload bytes sent to other nodes; messages_ms = the
-//    virtual time its decoding and encoding took
+//    uint64 bytes_sent, double messages_ms) -- ready = its last input arrived, finish = its
+//    bundles left (inputs decoded, computed, outputs encoded); cpu_ms = its kernels' thread CPU
+//    time; bytes_sent = tensor payload bytes sent to other nodes; messages_ms = the time its
+//    decoding and encoding took. Virtual clock: virtual times. Wall clock: the node's monotonic
+//    clock (emulation/emulation.hpp: monotonic_ms), wall durations.
 // Planner actor (planner_handle; in the app process): (observe, planner_report) -> planner_decision.
 #pragma once
 
@@ -121,7 +124,7 @@ using node_handle = echo_handle::extend<
     caf::replies_to<probe_atom, echo_handle, std::string, uint64_t, double>::with<double>,
     caf::replies_to<profile_atom, bytes, int32_t>::with<std::string>,
     caf::replies_to<occupy_atom, std::string, double, uint64_t>::with<double>,
-    caf::replies_to<ping_atom, uint64_t>::with<pong_atom, uint64_t>>;
+    caf::replies_to<ping_atom, uint64_t>::with<pong_atom, uint64_t, double>>;
 using planner_handle = caf::typed_actor<caf::replies_to<observe_atom, planner_report>::with<planner_decision>>;
 
 constexpr const char* segment_type = "d3_segment";

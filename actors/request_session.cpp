@@ -184,9 +184,11 @@ void request_session::settle_version(request_outcome& o, bool resent) {
   auto found = dep_.versions_.find(o.plan_version);
   if (found == dep_.versions_.end()) return;
   deployment::deployed_version& v = found->second;
-  // A re-sent request's times mix two sends: no observations from it.
-  if (virtual_clock_ && o.ok && !resent) {
-    o.transfers = v.accounting.transfers(o.stage_reports, o.virtual_start_ms, o.virtual_end_ms);
+  // A re-sent request's times mix two sends: no observations from it. Wall clock: the reports
+  // are on the app's clock (on_report), the request ran from its send to now.
+  if (o.ok && !resent) {
+    o.transfers = virtual_clock_ ? v.accounting.transfers(o.stage_reports, o.virtual_start_ms, o.virtual_end_ms)
+                                 : v.accounting.transfers(o.stage_reports, o.wall_start_ms, o.wall_start_ms + o.latency_ms);
     o.computes = v.accounting.computes(o.stage_reports);
   }
   if (v.in_flight > 0) --v.in_flight;
@@ -220,8 +222,8 @@ bool request_session::receive(std::chrono::milliseconds wait) {
       [&](protocol::peer_down_atom, const std::string& reporter, const std::string& peer, const std::string& cause) {
         on_peer_down(reporter, peer, cause);
       },
-      [&](protocol::pong_atom, uint64_t) {
-        dep_.on_pong(caf::actor_cast<caf::actor_addr>((*dep_.self_)->current_sender()));
+      [&](protocol::pong_atom, uint64_t seq, double node_ms) {
+        dep_.on_pong(caf::actor_cast<caf::actor_addr>((*dep_.self_)->current_sender()), seq, node_ms);
       },
       [&](caf::down_msg& down) { on_down(down); }, caf::after(std::max(wait, std::chrono::milliseconds(0))) >> [&] {
         got = false;
@@ -289,7 +291,18 @@ void request_session::on_fail(uint64_t id, bool known, const std::string& what) 
 }
 
 void request_session::on_report(uint64_t id, const stage_report& report) {
-  if (request_outcome* o = outcome_of(id)) o->stage_reports.push_back(report);
+  request_outcome* o = outcome_of(id);
+  if (!o) return;
+  o->stage_reports.push_back(report);
+  if (virtual_clock_) return;
+  // Wall clock: the node's monotonic times onto the app's wall ms since the deploy.
+  auto version = dep_.versions_.find(o->plan_version);
+  const std::vector<stage>* stages = version == dep_.versions_.end() ? nullptr : &version->second.stages.stages;
+  stage_report& r = o->stage_reports.back();
+  if (!stages || r.stage_id < 0 || size_t(r.stage_id) >= stages->size()) return;
+  const std::string& node = (*stages)[size_t(r.stage_id)].node;
+  r.ready_ms = dep_.node_to_wall_ms(node, r.ready_ms);
+  r.finish_ms = dep_.node_to_wall_ms(node, r.finish_ms);
 }
 
 void request_session::on_down(const caf::down_msg& down) {

@@ -53,8 +53,10 @@ struct stage_state {
   bool ready = false;
   protocol::app_handle app;
   bundle_routes routes;
-  std::map<uint64_t, double> pending_ready;       // virtual clock: latest input arrival per request
-  std::map<uint64_t, double> pending_decode_cpu;  // virtual clock: thread CPU ms decoding its bundles
+  // Per request: its latest input arrival (virtual ms, or the wall clock's monotonic_ms) and the
+  // time decoding its bundles took (virtual clock: thread CPU ms; wall clock: wall ms).
+  std::map<uint64_t, double> pending_ready;
+  std::map<uint64_t, double> pending_decode;
   std::set<std::string> inputs;
   graph fragment;
   std::unique_ptr<executor> exec;
@@ -309,7 +311,7 @@ void report(stage_actor_t self, uint64_t id, bool id_known, const std::string& w
 void drop_pending(stage_state& st, uint64_t id) {
   st.pending.erase(id);
   st.pending_ready.erase(id);
-  st.pending_decode_cpu.erase(id);
+  st.pending_decode.erase(id);
 }
 
 void on_data(stage_actor_t self, const bytes& payload) {
@@ -321,12 +323,15 @@ void on_data(stage_actor_t self, const bytes& payload) {
   }
   node_emulation& emu = emulation();
   const clock_mode mode = emu.mode();
-  // The virtual clock charges decoding too (thread CPU time, alone on the machine like compute).
+  const bool virtual_clock = mode == clock_mode::virtual_time;
+  const double arrived_ms = monotonic_ms();  // wall clock: this bundle's arrival
+  // The virtual clock charges decoding too (thread CPU time, alone on the machine like compute);
+  // the wall clock reports its wall time.
   std::optional<machine_cpu_lock> alone;
-  alone.emplace(mode == clock_mode::virtual_time);
-  const double decode_start = thread_cpu_ms();
+  alone.emplace(virtual_clock);
+  const double decode_start = virtual_clock ? thread_cpu_ms() : arrived_ms;
   auto bundle = decode_bundle(payload.data(), payload.size());
-  const double decode_cpu_ms = thread_cpu_ms() - decode_start;
+  const double decode_ms_spent = (virtual_clock ? thread_cpu_ms() : monotonic_ms()) - decode_start;
   alone.reset();
   if (!bundle) {
     auto id = peek_request_id(payload.data(), payload.size());
@@ -341,8 +346,8 @@ void on_data(stage_actor_t self, const bytes& payload) {
                                       ", this stage runs version " + std::to_string(st.spec.plan_version));
   auto& pending = st.pending[id];
   double& ready_ms = st.pending_ready[id];
-  ready_ms = std::max(ready_ms, bundle->virtual_ms);
-  st.pending_decode_cpu[id] += decode_cpu_ms;
+  ready_ms = std::max(ready_ms, virtual_clock ? bundle->virtual_ms : arrived_ms);
+  st.pending_decode[id] += decode_ms_spent;
   for (named_tensor& t : bundle->tensors) {
     if (!st.inputs.count(t.name)) {
       drop_pending(st, id);
@@ -359,25 +364,25 @@ void on_data(stage_actor_t self, const bytes& payload) {
   }
   std::map<std::string, tensor> inputs = std::move(pending);
   const double ready = ready_ms;
-  const double decode_ms = st.pending_decode_cpu[id];
+  const double decode_ms = st.pending_decode[id];
   drop_pending(st, id);
   // Emulation: thread CPU time around the kernels (single-threaded executors, so it covers all
   // compute) and around encoding the output bundles; with the inputs' decoding, the virtual clock
   // advances the node by it divided by the node's speed, and the bundles leave when it is done.
-  alone.emplace(mode == clock_mode::virtual_time);
+  alone.emplace(virtual_clock);
   const double cpu_start = thread_cpu_ms();
   auto outputs = compute(st, inputs);
   const double cpu_ms = thread_cpu_ms() - cpu_start;
   if (!outputs) return report(self, id, true, outputs.message());
   ++st.served;
 
-  const double encode_start = thread_cpu_ms();
+  const double encode_start = virtual_clock ? thread_cpu_ms() : monotonic_ms();
   auto bundles = encode_bundles(st.routes, outputs.value(), id, st.spec.plan_version);
-  const double encode_ms = thread_cpu_ms() - encode_start;
+  const double encode_ms = (virtual_clock ? thread_cpu_ms() : monotonic_ms()) - encode_start;
   alone.reset();
   if (!bundles) return report(self, id, true, bundles.message());
-  const double finish = mode == clock_mode::virtual_time ? emu.compute(ready, decode_ms + cpu_ms + encode_ms) : emu.now_ms();
-  const double messages_ms = (decode_ms + encode_ms) / emu.speed();
+  const double finish = virtual_clock ? emu.compute(ready, decode_ms + cpu_ms + encode_ms) : emu.now_ms();
+  const double messages_ms = virtual_clock ? (decode_ms + encode_ms) / emu.speed() : decode_ms + encode_ms;
 
   // Per destination: the link from this node to the destination's node (tensor payload bytes,
   // as bytes_between_nodes counts them); same-node sends are not shaped.
@@ -386,9 +391,10 @@ void on_data(stage_actor_t self, const bytes& payload) {
     if (emu.is_remote(b.node)) bytes_sent += b.payload_bytes;
   auto stamped = stamp_arrivals(*bundles, mode, [&](const std::string& node, size_t n) { return emu.send(node, finish, n); });
   if (!stamped) return report(self, id, true, stamped.message());
-  if (mode == clock_mode::virtual_time && st.app)
-    self->send(st.app, protocol::report_atom::value, id, int32_t(st.spec.stage_id), ready, finish, cpu_ms, bytes_sent,
-               messages_ms);
+  // Wall clock: on this machine's monotonic clock (the app maps it onto its own).
+  if (st.app)
+    self->send(st.app, protocol::report_atom::value, id, int32_t(st.spec.stage_id), ready,
+               virtual_clock ? finish : monotonic_ms(), cpu_ms, bytes_sent, messages_ms);
   send_bundles(self, *bundles, finish, mode);
 }
 

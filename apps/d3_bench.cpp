@@ -12,12 +12,15 @@
 //   plan     HPA's planning time per model and uplink (apps/bench_plan.cpp).
 //   chaos    faults while requests flow, and memory over time (apps/bench_chaos.cpp).
 //   tls      what mutual TLS costs: TLS and plaintext clusters next to one process (apps/bench_tls.cpp).
+//   realnet  a cluster in network namespaces: measured against the virtual clock and the cost model
+//            (apps/bench_realnet.cpp).
 #include <iostream>
 #include <string>
 
 #include "apps/bench_adapt.hpp"
 #include "apps/bench_chaos.hpp"
 #include "apps/bench_grid.hpp"
+#include "apps/bench_realnet.hpp"
 #include "apps/bench_regimes.hpp"
 #include "apps/bench_support.hpp"
 #include "apps/bench_tls.hpp"
@@ -34,6 +37,7 @@ const char* usage = R"(usage: d3-bench SUBCOMMAND [options]   (d3-bench SUBCOMMA
   plan     HPA's planning time per model and uplink
   chaos    nodes killed, frozen, resumed and restarted while requests flow; memory over time
   tls      what mutual TLS costs: a TLS and a plaintext cluster next to one process, alternating
+  realnet  a cluster in network namespaces: measured, virtual clock and cost model per plan
 
 Exit codes: 0 done, 1 a failure (an engine, a deployment, an answer), 2 bad input.
 )";
@@ -48,12 +52,13 @@ int dispatch(int argc, char** argv) {
   if (command == "plan") return d3::bench_plan(argc, argv);
   if (command == "chaos") return d3::bench_chaos(argc, argv);
   if (command == "tls") return d3::bench_tls(argc, argv);
+  if (command == "realnet") return d3::bench_realnet(argc, argv);
   if (command == "--help" || command == "-h" || command.empty()) {
     std::cout << usage;
     return command.empty() ? d3::bench_exit_bad_input : 0;
   }
   d3::bench_fail(d3::bench_exit_bad_input,
-                 "unknown benchmark '" + command + "' (available: engine, tiling, grid, adapt, regimes, plan, chaos, tls; see --help)");
+                 "unknown benchmark '" + command + "' (available: engine, tiling, grid, adapt, regimes, plan, chaos, tls, realnet; see --help)");
 }
 
 }  // namespace

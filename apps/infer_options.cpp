@@ -82,9 +82,10 @@ the answers by id.
                       0, "uplink": "WiFi"}, {"at_ms": 6000, "uplink": "3G", "speeds": {"edge2":
                       0.25}}, ...]}, e.g. apps/config/wifi-3g-wifi.trace.json): a step applies to
                       the requests that start after its time (virtual ms with --clock virtual)
-  --adapt             with --strategy hpa and --clock virtual: the planner actor watches the
-                      transfers and compute times the stages report (plus light probes of links
-                      idle for 3 answers) and migrates, while requests keep flowing, when a plan
+  --adapt             with --strategy hpa: the planner actor watches the transfers and compute
+                      times the stages report (virtual times, or under --clock wall real times,
+                      each node's clock mapped onto the app's through the heartbeats), plus light
+                      probes of links idle for 3 answers, and migrates, while requests keep flowing, when a plan
                       is faster by 5% with every estimate at its pessimistic bound and the gain
                       over 1000 requests pays for the weights it ships; a verdict must hold on
                       two answers in a row; only layers a node lacks are shipped; the migrations
@@ -187,8 +188,7 @@ status check(const infer_options& o) {
     return status::error("--uplink expects CAT1, 3G, 4G, WiFi or none, got '" + o.uplink + "'");
   if (o.profile_source != "nodes" && o.profile_source != "local")
     return status::error("--profile expects nodes or local, got '" + o.profile_source + "'");
-  if (o.adapt && (o.strategy != "hpa" || o.clock != "virtual"))
-    return status::error("--adapt needs --strategy hpa and --clock virtual (the planner learns from virtual times)");
+  if (o.adapt && o.strategy != "hpa") return status::error("--adapt needs --strategy hpa");
   return status::ok();
 }
 

@@ -1,5 +1,7 @@
 #include "emulation/emulation.hpp"
 
+#include <chrono>
+
 #include "emulation/testbed_file.hpp"
 
 #include <fcntl.h>
@@ -64,6 +66,11 @@ double thread_cpu_ms() {
   timespec ts{};
   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
   return double(ts.tv_sec) * 1e3 + double(ts.tv_nsec) / 1e6;
+}
+
+double monotonic_ms() {
+  // steady_clock is CLOCK_MONOTONIC here: the same clock as the runtime's steady time points.
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 namespace {

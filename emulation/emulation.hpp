@@ -69,6 +69,11 @@ bool node_name_less(const std::string& a, const std::string& b);
 // CPU time the calling thread has used, in milliseconds (CLOCK_THREAD_CPUTIME_ID).
 double thread_cpu_ms();
 
+// This machine's steady clock in milliseconds (CLOCK_MONOTONIC: the same for every process of the
+// machine, network namespaces included; its origin differs between machines, so times of two
+// machines compare only through an estimated offset, deployment's clock samples).
+double monotonic_ms();
+
 // Virtual clock: the node processes of one machine measure their compute one at a time. Stages
 // that run at the same real time (the tiles of a run, on node processes sharing this machine's
 // cores) would otherwise inflate each other's thread CPU time through shared cores, caches and

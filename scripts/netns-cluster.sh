@@ -2,6 +2,7 @@
 # A d3 cluster in network namespaces on this machine, as if on separate hosts (run as root):
 #   scripts/netns-cluster.sh up [--testbed FILE] [--scenario NAME] [--edges N] [--speed-scale X]
 #                               [--node-binary PATH] [--out DIR]
+#   scripts/netns-cluster.sh shape PAIR=MBIT... | --scenario NAME [--testbed FILE]
 #   scripts/netns-cluster.sh status
 #   scripts/netns-cluster.sh down
 # up: one namespace per node (d3-device, d3-edge1..N, d3-cloud) with its own address on one
@@ -13,6 +14,9 @@
 # namespace bound to its address with mutual TLS (certificates made in OUT/certs), and
 # OUT/cluster.json written for d3-infer, which runs in the device's namespace:
 #   ip netns exec d3-device build/apps/d3-infer --cluster OUT/cluster.json --plan PLAN --verify
+# shape changes link rates of the running cluster (tc class change; connections and requests stay):
+# PAIR is device-edge, edge-edge, edge-cloud or device-cloud (without its own rate it follows
+# min(device-edge, edge-cloud)); --scenario takes every rate from a testbed's scenario.
 # One-way latency is NOT shaped: this kernel has no netem qdisc (d3's own emulation adds latency).
 # down removes every namespace, qdisc, cgroup and process up created (also after a failed up).
 set -euo pipefail
@@ -21,7 +25,7 @@ state=/run/d3-netns
 subnet=10.213.0
 port=4300
 
-usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
+usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
 
 down() {
   if [ -f "$state/pids" ]; then
@@ -69,8 +73,11 @@ def rate(pair):
 print("device_speed=%s edge_speed=%s cloud_speed=%s testbed_edges=%s" % (
     t["device_speed"], t["edge_speed"], t["cloud_speed"], t.get("edge_nodes", 4)))
 de, ee, ec = rate("device-edge"), rate("edge-edge"), rate("edge-cloud")
+# The testbed's links as a cluster file's "testbed" entry: what d3-infer plans with (and, under
+# the virtual clock, emulates); under the wall clock the kernel shapes them.
+print("testbed_links='%s'" % json.dumps(links))
 dc = rate("device-cloud") or min(de, ec)
-print("rate_de=%s rate_ee=%s rate_ec=%s rate_dc=%s" % (de, ee, ec, dc))
+print("rate_de=%s rate_ee=%s rate_ec=%s rate_dc=%s dc_own=%s" % (de, ee, ec, dc, 1 if rate("device-cloud") else 0))
 PY
 }
 
@@ -91,6 +98,64 @@ rate_between() {
     edge-cloud|cloud-edge) echo "$rate_ec" ;;
     device-cloud|cloud-device) echo "$rate_dc" ;;
   esac
+}
+
+# Sets (add or change) the htb class of every node's egress towards every peer from the rates.
+shape_classes() {
+  local verb="$1"
+  local names
+  read -r -a names < "$state/names"
+  for n in "${names[@]}"; do
+    local k=1
+    for p in "${names[@]}"; do
+      [ "$p" = "$n" ] && continue
+      local mbit
+      mbit="$(rate_between "$(role_of "$n")" "$(role_of "$p")")"
+      # Burst: 2 ms at the rate (at least 16 KB), so that timer granularity does not cap fast links.
+      local burst
+      burst="$(python3 -c "print(max(16000, int($mbit * 125 * 2)))")"
+      tc -n "d3-$n" class "$verb" dev eth0 parent 1: classid "1:$k" htb rate "${mbit}mbit" ceil "${mbit}mbit" \
+        burst "$burst" cburst "$burst" quantum 1514
+      [ "$verb" = add ] && tc -n "d3-$n" filter add dev eth0 parent 1: protocol ip prio 1 u32 match ip dst "$(ip_of "$p")/32" flowid "1:$k"
+      k=$((k + 1))
+    done
+  done
+  echo "rate_de=$rate_de rate_ee=$rate_ee rate_ec=$rate_ec rate_dc=$rate_dc dc_own=$dc_own" > "$state/rates"
+}
+
+shape() {
+  [ "$(id -u)" = 0 ] || { echo "netns-cluster: must run as root" >&2; exit 1; }
+  [ -f "$state/rates" ] && [ -f "$state/names" ] || { echo "netns-cluster: no cluster is up (scripts/netns-cluster.sh up)" >&2; exit 1; }
+  eval "$(cat "$state/rates")"
+  local testbed="$root/apps/config/testbed-d3.json" scenario=""
+  [ $# -gt 0 ] || { echo "netns-cluster: shape needs PAIR=MBIT or --scenario NAME" >&2; exit 2; }
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --testbed) testbed="$2"; shift 2 ;;
+      --scenario) scenario="$2"; shift 2 ;;
+      *=*)
+        local pair="${1%%=*}" mbit="${1#*=}"
+        python3 -c "import sys; sys.exit(0 if float('$mbit') > 0 else 1)" 2>/dev/null \
+          || { echo "netns-cluster: shape: '$mbit' is no positive rate in Mbit/s" >&2; exit 2; }
+        case "$pair" in
+          device-edge) rate_de="$mbit" ;;
+          edge-edge) rate_ee="$mbit" ;;
+          edge-cloud) rate_ec="$mbit" ;;
+          device-cloud) rate_dc="$mbit"; dc_own=1 ;;
+          *) echo "netns-cluster: shape: unknown link '$pair' (device-edge, edge-edge, edge-cloud, device-cloud)" >&2; exit 2 ;;
+        esac
+        shift ;;
+      *) echo "netns-cluster: shape: unknown argument '$1'" >&2; usage ;;
+    esac
+  done
+  if [ -n "$scenario" ]; then
+    local assignments
+    assignments="$(read_testbed "$testbed" "$scenario")" || exit 2
+    eval "$assignments"
+  fi
+  [ "$dc_own" = 1 ] || rate_dc="$(python3 -c "print(min($rate_de, $rate_ec))")"
+  shape_classes change
+  echo "netns-cluster: links (Mbit/s): device-edge $rate_de, edge-edge $rate_ee, edge-cloud $rate_ec, device-cloud $rate_dc"
 }
 
 up() {
@@ -116,7 +181,9 @@ up() {
   assignments="$(read_testbed "$testbed" "$scenario")" || exit 2
   eval "$assignments"
   if [ -z "$scale" ]; then
-    scale="$(python3 -c "print(round(0.9 * $(nproc) / ($device_speed + $edges * $edge_speed + $cloud_speed), 4))")"
+    # The cluster fits 90% of the cores, and the fastest node 90% of one: a stage computes on one
+    # thread, so a quota above one core would not make it faster.
+    scale="$(python3 -c "print(round(min(0.9 * $(nproc) / ($device_speed + $edges * $edge_speed + $cloud_speed), 0.9 / max($device_speed, $edge_speed, $cloud_speed)), 4))")"
   fi
   trap 'echo "netns-cluster: up failed; removing what it made" >&2; down' ERR
   mkdir -p "$state" "$out"
@@ -139,23 +206,12 @@ up() {
     ip -n "d3-$n" link set lo up
   done
   # Egress shaping: one htb class per peer, at the rate of the link between the two roles.
+  echo "${names[*]}" > "$state/names"
   for n in "${names[@]}"; do
     tc -n "d3-$n" qdisc add dev eth0 root handle 1: htb default 999
     tc -n "d3-$n" class add dev eth0 parent 1: classid 1:999 htb rate 10gbit quantum 60000
-    local k=1
-    for p in "${names[@]}"; do
-      [ "$p" = "$n" ] && continue
-      local mbit
-      mbit="$(rate_between "$(role_of "$n")" "$(role_of "$p")")"
-      # Burst: 2 ms at the rate (at least 16 KB), so that timer granularity does not cap fast links.
-      local burst
-      burst="$(python3 -c "print(max(16000, int($mbit * 125 * 2)))")"
-      tc -n "d3-$n" class add dev eth0 parent 1: classid "1:$k" htb rate "${mbit}mbit" ceil "${mbit}mbit" \
-        burst "$burst" cburst "$burst" quantum 1514
-      tc -n "d3-$n" filter add dev eth0 parent 1: protocol ip prio 1 u32 match ip dst "$(ip_of "$p")/32" flowid "1:$k"
-      k=$((k + 1))
-    done
   done
+  shape_classes add
   # Certificates and node configs; nodes in their namespace and cgroup.
   [ -s "$out/certs/app.pem" ] || "$root/scripts/make-certs.sh" "$out/certs" "${names[@]}" app >/dev/null
   local summary="netns-cluster: testbed $(basename "$testbed")${scenario:+ scenario $scenario}, speed scale $scale (speeds x scale = cores), latency not shaped (no netem)"
@@ -163,12 +219,16 @@ up() {
   for n in "${names[@]}"; do
     local speed
     case "$(role_of "$n")" in device) speed="$device_speed" ;; edge) speed="$edge_speed" ;; cloud) speed="$cloud_speed" ;; esac
-    local scaled quota
+    local scaled quota period
     scaled="$(python3 -c "print('%.6f' % ($speed * $scale))")"
-    quota="$(python3 -c "print(max(1000, int($speed * $scale * 100000)))")"
+    # A short period (10 ms, longer where the quota would fall under the kernel's 1 ms, at most
+    # 100 ms): a node runs up to one quota ahead of its average rate, so a short period keeps a
+    # compute of a few ms from finishing a whole period early or late.
+    period="$(python3 -c "print(min(100000, max(10000, int(1000 / ($speed * $scale)))))")"
+    quota="$(python3 -c "print(max(1000, int($speed * $scale * $period)))")"
     local cg="/sys/fs/cgroup/cpu/d3-$n"
     mkdir -p "$cg"
-    echo 100000 > "$cg/cpu.cfs_period_us"
+    echo "$period" > "$cg/cpu.cfs_period_us"
     echo "$quota" > "$cg/cpu.cfs_quota_us"
     cat > "$out/$n.ini" <<INI
 ; written by scripts/netns-cluster.sh: node $n in namespace d3-$n
@@ -179,6 +239,9 @@ host="$(ip_of "$n")"
 port=$port
 speed=$scaled
 tls=true
+[scheduler]
+; workers wait on a condition variable: no idle polling charged to the node's small cpu quota
+policy='sharing'
 [openssl]
 cafile="$out/certs/ca.pem"
 certificate="$out/certs/$n.pem"
@@ -189,7 +252,7 @@ INI
     sh -c "echo \$\$ > '$cg/cgroup.procs' && exec ip netns exec 'd3-$n' '$node_binary' --config-file='$out/$n.ini'" \
       > "$out/$n.log" 2>&1 &
     echo $! >> "$state/pids"
-    summary+=$'\n'"  $n: d3-$n $(ip_of "$n"):$port, cpu quota $quota/100000 us (speed $scaled), log $out/$n.log"
+    summary+=$'\n'"  $n: d3-$n $(ip_of "$n"):$port, cpu quota $quota/$period us (speed $scaled), log $out/$n.log"
     nodes_json+="${nodes_json:+,}"$'\n'"    {\"name\": \"$n\", \"role\": \"$(role_of "$n")\", \"host\": \"$(ip_of "$n")\", \"port\": $port}"
   done
   for n in "${names[@]}"; do
@@ -202,7 +265,8 @@ INI
   done
   cat > "$out/cluster.json" <<JSON
 {
-  "comment": "written by scripts/netns-cluster.sh: nodes in network namespaces, links shaped by the kernel (bandwidth only); run d3-infer in namespace d3-device",
+  "comment": "written by scripts/netns-cluster.sh: nodes in network namespaces, links shaped by the kernel (bandwidth only; the testbed below is what d3-infer plans with, and emulates under --clock virtual); run d3-infer in namespace d3-device",
+  "testbed": {"uplink": "WiFi", "links": $testbed_links},
   "tls": {"dir": "$out/certs", "name": "app"},
   "nodes": [$nodes_json
   ]
@@ -219,8 +283,9 @@ command="$1"
 shift
 case "$command" in
   up) up "$@" ;;
+  shape) shape "$@" ;;
   down) down; echo "netns-cluster: down" ;;
   status) status ;;
   -h|--help) usage 0 ;;
-  *) echo "netns-cluster: unknown command '$command' (up, down, status)" >&2; usage ;;
+  *) echo "netns-cluster: unknown command '$command' (up, shape, down, status)" >&2; usage ;;
 esac

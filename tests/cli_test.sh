@@ -63,7 +63,7 @@ expect 2 "cannot open cluster file" "$bin/d3-infer" --cluster "$work/missing.jso
 expect 2 "--in-flight expects an integer" "$bin/d3-infer" --nodes device=127.0.0.1:1 --plan "$work/p.json" --in-flight 0
 expect 2 "--convert needs two values" "$bin/d3-run" --convert x.onnx
 expect 2 "--dot needs a value" "$bin/d3-topology" x.jsonl --dot
-expect 2 "--adapt needs --strategy hpa and --clock virtual" "$bin/d3-infer" --nodes device=127.0.0.1:1 --strategy dads --adapt
+expect 2 "--adapt needs --strategy hpa" "$bin/d3-infer" --nodes device=127.0.0.1:1 --strategy dads --adapt
 
 # d3-node: a value CAF's INI reader would drop (the member then keeps its default) is an error
 # naming the file, the line and the key; --help lists the [d3] options.

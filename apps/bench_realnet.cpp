@@ -1,0 +1,383 @@
+// d3-bench realnet: see bench_realnet.hpp.
+#include "apps/bench_realnet.hpp"
+
+#include <dirent.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "actors/deployment.hpp"
+#include "actors/planner_actor.hpp"
+#include "actors/protocol.hpp"
+#include "actors/transport.hpp"
+#include "apps/bench_support.hpp"
+#include "apps/grid_run.hpp"
+#include "apps/local_nodes.hpp"
+#include "emulation/cluster_file.hpp"
+#include "emulation/testbed_file.hpp"
+#include "kernels/executor.hpp"
+#include "kernels/model_zoo.hpp"
+#include "planner/cost_model.hpp"
+#include "planner/strategies.hpp"
+#include "profiling/message_costs.hpp"
+#include "security/tls_identity.hpp"
+
+namespace d3 {
+
+namespace {
+
+const char* const realnet_usage = R"(usage: d3-bench realnet --cluster FILE --speed-scale X [options]
+
+The emulation and the cost model checked against a real cluster: run it in the device's network
+namespace of a cluster made by scripts/netns-cluster.sh (scripts/realnet.sh does all of it, per
+scenario). For each model, the plans of hpa and of the baselines (picked on the cost model, plans
+picked by several strategies run once) are deployed on the cluster's nodes, one request at a
+time, in rounds that rotate the plans and alternate two clocks:
+  measured  wall clock: bandwidth shaped by the kernel (tc htb), speeds by cgroup cpu quotas;
+            d3 adds only each link's one-way latency (EMULATED: the kernel has no netem)
+  virtual   d3's emulation of the same testbed (node speeds from each d3-node's config)
+and next to them the cost model's prediction with the same scaled speeds. Every answer is
+compared memcmp with a single-process run.
+
+  --cluster FILE       the cluster file (netns-cluster.sh writes OUT/cluster.json)
+  --testbed FILE       the testbed the cluster was shaped from (default apps/config/testbed-d3.json)
+  --scenario NAME      its scenario the cluster was shaped for (default: the file's first)
+  --speed-scale X      the scale netns-cluster.sh gave the speeds (it prints it); required
+  --models LIST        built-in models (default resnet18)
+  --strategies LIST    default: hpa and every baseline
+  --requests N         timed requests per plan and clock (default 8)
+  --warmup N           untimed rounds first (default 1)
+  --profile-repeats N  the planning profile's repeats (default 5)
+  --timeout-ms T       every deployment step and answer (default 120000)
+  --out DIR            writes realnet-MODEL-SCENARIO.json there and rewrites realnet.md from
+                       every such file in DIR (default realnet-results)
+  --help               this text
+)";
+
+struct realnet_options {
+  std::string cluster, testbed_path = "apps/config/testbed-d3.json", scenario, out = "realnet-results", command;
+  std::vector<std::string> models = {"resnet18"}, strategies = default_strategies();
+  double speed_scale = 0;
+  int requests = 8, warmup = 1, profile_repeats = 5;
+  long timeout_ms = 120000;
+};
+
+realnet_options parse_options(int argc, char** argv, bool& help) {
+  realnet_options o;
+  o.command = command_line(argc, argv);
+  read_bench_options(argc, argv, "see d3-bench realnet --help", [&](option_reader& in) {
+    if (in.is("--help", "-h")) help = true;
+    else if (in.is("--cluster")) o.cluster = in.value();
+    else if (in.is("--testbed")) o.testbed_path = in.value();
+    else if (in.is("--scenario")) o.scenario = in.value();
+    else if (in.is("--speed-scale")) o.speed_scale = in.number(1e-6, 1000);
+    else if (in.is("--models")) {
+      o.models = split_list(in.value());
+      if (auto known = check_model_names(o.models); !known) in.fail(known.message());
+    } else if (in.is("--strategies")) o.strategies = split_list(in.value());
+    else if (in.is("--requests")) o.requests = int(in.integer(1, 100000));
+    else if (in.is("--warmup")) o.warmup = int(in.integer(0, 1000));
+    else if (in.is("--profile-repeats")) o.profile_repeats = int(in.integer(1, 1000));
+    else if (in.is("--timeout-ms")) o.timeout_ms = in.integer(1, 3600000);
+    else if (in.is("--out")) o.out = in.value();
+    else in.unknown();
+  });
+  if (help) return o;
+  if (o.cluster.empty()) bench_fail(bench_exit_bad_input, "--cluster FILE is required (see d3-bench realnet --help)");
+  if (o.speed_scale <= 0) bench_fail(bench_exit_bad_input, "--speed-scale X is required: the scale netns-cluster.sh printed");
+  for (const std::string& s : o.strategies)
+    if (std::find(strategy_names().begin(), strategy_names().end(), s) == strategy_names().end())
+      bench_fail(bench_exit_bad_input, "--strategies: unknown strategy '" + s + "' (" + join(strategy_names(), ", ") + ")");
+  return o;
+}
+
+// One distinct plan and the strategies that picked it.
+struct realnet_plan {
+  std::vector<std::string> strategies;
+  deployment_plan plan;
+  std::string text;  // describe(plan)
+  double predicted_ms = NAN;         // the cost model, testbed speeds x scale, planning profile
+  double probed_predicted_ms = NAN;  // the cost model on the nodes' own profiles (wall clock)
+  std::vector<double> measured_ms, virtual_ms;
+  int verified = 0, differ = 0, failed = 0;
+  std::string error;
+};
+
+// The testbed's links with bandwidth left to the kernel: the one-way latency only.
+testbed latency_only(const testbed& t) {
+  testbed out = t;
+  out.device_cloud = t.link(node_role::device, node_role::cloud);
+  for (link_profile* l : {&out.device_edge, &out.edge_edge, &out.edge_cloud, &*out.device_cloud}) l->bandwidth_mbit_per_s = 0;
+  return out;
+}
+
+double relative_error(double estimate, double measured) { return estimate / measured - 1.0; }
+
+// Runs request `i` of `p` on `dep` (deployed) and records it; false when the plan must stop.
+bool run_one(realnet_plan& p, deployment& dep, const std::map<std::string, tensor>& input,
+             const std::map<std::string, tensor>& expected, bool virtual_clock, bool timed) {
+  std::vector<request_outcome> outcomes = dep.run({input}, 1);
+  const request_outcome& r = outcomes.at(0);
+  if (!r.ok) {
+    ++p.failed;
+    if (p.error.empty()) p.error = std::string(virtual_clock ? "virtual: " : "measured: ") + r.error;
+    return false;
+  }
+  bool same = r.outputs.size() == expected.size();
+  for (const auto& [name, want] : expected) {
+    auto got = r.outputs.find(name);
+    same = same && got != r.outputs.end() && bitwise_equal(got->second, want);
+  }
+  if (!same) {
+    ++p.differ;
+    if (p.error.empty()) p.error = "an answer differs from the single-process run";
+  } else {
+    ++p.verified;
+  }
+  if (timed) (virtual_clock ? p.virtual_ms : p.measured_ms).push_back(virtual_clock ? r.virtual_latency_ms : r.latency_ms);
+  return true;
+}
+
+nlohmann::ordered_json plan_json(const realnet_plan& p) {
+  const double measured = median(p.measured_ms), emulated = median(p.virtual_ms);
+  nlohmann::ordered_json j = {{"strategies", p.strategies},
+                              {"plan", p.text},
+                              {"predicted_ms", p.predicted_ms},
+                              {"probed_predicted_ms", p.probed_predicted_ms},
+                              {"measured_median_ms", p.measured_ms.empty() ? NAN : measured},
+                              {"measured_p10_ms", p.measured_ms.empty() ? NAN : percentile(p.measured_ms, 0.1)},
+                              {"measured_p90_ms", p.measured_ms.empty() ? NAN : percentile(p.measured_ms, 0.9)},
+                              {"virtual_median_ms", p.virtual_ms.empty() ? NAN : emulated},
+                              {"measured_ms", p.measured_ms},
+                              {"virtual_ms", p.virtual_ms},
+                              {"verified", p.verified},
+                              {"differ", p.differ},
+                              {"failed", p.failed}};
+  if (!p.measured_ms.empty() && !p.virtual_ms.empty()) {
+    j["virtual_error"] = relative_error(emulated, measured);
+    j["predicted_error"] = relative_error(p.predicted_ms, measured);
+    j["probed_predicted_error"] = relative_error(p.probed_predicted_ms, measured);
+  }
+  if (!p.error.empty()) j["error"] = p.error;
+  return j;
+}
+
+// realnet.md from every realnet-*.json in `folder`.
+void write_report(const std::string& folder) {
+  std::vector<std::string> files;
+  if (DIR* d = ::opendir(folder.c_str())) {
+    while (dirent* e = ::readdir(d)) {
+      const std::string name = e->d_name;
+      if (name.rfind("realnet-", 0) == 0 && name.size() > 5 && name.substr(name.size() - 5) == ".json") files.push_back(name);
+    }
+    ::closedir(d);
+  }
+  std::sort(files.begin(), files.end());
+  std::ostringstream md;
+  md << "# Real network: measured against the virtual clock and the cost model\n\n"
+     << "Written by `d3-bench realnet` (scripts/realnet.sh). Each node in its own network namespace "
+        "(scripts/netns-cluster.sh): bandwidth shaped by the kernel (tc htb per link class), node speeds as "
+        "cgroup v1 cpu quotas (the testbed's speeds times the scale). **measured**: wall clock, d3 adds only "
+        "each link's one-way latency (EMULATED: this kernel has no netem). **virtual**: d3's emulation of the "
+        "same testbed on the same nodes. **predicted**: the cost model with the same scaled speeds. Errors are "
+        "relative to measured. Medians of the timed requests; plans and clocks alternate request by request.\n";
+  double worst_virtual = 0, worst_predicted = 0, worst_probed = 0;
+  size_t rows = 0;
+  for (const std::string& file : files) {
+    std::ifstream in(folder + "/" + file);
+    nlohmann::ordered_json j = nlohmann::ordered_json::parse(in, nullptr, false);
+    if (j.is_discarded()) continue;
+    md << "\n## " << j.value("model", "?") << ", scenario " << j.value("scenario", "?") << "\n\n"
+       << j.value("setting", "") << "\n\n`" << j.value("command", "") << "`\n\n"
+       << "| plan | strategies | measured ms (p10-p90) | virtual ms | error | predicted ms | error | "
+          "predicted, probed ms | error | exact |\n"
+       << "|---|---|---:|---:|---:|---:|---:|---:|---:|---|\n";
+    for (const auto& p : j["plans"]) {
+      auto num = [&](const char* key, const char* pattern, double scale = 1.0) {
+        return p.contains(key) && p[key].is_number() ? format(pattern, scale * p[key].get<double>()) : std::string("-");
+      };
+      md << "| " << p.value("plan", "") << " | " << join(p["strategies"].get<std::vector<std::string>>(), ", ") << " | "
+         << num("measured_median_ms", "%.1f") << " (" << num("measured_p10_ms", "%.0f") << "-" << num("measured_p90_ms", "%.0f")
+         << ") | " << num("virtual_median_ms", "%.1f") << " | " << num("virtual_error", "%+.1f%%", 100) << " | "
+         << num("predicted_ms", "%.1f") << " | " << num("predicted_error", "%+.1f%%", 100) << " | "
+         << num("probed_predicted_ms", "%.1f") << " | " << num("probed_predicted_error", "%+.1f%%", 100) << " | "
+         << p.value("verified", 0) << "/" << p.value("verified", 0) + p.value("differ", 0) + p.value("failed", 0)
+         << (p.contains("error") ? " " + p.value("error", "") : "") << " |\n";
+      if (p.contains("virtual_error")) {
+        worst_virtual = std::max(worst_virtual, std::fabs(p["virtual_error"].get<double>()));
+        worst_predicted = std::max(worst_predicted, std::fabs(p["predicted_error"].get<double>()));
+        worst_probed = std::max(worst_probed, std::fabs(p["probed_predicted_error"].get<double>()));
+        ++rows;
+      }
+    }
+  }
+  md << "\nOver " << rows << " plans: largest |error| of the virtual clock " << format("%.1f%%", 100 * worst_virtual)
+     << ", of the cost model " << format("%.1f%%", 100 * worst_predicted) << " (testbed speeds), "
+     << format("%.1f%%", 100 * worst_probed) << " (the nodes' probed profiles).\n";
+  std::ofstream(folder + "/realnet.md", std::ios::trunc) << md.str();
+}
+
+}  // namespace
+
+int bench_realnet(int argc, char** argv) {
+  bool help = false;
+  const realnet_options o = parse_options(argc, argv, help);
+  if (help) {
+    std::cout << realnet_usage;
+    return 0;
+  }
+  auto cluster_file = load_cluster_file(o.cluster);
+  if (!cluster_file) bench_fail(bench_exit_bad_input, cluster_file.message());
+  auto bed = load_testbed_file(o.testbed_path);
+  if (!bed) bench_fail(bench_exit_bad_input, bed.message());
+  const std::string scenario = o.scenario.empty() ? bed->scenarios.front().name : o.scenario;
+  const testbed_scenario* sc = bed->scenario(scenario);
+  if (!sc) bench_fail(bench_exit_bad_input, "--scenario: " + o.testbed_path + " has no scenario '" + scenario + "'");
+  testbed t = bed->with(*sc);
+  t.device_speed *= o.speed_scale;
+  t.edge_speed *= o.speed_scale;
+  t.cloud_speed *= o.speed_scale;
+  // The cluster's nodes must be the evaluation's: device, edge1..K, cloud.
+  int edges = 0;
+  std::vector<node_endpoint> endpoints;
+  for (const cluster_member& n : cluster_file->nodes) {
+    endpoints.push_back({n.name, n.host, n.port});
+    if (n.role == "edge") ++edges;
+  }
+  const cluster_model cluster = cluster_model::evaluation(t, edges);
+  for (const auto& [name, node] : cluster.nodes)
+    if (std::none_of(endpoints.begin(), endpoints.end(), [&](const node_endpoint& e) { return e.name == name; }))
+      bench_fail(bench_exit_bad_input, o.cluster + " has no node '" + name + "' (expected device, edge1.." +
+                                           "edgeK and cloud, as netns-cluster.sh writes)");
+  if (auto s = make_folder(o.out); !s) bench_fail(bench_exit_bad_input, "--out: " + s.message());
+
+  const tls_settings tls = cluster_file->has_tls ? cluster_file->tls : tls_settings{};
+  if (auto checked = check_tls_identity(tls, "TLS"); !checked) bench_fail(bench_exit_bad_input, checked.message());
+  if (!tls.enabled) std::fprintf(stderr, "%s\n", plaintext_warning("d3-bench realnet").c_str());
+  caf::actor_system_config cfg;
+  protocol::configure_process(cfg);
+  transport::configure_tls(cfg, tls);
+  caf::actor_system system{cfg};
+
+  deployment_options measured_options;
+  measured_options.timeout = std::chrono::milliseconds(o.timeout_ms);
+  measured_options.emulation.clock = clock_mode::wall;
+  measured_options.emulation.shaped = true;
+  measured_options.emulation.links = latency_only(t);
+  measured_options.emulation.app_node = "device";
+  const deployment_options virtual_options = virtual_clock_options(t, o.timeout_ms);
+  deployment measured(system, measured_options), emulated(system, virtual_options);
+  if (auto s = measured.connect(endpoints); !s) bench_fail(bench_exit_failed, "connect: " + s.message());
+  if (auto s = emulated.connect(endpoints); !s) bench_fail(bench_exit_failed, "connect: " + s.message());
+
+  const std::string setting =
+      format("Testbed %s, scenario %s, speed scale %g: device %.4f, edges %.4f, cloud %.4f cores; links device-edge %s, "
+             "edge-edge %s, edge-cloud %s, device-cloud %s; %d edge nodes; TLS %s.",
+             bed->name.c_str(), scenario.c_str(), o.speed_scale, t.device_speed, t.edge_speed, t.cloud_speed,
+             describe(t.device_edge).c_str(), describe(t.edge_edge).c_str(), describe(t.edge_cloud).c_str(),
+             describe(t.link(node_role::device, node_role::cloud)).c_str(), edges, tls.enabled ? "on" : "off");
+  std::printf("d3-bench realnet: %s\n", setting.c_str());
+  std::fflush(stdout);
+  bool clean = true;
+  for (const std::string& model : o.models) {
+    auto g = load_model_by_name(model, default_model_seed);
+    if (!g) bench_fail(bench_exit_bad_input, g.message());
+    auto profile = measure_local_profile(*g, o.profile_repeats);
+    if (!profile) bench_fail(bench_exit_failed, "profile: " + profile.message());
+    std::vector<realnet_plan> plans;
+    for (const std::string& strategy : o.strategies) {
+      auto chosen = plan_with_strategy(strategy, *g, *profile, cluster);
+      if (!chosen) {
+        std::fprintf(stderr, "d3-bench realnet: %s: %s: %s\n", model.c_str(), strategy.c_str(), chosen.message().c_str());
+        continue;
+      }
+      const std::string text = describe(chosen->plan);
+      auto same = std::find_if(plans.begin(), plans.end(), [&](const realnet_plan& p) { return p.text == text; });
+      if (same != plans.end()) {
+        same->strategies.push_back(strategy);
+        continue;
+      }
+      realnet_plan p;
+      p.strategies = {strategy};
+      p.plan = chosen->plan;
+      p.text = text;
+      p.predicted_ms = chosen->prediction.latency_ms;
+      plans.push_back(std::move(p));
+    }
+    // The cost model on what the nodes measure of themselves under the wall clock (their cpu
+    // quotas included), as a deployment plans with by default.
+    cluster_model probed = cluster;
+    if (auto s = probe_node_profiles(measured, *g, probed, o.profile_repeats); !s)
+      bench_fail(bench_exit_failed, "probing the nodes' profiles: " + s.message());
+    for (realnet_plan& p : plans) {
+      auto stages = build_stage_graph(*g, p.plan);
+      auto predicted = stages ? predict_plan(*g, *stages, *profile, probed) : result<plan_prediction>(stages.error());
+      if (predicted) p.probed_predicted_ms = predicted->latency_ms;
+    }
+    const int total = o.warmup + o.requests;
+    std::vector<std::map<std::string, tensor>> inputs{size_t(total)}, expected{size_t(total)};
+    auto local = executor::create(*g);
+    if (!local) bench_fail(bench_exit_failed, "single-process executor: " + local.message());
+    for (int i = 0; i < total; ++i) {
+      for (int in : g->input_layers())
+        inputs[size_t(i)][g->layers[size_t(in)].name] = random_tensor(g->layers[size_t(in)].output_shape, 1000 + uint64_t(i));
+      auto out = (*local)->run(inputs[size_t(i)]);
+      if (!out) bench_fail(bench_exit_failed, "single-process run: " + out.message());
+      expected[size_t(i)] = std::move(out.value());
+    }
+    local->reset();
+    std::printf("%s: %zu distinct plans, %d rounds\n", model.c_str(), plans.size(), total);
+    std::fflush(stdout);
+    std::vector<bool> stopped(plans.size(), false);
+    for (int round = 0; round < total; ++round) {
+      for (size_t turn = 0; turn < plans.size(); ++turn) {
+        const size_t k = (turn + size_t(round)) % plans.size();
+        realnet_plan& p = plans[k];
+        if (stopped[k]) continue;
+        for (int c = 0; c < 2 && !stopped[k]; ++c) {
+          const bool virtual_clock = (c + round) % 2 == 1;
+          deployment& dep = virtual_clock ? emulated : measured;
+          auto deployed = dep.deploy(*g, p.plan);
+          if (!deployed) {
+            p.error = std::string(virtual_clock ? "virtual" : "measured") + " deploy: " + deployed.message();
+            stopped[k] = true;
+            break;
+          }
+          stopped[k] = !run_one(p, dep, inputs[size_t(round)], expected[size_t(round)], virtual_clock, round >= o.warmup);
+          dep.teardown();
+        }
+      }
+      std::fprintf(stderr, "d3-bench realnet: %s round %d/%d\n", model.c_str(), round + 1, total);
+    }
+    nlohmann::ordered_json report = {{"bench", "realnet"}, {"model", model},       {"scenario", scenario},
+                                     {"setting", setting}, {"command", o.command}, {"requests", o.requests},
+                                     {"warmup", o.warmup}, {"plans", nlohmann::ordered_json::array()}};
+    for (const realnet_plan& p : plans) {
+      report["plans"].push_back(plan_json(p));
+      clean = clean && p.error.empty();
+      std::printf("%-60s measured %8.1f ms  virtual %8.1f ms (%+5.1f%%)  predicted %8.1f ms (%+5.1f%%), probed %8.1f ms "
+                  "(%+5.1f%%)  exact %d/%d%s%s\n",
+                  p.text.substr(0, 60).c_str(), median(p.measured_ms), median(p.virtual_ms),
+                  100 * relative_error(median(p.virtual_ms), median(p.measured_ms)), p.predicted_ms,
+                  100 * relative_error(p.predicted_ms, median(p.measured_ms)), p.probed_predicted_ms,
+                  100 * relative_error(p.probed_predicted_ms, median(p.measured_ms)), p.verified,
+                  p.verified + p.differ + p.failed, p.error.empty() ? "" : "  ERROR ", p.error.c_str());
+    }
+    std::fflush(stdout);
+    std::ofstream(o.out + "/realnet-" + file_safe(model) + "-" + file_safe(scenario) + ".json", std::ios::trunc)
+        << report.dump(2) << "\n";
+  }
+  write_report(o.out);
+  std::printf("report: %s/realnet.md\n", o.out.c_str());
+  return clean ? 0 : bench_exit_failed;
+}
+
+}  // namespace d3

@@ -9,15 +9,16 @@
 
 #include <chrono>
 #include <cstdint>
-#include <functional>
-#include <optional>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "base/send_backlog.hpp"
 #include "emulation/emulation.hpp"
 #include "emulation/emulation_trace.hpp"
 #include "plan/plan.hpp"
@@ -348,6 +349,7 @@ class deployment {
   std::chrono::steady_clock::time_point next_ping_;
   uint64_t ping_seq_ = 0;
   std::map<uint64_t, double> ping_sent_ms_;  // seq -> monotonic_ms when sent (the last few)
+  send_backlog app_backlog_;                 // wall clock: the app's sends to each node
   replan_hook replanner_;
   const graph* graph_ = nullptr;  // of the last deploy(); the caller keeps it alive
   deployment_plan deployed_plan_;  // the plan given to the last deploy()

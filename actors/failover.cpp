@@ -39,8 +39,10 @@ std::vector<std::string> deployment::heartbeat() {
     // Nodes marked down are pinged too: one that was only frozen answers again.
     for (const auto& [name, handle] : nodes_) (*self_)->send(handle, protocol::ping_atom::value, ping_seq_);
   }
+  // A ping queued behind the app's own data to a node waits for it: silence counts from then.
   for (const auto& [name, h] : health_)
-    if (!down_nodes_.count(name) && now - h.last_answer > options_.silence) silent.push_back(name);
+    if (!down_nodes_.count(name) && now - std::max(h.last_answer, app_backlog_.drained_by(name)) > options_.silence)
+      silent.push_back(name);
   return silent;
 }
 

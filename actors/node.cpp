@@ -44,7 +44,9 @@ void watch_peers(node_pointer self, const std::string& me) {
   const uint64_t seq = ++self->state.seq;
   for (auto& [name, p] : self->state.peers) {
     if (p.reported) continue;
-    if (now - p.last_answer > peer_silence) {
+    // A ping queued behind this node's own data to the peer waits for it: silence counts from then.
+    const auto quiet_since = std::max(p.last_answer, peer_backlog().drained_by(name));
+    if (now - quiet_since > peer_silence) {
       const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now - p.last_answer).count();
       report_peer(self, me, name, "no heartbeat answer for " + std::to_string(ms) + " ms");
       continue;

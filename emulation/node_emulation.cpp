@@ -50,4 +50,9 @@ node_emulation& emulation() {
   return e;
 }
 
+send_backlog& peer_backlog() {
+  static send_backlog backlog;
+  return backlog;
+}
+
 }  // namespace d3

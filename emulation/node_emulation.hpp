@@ -9,6 +9,7 @@
 #include <mutex>
 #include <string>
 
+#include "base/send_backlog.hpp"
 #include "base/status.hpp"
 #include "emulation/emulation.hpp"
 
@@ -75,5 +76,9 @@ class node_emulation {
 
 // The process's one instance.
 node_emulation& emulation();
+
+// What this process's stages sent to each other node, under the wall clock: a node's heartbeats
+// to its peers share the connections (base/send_backlog.hpp).
+send_backlog& peer_backlog();
 
 }  // namespace d3

@@ -111,9 +111,10 @@ shape_classes() {
       [ "$p" = "$n" ] && continue
       local mbit
       mbit="$(rate_between "$(role_of "$n")" "$(role_of "$p")")"
-      # Burst: 2 ms at the rate (at least 16 KB), so that timer granularity does not cap fast links.
+      # Burst: 2 ms at the rate, so that timer granularity does not cap fast links, and at least two
+      # full frames; no more, or small messages on a slow link would cross at line rate.
       local burst
-      burst="$(python3 -c "print(max(16000, int($mbit * 125 * 2)))")"
+      burst="$(python3 -c "print(max(3028, int($mbit * 125 * 2)))")"
       tc -n "d3-$n" class "$verb" dev eth0 parent 1: classid "1:$k" htb rate "${mbit}mbit" ceil "${mbit}mbit" \
         burst "$burst" cburst "$burst" quantum 1514
       [ "$verb" = add ] && tc -n "d3-$n" filter add dev eth0 parent 1: protocol ip prio 1 u32 match ip dst "$(ip_of "$p")/32" flowid "1:$k"
@@ -202,6 +203,10 @@ up() {
     ip link set "d3v-$n" netns d3-hub
     ip -n d3-hub link set "d3v-$n" master br0 up
     ip -n "d3-$n" addr add "$(ip_of "$n")/24" dev eth0
+    # One segment per packet: htb lets a packet through whenever its tokens are positive, so a
+    # 64 KB GSO packet would cross a 2 Mbit/s link at once (measured: a 16 KB message in 0.7 ms
+    # instead of 55); real links serialise every MTU.
+    ip -n "d3-$n" link set eth0 gso_max_segs 1
     ip -n "d3-$n" link set eth0 up
     ip -n "d3-$n" link set lo up
   done

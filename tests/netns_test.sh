@@ -2,8 +2,9 @@
 # d3 across network namespaces (scripts/netns-cluster.sh), as root: a three-tier plan tiled over
 # two edge nodes, each node in its own namespace with kernel-shaped links, checked memcmp-equal to
 # one process by d3-infer --verify; the same with one edge's link taken down during the requests
-# (failover: none lost); and the shaped device<->edge bandwidth measured within 10% of its
-# configured 100 Mbit/s. Skips (exit 77, ctest SKIP_RETURN_CODE) with a one-line reason when
+# (failover: none lost); a bandwidth drop applied with tc while requests run with --adapt (the
+# planner, learning from wall-clock reports, migrates; none lost, all exact); and the shaped
+# device<->edge bandwidth measured within 10% of its configured 100 Mbit/s. Skips (exit 77, ctest SKIP_RETURN_CODE) with a one-line reason when
 # not root, without namespaces, tc or cgroup v1 cpu, or when a netns cluster is up already.
 #   netns_test.sh SOURCE_DIR BIN_DIR
 set -u
@@ -24,7 +25,7 @@ trap cleanup EXIT
 fail() { echo "netns_test: FAIL: $*"; for f in "$work"/cluster/*.log; do echo "== $f"; tail -n 5 "$f"; done; exit 1; }
 
 cat > "$work/testbed.json" <<'JSON'
-{"name": "netns_test", "device_speed": 0.2, "edge_speed": 0.4, "cloud_speed": 0.8, "edge_nodes": 2,
+{"name": "netns_test", "device_speed": 0.1, "edge_speed": 0.2, "cloud_speed": 0.9, "edge_nodes": 2,
  "links": {"device-edge": {"mbit_per_s": 100, "latency_ms": 2}, "edge-edge": {"mbit_per_s": 1000, "latency_ms": 0.2},
            "edge-cloud": {"mbit_per_s": 200, "latency_ms": 20}}}
 JSON
@@ -59,6 +60,33 @@ grep -q "40 answered, 0 failed" "$work/fault.log" && grep -q "verify: 40 of 40 a
   || { cat "$work/fault.log"; fail "requests lost with edge2's link down"; }
 grep -q "node edge2 down" "$work/fault.log" || { cat "$work/fault.log"; fail "edge2's lost link went unnoticed"; }
 grep -E "verify:|down|failover" "$work/fault.log" | head -n 4
+
+# A bandwidth drop on real links: the backbone (edge<->cloud, and so device<->cloud) falls from
+# 200 to 2 Mbit/s with tc while 60 requests run under --adapt (wall clock: the stages report real
+# times, each node's clock mapped onto the app's). The plan hpa starts from uses the cloud (a fast
+# cloud, slow edges); after the drop the planner must migrate off it (once or twice: no flapping),
+# with no request lost.
+timeout 300 ip netns exec d3-device "$bin/d3-infer" --cluster "$work/cluster/cluster.json" --strategy hpa --adapt \
+  --clock wall --requests 60 --verify --timeout-ms 60000 --log "$work/adapt.jsonl" > "$work/adapt.log" 2>&1 &
+infer=$!
+for _ in $(seq 120); do grep -q "^deployed" "$work/adapt.log" && break; sleep 1; done
+grep -q "cloud" <(grep "strategy hpa" "$work/adapt.log") || { cat "$work/adapt.log"; fail "hpa's first plan does not use the cloud"; }
+sleep 4
+drop="$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)"
+"$src/scripts/netns-cluster.sh" shape edge-cloud=2 || fail "tc bandwidth drop"
+wait "$infer" || { cat "$work/adapt.log"; fail "d3-infer --adapt during a bandwidth drop"; }
+"$src/scripts/netns-cluster.sh" shape edge-cloud=200 > /dev/null
+grep -q "60 answered, 0 failed" "$work/adapt.log" && grep -q "verify: 60 of 60 answers memcmp-equal" "$work/adapt.log" \
+  || { cat "$work/adapt.log"; fail "requests lost or inexact during the bandwidth drop"; }
+python3 - "$work/adapt.jsonl" "$drop" <<'PY' || { cat "$work/adapt.log"; fail "no migration, or more than 2, after the bandwidth drop"; }
+import json, sys
+events = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+after = [e for e in events if e.get("event") == "layers_migrated" and e["time"] >= sys.argv[2]]
+print("netns_test: after the drop at %s: %d migration(s), the first at %s moving %d layers" % (
+    sys.argv[2], len(after), after[0]["time"] if after else "-", after[0]["layers_moved"] if after else 0))
+sys.exit(0 if 1 <= len(after) <= 2 else 1)  # adapts, and settles (no flapping between plans)
+PY
+grep -E "^migration|planner estimates" "$work/adapt.log"
 
 # The device<->edge link: 16 MB from the device's namespace to edge1's, goodput at the receiver.
 timeout 60 ip netns exec d3-edge1 python3 "$src/tests/link_rate.py" serve 10.213.0.11 5999 > "$work/rate" &

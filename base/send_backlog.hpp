@@ -1,0 +1,43 @@
+// When what was sent to each peer may still be crossing the link, for heartbeats that share the
+// data's connection: on a slow real link a ping sent behind a large message arrives only once the
+// message has crossed (measured: 602 KB on a 2 Mbit/s link held the app's pings 2.4 s, and the
+// cloud node was taken for frozen on every request). Silence is counted from the later of the
+// peer's last answer and drained_by(peer), which assumes the slowest link d3 is meant to run on
+// (floor_mbit_per_s): a peer that is really frozen is found at most bytes / floor later.
+// Thread-safe (a node's stages send from several threads).
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <string>
+
+namespace d3 {
+
+class send_backlog {
+ public:
+  using time_point = std::chrono::steady_clock::time_point;
+  static constexpr double floor_mbit_per_s = 1.0;
+
+  // `bytes` handed to the connection to `peer` at `now`: they queue behind what is still there.
+  void sent(const std::string& peer, size_t bytes, time_point now = std::chrono::steady_clock::now()) {
+    const auto crossing = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+        std::chrono::duration<double>(double(bytes) * 8.0 / (floor_mbit_per_s * 1e6)));
+    std::lock_guard<std::mutex> lock(mutex_);
+    time_point& until = until_[peer];
+    until = std::max(until, now) + crossing;
+  }
+  // When everything sent to `peer` so far has crossed at the floor rate (the epoch if nothing).
+  time_point drained_by(const std::string& peer) const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = until_.find(peer);
+    return it == until_.end() ? time_point{} : it->second;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::map<std::string, time_point> until_;
+};
+
+}  // namespace d3

@@ -349,7 +349,8 @@ class deployment {
   std::chrono::steady_clock::time_point next_ping_;
   uint64_t ping_seq_ = 0;
   std::map<uint64_t, double> ping_sent_ms_;  // seq -> monotonic_ms when sent (the last few)
-  send_backlog app_backlog_;                 // wall clock: the app's sends to each node
+  send_backlog app_backlog_;                 // the app's sends to each node (both clocks: the
+                                             // bytes cross the real network either way)
   replan_hook replanner_;
   const graph* graph_ = nullptr;  // of the last deploy(); the caller keeps it alive
   deployment_plan deployed_plan_;  // the plan given to the last deploy()

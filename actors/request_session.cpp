@@ -88,9 +88,8 @@ status request_session::send_to(size_t i, deployment::deployed_version& v, doubl
   };
   const clock_mode mode = dep_.options_.emulation.clock;
   D3_RETURN_IF_ERROR(stamp_arrivals(*bundles, mode, link));
-  if (mode == clock_mode::wall)
-    for (const outgoing_bundle& b : *bundles)
-      if (b.node != dep_.options_.emulation.app_node) dep_.app_backlog_.sent(b.node, b.message.size());
+  for (const outgoing_bundle& b : *bundles)
+    if (b.node != dep_.options_.emulation.app_node) dep_.app_backlog_.sent(b.node, b.message.size());
   send_bundles((*dep_.self_).ptr(), *bundles, send_ms, mode);
   return status::ok();
 }

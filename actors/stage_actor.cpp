@@ -395,9 +395,8 @@ void on_data(stage_actor_t self, const bytes& payload) {
   if (st.app)
     self->send(st.app, protocol::report_atom::value, id, int32_t(st.spec.stage_id), ready,
                virtual_clock ? finish : monotonic_ms(), cpu_ms, bytes_sent, messages_ms);
-  if (!virtual_clock)
-    for (const outgoing_bundle& b : *bundles)
-      if (emu.is_remote(b.node)) peer_backlog().sent(b.node, b.message.size());
+  for (const outgoing_bundle& b : *bundles)
+    if (emu.is_remote(b.node)) peer_backlog().sent(b.node, b.message.size());
   send_bundles(self, *bundles, finish, mode);
 }
 

@@ -123,9 +123,20 @@ double relative_error(double estimate, double measured) { return estimate / meas
 
 // Runs request `i` of `p` on `dep` (deployed) and records it; false when the plan must stop.
 bool run_one(realnet_plan& p, deployment& dep, const std::map<std::string, tensor>& input,
-             const std::map<std::string, tensor>& expected, bool virtual_clock, bool timed) {
+             const std::map<std::string, tensor>& expected, int version, bool virtual_clock, bool timed) {
+  const size_t faults_before = dep.faults().size();
   std::vector<request_outcome> outcomes = dep.run({input}, 1);
   const request_outcome& r = outcomes.at(0);
+  // A node taken for down moves the request to another plan: its time is not this plan's.
+  if (dep.faults().size() > faults_before || r.plan_version != version) {
+    ++p.failed;
+    if (p.error.empty())
+      p.error = std::string(virtual_clock ? "virtual: " : "measured: ") +
+                (dep.faults().size() > faults_before ? "node " + dep.faults()[faults_before].node + " taken for down (" +
+                                                           dep.faults()[faults_before].cause + ")"
+                                                     : std::string("answered by another plan version"));
+    return false;
+  }
   if (!r.ok) {
     ++p.failed;
     if (p.error.empty()) p.error = std::string(virtual_clock ? "virtual: " : "measured: ") + r.error;
@@ -351,7 +362,8 @@ int bench_realnet(int argc, char** argv) {
             stopped[k] = true;
             break;
           }
-          stopped[k] = !run_one(p, dep, inputs[size_t(round)], expected[size_t(round)], virtual_clock, round >= o.warmup);
+          stopped[k] = !run_one(p, dep, inputs[size_t(round)], expected[size_t(round)], deployed->plan_version,
+                                virtual_clock, round >= o.warmup);
           dep.teardown();
         }
       }

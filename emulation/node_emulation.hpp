@@ -77,8 +77,8 @@ class node_emulation {
 // The process's one instance.
 node_emulation& emulation();
 
-// What this process's stages sent to each other node, under the wall clock: a node's heartbeats
-// to its peers share the connections (base/send_backlog.hpp).
+// What this process's stages sent to each other node (under either clock the bytes cross the
+// real network): a node's heartbeats to its peers share the connections (base/send_backlog.hpp).
 send_backlog& peer_backlog();
 
 }  // namespace d3

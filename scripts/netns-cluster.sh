@@ -188,6 +188,8 @@ up() {
   fi
   trap 'echo "netns-cluster: up failed; removing what it made" >&2; down' ERR
   mkdir -p "$state" "$out"
+  echo "$scale" > "$state/speed_scale"
+  echo "$testbed" > "$state/testbed"
   : > "$state/pids"
   local names=(device)
   for e in $(seq 1 "$edges"); do names+=("edge$e"); done

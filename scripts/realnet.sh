@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# d3-bench realnet over every scenario of a testbed (run as root, after scripts/build.sh): a
+# cluster in network namespaces (scripts/netns-cluster.sh up), then per scenario its links
+# re-shaped with tc (netns-cluster.sh shape) and d3-bench realnet run in the device's namespace;
+# the cluster is removed at the end, also when something fails.
+#   scripts/realnet.sh [--testbed FILE] [--scenarios A,B,...] [--edges N] [--speed-scale X]
+#                      [--out DIR] [-- d3-bench realnet options, e.g. --models resnet18 --requests 8]
+# Writes DIR/realnet-MODEL-SCENARIO.json and DIR/realnet.md (default docs/results/realnet).
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+testbed="$root/apps/config/testbed-d3.json" scenarios="" edges=2 scale="" out="$root/docs/results/realnet"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --testbed) testbed="$2"; shift 2 ;;
+    --scenarios) scenarios="$2"; shift 2 ;;
+    --edges) edges="$2"; shift 2 ;;
+    --speed-scale) scale="$2"; shift 2 ;;
+    --out) out="$2"; shift 2 ;;
+    --) shift; break ;;
+    -h|--help) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "realnet: unknown option '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+bench="$root/build/apps/d3-bench"
+[ -x "$bench" ] || { echo "realnet: no $bench (run scripts/build.sh first)" >&2; exit 1; }
+if [ -z "$scenarios" ]; then
+  scenarios="$(python3 -c "import json,sys; print(','.join(json.load(open(sys.argv[1])).get('scenarios', {})))" "$testbed")"
+fi
+mkdir -p "$out"
+cluster="$(mktemp -d -t d3-realnet-XXXXXX)"
+trap '"$root/scripts/netns-cluster.sh" down >/dev/null 2>&1; rm -rf "$cluster"' EXIT
+first="${scenarios%%,*}"
+"$root/scripts/netns-cluster.sh" up --testbed "$testbed" ${first:+--scenario "$first"} --edges "$edges" \
+  ${scale:+--speed-scale "$scale"} --out "$cluster"
+scale="$(cat /run/d3-netns/speed_scale)"
+IFS=',' read -r -a list <<< "${scenarios:-base}"
+for s in "${list[@]}"; do
+  [ -n "$scenarios" ] && "$root/scripts/netns-cluster.sh" shape --testbed "$testbed" --scenario "$s"
+  ip netns exec d3-device "$bench" realnet --cluster "$cluster/cluster.json" --testbed "$testbed" \
+    ${scenarios:+--scenario "$s"} --speed-scale "$scale" --out "$out" "$@"
+done
+echo "realnet: report $out/realnet.md"

@@ -99,8 +99,16 @@ realnet_options parse_options(int argc, char** argv, bool& help) {
   return o;
 }
 
+// One stage of a plan: when it finished, since the request started, per clock and predicted.
+struct realnet_stage {
+  std::string what;  // "tile@edge2"
+  double predicted_finish_ms = NAN, probed_finish_ms = NAN;
+  std::vector<double> measured_finish_ms, virtual_finish_ms;
+};
+
 // One distinct plan and the strategies that picked it.
 struct realnet_plan {
+  std::vector<realnet_stage> stages;  // stage id order
   std::vector<std::string> strategies;
   deployment_plan plan;
   std::string text;  // describe(plan)
@@ -153,7 +161,13 @@ bool run_one(realnet_plan& p, deployment& dep, const std::map<std::string, tenso
   } else {
     ++p.verified;
   }
-  if (timed) (virtual_clock ? p.virtual_ms : p.measured_ms).push_back(virtual_clock ? r.virtual_latency_ms : r.latency_ms);
+  if (!timed) return true;
+  (virtual_clock ? p.virtual_ms : p.measured_ms).push_back(virtual_clock ? r.virtual_latency_ms : r.latency_ms);
+  const double start = virtual_clock ? r.virtual_start_ms : r.wall_start_ms;
+  for (const stage_report& s : r.stage_reports)
+    if (s.stage_id >= 0 && size_t(s.stage_id) < p.stages.size())
+      (virtual_clock ? p.stages[size_t(s.stage_id)].virtual_finish_ms : p.stages[size_t(s.stage_id)].measured_finish_ms)
+          .push_back(s.finish_ms - start);
   return true;
 }
 
@@ -178,6 +192,13 @@ nlohmann::ordered_json plan_json(const realnet_plan& p) {
     j["probed_predicted_error"] = relative_error(p.probed_predicted_ms, measured);
   }
   if (!p.error.empty()) j["error"] = p.error;
+  j["stages"] = nlohmann::ordered_json::array();
+  for (const realnet_stage& s : p.stages)
+    j["stages"].push_back({{"stage", s.what},
+                           {"measured_finish_ms", s.measured_finish_ms.empty() ? NAN : median(s.measured_finish_ms)},
+                           {"virtual_finish_ms", s.virtual_finish_ms.empty() ? NAN : median(s.virtual_finish_ms)},
+                           {"predicted_finish_ms", s.predicted_finish_ms},
+                           {"probed_finish_ms", s.probed_finish_ms}});
   return j;
 }
 
@@ -201,6 +222,10 @@ void write_report(const std::string& folder) {
         "same testbed on the same nodes. **predicted**: the cost model with the same scaled speeds. Errors are "
         "relative to measured. Medians of the timed requests; plans and clocks alternate request by request.\n";
   double worst_virtual = 0, worst_predicted = 0, worst_probed = 0;
+  std::ostringstream stage_notes;  // where the time goes, per plan with more than one stage
+  stage_notes << "## Per stage\n\nWhen each stage's outputs left, ms since the request started (medians): measured "
+                 "(each node's clock mapped onto the app's through the heartbeats) / virtual / predicted (testbed "
+                 "speeds) / predicted (probed profiles).\n";
   size_t rows = 0;
   for (const std::string& file : files) {
     std::ifstream in(folder + "/" + file);
@@ -222,6 +247,17 @@ void write_report(const std::string& folder) {
          << num("probed_predicted_ms", "%.1f") << " | " << num("probed_predicted_error", "%+.1f%%", 100) << " | "
          << p.value("verified", 0) << "/" << p.value("verified", 0) + p.value("differ", 0) + p.value("failed", 0)
          << (p.contains("error") ? " " + p.value("error", "") : "") << " |\n";
+      if (p.contains("stages") && p["stages"].size() > 1) {
+        stage_notes << "\n- " << j.value("scenario", "?") << ", " << p.value("plan", "") << ":";
+        for (const auto& s : p["stages"]) {
+          auto ms = [&](const char* key) {
+            return s.contains(key) && s[key].is_number() ? format("%.0f", s[key].get<double>()) : std::string("-");
+          };
+          stage_notes << " " << s.value("stage", "?") << " " << ms("measured_finish_ms") << "/" << ms("virtual_finish_ms")
+                      << "/" << ms("predicted_finish_ms") << "/" << ms("probed_finish_ms") << ";";
+        }
+        stage_notes << "\n";
+      }
       if (p.contains("virtual_error")) {
         worst_virtual = std::max(worst_virtual, std::fabs(p["virtual_error"].get<double>()));
         worst_predicted = std::max(worst_predicted, std::fabs(p["predicted_error"].get<double>()));
@@ -230,6 +266,7 @@ void write_report(const std::string& folder) {
       }
     }
   }
+  md << "\n" << stage_notes.str();
   md << "\nOver " << rows << " plans: largest |error| of the virtual clock " << format("%.1f%%", 100 * worst_virtual)
      << ", of the cost model " << format("%.1f%%", 100 * worst_predicted) << " (testbed speeds), "
      << format("%.1f%%", 100 * worst_probed) << " (the nodes' probed profiles).\n";
@@ -321,6 +358,13 @@ int bench_realnet(int argc, char** argv) {
       p.plan = chosen->plan;
       p.text = text;
       p.predicted_ms = chosen->prediction.latency_ms;
+      if (auto stages = build_stage_graph(*g, p.plan))
+        for (size_t k = 0; k < stages->stages.size(); ++k) {
+          realnet_stage s;
+          s.what = std::string(to_string(stages->stages[k].kind)) + "@" + stages->stages[k].node;
+          if (k < chosen->prediction.stage_finish_ms.size()) s.predicted_finish_ms = chosen->prediction.stage_finish_ms[k];
+          p.stages.push_back(std::move(s));
+        }
       plans.push_back(std::move(p));
     }
     // The cost model on what the nodes measure of themselves under the wall clock (their cpu
@@ -331,7 +375,10 @@ int bench_realnet(int argc, char** argv) {
     for (realnet_plan& p : plans) {
       auto stages = build_stage_graph(*g, p.plan);
       auto predicted = stages ? predict_plan(*g, *stages, *profile, probed) : result<plan_prediction>(stages.error());
-      if (predicted) p.probed_predicted_ms = predicted->latency_ms;
+      if (!predicted) continue;
+      p.probed_predicted_ms = predicted->latency_ms;
+      for (size_t k = 0; k < p.stages.size() && k < predicted->stage_finish_ms.size(); ++k)
+        p.stages[k].probed_finish_ms = predicted->stage_finish_ms[k];
     }
     const int total = o.warmup + o.requests;
     std::vector<std::map<std::string, tensor>> inputs{size_t(total)}, expected{size_t(total)};

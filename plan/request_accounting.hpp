@@ -16,10 +16,12 @@ namespace d3 {
 // One stage's virtual times for one request (virtual clock; emulation).
 struct stage_report {
   int stage_id = -1;
-  double ready_ms = 0, finish_ms = 0;  // virtual: its last input arrived; its bundles left
+  // Its last input arrived; its bundles left. Virtual ms, or wall ms (deployment maps them onto
+  // the app's clock).
+  double ready_ms = 0, finish_ms = 0;
   double cpu_ms = 0;                   // thread CPU time of its kernels (or region copies)
   uint64_t bytes_sent = 0;             // tensor payload bytes sent to other nodes
-  double messages_ms = 0;              // virtual ms of decoding its inputs and encoding its outputs
+  double messages_ms = 0;              // ms (in the clock's terms) decoding its inputs, encoding its outputs
 };
 
 // One transfer seen in a request's virtual times (emulation): `bytes` left `from` and arrived at

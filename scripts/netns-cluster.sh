@@ -117,6 +117,15 @@ shape_classes() {
       burst="$(python3 -c "print(max(3028, int($mbit * 125 * 2)))")"
       tc -n "d3-$n" class "$verb" dev eth0 parent 1: classid "1:$k" htb rate "${mbit}mbit" ceil "${mbit}mbit" \
         burst "$burst" cburst "$burst" quantum 1514
+      # A tbf under each class paces what htb lets through: htb passes a packet whenever its tokens
+      # are positive, so a 64 KB GSO packet would cross a 2 Mbit/s link at once (measured: a 16 KB
+      # message in 0.7 ms instead of 55); tbf splits packets larger than its bucket into frames.
+      # (Segmenting every packet instead, gso_max_segs 1, made each node's own CPU quota pay for
+      # 40 times more packets: the tiled plan's transfers between throttled edges slowed by half.)
+      local tbf_verb="$verb"
+      [ "$verb" = change ] && tbf_verb=replace
+      tc -n "d3-$n" qdisc "$tbf_verb" dev eth0 parent "1:$k" handle "$((100 + k)):" tbf rate "${mbit}mbit" \
+        burst "$burst" latency 1s
       [ "$verb" = add ] && tc -n "d3-$n" filter add dev eth0 parent 1: protocol ip prio 1 u32 match ip dst "$(ip_of "$p")/32" flowid "1:$k"
       k=$((k + 1))
     done
@@ -205,10 +214,6 @@ up() {
     ip link set "d3v-$n" netns d3-hub
     ip -n d3-hub link set "d3v-$n" master br0 up
     ip -n "d3-$n" addr add "$(ip_of "$n")/24" dev eth0
-    # One segment per packet: htb lets a packet through whenever its tokens are positive, so a
-    # 64 KB GSO packet would cross a 2 Mbit/s link at once (measured: a 16 KB message in 0.7 ms
-    # instead of 55); real links serialise every MTU.
-    ip -n "d3-$n" link set eth0 gso_max_segs 1
     ip -n "d3-$n" link set eth0 up
     ip -n "d3-$n" link set lo up
   done

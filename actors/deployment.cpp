@@ -70,7 +70,9 @@ result<std::vector<node_endpoint>> parse_node_list(const std::string& text) {
 }
 
 deployment::deployment(caf::actor_system& system, deployment_options options)
-    : system_(system), options_(options), self_(std::make_unique<caf::scoped_actor>(system)) {}
+    : system_(system), options_(options), self_(std::make_unique<caf::scoped_actor>(system)) {
+  app_backlog_.set_floor(options_.heartbeat_floor_mbit);
+}
 
 deployment::~deployment() { teardown(); }
 
@@ -251,7 +253,8 @@ status deployment::send_emulation(bool keep_clocks, const std::map<std::string, 
       links[other] = {{"mbit_per_s", p.bandwidth_mbit_per_s}, {"latency_ms", p.latency_ms}};
       if (name == em.app_node) app_links_.emplace(other, link_clock(p));
     }
-    nlohmann::json settings = {{"clock", to_string(em.clock)}, {"links", links}};
+    nlohmann::json settings = {{"clock", to_string(em.clock)}, {"links", links},
+                               {"heartbeat_floor_mbit", options_.heartbeat_floor_mbit}};
     if (keep_clocks) settings["keep_clocks"] = true;
     auto speed = speeds.find(name);
     if (speed != speeds.end()) settings["speed"] = speed->second;

@@ -80,6 +80,10 @@ struct deployment_options {
   // `silence` is down too (a frozen process keeps its connection open).
   std::chrono::milliseconds heartbeat{250};
   std::chrono::milliseconds silence{1250};
+  // Heartbeats share the connections with the data: silence counts from when what was sent to a
+  // node would have crossed at this rate (base/send_backlog.hpp; the nodes get it too). Set it to
+  // the slowest real link (e.g. 0.13 for a CAT1 backbone), or a node behind it is taken for frozen.
+  double heartbeat_floor_mbit = send_backlog::default_floor_mbit_per_s;
   // Failover: when a node is lost, re-plan on the nodes left (set_replanner, else repair_plan of
   // the deployed plan), migrate, and re-send every request not yet answered. false: the requests
   // of a version that lost a node fail.

@@ -321,7 +321,10 @@ int bench_realnet(int argc, char** argv) {
   measured_options.emulation.shaped = true;
   measured_options.emulation.links = latency_only(t);
   measured_options.emulation.app_node = "device";
-  const deployment_options virtual_options = virtual_clock_options(t, o.timeout_ms);
+  // The kernel carries the testbed's rates under both clocks: heartbeats allow for the slowest.
+  measured_options.heartbeat_floor_mbit = std::min(measured_options.heartbeat_floor_mbit, t.slowest_bandwidth_mbit());
+  deployment_options virtual_options = virtual_clock_options(t, o.timeout_ms);
+  virtual_options.heartbeat_floor_mbit = measured_options.heartbeat_floor_mbit;
   deployment measured(system, measured_options), emulated(system, virtual_options);
   if (auto s = measured.connect(endpoints); !s) bench_fail(bench_exit_failed, "connect: " + s.message());
   if (auto s = emulated.connect(endpoints); !s) bench_fail(bench_exit_failed, "connect: " + s.message());

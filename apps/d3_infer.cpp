@@ -302,6 +302,10 @@ int deploy_and_run(caf::actor_system& system, const d3::infer_options& o, infere
   dopts.timeout = std::chrono::milliseconds(o.timeout_ms);
   dopts.log = in.log.get();
   dopts.emulation = em;
+  // Real links slower than the default heartbeat floor (the cluster file's testbed says how slow).
+  if (in.cluster && in.cluster->has_testbed)
+    if (auto t = in.cluster->emulated_testbed(); t && t->slowest_bandwidth_mbit() > 0)
+      dopts.heartbeat_floor_mbit = std::min(dopts.heartbeat_floor_mbit, t->slowest_bandwidth_mbit());
   if (o.adapt) dopts.idle_probe_every = 3;
   const std::string links = em.shaped ? ", shaped links: uplink " + em.links.uplink : ", links not shaped by d3";
   const d3::graph& g = in.g;

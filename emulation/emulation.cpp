@@ -135,6 +135,13 @@ link_profile testbed::link(node_role from, node_role to) const {
   return {};  // device-device or cloud-cloud: one machine
 }
 
+double testbed::slowest_bandwidth_mbit() const {
+  double slowest = 0;
+  for (const link_profile& l : {device_edge, edge_edge, edge_cloud, link(node_role::device, node_role::cloud)})
+    if (l.bandwidth_mbit_per_s > 0 && (slowest == 0 || l.bandwidth_mbit_per_s < slowest)) slowest = l.bandwidth_mbit_per_s;
+  return slowest;
+}
+
 const std::vector<std::string>& testbed::link_names() {
   static const std::vector<std::string> names = {"device-edge", "edge-edge", "edge-cloud", "device-cloud"};
   return names;

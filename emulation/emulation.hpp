@@ -118,6 +118,8 @@ struct testbed {
 
   // The role pairs a file may name: "device-edge", "edge-edge", "edge-cloud", "device-cloud".
   static const std::vector<std::string>& link_names();
+  // The lowest bandwidth of the shaped links (0 when none is shaped).
+  double slowest_bandwidth_mbit() const;
   // Sets the link of a role pair by name; errors name an unknown pair.
   status set_link(const std::string& pair, const link_profile& profile);
 };

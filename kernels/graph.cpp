@@ -415,6 +415,36 @@ double total_flops(const graph& g) {
   return sum;
 }
 
+layer channel_affine_of_batch_norm(const layer& bn) {
+  const int channels = bn.output_shape.c;
+  const float* gamma = bn.weights.data();
+  const float* beta = gamma + channels;
+  const float* mean = beta + channels;
+  const float* var = mean + channels;
+  std::vector<float> scale(static_cast<size_t>(channels)), shift(static_cast<size_t>(channels));
+  for (int c = 0; c < channels; ++c) {
+    // The same arithmetic as folding into a convolution (double, one rounding to float).
+    const double s = double(gamma[c]) / std::sqrt(double(var[c]) + double(bn.epsilon));
+    scale[size_t(c)] = float(s);
+    shift[size_t(c)] = float(double(beta[c]) - double(mean[c]) * s);
+  }
+  return channel_affine_layer(bn.name, bn.inputs[0], std::move(scale), std::move(shift), bn.act);
+}
+
+layer channel_affine_layer(std::string name, int input, std::vector<float> scale, std::vector<float> shift,
+                           activation act) {
+  layer l;
+  l.name = std::move(name);
+  l.kind = layer_kind::convolution;
+  l.inputs = {input};
+  l.output_channels = int(scale.size());
+  l.groups = int(scale.size());
+  l.act = act;
+  l.weights = weight_blob::from_vector(std::move(scale));
+  l.bias = weight_blob::from_vector(std::move(shift));
+  return l;
+}
+
 status prepare_for_inference(graph& g) {
   D3_RETURN_IF_ERROR(infer_shapes(g));
   const size_t n = g.layers.size();
@@ -431,9 +461,16 @@ status prepare_for_inference(graph& g) {
     layer& l = g.layers[i];
     if (l.kind == layer_kind::batch_norm) {
       int producer = l.inputs[0];
+      while (dead[producer]) producer = replacement[producer];
       layer& conv = g.layers[producer];
-      if (conv.kind != layer_kind::convolution || !sole_reader(producer) || !conv.act.is_identity())
-        return layer_error(l, "cannot be folded: its input must be a convolution feeding only it");
+      if (conv.kind != layer_kind::convolution || !sole_reader(producer) || !conv.act.is_identity()) {
+        // Nothing to fold into (DenseNet's pre-activation Concat -> BN -> ReLU): the batch norm
+        // stays as its own per-channel affine layer.
+        const tensor_shape shape = l.output_shape;
+        l = channel_affine_of_batch_norm(l);
+        l.output_shape = shape;
+        continue;
+      }
       // y = (conv(x) + b - mean) * gamma / sqrt(var + eps) + beta: scale the output channel's
       // weights and shift its bias. Folding in double keeps the rounding to one float step.
       const int channels = conv.output_channels;

@@ -153,10 +153,18 @@ struct layer_cost {
 layer_cost cost_of(const graph& g, int layer_index);
 double total_flops(const graph& g);
 
+// A per-channel affine layer y[c] = clamp(x[c] * scale[c] + shift[c]), as the layer that computes
+// exactly that: a depthwise 1x1 convolution (XNNPACK runs it with its channel-wise multiply-add
+// kernel, and being pointwise it tiles with no halo). scale and shift hold one value per channel.
+layer channel_affine_layer(std::string name, int input, std::vector<float> scale, std::vector<float> shift,
+                           activation act = activation::none());
+// The affine layer computing inference batch norm `bn` (shapes inferred) on its own input.
+layer channel_affine_of_batch_norm(const layer& bn);
+
 // Folds each batch_norm into the convolution that produces its input (when the convolution feeds
-// nothing else), fuses each clamp into its producer (convolution, fully connected, add, pooling)
-// when that producer feeds nothing else, and re-infers shapes. Folding rewrites weights in new
-// buffers; the remaining batch_norm layers are an error (the executor has no batch-norm kernel).
+// nothing else; otherwise it becomes a channel_affine_layer), fuses each clamp into its producer
+// (convolution, fully connected, add, pooling) when that producer feeds nothing else, and
+// re-infers shapes. Folding rewrites weights in new buffers.
 status prepare_for_inference(graph& g);
 
 // Tensors entering and leaving a sub-graph (a set of non-input layers): inputs are tensors read by

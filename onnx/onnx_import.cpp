@@ -301,6 +301,7 @@ class importer {
   void matmul(const onnx::NodeProto& n);
   void batch_norm(const onnx::NodeProto& n);
   void clip(const onnx::NodeProto& n);
+  void hard_sigmoid(const onnx::NodeProto& n, bool swish);
   void binary(const onnx::NodeProto& n);
   void fold_affine(const onnx::NodeProto& n, int tensor_input, const constant& c, bool multiply, bool negate,
                    bool reciprocal);
@@ -654,6 +655,7 @@ void importer::import_node(const onnx::NodeProto& n) {
     emit(n, make_layer(layer_kind::sigmoid), {x.layer}, x.dims);
     return;
   }
+  if (op == "HardSigmoid" || op == "HardSwish") return hard_sigmoid(n, op == "HardSwish");
   if (op == "Add" || op == "Mul" || op == "Sub" || op == "Div") return binary(n);
   if (op == "Concat") return concat(n);
   if (op == "Flatten") return flatten(n);
@@ -1303,6 +1305,25 @@ void importer::clip(const onnx::NodeProto& n) {
   layer l = make_layer(layer_kind::clamp);
   l.act = act;
   emit(n, std::move(l), {x.layer}, x.dims);
+}
+
+// HardSigmoid(x) = clamp(alpha * x + beta, 0, 1) is a per-channel affine layer with every channel's
+// scale alpha and shift beta; HardSwish(x) = x * HardSigmoid(x) with alpha 1/6 (how opset 14
+// defines it; torch exports opset 13's hardswish as Mul(x, HardSigmoid(x)) itself).
+void importer::hard_sigmoid(const onnx::NodeProto& n, bool swish) {
+  allow_attributes(n, swish ? std::initializer_list<const char*>{} : std::initializer_list<const char*>{"alpha", "beta"});
+  const float alpha = swish ? 1.0f / 6.0f : attr_float(n, "alpha", 0.2f);
+  const float beta = swish ? 0.5f : attr_float(n, "beta", 0.5f);
+  if (!std::isfinite(alpha) || !std::isfinite(beta))
+    fail(n, "alpha " + std::to_string(alpha) + " and beta " + std::to_string(beta) + " must be finite");
+  const value x = get_tensor(n, 0);
+  if (x.dims.size() != 4 && x.dims.size() != 2) fail(n, "input has shape " + dims_string(x.dims));
+  const size_t channels = size_t(x.dims[1]);
+  const std::string name = node_layer_name(n);
+  layer l = channel_affine_layer({}, x.layer, std::vector<float>(channels, alpha), std::vector<float>(channels, beta),
+                                 activation{0.0f, 1.0f});
+  const int gate = emit(n, std::move(l), {x.layer}, x.dims, 0, swish ? name + "/hardsigmoid" : name);
+  if (swish) emit(n, make_layer(layer_kind::multiply), {x.layer, gate}, x.dims, 0, name);
 }
 
 // A constant operand broadcast per channel (or a scalar) of a [N,C,H,W] or [N,C] tensor, as C values.

@@ -767,6 +767,55 @@ BOOST_AUTO_TEST_CASE(squeeze_excitation_and_softmax) {
   check_runs_like_reference(b, "se_run");
 }
 
+// DenseNet's pre-activation block (Concat -> BatchNormalization -> Relu -> Conv) and the gates of
+// MobileNetV3 (HardSigmoid with its alpha/beta, HardSwish): each a per-channel affine layer (a
+// depthwise 1x1 convolution) with its clamp, run against the naive reference's batch norm.
+BOOST_AUTO_TEST_CASE(unfoldable_batch_norm_hard_sigmoid_and_hard_swish) {
+  onnx_builder b(14);  // HardSwish exists from opset 14
+  b.input("x", {1, 4, 5, 6});
+  b.weights("w", {3, 4, 3, 3}, 80, 0.3f);
+  auto* conv = b.node("Conv", {"x", "w"}, {"c"}, "conv");
+  set_ints(conv, "pads", {1, 1, 1, 1});
+  auto* cat = b.node("Concat", {"x", "c"}, {"cat"}, "cat");
+  set_int(cat, "axis", 1);
+  b.weights("bn.scale", {7}, 81, 1.0f);
+  b.weights("bn.bias", {7}, 82, 0.2f);
+  b.weights("bn.mean", {7}, 83, 0.2f);
+  b.floats("bn.var", {7}, {1.0f, 0.5f, 2.0f, 1.5f, 0.8f, 1.1f, 0.9f});
+  auto* bn = b.node("BatchNormalization", {"cat", "bn.scale", "bn.bias", "bn.mean", "bn.var"}, {"n"}, "norm");
+  set_float(bn, "epsilon", 1e-3f);
+  b.node("Relu", {"n"}, {"r"}, "relu");
+  auto* hs = b.node("HardSigmoid", {"cat"}, {"g"}, "gate");
+  set_float(hs, "alpha", 0.25f);
+  set_float(hs, "beta", 0.4f);
+  b.node("Mul", {"r", "g"}, {"m"}, "gated");
+  b.node("HardSwish", {"m"}, {"y"}, "swish");
+  b.output("y");
+  temp_file f("affine");
+  b.write(f);
+  graph g = import_ok(f.path, true);
+  const layer& norm = find_layer(g, "norm");  // kept (nothing to fold into), the ReLU fused
+  BOOST_CHECK(norm.kind == layer_kind::convolution);
+  BOOST_CHECK_EQUAL(norm.groups, 7);
+  BOOST_CHECK_EQUAL(norm.window.kernel_h, 1);
+  BOOST_CHECK(norm.act == activation::relu());
+  BOOST_CHECK(g.find("relu") < 0);
+  const layer& gate = find_layer(g, "gate");
+  BOOST_CHECK_EQUAL(gate.weights.data()[3], 0.25f);
+  BOOST_CHECK_EQUAL(gate.bias.data()[3], 0.4f);
+  BOOST_CHECK(gate.act == (activation{0.0f, 1.0f}));
+  BOOST_CHECK(find_layer(g, "swish").kind == layer_kind::multiply);
+  BOOST_CHECK(find_layer(g, "swish/hardsigmoid").kind == layer_kind::convolution);
+  check_runs_like_reference(b, "affine_run");
+  // Bad attributes are named.
+  onnx_builder bad;
+  bad.input("x", {1, 2, 3, 3});
+  auto* n = bad.node("HardSigmoid", {"x"}, {"y"}, "gate");
+  set_float(n, "gamma", 1.0f);
+  bad.output("y");
+  BOOST_CHECK(import_error(bad, "hardsigmoid_attr").find("attribute gamma") != std::string::npos);
+}
+
 // A graph input returned as it is gets a copy layer, so the executor has something to compute.
 BOOST_AUTO_TEST_CASE(identity_of_an_input_is_a_copy) {
   onnx_builder b;

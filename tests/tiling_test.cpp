@@ -489,6 +489,41 @@ BOOST_AUTO_TEST_CASE(imported_resnet18_is_bit_exact) {
   }
 }
 
+// Families beyond the built-in models: DenseNet's pre-activation batch norms (per-channel affine
+// layers after a concat) and MobileNetV3's HardSwish (affine HardSigmoid gate times its input).
+BOOST_AUTO_TEST_CASE(imported_densenet_and_mobilenet_v3_are_bit_exact) {
+  const char* dir = std::getenv("D3_ONNX_EXPORT_DIR");
+  BOOST_TEST_REQUIRE(dir != nullptr, "D3_ONNX_EXPORT_DIR is not set (run through ctest)");
+  struct case_t {
+    std::string model, first, last;
+  };
+  const std::vector<case_t> cases = {
+      {"densenet121", "/features/denseblock1/denselayer1/Concat", "/features/transition1/pool/AveragePool"},
+      {"mobilenet_v3_small", "/features/features.0/features.0.0/Conv",
+       "/features/features.1/block/block.0/block.0.0/Conv"},
+      {"mobilenet_v3_small", "/features/features.2/block/block.0/block.0.0/Conv",
+       "/features/features.4/block/block.1/block.1.2/Mul"}};
+  std::map<std::string, computed_model> models;
+  for (const case_t& c : cases) {
+    auto it = models.find(c.model);
+    if (it == models.end()) {
+      auto g = import_onnx(std::string(dir) + "/" + c.model + ".onnx");
+      BOOST_TEST_REQUIRE(g.is_ok(), g.message());
+      it = models.emplace(c.model, compute(std::move(g.value()), 29)).first;
+    }
+    const computed_model& m = it->second;
+    tiled_run run = make_run(m.g, c.first, c.last);
+    int affine = 0;  // the run holds the layers this test is about
+    for (int i : run.layers) {
+      const layer& l = m.g.layers[size_t(i)];
+      affine += l.kind == layer_kind::convolution && l.window.kernel_h == 1 && l.groups == l.output_channels &&
+                l.groups > 1;
+    }
+    BOOST_TEST(affine >= 1, c.model << " " << c.first << ": no per-channel affine layer in the run");
+    for (const tile_grid& grid : standard_grids(m.g.layers[size_t(run.output)].output_shape)) check_tiling(m, run, grid);
+  }
+}
+
 // Average pooling that counts its padding (PyTorch's default count_include_pad=True, e.g.
 // inception_v3's branch pools) with padding: the untiled layer runs on the native averaging loop
 // (XNNPACK cannot count padding), and a tile inside the image has no padding, so it would get

@@ -6,7 +6,8 @@ For each model NAME this writes into OUT_DIR:
   NAME.input.bin         a seeded uniform [-1, 1) 1x3x224x224 input, float32 NCHW little-endian
   NAME.output.bin        PyTorch's output for it (1x1000 logits), same encoding
   NAME.<module>.bin      the output of a few modules (forward hooks), same encoding
-  NAME.json              what the files are: seed, opset, shapes, and for every intermediate the
+  NAME.json              what the files are: seed, opset, shapes, the output's sensitivity to the
+                         input (rms of y(x) - y(x') over rms of y(x)), and for every intermediate the
                          torch module path, its NCHW shape and the ONNX node that computes it (the
                          last node of the module's scope in the exported graph) with its output
 
@@ -16,7 +17,8 @@ gain) convolution and linear weights, gain 1 where no ReLU follows (the final cl
 projection and shortcut convolutions of residual blocks), small uniform biases in [-0.05, 0.05),
 batch norms with gamma in [0.8, 1.2) (times 1/sqrt(2) on a branch added to an identity
 shortcut), beta and running mean in [-0.1, 0.1), running var in [0.8, 1.2); all drawn after
-torch.manual_seed(seed). The models are exported in eval() mode.
+torch.manual_seed(seed). Then every convolution and linear layer is rescaled to unit output
+deviation on a seeded calibration input (calibrate_scale). The models are exported in eval() mode.
 
 Needs Debian's python3-torch, python3-torchvision and python3-onnx (run with /usr/bin/python3).
 Idempotent: a model whose files exist and were written by this same script with the same seed
@@ -33,8 +35,8 @@ import os
 import sys
 import warnings
 
-MODELS = ["alexnet", "resnet18", "googlenet", "mobilenet_v2", "vgg16"]
-DEFAULT_MODELS = ["alexnet", "resnet18", "googlenet", "mobilenet_v2"]
+MODELS = ["alexnet", "resnet18", "googlenet", "mobilenet_v2", "vgg16", "densenet121", "mobilenet_v3_small"]
+DEFAULT_MODELS = ["alexnet", "resnet18", "googlenet", "mobilenet_v2", "densenet121", "mobilenet_v3_small"]
 
 # Modules whose outputs are saved and matched to ONNX nodes (torch module paths).
 INTERMEDIATES = {
@@ -43,6 +45,10 @@ INTERMEDIATES = {
     "resnet18": ["maxpool", "layer1", "layer2", "layer3.0", "layer4", "avgpool"],
     "googlenet": ["maxpool2", "inception3b", "inception4a.branch2", "inception4e", "inception5b"],
     "mobilenet_v2": ["features.2", "features.6", "features.13", "features.17", "features.18"],
+    # Pre-activation blocks: every block starts with a batch norm that no convolution precedes.
+    "densenet121": ["features.denseblock1", "features.transition2", "features.denseblock3", "features.denseblock4"],
+    # HardSwish (Mul(x, HardSigmoid(x)) at opset 13) and squeeze-excitation gates (HardSigmoid).
+    "mobilenet_v3_small": ["features.1", "features.4", "features.9", "features.12"],
 }
 
 FORMAT_VERSION = 1
@@ -83,6 +89,13 @@ def reinitialise(torch, torchvision, model, seed):
             linear_convs.add(mod.conv[-2])
             if mod.use_res_connect:
                 residual_bns.add(mod.conv[-1])
+        elif isinstance(mod, torchvision.models.mobilenetv3.InvertedResidual):
+            projection = mod.block[-1]  # Conv2dNormActivation without activation: conv, bn
+            linear_convs.add(projection[0])
+            if mod.use_res_connect:
+                residual_bns.add(projection[1])
+        elif isinstance(mod, torchvision.ops.SqueezeExcitation):
+            linear_convs.add(mod.fc2)  # feeds the gate's HardSigmoid/Sigmoid, not a ReLU
     linears = [mod for mod in model.modules() if isinstance(mod, nn.Linear)]
     last_linear = linears[-1] if linears else None
 
@@ -102,6 +115,36 @@ def reinitialise(torch, torchvision, model, seed):
                 mod.running_mean.uniform_(-0.1, 0.1)
                 mod.running_var.uniform_(0.8, 1.2)
     model.eval()
+    calibrate_scale(torch, model, seed)
+
+
+def calibrate_scale(torch, model, seed):
+    """Rescales every convolution and linear layer so its output has unit standard deviation on a
+    seeded calibration input (one forward pass: each layer is rescaled as the pass reaches it, so
+    the layers after it see the corrected tensor). Kaiming's gain assumes ReLU; this keeps unit
+    scale through HardSwish, GELU, gates and whatever else a family puts between layers."""
+    nn = torch.nn
+    done = set()
+
+    def hook(mod, inputs, output):
+        if mod in done:
+            return output
+        done.add(mod)
+        std = float(output.std())
+        if not math.isfinite(std) or std < 1e-12:
+            return output
+        mod.weight.div_(std)
+        if mod.bias is not None:
+            mod.bias.div_(std)
+        return output / std
+
+    handles = [mod.register_forward_hook(hook) for mod in model.modules() if isinstance(mod, (nn.Conv2d, nn.Linear))]
+    generator = torch.Generator().manual_seed(seed + 1)
+    x = torch.rand(2, 3, 224, 224, generator=generator, dtype=torch.float32) * 2.0 - 1.0
+    with torch.no_grad():
+        model(x)
+    for h in handles:
+        h.remove()
 
 
 def scope_prefix(module_path):
@@ -173,6 +216,12 @@ def export(torch, torchvision, onnx, out_dir, name, seed, opset):
         y = model(x)
     for h in hooks:
         h.remove()
+    # How much the output depends on the input: rms(y(x) - y(x')) / rms(y(x)) for a second input.
+    # Near 0 the comparisons prove little (a model whose logits ignore the input matches anything).
+    x2 = torch.rand(1, 3, 224, 224, generator=generator, dtype=torch.float32) * 2.0 - 1.0
+    with torch.no_grad():
+        y2 = model(x2)
+    sensitivity = float((y - y2).pow(2).mean().sqrt() / y.pow(2).mean().sqrt().clamp_min(1e-30))
 
     onnx_file = name + ".onnx"
     onnx_path = os.path.join(out_dir, onnx_file)
@@ -228,7 +277,7 @@ def export(torch, torchvision, onnx, out_dir, name, seed, opset):
         "nodes": len(proto.graph.node),
         "input": {"file": name + ".input.bin", "name": "input", "shape": list(x.shape)},
         "output": {"file": name + ".output.bin", "name": proto.graph.output[0].name, "shape": list(y.shape),
-                   "rms": float(y.pow(2).mean().sqrt())},
+                   "rms": float(y.pow(2).mean().sqrt()), "sensitivity": sensitivity},
         "intermediates": intermediates,
     }
     meta_path = os.path.join(out_dir, name + ".json")
@@ -275,7 +324,7 @@ def main():
         meta = export(torch, torchvision, onnx, args.out, n, args.seed, args.opset)
         rms = ", ".join(f"{i['module']} {i['rms']:.2f}" for i in meta["intermediates"])
         print(f"{n}: {meta['onnx']} ({meta['nodes']} nodes, opset {args.opset}, seed {args.seed}); "
-              f"rms {rms}, output {meta['output']['rms']:.2f}")
+              f"rms {rms}, output {meta['output']['rms']:.2f}, sensitivity {meta['output']['sensitivity']:.3f}")
     return 0
 
 

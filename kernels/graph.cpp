@@ -33,6 +33,8 @@ constexpr kind_name kind_names[] = {
     {layer_kind::channel_shuffle, "channel_shuffle"},
     {layer_kind::channel_slice, "channel_slice"},
     {layer_kind::pad, "pad"},
+    {layer_kind::layer_norm, "layer_norm"},
+    {layer_kind::gelu, "gelu"},
 };
 
 std::string describe(const layer& l) { return std::string(to_string(l.kind)) + " layer '" + l.name + "'"; }
@@ -152,7 +154,16 @@ status infer_layer(const layer& l, const std::vector<tensor_shape>& in, tensor_s
       return status::ok();
     }
     case layer_kind::sigmoid:
+    case layer_kind::gelu:
       D3_RETURN_IF_ERROR(check_plain(l));
+      out = in[0];
+      return status::ok();
+    case layer_kind::layer_norm:
+      if (l.weights.size() != size_t(2) * in[0].c || !l.bias.empty())
+        return layer_error(l, "weights hold " + std::to_string(l.weights.size()) + " floats, expected 2 x " +
+                                  std::to_string(in[0].c) + " channels (gamma | beta)");
+      if (!(l.epsilon >= 0)) return layer_error(l, "epsilon must be >= 0");
+      if (!l.act.is_identity()) return layer_error(l, "a fused clamp is not supported");
       out = in[0];
       return status::ok();
     case layer_kind::channel_shuffle:

@@ -7,6 +7,7 @@
 //   convolution:     [output_channels][kernel_h][kernel_w][input_channels / groups]   (OHWI)
 //   fully_connected: [output_channels][input_channels]                                (PyTorch's)
 //   batch_norm:      [gamma | beta | running_mean | running_var], channels floats each
+//   layer_norm:      [gamma | beta], channels floats each
 #pragma once
 
 #include <cmath>
@@ -40,6 +41,8 @@ enum class layer_kind : uint8_t {
   channel_shuffle,      // ShuffleNet's shuffle with `groups`: out[c'] = in[(c' % groups) * (C / groups) + c' / groups]
   channel_slice,        // channels [channel_begin, channel_end) of the input (ONNX Split / Slice on axis 1)
   pad,                  // zero padding of H and W by window.pad (ONNX Pad, constant 0)
+  layer_norm,           // per pixel over its channels: (x - mean) / sqrt(var + epsilon) * gamma + beta
+  gelu,                 // element-wise x * (1 + erf(x / sqrt(2))) / 2
 };
 const char* to_string(layer_kind kind);
 result<layer_kind> layer_kind_from_string(std::string_view name);
@@ -107,7 +110,7 @@ struct layer {
   int groups = 1;                // convolution, channel_shuffle
   int channel_begin = 0;         // channel_slice: first channel
   int channel_end = 0;           // channel_slice: one past the last channel
-  float epsilon = 1e-5f;         // batch_norm
+  float epsilon = 1e-5f;         // batch_norm, layer_norm
   activation act;                // clamp applied to the output
   weight_blob weights;           // see the layouts at the top of this file
   weight_blob bias;              // [output_channels] or empty

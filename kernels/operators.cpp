@@ -3,6 +3,8 @@
 
 #include <xnnpack.h>
 #include <pthreadpool.h>
+
+#include "kernels/pointwise_operators.hpp"
 #include <xmmintrin.h>
 #include <pmmintrin.h>
 
@@ -671,6 +673,8 @@ result<std::unique_ptr<layer_operator>> create_layer_operator(const layer& l, co
     case layer_kind::add: return create_binary<xnn_create_add_nd_f32, xnn_setup_add_nd_f32>(l, in);
     case layer_kind::multiply: return create_binary<xnn_create_multiply_nd_f32, xnn_setup_multiply_nd_f32>(l, in);
     case layer_kind::sigmoid: return create_sigmoid(l, in);
+    case layer_kind::layer_norm: return create_layer_norm_operator(l, in[0]);
+    case layer_kind::gelu: return create_gelu_operator(l, in[0]);
     case layer_kind::channel_shuffle: return create_channel_shuffle(l, in);
     case layer_kind::channel_slice: return create_channel_slice(l, in);
     case layer_kind::pad: return create_pad(l, in);

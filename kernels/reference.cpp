@@ -233,6 +233,36 @@ tensor sigmoid(const layer& l, const tensor& x) {
   return y;
 }
 
+// Per pixel over its channels, in double from the definition.
+tensor layer_norm(const layer& l, const tensor& x) {
+  const tensor_shape& s = x.shape();
+  check(l.output_shape == s, l, "bad output_shape");
+  check(l.weights.size() == size_t(2) * s.c, l, "bad weights");
+  tensor y(s);
+  const size_t c = size_t(s.c);
+  for (size_t p = 0; p < x.elements() / c; ++p) {
+    double mean = 0, var = 0;
+    for (size_t k = 0; k < c; ++k) mean += x.data()[p * c + k];
+    mean /= double(c);
+    for (size_t k = 0; k < c; ++k) var += (x.data()[p * c + k] - mean) * (x.data()[p * c + k] - mean);
+    var /= double(c);
+    for (size_t k = 0; k < c; ++k)
+      y.data()[p * c + k] = float((x.data()[p * c + k] - mean) / std::sqrt(var + l.epsilon) * l.weights.data()[k] +
+                                  l.weights.data()[c + k]);
+  }
+  return y;
+}
+
+tensor gelu(const layer& l, const tensor& x) {
+  check(l.output_shape == x.shape(), l, "bad output_shape");
+  tensor y(x.shape());
+  for (size_t i = 0; i < y.elements(); ++i) {
+    const double v = x.data()[i];
+    y.data()[i] = float(0.5 * v * (1.0 + std::erf(v / std::sqrt(2.0))));
+  }
+  return y;
+}
+
 // PyTorch's x.view(N, g, C/g, H, W).transpose(1, 2).reshape(N, C, H, W), written as that view:
 // output channel (j, i) of the [C/g][g] view is input channel (i, j) of the [g][C/g] view.
 tensor channel_shuffle(const layer& l, const tensor& x) {
@@ -395,6 +425,8 @@ tensor reference_layer(const layer& l, const std::vector<const tensor*>& inputs)
     case layer_kind::channel_shuffle: return channel_shuffle(l, one_input());
     case layer_kind::channel_slice: return channel_slice(l, one_input());
     case layer_kind::pad: return pad(l, one_input());
+    case layer_kind::layer_norm: return layer_norm(l, one_input());
+    case layer_kind::gelu: return gelu(l, one_input());
   }
   fail("layer '" + l.name + "': unknown layer kind");
 }

@@ -14,6 +14,8 @@
 // turned into a status at the border, together with any other std::exception.
 #include "onnx/onnx_import.hpp"
 
+#include "onnx/importer.hpp"
+
 #include <onnx/onnx_pb.h>
 
 #include <algorithm>
@@ -30,60 +32,7 @@
 #include <stdexcept>
 
 namespace d3 {
-namespace {
-
-class import_failure : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
-
-using dims_t = std::vector<int64_t>;
-
-std::string dims_string(const dims_t& d) {
-  std::string s = "[";
-  for (size_t i = 0; i < d.size(); ++i) s += (i ? "," : "") + std::to_string(d[i]);
-  return s + "]";
-}
-
-constexpr int64_t max_elements = int64_t(1) << 40;
-
-// Number of elements, or -1 when a dimension is negative or the product is absurdly large.
-int64_t element_count(const dims_t& d) {
-  int64_t n = 1;
-  for (int64_t x : d) {
-    if (x < 0) return -1;
-    if (x != 0 && n > max_elements / x) return -1;
-    n *= x;
-  }
-  return n;
-}
-
-// A constant tensor: float32 data, or integers (int64/int32/bool) widened to int64.
-struct constant {
-  bool is_float = true;
-  dims_t dims;
-  std::vector<float> f;
-  std::vector<int64_t> i;
-  size_t size() const { return is_float ? f.size() : i.size(); }
-  double at(size_t k) const { return is_float ? double(f[k]) : double(i[k]); }
-};
-using constant_ptr = std::shared_ptr<const constant>;
-
-enum class value_kind { layer, constant, shuffle_view, shuffle_transposed };
-
-struct value {
-  value_kind kind = value_kind::layer;
-  int layer = -1;      // layer, shuffle_*: the layer whose tensor this is (or is a view of)
-  dims_t dims;         // ONNX dims (layer, shuffle_*)
-  constant_ptr c;      // constant
-  int groups = 0;      // shuffle_*: g of Reshape [N, g, C/g, H, W]
-};
-
-std::string data_type_name(int type) {
-  if (onnx::TensorProto_DataType_IsValid(type))
-    return onnx::TensorProto_DataType_Name(onnx::TensorProto_DataType(type));
-  return "unknown (" + std::to_string(type) + ")";
-}
+namespace onnx_detail {
 
 template <class T>
 void read_raw(const std::string& raw, size_t count, std::vector<T>& out) {
@@ -91,8 +40,6 @@ void read_raw(const std::string& raw, size_t count, std::vector<T>& out) {
   if (count) std::memcpy(out.data(), raw.data(), count * sizeof(T));
 }
 
-// Converts a TensorProto (initializer or Constant value). `what` names it in errors, e.g.
-// "initializer 'conv1.weight'". Throws std::invalid_argument with the message's tail.
 constant to_constant(const onnx::TensorProto& t, const std::string& what) {
   auto bad = [&](const std::string& m) { return std::invalid_argument(what + " " + m); };
   if (t.data_location() == onnx::TensorProto::EXTERNAL || t.external_data_size() > 0)
@@ -165,10 +112,6 @@ constant to_constant(const onnx::TensorProto& t, const std::string& what) {
   return c;
 }
 
-// ONNX Slice index arithmetic for one axis: the first index and the number of elements taken.
-struct slice_range {
-  int64_t start = 0, step = 1, count = 0;
-};
 slice_range clamp_slice(int64_t start, int64_t end, int64_t step, int64_t dim) {
   slice_range r;
   r.step = step;
@@ -187,165 +130,6 @@ slice_range clamp_slice(int64_t start, int64_t end, int64_t step, int64_t dim) {
   return r;
 }
 
-class importer {
- public:
-  // Releases each initializer's bytes in `model` once converted (peak memory ~ one copy of the weights).
-  importer(std::string path, onnx::ModelProto& model) : path_(std::move(path)), model_(model) {}
-  graph run();
-
- private:
-  // --- errors ---
-  [[noreturn]] void fail(const std::string& what) const { throw import_failure("ONNX file '" + path_ + "': " + what); }
-  [[noreturn]] void fail(const onnx::NodeProto& n, const std::string& what) const {
-    fail("node '" + display_name(n) + "' (" + n.op_type() + "): " + what);
-  }
-  static std::string display_name(const onnx::NodeProto& n) {
-    if (!n.name().empty()) return n.name();
-    if (n.output_size() > 0) return n.output(0);
-    return "?";
-  }
-
-  // --- attributes ---
-  const onnx::AttributeProto* find_attr(const onnx::NodeProto& n, const char* name) const {
-    for (const auto& a : n.attribute())
-      if (a.name() == name) return &a;
-    return nullptr;
-  }
-  void allow_attributes(const onnx::NodeProto& n, std::initializer_list<const char*> allowed) const {
-    for (const auto& a : n.attribute()) {
-      bool ok = false;
-      for (const char* name : allowed) ok = ok || a.name() == name;
-      if (!ok) fail(n, "attribute " + a.name() + " is not supported");
-    }
-  }
-  int64_t attr_int(const onnx::NodeProto& n, const char* name, int64_t fallback) const {
-    const auto* a = find_attr(n, name);
-    if (!a) return fallback;
-    if (a->type() != onnx::AttributeProto::INT) fail(n, std::string("attribute ") + name + " must be an integer");
-    return a->i();
-  }
-  float attr_float(const onnx::NodeProto& n, const char* name, float fallback) const {
-    const auto* a = find_attr(n, name);
-    if (!a) return fallback;
-    if (a->type() != onnx::AttributeProto::FLOAT) fail(n, std::string("attribute ") + name + " must be a float");
-    return a->f();
-  }
-  std::string attr_string(const onnx::NodeProto& n, const char* name, const std::string& fallback) const {
-    const auto* a = find_attr(n, name);
-    if (!a) return fallback;
-    if (a->type() != onnx::AttributeProto::STRING) fail(n, std::string("attribute ") + name + " must be a string");
-    return a->s();
-  }
-  bool has_attr(const onnx::NodeProto& n, const char* name) const { return find_attr(n, name) != nullptr; }
-  dims_t attr_ints(const onnx::NodeProto& n, const char* name, const dims_t& fallback) const {
-    const auto* a = find_attr(n, name);
-    if (!a) return fallback;
-    if (a->type() != onnx::AttributeProto::INTS) fail(n, std::string("attribute ") + name + " must be a list of integers");
-    return dims_t(a->ints().begin(), a->ints().end());
-  }
-
-  // --- values ---
-  static bool has_input(const onnx::NodeProto& n, int i) { return i < n.input_size() && !n.input(i).empty(); }
-  static bool has_output(const onnx::NodeProto& n, int i) { return i < n.output_size() && !n.output(i).empty(); }
-  const value& get(const onnx::NodeProto& n, int i);
-  const constant& get_constant(const onnx::NodeProto& n, int i, const std::string& role);
-  std::vector<int64_t> get_ints(const onnx::NodeProto& n, int i, const std::string& role);
-  float get_scalar(const onnx::NodeProto& n, int i, const std::string& role);
-  const value& get_tensor(const onnx::NodeProto& n, int i);
-  void define(const onnx::NodeProto& n, int output, value v);
-  void define_constant(const onnx::NodeProto& n, constant c) {
-    value v;
-    v.kind = value_kind::constant;
-    v.c = std::make_shared<constant>(std::move(c));
-    define(n, 0, std::move(v));
-  }
-  bool is_graph_output(const std::string& name) const {
-    for (const auto& out : model_.graph().output())
-      if (out.name() == name) return true;
-    return false;
-  }
-  bool output_used(const onnx::NodeProto& n, int i) const {
-    if (!has_output(n, i)) return false;
-    auto it = uses_.find(n.output(i));
-    return it != uses_.end() && it->second > 0;
-  }
-  void require_unused_outputs(const onnx::NodeProto& n, int first, const char* what) const {
-    for (int i = first; i < n.output_size(); ++i)
-      if (output_used(n, i)) fail(n, std::string("its ") + what + " output '" + n.output(i) + "' is used; not supported");
-  }
-
-  // --- layers ---
-  std::string node_layer_name(const onnx::NodeProto& n) const;
-  std::string unique_name(const std::string& base);
-  int emit(const onnx::NodeProto& n, layer l, const std::vector<int>& inputs, dims_t dims, int output = 0,
-           const std::string& name = {});
-  layer make_layer(layer_kind kind) const {
-    layer l;
-    l.kind = kind;
-    return l;
-  }
-
-  // --- steps ---
-  void read_opset();
-  void read_inputs();
-  std::vector<int> order_nodes();
-  void import_node(const onnx::NodeProto& n);
-  bool fold_constant_node(const onnx::NodeProto& n);
-  void read_outputs();
-
-  // --- ops ---
-  window_params window_attributes(const onnx::NodeProto& n, int kernel_h, int kernel_w, bool pooling);
-  void conv(const onnx::NodeProto& n);
-  void pool(const onnx::NodeProto& n, bool max);
-  void gemm(const onnx::NodeProto& n);
-  void matmul(const onnx::NodeProto& n);
-  void batch_norm(const onnx::NodeProto& n);
-  void clip(const onnx::NodeProto& n);
-  void hard_sigmoid(const onnx::NodeProto& n, bool swish);
-  void binary(const onnx::NodeProto& n);
-  void fold_affine(const onnx::NodeProto& n, int tensor_input, const constant& c, bool multiply, bool negate,
-                   bool reciprocal);
-  void concat(const onnx::NodeProto& n);
-  void flatten(const onnx::NodeProto& n);
-  void reshape(const onnx::NodeProto& n);
-  void transpose(const onnx::NodeProto& n);
-  void split(const onnx::NodeProto& n);
-  void slice(const onnx::NodeProto& n);
-  void pad(const onnx::NodeProto& n);
-  void softmax(const onnx::NodeProto& n);
-  void reduce_mean(const onnx::NodeProto& n);
-  void squeeze_unsqueeze(const onnx::NodeProto& n, bool unsqueeze);
-  void shape(const onnx::NodeProto& n);
-  void constant_node(const onnx::NodeProto& n);
-  std::vector<float> per_channel(const onnx::NodeProto& n, const dims_t& x, const constant& c, const std::string& name);
-
-  // Constant folding of shape arithmetic (all inputs constant).
-  constant fold_binary(const onnx::NodeProto& n, const constant& a, const constant& b);
-  constant fold_gather(const onnx::NodeProto& n, const constant& data, const constant& idx);
-  constant fold_concat(const onnx::NodeProto& n, const std::vector<const constant*>& parts);
-  constant fold_slice(const onnx::NodeProto& n, const constant& data);
-  // Slice's starts, ends, axes and steps (inputs since opset 10, attributes before), with ONNX's
-  // defaults filled in: axes 0.., steps 1.
-  struct slice_parameters {
-    dims_t starts, ends, axes, steps;
-  };
-  slice_parameters read_slice(const onnx::NodeProto& n);
-  dims_t reshape_target(const onnx::NodeProto& n, const dims_t& in);
-  dims_t axes_input_or_attribute(const onnx::NodeProto& n, int input, const char* attribute, bool* present);
-
-  const std::string path_;
-  onnx::ModelProto& model_;
-  int64_t opset_ = 0;
-  graph g_;
-  std::map<std::string, value> values_;
-  std::map<std::string, onnx::TensorProto*> initializers_;
-  std::map<std::string, int> remaining_reads_;  // per tensor: node inputs not yet imported
-  std::set<std::string> graph_inputs_;
-  std::map<std::string, int> uses_;           // per tensor: node inputs reading it + graph outputs
-  std::map<std::string, int> node_names_;     // per non-empty node name: how many nodes carry it
-  std::vector<std::string> layer_tensor_;     // per layer: the ONNX tensor it currently defines
-  std::set<std::string> used_names_;
-};
 
 // ---------------------------------------------------------------------------------------------
 // Values
@@ -395,19 +179,41 @@ float importer::get_scalar(const onnx::NodeProto& n, int i, const std::string& r
 
 // A computed tensor (a layer's output): what layers may read.
 const value& importer::get_tensor(const onnx::NodeProto& n, int i) {
-  const value& v = get(n, i);
-  if (v.kind == value_kind::constant)
-    fail(n, "input '" + n.input(i) + "' is a constant, which this op cannot take here (d3 has no constant layers)");
-  if (v.kind != value_kind::layer)
-    fail(n, "reads '" + n.input(i) +
-                "', a 5-D view only supported inside the channel shuffle pattern Reshape [N,g,C/g,H,W] -> "
-                "Transpose [0,2,1,3,4] -> Reshape [N,C,H,W]");
+  const value& v = get_any_tensor(n, i);
+  if (v.channels_last)
+    fail(n, "reads '" + n.input(i) + "', a channels-last view " + dims_string(v.dims) +
+                " (Transpose [0,2,3,1]); this op takes it only in NCHW order (transpose it back with [0,3,1,2])");
   return v;
+}
+
+const value& importer::get_any_tensor(const onnx::NodeProto& n, int i) {
+  const value& v = get(n, i);
+  switch (v.kind) {
+    case value_kind::layer: return v;
+    case value_kind::constant:
+      fail(n, "input '" + n.input(i) + "' is a constant, which this op cannot take here (d3 has no constant layers)");
+    case value_kind::shuffle_view:
+    case value_kind::shuffle_transposed:
+      fail(n, "reads '" + n.input(i) +
+                  "', a 5-D view only supported inside the channel shuffle pattern Reshape [N,g,C/g,H,W] -> "
+                  "Transpose [0,2,1,3,4] -> Reshape [N,C,H,W]");
+    case value_kind::gelu_scaled:
+    case value_kind::gelu_erf:
+    case value_kind::gelu_erf_plus_one:
+    case value_kind::gelu_product:
+      fail(n, "reads '" + n.input(i) +
+                  "', an intermediate of GELU (x / sqrt(2) -> Erf -> Add 1 -> Mul x -> Mul 0.5), which only the "
+                  "pattern's next node may read");
+    default:
+      fail(n, "reads '" + n.input(i) +
+                  "', an intermediate of a layer normalisation over channels (ReduceMean -> Sub -> Pow 2 -> "
+                  "ReduceMean -> Add epsilon -> Sqrt -> Div), which only the pattern's next node may read");
+  }
 }
 
 void importer::define(const onnx::NodeProto& n, int output, value v) {
   if (!has_output(n, output)) return;
-  if (v.kind == value_kind::layer || v.kind == value_kind::shuffle_view || v.kind == value_kind::shuffle_transposed) {
+  if (v.kind != value_kind::constant) {
     if (v.dims.size() != 2 && v.dims.size() != 4 && v.dims.size() != 5)
       fail(n, "output '" + n.output(output) + "' has rank " + std::to_string(v.dims.size()) +
                   "; d3 tensors are 4-D NCHW or 2-D [N, C]");
@@ -445,6 +251,13 @@ int importer::emit(const onnx::NodeProto& n, layer l, const std::vector<int>& in
   v.layer = index;
   v.dims = std::move(dims);
   define(n, output, std::move(v));
+  return index;
+}
+
+int importer::emit_like(const onnx::NodeProto& n, layer l, const std::vector<int>& inputs, const value& like,
+                        const std::string& name) {
+  const int index = emit(n, std::move(l), inputs, like.dims, 0, name);
+  if (has_output(n, 0)) values_[n.output(0)].channels_last = like.channels_last;
   return index;
 }
 
@@ -642,21 +455,26 @@ void importer::import_node(const onnx::NodeProto& n) {
   if (op == "BatchNormalization") return batch_norm(n);
   if (op == "Relu") {
     allow_attributes(n, {});
-    const value& x = get_tensor(n, 0);
+    const value x = get_any_tensor(n, 0);
     layer l = make_layer(layer_kind::clamp);
     l.act = activation::relu();
-    emit(n, std::move(l), {x.layer}, x.dims);
+    emit_like(n, std::move(l), {x.layer}, x);
     return;
   }
   if (op == "Clip") return clip(n);
   if (op == "Sigmoid") {
     allow_attributes(n, {});
-    const value& x = get_tensor(n, 0);
-    emit(n, make_layer(layer_kind::sigmoid), {x.layer}, x.dims);
+    const value x = get_any_tensor(n, 0);
+    emit_like(n, make_layer(layer_kind::sigmoid), {x.layer}, x);
     return;
   }
   if (op == "HardSigmoid" || op == "HardSwish") return hard_sigmoid(n, op == "HardSwish");
-  if (op == "Add" || op == "Mul" || op == "Sub" || op == "Div") return binary(n);
+  if (op == "Add" || op == "Mul" || op == "Sub" || op == "Div" || op == "Pow" || op == "Sqrt" || op == "Erf") {
+    if (norm_or_gelu_step(n)) return;
+    if (op == "Pow" || op == "Sqrt" || op == "Erf")
+      fail(n, "operator " + op + " is supported only inside a layer normalisation (Pow 2, Sqrt) or GELU (Erf)");
+    return binary(n);
+  }
   if (op == "Concat") return concat(n);
   if (op == "Flatten") return flatten(n);
   if (op == "Reshape") return reshape(n);
@@ -1245,23 +1063,36 @@ void importer::gemm(const onnx::NodeProto& n) {
   emit(n, std::move(l), {a.layer}, {a.dims[0], out});
 }
 
+// [N, K] x constant [K, M] is a fully connected layer; [N, H, W, K] (channels last) x [K, M] is
+// the same per pixel: a 1x1 convolution (ConvNeXt's pointwise Linear layers).
 void importer::matmul(const onnx::NodeProto& n) {
   allow_attributes(n, {});
-  const value& a = get_tensor(n, 0);
-  if (a.dims.size() != 2) fail(n, "input A has shape " + dims_string(a.dims) + "; only 2-D [N, K] x constant [K, M] is supported");
+  const value a = get_any_tensor(n, 0);
+  const bool per_pixel = a.channels_last && a.dims.size() == 4;
+  if (a.dims.size() != 2 && !per_pixel)
+    fail(n, "input A has shape " + dims_string(a.dims) +
+                "; only 2-D [N, K] or channels-last [N, H, W, K] x constant [K, M] is supported");
+  const int64_t in_channels = a.dims.back();
   const value& bv = get(n, 1);
   if (bv.kind != value_kind::constant) fail(n, "the second operand must be a constant weight [K, M]");
   const constant& b = *bv.c;
-  if (!b.is_float || b.dims.size() != 2 || b.dims[0] != a.dims[1] || b.dims[1] < 1 || b.dims[1] > INT_MAX)
-    fail(n, "weight '" + n.input(1) + "' has shape " + dims_string(b.dims) + "; expected float [" + std::to_string(a.dims[1]) + ", M]");
+  if (!b.is_float || b.dims.size() != 2 || b.dims[0] != in_channels || b.dims[1] < 1 || b.dims[1] > INT_MAX)
+    fail(n, "weight '" + n.input(1) + "' has shape " + dims_string(b.dims) + "; expected float [" + std::to_string(in_channels) + ", M]");
   const int64_t k = b.dims[0], out = b.dims[1];
-  std::vector<float> w(size_t(out * k));
+  std::vector<float> w(size_t(out * k));  // [M][K]: fully connected's layout and the 1x1 convolution's OHWI
   for (int64_t o = 0; o < out; ++o)
     for (int64_t i = 0; i < k; ++i) w[size_t(o * k + i)] = b.f[size_t(i * out + o)];
-  layer l = make_layer(layer_kind::fully_connected);
+  layer l = make_layer(per_pixel ? layer_kind::convolution : layer_kind::fully_connected);
   l.output_channels = int(out);
   l.weights = weight_blob::from_vector(std::move(w));
-  emit(n, std::move(l), {a.layer}, {a.dims[0], out});  // a following Add of a constant folds in as bias
+  // A following Add of a constant folds in as bias.
+  if (!per_pixel) {
+    emit(n, std::move(l), {a.layer}, {a.dims[0], out});
+    return;
+  }
+  value like = a;
+  like.dims.back() = out;
+  emit_like(n, std::move(l), {a.layer}, like);
 }
 
 void importer::batch_norm(const onnx::NodeProto& n) {
@@ -1301,10 +1132,10 @@ void importer::clip(const onnx::NodeProto& n) {
   }
   if (std::isnan(act.min) || std::isnan(act.max) || act.min > act.max)
     fail(n, "clip range [" + std::to_string(act.min) + ", " + std::to_string(act.max) + "] is not supported");
-  const value& x = get_tensor(n, 0);
+  const value x = get_any_tensor(n, 0);
   layer l = make_layer(layer_kind::clamp);
   l.act = act;
-  emit(n, std::move(l), {x.layer}, x.dims);
+  emit_like(n, std::move(l), {x.layer}, x);
 }
 
 // HardSigmoid(x) = clamp(alpha * x + beta, 0, 1) is a per-channel affine layer with every channel's
@@ -1316,32 +1147,35 @@ void importer::hard_sigmoid(const onnx::NodeProto& n, bool swish) {
   const float beta = swish ? 0.5f : attr_float(n, "beta", 0.5f);
   if (!std::isfinite(alpha) || !std::isfinite(beta))
     fail(n, "alpha " + std::to_string(alpha) + " and beta " + std::to_string(beta) + " must be finite");
-  const value x = get_tensor(n, 0);
+  const value x = get_any_tensor(n, 0);
   if (x.dims.size() != 4 && x.dims.size() != 2) fail(n, "input has shape " + dims_string(x.dims));
-  const size_t channels = size_t(x.dims[1]);
+  const size_t channels = size_t(channels_of(x));
   const std::string name = node_layer_name(n);
   layer l = channel_affine_layer({}, x.layer, std::vector<float>(channels, alpha), std::vector<float>(channels, beta),
                                  activation{0.0f, 1.0f});
-  const int gate = emit(n, std::move(l), {x.layer}, x.dims, 0, swish ? name + "/hardsigmoid" : name);
-  if (swish) emit(n, make_layer(layer_kind::multiply), {x.layer, gate}, x.dims, 0, name);
+  const int gate = emit_like(n, std::move(l), {x.layer}, x, swish ? name + "/hardsigmoid" : name);
+  if (swish) emit_like(n, make_layer(layer_kind::multiply), {x.layer, gate}, x, name);
 }
 
 // A constant operand broadcast per channel (or a scalar) of a [N,C,H,W] or [N,C] tensor, as C values.
-std::vector<float> importer::per_channel(const onnx::NodeProto& n, const dims_t& x, const constant& c,
+std::vector<float> importer::per_channel(const onnx::NodeProto& n, const value& xv, const constant& c,
                                          const std::string& name) {
+  const dims_t& x = xv.dims;
   const size_t rank = x.size();
+  const size_t axis = channel_axis(xv);
   bool ok = c.is_float && c.dims.size() <= rank;
   dims_t d;
   if (ok) {
     d.assign(rank - c.dims.size(), 1);
     d.insert(d.end(), c.dims.begin(), c.dims.end());
     for (size_t k = 0; k < rank; ++k)
-      if (d[k] != 1 && !(k == 1 && d[k] == x[1])) ok = false;
+      if (d[k] != 1 && !(k == axis && d[k] == x[axis])) ok = false;
   }
   if (!ok)
     fail(n, "constant operand '" + name + "' of shape " + dims_string(c.dims) + " is not supported with a tensor of shape " +
-                dims_string(x) + " (only a scalar or a per-channel [C,1,1] / [1,C,1,1] constant)");
-  std::vector<float> v(static_cast<size_t>(x[1]));
+                dims_string(x) + (xv.channels_last ? " (channels last: only a scalar or a per-channel [C] constant)"
+                                                   : " (only a scalar or a per-channel [C,1,1] / [1,C,1,1] constant)"));
+  std::vector<float> v(static_cast<size_t>(x[axis]));
   for (size_t k = 0; k < v.size(); ++k) v[k] = c.f[c.size() == 1 ? 0 : k];
   return v;
 }
@@ -1379,13 +1213,16 @@ void importer::binary(const onnx::NodeProto& n) {
     return;
   }
   if (op == "Sub" || op == "Div") fail(n, "element-wise " + op + " of two computed tensors is not supported");
-  const value& x = get_tensor(n, 0);
-  const value& y = get_tensor(n, 1);
+  const value x = get_any_tensor(n, 0);
+  const value y = get_any_tensor(n, 1);
   const layer_kind kind = op == "Add" ? layer_kind::add : layer_kind::multiply;
-  if (x.dims == y.dims) {
-    emit(n, make_layer(kind), {x.layer, y.layer}, x.dims);
+  if (x.dims == y.dims && x.channels_last == y.channels_last) {
+    emit_like(n, make_layer(kind), {x.layer, y.layer}, x);
     return;
   }
+  if (x.channels_last || y.channels_last)
+    fail(n, "operands " + dims_string(x.dims) + " and " + dims_string(y.dims) +
+                " with a channels-last view among them must have equal shapes and layouts");
   auto per_channel_of = [](const dims_t& full, const dims_t& small) {
     return full.size() == 4 && small.size() == 4 && small[0] == full[0] && small[1] == full[1] && small[2] == 1 && small[3] == 1;
   };
@@ -1404,9 +1241,10 @@ void importer::binary(const onnx::NodeProto& n) {
 // nothing else. y = x * s or y = x + t per output channel.
 void importer::fold_affine(const onnx::NodeProto& n, int tensor_input, const constant& c, bool multiply, bool negate,
                            bool reciprocal) {
-  const value& x = get_tensor(n, tensor_input);
+  const value x = get_any_tensor(n, tensor_input);
   const std::string& name = n.input(1 - tensor_input);
-  std::vector<float> v = per_channel(n, x.dims, c, name);
+  if (x.dims.size() != 4 && x.dims.size() != 2) fail(n, "input has shape " + dims_string(x.dims));
+  std::vector<float> v = per_channel(n, x, c, name);
   for (float& f : v) {
     if (negate) f = -f;
     if (reciprocal) f = 1.0f / f;
@@ -1414,13 +1252,16 @@ void importer::fold_affine(const onnx::NodeProto& n, int tensor_input, const con
   const std::string& tensor = n.input(tensor_input);
   layer& p = g_.layers[size_t(x.layer)];
   const bool foldable_kind = p.kind == layer_kind::convolution || p.kind == layer_kind::fully_connected ||
-                             p.kind == layer_kind::batch_norm;
-  if (!foldable_kind || layer_tensor_[size_t(x.layer)] != tensor || uses_[tensor] != 1)
-    fail(n, "the constant operand '" + name + "' is only supported when it folds into the Conv, Gemm/MatMul or "
-                "BatchNormalization that produces '" + tensor + "' and feeds only this node (d3 has no constant layers)");
+                             p.kind == layer_kind::batch_norm || p.kind == layer_kind::layer_norm;
+  if (!foldable_kind || layer_tensor_[size_t(x.layer)] != tensor || uses_[tensor] != 1) {
+    // Nothing to fold into (the producer feeds others too, or computes no affine output): the
+    // constant becomes a per-channel affine layer of its own.
+    constant_affine_layer(n, x, std::move(v), multiply);
+    return;
+  }
   const size_t channels = v.size();
-  if (p.kind == layer_kind::batch_norm) {
-    std::vector<float> w(p.weights.begin(), p.weights.end());  // gamma | beta | mean | var
+  if (p.kind == layer_kind::batch_norm || p.kind == layer_kind::layer_norm) {
+    std::vector<float> w(p.weights.begin(), p.weights.end());  // gamma | beta [| mean | var]
     for (size_t k = 0; k < channels; ++k) {
       if (multiply) {
         w[k] *= v[k];
@@ -1531,10 +1372,13 @@ void importer::transpose(const onnx::NodeProto& n) {
   allow_attributes(n, {"perm"});
   const value& x = get(n, 0);
   const dims_t perm = attr_ints(n, "perm", {});
+  if (x.kind == value_kind::layer && x.dims.size() == 4 &&
+      (x.channels_last ? perm == dims_t{0, 3, 1, 2} : perm == dims_t{0, 2, 3, 1}))
+    return channels_last_transpose(n, x, perm);
   if (x.kind != value_kind::shuffle_view || perm != dims_t{0, 2, 1, 3, 4})
-    fail(n, "Transpose with perm=" + dims_string(perm) +
-                " is not supported (only inside the channel shuffle pattern Reshape [N,g,C/g,H,W] -> Transpose "
-                "[0,2,1,3,4] -> Reshape [N,C,H,W])");
+    fail(n, "Transpose with perm=" + dims_string(perm) + " of a tensor of shape " + dims_string(x.dims) +
+                " is not supported (only NCHW <-> channels last, [0,2,3,1] and back with [0,3,1,2], and inside the "
+                "channel shuffle pattern Reshape [N,g,C/g,H,W] -> Transpose [0,2,1,3,4] -> Reshape [N,C,H,W])");
   value v = x;
   v.kind = value_kind::shuffle_transposed;
   v.dims = {x.dims[0], x.dims[2], x.dims[1], x.dims[3], x.dims[4]};
@@ -1655,6 +1499,7 @@ void importer::softmax(const onnx::NodeProto& n) {
 
 void importer::reduce_mean(const onnx::NodeProto& n) {
   allow_attributes(n, {"axes", "keepdims", "noop_with_empty_axes"});
+  if (channel_mean(n)) return;
   const value& x = get_tensor(n, 0);
   if (attr_int(n, "noop_with_empty_axes", 0) != 0) fail(n, "attribute noop_with_empty_axes=1 is not supported");
   bool present = false;
@@ -1722,7 +1567,9 @@ result<graph> import(const std::string& path) {
   return import(path, [&](onnx::ModelProto& model) { return model.ParseFromIstream(&in); });
 }
 
-}  // namespace
+}  // namespace onnx_detail
+
+using onnx_detail::import;
 
 result<graph> import_onnx_unprepared(const std::string& path) { return import(path); }
 

@@ -6,7 +6,7 @@ namespace d3 {
 
 namespace {
 
-constexpr int layer_kind_count = 17;
+constexpr int layer_kind_count = 19;
 
 // d3::layer_kind and schema::LayerKind must number the kinds identically.
 #define D3_SAME_KIND(a, b) \
@@ -28,8 +28,10 @@ D3_SAME_KIND(SIGMOID, sigmoid);
 D3_SAME_KIND(CHANNEL_SHUFFLE, channel_shuffle);
 D3_SAME_KIND(CHANNEL_SLICE, channel_slice);
 D3_SAME_KIND(PAD, pad);
+D3_SAME_KIND(LAYER_NORM, layer_norm);
+D3_SAME_KIND(GELU, gelu);
 #undef D3_SAME_KIND
-static_assert(uint16_t(layer_kind::pad) + 1 == layer_kind_count, "update layer_kind_count");
+static_assert(uint16_t(layer_kind::gelu) + 1 == layer_kind_count, "update layer_kind_count");
 
 }  // namespace
 
@@ -137,7 +139,7 @@ status read_layer_fields(schema::Layer::Reader lr, size_t layer_count, const std
                          std::to_string(l.channel_end) + ") outside [0, " + std::to_string(max_channels) + "]");
   l.epsilon = lr.getEpsilon();
   if (!std::isfinite(l.epsilon) || l.epsilon < 0)
-    return status::error(what + ": batch-norm epsilon " + std::to_string(l.epsilon) + " is not a finite value >= 0");
+    return status::error(what + ": epsilon " + std::to_string(l.epsilon) + " is not a finite value >= 0");
   l.act.min = lr.getActivationMin();
   l.act.max = lr.getActivationMax();
   if (std::isnan(l.act.min) || std::isnan(l.act.max) || l.act.min > l.act.max)

@@ -28,6 +28,8 @@ enum LayerKind {
   channelShuffle @14;
   channelSlice @15;
   pad @16;
+  layerNorm @17;
+  gelu @18;
 }
 
 struct Layer {

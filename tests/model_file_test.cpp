@@ -479,6 +479,39 @@ BOOST_AUTO_TEST_CASE(resnet18_round_trip_runs_bit_identically) {
   for (const auto& [name, t] : want) BOOST_TEST(bitwise_equal(got.at(name), t), "output " << name);
 }
 
+// ConvNeXt's per-pixel kinds: a layer norm keeps its epsilon and gamma | beta, GELU its kind.
+BOOST_AUTO_TEST_CASE(layer_norm_and_gelu_round_trip) {
+  temp_dir dir;
+  const std::string path = dir.file("convnext_kinds.d3m");
+  seeded_generator gen(23);
+  graph original;
+  original.name = "convnext kinds";
+  layer in = make_layer("data", layer_kind::input, {});
+  in.input_shape = tensor_shape{1, 6, 7, 8};
+  original.layers.push_back(in);
+  original.layers.push_back(make_conv("dw", 0, 8, 8, 3, 1, 1, 8, 1, true, gen));
+  layer norm = make_layer("norm", layer_kind::layer_norm, {1});
+  norm.weights = random_blob(16, gen);
+  norm.epsilon = 1e-6f;
+  original.layers.push_back(norm);
+  original.layers.push_back(make_layer("gelu", layer_kind::gelu, {2}));
+  original.outputs = {3};
+  BOOST_TEST_REQUIRE(save_model(original, path).is_ok());
+  auto loaded = load_model(path);
+  BOOST_TEST_REQUIRE(loaded.is_ok(), why(loaded));
+  graph expected = prepared(original);
+  check_same_graph(expected, *loaded);
+  const layer& n = loaded->layers[loaded->find("norm")];
+  BOOST_TEST((n.kind == layer_kind::layer_norm));
+  BOOST_TEST(n.epsilon == 1e-6f);
+  BOOST_TEST((loaded->layers[loaded->find("gelu")].kind == layer_kind::gelu));
+  tensor input = random_tensor(tensor_shape{1, 6, 7, 8}, 78);
+  auto want = run(expected, input);
+  auto got = run(*loaded, input);
+  BOOST_TEST_REQUIRE(got.size() == want.size());
+  for (const auto& [name, t] : want) BOOST_TEST(bitwise_equal(got.at(name), t), name);
+}
+
 BOOST_AUTO_TEST_CASE(new_kinds_round_trip_runs_bit_identically) {
   temp_dir dir;
   const std::string path = dir.file("new_kinds.d3m");
@@ -579,9 +612,9 @@ BOOST_AUTO_TEST_CASE(new_kinds_with_bad_parameters) {
   }
   {
     capnp::MallocMessageBuilder builder;
-    minimal_raw_model(builder).getLayers()[1].setKind(static_cast<schema::LayerKind>(17));
+    minimal_raw_model(builder).getLayers()[1].setKind(static_cast<schema::LayerKind>(19));
     write_raw_model(path, builder);
-    expect_error(path, "unknown layer kind 17");
+    expect_error(path, "unknown layer kind 19");
   }
   {
     // The last new kind is known: a raw pad layer after the input loads and pads.

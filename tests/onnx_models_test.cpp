@@ -43,8 +43,8 @@ using namespace d3;
 
 namespace {
 
-const std::vector<std::string> required_models = {"alexnet",      "resnet18",    "googlenet",
-                                                   "mobilenet_v2", "densenet121", "mobilenet_v3_small"};
+const std::vector<std::string> required_models = {"alexnet",     "resnet18",           "googlenet",    "mobilenet_v2",
+                                                   "densenet121", "mobilenet_v3_small", "convnext_tiny"};
 // The exported models d3 also builds itself (kernels/model_zoo).
 const std::set<std::string> builtin_models = {"alexnet", "resnet18", "googlenet", "mobilenet_v2", "vgg16"};
 

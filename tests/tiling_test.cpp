@@ -490,8 +490,9 @@ BOOST_AUTO_TEST_CASE(imported_resnet18_is_bit_exact) {
 }
 
 // Families beyond the built-in models: DenseNet's pre-activation batch norms (per-channel affine
-// layers after a concat) and MobileNetV3's HardSwish (affine HardSigmoid gate times its input).
-BOOST_AUTO_TEST_CASE(imported_densenet_and_mobilenet_v3_are_bit_exact) {
+// layers after a concat), MobileNetV3's HardSwish (affine HardSigmoid gate times its input) and
+// ConvNeXt's channels-last islands (layer norm, 1x1 convolutions, GELU) between 7x7 depthwise ones.
+BOOST_AUTO_TEST_CASE(imported_densenet_mobilenet_v3_and_convnext_are_bit_exact) {
   const char* dir = std::getenv("D3_ONNX_EXPORT_DIR");
   BOOST_TEST_REQUIRE(dir != nullptr, "D3_ONNX_EXPORT_DIR is not set (run through ctest)");
   struct case_t {
@@ -502,7 +503,8 @@ BOOST_AUTO_TEST_CASE(imported_densenet_and_mobilenet_v3_are_bit_exact) {
       {"mobilenet_v3_small", "/features/features.0/features.0.0/Conv",
        "/features/features.1/block/block.0/block.0.0/Conv"},
       {"mobilenet_v3_small", "/features/features.2/block/block.0/block.0.0/Conv",
-       "/features/features.4/block/block.1/block.1.2/Mul"}};
+       "/features/features.4/block/block.1/block.1.2/Mul"},
+      {"convnext_tiny", "/features/features.0/features.0.0/Conv", "/features/features.2/features.2.1/Conv"}};
   std::map<std::string, computed_model> models;
   for (const case_t& c : cases) {
     auto it = models.find(c.model);
@@ -513,13 +515,14 @@ BOOST_AUTO_TEST_CASE(imported_densenet_and_mobilenet_v3_are_bit_exact) {
     }
     const computed_model& m = it->second;
     tiled_run run = make_run(m.g, c.first, c.last);
-    int affine = 0;  // the run holds the layers this test is about
+    int special = 0;  // the run holds the layers this test is about
     for (int i : run.layers) {
       const layer& l = m.g.layers[size_t(i)];
-      affine += l.kind == layer_kind::convolution && l.window.kernel_h == 1 && l.groups == l.output_channels &&
-                l.groups > 1;
+      special += (l.kind == layer_kind::convolution && l.window.kernel_h == 1 && l.groups == l.output_channels &&
+                  l.groups > 1) ||
+                 l.kind == layer_kind::layer_norm || l.kind == layer_kind::gelu;
     }
-    BOOST_TEST(affine >= 1, c.model << " " << c.first << ": no per-channel affine layer in the run");
+    BOOST_TEST(special >= 1, c.model << " " << c.first << ": no affine, layer norm or GELU layer in the run");
     for (const tile_grid& grid : standard_grids(m.g.layers[size_t(run.output)].output_shape)) check_tiling(m, run, grid);
   }
 }

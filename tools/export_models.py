@@ -35,8 +35,10 @@ import os
 import sys
 import warnings
 
-MODELS = ["alexnet", "resnet18", "googlenet", "mobilenet_v2", "vgg16", "densenet121", "mobilenet_v3_small"]
-DEFAULT_MODELS = ["alexnet", "resnet18", "googlenet", "mobilenet_v2", "densenet121", "mobilenet_v3_small"]
+MODELS = ["alexnet", "resnet18", "googlenet", "mobilenet_v2", "vgg16", "densenet121", "mobilenet_v3_small",
+          "convnext_tiny"]
+DEFAULT_MODELS = ["alexnet", "resnet18", "googlenet", "mobilenet_v2", "densenet121", "mobilenet_v3_small",
+                  "convnext_tiny"]
 
 # Modules whose outputs are saved and matched to ONNX nodes (torch module paths).
 INTERMEDIATES = {
@@ -49,6 +51,9 @@ INTERMEDIATES = {
     "densenet121": ["features.denseblock1", "features.transition2", "features.denseblock3", "features.denseblock4"],
     # HardSwish (Mul(x, HardSigmoid(x)) at opset 13) and squeeze-excitation gates (HardSigmoid).
     "mobilenet_v3_small": ["features.1", "features.4", "features.9", "features.12"],
+    # Channels-last islands: Transpose, LayerNorm (decomposed at opset 13), Linear as MatMul on the
+    # last axis, GELU (Erf), Transpose back, layer scale.
+    "convnext_tiny": ["features.1", "features.3", "features.5", "features.7"],
 }
 
 FORMAT_VERSION = 1
@@ -107,6 +112,12 @@ def reinitialise(torch, torchvision, model, seed):
                 nn.init.kaiming_normal_(mod.weight, mode="fan_in", nonlinearity="linear" if linear else "relu")
                 if mod.bias is not None:
                     mod.bias.uniform_(-0.05, 0.05)
+            elif isinstance(mod, torchvision.models.convnext.CNBlock):
+                # torchvision starts the residual branch's scale at 1e-6: the branch would not count.
+                mod.layer_scale.uniform_(0.4, 0.8)
+            elif isinstance(mod, nn.LayerNorm):
+                mod.weight.uniform_(0.8, 1.2)
+                mod.bias.uniform_(-0.1, 0.1)
             elif isinstance(mod, nn.BatchNorm2d):
                 mod.weight.uniform_(0.8, 1.2)
                 if mod in residual_bns:

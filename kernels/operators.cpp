@@ -4,7 +4,7 @@
 #include <xnnpack.h>
 #include <pthreadpool.h>
 
-#include "kernels/pointwise_operators.hpp"
+#include "kernels/native_operators.hpp"
 #include <xmmintrin.h>
 #include <pmmintrin.h>
 
@@ -660,7 +660,9 @@ result<std::unique_ptr<layer_operator>> create_layer_operator(const layer& l, co
     return status::ok();
   };
   switch (l.kind) {
-    case layer_kind::convolution: return convolution_operator::create(l, in, stride, options.threads);
+    case layer_kind::convolution:
+      if (depthwise_runs_natively(l, in[0])) return create_depthwise_operator(l, in[0], stride);
+      return convolution_operator::create(l, in, stride, options.threads);
     case layer_kind::max_pool: return create_max_pool(l, in, stride);
     case layer_kind::average_pool: return create_average_pool(l, in, stride, options.native_average_pool);
     case layer_kind::clamp: return create_clamp(l, in, stride);

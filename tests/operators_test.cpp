@@ -19,6 +19,7 @@
 
 #include "kernels/executor.hpp"
 #include "kernels/graph.hpp"
+#include "kernels/native_operators.hpp"
 #include "kernels/operators.hpp"
 #include "kernels/reference.hpp"
 #include "base/status.hpp"
@@ -728,6 +729,67 @@ BOOST_AUTO_TEST_CASE(sigmoid_cases) {
   BOOST_CHECK_CLOSE(y.data()[2], 0.119203f, 1e-3);
   BOOST_CHECK_CLOSE(y.data()[3], 1.0f, 1e-4);
   BOOST_CHECK_SMALL(y.data()[4], 1e-12f);
+}
+
+// Depthwise windows past XNNPACK's 25 taps run on d3's native loop: odd channel counts (the
+// one-lane tail), strides, dilation, asymmetric padding, fused clamps, batches.
+BOOST_AUTO_TEST_CASE(large_depthwise_convolutions) {
+  const activation none = activation::none();
+  const std::vector<conv_spec> cases = {
+      {{1, 14, 14, 96}, 96, 96, make_window(7, 7, 1, 1, pad_all(3)), true, none},  // ConvNeXt's
+      {{2, 13, 17, 13}, 13, 13, make_window(7, 7, 2, 2, pad_all(3)), true, activation::relu()},
+      {{1, 11, 12, 20}, 20, 20, make_window(5, 7, 1, 2, {1, 3, 4, 0}, 2, 1), false, clamp_range},
+      {{1, 9, 9, 3}, 3, 3, make_window(9, 9, 1, 1, pad_all(4)), true, none},
+      {{1, 6, 5, 8}, 8, 8, make_window(7, 7, 1, 1, {0, 0, 0, 0}), true, none}};  // window larger than the input: no output
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const conv_spec& c = cases[i];
+    if (window_output_size(c.input.h, c.window.kernel_h, c.window.stride_h, c.window.dilation_h, c.window.pad.top,
+                           c.window.pad.bottom, false) < 1)
+      continue;
+    rng r(1700 + i);
+    layer l = conv_layer(c, r);
+    BOOST_TEST(depthwise_runs_natively(l, c.input));
+    check_layer(l, {random_tensor_of(c.input, r)});
+  }
+  // 5x5 and grouped (not depthwise) windows stay on XNNPACK.
+  rng r(1799);
+  BOOST_TEST(!depthwise_runs_natively(conv_layer({{1, 8, 8, 8}, 8, 8, make_window(5, 5, 1, 1, pad_all(2)), true, none}, r),
+                                      {1, 8, 8, 8}));
+  BOOST_TEST(!depthwise_runs_natively(conv_layer({{1, 8, 8, 8}, 16, 8, make_window(7, 7, 1, 1, pad_all(3)), true, none}, r),
+                                      {1, 8, 8, 8}));
+}
+
+// Layer norm over each pixel's channels and GELU against the naive reference (double precision
+// from the definitions), including channel counts that leave a vector tail.
+BOOST_AUTO_TEST_CASE(layer_norm_and_gelu_cases) {
+  const std::vector<tensor_shape> shapes = {{1, 1, 1, 1}, {1, 5, 7, 96}, {2, 3, 4, 13}, {1, 1, 1, 768}, {1, 7, 7, 3}};
+  for (size_t i = 0; i < shapes.size(); ++i) {
+    rng r(1800 + i);
+    layer norm;
+    norm.name = "layer_norm";
+    norm.kind = layer_kind::layer_norm;
+    std::vector<float> w(size_t(2) * shapes[i].c);
+    for (float& v : w) v = r.uniform(-1.0f, 1.0f);
+    norm.weights = weight_blob::from_vector(std::move(w));
+    norm.epsilon = i % 2 ? 1e-6f : 1e-5f;
+    norm = with_shapes(std::move(norm), {shapes[i]});
+    check_layer(norm, {random_tensor_of(shapes[i], r, 3.0f)});
+    layer gelu = simple_layer(layer_kind::gelu, {shapes[i]});
+    check_layer(gelu, {random_tensor_of(shapes[i], r, 6.0f)});
+  }
+  // Known values: GELU(0) = 0, GELU(1) = 0.841345, GELU(-1) = -0.158655, saturation beyond +-4 sqrt 2.
+  tensor x({1, 1, 1, 6});
+  const float in[6] = {0.0f, 1.0f, -1.0f, 10.0f, -10.0f, 2.5f};
+  std::copy(in, in + 6, x.data());
+  layer gelu = simple_layer(layer_kind::gelu, {x.shape()});
+  tensor y;
+  BOOST_REQUIRE(run_operator(gelu, {&x}, nullptr, &y, "gelu known values"));
+  BOOST_CHECK_EQUAL(y.data()[0], 0.0f);
+  BOOST_CHECK_CLOSE(y.data()[1], 0.8413447f, 1e-4);
+  BOOST_CHECK_CLOSE(y.data()[2], -0.1586553f, 1e-3);
+  BOOST_CHECK_EQUAL(y.data()[3], 10.0f);
+  BOOST_CHECK_EQUAL(y.data()[4], -0.0f);
+  BOOST_CHECK_CLOSE(y.data()[5], 2.4844758f, 1e-4);
 }
 
 layer shuffle_layer(const tensor_shape& in, int groups) {

@@ -1,0 +1,35 @@
+// Operators XNNPACK (2022) lacks or runs slowly, as native loops: layer normalisation over the
+// channels of each pixel (ConvNeXt's LayerNorm on its channels-last islands), GELU in its erf form,
+// and depthwise convolutions with more taps than XNNPACK's largest depthwise kernel (25: a 7x7
+// window falls back to a GEMM per channel, 2.5 GFLOP/s). Each output value is computed by the same
+// arithmetic in the same order wherever it lies in the tensor, so a tile computes exactly the
+// values the whole tensor would (vertical separation stays bit-exact).
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "base/status.hpp"
+#include "kernels/graph.hpp"
+#include "kernels/operators.hpp"
+
+namespace d3 {
+
+// Preconditions (checked, errors name the layer): one input of the layer's output shape;
+// layer_norm holds 2 x channels weights (gamma | beta) and a non-negative epsilon.
+result<std::unique_ptr<layer_operator>> create_layer_norm_operator(const layer& l, const tensor_shape& input);
+result<std::unique_ptr<layer_operator>> create_gelu_operator(const layer& l, const tensor_shape& input);
+
+// True for a depthwise convolution (one input and one output channel per group) whose window has
+// more taps than XNNPACK's depthwise kernels take: create_layer_operator runs it natively.
+bool depthwise_runs_natively(const layer& l, const tensor_shape& input);
+// Precondition: depthwise_runs_natively(l, input). `output_pixel_stride` as in operator_options.
+result<std::unique_ptr<layer_operator>> create_depthwise_operator(const layer& l, const tensor_shape& input,
+                                                                  size_t output_pixel_stride);
+
+// The arithmetic the operators run on a block of pixels. Normalises `pixels` rows of `channels` floats each from x into y.
+void layer_norm_rows(const float* x, float* y, size_t pixels, size_t channels, const float* gamma, const float* beta,
+                     float epsilon);
+void gelu_values(const float* x, float* y, size_t count);
+
+}  // namespace d3

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "kernels/graph.hpp"
+#include "onnx/external_data.hpp"
 
 namespace d3 {
 namespace onnx_detail {
@@ -114,7 +115,9 @@ slice_range clamp_slice(int64_t start, int64_t end, int64_t step, int64_t dim);
 class importer {
  public:
   // Releases each initializer's bytes in `model` once converted (peak memory ~ one copy of the weights).
-  importer(std::string path, onnx::ModelProto& model) : path_(std::move(path)), model_(model) {}
+  // `from_file`: `path` is the model's file, whose directory holds any external data files.
+  importer(std::string path, onnx::ModelProto& model, bool from_file)
+      : path_(std::move(path)), model_(model), external_(from_file ? path_ : std::string()) {}
   graph run();
 
  private:
@@ -272,6 +275,7 @@ class importer {
 
   const std::string path_;
   onnx::ModelProto& model_;
+  external_data external_;
   int64_t opset_ = 0;
   graph g_;
   std::map<std::string, value> values_;

@@ -43,7 +43,7 @@ void read_raw(const std::string& raw, size_t count, std::vector<T>& out) {
 constant to_constant(const onnx::TensorProto& t, const std::string& what) {
   auto bad = [&](const std::string& m) { return std::invalid_argument(what + " " + m); };
   if (t.data_location() == onnx::TensorProto::EXTERNAL || t.external_data_size() > 0)
-    throw bad("stores its data in an external file; d3 reads only self-contained ONNX files");
+    throw bad("stores its data in an external file, which only initializers may do");
   if (t.has_segment()) throw bad("is segmented; not supported");
   constant c;
   for (int64_t d : t.dims()) c.dims.push_back(d);
@@ -144,6 +144,10 @@ const value& importer::get(const onnx::NodeProto& n, int i) {
     fail(n, "reads tensor '" + name + "' which no node, graph input or initializer produces (dangling input)");
   value v;
   v.kind = value_kind::constant;
+  if (init->second->data_location() == onnx::TensorProto::EXTERNAL) {
+    status s = external_.load_into(*init->second);
+    if (!s) fail("initializer '" + name + "' " + s.message());
+  }
   try {
     v.c = std::make_shared<constant>(to_constant(*init->second, "initializer '" + name + "'"));
   } catch (const std::invalid_argument& e) {
@@ -1545,12 +1549,12 @@ void importer::squeeze_unsqueeze(const onnx::NodeProto& n, bool unsqueeze) {
 
 // `parse` fills the protobuf from its source; false: malformed or truncated.
 template <class Parse>
-result<graph> import(const std::string& path, Parse parse) {
+result<graph> import(const std::string& path, Parse parse, bool from_file) {
   const std::string where = "ONNX file '" + path + "': ";
   try {
     onnx::ModelProto model;
     if (!parse(model)) return status::error(where + "is not a valid ONNX protobuf (malformed or truncated)");
-    graph g = importer(path, model).run();
+    graph g = importer(path, model, from_file).run();
     status s = infer_shapes(g);
     if (!s) return status::error(where + s.message());
     return g;
@@ -1564,7 +1568,7 @@ result<graph> import(const std::string& path, Parse parse) {
 result<graph> import(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return status::error("ONNX file '" + path + "': cannot open: " + std::strerror(errno));
-  return import(path, [&](onnx::ModelProto& model) { return model.ParseFromIstream(&in); });
+  return import(path, [&](onnx::ModelProto& model) { return model.ParseFromIstream(&in); }, true);
 }
 
 }  // namespace onnx_detail
@@ -1575,7 +1579,7 @@ result<graph> import_onnx_unprepared(const std::string& path) { return import(pa
 
 result<graph> import_onnx_bytes(const uint8_t* bytes, size_t size, const std::string& source) {
   if (size > size_t(INT32_MAX)) return status::error("ONNX file '" + source + "': over 2 GB (protobuf's limit)");
-  auto g = import(source, [&](onnx::ModelProto& model) { return model.ParseFromArray(bytes, int(size)); });
+  auto g = import(source, [&](onnx::ModelProto& model) { return model.ParseFromArray(bytes, int(size)); }, false);
   if (!g) return g;
   status s = prepare_for_inference(g.value());
   if (!s) return status::error("ONNX file '" + source + "': " + s.message());

@@ -924,6 +924,72 @@ BOOST_AUTO_TEST_CASE(channels_last_island_layer_norm_and_gelu) {
   BOOST_CHECK(import_error(last, "conv_of_last").find("channels-last view") != std::string::npos);
 }
 
+// Weights in an external data file beside the model (torch.onnx's format for models over 2 GB):
+// two tensors at offsets in one file give the same graph as inline weights; locations outside the
+// model's directory, ranges past the file's end and models read from memory are errors.
+BOOST_AUTO_TEST_CASE(external_data_beside_the_model) {
+  const std::vector<float> w1 = seeded(4 * 3 * 3 * 3, 110, 0.5f), w2 = seeded(5 * 4, 111, 0.5f);
+  auto model = [&](const std::string& location, size_t second_offset) {
+    onnx_builder b;
+    b.input("x", {1, 3, 6, 6});
+    auto external = [&](const std::string& name, std::vector<int64_t> dims, size_t offset, size_t bytes) {
+      auto* t = b.g->add_initializer();
+      t->set_name(name);
+      t->set_data_type(onnx::TensorProto::FLOAT);
+      for (int64_t d : dims) t->add_dims(d);
+      t->set_data_location(onnx::TensorProto::EXTERNAL);
+      for (auto [key, value] : std::vector<std::pair<std::string, std::string>>{
+               {"location", location}, {"offset", std::to_string(offset)}, {"length", std::to_string(bytes)}}) {
+        auto* e = t->add_external_data();
+        e->set_key(key);
+        e->set_value(value);
+      }
+    };
+    external("w1", {4, 3, 3, 3}, 0, w1.size() * 4);
+    external("w2", {4, 5}, second_offset, w2.size() * 4);
+    b.node("Conv", {"x", "w1"}, {"c"}, "conv");
+    b.node("GlobalAveragePool", {"c"}, {"p"}, "pool");
+    b.node("Flatten", {"p"}, {"f"}, "flatten");
+    b.node("MatMul", {"f", "w2"}, {"y"}, "fc");
+    b.output("y");
+    return b;
+  };
+  temp_file f("external_model");
+  const std::string dir = f.path.substr(0, f.path.find_last_of('/'));
+  const std::string data_name = "d3_onnx_test_" + std::to_string(::getpid()) + "_weights.bin";
+  const std::string data_path = dir + "/" + data_name;
+  {
+    std::ofstream out(data_path, std::ios::binary | std::ios::trunc);
+    out.write(reinterpret_cast<const char*>(w1.data()), std::streamsize(w1.size() * 4));
+    out.write("pad!", 4);  // the second tensor at an offset of its own
+    out.write(reinterpret_cast<const char*>(w2.data()), std::streamsize(w2.size() * 4));
+  }
+  const size_t second = w1.size() * 4 + 4;
+  onnx_builder good = model(data_name, second);
+  good.write(f);
+  graph g = import_ok(f.path, false);
+  BOOST_CHECK_EQUAL(find_layer(g, "conv").weights.size(), w1.size());
+  // d3's convolution layout is OHWI: output 0, row 0, column 0, input channel 1 is ONNX's w1[0][1][0][0].
+  BOOST_CHECK_EQUAL(find_layer(g, "conv").weights.data()[1], w1[9]);
+  BOOST_CHECK_EQUAL(find_layer(g, "fc").weights.data()[1], w2[5]);  // [M][K] from ONNX's [K, M]
+  check_runs_like_reference(good, "external_run");
+
+  auto expect = [&](const onnx_builder& b, const std::string& tag, const std::string& word) {
+    const std::string message = import_error(b, tag);
+    BOOST_CHECK_MESSAGE(message.find(word) != std::string::npos, tag << ": " << message);
+  };
+  expect(model("../" + data_name, second), "ext_escape", "outside the model's directory");
+  expect(model("/etc/passwd", second), "ext_absolute", "outside the model's directory");
+  expect(model(data_name, second + 8), "ext_past_end", "which holds");
+  expect(model("missing.bin", second), "ext_missing", "cannot open");
+  std::string bytes;
+  good.model.SerializeToString(&bytes);
+  auto from_memory = import_onnx_bytes(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), "memory");
+  BOOST_CHECK(!from_memory.is_ok());
+  BOOST_CHECK(from_memory.message().find("external") != std::string::npos);
+  std::remove(data_path.c_str());
+}
+
 // A graph input returned as it is gets a copy layer, so the executor has something to compute.
 BOOST_AUTO_TEST_CASE(identity_of_an_input_is_a_copy) {
   onnx_builder b;

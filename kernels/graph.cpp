@@ -35,6 +35,10 @@ constexpr kind_name kind_names[] = {
     {layer_kind::pad, "pad"},
     {layer_kind::layer_norm, "layer_norm"},
     {layer_kind::gelu, "gelu"},
+    {layer_kind::attention, "attention"},
+    {layer_kind::prepend_tokens, "prepend_tokens"},
+    {layer_kind::constant_add, "constant_add"},
+    {layer_kind::row_slice, "row_slice"},
 };
 
 std::string describe(const layer& l) { return std::string(to_string(l.kind)) + " layer '" + l.name + "'"; }
@@ -46,6 +50,7 @@ size_t expect_inputs(layer_kind kind) {
     case layer_kind::input: return 0;
     case layer_kind::add:
     case layer_kind::multiply: return 2;
+    case layer_kind::attention: return 3;
     case layer_kind::concat: return size_t(-1);  // one or more
     default: return 1;
   }
@@ -157,6 +162,41 @@ status infer_layer(const layer& l, const std::vector<tensor_shape>& in, tensor_s
     case layer_kind::gelu:
       D3_RETURN_IF_ERROR(check_plain(l));
       out = in[0];
+      return status::ok();
+    case layer_kind::attention:
+      if (in.size() != 3 || in[1] != in[0] || in[2] != in[0])
+        return layer_error(l, "needs q, k and v of one shape");
+      if (l.groups < 1 || in[0].c % l.groups != 0)
+        return layer_error(l, std::to_string(l.groups) + " heads do not divide " + std::to_string(in[0].c) + " channels");
+      if (!std::isfinite(l.scale)) return layer_error(l, "scale must be finite");
+      if (!l.weights.empty() || !l.bias.empty() || !l.act.is_identity()) return layer_error(l, "takes no weights or clamp");
+      out = in[0];
+      return status::ok();
+    case layer_kind::prepend_tokens: {
+      if (l.row_end < 1 || l.weights.size() != size_t(l.row_end) * size_t(in[0].c) || !l.bias.empty())
+        return layer_error(l, "weights hold " + std::to_string(l.weights.size()) + " floats, not " +
+                                  std::to_string(l.row_end) + " tokens of " + std::to_string(in[0].c) + " channels");
+      if (!l.act.is_identity()) return layer_error(l, "a fused clamp is not supported");
+      const long rows = long(l.row_end) + long(in[0].h) * in[0].w;
+      if (rows > INT_MAX) return layer_error(l, "too many tokens");
+      out = {in[0].n, int(rows), 1, in[0].c};
+      return status::ok();
+    }
+    case layer_kind::constant_add:
+      if (in[0].n != 1 || l.weights.size() != in[0].elements() || !l.bias.empty())
+        return layer_error(l, "weights hold " + std::to_string(l.weights.size()) + " floats for an input " +
+                                  in[0].to_string() + " (batch 1, one addend per element)");
+      if (!l.act.is_identity()) return layer_error(l, "a fused clamp is not supported");
+      out = in[0];
+      return status::ok();
+    case layer_kind::row_slice:
+      D3_RETURN_IF_ERROR(check_plain(l));
+      if (l.row_begin < 0 || l.row_begin >= l.row_end || l.row_end > in[0].h)
+        return layer_error(l, "rows [" + std::to_string(l.row_begin) + ", " + std::to_string(l.row_end) +
+                                  ") are not a non-empty range within the " + std::to_string(in[0].h) + " rows of " +
+                                  in[0].to_string());
+      out = in[0];
+      out.h = l.row_end - l.row_begin;
       return status::ok();
     case layer_kind::layer_norm:
       if (l.weights.size() != size_t(2) * in[0].c || !l.bias.empty())
@@ -405,6 +445,14 @@ layer_cost cost_of(const graph& g, int index) {
     case layer_kind::global_average_pool:
       cost.flops = double(g.layers[l.inputs[0]].output_shape.elements());
       break;
+    case layer_kind::attention: {
+      // q k^T and the weighted sum of v: 2 x tokens^2 x channels multiply-adds per batch.
+      const double tokens = double(l.output_shape.h) * l.output_shape.w;
+      cost.flops = 4.0 * l.output_shape.n * tokens * tokens * l.output_shape.c;
+      break;
+    }
+    case layer_kind::prepend_tokens:
+    case layer_kind::row_slice:
     case layer_kind::input:
     case layer_kind::concat:
     case layer_kind::flatten:

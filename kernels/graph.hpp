@@ -8,6 +8,8 @@
 //   fully_connected: [output_channels][input_channels]                                (PyTorch's)
 //   batch_norm:      [gamma | beta | running_mean | running_var], channels floats each
 //   layer_norm:      [gamma | beta], channels floats each
+//   prepend_tokens:  [tokens][channels]
+//   constant_add:    the addend in NHWC order, the output's shape
 #pragma once
 
 #include <cmath>
@@ -43,6 +45,14 @@ enum class layer_kind : uint8_t {
   pad,                  // zero padding of H and W by window.pad (ONNX Pad, constant 0)
   layer_norm,           // per pixel over its channels: (x - mean) / sqrt(var + epsilon) * gamma + beta
   gelu,                 // element-wise x * (1 + erf(x / sqrt(2))) / 2
+  // Token tensors (transformers): a tensor [N, H, W, C] holds H*W tokens of C channels in row-major
+  // order; ViT's [N, T, C] is [N, T, 1, C].
+  attention,            // multi-head attention of tokens: inputs q, k, v of equal shape; `groups`
+                        // heads of C / groups channels; softmax(q k^T * scale) v per head
+  prepend_tokens,       // weights (row_end x C floats) as row_end tokens before the input's:
+                        // [N, row_end + H*W, 1, C]
+  constant_add,         // x + weights, a constant of the output's shape (N = 1)
+  row_slice,            // rows [row_begin, row_end) of H (ONNX Gather / Slice on the token axis)
 };
 const char* to_string(layer_kind kind);
 result<layer_kind> layer_kind_from_string(std::string_view name);
@@ -111,6 +121,9 @@ struct layer {
   int channel_begin = 0;         // channel_slice: first channel
   int channel_end = 0;           // channel_slice: one past the last channel
   float epsilon = 1e-5f;         // batch_norm, layer_norm
+  float scale = 1.0f;            // attention: factor of q k^T before the softmax
+  int row_begin = 0;             // row_slice: first row
+  int row_end = 0;               // row_slice: one past the last row; prepend_tokens: tokens prepended
   activation act;                // clamp applied to the output
   weight_blob weights;           // see the layouts at the top of this file
   weight_blob bias;              // [output_channels] or empty

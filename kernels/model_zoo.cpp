@@ -481,6 +481,10 @@ status fill_missing_weights(graph& g, uint64_t seed) {
         std::fill(w.begin(), w.begin() + channels, 1.0f);
         std::fill(w.begin() + 3 * channels, w.end(), 1.0f);
         l.weights = weight_blob::from_vector(std::move(w));
+      } else if (l.kind == layer_kind::prepend_tokens && l.row_end > 0) {
+        l.weights = weight_blob::from_vector(std::vector<float>(size_t(l.row_end) * size_t(channels), 0.0f));
+      } else if (l.kind == layer_kind::constant_add) {
+        l.weights = weight_blob::from_vector(std::vector<float>(in[0].elements(), 0.0f));
       } else if (l.kind == layer_kind::layer_norm) {
         std::vector<float> w(size_t(2) * size_t(channels), 0.0f);  // gamma 1, beta 0
         std::fill(w.begin(), w.begin() + channels, 1.0f);

@@ -300,4 +300,158 @@ result<std::unique_ptr<layer_operator>> create_depthwise_operator(const layer& l
   return std::unique_ptr<layer_operator>(new depthwise_operator(l, input, output_pixel_stride));
 }
 
+namespace {
+
+// Multi-head attention, one task per (batch, head): scores of query row i against every key
+// (dot products over the head's channels, in vectors), softmax, then the weighted sum of the
+// values. Deterministic: every value is computed by one task in a fixed order.
+class attention_operator : public layer_operator {
+ public:
+  attention_operator(const layer& l, tensor_shape s) : name_(l.name), heads_(size_t(l.groups)), scale_(l.scale), s_(s) {}
+
+  status setup(const std::vector<const float*>& inputs, float* output, pthreadpool_t) override {
+    q_ = inputs.at(0);
+    k_ = inputs.at(1);
+    v_ = inputs.at(2);
+    y_ = output;
+    scores_.assign(size_t(s_.n) * heads_ * tokens(), 0.0f);  // one row of scores per task
+    return status::ok();
+  }
+  status run(pthreadpool_t pool) override {
+    pthreadpool_parallelize_1d(
+        pool, [](void* self, size_t task) { static_cast<attention_operator*>(self)->head(task); }, this,
+        size_t(s_.n) * heads_, 0);
+    return status::ok();
+  }
+  status reshape(const std::vector<tensor_shape>& inputs, const tensor_shape& output) override {
+    if (inputs.size() != 3 || inputs[0] != output || inputs[1] != output || inputs[2] != output || output.c != s_.c)
+      return status::error("attention layer '" + name_ + "': cannot reshape to output " + output.to_string());
+    s_ = output;
+    return status::ok();
+  }
+
+ private:
+  size_t tokens() const { return size_t(s_.h) * s_.w; }
+
+  void head(size_t task) {
+    const size_t n = task / heads_, h = task % heads_, t = tokens(), c = size_t(s_.c), d = c / heads_;
+    float* p = &scores_[task * t];
+    const float* q = q_ + n * t * c + h * d;
+    const float* k = k_ + n * t * c + h * d;
+    const float* v = v_ + n * t * c + h * d;
+    float* y = y_ + n * t * c + h * d;
+    for (size_t i = 0; i < t; ++i) {
+      const float* qi = q + i * c;
+      float max = -INFINITY;
+      for (size_t j = 0; j < t; ++j) {
+        p[j] = dot(qi, k + j * c, d) * scale_;
+        max = std::max(max, p[j]);
+      }
+      float sum = 0.0f;
+      for (size_t j = 0; j < t; ++j) sum += (p[j] = std::exp(p[j] - max));
+      const float inv = 1.0f / sum;
+      float* yi = y + i * c;
+      std::fill(yi, yi + d, 0.0f);
+      for (size_t j = 0; j < t; ++j) axpy(p[j] * inv, v + j * c, yi, d);
+    }
+  }
+  // Four partial sums in a vector, then the tail, then the lanes in order.
+  static float dot(const float* a, const float* b, size_t d) {
+    v4sf acc = splat(0.0f);
+    size_t e = 0;
+    for (; e + 4 <= d; e += 4) {
+      v4sf x, z;
+      std::memcpy(&x, a + e, sizeof x);
+      std::memcpy(&z, b + e, sizeof z);
+      acc = acc + x * z;
+    }
+    float sum = ((acc[0] + acc[1]) + (acc[2] + acc[3]));
+    for (; e < d; ++e) sum += a[e] * b[e];
+    return sum;
+  }
+  static void axpy(float a, const float* x, float* y, size_t d) {
+    size_t e = 0;
+    for (; e + 4 <= d; e += 4) {
+      v4sf xv, yv;
+      std::memcpy(&xv, x + e, sizeof xv);
+      std::memcpy(&yv, y + e, sizeof yv);
+      yv = yv + splat(a) * xv;
+      std::memcpy(y + e, &yv, sizeof yv);
+    }
+    for (; e < d; ++e) y[e] += a * x[e];
+  }
+
+  std::string name_;
+  size_t heads_;
+  float scale_;
+  tensor_shape s_;
+  const float *q_ = nullptr, *k_ = nullptr, *v_ = nullptr;
+  float* y_ = nullptr;
+  std::vector<float> scores_;
+};
+
+// Copies and additions of token tensors, single-threaded (memory-bound and small).
+class token_copy_operator : public layer_operator {
+ public:
+  token_copy_operator(const layer& l, tensor_shape in)
+      : name_(l.name), kind_(l.kind), weights_(l.weights), row_begin_(l.row_begin), row_end_(l.row_end), in_(in),
+        out_(l.output_shape) {}
+
+  status setup(const std::vector<const float*>& inputs, float* output, pthreadpool_t) override {
+    x_ = inputs.at(0);
+    y_ = output;
+    return status::ok();
+  }
+  status run(pthreadpool_t) override {
+    const size_t c = size_t(in_.c);
+    switch (kind_) {
+      case layer_kind::prepend_tokens: {
+        const size_t prefix = weights_.size(), tokens = size_t(in_.h) * in_.w * c;
+        for (size_t n = 0; n < size_t(in_.n); ++n) {
+          float* out = y_ + n * (prefix + tokens);
+          std::memcpy(out, weights_.data(), prefix * sizeof(float));
+          std::memcpy(out + prefix, x_ + n * tokens, tokens * sizeof(float));
+        }
+        break;
+      }
+      case layer_kind::constant_add:
+        for (size_t i = 0; i < in_.elements(); ++i) y_[i] = x_[i] + weights_.data()[i];
+        break;
+      default: {  // row_slice
+        const size_t row = size_t(in_.w) * c, rows = size_t(row_end_ - row_begin_);
+        for (size_t n = 0; n < size_t(in_.n); ++n)
+          std::memcpy(y_ + n * rows * row, x_ + (n * size_t(in_.h) + size_t(row_begin_)) * row, rows * row * sizeof(float));
+        break;
+      }
+    }
+    return status::ok();
+  }
+  status reshape(const std::vector<tensor_shape>& inputs, const tensor_shape& output) override {
+    if (inputs.size() != 1 || inputs[0] != in_ || output != out_)
+      return status::error(std::string(to_string(kind_)) + " layer '" + name_ + "': token layers are not tiled");
+    return status::ok();
+  }
+
+ private:
+  std::string name_;
+  layer_kind kind_;
+  weight_blob weights_;
+  int row_begin_, row_end_;
+  tensor_shape in_, out_;
+  const float* x_ = nullptr;
+  float* y_ = nullptr;
+};
+
+}  // namespace
+
+result<std::unique_ptr<layer_operator>> create_token_operator(const layer& l, const std::vector<tensor_shape>& inputs) {
+  tensor_shape out;
+  D3_RETURN_IF_ERROR(infer_layer_shape(l, inputs, out));
+  if (out != l.output_shape)
+    return status::error(std::string(to_string(l.kind)) + " layer '" + l.name + "': output shape " +
+                         l.output_shape.to_string() + " does not follow from its inputs (expected " + out.to_string() + ")");
+  if (l.kind == layer_kind::attention) return std::unique_ptr<layer_operator>(new attention_operator(l, inputs[0]));
+  return std::unique_ptr<layer_operator>(new token_copy_operator(l, inputs[0]));
+}
+
 }  // namespace d3

@@ -20,6 +20,10 @@ namespace d3 {
 result<std::unique_ptr<layer_operator>> create_layer_norm_operator(const layer& l, const tensor_shape& input);
 result<std::unique_ptr<layer_operator>> create_gelu_operator(const layer& l, const tensor_shape& input);
 
+// Token operators (transformers): attention over q, k, v; prepend_tokens; constant_add; row_slice.
+// Preconditions as infer_shapes checks them (errors name the layer).
+result<std::unique_ptr<layer_operator>> create_token_operator(const layer& l, const std::vector<tensor_shape>& inputs);
+
 // True for a depthwise convolution (one input and one output channel per group) whose window has
 // more taps than XNNPACK's depthwise kernels take: create_layer_operator runs it natively.
 bool depthwise_runs_natively(const layer& l, const tensor_shape& input);

@@ -677,6 +677,10 @@ result<std::unique_ptr<layer_operator>> create_layer_operator(const layer& l, co
     case layer_kind::sigmoid: return create_sigmoid(l, in);
     case layer_kind::layer_norm: return create_layer_norm_operator(l, in[0]);
     case layer_kind::gelu: return create_gelu_operator(l, in[0]);
+    case layer_kind::attention:
+    case layer_kind::prepend_tokens:
+    case layer_kind::constant_add:
+    case layer_kind::row_slice: return create_token_operator(l, in);
     case layer_kind::channel_shuffle: return create_channel_shuffle(l, in);
     case layer_kind::channel_slice: return create_channel_slice(l, in);
     case layer_kind::pad: return create_pad(l, in);

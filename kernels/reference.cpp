@@ -263,6 +263,67 @@ tensor gelu(const layer& l, const tensor& x) {
   return y;
 }
 
+// Per batch and head, in double: softmax over keys of (q . k) * scale, then the weighted sum of v.
+tensor attention(const layer& l, const tensor& q, const tensor& k, const tensor& v) {
+  const tensor_shape& s = q.shape();
+  check(k.shape() == s && v.shape() == s && l.output_shape == s, l, "bad shapes");
+  const size_t tokens = size_t(s.h) * s.w, c = size_t(s.c), heads = size_t(l.groups), d = c / heads;
+  tensor y(s);
+  std::vector<double> p(tokens);
+  for (size_t n = 0; n < size_t(s.n); ++n)
+    for (size_t h = 0; h < heads; ++h)
+      for (size_t i = 0; i < tokens; ++i) {
+        const float* qi = q.data() + (n * tokens + i) * c + h * d;
+        double max = -std::numeric_limits<double>::infinity();
+        for (size_t j = 0; j < tokens; ++j) {
+          const float* kj = k.data() + (n * tokens + j) * c + h * d;
+          double dot = 0;
+          for (size_t e = 0; e < d; ++e) dot += double(qi[e]) * kj[e];
+          p[j] = dot * l.scale;
+          max = std::max(max, p[j]);
+        }
+        double sum = 0;
+        for (size_t j = 0; j < tokens; ++j) sum += (p[j] = std::exp(p[j] - max));
+        for (size_t e = 0; e < d; ++e) {
+          double acc = 0;
+          for (size_t j = 0; j < tokens; ++j) acc += p[j] / sum * v.data()[(n * tokens + j) * c + h * d + e];
+          y.data()[(n * tokens + i) * c + h * d + e] = float(acc);
+        }
+      }
+  return y;
+}
+
+tensor prepend_tokens(const layer& l, const tensor& x) {
+  const tensor_shape& s = x.shape();
+  const size_t c = size_t(s.c), prefix = l.weights.size() / c, tokens = size_t(s.h) * s.w;
+  check(l.output_shape == (tensor_shape{s.n, int(prefix + tokens), 1, s.c}), l, "bad output_shape");
+  tensor y(l.output_shape);
+  for (size_t n = 0; n < size_t(s.n); ++n) {
+    float* out = y.data() + n * (prefix + tokens) * c;
+    std::copy(l.weights.begin(), l.weights.end(), out);
+    std::copy(x.data() + n * tokens * c, x.data() + (n + 1) * tokens * c, out + prefix * c);
+  }
+  return y;
+}
+
+tensor constant_add(const layer& l, const tensor& x) {
+  check(l.output_shape == x.shape() && l.weights.size() == x.elements(), l, "bad shapes");
+  tensor y(x.shape());
+  for (size_t i = 0; i < y.elements(); ++i) y.data()[i] = x.data()[i] + l.weights.data()[i];
+  return y;
+}
+
+tensor row_slice(const layer& l, const tensor& x) {
+  const tensor_shape& s = x.shape();
+  check(l.output_shape == (tensor_shape{s.n, l.row_end - l.row_begin, s.w, s.c}), l, "bad output_shape");
+  tensor y(l.output_shape);
+  const size_t row = size_t(s.w) * s.c;
+  for (size_t n = 0; n < size_t(s.n); ++n)
+    std::copy(x.data() + (n * s.h + size_t(l.row_begin)) * row, x.data() + (n * s.h + size_t(l.row_end)) * row,
+              y.data() + n * size_t(l.row_end - l.row_begin) * row);
+  return y;
+}
+
 // PyTorch's x.view(N, g, C/g, H, W).transpose(1, 2).reshape(N, C, H, W), written as that view:
 // output channel (j, i) of the [C/g][g] view is input channel (i, j) of the [g][C/g] view.
 tensor channel_shuffle(const layer& l, const tensor& x) {
@@ -427,6 +488,12 @@ tensor reference_layer(const layer& l, const std::vector<const tensor*>& inputs)
     case layer_kind::pad: return pad(l, one_input());
     case layer_kind::layer_norm: return layer_norm(l, one_input());
     case layer_kind::gelu: return gelu(l, one_input());
+    case layer_kind::attention:
+      check(inputs.size() == 3, l, "attention needs q, k and v");
+      return attention(l, *inputs[0], *inputs[1], *inputs[2]);
+    case layer_kind::prepend_tokens: return prepend_tokens(l, one_input());
+    case layer_kind::constant_add: return constant_add(l, one_input());
+    case layer_kind::row_slice: return row_slice(l, one_input());
   }
   fail("layer '" + l.name + "': unknown layer kind");
 }

@@ -76,6 +76,16 @@ enum class value_kind {
   gelu_erf,           // erf(x / sqrt(2))
   gelu_erf_plus_one,  // 1 + erf(x / sqrt(2))
   gelu_product,       // x * (1 + erf(x / sqrt(2)))
+  // Multi-head attention over token tensors (onnx_tokens.cpp): q, k, v are layers' token tensors
+  // [..., T, C]; a Reshape splits C into heads, Transposes bring the heads first, MatMul q k^T,
+  // Softmax, MatMul v, and the way back merges the heads into one attention layer.
+  heads_split,        // [T, h, d] (or [N, T, h, d]): a token tensor's channels as h heads of d
+  heads_major,        // [h, T, d]: queries or values by head; `scale` accumulates constant factors
+  keys_transposed,    // [h, d, T]: keys by head, transposed
+  attention_scores,   // [h, T, T] = q k^T * scale
+  attention_probs,    // softmax of the scores over keys
+  attention_context,  // [h, T, d] = probs v
+  context_tokens,     // [T, h, d]: the context back in token order, heads not yet merged
 };
 
 struct value {
@@ -89,6 +99,11 @@ struct value {
   // what changes is which ONNX axis holds the channels.
   bool channels_last = false;
   float epsilon = 0;   // norm_variance_eps, norm_deviation
+  // layer (channels last), heads_*: the layer's d3 tensor has W = 1, so ONNX token i is d3 row i
+  // (true after prepend_tokens and what keeps its shape; a conv map's tokens are H x W).
+  bool flat_tokens = false;
+  float scale = 1;           // heads_major, keys_transposed, attention_*: factor on q k^T
+  std::vector<int> sources;  // attention_*, context_tokens: the q, k (and v) layers
 };
 
 // The ONNX axis holding a tensor value's channels, and their count.
@@ -239,6 +254,10 @@ class importer {
   bool channel_mean(const onnx::NodeProto& n);       // ReduceMean over the channel axis
   void channels_last_transpose(const onnx::NodeProto& n, const value& x, const dims_t& perm);
   void constant_affine_layer(const onnx::NodeProto& n, const value& x, std::vector<float> v, bool multiply);
+  // Token tensors and attention (onnx_tokens.cpp): Reshape, Transpose, MatMul, Mul/Div by a
+  // scalar, Softmax, Concat, Add of a constant and Gather on the values above; false when the node
+  // is not one of these steps.
+  bool token_step(const onnx::NodeProto& n);
   void hard_sigmoid(const onnx::NodeProto& n, bool swish);
   void binary(const onnx::NodeProto& n);
   void fold_affine(const onnx::NodeProto& n, int tensor_input, const constant& c, bool multiply, bool negate,
@@ -260,7 +279,11 @@ class importer {
   double scalar_operand(const onnx::NodeProto& n, int i);
 
   // Constant folding of shape arithmetic (all inputs constant).
-  constant fold_binary(const onnx::NodeProto& n, const constant& a, const constant& b);
+  // Element-wise `op` (Add, Sub, Mul, Div, Equal; Expand: a broadcast to the common shape) with
+  // numpy broadcasting.
+  constant fold_binary(const onnx::NodeProto& n, const constant& a, const constant& b, const std::string& op);
+  // `c` broadcast to `dims` (Expand's rule: the result has the common shape of both).
+  constant fold_expand(const onnx::NodeProto& n, const constant& c, const dims_t& dims);
   constant fold_gather(const onnx::NodeProto& n, const constant& data, const constant& idx);
   constant fold_concat(const onnx::NodeProto& n, const std::vector<const constant*>& parts);
   constant fold_slice(const onnx::NodeProto& n, const constant& data);

@@ -201,6 +201,16 @@ const value& importer::get_any_tensor(const onnx::NodeProto& n, int i) {
       fail(n, "reads '" + n.input(i) +
                   "', a 5-D view only supported inside the channel shuffle pattern Reshape [N,g,C/g,H,W] -> "
                   "Transpose [0,2,1,3,4] -> Reshape [N,C,H,W]");
+    case value_kind::heads_split:
+    case value_kind::heads_major:
+    case value_kind::keys_transposed:
+    case value_kind::attention_scores:
+    case value_kind::attention_probs:
+    case value_kind::attention_context:
+    case value_kind::context_tokens:
+      fail(n, "reads '" + n.input(i) +
+                  "', an intermediate of multi-head attention (heads split, q k^T, softmax, times v, heads merged), "
+                  "which only the pattern's next node may read");
     case value_kind::gelu_scaled:
     case value_kind::gelu_erf:
     case value_kind::gelu_erf_plus_one:
@@ -218,9 +228,9 @@ const value& importer::get_any_tensor(const onnx::NodeProto& n, int i) {
 void importer::define(const onnx::NodeProto& n, int output, value v) {
   if (!has_output(n, output)) return;
   if (v.kind != value_kind::constant) {
-    if (v.dims.size() != 2 && v.dims.size() != 4 && v.dims.size() != 5)
+    if (v.dims.size() < 2 || v.dims.size() > 5)
       fail(n, "output '" + n.output(output) + "' has rank " + std::to_string(v.dims.size()) +
-                  "; d3 tensors are 4-D NCHW or 2-D [N, C]");
+                  "; d3 tensors are 4-D NCHW, 2-D [N, C] or token tensors [N, T, C]");
     for (int64_t d : v.dims)
       if (d < 1 || d > INT_MAX) fail(n, "output '" + n.output(output) + "' has an unsupported shape " + dims_string(v.dims));
   }
@@ -261,7 +271,11 @@ int importer::emit(const onnx::NodeProto& n, layer l, const std::vector<int>& in
 int importer::emit_like(const onnx::NodeProto& n, layer l, const std::vector<int>& inputs, const value& like,
                         const std::string& name) {
   const int index = emit(n, std::move(l), inputs, like.dims, 0, name);
-  if (has_output(n, 0)) values_[n.output(0)].channels_last = like.channels_last;
+  if (has_output(n, 0)) {
+    value& v = values_[n.output(0)];
+    v.channels_last = like.channels_last;
+    v.flat_tokens = like.flat_tokens;
+  }
   return index;
 }
 
@@ -451,6 +465,10 @@ void importer::import_node(const onnx::NodeProto& n) {
   if (op == "Constant") return constant_node(n);
   if (op == "Shape") return shape(n);
   if (fold_constant_node(n)) return;
+  static const std::set<std::string> token_ops = {"Reshape", "Transpose", "MatMul", "Mul",   "Div",
+                                                  "Softmax", "Concat",    "Add",    "Gather"};
+  if (token_ops.count(op) && token_step(n)) return;
+  if (op == "Gather") fail(n, "Gather of a computed tensor is supported only to pick one token of [N, T, C]");
   if (op == "Conv") return conv(n);
   if (op == "MaxPool") return pool(n, true);
   if (op == "AveragePool") return pool(n, false);
@@ -580,7 +598,7 @@ bool importer::fold_constant_node(const onnx::NodeProto& n) {
   static const std::set<std::string> foldable = {"Gather", "Unsqueeze", "Squeeze", "Concat", "Cast", "Add",
                                                  "Sub", "Mul", "Div", "Slice", "Reshape", "Identity",
                                                  "ConstantOfShape", "Neg", "Floor", "Ceil", "Flatten",
-                                                 "Transpose"};
+                                                 "Transpose", "Equal", "Where", "Expand"};
   const std::string& op = n.op_type();
   if (!foldable.count(op) || n.input_size() == 0) return false;
   for (int i = 0; i < n.input_size(); ++i)
@@ -645,7 +663,7 @@ bool importer::fold_constant_node(const onnx::NodeProto& n) {
     define_constant(n, std::move(c));
   } else if (op == "Add" || op == "Sub" || op == "Mul" || op == "Div") {
     allow_attributes(n, {});
-    define_constant(n, fold_binary(n, x, get_constant(n, 1, "input")));
+    define_constant(n, fold_binary(n, x, get_constant(n, 1, "input"), op));
   } else if (op == "Neg" || op == "Floor" || op == "Ceil") {
     allow_attributes(n, {});
     constant c = x;
@@ -701,6 +719,29 @@ bool importer::fold_constant_node(const onnx::NodeProto& n) {
       }
     }
     define_constant(n, std::move(c));
+  } else if (op == "Equal") {
+    allow_attributes(n, {});
+    define_constant(n, fold_binary(n, x, get_constant(n, 1, "input"), op));
+  } else if (op == "Expand") {
+    allow_attributes(n, {});
+    define_constant(n, fold_expand(n, x, get_ints(n, 1, "shape")));
+  } else if (op == "Where") {
+    allow_attributes(n, {});
+    const constant& a = get_constant(n, 1, "X");
+    const constant& b = get_constant(n, 2, "Y");
+    // The common shape of all three, then each broadcast to it.
+    const constant shape_ab = fold_binary(n, a, b, "Expand");
+    const constant shape_all = fold_binary(n, x, shape_ab, "Expand");
+    const constant cond = fold_expand(n, x, shape_all.dims), xa = fold_expand(n, a, shape_all.dims),
+                   xb = fold_expand(n, b, shape_all.dims);
+    if (xa.is_float != xb.is_float) fail(n, "X and Y differ in type");
+    constant c = xa;
+    for (size_t e = 0; e < c.size(); ++e) {
+      if (cond.at(e) != 0) continue;
+      if (c.is_float) c.f[e] = xb.f[e];
+      else c.i[e] = xb.i[e];
+    }
+    define_constant(n, std::move(c));
   } else if (op == "ConstantOfShape") {
     allow_attributes(n, {"value"});
     if (x.is_float) fail(n, "the shape input must be an integer tensor");
@@ -728,7 +769,18 @@ bool importer::fold_constant_node(const onnx::NodeProto& n) {
   return true;
 }
 
-constant importer::fold_binary(const onnx::NodeProto& n, const constant& a, const constant& b) {
+constant importer::fold_expand(const onnx::NodeProto& n, const constant& c, const dims_t& dims) {
+  const int64_t count = element_count(dims);
+  if (count < 0 || count > (int64_t(1) << 28)) fail(n, "shape " + dims_string(dims) + " is invalid or too large");
+  constant ones;
+  ones.is_float = c.is_float;
+  ones.dims = dims;
+  if (c.is_float) ones.f.assign(size_t(count), 1.0f);
+  else ones.i.assign(size_t(count), 1);
+  return fold_binary(n, c, ones, "Expand");
+}
+
+constant importer::fold_binary(const onnx::NodeProto& n, const constant& a, const constant& b, const std::string& op) {
   const size_t rank = std::max(a.dims.size(), b.dims.size());
   dims_t ad(rank - a.dims.size(), 1), bd(rank - b.dims.size(), 1);
   ad.insert(ad.end(), a.dims.begin(), a.dims.end());
@@ -751,7 +803,8 @@ constant importer::fold_binary(const onnx::NodeProto& n, const constant& a, cons
     sa *= ad[k];
     sb *= bd[k];
   }
-  const std::string& op = n.op_type();
+  if (op == "Equal") c.is_float = false;  // bool, held as 0/1 integers
+  if (op == "Expand") c.is_float = a.is_float;
   if (c.is_float) c.f.resize(size_t(count));
   else c.i.resize(size_t(count));
   dims_t index(rank, 0);
@@ -761,7 +814,12 @@ constant importer::fold_binary(const onnx::NodeProto& n, const constant& a, cons
       ia += index[k] * as[k];
       ib += index[k] * bs[k];
     }
-    if (c.is_float) {
+    if (op == "Equal") {
+      c.i[size_t(e)] = a.at(size_t(ia)) == b.at(size_t(ib));
+    } else if (op == "Expand") {
+      if (c.is_float) c.f[size_t(e)] = a.f[size_t(ia)];
+      else c.i[size_t(e)] = a.i[size_t(ia)];
+    } else if (c.is_float) {
       const double x = a.at(size_t(ia)), y = b.at(size_t(ib));
       c.f[size_t(e)] = float(op == "Add" ? x + y : op == "Sub" ? x - y : op == "Mul" ? x * y : x / y);
     } else {
@@ -1037,7 +1095,7 @@ void importer::gemm(const onnx::NodeProto& n) {
   if (attr_int(n, "transA", 0) != 0) fail(n, "attribute transA=" + std::to_string(attr_int(n, "transA", 0)) + " is not supported");
   const int64_t trans_b = attr_int(n, "transB", 0);
   const float alpha = attr_float(n, "alpha", 1.0f), beta = attr_float(n, "beta", 1.0f);
-  const value& a = get_tensor(n, 0);
+  const value a = get_any_tensor(n, 0);
   if (a.dims.size() != 2) fail(n, "input A has shape " + dims_string(a.dims) + "; expected 2-D [N, K]");
   const constant& b = get_constant(n, 1, "weight B");
   if (!b.is_float || b.dims.size() != 2) fail(n, "weight '" + n.input(1) + "' has shape " + dims_string(b.dims) + "; expected float 2-D");
@@ -1050,7 +1108,8 @@ void importer::gemm(const onnx::NodeProto& n) {
   std::vector<float> w(size_t(out * k));
   for (int64_t o = 0; o < out; ++o)
     for (int64_t i = 0; i < k; ++i) w[size_t(o * k + i)] = (trans_b ? b.f[size_t(o * k + i)] : b.f[size_t(i * out + o)]) * alpha;
-  layer l = make_layer(layer_kind::fully_connected);
+  // Over tokens [T, K] (channels last) the same Linear per token: a 1x1 convolution.
+  layer l = make_layer(a.channels_last ? layer_kind::convolution : layer_kind::fully_connected);
   l.output_channels = int(out);
   l.weights = weight_blob::from_vector(std::move(w));
   if (has_input(n, 2) && beta != 0.0f) {
@@ -1064,7 +1123,9 @@ void importer::gemm(const onnx::NodeProto& n) {
     for (int64_t o = 0; o < out; ++o) bias[size_t(o)] = c.f[size_t(per_output ? o : 0)] * beta;
     l.bias = weight_blob::from_vector(std::move(bias));
   }
-  emit(n, std::move(l), {a.layer}, {a.dims[0], out});
+  value like = a;
+  like.dims.back() = out;
+  emit_like(n, std::move(l), {a.layer}, like);
 }
 
 // [N, K] x constant [K, M] is a fully connected layer; [N, H, W, K] (channels last) x [K, M] is
@@ -1072,10 +1133,10 @@ void importer::gemm(const onnx::NodeProto& n) {
 void importer::matmul(const onnx::NodeProto& n) {
   allow_attributes(n, {});
   const value a = get_any_tensor(n, 0);
-  const bool per_pixel = a.channels_last && a.dims.size() == 4;
+  const bool per_pixel = a.channels_last;
   if (a.dims.size() != 2 && !per_pixel)
     fail(n, "input A has shape " + dims_string(a.dims) +
-                "; only 2-D [N, K] or channels-last [N, H, W, K] x constant [K, M] is supported");
+                "; only 2-D [N, K] or channels-last / token [..., K] x constant [K, M] is supported");
   const int64_t in_channels = a.dims.back();
   const value& bv = get(n, 1);
   if (bv.kind != value_kind::constant) fail(n, "the second operand must be a constant weight [K, M]");
@@ -1107,7 +1168,7 @@ void importer::batch_norm(const onnx::NodeProto& n) {
   if (attr_int(n, "spatial", 1) != 1) fail(n, "attribute spatial=0 is not supported");
   require_unused_outputs(n, 1, "training statistics");
   const value& x = get_tensor(n, 0);
-  if (x.dims.size() != 4 && x.dims.size() != 2) fail(n, "input has shape " + dims_string(x.dims));
+  if (x.dims.size() != 4 && x.dims.size() != 2 && !x.channels_last) fail(n, "input has shape " + dims_string(x.dims));
   const int64_t c = x.dims[1];
   std::vector<float> w;
   const char* roles[] = {"scale", "B", "mean", "var"};
@@ -1152,7 +1213,7 @@ void importer::hard_sigmoid(const onnx::NodeProto& n, bool swish) {
   if (!std::isfinite(alpha) || !std::isfinite(beta))
     fail(n, "alpha " + std::to_string(alpha) + " and beta " + std::to_string(beta) + " must be finite");
   const value x = get_any_tensor(n, 0);
-  if (x.dims.size() != 4 && x.dims.size() != 2) fail(n, "input has shape " + dims_string(x.dims));
+  if (x.dims.size() != 4 && x.dims.size() != 2 && !x.channels_last) fail(n, "input has shape " + dims_string(x.dims));
   const size_t channels = size_t(channels_of(x));
   const std::string name = node_layer_name(n);
   layer l = channel_affine_layer({}, x.layer, std::vector<float>(channels, alpha), std::vector<float>(channels, beta),
@@ -1247,7 +1308,7 @@ void importer::fold_affine(const onnx::NodeProto& n, int tensor_input, const con
                            bool reciprocal) {
   const value x = get_any_tensor(n, tensor_input);
   const std::string& name = n.input(1 - tensor_input);
-  if (x.dims.size() != 4 && x.dims.size() != 2) fail(n, "input has shape " + dims_string(x.dims));
+  if (x.dims.size() != 4 && x.dims.size() != 2 && !x.channels_last) fail(n, "input has shape " + dims_string(x.dims));
   std::vector<float> v = per_channel(n, x, c, name);
   for (float& f : v) {
     if (negate) f = -f;
@@ -1432,31 +1493,33 @@ void importer::split(const onnx::NodeProto& n) {
 }
 
 void importer::slice(const onnx::NodeProto& n) {
-  const value& x = get_tensor(n, 0);
+  const value x = get_any_tensor(n, 0);
   auto [starts, ends, axes, steps] = read_slice(n);
   const int64_t rank = int64_t(x.dims.size());
-  int64_t begin = 0, end = x.dims[1];
+  const int64_t channel = int64_t(channel_axis(x));
+  int64_t begin = 0, end = x.dims[size_t(channel)];
   for (size_t k = 0; k < starts.size(); ++k) {
     const int64_t axis = axes[k] < 0 ? axes[k] + rank : axes[k];
     if (axis < 0 || axis >= rank) fail(n, "axis " + std::to_string(axes[k]) + " is out of range");
     if (steps[k] == 0) fail(n, "step 0 is invalid");
     const slice_range r = clamp_slice(starts[k], ends[k], steps[k], x.dims[size_t(axis)]);
     const bool whole = r.start == 0 && r.step == 1 && r.count == x.dims[size_t(axis)];
-    if (axis == 1) {
+    if (axis == channel) {
       if (steps[k] != 1) fail(n, "step " + std::to_string(steps[k]) + " is not supported (only 1)");
       begin = r.start;
       end = r.start + r.count;
     } else if (!whole) {
-      fail(n, "slicing axis " + std::to_string(axis) + " is not supported (only channels, axis 1)");
+      fail(n, "slicing axis " + std::to_string(axis) + " is not supported (only the channels, axis " +
+                  std::to_string(channel) + ")");
     }
   }
   if (end <= begin) fail(n, "the slice of " + dims_string(x.dims) + " is empty");
   layer l = make_layer(layer_kind::channel_slice);
   l.channel_begin = int(begin);
   l.channel_end = int(end);
-  dims_t dims = x.dims;
-  dims[1] = end - begin;
-  emit(n, std::move(l), {x.layer}, dims);
+  value like = x;
+  like.dims[size_t(channel)] = end - begin;
+  emit_like(n, std::move(l), {x.layer}, like);
 }
 
 void importer::pad(const onnx::NodeProto& n) {

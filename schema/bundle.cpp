@@ -334,9 +334,10 @@ uint64_t model_hash(const graph& g) {
     for (int v : {s.n, s.h, s.w, s.c, l.window.kernel_h, l.window.kernel_w, l.window.stride_h, l.window.stride_w,
                   l.window.dilation_h, l.window.dilation_w, l.window.pad.top, l.window.pad.left, l.window.pad.bottom,
                   l.window.pad.right, int(l.window.ceil_mode), int(l.window.count_include_pad), l.output_channels,
-                  l.groups, l.channel_begin, l.channel_end})
+                  l.groups, l.channel_begin, l.channel_end, l.row_begin, l.row_end})
       h.number(v);
     h.bytes(&l.epsilon, sizeof l.epsilon);
+    h.bytes(&l.scale, sizeof l.scale);
     h.bytes(&l.act.min, sizeof l.act.min);
     h.bytes(&l.act.max, sizeof l.act.max);
     h.number(int64_t(l.weights.size()));

@@ -6,7 +6,7 @@ namespace d3 {
 
 namespace {
 
-constexpr int layer_kind_count = 19;
+constexpr int layer_kind_count = 23;
 
 // d3::layer_kind and schema::LayerKind must number the kinds identically.
 #define D3_SAME_KIND(a, b) \
@@ -30,8 +30,12 @@ D3_SAME_KIND(CHANNEL_SLICE, channel_slice);
 D3_SAME_KIND(PAD, pad);
 D3_SAME_KIND(LAYER_NORM, layer_norm);
 D3_SAME_KIND(GELU, gelu);
+D3_SAME_KIND(ATTENTION, attention);
+D3_SAME_KIND(PREPEND_TOKENS, prepend_tokens);
+D3_SAME_KIND(CONSTANT_ADD, constant_add);
+D3_SAME_KIND(ROW_SLICE, row_slice);
 #undef D3_SAME_KIND
-static_assert(uint16_t(layer_kind::gelu) + 1 == layer_kind_count, "update layer_kind_count");
+static_assert(uint16_t(layer_kind::row_slice) + 1 == layer_kind_count, "update layer_kind_count");
 
 }  // namespace
 
@@ -66,6 +70,9 @@ void write_layer_fields(schema::Layer::Builder lb, const layer& l) {
   lb.setChannelBegin(l.channel_begin);
   lb.setChannelEnd(l.channel_end);
   lb.setEpsilon(l.epsilon);
+  lb.setScale(l.scale);
+  lb.setRowBegin(l.row_begin);
+  lb.setRowEnd(l.row_end);
   lb.setActivationMin(l.act.min);
   lb.setActivationMax(l.act.max);
 }
@@ -140,6 +147,13 @@ status read_layer_fields(schema::Layer::Reader lr, size_t layer_count, const std
   l.epsilon = lr.getEpsilon();
   if (!std::isfinite(l.epsilon) || l.epsilon < 0)
     return status::error(what + ": epsilon " + std::to_string(l.epsilon) + " is not a finite value >= 0");
+  l.scale = lr.getScale();
+  if (!std::isfinite(l.scale)) return status::error(what + ": scale " + std::to_string(l.scale) + " is not finite");
+  l.row_begin = lr.getRowBegin();
+  l.row_end = lr.getRowEnd();
+  if (l.row_begin < 0 || l.row_begin > max_dim || l.row_end < 0 || l.row_end > max_dim)
+    return status::error(what + ": row range [" + std::to_string(l.row_begin) + ", " + std::to_string(l.row_end) +
+                         ") outside [0, " + std::to_string(max_dim) + "]");
   l.act.min = lr.getActivationMin();
   l.act.max = lr.getActivationMax();
   if (std::isnan(l.act.min) || std::isnan(l.act.max) || l.act.min > l.act.max)

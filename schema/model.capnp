@@ -30,6 +30,10 @@ enum LayerKind {
   pad @16;
   layerNorm @17;
   gelu @18;
+  attention @19;
+  prependTokens @20;
+  constantAdd @21;
+  rowSlice @22;
 }
 
 struct Layer {
@@ -60,8 +64,8 @@ struct Layer {
   }
 
   outputChannels @19 :Int32;        # convolution, fullyConnected
-  groups @20 :Int32 = 1;            # convolution, channelShuffle
-  epsilon @21 :Float32 = 1e-5;      # batchNorm
+  groups @20 :Int32 = 1;            # convolution, channelShuffle; attention: heads
+  epsilon @21 :Float32 = 1e-5;      # batchNorm, layerNorm
 
   activationMin @22 :Float32 = -inf;  # output clamp; infinities mean "unbounded"
   activationMax @23 :Float32 = inf;
@@ -71,6 +75,10 @@ struct Layer {
 
   channelBegin @26 :Int32;          # channelSlice: channels [channelBegin, channelEnd) of the input
   channelEnd @27 :Int32;
+
+  scale @28 :Float32 = 1;           # attention: factor of q k^T before the softmax
+  rowBegin @29 :Int32;              # rowSlice: rows [rowBegin, rowEnd) of the input
+  rowEnd @30 :Int32;                # prependTokens: the tokens prepended
 }
 
 struct Model {

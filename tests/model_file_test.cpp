@@ -272,6 +272,9 @@ void check_same_graph(const graph& expected, const graph& actual) {
       BOOST_TEST(a.groups == e.groups);
       BOOST_TEST(a.channel_begin == e.channel_begin);
       BOOST_TEST(a.channel_end == e.channel_end);
+      BOOST_TEST(a.scale == e.scale);
+      BOOST_TEST(a.row_begin == e.row_begin);
+      BOOST_TEST(a.row_end == e.row_end);
       BOOST_TEST(std::memcmp(&a.epsilon, &e.epsilon, sizeof(float)) == 0);
       BOOST_TEST((a.act == e.act));  // infinities survive the file
       BOOST_TEST(same_bytes(a.weights, e.weights));
@@ -512,6 +515,47 @@ BOOST_AUTO_TEST_CASE(layer_norm_and_gelu_round_trip) {
   for (const auto& [name, t] : want) BOOST_TEST(bitwise_equal(got.at(name), t), name);
 }
 
+// Token kinds keep their parameters: prepended tokens, the position addend, heads and scale of
+// attention, the picked rows.
+BOOST_AUTO_TEST_CASE(token_kinds_round_trip) {
+  temp_dir dir;
+  const std::string path = dir.file("token_kinds.d3m");
+  seeded_generator gen(29);
+  graph original;
+  original.name = "token kinds";
+  layer in = make_layer("data", layer_kind::input, {});
+  in.input_shape = tensor_shape{1, 4, 3, 8};
+  original.layers.push_back(in);
+  layer prepend = make_layer("class", layer_kind::prepend_tokens, {0});
+  prepend.row_end = 1;
+  prepend.weights = random_blob(8, gen);
+  original.layers.push_back(prepend);
+  layer position = make_layer("position", layer_kind::constant_add, {1});
+  position.weights = random_blob(13 * 8, gen);
+  original.layers.push_back(position);
+  layer attention = make_layer("attention", layer_kind::attention, {2, 2, 2});
+  attention.groups = 2;
+  attention.scale = 0.375f;
+  original.layers.push_back(attention);
+  layer pick = make_layer("pick", layer_kind::row_slice, {3});
+  pick.row_begin = 0;
+  pick.row_end = 1;
+  original.layers.push_back(pick);
+  original.outputs = {4};
+  BOOST_TEST_REQUIRE(save_model(original, path).is_ok());
+  auto loaded = load_model(path);
+  BOOST_TEST_REQUIRE(loaded.is_ok(), why(loaded));
+  graph expected = prepared(original);
+  check_same_graph(expected, *loaded);
+  BOOST_TEST(loaded->layers[loaded->find("attention")].scale == 0.375f);
+  BOOST_TEST(loaded->layers[loaded->find("class")].row_end == 1);
+  tensor input = random_tensor(tensor_shape{1, 4, 3, 8}, 79);
+  auto want = run(expected, input);
+  auto got = run(*loaded, input);
+  BOOST_TEST_REQUIRE(got.size() == want.size());
+  for (const auto& [name, t] : want) BOOST_TEST(bitwise_equal(got.at(name), t), name);
+}
+
 BOOST_AUTO_TEST_CASE(new_kinds_round_trip_runs_bit_identically) {
   temp_dir dir;
   const std::string path = dir.file("new_kinds.d3m");
@@ -612,9 +656,9 @@ BOOST_AUTO_TEST_CASE(new_kinds_with_bad_parameters) {
   }
   {
     capnp::MallocMessageBuilder builder;
-    minimal_raw_model(builder).getLayers()[1].setKind(static_cast<schema::LayerKind>(19));
+    minimal_raw_model(builder).getLayers()[1].setKind(static_cast<schema::LayerKind>(23));
     write_raw_model(path, builder);
-    expect_error(path, "unknown layer kind 19");
+    expect_error(path, "unknown layer kind 23");
   }
   {
     // The last new kind is known: a raw pad layer after the input loads and pads.

@@ -924,6 +924,97 @@ BOOST_AUTO_TEST_CASE(channels_last_island_layer_norm_and_gelu) {
   BOOST_CHECK(import_error(last, "conv_of_last").find("channels-last view") != std::string::npos);
 }
 
+// A one-block vision transformer as torch exports it (sequence-first attention, N = 1): patch
+// convolution, Reshape + Transpose to tokens, class token (Concat of a constant), position
+// embedding, one Linear for q, k, v sliced apart, heads split and transposed, q / 2, q k^T,
+// Softmax, times v, heads merged, output Linear as Gemm, residual, class token picked by Gather.
+onnx_builder tiny_vit(bool leak_scores = false) {
+  onnx_builder b;
+  b.input("x", {1, 3, 8, 8});
+  b.weights("patch.w", {8, 3, 4, 4}, 120, 0.3f);
+  b.weights("patch.b", {8}, 121, 0.1f);
+  auto* patch = b.node("Conv", {"x", "patch.w", "patch.b"}, {"p"}, "patch");
+  set_ints(patch, "strides", {4, 4});
+  b.ints("to_rows", {3}, {1, 8, 4});
+  b.node("Reshape", {"p", "to_rows"}, {"pr"}, "flatten_patches");
+  set_ints(b.node("Transpose", {"pr"}, {"tok"}, "to_tokens"), "perm", {0, 2, 1});
+  b.weights("class_token", {1, 1, 8}, 122, 1.0f);
+  set_int(b.node("Concat", {"class_token", "tok"}, {"cat"}, "class"), "axis", 1);
+  b.weights("position", {1, 5, 8}, 123, 0.5f);
+  b.node("Add", {"cat", "position"}, {"e"}, "embed");
+  set_ints(b.node("Transpose", {"e"}, {"seq"}, "seq_first"), "perm", {1, 0, 2});
+  b.weights("in_proj.w", {8, 24}, 124, 0.5f);
+  b.weights("in_proj.b", {24}, 125, 0.1f);
+  b.node("MatMul", {"seq", "in_proj.w"}, {"qkv0"}, "in_proj");
+  b.node("Add", {"in_proj.b", "qkv0"}, {"qkv"}, "in_proj_bias");
+  b.ints("minus1", {1}, {-1});
+  const char* parts[3] = {"q", "k", "v"};
+  for (int i = 0; i < 3; ++i) {
+    b.ints(std::string("start_") + parts[i], {1}, {8 * i});
+    b.ints(std::string("end_") + parts[i], {1}, {8 * i + 8});
+    b.node("Slice", {"qkv", std::string("start_") + parts[i], std::string("end_") + parts[i], "minus1"},
+           {std::string(parts[i]) + "0"}, std::string("slice_") + parts[i]);
+  }
+  b.ints("heads", {3}, {5, 2, 4});
+  b.node("Reshape", {"q0", "heads"}, {"qh"}, "split_q");
+  b.node("Reshape", {"k0", "heads"}, {"kh"}, "split_k");
+  b.node("Reshape", {"v0", "heads"}, {"vh"}, "split_v");
+  set_ints(b.node("Transpose", {"qh"}, {"qt"}, "q_heads"), "perm", {1, 0, 2});
+  set_ints(b.node("Transpose", {"kh"}, {"kt"}, "k_heads"), "perm", {1, 2, 0});
+  set_ints(b.node("Transpose", {"vh"}, {"vt"}, "v_heads"), "perm", {1, 0, 2});
+  b.floats("two", {}, {2.0f});
+  b.node("Div", {"qt", "two"}, {"qs"}, "q_scale");
+  b.node("MatMul", {"qs", "kt"}, {"scores"}, "scores");
+  set_int(b.node("Softmax", {"scores"}, {"probs"}, "softmax"), "axis", -1);
+  b.node("MatMul", {"probs", "vt"}, {"ctx"}, "context");
+  set_ints(b.node("Transpose", {"ctx"}, {"ctx_t"}, "context_tokens"), "perm", {1, 0, 2});
+  b.ints("merge", {2}, {5, 8});
+  b.node("Reshape", {"ctx_t", "merge"}, {"attn"}, "attention");
+  b.weights("out.w", {8, 8}, 126, 0.5f);
+  b.weights("out.b", {8}, 127, 0.1f);
+  set_int(b.node("Gemm", {"attn", "out.w", "out.b"}, {"o"}, "out_proj"), "transB", 1);
+  b.ints("seq_shape", {3}, {5, 1, 8});
+  b.node("Reshape", {"o", "seq_shape"}, {"o3"}, "unflatten");
+  set_ints(b.node("Transpose", {"o3"}, {"ob"}, "batch_first"), "perm", {1, 0, 2});
+  b.node("Add", {"ob", "e"}, {"r"}, "residual");
+  b.ints("zero", {}, {0});
+  set_int(b.node("Gather", {"r", "zero"}, {"cls"}, "pick_class"), "axis", 1);
+  b.weights("head.w", {4, 8}, 128, 0.5f);
+  b.weights("head.b", {4}, 129, 0.1f);
+  set_int(b.node("Gemm", {"cls", "head.w", "head.b"}, {"y"}, "head"), "transB", 1);
+  b.output("y");
+  if (leak_scores) {
+    b.node("Relu", {"scores"}, {"leak"}, "leak");
+    b.output("leak");
+  }
+  return b;
+}
+
+BOOST_AUTO_TEST_CASE(token_tensors_and_attention) {
+  onnx_builder b = tiny_vit();
+  temp_file f("vit");
+  b.write(f);
+  graph g = import_ok(f.path, true);
+  // input, patch, class, embed, in_proj, 3 slices, attention, out_proj, residual, pick, head
+  BOOST_CHECK_EQUAL(g.layers.size(), 13u);
+  BOOST_CHECK(find_layer(g, "class").kind == layer_kind::prepend_tokens);
+  BOOST_CHECK_EQUAL(find_layer(g, "class").output_shape, (tensor_shape{1, 5, 1, 8}));
+  BOOST_CHECK(find_layer(g, "embed").kind == layer_kind::constant_add);
+  BOOST_CHECK(find_layer(g, "in_proj").kind == layer_kind::convolution);  // per token, bias folded in
+  const layer& attention = find_layer(g, "attention");
+  BOOST_CHECK(attention.kind == layer_kind::attention);
+  BOOST_CHECK_EQUAL(attention.groups, 2);
+  BOOST_CHECK_EQUAL(attention.scale, 0.5f);
+  BOOST_CHECK_EQUAL(attention.inputs.size(), 3u);
+  BOOST_CHECK(find_layer(g, "out_proj").kind == layer_kind::convolution);
+  const layer& pick = find_layer(g, "pick_class");
+  BOOST_CHECK(pick.kind == layer_kind::row_slice);
+  BOOST_CHECK_EQUAL(pick.output_shape, (tensor_shape{1, 1, 1, 8}));
+  BOOST_CHECK(find_layer(g, "head").kind == layer_kind::fully_connected);
+  check_runs_like_reference(b, "vit_run");
+  BOOST_CHECK(import_error(tiny_vit(true), "leaked_scores").find("multi-head attention") != std::string::npos);
+}
+
 // Weights in an external data file beside the model (torch.onnx's format for models over 2 GB):
 // two tensors at offsets in one file give the same graph as inline weights; locations outside the
 // model's directory, ranges past the file's end and models read from memory are errors.

@@ -43,8 +43,9 @@ using namespace d3;
 
 namespace {
 
-const std::vector<std::string> required_models = {"alexnet",     "resnet18",           "googlenet",    "mobilenet_v2",
-                                                   "densenet121", "mobilenet_v3_small", "convnext_tiny"};
+const std::vector<std::string> required_models = {"alexnet",      "resnet18",           "googlenet",
+                                                   "mobilenet_v2", "densenet121",        "mobilenet_v3_small",
+                                                   "convnext_tiny", "vit_b_32"};
 // The exported models d3 also builds itself (kernels/model_zoo).
 const std::set<std::string> builtin_models = {"alexnet", "resnet18", "googlenet", "mobilenet_v2", "vgg16"};
 
@@ -78,11 +79,13 @@ const nlohmann::json& manifest(const std::string& model) {
   return it->second;
 }
 
-// A raw float32 NCHW file of `dims` ([N, C, H, W] or [N, C]) as an NHWC tensor.
+// A raw float32 NCHW file of `dims` ([N, C, H, W] or [N, C]) as an NHWC tensor; a token tensor
+// [N, T, C] is already in d3's order, as [N, T, 1, C].
 tensor read_nchw(const std::string& file, const std::vector<int>& dims) {
-  BOOST_TEST_REQUIRE((dims.size() == 4 || dims.size() == 2), file << ": rank " << dims.size());
-  const tensor_shape shape = dims.size() == 4 ? tensor_shape{dims[0], dims[2], dims[3], dims[1]}
-                                              : tensor_shape{dims[0], 1, 1, dims[1]};
+  BOOST_TEST_REQUIRE((dims.size() >= 2 && dims.size() <= 4), file << ": rank " << dims.size());
+  const tensor_shape shape = dims.size() == 4   ? tensor_shape{dims[0], dims[2], dims[3], dims[1]}
+                             : dims.size() == 3 ? tensor_shape{dims[0], dims[1], 1, dims[2]}
+                                                : tensor_shape{dims[0], 1, 1, dims[1]};
   std::vector<float> nchw(shape.elements());
   std::ifstream in(path_of(file), std::ios::binary);
   BOOST_TEST_REQUIRE(bool(in), "cannot open " << path_of(file));
@@ -90,7 +93,8 @@ tensor read_nchw(const std::string& file, const std::vector<int>& dims) {
   BOOST_TEST_REQUIRE(size_t(in.gcount()) == shape.bytes(), file << ": expected " << shape.bytes() << " bytes");
   BOOST_TEST_REQUIRE(in.peek() == std::char_traits<char>::eof(), file << ": longer than " << shape.bytes() << " bytes");
   tensor t(shape);
-  nchw_to_nhwc(nchw.data(), shape, t.data());
+  if (dims.size() == 3) std::copy(nchw.begin(), nchw.end(), t.data());
+  else nchw_to_nhwc(nchw.data(), shape, t.data());
   return t;
 }
 

@@ -792,6 +792,55 @@ BOOST_AUTO_TEST_CASE(layer_norm_and_gelu_cases) {
   BOOST_CHECK_CLOSE(y.data()[5], 2.4844758f, 1e-4);
 }
 
+// Token kinds against the naive reference: multi-head attention (token and head sizes that leave
+// vector tails, several heads, a batch of 2, ConvNeXt-free scales), and the class token, position
+// embedding and token pick of ViT.
+BOOST_AUTO_TEST_CASE(token_layers) {
+  struct attention_case {
+    tensor_shape shape;
+    int heads;
+    float scale;
+  };
+  const std::vector<attention_case> cases = {{{1, 50, 1, 64}, 4, 0.25f},  {{1, 7, 1, 12}, 3, 0.5f},
+                                             {{2, 5, 3, 10}, 2, 1.0f},    {{1, 1, 1, 8}, 1, 0.125f},
+                                             {{1, 197, 1, 96}, 12, 0.35f}};
+  for (size_t i = 0; i < cases.size(); ++i) {
+    rng r(1900 + i);
+    layer l;
+    l.name = "attention";
+    l.kind = layer_kind::attention;
+    l.groups = cases[i].heads;
+    l.scale = cases[i].scale;
+    const tensor_shape s = cases[i].shape;
+    l = with_shapes(std::move(l), {s, s, s});
+    check_layer(l, {random_tensor_of(s, r, 2.0f), random_tensor_of(s, r, 2.0f), random_tensor_of(s, r)});
+  }
+  rng r(1950);
+  const tensor_shape grid{1, 4, 3, 16};  // a convolution's map: 12 tokens
+  layer prepend;
+  prepend.name = "class_token";
+  prepend.kind = layer_kind::prepend_tokens;
+  prepend.row_end = 2;
+  prepend.weights = he_weights(2 * 16, 1, r);
+  prepend = with_shapes(std::move(prepend), {grid});
+  BOOST_TEST(prepend.output_shape == (tensor_shape{1, 14, 1, 16}));
+  check_layer(prepend, {random_tensor_of(grid, r)}, exactness::bitwise);
+  layer position;
+  position.name = "position";
+  position.kind = layer_kind::constant_add;
+  position.weights = he_weights(14 * 16, 1, r);
+  position = with_shapes(std::move(position), {{1, 14, 1, 16}});
+  check_layer(position, {random_tensor_of({1, 14, 1, 16}, r)}, exactness::bitwise);
+  layer pick;
+  pick.name = "pick";
+  pick.kind = layer_kind::row_slice;
+  pick.row_begin = 3;
+  pick.row_end = 5;
+  pick = with_shapes(std::move(pick), {{2, 14, 1, 16}});
+  BOOST_TEST(pick.output_shape == (tensor_shape{2, 2, 1, 16}));
+  check_layer(pick, {random_tensor_of({2, 14, 1, 16}, r)}, exactness::bitwise);
+}
+
 layer shuffle_layer(const tensor_shape& in, int groups) {
   layer l;
   l.name = "shuffle";

@@ -36,9 +36,9 @@ import sys
 import warnings
 
 MODELS = ["alexnet", "resnet18", "googlenet", "mobilenet_v2", "vgg16", "densenet121", "mobilenet_v3_small",
-          "convnext_tiny"]
+          "convnext_tiny", "vit_b_32"]
 DEFAULT_MODELS = ["alexnet", "resnet18", "googlenet", "mobilenet_v2", "densenet121", "mobilenet_v3_small",
-                  "convnext_tiny"]
+                  "convnext_tiny", "vit_b_32"]
 
 # Modules whose outputs are saved and matched to ONNX nodes (torch module paths).
 INTERMEDIATES = {
@@ -54,6 +54,9 @@ INTERMEDIATES = {
     # Channels-last islands: Transpose, LayerNorm (decomposed at opset 13), Linear as MatMul on the
     # last axis, GELU (Erf), Transpose back, layer scale.
     "convnext_tiny": ["features.1", "features.3", "features.5", "features.7"],
+    # Token tensors: patch embedding, class token, position embedding, multi-head attention.
+    "vit_b_32": ["encoder.layers.encoder_layer_0", "encoder.layers.encoder_layer_5",
+                 "encoder.layers.encoder_layer_11"],
 }
 
 FORMAT_VERSION = 1
@@ -115,6 +118,13 @@ def reinitialise(torch, torchvision, model, seed):
             elif isinstance(mod, torchvision.models.convnext.CNBlock):
                 # torchvision starts the residual branch's scale at 1e-6: the branch would not count.
                 mod.layer_scale.uniform_(0.4, 0.8)
+            elif isinstance(mod, torchvision.models.vision_transformer.VisionTransformer):
+                # torchvision starts the class token at zero and the position embedding at 0.02.
+                mod.class_token.normal_(0.0, 1.0)
+                mod.encoder.pos_embedding.normal_(0.0, 0.5)
+            elif isinstance(mod, nn.MultiheadAttention):
+                nn.init.kaiming_normal_(mod.in_proj_weight, mode="fan_in", nonlinearity="linear")
+                mod.in_proj_bias.uniform_(-0.05, 0.05)
             elif isinstance(mod, nn.LayerNorm):
                 mod.weight.uniform_(0.8, 1.2)
                 mod.bias.uniform_(-0.1, 0.1)

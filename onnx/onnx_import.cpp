@@ -966,6 +966,7 @@ dims_t importer::reshape_target(const onnx::NodeProto& n, const dims_t& in) {
       continue;
     }
     if (t < 0) fail(n, "shape " + dims_string(target) + " has a negative dimension");
+    if (t > 0 && known > max_elements / t) fail(n, "shape " + dims_string(target) + " is too large");
     out[k] = t;
     known *= t;
   }

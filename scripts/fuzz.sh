@@ -3,7 +3,8 @@
 #   scripts/fuzz.sh [SECONDS | --runs N] [TARGET...]
 # Builds the targets of fuzz/ into ${D3_FUZZ_BUILD_DIR:-build-fuzz}, makes each target's seed
 # corpus (the repository's real files: apps/config's plans, clusters, testbeds, traces and
-# inference configs, a topology log (fuzz/seeds/), ONNX's own per-operator models from libonnx-testdata, and the model file,
+# inference configs, a topology log and tiny ONNX exports of the pattern families (fuzz/seeds/),
+# ONNX's own per-operator models from libonnx-testdata, and the model file,
 # tensor bundles, layer shipments and stage specs d3 writes for a small graph, via make_seeds),
 # first replays every input kept in fuzz/regressions/TARGET/ (inputs that once crashed), then
 # fuzzes each target for SECONDS (default 60) or N inputs. Prints the inputs run per target.
@@ -45,6 +46,7 @@ cp "$root"/apps/config/testbed-*.json "$seeds/testbed_json/"
 cp "$root"/apps/config/*.trace.json "$seeds/trace_json/"
 cp "$root"/apps/config/*.infer.json "$seeds/infer_config/"
 cp "$root"/fuzz/seeds/topology_log/* "$seeds/topology_log/"
+cp "$root"/fuzz/seeds/onnx/* "$seeds/onnx/"  # tiny exports with the multi-node patterns (ViT, ConvNeXt, DenseNet)
 for model in /usr/share/libonnx-testdata/data/node/test_{conv,maxpool,averagepool,relu,gemm,matmul,add,concat,batchnorm,softmax,flatten,reshape,globalaveragepool}*/model.onnx; do
   [ -f "$model" ] && cp "$model" "$seeds/onnx/$(basename "$(dirname "$model")").onnx"
 done

@@ -225,7 +225,7 @@ def export(torch, torchvision, onnx, out_dir, name, seed, opset):
     modules = dict(model.named_modules())
     captured = {}
     hooks = []
-    for path in INTERMEDIATES[name]:
+    for path in INTERMEDIATES.get(name, []):
         if path not in modules:
             raise RuntimeError(f"{name}: no module '{path}'")
 
@@ -265,7 +265,7 @@ def export(torch, torchvision, onnx, out_dir, name, seed, opset):
     write_tensor(os.path.join(out_dir, name + ".output.bin"), y)
 
     intermediates = []
-    for path in INTERMEDIATES[name]:
+    for path in INTERMEDIATES.get(name, []):
         t = captured[path]
         node = find_module_node(proto.graph, path)
         if node is None:

@@ -205,23 +205,17 @@ class depthwise_operator : public layer_operator {
         v4sf a0, a1;
         std::memcpy(&a0, &bias_[ch], sizeof a0);
         std::memcpy(&a1, &bias_[ch + 4], sizeof a1);
-        for (int ky = 0; ky < w.kernel_h; ++ky) {
-          const int iy = y0 + ky * w.dilation_h;
-          if (iy < 0 || iy >= in_.h) continue;
-          for (int kx = 0; kx < w.kernel_w; ++kx) {
-            const int ix = x0 + kx * w.dilation_w;
-            if (ix < 0 || ix >= in_.w) continue;
-            const float* in = image + (size_t(iy) * in_.w + size_t(ix)) * c + ch;
-            const float* wt = &weights_[size_t(ky * w.kernel_w + kx) * c + ch];
-            v4sf i0, i1, w0, w1;
-            std::memcpy(&i0, in, sizeof i0);
-            std::memcpy(&i1, in + 4, sizeof i1);
-            std::memcpy(&w0, wt, sizeof w0);
-            std::memcpy(&w1, wt + 4, sizeof w1);
-            a0 = a0 + w0 * i0;
-            a1 = a1 + w1 * i1;
-          }
-        }
+        each_tap(y0, x0, [&](size_t tap, size_t pixel) {
+          const float* in = image + pixel * c + ch;
+          const float* wt = &weights_[tap * c + ch];
+          v4sf i0, i1, w0, w1;
+          std::memcpy(&i0, in, sizeof i0);
+          std::memcpy(&i1, in + 4, sizeof i1);
+          std::memcpy(&w0, wt, sizeof w0);
+          std::memcpy(&w1, wt + 4, sizeof w1);
+          a0 = a0 + w0 * i0;
+          a1 = a1 + w1 * i1;
+        });
         a0 = a0 < splat(act_.min) ? splat(act_.min) : a0;
         a0 = a0 > splat(act_.max) ? splat(act_.max) : a0;
         a1 = a1 < splat(act_.min) ? splat(act_.min) : a1;
@@ -231,16 +225,24 @@ class depthwise_operator : public layer_operator {
       }
       for (; ch < c; ++ch) {  // the same operations, one lane
         float a = bias_[ch];
-        for (int ky = 0; ky < w.kernel_h; ++ky) {
-          const int iy = y0 + ky * w.dilation_h;
-          if (iy < 0 || iy >= in_.h) continue;
-          for (int kx = 0; kx < w.kernel_w; ++kx) {
-            const int ix = x0 + kx * w.dilation_w;
-            if (ix < 0 || ix >= in_.w) continue;
-            a = a + weights_[size_t(ky * w.kernel_w + kx) * c + ch] * image[(size_t(iy) * in_.w + size_t(ix)) * c + ch];
-          }
-        }
+        each_tap(y0, x0, [&](size_t tap, size_t pixel) { a = a + weights_[tap * c + ch] * image[pixel * c + ch]; });
         out[ch] = std::min(std::max(a, act_.min), act_.max);
+      }
+    }
+  }
+
+  // Calls fn(tap, input pixel) for the window taps of the output pixel whose window starts at
+  // (y0, x0) that fall inside the input, row by row: the order every path sums in.
+  template <class Fn>
+  void each_tap(int y0, int x0, Fn&& fn) const {
+    const window_params& w = window_;
+    for (int ky = 0; ky < w.kernel_h; ++ky) {
+      const int iy = y0 + ky * w.dilation_h;
+      if (iy < 0 || iy >= in_.h) continue;
+      for (int kx = 0; kx < w.kernel_w; ++kx) {
+        const int ix = x0 + kx * w.dilation_w;
+        if (ix < 0 || ix >= in_.w) continue;
+        fn(size_t(ky * w.kernel_w + kx), size_t(iy) * size_t(in_.w) + size_t(ix));
       }
     }
   }

@@ -482,10 +482,26 @@ BOOST_AUTO_TEST_CASE(resnet18_round_trip_runs_bit_identically) {
   for (const auto& [name, t] : want) BOOST_TEST(bitwise_equal(got.at(name), t), "output " << name);
 }
 
+// Saves `original` (its first layer an input of `input_shape`), loads it back, checks the graph
+// equals the prepared original and runs bit-identically; returns the loaded graph.
+graph round_trip(const graph& original, const tensor_shape& input_shape, uint64_t seed) {
+  temp_dir dir;
+  const std::string path = dir.file("round_trip.d3m");
+  BOOST_TEST_REQUIRE(save_model(original, path).is_ok());
+  auto loaded = load_model(path);
+  BOOST_TEST_REQUIRE(loaded.is_ok(), why(loaded));
+  graph expected = prepared(original);
+  check_same_graph(expected, *loaded);
+  tensor input = random_tensor(input_shape, seed);
+  auto want = run(expected, input);
+  auto got = run(*loaded, input);
+  BOOST_TEST_REQUIRE(got.size() == want.size());
+  for (const auto& [name, t] : want) BOOST_TEST(bitwise_equal(got.at(name), t), name);
+  return std::move(loaded.value());
+}
+
 // ConvNeXt's per-pixel kinds: a layer norm keeps its epsilon and gamma | beta, GELU its kind.
 BOOST_AUTO_TEST_CASE(layer_norm_and_gelu_round_trip) {
-  temp_dir dir;
-  const std::string path = dir.file("convnext_kinds.d3m");
   seeded_generator gen(23);
   graph original;
   original.name = "convnext kinds";
@@ -499,27 +515,16 @@ BOOST_AUTO_TEST_CASE(layer_norm_and_gelu_round_trip) {
   original.layers.push_back(norm);
   original.layers.push_back(make_layer("gelu", layer_kind::gelu, {2}));
   original.outputs = {3};
-  BOOST_TEST_REQUIRE(save_model(original, path).is_ok());
-  auto loaded = load_model(path);
-  BOOST_TEST_REQUIRE(loaded.is_ok(), why(loaded));
-  graph expected = prepared(original);
-  check_same_graph(expected, *loaded);
-  const layer& n = loaded->layers[loaded->find("norm")];
+  const graph loaded = round_trip(original, in.input_shape, 78);
+  const layer& n = loaded.layers[loaded.find("norm")];
   BOOST_TEST((n.kind == layer_kind::layer_norm));
   BOOST_TEST(n.epsilon == 1e-6f);
-  BOOST_TEST((loaded->layers[loaded->find("gelu")].kind == layer_kind::gelu));
-  tensor input = random_tensor(tensor_shape{1, 6, 7, 8}, 78);
-  auto want = run(expected, input);
-  auto got = run(*loaded, input);
-  BOOST_TEST_REQUIRE(got.size() == want.size());
-  for (const auto& [name, t] : want) BOOST_TEST(bitwise_equal(got.at(name), t), name);
+  BOOST_TEST((loaded.layers[loaded.find("gelu")].kind == layer_kind::gelu));
 }
 
 // Token kinds keep their parameters: prepended tokens, the position addend, heads and scale of
 // attention, the picked rows.
 BOOST_AUTO_TEST_CASE(token_kinds_round_trip) {
-  temp_dir dir;
-  const std::string path = dir.file("token_kinds.d3m");
   seeded_generator gen(29);
   graph original;
   original.name = "token kinds";
@@ -542,18 +547,10 @@ BOOST_AUTO_TEST_CASE(token_kinds_round_trip) {
   pick.row_end = 1;
   original.layers.push_back(pick);
   original.outputs = {4};
-  BOOST_TEST_REQUIRE(save_model(original, path).is_ok());
-  auto loaded = load_model(path);
-  BOOST_TEST_REQUIRE(loaded.is_ok(), why(loaded));
-  graph expected = prepared(original);
-  check_same_graph(expected, *loaded);
-  BOOST_TEST(loaded->layers[loaded->find("attention")].scale == 0.375f);
-  BOOST_TEST(loaded->layers[loaded->find("class")].row_end == 1);
-  tensor input = random_tensor(tensor_shape{1, 4, 3, 8}, 79);
-  auto want = run(expected, input);
-  auto got = run(*loaded, input);
-  BOOST_TEST_REQUIRE(got.size() == want.size());
-  for (const auto& [name, t] : want) BOOST_TEST(bitwise_equal(got.at(name), t), name);
+  const graph loaded = round_trip(original, in.input_shape, 79);
+  BOOST_TEST(loaded.layers[loaded.find("attention")].scale == 0.375f);
+  BOOST_TEST(loaded.layers[loaded.find("attention")].groups == 2);
+  BOOST_TEST(loaded.layers[loaded.find("class")].row_end == 1);
 }
 
 BOOST_AUTO_TEST_CASE(new_kinds_round_trip_runs_bit_identically) {

@@ -39,6 +39,7 @@ constexpr kind_name kind_names[] = {
     {layer_kind::prepend_tokens, "prepend_tokens"},
     {layer_kind::constant_add, "constant_add"},
     {layer_kind::row_slice, "row_slice"},
+    {layer_kind::hardswish, "hardswish"},
 };
 
 std::string describe(const layer& l) { return std::string(to_string(l.kind)) + " layer '" + l.name + "'"; }
@@ -160,6 +161,7 @@ status infer_layer(const layer& l, const std::vector<tensor_shape>& in, tensor_s
     }
     case layer_kind::sigmoid:
     case layer_kind::gelu:
+    case layer_kind::hardswish:
       D3_RETURN_IF_ERROR(check_plain(l));
       out = in[0];
       return status::ok();
@@ -474,6 +476,24 @@ double total_flops(const graph& g) {
   return sum;
 }
 
+namespace {
+
+// The affine layer HardSigmoid(x) with alpha 1/6 and beta 1/2 imports as, reading x.
+bool is_hard_sigmoid_of(const layer& l, int x) {
+  if (l.kind != layer_kind::convolution || l.inputs.size() != 1 || l.inputs[0] != x || l.groups != l.output_channels ||
+      l.window.kernel_h != 1 || l.window.kernel_w != 1 || l.window.stride_h != 1 || l.window.stride_w != 1 ||
+      l.window.pad.any() || !(l.act == activation{0.0f, 1.0f}) || l.weights.size() != size_t(l.output_channels) ||
+      l.bias.size() != size_t(l.output_channels))
+    return false;
+  for (float w : l.weights)
+    if (w != 1.0f / 6.0f) return false;
+  for (float b : l.bias)
+    if (b != 0.5f) return false;
+  return true;
+}
+
+}  // namespace
+
 layer channel_affine_of_batch_norm(const layer& bn) {
   const int channels = bn.output_shape.c;
   const float* gamma = bn.weights.data();
@@ -555,6 +575,18 @@ status prepare_for_inference(graph& g) {
       readers[producer] = readers[i];
       returned[producer] = returned[i];
       conv.output_shape = l.output_shape;
+    } else if (l.kind == layer_kind::multiply) {
+      // x * HardSigmoid(x) with PyTorch's 1/6 and 1/2 (how opset 13 exports hardswish): one
+      // hardswish layer, one pass over the tensor instead of two.
+      for (int side = 0; side < 2; ++side) {
+        const int x = l.inputs[size_t(side)], gate = l.inputs[size_t(1 - side)];
+        if (dead[x] || dead[gate] || !is_hard_sigmoid_of(g.layers[gate], x) || !sole_reader(gate)) continue;
+        dead[gate] = true;
+        replacement[gate] = x;
+        l.kind = layer_kind::hardswish;
+        l.inputs = {x};
+        break;
+      }
     } else if (l.kind == layer_kind::clamp) {
       int producer = l.inputs[0];
       while (dead[producer]) producer = replacement[producer];

@@ -53,6 +53,7 @@ enum class layer_kind : uint8_t {
                         // [N, row_end + H*W, 1, C]
   constant_add,         // x + weights, a constant of the output's shape (N = 1)
   row_slice,            // rows [row_begin, row_end) of H (ONNX Gather / Slice on the token axis)
+  hardswish,            // element-wise x * clamp(x / 6 + 1/2, 0, 1) (MobileNetV3)
 };
 const char* to_string(layer_kind kind);
 result<layer_kind> layer_kind_from_string(std::string_view name);

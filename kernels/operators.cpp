@@ -407,6 +407,17 @@ created create_binary(const layer& l, const std::vector<tensor_shape>& in) {
               in);
 }
 
+created create_hardswish(const layer& l, const std::vector<tensor_shape>& in) {
+  xnn_operator_t op = nullptr;
+  xnn_status s = xnn_create_hardswish_nc_f32(in[0].c, in[0].c, in[0].c, 0, &op);
+  return wrap(l, s, op,
+              [](xnn_layer_operator& self, const std::vector<const float*>& x, float* y, pthreadpool_t pool) {
+                const tensor_shape& a = self.in(0);
+                return xnn_setup_hardswish_nc_f32(self.op(), size_t(a.n) * a.h * a.w, x[0], y, pool);
+              },
+              in);
+}
+
 created create_sigmoid(const layer& l, const std::vector<tensor_shape>& in) {
   xnn_operator_t op = nullptr;
   xnn_status s = xnn_create_sigmoid_nc_f32(in[0].c, in[0].c, in[0].c, 0, &op);
@@ -637,7 +648,8 @@ result<std::unique_ptr<layer_operator>> create_layer_operator(const layer& l, co
                            " do not give its output " + l.output_shape.to_string() +
                            " (equal shapes, or a second operand of " + tensor_shape{a.n, 1, 1, a.c}.to_string() + ")");
   }
-  if (l.kind == layer_kind::sigmoid || l.kind == layer_kind::channel_shuffle || l.kind == layer_kind::channel_slice ||
+  if (l.kind == layer_kind::sigmoid || l.kind == layer_kind::hardswish || l.kind == layer_kind::channel_shuffle ||
+      l.kind == layer_kind::channel_slice ||
       l.kind == layer_kind::pad) {
     if (!l.act.is_identity()) return status::error(where + ": a fused clamp is not supported");
     tensor_shape expected = in[0];
@@ -675,6 +687,7 @@ result<std::unique_ptr<layer_operator>> create_layer_operator(const layer& l, co
     case layer_kind::add: return create_binary<xnn_create_add_nd_f32, xnn_setup_add_nd_f32>(l, in);
     case layer_kind::multiply: return create_binary<xnn_create_multiply_nd_f32, xnn_setup_multiply_nd_f32>(l, in);
     case layer_kind::sigmoid: return create_sigmoid(l, in);
+    case layer_kind::hardswish: return create_hardswish(l, in);
     case layer_kind::layer_norm: return create_layer_norm_operator(l, in[0]);
     case layer_kind::gelu: return create_gelu_operator(l, in[0]);
     case layer_kind::attention:

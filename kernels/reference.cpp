@@ -253,6 +253,16 @@ tensor layer_norm(const layer& l, const tensor& x) {
   return y;
 }
 
+tensor hardswish(const layer& l, const tensor& x) {
+  check(l.output_shape == x.shape(), l, "bad output_shape");
+  tensor y(x.shape());
+  for (size_t i = 0; i < y.elements(); ++i) {
+    const double v = x.data()[i];
+    y.data()[i] = float(v * std::min(std::max(v / 6.0 + 0.5, 0.0), 1.0));
+  }
+  return y;
+}
+
 tensor gelu(const layer& l, const tensor& x) {
   check(l.output_shape == x.shape(), l, "bad output_shape");
   tensor y(x.shape());
@@ -488,6 +498,7 @@ tensor reference_layer(const layer& l, const std::vector<const tensor*>& inputs)
     case layer_kind::pad: return pad(l, one_input());
     case layer_kind::layer_norm: return layer_norm(l, one_input());
     case layer_kind::gelu: return gelu(l, one_input());
+    case layer_kind::hardswish: return hardswish(l, one_input());
     case layer_kind::attention:
       check(inputs.size() == 3, l, "attention needs q, k and v");
       return attention(l, *inputs[0], *inputs[1], *inputs[2]);

@@ -34,6 +34,7 @@ enum LayerKind {
   prependTokens @20;
   constantAdd @21;
   rowSlice @22;
+  hardswish @23;
 }
 
 struct Layer {

@@ -819,8 +819,13 @@ BOOST_AUTO_TEST_CASE(unfoldable_batch_norm_hard_sigmoid_and_hard_swish) {
   BOOST_CHECK_EQUAL(gate.weights.data()[3], 0.25f);
   BOOST_CHECK_EQUAL(gate.bias.data()[3], 0.4f);
   BOOST_CHECK(gate.act == (activation{0.0f, 1.0f}));
-  BOOST_CHECK(find_layer(g, "swish").kind == layer_kind::multiply);
-  BOOST_CHECK(find_layer(g, "swish/hardsigmoid").kind == layer_kind::convolution);
+  // HardSwish: imported as the affine gate times x, prepared as one hardswish layer.
+  graph raw = import_ok(f.path, false);
+  BOOST_CHECK(find_layer(raw, "swish").kind == layer_kind::multiply);
+  BOOST_CHECK(find_layer(raw, "swish/hardsigmoid").kind == layer_kind::convolution);
+  BOOST_CHECK(find_layer(g, "swish").kind == layer_kind::hardswish);
+  BOOST_CHECK(g.find("swish/hardsigmoid") < 0);
+  BOOST_CHECK(find_layer(g, "gate").kind == layer_kind::convolution);  // alpha 0.25: stays a gate
   check_runs_like_reference(b, "affine_run");
   // Bad attributes are named.
   onnx_builder bad;

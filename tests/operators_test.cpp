@@ -776,6 +776,8 @@ BOOST_AUTO_TEST_CASE(layer_norm_and_gelu_cases) {
     check_layer(norm, {random_tensor_of(shapes[i], r, 3.0f)});
     layer gelu = simple_layer(layer_kind::gelu, {shapes[i]});
     check_layer(gelu, {random_tensor_of(shapes[i], r, 6.0f)});
+    layer swish = simple_layer(layer_kind::hardswish, {shapes[i]});
+    check_layer(swish, {random_tensor_of(shapes[i], r, 5.0f)});
   }
   // Known values: GELU(0) = 0, GELU(1) = 0.841345, GELU(-1) = -0.158655, saturation beyond +-4 sqrt 2.
   tensor x({1, 1, 1, 6});

@@ -1,5 +1,6 @@
 // The ONNX importer's internals, shared by its source files (onnx_import.cpp: values, dispatch and
-// the operators; onnx_patterns.cpp: multi-node patterns such as LayerNorm and GELU). Not a public
+// the operators; onnx_patterns.cpp: channels-last islands, layer norm and GELU; onnx_tokens.cpp:
+// token tensors and attention; external_data.cpp: weights beside the model). Not a public
 // interface: include onnx/onnx_import.hpp.
 #pragma once
 

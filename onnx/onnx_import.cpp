@@ -3,10 +3,12 @@
 // each computing node onto one layer of the graph IR.
 //
 // Tensors are tracked per ONNX name as one of:
-//   - a layer's output (with its ONNX dims: [N,C,H,W] or [N,C]; d3 stores both as NHWC),
+//   - a layer's output (with its ONNX dims: [N,C,H,W] or [N,C]; d3 stores both as NHWC; or, after
+//     a transposition to channels last, [N,H,W,C] and token tensors [N,T,C]: value::channels_last),
 //   - a constant (initializers, Constant nodes and everything folded from them),
 //   - an intermediate of ShuffleNet's channel shuffle (Reshape to 5-D, then Transpose), which only
-//     the closing Reshape may read.
+//     the closing Reshape may read, or of the multi-node patterns of onnx_patterns.cpp and
+//     onnx_tokens.cpp (layer norm, GELU, attention), which only the pattern's next node may read.
 // Aliasing ops (Identity, Dropout, Cast to float, reshapes between [N,C] and [N,C,1,1]) create no
 // layer: their output name refers to the producer's layer.
 //

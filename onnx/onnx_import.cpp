@@ -671,7 +671,10 @@ bool importer::fold_constant_node(const onnx::NodeProto& n) {
     constant c = x;
     for (float& v : c.f) v = op == "Neg" ? -v : op == "Floor" ? std::floor(v) : std::ceil(v);
     if (op == "Neg")
-      for (int64_t& v : c.i) v = -v;
+      for (int64_t& v : c.i) {
+        if (v == INT64_MIN) fail(n, "integer overflow negating " + std::to_string(v));
+        v = -v;
+      }
     define_constant(n, std::move(c));
   } else if (op == "Slice") {
     define_constant(n, fold_slice(n, x));
@@ -827,7 +830,20 @@ constant importer::fold_binary(const onnx::NodeProto& n, const constant& a, cons
     } else {
       const int64_t x = a.i[size_t(ia)], y = b.i[size_t(ib)];
       if (op == "Div" && y == 0) fail(n, "integer division by zero");
-      c.i[size_t(e)] = op == "Add" ? x + y : op == "Sub" ? x - y : op == "Mul" ? x * y : x / y;
+      int64_t r = 0;
+      bool overflow = false;
+      if (op == "Add") {
+        overflow = __builtin_add_overflow(x, y, &r);
+      } else if (op == "Sub") {
+        overflow = __builtin_sub_overflow(x, y, &r);
+      } else if (op == "Mul") {
+        overflow = __builtin_mul_overflow(x, y, &r);
+      } else {
+        overflow = x == INT64_MIN && y == -1;
+        if (!overflow) r = x / y;
+      }
+      if (overflow) fail(n, "integer overflow folding " + std::to_string(x) + " " + op + " " + std::to_string(y));
+      c.i[size_t(e)] = r;
     }
     for (size_t k = rank; k-- > 0;) {
       if (++index[k] < c.dims[k]) break;

@@ -407,24 +407,18 @@ created create_binary(const layer& l, const std::vector<tensor_shape>& in) {
               in);
 }
 
-created create_hardswish(const layer& l, const std::vector<tensor_shape>& in) {
-  xnn_operator_t op = nullptr;
-  xnn_status s = xnn_create_hardswish_nc_f32(in[0].c, in[0].c, in[0].c, 0, &op);
-  return wrap(l, s, op,
-              [](xnn_layer_operator& self, const std::vector<const float*>& x, float* y, pthreadpool_t pool) {
-                const tensor_shape& a = self.in(0);
-                return xnn_setup_hardswish_nc_f32(self.op(), size_t(a.n) * a.h * a.w, x[0], y, pool);
-              },
-              in);
-}
+// Element-wise unary operators over [pixels, channels] (sigmoid, hardswish).
+using unary_create = xnn_status (*)(size_t, size_t, size_t, uint32_t, xnn_operator_t*);
+using unary_setup = xnn_status (*)(xnn_operator_t, size_t, const float*, float*, pthreadpool_t);
 
-created create_sigmoid(const layer& l, const std::vector<tensor_shape>& in) {
+template <unary_create create, unary_setup setup>
+created create_unary(const layer& l, const std::vector<tensor_shape>& in) {
   xnn_operator_t op = nullptr;
-  xnn_status s = xnn_create_sigmoid_nc_f32(in[0].c, in[0].c, in[0].c, 0, &op);
+  xnn_status s = create(in[0].c, in[0].c, in[0].c, 0, &op);
   return wrap(l, s, op,
               [](xnn_layer_operator& self, const std::vector<const float*>& x, float* y, pthreadpool_t pool) {
                 const tensor_shape& a = self.in(0);
-                return xnn_setup_sigmoid_nc_f32(self.op(), size_t(a.n) * a.h * a.w, x[0], y, pool);
+                return setup(self.op(), size_t(a.n) * a.h * a.w, x[0], y, pool);
               },
               in);
 }
@@ -686,8 +680,8 @@ result<std::unique_ptr<layer_operator>> create_layer_operator(const layer& l, co
     case layer_kind::global_average_pool: return create_global_average_pool(l, in);
     case layer_kind::add: return create_binary<xnn_create_add_nd_f32, xnn_setup_add_nd_f32>(l, in);
     case layer_kind::multiply: return create_binary<xnn_create_multiply_nd_f32, xnn_setup_multiply_nd_f32>(l, in);
-    case layer_kind::sigmoid: return create_sigmoid(l, in);
-    case layer_kind::hardswish: return create_hardswish(l, in);
+    case layer_kind::sigmoid: return create_unary<xnn_create_sigmoid_nc_f32, xnn_setup_sigmoid_nc_f32>(l, in);
+    case layer_kind::hardswish: return create_unary<xnn_create_hardswish_nc_f32, xnn_setup_hardswish_nc_f32>(l, in);
     case layer_kind::layer_norm: return create_layer_norm_operator(l, in[0]);
     case layer_kind::gelu: return create_gelu_operator(l, in[0]);
     case layer_kind::attention:

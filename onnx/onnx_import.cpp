@@ -36,6 +36,11 @@
 namespace d3 {
 namespace onnx_detail {
 
+// Constants the importer computes (ConstantOfShape, Expand, broadcasts) hold at most this many
+// elements: shape arithmetic and attention masks are far smaller, and a hostile file must not make
+// the importer allocate gigabytes (16 M int64 values are 128 MB).
+constexpr int64_t max_folded_elements = int64_t(1) << 24;
+
 template <class T>
 void read_raw(const std::string& raw, size_t count, std::vector<T>& out) {
   out.resize(count);
@@ -753,7 +758,7 @@ bool importer::fold_constant_node(const onnx::NodeProto& n) {
     constant c;
     c.dims = x.i;
     const int64_t count = element_count(c.dims);
-    if (count < 0 || count > (int64_t(1) << 28)) fail(n, "shape " + dims_string(c.dims) + " is invalid or too large");
+    if (count < 0 || count > max_folded_elements) fail(n, "shape " + dims_string(c.dims) + " is invalid or too large");
     constant fill;
     fill.f = {0.0f};
     if (const auto* a = find_attr(n, "value")) {
@@ -776,7 +781,7 @@ bool importer::fold_constant_node(const onnx::NodeProto& n) {
 
 constant importer::fold_expand(const onnx::NodeProto& n, const constant& c, const dims_t& dims) {
   const int64_t count = element_count(dims);
-  if (count < 0 || count > (int64_t(1) << 28)) fail(n, "shape " + dims_string(dims) + " is invalid or too large");
+  if (count < 0 || count > max_folded_elements) fail(n, "shape " + dims_string(dims) + " is invalid or too large");
   constant ones;
   ones.is_float = c.is_float;
   ones.dims = dims;
@@ -799,7 +804,7 @@ constant importer::fold_binary(const onnx::NodeProto& n, const constant& a, cons
     c.dims[k] = ad[k] == 1 ? bd[k] : ad[k];
   }
   const int64_t count = element_count(c.dims);
-  if (count < 0 || count > (int64_t(1) << 28)) fail(n, "folded constant is too large");
+  if (count < 0 || count > max_folded_elements) fail(n, "folded constant is too large");
   std::vector<int64_t> as(rank), bs(rank);  // broadcast strides
   int64_t sa = 1, sb = 1;
   for (size_t k = rank; k-- > 0;) {

@@ -39,7 +39,7 @@ for n in device edge1 edge2 cloud; do
 done
 
 # The plan: device conv1..maxpool, layer1..layer2 tiled 2x1 over edge1 and edge2, cloud layer3..fc.
-timeout 180 ip netns exec d3-device "$bin/d3-infer" --cluster "$work/cluster/cluster.json" \
+timeout 90 ip netns exec d3-device "$bin/d3-infer" --cluster "$work/cluster/cluster.json" \
   --plan "$src/apps/config/resnet18-3tier.plan.json" --requests 3 --verify --timeout-ms 60000 > "$work/infer.log" 2>&1 \
   || { cat "$work/infer.log"; fail "d3-infer across namespaces"; }
 grep -q "verify: 3 of 3 answers memcmp-equal" "$work/infer.log" || { cat "$work/infer.log"; fail "answers not verified"; }
@@ -48,7 +48,7 @@ grep "verify:" "$work/infer.log"
 # A link taken down during requests: edge2's interface goes down while 40 requests run (2 in
 # flight); its connections stay open but carry nothing, so the app finds edge2 silent, fails over
 # to a plan without it, re-sends what was unanswered, and every request is answered once, exact.
-timeout 180 ip netns exec d3-device "$bin/d3-infer" --cluster "$work/cluster/cluster.json" \
+timeout 120 ip netns exec d3-device "$bin/d3-infer" --cluster "$work/cluster/cluster.json" \
   --plan "$src/apps/config/resnet18-3tier.plan.json" --requests 40 --in-flight 2 --verify --timeout-ms 60000 \
   > "$work/fault.log" 2>&1 &
 infer=$!
@@ -66,7 +66,7 @@ grep -E "verify:|down|failover" "$work/fault.log" | head -n 4
 # times, each node's clock mapped onto the app's). The plan hpa starts from uses the cloud (a fast
 # cloud, slow edges); after the drop the planner must migrate off it (once or twice: no flapping),
 # with no request lost.
-timeout 300 ip netns exec d3-device "$bin/d3-infer" --cluster "$work/cluster/cluster.json" --strategy hpa --adapt \
+timeout 150 ip netns exec d3-device "$bin/d3-infer" --cluster "$work/cluster/cluster.json" --strategy hpa --adapt \
   --clock wall --requests 60 --verify --timeout-ms 60000 --log "$work/adapt.jsonl" > "$work/adapt.log" 2>&1 &
 infer=$!
 for _ in $(seq 120); do grep -q "^deployed" "$work/adapt.log" && break; sleep 1; done

@@ -122,9 +122,12 @@ shape_classes() {
       # message in 0.7 ms instead of 55); tbf splits packets larger than its bucket into frames.
       # (Segmenting every packet instead, gso_max_segs 1, made each node's own CPU quota pay for
       # 40 times more packets: the tiled plan's transfers between throttled edges slowed by half.)
-      local tbf_verb="$verb"
-      [ "$verb" = change ] && tbf_verb=replace
-      tc -n "d3-$n" qdisc "$tbf_verb" dev eth0 parent "1:$k" handle "$((100 + k)):" tbf rate "${mbit}mbit" \
+      # A rate change replaces the tbf rather than changing it: a tbf changed in place keeps its
+      # queue, and a queued packet larger than the new bucket never gets enough tokens to leave
+      # (measured: 200 -> 2 Mbit/s left 40 GSO packets of 6 KB behind a 3 KB bucket, and the
+      # connection stalled for good). A fresh tbf drops what was queued; TCP resends it.
+      [ "$verb" = change ] && tc -n "d3-$n" qdisc del dev eth0 parent "1:$k" handle "$((100 + k)):"
+      tc -n "d3-$n" qdisc add dev eth0 parent "1:$k" handle "$((100 + k)):" tbf rate "${mbit}mbit" \
         burst "$burst" latency 1s
       [ "$verb" = add ] && tc -n "d3-$n" filter add dev eth0 parent 1: protocol ip prio 1 u32 match ip dst "$(ip_of "$p")/32" flowid "1:$k"
       k=$((k + 1))

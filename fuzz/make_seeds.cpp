@@ -4,6 +4,7 @@
 //   make_seeds DIR   -> DIR/model_file/, DIR/tensor_bundle/, DIR/layer_shipment/, DIR/stage_spec/
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <string>
@@ -42,7 +43,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   const std::string dir = argv[1];
-  for (const char* sub : {"model_file", "tensor_bundle", "layer_shipment", "stage_spec"})
+  for (const char* sub : {"model_file", "tensor_bundle", "tensor_codec", "layer_shipment", "stage_spec"})
     ::mkdir((dir + "/" + sub).c_str(), 0755);
   graph g = small_graph();
   if (status s = infer_shapes(g); !s) {
@@ -56,6 +57,23 @@ int main(int argc, char** argv) {
   const tensor x = random_tensor(g.layers[0].output_shape, 7);
   write(dir + "/tensor_bundle/one.bin", encode_bundle(42, 1, {{"input", &x}}, 12.5));
   write(dir + "/tensor_bundle/empty.bin", encode_bundle(1, 1, {}));
+  // Encoded tensors: a post-ReLU map (sparse, zstd) and 8-bit pixels (u8).
+  tensor relu = x;
+  for (size_t i = 0; i < relu.elements(); ++i) relu.data()[i] = std::max(0.0f, relu.data()[i]);
+  tensor pixels = x;
+  for (size_t i = 0; i < pixels.elements(); ++i) pixels.data()[i] = float(i * 37 % 256);
+  write(dir + "/tensor_bundle/sparse.bin", encode_bundle(5, 1, {{"input", &relu, tensor_codec::sparse}}));
+  write(dir + "/tensor_bundle/zstd.bin", encode_bundle(6, 1, {{"input", &relu, tensor_codec::zstd}}));
+  write(dir + "/tensor_bundle/u8.bin", encode_bundle(7, 1, {{"input", &pixels, tensor_codec::u8}}));
+  for (tensor_codec c : {tensor_codec::raw, tensor_codec::u8, tensor_codec::sparse, tensor_codec::zstd}) {
+    const tensor& t = c == tensor_codec::u8 ? pixels : relu;
+    const size_t n = std::min<size_t>(t.elements(), 65535);
+    auto encoded = encode_floats(c, t.data(), n);
+    if (!encoded) continue;
+    std::vector<uint8_t> seed = {uint8_t(c), uint8_t(n & 0xff), uint8_t(n >> 8)};
+    seed.insert(seed.end(), encoded->begin(), encoded->end());
+    write(dir + "/tensor_codec/" + to_string(c) + ".bin", seed);
+  }
   const std::vector<int> all = {0, 1, 2, 3};
   write(dir + "/layer_shipment/with-weights.bin", encode_layers(g, all, 1234, all));
   write(dir + "/layer_shipment/no-weights.bin", encode_layers(g, all, 1234, {}));

@@ -17,6 +17,7 @@
 #include "schema/bundle.capnp.h"
 #include "schema/capnp_reading.hpp"
 #include "schema/layer_codec.hpp"
+#include "codec/tensor_codec.hpp"
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "messages carry little-endian float32");
 
@@ -41,22 +42,47 @@ std::vector<uint8_t> flatten(capnp::MessageBuilder& builder) {
 
 // ------------------------------------------------------------------ tensors
 
-size_t tensor_words(const std::string& name, const tensor* value) {
-  constexpr size_t struct_words =
-      schema::Tensor::_capnpPrivate::dataWordSize + schema::Tensor::_capnpPrivate::pointerCount;
-  return struct_words + words_for_bytes(name.size() + 1) + words_for_bytes(value ? value->bytes() : 0);
+// A tensor's data as it goes on the wire: raw floats are copied straight from the tensor; other
+// codecs are encoded first (and fall back to raw where they do not apply or would not shrink).
+struct wire_data {
+  tensor_codec codec = tensor_codec::raw;
+  std::vector<uint8_t> encoded;  // codec != raw
+  const uint8_t* bytes = nullptr;
+  size_t size = 0;
+};
+
+wire_data wire_data_of(const tensor* value, tensor_codec codec) {
+  wire_data w;
+  if (!value || value->bytes() == 0) return w;
+  w.bytes = reinterpret_cast<const uint8_t*>(value->data());
+  w.size = value->bytes();
+  if (codec == tensor_codec::raw) return w;
+  auto encoded = encode_floats(codec, value->data(), value->elements());
+  if (!encoded || encoded->size() >= value->bytes()) return w;
+  w.codec = codec;
+  w.encoded = std::move(*encoded);
+  w.bytes = w.encoded.data();
+  w.size = w.encoded.size();
+  return w;
 }
 
-void fill_tensor(schema::Tensor::Builder t, const std::string& name, const tensor* value) {
+size_t tensor_words(const std::string& name, const wire_data& data) {
+  constexpr size_t struct_words =
+      schema::Tensor::_capnpPrivate::dataWordSize + schema::Tensor::_capnpPrivate::pointerCount;
+  return struct_words + words_for_bytes(name.size() + 1) + words_for_bytes(data.size);
+}
+
+void fill_tensor(schema::Tensor::Builder t, const std::string& name, const tensor* value, const wire_data& data) {
   t.setName(capnp_text(name));
   const tensor_shape s = value ? value->shape() : tensor_shape{0, 0, 0, 0};
   t.setN(s.n);
   t.setH(s.h);
   t.setW(s.w);
   t.setC(s.c);
-  if (value && value->bytes() != 0) {
-    capnp::Data::Builder data = t.initData(static_cast<capnp::uint>(value->bytes()));
-    std::memcpy(data.begin(), value->data(), value->bytes());
+  t.setCodec(static_cast<uint8_t>(data.codec));
+  if (data.size != 0) {
+    capnp::Data::Builder bytes = t.initData(static_cast<capnp::uint>(data.size));
+    std::memcpy(bytes.begin(), data.bytes, data.size);
   }
 }
 
@@ -174,16 +200,20 @@ std::vector<uint8_t> encode_bundle(uint64_t request_id, uint32_t plan_version, c
   for (const tensor_ref& t : tensors)
     if ((t.value && t.value->bytes() > max_data_bytes) || t.name.size() > max_data_bytes) return {};
   try {
+    std::vector<wire_data> data;
+    data.reserve(tensors.size());
+    for (const tensor_ref& t : tensors) data.push_back(wire_data_of(t.value, t.codec));
     constexpr size_t root_words = schema::TensorBundle::_capnpPrivate::dataWordSize +
                                   schema::TensorBundle::_capnpPrivate::pointerCount;
     size_t segment_words = 1 + root_words + (tensors.empty() ? 0 : 1);
-    for (const tensor_ref& t : tensors) segment_words += tensor_words(t.name, t.value);
+    for (size_t i = 0; i < tensors.size(); ++i) segment_words += tensor_words(tensors[i].name, data[i]);
     auto fill = [&](schema::TensorBundle::Builder b) {
       b.setRequestId(request_id);
       b.setPlanVersion(plan_version);
       b.setVirtualMs(virtual_ms);
       auto list = b.initTensors(static_cast<capnp::uint>(tensors.size()));
-      for (size_t i = 0; i < tensors.size(); ++i) fill_tensor(list[capnp::uint(i)], tensors[i].name, tensors[i].value);
+      for (size_t i = 0; i < tensors.size(); ++i)
+        fill_tensor(list[capnp::uint(i)], tensors[i].name, tensors[i].value, data[i]);
     };
     // Built in place in the returned vector (one copy of the floats): [segment table][segment].
     std::vector<uint8_t> out((1 + segment_words) * word_bytes);
@@ -447,7 +477,7 @@ std::vector<uint8_t> encode_stage_spec(const stage_spec& spec) {
       fill_region(copies[capnp::uint(i)].initRegion(), spec.copies[i].area);
     }
     auto shapes = b.initWholeShapes(1);
-    fill_tensor(shapes[0], spec.outputs.empty() ? std::string() : spec.outputs[0], nullptr);
+    fill_tensor(shapes[0], spec.outputs.empty() ? std::string() : spec.outputs[0], nullptr, wire_data{});
     shapes[0].setN(spec.whole_shape.n);
     shapes[0].setH(spec.whole_shape.h);
     shapes[0].setW(spec.whole_shape.w);

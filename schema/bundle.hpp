@@ -17,6 +17,7 @@
 
 #include "kernels/graph.hpp"
 #include "base/status.hpp"
+#include "codec/tensor_codec.hpp"
 #include "kernels/tensor.hpp"
 #include "kernels/tiling.hpp"
 #include "plan/plan.hpp"
@@ -36,6 +37,9 @@ struct tensor_bundle {
 struct tensor_ref {
   std::string name;
   const tensor* value = nullptr;
+  // How its data travels (codec/tensor_codec.hpp); a codec that does not apply to the values, or
+  // would not make them smaller, falls back to raw (the receiver reads the codec from the message).
+  tensor_codec codec = tensor_codec::raw;
 };
 
 // One flat, 8-byte aligned message; the floats are copied once. Empty when it cannot be one

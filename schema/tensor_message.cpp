@@ -7,6 +7,7 @@
 #include <cstring>
 #include <exception>
 
+#include "codec/tensor_codec.hpp"
 #include "schema/capnp_reading.hpp"
 #include "schema/tensor.capnp.h"
 
@@ -92,20 +93,30 @@ result<named_tensor> read_tensor(schema::Tensor::Reader root, const std::string&
   const int dims[4] = {root.getN(), root.getH(), root.getW(), root.getC()};
   capnp::Data::Reader data = root.getData();
   const std::string what = where + "tensor '" + out.name + "': ";
+  const auto shape_text = [&] {
+    return std::to_string(dims[0]) + "x" + std::to_string(dims[3]) + "x" + std::to_string(dims[1]) + "x" +
+           std::to_string(dims[2]);
+  };
+  if (root.getCodec() >= tensor_codec_count)
+    return status::error(what + "codec " + std::to_string(root.getCodec()) + " is unknown");
+  const auto codec = static_cast<tensor_codec>(root.getCodec());
+  // Decoded tensors are bounded like raw ones (a message's data), whatever their encoded size.
   size_t elements = 1;
   for (int d : dims) {
     if (d <= 0 || d > max_tensor_dimension)
-      return status::error(what + "shape " + std::to_string(dims[0]) + "x" + std::to_string(dims[3]) + "x" +
-                           std::to_string(dims[1]) + "x" + std::to_string(dims[2]) + " has a dimension out of range");
+      return status::error(what + "shape " + shape_text() + " has a dimension out of range");
     elements *= size_t(d);
-    if (elements > data.size() / sizeof(float)) break;
+    if (elements > max_data_bytes / sizeof(float))
+      return status::error(what + "shape " + shape_text() + " exceeds " + std::to_string(max_data_bytes) +
+                           " bytes of float32");
   }
   tensor_shape shape{dims[0], dims[1], dims[2], dims[3]};
-  if (elements * sizeof(float) != data.size())
+  if (codec == tensor_codec::raw && elements * sizeof(float) != data.size())
     return status::error(what + "shape " + shape.to_string() + " does not match its " + std::to_string(data.size()) +
                          " data bytes (float32 NHWC expected)");
   out.value = tensor(shape);
-  std::memcpy(out.value.data(), data.begin(), data.size());
+  status decoded = decode_floats(codec, data.begin(), data.size(), out.value.data(), elements);
+  if (!decoded) return status::error(what + "shape " + shape.to_string() + ": " + decoded.message());
   return out;
 }
 

@@ -10,6 +10,7 @@ packages=(
   libonnx-dev libprotobuf-dev protobuf-compiler libonnx-testdata
   python3-torch python3-torchvision python3-onnx
   nlohmann-json3-dev graphviz openssl libssl-dev
+  libzstd-dev libpng-dev libjpeg62-turbo-dev python3-pil
 )
 source "$(dirname "$0")/apt-install.sh"
 apt_install "${packages[@]}"

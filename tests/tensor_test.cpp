@@ -108,7 +108,7 @@ BOOST_AUTO_TEST_CASE(encode_decode_round_trip_is_exact) {
         std::vector<uint8_t> bytes = encode_tensor(name, t);
         BOOST_TEST_REQUIRE(!bytes.empty());
         BOOST_TEST(bytes.size() % 8 == 0u);
-        BOOST_TEST(bytes.size() < t.bytes() + name.size() + 64);  // one segment, little overhead
+        BOOST_TEST(bytes.size() < t.bytes() + name.size() + 72);  // one segment, little overhead
         auto decoded = decode_tensor(bytes.data(), bytes.size());
         BOOST_TEST_REQUIRE(decoded.is_ok(), (decoded.is_ok() ? std::string() : decoded.message()));
         BOOST_TEST(decoded->name == name);

@@ -1,0 +1,180 @@
+#include "codec/tensor_codec.hpp"
+
+#include <zstd.h>
+
+#include <cstring>
+
+namespace d3 {
+
+namespace {
+
+uint32_t bits_of(float v) {
+  uint32_t b;
+  std::memcpy(&b, &v, sizeof b);
+  return b;
+}
+
+// The bit pattern of the float of each integer 0..255 ((float)i), for the exact test of u8.
+bool is_u8(float v, uint8_t& byte) {
+  if (!(v >= 0.0f && v <= 255.0f)) return false;  // NaN fails both
+  const uint8_t i = static_cast<uint8_t>(v);
+  if (bits_of(static_cast<float>(i)) != bits_of(v)) return false;  // fractions, -0.0
+  byte = i;
+  return true;
+}
+
+size_t bitmap_bytes(size_t elements) { return (elements + 7) / 8; }
+
+std::string codec_error(tensor_codec codec, const std::string& what) {
+  return std::string("tensor codec ") + to_string(codec) + ": " + what;
+}
+
+// Shuffles n floats into 4 byte planes: plane k holds byte k of every float.
+void shuffle(const uint8_t* in, size_t n, uint8_t* out) {
+  for (size_t i = 0; i < n; ++i)
+    for (size_t k = 0; k < 4; ++k) out[k * n + i] = in[4 * i + k];
+}
+void unshuffle(const uint8_t* in, size_t n, uint8_t* out) {
+  for (size_t i = 0; i < n; ++i)
+    for (size_t k = 0; k < 4; ++k) out[4 * i + k] = in[k * n + i];
+}
+
+}  // namespace
+
+const char* to_string(tensor_codec codec) {
+  switch (codec) {
+    case tensor_codec::raw: return "raw";
+    case tensor_codec::u8: return "u8";
+    case tensor_codec::sparse: return "sparse";
+    case tensor_codec::zstd: return "zstd";
+  }
+  return "unknown";
+}
+
+std::optional<tensor_codec> parse_tensor_codec(const std::string& name) {
+  for (int c = 0; c < tensor_codec_count; ++c)
+    if (name == to_string(tensor_codec(c))) return tensor_codec(c);
+  return std::nullopt;
+}
+
+std::optional<size_t> encoded_size(tensor_codec codec, const float* values, size_t elements) {
+  switch (codec) {
+    case tensor_codec::raw: return elements * sizeof(float);
+    case tensor_codec::u8: {
+      uint8_t b;
+      for (size_t i = 0; i < elements; ++i)
+        if (!is_u8(values[i], b)) return std::nullopt;
+      return elements;
+    }
+    case tensor_codec::sparse: {
+      size_t set = 0;
+      for (size_t i = 0; i < elements; ++i) set += bits_of(values[i]) != 0;
+      return bitmap_bytes(elements) + set * sizeof(float);
+    }
+    case tensor_codec::zstd: {
+      auto bytes = encode_floats(codec, values, elements);
+      if (!bytes) return std::nullopt;
+      return bytes->size();
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<std::vector<uint8_t>> encode_floats(tensor_codec codec, const float* values, size_t elements) {
+  const auto* in = reinterpret_cast<const uint8_t*>(values);
+  switch (codec) {
+    case tensor_codec::raw:
+      return std::vector<uint8_t>(in, in + elements * sizeof(float));
+    case tensor_codec::u8: {
+      std::vector<uint8_t> out(elements);
+      for (size_t i = 0; i < elements; ++i)
+        if (!is_u8(values[i], out[i])) return std::nullopt;
+      return out;
+    }
+    case tensor_codec::sparse: {
+      const size_t map = bitmap_bytes(elements);
+      std::vector<uint8_t> out(map + elements * sizeof(float));  // shrunk below
+      uint8_t* bitmap = out.data();
+      uint8_t* next = out.data() + map;
+      for (size_t i = 0; i < elements; ++i) {
+        const uint32_t b = bits_of(values[i]);
+        if (b == 0) continue;
+        bitmap[i / 8] |= uint8_t(1u << (i % 8));
+        std::memcpy(next, &b, sizeof b);
+        next += sizeof b;
+      }
+      out.resize(size_t(next - out.data()));
+      return out;
+    }
+    case tensor_codec::zstd: {
+      const size_t raw_bytes = elements * sizeof(float);
+      std::vector<uint8_t> planes(raw_bytes);
+      shuffle(in, elements, planes.data());
+      std::vector<uint8_t> out(ZSTD_compressBound(raw_bytes));
+      const size_t n = ZSTD_compress(out.data(), out.size(), planes.data(), raw_bytes, 1);
+      if (ZSTD_isError(n)) return std::nullopt;
+      out.resize(n);
+      return out;
+    }
+  }
+  return std::nullopt;
+}
+
+status decode_floats(tensor_codec codec, const uint8_t* bytes, size_t size, float* out, size_t elements) {
+  auto* dst = reinterpret_cast<uint8_t*>(out);
+  switch (codec) {
+    case tensor_codec::raw:
+      if (size != elements * sizeof(float))
+        return status::error(codec_error(codec, std::to_string(size) + " bytes for " + std::to_string(elements) +
+                                                    " float32 elements"));
+      if (size != 0) std::memcpy(dst, bytes, size);
+      return status::ok();
+    case tensor_codec::u8:
+      if (size != elements)
+        return status::error(codec_error(codec, std::to_string(size) + " bytes for " + std::to_string(elements) +
+                                                    " 8-bit elements"));
+      for (size_t i = 0; i < elements; ++i) out[i] = static_cast<float>(bytes[i]);
+      return status::ok();
+    case tensor_codec::sparse: {
+      const size_t map = bitmap_bytes(elements);
+      if (size < map)
+        return status::error(codec_error(codec, std::to_string(size) + " bytes, shorter than the bitmap of " +
+                                                    std::to_string(elements) + " elements"));
+      if (elements % 8 != 0 && (bytes[map - 1] >> (elements % 8)) != 0)
+        return status::error(codec_error(codec, "bitmap bits set past the last element"));
+      size_t set = 0;
+      for (size_t i = 0; i < map; ++i) set += size_t(__builtin_popcount(bytes[i]));
+      if (size != map + set * sizeof(float))
+        return status::error(codec_error(codec, std::to_string(size) + " bytes for a bitmap of " + std::to_string(set) +
+                                                    " values (" + std::to_string(map + set * sizeof(float)) + " expected)"));
+      const uint8_t* next = bytes + map;
+      for (size_t i = 0; i < elements; ++i) {
+        if (bytes[i / 8] & (1u << (i % 8))) {
+          std::memcpy(out + i, next, sizeof(float));
+          next += sizeof(float);
+        } else {
+          out[i] = 0.0f;
+        }
+      }
+      return status::ok();
+    }
+    case tensor_codec::zstd: {
+      const size_t raw_bytes = elements * sizeof(float);
+      const unsigned long long content = ZSTD_getFrameContentSize(bytes, size);
+      if (content == ZSTD_CONTENTSIZE_ERROR || content == ZSTD_CONTENTSIZE_UNKNOWN || content != raw_bytes)
+        return status::error(codec_error(codec, "frame does not declare the " + std::to_string(raw_bytes) +
+                                                    " bytes of " + std::to_string(elements) + " float32 elements"));
+      std::vector<uint8_t> planes(raw_bytes);
+      const size_t n = ZSTD_decompress(planes.data(), planes.size(), bytes, size);
+      if (ZSTD_isError(n)) return status::error(codec_error(codec, ZSTD_getErrorName(n)));
+      if (n != raw_bytes)
+        return status::error(codec_error(codec, "decompressed " + std::to_string(n) + " bytes, " +
+                                                    std::to_string(raw_bytes) + " expected"));
+      unshuffle(planes.data(), elements, dst);
+      return status::ok();
+    }
+  }
+  return status::error("tensor codec " + std::to_string(int(codec)) + " is unknown");
+}
+
+}  // namespace d3

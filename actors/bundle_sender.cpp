@@ -4,8 +4,13 @@
 
 namespace d3 {
 
-void bundle_routes::add(const std::string& tensor, const protocol::data_handle& dest, const std::string& node) {
+void bundle_routes::add(const std::string& tensor, const protocol::data_handle& dest, const std::string& node,
+                        tensor_codec codec) {
   nodes[dest] = node;
+  if (codec == tensor_codec::raw)
+    codecs.erase({tensor, dest});
+  else
+    codecs[{tensor, dest}] = codec;
   auto& dests = destinations[tensor];
   if (std::find(dests.begin(), dests.end(), dest) == dests.end()) dests.push_back(dest);
 }
@@ -17,7 +22,10 @@ result<std::vector<outgoing_bundle>> encode_bundles(const bundle_routes& routes,
   for (const auto& [name, dests] : routes.destinations) {
     auto t = tensors.find(name);
     if (t == tensors.end()) return status::error("no tensor named '" + name + "' to send");
-    for (const protocol::data_handle& d : dests) per_destination[d].push_back({name, &t->second});
+    for (const protocol::data_handle& d : dests) {
+      auto codec = routes.codecs.find({name, d});
+      per_destination[d].push_back({name, &t->second, codec == routes.codecs.end() ? tensor_codec::raw : codec->second});
+    }
   }
   std::vector<outgoing_bundle> out;
   for (const auto& [dest, refs] : per_destination) {
@@ -25,8 +33,7 @@ result<std::vector<outgoing_bundle>> encode_bundles(const bundle_routes& routes,
     b.dest = dest;
     auto node = routes.nodes.find(dest);
     if (node != routes.nodes.end()) b.node = node->second;
-    for (const tensor_ref& r : refs) b.payload_bytes += r.value->bytes();
-    b.message = encode_bundle(id, plan_version, refs);
+    b.message = encode_bundle(id, plan_version, refs, 0, &b.payload_bytes);
     if (b.message.empty()) return status::error("cannot encode the bundle for node '" + b.node + "' (too large)");
     out.push_back(std::move(b));
   }

@@ -23,16 +23,18 @@ namespace d3 {
 struct bundle_routes {
   std::map<std::string, std::vector<protocol::data_handle>> destinations;
   std::map<protocol::data_handle, std::string> nodes;
+  std::map<std::pair<std::string, protocol::data_handle>, tensor_codec> codecs;  // raw when absent
 
-  // Adds `dest` on `node` for `tensor` (idempotent).
-  void add(const std::string& tensor, const protocol::data_handle& dest, const std::string& node);
+  // Adds `dest` on `node` for `tensor`, sent with `codec` (idempotent; the last codec holds).
+  void add(const std::string& tensor, const protocol::data_handle& dest, const std::string& node,
+           tensor_codec codec = tensor_codec::raw);
 };
 
 // One bundle to one destination, holding every routed tensor it reads.
 struct outgoing_bundle {
   protocol::data_handle dest;
   std::string node;
-  size_t payload_bytes = 0;  // tensor bytes: what the emulated link carries
+  size_t payload_bytes = 0;  // tensor data bytes as encoded: what the emulated link carries
   protocol::bytes message;   // encoded Cap'n Proto TensorBundle
   double arrival_ms = 0;     // emulated arrival (stamp_arrivals)
 };

@@ -120,6 +120,7 @@ struct request_outcome {
   // The stages' reports (in order of arrival): virtual times, or under the wall clock wall ms
   // since the deploy on the app's clock (each node's clock mapped through its estimated offset).
   std::vector<stage_report> stage_reports;
+  uint64_t app_bytes_sent = 0;  // the request's input bytes the app sent to other nodes (as encoded)
   // What the planner learns from (both clocks; none from a re-sent request): the transfers between
   // stages and the computes of segment and tile stages.
   std::vector<transfer_observation> transfers;

@@ -224,20 +224,23 @@ status deployment::wire_routes(const stage_graph& sg, deployed_version& v, std::
   for (const route& r : sg.routes) {
     if (r.from_stage < 0) {
       for (int to : r.to_stages)
-        v.inputs.add(r.tensor, caf::actor_cast<protocol::data_handle>(v.actors[size_t(to)]), sg.stages[size_t(to)].node);
+        v.inputs.add(r.tensor, caf::actor_cast<protocol::data_handle>(v.actors[size_t(to)]), sg.stages[size_t(to)].node,
+                     codec_for(sg.codecs, r.tensor, sg.stages[size_t(to)].node));
       continue;
     }
     const std::string what = "routing '" + r.tensor + "' of stage " + std::to_string(r.from_stage);
     const protocol::stage_handle& from = v.actors[size_t(r.from_stage)];
     for (int to : r.to_stages) {
+      const std::string& node = sg.stages[size_t(to)].node;
       D3_RETURN_IF_ERROR(command(self, from, options_.timeout, what, protocol::route_atom::value, r.tensor,
-                                 caf::actor_cast<protocol::data_handle>(v.actors[size_t(to)]),
-                                 sg.stages[size_t(to)].node));
+                                 caf::actor_cast<protocol::data_handle>(v.actors[size_t(to)]), node,
+                                 uint8_t(codec_for(sg.codecs, r.tensor, node))));
       sends_to[r.from_stage].push_back(to);
     }
     if (r.to_app)
       D3_RETURN_IF_ERROR(command(self, from, options_.timeout, what, protocol::route_atom::value, r.tensor, app,
-                                 options_.emulation.app_node));
+                                 options_.emulation.app_node,
+                                 uint8_t(codec_for(sg.codecs, r.tensor, options_.emulation.app_node))));
   }
   return status::ok();
 }

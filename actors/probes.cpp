@@ -55,6 +55,21 @@ result<std::map<std::string, layer_profile>> deployment::probe_profiles(const gr
         return status::error(what + "no message cost '" + key + "'");
       *field = it->get<double>();
     }
+    // Codec costs (optional: a node that measured none makes every codec look free to decode,
+    // so their absence leaves both zero and the planner then picks codecs by size alone).
+    for (auto [key, field] : {std::pair<const char*, std::array<double, tensor_codec_count>*>{
+                                  "codec_encode_ms_per_mb", &profile.messages.codec_encode_ms_per_mb},
+                              {"codec_decode_ms_per_mb", &profile.messages.codec_decode_ms_per_mb}}) {
+      auto it = costs.find(key);
+      if (it == costs.end()) continue;
+      if (!it->is_array() || it->size() != size_t(tensor_codec_count))
+        return status::error(what + "message cost '" + key + "' is not " + std::to_string(tensor_codec_count) + " numbers");
+      for (int k = 0; k < tensor_codec_count; ++k) {
+        const nlohmann::json& v = (*it)[size_t(k)];
+        if (!v.is_number() || v.get<double>() < 0) return status::error(what + "message cost '" + key + "' is malformed");
+        (*field)[size_t(k)] = v.get<double>();
+      }
+    }
     log({{"event", "profile_probed"}, {"node", name}, {"total_ms", profile.total()}});
   }
   return profiles;

@@ -41,8 +41,10 @@
 //                 what moving tensors costs it, at its speed) or {"error": text}.
 // Stage actors (stage_handle; remote_spawn by type name with make_message(bytes StageSpec)):
 //   (setup, app_handle app) -> ok: ready (operators created); errors of later requests go to app
-//   (route, string tensor, data_handle dest, string dest_node) -> ok: dest, on node dest_node,
-//                 receives `tensor` per request; dest_node picks the emulated link
+//   (route, string tensor, data_handle dest, string dest_node, uint8 codec) -> ok: dest, on node
+//                 dest_node, receives `tensor` per request, encoded with `codec`
+//                 (codec/tensor_codec.hpp; raw where it does not apply); dest_node picks the
+//                 emulated link
 //   (data, bytes TensorBundle) -> nothing; once every input of a request id is there the stage
 //                 computes and sends (data, bundle) to each destination
 // Node -> app (app_handle): (peer_down, string reporter, string peer, string cause), see peer.
@@ -112,7 +114,7 @@ using app_handle = data_handle::extend<
     caf::reacts_to<peer_down_atom, std::string, std::string, std::string>>;
 using stage_handle =
     data_handle::extend<caf::replies_to<setup_atom, app_handle>::with<ok_atom>,
-                        caf::replies_to<route_atom, std::string, data_handle, std::string>::with<ok_atom>>;
+                        caf::replies_to<route_atom, std::string, data_handle, std::string, uint8_t>::with<ok_atom>>;
 using echo_handle = caf::typed_actor<caf::replies_to<echo_atom, bytes, double>::with<double>>;
 using node_handle = echo_handle::extend<
     caf::replies_to<info_atom>::with<node_info>,

@@ -88,8 +88,12 @@ status request_session::send_to(size_t i, deployment::deployed_version& v, doubl
   };
   const clock_mode mode = dep_.options_.emulation.clock;
   D3_RETURN_IF_ERROR(stamp_arrivals(*bundles, mode, link));
+  outcomes_[i].app_bytes_sent = 0;
   for (const outgoing_bundle& b : *bundles)
-    if (b.node != dep_.options_.emulation.app_node) dep_.app_backlog_.sent(b.node, b.message.size());
+    if (b.node != dep_.options_.emulation.app_node) {
+      dep_.app_backlog_.sent(b.node, b.message.size());
+      outcomes_[i].app_bytes_sent += b.payload_bytes;
+    }
   send_bundles((*dep_.self_).ptr(), *bundles, send_ms, mode);
   return status::ok();
 }
@@ -189,8 +193,10 @@ void request_session::settle_version(request_outcome& o, bool resent) {
   // A re-sent request's times mix two sends: no observations from it. Wall clock: the reports
   // are on the app's clock (on_report), the request ran from its send to now.
   if (o.ok && !resent) {
-    o.transfers = virtual_clock_ ? v.accounting.transfers(o.stage_reports, o.virtual_start_ms, o.virtual_end_ms)
-                                 : v.accounting.transfers(o.stage_reports, o.wall_start_ms, o.wall_start_ms + o.latency_ms);
+    o.transfers = virtual_clock_ ? v.accounting.transfers(o.stage_reports, o.virtual_start_ms, o.virtual_end_ms,
+                                                          o.app_bytes_sent)
+                                 : v.accounting.transfers(o.stage_reports, o.wall_start_ms, o.wall_start_ms + o.latency_ms,
+                                                          o.app_bytes_sent);
     o.computes = v.accounting.computes(o.stage_reports);
   }
   if (v.in_flight > 0) --v.in_flight;

@@ -446,11 +446,13 @@ protocol::stage_handle::behavior_type stage_actor(stage_actor_t self, stage_kind
         return ok_atom::value;
       },
       [=](protocol::route_atom, const std::string& tensor_name, const protocol::data_handle& dest,
-          const std::string& dest_node) -> caf::result<ok_atom> {
+          const std::string& dest_node, uint8_t codec) -> caf::result<ok_atom> {
         stage_state& st = self->state;
         if (std::find(st.spec.outputs.begin(), st.spec.outputs.end(), tensor_name) == st.spec.outputs.end())
           return refusal(describe(st) + ": no output named '" + tensor_name + "'");
-        st.routes.add(tensor_name, dest, dest_node);
+        if (codec >= tensor_codec_count)
+          return refusal(describe(st) + ": codec " + std::to_string(codec) + " for '" + tensor_name + "' is unknown");
+        st.routes.add(tensor_name, dest, dest_node, tensor_codec(codec));
         return ok_atom::value;
       },
       [=](protocol::data_atom, const bytes& payload) {

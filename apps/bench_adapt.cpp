@@ -197,7 +197,7 @@ struct bench_context {
 
 std::map<std::string, tensor> input_for(const graph& g, int index) {
   std::map<std::string, tensor> in;
-  for (int l : g.input_layers()) in[g.layers[size_t(l)].name] = random_tensor(g.layers[size_t(l)].output_shape, 1000 + uint64_t(index));
+  for (int l : g.input_layers()) in[g.layers[size_t(l)].name] = sample_input(g, l, 1000 + uint64_t(index));
   return in;
 }
 

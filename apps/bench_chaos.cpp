@@ -161,7 +161,7 @@ size_t verified(bench_setup& c, const std::vector<std::map<std::string, tensor>>
 std::vector<std::map<std::string, tensor>> inputs_of(const graph& g, size_t count, uint64_t seed) {
   std::vector<std::map<std::string, tensor>> inputs(count);
   for (size_t i = 0; i < count; ++i)
-    for (int l : g.input_layers()) inputs[i][g.layers[size_t(l)].name] = random_tensor(g.layers[size_t(l)].output_shape, seed + i);
+    for (int l : g.input_layers()) inputs[i][g.layers[size_t(l)].name] = sample_input(g, l, seed + i);
   return inputs;
 }
 

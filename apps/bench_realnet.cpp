@@ -389,7 +389,7 @@ int bench_realnet(int argc, char** argv) {
     if (!local) bench_fail(bench_exit_failed, "single-process executor: " + local.message());
     for (int i = 0; i < total; ++i) {
       for (int in : g->input_layers())
-        inputs[size_t(i)][g->layers[size_t(in)].name] = random_tensor(g->layers[size_t(in)].output_shape, 1000 + uint64_t(i));
+        inputs[size_t(i)][g->layers[size_t(in)].name] = sample_input(*g, in, 1000 + uint64_t(i));
       auto out = (*local)->run(inputs[size_t(i)]);
       if (!out) bench_fail(bench_exit_failed, "single-process run: " + out.message());
       expected[size_t(i)] = std::move(out.value());

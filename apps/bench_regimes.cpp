@@ -320,7 +320,7 @@ result<bool> measure_points(const model_maps& m, const graph& g, const regimes_o
   std::vector<std::map<std::string, tensor>> inputs(count), expected;
   for (size_t i = 0; i < count; ++i)
     for (int in : g.input_layers())
-      inputs[i][g.layers[size_t(in)].name] = random_tensor(g.layers[size_t(in)].output_shape, o.seed + i);
+      inputs[i][g.layers[size_t(in)].name] = sample_input(g, in, o.seed + i);
   {
     auto local = executor::create(g);
     if (!local) return local.error();

@@ -161,7 +161,7 @@ int bench_tls(int argc, char** argv) {
   auto round = [&](uint64_t seed, int rotation, bool timed) {
     std::map<std::string, tensor> input;
     std::vector<const tensor*> in;
-    for (int l : g.input_layers()) input[g.layers[size_t(l)].name] = random_tensor(g.layers[size_t(l)].output_shape, seed);
+    for (int l : g.input_layers()) input[g.layers[size_t(l)].name] = sample_input(g, l, seed);
     for (int l : g.input_layers()) in.push_back(&input.at(g.layers[size_t(l)].name));
     std::vector<tensor> expected;
     double ms[3] = {0, 0, 0};

@@ -133,7 +133,7 @@ d3::result<inference_inputs> read_inputs(const d3::infer_options& o) {
   for (size_t i = 0; i < in.requests.size(); ++i)
     for (int l : input_layers)
       in.requests[i][in.g.layers[size_t(l)].name] =
-          file_input ? *file_input : d3::random_tensor(in.g.layers[size_t(l)].output_shape, o.seed + i);
+          file_input ? *file_input : d3::sample_input(in.g, l, o.seed + i);
   return in;
 }
 

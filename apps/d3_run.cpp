@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "apps/app_support.hpp"
+#include "apps/image_input.hpp"
 #include "apps/options.hpp"
 #include "kernels/cpu_peak.hpp"
 #include "kernels/executor.hpp"
@@ -46,6 +47,12 @@ once) and reports its latency.
   --seed S            seed of the built-in models' weights (default 2021)
   --input F           input tensor: raw little-endian float32 in NCHW order (PyTorch's), exactly
                       the model's input size; default: seeded uniform [-1, 1) values
+  --image F           input image: a PNG or JPEG file through torchvision's ImageNet transform
+                      (PIL bilinear Resize(256) of the shorter side, CenterCrop(224); bit-exact
+                      with torchvision 0.14 / Pillow 9.4), kept as 8-bit pixel values; the model
+                      gains a first `preprocess` layer (x / 255 - mean) / std with ImageNet's mean
+                      and std, as ToTensor + Normalize. Prints the top-5 classes
+  --labels F          class names, one per line, for the top-5 of --image
   --output F          writes the output tensor as raw little-endian float32, NCHW order
   --save F            writes the model (graph + weights) as a d3 model file and exits
   --json              prints one JSON object per model: model, threads, median_ms, p90_ms, gflop,
@@ -78,7 +85,7 @@ struct options {
   int threads = 1;
   int repeat = 10;
   uint64_t seed = d3::default_model_seed;
-  std::string input_file, output_file, save_file;
+  std::string input_file, output_file, save_file, image_file, labels_file;
   std::string convert_in, convert_out;
   bool json = false;
   bool profile = false;
@@ -119,6 +126,9 @@ void check(const options& o) {
     throw d3::option_error{"--convert reads an ONNX file (a path ending in .onnx), got '" + o.convert_in + "'"};
   if (o.model == "all" && (!o.input_file.empty() || !o.output_file.empty() || !o.save_file.empty()))
     throw d3::option_error{"--input, --output and --save need a single model, not 'all'"};
+  if (!o.image_file.empty() && !o.input_file.empty()) throw d3::option_error{"--image and --input both give the input"};
+  if (!o.image_file.empty() && o.model == "all") throw d3::option_error{"--image needs a single model, not 'all'"};
+  if (!o.labels_file.empty() && o.image_file.empty()) throw d3::option_error{"--labels names the classes of --image"};
   if (o.tiles.empty() != o.tile_run.empty())
     throw d3::option_error{"--tiles RxC and --tile-run FIRST:LAST go together (see --help)"};
   if (!o.tiles.empty() && o.model == "all")
@@ -140,6 +150,8 @@ d3::result<options> parse(int argc, char** argv) {
       else if (in.is("--repeat")) o.repeat = int(in.integer(1, 1000000));
       else if (in.is("--seed")) o.seed = uint64_t(in.integer(0, 0x7fffffffffffffffL));
       else if (in.is("--input")) o.input_file = in.value();
+      else if (in.is("--image")) o.image_file = in.value();
+      else if (in.is("--labels")) o.labels_file = in.value();
       else if (in.is("--output")) o.output_file = in.value();
       else if (in.is("--save")) o.save_file = in.value();
       else if (in.is("--convert")) {
@@ -318,6 +330,8 @@ void run_tiled(const options& o, const std::string& model, const d3::graph& g, c
 
 void run_model(const options& o, const std::string& model, double peak_per_thread) {
   d3::graph g = load(model, o.seed);
+  if (!o.image_file.empty())
+    if (d3::status s = d3::add_image_preprocess(g); !s) fail(exit_bad_input, s.message());
   if (o.layers) {
     print_layers(g, model);
     return;
@@ -333,6 +347,11 @@ void run_model(const options& o, const std::string& model, double peak_per_threa
     fail(exit_bad_input, "model '" + model + "' has " + std::to_string(inputs.size()) + " inputs; d3-run needs exactly 1");
   const d3::tensor_shape shape = g.layers[inputs[0]].output_shape;
   d3::tensor input = o.input_file.empty() ? d3::random_tensor(shape, 1) : read_input(o.input_file, shape);
+  if (!o.image_file.empty()) {
+    auto image = d3::image_input(g, o.image_file);
+    if (!image) fail(exit_bad_input, image.message());
+    input = std::move(image.value());
+  }
   if (!o.tiles.empty()) {
     run_tiled(o, model, g, input, peak_per_thread);
     return;
@@ -400,6 +419,15 @@ void run_model(const options& o, const std::string& model, double peak_per_threa
     const d3::tensor& out = last.at(0);
     int best = int(std::max_element(out.data(), out.data() + out.elements()) - out.data());
     std::printf("%-14s output %s, argmax %d (%.5f)\n", "", out.shape().to_string().c_str(), best, out.data()[best]);
+    if (!o.image_file.empty()) {
+      std::vector<std::string> labels;
+      if (!o.labels_file.empty()) {
+        auto read = d3::read_labels(o.labels_file);
+        if (!read) fail(exit_bad_input, read.message());
+        labels = std::move(read.value());
+      }
+      std::printf("%-14s %s\n", "", d3::top5(g, out, labels).c_str());
+    }
   }
   std::fflush(stdout);
 }

@@ -103,7 +103,7 @@ result<model_context> prepare_model(const grid_options& o, const std::string& na
   m.inputs.resize(count);
   for (size_t i = 0; i < count; ++i)
     for (int in : m.g.input_layers())
-      m.inputs[i][m.g.layers[size_t(in)].name] = random_tensor(m.g.layers[size_t(in)].output_shape, o.seed + i);
+      m.inputs[i][m.g.layers[size_t(in)].name] = sample_input(m.g, in, o.seed + i);
   // One executor, dropped afterwards: its packed weights would sit next to the nodes' (vgg16).
   auto local = executor::create(m.g);
   if (!local) return status::error("single-process executor: " + local.message());

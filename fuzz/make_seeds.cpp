@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "imaging/image.hpp"
 #include "kernels/model_zoo.hpp"
 #include "schema/bundle.hpp"
 #include "schema/model_file.hpp"
@@ -43,7 +44,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   const std::string dir = argv[1];
-  for (const char* sub : {"model_file", "tensor_bundle", "tensor_codec", "layer_shipment", "stage_spec"})
+  for (const char* sub : {"model_file", "tensor_bundle", "tensor_codec", "image", "layer_shipment", "stage_spec"})
     ::mkdir((dir + "/" + sub).c_str(), 0755);
   graph g = small_graph();
   if (status s = infer_shapes(g); !s) {
@@ -73,6 +74,17 @@ int main(int argc, char** argv) {
     std::vector<uint8_t> seed = {uint8_t(c), uint8_t(n & 0xff), uint8_t(n >> 8)};
     seed.insert(seed.end(), encoded->begin(), encoded->end());
     write(dir + "/tensor_codec/" + to_string(c) + ".bin", seed);
+  }
+  // Images: a small gradient as PNG (RGB and gray) and JPEG.
+  image_u8 picture{12, 16, 3, {}};
+  for (int y = 0; y < picture.height; ++y)
+    for (int x = 0; x < picture.width; ++x)
+      for (int c = 0; c < 3; ++c) picture.pixels.push_back(uint8_t(x * 16 + y * 5 + c * 40));
+  image_u8 gray{12, 16, 1, std::vector<uint8_t>(12 * 16, 99)};
+  if (!write_png(dir + "/image/rgb.png", picture) || !write_png(dir + "/image/gray.png", gray) ||
+      !write_jpeg(dir + "/image/rgb.jpg", picture, 90)) {
+    std::fprintf(stderr, "make_seeds: cannot write the image seeds\n");
+    return 1;
   }
   const std::vector<int> all = {0, 1, 2, 3};
   write(dir + "/layer_shipment/with-weights.bin", encode_layers(g, all, 1234, all));

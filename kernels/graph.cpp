@@ -40,6 +40,7 @@ constexpr kind_name kind_names[] = {
     {layer_kind::constant_add, "constant_add"},
     {layer_kind::row_slice, "row_slice"},
     {layer_kind::hardswish, "hardswish"},
+    {layer_kind::preprocess, "preprocess"},
 };
 
 std::string describe(const layer& l) { return std::string(to_string(l.kind)) + " layer '" + l.name + "'"; }
@@ -199,6 +200,18 @@ status infer_layer(const layer& l, const std::vector<tensor_shape>& in, tensor_s
                                   in[0].to_string());
       out = in[0];
       out.h = l.row_end - l.row_begin;
+      return status::ok();
+    case layer_kind::preprocess:
+      if (l.weights.size() != size_t(in[0].c) || l.bias.size() != size_t(in[0].c))
+        return layer_error(l, "mean and std hold " + std::to_string(l.weights.size()) + " and " +
+                                  std::to_string(l.bias.size()) + " floats, expected " + std::to_string(in[0].c) +
+                                  " each (one per channel)");
+      for (size_t c = 0; c < l.bias.size(); ++c)
+        if (!(l.bias.data()[c] > 0) || !std::isfinite(l.bias.data()[c]) || !std::isfinite(l.weights.data()[c]))
+          return layer_error(l, "channel " + std::to_string(c) + ": mean " + std::to_string(l.weights.data()[c]) +
+                                    " and std " + std::to_string(l.bias.data()[c]) + " must be finite, std > 0");
+      if (!l.act.is_identity()) return layer_error(l, "a fused clamp is not supported");
+      out = in[0];
       return status::ok();
     case layer_kind::layer_norm:
       if (l.weights.size() != size_t(2) * in[0].c || !l.bias.empty())

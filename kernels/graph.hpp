@@ -54,6 +54,9 @@ enum class layer_kind : uint8_t {
   constant_add,         // x + weights, a constant of the output's shape (N = 1)
   row_slice,            // rows [row_begin, row_end) of H (ONNX Gather / Slice on the token axis)
   hardswish,            // element-wise x * clamp(x / 6 + 1/2, 0, 1) (MobileNetV3)
+  preprocess,           // an 8-bit image (pixel values 0..255 as floats, NHWC) to a model's input:
+                        // (x / 255 - mean[c]) / std[c] in float32, as torchvision's ToTensor then
+                        // Normalize compute it; weights = mean, bias = std (C floats each)
 };
 const char* to_string(layer_kind kind);
 result<layer_kind> layer_kind_from_string(std::string_view name);

@@ -52,6 +52,62 @@ tensor random_tensor(const tensor_shape& shape, uint64_t seed) {
   return t;
 }
 
+tensor random_pixels(const tensor_shape& shape, uint64_t seed) {
+  tensor t(shape);
+  seeded_generator gen(seed);
+  float* p = t.data();
+  for (size_t i = 0, n = t.elements(); i < n; ++i) p[i] = float(gen.next_u64() >> 56);
+  return t;
+}
+
+bool reads_pixels(const graph& g, int input_layer) {
+  for (const layer& l : g.layers)
+    if (l.kind == layer_kind::preprocess && l.inputs.size() == 1 && l.inputs[0] == input_layer) return true;
+  return false;
+}
+
+tensor sample_input(const graph& g, int input_layer, uint64_t seed) {
+  const tensor_shape& shape = g.layers[size_t(input_layer)].output_shape;
+  return reads_pixels(g, input_layer) ? random_pixels(shape, seed) : random_tensor(shape, seed);
+}
+
+status add_image_preprocess(graph& g) {
+  const std::vector<int> inputs = g.input_layers();
+  if (inputs.size() != 1)
+    return status::error("model '" + g.name + "' has " + std::to_string(inputs.size()) +
+                         " inputs; an image feeds a model of one input");
+  const int in = inputs[0];
+  if (reads_pixels(g, in)) return status::error("model '" + g.name + "' takes images already (it has a preprocess layer)");
+  const layer& input = g.layers[size_t(in)];
+  if (input.output_shape.c != 3)
+    return status::error("model '" + g.name + "': input '" + input.name + "' has " +
+                         std::to_string(input.output_shape.c) + " channels; an RGB image has 3");
+  layer pre;
+  pre.name = "preprocess";
+  for (const layer& l : g.layers)
+    if (l.name == pre.name) return status::error("model '" + g.name + "' has a layer named 'preprocess' already");
+  pre.kind = layer_kind::preprocess;
+  pre.inputs = {in};
+  const float mean[3] = {0.485f, 0.456f, 0.406f}, std_dev[3] = {0.229f, 0.224f, 0.225f};
+  pre.weights = weight_blob::copy_of(mean, 3);
+  pre.bias = weight_blob::copy_of(std_dev, 3);
+  // The new layer goes right after the input (indices after it shift by one), so the graph stays
+  // in a topological order when it was one.
+  const int at = in + 1;
+  for (layer& l : g.layers)
+    for (int& i : l.inputs)
+      if (i >= at) ++i;
+  for (int& o : g.outputs)
+    if (o >= at) ++o;
+  for (layer& l : g.layers)
+    for (int& i : l.inputs)
+      if (i == in) i = at;
+  for (int& o : g.outputs)
+    if (o == in) o = at;
+  g.layers.insert(g.layers.begin() + at, pre);
+  return infer_shapes(g);
+}
+
 namespace {
 
 uint64_t fnv1a64(const std::string& s) {

@@ -36,6 +36,18 @@ class seeded_generator {
 
 // A tensor of uniform values in [-1, 1) (unit-scale input).
 tensor random_tensor(const tensor_shape& shape, uint64_t seed);
+// A tensor of uniform 8-bit pixel values 0..255 (as floats): a stand-in image.
+tensor random_pixels(const tensor_shape& shape, uint64_t seed);
+// What graph input `input_layer` takes: random_pixels when a preprocess layer reads it (an 8-bit
+// image), random_tensor otherwise.
+tensor sample_input(const graph& g, int input_layer, uint64_t seed);
+bool reads_pixels(const graph& g, int input_layer);
+
+// ImageNet's normalisation (torchvision): mean 0.485, 0.456, 0.406 and std 0.229, 0.224, 0.225.
+// Makes the graph take 8-bit images: a `preprocess` layer with them right after its (single, 3
+// channel) input, read by every former reader of the input. Errors name what does not fit (not
+// one input, not 3 channels, a preprocess layer already there). Shapes are re-inferred.
+status add_image_preprocess(graph& g);
 
 // For timing probes of a model whose weights are elsewhere (a node timing layers it was sent
 // without weights): gives every convolution, fully-connected and batch-norm layer without

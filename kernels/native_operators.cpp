@@ -146,6 +146,18 @@ class gelu_operator : public pointwise_operator {
   }
 };
 
+class preprocess_operator : public pointwise_operator {
+ public:
+  preprocess_operator(const layer& l, tensor_shape in) : pointwise_operator(l, in), mean_(l.weights), std_(l.bias) {}
+
+ private:
+  void compute(size_t first, size_t count) override {
+    const size_t c = size_t(shape_.c);
+    preprocess_rows(x_ + first * c, y_ + first * c, count, c, mean_.data(), std_.data());
+  }
+  weight_blob mean_, std_;
+};
+
 // Depthwise convolution, NHWC: out[y][x][c] = clamp(bias[c] + sum over the window's taps inside
 // the input, row by row, of w[ky][kx][c] * in[iy][ix][c]). Taps over padding are skipped rather
 // than multiplied by zero, on every path. Channels go in blocks of 8 (two vectors); each output row
@@ -281,6 +293,25 @@ result<std::unique_ptr<layer_operator>> create_gelu_operator(const layer& l, con
   D3_RETURN_IF_ERROR(check_pointwise(l, input));
   if (!l.weights.empty() || !l.bias.empty()) return status::error("gelu layer '" + l.name + "': takes no weights");
   return std::unique_ptr<layer_operator>(new gelu_operator(l, input));
+}
+
+result<std::unique_ptr<layer_operator>> create_preprocess_operator(const layer& l, const tensor_shape& input) {
+  D3_RETURN_IF_ERROR(check_pointwise(l, input));
+  if (l.weights.size() != size_t(input.c) || l.bias.size() != size_t(input.c))
+    return status::error("preprocess layer '" + l.name + "': mean and std must hold " + std::to_string(input.c) +
+                         " floats each");
+  return std::unique_ptr<layer_operator>(new preprocess_operator(l, input));
+}
+
+// Three IEEE operations in torchvision's order (divide by 255, subtract the mean, divide by the
+// std), each rounded to float32: the values PyTorch computes from the same pixels.
+void preprocess_rows(const float* x, float* y, size_t pixels, size_t channels, const float* mean, const float* std) {
+  for (size_t p = 0; p < pixels; ++p)
+    for (size_t c = 0; c < channels; ++c) {
+      const float scaled = x[p * channels + c] / 255.0f;
+      const float centred = scaled - mean[c];
+      y[p * channels + c] = centred / std[c];
+    }
 }
 
 bool depthwise_runs_natively(const layer& l, const tensor_shape& input) {

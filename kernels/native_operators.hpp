@@ -19,6 +19,8 @@ namespace d3 {
 // layer_norm holds 2 x channels weights (gamma | beta) and a non-negative epsilon.
 result<std::unique_ptr<layer_operator>> create_layer_norm_operator(const layer& l, const tensor_shape& input);
 result<std::unique_ptr<layer_operator>> create_gelu_operator(const layer& l, const tensor_shape& input);
+// preprocess holds mean (weights) and std (bias), one float per channel each.
+result<std::unique_ptr<layer_operator>> create_preprocess_operator(const layer& l, const tensor_shape& input);
 
 // Token operators (transformers): attention over q, k, v; prepend_tokens; constant_add; row_slice.
 // Preconditions as infer_shapes checks them (errors name the layer).
@@ -35,5 +37,6 @@ result<std::unique_ptr<layer_operator>> create_depthwise_operator(const layer& l
 void layer_norm_rows(const float* x, float* y, size_t pixels, size_t channels, const float* gamma, const float* beta,
                      float epsilon);
 void gelu_values(const float* x, float* y, size_t count);
+void preprocess_rows(const float* x, float* y, size_t pixels, size_t channels, const float* mean, const float* std);
 
 }  // namespace d3

@@ -253,6 +253,16 @@ tensor layer_norm(const layer& l, const tensor& x) {
   return y;
 }
 
+tensor preprocess(const layer& l, const tensor& x) {
+  check(l.output_shape == x.shape(), l, "bad output_shape");
+  const size_t c = size_t(x.shape().c);
+  check(l.weights.size() == c && l.bias.size() == c, l, "bad mean or std");
+  tensor y(x.shape());
+  for (size_t i = 0; i < y.elements(); ++i)
+    y.data()[i] = float((double(x.data()[i]) / 255.0 - l.weights.data()[i % c]) / l.bias.data()[i % c]);
+  return y;
+}
+
 tensor hardswish(const layer& l, const tensor& x) {
   check(l.output_shape == x.shape(), l, "bad output_shape");
   tensor y(x.shape());
@@ -499,6 +509,7 @@ tensor reference_layer(const layer& l, const std::vector<const tensor*>& inputs)
     case layer_kind::layer_norm: return layer_norm(l, one_input());
     case layer_kind::gelu: return gelu(l, one_input());
     case layer_kind::hardswish: return hardswish(l, one_input());
+    case layer_kind::preprocess: return preprocess(l, one_input());
     case layer_kind::attention:
       check(inputs.size() == 3, l, "attention needs q, k and v");
       return attention(l, *inputs[0], *inputs[1], *inputs[2]);

@@ -76,6 +76,18 @@ result<deployment_plan> parse_plan_json(const std::string& text) {
         plan.tiled_runs.push_back(run);
       }
     if (j.contains("order")) plan.order = j.at("order").get<std::vector<std::string>>();
+    if (j.contains("codecs"))
+      for (const json& c : j.at("codecs")) {
+        plan_codec pc;
+        pc.tensor = c.at("tensor").get<std::string>();
+        pc.to = c.at("to").get<std::string>();
+        const std::string name = c.at("codec").get<std::string>();
+        auto codec = parse_tensor_codec(name);
+        if (!codec)
+          return status::error("plan: codec '" + name + "' of tensor '" + pc.tensor + "' is unknown (raw, u8, sparse, zstd)");
+        pc.codec = *codec;
+        plan.codecs.push_back(pc);
+      }
     return plan;
   } catch (const std::exception& e) {
     return status::error(std::string("plan: malformed JSON (") + e.what() + ")");
@@ -118,7 +130,20 @@ std::string to_json(const deployment_plan& plan) {
     j["tiled_runs"].push_back(run);
   }
   if (!plan.order.empty()) j["order"] = plan.order;
+  if (!plan.codecs.empty()) {
+    j["codecs"] = json::array();
+    for (const plan_codec& c : plan.codecs)
+      j["codecs"].push_back({{"tensor", c.tensor}, {"to", c.to}, {"codec", to_string(c.codec)}});
+  }
   return j.dump(2);
+}
+
+tensor_codec codec_for(const std::vector<plan_codec>& codecs, const std::string& tensor, const std::string& to) {
+  const size_t tile = tensor.find("@tile");
+  const std::string whole = tile == std::string::npos ? tensor : tensor.substr(0, tile);
+  for (const plan_codec& c : codecs)
+    if (c.to == to && c.tensor == whole) return c.codec;
+  return tensor_codec::raw;
 }
 
 result<stage_graph> build_stage_graph(const graph& g, const deployment_plan& plan, stage_graph_memo* memo) {
@@ -345,6 +370,12 @@ result<stage_graph> build_stage_graph(const graph& g, const deployment_plan& pla
   }
   for (int in : g.input_layers()) sg.graph_inputs.push_back(g.layers[in].name);
   for (int out : g.outputs) sg.graph_outputs.push_back(g.layers[out].name);
+  for (const plan_codec& c : plan.codecs) {
+    bool known = false;
+    for (const layer& l : g.layers) known = known || l.name == c.tensor;
+    if (!known) return status::error("plan: codec for tensor '" + c.tensor + "', which is no layer of the graph");
+  }
+  sg.codecs = plan.codecs;
   return sg;
 }
 

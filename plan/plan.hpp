@@ -25,6 +25,7 @@
 
 #include "kernels/graph.hpp"
 #include "base/status.hpp"
+#include "codec/tensor_codec.hpp"
 #include "kernels/tiling.hpp"
 
 namespace d3 {
@@ -45,13 +46,28 @@ struct plan_tiled_run {
   std::vector<double> row_weights, col_weights;
 };
 
+// How one tensor travels to one node (codec/tensor_codec.hpp). `tensor` is a layer's name and
+// covers every tile part of it ("T@tile<k>") sent to `to`; `to` may be the app's node.
+struct plan_codec {
+  std::string tensor;
+  std::string to;
+  tensor_codec codec = tensor_codec::raw;
+};
+
 struct deployment_plan {
   int version = 1;
   std::string strategy = "file";
   std::vector<plan_segment> segments;
   std::vector<plan_tiled_run> tiled_runs;
   std::vector<std::string> order;  // optional: computed layers in execution order
+  // Optional: tensors that travel encoded, chosen by the planner (planner/codec_choice.hpp) or
+  // written by hand: "codecs": [{"tensor": "layer1.0.relu", "to": "edge1", "codec": "sparse"}].
+  // Every other crossing is raw.
+  std::vector<plan_codec> codecs;
 };
+
+// The codec of `tensor` (a layer's name, or a tile part "T@tile<k>" of one) sent to node `to`.
+tensor_codec codec_for(const std::vector<plan_codec>& codecs, const std::string& tensor, const std::string& to);
 
 result<deployment_plan> parse_plan_json(const std::string& text);
 result<deployment_plan> load_plan_file(const std::string& path);
@@ -94,6 +110,7 @@ struct stage_graph {
   std::vector<tiled_run> runs;
   std::vector<std::vector<tile_geometry>> tiles;  // per run, per tile
   std::vector<std::string> graph_inputs, graph_outputs;
+  std::vector<plan_codec> codecs;  // the plan's (validated against the graph's layer names)
 };
 
 // Precondition: g prepared. Errors name the plan entry and the layer: unknown layer, segments

@@ -6,38 +6,64 @@ request_accounting::request_accounting(const graph& g, const stage_graph& sg, st
     : stages_(sg.stages), app_node_(std::move(app_node)) {
   for (const stage& st : sg.stages) shares_.push_back(layer_shares(g, sg, st));
   remote_inputs_.resize(sg.stages.size());
+  encoded_inputs_.resize(sg.stages.size());
+  std::map<int, std::set<int>> receivers;  // sender -> remote receiving stages (-2: the app)
   for (const route& r : sg.routes) {
     const std::string& from = r.from_stage < 0 ? app_node_ : sg.stages[size_t(r.from_stage)].node;
-    for (int to : r.to_stages)
-      if (sg.stages[size_t(to)].node != from) remote_inputs_[size_t(to)][r.from_stage] += tensor_bytes(g, sg, r.tensor);
-    if (r.to_app && r.from_stage >= 0 && from != app_node_) answer_bytes_[r.from_stage] += tensor_bytes(g, sg, r.tensor);
+    for (int to : r.to_stages) {
+      const std::string& node = sg.stages[size_t(to)].node;
+      if (node == from) continue;
+      remote_inputs_[size_t(to)][r.from_stage] += tensor_bytes(g, sg, r.tensor);
+      receivers[r.from_stage].insert(to);
+      if (codec_for(sg.codecs, r.tensor, node) != tensor_codec::raw) encoded_inputs_[size_t(to)].insert(r.from_stage);
+    }
+    if (r.to_app && r.from_stage >= 0 && from != app_node_) {
+      answer_bytes_[r.from_stage] += tensor_bytes(g, sg, r.tensor);
+      receivers[r.from_stage].insert(-2);
+      if (codec_for(sg.codecs, r.tensor, app_node_) != tensor_codec::raw) encoded_answers_.insert(r.from_stage);
+    }
   }
+  for (const auto& [sender, to] : receivers) remote_destinations_[sender] = int(to.size());
 }
 
 std::vector<transfer_observation> request_accounting::transfers(const std::vector<stage_report>& reports,
-                                                                double virtual_start_ms, double virtual_end_ms) const {
+                                                                double virtual_start_ms, double virtual_end_ms,
+                                                                uint64_t app_bytes_sent) const {
   std::vector<transfer_observation> out;
   std::map<int, const stage_report*> by_stage;
   for (const stage_report& r : reports) by_stage[r.stage_id] = &r;
+  // The bytes of an encoded crossing from `sender`: its whole remote traffic, if this is all of it.
+  auto encoded_bytes = [&](int sender, const stage_report* report) -> size_t {
+    auto n = remote_destinations_.find(sender);
+    if (n == remote_destinations_.end() || n->second != 1) return 0;
+    return size_t(sender < 0 ? app_bytes_sent : report ? report->bytes_sent : 0);
+  };
   for (const auto& [id, report] : by_stage) {
     if (id < 0 || size_t(id) >= remote_inputs_.size()) continue;
     const auto& remote = remote_inputs_[size_t(id)];
     if (remote.size() != 1) continue;  // one remote producer: its arrival is this stage's ready time
-    const auto& [from_stage, bytes] = *remote.begin();
+    const auto& [from_stage, raw_bytes] = *remote.begin();
+    size_t bytes = raw_bytes;
     double sent = virtual_start_ms;
     std::string from = app_node_;
+    const stage_report* producer_report = nullptr;
     if (from_stage >= 0) {
       auto producer = by_stage.find(from_stage);
       if (producer == by_stage.end()) continue;
+      producer_report = producer->second;
       sent = producer->second->finish_ms;
       from = stages_[size_t(from_stage)].node;
     }
+    if (encoded_inputs_[size_t(id)].count(from_stage) && (bytes = encoded_bytes(from_stage, producer_report)) == 0)
+      continue;
     out.push_back({from, stages_[size_t(id)].node, bytes, report->ready_ms - sent});
   }
   if (answer_bytes_.size() == 1) {
-    const auto& [from_stage, bytes] = *answer_bytes_.begin();
+    const auto& [from_stage, raw_bytes] = *answer_bytes_.begin();
     auto producer = by_stage.find(from_stage);
-    if (producer != by_stage.end())
+    size_t bytes = raw_bytes;
+    if (producer != by_stage.end() && encoded_answers_.count(from_stage)) bytes = encoded_bytes(from_stage, producer->second);
+    if (producer != by_stage.end() && bytes != 0)
       out.push_back({stages_[size_t(from_stage)].node, app_node_, bytes, virtual_end_ms - producer->second->finish_ms});
   }
   return out;

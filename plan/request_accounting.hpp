@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -54,9 +55,12 @@ class request_accounting {
 
   // Transfers whose times the reports pin down: a stage with exactly one remote producer (the
   // app counts, from `virtual_start_ms`), and the answer when one stage sends it (arriving at
-  // `virtual_end_ms`). Reports of unknown stages are skipped.
+  // `virtual_end_ms`). Reports of unknown stages are skipped. A crossing whose tensors the plan
+  // encodes (codecs) has no fixed size: its bytes are what the sender reported sending
+  // (`app_bytes_sent` for the app) when that sender sends to no other remote stage; otherwise
+  // the transfer is not observed.
   std::vector<transfer_observation> transfers(const std::vector<stage_report>& reports, double virtual_start_ms,
-                                              double virtual_end_ms) const;
+                                              double virtual_end_ms, uint64_t app_bytes_sent = 0) const;
   // One observation per reported segment or tile stage.
   std::vector<compute_observation> computes(const std::vector<stage_report>& reports) const;
 
@@ -66,6 +70,10 @@ class request_accounting {
   // Per stage: bytes of its inputs by producing stage on another node (-1: the app).
   std::vector<std::map<int, size_t>> remote_inputs_;
   std::map<int, size_t> answer_bytes_;      // producing stage -> graph-output bytes it sends the app
+  // Per stage: producing stages (-1: the app) whose tensors to it are encoded; the answer's.
+  std::vector<std::set<int>> encoded_inputs_;
+  std::set<int> encoded_answers_;
+  std::map<int, int> remote_destinations_;  // sender stage (-1: the app) -> remote receivers (app too)
   std::vector<std::vector<double>> shares_;  // per stage: layer_shares
 };
 

@@ -10,12 +10,18 @@ namespace d3 {
 
 double layer_profile::total() const { return std::accumulate(milliseconds.begin(), milliseconds.end(), 0.0); }
 
+double layer_profile::fraction(int layer, tensor_codec codec) const {
+  if (codec == tensor_codec::raw) return 1.0;
+  if (layer < 0 || size_t(layer) >= encoded_fraction.size()) return 0.0;
+  return encoded_fraction[size_t(layer)][size_t(codec)];
+}
+
 result<layer_profile> measure_profile(const graph& g, int repeats) {
   auto exec = executor::create(g);
   if (!exec) return exec.error();
   std::vector<int> inputs_index = g.input_layers();
   std::vector<tensor> inputs;
-  for (int i : inputs_index) inputs.push_back(random_tensor(g.layers[i].output_shape, 1));
+  for (int i : inputs_index) inputs.push_back(sample_input(g, i, 1));
   std::vector<const tensor*> pointers;
   for (const tensor& t : inputs) pointers.push_back(&t);
   auto warm = (*exec)->run(pointers);

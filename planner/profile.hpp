@@ -7,6 +7,8 @@
 
 #include "kernels/graph.hpp"
 #include "base/status.hpp"
+#include "codec/tensor_codec.hpp"
+#include <array>
 
 namespace d3 {
 
@@ -18,6 +20,9 @@ struct message_costs {
   double encode_ms = 0, encode_ms_per_mb = 0;
   double decode_ms = 0, decode_ms_per_mb = 0;
   double copy_ms_per_mb = 0;
+  // A codec's own work (codec/tensor_codec.hpp) per MB of raw float32, on top of encode/decode
+  // (index: tensor_codec; raw's is 0). Zero unless measured: then no codec is predicted to cost.
+  std::array<double, tensor_codec_count> codec_encode_ms_per_mb{}, codec_decode_ms_per_mb{};
 
   double encode(size_t bytes) const { return encode_ms + encode_ms_per_mb * double(bytes) * 1e-6; }
   double decode(size_t bytes) const { return decode_ms + decode_ms_per_mb * double(bytes) * 1e-6; }
@@ -27,7 +32,13 @@ struct message_costs {
 struct layer_profile {
   std::vector<double> milliseconds;  // per layer index; 0 for input layers
   message_costs messages;            // zero unless measured (profiling/message_costs.hpp)
+  // Per layer index, each codec's encoded size over the raw size of the layer's output on a
+  // sample input (profiling/codec_ratios.hpp); 0 where the codec does not apply (u8 on values
+  // that are not 8-bit integers). Empty: not measured, every tensor travels raw.
+  std::vector<std::array<double, tensor_codec_count>> encoded_fraction;
   double total() const;
+  // encoded_fraction of `layer` under `codec`: 1 for raw, 0 when unknown or not applicable.
+  double fraction(int layer, tensor_codec codec) const;
 };
 
 // Median over `repeats` single-threaded runs of the whole graph (after one warm-up) of each

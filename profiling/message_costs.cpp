@@ -5,6 +5,8 @@
 #include <vector>
 
 #include "emulation/emulation.hpp"
+#include "codec/tensor_codec.hpp"
+#include "kernels/executor.hpp"
 #include "kernels/model_zoo.hpp"
 #include "kernels/tensor.hpp"
 #include "kernels/tiling.hpp"
@@ -60,6 +62,27 @@ result<message_costs> measure_message_costs(int repeats) {
     tensor b = extract_region(large, bottom);
   });
   c.copy_ms_per_mb = copy_ms / (double(large.bytes()) * 1e-6);
+  // Each codec's own work on 1 MiB: a post-ReLU map (about half exact zeros) for sparse and zstd,
+  // 8-bit pixel values for u8.
+  tensor relu = large;
+  for (size_t i = 0; i < relu.elements(); ++i) relu.data()[i] = std::max(0.0f, relu.data()[i]);
+  tensor pixels = large;
+  for (size_t i = 0; i < pixels.elements(); ++i) pixels.data()[i] = float((i * 2654435761u >> 7) % 256);
+  const double mb = double(large.bytes()) * 1e-6;
+  for (tensor_codec codec : {tensor_codec::u8, tensor_codec::sparse, tensor_codec::zstd}) {
+    const tensor& t = codec == tensor_codec::u8 ? pixels : relu;
+    std::optional<std::vector<uint8_t>> encoded;
+    const double enc = median_cpu_ms(repeats, [&] { encoded = encode_floats(codec, t.data(), t.elements()); });
+    if (!encoded) return status::error(std::string("message costs: codec ") + to_string(codec) + " cannot encode");
+    tensor back(t.shape());
+    bool ok = true;
+    const double dec = median_cpu_ms(repeats, [&] {
+      ok = decode_floats(codec, encoded->data(), encoded->size(), back.data(), back.elements()).is_ok() && ok;
+    });
+    if (!ok) return status::error(std::string("message costs: codec ") + to_string(codec) + " cannot decode");
+    c.codec_encode_ms_per_mb[size_t(codec)] = enc / mb;
+    c.codec_decode_ms_per_mb[size_t(codec)] = dec / mb;
+  }
   return c;
 }
 
@@ -69,12 +92,45 @@ result<layer_profile> measure_local_profile(const graph& g, int repeats) {
   auto messages = measure_message_costs(std::max(3, repeats));
   if (!messages) return messages.error();
   profile->messages = messages.value();
+  D3_RETURN_IF_ERROR(measure_codec_ratios(g, profile.value()));
   return profile;
 }
 
 message_costs at_speed(const message_costs& c, double speed) {
-  return {c.encode_ms / speed, c.encode_ms_per_mb / speed, c.decode_ms / speed, c.decode_ms_per_mb / speed,
-          c.copy_ms_per_mb / speed};
+  message_costs out{c.encode_ms / speed, c.encode_ms_per_mb / speed, c.decode_ms / speed, c.decode_ms_per_mb / speed,
+                    c.copy_ms_per_mb / speed};
+  for (int k = 0; k < tensor_codec_count; ++k) {
+    out.codec_encode_ms_per_mb[size_t(k)] = c.codec_encode_ms_per_mb[size_t(k)] / speed;
+    out.codec_decode_ms_per_mb[size_t(k)] = c.codec_decode_ms_per_mb[size_t(k)] / speed;
+  }
+  return out;
+}
+
+status measure_codec_ratios(const graph& g, layer_profile& profile) {
+  auto exec = executor::create(g);
+  if (!exec) return exec.error();
+  std::vector<tensor> inputs;
+  std::vector<const tensor*> pointers;
+  for (int i : g.input_layers()) inputs.push_back(sample_input(g, i, 1));
+  for (const tensor& t : inputs) pointers.push_back(&t);
+  auto all = (*exec)->run_all(pointers);
+  if (!all) return all.error();
+  profile.encoded_fraction.assign(g.layers.size(), {});
+  for (size_t l = 0; l < g.layers.size(); ++l) {
+    auto t = all->find(g.layers[l].name);
+    if (t == all->end()) {
+      const auto in = std::find(g.input_layers().begin(), g.input_layers().end(), int(l));
+      if (in == g.input_layers().end()) continue;
+      t = all->emplace(g.layers[l].name, inputs[size_t(in - g.input_layers().begin())]).first;
+    }
+    const tensor& value = t->second;
+    if (value.bytes() == 0) continue;
+    for (int k = 1; k < tensor_codec_count; ++k) {
+      auto size = encoded_size(tensor_codec(k), value.data(), value.elements());
+      profile.encoded_fraction[l][size_t(k)] = size ? double(*size) / double(value.bytes()) : 0.0;
+    }
+  }
+  return status::ok();
 }
 
 }  // namespace d3

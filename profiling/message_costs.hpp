@@ -20,4 +20,8 @@ result<layer_profile> measure_local_profile(const graph& g, int repeats);
 // Every field divided by `speed` (> 0).
 message_costs at_speed(const message_costs& costs, double speed);
 
+// Fills profile.encoded_fraction from one run of `g` (prepared) on its sample input (kernels:
+// sample_input): each codec's encoded size of every layer's output and of every graph input.
+status measure_codec_ratios(const graph& g, layer_profile& profile);
+
 }  // namespace d3

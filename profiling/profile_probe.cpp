@@ -103,7 +103,9 @@ std::string profile_fragment(const std::vector<uint8_t>& payload, int repeats) {
   }
   const nlohmann::json costs = {{"encode_ms", messages.encode_ms},     {"encode_ms_per_mb", messages.encode_ms_per_mb},
                                 {"decode_ms", messages.decode_ms},     {"decode_ms_per_mb", messages.decode_ms_per_mb},
-                                {"copy_ms_per_mb", messages.copy_ms_per_mb}};
+                                {"copy_ms_per_mb", messages.copy_ms_per_mb},
+                                {"codec_encode_ms_per_mb", messages.codec_encode_ms_per_mb},
+                                {"codec_decode_ms_per_mb", messages.codec_decode_ms_per_mb}};
   std::string result = nlohmann::json{{"layers", layers}, {"messages", costs}, {"clock", virtual_clock ? "virtual" : "wall"},
                                       {"speed", speed}}.dump();
   std::lock_guard<std::mutex> lock(cache_mutex);

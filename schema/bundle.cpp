@@ -196,13 +196,17 @@ result<region> read_region(schema::Region::Reader r, const std::string& what) {
 // ------------------------------------------------------------------ tensor bundles
 
 std::vector<uint8_t> encode_bundle(uint64_t request_id, uint32_t plan_version, const std::vector<tensor_ref>& tensors,
-                                   double virtual_ms) {
+                                   double virtual_ms, size_t* payload_bytes) {
   for (const tensor_ref& t : tensors)
     if ((t.value && t.value->bytes() > max_data_bytes) || t.name.size() > max_data_bytes) return {};
   try {
     std::vector<wire_data> data;
     data.reserve(tensors.size());
     for (const tensor_ref& t : tensors) data.push_back(wire_data_of(t.value, t.codec));
+    if (payload_bytes) {
+      *payload_bytes = 0;
+      for (const wire_data& d : data) *payload_bytes += d.size;
+    }
     constexpr size_t root_words = schema::TensorBundle::_capnpPrivate::dataWordSize +
                                   schema::TensorBundle::_capnpPrivate::pointerCount;
     size_t segment_words = 1 + root_words + (tensors.empty() ? 0 : 1);

@@ -45,8 +45,9 @@ struct tensor_ref {
 // One flat, 8-byte aligned message; the floats are copied once. Empty when it cannot be one
 // message (a tensor of 512 MiB or more).
 // `virtual_ms`: the bundle's virtual arrival time (emulation, virtual clock; 0 otherwise).
+// `payload_bytes` (optional): set to the tensors' data bytes as encoded (what a link carries).
 std::vector<uint8_t> encode_bundle(uint64_t request_id, uint32_t plan_version, const std::vector<tensor_ref>& tensors,
-                                   double virtual_ms = 0);
+                                   double virtual_ms = 0, size_t* payload_bytes = nullptr);
 std::vector<uint8_t> encode_bundle(const tensor_bundle& bundle);
 // Sets the virtual arrival time of an encoded bundle in place (the sender knows it only after
 // encoding, whose time the virtual clock charges). Errors when `bytes` is no bundle.

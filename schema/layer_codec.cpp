@@ -6,7 +6,7 @@ namespace d3 {
 
 namespace {
 
-constexpr int layer_kind_count = 24;
+constexpr int layer_kind_count = 25;
 
 // d3::layer_kind and schema::LayerKind must number the kinds identically.
 #define D3_SAME_KIND(a, b) \
@@ -35,8 +35,9 @@ D3_SAME_KIND(PREPEND_TOKENS, prepend_tokens);
 D3_SAME_KIND(CONSTANT_ADD, constant_add);
 D3_SAME_KIND(ROW_SLICE, row_slice);
 D3_SAME_KIND(HARDSWISH, hardswish);
+D3_SAME_KIND(PREPROCESS, preprocess);
 #undef D3_SAME_KIND
-static_assert(uint16_t(layer_kind::hardswish) + 1 == layer_kind_count, "update layer_kind_count");
+static_assert(uint16_t(layer_kind::preprocess) + 1 == layer_kind_count, "update layer_kind_count");
 
 }  // namespace
 

@@ -35,6 +35,7 @@ enum LayerKind {
   constantAdd @21;
   rowSlice @22;
   hardswish @23;
+  preprocess @24;                   # 8-bit pixels to the input: (x / 255 - mean) / std
 }
 
 struct Layer {

@@ -14,7 +14,7 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build="${D3_FUZZ_BUILD_DIR:-$root/build-fuzz}"
 limit=(-max_total_time=60)
-all_targets=(model_file onnx tensor_bundle tensor_codec layer_shipment stage_spec plan_json cluster_json testbed_json trace_json infer_config
+all_targets=(model_file onnx tensor_bundle tensor_codec image layer_shipment stage_spec plan_json cluster_json testbed_json trace_json infer_config
   topology_log)
 targets=()
 while [ $# -gt 0 ]; do

@@ -653,9 +653,9 @@ BOOST_AUTO_TEST_CASE(new_kinds_with_bad_parameters) {
   }
   {
     capnp::MallocMessageBuilder builder;
-    minimal_raw_model(builder).getLayers()[1].setKind(static_cast<schema::LayerKind>(24));
+    minimal_raw_model(builder).getLayers()[1].setKind(static_cast<schema::LayerKind>(25));
     write_raw_model(path, builder);
-    expect_error(path, "unknown layer kind 24");
+    expect_error(path, "unknown layer kind 25");
   }
   {
     // The last new kind is known: a raw pad layer after the input loads and pads.

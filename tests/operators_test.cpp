@@ -790,6 +790,57 @@ BOOST_AUTO_TEST_CASE(layer_norm_and_gelu_cases) {
   BOOST_CHECK_CLOSE(y.data()[5], 2.4844758f, 1e-4);
 }
 
+// The preprocess layer (8-bit pixels to the input) against the naive reference, and bit-exact with
+// torchvision's ToTensor + Normalize on pixel values: ((p / 255) - mean) / std in float32, each step
+// rounded (what PyTorch computes; checked here by the same three float operations).
+BOOST_AUTO_TEST_CASE(preprocess_cases) {
+  for (const tensor_shape& shape : {tensor_shape{1, 224, 224, 3}, tensor_shape{1, 5, 7, 3}, tensor_shape{2, 3, 3, 1}}) {
+    layer pre;
+    pre.name = "preprocess";
+    pre.kind = layer_kind::preprocess;
+    std::vector<float> mean(size_t(shape.c)), std_dev(size_t(shape.c));
+    for (int c = 0; c < shape.c; ++c) {
+      mean[size_t(c)] = 0.485f - 0.029f * float(c);
+      std_dev[size_t(c)] = 0.229f - 0.002f * float(c);
+    }
+    pre.weights = weight_blob::from_vector(std::vector<float>(mean));
+    pre.bias = weight_blob::from_vector(std::vector<float>(std_dev));
+    pre = with_shapes(std::move(pre), {shape});
+    tensor pixels(shape);
+    for (size_t i = 0; i < pixels.elements(); ++i) pixels.data()[i] = float((i * 7919) % 256);
+    check_layer(pre, {pixels});
+    tensor y;
+    BOOST_REQUIRE(run_operator(pre, {&pixels}, nullptr, &y, "preprocess"));
+    size_t mismatches = 0;
+    for (size_t i = 0; i < y.elements(); ++i) {
+      const size_t c = i % size_t(shape.c);
+      const float expected = (pixels.data()[i] / 255.0f - mean[c]) / std_dev[c];
+      mismatches += std::memcmp(&expected, y.data() + i, sizeof(float)) != 0;
+    }
+    BOOST_TEST(mismatches == 0u, shape.to_string());
+  }
+  // Bad parameters: a std of zero, a mean per channel missing.
+  layer bad;
+  bad.name = "preprocess";
+  bad.kind = layer_kind::preprocess;
+  bad.weights = weight_blob::from_vector({0.5f, 0.5f, 0.5f});
+  bad.bias = weight_blob::from_vector({0.2f, 0.0f, 0.2f});
+  graph g;
+  g.name = "bad";
+  layer in;
+  in.name = "input";
+  in.kind = layer_kind::input;
+  in.output_shape = {1, 4, 4, 3};
+  bad.inputs = {0};
+  g.layers = {in, bad};
+  g.outputs = {1};
+  status s = infer_shapes(g);
+  BOOST_TEST(!s.is_ok());
+  BOOST_TEST(s.message().find("std") != std::string::npos, s.message());
+  g.layers[1].bias = weight_blob::from_vector({0.2f, 0.2f});
+  BOOST_TEST(!infer_shapes(g).is_ok());
+}
+
 // Token kinds against the naive reference: multi-head attention (token and head sizes that leave
 // vector tails, several heads, a batch of 2, ConvNeXt-free scales), and the class token, position
 // embedding and token pick of ViT.

@@ -14,6 +14,8 @@
 #include <nlohmann/json.hpp>
 
 #include "apps/app_support.hpp"
+#include "apps/image_input.hpp"
+#include "planner/codec_choice.hpp"
 #include "apps/infer_options.hpp"
 #include "planner/adaptation.hpp"
 #include "planner/strategies.hpp"
@@ -107,6 +109,7 @@ d3::result<inference_inputs> read_inputs(const d3::infer_options& o) {
   auto g = d3::load_model_by_name(o.model, o.model_seed);
   if (!g) return g.error();
   in.g = std::move(g.value());
+  if (!o.images.empty()) D3_RETURN_IF_ERROR(d3::add_image_preprocess(in.g));
   // A plan file is checked before any node is contacted.
   if (o.strategy.empty()) {
     auto plan = d3::load_plan_file(o.plan);
@@ -124,6 +127,12 @@ d3::result<inference_inputs> read_inputs(const d3::infer_options& o) {
   if (!o.input.empty() && input_layers.size() != 1)
     return d3::status::error("--input: the model has " + std::to_string(input_layers.size()) + " inputs, not one");
   std::optional<d3::tensor> file_input;
+  std::vector<d3::tensor> images;
+  for (const std::string& path : o.images) {
+    auto image = d3::image_input(in.g, path);
+    if (!image) return image.error();
+    images.push_back(std::move(image.value()));
+  }
   if (!o.input.empty()) {
     auto t = d3::read_nchw_file(o.input, in.g.layers[size_t(input_layers[0])].output_shape);
     if (!t) return t.error();
@@ -132,8 +141,9 @@ d3::result<inference_inputs> read_inputs(const d3::infer_options& o) {
   in.requests.resize(size_t(o.requests));
   for (size_t i = 0; i < in.requests.size(); ++i)
     for (int l : input_layers)
-      in.requests[i][in.g.layers[size_t(l)].name] =
-          file_input ? *file_input : d3::sample_input(in.g, l, o.seed + i);
+      in.requests[i][in.g.layers[size_t(l)].name] = !images.empty() ? images[i % images.size()]
+                                                    : file_input    ? *file_input
+                                                                    : d3::sample_input(in.g, l, o.seed + i);
   return in;
 }
 
@@ -197,8 +207,33 @@ int run_and_report(d3::deployment& dep, const d3::graph& g, const d3::infer_opti
     }
   }
   for (const std::string& e : dep.stray_errors()) std::cerr << "d3-infer: stage error: " << e << "\n";
+  if (!o.images.empty()) {
+    // The answer for each image (its first request), as classes.
+    std::vector<std::string> labels;
+    if (!o.labels.empty()) {
+      auto read = d3::read_labels(o.labels);
+      if (read) labels = std::move(read.value());
+      else std::cerr << "d3-infer: " << read.message() << "\n";
+    }
+    for (size_t i = 0; i < std::min(outcomes.size(), o.images.size()); ++i) {
+      const d3::request_outcome& r = outcomes[i];
+      auto out = r.ok && !g.outputs.empty() ? r.outputs.find(g.layers[size_t(g.outputs[0])].name) : r.outputs.end();
+      if (out != r.outputs.end())
+        std::printf("image %s: %s\n", o.images[i].c_str(), d3::top5(g, out->second, labels).c_str());
+    }
+  }
   std::printf("requests: %zu sent, %d in flight at most: %zu answered, %d failed\n", outcomes.size(), o.in_flight,
               latencies.size(), failed);
+  // What crossed between nodes, as encoded (the app's inputs and every stage's sends, measured).
+  std::vector<double> sent;
+  for (const d3::request_outcome& r : outcomes) {
+    if (!r.ok) continue;
+    double bytes = double(r.app_bytes_sent);
+    for (const d3::stage_report& s : r.stage_reports) bytes += double(s.bytes_sent);
+    sent.push_back(bytes);
+  }
+  if (!sent.empty())
+    std::printf("bytes sent between nodes per request (measured, as encoded): median %.0f\n", d3::percentile(sent, 0.5));
   if (o.verify)
     std::printf("verify: %d of %zu answers memcmp-equal to the single-process run\n", verified, outcomes.size());
   if (o.clock == "virtual") {
@@ -256,9 +291,20 @@ d3::result<d3::deployment_plan> plan_by_strategy(const d3::infer_options& o, con
   auto profile = d3::measure_local_profile(g, 3);
   if (!profile) return profile.error();
   if (o.profile_source == "nodes") D3_RETURN_IF_ERROR(d3::probe_node_profiles(dep, g, cluster));
+  // Tensors encoded on the links where the measured ratios and codec costs predict it faster (not
+  // under --adapt: the planner actor re-plans without codecs).
+  const d3::codec_choice_options codec_options;
+  const bool codecs = o.codecs == "auto" && !o.adapt;
   auto chosen = o.adapt ? d3::hpa_strategy(g, *profile, cluster, {}, &start->choice)
-                        : d3::plan_with_strategy(o.strategy, g, *profile, cluster);
+                        : d3::plan_with_strategy(o.strategy, g, *profile, cluster, codecs ? &codec_options : nullptr);
   if (!chosen) return chosen.error();
+  if (codecs) {
+    std::printf("d3-infer: codecs (lossless, chosen on the cost model):");
+    if (chosen->plan.codecs.empty()) std::printf(" none predicted faster, every tensor raw");
+    for (const d3::plan_codec& c : chosen->plan.codecs)
+      std::printf(" %s->%s %s;", c.tensor.c_str(), c.to.c_str(), d3::to_string(c.codec));
+    std::printf("\n");
+  }
   start->profile = profile.value();  // also what a failover re-plans with
   start->cluster = cluster;
   if (o.adapt) {

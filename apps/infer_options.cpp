@@ -25,7 +25,8 @@ the answers by id.
 
   --config FILE       an inference config (JSON, e.g. apps/config/resnet18-demo.infer.json): the
                       options below as keys (cluster, nodes, model, plan, requests, in_flight,
-                      clock, uplink, verify, log, timeout_ms, seed, input), paths relative to it;
+                      clock, uplink, verify, log, timeout_ms, seed, input, images, labels,
+                      codecs), paths relative to it;
                       the command line overrides it
   --nodes LIST        NAME=HOST:PORT,... e.g. device=127.0.0.1:4301,edge1=127.0.0.1:4302
   --cluster FILE      the nodes from a cluster file (apps/config/cluster.json)
@@ -92,6 +93,17 @@ the answers by id.
                       are printed and logged ("layers_migrated")
   --input FILE        input tensor of every request: raw little-endian float32 NCHW (like d3-run),
                       exactly the model's input size (default: seeded random inputs)
+  --image FILE        a PNG or JPEG image as the input (repeat for several: request i uses image
+                      i modulo their count), through torchvision's ImageNet transform as d3-run
+                      --image does; the model gains its `preprocess` layer, so the device sends
+                      8-bit pixels (codec u8) and the first stage that computes normalises them.
+                      Prints each answer's top-5. Without --image, a model with a preprocess
+                      layer gets seeded random 8-bit images
+  --labels FILE       class names, one per line, for the top-5 of --image
+  --codecs auto|none  with --strategy: auto (default) lets the planner encode a tensor on a link
+                      (u8 for 8-bit images, sparse bitmaps for post-ReLU maps, zstd over byte
+                      planes) where its measured ratio and codec cost predict it faster, lossless;
+                      none sends every tensor raw. A plan file lists its own "codecs"
   --tls DIR|false     the app's TLS identity: DIR/ca.pem (the cluster CA), DIR/app.pem and
                       DIR/app.key (scripts/make-certs.sh DIR app ...); overrides the cluster
                       file's "tls". TLS is on by default: every connection to and between nodes
@@ -157,6 +169,11 @@ status parse_infer_config_json(const std::string& text, const std::string& path,
       else if (key == "timeout_ms") o.timeout_ms = long(integer(value, key, 1, 3600000));
       else if (key == "seed") o.seed = uint64_t(integer(value, key, 0, INT64_MAX));
       else if (key == "input") o.input = relative(value.get<std::string>());
+      else if (key == "images") {
+        o.images.clear();
+        for (const auto& image : value) o.images.push_back(relative(image.get<std::string>()));
+      } else if (key == "labels") o.labels = relative(value.get<std::string>());
+      else if (key == "codecs") o.codecs = value.get<std::string>();
       else if (key == "trace") o.trace = relative(value.get<std::string>());
       else if (key == "adapt") o.adapt = value.get<bool>();
       else if (key == "tls") o.tls = value.is_boolean() && !value.get<bool>() ? "false" : relative(value.get<std::string>());
@@ -189,6 +206,9 @@ status check(const infer_options& o) {
   if (o.profile_source != "nodes" && o.profile_source != "local")
     return status::error("--profile expects nodes or local, got '" + o.profile_source + "'");
   if (o.adapt && o.strategy != "hpa") return status::error("--adapt needs --strategy hpa");
+  if (!o.images.empty() && !o.input.empty()) return status::error("--image and --input both give the input");
+  if (!o.labels.empty() && o.images.empty()) return status::error("--labels names the classes of --image");
+  if (o.codecs != "auto" && o.codecs != "none") return status::error("--codecs expects auto or none, got '" + o.codecs + "'");
   return status::ok();
 }
 
@@ -227,6 +247,9 @@ result<infer_options> parse_infer_options(int argc, char** argv) {
       else if (in.is("--clock")) o.clock = in.choice({"wall", "virtual"});
       else if (in.is("--uplink")) o.uplink = in.value();
       else if (in.is("--input")) o.input = in.value();
+      else if (in.is("--image")) o.images.push_back(in.value());
+      else if (in.is("--labels")) o.labels = in.value();
+      else if (in.is("--codecs")) o.codecs = in.choice({"auto", "none"});
       else if (in.is("--verify")) o.verify = true;
       else if (in.is("--redeploy")) o.redeploy = true;
       else if (in.is("--trace")) o.trace = in.value();

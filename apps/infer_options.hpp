@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "base/status.hpp"
 #include "kernels/model_zoo.hpp"
@@ -20,6 +21,10 @@ struct infer_options {
   bool verify = false, redeploy = false;
   std::string tls;              // --tls DIR|false ("" : the cluster file's "tls")
   std::string tls_name = "app";  // --tls-name: whose files in the --tls folder
+  std::vector<std::string> images;  // --image FILE (repeatable): request i uses images[i % count]
+  std::string labels;               // --labels FILE: class names for the top-5 of --image
+  std::string codecs = "auto";      // --codecs auto|none: with --strategy, whether the planner
+                                    // may encode tensors on links (a plan file names its own)
   bool help = false;  // --help: print infer_usage and stop
 };
 

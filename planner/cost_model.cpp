@@ -15,6 +15,24 @@ cluster_model cluster_model::evaluation(const testbed& t, int edge_nodes) {
   return c;
 }
 
+namespace {
+
+// The layer whose output `tensor` is (a tile part "T@tile<k>" counts as T): -1 when none.
+int layer_of_tensor(const graph& g, const std::string& tensor) {
+  const size_t tile = tensor.find("@tile");
+  return g.find(tile == std::string::npos ? tensor : std::string_view(tensor).substr(0, tile));
+}
+
+}  // namespace
+
+double encoded_bytes(const graph& g, const stage_graph& sg, const layer_profile& profile, const std::string& tensor,
+                     tensor_codec codec) {
+  const double raw = double(tensor_bytes(g, sg, tensor));
+  if (codec == tensor_codec::raw) return raw;
+  const double fraction = profile.fraction(layer_of_tensor(g, tensor), codec);
+  return fraction > 0 ? raw * fraction : raw;  // a codec that does not apply sends raw
+}
+
 result<plan_prediction> predict_plan(const graph& g, const stage_graph& sg, const layer_profile& profile,
                                      const cluster_model& cluster) {
   auto node_of = [&](const std::string& name) -> result<const cluster_node*> {
@@ -31,11 +49,17 @@ result<plan_prediction> predict_plan(const graph& g, const stage_graph& sg, cons
   std::map<std::string, std::pair<std::string, double>> produced;  // tensor -> (node, finish ms)
   for (const std::string& in : sg.graph_inputs) produced[in] = {cluster.app_node, 0.0};
 
+  std::map<std::string, int> producer;  // tensor -> stage id, -1 for the app's graph inputs
+  auto producer_of = [&](const std::string& tensor) {
+    auto p = producer.find(tensor);
+    return p == producer.end() ? -1 : p->second;
+  };
   auto arrive = [&](const std::string& tensor, const std::string& to) -> double {
     auto key = std::make_pair(tensor, to);
     auto it = available.find(key);
     if (it != available.end()) return it->second;
-    const auto& [from, ready] = produced.at(tensor);
+    const auto& [from, produced_at] = produced.at(tensor);
+    double ready = produced_at;
     double at = ready;
     if (from != to) {
       auto link_key = std::make_pair(from, to);
@@ -44,7 +68,13 @@ result<plan_prediction> predict_plan(const graph& g, const stage_graph& sg, cons
         const node_role a = cluster.nodes.at(from).role, b = cluster.nodes.at(to).role;
         link = links.emplace(link_key, link_clock(cluster.links.link(a, b))).first;
       }
-      const size_t n = tensor_bytes(g, sg, tensor);
+      // Encoded crossings: the codec's bytes on the link; the app encodes its inputs before they
+      // leave (stages charge their own encoding and decoding below).
+      const tensor_codec codec = sg.codecs.empty() ? tensor_codec::raw : codec_for(sg.codecs, tensor, to);
+      const size_t n = size_t(encoded_bytes(g, sg, profile, tensor, codec) + 0.5);
+      if (codec != tensor_codec::raw && producer_of(tensor) < 0)
+        ready += cluster.nodes.at(from).profile_or(profile).messages.codec_encode_ms_per_mb[size_t(codec)] *
+                 double(tensor_bytes(g, sg, tensor)) * 1e-6 / cluster.nodes.at(from).speed;
       at = link->second.send(ready, n);
       bytes[link_key] += n;
     }
@@ -55,7 +85,6 @@ result<plan_prediction> predict_plan(const graph& g, const stage_graph& sg, cons
   // Bundles: a stage receives one per producer stage (the app's graph inputs: one) and sends one
   // per destination stage, and one to the app for graph outputs; each costs its node to decode or
   // encode (message_costs), as the virtual clock charges.
-  std::map<std::string, int> producer;  // tensor -> stage id, -1 for the app's graph inputs
   for (const std::string& in : sg.graph_inputs) producer[in] = -1;
   std::map<int, std::map<int, size_t>> sent;  // stage -> destination stage (-1: the app) -> payload bytes
   for (const route& r : sg.routes) {
@@ -78,6 +107,27 @@ result<plan_prediction> predict_plan(const graph& g, const stage_graph& sg, cons
     std::map<int, size_t> received;
     for (const std::string& in : s.inputs) received[producer.at(in)] += tensor_bytes(g, sg, in);
     for (const auto& [from, n] : received) work_ms += times.messages.decode(n);
+    // The codecs' own work per MB of raw tensor: decoding what arrives encoded, encoding what
+    // leaves encoded (once per destination stage, as each bundle is encoded on its own).
+    if (!sg.codecs.empty()) {
+      for (const std::string& in : s.inputs) {
+        const int from = producer.at(in);
+        const std::string& from_node = from < 0 ? cluster.app_node : sg.stages[size_t(from)].node;
+        const tensor_codec codec = from_node == s.node ? tensor_codec::raw : codec_for(sg.codecs, in, s.node);
+        if (codec != tensor_codec::raw)
+          work_ms += times.messages.codec_decode_ms_per_mb[size_t(codec)] * double(tensor_bytes(g, sg, in)) * 1e-6;
+      }
+      for (const route& r : sg.routes) {
+        if (r.from_stage != s.id) continue;
+        auto charge = [&](const std::string& to_node) {
+          const tensor_codec codec = to_node == s.node ? tensor_codec::raw : codec_for(sg.codecs, r.tensor, to_node);
+          if (codec != tensor_codec::raw)
+            work_ms += times.messages.codec_encode_ms_per_mb[size_t(codec)] * double(tensor_bytes(g, sg, r.tensor)) * 1e-6;
+        };
+        for (int to : r.to_stages) charge(sg.stages[size_t(to)].node);
+        if (r.to_app) charge(cluster.app_node);
+      }
+    }
     if (s.kind == stage_kind::scatter || s.kind == stage_kind::gather) {
       size_t copied = 0;  // a scatter's parts, a gather's whole output
       for (const std::string& out : s.outputs) copied += tensor_bytes(g, sg, out);

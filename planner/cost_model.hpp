@@ -48,6 +48,13 @@ struct plan_prediction {
   std::vector<double> stage_finish_ms;  // per stage
 };
 
+// Bytes `tensor` (a layer's output or a tile part of one) takes on a link encoded with `codec`,
+// by the profile's measured ratio of that layer (raw bytes where unmeasured or not applicable).
+double encoded_bytes(const graph& g, const stage_graph& sg, const layer_profile& profile, const std::string& tensor,
+                     tensor_codec codec);
+
+// Encoded crossings (sg.codecs) are priced by encoded_bytes on the link and by the codecs' work
+// (message_costs) on the sending and receiving nodes.
 // Errors name a stage whose node the cluster lacks.
 result<plan_prediction> predict_plan(const graph& g, const stage_graph& stages, const layer_profile& profile,
                                      const cluster_model& cluster);

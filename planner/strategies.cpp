@@ -155,7 +155,22 @@ const std::vector<std::string>& cloud_bound_names() {
 }
 
 result<planned> plan_with_strategy(const std::string& name, const graph& g, const layer_profile& profile,
-                                   const cluster_model& cluster) {
+                                   const cluster_model& cluster, const codec_choice_options* codecs) {
+  if (codecs && name == "hpa") {
+    hpa_options options;
+    options.codecs = *codecs;
+    auto chosen = hpa_strategy(g, profile, cluster, options);
+    if (chosen) chosen->plan.strategy = name;
+    return chosen;
+  }
+  if (codecs) {
+    auto chosen = plan_with_strategy(name, g, profile, cluster);
+    if (!chosen) return chosen;
+    D3_ASSIGN_OR_RETURN(deployment_plan plan, with_codecs(g, chosen->plan, profile, cluster, *codecs));
+    D3_ASSIGN_OR_RETURN(const stage_graph sg, build_stage_graph(g, plan));
+    D3_ASSIGN_OR_RETURN(plan_prediction prediction, predict_plan(g, sg, profile, cluster));
+    return planned{std::move(plan), std::move(prediction)};
+  }
   result<planned> chosen = status::error("unknown strategy '" + name + "'");
   const bool on_edge = name == "edge" || name == "neurosurgeon-edge" || name == "dads-edge";
   std::string edge;

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "plan/plan.hpp"
+#include "planner/codec_choice.hpp"
 #include "planner/cost_model.hpp"
 
 namespace d3 {
@@ -62,9 +63,12 @@ const std::vector<std::string>& two_tier_names();
 const std::vector<std::string>& cloud_bound_names();
 
 // The plan strategy `name` picks on the cost model; the plan's `strategy` field is `name`.
-// Errors name an unknown strategy or why the strategy found no plan.
+// With `codecs`, the plan's tensors are encoded where choose_codecs predicts it faster
+// (planner/codec_choice.hpp); hpa then searches with codec-priced plans (hpa_options::codecs), the
+// others keep their partition and only gain the codecs. Errors name an unknown strategy or why
+// the strategy found no plan.
 result<planned> plan_with_strategy(const std::string& name, const graph& g, const layer_profile& profile,
-                                   const cluster_model& cluster);
+                                   const cluster_model& cluster, const codec_choice_options* codecs = nullptr);
 
 // A near-square grid of k tiles with at least as many rows as columns ("2x1", "3x1", "2x2"):
 // rows cut the feature maps where they are tallest first.

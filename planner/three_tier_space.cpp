@@ -34,7 +34,7 @@ bool three_tier_choice::operator<(const three_tier_choice& o) const {
 }
 
 result<three_tier_space> three_tier_space::create(const graph& g, const layer_profile& profile,
-                                                  const cluster_model& cluster) {
+                                                  const cluster_model& cluster, const codec_choice_options* codecs) {
   for (const char* needed : {"device", "cloud"})
     if (!cluster.nodes.count(needed)) return status::error(std::string("three-tier planning: the cluster has no node '") + needed + "'");
   three_tier_space space;
@@ -61,8 +61,15 @@ result<three_tier_space> three_tier_space::create(const graph& g, const layer_pr
   space.is_graph_output_.assign(g.layers.size(), false);
   for (size_t l = 0; l < g.layers.size(); ++l) {
     for (int r : readers[l]) space.reader_positions_[l].push_back(space.position_[size_t(r)]);
-    space.output_bytes_.push_back(g.layers[l].output_shape.bytes());
+    double fraction = 1.0;  // screening with codecs: the smallest measured encoding
+    if (codecs)
+      for (tensor_codec c : codecs->allowed) {
+        const double f = profile.fraction(int(l), c);
+        if (f > 0) fraction = std::min(fraction, f);
+      }
+    space.output_bytes_.push_back(size_t(double(g.layers[l].output_shape.bytes()) * fraction));
   }
+  if (codecs) space.codecs_ = *codecs;
   for (int out : g.outputs) space.is_graph_output_[size_t(out)] = true;
   // Per node, the prefix sums of its layer times (its own measured profile or the planning one,
   // over its speed).
@@ -163,6 +170,9 @@ result<planned> three_tier_space::evaluate(const three_tier_choice& c) const {
                 c.tile_nodes < 2 || c.tile_nodes > edge_nodes()))
     return status::error("three-tier choice: tiled run out of range");
   deployment_plan plan = plan_of(c);
+  if (codecs_) {
+    D3_ASSIGN_OR_RETURN(plan, with_codecs(*g_, std::move(plan), *profile_, *cluster_, *codecs_, &stage_memo_));
+  }
   D3_ASSIGN_OR_RETURN(const stage_graph stages, build_stage_graph(*g_, plan, &stage_memo_));
   D3_ASSIGN_OR_RETURN(plan_prediction prediction, predict_plan(*g_, stages, *profile_, *cluster_));
   return planned{std::move(plan), std::move(prediction)};
@@ -173,7 +183,7 @@ double three_tier_space::latency(const three_tier_choice& c) {
   if (it != memo_.end()) return it->second;
   ++evaluations_;
   double ms = infinity;
-  if (c.tiled_end < 0 && c.device_end >= 0 && c.device_end <= c.edge_end && c.edge_end <= layers()) {
+  if (!codecs_ && c.tiled_end < 0 && c.device_end >= 0 && c.device_end <= c.edge_end && c.edge_end <= layers()) {
     ms = screen_untiled(c.device_end, c.edge_end);  // equal to the cost model on untiled plans (tested)
   } else {
     auto e = evaluate(c);
@@ -415,7 +425,7 @@ three_tier_choice hpa_local_search(three_tier_space& space, three_tier_choice cu
 
 result<planned> hpa_strategy(const graph& g, const layer_profile& profile, const cluster_model& cluster,
                              hpa_options options, three_tier_choice* chosen) {
-  auto created = three_tier_space::create(g, profile, cluster);
+  auto created = three_tier_space::create(g, profile, cluster, options.codecs ? &*options.codecs : nullptr);
   if (!created) return created.error();
   three_tier_space& space = created.value();
   const int n = space.layers();
@@ -475,6 +485,15 @@ result<planned> hpa_strategy(const graph& g, const layer_profile& profile, const
     // grid, which the choices above do not express. So HPA is never predicted behind a baseline.
     for (const std::string& name : baseline_names()) {
       auto candidate = plan_with_strategy(name, g, profile, cluster);
+      if (candidate && options.codecs) {
+        auto encoded = with_codecs(g, candidate->plan, profile, cluster, *options.codecs);
+        if (!encoded) continue;
+        auto sg = build_stage_graph(g, *encoded);
+        if (!sg) continue;
+        auto predicted = predict_plan(g, *sg, profile, cluster);
+        if (!predicted) continue;
+        candidate = planned{std::move(encoded.value()), std::move(predicted.value())};
+      }
       if (candidate && candidate->prediction.latency_ms < result->prediction.latency_ms) result = std::move(candidate);
     }
   }

@@ -10,9 +10,11 @@
 #pragma once
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "planner/codec_choice.hpp"
 #include "planner/strategies.hpp"
 
 namespace d3 {
@@ -32,7 +34,10 @@ class three_tier_space {
  public:
   // Precondition: g prepared; the cluster has nodes "device" and "cloud" and at least one edge
   // node (edges ordered fastest first, then by name: edge1, edge2, ...).
-  static result<three_tier_space> create(const graph& g, const layer_profile& profile, const cluster_model& cluster);
+  // `codecs` (optional): plans are priced with the codecs choose_codecs gives them
+  // (planner/codec_choice.hpp), and screening counts each tensor at its smallest measured encoding.
+  static result<three_tier_space> create(const graph& g, const layer_profile& profile, const cluster_model& cluster,
+                                         const codec_choice_options* codecs = nullptr);
 
   int layers() const { return int(order_.size()); }  // n, computed layers
   int edge_nodes() const { return int(edges_.size()); }
@@ -78,6 +83,7 @@ class three_tier_space {
   // whether the graph returns it; per node, the prefix sums of its compute.
   std::vector<std::vector<int>> reader_positions_;
   std::vector<size_t> output_bytes_;
+  std::optional<codec_choice_options> codecs_;
   std::vector<bool> is_graph_output_;
   std::map<std::string, std::vector<double>> node_prefix_;  // per node: prefix sums of its layer times
   std::vector<double> tier_prefix_[3];  // screening's copies: device, the edge segment's node, cloud
@@ -116,6 +122,10 @@ struct hpa_options {
   // never predicted slower than any baseline's. Not when a `chosen` choice is asked for: a
   // baseline's plan may lie outside the three-tier space (the planner actor adapts inside it).
   bool baseline_candidates = true;
+  // Plans carry codecs (planner/codec_choice.hpp): the search prices every plan with the codecs
+  // choose_codecs gives it, so a partition that pays off only with its tensors encoded (e.g. an
+  // 8-bit image offloaded) is found; the baselines' candidates get codecs the same way.
+  std::optional<codec_choice_options> codecs;
 };
 
 // HPA: screens every (i, j), untiled and with every tileable leading edge run over each K, with

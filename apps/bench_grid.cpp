@@ -77,6 +77,13 @@ testbed, "edges behind the mobile uplink" (the scenarios set device<->edge inste
                       file's order, e.g. CAT1,3G,4G,WiFi); --uplinks is the same option
   --strategies LIST   comma-separated (default hpa and every baseline: neurosurgeon, dads,
                       neurosurgeon-edge, dads-edge, ftp, device, edge, cloud; also three-tier)
+                      A strategy named S+codecs (e.g. hpa+codecs) plans with lossless tensor
+                      codecs on the links where predicted faster (hpa searches codec-priced
+                      plans; the others keep their partition and gain the codecs)
+  --codecs            every strategy side by side with and without codecs (adds S+codecs after
+                      each S); the report compares them ("Compression")
+  --images            every model takes 8-bit images: a preprocess layer first ((x / 255 - mean)
+                      / std), inputs are seeded random 8-bit pixels (u8 on the wire with codecs)
   --requests N        timed requests per cell (default 10)
   --warmup W          untimed requests per cell first, verified too (default 1)
   --testbed FILE      the testbed from a JSON file (emulation/testbed_file.hpp):
@@ -136,6 +143,7 @@ result<grid_options> parse_grid_options(int argc, char** argv, bool& help) {
   return parse_options<grid_options>([&] {
     grid_options o;
     std::string models, scenarios, strategies, testbed_path;
+    bool codecs_side_by_side = false;
     o.command_line = command_line(argc, argv);
     option_reader in(argc, argv, 2, "see d3-bench grid --help");
     while (in.next()) {
@@ -176,6 +184,10 @@ result<grid_options> parse_grid_options(int argc, char** argv, bool& help) {
         o.tls_option = in.value();
       } else if (in.is("--check")) {
         o.check = true;
+      } else if (in.is("--codecs")) {
+        codecs_side_by_side = true;
+      } else if (in.is("--images")) {
+        o.images = true;
       } else {
         in.unknown();
       }
@@ -202,8 +214,16 @@ result<grid_options> parse_grid_options(int argc, char** argv, bool& help) {
     if (o.strategies.empty()) in.fail("--strategies needs at least one strategy");
     const std::vector<std::string>& known_strategies = strategy_names();
     for (const std::string& s : o.strategies)
-      if (std::find(known_strategies.begin(), known_strategies.end(), s) == known_strategies.end())
-        in.fail("unknown strategy '" + s + "' (" + join(known_strategies, ", ") + ")");
+      if (std::find(known_strategies.begin(), known_strategies.end(), without_codecs_suffix(s)) == known_strategies.end())
+        in.fail("unknown strategy '" + s + "' (" + join(known_strategies, ", ") + ", each optionally +codecs)");
+    if (codecs_side_by_side) {  // every strategy also with codecs, right after it
+      std::vector<std::string> both;
+      for (const std::string& s : o.strategies) {
+        both.push_back(s);
+        if (!with_codecs_suffix(s)) both.push_back(s + codecs_suffix);
+      }
+      o.strategies = both;
+    }
     for (const std::vector<std::string>* list : {&o.models, &o.scenarios, &o.strategies}) {
       std::set<std::string> seen;
       for (const std::string& name : *list)

@@ -94,6 +94,7 @@ result<model_context> prepare_model(const grid_options& o, const std::string& na
   auto g = load_model_by_name(name, o.model_seed);
   if (!g) return g.error();
   m.g = std::move(g.value());
+  if (o.images) D3_RETURN_IF_ERROR(add_image_preprocess(m.g));
   bar.detail("measuring the layer profile");
   auto profile = measure_local_profile(m.g, o.profile_repeats);
   if (!profile) return status::error("profile: " + profile.message());
@@ -157,13 +158,22 @@ void account_links(grid_cell& c, const std::vector<link_bytes>& per_request, con
 
 // A cell's plan: what the strategy picks on the cost model (the prediction is recorded).
 std::optional<deployment_plan> plan_cell(grid_cell& c, const model_context& m, const cluster_model& cluster) {
-  auto chosen = plan_with_strategy(c.strategy, m.g, m.profile, cluster);
+  const codec_choice_options codecs;
+  auto chosen = plan_with_strategy(without_codecs_suffix(c.strategy), m.g, m.profile, cluster,
+                                   with_codecs_suffix(c.strategy) ? &codecs : nullptr);
   if (!chosen) {
     c.error = "plan: " + chosen.message();
     return std::nullopt;
   }
   c.predicted_ms = chosen->prediction.latency_ms;
   c.plan = describe(chosen->plan);
+  if (!chosen->plan.codecs.empty()) {
+    c.encoded = true;
+    c.links = chosen->prediction.bytes;  // encoded, by node name (accounted at deploy)
+    std::string codecs;
+    for (const plan_codec& pc : chosen->plan.codecs) codecs += (codecs.empty() ? "" : ",") + pc.tensor + "->" + pc.to + ":" + to_string(pc.codec);
+    c.plan += "; codecs " + codecs;
+  }
   if (auto sg = build_stage_graph(m.g, chosen->plan)) {
     for (size_t k = 0; k < sg->stages.size(); ++k) {
       grid_cell::stage_timing t;
@@ -188,7 +198,13 @@ bool deploy_cell(grid_cell& c, const deployment_plan& plan, const model_context&
   if (!c.deployed) {
     c.deployed = true;
     c.weights_shipped = report->weight_bytes_shipped;
-    account_links(c, report->bytes_per_request, dopts.app_name, dopts.emulation.app_node, roles);
+    if (c.encoded) {
+      const std::vector<link_bytes> predicted = std::move(c.links);
+      c.links.clear();
+      account_links(c, predicted, dopts.app_name, dopts.emulation.app_node, roles);
+    } else {
+      account_links(c, report->bytes_per_request, dopts.app_name, dopts.emulation.app_node, roles);
+    }
   }
   return true;
 }
@@ -219,6 +235,9 @@ bool request_cell(grid_cell& c, int i, const grid_options& o, const model_contex
   if (i >= o.warmup) {
     c.virtual_ms.push_back(r.virtual_latency_ms);
     c.wall_ms.push_back(r.latency_ms);
+    double sent = double(r.app_bytes_sent);
+    for (const stage_report& s : r.stage_reports) sent += double(s.bytes_sent);
+    c.measured_bytes.push_back(sent);
     for (const stage_report& s : r.stage_reports)
       if (s.stage_id >= 0 && size_t(s.stage_id) < c.stages.size()) {
         c.stages[size_t(s.stage_id)].finish_ms.push_back(s.finish_ms - r.virtual_start_ms);

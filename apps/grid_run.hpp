@@ -24,6 +24,7 @@ struct grid_options {
   uint64_t seed = 1, model_seed = default_model_seed;
   double noise_floor = 0.02;
   bool check = false;
+  bool images = false;  // --images: every model takes 8-bit images (a preprocess layer first)
   std::string out = "grid-results", node_binary, profile_source = "nodes";
   std::string tls_option;  // --tls
   local_tls tls;
@@ -37,6 +38,15 @@ inline std::vector<std::string> default_strategies() {
   for (const std::string& b : baseline_names()) names.push_back(b);
   return names;
 }
+// A strategy name with this suffix ("hpa+codecs") plans with codecs (planner/codec_choice.hpp).
+constexpr const char* codecs_suffix = "+codecs";
+inline bool with_codecs_suffix(const std::string& s) {
+  return s.size() > 7 && s.compare(s.size() - 7, 7, codecs_suffix) == 0;
+}
+inline std::string without_codecs_suffix(const std::string& s) {
+  return with_codecs_suffix(s) ? s.substr(0, s.size() - 7) : s;
+}
+
 // The two partitioners in their papers' own setting (the cloud as the server).
 inline const std::vector<std::string> papers_two_tier = {"neurosurgeon", "dads"};
 
@@ -49,6 +59,11 @@ struct grid_cell {
   double predicted_ms = NAN;
   std::vector<link_bytes> links;  // per request, the app folded into its node
   size_t backbone_bytes = 0, device_link_bytes = 0, total_bytes = 0, weights_shipped = 0;
+  // Encoded crossings: `links` (and the sums above) are the cost model's encoded bytes, from the
+  // codecs' ratios measured on a sample input; measured_bytes is what the requests really sent
+  // (the app's inputs and every stage's sends to other nodes, as encoded), per timed request.
+  bool encoded = false;
+  std::vector<double> measured_bytes;
   bool deployed = false;
   std::string plan;   // what the strategy chose, one line
   std::string error;  // first error: "plan: ...", "deploy: ...", "request 3: ..."

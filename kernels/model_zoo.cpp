@@ -545,6 +545,9 @@ status fill_missing_weights(graph& g, uint64_t seed) {
         std::vector<float> w(size_t(2) * size_t(channels), 0.0f);  // gamma 1, beta 0
         std::fill(w.begin(), w.begin() + channels, 1.0f);
         l.weights = weight_blob::from_vector(std::move(w));
+      } else if (l.kind == layer_kind::preprocess) {  // mean 0, std 1
+        l.weights = weight_blob::from_vector(std::vector<float>(size_t(channels), 0.0f));
+        l.bias = weight_blob::from_vector(std::vector<float>(size_t(channels), 1.0f));
       }
     }
     tensor_shape out;

@@ -352,6 +352,7 @@ class deployment {
   std::set<std::string> down_nodes_;  // nodes whose node actor went away (process gone)
   std::map<std::string, node_health> health_;
   std::chrono::steady_clock::time_point next_ping_;
+  std::chrono::steady_clock::time_point last_heartbeat_;  // the last heartbeat() call (run() only)
   uint64_t ping_seq_ = 0;
   std::map<uint64_t, double> ping_sent_ms_;  // seq -> monotonic_ms when sent (the last few)
   send_backlog app_backlog_;                 // the app's sends to each node (both clocks: the

@@ -31,6 +31,13 @@ void deployment::refresh_health() {
 std::vector<std::string> deployment::heartbeat() {
   const auto now = clock_type::now();
   std::vector<std::string> silent;
+  // The app pings only while requests run: after a pause (planning, a caller's own work between
+  // runs), the nodes were not asked, so their silence counts from now, not from their last answer
+  // before the pause (measured: a 5 s plan search between connecting and the first request marked
+  // every node down).
+  if (now - last_heartbeat_ > options_.silence)
+    for (auto& [name, h] : health_) h.last_answer = std::max(h.last_answer, now);
+  last_heartbeat_ = now;
   if (now >= next_ping_) {
     next_ping_ = now + options_.heartbeat;
     ++ping_seq_;

@@ -17,6 +17,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,7 @@ constexpr int tensor_codec_count = 4;
 
 const char* to_string(tensor_codec codec);
 std::optional<tensor_codec> parse_tensor_codec(const std::string& name);  // "raw", "u8", "sparse", "zstd"
+inline std::ostream& operator<<(std::ostream& out, tensor_codec codec) { return out << to_string(codec); }
 
 // Encodes `elements` floats with `codec`. nullopt when the codec does not apply (u8 on a value
 // that is not an 8-bit integer) or cannot (zstd failing); callers then send raw.

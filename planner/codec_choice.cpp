@@ -15,8 +15,11 @@ std::string whole_tensor(const std::string& tensor) {
 
 }  // namespace
 
-result<std::vector<plan_codec>> choose_codecs(const graph& g, const stage_graph& sg, const layer_profile& profile,
-                                              const cluster_model& cluster, const codec_choice_options& options) {
+namespace {
+
+// The per-crossing rule alone (no end-to-end comparison).
+result<std::vector<plan_codec>> crossing_codecs(const graph& g, const stage_graph& sg, const layer_profile& profile,
+                                                const cluster_model& cluster, const codec_choice_options& options) {
   if (profile.encoded_fraction.empty()) return std::vector<plan_codec>{};  // no ratios measured: all raw
   auto node = [&](const std::string& name) -> result<const cluster_node*> {
     auto it = cluster.nodes.find(name);
@@ -65,6 +68,14 @@ result<std::vector<plan_codec>> choose_codecs(const graph& g, const stage_graph&
     if (best != tensor_codec::raw && gain >= options.min_gain_ms && gain >= options.min_gain_fraction * raw_ms)
       chosen.push_back({whole, to, best});
   }
+  return chosen;
+}
+
+}  // namespace
+
+result<std::vector<plan_codec>> choose_codecs(const graph& g, const stage_graph& sg, const layer_profile& profile,
+                                              const cluster_model& cluster, const codec_choice_options& options) {
+  D3_ASSIGN_OR_RETURN(std::vector<plan_codec> chosen, crossing_codecs(g, sg, profile, cluster, options));
   if (chosen.empty()) return chosen;
   // End to end: the codecs must be predicted faster for the whole plan, or none is used.
   auto without = predict_plan(g, sg, profile, cluster);
@@ -75,6 +86,23 @@ result<std::vector<plan_codec>> choose_codecs(const graph& g, const stage_graph&
   if (!with) return with.error();
   if (with->latency_ms >= without->latency_ms) chosen.clear();
   return chosen;
+}
+
+result<std::pair<deployment_plan, plan_prediction>> priced_with_codecs(const graph& g, deployment_plan plan,
+                                                                      const layer_profile& profile,
+                                                                      const cluster_model& cluster,
+                                                                      const codec_choice_options& options,
+                                                                      stage_graph_memo* memo) {
+  plan.codecs.clear();
+  D3_ASSIGN_OR_RETURN(stage_graph sg, build_stage_graph(g, plan, memo));
+  D3_ASSIGN_OR_RETURN(plan_prediction raw, predict_plan(g, sg, profile, cluster));
+  D3_ASSIGN_OR_RETURN(std::vector<plan_codec> chosen, crossing_codecs(g, sg, profile, cluster, options));
+  if (chosen.empty()) return std::make_pair(std::move(plan), std::move(raw));
+  sg.codecs = chosen;
+  D3_ASSIGN_OR_RETURN(plan_prediction encoded, predict_plan(g, sg, profile, cluster));
+  if (encoded.latency_ms >= raw.latency_ms) return std::make_pair(std::move(plan), std::move(raw));
+  plan.codecs = std::move(chosen);
+  return std::make_pair(std::move(plan), std::move(encoded));
 }
 
 result<deployment_plan> with_codecs(const graph& g, deployment_plan plan, const layer_profile& profile,

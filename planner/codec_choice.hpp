@@ -7,6 +7,7 @@
 // not predicted faster end to end, none is used. Pure reasoning on the model and measurements.
 #pragma once
 
+#include <utility>
 #include <vector>
 
 #include "plan/plan.hpp"
@@ -27,6 +28,13 @@ struct codec_choice_options {
 // The codecs for `sg` (built from a plan without codecs). Errors as predict_plan's.
 result<std::vector<plan_codec>> choose_codecs(const graph& g, const stage_graph& sg, const layer_profile& profile,
                                               const cluster_model& cluster, const codec_choice_options& options = {});
+
+// with_codecs and its prediction at once (one stage graph, two predictions): what the searches use.
+result<std::pair<deployment_plan, plan_prediction>> priced_with_codecs(const graph& g, deployment_plan plan,
+                                                                      const layer_profile& profile,
+                                                                      const cluster_model& cluster,
+                                                                      const codec_choice_options& options = {},
+                                                                      stage_graph_memo* memo = nullptr);
 
 // The plan with choose_codecs' codecs (plan.codecs replaced); `memo` as build_stage_graph's.
 result<deployment_plan> with_codecs(const graph& g, deployment_plan plan, const layer_profile& profile,

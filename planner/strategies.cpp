@@ -166,10 +166,8 @@ result<planned> plan_with_strategy(const std::string& name, const graph& g, cons
   if (codecs) {
     auto chosen = plan_with_strategy(name, g, profile, cluster);
     if (!chosen) return chosen;
-    D3_ASSIGN_OR_RETURN(deployment_plan plan, with_codecs(g, chosen->plan, profile, cluster, *codecs));
-    D3_ASSIGN_OR_RETURN(const stage_graph sg, build_stage_graph(g, plan));
-    D3_ASSIGN_OR_RETURN(plan_prediction prediction, predict_plan(g, sg, profile, cluster));
-    return planned{std::move(plan), std::move(prediction)};
+    D3_ASSIGN_OR_RETURN(auto priced, priced_with_codecs(g, chosen->plan, profile, cluster, *codecs));
+    return planned{std::move(priced.first), std::move(priced.second)};
   }
   result<planned> chosen = status::error("unknown strategy '" + name + "'");
   const bool on_edge = name == "edge" || name == "neurosurgeon-edge" || name == "dads-edge";

@@ -171,7 +171,8 @@ result<planned> three_tier_space::evaluate(const three_tier_choice& c) const {
     return status::error("three-tier choice: tiled run out of range");
   deployment_plan plan = plan_of(c);
   if (codecs_) {
-    D3_ASSIGN_OR_RETURN(plan, with_codecs(*g_, std::move(plan), *profile_, *cluster_, *codecs_, &stage_memo_));
+    D3_ASSIGN_OR_RETURN(auto priced, priced_with_codecs(*g_, std::move(plan), *profile_, *cluster_, *codecs_, &stage_memo_));
+    return planned{std::move(priced.first), std::move(priced.second)};
   }
   D3_ASSIGN_OR_RETURN(const stage_graph stages, build_stage_graph(*g_, plan, &stage_memo_));
   D3_ASSIGN_OR_RETURN(plan_prediction prediction, predict_plan(*g_, stages, *profile_, *cluster_));
@@ -486,13 +487,9 @@ result<planned> hpa_strategy(const graph& g, const layer_profile& profile, const
     for (const std::string& name : baseline_names()) {
       auto candidate = plan_with_strategy(name, g, profile, cluster);
       if (candidate && options.codecs) {
-        auto encoded = with_codecs(g, candidate->plan, profile, cluster, *options.codecs);
-        if (!encoded) continue;
-        auto sg = build_stage_graph(g, *encoded);
-        if (!sg) continue;
-        auto predicted = predict_plan(g, *sg, profile, cluster);
-        if (!predicted) continue;
-        candidate = planned{std::move(encoded.value()), std::move(predicted.value())};
+        auto priced = priced_with_codecs(g, candidate->plan, profile, cluster, *options.codecs);
+        if (!priced) continue;
+        candidate = planned{std::move(priced->first), std::move(priced->second)};
       }
       if (candidate && candidate->prediction.latency_ms < result->prediction.latency_ms) result = std::move(candidate);
     }

@@ -111,7 +111,8 @@ status measure_codec_ratios(const graph& g, layer_profile& profile) {
   if (!exec) return exec.error();
   std::vector<tensor> inputs;
   std::vector<const tensor*> pointers;
-  for (int i : g.input_layers()) inputs.push_back(sample_input(g, i, 1));
+  const std::vector<int> input_layers = g.input_layers();
+  for (int i : input_layers) inputs.push_back(sample_input(g, i, 1));
   for (const tensor& t : inputs) pointers.push_back(&t);
   auto all = (*exec)->run_all(pointers);
   if (!all) return all.error();
@@ -119,9 +120,9 @@ status measure_codec_ratios(const graph& g, layer_profile& profile) {
   for (size_t l = 0; l < g.layers.size(); ++l) {
     auto t = all->find(g.layers[l].name);
     if (t == all->end()) {
-      const auto in = std::find(g.input_layers().begin(), g.input_layers().end(), int(l));
-      if (in == g.input_layers().end()) continue;
-      t = all->emplace(g.layers[l].name, inputs[size_t(in - g.input_layers().begin())]).first;
+      const auto in = std::find(input_layers.begin(), input_layers.end(), int(l));
+      if (in == input_layers.end()) continue;
+      t = all->emplace(g.layers[l].name, inputs[size_t(in - input_layers.begin())]).first;
     }
     const tensor& value = t->second;
     if (value.bytes() == 0) continue;

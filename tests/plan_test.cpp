@@ -7,6 +7,7 @@
 
 #include "plan/plan.hpp"
 #include "plan/plan_repair.hpp"
+#include "plan/request_accounting.hpp"
 #include "kernels/executor.hpp"
 #include "kernels/model_zoo.hpp"
 #include "kernels/tile_executor.hpp"
@@ -278,6 +279,53 @@ BOOST_AUTO_TEST_CASE(plans_round_trip_through_json) {
   BOOST_TEST(again->segments.size() == 3u);
   BOOST_TEST(again->segments[1].last == "layer2.1.add");
   BOOST_TEST((again->tiled_runs.at(0).nodes == std::vector<std::string>{"edge1", "edge2"}));
+}
+
+// Codecs in plans: JSON round trip, unknown codecs and tensors refused, tile parts covered by their
+// layer's entry, and the request accounting's transfers of encoded crossings (the bytes the sender
+// reported, or none when the sender's bytes cannot be split among several destinations).
+BOOST_AUTO_TEST_CASE(plans_carry_codecs) {
+  graph g = load("resnet18");
+  std::string json = resnet18_three_tier;
+  json.insert(json.rfind('}'), R"(, "codecs": [{"tensor": "maxpool", "to": "edge1", "codec": "zstd"},
+                                           {"tensor": "layer2.1.add", "to": "cloud", "codec": "sparse"}])");
+  auto plan = parse_plan_json(json);
+  BOOST_REQUIRE_MESSAGE(plan.is_ok(), plan.message());
+  auto again = parse_plan_json(to_json(*plan));
+  BOOST_REQUIRE(again.is_ok());
+  BOOST_REQUIRE(again->codecs.size() == 2u);
+  BOOST_TEST(again->codecs[1].tensor == "layer2.1.add");
+  BOOST_TEST((again->codecs[1].codec == tensor_codec::sparse));
+  const stage_graph sg = build(g, json);
+  BOOST_TEST((codec_for(sg.codecs, "maxpool@tile0", "edge1") == tensor_codec::zstd));
+  BOOST_TEST((codec_for(sg.codecs, "maxpool@tile1", "edge2") == tensor_codec::raw));
+  BOOST_TEST((codec_for(sg.codecs, "layer2.1.add", "cloud") == tensor_codec::sparse));
+  std::string bad = resnet18_three_tier;
+  bad.insert(bad.rfind('}'), R"(, "codecs": [{"tensor": "maxpool", "to": "edge1", "codec": "lz4"}])");
+  BOOST_TEST(build_error(g, bad).find("'lz4'") != std::string::npos, build_error(g, bad));
+  bad = resnet18_three_tier;
+  bad.insert(bad.rfind('}'), R"(, "codecs": [{"tensor": "nope", "to": "edge1", "codec": "zstd"}])");
+  BOOST_TEST(build_error(g, bad).find("'nope'") != std::string::npos, build_error(g, bad));
+
+  // An untiled device | cloud split, the crossing encoded: the transfer's bytes are what the device
+  // stage reported sending, not the raw size.
+  const std::string split = R"({"segments": [{"node": "device", "first": "conv1", "last": "maxpool"},
+                                             {"node": "cloud", "first": "layer1.0.conv1", "last": "fc"}],
+                                "codecs": [{"tensor": "maxpool", "to": "cloud", "codec": "zstd"}]})";
+  const stage_graph two = build(g, split);
+  request_accounting accounting(g, two, "device");
+  std::vector<stage_report> reports(2);
+  reports[0] = {0, 0.0, 10.0, 5.0, 12345, 0.1};
+  reports[1] = {1, 30.0, 50.0, 10.0, 0, 0.1};
+  const auto transfers = accounting.transfers(reports, 0.0, 60.0, 0);
+  bool seen = false;
+  for (const transfer_observation& t : transfers)
+    if (t.from == "device" && t.to == "cloud") {
+      seen = true;
+      BOOST_TEST(t.bytes == 12345u);
+      BOOST_TEST(t.ms == 20.0);
+    }
+  BOOST_TEST(seen);
 }
 
 BOOST_AUTO_TEST_CASE(a_plan_repaired_after_a_node_loss_runs_bit_for_bit_on_the_nodes_left) {

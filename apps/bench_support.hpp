@@ -40,5 +40,6 @@ inline double median(std::vector<double> v) { return percentile(std::move(v), 0.
 int bench_engine(int argc, char** argv);
 int bench_tiling(int argc, char** argv);
 int bench_plan(int argc, char** argv);
+int bench_codecs(int argc, char** argv);  // apps/bench_codecs.cpp
 
 }  // namespace d3

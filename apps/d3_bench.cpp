@@ -10,6 +10,7 @@
 //   regimes  where three tiers pay: hpa over the best two-tier baseline across bandwidths and
 //            device speeds, on the cost model, with measured points (apps/bench_regimes.cpp).
 //   plan     HPA's planning time per model and uplink (apps/bench_plan.cpp).
+//   codecs   the wire codecs on every tensor of a model: ratios and speeds (apps/bench_codecs.cpp).
 //   chaos    faults while requests flow, and memory over time (apps/bench_chaos.cpp).
 //   tls      what mutual TLS costs: TLS and plaintext clusters next to one process (apps/bench_tls.cpp).
 //   realnet  a cluster in network namespaces: measured against the virtual clock and the cost model
@@ -35,6 +36,7 @@ const char* usage = R"(usage: d3-bench SUBCOMMAND [options]   (d3-bench SUBCOMMA
   adapt    live adaptation under a trace: partial adjustment, full re-partition, optimum
   regimes  where three tiers pay, across bandwidths and device speeds
   plan     HPA's planning time per model and uplink
+  codecs   the wire codecs on every tensor of a model: ratios, speeds, round trips checked
   chaos    nodes killed, frozen, resumed and restarted while requests flow; memory over time
   tls      what mutual TLS costs: a TLS and a plaintext cluster next to one process, alternating
   realnet  a cluster in network namespaces: measured, virtual clock and cost model per plan
@@ -50,6 +52,7 @@ int dispatch(int argc, char** argv) {
   if (command == "adapt") return d3::bench_adapt(argc, argv);
   if (command == "regimes") return d3::bench_regimes(argc, argv);
   if (command == "plan") return d3::bench_plan(argc, argv);
+  if (command == "codecs") return d3::bench_codecs(argc, argv);
   if (command == "chaos") return d3::bench_chaos(argc, argv);
   if (command == "tls") return d3::bench_tls(argc, argv);
   if (command == "realnet") return d3::bench_realnet(argc, argv);
@@ -58,7 +61,7 @@ int dispatch(int argc, char** argv) {
     return command.empty() ? d3::bench_exit_bad_input : 0;
   }
   d3::bench_fail(d3::bench_exit_bad_input,
-                 "unknown benchmark '" + command + "' (available: engine, tiling, grid, adapt, regimes, plan, chaos, tls, realnet; see --help)");
+                 "unknown benchmark '" + command + "' (available: engine, tiling, grid, adapt, regimes, plan, codecs, chaos, tls, realnet; see --help)");
 }
 
 }  // namespace

@@ -39,6 +39,61 @@ void unshuffle(const uint8_t* in, size_t n, uint8_t* out) {
     for (size_t k = 0; k < 4; ++k) out[4 * i + k] = in[k * n + i];
 }
 
+// n floats as byte planes compressed by zstd level 1, appended to `out`; false when zstd fails.
+bool append_zstd_planes(const uint8_t* floats, size_t n, std::vector<uint8_t>& out) {
+  const size_t raw_bytes = n * sizeof(float);
+  std::vector<uint8_t> planes(raw_bytes);
+  shuffle(floats, n, planes.data());
+  const size_t at = out.size();
+  out.resize(at + ZSTD_compressBound(raw_bytes));
+  const size_t written = ZSTD_compress(out.data() + at, out.size() - at, planes.data(), raw_bytes, 1);
+  if (ZSTD_isError(written)) return false;
+  out.resize(at + written);
+  return true;
+}
+
+// Decodes append_zstd_planes' frame of exactly n floats into `floats`.
+status read_zstd_planes(tensor_codec codec, const uint8_t* bytes, size_t size, size_t n, uint8_t* floats) {
+  const size_t raw_bytes = n * sizeof(float);
+  const unsigned long long content = ZSTD_getFrameContentSize(bytes, size);
+  if (content == ZSTD_CONTENTSIZE_ERROR || content == ZSTD_CONTENTSIZE_UNKNOWN || content != raw_bytes)
+    return status::error(codec_error(codec, "frame does not declare the " + std::to_string(raw_bytes) + " bytes of " +
+                                                std::to_string(n) + " float32 values"));
+  std::vector<uint8_t> planes(raw_bytes);
+  const size_t got = ZSTD_decompress(planes.data(), planes.size(), bytes, size);
+  if (ZSTD_isError(got)) return status::error(codec_error(codec, ZSTD_getErrorName(got)));
+  if (got != raw_bytes)
+    return status::error(codec_error(codec, "decompressed " + std::to_string(got) + " bytes, " +
+                                                std::to_string(raw_bytes) + " expected"));
+  unshuffle(planes.data(), n, floats);
+  return status::ok();
+}
+
+// The bitmap of encode's sparse codecs: checks its size and padding, returns the set count.
+result<size_t> read_bitmap(tensor_codec codec, const uint8_t* bytes, size_t size, size_t elements) {
+  const size_t map = bitmap_bytes(elements);
+  if (size < map)
+    return status::error(codec_error(codec, std::to_string(size) + " bytes, shorter than the bitmap of " +
+                                                std::to_string(elements) + " elements"));
+  if (elements % 8 != 0 && (bytes[map - 1] >> (elements % 8)) != 0)
+    return status::error(codec_error(codec, "bitmap bits set past the last element"));
+  size_t set = 0;
+  for (size_t i = 0; i < map; ++i) set += size_t(__builtin_popcount(bytes[i]));
+  return set;
+}
+
+// Scatters `values` (the set elements in order) into out by the bitmap; zeros elsewhere.
+void scatter_by_bitmap(const uint8_t* bitmap, const uint8_t* values, float* out, size_t elements) {
+  for (size_t i = 0; i < elements; ++i) {
+    if (bitmap[i / 8] & (1u << (i % 8))) {
+      std::memcpy(out + i, values, sizeof(float));
+      values += sizeof(float);
+    } else {
+      out[i] = 0.0f;
+    }
+  }
+}
+
 }  // namespace
 
 const char* to_string(tensor_codec codec) {
@@ -47,6 +102,7 @@ const char* to_string(tensor_codec codec) {
     case tensor_codec::u8: return "u8";
     case tensor_codec::sparse: return "sparse";
     case tensor_codec::zstd: return "zstd";
+    case tensor_codec::sparse_zstd: return "sparse_zstd";
   }
   return "unknown";
 }
@@ -71,7 +127,8 @@ std::optional<size_t> encoded_size(tensor_codec codec, const float* values, size
       for (size_t i = 0; i < elements; ++i) set += bits_of(values[i]) != 0;
       return bitmap_bytes(elements) + set * sizeof(float);
     }
-    case tensor_codec::zstd: {
+    case tensor_codec::zstd:
+    case tensor_codec::sparse_zstd: {
       auto bytes = encode_floats(codec, values, elements);
       if (!bytes) return std::nullopt;
       return bytes->size();
@@ -107,13 +164,23 @@ std::optional<std::vector<uint8_t>> encode_floats(tensor_codec codec, const floa
       return out;
     }
     case tensor_codec::zstd: {
-      const size_t raw_bytes = elements * sizeof(float);
-      std::vector<uint8_t> planes(raw_bytes);
-      shuffle(in, elements, planes.data());
-      std::vector<uint8_t> out(ZSTD_compressBound(raw_bytes));
-      const size_t n = ZSTD_compress(out.data(), out.size(), planes.data(), raw_bytes, 1);
-      if (ZSTD_isError(n)) return std::nullopt;
-      out.resize(n);
+      std::vector<uint8_t> out;
+      if (!append_zstd_planes(in, elements, out)) return std::nullopt;
+      return out;
+    }
+    case tensor_codec::sparse_zstd: {
+      const size_t map = bitmap_bytes(elements);
+      std::vector<uint8_t> out(map);
+      std::vector<uint8_t> set_values;
+      set_values.reserve(elements * sizeof(float) / 2);
+      for (size_t i = 0; i < elements; ++i) {
+        const uint32_t b = bits_of(values[i]);
+        if (b == 0) continue;
+        out[i / 8] |= uint8_t(1u << (i % 8));
+        const auto* p = reinterpret_cast<const uint8_t*>(&b);
+        set_values.insert(set_values.end(), p, p + sizeof b);
+      }
+      if (!append_zstd_planes(set_values.data(), set_values.size() / sizeof(float), out)) return std::nullopt;
       return out;
     }
   }
@@ -137,40 +204,21 @@ status decode_floats(tensor_codec codec, const uint8_t* bytes, size_t size, floa
       return status::ok();
     case tensor_codec::sparse: {
       const size_t map = bitmap_bytes(elements);
-      if (size < map)
-        return status::error(codec_error(codec, std::to_string(size) + " bytes, shorter than the bitmap of " +
-                                                    std::to_string(elements) + " elements"));
-      if (elements % 8 != 0 && (bytes[map - 1] >> (elements % 8)) != 0)
-        return status::error(codec_error(codec, "bitmap bits set past the last element"));
-      size_t set = 0;
-      for (size_t i = 0; i < map; ++i) set += size_t(__builtin_popcount(bytes[i]));
+      D3_ASSIGN_OR_RETURN(const size_t set, read_bitmap(codec, bytes, size, elements));
       if (size != map + set * sizeof(float))
         return status::error(codec_error(codec, std::to_string(size) + " bytes for a bitmap of " + std::to_string(set) +
                                                     " values (" + std::to_string(map + set * sizeof(float)) + " expected)"));
-      const uint8_t* next = bytes + map;
-      for (size_t i = 0; i < elements; ++i) {
-        if (bytes[i / 8] & (1u << (i % 8))) {
-          std::memcpy(out + i, next, sizeof(float));
-          next += sizeof(float);
-        } else {
-          out[i] = 0.0f;
-        }
-      }
+      scatter_by_bitmap(bytes, bytes + map, out, elements);
       return status::ok();
     }
-    case tensor_codec::zstd: {
-      const size_t raw_bytes = elements * sizeof(float);
-      const unsigned long long content = ZSTD_getFrameContentSize(bytes, size);
-      if (content == ZSTD_CONTENTSIZE_ERROR || content == ZSTD_CONTENTSIZE_UNKNOWN || content != raw_bytes)
-        return status::error(codec_error(codec, "frame does not declare the " + std::to_string(raw_bytes) +
-                                                    " bytes of " + std::to_string(elements) + " float32 elements"));
-      std::vector<uint8_t> planes(raw_bytes);
-      const size_t n = ZSTD_decompress(planes.data(), planes.size(), bytes, size);
-      if (ZSTD_isError(n)) return status::error(codec_error(codec, ZSTD_getErrorName(n)));
-      if (n != raw_bytes)
-        return status::error(codec_error(codec, "decompressed " + std::to_string(n) + " bytes, " +
-                                                    std::to_string(raw_bytes) + " expected"));
-      unshuffle(planes.data(), elements, dst);
+    case tensor_codec::zstd:
+      return read_zstd_planes(codec, bytes, size, elements, dst);
+    case tensor_codec::sparse_zstd: {
+      const size_t map = bitmap_bytes(elements);
+      D3_ASSIGN_OR_RETURN(const size_t set, read_bitmap(codec, bytes, size, elements));
+      std::vector<uint8_t> set_values(set * sizeof(float));
+      D3_RETURN_IF_ERROR(read_zstd_planes(codec, bytes + map, size - map, set, set_values.data()));
+      scatter_by_bitmap(bytes, set_values.data(), out, elements);
       return status::ok();
     }
   }

@@ -9,6 +9,8 @@
 //           (about half exact zeros) shrink ~1.9x; costs one pass on each side.
 //   zstd    the float32 bytes shuffled into four byte planes (all first bytes, all second bytes,
 //           ...; the exponent bytes of similar values repeat), then zstd level 1 (libzstd).
+//   sparse_zstd  sparse's bitmap, then its nonzero values as zstd encodes them (byte planes, level
+//           1): post-ReLU values are positive with few exponents, so their planes shrink too.
 // The element count is never in the encoded bytes: the receiver knows it from the tensor's
 // shape, and decoders check the encoded bytes against it exactly (sizes, bitmap padding, the
 // population count) before writing anything past `out`'s `elements` floats.
@@ -25,11 +27,12 @@
 
 namespace d3 {
 
-enum class tensor_codec : uint8_t { raw = 0, u8 = 1, sparse = 2, zstd = 3 };
-constexpr int tensor_codec_count = 4;
+enum class tensor_codec : uint8_t { raw = 0, u8 = 1, sparse = 2, zstd = 3, sparse_zstd = 4 };
+constexpr int tensor_codec_count = 5;
 
 const char* to_string(tensor_codec codec);
-std::optional<tensor_codec> parse_tensor_codec(const std::string& name);  // "raw", "u8", "sparse", "zstd"
+// "raw", "u8", "sparse", "zstd", "sparse_zstd"
+std::optional<tensor_codec> parse_tensor_codec(const std::string& name);
 inline std::ostream& operator<<(std::ostream& out, tensor_codec codec) { return out << to_string(codec); }
 
 // Encodes `elements` floats with `codec`. nullopt when the codec does not apply (u8 on a value

@@ -66,7 +66,9 @@ int main(int argc, char** argv) {
   write(dir + "/tensor_bundle/sparse.bin", encode_bundle(5, 1, {{"input", &relu, tensor_codec::sparse}}));
   write(dir + "/tensor_bundle/zstd.bin", encode_bundle(6, 1, {{"input", &relu, tensor_codec::zstd}}));
   write(dir + "/tensor_bundle/u8.bin", encode_bundle(7, 1, {{"input", &pixels, tensor_codec::u8}}));
-  for (tensor_codec c : {tensor_codec::raw, tensor_codec::u8, tensor_codec::sparse, tensor_codec::zstd}) {
+  write(dir + "/tensor_bundle/sparse_zstd.bin", encode_bundle(8, 1, {{"input", &relu, tensor_codec::sparse_zstd}}));
+  for (tensor_codec c : {tensor_codec::raw, tensor_codec::u8, tensor_codec::sparse, tensor_codec::zstd,
+                         tensor_codec::sparse_zstd}) {
     const tensor& t = c == tensor_codec::u8 ? pixels : relu;
     const size_t n = std::min<size_t>(t.elements(), 65535);
     auto encoded = encode_floats(c, t.data(), n);

@@ -84,7 +84,7 @@ result<deployment_plan> parse_plan_json(const std::string& text) {
         const std::string name = c.at("codec").get<std::string>();
         auto codec = parse_tensor_codec(name);
         if (!codec)
-          return status::error("plan: codec '" + name + "' of tensor '" + pc.tensor + "' is unknown (raw, u8, sparse, zstd)");
+          return status::error("plan: codec '" + name + "' of tensor '" + pc.tensor + "' is unknown (raw, u8, sparse, zstd, sparse_zstd)");
         pc.codec = *codec;
         plan.codecs.push_back(pc);
       }

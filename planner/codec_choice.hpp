@@ -22,7 +22,8 @@ struct codec_choice_options {
   double min_gain_fraction = 0.05;
   double min_gain_ms = 0.05;
   // Codecs considered (raw always is).
-  std::vector<tensor_codec> allowed = {tensor_codec::u8, tensor_codec::sparse, tensor_codec::zstd};
+  std::vector<tensor_codec> allowed = {tensor_codec::u8, tensor_codec::sparse, tensor_codec::zstd,
+                                       tensor_codec::sparse_zstd};
 };
 
 // The codecs for `sg` (built from a plan without codecs). Errors as predict_plan's.

@@ -69,7 +69,7 @@ result<message_costs> measure_message_costs(int repeats) {
   tensor pixels = large;
   for (size_t i = 0; i < pixels.elements(); ++i) pixels.data()[i] = float((i * 2654435761u >> 7) % 256);
   const double mb = double(large.bytes()) * 1e-6;
-  for (tensor_codec codec : {tensor_codec::u8, tensor_codec::sparse, tensor_codec::zstd}) {
+  for (tensor_codec codec : {tensor_codec::u8, tensor_codec::sparse, tensor_codec::zstd, tensor_codec::sparse_zstd}) {
     const tensor& t = codec == tensor_codec::u8 ? pixels : relu;
     std::optional<std::vector<uint8_t>> encoded;
     const double enc = median_cpu_ms(repeats, [&] { encoded = encode_floats(codec, t.data(), t.elements()); });

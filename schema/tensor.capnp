@@ -12,5 +12,6 @@ struct Tensor {
   c @4 :Int32;
   data @5 :Data;                    # NHWC float32 elements, little-endian, encoded by `codec`
   codec @6 :UInt8;                  # codec/tensor_codec.hpp: 0 raw (n*h*w*c*4 bytes), 1 u8,
-                                    # 2 sparse (bitmap + nonzero values), 3 zstd (byte planes)
+                                    # 2 sparse (bitmap + nonzero values), 3 zstd (byte planes),
+                                    # 4 sparse_zstd (bitmap + nonzero values as zstd planes)
 }

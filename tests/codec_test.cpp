@@ -18,7 +18,9 @@ using namespace d3;
 
 namespace {
 
-const tensor_codec all_codecs[] = {tensor_codec::raw, tensor_codec::u8, tensor_codec::sparse, tensor_codec::zstd};
+const tensor_codec all_codecs[] = {tensor_codec::raw, tensor_codec::u8, tensor_codec::sparse, tensor_codec::zstd,
+                                   tensor_codec::sparse_zstd};
+const tensor_codec float_codecs[] = {tensor_codec::raw, tensor_codec::sparse, tensor_codec::zstd, tensor_codec::sparse_zstd};
 
 // He-scaled normal values; with relu, about half are exact zeros (what follows a conv + ReLU).
 std::vector<float> activations(size_t n, bool relu, uint32_t seed) {
@@ -60,7 +62,7 @@ BOOST_AUTO_TEST_CASE(every_codec_is_bit_exact) {
   for (size_t n : {size_t(0), size_t(1), size_t(7), size_t(8), size_t(9), size_t(1000), size_t(56 * 56 * 64)}) {
     for (bool relu : {false, true}) {
       const auto v = activations(n, relu, uint32_t(n));
-      for (tensor_codec c : {tensor_codec::raw, tensor_codec::sparse, tensor_codec::zstd}) check_round_trip(c, v);
+      for (tensor_codec c : float_codecs) check_round_trip(c, v);
     }
     check_round_trip(tensor_codec::u8, pixels(n, 7));
     for (tensor_codec c : all_codecs) check_round_trip(c, pixels(n, 8));
@@ -77,7 +79,12 @@ BOOST_AUTO_TEST_CASE(special_values_keep_their_bits) {
   const std::vector<float> v = {0.0f, -0.0f, nan_payload, std::numeric_limits<float>::infinity(),
                                 -std::numeric_limits<float>::infinity(), std::numeric_limits<float>::denorm_min(),
                                 1e-38f, 0.0f, 0.0f, -0.0f, 3.5f};
-  for (tensor_codec c : {tensor_codec::raw, tensor_codec::sparse, tensor_codec::zstd}) check_round_trip(c, v);
+  for (tensor_codec c : float_codecs) check_round_trip(c, v);
+  // All zeros and no zeros.
+  for (tensor_codec c : float_codecs) {
+    check_round_trip(c, std::vector<float>(1000, 0.0f));
+    check_round_trip(c, std::vector<float>(1000, 1.5f));
+  }
   // -0.0 is a value to the sparse codec: its bitmap bit is set.
   auto sparse = encode_floats(tensor_codec::sparse, v.data(), 2);
   BOOST_REQUIRE(sparse.has_value());
@@ -100,15 +107,18 @@ BOOST_AUTO_TEST_CASE(sparse_halves_post_relu_maps) {
   const auto v = activations(64 * 56 * 56, true, 11);
   const size_t raw = v.size() * sizeof(float);
   const size_t sparse = *encoded_size(tensor_codec::sparse, v.data(), v.size());
+  const size_t both = *encoded_size(tensor_codec::sparse_zstd, v.data(), v.size());
   BOOST_TEST_MESSAGE("post-ReLU 64x56x56: sparse " << double(raw) / double(sparse) << "x, zstd "
-                     << double(raw) / double(*encoded_size(tensor_codec::zstd, v.data(), v.size())) << "x");
+                     << double(raw) / double(*encoded_size(tensor_codec::zstd, v.data(), v.size())) << "x, sparse_zstd "
+                     << double(raw) / double(both) << "x");
   BOOST_TEST(double(raw) / double(sparse) >= 1.8);  // half zeros: 4 bytes -> 2 + 1/8
+  BOOST_TEST(both < sparse);                          // the values' exponent planes shrink too
 }
 
 BOOST_AUTO_TEST_CASE(decoders_refuse_bytes_that_do_not_match) {
   const auto v = activations(100, true, 5);
   std::vector<float> out(100);
-  for (tensor_codec c : {tensor_codec::raw, tensor_codec::sparse, tensor_codec::zstd}) {
+  for (tensor_codec c : float_codecs) {
     auto encoded = *encode_floats(c, v.data(), v.size());
     // Wrong element counts (the sparse bitmap's padding hides counts within its last byte: 100
     // and 101 elements whose last is zero encode alike), truncated and extended bytes: errors

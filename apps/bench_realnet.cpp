@@ -52,7 +52,9 @@ compared memcmp with a single-process run.
   --scenario NAME      its scenario the cluster was shaped for (default: the file's first)
   --speed-scale X      the scale netns-cluster.sh gave the speeds (it prints it); required
   --models LIST        built-in models (default resnet18)
-  --strategies LIST    default: hpa and every baseline
+  --strategies LIST    default: hpa and every baseline; S+codecs plans S with the planner's lossless
+                       tensor codecs (e.g. hpa,hpa+codecs measures both side by side)
+  --images             the models take 8-bit images (a preprocess layer first; u8 on the wire)
   --requests N         timed requests per plan and clock (default 8)
   --warmup N           untimed rounds first (default 1)
   --profile-repeats N  the planning profile's repeats (default 5)
@@ -68,6 +70,7 @@ struct realnet_options {
   double speed_scale = 0;
   int requests = 8, warmup = 1, profile_repeats = 5;
   long timeout_ms = 120000;
+  bool images = false;
 };
 
 realnet_options parse_options(int argc, char** argv, bool& help) {
@@ -88,13 +91,14 @@ realnet_options parse_options(int argc, char** argv, bool& help) {
     else if (in.is("--profile-repeats")) o.profile_repeats = int(in.integer(1, 1000));
     else if (in.is("--timeout-ms")) o.timeout_ms = in.integer(1, 3600000);
     else if (in.is("--out")) o.out = in.value();
+    else if (in.is("--images")) o.images = true;
     else in.unknown();
   });
   if (help) return o;
   if (o.cluster.empty()) bench_fail(bench_exit_bad_input, "--cluster FILE is required (see d3-bench realnet --help)");
   if (o.speed_scale <= 0) bench_fail(bench_exit_bad_input, "--speed-scale X is required: the scale netns-cluster.sh printed");
   for (const std::string& s : o.strategies)
-    if (std::find(strategy_names().begin(), strategy_names().end(), s) == strategy_names().end())
+    if (std::find(strategy_names().begin(), strategy_names().end(), without_codecs_suffix(s)) == strategy_names().end())
       bench_fail(bench_exit_bad_input, "--strategies: unknown strategy '" + s + "' (" + join(strategy_names(), ", ") + ")");
   return o;
 }
@@ -115,6 +119,8 @@ struct realnet_plan {
   double predicted_ms = NAN;         // the cost model, testbed speeds x scale, planning profile
   double probed_predicted_ms = NAN;  // the cost model on the nodes' own profiles (wall clock)
   std::vector<double> measured_ms, virtual_ms;
+  double predicted_bytes = NAN;        // per request between nodes, the cost model (encoded)
+  std::vector<double> measured_bytes;  // per timed wall-clock request: what was sent between nodes
   int verified = 0, differ = 0, failed = 0;
   std::string error;
 };
@@ -163,6 +169,11 @@ bool run_one(realnet_plan& p, deployment& dep, const std::map<std::string, tenso
   }
   if (!timed) return true;
   (virtual_clock ? p.virtual_ms : p.measured_ms).push_back(virtual_clock ? r.virtual_latency_ms : r.latency_ms);
+  if (!virtual_clock) {
+    double sent = double(r.app_bytes_sent);
+    for (const stage_report& s : r.stage_reports) sent += double(s.bytes_sent);
+    p.measured_bytes.push_back(sent);
+  }
   const double start = virtual_clock ? r.virtual_start_ms : r.wall_start_ms;
   for (const stage_report& s : r.stage_reports)
     if (s.stage_id >= 0 && size_t(s.stage_id) < p.stages.size())
@@ -181,6 +192,8 @@ nlohmann::ordered_json plan_json(const realnet_plan& p) {
                               {"measured_p10_ms", p.measured_ms.empty() ? NAN : percentile(p.measured_ms, 0.1)},
                               {"measured_p90_ms", p.measured_ms.empty() ? NAN : percentile(p.measured_ms, 0.9)},
                               {"virtual_median_ms", p.virtual_ms.empty() ? NAN : emulated},
+                              {"predicted_bytes", p.predicted_bytes},
+                              {"measured_bytes_median", p.measured_bytes.empty() ? NAN : median(p.measured_bytes)},
                               {"measured_ms", p.measured_ms},
                               {"virtual_ms", p.virtual_ms},
                               {"verified", p.verified},
@@ -234,8 +247,8 @@ void write_report(const std::string& folder) {
     md << "\n## " << j.value("model", "?") << ", scenario " << j.value("scenario", "?") << "\n\n"
        << j.value("setting", "") << "\n\n`" << j.value("command", "") << "`\n\n"
        << "| plan | strategies | measured ms (p10-p90) | virtual ms | error | predicted ms | error | "
-          "predicted, probed ms | error | exact |\n"
-       << "|---|---|---:|---:|---:|---:|---:|---:|---:|---|\n";
+          "predicted, probed ms | error | bytes/request measured (predicted) | exact |\n"
+       << "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n";
     for (const auto& p : j["plans"]) {
       auto num = [&](const char* key, const char* pattern, double scale = 1.0) {
         return p.contains(key) && p[key].is_number() ? format(pattern, scale * p[key].get<double>()) : std::string("-");
@@ -245,6 +258,7 @@ void write_report(const std::string& folder) {
          << ") | " << num("virtual_median_ms", "%.1f") << " | " << num("virtual_error", "%+.1f%%", 100) << " | "
          << num("predicted_ms", "%.1f") << " | " << num("predicted_error", "%+.1f%%", 100) << " | "
          << num("probed_predicted_ms", "%.1f") << " | " << num("probed_predicted_error", "%+.1f%%", 100) << " | "
+         << num("measured_bytes_median", "%.0f") << " (" << num("predicted_bytes", "%.0f") << ") | "
          << p.value("verified", 0) << "/" << p.value("verified", 0) + p.value("differ", 0) + p.value("failed", 0)
          << (p.contains("error") ? " " + p.value("error", "") : "") << " |\n";
       if (p.contains("stages") && p["stages"].size() > 1) {
@@ -341,16 +355,22 @@ int bench_realnet(int argc, char** argv) {
   for (const std::string& model : o.models) {
     auto g = load_model_by_name(model, default_model_seed);
     if (!g) bench_fail(bench_exit_bad_input, g.message());
+    if (o.images) {
+      if (status s = add_image_preprocess(*g); !s) bench_fail(bench_exit_bad_input, s.message());
+    }
     auto profile = measure_local_profile(*g, o.profile_repeats);
     if (!profile) bench_fail(bench_exit_failed, "profile: " + profile.message());
     std::vector<realnet_plan> plans;
     for (const std::string& strategy : o.strategies) {
-      auto chosen = plan_with_strategy(strategy, *g, *profile, cluster);
+      const codec_choice_options codecs;
+      auto chosen = plan_with_strategy(without_codecs_suffix(strategy), *g, *profile, cluster,
+                                       with_codecs_suffix(strategy) ? &codecs : nullptr);
       if (!chosen) {
         std::fprintf(stderr, "d3-bench realnet: %s: %s: %s\n", model.c_str(), strategy.c_str(), chosen.message().c_str());
         continue;
       }
-      const std::string text = describe(chosen->plan);
+      std::string text = describe(chosen->plan);
+      for (const plan_codec& c : chosen->plan.codecs) text += "; " + c.tensor + "->" + c.to + " " + to_string(c.codec);
       auto same = std::find_if(plans.begin(), plans.end(), [&](const realnet_plan& p) { return p.text == text; });
       if (same != plans.end()) {
         same->strategies.push_back(strategy);
@@ -361,6 +381,8 @@ int bench_realnet(int argc, char** argv) {
       p.plan = chosen->plan;
       p.text = text;
       p.predicted_ms = chosen->prediction.latency_ms;
+      p.predicted_bytes = 0;
+      for (const link_bytes& b : chosen->prediction.bytes) p.predicted_bytes += double(b.bytes);
       if (auto stages = build_stage_graph(*g, p.plan))
         for (size_t k = 0; k < stages->stages.size(); ++k) {
           realnet_stage s;

@@ -38,15 +38,6 @@ inline std::vector<std::string> default_strategies() {
   for (const std::string& b : baseline_names()) names.push_back(b);
   return names;
 }
-// A strategy name with this suffix ("hpa+codecs") plans with codecs (planner/codec_choice.hpp).
-constexpr const char* codecs_suffix = "+codecs";
-inline bool with_codecs_suffix(const std::string& s) {
-  return s.size() > 7 && s.compare(s.size() - 7, 7, codecs_suffix) == 0;
-}
-inline std::string without_codecs_suffix(const std::string& s) {
-  return with_codecs_suffix(s) ? s.substr(0, s.size() - 7) : s;
-}
-
 // The two partitioners in their papers' own setting (the cloud as the server).
 inline const std::vector<std::string> papers_two_tier = {"neurosurgeon", "dads"};
 

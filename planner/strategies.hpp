@@ -70,6 +70,16 @@ const std::vector<std::string>& cloud_bound_names();
 result<planned> plan_with_strategy(const std::string& name, const graph& g, const layer_profile& profile,
                                    const cluster_model& cluster, const codec_choice_options* codecs = nullptr);
 
+// A strategy name with this suffix ("hpa+codecs") asks the benchmarks for that strategy with codecs
+// (plan_with_strategy's `codecs`).
+constexpr const char* codecs_suffix = "+codecs";
+inline bool with_codecs_suffix(const std::string& s) {
+  return s.size() > 7 && s.compare(s.size() - 7, 7, codecs_suffix) == 0;
+}
+inline std::string without_codecs_suffix(const std::string& s) {
+  return with_codecs_suffix(s) ? s.substr(0, s.size() - 7) : s;
+}
+
 // A near-square grid of k tiles with at least as many rows as columns ("2x1", "3x1", "2x2"):
 // rows cut the feature maps where they are tallest first.
 std::string near_square_grid(int k);

@@ -8,8 +8,8 @@
 
 #include "apps/bench_support.hpp"
 #include "codec/tensor_codec.hpp"
-#include "kernels/executor.hpp"
 #include "kernels/model_zoo.hpp"
+#include "profiling/message_costs.hpp"
 
 namespace d3 {
 
@@ -55,16 +55,8 @@ int bench_codecs(int argc, char** argv) {
     if (images) {
       if (status s = add_image_preprocess(g.value()); !s) bench_fail(bench_exit_bad_input, s.message());
     }
-    auto exec = executor::create(g.value());
-    if (!exec) bench_fail(bench_exit_failed, exec.message());
-    std::vector<tensor> inputs;
-    std::vector<const tensor*> pointers;
-    const std::vector<int> input_layers = g->input_layers();
-    for (int i : input_layers) inputs.push_back(sample_input(g.value(), i, 1));
-    for (const tensor& t : inputs) pointers.push_back(&t);
-    auto all = (*exec)->run_all(pointers);
+    auto all = tensors_of_sample_run(g.value());
     if (!all) bench_fail(bench_exit_failed, all.message());
-    for (size_t k = 0; k < input_layers.size(); ++k) all->emplace(g->layers[size_t(input_layers[k])].name, inputs[k]);
     std::vector<double> post_relu_best;
     for (const layer& l : g->layers) {
       auto t = all->find(l.name);

@@ -33,6 +33,8 @@ std::string tile_suffix(int tile) { return tile_marker + std::to_string(tile); }
 
 std::string tile_tensor(const std::string& tensor, int tile) { return tensor + tile_suffix(tile); }
 
+std::string whole_tensor(const std::string& tensor) { return tensor.substr(0, tensor.find(tile_marker)); }
+
 const char* to_string(stage_kind kind) {
   switch (kind) {
     case stage_kind::segment: return "segment";
@@ -139,8 +141,7 @@ std::string to_json(const deployment_plan& plan) {
 }
 
 tensor_codec codec_for(const std::vector<plan_codec>& codecs, const std::string& tensor, const std::string& to) {
-  const size_t tile = tensor.find("@tile");
-  const std::string whole = tile == std::string::npos ? tensor : tensor.substr(0, tile);
+  const std::string whole = whole_tensor(tensor);
   for (const plan_codec& c : codecs)
     if (c.to == to && c.tensor == whole) return c.codec;
   return tensor_codec::raw;

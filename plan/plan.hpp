@@ -82,6 +82,8 @@ const char* to_string(stage_kind kind);
 // output); tile_suffix(k) is "@tile<k>".
 std::string tile_suffix(int tile);
 std::string tile_tensor(const std::string& tensor, int tile);
+// The layer a tensor name belongs to: "T" for "T@tile<k>" and for "T".
+std::string whole_tensor(const std::string& tensor);
 
 // One actor of a deployment. Tensor names are layer names; a tile's share of tensor T for tile k
 // is tile_tensor(T, k) (its input regions, and its output region of the run output).

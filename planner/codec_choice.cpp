@@ -7,16 +7,6 @@ namespace d3 {
 
 namespace {
 
-// The layer name of a tensor ("T@tile<k>" -> "T"): what plan codecs name.
-std::string whole_tensor(const std::string& tensor) {
-  const size_t tile = tensor.find("@tile");
-  return tile == std::string::npos ? tensor : tensor.substr(0, tile);
-}
-
-}  // namespace
-
-namespace {
-
 // The per-crossing rule alone (no end-to-end comparison).
 result<std::vector<plan_codec>> crossing_codecs(const graph& g, const stage_graph& sg, const layer_profile& profile,
                                                 const cluster_model& cluster, const codec_choice_options& options) {

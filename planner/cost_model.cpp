@@ -18,10 +18,7 @@ cluster_model cluster_model::evaluation(const testbed& t, int edge_nodes) {
 namespace {
 
 // The layer whose output `tensor` is (a tile part "T@tile<k>" counts as T): -1 when none.
-int layer_of_tensor(const graph& g, const std::string& tensor) {
-  const size_t tile = tensor.find("@tile");
-  return g.find(tile == std::string::npos ? tensor : std::string_view(tensor).substr(0, tile));
-}
+int layer_of_tensor(const graph& g, const std::string& tensor) { return g.find(whole_tensor(tensor)); }
 
 }  // namespace
 

@@ -106,7 +106,7 @@ message_costs at_speed(const message_costs& c, double speed) {
   return out;
 }
 
-status measure_codec_ratios(const graph& g, layer_profile& profile) {
+result<std::map<std::string, tensor>> tensors_of_sample_run(const graph& g) {
   auto exec = executor::create(g);
   if (!exec) return exec.error();
   std::vector<tensor> inputs;
@@ -116,14 +116,18 @@ status measure_codec_ratios(const graph& g, layer_profile& profile) {
   for (const tensor& t : inputs) pointers.push_back(&t);
   auto all = (*exec)->run_all(pointers);
   if (!all) return all.error();
+  for (size_t k = 0; k < input_layers.size(); ++k) all->emplace(g.layers[size_t(input_layers[k])].name, inputs[k]);
+  return all;
+}
+
+status measure_codec_ratios(const graph& g, layer_profile& profile) {
+  auto sample = tensors_of_sample_run(g);
+  if (!sample) return sample.error();
+  const std::map<std::string, tensor>& all = sample.value();
   profile.encoded_fraction.assign(g.layers.size(), {});
   for (size_t l = 0; l < g.layers.size(); ++l) {
-    auto t = all->find(g.layers[l].name);
-    if (t == all->end()) {
-      const auto in = std::find(input_layers.begin(), input_layers.end(), int(l));
-      if (in == input_layers.end()) continue;
-      t = all->emplace(g.layers[l].name, inputs[size_t(in - input_layers.begin())]).first;
-    }
+    auto t = all.find(g.layers[l].name);
+    if (t == all.end()) continue;
     const tensor& value = t->second;
     if (value.bytes() == 0) continue;
     for (int k = 1; k < tensor_codec_count; ++k) {

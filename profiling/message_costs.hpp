@@ -4,7 +4,11 @@
 // MB. No actors: the node's profile probe and the apps' local profiles both use it.
 #pragma once
 
+#include <map>
+#include <string>
+
 #include "base/status.hpp"
+#include "kernels/tensor.hpp"
 #include "planner/profile.hpp"
 
 namespace d3 {
@@ -20,8 +24,12 @@ result<layer_profile> measure_local_profile(const graph& g, int repeats);
 // Every field divided by `speed` (> 0).
 message_costs at_speed(const message_costs& costs, double speed);
 
-// Fills profile.encoded_fraction from one run of `g` (prepared) on its sample input (kernels:
-// sample_input): each codec's encoded size of every layer's output and of every graph input.
+// Every tensor of one run of `g` (prepared) on its sample input (kernels: sample_input), by
+// name: each layer's output and each graph input.
+result<std::map<std::string, tensor>> tensors_of_sample_run(const graph& g);
+
+// Fills profile.encoded_fraction from tensors_of_sample_run: each codec's encoded size of every
+// layer's output and of every graph input.
 status measure_codec_ratios(const graph& g, layer_profile& profile);
 
 }  // namespace d3

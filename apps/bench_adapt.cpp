@@ -96,6 +96,11 @@ with a single-process run.
   --probe-every N       light probes of a link that carried nothing for N answers (default 3;
                         0: none, and a link the plan stops using is never seen again)
   --max-requests N      cap per run (default 400)
+  --codecs              plan, adapt and compute the optimum with lossless codecs on the links
+                        (planner/codec_choice.hpp: a tensor travels encoded where its measured ratio
+                        and the nodes' codec costs predict it faster)
+  --images              8-bit images in: a preprocess layer first, inputs seeded random pixels (with
+                        --codecs the first hop can carry them as u8, a quarter of the float bytes)
   --out DIR             writes adapt.csv (latency per request), adapt.json and adapt.png (gnuplot)
                         (default adapt-results)
   --node-binary PATH    d3-node (default: next to d3-bench)
@@ -115,6 +120,8 @@ struct adapt_options {
   std::string scenario;
   double tail_ms = 6000;
   int optimum_requests = 8, max_requests = 400, probe_every = 3;
+  bool images = false;
+  std::optional<codec_choice_options> codecs;  // --codecs
   long timeout_ms = 30000;
 };
 
@@ -148,6 +155,10 @@ result<adapt_options> parse_adapt_options(int argc, char** argv, bool& help) {
         o.probe_every = int(in.integer(0, 100000));
       } else if (in.is("--max-requests")) {
         o.max_requests = int(in.integer(1, 100000));
+      } else if (in.is("--codecs")) {
+        o.codecs = codec_choice_options{};
+      } else if (in.is("--images")) {
+        o.images = true;
       } else if (in.is("--out")) {
         o.out = in.value();
       } else if (in.is("--node-binary")) {
@@ -262,7 +273,9 @@ result<std::vector<double>> measure_optima(caf::actor_system& system, bench_cont
     D3_RETURN_IF_ERROR(dep.connect((*nodes)->endpoints()));
     auto cluster = cluster_at(dep, c, c.steps[s]);
     if (!cluster) return status::error(what + cluster.message());
-    auto planned = hpa_strategy(c.g, c.profile, *cluster);
+    hpa_options search;
+    search.codecs = c.options.codecs;
+    auto planned = hpa_strategy(c.g, c.profile, *cluster, search);
     if (!planned) return status::error(what + planned.message());
     auto deployed = dep.deploy(c.g, planned->plan);
     if (!deployed) return status::error(what + deployed.message());
@@ -308,7 +321,9 @@ run_result adaptive_run(caf::actor_system& system, bench_context& c, bool partia
   }
   const cluster_model initial = probed.value();
   three_tier_choice choice;
-  auto planned = hpa_strategy(c.g, c.profile, initial, {}, &choice);
+  hpa_options search;
+  search.codecs = c.options.codecs;
+  auto planned = hpa_strategy(c.g, c.profile, initial, search, &choice);
   if (!planned) {
     run.error = "initial plan: " + planned.message();
     return run;
@@ -318,6 +333,7 @@ run_result adaptive_run(caf::actor_system& system, bench_context& c, bool partia
     return run;
   }
   adaptation_options adapt;
+  adapt.codecs = c.options.codecs;
   adapt.partial_search = partial;
   adapt.ship_everything = !partial;  // the full re-partition redeploys every layer: that is its cost
   auto planner = std::make_shared<adaptive_planner>(c.g, c.profile, initial, choice, planned->plan, adapt);
@@ -399,6 +415,8 @@ int bench_adapt(int argc, char** argv) {
   auto g = load_model_by_name(o.model, default_model_seed);
   if (!g) return bad_input(g.message());
   c.g = std::move(g.value());
+  if (o.images)
+    if (status s = add_image_preprocess(c.g); !s) return bad_input(s.message());
   if (::mkdir(o.out.c_str(), 0755) != 0 && errno != EEXIST) return bad_input("cannot create --out folder '" + o.out + "'");
   auto profile = measure_local_profile(c.g, 3);
   if (!profile) {
@@ -414,8 +432,9 @@ int bench_adapt(int argc, char** argv) {
   c.local = std::move(local.value());
   for (const local_node_spec& s : c.specs) c.roles[s.name] = node_role_from_string(s.role).value();
 
-  std::printf("d3-bench adapt: %s; EMULATED testbed (virtual clock) %s%s: device %g, %d edges %g, cloud %g; trace:",
-              c.g.name.c_str(), o.bed.name.c_str(), o.scenario.empty() ? "" : (", scenario " + o.scenario).c_str(),
+  std::printf("d3-bench adapt: %s%s%s; EMULATED testbed (virtual clock) %s%s: device %g, %d edges %g, cloud %g; trace:",
+              c.g.name.c_str(), o.images ? ", 8-bit images in" : "", o.codecs ? ", codecs where predicted faster" : "",
+              o.bed.name.c_str(), o.scenario.empty() ? "" : (", scenario " + o.scenario).c_str(),
               c.specs.front().speed, o.bed.edge_nodes, c.specs[1].speed, c.specs.back().speed);
   for (const trace_step& s : c.trace.steps) std::printf(" [%s]", s.describe().c_str());
   std::printf("\n");

@@ -266,6 +266,7 @@ struct adaptation_start {
   d3::layer_profile profile;
   d3::cluster_model cluster;
   d3::three_tier_choice choice;
+  std::optional<d3::codec_choice_options> codecs;  // --codecs auto: planning, adapting and failing over with codecs
 };
 
 d3::result<d3::deployment_plan> plan_by_strategy(const d3::infer_options& o, const d3::graph& g,
@@ -291,12 +292,14 @@ d3::result<d3::deployment_plan> plan_by_strategy(const d3::infer_options& o, con
   auto profile = d3::measure_local_profile(g, 3);
   if (!profile) return profile.error();
   if (o.profile_source == "nodes") D3_RETURN_IF_ERROR(d3::probe_node_profiles(dep, g, cluster));
-  // Tensors encoded on the links where the measured ratios and codec costs predict it faster (not
-  // under --adapt: the planner actor re-plans without codecs).
-  const d3::codec_choice_options codec_options;
-  const bool codecs = o.codecs == "auto" && !o.adapt;
-  auto chosen = o.adapt ? d3::hpa_strategy(g, *profile, cluster, {}, &start->choice)
-                        : d3::plan_with_strategy(o.strategy, g, *profile, cluster, codecs ? &codec_options : nullptr);
+  // Tensors encoded on the links where the measured ratios and codec costs predict it faster (the
+  // planner actor adapts with them too).
+  const bool codecs = o.codecs == "auto";
+  if (codecs) start->codecs = d3::codec_choice_options{};
+  d3::hpa_options search;
+  search.codecs = start->codecs;
+  auto chosen = o.adapt ? d3::hpa_strategy(g, *profile, cluster, search, &start->choice)
+                        : d3::plan_with_strategy(o.strategy, g, *profile, cluster, codecs ? &*start->codecs : nullptr);
   if (!chosen) return chosen.error();
   if (codecs) {
     std::printf("d3-infer: codecs (lossless, chosen on the cost model):");
@@ -307,8 +310,6 @@ d3::result<d3::deployment_plan> plan_by_strategy(const d3::infer_options& o, con
   }
   start->profile = profile.value();  // also what a failover re-plans with
   start->cluster = cluster;
-  if (o.adapt) {
-  }
   std::printf("d3-infer: strategy %s on the cost model (testbed uplink %s; layer times %s): predicted %.1f ms;",
               o.strategy.c_str(), uplink.c_str(),
               o.profile_source == "nodes" ? "probed on each node" : "measured here, over the role's testbed speed 0.1/0.5/4",
@@ -331,7 +332,7 @@ void print_deployment(const d3::graph& g, const d3::infer_options& o, const d3::
   std::printf("deployed in %.1f ms; weights shipped: %s in %zu layers (%zu layers already cached)", report.deploy_ms,
               megabytes(report.weight_bytes_shipped).c_str(), report.layers_shipped, report.layers_cached);
   for (const auto& [node, b] : report.weight_bytes_per_node) std::printf("; %s %s", node.c_str(), megabytes(b).c_str());
-  std::printf("\nbytes per request between nodes:");
+  std::printf("\nbytes per request between nodes%s:", plan.codecs.empty() ? "" : " (raw tensor sizes; encoded ones measured below)");
   size_t total = 0;
   for (const d3::link_bytes& l : report.bytes_per_request) {
     std::printf(" %s->%s %zu;", l.from.c_str(), l.to.c_str(), l.bytes);
@@ -371,7 +372,7 @@ int deploy_and_run(caf::actor_system& system, const d3::infer_options& o, infere
       d3::cluster_model cluster = start.cluster;
       for (auto it = cluster.nodes.begin(); it != cluster.nodes.end();)
         it = available.count(it->first) ? std::next(it) : cluster.nodes.erase(it);
-      auto planned = d3::plan_with_strategy(o.strategy, g, start.profile, cluster);
+      auto planned = d3::plan_with_strategy(o.strategy, g, start.profile, cluster, start.codecs ? &*start.codecs : nullptr);
       if (planned) return planned->plan;
       return d3::repair_plan(g, deployed, available);  // e.g. the strategy needs a node that is gone
     });
@@ -388,7 +389,9 @@ int deploy_and_run(caf::actor_system& system, const d3::infer_options& o, infere
     std::shared_ptr<d3::adaptive_planner> planner;
     d3::protocol::planner_handle planner_actor;
     if (o.adapt) {
-      planner = std::make_shared<d3::adaptive_planner>(g, start.profile, start.cluster, start.choice, plan);
+      d3::adaptation_options adapt;
+      adapt.codecs = start.codecs;
+      planner = std::make_shared<d3::adaptive_planner>(g, start.profile, start.cluster, start.choice, plan, adapt);
       std::map<std::string, d3::node_role> roles;
       for (const auto& [name, node] : start.cluster.nodes) roles[name] = node.role;
       planner_actor = d3::spawn_planner_actor(system, planner, roles);

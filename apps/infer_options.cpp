@@ -90,7 +90,8 @@ the answers by id.
                       is faster by 5% with every estimate at its pessimistic bound and the gain
                       over 1000 requests pays for the weights it ships; a verdict must hold on
                       two answers in a row; only layers a node lacks are shipped; the migrations
-                      are printed and logged ("layers_migrated")
+                      are printed and logged ("layers_migrated"); with --codecs auto every
+                      candidate plan carries the codecs predicted faster on the estimates
   --input FILE        input tensor of every request: raw little-endian float32 NCHW (like d3-run),
                       exactly the model's input size (default: seeded random inputs)
   --image FILE        a PNG or JPEG image as the input (repeat for several: request i uses image

@@ -173,16 +173,15 @@ cluster_model adaptive_planner::bounded(int side) const {
     else if (key == std::make_pair(node_role::device, node_role::cloud) && c.links.device_cloud)
       c.links.device_cloud = widen(*c.links.device_cloud, u);
   }
-  // Device<->cloud is device<->edge and edge<->cloud in series: a path measured slower more
-  // recently than a part of it was measured says that part may be the slow one, until its own
-  // samples say otherwise. Pessimistically, it is.
-  const auto path = std::make_pair(node_role::device, node_role::cloud);
-  if (side > 0 && estimate_.links.device_cloud && last_sampled_.count(path)) {
+  // Device<->cloud is device<->edge and edge<->cloud in series: a path slower than its parts'
+  // estimates explain says a part not measured since may be the slow one, until its own samples
+  // say otherwise. Pessimistically, it is.
+  if (side > 0 && estimate_.links.device_cloud && path_slower_since_ >= 0) {
     const double path_mbit = estimate_.links.device_cloud->bandwidth_mbit_per_s;
     for (auto [part, profile] : {std::pair{std::make_pair(node_role::device, node_role::edge), &c.links.device_edge},
                                  std::pair{std::make_pair(node_role::edge, node_role::cloud), &c.links.edge_cloud}}) {
       auto seen = last_sampled_.find(part);
-      const bool older = seen == last_sampled_.end() || seen->second < last_sampled_.at(path);
+      const bool older = seen == last_sampled_.end() || seen->second < path_slower_since_;
       if (older) profile->bandwidth_mbit_per_s = std::min(profile->bandwidth_mbit_per_s, path_mbit);
     }
   }
@@ -222,6 +221,15 @@ void adaptive_planner::update_estimates() {
     u.time = relative_spread(ratios, 1.0);
     u.bandwidth = relative_spread(bandwidths, fitted.bandwidth_mbit_per_s);
   }
+  // Since when the device<->cloud path is slower than its parts explain (by more than a fifth:
+  // noise), as bounded() uses it.
+  const auto path = std::make_pair(node_role::device, node_role::cloud);
+  if (estimate_.links.device_cloud && last_sampled_.count(path)) {
+    const double de = estimate_.links.device_edge.bandwidth_mbit_per_s, ec = estimate_.links.edge_cloud.bandwidth_mbit_per_s;
+    const double explained = de > 0 && ec > 0 ? 1.0 / (1.0 / de + 1.0 / ec) : 0.0;
+    if (!(estimate_.links.device_cloud->bandwidth_mbit_per_s * 1.2 < explained)) path_slower_since_ = -1;
+    else if (path_slower_since_ < 0) path_slower_since_ = last_sampled_.at(path);
+  }
   for (const auto& [node, window] : speed_samples_) {
     std::vector<double> sorted(window.begin(), window.end());
     std::nth_element(sorted.begin(), sorted.begin() + long(sorted.size() / 2), sorted.end());
@@ -244,9 +252,10 @@ std::optional<adaptation_decision> adaptive_planner::decide() {
     verdict_ = "cooling down after a migration";
     return std::nullopt;
   }
-  auto created = three_tier_space::create(*g_, profile_, estimate_);
+  const codec_choice_options* codecs = options_.codecs ? &*options_.codecs : nullptr;
+  auto created = three_tier_space::create(*g_, profile_, estimate_, codecs);
   const cluster_model high = bounded(+1), low = bounded(-1);  // the spaces keep pointers to these
-  auto pessimistic = three_tier_space::create(*g_, profile_, high);
+  auto pessimistic = three_tier_space::create(*g_, profile_, high, codecs);
   if (!created || !pessimistic) {
     verdict_ = "cannot price plans on the estimates";
     return std::nullopt;
@@ -273,15 +282,27 @@ std::optional<adaptation_decision> adaptive_planner::decide() {
     three_tier_choice choice;
     bool partial;
   };
+  // A choice's plan as its space prices it (with its codecs, when codecs are on).
+  auto plan_in = [](three_tier_space& in, const three_tier_choice& choice) {
+    auto evaluated = in.evaluate(choice);
+    return evaluated ? std::move(evaluated->plan) : in.plan_of(choice);
+  };
   std::vector<candidate> candidates;
   if (options_.partial_search)
     candidates.push_back({"partial", {}, hpa_local_search(space, current_, options_.local_radius), true});
-  if (options_.partial_search && !running_.tiled_runs.empty()) candidates.push_back({"re-cut tiles", reweighted(), current_, true});
+  if (options_.partial_search && !running_.tiled_runs.empty()) {
+    deployment_plan recut = reweighted();
+    if (codecs)
+      if (auto encoded = with_codecs(*g_, recut, profile_, estimate_, *codecs, &memo_)) recut = std::move(encoded.value());
+    candidates.push_back({"re-cut tiles", std::move(recut), current_, true});
+  }
+  hpa_options search;
+  search.codecs = options_.codecs;
   three_tier_choice full;
-  if (hpa_strategy(*g_, profile_, estimate_, {}, &full)) candidates.push_back({"full", space.plan_of(full), full, false});
+  if (hpa_strategy(*g_, profile_, estimate_, search, &full)) candidates.push_back({"full", plan_in(space, full), full, false});
   three_tier_choice cautious;
-  if (hpa_strategy(*g_, profile_, high, {}, &cautious))
-    candidates.push_back({"full (pessimistic)", pessimistic->plan_of(cautious), cautious, false});
+  if (hpa_strategy(*g_, profile_, high, search, &cautious))
+    candidates.push_back({"full (pessimistic)", plan_in(*pessimistic, cautious), cautious, false});
   // The one whose gain over the horizon minus its cost is largest wins (moving fewer layers is
   // cheaper, so a partial one wins unless a full one gains more than it costs extra).
   auto net = [&](double ms, const migration_cost& cost) {
@@ -290,7 +311,7 @@ std::optional<adaptation_decision> adaptive_planner::decide() {
   const candidate* best = nullptr;
   std::string rejected;
   for (candidate& c : candidates) {
-    if (c.plan.segments.empty()) c.plan = space.plan_of(c.choice);
+    if (c.plan.segments.empty()) c.plan = plan_in(space, c.choice);
     const double ms = priced_on(c.plan, high);
     const migration_cost cost = cost_of(c.plan, &high);
     if (!worth(d.robust_current_ms, ms, cost)) {

@@ -47,6 +47,10 @@ struct adaptation_options {
   size_t window = 3;            // samples per link (median): follows a change within two requests
   bool partial_search = true;   // false: always a full HPA search (the full re-partition baseline)
   bool ship_everything = false;   // the full re-partition redeploys every layer: its cost counts all
+  // Lossless codecs on the links (planner/codec_choice.hpp): every candidate is searched and
+  // priced with the codecs choose_codecs gives it on the estimates, so a migration keeps (or
+  // gains, or drops) encoded crossings as the links change. Unset: every candidate is raw.
+  std::optional<codec_choice_options> codecs;
 };
 
 // What a migration would cost (planner's estimate).
@@ -123,6 +127,7 @@ class adaptive_planner {
   std::map<std::pair<node_role, node_role>, std::deque<link_sample>> samples_;  // by unordered role pair
   std::map<std::string, std::deque<double>> speed_samples_;                      // by node
   std::map<std::pair<node_role, node_role>, int> last_sampled_;  // decision count at its last sample
+  int path_slower_since_ = -1;  // decision count since the device<->cloud path is slower than its parts explain
   int since_migration_ = 1 << 20;
   int decisions_ = 0;
   int streak_ = 0;             // consecutive answers on which some migration was worth it

@@ -95,6 +95,39 @@ BOOST_FIXTURE_TEST_CASE(a_tile_node_killed_during_200_requests_loses_none, edge_
   for (const auto& st : dep.stages().stages) BOOST_TEST(st.node != "edge2");
 }
 
+BOOST_FIXTURE_TEST_CASE(a_tile_node_killed_while_tensors_cross_encoded_loses_none, edge_cluster) {
+  // The tiles' inputs as sparse bitmaps, their outputs to the cloud through sparse_zstd: the
+  // failover plan keeps the codecs of the crossings that remain, and every answer stays exact.
+  d3::deployment_plan plan = four_edge_plan();
+  for (const char* edge : {"edge1", "edge2", "edge3", "edge4"}) plan.codecs.push_back({"maxpool", edge, d3::tensor_codec::sparse});
+  plan.codecs.push_back({"layer2.1.add", "cloud", d3::tensor_codec::sparse_zstd});
+  d3::deployment dep(*system, fault_options());
+  BOOST_REQUIRE(dep.connect(endpoints()).is_ok());
+  BOOST_REQUIRE(dep.deploy(resnet18(), plan).is_ok());
+  auto outcomes = run_with(dep, 80, 2, 303, [&](int k) -> std::optional<d3::deployment_plan> {
+    if (k == 20) signal("edge3", SIGKILL);
+    return std::nullopt;
+  });
+  BOOST_TEST(answered(outcomes) == 80u);
+  const auto* down = fault(dep, "edge3", "down");
+  BOOST_REQUIRE(down != nullptr);
+  BOOST_TEST(down->new_version > 1);
+  for (const auto& st : dep.stages().stages) BOOST_TEST(st.node != "edge3");
+  // The tiles' outputs still cross encoded after the failover (a residual sum after its ReLU:
+  // sparse_zstd shrinks it by 1.2x or more; maxpool's output has few zeros and crosses raw).
+  const d3::request_outcome& last = outcomes.back();
+  BOOST_REQUIRE(last.ok);
+  BOOST_TEST(last.plan_version > 1);
+  size_t raw = 0, sent = 0;
+  for (const d3::link_bytes& l : d3::bytes_between_nodes(resnet18(), dep.stages(), "app"))
+    if (l.from.rfind("edge", 0) == 0) raw += l.bytes;
+  for (const d3::stage_report& r : last.stage_reports)
+    if (dep.stages().stages.at(size_t(r.stage_id)).node.rfind("edge", 0) == 0) sent += r.bytes_sent;
+  BOOST_TEST_MESSAGE("after the failover, the edges sent " << sent << " bytes for " << raw << " raw");
+  BOOST_TEST(raw > 0u);
+  BOOST_TEST(sent < raw * 9 / 10);
+}
+
 BOOST_FIXTURE_TEST_CASE(a_frozen_tile_node_is_detected_and_loses_no_request, edge_cluster) {
   d3::deployment dep(*system, fault_options());
   BOOST_REQUIRE(dep.connect(endpoints()).is_ok());

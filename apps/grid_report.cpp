@@ -500,10 +500,12 @@ std::string compression_section(const grid_options& o, const grid_results& r) {
   }
   if (rows)
     md += format("\n%d pairs, %d with codecs chosen: up to %.2fx faster, device-link bytes up to %.2fx fewer; %d of "
-                 "them slower than without beyond the %.0f%% noise floor. The %d pairs without a codec run the same "
-                 "plan twice: they differ by up to %.1f%%, this run's noise.\n\n",
-                 rows, encoded, best_speedup, best_first_hop, worse, o.noise_floor * 100, rows - encoded,
-                 max_noise * 100);
+                 "them slower than without beyond the %.0f%% noise floor. %s\n\n",
+                 rows, encoded, best_speedup, best_first_hop, worse, o.noise_floor * 100,
+                 rows == encoded ? "Every pair chose a codec."
+                                 : format("The %d pair%s without a codec run%s the same plan twice: they differ by up to "
+                                          "%.1f%%, this run's noise.", rows - encoded, rows - encoded == 1 ? "" : "s",
+                                          rows - encoded == 1 ? "s" : "", max_noise * 100).c_str());
   return md;
 }
 

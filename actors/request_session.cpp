@@ -370,6 +370,21 @@ void request_session::migrate_to_pending() {
   if (!pending_plan_) return;
   deployment_plan plan = std::move(*pending_plan_);
   pending_plan_.reset();
+  // The planner decides on what it observed; a failover may have moved the deployment on since
+  // (a newer version, a node down). A plan on a node that is down is skipped, not an error; the
+  // deployment numbers versions, so a plan proposed under an older one gets the next number.
+  const std::map<std::string, std::string> available = dep_.available_nodes();
+  auto sg = dep_.adaptation_graph_ ? build_stage_graph(*dep_.adaptation_graph_, plan)
+                                   : result<stage_graph>(status::error("no graph"));
+  if (sg)
+    for (const stage& st : sg->stages)
+      if (!available.count(st.node)) {
+        dep_.log({{"event", "migration_skipped"}, {"version", plan.version},
+                  {"reason", "the plan places a stage on node '" + st.node + "', which is down"}});
+        return;
+      }
+  if (dep_.current_ && plan.version <= *dep_.current_) plan.version = *dep_.current_ + 1;
+  while (dep_.versions_.count(plan.version)) ++plan.version;
   auto migrated = dep_.adaptation_graph_
                       ? dep_.migrate(*dep_.adaptation_graph_, plan, dep_.adaptation_redeploys_everything_)
                       : result<migration_report>(status::error("no graph"));

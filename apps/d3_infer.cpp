@@ -294,7 +294,7 @@ d3::result<d3::deployment_plan> plan_by_strategy(const d3::infer_options& o, con
   if (o.profile_source == "nodes") D3_RETURN_IF_ERROR(d3::probe_node_profiles(dep, g, cluster));
   // Tensors encoded on the links where the measured ratios and codec costs predict it faster (the
   // planner actor adapts with them too).
-  const bool codecs = o.codecs == "auto";
+  const bool codecs = d3::codecs_on(o);
   if (codecs) start->codecs = d3::codec_choice_options{};
   d3::hpa_options search;
   search.codecs = start->codecs;

@@ -90,8 +90,8 @@ the answers by id.
                       is faster by 5% with every estimate at its pessimistic bound and the gain
                       over 1000 requests pays for the weights it ships; a verdict must hold on
                       two answers in a row; only layers a node lacks are shipped; the migrations
-                      are printed and logged ("layers_migrated"); with --codecs auto every
-                      candidate plan carries the codecs predicted faster on the estimates
+                      are printed and logged ("layers_migrated"); with --codecs auto (not the
+                      default under --adapt) every candidate carries the codecs predicted faster
   --input FILE        input tensor of every request: raw little-endian float32 NCHW (like d3-run),
                       exactly the model's input size (default: seeded random inputs)
   --image FILE        a PNG or JPEG image as the input (repeat for several: request i uses image
@@ -101,7 +101,8 @@ the answers by id.
                       Prints each answer's top-5. Without --image, a model with a preprocess
                       layer gets seeded random 8-bit images
   --labels FILE       class names, one per line, for the top-5 of --image
-  --codecs auto|none  with --strategy: auto (default) lets the planner encode a tensor on a link
+  --codecs auto|none  with --strategy: auto (default; none with --adapt, where it is opt-in: on
+                      real links the planner actor flapped between close plans) lets the planner encode a tensor on a link
                       (u8 for 8-bit images, sparse bitmaps for post-ReLU maps, zstd over byte
                       planes) where its measured ratio and codec cost predict it faster, lossless;
                       none sends every tensor raw. A plan file lists its own "codecs"
@@ -209,7 +210,7 @@ status check(const infer_options& o) {
   if (o.adapt && o.strategy != "hpa") return status::error("--adapt needs --strategy hpa");
   if (!o.images.empty() && !o.input.empty()) return status::error("--image and --input both give the input");
   if (!o.labels.empty() && o.images.empty()) return status::error("--labels names the classes of --image");
-  if (o.codecs != "auto" && o.codecs != "none") return status::error("--codecs expects auto or none, got '" + o.codecs + "'");
+  if (!o.codecs.empty() && o.codecs != "auto" && o.codecs != "none") return status::error("--codecs expects auto or none, got '" + o.codecs + "'");
   return status::ok();
 }
 

@@ -23,10 +23,16 @@ struct infer_options {
   std::string tls_name = "app";  // --tls-name: whose files in the --tls folder
   std::vector<std::string> images;  // --image FILE (repeatable): request i uses images[i % count]
   std::string labels;               // --labels FILE: class names for the top-5 of --image
-  std::string codecs = "auto";      // --codecs auto|none: with --strategy, whether the planner
-                                    // may encode tensors on links (a plan file names its own)
+  std::string codecs;               // --codecs auto|none: with --strategy, whether the planner
+                                    // may encode tensors on links (a plan file names its own);
+                                    // default auto, none with --adapt
   bool help = false;  // --help: print infer_usage and stop
 };
+
+// Whether the planner may encode tensors: --codecs auto, or by default when not adapting (adapting
+// with codecs is opt-in: on the namespace cluster, with real links and cpu quotas, the planner
+// actor flapped between encoded and raw plans whose predictions lie close; docs/results.md).
+inline bool codecs_on(const infer_options& o) { return o.codecs == "auto" || (o.codecs.empty() && !o.adapt); }
 
 extern const char* const infer_usage;
 

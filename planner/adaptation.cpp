@@ -12,8 +12,7 @@ namespace d3 {
 adaptive_planner::adaptive_planner(const graph& g, layer_profile profile, cluster_model initial,
                                    three_tier_choice current, deployment_plan deployed, adaptation_options options)
     : g_(&g), profile_(std::move(profile)), estimate_(std::move(initial)), current_(current),
-      running_(std::move(deployed)), version_(running_.version), options_(options),
-      path_in_series_(!estimate_.links.device_cloud) {
+      running_(std::move(deployed)), version_(running_.version), options_(options) {
   remember_layers(running_);
 }
 
@@ -103,6 +102,7 @@ void adaptive_planner::observe(const std::vector<link_sample>& samples) {
     // its own: it is two links in series, and which of them a slow transfer is slow on cannot
     // be told from it (the uplink in one setting, the backbone in the other).
     const auto key = std::minmax(s.from, s.to);
+    last_sampled_[key] = decisions_;
     std::deque<link_sample>& window = samples_[key];
     window.push_back(s);
     while (window.size() > options_.window) window.pop_front();
@@ -173,13 +173,18 @@ cluster_model adaptive_planner::bounded(int side) const {
     else if (key == std::make_pair(node_role::device, node_role::cloud) && c.links.device_cloud)
       c.links.device_cloud = widen(*c.links.device_cloud, u);
   }
-  // Device<->cloud is device<->edge and edge<->cloud in series: while the path is slower than its
-  // parts' estimates explain, one of them is slower than estimated (a part's small probes can pass
-  // a shaped link within its burst), and which one cannot be told: pessimistically, both are.
-  if (side > 0 && path_unexplained_) {
+  // Device<->cloud is device<->edge and edge<->cloud in series: a path measured slower more
+  // recently than a part of it was measured says that part may be the slow one, until its own
+  // samples say otherwise. Pessimistically, it is.
+  const auto path = std::make_pair(node_role::device, node_role::cloud);
+  if (side > 0 && estimate_.links.device_cloud && last_sampled_.count(path)) {
     const double path_mbit = estimate_.links.device_cloud->bandwidth_mbit_per_s;
-    for (link_profile* part : {&c.links.device_edge, &c.links.edge_cloud})
-      part->bandwidth_mbit_per_s = std::min(part->bandwidth_mbit_per_s, path_mbit);
+    for (auto [part, profile] : {std::pair{std::make_pair(node_role::device, node_role::edge), &c.links.device_edge},
+                                 std::pair{std::make_pair(node_role::edge, node_role::cloud), &c.links.edge_cloud}}) {
+      auto seen = last_sampled_.find(part);
+      const bool older = seen == last_sampled_.end() || seen->second < last_sampled_.at(path);
+      if (older) profile->bandwidth_mbit_per_s = std::min(profile->bandwidth_mbit_per_s, path_mbit);
+    }
   }
   for (const auto& [node, u] : speed_uncertainty_) {
     auto it = c.nodes.find(node);
@@ -216,14 +221,6 @@ void adaptive_planner::update_estimates() {
     link_spread& u = link_uncertainty_[key];
     u.time = relative_spread(ratios, 1.0);
     u.bandwidth = relative_spread(bandwidths, fitted.bandwidth_mbit_per_s);
-  }
-  // Whether the device<->cloud path (the two parts in series, when the testbed has no link of its
-  // own for it) is slower than its parts explain, by more than a fifth (noise), as bounded() uses it.
-  path_unexplained_ = false;
-  if (path_in_series_ && estimate_.links.device_cloud) {
-    const double explained =
-        std::min(estimate_.links.device_edge.bandwidth_mbit_per_s, estimate_.links.edge_cloud.bandwidth_mbit_per_s);
-    path_unexplained_ = estimate_.links.device_cloud->bandwidth_mbit_per_s * 1.2 < explained;
   }
   for (const auto& [node, window] : speed_samples_) {
     std::vector<double> sorted(window.begin(), window.end());

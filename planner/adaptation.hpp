@@ -126,8 +126,7 @@ class adaptive_planner {
   adaptation_options options_;
   std::map<std::pair<node_role, node_role>, std::deque<link_sample>> samples_;  // by unordered role pair
   std::map<std::string, std::deque<double>> speed_samples_;                      // by node
-  bool path_in_series_ = true;     // the testbed has no device<->cloud link of its own
-  bool path_unexplained_ = false;  // the device<->cloud path is slower than its parts explain
+  std::map<std::pair<node_role, node_role>, int> last_sampled_;  // decision count at its last sample
   int since_migration_ = 1 << 20;
   int decisions_ = 0;
   int streak_ = 0;             // consecutive answers on which some migration was worth it

@@ -87,9 +87,10 @@ the answers by id.
                       times the stages report (virtual times, or under --clock wall real times,
                       each node's clock mapped onto the app's through the heartbeats), plus light
                       probes of links idle for 3 answers, and migrates, while requests keep flowing, when a plan
-                      is faster by 5% with every estimate at its pessimistic bound and the gain
-                      over 1000 requests pays for the weights it ships; a verdict must hold on
-                      two answers in a row; only layers a node lacks are shipped; the migrations
+                      is faster by 5% (10% under --clock wall) with every estimate at its
+                      pessimistic bound and the gain over 1000 requests pays for the weights it
+                      ships; a verdict must hold on two answers in a row (three under --clock
+                      wall: real times are noisier); only layers a node lacks are shipped; the migrations
                       are printed and logged ("layers_migrated"); with --codecs auto (not the
                       default under --adapt) every candidate carries the codecs predicted faster
   --input FILE        input tensor of every request: raw little-endian float32 NCHW (like d3-run),

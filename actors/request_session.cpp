@@ -383,8 +383,7 @@ void request_session::migrate_to_pending() {
                   {"reason", "the plan places a stage on node '" + st.node + "', which is down"}});
         return;
       }
-  if (dep_.current_ && plan.version <= *dep_.current_) plan.version = *dep_.current_ + 1;
-  while (dep_.versions_.count(plan.version)) ++plan.version;
+  if (dep_.current_ && plan.version <= *dep_.current_) plan.version = *dep_.current_ + 1;  // versions_ holds none newer
   auto migrated = dep_.adaptation_graph_
                       ? dep_.migrate(*dep_.adaptation_graph_, plan, dep_.adaptation_redeploys_everything_)
                       : result<migration_report>(status::error("no graph"));

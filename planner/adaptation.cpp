@@ -274,8 +274,9 @@ std::optional<adaptation_decision> adaptive_planner::decide() {
     three_tier_choice choice;
     bool partial;
   };
-  // A choice's plan as its space prices it (with its codecs, when codecs are on).
-  auto plan_in = [](three_tier_space& in, const three_tier_choice& choice) {
+  // A choice's plan: with codecs, as its space prices it (evaluate chooses them); raw, its layout.
+  auto plan_in = [codecs](three_tier_space& in, const three_tier_choice& choice) {
+    if (!codecs) return in.plan_of(choice);
     auto evaluated = in.evaluate(choice);
     return evaluated ? std::move(evaluated->plan) : in.plan_of(choice);
   };

@@ -216,11 +216,10 @@ BOOST_AUTO_TEST_CASE(with_codecs_a_backbone_drop_settles_with_its_crossings_enco
   profile.messages = costs.value();
   BOOST_REQUIRE(measure_codec_ratios(g, profile).is_ok());
   const cluster_model before = d3_backbone(100), after = d3_backbone(5);
-  adaptation_options raw, encoded;
+  adaptation_options encoded;
   encoded.codecs = codec_choice_options{};
-  simulation raw_sim{g, profile, 0.05}, encoded_sim{g, profile, 0.05};
-  auto truth = [&](int i) { return i < 20 ? before : after; };
-  const run_result r = run(raw_sim, before, 120, truth, raw), e = run(encoded_sim, before, 120, truth, encoded);
+  simulation sim{g, profile, 0.05};
+  const run_result e = run(sim, before, 120, [&](int i) { return i < 20 ? before : after; }, encoded);
   auto priced = [&](const deployment_plan& plan) {
     auto sg = build_stage_graph(g, plan);
     BOOST_REQUIRE(sg.is_ok());
@@ -228,14 +227,9 @@ BOOST_AUTO_TEST_CASE(with_codecs_a_backbone_drop_settles_with_its_crossings_enco
     BOOST_REQUIRE(p.is_ok());
     return p->latency_ms;
   };
-  hpa_options with_codecs_search;
-  with_codecs_search.codecs = codec_choice_options{};
-  auto best = hpa_strategy(g, profile, after, with_codecs_search);
-  BOOST_REQUIRE(best.is_ok());
-  BOOST_TEST_MESSAGE("resnet18 with images, backbone 100 -> 5 Mbit/s: raw " << r.migrations << " migrations, ends at "
-                     << priced(r.plan) << " ms; with codecs " << e.migrations << " migrations, ends at " << priced(e.plan)
-                     << " ms with " << e.plan.codecs.size() << " encoded crossings; optimum with codecs "
-                     << best->prediction.latency_ms << " ms");
+  BOOST_TEST_MESSAGE("resnet18 with images, backbone 100 -> 5 Mbit/s, with codecs: " << e.migrations
+                     << " migrations, ends at " << priced(e.plan) << " ms with " << e.plan.codecs.size()
+                     << " encoded crossings");
   BOOST_TEST(!e.start.codecs.empty(), "the first plan has no encoded crossing");
   BOOST_TEST(!e.plan.codecs.empty(), "the plan after the drop has no encoded crossing");
   BOOST_TEST(e.migrations <= 2);

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <chrono>
+#include <array>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -95,6 +96,9 @@ struct cluster_side {
   std::unique_ptr<local_nodes> nodes;
   std::unique_ptr<deployment> dep;
   std::vector<double> ms;
+  // Per stage id, per timed request: ready and finish (ms since the request left the app), the
+  // kernels' CPU ms and the ms spent decoding inputs and encoding outputs.
+  std::map<int, std::array<std::vector<double>, 4>> stage_ms;
 };
 
 void start_side(cluster_side& side, const tls_bench_options& o, const local_tls& tls, const graph& g,
@@ -193,7 +197,15 @@ int bench_tls(int argc, char** argv) {
         differing += got == r.outputs.end() || !bitwise_equal(got->second, expected[k]);
       }
       ms[which] = r.latency_ms;
-      if (timed) side.ms.push_back(r.latency_ms);
+      if (!timed) continue;
+      side.ms.push_back(r.latency_ms);
+      for (const stage_report& s : r.stage_reports) {
+        auto& per = side.stage_ms[s.stage_id];
+        per[0].push_back(s.ready_ms - r.wall_start_ms);
+        per[1].push_back(s.finish_ms - r.wall_start_ms);
+        per[2].push_back(s.cpu_ms);
+        per[3].push_back(s.messages_ms);
+      }
     }
     if (!timed) return;
     single_ms.push_back(ms[0]);
@@ -210,6 +222,18 @@ int bench_tls(int argc, char** argv) {
               percentile(secure.ms, 0.9), with_tls / single);
   std::printf("distributed, no TLS  median %7.2f ms  p90 %7.2f ms  (%.3fx one process)\n", without,
               percentile(plain.ms, 0.9), without / single);
+  // Where the distributed time goes: each stage's medians (its clock mapped onto the app's
+  // through the heartbeats' offset estimate, so ready/finish carry that estimate's error).
+  for (cluster_side* side : {&secure, &plain}) {
+    std::printf("stages, %s cluster (medians; ready/finish: ms after the request left the app):\n", side->name.c_str());
+    for (const stage& st : side->dep->stages().stages) {
+      auto per = side->stage_ms.find(st.id);
+      if (per == side->stage_ms.end()) continue;
+      std::printf("  stage %d %-8s on %-6s ready %6.2f  finish %6.2f  kernels %6.2f  messages %5.2f\n", st.id,
+                  to_string(st.kind), st.node.c_str(), median(per->second[0]), median(per->second[1]),
+                  median(per->second[2]), median(per->second[3]));
+    }
+  }
   std::printf("TLS / no TLS %.3fx (ratio of medians), %.3fx (median of per-round ratios); answers: %zu differing, %zu "
               "failed\n",
               with_tls / without, median(tls_over_plain), differing, failed);

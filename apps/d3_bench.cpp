@@ -18,6 +18,7 @@
 #include <iostream>
 #include <string>
 
+#include "kernels/memory.hpp"
 #include "apps/bench_adapt.hpp"
 #include "apps/bench_chaos.hpp"
 #include "apps/bench_grid.hpp"
@@ -67,6 +68,7 @@ int dispatch(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  d3::retain_freed_memory();
   try {
     return dispatch(argc, argv);
   } catch (const d3::bench_failure& f) {

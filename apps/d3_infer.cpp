@@ -13,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "kernels/memory.hpp"
 #include "apps/app_support.hpp"
 #include "apps/image_input.hpp"
 #include "planner/codec_choice.hpp"
@@ -450,6 +451,7 @@ d3::tls_settings tls_of(const d3::infer_options& o, const d3::cluster_file* clus
 }  // namespace
 
 int main(int argc, char** argv) {
+  d3::retain_freed_memory();
   auto parsed = d3::parse_infer_options(argc, argv);
   if (!parsed) return bad_input(parsed.message());
   const d3::infer_options& o = *parsed;

@@ -15,6 +15,7 @@
 #include <map>
 #include <string>
 
+#include "kernels/memory.hpp"
 #include "emulation/emulation.hpp"
 #include "actors/layer_cache.hpp"
 #include "actors/node.hpp"
@@ -170,6 +171,7 @@ std::string dropped_ini_key(const std::string& file, const caf::settings& conten
 }  // namespace
 
 int main(int argc, char** argv) {
+  d3::retain_freed_memory();
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--help" || arg == "-h" || arg == "-?") {

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/memory.hpp"
 #include "apps/app_support.hpp"
 #include "apps/image_input.hpp"
 #include "apps/options.hpp"
@@ -453,6 +454,7 @@ int run(const options& o) {
 }
 
 int main(int argc, char** argv) {
+  d3::retain_freed_memory();
   auto parsed = parse(argc, argv);
   if (auto code = d3::stop_after_parse(parsed, parsed && parsed->help, "d3-run")) {
     if (parsed && parsed->help) std::cout << usage;

@@ -1,5 +1,6 @@
 #include "kernels/memory.hpp"
 
+#include <malloc.h>
 #include <sys/mman.h>
 #include <xnnpack.h>
 
@@ -32,6 +33,13 @@ void* allocate_aligned(size_t alignment, size_t size) {
     return p;
   }
   return std::aligned_alloc(alignment, (size + alignment - 1) / alignment * alignment);
+}
+
+void retain_freed_memory() {
+  // Setting either disables glibc's dynamic thresholds, which would otherwise grow them only after
+  // the first mmap'd block of each size has been freed (and trim heaps at twice that).
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
 }
 
 const xnn_allocator* xnnpack_allocator() { return &allocator; }

@@ -14,6 +14,14 @@ namespace d3 {
 // Aligned to max(alignment, 64); huge-page advised when `size` >= 2 MB. Released with free().
 void* allocate_aligned(size_t alignment, size_t size);
 
+// Process-wide malloc policy for programs that run inferences repeatedly (d3-node, the apps):
+// freed memory stays in the process instead of going back to the kernel (mmap threshold at
+// glibc's maximum, 32 MB; heaps trimmed only beyond 1 GB). Why: message buffers of every request
+// (encoded bundles, CAF's serialisation buffers) have the same sizes each time, and memory fresh
+// from the kernel costs a page fault per page, ~25 us each on paravirtualised guests. The cost:
+// a process keeps its peak heap. Call once, early in main, before threads start.
+void retain_freed_memory();
+
 // The allocator XNNPACK is initialised with (packed weights, workspaces).
 const xnn_allocator* xnnpack_allocator();
 

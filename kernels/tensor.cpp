@@ -1,6 +1,6 @@
 #include "kernels/tensor.hpp"
 
-#include "kernels/memory.hpp"
+#include "kernels/block_pool.hpp"
 
 #include <cstdlib>
 #include <cstring>
@@ -17,14 +17,14 @@ std::string tensor_shape::to_string() const {
   return std::to_string(n) + "x" + std::to_string(c) + "x" + std::to_string(h) + "x" + std::to_string(w);
 }
 
-void tensor::free_deleter::operator()(float* p) const { std::free(p); }
+void tensor::free_deleter::operator()(float* p) const { block_pool::instance().release(p, bytes); }
 
 tensor::tensor(tensor_shape shape) : shape_(shape) {
   size_t bytes = (shape.bytes() + slack_bytes + alignment - 1) / alignment * alignment;
-  void* p = allocate_aligned(alignment, bytes);
+  void* p = block_pool::instance().acquire(bytes);
   if (p == nullptr) throw std::bad_alloc();
   std::memset(p, 0, bytes);
-  data_.reset(static_cast<float*>(p));
+  data_ = std::unique_ptr<float[], free_deleter>(static_cast<float*>(p), free_deleter{bytes});
 }
 
 tensor::tensor(const tensor& other) : tensor(other.shape_) {

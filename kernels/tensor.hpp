@@ -42,7 +42,12 @@ class tensor {
   bool empty() const { return data_ == nullptr; }
 
  private:
+  // Returns the buffer to the block pool (kernels/block_pool.hpp); `bytes` is what it was
+  // acquired with.
+  // (No member initialiser: it would keep the deleter from counting as default-constructible
+  // inside the incomplete class; unique_ptr value-initialises it.)
   struct free_deleter {
+    size_t bytes;
     void operator()(float* p) const;
   };
   tensor_shape shape_{0, 0, 0, 0};

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/block_pool.hpp"
 #include "kernels/tensor.hpp"
 #include "schema/tensor.capnp.h"
 #include "schema/tensor_message.hpp"
@@ -44,6 +45,43 @@ BOOST_AUTO_TEST_CASE(allocation_is_zeroed_and_aligned) {
   BOOST_TEST(tensor().empty());
   const tensor_shape nhwc{1, 64, 56, 3};
   BOOST_TEST(nhwc.to_string() == "1x3x64x56");  // printed in NCHW order
+}
+
+// The pool hands a freed block of the same size class back (no page faults on reuse), zeroed
+// again by tensor's constructor, and never keeps more than its capacity.
+BOOST_AUTO_TEST_CASE(large_buffers_are_recycled_zeroed_and_capped) {
+  block_pool& pool = block_pool::instance();
+  const tensor_shape big{1, 56, 56, 64};  // 802,816 bytes: pooled
+  const float* first = nullptr;
+  {
+    tensor t = make_tensor(big, 7);
+    first = t.data();
+  }
+  const size_t hits = pool.hits();
+  tensor again(big);
+  BOOST_TEST(pool.hits() == hits + 1);
+  BOOST_TEST(again.data() == first);
+  for (size_t i = 0; i < again.elements(); ++i) BOOST_REQUIRE(again.data()[i] == 0.0f);
+  BOOST_TEST(reinterpret_cast<uintptr_t>(again.data()) % 64 == 0);
+
+  // A different size class is not served from that block.
+  { tensor other(tensor_shape{1, 57, 56, 64}); BOOST_TEST(other.data() != again.data()); }
+
+  // Small tensors bypass the pool.
+  const size_t acquisitions = pool.pooled_acquisitions();
+  { tensor small(tensor_shape{1, 4, 4, 4}); }
+  BOOST_TEST(pool.pooled_acquisitions() == acquisitions);
+
+  // Capacity: lowering it frees what is cached beyond it; a release beyond it frees the block.
+  pool.set_capacity(0);
+  BOOST_TEST(pool.cached_bytes() == 0u);
+  { tensor dropped(big); }
+  BOOST_TEST(pool.cached_bytes() == 0u);
+  pool.set_capacity(size_t(256) << 20);
+  { tensor kept(big); }
+  BOOST_TEST(pool.cached_bytes() == block_pool::size_class(big.bytes() + 64));
+  BOOST_TEST(block_pool::size_class(100000) == 102400u);
+  BOOST_TEST(block_pool::size_class(3u << 20) == size_t(4) << 20);
 }
 
 BOOST_AUTO_TEST_CASE(copy_is_deep_and_bitwise_equal) {

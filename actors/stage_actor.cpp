@@ -18,6 +18,7 @@
 #include "actors/node.hpp"
 #include "actors/protocol.hpp"
 #include "emulation/node_emulation.hpp"
+#include "kernels/block_pool.hpp"
 #include "kernels/executor.hpp"
 #include "kernels/tile_executor.hpp"
 #include "kernels/tiling.hpp"
@@ -67,13 +68,15 @@ struct stage_state {
 
   static inline const char* name = "d3_stage";
 
-  // A retired stage's operators, packed weights and buffers go; the heap pages they held are
-  // handed back to the system (they would otherwise stay in the process after every migration).
+  // A retired stage's operators, packed weights and buffers go; the heap pages they held, and the
+  // tensor blocks the pool cached, are handed back to the system (the node keeps freed memory
+  // between requests, kernels/memory.hpp, which would otherwise keep them after every migration).
   ~stage_state() {
     exec.reset();
     tiles.reset();
     pending.clear();
     fragment = graph();
+    block_pool::instance().release_cached();
     malloc_trim(0);
   }
 };

@@ -4,7 +4,6 @@
 //
 //   d3-node --config-file=apps/config/edge1.ini        (INI, section [d3]; strings double-quoted)
 //   d3-node --d3.name="edge9" --d3.role="edge" --d3.port=0   (the CLI overrides the file)
-#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 
@@ -171,6 +170,8 @@ std::string dropped_ini_key(const std::string& file, const caf::settings& conten
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Freed memory stays in the process between requests (no page faults on each request's
+  // buffers); a retired stage hands its memory back (malloc_trim in actors/stage_actor.cpp).
   d3::retain_freed_memory();
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
@@ -223,10 +224,6 @@ int main(int argc, char** argv) {
   d3::set_stage_event_printing(cfg.verbose);
   d3::layer_cache::process().set_budget(cfg.cache_mb << 20);
   d3::set_node_limits({cfg.max_message_mb << 20, cfg.max_stages, cfg.max_layers});
-  // Packed weights and arenas are large blocks: with a fixed mmap threshold they go back to the
-  // system when a retired stage frees them (glibc's dynamic threshold would otherwise rise to
-  // 32 MB and keep them in fragmented heaps: measured, RSS grew by tens of MB per redeployment).
-  mallopt(M_MMAP_THRESHOLD, 256 * 1024);
 
   // SIGINT/SIGTERM are blocked in every thread (CAF's threads inherit the mask) and taken by
   // sigwait below: a clean shutdown, not a handler racing the actor system.

@@ -64,6 +64,11 @@ void block_pool::trim_locked(size_t capacity) {
   }
 }
 
+void block_pool::release_cached() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  trim_locked(0);
+}
+
 void block_pool::set_capacity(size_t bytes) {
   std::lock_guard<std::mutex> lock(mutex_);
   capacity_ = bytes;

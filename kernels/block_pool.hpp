@@ -33,6 +33,10 @@ class block_pool {
   // Takes back a block acquire(bytes) returned (nullptr: nothing).
   void release(void* block, size_t bytes);
 
+  // Frees every cached block (a process that stops serving some tensor sizes, e.g. a retired
+  // stage, hands their memory back; the sizes still in use are cached again by their next use).
+  void release_cached();
+
   // The most bytes kept cached; lowering it frees cached blocks beyond it. Default 256 MB.
   void set_capacity(size_t bytes);
   size_t cached_bytes() const;

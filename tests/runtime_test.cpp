@@ -601,15 +601,23 @@ BOOST_FIXTURE_TEST_CASE(a_trace_step_changes_the_uplink_and_probes_see_it, testb
   BOOST_TEST(slow_probe->ms == 5.0 + 8.0 * 16384 / 1100.0, boost::test_tools::tolerance(1e-9));
   // The third step (after 4 s of virtual time: request 2, uploading over 3G, ended past it) halves edge1's speed: its
   // compute takes about twice as long (thread CPU time / 0.25 instead of / 0.5).
-  auto third = dep.run({inputs[0]}, 1);
-  check_answers(g, {inputs[0]}, third);
-  BOOST_TEST(third[0].trace_step == 2);
-  auto compute_ms = [](const d3::request_outcome& o) {
-    BOOST_REQUIRE_EQUAL(o.computes.size(), 1u);
-    return o.computes[0].ms;
+  auto third = dep.run({inputs[0], inputs[1], inputs[0]}, 1);
+  check_answers(g, {inputs[0], inputs[1], inputs[0]}, third);
+  for (const d3::request_outcome& o : third) BOOST_TEST(o.trace_step == 2);
+  // Thread CPU time only grows under noise (preemption, page faults, a neighbour's cache
+  // pressure), so the least of several requests is the estimate (one request at each speed swung
+  // this ratio from 0.4 to 3.4 on a noisy machine).
+  auto compute_ms = [](const std::vector<d3::request_outcome>& runs) {
+    double least = 1e300;
+    for (const d3::request_outcome& o : runs) {
+      BOOST_REQUIRE_EQUAL(o.computes.size(), 1u);
+      least = std::min(least, o.computes[0].ms);
+    }
+    return least;
   };
-  const double ratio = compute_ms(third[0]) / compute_ms(outcomes[1]);
-  BOOST_TEST_MESSAGE("edge1 compute at speed 0.5: " << compute_ms(outcomes[1]) << " ms, at 0.25: " << compute_ms(third[0]) << " ms");
+  const double at_half = compute_ms(outcomes), at_quarter = compute_ms(third);
+  const double ratio = at_quarter / at_half;
+  BOOST_TEST_MESSAGE("edge1 compute at speed 0.5: " << at_half << " ms, at 0.25: " << at_quarter << " ms");
   BOOST_TEST(ratio > 1.5);
   BOOST_TEST(ratio < 2.7);
   BOOST_TEST(!dep.probe_link("device", "nowhere", 10).is_ok());

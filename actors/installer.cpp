@@ -90,9 +90,13 @@ result<deployment::deployed_version> deployment::install(const graph& g, const d
     if (!nodes_.count(s.node))
       return status::error("the plan places " + std::string(to_string(s.kind)) + " stage " + std::to_string(s.id) +
                            " on node '" + s.node + "', which is not connected (not in --nodes?)");
-    if (down_nodes_.count(s.node))
+    if (down_nodes_.count(s.node)) {
+      std::string cause;
+      for (auto f = faults_.rbegin(); f != faults_.rend() && cause.empty(); ++f)
+        if (f->node == s.node && f->what == "down") cause = " (" + f->cause + ")";
       return status::error("the plan places " + std::string(to_string(s.kind)) + " stage " + std::to_string(s.id) +
-                           " on node '" + s.node + "' at " + endpoints_.at(s.node).address() + ", which is down");
+                           " on node '" + s.node + "' at " + endpoints_.at(s.node).address() + ", which is down" + cause);
+    }
   }
   report.plan_version = plan.version;
   report.model_hash = model_hash(g);

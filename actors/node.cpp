@@ -2,6 +2,7 @@
 
 // The node actor (published on the node's port): the layer cache protocol, peers, the emulation
 // settings, link and profile probes. Stage actors: actors/stage_actor.cpp.
+#include <memory>
 #include <string>
 #include <tuple>
 
@@ -133,16 +134,35 @@ protocol::node_handle::behavior_type node_actor(node_pointer self, node_identity
       [=](protocol::lacks_atom, uint64_t model_hash, const std::vector<std::string>& names) {
         return layer_cache::process().lacking(model_hash, names);
       },
-      [=](protocol::ship_atom, const bytes& payload) -> caf::result<ok_atom> {
+      // Decoding and storing a shipment can take seconds (AlexNet's fully connected layers are
+      // 200 MB), and the node actor also answers the peers' and the app's heartbeats: measured,
+      // a node storing a large shipment answered no ping for 1.25 s and its peers reported it
+      // gone in the middle of a deployment. So a one-shot worker actor does it, on a scheduler
+      // thread of its own (spare workers: d3_node.cpp), and its answer is this one's. The
+      // payload moves to it (a message from the network is not shared: no copy).
+      [=](protocol::ship_atom, bytes& payload) -> caf::result<ok_atom> {
         if (std::string over = message_over_limit("layer shipment", payload.size()); !over.empty()) return refusal(me + over);
-        auto shipment = decode_shipment(payload.data(), payload.size(), limits_in_force.max_layers);
-        if (!shipment) return refusal(me + shipment.message());
-        auto stored = layer_cache::process().store(std::move(shipment.value()));
-        if (!stored) return refusal(me + stored.message());
-        print_node_event("cached " + std::to_string(stored.value()) + " layers (" +
-                         std::to_string(layer_cache::process().layer_count()) + " in the cache, " +
-                         std::to_string(layer_cache::process().weight_bytes()) + " weight bytes)");
-        return ok_atom::value;
+        auto shipment_bytes = std::make_shared<bytes>(std::move(payload));
+        auto worker = self->spawn([shipment_bytes, me](caf::event_based_actor* w) -> caf::behavior {
+          return {[=](protocol::ship_atom) -> caf::result<ok_atom> {
+            w->quit();
+            auto shipment = decode_shipment(shipment_bytes->data(), shipment_bytes->size(), limits_in_force.max_layers);
+            shipment_bytes->clear();
+            shipment_bytes->shrink_to_fit();
+            if (!shipment) return refusal(me + shipment.message());
+            auto stored = layer_cache::process().store(std::move(shipment.value()));
+            if (!stored) return refusal(me + stored.message());
+            print_node_event("cached " + std::to_string(stored.value()) + " layers (" +
+                             std::to_string(layer_cache::process().layer_count()) + " in the cache, " +
+                             std::to_string(layer_cache::process().weight_bytes()) + " weight bytes)");
+            return ok_atom::value;
+          }};
+        });
+        auto rp = self->make_response_promise<ok_atom>();
+        self->request(worker, caf::infinite, protocol::ship_atom::value)
+            .then([=](ok_atom) mutable { rp.deliver(ok_atom::value); },
+                  [=](caf::error& e) mutable { rp.deliver(std::move(e)); });
+        return rp;
       },
       [=](protocol::peer_atom, const std::string& peer, const std::string& host, uint16_t port,
           const protocol::app_handle& app) -> caf::result<ok_atom> {

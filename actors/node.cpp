@@ -24,10 +24,11 @@ namespace {
 using protocol::bytes;
 using node_pointer = protocol::node_handle::stateful_pointer<node_state>;
 
-// How a node watches its peers: a ping every `peer_heartbeat`, gone after `peer_silence` without
-// an answer (the app's own defaults: deployment_options::heartbeat and silence).
+// How a node watches its peers: a heartbeat round every `peer_heartbeat`; a peer is gone after
+// its silence (the app's, given with the peer command) without an answer, and is pinged every
+// fifth of it.
 constexpr std::chrono::milliseconds peer_heartbeat{250};
-constexpr std::chrono::milliseconds peer_silence{1250};
+constexpr std::chrono::milliseconds min_peer_silence{250};
 
 node_limits limits_in_force;
 
@@ -47,12 +48,13 @@ void watch_peers(node_pointer self, const std::string& me) {
     if (p.reported) continue;
     // A ping queued behind this node's own data to the peer waits for it: silence counts from then.
     const auto quiet_since = std::max(p.last_answer, peer_backlog().drained_by(name));
-    if (now - quiet_since > peer_silence) {
+    if (now - quiet_since > p.silence) {
       const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now - p.last_answer).count();
       report_peer(self, me, name, "no heartbeat answer for " + std::to_string(ms) + " ms");
       continue;
     }
-    self->request(p.handle, peer_silence, protocol::ping_atom::value, seq)
+    if (seq % std::max<uint64_t>(1, uint64_t(p.silence / peer_heartbeat / 5)) != 0) continue;
+    self->request(p.handle, p.silence, protocol::ping_atom::value, seq)
         .then([self, name = name](protocol::pong_atom, uint64_t, double) {
                 auto it = self->state.peers.find(name);
                 if (it != self->state.peers.end()) it->second.last_answer = std::chrono::steady_clock::now();
@@ -165,7 +167,8 @@ protocol::node_handle::behavior_type node_actor(node_pointer self, node_identity
         return rp;
       },
       [=](protocol::peer_atom, const std::string& peer, const std::string& host, uint16_t port,
-          const protocol::app_handle& app) -> caf::result<ok_atom> {
+          const protocol::app_handle& app, uint32_t silence_ms) -> caf::result<ok_atom> {
+        const auto silence = std::max(min_peer_silence, std::chrono::milliseconds(silence_ms));
         auto rp = self->make_response_promise<ok_atom>();
         const std::string where = host + ":" + std::to_string(port);
         self->state.app = app;
@@ -174,7 +177,7 @@ protocol::node_handle::behavior_type node_actor(node_pointer self, node_identity
             .then([=](const caf::node_id&, caf::strong_actor_ptr& ptr, const std::set<std::string>&) mutable {
                     auto handle = caf::actor_cast<protocol::node_handle>(ptr);
                     if (handle) {
-                      self->state.peers[peer] = {handle, std::chrono::steady_clock::now(), false};
+                      self->state.peers[peer] = {handle, std::chrono::steady_clock::now(), false, silence};
                       self->monitor(handle);
                       if (!self->state.ticking) {
                         self->state.ticking = true;

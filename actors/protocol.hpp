@@ -12,11 +12,12 @@
 //   (info)                                       -> node_info {name, role}
 //   (lacks, uint64 model_hash, [string] layers)  -> [string] layers missing from the node's cache
 //   (ship, bytes LayerShipment)                  -> ok: stored
-//   (peer, string name, string host, uint16 port, app_handle app) -> ok: connected to node `name`
-//                 (direct node-to-node traffic); from then on this node pings it every 250 ms and
-//                 tells `app` (peer_down, this node's name, name, cause) when the connection is
-//                 lost or it answers no ping for 1.25 s: the link between two nodes can fail
-//                 while both still answer the app
+//   (peer, string name, string host, uint16 port, app_handle app, uint32 silence_ms) -> ok:
+//                 connected to node `name` (direct node-to-node traffic); from then on this node
+//                 pings it every silence_ms / 5 and tells `app` (peer_down, this node's name, name,
+//                 cause) when the connection is lost or it answers no ping for silence_ms (the
+//                 app's own heartbeat silence): the link between two nodes can fail while both
+//                 still answer the app
 //   (tick) -> nothing: the node's own heartbeat timer
 //   (emul, string JSON)                          -> ok: applied. The emulated testbed (emulation,
 //                 emulation/node_emulation.hpp), sent by the app at every deploy:
@@ -120,7 +121,7 @@ using node_handle = echo_handle::extend<
     caf::replies_to<info_atom>::with<node_info>,
     caf::replies_to<lacks_atom, uint64_t, std::vector<std::string>>::with<std::vector<std::string>>,
     caf::replies_to<ship_atom, bytes>::with<ok_atom>,
-    caf::replies_to<peer_atom, std::string, std::string, uint16_t, app_handle>::with<ok_atom>,
+    caf::replies_to<peer_atom, std::string, std::string, uint16_t, app_handle, uint32_t>::with<ok_atom>,
     caf::reacts_to<tick_atom>,
     caf::replies_to<emul_atom, std::string>::with<ok_atom>,
     caf::replies_to<probe_atom, echo_handle, std::string, uint64_t, double>::with<double>,

@@ -59,6 +59,9 @@ compared memcmp with a single-process run.
   --warmup N           untimed rounds first (default 1)
   --profile-repeats N  the planning profile's repeats (default 5)
   --timeout-ms T       every deployment step and answer (default 120000)
+  --silence-ms T       a node (or a link between two) silent this long is down (default 5000: the
+                       nodes run under cpu quotas of a fraction of a core, and a throttled node
+                       busy with a stage answered no heartbeat for 1.3 s on a slow machine)
   --out DIR            writes realnet-MODEL-SCENARIO.json there and rewrites realnet.md from
                        every such file in DIR (default realnet-results)
   --help               this text
@@ -69,7 +72,7 @@ struct realnet_options {
   std::vector<std::string> models = {"resnet18"}, strategies = default_strategies();
   double speed_scale = 0;
   int requests = 8, warmup = 1, profile_repeats = 5;
-  long timeout_ms = 120000;
+  long timeout_ms = 120000, silence_ms = 5000;
   bool images = false;
 };
 
@@ -90,6 +93,7 @@ realnet_options parse_options(int argc, char** argv, bool& help) {
     else if (in.is("--warmup")) o.warmup = int(in.integer(0, 1000));
     else if (in.is("--profile-repeats")) o.profile_repeats = int(in.integer(1, 1000));
     else if (in.is("--timeout-ms")) o.timeout_ms = in.integer(1, 3600000);
+    else if (in.is("--silence-ms")) o.silence_ms = in.integer(250, 3600000);
     else if (in.is("--out")) o.out = in.value();
     else if (in.is("--images")) o.images = true;
     else in.unknown();
@@ -339,6 +343,7 @@ int bench_realnet(int argc, char** argv) {
   measured_options.heartbeat_floor_mbit = std::min(measured_options.heartbeat_floor_mbit, t.slowest_bandwidth_mbit());
   deployment_options virtual_options = virtual_clock_options(t, o.timeout_ms);
   virtual_options.heartbeat_floor_mbit = measured_options.heartbeat_floor_mbit;
+  measured_options.silence = virtual_options.silence = std::chrono::milliseconds(o.silence_ms);
   deployment measured(system, measured_options), emulated(system, virtual_options);
   if (auto s = measured.connect(endpoints); !s) bench_fail(bench_exit_failed, "connect: " + s.message());
   if (auto s = emulated.connect(endpoints); !s) bench_fail(bench_exit_failed, "connect: " + s.message());

@@ -25,7 +25,7 @@ the answers by id.
 
   --config FILE       an inference config (JSON, e.g. apps/config/resnet18-demo.infer.json): the
                       options below as keys (cluster, nodes, model, plan, requests, in_flight,
-                      clock, uplink, verify, log, timeout_ms, seed, input, images, labels,
+                      clock, uplink, verify, log, timeout_ms, silence_ms, seed, input, images, labels,
                       codecs), paths relative to it;
                       the command line overrides it
   --nodes LIST        NAME=HOST:PORT,... e.g. device=127.0.0.1:4301,edge1=127.0.0.1:4302
@@ -57,6 +57,8 @@ the answers by id.
   --verify            checks every answer memcmp-equal to a local single-process run, and
                       reports the single-process median latency of the same inputs
   --timeout-ms T      timeout of every connect, deployment step and answer (default 10000)
+  --silence-ms T      a node (or a link between two nodes) that answers no heartbeat for T ms is
+                      down (default 1250; raise it for nodes under tight cpu quotas)
   --log FILE          appends the topology log (JSON Lines) to FILE
   --redeploy          deploys the plan a second time and runs the requests again (the second
                       deployment should ship no weights)
@@ -131,7 +133,7 @@ reached (the error names it and its address).
 namespace {
 
 // An inference config (JSON): the options as keys (cluster or nodes, model, plan, requests,
-// in_flight, clock, uplink, verify, log, timeout_ms, seed, input, trace, adapt, strategy);
+// in_flight, clock, uplink, verify, log, timeout_ms, silence_ms, seed, input, trace, adapt, strategy);
 // relative paths are relative to the config file.
 status read_config(const std::string& path, infer_options& o) {
   auto text = read_text_file(path, "config");
@@ -170,6 +172,7 @@ status parse_infer_config_json(const std::string& text, const std::string& path,
       else if (key == "verify") o.verify = value.get<bool>();
       else if (key == "log") o.log = relative(value.get<std::string>());
       else if (key == "timeout_ms") o.timeout_ms = long(integer(value, key, 1, 3600000));
+      else if (key == "silence_ms") o.silence_ms = long(integer(value, key, 250, 3600000));
       else if (key == "seed") o.seed = uint64_t(integer(value, key, 0, INT64_MAX));
       else if (key == "input") o.input = relative(value.get<std::string>());
       else if (key == "images") {
@@ -246,6 +249,7 @@ result<infer_options> parse_infer_options(int argc, char** argv) {
       else if (in.is("--seed")) o.seed = uint64_t(in.integer(0, 0x7fffffffffffffffL));
       else if (in.is("--model-seed")) o.model_seed = uint64_t(in.integer(0, 0x7fffffffffffffffL));
       else if (in.is("--timeout-ms")) o.timeout_ms = in.integer(1, 3600000);
+      else if (in.is("--silence-ms")) o.silence_ms = in.integer(250, 3600000);
       else if (in.is("--log")) o.log = in.value();
       else if (in.is("--clock")) o.clock = in.choice({"wall", "virtual"});
       else if (in.is("--uplink")) o.uplink = in.value();

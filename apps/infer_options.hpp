@@ -17,6 +17,7 @@ struct infer_options {
   bool adapt = false;
   std::string profile_source = "nodes";
   long timeout_ms = 10000;
+  long silence_ms = 1250;  // heartbeat silence that marks a node down
   uint64_t seed = 1, model_seed = default_model_seed;
   bool verify = false, redeploy = false;
   std::string tls;              // --tls DIR|false ("" : the cluster file's "tls")

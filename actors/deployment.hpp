@@ -80,6 +80,10 @@ struct deployment_options {
   // `silence` is down too (a frozen process keeps its connection open).
   std::chrono::milliseconds heartbeat{250};
   std::chrono::milliseconds silence{1250};
+  // The nodes watch the peers they exchange tensors with (a link between two nodes can fail while
+  // both answer the app): a peer silent this long is reported to the app (sent with the peer
+  // command). Kept apart from `silence` so that a link is judged on its own time scale.
+  std::chrono::milliseconds peer_silence{1250};
   // Heartbeats share the connections with the data: silence counts from when what was sent to a
   // node would have crossed at this rate (base/send_backlog.hpp; the nodes get it too). Set it to
   // the slowest real link (e.g. 0.13 for a CAT1 backbone), or a node behind it is taken for frozen.

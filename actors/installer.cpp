@@ -132,7 +132,7 @@ status deployment::connect_peers(const std::vector<link_bytes>& links) {
     D3_RETURN_IF_ERROR(command(*self_, nodes_.at(key.first), options_.timeout,
                                "node '" + key.first + "' connecting to node '" + key.second + "' at " + to.address(),
                                protocol::peer_atom::value, key.second, to.host, to.port,
-                               caf::actor_cast<protocol::app_handle>(*self_), uint32_t(options_.silence.count())));
+                               caf::actor_cast<protocol::app_handle>(*self_), uint32_t(options_.peer_silence.count())));
     peered_.insert(key);
   }
   return status::ok();

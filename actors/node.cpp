@@ -25,8 +25,8 @@ using protocol::bytes;
 using node_pointer = protocol::node_handle::stateful_pointer<node_state>;
 
 // How a node watches its peers: a heartbeat round every `peer_heartbeat`; a peer is gone after
-// its silence (the app's, given with the peer command) without an answer, and is pinged every
-// fifth of it.
+// its silence (deployment_options::peer_silence, given with the peer command) without an answer,
+// and is pinged every fifth of it.
 constexpr std::chrono::milliseconds peer_heartbeat{250};
 constexpr std::chrono::milliseconds min_peer_silence{250};
 

@@ -25,7 +25,7 @@ struct node_state {
     protocol::node_handle handle;
     std::chrono::steady_clock::time_point last_answer;
     bool reported = false;  // the app was told it is gone (until it is peered again)
-    std::chrono::milliseconds silence{1250};  // no answer this long: gone (the app's silence)
+    std::chrono::milliseconds silence{1250};  // no answer this long: gone (the peer command's)
   };
   std::map<std::string, watched_peer> peers;  // by node name
   protocol::app_handle app;                   // where peer trouble is reported

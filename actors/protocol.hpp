@@ -15,9 +15,9 @@
 //   (peer, string name, string host, uint16 port, app_handle app, uint32 silence_ms) -> ok:
 //                 connected to node `name` (direct node-to-node traffic); from then on this node
 //                 pings it every silence_ms / 5 and tells `app` (peer_down, this node's name, name,
-//                 cause) when the connection is lost or it answers no ping for silence_ms (the
-//                 app's own heartbeat silence): the link between two nodes can fail while both
-//                 still answer the app
+//                 cause) when the connection is lost or it answers no ping for silence_ms
+//                 (deployment_options::peer_silence): the link between two nodes can fail while
+//                 both still answer the app
 //   (tick) -> nothing: the node's own heartbeat timer
 //   (emul, string JSON)                          -> ok: applied. The emulated testbed (emulation,
 //                 emulation/node_emulation.hpp), sent by the app at every deploy:

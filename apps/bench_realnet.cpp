@@ -343,7 +343,8 @@ int bench_realnet(int argc, char** argv) {
   measured_options.heartbeat_floor_mbit = std::min(measured_options.heartbeat_floor_mbit, t.slowest_bandwidth_mbit());
   deployment_options virtual_options = virtual_clock_options(t, o.timeout_ms);
   virtual_options.heartbeat_floor_mbit = measured_options.heartbeat_floor_mbit;
-  measured_options.silence = virtual_options.silence = std::chrono::milliseconds(o.silence_ms);
+  for (deployment_options* d : {&measured_options, &virtual_options})
+    d->silence = d->peer_silence = std::chrono::milliseconds(o.silence_ms);
   deployment measured(system, measured_options), emulated(system, virtual_options);
   if (auto s = measured.connect(endpoints); !s) bench_fail(bench_exit_failed, "connect: " + s.message());
   if (auto s = emulated.connect(endpoints); !s) bench_fail(bench_exit_failed, "connect: " + s.message());

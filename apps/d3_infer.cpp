@@ -348,7 +348,7 @@ int deploy_and_run(caf::actor_system& system, const d3::infer_options& o, infere
                    const d3::emulation_settings& em, const local_run& local) {
   d3::deployment_options dopts;
   dopts.timeout = std::chrono::milliseconds(o.timeout_ms);
-  dopts.silence = std::chrono::milliseconds(o.silence_ms);
+  dopts.silence = dopts.peer_silence = std::chrono::milliseconds(o.silence_ms);
   dopts.log = in.log.get();
   dopts.emulation = em;
   // Real links slower than the default heartbeat floor (the cluster file's testbed says how slow).

@@ -171,7 +171,7 @@ std::string dropped_ini_key(const std::string& file, const caf::settings& conten
 
 int main(int argc, char** argv) {
   // Freed memory stays in the process between requests (no page faults on each request's
-  // buffers); a retired stage hands its memory back (malloc_trim in actors/stage_actor.cpp).
+  // buffers), and a retired stage's memory stays for its successor (actors/stage_actor.cpp).
   d3::retain_freed_memory();
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];

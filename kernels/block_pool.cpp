@@ -54,25 +54,16 @@ void block_pool::release(void* block, size_t bytes) {
   std::free(block);
 }
 
-void block_pool::trim_locked(size_t capacity) {
+void block_pool::set_capacity(size_t bytes) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  capacity_ = bytes;
   // Largest blocks first: they free the most for one call and are the likeliest to be rare.
-  while (cached_ > capacity && !free_.empty()) {
+  while (cached_ > capacity_ && !free_.empty()) {
     auto last = std::prev(free_.end());
     cached_ -= last->first;
     std::free(last->second);
     free_.erase(last);
   }
-}
-
-void block_pool::release_cached() {
-  std::lock_guard<std::mutex> lock(mutex_);
-  trim_locked(0);
-}
-
-void block_pool::set_capacity(size_t bytes) {
-  std::lock_guard<std::mutex> lock(mutex_);
-  capacity_ = bytes;
-  trim_locked(capacity_);
 }
 
 size_t block_pool::cached_bytes() const {

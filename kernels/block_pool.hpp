@@ -33,10 +33,6 @@ class block_pool {
   // Takes back a block acquire(bytes) returned (nullptr: nothing).
   void release(void* block, size_t bytes);
 
-  // Frees every cached block (a process that stops serving some tensor sizes, e.g. a retired
-  // stage, hands their memory back; the sizes still in use are cached again by their next use).
-  void release_cached();
-
   // The most bytes kept cached; lowering it frees cached blocks beyond it. Default 256 MB.
   void set_capacity(size_t bytes);
   size_t cached_bytes() const;
@@ -49,7 +45,6 @@ class block_pool {
 
  private:
   block_pool() = default;
-  void trim_locked(size_t capacity);
 
   mutable std::mutex mutex_;
   std::multimap<size_t, void*> free_;  // size class -> cached blocks

@@ -225,8 +225,9 @@ class deployment {
 
   // The per-layer compute times of `g` on each node of `names`, measured there (a probe run of
   // every layer, sent without weights; protocol::profile_atom): what that node's clock charges
-  // per layer. The model is hashed and encoded once for all of them; each node caches its answer
-  // per model. Errors name the node.
+  // per layer, the median of `repeats` (1..max_probe_repeats) rounds, each a run on every node in
+  // turn. The model is hashed and encoded once for all of them; each node caches its answers per
+  // model. Errors name the node.
   result<std::map<std::string, layer_profile>> probe_profiles(const graph& g, const std::vector<std::string>& names,
                                                               int repeats = 3);
   result<layer_profile> probe_profile(const graph& g, const std::string& name, int repeats = 3);

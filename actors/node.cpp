@@ -126,10 +126,10 @@ protocol::node_handle::behavior_type node_actor(node_pointer self, node_identity
       [=](protocol::occupy_atom, const std::string& dest_name, double send_ms, uint64_t size) {
         return emulation().send(dest_name, send_ms, size_t(size));
       },
-      [=](protocol::profile_atom, const bytes& fragment, int32_t repeats) {
+      [=](protocol::profile_atom, const bytes& fragment, int32_t repeats, int32_t round, int32_t rounds) {
         if (std::string over = message_over_limit("profile fragment", fragment.size()); !over.empty())
           return nlohmann::json{{"error", me + over}}.dump();
-        std::string result = profile_fragment(fragment, int(repeats));
+        std::string result = profile_fragment(fragment, int(repeats), int(round), int(rounds));
         print_node_event("profile probe answered (" + std::to_string(result.size()) + " bytes of JSON)");
         return result;
       },

@@ -6,9 +6,60 @@
 
 #include "actors/ask.hpp"
 #include "actors/deployment.hpp"
+#include "profiling/message_costs.hpp"
+#include "profiling/profile_probe.hpp"
 #include "schema/bundle.hpp"
 
 namespace d3 {
+
+namespace {
+
+// One round's answer of a node's profile probe (protocol::profile_atom) as a profile of `g`:
+// a time for every layer of `computed`, the message costs. `what` names the probe in errors.
+result<layer_profile> parse_probe_answer(const std::string& answer, const graph& g, const std::vector<int>& computed,
+                                         const std::string& what) {
+  const nlohmann::json j = nlohmann::json::parse(answer, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return status::error(what + "malformed answer");
+  if (j.contains("error")) return status::error(what + j.at("error").get<std::string>());
+  layer_profile profile;
+  profile.milliseconds.assign(g.layers.size(), 0.0);
+  const nlohmann::json& layers = j.at("layers");
+  for (int l : computed) {
+    auto it = layers.find(g.layers[size_t(l)].name);
+    if (it == layers.end() || !it->is_number() || it->get<double>() < 0)
+      return status::error(what + "no time for layer '" + g.layers[size_t(l)].name + "'");
+    profile.milliseconds[size_t(l)] = it->get<double>();
+  }
+  const nlohmann::json costs = j.value("messages", nlohmann::json::object());
+  for (auto [key, field] : {std::pair<const char*, double*>{"encode_ms", &profile.messages.encode_ms},
+                            {"encode_ms_per_mb", &profile.messages.encode_ms_per_mb},
+                            {"decode_ms", &profile.messages.decode_ms},
+                            {"decode_ms_per_mb", &profile.messages.decode_ms_per_mb},
+                            {"copy_ms_per_mb", &profile.messages.copy_ms_per_mb}}) {
+    auto it = costs.find(key);
+    if (it == costs.end() || !it->is_number() || it->get<double>() < 0)
+      return status::error(what + "no message cost '" + key + "'");
+    *field = it->get<double>();
+  }
+  // Codec costs (optional: a node that measured none makes every codec look free to decode,
+  // so their absence leaves both zero and the planner then picks codecs by size alone).
+  for (auto [key, field] : {std::pair<const char*, std::array<double, tensor_codec_count>*>{
+                                "codec_encode_ms_per_mb", &profile.messages.codec_encode_ms_per_mb},
+                            {"codec_decode_ms_per_mb", &profile.messages.codec_decode_ms_per_mb}}) {
+    auto it = costs.find(key);
+    if (it == costs.end()) continue;
+    if (!it->is_array() || it->size() != size_t(tensor_codec_count))
+      return status::error(what + "message cost '" + key + "' is not " + std::to_string(tensor_codec_count) + " numbers");
+    for (int k = 0; k < tensor_codec_count; ++k) {
+      const nlohmann::json& v = (*it)[size_t(k)];
+      if (!v.is_number() || v.get<double>() < 0) return status::error(what + "message cost '" + key + "' is malformed");
+      (*field)[size_t(k)] = v.get<double>();
+    }
+  }
+  return profile;
+}
+
+}  // namespace
 
 result<std::map<std::string, layer_profile>> deployment::probe_profiles(const graph& g,
                                                                         const std::vector<std::string>& names,
@@ -16,6 +67,9 @@ result<std::map<std::string, layer_profile>> deployment::probe_profiles(const gr
   for (const std::string& name : names)
     if (!nodes_.count(name) || down_nodes_.count(name))
       return status::error("profile probe: node '" + name + "' is not connected");
+  if (repeats < 1 || repeats > max_probe_repeats)
+    return status::error("profile probe: repeats " + std::to_string(repeats) + " outside 1.." +
+                         std::to_string(max_probe_repeats));
   // The node measures under the clock it will run with: before a deploy, configure it now (a
   // deploy resets the clocks anyway).
   if (!current_) D3_RETURN_IF_ERROR(send_emulation(false, {}));
@@ -26,51 +80,34 @@ result<std::map<std::string, layer_profile>> deployment::probe_profiles(const gr
     if (g.layers[size_t(l)].kind != layer_kind::input) computed.push_back(l);
   const protocol::bytes payload = encode_layers(g, computed, model_hash(g), {});
   if (payload.empty()) return status::error("profile probe: cannot encode the model");
+  // Round r asks every node for one timed run, starting at node r (rotating), and each node's
+  // profile is the median over the rounds. Measured on this shared machine: probing the nodes
+  // one after another (five runs each), a slow phase of a few seconds fell on all the runs of
+  // one node, and four edge nodes of one speed came out at 193..366 ms for convnext_tiny; the
+  // planner took that noise for differences between the nodes, picked the ones that happened to
+  // be probed in a fast phase and measured 1.3-2x its prediction. Interleaved, a slow phase
+  // falls on one round of several nodes, and the median drops it.
+  std::map<std::string, std::vector<std::vector<double>>> runs;  // node -> per round, per layer: ms
+  std::map<std::string, std::vector<message_costs>> messages;
+  for (int round = 0; round < repeats; ++round)
+    for (size_t turn = 0; turn < names.size(); ++turn) {
+      const std::string& name = names[(turn + size_t(round)) % names.size()];
+      const std::string what = "profile probe of node '" + name + "': ";
+      auto answer = ask<std::string>(*self_, nodes_.at(name), options_.timeout, what.substr(0, what.size() - 2),
+                                     protocol::profile_atom::value, payload, int32_t(1), int32_t(round),
+                                     int32_t(repeats));
+      if (!answer) return answer.error();
+      auto profile = parse_probe_answer(*answer, g, computed, what);
+      if (!profile) return profile.error();
+      runs[name].push_back(std::move(profile->milliseconds));
+      messages[name].push_back(profile->messages);
+    }
   std::map<std::string, layer_profile> profiles;
   for (const std::string& name : names) {
-    const std::string what = "profile probe of node '" + name + "': ";
-    auto answer = ask<std::string>(*self_, nodes_.at(name), options_.timeout, what.substr(0, what.size() - 2),
-                                   protocol::profile_atom::value, payload, int32_t(repeats));
-    if (!answer) return answer.error();
-    const nlohmann::json j = nlohmann::json::parse(*answer, nullptr, false);
-    if (j.is_discarded() || !j.is_object()) return status::error(what + "malformed answer");
-    if (j.contains("error")) return status::error(what + j.at("error").get<std::string>());
     layer_profile& profile = profiles[name];
-    profile.milliseconds.assign(g.layers.size(), 0.0);
-    const nlohmann::json& layers = j.at("layers");
-    for (int l : computed) {
-      auto it = layers.find(g.layers[size_t(l)].name);
-      if (it == layers.end() || !it->is_number())
-        return status::error(what + "no time for layer '" + g.layers[size_t(l)].name + "'");
-      profile.milliseconds[size_t(l)] = it->get<double>();
-    }
-    const nlohmann::json costs = j.value("messages", nlohmann::json::object());
-    for (auto [key, field] : {std::pair<const char*, double*>{"encode_ms", &profile.messages.encode_ms},
-                              {"encode_ms_per_mb", &profile.messages.encode_ms_per_mb},
-                              {"decode_ms", &profile.messages.decode_ms},
-                              {"decode_ms_per_mb", &profile.messages.decode_ms_per_mb},
-                              {"copy_ms_per_mb", &profile.messages.copy_ms_per_mb}}) {
-      auto it = costs.find(key);
-      if (it == costs.end() || !it->is_number() || it->get<double>() < 0)
-        return status::error(what + "no message cost '" + key + "'");
-      *field = it->get<double>();
-    }
-    // Codec costs (optional: a node that measured none makes every codec look free to decode,
-    // so their absence leaves both zero and the planner then picks codecs by size alone).
-    for (auto [key, field] : {std::pair<const char*, std::array<double, tensor_codec_count>*>{
-                                  "codec_encode_ms_per_mb", &profile.messages.codec_encode_ms_per_mb},
-                              {"codec_decode_ms_per_mb", &profile.messages.codec_decode_ms_per_mb}}) {
-      auto it = costs.find(key);
-      if (it == costs.end()) continue;
-      if (!it->is_array() || it->size() != size_t(tensor_codec_count))
-        return status::error(what + "message cost '" + key + "' is not " + std::to_string(tensor_codec_count) + " numbers");
-      for (int k = 0; k < tensor_codec_count; ++k) {
-        const nlohmann::json& v = (*it)[size_t(k)];
-        if (!v.is_number() || v.get<double>() < 0) return status::error(what + "message cost '" + key + "' is malformed");
-        (*field)[size_t(k)] = v.get<double>();
-      }
-    }
-    log({{"event", "profile_probed"}, {"node", name}, {"total_ms", profile.total()}});
+    profile.milliseconds = median_layer_times(runs[name]);
+    profile.messages = median_of(messages[name]);
+    log({{"event", "profile_probed"}, {"node", name}, {"total_ms", profile.total()}, {"rounds", repeats}});
   }
   return profiles;
 }

@@ -36,10 +36,12 @@
 //   (occupy, string node B, double send ms, uint64 bytes) -> double: the arrival of `bytes` sent
 //                 to B at `send ms` over this node's emulated link to B, which they occupy (the
 //                 app's layer shipments from this node: requests sharing the link queue behind)
-//   (profile, bytes LayerShipment without weights, int32 repeats) -> string JSON
-//                 {"layers": {name: ms}, "messages": {"encode_ms", "encode_ms_per_mb", "decode_ms",
-//                 "decode_ms_per_mb", "copy_ms_per_mb"}} (the node's per-layer compute times and
-//                 what moving tensors costs it, at its speed) or {"error": text}.
+//   (profile, bytes LayerShipment without weights, int32 repeats, int32 round, int32 rounds)
+//                 -> string JSON {"layers": {name: ms}, "messages": {"encode_ms", "encode_ms_per_mb",
+//                 "decode_ms", "decode_ms_per_mb", "copy_ms_per_mb"}} (the node's per-layer compute
+//                 times over `repeats` runs and what moving tensors costs it, at its speed) or
+//                 {"error": text}. Round `round` of `rounds`: the app interleaves a probe's rounds
+//                 over its nodes (profiling/profile_probe.hpp).
 // Stage actors (stage_handle; remote_spawn by type name with make_message(bytes StageSpec)):
 //   (setup, app_handle app) -> ok: ready (operators created); errors of later requests go to app
 //   (route, string tensor, data_handle dest, string dest_node, uint8 codec) -> ok: dest, on node
@@ -125,7 +127,7 @@ using node_handle = echo_handle::extend<
     caf::reacts_to<tick_atom>,
     caf::replies_to<emul_atom, std::string>::with<ok_atom>,
     caf::replies_to<probe_atom, echo_handle, std::string, uint64_t, double>::with<double>,
-    caf::replies_to<profile_atom, bytes, int32_t>::with<std::string>,
+    caf::replies_to<profile_atom, bytes, int32_t, int32_t, int32_t>::with<std::string>,
     caf::replies_to<occupy_atom, std::string, double, uint64_t>::with<double>,
     caf::replies_to<ping_atom, uint64_t>::with<pong_atom, uint64_t, double>>;
 using planner_handle = caf::typed_actor<caf::replies_to<observe_atom, planner_report>::with<planner_decision>>;

@@ -109,7 +109,8 @@ testbed, "edges behind the mobile uplink" (the scenarios set device<->edge inste
   --noise-floor PCT   the noise band's floor, percent (default 2)
   --seed S            request i's input is seeded S + i (default 1)
   --model-seed S      seed of the built-in models' weights (default 2021)
-  --profile-repeats R runs of the per-layer profile (default 5)
+  --profile-repeats R rounds of the per-layer profile (default 5, at most 100): each round one
+                      timed run on every node in turn (with --profile local: runs in this process)
   --profile nodes|local  the layer times the planner prices plans with: probed on each node
                       (default) or measured in this process and divided by the node's speed
   --timeout-ms T      timeout of every connect, deployment step and answer (default 60000)
@@ -162,7 +163,7 @@ result<grid_options> parse_grid_options(int argc, char** argv, bool& help) {
       } else if (in.is("--warmup")) {
         o.warmup = int(in.integer(0, 1000));
       } else if (in.is("--profile-repeats")) {
-        o.profile_repeats = int(in.integer(1, 1000));
+        o.profile_repeats = int(in.integer(1, 100));
       } else if (in.is("--profile")) {
         o.profile_source = in.choice({"nodes", "local"});
       } else if (in.is("--timeout-ms")) {

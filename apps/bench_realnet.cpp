@@ -57,7 +57,8 @@ compared memcmp with a single-process run.
   --images             the models take 8-bit images (a preprocess layer first; u8 on the wire)
   --requests N         timed requests per plan and clock (default 8)
   --warmup N           untimed rounds first (default 1)
-  --profile-repeats N  the planning profile's repeats (default 5)
+  --profile-repeats N  the planning profile's rounds, one timed run per node each (default 5,
+                       at most 100)
   --timeout-ms T       every deployment step and answer (default 120000)
   --silence-ms T       a node (or a link between two) silent this long is down (default 5000: the
                        nodes run under cpu quotas of a fraction of a core, and a throttled node
@@ -91,7 +92,7 @@ realnet_options parse_options(int argc, char** argv, bool& help) {
     } else if (in.is("--strategies")) o.strategies = split_list(in.value());
     else if (in.is("--requests")) o.requests = int(in.integer(1, 100000));
     else if (in.is("--warmup")) o.warmup = int(in.integer(0, 1000));
-    else if (in.is("--profile-repeats")) o.profile_repeats = int(in.integer(1, 1000));
+    else if (in.is("--profile-repeats")) o.profile_repeats = int(in.integer(1, 100));
     else if (in.is("--timeout-ms")) o.timeout_ms = in.integer(1, 3600000);
     else if (in.is("--silence-ms")) o.silence_ms = in.integer(250, 3600000);
     else if (in.is("--out")) o.out = in.value();

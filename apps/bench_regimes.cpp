@@ -71,7 +71,8 @@ machine divided by its speed; links are latency + bytes / bandwidth.
   --measure N           points measured on real nodes per model (default 10; 0: none)
   --requests R          timed rounds per measured point (default 5)
   --warmup W            untimed rounds first (default 1)
-  --profile-repeats R   timed runs of each node's profile probe (default 5)
+  --profile-repeats R   rounds of the nodes' profile probe, one timed run per node each
+                        (default 5, at most 100)
   --timeout-ms T        timeout of every connect, deployment step and answer (default 60000)
   --seed S              request i's input is seeded S + i (default 1)
   --model-seed S        seed of the built-in models' weights (default 2021)
@@ -134,7 +135,7 @@ result<regimes_options> parse_regimes_options(int argc, char** argv, bool& help)
       } else if (in.is("--warmup")) {
         o.warmup = int(in.integer(0, 1000));
       } else if (in.is("--profile-repeats")) {
-        o.profile_repeats = int(in.integer(1, 1000));
+        o.profile_repeats = int(in.integer(1, 100));
       } else if (in.is("--timeout-ms")) {
         o.timeout_ms = in.integer(1, 3600000);
       } else if (in.is("--seed")) {

@@ -338,6 +338,14 @@ grid_results run_grid(const grid_options& o, caf::actor_system& system) {
             return "profile probe: " + s.message();
           }
           probed = true;
+          // The probed run times side by side: the planner prices each node by its own, so nodes
+          // of one speed that disagree get different shares (on this machine, measured: large
+          // weights read 2-9x slower in some node processes than in others, for seconds).
+          std::string totals;
+          for (const auto& [name, node] : cluster.nodes)
+            totals += format("%s%s %.1f", totals.empty() ? "" : ", ", name.c_str(), node.measured->total());
+          bar.clear();
+          std::fprintf(stderr, "grid: %s profiles (ms per run): %s\n", model.c_str(), totals.c_str());
         }
         return "";
       };

@@ -106,6 +106,27 @@ message_costs at_speed(const message_costs& c, double speed) {
   return out;
 }
 
+message_costs median_of(const std::vector<message_costs>& samples) {
+  message_costs out;
+  if (samples.empty()) return out;
+  auto median = [&](auto field) {
+    std::vector<double> v;
+    for (const message_costs& c : samples) v.push_back(field(c));
+    std::nth_element(v.begin(), v.begin() + long(v.size() / 2), v.end());
+    return v[v.size() / 2];
+  };
+  out.encode_ms = median([](const message_costs& c) { return c.encode_ms; });
+  out.encode_ms_per_mb = median([](const message_costs& c) { return c.encode_ms_per_mb; });
+  out.decode_ms = median([](const message_costs& c) { return c.decode_ms; });
+  out.decode_ms_per_mb = median([](const message_costs& c) { return c.decode_ms_per_mb; });
+  out.copy_ms_per_mb = median([](const message_costs& c) { return c.copy_ms_per_mb; });
+  for (size_t k = 0; k < size_t(tensor_codec_count); ++k) {
+    out.codec_encode_ms_per_mb[k] = median([k](const message_costs& c) { return c.codec_encode_ms_per_mb[k]; });
+    out.codec_decode_ms_per_mb[k] = median([k](const message_costs& c) { return c.codec_decode_ms_per_mb[k]; });
+  }
+  return out;
+}
+
 result<std::map<std::string, tensor>> tensors_of_sample_run(const graph& g) {
   auto exec = executor::create(g);
   if (!exec) return exec.error();

@@ -6,6 +6,7 @@
 
 #include <map>
 #include <string>
+#include <vector>
 
 #include "base/status.hpp"
 #include "kernels/tensor.hpp"
@@ -23,6 +24,9 @@ result<layer_profile> measure_local_profile(const graph& g, int repeats);
 
 // Every field divided by `speed` (> 0).
 message_costs at_speed(const message_costs& costs, double speed);
+
+// Each field's median over `samples` (several measurements of one node); zero when empty.
+message_costs median_of(const std::vector<message_costs>& samples);
 
 // Every tensor of one run of `g` (prepared) on its sample input (kernels: sample_input), by
 // name: each layer's output and each graph input.

@@ -22,77 +22,126 @@ constexpr int probe_pause_ms = 30;  // between a probe's timed runs
 
 }  // namespace
 
+std::vector<double> median_layer_times(const std::vector<std::vector<double>>& runs) {
+  if (runs.empty()) return {};
+  const size_t layers = runs.front().size();
+  std::vector<double> medians(layers, 0.0), totals;
+  for (const std::vector<double>& run : runs) {
+    double total = 0;
+    for (double ms : run) total += ms;
+    totals.push_back(total);
+  }
+  double median_sum = 0;
+  std::vector<double> v;
+  for (size_t l = 0; l < layers; ++l) {
+    v.clear();
+    for (const std::vector<double>& run : runs) v.push_back(l < run.size() ? run[l] : 0.0);
+    std::nth_element(v.begin(), v.begin() + long(v.size() / 2), v.end());
+    medians[l] = v[v.size() / 2];
+    median_sum += medians[l];
+  }
+  std::nth_element(totals.begin(), totals.begin() + long(totals.size() / 2), totals.end());
+  const double to_total = median_sum > 0 ? totals[totals.size() / 2] / median_sum : 1.0;
+  for (double& ms : medians) ms *= to_total;
+  return medians;
+}
+
+namespace {
+
+// A probe's executor, kept between the rounds of one probe (the app interleaves the rounds over
+// its nodes; creating the executor again per round would pack the weights again each time). The
+// executor keeps no reference to the fragment, whose stand-in weights are freed at once.
+struct probe_session {
+  std::string key;  // the probe's cache key without the round
+  std::unique_ptr<executor> exec;
+  std::vector<tensor> inputs;
+  std::vector<std::string> names;  // per layer index of the fragment; "" for input layers
+};
+
+}  // namespace
+
 // Per-layer compute times of a fragment on this node, as JSON {"layers": {name: ms, ...}} or
 // {"error": text}: the fragment arrives without weights (fill_missing_weights makes stand-ins:
 // time does not depend on weight values) and runs `repeats` timed times, spread out (below); each
-// layer's time is its median. Under the virtual clock a layer costs what the node clock charges:
-// its share of the run's thread CPU time divided by the node's speed; under the wall clock, its
-// wall time. Results are cached per model and layer set: a node probes a model once.
-std::string profile_fragment(const std::vector<uint8_t>& payload, int repeats) {
+// layer's time is its median (median_layer_times). Under the virtual clock a layer costs what the
+// node clock charges: its share of the run's thread CPU time divided by the node's speed; under
+// the wall clock, its wall time. Answers are cached per model, layer set and round: a node probes
+// a model once. Round `round` of `rounds`: the app asks every node for round 0, then round 1, ...
+// so that a slow phase of the machine falls on one round of every node, not on all the runs of
+// one node (deployment::probe_profiles); the executor lives until the last round.
+std::string profile_fragment(const std::vector<uint8_t>& payload, int repeats, int round, int rounds) {
   static std::mutex cache_mutex;
   static std::map<std::string, std::string> cache;
+  static std::unique_ptr<probe_session> session;  // guarded by cache_mutex
   auto failed = [](const std::string& why) { return nlohmann::json{{"error", "profile probe: " + why}}.dump(); };
+  if (repeats < 1 || repeats > max_probe_repeats)
+    return failed("repeats " + std::to_string(repeats) + " outside 1.." + std::to_string(max_probe_repeats));
+  if (rounds < 1 || rounds > max_probe_repeats || round < 0 || round >= rounds)
+    return failed("round " + std::to_string(round) + " of " + std::to_string(rounds) + " is not a round (at most " +
+                  std::to_string(max_probe_repeats) + ")");
   auto shipment = decode_shipment(payload.data(), payload.size());
   if (!shipment) return failed(shipment.message());
   graph& f = shipment->fragment;
   // A node measures under the clock (and speed) it is configured with: one entry per setting.
   const bool virtual_clock = emulation().mode() == clock_mode::virtual_time;
   const double speed = emulation().speed();
-  std::string key = std::to_string(shipment->model_hash) + ":" + std::to_string(repeats) + ":" +
-                    (virtual_clock ? "virtual:" + std::to_string(speed) : std::string("wall"));
-  for (const layer& l : f.layers) key += ":" + l.name;
-  {
-    std::lock_guard<std::mutex> lock(cache_mutex);
-    auto hit = cache.find(key);
-    if (hit != cache.end()) return hit->second;
+  std::string session_key = std::to_string(shipment->model_hash) + ":" + std::to_string(repeats) + ":" +
+                            std::to_string(rounds) + ":" +
+                            (virtual_clock ? "virtual:" + std::to_string(speed) : std::string("wall"));
+  for (const layer& l : f.layers) session_key += ":" + l.name;
+  const std::string key = session_key + ":round" + std::to_string(round);
+  std::lock_guard<std::mutex> lock(cache_mutex);  // one probe at a time: they would slow each other
+  if (auto hit = cache.find(key); hit != cache.end()) return hit->second;
+  if (!session || session->key != session_key) {
+    session.reset();  // the last probe's executor first: never two at once
+    if (status s = fill_missing_weights(f); !s) return failed(s.message());
+    auto exec = executor::create(f);
+    if (!exec) return failed(exec.message());
+    auto fresh = std::make_unique<probe_session>();
+    fresh->key = session_key;
+    fresh->exec = std::move(exec.value());
+    for (int i : f.input_layers()) fresh->inputs.push_back(random_tensor(f.layers[size_t(i)].output_shape, 7));
+    for (const layer& l : f.layers) fresh->names.push_back(l.kind == layer_kind::input ? "" : l.name);
+    session = std::move(fresh);
   }
-  if (status s = fill_missing_weights(f); !s) return failed(s.message());
-  auto exec = executor::create(f);
-  if (!exec) return failed(exec.message());
-  std::vector<tensor> inputs;
-  for (int i : f.input_layers()) inputs.push_back(random_tensor(f.layers[size_t(i)].output_shape, 7));
+  shipment->fragment = graph{};  // the stand-in weights: the executor packed its own copy
   std::vector<const tensor*> pointers;
-  for (const tensor& t : inputs) pointers.push_back(&t);
-  std::vector<std::vector<double>> samples(f.layers.size());
-  std::vector<double> totals;  // per timed run, the sum of its layers' samples
+  for (const tensor& t : session->inputs) pointers.push_back(&t);
+  std::vector<std::vector<double>> runs;  // per timed run, per layer index: ms
+  std::vector<bool> timed(session->names.size(), false);
   // The timed runs are spread out: each after a pause and an untimed run of its own, so that a
   // slow phase of this shared machine (other work, a neighbour) cannot set the whole profile,
   // and the median stands for the machine as the stages will find it (measured: with 3 runs back
   // to back, one probe of mobilenet_v2 came out 15% slower than every stage run later).
-  for (int r = 0; r < 2 * std::max(1, repeats); ++r) {
+  for (int r = 0; r < 2 * repeats; ++r) {
     const bool warm_up = r % 2 == 0;
     if (warm_up && r > 0) std::this_thread::sleep_for(std::chrono::milliseconds(probe_pause_ms));
     std::vector<layer_timing> timings;
     machine_cpu_lock alone(virtual_clock);
     const double cpu_start = thread_cpu_ms();
-    auto out = (*exec)->run(pointers, &timings);
+    auto out = session->exec->run(pointers, &timings);
     const double cpu_ms = thread_cpu_ms() - cpu_start;
-    if (!out) return failed(out.message());
+    if (!out) {
+      session.reset();
+      return failed(out.message());
+    }
     if (warm_up) continue;
     double wall_ms = 0;
     for (const layer_timing& t : timings) wall_ms += t.milliseconds;
     // Virtual clock: the run's CPU time split over layers by their wall times, at this speed.
     const double scale = virtual_clock && wall_ms > 0 ? cpu_ms / wall_ms / speed : 1.0;
-    for (const layer_timing& t : timings) samples[size_t(t.layer)].push_back(t.milliseconds * scale);
-    totals.push_back(wall_ms * scale);
+    std::vector<double>& run = runs.emplace_back(session->names.size(), 0.0);
+    for (const layer_timing& t : timings)
+      if (t.layer >= 0 && size_t(t.layer) < run.size() && !session->names[size_t(t.layer)].empty()) {
+        run[size_t(t.layer)] = t.milliseconds * scale;
+        timed[size_t(t.layer)] = true;
+      }
   }
-  // Each layer's median, scaled so that the layers add up to the median run: on a node whose
-  // speed is a cpu quota, the quota's waits fall on a few layers of each run, and the median of
-  // every layer alone would drop them all (measured: 1.47 s for runs of 2.5 s at 2.25% of a core).
-  std::vector<double> medians(f.layers.size(), 0.0);
-  double median_sum = 0;
-  for (size_t l = 0; l < f.layers.size(); ++l) {
-    std::vector<double>& v = samples[l];
-    if (v.empty() || f.layers[l].kind == layer_kind::input) continue;
-    std::nth_element(v.begin(), v.begin() + long(v.size() / 2), v.end());
-    medians[l] = v[v.size() / 2];
-    median_sum += medians[l];
-  }
-  std::nth_element(totals.begin(), totals.begin() + long(totals.size() / 2), totals.end());
-  const double to_total = median_sum > 0 && !totals.empty() ? totals[totals.size() / 2] / median_sum : 1.0;
+  const std::vector<double> medians = median_layer_times(runs);
   nlohmann::json layers = nlohmann::json::object();
-  for (size_t l = 0; l < f.layers.size(); ++l)
-    if (!samples[l].empty() && f.layers[l].kind != layer_kind::input) layers[f.layers[l].name] = medians[l] * to_total;
+  for (size_t l = 0; l < medians.size(); ++l)
+    if (timed[l]) layers[session->names[l]] = medians[l];
+  if (round + 1 == rounds) session.reset();
   // What moving tensors costs this node, under the same clock as its layers.
   message_costs messages;
   {
@@ -108,7 +157,6 @@ std::string profile_fragment(const std::vector<uint8_t>& payload, int repeats) {
                                 {"codec_decode_ms_per_mb", messages.codec_decode_ms_per_mb}};
   std::string result = nlohmann::json{{"layers", layers}, {"messages", costs}, {"clock", virtual_clock ? "virtual" : "wall"},
                                       {"speed", speed}}.dump();
-  std::lock_guard<std::mutex> lock(cache_mutex);
   cache[key] = result;
   return result;
 }

@@ -9,8 +9,19 @@
 
 namespace d3 {
 
+// The most timed runs per probe call, and the most rounds of one probe (bytes from a peer).
+constexpr int max_probe_repeats = 100;
+
 // JSON {"layers": {name: ms, ...}, "messages": {...}, "clock": ..., "speed": ...} or
-// {"error": text}; see the .cpp for how it measures.
-std::string profile_fragment(const std::vector<uint8_t>& payload, int repeats);
+// {"error": text}; see the .cpp for how it measures. Round `round` of `rounds` (0 <= round <
+// rounds): one part of a probe whose rounds the app interleaves over its nodes (the executor is
+// kept until the last round).
+std::string profile_fragment(const std::vector<uint8_t>& payload, int repeats, int round = 0, int rounds = 1);
+
+// Per-layer times from repeated runs (runs[r][l]: ms of layer l in run r; all runs of one size):
+// each layer's median, scaled so that the layers add up to the median run. On a node whose speed
+// is a cpu quota the quota's waits fall on a few layers of each run, and the median of every
+// layer alone would drop them all (measured: 1.47 s for runs of 2.5 s at 2.25% of a core).
+std::vector<double> median_layer_times(const std::vector<std::vector<double>>& runs);
 
 }  // namespace d3

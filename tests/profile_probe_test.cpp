@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "kernels/model_zoo.hpp"
+#include "profiling/message_costs.hpp"
 #include "profiling/profile_probe.hpp"
 #include "schema/bundle.hpp"
 
@@ -40,4 +41,51 @@ BOOST_AUTO_TEST_CASE(a_corrupt_fragment_gets_an_error_answer) {
   const nlohmann::json j = nlohmann::json::parse(profile_fragment(junk, 2));
   BOOST_REQUIRE(j.contains("error"));
   BOOST_TEST(j.at("error").get<std::string>().find("profile probe") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(rounds_are_answered_apart_and_bounded) {
+  auto g = builtin_model("resnet18");
+  BOOST_REQUIRE(g.is_ok());
+  std::vector<int> computed;
+  for (size_t l = 0; l < g->layers.size(); ++l)
+    if (g->layers[l].kind != layer_kind::input) computed.push_back(int(l));
+  const std::vector<uint8_t> payload = encode_layers(*g, computed, model_hash(*g), {});
+  std::vector<std::string> answers;
+  for (int round = 0; round < 3; ++round) {
+    answers.push_back(profile_fragment(payload, 1, round, 3));
+    const nlohmann::json j = nlohmann::json::parse(answers.back());
+    BOOST_REQUIRE_MESSAGE(!j.contains("error"), answers.back());
+    BOOST_TEST(j.at("layers").size() == computed.size());
+  }
+  BOOST_TEST(answers[0] != answers[1]);  // each round measured on its own (times never repeat exactly)
+  BOOST_TEST(profile_fragment(payload, 1, 1, 3) == answers[1]);  // and cached per round
+  for (auto [repeats, round, rounds] : {std::tuple{0, 0, 1}, {1, 3, 3}, {1, -1, 3}, {1, 0, 0}, {max_probe_repeats + 1, 0, 1},
+                                        {1, 0, max_probe_repeats + 1}}) {
+    const nlohmann::json j = nlohmann::json::parse(profile_fragment(payload, repeats, round, rounds));
+    BOOST_TEST(j.contains("error"), repeats << " " << round << " " << rounds);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(layer_times_are_medians_scaled_to_the_median_run) {
+  // Layer 0 is slow in one run, layer 1 in another: the medians (1, 2, 3) drop both, and the
+  // median run (totals 6, 15, 12: 12) sets their sum, so each doubles.
+  const std::vector<std::vector<double>> runs = {{1, 2, 3}, {10, 2, 3}, {1, 8, 3}};
+  const std::vector<double> t = median_layer_times(runs);
+  BOOST_REQUIRE(t.size() == 3u);
+  BOOST_TEST(t[0] == 2.0, boost::test_tools::tolerance(1e-12));
+  BOOST_TEST(t[1] == 4.0, boost::test_tools::tolerance(1e-12));
+  BOOST_TEST(t[2] == 6.0, boost::test_tools::tolerance(1e-12));
+  BOOST_TEST(median_layer_times({}).empty());
+}
+
+BOOST_AUTO_TEST_CASE(message_costs_take_each_fields_median) {
+  std::vector<message_costs> samples(3);
+  samples[0].encode_ms = 1, samples[1].encode_ms = 9, samples[2].encode_ms = 2;
+  samples[0].copy_ms_per_mb = 5, samples[1].copy_ms_per_mb = 4, samples[2].copy_ms_per_mb = 6;
+  samples[0].codec_decode_ms_per_mb[1] = 3, samples[1].codec_decode_ms_per_mb[1] = 1, samples[2].codec_decode_ms_per_mb[1] = 2;
+  const message_costs m = median_of(samples);
+  BOOST_TEST(m.encode_ms == 2.0);
+  BOOST_TEST(m.copy_ms_per_mb == 5.0);
+  BOOST_TEST(m.codec_decode_ms_per_mb[1] == 2.0);
+  BOOST_TEST(median_of({}).encode_ms == 0.0);
 }

@@ -126,12 +126,27 @@ protocol::node_handle::behavior_type node_actor(node_pointer self, node_identity
       [=](protocol::occupy_atom, const std::string& dest_name, double send_ms, uint64_t size) {
         return emulation().send(dest_name, send_ms, size_t(size));
       },
-      [=](protocol::profile_atom, const bytes& fragment, int32_t repeats, int32_t round, int32_t rounds) {
+      // A probe round runs the model twice at this node's speed (seconds on a slow device), so a
+      // one-shot worker runs it, as it stores shipments (below): the node actor keeps answering
+      // heartbeats meanwhile. profile_fragment serializes concurrent probes itself.
+      [=](protocol::profile_atom, bytes& fragment, int32_t repeats, int32_t round, int32_t rounds) -> caf::result<std::string> {
         if (std::string over = message_over_limit("profile fragment", fragment.size()); !over.empty())
           return nlohmann::json{{"error", me + over}}.dump();
-        std::string result = profile_fragment(fragment, int(repeats), int(round), int(rounds));
-        print_node_event("profile probe answered (" + std::to_string(result.size()) + " bytes of JSON)");
-        return result;
+        auto payload = std::make_shared<bytes>(std::move(fragment));
+        auto worker = self->spawn([payload, repeats, round, rounds](caf::event_based_actor* w) -> caf::behavior {
+          return {[=](protocol::profile_atom) {
+            w->quit();
+            std::string result = profile_fragment(*payload, int(repeats), int(round), int(rounds));
+            print_node_event("profile probe round " + std::to_string(round + 1) + "/" + std::to_string(rounds) +
+                             " answered (" + std::to_string(result.size()) + " bytes of JSON)");
+            return result;
+          }};
+        });
+        auto rp = self->make_response_promise<std::string>();
+        self->request(worker, caf::infinite, protocol::profile_atom::value)
+            .then([=](std::string& result) mutable { rp.deliver(std::move(result)); },
+                  [=](caf::error& e) mutable { rp.deliver(nlohmann::json{{"error", me + "profile probe: " + self->home_system().render(e)}}.dump()); });
+        return rp;
       },
       [=](protocol::lacks_atom, uint64_t model_hash, const std::vector<std::string>& names) {
         return layer_cache::process().lacking(model_hash, names);

@@ -146,7 +146,9 @@ std::string profile_fragment(const std::vector<uint8_t>& payload, int repeats, i
   message_costs messages;
   {
     machine_cpu_lock alone(virtual_clock);
-    auto measured = measure_message_costs(std::max(3, repeats));
+    // A probe in rounds takes the median over its rounds (deployment::probe_profiles): each
+    // round measures as many times as it runs the fragment.
+    auto measured = measure_message_costs(rounds > 1 ? repeats : std::max(3, repeats));
     if (!measured) return failed(measured.message());
     messages = virtual_clock ? at_speed(measured.value(), speed) : measured.value();
   }

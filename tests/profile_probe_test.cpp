@@ -12,18 +12,34 @@
 
 using namespace d3;
 
-BOOST_AUTO_TEST_CASE(every_layer_is_timed_and_the_answer_cached) {
-  auto g = builtin_model("mobilenet_v2");
-  BOOST_REQUIRE(g.is_ok());
+namespace {
+
+// A built-in model's computed layers, and the probe's payload: all of them, without weights.
+struct probe_input {
+  graph g;
   std::vector<int> computed;
-  for (size_t l = 0; l < g->layers.size(); ++l)
-    if (g->layers[l].kind != layer_kind::input) computed.push_back(int(l));
-  const std::vector<uint8_t> payload = encode_layers(*g, computed, model_hash(*g), {});  // no weights
+  std::vector<uint8_t> payload;
+};
+
+probe_input probe_input_of(const std::string& model) {
+  auto g = builtin_model(model);
+  BOOST_REQUIRE(g.is_ok());
+  probe_input in{std::move(g.value()), {}, {}};
+  for (size_t l = 0; l < in.g.layers.size(); ++l)
+    if (in.g.layers[l].kind != layer_kind::input) in.computed.push_back(int(l));
+  in.payload = encode_layers(in.g, in.computed, model_hash(in.g), {});
+  return in;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(every_layer_is_timed_and_the_answer_cached) {
+  const auto [g, computed, payload] = probe_input_of("mobilenet_v2");
   const std::string answer = profile_fragment(payload, 2);
   const nlohmann::json j = nlohmann::json::parse(answer);
   BOOST_REQUIRE_MESSAGE(!j.contains("error"), answer);
   for (int l : computed) {
-    const std::string& name = g->layers[size_t(l)].name;
+    const std::string& name = g.layers[size_t(l)].name;
     BOOST_REQUIRE_MESSAGE(j.at("layers").contains(name), name);
     BOOST_TEST(j.at("layers").at(name).get<double>() >= 0.0, name);
   }
@@ -44,12 +60,7 @@ BOOST_AUTO_TEST_CASE(a_corrupt_fragment_gets_an_error_answer) {
 }
 
 BOOST_AUTO_TEST_CASE(rounds_are_answered_apart_and_bounded) {
-  auto g = builtin_model("resnet18");
-  BOOST_REQUIRE(g.is_ok());
-  std::vector<int> computed;
-  for (size_t l = 0; l < g->layers.size(); ++l)
-    if (g->layers[l].kind != layer_kind::input) computed.push_back(int(l));
-  const std::vector<uint8_t> payload = encode_layers(*g, computed, model_hash(*g), {});
+  const auto [g, computed, payload] = probe_input_of("resnet18");
   std::vector<std::string> answers;
   for (int round = 0; round < 3; ++round) {
     answers.push_back(profile_fragment(payload, 1, round, 3));

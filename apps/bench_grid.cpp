@@ -111,8 +111,12 @@ testbed, "edges behind the mobile uplink" (the scenarios set device<->edge inste
   --model-seed S      seed of the built-in models' weights (default 2021)
   --profile-repeats R rounds of the per-layer profile (default 5, at most 100): each round one
                       timed run on every node in turn (with --profile local: runs in this process)
-  --profile nodes|local  the layer times the planner prices plans with: probed on each node
-                      (default) or measured in this process and divided by the node's speed
+  --profile nodes|pooled|local  the layer times the planner prices plans with: probed on each
+                      node (default); pooled: probed on each node, then the nodes of one role and
+                      speed share each layer's median over their probes (the emulated testbed runs
+                      them on this one machine, so what sets them apart is the probes' noise:
+                      measured, a node slow for the seconds of its probe and fast again when its
+                      stages ran); local: measured in this process and divided by the node's speed
   --timeout-ms T      timeout of every connect, deployment step and answer (default 60000)
   --node-binary FILE  the d3-node executable (default: d3-node next to d3-bench)
   --tls DIR|false     the cluster's certificates (scripts/make-certs.sh; default: build/certs);
@@ -165,7 +169,7 @@ result<grid_options> parse_grid_options(int argc, char** argv, bool& help) {
       } else if (in.is("--profile-repeats")) {
         o.profile_repeats = int(in.integer(1, 100));
       } else if (in.is("--profile")) {
-        o.profile_source = in.choice({"nodes", "local"});
+        o.profile_source = in.choice({"nodes", "pooled", "local"});
       } else if (in.is("--timeout-ms")) {
         o.timeout_ms = in.integer(1, 3600000);
       } else if (in.is("--seed")) {

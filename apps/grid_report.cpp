@@ -523,8 +523,10 @@ std::string markdown_report(const grid_options& o, const grid_results& r, const 
                "(%d runs, single thread).\n\n",
                started_utc.c_str(), wall_seconds, ::sysconf(_SC_NPROCESSORS_ONLN), o.warmup, o.requests,
                (unsigned long long)o.seed,
-               o.profile_source == "nodes" ? "probed on each node under its clock (thread CPU time / speed)"
-                                           : "measured in this process over each node's speed",
+               o.profile_source == "nodes"    ? "probed on each node under its clock (thread CPU time / speed)"
+               : o.profile_source == "pooled" ? "probed on each node under its clock (thread CPU time / speed), each "
+                                                "layer's median over the nodes of one role and speed"
+                                              : "measured in this process over each node's speed",
                o.profile_repeats);
   md += testbed_text(o) + "\n";
 

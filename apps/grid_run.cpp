@@ -18,6 +18,7 @@
 #include "kernels/executor.hpp"
 #include "planner/cost_model.hpp"
 #include "profiling/message_costs.hpp"
+#include "profiling/profile_probe.hpp"
 
 namespace d3 {
 
@@ -186,6 +187,22 @@ std::optional<deployment_plan> plan_cell(grid_cell& c, const model_context& m, c
   return chosen->plan;
 }
 
+// --profile pooled: the nodes of one kind (role and testbed speed) share one profile, each
+// layer's median over their probes (pooled_profile), and stderr says which nodes it joined.
+void pool_profiles(cluster_model& cluster, const std::map<std::string, std::string>& kind, const std::string& model) {
+  std::map<std::string, std::vector<std::string>> members;
+  for (const auto& [name, k] : kind) members[k].push_back(name);
+  for (const auto& [k, names] : members) {
+    if (names.size() < 2) continue;
+    std::vector<layer_profile> probes;
+    for (const std::string& name : names) probes.push_back(*cluster.nodes.at(name).measured);
+    auto shared = std::make_shared<const layer_profile>(pooled_profile(probes));
+    for (const std::string& name : names) cluster.nodes.at(name).measured = shared;
+    std::fprintf(stderr, "grid: %s pooled profile of %s (%s): %.1f ms per run\n", model.c_str(), join(names, ",").c_str(),
+                 k.c_str(), shared->total());
+  }
+}
+
 // Deploys a cell's plan (its first deployment records the weights shipped and bytes per link).
 // Returns false when the deployment failed (the cell records why).
 bool deploy_cell(grid_cell& c, const deployment_plan& plan, const model_context& m, deployment& dep,
@@ -311,7 +328,7 @@ grid_results run_grid(const grid_options& o, caf::actor_system& system) {
     for (const std::string& scenario_name : o.scenarios) {
       const testbed t = o.bed.with(*o.bed.scenario(scenario_name));
       cluster_model cluster = cluster_model::evaluation(t, o.bed.edge_nodes);
-      bool probed = o.profile_source != "nodes";
+      bool probed = o.profile_source == "local";
       deployment_options dopts = virtual_clock_options(t, o.timeout_ms);
       std::unique_ptr<deployment> dep;  // one per scenario: the emulation settings are per deployment
       // Nodes and a connected deployment (fresh nodes after a failure); "" or what went wrong.
@@ -332,6 +349,9 @@ grid_results run_grid(const grid_options& o, caf::actor_system& system) {
         }
         if (!probed) {  // the nodes' own layer times (each node caches them per model)
           bar.detail("probing the nodes' profiles");
+          std::map<std::string, std::string> kind;  // node -> its role and testbed speed, for pooling
+          for (const auto& [name, node] : cluster.nodes)
+            kind[name] = format("%s, speed %g", to_string(node.role), node.speed);
           if (auto s = probe_node_profiles(*dep, m.g, cluster, o.profile_repeats); !s) {
             dep.reset();
             nodes.reset();
@@ -346,6 +366,7 @@ grid_results run_grid(const grid_options& o, caf::actor_system& system) {
             totals += format("%s%s %.1f", totals.empty() ? "" : ", ", name.c_str(), node.measured->total());
           bar.clear();
           std::fprintf(stderr, "grid: %s profiles (ms per run): %s\n", model.c_str(), totals.c_str());
+          if (o.profile_source == "pooled") pool_profiles(cluster, kind, model);
         }
         return "";
       };

@@ -22,6 +22,18 @@ constexpr int probe_pause_ms = 30;  // between a probe's timed runs
 
 }  // namespace
 
+namespace {
+
+// The median of `v` (not empty; reordered): the mean of the two middle values of an even count.
+double median_of_values(std::vector<double>& v) {
+  const size_t half = v.size() / 2;
+  std::nth_element(v.begin(), v.begin() + long(half), v.end());
+  if (v.size() % 2) return v[half];
+  return 0.5 * (v[half] + *std::max_element(v.begin(), v.begin() + long(half)));
+}
+
+}  // namespace
+
 std::vector<double> median_layer_times(const std::vector<std::vector<double>>& runs) {
   if (runs.empty()) return {};
   const size_t layers = runs.front().size();
@@ -36,14 +48,30 @@ std::vector<double> median_layer_times(const std::vector<std::vector<double>>& r
   for (size_t l = 0; l < layers; ++l) {
     v.clear();
     for (const std::vector<double>& run : runs) v.push_back(l < run.size() ? run[l] : 0.0);
-    std::nth_element(v.begin(), v.begin() + long(v.size() / 2), v.end());
-    medians[l] = v[v.size() / 2];
+    medians[l] = median_of_values(v);
     median_sum += medians[l];
   }
-  std::nth_element(totals.begin(), totals.begin() + long(totals.size() / 2), totals.end());
-  const double to_total = median_sum > 0 ? totals[totals.size() / 2] / median_sum : 1.0;
+  const double to_total = median_sum > 0 ? median_of_values(totals) / median_sum : 1.0;
   for (double& ms : medians) ms *= to_total;
   return medians;
+}
+
+layer_profile pooled_profile(const std::vector<layer_profile>& profiles) {
+  layer_profile out;
+  if (profiles.empty()) return out;
+  const size_t layers = profiles.front().milliseconds.size();
+  out.milliseconds.assign(layers, 0.0);
+  std::vector<double> v;
+  for (size_t l = 0; l < layers; ++l) {
+    v.clear();
+    for (const layer_profile& p : profiles) v.push_back(l < p.milliseconds.size() ? p.milliseconds[l] : 0.0);
+    out.milliseconds[l] = median_of_values(v);
+  }
+  std::vector<message_costs> messages;
+  for (const layer_profile& p : profiles) messages.push_back(p.messages);
+  out.messages = median_of(messages);
+  out.encoded_fraction = profiles.front().encoded_fraction;
+  return out;
 }
 
 namespace {

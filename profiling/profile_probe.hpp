@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "planner/profile.hpp"
+
 namespace d3 {
 
 // The most timed runs per probe call, and the most rounds of one probe (bytes from a peer).
@@ -23,5 +25,11 @@ std::string profile_fragment(const std::vector<uint8_t>& payload, int repeats, i
 // is a cpu quota the quota's waits fall on a few layers of each run, and the median of every
 // layer alone would drop them all (measured: 1.47 s for runs of 2.5 s at 2.25% of a core).
 std::vector<double> median_layer_times(const std::vector<std::vector<double>>& runs);
+
+// One profile for several nodes known to be alike (the same hardware at the same speed): each
+// layer's median over their profiles, and each message cost's (median_of). Codec ratios are
+// taken from the first (they depend on the model, not the node). Precondition: profiles of one
+// model (milliseconds of one size); empty -> empty profile.
+layer_profile pooled_profile(const std::vector<layer_profile>& profiles);
 
 }  // namespace d3

@@ -100,3 +100,18 @@ BOOST_AUTO_TEST_CASE(message_costs_take_each_fields_median) {
   BOOST_TEST(m.codec_decode_ms_per_mb[1] == 2.0);
   BOOST_TEST(median_of({}).encode_ms == 0.0);
 }
+
+BOOST_AUTO_TEST_CASE(a_pooled_profile_takes_each_layers_median_over_the_nodes) {
+  // Three nodes alike; the second was slow on layer 0 and the third on layer 1 while probed.
+  std::vector<layer_profile> probes(3);
+  probes[0].milliseconds = {0, 2, 4};
+  probes[1].milliseconds = {0, 9, 4};
+  probes[2].milliseconds = {0, 2, 11};
+  probes[0].messages.decode_ms = 1, probes[1].messages.decode_ms = 3, probes[2].messages.decode_ms = 2;
+  const layer_profile pooled = pooled_profile(probes);
+  BOOST_TEST(pooled.milliseconds == std::vector<double>({0, 2, 4}), boost::test_tools::per_element());
+  BOOST_TEST(pooled.messages.decode_ms == 2.0);
+  BOOST_TEST(pooled_profile({}).milliseconds.empty());
+  probes.pop_back();  // two nodes: the mean of the middle two
+  BOOST_TEST(pooled_profile(probes).milliseconds == std::vector<double>({0, 5.5, 4}), boost::test_tools::per_element());
+}

@@ -64,6 +64,25 @@ void watch_peers(node_pointer self, const std::string& me) {
   self->delayed_send(self, peer_heartbeat, protocol::tick_atom::value);
 }
 
+// Work that can take seconds (storing a shipment, a probe round) runs on a one-shot worker actor,
+// on a scheduler thread of its own (spare workers: d3_node.cpp), so that the node actor keeps
+// answering its peers' and the app's heartbeats; the worker's answer (or error) is the node's.
+// `work`: () -> caf::result<T>.
+template <class T, class Work>
+caf::result<T> answer_from_worker(node_pointer self, Work work) {
+  auto worker = self->spawn([work](caf::event_based_actor* w) -> caf::behavior {
+    return {[=](protocol::ok_atom) -> caf::result<T> {
+      w->quit();
+      return work();
+    }};
+  });
+  auto rp = self->make_response_promise<T>();
+  self->request(worker, caf::infinite, protocol::ok_atom::value)
+      .then([=](T answer) mutable { rp.deliver(std::move(answer)); },
+            [=](caf::error& e) mutable { rp.deliver(std::move(e)); });
+  return rp;
+}
+
 }  // namespace
 
 void set_node_limits(const node_limits& limits) { limits_in_force = limits; }
@@ -126,60 +145,41 @@ protocol::node_handle::behavior_type node_actor(node_pointer self, node_identity
       [=](protocol::occupy_atom, const std::string& dest_name, double send_ms, uint64_t size) {
         return emulation().send(dest_name, send_ms, size_t(size));
       },
-      // A probe round runs the model twice at this node's speed (seconds on a slow device), so a
-      // one-shot worker runs it, as it stores shipments (below): the node actor keeps answering
-      // heartbeats meanwhile. profile_fragment serializes concurrent probes itself.
+      // A probe round runs the model twice at this node's speed (seconds on a slow device).
+      // profile_fragment serializes concurrent probes itself.
       [=](protocol::profile_atom, bytes& fragment, int32_t repeats, int32_t round, int32_t rounds) -> caf::result<std::string> {
         if (std::string over = message_over_limit("profile fragment", fragment.size()); !over.empty())
           return nlohmann::json{{"error", me + over}}.dump();
         auto payload = std::make_shared<bytes>(std::move(fragment));
-        auto worker = self->spawn([payload, repeats, round, rounds](caf::event_based_actor* w) -> caf::behavior {
-          return {[=](protocol::profile_atom) {
-            w->quit();
-            std::string result = profile_fragment(*payload, int(repeats), int(round), int(rounds));
-            print_node_event("profile probe round " + std::to_string(round + 1) + "/" + std::to_string(rounds) +
-                             " answered (" + std::to_string(result.size()) + " bytes of JSON)");
-            return result;
-          }};
+        return answer_from_worker<std::string>(self, [payload, repeats, round, rounds] {
+          std::string result = profile_fragment(*payload, int(repeats), int(round), int(rounds));
+          print_node_event("profile probe round " + std::to_string(round + 1) + "/" + std::to_string(rounds) +
+                           " answered (" + std::to_string(result.size()) + " bytes of JSON)");
+          return result;
         });
-        auto rp = self->make_response_promise<std::string>();
-        self->request(worker, caf::infinite, protocol::profile_atom::value)
-            .then([=](std::string& result) mutable { rp.deliver(std::move(result)); },
-                  [=](caf::error& e) mutable { rp.deliver(nlohmann::json{{"error", me + "profile probe: " + self->home_system().render(e)}}.dump()); });
-        return rp;
       },
       [=](protocol::lacks_atom, uint64_t model_hash, const std::vector<std::string>& names) {
         return layer_cache::process().lacking(model_hash, names);
       },
       // Decoding and storing a shipment can take seconds (AlexNet's fully connected layers are
-      // 200 MB), and the node actor also answers the peers' and the app's heartbeats: measured,
-      // a node storing a large shipment answered no ping for 1.25 s and its peers reported it
-      // gone in the middle of a deployment. So a one-shot worker actor does it, on a scheduler
-      // thread of its own (spare workers: d3_node.cpp), and its answer is this one's. The
-      // payload moves to it (a message from the network is not shared: no copy).
+      // 200 MB): measured, a node storing a large shipment in its own actor answered no ping for
+      // 1.25 s and its peers reported it gone in the middle of a deployment. The payload moves to
+      // the worker (a message from the network is not shared: no copy).
       [=](protocol::ship_atom, bytes& payload) -> caf::result<ok_atom> {
         if (std::string over = message_over_limit("layer shipment", payload.size()); !over.empty()) return refusal(me + over);
         auto shipment_bytes = std::make_shared<bytes>(std::move(payload));
-        auto worker = self->spawn([shipment_bytes, me](caf::event_based_actor* w) -> caf::behavior {
-          return {[=](protocol::ship_atom) -> caf::result<ok_atom> {
-            w->quit();
-            auto shipment = decode_shipment(shipment_bytes->data(), shipment_bytes->size(), limits_in_force.max_layers);
-            shipment_bytes->clear();
-            shipment_bytes->shrink_to_fit();
-            if (!shipment) return refusal(me + shipment.message());
-            auto stored = layer_cache::process().store(std::move(shipment.value()));
-            if (!stored) return refusal(me + stored.message());
-            print_node_event("cached " + std::to_string(stored.value()) + " layers (" +
-                             std::to_string(layer_cache::process().layer_count()) + " in the cache, " +
-                             std::to_string(layer_cache::process().weight_bytes()) + " weight bytes)");
-            return ok_atom::value;
-          }};
+        return answer_from_worker<ok_atom>(self, [shipment_bytes, me]() -> caf::result<ok_atom> {
+          auto shipment = decode_shipment(shipment_bytes->data(), shipment_bytes->size(), limits_in_force.max_layers);
+          shipment_bytes->clear();
+          shipment_bytes->shrink_to_fit();
+          if (!shipment) return refusal(me + shipment.message());
+          auto stored = layer_cache::process().store(std::move(shipment.value()));
+          if (!stored) return refusal(me + stored.message());
+          print_node_event("cached " + std::to_string(stored.value()) + " layers (" +
+                           std::to_string(layer_cache::process().layer_count()) + " in the cache, " +
+                           std::to_string(layer_cache::process().weight_bytes()) + " weight bytes)");
+          return ok_atom::value;
         });
-        auto rp = self->make_response_promise<ok_atom>();
-        self->request(worker, caf::infinite, protocol::ship_atom::value)
-            .then([=](ok_atom) mutable { rp.deliver(ok_atom::value); },
-                  [=](caf::error& e) mutable { rp.deliver(std::move(e)); });
-        return rp;
       },
       [=](protocol::peer_atom, const std::string& peer, const std::string& host, uint16_t port,
           const protocol::app_handle& app, uint32_t silence_ms) -> caf::result<ok_atom> {

@@ -2,7 +2,6 @@
 // stage computes a request once all its inputs are there. Protocol: actors/protocol.hpp.
 #include "actors/stage_actor.hpp"
 
-
 #include <algorithm>
 #include <atomic>
 #include <iostream>

@@ -20,10 +20,6 @@ namespace {
 
 constexpr int probe_pause_ms = 30;  // between a probe's timed runs
 
-}  // namespace
-
-namespace {
-
 // The median of `v` (not empty; reordered): the mean of the two middle values of an even count.
 double median_of_values(std::vector<double>& v) {
   const size_t half = v.size() / 2;
@@ -31,6 +27,16 @@ double median_of_values(std::vector<double>& v) {
   if (v.size() % 2) return v[half];
   return 0.5 * (v[half] + *std::max_element(v.begin(), v.begin() + long(half)));
 }
+
+// A probe's executor, kept between the rounds of one probe (the app interleaves the rounds over
+// its nodes; creating the executor again per round would pack the weights again each time). The
+// executor keeps no reference to the fragment, whose stand-in weights are freed at once.
+struct probe_session {
+  std::string key;  // the probe's cache key without the round
+  std::unique_ptr<executor> exec;
+  std::vector<tensor> inputs;
+  std::vector<std::string> names;  // per layer index of the fragment; "" for input layers
+};
 
 }  // namespace
 
@@ -73,20 +79,6 @@ layer_profile pooled_profile(const std::vector<layer_profile>& profiles) {
   out.encoded_fraction = profiles.front().encoded_fraction;
   return out;
 }
-
-namespace {
-
-// A probe's executor, kept between the rounds of one probe (the app interleaves the rounds over
-// its nodes; creating the executor again per round would pack the weights again each time). The
-// executor keeps no reference to the fragment, whose stand-in weights are freed at once.
-struct probe_session {
-  std::string key;  // the probe's cache key without the round
-  std::unique_ptr<executor> exec;
-  std::vector<tensor> inputs;
-  std::vector<std::string> names;  // per layer index of the fragment; "" for input layers
-};
-
-}  // namespace
 
 // Per-layer compute times of a fragment on this node, as JSON {"layers": {name: ms, ...}} or
 // {"error": text}: the fragment arrives without weights (fill_missing_weights makes stand-ins:

@@ -370,9 +370,11 @@ BOOST_FIXTURE_TEST_CASE(imported_onnx_resnet18_three_tier_tiled_is_bit_identical
 }
 
 // Virtual end-to-end latency of a deployed three-tier plan on the evaluation testbed (speeds 0.1,
-// 0.5, 4; WiFi uplink) against the cost model's prediction from a profile measured in this
-// process (single-threaded, speed 1). Transfers are the same arithmetic; compute differs by the
-// measurement (per-layer wall time here, the stages' thread CPU time there).
+// 0.5, 4; WiFi uplink) against the cost model's prediction from the profiles the nodes probed
+// (what each node's clock charges per layer, the path `--profile nodes` takes). Transfers are the
+// same arithmetic. A profile measured in this process instead (wall time, at another moment, in
+// another process) put the prediction 11.7% off in one CI run on this shared machine: that
+// compared two measurements, not the cost model with the clock.
 BOOST_FIXTURE_TEST_CASE(virtual_latency_matches_the_cost_model, testbed_cluster) {
   auto t = d3::testbed::with_uplink("WiFi");
   BOOST_REQUIRE(t.is_ok());
@@ -395,12 +397,12 @@ BOOST_FIXTURE_TEST_CASE(virtual_latency_matches_the_cost_model, testbed_cluster)
   std::sort(latencies.begin(), latencies.end());
   const double virtual_ms = latencies[latencies.size() / 2];
 
-  auto profile = d3::measure_profile(g, 5);
-  BOOST_REQUIRE_MESSAGE(profile.is_ok(), profile.message());
   d3::cluster_model c = d3::cluster_model::evaluation(t.value(), 2);
+  auto probed = d3::probe_node_profiles(dep, g, c, 3);
+  BOOST_REQUIRE_MESSAGE(probed.is_ok(), probed.message());
   auto sg = d3::build_stage_graph(g, plan);
   BOOST_REQUIRE(sg.is_ok());
-  auto predicted = d3::predict_plan(g, sg.value(), profile.value(), c);
+  auto predicted = d3::predict_plan(g, sg.value(), d3::layer_profile{}, c);
   BOOST_REQUIRE_MESSAGE(predicted.is_ok(), predicted.message());
   BOOST_TEST_MESSAGE("resnet18 3-tier (untiled), WiFi testbed: virtual median " << virtual_ms << " ms, predicted "
                                                                                 << predicted->latency_ms << " ms");

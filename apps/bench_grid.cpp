@@ -105,7 +105,10 @@ testbed, "edges behind the mobile uplink" (the scenarios set device<->edge inste
                       of either cell, and the relative spread of the medians of cells of that
                       (model, scenario) that deployed the same plan (noise between cells); plus
                       --noise-floor. Prints the numbers and a PASS or FAIL line (also in
-                      grid.md). A missing hpa (not in --strategies, no plan) is a FAIL
+                      grid.md). A missing hpa (not in --strategies, no plan) is a FAIL.
+                      Before a verdict fails on different plans, hpa and that baseline are
+                      measured again, alternating, 2 * requests + 2 more requests each, and
+                      the check judges all of them (a few requests misjudge the noise)
   --noise-floor PCT   the noise band's floor, percent (default 2)
   --seed S            request i's input is seeded S + i (default 1)
   --model-seed S      seed of the built-in models' weights (default 2021)

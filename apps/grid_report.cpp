@@ -59,11 +59,7 @@ const grid_cell* best_of(const grid_results& r, const std::string& model, const 
   return best;
 }
 
-// hpa against the best other strategy of one (model, scenario), within the run's own noise.
-struct hpa_verdict {
-  bool ok = false;
-  std::string text;  // the numbers, one line
-};
+}  // namespace
 
 // The noise band of a comparison: the larger relative spread (p90 - p10) / median of the two
 // cells' repeated requests; and, since cells that deployed the same plan measure the same thing,
@@ -106,6 +102,8 @@ hpa_verdict judge_hpa(const grid_options& o, const grid_results& r, const std::s
   const double band = std::max({hpa->spread(), best->spread(), same_plan_spread}) + o.noise_floor;
   const double ratio = hpa->median_ms / best->median_ms;
   const bool same_plan = hpa->plan == best->plan;
+  v.best = best->strategy;
+  v.same_plan = same_plan;
   v.ok = same_plan || ratio <= 1 + band;
   v.text = format("%s: hpa median %.2f ms, best baseline %s %.2f ms, hpa/best %.3f; noise band %.1f%% = max of "
                   "spread (p90-p10)/median (hpa %.1f%%, %s %.1f%%) and same-plan cells' spread %.1f%%, + floor %.1f%%",
@@ -113,10 +111,11 @@ hpa_verdict judge_hpa(const grid_options& o, const grid_results& r, const std::s
                   100 * hpa->spread(), best->strategy.c_str(), 100 * best->spread(), 100 * same_plan_spread,
                   100 * o.noise_floor);
   if (same_plan) v.text += "; hpa deployed the same plan as " + best->strategy;
+  if (hpa->confirmation > 0 || best->confirmation > 0)
+    v.text += format("; after %d more requests of hpa and %s each, alternating (the first %d did not place hpa within "
+                     "the band)", std::max(hpa->confirmation, best->confirmation), best->strategy.c_str(), o.requests);
   return v;
 }
-
-}  // namespace
 
 check_outcome run_check(const grid_options& o, const grid_results& r) {
   check_outcome out;

@@ -15,6 +15,15 @@ status write_csv(const std::string& path, const grid_results& r);
 // Per cell and stage: the cost model's finish time against the measured median.
 status write_stage_csv(const std::string& path, const grid_results& r);
 
+// hpa against the best other strategy of one (model, scenario), within the run's own noise.
+struct hpa_verdict {
+  bool ok = false;
+  std::string best;  // the best baseline's strategy, when one was measured
+  bool same_plan = false;  // hpa deployed the best baseline's plan
+  std::string text;  // the numbers, one line
+};
+hpa_verdict judge_hpa(const grid_options& o, const grid_results& r, const std::string& model, const std::string& scenario);
+
 struct check_outcome {
   bool pass = true;
   std::vector<std::string> lines;

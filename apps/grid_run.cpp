@@ -14,6 +14,7 @@
 #include "actors/deployment.hpp"
 #include "actors/planner_actor.hpp"
 #include "apps/app_support.hpp"
+#include "apps/grid_report.hpp"
 #include "apps/local_nodes.hpp"
 #include "kernels/executor.hpp"
 #include "planner/cost_model.hpp"
@@ -277,6 +278,44 @@ std::string cell_line(const grid_cell& c) {
   return line;
 }
 
+// --check judges hpa against the best baseline from `requests` timed requests each, and with two
+// or three of them the noise band is a guess: a slow phase of this shared machine that falls on
+// one plan's requests looks like a worse plan (a CI run: hpa 19.06 ms against neurosurgeon
+// 16.89 ms on mobilenet_v3_small, hpa/best 1.129 outside a 9.4% band, where other runs measured
+// them within 2%). So a verdict that would fail on different plans is measured again before it
+// fails the run: hpa and that baseline alternate for 2 * requests + 2 more requests each, and the
+// check judges all of them (the report says so). A verdict that holds is never re-measured.
+template <typename Measure>
+void confirm_hpa_verdict(const grid_options& o, std::vector<grid_cell>& cells,
+                         const std::vector<std::optional<deployment_plan>>& plans, progress_bar& bar, Measure& measure) {
+  if (cells.empty()) return;
+  grid_results scenario;
+  scenario.cells = cells;
+  const hpa_verdict first = judge_hpa(o, scenario, cells.front().model, cells.front().scenario);
+  if (first.ok || first.best.empty() || first.same_plan) return;
+  std::vector<size_t> pair;
+  for (size_t k = 0; k < cells.size(); ++k)
+    if ((cells[k].strategy == "hpa" || cells[k].strategy == first.best) && plans[k]) pair.push_back(k);
+  if (pair.size() != 2) return;
+  bar.clear();
+  std::fprintf(stderr, "grid: %s %s: hpa outside the noise band of %s on %d requests; measuring both again\n",
+               cells.front().model.c_str(), cells.front().scenario.c_str(), first.best.c_str(), o.requests);
+  const int extra = 2 * o.requests + 2;
+  for (int j = 0; j < extra; ++j)
+    for (size_t turn = 0; turn < pair.size(); ++turn) {
+      const size_t k = pair[(turn + size_t(j)) % pair.size()];
+      if (!plans[k]) continue;
+      bar.detail(format("confirmation %d/%d: %s", j + 1, extra, cells[k].strategy.c_str()));
+      const size_t before = cells[k].virtual_ms.size();
+      measure(k, o.warmup + j % o.requests);  // the timed inputs again: their answers are known
+      cells[k].confirmation += int(cells[k].virtual_ms.size() - before);
+    }
+  for (size_t k : pair) {
+    cells[k].requests += cells[k].confirmation;
+    fill_statistics(cells[k]);
+  }
+}
+
 }  // namespace
 
 // Long on purpose: the nodes' and the deployment's lifecycle (fresh nodes per model, restarted
@@ -383,42 +422,48 @@ grid_results run_grid(const grid_options& o, caf::actor_system& system) {
         if (!failure.empty()) cells.back().error = failure;
       }
       const int total = o.warmup + o.requests;
+      // Request `i` of cell k (its input; warm-ups first), on its plan deployed anew.
+      auto measure = [&](size_t k, int i) {
+        grid_cell& c = cells[k];
+        bool healthy = false;
+        if (const std::string not_ready = ready(); !not_ready.empty()) {
+          c.error = not_ready;
+        } else if (deploy_cell(c, *plans[k], m, *dep, dopts, roles)) {
+          healthy = request_cell(c, i, o, m, *dep);
+          dep->teardown();
+          healthy = healthy && dep->broken().empty();
+        }
+        // A node that died may have hosted no stage of this cell, and then nothing else notices;
+        // but the numbers are not to be trusted (e.g. the app's links are those of the device
+        // node), so the cell records it and the nodes restart.
+        if (nodes) {
+          if (const std::vector<std::string> gone = nodes->exited(); !gone.empty()) {
+            c.error = "during the cell: " + join(gone, "; ") + (c.error.empty() ? "" : "; " + c.error);
+            healthy = false;
+          }
+        }
+        if (!healthy) {  // this cell stops; fresh nodes for the others (the deployment goes first)
+          if (c.failed == 0) c.failed = std::max(1, total - i);
+          plans[k].reset();
+          bar.detail("restarting nodes");
+          dep.reset();
+          nodes.reset();
+        }
+      };
       for (int round = 0; round < total; ++round) {
         // The order rotates: a plan run right after the others ran elsewhere finds its node's
         // caches cold, and that must not always be the same strategy.
         for (size_t turn = 0; turn < cells.size(); ++turn) {
           const size_t k = (turn + size_t(round)) % cells.size();
-          grid_cell& c = cells[k];
           if (!plans[k]) continue;
-          bar.detail(format("round %d/%d%s: %s", round + 1, total, round < o.warmup ? " (warm-up)" : "", c.strategy.c_str()));
-          bool healthy = false;
-          if (const std::string not_ready = ready(); !not_ready.empty()) {
-            c.error = not_ready;
-          } else if (deploy_cell(c, *plans[k], m, *dep, dopts, roles)) {
-            healthy = request_cell(c, round, o, m, *dep);
-            dep->teardown();
-            healthy = healthy && dep->broken().empty();
-          }
-          // A node that died may have hosted no stage of this cell, and then nothing else notices;
-          // but the numbers are not to be trusted (e.g. the app's links are those of the device
-          // node), so the cell records it and the nodes restart.
-          if (nodes) {
-            if (const std::vector<std::string> gone = nodes->exited(); !gone.empty()) {
-              c.error = "during the cell: " + join(gone, "; ") + (c.error.empty() ? "" : "; " + c.error);
-              healthy = false;
-            }
-          }
-          if (!healthy) {  // this cell stops; fresh nodes for the others (the deployment goes first)
-            if (c.failed == 0) c.failed = total - round;
-            plans[k].reset();
-            bar.detail("restarting nodes");
-            dep.reset();
-            nodes.reset();
-          }
+          bar.detail(format("round %d/%d%s: %s", round + 1, total, round < o.warmup ? " (warm-up)" : "",
+                            cells[k].strategy.c_str()));
+          measure(k, round);
         }
       }
+      for (grid_cell& c : cells) fill_statistics(c);
+      if (o.check) confirm_hpa_verdict(o, cells, plans, bar, measure);
       for (grid_cell& c : cells) {
-        fill_statistics(c);
         emit(std::move(c));
       }
       index += o.strategies.size();

@@ -56,6 +56,8 @@ struct grid_cell {
   bool encoded = false;
   std::vector<double> measured_bytes;
   bool deployed = false;
+  // Timed requests added by --check's confirmation (in virtual_ms with the first `requests`).
+  int confirmation = 0;
   std::string plan;   // what the strategy chose, one line
   std::string error;  // first error: "plan: ...", "deploy: ...", "request 3: ..."
   // Per stage of the plan (stage id order): where the cost model's error comes from.

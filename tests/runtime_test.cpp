@@ -554,9 +554,20 @@ BOOST_FIXTURE_TEST_CASE(uplink_drop_makes_the_planner_migrate_only_changed_layer
   for (const auto& [l, nodes] : new_nodes) changed += old_nodes[l] != nodes;
   BOOST_TEST(m.layers_moved.size() == changed);
   BOOST_TEST(m.deploy.layers_shipped <= m.layers_moved.size());  // nothing unchanged is re-shipped
-  BOOST_TEST(outcomes.back().virtual_latency_ms < outcomes.front().virtual_latency_ms * 0.5);  // it paid off
   std::vector<double> latencies;
   for (const auto& o : outcomes) latencies.push_back(o.virtual_latency_ms);
+  // It paid off: the median of the requests on the last plan against the first after the drop.
+  // Not the last request alone: the device runs at speed 0.1, so its clock charges ten times the
+  // CPU time of its stages, and one CI run measured the last request at 723 ms between others of
+  // 233-295 ms on the same plan (this guest reports no steal time: a vCPU the host held back
+  // counts as the thread's CPU time).
+  std::vector<double> on_last_plan;
+  for (const auto& o : outcomes)
+    if (o.plan_version == m.to_version) on_last_plan.push_back(o.virtual_latency_ms);
+  BOOST_REQUIRE(!on_last_plan.empty());
+  std::sort(on_last_plan.begin(), on_last_plan.end());
+  const double settled_ms = on_last_plan[on_last_plan.size() / 2];
+  BOOST_TEST(settled_ms < outcomes.front().virtual_latency_ms * 0.5);
   std::string trace;
   for (double ms : latencies) trace += " " + std::to_string(int(ms));
   BOOST_TEST_MESSAGE("uplink 40 -> 4 Mbit/s: estimate "

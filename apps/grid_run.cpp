@@ -292,7 +292,7 @@ void confirm_hpa_verdict(const grid_options& o, std::vector<grid_cell>& cells,
   grid_results scenario;
   scenario.cells = cells;
   const hpa_verdict first = judge_hpa(o, scenario, cells.front().model, cells.front().scenario);
-  if (first.ok || first.best.empty() || first.same_plan) return;
+  if (first.ok || first.same_plan) return;  // (no baseline measured: no pair below)
   std::vector<size_t> pair;
   for (size_t k = 0; k < cells.size(); ++k)
     if ((cells[k].strategy == "hpa" || cells[k].strategy == first.best) && plans[k]) pair.push_back(k);
@@ -463,9 +463,7 @@ grid_results run_grid(const grid_options& o, caf::actor_system& system) {
       }
       for (grid_cell& c : cells) fill_statistics(c);
       if (o.check) confirm_hpa_verdict(o, cells, plans, bar, measure);
-      for (grid_cell& c : cells) {
-        emit(std::move(c));
-      }
+      for (grid_cell& c : cells) emit(std::move(c));
       index += o.strategies.size();
       dep.reset();
     }

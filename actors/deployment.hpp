@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <random>
 #include <set>
 #include <string>
 #include <vector>
@@ -291,6 +292,7 @@ class deployment {
                                    bool ship_everything = false);
   status connect_peers(const std::vector<link_bytes>& links);
   status ship_layers(const graph& g, const stage_graph& sg, deploy_report& report, bool ship_everything);
+  status send_shipment(const std::string& node, protocol::bytes payload, size_t layers);
   status spawn_stages(const graph& g, const stage_graph& sg, int version, uint64_t hash,
                       std::vector<protocol::stage_handle>& actors);
   status wire_routes(const stage_graph& sg, deployed_version& v, std::map<int, std::vector<int>>& sends_to);
@@ -355,6 +357,7 @@ class deployment {
   std::map<std::string, std::string> roles_;
   std::set<std::pair<std::string, std::string>> peered_;
   std::set<std::string> down_nodes_;  // nodes whose node actor went away (process gone)
+  std::mt19937_64 upload_ids_{std::random_device{}()};  // of shipments sent in parts: unique per app
   std::map<std::string, node_health> health_;
   std::chrono::steady_clock::time_point next_ping_;
   std::chrono::steady_clock::time_point last_heartbeat_;  // the last heartbeat() call (run() only)

@@ -138,6 +138,28 @@ status deployment::connect_peers(const std::vector<link_bytes>& links) {
   return status::ok();
 }
 
+// One encoded shipment to `node`: one message, or (a layer whose weights alone exceed
+// shipment_bytes) parts of shipment_bytes in order, each acknowledged before the next, so that
+// no message exceeds what a node accepts (max_message_mb) and the node holds one copy.
+status deployment::send_shipment(const std::string& node, protocol::bytes payload, size_t layers) {
+  const std::string what = "shipping " + std::to_string(layers) + " layers to node '" + node + "'";
+  const size_t part_bytes = std::max<size_t>(1, options_.shipment_bytes);
+  if (payload.size() <= part_bytes)
+    return command(*self_, nodes_.at(node), options_.timeout, what, protocol::ship_atom::value, std::move(payload));
+  const uint64_t upload = upload_ids_();
+  const size_t parts = (payload.size() + part_bytes - 1) / part_bytes;
+  for (size_t k = 0, offset = 0; offset < payload.size(); ++k, offset += part_bytes) {
+    const size_t n = std::min(part_bytes, payload.size() - offset);
+    protocol::bytes part(payload.begin() + ptrdiff_t(offset), payload.begin() + ptrdiff_t(offset + n));
+    D3_RETURN_IF_ERROR(command(*self_, nodes_.at(node), options_.timeout,
+                               what + " (part " + std::to_string(k + 1) + " of " + std::to_string(parts) + ", " +
+                                   std::to_string(payload.size()) + " bytes in all)",
+                               protocol::ship_part_atom::value, uint64_t(upload), uint64_t(offset),
+                               uint64_t(payload.size()), std::move(part)));
+  }
+  return status::ok();
+}
+
 // Every node gets the layers its stages run that it does not have yet (all of them with
 // ship_everything), in messages of at most options_.shipment_bytes of weights.
 status deployment::ship_layers(const graph& g, const stage_graph& sg, deploy_report& report, bool ship_everything) {
@@ -171,9 +193,7 @@ status deployment::ship_layers(const graph& g, const stage_graph& sg, deploy_rep
       protocol::bytes payload = encode_layers(g, chunk, report.model_hash, chunk);
       if (payload.empty()) return status::error("cannot encode the layers shipped to node '" + node + "'");
       report.message_bytes_shipped += payload.size();
-      D3_RETURN_IF_ERROR(command(*self_, nodes_.at(node), options_.timeout,
-                                 "shipping " + std::to_string(chunk.size()) + " layers to node '" + node + "'",
-                                 protocol::ship_atom::value, std::move(payload)));
+      D3_RETURN_IF_ERROR(send_shipment(node, std::move(payload), chunk.size()));
       node_bytes += chunk_bytes;
       chunk.clear();
       chunk_bytes = 0;

@@ -83,6 +83,67 @@ caf::result<T> answer_from_worker(node_pointer self, Work work) {
   return rp;
 }
 
+// Decoding and storing a shipment can take seconds (AlexNet's fully connected layers are 200 MB):
+// measured, a node storing a large shipment in its own actor answered no ping for 1.25 s and its
+// peers reported it gone in the middle of a deployment. The payload moves to the worker (a
+// message from the network is not shared: no copy).
+caf::result<protocol::ok_atom> store_shipment(node_pointer self, std::shared_ptr<bytes> payload, const std::string& me) {
+  return answer_from_worker<protocol::ok_atom>(self, [payload, me]() -> caf::result<protocol::ok_atom> {
+    auto shipment = decode_shipment(payload->data(), payload->size(), limits_in_force.max_layers);
+    payload->clear();
+    payload->shrink_to_fit();
+    if (!shipment) return protocol::refusal(me + shipment.message());
+    auto stored = layer_cache::process().store(std::move(shipment.value()));
+    if (!stored) return protocol::refusal(me + stored.message());
+    print_node_event("cached " + std::to_string(stored.value()) + " layers (" +
+                     std::to_string(layer_cache::process().layer_count()) + " in the cache, " +
+                     std::to_string(layer_cache::process().weight_bytes()) + " weight bytes)");
+    return protocol::ok_atom::value;
+  });
+}
+
+// Appends one part of a shipment sent in parts. The whole shipment once its last part is in
+// (the upload is then forgotten), nullptr while parts are missing, an error (the upload dropped)
+// for a part out of order, past `total`, or a total the limits refuse, checked before the buffer
+// is reserved. Uploads idle for upload_idle are dropped when a new one starts (an app that died
+// mid-upload leaves nothing behind for long).
+constexpr std::chrono::minutes upload_idle{2};
+result<std::shared_ptr<bytes>> add_part(node_state& state, uint64_t id, uint64_t offset, uint64_t total,
+                                        const bytes& part) {
+  const auto now = std::chrono::steady_clock::now();
+  auto it = state.uploads.find(id);
+  if (it == state.uploads.end()) {
+    if (offset != 0) return status::error("a part at offset " + std::to_string(offset) + " of an upload not begun");
+    for (auto u = state.uploads.begin(); u != state.uploads.end();)
+      u = now - u->second.last_part > upload_idle ? state.uploads.erase(u) : std::next(u);
+    size_t pending = 0;
+    for (const auto& [other, u] : state.uploads) pending += u.total;
+    const size_t limit = limits_in_force.max_upload_bytes;
+    if (total == 0 || total > limit || pending + total > limit)
+      return status::error("a layer shipment of " + std::to_string(total) + " bytes (" + std::to_string(pending) +
+                           " more in uploads in progress) exceeds max_upload_mb (" + std::to_string(limit >> 20) +
+                           " MB)");
+    it = state.uploads.emplace(id, node_state::pending_upload{}).first;
+    it->second.total = size_t(total);
+    it->second.data.reserve(size_t(total));
+  }
+  node_state::pending_upload& u = it->second;
+  if (offset != u.data.size() || total != u.total || part.size() > u.total - u.data.size() ||
+      (part.empty() && u.data.size() < u.total)) {
+    const std::string what = "part of " + std::to_string(part.size()) + " bytes at offset " + std::to_string(offset) +
+                             " of " + std::to_string(total) + " does not follow the " +
+                             std::to_string(u.data.size()) + " of " + std::to_string(u.total) + " bytes received";
+    state.uploads.erase(it);
+    return status::error(what);
+  }
+  u.data.insert(u.data.end(), part.begin(), part.end());
+  u.last_part = now;
+  if (u.data.size() < u.total) return std::shared_ptr<bytes>{};
+  auto whole = std::make_shared<bytes>(std::move(u.data));
+  state.uploads.erase(it);
+  return whole;
+}
+
 }  // namespace
 
 void set_node_limits(const node_limits& limits) { limits_in_force = limits; }
@@ -161,25 +222,19 @@ protocol::node_handle::behavior_type node_actor(node_pointer self, node_identity
       [=](protocol::lacks_atom, uint64_t model_hash, const std::vector<std::string>& names) {
         return layer_cache::process().lacking(model_hash, names);
       },
-      // Decoding and storing a shipment can take seconds (AlexNet's fully connected layers are
-      // 200 MB): measured, a node storing a large shipment in its own actor answered no ping for
-      // 1.25 s and its peers reported it gone in the middle of a deployment. The payload moves to
-      // the worker (a message from the network is not shared: no copy).
       [=](protocol::ship_atom, bytes& payload) -> caf::result<ok_atom> {
         if (std::string over = message_over_limit("layer shipment", payload.size()); !over.empty()) return refusal(me + over);
-        auto shipment_bytes = std::make_shared<bytes>(std::move(payload));
-        return answer_from_worker<ok_atom>(self, [shipment_bytes, me]() -> caf::result<ok_atom> {
-          auto shipment = decode_shipment(shipment_bytes->data(), shipment_bytes->size(), limits_in_force.max_layers);
-          shipment_bytes->clear();
-          shipment_bytes->shrink_to_fit();
-          if (!shipment) return refusal(me + shipment.message());
-          auto stored = layer_cache::process().store(std::move(shipment.value()));
-          if (!stored) return refusal(me + stored.message());
-          print_node_event("cached " + std::to_string(stored.value()) + " layers (" +
-                           std::to_string(layer_cache::process().layer_count()) + " in the cache, " +
-                           std::to_string(layer_cache::process().weight_bytes()) + " weight bytes)");
-          return ok_atom::value;
-        });
+        return store_shipment(self, std::make_shared<bytes>(std::move(payload)), me);
+      },
+      [=](protocol::ship_part_atom, uint64_t upload, uint64_t offset, uint64_t total, bytes& part) -> caf::result<ok_atom> {
+        if (std::string over = message_over_limit("layer shipment part", part.size()); !over.empty()) {
+          self->state.uploads.erase(upload);
+          return refusal(me + over);
+        }
+        auto assembled = add_part(self->state, upload, offset, total, part);
+        if (!assembled) return refusal(me + "upload " + std::to_string(upload) + ": " + assembled.message());
+        if (!assembled.value()) return ok_atom::value;
+        return store_shipment(self, std::move(assembled.value()), me);
       },
       [=](protocol::peer_atom, const std::string& peer, const std::string& host, uint16_t port,
           const protocol::app_handle& app, uint32_t silence_ms) -> caf::result<ok_atom> {

@@ -28,6 +28,14 @@ struct node_state {
     std::chrono::milliseconds silence{1250};  // no answer this long: gone (the peer command's)
   };
   std::map<std::string, watched_peer> peers;  // by node name
+  // Layer shipments arriving in parts (ship_part), by upload id. Invariant: data.size() bytes of
+  // `total` have arrived, in order; the sum of the totals is within max_upload_bytes.
+  struct pending_upload {
+    protocol::bytes data;
+    size_t total = 0;
+    std::chrono::steady_clock::time_point last_part;
+  };
+  std::map<uint64_t, pending_upload> uploads;
   protocol::app_handle app;                   // where peer trouble is reported
   uint64_t seq = 0;
   bool ticking = false;
@@ -37,7 +45,7 @@ struct node_state {
 protocol::node_handle::behavior_type node_actor(protocol::node_handle::stateful_pointer<node_state> self,
                                                 node_identity identity);
 
-// What a node accepts from its peers (INI max_message_mb, max_stages), checked before a message's
+// What a node accepts from its peers (INI max_message_mb, max_upload_mb, max_stages, max_layers), checked before a message's
 // contents are decoded: a payload larger than max_message_bytes (a layer shipment, a profile
 // fragment, a tensor bundle) is refused with an error reply; a stage set up while max_stages are
 // live refuses. The node keeps serving. The layer cache's budget is layer_cache::set_budget.
@@ -45,6 +53,9 @@ struct node_limits {
   size_t max_message_bytes = size_t(256) << 20;
   size_t max_stages = 1024;
   size_t max_layers = 4096;  // per layer shipment (one upload)
+  // A layer shipment sent in parts (one layer larger than max_message_bytes); also the most
+  // bytes of all the uploads in progress at once.
+  size_t max_upload_bytes = size_t(2048) << 20;
 };
 void set_node_limits(const node_limits& limits);
 const node_limits& current_node_limits();

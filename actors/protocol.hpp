@@ -12,6 +12,13 @@
 //   (info)                                       -> node_info {name, role}
 //   (lacks, uint64 model_hash, [string] layers)  -> [string] layers missing from the node's cache
 //   (ship, bytes LayerShipment)                  -> ok: stored
+//   (ship_part, uint64 upload, uint64 offset, uint64 total, bytes part) -> ok: one part of a
+//                 LayerShipment too large for one message (a layer whose weights exceed
+//                 max_message_mb: VGG16's first fully connected layer is 411 MB), sent in order
+//                 (offset = the bytes of `upload` received so far); the part that completes
+//                 `total` bytes is decoded and stored like ship. `total` is checked against the
+//                 node's max_upload_mb before anything is allocated; an upload idle for 2 minutes
+//                 is dropped when another one starts
 //   (peer, string name, string host, uint16 port, app_handle app, uint32 silence_ms) -> ok:
 //                 connected to node `name` (direct node-to-node traffic); from then on this node
 //                 pings it every silence_ms / 5 and tells `app` (peer_down, this node's name, name,
@@ -81,6 +88,7 @@ using ok_atom = caf::atom_constant<caf::atom("d3ok")>;
 using info_atom = caf::atom_constant<caf::atom("d3info")>;
 using lacks_atom = caf::atom_constant<caf::atom("d3lacks")>;
 using ship_atom = caf::atom_constant<caf::atom("d3ship")>;
+using ship_part_atom = caf::atom_constant<caf::atom("d3shpart")>;
 using peer_atom = caf::atom_constant<caf::atom("d3peer")>;
 using setup_atom = caf::atom_constant<caf::atom("d3setup")>;
 using route_atom = caf::atom_constant<caf::atom("d3route")>;
@@ -123,6 +131,7 @@ using node_handle = echo_handle::extend<
     caf::replies_to<info_atom>::with<node_info>,
     caf::replies_to<lacks_atom, uint64_t, std::vector<std::string>>::with<std::vector<std::string>>,
     caf::replies_to<ship_atom, bytes>::with<ok_atom>,
+    caf::replies_to<ship_part_atom, uint64_t, uint64_t, uint64_t, bytes>::with<ok_atom>,
     caf::replies_to<peer_atom, std::string, std::string, uint16_t, app_handle, uint32_t>::with<ok_atom>,
     caf::reacts_to<tick_atom>,
     caf::replies_to<emul_atom, std::string>::with<ok_atom>,

@@ -33,6 +33,7 @@ struct node_config : caf::actor_system_config {
   double speed = 1.0;
   size_t cache_mb = 2048;
   size_t max_message_mb = 256;
+  size_t max_upload_mb = 2048;
   size_t max_stages = 1024;
   size_t max_layers = 4096;
   bool verbose = false;
@@ -47,6 +48,7 @@ struct node_config : caf::actor_system_config {
         .add(speed, "speed", "emulated compute capacity relative to one core (emulation: applied under the virtual clock)")
         .add(cache_mb, "cache_mb", "budget of the layer cache in MB (0: none); least recently used layers no stage uses are evicted")
         .add(max_message_mb, "max_message_mb", "largest layer shipment, tensor bundle or profile fragment accepted, in MB")
+        .add(max_upload_mb, "max_upload_mb", "largest layer shipment sent in parts (a layer over max_message_mb), and the most MB of such uploads in progress at once")
         .add(max_stages, "max_stages", "most stages live at once on this node")
         .add(max_layers, "max_layers", "most layers in one layer shipment (upload)")
         .add(verbose, "verbose", "print one line per stage spawned, shipment cached and stage error")
@@ -80,6 +82,10 @@ command line as --d3.KEY=VALUE (the command line overrides the file):
   max_message_mb  the largest layer shipment, tensor bundle or profile
            fragment accepted; larger ones are refused before they
            are decoded, and the node keeps serving                  (default 256)
+  max_upload_mb  the largest layer shipment the app sends in parts of
+           at most 32 MB (one layer whose weights exceed
+           max_message_mb), and the most MB of such uploads in
+           progress at once; checked before any is allocated        (default 2048)
   max_stages  the most stages live at once; one more is refused    (default 1024)
   max_layers  the most layers in one layer shipment; a longer one is
            refused before any layer is read                         (default 4096)
@@ -143,6 +149,7 @@ std::string dropped_ini_key(const std::string& file, const caf::settings& conten
       {"host", "a double-quoted string"}, {"port", "an integer in [0, 65535]"},
       {"speed", "a number"},             {"verbose", "true or false"},
       {"cache_mb", "an integer >= 0"},     {"max_message_mb", "an integer >= 0"},
+      {"max_upload_mb", "an integer >= 0"},
       {"max_stages", "an integer >= 0"},   {"tls", "true or false"},
       {"max_layers", "an integer >= 0"}};
   for (int number = 1; std::getline(in, line); ++number) {
@@ -159,7 +166,7 @@ std::string dropped_ini_key(const std::string& file, const caf::settings& conten
     auto known = expected.find(key);
     if (known == expected.end())
       return file + " line " + std::to_string(number) + ": unknown [d3] key '" + key +
-             "' (name, role, host, port, speed, cache_mb, max_message_mb, max_stages, max_layers, verbose, tls)";
+             "' (name, role, host, port, speed, cache_mb, max_message_mb, max_upload_mb, max_stages, max_layers, verbose, tls)";
     if (!caf::get_if(&content, "d3." + key))
       return file + " line " + std::to_string(number) + ": [d3] " + key + " must be " + known->second + ", got '" +
              line.substr(first) + "'";
@@ -223,7 +230,7 @@ int main(int argc, char** argv) {
   });
   d3::set_stage_event_printing(cfg.verbose);
   d3::layer_cache::process().set_budget(cfg.cache_mb << 20);
-  d3::set_node_limits({cfg.max_message_mb << 20, cfg.max_stages, cfg.max_layers});
+  d3::set_node_limits({cfg.max_message_mb << 20, cfg.max_stages, cfg.max_layers, cfg.max_upload_mb << 20});
 
   // SIGINT/SIGTERM are blocked in every thread (CAF's threads inherit the mask) and taken by
   // sigwait below: a clean shutdown, not a handler racing the actor system.

@@ -59,11 +59,13 @@ const cluster::layout_type one_edge = {{"edge1", "edge"}};
 
 // The cluster's cloud restarted with `limits` (lines of its [d3] section), and a deployment
 // connected to every node.
-std::unique_ptr<d3::deployment> connected_with_limited_cloud(cluster& c, const std::string& limits) {
+std::unique_ptr<d3::deployment> connected_with_limited_cloud(cluster& c, const std::string& limits,
+                                                            size_t shipment_bytes = size_t(32) << 20) {
   c.signal("cloud", SIGKILL);
   c.restart("cloud", 1.0, limits);
   d3::deployment_options options;
   options.timeout = 20s;
+  options.shipment_bytes = shipment_bytes;
   auto dep = std::make_unique<d3::deployment>(*c.system, options);
   BOOST_REQUIRE(dep->connect(c.endpoints()).is_ok());
   return dep;
@@ -193,3 +195,70 @@ BOOST_FIXTURE_TEST_CASE(a_node_refuses_a_shipment_of_too_many_layers, cluster) {
   auto inputs = inputs_for(g, 2, 77);
   check_answers(g, inputs, dep.run(inputs, 1));
 }
+
+// A layer larger than a node's max_message_mb arrives in parts (resnet18's layer4 convolutions
+// are 9.4 MB; the cloud accepts 1 MB per message): deployed, answered memcmp-equal. A node whose
+// max_upload_mb is below such a layer refuses it naming the limit, and keeps serving.
+BOOST_FIXTURE_TEST_CASE(a_layer_over_max_message_mb_is_shipped_in_parts_within_max_upload_mb, cluster) {
+  const d3::graph& g = resnet18();
+  auto inputs = inputs_for(g, 2, 4242);
+  {
+    auto connected = connected_with_limited_cloud(*this, "max_message_mb=1\n", size_t(768) << 10);
+    auto deployed = connected->deploy(g, three_tier_plan(false));  // the cloud gets layer3..fc
+    BOOST_REQUIRE_MESSAGE(deployed.is_ok(), deployed.message());
+    BOOST_TEST(deployed->weight_bytes_per_node.at("cloud") > size_t(20) << 20);
+    check_answers(g, inputs, connected->run(inputs, 1));
+  }
+  auto connected = connected_with_limited_cloud(*this, "max_message_mb=1\nmax_upload_mb=4\n", size_t(768) << 10);
+  auto refused = connected->deploy(g, three_tier_plan(false));
+  BOOST_REQUIRE(!refused.is_ok());
+  BOOST_TEST(refused.message().find("exceeds max_upload_mb (4 MB)") != std::string::npos, refused.message());
+  BOOST_TEST(refused.message().find("cloud") != std::string::npos, refused.message());
+  d3::deployment_plan small;
+  small.segments = {{"device", "conv1", "layer4.1.add"}, {"cloud", "avgpool", "fc"}};  // fc: 2 MB, in 3 parts
+  auto deployed = connected->deploy(g, small);
+  BOOST_REQUIRE_MESSAGE(deployed.is_ok(), deployed.message());
+  check_answers(g, inputs, connected->run(inputs, 1));
+}
+
+// Parts that do not follow each other are refused, each naming what is wrong, and drop their
+// upload; the node keeps answering (raw messages, as a peer that does not follow the protocol
+// would send them).
+BOOST_FIXTURE_TEST_CASE(a_node_refuses_parts_out_of_order_and_totals_over_its_limit, cluster) {
+  signal("cloud", SIGKILL);
+  restart("cloud", 1.0, "max_upload_mb=1\n");
+  const d3::node_endpoint cloud = endpoints().back();
+  BOOST_REQUIRE_EQUAL(cloud.name, "cloud");
+  caf::scoped_actor self{*system};
+  d3::protocol::node_handle node;
+  self->request(d3::transport::connector(*system), 10s, caf::connect_atom::value, cloud.host, cloud.port)
+      .receive([&](const caf::node_id&, caf::strong_actor_ptr& ptr,
+                   const std::set<std::string>&) { node = caf::actor_cast<d3::protocol::node_handle>(ptr); },
+               [&](caf::error& e) { BOOST_FAIL("cannot connect to the cloud: " + system->render(e)); });
+  BOOST_REQUIRE(node);
+  // (upload, offset, total, part size) -> the refusal's text, or "" for ok.
+  auto send = [&](uint64_t upload, uint64_t offset, uint64_t total, size_t size) {
+    std::string answer = "no answer";
+    self->request(node, 10s, d3::protocol::ship_part_atom::value, upload, offset, total, d3::protocol::bytes(size))
+        .receive([&](d3::protocol::ok_atom) { answer = ""; },
+                 [&](caf::error& e) { answer = d3::protocol::describe(*system, e, 10s); });
+    return answer;
+  };
+  BOOST_TEST(send(1, 100, 1000, 10).find("not begun") != std::string::npos);
+  BOOST_TEST(send(2, 0, size_t(2) << 20, 10).find("exceeds max_upload_mb (1 MB)") != std::string::npos);
+  BOOST_TEST(send(3, 0, 1000, 400) == "");
+  BOOST_TEST(send(3, 500, 1000, 400).find("does not follow the 400 of 1000 bytes received") != std::string::npos);
+  BOOST_TEST(send(3, 400, 1000, 400).find("not begun") != std::string::npos);  // the upload was dropped
+  BOOST_TEST(send(4, 0, 1000, 600) == "");
+  BOOST_TEST(send(4, 600, 1000, 500).find("does not follow") != std::string::npos);  // past the total
+  // A complete upload of bytes that are no shipment: refused by the decoder, naming it.
+  BOOST_TEST(send(5, 0, 64, 32) == "");
+  const std::string garbage = send(5, 32, 64, 32);
+  BOOST_TEST(!garbage.empty());
+  BOOST_TEST(garbage.find("node cloud") != std::string::npos, garbage);
+  std::string info;
+  self->request(node, 10s, d3::protocol::info_atom::value)
+      .receive([&](const d3::protocol::node_info& i) { info = i.name; }, [&](caf::error&) {});
+  BOOST_TEST(info == "cloud");
+}
+

@@ -93,8 +93,10 @@ with a single-process run.
   --profile nodes|local per-layer times for planning: probed on every node (default; each node
                         runs the layers with stand-in weights under its clock and caches them) or
                         measured here once and divided by the node's testbed speed
-  --probe-every N       light probes of a link that carried nothing for N answers (default 3;
-                        0: none, and a link the plan stops using is never seen again)
+  --probe-every N       light probes of a link that carried nothing for N answers (default 1:
+                        a change on an idle link is seen after two answers, since a link's
+                        window holds three samples and one round adds two; 0: none, and a
+                        link the plan stops using is never seen again)
   --max-requests N      cap per run (default 400)
   --codecs              plan, adapt and compute the optimum with lossless codecs on the links
                         (planner/codec_choice.hpp: a tensor travels encoded where its measured ratio
@@ -119,7 +121,7 @@ struct adapt_options {
   testbed_file bed = testbed_file::d3_setting();
   std::string scenario;
   double tail_ms = 6000;
-  int optimum_requests = 8, max_requests = 400, probe_every = 3;
+  int optimum_requests = 8, max_requests = 400, probe_every = 1;
   bool images = false;
   std::optional<codec_choice_options> codecs;  // --codecs
   long timeout_ms = 30000;

@@ -104,6 +104,22 @@ result<deployment_plan> load_plan_file(const std::string& path) {
   return plan;
 }
 
+deployment_plan with_nodes_renamed(const deployment_plan& plan, const std::map<std::string, std::string>& rename) {
+  auto to = [&](std::string& node) {
+    auto it = rename.find(node);
+    if (it != rename.end()) node = it->second;
+  };
+  deployment_plan out = plan;
+  for (plan_segment& s : out.segments) to(s.node);
+  for (plan_tiled_run& r : out.tiled_runs) {
+    for (std::string& n : r.nodes) to(n);
+    if (!r.scatter_node.empty()) to(r.scatter_node);
+    if (!r.gather_node.empty()) to(r.gather_node);
+  }
+  for (plan_codec& c : out.codecs) to(c.to);
+  return out;
+}
+
 std::string describe(const deployment_plan& plan) {
   std::string out;
   auto add = [&](const std::string& part) { out += (out.empty() ? "" : "; ") + part; };

@@ -72,6 +72,9 @@ tensor_codec codec_for(const std::vector<plan_codec>& codecs, const std::string&
 result<deployment_plan> parse_plan_json(const std::string& text);
 result<deployment_plan> load_plan_file(const std::string& path);
 std::string to_json(const deployment_plan& plan);
+// `plan` with every node it names (segments, tiles, scatter and gather, codec destinations)
+// renamed by `rename`; names not in it stay.
+deployment_plan with_nodes_renamed(const deployment_plan& plan, const std::map<std::string, std::string>& rename);
 // One line for reports: "device conv1..maxpool; edge1 layer1.0.conv1..fc; tiled 2x1 ... over edge1,edge2".
 std::string describe(const deployment_plan& plan);
 

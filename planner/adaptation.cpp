@@ -14,6 +14,7 @@ adaptive_planner::adaptive_planner(const graph& g, layer_profile profile, cluste
     : g_(&g), profile_(std::move(profile)), estimate_(std::move(initial)), current_(current),
       running_(std::move(deployed)), version_(running_.version), options_(options) {
   remember_layers(running_);
+  history_.emplace_back(running_, current_);
 }
 
 double adaptive_planner::price_running(const cluster_model& cluster) {
@@ -50,6 +51,48 @@ deployment_plan adaptive_planner::reweighted() const {
     run.col_weights = col_weights;
   }
   return plan;
+}
+
+deployment_plan adaptive_planner::on_cached_nodes(const deployment_plan& plan) const {
+  auto sg = build_stage_graph(*g_, plan);
+  if (!sg) return plan;
+  std::map<std::string, std::set<int>> needs;  // node -> weighted layers the plan runs there
+  for (const stage& st : sg->stages)
+    if (st.kind == stage_kind::segment || st.kind == stage_kind::tile)
+      for (int l : st.layers)
+        if (weight_bytes(g_->layers[size_t(l)]) > 0) needs[st.node].insert(l);
+  // The bytes node `to` lacks of what the plan runs on node `from`.
+  auto lacking = [&](const std::string& from, const std::string& to) {
+    auto need = needs.find(from);
+    if (need == needs.end()) return size_t(0);
+    auto held = cached_.find(to);
+    size_t bytes = 0;
+    for (int l : need->second)
+      if (held == cached_.end() || !held->second.count(l)) bytes += weight_bytes(g_->layers[size_t(l)]);
+    return bytes;
+  };
+  std::map<std::string, std::string> rename;
+  for (node_role role : {node_role::device, node_role::edge, node_role::cloud}) {
+    std::vector<std::string> names;
+    for (const auto& [name, node] : estimate_.nodes)
+      if (node.role == role) names.push_back(name);
+    if (names.size() < 2 || names.size() > 8) continue;
+    const size_t n = names.size();
+    std::vector<size_t> matrix(n * n);  // [i * n + j]: what names[j] lacks of names[i]'s part
+    for (size_t i = 0; i < n; ++i)
+      for (size_t j = 0; j < n; ++j) matrix[i * n + j] = lacking(names[i], names[j]);
+    std::vector<size_t> perm(n), best;
+    for (size_t i = 0; i < n; ++i) perm[i] = i;
+    size_t best_bytes = std::numeric_limits<size_t>::max();
+    do {  // the identity first: a tie keeps it
+      size_t bytes = 0;
+      for (size_t i = 0; i < n && bytes < best_bytes; ++i) bytes += matrix[i * n + perm[i]];
+      if (bytes < best_bytes) best_bytes = bytes, best = perm;
+    } while (best_bytes > 0 && std::next_permutation(perm.begin(), perm.end()));
+    for (size_t i = 0; i < n; ++i)
+      if (best[i] != i) rename[names[i]] = names[best[i]];
+  }
+  return rename.empty() ? plan : with_nodes_renamed(plan, rename);
 }
 
 void adaptive_planner::remember_layers(const deployment_plan& plan) {
@@ -128,21 +171,30 @@ void adaptive_planner::observe_compute(const std::vector<compute_observation>& s
 
 link_profile adaptive_planner::estimate_link(const std::deque<link_sample>& samples, link_profile previous) const {
   if (samples.empty()) return previous;
-  // Two sizes or more: the least-squares line (latency and bandwidth). One size: the bandwidth
-  // from the median time, latency kept at its previous estimate.
+  // Two sizes or more: the least-squares line (latency and bandwidth). One size (a link that
+  // carries one tensor per request and is never idle enough to be probed): latency and bandwidth
+  // cannot be told apart. The median sample's time beyond the previous latency is put on the
+  // bandwidth (a slower link usually lost bandwidth); a median at or under the previous latency
+  // says the latency fell too, and the previous line is scaled through it (both by the same
+  // factor). Keeping the previous estimate there instead froze a recovered LAN at its slow
+  // values: measured, 21 answers before resnet18 left its slow-LAN plan.
   link_estimator fit(samples.size());
   for (const link_sample& s : samples) fit.observe(s.bytes, s.ms);
   if (fit.ready()) {
     const link_profile line = fit.estimate();
     if (line.bandwidth_mbit_per_s > 0) return line;
   }
-  std::vector<double> per_byte;
-  for (const link_sample& s : samples)
-    if (s.ms > previous.latency_ms) per_byte.push_back((s.ms - previous.latency_ms) / double(s.bytes));
-  if (per_byte.empty()) return previous;
-  std::nth_element(per_byte.begin(), per_byte.begin() + long(per_byte.size() / 2), per_byte.end());
-  const double ms_per_byte = per_byte[per_byte.size() / 2];
-  return {8.0 / (ms_per_byte * 1e3), previous.latency_ms};
+  std::vector<const link_sample*> sorted;
+  for (const link_sample& s : samples) sorted.push_back(&s);
+  std::nth_element(sorted.begin(), sorted.begin() + long(sorted.size() / 2), sorted.end(),
+                   [](const link_sample* a, const link_sample* b) { return a->ms < b->ms; });
+  const link_sample& median = *sorted[sorted.size() / 2];
+  if (median.ms > previous.latency_ms)
+    return {8.0 * double(median.bytes) / ((median.ms - previous.latency_ms) * 1e3), previous.latency_ms};
+  const double predicted = previous.latency_ms + 8.0 * double(median.bytes) / (previous.bandwidth_mbit_per_s * 1e3);
+  if (!(median.ms > 0) || !(predicted > 0)) return previous;
+  const double f = median.ms / predicted;
+  return {previous.bandwidth_mbit_per_s / f, previous.latency_ms * f};
 }
 
 namespace {
@@ -296,12 +348,27 @@ std::optional<adaptation_decision> adaptive_planner::decide() {
   three_tier_choice cautious;
   if (hpa_strategy(*g_, profile_, high, search, &cautious))
     candidates.push_back({"full (pessimistic)", plan_in(*pessimistic, cautious), cautious, false});
+  // Each of them on the nodes that hold its weights, and the plans run before (a change that
+  // reverts): as fast, or nearly, for less shipping.
+  for (size_t k = 0, found = options_.partial_search ? candidates.size() : 0; k < found; ++k) {
+    if (candidates[k].plan.segments.empty()) candidates[k].plan = plan_in(space, candidates[k].choice);
+    deployment_plan moved = on_cached_nodes(candidates[k].plan);
+    if (describe(moved) != describe(candidates[k].plan))
+      candidates.push_back({"on cached nodes", std::move(moved), candidates[k].choice, candidates[k].partial});
+  }
+  for (const auto& [plan, choice] : history_)
+    if (options_.partial_search && describe(plan) != describe(running_)) candidates.push_back({"an earlier plan", plan, choice, true});
   // The one whose gain over the horizon minus its cost is largest wins (moving fewer layers is
   // cheaper, so a partial one wins unless a full one gains more than it costs extra).
   auto net = [&](double ms, const migration_cost& cost) {
     return (d.robust_current_ms - ms) * options_.horizon_requests - cost.total_ms();
   };
-  const candidate* best = nullptr;
+  struct priced {
+    const candidate* c;
+    double ms;
+    migration_cost cost;
+  };
+  std::vector<priced> worthy;
   std::string rejected;
   for (candidate& c : candidates) {
     if (c.plan.segments.empty()) c.plan = plan_in(space, c.choice);
@@ -312,10 +379,30 @@ std::optional<adaptation_decision> adaptive_planner::decide() {
                   std::to_string(d.robust_current_ms) + " ms now, costs " + std::to_string(cost.total_ms()) + " ms";
       continue;
     }
-    if (best && net(ms, cost) <= net(d.robust_predicted_ms, d.cost)) continue;
-    best = &c;
-    d.robust_predicted_ms = ms;
-    d.cost = cost;
+    worthy.push_back({&c, ms, cost});
+  }
+  const priced* top = nullptr;
+  for (const priced& p : worthy)
+    if (!top || net(p.ms, p.cost) > net(top->ms, top->cost)) top = &p;
+  // Candidates within the hysteresis of the best one's price are equal as far as the estimates
+  // can tell: the one that ships least of them wins (node speeds measured a few percent apart by
+  // noise must not decide that a model's weights move).
+  const priced* chosen = top;
+  for (const priced& p : worthy)
+    if (p.ms <= top->ms * (1.0 + options_.hysteresis) &&
+        (p.cost.bytes < chosen->cost.bytes || (p.cost.bytes == chosen->cost.bytes && p.ms < chosen->ms)))
+      chosen = &p;
+  const candidate* best = chosen ? chosen->c : nullptr;
+  std::string why;
+  if (chosen) {
+    d.robust_predicted_ms = chosen->ms;
+    d.cost = chosen->cost;
+    why = std::string(chosen->c->name) + " " + std::to_string(chosen->ms) + " ms (robust) vs " +
+          std::to_string(d.robust_current_ms) + " ms now, ships " + std::to_string(chosen->cost.bytes) + " B";
+    for (const priced& p : worthy)
+      if (&p != chosen)
+        why += std::string("; also ") + p.c->name + " " + std::to_string(p.ms) + " ms, ships " +
+               std::to_string(p.cost.bytes) + " B";
   }
   if (!best) {
     streak_ = 0;
@@ -328,16 +415,21 @@ std::optional<adaptation_decision> adaptive_planner::decide() {
   d.predicted_ms = priced_on(d.plan, estimate_);
   // One verdict is one sample's worth: it must hold on `confirmations` answers in a row.
   if (++streak_ < options_.confirmations) {
-    verdict_ = "worth it once: confirming";
+    verdict_ = "worth it once, confirming: " + why;
     return std::nullopt;
   }
-  verdict_ = "migrate";
+  verdict_ = "migrate: " + why;
   streak_ = 0;
   d.plan.strategy = std::string("hpa (") + best->name + ")";
   d.plan.version = ++version_;
   current_ = d.choice;
   running_ = d.plan;
   remember_layers(d.plan);
+  history_.erase(std::remove_if(history_.begin(), history_.end(),
+                                [&](const auto& h) { return describe(h.first) == describe(running_); }),
+                 history_.end());
+  history_.emplace_back(running_, current_);
+  if (history_.size() > max_history) history_.erase(history_.begin());
   since_migration_ = 0;
   return d;
 }

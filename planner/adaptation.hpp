@@ -115,6 +115,12 @@ class adaptive_planner {
   migration_cost cost_of(const deployment_plan& plan, const cluster_model* links = nullptr) const;
   // The running plan with its tiles re-weighted by the estimated speeds (no layer moves).
   deployment_plan reweighted() const;
+  // `plan` with the nodes of each role permuted onto the nodes of that role that already hold
+  // the most of the weights it needs there (the fewest bytes to ship; a tie keeps the plan's own
+  // names). A search names the nodes it places by their estimated speed, so two nodes of nearly
+  // one speed swap places with noise, and a plan that needs nothing shipped would otherwise be
+  // found as one that ships a whole model. Roles of more than 8 nodes are left as they are.
+  deployment_plan on_cached_nodes(const deployment_plan& plan) const;
 
   const graph* g_;
   layer_profile profile_;
@@ -140,6 +146,10 @@ class adaptive_planner {
   std::map<std::pair<node_role, node_role>, link_spread> link_uncertainty_;
   std::map<std::string, double> speed_uncertainty_;
   std::map<std::string, std::set<int>> cached_;  // node -> layers (with weights) it holds
+  // The plans run so far (the running one included), oldest first, at most max_history: a
+  // change that reverts is answered by a plan whose weights are in place.
+  std::vector<std::pair<deployment_plan, three_tier_choice>> history_;
+  static constexpr size_t max_history = 8;
 };
 
 }  // namespace d3

@@ -386,3 +386,20 @@ BOOST_AUTO_TEST_CASE(a_plan_repaired_after_a_node_loss_runs_bit_for_bit_on_the_n
   BOOST_TEST(!none.is_ok());
   BOOST_TEST(none.message().find("no node is left") != std::string::npos, none.message());
 }
+
+BOOST_AUTO_TEST_CASE(renaming_nodes_renames_every_place_a_plan_names_one) {
+  deployment_plan plan;
+  plan.segments = {{"device", "a", "b"}, {"edge1", "c", "d"}, {"cloud", "e", "f"}};
+  plan.tiled_runs = {{"c", "d", "1x2", {"edge1", "edge2"}, "edge1", "edge2", {}, {}}};
+  plan.codecs = {{"b", "edge1", tensor_codec::raw}, {"d", "cloud", tensor_codec::raw}};
+  const deployment_plan renamed = with_nodes_renamed(plan, {{"edge1", "edge3"}, {"edge2", "edge1"}});
+  BOOST_TEST(renamed.segments[0].node == "device");
+  BOOST_TEST(renamed.segments[1].node == "edge3");
+  BOOST_TEST(renamed.segments[2].node == "cloud");
+  BOOST_TEST(renamed.tiled_runs[0].nodes == (std::vector<std::string>{"edge3", "edge1"}));
+  BOOST_TEST(renamed.tiled_runs[0].scatter_node == "edge3");
+  BOOST_TEST(renamed.tiled_runs[0].gather_node == "edge1");
+  BOOST_TEST(renamed.codecs[0].to == "edge3");
+  BOOST_TEST(renamed.codecs[1].to == "cloud");
+  BOOST_TEST(renamed.segments[1].first == "c");
+}

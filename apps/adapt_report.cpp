@@ -29,29 +29,35 @@ nlohmann::ordered_json adapt_summary(const adapt_trace_info& info, const std::ve
                       {"layers_moved", f.layers_moved},
                       {"layers_shipped", f.layers_shipped},
                       {"weight_bytes_shipped", f.weight_bytes_shipped},
+                      {"weight_bytes_over_links", f.weight_bytes_over_links},
                       {"migrate_wall_ms", f.migrate_ms}};
     }
     summary["steps"].push_back(step);
   }
   for (const run_result& r : runs) {
-    size_t verified = 0, migrations = 0, max_migrations = 0, bytes = 0;
+    size_t verified = 0, migrations = 0, max_migrations = 0, bytes = 0, link_bytes = 0;
     int worst_to_optimum = 0;  // -1 once a step never came within 10%
     for (const request_row& row : r.rows) verified += row.verified;
     for (const step_figures& f : r.steps) {
       migrations += f.migrations;
       max_migrations = std::max(max_migrations, f.migrations);
       bytes += f.weight_bytes_shipped;
+      link_bytes += f.weight_bytes_over_links;
       if (worst_to_optimum >= 0) worst_to_optimum = f.requests_to_optimum < 0 ? -1 : std::max(worst_to_optimum, f.requests_to_optimum);
     }
     summary["runs"][r.name] = {{"requests", r.rows.size()}, {"verified", verified}, {"failed", r.failed},
                                {"differ", r.differ}, {"error", r.error}, {"migrations", migrations},
                                {"max_migrations_per_step", max_migrations}, {"weight_bytes_shipped", bytes},
+                               {"weight_bytes_over_links", link_bytes},
                                {"worst_requests_to_within_10pct", worst_to_optimum}};
   }
   if (runs.size() == 2) {
     const double partial = summary["runs"]["partial"]["weight_bytes_shipped"].get<double>();
     const double full = summary["runs"]["full"]["weight_bytes_shipped"].get<double>();
     summary["partial_over_full_bytes"] = full > 0 ? partial / full : 0.0;
+    const double partial_links = summary["runs"]["partial"]["weight_bytes_over_links"].get<double>();
+    const double full_links = summary["runs"]["full"]["weight_bytes_over_links"].get<double>();
+    summary["partial_over_full_link_bytes"] = full_links > 0 ? partial_links / full_links : 0.0;
   }
   return summary;
 }
@@ -130,10 +136,11 @@ void print_adapt_summary(const nlohmann::ordered_json& summary, const std::vecto
                   r.error.c_str());
   for (const run_result& r : runs) {
     const auto& t = summary["runs"][r.name];
-    std::printf("%s: %zu migrations (at most %zu in a step), %.2f MB of weights shipped, worst step within 10%% after %d "
-                "requests\n",
+    std::printf("%s: %zu migrations (at most %zu in a step), %.2f MB of weights shipped (%.2f MB over links, the rest "
+                "to the app's own node), worst step within 10%% after %d requests\n",
                 r.name.c_str(), t["migrations"].get<size_t>(), t["max_migrations_per_step"].get<size_t>(),
-                t["weight_bytes_shipped"].get<double>() / 1e6, t["worst_requests_to_within_10pct"].get<int>());
+                t["weight_bytes_shipped"].get<double>() / 1e6, t["weight_bytes_over_links"].get<double>() / 1e6,
+                t["worst_requests_to_within_10pct"].get<int>());
   }
   std::printf("latency per request: %s/adapt.csv; chart: %s\n", out.c_str(),
               summary.value("chart", std::string("none")).c_str());

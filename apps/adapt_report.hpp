@@ -23,6 +23,9 @@ struct step_figures {
   int requests = 0;
   int requests_to_optimum = -1;  // -1: never within 10%
   size_t migrations = 0, layers_moved = 0, layers_shipped = 0, weight_bytes_shipped = 0;
+  // Of weight_bytes_shipped, what crossed a link: to nodes other than the app's own (the device
+  // node sits beside the app, which holds the model: a copy there crosses no network).
+  size_t weight_bytes_over_links = 0;
   double migrate_ms = 0;  // wall time the migrations took on this machine
 };
 

@@ -80,8 +80,9 @@ each on fresh d3-node processes started here:
            layer of the new plan (all weights shipped again).
 Per trace step it reports the requests until the latency is within 10% of the step's optimum
 (the count includes the first request under the new links), the migrations, layers moved and
-weight bytes shipped; under the virtual clock shipped weights occupy the emulated links from the
-device, and a new version serves once they have arrived. Every answer is compared memcmp-equal
+weight bytes shipped, in all and over links (to nodes other than the device node, which sits
+beside the app: a copy there crosses no network); under the virtual clock shipped weights occupy
+the emulated links from the device, and a new version serves once they have arrived. Every answer is compared memcmp-equal
 with a single-process run.
 
   --model NAME|FILE     model (default resnet18)
@@ -364,6 +365,8 @@ run_result adaptive_run(caf::actor_system& system, bench_context& c, bool partia
       f.layers_moved += m.layers_moved.size();
       f.layers_shipped += m.deploy.layers_shipped;
       f.weight_bytes_shipped += m.deploy.weight_bytes_shipped;
+      for (const auto& [node, bytes] : m.deploy.weight_bytes_per_node)
+        if (node != settings.emulation.app_node) f.weight_bytes_over_links += bytes;
       f.migrate_ms += m.deploy.deploy_ms;
     }
     if (o.virtual_start_ms >= end_ms) break;

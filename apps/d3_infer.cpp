@@ -355,9 +355,10 @@ int deploy_and_run(caf::actor_system& system, const d3::infer_options& o, infere
   if (in.cluster && in.cluster->has_testbed)
     if (auto t = in.cluster->emulated_testbed(); t && t->slowest_bandwidth_mbit() > 0)
       dopts.heartbeat_floor_mbit = std::min(dopts.heartbeat_floor_mbit, t->slowest_bandwidth_mbit());
-  // Every answer: a link's window holds three samples and a probe round adds two (1 and 16 KB),
-  // so a change on an idle link is seen after two answers, not six.
-  if (o.adapt) dopts.idle_probe_every = 1;
+  // Every third answer: under the wall clock probes are real messages through nodes that may be
+  // throttled (a namespace cluster's cpu quotas); d3-bench adapt (virtual clock) probes after
+  // every answer.
+  if (o.adapt) dopts.idle_probe_every = 3;
   const std::string links = em.shaped ? ", shaped links: uplink " + em.links.uplink : ", links not shaped by d3";
   const d3::graph& g = in.g;
   d3::deployment dep(system, dopts);

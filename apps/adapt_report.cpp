@@ -52,12 +52,13 @@ nlohmann::ordered_json adapt_summary(const adapt_trace_info& info, const std::ve
                                {"worst_requests_to_within_10pct", worst_to_optimum}};
   }
   if (runs.size() == 2) {
-    const double partial = summary["runs"]["partial"]["weight_bytes_shipped"].get<double>();
-    const double full = summary["runs"]["full"]["weight_bytes_shipped"].get<double>();
-    summary["partial_over_full_bytes"] = full > 0 ? partial / full : 0.0;
-    const double partial_links = summary["runs"]["partial"]["weight_bytes_over_links"].get<double>();
-    const double full_links = summary["runs"]["full"]["weight_bytes_over_links"].get<double>();
-    summary["partial_over_full_link_bytes"] = full_links > 0 ? partial_links / full_links : 0.0;
+    auto partial_over_full = [&](const char* key) {
+      const double partial = summary["runs"]["partial"][key].get<double>();
+      const double full = summary["runs"]["full"][key].get<double>();
+      return full > 0 ? partial / full : 0.0;
+    };
+    summary["partial_over_full_bytes"] = partial_over_full("weight_bytes_shipped");
+    summary["partial_over_full_link_bytes"] = partial_over_full("weight_bytes_over_links");
   }
   return summary;
 }

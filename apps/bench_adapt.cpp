@@ -82,8 +82,8 @@ Per trace step it reports the requests until the latency is within 10% of the st
 (the count includes the first request under the new links), the migrations, layers moved and
 weight bytes shipped, in all and over links (to nodes other than the device node, which sits
 beside the app: a copy there crosses no network); under the virtual clock shipped weights occupy
-the emulated links from the device, and a new version serves once they have arrived. Every answer is compared memcmp-equal
-with a single-process run.
+the emulated links from the device, and a new version serves once they have arrived. Every
+answer is compared memcmp-equal with a single-process run.
 
   --model NAME|FILE     model (default resnet18)
   --testbed FILE        testbed file (default: D3's setting, apps/config/testbed-d3.json)

@@ -3,9 +3,12 @@
 #include <pthreadpool.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <string>
+
+#include "kernels/cpu_features.hpp"
 
 namespace d3 {
 
@@ -32,51 +35,86 @@ void layer_norm_rows(const float* x, float* y, size_t pixels, size_t channels, c
 
 namespace {
 
-// Four floats in a vector register (SSE on x86-64, NEON on ARM): GCC and clang vector extensions.
+// Four floats in a vector register (SSE on x86-64, NEON on ARM), and sixteen (one AVX-512
+// register): GCC and clang vector extensions. This file is compiled with -ffp-contract=off
+// (kernels/CMakeLists.txt): a multiply and an add stay two roundings on every target, so the
+// sixteen-lane paths compute the four-lane paths' bits (a node with AVX-512 and one without
+// answer alike).
 typedef float v4sf __attribute__((vector_size(16)));
+typedef float v16sf __attribute__((vector_size(64)));
 
-v4sf splat(float v) { return v4sf{v, v, v, v}; }
+std::atomic<bool> four_lanes_forced{false};
 
-// GELU of four values: x * (1 + erf(x / sqrt(2))) / 2 with erf as Eigen's rational approximation
-// on [-4, 4] (max error 4.5e-7, measured against double erf on a 1e-6 grid; erf is +-1 in float
-// outside). Separate multiplies and adds: the same rounding in every lane and on every path.
-v4sf gelu4(v4sf v) {
-  v4sf t = v * splat(0.70710678118654752f);
-  t = t < splat(-4.0f) ? splat(-4.0f) : t;
-  t = t > splat(4.0f) ? splat(4.0f) : t;
-  const v4sf x2 = t * t;
-  v4sf p = splat(-2.72614225801306e-10f);
-  p = p * x2 + splat(2.77068142495902e-08f);
-  p = p * x2 + splat(-2.10102402082508e-06f);
-  p = p * x2 + splat(-5.69250639462346e-05f);
-  p = p * x2 + splat(-7.34990630326855e-04f);
-  p = p * x2 + splat(-2.95459980854025e-03f);
-  p = p * x2 + splat(-1.60960333262415e-02f);
+// The sixteen-lane paths where the CPU has AVX-512, unless a test or a measurement asked for four.
+bool sixteen_lanes() { return cpu_has_avx512f() && !four_lanes_forced.load(std::memory_order_relaxed); }
+
+#define D3_INLINE inline __attribute__((always_inline))
+// The 16-lane instances are inlined into their AVX-512 callers only: no v16sf crosses a call, so
+// GCC's note that passing one would change the ABI does not apply.
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+template <class V>
+D3_INLINE V splat_as(float v) {
+  return V{} + v;
+}
+v4sf splat(float v) { return splat_as<v4sf>(v); }
+
+// GELU of a vector's values: x * (1 + erf(x / sqrt(2))) / 2 with erf as Eigen's rational
+// approximation on [-4, 4] (max error 4.5e-7, measured against double erf on a 1e-6 grid; erf is
+// +-1 in float outside). Separate multiplies and adds: the same rounding in every lane and on
+// every path.
+template <class V>
+D3_INLINE V gelu_vector(V v) {
+  V t = v * splat_as<V>(0.70710678118654752f);
+  t = t < splat_as<V>(-4.0f) ? splat_as<V>(-4.0f) : t;
+  t = t > splat_as<V>(4.0f) ? splat_as<V>(4.0f) : t;
+  const V x2 = t * t;
+  V p = splat_as<V>(-2.72614225801306e-10f);
+  p = p * x2 + splat_as<V>(2.77068142495902e-08f);
+  p = p * x2 + splat_as<V>(-2.10102402082508e-06f);
+  p = p * x2 + splat_as<V>(-5.69250639462346e-05f);
+  p = p * x2 + splat_as<V>(-7.34990630326855e-04f);
+  p = p * x2 + splat_as<V>(-2.95459980854025e-03f);
+  p = p * x2 + splat_as<V>(-1.60960333262415e-02f);
   p = p * t;
-  v4sf q = splat(-1.45660718464996e-05f);
-  q = q * x2 + splat(-2.13374055278905e-04f);
-  q = q * x2 + splat(-1.68282697438203e-03f);
-  q = q * x2 + splat(-7.37332916720468e-03f);
-  q = q * x2 + splat(-1.42647390514189e-02f);
-  return (v * (p / q + splat(1.0f))) * splat(0.5f);
+  V q = splat_as<V>(-1.45660718464996e-05f);
+  q = q * x2 + splat_as<V>(-2.13374055278905e-04f);
+  q = q * x2 + splat_as<V>(-1.68282697438203e-03f);
+  q = q * x2 + splat_as<V>(-7.37332916720468e-03f);
+  q = q * x2 + splat_as<V>(-1.42647390514189e-02f);
+  return (v * (p / q + splat_as<V>(1.0f))) * splat_as<V>(0.5f);
+}
+
+template <class V>
+D3_INLINE void gelu_span(const float* x, float* y, size_t count) {
+  size_t i = 0;
+  for (; i + sizeof(V) / sizeof(float) <= count; i += sizeof(V) / sizeof(float)) {
+    V v;
+    std::memcpy(&v, x + i, sizeof v);
+    v = gelu_vector(v);
+    std::memcpy(y + i, &v, sizeof v);
+  }
+  if (i < count) {  // the tail through the same vector code, so every value is computed alike
+    V v = splat_as<V>(0.0f);
+    std::memcpy(&v, x + i, (count - i) * sizeof(float));
+    v = gelu_vector(v);
+    std::memcpy(y + i, &v, (count - i) * sizeof(float));
+  }
+}
+
+__attribute__((target("avx512f"))) void gelu_span_avx512(const float* x, float* y, size_t count) {
+  gelu_span<v16sf>(x, y, count);
 }
 
 }  // namespace
 
+void force_four_lane_vectors(bool forced) { four_lanes_forced.store(forced); }
+
 void gelu_values(const float* x, float* y, size_t count) {
-  size_t i = 0;
-  for (; i + 4 <= count; i += 4) {
-    v4sf v;
-    std::memcpy(&v, x + i, sizeof v);
-    v = gelu4(v);
-    std::memcpy(y + i, &v, sizeof v);
-  }
-  if (i < count) {  // the tail through the same vector code, so every value is computed alike
-    v4sf v = splat(0.0f);
-    std::memcpy(&v, x + i, (count - i) * sizeof(float));
-    v = gelu4(v);
-    std::memcpy(y + i, &v, (count - i) * sizeof(float));
-  }
+  if (sixteen_lanes())
+    gelu_span_avx512(x, y, count);
+  else
+    gelu_span<v4sf>(x, y, count);
 }
 
 namespace {
@@ -160,12 +198,9 @@ class preprocess_operator : public pointwise_operator {
 
 // Depthwise convolution, NHWC: out[y][x][c] = clamp(bias[c] + sum over the window's taps inside
 // the input, row by row, of w[ky][kx][c] * in[iy][ix][c]). Taps over padding are skipped rather
-// than multiplied by zero, on every path. Channels go in blocks of 8 (two vectors); each output row
-// is one task on the pool.
+// than multiplied by zero, on every path. Each output row is one task on the pool.
 class depthwise_operator : public layer_operator {
  public:
-  static constexpr size_t block = 8;
-
   depthwise_operator(const layer& l, tensor_shape in, size_t out_stride)
       : name_(l.name), window_(l.window), act_(l.act), in_(in), out_(l.output_shape), out_stride_(out_stride) {
     const size_t c = size_t(in.c), taps = size_t(l.window.kernel_h) * l.window.kernel_w;
@@ -202,60 +237,85 @@ class depthwise_operator : public layer_operator {
   }
 
  private:
+  // The window taps [first, last) along one axis that fall inside the input (0 <= start + k *
+  // dilation < size): a contiguous range, since the position grows with k. Taps over padding are
+  // skipped, never multiplied by zero; the sums run row by row, column by column within a row.
+  struct taps {
+    int first, last;
+  };
+  static taps window_taps(int start, int kernel, int dilation, int size) {
+    taps t{0, 0};
+    while (t.first < kernel && start + t.first * dilation < 0) ++t.first;
+    t.last = t.first;
+    while (t.last < kernel && start + t.last * dilation < size) ++t.last;
+    return t;
+  }
+
   void compute_row(size_t row) {
-    const window_params& w = window_;
+    if (sixteen_lanes())
+      compute_row_avx512(row);
+    else
+      compute_row_with<v4sf>(row);
+  }
+
+  __attribute__((target("avx512f"))) void compute_row_avx512(size_t row) { compute_row_with<v16sf>(row); }
+
+  // Channels in groups of up to four vectors (independent sums, so the adds overlap), then single
+  // vectors, then one lane at a time; every lane runs the same operations in the same order.
+  template <class V>
+  D3_INLINE void compute_row_with(size_t row) {
+    constexpr size_t lanes = sizeof(V) / sizeof(float);
     const size_t c = size_t(in_.c);
     const size_t stride = out_stride_ ? out_stride_ : c;
     const int n = int(row / size_t(out_.h)), oy = int(row % size_t(out_.h));
     const float* image = x_ + size_t(n) * in_.h * in_.w * c;
     float* out_row = y_ + (size_t(n) * out_.h + size_t(oy)) * out_.w * stride;
+    const taps rows = window_taps(oy * window_.stride_h - window_.pad.top, window_.kernel_h, window_.dilation_h, in_.h);
     for (int ox = 0; ox < out_.w; ++ox) {
       float* out = out_row + size_t(ox) * stride;
-      const int y0 = oy * w.stride_h - w.pad.top, x0 = ox * w.stride_w - w.pad.left;
+      const int x0 = ox * window_.stride_w - window_.pad.left;
+      const taps cols = window_taps(x0, window_.kernel_w, window_.dilation_w, in_.w);
+      const int y0 = oy * window_.stride_h - window_.pad.top;
       size_t ch = 0;
-      for (; ch + block <= c; ch += block) {
-        v4sf a0, a1;
-        std::memcpy(&a0, &bias_[ch], sizeof a0);
-        std::memcpy(&a1, &bias_[ch + 4], sizeof a1);
-        each_tap(y0, x0, [&](size_t tap, size_t pixel) {
-          const float* in = image + pixel * c + ch;
-          const float* wt = &weights_[tap * c + ch];
-          v4sf i0, i1, w0, w1;
-          std::memcpy(&i0, in, sizeof i0);
-          std::memcpy(&i1, in + 4, sizeof i1);
-          std::memcpy(&w0, wt, sizeof w0);
-          std::memcpy(&w1, wt + 4, sizeof w1);
-          a0 = a0 + w0 * i0;
-          a1 = a1 + w1 * i1;
-        });
-        a0 = a0 < splat(act_.min) ? splat(act_.min) : a0;
-        a0 = a0 > splat(act_.max) ? splat(act_.max) : a0;
-        a1 = a1 < splat(act_.min) ? splat(act_.min) : a1;
-        a1 = a1 > splat(act_.max) ? splat(act_.max) : a1;
-        std::memcpy(out + ch, &a0, sizeof a0);
-        std::memcpy(out + ch + 4, &a1, sizeof a1);
-      }
-      for (; ch < c; ++ch) {  // the same operations, one lane
+      for (; ch + 4 * lanes <= c; ch += 4 * lanes) channel_vectors<V, 4>(image, out, ch, y0, x0, rows, cols);
+      for (; ch + lanes <= c; ch += lanes) channel_vectors<V, 1>(image, out, ch, y0, x0, rows, cols);
+      for (; ch < c; ++ch) {
         float a = bias_[ch];
-        each_tap(y0, x0, [&](size_t tap, size_t pixel) { a = a + weights_[tap * c + ch] * image[pixel * c + ch]; });
+        for (int ky = rows.first; ky < rows.last; ++ky)
+          for (int kx = cols.first; kx < cols.last; ++kx) {
+            const size_t pixel = size_t(y0 + ky * window_.dilation_h) * size_t(in_.w) + size_t(x0 + kx * window_.dilation_w);
+            a = a + weights_[size_t(ky * window_.kernel_w + kx) * c + ch] * image[pixel * c + ch];
+          }
         out[ch] = std::min(std::max(a, act_.min), act_.max);
       }
     }
   }
 
-  // Calls fn(tap, input pixel) for the window taps of the output pixel whose window starts at
-  // (y0, x0) that fall inside the input, row by row: the order every path sums in.
-  template <class Fn>
-  void each_tap(int y0, int x0, Fn&& fn) const {
-    const window_params& w = window_;
-    for (int ky = 0; ky < w.kernel_h; ++ky) {
-      const int iy = y0 + ky * w.dilation_h;
-      if (iy < 0 || iy >= in_.h) continue;
-      for (int kx = 0; kx < w.kernel_w; ++kx) {
-        const int ix = x0 + kx * w.dilation_w;
-        if (ix < 0 || ix >= in_.w) continue;
-        fn(size_t(ky * w.kernel_w + kx), size_t(iy) * size_t(in_.w) + size_t(ix));
+  template <class V, size_t Count>
+  D3_INLINE void channel_vectors(const float* image, float* out, size_t ch, int y0, int x0, const taps& rows,
+                                 const taps& cols) const {
+    constexpr size_t lanes = sizeof(V) / sizeof(float);
+    const size_t c = size_t(in_.c);
+    V acc[Count];
+    for (size_t v = 0; v < Count; ++v) std::memcpy(&acc[v], &bias_[ch + v * lanes], sizeof(V));
+    for (int ky = rows.first; ky < rows.last; ++ky) {
+      const size_t iy = size_t(y0 + ky * window_.dilation_h);
+      for (int kx = cols.first; kx < cols.last; ++kx) {
+        const float* in = image + (iy * size_t(in_.w) + size_t(x0 + kx * window_.dilation_w)) * c + ch;
+        const float* wt = &weights_[size_t(ky * window_.kernel_w + kx) * c + ch];
+        for (size_t v = 0; v < Count; ++v) {
+          V i, w;
+          std::memcpy(&i, in + v * lanes, sizeof i);
+          std::memcpy(&w, wt + v * lanes, sizeof w);
+          acc[v] = acc[v] + w * i;
+        }
       }
+    }
+    for (size_t v = 0; v < Count; ++v) {
+      V a = acc[v];
+      a = a < splat_as<V>(act_.min) ? splat_as<V>(act_.min) : a;
+      a = a > splat_as<V>(act_.max) ? splat_as<V>(act_.max) : a;
+      std::memcpy(out + ch + v * lanes, &a, sizeof a);
     }
   }
 

@@ -15,6 +15,7 @@
 #include <string>
 #include <utility>
 
+#include "kernels/cpu_features.hpp"
 #include "kernels/memory.hpp"
 
 namespace d3 {
@@ -69,11 +70,6 @@ constexpr std::array<block_fn, sizeof...(Rows)> block_table(std::index_sequence<
 
 // block_kernels[r - 1] computes r rows (1 <= r <= block_rows).
 constexpr std::array<block_fn, block_rows> block_kernels = block_table(std::make_index_sequence<block_rows>());
-
-bool cpu_has_avx512f() {
-  static const bool has = __builtin_cpu_supports("avx512f");
-  return has;
-}
 
 bool xnnpack_forced() {
   const char* v = std::getenv("D3_POINTWISE");

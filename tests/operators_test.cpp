@@ -756,6 +756,38 @@ BOOST_AUTO_TEST_CASE(large_depthwise_convolutions) {
                                       {1, 8, 8, 8}));
 }
 
+// GELU and the large depthwise windows run sixteen lanes at a time on AVX-512 and four elsewhere:
+// both paths must give the same bits (nodes of a cluster may differ in their CPUs), including the
+// channel tails that leave a partial vector, strides, dilation, padding and clamps.
+BOOST_AUTO_TEST_CASE(native_vector_widths_compute_the_same_bits) {
+  const activation none = activation::none();
+  std::vector<std::pair<layer, tensor>> cases;
+  rng r(2200);
+  for (const conv_spec& c : std::vector<conv_spec>{
+           {{1, 14, 14, 96}, 96, 96, make_window(7, 7, 1, 1, pad_all(3)), true, none},
+           {{2, 13, 17, 83}, 83, 83, make_window(7, 7, 2, 2, pad_all(3)), true, activation::relu()},
+           {{1, 11, 12, 20}, 20, 20, make_window(5, 7, 1, 2, {1, 3, 4, 0}, 2, 1), false, clamp_range}}) {
+    layer l = conv_layer(c, r);
+    tensor x = random_tensor_of(c.input, r);
+    cases.emplace_back(std::move(l), std::move(x));
+  }
+  for (const tensor_shape& s : std::vector<tensor_shape>{{1, 5, 7, 96}, {1, 1, 1, 37}, {2, 3, 4, 13}}) {
+    layer l = simple_layer(layer_kind::gelu, {s});
+    tensor x = random_tensor_of(s, r, 6.0f);
+    cases.emplace_back(std::move(l), std::move(x));
+  }
+  for (const auto& [l, x] : cases) {
+    const std::string what = describe(l, {&x});
+    tensor wide, four;
+    BOOST_REQUIRE(run_operator(l, {&x}, nullptr, &wide, what));
+    force_four_lane_vectors(true);
+    const bool ran = run_operator(l, {&x}, nullptr, &four, what + " [four lanes]");
+    force_four_lane_vectors(false);
+    BOOST_REQUIRE(ran);
+    BOOST_CHECK_MESSAGE(bitwise_equal(wide, four), what << ": the widths differ: " << compare_relative(wide, four, 0.0));
+  }
+}
+
 // 1x1 convolutions run on d3's AVX-512 GEMM where the CPU has it: against the reference, and bit
 // for bit against XNNPACK's convolution of the same layer (D3_POINTWISE=xnnpack), which is what a
 // node without AVX-512 computes. Remainders of the 12-pixel blocks and 32-channel panels, one

@@ -5,7 +5,7 @@
 #include <pthreadpool.h>
 
 #include "kernels/native_operators.hpp"
-#include "kernels/pointwise_gemm.hpp"
+#include "kernels/gemm_convolution.hpp"
 #include <xmmintrin.h>
 #include <pmmintrin.h>
 
@@ -669,7 +669,7 @@ result<std::unique_ptr<layer_operator>> create_layer_operator(const layer& l, co
   switch (l.kind) {
     case layer_kind::convolution:
       if (depthwise_runs_natively(l, in[0])) return create_depthwise_operator(l, in[0], stride);
-      if (pointwise_runs_natively(l, in[0])) return create_pointwise_operator(l, in[0], stride);
+      if (convolution_runs_on_native_gemm(l, in[0])) return create_gemm_convolution_operator(l, in[0], stride);
       return convolution_operator::create(l, in, stride, options.threads);
     case layer_kind::max_pool: return create_max_pool(l, in, stride);
     case layer_kind::average_pool: return create_average_pool(l, in, stride, options.native_average_pool);

@@ -21,7 +21,7 @@
 #include "kernels/graph.hpp"
 #include "kernels/native_operators.hpp"
 #include "kernels/operators.hpp"
-#include "kernels/pointwise_gemm.hpp"
+#include "kernels/gemm_convolution.hpp"
 #include "kernels/reference.hpp"
 #include "base/status.hpp"
 #include "kernels/tensor.hpp"
@@ -788,13 +788,14 @@ BOOST_AUTO_TEST_CASE(native_vector_widths_compute_the_same_bits) {
   }
 }
 
-// 1x1 convolutions run on d3's AVX-512 GEMM where the CPU has it: against the reference, and bit
-// for bit against XNNPACK's convolution of the same layer (D3_POINTWISE=xnnpack), which is what a
-// node without AVX-512 computes. Remainders of the 12-pixel blocks and 32-channel panels, one
-// input channel, fused clamps, batches, a strided output, and the operator reshaped to a tile.
+// Convolutions with one group run on d3's AVX-512 GEMM where the CPU has it: against the
+// reference, and bit for bit against XNNPACK's convolution of the same layer
+// (D3_CONVOLUTION=xnnpack), which is what a node without AVX-512 computes. Remainders of the
+// 12-pixel blocks and 32-channel panels, padding (XNNPACK's zero rows), strides, dilation, the
+// stems of ResNet and AlexNet, fused clamps, batches, a strided output, and a reshaped tile.
 void check_strided(const layer& l, const tensor& x, size_t offset, size_t stride);  // below
 
-BOOST_AUTO_TEST_CASE(pointwise_convolutions_match_xnnpack_bit_for_bit) {
+BOOST_AUTO_TEST_CASE(gemm_convolutions_match_xnnpack_bit_for_bit) {
   const activation none = activation::none();
   const std::vector<conv_spec> cases = {
       {{1, 50, 1, 768}, 2304, 1, make_window(1, 1, 1, 1), true, none},  // ViT-B/32's qkv
@@ -803,45 +804,52 @@ BOOST_AUTO_TEST_CASE(pointwise_convolutions_match_xnnpack_bit_for_bit) {
       {{1, 1, 1, 1}, 1, 1, make_window(1, 1, 1, 1), false, none},
       {{1, 3, 4, 17}, 31, 1, make_window(1, 1, 1, 1), true, clamp_range},
       {{1, 11, 1, 5}, 64, 1, make_window(1, 1, 1, 1), false, activation::relu6()},
-      {{1, 2, 3, 3}, 33, 1, make_window(1, 1, 1, 1), true, none}};
+      {{1, 14, 14, 128}, 32, 1, make_window(3, 3, 1, 1, pad_all(1)), true, none},  // DenseNet's 3x3
+      {{1, 9, 9, 64}, 64, 1, make_window(3, 3, 1, 1, pad_all(1)), true, activation::relu()},
+      {{2, 13, 17, 16}, 40, 1, make_window(3, 3, 2, 2, pad_all(1)), false, none},
+      {{1, 13, 17, 16}, 24, 1, make_window(1, 1, 2, 2), true, none},  // ResNet's shortcut
+      {{1, 31, 29, 3}, 64, 1, make_window(7, 7, 2, 2, pad_all(3)), true, activation::relu()},
+      {{1, 35, 35, 3}, 48, 1, make_window(11, 11, 4, 4, pad_all(2)), true, activation::relu()},
+      {{1, 15, 11, 4}, 6, 1, make_window(3, 5, 2, 1, {1, 3, 0, 2}, 2, 3), true, clamp_range},
+      {{1, 1, 1, 9}, 5, 1, make_window(3, 3, 1, 1, pad_all(1)), true, none}};
   rng r(2100);
   for (const conv_spec& c : cases) {
     const layer l = conv_layer(c, r);
     const tensor x = random_tensor_of(c.input, r);
-    if (!pointwise_runs_natively(l, c.input)) {
-      BOOST_TEST_MESSAGE("no AVX-512 on this CPU: 1x1 convolutions run on XNNPACK, nothing to compare");
+    if (!convolution_runs_on_native_gemm(l, c.input)) {
+      BOOST_TEST_MESSAGE("no AVX-512 on this CPU: convolutions run on XNNPACK, nothing to compare");
       return;
     }
     check_layer(l, {x});
     const std::string what = describe(l, {&x});
     tensor native, xnnpack;
     BOOST_REQUIRE(run_operator(l, {&x}, nullptr, &native, what));
-    ::setenv("D3_POINTWISE", "xnnpack", 1);
-    BOOST_TEST(!pointwise_runs_natively(l, c.input));
+    ::setenv("D3_CONVOLUTION", "xnnpack", 1);
+    BOOST_TEST(!convolution_runs_on_native_gemm(l, c.input));
     const bool ran = run_operator(l, {&x}, nullptr, &xnnpack, what + " [XNNPACK]");
-    ::unsetenv("D3_POINTWISE");
+    ::unsetenv("D3_CONVOLUTION");
     BOOST_REQUIRE(ran);
     BOOST_CHECK_MESSAGE(bitwise_equal(native, xnnpack),
                         what << ": differs from XNNPACK: " << compare_relative(native, xnnpack, 0.0));
     check_strided(l, x, 3, size_t(l.output_shape.c) + 5);
   }
-  // A tile: the operator made for the whole map, reshaped to a band of its rows, computes those
-  // rows' values exactly.
-  const conv_spec c{{1, 29, 6, 40}, 70, 1, make_window(1, 1, 1, 1), true, none};
+  // A tile: the operator made for the whole map, reshaped to a band of its output rows and given
+  // the input rows under them, computes those rows' values exactly.
+  const conv_spec c{{1, 29, 6, 40}, 70, 1, make_window(3, 3, 1, 1), true, none};
   const layer l = conv_layer(c, r);
   const tensor x = random_tensor_of(c.input, r);
   tensor whole;
   BOOST_REQUIRE(run_operator(l, {&x}, nullptr, &whole, "whole"));
   auto op = create_layer_operator(l, {c.input});
   BOOST_REQUIRE(op.is_ok());
-  const tensor_shape band_in{1, 9, 6, 40}, band_out{1, 9, 6, 70};
+  const tensor_shape band_in{1, 11, 6, 40}, band_out{1, 9, 4, 70};
   BOOST_REQUIRE((*op)->reshape({band_in}, band_out).is_ok());
   const size_t first_row = 11;
   tensor band(band_out);
   BOOST_REQUIRE((*op)->setup({x.data() + first_row * 6 * 40}, band.data(), nullptr).is_ok());
   BOOST_REQUIRE((*op)->run(nullptr).is_ok());
-  BOOST_TEST(std::memcmp(band.data(), whole.data() + first_row * 6 * 70, band.elements() * sizeof(float)) == 0);
-  BOOST_TEST(!(*op)->reshape({band_in}, {1, 9, 5, 70}).is_ok());  // pixels in and out must agree
+  BOOST_TEST(std::memcmp(band.data(), whole.data() + first_row * 4 * 70, band.elements() * sizeof(float)) == 0);
+  BOOST_TEST(!(*op)->reshape({band_in}, {1, 9, 5, 70}).is_ok());  // not what the window gives
 }
 
 // Layer norm over each pixel's channels and GELU against the naive reference (double precision

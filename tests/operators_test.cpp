@@ -756,7 +756,8 @@ BOOST_AUTO_TEST_CASE(large_depthwise_convolutions) {
                                       {1, 8, 8, 8}));
 }
 
-// GELU and the large depthwise windows run sixteen lanes at a time on AVX-512 and four elsewhere:
+// GELU, layer norm and the large depthwise windows run sixteen lanes at a time (eight doubles) on
+// AVX-512 and four (two) elsewhere:
 // both paths must give the same bits (nodes of a cluster may differ in their CPUs), including the
 // channel tails that leave a partial vector, strides, dilation, padding and clamps.
 BOOST_AUTO_TEST_CASE(native_vector_widths_compute_the_same_bits) {
@@ -771,10 +772,18 @@ BOOST_AUTO_TEST_CASE(native_vector_widths_compute_the_same_bits) {
     tensor x = random_tensor_of(c.input, r);
     cases.emplace_back(std::move(l), std::move(x));
   }
-  for (const tensor_shape& s : std::vector<tensor_shape>{{1, 5, 7, 96}, {1, 1, 1, 37}, {2, 3, 4, 13}}) {
+  for (const tensor_shape& s : std::vector<tensor_shape>{{1, 5, 7, 96}, {1, 1, 1, 37}, {2, 3, 4, 13}, {1, 2, 1, 3}}) {
     layer l = simple_layer(layer_kind::gelu, {s});
     tensor x = random_tensor_of(s, r, 6.0f);
     cases.emplace_back(std::move(l), std::move(x));
+    layer norm;
+    norm.name = "layer_norm";
+    norm.kind = layer_kind::layer_norm;
+    std::vector<float> w(size_t(2) * s.c);
+    for (float& v : w) v = r.uniform(-1.0f, 1.0f);
+    norm.weights = weight_blob::from_vector(std::move(w));
+    norm.epsilon = 1e-6f;
+    cases.emplace_back(with_shapes(std::move(norm), {s}), random_tensor_of(s, r, 3.0f));
   }
   for (const auto& [l, x] : cases) {
     const std::string what = describe(l, {&x});

@@ -2,12 +2,23 @@
 // compute the same bits on every path (see native_operators.cpp, pointwise_gemm.hpp).
 #pragma once
 
+#include <cstdlib>
+#include <cstring>
+
 namespace d3 {
 
 // AVX-512 Foundation, with the OS saving its registers (libgcc's check includes XCR0).
 inline bool cpu_has_avx512f() {
   static const bool has = __builtin_cpu_supports("avx512f");
   return has;
+}
+
+// D3_CONVOLUTION=xnnpack in the environment: the convolutions d3 runs natively only to be faster
+// (not those XNNPACK lacks) go to XNNPACK, for measuring the two side by side and for tests that
+// compare their bits. Read at each operator's creation.
+inline bool xnnpack_convolutions_forced() {
+  const char* v = std::getenv("D3_CONVOLUTION");
+  return v != nullptr && std::strcmp(v, "xnnpack") == 0;
 }
 
 }  // namespace d3

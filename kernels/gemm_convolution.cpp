@@ -102,11 +102,6 @@ constexpr std::array<block_fn<Source>, sizeof...(Rows)> block_table(std::index_s
 constexpr auto dense_kernels = block_table<dense_source>(std::make_index_sequence<dense_rows>());
 constexpr auto indirect_kernels = block_table<indirect_source>(std::make_index_sequence<indirect_rows>());
 
-bool xnnpack_forced() {
-  const char* v = std::getenv("D3_CONVOLUTION");
-  return v != nullptr && std::string(v) == "xnnpack";
-}
-
 // NHWC input, one group: the indirection buffer (output pixel x tap -> input row) is built at
 // setup, when the input's address is known; tasks are (output pixel chunk, panel) pairs.
 class gemm_convolution_operator : public layer_operator {
@@ -247,7 +242,7 @@ bool convolution_runs_on_native_gemm(const layer& l, const tensor_shape& input) 
   return l.kind == layer_kind::convolution && l.groups == 1 && w.kernel_h >= 1 && w.kernel_w >= 1 &&
          w.stride_h >= 1 && w.stride_w >= 1 && w.dilation_h >= 1 && w.dilation_w >= 1 && w.pad.top >= 0 &&
          w.pad.left >= 0 && w.pad.bottom >= 0 && w.pad.right >= 0 && input.c > 0 && l.output_channels > 0 &&
-         cpu_has_avx512f() && !xnnpack_forced();
+         cpu_has_avx512f() && !xnnpack_convolutions_forced();
 }
 
 result<std::unique_ptr<layer_operator>> create_gemm_convolution_operator(const layer& l, const tensor_shape& input,

@@ -428,6 +428,110 @@ void preprocess_rows(const float* x, float* y, size_t pixels, size_t channels, c
     }
 }
 
+namespace {
+
+// A depthwise 1x1 convolution: y[p][c] = clamp(x[p][c] * w[c] + b[c]), a multiply then an add
+// (XNNPACK's vmulcaddc on x86 computes exactly this, measured bit for bit), then its clamp (maxps,
+// minps). Blocks of pixels on the pool.
+class channel_affine_operator : public layer_operator {
+ public:
+  channel_affine_operator(const layer& l, tensor_shape in, size_t out_stride)
+      : name_(l.name), act_(l.act), shape_(in), out_stride_(out_stride), scale_(l.weights.begin(), l.weights.end()) {
+    bias_.assign(size_t(in.c), 0.0f);
+    if (!l.bias.empty()) std::copy(l.bias.begin(), l.bias.end(), bias_.begin());
+  }
+
+  status setup(const std::vector<const float*>& inputs, float* output, pthreadpool_t) override {
+    x_ = inputs.at(0);
+    y_ = output;
+    return status::ok();
+  }
+  status run(pthreadpool_t pool) override {
+    const size_t pixels = size_t(shape_.n) * shape_.h * shape_.w;
+    const size_t block = std::max<size_t>(1, 16384 / size_t(shape_.c));
+    pthreadpool_parallelize_1d_tile_1d(
+        pool,
+        [](void* self, size_t first, size_t count) {
+          auto* op = static_cast<channel_affine_operator*>(self);
+          if (sixteen_lanes())
+            op->rows_avx512(first, count);
+          else
+            op->rows_with<v4sf>(first, count);
+        },
+        this, pixels, block, 0);
+    return status::ok();
+  }
+  status reshape(const std::vector<tensor_shape>& inputs, const tensor_shape& output) override {
+    if (inputs.size() != 1 || inputs[0] != output || inputs[0].c != shape_.c)
+      return status::error("convolution layer '" + name_ + "': cannot reshape a per-channel affine from " +
+                           shape_.to_string() + " to input " + (inputs.empty() ? "none" : inputs[0].to_string()) +
+                           " and output " + output.to_string() + " (same shape, " + std::to_string(shape_.c) +
+                           " channels)");
+    shape_ = output;
+    return status::ok();
+  }
+
+ private:
+  __attribute__((target("avx512f"))) void rows_avx512(size_t first, size_t count) { rows_with<v16sf>(first, count); }
+
+  template <class V>
+  D3_INLINE void rows_with(size_t first, size_t count) {
+    constexpr size_t lanes = sizeof(V) / sizeof(float);
+    const size_t c = size_t(shape_.c), stride = out_stride_ ? out_stride_ : c;
+    const V lo = splat_as<V>(act_.min), hi = splat_as<V>(act_.max);
+    for (size_t p = first; p < first + count; ++p) {
+      const float* x = x_ + p * c;
+      float* y = y_ + p * stride;
+      size_t ch = 0;
+      for (; ch + lanes <= c; ch += lanes) {
+        V v, s, b;
+        std::memcpy(&v, x + ch, sizeof v);
+        std::memcpy(&s, &scale_[ch], sizeof s);
+        std::memcpy(&b, &bias_[ch], sizeof b);
+        v = v * s + b;
+        v = v > lo ? v : lo;  // x86's maxps and minps: the second operand on a tie or a NaN
+        v = v < hi ? v : hi;
+        std::memcpy(y + ch, &v, sizeof v);
+      }
+      for (; ch < c; ++ch) {
+        float v = x[ch] * scale_[ch] + bias_[ch];
+        v = v > act_.min ? v : act_.min;
+        y[ch] = v < act_.max ? v : act_.max;
+      }
+    }
+  }
+
+  std::string name_;
+  activation act_;
+  tensor_shape shape_;
+  size_t out_stride_;
+  std::vector<float> scale_, bias_;
+  const float* x_ = nullptr;
+  float* y_ = nullptr;
+};
+
+}  // namespace
+
+bool channel_affine_runs_natively(const layer& l, const tensor_shape& input) {
+  const window_params& w = l.window;
+  return l.kind == layer_kind::convolution && l.groups > 1 && l.groups == input.c && l.output_channels == l.groups &&
+         w.kernel_h == 1 && w.kernel_w == 1 && w.stride_h == 1 && w.stride_w == 1 && w.pad.top == 0 &&
+         w.pad.left == 0 && w.pad.bottom == 0 && w.pad.right == 0 && !xnnpack_convolutions_forced();
+}
+
+result<std::unique_ptr<layer_operator>> create_channel_affine_operator(const layer& l, const tensor_shape& input,
+                                                                       size_t output_pixel_stride) {
+  if (!channel_affine_runs_natively(l, input))
+    return status::error("convolution layer '" + l.name + "': not a depthwise 1x1 convolution with stride 1");
+  if (l.weights.size() != size_t(input.c) || (!l.bias.empty() && l.bias.size() != size_t(input.c)))
+    return status::error("convolution layer '" + l.name + "': weights hold " + std::to_string(l.weights.size()) +
+                         " floats, expected " + std::to_string(input.c));
+  if (l.output_shape != input)
+    return status::error("convolution layer '" + l.name + "': output shape " + l.output_shape.to_string() +
+                         " differs from its input " + input.to_string());
+  return std::unique_ptr<layer_operator>(new channel_affine_operator(l, input, output_pixel_stride));
+}
+
 bool depthwise_runs_natively(const layer& l, const tensor_shape& input) {
   // XNNPACK (2022)'s largest depthwise kernels take 25 taps (5x5).
   return l.kind == layer_kind::convolution && l.groups > 1 && l.groups == input.c && l.output_channels == l.groups &&

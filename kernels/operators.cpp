@@ -669,6 +669,7 @@ result<std::unique_ptr<layer_operator>> create_layer_operator(const layer& l, co
   switch (l.kind) {
     case layer_kind::convolution:
       if (depthwise_runs_natively(l, in[0])) return create_depthwise_operator(l, in[0], stride);
+      if (channel_affine_runs_natively(l, in[0])) return create_channel_affine_operator(l, in[0], stride);
       if (convolution_runs_on_native_gemm(l, in[0])) return create_gemm_convolution_operator(l, in[0], stride);
       return convolution_operator::create(l, in, stride, options.threads);
     case layer_kind::max_pool: return create_max_pool(l, in, stride);

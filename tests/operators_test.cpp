@@ -861,6 +861,47 @@ BOOST_AUTO_TEST_CASE(gemm_convolutions_match_xnnpack_bit_for_bit) {
   BOOST_TEST(!(*op)->reshape({band_in}, {1, 9, 5, 70}).is_ok());  // not what the window gives
 }
 
+// Depthwise 1x1 convolutions (DenseNet's standalone batch norms) run natively: against the
+// reference, and memcmp-equal to XNNPACK's (D3_CONVOLUTION=xnnpack) at both vector widths, with
+// channel tails and clamps, also on the clamp's ties and NaNs.
+BOOST_AUTO_TEST_CASE(channel_affines_match_xnnpack_bit_for_bit) {
+  const std::vector<conv_spec> cases = {
+      {{1, 56, 56, 224}, 224, 224, make_window(1, 1, 1, 1), true, activation::relu()},
+      {{2, 5, 7, 37}, 37, 37, make_window(1, 1, 1, 1), true, activation::none()},
+      {{1, 3, 4, 20}, 20, 20, make_window(1, 1, 1, 1), false, clamp_range},
+      {{1, 9, 9, 3}, 3, 3, make_window(1, 1, 1, 1), true, activation::relu6()}};
+  rng r(2300);
+  for (const conv_spec& c : cases) {
+    layer l = conv_layer(c, r);
+    tensor x = random_tensor_of(c.input, r);
+    BOOST_TEST(channel_affine_runs_natively(l, c.input));
+    check_layer(l, {x});
+    check_strided(l, x, 2, size_t(c.input.c) + 3);
+    // The clamp's ties and NaNs: -0 (a -0 bias plus -0) against a 0 bound, and NaN inputs, which
+    // x86's maxps and minps turn into the bound.
+    for (size_t i = 0; i < x.elements(); i += 7) x.data()[i] = (i / 7) % 3 == 0 ? NAN : (i / 7) % 3 == 1 ? 0.0f : -0.0f;
+    if (!l.bias.empty()) {
+      std::vector<float> bias(l.bias.begin(), l.bias.end());
+      for (size_t k = 0; k < bias.size(); k += 2) bias[k] = -0.0f;
+      l.bias = weight_blob::from_vector(std::move(bias));
+    }
+    const std::string what = describe(l, {&x});
+    tensor wide, four, xnnpack;
+    BOOST_REQUIRE(run_operator(l, {&x}, nullptr, &wide, what));
+    force_four_lane_vectors(true);
+    const bool ran_four = run_operator(l, {&x}, nullptr, &four, what + " [four lanes]");
+    force_four_lane_vectors(false);
+    ::setenv("D3_CONVOLUTION", "xnnpack", 1);
+    BOOST_TEST(!channel_affine_runs_natively(l, c.input));
+    const bool ran_xnnpack = run_operator(l, {&x}, nullptr, &xnnpack, what + " [XNNPACK]");
+    ::unsetenv("D3_CONVOLUTION");
+    BOOST_REQUIRE(ran_four);
+    BOOST_REQUIRE(ran_xnnpack);
+    BOOST_CHECK_MESSAGE(bitwise_equal(wide, xnnpack), what << ": differs from XNNPACK: " << compare_relative(wide, xnnpack, 0.0));
+    BOOST_CHECK_MESSAGE(bitwise_equal(four, xnnpack), what << ": four lanes differ from XNNPACK");
+  }
+}
+
 // Layer norm over each pixel's channels and GELU against the naive reference (double precision
 // from the definitions), including channel counts that leave a vector tail.
 BOOST_AUTO_TEST_CASE(layer_norm_and_gelu_cases) {

@@ -36,7 +36,6 @@ template <class V>
 D3_INLINE V splat_as(float v) {
   return V{} + v;
 }
-v4sf splat(float v) { return splat_as<v4sf>(v); }
 
 // GELU of a vector's values: x * (1 + erf(x / sqrt(2))) / 2 with erf as Eigen's rational
 // approximation on [-4, 4] (max error 4.5e-7, measured against double erf on a 1e-6 grid; erf is
@@ -565,7 +564,8 @@ class attention_operator : public layer_operator {
     k_ = inputs.at(1);
     v_ = inputs.at(2);
     y_ = output;
-    scores_.assign(size_t(s_.n) * heads_ * tokens(), 0.0f);  // one row of scores per task
+    scores_.assign(size_t(s_.n) * heads_ * padded_tokens(), 0.0f);  // one row of scores per task
+    keys_.assign(size_t(s_.n) * heads_ * head_channels() * padded_tokens(), 0.0f);  // [task][e][j]
     return status::ok();
   }
   status run(pthreadpool_t pool) override {
@@ -583,53 +583,76 @@ class attention_operator : public layer_operator {
 
  private:
   size_t tokens() const { return size_t(s_.h) * s_.w; }
+  // Keys rounded up to whole 16-lane vectors: the transposed keys' rows and the scores' length.
+  size_t padded_tokens() const { return (tokens() + 15) / 16 * 16; }
+  size_t head_channels() const { return size_t(s_.c) / heads_; }
 
   void head(size_t task) {
-    const size_t n = task / heads_, h = task % heads_, t = tokens(), c = size_t(s_.c), d = c / heads_;
-    float* p = &scores_[task * t];
+    if (sixteen_lanes())
+      head_avx512(task);
+    else
+      head_with<v4sf>(task);
+  }
+
+  __attribute__((target("avx512f"))) void head_avx512(size_t task) { head_with<v16sf>(task); }
+
+  // Scores of query i against every key, one key per lane: each lane computes what the dot
+  // product of four partial sums computes (lane r of four sums the terms e = r mod 4, in order;
+  // then ((s0 + s1) + (s2 + s3)); then the tail terms in order), so the width does not change a
+  // bit. The keys are transposed per task ([e][j]) so that a lane's terms load as vectors.
+  template <class V>
+  D3_INLINE void head_with(size_t task) {
+    constexpr size_t lanes = sizeof(V) / sizeof(float);
+    const size_t n = task / heads_, h = task % heads_, t = tokens(), tp = padded_tokens(), c = size_t(s_.c);
+    const size_t d = head_channels(), d4 = d / 4 * 4;
+    float* p = &scores_[task * tp];
+    float* kt = &keys_[task * d * tp];
     const float* q = q_ + n * t * c + h * d;
     const float* k = k_ + n * t * c + h * d;
     const float* v = v_ + n * t * c + h * d;
     float* y = y_ + n * t * c + h * d;
+    for (size_t j = 0; j < t; ++j)
+      for (size_t e = 0; e < d; ++e) kt[e * tp + j] = k[j * c + e];
     for (size_t i = 0; i < t; ++i) {
       const float* qi = q + i * c;
-      float max = -INFINITY;
-      for (size_t j = 0; j < t; ++j) {
-        p[j] = dot(qi, k + j * c, d) * scale_;
-        max = std::max(max, p[j]);
+      for (size_t j = 0; j < tp; j += lanes) {
+        V s0 = splat_as<V>(0.0f), s1 = s0, s2 = s0, s3 = s0;
+        for (size_t e = 0; e < d4; e += 4) {
+          s0 = s0 + splat_as<V>(qi[e]) * load<V>(kt + e * tp + j);
+          s1 = s1 + splat_as<V>(qi[e + 1]) * load<V>(kt + (e + 1) * tp + j);
+          s2 = s2 + splat_as<V>(qi[e + 2]) * load<V>(kt + (e + 2) * tp + j);
+          s3 = s3 + splat_as<V>(qi[e + 3]) * load<V>(kt + (e + 3) * tp + j);
+        }
+        V sum = (s0 + s1) + (s2 + s3);
+        for (size_t e = d4; e < d; ++e) sum = sum + splat_as<V>(qi[e]) * load<V>(kt + e * tp + j);
+        sum = sum * splat_as<V>(scale_);
+        std::memcpy(p + j, &sum, sizeof sum);
       }
-      float sum = 0.0f;
-      for (size_t j = 0; j < t; ++j) sum += (p[j] = std::exp(p[j] - max));
-      const float inv = 1.0f / sum;
+      float max = -INFINITY;
+      for (size_t j = 0; j < t; ++j) max = std::max(max, p[j]);
+      float total = 0.0f;
+      for (size_t j = 0; j < t; ++j) total += (p[j] = std::exp(p[j] - max));
+      const float inv = 1.0f / total;
       float* yi = y + i * c;
       std::fill(yi, yi + d, 0.0f);
-      for (size_t j = 0; j < t; ++j) axpy(p[j] * inv, v + j * c, yi, d);
+      for (size_t j = 0; j < t; ++j) {
+        const float a = p[j] * inv;
+        const float* vj = v + j * c;
+        size_t e = 0;
+        for (; e + lanes <= d; e += lanes) {
+          const V out = load<V>(yi + e) + splat_as<V>(a) * load<V>(vj + e);
+          std::memcpy(yi + e, &out, sizeof out);
+        }
+        for (; e < d; ++e) yi[e] += a * vj[e];
+      }
     }
   }
-  // Four partial sums in a vector, then the tail, then the lanes in order.
-  static float dot(const float* a, const float* b, size_t d) {
-    v4sf acc = splat(0.0f);
-    size_t e = 0;
-    for (; e + 4 <= d; e += 4) {
-      v4sf x, z;
-      std::memcpy(&x, a + e, sizeof x);
-      std::memcpy(&z, b + e, sizeof z);
-      acc = acc + x * z;
-    }
-    float sum = ((acc[0] + acc[1]) + (acc[2] + acc[3]));
-    for (; e < d; ++e) sum += a[e] * b[e];
-    return sum;
-  }
-  static void axpy(float a, const float* x, float* y, size_t d) {
-    size_t e = 0;
-    for (; e + 4 <= d; e += 4) {
-      v4sf xv, yv;
-      std::memcpy(&xv, x + e, sizeof xv);
-      std::memcpy(&yv, y + e, sizeof yv);
-      yv = yv + splat(a) * xv;
-      std::memcpy(y + e, &yv, sizeof yv);
-    }
-    for (; e < d; ++e) y[e] += a * x[e];
+
+  template <class V>
+  static D3_INLINE V load(const float* x) {
+    V v;
+    std::memcpy(&v, x, sizeof v);
+    return v;
   }
 
   std::string name_;
@@ -638,7 +661,7 @@ class attention_operator : public layer_operator {
   tensor_shape s_;
   const float *q_ = nullptr, *k_ = nullptr, *v_ = nullptr;
   float* y_ = nullptr;
-  std::vector<float> scores_;
+  std::vector<float> scores_, keys_;
 };
 
 // Copies and additions of token tensors, single-threaded (memory-bound and small).

@@ -40,8 +40,8 @@ bool depthwise_runs_natively(const layer& l, const tensor_shape& input);
 result<std::unique_ptr<layer_operator>> create_depthwise_operator(const layer& l, const tensor_shape& input,
                                                                   size_t output_pixel_stride);
 
-// GELU, layer norm and the depthwise loop run sixteen lanes at a time on AVX-512 CPUs and four
-// elsewhere, with the same bits. Forces four everywhere in this process (tests compare the two; not thread-safe
+// GELU, layer norm, attention, the per-channel affine and the depthwise loop run sixteen lanes at a
+// time on AVX-512 CPUs and four elsewhere, with the same bits. Forces four everywhere in this process (tests compare the two; not thread-safe
 // against operators running at the time).
 void force_four_lane_vectors(bool forced);
 

@@ -756,8 +756,8 @@ BOOST_AUTO_TEST_CASE(large_depthwise_convolutions) {
                                       {1, 8, 8, 8}));
 }
 
-// GELU, layer norm and the large depthwise windows run sixteen lanes at a time (eight doubles) on
-// AVX-512 and four (two) elsewhere:
+// GELU, layer norm, attention and the large depthwise windows run sixteen lanes at a time (eight
+// doubles) on AVX-512 and four (two) elsewhere:
 // both paths must give the same bits (nodes of a cluster may differ in their CPUs), including the
 // channel tails that leave a partial vector, strides, dilation, padding and clamps.
 BOOST_AUTO_TEST_CASE(native_vector_widths_compute_the_same_bits) {
@@ -784,6 +784,28 @@ BOOST_AUTO_TEST_CASE(native_vector_widths_compute_the_same_bits) {
     norm.weights = weight_blob::from_vector(std::move(w));
     norm.epsilon = 1e-6f;
     cases.emplace_back(with_shapes(std::move(norm), {s}), random_tensor_of(s, r, 3.0f));
+  }
+  // Attention: one key per lane against four partial sums per dot product; odd token counts (a
+  // partial last vector of keys) and head widths with a tail (15, 5).
+  const std::vector<std::pair<tensor_shape, int>> attentions = {
+      {{1, 50, 1, 64}, 4}, {{1, 7, 1, 30}, 2}, {{2, 5, 3, 10}, 2}, {{1, 197, 1, 96}, 12}};
+  for (const auto& [shape, heads] : attentions) {
+    layer l;
+    l.name = "attention";
+    l.kind = layer_kind::attention;
+    l.groups = heads;
+    l.scale = 0.3f;
+    l = with_shapes(std::move(l), {shape, shape, shape});
+    const tensor q = random_tensor_of(shape, r, 2.0f), k = random_tensor_of(shape, r, 2.0f),
+                 v = random_tensor_of(shape, r);
+    const std::string what = describe(l, {&q, &k, &v});
+    tensor wide, four;
+    BOOST_REQUIRE(run_operator(l, {&q, &k, &v}, nullptr, &wide, what));
+    force_four_lane_vectors(true);
+    const bool ran = run_operator(l, {&q, &k, &v}, nullptr, &four, what + " [four lanes]");
+    force_four_lane_vectors(false);
+    BOOST_REQUIRE(ran);
+    BOOST_CHECK_MESSAGE(bitwise_equal(wide, four), what << ": the widths differ: " << compare_relative(wide, four, 0.0));
   }
   for (const auto& [l, x] : cases) {
     const std::string what = describe(l, {&x});

@@ -165,13 +165,7 @@ class gemm_convolution_operator : public layer_operator {
   }
 
   status reshape(const std::vector<tensor_shape>& inputs, const tensor_shape& output) override {
-    const window_params& w = window_;
-    if (inputs.size() != 1 || inputs[0].c != in_.c || output.c != out_.c || inputs[0].n != output.n ||
-        output.h != window_output_size(inputs[0].h, w.kernel_h, w.stride_h, w.dilation_h, w.pad.top, w.pad.bottom, false) ||
-        output.w != window_output_size(inputs[0].w, w.kernel_w, w.stride_w, w.dilation_w, w.pad.left, w.pad.right, false))
-      return status::error("convolution layer '" + name_ + "': cannot reshape to input " +
-                           (inputs.empty() ? std::string("none") : inputs[0].to_string()) + " and output " +
-                           output.to_string() + " (the window, padding and channels were fixed at create)");
+    D3_RETURN_IF_ERROR(check_convolution_reshape(name_, window_, in_, out_, inputs, output));
     in_ = inputs[0];
     out_ = output;
     rows_.clear();  // setup() builds them for the new shape

@@ -705,4 +705,11 @@ result<std::unique_ptr<layer_operator>> create_layer_operator(const layer& l, co
   return status::error(where + ": unsupported layer kind");
 }
 
+status check_convolution_reshape(const std::string& name, const window_params& w, const tensor_shape& created_in,
+                                 const tensor_shape& created_out, const std::vector<tensor_shape>& inputs,
+                                 const tensor_shape& output) {
+  return check_reshape("convolution", name, layer_kind::convolution, w, w.pad, false, {created_in}, created_out,
+                       inputs, output);
+}
+
 }  // namespace d3

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "kernels/graph.hpp"
@@ -52,6 +53,13 @@ struct operator_options {
 // True when average pooling layer `l` over `input` runs on d3's native loop rather than XNNPACK
 // (a divisor that counts padding, or a 1x1 window): XNNPACK has no such kernel.
 bool average_pool_runs_natively(const layer& l, const tensor_shape& input);
+
+// For operators outside this file: whether a convolution created for `created_in` -> `created_out`
+// (its window and padding fixed) may take `inputs` -> `output` (reshape's precondition); the error
+// names the layer and what does not fit.
+status check_convolution_reshape(const std::string& name, const window_params& w, const tensor_shape& created_in,
+                                 const tensor_shape& created_out, const std::vector<tensor_shape>& inputs,
+                                 const tensor_shape& output);
 
 // Creates the operator for `l` (l.output_shape must be set) reading tensors of `input_shapes`.
 // Errors name the layer, the operation and the bad value.

@@ -605,7 +605,7 @@ bool importer::fold_constant_node(const onnx::NodeProto& n) {
   static const std::set<std::string> foldable = {"Gather", "Unsqueeze", "Squeeze", "Concat", "Cast", "Add",
                                                  "Sub", "Mul", "Div", "Slice", "Reshape", "Identity",
                                                  "ConstantOfShape", "Neg", "Floor", "Ceil", "Flatten",
-                                                 "Transpose", "Equal", "Where", "Expand"};
+                                                 "Transpose", "Equal", "Where", "Expand", "Mod"};
   const std::string& op = n.op_type();
   if (!foldable.count(op) || n.input_size() == 0) return false;
   for (int i = 0; i < n.input_size(); ++i)
@@ -671,6 +671,13 @@ bool importer::fold_constant_node(const onnx::NodeProto& n) {
   } else if (op == "Add" || op == "Sub" || op == "Mul" || op == "Div") {
     allow_attributes(n, {});
     define_constant(n, fold_binary(n, x, get_constant(n, 1, "input"), op));
+  } else if (op == "Mod") {  // shape arithmetic: Swin's padding to whole windows, W % window
+    allow_attributes(n, {"fmod"});
+    const int64_t fmod = attr_int(n, "fmod", 0);
+    if (fmod != 0 && fmod != 1) fail(n, "attribute fmod=" + std::to_string(fmod) + " is not 0 or 1");
+    const constant& y = get_constant(n, 1, "input");
+    if ((x.is_float || y.is_float) && fmod == 0) fail(n, "a floating-point Mod needs fmod=1 (the ONNX rule)");
+    define_constant(n, fold_binary(n, x, y, fmod ? "FMod" : "Mod"));
   } else if (op == "Neg" || op == "Floor" || op == "Ceil") {
     allow_attributes(n, {});
     constant c = x;
@@ -831,7 +838,14 @@ constant importer::fold_binary(const onnx::NodeProto& n, const constant& a, cons
       else c.i[size_t(e)] = a.i[size_t(ia)];
     } else if (c.is_float) {
       const double x = a.at(size_t(ia)), y = b.at(size_t(ib));
-      c.f[size_t(e)] = float(op == "Add" ? x + y : op == "Sub" ? x - y : op == "Mul" ? x * y : x / y);
+      c.f[size_t(e)] = op == "FMod" ? std::fmod(float(x), float(y))
+                                    : float(op == "Add" ? x + y : op == "Sub" ? x - y : op == "Mul" ? x * y : x / y);
+    } else if (op == "Mod" || op == "FMod") {
+      const int64_t x = a.i[size_t(ia)], y = b.i[size_t(ib)];
+      if (y == 0) fail(n, "integer modulo by zero");
+      int64_t r = y == -1 ? 0 : x % y;  // C's remainder: the sign of x (and no INT64_MIN % -1 trap)
+      if (op == "Mod" && r != 0 && (r < 0) != (y < 0)) r += y;  // Python's: the sign of y
+      c.i[size_t(e)] = r;
     } else {
       const int64_t x = a.i[size_t(ia)], y = b.i[size_t(ib)];
       if (op == "Div" && y == 0) fail(n, "integer division by zero");
@@ -1547,7 +1561,6 @@ void importer::slice(const onnx::NodeProto& n) {
 }
 
 void importer::pad(const onnx::NodeProto& n) {
-  const value& x = get_tensor(n, 0);
   dims_t pads;
   float fill = 0;
   if (opset_ >= 11) {
@@ -1562,6 +1575,14 @@ void importer::pad(const onnx::NodeProto& n) {
   }
   const std::string mode = attr_string(n, "mode", "constant");
   if (mode != "constant") fail(n, "attribute mode=" + mode + " is not supported (only constant)");
+  if (std::all_of(pads.begin(), pads.end(), [](int64_t p) { return p == 0; })) {
+    // Nothing to pad (Swin pads its maps to whole windows, by zero when they already fit): the
+    // input as it is, in any layout.
+    value v = get(n, 0);
+    define(n, 0, std::move(v));
+    return;
+  }
+  const value& x = get_tensor(n, 0);
   if (fill != 0) fail(n, "padding value " + std::to_string(fill) + " is not supported (only 0)");
   if (x.dims.size() != 4 || pads.size() != 8)
     fail(n, "pads " + dims_string(pads) + " for input " + dims_string(x.dims) + " are not supported (4-D NCHW only)");

@@ -747,6 +747,62 @@ BOOST_AUTO_TEST_CASE(pad_order_and_channel_shuffle) {
   check_runs_like_reference(b, "shuffle_run");
 }
 
+// Shape arithmetic with Mod (Swin pads its maps to whole windows: (ws - W % ws) % ws), Python's
+// sign rule for fmod=0 and C's for fmod=1, and a Pad by zero, which is no layer, also on a
+// channels-last view.
+BOOST_AUTO_TEST_CASE(modulo_folding_and_zero_padding) {
+  onnx_builder b;
+  b.input("x", {1, 4, 6, 6});
+  b.node("Shape", {"x"}, {"shape"}, "shape");
+  b.constant_ints("three", {}, {3});
+  set_int(b.node("Gather", {"shape", "three"}, {"w"}, "width"), "axis", 0);  // 6
+  b.constant_ints("window", {}, {3});
+  b.node("Mod", {"w", "window"}, {"w_mod"}, "w_mod");                       // 0
+  b.node("Sub", {"window", "w_mod"}, {"short"}, "short");                  // 3
+  b.node("Mod", {"short", "window"}, {"fill"}, "fill");                    // 0
+  b.constant_ints("minus7", {}, {-7});
+  b.constant_ints("four", {}, {4});
+  b.node("Mod", {"minus7", "four"}, {"python"}, "python_mod");             // 1 (Python: sign of 4)
+  set_int(b.node("Mod", {"minus7", "four"}, {"c"}, "c_mod"), "fmod", 1);   // -3 (C: sign of -7)
+  b.constant_ints("one", {}, {1});
+  b.constant_ints("five", {}, {5});
+  b.node("Add", {"python", "one"}, {"two_a"}, "two_a");                    // 2
+  b.node("Add", {"c", "five"}, {"two_b"}, "two_b");                        // 2
+  b.constant_ints("axes0", {1}, {0});
+  for (const char* v : {"fill", "two_a", "two_b"}) b.node("Unsqueeze", {v, "axes0"}, {std::string(v) + "1"}, std::string("u_") + v);
+  b.constant_ints("zeros2", {2}, {0, 0});
+  b.constant_ints("zeros4", {4}, {0, 0, 0, 0});
+  // Channels last [N, H, W, C]: pads [0, 0, 0, 0, 0, fill, fill, 0] = nothing.
+  set_ints(b.node("Transpose", {"x"}, {"last"}, "to_last"), "perm", {0, 2, 3, 1});
+  set_int(b.node("Concat", {"zeros4", "zeros2", "fill1", "fill1", "zeros2"}, {"pads_last"}, "pads_last"), "axis", 0);
+  b.node("Pad", {"last", "pads_last"}, {"padded_last"}, "pad_nothing");
+  set_ints(b.node("Transpose", {"padded_last"}, {"back"}, "to_first"), "perm", {0, 3, 1, 2});
+  // NCHW: pads [0, 0, 0, 0, 0, 0, two_a, two_b] pads H and W at their ends by 2.
+  set_int(b.node("Concat", {"zeros4", "zeros2", "two_a1", "two_b1"}, {"pads"}, "pads"), "axis", 0);
+  b.node("Pad", {"back", "pads"}, {"y"}, "pad_two");
+  b.output("y");
+  temp_file f("modulo");
+  b.write(f);
+  graph g = import_ok(f.path, false);
+  BOOST_CHECK_EQUAL(g.layers.size(), 2u);  // input, pad_two: the zero pad and the transpositions vanish
+  const layer& pad = find_layer(g, "pad_two");
+  BOOST_CHECK(pad.kind == layer_kind::pad);
+  BOOST_CHECK(pad.window.pad == (padding{0, 0, 2, 2}));
+  BOOST_CHECK_EQUAL(pad.output_shape, (tensor_shape{1, 8, 8, 4}));
+  check_runs_like_reference(b, "modulo_run");
+
+  onnx_builder zero;  // a modulo by zero is an error naming the node
+  zero.input("x", {1, 2, 3, 4});
+  zero.constant_ints("a", {}, {5});
+  zero.constant_ints("b", {}, {0});
+  zero.node("Mod", {"a", "b"}, {"m"}, "bad_mod");
+  zero.constant_ints("axes0", {1}, {0});
+  zero.node("Unsqueeze", {"m", "axes0"}, {"m1"}, "u");
+  zero.node("Reshape", {"x", "m1"}, {"y"}, "reshape");
+  zero.output("y");
+  BOOST_CHECK(import_error(zero, "mod_zero").find("modulo by zero") != std::string::npos);
+}
+
 // A squeeze-and-excitation block: spatial mean, two 1x1 layers, sigmoid, per-channel multiply.
 BOOST_AUTO_TEST_CASE(squeeze_excitation_and_softmax) {
   onnx_builder b;

@@ -37,6 +37,9 @@ constexpr size_t task_input_bytes = size_t(192) << 10;
 // core's L2. Measured on resnet18's layer4 (9.4 MB of weights, 49 pixels): chunk by chunk streamed
 // all weights from L3 once per 8 pixels, 1.5-1.6 ms per layer.
 constexpr size_t panel_major_weight_bytes = size_t(512) << 10;
+// The longest window row taken as one span (kernel_w x input channels): the stems (7 x 3, 11 x 3,
+// 3 x 3), whose per-tap loops are 3 channels long; wider inputs gain nothing from a copy.
+constexpr size_t max_span_floats = 64;
 
 // The input row under tap t of the kernel call's pixel r: consecutive rows of a dense map, or the
 // indirection buffer's pointers ([pixel][tap]; a zero row over padding).
@@ -121,17 +124,19 @@ class gemm_convolution_operator : public layer_operator {
               w[(j * taps + t) * k + kk];
     bias_.assign(panels_ * panel_width, 0.0f);
     if (!l.bias.empty()) std::copy(l.bias.begin(), l.bias.end(), bias_.begin());
-    zeros_.assign(k, 0.0f);
     panel_major_ = floats * sizeof(float) > panel_major_weight_bytes;
     const window_params& win = l.window;
     dense_ = taps == 1 && win.stride_h == 1 && win.stride_w == 1 && win.pad.top == 0 && win.pad.left == 0 &&
              win.pad.bottom == 0 && win.pad.right == 0;
+    spans_ = !dense_ && win.kernel_w > 1 && win.dilation_w == 1 && k * size_t(win.kernel_w) <= max_span_floats;
+    zeros_.assign(std::max(k, k * size_t(win.kernel_w)), 0.0f);
   }
 
   status setup(const std::vector<const float*>& inputs, float* output, pthreadpool_t) override {
     x_ = inputs.at(0);
     y_ = output;
     if (dense_) return status::ok();
+    if (spans_) return setup_spans();
     const float* x = x_;
     const size_t taps = tap_count(), c = size_t(in_.c);
     rows_.resize(pixels() * taps);
@@ -151,6 +156,11 @@ class gemm_convolution_operator : public layer_operator {
 
   status run(pthreadpool_t pool) override {
     if (pixels() == 0) return status::ok();
+    if (spans_) {  // the input into the zero-bordered copy the spans point into
+      const size_t c = size_t(in_.c), row = size_t(in_.w) * c, padded_row = padded_width() * c;
+      for (size_t r = 0; r < size_t(in_.n) * size_t(in_.h); ++r)
+        std::memcpy(padded_.data() + r * padded_row + size_t(window_.pad.left) * c, x_ + r * row, row * sizeof(float));
+    }
     const size_t chunk = chunk_rows();
     const size_t chunks = (pixels() + chunk - 1) / chunk;
     if (panel_major_)
@@ -178,6 +188,28 @@ class gemm_convolution_operator : public layer_operator {
   };
 
   size_t tap_count() const { return size_t(window_.kernel_h) * size_t(window_.kernel_w); }
+  size_t padded_width() const { return size_t(in_.w) + size_t(window_.pad.left) + size_t(window_.pad.right); }
+
+  // Window rows as spans: with few input channels (the stems: 3), a window row's kernel_w taps are
+  // kernel_w x C consecutive floats of a copy of the input with zero columns left and right, so
+  // the kernel takes one pointer per window row instead of one per tap. The terms and their order
+  // are the same (taps row by row, channels within a tap; zeros over padding): the same bits.
+  status setup_spans() {
+    const size_t c = size_t(in_.c), wp = padded_width(), kh = size_t(window_.kernel_h);
+    padded_.assign(size_t(in_.n) * size_t(in_.h) * wp * c, 0.0f);
+    rows_.resize(pixels() * kh);
+    size_t i = 0;
+    for (int n = 0; n < out_.n; ++n)
+      for (int oy = 0; oy < out_.h; ++oy)
+        for (int ox = 0; ox < out_.w; ++ox)
+          for (int ky = 0; ky < window_.kernel_h; ++ky) {
+            const int iy = oy * window_.stride_h - window_.pad.top + ky * window_.dilation_h;
+            const size_t x0 = size_t(ox) * size_t(window_.stride_w);  // padded columns
+            rows_[i++] = iy >= 0 && iy < in_.h ? padded_.data() + ((size_t(n) * in_.h + size_t(iy)) * wp + x0) * c
+                                               : zeros_.data();
+          }
+    return status::ok();
+  }
   size_t pixels() const { return size_t(out_.n) * out_.h * out_.w; }
 
   size_t chunk_rows() const {
@@ -206,10 +238,13 @@ class gemm_convolution_operator : public layer_operator {
       }
       return;
     }
+    // Spans: a window row's taps as one run of kernel_w x C inputs (the packed weights' order).
+    const size_t row_taps = spans_ ? size_t(window_.kernel_h) : taps;
+    const size_t row_k = spans_ ? k * size_t(window_.kernel_w) : k;
     for (size_t row = first; row < last; row += indirect_rows) {
       const size_t count = std::min(indirect_rows, last - row);
-      indirect_kernels[count - 1]({rows_.data() + row * taps, taps}, taps, k, w, bias, y + row * stride, stride,
-                                  mask0, mask1, act_.min, act_.max);
+      indirect_kernels[count - 1]({rows_.data() + row * row_taps, row_taps}, row_taps, row_k, w, bias,
+                                  y + row * stride, stride, mask0, mask1, act_.min, act_.max);
     }
   }
 
@@ -223,6 +258,8 @@ class gemm_convolution_operator : public layer_operator {
   std::vector<float> bias_;                      // panels x 32, zero past the last channel
   std::vector<float> zeros_;                     // the input row of a tap over padding
   bool panel_major_ = false;                     // tasks panel by panel (large weights)
+  bool spans_ = false;                           // window rows as spans of a zero-bordered copy
+  std::vector<float> padded_;                    // that copy: [n][h][pad.left + w + pad.right][c]
   bool dense_ = false;                           // a 1x1 window, stride 1, no padding: no indirection
   std::vector<const float*> rows_;               // [output pixel][tap] -> input row (or zeros_)
   const float* x_ = nullptr;

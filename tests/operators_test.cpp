@@ -842,7 +842,9 @@ BOOST_AUTO_TEST_CASE(gemm_convolutions_match_xnnpack_bit_for_bit) {
       {{1, 31, 29, 3}, 64, 1, make_window(7, 7, 2, 2, pad_all(3)), true, activation::relu()},
       {{1, 35, 35, 3}, 48, 1, make_window(11, 11, 4, 4, pad_all(2)), true, activation::relu()},
       {{1, 15, 11, 4}, 6, 1, make_window(3, 5, 2, 1, {1, 3, 0, 2}, 2, 3), true, clamp_range},
-      {{1, 1, 1, 9}, 5, 1, make_window(3, 3, 1, 1, pad_all(1)), true, none}};
+      {{1, 1, 1, 9}, 5, 1, make_window(3, 3, 1, 1, pad_all(1)), true, none},
+      {{2, 17, 13, 2}, 40, 1, make_window(5, 3, 2, 2, {2, 1, 1, 2}), true, activation::relu6()},  // spans
+      {{1, 9, 10, 3}, 8, 1, make_window(3, 3, 1, 1, pad_all(1), 2, 1), false, none}};           // spans, dilated rows
   rng r(2100);
   for (const conv_spec& c : cases) {
     const layer l = conv_layer(c, r);
@@ -865,22 +867,25 @@ BOOST_AUTO_TEST_CASE(gemm_convolutions_match_xnnpack_bit_for_bit) {
     check_strided(l, x, 3, size_t(l.output_shape.c) + 5);
   }
   // A tile: the operator made for the whole map, reshaped to a band of its output rows and given
-  // the input rows under them, computes those rows' values exactly.
-  const conv_spec c{{1, 29, 6, 40}, 70, 1, make_window(3, 3, 1, 1), true, none};
-  const layer l = conv_layer(c, r);
-  const tensor x = random_tensor_of(c.input, r);
-  tensor whole;
-  BOOST_REQUIRE(run_operator(l, {&x}, nullptr, &whole, "whole"));
-  auto op = create_layer_operator(l, {c.input});
-  BOOST_REQUIRE(op.is_ok());
-  const tensor_shape band_in{1, 11, 6, 40}, band_out{1, 9, 4, 70};
-  BOOST_REQUIRE((*op)->reshape({band_in}, band_out).is_ok());
-  const size_t first_row = 11;
-  tensor band(band_out);
-  BOOST_REQUIRE((*op)->setup({x.data() + first_row * 6 * 40}, band.data(), nullptr).is_ok());
-  BOOST_REQUIRE((*op)->run(nullptr).is_ok());
-  BOOST_TEST(std::memcmp(band.data(), whole.data() + first_row * 4 * 70, band.elements() * sizeof(float)) == 0);
-  BOOST_TEST(!(*op)->reshape({band_in}, {1, 9, 5, 70}).is_ok());  // not what the window gives
+  // the input rows under them, computes those rows' values exactly; with 40 input channels (a
+  // pointer per tap) and with 3 (window rows as spans of a zero-bordered copy).
+  for (const int channels : {40, 3}) {
+    const conv_spec c{{1, 29, 6, channels}, 70, 1, make_window(3, 3, 1, 1, {0, 1, 0, 1}), true, none};
+    const layer l = conv_layer(c, r);
+    const tensor x = random_tensor_of(c.input, r);
+    tensor whole;
+    BOOST_REQUIRE(run_operator(l, {&x}, nullptr, &whole, "whole"));
+    auto op = create_layer_operator(l, {c.input});
+    BOOST_REQUIRE(op.is_ok());
+    const tensor_shape band_in{1, 11, 6, channels}, band_out{1, 9, 6, 70};
+    BOOST_REQUIRE((*op)->reshape({band_in}, band_out).is_ok());
+    const size_t first_row = 11;
+    tensor band(band_out);
+    BOOST_REQUIRE((*op)->setup({x.data() + first_row * 6 * size_t(channels)}, band.data(), nullptr).is_ok());
+    BOOST_REQUIRE((*op)->run(nullptr).is_ok());
+    BOOST_TEST(std::memcmp(band.data(), whole.data() + first_row * 6 * 70, band.elements() * sizeof(float)) == 0);
+    BOOST_TEST(!(*op)->reshape({band_in}, {1, 9, 5, 70}).is_ok());  // not what the window gives
+  }
 }
 
 // Depthwise 1x1 convolutions (DenseNet's standalone batch norms) run natively: against the

@@ -1,5 +1,5 @@
 // What the CPU offers, for kernels that choose a vector width at run time. Every such choice must
-// compute the same bits on every path (see native_operators.cpp, pointwise_gemm.hpp).
+// compute the same bits on every path (see native_operators.cpp, gemm_convolution.hpp).
 #pragma once
 
 #include <cstdlib>

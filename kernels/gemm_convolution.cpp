@@ -135,22 +135,10 @@ class gemm_convolution_operator : public layer_operator {
   status setup(const std::vector<const float*>& inputs, float* output, pthreadpool_t) override {
     x_ = inputs.at(0);
     y_ = output;
-    if (dense_) return status::ok();
-    if (spans_) return setup_spans();
-    const float* x = x_;
-    const size_t taps = tap_count(), c = size_t(in_.c);
-    rows_.resize(pixels() * taps);
-    size_t i = 0;
-    for (int n = 0; n < out_.n; ++n)
-      for (int oy = 0; oy < out_.h; ++oy)
-        for (int ox = 0; ox < out_.w; ++ox)
-          for (int ky = 0; ky < window_.kernel_h; ++ky)
-            for (int kx = 0; kx < window_.kernel_w; ++kx) {
-              const int iy = oy * window_.stride_h - window_.pad.top + ky * window_.dilation_h;
-              const int ix = ox * window_.stride_w - window_.pad.left + kx * window_.dilation_w;
-              const bool inside = iy >= 0 && iy < in_.h && ix >= 0 && ix < in_.w;
-              rows_[i++] = inside ? x + ((size_t(n) * in_.h + size_t(iy)) * in_.w + size_t(ix)) * c : zeros_.data();
-            }
+    // Spans point into the operator's own copy: their pointers depend on the shape only, so they
+    // are built once per shape (reshape() clears them), not again for each new input address.
+    if (dense_ || (spans_ && !rows_.empty())) return status::ok();
+    build_rows();
     return status::ok();
   }
 
@@ -190,25 +178,36 @@ class gemm_convolution_operator : public layer_operator {
   size_t tap_count() const { return size_t(window_.kernel_h) * size_t(window_.kernel_w); }
   size_t padded_width() const { return size_t(in_.w) + size_t(window_.pad.left) + size_t(window_.pad.right); }
 
+  // The indirection buffer, [output pixel][tap] -> input row, or a zero row over padding.
   // Window rows as spans: with few input channels (the stems: 3), a window row's kernel_w taps are
   // kernel_w x C consecutive floats of a copy of the input with zero columns left and right, so
   // the kernel takes one pointer per window row instead of one per tap. The terms and their order
   // are the same (taps row by row, channels within a tap; zeros over padding): the same bits.
-  status setup_spans() {
-    const size_t c = size_t(in_.c), wp = padded_width(), kh = size_t(window_.kernel_h);
-    padded_.assign(size_t(in_.n) * size_t(in_.h) * wp * c, 0.0f);
-    rows_.resize(pixels() * kh);
+  void build_rows() {
+    const size_t c = size_t(in_.c);
+    const float* base = x_;
+    size_t width = size_t(in_.w), left = 0;  // the rows' floats per pixel row, and their first column
+    int taps_per_row = window_.kernel_w;
+    if (spans_) {
+      width = padded_width();
+      left = size_t(window_.pad.left);
+      taps_per_row = 1;
+      padded_.assign(size_t(in_.n) * size_t(in_.h) * width * c, 0.0f);
+      base = padded_.data();
+    }
+    rows_.resize(pixels() * size_t(window_.kernel_h) * size_t(taps_per_row));
     size_t i = 0;
     for (int n = 0; n < out_.n; ++n)
       for (int oy = 0; oy < out_.h; ++oy)
         for (int ox = 0; ox < out_.w; ++ox)
-          for (int ky = 0; ky < window_.kernel_h; ++ky) {
-            const int iy = oy * window_.stride_h - window_.pad.top + ky * window_.dilation_h;
-            const size_t x0 = size_t(ox) * size_t(window_.stride_w);  // padded columns
-            rows_[i++] = iy >= 0 && iy < in_.h ? padded_.data() + ((size_t(n) * in_.h + size_t(iy)) * wp + x0) * c
-                                               : zeros_.data();
-          }
-    return status::ok();
+          for (int ky = 0; ky < window_.kernel_h; ++ky)
+            for (int kx = 0; kx < taps_per_row; ++kx) {
+              const int iy = oy * window_.stride_h - window_.pad.top + ky * window_.dilation_h;
+              const int ix = ox * window_.stride_w - window_.pad.left + kx * window_.dilation_w;
+              const bool inside = iy >= 0 && iy < in_.h && (spans_ || (ix >= 0 && ix < in_.w));
+              rows_[i++] = inside ? base + ((size_t(n) * in_.h + size_t(iy)) * width + size_t(ix + int(left))) * c
+                                  : zeros_.data();
+            }
   }
   size_t pixels() const { return size_t(out_.n) * out_.h * out_.w; }
 
@@ -261,7 +260,7 @@ class gemm_convolution_operator : public layer_operator {
   bool spans_ = false;                           // window rows as spans of a zero-bordered copy
   std::vector<float> padded_;                    // that copy: [n][h][pad.left + w + pad.right][c]
   bool dense_ = false;                           // a 1x1 window, stride 1, no padding: no indirection
-  std::vector<const float*> rows_;               // [output pixel][tap] -> input row (or zeros_)
+  std::vector<const float*> rows_;               // [output pixel][tap or window row] -> input row
   const float* x_ = nullptr;
   float* y_ = nullptr;
 };

@@ -317,12 +317,12 @@ class depthwise_operator : public layer_operator {
     const int n = int(row / size_t(out_.h)), oy = int(row % size_t(out_.h));
     const float* image = x_ + size_t(n) * in_.h * in_.w * c;
     float* out_row = y_ + (size_t(n) * out_.h + size_t(oy)) * out_.w * stride;
-    const taps rows = window_taps(oy * window_.stride_h - window_.pad.top, window_.kernel_h, window_.dilation_h, in_.h);
+    const int y0 = oy * window_.stride_h - window_.pad.top;
+    const taps rows = window_taps(y0, window_.kernel_h, window_.dilation_h, in_.h);
     for (int ox = 0; ox < out_.w; ++ox) {
       float* out = out_row + size_t(ox) * stride;
       const int x0 = ox * window_.stride_w - window_.pad.left;
       const taps cols = window_taps(x0, window_.kernel_w, window_.dilation_w, in_.w);
-      const int y0 = oy * window_.stride_h - window_.pad.top;
       size_t ch = 0;
       for (; ch + 4 * lanes <= c; ch += 4 * lanes) channel_vectors<V, 4>(image, out, ch, y0, x0, rows, cols);
       for (; ch + lanes <= c; ch += lanes) channel_vectors<V, 1>(image, out, ch, y0, x0, rows, cols);
@@ -429,7 +429,7 @@ namespace {
 class channel_affine_operator : public layer_operator {
  public:
   channel_affine_operator(const layer& l, tensor_shape in, size_t out_stride)
-      : name_(l.name), act_(l.act), shape_(in), out_stride_(out_stride), scale_(l.weights.begin(), l.weights.end()) {
+      : name_(l.name), window_(l.window), act_(l.act), shape_(in), out_stride_(out_stride), scale_(l.weights.begin(), l.weights.end()) {
     bias_.assign(size_t(in.c), 0.0f);
     if (!l.bias.empty()) std::copy(l.bias.begin(), l.bias.end(), bias_.begin());
   }
@@ -455,11 +455,7 @@ class channel_affine_operator : public layer_operator {
     return status::ok();
   }
   status reshape(const std::vector<tensor_shape>& inputs, const tensor_shape& output) override {
-    if (inputs.size() != 1 || inputs[0] != output || inputs[0].c != shape_.c)
-      return status::error("convolution layer '" + name_ + "': cannot reshape a per-channel affine from " +
-                           shape_.to_string() + " to input " + (inputs.empty() ? "none" : inputs[0].to_string()) +
-                           " and output " + output.to_string() + " (same shape, " + std::to_string(shape_.c) +
-                           " channels)");
+    D3_RETURN_IF_ERROR(check_convolution_reshape(name_, window_, shape_, shape_, inputs, output));
     shape_ = output;
     return status::ok();
   }
@@ -495,6 +491,7 @@ class channel_affine_operator : public layer_operator {
   }
 
   std::string name_;
+  window_params window_;  // 1x1, stride 1, no padding
   activation act_;
   tensor_shape shape_;
   size_t out_stride_;

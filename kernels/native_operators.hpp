@@ -41,8 +41,8 @@ result<std::unique_ptr<layer_operator>> create_depthwise_operator(const layer& l
                                                                   size_t output_pixel_stride);
 
 // GELU, layer norm, attention, the per-channel affine and the depthwise loop run sixteen lanes at a
-// time on AVX-512 CPUs and four elsewhere, with the same bits. Forces four everywhere in this process (tests compare the two; not thread-safe
-// against operators running at the time).
+// time on AVX-512 CPUs and four elsewhere, with the same bits. Forces four everywhere in this
+// process (tests compare the two; not thread-safe against operators running at the time).
 void force_four_lane_vectors(bool forced);
 
 // The arithmetic the operators run on a block of pixels. Normalises `pixels` rows of `channels` floats each from x into y.

@@ -1579,6 +1579,10 @@ void importer::pad(const onnx::NodeProto& n) {
     // Nothing to pad (Swin pads its maps to whole windows, by zero when they already fit): the
     // input as it is, in any layout.
     value v = get(n, 0);
+    const size_t rank = (v.kind == value_kind::constant ? v.c->dims : v.dims).size();
+    if (pads.size() != 2 * rank)
+      fail(n, "pads " + dims_string(pads) + " do not hold two entries per axis of a rank-" + std::to_string(rank) +
+                  " input");
     define(n, 0, std::move(v));
     return;
   }

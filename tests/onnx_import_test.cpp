@@ -774,7 +774,8 @@ BOOST_AUTO_TEST_CASE(modulo_folding_and_zero_padding) {
   b.constant_ints("zeros4", {4}, {0, 0, 0, 0});
   // Channels last [N, H, W, C]: pads [0, 0, 0, 0, 0, fill, fill, 0] = nothing.
   set_ints(b.node("Transpose", {"x"}, {"last"}, "to_last"), "perm", {0, 2, 3, 1});
-  set_int(b.node("Concat", {"zeros4", "zeros2", "fill1", "fill1", "zeros2"}, {"pads_last"}, "pads_last"), "axis", 0);
+  b.constant_ints("zero1", {1}, {0});
+  set_int(b.node("Concat", {"zeros4", "zero1", "fill1", "fill1", "zero1"}, {"pads_last"}, "pads_last"), "axis", 0);
   b.node("Pad", {"last", "pads_last"}, {"padded_last"}, "pad_nothing");
   set_ints(b.node("Transpose", {"padded_last"}, {"back"}, "to_first"), "perm", {0, 3, 1, 2});
   // NCHW: pads [0, 0, 0, 0, 0, 0, two_a, two_b] pads H and W at their ends by 2.

@@ -147,7 +147,14 @@ void request_session::handle_loss(const std::string& why) {
 }
 
 void request_session::watch_nodes() {
-  for (const std::string& node : dep_.heartbeat()) {
+  std::vector<std::string> silent = dep_.heartbeat();
+  // Silence is judged on what has arrived, not on what this loop has read: after a long step of
+  // its own (a migration's shipping, the planner's decision) the pongs of that time wait in the
+  // mailbox. Read them first (bounded: a flood of answers must not keep this loop here).
+  for (int read = 0; !silent.empty() && read < 1024 && receive(std::chrono::milliseconds(0)); ++read) {
+  }
+  if (!silent.empty()) silent = dep_.heartbeat();
+  for (const std::string& node : silent) {
     const double silent_ms =
         std::chrono::duration<double, std::milli>(clock_type::now() - dep_.health_[node].last_answer).count();
     const std::string cause = "no heartbeat answer for " + std::to_string(int(silent_ms)) + " ms (frozen?)";

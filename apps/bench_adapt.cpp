@@ -104,8 +104,10 @@ answer is compared memcmp-equal with a single-process run.
                         and the nodes' codec costs predict it faster)
   --images              8-bit images in: a preprocess layer first, inputs seeded random pixels (with
                         --codecs the first hop can carry them as u8, a quarter of the float bytes)
-  --out DIR             writes adapt.csv (latency per request), adapt.json and adapt.png (gnuplot)
-                        (default adapt-results)
+  --out DIR             writes adapt.csv (latency per request), adapt.json and adapt.png (gnuplot),
+                        planner-partial.log and planner-full.log (the planner's verdict after each
+                        answer: the candidates, their robust prices and costs; each migration's
+                        plan and the node speeds estimated then) (default adapt-results)
   --node-binary PATH    d3-node (default: next to d3-bench)
   --tls DIR|false       the cluster's certificates (scripts/make-certs.sh; default: build/certs);
                         false: plaintext between the processes, with a warning
@@ -345,6 +347,9 @@ run_result adaptive_run(caf::actor_system& system, bench_context& c, bool partia
   dep.set_trace(c.trace);
   const double end_ms = c.trace.steps.back().at_ms + c.options.tail_ms;
   size_t migrations_seen = 0;
+  // Why the planner did what it did after each answer (its reply to the hook has arrived before
+  // run() returns, so reading the planner here races with nothing).
+  std::ofstream planner_log(c.options.out + "/planner-" + run.name + ".log", std::ios::trunc);
   for (int i = 0; i < c.options.max_requests; ++i) {
     auto in = input_for(c.g, i);
     request_outcome o = dep.run({in}, 1).at(0);
@@ -354,6 +359,13 @@ run_result adaptive_run(caf::actor_system& system, bench_context& c, bool partia
       break;
     }
     request_row row{i, o.trace_step, o.plan_version, o.virtual_start_ms, o.virtual_latency_ms, verify(c, in, o)};
+    planner_log << "request " << i << " step " << o.trace_step << " v" << o.plan_version << " "
+                << o.virtual_latency_ms << " ms: " << planner->verdict() << "\n";
+    if (planner->verdict().rfind("migrate", 0) == 0) {
+      planner_log << "  to v" << planner->plan_version() << ": " << describe(planner->running_plan()) << "\n  speeds:";
+      for (const auto& [node, n] : planner->estimate().nodes) planner_log << " " << node << " " << n.speed;
+      planner_log << "\n";
+    }
     if (!row.verified) ++run.differ;
     run.rows.push_back(row);
     // Migrations decided on this answer happened before run() returned: they belong to its step.

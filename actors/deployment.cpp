@@ -32,6 +32,12 @@ std::map<int, std::set<std::string>> placement(const stage_graph& sg) {
   return nodes;
 }
 
+std::set<std::string> nodes_of(const stage_graph& sg) {
+  std::set<std::string> nodes;
+  for (const stage& s : sg.stages) nodes.insert(s.node);
+  return nodes;
+}
+
 }  // namespace
 
 result<std::vector<node_endpoint>> parse_node_list(const std::string& text) {
@@ -131,6 +137,9 @@ result<deploy_report> deployment::deploy(const graph& g, const deployment_plan& 
   // Emulation: every connected node gets its link table and the clock (resets its clocks).
   D3_RETURN_IF_ERROR(send_emulation(false, {}));
   virtual_now_ = 0;
+  standby_nodes_.clear();  // the clocks start again: what was copied is there
+  for (auto& [node, set] : standby_pending_) standby_arrived_[node].insert(set.begin(), set.end());
+  standby_pending_.clear();
   wall_epoch_ = clock_type::now();
   trace_applied_ = -1;  // a trace's times count from this deploy
   auto installed = install(g, plan, report);
@@ -141,6 +150,7 @@ result<deploy_report> deployment::deploy(const graph& g, const deployment_plan& 
   current_ = plan.version;
   broken_.clear();
   report.deploy_ms = ms_since(started);
+  keep_standby();
   return report;
 }
 
@@ -167,6 +177,17 @@ result<migration_report> deployment::migrate(const graph& g, const deployment_pl
     exit_actors(installed->actors);
     return status::error("migrate to plan version " + std::to_string(plan.version) + ": " + ready.message());
   }
+  // Work moved onto standby copies waits for them to have crossed: what is left of them on the
+  // links is needed now and goes like any message (requests sharing the links queue behind).
+  for (const std::string& node : nodes_of(installed->stages)) {
+    if (!standby_nodes_.count(node)) continue;
+    auto arrived = standby_arrival(node, true);
+    if (!arrived) {
+      exit_actors(installed->actors);
+      return status::error("migrate to plan version " + std::to_string(plan.version) + ": " + arrived.message());
+    }
+    *ready = std::max(*ready, *arrived);
+  }
   m.ready_virtual_ms = *ready;
   installed->ready_ms = *ready;
   // The running version keeps its in-flight requests (and the new ones until the new version is
@@ -189,7 +210,92 @@ result<migration_report> deployment::migrate(const graph& g, const deployment_pl
        {"ship_virtual_ms", m.ready_virtual_ms - m.virtual_start_ms}});
   retire_idle(virtual_now_);
   migrations_.push_back(m);
+  keep_standby();
   return m;
+}
+
+result<deploy_report> deployment::prestage(const graph& g, const std::map<std::string, std::set<int>>& layers) {
+  if (!current_) return status::error("standby copies: nothing is deployed");
+  deploy_report report;
+  report.model_hash = model_hash(g);
+  std::map<std::string, std::set<int>> up;
+  for (const auto& [node, set] : layers) {
+    if (!nodes_.count(node)) return status::error("standby copies for node '" + node + "', which is not connected");
+    if (!down_nodes_.count(node) && !set.empty()) up[node] = set;
+  }
+  D3_RETURN_IF_ERROR(ship_to_nodes(g, up, report, false, "standby_shipped"));
+  const emulation_settings& em = options_.emulation;
+  const bool emulated_links = em.clock == clock_mode::virtual_time && em.shaped;
+  for (const auto& [node, set] : up) {
+    const bool crosses = emulated_links && node != em.app_node && report.weight_bytes_per_node[node] > 0;
+    (crosses ? standby_pending_ : standby_arrived_)[node].insert(set.begin(), set.end());
+  }
+  if (!emulated_links) return report;
+  auto app = nodes_.find(em.app_node);
+  for (const auto& [node, bytes] : report.weight_bytes_per_node) {
+    if (bytes == 0 || node == em.app_node) continue;
+    standby_nodes_.insert(node);
+    if (auto link = app_links_.find(node); link != app_links_.end()) link->second.send_background(virtual_now_, bytes);
+    if (app == nodes_.end() || down_nodes_.count(em.app_node)) continue;
+    auto queued = ask<double>(*self_, app->second, options_.timeout,
+                              "node '" + em.app_node + "': queueing standby copies to node '" + node + "'",
+                              protocol::standby_atom::value, node, virtual_now_, uint64_t(bytes));
+    if (!queued) return queued.error();
+  }
+  return report;
+}
+
+void deployment::set_standby(standby_policy policy) {
+  standby_ = std::move(policy);
+  keep_standby();
+}
+
+void deployment::keep_standby() {
+  if (!standby_ || !current_ || !graph_) return;
+  const deployed_version* v = current();
+  auto sent = prestage(*graph_, standby_(v->plan));
+  if (!sent) {
+    standby_errors_.push_back(sent.message());
+    log({{"event", "standby_failed"}, {"version", v->version}, {"error", sent.message()}});
+    return;
+  }
+  standby_sent_.weight_bytes_shipped += sent->weight_bytes_shipped;
+  standby_sent_.layers_shipped += sent->layers_shipped;
+  for (const auto& [node, bytes] : sent->weight_bytes_per_node) standby_sent_.weight_bytes_per_node[node] += bytes;
+}
+
+std::map<std::string, std::vector<int32_t>> deployment::take_arrived_standby() {
+  for (auto it = standby_pending_.begin(); it != standby_pending_.end();) {
+    auto arrival = down_nodes_.count(it->first) ? result<double>(status::error("down")) : standby_arrival(it->first);
+    if (!arrival || *arrival > virtual_now_) {
+      ++it;
+      continue;
+    }
+    standby_arrived_[it->first].insert(it->second.begin(), it->second.end());
+    it = standby_pending_.erase(it);
+  }
+  std::map<std::string, std::vector<int32_t>> out;
+  for (const auto& [node, set] : standby_arrived_) out[node].assign(set.begin(), set.end());
+  standby_arrived_.clear();
+  return out;
+}
+
+result<double> deployment::standby_arrival(const std::string& node, bool needed_now) {
+  const emulation_settings& em = options_.emulation;
+  double arrival = virtual_now_;
+  if (em.clock != clock_mode::virtual_time || !em.shaped || node == em.app_node) return arrival;
+  if (auto link = app_links_.find(node); link != app_links_.end())
+    arrival = std::max(arrival, needed_now ? link->second.promote_background(virtual_now_)
+                                           : link->second.send_background(virtual_now_, 0));
+  auto app = nodes_.find(em.app_node);
+  if (app == nodes_.end() || down_nodes_.count(em.app_node)) return arrival;
+  const std::string what = "node '" + em.app_node + "': when the standby copies to node '" + node + "' arrive";
+  auto asked = needed_now ? ask<double>(*self_, app->second, options_.timeout, what, protocol::promote_atom::value, node,
+                                        virtual_now_)
+                          : ask<double>(*self_, app->second, options_.timeout, what, protocol::standby_atom::value,
+                                        node, virtual_now_, uint64_t(0));
+  if (!asked) return asked.error();
+  return std::max(arrival, *asked);
 }
 
 result<double> deployment::charge_shipments(const deploy_report& shipped) {
@@ -240,7 +346,7 @@ void deployment::retire(deployed_version& v, const std::string& reason) {
 status deployment::send_emulation(bool keep_clocks, const std::map<std::string, double>& speeds) {
   caf::scoped_actor& self = *self_;
   const emulation_settings& em = options_.emulation;
-  app_links_.clear();
+  if (!keep_clocks) app_links_.clear();
   for (const auto& [name, handle] : nodes_) {
     if (down_nodes_.count(name)) continue;
     nlohmann::json links = nlohmann::json::object();
@@ -251,7 +357,10 @@ status deployment::send_emulation(bool keep_clocks, const std::map<std::string, 
       if (!from || !to) continue;
       const link_profile p = em.links.link(from.value(), to.value());
       links[other] = {{"mbit_per_s", p.bandwidth_mbit_per_s}, {"latency_ms", p.latency_ms}};
-      if (name == em.app_node) app_links_.emplace(other, link_clock(p));
+      if (name == em.app_node) {
+        auto [it, added] = app_links_.emplace(other, link_clock(p));
+        if (!added) it->second.set_profile(p);  // a change: what is queued on the link stays
+      }
     }
     nlohmann::json settings = {{"clock", to_string(em.clock)}, {"links", links},
                                {"heartbeat_floor_mbit", options_.heartbeat_floor_mbit}};

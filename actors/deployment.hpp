@@ -130,6 +130,9 @@ struct request_outcome {
   // stages and the computes of segment and tile stages.
   std::vector<transfer_observation> transfers;
   std::vector<compute_observation> computes;
+  // Standby copies that arrived since the previous answer (deployment::take_arrived_standby;
+  // filled only when an adaptation hook is set): node -> layer indices.
+  std::map<std::string, std::vector<int32_t>> standby_arrived;
 };
 
 // A live migration (deployment::migrate): what moved between plan versions.
@@ -173,6 +176,29 @@ class deployment {
   // layer of the new plan is shipped to its node again, cached or not: a redeploy from scratch,
   // still without stopping the requests.
   result<migration_report> migrate(const graph& g, const deployment_plan& plan, bool ship_everything = false);
+
+  // Standby copies: ships each node of `layers` the weights it lacks into its layer cache, and
+  // spawns nothing, so that a later migration can move work there without shipping (planner/
+  // standby.hpp chooses them). Under the virtual clock with shaped links the copies travel as
+  // background traffic on the links from the app's node: they fill the links' idle time and
+  // delay no request (link_clock::send_background); a version with a stage on such a node serves
+  // once the node's copies have arrived. Nodes that are down are skipped. Logs "standby_shipped".
+  result<deploy_report> prestage(const graph& g, const std::map<std::string, std::set<int>>& layers);
+
+  // Standby copies kept up by the deployment: `policy` (e.g. planner/standby.hpp's standby_copies
+  // on the cluster) names the copies a plan wants; they are sent with prestage() at once if a plan
+  // runs, and after every deploy() and migration (failovers included). A copy that cannot be sent
+  // is logged ("standby_failed") and counted in standby_errors(): the requests go on, and a later
+  // move there ships what is missing. An empty policy turns it off.
+  using standby_policy = std::function<std::map<std::string, std::set<int>>(const deployment_plan&)>;
+  void set_standby(standby_policy policy);
+  // The standby copies that have arrived since the last call (virtual clock with shaped links:
+  // once their background traffic has crossed; otherwise once sent), by node. The app's request
+  // loop hands them to the adaptation hook (request_outcome::standby_arrived).
+  std::map<std::string, std::vector<int32_t>> take_arrived_standby();
+  // Every standby copy sent so far (bytes per node accumulate over calls).
+  const deploy_report& standby_sent() const { return standby_sent_; }
+  const std::vector<std::string>& standby_errors() const { return standby_errors_; }
 
   // Changes the emulated links (and optionally node speeds) while requests flow: a trace step.
   // Clocks keep running. Errors name the node that refused.
@@ -292,6 +318,14 @@ class deployment {
                                    bool ship_everything = false);
   status connect_peers(const std::vector<link_bytes>& links);
   status ship_layers(const graph& g, const stage_graph& sg, deploy_report& report, bool ship_everything);
+  // Ships each node the layers of `needed` (weighted ones) it lacks (all with ship_everything);
+  // logs `event` per node.
+  status ship_to_nodes(const graph& g, const std::map<std::string, std::set<int>>& needed, deploy_report& report,
+                       bool ship_everything, const char* event);
+  // Virtual clock, shaped links: when the standby copies sent to `node` will have arrived (the
+  // later of the app's link clock and the app node's); now without any. With `needed_now` what
+  // is left of them is sent at once like any message (link_clock::promote_background).
+  result<double> standby_arrival(const std::string& node, bool needed_now = false);
   status send_shipment(const std::string& node, protocol::bytes payload, size_t layers);
   status spawn_stages(const graph& g, const stage_graph& sg, int version, uint64_t hash,
                       std::vector<protocol::stage_handle>& actors);
@@ -386,6 +420,12 @@ class deployment {
 
   uint64_t next_request_id_ = 1;
   std::map<std::string, link_clock> app_links_;  // app node -> node (emulation)
+  std::set<std::string> standby_nodes_;  // nodes sent standby copies since the last deploy()
+  std::map<std::string, std::set<int>> standby_pending_, standby_arrived_;  // copies on their way, arrived
+  standby_policy standby_;
+  deploy_report standby_sent_;
+  std::vector<std::string> standby_errors_;
+  void keep_standby();  // sends what standby_ wants for the running plan
   double virtual_now_ = 0;                       // latest answer's virtual arrival
   clock_type_epoch wall_epoch_;
   std::vector<std::string> stray_errors_;

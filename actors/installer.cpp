@@ -168,6 +168,11 @@ status deployment::ship_layers(const graph& g, const stage_graph& sg, deploy_rep
     if (s.kind == stage_kind::segment || s.kind == stage_kind::tile)
       for (int l : s.layers)
         if (weight_bytes(g.layers[size_t(l)]) > 0) needed[s.node].insert(l);
+  return ship_to_nodes(g, needed, report, ship_everything, "layers_shipped");
+}
+
+status deployment::ship_to_nodes(const graph& g, const std::map<std::string, std::set<int>>& needed,
+                                 deploy_report& report, bool ship_everything, const char* event) {
   for (const auto& [node, layer_set] : needed) {
     std::vector<std::string> names;
     for (int l : layer_set) names.push_back(g.layers[size_t(l)].name);
@@ -210,7 +215,7 @@ status deployment::ship_layers(const graph& g, const stage_graph& sg, deploy_rep
     report.layers_shipped += to_ship.size();
     report.layers_cached += layer_set.size() - to_ship.size();
     report.weight_bytes_per_node[node] = node_bytes;
-    log({{"event", "layers_shipped"},
+    log({{"event", event},
          {"node", node},
          {"layers", to_ship.size()},
          {"bytes", node_bytes},

@@ -206,6 +206,12 @@ protocol::node_handle::behavior_type node_actor(node_pointer self, node_identity
       [=](protocol::occupy_atom, const std::string& dest_name, double send_ms, uint64_t size) {
         return emulation().send(dest_name, send_ms, size_t(size));
       },
+      [=](protocol::standby_atom, const std::string& dest_name, double send_ms, uint64_t size) {
+        return emulation().send_background(dest_name, send_ms, size_t(size));
+      },
+      [=](protocol::promote_atom, const std::string& dest_name, double send_ms) {
+        return emulation().promote_background(dest_name, send_ms);
+      },
       // A probe round runs the model twice at this node's speed (seconds on a slow device).
       // profile_fragment serializes concurrent probes itself.
       [=](protocol::profile_atom, bytes& fragment, int32_t repeats, int32_t round, int32_t rounds) -> caf::result<std::string> {

@@ -16,6 +16,8 @@ protocol::planner_handle spawn_planner_actor(caf::actor_system& system, std::sha
             if (from == roles.end() || to == roles.end()) continue;  // e.g. the app's own name
             samples.push_back({from->second, to->second, t.bytes, t.ms});
           }
+          for (const auto& [node, layers] : report.cached)
+            planner->note_cached({{node, std::set<int>(layers.begin(), layers.end())}});
           planner->observe_compute(report.computes);
           planner->observe(samples);
           planner_decision out;
@@ -47,7 +49,7 @@ status probe_node_profiles(deployment& dep, const graph& g, cluster_model& clust
 deployment::adaptation_hook planner_hook(caf::actor_system& system, protocol::planner_handle planner,
                                          std::chrono::milliseconds timeout) {
   return [&system, planner, timeout](const request_outcome& o) -> std::optional<deployment_plan> {
-    const planner_report report{o.id, int32_t(o.plan_version), o.transfers, o.computes};
+    const planner_report report{o.id, int32_t(o.plan_version), o.transfers, o.computes, o.standby_arrived};
     std::optional<deployment_plan> plan;
     caf::scoped_actor self{system};
     self->request(planner, timeout, protocol::observe_atom::value, report)

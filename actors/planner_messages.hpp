@@ -5,6 +5,8 @@
 #include <caf/all.hpp>
 
 #include <cstdint>
+#include <map>
+#include <string>
 #include <vector>
 
 #include "plan/plan.hpp"
@@ -19,6 +21,7 @@ struct planner_report {
   int32_t plan_version = 0;
   std::vector<transfer_observation> transfers;
   std::vector<compute_observation> computes;
+  std::map<std::string, std::vector<int32_t>> cached;  // standby copies arrived: node -> layers
 };
 struct planner_decision {
   bool migrate = false;  // false: keep the running plan (the fields below are unset)
@@ -38,7 +41,7 @@ typename Inspector::result_type inspect(Inspector& f, compute_observation& x) {
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, planner_report& x) {
-  return f(caf::meta::type_name("planner_report"), x.request, x.plan_version, x.transfers, x.computes);
+  return f(caf::meta::type_name("planner_report"), x.request, x.plan_version, x.transfers, x.computes, x.cached);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, plan_segment& x) {

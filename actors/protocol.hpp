@@ -43,6 +43,12 @@
 //   (occupy, string node B, double send ms, uint64 bytes) -> double: the arrival of `bytes` sent
 //                 to B at `send ms` over this node's emulated link to B, which they occupy (the
 //                 app's layer shipments from this node: requests sharing the link queue behind)
+//   (standby, string node B, double send ms, uint64 bytes) -> double: `bytes` of standby copies
+//                 sent to B at `send ms` as background traffic on this node's emulated link to B
+//                 (they fill its idle time, delaying nothing; 0 bytes asks): when that link's
+//                 background backlog will have arrived
+//   (promote, string node B, double send ms) -> double: the standby copies to B still on their
+//                 way are needed now: sent at `send ms` like any message; their arrival
 //   (profile, bytes LayerShipment without weights, int32 repeats, int32 round, int32 rounds)
 //                 -> string JSON {"layers": {name: ms}, "messages": {"encode_ms", "encode_ms_per_mb",
 //                 "decode_ms", "decode_ms_per_mb", "copy_ms_per_mb"}} (the node's per-layer compute
@@ -101,6 +107,8 @@ using echo_atom = caf::atom_constant<caf::atom("d3echo")>;
 using profile_atom = caf::atom_constant<caf::atom("d3profile")>;
 using observe_atom = caf::atom_constant<caf::atom("d3observe")>;
 using occupy_atom = caf::atom_constant<caf::atom("d3occupy")>;
+using standby_atom = caf::atom_constant<caf::atom("d3standby")>;
+using promote_atom = caf::atom_constant<caf::atom("d3promote")>;
 using ping_atom = caf::atom_constant<caf::atom("d3ping")>;
 using tick_atom = caf::atom_constant<caf::atom("d3tick")>;
 using peer_down_atom = caf::atom_constant<caf::atom("d3peerdn")>;
@@ -138,6 +146,8 @@ using node_handle = echo_handle::extend<
     caf::replies_to<probe_atom, echo_handle, std::string, uint64_t, double>::with<double>,
     caf::replies_to<profile_atom, bytes, int32_t, int32_t, int32_t>::with<std::string>,
     caf::replies_to<occupy_atom, std::string, double, uint64_t>::with<double>,
+    caf::replies_to<standby_atom, std::string, double, uint64_t>::with<double>,
+    caf::replies_to<promote_atom, std::string, double>::with<double>,
     caf::replies_to<ping_atom, uint64_t>::with<pong_atom, uint64_t, double>>;
 using planner_handle = caf::typed_actor<caf::replies_to<observe_atom, planner_report>::with<planner_decision>>;
 

@@ -190,7 +190,10 @@ void request_session::finish(uint64_t id, const std::string& error) {
   ++done_;
   settle_version(o, resent_[i]);
   if (o.ok && dep_.options_.idle_probe_every > 0) dep_.probe_idle_links(o);
-  if (dep_.adaptation_ && o.ok && !pending_plan_) pending_plan_ = dep_.adaptation_(o);
+  if (dep_.adaptation_ && o.ok && !pending_plan_) {
+    o.standby_arrived = dep_.take_arrived_standby();
+    pending_plan_ = dep_.adaptation_(o);
+  }
 }
 
 void request_session::settle_version(request_outcome& o, bool resent) {

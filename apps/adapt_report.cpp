@@ -49,6 +49,8 @@ nlohmann::ordered_json adapt_summary(const adapt_trace_info& info, const std::ve
                                {"differ", r.differ}, {"error", r.error}, {"migrations", migrations},
                                {"max_migrations_per_step", max_migrations}, {"weight_bytes_shipped", bytes},
                                {"weight_bytes_over_links", link_bytes},
+                               {"standby_bytes", r.standby_bytes},
+                               {"standby_bytes_over_links", r.standby_bytes_over_links},
                                {"worst_requests_to_within_10pct", worst_to_optimum}};
   }
   if (runs.size() == 2) {
@@ -142,6 +144,10 @@ void print_adapt_summary(const nlohmann::ordered_json& summary, const std::vecto
                 r.name.c_str(), t["migrations"].get<size_t>(), t["max_migrations_per_step"].get<size_t>(),
                 t["weight_bytes_shipped"].get<double>() / 1e6, t["weight_bytes_over_links"].get<double>() / 1e6,
                 t["worst_requests_to_within_10pct"].get<int>());
+    if (r.standby_bytes > 0)
+      std::printf("%s: standby copies %.2f MB (%.2f MB over links), sent as background traffic in the links' idle "
+                  "time\n",
+                  r.name.c_str(), double(r.standby_bytes) / 1e6, double(r.standby_bytes_over_links) / 1e6);
   }
   std::printf("latency per request: %s/adapt.csv; chart: %s\n", out.c_str(),
               summary.value("chart", std::string("none")).c_str());

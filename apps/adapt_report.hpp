@@ -35,6 +35,9 @@ struct run_result {
   std::vector<step_figures> steps;
   int failed = 0, differ = 0;
   std::string error;
+  // Standby copies (planner/standby.hpp; partial run): weight bytes sent ahead of need, in all
+  // and over links (to nodes other than the app's node), as background traffic.
+  size_t standby_bytes = 0, standby_bytes_over_links = 0;
 };
 
 // What the reports say about the trace: the model, the steps, a label per step (its links), the

@@ -42,6 +42,7 @@
 #include "kernels/model_zoo.hpp"
 #include "planner/adaptation.hpp"
 #include "planner/profile.hpp"
+#include "planner/standby.hpp"
 #include "planner/three_tier_space.hpp"
 
 namespace d3 {
@@ -99,6 +100,13 @@ answer is compared memcmp-equal with a single-process run.
                         window holds three samples and one round adds two; 0: none, and a
                         link the plan stops using is never seen again)
   --max-requests N      cap per run (default 400)
+  --standby on|off      partial run: standby copies of weights (planner/standby.hpp: what each node
+                        off the device runs is copied onto one buddy edge node), sent as background
+                        traffic in the emulated links' idle time (delaying no request) after the
+                        first deployment and after each migration; a later move onto them ships
+                        nothing and serves once they have arrived. Reported apart from the
+                        migrations' shipping (default on; the full re-partition redeploys every
+                        layer and sends none)
   --codecs              plan, adapt and compute the optimum with lossless codecs on the links
                         (planner/codec_choice.hpp: a tensor travels encoded where its measured ratio
                         and the nodes' codec costs predict it faster)
@@ -126,6 +134,7 @@ struct adapt_options {
   double tail_ms = 6000;
   int optimum_requests = 8, max_requests = 400, probe_every = 1;
   bool images = false;
+  bool standby = true;
   std::optional<codec_choice_options> codecs;  // --codecs
   long timeout_ms = 30000;
 };
@@ -160,6 +169,8 @@ result<adapt_options> parse_adapt_options(int argc, char** argv, bool& help) {
         o.probe_every = int(in.integer(0, 100000));
       } else if (in.is("--max-requests")) {
         o.max_requests = int(in.integer(1, 100000));
+      } else if (in.is("--standby")) {
+        o.standby = in.choice({"on", "off"}) == "on";
       } else if (in.is("--codecs")) {
         o.codecs = codec_choice_options{};
       } else if (in.is("--images")) {
@@ -341,6 +352,11 @@ run_result adaptive_run(caf::actor_system& system, bench_context& c, bool partia
   adapt.codecs = c.options.codecs;
   adapt.partial_search = partial;
   adapt.ship_everything = !partial;  // the full re-partition redeploys every layer: that is its cost
+  // Standby copies for every plan run (partial run; the full re-partition redeploys every layer
+  // by definition): sent in the links' idle time, they let a later move ship nothing.
+  if (partial && c.options.standby) {
+    dep.set_standby([&c, initial](const deployment_plan& plan) { return standby_copies(c.g, plan, initial); });
+  }
   auto planner = std::make_shared<adaptive_planner>(c.g, c.profile, initial, choice, planned->plan, adapt);
   protocol::planner_handle planner_actor = spawn_planner_actor(system, planner, c.roles);
   dep.set_adaptation(planner_hook(system, planner_actor), &c.g, !partial);
@@ -381,10 +397,16 @@ run_result adaptive_run(caf::actor_system& system, bench_context& c, bool partia
         if (node != settings.emulation.app_node) f.weight_bytes_over_links += bytes;
       f.migrate_ms += m.deploy.deploy_ms;
     }
+
     if (o.virtual_start_ms >= end_ms) break;
   }
   for (const std::string& e : dep.stray_errors())
     if (run.error.empty()) run.error = "stage error: " + e;
+  for (const std::string& e : dep.standby_errors())
+    if (run.error.empty()) run.error = "standby copies: " + e;
+  run.standby_bytes = dep.standby_sent().weight_bytes_shipped;
+  for (const auto& [node, bytes] : dep.standby_sent().weight_bytes_per_node)
+    if (node != settings.emulation.app_node) run.standby_bytes_over_links += bytes;
   for (const request_row& r : run.rows) {
     if (r.trace_step < 0) continue;
     step_figures& f = run.steps[size_t(r.trace_step)];

@@ -19,6 +19,7 @@
 #include "planner/codec_choice.hpp"
 #include "apps/infer_options.hpp"
 #include "planner/adaptation.hpp"
+#include "planner/standby.hpp"
 #include "planner/strategies.hpp"
 #include "planner/three_tier_space.hpp"
 
@@ -407,6 +408,12 @@ int deploy_and_run(caf::actor_system& system, const d3::infer_options& o, infere
       for (const auto& [name, node] : start.cluster.nodes) roles[name] = node.role;
       planner_actor = d3::spawn_planner_actor(system, planner, roles);
       dep.set_adaptation(d3::planner_hook(system, planner_actor), &g);
+      if (o.standby) {
+        const d3::cluster_model cluster = start.cluster;
+        dep.set_standby([&g, cluster](const d3::deployment_plan& p) { return d3::standby_copies(g, p, cluster); });
+        std::printf("standby copies: %.1f MB sent as background traffic (EMULATED links)\n",
+                    double(dep.standby_sent().weight_bytes_shipped) / 1e6);
+      }
     }
     const size_t migrations_before = dep.migrations().size();
     const size_t faults_before = dep.faults().size();

@@ -95,6 +95,12 @@ the answers by id.
                       wall: real times are noisier); only layers a node lacks are shipped; the migrations
                       are printed and logged ("layers_migrated"); with --codecs auto (not the
                       default under --adapt) every candidate carries the codecs predicted faster
+  --standby on|off    with --adapt under --clock virtual: standby copies of weights (each node's
+                      part off the device copied onto one buddy edge node, planner/standby.hpp)
+                      sent as background traffic in the emulated links' idle time after the
+                      deployment and every migration, so that a later move onto them ships
+                      nothing (default off; refused under --clock wall: real links here have no
+                      background priority, the copies would compete with the requests)
   --input FILE        input tensor of every request: raw little-endian float32 NCHW (like d3-run),
                       exactly the model's input size (default: seeded random inputs)
   --image FILE        a PNG or JPEG image as the input (repeat for several: request i uses image
@@ -133,7 +139,7 @@ reached (the error names it and its address).
 namespace {
 
 // An inference config (JSON): the options as keys (cluster or nodes, model, plan, requests,
-// in_flight, clock, uplink, verify, log, timeout_ms, silence_ms, seed, input, trace, adapt, strategy);
+// in_flight, clock, uplink, verify, log, timeout_ms, silence_ms, seed, input, trace, adapt, standby, strategy);
 // relative paths are relative to the config file.
 status read_config(const std::string& path, infer_options& o) {
   auto text = read_text_file(path, "config");
@@ -182,6 +188,7 @@ status parse_infer_config_json(const std::string& text, const std::string& path,
       else if (key == "codecs") o.codecs = value.get<std::string>();
       else if (key == "trace") o.trace = relative(value.get<std::string>());
       else if (key == "adapt") o.adapt = value.get<bool>();
+      else if (key == "standby") o.standby = value.get<bool>();
       else if (key == "tls") o.tls = value.is_boolean() && !value.get<bool>() ? "false" : relative(value.get<std::string>());
       else if (key == "tls_name") o.tls_name = value.get<std::string>();
       else if (key != "comment") return status::error(where + ": unknown key '" + key + "'");
@@ -212,6 +219,8 @@ status check(const infer_options& o) {
   if (o.profile_source != "nodes" && o.profile_source != "local")
     return status::error("--profile expects nodes or local, got '" + o.profile_source + "'");
   if (o.adapt && o.strategy != "hpa") return status::error("--adapt needs --strategy hpa");
+  if (o.standby && (!o.adapt || o.clock != "virtual"))
+    return status::error("--standby on needs --adapt and --clock virtual (real links have no background priority here)");
   if (!o.images.empty() && !o.input.empty()) return status::error("--image and --input both give the input");
   if (!o.labels.empty() && o.images.empty()) return status::error("--labels names the classes of --image");
   if (!o.codecs.empty() && o.codecs != "auto" && o.codecs != "none") return status::error("--codecs expects auto or none, got '" + o.codecs + "'");
@@ -261,6 +270,7 @@ result<infer_options> parse_infer_options(int argc, char** argv) {
       else if (in.is("--redeploy")) o.redeploy = true;
       else if (in.is("--trace")) o.trace = in.value();
       else if (in.is("--adapt")) o.adapt = true;
+      else if (in.is("--standby")) o.standby = in.choice({"on", "off"}) == "on";
       else if (in.is("--profile")) o.profile_source = in.choice({"nodes", "local"});
       else if (in.is("--tls")) o.tls = in.value();
       else if (in.is("--tls-name")) o.tls_name = in.value();

@@ -15,6 +15,7 @@ struct infer_options {
   std::string nodes, cluster, model = default_model_name, plan, strategy, log, clock = "wall", uplink, input, trace;
   int requests = 10, in_flight = 1;
   bool adapt = false;
+  bool standby = false;  // --standby on: with --adapt under --clock virtual, standby copies of weights
   std::string profile_source = "nodes";
   long timeout_ms = 10000;
   long silence_ms = 1250;  // heartbeat silence that marks a node down

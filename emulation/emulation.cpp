@@ -13,6 +13,7 @@
 #include <cstdlib>
 
 #include <algorithm>
+#include <cmath>
 
 namespace d3 {
 
@@ -45,7 +46,52 @@ double transfer_ms(const link_profile& link, size_t bytes) {
   return link.latency_ms + transmission;
 }
 
+void link_clock::drain_background(double until_ms) {
+  const double idle_from = std::max(free_at_ms_, background_at_ms_);
+  if (backlog_bytes_ > 0 && until_ms > idle_from) {
+    if (profile_.bandwidth_mbit_per_s <= 0) {  // unshaped: no time at all
+      background_done_ms_ = idle_from + profile_.latency_ms;
+      backlog_bytes_ = 0;
+    } else {
+      const double bytes_per_ms = profile_.bandwidth_mbit_per_s * 1e3 / 8.0;
+      const double carried = std::min(backlog_bytes_, (until_ms - idle_from) * bytes_per_ms);
+      backlog_bytes_ -= carried;
+      if (backlog_bytes_ <= 0.5) {
+        backlog_bytes_ = 0;
+        background_done_ms_ = idle_from + carried / bytes_per_ms + profile_.latency_ms;
+      }
+    }
+  }
+  background_at_ms_ = std::max(background_at_ms_, until_ms);
+}
+
+double link_clock::send_background(double send_ms, size_t bytes) {
+  drain_background(send_ms);
+  if (profile_.bandwidth_mbit_per_s <= 0) {  // unshaped: no time on the link
+    background_done_ms_ = std::max(background_done_ms_, send_ms + profile_.latency_ms);
+    return background_done_ms();
+  }
+  backlog_bytes_ += double(bytes);
+  return background_done_ms();
+}
+
+double link_clock::promote_background(double send_ms) {
+  drain_background(send_ms);
+  if (backlog_bytes_ == 0) return background_done_ms_;
+  const size_t bytes = size_t(std::ceil(backlog_bytes_));
+  backlog_bytes_ = 0;
+  background_done_ms_ = std::max(background_done_ms_, send(send_ms, bytes));
+  return background_done_ms_;
+}
+
+double link_clock::background_done_ms() const {
+  if (backlog_bytes_ == 0) return background_done_ms_;
+  const double bytes_per_ms = profile_.bandwidth_mbit_per_s * 1e3 / 8.0;
+  return std::max(free_at_ms_, background_at_ms_) + backlog_bytes_ / bytes_per_ms + profile_.latency_ms;
+}
+
 double link_clock::send(double send_ms, size_t bytes) {
+  drain_background(send_ms);
   const double start = std::max(send_ms, free_at_ms_);
   const double transmission = transfer_ms({profile_.bandwidth_mbit_per_s, 0.0}, bytes);
   free_at_ms_ = start + transmission;

@@ -42,10 +42,31 @@ class link_clock {
   // Arrival time of `bytes` handed to the link at `send_ms`.
   double send(double send_ms, size_t bytes);
   const link_profile& profile() const { return profile_; }
+  // A trace step: the new bandwidth and latency apply from now on; queued messages and the
+  // background backlog stay.
+  void set_profile(link_profile profile) { profile_ = profile; }
+
+  // Background traffic (standby copies of weights): sent at the lowest priority, it crosses in
+  // the link's idle time and delays no message, as behind a strict-priority queue (the one packet
+  // that can be in transmission when a message arrives is not modelled). Sends that arrive out of
+  // time order (earlier than time already given to the backlog) are not delayed either.
+  // Returns background_done_ms() with these bytes queued.
+  double send_background(double send_ms, size_t bytes);
+  // When the background backlog will have arrived if nothing else is sent (the arrival of its
+  // last bytes once it is empty).
+  double background_done_ms() const;
+  // The backlog is needed now (a migration moves work onto the copies): what is left of it is
+  // sent at `send_ms` like any message, queued behind what is on the link. Its arrival.
+  double promote_background(double send_ms);
 
  private:
+  void drain_background(double until_ms);  // carries backlog in the idle time before until_ms
+
   link_profile profile_;
   double free_at_ms_ = 0;  // when the previous transmission ends
+  double backlog_bytes_ = 0;         // background bytes not yet carried
+  double background_at_ms_ = 0;      // time up to which idle time was given to the backlog
+  double background_done_ms_ = 0;    // arrival of the last background bytes carried
 };
 
 // A node computes one thing at a time: work starts when its last input has arrived and the node

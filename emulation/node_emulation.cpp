@@ -36,7 +36,11 @@ status node_emulation::configure(const std::string& text) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (speed > 0) speed_ = speed;
   if (keep_clocks) {
-    for (auto& [dest, clock] : links) links_[dest] = clock;
+    for (auto& [dest, clock] : links) {
+      auto it = links_.find(dest);
+      if (it == links_.end()) links_.emplace(dest, clock);
+      else it->second.set_profile(clock.profile());  // what is queued on it stays
+    }
     compute_ = node_clock(speed_);
     return status::ok();
   }

@@ -4,6 +4,7 @@
 // (actors/protocol.hpp); thread-safe.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <map>
 #include <mutex>
@@ -45,6 +46,23 @@ class node_emulation {
     auto it = links_.find(dest_node);
     if (it == links_.end()) return send_ms;
     return it->second.send(send_ms, bytes);
+  }
+  // Background bytes (link_clock::send_background) to `dest_node` at `send_ms`, 0 bytes to ask:
+  // when that link's background backlog will have arrived; same node or no link: `send_ms`.
+  double send_background(const std::string& dest_node, double send_ms, size_t bytes) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (dest_node.empty() || dest_node == name_) return send_ms;
+    auto it = links_.find(dest_node);
+    if (it == links_.end()) return send_ms;
+    return std::max(send_ms, it->second.send_background(send_ms, bytes));
+  }
+  // link_clock::promote_background on the link to `dest_node`; same node or no link: `send_ms`.
+  double promote_background(const std::string& dest_node, double send_ms) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (dest_node.empty() || dest_node == name_) return send_ms;
+    auto it = links_.find(dest_node);
+    if (it == links_.end()) return send_ms;
+    return std::max(send_ms, it->second.promote_background(send_ms));
   }
   double speed() {
     std::lock_guard<std::mutex> lock(mutex_);

@@ -238,11 +238,18 @@ cluster_model adaptive_planner::bounded(int side) const {
       if (older) profile->bandwidth_mbit_per_s = std::min(profile->bandwidth_mbit_per_s, path_mbit);
     }
   }
-  for (const auto& [node, u] : speed_uncertainty_) {
-    auto it = c.nodes.find(node);
-    if (it == c.nodes.end()) continue;
+  // A node never observed is not known better than the observed nodes of its role: it gets the
+  // widest of their uncertainties (else two nodes of one speed, one measured and one not, would
+  // price apart by the measured one's spread alone, and a plan moved onto the unmeasured one would
+  // look faster for nothing).
+  std::map<node_role, double> role_widest;
+  for (const auto& [node, u] : speed_uncertainty_)
+    if (auto it = c.nodes.find(node); it != c.nodes.end()) role_widest[it->second.role] = std::max(role_widest[it->second.role], u);
+  for (auto& [node, n] : c.nodes) {
+    auto own = speed_uncertainty_.find(node);
+    const double u = own != speed_uncertainty_.end() ? own->second : role_widest[n.role];
     const double f = 1.0 + std::min(u, options_.max_uncertainty);
-    it->second.speed = side > 0 ? it->second.speed / f : it->second.speed * f;
+    n.speed = side > 0 ? n.speed / f : n.speed * f;
   }
   return c;
 }

@@ -87,6 +87,13 @@ class adaptive_planner {
   // Called once per answered request, after observe(): a plan to migrate to, or nothing.
   std::optional<adaptation_decision> decide();
 
+  // Weights the nodes hold besides the plans run so far (standby copies, planner/standby.hpp,
+  // once they have arrived: request_outcome::standby_arrived): moving work onto them ships
+  // nothing. Copies still on their way are not noted: a move onto them would wait for them.
+  void note_cached(const std::map<std::string, std::set<int>>& layers) {
+    for (const auto& [node, set] : layers) cached_[node].insert(set.begin(), set.end());
+  }
+
   const cluster_model& estimate() const { return estimate_; }
   // The largest relative uncertainty of a link or node speed estimate (0 before any sample).
   double uncertainty() const { return uncertainty_; }

@@ -12,6 +12,7 @@
 #include "emulation/testbed_file.hpp"
 #include "tests/test_models.hpp"
 #include "planner/adaptation.hpp"
+#include "planner/standby.hpp"
 #include "planner/strategies.hpp"
 #include "profiling/message_costs.hpp"
 
@@ -298,5 +299,94 @@ BOOST_AUTO_TEST_CASE(a_change_that_reverts_returns_to_a_plan_whose_weights_are_i
     auto best = hpa_strategy(g, sim.profile, fast);
     BOOST_REQUIRE(end_ms.is_ok() && best.is_ok());
     BOOST_TEST(end_ms->latency_ms <= best->prediction.latency_ms * 1.10, name << ": ends at " << end_ms->latency_ms << " ms, the optimum " << best->prediction.latency_ms);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(standby_copies_give_each_part_a_buddy_edge) {
+  const graph g = load_model("resnet18");
+  const cluster_model cluster = d3_cluster("WiFi");
+  deployment_plan plan;
+  plan.segments = {{"device", "conv1", "maxpool"}, {"edge1", "layer1.0.conv1", "layer2.1.add"},
+                   {"cloud", "layer3.0.conv1", "fc"}};
+  auto sg = build_stage_graph(g, plan);
+  BOOST_REQUIRE(sg.is_ok());
+  std::map<std::string, std::set<int>> runs;
+  for (const stage& st : sg->stages)
+    for (int l : st.layers)
+      if (weight_bytes(g.layers[size_t(l)]) > 0) runs[st.node].insert(l);
+  for (bool to_cloud : {false, true}) {
+    standby_options options;
+    options.cloud = to_cloud;
+    const auto copies = standby_copies(g, plan, cluster, options);
+    for (const auto& [node, set] : copies)
+      for (int l : set) BOOST_TEST(!runs[node].count(l), node << " gets a copy of " << g.layers[size_t(l)].name << ", which it runs");
+    auto holds = [&](const std::string& node, int l) {
+      return runs[node].count(l) > 0 || (copies.count(node) && copies.at(node).count(l) > 0);
+    };
+    for (size_t l = 0; l < g.layers.size(); ++l) {
+      if (weight_bytes(g.layers[l]) == 0) continue;
+      const int id = int(l);
+      const bool on_edge1 = runs["edge1"].count(id) > 0, on_cloud = runs["cloud"].count(id) > 0;
+      const std::string& name = g.layers[l].name;
+      BOOST_TEST(holds("device", id), name);  // the app's node: everything
+      BOOST_TEST(holds("edge2", id) == on_edge1, name);  // edge1's buddy
+      BOOST_TEST(holds("edge1", id) == (on_edge1 || on_cloud), name);  // the cloud's buddy: the first edge
+      BOOST_TEST(!holds("edge3", id), name);
+      BOOST_TEST(!holds("edge4", id), name);
+      BOOST_TEST(holds("cloud", id) == (on_cloud || (to_cloud && on_edge1)), name);
+    }
+  }
+  // The cap: at most this many bytes per node.
+  standby_options small;
+  small.max_bytes_per_node = 1 << 20;
+  for (const auto& [node, set] : standby_copies(g, plan, cluster, small)) {
+    size_t bytes = 0;
+    for (int l : set) bytes += weight_bytes(g.layers[size_t(l)]);
+    BOOST_TEST(bytes <= small.max_bytes_per_node, node);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(with_standby_copies_an_edge_slowing_down_moves_work_shipping_nothing) {
+  // The moves an edge node slowing to a fifth makes ship weights without copies (the test above
+  // with the same testbed); with the copies of planner/standby.hpp noted, none ships anything.
+  for (const std::string name : {"alexnet", "resnet18", "googlenet"}) {
+    const graph g = load_model(name);
+    simulation sim{g, profile_from_flops(g, 100.0), 0.05};
+    const cluster_model before = d3_cluster("WiFi");
+    cluster_model after = before;
+    three_tier_choice start;
+    auto planned = hpa_strategy(g, sim.profile, before, {}, &start);
+    BOOST_REQUIRE(planned.is_ok());
+    // Slow the edge node that runs the most of the plan.
+    auto sg = build_stage_graph(g, planned->plan);
+    BOOST_REQUIRE(sg.is_ok());
+    std::map<std::string, size_t> layers_on;
+    for (const stage& st : sg->stages)
+      if (before.nodes.at(st.node).role == node_role::edge) layers_on[st.node] += st.layers.size();
+    if (layers_on.empty()) continue;  // no edge in the plan: nothing to test here
+    const std::string busiest =
+        std::max_element(layers_on.begin(), layers_on.end(), [](auto& a, auto& b) { return a.second < b.second; })->first;
+    after.nodes.at(busiest).speed /= 5;
+    adaptive_planner planner(g, sim.profile, before, start, planned->plan);
+    planner.note_cached(standby_copies(g, planned->plan, before));
+    deployment_plan plan = planned->plan;
+    int migrations = 0;
+    for (int i = 0; i < 40; ++i) {
+      auto d = sim.request(planner, plan, i < 10 ? before : after, i);
+      if (!d) continue;
+      ++migrations;
+      BOOST_TEST(d->cost.bytes == 0u, name << ": a move off " << busiest << " ships " << d->cost.bytes << " B");
+      plan = d->plan;
+      planner.note_cached(standby_copies(g, plan, before));
+    }
+    auto end_sg = build_stage_graph(g, plan);
+    BOOST_REQUIRE(end_sg.is_ok());
+    auto end_ms = predict_plan(g, *end_sg, sim.profile, after);
+    auto best = hpa_strategy(g, sim.profile, after);
+    BOOST_REQUIRE(end_ms.is_ok() && best.is_ok());
+    BOOST_TEST_MESSAGE(name << ": " << busiest << " at a fifth: " << migrations << " migrations; ends at "
+                            << end_ms->latency_ms << " ms, the optimum " << best->prediction.latency_ms << " ms");
+    BOOST_TEST(migrations <= 2, name);
+    BOOST_TEST(end_ms->latency_ms <= best->prediction.latency_ms * 1.10, name);
   }
 }

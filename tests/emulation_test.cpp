@@ -36,6 +36,44 @@ BOOST_AUTO_TEST_CASE(messages_queue_behind_each_other_on_a_link) {
   BOOST_TEST(later == 61.0);
 }
 
+BOOST_AUTO_TEST_CASE(background_traffic_fills_idle_time_and_delays_nothing) {
+  link_clock link({8.0, 10.0});  // 1000 bytes per ms
+  BOOST_TEST(link.send_background(0, 5000) == 15.0);  // alone: 5 ms on the link, 10 ms latency
+  // A message at 2 ms leaves at once (2000 background bytes have crossed by then)...
+  BOOST_TEST(link.send(2, 1000) == 13.0);
+  // ...and the other 3000 follow once it has left the link at 3 ms.
+  BOOST_TEST(link.background_done_ms() == 16.0);
+  BOOST_TEST(link.send(20, 1000) == 31.0);
+  BOOST_TEST(link.background_done_ms() == 16.0);  // drained in the idle time before 20 ms
+  // Queued behind busy time: a message at 40 ms for 8 ms, then background at 41 ms.
+  BOOST_TEST(link.send(40, 8000) == 58.0);
+  BOOST_TEST(link.send_background(41, 2000) == 48.0 + 2.0 + 10.0);
+  BOOST_TEST(link.send_background(41, 0) == 60.0);  // 0 bytes asks
+  // Unshaped: latency only.
+  link_clock fast({0.0, 3.0});
+  BOOST_TEST(fast.send_background(5, size_t(1) << 30) == 8.0);
+}
+
+BOOST_AUTO_TEST_CASE(a_background_backlog_needed_now_goes_like_any_message) {
+  link_clock link({8.0, 10.0});
+  link.send_background(0, 5000);
+  BOOST_TEST(link.send(1, 2000) == 13.0);  // 1000 background bytes crossed before it
+  BOOST_TEST(link.promote_background(2) == 3.0 + 4.0 + 10.0);  // the other 4000 behind it
+  BOOST_TEST(link.background_done_ms() == 17.0);
+  BOOST_TEST(link.send(2, 1000) == 18.0);  // and a message after them waits
+  BOOST_TEST(link.promote_background(30) == 17.0);  // nothing left
+}
+
+BOOST_AUTO_TEST_CASE(a_new_link_profile_keeps_what_is_queued) {
+  link_clock link({8.0, 10.0});
+  BOOST_TEST(link.send(100, 8000) == 118.0);  // on the link until 108 ms
+  link.set_profile({80.0, 1.0});
+  BOOST_TEST(std::fabs(link.send(100, 1000) - 109.1) < 1e-9);  // waits for 108 ms, then 0.1 ms
+  link.send_background(110, 10000);
+  link.set_profile({8.0, 1.0});  // the backlog left crosses at the new rate
+  BOOST_TEST(link.background_done_ms() == 110.0 + 10.0 + 1.0);
+}
+
 BOOST_AUTO_TEST_CASE(a_node_computes_one_thing_at_a_time_at_its_speed) {
   node_clock device(0.1), cloud(4.0);
   BOOST_TEST(device.compute(0, 2) == 20.0);     // 2 ms of this machine's CPU take 20 ms at 0.1

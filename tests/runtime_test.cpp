@@ -475,6 +475,83 @@ BOOST_FIXTURE_TEST_CASE(live_migration_loses_no_request_and_ships_only_moved_lay
   }
 }
 
+// Standby copies cross the emulated links as background traffic: requests meanwhile are not
+// delayed behind them, a later migration onto them ships nothing, and its version serves only
+// once they have arrived.
+BOOST_FIXTURE_TEST_CASE(standby_copies_delay_no_request_and_let_a_migration_ship_nothing, testbed_cluster) {
+  d3::deployment_options options = virtual_wifi_options(30s);
+  d3::deployment dep(*system, options);
+  BOOST_REQUIRE(dep.connect(endpoints()).is_ok());
+  const d3::graph& g = resnet18();
+  d3::deployment_plan first = three_tier_plan(false);
+  d3::deployment_plan second = first;
+  second.version = 2;
+  // edge1 takes layer3 from the cloud.
+  second.segments = {{"device", "conv1", "maxpool"}, {"edge1", "layer1.0.conv1", "layer3.1.add"},
+                     {"cloud", "layer4.0.conv1", "fc"}};
+  BOOST_REQUIRE(dep.deploy(g, first).is_ok());
+  auto inputs = inputs_for(g, 12, 73);
+  const std::vector<std::map<std::string, d3::tensor>> warm(inputs.begin(), inputs.begin() + 3);
+  auto before = dep.run(warm, 1);
+  check_answers(g, warm, before);
+  std::vector<double> latencies;
+  for (const auto& o : before) latencies.push_back(o.virtual_latency_ms);
+  std::sort(latencies.begin(), latencies.end());
+  const double usual_ms = latencies[1];
+
+  // edge1 gets layer3's weights ahead of need (8.4 MB) over the link every request's input takes.
+  std::map<std::string, std::set<int>> copies;
+  size_t layer3_weights = 0;
+  for (size_t l = 0; l < g.layers.size(); ++l)
+    if (g.layers[l].name.rfind("layer3.", 0) == 0 && d3::weight_bytes(g.layers[l]) > 0) {
+      copies["edge1"].insert(int(l));
+      layer3_weights += d3::weight_bytes(g.layers[l]);
+    }
+  const d3::link_profile lan = options.emulation.links.link(d3::node_role::device, d3::node_role::edge);
+  const double queued_at = before.back().virtual_start_ms + before.back().virtual_latency_ms;
+  auto sent = dep.prestage(g, copies);
+  BOOST_REQUIRE_MESSAGE(sent.is_ok(), sent.message());
+  BOOST_TEST(sent->weight_bytes_shipped == layer3_weights);
+  const double earliest_arrival = queued_at + lan.latency_ms + double(layer3_weights) * 8.0 / (lan.bandwidth_mbit_per_s * 1e3);
+  BOOST_TEST(dep.take_arrived_standby().count("edge1") == 0u);  // still on its way
+
+  int answered = 0;
+  dep.set_adaptation(
+      [&](const d3::request_outcome&) -> std::optional<d3::deployment_plan> {
+        return ++answered == 1 ? std::optional<d3::deployment_plan>(second) : std::nullopt;
+      },
+      &g);
+  const std::vector<std::map<std::string, d3::tensor>> rest(inputs.begin() + 3, inputs.end());
+  auto outcomes = dep.run(rest, 1);
+  check_answers(g, rest, outcomes);
+  // Queued first-come-first-served, the copies would have held the next request's input.
+  BOOST_TEST(outcomes[0].virtual_latency_ms < usual_ms * 1.5,
+             outcomes[0].virtual_latency_ms << " ms after the copies were queued; " << usual_ms << " ms before");
+  BOOST_REQUIRE_EQUAL(dep.migrations().size(), 1u);
+  const d3::migration_report& m = dep.migrations()[0];
+  BOOST_TEST_MESSAGE("standby copies of " << layer3_weights << " B queued at " << queued_at << " ms (virtual), "
+                                          << "arriving at the earliest at " << earliest_arrival << " ms; requests "
+                                          << usual_ms << " ms before, " << outcomes[0].virtual_latency_ms
+                                          << " ms after; migration at " << m.virtual_start_ms << " ms, ready at "
+                                          << m.ready_virtual_ms << " ms");
+  BOOST_TEST(m.deploy.weight_bytes_shipped == 0u, "the migration shipped " << m.deploy.weight_bytes_shipped << " B");
+  BOOST_TEST(m.ready_virtual_ms >= earliest_arrival * 0.999,
+             "version 2 ready at " << m.ready_virtual_ms << " ms, before the copies could arrive (" << earliest_arrival << ")");
+  for (const auto& o : outcomes)
+    if (o.plan_version == 2) BOOST_TEST(o.virtual_start_ms >= m.ready_virtual_ms, o.id);
+  // The answers tell the planner when the copies have arrived, once.
+  int told = 0;
+  for (const auto& o : outcomes) {
+    auto arrived = o.standby_arrived.find("edge1");
+    if (arrived == o.standby_arrived.end()) continue;
+    ++told;
+    BOOST_TEST(arrived->second.size() == copies["edge1"].size());
+    BOOST_TEST(o.virtual_end_ms >= earliest_arrival * 0.999, o.id);
+  }
+  BOOST_TEST(told == 1);
+  BOOST_TEST(dep.stray_errors().empty());
+}
+
 // After a 10x uplink drop the planner actor, fed only by the transfers the stages' virtual times
 // show, re-plans; the migration moves only layers whose tier changes and loses no request.
 BOOST_FIXTURE_TEST_CASE(uplink_drop_makes_the_planner_migrate_only_changed_layers, testbed_cluster) {

@@ -32,7 +32,8 @@ std::map<std::string, std::set<int>> standby_copies(const graph& g, const deploy
     // The buddies: the edge nodes after this one in name order (from the first for others).
     const auto at = std::find(edges.begin(), edges.end(), node);
     const size_t first = at == edges.end() ? 0 : size_t(at - edges.begin()) + 1;
-    for (size_t k = 0, taken = 0; k < edges.size() && int(taken) < options.edge_replicas; ++k) {
+    const size_t replicas = options.edge_replicas > 0 ? size_t(options.edge_replicas) : edges.size();
+    for (size_t k = 0, taken = 0; k < edges.size() && taken < replicas; ++k) {
       const std::string& buddy = edges[(first + k) % edges.size()];
       if (buddy == node) continue;
       wanted[buddy].insert(layers.begin(), layers.end());

@@ -20,18 +20,24 @@ namespace d3 {
 struct standby_options {
   // Edge nodes that get a copy of what each node off the app's node runs (its "buddies": the
   // edge nodes after it in name order, cyclically; for a cloud node, from the first edge node).
-  int edge_replicas = 1;
+  // 0: every other edge node, so that any edges that slow down or fail together leave copies on
+  // the rest (measured: one buddy each, an edge and its buddy slowing at once left resnet18's
+  // part nowhere but on them, and 47 MB crossed the LAN in the middle of the change).
+  int edge_replicas = 0;
   // Whether the cloud also gets what the edge nodes run (it can then take their work when the
   // LAN or the edges degrade), at the price of those bytes over the backbone.
   bool cloud = false;
   // At most this many weight bytes of standby copies per node (what the plan runs there does not
-  // count); layers are taken in graph order until the next would exceed it.
-  size_t max_bytes_per_node = size_t(256) << 20;
+  // count); layers are taken in graph order until the next would exceed it. The default holds
+  // the edge part of resnet18 or googlenet (47 and 26 MB), not alexnet's fully connected layers
+  // (234 MB: 19 s of a 100 Mbit/s LAN per copy).
+  size_t max_bytes_per_node = size_t(64) << 20;
 };
 
 // For every node of `cluster`, the weighted layers of g it should hold besides the ones `plan`
 // runs on it: the app's node (requests start there; a copy crosses no link) every layer; each
 // node off the app's node that runs layers has them copied onto `edge_replicas` other edge nodes
+// (all by default)
 // (an edge that slows down or is lost hands its work to a buddy; when the backbone degrades, the
 // cloud's work moves to an edge); with `cloud`, the cloud gets every layer the edges run. Tiles
 // of one run already hold the same weights: a tile node's buddy among them copies nothing. Nodes

@@ -302,7 +302,7 @@ BOOST_AUTO_TEST_CASE(a_change_that_reverts_returns_to_a_plan_whose_weights_are_i
   }
 }
 
-BOOST_AUTO_TEST_CASE(standby_copies_give_each_part_a_buddy_edge) {
+BOOST_AUTO_TEST_CASE(standby_copies_give_each_part_buddy_edges) {
   const graph g = load_model("resnet18");
   const cluster_model cluster = d3_cluster("WiFi");
   deployment_plan plan;
@@ -317,6 +317,7 @@ BOOST_AUTO_TEST_CASE(standby_copies_give_each_part_a_buddy_edge) {
   for (bool to_cloud : {false, true}) {
     standby_options options;
     options.cloud = to_cloud;
+    options.edge_replicas = 1;
     const auto copies = standby_copies(g, plan, cluster, options);
     for (const auto& [node, set] : copies)
       for (int l : set) BOOST_TEST(!runs[node].count(l), node << " gets a copy of " << g.layers[size_t(l)].name << ", which it runs");
@@ -335,6 +336,18 @@ BOOST_AUTO_TEST_CASE(standby_copies_give_each_part_a_buddy_edge) {
       BOOST_TEST(!holds("edge4", id), name);
       BOOST_TEST(holds("cloud", id) == (on_cloud || (to_cloud && on_edge1)), name);
     }
+  }
+  // By default every edge node holds what the plan runs off the device (within the cap).
+  {
+    const auto copies = standby_copies(g, plan, cluster);
+    for (const std::string edge : {"edge1", "edge2", "edge3", "edge4"})
+      for (size_t l = 0; l < g.layers.size(); ++l) {
+        const int id = int(l);
+        if (weight_bytes(g.layers[l]) == 0) continue;
+        const bool off_device = !runs["device"].count(id);
+        const bool holds = runs[edge].count(id) > 0 || (copies.count(edge) && copies.at(edge).count(id) > 0);
+        BOOST_TEST(holds == off_device, edge << " " << g.layers[l].name);
+      }
   }
   // The cap: at most this many bytes per node.
   standby_options small;
@@ -368,7 +381,9 @@ BOOST_AUTO_TEST_CASE(with_standby_copies_an_edge_slowing_down_moves_work_shippin
         std::max_element(layers_on.begin(), layers_on.end(), [](auto& a, auto& b) { return a.second < b.second; })->first;
     after.nodes.at(busiest).speed /= 5;
     adaptive_planner planner(g, sim.profile, before, start, planned->plan);
-    planner.note_cached(standby_copies(g, planned->plan, before));
+    standby_options all;  // alexnet's fully connected layers too (over the default cap)
+    all.max_bytes_per_node = size_t(512) << 20;
+    planner.note_cached(standby_copies(g, planned->plan, before, all));
     deployment_plan plan = planned->plan;
     int migrations = 0;
     for (int i = 0; i < 40; ++i) {
@@ -377,7 +392,7 @@ BOOST_AUTO_TEST_CASE(with_standby_copies_an_edge_slowing_down_moves_work_shippin
       ++migrations;
       BOOST_TEST(d->cost.bytes == 0u, name << ": a move off " << busiest << " ships " << d->cost.bytes << " B");
       plan = d->plan;
-      planner.note_cached(standby_copies(g, plan, before));
+      planner.note_cached(standby_copies(g, plan, before, all));
     }
     auto end_sg = build_stage_graph(g, plan);
     BOOST_REQUIRE(end_sg.is_ok());

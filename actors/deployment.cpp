@@ -137,7 +137,7 @@ result<deploy_report> deployment::deploy(const graph& g, const deployment_plan& 
   // Emulation: every connected node gets its link table and the clock (resets its clocks).
   D3_RETURN_IF_ERROR(send_emulation(false, {}));
   virtual_now_ = 0;
-  standby_nodes_.clear();  // the clocks start again: what was copied is there
+  // The clocks start again: what was copied is there.
   for (auto& [node, set] : standby_pending_) standby_arrived_[node].insert(set.begin(), set.end());
   standby_pending_.clear();
   wall_epoch_ = clock_type::now();
@@ -180,7 +180,7 @@ result<migration_report> deployment::migrate(const graph& g, const deployment_pl
   // Work moved onto standby copies waits for them to have crossed: what is left of them on the
   // links is needed now and goes like any message (requests sharing the links queue behind).
   for (const std::string& node : nodes_of(installed->stages)) {
-    if (!standby_nodes_.count(node)) continue;
+    if (!standby_pending_.count(node)) continue;
     auto arrived = standby_arrival(node, true);
     if (!arrived) {
       exit_actors(installed->actors);
@@ -234,7 +234,6 @@ result<deploy_report> deployment::prestage(const graph& g, const std::map<std::s
   auto app = nodes_.find(em.app_node);
   for (const auto& [node, bytes] : report.weight_bytes_per_node) {
     if (bytes == 0 || node == em.app_node) continue;
-    standby_nodes_.insert(node);
     if (auto link = app_links_.find(node); link != app_links_.end()) link->second.send_background(virtual_now_, bytes);
     if (app == nodes_.end() || down_nodes_.count(em.app_node)) continue;
     auto queued = ask<double>(*self_, app->second, options_.timeout,

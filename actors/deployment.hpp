@@ -420,7 +420,6 @@ class deployment {
 
   uint64_t next_request_id_ = 1;
   std::map<std::string, link_clock> app_links_;  // app node -> node (emulation)
-  std::set<std::string> standby_nodes_;  // nodes sent standby copies since the last deploy()
   std::map<std::string, std::set<int>> standby_pending_, standby_arrived_;  // copies on their way, arrived
   standby_policy standby_;
   deploy_report standby_sent_;

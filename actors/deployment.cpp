@@ -140,6 +140,7 @@ result<deploy_report> deployment::deploy(const graph& g, const deployment_plan& 
   // The clocks start again: what was copied is there.
   for (auto& [node, set] : standby_pending_) standby_arrived_[node].insert(set.begin(), set.end());
   standby_pending_.clear();
+  standby_sources_.clear();
   wall_epoch_ = clock_type::now();
   trace_applied_ = -1;  // a trace's times count from this deploy
   auto installed = install(g, plan, report);
@@ -223,17 +224,58 @@ result<deploy_report> deployment::prestage(const graph& g, const std::map<std::s
     if (!nodes_.count(node)) return status::error("standby copies for node '" + node + "', which is not connected");
     if (!down_nodes_.count(node) && !set.empty()) up[node] = set;
   }
-  D3_RETURN_IF_ERROR(ship_to_nodes(g, up, report, false, "standby_shipped"));
   const emulation_settings& em = options_.emulation;
   const bool emulated_links = em.clock == clock_mode::virtual_time && em.shaped;
+  // Each copy over the fastest link to its node: the app's node's, or a node's that runs the
+  // layer (it holds the weights) where that link is faster.
+  std::map<std::string, std::set<int>> from_app;
+  std::map<std::pair<std::string, std::string>, std::vector<int>> relays;  // (from, to) -> layers
+  const auto runs = placement(current()->stages);
+  auto role = [&](const std::string& node) { return node_role_from_string(roles_[node]); };
+  for (const auto& [node, set] : up) {
+    for (int l : set) {
+      std::string best = em.app_node;
+      auto to = role(node), app_role = role(em.app_node);
+      auto holders = runs.find(l);
+      if (emulated_links && to && app_role && holders != runs.end()) {
+        const size_t b = weight_bytes(g.layers[size_t(l)]);
+        double best_ms = transfer_ms(em.links.link(app_role.value(), to.value()), b);
+        for (const std::string& holder : holders->second) {
+          auto from = role(holder);
+          if (holder == node || holder == em.app_node || down_nodes_.count(holder) || !from) continue;
+          const double ms = transfer_ms(em.links.link(from.value(), to.value()), b);
+          if (ms < best_ms) best = holder, best_ms = ms;
+        }
+      }
+      if (best == em.app_node) from_app[node].insert(l);
+      else relays[{best, node}].push_back(l);
+    }
+  }
+  // A node relays once it holds the weights: not before the running version is ready (a
+  // migration's shipments to it, or copies it got, may still be crossing).
+  const double relay_at = std::max(virtual_now_, current()->ready_ms);
+  for (auto& [pair, list] : relays) {
+    standby_sources_[pair.second].insert(pair.first);
+    if (status relayed = relay_to_node(g, pair.first, pair.second, list, relay_at, report); !relayed) {
+      // The app ships what the relay did not (what arrived is not shipped again).
+      log({{"event", "standby_relay_failed"}, {"from", pair.first}, {"node", pair.second}, {"error", relayed.message()}});
+      from_app[pair.second].insert(list.begin(), list.end());
+    }
+  }
+  const std::map<std::string, size_t> relayed_bytes = report.weight_bytes_per_node;
+  report.weight_bytes_per_node.clear();
+  D3_RETURN_IF_ERROR(ship_to_nodes(g, from_app, report, false, "standby_shipped"));
+  const std::map<std::string, size_t> app_bytes = report.weight_bytes_per_node;
+  for (const auto& [node, bytes] : relayed_bytes) report.weight_bytes_per_node[node] += bytes;
   for (const auto& [node, set] : up) {
     const bool crosses = emulated_links && node != em.app_node && report.weight_bytes_per_node[node] > 0;
     (crosses ? standby_pending_ : standby_arrived_)[node].insert(set.begin(), set.end());
   }
   if (!emulated_links) return report;
   auto app = nodes_.find(em.app_node);
-  for (const auto& [node, bytes] : report.weight_bytes_per_node) {
+  for (const auto& [node, bytes] : app_bytes) {
     if (bytes == 0 || node == em.app_node) continue;
+    standby_sources_[node].insert(em.app_node);
     if (auto link = app_links_.find(node); link != app_links_.end()) link->second.send_background(virtual_now_, bytes);
     if (app == nodes_.end() || down_nodes_.count(em.app_node)) continue;
     auto queued = ask<double>(*self_, app->second, options_.timeout,
@@ -271,6 +313,7 @@ std::map<std::string, std::vector<int32_t>> deployment::take_arrived_standby() {
       continue;
     }
     standby_arrived_[it->first].insert(it->second.begin(), it->second.end());
+    standby_sources_.erase(it->first);
     it = standby_pending_.erase(it);
   }
   std::map<std::string, std::vector<int32_t>> out;
@@ -283,18 +326,24 @@ result<double> deployment::standby_arrival(const std::string& node, bool needed_
   const emulation_settings& em = options_.emulation;
   double arrival = virtual_now_;
   if (em.clock != clock_mode::virtual_time || !em.shaped || node == em.app_node) return arrival;
-  if (auto link = app_links_.find(node); link != app_links_.end())
-    arrival = std::max(arrival, needed_now ? link->second.promote_background(virtual_now_)
-                                           : link->second.send_background(virtual_now_, 0));
-  auto app = nodes_.find(em.app_node);
-  if (app == nodes_.end() || down_nodes_.count(em.app_node)) return arrival;
-  const std::string what = "node '" + em.app_node + "': when the standby copies to node '" + node + "' arrive";
-  auto asked = needed_now ? ask<double>(*self_, app->second, options_.timeout, what, protocol::promote_atom::value, node,
-                                        virtual_now_)
-                          : ask<double>(*self_, app->second, options_.timeout, what, protocol::standby_atom::value,
-                                        node, virtual_now_, uint64_t(0));
-  if (!asked) return asked.error();
-  return std::max(arrival, *asked);
+  std::set<std::string> sources = standby_sources_[node];
+  if (sources.empty()) sources.insert(em.app_node);
+  for (const std::string& source : sources) {
+    if (source == em.app_node)
+      if (auto link = app_links_.find(node); link != app_links_.end())
+        arrival = std::max(arrival, needed_now ? link->second.promote_background(virtual_now_)
+                                               : link->second.send_background(virtual_now_, 0));
+    auto from = nodes_.find(source);
+    if (from == nodes_.end() || down_nodes_.count(source)) continue;  // its queue went with it
+    const std::string what = "node '" + source + "': when the standby copies to node '" + node + "' arrive";
+    auto asked = needed_now ? ask<double>(*self_, from->second, options_.timeout, what, protocol::promote_atom::value,
+                                          node, virtual_now_)
+                            : ask<double>(*self_, from->second, options_.timeout, what, protocol::standby_atom::value,
+                                          node, virtual_now_, uint64_t(0));
+    if (!asked) return asked.error();
+    arrival = std::max(arrival, *asked);
+  }
+  return arrival;
 }
 
 result<double> deployment::charge_shipments(const deploy_report& shipped) {

@@ -180,9 +180,12 @@ class deployment {
   // Standby copies: ships each node of `layers` the weights it lacks into its layer cache, and
   // spawns nothing, so that a later migration can move work there without shipping (planner/
   // standby.hpp chooses them). Under the virtual clock with shaped links the copies travel as
-  // background traffic on the links from the app's node: they fill the links' idle time and
-  // delay no request (link_clock::send_background); a version with a stage on such a node serves
-  // once the node's copies have arrived. Nodes that are down are skipped. Logs "standby_shipped".
+  // background traffic: they fill the links' idle time and delay no request (link_clock::
+  // send_background); a version with a stage on such a node serves once the node's copies have
+  // arrived. Each copy comes over the fastest link to its node: from the app's node, or from a
+  // node that runs the layer (an edge's weights to another edge over the edge-edge link, 10x the
+  // LAN in D3's setting), which sends them itself ("standby_relayed"; if that fails, the app
+  // ships them). Nodes that are down are skipped. Logs "standby_shipped".
   result<deploy_report> prestage(const graph& g, const std::map<std::string, std::set<int>>& layers);
 
   // Standby copies kept up by the deployment: `policy` (e.g. planner/standby.hpp's standby_copies
@@ -327,6 +330,13 @@ class deployment {
   // is left of them is sent at once like any message (link_clock::promote_background).
   result<double> standby_arrival(const std::string& node, bool needed_now = false);
   status send_shipment(const std::string& node, protocol::bytes payload, size_t layers);
+  // Standby copies relayed node to node: `from` sends `to` the layers (graph order) of its cache
+  // that `to` lacks, in messages of at most options_.shipment_bytes of weights, its link to `to`
+  // charged from `send_ms` (virtual). Adds to report's counts; an error leaves the rest unsent.
+  status relay_to_node(const graph& g, const std::string& from, const std::string& to, const std::vector<int>& layers,
+                       double send_ms, deploy_report& report);
+  // `node` has a connection of its own to `peer` (the peer command), made once.
+  status connect_pair(const std::string& node, const std::string& peer);
   status spawn_stages(const graph& g, const stage_graph& sg, int version, uint64_t hash,
                       std::vector<protocol::stage_handle>& actors);
   status wire_routes(const stage_graph& sg, deployed_version& v, std::map<int, std::vector<int>>& sends_to);
@@ -421,6 +431,8 @@ class deployment {
   uint64_t next_request_id_ = 1;
   std::map<std::string, link_clock> app_links_;  // app node -> node (emulation)
   std::map<std::string, std::set<int>> standby_pending_, standby_arrived_;  // copies on their way, arrived
+  // Per node with copies on their way: the nodes sending them (the app's node and those relaying).
+  std::map<std::string, std::set<std::string>> standby_sources_;
   standby_policy standby_;
   deploy_report standby_sent_;
   std::vector<std::string> standby_errors_;

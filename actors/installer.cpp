@@ -127,15 +127,64 @@ status deployment::connect_peers(const std::vector<link_bytes>& links) {
   for (const link_bytes& link : links) {
     if (link.from == options_.app_name || link.to == options_.app_name) continue;
     auto key = std::minmax(link.from, link.to);
-    if (peered_.count(key)) continue;
-    const node_endpoint& to = endpoints_.at(key.second);
-    D3_RETURN_IF_ERROR(command(*self_, nodes_.at(key.first), options_.timeout,
-                               "node '" + key.first + "' connecting to node '" + key.second + "' at " + to.address(),
-                               protocol::peer_atom::value, key.second, to.host, to.port,
-                               caf::actor_cast<protocol::app_handle>(*self_), uint32_t(options_.peer_silence.count())));
-    peered_.insert(key);
+    if (peered_.count(key) || peered_.count({key.second, key.first})) continue;
+    D3_RETURN_IF_ERROR(connect_pair(key.first, key.second));
   }
   return status::ok();
+}
+
+status deployment::connect_pair(const std::string& node, const std::string& peer) {
+  if (peered_.count({node, peer})) return status::ok();
+  const node_endpoint& to = endpoints_.at(peer);
+  D3_RETURN_IF_ERROR(command(*self_, nodes_.at(node), options_.timeout,
+                             "node '" + node + "' connecting to node '" + peer + "' at " + to.address(),
+                             protocol::peer_atom::value, peer, to.host, to.port,
+                             caf::actor_cast<protocol::app_handle>(*self_), uint32_t(options_.peer_silence.count())));
+  peered_.insert({node, peer});
+  return status::ok();
+}
+
+status deployment::relay_to_node(const graph& g, const std::string& from, const std::string& to,
+                                 const std::vector<int>& layers, double send_ms, deploy_report& report) {
+  std::vector<std::string> names;
+  for (int l : layers) names.push_back(g.layers[size_t(l)].name);
+  auto lacking = ask<std::vector<std::string>>(*self_, nodes_.at(to), options_.timeout,
+                                               "node '" + to + "': cannot ask for its cached layers",
+                                               protocol::lacks_atom::value, report.model_hash, names);
+  if (!lacking) return lacking.error();
+  if (lacking->empty()) return status::ok();
+  D3_RETURN_IF_ERROR(connect_pair(from, to));
+  size_t sent_bytes = 0, sent_layers = 0;
+  std::vector<std::string> chunk;
+  size_t chunk_bytes = 0;
+  auto relay = [&]() -> status {
+    if (chunk.empty()) return status::ok();
+    auto arrival = ask<double>(*self_, nodes_.at(from), options_.timeout,
+                               "node '" + from + "': copying " + std::to_string(chunk.size()) + " layers to node '" + to + "'",
+                               protocol::relay_atom::value, report.model_hash, chunk, to, send_ms);
+    if (!arrival) return arrival.error();
+    sent_bytes += chunk_bytes;
+    sent_layers += chunk.size();
+    chunk.clear();
+    chunk_bytes = 0;
+    return status::ok();
+  };
+  status result = status::ok();
+  for (const std::string& name : *lacking) {
+    const int l = g.find(name);
+    if (l < 0) return status::error("node '" + to + "' lacks unknown layer '" + name + "'");
+    const size_t b = weight_bytes(g.layers[size_t(l)]);
+    if (!chunk.empty() && chunk_bytes + b > options_.shipment_bytes && !(result = relay())) break;
+    chunk.push_back(name);
+    chunk_bytes += b;
+  }
+  if (result) result = relay();
+  report.weight_bytes_shipped += sent_bytes;
+  report.layers_shipped += sent_layers;
+  report.weight_bytes_per_node[to] += sent_bytes;
+  log({{"event", "standby_relayed"}, {"from", from}, {"node", to}, {"layers", sent_layers}, {"bytes", sent_bytes},
+       {"model_hash", report.model_hash}});
+  return result;
 }
 
 // One encoded shipment to `node`: one message, or (a layer whose weights alone exceed

@@ -28,6 +28,12 @@ class layer_cache {
   result<size_t> store(layer_shipment shipment);
   // The cached layer (weights shared, not copied); its `inputs` index the shipment it came in.
   std::optional<layer> find(uint64_t model_hash, const std::string& name) const;
+  // A shipment of the cached layers `names` (in execution order) that another node can store:
+  // the layers (weights shared, not copied), each reading the tensors it read in the shipment it
+  // came in (a layer among `names` where one produces it, else an input layer named and shaped
+  // as there). Lets a node hand its weights to a peer over their link instead of the app
+  // shipping them again. An error names the first layer not cached.
+  result<layer_shipment> extract(uint64_t model_hash, const std::vector<std::string>& names) const;
 
   size_t layer_count() const;
   size_t weight_bytes() const;
@@ -44,6 +50,8 @@ class layer_cache {
  private:
   struct entry {
     layer value;
+    // Per input of `value`: the name and shape of the tensor it reads (its producer's output).
+    std::vector<std::pair<std::string, tensor_shape>> reads;
     mutable uint64_t last_used = 0;
   };
   // Frees room for `incoming` bytes under the budget; false when live stages hold too much.

@@ -2,7 +2,9 @@
 
 // The node actor (published on the node's port): the layer cache protocol, peers, the emulation
 // settings, link and profile probes. Stage actors: actors/stage_actor.cpp.
+#include <functional>
 #include <memory>
+#include <random>
 #include <string>
 #include <tuple>
 
@@ -100,6 +102,77 @@ caf::result<protocol::ok_atom> store_shipment(node_pointer self, std::shared_ptr
                      std::to_string(layer_cache::process().weight_bytes()) + " weight bytes)");
     return protocol::ok_atom::value;
   });
+}
+
+// Sends an encoded layer shipment to a peer node as the app does (deployment::send_shipment): one
+// message, or parts of at most part_bytes in order, each acknowledged before the next. `done`
+// gets "" once the peer holds it, else the error. The peer applies its own limits.
+void ship_to_peer(node_pointer self, protocol::node_handle dest, std::shared_ptr<bytes> payload, uint64_t upload,
+                  size_t offset, size_t part_bytes, std::function<void(std::string)> done) {
+  constexpr auto timeout = std::chrono::seconds(60);
+  auto failed = [self, done](caf::error& e) { done(self->home_system().render(e)); };
+  if (offset == 0 && payload->size() <= part_bytes) {
+    self->request(dest, timeout, protocol::ship_atom::value, *payload).then([done](protocol::ok_atom) { done(""); }, failed);
+    return;
+  }
+  const size_t n = std::min(part_bytes, payload->size() - offset);
+  bytes part(payload->begin() + ptrdiff_t(offset), payload->begin() + ptrdiff_t(offset + n));
+  self->request(dest, timeout, protocol::ship_part_atom::value, upload, uint64_t(offset), uint64_t(payload->size()),
+                std::move(part))
+      .then(
+          [=](protocol::ok_atom) {
+            if (offset + n >= payload->size()) return done("");
+            ship_to_peer(self, dest, payload, upload, offset + n, part_bytes, done);
+          },
+          failed);
+}
+
+// Standby copies of cached layers handed to a peer: encoded on a worker (AlexNet's fully connected
+// layers are 234 MB; the node keeps answering heartbeats meanwhile), shipped over the node's own
+// connection to the peer, their emulated arrival charged to this node's link to it as background
+// traffic (what the app's copies pay on its node's links).
+caf::result<double> relay_layers(node_pointer self, uint64_t model_hash, std::vector<std::string> names,
+                                 const std::string& dest_name, double send_ms, const std::string& me) {
+  auto peer = self->state.peers.find(dest_name);
+  if (peer == self->state.peers.end() || !peer->second.handle)
+    return protocol::refusal(me + "cannot copy layers to node '" + dest_name + "': not connected to it");
+  if (names.size() > limits_in_force.max_layers)
+    return protocol::refusal(me + "a copy of " + std::to_string(names.size()) + " layers exceeds max_layers (" +
+                             std::to_string(limits_in_force.max_layers) + ")");
+  const protocol::node_handle dest = peer->second.handle;
+  const std::string what = "copied " + std::to_string(names.size()) + " layers to node '" + dest_name + "'";
+  auto weight = std::make_shared<size_t>(0);
+  auto wanted = std::make_shared<std::vector<std::string>>(std::move(names));
+  auto worker = self->spawn([=](caf::event_based_actor* w) -> caf::behavior {
+    return {[=](protocol::ok_atom) -> caf::result<bytes> {
+      w->quit();
+      auto shipment = layer_cache::process().extract(model_hash, *wanted);
+      if (!shipment) return protocol::refusal(me + shipment.message());
+      for (size_t i = 0; i < shipment->fragment.layers.size(); ++i)
+        if (shipment->weights_included[i]) *weight += weight_bytes(shipment->fragment.layers[i]);
+      bytes payload = encode_shipment(*shipment);
+      if (payload.empty()) return protocol::refusal(me + "cannot encode the layers");
+      return payload;
+    }};
+  });
+  auto rp = self->make_response_promise<double>();
+  const size_t part_bytes = std::max<size_t>(1, std::min(limits_in_force.max_message_bytes, size_t(32) << 20));
+  const uint64_t upload = std::random_device{}() * (uint64_t(1) << 32) + std::random_device{}();
+  self->request(worker, caf::infinite, protocol::ok_atom::value)
+      .then(
+          [=](bytes& payload) mutable {
+            ship_to_peer(self, dest, std::make_shared<bytes>(std::move(payload)), upload, 0, part_bytes,
+                         [=](std::string error) mutable {
+                           if (!error.empty()) {
+                             rp.deliver(protocol::refusal(me + error));
+                             return;
+                           }
+                           print_node_event(what + " (" + std::to_string(*weight) + " weight bytes)");
+                           rp.deliver(emulation().send_background(dest_name, send_ms, *weight));
+                         });
+          },
+          [=](caf::error& e) mutable { rp.deliver(std::move(e)); });
+  return rp;
 }
 
 // Appends one part of a shipment sent in parts. The whole shipment once its last part is in
@@ -211,6 +284,10 @@ protocol::node_handle::behavior_type node_actor(node_pointer self, node_identity
       },
       [=](protocol::promote_atom, const std::string& dest_name, double send_ms) {
         return emulation().promote_background(dest_name, send_ms);
+      },
+      [=](protocol::relay_atom, uint64_t model_hash, std::vector<std::string>& names, const std::string& dest_name,
+          double send_ms) -> caf::result<double> {
+        return relay_layers(self, model_hash, std::move(names), dest_name, send_ms, me);
       },
       // A probe round runs the model twice at this node's speed (seconds on a slow device).
       // profile_fragment serializes concurrent probes itself.

@@ -109,6 +109,7 @@ using observe_atom = caf::atom_constant<caf::atom("d3observe")>;
 using occupy_atom = caf::atom_constant<caf::atom("d3occupy")>;
 using standby_atom = caf::atom_constant<caf::atom("d3standby")>;
 using promote_atom = caf::atom_constant<caf::atom("d3promote")>;
+using relay_atom = caf::atom_constant<caf::atom("d3relay")>;
 using ping_atom = caf::atom_constant<caf::atom("d3ping")>;
 using tick_atom = caf::atom_constant<caf::atom("d3tick")>;
 using peer_down_atom = caf::atom_constant<caf::atom("d3peerdn")>;
@@ -148,6 +149,9 @@ using node_handle = echo_handle::extend<
     caf::replies_to<occupy_atom, std::string, double, uint64_t>::with<double>,
     caf::replies_to<standby_atom, std::string, double, uint64_t>::with<double>,
     caf::replies_to<promote_atom, std::string, double>::with<double>,
+    // Standby copies from this node's cache to a peer (model hash, layers, peer, virtual send
+    // time): the peer holds them once answered; the answer is their emulated arrival.
+    caf::replies_to<relay_atom, uint64_t, std::vector<std::string>, std::string, double>::with<double>,
     caf::replies_to<ping_atom, uint64_t>::with<pong_atom, uint64_t, double>>;
 using planner_handle = caf::typed_actor<caf::replies_to<observe_atom, planner_report>::with<planner_decision>>;
 

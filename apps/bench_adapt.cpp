@@ -101,7 +101,7 @@ answer is compared memcmp-equal with a single-process run.
                         link the plan stops using is never seen again)
   --max-requests N      cap per run (default 400)
   --standby on|off      partial run: standby copies of weights (planner/standby.hpp: what each node
-                        off the device runs is copied onto the other edge nodes, up to 64 MB each,
+                        off the device runs is copied onto the other edge nodes, up to 256 MB each,
                         and the device gets every layer), sent as background
                         traffic in the emulated links' idle time (delaying no request) after the
                         first deployment and after each migration; a later move onto them ships

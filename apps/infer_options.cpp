@@ -96,7 +96,7 @@ the answers by id.
                       are printed and logged ("layers_migrated"); with --codecs auto (not the
                       default under --adapt) every candidate carries the codecs predicted faster
   --standby on|off    with --adapt under --clock virtual: standby copies of weights (each node's
-                      part off the device copied onto the other edge nodes, up to 64 MB each;
+                      part off the device copied onto the other edge nodes, up to 256 MB each;
                       planner/standby.hpp)
                       sent as background traffic in the emulated links' idle time after the
                       deployment and every migration, so that a later move onto them ships

@@ -29,9 +29,11 @@ struct standby_options {
   bool cloud = false;
   // At most this many weight bytes of standby copies per node (what the plan runs there does not
   // count); layers are taken in graph order until the next would exceed it. The default holds
-  // the edge part of resnet18 or googlenet (47 and 26 MB), not alexnet's fully connected layers
-  // (234 MB: 19 s of a 100 Mbit/s LAN per copy).
-  size_t max_bytes_per_node = size_t(64) << 20;
+  // the edge part of alexnet (fully connected layers included: 245 MB), resnet18 or googlenet
+  // (47 and 26 MB): a copy of what an edge runs comes from that edge over the edge-edge link
+  // (deployment::prestage; in D3's setting 1 Gbit/s, alexnet's part in 2 s), not VGG16's 480 MB
+  // of fully connected layers.
+  size_t max_bytes_per_node = size_t(256) << 20;
 };
 
 // For every node of `cluster`, the weighted layers of g it should hold besides the ones `plan`

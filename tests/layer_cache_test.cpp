@@ -5,6 +5,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include <algorithm>
+#include <cstring>
 
 #include "actors/layer_cache.hpp"
 #include "tests/test_models.hpp"
@@ -82,4 +83,57 @@ BOOST_AUTO_TEST_CASE(no_budget_keeps_everything) {
   for (int l : a.convolutions) BOOST_REQUIRE(cache.store(a.ship(l)).is_ok());
   BOOST_TEST(cache.layer_count() == a.convolutions.size());
   BOOST_TEST(cache.evicted() == 0u);
+}
+
+// What a node relays to a peer (layer_cache::extract): the cached layers, re-encoded with the
+// tensors they read, store on the peer with the same weights, bit for bit, and the same shapes;
+// a layer read by another extracted layer is wired to it, not duplicated as an input.
+BOOST_AUTO_TEST_CASE(extracted_layers_store_on_another_cache_with_the_same_weights) {
+  alexnet_layers a;
+  // Every layer of the model, shipped in one piece (the weighted ones with their weights).
+  std::vector<int> all, weighted;
+  for (size_t l = 0; l < a.g.layers.size(); ++l)
+    if (a.g.layers[l].kind != layer_kind::input) {
+      all.push_back(int(l));
+      if (weight_bytes(a.g.layers[l]) > 0) weighted.push_back(int(l));
+    }
+  const std::vector<uint8_t> bytes = encode_layers(a.g, all, 7, weighted);
+  auto decoded = decode_shipment(bytes.data(), bytes.size());
+  BOOST_REQUIRE(decoded.is_ok());
+  layer_cache source;
+  BOOST_REQUIRE(source.store(std::move(decoded.value())).is_ok());
+  // The last three weighted layers (alexnet's fully connected ones, each reading the one before
+  // through an activation or directly).
+  std::vector<std::string> names;
+  for (size_t k = weighted.size() - 3; k < weighted.size(); ++k) names.push_back(a.g.layers[size_t(weighted[k])].name);
+  auto extracted = source.extract(7, names);
+  BOOST_REQUIRE_MESSAGE(extracted.is_ok(), extracted.message());
+  const std::vector<uint8_t> wire = encode_shipment(extracted.value());
+  auto received = decode_shipment(wire.data(), wire.size());
+  BOOST_REQUIRE_MESSAGE(received.is_ok(), received.message());
+  layer_cache peer;
+  auto stored = peer.store(std::move(received.value()));
+  BOOST_REQUIRE_MESSAGE(stored.is_ok(), stored.message());
+  BOOST_TEST(stored.value() == names.size());
+  for (const std::string& name : names) {
+    const layer& original = a.g.layers[size_t(a.g.find(name))];
+    auto copy = peer.find(7, name);
+    BOOST_REQUIRE(copy.has_value());
+    BOOST_TEST(copy->output_shape.c == original.output_shape.c);
+    BOOST_REQUIRE_EQUAL(copy->weights.size(), original.weights.size());
+    BOOST_TEST(std::memcmp(copy->weights.data(), original.weights.data(), original.weights.size() * sizeof(float)) == 0);
+    BOOST_REQUIRE_EQUAL(copy->bias.size(), original.bias.size());
+    BOOST_TEST(std::memcmp(copy->bias.data(), original.bias.data(), original.bias.size() * sizeof(float)) == 0);
+  }
+  // Inputs: only tensors produced outside the three layers.
+  for (size_t i = 0; i < extracted->fragment.layers.size(); ++i)
+    if (extracted->fragment.layers[i].kind == layer_kind::input)
+      BOOST_TEST(std::count(names.begin(), names.end(), extracted->fragment.layers[i].name) == 0);
+  // What is not cached, or out of execution order, is named.
+  auto missing = peer.extract(7, {a.g.layers[size_t(weighted[0])].name});
+  BOOST_REQUIRE(!missing.is_ok());
+  BOOST_TEST(missing.message().find(a.g.layers[size_t(weighted[0])].name) != std::string::npos);
+  const std::vector<std::string> reversed(names.rbegin(), names.rend());
+  auto disordered = source.extract(7, reversed);
+  BOOST_TEST(!disordered.is_ok());
 }

@@ -480,6 +480,9 @@ BOOST_FIXTURE_TEST_CASE(live_migration_loses_no_request_and_ships_only_moved_lay
 // once they have arrived.
 BOOST_FIXTURE_TEST_CASE(standby_copies_delay_no_request_and_let_a_migration_ship_nothing, testbed_cluster) {
   d3::deployment_options options = virtual_wifi_options(30s);
+  // A backbone slower than the WiFi: layer3's copies come from the device (the app's node), over
+  // the link every request's input takes, not from the cloud that runs layer3.
+  options.emulation.links.edge_cloud.bandwidth_mbit_per_s = 10;
   d3::deployment dep(*system, options);
   BOOST_REQUIRE(dep.connect(endpoints()).is_ok());
   const d3::graph& g = resnet18();
@@ -550,6 +553,85 @@ BOOST_FIXTURE_TEST_CASE(standby_copies_delay_no_request_and_let_a_migration_ship
   }
   BOOST_TEST(told == 1);
   BOOST_TEST(dep.stray_errors().empty());
+}
+
+// A copy of what edge1 runs comes to edge2 from edge1, over the edge-edge link (1 Gbit/s),
+// not from the device over WiFi (18.88 Mbit/s): edge1 sends its cached weights itself, and a
+// migration onto edge2 then ships nothing, serves as soon as the fast link allows, and answers
+// exactly (the relayed weights are the app's, byte for byte).
+BOOST_FIXTURE_TEST_CASE(standby_copies_come_over_the_fastest_link_from_a_node_holding_them, testbed_cluster) {
+  auto log = d3::topology_log::open(dir + "/topology.jsonl");
+  BOOST_REQUIRE(log.is_ok());
+  d3::deployment_options options = virtual_wifi_options(30s);
+  options.log = log.value().get();
+  d3::deployment dep(*system, options);
+  BOOST_REQUIRE(dep.connect(endpoints()).is_ok());
+  const d3::graph& g = resnet18();
+  d3::deployment_plan first = three_tier_plan(false);
+  d3::deployment_plan second = first;
+  second.version = 2;
+  second.segments[1].node = "edge2";  // edge1's part moves to edge2
+  BOOST_REQUIRE(dep.deploy(g, first).is_ok());
+  auto inputs = inputs_for(g, 6, 91);
+  const std::vector<std::map<std::string, d3::tensor>> warm(inputs.begin(), inputs.begin() + 2);
+  auto before = dep.run(warm, 1);
+  check_answers(g, warm, before);
+
+  std::map<std::string, std::set<int>> copies;
+  size_t weights = 0;
+  const int from = g.find("layer1.0.conv1"), to = g.find("layer2.1.add");
+  for (int l = from; l <= to; ++l)
+    if (d3::weight_bytes(g.layers[size_t(l)]) > 0) {
+      copies["edge2"].insert(l);
+      weights += d3::weight_bytes(g.layers[size_t(l)]);
+    }
+  const double queued_at = before.back().virtual_start_ms + before.back().virtual_latency_ms;
+  auto over = [&](d3::node_role a, d3::node_role b) {
+    return queued_at + d3::transfer_ms(options.emulation.links.link(a, b), weights);
+  };
+  const double over_edge_edge = over(d3::node_role::edge, d3::node_role::edge);
+  const double over_wifi = over(d3::node_role::device, d3::node_role::edge);
+  auto sent = dep.prestage(g, copies);
+  BOOST_REQUIRE_MESSAGE(sent.is_ok(), sent.message());
+  BOOST_TEST(sent->weight_bytes_shipped == weights);
+  BOOST_TEST(sent->weight_bytes_per_node.at("edge2") == weights);
+
+  int answered = 0;
+  dep.set_adaptation(
+      [&](const d3::request_outcome&) -> std::optional<d3::deployment_plan> {
+        return ++answered == 1 ? std::optional<d3::deployment_plan>(second) : std::nullopt;
+      },
+      &g);
+  const std::vector<std::map<std::string, d3::tensor>> rest(inputs.begin() + 2, inputs.end());
+  auto outcomes = dep.run(rest, 1);
+  check_answers(g, rest, outcomes);
+  BOOST_REQUIRE_EQUAL(dep.migrations().size(), 1u);
+  const d3::migration_report& m = dep.migrations()[0];
+  BOOST_TEST_MESSAGE(weights << " B of copies queued at " << queued_at << " ms (virtual): over edge-edge by "
+                             << over_edge_edge << " ms, over WiFi by " << over_wifi << " ms; version 2 ready at "
+                             << m.ready_virtual_ms << " ms");
+  BOOST_TEST(m.deploy.weight_bytes_shipped == 0u, "the migration shipped " << m.deploy.weight_bytes_shipped << " B");
+  BOOST_TEST(m.ready_virtual_ms >= over_edge_edge * 0.999);
+  BOOST_TEST(m.ready_virtual_ms < over_wifi, "ready at " << m.ready_virtual_ms << " ms: the copies took the WiFi");
+  bool served_by_two = false;
+  for (const auto& o : outcomes) served_by_two |= o.plan_version == 2;
+  BOOST_TEST(served_by_two);
+  BOOST_TEST(dep.stray_errors().empty());
+  dep.teardown();
+
+  auto events = d3::read_topology_log(dir + "/topology.jsonl");
+  BOOST_REQUIRE_MESSAGE(events.is_ok(), events.message());
+  int relayed = 0;
+  for (const auto& e : events.value())
+    if (e.at("event") == "standby_relayed") {
+      ++relayed;
+      BOOST_TEST(e.at("from").get<std::string>() == "edge1");
+      BOOST_TEST(e.at("node").get<std::string>() == "edge2");
+      BOOST_TEST(e.at("bytes").get<size_t>() == weights);
+    } else if (e.at("event") == "standby_relay_failed") {
+      BOOST_ERROR("the relay failed: " << e.dump());
+    }
+  BOOST_TEST(relayed == 1);
 }
 
 // After a 10x uplink drop the planner actor, fed only by the transfers the stages' virtual times

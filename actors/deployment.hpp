@@ -74,7 +74,9 @@ struct deployment_options {
   // Light probes of idle links (for the planner's estimates): after an answer, every role pair
   // (device-edge, device-cloud, edge-edge, edge-cloud, between the app node, the first edge node
   // and the cloud) whose link carried no transfer for this many answers is probed with two small
-  // messages (1 and 16 KB) through the nodes; the probes join the answer's transfers. 0: never.
+  // messages (1 and 16 KB) through the nodes; the probes join the answer's transfers. Likewise
+  // every node that computed nothing in this many answers runs a small fragment of the model
+  // once (probe_idle_nodes); its time joins the answer's computes. 0: never.
   int idle_probe_every = 0;
   // Fault detection while requests run (run()): every node is pinged each `heartbeat`; a node whose
   // connection is lost is down at once (CAF's down message), one that answers no ping for
@@ -355,6 +357,15 @@ class deployment {
   std::string note_node_down(const caf::down_msg& down);
   void drain_down_messages();
   void probe_idle_links(request_outcome& o);
+  // Idle nodes' speeds: a small fragment of the model from its input on (speed_probe_layers)
+  // runs on a node without a stage in the answer, its time joins the answer's computes as the
+  // planner's sample of that node's speed. Each idle node every node_probe_every x
+  // idle_probe_every answers, and every idle node after each of the three answers that follow
+  // one whose latency is 10% off the median of the last eight (a change under way). Without it a node
+  // that slowed while idle looks as fast as when last used: measured, two edges slowing at once,
+  // resnet18 moved off the one it ran on onto the other, and took 8 requests and two migrations
+  // to get within 10% of the optimum.
+  void probe_idle_nodes(request_outcome& o);
 
   // actors/failover.cpp.
   struct node_health {
@@ -433,6 +444,15 @@ class deployment {
   std::map<std::string, std::set<int>> standby_pending_, standby_arrived_;  // copies on their way, arrived
   // Per node with copies on their way: the nodes sending them (the app's node and those relaying).
   std::map<std::string, std::set<std::string>> standby_sources_;
+  // Speed probes of idle nodes (probe_idle_nodes): the answer each node last showed compute in
+  // or was probed at; the probe's fragment of graph_ and its layers.
+  std::map<std::string, size_t> node_last_seen_;
+  static constexpr size_t node_probe_every = 8;
+  std::deque<double> recent_latency_;  // of the last answers (virtual or wall, as the clock)
+  int probe_burst_ = 0;                // answers still to probe every idle node after
+  const graph* speed_probe_graph_ = nullptr;
+  std::vector<int> speed_probe_layers_;
+  protocol::bytes speed_probe_;
   standby_policy standby_;
   deploy_report standby_sent_;
   std::vector<std::string> standby_errors_;

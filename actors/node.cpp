@@ -302,6 +302,16 @@ protocol::node_handle::behavior_type node_actor(node_pointer self, node_identity
           return result;
         });
       },
+      [=](protocol::speed_atom, bytes& fragment) -> caf::result<double> {
+        if (std::string over = message_over_limit("speed probe fragment", fragment.size()); !over.empty())
+          return refusal(me + over);
+        auto payload = std::make_shared<bytes>(std::move(fragment));
+        return answer_from_worker<double>(self, [payload, me]() -> caf::result<double> {
+          auto ms = time_fragment(*payload, limits_in_force.max_layers);
+          if (!ms) return refusal(me + ms.message());
+          return ms.value();
+        });
+      },
       [=](protocol::lacks_atom, uint64_t model_hash, const std::vector<std::string>& names) {
         return layer_cache::process().lacking(model_hash, names);
       },

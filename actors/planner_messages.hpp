@@ -37,7 +37,7 @@ typename Inspector::result_type inspect(Inspector& f, transfer_observation& x) {
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, compute_observation& x) {
-  return f(caf::meta::type_name("compute_observation"), x.node, x.layers, x.shares, x.ms);
+  return f(caf::meta::type_name("compute_observation"), x.node, x.layers, x.shares, x.ms, x.probe);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, planner_report& x) {

@@ -1,6 +1,7 @@
 // The deployment's measurements of its nodes and links: per-layer profiles probed on each node,
 // light probes of one emulated link, and the periodic probes of links no request crossed lately.
 #include <algorithm>
+#include <cmath>
 
 #include <nlohmann/json.hpp>
 
@@ -174,6 +175,68 @@ void deployment::probe_idle_links(request_outcome& o) {
       o.transfers.push_back(probed.value());
     }
     log({{"event", "link_probed"}, {"from", from}, {"to", to}});
+  }
+}
+
+// The fragment of g a speed probe runs: the computed layers from the input on, in execution
+// order, until they hold about 50 MFLOP (about a millisecond at speed 1 here; a slow device's
+// tenth of a core takes ten): enough to time, too little to hold up anything.
+std::vector<int> speed_probe_layers(const graph& g) {
+  std::vector<int> layers;
+  auto order = topological_order(g);
+  if (!order) return layers;
+  double flops = 0;
+  for (int l : *order) {
+    if (g.layers[size_t(l)].kind == layer_kind::input) continue;
+    layers.push_back(l);
+    flops += cost_of(g, l).flops;
+    if (flops >= 200e6) break;
+  }
+  return layers;
+}
+
+void deployment::probe_idle_nodes(request_outcome& o) {
+  if (graph_ == nullptr) return;
+  if (speed_probe_graph_ != graph_) {
+    speed_probe_layers_ = speed_probe_layers(*graph_);
+    speed_probe_ = encode_layers(*graph_, speed_probe_layers_, model_hash(*graph_), {});
+    speed_probe_graph_ = graph_;
+  }
+  if (speed_probe_.empty()) return;
+  // A burst of probes when the answers' latency moves (something changed: the planner is about
+  // to weigh other nodes), else one probe per node every node_probe_every answers: each probe
+  // runs a few ms of compute, and on one machine it also costs its neighbours' caches (measured:
+  // probing every idle node after every answer made the device-only plan's answers at speed 0.1
+  // swing up to 280 ms instead of 180).
+  const double latency = options_.emulation.clock == clock_mode::virtual_time ? o.virtual_latency_ms : o.latency_ms;
+  if (recent_latency_.size() >= 3) {
+    std::vector<double> sorted(recent_latency_.begin(), recent_latency_.end());
+    std::nth_element(sorted.begin(), sorted.begin() + long(sorted.size() / 2), sorted.end());
+    const double median = sorted[sorted.size() / 2];
+    if (std::abs(latency - median) > 0.1 * median) probe_burst_ = 3;
+  }
+  recent_latency_.push_back(latency);
+  if (recent_latency_.size() > 8) recent_latency_.pop_front();
+  const bool burst = probe_burst_ > 0;
+  if (burst) --probe_burst_;
+  const size_t every = size_t(std::max(1, options_.idle_probe_every)) * node_probe_every;
+  for (const compute_observation& c : o.computes) node_last_seen_[c.node] = answers_seen_;
+  for (const auto& [name, handle] : nodes_) {
+    if (down_nodes_.count(name)) continue;
+    auto seen = node_last_seen_.find(name);
+    const bool first = seen == node_last_seen_.end();  // probed at once: the planner's reference
+    if (first) seen = node_last_seen_.emplace(name, 0).first;
+    if (!first && seen->second == answers_seen_) continue;  // computed in this answer
+    if (!first && !burst && answers_seen_ - seen->second < every) continue;
+    seen->second = answers_seen_;
+    auto ms = ask<double>(*self_, handle, options_.timeout, "speed probe of node '" + name + "'",
+                          protocol::speed_atom::value, speed_probe_);
+    if (!ms) {
+      stray_errors_.push_back(ms.message());
+      continue;
+    }
+    o.computes.push_back({name, speed_probe_layers_, std::vector<double>(speed_probe_layers_.size(), 1.0), *ms, true});
+    log({{"event", "node_probed"}, {"node", name}, {"ms", *ms}});
   }
 }
 

@@ -110,6 +110,7 @@ using occupy_atom = caf::atom_constant<caf::atom("d3occupy")>;
 using standby_atom = caf::atom_constant<caf::atom("d3standby")>;
 using promote_atom = caf::atom_constant<caf::atom("d3promote")>;
 using relay_atom = caf::atom_constant<caf::atom("d3relay")>;
+using speed_atom = caf::atom_constant<caf::atom("d3speed")>;
 using ping_atom = caf::atom_constant<caf::atom("d3ping")>;
 using tick_atom = caf::atom_constant<caf::atom("d3tick")>;
 using peer_down_atom = caf::atom_constant<caf::atom("d3peerdn")>;
@@ -152,6 +153,8 @@ using node_handle = echo_handle::extend<
     // Standby copies from this node's cache to a peer (model hash, layers, peer, virtual send
     // time): the peer holds them once answered; the answer is their emulated arrival.
     caf::replies_to<relay_atom, uint64_t, std::vector<std::string>, std::string, double>::with<double>,
+    // A light probe of the node's speed: a model fragment without weights, run once (its ms).
+    caf::replies_to<speed_atom, bytes>::with<double>,
     caf::replies_to<ping_atom, uint64_t>::with<pong_atom, uint64_t, double>>;
 using planner_handle = caf::typed_actor<caf::replies_to<observe_atom, planner_report>::with<planner_decision>>;
 

@@ -189,7 +189,10 @@ void request_session::finish(uint64_t id, const std::string& error) {
   active_.erase(it);
   ++done_;
   settle_version(o, resent_[i]);
-  if (o.ok && dep_.options_.idle_probe_every > 0) dep_.probe_idle_links(o);
+  if (o.ok && dep_.options_.idle_probe_every > 0) {
+    dep_.probe_idle_links(o);
+    dep_.probe_idle_nodes(o);
+  }
   if (dep_.adaptation_ && o.ok && !pending_plan_) {
     o.standby_arrived = dep_.take_arrived_standby();
     pending_plan_ = dep_.adaptation_(o);

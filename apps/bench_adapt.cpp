@@ -98,7 +98,9 @@ answer is compared memcmp-equal with a single-process run.
   --probe-every N       light probes of a link that carried nothing for N answers (default 1:
                         a change on an idle link is seen after two answers, since a link's
                         window holds three samples and one round adds two; 0: none, and a
-                        link the plan stops using is never seen again)
+                        link the plan stops using is never seen again), and of the speed of
+                        a node that computed nothing for N answers (a small fragment of the
+                        model from its input, about 200 MFLOP, run once on it)
   --max-requests N      cap per run (default 400)
   --standby on|off      partial run: standby copies of weights (planner/standby.hpp: what each node
                         off the device runs is copied onto the other edge nodes, up to 256 MB each,

@@ -88,7 +88,7 @@ the answers by id.
   --adapt             with --strategy hpa: the planner actor watches the transfers and compute
                       times the stages report (virtual times, or under --clock wall real times,
                       each node's clock mapped onto the app's through the heartbeats), plus light
-                      probes of links idle for 3 answers, and migrates, while requests keep flowing, when a plan
+                      probes of links and nodes idle for 3 answers, and migrates, while requests keep flowing, when a plan
                       is faster by 5% (10% under --clock wall) with every estimate at its
                       pessimistic bound and the gain over 1000 requests pays for the weights it
                       ships; a verdict must hold on two answers in a row (three under --clock

@@ -43,6 +43,9 @@ struct compute_observation {
   std::vector<int> layers;
   std::vector<double> shares;
   double ms = 0;
+  // A light probe of an idle node (deployment::probe_idle_nodes), not a stage: a fragment run
+  // alone, whose time relative to the profile differs from a stage's (what dominates it differs).
+  bool probe = false;
 };
 
 // The per-version constants the observations need, computed once when a version is installed.

@@ -163,8 +163,18 @@ void adaptive_planner::observe_compute(const std::vector<compute_observation>& s
       if (c.layers[k] >= 0 && size_t(c.layers[k]) < times.milliseconds.size())
         profile_ms += times.milliseconds[size_t(c.layers[k])] * c.shares[k];
     if (profile_ms < 0.2) continue;
-    std::deque<double>& window = speed_samples_[c.node];
-    window.push_back(profile_ms / c.ms);
+    double sample = profile_ms / c.ms;
+    if (c.probe) {
+      auto ref = probe_references_.try_emplace(c.node, probe_reference{sample, node->second.speed}).first;
+      const double factor = sample / ref->second.probe_speed;
+      const bool unchanged = factor >= 0.8 && factor <= 1.25;
+      if (unchanged && !speed_samples_.count(c.node)) continue;  // never measured, and still as then
+      sample = ref->second.estimate * (unchanged ? 1.0 : factor);
+    } else {
+      probe_references_.erase(c.node);  // measured by a stage: the next probe is its reference
+    }
+    std::deque<double>& window = speed_samples_[c.node];  // invariant: no window is empty
+    window.push_back(sample);
     while (window.size() > options_.window) window.pop_front();
   }
 }

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "base/status.hpp"
 #include "planner/profile.hpp"
 
 namespace d3 {
@@ -19,6 +20,13 @@ constexpr int max_probe_repeats = 100;
 // rounds): one part of a probe whose rounds the app interleaves over its nodes (the executor is
 // kept until the last round).
 std::string profile_fragment(const std::vector<uint8_t>& payload, int repeats, int round = 0, int rounds = 1);
+
+// A light probe of this node's speed (protocol::speed_atom): the fragment (sent without weights)
+// runs once, timed under the node's clock as a stage runs it (virtual: the run's thread CPU time
+// divided by the node's speed; wall: its wall time), after an untimed run. The executor is kept
+// for the next probe of the same fragment (weights packed once). The timed run's ms, or an error
+// naming what is wrong with the fragment. `max_layers`: as for shipments.
+result<double> time_fragment(const std::vector<uint8_t>& payload, size_t max_layers);
 
 // Per-layer times from repeated runs (runs[r][l]: ms of layer l in run r; all runs of one size):
 // each layer's median, scaled so that the layers add up to the median run. On a node whose speed

@@ -405,3 +405,41 @@ BOOST_AUTO_TEST_CASE(with_standby_copies_an_edge_slowing_down_moves_work_shippin
     BOOST_TEST(end_ms->latency_ms <= best->prediction.latency_ms * 1.10, name);
   }
 }
+
+// Probes of idle nodes count as changes, not as levels: a probe's fragment runs at another
+// fraction of the profile's speed than a stage's layers (here 15% faster), so an idle node stays
+// at what it was known at (its last stage's speed, or the planned one) until a probe differs from
+// its first one by more than a factor 1.25; then it moves by that factor, and back.
+BOOST_AUTO_TEST_CASE(probes_of_idle_nodes_move_their_speed_only_when_they_change) {
+  const graph g = load_model("resnet18");
+  const layer_profile profile = profile_from_flops(g, 100.0);
+  const cluster_model cluster = d3_cluster("WiFi");
+  three_tier_choice start;
+  auto planned = hpa_strategy(g, profile, cluster, {}, &start);
+  BOOST_REQUIRE(planned.is_ok());
+  adaptive_planner planner(g, profile, cluster, start, planned->plan);
+  std::vector<int> stem;  // what a probe runs
+  for (int l = 0; l < 4; ++l) stem.push_back(l);
+  double stem_ms = 0;
+  for (int l : stem) stem_ms += profile.milliseconds[size_t(l)];
+  BOOST_REQUIRE(stem_ms >= 0.2);
+  const std::vector<double> whole(stem.size(), 1.0);
+  auto probe = [&](const std::string& node, double speed) {
+    planner.observe_compute({{node, stem, whole, stem_ms / speed / 1.15, true}});
+    planner.decide();
+    return planner.estimate().nodes.at(node).speed;
+  };
+  const double planned_speed = cluster.nodes.at("edge3").speed;
+  for (int k = 0; k < 4; ++k) BOOST_TEST(probe("edge3", planned_speed) == planned_speed);  // not 15% faster
+  for (int k = 0; k < 3; ++k) probe("edge3", planned_speed / 5);
+  BOOST_TEST(planner.estimate().nodes.at("edge3").speed == planned_speed / 5, boost::test_tools::tolerance(1e-9));
+  for (int k = 0; k < 3; ++k) probe("edge3", planned_speed);
+  BOOST_TEST(planner.estimate().nodes.at("edge3").speed == planned_speed, boost::test_tools::tolerance(1e-9));
+  // A node its stages showed at 0.8 of the profile's speed stays there while idle.
+  for (int k = 0; k < 3; ++k)
+    planner.observe_compute({{"edge4", stem, whole, stem_ms / (0.8 * planned_speed)}});
+  planner.decide();
+  BOOST_TEST(planner.estimate().nodes.at("edge4").speed == 0.8 * planned_speed, boost::test_tools::tolerance(1e-9));
+  for (int k = 0; k < 4; ++k)
+    BOOST_TEST(probe("edge4", planned_speed) == 0.8 * planned_speed, boost::test_tools::tolerance(1e-9));
+}

@@ -795,6 +795,65 @@ BOOST_FIXTURE_TEST_CASE(a_trace_step_changes_the_uplink_and_probes_see_it, testb
   BOOST_TEST(!dep.probe_link("device", "nowhere", 10).is_ok());
 }
 
+// Idle nodes are probed for their speed: a node that slows while it runs nothing shows it in a
+// later answer (a small fragment of the model run once on it), every 8 answers; when the answers'
+// latency moves (here the running node slows) every idle node is probed after each of the next
+// three answers. The node that computes is not probed (its stage shows its speed).
+BOOST_FIXTURE_TEST_CASE(idle_nodes_are_probed_for_their_speed, testbed_cluster) {
+  d3::deployment_options options = virtual_wifi_options(30s);
+  options.idle_probe_every = 1;
+  d3::deployment dep(*system, options);
+  BOOST_REQUIRE(dep.connect(endpoints()).is_ok());
+  const d3::graph& g = resnet18();
+  d3::deployment_plan plan;
+  plan.segments = {{"edge1", "conv1", "fc"}};
+  BOOST_REQUIRE(dep.deploy(g, plan).is_ok());
+  auto inputs = inputs_for(g, 10, 17);
+  // Per answer, the nodes probed (edge1's stage is not a probe).
+  auto probed_in = [&](const d3::request_outcome& o) {
+    std::set<std::string> probed;
+    bool edge1 = false;
+    for (const d3::compute_observation& c : o.computes) {
+      if (c.node == "edge1") edge1 = true;
+      else probed.insert(c.node);
+    }
+    BOOST_TEST(edge1, o.id);
+    return probed;
+  };
+  auto edge2_ms = [&](const std::vector<d3::request_outcome>& outcomes) {
+    std::vector<double> ms;
+    for (const d3::request_outcome& o : outcomes)
+      for (const d3::compute_observation& c : o.computes)
+        if (c.node == "edge2") ms.push_back(c.ms);
+    BOOST_REQUIRE(!ms.empty());
+    return *std::min_element(ms.begin(), ms.end());  // thread CPU time only grows under noise
+  };
+  auto before = dep.run(inputs, 1);
+  check_answers(g, inputs, before);
+  const double fast = edge2_ms(before);
+  BOOST_REQUIRE(dep.update_emulation(options.emulation.links, {{"edge2", 0.1}}).is_ok());
+  auto after = dep.run(inputs, 1);
+  check_answers(g, inputs, after);
+  const double slow = edge2_ms(after);
+  BOOST_TEST_MESSAGE("edge2's speed probe: " << fast << " ms at 0.5, " << slow << " ms at 0.1");
+  BOOST_TEST(slow / fast > 3.5);
+  BOOST_TEST(slow / fast < 7.0);
+  // An idle node is not probed after every answer while nothing changes.
+  size_t probes = 0;
+  for (const auto& o : after) probes += probed_in(o).size();
+  BOOST_TEST(probes <= 2 * 3u, probes << " probes in 10 answers");
+
+  // edge1, which runs the model, slows to a quarter: the answers' latency doubles, and the idle
+  // nodes are probed after each of the next three answers.
+  BOOST_REQUIRE(dep.update_emulation(options.emulation.links, {{"edge1", 0.125}, {"edge2", 0.1}}).is_ok());
+  const std::vector<std::map<std::string, d3::tensor>> five(inputs.begin(), inputs.begin() + 5);
+  auto changed = dep.run(five, 1);
+  check_answers(g, five, changed);
+  const std::set<std::string> idle = {"device", "edge2", "cloud"};
+  for (size_t k = 0; k < 3; ++k) BOOST_TEST((probed_in(changed[k]) == idle), "answer " << k << " after the change");
+  BOOST_TEST(dep.stray_errors().empty());
+}
+
 // Per-node profiles are measured on the node (stand-in weights, the node's clock: thread CPU time
 // over its speed under the virtual clock) and cached per model: the second probe is the first.
 BOOST_FIXTURE_TEST_CASE(nodes_measure_and_cache_their_own_profiles, testbed_cluster) {

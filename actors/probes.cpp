@@ -224,10 +224,11 @@ void deployment::probe_idle_nodes(request_outcome& o) {
   for (const auto& [name, handle] : nodes_) {
     if (down_nodes_.count(name)) continue;
     auto seen = node_last_seen_.find(name);
-    const bool first = seen == node_last_seen_.end();  // probed at once: the planner's reference
-    if (first) seen = node_last_seen_.emplace(name, 0).first;
-    if (!first && seen->second == answers_seen_) continue;  // computed in this answer
-    if (!first && !burst && answers_seen_ - seen->second < every) continue;
+    if (seen == node_last_seen_.end()) seen = node_last_seen_.emplace(name, 0).first;
+    if (seen->second == answers_seen_) continue;  // computed in this answer
+    // A node's first three probes come at once: the planner's reference for it.
+    const bool early = speed_probes_[name] < 3;
+    if (!early && !burst && answers_seen_ - seen->second < every) continue;
     seen->second = answers_seen_;
     auto ms = ask<double>(*self_, handle, options_.timeout, "speed probe of node '" + name + "'",
                           protocol::speed_atom::value, speed_probe_);
@@ -235,6 +236,7 @@ void deployment::probe_idle_nodes(request_outcome& o) {
       stray_errors_.push_back(ms.message());
       continue;
     }
+    ++speed_probes_[name];
     o.computes.push_back({name, speed_probe_layers_, std::vector<double>(speed_probe_layers_.size(), 1.0), *ms, true});
     log({{"event", "node_probed"}, {"node", name}, {"ms", *ms}});
   }

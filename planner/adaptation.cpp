@@ -153,6 +153,17 @@ void adaptive_planner::observe(const std::vector<link_sample>& samples) {
   ++since_migration_;
 }
 
+namespace {
+// The median of a few values (the upper middle of an even count); 0 for none.
+template <class Values>
+double median_of(const Values& values) {
+  std::vector<double> v(values.begin(), values.end());
+  if (v.empty()) return 0;
+  std::nth_element(v.begin(), v.begin() + long(v.size() / 2), v.end());
+  return v[v.size() / 2];
+}
+}  // namespace
+
 void adaptive_planner::observe_compute(const std::vector<compute_observation>& samples) {
   for (const compute_observation& c : samples) {
     auto node = estimate_.nodes.find(c.node);
@@ -165,11 +176,15 @@ void adaptive_planner::observe_compute(const std::vector<compute_observation>& s
     if (profile_ms < 0.2) continue;
     double sample = profile_ms / c.ms;
     if (c.probe) {
-      auto ref = probe_references_.try_emplace(c.node, probe_reference{sample, node->second.speed}).first;
-      const double factor = sample / ref->second.probe_speed;
+      probe_reference& ref = probe_references_.try_emplace(c.node, probe_reference{{}, {}, node->second.speed}).first->second;
+      ref.last.push_back(sample);
+      while (ref.last.size() > 3) ref.last.pop_front();
+      double factor = 1.0;
+      if (ref.first.size() < 3) ref.first.push_back(sample);  // the reference is still forming
+      else factor = median_of(ref.last) / median_of(ref.first);
       const bool unchanged = factor >= 0.8 && factor <= 1.25;
       if (unchanged && !speed_samples_.count(c.node)) continue;  // never measured, and still as then
-      sample = ref->second.estimate * (unchanged ? 1.0 : factor);
+      sample = ref.estimate * (unchanged ? 1.0 : factor);
     } else {
       probe_references_.erase(c.node);  // measured by a stage: the next probe is its reference
     }

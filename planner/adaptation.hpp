@@ -83,8 +83,9 @@ class adaptive_planner {
   // Node speeds: a stage's profile time (speed 1, times the shares) over its observed time is one
   // sample of its node's speed; the estimate is the median of the node's last `window` samples
   // (stages whose profile time is under 0.2 ms are too short to say anything and are skipped).
-  // A probe of an idle node (compute_observation::probe) is compared with the node's first probe
-  // since its last stage, its reference: within a factor 1.25 of it either way, the node is taken
+  // Probes of an idle node (compute_observation::probe): the median of its last three is compared
+  // with the median of its first three since its last stage, its reference: within a factor 1.25
+  // of it either way, the node is taken
   // to run as it did then (its estimate then is the sample; a node never measured stays
   // unmeasured); beyond, that estimate times the factor. A probe's fragment and a stage's layers
   // differ in what dominates them (measured: alexnet's fully connected part ran at 0.8 of the
@@ -146,9 +147,12 @@ class adaptive_planner {
   adaptation_options options_;
   std::map<std::pair<node_role, node_role>, std::deque<link_sample>> samples_;  // by unordered role pair
   std::map<std::string, std::deque<double>> speed_samples_;                      // by node
+  // Probe speeds are profile time over probe time; one probe can be 3x off on this shared machine
+  // (measured), so both ends of a comparison are medians of three.
   struct probe_reference {
-    double probe_speed = 0;  // profile time over the probe's time, at the reference
-    double estimate = 0;     // the node's speed estimate then
+    std::vector<double> first;  // the node's first three probe speeds since its last stage
+    std::deque<double> last;    // its last three
+    double estimate = 0;        // the node's speed estimate when the first was taken
   };
   std::map<std::string, probe_reference> probe_references_;  // by node, since its last stage
   std::map<std::pair<node_role, node_role>, int> last_sampled_;  // decision count at its last sample

@@ -308,6 +308,16 @@ inline d3::deployment_options virtual_wifi_options(std::chrono::seconds timeout)
   return options;
 }
 
+// The deployment migrates to `plan` after its next answer, once, as a planner deciding so would.
+inline void migrate_after_next_answer(d3::deployment& dep, const d3::graph& g, const d3::deployment_plan& plan) {
+  auto answered = std::make_shared<int>(0);
+  dep.set_adaptation(
+      [answered, plan](const d3::request_outcome&) -> std::optional<d3::deployment_plan> {
+        return ++*answered == 1 ? std::optional<d3::deployment_plan>(plan) : std::nullopt;
+      },
+      &g);
+}
+
 inline const d3::stage_report* report_of(const d3::request_outcome& r, int stage_id) {
   for (const d3::stage_report& s : r.stage_reports)
     if (s.stage_id == stage_id) return &s;

@@ -231,11 +231,15 @@ result<deploy_report> deployment::prestage(const graph& g, const std::map<std::s
   std::map<std::string, std::set<int>> from_app;
   std::map<std::pair<std::string, std::string>, std::vector<int>> relays;  // (from, to) -> layers
   const auto runs = placement(current()->stages);
-  auto role = [&](const std::string& node) { return node_role_from_string(roles_[node]); };
+  auto role = [&](const std::string& node) {
+    auto it = roles_.find(node);
+    return it == roles_.end() ? result<node_role>(status::error("no role")) : node_role_from_string(it->second);
+  };
+  const auto app_role = role(em.app_node);
   for (const auto& [node, set] : up) {
+    const auto to = role(node);
     for (int l : set) {
       std::string best = em.app_node;
-      auto to = role(node), app_role = role(em.app_node);
       auto holders = runs.find(l);
       if (emulated_links && to && app_role && holders != runs.end()) {
         const size_t b = weight_bytes(g.layers[size_t(l)]);

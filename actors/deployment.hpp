@@ -337,6 +337,9 @@ class deployment {
   // charged from `send_ms` (virtual). Adds to report's counts; an error leaves the rest unsent.
   status relay_to_node(const graph& g, const std::string& from, const std::string& to, const std::vector<int>& layers,
                        double send_ms, deploy_report& report);
+  // Of `layers` (weighted, in order), those `node` does not hold in its cache, in that order.
+  result<std::vector<int>> lacking_layers(const graph& g, const std::string& node, const std::vector<int>& layers,
+                                          uint64_t model_hash);
   // `node` has a connection of its own to `peer` (the peer command), made once.
   status connect_pair(const std::string& node, const std::string& peer);
   status spawn_stages(const graph& g, const stage_graph& sg, int version, uint64_t hash,

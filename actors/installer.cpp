@@ -14,6 +14,29 @@ namespace d3 {
 
 namespace {
 
+// `layers` in their order, cut into runs of at most `limit` weight bytes (a layer larger than
+// that alone): one message each.
+std::vector<std::vector<int>> weight_chunks(const graph& g, const std::vector<int>& layers, size_t limit) {
+  std::vector<std::vector<int>> chunks;
+  size_t bytes = 0;
+  for (int l : layers) {
+    const size_t b = weight_bytes(g.layers[size_t(l)]);
+    if (chunks.empty() || (!chunks.back().empty() && bytes + b > limit)) {
+      chunks.emplace_back();
+      bytes = 0;
+    }
+    chunks.back().push_back(l);
+    bytes += b;
+  }
+  return chunks;
+}
+
+size_t weight_bytes_of(const graph& g, const std::vector<int>& layers) {
+  size_t bytes = 0;
+  for (int l : layers) bytes += weight_bytes(g.layers[size_t(l)]);
+  return bytes;
+}
+
 const char* type_name_of(stage_kind kind) {
   switch (kind) {
     case stage_kind::segment: return protocol::segment_type;
@@ -146,45 +169,49 @@ status deployment::connect_pair(const std::string& node, const std::string& peer
 
 status deployment::relay_to_node(const graph& g, const std::string& from, const std::string& to,
                                  const std::vector<int>& layers, double send_ms, deploy_report& report) {
-  std::vector<std::string> names;
-  for (int l : layers) names.push_back(g.layers[size_t(l)].name);
-  auto lacking = ask<std::vector<std::string>>(*self_, nodes_.at(to), options_.timeout,
-                                               "node '" + to + "': cannot ask for its cached layers",
-                                               protocol::lacks_atom::value, report.model_hash, names);
+  auto lacking = lacking_layers(g, to, layers, report.model_hash);
   if (!lacking) return lacking.error();
   if (lacking->empty()) return status::ok();
   D3_RETURN_IF_ERROR(connect_pair(from, to));
   size_t sent_bytes = 0, sent_layers = 0;
-  std::vector<std::string> chunk;
-  size_t chunk_bytes = 0;
-  auto relay = [&]() -> status {
-    if (chunk.empty()) return status::ok();
+  status result = status::ok();
+  for (const std::vector<int>& chunk : weight_chunks(g, *lacking, options_.shipment_bytes)) {
+    std::vector<std::string> names;
+    for (int l : chunk) names.push_back(g.layers[size_t(l)].name);
     auto arrival = ask<double>(*self_, nodes_.at(from), options_.timeout,
                                "node '" + from + "': copying " + std::to_string(chunk.size()) + " layers to node '" + to + "'",
-                               protocol::relay_atom::value, report.model_hash, chunk, to, send_ms);
-    if (!arrival) return arrival.error();
-    sent_bytes += chunk_bytes;
+                               protocol::relay_atom::value, report.model_hash, names, to, send_ms);
+    if (!arrival) {
+      result = arrival.error();
+      break;
+    }
+    sent_bytes += weight_bytes_of(g, chunk);
     sent_layers += chunk.size();
-    chunk.clear();
-    chunk_bytes = 0;
-    return status::ok();
-  };
-  status result = status::ok();
-  for (const std::string& name : *lacking) {
-    const int l = g.find(name);
-    if (l < 0) return status::error("node '" + to + "' lacks unknown layer '" + name + "'");
-    const size_t b = weight_bytes(g.layers[size_t(l)]);
-    if (!chunk.empty() && chunk_bytes + b > options_.shipment_bytes && !(result = relay())) break;
-    chunk.push_back(name);
-    chunk_bytes += b;
   }
-  if (result) result = relay();
   report.weight_bytes_shipped += sent_bytes;
   report.layers_shipped += sent_layers;
   report.weight_bytes_per_node[to] += sent_bytes;
   log({{"event", "standby_relayed"}, {"from", from}, {"node", to}, {"layers", sent_layers}, {"bytes", sent_bytes},
        {"model_hash", report.model_hash}});
   return result;
+}
+
+result<std::vector<int>> deployment::lacking_layers(const graph& g, const std::string& node, const std::vector<int>& layers,
+                                                    uint64_t model_hash) {
+  std::vector<std::string> names;
+  for (int l : layers) names.push_back(g.layers[size_t(l)].name);
+  auto asked = ask<std::vector<std::string>>(*self_, nodes_.at(node), options_.timeout,
+                                             "node '" + node + "': cannot ask for its cached layers",
+                                             protocol::lacks_atom::value, model_hash, names);
+  if (!asked) return asked.error();
+  const std::set<int> wanted(layers.begin(), layers.end());
+  std::vector<int> lacking;
+  for (const std::string& name : *asked) {
+    const int l = g.find(name);
+    if (l < 0 || !wanted.count(l)) return status::error("node '" + node + "' lacks unknown layer '" + name + "'");
+    lacking.push_back(l);
+  }
+  return lacking;
 }
 
 // One encoded shipment to `node`: one message, or (a layer whose weights alone exceed
@@ -223,43 +250,20 @@ status deployment::ship_layers(const graph& g, const stage_graph& sg, deploy_rep
 status deployment::ship_to_nodes(const graph& g, const std::map<std::string, std::set<int>>& needed,
                                  deploy_report& report, bool ship_everything, const char* event) {
   for (const auto& [node, layer_set] : needed) {
-    std::vector<std::string> names;
-    for (int l : layer_set) names.push_back(g.layers[size_t(l)].name);
-    std::vector<std::string> lacking = names;
+    std::vector<int> to_ship(layer_set.begin(), layer_set.end());
     if (!ship_everything) {
-      auto asked = ask<std::vector<std::string>>(*self_, nodes_.at(node), options_.timeout,
-                                                 "node '" + node + "': cannot ask for its cached layers",
-                                                 protocol::lacks_atom::value, report.model_hash, names);
-      if (!asked) return asked.error();
-      lacking = std::move(asked.value());
-    }
-    std::vector<int> to_ship;
-    for (const std::string& name : lacking) {
-      const int l = g.find(name);
-      if (l < 0 || !layer_set.count(l)) return status::error("node '" + node + "' lacks unknown layer '" + name + "'");
-      to_ship.push_back(l);
+      auto lacking = lacking_layers(g, node, to_ship, report.model_hash);
+      if (!lacking) return lacking.error();
+      to_ship = std::move(lacking.value());
     }
     size_t node_bytes = 0;
-    std::vector<int> chunk;
-    size_t chunk_bytes = 0;
-    auto ship = [&]() -> status {
-      if (chunk.empty()) return status::ok();
+    for (const std::vector<int>& chunk : weight_chunks(g, to_ship, options_.shipment_bytes)) {
       protocol::bytes payload = encode_layers(g, chunk, report.model_hash, chunk);
       if (payload.empty()) return status::error("cannot encode the layers shipped to node '" + node + "'");
       report.message_bytes_shipped += payload.size();
       D3_RETURN_IF_ERROR(send_shipment(node, std::move(payload), chunk.size()));
-      node_bytes += chunk_bytes;
-      chunk.clear();
-      chunk_bytes = 0;
-      return status::ok();
-    };
-    for (int l : to_ship) {
-      const size_t b = weight_bytes(g.layers[size_t(l)]);
-      if (!chunk.empty() && chunk_bytes + b > options_.shipment_bytes) D3_RETURN_IF_ERROR(ship());
-      chunk.push_back(l);
-      chunk_bytes += b;
+      node_bytes += weight_bytes_of(g, chunk);
     }
-    D3_RETURN_IF_ERROR(ship());
     report.weight_bytes_shipped += node_bytes;
     report.layers_shipped += to_ship.size();
     report.layers_cached += layer_set.size() - to_ship.size();

@@ -36,7 +36,27 @@ struct probe_session {
   std::unique_ptr<executor> exec;
   std::vector<tensor> inputs;
   std::vector<std::string> names;  // per layer index of the fragment; "" for input layers
+
+  std::vector<const tensor*> input_pointers() const {
+    std::vector<const tensor*> pointers;
+    for (const tensor& t : inputs) pointers.push_back(&t);
+    return pointers;
+  }
 };
+
+// A session for fragment `f` (sent without weights): stand-in weights, the executor (which packs
+// its own copy of them), random inputs.
+result<std::unique_ptr<probe_session>> open_probe_session(graph& f, std::string key) {
+  if (status s = fill_missing_weights(f); !s) return s;
+  auto exec = executor::create(f);
+  if (!exec) return exec.error();
+  auto session = std::make_unique<probe_session>();
+  session->key = std::move(key);
+  session->exec = std::move(exec.value());
+  for (int i : f.input_layers()) session->inputs.push_back(random_tensor(f.layers[size_t(i)].output_shape, 7));
+  for (const layer& l : f.layers) session->names.push_back(l.kind == layer_kind::input ? "" : l.name);
+  return session;
+}
 
 }  // namespace
 
@@ -114,19 +134,12 @@ std::string profile_fragment(const std::vector<uint8_t>& payload, int repeats, i
   if (auto hit = cache.find(key); hit != cache.end()) return hit->second;
   if (!session || session->key != session_key) {
     session.reset();  // the last probe's executor first: never two at once
-    if (status s = fill_missing_weights(f); !s) return failed(s.message());
-    auto exec = executor::create(f);
-    if (!exec) return failed(exec.message());
-    auto fresh = std::make_unique<probe_session>();
-    fresh->key = session_key;
-    fresh->exec = std::move(exec.value());
-    for (int i : f.input_layers()) fresh->inputs.push_back(random_tensor(f.layers[size_t(i)].output_shape, 7));
-    for (const layer& l : f.layers) fresh->names.push_back(l.kind == layer_kind::input ? "" : l.name);
-    session = std::move(fresh);
+    auto fresh = open_probe_session(f, session_key);
+    if (!fresh) return failed(fresh.message());
+    session = std::move(fresh.value());
   }
   shipment->fragment = graph{};  // the stand-in weights: the executor packed its own copy
-  std::vector<const tensor*> pointers;
-  for (const tensor& t : session->inputs) pointers.push_back(&t);
+  const std::vector<const tensor*> pointers = session->input_pointers();
   std::vector<std::vector<double>> runs;  // per timed run, per layer index: ms
   std::vector<bool> timed(session->names.size(), false);
   // The timed runs are spread out: each after a pause and an untimed run of its own, so that a
@@ -185,7 +198,7 @@ std::string profile_fragment(const std::vector<uint8_t>& payload, int repeats, i
 
 result<double> time_fragment(const std::vector<uint8_t>& payload, size_t max_layers) {
   static std::mutex mutex;  // one probe at a time; guards the session
-  static probe_session session;
+  static std::unique_ptr<probe_session> session;
   auto shipment = decode_shipment(payload.data(), payload.size(), max_layers);
   if (!shipment) return status::error("speed probe: " + shipment.message());
   graph& f = shipment->fragment;
@@ -193,36 +206,31 @@ result<double> time_fragment(const std::vector<uint8_t>& payload, size_t max_lay
   for (const layer& l : f.layers) key += ":" + l.name;
   const bool virtual_clock = emulation().mode() == clock_mode::virtual_time;
   std::lock_guard<std::mutex> lock(mutex);
-  std::vector<const tensor*> pointers;
   auto run = [&]() -> result<double> {
-    pointers.clear();
-    for (const tensor& t : session.inputs) pointers.push_back(&t);
+    const std::vector<const tensor*> pointers = session->input_pointers();
     machine_cpu_lock alone(virtual_clock);
     const double cpu_start = thread_cpu_ms();
     const auto wall_start = std::chrono::steady_clock::now();
-    auto out = session.exec->run(pointers);
+    auto out = session->exec->run(pointers);
     if (!out) return status::error("speed probe: " + out.message());
     if (virtual_clock) return (thread_cpu_ms() - cpu_start) / emulation().speed();
     return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - wall_start).count();
   };
-  if (!session.exec || session.key != key) {
-    session = probe_session{};
-    if (status s = fill_missing_weights(f); !s) return status::error("speed probe: " + s.message());
-    auto exec = executor::create(f);
-    if (!exec) return status::error("speed probe: " + exec.message());
-    session.key = key;
-    session.exec = std::move(exec.value());
-    for (int i : f.input_layers()) session.inputs.push_back(random_tensor(f.layers[size_t(i)].output_shape, 7));
+  if (!session || session->key != key) {
+    session.reset();
+    auto fresh = open_probe_session(f, key);
+    if (!fresh) return status::error("speed probe: " + fresh.message());
+    session = std::move(fresh.value());
   }
   // Untimed first, as the profile's runs are warm: a run alone, its weights and buffers out of
   // the caches since the last probe, measured 15% slower than the same layers in a profile run.
   auto warm = run();
   if (!warm) {
-    session = probe_session{};
+    session.reset();
     return warm.error();
   }
   auto timed = run();
-  if (!timed) session = probe_session{};
+  if (!timed) session.reset();
   return timed;
 }
 

@@ -308,12 +308,14 @@ inline d3::deployment_options virtual_wifi_options(std::chrono::seconds timeout)
   return options;
 }
 
-// The deployment migrates to `plan` after its next answer, once, as a planner deciding so would.
-inline void migrate_after_next_answer(d3::deployment& dep, const d3::graph& g, const d3::deployment_plan& plan) {
+// The deployment migrates to `plan` after its `answers`-th answer from now, once, as a planner
+// deciding so would.
+inline void migrate_after_answer(d3::deployment& dep, const d3::graph& g, const d3::deployment_plan& plan,
+                                 int answers = 1) {
   auto answered = std::make_shared<int>(0);
   dep.set_adaptation(
-      [answered, plan](const d3::request_outcome&) -> std::optional<d3::deployment_plan> {
-        return ++*answered == 1 ? std::optional<d3::deployment_plan>(plan) : std::nullopt;
+      [answered, plan, answers](const d3::request_outcome&) -> std::optional<d3::deployment_plan> {
+        return ++*answered == answers ? std::optional<d3::deployment_plan>(plan) : std::nullopt;
       },
       &g);
 }

@@ -431,12 +431,7 @@ BOOST_FIXTURE_TEST_CASE(live_migration_loses_no_request_and_ships_only_moved_lay
   second.segments = {{"device", "conv1", "maxpool"}, {"edge1", "layer1.0.conv1", "layer1.1.add"},
                      {"cloud", "layer2.0.conv1", "fc"}};
   BOOST_REQUIRE(dep.deploy(g, first).is_ok());
-  int answered = 0;
-  dep.set_adaptation(
-      [&](const d3::request_outcome&) -> std::optional<d3::deployment_plan> {
-        return ++answered == 5 ? std::optional<d3::deployment_plan>(second) : std::nullopt;
-      },
-      &g);
+  migrate_after_answer(dep, g, second, 5);
   auto inputs = inputs_for(g, 16, 71);
   auto outcomes = dep.run(inputs, 4);
   check_answers(g, inputs, outcomes);
@@ -518,7 +513,7 @@ BOOST_FIXTURE_TEST_CASE(standby_copies_delay_no_request_and_let_a_migration_ship
   const double earliest_arrival = queued_at + lan.latency_ms + double(layer3_weights) * 8.0 / (lan.bandwidth_mbit_per_s * 1e3);
   BOOST_TEST(dep.take_arrived_standby().count("edge1") == 0u);  // still on its way
 
-  migrate_after_next_answer(dep, g, second);
+  migrate_after_answer(dep, g, second);
   const std::vector<std::map<std::string, d3::tensor>> rest(inputs.begin() + 3, inputs.end());
   auto outcomes = dep.run(rest, 1);
   check_answers(g, rest, outcomes);
@@ -591,7 +586,7 @@ BOOST_FIXTURE_TEST_CASE(standby_copies_come_over_the_fastest_link_from_a_node_ho
   BOOST_TEST(sent->weight_bytes_shipped == weights);
   BOOST_TEST(sent->weight_bytes_per_node.at("edge2") == weights);
 
-  migrate_after_next_answer(dep, g, second);
+  migrate_after_answer(dep, g, second);
   const std::vector<std::map<std::string, d3::tensor>> rest(inputs.begin() + 2, inputs.end());
   auto outcomes = dep.run(rest, 1);
   check_answers(g, rest, outcomes);

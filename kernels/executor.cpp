@@ -26,6 +26,41 @@ executor::~executor() {
   if (pool_ != nullptr) pthreadpool_destroy(pool_);
 }
 
+namespace {
+
+// For each concat among `steps`: the concat whose buffer holds its tensor, itself unless its
+// inputs are a prefix of a wider concat's and every reader takes a strided input (then it is a
+// view of that concat's first channels). -1 for other layers.
+std::vector<int> shared_concat_buffers(const graph& g, const std::vector<int>& steps, const std::vector<bool>& inside,
+                                       const std::vector<bool>& is_output, const std::vector<std::vector<int>>& readers,
+                                       bool share) {
+  std::vector<int> root(g.layers.size(), -1), concats;
+  for (int c : steps)
+    if (g.layers[c].kind == layer_kind::concat) root[c] = c, concats.push_back(c);
+  if (!share) return root;
+  auto prefix_of = [&](int a, int b) {
+    const std::vector<int>& x = g.layers[a].inputs;
+    const std::vector<int>& y = g.layers[b].inputs;
+    return x.size() <= y.size() && std::equal(x.begin(), x.end(), y.begin());
+  };
+  for (int c : concats) {
+    // The widest concat `c` is a prefix of (ties: the lowest index, so that it is its own widest).
+    int widest = c;
+    for (int d : concats) {
+      const size_t size = g.layers[d].inputs.size(), best = g.layers[widest].inputs.size();
+      if (prefix_of(c, d) && (size > best || (size == best && d < widest))) widest = d;
+    }
+    if (widest == c || is_output[c]) continue;
+    bool strided_readers = true;
+    for (int r : readers[c])
+      strided_readers = strided_readers && inside[r] && reads_strided_input(g.layers[r], {g.layers[c].output_shape});
+    if (strided_readers) root[c] = widest;
+  }
+  return root;
+}
+
+}  // namespace
+
 result<std::unique_ptr<executor>> executor::create(const graph& g, std::vector<int> layer_set,
                                                    executor_options options) {
   D3_RETURN_IF_ERROR(initialize_compute());
@@ -79,28 +114,54 @@ result<std::unique_ptr<executor>> executor::create(const graph& g, std::vector<i
     self->output_shapes_.push_back(g.layers[o].output_shape);
   }
 
-  // Concatenations built in place: a producer whose only reader is a concat writes straight into
-  // its channel slice (XNNPACK output pixel stride), so the concat copies nothing for it.
+  // Concatenations built in place: a producer whose only readers are concats sharing one buffer
+  // writes straight into its channel slice (an output pixel stride), so no concat copies it.
+  // Concats share a buffer when one's inputs are a prefix of the other's (DenseNet: every layer of
+  // a dense block concatenates all features so far): the shorter is a view of the longer's first
+  // channels, read through an input pixel stride by a consumer that supports it.
   const std::vector<std::vector<int>> readers = g.consumers();
   std::vector<int> storage_owner(n, -1);  // layer whose buffer holds this layer's tensor
   std::vector<size_t> channel_offset(n, 0);
   std::vector<std::vector<bool>> concat_in_place(n);
+  const std::vector<int> concat_root = shared_concat_buffers(g, steps_order, inside, is_output, readers,
+                                                             options.share_concat_prefixes);
+  for (int c : steps_order)
+    if (g.layers[c].kind == layer_kind::concat && concat_root[c] != c) storage_owner[c] = concat_root[c];
   for (int c : steps_order) {
     const layer& cat = g.layers[c];
-    if (cat.kind != layer_kind::concat) continue;
-    concat_in_place[c].assign(cat.inputs.size(), false);
+    if (cat.kind != layer_kind::concat || concat_root[c] != c) continue;
     size_t offset = 0;
     for (size_t k = 0; k < cat.inputs.size(); ++k) {
       int p = cat.inputs[k];
       layer_kind kind = g.layers[p].kind;
       bool strided_kind = kind == layer_kind::convolution || kind == layer_kind::max_pool ||
                           kind == layer_kind::average_pool || kind == layer_kind::clamp;
-      if (inside[p] && strided_kind && readers[p].size() == 1 && !is_output[p] && storage_owner[p] < 0) {
+      bool only_this_buffer = true;
+      for (int r : readers[p]) only_this_buffer = only_this_buffer && concat_root[r] == c;
+      if (inside[p] && strided_kind && only_this_buffer && !is_output[p] && storage_owner[p] < 0) {
         storage_owner[p] = c;
         channel_offset[p] = offset;
-        concat_in_place[c][k] = true;
       }
       offset += size_t(g.layers[p].output_shape.c);
+    }
+  }
+  // Each input of a shared buffer is written once: by its producer (in place) or by the first
+  // concat of the buffer, in execution order, that has it.
+  {
+    std::vector<std::vector<bool>> written(n);
+    for (int c : steps_order) {
+      const layer& cat = g.layers[c];
+      if (cat.kind != layer_kind::concat) continue;
+      std::vector<bool>& done = written[concat_root[c]];
+      concat_in_place[c].assign(cat.inputs.size(), false);
+      size_t offset = 0;
+      for (size_t k = 0; k < cat.inputs.size(); ++k) {
+        if (k >= done.size()) done.resize(k + 1, false);
+        const int p = cat.inputs[k];
+        concat_in_place[c][k] = done[k] || (storage_owner[p] == concat_root[c] && channel_offset[p] == offset);
+        done[k] = true;
+        offset += size_t(g.layers[p].output_shape.c);
+      }
     }
   }
 
@@ -172,7 +233,15 @@ result<std::unique_ptr<executor>> executor::create(const graph& g, std::vector<i
     st.output = value_of[i];
     operator_options op_options;
     if (storage_owner[i] >= 0) op_options.output_pixel_stride = values.where[st.output].pixel_stride;
+    for (size_t k = 0; k < l.inputs.size(); ++k) {
+      const value_location& from = values.where[value_of[l.inputs[k]]];
+      if (from.external_input >= 0 || from.pixel_stride == size_t(in_shapes[k].c)) continue;
+      if (l.kind == layer_kind::concat && concat_in_place[i][k]) continue;  // already in its buffer
+      if (k > 0) return status::error("executor: layer '" + l.name + "' would read a strided input " + std::to_string(k));
+      op_options.input_pixel_stride = from.pixel_stride;
+    }
     op_options.concat_input_in_place = concat_in_place[i];
+    for (bool in_place : concat_in_place[i]) self->copied_concat_inputs_ += in_place ? 0 : 1;
     op_options.threads = options.threads;
     auto op = create_layer_operator(l, in_shapes, op_options);
     if (!op) return op.error();

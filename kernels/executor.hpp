@@ -18,6 +18,9 @@ namespace d3 {
 
 struct executor_options {
   int threads = 1;  // 1 runs on the calling thread; more uses a pthreadpool of that size
+  // Concats whose inputs are a prefix of another concat's share its buffer (no copies; see
+  // create()). Off only to compare against the copying way.
+  bool share_concat_prefixes = true;
 };
 
 struct layer_timing {
@@ -55,6 +58,8 @@ class executor {
                                                 std::vector<layer_timing>* timings = nullptr);
 
   double flops() const { return flops_; }
+  // Concat inputs run() copies; the others are written in place by their producers.
+  int copied_concat_inputs() const { return copied_concat_inputs_; }
 
  private:
   executor() = default;
@@ -85,6 +90,7 @@ class executor {
   std::vector<std::string> input_names_, output_names_;
   std::vector<tensor_shape> input_shapes_, output_shapes_;
   double flops_ = 0;
+  int copied_concat_inputs_ = 0;
   pthreadpool_t pool_ = nullptr;
 };
 

@@ -428,8 +428,9 @@ namespace {
 // minps). Blocks of pixels on the pool.
 class channel_affine_operator : public layer_operator {
  public:
-  channel_affine_operator(const layer& l, tensor_shape in, size_t out_stride)
-      : name_(l.name), window_(l.window), act_(l.act), shape_(in), out_stride_(out_stride), scale_(l.weights.begin(), l.weights.end()) {
+  channel_affine_operator(const layer& l, tensor_shape in, size_t out_stride, size_t in_stride)
+      : name_(l.name), window_(l.window), act_(l.act), shape_(in), out_stride_(out_stride), in_stride_(in_stride),
+        scale_(l.weights.begin(), l.weights.end()) {
     bias_.assign(size_t(in.c), 0.0f);
     if (!l.bias.empty()) std::copy(l.bias.begin(), l.bias.end(), bias_.begin());
   }
@@ -466,10 +467,10 @@ class channel_affine_operator : public layer_operator {
   template <class V>
   D3_INLINE void rows_with(size_t first, size_t count) {
     constexpr size_t lanes = sizeof(V) / sizeof(float);
-    const size_t c = size_t(shape_.c), stride = out_stride_ ? out_stride_ : c;
+    const size_t c = size_t(shape_.c), stride = out_stride_ ? out_stride_ : c, in_stride = in_stride_ ? in_stride_ : c;
     const V lo = splat_as<V>(act_.min), hi = splat_as<V>(act_.max);
     for (size_t p = first; p < first + count; ++p) {
-      const float* x = x_ + p * c;
+      const float* x = x_ + p * in_stride;
       float* y = y_ + p * stride;
       size_t ch = 0;
       for (; ch + lanes <= c; ch += lanes) {
@@ -495,6 +496,7 @@ class channel_affine_operator : public layer_operator {
   activation act_;
   tensor_shape shape_;
   size_t out_stride_;
+  size_t in_stride_;  // floats between input pixels: a prefix of a wider concat's buffer (0: dense)
   std::vector<float> scale_, bias_;
   const float* x_ = nullptr;
   float* y_ = nullptr;
@@ -510,7 +512,8 @@ bool channel_affine_runs_natively(const layer& l, const tensor_shape& input) {
 }
 
 result<std::unique_ptr<layer_operator>> create_channel_affine_operator(const layer& l, const tensor_shape& input,
-                                                                       size_t output_pixel_stride) {
+                                                                       size_t output_pixel_stride,
+                                                                       size_t input_pixel_stride) {
   if (!channel_affine_runs_natively(l, input))
     return status::error("convolution layer '" + l.name + "': not a depthwise 1x1 convolution with stride 1");
   if (l.weights.size() != size_t(input.c) || (!l.bias.empty() && l.bias.size() != size_t(input.c)))
@@ -519,7 +522,10 @@ result<std::unique_ptr<layer_operator>> create_channel_affine_operator(const lay
   if (l.output_shape != input)
     return status::error("convolution layer '" + l.name + "': output shape " + l.output_shape.to_string() +
                          " differs from its input " + input.to_string());
-  return std::unique_ptr<layer_operator>(new channel_affine_operator(l, input, output_pixel_stride));
+  if (input_pixel_stride != 0 && input_pixel_stride < size_t(input.c))
+    return status::error("convolution layer '" + l.name + "': input pixel stride " + std::to_string(input_pixel_stride) +
+                         " is below its " + std::to_string(input.c) + " channels");
+  return std::unique_ptr<layer_operator>(new channel_affine_operator(l, input, output_pixel_stride, input_pixel_stride));
 }
 
 bool depthwise_runs_natively(const layer& l, const tensor_shape& input) {

@@ -29,9 +29,11 @@ result<std::unique_ptr<layer_operator>> create_token_operator(const layer& l, co
 // True for a depthwise 1x1 convolution with stride 1 and no padding (a per-channel affine: DenseNet's
 // pre-activation batch norms), unless D3_CONVOLUTION=xnnpack: XNNPACK runs it 4 lanes wide.
 bool channel_affine_runs_natively(const layer& l, const tensor_shape& input);
-// Precondition: channel_affine_runs_natively(l, input). Computes XNNPACK's bits.
+// Precondition: channel_affine_runs_natively(l, input). Computes XNNPACK's bits. Strides as in
+// operator_options (0: dense).
 result<std::unique_ptr<layer_operator>> create_channel_affine_operator(const layer& l, const tensor_shape& input,
-                                                                       size_t output_pixel_stride);
+                                                                       size_t output_pixel_stride,
+                                                                       size_t input_pixel_stride = 0);
 
 // True for a depthwise convolution (one input and one output channel per group) whose window has
 // more taps than XNNPACK's depthwise kernels take: create_layer_operator runs it natively.

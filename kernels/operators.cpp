@@ -320,6 +320,10 @@ class native_average_pool : public layer_operator {
 
 }  // namespace
 
+bool reads_strided_input(const layer& l, const std::vector<tensor_shape>& inputs) {
+  return inputs.size() == 1 && l.kind == layer_kind::convolution && channel_affine_runs_natively(l, inputs[0]);
+}
+
 bool average_pool_runs_natively(const layer& l, const tensor_shape& input) {
   const window_params& w = l.window;
   // XNNPACK divides by the number of in-image elements whenever there is padding, which is
@@ -510,7 +514,10 @@ created create_clamp(const layer& l, const std::vector<tensor_shape>& in, size_t
 // Concatenation along channels: one strided XNNPACK copy per input, each into its channel slice.
 class concat_operator : public layer_operator {
  public:
-  static created create(const layer& l, const std::vector<tensor_shape>& in, const std::vector<bool>& in_place) {
+  // `out_stride`: floats between output pixels (0: dense), wider when the concat is a channel
+  // prefix of another concat's buffer.
+  static created create(const layer& l, const std::vector<tensor_shape>& in, const std::vector<bool>& in_place,
+                         size_t out_stride) {
     std::unique_ptr<concat_operator> self(new concat_operator);
     self->out_ = l.output_shape;
     self->in_ = in;
@@ -519,7 +526,7 @@ class concat_operator : public layer_operator {
       bool skip = i < in_place.size() && in_place[i];
       if (!skip) {
         xnn_operator_t op = nullptr;
-        xnn_status s = xnn_create_copy_nc_x32(in[i].c, in[i].c, l.output_shape.c, 0, &op);
+        xnn_status s = xnn_create_copy_nc_x32(in[i].c, in[i].c, out_stride ? out_stride : size_t(l.output_shape.c), 0, &op);
         if (s != xnn_status_success) return op_error(l, "create", s);
         self->copies_.push_back({xnn_handle(op), i, offset});
       }
@@ -661,6 +668,9 @@ result<std::unique_ptr<layer_operator>> create_layer_operator(const layer& l, co
   if (stride != 0 && stride < size_t(l.output_shape.c))
     return status::error(where + ": output pixel stride " + std::to_string(stride) + " is below its " +
                          std::to_string(l.output_shape.c) + " channels");
+  const size_t in_stride = options.input_pixel_stride;
+  if (in_stride != 0 && !in.empty() && in_stride != size_t(in[0].c) && !reads_strided_input(l, in))
+    return status::error(where + ": a strided input (pixel stride " + std::to_string(in_stride) + ") is not supported");
   auto no_stride = [&]() -> status {
     if (stride != 0 && stride != size_t(l.output_shape.c))
       return status::error(where + ": a strided output is not supported");
@@ -669,12 +679,13 @@ result<std::unique_ptr<layer_operator>> create_layer_operator(const layer& l, co
   switch (l.kind) {
     case layer_kind::convolution:
       if (depthwise_runs_natively(l, in[0])) return create_depthwise_operator(l, in[0], stride);
-      if (channel_affine_runs_natively(l, in[0])) return create_channel_affine_operator(l, in[0], stride);
+      if (channel_affine_runs_natively(l, in[0])) return create_channel_affine_operator(l, in[0], stride, in_stride);
       if (convolution_runs_on_native_gemm(l, in[0])) return create_gemm_convolution_operator(l, in[0], stride);
       return convolution_operator::create(l, in, stride, options.threads);
     case layer_kind::max_pool: return create_max_pool(l, in, stride);
     case layer_kind::average_pool: return create_average_pool(l, in, stride, options.native_average_pool);
     case layer_kind::clamp: return create_clamp(l, in, stride);
+    case layer_kind::concat: return concat_operator::create(l, in, options.concat_input_in_place, stride);
     default: break;
   }
   D3_RETURN_IF_ERROR(no_stride());
@@ -696,7 +707,7 @@ result<std::unique_ptr<layer_operator>> create_layer_operator(const layer& l, co
     case layer_kind::channel_slice: return create_channel_slice(l, in);
     case layer_kind::pad: return create_pad(l, in);
     case layer_kind::softmax: return create_softmax(l, in);
-    case layer_kind::concat: return concat_operator::create(l, in, options.concat_input_in_place);
+
     case layer_kind::flatten: return std::unique_ptr<layer_operator>(new flatten_operator(l, in[0]));
     case layer_kind::batch_norm: return status::error(where + ": batch norm must be folded first (prepare_for_inference)");
     case layer_kind::input: return status::error(where + ": input layers have no operator");

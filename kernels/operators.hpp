@@ -36,10 +36,16 @@ class layer_operator {
 // How an operator writes its output (the executor uses this to build concatenations in place).
 struct operator_options {
   // Floats between consecutive output pixels; 0 means dense (the layer's output channels).
-  // Supported by convolution, max/average pooling and clamp; the executor points such an operator
+  // Supported by convolution, max/average pooling, clamp and concat; the executor points such an operator
   // at its channel slice of a concat's buffer, so the concat copies nothing.
   size_t output_pixel_stride = 0;
-  // Concat only: inputs already written in place by their producers, which the operator skips.
+  // Floats between consecutive pixels of the first input; 0 means dense (its channels). Only
+  // where reads_strided_input() holds: the executor points such an operator at a concat that is a
+  // channel prefix of a wider concat's buffer (DenseNet's growing concats), so that concat copies
+  // nothing. Concat operators take output_pixel_stride for the same reason.
+  size_t input_pixel_stride = 0;
+  // Concat only: inputs already in the output buffer (written in place by their producers, or
+  // copied there by an earlier concat sharing the buffer), which the operator skips.
   std::vector<bool> concat_input_in_place;
   // Threads the operator will run on: single-threaded convolutions with weights larger than L2
   // are split into output-channel blocks (more threads split the work, and the cache, already).
@@ -49,6 +55,9 @@ struct operator_options {
   // XNNPACK's kernel, which rounds differently.
   bool native_average_pool = false;
 };
+
+// True when the operator for `l` over `inputs` takes a strided first input (input_pixel_stride).
+bool reads_strided_input(const layer& l, const std::vector<tensor_shape>& inputs);
 
 // True when average pooling layer `l` over `input` runs on d3's native loop rather than XNNPACK
 // (a divisor that counts padding, or a 1x1 window): XNNPACK has no such kernel.

@@ -224,3 +224,70 @@ BOOST_AUTO_TEST_CASE(bad_inputs_are_rejected_by_name) {
   tensor x = random_tensor({1, 224, 224, 3}, 1);
   BOOST_TEST(e->run({&x}).is_ok());
 }
+
+// DenseNet's dense block: every layer concatenates all features so far, so each concat's inputs
+// are a prefix of the next one's. The concats share the widest one's buffer (the features are
+// written in place once, the batch norms read the prefixes with a stride): the same bits as
+// copying every concat, every layer within 1e-5 of the reference, and cuts inside the block
+// (the block's input then arrives from outside and is copied once) reproduce the whole run.
+BOOST_AUTO_TEST_CASE(dense_block_concats_share_one_buffer) {
+  using namespace d3::testing;
+  graph g;
+  int x = add_input(g, "image", {1, 12, 10, 5});
+  int stem = add_relu(g, "stem.relu", add_convolution(g, "stem", x, 5, 16));
+  std::vector<int> features{stem};
+  int channels = 16;
+  for (int i = 1; i <= 4; ++i) {
+    const std::string p = "block.layer" + std::to_string(i);
+    int cat = add_simple(g, p + ".concat", layer_kind::concat, features);
+    int bn = add_relu(g, p + ".relu1", add_batch_norm(g, p + ".norm1", cat, channels));
+    int c1 = add_relu(g, p + ".relu2", add_convolution(g, p + ".conv1", bn, channels, 24, 1, 1, 0));
+    features.push_back(add_convolution(g, p + ".conv2", c1, 24, 8));
+    channels += 8;
+  }
+  int cat = add_simple(g, "block.concat", layer_kind::concat, features);
+  int bn = add_relu(g, "transition.relu", add_batch_norm(g, "transition.norm", cat, channels));
+  int out = add_convolution(g, "transition.conv", bn, channels, 12, 1, 1, 0);
+  g.outputs = {out};
+  BOOST_REQUIRE_MESSAGE(prepare_for_inference(g).is_ok(), "prepare");  // fuses the ReLUs: indices change
+  const std::string output = g.layers[g.outputs.at(0)].name;
+
+  tensor input = random_tensor({1, 12, 10, 5}, 21);
+  auto shared = make_executor(g);
+  executor_options copying_options;
+  copying_options.share_concat_prefixes = false;
+  auto copying = executor::create(g, {}, copying_options);
+  BOOST_REQUIRE(copying.is_ok());
+  BOOST_TEST(shared->copied_concat_inputs() == 0);
+  BOOST_TEST(copying.value()->copied_concat_inputs() > 8);
+  auto a = shared->run_all({&input});
+  auto b = copying.value()->run_all({&input});
+  BOOST_REQUIRE(a.is_ok() && b.is_ok());
+  BOOST_REQUIRE(a.value().size() == b.value().size());
+  for (const auto& [name, t] : b.value())
+    BOOST_CHECK_MESSAGE(bitwise_equal(a.value().at(name), t), "tensor " << name << " differs from the copying run");
+  std::map<std::string, tensor> tensors = a.value();
+  tensors["image"] = input;
+  int checked = 0;
+  for (const layer& l : g.layers) {
+    if (l.kind == layer_kind::input) continue;
+    std::vector<const tensor*> inputs;
+    for (int in : l.inputs) inputs.push_back(&tensors.at(g.layers[in].name));
+    std::string mismatch = compare_relative(tensors.at(l.name), reference_layer(l, inputs), 1e-5);
+    BOOST_CHECK_MESSAGE(mismatch.empty(), "layer " << l.name << ": " << mismatch);
+    ++checked;
+  }
+  BOOST_TEST(checked >= 16);
+  // A second run on the same buffers (views and in-place writes leave nothing stale).
+  auto again = shared->run({&input});
+  BOOST_REQUIRE(again.is_ok());
+  BOOST_TEST(bitwise_equal(again.value()[0], a.value().at(output)));
+
+  for (std::vector<std::string> cuts : std::vector<std::vector<std::string>>{
+           {"block.layer2.concat"}, {"block.layer2.conv2", "block.layer4.concat"}, {"block.concat"}}) {
+    std::vector<size_t> positions;
+    for (const std::string& name : cuts) positions.push_back(cut_before(g, name));
+    auto pieces = run_in_pieces(g, input, positions);
+    BOOST_TEST(bitwise_equal(pieces.at(output), a.value().at(output)), "cut before " << cuts[0]);
+  }
+}

@@ -825,6 +825,7 @@ BOOST_AUTO_TEST_CASE(native_vector_widths_compute_the_same_bits) {
 // 12-pixel blocks and 32-channel panels, padding (XNNPACK's zero rows), strides, dilation, the
 // stems of ResNet and AlexNet, fused clamps, batches, a strided output, and a reshaped tile.
 void check_strided(const layer& l, const tensor& x, size_t offset, size_t stride);  // below
+void check_strided_input(const layer& l, const tensor& x, size_t stride);          // below
 
 BOOST_AUTO_TEST_CASE(gemm_convolutions_match_xnnpack_bit_for_bit) {
   const activation none = activation::none();
@@ -904,6 +905,7 @@ BOOST_AUTO_TEST_CASE(channel_affines_match_xnnpack_bit_for_bit) {
     BOOST_TEST(channel_affine_runs_natively(l, c.input));
     check_layer(l, {x});
     check_strided(l, x, 2, size_t(c.input.c) + 3);
+    check_strided_input(l, x, size_t(c.input.c) + 5);  // a prefix of a wider concat's buffer
     // The clamp's ties and NaNs: -0 (a -0 bias plus -0) against a 0 bound, and NaN inputs, which
     // x86's maxps and minps turn into the bound.
     for (size_t i = 0; i < x.elements(); i += 7) x.data()[i] = (i / 7) % 3 == 0 ? NAN : (i / 7) % 3 == 1 ? 0.0f : -0.0f;
@@ -1491,6 +1493,45 @@ void check_strided(const layer& l, const tensor& x, size_t offset, size_t stride
                                          << " floats differ from the dense result or the untouched sentinel, first at "
                                          << first);
   }
+}
+
+// Reads `x` as the first channels of pixels `stride` floats apart (the rest NaN, which must not
+// leak in): the same bits as the dense run, on one thread and two.
+void check_strided_input(const layer& l, const tensor& x, size_t stride) {
+  const std::string what = describe(l, {&x}) + " input_pixel_stride " + std::to_string(stride);
+  tensor dense;
+  if (!run_operator(l, {&x}, nullptr, &dense, what + " [dense]")) return;
+  const size_t channels = size_t(x.shape().c), pixels = x.elements() / channels;
+  std::vector<float> wide(pixels * stride, NAN);
+  for (size_t p = 0; p < pixels; ++p) std::memcpy(&wide[p * stride], x.data() + p * channels, channels * sizeof(float));
+  BOOST_TEST(reads_strided_input(l, {x.shape()}), what);
+  for (pthreadpool_t pool : {pthreadpool_t(nullptr), two_threads()}) {
+    operator_options options;
+    options.input_pixel_stride = stride;
+    auto op = create_layer_operator(l, {x.shape()}, options);
+    BOOST_REQUIRE_MESSAGE(op.is_ok(), what << ": " << op.message());
+    tensor out(l.output_shape);
+    status s = (*op)->setup({wide.data()}, out.data(), pool);
+    if (s.is_ok()) s = (*op)->run(pool);
+    BOOST_REQUIRE_MESSAGE(s.is_ok(), what << ": " << s.message());
+    BOOST_CHECK_MESSAGE(bitwise_equal(out, dense), what << (pool ? " [2 threads]" : "") << ": differs from the dense run");
+  }
+}
+
+// Only operators that read a strided input accept one; the others name the layer and the stride.
+BOOST_AUTO_TEST_CASE(strided_inputs_only_where_supported) {
+  rng r(17);
+  const conv_spec c{{1, 6, 5, 16}, 24, 1, make_window(1, 1, 1, 1), true, activation::relu()};
+  const layer l = conv_layer(c, r);
+  BOOST_TEST(!reads_strided_input(l, {c.input}));
+  operator_options options;
+  options.input_pixel_stride = 40;
+  auto op = create_layer_operator(l, {c.input}, options);
+  BOOST_REQUIRE(!op.is_ok());
+  BOOST_TEST(op.message().find(l.name) != std::string::npos, op.message());
+  BOOST_TEST(op.message().find("strided input (pixel stride 40)") != std::string::npos, op.message());
+  options.input_pixel_stride = 16;  // its own channels: dense
+  BOOST_TEST(create_layer_operator(l, {c.input}, options).is_ok());
 }
 
 BOOST_AUTO_TEST_CASE(strided_outputs) {

@@ -7,12 +7,14 @@ namespace d3 {
 
 namespace {
 
-// The node that takes over `node` (of `role`), or "" when none is left.
+// The node that takes over `node` (of `role`), or "" when none is left: the same role, else the
+// nearest other tier. The device's work goes to an edge, else the cloud: the app outlives its
+// device node process (a crash of d3-node, not of the device), and its requests must not be lost.
 std::string substitute(const std::string& role, const std::map<std::string, std::string>& available) {
   std::vector<std::string> order = {role};
-  if (role == "edge") order.push_back("cloud");
-  if (role == "cloud") order.push_back("edge");
-  order.push_back("device");
+  if (role == "edge") order.insert(order.end(), {"cloud", "device"});
+  if (role == "cloud") order.insert(order.end(), {"edge", "device"});
+  if (role == "device") order.insert(order.end(), {"edge", "cloud"});
   for (const std::string& r : order) {
     std::vector<std::string> names;
     for (const auto& [name, node_role] : available)

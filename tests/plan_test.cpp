@@ -381,6 +381,20 @@ BOOST_AUTO_TEST_CASE(a_plan_repaired_after_a_node_loss_runs_bit_for_bit_on_the_n
   BOOST_REQUIRE(repaired.is_ok());
   BOOST_TEST(repaired->segments[2].node == "edge1");
   check(*repaired);
+  // The device node lost (the app lives on): its segment goes to an edge, the tiles stay.
+  auto no_device = all;
+  no_device.erase("device");
+  repaired = repair_plan(g, *plan, no_device);
+  BOOST_REQUIRE_MESSAGE(repaired.is_ok(), repaired.message());
+  BOOST_TEST(repaired->segments[0].node == "edge1");
+  BOOST_TEST(repaired->tiled_runs.size() == 1u);
+  BOOST_TEST(!plan_nodes(*repaired).count("device"));
+  check(*repaired);
+  // Only the cloud left: it takes everything.
+  repaired = repair_plan(g, *plan, {{"cloud", "cloud"}});
+  BOOST_REQUIRE_MESSAGE(repaired.is_ok(), repaired.message());
+  BOOST_TEST(plan_nodes(*repaired) == std::set<std::string>({"cloud"}), boost::test_tools::per_element());
+  check(*repaired);
   // Nothing left: an error naming the node.
   auto none = repair_plan(g, *plan, {});
   BOOST_TEST(!none.is_ok());

@@ -76,11 +76,15 @@ result<std::vector<node_endpoint>> parse_node_list(const std::string& text) {
 }
 
 deployment::deployment(caf::actor_system& system, deployment_options options)
-    : system_(system), options_(options), self_(std::make_unique<caf::scoped_actor>(system)) {
+    : system_(system), options_(options), self_(std::make_unique<caf::scoped_actor>(system)),
+      loss_watcher_(spawn_loss_watcher(system)) {
   app_backlog_.set_floor(options_.heartbeat_floor_mbit);
 }
 
-deployment::~deployment() { teardown(); }
+deployment::~deployment() {
+  teardown();
+  caf::anon_send_exit(loss_watcher_, caf::exit_reason::user_shutdown);
+}
 
 void deployment::log(topology_event event) {
   if (options_.log) options_.log->write(std::move(event));
@@ -123,6 +127,7 @@ status deployment::connect(const std::vector<node_endpoint>& nodes) {
     endpoints_[n.name] = n;
     nodes_[n.name] = handle;
     self->monitor(handle);
+    watch_for_loss(loss_watcher_, caf::actor_cast<caf::actor>(handle));
     roles_[n.name] = info->role;
     health_[n.name].last_answer = std::chrono::steady_clock::now();
     log({{"event", "node_up"}, {"node", n.name}, {"role", info->role}, {"address", n.address()}});

@@ -374,7 +374,10 @@ class deployment {
   struct node_health {
     std::chrono::steady_clock::time_point last_answer;  // connect or last pong
     std::chrono::steady_clock::time_point next_reconnect;
-    bool answered_while_down = false;  // a pong after it was marked down: it was frozen, not gone
+    // A pong to a ping sent after it was marked down, on its connection of then: it was frozen,
+    // not gone. (Pongs that were under way when it went down say nothing.)
+    bool answered_while_down = false;
+    double down_at_ms = 0;  // monotonic_ms() when it was marked down
     // Its connection is gone (CAF's down message). Only then is it reconnected: connecting to a
     // frozen process (its socket still accepts) would stall the middleman on the handshake.
     bool connection_lost = false;
@@ -410,6 +413,7 @@ class deployment {
   caf::actor_system& system_;
   deployment_options options_;
   std::unique_ptr<caf::scoped_actor> self_;
+  caf::actor loss_watcher_;  // ends the app's requests to a node lost meanwhile (actors/ask.hpp)
   std::map<std::string, node_endpoint> endpoints_;
   std::map<std::string, protocol::node_handle> nodes_;
   std::map<std::string, std::string> roles_;

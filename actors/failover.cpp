@@ -58,9 +58,12 @@ void deployment::on_pong(const caf::actor_addr& from, uint64_t seq, double node_
   for (const auto& [name, handle] : nodes_)
     if (handle.address() == from) {
       node_health& h = health_[name];
-      if (down_nodes_.count(name)) h.answered_while_down = true;
-      else h.last_answer = clock_type::now();
       auto sent = ping_sent_ms_.find(seq);
+      if (down_nodes_.count(name)) {
+        if (!h.connection_lost && sent != ping_sent_ms_.end() && sent->second > h.down_at_ms) h.answered_while_down = true;
+        return;
+      }
+      h.last_answer = clock_type::now();
       if (sent != ping_sent_ms_.end()) {
         const double round_trip = now_ms - sent->second;
         h.clock_samples.emplace_back(round_trip, node_ms - (sent->second + round_trip / 2));
@@ -86,6 +89,7 @@ bool deployment::mark_node_down(const std::string& node, const std::string& caus
   h.next_reconnect = now + options_.reconnect_every;
   h.answered_while_down = false;
   h.connection_lost = false;
+  h.down_at_ms = monotonic_ms();
   fault_event e;
   e.node = node;
   e.what = "down";
@@ -116,7 +120,12 @@ result<int> deployment::fail_over(const std::string& why) {
   for (int attempt = 0; attempt < 3; ++attempt) {
     const size_t down_before = down_nodes_.size();
     moved = fail_over_once(why);
-    if (moved || down_nodes_.size() == down_before) return moved;
+    if (moved) return moved;
+    // A node lost during the attempt may have failed it without a word (a request to a node
+    // killed just then waits out its timeout): its down message waits in the mailbox.
+    drain_down_messages();
+    if (down_nodes_.size() == down_before) return moved;
+    log({{"event", "failover_retried"}, {"why", why}, {"error", moved.message()}});
   }
   return moved;
 }
@@ -164,6 +173,7 @@ std::vector<std::string> deployment::try_rejoin() {
       if (!info || info->name != name) continue;
       role = info->role;
       (*self_)->monitor(handle);
+      watch_for_loss(loss_watcher_, caf::actor_cast<caf::actor>(handle));
       h.connection_lost = false;
     }
     nodes_[name] = handle;

@@ -126,12 +126,16 @@ void request_session::handle_loss(const std::string& why) {
     if (broken(i)) stranded.push_back(i);
   if (!dep_.broken_.empty()) return fail_waiting(dep_.broken_, std::nullopt);
   const auto began = clock_type::now();
+  // The loss being handled is the latest fault; nodes lost while the failover installs its version
+  // are handled by the same failover (it re-plans without them too) and get its outcome.
+  const size_t handled = dep_.faults_.empty() ? 0 : dep_.faults_.size() - 1;
   result<int> moved = dep_.options_.failover ? dep_.fail_over(why) : result<int>(status::error("failover is off"));
-  if (!dep_.faults_.empty() && dep_.faults_.back().what == "down") {
-    deployment::fault_event& f = dep_.faults_.back();
+  for (size_t k = handled; k < dep_.faults_.size(); ++k) {
+    deployment::fault_event& f = dep_.faults_[k];
+    if (f.what != "down" || f.new_version != 0 || !f.error.empty()) continue;
     if (moved) f.new_version = *moved;
     else f.error = moved.message();
-    f.requests_resent = moved ? stranded.size() : 0;
+    f.requests_resent = moved && k == handled ? stranded.size() : 0;
   }
   if (!moved) {
     const std::string reason = why + "; no failover: " + moved.message();
@@ -141,7 +145,9 @@ void request_session::handle_loss(const std::string& why) {
   }
   for (size_t i : stranded)
     if (active_.count(outcomes_[i].id)) resend(i);
-  if (!dep_.faults_.empty()) dep_.faults_.back().recovered_ms = ms_since(began);
+  const double recovered_ms = ms_since(began);
+  for (size_t k = handled; k < dep_.faults_.size(); ++k)
+    if (dep_.faults_[k].what == "down" && dep_.faults_[k].new_version == *moved) dep_.faults_[k].recovered_ms = recovered_ms;
   dep_.retire_idle(now_ms());
   dep_.refresh_health();
 }

@@ -359,6 +359,9 @@ class deployment {
   // A node actor that went away: marks it down and logs it once. Returns its name ("" if none).
   std::string note_node_down(const caf::down_msg& down);
   void drain_down_messages();
+  // Pings every live node and waits up to the silence: one that does not answer is marked down
+  // (`why` says when). A frozen node keeps its connection: a request to it waits out its timeout.
+  void mark_unresponsive_nodes_down(const std::string& why);
   void probe_idle_links(request_outcome& o);
   // Idle nodes' speeds: a small fragment of the model from its input on (speed_probe_layers)
   // runs on a node without a stage in the answer, its time joins the answer's computes as the

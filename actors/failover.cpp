@@ -124,6 +124,7 @@ result<int> deployment::fail_over(const std::string& why) {
     // A node lost during the attempt may have failed it without a word (a request to a node
     // killed just then waits out its timeout): its down message waits in the mailbox.
     drain_down_messages();
+    if (down_nodes_.size() == down_before) mark_unresponsive_nodes_down("after a failed failover");
     if (down_nodes_.size() == down_before) return moved;
     log({{"event", "failover_retried"}, {"why", why}, {"error", moved.message()}});
   }
@@ -145,6 +146,37 @@ result<int> deployment::fail_over_once(const std::string& why) {
   if (!migrated) return status::error(migrated.message());
   log({{"event", "failover"}, {"why", why}, {"to_version", next.version}, {"plan", describe(next)}});
   return next.version;
+}
+
+void deployment::mark_unresponsive_nodes_down(const std::string& why) {
+  const uint64_t seq = ++ping_seq_;
+  ping_sent_ms_[seq] = monotonic_ms();
+  while (ping_sent_ms_.size() > 8) ping_sent_ms_.erase(ping_sent_ms_.begin());
+  std::map<caf::actor_addr, std::string> waiting;
+  for (const auto& [name, handle] : nodes_)
+    if (!down_nodes_.count(name)) {
+      (*self_)->send(handle, protocol::ping_atom::value, seq);
+      waiting[handle.address()] = name;
+    }
+  const auto deadline = clock_type::now() + options_.silence;
+  // Other messages (answers, reports) stay in the mailbox for the request loop.
+  for (bool more = true; more && !waiting.empty();) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock_type::now());
+    (*self_)->receive(
+        [&](protocol::pong_atom, uint64_t answered, double node_ms) {
+          const auto from = caf::actor_cast<caf::actor_addr>((*self_)->current_sender());
+          on_pong(from, answered, node_ms);
+          if (answered == seq) waiting.erase(from);
+        },
+        [&](caf::down_msg& down) {
+          note_node_down(down);
+          waiting.erase(down.source);
+        },
+        caf::after(std::max(left, std::chrono::milliseconds(0))) >> [&] { more = false; });
+  }
+  for (const auto& [address, name] : waiting)
+    mark_node_down(name, "no answer to a ping within " + std::to_string(options_.silence.count()) + " ms " + why +
+                             " (frozen?)");
 }
 
 std::vector<std::string> deployment::try_rejoin() {

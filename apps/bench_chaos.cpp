@@ -15,6 +15,7 @@
 #include <map>
 #include <memory>
 #include <set>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
 
@@ -40,8 +41,8 @@ const char* chaos_usage = R"(usage: d3-bench chaos [options]
 Faults while requests flow, on real d3-node processes on loopback (device, edge1..edge4, cloud with
 D3's setting's speeds; under --clock virtual the links of D3's setting, WiFi scenario, EMULATED).
 HPA's plan is deployed; then N requests run at K in flight while the schedule, counted in answers,
-applies: at 20% SIGKILL of edge2, at 40% SIGSTOP of edge3, at 60% SIGCONT of edge3, at 70% a
-restart of edge2 (same port, empty cache). The app detects losses (lost connection, or no
+applies (default: at 20% SIGKILL of edge2, at 40% SIGSTOP of edge3, at 60% SIGCONT of edge3, at 70%
+a restart of edge2: same port, empty cache; see --schedule). The app detects losses (lost connection, or no
 heartbeat answer for --silence-ms), fails over to the plan repaired for the nodes left, re-sends
 the requests not yet answered and takes the nodes back when they answer again. Every answer is
 compared memcmp-equal with a single-process run. Then the memory phase: --memory-requests
@@ -59,10 +60,49 @@ requests and --redeploys deployments of the same plan, RSS per node sampled.
   --tls DIR|false        the cluster's certificates (scripts/make-certs.sh; default: build/certs);
                          false: plaintext between the processes, with a warning
   --timeout-ms T         timeout of every step and answer (default 30000)
+  --schedule LIST        the faults: PERCENT%:WHAT:NODE,... with WHAT kill (SIGKILL), freeze
+                         (SIGSTOP), resume (SIGCONT) or restart (same port, empty cache) and NODE
+                         device, edge1..edge4 or cloud; faults at the same percentage apply
+                         together (default 20%:kill:edge2,40%:freeze:edge3,60%:resume:edge3,
+                         70%:restart:edge2). Under --clock virtual the app sits on the device
+                         node (EMULATED): losing it ends the run with an error, which counts as lost
   --help                 this text
 )";
 
+// One fault of the schedule: at `percent` of the requests answered, `what` (kill, freeze,
+// resume, restart) to `node`.
+struct scheduled_fault {
+  int percent = 0;
+  std::string what, node;
+};
+
+// "P%:what:node,..." (e.g. "20%:kill:edge2,40%:freeze:edge3"); errors name the bad entry.
+result<std::vector<scheduled_fault>> parse_schedule(const std::string& text) {
+  static const std::set<std::string> whats = {"kill", "freeze", "resume", "restart"};
+  static const std::set<std::string> nodes = {"device", "edge1", "edge2", "edge3", "edge4", "cloud"};
+  std::vector<scheduled_fault> out;
+  std::stringstream entries(text);
+  for (std::string entry; std::getline(entries, entry, ',');) {
+    const std::string bad = "--schedule entry '" + entry + "': ";
+    const size_t a = entry.find(':'), b = a == std::string::npos ? a : entry.find(':', a + 1);
+    if (b == std::string::npos) return status::error(bad + "expected PERCENT%:WHAT:NODE");
+    std::string percent = entry.substr(0, a);
+    if (!percent.empty() && percent.back() == '%') percent.pop_back();
+    scheduled_fault f{0, entry.substr(a + 1, b - a - 1), entry.substr(b + 1)};
+    if (percent.empty() || percent.size() > 3 || percent.find_first_not_of("0123456789") != std::string::npos ||
+        (f.percent = std::stoi(percent)) < 1 || f.percent > 100)
+      return status::error(bad + "the percentage must be 1..100");
+    if (!whats.count(f.what)) return status::error(bad + "WHAT must be kill, freeze, resume or restart");
+    if (!nodes.count(f.node)) return status::error(bad + "NODE must be device, edge1..edge4 or cloud");
+    out.push_back(f);
+  }
+  if (out.empty()) return status::error("--schedule is empty");
+  return out;
+}
+
 struct chaos_options {
+  std::vector<scheduled_fault> schedule = {
+      {20, "kill", "edge2"}, {40, "freeze", "edge3"}, {60, "resume", "edge3"}, {70, "restart", "edge2"}};
   std::string model = "resnet18", out = "chaos-results", node_binary;
   std::string tls_option;  // --tls
   local_tls tls;
@@ -94,7 +134,11 @@ result<chaos_options> parse_chaos_options(int argc, char** argv, bool& help) {
       else if (in.is("--node-binary")) o.node_binary = in.value();
       else if (in.is("--tls")) o.tls_option = in.value();
       else if (in.is("--timeout-ms")) o.timeout_ms = in.integer(1, 3600000);
-      else in.unknown();
+      else if (in.is("--schedule")) {
+        auto schedule = parse_schedule(in.value());
+        if (!schedule) in.fail(schedule.message());
+        else o.schedule = std::move(schedule.value());
+      } else in.unknown();
     }
     if (auto resolved = resolve_local_cluster(o.node_binary, o.tls_option, o.tls); !resolved) in.fail(resolved.message());
     return o;
@@ -193,9 +237,8 @@ nlohmann::ordered_json run_clock(caf::actor_system& system, bench_setup& c, cons
 
   // The schedule, counted in answers, applied from inside the run (the adaptation hook).
   const int n = c.options.requests;
-  const std::vector<std::tuple<int, std::string, std::string>> schedule = {
-      {n * 20 / 100, "kill", "edge2"}, {n * 40 / 100, "freeze", "edge3"}, {n * 60 / 100, "resume", "edge3"},
-      {n * 70 / 100, "restart", "edge2"}};
+  std::vector<std::tuple<int, std::string, std::string>> schedule;
+  for (const scheduled_fault& f : c.options.schedule) schedule.emplace_back(std::max(1, n * f.percent / 100), f.what, f.node);
   std::vector<applied_fault> applied;
   std::vector<std::string> relaunched;
   int answered = 0;

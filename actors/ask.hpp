@@ -35,6 +35,9 @@ void answer_requests_to_lost_node(const caf::node_id& node);
 
 // The loss watcher: an actor that monitors the node actors it is given (watch_for_loss) and, when
 // one goes down, answers the requests waiting on its node. One per deployment; exit it with it.
+// Precondition: the actors watched are d3-node actors of other processes (one per process); a
+// local actor watched stands for this process, whose waiting requests its exit would all end
+// (the unit test relies on that).
 caf::actor spawn_loss_watcher(caf::actor_system& system);
 void watch_for_loss(const caf::actor& watcher, const caf::actor& node_actor);
 

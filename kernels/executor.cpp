@@ -53,7 +53,8 @@ std::vector<int> shared_concat_buffers(const graph& g, const std::vector<int>& s
     if (widest == c || is_output[c]) continue;
     bool strided_readers = true;
     for (int r : readers[c])
-      strided_readers = strided_readers && inside[r] && reads_strided_input(g.layers[r], {g.layers[c].output_shape});
+      strided_readers = strided_readers && inside[r] && g.layers[r].inputs.size() == 1 &&
+                        reads_strided_input(g.layers[r], {g.layers[c].output_shape});
     if (strided_readers) root[c] = widest;
   }
   return root;

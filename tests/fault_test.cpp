@@ -220,6 +220,34 @@ BOOST_FIXTURE_TEST_CASE(three_nodes_killed_at_once_device_included_lose_no_reque
     BOOST_TEST((st.node != "cloud" && st.node != "edge1" && st.node != "device"), st.node);
 }
 
+// One tile node killed and another frozen at the same moment: the failover for the kill asks the
+// frozen one to set up its new tile and waits out the timeout; it then pings every node, finds the
+// frozen one silent, marks it down and plans without it. Nothing is lost (before: every request
+// after the failed failover failed).
+BOOST_FIXTURE_TEST_CASE(a_node_frozen_during_a_failover_is_planned_around, edge_cluster) {
+  d3::deployment_options options = fault_options();
+  options.timeout = 5s;  // the failover's wait on the frozen node
+  d3::deployment dep(*system, options);
+  BOOST_REQUIRE(dep.connect(endpoints()).is_ok());
+  BOOST_REQUIRE(dep.deploy(resnet18(), four_edge_plan()).is_ok());
+  auto outcomes = run_with(dep, 80, 4, 951, [&](int k) -> std::optional<d3::deployment_plan> {
+    if (k == 20) {
+      signal("edge3", SIGSTOP);
+      signal("edge4", SIGKILL);
+    }
+    return std::nullopt;
+  });
+  signal("edge3", SIGCONT);
+  BOOST_TEST(answered(outcomes) == 80u);
+  const auto* killed = fault(dep, "edge4", "down");
+  const auto* frozen = fault(dep, "edge3", "down");
+  BOOST_REQUIRE(killed != nullptr);
+  BOOST_REQUIRE(frozen != nullptr);
+  BOOST_TEST(killed->new_version > 1, killed->error);
+  BOOST_TEST_MESSAGE("edge4 killed, edge3 frozen: " << frozen->cause << "; failover to v" << killed->new_version << " in "
+                                                    << killed->recovered_ms << " ms");
+}
+
 // A request under way when its node is lost gets no answer from CAF; the loss watcher ends it at
 // once. Here a local actor takes the request, holds it (as a node killed while working on it) and
 // is killed 300 ms later: the ask ends then, not after its 5 s timeout.

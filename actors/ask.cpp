@@ -20,6 +20,23 @@ std::mutex waiting_mutex;
 std::map<uint64_t, waiting_request> waiting;  // by registration token
 uint64_t next_token = 1;
 
+// Answers every request waiting on `node` with request_receiver_down.
+void answer_requests_to_lost_node(const caf::node_id& node) {
+  std::vector<waiting_request> lost;
+  {
+    std::lock_guard<std::mutex> lock(waiting_mutex);
+    for (auto it = waiting.begin(); it != waiting.end();)
+      if (it->second.node == node) {
+        lost.push_back(std::move(it->second));
+        it = waiting.erase(it);
+      } else {
+        ++it;
+      }
+  }
+  for (waiting_request& r : lost)
+    r.asker->enqueue(nullptr, r.response_id, caf::make_message(caf::make_error(caf::sec::request_receiver_down)), nullptr);
+}
+
 struct loss_watcher_state {
   static inline const char* name = "d3_loss_watcher";
 };
@@ -41,22 +58,6 @@ waiting_for_answer::waiting_for_answer(const caf::node_id& node, caf::strong_act
 waiting_for_answer::~waiting_for_answer() {
   std::lock_guard<std::mutex> lock(waiting_mutex);
   waiting.erase(token_);
-}
-
-void answer_requests_to_lost_node(const caf::node_id& node) {
-  std::vector<waiting_request> lost;
-  {
-    std::lock_guard<std::mutex> lock(waiting_mutex);
-    for (auto it = waiting.begin(); it != waiting.end();)
-      if (it->second.node == node) {
-        lost.push_back(std::move(it->second));
-        it = waiting.erase(it);
-      } else {
-        ++it;
-      }
-  }
-  for (waiting_request& r : lost)
-    r.asker->enqueue(nullptr, r.response_id, caf::make_message(caf::make_error(caf::sec::request_receiver_down)), nullptr);
 }
 
 caf::actor spawn_loss_watcher(caf::actor_system& system) { return system.spawn(loss_watcher); }

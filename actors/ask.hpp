@@ -30,9 +30,6 @@ class waiting_for_answer {
   uint64_t token_ = 0;
 };
 
-// Answers every request waiting on `node` with request_receiver_down.
-void answer_requests_to_lost_node(const caf::node_id& node);
-
 // The loss watcher: an actor that monitors the node actors it is given (watch_for_loss) and, when
 // one goes down, answers the requests waiting on its node. One per deployment; exit it with it.
 // Precondition: the actors watched are d3-node actors of other processes (one per process); a

@@ -362,6 +362,8 @@ class deployment {
   // Pings every live node and waits up to the silence: one that does not answer is marked down
   // (`why` says when). A frozen node keeps its connection: a request to it waits out its timeout.
   void mark_unresponsive_nodes_down(const std::string& why);
+  // A new ping sequence number, its send time kept (the last 8) for round trips and rejoins.
+  uint64_t next_ping_seq();
   void probe_idle_links(request_outcome& o);
   // Idle nodes' speeds: a small fragment of the model from its input on (speed_probe_layers)
   // runs on a node without a stage in the answer, its time joins the answer's computes as the

@@ -40,11 +40,9 @@ std::vector<std::string> deployment::heartbeat() {
   last_heartbeat_ = now;
   if (now >= next_ping_) {
     next_ping_ = now + options_.heartbeat;
-    ++ping_seq_;
-    ping_sent_ms_[ping_seq_] = monotonic_ms();
-    while (ping_sent_ms_.size() > 8) ping_sent_ms_.erase(ping_sent_ms_.begin());
+    const uint64_t seq = next_ping_seq();
     // Nodes marked down are pinged too: one that was only frozen answers again.
-    for (const auto& [name, handle] : nodes_) (*self_)->send(handle, protocol::ping_atom::value, ping_seq_);
+    for (const auto& [name, handle] : nodes_) (*self_)->send(handle, protocol::ping_atom::value, seq);
   }
   // A ping queued behind the app's own data to a node waits for it: silence counts from then.
   for (const auto& [name, h] : health_)
@@ -148,10 +146,14 @@ result<int> deployment::fail_over_once(const std::string& why) {
   return next.version;
 }
 
-void deployment::mark_unresponsive_nodes_down(const std::string& why) {
-  const uint64_t seq = ++ping_seq_;
-  ping_sent_ms_[seq] = monotonic_ms();
+uint64_t deployment::next_ping_seq() {
+  ping_sent_ms_[++ping_seq_] = monotonic_ms();
   while (ping_sent_ms_.size() > 8) ping_sent_ms_.erase(ping_sent_ms_.begin());
+  return ping_seq_;
+}
+
+void deployment::mark_unresponsive_nodes_down(const std::string& why) {
+  const uint64_t seq = next_ping_seq();
   std::map<caf::actor_addr, std::string> waiting;
   for (const auto& [name, handle] : nodes_)
     if (!down_nodes_.count(name)) {

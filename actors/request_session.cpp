@@ -130,9 +130,11 @@ void request_session::handle_loss(const std::string& why) {
   // are handled by the same failover (it re-plans without them too) and get its outcome.
   const size_t handled = dep_.faults_.empty() ? 0 : dep_.faults_.size() - 1;
   result<int> moved = dep_.options_.failover ? dep_.fail_over(why) : result<int>(status::error("failover is off"));
+  std::vector<size_t> covered;  // indices into faults_
   for (size_t k = handled; k < dep_.faults_.size(); ++k) {
     deployment::fault_event& f = dep_.faults_[k];
     if (f.what != "down" || f.new_version != 0 || !f.error.empty()) continue;
+    covered.push_back(k);
     if (moved) f.new_version = *moved;
     else f.error = moved.message();
     f.requests_resent = moved && k == handled ? stranded.size() : 0;
@@ -146,8 +148,7 @@ void request_session::handle_loss(const std::string& why) {
   for (size_t i : stranded)
     if (active_.count(outcomes_[i].id)) resend(i);
   const double recovered_ms = ms_since(began);
-  for (size_t k = handled; k < dep_.faults_.size(); ++k)
-    if (dep_.faults_[k].what == "down" && dep_.faults_[k].new_version == *moved) dep_.faults_[k].recovered_ms = recovered_ms;
+  for (size_t k : covered) dep_.faults_[k].recovered_ms = recovered_ms;
   dep_.retire_idle(now_ms());
   dep_.refresh_health();
 }

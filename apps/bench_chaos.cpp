@@ -237,21 +237,21 @@ nlohmann::ordered_json run_clock(caf::actor_system& system, bench_setup& c, cons
 
   // The schedule, counted in answers, applied from inside the run (the adaptation hook).
   const int n = c.options.requests;
-  std::vector<std::tuple<int, std::string, std::string>> schedule;
-  for (const scheduled_fault& f : c.options.schedule) schedule.emplace_back(std::max(1, n * f.percent / 100), f.what, f.node);
   std::vector<applied_fault> applied;
   std::vector<std::string> relaunched;
   int answered = 0;
   dep.set_adaptation(
       [&](const request_outcome& o) -> std::optional<deployment_plan> {
         ++answered;
-        for (const auto& [at, what, node] : schedule) {
+        for (const scheduled_fault& planned : c.options.schedule) {
+          const int at = std::max(1, n * planned.percent / 100);
           if (at != answered) continue;
-          applied_fault f{what, node, at, o.wall_start_ms + o.latency_ms, ""};
+          const std::string& what = planned.what;
+          applied_fault f{what, planned.node, at, o.wall_start_ms + o.latency_ms, ""};
           if (what == "restart") {  // the app reconnects once it listens: no waiting here
-            if (auto s = nodes.relaunch(node); !s) f.error = s.message();
-            else relaunched.push_back(node);
-          } else if (auto s = nodes.signal(node, what == "kill" ? SIGKILL : what == "freeze" ? SIGSTOP : SIGCONT); !s)
+            if (auto s = nodes.relaunch(f.node); !s) f.error = s.message();
+            else relaunched.push_back(f.node);
+          } else if (auto s = nodes.signal(f.node, what == "kill" ? SIGKILL : what == "freeze" ? SIGSTOP : SIGCONT); !s)
             f.error = s.message();
           applied.push_back(f);
         }

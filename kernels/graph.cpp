@@ -41,6 +41,9 @@ constexpr kind_name kind_names[] = {
     {layer_kind::row_slice, "row_slice"},
     {layer_kind::hardswish, "hardswish"},
     {layer_kind::preprocess, "preprocess"},
+    {layer_kind::window_attention, "window_attention"},
+    {layer_kind::roll, "roll"},
+    {layer_kind::spatial_slice, "spatial_slice"},
 };
 
 std::string describe(const layer& l) { return std::string(to_string(l.kind)) + " layer '" + l.name + "'"; }
@@ -52,7 +55,8 @@ size_t expect_inputs(layer_kind kind) {
     case layer_kind::input: return 0;
     case layer_kind::add:
     case layer_kind::multiply: return 2;
-    case layer_kind::attention: return 3;
+    case layer_kind::attention:
+    case layer_kind::window_attention: return 3;
     case layer_kind::concat: return size_t(-1);  // one or more
     default: return 1;
   }
@@ -175,6 +179,48 @@ status infer_layer(const layer& l, const std::vector<tensor_shape>& in, tensor_s
       if (!l.weights.empty() || !l.bias.empty() || !l.act.is_identity()) return layer_error(l, "takes no weights or clamp");
       out = in[0];
       return status::ok();
+    case layer_kind::window_attention: {
+      if (in.size() != 3 || in[1] != in[0] || in[2] != in[0])
+        return layer_error(l, "needs q, k and v of one shape");
+      if (l.groups < 1 || in[0].c % l.groups != 0)
+        return layer_error(l, std::to_string(l.groups) + " heads do not divide " + std::to_string(in[0].c) + " channels");
+      if (!std::isfinite(l.scale)) return layer_error(l, "scale must be finite");
+      const window_params& w = l.window;
+      if (w.kernel_h < 1 || w.kernel_w < 1 || in[0].h % w.kernel_h != 0 || in[0].w % w.kernel_w != 0)
+        return layer_error(l, "windows of " + std::to_string(w.kernel_h) + "x" + std::to_string(w.kernel_w) +
+                                  " do not tile the input " + in[0].to_string());
+      const size_t tokens = size_t(w.kernel_h) * size_t(w.kernel_w);
+      const size_t windows = size_t(in[0].h / w.kernel_h) * size_t(in[0].w / w.kernel_w);
+      const size_t per_window = size_t(l.groups) * tokens * tokens;
+      if (!l.weights.empty() && l.weights.size() != per_window && l.weights.size() != per_window * windows)
+        return layer_error(l, "score addend holds " + std::to_string(l.weights.size()) + " floats, expected " +
+                                  std::to_string(per_window) + " (heads x tokens x tokens) or " +
+                                  std::to_string(per_window * windows) + " (one per window)");
+      if (!l.bias.empty() || !l.act.is_identity()) return layer_error(l, "takes no bias or clamp");
+      out = in[0];
+      return status::ok();
+    }
+    case layer_kind::roll:
+      D3_RETURN_IF_ERROR(check_plain(l));
+      if (l.row_begin < 0 || l.row_begin >= in[0].h || l.col_begin < 0 || l.col_begin >= in[0].w)
+        return layer_error(l, "first row " + std::to_string(l.row_begin) + " and column " + std::to_string(l.col_begin) +
+                                  " are not inside the input " + in[0].to_string());
+      out = in[0];
+      return status::ok();
+    case layer_kind::spatial_slice: {
+      D3_RETURN_IF_ERROR(check_plain(l));
+      const window_params& w = l.window;
+      if (w.stride_h < 1 || w.stride_w < 1 || l.row_begin < 0 || l.row_begin >= l.row_end || l.row_end > in[0].h ||
+          l.col_begin < 0 || l.col_begin >= l.col_end || l.col_end > in[0].w)
+        return layer_error(l, "rows [" + std::to_string(l.row_begin) + ", " + std::to_string(l.row_end) + ") step " +
+                                  std::to_string(w.stride_h) + " and columns [" + std::to_string(l.col_begin) + ", " +
+                                  std::to_string(l.col_end) + ") step " + std::to_string(w.stride_w) +
+                                  " are not a non-empty slice of " + in[0].to_string());
+      out = in[0];
+      out.h = (l.row_end - l.row_begin + w.stride_h - 1) / w.stride_h;
+      out.w = (l.col_end - l.col_begin + w.stride_w - 1) / w.stride_w;
+      return status::ok();
+    }
     case layer_kind::prepend_tokens: {
       if (l.row_end < 1 || l.weights.size() != size_t(l.row_end) * size_t(in[0].c) || !l.bias.empty())
         return layer_error(l, "weights hold " + std::to_string(l.weights.size()) + " floats, not " +
@@ -466,6 +512,14 @@ layer_cost cost_of(const graph& g, int index) {
       cost.flops = 4.0 * l.output_shape.n * tokens * tokens * l.output_shape.c;
       break;
     }
+    case layer_kind::window_attention: {
+      // The same per window: 4 x pixels x window tokens x channels.
+      const double window_tokens = double(l.window.kernel_h) * l.window.kernel_w;
+      cost.flops = 4.0 * double(l.output_shape.elements()) * window_tokens;
+      break;
+    }
+    case layer_kind::roll:
+    case layer_kind::spatial_slice:
     case layer_kind::prepend_tokens:
     case layer_kind::row_slice:
     case layer_kind::input:

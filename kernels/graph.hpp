@@ -10,6 +10,7 @@
 //   layer_norm:      [gamma | beta], channels floats each
 //   prepend_tokens:  [tokens][channels]
 //   constant_add:    the addend in NHWC order, the output's shape
+//   window_attention: the scores' addend [windows or 1][heads][tokens][tokens] (or empty)
 #pragma once
 
 #include <cmath>
@@ -57,6 +58,15 @@ enum class layer_kind : uint8_t {
   preprocess,           // an 8-bit image (pixel values 0..255 as floats, NHWC) to a model's input:
                         // (x / 255 - mean[c]) / std[c] in float32, as torchvision's ToTensor then
                         // Normalize compute it; weights = mean, bias = std (C floats each)
+  // Windowed attention (Swin) on a map [N, H, W, C] (appended: numbers are stable).
+  window_attention,     // attention within each window of window.kernel_h x kernel_w pixels (the
+                        // windows tile H and W, row-major): inputs q, k, v of equal shape; `groups`
+                        // heads; softmax(q k^T * scale + weights) v per window and head, where the
+                        // weights (optional) add to the scores: [B][heads][T][T] floats, T = kernel_h
+                        // * kernel_w, B = 1 (every window alike) or one per window
+  roll,                 // cyclic shift: out[y][x] = in[(y + row_begin) mod H][(x + col_begin) mod W]
+  spatial_slice,        // rows [row_begin, row_end) step window.stride_h and columns [col_begin,
+                        // col_end) step window.stride_w of the input (ONNX Slice on H and W)
 };
 const char* to_string(layer_kind kind);
 result<layer_kind> layer_kind_from_string(std::string_view name);
@@ -126,8 +136,10 @@ struct layer {
   int channel_end = 0;           // channel_slice: one past the last channel
   float epsilon = 1e-5f;         // batch_norm, layer_norm
   float scale = 1.0f;            // attention: factor of q k^T before the softmax
-  int row_begin = 0;             // row_slice: first row
+  int row_begin = 0;             // row_slice, spatial_slice: first row; roll: the row that comes first
   int row_end = 0;               // row_slice: one past the last row; prepend_tokens: tokens prepended
+  int col_begin = 0;             // spatial_slice: first column; roll: the column that comes first
+  int col_end = 0;               // spatial_slice: one past the last column
   activation act;                // clamp applied to the output
   weight_blob weights;           // see the layouts at the top of this file
   weight_blob bias;              // [output_channels] or empty

@@ -549,40 +549,55 @@ result<std::unique_ptr<layer_operator>> create_depthwise_operator(const layer& l
 
 namespace {
 
-// Multi-head attention, one task per (batch, head): scores of query row i against every key
-// (dot products over the head's channels, in vectors), softmax, then the weighted sum of the
-// values. Deterministic: every value is computed by one task in a fixed order.
+// Multi-head attention, one task per (batch, window, head): scores of query row i against every
+// key of its window (dot products over the head's channels, in vectors), plus the layer's score
+// addend if any, softmax, then the weighted sum of the values. Plain attention is one window of
+// all H x W tokens; window_attention tiles the map into windows of kernel_h x kernel_w pixels.
+// Deterministic: every value is computed by one task in a fixed order.
 class attention_operator : public layer_operator {
  public:
-  attention_operator(const layer& l, tensor_shape s) : name_(l.name), heads_(size_t(l.groups)), scale_(l.scale), s_(s) {}
+  attention_operator(const layer& l, tensor_shape s)
+      : name_(l.name), heads_(size_t(l.groups)), scale_(l.scale), s_(s), addend_(l.weights),
+        window_h_(l.kind == layer_kind::window_attention ? size_t(l.window.kernel_h) : 0),
+        window_w_(l.kind == layer_kind::window_attention ? size_t(l.window.kernel_w) : 0) {}
 
   status setup(const std::vector<const float*>& inputs, float* output, pthreadpool_t) override {
     q_ = inputs.at(0);
     k_ = inputs.at(1);
     v_ = inputs.at(2);
     y_ = output;
-    scores_.assign(size_t(s_.n) * heads_ * padded_tokens(), 0.0f);  // one row of scores per task
-    keys_.assign(size_t(s_.n) * heads_ * head_channels() * padded_tokens(), 0.0f);  // [task][e][j]
+    scores_.assign(tasks() * padded_tokens(), 0.0f);  // one row of scores per task
+    keys_.assign(tasks() * head_channels() * padded_tokens(), 0.0f);  // [task][e][j]
     return status::ok();
   }
   status run(pthreadpool_t pool) override {
     pthreadpool_parallelize_1d(
-        pool, [](void* self, size_t task) { static_cast<attention_operator*>(self)->head(task); }, this,
-        size_t(s_.n) * heads_, 0);
+        pool, [](void* self, size_t task) { static_cast<attention_operator*>(self)->head(task); }, this, tasks(), 0);
     return status::ok();
   }
   status reshape(const std::vector<tensor_shape>& inputs, const tensor_shape& output) override {
-    if (inputs.size() != 3 || inputs[0] != output || inputs[1] != output || inputs[2] != output || output.c != s_.c)
+    if (inputs.size() != 3 || inputs[0] != output || inputs[1] != output || inputs[2] != output || output.c != s_.c ||
+        (window_h_ && (output.h % int(window_h_) != 0 || output.w % int(window_w_) != 0)))
       return status::error("attention layer '" + name_ + "': cannot reshape to output " + output.to_string());
     s_ = output;
     return status::ok();
   }
 
  private:
-  size_t tokens() const { return size_t(s_.h) * s_.w; }
+  size_t pixels() const { return size_t(s_.h) * s_.w; }
+  size_t tokens() const { return window_h_ ? window_h_ * window_w_ : pixels(); }
+  size_t windows() const { return window_h_ ? pixels() / tokens() : 1; }
+  size_t tasks() const { return size_t(s_.n) * windows() * heads_; }
   // Keys rounded up to whole 16-lane vectors: the transposed keys' rows and the scores' length.
   size_t padded_tokens() const { return (tokens() + 15) / 16 * 16; }
   size_t head_channels() const { return size_t(s_.c) / heads_; }
+  // The pixel (index into H x W) of token j of window `window`.
+  size_t pixel(size_t window, size_t j) const {
+    if (!window_h_) return j;
+    const size_t across = size_t(s_.w) / window_w_;
+    const size_t y = window / across * window_h_ + j / window_w_, x = window % across * window_w_ + j % window_w_;
+    return y * size_t(s_.w) + x;
+  }
 
   void head(size_t task) {
     if (sixteen_lanes())
@@ -600,18 +615,28 @@ class attention_operator : public layer_operator {
   template <class V>
   D3_INLINE void head_with(size_t task) {
     constexpr size_t lanes = sizeof(V) / sizeof(float);
-    const size_t n = task / heads_, h = task % heads_, t = tokens(), tp = padded_tokens(), c = size_t(s_.c);
+    const size_t h = task % heads_, window = task / heads_ % windows(), n = task / heads_ / windows();
+    const size_t t = tokens(), tp = padded_tokens(), c = size_t(s_.c);
     const size_t d = head_channels(), d4 = d / 4 * 4;
     float* p = &scores_[task * tp];
     float* kt = &keys_[task * d * tp];
-    const float* q = q_ + n * t * c + h * d;
-    const float* k = k_ + n * t * c + h * d;
-    const float* v = v_ + n * t * c + h * d;
-    float* y = y_ + n * t * c + h * d;
-    for (size_t j = 0; j < t; ++j)
-      for (size_t e = 0; e < d; ++e) kt[e * tp + j] = k[j * c + e];
+    const size_t base = n * pixels() * c + h * d;
+    const float* q = q_ + base;
+    const float* k = k_ + base;
+    const float* v = v_ + base;
+    float* y = y_ + base;
+    // The addend of this window and head: [t][t] (one table for all windows, or one per window).
+    const float* addend = nullptr;
+    if (!addend_.empty()) {
+      const size_t per_window = heads_ * t * t;
+      addend = addend_.data() + (addend_.size() == per_window ? 0 : window * per_window) + h * t * t;
+    }
+    for (size_t j = 0; j < t; ++j) {
+      const float* kj = k + pixel(window, j) * c;
+      for (size_t e = 0; e < d; ++e) kt[e * tp + j] = kj[e];
+    }
     for (size_t i = 0; i < t; ++i) {
-      const float* qi = q + i * c;
+      const float* qi = q + pixel(window, i) * c;
       for (size_t j = 0; j < tp; j += lanes) {
         V s0 = splat_as<V>(0.0f), s1 = s0, s2 = s0, s3 = s0;
         for (size_t e = 0; e < d4; e += 4) {
@@ -625,16 +650,18 @@ class attention_operator : public layer_operator {
         sum = sum * splat_as<V>(scale_);
         std::memcpy(p + j, &sum, sizeof sum);
       }
+      if (addend)
+        for (size_t j = 0; j < t; ++j) p[j] += addend[i * t + j];
       float max = -INFINITY;
       for (size_t j = 0; j < t; ++j) max = std::max(max, p[j]);
       float total = 0.0f;
       for (size_t j = 0; j < t; ++j) total += (p[j] = std::exp(p[j] - max));
       const float inv = 1.0f / total;
-      float* yi = y + i * c;
+      float* yi = y + pixel(window, i) * c;
       std::fill(yi, yi + d, 0.0f);
       for (size_t j = 0; j < t; ++j) {
         const float a = p[j] * inv;
-        const float* vj = v + j * c;
+        const float* vj = v + pixel(window, j) * c;
         size_t e = 0;
         for (; e + lanes <= d; e += lanes) {
           const V out = load<V>(yi + e) + splat_as<V>(a) * load<V>(vj + e);
@@ -656,16 +683,20 @@ class attention_operator : public layer_operator {
   size_t heads_;
   float scale_;
   tensor_shape s_;
+  weight_blob addend_;
+  size_t window_h_, window_w_;  // 0: one window of all tokens
   const float *q_ = nullptr, *k_ = nullptr, *v_ = nullptr;
   float* y_ = nullptr;
   std::vector<float> scores_, keys_;
 };
 
-// Copies and additions of token tensors, single-threaded (memory-bound and small).
+// Copies and additions of token tensors and maps (Swin's roll and strided slices),
+// single-threaded (memory-bound and small).
 class token_copy_operator : public layer_operator {
  public:
   token_copy_operator(const layer& l, tensor_shape in)
-      : name_(l.name), kind_(l.kind), weights_(l.weights), row_begin_(l.row_begin), row_end_(l.row_end), in_(in),
+      : name_(l.name), kind_(l.kind), weights_(l.weights), row_begin_(l.row_begin), row_end_(l.row_end),
+        col_begin_(l.col_begin), stride_h_(l.window.stride_h), stride_w_(l.window.stride_w), in_(in),
         out_(l.output_shape) {}
 
   status setup(const std::vector<const float*>& inputs, float* output, pthreadpool_t) override {
@@ -688,6 +719,26 @@ class token_copy_operator : public layer_operator {
       case layer_kind::constant_add:
         for (size_t i = 0; i < in_.elements(); ++i) y_[i] = x_[i] + weights_.data()[i];
         break;
+      case layer_kind::roll: {
+        const size_t h = size_t(in_.h), w = size_t(in_.w), first = size_t(col_begin_);
+        for (size_t n = 0; n < size_t(in_.n); ++n)
+          for (size_t y = 0; y < h; ++y) {
+            const float* src = x_ + ((n * h + (y + size_t(row_begin_)) % h) * w) * c;
+            float* dst = y_ + ((n * h + y) * w) * c;
+            std::memcpy(dst, src + first * c, (w - first) * c * sizeof(float));
+            std::memcpy(dst + (w - first) * c, src, first * c * sizeof(float));
+          }
+        break;
+      }
+      case layer_kind::spatial_slice:
+        for (size_t n = 0; n < size_t(out_.n); ++n)
+          for (size_t y = 0; y < size_t(out_.h); ++y)
+            for (size_t x = 0; x < size_t(out_.w); ++x) {
+              const size_t sy = size_t(row_begin_) + y * size_t(stride_h_), sx = size_t(col_begin_) + x * size_t(stride_w_);
+              std::memcpy(y_ + ((n * size_t(out_.h) + y) * size_t(out_.w) + x) * c,
+                          x_ + ((n * size_t(in_.h) + sy) * size_t(in_.w) + sx) * c, c * sizeof(float));
+            }
+        break;
       default: {  // row_slice
         const size_t row = size_t(in_.w) * c, rows = size_t(row_end_ - row_begin_);
         for (size_t n = 0; n < size_t(in_.n); ++n)
@@ -707,7 +758,7 @@ class token_copy_operator : public layer_operator {
   std::string name_;
   layer_kind kind_;
   weight_blob weights_;
-  int row_begin_, row_end_;
+  int row_begin_, row_end_, col_begin_, stride_h_, stride_w_;
   tensor_shape in_, out_;
   const float* x_ = nullptr;
   float* y_ = nullptr;
@@ -721,7 +772,8 @@ result<std::unique_ptr<layer_operator>> create_token_operator(const layer& l, co
   if (out != l.output_shape)
     return status::error(std::string(to_string(l.kind)) + " layer '" + l.name + "': output shape " +
                          l.output_shape.to_string() + " does not follow from its inputs (expected " + out.to_string() + ")");
-  if (l.kind == layer_kind::attention) return std::unique_ptr<layer_operator>(new attention_operator(l, inputs[0]));
+  if (l.kind == layer_kind::attention || l.kind == layer_kind::window_attention)
+    return std::unique_ptr<layer_operator>(new attention_operator(l, inputs[0]));
   return std::unique_ptr<layer_operator>(new token_copy_operator(l, inputs[0]));
 }
 

@@ -22,7 +22,8 @@ result<std::unique_ptr<layer_operator>> create_gelu_operator(const layer& l, con
 // preprocess holds mean (weights) and std (bias), one float per channel each.
 result<std::unique_ptr<layer_operator>> create_preprocess_operator(const layer& l, const tensor_shape& input);
 
-// Token operators (transformers): attention over q, k, v; prepend_tokens; constant_add; row_slice.
+// Token operators (transformers): attention over q, k, v (also windowed); prepend_tokens; constant_add;
+// row_slice; roll and spatial_slice of maps.
 // Preconditions as infer_shapes checks them (errors name the layer).
 result<std::unique_ptr<layer_operator>> create_token_operator(const layer& l, const std::vector<tensor_shape>& inputs);
 

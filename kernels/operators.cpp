@@ -700,6 +700,9 @@ result<std::unique_ptr<layer_operator>> create_layer_operator(const layer& l, co
     case layer_kind::gelu: return create_gelu_operator(l, in[0]);
     case layer_kind::preprocess: return create_preprocess_operator(l, in[0]);
     case layer_kind::attention:
+    case layer_kind::window_attention:
+    case layer_kind::roll:
+    case layer_kind::spatial_slice:
     case layer_kind::prepend_tokens:
     case layer_kind::constant_add:
     case layer_kind::row_slice: return create_token_operator(l, in);

@@ -313,6 +313,82 @@ tensor attention(const layer& l, const tensor& q, const tensor& k, const tensor&
   return y;
 }
 
+// Swin's windowed attention, in double, by pixel coordinates: query (y, x) attends to the keys of
+// the window holding it, with the layer's addend (per window or shared) on the scores.
+tensor window_attention(const layer& l, const tensor& q, const tensor& k, const tensor& v) {
+  const tensor_shape& s = q.shape();
+  check(k.shape() == s && v.shape() == s && l.output_shape == s, l, "bad shapes");
+  const int wh = l.window.kernel_h, ww = l.window.kernel_w;
+  check(wh > 0 && ww > 0 && s.h % wh == 0 && s.w % ww == 0, l, "windows do not tile the map");
+  const size_t c = size_t(s.c), heads = size_t(l.groups), d = c / heads, t = size_t(wh) * size_t(ww);
+  const size_t across = size_t(s.w / ww), windows = size_t(s.h / wh) * across;
+  check(l.weights.empty() || l.weights.size() == heads * t * t || l.weights.size() == windows * heads * t * t, l,
+        "bad score addend");
+  auto at = [&](const tensor& x, size_t n, size_t y, size_t xx, size_t ch) {
+    return double(x.data()[((n * size_t(s.h) + y) * size_t(s.w) + xx) * c + ch]);
+  };
+  tensor y(s);
+  std::vector<double> p(t);
+  for (size_t n = 0; n < size_t(s.n); ++n)
+    for (size_t wy = 0; wy < size_t(s.h / wh); ++wy)
+      for (size_t wx = 0; wx < across; ++wx)
+        for (size_t h = 0; h < heads; ++h)
+          for (size_t i = 0; i < t; ++i) {
+            const size_t iy = wy * size_t(wh) + i / size_t(ww), ix = wx * size_t(ww) + i % size_t(ww);
+            double max = -std::numeric_limits<double>::infinity();
+            for (size_t j = 0; j < t; ++j) {
+              const size_t jy = wy * size_t(wh) + j / size_t(ww), jx = wx * size_t(ww) + j % size_t(ww);
+              double dot = 0;
+              for (size_t e = 0; e < d; ++e) dot += at(q, n, iy, ix, h * d + e) * at(k, n, jy, jx, h * d + e);
+              p[j] = dot * l.scale;
+              if (!l.weights.empty()) {
+                const size_t table = l.weights.size() == heads * t * t ? 0 : wy * across + wx;
+                p[j] += l.weights.data()[((table * heads + h) * t + i) * t + j];
+              }
+              max = std::max(max, p[j]);
+            }
+            double sum = 0;
+            for (size_t j = 0; j < t; ++j) sum += (p[j] = std::exp(p[j] - max));
+            for (size_t e = 0; e < d; ++e) {
+              double acc = 0;
+              for (size_t j = 0; j < t; ++j)
+                acc += p[j] / sum * at(v, n, wy * size_t(wh) + j / size_t(ww), wx * size_t(ww) + j % size_t(ww), h * d + e);
+              y.data()[((n * size_t(s.h) + iy) * size_t(s.w) + ix) * c + h * d + e] = float(acc);
+            }
+          }
+  return y;
+}
+
+// The NHWC offset of (n, y, x, c) in a tensor of shape s.
+size_t nhwc_offset(const tensor_shape& s, int n, int y, int x, int c) {
+  return ((size_t(n) * size_t(s.h) + size_t(y)) * size_t(s.w) + size_t(x)) * size_t(s.c) + size_t(c);
+}
+
+tensor roll(const layer& l, const tensor& x) {
+  const tensor_shape& s = x.shape();
+  check(l.output_shape == s, l, "bad output_shape");
+  tensor y(s);
+  for (int n = 0; n < s.n; ++n)
+    for (int r = 0; r < s.h; ++r)
+      for (int col = 0; col < s.w; ++col)
+        for (int ch = 0; ch < s.c; ++ch)
+          y.data()[nhwc_offset(s, n, r, col, ch)] =
+              x.data()[nhwc_offset(s, n, (r + l.row_begin) % s.h, (col + l.col_begin) % s.w, ch)];
+  return y;
+}
+
+tensor spatial_slice(const layer& l, const tensor& x) {
+  tensor y(l.output_shape);
+  const tensor_shape& o = l.output_shape;
+  for (int n = 0; n < o.n; ++n)
+    for (int r = 0; r < o.h; ++r)
+      for (int col = 0; col < o.w; ++col)
+        for (int ch = 0; ch < o.c; ++ch)
+          y.data()[nhwc_offset(o, n, r, col, ch)] = x.data()[nhwc_offset(
+              x.shape(), n, l.row_begin + r * l.window.stride_h, l.col_begin + col * l.window.stride_w, ch)];
+  return y;
+}
+
 tensor prepend_tokens(const layer& l, const tensor& x) {
   const tensor_shape& s = x.shape();
   const size_t c = size_t(s.c), prefix = l.weights.size() / c, tokens = size_t(s.h) * s.w;
@@ -513,6 +589,11 @@ tensor reference_layer(const layer& l, const std::vector<const tensor*>& inputs)
     case layer_kind::attention:
       check(inputs.size() == 3, l, "attention needs q, k and v");
       return attention(l, *inputs[0], *inputs[1], *inputs[2]);
+    case layer_kind::window_attention:
+      check(inputs.size() == 3, l, "window attention needs q, k and v");
+      return window_attention(l, *inputs[0], *inputs[1], *inputs[2]);
+    case layer_kind::roll: return roll(l, one_input());
+    case layer_kind::spatial_slice: return spatial_slice(l, one_input());
     case layer_kind::prepend_tokens: return prepend_tokens(l, one_input());
     case layer_kind::constant_add: return constant_add(l, one_input());
     case layer_kind::row_slice: return row_slice(l, one_input());

@@ -87,6 +87,13 @@ enum class value_kind {
   attention_probs,    // softmax of the scores over keys
   attention_context,  // [h, T, d] = probs v
   context_tokens,     // [T, h, d]: the context back in token order, heads not yet merged
+  // Swin's windows (onnx_windows.cpp), on channels-last maps [1, H, W, C].
+  spatial_slice,      // rows and columns of a map, strided (a layer only when read by anything but a
+                      // Slice or the Concat of a cyclic shift)
+  map_grid,           // [1, H/wh, wh, W/ww, ww, C]: a map's pixels as they lie, axes split by windows
+  window_grid,        // [1, H/wh, W/ww, wh, ww, C]: the same pixels window by window
+  qkv_split,          // [nW, T, 3, h, d]: windowed tokens of one Linear as q, k, v of h heads
+  qkv_heads,          // [3, nW, h, T, d]: the same, q, k, v first
 };
 
 struct value {
@@ -105,7 +112,22 @@ struct value {
   bool flat_tokens = false;
   float scale = 1;           // heads_major, keys_transposed, attention_*: factor on q k^T
   std::vector<int> sources;  // attention_*, context_tokens: the q, k (and v) layers
+  // Windowed tokens (layer and the attention values, Swin): the ONNX tensor [nW, T, C] holds the
+  // d3 map's pixels window by window, windows_h x windows_w windows of window_h x window_w pixels.
+  // The bytes are the map's, in d3's order; only per-token ops and the attention pattern read it.
+  int window_h = 0, window_w = 0, windows_h = 0, windows_w = 0;
+  constant_ptr addend;       // attention_scores/probs of windows: added to the scores, their shape
+  // spatial_slice: pixels (row_start + i * row_step, col_start + j * col_step) of the layer's map
+  // [1, map_h, map_w, C], i < dims[1], j < dims[2]; source_tensor is the ONNX tensor sliced.
+  int64_t row_start = 0, row_step = 1, col_start = 0, col_step = 1, map_h = 0, map_w = 0;
+  std::string source_tensor;
 };
+
+inline bool windowed(const value& v) { return v.window_h > 0; }
+inline bool same_windows(const value& a, const value& b) {
+  return a.window_h == b.window_h && a.window_w == b.window_w && a.windows_h == b.windows_h &&
+         a.windows_w == b.windows_w;
+}
 
 // The ONNX axis holding a tensor value's channels, and their count.
 inline size_t channel_axis(const value& v) { return v.channels_last ? v.dims.size() - 1 : 1; }
@@ -259,6 +281,12 @@ class importer {
   // scalar, Softmax, Concat, Add of a constant and Gather on the values above; false when the node
   // is not one of these steps.
   bool token_step(const onnx::NodeProto& n);
+  // Swin (onnx_windows.cpp): strided slices and cyclic shifts of maps, window partition and
+  // reversal, windowed multi-head attention with its score addends; false when the node is none
+  // of these. Fails when a node reads windowed tokens other than token by token.
+  bool window_step(const onnx::NodeProto& n);
+  // Turns a pending spatial_slice value into a spatial_slice layer (its readers need the tensor).
+  void materialise_slice(const std::string& tensor);
   void hard_sigmoid(const onnx::NodeProto& n, bool swish);
   void binary(const onnx::NodeProto& n);
   void fold_affine(const onnx::NodeProto& n, int tensor_input, const constant& c, bool multiply, bool negate,

@@ -235,7 +235,8 @@ const value& importer::get_any_tensor(const onnx::NodeProto& n, int i) {
 void importer::define(const onnx::NodeProto& n, int output, value v) {
   if (!has_output(n, output)) return;
   if (v.kind != value_kind::constant) {
-    if (v.dims.size() < 2 || v.dims.size() > 5)
+    const size_t max_rank = v.kind == value_kind::map_grid || v.kind == value_kind::window_grid ? 6 : 5;
+    if (v.dims.size() < 2 || v.dims.size() > max_rank)
       fail(n, "output '" + n.output(output) + "' has rank " + std::to_string(v.dims.size()) +
                   "; d3 tensors are 4-D NCHW, 2-D [N, C] or token tensors [N, T, C]");
     for (int64_t d : v.dims)
@@ -282,6 +283,10 @@ int importer::emit_like(const onnx::NodeProto& n, layer l, const std::vector<int
     value& v = values_[n.output(0)];
     v.channels_last = like.channels_last;
     v.flat_tokens = like.flat_tokens;
+    v.window_h = like.window_h;
+    v.window_w = like.window_w;
+    v.windows_h = like.windows_h;
+    v.windows_w = like.windows_w;
   }
   return index;
 }
@@ -472,6 +477,9 @@ void importer::import_node(const onnx::NodeProto& n) {
   if (op == "Constant") return constant_node(n);
   if (op == "Shape") return shape(n);
   if (fold_constant_node(n)) return;
+  if (window_step(n)) return;
+  for (int i = 0; i < n.input_size(); ++i)
+    if (has_input(n, i) && get(n, i).kind == value_kind::spatial_slice) materialise_slice(n.input(i));
   static const std::set<std::string> token_ops = {"Reshape", "Transpose", "MatMul", "Mul",   "Div",
                                                   "Softmax", "Concat",    "Add",    "Gather"};
   if (token_ops.count(op) && token_step(n)) return;
@@ -527,8 +535,11 @@ void importer::import_node(const onnx::NodeProto& n) {
     } else {
       allow_attributes(n, {"seed", "ratio", "is_test"});
       require_unused_outputs(n, 1, "mask");
-      if (has_input(n, 2) && get_scalar(n, 2, "training_mode") != 0)
-        fail(n, "training_mode=true is not supported (inference only)");
+      // Training mode drops values, unless the ratio is 0 (Swin calls F.dropout(p=0.0) with its
+      // default training=True: the identity all the same).
+      const float ratio = has_input(n, 1) ? get_scalar(n, 1, "ratio") : attr_float(n, "ratio", 0.5f);
+      if (has_input(n, 2) && get_scalar(n, 2, "training_mode") != 0 && ratio != 0)
+        fail(n, "training_mode=true with ratio " + std::to_string(ratio) + " is not supported (inference only)");
     }
     value v = get(n, 0);
     define(n, 0, std::move(v));
@@ -605,7 +616,8 @@ bool importer::fold_constant_node(const onnx::NodeProto& n) {
   static const std::set<std::string> foldable = {"Gather", "Unsqueeze", "Squeeze", "Concat", "Cast", "Add",
                                                  "Sub", "Mul", "Div", "Slice", "Reshape", "Identity",
                                                  "ConstantOfShape", "Neg", "Floor", "Ceil", "Flatten",
-                                                 "Transpose", "Equal", "Where", "Expand", "Mod"};
+                                                 "Transpose", "Equal", "Where", "Expand", "Mod",
+                                                 "Pow", "Sqrt", "Not", "Range", "ScatterND"};
   const std::string& op = n.op_type();
   if (!foldable.count(op) || n.input_size() == 0) return false;
   for (int i = 0; i < n.input_size(); ++i)
@@ -678,6 +690,88 @@ bool importer::fold_constant_node(const onnx::NodeProto& n) {
     const constant& y = get_constant(n, 1, "input");
     if ((x.is_float || y.is_float) && fmod == 0) fail(n, "a floating-point Mod needs fmod=1 (the ONNX rule)");
     define_constant(n, fold_binary(n, x, y, fmod ? "FMod" : "Mod"));
+  } else if (op == "Pow") {  // Swin's head_dim ** -0.5
+    allow_attributes(n, {});
+    const constant& y = get_constant(n, 1, "exponent");
+    const constant shape = fold_binary(n, x, y, "Expand");
+    const constant bx = fold_expand(n, x, shape.dims), by = fold_expand(n, y, shape.dims);
+    constant c;
+    c.dims = shape.dims;
+    c.is_float = x.is_float;
+    for (size_t k = 0; k < bx.size(); ++k) {
+      const double v = std::pow(bx.at(k), by.at(k));
+      if (c.is_float) {
+        c.f.push_back(float(v));
+      } else {
+        if (!(std::fabs(v) < 9.2e18)) fail(n, "integer power " + std::to_string(v) + " overflows");
+        c.i.push_back(int64_t(v));
+      }
+    }
+    define_constant(n, std::move(c));
+  } else if (op == "Sqrt") {
+    allow_attributes(n, {});
+    if (!x.is_float) fail(n, "Sqrt of an integer tensor is not valid ONNX");
+    constant c = x;
+    for (float& v : c.f) v = std::sqrt(v);
+    define_constant(n, std::move(c));
+  } else if (op == "Not") {
+    allow_attributes(n, {});
+    if (x.is_float) fail(n, "Not takes a boolean tensor");
+    constant c = x;
+    for (int64_t& v : c.i) v = v == 0;
+    define_constant(n, std::move(c));
+  } else if (op == "Range") {  // Swin's shift masks: arange over the padded map
+    allow_attributes(n, {});
+    const constant& limit = get_constant(n, 1, "limit");
+    const constant& delta = get_constant(n, 2, "delta");
+    if (x.size() != 1 || limit.size() != 1 || delta.size() != 1) fail(n, "start, limit and delta must be scalars");
+    if (x.is_float != limit.is_float || x.is_float != delta.is_float) fail(n, "start, limit and delta differ in type");
+    const double start = x.at(0), stop = limit.at(0), step = delta.at(0);
+    if (step == 0 || !std::isfinite(start) || !std::isfinite(stop) || !std::isfinite(step)) fail(n, "delta must be nonzero and all finite");
+    const double count = std::max(0.0, std::ceil((stop - start) / step));
+    if (count > double(max_folded_elements)) fail(n, "a range of " + std::to_string(count) + " elements is too large");
+    constant c;
+    c.is_float = x.is_float;
+    c.dims = {int64_t(count)};
+    for (int64_t k = 0; k < int64_t(count); ++k) {
+      if (c.is_float) c.f.push_back(float(start + double(k) * step));
+      else c.i.push_back(x.i[0] + k * delta.i[0]);
+    }
+    define_constant(n, std::move(c));
+  } else if (op == "ScatterND") {  // Swin's shift masks: regions of a zero map set to their ids
+    allow_attributes(n, {"reduction"});
+    if (attr_string(n, "reduction", "none") != "none") fail(n, "only reduction=none is supported");
+    const constant& indices = get_constant(n, 1, "indices");
+    const constant& updates = get_constant(n, 2, "updates");
+    if (indices.is_float) fail(n, "indices must be integers");
+    if (updates.is_float != x.is_float) fail(n, "data and updates differ in type");
+    const size_t rank = x.dims.size();
+    if (indices.dims.empty() || rank == 0) fail(n, "data and indices must have rank >= 1");
+    const size_t k = size_t(indices.dims.back());
+    if (k < 1 || k > rank) fail(n, "index depth " + std::to_string(k) + " does not fit data of rank " + std::to_string(rank));
+    // updates: indices.dims[:-1] + data.dims[k:]
+    dims_t expected(indices.dims.begin(), indices.dims.end() - 1);
+    expected.insert(expected.end(), x.dims.begin() + int64_t(k), x.dims.end());
+    if (updates.dims != expected)
+      fail(n, "updates have shape " + dims_string(updates.dims) + ", expected " + dims_string(expected));
+    size_t slice = 1;
+    for (size_t a = k; a < rank; ++a) slice *= size_t(x.dims[a]);
+    constant c = x;
+    const size_t points = indices.size() / k;
+    for (size_t p = 0; p < points; ++p) {
+      size_t offset = 0;
+      for (size_t a = 0; a < k; ++a) {
+        int64_t i = indices.i[p * k + a];
+        if (i < 0) i += x.dims[a];
+        if (i < 0 || i >= x.dims[a]) fail(n, "index " + std::to_string(indices.i[p * k + a]) + " is out of range");
+        offset = offset * size_t(x.dims[a]) + size_t(i);
+      }
+      for (size_t e = 0; e < slice; ++e) {
+        if (c.is_float) c.f[offset * slice + e] = updates.f[p * slice + e];
+        else c.i[offset * slice + e] = updates.i[p * slice + e];
+      }
+    }
+    define_constant(n, std::move(c));
   } else if (op == "Neg" || op == "Floor" || op == "Ceil") {
     allow_attributes(n, {});
     constant c = x;
@@ -1319,7 +1413,7 @@ void importer::binary(const onnx::NodeProto& n) {
   const value x = get_any_tensor(n, 0);
   const value y = get_any_tensor(n, 1);
   const layer_kind kind = op == "Add" ? layer_kind::add : layer_kind::multiply;
-  if (x.dims == y.dims && x.channels_last == y.channels_last) {
+  if (x.dims == y.dims && x.channels_last == y.channels_last && same_windows(x, y)) {
     emit_like(n, make_layer(kind), {x.layer, y.layer}, x);
     return;
   }
@@ -1399,25 +1493,30 @@ void importer::fold_affine(const onnx::NodeProto& n, int tensor_input, const con
 void importer::concat(const onnx::NodeProto& n) {
   allow_attributes(n, {"axis"});
   std::vector<int> inputs;
-  dims_t dims;
+  value like;
+  size_t axis = 0;
   for (int i = 0; i < n.input_size(); ++i) {
     if (!has_input(n, i)) continue;
-    const value& v = get_tensor(n, i);
-    if (dims.empty()) {
-      dims = v.dims;
-      int64_t axis = attr_int(n, "axis", 1);
-      if (axis < 0) axis += int64_t(dims.size());
-      if (axis != 1) fail(n, "attribute axis=" + std::to_string(attr_int(n, "axis", 1)) + " is not supported (channels only)");
-      dims[1] = 0;
+    const value& v = get_any_tensor(n, i);
+    if (inputs.empty()) {
+      like = v;
+      int64_t a = attr_int(n, "axis", 1);
+      if (a < 0) a += int64_t(v.dims.size());
+      if (a != int64_t(channel_axis(v)))
+        fail(n, "attribute axis=" + std::to_string(attr_int(n, "axis", 1)) + " is not supported (channels only)");
+      axis = size_t(a);
+      like.dims[axis] = 0;
     }
-    if (v.dims.size() != dims.size()) fail(n, "inputs differ in rank");
-    for (size_t k = 0; k < dims.size(); ++k)
-      if (k != 1 && v.dims[k] != dims[k]) fail(n, "input shapes differ outside the channel axis");
-    dims[1] += v.dims[1];
+    if (v.dims.size() != like.dims.size()) fail(n, "inputs differ in rank");
+    if (v.channels_last != like.channels_last || !same_windows(v, like))
+      fail(n, "inputs differ in layout (NCHW, channels last or windowed tokens)");
+    for (size_t k = 0; k < like.dims.size(); ++k)
+      if (k != axis && v.dims[k] != like.dims[k]) fail(n, "input shapes differ outside the channel axis");
+    like.dims[axis] += v.dims[axis];
     inputs.push_back(v.layer);
   }
   if (inputs.empty()) fail(n, "has no inputs");
-  emit(n, make_layer(layer_kind::concat), inputs, dims);
+  emit_like(n, make_layer(layer_kind::concat), inputs, like);
 }
 
 void importer::flatten(const onnx::NodeProto& n) {

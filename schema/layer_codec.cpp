@@ -6,7 +6,7 @@ namespace d3 {
 
 namespace {
 
-constexpr int layer_kind_count = 25;
+constexpr int layer_kind_count = 28;
 
 // d3::layer_kind and schema::LayerKind must number the kinds identically.
 #define D3_SAME_KIND(a, b) \
@@ -36,8 +36,11 @@ D3_SAME_KIND(CONSTANT_ADD, constant_add);
 D3_SAME_KIND(ROW_SLICE, row_slice);
 D3_SAME_KIND(HARDSWISH, hardswish);
 D3_SAME_KIND(PREPROCESS, preprocess);
+D3_SAME_KIND(WINDOW_ATTENTION, window_attention);
+D3_SAME_KIND(ROLL, roll);
+D3_SAME_KIND(SPATIAL_SLICE, spatial_slice);
 #undef D3_SAME_KIND
-static_assert(uint16_t(layer_kind::preprocess) + 1 == layer_kind_count, "update layer_kind_count");
+static_assert(uint16_t(layer_kind::spatial_slice) + 1 == layer_kind_count, "update layer_kind_count");
 
 }  // namespace
 
@@ -75,6 +78,8 @@ void write_layer_fields(schema::Layer::Builder lb, const layer& l) {
   lb.setScale(l.scale);
   lb.setRowBegin(l.row_begin);
   lb.setRowEnd(l.row_end);
+  lb.setColBegin(l.col_begin);
+  lb.setColEnd(l.col_end);
   lb.setActivationMin(l.act.min);
   lb.setActivationMax(l.act.max);
 }
@@ -125,7 +130,8 @@ status read_layer_fields(schema::Layer::Reader lr, size_t layer_count, const std
     for (int v : {w.pad.top, w.pad.left, w.pad.bottom, w.pad.right})
       if (v < 0 || v > max_dim)
         return status::error(what + ": padding " + std::to_string(v) + " outside [0, " + std::to_string(max_dim) + "]");
-  if (l.kind == layer_kind::convolution || l.kind == layer_kind::max_pool || l.kind == layer_kind::average_pool) {
+  if (l.kind == layer_kind::convolution || l.kind == layer_kind::max_pool || l.kind == layer_kind::average_pool ||
+      l.kind == layer_kind::window_attention || l.kind == layer_kind::spatial_slice) {
     for (int v : {w.kernel_h, w.kernel_w, w.stride_h, w.stride_w, w.dilation_h, w.dilation_w})
       if (v < 1 || v > max_window)
         return status::error(what + ": window size, stride or dilation " + std::to_string(v) + " outside [1, " +
@@ -155,6 +161,11 @@ status read_layer_fields(schema::Layer::Reader lr, size_t layer_count, const std
   l.row_end = lr.getRowEnd();
   if (l.row_begin < 0 || l.row_begin > max_dim || l.row_end < 0 || l.row_end > max_dim)
     return status::error(what + ": row range [" + std::to_string(l.row_begin) + ", " + std::to_string(l.row_end) +
+                         ") outside [0, " + std::to_string(max_dim) + "]");
+  l.col_begin = lr.getColBegin();
+  l.col_end = lr.getColEnd();
+  if (l.col_begin < 0 || l.col_begin > max_dim || l.col_end < 0 || l.col_end > max_dim)
+    return status::error(what + ": column range [" + std::to_string(l.col_begin) + ", " + std::to_string(l.col_end) +
                          ") outside [0, " + std::to_string(max_dim) + "]");
   l.act.min = lr.getActivationMin();
   l.act.max = lr.getActivationMax();

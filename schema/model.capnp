@@ -36,6 +36,9 @@ enum LayerKind {
   rowSlice @22;
   hardswish @23;
   preprocess @24;                   # 8-bit pixels to the input: (x / 255 - mean) / std
+  windowAttention @25;              # attention within windows of window.kernelH x kernelW pixels
+  roll @26;                         # cyclic shift of H and W
+  spatialSlice @27;                 # strided rows and columns of a map
 }
 
 struct Layer {
@@ -79,8 +82,10 @@ struct Layer {
   channelEnd @27 :Int32;
 
   scale @28 :Float32 = 1;           # attention: factor of q k^T before the softmax
-  rowBegin @29 :Int32;              # rowSlice: rows [rowBegin, rowEnd) of the input
-  rowEnd @30 :Int32;                # prependTokens: the tokens prepended
+  rowBegin @29 :Int32;              # rowSlice: rows [rowBegin, rowEnd) of the input; spatialSlice too
+  rowEnd @30 :Int32;                # prependTokens: the tokens prepended; roll: rowBegin is the first row
+  colBegin @31 :Int32;              # spatialSlice: columns [colBegin, colEnd); roll: the first column
+  colEnd @32 :Int32;
 }
 
 struct Model {

@@ -1066,6 +1066,97 @@ BOOST_AUTO_TEST_CASE(token_layers) {
   check_layer(pick, {random_tensor_of({2, 14, 1, 16}, r)}, exactness::bitwise);
 }
 
+// Swin's kinds against the naive reference: windowed attention (square and oblong windows, one
+// window for the whole map, batches, a score addend shared by all windows and one per window, as
+// the shift masks make it), the cyclic shift (both axes, one axis) and strided spatial slices
+// (patch merging's 2x2 phases, an odd crop); and the attention's sixteen- and four-lane paths.
+BOOST_AUTO_TEST_CASE(window_layers) {
+  struct window_case {
+    tensor_shape shape;
+    int window_h, window_w, heads;
+    int addend_tables;  // 0: none, 1: shared, else one per window
+  };
+  const std::vector<window_case> cases = {{{1, 14, 14, 96}, 7, 7, 3, 1},  {{1, 14, 14, 96}, 7, 7, 3, 4},
+                                          {{2, 6, 8, 20}, 3, 4, 2, 4},    {{1, 7, 7, 32}, 7, 7, 1, 0},
+                                          {{1, 4, 6, 30}, 2, 3, 5, 4}};
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const window_case& c = cases[i];
+    rng r(2600 + i);
+    layer l;
+    l.name = "window_attention";
+    l.kind = layer_kind::window_attention;
+    l.groups = c.heads;
+    l.scale = 0.3f;
+    l.window.kernel_h = c.window_h;
+    l.window.kernel_w = c.window_w;
+    const int tokens = c.window_h * c.window_w;
+    if (c.addend_tables > 0) {
+      std::vector<float> addend(size_t(c.addend_tables) * c.heads * tokens * tokens);
+      for (float& v : addend) v = r.uniform(-2.0f, 2.0f);
+      if (c.addend_tables > 1)  // a shift mask's -100 between regions of some windows
+        for (size_t k = 0; k < addend.size(); k += 7) addend[k] = -100.0f;
+      l.weights = weight_blob::from_vector(std::move(addend));
+    }
+    l = with_shapes(std::move(l), {c.shape, c.shape, c.shape});
+    const tensor q = random_tensor_of(c.shape, r, 2.0f), k = random_tensor_of(c.shape, r, 2.0f),
+                 v = random_tensor_of(c.shape, r);
+    check_layer(l, {q, k, v});
+    const std::string what = describe(l, {&q, &k, &v});
+    tensor wide, four;
+    BOOST_REQUIRE(run_operator(l, {&q, &k, &v}, nullptr, &wide, what));
+    force_four_lane_vectors(true);
+    const bool ran = run_operator(l, {&q, &k, &v}, nullptr, &four, what + " [four lanes]");
+    force_four_lane_vectors(false);
+    BOOST_REQUIRE(ran);
+    BOOST_CHECK_MESSAGE(bitwise_equal(wide, four), what << ": the widths differ: " << compare_relative(wide, four, 0.0));
+  }
+  // Windows that do not tile the map, and an addend of the wrong size, are refused by name.
+  layer bad;
+  bad.name = "odd_windows";
+  bad.kind = layer_kind::window_attention;
+  bad.groups = 1;
+  bad.window.kernel_h = bad.window.kernel_w = 4;
+  tensor_shape out;
+  const status s = infer_layer_shape(bad, {{1, 6, 8, 4}, {1, 6, 8, 4}, {1, 6, 8, 4}}, out);
+  BOOST_TEST(!s.is_ok());
+  BOOST_TEST(s.message().find("odd_windows") != std::string::npos, s.message());
+  bad.window.kernel_h = 3;
+  bad.weights = weight_blob::from_vector(std::vector<float>(5, 0.0f));
+  BOOST_TEST(!infer_layer_shape(bad, {{1, 6, 8, 4}, {1, 6, 8, 4}, {1, 6, 8, 4}}, out).is_ok());
+
+  rng r(2650);
+  for (const auto& [rows, cols] : std::vector<std::pair<int, int>>{{3, 3}, {0, 5}, {6, 0}, {1, 7}}) {
+    layer roll;
+    roll.name = "roll";
+    roll.kind = layer_kind::roll;
+    roll.row_begin = rows;
+    roll.col_begin = cols;
+    roll = with_shapes(std::move(roll), {{2, 7, 8, 5}});
+    check_layer(roll, {random_tensor_of({2, 7, 8, 5}, r)}, exactness::bitwise);
+  }
+  struct slice_case {
+    int row_begin, row_end, stride_h, col_begin, col_end, stride_w;
+    tensor_shape expected;
+  };
+  for (const slice_case& c : std::vector<slice_case>{{0, 8, 2, 1, 8, 2, {1, 4, 4, 6}},
+                                                     {1, 8, 2, 0, 8, 2, {1, 4, 4, 6}},
+                                                     {2, 7, 1, 3, 5, 1, {1, 5, 2, 6}},
+                                                     {1, 8, 3, 0, 7, 4, {1, 3, 2, 6}}}) {
+    layer slice;
+    slice.name = "spatial_slice";
+    slice.kind = layer_kind::spatial_slice;
+    slice.row_begin = c.row_begin;
+    slice.row_end = c.row_end;
+    slice.window.stride_h = c.stride_h;
+    slice.col_begin = c.col_begin;
+    slice.col_end = c.col_end;
+    slice.window.stride_w = c.stride_w;
+    slice = with_shapes(std::move(slice), {{1, 8, 8, 6}});
+    BOOST_TEST(slice.output_shape == c.expected);
+    check_layer(slice, {random_tensor_of({1, 8, 8, 6}, r)}, exactness::bitwise);
+  }
+}
+
 layer shuffle_layer(const tensor_shape& in, int groups) {
   layer l;
   l.name = "shuffle";

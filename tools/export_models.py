@@ -5,7 +5,8 @@ For each model NAME this writes into OUT_DIR:
   NAME.onnx              the model, torch.onnx.export at --opset (default 13), constants folded
   NAME.input.bin         a seeded uniform [-1, 1) 1x3x224x224 input, float32 NCHW little-endian
   NAME.output.bin        PyTorch's output for it (1x1000 logits), same encoding
-  NAME.<module>.bin      the output of a few modules (forward hooks), same encoding
+  NAME.<module>.bin      the output of a few modules (forward hooks), same encoding (channels-last
+                         maps [N, H, W, C], as Swin keeps them, written NCHW like the others)
   NAME.json              what the files are: seed, opset, shapes, the output's sensitivity to the
                          input (rms of y(x) - y(x') over rms of y(x)), and for every intermediate the
                          torch module path, its NCHW shape and the ONNX node that computes it (the
@@ -36,9 +37,9 @@ import sys
 import warnings
 
 MODELS = ["alexnet", "resnet18", "googlenet", "mobilenet_v2", "vgg16", "densenet121", "mobilenet_v3_small",
-          "convnext_tiny", "vit_b_32"]
+          "convnext_tiny", "vit_b_32", "swin_t"]
 DEFAULT_MODELS = ["alexnet", "resnet18", "googlenet", "mobilenet_v2", "densenet121", "mobilenet_v3_small",
-                  "convnext_tiny", "vit_b_32"]
+                  "convnext_tiny", "vit_b_32", "swin_t"]
 
 # Modules whose outputs are saved and matched to ONNX nodes (torch module paths).
 INTERMEDIATES = {
@@ -57,7 +58,13 @@ INTERMEDIATES = {
     # Token tensors: patch embedding, class token, position embedding, multi-head attention.
     "vit_b_32": ["encoder.layers.encoder_layer_0", "encoder.layers.encoder_layer_5",
                  "encoder.layers.encoder_layer_11"],
+    # Windowed attention on channels-last maps: window partition (6-D Reshape and Transpose), cyclic
+    # shift (Slice and Concat), relative position bias, shift masks, patch merging (strided Slice).
+    "swin_t": ["features.1", "features.3", "features.5", "features.7"],
 }
+
+# Models whose 4-D module outputs are channels-last maps [N, H, W, C] (Swin keeps its maps so).
+CHANNELS_LAST_MODELS = {"swin_t"}
 
 FORMAT_VERSION = 1
 
@@ -125,6 +132,9 @@ def reinitialise(torch, torchvision, model, seed):
             elif isinstance(mod, nn.MultiheadAttention):
                 nn.init.kaiming_normal_(mod.in_proj_weight, mode="fan_in", nonlinearity="linear")
                 mod.in_proj_bias.uniform_(-0.05, 0.05)
+            elif isinstance(mod, torchvision.models.swin_transformer.ShiftedWindowAttention):
+                # torchvision draws the relative position bias with std 0.02: it would not count.
+                mod.relative_position_bias_table.normal_(0.0, 1.0)
             elif isinstance(mod, nn.LayerNorm):
                 mod.weight.uniform_(0.8, 1.2)
                 mod.bias.uniform_(-0.1, 0.1)
@@ -271,9 +281,12 @@ def export(torch, torchvision, onnx, out_dir, name, seed, opset):
         if node is None:
             raise RuntimeError(f"{name}: no ONNX node in scope {scope_prefix(path)}")
         out = node.output[0]
-        if out in shapes and shapes[out] != list(t.shape):
+        # (ONNX shape inference leaves some shapes unknown, [], behind Swin's reshapes.)
+        if out in shapes and shapes[out] and shapes[out] != list(t.shape):
             raise RuntimeError(f"{name}: ONNX node {node.name} output {out} has shape {shapes[out]}, "
                                f"module {path} output {list(t.shape)}")
+        if name in CHANNELS_LAST_MODELS and t.dim() == 4:
+            t = t.permute(0, 3, 1, 2)  # [N, H, W, C] maps written as every other 4-D tensor: NCHW
         file = f"{name}.{path}.bin"
         write_tensor(os.path.join(out_dir, file), t)
         intermediates.append({

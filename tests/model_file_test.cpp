@@ -553,6 +553,49 @@ BOOST_AUTO_TEST_CASE(token_kinds_round_trip) {
   BOOST_TEST(loaded.layers[loaded.find("class")].row_end == 1);
 }
 
+// Swin's kinds keep their parameters: the window, heads, scale and score addend of windowed
+// attention, a roll's first row and column, a strided slice's rows, columns and steps.
+BOOST_AUTO_TEST_CASE(window_kinds_round_trip) {
+  seeded_generator gen(31);
+  graph original;
+  original.name = "window kinds";
+  layer in = make_layer("data", layer_kind::input, {});
+  in.input_shape = tensor_shape{1, 8, 6, 8};
+  original.layers.push_back(in);
+  layer roll = make_layer("roll", layer_kind::roll, {0});
+  roll.row_begin = 3;
+  roll.col_begin = 5;
+  original.layers.push_back(roll);
+  layer attention = make_layer("windows", layer_kind::window_attention, {1, 1, 1});
+  attention.groups = 2;
+  attention.scale = 0.25f;
+  attention.window.kernel_h = 4;
+  attention.window.kernel_w = 3;
+  attention.weights = random_blob(4 * 2 * 12 * 12, gen);  // one table per window
+  original.layers.push_back(attention);
+  layer slice = make_layer("phase", layer_kind::spatial_slice, {2});
+  slice.row_begin = 1;
+  slice.row_end = 8;
+  slice.window.stride_h = 2;
+  slice.col_begin = 0;
+  slice.col_end = 5;
+  slice.window.stride_w = 3;
+  original.layers.push_back(slice);
+  original.outputs = {3};
+  const graph loaded = round_trip(original, in.input_shape, 80);
+  const layer& r = loaded.layers[loaded.find("roll")];
+  BOOST_TEST(r.row_begin == 3);
+  BOOST_TEST(r.col_begin == 5);
+  const layer& a = loaded.layers[loaded.find("windows")];
+  BOOST_TEST(a.window.kernel_h == 4);
+  BOOST_TEST(a.window.kernel_w == 3);
+  BOOST_TEST(a.weights.size() == size_t(4 * 2 * 12 * 12));
+  const layer& p = loaded.layers[loaded.find("phase")];
+  BOOST_TEST((p.output_shape == tensor_shape{1, 4, 2, 8}));
+  BOOST_TEST(p.col_end == 5);
+  BOOST_TEST(p.window.stride_w == 3);
+}
+
 BOOST_AUTO_TEST_CASE(new_kinds_round_trip_runs_bit_identically) {
   temp_dir dir;
   const std::string path = dir.file("new_kinds.d3m");

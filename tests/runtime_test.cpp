@@ -369,6 +369,47 @@ BOOST_FIXTURE_TEST_CASE(imported_onnx_resnet18_three_tier_tiled_is_bit_identical
   }
 }
 
+// Swin (torchvision's swin_t exported by tools/export_models.py) over three tiers: windowed
+// attention, cyclic shifts and patch merging on the device, the edges and the cloud, a block's MLP
+// tiled over both edges: bit-identical answers.
+BOOST_FIXTURE_TEST_CASE(imported_swin_three_tier_tiled_is_bit_identical, cluster) {
+  const char* dir = std::getenv("D3_ONNX_EXPORT_DIR");
+  BOOST_REQUIRE_MESSAGE(dir != nullptr, "D3_ONNX_EXPORT_DIR is not set (run through ctest)");
+  auto imported = d3::import_onnx(std::string(dir) + "/swin_t.onnx");
+  BOOST_REQUIRE_MESSAGE(imported.is_ok(), imported.message());
+  const d3::graph& g = imported.value();
+  d3::deployment_options options;
+  options.timeout = 30s;
+  options.emulation.clock = d3::clock_mode::virtual_time;
+  options.emulation.shaped = true;
+  d3::deployment dep(*system, options);
+  BOOST_REQUIRE(dep.connect(endpoints()).is_ok());
+  d3::deployment_plan plan;
+  plan.segments = {{"device", "/features/features.0/features.0.0/Conv", "/features/features.1/features.1.1/Add"},
+                   {"edge1", "/features/features.1/features.1.1/norm2/Div", "/features/features.2/reduction/MatMul"},
+                   {"cloud", "/features/features.3/features.3.0/norm1/Div", "/head/Gemm"}};
+  plan.tiled_runs.push_back({"/features/features.1/features.1.1/norm2/Div", "/features/features.1/features.1.1/Add_1",
+                             "2x1", {"edge1", "edge2"}, "", "", {}, {}});
+  auto report = dep.deploy(g, plan);
+  BOOST_REQUIRE_MESSAGE(report.is_ok(), report.message());
+  int windowed = 0;
+  for (const d3::layer& l : g.layers) windowed += l.kind == d3::layer_kind::window_attention;
+  BOOST_TEST(windowed == 12);
+  auto inputs = inputs_for(g, 2, 71);
+  auto outcomes = dep.run(inputs, 1);
+  auto local = d3::executor::create(g);
+  BOOST_REQUIRE_MESSAGE(local.is_ok(), local.message());
+  BOOST_REQUIRE_EQUAL(outcomes.size(), inputs.size());
+  const std::string in_name = g.layers[size_t(g.input_layers().at(0))].name;
+  const std::string out_name = g.layers[size_t(g.outputs.at(0))].name;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    BOOST_REQUIRE_MESSAGE(outcomes[i].ok, outcomes[i].error);
+    auto expected = (*local)->run({&inputs[i].at(in_name)});
+    BOOST_REQUIRE(expected.is_ok());
+    BOOST_CHECK(d3::bitwise_equal(outcomes[i].outputs.at(out_name), expected.value().at(0)));
+  }
+}
+
 // Virtual end-to-end latency of a deployed three-tier plan on the evaluation testbed (speeds 0.1,
 // 0.5, 4; WiFi uplink) against the cost model's prediction from the profiles the nodes probed
 // (what each node's clock charges per layer, the path `--profile nodes` takes). Transfers are the

@@ -44,6 +44,7 @@ constexpr kind_name kind_names[] = {
     {layer_kind::window_attention, "window_attention"},
     {layer_kind::roll, "roll"},
     {layer_kind::spatial_slice, "spatial_slice"},
+    {layer_kind::tanh, "tanh"},
 };
 
 std::string describe(const layer& l) { return std::string(to_string(l.kind)) + " layer '" + l.name + "'"; }
@@ -167,6 +168,7 @@ status infer_layer(const layer& l, const std::vector<tensor_shape>& in, tensor_s
     case layer_kind::sigmoid:
     case layer_kind::gelu:
     case layer_kind::hardswish:
+    case layer_kind::tanh:
       D3_RETURN_IF_ERROR(check_plain(l));
       out = in[0];
       return status::ok();
@@ -186,11 +188,14 @@ status infer_layer(const layer& l, const std::vector<tensor_shape>& in, tensor_s
         return layer_error(l, std::to_string(l.groups) + " heads do not divide " + std::to_string(in[0].c) + " channels");
       if (!std::isfinite(l.scale)) return layer_error(l, "scale must be finite");
       const window_params& w = l.window;
-      if (w.kernel_h < 1 || w.kernel_w < 1 || in[0].h % w.kernel_h != 0 || in[0].w % w.kernel_w != 0)
+      if (w.kernel_h < 1 || w.kernel_w < 1 || w.dilation_h < 1 || w.dilation_w < 1 || w.kernel_h > in[0].h ||
+          w.kernel_w > in[0].w || in[0].h % (w.kernel_h * w.dilation_h) != 0 ||
+          in[0].w % (w.kernel_w * w.dilation_w) != 0)
         return layer_error(l, "windows of " + std::to_string(w.kernel_h) + "x" + std::to_string(w.kernel_w) +
-                                  " do not tile the input " + in[0].to_string());
+                                  " pixels spaced " + std::to_string(w.dilation_h) + "x" +
+                                  std::to_string(w.dilation_w) + " do not tile the input " + in[0].to_string());
       const size_t tokens = size_t(w.kernel_h) * size_t(w.kernel_w);
-      const size_t windows = size_t(in[0].h / w.kernel_h) * size_t(in[0].w / w.kernel_w);
+      const size_t windows = size_t(in[0].h) * size_t(in[0].w) / tokens;
       const size_t per_window = size_t(l.groups) * tokens * tokens;
       if (!l.weights.empty() && l.weights.size() != per_window && l.weights.size() != per_window * windows)
         return layer_error(l, "score addend holds " + std::to_string(l.weights.size()) + " floats, expected " +

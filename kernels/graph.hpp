@@ -59,14 +59,17 @@ enum class layer_kind : uint8_t {
                         // (x / 255 - mean[c]) / std[c] in float32, as torchvision's ToTensor then
                         // Normalize compute it; weights = mean, bias = std (C floats each)
   // Windowed attention (Swin) on a map [N, H, W, C] (appended: numbers are stable).
-  window_attention,     // attention within each window of window.kernel_h x kernel_w pixels (the
-                        // windows tile H and W, row-major): inputs q, k, v of equal shape; `groups`
-                        // heads; softmax(q k^T * scale + weights) v per window and head, where the
-                        // weights (optional) add to the scores: [B][heads][T][T] floats, T = kernel_h
-                        // * kernel_w, B = 1 (every window alike) or one per window
+  window_attention,     // attention within each window of window.kernel_h x kernel_w pixels, spaced
+                        // window.dilation_h/_w apart (1: Swin's and MaxViT's blocks; H / kernel:
+                        // MaxViT's grid, one pixel of every block): windows in row-major order of
+                        // (block row, row phase, block column, column phase). Inputs q, k, v of equal
+                        // shape; `groups` heads; softmax(q k^T * scale + weights) v per window and
+                        // head, where the weights (optional) add to the scores: [B][heads][T][T]
+                        // floats, T = kernel_h * kernel_w, B = 1 (every window alike) or one per window
   roll,                 // cyclic shift: out[y][x] = in[(y + row_begin) mod H][(x + col_begin) mod W]
   spatial_slice,        // rows [row_begin, row_end) step window.stride_h and columns [col_begin,
                         // col_end) step window.stride_w of the input (ONNX Slice on H and W)
+  tanh,                 // element-wise hyperbolic tangent (MaxViT's classifier)
 };
 const char* to_string(layer_kind kind);
 result<layer_kind> layer_kind_from_string(std::string_view name);

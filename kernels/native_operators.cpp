@@ -107,6 +107,47 @@ D3_INLINE V exp_vector(V x) {
   return negligible ? splat_as<V>(0.0f) : y * scale;
 }
 
+// tanh of a vector's values, Cephes' tanhf: x + x^3 P(x^2) below |x| = 0.625, 1 - 2 / (e^2|x| + 1)
+// with the sign of x above. Separate multiplies and adds (the same bits on every path).
+template <class V>
+D3_INLINE V tanh_vector(V x) {
+  const V a = x < splat_as<V>(0.0f) ? -x : x;
+  const V e = exp_vector(a + a);
+  V big = splat_as<V>(1.0f) - splat_as<V>(2.0f) / (e + splat_as<V>(1.0f));
+  big = x < splat_as<V>(0.0f) ? -big : big;
+  const V z = x * x;
+  V p = splat_as<V>(-5.70498872745e-3f);
+  p = p * z + splat_as<V>(2.06390887954e-2f);
+  p = p * z + splat_as<V>(-5.37397155531e-2f);
+  p = p * z + splat_as<V>(1.33314422036e-1f);
+  p = p * z + splat_as<V>(-3.33332819422e-1f);
+  const V small = (p * z) * x + x;
+  return a < splat_as<V>(0.625f) ? small : big;
+}
+
+// An element-wise function of every value, vectors at a time; the tail through the same vector
+// code, so every value is computed alike.
+template <class V, V (*F)(V)>
+D3_INLINE void map_span(const float* x, float* y, size_t count) {
+  size_t i = 0;
+  for (; i + sizeof(V) / sizeof(float) <= count; i += sizeof(V) / sizeof(float)) {
+    V v;
+    std::memcpy(&v, x + i, sizeof v);
+    v = F(v);
+    std::memcpy(y + i, &v, sizeof v);
+  }
+  if (i < count) {
+    V v = splat_as<V>(0.0f);
+    std::memcpy(&v, x + i, (count - i) * sizeof(float));
+    v = F(v);
+    std::memcpy(y + i, &v, (count - i) * sizeof(float));
+  }
+}
+
+__attribute__((target("avx512f"))) void tanh_span_avx512(const float* x, float* y, size_t count) {
+  map_span<v16sf, tanh_vector<v16sf>>(x, y, count);
+}
+
 template <class V>
 D3_INLINE void gelu_span(const float* x, float* y, size_t count) {
   size_t i = 0;
@@ -137,6 +178,13 @@ void gelu_values(const float* x, float* y, size_t count) {
     gelu_span_avx512(x, y, count);
   else
     gelu_span<v4sf>(x, y, count);
+}
+
+void tanh_values(const float* x, float* y, size_t count) {
+  if (sixteen_lanes())
+    tanh_span_avx512(x, y, count);
+  else
+    map_span<v4sf, tanh_vector<v4sf>>(x, y, count);
 }
 
 namespace {
@@ -278,6 +326,17 @@ class gelu_operator : public pointwise_operator {
   void compute(size_t first, size_t count) override {
     const size_t c = size_t(shape_.c);
     gelu_values(x_ + first * c, y_ + first * c, count * c);
+  }
+};
+
+class tanh_operator : public pointwise_operator {
+ public:
+  using pointwise_operator::pointwise_operator;
+
+ private:
+  void compute(size_t first, size_t count) override {
+    const size_t c = size_t(shape_.c);
+    tanh_values(x_ + first * c, y_ + first * c, count * c);
   }
 };
 
@@ -446,6 +505,12 @@ result<std::unique_ptr<layer_operator>> create_gelu_operator(const layer& l, con
   return std::unique_ptr<layer_operator>(new gelu_operator(l, input));
 }
 
+result<std::unique_ptr<layer_operator>> create_tanh_operator(const layer& l, const tensor_shape& input) {
+  D3_RETURN_IF_ERROR(check_pointwise(l, input));
+  if (!l.weights.empty() || !l.bias.empty()) return status::error("tanh layer '" + l.name + "': takes no weights");
+  return std::unique_ptr<layer_operator>(new tanh_operator(l, input));
+}
+
 result<std::unique_ptr<layer_operator>> create_preprocess_operator(const layer& l, const tensor_shape& input) {
   D3_RETURN_IF_ERROR(check_pointwise(l, input));
   if (l.weights.size() != size_t(input.c) || l.bias.size() != size_t(input.c))
@@ -603,7 +668,8 @@ class attention_operator : public layer_operator {
   attention_operator(const layer& l, tensor_shape s)
       : name_(l.name), heads_(size_t(l.groups)), scale_(l.scale), s_(s), addend_(l.weights),
         window_h_(l.kind == layer_kind::window_attention ? size_t(l.window.kernel_h) : 0),
-        window_w_(l.kind == layer_kind::window_attention ? size_t(l.window.kernel_w) : 0) {}
+        window_w_(l.kind == layer_kind::window_attention ? size_t(l.window.kernel_w) : 0),
+        dilation_h_(size_t(std::max(1, l.window.dilation_h))), dilation_w_(size_t(std::max(1, l.window.dilation_w))) {}
 
   status setup(const std::vector<const float*>& inputs, float* output, pthreadpool_t) override {
     q_ = inputs.at(0);
@@ -626,7 +692,7 @@ class attention_operator : public layer_operator {
   }
   status reshape(const std::vector<tensor_shape>& inputs, const tensor_shape& output) override {
     if (inputs.size() != 3 || inputs[0] != output || inputs[1] != output || inputs[2] != output || output.c != s_.c ||
-        (window_h_ && (output.h % int(window_h_) != 0 || output.w % int(window_w_) != 0)))
+        (window_h_ && (output.h % int(window_h_ * dilation_h_) != 0 || output.w % int(window_w_ * dilation_w_) != 0)))
       return status::error("attention layer '" + name_ + "': cannot reshape to output " + output.to_string());
     s_ = output;
     return status::ok();
@@ -640,11 +706,16 @@ class attention_operator : public layer_operator {
   // Keys rounded up to whole 16-lane vectors: the transposed keys' rows and the scores' length.
   size_t padded_tokens() const { return (tokens() + 15) / 16 * 16; }
   size_t head_channels() const { return size_t(s_.c) / heads_; }
-  // The pixel (index into H x W) of token j of window `window`.
+  // The pixel (index into H x W) of token j of window `window`: windows in row-major order of
+  // (block row, row phase) x (block column, column phase), a block spanning window x dilation
+  // pixels.
   size_t pixel(size_t window, size_t j) const {
     if (!window_h_) return j;
-    const size_t across = size_t(s_.w) / window_w_;
-    const size_t y = window / across * window_h_ + j / window_w_, x = window % across * window_w_ + j % window_w_;
+    const size_t across = size_t(s_.w) / window_w_;  // windows per row of windows
+    const size_t wy = window / across, wx = window % across;
+    const size_t by = wy / dilation_h_, ay = wy % dilation_h_, bx = wx / dilation_w_, ax = wx % dilation_w_;
+    const size_t y = by * window_h_ * dilation_h_ + j / window_w_ * dilation_h_ + ay;
+    const size_t x = bx * window_w_ * dilation_w_ + j % window_w_ * dilation_w_ + ax;
     return y * size_t(s_.w) + x;
   }
 
@@ -786,6 +857,7 @@ class attention_operator : public layer_operator {
   tensor_shape s_;
   weight_blob addend_;
   size_t window_h_, window_w_;  // 0: one window of all tokens
+  size_t dilation_h_, dilation_w_;
   const float *q_ = nullptr, *k_ = nullptr, *v_ = nullptr;
   float* y_ = nullptr;
   std::vector<float> scores_, keys_;

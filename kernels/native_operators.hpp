@@ -19,6 +19,7 @@ namespace d3 {
 // layer_norm holds 2 x channels weights (gamma | beta) and a non-negative epsilon.
 result<std::unique_ptr<layer_operator>> create_layer_norm_operator(const layer& l, const tensor_shape& input);
 result<std::unique_ptr<layer_operator>> create_gelu_operator(const layer& l, const tensor_shape& input);
+result<std::unique_ptr<layer_operator>> create_tanh_operator(const layer& l, const tensor_shape& input);
 // preprocess holds mean (weights) and std (bias), one float per channel each.
 result<std::unique_ptr<layer_operator>> create_preprocess_operator(const layer& l, const tensor_shape& input);
 
@@ -52,6 +53,7 @@ void force_four_lane_vectors(bool forced);
 void layer_norm_rows(const float* x, float* y, size_t pixels, size_t channels, const float* gamma, const float* beta,
                      float epsilon);
 void gelu_values(const float* x, float* y, size_t count);
+void tanh_values(const float* x, float* y, size_t count);
 void preprocess_rows(const float* x, float* y, size_t pixels, size_t channels, const float* mean, const float* std);
 
 }  // namespace d3

@@ -698,6 +698,7 @@ result<std::unique_ptr<layer_operator>> create_layer_operator(const layer& l, co
     case layer_kind::hardswish: return create_unary<xnn_create_hardswish_nc_f32, xnn_setup_hardswish_nc_f32>(l, in);
     case layer_kind::layer_norm: return create_layer_norm_operator(l, in[0]);
     case layer_kind::gelu: return create_gelu_operator(l, in[0]);
+    case layer_kind::tanh: return create_tanh_operator(l, in[0]);
     case layer_kind::preprocess: return create_preprocess_operator(l, in[0]);
     case layer_kind::attention:
     case layer_kind::window_attention:

@@ -318,10 +318,15 @@ tensor attention(const layer& l, const tensor& q, const tensor& k, const tensor&
 tensor window_attention(const layer& l, const tensor& q, const tensor& k, const tensor& v) {
   const tensor_shape& s = q.shape();
   check(k.shape() == s && v.shape() == s && l.output_shape == s, l, "bad shapes");
-  const int wh = l.window.kernel_h, ww = l.window.kernel_w;
-  check(wh > 0 && ww > 0 && s.h % wh == 0 && s.w % ww == 0, l, "windows do not tile the map");
+  const int wh = l.window.kernel_h, ww = l.window.kernel_w, dh = l.window.dilation_h, dw = l.window.dilation_w;
+  check(wh > 0 && ww > 0 && dh > 0 && dw > 0 && s.h % (wh * dh) == 0 && s.w % (ww * dw) == 0, l,
+        "windows do not tile the map");
   const size_t c = size_t(s.c), heads = size_t(l.groups), d = c / heads, t = size_t(wh) * size_t(ww);
   const size_t across = size_t(s.w / ww), windows = size_t(s.h / wh) * across;
+  // Window row wy (of s.h / wh) is block wy / dh at phase wy % dh; its token row r lies at
+  // block * wh * dh + r * dh + phase (and likewise for columns).
+  auto row = [&](size_t wy, size_t r) { return wy / size_t(dh) * size_t(wh * dh) + r * size_t(dh) + wy % size_t(dh); };
+  auto col = [&](size_t wx, size_t r) { return wx / size_t(dw) * size_t(ww * dw) + r * size_t(dw) + wx % size_t(dw); };
   check(l.weights.empty() || l.weights.size() == heads * t * t || l.weights.size() == windows * heads * t * t, l,
         "bad score addend");
   auto at = [&](const tensor& x, size_t n, size_t y, size_t xx, size_t ch) {
@@ -334,10 +339,10 @@ tensor window_attention(const layer& l, const tensor& q, const tensor& k, const 
       for (size_t wx = 0; wx < across; ++wx)
         for (size_t h = 0; h < heads; ++h)
           for (size_t i = 0; i < t; ++i) {
-            const size_t iy = wy * size_t(wh) + i / size_t(ww), ix = wx * size_t(ww) + i % size_t(ww);
+            const size_t iy = row(wy, i / size_t(ww)), ix = col(wx, i % size_t(ww));
             double max = -std::numeric_limits<double>::infinity();
             for (size_t j = 0; j < t; ++j) {
-              const size_t jy = wy * size_t(wh) + j / size_t(ww), jx = wx * size_t(ww) + j % size_t(ww);
+              const size_t jy = row(wy, j / size_t(ww)), jx = col(wx, j % size_t(ww));
               double dot = 0;
               for (size_t e = 0; e < d; ++e) dot += at(q, n, iy, ix, h * d + e) * at(k, n, jy, jx, h * d + e);
               p[j] = dot * l.scale;
@@ -352,7 +357,7 @@ tensor window_attention(const layer& l, const tensor& q, const tensor& k, const 
             for (size_t e = 0; e < d; ++e) {
               double acc = 0;
               for (size_t j = 0; j < t; ++j)
-                acc += p[j] / sum * at(v, n, wy * size_t(wh) + j / size_t(ww), wx * size_t(ww) + j % size_t(ww), h * d + e);
+                acc += p[j] / sum * at(v, n, row(wy, j / size_t(ww)), col(wx, j % size_t(ww)), h * d + e);
               y.data()[((n * size_t(s.h) + iy) * size_t(s.w) + ix) * c + h * d + e] = float(acc);
             }
           }
@@ -584,6 +589,12 @@ tensor reference_layer(const layer& l, const std::vector<const tensor*>& inputs)
     case layer_kind::pad: return pad(l, one_input());
     case layer_kind::layer_norm: return layer_norm(l, one_input());
     case layer_kind::gelu: return gelu(l, one_input());
+    case layer_kind::tanh: {
+      const tensor& x = one_input();
+      tensor y(x.shape());
+      for (size_t i = 0; i < x.elements(); ++i) y.data()[i] = float(std::tanh(double(x.data()[i])));
+      return y;
+    }
     case layer_kind::hardswish: return hardswish(l, one_input());
     case layer_kind::preprocess: return preprocess(l, one_input());
     case layer_kind::attention:

@@ -91,6 +91,7 @@ enum class value_kind {
   spatial_slice,      // rows and columns of a map, strided (a layer only when read by anything but a
                       // Slice or the Concat of a cyclic shift)
   map_grid,           // [1, H/wh, wh, W/ww, ww, C]: a map's pixels as they lie, axes split by windows
+  nchw_grid,          // [1, C, H/wh, wh, W/ww, ww]: the same of an NCHW map (MaxViT)
   window_grid,        // [1, H/wh, W/ww, wh, ww, C]: the same pixels window by window
   qkv_split,          // [nW, T, 3, h, d]: windowed tokens of one Linear as q, k, v of h heads
   qkv_heads,          // [3, nW, h, T, d]: the same, q, k, v first
@@ -116,6 +117,10 @@ struct value {
   // d3 map's pixels window by window, windows_h x windows_w windows of window_h x window_w pixels.
   // The bytes are the map's, in d3's order; only per-token ops and the attention pattern read it.
   int window_h = 0, window_w = 0, windows_h = 0, windows_w = 0;
+  // A window's pixels lie dilation apart (MaxViT's grid: one pixel of each of window_h x window_w
+  // blocks of dilation_h x dilation_w pixels; then windows_h = dilation_h).
+  int dilation_h = 1, dilation_w = 1;
+  bool grid = false;  // the token axes swapped (a grid of dilated windows), until swapped back
   constant_ptr addend;       // attention_scores/probs of windows: added to the scores, their shape
   // spatial_slice: pixels (row_start + i * row_step, col_start + j * col_step) of the layer's map
   // [1, map_h, map_w, C], i < dims[1], j < dims[2]; source_tensor is the ONNX tensor sliced.
@@ -126,7 +131,8 @@ struct value {
 inline bool windowed(const value& v) { return v.window_h > 0; }
 inline bool same_windows(const value& a, const value& b) {
   return a.window_h == b.window_h && a.window_w == b.window_w && a.windows_h == b.windows_h &&
-         a.windows_w == b.windows_w;
+         a.windows_w == b.windows_w && a.dilation_h == b.dilation_h && a.dilation_w == b.dilation_w &&
+         a.grid == b.grid;
 }
 
 // The ONNX axis holding a tensor value's channels, and their count.
@@ -287,6 +293,9 @@ class importer {
   bool window_step(const onnx::NodeProto& n);
   // Turns a pending spatial_slice value into a spatial_slice layer (its readers need the tensor).
   void materialise_slice(const std::string& tensor);
+  // Emits the window_attention layer of `context` (the heads' context back in token order) as the
+  // node's output, windowed tokens of dims `out`; returns that value.
+  value emit_window_attention(const onnx::NodeProto& n, const value& context, const dims_t& out);
   void hard_sigmoid(const onnx::NodeProto& n, bool swish);
   void binary(const onnx::NodeProto& n);
   void fold_affine(const onnx::NodeProto& n, int tensor_input, const constant& c, bool multiply, bool negate,

@@ -235,7 +235,8 @@ const value& importer::get_any_tensor(const onnx::NodeProto& n, int i) {
 void importer::define(const onnx::NodeProto& n, int output, value v) {
   if (!has_output(n, output)) return;
   if (v.kind != value_kind::constant) {
-    const size_t max_rank = v.kind == value_kind::map_grid || v.kind == value_kind::window_grid ? 6 : 5;
+    const size_t max_rank =
+        v.kind == value_kind::map_grid || v.kind == value_kind::window_grid || v.kind == value_kind::nchw_grid ? 6 : 5;
     if (v.dims.size() < 2 || v.dims.size() > max_rank)
       fail(n, "output '" + n.output(output) + "' has rank " + std::to_string(v.dims.size()) +
                   "; d3 tensors are 4-D NCHW, 2-D [N, C] or token tensors [N, T, C]");
@@ -287,6 +288,9 @@ int importer::emit_like(const onnx::NodeProto& n, layer l, const std::vector<int
     v.window_w = like.window_w;
     v.windows_h = like.windows_h;
     v.windows_w = like.windows_w;
+    v.dilation_h = like.dilation_h;
+    v.dilation_w = like.dilation_w;
+    v.grid = like.grid;
   }
   return index;
 }
@@ -503,6 +507,12 @@ void importer::import_node(const onnx::NodeProto& n) {
     allow_attributes(n, {});
     const value x = get_any_tensor(n, 0);
     emit_like(n, make_layer(layer_kind::sigmoid), {x.layer}, x);
+    return;
+  }
+  if (op == "Tanh") {
+    allow_attributes(n, {});
+    const value x = get_any_tensor(n, 0);
+    emit_like(n, make_layer(layer_kind::tanh), {x.layer}, x);
     return;
   }
   if (op == "HardSigmoid" || op == "HardSwish") return hard_sigmoid(n, op == "HardSwish");

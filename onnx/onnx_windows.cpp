@@ -8,6 +8,10 @@
 //               mask through Reshape [1, nW, h, T, T] and back), Softmax, MatMul v, Transpose
 //               [0,2,1,3], Reshape [nW, T, C]                               -> a window_attention layer
 //   reversal:   Reshape [1, H/wh, W/ww, wh, ww, C] -> Transpose [0,1,3,2,4,5] -> Reshape [1, H, W, C]
+// MaxViT partitions NCHW maps the same way (Reshape [1, C, H/p, p, W/p, p] -> Transpose
+// [0,2,4,3,5,1] -> Reshape [1, nW, T, C], back through Transpose [0,5,1,3,2,4]), swaps the two
+// token axes for its grid attention (Transpose [0,2,1,3]: window j of the grid holds pixel j of
+// every window, a dilated window), splits q, k, v with Slices and multiplies with Einsum.
 // Windowed tokens are the map's own bytes (value::window_h): per-token ops run on the map as they
 // are, and the partition and its reversal create no layer. Patch merging's strided slices (x[...,
 // 0::2, 1::2, :]) become spatial_slice layers. The shift masks are constant arithmetic that the
@@ -35,7 +39,26 @@ value with_kind(const value& from, value_kind kind, dims_t dims) {
   return v;
 }
 
-void clear_windows(value& v) { v.window_h = v.window_w = v.windows_h = v.windows_w = 0; }
+void clear_windows(value& v) {
+  v.window_h = v.window_w = v.windows_h = v.windows_w = 0;
+  v.dilation_h = v.dilation_w = 1;
+  v.grid = false;
+}
+
+bool is_nchw_map(const value& v) {
+  return v.kind == value_kind::layer && !v.channels_last && !windowed(v) && v.dims.size() == 4 && v.dims[0] == 1;
+}
+
+// Einsum's equation without spaces, as inputs and output: "bghid,bghjd->bghij".
+bool parse_einsum(std::string equation, std::string& a, std::string& b, std::string& out) {
+  equation.erase(std::remove(equation.begin(), equation.end(), ' '), equation.end());
+  const size_t arrow = equation.find("->"), comma = equation.find(',');
+  if (arrow == std::string::npos || comma == std::string::npos || comma > arrow) return false;
+  a = equation.substr(0, comma);
+  b = equation.substr(comma + 1, arrow - comma - 1);
+  out = equation.substr(arrow + 2);
+  return a.size() >= 3 && a.size() == b.size() && a.size() == out.size();
+}
 
 }  // namespace
 
@@ -59,6 +82,32 @@ void importer::materialise_slice(const std::string& tensor) {
   out.dims = v.dims;
   out.channels_last = true;
   values_[tensor] = std::move(out);
+}
+
+value importer::emit_window_attention(const onnx::NodeProto& n, const value& context, const dims_t& out) {
+  layer l = make_layer(layer_kind::window_attention);
+  l.groups = context.groups;
+  l.scale = context.scale;
+  l.window.kernel_h = context.window_h;
+  l.window.kernel_w = context.window_w;
+  l.window.dilation_h = context.dilation_h;
+  l.window.dilation_w = context.dilation_w;
+  if (context.addend) {
+    // [nW][h][T][T]; one table when every window's is the same.
+    const std::vector<float>& f = context.addend->f;
+    const size_t windows = size_t(context.windows_h) * size_t(context.windows_w), per_window = f.size() / windows;
+    bool alike = true;
+    for (size_t w = 1; w < windows && alike; ++w)
+      alike = std::equal(f.begin(), f.begin() + long(per_window), f.begin() + long(w * per_window));
+    l.weights = weight_blob::from_vector(alike ? std::vector<float>(f.begin(), f.begin() + long(per_window)) : f);
+  }
+  value like = with_kind(context, value_kind::layer, out);
+  like.channels_last = true;
+  like.flat_tokens = false;
+  like.addend.reset();
+  like.sources.clear();
+  emit_like(n, std::move(l), context.sources, like);
+  return values_.at(n.output(0));
 }
 
 bool importer::window_step(const onnx::NodeProto& n) {
@@ -99,6 +148,22 @@ bool importer::window_step(const onnx::NodeProto& n) {
     return put(std::move(v));
   }
 
+  if (op == "Slice" && windowed(a) && a.kind == value_kind::layer) {
+    // q, k, v as slices of one Linear's channels (MaxViT's chunk): slice() emits them; anything
+    // but the channels of windowed tokens is refused.
+    auto [starts, ends, axes, steps] = read_slice(n);
+    const int64_t rank = int64_t(a.dims.size());
+    for (size_t k = 0; k < starts.size(); ++k) {
+      const int64_t axis = axes[k] < 0 ? axes[k] + rank : axes[k];
+      if (axis < 0 || axis >= rank || steps[k] == 0) return false;
+      const slice_range r = clamp_slice(starts[k], ends[k], steps[k], a.dims[size_t(axis)]);
+      if (axis != rank - 1 && !(r.start == 0 && r.step == 1 && r.count == a.dims[size_t(axis)]))
+        fail(n, "slices axis " + std::to_string(axis) + " of windowed tokens " + dims_string(a.dims) +
+                    "; only their channels may be sliced");
+    }
+    return false;
+  }
+
   if (op == "Concat" && n.input_size() == 2 && b && a.kind == value_kind::spatial_slice &&
       b->kind == value_kind::spatial_slice && a.layer == b->layer && a.source_tensor == b->source_tensor) {
     // A cyclic shift: [s, D) then [0, s) along H or W, the other axis whole.
@@ -136,8 +201,9 @@ bool importer::window_step(const onnx::NodeProto& n) {
 
   if (op == "Reshape") {
     const bool ours = windowed(a) || a.kind == value_kind::map_grid || a.kind == value_kind::window_grid ||
-                      a.kind == value_kind::qkv_split || a.kind == value_kind::qkv_heads;
-    if (!ours && !is_map(a)) return false;
+                      a.kind == value_kind::nchw_grid || a.kind == value_kind::qkv_split ||
+                      a.kind == value_kind::qkv_heads;
+    if (!ours && !is_map(a) && !is_nchw_map(a)) return false;
     const dims_t out = reshape_target(n, a.dims);
     const dims_t& d = a.dims;
     if (is_map(a)) {
@@ -146,14 +212,36 @@ bool importer::window_step(const onnx::NodeProto& n) {
         return put(with_kind(a, value_kind::map_grid, out));
       return false;
     }
-    if (a.kind == value_kind::window_grid && out == dims_t{d[1] * d[2], d[3] * d[4], d[5]})
-      return put(with_kind(a, value_kind::layer, out));  // windowed tokens [nW, T, C]
+    if (is_nchw_map(a)) {
+      if (out.size() == 6 && out[0] == 1 && out[1] == d[1] && out[2] * out[3] == d[2] && out[4] * out[5] == d[3])
+        return put(with_kind(a, value_kind::nchw_grid, out));
+      return false;
+    }
+    if (a.kind == value_kind::window_grid &&
+        (out == dims_t{d[1] * d[2], d[3] * d[4], d[5]} || out == dims_t{1, d[1] * d[2], d[3] * d[4], d[5]}))
+      return put(with_kind(a, value_kind::layer, out));  // windowed tokens [nW, T, C] or [1, nW, T, C]
+    if (a.kind == value_kind::nchw_grid && out == dims_t{1, d[1], d[2] * d[3], d[4] * d[5]}) {
+      value v = with_kind(a, value_kind::layer, out);  // the NCHW map again
+      v.channels_last = false;
+      clear_windows(v);
+      return put(std::move(v));
+    }
+    if (a.kind == value_kind::layer && d.size() == 4 && out.size() == 5 && out[0] == d[0] && out[1] == d[1] &&
+        out[2] == d[2] && out[3] * out[4] == d[3] && out[3] > 0) {
+      value v = with_kind(a, value_kind::heads_split, out);  // [1, nW, T, h, d]: one of q, k, v by head
+      v.groups = int(out[3]);
+      v.scale = 1.0f;
+      return put(std::move(v));
+    }
+    if (a.kind == value_kind::context_tokens && d.size() == 5 && out == dims_t{d[0], d[1], d[2], d[3] * d[4]})
+      return put(emit_window_attention(n, a, out));
     if (a.kind == value_kind::map_grid && out == dims_t{1, d[1] * d[2], d[3] * d[4], d[5]}) {
       value v = with_kind(a, value_kind::layer, out);  // the map again
       clear_windows(v);
       return put(std::move(v));
     }
-    if (a.kind == value_kind::layer && out == dims_t{1, a.windows_h, a.windows_w, a.window_h, a.window_w, d.back()})
+    if (a.kind == value_kind::layer && !a.grid && a.dilation_h == 1 && a.dilation_w == 1 &&
+        out == dims_t{1, a.windows_h, a.windows_w, a.window_h, a.window_w, d.back()})
       return put(with_kind(a, value_kind::window_grid, out));
     if (a.kind == value_kind::layer && d.size() == 3 && out.size() == 5 && out[0] == d[0] && out[1] == d[1] &&
         out[2] * out[3] * out[4] == d[2] && out[3] > 0) {
@@ -161,27 +249,8 @@ bool importer::window_step(const onnx::NodeProto& n) {
       v.groups = int(out[3]);
       return put(std::move(v));
     }
-    if (a.kind == value_kind::context_tokens && d.size() == 4 && out == dims_t{d[0], d[1], d[2] * d[3]}) {
-      layer l = make_layer(layer_kind::window_attention);
-      l.groups = a.groups;
-      l.scale = a.scale;
-      l.window.kernel_h = a.window_h;
-      l.window.kernel_w = a.window_w;
-      if (a.addend) {
-        // [nW][h][T][T]; one table when every window's is the same.
-        const std::vector<float>& f = a.addend->f;
-        const size_t windows = size_t(a.windows_h) * size_t(a.windows_w), per_window = f.size() / windows;
-        bool alike = true;
-        for (size_t w = 1; w < windows && alike; ++w)
-          alike = std::equal(f.begin(), f.begin() + long(per_window), f.begin() + long(w * per_window));
-        l.weights = weight_blob::from_vector(alike ? std::vector<float>(f.begin(), f.begin() + long(per_window)) : f);
-      }
-      value like = with_kind(a, value_kind::layer, out);
-      like.channels_last = true;
-      like.flat_tokens = false;
-      emit_like(n, std::move(l), a.sources, like);
-      return true;
-    }
+    if (a.kind == value_kind::context_tokens && d.size() == 4 && out == dims_t{d[0], d[1], d[2] * d[3]})
+      return put(emit_window_attention(n, a, out));
     if (a.kind == value_kind::attention_scores && out.size() >= 4 &&
         element_count(out) == element_count(d) && dims_t(out.end() - 3, out.end()) == dims_t(d.end() - 3, d.end()))
       return put(with_kind(a, a.kind, out));  // [nW, h, T, T] <-> [1, nW, h, T, T] around the shift mask
@@ -192,10 +261,52 @@ bool importer::window_step(const onnx::NodeProto& n) {
 
   if (op == "Transpose") {
     const bool ours = windowed(a) || a.kind == value_kind::map_grid || a.kind == value_kind::window_grid ||
-                      a.kind == value_kind::qkv_split || a.kind == value_kind::qkv_heads;
+                      a.kind == value_kind::nchw_grid || a.kind == value_kind::qkv_split ||
+                      a.kind == value_kind::qkv_heads;
     if (!ours) return false;
     const dims_t perm = attr_ints(n, "perm", {});
     const dims_t& d = a.dims;
+    if (a.kind == value_kind::nchw_grid && perm == dims_t{0, 2, 4, 3, 5, 1}) {
+      value v = with_kind(a, value_kind::window_grid, {d[0], d[2], d[4], d[3], d[5], d[1]});
+      v.channels_last = true;
+      v.windows_h = int(d[2]);
+      v.window_h = int(d[3]);
+      v.windows_w = int(d[4]);
+      v.window_w = int(d[5]);
+      v.dilation_h = v.dilation_w = 1;
+      return put(std::move(v));
+    }
+    if (a.kind == value_kind::window_grid && perm == dims_t{0, 5, 1, 3, 2, 4}) {
+      value v = with_kind(a, value_kind::nchw_grid, {d[0], d[5], d[1], d[3], d[2], d[4]});
+      v.channels_last = false;
+      clear_windows(v);
+      return put(std::move(v));
+    }
+    if (a.kind == value_kind::layer && d.size() == 4 && d[0] == 1 && perm == dims_t{0, 2, 1, 3}) {
+      // MaxViT's grid: token j of every window as window j (and back). Windows of wh x ww pixels
+      // in a grid of nh x nw become windows of nh x nw pixels spaced wh x ww apart, and back.
+      value v = with_kind(a, value_kind::layer, {d[0], d[2], d[1], d[3]});
+      if (!a.grid && a.dilation_h == 1 && a.dilation_w == 1) {
+        v.window_h = a.windows_h;
+        v.window_w = a.windows_w;
+        v.windows_h = v.dilation_h = a.window_h;
+        v.windows_w = v.dilation_w = a.window_w;
+      } else if (a.grid && a.windows_h == a.dilation_h && a.windows_w == a.dilation_w) {
+        v.window_h = a.dilation_h;
+        v.window_w = a.dilation_w;
+        v.windows_h = a.window_h;
+        v.windows_w = a.window_w;
+        v.dilation_h = v.dilation_w = 1;
+      } else {
+        fail(n, "swaps the token axes of windows that are neither blocks nor a grid");
+      }
+      v.grid = !a.grid;
+      return put(std::move(v));
+    }
+    if (a.kind == value_kind::heads_split && d.size() == 5 && perm == dims_t{0, 1, 3, 2, 4})
+      return put(with_kind(a, value_kind::heads_major, {d[0], d[1], d[3], d[2], d[4]}));
+    if (a.kind == value_kind::attention_context && d.size() == 5 && perm == dims_t{0, 1, 3, 2, 4})
+      return put(with_kind(a, value_kind::context_tokens, {d[0], d[1], d[3], d[2], d[4]}));
     if ((a.kind == value_kind::map_grid || a.kind == value_kind::window_grid) && perm == dims_t{0, 1, 3, 2, 4, 5}) {
       value v = with_kind(a, a.kind == value_kind::map_grid ? value_kind::window_grid : value_kind::map_grid,
                           {d[0], d[1], d[3], d[2], d[4], d[5]});
@@ -240,6 +351,40 @@ bool importer::window_step(const onnx::NodeProto& n) {
     return put(std::move(v));
   }
 
+  if (op == "Einsum" && b && windowed(a) && windowed(*b)) {
+    // MaxViT's q k^T ("bghid,bghjd->bghij") and probs v ("bghij,bghjd->bghid") on heads.
+    allow_attributes(n, {"equation"});
+    std::string ea, eb, eo;
+    if (!parse_einsum(attr_string(n, "equation", ""), ea, eb, eo) || ea.size() != a.dims.size() ||
+        eb.size() != b->dims.size())
+      fail(n, "equation '" + attr_string(n, "equation", "") + "' does not fit operands " + dims_string(a.dims) +
+                  " and " + dims_string(b->dims));
+    const size_t r = ea.size();
+    const std::string batch = ea.substr(0, r - 2);
+    const bool same_batch = eb.substr(0, r - 2) == batch && eo.substr(0, r - 2) == batch;
+    if (!same_windows(a, *b) || a.groups != b->groups) fail(n, "operands are not heads of the same windows");
+    if (same_batch && a.kind == value_kind::heads_major && b->kind == value_kind::heads_major &&
+        ea[r - 1] == eb[r - 1] && eo[r - 2] == ea[r - 2] && eo[r - 1] == eb[r - 2] && ea[r - 2] != eb[r - 2]) {
+      value v = a;
+      v.kind = value_kind::attention_scores;
+      v.scale = a.scale * b->scale;
+      v.sources = {a.layer, b->layer};
+      v.dims = a.dims;
+      v.dims.back() = b->dims[r - 2];
+      return put(std::move(v));
+    }
+    if (same_batch && a.kind == value_kind::attention_probs && b->kind == value_kind::heads_major &&
+        ea[r - 1] == eb[r - 2] && eo[r - 2] == ea[r - 2] && eo[r - 1] == eb[r - 1]) {
+      if (b->scale != 1.0f) fail(n, "scaled values are not supported in attention");
+      value v = a;
+      v.kind = value_kind::attention_context;
+      v.sources.push_back(b->layer);
+      v.dims = b->dims;
+      return put(std::move(v));
+    }
+    fail(n, "equation '" + attr_string(n, "equation", "") + "' is not attention's q k^T or probabilities times v");
+  }
+
   if (op == "Add" && b) {
     const bool sa = a.kind == value_kind::attention_scores && windowed(a);
     const bool sb = b->kind == value_kind::attention_scores && windowed(*b);
@@ -268,7 +413,7 @@ bool importer::window_step(const onnx::NodeProto& n) {
     if (!windowed(v)) continue;
     if (b && windowed(*b) && windowed(a) && !same_windows(a, *b))
       fail(n, "operands are tokens of different windows");
-    static const std::set<std::string> per_token = {"MatMul", "Add",  "Sub",     "Mul",      "Div",         "Pow",
+    static const std::set<std::string> per_token = {"MatMul", "Add",  "Sub",     "Mul",      "Div",         "Pow", "Tanh",
                                                     "Sqrt",   "Erf",  "Relu",    "Sigmoid",  "Clip",        "Softmax",
                                                     "Identity", "Dropout", "Cast", "Shape", "ReduceMean", "HardSigmoid",
                                                     "HardSwish"};

@@ -39,6 +39,7 @@ enum LayerKind {
   windowAttention @25;              # attention within windows of window.kernelH x kernelW pixels
   roll @26;                         # cyclic shift of H and W
   spatialSlice @27;                 # strided rows and columns of a map
+  tanh @28;
 }
 
 struct Layer {

@@ -1075,10 +1075,14 @@ BOOST_AUTO_TEST_CASE(window_layers) {
     tensor_shape shape;
     int window_h, window_w, heads;
     int addend_tables;  // 0: none, 1: shared, else one per window
+    int dilation_h = 1, dilation_w = 1;
   };
-  const std::vector<window_case> cases = {{{1, 14, 14, 96}, 7, 7, 3, 1},  {{1, 14, 14, 96}, 7, 7, 3, 4},
-                                          {{2, 6, 8, 20}, 3, 4, 2, 4},    {{1, 7, 7, 32}, 7, 7, 1, 0},
-                                          {{1, 4, 6, 30}, 2, 3, 5, 4}};
+  const std::vector<window_case> cases = {{{1, 14, 14, 96}, 7, 7, 3, 1},    {{1, 14, 14, 96}, 7, 7, 3, 4},
+                                          {{2, 6, 8, 20}, 3, 4, 2, 4},      {{1, 7, 7, 32}, 7, 7, 1, 0},
+                                          {{1, 4, 6, 30}, 2, 3, 5, 4},
+                                          // MaxViT's grid: one pixel of every 2x2 block, blocks of
+                                          // 7x7 (and oblong, blocks and phases both > 1)
+                                          {{1, 14, 14, 64}, 7, 7, 2, 1, 2, 2}, {{1, 12, 8, 12}, 3, 2, 3, 16, 2, 2}};
   for (size_t i = 0; i < cases.size(); ++i) {
     const window_case& c = cases[i];
     rng r(2600 + i);
@@ -1089,6 +1093,8 @@ BOOST_AUTO_TEST_CASE(window_layers) {
     l.scale = 0.3f;
     l.window.kernel_h = c.window_h;
     l.window.kernel_w = c.window_w;
+    l.window.dilation_h = c.dilation_h;
+    l.window.dilation_w = c.dilation_w;
     const int tokens = c.window_h * c.window_w;
     if (c.addend_tables > 0) {
       std::vector<float> addend(size_t(c.addend_tables) * c.heads * tokens * tokens);
@@ -1125,6 +1131,20 @@ BOOST_AUTO_TEST_CASE(window_layers) {
   BOOST_TEST(!infer_layer_shape(bad, {{1, 6, 8, 4}, {1, 6, 8, 4}, {1, 6, 8, 4}}, out).is_ok());
 
   rng r(2650);
+  // MaxViT classifier's tanh, against the reference (and both widths alike) over its whole range,
+  // both sides of the polynomial's |x| = 0.625 and saturated values.
+  for (const tensor_shape& s : std::vector<tensor_shape>{{1, 1, 1, 1000}, {2, 3, 5, 7}}) {
+    layer t = simple_layer(layer_kind::tanh, {s});
+    const tensor x = random_tensor_of(s, r, 12.0f);
+    check_layer(t, {x});
+    tensor wide, four;
+    BOOST_REQUIRE(run_operator(t, {&x}, nullptr, &wide, "tanh"));
+    force_four_lane_vectors(true);
+    const bool ran = run_operator(t, {&x}, nullptr, &four, "tanh [four lanes]");
+    force_four_lane_vectors(false);
+    BOOST_REQUIRE(ran);
+    BOOST_CHECK(bitwise_equal(wide, four));
+  }
   for (const auto& [rows, cols] : std::vector<std::pair<int, int>>{{3, 3}, {0, 5}, {6, 0}, {1, 7}}) {
     layer roll;
     roll.name = "roll";

@@ -37,7 +37,7 @@ import sys
 import warnings
 
 MODELS = ["alexnet", "resnet18", "googlenet", "mobilenet_v2", "vgg16", "densenet121", "mobilenet_v3_small",
-          "convnext_tiny", "vit_b_32", "swin_t"]
+          "convnext_tiny", "vit_b_32", "swin_t", "maxvit_t"]
 DEFAULT_MODELS = ["alexnet", "resnet18", "googlenet", "mobilenet_v2", "densenet121", "mobilenet_v3_small",
                   "convnext_tiny", "vit_b_32", "swin_t"]
 
@@ -61,6 +61,9 @@ INTERMEDIATES = {
     # Windowed attention on channels-last maps: window partition (6-D Reshape and Transpose), cyclic
     # shift (Slice and Concat), relative position bias, shift masks, patch merging (strided Slice).
     "swin_t": ["features.1", "features.3", "features.5", "features.7"],
+    # MBConv blocks, window and grid attention (NCHW maps partitioned into windows, and the grid:
+    # one pixel of every window), relative position bias, Einsum, the classifier's Tanh.
+    "maxvit_t": ["blocks.0", "blocks.1", "blocks.2", "blocks.3"],
 }
 
 # Models whose 4-D module outputs are channels-last maps [N, H, W, C] (Swin keeps its maps so).
@@ -132,7 +135,8 @@ def reinitialise(torch, torchvision, model, seed):
             elif isinstance(mod, nn.MultiheadAttention):
                 nn.init.kaiming_normal_(mod.in_proj_weight, mode="fan_in", nonlinearity="linear")
                 mod.in_proj_bias.uniform_(-0.05, 0.05)
-            elif isinstance(mod, torchvision.models.swin_transformer.ShiftedWindowAttention):
+            elif isinstance(mod, (torchvision.models.swin_transformer.ShiftedWindowAttention,
+                                  torchvision.models.maxvit.RelativePositionalMultiHeadAttention)):
                 # torchvision draws the relative position bias with std 0.02: it would not count.
                 mod.relative_position_bias_table.normal_(0.0, 1.0)
             elif isinstance(mod, nn.LayerNorm):
@@ -194,11 +198,14 @@ def scope_prefix(module_path):
 
 def find_module_node(graph, module_path):
     """The last node (in the exported topological order) inside the module's scope."""
-    prefix = scope_prefix(module_path)
     found = None
-    for node in graph.node:
-        if node.name.startswith(prefix):
-            found = node
+    # (A ModuleList's children are scoped by their path alone: MaxViT's "/blocks.0/".)
+    for prefix in (scope_prefix(module_path), "/" + module_path + "/"):
+        for node in graph.node:
+            if node.name.startswith(prefix):
+                found = node
+        if found is not None:
+            return found
     return found
 
 

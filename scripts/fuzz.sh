@@ -46,7 +46,7 @@ cp "$root"/apps/config/testbed-*.json "$seeds/testbed_json/"
 cp "$root"/apps/config/*.trace.json "$seeds/trace_json/"
 cp "$root"/apps/config/*.infer.json "$seeds/infer_config/"
 cp "$root"/fuzz/seeds/topology_log/* "$seeds/topology_log/"
-cp "$root"/fuzz/seeds/onnx/* "$seeds/onnx/"  # tiny exports with the multi-node patterns (ViT, ConvNeXt, DenseNet)
+cp "$root"/fuzz/seeds/onnx/* "$seeds/onnx/"  # tiny exports with the multi-node patterns (ViT, ConvNeXt, DenseNet, Swin, MaxViT)
 for model in /usr/share/libonnx-testdata/data/node/test_{conv,maxpool,averagepool,relu,gemm,matmul,add,concat,batchnorm,softmax,flatten,reshape,globalaveragepool}*/model.onnx; do
   [ -f "$model" ] && cp "$model" "$seeds/onnx/$(basename "$(dirname "$model")").onnx"
 done

@@ -45,7 +45,8 @@ namespace {
 
 const std::vector<std::string> required_models = {"alexnet",      "resnet18",           "googlenet",
                                                    "mobilenet_v2", "densenet121",        "mobilenet_v3_small",
-                                                   "convnext_tiny", "vit_b_32",          "swin_t"};
+                                                   "convnext_tiny", "vit_b_32",          "swin_t",
+                                                   "maxvit_t"};
 // The exported models d3 also builds itself (kernels/model_zoo).
 const std::set<std::string> builtin_models = {"alexnet", "resnet18", "googlenet", "mobilenet_v2", "vgg16"};
 

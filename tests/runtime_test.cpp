@@ -410,6 +410,48 @@ BOOST_FIXTURE_TEST_CASE(imported_swin_three_tier_tiled_is_bit_identical, cluster
   }
 }
 
+// MaxViT (torchvision's maxvit_t) over three tiers: the stem's first convolution on the device,
+// its second tiled over both edges, the first stage's MBConv, window and grid attention on edge1,
+// the rest (and the classifier's tanh) in the cloud: bit-identical answers.
+BOOST_FIXTURE_TEST_CASE(imported_maxvit_three_tier_tiled_is_bit_identical, cluster) {
+  const char* dir = std::getenv("D3_ONNX_EXPORT_DIR");
+  BOOST_REQUIRE_MESSAGE(dir != nullptr, "D3_ONNX_EXPORT_DIR is not set (run through ctest)");
+  auto imported = d3::import_onnx(std::string(dir) + "/maxvit_t.onnx");
+  BOOST_REQUIRE_MESSAGE(imported.is_ok(), imported.message());
+  const d3::graph& g = imported.value();
+  d3::deployment_options options;
+  options.timeout = 30s;
+  options.emulation.clock = d3::clock_mode::virtual_time;
+  options.emulation.shaped = true;
+  d3::deployment dep(*system, options);
+  BOOST_REQUIRE(dep.connect(endpoints()).is_ok());
+  d3::deployment_plan plan;
+  plan.segments = {{"device", "/stem/stem.0/stem.0.0/Conv", "/stem/stem.0/stem.0.2/Mul_1"},
+                   {"edge1", "/stem/stem.1/stem.1.0/Conv", "/blocks.0/layers.1/layers/grid_attention/Add_1"},
+                   {"cloud", "/blocks.1/layers.0/layers/MBconv/proj/proj.0/Pad", "/classifier/classifier.5/MatMul"}};
+  plan.tiled_runs.push_back({"/stem/stem.1/stem.1.0/Conv", "/stem/stem.1/stem.1.0/Conv", "2x1", {"edge1", "edge2"},
+                             "", "", {}, {}});
+  auto report = dep.deploy(g, plan);
+  BOOST_REQUIRE_MESSAGE(report.is_ok(), report.message());
+  int dilated = 0;
+  for (const d3::layer& l : g.layers)
+    dilated += l.kind == d3::layer_kind::window_attention && l.window.dilation_h > 1;
+  BOOST_TEST(dilated == 9);  // the grid attentions of the first three stages (2, 2, 5; the last's are 1x1)
+  auto inputs = inputs_for(g, 2, 73);
+  auto outcomes = dep.run(inputs, 1);
+  auto local = d3::executor::create(g);
+  BOOST_REQUIRE_MESSAGE(local.is_ok(), local.message());
+  BOOST_REQUIRE_EQUAL(outcomes.size(), inputs.size());
+  const std::string in_name = g.layers[size_t(g.input_layers().at(0))].name;
+  const std::string out_name = g.layers[size_t(g.outputs.at(0))].name;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    BOOST_REQUIRE_MESSAGE(outcomes[i].ok, outcomes[i].error);
+    auto expected = (*local)->run({&inputs[i].at(in_name)});
+    BOOST_REQUIRE(expected.is_ok());
+    BOOST_CHECK(d3::bitwise_equal(outcomes[i].outputs.at(out_name), expected.value().at(0)));
+  }
+}
+
 // Virtual end-to-end latency of a deployed three-tier plan on the evaluation testbed (speeds 0.1,
 // 0.5, 4; WiFi uplink) against the cost model's prediction from the profiles the nodes probed
 // (what each node's clock charges per layer, the path `--profile nodes` takes). Transfers are the

@@ -492,7 +492,7 @@ BOOST_AUTO_TEST_CASE(imported_resnet18_is_bit_exact) {
 // Families beyond the built-in models: DenseNet's pre-activation batch norms (per-channel affine
 // layers after a concat), MobileNetV3's HardSwish (affine HardSigmoid gate times its input) and
 // ConvNeXt's channels-last islands (layer norm, 1x1 convolutions, GELU) between 7x7 depthwise ones.
-BOOST_AUTO_TEST_CASE(imported_densenet_mobilenet_v3_convnext_and_swin_are_bit_exact) {
+BOOST_AUTO_TEST_CASE(imported_model_families_tile_bit_exactly) {
   const char* dir = std::getenv("D3_ONNX_EXPORT_DIR");
   BOOST_TEST_REQUIRE(dir != nullptr, "D3_ONNX_EXPORT_DIR is not set (run through ctest)");
   struct case_t {
@@ -509,7 +509,9 @@ BOOST_AUTO_TEST_CASE(imported_densenet_mobilenet_v3_convnext_and_swin_are_bit_ex
       // block's MLP with its residual add (layer norm, 1x1 convolutions, GELU): per-pixel runs
       // between the windowed attentions, which do not tile.
       {"swin_t", "/features/features.0/features.0.0/Conv", "/features/features.0/features.0.2/Div"},
-      {"swin_t", "/features/features.1/features.1.1/norm2/Div", "/features/features.1/features.1.1/Add_1"}};
+      {"swin_t", "/features/features.1/features.1.1/norm2/Div", "/features/features.1/features.1.1/Add_1"},
+      // MaxViT: the stem (convolutions, GELU on an NCHW map).
+      {"maxvit_t", "/stem/stem.0/stem.0.0/Conv", "/stem/stem.1/stem.1.0/Conv"}};
   std::map<std::string, computed_model> models;
   for (const case_t& c : cases) {
     auto it = models.find(c.model);

@@ -908,7 +908,8 @@ class token_copy_operator : public layer_operator {
         for (size_t n = 0; n < size_t(out_.n); ++n)
           for (size_t y = 0; y < size_t(out_.h); ++y)
             for (size_t x = 0; x < size_t(out_.w); ++x) {
-              const size_t sy = size_t(row_begin_) + y * size_t(stride_h_), sx = size_t(col_begin_) + x * size_t(stride_w_);
+              const size_t sy = size_t(row_begin_) + y * size_t(stride_h_);
+              const size_t sx = size_t(col_begin_) + x * size_t(stride_w_);
               std::memcpy(y_ + ((n * size_t(out_.h) + y) * size_t(out_.w) + x) * c,
                           x_ + ((n * size_t(in_.h) + sy) * size_t(in_.w) + sx) * c, c * sizeof(float));
             }

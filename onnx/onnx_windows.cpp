@@ -413,10 +413,9 @@ bool importer::window_step(const onnx::NodeProto& n) {
     if (!windowed(v)) continue;
     if (b && windowed(*b) && windowed(a) && !same_windows(a, *b))
       fail(n, "operands are tokens of different windows");
-    static const std::set<std::string> per_token = {"MatMul", "Add",  "Sub",     "Mul",      "Div",         "Pow", "Tanh",
-                                                    "Sqrt",   "Erf",  "Relu",    "Sigmoid",  "Clip",        "Softmax",
-                                                    "Identity", "Dropout", "Cast", "Shape", "ReduceMean", "HardSigmoid",
-                                                    "HardSwish"};
+    static const std::set<std::string> per_token = {
+        "MatMul", "Add",   "Sub",   "Mul",     "Div",      "Pow",        "Sqrt",        "Erf",      "Tanh", "Relu",
+        "Sigmoid", "Clip", "Softmax", "Identity", "Dropout", "Cast",  "Shape", "ReduceMean", "HardSigmoid", "HardSwish"};
     if (!per_token.count(op))
       fail(n, "reads '" + n.input(i) + "', tokens of " + std::to_string(v.window_h) + "x" + std::to_string(v.window_w) +
                   " windows, which only per-token ops and windowed attention may read");

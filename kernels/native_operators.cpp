@@ -318,26 +318,18 @@ class layer_norm_operator : public pointwise_operator {
   float epsilon_;
 };
 
-class gelu_operator : public pointwise_operator {
+// An element-wise function (GELU, tanh) of every value.
+class elementwise_operator : public pointwise_operator {
  public:
-  using pointwise_operator::pointwise_operator;
+  using function = void (*)(const float* x, float* y, size_t count);
+  elementwise_operator(const layer& l, tensor_shape in, function f) : pointwise_operator(l, in), f_(f) {}
 
  private:
   void compute(size_t first, size_t count) override {
     const size_t c = size_t(shape_.c);
-    gelu_values(x_ + first * c, y_ + first * c, count * c);
+    f_(x_ + first * c, y_ + first * c, count * c);
   }
-};
-
-class tanh_operator : public pointwise_operator {
- public:
-  using pointwise_operator::pointwise_operator;
-
- private:
-  void compute(size_t first, size_t count) override {
-    const size_t c = size_t(shape_.c);
-    tanh_values(x_ + first * c, y_ + first * c, count * c);
-  }
+  function f_;
 };
 
 class preprocess_operator : public pointwise_operator {
@@ -502,13 +494,13 @@ result<std::unique_ptr<layer_operator>> create_layer_norm_operator(const layer& 
 result<std::unique_ptr<layer_operator>> create_gelu_operator(const layer& l, const tensor_shape& input) {
   D3_RETURN_IF_ERROR(check_pointwise(l, input));
   if (!l.weights.empty() || !l.bias.empty()) return status::error("gelu layer '" + l.name + "': takes no weights");
-  return std::unique_ptr<layer_operator>(new gelu_operator(l, input));
+  return std::unique_ptr<layer_operator>(new elementwise_operator(l, input, gelu_values));
 }
 
 result<std::unique_ptr<layer_operator>> create_tanh_operator(const layer& l, const tensor_shape& input) {
   D3_RETURN_IF_ERROR(check_pointwise(l, input));
   if (!l.weights.empty() || !l.bias.empty()) return status::error("tanh layer '" + l.name + "': takes no weights");
-  return std::unique_ptr<layer_operator>(new tanh_operator(l, input));
+  return std::unique_ptr<layer_operator>(new elementwise_operator(l, input, tanh_values));
 }
 
 result<std::unique_ptr<layer_operator>> create_preprocess_operator(const layer& l, const tensor_shape& input) {

@@ -250,12 +250,19 @@ inline std::vector<std::map<std::string, d3::tensor>> inputs_for(const d3::graph
 }
 
 // Single-process answers (one executor over the whole graph).
+// The executor is kept for the next call on the same graph (same object, name and size: a test
+// may import another model later, possibly at the same address).
 inline std::vector<d3::tensor> expected_outputs(const d3::graph& g, const std::map<std::string, d3::tensor>& input) {
   static std::unique_ptr<d3::executor> local;
-  if (!local) {
+  static const d3::graph* local_graph = nullptr;
+  static std::pair<std::string, size_t> local_identity;
+  const std::pair<std::string, size_t> identity{g.name, g.layers.size()};
+  if (!local || local_graph != &g || local_identity != identity) {
     auto e = d3::executor::create(g);
     BOOST_REQUIRE_MESSAGE(e.is_ok(), e.message());
     local = std::move(e.value());
+    local_graph = &g;
+    local_identity = identity;
   }
   std::vector<const d3::tensor*> in;
   for (int l : g.input_layers()) in.push_back(&input.at(g.layers[size_t(l)].name));

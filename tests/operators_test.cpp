@@ -756,6 +756,18 @@ BOOST_AUTO_TEST_CASE(large_depthwise_convolutions) {
                                       {1, 8, 8, 8}));
 }
 
+// The sixteen-lane (AVX-512, where the CPU has it) and four-lane paths of a layer's operator give
+// the same bits.
+void check_widths_agree(const layer& l, const std::vector<const tensor*>& inputs, const std::string& what) {
+  tensor wide, four;
+  BOOST_REQUIRE(run_operator(l, inputs, nullptr, &wide, what));
+  force_four_lane_vectors(true);
+  const bool ran = run_operator(l, inputs, nullptr, &four, what + " [four lanes]");
+  force_four_lane_vectors(false);
+  BOOST_REQUIRE(ran);
+  BOOST_CHECK_MESSAGE(bitwise_equal(wide, four), what << ": the widths differ: " << compare_relative(wide, four, 0.0));
+}
+
 // GELU, layer norm, attention and the large depthwise windows run sixteen lanes at a time (eight
 // doubles) on AVX-512 and four (two) elsewhere:
 // both paths must give the same bits (nodes of a cluster may differ in their CPUs), including the
@@ -798,25 +810,9 @@ BOOST_AUTO_TEST_CASE(native_vector_widths_compute_the_same_bits) {
     l = with_shapes(std::move(l), {shape, shape, shape});
     const tensor q = random_tensor_of(shape, r, 2.0f), k = random_tensor_of(shape, r, 2.0f),
                  v = random_tensor_of(shape, r);
-    const std::string what = describe(l, {&q, &k, &v});
-    tensor wide, four;
-    BOOST_REQUIRE(run_operator(l, {&q, &k, &v}, nullptr, &wide, what));
-    force_four_lane_vectors(true);
-    const bool ran = run_operator(l, {&q, &k, &v}, nullptr, &four, what + " [four lanes]");
-    force_four_lane_vectors(false);
-    BOOST_REQUIRE(ran);
-    BOOST_CHECK_MESSAGE(bitwise_equal(wide, four), what << ": the widths differ: " << compare_relative(wide, four, 0.0));
+    check_widths_agree(l, {&q, &k, &v}, describe(l, {&q, &k, &v}));
   }
-  for (const auto& [l, x] : cases) {
-    const std::string what = describe(l, {&x});
-    tensor wide, four;
-    BOOST_REQUIRE(run_operator(l, {&x}, nullptr, &wide, what));
-    force_four_lane_vectors(true);
-    const bool ran = run_operator(l, {&x}, nullptr, &four, what + " [four lanes]");
-    force_four_lane_vectors(false);
-    BOOST_REQUIRE(ran);
-    BOOST_CHECK_MESSAGE(bitwise_equal(wide, four), what << ": the widths differ: " << compare_relative(wide, four, 0.0));
-  }
+  for (const auto& [l, x] : cases) check_widths_agree(l, {&x}, describe(l, {&x}));
 }
 
 // Convolutions with one group run on d3's AVX-512 GEMM where the CPU has it: against the
@@ -1107,14 +1103,7 @@ BOOST_AUTO_TEST_CASE(window_layers) {
     const tensor q = random_tensor_of(c.shape, r, 2.0f), k = random_tensor_of(c.shape, r, 2.0f),
                  v = random_tensor_of(c.shape, r);
     check_layer(l, {q, k, v});
-    const std::string what = describe(l, {&q, &k, &v});
-    tensor wide, four;
-    BOOST_REQUIRE(run_operator(l, {&q, &k, &v}, nullptr, &wide, what));
-    force_four_lane_vectors(true);
-    const bool ran = run_operator(l, {&q, &k, &v}, nullptr, &four, what + " [four lanes]");
-    force_four_lane_vectors(false);
-    BOOST_REQUIRE(ran);
-    BOOST_CHECK_MESSAGE(bitwise_equal(wide, four), what << ": the widths differ: " << compare_relative(wide, four, 0.0));
+    check_widths_agree(l, {&q, &k, &v}, describe(l, {&q, &k, &v}));
   }
   // Windows that do not tile the map, and an addend of the wrong size, are refused by name.
   layer bad;
@@ -1137,13 +1126,7 @@ BOOST_AUTO_TEST_CASE(window_layers) {
     layer t = simple_layer(layer_kind::tanh, {s});
     const tensor x = random_tensor_of(s, r, 12.0f);
     check_layer(t, {x});
-    tensor wide, four;
-    BOOST_REQUIRE(run_operator(t, {&x}, nullptr, &wide, "tanh"));
-    force_four_lane_vectors(true);
-    const bool ran = run_operator(t, {&x}, nullptr, &four, "tanh [four lanes]");
-    force_four_lane_vectors(false);
-    BOOST_REQUIRE(ran);
-    BOOST_CHECK(bitwise_equal(wide, four));
+    check_widths_agree(t, {&x}, "tanh");
   }
   for (const auto& [rows, cols] : std::vector<std::pair<int, int>>{{3, 3}, {0, 5}, {6, 0}, {1, 7}}) {
     layer roll;

@@ -45,6 +45,28 @@ using namespace d3_test;
 
 BOOST_AUTO_TEST_SUITE(runtime)
 
+namespace {
+
+// A model of the export fixture (tools/export_models.py writes D3_ONNX_EXPORT_DIR), imported.
+d3::graph import_exported(const std::string& model) {
+  const char* dir = std::getenv("D3_ONNX_EXPORT_DIR");
+  BOOST_TEST_REQUIRE(dir != nullptr, "D3_ONNX_EXPORT_DIR is not set (run through ctest)");
+  auto imported = d3::import_onnx(std::string(dir) + "/" + model + ".onnx");
+  BOOST_TEST_REQUIRE(imported.is_ok(), imported.message());
+  return std::move(imported).value();
+}
+
+// The virtual clock with every link shaped by the default testbed.
+d3::deployment_options virtual_clock_options(std::chrono::seconds timeout) {
+  d3::deployment_options options;
+  options.timeout = timeout;
+  options.emulation.clock = d3::clock_mode::virtual_time;
+  options.emulation.shaped = true;
+  return options;
+}
+
+}  // namespace
+
 BOOST_FIXTURE_TEST_CASE(resnet18_three_tier_tiled_is_bit_identical, cluster) {
   auto log = d3::topology_log::open(dir + "/topology.jsonl");
   BOOST_REQUIRE(log.is_ok());
@@ -333,16 +355,8 @@ BOOST_FIXTURE_TEST_CASE(virtual_clock_link_transfer_is_latency_plus_size_over_ba
 // An imported ONNX model (torchvision's resnet18 exported by tools/export_models.py) over three
 // tiers with a run tiled over both edge nodes, under the virtual clock: bit-identical answers.
 BOOST_FIXTURE_TEST_CASE(imported_onnx_resnet18_three_tier_tiled_is_bit_identical, cluster) {
-  const char* dir = std::getenv("D3_ONNX_EXPORT_DIR");
-  BOOST_REQUIRE_MESSAGE(dir != nullptr, "D3_ONNX_EXPORT_DIR is not set (run through ctest)");
-  auto imported = d3::import_onnx(std::string(dir) + "/resnet18.onnx");
-  BOOST_REQUIRE_MESSAGE(imported.is_ok(), imported.message());
-  const d3::graph& g = imported.value();
-  d3::deployment_options options;
-  options.timeout = 20s;
-  options.emulation.clock = d3::clock_mode::virtual_time;
-  options.emulation.shaped = true;
-  d3::deployment dep(*system, options);
+  const d3::graph g = import_exported("resnet18");
+  d3::deployment dep(*system, virtual_clock_options(20s));
   BOOST_REQUIRE(dep.connect(endpoints()).is_ok());
   d3::deployment_plan plan;
   plan.segments = {{"device", "/conv1/Conv", "/maxpool/MaxPool"},
@@ -355,34 +369,19 @@ BOOST_FIXTURE_TEST_CASE(imported_onnx_resnet18_three_tier_tiled_is_bit_identical
   BOOST_CHECK_EQUAL(dep.stages().stages.size(), 6u);
   auto inputs = inputs_for(g, 3, 51);
   auto outcomes = dep.run(inputs, 2);
-  auto local = d3::executor::create(g);
-  BOOST_REQUIRE_MESSAGE(local.is_ok(), local.message());
-  BOOST_REQUIRE_EQUAL(outcomes.size(), inputs.size());
-  const std::string in_name = g.layers[size_t(g.input_layers().at(0))].name;
-  const std::string out_name = g.layers[size_t(g.outputs.at(0))].name;
-  for (size_t i = 0; i < inputs.size(); ++i) {
-    BOOST_REQUIRE_MESSAGE(outcomes[i].ok, outcomes[i].error);
-    auto expected = (*local)->run({&inputs[i].at(in_name)});
-    BOOST_REQUIRE(expected.is_ok());
-    BOOST_CHECK(d3::bitwise_equal(outcomes[i].outputs.at(out_name), expected.value().at(0)));
-    BOOST_CHECK_GT(outcomes[i].virtual_latency_ms, 0.0);
-  }
+  check_answers(g, inputs, outcomes);
+  for (const auto& r : outcomes) BOOST_CHECK_GT(r.virtual_latency_ms, 0.0);
 }
 
 // Swin (torchvision's swin_t exported by tools/export_models.py) over three tiers: windowed
 // attention, cyclic shifts and patch merging on the device, the edges and the cloud, a block's MLP
 // tiled over both edges: bit-identical answers.
 BOOST_FIXTURE_TEST_CASE(imported_swin_three_tier_tiled_is_bit_identical, cluster) {
-  const char* dir = std::getenv("D3_ONNX_EXPORT_DIR");
-  BOOST_REQUIRE_MESSAGE(dir != nullptr, "D3_ONNX_EXPORT_DIR is not set (run through ctest)");
-  auto imported = d3::import_onnx(std::string(dir) + "/swin_t.onnx");
-  BOOST_REQUIRE_MESSAGE(imported.is_ok(), imported.message());
-  const d3::graph& g = imported.value();
-  d3::deployment_options options;
-  options.timeout = 30s;
-  options.emulation.clock = d3::clock_mode::virtual_time;
-  options.emulation.shaped = true;
-  d3::deployment dep(*system, options);
+  const d3::graph g = import_exported("swin_t");
+  int windowed = 0;
+  for (const d3::layer& l : g.layers) windowed += l.kind == d3::layer_kind::window_attention;
+  BOOST_TEST(windowed == 12);
+  d3::deployment dep(*system, virtual_clock_options(30s));
   BOOST_REQUIRE(dep.connect(endpoints()).is_ok());
   d3::deployment_plan plan;
   plan.segments = {{"device", "/features/features.0/features.0.0/Conv", "/features/features.1/features.1.1/Add"},
@@ -392,38 +391,20 @@ BOOST_FIXTURE_TEST_CASE(imported_swin_three_tier_tiled_is_bit_identical, cluster
                              "2x1", {"edge1", "edge2"}, "", "", {}, {}});
   auto report = dep.deploy(g, plan);
   BOOST_REQUIRE_MESSAGE(report.is_ok(), report.message());
-  int windowed = 0;
-  for (const d3::layer& l : g.layers) windowed += l.kind == d3::layer_kind::window_attention;
-  BOOST_TEST(windowed == 12);
   auto inputs = inputs_for(g, 2, 71);
-  auto outcomes = dep.run(inputs, 1);
-  auto local = d3::executor::create(g);
-  BOOST_REQUIRE_MESSAGE(local.is_ok(), local.message());
-  BOOST_REQUIRE_EQUAL(outcomes.size(), inputs.size());
-  const std::string in_name = g.layers[size_t(g.input_layers().at(0))].name;
-  const std::string out_name = g.layers[size_t(g.outputs.at(0))].name;
-  for (size_t i = 0; i < inputs.size(); ++i) {
-    BOOST_REQUIRE_MESSAGE(outcomes[i].ok, outcomes[i].error);
-    auto expected = (*local)->run({&inputs[i].at(in_name)});
-    BOOST_REQUIRE(expected.is_ok());
-    BOOST_CHECK(d3::bitwise_equal(outcomes[i].outputs.at(out_name), expected.value().at(0)));
-  }
+  check_answers(g, inputs, dep.run(inputs, 1));
 }
 
 // MaxViT (torchvision's maxvit_t) over three tiers: the stem's first convolution on the device,
 // its second tiled over both edges, the first stage's MBConv, window and grid attention on edge1,
 // the rest (and the classifier's tanh) in the cloud: bit-identical answers.
 BOOST_FIXTURE_TEST_CASE(imported_maxvit_three_tier_tiled_is_bit_identical, cluster) {
-  const char* dir = std::getenv("D3_ONNX_EXPORT_DIR");
-  BOOST_REQUIRE_MESSAGE(dir != nullptr, "D3_ONNX_EXPORT_DIR is not set (run through ctest)");
-  auto imported = d3::import_onnx(std::string(dir) + "/maxvit_t.onnx");
-  BOOST_REQUIRE_MESSAGE(imported.is_ok(), imported.message());
-  const d3::graph& g = imported.value();
-  d3::deployment_options options;
-  options.timeout = 30s;
-  options.emulation.clock = d3::clock_mode::virtual_time;
-  options.emulation.shaped = true;
-  d3::deployment dep(*system, options);
+  const d3::graph g = import_exported("maxvit_t");
+  int dilated = 0;
+  for (const d3::layer& l : g.layers)
+    dilated += l.kind == d3::layer_kind::window_attention && l.window.dilation_h > 1;
+  BOOST_TEST(dilated == 9);  // the grid attentions of the first three stages (2, 2, 5; the last's are 1x1)
+  d3::deployment dep(*system, virtual_clock_options(30s));
   BOOST_REQUIRE(dep.connect(endpoints()).is_ok());
   d3::deployment_plan plan;
   plan.segments = {{"device", "/stem/stem.0/stem.0.0/Conv", "/stem/stem.0/stem.0.2/Mul_1"},
@@ -433,23 +414,8 @@ BOOST_FIXTURE_TEST_CASE(imported_maxvit_three_tier_tiled_is_bit_identical, clust
                              "", "", {}, {}});
   auto report = dep.deploy(g, plan);
   BOOST_REQUIRE_MESSAGE(report.is_ok(), report.message());
-  int dilated = 0;
-  for (const d3::layer& l : g.layers)
-    dilated += l.kind == d3::layer_kind::window_attention && l.window.dilation_h > 1;
-  BOOST_TEST(dilated == 9);  // the grid attentions of the first three stages (2, 2, 5; the last's are 1x1)
   auto inputs = inputs_for(g, 2, 73);
-  auto outcomes = dep.run(inputs, 1);
-  auto local = d3::executor::create(g);
-  BOOST_REQUIRE_MESSAGE(local.is_ok(), local.message());
-  BOOST_REQUIRE_EQUAL(outcomes.size(), inputs.size());
-  const std::string in_name = g.layers[size_t(g.input_layers().at(0))].name;
-  const std::string out_name = g.layers[size_t(g.outputs.at(0))].name;
-  for (size_t i = 0; i < inputs.size(); ++i) {
-    BOOST_REQUIRE_MESSAGE(outcomes[i].ok, outcomes[i].error);
-    auto expected = (*local)->run({&inputs[i].at(in_name)});
-    BOOST_REQUIRE(expected.is_ok());
-    BOOST_CHECK(d3::bitwise_equal(outcomes[i].outputs.at(out_name), expected.value().at(0)));
-  }
+  check_answers(g, inputs, dep.run(inputs, 1));
 }
 
 // Virtual end-to-end latency of a deployed three-tier plan on the evaluation testbed (speeds 0.1,

@@ -744,8 +744,14 @@ bool importer::fold_constant_node(const onnx::NodeProto& n) {
     c.is_float = x.is_float;
     c.dims = {int64_t(count)};
     for (int64_t k = 0; k < int64_t(count); ++k) {
-      if (c.is_float) c.f.push_back(float(start + double(k) * step));
-      else c.i.push_back(x.i[0] + k * delta.i[0]);
+      if (c.is_float) {
+        c.f.push_back(float(start + double(k) * step));
+        continue;
+      }
+      int64_t offset = 0, v = 0;
+      if (__builtin_mul_overflow(k, delta.i[0], &offset) || __builtin_add_overflow(x.i[0], offset, &v))
+        fail(n, "the range overflows 64-bit integers");
+      c.i.push_back(v);
     }
     define_constant(n, std::move(c));
   } else if (op == "ScatterND") {  // Swin's shift masks: regions of a zero map set to their ids

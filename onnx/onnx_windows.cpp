@@ -96,6 +96,9 @@ value importer::emit_window_attention(const onnx::NodeProto& n, const value& con
     // [nW][h][T][T]; one table when every window's is the same.
     const std::vector<float>& f = context.addend->f;
     const size_t windows = size_t(context.windows_h) * size_t(context.windows_w), per_window = f.size() / windows;
+    if (per_window * windows != f.size() || per_window == 0)
+      fail(n, "the scores' addend of " + std::to_string(f.size()) + " values does not split into " +
+                  std::to_string(windows) + " windows");
     bool alike = true;
     for (size_t w = 1; w < windows && alike; ++w)
       alike = std::equal(f.begin(), f.begin() + long(per_window), f.begin() + long(w * per_window));
@@ -141,7 +144,8 @@ bool importer::window_step(const onnx::NodeProto& n) {
       int64_t& start = axis == 1 ? v.row_start : v.col_start;
       int64_t& step = axis == 1 ? v.row_step : v.col_step;
       start += r.start * step;
-      step *= r.step;
+      // One row (or column) needs no step; more keep the step below the map's size.
+      step = r.count == 1 ? 1 : step * r.step;
       v.dims[size_t(axis)] = r.count;
     }
     if (a.kind != value_kind::spatial_slice && v.dims == a.dims) return put(a);  // nothing sliced
@@ -251,7 +255,7 @@ bool importer::window_step(const onnx::NodeProto& n) {
     }
     if (a.kind == value_kind::context_tokens && d.size() == 4 && out == dims_t{d[0], d[1], d[2] * d[3]})
       return put(emit_window_attention(n, a, out));
-    if (a.kind == value_kind::attention_scores && out.size() >= 4 &&
+    if (a.kind == value_kind::attention_scores && out.size() >= 4 && d.size() >= 3 &&
         element_count(out) == element_count(d) && dims_t(out.end() - 3, out.end()) == dims_t(d.end() - 3, d.end()))
       return put(with_kind(a, a.kind, out));  // [nW, h, T, T] <-> [1, nW, h, T, T] around the shift mask
     fail(n, "reshape of " + dims_string(d) + " to " + dims_string(out) +

@@ -138,7 +138,9 @@ def reinitialise(torch, torchvision, model, seed):
             elif isinstance(mod, (torchvision.models.swin_transformer.ShiftedWindowAttention,
                                   torchvision.models.maxvit.RelativePositionalMultiHeadAttention)):
                 # torchvision draws the relative position bias with std 0.02: it would not count.
-                mod.relative_position_bias_table.normal_(0.0, 1.0)
+                # (Swin V2's attention computes its bias with an MLP and has no table.)
+                if hasattr(mod, "relative_position_bias_table"):
+                    mod.relative_position_bias_table.normal_(0.0, 1.0)
             elif isinstance(mod, nn.LayerNorm):
                 mod.weight.uniform_(0.8, 1.2)
                 mod.bias.uniform_(-0.1, 0.1)

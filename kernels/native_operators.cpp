@@ -148,25 +148,8 @@ __attribute__((target("avx512f"))) void tanh_span_avx512(const float* x, float* 
   map_span<v16sf, tanh_vector<v16sf>>(x, y, count);
 }
 
-template <class V>
-D3_INLINE void gelu_span(const float* x, float* y, size_t count) {
-  size_t i = 0;
-  for (; i + sizeof(V) / sizeof(float) <= count; i += sizeof(V) / sizeof(float)) {
-    V v;
-    std::memcpy(&v, x + i, sizeof v);
-    v = gelu_vector(v);
-    std::memcpy(y + i, &v, sizeof v);
-  }
-  if (i < count) {  // the tail through the same vector code, so every value is computed alike
-    V v = splat_as<V>(0.0f);
-    std::memcpy(&v, x + i, (count - i) * sizeof(float));
-    v = gelu_vector(v);
-    std::memcpy(y + i, &v, (count - i) * sizeof(float));
-  }
-}
-
 __attribute__((target("avx512f"))) void gelu_span_avx512(const float* x, float* y, size_t count) {
-  gelu_span<v16sf>(x, y, count);
+  map_span<v16sf, gelu_vector<v16sf>>(x, y, count);
 }
 
 }  // namespace
@@ -177,7 +160,7 @@ void gelu_values(const float* x, float* y, size_t count) {
   if (sixteen_lanes())
     gelu_span_avx512(x, y, count);
   else
-    gelu_span<v4sf>(x, y, count);
+    map_span<v4sf, gelu_vector<v4sf>>(x, y, count);
 }
 
 void tanh_values(const float* x, float* y, size_t count) {

@@ -55,6 +55,12 @@ once) and reports its latency.
                       and std, as ToTensor + Normalize. Prints the top-5 classes
   --labels F          class names, one per line, for the top-5 of --image
   --output F          writes the output tensor as raw little-endian float32, NCHW order
+  --dump NODE=FILE    (ONNX models; repeatable) writes the tensor of ONNX node NODE (a node
+                      without a name: its output's name) as raw little-endian float32, NCHW
+                      order (token tensors [N, tokens, channels] as they are): what d3 computed
+                      there on the input. A batch norm or activation fused into the layer before
+                      it is read from that layer (the fused result). For checks against another
+                      framework's intermediates (tools/check_zoo.py)
   --save F            writes the model (graph + weights) as a d3 model file and exits
   --json              prints one JSON object per model: model, threads, median_ms, p90_ms, gflop,
                       gflop_per_s, peak_gflop_per_s (measured one-core FMA peak x threads),
@@ -92,6 +98,7 @@ struct options {
   bool profile = false;
   bool layers = false;
   std::string tiles, tile_run;  // --tiles RxC, --tile-run FIRST:LAST
+  std::vector<std::pair<std::string, std::string>> dumps;  // --dump NODE=FILE: (node, file)
   bool help = false;
 };
 
@@ -127,6 +134,9 @@ void check(const options& o) {
     throw d3::option_error{"--convert reads an ONNX file (a path ending in .onnx), got '" + o.convert_in + "'"};
   if (o.model == "all" && (!o.input_file.empty() || !o.output_file.empty() || !o.save_file.empty()))
     throw d3::option_error{"--input, --output and --save need a single model, not 'all'"};
+  if (!o.dumps.empty() && !d3::is_onnx_path(o.model))
+    throw d3::option_error{"--dump names ONNX nodes: it needs an ONNX model (a path ending in .onnx)"};
+  if (!o.dumps.empty() && !o.tiles.empty()) throw d3::option_error{"--dump does not go with --tiles"};
   if (!o.image_file.empty() && !o.input_file.empty()) throw d3::option_error{"--image and --input both give the input"};
   if (!o.image_file.empty() && o.model == "all") throw d3::option_error{"--image needs a single model, not 'all'"};
   if (!o.labels_file.empty() && o.image_file.empty()) throw d3::option_error{"--labels names the classes of --image"};
@@ -155,6 +165,13 @@ d3::result<options> parse(int argc, char** argv) {
       else if (in.is("--labels")) o.labels_file = in.value();
       else if (in.is("--output")) o.output_file = in.value();
       else if (in.is("--save")) o.save_file = in.value();
+      else if (in.is("--dump")) {
+        const std::string v = in.value();
+        const size_t eq = v.rfind('=');
+        if (eq == std::string::npos || eq == 0 || eq + 1 == v.size())
+          in.fail("--dump takes NODE=FILE, got '" + v + "'");
+        o.dumps.emplace_back(v.substr(0, eq), v.substr(eq + 1));
+      }
       else if (in.is("--convert")) {
         o.convert_in = in.value();
         if (!in.next()) in.fail("--convert needs two values: IN.onnx OUT.d3m (see --help)");
@@ -329,6 +346,22 @@ void run_tiled(const options& o, const std::string& model, const d3::graph& g, c
   if (!identical) fail(exit_runtime_error, "the tiled output differs from the untiled one");
 }
 
+// --dump: every requested ONNX node's tensor, from one more run that keeps every layer's output.
+void dump_tensors(const options& o, const std::string& model, const d3::graph& g, d3::executor& exec,
+                  const d3::tensor& input) {
+  auto unprepared = d3::import_onnx_unprepared(model);  // names the layers fusion removed
+  if (!unprepared) fail(exit_bad_input, unprepared.message());
+  auto all = exec.run_all({&input});
+  if (!all) fail(exit_runtime_error, all.message());
+  for (const auto& [node, file] : o.dumps) {
+    auto name = d3::surviving_layer(g, unprepared.value(), node, node);
+    if (!name) fail(exit_bad_input, "--dump " + node + ": " + name.message());
+    auto it = all.value().find(name.value());
+    if (it == all.value().end()) fail(exit_runtime_error, "--dump " + node + ": layer '" + name.value() + "' kept no tensor");
+    write_output(file, it->second);
+  }
+}
+
 void run_model(const options& o, const std::string& model, double peak_per_thread) {
   d3::graph g = load(model, o.seed);
   if (!o.image_file.empty())
@@ -390,6 +423,7 @@ void run_model(const options& o, const std::string& model, double peak_per_threa
     if (r + 1 == o.repeat) last = std::move(out.value());
   }
   if (!o.output_file.empty()) write_output(o.output_file, last.at(0));
+  if (!o.dumps.empty()) dump_tensors(o, model, g, exec, input);
 
   if (o.profile) {
     std::printf("%-32s %-20s %-18s %10s %9s %9s\n", "layer", "kind", "output (NCHW)", "MFLOP", "ms", "GFLOP/s");

@@ -1821,6 +1821,23 @@ result<graph> import_onnx(const std::string& path) {
   return g;
 }
 
+result<std::string> surviving_layer(const graph& prepared, const graph& unprepared, const std::string& node,
+                                    const std::string& output) {
+  if (prepared.find(node) >= 0) return node;
+  int i = unprepared.find(node);
+  if (i < 0 && !output.empty()) i = unprepared.find(output);
+  if (i < 0) return status::error(unprepared.name + ": no layer named '" + node + "' or '" + output + "'");
+  // Walk up through the fused layers: each one's tensor is now its (single) input's.
+  while (prepared.find(unprepared.layers[size_t(i)].name) < 0) {
+    const layer& l = unprepared.layers[size_t(i)];
+    if ((l.kind != layer_kind::batch_norm && l.kind != layer_kind::clamp) || l.inputs.empty())
+      return status::error(unprepared.name + ": layer '" + l.name + "' (" + to_string(l.kind) +
+                           ") vanished in prepare_for_inference but is not a fusable layer");
+    i = l.inputs[0];
+  }
+  return unprepared.layers[size_t(i)].name;
+}
+
 bool is_onnx_path(const std::string& path) {
   return path.size() >= 5 && path.compare(path.size() - 5, 5, ".onnx") == 0;
 }

@@ -24,6 +24,14 @@ result<graph> import_onnx(const std::string& path);
 // import_onnx from bytes in memory (an ONNX file's content); errors name `source`.
 result<graph> import_onnx_bytes(const uint8_t* bytes, size_t size, const std::string& source);
 
+// The layer of `prepared` (import_onnx of a file) that holds the tensor of ONNX node `node`, whose
+// output is `output` (a node without a name is named after its output): the node's own layer, or,
+// for a batch norm or activation that prepare_for_inference fused away, the layer it was fused
+// into (which then holds the fused result). `unprepared` is import_onnx_unprepared of the same file.
+// An unknown node, or one that vanished in some other way, is an error naming it.
+result<std::string> surviving_layer(const graph& prepared, const graph& unprepared, const std::string& node,
+                                    const std::string& output);
+
 // True when `path` ends in ".onnx" (how tools tell ONNX files from d3 model files and names).
 bool is_onnx_path(const std::string& path);
 

@@ -62,6 +62,15 @@ expect 2 "nodes[0].port must be a port in [1, 65535]" "$bin/d3-infer" --cluster 
 expect 2 "cannot open cluster file" "$bin/d3-infer" --cluster "$work/missing.json" --plan "$work/p.json"
 expect 2 "--in-flight expects an integer" "$bin/d3-infer" --nodes device=127.0.0.1:1 --plan "$work/p.json" --in-flight 0
 expect 2 "--convert needs two values" "$bin/d3-run" --convert x.onnx
+# d3-run --dump: the tensor of a named ONNX node (the last node's is the output), errors by name.
+tiny="$(dirname "$0")/../fuzz/seeds/onnx/tiny_preact.onnx"
+expect 2 "--dump names ONNX nodes: it needs an ONNX model" "$bin/d3-run" --model resnet18 --dump x=y
+expect 2 "--dump takes NODE=FILE, got 'x'" "$bin/d3-run" --model "$tiny" --dump x
+expect 2 "--dump /nope: torch_jit: no layer named '/nope'" "$bin/d3-run" --model "$tiny" --repeat 1 --dump "/nope=$work/d.bin"
+if "$bin/d3-run" --model "$tiny" --repeat 1 --output "$work/out.bin" --dump "/hs/Mul=$work/hs.bin" \
+     --dump "/conv/Conv=$work/conv.bin" > /dev/null && cmp -s "$work/out.bin" "$work/hs.bin" &&
+   [ "$(stat -c %s "$work/conv.bin")" -eq 1024 ] && ! cmp -s "$work/conv.bin" <(head -c 1024 "$work/out.bin"); then
+  passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL: d3-run --dump of tiny_preact's output and conv"; fi
 expect 2 "--dot needs a value" "$bin/d3-topology" x.jsonl --dot
 expect 2 "--adapt needs --strategy hpa" "$bin/d3-infer" --nodes device=127.0.0.1:1 --strategy dads --adapt
 

@@ -129,23 +129,6 @@ double relative_error(const tensor& actual, const tensor& expected) {
   return largest > 0 ? diff / largest : diff;
 }
 
-// The layer of the prepared graph whose tensor is that of ONNX node `node` (output `output`).
-std::string surviving_layer(const graph& prepared, const graph& unprepared, const std::string& node,
-                            const std::string& output) {
-  if (prepared.find(node) >= 0) return node;
-  int i = unprepared.find(node);
-  if (i < 0) i = unprepared.find(output);  // a node without a name is named after its output
-  BOOST_TEST_REQUIRE(i >= 0, unprepared.name << ": no layer named '" << node << "' or '" << output << "'");
-  while (prepared.find(unprepared.layers[size_t(i)].name) < 0) {
-    const layer& l = unprepared.layers[size_t(i)];
-    BOOST_TEST_REQUIRE((l.kind == layer_kind::batch_norm || l.kind == layer_kind::clamp),
-                       unprepared.name << ": layer '" << l.name << "' (" << l.kind
-                                       << ") vanished in prepare_for_inference but is not a fusable layer");
-    i = l.inputs.at(0);
-  }
-  return unprepared.layers[size_t(i)].name;
-}
-
 double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
@@ -196,8 +179,10 @@ BOOST_AUTO_TEST_CASE(imported_models_match_pytorch) {
     int compared = 0;
     for (const nlohmann::json& i : m["intermediates"]) {
       const std::string module = i["module"].get<std::string>();
-      const std::string name =
+      result<std::string> survivor =
           surviving_layer(g, raw, i["onnx_node"].get<std::string>(), i["onnx_output"].get<std::string>());
+      BOOST_TEST_REQUIRE(survivor.is_ok(), model << " module " << module << ": " << survivor.message());
+      const std::string name = survivor.value();
       tensor want = read_nchw(i["file"].get<std::string>(), dims_of(i["shape"]));
       auto found = all.value().find(name);
       BOOST_TEST_REQUIRE((found != all.value().end()), model << ": run_all has no tensor '" << name << "'");

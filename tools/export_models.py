@@ -3,10 +3,13 @@
 
 For each model NAME this writes into OUT_DIR:
   NAME.onnx              the model, torch.onnx.export at --opset (default 13), constants folded
+                         (a model over 2 GB keeps its weights beside it in NAME.onnx.data)
   NAME.input.bin         a seeded uniform [-1, 1) 1x3x224x224 input, float32 NCHW little-endian
   NAME.output.bin        PyTorch's output for it (1x1000 logits), same encoding
   NAME.<module>.bin      the output of a few modules (forward hooks), same encoding (channels-last
                          maps [N, H, W, C], as Swin keeps them, written NCHW like the others)
+  NAME.output64.bin      (export(..., float64=True) only: check_zoo --float64) the output of a
+                         double-precision run on the same input, float64
   NAME.json              what the files are: seed, opset, shapes, the output's sensitivity to the
                          input (rms of y(x) - y(x') over rms of y(x)), and for every intermediate the
                          torch module path, its NCHW shape and the ONNX node that computes it (the
@@ -28,12 +31,14 @@ and opset is skipped (--force re-exports). Prints one line per model.
 
 import argparse
 import contextlib
+import copy
 import hashlib
 import io
 import json
 import math
 import os
 import sys
+import tempfile
 import warnings
 
 MODELS = ["alexnet", "resnet18", "googlenet", "mobilenet_v2", "vgg16", "densenet121", "mobilenet_v3_small",
@@ -67,7 +72,28 @@ INTERMEDIATES = {
 }
 
 # Models whose 4-D module outputs are channels-last maps [N, H, W, C] (Swin keeps its maps so).
-CHANNELS_LAST_MODELS = {"swin_t"}
+def channels_last(name):
+    return name.startswith("swin_")
+
+
+# A model without an INTERMEDIATES entry (check_zoo's whole zoo) gets up to GENERIC_INTERMEDIATES
+# modules spread over its forward pass, chosen among the modules of depth 1 to 3 (`layer2`,
+# `features.7`, `encoder.layers.encoder_layer_3`) called once, each ONNX tensor once, whose output is a map or token tensor that d3
+# keeps: not a convolution, linear layer or norm whose output d3 fuses with what follows (a batch
+# norm into its convolution, an activation into either), not a dropout, identity or flatten.
+GENERIC_INTERMEDIATES = 4
+UNKEPT_LEAVES = ("Conv2d", "Linear", "BatchNorm2d", "Dropout", "Identity", "Flatten", "StochasticDepth")
+
+
+def generic_candidates(model):
+    out = []
+    for path, mod in model.named_modules():
+        if not path or path.count(".") > 2:
+            continue
+        if not list(mod.children()) and type(mod).__name__ in UNKEPT_LEAVES:
+            continue
+        out.append(path)
+    return out
 
 FORMAT_VERSION = 1
 
@@ -112,6 +138,15 @@ def reinitialise(torch, torchvision, model, seed):
             linear_convs.add(projection[0])
             if mod.use_res_connect:
                 residual_bns.add(projection[1])
+        elif isinstance(mod, (torchvision.models.efficientnet.MBConv, torchvision.models.efficientnet.FusedMBConv)):
+            # The block ends in a Conv2dNormActivation: conv, bn and (only in a fused block without
+            # expansion) an activation. Without this EfficientNet's residual stream grew through its
+            # deep stages (b7's activations reached rms 57 on one input and 3.4 on another).
+            last = mod.block[-1]
+            if len(last) == 2:
+                linear_convs.add(last[0])
+            if mod.use_res_connect:
+                residual_bns.add(last[1])
         elif isinstance(mod, torchvision.ops.SqueezeExcitation):
             linear_convs.add(mod.fc2)  # feeds the gate's HardSigmoid/Sigmoid, not a ReLU
     linears = [mod for mod in model.modules() if isinstance(mod, nn.Linear)]
@@ -230,11 +265,15 @@ def up_to_date(out_dir, name, seed, opset):
             or meta.get("script") != script_digest()):
         return False
     files = [meta.get("onnx"), meta.get("input", {}).get("file"), meta.get("output", {}).get("file")]
+    files += [meta["onnx_data"]] if "onnx_data" in meta else []
     files += [i.get("file") for i in meta.get("intermediates", [])]
     return all(f and os.path.isfile(os.path.join(out_dir, f)) for f in files)
 
 
-def export(torch, torchvision, onnx, out_dir, name, seed, opset):
+def export(torch, torchvision, onnx, out_dir, name, seed, opset, float64=False):
+    """float64: also run the model in double precision on the same input and record PyTorch's own
+    float32 error against it (meta["output"]["float32_error"]; the double output in
+    NAME.output64.bin): the precision a float32 engine can be held to on this model."""
     model = build_model(torchvision, name)
     reinitialise(torch, torchvision, model, seed)
 
@@ -242,38 +281,73 @@ def export(torch, torchvision, onnx, out_dir, name, seed, opset):
     x = torch.rand(1, 3, 224, 224, generator=generator, dtype=torch.float32) * 2.0 - 1.0
 
     modules = dict(model.named_modules())
+    generic = name not in INTERMEDIATES
+    wanted = generic_candidates(model) if generic else INTERMEDIATES[name]
     captured = {}
+    calls = {}
+    order = []
     hooks = []
-    for path in INTERMEDIATES.get(name, []):
+    for path in wanted:
         if path not in modules:
             raise RuntimeError(f"{name}: no module '{path}'")
 
         def hook(mod, inputs, output, path=path):
-            captured[path] = output.detach().clone()
+            calls[path] = calls.get(path, 0) + 1
+            if path not in order:
+                order.append(path)
+            if isinstance(output, torch.Tensor):
+                captured[path] = output.detach().clone()
 
         hooks.append(modules[path].register_forward_hook(hook))
     with torch.no_grad():
         y = model(x)
     for h in hooks:
         h.remove()
+    if generic:
+        # Finished (hook) order is inner before outer; the last one is the model's output.
+        wanted = [p for p in order if calls[p] == 1 and p in captured and captured[p].dim() >= 3]
     # How much the output depends on the input: rms(y(x) - y(x')) / rms(y(x)) for a second input.
     # Near 0 the comparisons prove little (a model whose logits ignore the input matches anything).
     x2 = torch.rand(1, 3, 224, 224, generator=generator, dtype=torch.float32) * 2.0 - 1.0
     with torch.no_grad():
         y2 = model(x2)
     sensitivity = float((y - y2).pow(2).mean().sqrt() / y.pow(2).mean().sqrt().clamp_min(1e-30))
+    float32_error = None
+    if float64:
+        with torch.no_grad():
+            y64 = copy.deepcopy(model).double()(x.double())
+        float32_error = float((y.double() - y64).abs().max() / y64.abs().max().clamp_min(1e-300))
+        data = y64.contiguous().numpy()
+        with open(os.path.join(out_dir, name + ".output64.bin"), "wb") as f:
+            f.write((data.byteswap() if sys.byteorder != "little" else data).tobytes())
+        del y64
 
     onnx_file = name + ".onnx"
     onnx_path = os.path.join(out_dir, onnx_file)
-    tmp_path = onnx_path + ".tmp"
-    # The exporter is chatty (warnings, diagnostics); keep the tool's output to one line a model.
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, x, tmp_path, opset_version=opset, do_constant_folding=True,
-                          input_names=["input"], output_names=["output"], verbose=False)
-    os.replace(tmp_path, onnx_path)
+    data_file = None
+    # A model over protobuf's 2 GB limit (regnet_y_128gf) is exported with its weights in external
+    # data, which torch writes as one file per tensor beside the model: export into a private
+    # directory and gather them into one NAME.onnx.data.
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".export-") as tmp_dir:
+        tmp_path = os.path.join(tmp_dir, onnx_file)
+        # The exporter is chatty (warnings, diagnostics); keep the tool's output to one line a model.
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, x, tmp_path, opset_version=opset, do_constant_folding=True,
+                              input_names=["input"], output_names=["output"], verbose=False)
+        proto = onnx.load(tmp_path, load_external_data=False)
+        if any(onnx.external_data_helper.uses_external_data(t) for t in proto.graph.initializer):
+            onnx.load_external_data_for_model(proto, tmp_dir)
+            data_file = onnx_file + ".data"
+            onnx.save_model(proto, tmp_path, save_as_external_data=True, all_tensors_to_one_file=True,
+                            location=data_file, size_threshold=1024)
+            os.replace(os.path.join(tmp_dir, data_file), os.path.join(out_dir, data_file))
+        os.replace(tmp_path, onnx_path)
+    del model
 
-    proto = onnx.load(onnx_path)
+    # (Shapes and node names only: the weights stay on disk, and a model over 2 GB could not be
+    # serialised for shape inference with them.)
+    proto = onnx.load(onnx_path, load_external_data=False)
     inferred = onnx.shape_inference.infer_shapes(proto)
     shapes = {}
     for vi in list(inferred.graph.value_info) + list(inferred.graph.output):
@@ -284,10 +358,13 @@ def export(torch, torchvision, onnx, out_dir, name, seed, opset):
     write_tensor(os.path.join(out_dir, name + ".output.bin"), y)
 
     intermediates = []
-    for path in INTERMEDIATES.get(name, []):
+    usable = []
+    for path in wanted:
         t = captured[path]
         node = find_module_node(proto.graph, path)
         if node is None:
+            if generic:
+                continue
             raise RuntimeError(f"{name}: no ONNX node in scope {scope_prefix(path)}")
         # A module that ends in layout ops (MaxViT's departition: Reshape, Transpose, Reshape) holds
         # the values of the node before them in another order; d3 keeps that node's tensor (the
@@ -300,9 +377,19 @@ def export(torch, torchvision, onnx, out_dir, name, seed, opset):
         out = node.output[0]
         # (ONNX shape inference leaves some shapes unknown, [], behind Swin's reshapes.)
         if not viewed and out in shapes and shapes[out] and shapes[out] != list(t.shape):
+            if generic:
+                continue
             raise RuntimeError(f"{name}: ONNX node {node.name} output {out} has shape {shapes[out]}, "
                                f"module {path} output {list(t.shape)}")
-        if name in CHANNELS_LAST_MODELS and t.dim() == 4:
+        if generic and (viewed or out == proto.graph.output[0].name or any(u[3] == out for u in usable)):
+            continue
+        usable.append((path, t, node, out))
+    if generic and len(usable) > GENERIC_INTERMEDIATES:
+        # Spread over the forward pass: the k-th of GENERIC_INTERMEDIATES evenly spaced picks.
+        n = len(usable)
+        usable = [usable[(k + 1) * n // (GENERIC_INTERMEDIATES + 1)] for k in range(GENERIC_INTERMEDIATES)]
+    for path, t, node, out in usable:
+        if channels_last(name) and t.dim() == 4:
             t = t.permute(0, 3, 1, 2)  # [N, H, W, C] maps written as every other 4-D tensor: NCHW
         file = f"{name}.{path}.bin"
         write_tensor(os.path.join(out_dir, file), t)
@@ -325,10 +412,12 @@ def export(torch, torchvision, onnx, out_dir, name, seed, opset):
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
         "onnx": onnx_file,
+        **({"onnx_data": data_file} if data_file else {}),
         "nodes": len(proto.graph.node),
         "input": {"file": name + ".input.bin", "name": "input", "shape": list(x.shape)},
         "output": {"file": name + ".output.bin", "name": proto.graph.output[0].name, "shape": list(y.shape),
-                   "rms": float(y.pow(2).mean().sqrt()), "sensitivity": sensitivity},
+                   "rms": float(y.pow(2).mean().sqrt()), "sensitivity": sensitivity,
+                   **({"float32_error": float32_error} if float64 else {})},
         "intermediates": intermediates,
     }
     meta_path = os.path.join(out_dir, name + ".json")

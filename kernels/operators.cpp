@@ -261,10 +261,24 @@ padding pooling_padding(const layer& l, const tensor_shape& in) {
   return p;
 }
 
+// A native operator of one input: setup() binds the buffers run() reads and writes.
+class single_input_operator : public layer_operator {
+ public:
+  status setup(const std::vector<const float*>& inputs, float* output, pthreadpool_t) override {
+    x_ = inputs[0];
+    y_ = output;
+    return status::ok();
+  }
+
+ protected:
+  const float* x_ = nullptr;
+  float* y_ = nullptr;
+};
+
 // Average pooling that XNNPACK cannot express: a divisor counting padding (count_include_pad with
 // padding) or a 1x1 window (also serves 1x1 max pooling). PyTorch's rule: the divisor counts the padded window clipped to the
 // padded map, then the sum runs over the part inside the image.
-class native_average_pool : public layer_operator {
+class native_average_pool : public single_input_operator {
  public:
   native_average_pool(const layer& l, tensor_shape in, size_t out_stride)
       : name_(l.name), kind_(l.kind), w_(l.window), act_(l.act), in_(in), out_(l.output_shape),
@@ -274,11 +288,6 @@ class native_average_pool : public layer_operator {
                                      out_, inputs, output));
     in_ = inputs[0];
     out_ = output;
-    return status::ok();
-  }
-  status setup(const std::vector<const float*>& inputs, float* output, pthreadpool_t) override {
-    x_ = inputs[0];
-    y_ = output;
     return status::ok();
   }
   status run(pthreadpool_t) override {
@@ -314,8 +323,6 @@ class native_average_pool : public layer_operator {
   tensor_shape in_, out_;
   size_t out_stride_;
   std::vector<float> sums_;
-  const float* x_ = nullptr;
-  float* y_ = nullptr;
 };
 
 }  // namespace
@@ -385,7 +392,7 @@ created create_average_pool(const layer& l, const std::vector<tensor_shape>& in,
 // maps its mean was 1.7e-6 off the float64 mean, 10x PyTorch's (whose reduction is a cascade), and
 // the squeeze-excitation gates behind it carried that error through every block. Pairwise: the
 // rounding error grows with log2(pixels), not with their count.
-class native_global_average_pool : public layer_operator {
+class native_global_average_pool : public single_input_operator {
  public:
   native_global_average_pool(const layer& l, tensor_shape in)
       : name_(l.name), act_(l.act), in_(in), out_(l.output_shape) {
@@ -397,11 +404,6 @@ class native_global_average_pool : public layer_operator {
     in_ = inputs[0];
     out_ = output;
     size_scratch();
-    return status::ok();
-  }
-  status setup(const std::vector<const float*>& inputs, float* output, pthreadpool_t) override {
-    x_ = inputs[0];
-    y_ = output;
     return status::ok();
   }
   status run(pthreadpool_t) override {
@@ -450,8 +452,6 @@ class native_global_average_pool : public layer_operator {
   activation act_;
   tensor_shape in_, out_;
   std::vector<float> scratch_;
-  const float* x_ = nullptr;
-  float* y_ = nullptr;
 };
 
 created create_global_average_pool(const layer& l, const std::vector<tensor_shape>& in) {
@@ -638,18 +638,13 @@ class concat_operator : public layer_operator {
 };
 
 // torch.flatten(x, 1) on NHWC storage: a transposition to NCHW order (a plain copy when H = W = 1).
-class flatten_operator : public layer_operator {
+class flatten_operator : public single_input_operator {
  public:
   flatten_operator(const layer& l, tensor_shape in) : name_(l.name), in_(in), out_(l.output_shape) {}
   status reshape(const std::vector<tensor_shape>& inputs, const tensor_shape& output) override {
     D3_RETURN_IF_ERROR(check_reshape("flatten", name_, layer_kind::flatten, {}, {}, false, {in_}, out_, inputs, output));
     in_ = inputs[0];
     out_ = output;
-    return status::ok();
-  }
-  status setup(const std::vector<const float*>& inputs, float* output, pthreadpool_t) override {
-    x_ = inputs[0];
-    y_ = output;
     return status::ok();
   }
   status run(pthreadpool_t) override {
@@ -663,8 +658,6 @@ class flatten_operator : public layer_operator {
  private:
   std::string name_;
   tensor_shape in_, out_;
-  const float* x_ = nullptr;
-  float* y_ = nullptr;
 };
 
 }  // namespace

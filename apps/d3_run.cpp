@@ -56,9 +56,10 @@ once) and reports its latency.
   --labels F          class names, one per line, for the top-5 of --image
   --output F          writes the output tensor as raw little-endian float32, NCHW order
   --dump NODE=FILE    (ONNX models; repeatable) writes the tensor of ONNX node NODE (a node
-                      without a name: its output's name) as raw little-endian float32, NCHW
-                      order (token tensors [N, tokens, channels] as they are): what d3 computed
-                      there on the input. A batch norm or activation fused into the layer before
+                      without a name: its output's name) as raw little-endian float32 in the
+                      NCHW order of its d3 shape (as --layers prints it; d3 holds a token
+                      tensor [N, tokens, C] as a map of `tokens` pixels, so tokens are written
+                      channel-major, [N, C, tokens]): what d3 computed there on the input. A batch norm or activation fused into the layer before
                       it is read from that layer (the fused result). For checks against another
                       framework's intermediates (tools/check_zoo.py)
   --save F            writes the model (graph + weights) as a d3 model file and exits

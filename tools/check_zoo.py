@@ -177,6 +177,10 @@ def main():
                 for i in meta["intermediates"]:
                     ia = np.fromfile(os.path.join(tmp, i["file"] + ".d3"), dtype=np.float32)
                     ib = np.fromfile(os.path.join(tmp, i["file"]), dtype=np.float32)
+                    if len(i["shape"]) == 3 and ia.size == ib.size:
+                        # d3 holds tokens [N, T, C] as a map of T pixels: --dump wrote them channel-major.
+                        n, t, c = i["shape"]
+                        ia = ia.reshape(n, c, t).transpose(0, 2, 1).ravel()
                     row["intermediates"][i["module"]] = (
                         float(np.abs(ia - ib).max() / max(np.abs(ib).max(), 1e-30)) if ia.shape == ib.shape else float("inf"))
                 worst = max([rel] + list(row["intermediates"].values()))

@@ -59,9 +59,10 @@ once) and reports its latency.
                       without a name: its output's name) as raw little-endian float32 in the
                       NCHW order of its d3 shape (as --layers prints it; d3 holds a token
                       tensor [N, tokens, C] as a map of `tokens` pixels, so tokens are written
-                      channel-major, [N, C, tokens]): what d3 computed there on the input. A batch norm or activation fused into the layer before
-                      it is read from that layer (the fused result). For checks against another
-                      framework's intermediates (tools/check_zoo.py)
+                      channel-major, [N, C, tokens]): what d3 computed there on the input. A
+                      batch norm or activation fused into the layer before it is read from that
+                      layer (the fused result). For checks against another framework's
+                      intermediates (tools/check_zoo.py)
   --save F            writes the model (graph + weights) as a d3 model file and exits
   --json              prints one JSON object per model: model, threads, median_ms, p90_ms, gflop,
                       gflop_per_s, peak_gflop_per_s (measured one-core FMA peak x threads),

@@ -35,6 +35,14 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NODES = ["device", "edge1", "cloud"]
 
 
+def relative_difference(actual, expected):
+    """max |actual - expected| / max |expected| (inf when the sizes differ): the measure the 1e-4
+    bound applies to."""
+    if actual.shape != expected.shape:
+        return float("inf")
+    return float(abs(actual.astype("float64") - expected).max() / max(abs(expected).max(), 1e-300))
+
+
 def three_tier_plan(bin_dir, onnx_path):
     """A plan cutting the model's layers (topological order, as d3-run --layers lists them) into
     thirds: device, edge1, cloud. Every edge of a DAG points forward in that order, so each third
@@ -170,7 +178,7 @@ def main():
                 import numpy as np
                 a = np.fromfile(out_path, dtype=np.float32)
                 b = np.fromfile(os.path.join(tmp, name + ".output.bin"), dtype=np.float32)
-                rel = float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-30)) if a.shape == b.shape else float("inf")
+                rel = relative_difference(a, b)
                 row["relative_difference"] = rel
                 # The intermediates (module outputs, tools/export_models.py): the same measure each.
                 row["intermediates"] = {}
@@ -181,18 +189,19 @@ def main():
                         # d3 holds tokens [N, T, C] as a map of T pixels: --dump wrote them channel-major.
                         n, t, c = i["shape"]
                         ia = ia.reshape(n, c, t).transpose(0, 2, 1).ravel()
-                    row["intermediates"][i["module"]] = (
-                        float(np.abs(ia - ib).max() / max(np.abs(ib).max(), 1e-30)) if ia.shape == ib.shape else float("inf"))
+                    row["intermediates"][i["module"]] = relative_difference(ia, ib)
                 worst = max([rel] + list(row["intermediates"].values()))
                 row["status"] = "matches" if worst <= 1e-4 and len(row["intermediates"]) >= 3 else "differs"
                 if args.float64 and a.shape == b.shape:
                     c = np.fromfile(os.path.join(tmp, name + ".output64.bin"), dtype=np.float64)
                     row["torch_float32_vs_float64"] = meta["output"]["float32_error"]
-                    row["d3_vs_float64"] = float(np.abs(a.astype(np.float64) - c).max() / max(np.abs(c).max(), 1e-300))
+                    row["d3_vs_float64"] = relative_difference(a, c)
                 ms = [l for l in run.stdout.splitlines() if "median" in l]
                 row["d3_run"] = ms[0].strip() if ms else ""
                 if args.distributed:
                     row["distributed"] = run_distributed(bin_dir, onnx_path, tmp)
+                    if row["distributed"] != "bit-identical":
+                        row["status"] = "differs"
             rows.append(row)
             detail = row.get("error") or (
                 f"rel {row['relative_difference']:.2e}, sensitivity {row['sensitivity']:.3f}, "
@@ -200,8 +209,6 @@ def main():
                 f"{max(row['intermediates'].values(), default=float('nan')):.2e}")
             if "distributed" in row:
                 detail += f"; three-tier over nodes: {row['distributed']}"
-                if row["distributed"] != "bit-identical":
-                    row["status"] = "differs"
             if "d3_vs_float64" in row:
                 detail += (f"; against float64: PyTorch {row['torch_float32_vs_float64']:.2e}, "
                            f"d3 {row['d3_vs_float64']:.2e}")

@@ -78,9 +78,10 @@ def channels_last(name):
 
 # A model without an INTERMEDIATES entry (check_zoo's whole zoo) gets up to GENERIC_INTERMEDIATES
 # modules spread over its forward pass, chosen among the modules of depth 1 to 3 (`layer2`,
-# `features.7`, `encoder.layers.encoder_layer_3`) called once, each ONNX tensor once, whose output is a map or token tensor that d3
-# keeps: not a convolution, linear layer or norm whose output d3 fuses with what follows (a batch
-# norm into its convolution, an activation into either), not a dropout, identity or flatten.
+# `features.7`, `encoder.layers.encoder_layer_3`) called once, each ONNX tensor once, whose output
+# is a map or token tensor that d3 keeps: not a convolution, linear layer or norm whose output d3
+# fuses with what follows (a batch norm into its convolution, an activation into either), not a
+# dropout, identity or flatten.
 GENERIC_INTERMEDIATES = 4
 UNKEPT_LEAVES = ("Conv2d", "Linear", "BatchNorm2d", "Dropout", "Identity", "Flatten", "StochasticDepth")
 
@@ -246,8 +247,9 @@ def find_module_node(graph, module_path):
     return found
 
 
-def write_tensor(path, t):
-    data = t.detach().contiguous().to(dtype=__import__("torch").float32).numpy()
+def write_tensor(path, t, double=False):
+    torch = __import__("torch")
+    data = t.detach().contiguous().to(dtype=torch.float64 if double else torch.float32).numpy()
     if sys.byteorder != "little":
         data = data.byteswap()
     with open(path, "wb") as f:
@@ -317,9 +319,7 @@ def export(torch, torchvision, onnx, out_dir, name, seed, opset, float64=False):
         with torch.no_grad():
             y64 = copy.deepcopy(model).double()(x.double())
         float32_error = float((y.double() - y64).abs().max() / y64.abs().max().clamp_min(1e-300))
-        data = y64.contiguous().numpy()
-        with open(os.path.join(out_dir, name + ".output64.bin"), "wb") as f:
-            f.write((data.byteswap() if sys.byteorder != "little" else data).tobytes())
+        write_tensor(os.path.join(out_dir, name + ".output64.bin"), y64, double=True)
         del y64
 
     onnx_file = name + ".onnx"

@@ -60,6 +60,8 @@ class executor {
   double flops() const { return flops_; }
   // Concat inputs run() copies; the others are written in place by their producers.
   int copied_concat_inputs() const { return copied_concat_inputs_; }
+  // Steps whose output overwrites their input (computes_in_place, the input's last read).
+  int in_place_steps() const { return in_place_steps_; }
 
  private:
   executor() = default;
@@ -91,6 +93,7 @@ class executor {
   std::vector<tensor_shape> input_shapes_, output_shapes_;
   double flops_ = 0;
   int copied_concat_inputs_ = 0;
+  int in_place_steps_ = 0;
   pthreadpool_t pool_ = nullptr;
 };
 

@@ -45,6 +45,7 @@ constexpr kind_name kind_names[] = {
     {layer_kind::roll, "roll"},
     {layer_kind::spatial_slice, "spatial_slice"},
     {layer_kind::tanh, "tanh"},
+    {layer_kind::silu, "silu"},
 };
 
 std::string describe(const layer& l) { return std::string(to_string(l.kind)) + " layer '" + l.name + "'"; }
@@ -169,6 +170,7 @@ status infer_layer(const layer& l, const std::vector<tensor_shape>& in, tensor_s
     case layer_kind::gelu:
     case layer_kind::hardswish:
     case layer_kind::tanh:
+    case layer_kind::silu:
       D3_RETURN_IF_ERROR(check_plain(l));
       out = in[0];
       return status::ok();
@@ -550,9 +552,9 @@ double total_flops(const graph& g) {
 
 namespace {
 
-// The affine layer HardSigmoid(x) with alpha 1/6 and beta 1/2 imports as, reading x.
-bool is_hard_sigmoid_of(const layer& l, int x) {
-  if (l.kind != layer_kind::convolution || l.inputs.size() != 1 || l.inputs[0] != x || l.groups != l.output_channels ||
+// The affine layer HardSigmoid with alpha 1/6 and beta 1/2 imports as.
+bool is_hard_sigmoid(const layer& l) {
+  if (l.kind != layer_kind::convolution || l.inputs.size() != 1 || l.groups != l.output_channels ||
       l.window.kernel_h != 1 || l.window.kernel_w != 1 || l.window.stride_h != 1 || l.window.stride_w != 1 ||
       l.window.pad.any() || !(l.act == activation{0.0f, 1.0f}) || l.weights.size() != size_t(l.output_channels) ||
       l.bias.size() != size_t(l.output_channels))
@@ -647,15 +649,29 @@ status prepare_for_inference(graph& g) {
       readers[producer] = readers[i];
       returned[producer] = returned[i];
       conv.output_shape = l.output_shape;
-    } else if (l.kind == layer_kind::multiply) {
-      // x * HardSigmoid(x) with PyTorch's 1/6 and 1/2 (how opset 13 exports hardswish): one
-      // hardswish layer, one pass over the tensor instead of two.
+    } else if (l.kind == layer_kind::multiply && l.act.is_identity() && l.weights.empty() && l.bias.empty()) {
+      // x * HardSigmoid(x) with PyTorch's 1/6 and 1/2 (how opset 13 exports hardswish) and
+      // x * Sigmoid(x) (how it exports SiLU): one hardswish or silu layer, one pass over the tensor
+      // instead of two. x may be a convolution that absorbed a batch norm above.
+      auto live = [&](int k) {
+        while (dead[k]) k = replacement[k];
+        return k;
+      };
       for (int side = 0; side < 2; ++side) {
-        const int x = l.inputs[size_t(side)], gate = l.inputs[size_t(1 - side)];
-        if (dead[x] || dead[gate] || !is_hard_sigmoid_of(g.layers[gate], x) || !sole_reader(gate)) continue;
+        const int x = live(l.inputs[size_t(side)]), gate = l.inputs[size_t(1 - side)];
+        if (dead[gate] || !sole_reader(gate)) continue;
+        const layer& gl = g.layers[gate];
+        if (gl.inputs.size() != 1 || live(gl.inputs[0]) != x) continue;
+        layer_kind fused;
+        if (is_hard_sigmoid(gl))
+          fused = layer_kind::hardswish;
+        else if (gl.kind == layer_kind::sigmoid && gl.act.is_identity() && gl.weights.empty() && gl.bias.empty())
+          fused = layer_kind::silu;
+        else
+          continue;
         dead[gate] = true;
         replacement[gate] = x;
-        l.kind = layer_kind::hardswish;
+        l.kind = fused;
         l.inputs = {x};
         break;
       }

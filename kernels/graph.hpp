@@ -70,6 +70,8 @@ enum class layer_kind : uint8_t {
   spatial_slice,        // rows [row_begin, row_end) step window.stride_h and columns [col_begin,
                         // col_end) step window.stride_w of the input (ONNX Slice on H and W)
   tanh,                 // element-wise hyperbolic tangent (MaxViT's classifier)
+  silu,                 // element-wise x * sigmoid(x) (EfficientNet's SiLU, which opset 13 exports
+                        // as Sigmoid then Mul; prepare_for_inference fuses the pair)
 };
 const char* to_string(layer_kind kind);
 result<layer_kind> layer_kind_from_string(std::string_view name);

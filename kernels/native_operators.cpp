@@ -152,6 +152,24 @@ __attribute__((target("avx512f"))) void gelu_span_avx512(const float* x, float* 
   map_span<v16sf, gelu_vector<v16sf>>(x, y, count);
 }
 
+// y[i] = a[i] * b[i]; y may be a or b (each vector is loaded before it is stored).
+template <class V>
+D3_INLINE void multiply_span(const float* a, const float* b, float* y, size_t count) {
+  size_t i = 0;
+  for (; i + sizeof(V) / sizeof(float) <= count; i += sizeof(V) / sizeof(float)) {
+    V u, v;
+    std::memcpy(&u, a + i, sizeof u);
+    std::memcpy(&v, b + i, sizeof v);
+    u = u * v;
+    std::memcpy(y + i, &u, sizeof u);
+  }
+  for (; i < count; ++i) y[i] = a[i] * b[i];
+}
+
+__attribute__((target("avx512f"))) void multiply_span_avx512(const float* a, const float* b, float* y, size_t count) {
+  multiply_span<v16sf>(a, b, y, count);
+}
+
 }  // namespace
 
 void force_four_lane_vectors(bool forced) { four_lanes_forced.store(forced); }
@@ -161,6 +179,13 @@ void gelu_values(const float* x, float* y, size_t count) {
     gelu_span_avx512(x, y, count);
   else
     map_span<v4sf, gelu_vector<v4sf>>(x, y, count);
+}
+
+void multiply_values(const float* a, const float* b, float* y, size_t count) {
+  if (sixteen_lanes())
+    multiply_span_avx512(a, b, y, count);
+  else
+    multiply_span<v4sf>(a, b, y, count);
 }
 
 void tanh_values(const float* x, float* y, size_t count) {

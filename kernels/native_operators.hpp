@@ -54,6 +54,8 @@ void layer_norm_rows(const float* x, float* y, size_t pixels, size_t channels, c
                      float epsilon);
 void gelu_values(const float* x, float* y, size_t count);
 void tanh_values(const float* x, float* y, size_t count);
+// y[i] = a[i] * b[i] (one IEEE product each, as XNNPACK's multiply); y may be a or b.
+void multiply_values(const float* a, const float* b, float* y, size_t count);
 void preprocess_rows(const float* x, float* y, size_t pixels, size_t channels, const float* mean, const float* std);
 
 }  // namespace d3

@@ -56,6 +56,10 @@ struct operator_options {
   bool native_average_pool = false;
 };
 
+// True when the operator for `l` computes the same output with the output buffer equal to its
+// (dense) input buffer: each value is read before any value is written over it.
+bool computes_in_place(const layer& l);
+
 // True when the operator for `l` over `inputs` takes a strided first input (input_pixel_stride).
 bool reads_strided_input(const layer& l, const std::vector<tensor_shape>& inputs);
 

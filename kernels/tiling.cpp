@@ -29,6 +29,7 @@ bool spatially_local(layer_kind kind) {
     case layer_kind::layer_norm:
     case layer_kind::gelu:
     case layer_kind::tanh:
+    case layer_kind::silu:
     case layer_kind::hardswish:
     case layer_kind::preprocess:
     case layer_kind::channel_shuffle:

@@ -6,7 +6,7 @@ namespace d3 {
 
 namespace {
 
-constexpr int layer_kind_count = 29;
+constexpr int layer_kind_count = 30;
 
 // d3::layer_kind and schema::LayerKind must number the kinds identically.
 #define D3_SAME_KIND(a, b) \
@@ -40,8 +40,9 @@ D3_SAME_KIND(WINDOW_ATTENTION, window_attention);
 D3_SAME_KIND(ROLL, roll);
 D3_SAME_KIND(SPATIAL_SLICE, spatial_slice);
 D3_SAME_KIND(TANH, tanh);
+D3_SAME_KIND(SILU, silu);
 #undef D3_SAME_KIND
-static_assert(uint16_t(layer_kind::tanh) + 1 == layer_kind_count, "update layer_kind_count");
+static_assert(uint16_t(layer_kind::silu) + 1 == layer_kind_count, "update layer_kind_count");
 
 }  // namespace
 

@@ -40,6 +40,7 @@ enum LayerKind {
   roll @26;                         # cyclic shift of H and W
   spatialSlice @27;                 # strided rows and columns of a map
   tanh @28;
+  silu @29;                         # x * sigmoid(x)
 }
 
 struct Layer {

@@ -291,3 +291,41 @@ BOOST_AUTO_TEST_CASE(dense_block_concats_share_one_buffer) {
     BOOST_TEST(bitwise_equal(pieces.at(output), a.value().at(output)), "cut before " << cuts[0]);
   }
 }
+
+// SiLU writes over its input when it is the input's last reader (one step here: the second SiLU's
+// input is also read by the add after it). Every layer against the reference; run() and the
+// all-tensors run (which copies each tensor right after its step, before it is overwritten) alike;
+// a second run on the same buffers; cut into pieces at the in-place step, the same bits.
+BOOST_AUTO_TEST_CASE(silu_overwrites_its_input_only_at_the_last_read) {
+  using namespace d3::testing;
+  graph g;
+  int x = add_input(g, "image", {1, 9, 11, 6});
+  int c1 = add_convolution(g, "conv1", x, 6, 16);
+  int s1 = add_simple(g, "silu1", layer_kind::silu, {c1});
+  int c2 = add_convolution(g, "conv2", s1, 16, 16);
+  int s2 = add_simple(g, "silu2", layer_kind::silu, {c2});
+  int sum = add_simple(g, "sum", layer_kind::add, {s2, c2});
+  g.outputs = {sum};
+  BOOST_REQUIRE_MESSAGE(prepare_for_inference(g).is_ok(), "prepare");
+  auto e = make_executor(g);
+  BOOST_TEST(e->in_place_steps() == 1);
+  tensor input = random_tensor({1, 9, 11, 6}, 31);
+  auto all = e->run_all({&input});
+  BOOST_REQUIRE_MESSAGE(all.is_ok(), all.message());
+  std::map<std::string, tensor> tensors = all.value();
+  tensors["image"] = input;
+  for (const layer& l : g.layers) {
+    if (l.kind == layer_kind::input) continue;
+    std::vector<const tensor*> inputs;
+    for (int in : l.inputs) inputs.push_back(&tensors.at(g.layers[in].name));
+    std::string mismatch = compare_relative(tensors.at(l.name), reference_layer(l, inputs), 1e-5);
+    BOOST_CHECK_MESSAGE(mismatch.empty(), "layer " << l.name << ": " << mismatch);
+  }
+  for (int round = 0; round < 2; ++round) {
+    auto out = e->run({&input});
+    BOOST_REQUIRE(out.is_ok());
+    BOOST_TEST(bitwise_equal(out.value()[0], tensors.at("sum")), "run " << round);
+  }
+  auto pieces = run_in_pieces(g, input, {cut_before(g, "silu1"), cut_before(g, "conv2")});
+  BOOST_TEST(bitwise_equal(pieces.at("sum"), tensors.at("sum")));
+}

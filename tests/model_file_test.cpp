@@ -500,8 +500,9 @@ graph round_trip(const graph& original, const tensor_shape& input_shape, uint64_
   return std::move(loaded.value());
 }
 
-// ConvNeXt's per-pixel kinds: a layer norm keeps its epsilon and gamma | beta, GELU its kind.
-BOOST_AUTO_TEST_CASE(layer_norm_and_gelu_round_trip) {
+// ConvNeXt's per-pixel kinds: a layer norm keeps its epsilon and gamma | beta, GELU its kind; and
+// EfficientNet's SiLU.
+BOOST_AUTO_TEST_CASE(layer_norm_gelu_and_silu_round_trip) {
   seeded_generator gen(23);
   graph original;
   original.name = "convnext kinds";
@@ -514,12 +515,14 @@ BOOST_AUTO_TEST_CASE(layer_norm_and_gelu_round_trip) {
   norm.epsilon = 1e-6f;
   original.layers.push_back(norm);
   original.layers.push_back(make_layer("gelu", layer_kind::gelu, {2}));
-  original.outputs = {3};
+  original.layers.push_back(make_layer("silu", layer_kind::silu, {3}));
+  original.outputs = {4};
   const graph loaded = round_trip(original, in.input_shape, 78);
   const layer& n = loaded.layers[loaded.find("norm")];
   BOOST_TEST((n.kind == layer_kind::layer_norm));
   BOOST_TEST(n.epsilon == 1e-6f);
   BOOST_TEST((loaded.layers[loaded.find("gelu")].kind == layer_kind::gelu));
+  BOOST_TEST((loaded.layers[loaded.find("silu")].kind == layer_kind::silu));
 }
 
 // Token kinds keep their parameters: prepended tokens, the position addend, heads and scale of
@@ -696,7 +699,7 @@ BOOST_AUTO_TEST_CASE(new_kinds_with_bad_parameters) {
   }
   {
     capnp::MallocMessageBuilder builder;
-    const int past_the_last = int(layer_kind::tanh) + 1;  // one past the newest kind
+    const int past_the_last = int(layer_kind::silu) + 1;  // one past the newest kind
     minimal_raw_model(builder).getLayers()[1].setKind(static_cast<schema::LayerKind>(past_the_last));
     write_raw_model(path, builder);
     expect_error(path, "unknown layer kind " + std::to_string(past_the_last));

@@ -839,6 +839,48 @@ BOOST_AUTO_TEST_CASE(squeeze_excitation_and_softmax) {
   check_runs_like_reference(b, "se_run");
 }
 
+// SiLU as opset 13 exports it, Sigmoid then Mul (EfficientNet): after a batch norm that folds into
+// its convolution, with the gate first or second, prepared as one silu layer; a sigmoid with another
+// reader and a sigmoid of something else stay, as does the multiply reading them.
+BOOST_AUTO_TEST_CASE(sigmoid_times_its_input_is_one_silu_layer) {
+  onnx_builder b;
+  b.input("x", {1, 6, 7, 7});
+  b.weights("w", {6, 6, 3, 3}, 90, 0.3f);
+  auto* conv = b.node("Conv", {"x", "w"}, {"c"}, "conv");
+  set_ints(conv, "pads", {1, 1, 1, 1});
+  b.weights("bn.scale", {6}, 91, 1.0f);
+  b.weights("bn.bias", {6}, 92, 0.2f);
+  b.weights("bn.mean", {6}, 93, 0.2f);
+  b.floats("bn.var", {6}, {1.0f, 0.5f, 2.0f, 1.5f, 0.8f, 1.1f});
+  b.node("BatchNormalization", {"c", "bn.scale", "bn.bias", "bn.mean", "bn.var"}, {"n"}, "bn");
+  b.node("Sigmoid", {"n"}, {"s1"}, "act1/sigmoid");
+  b.node("Mul", {"s1", "n"}, {"a1"}, "act1");  // the gate first
+  b.node("Sigmoid", {"a1"}, {"s2"}, "act2/sigmoid");
+  b.node("Mul", {"a1", "s2"}, {"a2"}, "act2");
+  b.node("Sigmoid", {"a2"}, {"s3"}, "kept/sigmoid");
+  b.node("Mul", {"a2", "s3"}, {"a3"}, "kept");  // s3 has another reader below
+  b.node("Sigmoid", {"x"}, {"sx"}, "other/sigmoid");
+  b.node("Mul", {"a3", "sx"}, {"a4"}, "other");  // the sigmoid of another tensor
+  b.node("Add", {"a4", "s3"}, {"y"}, "sum");
+  b.output("y");
+  temp_file f("silu");
+  b.write(f);
+  graph raw = import_ok(f.path, false);
+  BOOST_CHECK(find_layer(raw, "act1").kind == layer_kind::multiply);
+  graph g = import_ok(f.path, true);
+  for (const char* fused : {"act1", "act2"}) {
+    const layer& l = find_layer(g, fused);
+    BOOST_CHECK_MESSAGE(l.kind == layer_kind::silu, fused << " is " << to_string(l.kind));
+    BOOST_CHECK_EQUAL(l.inputs.size(), 1u);
+    BOOST_CHECK(g.find(std::string(fused) + "/sigmoid") < 0);
+  }
+  BOOST_CHECK_EQUAL(g.layers[size_t(find_layer(g, "act1").inputs[0])].name, "conv");  // the batch norm folded
+  BOOST_CHECK(find_layer(g, "kept").kind == layer_kind::multiply);
+  BOOST_CHECK(find_layer(g, "kept/sigmoid").kind == layer_kind::sigmoid);
+  BOOST_CHECK(find_layer(g, "other").kind == layer_kind::multiply);
+  check_runs_like_reference(b, "silu_run");
+}
+
 // DenseNet's pre-activation block (Concat -> BatchNormalization -> Relu -> Conv) and the gates of
 // MobileNetV3 (HardSigmoid with its alpha/beta, HardSwish): each a per-channel affine layer (a
 // depthwise 1x1 convolution) with its clamp, run against the naive reference's batch norm.

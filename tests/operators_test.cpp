@@ -751,6 +751,56 @@ BOOST_AUTO_TEST_CASE(sigmoid_cases) {
   BOOST_CHECK_SMALL(y.data()[4], 1e-12f);
 }
 
+// SiLU (x * sigmoid(x), EfficientNet's activation) is fused from the pair opset 13 exports: against
+// the reference, and bit for bit the sigmoid layer then the multiply layer it replaces, on one
+// thread, on tasks of a 2-thread pool (operators created for 2 and 3 threads), and in place.
+// Shapes span one value, blocks that do not divide the tensor and many blocks.
+BOOST_AUTO_TEST_CASE(silu_is_the_sigmoid_multiply_pair_bit_for_bit) {
+  std::vector<tensor_shape> shapes = {{1, 1, 1, 1}, {1, 13, 17, 5}, {2, 7, 7, 33}, {1, 56, 56, 24}, {1, 112, 112, 32}};
+  rng r(171);
+  for (int draw = 0; draw < 8; ++draw) shapes.push_back({r.range(1, 3), r.range(1, 40), r.range(1, 40), r.range(1, 70)});
+  for (size_t i = 0; i < shapes.size(); ++i) {
+    const tensor x = random_tensor_of(shapes[i], r, i % 2 ? 12.0f : 4.0f);
+    layer silu = simple_layer(layer_kind::silu, {shapes[i]});
+    check_layer(silu, {&x});
+    const std::string what = describe(silu, {&x});
+    tensor fused, gate, pair;
+    if (!run_operator(silu, {&x}, nullptr, &fused, what)) continue;
+    BOOST_REQUIRE(run_operator(simple_layer(layer_kind::sigmoid, {shapes[i]}), {&x}, nullptr, &gate, what + " sigmoid"));
+    BOOST_REQUIRE(run_operator(simple_layer(layer_kind::multiply, {shapes[i], shapes[i]}), {&x, &gate}, nullptr, &pair,
+                               what + " multiply"));
+    BOOST_CHECK_MESSAGE(bitwise_equal(fused, pair), what << ": differs from sigmoid then multiply: "
+                                                         << compare_relative(fused, pair, 0.0));
+    for (int threads : {2, 3}) {
+      operator_options options;
+      options.threads = threads;
+      auto op = create_layer_operator(silu, {shapes[i]}, options);
+      BOOST_REQUIRE_MESSAGE(op.is_ok(), op.message());
+      tensor y(shapes[i]);
+      BOOST_REQUIRE((*op)->setup({x.data()}, y.data(), two_threads()).is_ok());
+      BOOST_REQUIRE((*op)->run(two_threads()).is_ok());
+      BOOST_CHECK_MESSAGE(bitwise_equal(y, fused), what << ": created for " << threads << " threads, differs");
+    }
+    auto op = create_layer_operator(silu, {shapes[i]});
+    BOOST_REQUIRE(op.is_ok());
+    tensor in_place = x;
+    BOOST_REQUIRE((*op)->setup({in_place.data()}, in_place.data(), nullptr).is_ok());
+    BOOST_REQUIRE((*op)->run(nullptr).is_ok());
+    BOOST_CHECK_MESSAGE(bitwise_equal(in_place, fused), what << ": in place, differs");
+  }
+  // Known values: silu(0) = 0, silu(1) = 0.7310586, silu(-1) = -0.2689414, x beyond +20, 0 below -100.
+  tensor x({1, 1, 1, 5});
+  const float in[5] = {0.0f, 1.0f, -1.0f, 30.0f, -100.0f};
+  std::copy(in, in + 5, x.data());
+  tensor y;
+  BOOST_REQUIRE(run_operator(simple_layer(layer_kind::silu, {x.shape()}), {&x}, nullptr, &y, "silu known values"));
+  BOOST_CHECK_EQUAL(y.data()[0], 0.0f);
+  BOOST_CHECK_CLOSE(y.data()[1], 0.7310586f, 1e-4);
+  BOOST_CHECK_CLOSE(y.data()[2], -0.2689414f, 1e-4);
+  BOOST_CHECK_EQUAL(y.data()[3], 30.0f);
+  BOOST_CHECK_SMALL(y.data()[4], 1e-30f);
+}
+
 // Depthwise windows past XNNPACK's 25 taps run on d3's native loop: odd channel counts (the
 // one-lane tail), strides, dilation, asymmetric padding, fused clamps, batches.
 BOOST_AUTO_TEST_CASE(large_depthwise_convolutions) {

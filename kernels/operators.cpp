@@ -5,6 +5,7 @@
 #include <pthreadpool.h>
 
 #include "kernels/native_operators.hpp"
+#include "kernels/depthwise_convolution.hpp"
 #include "kernels/gemm_convolution.hpp"
 #include <xmmintrin.h>
 #include <pmmintrin.h>
@@ -820,6 +821,7 @@ result<std::unique_ptr<layer_operator>> create_layer_operator(const layer& l, co
     case layer_kind::convolution:
       if (depthwise_runs_natively(l, in[0])) return create_depthwise_operator(l, in[0], stride);
       if (channel_affine_runs_natively(l, in[0])) return create_channel_affine_operator(l, in[0], stride, in_stride);
+      if (depthwise_runs_on_native_fma(l, in[0])) return create_fma_depthwise_operator(l, in[0], stride);
       if (convolution_runs_on_native_gemm(l, in[0])) return create_gemm_convolution_operator(l, in[0], stride);
       return convolution_operator::create(l, in, stride, options.threads);
     case layer_kind::max_pool: return create_max_pool(l, in, stride);

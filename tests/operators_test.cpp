@@ -21,6 +21,7 @@
 #include "kernels/graph.hpp"
 #include "kernels/native_operators.hpp"
 #include "kernels/operators.hpp"
+#include "kernels/depthwise_convolution.hpp"
 #include "kernels/gemm_convolution.hpp"
 #include "kernels/reference.hpp"
 #include "base/status.hpp"
@@ -823,6 +824,78 @@ BOOST_AUTO_TEST_CASE(large_depthwise_convolutions) {
                                       {1, 8, 8, 8}));
   BOOST_TEST(!depthwise_runs_natively(conv_layer({{1, 8, 8, 8}, 16, 8, make_window(7, 7, 1, 1, pad_all(3)), true, none}, r),
                                       {1, 8, 8, 8}));
+}
+
+void check_strided(const layer& l, const tensor& x, size_t offset, size_t stride);  // below
+
+// Depthwise windows of up to 25 taps run on d3's AVX-512 loop where the CPU has it: against the
+// reference, and bit for bit against XNNPACK's depthwise convolution of the same layer
+// (D3_CONVOLUTION=xnnpack), which is what a node without AVX-512 computes. MobileNet's, MNASNet's
+// and EfficientNet's 3x3 and 5x5 windows at strides 1 and 2, 2x2 (XNNPACK's 4-tap kernel), windows
+// XNNPACK runs on its IGEMM (3x5, 5x3: the taps in another order), channel tails (1 to 15 past a
+// vector), maps narrower than four interior pixels, padding on every side (asymmetric too),
+// dilation, fused clamps, batches, a strided output, and a reshaped tile.
+BOOST_AUTO_TEST_CASE(small_depthwise_convolutions_match_xnnpack_bit_for_bit) {
+  const activation none = activation::none();
+  const std::vector<conv_spec> cases = {
+      {{1, 112, 112, 32}, 32, 32, make_window(3, 3, 1, 1, pad_all(1)), true, none},  // MNASNet's first
+      {{1, 28, 28, 72}, 72, 72, make_window(5, 5, 2, 2, pad_all(2)), true, activation::relu()},
+      {{1, 14, 14, 120}, 120, 120, make_window(5, 5, 1, 1, pad_all(2)), true, activation::relu6()},
+      {{1, 7, 7, 1152}, 1152, 1152, make_window(5, 5, 1, 1, pad_all(2)), true, none},  // EfficientNet's last
+      {{2, 13, 17, 13}, 13, 13, make_window(3, 3, 2, 2, pad_all(1)), true, clamp_range},
+      {{1, 11, 12, 20}, 20, 20, make_window(3, 5, 1, 1, pad_all(1)), false, none},
+      {{1, 11, 12, 20}, 20, 20, make_window(3, 3, 1, 1, pad_all(1), 2, 1), false, none},
+      {{1, 11, 12, 20}, 20, 20, make_window(3, 3, 1, 2, {1, 3, 0, 2}), false, none},
+      {{1, 11, 12, 20}, 20, 20, make_window(5, 3, 1, 1, pad_all(1)), false, none},
+      {{1, 9, 10, 17}, 17, 17, make_window(3, 3, 1, 1, pad_all(1), 1, 2), true, none},
+      {{1, 1, 1, 24}, 24, 24, make_window(3, 3, 1, 1, pad_all(1)), true, none},
+      {{1, 3, 5, 2}, 2, 2, make_window(5, 5, 1, 1, pad_all(2)), true, activation::relu()},
+      {{1, 6, 6, 31}, 31, 31, make_window(2, 2, 2, 2), true, none},
+      {{1, 8, 9, 48}, 48, 48, make_window(1, 1, 2, 2), true, none},
+      {{1, 5, 23, 16}, 16, 16, make_window(3, 3, 1, 1), false, none}};
+  rng r(2300);
+  for (const conv_spec& c : cases) {
+    const layer l = conv_layer(c, r);
+    const tensor x = random_tensor_of(c.input, r);
+    if (!depthwise_runs_on_native_fma(l, c.input)) {
+      BOOST_TEST_MESSAGE("no AVX-512 on this CPU: depthwise convolutions run on XNNPACK, nothing to compare");
+      return;
+    }
+    check_layer(l, {x});
+    const std::string what = describe(l, {&x});
+    tensor native, xnnpack;
+    BOOST_REQUIRE(run_operator(l, {&x}, nullptr, &native, what));
+    ::setenv("D3_CONVOLUTION", "xnnpack", 1);
+    BOOST_TEST(!depthwise_runs_on_native_fma(l, c.input));
+    const bool ran = run_operator(l, {&x}, nullptr, &xnnpack, what + " [XNNPACK]");
+    ::unsetenv("D3_CONVOLUTION");
+    BOOST_REQUIRE(ran);
+    BOOST_CHECK_MESSAGE(bitwise_equal(native, xnnpack),
+                        what << ": differs from XNNPACK: " << compare_relative(native, xnnpack, 0.0));
+    check_strided(l, x, 3, size_t(l.output_shape.c) + 5);
+  }
+  // A tile: the operator made for the whole map, reshaped to a band of its output rows and given
+  // the input rows under them, computes those rows' values exactly.
+  const conv_spec c{{1, 29, 10, 40}, 40, 40, make_window(3, 3, 1, 1, {0, 1, 0, 1}), true, none};
+  const layer l = conv_layer(c, r);
+  const tensor x = random_tensor_of(c.input, r);
+  tensor whole;
+  BOOST_REQUIRE(run_operator(l, {&x}, nullptr, &whole, "whole"));
+  auto op = create_layer_operator(l, {c.input});
+  BOOST_REQUIRE(op.is_ok());
+  const tensor_shape band_in{1, 11, 10, 40}, band_out{1, 9, 10, 40};
+  BOOST_REQUIRE((*op)->reshape({band_in}, band_out).is_ok());
+  const size_t first_row = 11;
+  tensor band(band_out);
+  BOOST_REQUIRE((*op)->setup({x.data() + first_row * 10 * 40}, band.data(), nullptr).is_ok());
+  BOOST_REQUIRE((*op)->run(nullptr).is_ok());
+  BOOST_TEST(std::memcmp(band.data(), whole.data() + first_row * 10 * 40, band.elements() * sizeof(float)) == 0);
+  BOOST_TEST(!(*op)->reshape({band_in}, {1, 9, 9, 40}).is_ok());  // not what the window gives
+  // Grouped (not depthwise) and larger windows are not this loop's.
+  BOOST_TEST(!depthwise_runs_on_native_fma(conv_layer({{1, 8, 8, 8}, 16, 8, make_window(3, 3, 1, 1, pad_all(1)), true, none}, r),
+                                           {1, 8, 8, 8}));
+  BOOST_TEST(!depthwise_runs_on_native_fma(conv_layer({{1, 8, 8, 8}, 8, 8, make_window(7, 7, 1, 1, pad_all(3)), true, none}, r),
+                                           {1, 8, 8, 8}));
 }
 
 // The sixteen-lane (AVX-512, where the CPU has it) and four-lane paths of a layer's operator give

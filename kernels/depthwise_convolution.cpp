@@ -1,0 +1,267 @@
+#include "kernels/depthwise_convolution.hpp"
+
+// GCC 12's AVX-512 intrinsics start some results from _mm512_undefined_ps(), which
+// -W(maybe-)uninitialized reports (GCC bug 105593) where they are inlined.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+#pragma GCC diagnostic pop
+#include <pthreadpool.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "kernels/cpu_features.hpp"
+#include "kernels/native_operators.hpp"
+
+namespace d3 {
+
+namespace {
+
+constexpr size_t lanes = 16;
+constexpr int max_taps = 25;  // XNNPACK's largest depthwise kernel; beyond, native_operators' loop
+
+class fma_depthwise_operator : public layer_operator {
+ public:
+  fma_depthwise_operator(const layer& l, tensor_shape in, size_t out_stride)
+      : name_(l.name), window_(l.window), act_(l.act), in_(in), out_(l.output_shape), out_stride_(out_stride) {
+    const size_t c = size_t(in.c);
+    const int kh = window_.kernel_h, kw = window_.kernel_w;
+    taps_ = kh * kw;
+    padded_ = (c + lanes - 1) / lanes * lanes;
+    // XNNPACK's order of the taps: its depthwise kernels (3, 4, 9 and 25 taps) take them column by
+    // column, row by row within a column; any other window runs on its IGEMM, row by row.
+    const bool by_column = taps_ == 3 || taps_ == 4 || taps_ == 9 || taps_ == 25;
+    for (int t = 0; t < taps_; ++t) {
+      tap_y_[t] = by_column ? t % kh : t / kw;
+      tap_x_[t] = by_column ? t / kh : t % kw;
+    }
+    // d3's OHWI weights with one input channel per group are [C][kh][kw]; the loop reads tap t as
+    // row t of padded_ floats.
+    weights_.assign(size_t(taps_) * padded_, 0.0f);
+    for (size_t ch = 0; ch < c; ++ch)
+      for (int t = 0; t < taps_; ++t)
+        weights_[size_t(t) * padded_ + ch] = l.weights.data()[(ch * size_t(kh) + size_t(tap_y_[t])) * size_t(kw) + size_t(tap_x_[t])];
+    bias_.assign(padded_, 0.0f);
+    if (!l.bias.empty()) std::copy(l.bias.begin(), l.bias.end(), bias_.begin());
+    zero_.assign(padded_, 0.0f);
+  }
+
+  status setup(const std::vector<const float*>& inputs, float* output, pthreadpool_t) override {
+    x_ = inputs.at(0);
+    y_ = output;
+    return status::ok();
+  }
+  status run(pthreadpool_t pool) override {
+    pthreadpool_parallelize_1d(
+        pool, [](void* self, size_t row) { static_cast<fma_depthwise_operator*>(self)->compute_row(row); }, this,
+        size_t(out_.n) * out_.h, 0);
+    return status::ok();
+  }
+  status reshape(const std::vector<tensor_shape>& inputs, const tensor_shape& output) override {
+    D3_RETURN_IF_ERROR(check_convolution_reshape(name_, window_, in_, out_, inputs, output));
+    in_ = inputs[0];
+    out_ = output;
+    return status::ok();
+  }
+
+ private:
+  // One output row. Every tap reads through a pointer, to the input or to zero_ over padding (as
+  // XNNPACK's indirection buffer does), so the tap loop has no branches. Four output pixels at a
+  // time where every column tap lies inside the input (four independent sums hide the FMA latency,
+  // each weight vector loads once for the four), one at a time at the borders.
+  __attribute__((target("avx512f"))) void compute_row(size_t row) {
+    const size_t c = size_t(in_.c);
+    const size_t stride = out_stride_ ? out_stride_ : c;
+    const int kw = window_.kernel_w, dw = window_.dilation_w, sw = window_.stride_w;
+    const int n = int(row / size_t(out_.h)), oy = int(row % size_t(out_.h));
+    const float* image = x_ + size_t(n) * in_.h * in_.w * c;
+    float* out_row = y_ + (size_t(n) * out_.h + size_t(oy)) * out_.w * stride;
+    // The input row of each tap, or null over padding.
+    const float* rows[max_taps];
+    for (int t = 0; t < taps_; ++t) {
+      const int iy = oy * window_.stride_h - window_.pad.top + tap_y_[t] * window_.dilation_h;
+      rows[t] = iy >= 0 && iy < in_.h ? image + size_t(iy) * in_.w * c : nullptr;
+    }
+    // Output columns whose window columns all lie inside the input: [inner_begin, inner_end).
+    const int span = (kw - 1) * dw, left = window_.pad.left;
+    const int inner_begin = std::min(out_.w, (left + sw - 1) / sw);
+    const int inner_end = std::max(inner_begin, std::min(out_.w, (in_.w - span + left + sw - 1) / sw));
+    const size_t full = c / lanes;
+    const __mmask16 tail = __mmask16((1u << (c % lanes)) - 1);
+    const float* ptr[max_taps];
+    size_t step[max_taps];  // floats to the next of four pixels: 0 in zero_
+    const float* quad[4][max_taps];  // per pixel of a border group
+    for (int ox = 0; ox < out_.w && out_.w >= 4;) {
+      // Groups of four from the left; the last one may overlap the one before it (its pixels get
+      // the same values again).
+      const int first = std::min(ox, out_.w - 4);
+      const int x0 = first * sw - left;
+      float* out = out_row + size_t(first) * stride;
+      ox = first + 4;
+      if (first >= inner_begin && first + 4 <= inner_end) {
+        for (int t = 0; t < taps_; ++t) {
+          ptr[t] = rows[t] ? rows[t] + size_t(x0 + tap_x_[t] * dw) * c : zero_.data();
+          step[t] = rows[t] ? size_t(sw) * c : 0;
+        }
+        for (size_t v = 0; v < full; ++v) four_pixels<false>(out, stride, v, ptr, step, 0xFFFF);
+        if (tail) four_pixels<true>(out, stride, full, ptr, step, tail);
+        continue;
+      }
+      for (int p = 0; p < 4; ++p)
+        for (int t = 0; t < taps_; ++t) {
+          const int ix = x0 + p * sw + tap_x_[t] * dw;
+          quad[p][t] = rows[t] && ix >= 0 && ix < in_.w ? rows[t] + size_t(ix) * c : zero_.data();
+        }
+      for (size_t v = 0; v < full; ++v) border_pixels<false>(out, stride, v, quad, 0xFFFF);
+      if (tail) border_pixels<true>(out, stride, full, quad, tail);
+    }
+    // Maps narrower than four pixels: one at a time.
+    for (int ox = 0; ox < out_.w && out_.w < 4; ++ox) {
+      const int x0 = ox * sw - left;
+      float* out = out_row + size_t(ox) * stride;
+      for (int t = 0; t < taps_; ++t) {
+        const int ix = x0 + tap_x_[t] * dw;
+        ptr[t] = rows[t] && ix >= 0 && ix < in_.w ? rows[t] + size_t(ix) * c : zero_.data();
+      }
+      size_t v = 0;
+      for (; v + 4 <= full; v += 4) four_vectors(out, v, ptr);
+      for (; v < full; ++v) one_pixel<false>(out, v, ptr, 0xFFFF);
+      if (tail) one_pixel<true>(out, full, ptr, tail);
+    }
+  }
+
+  // Lanes outside `m` are neither read nor written (Masked; otherwise m is all ones).
+  template <bool Masked>
+  __attribute__((target("avx512f"), always_inline)) static inline __m512 load(__mmask16 m, const float* p) {
+    return Masked ? _mm512_maskz_loadu_ps(m, p) : _mm512_loadu_ps(p);
+  }
+
+  // Channel vector v of four pixels.
+  template <bool Masked>
+  __attribute__((target("avx512f"), always_inline)) inline void four_pixels(float* out, size_t stride, size_t v,
+                                                                           const float* const* ptr,
+                                                                           const size_t* step, __mmask16 m) const {
+    const size_t at = v * lanes;
+    __m512 acc0 = _mm512_loadu_ps(&bias_[at]);
+    __m512 acc1 = acc0, acc2 = acc0, acc3 = acc0;
+    const float* w = &weights_[at];
+    for (int t = 0; t < taps_; ++t, w += padded_) {
+      const __m512 wt = _mm512_loadu_ps(w);
+      const float* in = ptr[t] + at;
+      const size_t s = step[t];
+      acc0 = _mm512_fmadd_ps(load<Masked>(m, in), wt, acc0);
+      acc1 = _mm512_fmadd_ps(load<Masked>(m, in + s), wt, acc1);
+      acc2 = _mm512_fmadd_ps(load<Masked>(m, in + 2 * s), wt, acc2);
+      acc3 = _mm512_fmadd_ps(load<Masked>(m, in + 3 * s), wt, acc3);
+    }
+    float* o = out + at;
+    _mm512_mask_storeu_ps(o, m, clamp(acc0));
+    _mm512_mask_storeu_ps(o + stride, m, clamp(acc1));
+    _mm512_mask_storeu_ps(o + 2 * stride, m, clamp(acc2));
+    _mm512_mask_storeu_ps(o + 3 * stride, m, clamp(acc3));
+  }
+
+  // Channel vector v of four pixels at the borders: a pointer per pixel and tap.
+  template <bool Masked>
+  __attribute__((target("avx512f"), always_inline)) inline void border_pixels(float* out, size_t stride, size_t v,
+                                                                             const float* const (*quad)[max_taps],
+                                                                             __mmask16 m) const {
+    const size_t at = v * lanes;
+    __m512 acc0 = _mm512_loadu_ps(&bias_[at]);
+    __m512 acc1 = acc0, acc2 = acc0, acc3 = acc0;
+    const float* w = &weights_[at];
+    for (int t = 0; t < taps_; ++t, w += padded_) {
+      const __m512 wt = _mm512_loadu_ps(w);
+      acc0 = _mm512_fmadd_ps(load<Masked>(m, quad[0][t] + at), wt, acc0);
+      acc1 = _mm512_fmadd_ps(load<Masked>(m, quad[1][t] + at), wt, acc1);
+      acc2 = _mm512_fmadd_ps(load<Masked>(m, quad[2][t] + at), wt, acc2);
+      acc3 = _mm512_fmadd_ps(load<Masked>(m, quad[3][t] + at), wt, acc3);
+    }
+    float* o = out + at;
+    _mm512_mask_storeu_ps(o, m, clamp(acc0));
+    _mm512_mask_storeu_ps(o + stride, m, clamp(acc1));
+    _mm512_mask_storeu_ps(o + 2 * stride, m, clamp(acc2));
+    _mm512_mask_storeu_ps(o + 3 * stride, m, clamp(acc3));
+  }
+
+  // Channel vector v of one pixel.
+  template <bool Masked>
+  __attribute__((target("avx512f"), always_inline)) inline void one_pixel(float* out, size_t v, const float* const* ptr,
+                                                                         __mmask16 m) const {
+    const size_t at = v * lanes;
+    __m512 acc = _mm512_loadu_ps(&bias_[at]);
+    const float* w = &weights_[at];
+    for (int t = 0; t < taps_; ++t, w += padded_)
+      acc = _mm512_fmadd_ps(load<Masked>(m, ptr[t] + at), _mm512_loadu_ps(w), acc);
+    _mm512_mask_storeu_ps(out + at, m, clamp(acc));
+  }
+
+  // Channel vectors v..v+3 of one pixel: four independent sums, as four_pixels has.
+  __attribute__((target("avx512f"), always_inline)) inline void four_vectors(float* out, size_t v,
+                                                                            const float* const* ptr) const {
+    const size_t at = v * lanes;
+    __m512 acc0 = _mm512_loadu_ps(&bias_[at]), acc1 = _mm512_loadu_ps(&bias_[at + lanes]);
+    __m512 acc2 = _mm512_loadu_ps(&bias_[at + 2 * lanes]), acc3 = _mm512_loadu_ps(&bias_[at + 3 * lanes]);
+    const float* w = &weights_[at];
+    for (int t = 0; t < taps_; ++t, w += padded_) {
+      const float* in = ptr[t] + at;
+      acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(in), _mm512_loadu_ps(w), acc0);
+      acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(in + lanes), _mm512_loadu_ps(w + lanes), acc1);
+      acc2 = _mm512_fmadd_ps(_mm512_loadu_ps(in + 2 * lanes), _mm512_loadu_ps(w + 2 * lanes), acc2);
+      acc3 = _mm512_fmadd_ps(_mm512_loadu_ps(in + 3 * lanes), _mm512_loadu_ps(w + 3 * lanes), acc3);
+    }
+    _mm512_storeu_ps(out + at, clamp(acc0));
+    _mm512_storeu_ps(out + at + lanes, clamp(acc1));
+    _mm512_storeu_ps(out + at + 2 * lanes, clamp(acc2));
+    _mm512_storeu_ps(out + at + 3 * lanes, clamp(acc3));
+  }
+
+  // XNNPACK's clamp: max with the lower bound, then min with the upper.
+  __attribute__((target("avx512f"), always_inline)) inline __m512 clamp(__m512 a) const {
+    return _mm512_min_ps(_mm512_max_ps(a, _mm512_set1_ps(act_.min)), _mm512_set1_ps(act_.max));
+  }
+
+  std::string name_;
+  window_params window_;
+  activation act_;
+  tensor_shape in_, out_;
+  size_t out_stride_;
+  size_t padded_ = 0;  // channels rounded up to whole vectors
+  int taps_ = 0;
+  int tap_y_[max_taps], tap_x_[max_taps];  // the window position of each tap, in XNNPACK's order
+  std::vector<float> weights_, bias_;
+  std::vector<float> zero_;  // padded_ zeros: what a tap over padding reads
+  const float* x_ = nullptr;
+  float* y_ = nullptr;
+};
+
+}  // namespace
+
+bool depthwise_runs_on_native_fma(const layer& l, const tensor_shape& input) {
+  const window_params& w = l.window;
+  return l.kind == layer_kind::convolution && l.groups > 1 && l.groups == input.c && l.output_channels == l.groups &&
+         w.kernel_h >= 1 && w.kernel_w >= 1 && w.kernel_h * w.kernel_w <= max_taps && cpu_has_avx512f() &&
+         !xnnpack_convolutions_forced() && !channel_affine_runs_natively(l, input);
+}
+
+result<std::unique_ptr<layer_operator>> create_fma_depthwise_operator(const layer& l, const tensor_shape& input,
+                                                                      size_t output_pixel_stride) {
+  const std::string what = "convolution layer '" + l.name + "'";
+  if (!depthwise_runs_on_native_fma(l, input))
+    return status::error(what + ": not a depthwise convolution of at most 25 taps on an AVX-512 CPU");
+  const window_params& w = l.window;
+  const size_t taps = size_t(w.kernel_h) * size_t(w.kernel_w);
+  if (l.weights.size() != taps * size_t(input.c) || (!l.bias.empty() && l.bias.size() != size_t(input.c)))
+    return status::error(what + ": weights hold " + std::to_string(l.weights.size()) + " floats, expected " +
+                         std::to_string(taps * size_t(input.c)));
+  if (w.stride_h < 1 || w.stride_w < 1 || w.dilation_h < 1 || w.dilation_w < 1)
+    return status::error(what + ": stride and dilation must be >= 1");
+  if (w.pad.top < 0 || w.pad.left < 0 || w.pad.bottom < 0 || w.pad.right < 0)
+    return status::error(what + ": negative padding");
+  return std::unique_ptr<layer_operator>(new fma_depthwise_operator(l, input, output_pixel_stride));
+}
+
+}  // namespace d3

@@ -21,4 +21,11 @@ inline bool xnnpack_convolutions_forced() {
   return v != nullptr && std::strcmp(v, "xnnpack") == 0;
 }
 
+// D3_CONVOLUTION=native: the native kernels take every convolution they can compute, also where
+// XNNPACK's would be faster (for tests that compare the two on every shape).
+inline bool native_convolutions_forced() {
+  const char* v = std::getenv("D3_CONVOLUTION");
+  return v != nullptr && std::strcmp(v, "native") == 0;
+}
+
 }  // namespace d3

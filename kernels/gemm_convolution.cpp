@@ -267,12 +267,23 @@ class gemm_convolution_operator : public layer_operator {
 
 }  // namespace
 
+namespace {
+
+// See convolution_runs_on_native_gemm.
+bool pays_off(const layer& l, const tensor_shape& input) {
+  const size_t n = size_t(l.output_channels), panels = (n + panel_width - 1) / panel_width;
+  const size_t products = size_t(l.window.kernel_h) * size_t(l.window.kernel_w) * size_t(input.c);
+  return 4 * n >= 3 * panels * panel_width && products >= 24;
+}
+
+}  // namespace
+
 bool convolution_runs_on_native_gemm(const layer& l, const tensor_shape& input) {
   const window_params& w = l.window;
   return l.kind == layer_kind::convolution && l.groups == 1 && w.kernel_h >= 1 && w.kernel_w >= 1 &&
          w.stride_h >= 1 && w.stride_w >= 1 && w.dilation_h >= 1 && w.dilation_w >= 1 && w.pad.top >= 0 &&
          w.pad.left >= 0 && w.pad.bottom >= 0 && w.pad.right >= 0 && input.c > 0 && l.output_channels > 0 &&
-         cpu_has_avx512f() && !xnnpack_convolutions_forced();
+         cpu_has_avx512f() && !xnnpack_convolutions_forced() && (native_convolutions_forced() || pays_off(l, input));
 }
 
 result<std::unique_ptr<layer_operator>> create_gemm_convolution_operator(const layer& l, const tensor_shape& input,

@@ -21,6 +21,7 @@
 #include "kernels/graph.hpp"
 #include "kernels/native_operators.hpp"
 #include "kernels/operators.hpp"
+#include "kernels/cpu_features.hpp"
 #include "kernels/depthwise_convolution.hpp"
 #include "kernels/gemm_convolution.hpp"
 #include "kernels/reference.hpp"
@@ -957,9 +958,10 @@ BOOST_AUTO_TEST_CASE(native_vector_widths_compute_the_same_bits) {
   for (const auto& [l, x] : cases) check_widths_agree(l, {&x}, describe(l, {&x}));
 }
 
-// Convolutions with one group run on d3's AVX-512 GEMM where the CPU has it: against the
-// reference, and bit for bit against XNNPACK's convolution of the same layer
-// (D3_CONVOLUTION=xnnpack), which is what a node without AVX-512 computes. Remainders of the
+// Convolutions with one group run on d3's AVX-512 GEMM where the CPU has it (D3_CONVOLUTION=native:
+// also those it leaves to XNNPACK for speed): against the reference, and bit for bit against
+// XNNPACK's convolution of the same layer (D3_CONVOLUTION=xnnpack), which is what a node without
+// AVX-512 computes. Remainders of the
 // 12-pixel blocks and 32-channel panels, padding (XNNPACK's zero rows), strides, dilation, the
 // stems of ResNet and AlexNet, fused clamps, batches, a strided output, and a reshaped tile.
 void check_strided(const layer& l, const tensor& x, size_t offset, size_t stride);  // below
@@ -985,6 +987,19 @@ BOOST_AUTO_TEST_CASE(gemm_convolutions_match_xnnpack_bit_for_bit) {
       {{2, 17, 13, 2}, 40, 1, make_window(5, 3, 2, 2, {2, 1, 1, 2}), true, activation::relu6()},  // spans
       {{1, 9, 10, 3}, 8, 1, make_window(3, 3, 1, 1, pad_all(1), 2, 1), false, none}};           // spans, dilated rows
   rng r(2100);
+  // Which layers the GEMM leaves to XNNPACK: the narrow and the tiny ones.
+  rng shapes(2101);
+  BOOST_TEST(!convolution_runs_on_native_gemm(conv_layer({{1, 8, 8, 32}, 16, 1, make_window(1, 1, 1, 1), true, none}, shapes),
+                                              {1, 8, 8, 32}));
+  BOOST_TEST(!convolution_runs_on_native_gemm(conv_layer({{1, 8, 8, 16}, 48, 1, make_window(1, 1, 1, 1), true, none}, shapes),
+                                              {1, 8, 8, 16}));
+  if (cpu_has_avx512f())
+    BOOST_TEST(convolution_runs_on_native_gemm(conv_layer({{1, 8, 8, 48}, 24, 1, make_window(1, 1, 1, 1), true, none}, shapes),
+                                               {1, 8, 8, 48}));
+  ::setenv("D3_CONVOLUTION", "native", 1);
+  struct unset_at_exit {
+    ~unset_at_exit() { ::unsetenv("D3_CONVOLUTION"); }
+  } unset;
   for (const conv_spec& c : cases) {
     const layer l = conv_layer(c, r);
     const tensor x = random_tensor_of(c.input, r);
@@ -999,7 +1014,7 @@ BOOST_AUTO_TEST_CASE(gemm_convolutions_match_xnnpack_bit_for_bit) {
     ::setenv("D3_CONVOLUTION", "xnnpack", 1);
     BOOST_TEST(!convolution_runs_on_native_gemm(l, c.input));
     const bool ran = run_operator(l, {&x}, nullptr, &xnnpack, what + " [XNNPACK]");
-    ::unsetenv("D3_CONVOLUTION");
+    ::setenv("D3_CONVOLUTION", "native", 1);
     BOOST_REQUIRE(ran);
     BOOST_CHECK_MESSAGE(bitwise_equal(native, xnnpack),
                         what << ": differs from XNNPACK: " << compare_relative(native, xnnpack, 0.0));

@@ -70,8 +70,8 @@ class fma_depthwise_operator : public layer_operator {
  private:
   // One output row. Every tap reads through a pointer, to the input or to zero_ over padding (as
   // XNNPACK's indirection buffer does), so the tap loop has no branches. Four output pixels at a
-  // time where every column tap lies inside the input (four independent sums hide the FMA latency,
-  // each weight vector loads once for the four), one at a time at the borders.
+  // time (four independent sums per channel vector hide the FMA latency, each weight vector loads
+  // once for the four), one at a time only on maps narrower than four.
   __attribute__((target("avx512f"))) void compute_row(size_t row) {
     const size_t c = size_t(in_.c);
     const size_t stride = out_stride_ ? out_stride_ : c;
@@ -91,9 +91,8 @@ class fma_depthwise_operator : public layer_operator {
     const int inner_end = std::max(inner_begin, std::min(out_.w, (in_.w - span + left + sw - 1) / sw));
     const size_t full = c / lanes;
     const __mmask16 tail = __mmask16((1u << (c % lanes)) - 1);
-    const float* ptr[max_taps];
-    size_t step[max_taps];  // floats to the next of four pixels: 0 in zero_
-    const float* quad[4][max_taps];  // per pixel of a border group
+    const float* quad[4][max_taps];  // per pixel of a group and tap
+    const float* ptr[max_taps];      // per tap of a lone pixel
     for (int ox = 0; ox < out_.w && out_.w >= 4;) {
       // Groups of four from the left; the last one may overlap the one before it (its pixels get
       // the same values again).
@@ -102,25 +101,23 @@ class fma_depthwise_operator : public layer_operator {
       float* out = out_row + size_t(first) * stride;
       ox = first + 4;
       if (first >= inner_begin && first + 4 <= inner_end) {
+        // Every column tap inside: the pixels' pointers are sw * c floats apart (0 in zero_).
         for (int t = 0; t < taps_; ++t) {
-          ptr[t] = rows[t] ? rows[t] + size_t(x0 + tap_x_[t] * dw) * c : zero_.data();
-          step[t] = rows[t] ? size_t(sw) * c : 0;
+          const float* first_pixel = rows[t] ? rows[t] + size_t(x0 + tap_x_[t] * dw) * c : zero_.data();
+          const size_t step = rows[t] ? size_t(sw) * c : 0;
+          for (int p = 0; p < 4; ++p) quad[p][t] = first_pixel + size_t(p) * step;
         }
-        size_t v = 0;
-        for (; v + 2 <= full; v += 2) four_pixels_two_vectors(out, stride, v, ptr, step);
-        if (v < full) four_pixels<false>(out, stride, v, ptr, step, 0xFFFF);
-        if (tail) four_pixels<true>(out, stride, full, ptr, step, tail);
-        continue;
+      } else {
+        for (int p = 0; p < 4; ++p)
+          for (int t = 0; t < taps_; ++t) {
+            const int ix = x0 + p * sw + tap_x_[t] * dw;
+            quad[p][t] = rows[t] && ix >= 0 && ix < in_.w ? rows[t] + size_t(ix) * c : zero_.data();
+          }
       }
-      for (int p = 0; p < 4; ++p)
-        for (int t = 0; t < taps_; ++t) {
-          const int ix = x0 + p * sw + tap_x_[t] * dw;
-          quad[p][t] = rows[t] && ix >= 0 && ix < in_.w ? rows[t] + size_t(ix) * c : zero_.data();
-        }
       size_t v = 0;
-      for (; v + 2 <= full; v += 2) border_pixels_two_vectors(out, stride, v, quad);
-      if (v < full) border_pixels<false>(out, stride, v, quad, 0xFFFF);
-      if (tail) border_pixels<true>(out, stride, full, quad, tail);
+      for (; v + 2 <= full; v += 2) four_pixels_two_vectors(out, stride, v, quad);
+      if (v < full) four_pixels<false>(out, stride, v, quad, 0xFFFF);
+      if (tail) four_pixels<true>(out, stride, full, quad, tail);
     }
     // Maps narrower than four pixels: one at a time.
     for (int ox = 0; ox < out_.w && out_.w < 4; ++ox) {
@@ -130,9 +127,7 @@ class fma_depthwise_operator : public layer_operator {
         const int ix = x0 + tap_x_[t] * dw;
         ptr[t] = rows[t] && ix >= 0 && ix < in_.w ? rows[t] + size_t(ix) * c : zero_.data();
       }
-      size_t v = 0;
-      for (; v + 4 <= full; v += 4) four_vectors(out, v, ptr);
-      for (; v < full; ++v) one_pixel<false>(out, v, ptr, 0xFFFF);
+      for (size_t v = 0; v < full; ++v) one_pixel<false>(out, v, ptr, 0xFFFF);
       if (tail) one_pixel<true>(out, full, ptr, tail);
     }
   }
@@ -143,66 +138,9 @@ class fma_depthwise_operator : public layer_operator {
     return Masked ? _mm512_maskz_loadu_ps(m, p) : _mm512_loadu_ps(p);
   }
 
-  // Channel vector v of four pixels.
+  // Channel vector v of four pixels: a pointer per pixel and tap.
   template <bool Masked>
   __attribute__((target("avx512f"), always_inline)) inline void four_pixels(float* out, size_t stride, size_t v,
-                                                                           const float* const* ptr,
-                                                                           const size_t* step, __mmask16 m) const {
-    const size_t at = v * lanes;
-    __m512 acc0 = _mm512_loadu_ps(&bias_[at]);
-    __m512 acc1 = acc0, acc2 = acc0, acc3 = acc0;
-    const float* w = &weights_[at];
-    for (int t = 0; t < taps_; ++t, w += padded_) {
-      const __m512 wt = _mm512_loadu_ps(w);
-      const float* in = ptr[t] + at;
-      const size_t s = step[t];
-      acc0 = _mm512_fmadd_ps(load<Masked>(m, in), wt, acc0);
-      acc1 = _mm512_fmadd_ps(load<Masked>(m, in + s), wt, acc1);
-      acc2 = _mm512_fmadd_ps(load<Masked>(m, in + 2 * s), wt, acc2);
-      acc3 = _mm512_fmadd_ps(load<Masked>(m, in + 3 * s), wt, acc3);
-    }
-    float* o = out + at;
-    _mm512_mask_storeu_ps(o, m, clamp(acc0));
-    _mm512_mask_storeu_ps(o + stride, m, clamp(acc1));
-    _mm512_mask_storeu_ps(o + 2 * stride, m, clamp(acc2));
-    _mm512_mask_storeu_ps(o + 3 * stride, m, clamp(acc3));
-  }
-
-  // Channel vectors v and v + 1 of four pixels: eight sums, each tap's pointer and step read once.
-  __attribute__((target("avx512f"), always_inline)) inline void four_pixels_two_vectors(float* out, size_t stride,
-                                                                                       size_t v, const float* const* ptr,
-                                                                                       const size_t* step) const {
-    const size_t at = v * lanes;
-    __m512 a0 = _mm512_loadu_ps(&bias_[at]), b0 = _mm512_loadu_ps(&bias_[at + lanes]);
-    __m512 a1 = a0, a2 = a0, a3 = a0, b1 = b0, b2 = b0, b3 = b0;
-    const float* w = &weights_[at];
-    for (int t = 0; t < taps_; ++t, w += padded_) {
-      const __m512 wa = _mm512_loadu_ps(w), wb = _mm512_loadu_ps(w + lanes);
-      const float* in = ptr[t] + at;
-      const size_t s = step[t];
-      a0 = _mm512_fmadd_ps(_mm512_loadu_ps(in), wa, a0);
-      b0 = _mm512_fmadd_ps(_mm512_loadu_ps(in + lanes), wb, b0);
-      a1 = _mm512_fmadd_ps(_mm512_loadu_ps(in + s), wa, a1);
-      b1 = _mm512_fmadd_ps(_mm512_loadu_ps(in + s + lanes), wb, b1);
-      a2 = _mm512_fmadd_ps(_mm512_loadu_ps(in + 2 * s), wa, a2);
-      b2 = _mm512_fmadd_ps(_mm512_loadu_ps(in + 2 * s + lanes), wb, b2);
-      a3 = _mm512_fmadd_ps(_mm512_loadu_ps(in + 3 * s), wa, a3);
-      b3 = _mm512_fmadd_ps(_mm512_loadu_ps(in + 3 * s + lanes), wb, b3);
-    }
-    float* o = out + at;
-    _mm512_storeu_ps(o, clamp(a0));
-    _mm512_storeu_ps(o + lanes, clamp(b0));
-    _mm512_storeu_ps(o + stride, clamp(a1));
-    _mm512_storeu_ps(o + stride + lanes, clamp(b1));
-    _mm512_storeu_ps(o + 2 * stride, clamp(a2));
-    _mm512_storeu_ps(o + 2 * stride + lanes, clamp(b2));
-    _mm512_storeu_ps(o + 3 * stride, clamp(a3));
-    _mm512_storeu_ps(o + 3 * stride + lanes, clamp(b3));
-  }
-
-  // Channel vector v of four pixels at the borders: a pointer per pixel and tap.
-  template <bool Masked>
-  __attribute__((target("avx512f"), always_inline)) inline void border_pixels(float* out, size_t stride, size_t v,
                                                                              const float* const (*quad)[max_taps],
                                                                              __mmask16 m) const {
     const size_t at = v * lanes;
@@ -223,8 +161,8 @@ class fma_depthwise_operator : public layer_operator {
     _mm512_mask_storeu_ps(o + 3 * stride, m, clamp(acc3));
   }
 
-  // Channel vectors v and v + 1 of four pixels at the borders.
-  __attribute__((target("avx512f"), always_inline)) inline void border_pixels_two_vectors(
+  // Channel vectors v and v + 1 of four pixels: eight sums, each pointer read once for two.
+  __attribute__((target("avx512f"), always_inline)) inline void four_pixels_two_vectors(
       float* out, size_t stride, size_t v, const float* const (*quad)[max_taps]) const {
     const size_t at = v * lanes;
     __m512 a0 = _mm512_loadu_ps(&bias_[at]), b0 = _mm512_loadu_ps(&bias_[at + lanes]);
@@ -263,26 +201,6 @@ class fma_depthwise_operator : public layer_operator {
     for (int t = 0; t < taps_; ++t, w += padded_)
       acc = _mm512_fmadd_ps(load<Masked>(m, ptr[t] + at), _mm512_loadu_ps(w), acc);
     _mm512_mask_storeu_ps(out + at, m, clamp(acc));
-  }
-
-  // Channel vectors v..v+3 of one pixel: four independent sums, as four_pixels has.
-  __attribute__((target("avx512f"), always_inline)) inline void four_vectors(float* out, size_t v,
-                                                                            const float* const* ptr) const {
-    const size_t at = v * lanes;
-    __m512 acc0 = _mm512_loadu_ps(&bias_[at]), acc1 = _mm512_loadu_ps(&bias_[at + lanes]);
-    __m512 acc2 = _mm512_loadu_ps(&bias_[at + 2 * lanes]), acc3 = _mm512_loadu_ps(&bias_[at + 3 * lanes]);
-    const float* w = &weights_[at];
-    for (int t = 0; t < taps_; ++t, w += padded_) {
-      const float* in = ptr[t] + at;
-      acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(in), _mm512_loadu_ps(w), acc0);
-      acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(in + lanes), _mm512_loadu_ps(w + lanes), acc1);
-      acc2 = _mm512_fmadd_ps(_mm512_loadu_ps(in + 2 * lanes), _mm512_loadu_ps(w + 2 * lanes), acc2);
-      acc3 = _mm512_fmadd_ps(_mm512_loadu_ps(in + 3 * lanes), _mm512_loadu_ps(w + 3 * lanes), acc3);
-    }
-    _mm512_storeu_ps(out + at, clamp(acc0));
-    _mm512_storeu_ps(out + at + lanes, clamp(acc1));
-    _mm512_storeu_ps(out + at + 2 * lanes, clamp(acc2));
-    _mm512_storeu_ps(out + at + 3 * lanes, clamp(acc3));
   }
 
   // XNNPACK's clamp: max with the lower bound, then min with the upper.

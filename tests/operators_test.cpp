@@ -829,6 +829,27 @@ BOOST_AUTO_TEST_CASE(large_depthwise_convolutions) {
 
 void check_strided(const layer& l, const tensor& x, size_t offset, size_t stride);  // below
 
+// A layer d3 runs natively (runs_natively true) against the reference, on 1 and 2 threads, and bit
+// for bit against XNNPACK's operator for it (D3_CONVOLUTION=xnnpack), which is what a node without
+// AVX-512 computes. D3_CONVOLUTION is `mode` again afterwards ("" unsets it).
+void check_native_matches_xnnpack(const layer& l, const tensor& x,
+                                  bool (*runs_natively)(const layer&, const tensor_shape&), const char* mode) {
+  check_layer(l, {x});
+  const std::string what = describe(l, {&x});
+  tensor native, xnnpack;
+  BOOST_REQUIRE(run_operator(l, {&x}, nullptr, &native, what));
+  ::setenv("D3_CONVOLUTION", "xnnpack", 1);
+  BOOST_TEST(!runs_natively(l, x.shape()));
+  const bool ran = run_operator(l, {&x}, nullptr, &xnnpack, what + " [XNNPACK]");
+  if (*mode)
+    ::setenv("D3_CONVOLUTION", mode, 1);
+  else
+    ::unsetenv("D3_CONVOLUTION");
+  BOOST_REQUIRE(ran);
+  BOOST_CHECK_MESSAGE(bitwise_equal(native, xnnpack),
+                      what << ": differs from XNNPACK: " << compare_relative(native, xnnpack, 0.0));
+}
+
 // Depthwise windows of up to 25 taps run on d3's AVX-512 loop where the CPU has it: against the
 // reference, and bit for bit against XNNPACK's depthwise convolution of the same layer
 // (D3_CONVOLUTION=xnnpack), which is what a node without AVX-512 computes. MobileNet's, MNASNet's
@@ -862,17 +883,7 @@ BOOST_AUTO_TEST_CASE(small_depthwise_convolutions_match_xnnpack_bit_for_bit) {
       BOOST_TEST_MESSAGE("no AVX-512 on this CPU: depthwise convolutions run on XNNPACK, nothing to compare");
       return;
     }
-    check_layer(l, {x});
-    const std::string what = describe(l, {&x});
-    tensor native, xnnpack;
-    BOOST_REQUIRE(run_operator(l, {&x}, nullptr, &native, what));
-    ::setenv("D3_CONVOLUTION", "xnnpack", 1);
-    BOOST_TEST(!depthwise_runs_on_native_fma(l, c.input));
-    const bool ran = run_operator(l, {&x}, nullptr, &xnnpack, what + " [XNNPACK]");
-    ::unsetenv("D3_CONVOLUTION");
-    BOOST_REQUIRE(ran);
-    BOOST_CHECK_MESSAGE(bitwise_equal(native, xnnpack),
-                        what << ": differs from XNNPACK: " << compare_relative(native, xnnpack, 0.0));
+    check_native_matches_xnnpack(l, x, depthwise_runs_on_native_fma, "");
     check_strided(l, x, 3, size_t(l.output_shape.c) + 5);
   }
   // A tile: the operator made for the whole map, reshaped to a band of its output rows and given
@@ -964,7 +975,6 @@ BOOST_AUTO_TEST_CASE(native_vector_widths_compute_the_same_bits) {
 // AVX-512 computes. Remainders of the
 // 12-pixel blocks and 32-channel panels, padding (XNNPACK's zero rows), strides, dilation, the
 // stems of ResNet and AlexNet, fused clamps, batches, a strided output, and a reshaped tile.
-void check_strided(const layer& l, const tensor& x, size_t offset, size_t stride);  // below
 void check_strided_input(const layer& l, const tensor& x, size_t stride);          // below
 
 BOOST_AUTO_TEST_CASE(gemm_convolutions_match_xnnpack_bit_for_bit) {
@@ -1007,17 +1017,7 @@ BOOST_AUTO_TEST_CASE(gemm_convolutions_match_xnnpack_bit_for_bit) {
       BOOST_TEST_MESSAGE("no AVX-512 on this CPU: convolutions run on XNNPACK, nothing to compare");
       return;
     }
-    check_layer(l, {x});
-    const std::string what = describe(l, {&x});
-    tensor native, xnnpack;
-    BOOST_REQUIRE(run_operator(l, {&x}, nullptr, &native, what));
-    ::setenv("D3_CONVOLUTION", "xnnpack", 1);
-    BOOST_TEST(!convolution_runs_on_native_gemm(l, c.input));
-    const bool ran = run_operator(l, {&x}, nullptr, &xnnpack, what + " [XNNPACK]");
-    ::setenv("D3_CONVOLUTION", "native", 1);
-    BOOST_REQUIRE(ran);
-    BOOST_CHECK_MESSAGE(bitwise_equal(native, xnnpack),
-                        what << ": differs from XNNPACK: " << compare_relative(native, xnnpack, 0.0));
+    check_native_matches_xnnpack(l, x, convolution_runs_on_native_gemm, "native");
     check_strided(l, x, 3, size_t(l.output_shape.c) + 5);
   }
   // A tile: the operator made for the whole map, reshaped to a band of its output rows and given

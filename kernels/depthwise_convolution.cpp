@@ -25,10 +25,10 @@ namespace {
 constexpr size_t lanes = 16;
 constexpr int max_taps = 25;  // XNNPACK's largest depthwise kernel; beyond, native_operators' loop
 
-class fma_depthwise_operator : public layer_operator {
+class fma_depthwise_operator : public depthwise_rows_operator {
  public:
   fma_depthwise_operator(const layer& l, tensor_shape in, size_t out_stride)
-      : name_(l.name), window_(l.window), act_(l.act), in_(in), out_(l.output_shape), out_stride_(out_stride) {
+      : depthwise_rows_operator(l, in, out_stride) {
     const size_t c = size_t(in.c);
     const int kh = window_.kernel_h, kw = window_.kernel_w;
     taps_ = kh * kw;
@@ -51,30 +51,12 @@ class fma_depthwise_operator : public layer_operator {
     zero_.assign(padded_, 0.0f);
   }
 
-  status setup(const std::vector<const float*>& inputs, float* output, pthreadpool_t) override {
-    x_ = inputs.at(0);
-    y_ = output;
-    return status::ok();
-  }
-  status run(pthreadpool_t pool) override {
-    pthreadpool_parallelize_1d(
-        pool, [](void* self, size_t row) { static_cast<fma_depthwise_operator*>(self)->compute_row(row); }, this,
-        size_t(out_.n) * out_.h, 0);
-    return status::ok();
-  }
-  status reshape(const std::vector<tensor_shape>& inputs, const tensor_shape& output) override {
-    D3_RETURN_IF_ERROR(check_convolution_reshape(name_, window_, in_, out_, inputs, output));
-    in_ = inputs[0];
-    out_ = output;
-    return status::ok();
-  }
-
  private:
   // One output row. Every tap reads through a pointer, to the input or to zero_ over padding (as
   // XNNPACK's indirection buffer does), so the tap loop has no branches. Four output pixels at a
   // time (four independent sums per channel vector hide the FMA latency, each weight vector loads
   // once for the four), one at a time only on maps narrower than four.
-  __attribute__((target("avx512f"))) void compute_row(size_t row) {
+  __attribute__((target("avx512f"))) void compute_row(size_t row) override {
     const size_t c = size_t(in_.c);
     const size_t stride = out_stride_ ? out_stride_ : c;
     const int kw = window_.kernel_w, dw = window_.dilation_w, sw = window_.stride_w;
@@ -210,18 +192,11 @@ class fma_depthwise_operator : public layer_operator {
     return _mm512_min_ps(_mm512_max_ps(a, _mm512_set1_ps(act_.min)), _mm512_set1_ps(act_.max));
   }
 
-  std::string name_;
-  window_params window_;
-  activation act_;
-  tensor_shape in_, out_;
-  size_t out_stride_;
   size_t padded_ = 0;  // channels rounded up to whole vectors
   int taps_ = 0;
   int tap_y_[max_taps], tap_x_[max_taps];  // the window position of each tap, in XNNPACK's order
   std::vector<float> weights_, bias_;
   std::vector<float> zero_;  // padded_ zeros: what a tap over padding reads
-  const float* x_ = nullptr;
-  float* y_ = nullptr;
 };
 
 }  // namespace

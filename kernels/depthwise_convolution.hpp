@@ -1,9 +1,9 @@
 // Depthwise convolutions of up to 25 taps (MobileNet's, MNASNet's and EfficientNet's 3x3 and 5x5)
-// as a native AVX-512 loop: four output pixels per channel vector, so four independent sums hide
-// the FMA latency and each weight vector loads once for the four (1.25 loads per FMA; XNNPACK
-// (2022)'s AVX-512 kernels compute one pixel at a time, 2 loads per FMA). Measured on this
-// machine's Zen 4, one thread, warm caches: MNASNet's 17 depthwise layers 1.43 ms on XNNPACK,
-// 1.16 ms here; MNASNet 4.87 -> 4.68 ms and EfficientNet-B0 7.63 -> 7.24 ms end to end.
+// as a native AVX-512 loop: four output pixels by two channel vectors at a time, so eight
+// independent sums hide the FMA latency and each weight vector loads once for four pixels (1.25
+// loads per FMA; XNNPACK (2022)'s AVX-512 kernels compute one pixel at a time, 2 loads per FMA).
+// Measured on this machine's Zen 4, one thread: MNASNet's 17 depthwise layers 1.43 ms on XNNPACK,
+// 1.05 ms here (docs/results.md, "SiLU in one pass, a native depthwise loop").
 //
 // Bit-identical to XNNPACK's depthwise convolution: every output value starts from its bias and
 // adds input * weight with one FMA per tap, then clamps max-then-min. The taps go in XNNPACK's

@@ -265,10 +265,6 @@ class gemm_convolution_operator : public layer_operator {
   float* y_ = nullptr;
 };
 
-}  // namespace
-
-namespace {
-
 // See convolution_runs_on_native_gemm.
 bool pays_off(const layer& l, const tensor_shape& input) {
   const size_t n = size_t(l.output_channels), panels = (n + panel_width - 1) / panel_width;

@@ -355,10 +355,9 @@ class preprocess_operator : public pointwise_operator {
 // Depthwise convolution, NHWC: out[y][x][c] = clamp(bias[c] + sum over the window's taps inside
 // the input, row by row, of w[ky][kx][c] * in[iy][ix][c]). Taps over padding are skipped rather
 // than multiplied by zero, on every path. Each output row is one task on the pool.
-class depthwise_operator : public layer_operator {
+class depthwise_operator : public depthwise_rows_operator {
  public:
-  depthwise_operator(const layer& l, tensor_shape in, size_t out_stride)
-      : name_(l.name), window_(l.window), act_(l.act), in_(in), out_(l.output_shape), out_stride_(out_stride) {
+  depthwise_operator(const layer& l, tensor_shape in, size_t out_stride) : depthwise_rows_operator(l, in, out_stride) {
     const size_t c = size_t(in.c), taps = size_t(l.window.kernel_h) * l.window.kernel_w;
     // d3's OHWI layout with one input channel per group is [C][taps]; the loop wants [taps][C].
     weights_.resize(taps * c);
@@ -366,24 +365,6 @@ class depthwise_operator : public layer_operator {
       for (size_t t = 0; t < taps; ++t) weights_[t * c + ch] = l.weights.data()[ch * taps + t];
     bias_.assign(c, 0.0f);
     if (!l.bias.empty()) std::copy(l.bias.begin(), l.bias.end(), bias_.begin());
-  }
-
-  status setup(const std::vector<const float*>& inputs, float* output, pthreadpool_t) override {
-    x_ = inputs.at(0);
-    y_ = output;
-    return status::ok();
-  }
-  status run(pthreadpool_t pool) override {
-    pthreadpool_parallelize_1d(
-        pool, [](void* self, size_t row) { static_cast<depthwise_operator*>(self)->compute_row(row); }, this,
-        size_t(out_.n) * out_.h, 0);
-    return status::ok();
-  }
-  status reshape(const std::vector<tensor_shape>& inputs, const tensor_shape& output) override {
-    D3_RETURN_IF_ERROR(check_convolution_reshape(name_, window_, in_, out_, inputs, output));
-    in_ = inputs[0];
-    out_ = output;
-    return status::ok();
   }
 
  private:
@@ -401,7 +382,7 @@ class depthwise_operator : public layer_operator {
     return t;
   }
 
-  void compute_row(size_t row) {
+  void compute_row(size_t row) override {
     if (sixteen_lanes())
       compute_row_avx512(row);
     else
@@ -469,14 +450,7 @@ class depthwise_operator : public layer_operator {
     }
   }
 
-  std::string name_;
-  window_params window_;
-  activation act_;
-  tensor_shape in_, out_;
-  size_t out_stride_;
   std::vector<float> weights_, bias_;
-  const float* x_ = nullptr;
-  float* y_ = nullptr;
 };
 
 status check_pointwise(const layer& l, const tensor_shape& input) {
@@ -635,6 +609,26 @@ result<std::unique_ptr<layer_operator>> create_channel_affine_operator(const lay
     return status::error("convolution layer '" + l.name + "': input pixel stride " + std::to_string(input_pixel_stride) +
                          " is below its " + std::to_string(input.c) + " channels");
   return std::unique_ptr<layer_operator>(new channel_affine_operator(l, input, output_pixel_stride, input_pixel_stride));
+}
+
+status depthwise_rows_operator::setup(const std::vector<const float*>& inputs, float* output, pthreadpool_t) {
+  x_ = inputs.at(0);
+  y_ = output;
+  return status::ok();
+}
+
+status depthwise_rows_operator::run(pthreadpool_t pool) {
+  pthreadpool_parallelize_1d(
+      pool, [](void* self, size_t row) { static_cast<depthwise_rows_operator*>(self)->compute_row(row); }, this,
+      size_t(out_.n) * out_.h, 0);
+  return status::ok();
+}
+
+status depthwise_rows_operator::reshape(const std::vector<tensor_shape>& inputs, const tensor_shape& output) {
+  D3_RETURN_IF_ERROR(check_convolution_reshape(name_, window_, in_, out_, inputs, output));
+  in_ = inputs[0];
+  out_ = output;
+  return status::ok();
 }
 
 bool depthwise_runs_natively(const layer& l, const tensor_shape& input) {

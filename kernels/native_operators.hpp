@@ -7,6 +7,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "base/status.hpp"
@@ -43,6 +44,30 @@ bool depthwise_runs_natively(const layer& l, const tensor_shape& input);
 // Precondition: depthwise_runs_natively(l, input). `output_pixel_stride` as in operator_options.
 result<std::unique_ptr<layer_operator>> create_depthwise_operator(const layer& l, const tensor_shape& input,
                                                                   size_t output_pixel_stride);
+
+// What d3's depthwise loops share (native_operators' windows over 25 taps and
+// depthwise_convolution's AVX-512 loop): one task per output row on the pool, buffers bound at
+// setup, reshape to tiles of the same window.
+class depthwise_rows_operator : public layer_operator {
+ public:
+  status setup(const std::vector<const float*>& inputs, float* output, pthreadpool_t pool) override;
+  status run(pthreadpool_t pool) override;
+  status reshape(const std::vector<tensor_shape>& inputs, const tensor_shape& output) override;
+
+ protected:
+  depthwise_rows_operator(const layer& l, tensor_shape in, size_t out_stride)
+      : name_(l.name), window_(l.window), act_(l.act), in_(in), out_(l.output_shape), out_stride_(out_stride) {}
+  // Row `row` of the n * out_.h output rows.
+  virtual void compute_row(size_t row) = 0;
+
+  std::string name_;
+  window_params window_;
+  activation act_;
+  tensor_shape in_, out_;
+  size_t out_stride_;  // as operator_options::output_pixel_stride (0: dense)
+  const float* x_ = nullptr;
+  float* y_ = nullptr;
+};
 
 // GELU, layer norm, attention, the per-channel affine and the depthwise loop run sixteen lanes at a
 // time on AVX-512 CPUs and four elsewhere, with the same bits. Forces four everywhere in this

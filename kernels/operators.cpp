@@ -329,6 +329,8 @@ class native_average_pool : public single_input_operator {
 
 }  // namespace
 
+bool computes_in_place(const layer& l) { return l.kind == layer_kind::silu; }
+
 bool reads_strided_input(const layer& l, const std::vector<tensor_shape>& inputs) {
   return inputs.size() == 1 && l.kind == layer_kind::convolution && channel_affine_runs_natively(l, inputs[0]);
 }
@@ -498,11 +500,12 @@ created create_unary(const layer& l, const std::vector<tensor_shape>& in) {
 }
 
 // SiLU, x * sigmoid(x), in blocks small enough for L1: XNNPACK's sigmoid of a block into a
-// scratch block, then its product with x into the output while both are still cached. Every value gets the bits
-// a sigmoid layer then a multiply layer give (XNNPACK's sigmoid, one IEEE product), in one pass over
-// memory instead of two (the pair reads x twice and writes and reads the gate). Each task of the
-// pool owns one XNNPACK operator and scratch block, set up and run without the pool, so tasks never
-// share one. The output may be the input (each value is read before it is written).
+// scratch block, then its product with x into the output while both are still cached. Every value
+// gets the bits a sigmoid layer then a multiply layer give (XNNPACK's sigmoid, one IEEE product),
+// in one pass over memory instead of two (the pair reads x twice and writes and reads the gate).
+// Each task of the pool owns one XNNPACK operator and scratch block, set up and run without the
+// pool, so tasks never share one. The output may be the input (each value is read before it is
+// written).
 class silu_operator : public single_input_operator {
  public:
   static created create(const layer& l, const tensor_shape& in, int threads) {
@@ -568,12 +571,6 @@ class silu_operator : public single_input_operator {
   std::vector<float> scratch_;  // block_values floats per task
   std::atomic<xnn_status> failure_{xnn_status_success};
 };
-
-}  // namespace
-
-bool computes_in_place(const layer& l) { return l.kind == layer_kind::silu; }
-
-namespace {
 
 xnn_status setup_copy(xnn_layer_operator& self, const std::vector<const float*>& x, float* y, pthreadpool_t pool) {
   const tensor_shape& a = self.in(0);

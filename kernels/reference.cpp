@@ -273,6 +273,16 @@ tensor hardswish(const layer& l, const tensor& x) {
   return y;
 }
 
+tensor silu(const layer& l, const tensor& x) {
+  check(l.output_shape == x.shape(), l, "bad output_shape");
+  tensor y(x.shape());
+  for (size_t i = 0; i < y.elements(); ++i) {
+    const double v = x.data()[i];
+    y.data()[i] = float(v / (1.0 + std::exp(-v)));
+  }
+  return y;
+}
+
 tensor gelu(const layer& l, const tensor& x) {
   check(l.output_shape == x.shape(), l, "bad output_shape");
   tensor y(x.shape());
@@ -596,16 +606,7 @@ tensor reference_layer(const layer& l, const std::vector<const tensor*>& inputs)
       return y;
     }
     case layer_kind::hardswish: return hardswish(l, one_input());
-    case layer_kind::silu: {
-      const tensor& x = one_input();
-      check(l.output_shape == x.shape(), l, "bad output_shape");
-      tensor y(x.shape());
-      for (size_t i = 0; i < x.elements(); ++i) {
-        const double v = x.data()[i];
-        y.data()[i] = float(v / (1.0 + std::exp(-v)));
-      }
-      return y;
-    }
+    case layer_kind::silu: return silu(l, one_input());
     case layer_kind::preprocess: return preprocess(l, one_input());
     case layer_kind::attention:
       check(inputs.size() == 3, l, "attention needs q, k and v");

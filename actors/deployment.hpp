@@ -340,8 +340,11 @@ class deployment {
   // Of `layers` (weighted, in order), those `node` does not hold in its cache, in that order.
   result<std::vector<int>> lacking_layers(const graph& g, const std::string& node, const std::vector<int>& layers,
                                           uint64_t model_hash);
-  // `node` has a connection of its own to `peer` (the peer command), made once.
-  status connect_pair(const std::string& node, const std::string& peer);
+  // `node` has a connection of its own to `peer` (the peer command), made once. `watch`: the node
+  // also pings the peer and reports its silence (pairs that exchange tensors); false for a pair
+  // that is only probed, whose silence stops nothing (measured: a device under a 0.1-core quota,
+  // watching two edges it only probed, reported both silent and caused two false failovers).
+  status connect_pair(const std::string& node, const std::string& peer, bool watch = true);
   status spawn_stages(const graph& g, const stage_graph& sg, int version, uint64_t hash,
                       std::vector<protocol::stage_handle>& actors);
   status wire_routes(const stage_graph& sg, deployed_version& v, std::map<int, std::vector<int>>& sends_to);
@@ -378,6 +381,12 @@ class deployment {
   // actors/failover.cpp.
   struct node_health {
     std::chrono::steady_clock::time_point last_answer;  // connect or last pong
+    // When the oldest ping not answered since last_answer was sent (unset: none is waiting).
+    // Silence counts from it, not from last_answer: while the app sends no pings (a blocking
+    // step of its own, a planner decision) the node cannot answer any, and that is not its
+    // silence (measured under cpu quotas: a 1 s pause plus one slow pong marked three live
+    // nodes down at once).
+    std::optional<std::chrono::steady_clock::time_point> unanswered_since;
     std::chrono::steady_clock::time_point next_reconnect;
     // A pong to a ping sent after it was marked down, on its connection of then: it was frozen,
     // not gone. (Pongs that were under way when it went down say nothing.)
@@ -422,12 +431,12 @@ class deployment {
   std::map<std::string, node_endpoint> endpoints_;
   std::map<std::string, protocol::node_handle> nodes_;
   std::map<std::string, std::string> roles_;
+  std::set<std::pair<std::string, std::string>> probe_peered_;  // connected, not watched (probes)
   std::set<std::pair<std::string, std::string>> peered_;
   std::set<std::string> down_nodes_;  // nodes whose node actor went away (process gone)
   std::mt19937_64 upload_ids_{std::random_device{}()};  // of shipments sent in parts: unique per app
   std::map<std::string, node_health> health_;
   std::chrono::steady_clock::time_point next_ping_;
-  std::chrono::steady_clock::time_point last_heartbeat_;  // the last heartbeat() call (run() only)
   uint64_t ping_seq_ = 0;
   std::map<uint64_t, double> ping_sent_ms_;  // seq -> monotonic_ms when sent (the last few)
   send_backlog app_backlog_;                 // the app's sends to each node (both clocks: the

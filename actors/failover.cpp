@@ -24,29 +24,32 @@ double ms_between(clock_type::time_point from, clock_type::time_point to) {
 void deployment::refresh_health() {
   const auto now = clock_type::now();
   for (auto& [name, h] : health_)
-    if (!down_nodes_.count(name)) h.last_answer = now;
+    if (!down_nodes_.count(name)) {
+      h.last_answer = now;
+      h.unanswered_since.reset();
+    }
   next_ping_ = now;
 }
 
 std::vector<std::string> deployment::heartbeat() {
   const auto now = clock_type::now();
   std::vector<std::string> silent;
-  // The app pings only while requests run: after a pause (planning, a caller's own work between
-  // runs), the nodes were not asked, so their silence counts from now, not from their last answer
-  // before the pause (measured: a 5 s plan search between connecting and the first request marked
-  // every node down).
-  if (now - last_heartbeat_ > options_.silence)
-    for (auto& [name, h] : health_) h.last_answer = std::max(h.last_answer, now);
-  last_heartbeat_ = now;
+  // The app pings only while requests run: a node's silence counts from the first ping it left
+  // unanswered (node_health::unanswered_since), so a pause of the app's own is not held against it.
   if (now >= next_ping_) {
     next_ping_ = now + options_.heartbeat;
     const uint64_t seq = next_ping_seq();
     // Nodes marked down are pinged too: one that was only frozen answers again.
-    for (const auto& [name, handle] : nodes_) (*self_)->send(handle, protocol::ping_atom::value, seq);
+    for (const auto& [name, handle] : nodes_) {
+      (*self_)->send(handle, protocol::ping_atom::value, seq);
+      node_health& h = health_[name];
+      if (!h.unanswered_since) h.unanswered_since = now;
+    }
   }
   // A ping queued behind the app's own data to a node waits for it: silence counts from then.
   for (const auto& [name, h] : health_)
-    if (!down_nodes_.count(name) && now - std::max(h.last_answer, app_backlog_.drained_by(name)) > options_.silence)
+    if (!down_nodes_.count(name) && h.unanswered_since &&
+        now - std::max(*h.unanswered_since, app_backlog_.drained_by(name)) > options_.silence)
       silent.push_back(name);
   return silent;
 }
@@ -62,6 +65,7 @@ void deployment::on_pong(const caf::actor_addr& from, uint64_t seq, double node_
         return;
       }
       h.last_answer = clock_type::now();
+      h.unanswered_since.reset();
       if (sent != ping_sent_ms_.end()) {
         const double round_trip = now_ms - sent->second;
         h.clock_samples.emplace_back(round_trip, node_ms - (sent->second + round_trip / 2));
@@ -87,6 +91,7 @@ bool deployment::mark_node_down(const std::string& node, const std::string& caus
   h.next_reconnect = now + options_.reconnect_every;
   h.answered_while_down = false;
   h.connection_lost = false;
+  h.unanswered_since.reset();
   h.down_at_ms = monotonic_ms();
   fault_event e;
   e.node = node;
@@ -99,8 +104,9 @@ bool deployment::mark_node_down(const std::string& node, const std::string& caus
     for (const stage& st : v.stages.stages)
       if (st.node == node && v.broken.empty()) v.broken = "node '" + node + "' is down (" + cause + ")";
   // Its connections to other nodes are gone with it: a node that comes back is peered again.
-  for (auto it = peered_.begin(); it != peered_.end();)
-    it = it->first == node || it->second == node ? peered_.erase(it) : std::next(it);
+  for (auto* pairs : {&peered_, &probe_peered_})
+    for (auto it = pairs->begin(); it != pairs->end();)
+      it = it->first == node || it->second == node ? pairs->erase(it) : std::next(it);
   return true;
 }
 
@@ -214,6 +220,7 @@ std::vector<std::string> deployment::try_rejoin() {
     roles_[name] = role;
     down_nodes_.erase(name);
     h.last_answer = clock_type::now();
+    h.unanswered_since.reset();
     fault_event e;
     e.node = name;
     e.what = "rejoined";

@@ -156,14 +156,16 @@ status deployment::connect_peers(const std::vector<link_bytes>& links) {
   return status::ok();
 }
 
-status deployment::connect_pair(const std::string& node, const std::string& peer) {
-  if (peered_.count({node, peer})) return status::ok();
+status deployment::connect_pair(const std::string& node, const std::string& peer, bool watch) {
+  if (peered_.count({node, peer}) || (!watch && probe_peered_.count({node, peer}))) return status::ok();
   const node_endpoint& to = endpoints_.at(peer);
+  // A peer silence of 0 tells the node to connect without watching.
+  const uint32_t silence_ms = watch ? uint32_t(options_.peer_silence.count()) : 0;
   D3_RETURN_IF_ERROR(command(*self_, nodes_.at(node), options_.timeout,
                              "node '" + node + "' connecting to node '" + peer + "' at " + to.address(),
                              protocol::peer_atom::value, peer, to.host, to.port,
-                             caf::actor_cast<protocol::app_handle>(*self_), uint32_t(options_.peer_silence.count())));
-  peered_.insert({node, peer});
+                             caf::actor_cast<protocol::app_handle>(*self_), silence_ms));
+  (watch ? peered_ : probe_peered_).insert({node, peer});
   return status::ok();
 }
 

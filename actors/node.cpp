@@ -42,28 +42,45 @@ void report_peer(node_pointer self, const std::string& me, const std::string& pe
   if (self->state.app) self->send(self->state.app, protocol::peer_down_atom::value, me, peer, cause);
 }
 
-// One heartbeat round over the peers: pings, and reports of the ones silent too long.
-void watch_peers(node_pointer self, const std::string& me) {
+// One heartbeat round over the peers: pings, then a verdict message to itself. The verdict is
+// judged when that message is read, so after every answer that arrived before it (measured: a
+// device node under a 0.1-core quota read its timer before the pongs waiting behind it and
+// reported two live edges silent).
+void ping_peers(node_pointer self) {
   const auto now = std::chrono::steady_clock::now();
   const uint64_t seq = ++self->state.seq;
   for (auto& [name, p] : self->state.peers) {
     if (p.reported) continue;
-    // A ping queued behind this node's own data to the peer waits for it: silence counts from then.
-    const auto quiet_since = std::max(p.last_answer, peer_backlog().drained_by(name));
-    if (now - quiet_since > p.silence) {
-      const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now - p.last_answer).count();
-      report_peer(self, me, name, "no heartbeat answer for " + std::to_string(ms) + " ms");
-      continue;
-    }
     if (seq % std::max<uint64_t>(1, uint64_t(p.silence / peer_heartbeat / 5)) != 0) continue;
+    if (!p.unanswered_since) p.unanswered_since = now;
     self->request(p.handle, p.silence, protocol::ping_atom::value, seq)
         .then([self, name = name](protocol::pong_atom, uint64_t, double) {
                 auto it = self->state.peers.find(name);
-                if (it != self->state.peers.end()) it->second.last_answer = std::chrono::steady_clock::now();
+                if (it == self->state.peers.end()) return;
+                it->second.last_answer = std::chrono::steady_clock::now();
+                it->second.unanswered_since.reset();
               },
-              [](caf::error&) {});  // silence is judged on the next round
+              [](caf::error&) {});  // silence is judged by the verdicts
   }
+  self->state.verdicts_due.push_back(now);
+  self->send(self, protocol::verdict_atom::value);
   self->delayed_send(self, peer_heartbeat, protocol::tick_atom::value);
+}
+
+// Reports the peers that left a ping unanswered for their silence, as of when the verdict was
+// sent: answers read since then arrived after it (this node may have been starved meanwhile).
+void judge_peers(node_pointer self, const std::string& me) {
+  if (self->state.verdicts_due.empty()) return;  // not one of this node's own
+  const auto now = self->state.verdicts_due.front();
+  self->state.verdicts_due.pop_front();
+  for (auto& [name, p] : self->state.peers) {
+    if (p.reported || !p.unanswered_since) continue;
+    // A ping queued behind this node's own data to the peer waits for it: silence counts from then.
+    const auto quiet_since = std::max(*p.unanswered_since, peer_backlog().drained_by(name));
+    if (now - quiet_since <= p.silence) continue;
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now - p.last_answer).count();
+    report_peer(self, me, name, "no heartbeat answer for " + std::to_string(ms) + " ms");
+  }
 }
 
 // Work that can take seconds (storing a shipment, a probe round) runs on a one-shot worker actor,
@@ -331,16 +348,22 @@ protocol::node_handle::behavior_type node_actor(node_pointer self, node_identity
       },
       [=](protocol::peer_atom, const std::string& peer, const std::string& host, uint16_t port,
           const protocol::app_handle& app, uint32_t silence_ms) -> caf::result<ok_atom> {
+        // silence_ms 0: connect only (a pair the app just probes); the peer is not watched.
+        const bool watch = silence_ms > 0;
         const auto silence = std::max(min_peer_silence, std::chrono::milliseconds(silence_ms));
         auto rp = self->make_response_promise<ok_atom>();
         const std::string where = host + ":" + std::to_string(port);
+        // The peers watched belong to the app session that asked: a new app starts a new list
+        // (else a device kept watching edges for an app long gone, and reported them to the
+        // next one while its own plan used none of them).
+        if (self->state.app != app) self->state.peers.clear();
         self->state.app = app;
         self->request(transport::connector(self->home_system()), std::chrono::seconds(10),
                       caf::connect_atom::value, host, port)
             .then([=](const caf::node_id&, caf::strong_actor_ptr& ptr, const std::set<std::string>&) mutable {
                     auto handle = caf::actor_cast<protocol::node_handle>(ptr);
-                    if (handle) {
-                      self->state.peers[peer] = {handle, std::chrono::steady_clock::now(), false, silence};
+                    if (handle && watch) {
+                      self->state.peers[peer] = {handle, std::chrono::steady_clock::now(), std::nullopt, false, silence};
                       self->monitor(handle);
                       if (!self->state.ticking) {
                         self->state.ticking = true;
@@ -355,7 +378,8 @@ protocol::node_handle::behavior_type node_actor(node_pointer self, node_identity
                   });
         return rp;
       },
-      [=](protocol::tick_atom) { watch_peers(self, identity.name); },
+      [=](protocol::tick_atom) { ping_peers(self); },
+      [=](protocol::verdict_atom) { judge_peers(self, identity.name); },
   };
 }
 

@@ -6,7 +6,9 @@
 #include <caf/all.hpp>
 
 #include <chrono>
+#include <deque>
 #include <map>
+#include <optional>
 #include <string>
 
 #include "actors/protocol.hpp"
@@ -24,6 +26,10 @@ struct node_state {
   struct watched_peer {
     protocol::node_handle handle;
     std::chrono::steady_clock::time_point last_answer;
+    // When the oldest ping not answered since last_answer was sent (unset: none waits). Silence
+    // counts from it: while this node itself is starved (a cpu quota, a long install) it sends
+    // no pings, and that is not the peer's silence.
+    std::optional<std::chrono::steady_clock::time_point> unanswered_since;
     bool reported = false;  // the app was told it is gone (until it is peered again)
     std::chrono::milliseconds silence{1250};  // no answer this long: gone (the peer command's)
   };
@@ -39,6 +45,9 @@ struct node_state {
   protocol::app_handle app;                   // where peer trouble is reported
   uint64_t seq = 0;
   bool ticking = false;
+  // When each verdict message still in the mailbox was sent (oldest first): a verdict judges as
+  // of then, when every answer that had arrived was ahead of it in the mailbox.
+  std::deque<std::chrono::steady_clock::time_point> verdicts_due;
   static inline const char* name = "d3_node";
 };
 

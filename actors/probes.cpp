@@ -124,6 +124,11 @@ result<transfer_observation> deployment::probe_link(const std::string& from, con
                                                     double after_ms) {
   if (!nodes_.count(from) || !nodes_.count(to) || down_nodes_.count(from) || down_nodes_.count(to))
     return status::error("probe " + from + " -> " + to + ": a node is not connected");
+  // The probe must cross the link it measures: connected directly, `from` reaches `to` over their
+  // own link. Unconnected, CAF relays through the app (another path), and once an earlier app
+  // has gone, through a route that no longer exists: every probe of a second session on the same
+  // nodes failed at once with request_receiver_down.
+  if (!peered_.count({to, from})) D3_RETURN_IF_ERROR(connect_pair(from, to, /*watch=*/false));
   const double send_ms = options_.emulation.clock == clock_mode::virtual_time ? virtual_now_ + after_ms : 0.0;
   auto ms = ask<double>(*self_, nodes_.at(from), options_.timeout, "probe " + from + " -> " + to,
                         protocol::probe_atom::value, caf::actor_cast<protocol::echo_handle>(nodes_.at(to)), to,

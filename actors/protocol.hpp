@@ -24,8 +24,11 @@
 //                 pings it every silence_ms / 5 and tells `app` (peer_down, this node's name, name,
 //                 cause) when the connection is lost or it answers no ping for silence_ms
 //                 (deployment_options::peer_silence): the link between two nodes can fail while
-//                 both still answer the app
-//   (tick) -> nothing: the node's own heartbeat timer
+//                 both still answer the app. silence_ms 0: connected only, not watched (a pair
+//                 the app only probes)
+//   (tick) -> nothing: the node's own heartbeat timer (pings its peers)
+//   (verdict) -> nothing: sent by the node to itself behind a tick's pings: judges its peers'
+//                 silence once the answers that arrived before it are read
 //   (emul, string JSON)                          -> ok: applied. The emulated testbed (emulation,
 //                 emulation/node_emulation.hpp), sent by the app at every deploy:
 //                 {"clock": "wall"|"virtual", "links": {"<destination node>": {"mbit_per_s": B,
@@ -113,6 +116,7 @@ using relay_atom = caf::atom_constant<caf::atom("d3relay")>;
 using speed_atom = caf::atom_constant<caf::atom("d3speed")>;
 using ping_atom = caf::atom_constant<caf::atom("d3ping")>;
 using tick_atom = caf::atom_constant<caf::atom("d3tick")>;
+using verdict_atom = caf::atom_constant<caf::atom("d3verdict")>;
 using peer_down_atom = caf::atom_constant<caf::atom("d3peerdn")>;
 using pong_atom = caf::atom_constant<caf::atom("d3pong")>;
 
@@ -144,6 +148,7 @@ using node_handle = echo_handle::extend<
     caf::replies_to<ship_part_atom, uint64_t, uint64_t, uint64_t, bytes>::with<ok_atom>,
     caf::replies_to<peer_atom, std::string, std::string, uint16_t, app_handle, uint32_t>::with<ok_atom>,
     caf::reacts_to<tick_atom>,
+    caf::reacts_to<verdict_atom>,
     caf::replies_to<emul_atom, std::string>::with<ok_atom>,
     caf::replies_to<probe_atom, echo_handle, std::string, uint64_t, double>::with<double>,
     caf::replies_to<profile_atom, bytes, int32_t, int32_t, int32_t>::with<std::string>,

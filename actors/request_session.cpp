@@ -161,7 +161,8 @@ void request_session::watch_nodes() {
   for (int read = 0; !silent.empty() && read < 1024 && receive(std::chrono::milliseconds(0)); ++read) {
   }
   if (!silent.empty()) silent = dep_.heartbeat();
-  for (const std::string& node : silent) {
+  for (size_t handled = 0; !silent.empty() && handled < dep_.nodes_.size(); ++handled) {
+    const std::string node = silent.front();
     const double silent_ms =
         std::chrono::duration<double, std::milli>(clock_type::now() - dep_.health_[node].last_answer).count();
     const std::string cause = "no heartbeat answer for " + std::to_string(int(silent_ms)) + " ms (frozen?)";
@@ -171,9 +172,13 @@ void request_session::watch_nodes() {
       dep_.broken_ = "node '" + node + "' at " + dep_.endpoints_.at(node).address() +
                      ", where the emulation places the app, is gone (" + cause + ")";
       fail_waiting(dep_.broken_, std::nullopt);
-      continue;
+      return;  // the run ends: nothing is left to fail over to
     }
     if (dep_.mark_node_down(node, cause)) handle_loss("node '" + node + "' lost: " + cause);
+    // Handling a loss takes time (a failover migrates) and restarts every node's silence: the
+    // others are judged again on what they answered meanwhile, not on the list from before it
+    // (which marked two live nodes down "after 0 ms of silence" in a CI run).
+    silent = dep_.heartbeat();
   }
   if (dep_.down_nodes_.empty() || !dep_.broken_.empty()) return;
   const std::vector<std::string> back = dep_.try_rejoin();

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # d3 across network namespaces (scripts/netns-cluster.sh), as root: a three-tier plan tiled over
 # two edge nodes, each node in its own namespace with kernel-shaped links, checked memcmp-equal to
-# one process by d3-infer --verify; the same with one edge's link taken down during the requests
-# (failover: none lost); a bandwidth drop applied with tc while requests run with --adapt (the
-# planner, learning from wall-clock reports, migrates; none lost, all exact); and the shaped
-# device<->edge bandwidth measured within 10% of its configured 100 Mbit/s. Skips (exit 77, ctest SKIP_RETURN_CODE) with a one-line reason when
-# not root, without namespaces, tc or cgroup v1 cpu, or when a netns cluster is up already.
+# one process by d3-infer --verify; a bandwidth drop applied with tc while requests run with
+# --adapt (the planner, learning from wall-clock reports, migrates; none lost, all exact); the
+# three-tier plan again with one edge's link taken down during the requests (failover: none
+# lost); and the shaped device<->edge bandwidth measured within 10% of its configured 100 Mbit/s.
+# Every phase is a new d3-infer session on the same nodes, as a user runs it. Skips (exit 77,
+# ctest SKIP_RETURN_CODE) with a one-line reason when not root, without namespaces, tc or cgroup
+# v1 cpu, or when a netns cluster is up already.
 #   netns_test.sh SOURCE_DIR BIN_DIR
 set -u
 src="$1"
@@ -24,10 +26,13 @@ cleanup() { "$src/scripts/netns-cluster.sh" down >/dev/null 2>&1; rm -rf "$work"
 trap cleanup EXIT
 fail() { echo "netns_test: FAIL: $*"; for f in "$work"/cluster/*.log; do echo "== $f"; tail -n 5 "$f"; done; exit 1; }
 
+# Latencies as the kernel gives them (netns-cluster.sh shapes bandwidth only, no netem here): with
+# the 2 and 20 ms of D3's setting in the testbed, hpa priced the all-cloud plan it must start from
+# at 108 ms against 112 for the edges (measured 65), and one noisy probe chose the edges.
 cat > "$work/testbed.json" <<'JSON'
 {"name": "netns_test", "device_speed": 0.1, "edge_speed": 0.2, "cloud_speed": 0.9, "edge_nodes": 2,
- "links": {"device-edge": {"mbit_per_s": 100, "latency_ms": 2}, "edge-edge": {"mbit_per_s": 1000, "latency_ms": 0.2},
-           "edge-cloud": {"mbit_per_s": 200, "latency_ms": 20}}}
+ "links": {"device-edge": {"mbit_per_s": 100, "latency_ms": 0.2}, "edge-edge": {"mbit_per_s": 1000, "latency_ms": 0.2},
+           "edge-cloud": {"mbit_per_s": 200, "latency_ms": 0.5}}}
 JSON
 "$src/scripts/netns-cluster.sh" up --testbed "$work/testbed.json" --edges 2 --node-binary "$bin/d3-node" \
   --out "$work/cluster" || fail "netns-cluster.sh up"
@@ -44,22 +49,6 @@ timeout 90 ip netns exec d3-device "$bin/d3-infer" --cluster "$work/cluster/clus
   || { cat "$work/infer.log"; fail "d3-infer across namespaces"; }
 grep -q "verify: 3 of 3 answers memcmp-equal" "$work/infer.log" || { cat "$work/infer.log"; fail "answers not verified"; }
 grep "verify:" "$work/infer.log"
-
-# A link taken down during requests: edge2's interface goes down while 40 requests run (2 in
-# flight); its connections stay open but carry nothing, so the app finds edge2 silent, fails over
-# to a plan without it, re-sends what was unanswered, and every request is answered once, exact.
-timeout 120 ip netns exec d3-device "$bin/d3-infer" --cluster "$work/cluster/cluster.json" \
-  --plan "$src/apps/config/resnet18-3tier.plan.json" --requests 40 --in-flight 2 --verify --timeout-ms 60000 \
-  > "$work/fault.log" 2>&1 &
-infer=$!
-sleep 3
-ip -n d3-edge2 link set eth0 down
-wait "$infer" || { cat "$work/fault.log"; ip -n d3-edge2 link set eth0 up; fail "d3-infer with edge2's link down"; }
-ip -n d3-edge2 link set eth0 up
-grep -q "40 answered, 0 failed" "$work/fault.log" && grep -q "verify: 40 of 40 answers memcmp-equal" "$work/fault.log" \
-  || { cat "$work/fault.log"; fail "requests lost with edge2's link down"; }
-grep -q "node edge2 down" "$work/fault.log" || { cat "$work/fault.log"; fail "edge2's lost link went unnoticed"; }
-grep -E "verify:|down|failover" "$work/fault.log" | head -n 4
 
 # A bandwidth drop on real links: the backbone (edge<->cloud, and so device<->cloud) falls from
 # 200 to 2 Mbit/s with tc while 100 requests run under --adapt (wall clock: the stages report real
@@ -95,6 +84,23 @@ print("netns_test: after the drop at %s: %d migration(s), the first at %s moving
 sys.exit(0 if 1 <= len(after) <= 3 else 1)  # adapts; runaway flapping fails
 PY
 grep -E "^migration|planner estimates" "$work/adapt.log"
+
+# A link taken down during requests (the last session on these nodes: after the outage their
+# connections to edge2 wait out TCP's retransmission backoff, up to tens of seconds): edge2's interface goes down while 40 requests run (2 in
+# flight); its connections stay open but carry nothing, so the app finds edge2 silent, fails over
+# to a plan without it, re-sends what was unanswered, and every request is answered once, exact.
+timeout 120 ip netns exec d3-device "$bin/d3-infer" --cluster "$work/cluster/cluster.json" \
+  --plan "$src/apps/config/resnet18-3tier.plan.json" --requests 40 --in-flight 2 --verify --timeout-ms 60000 \
+  > "$work/fault.log" 2>&1 &
+infer=$!
+sleep 3
+ip -n d3-edge2 link set eth0 down
+wait "$infer" || { cat "$work/fault.log"; ip -n d3-edge2 link set eth0 up; fail "d3-infer with edge2's link down"; }
+ip -n d3-edge2 link set eth0 up
+grep -q "40 answered, 0 failed" "$work/fault.log" && grep -q "verify: 40 of 40 answers memcmp-equal" "$work/fault.log" \
+  || { cat "$work/fault.log"; fail "requests lost with edge2's link down"; }
+grep -q "node edge2 down" "$work/fault.log" || { cat "$work/fault.log"; fail "edge2's lost link went unnoticed"; }
+grep -E "verify:|down|failover" "$work/fault.log" | head -n 4
 
 # The device<->edge link: 16 MB from the device's namespace to edge1's, goodput at the receiver.
 timeout 60 ip netns exec d3-edge1 python3 "$src/tests/link_rate.py" serve 10.213.0.11 5999 > "$work/rate" &

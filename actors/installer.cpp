@@ -157,7 +157,10 @@ status deployment::connect_peers(const std::vector<link_bytes>& links) {
 }
 
 status deployment::connect_pair(const std::string& node, const std::string& peer, bool watch) {
-  if (peered_.count({node, peer}) || (!watch && probe_peered_.count({node, peer}))) return status::ok();
+  if (peered_.count({node, peer})) return status::ok();
+  // Unwatched (a probe), any connection between the two will do, whichever of them made it.
+  auto connected = [&](const auto& pairs) { return pairs.count({node, peer}) || pairs.count({peer, node}); };
+  if (!watch && (connected(peered_) || connected(probe_peered_))) return status::ok();
   const node_endpoint& to = endpoints_.at(peer);
   // A peer silence of 0 tells the node to connect without watching.
   const uint32_t silence_ms = watch ? uint32_t(options_.peer_silence.count()) : 0;

@@ -128,7 +128,7 @@ result<transfer_observation> deployment::probe_link(const std::string& from, con
   // own link. Unconnected, CAF relays through the app (another path), and once an earlier app
   // has gone, through a route that no longer exists: every probe of a second session on the same
   // nodes failed at once with request_receiver_down.
-  if (!peered_.count({to, from})) D3_RETURN_IF_ERROR(connect_pair(from, to, /*watch=*/false));
+  D3_RETURN_IF_ERROR(connect_pair(from, to, /*watch=*/false));
   const double send_ms = options_.emulation.clock == clock_mode::virtual_time ? virtual_now_ + after_ms : 0.0;
   auto ms = ask<double>(*self_, nodes_.at(from), options_.timeout, "probe " + from + " -> " + to,
                         protocol::probe_atom::value, caf::actor_cast<protocol::echo_handle>(nodes_.at(to)), to,

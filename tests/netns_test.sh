@@ -86,9 +86,10 @@ PY
 grep -E "^migration|planner estimates" "$work/adapt.log"
 
 # A link taken down during requests (the last session on these nodes: after the outage their
-# connections to edge2 wait out TCP's retransmission backoff, up to tens of seconds): edge2's interface goes down while 40 requests run (2 in
-# flight); its connections stay open but carry nothing, so the app finds edge2 silent, fails over
-# to a plan without it, re-sends what was unanswered, and every request is answered once, exact.
+# connections to edge2 wait out TCP's retransmission backoff, up to tens of seconds): edge2's
+# interface goes down while 40 requests run (2 in flight); its connections stay open but carry
+# nothing, so the app finds edge2 silent, fails over to a plan without it, re-sends what was
+# unanswered, and every request is answered once, exact.
 timeout 120 ip netns exec d3-device "$bin/d3-infer" --cluster "$work/cluster/cluster.json" \
   --plan "$src/apps/config/resnet18-3tier.plan.json" --requests 40 --in-flight 2 --verify --timeout-ms 60000 \
   > "$work/fault.log" 2>&1 &

@@ -8,6 +8,7 @@
 
 #include "actors/ask.hpp"
 #include "actors/deployment.hpp"
+#include "planner/link_estimator.hpp"
 #include "profiling/message_costs.hpp"
 #include "profiling/profile_probe.hpp"
 #include "schema/bundle.hpp"
@@ -171,16 +172,24 @@ void deployment::probe_idle_links(request_outcome& o) {
     if (answers_seen_ - link_last_seen_[k] < size_t(options_.idle_probe_every)) continue;
     link_last_seen_[k] = answers_seen_;
     double after_ms = 0;  // each probe leaves when the previous one has arrived
-    for (size_t size : {size_t(1024), size_t(16384)}) {
+    std::vector<transfer_observation> probes;
+    for (size_t size : {size_t(1024), size_t(16384), size_t(0)}) {
+      if (size == 0) {
+        size = long_probe_bytes(probes[0].bytes, probes[0].ms, probes[1].bytes, probes[1].ms);
+        if (size == 0) break;
+      }
       auto probed = probe_link(from, to, size, after_ms);
       if (!probed) {
         stray_errors_.push_back(probed.message());
         break;
       }
       after_ms += probed->ms;
+      probes.push_back(probed.value());
       o.transfers.push_back(probed.value());
     }
-    log({{"event", "link_probed"}, {"from", from}, {"to", to}});
+    nlohmann::json bytes = nlohmann::json::array(), ms = nlohmann::json::array();
+    for (const transfer_observation& p : probes) bytes.push_back(p.bytes), ms.push_back(p.ms);
+    log({{"event", "link_probed"}, {"from", from}, {"to", to}, {"bytes", bytes}, {"ms", ms}});
   }
 }
 

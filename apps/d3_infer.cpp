@@ -437,9 +437,14 @@ int deploy_and_run(caf::actor_system& system, const d3::infer_options& o, infere
     }
     if (planner) {
       const d3::cluster_model& e = planner->estimate();
-      std::printf("planner estimates: device-edge %.2f Mbit/s %.1f ms, edge-cloud %.1f Mbit/s %.1f ms; speeds:",
+      // 0 Mbit/s: faster than the transfers could measure.
+      const d3::link_profile device_cloud = e.links.link(d3::node_role::device, d3::node_role::cloud);
+      std::printf("planner estimates: device-edge %.2f Mbit/s %.2f ms, edge-edge %.1f Mbit/s %.2f ms, "
+                  "edge-cloud %.2f Mbit/s %.2f ms, device-cloud %.2f Mbit/s %.2f ms; speeds:",
                   e.links.device_edge.bandwidth_mbit_per_s, e.links.device_edge.latency_ms,
-                  e.links.edge_cloud.bandwidth_mbit_per_s, e.links.edge_cloud.latency_ms);
+                  e.links.edge_edge.bandwidth_mbit_per_s, e.links.edge_edge.latency_ms,
+                  e.links.edge_cloud.bandwidth_mbit_per_s, e.links.edge_cloud.latency_ms,
+                  device_cloud.bandwidth_mbit_per_s, device_cloud.latency_ms);
       for (const auto& [name, node] : e.nodes) std::printf(" %s %.3g", name.c_str(), node.speed);
       std::printf("\n");
       caf::anon_send_exit(planner_actor, caf::exit_reason::user_shutdown);

@@ -20,6 +20,7 @@
 #include "actors/node.hpp"
 #include "actors/protocol.hpp"
 #include "actors/transport.hpp"
+#include "profiling/cpu_limit.hpp"
 #include "security/tls_audit.hpp"
 #include "security/tls_identity.hpp"
 
@@ -255,6 +256,9 @@ int main(int argc, char** argv) {
                   unsigned(*port), tls.enabled ? ("mutual TLS, cluster CA " + tls.ca_file).c_str() : "plaintext: tls=false");
       std::printf("d3-node %s: emulated speed %g (emulation: compute capacity relative to one core, applied "
                   "under the virtual clock)\n", cfg.name.c_str(), cfg.speed);
+      if (auto limit = d3::cpu_limit_cores())
+        std::printf("d3-node %s: cpu quota of %.3g cores (cgroup): wall-clock speed probes are timed at its sustained "
+                    "rate\n", cfg.name.c_str(), *limit);
       std::fflush(stdout);
       int signal_number = 0;
       sigwait(&stop_signals, &signal_number);

@@ -32,4 +32,13 @@ link_profile link_estimator::estimate() const {
   return p;
 }
 
+size_t long_probe_bytes(size_t small_bytes, double small_ms, size_t larger_bytes, double larger_ms) {
+  constexpr double target_ms = 40, max_bytes = 1 << 20, long_enough_ms = 10;
+  const double extra_bytes = double(larger_bytes) - double(small_bytes);
+  const double extra_ms = larger_ms - small_ms;
+  if (extra_bytes <= 0 || extra_ms >= long_enough_ms) return 0;
+  const double bytes_per_ms = extra_ms > 0 ? extra_bytes / extra_ms : max_bytes;
+  return size_t(std::clamp(bytes_per_ms * target_ms, 4 * double(larger_bytes), max_bytes));
+}
+
 }  // namespace d3

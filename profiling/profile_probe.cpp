@@ -11,6 +11,7 @@
 #include "emulation/node_emulation.hpp"
 #include "kernels/executor.hpp"
 #include "kernels/model_zoo.hpp"
+#include "profiling/cpu_limit.hpp"
 #include "profiling/message_costs.hpp"
 #include "schema/bundle.hpp"
 
@@ -139,6 +140,7 @@ std::string profile_fragment(const std::vector<uint8_t>& payload, int repeats, i
     session = std::move(fresh.value());
   }
   shipment->fragment = graph{};  // the stand-in weights: the executor packed its own copy
+  const std::optional<double> limit = virtual_clock ? std::nullopt : cpu_limit_cores();
   const std::vector<const tensor*> pointers = session->input_pointers();
   std::vector<std::vector<double>> runs;  // per timed run, per layer index: ms
   std::vector<bool> timed(session->names.size(), false);
@@ -162,7 +164,11 @@ std::string profile_fragment(const std::vector<uint8_t>& payload, int repeats, i
     double wall_ms = 0;
     for (const layer_timing& t : timings) wall_ms += t.milliseconds;
     // Virtual clock: the run's CPU time split over layers by their wall times, at this speed.
-    const double scale = virtual_clock && wall_ms > 0 ? cpu_ms / wall_ms / speed : 1.0;
+    // Wall clock: the run at the rate a cpu quota sustains (its first ms can run on the quota's
+    // burst after the pause), split the same way.
+    const double scale = wall_ms <= 0    ? 1.0
+                         : virtual_clock ? cpu_ms / wall_ms / speed
+                                         : sustained_ms(wall_ms, cpu_ms, limit) / wall_ms;
     std::vector<double>& run = runs.emplace_back(session->names.size(), 0.0);
     for (const layer_timing& t : timings)
       if (t.layer >= 0 && size_t(t.layer) < run.size() && !session->names[size_t(t.layer)].empty()) {
@@ -206,6 +212,7 @@ result<double> time_fragment(const std::vector<uint8_t>& payload, size_t max_lay
   for (const layer& l : f.layers) key += ":" + l.name;
   const bool virtual_clock = emulation().mode() == clock_mode::virtual_time;
   std::lock_guard<std::mutex> lock(mutex);
+  const std::optional<double> limit = virtual_clock ? std::nullopt : cpu_limit_cores();
   auto run = [&]() -> result<double> {
     const std::vector<const tensor*> pointers = session->input_pointers();
     machine_cpu_lock alone(virtual_clock);
@@ -213,8 +220,11 @@ result<double> time_fragment(const std::vector<uint8_t>& payload, size_t max_lay
     const auto wall_start = std::chrono::steady_clock::now();
     auto out = session->exec->run(pointers);
     if (!out) return status::error("speed probe: " + out.message());
-    if (virtual_clock) return (thread_cpu_ms() - cpu_start) / emulation().speed();
-    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - wall_start).count();
+    const double cpu_ms = thread_cpu_ms() - cpu_start;
+    if (virtual_clock) return cpu_ms / emulation().speed();
+    // Wall: at the rate a cpu quota sustains (a probe this short can run on the quota's burst).
+    return sustained_ms(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - wall_start).count(),
+                        cpu_ms, limit);
   };
   if (!session || session->key != key) {
     session.reset();

@@ -262,9 +262,10 @@ cafile="$out/certs/ca.pem"
 certificate="$out/certs/$n.pem"
 key="$out/certs/$n.key"
 INI
-    # Into the cgroup first, then into the namespace (ip netns exec mounts its own /sys, without
-    # the cgroup hierarchy); the node inherits both.
-    sh -c "echo \$\$ > '$cg/cgroup.procs' && exec ip netns exec 'd3-$n' '$node_binary' --config-file='$out/$n.ini'" \
+    # Into the cgroup first, then into the network namespace; the node inherits both. nsenter,
+    # not ip netns exec: that mounts a /sys of its own without the cgroup hierarchy, and the node
+    # reads its quota there (profiling/cpu_limit.hpp: a short probe runs on the quota's burst).
+    sh -c "echo \$\$ > '$cg/cgroup.procs' && exec nsenter --net=/run/netns/d3-$n '$node_binary' --config-file='$out/$n.ini'" \
       > "$out/$n.log" 2>&1 &
     echo $! >> "$state/pids"
     summary+=$'\n'"  $n: d3-$n $(ip_of "$n"):$port, cpu quota $quota/$period us (speed $scaled), log $out/$n.log"

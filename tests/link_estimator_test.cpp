@@ -1,6 +1,7 @@
 #define BOOST_TEST_MODULE link_estimator
 #include <boost/test/unit_test.hpp>
 
+#include <algorithm>
 #include <cmath>
 
 #include "kernels/model_zoo.hpp"
@@ -53,4 +54,47 @@ BOOST_AUTO_TEST_CASE(one_size_cannot_separate_latency_from_bandwidth) {
   BOOST_TEST(!estimator.ready());
   estimator.observe(1024, 5.5);
   BOOST_TEST(estimator.ready());
+}
+
+// A link shaped by a token bucket as tc's tbf shapes it: a burst of `bucket_ms` at the rate
+// passes at once, the rest at the rate.
+double bucket_ms(const link_profile& link, double bucket_ms, size_t bytes) {
+  const double bytes_per_ms = link.bandwidth_mbit_per_s * 1e6 / 8 / 1000;
+  return link.latency_ms + std::max(0.0, double(bytes) - bucket_ms * bytes_per_ms) / bytes_per_ms;
+}
+
+BOOST_AUTO_TEST_CASE(a_third_probe_sees_through_a_token_bucket) {
+  for (double mbit : {20.0, 50.0, 100.0, 200.0}) {
+    const link_profile truth{mbit, 0.2};
+    link_estimator two, three;
+    const double small_ms = bucket_ms(truth, 2, 1024), larger_ms = bucket_ms(truth, 2, 16384);
+    for (link_estimator* e : {&two, &three}) {
+      e->observe(1024, small_ms);
+      e->observe(16384, larger_ms);
+    }
+    const size_t third = long_probe_bytes(1024, small_ms, 16384, larger_ms);
+    BOOST_TEST_REQUIRE(third > 16384u, mbit << " Mbit/s: no third probe");
+    BOOST_TEST(third <= size_t(1) << 20);
+    three.observe(third, bucket_ms(truth, 2, third));
+    // Two small probes alone overstate a fast link (both fit in the bucket: 0 is "faster than
+    // measurable"); the third is within 10%.
+    if (mbit >= 100) {
+      const double small_only = two.estimate().bandwidth_mbit_per_s;
+      BOOST_TEST((small_only == 0 || small_only > 2 * mbit), mbit << " Mbit/s: " << small_only);
+    }
+    BOOST_TEST(std::fabs(three.estimate().bandwidth_mbit_per_s / mbit - 1) <= 0.10,
+               mbit << " Mbit/s: " << three.estimate().bandwidth_mbit_per_s);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(no_third_probe_where_the_small_ones_took_long_enough) {
+  const link_profile slow{1.1, 5};
+  BOOST_TEST(long_probe_bytes(1024, transfer_ms(slow, 1024), 16384, transfer_ms(slow, 16384)) == 0u);
+  // An emulated link without a bucket: the third probe agrees with the first two.
+  const link_profile lan{100, 2};
+  const size_t third = long_probe_bytes(1024, transfer_ms(lan, 1024), 16384, transfer_ms(lan, 16384));
+  BOOST_TEST(third > 16384u);
+  link_estimator e;
+  for (size_t b : {size_t(1024), size_t(16384), third}) e.observe(b, transfer_ms(lan, b));
+  BOOST_TEST(std::fabs(e.estimate().bandwidth_mbit_per_s - 100) < 0.01);
 }

@@ -3,9 +3,16 @@
 #define BOOST_TEST_MODULE profile_probe
 #include <boost/test/unit_test.hpp>
 
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include <unistd.h>
+
 #include <nlohmann/json.hpp>
 
 #include "kernels/model_zoo.hpp"
+#include "profiling/cpu_limit.hpp"
 #include "profiling/message_costs.hpp"
 #include "profiling/profile_probe.hpp"
 #include "schema/bundle.hpp"
@@ -114,4 +121,56 @@ BOOST_AUTO_TEST_CASE(a_pooled_profile_takes_each_layers_median_over_the_nodes) {
   BOOST_TEST(pooled_profile({}).milliseconds.empty());
   probes.pop_back();  // two nodes: the mean of the middle two
   BOOST_TEST(pooled_profile(probes).milliseconds == std::vector<double>({0, 5.5, 4}), boost::test_tools::per_element());
+}
+
+namespace {
+
+// A fake cgroup tree under a temporary directory: `files` maps paths below it to contents.
+struct fake_cgroups {
+  std::filesystem::path root;
+  explicit fake_cgroups(const std::map<std::string, std::string>& files) {
+    root = std::filesystem::temp_directory_path() / ("d3-cgroup-test-" + std::to_string(::getpid()));
+    std::filesystem::remove_all(root);
+    for (const auto& [path, text] : files) {
+      std::filesystem::create_directories((root / path).parent_path());
+      std::ofstream(root / path) << text;
+    }
+  }
+  ~fake_cgroups() { std::filesystem::remove_all(root); }
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(a_cgroup_v1_quota_is_read_with_its_ancestors) {
+  fake_cgroups c({{"cpu,cpuacct/d3-device/cpu.cfs_quota_us", "1000\n"},
+                  {"cpu,cpuacct/d3-device/cpu.cfs_period_us", "11111\n"},
+                  {"cpu,cpuacct/cpu.cfs_quota_us", "-1\n"},
+                  {"cpu,cpuacct/cpu.cfs_period_us", "100000\n"}});
+  const std::string self = "4:memory:/x\n2:cpu,cpuacct:/d3-device\n0::/\n";
+  auto limit = cpu_limit_cores(self, c.root.string());
+  BOOST_TEST_REQUIRE(limit.has_value());
+  BOOST_TEST(*limit == 1000.0 / 11111, boost::test_tools::tolerance(1e-9));
+  // A parent's tighter quota binds the child.
+  std::ofstream(c.root / "cpu,cpuacct/cpu.cfs_quota_us") << "5000\n";
+  std::ofstream(c.root / "cpu,cpuacct/cpu.cfs_period_us") << "100000\n";
+  BOOST_TEST(*cpu_limit_cores(self, c.root.string()) == 0.05, boost::test_tools::tolerance(1e-9));
+  // Unlimited (-1) and unreadable: no limit.
+  BOOST_TEST(!cpu_limit_cores("1:cpu:/elsewhere\n", (c.root / "missing").string()).has_value());
+}
+
+BOOST_AUTO_TEST_CASE(a_cgroup_v2_cpu_max_is_read) {
+  fake_cgroups c({{"svc/cpu.max", "25000 100000\n"}, {"cpu.max", "max 100000\n"}});
+  auto limit = cpu_limit_cores("0::/svc\n", c.root.string());
+  BOOST_TEST_REQUIRE(limit.has_value());
+  BOOST_TEST(*limit == 0.25, boost::test_tools::tolerance(1e-9));
+  BOOST_TEST(!cpu_limit_cores("0::/\n", c.root.string()).has_value());
+}
+
+BOOST_AUTO_TEST_CASE(a_burst_under_a_quota_is_timed_at_the_sustained_rate) {
+  // 1.3 ms of CPU that ran on the quota's burst in 1.4 ms at 9% of a core: 14.4 ms sustained.
+  BOOST_TEST(sustained_ms(1.4, 1.3, 0.09) == 1.3 / 0.09, boost::test_tools::tolerance(1e-9));
+  // Throttled already, or no quota, or a quota over one core (one thread): the wall time.
+  BOOST_TEST(sustained_ms(20.0, 1.3, 0.09) == 20.0);
+  BOOST_TEST(sustained_ms(1.4, 1.3, std::nullopt) == 1.4);
+  BOOST_TEST(sustained_ms(1.4, 1.3, 2.0) == 1.4);
 }

@@ -74,7 +74,8 @@ struct deployment_options {
   // Light probes of idle links (for the planner's estimates): after an answer, every role pair
   // (device-edge, device-cloud, edge-edge, edge-cloud, between the app node, the first edge node
   // and the cloud) whose link carried no transfer for this many answers is probed with two small
-  // messages (1 and 16 KB) through the nodes; the probes join the answer's transfers. Likewise
+  // messages (1 and 16 KB) through the nodes, and under the wall clock with a third where a token
+  // bucket may hide the rate (long_probe_bytes); the probes join the answer's transfers. Likewise
   // every node that computed nothing in this many answers runs a small fragment of the model
   // once (probe_idle_nodes); its time joins the answer's computes. 0: never.
   int idle_probe_every = 0;

@@ -89,7 +89,6 @@ class fma_depthwise_operator : public depthwise_rows_operator {
     const int inner_end = std::max(inner_begin, std::min(out_.w, (in_.w - span + left + sw - 1) / sw));
     const size_t full = c / lanes;  // whole vectors; vector `full` is the masked tail if any
     const __mmask16 tail = __mmask16((1u << (c % lanes)) - 1);
-    const size_t vectors = full + (tail ? 1 : 0);
     // Interior: pixel p of the group at `first`, tap t reads taps.row[t] + first * sw * c +
     // taps.offset[t] + p * sw * c (a padding row reads zero_row_, as wide as an input row).
     interior_taps taps;
@@ -105,21 +104,8 @@ class fma_depthwise_operator : public depthwise_rows_operator {
       const int first = std::min(ox, out_.w - 4);
       float* out = out_row + size_t(first) * stride;
       ox = first + 4;
-      // Pairs of vectors, the last pair's second the masked tail where that makes a pair (eight
-      // sums instead of two runs of four, which wait on the FMA latency).
       if (first >= inner_begin && first + 4 <= inner_end) {
-        const ptrdiff_t at = ptrdiff_t(first) * taps.pixel_step;
-        size_t v = 0;
-        for (; v + 2 <= vectors; v += 2) {
-          if (v + 1 == full)
-            interior_two_vectors<0, true>(out, stride, v, taps, at, tail);
-          else if (taps_ == 9)
-            interior_two_vectors<9, false>(out, stride, v, taps, at, 0xFFFF);
-          else
-            interior_two_vectors<0, false>(out, stride, v, taps, at, 0xFFFF);
-        }
-        if (v < full) interior_one_vector<false>(out, stride, v, taps, at, 0xFFFF);
-        if (v == full && tail) interior_one_vector<true>(out, stride, v, taps, at, tail);
+        group(out, stride, interior_pixels{&taps, ptrdiff_t(first) * taps.pixel_step}, full, tail);
         continue;
       }
       const int x0 = first * sw - left;
@@ -128,12 +114,7 @@ class fma_depthwise_operator : public depthwise_rows_operator {
           const int ix = x0 + p * sw + tap_x_[t] * dw;
           quad[p][t] = rows[t] && ix >= 0 && ix < in_.w ? rows[t] + size_t(ix) * c : zero_.data();
         }
-      size_t v = 0;
-      for (; v + 2 <= vectors; v += 2)
-        v + 1 == full ? four_pixels_two_vectors<true>(out, stride, v, quad, tail)
-                      : four_pixels_two_vectors<false>(out, stride, v, quad, 0xFFFF);
-      if (v < full) four_pixels<false>(out, stride, v, quad, 0xFFFF);
-      if (v == full && tail) four_pixels<true>(out, stride, v, quad, tail);
+      group(out, stride, border_pixels{quad}, full, tail);
     }
     // Maps narrower than four pixels: one at a time.
     const float* ptr[max_taps];  // per tap of a lone pixel
@@ -156,67 +137,26 @@ class fma_depthwise_operator : public depthwise_rows_operator {
     ptrdiff_t pixel_step;
   };
 
-  // Channel vectors v and v + 1 of an interior group (`at`: its first pixel's offset in a row):
-  // eight sums. Taps: the window's taps when known at compile time (9: the 3x3 window, its
-  // weights held in registers across the row's groups), else taps_.
-  // MaskedB: the second vector's lanes outside `mb` are neither read nor written.
-  template <int Taps, bool MaskedB>
-  __attribute__((target("avx512f"), always_inline)) inline void interior_two_vectors(float* out, size_t stride, size_t v,
-                                                                                     const interior_taps& taps,
-                                                                                     ptrdiff_t at, __mmask16 mb) const {
-    const size_t ch = v * lanes;
-    const ptrdiff_t s = taps.pixel_step;
-    __m512 a0 = _mm512_loadu_ps(&bias_[ch]), b0 = _mm512_loadu_ps(&bias_[ch + lanes]);
-    __m512 a1 = a0, a2 = a0, a3 = a0, b1 = b0, b2 = b0, b3 = b0;
-    const int count = Taps > 0 ? Taps : taps_;
-    const float* w = &weights_[ch];
-    for (int t = 0; t < count; ++t, w += padded_) {
-      const __m512 wa = _mm512_loadu_ps(w), wb = _mm512_loadu_ps(w + lanes);
-      const float* p = taps.row[t] + (at + taps.offset[t]) + ptrdiff_t(ch);
-      a0 = _mm512_fmadd_ps(_mm512_loadu_ps(p), wa, a0);
-      b0 = _mm512_fmadd_ps(load<MaskedB>(mb, p + lanes), wb, b0);
-      a1 = _mm512_fmadd_ps(_mm512_loadu_ps(p + s), wa, a1);
-      b1 = _mm512_fmadd_ps(load<MaskedB>(mb, p + s + lanes), wb, b1);
-      a2 = _mm512_fmadd_ps(_mm512_loadu_ps(p + 2 * s), wa, a2);
-      b2 = _mm512_fmadd_ps(load<MaskedB>(mb, p + 2 * s + lanes), wb, b2);
-      a3 = _mm512_fmadd_ps(_mm512_loadu_ps(p + 3 * s), wa, a3);
-      b3 = _mm512_fmadd_ps(load<MaskedB>(mb, p + 3 * s + lanes), wb, b3);
+  // The four pixels' pointers of tap t (plus a channel offset) in a group: an interior group's
+  // from its taps' rows and offsets (`at`: its first pixel's offset in a row), a border group's
+  // from its table.
+  struct interior_pixels {
+    const interior_taps* taps;
+    ptrdiff_t at;
+    __attribute__((always_inline)) inline void get(int t, const float* (&p)[4]) const {
+      const ptrdiff_t s = taps->pixel_step;
+      p[0] = taps->row[t] + (at + taps->offset[t]);
+      p[1] = p[0] + s;
+      p[2] = p[0] + 2 * s;
+      p[3] = p[0] + 3 * s;
     }
-    float* o = out + ch;
-    _mm512_storeu_ps(o, clamp(a0));
-    _mm512_mask_storeu_ps(o + lanes, mb, clamp(b0));
-    _mm512_storeu_ps(o + stride, clamp(a1));
-    _mm512_mask_storeu_ps(o + stride + lanes, mb, clamp(b1));
-    _mm512_storeu_ps(o + 2 * stride, clamp(a2));
-    _mm512_mask_storeu_ps(o + 2 * stride + lanes, mb, clamp(b2));
-    _mm512_storeu_ps(o + 3 * stride, clamp(a3));
-    _mm512_mask_storeu_ps(o + 3 * stride + lanes, mb, clamp(b3));
-  }
-
-  // Channel vector v of an interior group, lanes outside `m` neither read nor written.
-  template <bool Masked>
-  __attribute__((target("avx512f"), always_inline)) inline void interior_one_vector(float* out, size_t stride, size_t v,
-                                                                                    const interior_taps& taps,
-                                                                                    ptrdiff_t at, __mmask16 m) const {
-    const size_t ch = v * lanes;
-    const ptrdiff_t s = taps.pixel_step;
-    __m512 acc0 = _mm512_loadu_ps(&bias_[ch]);
-    __m512 acc1 = acc0, acc2 = acc0, acc3 = acc0;
-    const float* w = &weights_[ch];
-    for (int t = 0; t < taps_; ++t, w += padded_) {
-      const __m512 wt = _mm512_loadu_ps(w);
-      const float* p = taps.row[t] + (at + taps.offset[t]) + ptrdiff_t(ch);
-      acc0 = _mm512_fmadd_ps(load<Masked>(m, p), wt, acc0);
-      acc1 = _mm512_fmadd_ps(load<Masked>(m, p + s), wt, acc1);
-      acc2 = _mm512_fmadd_ps(load<Masked>(m, p + 2 * s), wt, acc2);
-      acc3 = _mm512_fmadd_ps(load<Masked>(m, p + 3 * s), wt, acc3);
+  };
+  struct border_pixels {
+    const float* const (*quad)[max_taps];
+    __attribute__((always_inline)) inline void get(int t, const float* (&p)[4]) const {
+      for (int k = 0; k < 4; ++k) p[k] = quad[k][t];
     }
-    float* o = out + ch;
-    _mm512_mask_storeu_ps(o, m, clamp(acc0));
-    _mm512_mask_storeu_ps(o + stride, m, clamp(acc1));
-    _mm512_mask_storeu_ps(o + 2 * stride, m, clamp(acc2));
-    _mm512_mask_storeu_ps(o + 3 * stride, m, clamp(acc3));
-  }
+  };
 
   // Lanes outside `m` are neither read nor written (Masked; otherwise m is all ones).
   template <bool Masked>
@@ -224,51 +164,52 @@ class fma_depthwise_operator : public depthwise_rows_operator {
     return Masked ? _mm512_maskz_loadu_ps(m, p) : _mm512_loadu_ps(p);
   }
 
-  // Channel vector v of four pixels: a pointer per pixel and tap.
-  template <bool Masked>
-  __attribute__((target("avx512f"), always_inline)) inline void four_pixels(float* out, size_t stride, size_t v,
-                                                                             const float* const (*quad)[max_taps],
-                                                                             __mmask16 m) const {
-    const size_t at = v * lanes;
-    __m512 acc0 = _mm512_loadu_ps(&bias_[at]);
-    __m512 acc1 = acc0, acc2 = acc0, acc3 = acc0;
-    const float* w = &weights_[at];
-    for (int t = 0; t < taps_; ++t, w += padded_) {
-      const __m512 wt = _mm512_loadu_ps(w);
-      acc0 = _mm512_fmadd_ps(load<Masked>(m, quad[0][t] + at), wt, acc0);
-      acc1 = _mm512_fmadd_ps(load<Masked>(m, quad[1][t] + at), wt, acc1);
-      acc2 = _mm512_fmadd_ps(load<Masked>(m, quad[2][t] + at), wt, acc2);
-      acc3 = _mm512_fmadd_ps(load<Masked>(m, quad[3][t] + at), wt, acc3);
+  // All channels of a group of four pixels: pairs of vectors, the last pair's second the masked
+  // tail where that makes a pair (eight sums instead of two runs of four, which wait on the FMA
+  // latency), then a lone vector if one is left. 3x3 windows with their taps known at compile
+  // time.
+  template <typename Pixels>
+  __attribute__((target("avx512f"), always_inline)) inline void group(float* out, size_t stride, const Pixels& pixels,
+                                                                      size_t full, __mmask16 tail) const {
+    const size_t vectors = full + (tail ? 1 : 0);
+    size_t v = 0;
+    for (; v + 2 <= vectors; v += 2) {
+      if (v + 1 == full)
+        two_vectors<0, true>(out, stride, v, pixels, tail);
+      else if (taps_ == 9)
+        two_vectors<9, false>(out, stride, v, pixels, 0xFFFF);
+      else
+        two_vectors<0, false>(out, stride, v, pixels, 0xFFFF);
     }
-    float* o = out + at;
-    _mm512_mask_storeu_ps(o, m, clamp(acc0));
-    _mm512_mask_storeu_ps(o + stride, m, clamp(acc1));
-    _mm512_mask_storeu_ps(o + 2 * stride, m, clamp(acc2));
-    _mm512_mask_storeu_ps(o + 3 * stride, m, clamp(acc3));
+    if (v < full) one_vector<false>(out, stride, v, pixels, 0xFFFF);
+    if (v == full && tail) one_vector<true>(out, stride, v, pixels, tail);
   }
 
   // Channel vectors v and v + 1 of four pixels: eight sums, each pointer read once for two.
-  // MaskedB: the second vector's lanes outside `mb` are neither read nor written.
-  template <bool MaskedB>
-  __attribute__((target("avx512f"), always_inline)) inline void four_pixels_two_vectors(
-      float* out, size_t stride, size_t v, const float* const (*quad)[max_taps], __mmask16 mb) const {
-    const size_t at = v * lanes;
-    __m512 a0 = _mm512_loadu_ps(&bias_[at]), b0 = _mm512_loadu_ps(&bias_[at + lanes]);
+  // Taps: the window's when known at compile time, else taps_. MaskedB: the second vector's lanes
+  // outside `mb` are neither read nor written.
+  template <int Taps, bool MaskedB, typename Pixels>
+  __attribute__((target("avx512f"), always_inline)) inline void two_vectors(float* out, size_t stride, size_t v,
+                                                                            const Pixels& pixels, __mmask16 mb) const {
+    const size_t ch = v * lanes;
+    __m512 a0 = _mm512_loadu_ps(&bias_[ch]), b0 = _mm512_loadu_ps(&bias_[ch + lanes]);
     __m512 a1 = a0, a2 = a0, a3 = a0, b1 = b0, b2 = b0, b3 = b0;
-    const float* w = &weights_[at];
-    for (int t = 0; t < taps_; ++t, w += padded_) {
+    const int count = Taps > 0 ? Taps : taps_;
+    const float* w = &weights_[ch];
+    for (int t = 0; t < count; ++t, w += padded_) {
       const __m512 wa = _mm512_loadu_ps(w), wb = _mm512_loadu_ps(w + lanes);
-      const float *p0 = quad[0][t] + at, *p1 = quad[1][t] + at, *p2 = quad[2][t] + at, *p3 = quad[3][t] + at;
-      a0 = _mm512_fmadd_ps(_mm512_loadu_ps(p0), wa, a0);
-      b0 = _mm512_fmadd_ps(load<MaskedB>(mb, p0 + lanes), wb, b0);
-      a1 = _mm512_fmadd_ps(_mm512_loadu_ps(p1), wa, a1);
-      b1 = _mm512_fmadd_ps(load<MaskedB>(mb, p1 + lanes), wb, b1);
-      a2 = _mm512_fmadd_ps(_mm512_loadu_ps(p2), wa, a2);
-      b2 = _mm512_fmadd_ps(load<MaskedB>(mb, p2 + lanes), wb, b2);
-      a3 = _mm512_fmadd_ps(_mm512_loadu_ps(p3), wa, a3);
-      b3 = _mm512_fmadd_ps(load<MaskedB>(mb, p3 + lanes), wb, b3);
+      const float* p[4];
+      pixels.get(t, p);
+      a0 = _mm512_fmadd_ps(_mm512_loadu_ps(p[0] + ch), wa, a0);
+      b0 = _mm512_fmadd_ps(load<MaskedB>(mb, p[0] + ch + lanes), wb, b0);
+      a1 = _mm512_fmadd_ps(_mm512_loadu_ps(p[1] + ch), wa, a1);
+      b1 = _mm512_fmadd_ps(load<MaskedB>(mb, p[1] + ch + lanes), wb, b1);
+      a2 = _mm512_fmadd_ps(_mm512_loadu_ps(p[2] + ch), wa, a2);
+      b2 = _mm512_fmadd_ps(load<MaskedB>(mb, p[2] + ch + lanes), wb, b2);
+      a3 = _mm512_fmadd_ps(_mm512_loadu_ps(p[3] + ch), wa, a3);
+      b3 = _mm512_fmadd_ps(load<MaskedB>(mb, p[3] + ch + lanes), wb, b3);
     }
-    float* o = out + at;
+    float* o = out + ch;
     _mm512_storeu_ps(o, clamp(a0));
     _mm512_mask_storeu_ps(o + lanes, mb, clamp(b0));
     _mm512_storeu_ps(o + stride, clamp(a1));
@@ -277,6 +218,31 @@ class fma_depthwise_operator : public depthwise_rows_operator {
     _mm512_mask_storeu_ps(o + 2 * stride + lanes, mb, clamp(b2));
     _mm512_storeu_ps(o + 3 * stride, clamp(a3));
     _mm512_mask_storeu_ps(o + 3 * stride + lanes, mb, clamp(b3));
+  }
+
+  // Channel vector v of four pixels, lanes outside `m` neither read nor written (Masked;
+  // otherwise m is all ones).
+  template <bool Masked, typename Pixels>
+  __attribute__((target("avx512f"), always_inline)) inline void one_vector(float* out, size_t stride, size_t v,
+                                                                           const Pixels& pixels, __mmask16 m) const {
+    const size_t ch = v * lanes;
+    __m512 acc0 = _mm512_loadu_ps(&bias_[ch]);
+    __m512 acc1 = acc0, acc2 = acc0, acc3 = acc0;
+    const float* w = &weights_[ch];
+    for (int t = 0; t < taps_; ++t, w += padded_) {
+      const __m512 wt = _mm512_loadu_ps(w);
+      const float* p[4];
+      pixels.get(t, p);
+      acc0 = _mm512_fmadd_ps(load<Masked>(m, p[0] + ch), wt, acc0);
+      acc1 = _mm512_fmadd_ps(load<Masked>(m, p[1] + ch), wt, acc1);
+      acc2 = _mm512_fmadd_ps(load<Masked>(m, p[2] + ch), wt, acc2);
+      acc3 = _mm512_fmadd_ps(load<Masked>(m, p[3] + ch), wt, acc3);
+    }
+    float* o = out + ch;
+    _mm512_mask_storeu_ps(o, m, clamp(acc0));
+    _mm512_mask_storeu_ps(o + stride, m, clamp(acc1));
+    _mm512_mask_storeu_ps(o + 2 * stride, m, clamp(acc2));
+    _mm512_mask_storeu_ps(o + 3 * stride, m, clamp(acc3));
   }
 
   // Channel vector v of one pixel.

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "base/clock_offset.hpp"
 #include "base/send_backlog.hpp"
 #include "emulation/emulation.hpp"
 #include "emulation/emulation_trace.hpp"
@@ -380,14 +381,6 @@ class deployment {
   void probe_idle_nodes(request_outcome& o);
 
   // actors/failover.cpp.
-  // One pong: the node's clock minus the app's at the ping's round-trip midpoint. Its error is at
-  // most half the round trip, which also counts the time the pong waited in the app's mailbox
-  // while the app was blocked (a probe, a deployment): a sample is only as good as its round trip.
-  struct clock_sample {
-    double round_trip_ms = 0;
-    double offset_ms = 0;
-    double taken_ms = 0;  // the app's monotonic clock when the pong was read
-  };
   struct node_health {
     std::chrono::steady_clock::time_point last_answer;  // connect or last pong
     // When the oldest ping not answered since last_answer was sent (unset: none is waiting).
@@ -406,8 +399,7 @@ class deployment {
     bool connection_lost = false;
     // Reported unreachable by a peer node (a link between nodes failed): not taken back before.
     std::chrono::steady_clock::time_point hold_until;
-    // The node's clock against the app's, from the last pongs (node_to_wall_ms).
-    std::deque<clock_sample> clock_samples;
+    clock_offset_estimator clock;  // the node's clock against the app's, from the pongs
   };
   // Counts silence from now for every live node: called when the app starts listening again
   // after a blocking step (pongs were not read meanwhile, which is not the nodes' fault).
@@ -477,7 +469,6 @@ class deployment {
   std::map<std::string, size_t> node_last_seen_;
   std::map<std::string, int> speed_probes_;  // probes so far, by node
   static constexpr size_t node_probe_every = 8;
-  static constexpr size_t max_clock_samples = 240;  // a minute of pings (node_to_wall_ms)
   std::deque<double> recent_latency_;  // of the last answers (virtual or wall, as the clock)
   int probe_burst_ = 0;                // answers still to probe every idle node after
   const graph* speed_probe_graph_ = nullptr;

@@ -68,31 +68,15 @@ void deployment::on_pong(const caf::actor_addr& from, uint64_t seq, double node_
       h.unanswered_since.reset();
       if (sent != ping_sent_ms_.end()) {
         const double round_trip = now_ms - sent->second;
-        h.clock_samples.push_back({round_trip, node_ms - (sent->second + round_trip / 2), now_ms});
-        if (h.clock_samples.size() > max_clock_samples) h.clock_samples.pop_front();
+        h.clock.add(sent->second, round_trip, node_ms, now_ms);
       }
       return;
     }
 }
 
-// The offset of the sample with the smallest error bound: half its round trip plus what the two
-// clocks can have drifted apart since (100 ppm, more than quartz crystals drift). Each ping's
-// round trip counts the time its pong waited while the app was blocked, and with nodes under cpu
-// quotas every pong of a few seconds can wait tens of ms: with the best of the last 16 samples
-// (4 s of pings) the offsets of the namespace cluster's nodes, which share one clock, swung by
-// +-23 ms, and so did the node-to-node probes and stage times the planner learnt from. The last
-// 240 samples (a minute of pings) keep one answered promptly.
 double deployment::node_to_wall_ms(const std::string& node, double node_ms) const {
-  constexpr double drift_ms_per_ms = 1e-4;
-  double offset = 0;
   auto h = health_.find(node);
-  if (h != health_.end() && !h->second.clock_samples.empty()) {
-    const double now_ms = monotonic_ms();
-    auto bound = [&](const clock_sample& c) { return c.round_trip_ms / 2 + (now_ms - c.taken_ms) * drift_ms_per_ms; };
-    offset = std::min_element(h->second.clock_samples.begin(), h->second.clock_samples.end(),
-                              [&](const clock_sample& a, const clock_sample& b) { return bound(a) < bound(b); })
-                 ->offset_ms;
-  }
+  const double offset = h != health_.end() ? h->second.clock.offset(monotonic_ms()) : 0.0;
   const double epoch_ms = std::chrono::duration<double, std::milli>(wall_epoch_.time_since_epoch()).count();
   return node_ms - offset - epoch_ms;
 }

@@ -173,23 +173,22 @@ void deployment::probe_idle_links(request_outcome& o) {
     link_last_seen_[k] = answers_seen_;
     double after_ms = 0;  // each probe leaves when the previous one has arrived
     std::vector<transfer_observation> probes;
-    for (size_t size : {size_t(1024), size_t(16384), size_t(0)}) {
-      if (size == 0) {
-        // Only a real link can hide behind a token bucket: the virtual clock's links are exact
-        // lines, where a third probe would only occupy the link.
-        if (options_.emulation.clock == clock_mode::virtual_time) break;
-        size = long_probe_bytes(probes[0].bytes, probes[0].ms, probes[1].bytes, probes[1].ms);
-        if (size == 0) break;
-      }
+    auto probe = [&](size_t size) {
       auto probed = probe_link(from, to, size, after_ms);
       if (!probed) {
         stray_errors_.push_back(probed.message());
-        break;
+        return false;
       }
       after_ms += probed->ms;
       probes.push_back(probed.value());
       o.transfers.push_back(probed.value());
-    }
+      return true;
+    };
+    // A third probe only on real links, which can hide behind a token bucket: the virtual clock's
+    // links are exact lines, where it would only occupy the link.
+    if (probe(1024) && probe(16384) && options_.emulation.clock != clock_mode::virtual_time)
+      if (const size_t size = long_probe_bytes(probes[0].bytes, probes[0].ms, probes[1].bytes, probes[1].ms); size > 0)
+        probe(size);
     nlohmann::json bytes = nlohmann::json::array(), ms = nlohmann::json::array();
     for (const transfer_observation& p : probes) bytes.push_back(p.bytes), ms.push_back(p.ms);
     log({{"event", "link_probed"}, {"from", from}, {"to", to}, {"bytes", bytes}, {"ms", ms}});

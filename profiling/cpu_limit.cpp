@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <fstream>
 #include <sstream>
-#include <vector>
 
 namespace d3 {
 
@@ -14,6 +13,13 @@ std::optional<double> read_number(const std::string& path) {
   double value = 0;
   if (!(in >> value)) return std::nullopt;
   return value;
+}
+
+// The tighter of two limits (nullopt: none).
+std::optional<double> tighter(std::optional<double> a, std::optional<double> b) {
+  if (!a) return b;
+  if (!b) return a;
+  return std::min(*a, *b);
 }
 
 // Quota / period of one cgroup directory, nullopt where unlimited or unreadable.
@@ -42,7 +48,7 @@ template <typename Limit>
 std::optional<double> tightest(const std::string& base, std::string path, Limit limit) {
   std::optional<double> best;
   while (true) {
-    if (auto l = limit(base + path); l && (!best || *l < *best)) best = l;
+    best = tighter(best, limit(base + path));
     if (path.empty() || path == "/") break;
     const size_t slash = path.find_last_of('/');
     path = slash == 0 || slash == std::string::npos ? std::string("/") : path.substr(0, slash);
@@ -54,9 +60,6 @@ std::optional<double> tightest(const std::string& base, std::string path, Limit 
 
 std::optional<double> cpu_limit_cores(const std::string& proc_self_cgroup, const std::string& cgroup_root) {
   std::optional<double> best;
-  auto keep = [&](std::optional<double> l) {
-    if (l && (!best || *l < *best)) best = l;
-  };
   std::istringstream lines(proc_self_cgroup);
   std::string line;
   while (std::getline(lines, line)) {
@@ -65,7 +68,7 @@ std::optional<double> cpu_limit_cores(const std::string& proc_self_cgroup, const
     if (b == std::string::npos) continue;
     const std::string controllers = line.substr(a + 1, b - a - 1), path = line.substr(b + 1);
     if (controllers.empty()) {  // v2
-      keep(tightest(cgroup_root, path, v2_limit));
+      best = tighter(best, tightest(cgroup_root, path, v2_limit));
       continue;
     }
     std::istringstream names(controllers);
@@ -75,7 +78,7 @@ std::optional<double> cpu_limit_cores(const std::string& proc_self_cgroup, const
     if (!cpu) continue;
     for (const std::string& mount : {controllers, std::string("cpu"), std::string("cpu,cpuacct")})
       if (auto l = tightest(cgroup_root + "/" + mount, path, v1_limit)) {
-        keep(l);
+        best = tighter(best, l);
         break;
       }
   }

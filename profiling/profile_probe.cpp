@@ -212,6 +212,7 @@ result<double> time_fragment(const std::vector<uint8_t>& payload, size_t max_lay
   for (const layer& l : f.layers) key += ":" + l.name;
   const bool virtual_clock = emulation().mode() == clock_mode::virtual_time;
   std::lock_guard<std::mutex> lock(mutex);
+  // Read at every probe: a node's quota can change while it runs (a speed step of a trace).
   const std::optional<double> limit = virtual_clock ? std::nullopt : cpu_limit_cores();
   auto run = [&]() -> result<double> {
     const std::vector<const tensor*> pointers = session->input_pointers();

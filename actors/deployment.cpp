@@ -13,6 +13,7 @@
 #include "actors/ask.hpp"
 #include "actors/request_session.hpp"
 #include "actors/transport.hpp"
+#include "kernels/arithmetic_fingerprint.hpp"
 
 namespace d3 {
 
@@ -124,13 +125,24 @@ status deployment::connect(const std::vector<node_endpoint>& nodes) {
     if (!info) return info.error();
     if (info->name != n.name)
       return status::error(what + " is d3-node '" + info->name + "', not '" + n.name + "' (check --nodes)");
+    auto mine = arithmetic_fingerprint();
+    if (!mine) return mine.error();
+    if (info->arithmetic != *mine) {
+      const std::string differs = what + " computes with other arithmetic (kernels' fingerprint " + info->arithmetic +
+                                  ", this process " + *mine + "): its outputs will not be bit-identical to a "
+                                  "single process here";
+      if (options_.require_same_arithmetic) return status::error(differs + " (require_same_arithmetic)");
+      arithmetic_mismatches_[n.name] = info->arithmetic;
+      log({{"event", "arithmetic_differs"}, {"node", n.name}, {"arithmetic", info->arithmetic}, {"app_arithmetic", *mine}});
+    }
     endpoints_[n.name] = n;
     nodes_[n.name] = handle;
     self->monitor(handle);
     watch_for_loss(loss_watcher_, caf::actor_cast<caf::actor>(handle));
     roles_[n.name] = info->role;
     health_[n.name].last_answer = std::chrono::steady_clock::now();
-    log({{"event", "node_up"}, {"node", n.name}, {"role", info->role}, {"address", n.address()}});
+    log({{"event", "node_up"}, {"node", n.name}, {"role", info->role}, {"address", n.address()},
+         {"arithmetic", info->arithmetic}});
   }
   return status::ok();
 }

@@ -80,6 +80,11 @@ struct deployment_options {
   // every node that computed nothing in this many answers runs a small fragment of the model
   // once (probe_idle_nodes); its time joins the answer's computes. 0: never.
   int idle_probe_every = 0;
+  // A node whose kernels' fingerprint differs from the app's (kernels/arithmetic_fingerprint.hpp:
+  // another CPU family or ISA may sum in another order) makes outputs that are not bit-identical to
+  // the app's single-process run. connect() logs it ("arithmetic_differs") and lists it in
+  // arithmetic_mismatches(); with this set, connect() refuses the node instead.
+  bool require_same_arithmetic = false;
   // Fault detection while requests run (run()): every node is pinged each `heartbeat`; a node whose
   // connection is lost is down at once (CAF's down message), one that answers no ping for
   // `silence` is down too (a frozen process keeps its connection open).
@@ -162,6 +167,9 @@ class deployment {
   // Connects to every node and checks it is the node it is named as. Errors name the node and
   // its address (nothing listening, not a d3-node, wrong name, no answer within the timeout).
   status connect(const std::vector<node_endpoint>& nodes);
+  // The connected nodes whose arithmetic fingerprint differs from this process's: node -> its
+  // fingerprint (see deployment_options::require_same_arithmetic).
+  const std::map<std::string, std::string>& arithmetic_mismatches() const { return arithmetic_mismatches_; }
 
   // Deploys `plan` of `g` (prepared): stage graph, peer connections for node-to-node traffic,
   // layer shipping (only what each node lacks), remote_spawn of every stage, setup, routes.
@@ -430,6 +438,7 @@ class deployment {
   std::map<std::string, node_endpoint> endpoints_;
   std::map<std::string, protocol::node_handle> nodes_;
   std::map<std::string, std::string> roles_;
+  std::map<std::string, std::string> arithmetic_mismatches_;
   std::set<std::pair<std::string, std::string>> probe_peered_;  // connected, not watched (probes)
   std::set<std::pair<std::string, std::string>> peered_;
   std::set<std::string> down_nodes_;  // nodes whose node actor went away (process gone)

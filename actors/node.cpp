@@ -266,7 +266,7 @@ protocol::node_handle::behavior_type node_actor(node_pointer self, node_identity
         print_node_event("emulation (not real links or devices): " + emulation().describe());
         return ok_atom::value;
       },
-      [=](protocol::info_atom) { return protocol::node_info{identity.name, identity.role}; },
+      [=](protocol::info_atom) { return protocol::node_info{identity.name, identity.role, identity.arithmetic}; },
       // A light probe of this node's link to `dest_name`: a real message of `size` bytes crosses
       // to that node. Virtual clock: its time on the link is what the emulated link clock gives
       // from `send_ms`, the same arithmetic a stage's send pays. Wall clock: the real time from

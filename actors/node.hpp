@@ -19,6 +19,7 @@ struct node_identity {
   std::string name;
   std::string role;
   double speed = 1.0;  // emulated compute capacity relative to one core (virtual clock)
+  std::string arithmetic;  // the node's arithmetic_fingerprint()
 };
 
 // The node actor's own state: the peers it watches for the app.

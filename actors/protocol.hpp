@@ -9,7 +9,7 @@
 // protocol::describe. Success of a command is ok_atom.
 //
 // Node actor (node_handle; published on the node's port, one per d3-node process):
-//   (info)                                       -> node_info {name, role}
+//   (info)                                       -> node_info {name, role, arithmetic}
 //   (lacks, uint64 model_hash, [string] layers)  -> [string] layers missing from the node's cache
 //   (ship, bytes LayerShipment)                  -> ok: stored
 //   (ship_part, uint64 upload, uint64 offset, uint64 total, bytes part) -> ok: one part of a
@@ -120,14 +120,15 @@ using verdict_atom = caf::atom_constant<caf::atom("d3verdict")>;
 using peer_down_atom = caf::atom_constant<caf::atom("d3peerdn")>;
 using pong_atom = caf::atom_constant<caf::atom("d3pong")>;
 
-// A node's answer to info.
+// A node's answer to info. arithmetic: its kernels' fingerprint (kernels/arithmetic_fingerprint.hpp).
 struct node_info {
   std::string name;
   std::string role;
+  std::string arithmetic;
 };
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, node_info& x) {
-  return f(caf::meta::type_name("d3_node_info"), x.name, x.role);
+  return f(caf::meta::type_name("d3_node_info"), x.name, x.role, x.arithmetic);
 }
 
 // Whatever receives a stage's output bundles: another stage or the app.

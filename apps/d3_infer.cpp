@@ -13,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "kernels/arithmetic_fingerprint.hpp"
 #include "kernels/memory.hpp"
 #include "apps/app_support.hpp"
 #include "apps/image_input.hpp"
@@ -360,10 +361,15 @@ int deploy_and_run(caf::actor_system& system, const d3::infer_options& o, infere
   // throttled (a namespace cluster's cpu quotas); d3-bench adapt (virtual clock) probes after
   // every answer.
   if (o.adapt) dopts.idle_probe_every = 3;
+  dopts.require_same_arithmetic = o.same_arithmetic;
   const std::string links = em.shaped ? ", shaped links: uplink " + em.links.uplink : ", links not shaped by d3";
   const d3::graph& g = in.g;
   d3::deployment dep(system, dopts);
   if (auto s = dep.connect(in.nodes); !s) return bad_input(s.message());
+  for (const auto& [node, arithmetic] : dep.arithmetic_mismatches())
+    std::cerr << "d3-infer: warning: node '" << node << "' computes with other arithmetic (" << arithmetic
+              << ", this process " << *d3::arithmetic_fingerprint()
+              << "): its outputs are not bit-identical to a single process here (--same-arithmetic refuses such nodes)\n";
   adaptation_start start;
   if (!o.strategy.empty()) {
     auto plan = plan_by_strategy(o, g, in.nodes, in.cluster ? &*in.cluster : nullptr, &start, dep);

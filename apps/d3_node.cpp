@@ -14,6 +14,7 @@
 #include <map>
 #include <string>
 
+#include "kernels/arithmetic_fingerprint.hpp"
 #include "kernels/memory.hpp"
 #include "emulation/emulation.hpp"
 #include "actors/layer_cache.hpp"
@@ -241,10 +242,17 @@ int main(int argc, char** argv) {
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
+  // Before the node listens: the app compares it with its own (bit-identical outputs need the same
+  // arithmetic on every node).
+  auto arithmetic = d3::arithmetic_fingerprint();
+  if (!arithmetic.is_ok()) {
+    std::cerr << "d3-node " << cfg.name << ": " << arithmetic.message() << "\n";
+    return 1;
+  }
   int exit_code = 0;
   {
     caf::actor_system system{cfg};
-    auto node = system.spawn(d3::node_actor, d3::node_identity{cfg.name, cfg.role, cfg.speed});
+    auto node = system.spawn(d3::node_actor, d3::node_identity{cfg.name, cfg.role, cfg.speed, *arithmetic});
     auto port = d3::transport::publish(node, cfg.port, cfg.host);
     if (!port) {
       std::cerr << "d3-node " << cfg.name << ": cannot listen on " << cfg.host << ":" << cfg.port << ": "
@@ -256,6 +264,8 @@ int main(int argc, char** argv) {
                   unsigned(*port), tls.enabled ? ("mutual TLS, cluster CA " + tls.ca_file).c_str() : "plaintext: tls=false");
       std::printf("d3-node %s: emulated speed %g (emulation: compute capacity relative to one core, applied "
                   "under the virtual clock)\n", cfg.name.c_str(), cfg.speed);
+      std::printf("d3-node %s: arithmetic %s (kernels' fingerprint: nodes with the same one compute the same "
+                  "bits)\n", cfg.name.c_str(), arithmetic->c_str());
       if (auto limit = d3::cpu_limit_cores())
         std::printf("d3-node %s: cpu quota of %.3g cores (cgroup): wall-clock speed probes are timed at its sustained "
                     "rate\n", cfg.name.c_str(), *limit);

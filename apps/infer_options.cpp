@@ -56,6 +56,9 @@ the answers by id.
   --model-seed S      seed of the built-in models' weights (default 2021)
   --verify            checks every answer memcmp-equal to a local single-process run, and
                       reports the single-process median latency of the same inputs
+  --same-arithmetic   refuses a node whose kernels' fingerprint (printed by d3-node at start)
+                      differs from this process's: another CPU family or ISA may sum in another
+                      order, so its outputs would not be bit-identical (default: a warning)
   --timeout-ms T      timeout of every connect, deployment step and answer (default 10000)
   --silence-ms T      a node (or a link between two nodes) that answers no heartbeat for T ms is
                       down (default 1250; raise it for nodes under tight cpu quotas)
@@ -189,6 +192,7 @@ status parse_infer_config_json(const std::string& text, const std::string& path,
       else if (key == "codecs") o.codecs = value.get<std::string>();
       else if (key == "trace") o.trace = relative(value.get<std::string>());
       else if (key == "adapt") o.adapt = value.get<bool>();
+      else if (key == "same_arithmetic") o.same_arithmetic = value.get<bool>();
       else if (key == "standby") o.standby = value.get<bool>();
       else if (key == "tls") o.tls = value.is_boolean() && !value.get<bool>() ? "false" : relative(value.get<std::string>());
       else if (key == "tls_name") o.tls_name = value.get<std::string>();
@@ -271,6 +275,7 @@ result<infer_options> parse_infer_options(int argc, char** argv) {
       else if (in.is("--redeploy")) o.redeploy = true;
       else if (in.is("--trace")) o.trace = in.value();
       else if (in.is("--adapt")) o.adapt = true;
+      else if (in.is("--same-arithmetic")) o.same_arithmetic = true;
       else if (in.is("--standby")) o.standby = in.choice({"on", "off"}) == "on";
       else if (in.is("--profile")) o.profile_source = in.choice({"nodes", "local"});
       else if (in.is("--tls")) o.tls = in.value();

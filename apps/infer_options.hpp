@@ -21,6 +21,7 @@ struct infer_options {
   long silence_ms = 1250;  // heartbeat silence that marks a node down
   uint64_t seed = 1, model_seed = default_model_seed;
   bool verify = false, redeploy = false;
+  bool same_arithmetic = false;  // --same-arithmetic: refuse nodes whose kernels compute other bits
   std::string tls;              // --tls DIR|false ("" : the cluster file's "tls")
   std::string tls_name = "app";  // --tls-name: whose files in the --tls folder
   std::vector<std::string> images;  // --image FILE (repeatable): request i uses images[i % count]

@@ -13,6 +13,12 @@ inline bool cpu_has_avx512f() {
   return has;
 }
 
+// AVX2 with FMA3 (the OS saving the YMM registers): XNNPACK's fma3 kernels, and d3's 256-bit ones.
+inline bool cpu_has_avx2_fma() {
+  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return has;
+}
+
 // D3_CONVOLUTION=xnnpack in the environment: the convolutions d3 runs natively only to be faster
 // (not those XNNPACK lacks) go to XNNPACK, for measuring the two side by side and for tests that
 // compare their bits. Read at each operator's creation.

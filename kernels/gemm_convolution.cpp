@@ -6,6 +6,7 @@
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #include <immintrin.h>
 #pragma GCC diagnostic pop
+#include <cpuinfo.h>
 #include <pthreadpool.h>
 
 #include <algorithm>
@@ -22,13 +23,18 @@ namespace d3 {
 
 namespace {
 
-constexpr size_t panel_width = 32;  // output channels per packed weight panel (two vectors)
+// Output channels per packed weight panel: two vectors, 32 on AVX-512, 16 on AVX2.
+constexpr size_t panel_width = 32;
+constexpr size_t avx2_panel_width = 16;
 // Output pixels per kernel call: 12 when the pixels' input rows are consecutive (a 1x1 window over
 // the whole map: one base pointer, 24 accumulators); 8 through the indirection buffer, whose eight
 // row pointers leave general registers for the loop (with twelve, GCC spills them and a weight
 // vector, and every FMA reloads: measured 20% slower than XNNPACK in resnet18).
 constexpr size_t dense_rows = 12;
 constexpr size_t indirect_rows = 8;
+// AVX2 has 16 vector registers: 6 pixels x 16 channels (12 accumulators, two weight vectors and a
+// broadcast input), both ways.
+constexpr size_t avx2_rows = 6;
 // Output pixels per task: as many as keep the task's window rows (taps x input channels each)
 // within about 192 KB, so that each weight panel, streamed once per block, meets them in cache.
 constexpr size_t task_input_bytes = size_t(192) << 10;
@@ -92,6 +98,68 @@ __attribute__((target("avx512f"))) void gemm_block(Source source, size_t taps, s
   }
 }
 
+// gemm_block on AVX2 with FMA3, for a panel of 16 channels and `rows` (1 to 6) output pixels: the
+// same terms in the same order, `columns` of the 16 stored. Always six rows of sums, named (GCC
+// keeps arrays of accumulators in memory here, one store per FMA: half the speed); rows past
+// `rows` read the last row's inputs again and are not stored.
+template <class Source>
+__attribute__((target("avx2,fma"))) void gemm_block_avx2(Source source, size_t rows, size_t taps, size_t k_count,
+                                                         const float* panel, const float* bias, float* y,
+                                                         size_t y_stride, size_t columns, float lo, float hi) {
+  const __m256 b0 = _mm256_loadu_ps(bias), b1 = _mm256_loadu_ps(bias + 8);
+  __m256 c00 = b0, c01 = b1, c10 = b0, c11 = b1, c20 = b0, c21 = b1;
+  __m256 c30 = b0, c31 = b1, c40 = b0, c41 = b1, c50 = b0, c51 = b1;
+  const size_t last = rows - 1;
+  const size_t r1 = std::min<size_t>(1, last), r2 = std::min<size_t>(2, last), r3 = std::min<size_t>(3, last),
+               r4 = std::min<size_t>(4, last), r5 = std::min<size_t>(5, last);
+  for (size_t t = 0; t < taps; ++t) {
+    const float* x0 = source.row(0, t);
+    const float* x1 = source.row(r1, t);
+    const float* x2 = source.row(r2, t);
+    const float* x3 = source.row(r3, t);
+    const float* x4 = source.row(r4, t);
+    const float* x5 = source.row(r5, t);
+    const float* w = panel + t * k_count * avx2_panel_width;
+    for (size_t k = 0; k < k_count; ++k, w += avx2_panel_width) {
+      const __m256 w0 = _mm256_load_ps(w), w1 = _mm256_load_ps(w + 8);
+      __m256 v = _mm256_broadcast_ss(x0 + k);
+      c00 = _mm256_fmadd_ps(v, w0, c00);
+      c01 = _mm256_fmadd_ps(v, w1, c01);
+      v = _mm256_broadcast_ss(x1 + k);
+      c10 = _mm256_fmadd_ps(v, w0, c10);
+      c11 = _mm256_fmadd_ps(v, w1, c11);
+      v = _mm256_broadcast_ss(x2 + k);
+      c20 = _mm256_fmadd_ps(v, w0, c20);
+      c21 = _mm256_fmadd_ps(v, w1, c21);
+      v = _mm256_broadcast_ss(x3 + k);
+      c30 = _mm256_fmadd_ps(v, w0, c30);
+      c31 = _mm256_fmadd_ps(v, w1, c31);
+      v = _mm256_broadcast_ss(x4 + k);
+      c40 = _mm256_fmadd_ps(v, w0, c40);
+      c41 = _mm256_fmadd_ps(v, w1, c41);
+      v = _mm256_broadcast_ss(x5 + k);
+      c50 = _mm256_fmadd_ps(v, w0, c50);
+      c51 = _mm256_fmadd_ps(v, w1, c51);
+    }
+  }
+  const __m256 vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
+  const __m256 sums[avx2_rows][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256i mask0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(int(columns)), lane);
+  const __m256i mask1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(int(columns) - 8), lane);
+  for (size_t r = 0; r < rows; ++r) {
+    const __m256 s0 = _mm256_min_ps(_mm256_max_ps(sums[r][0], vlo), vhi);
+    const __m256 s1 = _mm256_min_ps(_mm256_max_ps(sums[r][1], vlo), vhi);
+    if (columns == avx2_panel_width) {
+      _mm256_storeu_ps(y + r * y_stride, s0);
+      _mm256_storeu_ps(y + r * y_stride + 8, s1);
+    } else {
+      _mm256_maskstore_ps(y + r * y_stride, mask0, s0);
+      _mm256_maskstore_ps(y + r * y_stride + 8, mask1, s1);
+    }
+  }
+}
+
 template <class Source>
 using block_fn = void (*)(Source, size_t, size_t, const float*, const float*, float*, size_t, __mmask16, __mmask16,
                           float, float);
@@ -112,17 +180,18 @@ class gemm_convolution_operator : public layer_operator {
   gemm_convolution_operator(const layer& l, const tensor_shape& in, size_t out_stride)
       : name_(l.name), window_(l.window), act_(l.act), in_(in), out_(l.output_shape), out_stride_(out_stride) {
     const size_t k = size_t(in.c), n = size_t(l.output_channels), taps = tap_count();
-    panels_ = (n + panel_width - 1) / panel_width;
-    const size_t floats = panels_ * taps * k * panel_width;
+    avx512_ = cpu_has_avx512f();
+    const size_t width = panel();
+    panels_ = (n + width - 1) / width;
+    const size_t floats = panels_ * taps * k * width;
     packed_.reset(static_cast<float*>(allocate_aligned(64, floats * sizeof(float))));
     std::memset(packed_.get(), 0, floats * sizeof(float));
     const float* w = l.weights.data();  // OHWI: [out][tap][in]
     for (size_t j = 0; j < n; ++j)
       for (size_t t = 0; t < taps; ++t)
         for (size_t kk = 0; kk < k; ++kk)
-          packed_.get()[(((j / panel_width) * taps + t) * k + kk) * panel_width + j % panel_width] =
-              w[(j * taps + t) * k + kk];
-    bias_.assign(panels_ * panel_width, 0.0f);
+          packed_.get()[(((j / width) * taps + t) * k + kk) * width + j % width] = w[(j * taps + t) * k + kk];
+    bias_.assign(panels_ * width, 0.0f);
     if (!l.bias.empty()) std::copy(l.bias.begin(), l.bias.end(), bias_.begin());
     panel_major_ = floats * sizeof(float) > panel_major_weight_bytes;
     const window_params& win = l.window;
@@ -176,6 +245,7 @@ class gemm_convolution_operator : public layer_operator {
   };
 
   size_t tap_count() const { return size_t(window_.kernel_h) * size_t(window_.kernel_w); }
+  size_t panel() const { return avx512_ ? panel_width : avx2_panel_width; }
   size_t padded_width() const { return size_t(in_.w) + size_t(window_.pad.left) + size_t(window_.pad.right); }
 
   // The indirection buffer, [output pixel][tap] -> input row, or a zero row over padding.
@@ -212,7 +282,7 @@ class gemm_convolution_operator : public layer_operator {
   size_t pixels() const { return size_t(out_.n) * out_.h * out_.w; }
 
   size_t chunk_rows() const {
-    const size_t block = dense_ ? dense_rows : indirect_rows;
+    const size_t block = !avx512_ ? avx2_rows : dense_ ? dense_rows : indirect_rows;
     const size_t rows = task_input_bytes / (tap_count() * size_t(in_.c) * sizeof(float)) / block * block;
     return std::max(rows, block);
   }
@@ -222,13 +292,29 @@ class gemm_convolution_operator : public layer_operator {
     const size_t stride = out_stride_ ? out_stride_ : n;
     const size_t chunk = chunk_rows();
     const size_t first = chunk_index * chunk, last = std::min(pixels(), first + chunk);
-    const size_t column = panel * panel_width;
-    const size_t columns = std::min(panel_width, n - column);
-    const __mmask16 mask0 = __mmask16(columns >= 16 ? 0xFFFF : (1u << columns) - 1);
-    const __mmask16 mask1 = __mmask16(columns >= 32 ? 0xFFFF : columns <= 16 ? 0 : (1u << (columns - 16)) - 1);
-    const float* w = packed_.get() + panel * taps * k * panel_width;
+    const size_t width = this->panel();
+    const size_t column = panel * width;
+    const size_t columns = std::min(width, n - column);
+    const float* w = packed_.get() + panel * taps * k * width;
     float* y = y_ + column;
     const float* bias = bias_.data() + column;
+    // Spans: a window row's taps as one run of kernel_w x C inputs (the packed weights' order).
+    const size_t row_taps = dense_ ? 1 : spans_ ? size_t(window_.kernel_h) : taps;
+    const size_t row_k = spans_ ? k * size_t(window_.kernel_w) : k;
+    if (!avx512_) {
+      for (size_t row = first; row < last; row += avx2_rows) {
+        const size_t count = std::min(avx2_rows, last - row);
+        if (dense_)
+          gemm_block_avx2(dense_source{x_ + row * k, k}, count, 1, k, w, bias, y + row * stride, stride, columns,
+                          act_.min, act_.max);
+        else
+          gemm_block_avx2(indirect_source{rows_.data() + row * row_taps, row_taps}, count, row_taps, row_k, w, bias,
+                          y + row * stride, stride, columns, act_.min, act_.max);
+      }
+      return;
+    }
+    const __mmask16 mask0 = __mmask16(columns >= 16 ? 0xFFFF : (1u << columns) - 1);
+    const __mmask16 mask1 = __mmask16(columns >= 32 ? 0xFFFF : columns <= 16 ? 0 : (1u << (columns - 16)) - 1);
     if (dense_) {
       for (size_t row = first; row < last; row += dense_rows) {
         const size_t count = std::min(dense_rows, last - row);
@@ -237,9 +323,6 @@ class gemm_convolution_operator : public layer_operator {
       }
       return;
     }
-    // Spans: a window row's taps as one run of kernel_w x C inputs (the packed weights' order).
-    const size_t row_taps = spans_ ? size_t(window_.kernel_h) : taps;
-    const size_t row_k = spans_ ? k * size_t(window_.kernel_w) : k;
     for (size_t row = first; row < last; row += indirect_rows) {
       const size_t count = std::min(indirect_rows, last - row);
       indirect_kernels[count - 1]({rows_.data() + row * row_taps, row_taps}, row_taps, row_k, w, bias,
@@ -252,9 +335,10 @@ class gemm_convolution_operator : public layer_operator {
   activation act_;
   tensor_shape in_, out_;
   size_t out_stride_;
+  bool avx512_ = false;                          // AVX-512 kernels, else AVX2's
   size_t panels_ = 0;
-  std::unique_ptr<float, free_deleter> packed_;  // [panel][tap][k][32], zero past the last channel
-  std::vector<float> bias_;                      // panels x 32, zero past the last channel
+  std::unique_ptr<float, free_deleter> packed_;  // [panel][tap][k][panel()], zero past the last channel
+  std::vector<float> bias_;                      // panels x panel(), zero past the last channel
   std::vector<float> zeros_;                     // the input row of a tap over padding
   bool panel_major_ = false;                     // tasks panel by panel (large weights)
   bool spans_ = false;                           // window rows as spans of a zero-bordered copy
@@ -276,10 +360,42 @@ bool pays_off(const layer& l, const tensor_shape& input) {
 
 bool convolution_runs_on_native_gemm(const layer& l, const tensor_shape& input) {
   const window_params& w = l.window;
-  return l.kind == layer_kind::convolution && l.groups == 1 && w.kernel_h >= 1 && w.kernel_w >= 1 &&
-         w.stride_h >= 1 && w.stride_w >= 1 && w.dilation_h >= 1 && w.dilation_w >= 1 && w.pad.top >= 0 &&
-         w.pad.left >= 0 && w.pad.bottom >= 0 && w.pad.right >= 0 && input.c > 0 && l.output_channels > 0 &&
-         cpu_has_avx512f() && !xnnpack_convolutions_forced() && (native_convolutions_forced() || pays_off(l, input));
+  if (!(l.kind == layer_kind::convolution && l.groups == 1 && w.kernel_h >= 1 && w.kernel_w >= 1 &&
+        w.stride_h >= 1 && w.stride_w >= 1 && w.dilation_h >= 1 && w.dilation_w >= 1 && w.pad.top >= 0 &&
+        w.pad.left >= 0 && w.pad.bottom >= 0 && w.pad.right >= 0 && input.c > 0 && l.output_channels > 0) ||
+      xnnpack_convolutions_forced())
+    return false;
+  if (cpu_has_avx512f()) return native_convolutions_forced() || pays_off(l, input);
+  return cpu_has_avx2_fma();
+}
+
+bool fully_connected_runs_on_native_gemm(const layer& l, const tensor_shape& input) {
+  return l.kind == layer_kind::fully_connected && input.h == 1 && input.w == 1 && input.c > 0 &&
+         l.output_channels > 0 && !cpu_has_avx512f() && cpu_has_avx2_fma() && !xnnpack_convolutions_forced();
+}
+
+result<std::unique_ptr<layer_operator>> create_gemm_fully_connected_operator(const layer& l,
+                                                                             const tensor_shape& input) {
+  if (!fully_connected_runs_on_native_gemm(l, input))
+    return status::error("fully connected layer '" + l.name + "': not a [N, 1, 1, C] input on an AVX2 CPU");
+  layer pointwise = l;
+  pointwise.kind = layer_kind::convolution;
+  pointwise.window = window_params{};
+  pointwise.window.kernel_h = pointwise.window.kernel_w = 1;
+  pointwise.window.stride_h = pointwise.window.stride_w = 1;
+  pointwise.window.dilation_h = pointwise.window.dilation_w = 1;
+  pointwise.groups = 1;
+  pointwise.output_shape = {input.n, 1, 1, l.output_channels};
+  return create_gemm_convolution_operator(pointwise, input, 0);
+}
+
+bool xnnpack_gemm_sums_in_order() {
+  static const bool in_order = [] {
+    if (!cpuinfo_initialize() || cpuinfo_has_x86_avx512f() || !cpuinfo_has_x86_fma3()) return true;
+    const cpuinfo_uarch uarch = cpuinfo_get_core(0)->uarch;
+    return uarch != cpuinfo_uarch_zen && uarch != cpuinfo_uarch_dhyana;
+  }();
+  return in_order;
 }
 
 result<std::unique_ptr<layer_operator>> create_gemm_convolution_operator(const layer& l, const tensor_shape& input,

@@ -829,7 +829,9 @@ result<std::unique_ptr<layer_operator>> create_layer_operator(const layer& l, co
   }
   D3_RETURN_IF_ERROR(no_stride());
   switch (l.kind) {
-    case layer_kind::fully_connected: return create_fully_connected(l, in);
+    case layer_kind::fully_connected:
+      if (fully_connected_runs_on_native_gemm(l, in[0])) return create_gemm_fully_connected_operator(l, in[0]);
+      return create_fully_connected(l, in);
     case layer_kind::global_average_pool: return create_global_average_pool(l, in);
     case layer_kind::add: return create_binary<xnn_create_add_nd_f32, xnn_setup_add_nd_f32>(l, in);
     case layer_kind::multiply: return create_binary<xnn_create_multiply_nd_f32, xnn_setup_multiply_nd_f32>(l, in);

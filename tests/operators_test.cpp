@@ -22,6 +22,7 @@
 #include "kernels/native_operators.hpp"
 #include "kernels/operators.hpp"
 #include "kernels/cpu_features.hpp"
+#include "kernels/arithmetic_fingerprint.hpp"
 #include "kernels/depthwise_convolution.hpp"
 #include "kernels/gemm_convolution.hpp"
 #include "kernels/reference.hpp"
@@ -969,11 +970,43 @@ BOOST_AUTO_TEST_CASE(native_vector_widths_compute_the_same_bits) {
   for (const auto& [l, x] : cases) check_widths_agree(l, {&x}, describe(l, {&x}));
 }
 
-// Convolutions with one group run on d3's AVX-512 GEMM where the CPU has it (D3_CONVOLUTION=native:
-// also those it leaves to XNNPACK for speed): against the reference, and bit for bit against
-// XNNPACK's convolution of the same layer (D3_CONVOLUTION=xnnpack), which is what a node without
-// AVX-512 computes. Remainders of the
-// 12-pixel blocks and 32-channel panels, padding (XNNPACK's zero rows), strides, dilation, the
+// The sums in order, one scalar FMA at a time: each output starts from its bias and adds input *
+// weight per term, taps row by row, input channels within a tap (zero inputs over padding), then
+// clamps as the vector instructions do (max(a, lo) is a > lo ? a : lo; min likewise). What
+// XNNPACK's GEMM computes on every CPU but Zen 1 (xnnpack_gemm_sums_in_order), and d3's GEMM on all.
+tensor convolution_summed_in_order(const layer& l, const tensor& x) {
+  const tensor_shape in = x.shape(), out = l.output_shape;
+  const window_params& w = l.window;
+  const int kc = in.c;
+  tensor y(out);
+  for (int n = 0; n < out.n; ++n)
+    for (int oy = 0; oy < out.h; ++oy)
+      for (int ox = 0; ox < out.w; ++ox)
+        for (int j = 0; j < out.c; ++j) {
+          float acc = l.bias.empty() ? 0.0f : l.bias.data()[j];
+          for (int ky = 0; ky < w.kernel_h; ++ky)
+            for (int kx = 0; kx < w.kernel_w; ++kx) {
+              const int iy = oy * w.stride_h - w.pad.top + ky * w.dilation_h;
+              const int ix = ox * w.stride_w - w.pad.left + kx * w.dilation_w;
+              const bool inside = iy >= 0 && iy < in.h && ix >= 0 && ix < in.w;
+              for (int c = 0; c < kc; ++c) {
+                const float v = inside ? x.data()[((size_t(n) * in.h + iy) * in.w + ix) * kc + c] : 0.0f;
+                const float wt = l.weights.data()[((size_t(j) * w.kernel_h + ky) * w.kernel_w + kx) * kc + c];
+                acc = std::fma(v, wt, acc);
+              }
+            }
+          acc = acc > l.act.min ? acc : l.act.min;
+          acc = acc < l.act.max ? acc : l.act.max;
+          y.data()[((size_t(n) * out.h + oy) * out.w + ox) * out.c + j] = acc;
+        }
+  return y;
+}
+
+// Convolutions with one group run on d3's GEMM (AVX-512, or AVX2 with FMA3) where the CPU has it
+// (D3_CONVOLUTION=native: also those it leaves to XNNPACK for speed): against the reference, bit
+// for bit against the sums in order, and bit for bit against XNNPACK's convolution of the same
+// layer (D3_CONVOLUTION=xnnpack) where XNNPACK sums in order on this CPU (not on Zen 1). Remainders
+// of the pixel blocks and channel panels, padding (XNNPACK's zero rows), strides, dilation, the
 // stems of ResNet and AlexNet, fused clamps, batches, a strided output, and a reshaped tile.
 void check_strided_input(const layer& l, const tensor& x, size_t stride);          // below
 
@@ -999,13 +1032,20 @@ BOOST_AUTO_TEST_CASE(gemm_convolutions_match_xnnpack_bit_for_bit) {
   rng r(2100);
   // Which layers the GEMM leaves to XNNPACK: the narrow and the tiny ones.
   rng shapes(2101);
-  BOOST_TEST(!convolution_runs_on_native_gemm(conv_layer({{1, 8, 8, 32}, 16, 1, make_window(1, 1, 1, 1), true, none}, shapes),
-                                              {1, 8, 8, 32}));
-  BOOST_TEST(!convolution_runs_on_native_gemm(conv_layer({{1, 8, 8, 16}, 48, 1, make_window(1, 1, 1, 1), true, none}, shapes),
-                                              {1, 8, 8, 16}));
-  if (cpu_has_avx512f())
+  // (On AVX2 without AVX-512 the GEMM takes every convolution with one group.)
+  if (cpu_has_avx512f()) {
+    BOOST_TEST(!convolution_runs_on_native_gemm(conv_layer({{1, 8, 8, 32}, 16, 1, make_window(1, 1, 1, 1), true, none}, shapes),
+                                                {1, 8, 8, 32}));
+    BOOST_TEST(!convolution_runs_on_native_gemm(conv_layer({{1, 8, 8, 16}, 48, 1, make_window(1, 1, 1, 1), true, none}, shapes),
+                                                {1, 8, 8, 16}));
     BOOST_TEST(convolution_runs_on_native_gemm(conv_layer({{1, 8, 8, 48}, 24, 1, make_window(1, 1, 1, 1), true, none}, shapes),
                                                {1, 8, 8, 48}));
+  } else if (cpu_has_avx2_fma()) {
+    BOOST_TEST(convolution_runs_on_native_gemm(conv_layer({{1, 8, 8, 32}, 16, 1, make_window(1, 1, 1, 1), true, none}, shapes),
+                                               {1, 8, 8, 32}));
+  }
+  BOOST_TEST(!convolution_runs_on_native_gemm(conv_layer({{1, 8, 8, 32}, 32, 2, make_window(3, 3, 1, 1), true, none}, shapes),
+                                              {1, 8, 8, 32}));  // grouped: XNNPACK's
   ::setenv("D3_CONVOLUTION", "native", 1);
   struct unset_at_exit {
     ~unset_at_exit() { ::unsetenv("D3_CONVOLUTION"); }
@@ -1014,10 +1054,20 @@ BOOST_AUTO_TEST_CASE(gemm_convolutions_match_xnnpack_bit_for_bit) {
     const layer l = conv_layer(c, r);
     const tensor x = random_tensor_of(c.input, r);
     if (!convolution_runs_on_native_gemm(l, c.input)) {
-      BOOST_TEST_MESSAGE("no AVX-512 on this CPU: convolutions run on XNNPACK, nothing to compare");
+      BOOST_TEST_MESSAGE("neither AVX-512 nor AVX2 with FMA3 on this CPU: convolutions run on XNNPACK, nothing to compare");
       return;
     }
-    check_native_matches_xnnpack(l, x, convolution_runs_on_native_gemm, "native");
+    if (xnnpack_gemm_sums_in_order()) {
+      check_native_matches_xnnpack(l, x, convolution_runs_on_native_gemm, "native");
+    } else {
+      check_layer(l, {x});
+      BOOST_TEST_MESSAGE("XNNPACK's GEMM does not sum in order on this CPU (Zen 1: 4x16s4): not compared with it");
+    }
+    tensor native;
+    BOOST_REQUIRE(run_operator(l, {&x}, nullptr, &native, describe(l, {&x})));
+    const tensor in_order = convolution_summed_in_order(l, x);
+    BOOST_CHECK_MESSAGE(bitwise_equal(native, in_order), describe(l, {&x}) << ": differs from the sums in order: "
+                                                                           << compare_relative(native, in_order, 0.0));
     check_strided(l, x, 3, size_t(l.output_shape.c) + 5);
   }
   // A tile: the operator made for the whole map, reshaped to a band of its output rows and given
@@ -2065,3 +2115,76 @@ BOOST_AUTO_TEST_CASE(bad_parameters_are_rejected_with_the_layer_name) {
 }
 
 }  // namespace
+
+// On AVX2 CPUs without AVX-512 fully connected layers run on the GEMM too: the sums in order (as
+// XNNPACK's fully connected operator computes them on every CPU but Zen 1), on one and two threads.
+BOOST_AUTO_TEST_CASE(fully_connected_on_the_gemm_sums_in_order) {
+  rng r(2200);
+  const std::vector<std::pair<tensor_shape, int>> cases = {
+      {{1, 1, 1, 81}, 70}, {{3, 1, 1, 71}, 99}, {{1, 1, 1, 512}, 1000}, {{7, 1, 1, 5}, 3}, {{2, 1, 1, 9216}, 40}};
+  for (const auto& [shape, outputs] : cases) {
+    layer fc;
+    fc.name = "fc";
+    fc.kind = layer_kind::fully_connected;
+    fc.output_channels = outputs;
+    fc.weights = he_weights(size_t(outputs) * size_t(shape.c), size_t(shape.c), r);
+    fc.bias = random_bias(size_t(outputs), r);
+    fc.act = outputs % 2 ? activation::relu() : activation::none();
+    fc = with_shapes(std::move(fc), {shape});
+    if (!fully_connected_runs_on_native_gemm(fc, shape)) {
+      BOOST_TEST_MESSAGE("not an AVX2 CPU without AVX-512: fully connected layers run on XNNPACK");
+      return;
+    }
+    const tensor x = random_tensor_of(shape, r);
+    check_layer(fc, {x});
+    layer pointwise = fc;
+    pointwise.kind = layer_kind::convolution;
+    pointwise.window = make_window(1, 1, 1, 1);
+    const tensor in_order = convolution_summed_in_order(pointwise, x);
+    tensor one, two;
+    BOOST_REQUIRE(run_operator(fc, {&x}, nullptr, &one, describe(fc, {&x})));
+    BOOST_REQUIRE(run_operator(fc, {&x}, two_threads(), &two, describe(fc, {&x})));
+    BOOST_CHECK_MESSAGE(bitwise_equal(one, in_order), describe(fc, {&x}) << ": " << compare_relative(one, in_order, 0.0));
+    BOOST_CHECK_MESSAGE(bitwise_equal(two, in_order), describe(fc, {&x}) << " [2 threads]: "
+                                                                        << compare_relative(two, in_order, 0.0));
+  }
+}
+
+layer convolution_layer_for_fingerprint_test() {
+  rng r(7);
+  return conv_layer({{1, 9, 7, 37}, 40, 1, make_window(1, 1, 1, 1), true, activation::none()}, r);
+}
+
+// The kernels' fingerprint (what d3-node reports and the app compares with its own): the same on
+// every computation, and the same whichever of d3's paths runs the layers (native loops or
+// XNNPACK, sixteen lanes or four), so equal fingerprints mean equal arithmetic, not equal choices.
+BOOST_AUTO_TEST_CASE(arithmetic_fingerprint_is_the_machines_not_the_paths) {
+  auto cached = arithmetic_fingerprint();
+  BOOST_REQUIRE_MESSAGE(cached.is_ok(), cached.message());
+  const std::string& f = *cached;
+  BOOST_TEST_MESSAGE("arithmetic fingerprint: " << f);
+  BOOST_REQUIRE(f.size() > 17);
+  BOOST_TEST(f[f.size() - 17] == '-');
+  BOOST_TEST(f.find_first_not_of("0123456789abcdef", f.size() - 16) == std::string::npos);
+  auto again = compute_arithmetic_fingerprint();
+  BOOST_REQUIRE(again.is_ok());
+  BOOST_TEST(*again == f);
+  for (const char* mode : {"xnnpack", "native"}) {
+    ::setenv("D3_CONVOLUTION", mode, 1);
+    auto other = compute_arithmetic_fingerprint();
+    ::unsetenv("D3_CONVOLUTION");
+    BOOST_REQUIRE(other.is_ok());
+    if (std::string(mode) == "xnnpack" && !xnnpack_gemm_sums_in_order() && convolution_runs_on_native_gemm(
+        convolution_layer_for_fingerprint_test(), {1, 9, 7, 37})) {
+      // On Zen 1 XNNPACK sums in another order than d3's GEMM: the fingerprint must tell.
+      BOOST_CHECK_MESSAGE(*other != f, "D3_CONVOLUTION=xnnpack on Zen 1 gives the same fingerprint " << f);
+      continue;
+    }
+    BOOST_CHECK_MESSAGE(*other == f, "D3_CONVOLUTION=" << mode << ": " << *other << ", default " << f);
+  }
+  force_four_lane_vectors(true);
+  auto four = compute_arithmetic_fingerprint();
+  force_four_lane_vectors(false);
+  BOOST_REQUIRE(four.is_ok());
+  BOOST_CHECK_MESSAGE(*four == f, "four-lane vectors: " << *four << ", default " << f);
+}

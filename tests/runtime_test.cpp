@@ -32,6 +32,7 @@
 #include "actors/planner_actor.hpp"
 #include "actors/protocol.hpp"
 #include "topology/topology_log.hpp"
+#include "kernels/arithmetic_fingerprint.hpp"
 #include "kernels/executor.hpp"
 #include "kernels/model_zoo.hpp"
 #include "planner/cost_model.hpp"
@@ -90,6 +91,11 @@ BOOST_FIXTURE_TEST_CASE(resnet18_three_tier_tiled_is_bit_identical, cluster) {
   std::map<std::string, int> counts;
   for (const auto& e : events.value()) counts[e.at("event").get<std::string>()]++;
   BOOST_CHECK_EQUAL(counts["node_up"], 4);
+  // Each node process computed its kernels' fingerprint itself: on one machine, the app's.
+  BOOST_CHECK(dep.arithmetic_mismatches().empty());
+  BOOST_CHECK_EQUAL(counts["arithmetic_differs"], 0);
+  for (const auto& e : events.value())
+    if (e.at("event") == "node_up") BOOST_CHECK_EQUAL(e.at("arithmetic").get<std::string>(), *d3::arithmetic_fingerprint());
   BOOST_CHECK_EQUAL(counts["actor_spawned"], 6);
   BOOST_CHECK_EQUAL(counts["plan_deployed"], 1);
   BOOST_CHECK_EQUAL(counts["actor_exited"], 6);

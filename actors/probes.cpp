@@ -226,12 +226,20 @@ void deployment::probe_idle_nodes(request_outcome& o) {
   // runs a few ms of compute, and on one machine it also costs its neighbours' caches (measured:
   // probing every idle node after every answer made the device-only plan's answers at speed 0.1
   // swing up to 280 ms instead of 180).
+  // A move is more than 10% off the recent median and more than four times the recent median
+  // absolute deviation: on a machine whose speed swings by 30% from one request to the next (seen
+  // on a shared AVX2 machine, where thread CPU times follow the other tenants), 10% alone burst
+  // after nearly every answer.
   const double latency = options_.emulation.clock == clock_mode::virtual_time ? o.virtual_latency_ms : o.latency_ms;
   if (recent_latency_.size() >= 3) {
     std::vector<double> sorted(recent_latency_.begin(), recent_latency_.end());
-    std::nth_element(sorted.begin(), sorted.begin() + long(sorted.size() / 2), sorted.end());
-    const double median = sorted[sorted.size() / 2];
-    if (std::abs(latency - median) > 0.1 * median) probe_burst_ = 3;
+    const auto middle = sorted.begin() + long(sorted.size() / 2);
+    std::nth_element(sorted.begin(), middle, sorted.end());
+    const double median = *middle;
+    for (double& v : sorted) v = std::abs(v - median);
+    std::nth_element(sorted.begin(), middle, sorted.end());
+    const double spread = *middle;
+    if (std::abs(latency - median) > std::max(0.1 * median, 4 * spread)) probe_burst_ = 3;
   }
   recent_latency_.push_back(latency);
   if (recent_latency_.size() > 8) recent_latency_.pop_front();

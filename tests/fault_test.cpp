@@ -315,16 +315,17 @@ BOOST_FIXTURE_TEST_CASE(a_node_reports_a_silent_peer_before_the_app_notices, edg
   d3::deployment dep(*system, options);
   BOOST_REQUIRE(dep.connect(endpoints()).is_ok());
   BOOST_REQUIRE(dep.deploy(resnet18(), four_edge_plan()).is_ok());
-  const auto start = std::chrono::steady_clock::now();
   auto outcomes = run_with(dep, 60, 2, 801, [&](int k) -> std::optional<d3::deployment_plan> {
     if (k == 10) signal("edge3", SIGSTOP);
     return std::nullopt;
   });
   signal("edge3", SIGCONT);
-  BOOST_TEST((std::chrono::steady_clock::now() - start < 15s));  // not the app's 20 s silence
   BOOST_TEST(answered(outcomes) == 60u);
   const auto* down = fault(dep, "edge3", "down");
   BOOST_REQUIRE(down != nullptr);
   BOOST_TEST(down->cause.find("unreachable from node '") != std::string::npos, down->cause);  // its scatter's node
+  // Not the app's 20 s silence. (Not the whole run's wall time either: on a machine 3x slower the
+  // 60 requests alone took over 15 s.)
+  BOOST_TEST(down->detected_after_ms < 15000.0, down->detected_after_ms << " ms");
   BOOST_TEST_MESSAGE("edge3 frozen, reported by its peer: " << down->cause << ", " << down->detected_after_ms << " ms");
 }

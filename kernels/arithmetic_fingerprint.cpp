@@ -91,6 +91,7 @@ result<std::string> compute_arithmetic_fingerprint() {
   D3_RETURN_IF_ERROR(fold_layer(convolution("conv3x3_s2", 3, 2, 1, 70, 48, 1, r), wide, digest));
   D3_RETURN_IF_ERROR(fold_layer(convolution("depthwise3x3", 3, 1, 1, 37, 37, 37, r), map, digest));
   D3_RETURN_IF_ERROR(fold_layer(convolution("depthwise5x5", 5, 2, 2, 70, 70, 70, r), wide, digest));
+  D3_RETURN_IF_ERROR(fold_layer(convolution("grouped3x3", 3, 1, 1, 70, 70, 5, r), wide, digest));
   layer fc;
   fc.name = "fully_connected";
   fc.kind = layer_kind::fully_connected;

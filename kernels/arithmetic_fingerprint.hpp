@@ -18,8 +18,9 @@ namespace d3 {
 
 // "<isa>-<16 hex digits>", e.g. "avx2-5c0f...": the vector ISA d3's native kernels use and an FNV-1a
 // digest of the outputs of seeded layers (convolutions through GEMM and IGEMM, a 3-channel stem,
-// depthwise 3x3 and 5x5, a fully connected layer, layer norm and GELU) on one thread. Computed once
-// per process (a few ms), then cached. Error: an operator could not be created or run.
+// depthwise 3x3 and 5x5, a grouped 3x3, a fully connected layer, layer norm and GELU) on one
+// thread. Computed once per process (a few ms), then cached. Error: an operator could not be
+// created or run.
 result<std::string> arithmetic_fingerprint();
 // The same, computed again (with the environment's D3_CONVOLUTION and vector widths as they are).
 result<std::string> compute_arithmetic_fingerprint();

@@ -57,7 +57,8 @@ struct dense_source {
 struct indirect_source {
   const float* const* rows;
   size_t taps;
-  const float* row(size_t r, size_t t) const { return rows[r * taps + t]; }
+  size_t offset;  // the group's first input channel (0 with one group)
+  const float* row(size_t r, size_t t) const { return rows[r * taps + t] + offset; }
 };
 
 // out[r][j] = clamp(bias[j] + sum over taps t, then input channels k, of x[r][t][k] * w[t][k][j])
@@ -98,67 +99,91 @@ __attribute__((target("avx512f"))) void gemm_block(Source source, size_t taps, s
   }
 }
 
-// gemm_block on AVX2 with FMA3, for a panel of 16 channels and `rows` (1 to 6) output pixels: the
-// same terms in the same order, `columns` of the 16 stored. Always six rows of sums, named (GCC
-// keeps arrays of accumulators in memory here, one store per FMA: half the speed); rows past
-// `rows` read the last row's inputs again and are not stored.
-template <class Source>
-__attribute__((target("avx2,fma"))) void gemm_block_avx2(Source source, size_t rows, size_t taps, size_t k_count,
+// gemm_block on AVX2 with FMA3, for Rows (1 to 6) output pixels and a panel of 16 channels (Wide)
+// or its first 8 (a last panel of at most 8 channels: 24, 40 or 72 channels would otherwise
+// compute a third to a half of their last panel for nothing): the same terms in the same order,
+// `columns` of them stored. Sums are named rather than an array (GCC keeps arrays of accumulators
+// in memory here, one store per FMA: half the speed), and the clamp bounds are read only after the
+// loop: passed as floats they took two of the 16 vector registers for the whole loop, and GCC
+// spilled an accumulator to the stack instead (measured on 1x1 layers: 13-15% slower).
+template <size_t Rows, bool Wide, class Source>
+__attribute__((target("avx2,fma"))) void gemm_block_avx2(Source source, size_t taps, size_t k_count,
                                                          const float* panel, const float* bias, float* y,
-                                                         size_t y_stride, size_t columns, float lo, float hi) {
-  const __m256 b0 = _mm256_loadu_ps(bias), b1 = _mm256_loadu_ps(bias + 8);
+                                                         size_t y_stride, size_t columns, const activation& act) {
+  static_assert(Rows >= 1 && Rows <= avx2_rows, "one to six pixels");
+  const __m256 b0 = _mm256_loadu_ps(bias), b1 = Wide ? _mm256_loadu_ps(bias + 8) : b0;
   __m256 c00 = b0, c01 = b1, c10 = b0, c11 = b1, c20 = b0, c21 = b1;
   __m256 c30 = b0, c31 = b1, c40 = b0, c41 = b1, c50 = b0, c51 = b1;
-  const size_t last = rows - 1;
-  const size_t r1 = std::min<size_t>(1, last), r2 = std::min<size_t>(2, last), r3 = std::min<size_t>(3, last),
-               r4 = std::min<size_t>(4, last), r5 = std::min<size_t>(5, last);
   for (size_t t = 0; t < taps; ++t) {
     const float* x0 = source.row(0, t);
-    const float* x1 = source.row(r1, t);
-    const float* x2 = source.row(r2, t);
-    const float* x3 = source.row(r3, t);
-    const float* x4 = source.row(r4, t);
-    const float* x5 = source.row(r5, t);
+    const float* x1 = Rows > 1 ? source.row(1, t) : x0;
+    const float* x2 = Rows > 2 ? source.row(2, t) : x0;
+    const float* x3 = Rows > 3 ? source.row(3, t) : x0;
+    const float* x4 = Rows > 4 ? source.row(4, t) : x0;
+    const float* x5 = Rows > 5 ? source.row(5, t) : x0;
     const float* w = panel + t * k_count * avx2_panel_width;
     for (size_t k = 0; k < k_count; ++k, w += avx2_panel_width) {
-      const __m256 w0 = _mm256_load_ps(w), w1 = _mm256_load_ps(w + 8);
+      const __m256 w0 = _mm256_load_ps(w), w1 = Wide ? _mm256_load_ps(w + 8) : w0;
       __m256 v = _mm256_broadcast_ss(x0 + k);
       c00 = _mm256_fmadd_ps(v, w0, c00);
-      c01 = _mm256_fmadd_ps(v, w1, c01);
-      v = _mm256_broadcast_ss(x1 + k);
-      c10 = _mm256_fmadd_ps(v, w0, c10);
-      c11 = _mm256_fmadd_ps(v, w1, c11);
-      v = _mm256_broadcast_ss(x2 + k);
-      c20 = _mm256_fmadd_ps(v, w0, c20);
-      c21 = _mm256_fmadd_ps(v, w1, c21);
-      v = _mm256_broadcast_ss(x3 + k);
-      c30 = _mm256_fmadd_ps(v, w0, c30);
-      c31 = _mm256_fmadd_ps(v, w1, c31);
-      v = _mm256_broadcast_ss(x4 + k);
-      c40 = _mm256_fmadd_ps(v, w0, c40);
-      c41 = _mm256_fmadd_ps(v, w1, c41);
-      v = _mm256_broadcast_ss(x5 + k);
-      c50 = _mm256_fmadd_ps(v, w0, c50);
-      c51 = _mm256_fmadd_ps(v, w1, c51);
+      if constexpr (Wide) c01 = _mm256_fmadd_ps(v, w1, c01);
+      if constexpr (Rows > 1) {
+        v = _mm256_broadcast_ss(x1 + k);
+        c10 = _mm256_fmadd_ps(v, w0, c10);
+        if constexpr (Wide) c11 = _mm256_fmadd_ps(v, w1, c11);
+      }
+      if constexpr (Rows > 2) {
+        v = _mm256_broadcast_ss(x2 + k);
+        c20 = _mm256_fmadd_ps(v, w0, c20);
+        if constexpr (Wide) c21 = _mm256_fmadd_ps(v, w1, c21);
+      }
+      if constexpr (Rows > 3) {
+        v = _mm256_broadcast_ss(x3 + k);
+        c30 = _mm256_fmadd_ps(v, w0, c30);
+        if constexpr (Wide) c31 = _mm256_fmadd_ps(v, w1, c31);
+      }
+      if constexpr (Rows > 4) {
+        v = _mm256_broadcast_ss(x4 + k);
+        c40 = _mm256_fmadd_ps(v, w0, c40);
+        if constexpr (Wide) c41 = _mm256_fmadd_ps(v, w1, c41);
+      }
+      if constexpr (Rows > 5) {
+        v = _mm256_broadcast_ss(x5 + k);
+        c50 = _mm256_fmadd_ps(v, w0, c50);
+        if constexpr (Wide) c51 = _mm256_fmadd_ps(v, w1, c51);
+      }
     }
   }
-  const __m256 vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
+  const __m256 vlo = _mm256_broadcast_ss(&act.min), vhi = _mm256_broadcast_ss(&act.max);
   const __m256 sums[avx2_rows][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
   const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   const __m256i mask0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(int(columns)), lane);
   const __m256i mask1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(int(columns) - 8), lane);
-  for (size_t r = 0; r < rows; ++r) {
+  for (size_t r = 0; r < Rows; ++r) {
     const __m256 s0 = _mm256_min_ps(_mm256_max_ps(sums[r][0], vlo), vhi);
-    const __m256 s1 = _mm256_min_ps(_mm256_max_ps(sums[r][1], vlo), vhi);
-    if (columns == avx2_panel_width) {
+    if (columns == (Wide ? avx2_panel_width : avx2_panel_width / 2)) {
       _mm256_storeu_ps(y + r * y_stride, s0);
-      _mm256_storeu_ps(y + r * y_stride + 8, s1);
+      if constexpr (Wide) _mm256_storeu_ps(y + r * y_stride + 8, _mm256_min_ps(_mm256_max_ps(sums[r][1], vlo), vhi));
     } else {
       _mm256_maskstore_ps(y + r * y_stride, mask0, s0);
-      _mm256_maskstore_ps(y + r * y_stride + 8, mask1, s1);
+      if constexpr (Wide)
+        _mm256_maskstore_ps(y + r * y_stride + 8, mask1, _mm256_min_ps(_mm256_max_ps(sums[r][1], vlo), vhi));
     }
   }
 }
+
+template <class Source>
+using avx2_block_fn = void (*)(Source, size_t, size_t, const float*, const float*, float*, size_t, size_t,
+                               const activation&);
+
+// [wide][r - 1] computes r output pixels of a whole panel (wide) or of its first 8 channels.
+template <class Source, size_t... Rows>
+constexpr std::array<std::array<avx2_block_fn<Source>, sizeof...(Rows)>, 2> avx2_block_table(
+    std::index_sequence<Rows...>) {
+  return {{{&gemm_block_avx2<Rows + 1, false, Source>...}, {&gemm_block_avx2<Rows + 1, true, Source>...}}};
+}
+constexpr auto avx2_dense_kernels = avx2_block_table<dense_source>(std::make_index_sequence<avx2_rows>());
+constexpr auto avx2_indirect_kernels = avx2_block_table<indirect_source>(std::make_index_sequence<avx2_rows>());
 
 template <class Source>
 using block_fn = void (*)(Source, size_t, size_t, const float*, const float*, float*, size_t, __mmask16, __mmask16,
@@ -173,32 +198,44 @@ constexpr std::array<block_fn<Source>, sizeof...(Rows)> block_table(std::index_s
 constexpr auto dense_kernels = block_table<dense_source>(std::make_index_sequence<dense_rows>());
 constexpr auto indirect_kernels = block_table<indirect_source>(std::make_index_sequence<indirect_rows>());
 
-// NHWC input, one group: the indirection buffer (output pixel x tap -> input row) is built at
-// setup, when the input's address is known; tasks are (output pixel chunk, panel) pairs.
+// NHWC input: the indirection buffer (output pixel x tap -> input row) is built at setup, when the
+// input's address is known; tasks are (output pixel chunk, panel) pairs. With groups, each group
+// has its own panels (a panel never spans two groups), and its kernels read the group's input
+// channels at an offset from the same pixel rows.
 class gemm_convolution_operator : public layer_operator {
  public:
   gemm_convolution_operator(const layer& l, const tensor_shape& in, size_t out_stride)
       : name_(l.name), window_(l.window), act_(l.act), in_(in), out_(l.output_shape), out_stride_(out_stride) {
-    const size_t k = size_t(in.c), n = size_t(l.output_channels), taps = tap_count();
+    const size_t taps = tap_count();
+    groups_ = size_t(l.groups);
+    group_in_ = size_t(in.c) / groups_;
+    group_out_ = size_t(l.output_channels) / groups_;
+    const size_t k = group_in_;
     avx512_ = cpu_has_avx512f();
     const size_t width = panel();
-    panels_ = (n + width - 1) / width;
+    group_panels_ = (group_out_ + width - 1) / width;
+    panels_ = groups_ * group_panels_;
     const size_t floats = panels_ * taps * k * width;
     packed_.reset(static_cast<float*>(allocate_aligned(64, floats * sizeof(float))));
     std::memset(packed_.get(), 0, floats * sizeof(float));
-    const float* w = l.weights.data();  // OHWI: [out][tap][in]
-    for (size_t j = 0; j < n; ++j)
+    bias_.assign(panels_ * width, 0.0f);
+    const float* w = l.weights.data();  // OHWI: [out][tap][in of its group]
+    for (size_t j = 0; j < size_t(l.output_channels); ++j) {
+      // Output channel j is column jl of its group's panels.
+      const size_t jl = j % group_out_, panel = (j / group_out_) * group_panels_ + jl / width;
       for (size_t t = 0; t < taps; ++t)
         for (size_t kk = 0; kk < k; ++kk)
-          packed_.get()[(((j / width) * taps + t) * k + kk) * width + j % width] = w[(j * taps + t) * k + kk];
-    bias_.assign(panels_ * width, 0.0f);
-    if (!l.bias.empty()) std::copy(l.bias.begin(), l.bias.end(), bias_.begin());
+          packed_.get()[((panel * taps + t) * k + kk) * width + jl % width] = w[(j * taps + t) * k + kk];
+      if (!l.bias.empty()) bias_[panel * width + jl % width] = l.bias.data()[j];
+    }
     panel_major_ = floats * sizeof(float) > panel_major_weight_bytes;
     const window_params& win = l.window;
     dense_ = taps == 1 && win.stride_h == 1 && win.stride_w == 1 && win.pad.top == 0 && win.pad.left == 0 &&
              win.pad.bottom == 0 && win.pad.right == 0;
-    spans_ = !dense_ && win.kernel_w > 1 && win.dilation_w == 1 && k * size_t(win.kernel_w) <= max_span_floats;
-    zeros_.assign(std::max(k, k * size_t(win.kernel_w)), 0.0f);
+    spans_ = !dense_ && groups_ == 1 && win.kernel_w > 1 && win.dilation_w == 1 &&
+             k * size_t(win.kernel_w) <= max_span_floats;
+    // A tap over padding reads a group's channels from here, at the group's offset.
+    zeros_.assign(std::max(size_t(in.c), size_t(in.c) * size_t(win.kernel_w)), 0.0f);
   }
 
   status setup(const std::vector<const float*>& inputs, float* output, pthreadpool_t) override {
@@ -283,33 +320,37 @@ class gemm_convolution_operator : public layer_operator {
 
   size_t chunk_rows() const {
     const size_t block = !avx512_ ? avx2_rows : dense_ ? dense_rows : indirect_rows;
-    const size_t rows = task_input_bytes / (tap_count() * size_t(in_.c) * sizeof(float)) / block * block;
+    const size_t rows = task_input_bytes / (tap_count() * group_in_ * sizeof(float)) / block * block;
     return std::max(rows, block);
   }
 
+  // Precondition: panel < panels_ (the group's panels in order, group by group).
   void compute(size_t chunk_index, size_t panel) {
-    const size_t k = size_t(in_.c), n = size_t(out_.c), taps = tap_count();
-    const size_t stride = out_stride_ ? out_stride_ : n;
+    const size_t k = group_in_, pixel_floats = size_t(in_.c), taps = tap_count();
+    const size_t stride = out_stride_ ? out_stride_ : size_t(out_.c);
     const size_t chunk = chunk_rows();
     const size_t first = chunk_index * chunk, last = std::min(pixels(), first + chunk);
     const size_t width = this->panel();
-    const size_t column = panel * width;
-    const size_t columns = std::min(width, n - column);
+    const size_t group = panel / group_panels_, in_group = (panel % group_panels_) * width;
+    const size_t column = group * group_out_ + in_group;  // the panel's first output channel
+    const size_t columns = std::min(width, group_out_ - in_group);
+    const size_t offset = group * group_in_;  // the group's first input channel
     const float* w = packed_.get() + panel * taps * k * width;
     float* y = y_ + column;
-    const float* bias = bias_.data() + column;
+    const float* bias = bias_.data() + panel * width;
     // Spans: a window row's taps as one run of kernel_w x C inputs (the packed weights' order).
     const size_t row_taps = dense_ ? 1 : spans_ ? size_t(window_.kernel_h) : taps;
     const size_t row_k = spans_ ? k * size_t(window_.kernel_w) : k;
     if (!avx512_) {
+      const bool wide = columns > avx2_panel_width / 2;
       for (size_t row = first; row < last; row += avx2_rows) {
         const size_t count = std::min(avx2_rows, last - row);
         if (dense_)
-          gemm_block_avx2(dense_source{x_ + row * k, k}, count, 1, k, w, bias, y + row * stride, stride, columns,
-                          act_.min, act_.max);
+          avx2_dense_kernels[wide][count - 1]({x_ + row * pixel_floats + offset, pixel_floats}, 1, k, w, bias,
+                                              y + row * stride, stride, columns, act_);
         else
-          gemm_block_avx2(indirect_source{rows_.data() + row * row_taps, row_taps}, count, row_taps, row_k, w, bias,
-                          y + row * stride, stride, columns, act_.min, act_.max);
+          avx2_indirect_kernels[wide][count - 1]({rows_.data() + row * row_taps, row_taps, offset}, row_taps, row_k, w,
+                                                 bias, y + row * stride, stride, columns, act_);
       }
       return;
     }
@@ -318,14 +359,14 @@ class gemm_convolution_operator : public layer_operator {
     if (dense_) {
       for (size_t row = first; row < last; row += dense_rows) {
         const size_t count = std::min(dense_rows, last - row);
-        dense_kernels[count - 1]({x_ + row * k, k}, 1, k, w, bias, y + row * stride, stride, mask0, mask1, act_.min,
-                                 act_.max);
+        dense_kernels[count - 1]({x_ + row * pixel_floats + offset, pixel_floats}, 1, k, w, bias, y + row * stride,
+                                 stride, mask0, mask1, act_.min, act_.max);
       }
       return;
     }
     for (size_t row = first; row < last; row += indirect_rows) {
       const size_t count = std::min(indirect_rows, last - row);
-      indirect_kernels[count - 1]({rows_.data() + row * row_taps, row_taps}, row_taps, row_k, w, bias,
+      indirect_kernels[count - 1]({rows_.data() + row * row_taps, row_taps, offset}, row_taps, row_k, w, bias,
                                   y + row * stride, stride, mask0, mask1, act_.min, act_.max);
     }
   }
@@ -336,9 +377,11 @@ class gemm_convolution_operator : public layer_operator {
   tensor_shape in_, out_;
   size_t out_stride_;
   bool avx512_ = false;                          // AVX-512 kernels, else AVX2's
-  size_t panels_ = 0;
-  std::unique_ptr<float, free_deleter> packed_;  // [panel][tap][k][panel()], zero past the last channel
-  std::vector<float> bias_;                      // panels x panel(), zero past the last channel
+  size_t groups_ = 1, group_in_ = 0, group_out_ = 0;  // groups, and input and output channels per group
+  size_t group_panels_ = 0;                      // panels per group
+  size_t panels_ = 0;                            // groups_ x group_panels_
+  std::unique_ptr<float, free_deleter> packed_;  // [panel][tap][k][panel()], zero past a group's last channel
+  std::vector<float> bias_;                      // panels x panel(), zero past a group's last channel
   std::vector<float> zeros_;                     // the input row of a tap over padding
   bool panel_major_ = false;                     // tasks panel by panel (large weights)
   bool spans_ = false;                           // window rows as spans of a zero-bordered copy
@@ -360,12 +403,19 @@ bool pays_off(const layer& l, const tensor_shape& input) {
 
 bool convolution_runs_on_native_gemm(const layer& l, const tensor_shape& input) {
   const window_params& w = l.window;
-  if (!(l.kind == layer_kind::convolution && l.groups == 1 && w.kernel_h >= 1 && w.kernel_w >= 1 &&
+  // Groups of one input channel (depth multipliers) stay XNNPACK's: it may take them as depthwise
+  // convolutions, whose taps go column by column.
+  if (!(l.kind == layer_kind::convolution && l.groups >= 1 && input.c % l.groups == 0 &&
+        l.output_channels % l.groups == 0 && (l.groups == 1 || input.c / l.groups > 1) && w.kernel_h >= 1 &&
+        w.kernel_w >= 1 &&
         w.stride_h >= 1 && w.stride_w >= 1 && w.dilation_h >= 1 && w.dilation_w >= 1 && w.pad.top >= 0 &&
         w.pad.left >= 0 && w.pad.bottom >= 0 && w.pad.right >= 0 && input.c > 0 && l.output_channels > 0) ||
       xnnpack_convolutions_forced())
     return false;
-  if (cpu_has_avx512f()) return native_convolutions_forced() || pays_off(l, input);
+  // Grouped convolutions on AVX2 only: there XNNPACK's GEMM takes each group out of order on Zen 1
+  // and computes a whole 16-channel tile for RegNet's 8 channels per group; on AVX-512 it sums in
+  // order, and 32-channel panels would waste more.
+  if (cpu_has_avx512f()) return l.groups == 1 && (native_convolutions_forced() || pays_off(l, input));
   return cpu_has_avx2_fma();
 }
 
@@ -402,8 +452,8 @@ result<std::unique_ptr<layer_operator>> create_gemm_convolution_operator(const l
                                                                          size_t output_pixel_stride) {
   if (!convolution_runs_on_native_gemm(l, input))
     return status::error("convolution layer '" + l.name +
-                         "': not a convolution with one group and a valid window on an AVX-512 CPU");
-  const size_t k = size_t(input.c), n = size_t(l.output_channels);
+                         "': not a convolution with a valid window and groups on an AVX-512 or AVX2 CPU");
+  const size_t k = size_t(input.c) / size_t(l.groups), n = size_t(l.output_channels);
   const size_t taps = size_t(l.window.kernel_h) * size_t(l.window.kernel_w);
   if (l.weights.size() != taps * k * n || (!l.bias.empty() && l.bias.size() != n))
     return status::error("convolution layer '" + l.name + "': weights hold " + std::to_string(l.weights.size()) +

@@ -37,8 +37,10 @@ bool xnnpack_gemm_sums_in_order();
 // XNNPACK's). On AVX2 with FMA3 (no AVX-512): every convolution with one group, on 6 x 16 blocks
 // (measured on this machine's Zen CPU: resnet18's stem 2.7x and its 3x3 layers ~1.15x faster than
 // XNNPACK's 4x16s4, and the sums in order, so such a node computes the bits of every other CPU
-// rather than XNNPACK's Zen-only ones). D3_CONVOLUTION=xnnpack makes it false (for measuring the
-// two side by side), D3_CONVOLUTION=native true wherever the GEMM can run.
+// rather than XNNPACK's Zen-only ones), and there also grouped ones with more than one input
+// channel per group, each group on its own panels (RegNet's 8 channels per group fill half a
+// panel, where XNNPACK computes a whole 16-channel tile). D3_CONVOLUTION=xnnpack makes it false
+// (for measuring the two side by side), D3_CONVOLUTION=native true wherever the GEMM can run.
 bool convolution_runs_on_native_gemm(const layer& l, const tensor_shape& input);
 
 // Precondition: convolution_runs_on_native_gemm(l, input). `output_pixel_stride` as in

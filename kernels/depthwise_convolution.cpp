@@ -22,12 +22,16 @@ namespace d3 {
 
 namespace {
 
-constexpr size_t lanes = 16;
 constexpr int max_taps = 25;  // XNNPACK's largest depthwise kernel; beyond, native_operators' loop
 
-class fma_depthwise_operator : public depthwise_rows_operator {
- public:
-  fma_depthwise_operator(const layer& l, tensor_shape in, size_t out_stride)
+// What the AVX-512 and the AVX2 loops share: the taps in XNNPACK's order, the weights as
+// [tap][channel] rows of whole vectors, and where each tap of a row's pixels reads (plain pointer
+// arithmetic, no vector code, so that both widths' loops inline it).
+class fma_depthwise_base : public depthwise_rows_operator {
+ protected:
+  // `lanes`: floats per vector; the weight rows, the bias and the zero rows are padded to whole
+  // vectors, so a vector load past the last channel reads zeros, never past the buffer.
+  fma_depthwise_base(const layer& l, tensor_shape in, size_t out_stride, size_t lanes)
       : depthwise_rows_operator(l, in, out_stride) {
     const size_t c = size_t(in.c);
     const int kh = window_.kernel_h, kw = window_.kernel_w;
@@ -59,78 +63,9 @@ class fma_depthwise_operator : public depthwise_rows_operator {
     return status::ok();
   }
 
- private:
-  // One output row. Every tap reads through a pointer, to the input or to zeros over padding (as
-  // XNNPACK's indirection buffer does), so the tap loop has no branches. Four output pixels at a
-  // time (independent sums per channel vector hide the FMA latency, each weight vector loads once
-  // for the four), all channels of a group before the next group, one pixel at a time only on
-  // maps narrower than four. An interior group (its window columns all inside the input) reads
-  // each tap at its row's pointer plus a fixed offset, without the 4 x taps pointers a border
-  // group sets up (at 32 channels, most of the work: MNASNet's first depthwise layer 0.173 ->
-  // 0.134 ms). Tried and dropped: all groups of a row per channel pair (worse for 48 channels at
-  // stride 2, the same at 1152 channels), and tasks of four channel vectors over all rows (40%
-  // slower at 7x7 with 1152 channels: every row of every chunk sets its border pointers up again).
-  __attribute__((target("avx512f"))) void compute_row(size_t row) override {
-    const size_t c = size_t(in_.c);
-    const size_t stride = out_stride_ ? out_stride_ : c;
-    const int kw = window_.kernel_w, dw = window_.dilation_w, sw = window_.stride_w;
-    const int n = int(row / size_t(out_.h)), oy = int(row % size_t(out_.h));
-    const float* image = x_ + size_t(n) * in_.h * in_.w * c;
-    float* out_row = y_ + (size_t(n) * out_.h + size_t(oy)) * out_.w * stride;
-    // The input row of each tap, or null over padding.
-    const float* rows[max_taps];
-    for (int t = 0; t < taps_; ++t) {
-      const int iy = oy * window_.stride_h - window_.pad.top + tap_y_[t] * window_.dilation_h;
-      rows[t] = iy >= 0 && iy < in_.h ? image + size_t(iy) * in_.w * c : nullptr;
-    }
-    // Output columns whose window columns all lie inside the input: [inner_begin, inner_end).
-    const int span = (kw - 1) * dw, left = window_.pad.left;
-    const int inner_begin = std::min(out_.w, (left + sw - 1) / sw);
-    const int inner_end = std::max(inner_begin, std::min(out_.w, (in_.w - span + left + sw - 1) / sw));
-    const size_t full = c / lanes;  // whole vectors; vector `full` is the masked tail if any
-    const __mmask16 tail = __mmask16((1u << (c % lanes)) - 1);
-    // Interior: pixel p of the group at `first`, tap t reads taps.row[t] + first * sw * c +
-    // taps.offset[t] + p * sw * c (a padding row reads zero_row_, as wide as an input row).
-    interior_taps taps;
-    taps.pixel_step = ptrdiff_t(sw) * ptrdiff_t(c);
-    for (int t = 0; t < taps_; ++t) {
-      taps.row[t] = rows[t] ? rows[t] : zero_row_.data();
-      taps.offset[t] = ptrdiff_t(tap_x_[t] * dw - left) * ptrdiff_t(c);
-    }
-    const float* quad[4][max_taps];  // per pixel of a border group and tap
-    for (int ox = 0; ox < out_.w && out_.w >= 4;) {
-      // Groups of four from the left; the last one may overlap the one before it (its pixels get
-      // the same values again).
-      const int first = std::min(ox, out_.w - 4);
-      float* out = out_row + size_t(first) * stride;
-      ox = first + 4;
-      if (first >= inner_begin && first + 4 <= inner_end) {
-        group(out, stride, interior_pixels{&taps, ptrdiff_t(first) * taps.pixel_step}, full, tail);
-        continue;
-      }
-      const int x0 = first * sw - left;
-      for (int p = 0; p < 4; ++p)
-        for (int t = 0; t < taps_; ++t) {
-          const int ix = x0 + p * sw + tap_x_[t] * dw;
-          quad[p][t] = rows[t] && ix >= 0 && ix < in_.w ? rows[t] + size_t(ix) * c : zero_.data();
-        }
-      group(out, stride, border_pixels{quad}, full, tail);
-    }
-    // Maps narrower than four pixels: one at a time.
-    const float* ptr[max_taps];  // per tap of a lone pixel
-    for (int ox = 0; ox < out_.w && out_.w < 4; ++ox) {
-      const int x0 = ox * sw - left;
-      float* out = out_row + size_t(ox) * stride;
-      for (int t = 0; t < taps_; ++t) {
-        const int ix = x0 + tap_x_[t] * dw;
-        ptr[t] = rows[t] && ix >= 0 && ix < in_.w ? rows[t] + size_t(ix) * c : zero_.data();
-      }
-      for (size_t v = 0; v < full; ++v) one_pixel<false>(out, v, ptr, 0xFFFF);
-      if (tail) one_pixel<true>(out, full, ptr, tail);
-    }
-  }
-
-  // Where an interior group's taps read (compute_row).
+  // Where an interior group's taps read: pixel p of the group at `first`, tap t reads row[t] +
+  // first * pixel_step + offset[t] + p * pixel_step (a padding row reads zero_row_, as wide as an
+  // input row).
   struct interior_taps {
     const float* row[max_taps];
     ptrdiff_t offset[max_taps];
@@ -157,6 +92,110 @@ class fma_depthwise_operator : public depthwise_rows_operator {
       for (int k = 0; k < 4; ++k) p[k] = quad[k][t];
     }
   };
+
+  // Where the taps of one output row read.
+  struct row_plan {
+    const float* rows[max_taps];  // the input row of each tap, or null over padding
+    interior_taps taps;
+    int inner_begin = 0, inner_end = 0;  // output columns whose window columns all lie inside the input
+    float* out_row = nullptr;
+    size_t stride = 0;  // floats between output pixels
+  };
+
+  // Row `row` of the n * out_.h output rows.
+  void plan_row(size_t row, row_plan& p) const {
+    const size_t c = size_t(in_.c);
+    p.stride = out_stride_ ? out_stride_ : c;
+    const int kw = window_.kernel_w, dw = window_.dilation_w, sw = window_.stride_w;
+    const int n = int(row / size_t(out_.h)), oy = int(row % size_t(out_.h));
+    const float* image = x_ + size_t(n) * in_.h * in_.w * c;
+    p.out_row = y_ + (size_t(n) * out_.h + size_t(oy)) * out_.w * p.stride;
+    for (int t = 0; t < taps_; ++t) {
+      const int iy = oy * window_.stride_h - window_.pad.top + tap_y_[t] * window_.dilation_h;
+      p.rows[t] = iy >= 0 && iy < in_.h ? image + size_t(iy) * in_.w * c : nullptr;
+    }
+    const int span = (kw - 1) * dw, left = window_.pad.left;
+    p.inner_begin = std::min(out_.w, (left + sw - 1) / sw);
+    p.inner_end = std::max(p.inner_begin, std::min(out_.w, (in_.w - span + left + sw - 1) / sw));
+    p.taps.pixel_step = ptrdiff_t(sw) * ptrdiff_t(c);
+    for (int t = 0; t < taps_; ++t) {
+      p.taps.row[t] = p.rows[t] ? p.rows[t] : zero_row_.data();
+      p.taps.offset[t] = ptrdiff_t(tap_x_[t] * dw - left) * ptrdiff_t(c);
+    }
+  }
+
+  // The groups of four output pixels of a row, from the left; the last one may overlap the one
+  // before it (its pixels get the same values again). Precondition: out_.w >= 4.
+  int group_start(int ox) const { return std::min(ox, out_.w - 4); }
+  bool interior_group(const row_plan& p, int first) const {
+    return first >= p.inner_begin && first + 4 <= p.inner_end;
+  }
+
+  // Each tap's pointer for `count` pixels from output column `first`: the input, or zeros over
+  // padding.
+  void border_pointers(const row_plan& p, int first, int count, const float* (*ptr)[max_taps]) const {
+    const size_t c = size_t(in_.c);
+    const int x0 = first * window_.stride_w - window_.pad.left;
+    for (int q = 0; q < count; ++q)
+      for (int t = 0; t < taps_; ++t) {
+        const int ix = x0 + q * window_.stride_w + tap_x_[t] * window_.dilation_w;
+        ptr[q][t] = p.rows[t] && ix >= 0 && ix < in_.w ? p.rows[t] + size_t(ix) * c : zero_.data();
+      }
+  }
+
+  size_t padded_ = 0;  // channels rounded up to whole vectors
+  int taps_ = 0;
+  int tap_y_[max_taps], tap_x_[max_taps];  // the window position of each tap, in XNNPACK's order
+  std::vector<float> weights_, bias_;
+  std::vector<float> zero_;      // padded_ zeros: what a tap over padding reads (border groups)
+  std::vector<float> zero_row_;  // an input row of zeros and padded_ more: a padding row (interior groups)
+};
+
+constexpr size_t lanes = 16;
+
+class fma_depthwise_operator : public fma_depthwise_base {
+ public:
+  fma_depthwise_operator(const layer& l, tensor_shape in, size_t out_stride)
+      : fma_depthwise_base(l, in, out_stride, lanes) {}
+
+ private:
+  // One output row. Every tap reads through a pointer, to the input or to zeros over padding (as
+  // XNNPACK's indirection buffer does), so the tap loop has no branches. Four output pixels at a
+  // time (independent sums per channel vector hide the FMA latency, each weight vector loads once
+  // for the four), all channels of a group before the next group, one pixel at a time only on
+  // maps narrower than four. An interior group (its window columns all inside the input) reads
+  // each tap at its row's pointer plus a fixed offset, without the 4 x taps pointers a border
+  // group sets up (at 32 channels, most of the work: MNASNet's first depthwise layer 0.173 ->
+  // 0.134 ms). Tried and dropped: all groups of a row per channel pair (worse for 48 channels at
+  // stride 2, the same at 1152 channels), and tasks of four channel vectors over all rows (40%
+  // slower at 7x7 with 1152 channels: every row of every chunk sets its border pointers up again).
+  __attribute__((target("avx512f"))) void compute_row(size_t row) override {
+    row_plan p;
+    plan_row(row, p);
+    const size_t c = size_t(in_.c);
+    const size_t full = c / lanes;  // whole vectors; vector `full` is the masked tail if any
+    const __mmask16 tail = __mmask16((1u << (c % lanes)) - 1);
+    const float* quad[4][max_taps];  // per pixel of a border group and tap
+    for (int ox = 0; ox < out_.w && out_.w >= 4;) {
+      const int first = group_start(ox);
+      float* out = p.out_row + size_t(first) * p.stride;
+      ox = first + 4;
+      if (interior_group(p, first)) {
+        group(out, p.stride, interior_pixels{&p.taps, ptrdiff_t(first) * p.taps.pixel_step}, full, tail);
+        continue;
+      }
+      border_pointers(p, first, 4, quad);
+      group(out, p.stride, border_pixels{quad}, full, tail);
+    }
+    // Maps narrower than four pixels: one at a time.
+    for (int ox = 0; ox < out_.w && out_.w < 4; ++ox) {
+      const float* ptr[1][max_taps];  // per tap of a lone pixel
+      border_pointers(p, ox, 1, ptr);
+      float* out = p.out_row + size_t(ox) * p.stride;
+      for (size_t v = 0; v < full; ++v) one_pixel<false>(out, v, ptr[0], 0xFFFF);
+      if (tail) one_pixel<true>(out, full, ptr[0], tail);
+    }
+  }
 
   // Lanes outside `m` are neither read nor written (Masked; otherwise m is all ones).
   template <bool Masked>
@@ -262,12 +301,154 @@ class fma_depthwise_operator : public depthwise_rows_operator {
     return _mm512_min_ps(_mm512_max_ps(a, _mm512_set1_ps(act_.min)), _mm512_set1_ps(act_.max));
   }
 
-  size_t padded_ = 0;  // channels rounded up to whole vectors
-  int taps_ = 0;
-  int tap_y_[max_taps], tap_x_[max_taps];  // the window position of each tap, in XNNPACK's order
-  std::vector<float> weights_, bias_;
-  std::vector<float> zero_;      // padded_ zeros: what a tap over padding reads (border groups)
-  std::vector<float> zero_row_;  // an input row of zeros and padded_ more: a padding row (interior groups)
+};
+
+// The AVX-512 loop's structure on AVX2 with FMA3 (8 lanes, 16 vector registers): four pixels by
+// two channel vectors (eight sums, two weight vectors, the inputs as FMA memory operands), the same
+// taps in the same order, so the same bits. On AVX2 CPUs XNNPACK (2022) ran these layers one
+// pixel at a time, two loads per FMA (measured on a Zen 1 EPYC, one thread: MNASNet's 3x3 and
+// 5x5 layers at 56x56 to 14x14 1.3-1.7x slower than ONNX Runtime's).
+constexpr size_t avx2_lanes = 8;
+
+class avx2_depthwise_operator : public fma_depthwise_base {
+ public:
+  avx2_depthwise_operator(const layer& l, tensor_shape in, size_t out_stride)
+      : fma_depthwise_base(l, in, out_stride, avx2_lanes) {}
+
+ private:
+  __attribute__((target("avx2,fma"))) void compute_row(size_t row) override {
+    row_plan p;
+    plan_row(row, p);
+    const size_t c = size_t(in_.c);
+    const size_t full = c / avx2_lanes;  // whole vectors; vector `full` is the masked tail if any
+    const size_t rest = c % avx2_lanes;
+    const __m256i tail = _mm256_cmpgt_epi32(_mm256_set1_epi32(int(rest)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    const float* quad[4][max_taps];
+    for (int ox = 0; ox < out_.w && out_.w >= 4;) {
+      const int first = group_start(ox);
+      float* out = p.out_row + size_t(first) * p.stride;
+      ox = first + 4;
+      if (interior_group(p, first)) {
+        group(out, p.stride, interior_pixels{&p.taps, ptrdiff_t(first) * p.taps.pixel_step}, full, rest != 0, tail);
+        continue;
+      }
+      border_pointers(p, first, 4, quad);
+      group(out, p.stride, border_pixels{quad}, full, rest != 0, tail);
+    }
+    for (int ox = 0; ox < out_.w && out_.w < 4; ++ox) {
+      const float* ptr[1][max_taps];
+      border_pointers(p, ox, 1, ptr);
+      float* out = p.out_row + size_t(ox) * p.stride;
+      for (size_t v = 0; v < full; ++v) one_pixel<false>(out, v, ptr[0], tail);
+      if (rest) one_pixel<true>(out, full, ptr[0], tail);
+    }
+  }
+
+  // Lanes outside `m` are neither read nor written (Masked; otherwise all lanes are).
+  template <bool Masked>
+  __attribute__((target("avx2,fma"), always_inline)) static inline __m256 load(__m256i m, const float* p) {
+    return Masked ? _mm256_maskload_ps(p, m) : _mm256_loadu_ps(p);
+  }
+  template <bool Masked>
+  __attribute__((target("avx2,fma"), always_inline)) static inline void store(__m256i m, float* p, __m256 v) {
+    if (Masked)
+      _mm256_maskstore_ps(p, m, v);
+    else
+      _mm256_storeu_ps(p, v);
+  }
+
+  template <typename Pixels>
+  __attribute__((target("avx2,fma"), always_inline)) inline void group(float* out, size_t stride, const Pixels& pixels,
+                                                                     size_t full, bool has_tail, __m256i tail) const {
+    const size_t vectors = full + (has_tail ? 1 : 0);
+    size_t v = 0;
+    for (; v + 2 <= vectors; v += 2) {
+      if (v + 1 == full)
+        two_vectors<0, true>(out, stride, v, pixels, tail);
+      else if (taps_ == 9)
+        two_vectors<9, false>(out, stride, v, pixels, tail);
+      else if (taps_ == 25)
+        two_vectors<25, false>(out, stride, v, pixels, tail);
+      else
+        two_vectors<0, false>(out, stride, v, pixels, tail);
+    }
+    if (v < full) one_vector<false>(out, stride, v, pixels, tail);
+    if (v == full && has_tail) one_vector<true>(out, stride, v, pixels, tail);
+  }
+
+  // Channel vectors v and v + 1 of four pixels; MaskedB: the second one is the tail.
+  template <int Taps, bool MaskedB, typename Pixels>
+  __attribute__((target("avx2,fma"), always_inline)) inline void two_vectors(float* out, size_t stride, size_t v,
+                                                                           const Pixels& pixels, __m256i mb) const {
+    const size_t ch = v * avx2_lanes;
+    __m256 a0 = _mm256_loadu_ps(&bias_[ch]), b0 = _mm256_loadu_ps(&bias_[ch + avx2_lanes]);
+    __m256 a1 = a0, a2 = a0, a3 = a0, b1 = b0, b2 = b0, b3 = b0;
+    const int count = Taps > 0 ? Taps : taps_;
+    const float* w = &weights_[ch];
+    for (int t = 0; t < count; ++t, w += padded_) {
+      const __m256 wa = _mm256_loadu_ps(w), wb = _mm256_loadu_ps(w + avx2_lanes);
+      const float* p[4];
+      pixels.get(t, p);
+      a0 = _mm256_fmadd_ps(_mm256_loadu_ps(p[0] + ch), wa, a0);
+      b0 = _mm256_fmadd_ps(load<MaskedB>(mb, p[0] + ch + avx2_lanes), wb, b0);
+      a1 = _mm256_fmadd_ps(_mm256_loadu_ps(p[1] + ch), wa, a1);
+      b1 = _mm256_fmadd_ps(load<MaskedB>(mb, p[1] + ch + avx2_lanes), wb, b1);
+      a2 = _mm256_fmadd_ps(_mm256_loadu_ps(p[2] + ch), wa, a2);
+      b2 = _mm256_fmadd_ps(load<MaskedB>(mb, p[2] + ch + avx2_lanes), wb, b2);
+      a3 = _mm256_fmadd_ps(_mm256_loadu_ps(p[3] + ch), wa, a3);
+      b3 = _mm256_fmadd_ps(load<MaskedB>(mb, p[3] + ch + avx2_lanes), wb, b3);
+    }
+    float* o = out + ch;
+    _mm256_storeu_ps(o, clamp(a0));
+    store<MaskedB>(mb, o + avx2_lanes, clamp(b0));
+    _mm256_storeu_ps(o + stride, clamp(a1));
+    store<MaskedB>(mb, o + stride + avx2_lanes, clamp(b1));
+    _mm256_storeu_ps(o + 2 * stride, clamp(a2));
+    store<MaskedB>(mb, o + 2 * stride + avx2_lanes, clamp(b2));
+    _mm256_storeu_ps(o + 3 * stride, clamp(a3));
+    store<MaskedB>(mb, o + 3 * stride + avx2_lanes, clamp(b3));
+  }
+
+  // Channel vector v of four pixels.
+  template <bool Masked, typename Pixels>
+  __attribute__((target("avx2,fma"), always_inline)) inline void one_vector(float* out, size_t stride, size_t v,
+                                                                          const Pixels& pixels, __m256i m) const {
+    const size_t ch = v * avx2_lanes;
+    __m256 acc0 = _mm256_loadu_ps(&bias_[ch]);
+    __m256 acc1 = acc0, acc2 = acc0, acc3 = acc0;
+    const float* w = &weights_[ch];
+    for (int t = 0; t < taps_; ++t, w += padded_) {
+      const __m256 wt = _mm256_loadu_ps(w);
+      const float* p[4];
+      pixels.get(t, p);
+      acc0 = _mm256_fmadd_ps(load<Masked>(m, p[0] + ch), wt, acc0);
+      acc1 = _mm256_fmadd_ps(load<Masked>(m, p[1] + ch), wt, acc1);
+      acc2 = _mm256_fmadd_ps(load<Masked>(m, p[2] + ch), wt, acc2);
+      acc3 = _mm256_fmadd_ps(load<Masked>(m, p[3] + ch), wt, acc3);
+    }
+    float* o = out + ch;
+    store<Masked>(m, o, clamp(acc0));
+    store<Masked>(m, o + stride, clamp(acc1));
+    store<Masked>(m, o + 2 * stride, clamp(acc2));
+    store<Masked>(m, o + 3 * stride, clamp(acc3));
+  }
+
+  // Channel vector v of one pixel.
+  template <bool Masked>
+  __attribute__((target("avx2,fma"), always_inline)) inline void one_pixel(float* out, size_t v, const float* const* ptr,
+                                                                         __m256i m) const {
+    const size_t at = v * avx2_lanes;
+    __m256 acc = _mm256_loadu_ps(&bias_[at]);
+    const float* w = &weights_[at];
+    for (int t = 0; t < taps_; ++t, w += padded_)
+      acc = _mm256_fmadd_ps(load<Masked>(m, ptr[t] + at), _mm256_loadu_ps(w), acc);
+    store<Masked>(m, out + at, clamp(acc));
+  }
+
+  // XNNPACK's clamp: max with the lower bound, then min with the upper.
+  __attribute__((target("avx2,fma"), always_inline)) inline __m256 clamp(__m256 a) const {
+    return _mm256_min_ps(_mm256_max_ps(a, _mm256_set1_ps(act_.min)), _mm256_set1_ps(act_.max));
+  }
 };
 
 }  // namespace
@@ -275,15 +456,15 @@ class fma_depthwise_operator : public depthwise_rows_operator {
 bool depthwise_runs_on_native_fma(const layer& l, const tensor_shape& input) {
   const window_params& w = l.window;
   return l.kind == layer_kind::convolution && l.groups > 1 && l.groups == input.c && l.output_channels == l.groups &&
-         w.kernel_h >= 1 && w.kernel_w >= 1 && w.kernel_h * w.kernel_w <= max_taps && cpu_has_avx512f() &&
-         !xnnpack_convolutions_forced() && !channel_affine_runs_natively(l, input);
+         w.kernel_h >= 1 && w.kernel_w >= 1 && w.kernel_h * w.kernel_w <= max_taps &&
+         (cpu_has_avx512f() || cpu_has_avx2_fma()) && !xnnpack_convolutions_forced() && !channel_affine_runs_natively(l, input);
 }
 
 result<std::unique_ptr<layer_operator>> create_fma_depthwise_operator(const layer& l, const tensor_shape& input,
                                                                       size_t output_pixel_stride) {
   const std::string what = "convolution layer '" + l.name + "'";
   if (!depthwise_runs_on_native_fma(l, input))
-    return status::error(what + ": not a depthwise convolution of at most 25 taps on an AVX-512 CPU");
+    return status::error(what + ": not a depthwise convolution of at most 25 taps on an AVX-512 or AVX2 CPU");
   const window_params& w = l.window;
   const size_t taps = size_t(w.kernel_h) * size_t(w.kernel_w);
   if (l.weights.size() != taps * size_t(input.c) || (!l.bias.empty() && l.bias.size() != size_t(input.c)))
@@ -293,7 +474,9 @@ result<std::unique_ptr<layer_operator>> create_fma_depthwise_operator(const laye
     return status::error(what + ": stride and dilation must be >= 1");
   if (w.pad.top < 0 || w.pad.left < 0 || w.pad.bottom < 0 || w.pad.right < 0)
     return status::error(what + ": negative padding");
-  return std::unique_ptr<layer_operator>(new fma_depthwise_operator(l, input, output_pixel_stride));
+  if (cpu_has_avx512f())
+    return std::unique_ptr<layer_operator>(new fma_depthwise_operator(l, input, output_pixel_stride));
+  return std::unique_ptr<layer_operator>(new avx2_depthwise_operator(l, input, output_pixel_stride));
 }
 
 }  // namespace d3

@@ -22,6 +22,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -60,10 +61,19 @@ std::string export_dir() {
 
 std::string path_of(const std::string& file) { return export_dir() + "/" + file; }
 
-// The models exported: the required ones, plus vgg16 when it was exported too.
+// The models exported: the required ones, then every other model exported into the directory
+// (vgg16, or any family a user exports with tools/export_models.py), in name order.
 std::vector<std::string> exported_models() {
   std::vector<std::string> names = required_models;
-  if (std::ifstream(path_of("vgg16.json"))) names.push_back("vgg16");
+  std::set<std::string> others;
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator(export_dir(), error)) {
+    const std::filesystem::path file = entry.path();
+    if (file.extension() != ".json") continue;
+    const std::string name = file.stem().string();
+    if (std::find(names.begin(), names.end(), name) == names.end()) others.insert(name);
+  }
+  names.insert(names.end(), others.begin(), others.end());
   return names;
 }
 

@@ -851,9 +851,9 @@ void check_native_matches_xnnpack(const layer& l, const tensor& x,
                       what << ": differs from XNNPACK: " << compare_relative(native, xnnpack, 0.0));
 }
 
-// Depthwise windows of up to 25 taps run on d3's AVX-512 loop where the CPU has it: against the
-// reference, and bit for bit against XNNPACK's depthwise convolution of the same layer
-// (D3_CONVOLUTION=xnnpack), which is what a node without AVX-512 computes. MobileNet's, MNASNet's
+// Depthwise windows of up to 25 taps run on d3's AVX-512 or AVX2 loop where the CPU has one:
+// against the reference, and bit for bit against XNNPACK's depthwise convolution of the same layer
+// (D3_CONVOLUTION=xnnpack), which is what a node without either computes. MobileNet's, MNASNet's
 // and EfficientNet's 3x3 and 5x5 windows at strides 1 and 2, 2x2 (XNNPACK's 4-tap kernel), windows
 // XNNPACK runs on its IGEMM (3x5, 5x3: the taps in another order), channel tails (1 to 15 past a
 // vector), maps narrower than four interior pixels, padding on every side (asymmetric too),
@@ -881,7 +881,7 @@ BOOST_AUTO_TEST_CASE(small_depthwise_convolutions_match_xnnpack_bit_for_bit) {
     const layer l = conv_layer(c, r);
     const tensor x = random_tensor_of(c.input, r);
     if (!depthwise_runs_on_native_fma(l, c.input)) {
-      BOOST_TEST_MESSAGE("no AVX-512 on this CPU: depthwise convolutions run on XNNPACK, nothing to compare");
+      BOOST_TEST_MESSAGE("neither AVX-512 nor AVX2 with FMA3 on this CPU: depthwise convolutions run on XNNPACK");
       return;
     }
     check_native_matches_xnnpack(l, x, depthwise_runs_on_native_fma, "");
@@ -974,10 +974,11 @@ BOOST_AUTO_TEST_CASE(native_vector_widths_compute_the_same_bits) {
 // weight per term, taps row by row, input channels within a tap (zero inputs over padding), then
 // clamps as the vector instructions do (max(a, lo) is a > lo ? a : lo; min likewise). What
 // XNNPACK's GEMM computes on every CPU but Zen 1 (xnnpack_gemm_sums_in_order), and d3's GEMM on all.
+// With groups, output j sums over its group's input channels.
 tensor convolution_summed_in_order(const layer& l, const tensor& x) {
   const tensor_shape in = x.shape(), out = l.output_shape;
   const window_params& w = l.window;
-  const int kc = in.c;
+  const int kc = in.c / l.groups, group_out = out.c / l.groups;
   tensor y(out);
   for (int n = 0; n < out.n; ++n)
     for (int oy = 0; oy < out.h; ++oy)
@@ -990,7 +991,8 @@ tensor convolution_summed_in_order(const layer& l, const tensor& x) {
               const int ix = ox * w.stride_w - w.pad.left + kx * w.dilation_w;
               const bool inside = iy >= 0 && iy < in.h && ix >= 0 && ix < in.w;
               for (int c = 0; c < kc; ++c) {
-                const float v = inside ? x.data()[((size_t(n) * in.h + iy) * in.w + ix) * kc + c] : 0.0f;
+                const float v =
+                    inside ? x.data()[((size_t(n) * in.h + iy) * in.w + ix) * in.c + (j / group_out) * kc + c] : 0.0f;
                 const float wt = l.weights.data()[((size_t(j) * w.kernel_h + ky) * w.kernel_w + kx) * kc + c];
                 acc = std::fma(v, wt, acc);
               }
@@ -1044,8 +1046,10 @@ BOOST_AUTO_TEST_CASE(gemm_convolutions_match_xnnpack_bit_for_bit) {
     BOOST_TEST(convolution_runs_on_native_gemm(conv_layer({{1, 8, 8, 32}, 16, 1, make_window(1, 1, 1, 1), true, none}, shapes),
                                                {1, 8, 8, 32}));
   }
-  BOOST_TEST(!convolution_runs_on_native_gemm(conv_layer({{1, 8, 8, 32}, 32, 2, make_window(3, 3, 1, 1), true, none}, shapes),
-                                              {1, 8, 8, 32}));  // grouped: XNNPACK's
+  // Grouped: XNNPACK's on AVX-512 (grouped_convolutions_sum_in_order checks AVX2's).
+  if (cpu_has_avx512f())
+    BOOST_TEST(!convolution_runs_on_native_gemm(
+        conv_layer({{1, 8, 8, 32}, 32, 2, make_window(3, 3, 1, 1), true, none}, shapes), {1, 8, 8, 32}));
   ::setenv("D3_CONVOLUTION", "native", 1);
   struct unset_at_exit {
     ~unset_at_exit() { ::unsetenv("D3_CONVOLUTION"); }
@@ -2118,6 +2122,46 @@ BOOST_AUTO_TEST_CASE(bad_parameters_are_rejected_with_the_layer_name) {
 
 // On AVX2 CPUs without AVX-512 fully connected layers run on the GEMM too: the sums in order (as
 // XNNPACK's fully connected operator computes them on every CPU but Zen 1), on one and two threads.
+// Grouped convolutions run on d3's GEMM on AVX2 CPUs without AVX-512, each group on its own
+// panels: bit for bit the sums in order (what XNNPACK computes on every CPU but Zen 1, where its
+// 4x16s4 GEMM takes another order), and against XNNPACK where it sums in order. RegNet's 8 and
+// ResNeXt's 4 to 32 channels per group (a half panel, a masked one, whole and several panels per
+// group), padding, strides, a 1x1 grouped layer, a strided output.
+BOOST_AUTO_TEST_CASE(grouped_convolutions_sum_in_order) {
+  const activation none = activation::none();
+  const std::vector<conv_spec> cases = {
+      {{1, 14, 14, 48}, 48, 6, make_window(3, 3, 1, 1, pad_all(1)), true, activation::relu()},   // RegNet's
+      {{1, 15, 15, 48}, 48, 6, make_window(3, 3, 2, 2, pad_all(1)), true, none},
+      {{1, 9, 11, 128}, 128, 32, make_window(3, 3, 1, 1, pad_all(1)), true, activation::relu()},  // ResNeXt's
+      {{2, 7, 6, 96}, 192, 3, make_window(3, 3, 1, 1, pad_all(1)), false, clamp_range},
+      {{1, 8, 9, 60}, 40, 4, make_window(1, 1, 1, 1), true, none},
+      {{1, 10, 7, 64}, 16, 4, make_window(2, 2, 2, 2), true, none}};
+  rng r(2130);
+  // Depth multipliers (one input channel per group) stay XNNPACK's, which may run them as depthwise.
+  BOOST_TEST(!convolution_runs_on_native_gemm(
+      conv_layer({{1, 10, 7, 8}, 24, 8, make_window(3, 3, 1, 1, pad_all(1)), true, none}, r), {1, 10, 7, 8}));
+  for (const conv_spec& c : cases) {
+    const layer l = conv_layer(c, r);
+    const tensor x = random_tensor_of(c.input, r);
+    if (cpu_has_avx512f() || !cpu_has_avx2_fma()) {
+      BOOST_TEST(!convolution_runs_on_native_gemm(l, c.input));
+      BOOST_TEST_MESSAGE("grouped convolutions run on XNNPACK on this CPU (AVX-512, or no AVX2): nothing to compare");
+      return;
+    }
+    BOOST_TEST_REQUIRE(convolution_runs_on_native_gemm(l, c.input));
+    if (xnnpack_gemm_sums_in_order())
+      check_native_matches_xnnpack(l, x, convolution_runs_on_native_gemm, "");
+    else
+      check_layer(l, {x});
+    tensor native;
+    BOOST_REQUIRE(run_operator(l, {&x}, nullptr, &native, describe(l, {&x})));
+    const tensor in_order = convolution_summed_in_order(l, x);
+    BOOST_CHECK_MESSAGE(bitwise_equal(native, in_order), describe(l, {&x}) << ": differs from the sums in order: "
+                                                                           << compare_relative(native, in_order, 0.0));
+    check_strided(l, x, 3, size_t(l.output_shape.c) + 5);
+  }
+}
+
 BOOST_AUTO_TEST_CASE(fully_connected_on_the_gemm_sums_in_order) {
   rng r(2200);
   const std::vector<std::pair<tensor_shape, int>> cases = {

@@ -2135,7 +2135,13 @@ BOOST_AUTO_TEST_CASE(grouped_convolutions_sum_in_order) {
       {{1, 9, 11, 128}, 128, 32, make_window(3, 3, 1, 1, pad_all(1)), true, activation::relu()},  // ResNeXt's
       {{2, 7, 6, 96}, 192, 3, make_window(3, 3, 1, 1, pad_all(1)), false, clamp_range},
       {{1, 8, 9, 60}, 40, 4, make_window(1, 1, 1, 1), true, none},
-      {{1, 10, 7, 64}, 16, 4, make_window(2, 2, 2, 2), true, none}};
+      {{1, 10, 7, 64}, 16, 4, make_window(2, 2, 2, 2), true, none},
+      // Groups of 2 and 4 channels side by side in a panel: padding, stride 2, 1x1, and 20
+      // channels (not whole panels: the GEMM's blocks instead).
+      {{1, 15, 13, 64}, 64, 16, make_window(3, 3, 2, 2, pad_all(1)), true, activation::relu()},
+      {{2, 9, 7, 48}, 48, 24, make_window(3, 3, 1, 1, {0, 1, 2, 1}), false, clamp_range},
+      {{1, 7, 11, 32}, 32, 8, make_window(1, 1, 1, 1), true, none},
+      {{1, 9, 8, 20}, 20, 5, make_window(3, 3, 1, 1, pad_all(1)), true, none}};
   rng r(2130);
   // Depth multipliers (one input channel per group) stay XNNPACK's, which may run them as depthwise.
   BOOST_TEST(!convolution_runs_on_native_gemm(

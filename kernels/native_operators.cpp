@@ -14,22 +14,27 @@ namespace d3 {
 
 namespace {
 
-// Four floats in a vector register (SSE on x86-64, NEON on ARM), and sixteen (one AVX-512
-// register): GCC and clang vector extensions. This file is compiled with -ffp-contract=off
-// (kernels/CMakeLists.txt): a multiply and an add stay two roundings on every target, so the
-// sixteen-lane paths compute the four-lane paths' bits (a node with AVX-512 and one without
-// answer alike).
+// Four floats in a vector register (SSE on x86-64, NEON on ARM), eight (one AVX2 register) and
+// sixteen (one AVX-512 register): GCC and clang vector extensions. This file is compiled with
+// -ffp-contract=off (kernels/CMakeLists.txt): a multiply and an add stay two roundings on every
+// target, so the eight- and sixteen-lane paths compute the four-lane paths' bits (nodes with
+// AVX-512, with AVX2 and with neither answer alike).
 typedef float v4sf __attribute__((vector_size(16)));
+typedef float v8sf __attribute__((vector_size(32)));
 typedef float v16sf __attribute__((vector_size(64)));
 
 std::atomic<bool> four_lanes_forced{false};
 
 // The sixteen-lane paths where the CPU has AVX-512, unless a test or a measurement asked for four.
 bool sixteen_lanes() { return cpu_has_avx512f() && !four_lanes_forced.load(std::memory_order_relaxed); }
+// Eight (one AVX2 register) where the CPU has AVX2 but not AVX-512, unless four were asked for.
+bool eight_lanes() {
+  return !cpu_has_avx512f() && cpu_has_avx2_fma() && !four_lanes_forced.load(std::memory_order_relaxed);
+}
 
 #define D3_INLINE inline __attribute__((always_inline))
-// The 16-lane instances are inlined into their AVX-512 callers only: no v16sf crosses a call, so
-// GCC's note that passing one would change the ABI does not apply.
+// The 16- and 8-lane instances are inlined into their AVX-512 and AVX2 callers only: no v16sf or
+// v8sf crosses a call, so GCC's note that passing one would change the ABI does not apply.
 #pragma GCC diagnostic ignored "-Wpsabi"
 
 template <class V>
@@ -64,12 +69,17 @@ D3_INLINE V gelu_vector(V v) {
 }
 
 typedef int32_t v4si __attribute__((vector_size(16)));
+typedef int32_t v8si __attribute__((vector_size(32)));
 typedef int32_t v16si __attribute__((vector_size(64)));
 template <class V>
 struct int_lanes;
 template <>
 struct int_lanes<v4sf> {
   using type = v4si;
+};
+template <>
+struct int_lanes<v8sf> {
+  using type = v8si;
 };
 template <>
 struct int_lanes<v16sf> {
@@ -152,6 +162,14 @@ __attribute__((target("avx512f"))) void gelu_span_avx512(const float* x, float* 
   map_span<v16sf, gelu_vector<v16sf>>(x, y, count);
 }
 
+__attribute__((target("avx2"))) void tanh_span_avx2(const float* x, float* y, size_t count) {
+  map_span<v8sf, tanh_vector<v8sf>>(x, y, count);
+}
+
+__attribute__((target("avx2"))) void gelu_span_avx2(const float* x, float* y, size_t count) {
+  map_span<v8sf, gelu_vector<v8sf>>(x, y, count);
+}
+
 // y[i] = a[i] * b[i]; y may be a or b (each vector is loaded before it is stored).
 template <class V>
 D3_INLINE void multiply_span(const float* a, const float* b, float* y, size_t count) {
@@ -170,6 +188,10 @@ __attribute__((target("avx512f"))) void multiply_span_avx512(const float* a, con
   multiply_span<v16sf>(a, b, y, count);
 }
 
+__attribute__((target("avx2"))) void multiply_span_avx2(const float* a, const float* b, float* y, size_t count) {
+  multiply_span<v8sf>(a, b, y, count);
+}
+
 }  // namespace
 
 void force_four_lane_vectors(bool forced) { four_lanes_forced.store(forced); }
@@ -177,6 +199,8 @@ void force_four_lane_vectors(bool forced) { four_lanes_forced.store(forced); }
 void gelu_values(const float* x, float* y, size_t count) {
   if (sixteen_lanes())
     gelu_span_avx512(x, y, count);
+  else if (eight_lanes())
+    gelu_span_avx2(x, y, count);
   else
     map_span<v4sf, gelu_vector<v4sf>>(x, y, count);
 }
@@ -184,6 +208,8 @@ void gelu_values(const float* x, float* y, size_t count) {
 void multiply_values(const float* a, const float* b, float* y, size_t count) {
   if (sixteen_lanes())
     multiply_span_avx512(a, b, y, count);
+  else if (eight_lanes())
+    multiply_span_avx2(a, b, y, count);
   else
     multiply_span<v4sf>(a, b, y, count);
 }
@@ -191,13 +217,14 @@ void multiply_values(const float* a, const float* b, float* y, size_t count) {
 void tanh_values(const float* x, float* y, size_t count) {
   if (sixteen_lanes())
     tanh_span_avx512(x, y, count);
+  else if (eight_lanes())
+    tanh_span_avx2(x, y, count);
   else
     map_span<v4sf, tanh_vector<v4sf>>(x, y, count);
 }
 
 namespace {
 
-typedef float v8sf __attribute__((vector_size(32)));
 typedef double v8df __attribute__((vector_size(64)));
 
 // The sum of a row's values (or of their squared deviations from `mean`) in double: eight lanes
@@ -260,12 +287,19 @@ __attribute__((target("avx512f"))) void layer_norm_span_avx512(const float* x, f
   layer_norm_span(x, y, pixels, channels, gamma, beta, epsilon);
 }
 
+__attribute__((target("avx2"))) void layer_norm_span_avx2(const float* x, float* y, size_t pixels, size_t channels,
+                                                         const float* gamma, const float* beta, float epsilon) {
+  layer_norm_span(x, y, pixels, channels, gamma, beta, epsilon);
+}
+
 }  // namespace
 
 void layer_norm_rows(const float* x, float* y, size_t pixels, size_t channels, const float* gamma, const float* beta,
                      float epsilon) {
   if (sixteen_lanes())
     layer_norm_span_avx512(x, y, pixels, channels, gamma, beta, epsilon);
+  else if (eight_lanes())
+    layer_norm_span_avx2(x, y, pixels, channels, gamma, beta, epsilon);
   else
     layer_norm_span(x, y, pixels, channels, gamma, beta, epsilon);
 }
@@ -385,11 +419,14 @@ class depthwise_operator : public depthwise_rows_operator {
   void compute_row(size_t row) override {
     if (sixteen_lanes())
       compute_row_avx512(row);
+    else if (eight_lanes())
+      compute_row_avx2(row);
     else
       compute_row_with<v4sf>(row);
   }
 
   __attribute__((target("avx512f"))) void compute_row_avx512(size_t row) { compute_row_with<v16sf>(row); }
+  __attribute__((target("avx2"))) void compute_row_avx2(size_t row) { compute_row_with<v8sf>(row); }
 
   // Channels in groups of up to four vectors (independent sums, so the adds overlap), then single
   // vectors, then one lane at a time; every lane runs the same operations in the same order.
@@ -532,6 +569,8 @@ class channel_affine_operator : public layer_operator {
           auto* op = static_cast<channel_affine_operator*>(self);
           if (sixteen_lanes())
             op->rows_avx512(first, count);
+          else if (eight_lanes())
+            op->rows_avx2(first, count);
           else
             op->rows_with<v4sf>(first, count);
         },
@@ -546,6 +585,7 @@ class channel_affine_operator : public layer_operator {
 
  private:
   __attribute__((target("avx512f"))) void rows_avx512(size_t first, size_t count) { rows_with<v16sf>(first, count); }
+  __attribute__((target("avx2"))) void rows_avx2(size_t first, size_t count) { rows_with<v8sf>(first, count); }
 
   template <class V>
   D3_INLINE void rows_with(size_t first, size_t count) {
@@ -716,11 +756,14 @@ class attention_operator : public layer_operator {
   void head(size_t task) {
     if (sixteen_lanes())
       head_avx512(task);
+    else if (eight_lanes())
+      head_avx2(task);
     else
       head_with<v4sf>(task);
   }
 
   __attribute__((target("avx512f"))) void head_avx512(size_t task) { head_with<v16sf>(task); }
+  __attribute__((target("avx2"))) void head_avx2(size_t task) { head_with<v8sf>(task); }
 
   // Scores of query i against every key, one key per lane: each lane computes what the dot
   // product of four partial sums computes (lane r of four sums the terms e = r mod 4, in order;

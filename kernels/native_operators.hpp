@@ -70,8 +70,9 @@ class depthwise_rows_operator : public layer_operator {
 };
 
 // GELU, layer norm, attention, the per-channel affine and the depthwise loop run sixteen lanes at a
-// time on AVX-512 CPUs and four elsewhere, with the same bits. Forces four everywhere in this
-// process (tests compare the two; not thread-safe against operators running at the time).
+// time on AVX-512 CPUs, eight on AVX2 ones and four elsewhere, with the same bits. Forces four
+// everywhere in this process (tests compare the widths; not thread-safe against operators running
+// at the time).
 void force_four_lane_vectors(bool forced);
 
 // The arithmetic the operators run on a block of pixels. Normalises `pixels` rows of `channels` floats each from x into y.

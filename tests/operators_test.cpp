@@ -911,8 +911,8 @@ BOOST_AUTO_TEST_CASE(small_depthwise_convolutions_match_xnnpack_bit_for_bit) {
                                            {1, 8, 8, 8}));
 }
 
-// The sixteen-lane (AVX-512, where the CPU has it) and four-lane paths of a layer's operator give
-// the same bits.
+// The widest path of a layer's operator on this CPU (sixteen lanes on AVX-512, eight on AVX2) and
+// the four-lane one give the same bits.
 void check_widths_agree(const layer& l, const std::vector<const tensor*>& inputs, const std::string& what) {
   tensor wide, four;
   BOOST_REQUIRE(run_operator(l, inputs, nullptr, &wide, what));
@@ -924,7 +924,7 @@ void check_widths_agree(const layer& l, const std::vector<const tensor*>& inputs
 }
 
 // GELU, layer norm, attention and the large depthwise windows run sixteen lanes at a time (eight
-// doubles) on AVX-512 and four (two) elsewhere:
+// doubles) on AVX-512, eight (four) on AVX2 and four (two) elsewhere:
 // both paths must give the same bits (nodes of a cluster may differ in their CPUs), including the
 // channel tails that leave a partial vector, strides, dilation, padding and clamps.
 BOOST_AUTO_TEST_CASE(native_vector_widths_compute_the_same_bits) {

@@ -391,9 +391,19 @@ class gemm_convolution_operator : public layer_operator {
   }
   size_t pixels() const { return size_t(out_.n) * out_.h * out_.w; }
 
+  // Output pixels per task. The tasks of one chunk go through every panel (unless panel_major_),
+  // so the chunk's inputs should stay in cache between them. With groups, each panel reads only
+  // its group's channels of every pixel under the chunk's windows, and the next panel the next
+  // ones of the same cache lines: the chunk's footprint is its input pixels' every channel
+  // (stride_h x stride_w pixels per output pixel). Measured on ResNeXt-50's stride-2 grouped 3x3
+  // (57 x 57 x 256 in, 8 channels per group): chunks of 678 pixels streamed 2.7 MB of input per
+  // group, 2.5-4.0 ms; 1.9 ms with the footprint counted.
   size_t chunk_rows() const {
     const size_t block = !avx512_ ? avx2_rows : dense_ ? dense_rows : indirect_rows;
-    const size_t rows = task_input_bytes / (tap_count() * group_in_ * sizeof(float)) / block * block;
+    size_t floats = tap_count() * group_in_;
+    if (groups_ > 1)
+      floats = std::max(floats, size_t(window_.stride_h) * size_t(window_.stride_w) * size_t(in_.c));
+    const size_t rows = task_input_bytes / (floats * sizeof(float)) / block * block;
     return std::max(rows, block);
   }
 

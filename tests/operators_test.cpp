@@ -1004,6 +1004,24 @@ tensor convolution_summed_in_order(const layer& l, const tensor& x) {
   return y;
 }
 
+// A layer on d3's GEMM: against the reference, bit for bit against XNNPACK where XNNPACK sums in
+// order on this CPU (`mode`: the D3_CONVOLUTION value to restore after), bit for bit against the
+// sums in order, and into a strided output.
+void check_gemm_sums_in_order(const layer& l, const tensor& x, const char* mode) {
+  if (xnnpack_gemm_sums_in_order()) {
+    check_native_matches_xnnpack(l, x, convolution_runs_on_native_gemm, mode);
+  } else {
+    check_layer(l, {x});
+    BOOST_TEST_MESSAGE("XNNPACK's GEMM does not sum in order on this CPU (Zen 1: 4x16s4): not compared with it");
+  }
+  tensor native;
+  BOOST_REQUIRE(run_operator(l, {&x}, nullptr, &native, describe(l, {&x})));
+  const tensor in_order = convolution_summed_in_order(l, x);
+  BOOST_CHECK_MESSAGE(bitwise_equal(native, in_order), describe(l, {&x}) << ": differs from the sums in order: "
+                                                                         << compare_relative(native, in_order, 0.0));
+  check_strided(l, x, 3, size_t(l.output_shape.c) + 5);
+}
+
 // Convolutions with one group run on d3's GEMM (AVX-512, or AVX2 with FMA3) where the CPU has it
 // (D3_CONVOLUTION=native: also those it leaves to XNNPACK for speed): against the reference, bit
 // for bit against the sums in order, and bit for bit against XNNPACK's convolution of the same
@@ -1061,18 +1079,7 @@ BOOST_AUTO_TEST_CASE(gemm_convolutions_match_xnnpack_bit_for_bit) {
       BOOST_TEST_MESSAGE("neither AVX-512 nor AVX2 with FMA3 on this CPU: convolutions run on XNNPACK, nothing to compare");
       return;
     }
-    if (xnnpack_gemm_sums_in_order()) {
-      check_native_matches_xnnpack(l, x, convolution_runs_on_native_gemm, "native");
-    } else {
-      check_layer(l, {x});
-      BOOST_TEST_MESSAGE("XNNPACK's GEMM does not sum in order on this CPU (Zen 1: 4x16s4): not compared with it");
-    }
-    tensor native;
-    BOOST_REQUIRE(run_operator(l, {&x}, nullptr, &native, describe(l, {&x})));
-    const tensor in_order = convolution_summed_in_order(l, x);
-    BOOST_CHECK_MESSAGE(bitwise_equal(native, in_order), describe(l, {&x}) << ": differs from the sums in order: "
-                                                                           << compare_relative(native, in_order, 0.0));
-    check_strided(l, x, 3, size_t(l.output_shape.c) + 5);
+    check_gemm_sums_in_order(l, x, "native");
   }
   // A tile: the operator made for the whole map, reshaped to a band of its output rows and given
   // the input rows under them, computes those rows' values exactly; with 40 input channels (a
@@ -2155,16 +2162,7 @@ BOOST_AUTO_TEST_CASE(grouped_convolutions_sum_in_order) {
       return;
     }
     BOOST_TEST_REQUIRE(convolution_runs_on_native_gemm(l, c.input));
-    if (xnnpack_gemm_sums_in_order())
-      check_native_matches_xnnpack(l, x, convolution_runs_on_native_gemm, "");
-    else
-      check_layer(l, {x});
-    tensor native;
-    BOOST_REQUIRE(run_operator(l, {&x}, nullptr, &native, describe(l, {&x})));
-    const tensor in_order = convolution_summed_in_order(l, x);
-    BOOST_CHECK_MESSAGE(bitwise_equal(native, in_order), describe(l, {&x}) << ": differs from the sums in order: "
-                                                                           << compare_relative(native, in_order, 0.0));
-    check_strided(l, x, 3, size_t(l.output_shape.c) + 5);
+    check_gemm_sums_in_order(l, x, "");
   }
 }
 

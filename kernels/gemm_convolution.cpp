@@ -528,10 +528,7 @@ result<std::unique_ptr<layer_operator>> create_gemm_fully_connected_operator(con
     return status::error("fully connected layer '" + l.name + "': not a [N, 1, 1, C] input on an AVX2 CPU");
   layer pointwise = l;
   pointwise.kind = layer_kind::convolution;
-  pointwise.window = window_params{};
-  pointwise.window.kernel_h = pointwise.window.kernel_w = 1;
-  pointwise.window.stride_h = pointwise.window.stride_w = 1;
-  pointwise.window.dilation_h = pointwise.window.dilation_w = 1;
+  pointwise.window = window_params{};  // 1x1, stride 1, no dilation, no padding
   pointwise.groups = 1;
   pointwise.output_shape = {input.n, 1, 1, l.output_channels};
   return create_gemm_convolution_operator(pointwise, input, 0);

@@ -851,6 +851,30 @@ void check_native_matches_xnnpack(const layer& l, const tensor& x,
                       what << ": differs from XNNPACK: " << compare_relative(native, xnnpack, 0.0));
 }
 
+// A tile: the operator made for the whole map of `c`, reshaped to a band of 9 output rows from row
+// 11 and given the 11 input rows under them, computes exactly those rows' values of the whole run;
+// a band whose width does not follow from the window is refused. Precondition: c is a 3 x 3
+// window at stride 1 without vertical padding over one image of at least 22 rows.
+void check_band_of_rows(const conv_spec& c, rng& r) {
+  const layer l = conv_layer(c, r);
+  const tensor x = random_tensor_of(c.input, r);
+  tensor whole;
+  BOOST_REQUIRE(run_operator(l, {&x}, nullptr, &whole, "whole"));
+  auto op = create_layer_operator(l, {c.input});
+  BOOST_REQUIRE(op.is_ok());
+  const int width = c.input.w, in_c = c.input.c, out_c = c.output_channels;
+  const tensor_shape band_in{1, 11, width, in_c}, band_out{1, 9, width, out_c};
+  BOOST_REQUIRE((*op)->reshape({band_in}, band_out).is_ok());
+  const size_t first_row = 11;
+  tensor band(band_out);
+  BOOST_REQUIRE((*op)->setup({x.data() + first_row * size_t(width * in_c)}, band.data(), nullptr).is_ok());
+  BOOST_REQUIRE((*op)->run(nullptr).is_ok());
+  BOOST_TEST(std::memcmp(band.data(), whole.data() + first_row * size_t(width * out_c),
+                         band.elements() * sizeof(float)) == 0,
+             describe(l, {&x}) << ": a band of rows differs from the whole run");
+  BOOST_TEST(!(*op)->reshape({band_in}, {1, 9, width - 1, out_c}).is_ok());  // not what the window gives
+}
+
 // Depthwise windows of up to 25 taps run on d3's AVX-512 or AVX2 loop where the CPU has one:
 // against the reference, and bit for bit against XNNPACK's depthwise convolution of the same layer
 // (D3_CONVOLUTION=xnnpack), which is what a node without either computes. MobileNet's, MNASNet's
@@ -887,23 +911,7 @@ BOOST_AUTO_TEST_CASE(small_depthwise_convolutions_match_xnnpack_bit_for_bit) {
     check_native_matches_xnnpack(l, x, depthwise_runs_on_native_fma, "");
     check_strided(l, x, 3, size_t(l.output_shape.c) + 5);
   }
-  // A tile: the operator made for the whole map, reshaped to a band of its output rows and given
-  // the input rows under them, computes those rows' values exactly.
-  const conv_spec c{{1, 29, 10, 40}, 40, 40, make_window(3, 3, 1, 1, {0, 1, 0, 1}), true, none};
-  const layer l = conv_layer(c, r);
-  const tensor x = random_tensor_of(c.input, r);
-  tensor whole;
-  BOOST_REQUIRE(run_operator(l, {&x}, nullptr, &whole, "whole"));
-  auto op = create_layer_operator(l, {c.input});
-  BOOST_REQUIRE(op.is_ok());
-  const tensor_shape band_in{1, 11, 10, 40}, band_out{1, 9, 10, 40};
-  BOOST_REQUIRE((*op)->reshape({band_in}, band_out).is_ok());
-  const size_t first_row = 11;
-  tensor band(band_out);
-  BOOST_REQUIRE((*op)->setup({x.data() + first_row * 10 * 40}, band.data(), nullptr).is_ok());
-  BOOST_REQUIRE((*op)->run(nullptr).is_ok());
-  BOOST_TEST(std::memcmp(band.data(), whole.data() + first_row * 10 * 40, band.elements() * sizeof(float)) == 0);
-  BOOST_TEST(!(*op)->reshape({band_in}, {1, 9, 9, 40}).is_ok());  // not what the window gives
+  check_band_of_rows({{1, 29, 10, 40}, 40, 40, make_window(3, 3, 1, 1, {0, 1, 0, 1}), true, none}, r);
   // Grouped (not depthwise) and larger windows are not this loop's.
   BOOST_TEST(!depthwise_runs_on_native_fma(conv_layer({{1, 8, 8, 8}, 16, 8, make_window(3, 3, 1, 1, pad_all(1)), true, none}, r),
                                            {1, 8, 8, 8}));
@@ -1081,26 +1089,10 @@ BOOST_AUTO_TEST_CASE(gemm_convolutions_match_xnnpack_bit_for_bit) {
     }
     check_gemm_sums_in_order(l, x, "native");
   }
-  // A tile: the operator made for the whole map, reshaped to a band of its output rows and given
-  // the input rows under them, computes those rows' values exactly; with 40 input channels (a
-  // pointer per tap) and with 3 (window rows as spans of a zero-bordered copy).
-  for (const int channels : {40, 3}) {
-    const conv_spec c{{1, 29, 6, channels}, 70, 1, make_window(3, 3, 1, 1, {0, 1, 0, 1}), true, none};
-    const layer l = conv_layer(c, r);
-    const tensor x = random_tensor_of(c.input, r);
-    tensor whole;
-    BOOST_REQUIRE(run_operator(l, {&x}, nullptr, &whole, "whole"));
-    auto op = create_layer_operator(l, {c.input});
-    BOOST_REQUIRE(op.is_ok());
-    const tensor_shape band_in{1, 11, 6, channels}, band_out{1, 9, 6, 70};
-    BOOST_REQUIRE((*op)->reshape({band_in}, band_out).is_ok());
-    const size_t first_row = 11;
-    tensor band(band_out);
-    BOOST_REQUIRE((*op)->setup({x.data() + first_row * 6 * size_t(channels)}, band.data(), nullptr).is_ok());
-    BOOST_REQUIRE((*op)->run(nullptr).is_ok());
-    BOOST_TEST(std::memcmp(band.data(), whole.data() + first_row * 6 * 70, band.elements() * sizeof(float)) == 0);
-    BOOST_TEST(!(*op)->reshape({band_in}, {1, 9, 5, 70}).is_ok());  // not what the window gives
-  }
+  // A tile, with 40 input channels (a pointer per tap) and with 3 (window rows as spans of a
+  // zero-bordered copy).
+  for (const int channels : {40, 3})
+    check_band_of_rows({{1, 29, 6, channels}, 70, 1, make_window(3, 3, 1, 1, {0, 1, 0, 1}), true, none}, r);
 }
 
 // Depthwise 1x1 convolutions (DenseNet's standalone batch norms) run natively: against the
@@ -2164,6 +2156,9 @@ BOOST_AUTO_TEST_CASE(grouped_convolutions_sum_in_order) {
     BOOST_TEST_REQUIRE(convolution_runs_on_native_gemm(l, c.input));
     check_gemm_sums_in_order(l, x, "");
   }
+  // Tiles: 4 channels per group (side by side in a panel) and 8 (a panel per group).
+  check_band_of_rows({{1, 29, 10, 64}, 64, 16, make_window(3, 3, 1, 1, {0, 1, 0, 1}), true, none}, r);
+  check_band_of_rows({{1, 29, 6, 48}, 48, 6, make_window(3, 3, 1, 1, {0, 1, 0, 1}), true, none}, r);
 }
 
 BOOST_AUTO_TEST_CASE(fully_connected_on_the_gemm_sums_in_order) {

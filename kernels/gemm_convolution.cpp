@@ -477,7 +477,7 @@ class gemm_convolution_operator : public layer_operator {
   size_t groups_ = 1, group_in_ = 0, group_out_ = 0;  // groups, and input and output channels per group
   size_t group_panels_ = 0;                      // panels per group (0 when narrow_)
   bool narrow_ = false;                          // groups of 2 or 4 channels side by side in 8-lane panels
-  size_t panels_ = 0;                            // groups_ x group_panels_
+  size_t panels_ = 0;                            // groups_ x group_panels_, or in.c / 8 when narrow_
   std::unique_ptr<float, free_deleter> packed_;  // [panel][tap][k][panel()], zero past a group's last channel
   std::vector<float> bias_;                      // panels x panel(), zero past a group's last channel
   std::vector<float> zeros_;                     // the input row of a tap over padding

@@ -51,30 +51,51 @@ for model in /usr/share/libonnx-testdata/data/node/test_{conv,maxpool,averagepoo
   [ -f "$model" ] && cp "$model" "$seeds/onnx/$(basename "$(dirname "$model")").onnx"
 done
 
-failed=0
-summary=()
-for t in "${targets[@]}"; do
-  bin="$build/fuzz/fuzz_$t"
-  regressions=("$root/fuzz/regressions/$t"/*)
+# One target: replays its kept regressions, then fuzzes; writes its summary line to
+# $build/artifacts/TARGET.result and returns nonzero when it failed.
+fuzz_one() {
+  local t="$1" bin="$build/fuzz/fuzz_$1" result="$build/artifacts/$1.result"
+  local regressions=("$root/fuzz/regressions/$t"/*)
   if [ -e "${regressions[0]}" ]; then
     if ! "$bin" "${regressions[@]}" >"$build/artifacts/$t-regressions.log" 2>&1; then
-      echo "fuzz.sh: $t: a kept regression input fails again (log $build/artifacts/$t-regressions.log)" >&2
-      failed=1
-      continue
+      printf '%-15s FAILED: a kept regression input fails again (log %s)\n' "$t" "$build/artifacts/$t-regressions.log" >"$result"
+      return 1
     fi
   fi
-  corpus="$build/corpus/$t"
+  local corpus="$build/corpus/$t" log="$build/artifacts/$t.log"
   mkdir -p "$corpus"
-  log="$build/artifacts/$t.log"
   # -rss_limit_mb: an input that makes a parser allocate past 2 GB is a finding too.
   if "$bin" "$corpus" "$seeds/$t" "${limit[@]}" -timeout=20 -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
       -artifact_prefix="$build/artifacts/$t-" >"$log" 2>&1; then
+    local runs
     runs="$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo '?')"
-    summary+=("$(printf '%-15s %10s inputs, no crash' "$t" "$runs")")
+    printf '%-15s %10s inputs, no crash\n' "$t" "$runs" >"$result"
   else
-    summary+=("$(printf '%-15s FAILED: %s' "$t" "$(grep -m1 -E 'ERROR|SUMMARY|runtime error' "$log" || tail -n1 "$log")")")
-    failed=1
+    printf '%-15s FAILED: %s\n' "$t" "$(grep -m1 -E 'ERROR|SUMMARY|runtime error' "$log" || tail -n1 "$log")" >"$result"
+    return 1
   fi
+}
+
+# The targets run side by side, one per core (each libFuzzer process is single-threaded, so a
+# target gets its SECONDS of one core either way).
+jobs="${D3_JOBS:-$(nproc)}"
+running=0
+for t in "${targets[@]}"; do
+  rm -f "$build/artifacts/$t.result"
+  if [ "$running" -ge "$jobs" ]; then
+    wait -n || true
+    running=$((running - 1))
+  fi
+  fuzz_one "$t" &
+  running=$((running + 1))
+done
+wait || true
+failed=0
+summary=()
+for t in "${targets[@]}"; do
+  line="$(cat "$build/artifacts/$t.result" 2>/dev/null || printf '%-15s FAILED: no result (the run was cut short)' "$t")"
+  summary+=("$line")
+  if [[ "$line" == *FAILED* ]]; then failed=1; fi
 done
 printf '%s\n' "${summary[@]}"
 [ "$failed" -eq 0 ] || { echo "fuzz.sh: a target failed; the crashing inputs are in $build/artifacts/" >&2; exit 1; }

@@ -24,10 +24,14 @@ if [ -n "$sanitize" ]; then
   export LSAN_OPTIONS="suppressions=$root/scripts/sanitizers/lsan.supp"
   export TSAN_OPTIONS="exitcode=66:suppressions=$root/scripts/sanitizers/tsan.supp"
 fi
+build_start=$SECONDS
 "$root/scripts/build.sh"
+echo "test.sh: built in $((SECONDS - build_start)) s"
 cd "${D3_BUILD_DIR:-$root/build}"
 status=0
-ctest --output-on-failure -j "${D3_TEST_JOBS:-1}" "$@" || status=$?
+# One job per core: the tests that start node processes or time things are RUN_SERIAL
+# (tests/CMakeLists.txt), so they still run alone.
+ctest --output-on-failure -j "${D3_TEST_JOBS:-$(nproc)}" "$@" || status=$?
 if [ -n "$sanitize" ]; then
   # Reports of the test programs are in ctest's log; the node processes' reach it too (a report
   # aborts a node, and the fixtures print the log of a node that ends badly).

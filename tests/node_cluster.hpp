@@ -251,14 +251,18 @@ inline std::vector<std::map<std::string, d3::tensor>> inputs_for(const d3::graph
 
 // Single-process answers (one executor over the whole graph).
 // The executor is kept for the next call on the same graph (same object, name and size: a test
-// may import another model later, possibly at the same address).
+// may import another model later, possibly at the same address). It runs on two threads: the
+// answers are checked after the nodes are done, and fault_test alone checks about a thousand
+// (two threads compute the same bits: executor_test two_threads_compute_the_same_bits).
 inline std::vector<d3::tensor> expected_outputs(const d3::graph& g, const std::map<std::string, d3::tensor>& input) {
   static std::unique_ptr<d3::executor> local;
   static const d3::graph* local_graph = nullptr;
   static std::pair<std::string, size_t> local_identity;
   const std::pair<std::string, size_t> identity{g.name, g.layers.size()};
   if (!local || local_graph != &g || local_identity != identity) {
-    auto e = d3::executor::create(g);
+    d3::executor_options options;
+    options.threads = 2;
+    auto e = d3::executor::create(g, {}, options);
     BOOST_REQUIRE_MESSAGE(e.is_ok(), e.message());
     local = std::move(e.value());
     local_graph = &g;

@@ -737,15 +737,18 @@ BOOST_FIXTURE_TEST_CASE(uplink_drop_makes_the_planner_migrate_only_changed_layer
   BOOST_TEST(dep.migrations().empty());  // steady links: no flapping
 
   // The drop: 10x, or more where this machine computes so slowly that the device (speed 0.1) would
-  // not beat the slower uplink: the input's transfer must cost at least 3x the device's whole
+  // not beat the slower uplink: the input's transfer must cost at least 6x the device's whole
   // model (on a machine 3x slower than the Zen 4 this was written on, resnet18 on the device took
-  // 1.5 s against 1.2 s for the input at 4 Mbit/s, and keeping the plan was right).
+  // 1.5 s against 1.2 s for the input at 4 Mbit/s, and keeping the plan was right). 6x, not 3x:
+  // the device's clock is ten times its thread's CPU time, and on a shared 2-vCPU guest that CPU
+  // time was seen to grow 1.6x while the other nodes ran their speed probes (1062 ms, then
+  // 1490-1890 ms on the same plan), which 3x left no room for.
   const double device_ms = profile->total() / 0.1;
   double input_bits = 0;
   for (const d3::layer& l : g.layers)
     if (l.kind == d3::layer_kind::input) input_bits += double(l.input_shape.bytes()) * 8;
   const double transfer_ms_at_fast = input_bits / (fast.device_edge.bandwidth_mbit_per_s * 1e3);
-  const double divisor = std::max(10.0, std::ceil(3 * device_ms / transfer_ms_at_fast));
+  const double divisor = std::max(10.0, std::ceil(6 * device_ms / transfer_ms_at_fast));
   d3::testbed slow = fast;
   slow.device_edge.bandwidth_mbit_per_s /= divisor;
   slow.uplink = "40 Mbit/s / " + std::to_string(int(divisor));
@@ -904,12 +907,14 @@ BOOST_FIXTURE_TEST_CASE(idle_nodes_are_probed_for_their_speed, testbed_cluster) 
   BOOST_TEST_MESSAGE("edge2's speed probe: " << fast << " ms at 0.5, " << slow << " ms at 0.1");
   BOOST_TEST(slow / fast > 3.5);
   BOOST_TEST(slow / fast < 7.0);
-  // An idle node is not probed after every answer while nothing changes: the three idle nodes
-  // after at most half of the 10 answers (a quiet machine: a regular probe each, 3-6; a request
-  // the machine's noise doubled sets off one burst of three answers, 9 more).
+  // An idle node is not probed after every answer while nothing changes (that would be 30 probes
+  // in these 10 answers): a quiet machine probes each idle node once or twice (3-6); each request
+  // the machine's noise slows by more than 10% and four deviations sets off a burst of three
+  // answers (9 more). A CI run on a shared 2-vCPU guest saw two such bursts (18 probes), so the
+  // bound allows two bursts and the regular probes of the remaining answers.
   size_t probes = 0;
   for (const auto& o : after) probes += probed_in(o).size();
-  BOOST_TEST(probes <= 3 * 5u, probes << " probes in 10 answers");
+  BOOST_TEST(probes <= 3 * 8u, probes << " probes in 10 answers");
 
   // edge1, which runs the model, slows to a quarter: the answers' latency doubles, and the idle
   // nodes are probed after each of the next three answers.

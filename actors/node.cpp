@@ -75,8 +75,10 @@ void judge_peers(node_pointer self, const std::string& me) {
   self->state.verdicts_due.pop_front();
   for (auto& [name, p] : self->state.peers) {
     if (p.reported || !p.unanswered_since) continue;
-    // A ping queued behind this node's own data to the peer waits for it: silence counts from then.
-    const auto quiet_since = std::max(*p.unanswered_since, peer_backlog().drained_by(name));
+    // A ping queued behind this node's own data to the peer waits for it, and the peer's answer
+    // behind the data it announced it was sending here: silence counts from the later.
+    const auto quiet_since =
+        std::max({*p.unanswered_since, peer_backlog().drained_by(name), incoming_backlog().drained_by(name)});
     if (now - quiet_since <= p.silence) continue;
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now - p.last_answer).count();
     report_peer(self, me, name, "no heartbeat answer for " + std::to_string(ms) + " ms");

@@ -66,6 +66,10 @@
 //                 emulated link
 //   (data, bytes TensorBundle) -> nothing; once every input of a request id is there the stage
 //                 computes and sends (data, bundle) to each destination
+//   (incoming, string from_node, uint64 bytes) -> nothing: sent by a stage on node from_node
+//                 just before a large (data, bundle) of `bytes` to a stage on another node: until
+//                 those bytes have crossed, from_node's answers to this node's pings queue behind
+//                 them on the same connection (base/send_backlog.hpp; incoming_backlog())
 // Node -> app (app_handle): (peer_down, string reporter, string peer, string cause), see peer.
 // Stage -> app (app_handle) on failure: (fail, uint64 request_id, bool id_known, int32 stage_id,
 //   string what)
@@ -119,6 +123,7 @@ using tick_atom = caf::atom_constant<caf::atom("d3tick")>;
 using verdict_atom = caf::atom_constant<caf::atom("d3verdict")>;
 using peer_down_atom = caf::atom_constant<caf::atom("d3peerdn")>;
 using pong_atom = caf::atom_constant<caf::atom("d3pong")>;
+using incoming_atom = caf::atom_constant<caf::atom("d3incom")>;
 
 // A node's answer to info. arithmetic: its kernels' fingerprint (kernels/arithmetic_fingerprint.hpp).
 struct node_info {
@@ -132,7 +137,7 @@ typename Inspector::result_type inspect(Inspector& f, node_info& x) {
 }
 
 // Whatever receives a stage's output bundles: another stage or the app.
-using data_handle = caf::typed_actor<caf::reacts_to<data_atom, bytes>>;
+using data_handle = caf::typed_actor<caf::reacts_to<data_atom, bytes>, caf::reacts_to<incoming_atom, std::string, uint64_t>>;
 // The app's inbox: answers, failures and the virtual-clock reports of the stages.
 using app_handle = data_handle::extend<
     caf::reacts_to<fail_atom, uint64_t, bool, int32_t, std::string>,

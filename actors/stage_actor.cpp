@@ -44,6 +44,9 @@ void print_event(const std::string& line) {
 // ------------------------------------------------------------------ stages
 
 constexpr size_t max_pending_requests = 1024;  // requests waiting for inputs; the oldest are dropped
+// Sends at least this large are announced to their destination (incoming notice): below it a
+// message crosses even a 1 Mbit/s link within a tenth of the default peer silence.
+constexpr size_t incoming_notice_bytes = 16 * 1024;
 
 struct stage_state {
   stage_spec spec;
@@ -62,6 +65,8 @@ struct stage_state {
   std::vector<std::string> tile_inputs;  // spec input names in the tile executor's input order
   std::map<uint64_t, std::map<std::string, tensor>> pending;
   uint64_t served = 0;
+  // Senders that announced data (incoming notices) not yet read: their node and how many.
+  std::map<caf::actor_addr, std::pair<std::string, size_t>> announced;
 
   static inline const char* name = "d3_stage";
 
@@ -395,8 +400,15 @@ void on_data(stage_actor_t self, const bytes& payload) {
   if (st.app)
     self->send(st.app, protocol::report_atom::value, id, int32_t(st.spec.stage_id), ready,
                virtual_clock ? finish : monotonic_ms(), cpu_ms, bytes_sent, messages_ms);
-  for (const outgoing_bundle& b : *bundles)
-    if (emu.is_remote(b.node)) peer_backlog().sent(b.node, b.message.size());
+  const caf::actor_addr app = caf::actor_cast<caf::actor_addr>(st.app);
+  for (const outgoing_bundle& b : *bundles) {
+    if (!emu.is_remote(b.node)) continue;
+    peer_backlog().sent(b.node, b.message.size());
+    // Announced ahead of it on the same connection, so the notice arrives before the bulk does.
+    // Not to the app (it watches nodes with its own pings; answers to it are a model's outputs).
+    if (b.message.size() >= incoming_notice_bytes && caf::actor_cast<caf::actor_addr>(b.dest) != app)
+      self->send(b.dest, protocol::incoming_atom::value, emu.name(), uint64_t(b.message.size()));
+  }
   send_bundles(self, *bundles, finish, mode);
 }
 
@@ -455,7 +467,19 @@ protocol::stage_handle::behavior_type stage_actor(stage_actor_t self, stage_kind
         st.routes.add(tensor_name, dest, dest_node, tensor_codec(codec));
         return ok_atom::value;
       },
+      [=](protocol::incoming_atom, const std::string& from_node, uint64_t bytes) {
+        incoming_backlog().sent(from_node, size_t(bytes));
+        auto& [node, count] = self->state.announced[caf::actor_cast<caf::actor_addr>(self->current_sender())];
+        node = from_node;
+        ++count;
+      },
       [=](protocol::data_atom, const bytes& payload) {
+        // An announced message has crossed (a sender's messages arrive in order).
+        auto announced = self->state.announced.find(caf::actor_cast<caf::actor_addr>(self->current_sender()));
+        if (announced != self->state.announced.end() && announced->second.second > 0) {
+          --announced->second.second;
+          incoming_backlog().arrived(announced->second.first);
+        }
         try {
           on_data(self, payload);
         } catch (const std::exception& e) {

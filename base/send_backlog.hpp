@@ -35,6 +35,20 @@ class send_backlog {
         std::chrono::duration<double>(1.25 * double(bytes) * 8.0 / (floor_mbit_per_s_ * 1e6)));
     time_point& until = until_[peer];
     until = std::max(until, now) + crossing;
+    ++outstanding_[peer];
+  }
+  // One send to `peer` is known to have crossed (its receiver read it): once every send is, the
+  // backlog ends now rather than when the floor rate would have drained it. For backlogs whose
+  // receiver can tell (incoming notices): on a link faster than the floor a frozen peer is then
+  // found after its silence, not bytes / floor later.
+  void arrived(const std::string& peer, time_point now = std::chrono::steady_clock::now()) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto left = outstanding_.find(peer);
+    if (left == outstanding_.end() || left->second == 0) return;
+    if (--left->second == 0) {
+      time_point& until = until_[peer];
+      until = std::min(until, now);
+    }
   }
   // When everything sent to `peer` so far has crossed at the floor rate (the epoch if nothing).
   time_point drained_by(const std::string& peer) const {
@@ -47,6 +61,7 @@ class send_backlog {
   mutable std::mutex mutex_;
   double floor_mbit_per_s_ = default_floor_mbit_per_s;
   std::map<std::string, time_point> until_;
+  std::map<std::string, size_t> outstanding_;  // sends not known to have crossed
 };
 
 }  // namespace d3

@@ -30,8 +30,10 @@ status node_emulation::configure(const std::string& text) {
   // "keep_clocks": a change while requests flow (a link trace step, a node slowing down): new
   // link profiles and speed, the clock mode and the virtual time line untouched.
   const bool keep_clocks = j.value("keep_clocks", false);
-  if (j.contains("heartbeat_floor_mbit") && j["heartbeat_floor_mbit"].is_number())
+  if (j.contains("heartbeat_floor_mbit") && j["heartbeat_floor_mbit"].is_number()) {
     peer_backlog().set_floor(j["heartbeat_floor_mbit"].get<double>());
+    incoming_backlog().set_floor(j["heartbeat_floor_mbit"].get<double>());
+  }
   const double speed = j.value("speed", 0.0);
   std::lock_guard<std::mutex> lock(mutex_);
   if (speed > 0) speed_ = speed;
@@ -57,6 +59,11 @@ node_emulation& emulation() {
 }
 
 send_backlog& peer_backlog() {
+  static send_backlog backlog;
+  return backlog;
+}
+
+send_backlog& incoming_backlog() {
   static send_backlog backlog;
   return backlog;
 }

@@ -24,7 +24,13 @@ ip netns del "$probe"
 work="$(mktemp -d -t d3-netns-test-XXXXXX)"
 cleanup() { "$src/scripts/netns-cluster.sh" down >/dev/null 2>&1; rm -rf "$work"; }
 trap cleanup EXIT
-fail() { echo "netns_test: FAIL: $*"; for f in "$work"/cluster/*.log; do echo "== $f"; tail -n 5 "$f"; done; exit 1; }
+# The reason twice: before the node logs and as the last line (CI keeps only an output's ends).
+fail() {
+  echo "netns_test: FAIL: $*"
+  for f in "$work"/cluster/*.log; do echo "== $f"; tail -n 5 "$f"; done
+  echo "netns_test: FAIL: $*"
+  exit 1
+}
 
 # Latencies as the kernel gives them (netns-cluster.sh shapes bandwidth only, no netem here): with
 # the 2 and 20 ms of D3's setting in the testbed, hpa priced the all-cloud plan it must start from
@@ -55,10 +61,11 @@ grep "verify:" "$work/infer.log"
 # times, each node's clock mapped onto the app's). The plan hpa starts from uses the cloud (a fast
 # cloud, slow edges); after the drop the planner must migrate off it, with no request lost. The
 # drop comes 4 s after the deployment; 100 requests leave about half of them for after it (at
-# ~80 ms a request on the cloud, 60 requests had left too few to adapt with). Issue 14's goal of
-# at most 2 migrations per change is not met on these links (speed estimates under cgroup cpu
-# quotas swing by 2-3x between answers; measured: 3 migrations in the ~100 requests after the
-# drop): the test asserts adaptation and bounds runaway flapping at 3, and prints the count.
+# ~80 ms a request on the cloud, 60 requests had left too few to adapt with). At most 2
+# migrations after the drop (issue 14's bound for one change). Runs used to count 3-6: an edge's
+# tensors to the cloud held its pongs seconds behind them on the 2 Mbit/s link, the cloud took
+# the live edge for gone, and the app failed over and back; nodes now announce large sends
+# (incoming notices), and 3 runs after that fix migrated once each.
 # The bound: 100 requests at ~2.4 s each on the dropped backbone if the planner never moved
 # (one CI run was killed at 150 s, with no output to tell a late migration from none), plus the
 # deployment; a run that passes takes ~40 s.
@@ -75,13 +82,13 @@ wait "$infer" || { cat "$work/adapt.log"; grep -vE '"link_probed"' "$work/adapt.
 "$src/scripts/netns-cluster.sh" shape edge-cloud=200 > /dev/null
 grep -q "100 answered, 0 failed" "$work/adapt.log" && grep -q "verify: 100 of 100 answers memcmp-equal" "$work/adapt.log" \
   || { cat "$work/adapt.log"; fail "requests lost or inexact during the bandwidth drop"; }
-python3 - "$work/adapt.jsonl" "$drop" <<'PY' || { cat "$work/adapt.log"; fail "no migration, or more than 3, after the bandwidth drop"; }
+python3 - "$work/adapt.jsonl" "$drop" <<'PY' || { cat "$work/adapt.log"; fail "no migration, or more than 2, after the bandwidth drop"; }
 import json, sys
 events = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
 after = [e for e in events if e.get("event") == "layers_migrated" and e["time"] >= sys.argv[2]]
 print("netns_test: after the drop at %s: %d migration(s), the first at %s moving %d layers" % (
     sys.argv[2], len(after), after[0]["time"] if after else "-", after[0]["layers_moved"] if after else 0))
-sys.exit(0 if 1 <= len(after) <= 3 else 1)  # adapts; runaway flapping fails
+sys.exit(0 if 1 <= len(after) <= 2 else 1)  # adapts, and settles
 PY
 grep -E "^migration|planner estimates" "$work/adapt.log"
 

@@ -3,6 +3,7 @@
 #define BOOST_TEST_MODULE node_emulation
 #include <boost/test/unit_test.hpp>
 
+#include "base/send_backlog.hpp"
 #include "emulation/node_emulation.hpp"
 
 using namespace d3;
@@ -53,4 +54,29 @@ BOOST_AUTO_TEST_CASE(bad_settings_are_refused_naming_the_problem) {
   expect(R"({"clock": "sundial"})", "unknown clock 'sundial'");
   expect(R"({"clock": "virtual", "links": {"cloud": {"mbit_per_s": -1, "latency_ms": 0}}})", "link to 'cloud'");
   expect(R"({"clock": "virtual", "links": {"cloud": {"mbit_per_s": "fast"}}})", "bad emulation settings");
+}
+
+// base/send_backlog.hpp: what was sent to a peer drains at the floor rate (plus a quarter for
+// framing), sends queue behind each other, and once every announced send is known to have
+// crossed (arrived) the backlog ends then, not when the floor rate would have drained it.
+BOOST_AUTO_TEST_CASE(send_backlog_drains_at_the_floor_or_when_every_send_arrived) {
+  using namespace std::chrono;
+  send_backlog b;
+  b.set_floor(1.0);  // 1 Mbit/s: 100 kB take 0.8 s, 1 s with the quarter
+  const auto t0 = steady_clock::now();
+  BOOST_TEST((b.drained_by("cloud") == steady_clock::time_point{}));
+  b.sent("cloud", 100000, t0);
+  BOOST_TEST(duration_cast<milliseconds>(b.drained_by("cloud") - t0).count() == 1000);
+  b.sent("cloud", 100000, t0 + milliseconds(500));  // queues behind the first
+  BOOST_TEST(duration_cast<milliseconds>(b.drained_by("cloud") - t0).count() == 2000);
+  BOOST_TEST((b.drained_by("edge1") == steady_clock::time_point{}));  // per peer
+  b.arrived("cloud", t0 + milliseconds(300));  // one of two: the floor's estimate stands
+  BOOST_TEST(duration_cast<milliseconds>(b.drained_by("cloud") - t0).count() == 2000);
+  b.arrived("cloud", t0 + milliseconds(400));  // both crossed
+  BOOST_TEST(duration_cast<milliseconds>(b.drained_by("cloud") - t0).count() == 400);
+  b.arrived("cloud", t0 + milliseconds(450));  // more arrivals than sends change nothing
+  BOOST_TEST(duration_cast<milliseconds>(b.drained_by("cloud") - t0).count() == 400);
+  b.set_floor(0);  // keeps 1 Mbit/s
+  b.sent("cloud", 100000, t0 + milliseconds(3000));
+  BOOST_TEST(duration_cast<milliseconds>(b.drained_by("cloud") - t0).count() == 4000);
 }

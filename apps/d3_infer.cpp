@@ -413,7 +413,33 @@ int deploy_and_run(caf::actor_system& system, const d3::infer_options& o, infere
       std::map<std::string, d3::node_role> roles;
       for (const auto& [name, node] : start.cluster.nodes) roles[name] = node.role;
       planner_actor = d3::spawn_planner_actor(system, planner, roles);
-      dep.set_adaptation(d3::planner_hook(system, planner_actor), &g);
+      // Every answer's verdict goes to the topology log ("planner_verdict"): why the planner
+      // stayed or moved, with the estimates it judged on, for a run that adapted late or not.
+      auto hook = d3::planner_hook(system, planner_actor);
+      d3::topology_log* log = in.log.get();
+      dep.set_adaptation(
+          [hook, planner, log](const d3::request_outcome& answer) {
+            auto decided = hook(answer);
+            if (log) {
+              const d3::cluster_model& e = planner->estimate();
+              nlohmann::json speeds;
+              for (const auto& [name, node] : e.nodes) speeds[name] = node.speed;
+              log->write({{"event", "planner_verdict"},
+                          {"request", answer.id},
+                          {"latency_ms", answer.latency_ms},
+                          {"virtual_latency_ms", answer.virtual_latency_ms},
+                          {"plan_version", answer.plan_version},
+                          {"verdict", planner->verdict()},
+                          {"mbit_per_s",
+                           {{"device-edge", e.links.device_edge.bandwidth_mbit_per_s},
+                            {"edge-edge", e.links.edge_edge.bandwidth_mbit_per_s},
+                            {"edge-cloud", e.links.edge_cloud.bandwidth_mbit_per_s},
+                            {"device-cloud", e.links.link(d3::node_role::device, d3::node_role::cloud).bandwidth_mbit_per_s}}},
+                          {"speeds", speeds}});
+            }
+            return decided;
+          },
+          &g);
       if (o.standby) {
         const d3::cluster_model cluster = start.cluster;
         dep.set_standby([&g, cluster](const d3::deployment_plan& p) { return d3::standby_copies(g, p, cluster); });

@@ -859,8 +859,11 @@ BOOST_FIXTURE_TEST_CASE(a_trace_step_changes_the_uplink_and_probes_see_it, testb
   const double at_half = compute_ms(outcomes), at_quarter = compute_ms(third);
   const double ratio = at_quarter / at_half;
   BOOST_TEST_MESSAGE("edge1 compute at speed 0.5: " << at_half << " ms, at 0.25: " << at_quarter << " ms");
-  BOOST_TEST(ratio > 1.5);
-  BOOST_TEST(ratio < 2.7);
+  // 2 expected; the bounds leave room for a shared guest whose thread CPU times swing by 1.6x
+  // between requests (a CI run read 103 ms of CPU time at 0.5, then at least 168 ms at 0.25: 3.26),
+  // and still fail if the step did not apply (1) or applied twice over (4).
+  BOOST_TEST(ratio > 1.4);
+  BOOST_TEST(ratio < 3.5);
   BOOST_TEST(!dep.probe_link("device", "nowhere", 10).is_ok());
 }
 
@@ -905,8 +908,10 @@ BOOST_FIXTURE_TEST_CASE(idle_nodes_are_probed_for_their_speed, testbed_cluster) 
   check_answers(g, inputs, after);
   const double slow = edge2_ms(after);
   BOOST_TEST_MESSAGE("edge2's speed probe: " << fast << " ms at 0.5, " << slow << " ms at 0.1");
-  BOOST_TEST(slow / fast > 3.5);
-  BOOST_TEST(slow / fast < 7.0);
+  // 5 expected; a CI run on a shared guest read the fast probes no faster than 24 ms (15 ms
+  // elsewhere): 3.1. The bounds still fail if the slowdown did not reach the probes (1).
+  BOOST_TEST(slow / fast > 2.5);
+  BOOST_TEST(slow / fast < 10.0);
   // An idle node is not probed after every answer while nothing changes (that would be 30 probes
   // in these 10 answers): a quiet machine probes each idle node once or twice (3-6); each request
   // the machine's noise slows by more than 10% and four deviations sets off a burst of three

@@ -377,6 +377,15 @@ class deployment {
   void mark_unresponsive_nodes_down(const std::string& why);
   // A new ping sequence number, its send time kept (the last 8) for round trips and rejoins.
   uint64_t next_ping_seq();
+  // Whether this answer probes every idle link and node (burst_now_): it and the two after it
+  // when its latency is more than 10% and four deviations off the median of the last eight (a
+  // change under way: the planner is about to weigh the links and nodes it does not use).
+  void watch_latency(const request_outcome& o);
+  // Idle links: light probes (1 KiB, 16 KiB, and on real links one long enough to get past a
+  // token bucket) of a link class no transfer of the last idle_probe_every answers crossed, or
+  // of every idle link class in a burst (watch_latency). Without the burst, a backbone drop seen
+  // by the requests was confirmed on the idle edge-cloud link only two regular probes (6 answers,
+  // 10 s) later, and the planner's first move priced that link as before the drop (netns cluster).
   void probe_idle_links(request_outcome& o);
   // Idle nodes' speeds: a small fragment of the model from its input on (speed_probe_layers)
   // runs on a node without a stage in the answer, its time joins the answer's computes as the
@@ -479,7 +488,8 @@ class deployment {
   std::map<std::string, int> speed_probes_;  // probes so far, by node
   static constexpr size_t node_probe_every = 8;
   std::deque<double> recent_latency_;  // of the last answers (virtual or wall, as the clock)
-  int probe_burst_ = 0;                // answers still to probe every idle node after
+  int probe_burst_ = 0;                // answers still to probe every idle link and node after
+  bool burst_now_ = false;             // this answer probes every idle link and node
   const graph* speed_probe_graph_ = nullptr;
   std::vector<int> speed_probe_layers_;
   protocol::bytes speed_probe_;

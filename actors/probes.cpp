@@ -169,7 +169,7 @@ void deployment::probe_idle_links(request_outcome& o) {
   for (const auto& [from, to] : pairs) {
     if (from == to || !nodes_.count(from) || !nodes_.count(to)) continue;
     auto k = key(role_of(from), role_of(to));
-    if (answers_seen_ - link_last_seen_[k] < size_t(options_.idle_probe_every)) continue;
+    if (!burst_now_ && answers_seen_ - link_last_seen_[k] < size_t(options_.idle_probe_every)) continue;
     link_last_seen_[k] = answers_seen_;
     double after_ms = 0;  // each probe leaves when the previous one has arrived
     std::vector<transfer_observation> probes;
@@ -213,19 +213,7 @@ std::vector<int> speed_probe_layers(const graph& g) {
   return layers;
 }
 
-void deployment::probe_idle_nodes(request_outcome& o) {
-  if (graph_ == nullptr) return;
-  if (speed_probe_graph_ != graph_) {
-    speed_probe_layers_ = speed_probe_layers(*graph_);
-    speed_probe_ = encode_layers(*graph_, speed_probe_layers_, model_hash(*graph_), {});
-    speed_probe_graph_ = graph_;
-  }
-  if (speed_probe_.empty()) return;
-  // A burst of probes when the answers' latency moves (something changed: the planner is about
-  // to weigh other nodes), else one probe per node every node_probe_every answers: each probe
-  // runs a few ms of compute, and on one machine it also costs its neighbours' caches (measured:
-  // probing every idle node after every answer made the device-only plan's answers at speed 0.1
-  // swing up to 280 ms instead of 180).
+void deployment::watch_latency(const request_outcome& o) {
   // A move is more than 10% off the recent median and more than four times the recent median
   // absolute deviation: on a machine whose speed swings by 30% from one request to the next (seen
   // on a shared AVX2 machine, where thread CPU times follow the other tenants), 10% alone burst
@@ -243,8 +231,23 @@ void deployment::probe_idle_nodes(request_outcome& o) {
   }
   recent_latency_.push_back(latency);
   if (recent_latency_.size() > 8) recent_latency_.pop_front();
-  const bool burst = probe_burst_ > 0;
-  if (burst) --probe_burst_;
+  burst_now_ = probe_burst_ > 0;
+  if (burst_now_) --probe_burst_;
+}
+
+void deployment::probe_idle_nodes(request_outcome& o) {
+  if (graph_ == nullptr) return;
+  if (speed_probe_graph_ != graph_) {
+    speed_probe_layers_ = speed_probe_layers(*graph_);
+    speed_probe_ = encode_layers(*graph_, speed_probe_layers_, model_hash(*graph_), {});
+    speed_probe_graph_ = graph_;
+  }
+  if (speed_probe_.empty()) return;
+  // In a burst (watch_latency) every idle node, else one probe per node every node_probe_every
+  // answers: each probe runs a few ms of compute, and on one machine it also costs its
+  // neighbours' caches (measured: probing every idle node after every answer made the
+  // device-only plan's answers at speed 0.1 swing up to 280 ms instead of 180).
+  const bool burst = burst_now_;
   const size_t every = size_t(std::max(1, options_.idle_probe_every)) * node_probe_every;
   for (const compute_observation& c : o.computes) node_last_seen_[c.node] = answers_seen_;
   for (const auto& [name, handle] : nodes_) {

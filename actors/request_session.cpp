@@ -202,6 +202,7 @@ void request_session::finish(uint64_t id, const std::string& error) {
   ++done_;
   settle_version(o, resent_[i]);
   if (o.ok && dep_.options_.idle_probe_every > 0) {
+    dep_.watch_latency(o);
     dep_.probe_idle_links(o);
     dep_.probe_idle_nodes(o);
   }

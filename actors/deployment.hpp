@@ -390,8 +390,7 @@ class deployment {
   // Idle nodes' speeds: a small fragment of the model from its input on (speed_probe_layers)
   // runs on a node without a stage in the answer, its time joins the answer's computes as the
   // planner's sample of that node's speed. Each idle node every node_probe_every x
-  // idle_probe_every answers, and every idle node after each of the three answers that follow
-  // one whose latency is 10% off the median of the last eight (a change under way). Without it a node
+  // idle_probe_every answers, and every idle node in a burst (watch_latency). Without it a node
   // that slowed while idle looks as fast as when last used: measured, two edges slowing at once,
   // resnet18 moved off the one it ran on onto the other, and took 8 requests and two migrations
   // to get within 10% of the optimum.

@@ -60,6 +60,12 @@ compared memcmp with a single-process run.
   --profile-repeats N  the planning profile's rounds, one timed run per node each (default 5,
                        at most 100)
   --timeout-ms T       every deployment step and answer (default 120000)
+  --quotas FILE        the cpu quotas netns-cluster.sh set (its /run/d3-netns/quotas: lines
+                       `CGROUP QUOTA_US`): lifted while a virtual-clock request runs, set again
+                       for a measured one. The virtual clock emulates each speed itself from the
+                       nodes' CPU time, and a throttled node's CPU time per inference grows 1.5-2x
+                       (its caches go cold in every throttled spell). Needs the host's cgroup
+                       tree: run the bench with nsenter --net, not ip netns exec (realnet.sh does)
   --silence-ms T       a node (or a link between two) silent this long is down (default 5000: the
                        nodes run under cpu quotas of a fraction of a core, and a throttled node
                        busy with a stage answered no heartbeat for 1.3 s on a slow machine)
@@ -69,12 +75,49 @@ compared memcmp with a single-process run.
 )";
 
 struct realnet_options {
-  std::string cluster, testbed_path = "apps/config/testbed-d3.json", scenario, out = "realnet-results", command;
+  std::string cluster, testbed_path = "apps/config/testbed-d3.json", scenario, out = "realnet-results", command, quotas;
   std::vector<std::string> models = {"resnet18"}, strategies = default_strategies();
   double speed_scale = 0;
   int requests = 8, warmup = 1, profile_repeats = 5;
   long timeout_ms = 120000, silence_ms = 5000;
   bool images = false;
+};
+
+// The namespace cluster's cpu quotas, switched off for the virtual clock's requests and on for the
+// measured ones (--quotas). Errors name the file that could not be read or written.
+class cpu_quotas {
+ public:
+  static result<cpu_quotas> load(const std::string& path) {
+    cpu_quotas q;
+    if (path.empty()) return q;
+    std::ifstream in(path);
+    if (!in) return status::error("--quotas: cannot read " + path);
+    std::string cgroup;
+    long quota = 0;
+    while (in >> cgroup >> quota) {
+      if (quota < 1000) return status::error("--quotas: " + path + ": quota " + std::to_string(quota) + " us of " + cgroup +
+                                     " is below the kernel's 1000 us");
+      q.entries_.emplace_back(cgroup + "/cpu.cfs_quota_us", quota);
+    }
+    if (!in.eof()) return status::error("--quotas: " + path + ": expected lines `CGROUP QUOTA_US`");
+    if (q.entries_.empty()) return status::error("--quotas: " + path + " lists no cgroup");
+    return q;
+  }
+  // Quotas set (on) or lifted (off); does nothing without a file or when already so.
+  status set(bool on) {
+    if (entries_.empty() || state_ == (on ? 1 : 0)) return {};
+    for (const auto& [file, quota] : entries_) {
+      std::ofstream out(file, std::ios::trunc);
+      if (!(out << (on ? quota : -1L) << "\n") || !out.flush())
+        return status::error("--quotas: cannot write " + file + " (run as root, in the host's mount namespace)");
+    }
+    state_ = on ? 1 : 0;
+    return {};
+  }
+
+ private:
+  std::vector<std::pair<std::string, long>> entries_;  // cpu.cfs_quota_us file, its quota
+  int state_ = -1;                                      // unknown, off (0), on (1)
 };
 
 realnet_options parse_options(int argc, char** argv, bool& help) {
@@ -96,6 +139,7 @@ realnet_options parse_options(int argc, char** argv, bool& help) {
     else if (in.is("--timeout-ms")) o.timeout_ms = in.integer(1, 3600000);
     else if (in.is("--silence-ms")) o.silence_ms = in.integer(250, 3600000);
     else if (in.is("--out")) o.out = in.value();
+    else if (in.is("--quotas")) o.quotas = in.value();
     else if (in.is("--images")) o.images = true;
     else in.unknown();
   });
@@ -325,6 +369,9 @@ int bench_realnet(int argc, char** argv) {
       bench_fail(bench_exit_bad_input, o.cluster + " has no node '" + name + "' (expected device, edge1.." +
                                            "edgeK and cloud, as netns-cluster.sh writes)");
   if (auto s = make_folder(o.out); !s) bench_fail(bench_exit_bad_input, "--out: " + s.message());
+  auto quotas = cpu_quotas::load(o.quotas);
+  if (!quotas) bench_fail(bench_exit_bad_input, quotas.message());
+  if (auto s = quotas->set(true); !s) bench_fail(bench_exit_bad_input, s.message());
 
   const tls_settings tls = cluster_file->has_tls ? cluster_file->tls : tls_settings{};
   if (auto checked = check_tls_identity(tls, "TLS"); !checked) bench_fail(bench_exit_bad_input, checked.message());
@@ -350,12 +397,14 @@ int bench_realnet(int argc, char** argv) {
   if (auto s = measured.connect(endpoints); !s) bench_fail(bench_exit_failed, "connect: " + s.message());
   if (auto s = emulated.connect(endpoints); !s) bench_fail(bench_exit_failed, "connect: " + s.message());
 
-  const std::string setting =
+  std::string setting =
       format("Testbed %s, scenario %s, speed scale %g: device %.4f, edges %.4f, cloud %.4f cores; links device-edge %s, "
              "edge-edge %s, edge-cloud %s, device-cloud %s; %d edge nodes; TLS %s.",
              bed->name.c_str(), scenario.c_str(), o.speed_scale, t.device_speed, t.edge_speed, t.cloud_speed,
              describe(t.device_edge).c_str(), describe(t.edge_edge).c_str(), describe(t.edge_cloud).c_str(),
              describe(t.link(node_role::device, node_role::cloud)).c_str(), edges, tls.enabled ? "on" : "off");
+  setting += o.quotas.empty() ? " Virtual clock on the throttled nodes (no --quotas)."
+                              : " Quotas lifted for the virtual clock's requests (--quotas).";
   std::printf("d3-bench realnet: %s\n", setting.c_str());
   std::fflush(stdout);
   bool clean = true;
@@ -435,6 +484,7 @@ int bench_realnet(int argc, char** argv) {
         for (int c = 0; c < 2 && !stopped[k]; ++c) {
           const bool virtual_clock = (c + round) % 2 == 1;
           deployment& dep = virtual_clock ? emulated : measured;
+          if (auto s = quotas->set(!virtual_clock); !s) bench_fail(bench_exit_failed, s.message());
           auto deployed = dep.deploy(*g, p.plan);
           if (!deployed) {
             p.error = std::string(virtual_clock ? "virtual" : "measured") + " deploy: " + deployed.message();
@@ -466,6 +516,7 @@ int bench_realnet(int argc, char** argv) {
     std::ofstream(o.out + "/realnet-" + file_safe(model) + "-" + file_safe(scenario) + ".json", std::ios::trunc)
         << report.dump(2) << "\n";
   }
+  if (auto s = quotas->set(true); !s) bench_fail(bench_exit_failed, s.message());
   write_report(o.out);
   std::printf("report: %s/realnet.md\n", o.out.c_str());
   return clean ? 0 : bench_exit_failed;

@@ -56,6 +56,12 @@ expect 2 "unknown model 'nope'" "$bin/d3-bench" regimes --models nope
 printf '{"steps": [{"at_ms": 0, "uplink": "5G"}]}' > "$work/bad.trace.json"
 expect 2 "step 0: uplink must be CAT1, 3G, 4G or WiFi" "$bin/d3-bench" adapt --trace "$work/bad.trace.json"
 expect 2 "unknown option '--fast'" "$bin/d3-bench" adapt --fast
+config="$(cd "$(dirname "$0")/../apps/config" && pwd)"
+printf '/sys/fs/cgroup/cpu/d3-device 500\n' > "$work/low.quotas"
+expect 2 "--quotas: cannot read" "$bin/d3-bench" realnet --cluster "$config/cluster.json" --testbed "$config/testbed-realnet.json" \
+  --speed-scale 0.9 --out "$work/rn" --quotas "$work/missing.quotas"
+expect 2 "is below the kernel's 1000 us" "$bin/d3-bench" realnet --cluster "$config/cluster.json" \
+  --testbed "$config/testbed-realnet.json" --speed-scale 0.9 --out "$work/rn" --quotas "$work/low.quotas"
 expect 2 "trace: cannot open" "$bin/d3-infer" --nodes device=127.0.0.1:1 --plan "$work/p.json" --trace "$work/missing.trace.json"
 printf '{"nodes": [{"name": "device", "port": 0}]}' > "$work/bad-cluster.json"
 expect 2 "nodes[0].port must be a port in [1, 65535]" "$bin/d3-infer" --cluster "$work/bad-cluster.json" --plan "$work/p.json"

@@ -279,9 +279,10 @@ void write_report(const std::string& folder) {
   md << "# Real network: measured against the virtual clock and the cost model\n\n"
      << "Written by `d3-bench realnet` (scripts/realnet.sh). Each node in its own network namespace "
         "(scripts/netns-cluster.sh): bandwidth shaped by the kernel (tc htb per link class), node speeds as "
-        "cgroup v1 cpu quotas (the testbed's speeds times the scale). **measured**: wall clock, d3 adds only "
+        "cgroup v1 cpu quotas (the testbed's speeds times the scale; scripts/realnet.sh calibrates each quota "
+        "to its speed and lists them in cluster.txt). **measured**: wall clock, d3 adds only "
         "each link's one-way latency (EMULATED: this kernel has no netem). **virtual**: d3's emulation of the "
-        "same testbed on the same nodes. **predicted**: the cost model with the same scaled speeds. Errors are "
+        "same testbed on the same nodes (their quotas lifted, with --quotas). **predicted**: the cost model with the same scaled speeds. Errors are "
         "relative to measured. Medians of the timed requests; plans and clocks alternate request by request.\n";
   double worst_virtual = 0, worst_predicted = 0, worst_probed = 0;
   std::ostringstream stage_notes;  // where the time goes, per plan with more than one stage

@@ -11,8 +11,8 @@
 # shaped in the kernel from the testbed (htb on each node's egress, one class per peer:
 # device<->edge, edge<->edge, edge<->cloud, and device<->cloud, which without its own entry is
 # min(device-edge, edge-cloud)); each node's speed as a cgroup v1 cpu quota, the testbed's speed
-# times the scale (default: what fits 90% of this machine's cores, printed; --calibrate raises each
-# quota until the node's measured compute rate is that speed: see calibrate_quota); a d3-node in each
+# times the scale (default: what fits 90% of this machine's cores, printed; --calibrate sets each
+# quota where the node's measured compute rate is that speed: see calibrate_quota); a d3-node in each
 # namespace bound to its address with mutual TLS (certificates made in OUT/certs), and
 # OUT/cluster.json written for d3-infer, which runs in the device's namespace:
 #   ip netns exec d3-device build/apps/d3-infer --cluster OUT/cluster.json --plan PLAN --verify
@@ -29,7 +29,7 @@ state=/run/d3-netns
 subnet=10.213.0
 port=4300
 
-usage() { sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
+usage() { sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
 
 down() {
   if [ -f "$state/pids" ]; then

@@ -69,8 +69,14 @@ grep "verify:" "$work/infer.log"
 # The bound: 100 requests at ~2.4 s each on the dropped backbone if the planner never moved
 # (one CI run was killed at 150 s, with no output to tell a late migration from none), plus the
 # deployment; a run that passes takes ~40 s.
+# --silence-ms 4000 (as README advises for throttled nodes): the migration ships up to 47 MB from
+# the app, which shares the device namespace's 100 Mbit/s egress with the device node, whose pings
+# to the receiving edge then wait behind it. A CI run on a fast machine: the device node reported
+# edge1 silent for 1618 ms while the app had heard edge1 0 ms before, and the app failed over and
+# back (4 migrations). The app still takes a peer's report over its own fresh answer: an open
+# defect of the failure detector, not of the adaptation this phase tests.
 timeout 300 ip netns exec d3-device "$bin/d3-infer" --cluster "$work/cluster/cluster.json" --strategy hpa --adapt \
-  --clock wall --requests 100 --verify --timeout-ms 60000 --log "$work/adapt.jsonl" > "$work/adapt.log" 2>&1 &
+  --clock wall --requests 100 --verify --timeout-ms 60000 --silence-ms 4000 --log "$work/adapt.jsonl" > "$work/adapt.log" 2>&1 &
 infer=$!
 for _ in $(seq 120); do grep -q "^deployed" "$work/adapt.log" && break; sleep 1; done
 grep -q "cloud" <(grep "strategy hpa" "$work/adapt.log") || { cat "$work/adapt.log"; fail "hpa's first plan does not use the cloud"; }

@@ -10,6 +10,7 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <optional>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -105,19 +106,19 @@ class cpu_quotas {
   }
   // Quotas set (on) or lifted (off); does nothing without a file or when already so.
   status set(bool on) {
-    if (entries_.empty() || state_ == (on ? 1 : 0)) return {};
+    if (entries_.empty() || state_ == on) return {};
     for (const auto& [file, quota] : entries_) {
       std::ofstream out(file, std::ios::trunc);
       if (!(out << (on ? quota : -1L) << "\n") || !out.flush())
         return status::error("--quotas: cannot write " + file + " (run as root, in the host's mount namespace)");
     }
-    state_ = on ? 1 : 0;
+    state_ = on;
     return {};
   }
 
  private:
   std::vector<std::pair<std::string, long>> entries_;  // cpu.cfs_quota_us file, its quota
-  int state_ = -1;                                      // unknown, off (0), on (1)
+  std::optional<bool> state_;                           // on, off; unset: not written yet
 };
 
 realnet_options parse_options(int argc, char** argv, bool& help) {
@@ -452,6 +453,8 @@ int bench_realnet(int argc, char** argv) {
     // The cost model on what the nodes measure of themselves under the wall clock (their cpu
     // quotas included), as a deployment plans with by default.
     cluster_model probed = cluster;
+    // The previous model's last request may have left them lifted.
+    if (auto s = quotas->set(true); !s) bench_fail(bench_exit_failed, s.message());
     if (auto s = probe_node_profiles(measured, *g, probed, o.profile_repeats); !s)
       bench_fail(bench_exit_failed, "probing the nodes' profiles: " + s.message());
     for (realnet_plan& p : plans) {

@@ -74,7 +74,7 @@ d3run_median_ms() {
 
 # Why calibrate: under a cfs quota of a fraction of a core, a process computes slower than the
 # fraction says. Measured here (resnet18 in d3-run, 9% of a core, 11 ms period): 233-306 ms where
-# the unthrottled run over 0.09 gives 216-241 (0.79-0.95 of the quota's rate, median 0.86), and the
+# the unthrottled run over 0.09 gives 216-258 (0.79-0.95 of the quota's rate, median 0.85), and the
 # run's CPU time per inference grew 1.5-2x: every throttled spell lets other work evict its caches.
 # The cost model prices the testbed's speed on profiles measured warm, so the device's plans came
 # out 15-20% slower than predicted (docs/results.md, Real networks).

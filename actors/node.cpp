@@ -380,6 +380,34 @@ protocol::node_handle::behavior_type node_actor(node_pointer self, node_identity
                   });
         return rp;
       },
+      [=](protocol::recheck_atom, const std::string& peer, uint32_t max_ms) -> caf::result<bool> {
+        auto it = self->state.peers.find(peer);
+        if (it == self->state.peers.end()) return refusal(me + "recheck: '" + peer + "' is not a watched peer");
+        // The ping queues behind what crosses between the two nodes, as the heartbeats' do.
+        const auto now = std::chrono::steady_clock::now();
+        const auto from = std::max({now, peer_backlog().drained_by(peer), incoming_backlog().drained_by(peer)});
+        const auto wait = std::min(std::chrono::milliseconds(max_ms),
+                                   std::chrono::duration_cast<std::chrono::milliseconds>(from - now) + it->second.silence);
+        auto rp = self->make_response_promise<bool>();
+        self->request(it->second.handle, wait, protocol::ping_atom::value, uint64_t(0))
+            .then(
+                [=](protocol::pong_atom, uint64_t, double) mutable {
+                  auto p = self->state.peers.find(peer);
+                  if (p != self->state.peers.end()) {
+                    p->second.last_answer = std::chrono::steady_clock::now();
+                    p->second.unanswered_since.reset();
+                    if (p->second.reported) print_node_event("peer " + peer + " answers again (rechecked): watched again");
+                    p->second.reported = false;
+                  }
+                  rp.deliver(true);
+                },
+                [=](caf::error& e) mutable {
+                  print_node_event("peer " + peer + " answered no recheck within " + std::to_string(wait.count()) +
+                                   " ms: " + self->home_system().render(e));
+                  rp.deliver(false);
+                });
+        return rp;
+      },
       [=](protocol::tick_atom) { ping_peers(self); },
       [=](protocol::verdict_atom) { judge_peers(self, identity.name); },
   };

@@ -26,6 +26,14 @@
 //                 (deployment_options::peer_silence): the link between two nodes can fail while
 //                 both still answer the app. silence_ms 0: connected only, not watched (a pair
 //                 the app only probes)
+//   (recheck, string name, uint32 max_ms) -> bool: whether watched peer `name` (which this node
+//                 reported gone) answered a ping sent now within its silence, counted like the
+//                 heartbeats' from when what this node sent it or it announced sending here has
+//                 crossed, and never longer than max_ms; if it did, it is watched again. A refusal
+//                 if `name` is not a watched peer. The app asks before it acts on a report while it
+//                 still hears both nodes: a ping can wait behind traffic the reporter cannot see
+//                 (measured: the app's own 47 MB shipment on the device namespace's egress held
+//                 the device node's pings to edge1 1.6 s, and a live edge1 was failed over).
 //   (tick) -> nothing: the node's own heartbeat timer (pings its peers)
 //   (verdict) -> nothing: sent by the node to itself behind a tick's pings: judges its peers'
 //                 silence once the answers that arrived before it are read
@@ -123,6 +131,7 @@ using tick_atom = caf::atom_constant<caf::atom("d3tick")>;
 using verdict_atom = caf::atom_constant<caf::atom("d3verdict")>;
 using peer_down_atom = caf::atom_constant<caf::atom("d3peerdn")>;
 using pong_atom = caf::atom_constant<caf::atom("d3pong")>;
+using recheck_atom = caf::atom_constant<caf::atom("d3recheck")>;
 using incoming_atom = caf::atom_constant<caf::atom("d3incom")>;
 
 // A node's answer to info. arithmetic: its kernels' fingerprint (kernels/arithmetic_fingerprint.hpp).
@@ -153,6 +162,7 @@ using node_handle = echo_handle::extend<
     caf::replies_to<ship_atom, bytes>::with<ok_atom>,
     caf::replies_to<ship_part_atom, uint64_t, uint64_t, uint64_t, bytes>::with<ok_atom>,
     caf::replies_to<peer_atom, std::string, std::string, uint16_t, app_handle, uint32_t>::with<ok_atom>,
+    caf::replies_to<recheck_atom, std::string, uint32_t>::with<bool>,
     caf::reacts_to<tick_atom>,
     caf::reacts_to<verdict_atom>,
     caf::replies_to<emul_atom, std::string>::with<ok_atom>,

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "actors/ask.hpp"
 #include "actors/bundle_sender.hpp"
 #include "schema/bundle.hpp"
 
@@ -380,15 +381,39 @@ void request_session::on_down(const caf::down_msg& down) {
 void request_session::on_peer_down(const std::string& reporter, const std::string& peer, const std::string& cause) {
   if (dep_.down_nodes_.count(reporter) || dep_.down_nodes_.count(peer) || !dep_.nodes_.count(peer)) return;
   // Which side of the link failed cannot be told from here: the peer is taken out, unless it is
-  // the node the app sits on (then the reporter is). If the app still hears it, it is not taken
-  // back for a while, or it would be re-planned onto the same broken link at once.
+  // the node the app sits on (then the reporter is). It is not taken back for a while: the app may
+  // still hear it, and would re-plan onto the same broken link at once (measured: a cut between
+  // edge2 and the cloud failed edge2 over, back and over again every 3 s).
   const std::string& app_node = dep_.options_.emulation.app_node;
   const std::string out = peer == app_node && dep_.nodes_.count(reporter) ? reporter : peer;
-  const std::string why = "node '" + peer + "' unreachable from node '" + reporter + "' (" + cause + ")";
-  // Held out only while the app still hears it (a link between nodes failed, not the node).
-  const auto now = clock_type::now();
-  if (now - dep_.health_[out].last_answer < 2 * dep_.options_.heartbeat)
-    dep_.health_[out].hold_until = now + 10 * dep_.options_.silence;
+  std::string why = "node '" + peer + "' unreachable from node '" + reporter + "' (" + cause + ")";
+  // The app still hears both nodes (neither is down here), and the reporter's pings may have
+  // waited behind traffic it cannot see (the app's own shipment from the reporter's machine,
+  // which has ended by the time this handler runs: migrations block the session): the reporter
+  // pings the peer again, and the link is failed only if that ping goes unanswered too.
+  auto reporter_handle = dep_.nodes_.find(reporter);
+  if (reporter_handle != dep_.nodes_.end()) {
+    // The session waits for the verdict (bounded: a real failure is failed over one recheck later).
+    const auto max_wait = 2 * dep_.options_.peer_silence;
+    const auto asked = clock_type::now();
+    const result<bool> answered = ask<bool>(*dep_.self_, reporter_handle->second, max_wait + dep_.options_.silence,
+                                            "node '" + reporter + "': recheck of '" + peer + "'",
+                                            protocol::recheck_atom::value, peer, uint32_t(max_wait.count()));
+    const double recheck_ms = ms_since(asked);
+    // No verdict within the app's own silence after the bound: the reporter itself is in trouble,
+    // which the app's watch judges (blaming the peer for it would fail over a node that answers).
+    if (!answered) {
+      dep_.log({{"event", "peer_report_unconfirmed"}, {"reporter", reporter}, {"peer", peer}, {"error", answered.message()}});
+      return;
+    }
+    if (answered.value()) {
+      dep_.log({{"event", "peer_report_withdrawn"}, {"reporter", reporter}, {"peer", peer}, {"cause", cause},
+                {"recheck_ms", recheck_ms}});
+      return;
+    }
+    why += "; no answer to a recheck either (" + std::to_string(int(recheck_ms)) + " ms)";
+  }
+  dep_.health_[out].hold_until = clock_type::now() + 10 * dep_.options_.silence;
   if (dep_.mark_node_down(out, why)) handle_loss(why);
 }
 

@@ -329,3 +329,58 @@ BOOST_FIXTURE_TEST_CASE(a_node_reports_a_silent_peer_before_the_app_notices, edg
   BOOST_TEST(down->detected_after_ms < 15000.0, down->detected_after_ms << " ms");
   BOOST_TEST_MESSAGE("edge3 frozen, reported by its peer: " << down->cause << ", " << down->detected_after_ms << " ms");
 }
+
+// The node side of a recheck (protocol.hpp: recheck), with the test as the app: edge1 watches
+// edge2; frozen, edge2 is reported and a recheck confirms it; resumed, a recheck finds it
+// answering and edge1 watches it again (a second freeze is reported again).
+BOOST_FIXTURE_TEST_CASE(a_recheck_confirms_a_silent_peer_and_clears_a_live_one, cluster) {
+  using namespace d3::protocol;
+  caf::scoped_actor self{*system};
+  node_handle edge1;
+  const d3::node_endpoint edge2 = endpoints()[2];
+  BOOST_REQUIRE_EQUAL(edge2.name, "edge2");
+  self->request(d3::transport::connector(*system), 10s, caf::connect_atom::value, std::string("127.0.0.1"), node("edge1").port)
+      .receive([&](const caf::node_id&, caf::strong_actor_ptr& ptr,
+                   const std::set<std::string>&) { edge1 = caf::actor_cast<node_handle>(ptr); },
+               [&](caf::error& e) { BOOST_FAIL("cannot connect to edge1: " + system->render(e)); });
+  BOOST_REQUIRE(edge1);
+  const uint32_t silence_ms = 500;
+  bool peered = false;
+  self->request(edge1, 10s, peer_atom::value, edge2.name, edge2.host, edge2.port, caf::actor_cast<app_handle>(self),
+                silence_ms)
+      .receive([&](ok_atom) { peered = true; }, [&](caf::error& e) { BOOST_FAIL("peer: " + system->render(e)); });
+  BOOST_REQUIRE(peered);
+  // -> the recheck's verdict ("answered", "silent" or "refused"); `took` its wall time.
+  double took = 0;
+  auto recheck = [&](const std::string& name, uint32_t max_ms) {
+    std::string verdict;
+    const auto start = std::chrono::steady_clock::now();
+    self->request(edge1, 10s, recheck_atom::value, name, max_ms)
+        .receive([&](bool answered) { verdict = answered ? "answered" : "silent"; },
+                 [&](caf::error&) { verdict = "refused"; });
+    took = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    return verdict;
+  };
+  // -> whether edge1 reports edge2 within `within`.
+  auto reported = [&](std::chrono::milliseconds within) {
+    bool got = false;
+    self->receive([&](peer_down_atom, const std::string& reporter, const std::string& peer, const std::string&) {
+                    got = reporter == "edge1" && peer == "edge2";
+                  },
+                  caf::after(within) >> [] {});
+    return got;
+  };
+  BOOST_TEST(recheck("edge9", 1000) == "refused");  // not a watched peer
+  BOOST_TEST(recheck("edge2", 1000) == "answered");
+  BOOST_TEST(!reported(1500ms));  // live: no report over three silences
+  signal("edge2", SIGSTOP);
+  BOOST_TEST(reported(5000ms));
+  BOOST_TEST(recheck("edge2", 300) == "silent");
+  BOOST_TEST(took < 3000.0, "a recheck bounded to 300 ms took " << took << " ms");
+  signal("edge2", SIGCONT);
+  BOOST_TEST(recheck("edge2", 1000) == "answered");
+  // Watched again: a second freeze is reported again.
+  signal("edge2", SIGSTOP);
+  BOOST_TEST(reported(5000ms));
+  signal("edge2", SIGCONT);
+}

@@ -58,6 +58,10 @@ compared memcmp with a single-process run.
   --images             the models take 8-bit images (a preprocess layer first; u8 on the wire)
   --requests N         timed requests per plan and clock (default 8)
   --warmup N           untimed rounds first (default 1)
+  --settle N           untimed requests on every fresh deployment before its timed one (default
+                       0); their first's wall-clock latency is reported apart ("first"). The
+                       bench deploys each plan anew for every request (plans and clocks
+                       alternate): this tells a first request's cost from the steady state's
   --profile-repeats N  the planning profile's rounds, one timed run per node each (default 5,
                        at most 100)
   --timeout-ms T       every deployment step and answer (default 120000)
@@ -79,7 +83,7 @@ struct realnet_options {
   std::string cluster, testbed_path = "apps/config/testbed-d3.json", scenario, out = "realnet-results", command, quotas;
   std::vector<std::string> models = {"resnet18"}, strategies = default_strategies();
   double speed_scale = 0;
-  int requests = 8, warmup = 1, profile_repeats = 5;
+  int requests = 8, warmup = 1, settle = 0, profile_repeats = 5;
   long timeout_ms = 120000, silence_ms = 5000;
   bool images = false;
 };
@@ -136,6 +140,7 @@ realnet_options parse_options(int argc, char** argv, bool& help) {
     } else if (in.is("--strategies")) o.strategies = split_list(in.value());
     else if (in.is("--requests")) o.requests = int(in.integer(1, 100000));
     else if (in.is("--warmup")) o.warmup = int(in.integer(0, 1000));
+    else if (in.is("--settle")) o.settle = int(in.integer(0, 100));
     else if (in.is("--profile-repeats")) o.profile_repeats = int(in.integer(1, 100));
     else if (in.is("--timeout-ms")) o.timeout_ms = in.integer(1, 3600000);
     else if (in.is("--silence-ms")) o.silence_ms = in.integer(250, 3600000);
@@ -169,6 +174,7 @@ struct realnet_plan {
   double predicted_ms = NAN;         // the cost model, testbed speeds x scale, planning profile
   double probed_predicted_ms = NAN;  // the cost model on the nodes' own profiles (wall clock)
   std::vector<double> measured_ms, virtual_ms;
+  std::vector<double> first_measured_ms;  // wall clock: the first (settling) request of a deployment
   double predicted_bytes = NAN;        // per request between nodes, the cost model (encoded)
   std::vector<double> measured_bytes;  // per timed wall-clock request: what was sent between nodes
   int verified = 0, differ = 0, failed = 0;
@@ -185,9 +191,11 @@ testbed latency_only(const testbed& t) {
 
 double relative_error(double estimate, double measured) { return estimate / measured - 1.0; }
 
-// Runs request `i` of `p` on `dep` (deployed) and records it; false when the plan must stop.
+// Runs request `i` of `p` on `dep` (deployed) and records it (untimed: only a settling request's
+// wall-clock latency, if `settling`); false when the plan must stop.
 bool run_one(realnet_plan& p, deployment& dep, const std::map<std::string, tensor>& input,
-             const std::map<std::string, tensor>& expected, int version, bool virtual_clock, bool timed) {
+             const std::map<std::string, tensor>& expected, int version, bool virtual_clock, bool timed,
+             bool settling = false) {
   const size_t faults_before = dep.faults().size();
   std::vector<request_outcome> outcomes = dep.run({input}, 1);
   const request_outcome& r = outcomes.at(0);
@@ -217,7 +225,10 @@ bool run_one(realnet_plan& p, deployment& dep, const std::map<std::string, tenso
   } else {
     ++p.verified;
   }
-  if (!timed) return true;
+  if (!timed) {
+    if (settling && !virtual_clock) p.first_measured_ms.push_back(r.latency_ms);
+    return true;
+  }
   (virtual_clock ? p.virtual_ms : p.measured_ms).push_back(virtual_clock ? r.virtual_latency_ms : r.latency_ms);
   if (!virtual_clock) {
     double sent = double(r.app_bytes_sent);
@@ -246,6 +257,8 @@ nlohmann::ordered_json plan_json(const realnet_plan& p) {
                               {"measured_bytes_median", p.measured_bytes.empty() ? NAN : median(p.measured_bytes)},
                               {"measured_ms", p.measured_ms},
                               {"virtual_ms", p.virtual_ms},
+                              {"first_after_deploy_ms", p.first_measured_ms},
+                              {"first_after_deploy_median_ms", p.first_measured_ms.empty() ? NAN : median(p.first_measured_ms)},
                               {"verified", p.verified},
                               {"differ", p.differ},
                               {"failed", p.failed}};
@@ -284,7 +297,9 @@ void write_report(const std::string& folder) {
         "to its speed and lists them in cluster.txt). **measured**: wall clock, d3 adds only "
         "each link's one-way latency (EMULATED: this kernel has no netem). **virtual**: d3's emulation of the "
         "same testbed on the same nodes (their quotas lifted, with --quotas). **predicted**: the cost model with the same scaled speeds. Errors are "
-        "relative to measured. Medians of the timed requests; plans and clocks alternate request by request.\n";
+        "relative to measured. Medians of the timed requests; plans and clocks alternate request by request, "
+        "each deployed anew, and its timed request follows --settle untimed ones on the same deployment "
+        "(**first**: the wall-clock latency of a deployment's first request).\n";
   double worst_virtual = 0, worst_predicted = 0, worst_probed = 0;
   std::ostringstream stage_notes;  // where the time goes, per plan with more than one stage
   stage_notes << "## Per stage\n\nWhen each stage's outputs left, ms since the request started (medians): measured "
@@ -297,16 +312,17 @@ void write_report(const std::string& folder) {
     if (j.is_discarded()) continue;
     md << "\n## " << j.value("model", "?") << ", scenario " << j.value("scenario", "?") << "\n\n"
        << j.value("setting", "") << "\n\n`" << j.value("command", "") << "`\n\n"
-       << "| plan | strategies | measured ms (p10-p90) | virtual ms | error | predicted ms | error | "
+       << "| plan | strategies | measured ms (p10-p90) | first ms | virtual ms | error | predicted ms | error | "
           "predicted, probed ms | error | bytes/request measured (predicted) | exact |\n"
-       << "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n";
+       << "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n";
     for (const auto& p : j["plans"]) {
       auto num = [&](const char* key, const char* pattern, double scale = 1.0) {
         return p.contains(key) && p[key].is_number() ? format(pattern, scale * p[key].get<double>()) : std::string("-");
       };
       md << "| " << p.value("plan", "") << " | " << join(p["strategies"].get<std::vector<std::string>>(), ", ") << " | "
          << num("measured_median_ms", "%.1f") << " (" << num("measured_p10_ms", "%.0f") << "-" << num("measured_p90_ms", "%.0f")
-         << ") | " << num("virtual_median_ms", "%.1f") << " | " << num("virtual_error", "%+.1f%%", 100) << " | "
+         << ") | " << num("first_after_deploy_median_ms", "%.1f") << " | " << num("virtual_median_ms", "%.1f") << " | "
+         << num("virtual_error", "%+.1f%%", 100) << " | "
          << num("predicted_ms", "%.1f") << " | " << num("predicted_error", "%+.1f%%", 100) << " | "
          << num("probed_predicted_ms", "%.1f") << " | " << num("probed_predicted_error", "%+.1f%%", 100) << " | "
          << num("measured_bytes_median", "%.0f") << " (" << num("predicted_bytes", "%.0f") << ") | "
@@ -495,8 +511,12 @@ int bench_realnet(int argc, char** argv) {
             stopped[k] = true;
             break;
           }
-          stopped[k] = !run_one(p, dep, inputs[size_t(round)], expected[size_t(round)], deployed->plan_version,
-                                virtual_clock, round >= o.warmup);
+          for (int settle = 0; settle < o.settle && !stopped[k]; ++settle)
+            stopped[k] = !run_one(p, dep, inputs[size_t(round)], expected[size_t(round)], deployed->plan_version,
+                                  virtual_clock, false, round >= o.warmup && settle == 0);
+          if (!stopped[k])
+            stopped[k] = !run_one(p, dep, inputs[size_t(round)], expected[size_t(round)], deployed->plan_version,
+                                  virtual_clock, round >= o.warmup);
           dep.teardown();
         }
       }
@@ -504,7 +524,7 @@ int bench_realnet(int argc, char** argv) {
     }
     nlohmann::ordered_json report = {{"bench", "realnet"}, {"model", model},       {"scenario", scenario},
                                      {"setting", setting}, {"command", o.command}, {"requests", o.requests},
-                                     {"warmup", o.warmup}, {"plans", nlohmann::ordered_json::array()}};
+                                     {"warmup", o.warmup}, {"settle", o.settle}, {"plans", nlohmann::ordered_json::array()}};
     for (const realnet_plan& p : plans) {
       report["plans"].push_back(plan_json(p));
       clean = clean && p.error.empty();

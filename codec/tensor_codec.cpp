@@ -52,13 +52,20 @@ bool append_zstd_planes(const uint8_t* floats, size_t n, std::vector<uint8_t>& o
   return true;
 }
 
-// Decodes append_zstd_planes' frame of exactly n floats into `floats`.
-status read_zstd_planes(tensor_codec codec, const uint8_t* bytes, size_t size, size_t n, uint8_t* floats) {
+// Whether a zstd frame declares exactly n floats (read from its header).
+status check_zstd_frame(tensor_codec codec, const uint8_t* bytes, size_t size, size_t n) {
   const size_t raw_bytes = n * sizeof(float);
   const unsigned long long content = ZSTD_getFrameContentSize(bytes, size);
   if (content == ZSTD_CONTENTSIZE_ERROR || content == ZSTD_CONTENTSIZE_UNKNOWN || content != raw_bytes)
     return status::error(codec_error(codec, "frame does not declare the " + std::to_string(raw_bytes) + " bytes of " +
                                                 std::to_string(n) + " float32 values"));
+  return status::ok();
+}
+
+// Decodes append_zstd_planes' frame of exactly n floats into `floats`.
+status read_zstd_planes(tensor_codec codec, const uint8_t* bytes, size_t size, size_t n, uint8_t* floats) {
+  const size_t raw_bytes = n * sizeof(float);
+  D3_RETURN_IF_ERROR(check_zstd_frame(codec, bytes, size, n));
   std::vector<uint8_t> planes(raw_bytes);
   const size_t got = ZSTD_decompress(planes.data(), planes.size(), bytes, size);
   if (ZSTD_isError(got)) return status::error(codec_error(codec, ZSTD_getErrorName(got)));
@@ -187,37 +194,62 @@ std::optional<std::vector<uint8_t>> encode_floats(tensor_codec codec, const floa
   return std::nullopt;
 }
 
-status decode_floats(tensor_codec codec, const uint8_t* bytes, size_t size, float* out, size_t elements) {
-  auto* dst = reinterpret_cast<uint8_t*>(out);
+status check_encoded(tensor_codec codec, const uint8_t* bytes, size_t size, size_t elements) {
+  return stored_values(codec, bytes, size, elements).error();
+}
+
+result<size_t> stored_values(tensor_codec codec, const uint8_t* bytes, size_t size, size_t elements) {
   switch (codec) {
     case tensor_codec::raw:
       if (size != elements * sizeof(float))
         return status::error(codec_error(codec, std::to_string(size) + " bytes for " + std::to_string(elements) +
                                                     " float32 elements"));
-      if (size != 0) std::memcpy(dst, bytes, size);
-      return status::ok();
+      return elements;
     case tensor_codec::u8:
       if (size != elements)
         return status::error(codec_error(codec, std::to_string(size) + " bytes for " + std::to_string(elements) +
                                                     " 8-bit elements"));
-      for (size_t i = 0; i < elements; ++i) out[i] = static_cast<float>(bytes[i]);
-      return status::ok();
+      return elements;
     case tensor_codec::sparse: {
       const size_t map = bitmap_bytes(elements);
       D3_ASSIGN_OR_RETURN(const size_t set, read_bitmap(codec, bytes, size, elements));
       if (size != map + set * sizeof(float))
         return status::error(codec_error(codec, std::to_string(size) + " bytes for a bitmap of " + std::to_string(set) +
                                                     " values (" + std::to_string(map + set * sizeof(float)) + " expected)"));
-      scatter_by_bitmap(bytes, bytes + map, out, elements);
-      return status::ok();
+      return set;
     }
+    case tensor_codec::zstd:
+      D3_RETURN_IF_ERROR(check_zstd_frame(codec, bytes, size, elements));
+      return elements;
+    case tensor_codec::sparse_zstd: {
+      const size_t map = bitmap_bytes(elements);
+      D3_ASSIGN_OR_RETURN(const size_t set, read_bitmap(codec, bytes, size, elements));
+      D3_RETURN_IF_ERROR(check_zstd_frame(codec, bytes + map, size - map, set));
+      return set;
+    }
+  }
+  return status::error("tensor codec " + std::to_string(int(codec)) + " is unknown");
+}
+
+status decode_floats(tensor_codec codec, const uint8_t* bytes, size_t size, float* out, size_t elements) {
+  D3_ASSIGN_OR_RETURN(const size_t stored, stored_values(codec, bytes, size, elements));
+  auto* dst = reinterpret_cast<uint8_t*>(out);
+  switch (codec) {
+    case tensor_codec::raw:
+      if (size != 0) std::memcpy(dst, bytes, size);
+      return status::ok();
+    case tensor_codec::u8:
+      for (size_t i = 0; i < elements; ++i) out[i] = static_cast<float>(bytes[i]);
+      return status::ok();
+    case tensor_codec::sparse:
+      scatter_by_bitmap(bytes, bytes + bitmap_bytes(elements), out, elements);
+      return status::ok();
     case tensor_codec::zstd:
       return read_zstd_planes(codec, bytes, size, elements, dst);
     case tensor_codec::sparse_zstd: {
       const size_t map = bitmap_bytes(elements);
-      D3_ASSIGN_OR_RETURN(const size_t set, read_bitmap(codec, bytes, size, elements));
-      std::vector<uint8_t> set_values(set * sizeof(float));
-      D3_RETURN_IF_ERROR(read_zstd_planes(codec, bytes + map, size - map, set, set_values.data()));
+      std::vector<uint8_t> set_values(stored * sizeof(float));
+      D3_RETURN_IF_ERROR(read_zstd_planes(codec, bytes + map, size - map, stored, set_values.data()));
       scatter_by_bitmap(bytes, set_values.data(), out, elements);
       return status::ok();
     }

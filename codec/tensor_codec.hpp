@@ -39,6 +39,14 @@ inline std::ostream& operator<<(std::ostream& out, tensor_codec codec) { return 
 // that is not an 8-bit integer) or cannot (zstd failing); callers then send raw.
 std::optional<std::vector<uint8_t>> encode_floats(tensor_codec codec, const float* values, size_t elements);
 
+// What can be checked of `size` encoded bytes against `elements` without decoding them (sizes,
+// the bitmap's padding and population, zstd's declared content size): receivers check it before
+// they allocate the decoded tensor, so a few bytes claiming a large shape cost no allocation.
+// A stream that passes can still fail to decode (a corrupt zstd frame).
+status check_encoded(tensor_codec codec, const uint8_t* bytes, size_t size, size_t elements);
+// The same, returning how many element values the bytes carry (the set bits of the sparse codecs).
+result<size_t> stored_values(tensor_codec codec, const uint8_t* bytes, size_t size, size_t elements);
+
 // Decodes `size` bytes made by encode_floats(codec, ., elements) into out[0, elements).
 // Errors name the codec and what does not match; `out` may then be partly written.
 status decode_floats(tensor_codec codec, const uint8_t* bytes, size_t size, float* out, size_t elements);

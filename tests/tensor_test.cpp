@@ -9,6 +9,7 @@
 #include <cstring>
 #include <vector>
 
+#include "codec/tensor_codec.hpp"
 #include "kernels/block_pool.hpp"
 #include "kernels/tensor.hpp"
 #include "schema/tensor.capnp.h"
@@ -273,4 +274,39 @@ BOOST_AUTO_TEST_CASE(decode_rejects_inconsistent_shapes) {
     BOOST_TEST_REQUIRE(!r.is_ok());
     BOOST_TEST(r.message().find("'bad'") != std::string::npos, r.message());
   }
+}
+
+// A few encoded bytes claiming a large shape are refused before the tensor is allocated (no pooled
+// acquisition): the receiver's memory is bounded by what the bytes can fill, not by the shape.
+BOOST_AUTO_TEST_CASE(encoded_data_too_short_for_its_shape_allocates_nothing) {
+  auto build = [](uint8_t codec, const std::vector<uint8_t>& data) {
+    capnp::MallocMessageBuilder builder;
+    auto root = builder.initRoot<d3::schema::Tensor>();
+    root.setName("claims_400_mb");
+    root.setN(1);
+    root.setH(1000);
+    root.setW(1000);
+    root.setC(100);
+    root.setCodec(codec);
+    root.setData(kj::arrayPtr(data.data(), data.size()));
+    auto flat = capnp::messageToFlatArray(builder);
+    auto b = flat.asBytes();
+    return std::vector<uint8_t>(b.begin(), b.end());
+  };
+  // A real zstd frame of 16 floats (it declares 64 bytes, not the shape's 400 MB).
+  const float sixteen[16] = {1.0f};
+  auto zstd16 = d3::encode_floats(d3::tensor_codec::zstd, sixteen, 16);
+  BOOST_REQUIRE(zstd16.has_value());
+  const size_t before = block_pool::instance().pooled_acquisitions();
+  for (d3::tensor_codec codec : {d3::tensor_codec::u8, d3::tensor_codec::sparse, d3::tensor_codec::zstd,
+                                 d3::tensor_codec::sparse_zstd}) {
+    for (const auto& data : {std::vector<uint8_t>(16, 0xff), *zstd16}) {
+      auto bytes = build(uint8_t(codec), data);
+      auto r = decode_tensor(bytes.data(), bytes.size());
+      BOOST_TEST_REQUIRE(!r.is_ok());
+      BOOST_TEST(r.message().find("claims_400_mb") != std::string::npos, r.message());
+      BOOST_TEST(r.message().find(d3::to_string(codec)) != std::string::npos, r.message());
+    }
+  }
+  BOOST_TEST(block_pool::instance().pooled_acquisitions() == before);
 }

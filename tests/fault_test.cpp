@@ -6,6 +6,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -383,4 +384,49 @@ BOOST_FIXTURE_TEST_CASE(a_recheck_confirms_a_silent_peer_and_clears_a_live_one, 
   signal("edge2", SIGSTOP);
   BOOST_TEST(reported(5000ms));
   signal("edge2", SIGCONT);
+}
+
+// A report the reporter's recheck contradicts is withdrawn, not failed over: edge3 is frozen until
+// a node reports it (the app's own silence is set long, so only that path is open) and resumed at
+// once, within the recheck's wait. No failover; every request answered, exact.
+BOOST_FIXTURE_TEST_CASE(a_peer_report_a_recheck_contradicts_fails_nothing_over, edge_cluster) {
+  d3::deployment_options options = fault_options();
+  options.silence = 20s;
+  options.peer_silence = 1000ms;  // the recheck waits up to this long for the resumed edge3
+  d3::deployment dep(*system, options);
+  BOOST_REQUIRE(dep.connect(endpoints()).is_ok());
+  BOOST_REQUIRE(dep.deploy(resnet18(), four_edge_plan()).is_ok());
+  std::atomic<bool> frozen{false}, resumed{false};
+  std::thread resumer([&] {
+    // Resumes edge3 as soon as a node logs the report (bounded: 15 s after the freeze).
+    while (!frozen) std::this_thread::sleep_for(5ms);
+    const auto until = std::chrono::steady_clock::now() + 15s;
+    while (std::chrono::steady_clock::now() < until) {
+      bool reported = false;
+      for (const node_process& n : nodes)
+        reported = reported || read_file(n.log).find("peer edge3 is gone") != std::string::npos;
+      if (reported) break;
+      std::this_thread::sleep_for(5ms);
+    }
+    signal("edge3", SIGCONT);
+    resumed = true;
+  });
+  auto outcomes = run_with(dep, 40, 2, 901, [&](int k) -> std::optional<d3::deployment_plan> {
+    if (k == 10) {
+      signal("edge3", SIGSTOP);
+      frozen = true;
+    }
+    return std::nullopt;
+  });
+  frozen = true;
+  resumer.join();
+  BOOST_TEST(resumed.load());
+  BOOST_TEST(answered(outcomes) == 40u);
+  std::string logs;
+  for (const node_process& n : nodes) logs += read_file(n.log);
+  BOOST_TEST(logs.find("peer edge3 is gone") != std::string::npos);
+  BOOST_TEST(logs.find("peer edge3 answers again (rechecked)") != std::string::npos);
+  BOOST_TEST(dep.faults().empty(), dep.faults().size() << " fault events, the first: "
+                                                     << (dep.faults().empty() ? "" : dep.faults()[0].node + " " + dep.faults()[0].cause));
+  for (const auto& o : outcomes) BOOST_TEST(o.plan_version == 1);
 }

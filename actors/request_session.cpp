@@ -381,9 +381,9 @@ void request_session::on_down(const caf::down_msg& down) {
 void request_session::on_peer_down(const std::string& reporter, const std::string& peer, const std::string& cause) {
   if (dep_.down_nodes_.count(reporter) || dep_.down_nodes_.count(peer) || !dep_.nodes_.count(peer)) return;
   // Which side of the link failed cannot be told from here: the peer is taken out, unless it is
-  // the node the app sits on (then the reporter is). It is not taken back for a while: the app may
-  // still hear it, and would re-plan onto the same broken link at once (measured: a cut between
-  // edge2 and the cloud failed edge2 over, back and over again every 3 s).
+  // the node the app sits on (then the reporter is). If the app still hears it, it is not taken
+  // back for a while, or it would be re-planned onto the same broken link at once (measured: a cut
+  // between edge2 and the cloud failed edge2 over, back and over again every 3 s).
   const std::string& app_node = dep_.options_.emulation.app_node;
   const std::string out = peer == app_node && dep_.nodes_.count(reporter) ? reporter : peer;
   std::string why = "node '" + peer + "' unreachable from node '" + reporter + "' (" + cause + ")";
@@ -413,7 +413,14 @@ void request_session::on_peer_down(const std::string& reporter, const std::strin
     }
     why += "; no answer to a recheck either (" + std::to_string(int(recheck_ms)) + " ms)";
   }
-  dep_.health_[out].hold_until = clock_type::now() + 10 * dep_.options_.silence;
+  // Held out only if it still answers the app (a link failed, not the node): asked now, as the
+  // recheck kept the session from reading its pongs (a frozen node that resumes is taken back as
+  // soon as it answers, as when the app finds it silent itself).
+  auto out_handle = dep_.nodes_.find(out);
+  if (out_handle != dep_.nodes_.end() &&
+      ask<protocol::node_info>(*dep_.self_, out_handle->second, 2 * dep_.options_.heartbeat, "node '" + out + "'",
+                               protocol::info_atom::value))
+    dep_.health_[out].hold_until = clock_type::now() + 10 * dep_.options_.silence;
   if (dep_.mark_node_down(out, why)) handle_loss(why);
 }
 

@@ -62,6 +62,8 @@ expect 2 "--quotas: cannot read" "$bin/d3-bench" realnet --cluster "$config/clus
   --speed-scale 0.9 --out "$work/rn" --quotas "$work/missing.quotas"
 expect 2 "is below the kernel's 1000 us" "$bin/d3-bench" realnet --cluster "$config/cluster.json" \
   --testbed "$config/testbed-realnet.json" --speed-scale 0.9 --out "$work/rn" --quotas "$work/low.quotas"
+expect 2 "--settle expects an integer in [0, 100]" "$bin/d3-bench" realnet --cluster "$config/cluster.json" \
+  --testbed "$config/testbed-realnet.json" --speed-scale 0.9 --out "$work/rn" --settle -1
 expect 2 "trace: cannot open" "$bin/d3-infer" --nodes device=127.0.0.1:1 --plan "$work/p.json" --trace "$work/missing.trace.json"
 printf '{"nodes": [{"name": "device", "port": 0}]}' > "$work/bad-cluster.json"
 expect 2 "nodes[0].port must be a port in [1, 65535]" "$bin/d3-infer" --cluster "$work/bad-cluster.json" --plan "$work/p.json"

@@ -227,7 +227,10 @@ class importer {
   // A layer's tensor in either layout (element-wise and per-pixel ops).
   const value& get_any_tensor(const onnx::NodeProto& n, int i);
   void define(const onnx::NodeProto& n, int output, value v);
-  void define_constant(const onnx::NodeProto& n, constant c) {
+  // `computed`: the importer made it (folding), rather than read it from the file: counted
+  // against max_folded_total_elements.
+  void define_constant(const onnx::NodeProto& n, constant c, bool computed = true) {
+    if (computed) count_folded(n, int64_t(c.size()));
     value v;
     v.kind = value_kind::constant;
     v.c = std::make_shared<constant>(std::move(c));
@@ -338,6 +341,8 @@ class importer {
   onnx::ModelProto& model_;
   external_data external_;
   int64_t opset_ = 0;
+  int64_t folded_elements_ = 0;  // of every constant computed so far (define_constant)
+  void count_folded(const onnx::NodeProto& n, int64_t elements);
   graph g_;
   std::map<std::string, value> values_;
   std::map<std::string, onnx::TensorProto*> initializers_;

@@ -37,9 +37,20 @@ namespace d3 {
 namespace onnx_detail {
 
 // Constants the importer computes (ConstantOfShape, Expand, broadcasts) hold at most this many
-// elements: shape arithmetic and attention masks are far smaller, and a hostile file must not make
-// the importer allocate gigabytes (16 M int64 values are 128 MB).
-constexpr int64_t max_folded_elements = int64_t(1) << 24;
+// elements: shape arithmetic and attention masks are far smaller (the largest in the zoo is swin_t's
+// shifted-window mask, 153,664), and a hostile file must not make the importer allocate gigabytes
+// (4 M int64 values are 32 MB).
+constexpr int64_t max_folded_elements = int64_t(1) << 22;
+// ... and all of them together at most this many, so that the work of folding is bounded too
+// (swin_t folds 2.3 M elements in all; a fuzzed Swin export whose shape constants were mutated
+// folded 16 M-element constants one after another and took 14 s to import under ASan).
+constexpr int64_t max_folded_total_elements = int64_t(1) << 24;
+
+void importer::count_folded(const onnx::NodeProto& n, int64_t elements) {
+  folded_elements_ += elements;
+  if (folded_elements_ > max_folded_total_elements)
+    fail(n, "constant folding exceeds " + std::to_string(max_folded_total_elements) + " elements in all");
+}
 
 template <class T>
 void read_raw(const std::string& raw, size_t count, std::vector<T>& out) {
@@ -598,7 +609,7 @@ void importer::constant_node(const onnx::NodeProto& n) {
   } else {
     fail(n, "attribute " + a.name() + " is not supported");
   }
-  define_constant(n, std::move(c));
+  define_constant(n, std::move(c), /*computed=*/false);
 }
 
 void importer::shape(const onnx::NodeProto& n) {
@@ -1080,6 +1091,7 @@ constant importer::fold_slice(const onnx::NodeProto& n, const constant& data) {
   const int64_t count = element_count(c.dims);
   std::vector<int64_t> stride(size_t(rank), 1);
   for (int64_t k = rank - 1; k > 0; --k) stride[k - 1] = stride[k] * data.dims[k];
+  (c.is_float ? c.f.reserve(size_t(count)) : c.i.reserve(size_t(count)));
   dims_t index(size_t(rank), 0);
   for (int64_t e = 0; e < count; ++e) {
     int64_t src = 0;

@@ -1231,3 +1231,29 @@ BOOST_AUTO_TEST_CASE(opset6_broadcast_and_constant_transpose) {
   BOOST_CHECK_EQUAL(fc.output_shape, (tensor_shape{2, 1, 1, 6}));
   check_runs_like_reference(b, "opset6_run");
 }
+
+// Constant folding is bounded per constant (4 M elements) and over the whole file (16 M), so a
+// hostile file costs the importer neither gigabytes nor seconds; both errors name the node.
+BOOST_AUTO_TEST_CASE(constant_folding_is_bounded_per_constant_and_in_all) {
+  auto model = [](int constants, int64_t elements) {
+    onnx_builder b;
+    b.input("x", {1, 3, 4, 4});
+    b.constant_ints("shape", {1}, {elements});
+    for (int k = 0; k < constants; ++k)
+      b.node("ConstantOfShape", {"shape"}, {"c" + std::to_string(k)}, "fill_" + std::to_string(k));
+    b.node("Relu", {"x"}, {"y"}, "r");
+    b.output("y");
+    return b;
+  };
+  {  // four of 4 M: 16 M in all, within both bounds
+    temp_file f("fold_ok");
+    model(4, int64_t(1) << 22).write(f);
+    auto g = import_onnx(f.path);
+    BOOST_TEST(g.is_ok(), g.message());
+  }
+  const std::string one = import_error(model(1, (int64_t(1) << 22) + 1), "fold_one");
+  BOOST_TEST(one.find("node 'fill_0' (ConstantOfShape): shape [4194305] is invalid or too large") != std::string::npos, one);
+  const std::string all = import_error(model(5, int64_t(1) << 22), "fold_all");
+  BOOST_TEST(all.find("node 'fill_4' (ConstantOfShape): constant folding exceeds 16777216 elements in all") !=
+                 std::string::npos, all);
+}

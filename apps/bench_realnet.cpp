@@ -511,12 +511,12 @@ int bench_realnet(int argc, char** argv) {
             stopped[k] = true;
             break;
           }
-          for (int settle = 0; settle < o.settle && !stopped[k]; ++settle)
+          // --settle untimed requests (the first one's latency kept apart), then the timed one.
+          for (int n = 0; n <= o.settle && !stopped[k]; ++n) {
+            const bool last = n == o.settle;
             stopped[k] = !run_one(p, dep, inputs[size_t(round)], expected[size_t(round)], deployed->plan_version,
-                                  virtual_clock, false, round >= o.warmup && settle == 0);
-          if (!stopped[k])
-            stopped[k] = !run_one(p, dep, inputs[size_t(round)], expected[size_t(round)], deployed->plan_version,
-                                  virtual_clock, round >= o.warmup);
+                                  virtual_clock, last && round >= o.warmup, !last && n == 0 && round >= o.warmup);
+          }
           dep.teardown();
         }
       }

@@ -101,6 +101,41 @@ void scatter_by_bitmap(const uint8_t* bitmap, const uint8_t* values, float* out,
   }
 }
 
+// check_encoded's checks; the number of element values the bytes carry (the set bits of the
+// sparse codecs).
+result<size_t> stored_values(tensor_codec codec, const uint8_t* bytes, size_t size, size_t elements) {
+  switch (codec) {
+    case tensor_codec::raw:
+      if (size != elements * sizeof(float))
+        return status::error(codec_error(codec, std::to_string(size) + " bytes for " + std::to_string(elements) +
+                                                    " float32 elements"));
+      return elements;
+    case tensor_codec::u8:
+      if (size != elements)
+        return status::error(codec_error(codec, std::to_string(size) + " bytes for " + std::to_string(elements) +
+                                                    " 8-bit elements"));
+      return elements;
+    case tensor_codec::sparse: {
+      const size_t map = bitmap_bytes(elements);
+      D3_ASSIGN_OR_RETURN(const size_t set, read_bitmap(codec, bytes, size, elements));
+      if (size != map + set * sizeof(float))
+        return status::error(codec_error(codec, std::to_string(size) + " bytes for a bitmap of " + std::to_string(set) +
+                                                    " values (" + std::to_string(map + set * sizeof(float)) + " expected)"));
+      return set;
+    }
+    case tensor_codec::zstd:
+      D3_RETURN_IF_ERROR(check_zstd_frame(codec, bytes, size, elements));
+      return elements;
+    case tensor_codec::sparse_zstd: {
+      const size_t map = bitmap_bytes(elements);
+      D3_ASSIGN_OR_RETURN(const size_t set, read_bitmap(codec, bytes, size, elements));
+      D3_RETURN_IF_ERROR(check_zstd_frame(codec, bytes + map, size - map, set));
+      return set;
+    }
+  }
+  return status::error("tensor codec " + std::to_string(int(codec)) + " is unknown");
+}
+
 }  // namespace
 
 const char* to_string(tensor_codec codec) {
@@ -196,39 +231,6 @@ std::optional<std::vector<uint8_t>> encode_floats(tensor_codec codec, const floa
 
 status check_encoded(tensor_codec codec, const uint8_t* bytes, size_t size, size_t elements) {
   return stored_values(codec, bytes, size, elements).error();
-}
-
-result<size_t> stored_values(tensor_codec codec, const uint8_t* bytes, size_t size, size_t elements) {
-  switch (codec) {
-    case tensor_codec::raw:
-      if (size != elements * sizeof(float))
-        return status::error(codec_error(codec, std::to_string(size) + " bytes for " + std::to_string(elements) +
-                                                    " float32 elements"));
-      return elements;
-    case tensor_codec::u8:
-      if (size != elements)
-        return status::error(codec_error(codec, std::to_string(size) + " bytes for " + std::to_string(elements) +
-                                                    " 8-bit elements"));
-      return elements;
-    case tensor_codec::sparse: {
-      const size_t map = bitmap_bytes(elements);
-      D3_ASSIGN_OR_RETURN(const size_t set, read_bitmap(codec, bytes, size, elements));
-      if (size != map + set * sizeof(float))
-        return status::error(codec_error(codec, std::to_string(size) + " bytes for a bitmap of " + std::to_string(set) +
-                                                    " values (" + std::to_string(map + set * sizeof(float)) + " expected)"));
-      return set;
-    }
-    case tensor_codec::zstd:
-      D3_RETURN_IF_ERROR(check_zstd_frame(codec, bytes, size, elements));
-      return elements;
-    case tensor_codec::sparse_zstd: {
-      const size_t map = bitmap_bytes(elements);
-      D3_ASSIGN_OR_RETURN(const size_t set, read_bitmap(codec, bytes, size, elements));
-      D3_RETURN_IF_ERROR(check_zstd_frame(codec, bytes + map, size - map, set));
-      return set;
-    }
-  }
-  return status::error("tensor codec " + std::to_string(int(codec)) + " is unknown");
 }
 
 status decode_floats(tensor_codec codec, const uint8_t* bytes, size_t size, float* out, size_t elements) {

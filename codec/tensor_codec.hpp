@@ -44,8 +44,6 @@ std::optional<std::vector<uint8_t>> encode_floats(tensor_codec codec, const floa
 // they allocate the decoded tensor, so a few bytes claiming a large shape cost no allocation.
 // A stream that passes can still fail to decode (a corrupt zstd frame).
 status check_encoded(tensor_codec codec, const uint8_t* bytes, size_t size, size_t elements);
-// The same, returning how many element values the bytes carry (the set bits of the sparse codecs).
-result<size_t> stored_values(tensor_codec codec, const uint8_t* bytes, size_t size, size_t elements);
 
 // Decodes `size` bytes made by encode_floats(codec, ., elements) into out[0, elements).
 // Errors name the codec and what does not match; `out` may then be partly written.

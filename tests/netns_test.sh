@@ -99,9 +99,9 @@ grep -E '"event":"(node_down|node_rejoined|peer_report_[a-z]*)"' "$work/adapt.js
 
 # A link between two nodes fails while both still answer the app: edge2 and the cloud lose each
 # other (a blackhole route each way; this kernel has no tc drop action) during 40 requests on the
-# tiled plan, whose edge2 tile sends to the cloud. A node reports its silent peer; the app, which still hears
-# both, has the reporter recheck the peer (protocol.hpp: recheck), fails over only when that ping
-# goes unanswered too, and every request is answered once, exact.
+# tiled plan, whose edge2 tile sends to the cloud. A node reports its silent peer; the app, which
+# still hears both, has the reporter recheck the peer (protocol.hpp: recheck), fails over only
+# when that ping goes unanswered too, and every request is answered once, exact.
 ec="$(ip -n d3-cloud -4 -o addr show dev eth0 | awk '{print $4}' | cut -d/ -f1)"
 e2="$(ip -n d3-edge2 -4 -o addr show dev eth0 | awk '{print $4}' | cut -d/ -f1)"
 heal() { ip -n d3-cloud route del blackhole "$e2/32" 2> /dev/null; ip -n d3-edge2 route del blackhole "$ec/32" 2> /dev/null; true; }

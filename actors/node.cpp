@@ -258,8 +258,10 @@ protocol::node_handle::behavior_type node_actor(node_pointer self, node_identity
   const std::string me = "node " + identity.name + ": ";
   self->set_down_handler([self, name = identity.name](caf::down_msg& down) {
     for (auto& [peer, p] : self->state.peers)
-      if (p.handle.address() == down.source)
+      if (p.handle.address() == down.source) {
+        p.connection_lost = true;
         return report_peer(self, name, peer, "connection lost: " + self->home_system().render(down.reason));
+      }
   });
   return {
       [=](protocol::emul_atom, const std::string& settings) -> caf::result<ok_atom> {
@@ -365,7 +367,7 @@ protocol::node_handle::behavior_type node_actor(node_pointer self, node_identity
             .then([=](const caf::node_id&, caf::strong_actor_ptr& ptr, const std::set<std::string>&) mutable {
                     auto handle = caf::actor_cast<protocol::node_handle>(ptr);
                     if (handle && watch) {
-                      self->state.peers[peer] = {handle, std::chrono::steady_clock::now(), std::nullopt, false, silence};
+                      self->state.peers[peer] = {handle, std::chrono::steady_clock::now(), std::nullopt, false, false, silence};
                       self->monitor(handle);
                       if (!self->state.ticking) {
                         self->state.ticking = true;
@@ -383,6 +385,7 @@ protocol::node_handle::behavior_type node_actor(node_pointer self, node_identity
       [=](protocol::recheck_atom, const std::string& peer, uint32_t max_ms) -> caf::result<bool> {
         auto it = self->state.peers.find(peer);
         if (it == self->state.peers.end()) return refusal(me + "recheck: '" + peer + "' is not a watched peer");
+        if (it->second.connection_lost) return false;
         // The ping queues behind what crosses between the two nodes, as the heartbeats' do.
         const auto now = std::chrono::steady_clock::now();
         const auto from = std::max({now, peer_backlog().drained_by(peer), incoming_backlog().drained_by(peer)});

@@ -32,6 +32,7 @@ struct node_state {
     // no pings, and that is not the peer's silence.
     std::optional<std::chrono::steady_clock::time_point> unanswered_since;
     bool reported = false;  // the app was told it is gone (until it is peered again)
+    bool connection_lost = false;  // CAF's down message: a recheck's ping could only time out
     std::chrono::milliseconds silence{1250};  // no answer this long: gone (the peer command's)
   };
   std::map<std::string, watched_peer> peers;  // by node name

@@ -391,10 +391,14 @@ void request_session::on_peer_down(const std::string& reporter, const std::strin
   // waited behind traffic it cannot see (the app's own shipment from the reporter's machine,
   // which has ended by the time this handler runs: migrations block the session): the reporter
   // pings the peer again, and the link is failed only if that ping goes unanswered too.
+  // The session waits for the verdict, bounded: never past the moment the app's own watch would
+  // find the peer silent (a frozen peer is then failed over on time), and not at all once it has.
+  auto max_wait = 2 * dep_.options_.peer_silence;
+  if (const auto& since = dep_.health_[peer].unanswered_since)
+    max_wait = std::min(max_wait, dep_.options_.silence - std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                               clock_type::now() - *since));
   auto reporter_handle = dep_.nodes_.find(reporter);
-  if (reporter_handle != dep_.nodes_.end()) {
-    // The session waits for the verdict (bounded: a real failure is failed over one recheck later).
-    const auto max_wait = 2 * dep_.options_.peer_silence;
+  if (reporter_handle != dep_.nodes_.end() && max_wait > std::chrono::milliseconds(0)) {
     const auto asked = clock_type::now();
     const result<bool> answered = ask<bool>(*dep_.self_, reporter_handle->second, max_wait + dep_.options_.silence,
                                             "node '" + reporter + "': recheck of '" + peer + "'",

@@ -2,6 +2,7 @@
 
 #include <map>
 #include <mutex>
+#include <set>
 #include <vector>
 
 namespace d3 {
@@ -19,12 +20,21 @@ struct waiting_request {
 std::mutex waiting_mutex;
 std::map<uint64_t, waiting_request> waiting;  // by registration token
 uint64_t next_token = 1;
+// Nodes seen lost: a request registered after the loss (sent to a node that is gone already, e.g.
+// by a thread that did not see the down message) is answered at once too. A node that comes back
+// is a new process with a new node id, so an id stays lost.
+std::set<caf::node_id> lost_nodes;
+
+void answer_lost(caf::strong_actor_ptr& asker, caf::message_id response_id) {
+  asker->enqueue(nullptr, response_id, caf::make_message(caf::make_error(caf::sec::request_receiver_down)), nullptr);
+}
 
 // Answers every request waiting on `node` with request_receiver_down.
 void answer_requests_to_lost_node(const caf::node_id& node) {
   std::vector<waiting_request> lost;
   {
     std::lock_guard<std::mutex> lock(waiting_mutex);
+    lost_nodes.insert(node);
     for (auto it = waiting.begin(); it != waiting.end();)
       if (it->second.node == node) {
         lost.push_back(std::move(it->second));
@@ -33,8 +43,7 @@ void answer_requests_to_lost_node(const caf::node_id& node) {
         ++it;
       }
   }
-  for (waiting_request& r : lost)
-    r.asker->enqueue(nullptr, r.response_id, caf::make_message(caf::make_error(caf::sec::request_receiver_down)), nullptr);
+  for (waiting_request& r : lost) answer_lost(r.asker, r.response_id);
 }
 
 struct loss_watcher_state {
@@ -50,9 +59,15 @@ caf::behavior loss_watcher(caf::stateful_actor<loss_watcher_state>* self) {
 
 waiting_for_answer::waiting_for_answer(const caf::node_id& node, caf::strong_actor_ptr asker,
                                        caf::message_id response_id) {
-  std::lock_guard<std::mutex> lock(waiting_mutex);
-  token_ = next_token++;
-  waiting[token_] = {node, std::move(asker), response_id};
+  {
+    std::lock_guard<std::mutex> lock(waiting_mutex);
+    if (!lost_nodes.count(node)) {
+      token_ = next_token++;
+      waiting[token_] = {node, std::move(asker), response_id};
+      return;
+    }
+  }
+  answer_lost(asker, response_id);
 }
 
 waiting_for_answer::~waiting_for_answer() {
@@ -63,6 +78,11 @@ waiting_for_answer::~waiting_for_answer() {
 caf::actor spawn_loss_watcher(caf::actor_system& system) { return system.spawn(loss_watcher); }
 
 void watch_for_loss(const caf::actor& watcher, const caf::actor& node_actor) {
+  {
+    // Connected again (a lost connection to a process that lived on): no longer lost.
+    std::lock_guard<std::mutex> lock(waiting_mutex);
+    lost_nodes.erase(node_actor.node());
+  }
   caf::anon_send(watcher, watch_atom::value, node_actor);
 }
 

@@ -18,7 +18,9 @@ namespace d3 {
 // closes, gets no answer from CAF: its asker would wait out the whole timeout (measured: a failover
 // stalled 10 s on a request to an edge killed 20 ms after the cloud). While a waiting_for_answer
 // lives, the loss of `node` (seen by a loss watcher that monitors the node's actor) answers the
-// request at once with request_receiver_down.
+// request at once with request_receiver_down; so does registering a request to a node already
+// lost (a worker thread may ask one the app's loop has seen go; watch_for_loss, on a reconnect,
+// clears the mark).
 class waiting_for_answer {
  public:
   waiting_for_answer(const caf::node_id& node, caf::strong_actor_ptr asker, caf::message_id response_id);

@@ -173,6 +173,11 @@ result<deploy_report> deployment::deploy(const graph& g, const deployment_plan& 
 }
 
 result<migration_report> deployment::migrate(const graph& g, const deployment_plan& plan, bool ship_everything) {
+  return migrate(g, plan, ship_everything, nullptr);
+}
+
+result<migration_report> deployment::migrate(const graph& g, const deployment_plan& plan, bool ship_everything,
+                                             const background_migration* shipped_ahead) {
   if (!current_) return status::error("migrate: nothing is deployed");
   if (versions_.count(plan.version) || plan.version <= *current_)
     return status::error("migrate: plan version " + std::to_string(plan.version) + " is not newer than the running " +
@@ -190,6 +195,16 @@ result<migration_report> deployment::migrate(const graph& g, const deployment_pl
     else ++m.layers_unchanged;
   }
   m.virtual_start_ms = m.ready_virtual_ms = virtual_now_;
+  m.wall_start_ms = shipped_ahead ? shipped_ahead->wall_start_ms : wall_now_ms();
+  if (shipped_ahead) {
+    // Its layers arrived ahead of the install, which found them cached: they count as shipped.
+    const deploy_report& ahead = shipped_ahead->report;
+    m.deploy.weight_bytes_shipped += ahead.weight_bytes_shipped;
+    m.deploy.message_bytes_shipped += ahead.message_bytes_shipped;
+    m.deploy.layers_shipped += ahead.layers_shipped;
+    m.deploy.layers_cached -= std::min(m.deploy.layers_cached, ahead.layers_shipped);
+    for (const auto& [node, bytes] : ahead.weight_bytes_per_node) m.deploy.weight_bytes_per_node[node] += bytes;
+  }
   auto ready = charge_shipments(m.deploy);
   if (!ready) {
     exit_actors(installed->actors);
@@ -212,7 +227,8 @@ result<migration_report> deployment::migrate(const graph& g, const deployment_pl
   // ready); it retires when no request needs it any more.
   versions_[plan.version] = std::move(installed.value());
   current_ = plan.version;
-  m.deploy.deploy_ms = ms_since(started);
+  m.wall_ready_ms = wall_now_ms();
+  m.deploy.deploy_ms = shipped_ahead ? m.wall_ready_ms - m.wall_start_ms : ms_since(started);
   log({{"event", "layers_migrated"},
        {"from_version", m.from_version},
        {"to_version", m.to_version},
@@ -225,7 +241,10 @@ result<migration_report> deployment::migrate(const graph& g, const deployment_pl
        {"redeploy_everything", ship_everything},
        {"migrate_ms", m.deploy.deploy_ms},
        {"ready_virtual_ms", m.ready_virtual_ms},
-       {"ship_virtual_ms", m.ready_virtual_ms - m.virtual_start_ms}});
+       {"ship_virtual_ms", m.ready_virtual_ms - m.virtual_start_ms},
+       {"shipped_in_background", shipped_ahead != nullptr},
+       {"wall_start_ms", m.wall_start_ms},
+       {"wall_ready_ms", m.wall_ready_ms}});
   retire_idle(virtual_now_);
   migrations_.push_back(m);
   keep_standby();
@@ -516,6 +535,10 @@ result<std::string> deployment::send_raw(int stage_id, const std::vector<uint8_t
 }
 
 void deployment::teardown() {
+  if (shipping_) {
+    log({{"event", "migration_failed"}, {"version", shipping_->plan.version}, {"error", "torn down while shipping"}});
+    shipping_.reset();  // cancels what is not sent yet and joins
+  }
   if (versions_.empty()) return;
   std::set<std::string> used;
   for (auto& [version, v] : versions_) {

@@ -27,6 +27,7 @@
 #include "plan/request_accounting.hpp"
 #include "actors/bundle_sender.hpp"
 #include "actors/protocol.hpp"
+#include "actors/shipment.hpp"
 #include "topology/topology_log.hpp"
 #include "kernels/graph.hpp"
 #include "base/status.hpp"
@@ -151,6 +152,10 @@ struct migration_report {
   // Virtual clock, shaped links: when the migration started and when its weights had crossed the
   // emulated links (the new version serves requests starting from then on); equal otherwise.
   double virtual_start_ms = 0, ready_virtual_ms = 0;
+  // Wall clock (ms since the last deploy()): when its shipments started and when the new version
+  // took requests. Under the wall clock a migration that ships weights ships them in the
+  // background while the running version keeps serving (deployment::ship_in_background).
+  double wall_start_ms = 0, wall_ready_ms = 0;
   size_t layers_unchanged = 0;
   deploy_report deploy;                   // shipping of the new version (moved layers only)
 };
@@ -183,11 +188,16 @@ class deployment {
   // a version is retired (its actors exited) when its last request is answered. The emulation's
   // clocks keep running; under the virtual clock with shaped links the shipped weights occupy the
   // links from the app's node (requests sharing them queue behind) and the new version takes the
-  // requests that start once they have arrived (migration_report::ready_virtual_ms). Logs "layers_migrated" with the layers moved and the bytes shipped.
+  // requests that start once they have arrived (migration_report::ready_virtual_ms). Logs
+  // "layers_migrated" with the layers moved and the bytes shipped. This call ships synchronously
+  // (failover, the virtual clock); the request loop ships a wall-clock migration's weights in
+  // the background first (ship_in_background), so requests keep flowing meanwhile.
   // With `ship_everything` (the full re-partition a partial adjustment is compared with) every
   // layer of the new plan is shipped to its node again, cached or not: a redeploy from scratch,
   // still without stopping the requests.
   result<migration_report> migrate(const graph& g, const deployment_plan& plan, bool ship_everything = false);
+  // Whether a migration's weights are on their way (ship_in_background): the next one waits.
+  bool shipping() const { return shipping_ != nullptr; }
 
   // Standby copies: ships each node of `layers` the weights it lacks into its layer cache, and
   // spawns nothing, so that a later migration can move work there without shipping (planner/
@@ -316,7 +326,31 @@ class deployment {
     deployment_plan plan;
   };
 
+  // A migration whose weights a worker thread ships while the running version keeps serving
+  // (wall clock): once they have arrived, migrate() installs the plan, shipping nothing more.
+  struct background_migration {
+    deployment_plan plan;
+    bool ship_everything = false;
+    deploy_report report;  // what is being shipped (message bytes once joined)
+    double wall_start_ms = 0;
+    std::unique_ptr<background_shipper> shipper;
+  };
+  // Starts shipping what `plan` needs on the nodes that lack it (everything with
+  // `ship_everything`) in the background: true when it started ("migration_shipping" in the log),
+  // false when nothing needs shipping (migrate at once). Precondition: !shipping().
+  result<bool> ship_in_background(const graph& g, const deployment_plan& plan, bool ship_everything);
+  // The background migration of `version` whose shipper has sent its notice: joined and handed
+  // over (nullptr: none of that version, e.g. a notice left from one cancelled).
+  std::unique_ptr<background_migration> end_background_shipment(int version);
+  // migrate() after a background shipment: its bytes and start count as the migration's.
+  result<migration_report> migrate(const graph& g, const deployment_plan& plan, bool ship_everything,
+                                   const background_migration* shipped_ahead);
+
   void log(topology_event event);
+  // Wall ms since the last deploy() (wall_epoch_).
+  double wall_now_ms() const {
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - wall_epoch_).count();
+  }
   // The running version (nullptr: nothing deployed).
   deployed_version* current();
   const deployed_version* current() const;
@@ -341,7 +375,6 @@ class deployment {
   // later of the app's link clock and the app node's); now without any. With `needed_now` what
   // is left of them is sent at once like any message (link_clock::promote_background).
   result<double> standby_arrival(const std::string& node, bool needed_now = false);
-  status send_shipment(const std::string& node, protocol::bytes payload, size_t layers);
   // Standby copies relayed node to node: `from` sends `to` the layers (graph order) of its cache
   // that `to` lacks, in messages of at most options_.shipment_bytes of weights, its link to `to`
   // charged from `send_ms` (virtual). Adds to report's counts; an error leaves the rest unsent.
@@ -473,6 +506,7 @@ class deployment {
   const graph* adaptation_graph_ = nullptr;
   bool adaptation_redeploys_everything_ = false;
   std::vector<migration_report> migrations_;
+  std::unique_ptr<background_migration> shipping_;  // invariant: its plan is not installed yet
   std::optional<emulation_trace> trace_;
   int trace_applied_ = -1;  // steps [0, trace_applied_] are in force
 

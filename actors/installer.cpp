@@ -8,34 +8,12 @@
 
 #include "actors/ask.hpp"
 #include "actors/deployment.hpp"
+#include "actors/shipment.hpp"
 #include "schema/bundle.hpp"
 
 namespace d3 {
 
 namespace {
-
-// `layers` in their order, cut into runs of at most `limit` weight bytes (a layer larger than
-// that alone): one message each.
-std::vector<std::vector<int>> weight_chunks(const graph& g, const std::vector<int>& layers, size_t limit) {
-  std::vector<std::vector<int>> chunks;
-  size_t bytes = 0;
-  for (int l : layers) {
-    const size_t b = weight_bytes(g.layers[size_t(l)]);
-    if (chunks.empty() || (!chunks.back().empty() && bytes + b > limit)) {
-      chunks.emplace_back();
-      bytes = 0;
-    }
-    chunks.back().push_back(l);
-    bytes += b;
-  }
-  return chunks;
-}
-
-size_t weight_bytes_of(const graph& g, const std::vector<int>& layers) {
-  size_t bytes = 0;
-  for (int l : layers) bytes += weight_bytes(g.layers[size_t(l)]);
-  return bytes;
-}
 
 const char* type_name_of(stage_kind kind) {
   switch (kind) {
@@ -219,28 +197,6 @@ result<std::vector<int>> deployment::lacking_layers(const graph& g, const std::s
   return lacking;
 }
 
-// One encoded shipment to `node`: one message, or (a layer whose weights alone exceed
-// shipment_bytes) parts of shipment_bytes in order, each acknowledged before the next, so that
-// no message exceeds what a node accepts (max_message_mb) and the node holds one copy.
-status deployment::send_shipment(const std::string& node, protocol::bytes payload, size_t layers) {
-  const std::string what = "shipping " + std::to_string(layers) + " layers to node '" + node + "'";
-  const size_t part_bytes = std::max<size_t>(1, options_.shipment_bytes);
-  if (payload.size() <= part_bytes)
-    return command(*self_, nodes_.at(node), options_.timeout, what, protocol::ship_atom::value, std::move(payload));
-  const uint64_t upload = upload_ids_();
-  const size_t parts = (payload.size() + part_bytes - 1) / part_bytes;
-  for (size_t k = 0, offset = 0; offset < payload.size(); ++k, offset += part_bytes) {
-    const size_t n = std::min(part_bytes, payload.size() - offset);
-    protocol::bytes part(payload.begin() + ptrdiff_t(offset), payload.begin() + ptrdiff_t(offset + n));
-    D3_RETURN_IF_ERROR(command(*self_, nodes_.at(node), options_.timeout,
-                               what + " (part " + std::to_string(k + 1) + " of " + std::to_string(parts) + ", " +
-                                   std::to_string(payload.size()) + " bytes in all)",
-                               protocol::ship_part_atom::value, uint64_t(upload), uint64_t(offset),
-                               uint64_t(payload.size()), std::move(part)));
-  }
-  return status::ok();
-}
-
 // Every node gets the layers its stages run that it does not have yet (all of them with
 // ship_everything), in messages of at most options_.shipment_bytes of weights.
 status deployment::ship_layers(const graph& g, const stage_graph& sg, deploy_report& report, bool ship_everything) {
@@ -250,6 +206,60 @@ status deployment::ship_layers(const graph& g, const stage_graph& sg, deploy_rep
       for (int l : s.layers)
         if (weight_bytes(g.layers[size_t(l)]) > 0) needed[s.node].insert(l);
   return ship_to_nodes(g, needed, report, ship_everything, "layers_shipped");
+}
+
+result<bool> deployment::ship_in_background(const graph& g, const deployment_plan& plan, bool ship_everything) {
+  if (shipping_) return status::error("plan version " + std::to_string(shipping_->plan.version) + " is still shipping");
+  auto sg = build_stage_graph(g, plan);
+  if (!sg) return sg.error();
+  auto migration = std::make_unique<background_migration>();
+  deploy_report& report = migration->report;
+  report.plan_version = plan.version;
+  report.model_hash = model_hash(g);
+  std::map<std::string, std::set<int>> needed;
+  for (const stage& s : sg->stages)
+    if (s.kind == stage_kind::segment || s.kind == stage_kind::tile)
+      for (int l : s.layers)
+        if (weight_bytes(g.layers[size_t(l)]) > 0) needed[s.node].insert(l);
+  std::vector<shipment_job> jobs;
+  for (const auto& [node, layer_set] : needed) {
+    if (!nodes_.count(node) || down_nodes_.count(node))
+      return status::error("the plan needs node '" + node + "', which is " + (nodes_.count(node) ? "down" : "not connected"));
+    std::vector<int> to_ship(layer_set.begin(), layer_set.end());
+    if (!ship_everything) {
+      auto lacking = lacking_layers(g, node, to_ship, report.model_hash);
+      if (!lacking) return lacking.error();
+      to_ship = std::move(lacking.value());
+    }
+    if (to_ship.empty()) continue;
+    const size_t bytes = weight_bytes_of(g, to_ship);
+    report.weight_bytes_shipped += bytes;
+    report.layers_shipped += to_ship.size();
+    report.weight_bytes_per_node[node] = bytes;
+    jobs.push_back({node, nodes_.at(node), weight_chunks(g, to_ship, options_.shipment_bytes)});
+  }
+  if (jobs.empty()) return false;
+  migration->plan = plan;
+  migration->ship_everything = ship_everything;
+  migration->wall_start_ms = wall_now_ms();
+  log({{"event", "migration_shipping"},
+       {"version", plan.version},
+       {"weight_bytes", report.weight_bytes_shipped},
+       {"layers", report.layers_shipped},
+       {"nodes", nlohmann::json(report.weight_bytes_per_node)},
+       {"redeploy_everything", ship_everything}});
+  migration->shipper = std::make_unique<background_shipper>(system_, g, report.model_hash, std::move(jobs),
+                                                            options_.shipment_bytes, upload_ids_(), options_.timeout,
+                                                            caf::actor_cast<caf::actor>(*self_), int32_t(plan.version));
+  shipping_ = std::move(migration);
+  return true;
+}
+
+std::unique_ptr<deployment::background_migration> deployment::end_background_shipment(int version) {
+  if (!shipping_ || shipping_->plan.version != version) return nullptr;
+  std::unique_ptr<background_migration> done = std::move(shipping_);
+  done->report.message_bytes_shipped = done->shipper->join();
+  return done;
 }
 
 status deployment::ship_to_nodes(const graph& g, const std::map<std::string, std::set<int>>& needed,
@@ -266,7 +276,8 @@ status deployment::ship_to_nodes(const graph& g, const std::map<std::string, std
       protocol::bytes payload = encode_layers(g, chunk, report.model_hash, chunk);
       if (payload.empty()) return status::error("cannot encode the layers shipped to node '" + node + "'");
       report.message_bytes_shipped += payload.size();
-      D3_RETURN_IF_ERROR(send_shipment(node, std::move(payload), chunk.size()));
+      D3_RETURN_IF_ERROR(send_shipment(*self_, nodes_.at(node), node, std::move(payload), chunk.size(),
+                                       options_.shipment_bytes, upload_ids_(), options_.timeout));
       node_bytes += weight_bytes_of(g, chunk);
     }
     report.weight_bytes_shipped += node_bytes;

@@ -123,7 +123,7 @@ caf::result<protocol::ok_atom> store_shipment(node_pointer self, std::shared_ptr
   });
 }
 
-// Sends an encoded layer shipment to a peer node as the app does (deployment::send_shipment): one
+// Sends an encoded layer shipment to a peer node as the app does (actors/shipment.hpp): one
 // message, or parts of at most part_bytes in order, each acknowledged before the next. `done`
 // gets "" once the peer holds it, else the error. The peer applies its own limits.
 void ship_to_peer(node_pointer self, protocol::node_handle dest, std::shared_ptr<bytes> payload, uint64_t upload,

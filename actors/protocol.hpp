@@ -133,6 +133,8 @@ using peer_down_atom = caf::atom_constant<caf::atom("d3peerdn")>;
 using pong_atom = caf::atom_constant<caf::atom("d3pong")>;
 using recheck_atom = caf::atom_constant<caf::atom("d3recheck")>;
 using incoming_atom = caf::atom_constant<caf::atom("d3incom")>;
+// App-local: a migration's background shipments are done (actors/shipment.hpp).
+using shipped_atom = caf::atom_constant<caf::atom("d3shipped")>;
 
 // A node's answer to info. arithmetic: its kernels' fingerprint (kernels/arithmetic_fingerprint.hpp).
 struct node_info {

@@ -49,8 +49,9 @@ std::vector<request_outcome> request_session::run() {
   // Answers already queued (duplicates would be here) are accounted before returning.
   while (receive(std::chrono::milliseconds(0))) {
   }
-  // A plan chosen on the last answer is migrated to before returning: the next run starts on it.
-  migrate_to_pending();
+  // A plan chosen on the last answer is migrated to before returning (its shipments awaited):
+  // the next run starts on it. Every shipment part has a timeout, so the shipper's notice comes.
+  for (migrate_to_pending(); dep_.shipping(); migrate_to_pending()) receive(dep_.options_.heartbeat);
   return std::move(outcomes_);
 }
 
@@ -260,6 +261,7 @@ bool request_session::receive(std::chrono::milliseconds wait) {
       [&](protocol::pong_atom, uint64_t seq, double node_ms) {
         dep_.on_pong(caf::actor_cast<caf::actor_addr>((*dep_.self_)->current_sender()), seq, node_ms);
       },
+      [&](protocol::shipped_atom, int32_t version, const std::string& error) { on_shipped(int(version), error); },
       [&](caf::down_msg& down) { on_down(down); }, caf::after(std::max(wait, std::chrono::milliseconds(0))) >> [&] {
         got = false;
       });
@@ -428,10 +430,7 @@ void request_session::on_peer_down(const std::string& reporter, const std::strin
   if (dep_.mark_node_down(out, why)) handle_loss(why);
 }
 
-void request_session::migrate_to_pending() {
-  if (!pending_plan_) return;
-  deployment_plan plan = std::move(*pending_plan_);
-  pending_plan_.reset();
+std::optional<deployment_plan> request_session::admissible(deployment_plan plan) {
   // The planner decides on what it observed; a failover may have moved the deployment on since
   // (a newer version, a node down). A plan on a node that is down is skipped, not an error; the
   // deployment numbers versions, so a plan proposed under an older one gets the next number.
@@ -443,17 +442,49 @@ void request_session::migrate_to_pending() {
       if (!available.count(st.node)) {
         dep_.log({{"event", "migration_skipped"}, {"version", plan.version},
                   {"reason", "the plan places a stage on node '" + st.node + "', which is down"}});
-        return;
+        return std::nullopt;
       }
   if (dep_.current_ && plan.version <= *dep_.current_) plan.version = *dep_.current_ + 1;  // versions_ holds none newer
-  auto migrated = dep_.adaptation_graph_
-                      ? dep_.migrate(*dep_.adaptation_graph_, plan, dep_.adaptation_redeploys_everything_)
-                      : result<migration_report>(status::error("no graph"));
-  dep_.refresh_health();
-  if (!migrated) {
-    dep_.stray_errors_.push_back("adaptation: " + migrated.message());
-    dep_.log({{"event", "migration_failed"}, {"version", plan.version}, {"error", migrated.message()}});
+  return plan;
+}
+
+void request_session::migration_failed(int version, const std::string& error) {
+  dep_.stray_errors_.push_back("adaptation: " + error);
+  dep_.log({{"event", "migration_failed"}, {"version", version}, {"error", error}});
+}
+
+void request_session::migrate_to_pending() {
+  // One migration at a time: a plan chosen while another one's weights are on their way waits.
+  if (!pending_plan_ || dep_.shipping()) return;
+  std::optional<deployment_plan> plan = admissible(std::move(*pending_plan_));
+  pending_plan_.reset();
+  if (!plan) return;
+  if (!dep_.adaptation_graph_) return migration_failed(plan->version, "no graph");
+  // Wall clock: the weights cross the real links for as long as they take; the running version
+  // serves meanwhile, and the plan is installed when they have arrived (on_shipped).
+  if (!virtual_clock_) {
+    auto started = dep_.ship_in_background(*dep_.adaptation_graph_, *plan, dep_.adaptation_redeploys_everything_);
+    if (!started) return migration_failed(plan->version, "migrate to plan version " + std::to_string(plan->version) +
+                                                             ": " + started.message());
+    if (*started) return;
   }
+  auto migrated = dep_.migrate(*dep_.adaptation_graph_, *plan, dep_.adaptation_redeploys_everything_);
+  dep_.refresh_health();
+  if (!migrated) migration_failed(plan->version, migrated.message());
+}
+
+void request_session::on_shipped(int version, const std::string& error) {
+  auto shipped = dep_.end_background_shipment(version);
+  if (!shipped) return;  // a notice from a shipment torn down
+  if (!error.empty())
+    return migration_failed(version, "migrate to plan version " + std::to_string(version) + ": " + error);
+  std::optional<deployment_plan> plan = admissible(shipped->plan);
+  if (!plan || !dep_.adaptation_graph_) return;
+  // Its weights are on the nodes: the install ships nothing more (a node that evicted some
+  // meanwhile gets them again), and it takes the requests that start from now on.
+  auto migrated = dep_.migrate(*dep_.adaptation_graph_, *plan, false, shipped.get());
+  dep_.refresh_health();
+  if (!migrated) migration_failed(plan->version, migrated.message());
 }
 
 }  // namespace d3

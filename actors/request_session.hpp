@@ -59,7 +59,15 @@ class request_session {
   void on_down(const caf::down_msg& down);
   // A node reports that a peer it sends to is gone for it (the node, or the link between them).
   void on_peer_down(const std::string& reporter, const std::string& peer, const std::string& cause);
+  // Migrates to the plan the adaptation hook chose, if any and if no other one is shipping; under
+  // the wall clock a plan that needs weights shipped is installed once they have arrived.
   void migrate_to_pending();
+  // A background shipment's notice (deployment::ship_in_background): installs its plan.
+  void on_shipped(int version, const std::string& error);
+  // `plan` as it can be migrated to now (renumbered after a failover), or nothing if it places a
+  // stage on a node that is down (logged).
+  std::optional<deployment_plan> admissible(deployment_plan plan);
+  void migration_failed(int version, const std::string& error);
   // The outcome of a request active or finished in this session (nullptr: unknown id).
   request_outcome* outcome_of(uint64_t id);
 

@@ -539,6 +539,118 @@ BOOST_FIXTURE_TEST_CASE(live_migration_loses_no_request_and_ships_only_moved_lay
   }
 }
 
+namespace {
+
+const d3::graph& alexnet() {
+  static const d3::graph g = [] {
+    auto m = d3::builtin_model("alexnet");
+    BOOST_REQUIRE_MESSAGE(m.is_ok(), m.message());
+    return std::move(m.value());
+  }();
+  return g;
+}
+
+// alexnet on the device alone (v1), and its fully connected layers (235 MB of weights) moved to
+// the cloud (v2): a migration whose shipment takes long enough to see requests meanwhile.
+std::pair<d3::deployment_plan, d3::deployment_plan> alexnet_fc_to_cloud() {
+  d3::deployment_plan first;
+  first.version = 1;
+  first.segments = {{"device", "features.0", "classifier.6"}};
+  d3::deployment_plan second = first;
+  second.version = 2;
+  second.segments = {{"device", "features.0", "features.12"}, {"cloud", "flatten", "classifier.6"}};
+  return {first, second};
+}
+
+}  // namespace
+
+// Wall clock: a migration's weights are shipped in the background while the running version keeps
+// answering; the new version takes the requests that start once they have arrived; nothing is
+// lost or answered twice, and the shipped bytes are the moved layers'.
+BOOST_FIXTURE_TEST_CASE(wall_clock_migration_ships_while_the_old_version_serves, cluster) {
+  d3::deployment_options options;
+  options.timeout = 60s;
+  d3::deployment dep(*system, options);
+  BOOST_REQUIRE(dep.connect(endpoints()).is_ok());
+  const d3::graph& g = alexnet();
+  const auto [first, second] = alexnet_fc_to_cloud();
+  BOOST_REQUIRE(dep.deploy(g, first).is_ok());
+  migrate_after_answer(dep, g, second, 3);
+  // A run ends once a migration it started has arrived: the second run is all on the new version.
+  auto inputs = inputs_for(g, 30, 91);
+  auto outcomes = dep.run(inputs, 1);
+  check_answers(g, inputs, outcomes);
+  auto later_inputs = inputs_for(g, 3, 191);
+  auto later = dep.run(later_inputs, 1);
+  check_answers(g, later_inputs, later);
+  for (const auto& o : later) BOOST_TEST(o.plan_version == 2);
+  outcomes.insert(outcomes.end(), later.begin(), later.end());
+  BOOST_TEST(dep.stray_errors().empty());
+  BOOST_REQUIRE_EQUAL(dep.migrations().size(), 1u);
+  const d3::migration_report& m = dep.migrations()[0];
+  size_t fc_bytes = 0;
+  for (const char* name : {"classifier.1", "classifier.4", "classifier.6"})
+    fc_bytes += d3::weight_bytes(g.layers[size_t(g.find(name))]);
+  BOOST_TEST(m.deploy.weight_bytes_shipped == fc_bytes);
+  BOOST_TEST(m.wall_ready_ms > m.wall_start_ms);
+  int while_shipping = 0, on_second = 0;
+  for (const auto& o : outcomes) {
+    if (o.plan_version == 1 && o.wall_start_ms >= m.wall_start_ms) {
+      ++while_shipping;
+      BOOST_TEST(o.wall_start_ms < m.wall_ready_ms, o.id);
+    }
+    if (o.plan_version == 2) {
+      ++on_second;
+      BOOST_TEST(o.wall_start_ms >= m.wall_ready_ms, o.id);
+    }
+  }
+  BOOST_TEST_MESSAGE("migration v1 -> v2 shipped " << m.deploy.weight_bytes_shipped << " B in "
+                                                   << m.wall_ready_ms - m.wall_start_ms << " ms; " << while_shipping
+                                                   << " requests answered by v1 meanwhile, " << on_second << " on v2");
+  // Before, the request loop stopped until the weights had arrived: none started meanwhile.
+  BOOST_TEST(while_shipping >= 1);
+  BOOST_TEST(on_second >= 1);
+}
+
+// The node a background shipment goes to is killed during it: the migration fails (logged, not
+// installed), and the running version answers every request.
+BOOST_FIXTURE_TEST_CASE(a_node_lost_during_a_background_shipment_fails_only_the_migration, cluster) {
+  d3::deployment_options options;
+  options.timeout = 60s;
+  d3::deployment dep(*system, options);
+  BOOST_REQUIRE(dep.connect(endpoints()).is_ok());
+  const d3::graph& g = alexnet();
+  const auto [first, second] = alexnet_fc_to_cloud();
+  BOOST_REQUIRE(dep.deploy(g, first).is_ok());
+  auto answered = std::make_shared<int>(0);
+  auto shipping_when_killed = std::make_shared<bool>(false);
+  dep.set_adaptation(
+      [&, answered, shipping_when_killed, plan = second](const d3::request_outcome&) -> std::optional<d3::deployment_plan> {
+        ++*answered;
+        if (*answered == 3) return plan;
+        if (*answered == 4) {
+          *shipping_when_killed = dep.shipping();
+          signal("cloud", SIGKILL);
+        }
+        return std::nullopt;
+      },
+      &g);
+  auto inputs = inputs_for(g, 12, 93);
+  auto outcomes = dep.run(inputs, 1);
+  dep.set_adaptation(nullptr, nullptr);
+  check_answers(g, inputs, outcomes);
+  BOOST_REQUIRE_MESSAGE(*shipping_when_killed, "the shipment had ended before the cloud was killed");
+  BOOST_TEST(dep.migrations().empty());
+  for (const auto& o : outcomes) BOOST_TEST(o.plan_version == 1);
+  const auto& errors = dep.stray_errors();
+  auto failed = std::find_if(errors.begin(), errors.end(),
+                             [](const std::string& e) { return e.rfind("adaptation: ", 0) == 0; });
+  BOOST_REQUIRE_MESSAGE(failed != errors.end(), "no migration failure reported");
+  BOOST_TEST_MESSAGE("error: " << *failed);
+  BOOST_TEST(failed->find("node 'cloud'") != std::string::npos);
+  BOOST_TEST(!dep.shipping());
+}
+
 // Standby copies cross the emulated links as background traffic: requests meanwhile are not
 // delayed behind them, a later migration onto them ships nothing, and its version serves only
 // once they have arrived.

@@ -80,6 +80,7 @@ deployment::deployment(caf::actor_system& system, deployment_options options)
     : system_(system), options_(options), self_(std::make_unique<caf::scoped_actor>(system)),
       loss_watcher_(spawn_loss_watcher(system)) {
   app_backlog_.set_floor(options_.heartbeat_floor_mbit);
+  shipment_backlog_.set_floor(options_.heartbeat_floor_mbit);
 }
 
 deployment::~deployment() {
@@ -196,6 +197,7 @@ result<migration_report> deployment::migrate(const graph& g, const deployment_pl
   }
   m.virtual_start_ms = m.ready_virtual_ms = virtual_now_;
   m.wall_start_ms = shipped_ahead ? shipped_ahead->wall_start_ms : wall_now_ms();
+  m.shipped_in_background = shipped_ahead != nullptr;
   if (shipped_ahead) {
     // Its layers arrived ahead of the install, which found them cached: they count as shipped.
     const deploy_report& ahead = shipped_ahead->report;

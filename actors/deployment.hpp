@@ -73,6 +73,11 @@ struct deployment_options {
   // a node of this name). Where the app sits in the emulation is emulation.app_node.
   std::string app_name = "app";
   size_t shipment_bytes = size_t(32) << 20;  // layers are shipped in messages of at most this size
+  // A wall-clock migration's background shipments go in parts of at most this size, each
+  // acknowledged before the next: the app's pings to the node share the connection and wait
+  // behind at most one part (a 32 MB message held them 2.6 s on a 100 Mbit/s link, and the app
+  // took the receiving edge for frozen).
+  size_t background_part_bytes = size_t(1) << 20;
   // Light probes of idle links (for the planner's estimates): after an answer, every role pair
   // (device-edge, device-cloud, edge-edge, edge-cloud, between the app node, the first edge node
   // and the cloud) whose link carried no transfer for this many answers is probed with two small
@@ -143,6 +148,9 @@ struct request_outcome {
   // Standby copies that arrived since the previous answer (deployment::take_arrived_standby;
   // filled only when an adaptation hook is set): node -> layer indices.
   std::map<std::string, std::vector<int32_t>> standby_arrived;
+  // A migration's weights were still on their way when it was answered (wall clock: the plan
+  // the planner chose is not serving yet): the planner learns from it but decides nothing.
+  bool migrating = false;
 };
 
 // A live migration (deployment::migrate): what moved between plan versions.
@@ -156,6 +164,7 @@ struct migration_report {
   // took requests. Under the wall clock a migration that ships weights ships them in the
   // background while the running version keeps serving (deployment::ship_in_background).
   double wall_start_ms = 0, wall_ready_ms = 0;
+  bool shipped_in_background = false;  // the running version served while its weights crossed
   size_t layers_unchanged = 0;
   deploy_report deploy;                   // shipping of the new version (moved layers only)
 };
@@ -488,6 +497,9 @@ class deployment {
   std::chrono::steady_clock::time_point next_ping_;
   uint64_t ping_seq_ = 0;
   std::map<uint64_t, double> ping_sent_ms_;  // seq -> monotonic_ms when sent (the last few)
+  // A background shipment's parts (sent, then acknowledged): a node receiving one is judged
+  // silent from the later of its last answer and the part's crossing at the heartbeat floor.
+  send_backlog shipment_backlog_;
   send_backlog app_backlog_;                 // the app's sends to each node (both clocks: the
                                              // bytes cross the real network either way)
   replan_hook replanner_;

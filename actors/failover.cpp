@@ -49,7 +49,8 @@ std::vector<std::string> deployment::heartbeat() {
   // A ping queued behind the app's own data to a node waits for it: silence counts from then.
   for (const auto& [name, h] : health_)
     if (!down_nodes_.count(name) && h.unanswered_since &&
-        now - std::max(*h.unanswered_since, app_backlog_.drained_by(name)) > options_.silence)
+        now - std::max({*h.unanswered_since, app_backlog_.drained_by(name), shipment_backlog_.drained_by(name)}) >
+            options_.silence)
       silent.push_back(name);
   return silent;
 }

@@ -248,9 +248,9 @@ result<bool> deployment::ship_in_background(const graph& g, const deployment_pla
        {"layers", report.layers_shipped},
        {"nodes", nlohmann::json(report.weight_bytes_per_node)},
        {"redeploy_everything", ship_everything}});
-  migration->shipper = std::make_unique<background_shipper>(system_, g, report.model_hash, std::move(jobs),
-                                                            options_.shipment_bytes, upload_ids_(), options_.timeout,
-                                                            caf::actor_cast<caf::actor>(*self_), int32_t(plan.version));
+  migration->shipper = std::make_unique<background_shipper>(
+      system_, g, report.model_hash, std::move(jobs), options_.background_part_bytes, upload_ids_(), options_.timeout,
+      caf::actor_cast<caf::actor>(*self_), int32_t(plan.version), &shipment_backlog_);
   shipping_ = std::move(migration);
   return true;
 }

@@ -21,6 +21,10 @@ protocol::planner_handle spawn_planner_actor(caf::actor_system& system, std::sha
           planner->observe_compute(report.computes);
           planner->observe(samples);
           planner_decision out;
+          if (report.migrating) {
+            planner->await_migration();
+            return out;
+          }
           if (auto decision = planner->decide()) {
             out.migrate = true;
             out.plan = std::move(decision->plan);
@@ -49,7 +53,7 @@ status probe_node_profiles(deployment& dep, const graph& g, cluster_model& clust
 deployment::adaptation_hook planner_hook(caf::actor_system& system, protocol::planner_handle planner,
                                          std::chrono::milliseconds timeout) {
   return [&system, planner, timeout](const request_outcome& o) -> std::optional<deployment_plan> {
-    const planner_report report{o.id, int32_t(o.plan_version), o.transfers, o.computes, o.standby_arrived};
+    const planner_report report{o.id, int32_t(o.plan_version), o.transfers, o.computes, o.standby_arrived, o.migrating};
     std::optional<deployment_plan> plan;
     caf::scoped_actor self{system};
     self->request(planner, timeout, protocol::observe_atom::value, report)

@@ -22,6 +22,7 @@ struct planner_report {
   std::vector<transfer_observation> transfers;
   std::vector<compute_observation> computes;
   std::map<std::string, std::vector<int32_t>> cached;  // standby copies arrived: node -> layers
+  bool migrating = false;  // the plan last chosen is not serving yet (request_outcome::migrating)
 };
 struct planner_decision {
   bool migrate = false;  // false: keep the running plan (the fields below are unset)
@@ -41,7 +42,8 @@ typename Inspector::result_type inspect(Inspector& f, compute_observation& x) {
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, planner_report& x) {
-  return f(caf::meta::type_name("planner_report"), x.request, x.plan_version, x.transfers, x.computes, x.cached);
+  return f(caf::meta::type_name("planner_report"), x.request, x.plan_version, x.transfers, x.computes, x.cached,
+           x.migrating);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, plan_segment& x) {

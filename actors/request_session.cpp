@@ -210,6 +210,7 @@ void request_session::finish(uint64_t id, const std::string& error) {
   }
   if (dep_.adaptation_ && o.ok && !pending_plan_) {
     o.standby_arrived = dep_.take_arrived_standby();
+    o.migrating = dep_.shipping();
     pending_plan_ = dep_.adaptation_(o);
   }
 }

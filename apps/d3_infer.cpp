@@ -463,9 +463,10 @@ int deploy_and_run(caf::actor_system& system, const d3::infer_options& o, infere
     }
     for (size_t m = migrations_before; m < dep.migrations().size(); ++m) {
       const d3::migration_report& r = dep.migrations()[m];
-      std::printf("migration v%d -> v%d: %zu layers moved, %zu unchanged; %s of weights shipped in %zu layers; %.1f ms\n",
+      std::printf("migration v%d -> v%d: %zu layers moved, %zu unchanged; %s of weights shipped in %zu layers; %.1f ms%s\n",
                   r.from_version, r.to_version, r.layers_moved.size(), r.layers_unchanged,
-                  megabytes(r.deploy.weight_bytes_shipped).c_str(), r.deploy.layers_shipped, r.deploy.deploy_ms);
+                  megabytes(r.deploy.weight_bytes_shipped).c_str(), r.deploy.layers_shipped, r.deploy.deploy_ms,
+                  r.shipped_in_background ? d3::format(" (v%d served while they crossed)", r.from_version).c_str() : "");
     }
     if (planner) {
       const d3::cluster_model& e = planner->estimate();

@@ -94,6 +94,14 @@ class adaptive_planner {
   void observe_compute(const std::vector<compute_observation>& samples);
   // Called once per answered request, after observe(): a plan to migrate to, or nothing.
   std::optional<adaptation_decision> decide();
+  // Instead of decide() while the plan last decided is not serving yet (its weights still on
+  // their way): nothing is decided on answers of the plan before it, and the cooldown after a
+  // migration counts from when the new plan serves.
+  void await_migration() {
+    since_migration_ = 0;
+    streak_ = 0;
+    verdict_ = "waiting for the migration's weights to arrive";
+  }
 
   // Weights the nodes hold besides the plans run so far (standby copies, planner/standby.hpp,
   // once they have arrived: request_outcome::standby_arrived): moving work onto them ships

@@ -550,31 +550,38 @@ const d3::graph& alexnet() {
   return g;
 }
 
-// alexnet on the device alone (v1), and its fully connected layers (235 MB of weights) moved to
-// the cloud (v2): a migration whose shipment takes long enough to see requests meanwhile.
-std::pair<d3::deployment_plan, d3::deployment_plan> alexnet_fc_to_cloud() {
-  d3::deployment_plan first;
-  first.version = 1;
-  first.segments = {{"device", "features.0", "classifier.6"}};
-  d3::deployment_plan second = first;
-  second.version = 2;
-  second.segments = {{"device", "features.0", "features.12"}, {"cloud", "flatten", "classifier.6"}};
-  return {first, second};
+d3::deployment_options wall_clock_options() {
+  d3::deployment_options options;
+  options.timeout = 60s;
+  return options;
 }
+
+// Wall clock: alexnet deployed on the device alone (v1); `second` moves its fully connected
+// layers (235 MB of weights) to the cloud, a migration whose shipment takes long enough to see
+// requests meanwhile.
+struct alexnet_on_the_device : cluster {
+  d3::deployment dep{*system, wall_clock_options()};
+  d3::deployment_plan second;
+
+  alexnet_on_the_device() {
+    BOOST_REQUIRE(dep.connect(endpoints()).is_ok());
+    d3::deployment_plan first;
+    first.version = 1;
+    first.segments = {{"device", "features.0", "classifier.6"}};
+    second = first;
+    second.version = 2;
+    second.segments = {{"device", "features.0", "features.12"}, {"cloud", "flatten", "classifier.6"}};
+    BOOST_REQUIRE(dep.deploy(alexnet(), first).is_ok());
+  }
+};
 
 }  // namespace
 
 // Wall clock: a migration's weights are shipped in the background while the running version keeps
 // answering; the new version takes the requests that start once they have arrived; nothing is
 // lost or answered twice, and the shipped bytes are the moved layers'.
-BOOST_FIXTURE_TEST_CASE(wall_clock_migration_ships_while_the_old_version_serves, cluster) {
-  d3::deployment_options options;
-  options.timeout = 60s;
-  d3::deployment dep(*system, options);
-  BOOST_REQUIRE(dep.connect(endpoints()).is_ok());
+BOOST_FIXTURE_TEST_CASE(wall_clock_migration_ships_while_the_old_version_serves, alexnet_on_the_device) {
   const d3::graph& g = alexnet();
-  const auto [first, second] = alexnet_fc_to_cloud();
-  BOOST_REQUIRE(dep.deploy(g, first).is_ok());
   migrate_after_answer(dep, g, second, 3);
   // A run ends once a migration it started has arrived: the second run is all on the new version.
   auto inputs = inputs_for(g, 30, 91);
@@ -614,20 +621,14 @@ BOOST_FIXTURE_TEST_CASE(wall_clock_migration_ships_while_the_old_version_serves,
 
 // The node a background shipment goes to is killed during it: the migration fails (logged, not
 // installed), and the running version answers every request.
-BOOST_FIXTURE_TEST_CASE(a_node_lost_during_a_background_shipment_fails_only_the_migration, cluster) {
-  d3::deployment_options options;
-  options.timeout = 60s;
-  d3::deployment dep(*system, options);
-  BOOST_REQUIRE(dep.connect(endpoints()).is_ok());
+BOOST_FIXTURE_TEST_CASE(a_node_lost_during_a_background_shipment_fails_only_the_migration, alexnet_on_the_device) {
   const d3::graph& g = alexnet();
-  const auto [first, second] = alexnet_fc_to_cloud();
-  BOOST_REQUIRE(dep.deploy(g, first).is_ok());
   auto answered = std::make_shared<int>(0);
   auto shipping_when_killed = std::make_shared<bool>(false);
   dep.set_adaptation(
-      [&, answered, shipping_when_killed, plan = second](const d3::request_outcome&) -> std::optional<d3::deployment_plan> {
+      [this, answered, shipping_when_killed](const d3::request_outcome&) -> std::optional<d3::deployment_plan> {
         ++*answered;
-        if (*answered == 3) return plan;
+        if (*answered == 3) return second;
         if (*answered == 4) {
           *shipping_when_killed = dep.shipping();
           signal("cloud", SIGKILL);

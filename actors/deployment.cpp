@@ -244,7 +244,7 @@ result<migration_report> deployment::migrate(const graph& g, const deployment_pl
        {"migrate_ms", m.deploy.deploy_ms},
        {"ready_virtual_ms", m.ready_virtual_ms},
        {"ship_virtual_ms", m.ready_virtual_ms - m.virtual_start_ms},
-       {"shipped_in_background", shipped_ahead != nullptr},
+       {"shipped_in_background", m.shipped_in_background},
        {"wall_start_ms", m.wall_start_ms},
        {"wall_ready_ms", m.wall_ready_ms}});
   retire_idle(virtual_now_);

@@ -339,7 +339,6 @@ class deployment {
   // (wall clock): once they have arrived, migrate() installs the plan, shipping nothing more.
   struct background_migration {
     deployment_plan plan;
-    bool ship_everything = false;
     deploy_report report;  // what is being shipped (message bytes once joined)
     double wall_start_ms = 0;
     std::unique_ptr<background_shipper> shipper;
@@ -380,6 +379,9 @@ class deployment {
   // logs `event` per node.
   status ship_to_nodes(const graph& g, const std::map<std::string, std::set<int>>& needed, deploy_report& report,
                        bool ship_everything, const char* event);
+  // Of `layers` (weighted ones), those `node` lacks; all of them with `ship_everything`.
+  result<std::vector<int>> layers_to_ship(const graph& g, const std::string& node, const std::set<int>& layers,
+                                          uint64_t model_hash, bool ship_everything);
   // Virtual clock, shaped links: when the standby copies sent to `node` will have arrived (the
   // later of the app's link clock and the app node's); now without any. With `needed_now` what
   // is left of them is sent at once like any message (link_clock::promote_background).

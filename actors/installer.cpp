@@ -76,6 +76,16 @@ stage_spec spec_of(const graph& g, const stage_graph& sg, const stage& s, uint64
   return spec;
 }
 
+// Per node, the layers with weights its segment and tile stages run.
+std::map<std::string, std::set<int>> weighted_layers_by_node(const graph& g, const stage_graph& sg) {
+  std::map<std::string, std::set<int>> needed;
+  for (const stage& s : sg.stages)
+    if (s.kind == stage_kind::segment || s.kind == stage_kind::tile)
+      for (int l : s.layers)
+        if (weight_bytes(g.layers[size_t(l)]) > 0) needed[s.node].insert(l);
+  return needed;
+}
+
 std::string describe_stage(const stage& s) {
   return std::string(to_string(s.kind)) + " stage " + std::to_string(s.id) + " on node '" + s.node + "'";
 }
@@ -200,12 +210,13 @@ result<std::vector<int>> deployment::lacking_layers(const graph& g, const std::s
 // Every node gets the layers its stages run that it does not have yet (all of them with
 // ship_everything), in messages of at most options_.shipment_bytes of weights.
 status deployment::ship_layers(const graph& g, const stage_graph& sg, deploy_report& report, bool ship_everything) {
-  std::map<std::string, std::set<int>> needed;
-  for (const stage& s : sg.stages)
-    if (s.kind == stage_kind::segment || s.kind == stage_kind::tile)
-      for (int l : s.layers)
-        if (weight_bytes(g.layers[size_t(l)]) > 0) needed[s.node].insert(l);
-  return ship_to_nodes(g, needed, report, ship_everything, "layers_shipped");
+  return ship_to_nodes(g, weighted_layers_by_node(g, sg), report, ship_everything, "layers_shipped");
+}
+
+result<std::vector<int>> deployment::layers_to_ship(const graph& g, const std::string& node, const std::set<int>& layers,
+                                                    uint64_t model_hash, bool ship_everything) {
+  std::vector<int> all(layers.begin(), layers.end());
+  return ship_everything ? result<std::vector<int>>(std::move(all)) : lacking_layers(g, node, all, model_hash);
 }
 
 result<bool> deployment::ship_in_background(const graph& g, const deployment_plan& plan, bool ship_everything) {
@@ -216,21 +227,13 @@ result<bool> deployment::ship_in_background(const graph& g, const deployment_pla
   deploy_report& report = migration->report;
   report.plan_version = plan.version;
   report.model_hash = model_hash(g);
-  std::map<std::string, std::set<int>> needed;
-  for (const stage& s : sg->stages)
-    if (s.kind == stage_kind::segment || s.kind == stage_kind::tile)
-      for (int l : s.layers)
-        if (weight_bytes(g.layers[size_t(l)]) > 0) needed[s.node].insert(l);
   std::vector<shipment_job> jobs;
-  for (const auto& [node, layer_set] : needed) {
+  for (const auto& [node, layer_set] : weighted_layers_by_node(g, *sg)) {
     if (!nodes_.count(node) || down_nodes_.count(node))
       return status::error("the plan needs node '" + node + "', which is " + (nodes_.count(node) ? "down" : "not connected"));
-    std::vector<int> to_ship(layer_set.begin(), layer_set.end());
-    if (!ship_everything) {
-      auto lacking = lacking_layers(g, node, to_ship, report.model_hash);
-      if (!lacking) return lacking.error();
-      to_ship = std::move(lacking.value());
-    }
+    auto shipped = layers_to_ship(g, node, layer_set, report.model_hash, ship_everything);
+    if (!shipped) return shipped.error();
+    const std::vector<int>& to_ship = shipped.value();
     if (to_ship.empty()) continue;
     const size_t bytes = weight_bytes_of(g, to_ship);
     report.weight_bytes_shipped += bytes;
@@ -240,7 +243,6 @@ result<bool> deployment::ship_in_background(const graph& g, const deployment_pla
   }
   if (jobs.empty()) return false;
   migration->plan = plan;
-  migration->ship_everything = ship_everything;
   migration->wall_start_ms = wall_now_ms();
   log({{"event", "migration_shipping"},
        {"version", plan.version},
@@ -265,12 +267,9 @@ std::unique_ptr<deployment::background_migration> deployment::end_background_shi
 status deployment::ship_to_nodes(const graph& g, const std::map<std::string, std::set<int>>& needed,
                                  deploy_report& report, bool ship_everything, const char* event) {
   for (const auto& [node, layer_set] : needed) {
-    std::vector<int> to_ship(layer_set.begin(), layer_set.end());
-    if (!ship_everything) {
-      auto lacking = lacking_layers(g, node, to_ship, report.model_hash);
-      if (!lacking) return lacking.error();
-      to_ship = std::move(lacking.value());
-    }
+    auto shipped = layers_to_ship(g, node, layer_set, report.model_hash, ship_everything);
+    if (!shipped) return shipped.error();
+    const std::vector<int>& to_ship = shipped.value();
     size_t node_bytes = 0;
     for (const std::vector<int>& chunk : weight_chunks(g, to_ship, options_.shipment_bytes)) {
       protocol::bytes payload = encode_layers(g, chunk, report.model_hash, chunk);

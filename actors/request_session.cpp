@@ -391,8 +391,8 @@ void request_session::on_peer_down(const std::string& reporter, const std::strin
   const std::string out = peer == app_node && dep_.nodes_.count(reporter) ? reporter : peer;
   std::string why = "node '" + peer + "' unreachable from node '" + reporter + "' (" + cause + ")";
   // The app still hears both nodes (neither is down here), and the reporter's pings may have
-  // waited behind traffic it cannot see (the app's own shipment from the reporter's machine,
-  // which has ended by the time this handler runs: migrations block the session): the reporter
+  // waited behind traffic it cannot see (the app's own shipment from the reporter's machine, which
+  // under the wall clock may still be under way: migrations ship in the background): the reporter
   // pings the peer again, and the link is failed only if that ping goes unanswered too.
   // The session waits for the verdict, bounded: never past the moment the app's own watch would
   // find the peer silent (a frozen peer is then failed over on time), and not at all once it has.

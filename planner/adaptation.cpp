@@ -13,6 +13,7 @@ adaptive_planner::adaptive_planner(const graph& g, layer_profile profile, cluste
                                    three_tier_choice current, deployment_plan deployed, adaptation_options options)
     : g_(&g), profile_(std::move(profile)), estimate_(std::move(initial)), current_(current),
       running_(std::move(deployed)), version_(running_.version), options_(options) {
+  for (const auto& [name, n] : estimate_.nodes) planned_speed_[name] = n.speed;
   remember_layers(running_);
   history_.emplace_back(running_, current_);
 }
@@ -275,10 +276,22 @@ cluster_model adaptive_planner::bounded(int side) const {
   // A node never observed is not known better than the observed nodes of its role: it gets the
   // widest of their uncertainties (else two nodes of one speed, one measured and one not, would
   // price apart by the measured one's spread alone, and a plan moved onto the unmeasured one would
-  // look faster for nothing).
+  // look faster for nothing), and at least the widest departure of their estimates from their
+  // planned speeds: the planned speeds come from profiles measured idle, and a peer that runs at
+  // 0.83 of its own says the unmeasured one may too. (Measured on the namespace cluster: edge1
+  // estimated at 0.83 of its profile for ten answers, the idle edge2 priced at its profile, and
+  // the planner moved the whole model onto edge2 and back.) A peer truly slowed to a fifth still
+  // leaves the unmeasured node at more than half its planned speed, pessimistically.
   std::map<node_role, double> role_widest;
-  for (const auto& [node, u] : speed_uncertainty_)
-    if (auto it = c.nodes.find(node); it != c.nodes.end()) role_widest[it->second.role] = std::max(role_widest[it->second.role], u);
+  for (const auto& [node, u] : speed_uncertainty_) {
+    auto it = c.nodes.find(node);
+    if (it == c.nodes.end()) continue;
+    double& widest = role_widest[it->second.role];
+    widest = std::max(widest, u);
+    auto planned = planned_speed_.find(node);
+    if (planned != planned_speed_.end() && planned->second > 0)
+      widest = std::max(widest, std::abs(it->second.speed / planned->second - 1.0));
+  }
   for (auto& [node, n] : c.nodes) {
     auto own = speed_uncertainty_.find(node);
     const double u = own != speed_uncertainty_.end() ? own->second : role_widest[n.role];

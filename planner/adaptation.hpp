@@ -176,6 +176,7 @@ class adaptive_planner {
   };
   std::map<std::pair<node_role, node_role>, link_spread> link_uncertainty_;
   std::map<std::string, double> speed_uncertainty_;
+  std::map<std::string, double> planned_speed_;  // by node: its speed when the plan was deployed
   std::map<std::string, std::set<int>> cached_;  // node -> layers (with weights) it holds
   // The plans run so far (the running one included), oldest first, at most max_history: a
   // change that reverts is answered by a plan whose weights are in place.

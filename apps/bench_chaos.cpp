@@ -61,8 +61,9 @@ requests and --redeploys deployments of the same plan, RSS per node sampled.
                          false: plaintext between the processes, with a warning
   --timeout-ms T         timeout of every step and answer (default 30000)
   --schedule LIST        the faults: PERCENT%:WHAT:NODE,... with WHAT kill (SIGKILL), freeze
-                         (SIGSTOP), resume (SIGCONT) or restart (same port, empty cache) and NODE
-                         device, edge1..edge4 or cloud; faults at the same percentage apply
+                         (SIGSTOP), resume (SIGCONT) or restart (SIGKILL if it runs, then
+                         started again: same port, empty cache) and NODE device, edge1..edge4
+                         or cloud; faults at the same percentage apply
                          together (default 20%:kill:edge2,40%:freeze:edge3,60%:resume:edge3,
                          70%:restart:edge2). Under --clock virtual the app sits on the device
                          node (EMULATED): losing it ends the run with an error, which counts as lost
@@ -249,6 +250,9 @@ nlohmann::ordered_json run_clock(caf::actor_system& system, bench_setup& c, cons
           const std::string& what = planned.what;
           applied_fault f{what, planned.node, at, o.wall_start_ms + o.latency_ms, ""};
           if (what == "restart") {  // the app reconnects once it listens: no waiting here
+            // A running node crashes first (SIGKILL), then starts again: a restart in a schedule
+            // need not follow a kill. A node already killed is only started.
+            if (nodes.running(f.node)) (void)nodes.signal(f.node, SIGKILL);
             if (auto s = nodes.relaunch(f.node); !s) f.error = s.message();
             else relaunched.push_back(f.node);
           } else if (auto s = nodes.signal(f.node, what == "kill" ? SIGKILL : what == "freeze" ? SIGSTOP : SIGCONT); !s)

@@ -67,6 +67,11 @@ class local_nodes {
   // Faults on purpose (d3-bench chaos): a signal to node `name` (SIGKILL also reaps it), and a
   // killed node started again with the same name, role, speed and port (an empty layer cache).
   status signal(const std::string& name, int sig);
+  // Whether the node's process was started and not killed through signal() (a frozen one is running).
+  bool running(const std::string& name) {
+    process* p = find(name);
+    return p && p->pid > 0;
+  }
   status restart(const std::string& name, std::chrono::milliseconds startup_timeout);
   // restart() in two halves: start the process (returns at once), then wait for its listening
   // line. Call both from the same thread as start(): a node started from a thread that then ends

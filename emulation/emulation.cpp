@@ -10,7 +10,9 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 
 #include <algorithm>
 #include <cmath>
@@ -132,6 +134,27 @@ int cpu_lock_file() {
   return fd;
 }
 
+// Whether the process that last took the lock (its pid, written into the lock file) is stopped
+// (SIGSTOP, or a debugger): false when the file names no process or it cannot be read.
+bool lock_holder_stopped(int fd) {
+  char text[32] = {};
+  const ssize_t n = ::pread(fd, text, sizeof text - 1, 0);
+  if (n <= 0) return false;
+  const long pid = std::strtol(text, nullptr, 10);
+  if (pid <= 0 || pid == long(::getpid())) return false;
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+  FILE* f = std::fopen(path, "r");
+  if (!f) return false;
+  char stat[512] = {};
+  const size_t got = std::fread(stat, 1, sizeof stat - 1, f);
+  std::fclose(f);
+  // "pid (comm) S ...": the state follows the last ')' (comm may hold spaces and parentheses).
+  const char* close = std::strrchr(stat, ')');
+  if (got == 0 || !close || close[1] != ' ') return false;
+  return close[2] == 'T' || close[2] == 't';
+}
+
 }  // namespace
 
 machine_cpu_lock::machine_cpu_lock(bool enabled) {
@@ -139,9 +162,30 @@ machine_cpu_lock::machine_cpu_lock(bool enabled) {
   in_process_ = std::unique_lock<std::mutex>(cpu_lock_mutex);
   const int fd = cpu_lock_file();
   if (fd < 0) return;
-  while (::flock(fd, LOCK_EX) != 0)
-    if (errno != EINTR) return;
+  // Not a blocking flock: a node frozen (SIGSTOP) while it holds the lock would hold every other
+  // node of the machine with it, and the app, which fails over from the frozen node, would see
+  // the whole emulated cluster stop (measured: d3-bench chaos froze edge1 under the virtual
+  // clock and lost the remaining 75 of 150 requests to their timeouts). A waiter polls, and every
+  // 50 ms looks at the holder: a stopped one is passed by, this measurement then contended.
+  // Separate machines share no such lock, so nothing of the emulated testbed is lost by it.
+  auto next_check = std::chrono::steady_clock::now() + std::chrono::milliseconds(50);
+  for (int attempt = 0;; ++attempt) {
+    if (::flock(fd, LOCK_EX | LOCK_NB) == 0) break;
+    if (errno != EWOULDBLOCK && errno != EINTR) return;
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= next_check) {
+      if (lock_holder_stopped(fd)) return;
+      next_check = now + std::chrono::milliseconds(50);
+    }
+    // The first waits short (a lock is often released within a stage's decode), then 0.5 ms.
+    struct timespec pause = {0, attempt < 20 ? 50'000 : 500'000};
+    ::nanosleep(&pause, nullptr);
+  }
   fd_ = fd;
+  // The holder's pid, for waiters to see whether it is stopped (no waiter writes).
+  char text[32];
+  const int len = std::snprintf(text, sizeof text, "%ld\n", long(::getpid()));
+  if (::pwrite(fd, text, size_t(len), 0) == len) (void)::ftruncate(fd, len);
 }
 
 machine_cpu_lock::~machine_cpu_lock() {

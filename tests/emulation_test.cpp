@@ -1,7 +1,15 @@
 #define BOOST_TEST_MODULE emulation
 #include <boost/test/unit_test.hpp>
 
+#include <atomic>
+#include <chrono>
 #include <cmath>
+#include <csignal>
+#include <cstdlib>
+#include <thread>
+
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "emulation/cluster_file.hpp"
 #include "emulation/emulation.hpp"
@@ -296,4 +304,53 @@ BOOST_AUTO_TEST_CASE(a_bad_cluster_file_is_refused_naming_the_key) {
   expect_error(R"({"nodes": [{"name": "a", "port": 1}], "testbed": {"links": {"edge-fog": {"mbit_per_s": 1, "latency_ms": 1}}}})",
                "edge-fog");
   expect_error(R"({"nodes": [{"name": "a", "port": 1}], "hosts": []})", "unknown key 'hosts'");
+}
+
+// (No other case of this module takes the lock: the child must open the file itself, as a
+// shared open file would share the flock.)
+// The machine's CPU lock (virtual clock) held by a process that is then stopped (SIGSTOP, as
+// d3-bench chaos freezes a node) must not stop every other process of the machine with it: a
+// waiter passes a stopped holder by. A holder that runs is waited for.
+BOOST_AUTO_TEST_CASE(the_machine_cpu_lock_passes_a_stopped_holder_by_and_waits_for_a_running_one) {
+  char path[] = "/tmp/d3-cpu-lock-test-XXXXXX";
+  const int fd = ::mkstemp(path);
+  BOOST_REQUIRE(fd >= 0);
+  ::close(fd);
+  ::setenv("D3_CPU_LOCK", path, 1);  // before this process's first lock: the file is opened once
+  int ready[2];
+  BOOST_REQUIRE(::pipe(ready) == 0);
+  const pid_t holder = ::fork();
+  BOOST_REQUIRE(holder >= 0);
+  if (holder == 0) {
+    machine_cpu_lock held(true);
+    char c = 1;
+    if (::write(ready[1], &c, 1) != 1) ::_exit(1);
+    for (int i = 0; i < 3000; ++i) ::usleep(10'000);  // at most 30 s: the test kills it sooner
+    ::_exit(0);
+  }
+  char c = 0;
+  BOOST_REQUIRE(::read(ready[0], &c, 1) == 1);
+  // Running holder: a waiter waits (here: 300 ms of it, from a thread that is then released).
+  std::atomic<bool> taken{false};
+  std::thread waiter([&] {
+    machine_cpu_lock lock(true);
+    taken = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  BOOST_TEST(!taken.load());
+  // Stopped holder: the waiter passes it by within a few of its 50 ms looks.
+  const auto stopped_at = std::chrono::steady_clock::now();
+  BOOST_REQUIRE(::kill(holder, SIGSTOP) == 0);
+  for (int i = 0; i < 200 && !taken; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  const double waited_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - stopped_at).count();
+  BOOST_TEST(taken.load());
+  BOOST_TEST(waited_ms < 1000.0);
+  ::kill(holder, SIGKILL);
+  ::waitpid(holder, nullptr, 0);
+  waiter.join();
+  ::unsetenv("D3_CPU_LOCK");
+  ::unlink(path);
+  ::close(ready[0]);
+  ::close(ready[1]);
 }

@@ -23,6 +23,7 @@ nlohmann::ordered_json adapt_summary(const adapt_trace_info& info, const std::ve
       for (const request_row& row : r.rows)
         if (row.trace_step == int(s)) latencies.push_back(row.latency_ms);
       step[r.name] = {{"requests", f.requests},
+                      {"reached", f.requests > 0},
                       {"requests_to_within_10pct_of_optimum", f.requests_to_optimum},
                       {"median_ms", percentile(latencies, 0.5)},
                       {"migrations", f.migrations},
@@ -36,9 +37,14 @@ nlohmann::ordered_json adapt_summary(const adapt_trace_info& info, const std::ve
   }
   for (const run_result& r : runs) {
     size_t verified = 0, migrations = 0, max_migrations = 0, bytes = 0, link_bytes = 0;
-    int worst_to_optimum = 0;  // -1 once a step never came within 10%
+    int worst_to_optimum = 0;  // -1 once a step it reached never came within 10%
+    size_t not_reached = 0;
     for (const request_row& row : r.rows) verified += row.verified;
     for (const step_figures& f : r.steps) {
+      if (f.requests == 0) {
+        ++not_reached;
+        continue;
+      }
       migrations += f.migrations;
       max_migrations = std::max(max_migrations, f.migrations);
       bytes += f.weight_bytes_shipped;
@@ -51,7 +57,9 @@ nlohmann::ordered_json adapt_summary(const adapt_trace_info& info, const std::ve
                                {"weight_bytes_over_links", link_bytes},
                                {"standby_bytes", r.standby_bytes},
                                {"standby_bytes_over_links", r.standby_bytes_over_links},
-                               {"worst_requests_to_within_10pct", worst_to_optimum}};
+                               {"worst_requests_to_within_10pct", worst_to_optimum},
+                               {"steps_not_reached", not_reached},
+                               {"stopped_at_max_requests", r.stopped_at_cap}};
   }
   if (runs.size() == 2) {
     auto partial_over_full = [&](const char* key) {
@@ -124,6 +132,7 @@ void print_adapt_summary(const nlohmann::ordered_json& summary, const std::vecto
   for (const auto& step : summary["steps"]) {
     auto cell = [&](const char* run) {
       const auto& f = step.at(run);
+      if (!f.at("reached").get<bool>()) return std::string("not reached (--max-requests)");
       char text[64];
       std::snprintf(text, sizeof text, "%3d / %3zu / %7.2f", f.at("requests_to_within_10pct_of_optimum").get<int>(),
                     f.at("layers_moved").get<size_t>(), f.at("weight_bytes_shipped").get<double>() / 1e6);
@@ -144,6 +153,10 @@ void print_adapt_summary(const nlohmann::ordered_json& summary, const std::vecto
                 r.name.c_str(), t["migrations"].get<size_t>(), t["max_migrations_per_step"].get<size_t>(),
                 t["weight_bytes_shipped"].get<double>() / 1e6, t["weight_bytes_over_links"].get<double>() / 1e6,
                 t["worst_requests_to_within_10pct"].get<int>());
+    if (r.stopped_at_cap)
+      std::printf("%s: WARNING: stopped at the --max-requests cap (%zu requests, the last at virtual %.1f s) before "
+                  "%zu of the trace's steps: raise --max-requests to cover the whole trace\n",
+                  r.name.c_str(), r.rows.size(), r.last_start_ms / 1000, t["steps_not_reached"].get<size_t>());
     if (r.standby_bytes > 0)
       std::printf("%s: standby copies %.2f MB (%.2f MB over links), sent as background traffic in the links' idle "
                   "time\n",

@@ -38,6 +38,10 @@ struct run_result {
   // Standby copies (planner/standby.hpp; partial run): weight bytes sent ahead of need, in all
   // and over links (to nodes other than the app's node), as background traffic.
   size_t standby_bytes = 0, standby_bytes_over_links = 0;
+  // The run stopped at --max-requests before the trace's end: the steps it did not reach have no
+  // requests and no figures (reported as not reached, never as missed).
+  bool stopped_at_cap = false;
+  double last_start_ms = 0;  // virtual start of its last request
 };
 
 // What the reports say about the trace: the model, the steps, a label per step (its links), the

@@ -101,7 +101,8 @@ answer is compared memcmp-equal with a single-process run.
                         link the plan stops using is never seen again), and of the speed of
                         a node that computed nothing for N answers (a small fragment of the
                         model from its input, about 200 MFLOP, run once on it)
-  --max-requests N      cap per run (default 400)
+  --max-requests N      cap per run (default 3000; a run stopped by it before the trace's end
+                        says so, and the steps it did not reach are reported as not reached)
   --standby on|off      partial run: standby copies of weights (planner/standby.hpp: what each node
                         off the device runs is copied onto the other edge nodes, up to 256 MB each,
                         and the device gets every layer), sent as background
@@ -135,7 +136,7 @@ struct adapt_options {
   testbed_file bed = testbed_file::d3_setting();
   std::string scenario;
   double tail_ms = 6000;
-  int optimum_requests = 8, max_requests = 400, probe_every = 1;
+  int optimum_requests = 8, max_requests = 3000, probe_every = 1;
   bool images = false;
   bool standby = true;
   std::optional<codec_choice_options> codecs;  // --codecs
@@ -401,7 +402,9 @@ run_result adaptive_run(caf::actor_system& system, bench_context& c, bool partia
       f.migrate_ms += m.deploy.deploy_ms;
     }
 
+    run.last_start_ms = o.virtual_start_ms;
     if (o.virtual_start_ms >= end_ms) break;
+    if (i + 1 == c.options.max_requests) run.stopped_at_cap = true;
   }
   for (const std::string& e : dep.stray_errors())
     if (run.error.empty()) run.error = "stage error: " + e;

@@ -37,7 +37,8 @@ struct standby_options {
 };
 
 // For every node of `cluster`, the weighted layers of g it should hold besides the ones `plan`
-// runs on it: the app's node (requests start there; a copy crosses no link) every layer; each
+// runs on it: the app's node (requests start there; a copy crosses no link) every layer; what
+// the app's node runs, the first edge node (in name order); each
 // node off the app's node that runs layers has them copied onto `edge_replicas` other edge nodes
 // (all by default)
 // (an edge that slows down or is lost hands its work to a buddy; when the backbone degrades, the

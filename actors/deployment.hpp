@@ -43,6 +43,12 @@ struct node_endpoint {
   std::string address() const { return host + ":" + std::to_string(port); }
 };
 
+// Whether `host` names this machine's loopback interface (127.0.0.0/8, ::1, localhost).
+bool is_loopback_host(const std::string& host);
+// The heartbeats' backlog floor when every node is on a loopback address (deployment_options::
+// heartbeat_floor_mbit left at its default): loopback moves GB/s.
+constexpr double loopback_floor_mbit_per_s = 1000.0;
+
 // "device=127.0.0.1:4301,edge1=127.0.0.1:4302" (a missing host means 127.0.0.1).
 result<std::vector<node_endpoint>> parse_node_list(const std::string& text);
 
@@ -103,6 +109,8 @@ struct deployment_options {
   // Heartbeats share the connections with the data: silence counts from when what was sent to a
   // node would have crossed at this rate (base/send_backlog.hpp; the nodes get it too). Set it to
   // the slowest real link (e.g. 0.13 for a CAT1 backbone), or a node behind it is taken for frozen.
+  // Left at the default with every node on loopback, connect() raises it to
+  // loopback_floor_mbit_per_s.
   double heartbeat_floor_mbit = send_backlog::default_floor_mbit_per_s;
   // Failover: when a node is lost, re-plan on the nodes left (set_replanner, else repair_plan of
   // the deployed plan), migrate, and re-send every request not yet answered. false: the requests

@@ -117,29 +117,25 @@ void request_session::resend(size_t i) {
   if (status sent = send_to(i, v, std::max(now_ms(), v.ready_ms)); !sent) finish(o.id, sent.message());
 }
 
-void request_session::handle_loss(const std::string& why) {
-  // The requests of versions that broke: re-sent after a failover, else failed.
-  auto broken = [&](size_t i) {
+std::vector<size_t> request_session::stranded() const {
+  std::vector<size_t> out;
+  for (const auto& [id, i] : active_) {
     auto v = dep_.versions_.find(outcomes_[i].plan_version);
-    return v == dep_.versions_.end() || !v->second.broken.empty();
-  };
-  std::vector<size_t> stranded;
-  for (const auto& [id, i] : active_)
-    if (broken(i)) stranded.push_back(i);
-  if (!dep_.broken_.empty()) return fail_waiting(dep_.broken_, std::nullopt);
-  const auto began = clock_type::now();
-  // The loss being handled is the latest fault; nodes lost while the failover installs its version
-  // are handled by the same failover (it re-plans without them too) and get its outcome.
-  const size_t handled = dep_.faults_.empty() ? 0 : dep_.faults_.size() - 1;
-  result<int> moved = dep_.options_.failover ? dep_.fail_over(why) : result<int>(status::error("failover is off"));
+    if (v == dep_.versions_.end() || !v->second.broken.empty()) out.push_back(i);
+  }
+  return out;
+}
+
+void request_session::after_failover(size_t first_fault, result<int>& moved, const std::string& why,
+                                     const std::vector<size_t>& stranded, clock_type::time_point began) {
   std::vector<size_t> covered;  // indices into faults_
-  for (size_t k = handled; k < dep_.faults_.size(); ++k) {
+  for (size_t k = first_fault; k < dep_.faults_.size(); ++k) {
     deployment::fault_event& f = dep_.faults_[k];
     if (f.what != "down" || f.new_version != 0 || !f.error.empty()) continue;
+    if (covered.empty()) f.requests_resent = moved ? stranded.size() : 0;
     covered.push_back(k);
     if (moved) f.new_version = *moved;
     else f.error = moved.message();
-    f.requests_resent = moved && k == handled ? stranded.size() : 0;
   }
   if (!moved) {
     const std::string reason = why + "; no failover: " + moved.message();
@@ -153,6 +149,18 @@ void request_session::handle_loss(const std::string& why) {
   for (size_t k : covered) dep_.faults_[k].recovered_ms = recovered_ms;
   dep_.retire_idle(now_ms());
   dep_.refresh_health();
+}
+
+void request_session::handle_loss(const std::string& why) {
+  // The requests of versions that broke: re-sent after a failover, else failed.
+  const std::vector<size_t> lost = stranded();
+  if (!dep_.broken_.empty()) return fail_waiting(dep_.broken_, std::nullopt);
+  const auto began = clock_type::now();
+  // The loss being handled is the latest fault; nodes lost while the failover installs its version
+  // are handled by the same failover (it re-plans without them too) and get its outcome.
+  const size_t handled = dep_.faults_.empty() ? 0 : dep_.faults_.size() - 1;
+  result<int> moved = dep_.options_.failover ? dep_.fail_over(why) : result<int>(status::error("failover is off"));
+  after_failover(handled, moved, why, lost, began);
 }
 
 void request_session::watch_nodes() {
@@ -186,9 +194,17 @@ void request_session::watch_nodes() {
   const std::vector<std::string> back = dep_.try_rejoin();
   if (back.empty() || !dep_.options_.failover) return;
   // The plan is recomputed with the nodes back; requests in flight finish on their version.
-  auto moved = dep_.fail_over("node '" + back.front() + "' rejoined");
-  dep_.refresh_health();
-  if (!moved) dep_.stray_errors_.push_back("after node '" + back.front() + "' rejoined: " + moved.message());
+  // The failover's pings may find other nodes silent (frozen meanwhile): the versions they ran
+  // broke, and their requests are re-sent like after any loss (measured: a node frozen while
+  // another rejoined, its 4 requests waited out their 30 s timeouts and were lost).
+  const size_t faults_before = dep_.faults_.size();
+  const auto began = clock_type::now();
+  const std::string why = "node '" + back.front() + "' rejoined";
+  auto moved = dep_.fail_over(why);
+  if (!moved) dep_.stray_errors_.push_back("after " + why + ": " + moved.message());
+  const std::vector<size_t> lost = stranded();
+  if (dep_.faults_.size() > faults_before || !lost.empty()) after_failover(faults_before, moved, why, lost, began);
+  else dep_.refresh_health();
 }
 
 void request_session::finish(uint64_t id, const std::string& error) {

@@ -41,6 +41,13 @@ class request_session {
   void resend(size_t i);
   // A node or stage was lost (`why`): fail over and re-send, or fail the requests it broke.
   void handle_loss(const std::string& why);
+  // The requests under way on versions that broke (a node of theirs is down) or are gone.
+  std::vector<size_t> stranded() const;
+  // After a failover (`moved`: its new version, or why there is none): the down events from
+  // faults_[first_fault] on get its outcome, and the `stranded` requests are re-sent on the new
+  // version (or fail with `why`).
+  void after_failover(size_t first_fault, result<int>& moved, const std::string& why,
+                      const std::vector<size_t>& stranded, clock_type::time_point began);
   // Heartbeats and rejoins, between messages.
   void watch_nodes();
   double now_ms() const;

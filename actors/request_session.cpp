@@ -126,7 +126,7 @@ std::vector<size_t> request_session::stranded() const {
   return out;
 }
 
-void request_session::after_failover(size_t first_fault, result<int>& moved, const std::string& why,
+void request_session::after_failover(size_t first_fault, const result<int>& moved, const std::string& why,
                                      const std::vector<size_t>& stranded, clock_type::time_point began) {
   std::vector<size_t> covered;  // indices into faults_
   for (size_t k = first_fault; k < dep_.faults_.size(); ++k) {
@@ -134,7 +134,7 @@ void request_session::after_failover(size_t first_fault, result<int>& moved, con
     if (f.what != "down" || f.new_version != 0 || !f.error.empty()) continue;
     if (covered.empty()) f.requests_resent = moved ? stranded.size() : 0;
     covered.push_back(k);
-    if (moved) f.new_version = *moved;
+    if (moved) f.new_version = moved.value();
     else f.error = moved.message();
   }
   if (!moved) {

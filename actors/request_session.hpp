@@ -46,7 +46,7 @@ class request_session {
   // After a failover (`moved`: its new version, or why there is none): the down events from
   // faults_[first_fault] on get its outcome, and the `stranded` requests are re-sent on the new
   // version (or fail with `why`).
-  void after_failover(size_t first_fault, result<int>& moved, const std::string& why,
+  void after_failover(size_t first_fault, const result<int>& moved, const std::string& why,
                       const std::vector<size_t>& stranded, clock_type::time_point began);
   // Heartbeats and rejoins, between messages.
   void watch_nodes();

@@ -182,10 +182,12 @@ machine_cpu_lock::machine_cpu_lock(bool enabled) {
     ::nanosleep(&pause, nullptr);
   }
   fd_ = fd;
-  // The holder's pid, for waiters to see whether it is stopped (no waiter writes).
+  // The holder's pid, for waiters to see whether it is stopped (no waiter writes). It ends at a
+  // newline, so a shorter pid over a longer one reads right without truncating the file (one
+  // system call per lock: this runs around every decode and compute under the virtual clock).
   char text[32];
   const int len = std::snprintf(text, sizeof text, "%ld\n", long(::getpid()));
-  if (::pwrite(fd, text, size_t(len), 0) == len) (void)::ftruncate(fd, len);
+  (void)::pwrite(fd, text, size_t(len), 0);
 }
 
 machine_cpu_lock::~machine_cpu_lock() {

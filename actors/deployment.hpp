@@ -479,6 +479,8 @@ class deployment {
   // A time `node_ms` on `node`'s monotonic clock as wall ms since wall_epoch_ (the app's clock),
   // through the node's clock offset (0 before any pong: one machine).
   double node_to_wall_ms(const std::string& node, double node_ms) const;
+  // How far node_to_wall_ms(node, ...) may be off now (clock_offset_estimator::error_bound).
+  double clock_error_ms(const std::string& node) const;
   // Marks `node` down (logged once with the cause and the delay since its last answer) and every
   // version with a stage on it broken. Returns false when it was down already.
   bool mark_node_down(const std::string& node, const std::string& cause);

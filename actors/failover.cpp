@@ -3,6 +3,7 @@
 // The request session (actors/request_session.cpp) drives it while requests run and re-sends the
 // requests a failover moved.
 #include <algorithm>
+#include <limits>
 
 #include "actors/ask.hpp"
 #include "actors/deployment.hpp"
@@ -80,6 +81,11 @@ double deployment::node_to_wall_ms(const std::string& node, double node_ms) cons
   const double offset = h != health_.end() ? h->second.clock.offset(monotonic_ms()) : 0.0;
   const double epoch_ms = std::chrono::duration<double, std::milli>(wall_epoch_.time_since_epoch()).count();
   return node_ms - offset - epoch_ms;
+}
+
+double deployment::clock_error_ms(const std::string& node) const {
+  auto h = health_.find(node);
+  return h != health_.end() ? h->second.clock.error_bound(monotonic_ms()) : std::numeric_limits<double>::infinity();
 }
 
 bool deployment::mark_node_down(const std::string& node, const std::string& cause) {

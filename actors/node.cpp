@@ -256,6 +256,7 @@ protocol::node_handle::behavior_type node_actor(node_pointer self, node_identity
   using protocol::refusal;
   emulation().set_identity(identity.name, identity.speed);
   const std::string me = "node " + identity.name + ": ";
+  const std::string clock_domain = monotonic_clock_domain();
   self->set_down_handler([self, name = identity.name](caf::down_msg& down) {
     for (auto& [peer, p] : self->state.peers)
       if (p.handle.address() == down.source) {
@@ -270,7 +271,9 @@ protocol::node_handle::behavior_type node_actor(node_pointer self, node_identity
         print_node_event("emulation (not real links or devices): " + emulation().describe());
         return ok_atom::value;
       },
-      [=](protocol::info_atom) { return protocol::node_info{identity.name, identity.role, identity.arithmetic}; },
+      [=](protocol::info_atom) {
+        return protocol::node_info{identity.name, identity.role, identity.arithmetic, clock_domain};
+      },
       // A light probe of this node's link to `dest_name`: a real message of `size` bytes crosses
       // to that node. Virtual clock: its time on the link is what the emulated link clock gives
       // from `send_ms`, the same arithmetic a stage's send pays. Wall clock: the real time from

@@ -14,7 +14,7 @@ protocol::planner_handle spawn_planner_actor(caf::actor_system& system, std::sha
             auto from = roles.find(t.from);
             auto to = roles.find(t.to);
             if (from == roles.end() || to == roles.end()) continue;  // e.g. the app's own name
-            samples.push_back({from->second, to->second, t.bytes, t.ms});
+            samples.push_back({from->second, to->second, t.bytes, t.ms, t.clock_error_ms});
           }
           for (const auto& [node, layers] : report.cached)
             planner->note_cached({{node, std::set<int>(layers.begin(), layers.end())}});

@@ -34,7 +34,7 @@ struct planner_decision {
 // protocol::configure_process.
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, transfer_observation& x) {
-  return f(caf::meta::type_name("transfer_observation"), x.from, x.to, x.bytes, x.ms);
+  return f(caf::meta::type_name("transfer_observation"), x.from, x.to, x.bytes, x.ms, x.clock_error_ms);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, compute_observation& x) {

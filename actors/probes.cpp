@@ -136,10 +136,9 @@ result<transfer_observation> deployment::probe_link(const std::string& from, con
                         uint64_t(size), send_ms);
   if (!ms) return ms.error();
   // Wall clock: the arrival on `to`'s clock minus the send on `from`'s, onto one clock.
-  const double clocks_ms = options_.emulation.clock == clock_mode::virtual_time
-                               ? 0.0
-                               : node_to_wall_ms(to, 0.0) - node_to_wall_ms(from, 0.0);
-  return transfer_observation{from, to, size, *ms + clocks_ms};
+  const bool wall = options_.emulation.clock != clock_mode::virtual_time;
+  const double clocks_ms = wall ? node_to_wall_ms(to, 0.0) - node_to_wall_ms(from, 0.0) : 0.0;
+  return transfer_observation{from, to, size, *ms + clocks_ms, wall ? clock_error_ms(from) + clock_error_ms(to) : 0.0};
 }
 
 void deployment::probe_idle_links(request_outcome& o) {

@@ -9,7 +9,7 @@
 // protocol::describe. Success of a command is ok_atom.
 //
 // Node actor (node_handle; published on the node's port, one per d3-node process):
-//   (info)                                       -> node_info {name, role, arithmetic}
+//   (info)                                       -> node_info {name, role, arithmetic, clock_domain}
 //   (lacks, uint64 model_hash, [string] layers)  -> [string] layers missing from the node's cache
 //   (ship, bytes LayerShipment)                  -> ok: stored
 //   (ship_part, uint64 upload, uint64 offset, uint64 total, bytes part) -> ok: one part of a
@@ -136,15 +136,17 @@ using incoming_atom = caf::atom_constant<caf::atom("d3incom")>;
 // App-local: a migration's background shipments are done (actors/shipment.hpp).
 using shipped_atom = caf::atom_constant<caf::atom("d3shipped")>;
 
-// A node's answer to info. arithmetic: its kernels' fingerprint (kernels/arithmetic_fingerprint.hpp).
+// A node's answer to info. arithmetic: its kernels' fingerprint (kernels/arithmetic_fingerprint.hpp);
+// clock_domain: which monotonic clock it reads (emulation.hpp: monotonic_clock_domain).
 struct node_info {
   std::string name;
   std::string role;
   std::string arithmetic;
+  std::string clock_domain;
 };
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, node_info& x) {
-  return f(caf::meta::type_name("d3_node_info"), x.name, x.role, x.arithmetic);
+  return f(caf::meta::type_name("d3_node_info"), x.name, x.role, x.arithmetic, x.clock_domain);
 }
 
 // Whatever receives a stage's output bundles: another stage or the app.

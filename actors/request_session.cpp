@@ -241,7 +241,8 @@ void request_session::settle_version(request_outcome& o, bool resent) {
     o.transfers = virtual_clock_ ? v.accounting.transfers(o.stage_reports, o.virtual_start_ms, o.virtual_end_ms,
                                                           o.app_bytes_sent)
                                  : v.accounting.transfers(o.stage_reports, o.wall_start_ms, o.wall_start_ms + o.latency_ms,
-                                                          o.app_bytes_sent);
+                                                          o.app_bytes_sent,
+                                                          [this](const std::string& node) { return dep_.clock_error_ms(node); });
     o.computes = v.accounting.computes(o.stage_reports);
   }
   if (v.in_flight > 0) --v.in_flight;

@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 
 #include <algorithm>
 #include <cmath>
@@ -119,6 +120,16 @@ double thread_cpu_ms() {
 double monotonic_ms() {
   // steady_clock is CLOCK_MONOTONIC here: the same clock as the runtime's steady time points.
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+std::string monotonic_clock_domain() {
+  std::ifstream boot("/proc/sys/kernel/random/boot_id");
+  std::string id;
+  if (!(boot >> id) || id.empty()) return "";
+  // Kernels before 5.6 have no time namespaces (no such link): the boot id alone decides.
+  char ns[128];
+  const ssize_t n = readlink("/proc/self/ns/time", ns, sizeof ns - 1);
+  return n > 0 ? id + "/" + std::string(ns, size_t(n)) : id;
 }
 
 namespace {

@@ -95,6 +95,12 @@ double thread_cpu_ms();
 // machines compare only through an estimated offset, deployment's clock samples).
 double monotonic_ms();
 
+// Which CLOCK_MONOTONIC this process reads: its kernel's boot id and its time namespace. Two
+// processes with the same (non-empty) domain read the same clock, so their times compare with no
+// offset (network namespaces share it; a time namespace or another machine does not). Empty
+// when /proc does not tell.
+std::string monotonic_clock_domain();
+
 // Virtual clock: the node processes of one machine measure their compute one at a time. Stages
 // that run at the same real time (the tiles of a run, on node processes sharing this machine's
 // cores) would otherwise inflate each other's thread CPU time through shared cores, caches and

@@ -28,8 +28,10 @@ request_accounting::request_accounting(const graph& g, const stage_graph& sg, st
 
 std::vector<transfer_observation> request_accounting::transfers(const std::vector<stage_report>& reports,
                                                                 double virtual_start_ms, double virtual_end_ms,
-                                                                uint64_t app_bytes_sent) const {
+                                                                uint64_t app_bytes_sent,
+                                                                const std::function<double(const std::string&)>& clock_error) const {
   std::vector<transfer_observation> out;
+  auto error_of = [&](const std::string& node) { return clock_error ? clock_error(node) : 0.0; };
   std::map<int, const stage_report*> by_stage;
   for (const stage_report& r : reports) by_stage[r.stage_id] = &r;
   // The bytes of an encoded crossing from `sender`: its whole remote traffic, if this is all of it.
@@ -56,7 +58,8 @@ std::vector<transfer_observation> request_accounting::transfers(const std::vecto
     }
     if (encoded_inputs_[size_t(id)].count(from_stage) && (bytes = encoded_bytes(from_stage, producer_report)) == 0)
       continue;
-    out.push_back({from, stages_[size_t(id)].node, bytes, report->ready_ms - sent});
+    const std::string& to = stages_[size_t(id)].node;
+    out.push_back({from, to, bytes, report->ready_ms - sent, (from_stage >= 0 ? error_of(from) : 0.0) + error_of(to)});
   }
   if (answer_bytes_.size() == 1) {
     const auto& [from_stage, raw_bytes] = *answer_bytes_.begin();
@@ -64,7 +67,8 @@ std::vector<transfer_observation> request_accounting::transfers(const std::vecto
     size_t bytes = raw_bytes;
     if (producer != by_stage.end() && encoded_answers_.count(from_stage)) bytes = encoded_bytes(from_stage, producer->second);
     if (producer != by_stage.end() && bytes != 0)
-      out.push_back({stages_[size_t(from_stage)].node, app_node_, bytes, virtual_end_ms - producer->second->finish_ms});
+      out.push_back({stages_[size_t(from_stage)].node, app_node_, bytes, virtual_end_ms - producer->second->finish_ms,
+                     error_of(stages_[size_t(from_stage)].node)});
   }
   return out;
 }

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <set>
 #include <string>
@@ -28,10 +29,13 @@ struct stage_report {
 // One transfer seen in a request's virtual times (emulation): `bytes` left `from` and arrived at
 // `to` `ms` later (the receiving stage's ready time minus the sending stage's finish, for stages
 // whose remote inputs all come from one stage; the app's sends and answers included).
+// Wall clock: `ms` compares two processes' clocks through estimated offsets, and may be off by up
+// to clock_error_ms either way (0: one clock, or the virtual clock).
 struct transfer_observation {
   std::string from, to;
   size_t bytes = 0;
   double ms = 0;
+  double clock_error_ms = 0;
 };
 
 // One stage's compute in a request's virtual times (emulation): node `node` computed `shares` of
@@ -62,8 +66,11 @@ class request_accounting {
   // encodes (codecs) has no fixed size: its bytes are what the sender reported sending
   // (`app_bytes_sent` for the app) when that sender sends to no other remote stage; otherwise
   // the transfer is not observed.
+  // `clock_error`: how far a node's mapped times may be off (wall clock); the app's own times
+  // (its sends, the answer's arrival) are exact. Unset: every time is exact.
   std::vector<transfer_observation> transfers(const std::vector<stage_report>& reports, double virtual_start_ms,
-                                              double virtual_end_ms, uint64_t app_bytes_sent = 0) const;
+                                              double virtual_end_ms, uint64_t app_bytes_sent = 0,
+                                              const std::function<double(const std::string&)>& clock_error = {}) const;
   // One observation per reported segment or tile stage.
   std::vector<compute_observation> computes(const std::vector<stage_report>& reports) const;
 

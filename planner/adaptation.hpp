@@ -18,11 +18,14 @@
 
 namespace d3 {
 
-// One transfer observed between nodes of two roles: `bytes` took `ms` from send to arrival.
+// One transfer observed between nodes of two roles: `bytes` took `ms` from send to arrival, a
+// time that may be off by clock_error_ms either way (two machines' clocks compared through an
+// estimated offset).
 struct link_sample {
   node_role from = node_role::device, to = node_role::edge;
   size_t bytes = 0;
   double ms = 0;
+  double clock_error_ms = 0;
 };
 
 

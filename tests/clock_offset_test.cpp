@@ -4,6 +4,8 @@
 
 #include "base/clock_offset.hpp"
 
+#include <cmath>
+
 using namespace d3;
 
 namespace {
@@ -50,4 +52,29 @@ BOOST_AUTO_TEST_CASE(an_old_sample_yields_to_a_fresh_one_as_the_clocks_drift) {
   ping(f, 0, 0.1, 0.1, 1.0);
   ping(f, 1000, 0.3, 0.3, 1.5);
   BOOST_TEST(f.offset(1001) == 1.0, boost::test_tools::tolerance(1e-9));  // 0.2 against 0.3
+}
+
+// The bound says how far the offset may be off: half the best round trip (plus drift), infinite
+// before any pong. Every late answer (46 ms round trips) leaves the true offset 23 ms away.
+BOOST_AUTO_TEST_CASE(the_error_bound_covers_the_true_offset) {
+  clock_offset_estimator e;
+  BOOST_TEST(std::isinf(e.error_bound(0)));
+  for (int i = 0; i < 10; ++i) ping(e, 250.0 * i, 0.1, 46, 2.0);
+  const double now = 2500;
+  BOOST_TEST(e.error_bound(now) >= std::abs(e.offset(now) - 2.0));
+  BOOST_TEST(e.error_bound(now) > 20.0);
+  ping(e, 2600, 0.1, 0.1, 2.0);
+  BOOST_TEST(e.error_bound(2700) < 0.2);
+  BOOST_TEST(e.offset(2700) == 2.0, boost::test_tools::tolerance(1e-9));
+}
+
+// One kernel, one time namespace: the same clock, whatever the pongs say.
+BOOST_AUTO_TEST_CASE(the_same_clock_has_no_offset_and_no_error) {
+  clock_offset_estimator e;
+  e.set_same_clock();
+  BOOST_TEST(!e.empty());
+  BOOST_TEST(e.error_bound(0) == 0.0);
+  ping(e, 0, 0.1, 46, 0.0);  // a late pong: on its own it would read -23 ms
+  BOOST_TEST(e.offset(100) == 0.0);
+  BOOST_TEST(e.error_bound(100) == 0.0);
 }

@@ -12,6 +12,9 @@
 set -u
 src="$1"
 bin="$2"
+# Sanitized builds run slower: the phases' time bounds (hang guards) scale (tests/CMakeLists.txt).
+scale="${D3_TIME_SCALE:-1}"
+case "$scale" in ''|*[!0-9]*) scale=1 ;; esac
 skip() { echo "netns_test: skipped: $*"; exit 77; }
 [ "$(id -u)" = 0 ] || skip "not root"
 command -v ip >/dev/null && command -v tc >/dev/null && command -v python3 >/dev/null || skip "ip, tc or python3 missing"
@@ -50,7 +53,7 @@ for n in device edge1 edge2 cloud; do
 done
 
 # The plan: device conv1..maxpool, layer1..layer2 tiled 2x1 over edge1 and edge2, cloud layer3..fc.
-timeout 90 ip netns exec d3-device "$bin/d3-infer" --cluster "$work/cluster/cluster.json" \
+timeout $((90 * scale)) ip netns exec d3-device "$bin/d3-infer" --cluster "$work/cluster/cluster.json" \
   --plan "$src/apps/config/resnet18-3tier.plan.json" --requests 3 --verify --timeout-ms 60000 > "$work/infer.log" 2>&1 \
   || { cat "$work/infer.log"; fail "d3-infer across namespaces"; }
 grep -q "verify: 3 of 3 answers memcmp-equal" "$work/infer.log" || { cat "$work/infer.log"; fail "answers not verified"; }
@@ -76,7 +79,7 @@ grep "verify:" "$work/infer.log"
 # A migration's weights now leave in the background (1 MB parts) while the running plan answers:
 # a migration of 10 MB or more must have shipped in the background, and the answers of the old
 # plan meanwhile are reported.
-timeout 300 ip netns exec d3-device "$bin/d3-infer" --cluster "$work/cluster/cluster.json" --strategy hpa --adapt \
+timeout $((300 * scale)) ip netns exec d3-device "$bin/d3-infer" --cluster "$work/cluster/cluster.json" --strategy hpa --adapt \
   --clock wall --requests 100 --verify --timeout-ms 60000 --log "$work/adapt.jsonl" > "$work/adapt.log" 2>&1 &
 infer=$!
 for _ in $(seq 120); do grep -q "^deployed" "$work/adapt.log" && break; sleep 1; done
@@ -123,7 +126,7 @@ grep -E '"event":"(node_down|node_rejoined|peer_report_[a-z]*)"' "$work/adapt.js
 ec="$(ip -n d3-cloud -4 -o addr show dev eth0 | awk '{print $4}' | cut -d/ -f1)"
 e2="$(ip -n d3-edge2 -4 -o addr show dev eth0 | awk '{print $4}' | cut -d/ -f1)"
 heal() { ip -n d3-cloud route del blackhole "$e2/32" 2> /dev/null; ip -n d3-edge2 route del blackhole "$ec/32" 2> /dev/null; true; }
-timeout 120 ip netns exec d3-device "$bin/d3-infer" --cluster "$work/cluster/cluster.json" \
+timeout $((120 * scale)) ip netns exec d3-device "$bin/d3-infer" --cluster "$work/cluster/cluster.json" \
   --plan "$src/apps/config/resnet18-3tier.plan.json" --requests 40 --in-flight 2 --verify --timeout-ms 60000 \
   --log "$work/partition.jsonl" > "$work/partition.log" 2>&1 &
 infer=$!
@@ -150,7 +153,7 @@ done
 # interface goes down while 40 requests run (2 in flight); its connections stay open but carry
 # nothing, so the app finds edge2 silent, fails over to a plan without it, re-sends what was
 # unanswered, and every request is answered once, exact.
-timeout 120 ip netns exec d3-device "$bin/d3-infer" --cluster "$work/cluster/cluster.json" \
+timeout $((120 * scale)) ip netns exec d3-device "$bin/d3-infer" --cluster "$work/cluster/cluster.json" \
   --plan "$src/apps/config/resnet18-3tier.plan.json" --requests 40 --in-flight 2 --verify --timeout-ms 60000 \
   > "$work/fault.log" 2>&1 &
 infer=$!
@@ -164,10 +167,10 @@ grep -q "node edge2 down" "$work/fault.log" || { cat "$work/fault.log"; fail "ed
 grep -E "verify:|down|failover" "$work/fault.log" | head -n 4
 
 # The device<->edge link: 16 MB from the device's namespace to edge1's, goodput at the receiver.
-timeout 60 ip netns exec d3-edge1 python3 "$src/tests/link_rate.py" serve 10.213.0.11 5999 > "$work/rate" &
+timeout $((60 * scale)) ip netns exec d3-edge1 python3 "$src/tests/link_rate.py" serve 10.213.0.11 5999 > "$work/rate" &
 server=$!
 sleep 0.5
-timeout 60 ip netns exec d3-device python3 "$src/tests/link_rate.py" send 10.213.0.11 5999 16000000 || fail "sending"
+timeout $((60 * scale)) ip netns exec d3-device python3 "$src/tests/link_rate.py" send 10.213.0.11 5999 16000000 || fail "sending"
 wait "$server" || fail "receiving"
 rate="$(cat "$work/rate")"
 python3 -c "import sys; r = float('$rate'); sys.exit(0 if 90 <= r <= 110 else 1)" \

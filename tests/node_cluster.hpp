@@ -45,6 +45,15 @@ namespace d3_test {
 
 using namespace std::chrono_literals;
 
+// How much slower than a plain build this one runs: D3_TIME_SCALE, which tests/CMakeLists.txt sets
+// to 3 under the sanitizers (else 1). Wall-clock bounds that tell a prompt recovery from one that
+// waited out a timeout are scaled by it; a sanitized run checks memory and undefined behaviour.
+inline double time_scale() {
+  const char* set = std::getenv("D3_TIME_SCALE");
+  const double scale = set ? std::atof(set) : 1.0;
+  return scale >= 1.0 ? scale : 1.0;
+}
+
 // The identity `name` has in the build's cluster certificates (TLS is on in every test).
 inline d3::tls_settings test_identity(const std::string& name) { return d3::cluster_identity(D3_CERT_DIR, name); }
 

@@ -71,6 +71,12 @@ void deployment::on_pong(const caf::actor_addr& from, uint64_t seq, double node_
       if (sent != ping_sent_ms_.end()) {
         const double round_trip = now_ms - sent->second;
         h.clock.add(sent->second, round_trip, node_ms, now_ms);
+        // The ping followed the app's earlier sends on the one connection: they have crossed.
+        // (The shipments' backlog is left to their acknowledgements: a shipper thread hands
+        // them over between its own backlog note and the send.)
+        const auto ping_sent = clock_type::time_point(std::chrono::duration_cast<clock_type::duration>(
+            std::chrono::duration<double, std::milli>(sent->second)));
+        app_backlog_.crossed_before(name, ping_sent);
       }
       return;
     }
@@ -165,8 +171,15 @@ result<int> deployment::fail_over_once(const std::string& why) {
 
 uint64_t deployment::next_ping_seq() {
   ping_sent_ms_[++ping_seq_] = monotonic_ms();
-  while (ping_sent_ms_.size() > 8) ping_sent_ms_.erase(ping_sent_ms_.begin());
+  // Heartbeats, and a marker after every request's inputs: a few heartbeat rounds' worth.
+  while (ping_sent_ms_.size() > 256) ping_sent_ms_.erase(ping_sent_ms_.begin());
   return ping_seq_;
+}
+
+void deployment::mark_sent(const std::string& node) {
+  auto handle = nodes_.find(node);
+  if (handle == nodes_.end() || down_nodes_.count(node)) return;
+  (*self_)->send(handle->second, protocol::ping_atom::value, next_ping_seq());
 }
 
 void deployment::mark_unresponsive_nodes_down(const std::string& why) {

@@ -54,7 +54,10 @@ void ping_peers(node_pointer self) {
     if (seq % std::max<uint64_t>(1, uint64_t(p.silence / peer_heartbeat / 5)) != 0) continue;
     if (!p.unanswered_since) p.unanswered_since = now;
     self->request(p.handle, p.silence, protocol::ping_atom::value, seq)
-        .then([self, name = name](protocol::pong_atom, uint64_t, double) {
+        .then([self, name = name, now](protocol::pong_atom, uint64_t, double) {
+                // This node's stages sent their tensors to the peer before the ping on the same
+                // connection: those have crossed.
+                peer_backlog().crossed_before(name, now);
                 auto it = self->state.peers.find(name);
                 if (it == self->state.peers.end()) return;
                 it->second.last_answer = std::chrono::steady_clock::now();

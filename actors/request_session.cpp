@@ -1,6 +1,7 @@
 #include "actors/request_session.hpp"
 
 #include <algorithm>
+#include <set>
 
 #include "actors/ask.hpp"
 #include "actors/bundle_sender.hpp"
@@ -91,12 +92,18 @@ status request_session::send_to(size_t i, deployment::deployed_version& v, doubl
   const clock_mode mode = dep_.options_.emulation.clock;
   D3_RETURN_IF_ERROR(stamp_arrivals(*bundles, mode, link));
   outcomes_[i].app_bytes_sent = 0;
+  std::vector<std::pair<std::string, size_t>> handed;  // send_bundles moves the messages out
   for (const outgoing_bundle& b : *bundles)
     if (b.node != dep_.options_.emulation.app_node) {
-      dep_.app_backlog_.sent(b.node, b.message.size());
+      handed.emplace_back(b.node, b.message.size());
       outcomes_[i].app_bytes_sent += b.payload_bytes;
     }
   send_bundles((*dep_.self_).ptr(), *bundles, send_ms, mode);
+  // Noted once handed over (send_backlog::crossed_before).
+  for (const auto& [node, size] : handed) dep_.app_backlog_.sent(node, size);
+  std::set<std::string> marked;
+  for (const auto& [node, size] : handed)
+    if (marked.insert(node).second) dep_.mark_sent(node);
   return status::ok();
 }
 

@@ -401,15 +401,19 @@ void on_data(stage_actor_t self, const bytes& payload) {
     self->send(st.app, protocol::report_atom::value, id, int32_t(st.spec.stage_id), ready,
                virtual_clock ? finish : monotonic_ms(), cpu_ms, bytes_sent, messages_ms);
   const caf::actor_addr app = caf::actor_cast<caf::actor_addr>(st.app);
+  std::vector<std::pair<std::string, size_t>> handed;  // send_bundles moves the messages out
   for (const outgoing_bundle& b : *bundles) {
     if (!emu.is_remote(b.node)) continue;
-    peer_backlog().sent(b.node, b.message.size());
+    handed.emplace_back(b.node, b.message.size());
     // Announced ahead of it on the same connection, so the notice arrives before the bulk does.
     // Not to the app (it watches nodes with its own pings; answers to it are a model's outputs).
     if (b.message.size() >= incoming_notice_bytes && caf::actor_cast<caf::actor_addr>(b.dest) != app)
       self->send(b.dest, protocol::incoming_atom::value, emu.name(), uint64_t(b.message.size()));
   }
   send_bundles(self, *bundles, finish, mode);
+  // Noted once handed over (send_backlog::crossed_before: a ping the node actor sends meanwhile
+  // must not be taken as following them).
+  for (const auto& [node, size] : handed) peer_backlog().sent(node, size);
 }
 
 protocol::stage_handle::behavior_type stage_actor(stage_actor_t self, stage_kind expected, const bytes& spec_bytes) {

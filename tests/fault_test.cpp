@@ -155,6 +155,35 @@ BOOST_FIXTURE_TEST_CASE(a_frozen_tile_node_is_detected_and_loses_no_request, edg
   BOOST_TEST(fault(dep, "edge3", "rejoined") != nullptr);
 }
 
+// A node that freezes late in a long session, with a heartbeat floor far under the rate the
+// inputs really cross at (a real LAN and no testbed: the floor is the default's order). Silence
+// counts from when the app's sends to the node would have crossed at the floor; before the pongs
+// took out what they prove crossed, that moment ran 3 s further ahead with every 602 KB input, and
+// after 40 requests a frozen node was never found by its silence (its requests timed out).
+BOOST_FIXTURE_TEST_CASE(a_node_frozen_late_in_a_session_above_the_floor_rate_is_found, edge_cluster) {
+  d3::deployment_options options = fault_options();
+  options.heartbeat_floor_mbit = 2.0;  // a caller's floor is kept, loopback or not
+  d3::deployment dep(*system, options);
+  BOOST_REQUIRE(dep.connect(endpoints()).is_ok());
+  d3::deployment_plan plan;  // the app sends every input to edge1, and only the app watches it
+  plan.segments = {{"edge1", "conv1", "fc"}};
+  BOOST_REQUIRE(dep.deploy(resnet18(), plan).is_ok());
+  auto outcomes = run_with(dep, 60, 2, 711, [&](int k) -> std::optional<d3::deployment_plan> {
+    if (k == 40) signal("edge1", SIGSTOP);
+    return std::nullopt;
+  });
+  signal("edge1", SIGCONT);
+  BOOST_TEST(answered(outcomes) == 60u);
+  const auto* down = fault(dep, "edge1", "down");
+  BOOST_REQUIRE(down != nullptr);
+  BOOST_TEST_MESSAGE("edge1 frozen after 40 answers: detected after " << down->detected_after_ms << " ms ("
+                                                                       << down->cause << "), " << down->requests_resent
+                                                                       << " requests re-sent");
+  // The silence (1 s) plus at most the two inputs in flight at the floor (3 s each).
+  BOOST_TEST(down->detected_after_ms < 8000.0 * d3_test::time_scale());
+  BOOST_TEST(down->cause.find("heartbeat") != std::string::npos, down->cause);
+}
+
 BOOST_FIXTURE_TEST_CASE(a_killed_node_restarted_rejoins_and_serves_again, edge_cluster) {
   d3::deployment dep(*system, fault_options());
   BOOST_REQUIRE(dep.connect(endpoints()).is_ok());

@@ -80,3 +80,32 @@ BOOST_AUTO_TEST_CASE(send_backlog_drains_at_the_floor_or_when_every_send_arrived
   b.sent("cloud", 100000, t0 + milliseconds(3000));
   BOOST_TEST(duration_cast<milliseconds>(b.drained_by("cloud") - t0).count() == 4000);
 }
+
+// A pong to a ping handed to the connection after some sends proves those crossed: the backlog is
+// then only what was sent after the ping, draining from the pong. A session that sends faster
+// than the floor drains keeps a bounded backlog (before, drained_by ran ahead by 1 s per send).
+BOOST_AUTO_TEST_CASE(send_backlog_forgets_what_an_answered_ping_proves_crossed) {
+  using namespace std::chrono;
+  send_backlog b;
+  b.set_floor(1.0);  // 100 kB: 1 s each
+  const auto t0 = steady_clock::now();
+  auto at = [&](int ms) { return t0 + milliseconds(ms); };
+  auto ahead = [&](const steady_clock::time_point& t) { return duration_cast<milliseconds>(b.drained_by("edge1") - t).count(); };
+  // 100 sends, one every 100 ms, a ping every 200 ms answered 20 ms later.
+  for (int k = 0; k < 100; ++k) {
+    b.sent("edge1", 100000, at(100 * k));
+    if (k % 2 == 1) b.crossed_before("edge1", at(100 * k + 50), at(100 * k + 70));
+  }
+  // The last ping (at 9950 ms, answered at 9970) proved all 100 crossed.
+  BOOST_TEST(ahead(at(9970)) == 0);
+  // Sends after a ping stay: two after the last answered ping drain from its answer.
+  b.sent("edge1", 100000, at(10000));
+  b.sent("edge1", 100000, at(10100));
+  b.crossed_before("edge1", at(9990), at(10150));  // a ping older than both: nothing crossed
+  BOOST_TEST(ahead(at(10000)) == 2000);
+  b.crossed_before("edge1", at(10050), at(10200));  // after the first only
+  BOOST_TEST(ahead(at(10200)) == 1000);
+  // Another peer's pong says nothing about this one.
+  b.crossed_before("cloud", at(20000), at(20000));
+  BOOST_TEST(ahead(at(10200)) == 1000);
+}

@@ -427,7 +427,8 @@ class deployment {
   // Pings every live node and waits up to the silence: one that does not answer is marked down
   // (`why` says when). A frozen node keeps its connection: a request to it waits out its timeout.
   void mark_unresponsive_nodes_down(const std::string& why);
-  // A new ping sequence number, its send time kept (the last 8) for round trips and rejoins.
+  // A new ping sequence number, its send time kept (the last 256: heartbeats and mark_sent's
+  // markers) for round trips, rejoins and crossed sends.
   uint64_t next_ping_seq();
   // A ping right behind what the app just sent `node`: its pong proves those sends crossed
   // (send_backlog::crossed_before), so a frozen node's silence counts from at most the inputs

@@ -35,7 +35,6 @@ class clock_offset_estimator {
   // The peer reads this process's clock (same kernel, same time namespace): offset and error 0
   // from now on, whatever is added.
   void set_same_clock() { same_clock_ = true; }
-  bool same_clock() const { return same_clock_; }
 
   bool empty() const { return !same_clock_ && samples_.empty(); }
 

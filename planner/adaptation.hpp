@@ -172,8 +172,9 @@ class adaptive_planner {
   int streak_ = 0;             // consecutive answers on which some migration was worth it
   std::string verdict_;
   double uncertainty_ = 0;
-  // Per link: the relative spread of the bandwidth its samples imply (small probes imply little
-  // about a fast link's bandwidth) and of their times around the estimate.
+  // Per link: the relative spread of the bandwidth its samples imply, each weighted by its size
+  // over the window's largest (small probes imply little about a link's bandwidth), and of their
+  // times around the estimate.
   struct link_spread {
     double bandwidth = 0, time = 0;
   };

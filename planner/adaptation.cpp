@@ -190,6 +190,17 @@ void adaptive_planner::observe_compute(const std::vector<compute_observation>& s
       const bool unchanged = factor >= 0.8 && factor <= 1.25;
       if (unchanged && !speed_samples_.count(c.node)) continue;  // never measured, and still as then
       sample = ref.estimate * (unchanged ? 1.0 : factor);
+      // Faster probes restore a node up to the speed it was planned with (or was measured at
+      // when it went idle, if that was more), never beyond: only its stages can show it faster
+      // than its profile. A reference taken while the host was busy (measured on the namespace
+      // cluster: every node profiling itself under its quota at once) made idle 0.2-core edges
+      // read 1.5-2x their profile; the planner moved the model onto one, found it at 0.95, moved
+      // it onto the other idle edge, and found that one at 0.5.
+      if (factor > 1.0) {
+        auto planned = planned_speed_.find(c.node);
+        const double ceiling = std::max(ref.estimate, planned == planned_speed_.end() ? ref.estimate : planned->second);
+        sample = std::min(sample, ceiling);
+      }
     } else {
       probe_references_.erase(c.node);  // measured by a stage: the next probe is its reference
     }
@@ -484,11 +495,16 @@ std::optional<adaptation_decision> adaptive_planner::decide() {
   d.partial = best->partial;
   d.plan = best->plan;
   d.predicted_ms = priced_on(d.plan, estimate_);
-  // One verdict is one sample's worth: it must hold on `confirmations` answers in a row.
-  if (++streak_ < options_.confirmations) {
-    verdict_ = "worth it once, confirming: " + why;
+  // One verdict is one sample's worth: it must hold on `confirmations` answers in a row, and on
+  // twice as many for each migration of the last damping_requests answers.
+  while (!migrated_at_.empty() && decisions_ - migrated_at_.front() > options_.damping_requests) migrated_at_.pop_front();
+  const int needed = options_.confirmations << std::min<size_t>(migrated_at_.size(), 3);
+  if (++streak_ < needed) {
+    verdict_ = (streak_ == 1 ? std::string("worth it once") : "worth it " + std::to_string(streak_) + " times") + " of " +
+               std::to_string(needed) + ", confirming: " + why;
     return std::nullopt;
   }
+  migrated_at_.push_back(decisions_);
   verdict_ = "migrate: " + why;
   streak_ = 0;
   d.plan.strategy = std::string("hpa (") + best->name + ")";

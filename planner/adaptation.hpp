@@ -46,6 +46,12 @@ struct adaptation_options {
   int confirmations = 2;          // consecutive answers a verdict must hold on
   double max_uncertainty = 1.0;   // cap of one estimate's relative uncertainty
   int cooldown_requests = 2;    // requests observed after a migration before the next decision
+  // Damping: each migration decided within this many answers of the current one doubles the
+  // confirmations the next needs (at most 8x). The first move after a change is as quick as
+  // ever; the moves noisy estimates would add after it (measured on the namespace cluster: the
+  // speeds of 0.2-core edges read 0.77 and 1.51 of their profile a few answers apart, and the
+  // planner moved the whole model between them and back) must hold across fresh windows.
+  int damping_requests = 40;
   int local_radius = 2;         // boundary moves of the partial search
   size_t window = 3;            // samples per link (median): follows a change within two requests
   bool partial_search = true;   // false: always a full HPA search (the full re-partition baseline)
@@ -170,6 +176,7 @@ class adaptive_planner {
   int since_migration_ = 1 << 20;
   int decisions_ = 0;
   int streak_ = 0;             // consecutive answers on which some migration was worth it
+  std::deque<int> migrated_at_;  // decisions_ at each recent migration (for damping)
   std::string verdict_;
   double uncertainty_ = 0;
   // Per link: the relative spread of the bandwidth its samples imply, each weighted by its size

@@ -268,6 +268,31 @@ BOOST_AUTO_TEST_CASE(a_migration_needs_confirming_answers) {
   BOOST_TEST(r.migrations == 0);
 }
 
+BOOST_AUTO_TEST_CASE(a_testbed_that_keeps_changing_is_followed_with_damping) {
+  // netns_test's backbone toggles between 200 and 2 Mbit/s every 8 answers for 240 answers:
+  // each state has its own plan (the cloud, the edges), so an undamped planner chases every
+  // toggle it can confirm. Damped, a migration within damping_requests answers of another needs
+  // twice the confirmations, and a state that lasts 8 answers (cooldown and the estimates'
+  // window included) cannot confirm the 8 the third one needs.
+  const graph g = load_model("resnet18");
+  const cluster_model fast = fast_cloud();
+  cluster_model slow = fast;
+  slow.links.edge_cloud.bandwidth_mbit_per_s = 2;
+  auto toggling = [&](int i) { return (i / 8) % 2 == 0 ? fast : slow; };
+  simulation damped_sim{g, profile_from_flops(g, 100.0), 0.05};
+  const run_result damped = run(damped_sim, fast, 240, toggling);
+  adaptation_options undamped_options;
+  undamped_options.damping_requests = 0;
+  simulation undamped_sim{g, profile_from_flops(g, 100.0), 0.05};
+  const run_result undamped = run(undamped_sim, fast, 240, toggling, undamped_options);
+  BOOST_TEST_MESSAGE("toggling backbone: " << damped.migrations << " migrations damped, " << undamped.migrations
+                                           << " undamped");
+  BOOST_TEST(undamped.migrations >= 10, "the toggles are not worth chasing, so this case tests nothing");
+  // At most two migrations per damping window of 40 answers (the third needs 8 in a row).
+  BOOST_TEST(damped.migrations <= 2 * (240 / 40 + 1), damped.migrations << " migrations");
+  BOOST_TEST(damped.migrations * 2 <= undamped.migrations);
+}
+
 BOOST_AUTO_TEST_CASE(an_edge_node_slowing_to_a_fifth_moves_work_off_it) {
   for (const std::string name : {"alexnet", "resnet18"}) {
     const graph g = load_model(name);
@@ -556,4 +581,12 @@ BOOST_AUTO_TEST_CASE(probes_of_idle_nodes_move_their_speed_only_when_they_change
   BOOST_TEST(planner.estimate().nodes.at("edge4").speed == 0.8 * planned_speed, boost::test_tools::tolerance(1e-9));
   for (int k = 0; k < 4; ++k)
     BOOST_TEST(probe("edge4", planned_speed) == 0.8 * planned_speed, boost::test_tools::tolerance(1e-9));
+  // Probes first taken while the host was busy, then twice as fast: the node is restored to its
+  // planned speed, not taken for twice as fast as its profile.
+  for (int k = 0; k < 3; ++k) probe("edge2", planned_speed / 2);
+  for (int k = 0; k < 3; ++k) probe("edge2", planned_speed);
+  BOOST_TEST(planner.estimate().nodes.at("edge2").speed == planned_speed, boost::test_tools::tolerance(1e-9));
+  // And one its stages showed at 0.8 that then probes twice as fast: at most its planned speed.
+  for (int k = 0; k < 3; ++k) probe("edge4", 2 * 0.8 * planned_speed);
+  BOOST_TEST(planner.estimate().nodes.at("edge4").speed == planned_speed, boost::test_tools::tolerance(1e-9));
 }

@@ -171,7 +171,10 @@ struct realnet_plan {
   std::vector<std::string> strategies;
   deployment_plan plan;
   std::string text;  // describe(plan)
-  double predicted_ms = NAN;         // the cost model, testbed speeds x scale, planning profile
+  // The cost model, testbed speeds x scale, on the profile measured alongside the requests (one
+  // run per timed round, per-layer medians: the machine's speed while the requests ran).
+  double predicted_ms = NAN;
+  double predicted_at_start_ms = NAN;  // the same on the planning profile, measured before them
   double probed_predicted_ms = NAN;  // the cost model on the nodes' own profiles (wall clock)
   std::vector<double> measured_ms, virtual_ms;
   std::vector<double> first_measured_ms;  // wall clock: the first (settling) request of a deployment
@@ -248,6 +251,7 @@ nlohmann::ordered_json plan_json(const realnet_plan& p) {
   nlohmann::ordered_json j = {{"strategies", p.strategies},
                               {"plan", p.text},
                               {"predicted_ms", p.predicted_ms},
+                              {"predicted_at_start_ms", p.predicted_at_start_ms},
                               {"probed_predicted_ms", p.probed_predicted_ms},
                               {"measured_median_ms", p.measured_ms.empty() ? NAN : measured},
                               {"measured_p10_ms", p.measured_ms.empty() ? NAN : percentile(p.measured_ms, 0.1)},
@@ -265,6 +269,7 @@ nlohmann::ordered_json plan_json(const realnet_plan& p) {
   if (!p.measured_ms.empty() && !p.virtual_ms.empty()) {
     j["virtual_error"] = relative_error(emulated, measured);
     j["predicted_error"] = relative_error(p.predicted_ms, measured);
+    j["predicted_at_start_error"] = relative_error(p.predicted_at_start_ms, measured);
     j["probed_predicted_error"] = relative_error(p.probed_predicted_ms, measured);
   }
   if (!p.error.empty()) j["error"] = p.error;
@@ -296,7 +301,9 @@ void write_report(const std::string& folder) {
         "cgroup v1 cpu quotas (the testbed's speeds times the scale; scripts/realnet.sh calibrates each quota "
         "to its speed and lists them in cluster.txt). **measured**: wall clock, d3 adds only "
         "each link's one-way latency (EMULATED: this kernel has no netem). **virtual**: d3's emulation of the "
-        "same testbed on the same nodes (their quotas lifted, with --quotas). **predicted**: the cost model with the same scaled speeds. Errors are "
+        "same testbed on the same nodes (their quotas lifted, with --quotas). **predicted**: the cost model with the same scaled speeds, "
+        "on per-layer times measured alongside the requests (one run of the model in the bench's process per timed round, "
+        "medians); **error at start**: the same on the planning profile measured once before the requests. Errors are "
         "relative to measured. Medians of the timed requests; plans and clocks alternate request by request, "
         "each deployed anew, and its timed request follows --settle untimed ones on the same deployment "
         "(**first**: the wall-clock latency of a deployment's first request).\n";
@@ -313,8 +320,8 @@ void write_report(const std::string& folder) {
     md << "\n## " << j.value("model", "?") << ", scenario " << j.value("scenario", "?") << "\n\n"
        << j.value("setting", "") << "\n\n`" << j.value("command", "") << "`\n\n"
        << "| plan | strategies | measured ms (p10-p90) | first ms | virtual ms | error | predicted ms | error | "
-          "predicted, probed ms | error | bytes/request measured (predicted) | exact |\n"
-       << "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n";
+          "error at start | predicted, probed ms | error | bytes/request measured (predicted) | exact |\n"
+       << "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n";
     for (const auto& p : j["plans"]) {
       auto num = [&](const char* key, const char* pattern, double scale = 1.0) {
         return p.contains(key) && p[key].is_number() ? format(pattern, scale * p[key].get<double>()) : std::string("-");
@@ -324,6 +331,7 @@ void write_report(const std::string& folder) {
          << ") | " << num("first_after_deploy_median_ms", "%.1f") << " | " << num("virtual_median_ms", "%.1f") << " | "
          << num("virtual_error", "%+.1f%%", 100) << " | "
          << num("predicted_ms", "%.1f") << " | " << num("predicted_error", "%+.1f%%", 100) << " | "
+         << num("predicted_at_start_error", "%+.1f%%", 100) << " | "
          << num("probed_predicted_ms", "%.1f") << " | " << num("probed_predicted_error", "%+.1f%%", 100) << " | "
          << num("measured_bytes_median", "%.0f") << " (" << num("predicted_bytes", "%.0f") << ") | "
          << p.value("verified", 0) << "/" << p.value("verified", 0) + p.value("differ", 0) + p.value("failed", 0)
@@ -454,7 +462,7 @@ int bench_realnet(int argc, char** argv) {
       p.strategies = {strategy};
       p.plan = chosen->plan;
       p.text = text;
-      p.predicted_ms = chosen->prediction.latency_ms;
+      p.predicted_ms = p.predicted_at_start_ms = chosen->prediction.latency_ms;
       p.predicted_bytes = 0;
       for (const link_bytes& b : chosen->prediction.bytes) p.predicted_bytes += double(b.bytes);
       if (auto stages = build_stage_graph(*g, p.plan))
@@ -492,11 +500,29 @@ int bench_realnet(int argc, char** argv) {
       if (!out) bench_fail(bench_exit_failed, "single-process run: " + out.message());
       expected[size_t(i)] = std::move(out.value());
     }
-    local->reset();
+    // The planning profile above was measured once, before the requests: on this shared machine
+    // one run of it swings +-20% with its neighbours' load, and the nodes' quota-limited speeds
+    // swing with it. So each timed round also runs the model once here, and the predictions are
+    // made again from the per-layer medians of those runs (side by side with the requests).
+    std::vector<const tensor*> profile_inputs;
+    for (int in : g->input_layers()) profile_inputs.push_back(&inputs[0].at(g->layers[size_t(in)].name));
+    std::vector<std::vector<double>> alongside(g->layers.size());
+    std::vector<double> alongside_totals;
     std::printf("%s: %zu distinct plans, %d rounds\n", model.c_str(), plans.size(), total);
     std::fflush(stdout);
     std::vector<bool> stopped(plans.size(), false);
     for (int round = 0; round < total; ++round) {
+      if (round >= o.warmup) {
+        std::vector<layer_timing> timings;
+        if (auto out = (*local)->run(profile_inputs, &timings); !out)
+          bench_fail(bench_exit_failed, "profile alongside the requests: " + out.message());
+        double sum = 0;
+        for (const layer_timing& t : timings) {
+          alongside[size_t(t.layer)].push_back(t.milliseconds);
+          sum += t.milliseconds;
+        }
+        alongside_totals.push_back(sum);
+      }
       for (size_t turn = 0; turn < plans.size(); ++turn) {
         const size_t k = (turn + size_t(round)) % plans.size();
         realnet_plan& p = plans[k];
@@ -522,9 +548,31 @@ int bench_realnet(int argc, char** argv) {
       }
       std::fprintf(stderr, "d3-bench realnet: %s round %d/%d\n", model.c_str(), round + 1, total);
     }
+    local->reset();
+    if (!alongside_totals.empty()) {
+      layer_profile during = *profile;
+      for (size_t l = 0; l < alongside.size(); ++l)
+        if (!alongside[l].empty()) during.milliseconds[l] = median(alongside[l]);
+      for (realnet_plan& p : plans) {
+        auto stages = build_stage_graph(*g, p.plan);
+        auto predicted = stages ? predict_plan(*g, *stages, during, cluster) : result<plan_prediction>(stages.error());
+        if (!predicted) continue;
+        p.predicted_ms = predicted->latency_ms;
+        for (size_t k = 0; k < p.stages.size() && k < predicted->stage_finish_ms.size(); ++k)
+          p.stages[k].predicted_finish_ms = predicted->stage_finish_ms[k];
+      }
+      std::printf("%s: the model's one-core time %.2f ms in the planning profile, %.2f ms alongside the requests "
+                  "(median of %zu, %.2f-%.2f)\n",
+                  model.c_str(), profile->total(), median(alongside_totals), alongside_totals.size(),
+                  *std::min_element(alongside_totals.begin(), alongside_totals.end()),
+                  *std::max_element(alongside_totals.begin(), alongside_totals.end()));
+    }
     nlohmann::ordered_json report = {{"bench", "realnet"}, {"model", model},       {"scenario", scenario},
                                      {"setting", setting}, {"command", o.command}, {"requests", o.requests},
-                                     {"warmup", o.warmup}, {"settle", o.settle}, {"plans", nlohmann::ordered_json::array()}};
+                                     {"warmup", o.warmup}, {"settle", o.settle},
+                                     {"profile_total_ms", profile->total()},
+                                     {"alongside_total_ms", alongside_totals},
+                                     {"plans", nlohmann::ordered_json::array()}};
     for (const realnet_plan& p : plans) {
       report["plans"].push_back(plan_json(p));
       clean = clean && p.error.empty();

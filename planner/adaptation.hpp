@@ -51,7 +51,10 @@ struct adaptation_options {
   // ever; the moves noisy estimates would add after it (measured on the namespace cluster: the
   // speeds of 0.2-core edges read 0.77 and 1.51 of their profile a few answers apart, and the
   // planner moved the whole model between them and back) must hold across fresh windows.
-  int damping_requests = 40;
+  // 20: the netns cluster's noisy follow-ups came 6-10 answers after the first move; the
+  // default trace's next real change (the LAN restored) 27 answers after the last, and damping
+  // it there cost 2 requests to reach the new optimum.
+  int damping_requests = 20;
   int local_radius = 2;         // boundary moves of the partial search
   size_t window = 3;            // samples per link (median): follows a change within two requests
   bool partial_search = true;   // false: always a full HPA search (the full re-partition baseline)

@@ -194,6 +194,20 @@ testbed latency_only(const testbed& t) {
 
 double relative_error(double estimate, double measured) { return estimate / measured - 1.0; }
 
+// Each plan priced by the cost model on `profile` and `cluster`, into its `latency` field and
+// its stages' `finish` fields (a plan the model cannot price keeps what it had).
+void reprice(const graph& g, std::vector<realnet_plan>& plans, const layer_profile& profile, const cluster_model& cluster,
+             double realnet_plan::*latency, double realnet_stage::*finish) {
+  for (realnet_plan& p : plans) {
+    auto stages = build_stage_graph(g, p.plan);
+    auto predicted = stages ? predict_plan(g, *stages, profile, cluster) : result<plan_prediction>(stages.error());
+    if (!predicted) continue;
+    p.*latency = predicted->latency_ms;
+    for (size_t k = 0; k < p.stages.size() && k < predicted->stage_finish_ms.size(); ++k)
+      p.stages[k].*finish = predicted->stage_finish_ms[k];
+  }
+}
+
 // Runs request `i` of `p` on `dep` (deployed) and records it (untimed: only a settling request's
 // wall-clock latency, if `settling`); false when the plan must stop.
 bool run_one(realnet_plan& p, deployment& dep, const std::map<std::string, tensor>& input,
@@ -481,14 +495,7 @@ int bench_realnet(int argc, char** argv) {
     if (auto s = quotas->set(true); !s) bench_fail(bench_exit_failed, s.message());
     if (auto s = probe_node_profiles(measured, *g, probed, o.profile_repeats); !s)
       bench_fail(bench_exit_failed, "probing the nodes' profiles: " + s.message());
-    for (realnet_plan& p : plans) {
-      auto stages = build_stage_graph(*g, p.plan);
-      auto predicted = stages ? predict_plan(*g, *stages, *profile, probed) : result<plan_prediction>(stages.error());
-      if (!predicted) continue;
-      p.probed_predicted_ms = predicted->latency_ms;
-      for (size_t k = 0; k < p.stages.size() && k < predicted->stage_finish_ms.size(); ++k)
-        p.stages[k].probed_finish_ms = predicted->stage_finish_ms[k];
-    }
+    reprice(*g, plans, *profile, probed, &realnet_plan::probed_predicted_ms, &realnet_stage::probed_finish_ms);
     const int total = o.warmup + o.requests;
     std::vector<std::map<std::string, tensor>> inputs{size_t(total)}, expected{size_t(total)};
     auto local = executor::create(*g);
@@ -553,14 +560,7 @@ int bench_realnet(int argc, char** argv) {
       layer_profile during = *profile;
       for (size_t l = 0; l < alongside.size(); ++l)
         if (!alongside[l].empty()) during.milliseconds[l] = median(alongside[l]);
-      for (realnet_plan& p : plans) {
-        auto stages = build_stage_graph(*g, p.plan);
-        auto predicted = stages ? predict_plan(*g, *stages, during, cluster) : result<plan_prediction>(stages.error());
-        if (!predicted) continue;
-        p.predicted_ms = predicted->latency_ms;
-        for (size_t k = 0; k < p.stages.size() && k < predicted->stage_finish_ms.size(); ++k)
-          p.stages[k].predicted_finish_ms = predicted->stage_finish_ms[k];
-      }
+      reprice(*g, plans, during, cluster, &realnet_plan::predicted_ms, &realnet_stage::predicted_finish_ms);
       std::printf("%s: the model's one-core time %.2f ms in the planning profile, %.2f ms alongside the requests "
                   "(median of %zu, %.2f-%.2f)\n",
                   model.c_str(), profile->total(), median(alongside_totals), alongside_totals.size(),

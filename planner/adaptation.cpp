@@ -331,7 +331,7 @@ void adaptive_planner::update_estimates() {
       continue;
     // The samples' times against the estimate's prediction for their sizes.
     const link_profile fitted = estimate_.links.link(key.first, key.second);
-    std::vector<double> ratios, bandwidths;
+    std::vector<double> ratios;
     size_t largest = 0;
     for (const link_sample& x : window) largest = std::max(largest, x.bytes);
     double bandwidth_spread = 0;
@@ -340,7 +340,7 @@ void adaptive_planner::update_estimates() {
       if (predicted > 0) ratios.push_back(x.ms / predicted);
       // The bandwidth this sample implies (its time beyond the latency); none: no evidence.
       const double transfer_ms = x.ms - fitted.latency_ms;
-      bandwidths.push_back(transfer_ms > 0 ? double(x.bytes) * 8.0 / (transfer_ms * 1e3) : 0.0);
+      const double implied = transfer_ms > 0 ? double(x.bytes) * 8.0 / (transfer_ms * 1e3) : 0.0;
       // A sample speaks for the bandwidth in proportion to its size next to the window's largest:
       // a 1 KB probe crosses a tc-shaped link within its burst allowance, and its time is mostly
       // latency and scheduling (measured on a namespace cluster: a 1 KB probe 0.5-1.1 ms on a
@@ -349,7 +349,7 @@ void adaptive_planner::update_estimates() {
       // pinned, priced the plan at half what each of its answers took, and under ASan no plan
       // off the dropped backbone was ever worth it.
       if (largest > 0 && fitted.bandwidth_mbit_per_s > 0)
-        bandwidth_spread = std::max(bandwidth_spread, std::abs(bandwidths.back() - fitted.bandwidth_mbit_per_s) /
+        bandwidth_spread = std::max(bandwidth_spread, std::abs(implied - fitted.bandwidth_mbit_per_s) /
                                                           fitted.bandwidth_mbit_per_s * double(x.bytes) / double(largest));
     }
     link_spread& u = link_uncertainty_[key];

@@ -93,8 +93,9 @@ answer is compared memcmp-equal with a single-process run.
   --tail-ms T           virtual ms to keep running after the last step (default 6000)
   --optimum-requests N  requests per step for the optimum (default 8)
   --profile nodes|local per-layer times for planning: probed on every node (default; each node
-                        runs the layers with stand-in weights under its clock and caches them) or
-                        measured here once and divided by the node's testbed speed
+                        runs the layers with stand-in weights under its clock, once, for every
+                        step's optimum and both runs) or measured here once and divided by the
+                        node's testbed speed
   --probe-every N       light probes of a link that carried nothing for N answers (default 1:
                         a change on an idle link is seen after two answers, since a link's
                         window holds three samples and one round adds two; 0: none, and a
@@ -224,6 +225,11 @@ struct bench_context {
   std::vector<local_node_spec> specs;
   std::map<std::string, node_role> roles;
   std::unique_ptr<executor> local;
+  // Each node's profile, probed once (--profile nodes) and priced by every step's optimum and
+  // both runs: probes taken apart differ by ~10% on this shared machine, which let the partial
+  // and the full run start from different plans (one on the cloud, one on the edges) and the
+  // comparison say more about the probes than about the planners.
+  std::map<std::string, std::shared_ptr<const layer_profile>> probed;
 };
 
 std::map<std::string, tensor> input_for(const graph& g, int index) {
@@ -263,9 +269,20 @@ result<std::unique_ptr<local_nodes>> fresh_nodes(const bench_context& c, const s
 // The cluster the planner would price step `state` with: the testbed's links, every node's
 // probed profile (--profile nodes, measured at its configured speed) or the local profile over its
 // speed, and the step's speeds relative to the configured ones.
-result<cluster_model> cluster_at(deployment& dep, const bench_context& c, const step_state& state) {
+result<cluster_model> cluster_at(deployment& dep, bench_context& c, const step_state& state) {
   cluster_model cluster = cluster_model::evaluation(state.links, int(c.specs.size()) - 2);
-  if (c.options.profile_source == "nodes") D3_RETURN_IF_ERROR(probe_node_profiles(dep, c.g, cluster));
+  if (c.options.profile_source == "nodes") {
+    if (c.probed.empty()) {
+      D3_RETURN_IF_ERROR(probe_node_profiles(dep, c.g, cluster));
+      for (const auto& [name, node] : cluster.nodes) c.probed[name] = node.measured;
+    }
+    for (auto& [name, node] : cluster.nodes) {
+      auto it = c.probed.find(name);
+      if (it == c.probed.end()) return status::error("node '" + name + "' has no probed profile");
+      node.measured = it->second;
+      node.speed = 1.0;
+    }
+  }
   for (const local_node_spec& spec : c.specs) {
     auto node = cluster.nodes.find(spec.name);
     auto speed = state.speeds.find(spec.name);

@@ -44,6 +44,11 @@ struct adaptation_options {
   double horizon_requests = 1000;  // requests a migration's gain is counted over
   double spawn_ms = 20;           // per stage of the new plan: spawn, set up, route (wall time)
   int confirmations = 2;          // consecutive answers a verdict must hold on
+  // A move that would serve only after this many answers at the current latency (its shipping
+  // and spawning, estimated) goes second when a move serving sooner gains at least quick_share
+  // of its gain: the quick one is taken now, the slow one decided again from there.
+  double quick_requests = 5;
+  double quick_share = 0.5;
   double max_uncertainty = 1.0;   // cap of one estimate's relative uncertainty
   int cooldown_requests = 2;    // requests observed after a migration before the next decision
   // Damping: each migration decided within this many answers of the current one doubles the

@@ -523,6 +523,7 @@ std::string deployment::note_node_down(const caf::down_msg& down) {
       mark_node_down(name, "connection lost: " + system_.render(down.reason));
       health_[name].connection_lost = true;
       health_[name].hold_until = {};  // the node itself is gone (not a link): back when it is back
+      health_[name].held_for.clear();
       return name;
     }
   return "";

@@ -474,6 +474,10 @@ class deployment {
     bool connection_lost = false;
     // Reported unreachable by a peer node (a link between nodes failed): not taken back before.
     std::chrono::steady_clock::time_point hold_until;
+    // That peer (empty: none): the node is taken back only once it reaches the node again (its
+    // recheck), or a plan would be put across the same broken link (measured under ASan: a cut
+    // between edge2 and the cloud that outlasted the hold failed edge2 over and back 4 times).
+    std::string held_for;
     clock_offset_estimator clock;  // the node's clock against the app's, from the pongs
   };
   // Counts silence from now for every live node: called when the app starts listening again
@@ -499,6 +503,9 @@ class deployment {
   result<int> fail_over_once(const std::string& why);
   // Tries to reconnect the nodes that are down (when due); the ones that answer again.
   std::vector<std::string> try_rejoin();
+  // Whether the peer that found the link to `name` failed (node_health::held_for) reaches it
+  // again (its recheck, bounded by peer_silence); true also when that peer is down or unknown.
+  bool link_restored(const std::string& name);
 
   caf::actor_system& system_;
   deployment_options options_;

@@ -215,6 +215,25 @@ void deployment::mark_unresponsive_nodes_down(const std::string& why) {
                              " (frozen?)");
 }
 
+bool deployment::link_restored(const std::string& name) {
+  node_health& h = health_[name];
+  auto peer = nodes_.find(h.held_for);
+  // The peer is down itself (then whatever it reported says nothing now) or not known.
+  if (peer == nodes_.end() || down_nodes_.count(h.held_for)) {
+    h.held_for.clear();
+    return true;
+  }
+  const auto wait = options_.peer_silence;
+  auto answered = ask<bool>(*self_, peer->second, wait + options_.silence,
+                            "node '" + h.held_for + "': recheck of '" + name + "' before it rejoins",
+                            protocol::recheck_atom::value, name, uint32_t(wait.count()));
+  const bool restored = answered && answered.value();
+  log({{"event", restored ? "link_restored" : "link_still_down"}, {"node", name}, {"peer", h.held_for},
+       {"error", answered ? std::string() : answered.message()}});
+  if (restored) h.held_for.clear();
+  return restored;
+}
+
 std::vector<std::string> deployment::try_rejoin() {
   std::vector<std::string> back;
   if (options_.reconnect_every.count() <= 0) return back;
@@ -225,6 +244,10 @@ std::vector<std::string> deployment::try_rejoin() {
   for (const std::string& name : std::vector<std::string>(down_nodes_.begin(), down_nodes_.end())) {
     node_health& h = health_[name];
     if (!endpoints_.count(name) || now < h.hold_until) continue;
+    if (!h.held_for.empty() && !link_restored(name)) {
+      h.hold_until = now + 10 * options_.silence;
+      continue;
+    }
     const node_endpoint& n = endpoints_.at(name);
     protocol::node_handle handle = nodes_.at(name);
     std::string role = roles_[name];

@@ -451,7 +451,10 @@ void request_session::on_peer_down(const std::string& reporter, const std::strin
   if (out_handle != dep_.nodes_.end() &&
       ask<protocol::node_info>(*dep_.self_, out_handle->second, 2 * dep_.options_.heartbeat, "node '" + out + "'",
                                protocol::info_atom::value))
+  {
     dep_.health_[out].hold_until = clock_type::now() + 10 * dep_.options_.silence;
+    dep_.health_[out].held_for = out == peer ? reporter : peer;
+  }
   if (dep_.mark_node_down(out, why)) handle_loss(why);
 }
 

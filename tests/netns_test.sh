@@ -140,13 +140,24 @@ grep -q "40 answered, 0 failed" "$work/partition.log" && grep -q "verify: 40 of 
 grep -q '"event":"node_down".*unreachable from node.*no answer to a recheck either' "$work/partition.jsonl" \
   || { cat "$work/partition.log"; grep -E "node_down|peer_report" "$work/partition.jsonl"; fail "the cut link was not failed over after a recheck"; }
 grep -E '"event":"(node_down|peer_report_[a-z]*)"' "$work/partition.jsonl" | head -n 3
+# edge2 still answers the app, but it is not taken back while the cloud cannot reach it (a plan
+# across the cut link would fail over again: under ASan, with the cut outlasting the hold, edge2
+# used to fail over and back 4 times).
+if grep -q '"event":"node_rejoined"' "$work/partition.jsonl"; then
+  grep -E '"event":"(node_down|node_rejoined|link_[a-z_]*)"' "$work/partition.jsonl"
+  fail "edge2 was taken back while its link to the cloud was cut"
+fi
 # The connections between the two resume after TCP's retransmission backoff: wait until nothing
-# is left unsent on them (bounded), so that the next session starts on working links.
-for _ in $(seq 60); do
-  backlog="$(ip netns exec d3-cloud ss -tnH state established "( dst $e2 or src $e2 )" | awk '{s += $2} END {print s + 0}')"
-  [ "$backlog" = 0 ] && break
+# is left unsent on them, either way (bounded), so that the next session starts on working links.
+# (Measured under ASan: a 66 s cut left 101 KB unsent from edge2 and 2.6 KB from the cloud, sent
+# 45 s after the heal; a session started before that got no answer from its stage on edge2
+# within 60 s.)
+unsent() { ip netns exec "$1" ss -tnH state established "( dst $2 or src $2 )" | awk '{s += $2} END {print s + 0}'; }
+for _ in $(seq $((120 * scale))); do
+  [ "$(unsent d3-cloud "$e2")" = 0 ] && [ "$(unsent d3-edge2 "$ec")" = 0 ] && break
   sleep 0.5
 done
+echo "netns_test: edge2<->cloud unsent after the heal: $(unsent d3-cloud "$e2") and $(unsent d3-edge2 "$ec") B"
 
 # A link taken down during requests (the last session on these nodes: after the outage their
 # connections to edge2 wait out TCP's retransmission backoff, up to tens of seconds): edge2's

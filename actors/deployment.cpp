@@ -329,6 +329,8 @@ result<deploy_report> deployment::prestage(const graph& g, const std::map<std::s
   D3_RETURN_IF_ERROR(ship_to_nodes(g, from_app, report, false, "standby_shipped"));
   const std::map<std::string, size_t> app_bytes = report.weight_bytes_per_node;
   for (const auto& [node, bytes] : relayed_bytes) report.weight_bytes_per_node[node] += bytes;
+  for (const auto& [node, bytes] : app_bytes)
+    if (bytes > 0 && node != em.app_node) report.weight_bytes_per_link[link_class(em.app_node, node)] += bytes;
   for (const auto& [node, set] : up) {
     const bool crosses = emulated_links && node != em.app_node && report.weight_bytes_per_node[node] > 0;
     (crosses ? standby_pending_ : standby_arrived_)[node].insert(set.begin(), set.end());
@@ -348,6 +350,16 @@ result<deploy_report> deployment::prestage(const graph& g, const std::map<std::s
   return report;
 }
 
+std::string deployment::link_class(const std::string& from, const std::string& to) const {
+  auto a = roles_.find(from), b = roles_.find(to);
+  if (a == roles_.end() || b == roles_.end()) return "unknown";
+  const auto ra = node_role_from_string(a->second), rb = node_role_from_string(b->second);
+  if (!ra || !rb) return "unknown";
+  // Roles in the testbed's order (device, edge, cloud): "edge-cloud", never "cloud-edge".
+  const auto [first, second] = std::minmax(ra.value(), rb.value());
+  return std::string(to_string(first)) + "-" + to_string(second);
+}
+
 void deployment::set_standby(standby_policy policy) {
   standby_ = std::move(policy);
   keep_standby();
@@ -365,6 +377,7 @@ void deployment::keep_standby() {
   standby_sent_.weight_bytes_shipped += sent->weight_bytes_shipped;
   standby_sent_.layers_shipped += sent->layers_shipped;
   for (const auto& [node, bytes] : sent->weight_bytes_per_node) standby_sent_.weight_bytes_per_node[node] += bytes;
+  for (const auto& [link, bytes] : sent->weight_bytes_per_link) standby_sent_.weight_bytes_per_link[link] += bytes;
 }
 
 std::map<std::string, std::vector<int32_t>> deployment::take_arrived_standby() {
@@ -524,6 +537,10 @@ std::string deployment::note_node_down(const caf::down_msg& down) {
       health_[name].connection_lost = true;
       health_[name].hold_until = {};  // the node itself is gone (not a link): back when it is back
       health_[name].held_for.clear();
+      // What it reported about its links says nothing now (a restarted process watches no
+      // peers and would refuse every recheck).
+      for (auto& [other, h] : health_)
+        if (h.held_for == name) h.held_for.clear();
       return name;
     }
   return "";

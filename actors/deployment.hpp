@@ -129,6 +129,9 @@ struct deploy_report {
   size_t layers_shipped = 0;
   size_t layers_cached = 0;          // layers a node already had
   std::map<std::string, size_t> weight_bytes_per_node;
+  // Standby copies: weight bytes by the link class they crossed ("device-edge", "edge-edge",
+  // "edge-cloud", "device-cloud"; nothing for copies to the app's own node).
+  std::map<std::string, size_t> weight_bytes_per_link;
   std::vector<link_bytes> bytes_per_request;  // bytes_between_nodes
   double deploy_ms = 0;
 };
@@ -506,6 +509,9 @@ class deployment {
   // Whether the peer that found the link to `name` failed (node_health::held_for) reaches it
   // again (its recheck, bounded by peer_silence); true also when that peer is down or unknown.
   bool link_restored(const std::string& name);
+  // The link class between two nodes by their roles ("device-edge", ...; testbed::link_names()),
+  // or "unknown" for a node without a role.
+  std::string link_class(const std::string& from, const std::string& to) const;
 
   caf::actor_system& system_;
   deployment_options options_;

@@ -184,6 +184,7 @@ status deployment::relay_to_node(const graph& g, const std::string& from, const 
   report.weight_bytes_shipped += sent_bytes;
   report.layers_shipped += sent_layers;
   report.weight_bytes_per_node[to] += sent_bytes;
+  report.weight_bytes_per_link[link_class(from, to)] += sent_bytes;
   log({{"event", "standby_relayed"}, {"from", from}, {"node", to}, {"layers", sent_layers}, {"bytes", sent_bytes},
        {"model_hash", report.model_hash}});
   return result;

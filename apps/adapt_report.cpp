@@ -57,6 +57,7 @@ nlohmann::ordered_json adapt_summary(const adapt_trace_info& info, const std::ve
                                {"weight_bytes_over_links", link_bytes},
                                {"standby_bytes", r.standby_bytes},
                                {"standby_bytes_over_links", r.standby_bytes_over_links},
+                               {"standby_bytes_per_link", r.standby_bytes_per_link},
                                {"worst_requests_to_within_10pct", worst_to_optimum},
                                {"steps_not_reached", not_reached},
                                {"stopped_at_max_requests", r.stopped_at_cap}};
@@ -157,10 +158,18 @@ void print_adapt_summary(const nlohmann::ordered_json& summary, const std::vecto
       std::printf("%s: WARNING: stopped at the --max-requests cap (%zu requests, the last at virtual %.1f s) before "
                   "%zu of the trace's steps: raise --max-requests to cover the whole trace\n",
                   r.name.c_str(), r.rows.size(), r.last_start_ms / 1000, t["steps_not_reached"].get<size_t>());
-    if (r.standby_bytes > 0)
-      std::printf("%s: standby copies %.2f MB (%.2f MB over links), sent as background traffic in the links' idle "
-                  "time\n",
-                  r.name.c_str(), double(r.standby_bytes) / 1e6, double(r.standby_bytes_over_links) / 1e6);
+    if (r.standby_bytes > 0) {
+      std::string per_link;
+      for (const auto& [link, bytes] : r.standby_bytes_per_link) {
+        char part[96];
+        std::snprintf(part, sizeof part, "%s%s %.2f", per_link.empty() ? "" : ", ", link.c_str(), double(bytes) / 1e6);
+        per_link += part;
+      }
+      std::printf("%s: standby copies %.2f MB (%.2f MB over links: %s), sent as background traffic in the links' "
+                  "idle time\n",
+                  r.name.c_str(), double(r.standby_bytes) / 1e6, double(r.standby_bytes_over_links) / 1e6,
+                  per_link.empty() ? "none" : per_link.c_str());
+    }
   }
   std::printf("latency per request: %s/adapt.csv; chart: %s\n", out.c_str(),
               summary.value("chart", std::string("none")).c_str());

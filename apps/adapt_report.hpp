@@ -2,6 +2,7 @@
 // the summary JSON, adapt.csv, the gnuplot chart and the table on stdout.
 #pragma once
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,7 @@ struct run_result {
   // Standby copies (planner/standby.hpp; partial run): weight bytes sent ahead of need, in all
   // and over links (to nodes other than the app's node), as background traffic.
   size_t standby_bytes = 0, standby_bytes_over_links = 0;
+  std::map<std::string, size_t> standby_bytes_per_link;  // by link class ("edge-edge", ...)
   // The run stopped at --max-requests before the trace's end: the steps it did not reach have no
   // requests and no figures (reported as not reached, never as missed).
   bool stopped_at_cap = false;

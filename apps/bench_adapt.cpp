@@ -428,6 +428,7 @@ run_result adaptive_run(caf::actor_system& system, bench_context& c, bool partia
   for (const std::string& e : dep.standby_errors())
     if (run.error.empty()) run.error = "standby copies: " + e;
   run.standby_bytes = dep.standby_sent().weight_bytes_shipped;
+  run.standby_bytes_per_link = dep.standby_sent().weight_bytes_per_link;
   for (const auto& [node, bytes] : dep.standby_sent().weight_bytes_per_node)
     if (node != settings.emulation.app_node) run.standby_bytes_over_links += bytes;
   for (const request_row& r : run.rows) {

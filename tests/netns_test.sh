@@ -168,7 +168,10 @@ timeout $((120 * scale)) ip netns exec d3-device "$bin/d3-infer" --cluster "$wor
   --plan "$src/apps/config/resnet18-3tier.plan.json" --requests 40 --in-flight 2 --verify --timeout-ms 60000 \
   > "$work/fault.log" 2>&1 &
 infer=$!
-sleep 3
+# Down once the plan is deployed (under ASan deploying took 2-6 s, and a link taken down 3 s after
+# the start failed the deployment itself: "tile stage 3 on node 'edge2': no answer").
+for _ in $(seq 120); do grep -q "^deployed" "$work/fault.log" && break; sleep 1; done
+sleep 1
 ip -n d3-edge2 link set eth0 down
 wait "$infer" || { cat "$work/fault.log"; ip -n d3-edge2 link set eth0 up; fail "d3-infer with edge2's link down"; }
 ip -n d3-edge2 link set eth0 up

@@ -450,8 +450,7 @@ void request_session::on_peer_down(const std::string& reporter, const std::strin
   auto out_handle = dep_.nodes_.find(out);
   if (out_handle != dep_.nodes_.end() &&
       ask<protocol::node_info>(*dep_.self_, out_handle->second, 2 * dep_.options_.heartbeat, "node '" + out + "'",
-                               protocol::info_atom::value))
-  {
+                               protocol::info_atom::value)) {
     dep_.health_[out].hold_until = clock_type::now() + 10 * dep_.options_.silence;
     dep_.health_[out].held_for = out == peer ? reporter : peer;
   }

@@ -482,10 +482,11 @@ std::optional<adaptation_decision> adaptive_planner::decide() {
   // slow move is decided on later answers, as the next migration, if it still pays for itself
   // from the quick plan; its weights then cross while the quick plan serves.
   const priced* deferred = nullptr;
-  if (chosen && chosen->cost.total_ms() > options_.quick_requests * d.robust_current_ms) {
+  const double soon_ms = options_.quick_requests * d.robust_current_ms;
+  if (chosen && chosen->cost.total_ms() > soon_ms) {
     const priced* quick = nullptr;
     for (const priced& p : worthy)
-      if (p.cost.total_ms() <= options_.quick_requests * d.robust_current_ms &&
+      if (p.cost.total_ms() <= soon_ms &&
           d.robust_current_ms - p.ms >= options_.quick_share * (d.robust_current_ms - chosen->ms) &&
           (!quick || net(p.ms, p.cost) > net(quick->ms, quick->cost)))
         quick = &p;

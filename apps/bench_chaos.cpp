@@ -271,15 +271,18 @@ nlohmann::ordered_json run_clock(caf::actor_system& system, bench_setup& c, cons
         if (f.what == "restart" && f.node == node) f.error = s.message();
   size_t ok = 0, twice = 0;
   std::set<uint64_t> ids;
+  nlohmann::ordered_json errors = nlohmann::ordered_json::array();  // why each lost request failed
   for (const request_outcome& o : outcomes) {
     ok += o.ok;
     twice += !ids.insert(o.id).second;  // an id reported twice would be a request answered twice
+    if (!o.ok) errors.push_back({{"id", o.id}, {"version", o.plan_version}, {"error", o.error}});
   }
   out["requests"] = n;
   out["in_flight"] = c.options.in_flight;
   out["answered"] = ok;
   out["lost"] = size_t(n) - ok;
   out["answered_twice"] = twice;
+  out["errors"] = errors;
   out["late_duplicates_dropped"] = dep.duplicates_dropped();  // second answers of re-sent requests
   out["verified"] = verified(c, inputs, outcomes);
   for (const auto& f : dep.faults())
@@ -336,6 +339,12 @@ std::string markdown(const chaos_options& o, const nlohmann::ordered_json& repor
                  run.at("requests").get<int>(), run.at("in_flight").get<int>(), run.at("answered").get<size_t>(),
                  run.at("lost").get<size_t>(), run.at("answered_twice").get<size_t>(), run.at("verified").get<size_t>(),
                  run.at("late_duplicates_dropped").get<size_t>());
+    size_t listed = 0;
+    for (const auto& e : run.value("errors", nlohmann::ordered_json::array()))
+      if (listed++ < 10)
+        md += format("- lost: request %llu (plan version %d): %s\n", (unsigned long long)e.at("id").get<uint64_t>(),
+                     e.at("version").get<int>(), e.at("error").get<std::string>().c_str());
+    if (listed > 0) md += "\n";
     md += "| fault | at answer | p50 / p99 before (ms) | p50 / p99 during, 2 s (ms) | p50 / p99 after (ms) |\n|---|---|---|---|---|\n";
     for (const auto& s : run.value("schedule", nlohmann::ordered_json::array())) {
       auto cell = [&](const char* k) {

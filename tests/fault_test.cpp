@@ -309,6 +309,35 @@ BOOST_FIXTURE_TEST_CASE(a_node_frozen_during_a_failover_is_planned_around, edge_
   BOOST_TEST(killed->recovered_ms < 4000.0 * d3_test::time_scale());
 }
 
+// A node the plan does not use is killed as the node running it freezes: the kill is seen first
+// (its connection drops) and strands nothing; the failover's pings find the frozen node, and the
+// requests in flight on it must be re-sent too, not left to time out.
+BOOST_FIXTURE_TEST_CASE(a_node_frozen_as_an_unused_one_is_killed_loses_no_request, edge_cluster) {
+  d3::deployment_options options = fault_options();
+  options.timeout = 5s;  // what a request not re-sent would wait before it failed
+  d3::deployment dep(*system, options);
+  BOOST_REQUIRE(dep.connect(endpoints()).is_ok());
+  BOOST_REQUIRE(dep.deploy(resnet18(), three_tier_plan(true)).is_ok());  // edge3 and edge4 unused
+  auto outcomes = run_with(dep, 80, 4, 977, [&](int k) -> std::optional<d3::deployment_plan> {
+    if (k == 20) {
+      signal("edge4", SIGKILL);
+      signal("edge1", SIGSTOP);
+    }
+    return std::nullopt;
+  });
+  signal("edge1", SIGCONT);
+  BOOST_TEST(answered(outcomes) == 80u);
+  const auto* killed = fault(dep, "edge4", "down");
+  const auto* frozen = fault(dep, "edge1", "down");
+  BOOST_REQUIRE(killed != nullptr);
+  BOOST_REQUIRE(frozen != nullptr);
+  BOOST_TEST_MESSAGE("edge4 killed, edge1 frozen: " << frozen->cause << "; failover to v" << frozen->new_version << ", "
+                                                    << killed->requests_resent << " requests re-sent");
+  BOOST_TEST(frozen->new_version > 1, frozen->error);
+  BOOST_TEST(killed->requests_resent > 0u);  // edge1's requests in flight
+  for (const auto& st : dep.stages().stages) BOOST_TEST(st.node != "edge1");
+}
+
 // A request under way when its node is lost gets no answer from CAF; the loss watcher ends it at
 // once. Here a local actor takes the request, holds it (as a node killed while working on it) and
 // is killed 300 ms later: the ask ends then, not after its 5 s timeout.

@@ -467,34 +467,36 @@ void deployment::retire(deployed_version& v, const std::string& reason) {
 }
 
 status deployment::send_emulation(bool keep_clocks, const std::map<std::string, double>& speeds) {
-  caf::scoped_actor& self = *self_;
-  const emulation_settings& em = options_.emulation;
   if (!keep_clocks) app_links_.clear();
-  for (const auto& [name, handle] : nodes_) {
-    if (down_nodes_.count(name)) continue;
-    nlohmann::json links = nlohmann::json::object();
-    auto from = node_role_from_string(roles_[name]);
-    for (const auto& [other, other_handle] : nodes_) {
-      if (other == name || !em.shaped) continue;
-      auto to = node_role_from_string(roles_[other]);
-      if (!from || !to) continue;
-      const link_profile p = em.links.link(from.value(), to.value());
-      links[other] = {{"mbit_per_s", p.bandwidth_mbit_per_s}, {"latency_ms", p.latency_ms}};
-      if (name == em.app_node) {
-        auto [it, added] = app_links_.emplace(other, link_clock(p));
-        if (!added) it->second.set_profile(p);  // a change: what is queued on the link stays
-      }
-    }
-    nlohmann::json settings = {{"clock", to_string(em.clock)}, {"links", links},
-                               {"heartbeat_floor_mbit", options_.heartbeat_floor_mbit}};
-    if (keep_clocks) settings["keep_clocks"] = true;
-    auto speed = speeds.find(name);
-    if (speed != speeds.end()) settings["speed"] = speed->second;
-    D3_RETURN_IF_ERROR(command(self, handle, options_.timeout,
-                           "node '" + name + "': emulation " + (keep_clocks ? "change" : "settings"),
-                           protocol::emul_atom::value, settings.dump()));
-  }
+  for (const auto& [name, speed] : speeds) speeds_sent_[name] = speed;
+  for (const auto& [name, handle] : nodes_)
+    if (!down_nodes_.count(name)) D3_RETURN_IF_ERROR(send_emulation_to(name, keep_clocks));
   return status::ok();
+}
+
+status deployment::send_emulation_to(const std::string& name, bool keep_clocks) {
+  const emulation_settings& em = options_.emulation;
+  nlohmann::json links = nlohmann::json::object();
+  auto from = node_role_from_string(roles_[name]);
+  for (const auto& [other, other_handle] : nodes_) {
+    if (other == name || !em.shaped) continue;
+    auto to = node_role_from_string(roles_[other]);
+    if (!from || !to) continue;
+    const link_profile p = em.links.link(from.value(), to.value());
+    links[other] = {{"mbit_per_s", p.bandwidth_mbit_per_s}, {"latency_ms", p.latency_ms}};
+    if (name == em.app_node) {
+      auto [it, added] = app_links_.emplace(other, link_clock(p));
+      if (!added) it->second.set_profile(p);  // a change: what is queued on the link stays
+    }
+  }
+  nlohmann::json settings = {{"clock", to_string(em.clock)}, {"links", links},
+                             {"heartbeat_floor_mbit", options_.heartbeat_floor_mbit}};
+  if (keep_clocks) settings["keep_clocks"] = true;
+  auto speed = speeds_sent_.find(name);
+  if (speed != speeds_sent_.end()) settings["speed"] = speed->second;
+  return command(*self_, nodes_.at(name), options_.timeout,
+                 "node '" + name + "': emulation " + (keep_clocks ? "change" : "settings"), protocol::emul_atom::value,
+                 settings.dump());
 }
 
 status deployment::update_emulation(const testbed& links, const std::map<std::string, double>& speeds) {

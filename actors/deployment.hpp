@@ -422,6 +422,10 @@ class deployment {
   // Sends every live node its link table from options_.emulation (and the speeds given); with
   // keep_clocks the nodes' virtual time lines continue (a change while requests flow).
   status send_emulation(bool keep_clocks, const std::map<std::string, double>& speeds);
+  // The same to one node (its last speed sent, if any): a node that rejoins gets it, since a
+  // restarted process starts with none (it would stamp no virtual times) and a frozen one missed
+  // the changes sent while it was down.
+  status send_emulation_to(const std::string& name, bool keep_clocks);
   // Applies the trace steps due at `now_ms`; errors name the step.
   status follow_trace(double now_ms);
   // A node actor that went away: marks it down and logs it once. Returns its name ("" if none).
@@ -556,6 +560,7 @@ class deployment {
 
   uint64_t next_request_id_ = 1;
   std::map<std::string, link_clock> app_links_;  // app node -> node (emulation)
+  std::map<std::string, double> speeds_sent_;  // node -> the last emulated speed sent to it
   std::map<std::string, std::set<int>> standby_pending_, standby_arrived_;  // copies on their way, arrived
   // Per node with copies on their way: the nodes sending them (the app's node and those relaying).
   std::map<std::string, std::set<std::string>> standby_sources_;

@@ -179,6 +179,7 @@ result<deploy_report> deployment::deploy(const graph& g, const deployment_plan& 
   for (auto& [node, set] : standby_pending_) standby_arrived_[node].insert(set.begin(), set.end());
   standby_pending_.clear();
   standby_sources_.clear();
+  weights_crossing_.clear();
   wall_epoch_ = clock_type::now();
   trace_applied_ = -1;  // a trace's times count from this deploy
   auto installed = install(g, plan, report);
@@ -232,6 +233,25 @@ result<migration_report> deployment::migrate(const graph& g, const deployment_pl
     exit_actors(installed->actors);
     return status::error("migrate to plan version " + std::to_string(plan.version) + ": " + ready.message());
   }
+  // Work placed on weights an earlier migration shipped waits for them; this one's join them.
+  const double shipped_at = *ready;
+  for (auto node = weights_crossing_.begin(); node != weights_crossing_.end();) {
+    for (auto l = node->second.begin(); l != node->second.end();)
+      l = l->second <= virtual_now_ ? node->second.erase(l) : std::next(l);
+    node = node->second.empty() ? weights_crossing_.erase(node) : std::next(node);
+  }
+  for (const stage& st : installed->stages.stages) {
+    auto crossing = weights_crossing_.find(st.node);
+    if (crossing == weights_crossing_.end()) continue;
+    for (int l : st.layers)
+      if (auto at = crossing->second.find(l); at != crossing->second.end()) *ready = std::max(*ready, at->second);
+  }
+  if (shipped_at > virtual_now_)
+    for (const auto& [node, layers] : m.deploy.layers_per_node)
+      for (int l : layers) {
+        double& at = weights_crossing_[node][l];
+        at = std::max(at, shipped_at);
+      }
   // Work moved onto standby copies waits for them to have crossed: what is left of them on the
   // links is needed now and goes like any message (requests sharing the links queue behind).
   for (const std::string& node : nodes_of(installed->stages)) {
@@ -470,11 +490,11 @@ status deployment::send_emulation(bool keep_clocks, const std::map<std::string, 
   if (!keep_clocks) app_links_.clear();
   for (const auto& [name, speed] : speeds) speeds_sent_[name] = speed;
   for (const auto& [name, handle] : nodes_)
-    if (!down_nodes_.count(name)) D3_RETURN_IF_ERROR(send_emulation_to(name, keep_clocks));
+    if (!down_nodes_.count(name)) D3_RETURN_IF_ERROR(send_emulation_to(name, keep_clocks, options_.timeout));
   return status::ok();
 }
 
-status deployment::send_emulation_to(const std::string& name, bool keep_clocks) {
+status deployment::send_emulation_to(const std::string& name, bool keep_clocks, std::chrono::milliseconds timeout) {
   const emulation_settings& em = options_.emulation;
   nlohmann::json links = nlohmann::json::object();
   auto from = node_role_from_string(roles_[name]);
@@ -494,9 +514,8 @@ status deployment::send_emulation_to(const std::string& name, bool keep_clocks) 
   if (keep_clocks) settings["keep_clocks"] = true;
   auto speed = speeds_sent_.find(name);
   if (speed != speeds_sent_.end()) settings["speed"] = speed->second;
-  return command(*self_, nodes_.at(name), options_.timeout,
-                 "node '" + name + "': emulation " + (keep_clocks ? "change" : "settings"), protocol::emul_atom::value,
-                 settings.dump());
+  const std::string what = "node '" + name + "': emulation " + (keep_clocks ? "change" : "settings");
+  return command(*self_, nodes_.at(name), timeout, what, protocol::emul_atom::value, settings.dump());
 }
 
 status deployment::update_emulation(const testbed& links, const std::map<std::string, double>& speeds) {

@@ -129,6 +129,7 @@ struct deploy_report {
   size_t layers_shipped = 0;
   size_t layers_cached = 0;          // layers a node already had
   std::map<std::string, size_t> weight_bytes_per_node;
+  std::map<std::string, std::vector<int>> layers_per_node;  // the layers shipped, by node
   // Standby copies: weight bytes by the link class they crossed ("device-edge", "edge-edge",
   // "edge-cloud", "device-cloud"; nothing for copies to the app's own node).
   std::map<std::string, size_t> weight_bytes_per_link;
@@ -425,7 +426,7 @@ class deployment {
   // The same to one node (its last speed sent, if any): a node that rejoins gets it, since a
   // restarted process starts with none (it would stamp no virtual times) and a frozen one missed
   // the changes sent while it was down.
-  status send_emulation_to(const std::string& name, bool keep_clocks);
+  status send_emulation_to(const std::string& name, bool keep_clocks, std::chrono::milliseconds timeout);
   // Applies the trace steps due at `now_ms`; errors name the step.
   status follow_trace(double now_ms);
   // A node actor that went away: marks it down and logs it once. Returns its name ("" if none).
@@ -561,6 +562,11 @@ class deployment {
   uint64_t next_request_id_ = 1;
   std::map<std::string, link_clock> app_links_;  // app node -> node (emulation)
   std::map<std::string, double> speeds_sent_;  // node -> the last emulated speed sent to it
+  // Virtual clock, shaped links: the layers migrations shipped, by node, and when they will have
+  // crossed the emulated links. A later version that runs them there serves from then on, also
+  // when the version that shipped them never served (a decision that superseded it while they
+  // crossed): the node holds them at once, the emulated link does not deliver them sooner.
+  std::map<std::string, std::map<int, double>> weights_crossing_;
   std::map<std::string, std::set<int>> standby_pending_, standby_arrived_;  // copies on their way, arrived
   // Per node with copies on their way: the nodes sending them (the app's node and those relaying).
   std::map<std::string, std::set<std::string>> standby_sources_;

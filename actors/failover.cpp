@@ -272,7 +272,9 @@ std::vector<std::string> deployment::try_rejoin() {
     // A restarted process has no emulation settings (it would answer in wall mode, its answers
     // stamped with no virtual time: measured, d3-bench chaos under the virtual clock reported
     // latencies of -9.7 s once a plan ended on it); a frozen one keeps its clocks.
-    if (status configured = send_emulation_to(name, h.answered_while_down); !configured) {
+    // Bounded like a heartbeat: a node that froze again must not hold the request loop.
+    if (status configured = send_emulation_to(name, h.answered_while_down, std::min(options_.timeout, options_.silence));
+        !configured) {
       log({{"event", "rejoin_failed"}, {"node", name}, {"error", configured.message()}});
       if (!h.answered_while_down) h.connection_lost = true;  // reconnect again next time
       continue;

@@ -284,6 +284,7 @@ status deployment::ship_to_nodes(const graph& g, const std::map<std::string, std
     report.layers_shipped += to_ship.size();
     report.layers_cached += layer_set.size() - to_ship.size();
     report.weight_bytes_per_node[node] = node_bytes;
+    if (!to_ship.empty()) report.layers_per_node[node] = to_ship;
     log({{"event", event},
          {"node", node},
          {"layers", to_ship.size()},

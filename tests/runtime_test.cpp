@@ -539,6 +539,38 @@ BOOST_FIXTURE_TEST_CASE(live_migration_loses_no_request_and_ships_only_moved_lay
   }
 }
 
+// A migration decided while an earlier one's weights still cross: the node holds them at once,
+// but the new version must not serve before the emulated link has delivered them (before, it
+// served at once, and the weights crossed for free).
+BOOST_FIXTURE_TEST_CASE(a_version_on_weights_still_crossing_waits_for_them, testbed_cluster) {
+  d3::deployment dep(*system, virtual_wifi_options(30s));
+  BOOST_REQUIRE(dep.connect(endpoints()).is_ok());
+  const d3::graph& g = resnet18();
+  d3::deployment_plan first = three_tier_plan(false);
+  d3::deployment_plan second = first;
+  second.version = 2;
+  second.segments = {{"device", "conv1", "maxpool"}, {"edge1", "layer1.0.conv1", "layer1.1.add"},
+                     {"cloud", "layer2.0.conv1", "fc"}};
+  d3::deployment_plan third = second;  // the same placement: nothing more to ship
+  third.version = 3;
+  BOOST_REQUIRE(dep.deploy(g, first).is_ok());
+  auto warm = inputs_for(g, 3, 81);
+  check_answers(g, warm, dep.run(warm, 1));
+  auto m2 = dep.migrate(g, second);
+  BOOST_REQUIRE_MESSAGE(m2.is_ok(), m2.message());
+  BOOST_REQUIRE(m2->deploy.weight_bytes_shipped > 0u);
+  auto m3 = dep.migrate(g, third);
+  BOOST_REQUIRE_MESSAGE(m3.is_ok(), m3.message());
+  BOOST_TEST(m3->deploy.weight_bytes_shipped == 0u);
+  BOOST_TEST(m3->ready_virtual_ms >= m2->ready_virtual_ms * 0.999,
+             "version 3 ready at " << m3->ready_virtual_ms << " ms, its weights arrive at " << m2->ready_virtual_ms);
+  auto inputs = inputs_for(g, 8, 91);
+  auto outcomes = dep.run(inputs, 2);
+  check_answers(g, inputs, outcomes);
+  for (const auto& o : outcomes)
+    if (o.plan_version == 3) BOOST_TEST(o.virtual_start_ms >= m2->ready_virtual_ms * 0.999, o.id);
+}
+
 namespace {
 
 const d3::graph& alexnet() {

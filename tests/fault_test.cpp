@@ -79,6 +79,22 @@ const d3::deployment::fault_event* fault(const d3::deployment& dep, const std::s
   return nullptr;
 }
 
+// Runs 80 requests at 4 in flight, with `frozen` stopped (SIGSTOP) and `killed` killed together
+// after the 20th answer; `frozen` resumes after the run. Every answer must be exact and once.
+std::vector<d3::request_outcome> freeze_and_kill(edge_cluster& c, d3::deployment& dep, const std::string& frozen,
+                                                 const std::string& killed, uint64_t seed) {
+  auto outcomes = run_with(dep, 80, 4, seed, [&](int k) -> std::optional<d3::deployment_plan> {
+    if (k == 20) {
+      c.signal(frozen, SIGSTOP);
+      c.signal(killed, SIGKILL);
+    }
+    return std::nullopt;
+  });
+  c.signal(frozen, SIGCONT);
+  BOOST_TEST(answered(outcomes) == 80u);
+  return outcomes;
+}
+
 }  // namespace
 
 BOOST_FIXTURE_TEST_CASE(a_tile_node_killed_during_200_requests_loses_none, edge_cluster) {
@@ -321,15 +337,7 @@ BOOST_FIXTURE_TEST_CASE(a_node_frozen_during_a_failover_is_planned_around, edge_
   d3::deployment dep(*system, options);
   BOOST_REQUIRE(dep.connect(endpoints()).is_ok());
   BOOST_REQUIRE(dep.deploy(resnet18(), four_edge_plan()).is_ok());
-  auto outcomes = run_with(dep, 80, 4, 951, [&](int k) -> std::optional<d3::deployment_plan> {
-    if (k == 20) {
-      signal("edge3", SIGSTOP);
-      signal("edge4", SIGKILL);
-    }
-    return std::nullopt;
-  });
-  signal("edge3", SIGCONT);
-  BOOST_TEST(answered(outcomes) == 80u);
+  freeze_and_kill(*this, dep, "edge3", "edge4", 951);
   const auto* killed = fault(dep, "edge4", "down");
   const auto* frozen = fault(dep, "edge3", "down");
   BOOST_REQUIRE(killed != nullptr);
@@ -351,15 +359,7 @@ BOOST_FIXTURE_TEST_CASE(a_node_frozen_as_an_unused_one_is_killed_loses_no_reques
   d3::deployment dep(*system, options);
   BOOST_REQUIRE(dep.connect(endpoints()).is_ok());
   BOOST_REQUIRE(dep.deploy(resnet18(), three_tier_plan(true)).is_ok());  // edge3 and edge4 unused
-  auto outcomes = run_with(dep, 80, 4, 977, [&](int k) -> std::optional<d3::deployment_plan> {
-    if (k == 20) {
-      signal("edge4", SIGKILL);
-      signal("edge1", SIGSTOP);
-    }
-    return std::nullopt;
-  });
-  signal("edge1", SIGCONT);
-  BOOST_TEST(answered(outcomes) == 80u);
+  freeze_and_kill(*this, dep, "edge1", "edge4", 977);
   const auto* killed = fault(dep, "edge4", "down");
   const auto* frozen = fault(dep, "edge1", "down");
   BOOST_REQUIRE(killed != nullptr);

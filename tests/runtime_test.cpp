@@ -485,6 +485,19 @@ BOOST_FIXTURE_TEST_CASE(virtual_latency_matches_the_cost_model, testbed_cluster)
   BOOST_CHECK_CLOSE(virtual_ms, predicted_ms, 10.0);  // percent, the closest round
 }
 
+namespace {
+
+// three_tier_plan(false) with the cloud taking layer2 from the edge (device and layer1 stay).
+d3::deployment_plan layer2_on_the_cloud(int version) {
+  d3::deployment_plan plan = three_tier_plan(false);
+  plan.version = version;
+  plan.segments = {{"device", "conv1", "maxpool"}, {"edge1", "layer1.0.conv1", "layer1.1.add"},
+                   {"cloud", "layer2.0.conv1", "fc"}};
+  return plan;
+}
+
+}  // namespace
+
 // Live migration: a new plan version is deployed next to the running one while requests are in
 // flight; those finish on their version, later ones run on the new one, every answer is exact,
 // and only the layers whose node changed are shipped.
@@ -493,12 +506,7 @@ BOOST_FIXTURE_TEST_CASE(live_migration_loses_no_request_and_ships_only_moved_lay
   d3::deployment dep(*system, options);
   BOOST_REQUIRE(dep.connect(endpoints()).is_ok());
   const d3::graph& g = resnet18();
-  d3::deployment_plan first = three_tier_plan(false);
-  d3::deployment_plan second = first;
-  second.version = 2;
-  // Cloud takes layer2 from the edge; device and layer1 stay.
-  second.segments = {{"device", "conv1", "maxpool"}, {"edge1", "layer1.0.conv1", "layer1.1.add"},
-                     {"cloud", "layer2.0.conv1", "fc"}};
+  const d3::deployment_plan first = three_tier_plan(false), second = layer2_on_the_cloud(2);
   BOOST_REQUIRE(dep.deploy(g, first).is_ok());
   migrate_after_answer(dep, g, second, 5);
   auto inputs = inputs_for(g, 16, 71);
@@ -546,14 +554,9 @@ BOOST_FIXTURE_TEST_CASE(a_version_on_weights_still_crossing_waits_for_them, test
   d3::deployment dep(*system, virtual_wifi_options(30s));
   BOOST_REQUIRE(dep.connect(endpoints()).is_ok());
   const d3::graph& g = resnet18();
-  d3::deployment_plan first = three_tier_plan(false);
-  d3::deployment_plan second = first;
-  second.version = 2;
-  second.segments = {{"device", "conv1", "maxpool"}, {"edge1", "layer1.0.conv1", "layer1.1.add"},
-                     {"cloud", "layer2.0.conv1", "fc"}};
-  d3::deployment_plan third = second;  // the same placement: nothing more to ship
-  third.version = 3;
-  BOOST_REQUIRE(dep.deploy(g, first).is_ok());
+  // Versions 2 and 3 place the same: version 3 ships nothing more.
+  const d3::deployment_plan second = layer2_on_the_cloud(2), third = layer2_on_the_cloud(3);
+  BOOST_REQUIRE(dep.deploy(g, three_tier_plan(false)).is_ok());
   auto warm = inputs_for(g, 3, 81);
   check_answers(g, warm, dep.run(warm, 1));
   auto m2 = dep.migrate(g, second);

@@ -51,6 +51,15 @@ d3::deployment_options fault_options() {
   return options;
 }
 
+// fault_options under the virtual clock, on D3's setting's links with the WiFi uplink (EMULATED).
+d3::deployment_options virtual_fault_options() {
+  d3::deployment_options options = fault_options();
+  options.emulation.clock = d3::clock_mode::virtual_time;
+  options.emulation.shaped = true;
+  options.emulation.links = d3::testbed::with_uplink("WiFi").value();
+  return options;
+}
+
 // Runs `count` requests at `in_flight` with `on_answer(k)` called after the k-th answer (1-based)
 // from inside the run (the adaptation hook), and checks every answer exact and answered once.
 template <class OnAnswer>
@@ -222,11 +231,7 @@ BOOST_FIXTURE_TEST_CASE(a_killed_node_restarted_rejoins_and_serves_again, edge_c
 // none and would stamp its work with its wall clock (d3-bench chaos: latencies of -9.7 s once a
 // plan ended on it; here a tile's report 2.5e6 ms, after the answer it fed).
 BOOST_FIXTURE_TEST_CASE(a_restarted_node_rejoins_on_the_virtual_clock, edge_cluster) {
-  d3::deployment_options options = fault_options();
-  options.emulation.clock = d3::clock_mode::virtual_time;
-  options.emulation.shaped = true;
-  options.emulation.links = d3::testbed::with_uplink("WiFi").value();
-  d3::deployment dep(*system, options);
+  d3::deployment dep(*system, virtual_fault_options());
   BOOST_REQUIRE(dep.connect(endpoints()).is_ok());
   BOOST_REQUIRE(dep.deploy(resnet18(), four_edge_plan()).is_ok());
   auto first = run_with(dep, 100, 2, 421, [&](int k) -> std::optional<d3::deployment_plan> {
@@ -402,11 +407,7 @@ BOOST_AUTO_TEST_CASE(a_request_to_a_node_lost_meanwhile_ends_with_the_loss) {
 }
 
 BOOST_FIXTURE_TEST_CASE(losing_the_app_node_ends_the_run_with_an_error_naming_it, edge_cluster) {
-  d3::deployment_options options = fault_options();
-  options.emulation.clock = d3::clock_mode::virtual_time;
-  options.emulation.shaped = true;
-  options.emulation.links = d3::testbed::with_uplink("WiFi").value();
-  d3::deployment dep(*system, options);
+  d3::deployment dep(*system, virtual_fault_options());
   BOOST_REQUIRE(dep.connect(endpoints()).is_ok());
   BOOST_REQUIRE(dep.deploy(resnet18(), four_edge_plan()).is_ok());
   const auto start = std::chrono::steady_clock::now();

@@ -14,6 +14,7 @@
 #include "actors/request_session.hpp"
 #include "actors/transport.hpp"
 #include "kernels/arithmetic_fingerprint.hpp"
+#include "plan/plan_repair.hpp"
 
 namespace d3 {
 
@@ -171,27 +172,74 @@ bool is_loopback_host(const std::string& host) {
 result<deploy_report> deployment::deploy(const graph& g, const deployment_plan& plan) {
   teardown();
   const auto started = clock_type::now();
-  deploy_report report;
-  // Emulation: every connected node gets its link table and the clock (resets its clocks).
-  D3_RETURN_IF_ERROR(send_emulation(false, {}));
   virtual_now_ = 0;
   // The clocks start again: what was copied is there.
   for (auto& [node, set] : standby_pending_) standby_arrived_[node].insert(set.begin(), set.end());
   standby_pending_.clear();
   standby_sources_.clear();
   weights_crossing_.clear();
-  wall_epoch_ = clock_type::now();
-  trace_applied_ = -1;  // a trace's times count from this deploy
-  auto installed = install(g, plan, report);
-  if (!installed) return installed.error();
+  const size_t faults_before = faults_.size();
+  deployment_plan attempt = plan;
+  deploy_report report;
+  for (int tries = 0;; ++tries) {
+    report = deploy_report{};
+    // Emulation: every live node gets its link table and the clock (resets its clocks).
+    status configured = send_emulation(false, {});
+    wall_epoch_ = clock_type::now();
+    trace_applied_ = -1;  // a trace's times count from this deploy
+    auto installed = configured ? install(g, attempt, report) : result<deployed_version>(configured);
+    if (installed) {
+      versions_[attempt.version] = std::move(installed.value());
+      break;
+    }
+    auto next = replan_at_deploy(g, plan, attempt, installed.message(), tries);
+    if (!next) return next.error();
+    attempt = std::move(next.value());
+  }
   graph_ = &g;
-  deployed_plan_ = plan;
-  versions_[plan.version] = std::move(installed.value());
-  current_ = plan.version;
+  deployed_plan_ = plan;  // what a failover repairs, and a rejoin goes back to
+  current_ = attempt.version;
   broken_.clear();
   report.deploy_ms = ms_since(started);
+  for (size_t k = faults_before; k < faults_.size(); ++k) {
+    faults_[k].new_version = attempt.version;
+    faults_[k].recovered_ms = report.deploy_ms;
+  }
   keep_standby();
   return report;
+}
+
+result<deployment_plan> deployment::replan_at_deploy(const graph& g, const deployment_plan& asked,
+                                                     const deployment_plan& failed, const std::string& error,
+                                                     int tries) {
+  const std::string failure = "deployment of plan version " + std::to_string(failed.version) + " failed: " + error;
+  if (!options_.failover) return status::error(failure);
+  // Was it a node lost? (Else the error stands: a bad plan, a refused upload, a bug.) A node that
+  // went away has its down message waiting; a frozen one answers no ping.
+  drain_down_messages();
+  mark_unresponsive_nodes_down("during the deployment");
+  auto sg = build_stage_graph(g, failed);
+  if (!sg) return sg.error();
+  std::vector<std::string> lost;
+  for (const std::string& node : nodes_of(*sg))
+    if (down_nodes_.count(node)) lost.push_back(node);
+  if (lost.empty()) return status::error(failure);
+  const emulation_settings& em = options_.emulation;
+  if (down_nodes_.count(em.app_node) && (em.shaped || em.clock == clock_mode::virtual_time))
+    return status::error(failure + "; node '" + em.app_node + "', where the emulation places the app, is down");
+  if (tries >= 2) return status::error(failure + " (third attempt, nodes lost meanwhile)");
+  // The plan asked for, on the nodes there are: as a failover would re-plan it (the replanner,
+  // else repair_plan), its version above every one tried.
+  const auto available = available_nodes();
+  auto next = replanner_ ? replanner_(available, asked) : repair_plan(g, asked, available);
+  if (!next) return status::error(failure + "; re-plan on the nodes left: " + next.message());
+  next->version = failed.version + 1;
+  if (next->strategy.find("failover") == std::string::npos) next->strategy += " (failover)";
+  std::string names;
+  for (const std::string& node : lost) names += (names.empty() ? "'" : ", '") + node + "'";
+  log({{"event", "failover"}, {"why", "node " + names + " lost during the deployment"}, {"error", error},
+       {"to_version", next->version}, {"plan", describe(next.value())}});
+  return next;
 }
 
 result<migration_report> deployment::migrate(const graph& g, const deployment_plan& plan, bool ship_everything) {

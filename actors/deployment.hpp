@@ -200,7 +200,12 @@ class deployment {
   // Deploys `plan` of `g` (prepared): stage graph, peer connections for node-to-node traffic,
   // layer shipping (only what each node lacks), remote_spawn of every stage, setup, routes.
   // A previous deployment is torn down first. `g` must outlive the deployment (failover re-plans
-  // on it).
+  // on it). With options.failover, a node of the plan lost before or during it (killed: its
+  // connection gone; frozen: silent to a ping after a step waited out the timeout) is planned
+  // around like a loss while requests run: the plan on the nodes left (set_replanner, else
+  // repair_plan) is deployed instead, at most twice, its version above `plan`'s (the report's
+  // plan_version, running_plan()); the loss is a fault_event with that version. The node may
+  // rejoin later (reconnect_every). Losing the app's node under the emulation fails it.
   result<deploy_report> deploy(const graph& g, const deployment_plan& plan);
 
   // Deploys `plan` (a higher version than the running one) next to the running version, without
@@ -418,6 +423,10 @@ class deployment {
                    std::map<int, std::vector<int>>& sends_to);
   void exit_actors(const std::vector<protocol::stage_handle>& actors);
 
+  // deploy()'s failover: after `failed` (a re-plan of `asked`, or `asked` itself) could not be
+  // installed with `error`, the plan to try next when a node it uses was lost; else an error.
+  result<deployment_plan> replan_at_deploy(const graph& g, const deployment_plan& asked,
+                                           const deployment_plan& failed, const std::string& error, int tries);
   // Exits v's actors and logs why; v stays in versions_ until the caller erases it.
   void retire(deployed_version& v, const std::string& reason);
   // Sends every live node its link table from options_.emulation (and the speeds given); with

@@ -391,12 +391,14 @@ int deploy_and_run(caf::actor_system& system, const d3::infer_options& o, infere
   int bad = 0;
   const int deployments = o.redeploy ? 2 : 1;
   for (int round = 0; round < deployments; ++round) {
+    const size_t faults_before = dep.faults().size();  // a node lost during the deployment counts
     auto report = dep.deploy(g, plan);
     if (!report) {
       std::cerr << "d3-infer: deployment failed: " << report.message() << "\n";
       return exit_failed;
     }
-    print_deployment(g, o, plan, *report, dep.stages().stages.size(), in.nodes.size());
+    // The plan running: `plan`, or its failover if a node was lost during the deployment.
+    print_deployment(g, o, *dep.running_plan(), *report, dep.stages().stages.size(), in.nodes.size());
     if (in.trace) dep.set_trace(*in.trace);
     std::shared_ptr<d3::adaptive_planner> planner;
     d3::protocol::planner_handle planner_actor;
@@ -409,7 +411,8 @@ int deploy_and_run(caf::actor_system& system, const d3::infer_options& o, infere
         adapt.confirmations = 3;
         adapt.hysteresis = 0.10;
       }
-      planner = std::make_shared<d3::adaptive_planner>(g, start.profile, start.cluster, start.choice, plan, adapt);
+      planner = std::make_shared<d3::adaptive_planner>(g, start.profile, start.cluster, start.choice,
+                                                       *dep.running_plan(), adapt);
       std::map<std::string, d3::node_role> roles;
       for (const auto& [name, node] : start.cluster.nodes) roles[name] = node.role;
       planner_actor = d3::spawn_planner_actor(system, planner, roles);
@@ -448,7 +451,6 @@ int deploy_and_run(caf::actor_system& system, const d3::infer_options& o, infere
       }
     }
     const size_t migrations_before = dep.migrations().size();
-    const size_t faults_before = dep.faults().size();
     bad += run_and_report(dep, g, o, links, in.requests, local);
     for (size_t k = faults_before; k < dep.faults().size(); ++k) {
       const d3::deployment::fault_event& f = dep.faults()[k];

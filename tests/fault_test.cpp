@@ -300,6 +300,65 @@ BOOST_FIXTURE_TEST_CASE(a_node_killed_during_a_migration_loses_no_request, edge_
   for (const auto& st : dep.stages().stages) BOOST_TEST(st.node != "edge3");
 }
 
+// The node that runs a stage of the plan is lost between connect() and deploy(): the deployment
+// plans around it like a failover (before, deploy() failed and d3-infer exited with 1), and the
+// node, restarted, rejoins and gets the plan asked for back.
+BOOST_FIXTURE_TEST_CASE(a_node_killed_before_the_deployment_is_planned_around, edge_cluster) {
+  d3::deployment dep(*system, fault_options());
+  BOOST_REQUIRE(dep.connect(endpoints()).is_ok());
+  signal("edge2", SIGKILL);
+  auto deployed = dep.deploy(resnet18(), four_edge_plan());
+  BOOST_REQUIRE_MESSAGE(deployed.is_ok(), deployed.message());
+  BOOST_TEST(deployed->plan_version > 1);
+  BOOST_TEST(dep.running_plan()->version == deployed->plan_version);
+  for (const auto& st : dep.stages().stages) BOOST_TEST(st.node != "edge2");
+  const auto* down = fault(dep, "edge2", "down");
+  BOOST_REQUIRE(down != nullptr);
+  BOOST_TEST(down->new_version == deployed->plan_version);
+  BOOST_TEST_MESSAGE("edge2 lost before the deployment: " << down->cause << "; deployed v" << deployed->plan_version
+                                                          << " in " << deployed->deploy_ms << " ms");
+  auto outcomes = run_with(dep, 60, 2, 611, [&](int k) -> std::optional<d3::deployment_plan> {
+    if (k == 20) restart("edge2");
+    return std::nullopt;
+  });
+  BOOST_TEST(answered(outcomes) == 60u);
+  BOOST_REQUIRE_MESSAGE(fault(dep, "edge2", "rejoined") != nullptr, "edge2 did not rejoin");
+  bool edge2_serves = false;  // the plan asked for (all four edges) again
+  for (const auto& st : dep.stages().stages) edge2_serves |= st.node == "edge2";
+  BOOST_TEST(edge2_serves);
+}
+
+// A node frozen before the deployment: a step of it waits out the timeout on that node, the
+// deployment pings every node, finds it silent and plans without it.
+BOOST_FIXTURE_TEST_CASE(a_node_frozen_before_the_deployment_is_planned_around, edge_cluster) {
+  d3::deployment_options options = fault_options();
+  options.timeout = 3s;  // the deployment's wait on the frozen node
+  d3::deployment dep(*system, options);
+  BOOST_REQUIRE(dep.connect(endpoints()).is_ok());
+  signal("edge3", SIGSTOP);
+  auto deployed = dep.deploy(resnet18(), four_edge_plan());
+  signal("edge3", SIGCONT);
+  BOOST_REQUIRE_MESSAGE(deployed.is_ok(), deployed.message());
+  for (const auto& st : dep.stages().stages) BOOST_TEST(st.node != "edge3");
+  BOOST_REQUIRE(fault(dep, "edge3", "down") != nullptr);
+  BOOST_TEST_MESSAGE("edge3 frozen before the deployment: deployed v" << deployed->plan_version << " in "
+                                                                      << deployed->deploy_ms << " ms");
+  auto outcomes = run_with(dep, 30, 2, 621, [](int) { return std::nullopt; });
+  BOOST_TEST(answered(outcomes) == 30u);
+}
+
+// Without failover, a node lost before the deployment fails it, with an error naming the node.
+BOOST_FIXTURE_TEST_CASE(without_failover_a_node_lost_before_the_deployment_fails_it, edge_cluster) {
+  d3::deployment_options options = fault_options();
+  options.failover = false;
+  d3::deployment dep(*system, options);
+  BOOST_REQUIRE(dep.connect(endpoints()).is_ok());
+  signal("edge4", SIGKILL);
+  auto deployed = dep.deploy(resnet18(), four_edge_plan());
+  BOOST_REQUIRE(!deployed.is_ok());
+  BOOST_TEST(deployed.message().find("edge4") != std::string::npos, deployed.message());
+}
+
 // Three nodes killed at once, the device node among them (the app lives on: in the field it is a
 // crash of d3-node, not of the device). The failover for the first loss may ask a node that is
 // dying just then (it is retried without it: nothing is lost); the device's work moves to an edge;

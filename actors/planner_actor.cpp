@@ -18,6 +18,7 @@ protocol::planner_handle spawn_planner_actor(caf::actor_system& system, std::sha
           }
           for (const auto& [node, layers] : report.cached)
             planner->note_cached({{node, std::set<int>(layers.begin(), layers.end())}});
+          planner->note_serving(report.plan_version);
           planner->observe_compute(report.computes);
           planner->observe(samples);
           planner_decision out;

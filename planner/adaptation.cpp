@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <deque>
 #include <cstdlib>
 #include <limits>
+#include <set>
 
 #include "planner/link_estimator.hpp"
 
@@ -16,18 +18,19 @@ adaptive_planner::adaptive_planner(const graph& g, layer_profile profile, cluste
   for (const auto& [name, n] : estimate_.nodes) planned_speed_[name] = n.speed;
   remember_layers(running_);
   history_.emplace_back(running_, current_);
+  decided_[version_] = {running_, current_};
 }
 
-double adaptive_planner::price_running(const cluster_model& cluster) {
-  auto sg = build_stage_graph(*g_, running_, &memo_);
+double adaptive_planner::price(const deployment_plan& plan, const cluster_model& cluster) {
+  auto sg = build_stage_graph(*g_, plan, &memo_);
   if (!sg) return std::numeric_limits<double>::infinity();
   auto predicted = predict_plan(*g_, *sg, profile_, cluster);
   return predicted ? predicted->latency_ms : std::numeric_limits<double>::infinity();
 }
 
-deployment_plan adaptive_planner::reweighted() const {
-  deployment_plan plan = running_;
-  auto sg = build_stage_graph(*g_, running_);
+deployment_plan adaptive_planner::reweighted(const deployment_plan& of) const {
+  deployment_plan plan = of;
+  auto sg = build_stage_graph(*g_, of);
   if (!sg) return plan;
   for (size_t r = 0; r < plan.tiled_runs.size() && r < sg->runs.size(); ++r) {
     plan_tiled_run& run = plan.tiled_runs[r];
@@ -40,7 +43,7 @@ deployment_plan adaptive_planner::reweighted() const {
     std::vector<double> row_weights(size_t(rows), 0.0), col_weights(size_t(cols), 0.0);
     for (int t = 0; t < rows * cols; ++t) {
       auto node = estimate_.nodes.find(run.nodes[size_t(t)]);
-      if (node == estimate_.nodes.end()) return running_;
+      if (node == estimate_.nodes.end()) return of;
       const layer_profile& times = node->second.profile_or(profile_);
       double ms = 0;
       for (int l : sg->runs[r].layers) ms += times.milliseconds[size_t(l)];
@@ -96,6 +99,124 @@ deployment_plan adaptive_planner::on_cached_nodes(const deployment_plan& plan) c
   return rename.empty() ? plan : with_nodes_renamed(plan, rename);
 }
 
+void adaptive_planner::note_serving(int version) {
+  serving_version_ = version;
+  if (crossing_.empty()) return;
+  auto plan = decided_.find(version);
+  if (plan == decided_.end()) {
+    // Not a version this planner decided (a failover's): what crossed is not known to be
+    // anywhere else; the versions after the last decided one have it all in place.
+    if (version >= version_) crossing_.clear();
+    return;
+  }
+  // The version serves: what it runs has arrived where it runs it.
+  auto sg = build_stage_graph(*g_, plan->second.first, &memo_);
+  if (!sg) return;
+  for (const stage& st : sg->stages) {
+    auto node = crossing_.find(st.node);
+    if (node == crossing_.end()) continue;
+    for (int l : st.layers) node->second.erase(l);
+    if (node->second.empty()) crossing_.erase(node);
+  }
+}
+
+const deployment_plan* adaptive_planner::waiting_on() const {
+  if (!options_.interim_moves || serving_version_ >= version_ || crossing_.empty()) return nullptr;
+  auto serving = decided_.find(serving_version_);
+  if (serving == decided_.end()) return nullptr;
+  auto sg = build_stage_graph(*g_, running_);
+  if (!sg) return nullptr;
+  for (const stage& st : sg->stages) {
+    auto node = crossing_.find(st.node);
+    if (node != crossing_.end())
+      for (int l : st.layers)
+        if (node->second.count(l)) return &serving->second.first;
+  }
+  return nullptr;
+}
+
+std::vector<three_tier_choice> adaptive_planner::ready_choices(three_tier_space& space, double within_ms,
+                                                              size_t count) const {
+  const int n = space.layers();
+  const std::vector<int>& order = space.order();
+  auto app = estimate_.nodes.find(estimate_.app_node);
+  // Per node, prefix sums over the positions of the time shipping what it lacks would take from
+  // the app's node (which holds every layer); layers still crossing to it count as lacking.
+  std::map<std::string, std::vector<double>> lack;
+  std::vector<std::string> edges;
+  for (const auto& [name, node] : estimate_.nodes) {
+    if (node.role == node_role::edge) edges.push_back(name);
+    double ms_per_byte = 0;
+    if (name != estimate_.app_node && app != estimate_.nodes.end()) {
+      const link_profile link = estimate_.links.link(app->second.role, node.role);
+      ms_per_byte = 8.0 / (std::max(1e-9, link.bandwidth_mbit_per_s) * 1e3);
+    }
+    auto held = cached_.find(name);
+    auto crossing = crossing_.find(name);
+    std::vector<double>& p = lack[name];
+    p.assign(size_t(n) + 1, 0.0);
+    for (int k = 0; k < n; ++k) {
+      const int l = order[size_t(k)];
+      const size_t b = weight_bytes(g_->layers[size_t(l)]);
+      const bool has = b == 0 || (held != cached_.end() && held->second.count(l) &&
+                                  (crossing == crossing_.end() || !crossing->second.count(l)));
+      p[size_t(k) + 1] = p[size_t(k)] + (has ? 0.0 : double(b) * ms_per_byte);
+    }
+  }
+  if (!lack.count("device") || !lack.count("cloud") || edges.empty()) return {};
+  auto lacks = [&](const std::string& node, int begin, int end) {
+    const std::vector<double>& p = lack.at(node);
+    return p[size_t(end)] - p[size_t(begin)];
+  };
+  std::vector<std::pair<double, three_tier_choice>> ready;
+  const std::vector<double> untiled_ms = space.screen_all_untiled();
+  for (int i = 0; i <= n; ++i) {
+    const double device = lacks("device", 0, i);
+    if (device > within_ms) break;  // grows with i
+    // Tiled runs from i: per (b, K), each edge e as the scatter node (it also runs the segment
+    // after the run) with the K - 1 other edges that lack least of [i, b].
+    struct tiled_start {
+      int b, k;
+      std::vector<double> others;  // by edge index: what the K - 1 best other tile nodes lack
+    };
+    std::vector<tiled_start> runs;
+    for (int b : space.tileable_ends(i))
+      for (int k = 2; k <= space.edge_nodes() && k <= int(edges.size()); ++k) {
+        tiled_start t{b, k, std::vector<double>(edges.size(), 0.0)};
+        for (size_t e = 0; e < edges.size(); ++e) {
+          std::vector<double> rest;
+          for (size_t o = 0; o < edges.size(); ++o)
+            if (o != e) rest.push_back(lacks(edges[o], i, b + 1));
+          std::sort(rest.begin(), rest.end());
+          for (int r = 0; r < k - 1; ++r) t.others[e] += rest[size_t(r)];
+        }
+        runs.push_back(std::move(t));
+      }
+    for (int j = i; j <= n; ++j) {
+      const double fixed = device + lacks("cloud", j, n);
+      if (fixed > within_ms) continue;
+      double segment = j == i ? 0.0 : std::numeric_limits<double>::infinity();
+      for (const std::string& e : edges) segment = std::min(segment, lacks(e, i, j));
+      const double untiled = untiled_ms[size_t(i) * size_t(n + 1) + size_t(j)];
+      if (fixed + segment <= within_ms) ready.push_back({untiled, {i, j, -1, 1}});
+      for (const tiled_start& t : runs) {
+        if (t.b >= j) continue;
+        double best = std::numeric_limits<double>::infinity();
+        for (size_t e = 0; e < edges.size(); ++e) best = std::min(best, lacks(edges[e], i, j) + t.others[e]);
+        if (fixed + best > within_ms) continue;
+        const three_tier_choice c{i, j, t.b, t.k};
+        ready.push_back({untiled - space.tiling_saving_ms(c), c});
+      }
+    }
+  }
+  const size_t keep = std::min(ready.size(), count);
+  std::partial_sort(ready.begin(), ready.begin() + long(keep), ready.end(),
+                    [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::vector<three_tier_choice> out;
+  for (size_t k = 0; k < keep; ++k) out.push_back(ready[k].second);
+  return out;
+}
+
 void adaptive_planner::remember_layers(const deployment_plan& plan) {
   auto sg = build_stage_graph(*g_, plan);
   if (!sg) return;
@@ -110,21 +231,28 @@ migration_cost adaptive_planner::cost_of(const deployment_plan& plan, const clus
   migration_cost cost;
   auto sg = build_stage_graph(*g_, plan);
   if (!sg) return cost;
-  std::map<std::string, size_t> bytes;  // per node
+  std::map<std::string, size_t> bytes, crossing;  // per node: to ship, and still on their way
   for (const stage& st : sg->stages) {
     cost.spawn_ms += options_.spawn_ms;
     if (st.kind != stage_kind::segment && st.kind != stage_kind::tile) continue;
     auto cached = cached_.find(st.node);
+    auto on_the_way = crossing_.find(st.node);
     for (int l : st.layers) {
       const size_t b = weight_bytes(g_->layers[size_t(l)]);
       if (b == 0) continue;
-      if (!options_.ship_everything && cached != cached_.end() && cached->second.count(l)) continue;
+      if (!options_.ship_everything && cached != cached_.end() && cached->second.count(l)) {
+        // Shipped by a decision whose version has not served: not shipped again, but a version
+        // running it serves only once it has crossed (priced as if it had just started).
+        if (on_the_way != crossing_.end() && on_the_way->second.count(l)) crossing[st.node] += b;
+        continue;
+      }
       bytes[st.node] += b;
     }
   }
+  for (const auto& [node, b] : bytes) cost.bytes += b;
+  for (const auto& [node, b] : crossing) bytes[node] += b;
   auto app = c.nodes.find(c.app_node);
   for (const auto& [node, b] : bytes) {
-    cost.bytes += b;
     auto to = c.nodes.find(node);
     if (node == c.app_node || app == c.nodes.end() || to == c.nodes.end()) continue;
     const link_profile link = c.links.link(app->second.role, to->second.role);
@@ -389,8 +517,12 @@ std::optional<adaptation_decision> adaptive_planner::decide() {
   three_tier_space& space = created.value();
   adaptation_decision d;
   // The running plan as deployed (its tiles keep the weights they were cut with).
-  d.current_ms = price_running(estimate_);
-  d.robust_current_ms = price_running(low);
+  // While the plan last decided waits for weights still crossing, the requests run on an
+  // earlier one: that one is what a move now is measured against, and only a move that serves
+  // soon is taken (the plan decided is decided again from there, its weights still on the way).
+  const deployment_plan* serving = waiting_on();
+  d.current_ms = price(serving ? *serving : running_, estimate_);
+  d.robust_current_ms = price(serving ? *serving : running_, low);
   // Every plan is priced by the cost model on its stage graph (the search's closed form is for
   // searching): the pessimistic bounds for a candidate.
   auto priced_on = [&](const deployment_plan& plan, const cluster_model& cluster) {
@@ -414,11 +546,31 @@ std::optional<adaptation_decision> adaptive_planner::decide() {
     auto evaluated = in.evaluate(choice);
     return evaluated ? std::move(evaluated->plan) : in.plan_of(choice);
   };
+  // The plans whose weights are in place or would be within `within_ms`, each also after a local
+  // search from it (the screening that ranks them is an estimate; a neighbour may price better
+  // and still ship nothing), on the nodes that hold their weights. Those that ship more than
+  // their use allows are rejected below like any candidate.
+  auto ready_soon = [&](double within_ms) {
+    std::vector<candidate> out;
+    std::set<std::string> seen;
+    for (const three_tier_choice& c : ready_choices(space, within_ms, options_.ready_candidates))
+      for (const three_tier_choice& x : {c, hpa_local_search(space, c, options_.local_radius)}) {
+        deployment_plan plan = on_cached_nodes(plan_in(space, x));
+        if (seen.insert(describe(plan)).second) out.push_back({"ready soon", std::move(plan), x, false});
+      }
+    return out;
+  };
   std::vector<candidate> candidates;
-  if (options_.partial_search)
+  const double soon_ms = options_.quick_requests * d.robust_current_ms;
+  if (serving) {
+    for (candidate& c : ready_soon(soon_ms)) candidates.push_back(std::move(c));
+    if (!serving->tiled_runs.empty())
+      candidates.push_back({"re-cut tiles", reweighted(*serving), decided_.at(serving_version_).second, true});
+  }
+  if (options_.partial_search && !serving)
     candidates.push_back({"partial", {}, hpa_local_search(space, current_, options_.local_radius), true});
-  if (options_.partial_search && !running_.tiled_runs.empty()) {
-    deployment_plan recut = reweighted();
+  if (options_.partial_search && !serving && !running_.tiled_runs.empty()) {
+    deployment_plan recut = reweighted(running_);
     if (codecs)
       if (auto encoded = with_codecs(*g_, recut, profile_, estimate_, *codecs, &memo_)) recut = std::move(encoded.value());
     candidates.push_back({"re-cut tiles", std::move(recut), current_, true});
@@ -426,9 +578,10 @@ std::optional<adaptation_decision> adaptive_planner::decide() {
   hpa_options search;
   search.codecs = options_.codecs;
   three_tier_choice full;
-  if (hpa_strategy(*g_, profile_, estimate_, search, &full)) candidates.push_back({"full", plan_in(space, full), full, false});
+  if (!serving && hpa_strategy(*g_, profile_, estimate_, search, &full))
+    candidates.push_back({"full", plan_in(space, full), full, false});
   three_tier_choice cautious;
-  if (hpa_strategy(*g_, profile_, high, search, &cautious))
+  if (!serving && hpa_strategy(*g_, profile_, high, search, &cautious))
     candidates.push_back({"full (pessimistic)", plan_in(*pessimistic, cautious), cautious, false});
   // Each of them on the nodes that hold its weights, and the plans run before (a change that
   // reverts): as fast, or nearly, for less shipping.
@@ -439,7 +592,8 @@ std::optional<adaptation_decision> adaptive_planner::decide() {
       candidates.push_back({"on cached nodes", std::move(moved), candidates[k].choice, candidates[k].partial});
   }
   for (const auto& [plan, choice] : history_)
-    if (options_.partial_search && describe(plan) != describe(running_)) candidates.push_back({"an earlier plan", plan, choice, true});
+    if (options_.partial_search && !serving && describe(plan) != describe(running_))
+      candidates.push_back({"an earlier plan", plan, choice, true});
   // The one whose gain over the horizon minus its cost is largest wins (moving fewer layers is
   // cheaper, so a partial one wins unless a full one gains more than it costs extra).
   auto net = [&](double ms, const migration_cost& cost) {
@@ -456,7 +610,7 @@ std::optional<adaptation_decision> adaptive_planner::decide() {
     if (c.plan.segments.empty()) c.plan = plan_in(space, c.choice);
     const double ms = priced_on(c.plan, high);
     const migration_cost cost = cost_of(c.plan, &high);
-    if (!worth(d.robust_current_ms, ms, cost)) {
+    if (!worth(d.robust_current_ms, ms, cost) || (serving && cost.total_ms() > soon_ms)) {
       rejected += std::string(rejected.empty() ? "" : "; ") + c.name + " " + std::to_string(ms) + " ms (robust) vs " +
                   std::to_string(d.robust_current_ms) + " ms now, costs " + std::to_string(cost.total_ms()) + " ms";
       continue;
@@ -482,10 +636,24 @@ std::optional<adaptation_decision> adaptive_planner::decide() {
   // slow move is decided on later answers, as the next migration, if it still pays for itself
   // from the quick plan; its weights then cross while the quick plan serves.
   const priced* deferred = nullptr;
-  const double soon_ms = options_.quick_requests * d.robust_current_ms;
-  if (chosen && chosen->cost.total_ms() > soon_ms) {
+  // A search knows nothing of where weights lie: the best plans whose weights are in place (or
+  // would be within soon_ms) join the quick ones (measured, vgg16 with the backbone dropped: the
+  // only plans found needed its 494.6 MB of fully connected weights off the cloud, ~40 s of LAN,
+  // and the old plan answered at 1,065 ms meanwhile, while one with the convolutions on the
+  // edges, whose copies had arrived, priced ~330 ms). Kept apart: `worthy`'s pointers stay valid.
+  std::deque<candidate> ready;
+  std::vector<priced> quick_pool;
+  if (chosen && !serving && chosen->cost.total_ms() > soon_ms) {
+    quick_pool = worthy;
+    if (options_.partial_search)
+      for (candidate& c : ready_soon(soon_ms)) {
+        ready.push_back(std::move(c));
+        const double ms = priced_on(ready.back().plan, high);
+        const migration_cost cost = cost_of(ready.back().plan, &high);
+        if (worth(d.robust_current_ms, ms, cost)) quick_pool.push_back({&ready.back(), ms, cost});
+      }
     const priced* quick = nullptr;
-    for (const priced& p : worthy)
+    for (const priced& p : quick_pool)
       if (p.cost.total_ms() <= soon_ms &&
           d.robust_current_ms - p.ms >= options_.quick_share * (d.robust_current_ms - chosen->ms) &&
           (!quick || net(p.ms, p.cost) > net(quick->ms, quick->cost)))
@@ -493,7 +661,7 @@ std::optional<adaptation_decision> adaptive_planner::decide() {
     if (quick) deferred = chosen, chosen = quick;
   }
   const candidate* best = chosen ? chosen->c : nullptr;
-  std::string why;
+  std::string why = serving ? "while the plan decided waits for its weights, from the one serving: " : "";
   if (deferred)
     why = std::string("the quicker first (") + deferred->c->name + " " + std::to_string(deferred->ms) + " ms would serve after " +
           std::to_string(deferred->cost.total_ms()) + " ms): ";
@@ -503,13 +671,13 @@ std::optional<adaptation_decision> adaptive_planner::decide() {
     why += std::string(chosen->c->name) + " " + std::to_string(chosen->ms) + " ms (robust) vs " +
           std::to_string(d.robust_current_ms) + " ms now, ships " + std::to_string(chosen->cost.bytes) + " B";
     for (const priced& p : worthy)
-      if (&p != chosen)
+      if (p.c != chosen->c)
         why += std::string("; also ") + p.c->name + " " + std::to_string(p.ms) + " ms, ships " +
                std::to_string(p.cost.bytes) + " B";
   }
   if (!best) {
     streak_ = 0;
-    verdict_ = "stay: " + rejected;
+    verdict_ = std::string(serving ? "stay (the plan decided waits for its weights): " : "stay: ") + rejected;
     return std::nullopt;
   }
   d.choice = best->choice;
@@ -532,12 +700,22 @@ std::optional<adaptation_decision> adaptive_planner::decide() {
   d.plan.version = ++version_;
   current_ = d.choice;
   running_ = d.plan;
+  // What it ships is on its way until a version running it there serves (note_serving): no
+  // quick plan may count on it.
+  if (auto sg = build_stage_graph(*g_, d.plan))
+    for (const stage& st : sg->stages)
+      if (st.kind == stage_kind::segment || st.kind == stage_kind::tile)
+        for (int l : st.layers)
+          if (weight_bytes(g_->layers[size_t(l)]) > 0 && !(cached_.count(st.node) && cached_.at(st.node).count(l)))
+            crossing_[st.node].insert(l);
   remember_layers(d.plan);
   history_.erase(std::remove_if(history_.begin(), history_.end(),
                                 [&](const auto& h) { return describe(h.first) == describe(running_); }),
                  history_.end());
   history_.emplace_back(running_, current_);
   if (history_.size() > max_history) history_.erase(history_.begin());
+  decided_[version_] = {running_, current_};
+  while (decided_.size() > max_history) decided_.erase(decided_.begin());
   since_migration_ = 0;
   return d;
 }

@@ -49,6 +49,14 @@ struct adaptation_options {
   // of its gain: the quick one is taken now, the slow one decided again from there.
   double quick_requests = 5;
   double quick_share = 0.5;
+  // Quick candidates besides the search's: the best this many plans whose weights are in place
+  // or would arrive within the quick_requests (adaptive_planner::ready_choices). 0: none.
+  size_t ready_candidates = 3;
+  // Interim moves: while the plan last decided waits for its weights (the virtual clock serves
+  // earlier versions meanwhile), a quick move from the plan serving may be taken; the plan
+  // decided is decided again from there. Off under the wall clock, where the runtime ships in
+  // the background and the planner waits (request_outcome::migrating).
+  bool interim_moves = true;
   double max_uncertainty = 1.0;   // cap of one estimate's relative uncertainty
   int cooldown_requests = 2;    // requests observed after a migration before the next decision
   // Damping: each migration decided within this many answers of the current one doubles the
@@ -73,7 +81,9 @@ struct adaptation_options {
 // What a migration would cost (planner's estimate).
 struct migration_cost {
   size_t bytes = 0;    // weights shipped to nodes that lack them
-  double ship_ms = 0;  // those bytes over the estimated links from the app's node, one node after another
+  // Those bytes, and the ones an earlier decision is still shipping there, over the estimated
+  // links from the app's node, one node after another: until the plan can serve.
+  double ship_ms = 0;
   double spawn_ms = 0;
   double total_ms() const { return ship_ms + spawn_ms; }
 };
@@ -127,6 +137,11 @@ class adaptive_planner {
     for (const auto& [node, set] : layers) cached_[node].insert(set.begin(), set.end());
   }
 
+  // The version that answered a request (before decide()): the weights it runs have arrived
+  // where it runs them. While it is older than the plan last decided, and that plan waits for
+  // weights still crossing, decide() measures moves against it (interim moves).
+  void note_serving(int version);
+
   const cluster_model& estimate() const { return estimate_; }
   // The largest relative uncertainty of a link or node speed estimate (0 before any sample).
   double uncertainty() const { return uncertainty_; }
@@ -148,13 +163,21 @@ class adaptive_planner {
   // and the migration's cost over the horizon.
   bool worth(double current_ms, double ms, const migration_cost& cost) const;
   void remember_layers(const deployment_plan& plan);  // what the nodes now cache
-  // The running plan priced on `cluster` (its tiles as deployed, not re-weighted).
-  double price_running(const cluster_model& cluster);
+  // The `count` choices of `space` the screening estimate prices best among those whose weights
+  // are in place on the nodes that would run them, or could be shipped there from the app's node
+  // within `within_ms` on the estimated links (nodes of a role taken in any order, as
+  // on_cached_nodes would place them). Layers still crossing (crossing_) are not in place.
+  std::vector<three_tier_choice> ready_choices(three_tier_space& space, double within_ms, size_t count) const;
+  // `plan` priced on `cluster` (its tiles as deployed, not re-weighted).
+  double price(const deployment_plan& plan, const cluster_model& cluster);
+  // The plan serving the requests while the plan last decided waits for weights still crossing
+  // to its nodes; nullptr when that plan serves, or uses nothing still crossing.
+  const deployment_plan* waiting_on() const;
   // What migrating to `plan` costs; `links`: the cluster whose links price the shipping (default
   // the estimates).
   migration_cost cost_of(const deployment_plan& plan, const cluster_model* links = nullptr) const;
-  // The running plan with its tiles re-weighted by the estimated speeds (no layer moves).
-  deployment_plan reweighted() const;
+  // `plan` with its tiles re-weighted by the estimated speeds (no layer moves).
+  deployment_plan reweighted(const deployment_plan& plan) const;
   // `plan` with the nodes of each role permuted onto the nodes of that role that already hold
   // the most of the weights it needs there (the fewest bytes to ship; a tie keeps the plan's own
   // names). A search names the nodes it places by their estimated speed, so two nodes of nearly
@@ -197,6 +220,11 @@ class adaptive_planner {
   std::map<std::string, double> speed_uncertainty_;
   std::map<std::string, double> planned_speed_;  // by node: its speed when the plan was deployed
   std::map<std::string, std::set<int>> cached_;  // node -> layers (with weights) it holds
+  // Of cached_, the layers decided plans shipped that no version serving has run there yet.
+  std::map<std::string, std::set<int>> crossing_;
+  // The last plans decided (and the first) and their choices, by version.
+  std::map<int, std::pair<deployment_plan, three_tier_choice>> decided_;
+  int serving_version_ = -1;  // note_serving's (-1: never called, no interim moves)
   // The plans run so far (the running one included), oldest first, at most max_history: a
   // change that reverts is answered by a plan whose weights are in place.
   std::vector<std::pair<deployment_plan, three_tier_choice>> history_;

@@ -114,6 +114,15 @@ cluster_model d3_backbone(double mbit) {
   return cluster_model::evaluation(t, bed.edge_nodes);
 }
 
+// 100 GFLOP/s, but fully connected layers run at the speed of memory, not of arithmetic (each
+// weight read once per request, here at 10 GB/s).
+layer_profile memory_bound_profile(const graph& g) {
+  layer_profile profile = profile_from_flops(g, 100.0);
+  for (size_t l = 0; l < g.layers.size(); ++l)
+    profile.milliseconds[l] = std::max(profile.milliseconds[l], double(weight_bytes(g.layers[l])) / 10e6);
+  return profile;
+}
+
 struct run_result {
   int migrations = 0;
   size_t bytes = 0;
@@ -248,11 +257,7 @@ BOOST_AUTO_TEST_CASE(a_backbone_drop_causes_at_most_two_migrations) {
 // as a second migration.
 BOOST_AUTO_TEST_CASE(a_move_that_ships_for_long_is_preceded_by_a_quick_one) {
   const graph g = load_model("alexnet");
-  // Fully connected layers run at the speed of memory, not of arithmetic (each weight read once
-  // per request, here at 10 GB/s): what puts them on a fast cloud.
-  layer_profile profile = profile_from_flops(g, 100.0);
-  for (size_t l = 0; l < g.layers.size(); ++l)
-    profile.milliseconds[l] = std::max(profile.milliseconds[l], double(weight_bytes(g.layers[l])) / 10e6);
+  const layer_profile profile = memory_bound_profile(g);  // what puts the fully connected layers on a fast cloud
   cluster_model before = fast_cloud();
   before.links.edge_cloud = {100, 20};
   cluster_model after = before;
@@ -320,9 +325,7 @@ struct serving_run {
 // crossed).
 BOOST_AUTO_TEST_CASE(a_slow_move_is_preceded_by_a_plan_on_weights_in_place) {
   const graph g = load_model("vgg16");
-  layer_profile profile = profile_from_flops(g, 100.0);
-  for (size_t l = 0; l < g.layers.size(); ++l)  // fully connected layers at 10 GB/s of weights
-    profile.milliseconds[l] = std::max(profile.milliseconds[l], double(weight_bytes(g.layers[l])) / 10e6);
+  const layer_profile profile = memory_bound_profile(g);
   const cluster_model before = d3_backbone(100), after = d3_backbone(5);
   three_tier_choice start;
   auto planned = hpa_strategy(g, profile, before, {}, &start);
@@ -368,9 +371,7 @@ BOOST_AUTO_TEST_CASE(a_slow_move_is_preceded_by_a_plan_on_weights_in_place) {
 // answers, the planner prices the plan it decided and stays.
 BOOST_AUTO_TEST_CASE(a_plan_serving_while_weights_cross_is_adjusted_when_it_degrades) {
   const graph g = load_model("vgg16");  // as in the test above
-  layer_profile profile = profile_from_flops(g, 100.0);
-  for (size_t l = 0; l < g.layers.size(); ++l)
-    profile.milliseconds[l] = std::max(profile.milliseconds[l], double(weight_bytes(g.layers[l])) / 10e6);
+  const layer_profile profile = memory_bound_profile(g);
   const cluster_model before = d3_backbone(100), dropped = d3_backbone(5);
   three_tier_choice start;
   auto planned = hpa_strategy(g, profile, before, {}, &start);

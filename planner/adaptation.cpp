@@ -57,14 +57,20 @@ deployment_plan adaptive_planner::reweighted(const deployment_plan& of) const {
   return plan;
 }
 
-deployment_plan adaptive_planner::on_cached_nodes(const deployment_plan& plan) const {
+std::map<std::string, std::set<int>> adaptive_planner::weights_placed(const deployment_plan& plan) const {
+  std::map<std::string, std::set<int>> out;
   auto sg = build_stage_graph(*g_, plan);
-  if (!sg) return plan;
-  std::map<std::string, std::set<int>> needs;  // node -> weighted layers the plan runs there
+  if (!sg) return out;
   for (const stage& st : sg->stages)
     if (st.kind == stage_kind::segment || st.kind == stage_kind::tile)
       for (int l : st.layers)
-        if (weight_bytes(g_->layers[size_t(l)]) > 0) needs[st.node].insert(l);
+        if (weight_bytes(g_->layers[size_t(l)]) > 0) out[st.node].insert(l);
+  return out;
+}
+
+deployment_plan adaptive_planner::on_cached_nodes(const deployment_plan& plan) const {
+  const std::map<std::string, std::set<int>> needs = weights_placed(plan);
+  if (needs.empty()) return plan;
   // The bytes node `to` lacks of what the plan runs on node `from`.
   auto lacking = [&](const std::string& from, const std::string& to) {
     auto need = needs.find(from);
@@ -110,12 +116,10 @@ void adaptive_planner::note_serving(int version) {
     return;
   }
   // The version serves: what it runs has arrived where it runs it.
-  auto sg = build_stage_graph(*g_, plan->second.first, &memo_);
-  if (!sg) return;
-  for (const stage& st : sg->stages) {
-    auto node = crossing_.find(st.node);
+  for (const auto& [name, layers] : weights_placed(plan->second.first)) {
+    auto node = crossing_.find(name);
     if (node == crossing_.end()) continue;
-    for (int l : st.layers) node->second.erase(l);
+    for (int l : layers) node->second.erase(l);
     if (node->second.empty()) crossing_.erase(node);
   }
 }
@@ -124,12 +128,10 @@ const deployment_plan* adaptive_planner::waiting_on() const {
   if (!options_.interim_moves || serving_version_ >= version_ || crossing_.empty()) return nullptr;
   auto serving = decided_.find(serving_version_);
   if (serving == decided_.end()) return nullptr;
-  auto sg = build_stage_graph(*g_, running_);
-  if (!sg) return nullptr;
-  for (const stage& st : sg->stages) {
-    auto node = crossing_.find(st.node);
+  for (const auto& [name, layers] : weights_placed(running_)) {
+    auto node = crossing_.find(name);
     if (node != crossing_.end())
-      for (int l : st.layers)
+      for (int l : layers)
         if (node->second.count(l)) return &serving->second.first;
   }
   return nullptr;
@@ -218,12 +220,7 @@ std::vector<three_tier_choice> adaptive_planner::ready_choices(three_tier_space&
 }
 
 void adaptive_planner::remember_layers(const deployment_plan& plan) {
-  auto sg = build_stage_graph(*g_, plan);
-  if (!sg) return;
-  for (const stage& st : sg->stages)
-    if (st.kind == stage_kind::segment || st.kind == stage_kind::tile)
-      for (int l : st.layers)
-        if (weight_bytes(g_->layers[size_t(l)]) > 0) cached_[st.node].insert(l);
+  for (const auto& [node, layers] : weights_placed(plan)) cached_[node].insert(layers.begin(), layers.end());
 }
 
 migration_cost adaptive_planner::cost_of(const deployment_plan& plan, const cluster_model* links) const {
@@ -702,12 +699,11 @@ std::optional<adaptation_decision> adaptive_planner::decide() {
   running_ = d.plan;
   // What it ships is on its way until a version running it there serves (note_serving): no
   // quick plan may count on it.
-  if (auto sg = build_stage_graph(*g_, d.plan))
-    for (const stage& st : sg->stages)
-      if (st.kind == stage_kind::segment || st.kind == stage_kind::tile)
-        for (int l : st.layers)
-          if (weight_bytes(g_->layers[size_t(l)]) > 0 && !(cached_.count(st.node) && cached_.at(st.node).count(l)))
-            crossing_[st.node].insert(l);
+  for (const auto& [node, layers] : weights_placed(d.plan)) {
+    const auto held = cached_.find(node);
+    for (int l : layers)
+      if (held == cached_.end() || !held->second.count(l)) crossing_[node].insert(l);
+  }
   remember_layers(d.plan);
   history_.erase(std::remove_if(history_.begin(), history_.end(),
                                 [&](const auto& h) { return describe(h.first) == describe(running_); }),

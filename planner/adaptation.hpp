@@ -162,6 +162,8 @@ class adaptive_planner {
   // Whether moving from current_ms to ms (both robust prices) clears the hysteresis, min_gain_ms
   // and the migration's cost over the horizon.
   bool worth(double current_ms, double ms, const migration_cost& cost) const;
+  // The weighted layers `plan` runs, by node (segments and tiles; empty if it builds no stage graph).
+  std::map<std::string, std::set<int>> weights_placed(const deployment_plan& plan) const;
   void remember_layers(const deployment_plan& plan);  // what the nodes now cache
   // The `count` choices of `space` the screening estimate prices best among those whose weights
   // are in place on the nodes that would run them, or could be shipped there from the app's node

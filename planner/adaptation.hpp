@@ -212,14 +212,20 @@ class adaptive_planner {
   std::deque<int> migrated_at_;  // decisions_ at each recent migration (for damping)
   std::string verdict_;
   double uncertainty_ = 0;
-  // Per link: the relative spread of the bandwidth its samples imply, each weighted by its size
-  // over the window's largest (small probes imply little about a link's bandwidth), and of their
-  // times around the estimate.
+  // Per link: the relative spread of the bandwidth its samples imply above and below the
+  // estimate, each weighted by its size over the window's largest (small probes imply little
+  // about a link's bandwidth), and of their times over and under the estimate's.
   struct link_spread {
-    double bandwidth = 0, time = 0;
+    double bandwidth_higher = 0, bandwidth_lower = 0, time_longer = 0, time_shorter = 0;
   };
   std::map<std::pair<node_role, node_role>, link_spread> link_uncertainty_;
-  std::map<std::string, double> speed_uncertainty_;
+  // Per node: the relative spread of its speed samples above the estimate (faster) and below it
+  // (slower), apart: a slow outlier says nothing of how fast the node may be.
+  struct speed_spread {
+    double faster = 0, slower = 0;
+    double widest() const { return std::max(faster, slower); }
+  };
+  std::map<std::string, speed_spread> speed_uncertainty_;
   std::map<std::string, double> planned_speed_;  // by node: its speed when the plan was deployed
   std::map<std::string, std::set<int>> cached_;  // node -> layers (with weights) it holds
   // Of cached_, the layers decided plans shipped that no version serving has run there yet.

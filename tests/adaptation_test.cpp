@@ -7,6 +7,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include <cmath>
+#include <optional>
 #include <cstdlib>
 #include <random>
 #include <set>
@@ -44,6 +45,9 @@ struct simulation {
   size_t burst_bytes = 0;
   double burst_mbit = 1000;
   bool probe_device_cloud = false;  // the runtime probes the device<->cloud path too
+  // The device's stage times of request i times device_pattern[i % size] (none: 1): a device
+  // whose answers alternate fast and slow, as an emulated 0.1-speed device's do on a shared host.
+  std::vector<double> device_pattern;
   std::mt19937 random{7};
 
   double link_ms(const link_profile& link, size_t bytes) const {
@@ -93,7 +97,10 @@ struct simulation {
       const std::vector<double> shares = layer_shares(g, *sg, st);
       double ms = 0;
       for (size_t k = 0; k < shares.size(); ++k) ms += profile.milliseconds[size_t(st.layers[k])] * shares[k];
-      computes.push_back({st.node, st.layers, shares, noisy(ms / truth.nodes.at(st.node).speed)});
+      const double pattern = st.node == "device" && !device_pattern.empty()
+                                 ? device_pattern[size_t(index) % device_pattern.size()]
+                                 : 1.0;
+      computes.push_back({st.node, st.layers, shares, noisy(ms / truth.nodes.at(st.node).speed) * pattern});
     }
     planner.observe_compute(computes);
     planner.observe(links);
@@ -127,6 +134,7 @@ struct run_result {
   int migrations = 0;
   size_t bytes = 0;
   std::vector<size_t> migration_bytes;  // per migration, in order
+  std::vector<int> migrated_at;         // per migration: the request whose answer decided it
   deployment_plan start, plan;  // the plan deployed first, the plan at the end
 };
 
@@ -157,6 +165,7 @@ run_result run(simulation& sim, const cluster_model& start_cluster, int requests
       ++r.migrations;
       r.bytes += d->cost.bytes;
       r.migration_bytes.push_back(d->cost.bytes);
+      r.migrated_at.push_back(i);
       r.plan = d->plan;
     }
   }
@@ -419,6 +428,60 @@ BOOST_AUTO_TEST_CASE(a_plan_serving_while_weights_cross_is_adjusted_when_it_degr
   // Measured against the serving plan (within the estimates' noise of its true price), not the
   // plan waiting.
   BOOST_TEST(std::abs(interim.current_ms - serving_ms) < std::abs(interim.current_ms - waiting_ms));
+}
+
+// One answer in three 1.8x slow on the node running the plan (an emulated 0.1-speed device on a
+// shared host: measured, mobilenet_v2's device-only plan answered at 47 to 83 ms) says the node
+// may be slower, not that it may be faster: the plan must not be priced under its fast answers.
+// D3's setting with the LAN at 5 Mbit/s 10 ms keeps the model on the device; then the LAN comes
+// back, to a rate where a plan with edges is faster by 15-30% (by its prediction on the truth).
+// The planner must leave the device within the few answers its estimates take to follow the LAN.
+BOOST_AUTO_TEST_CASE(a_slow_outlier_does_not_price_the_plan_running_there_fast) {
+  int cases = 0;
+  for (const std::string name : {"alexnet", "resnet18", "googlenet", "mobilenet_v2"}) {
+    const graph g = load_model(name);
+    const layer_profile profile = profile_from_flops(g, 100.0);
+    const testbed_file bed = testbed_file::d3_setting();
+    testbed slow_lan = bed.base;
+    slow_lan.device_edge = {5.0, 10.0};
+    const cluster_model before = cluster_model::evaluation(slow_lan, bed.edge_nodes);
+    auto start = hpa_strategy(g, profile, before);
+    BOOST_REQUIRE(start.is_ok());
+    auto start_sg = build_stage_graph(g, start->plan);
+    BOOST_REQUIRE(start_sg.is_ok());
+    if (describe(start->plan).find("edge") != std::string::npos) continue;  // not on the device alone
+    std::optional<cluster_model> after;
+    double gain = 0;
+    for (double mbit : {100.0, 60.0, 40.0, 30.0, 20.0, 15.0}) {
+      testbed t = bed.base;
+      t.device_edge = {mbit, 2.0};
+      const cluster_model c = cluster_model::evaluation(t, bed.edge_nodes);
+      auto best = hpa_strategy(g, profile, c);
+      auto staying = predict_plan(g, *start_sg, profile, c);
+      BOOST_REQUIRE(best.is_ok() && staying.is_ok());
+      gain = 1.0 - best->prediction.latency_ms / staying->latency_ms;
+      if (gain >= 0.15 && gain <= 0.30) {
+        after = c;
+        break;
+      }
+    }
+    if (!after) continue;
+    ++cases;
+    simulation sim{g, profile, 0.0};
+    sim.device_pattern = {1.0, 1.0, 1.8};
+    adaptation_options options;
+    options.horizon_requests = 1e6;  // what the move ships is not the question here
+    const run_result r = run(sim, before, 40, [&](int i) { return i < 10 ? before : *after; }, options);
+    BOOST_TEST_MESSAGE(name << ": LAN back at " << after->links.device_edge.bandwidth_mbit_per_s << " Mbit/s ("
+                            << 100 * gain << "% gain): " << r.migrations << " migrations, the first after answer "
+                            << (r.migrated_at.empty() ? -1 : r.migrated_at[0]) << ", to " << describe(r.plan));
+    BOOST_TEST(!r.migrated_at.empty(), name << ": stayed on the device");
+    if (!r.migrated_at.empty()) {
+      BOOST_TEST(r.migrated_at[0] >= 10, name << ": moved before the LAN came back");
+      BOOST_TEST(r.migrated_at[0] <= 10 + 4, name << ": left the device after answer " << r.migrated_at[0]);
+    }
+  }
+  BOOST_TEST(cases >= 2);
 }
 
 BOOST_AUTO_TEST_CASE(a_gain_smaller_than_the_shipping_cost_causes_no_migration) {

@@ -292,7 +292,10 @@ result<migration_report> deployment::migrate(const graph& g, const deployment_pl
     auto crossing = weights_crossing_.find(st.node);
     if (crossing == weights_crossing_.end()) continue;
     for (int l : st.layers)
-      if (auto at = crossing->second.find(l); at != crossing->second.end()) *ready = std::max(*ready, at->second);
+      if (auto at = crossing->second.find(l); at != crossing->second.end()) {
+        *ready = std::max(*ready, at->second);
+        installed->shipped_to.insert(st.node);
+      }
   }
   if (shipped_at > virtual_now_)
     for (const auto& [node, layers] : m.deploy.layers_per_node)
@@ -300,6 +303,8 @@ result<migration_report> deployment::migrate(const graph& g, const deployment_pl
         double& at = weights_crossing_[node][l];
         at = std::max(at, shipped_at);
       }
+  for (const auto& [node, bytes] : m.deploy.weight_bytes_per_node)
+    if (bytes > 0 && node != options_.emulation.app_node && shipped_at > virtual_now_) installed->shipped_to.insert(node);
   // Work moved onto standby copies waits for them to have crossed: what is left of them on the
   // links is needed now and goes like any message (requests sharing the links queue behind).
   for (const std::string& node : nodes_of(installed->stages)) {
@@ -497,7 +502,8 @@ result<double> deployment::charge_shipments(const deploy_report& shipped) {
   for (const auto& [node, bytes] : shipped.weight_bytes_per_node) {
     if (bytes == 0 || node == em.app_node) continue;
     // The app's own link clock (its request inputs) and the app node's (its stages' sends).
-    if (auto link = app_links_.find(node); link != app_links_.end()) ready = std::max(ready, link->second.send(virtual_now_, bytes));
+    if (auto link = app_links_.find(node); link != app_links_.end())
+      ready = std::max(ready, link->second.send_shared(virtual_now_, bytes));
     if (app == nodes_.end() || down_nodes_.count(em.app_node)) continue;
     auto arrival = ask<double>(*self_, app->second, options_.timeout,
                                "node '" + em.app_node + "': charging the shipment to node '" + node + "'",
@@ -508,10 +514,43 @@ result<double> deployment::charge_shipments(const deploy_report& shipped) {
   return ready;
 }
 
+result<double> deployment::shipments_done(const std::string& node, double now_ms) {
+  const emulation_settings& em = options_.emulation;
+  double done = now_ms;
+  if (auto link = app_links_.find(node); link != app_links_.end()) done = std::max(done, link->second.send_shared(now_ms, 0));
+  auto app = nodes_.find(em.app_node);
+  if (app == nodes_.end() || down_nodes_.count(em.app_node)) return done;
+  auto asked = ask<double>(*self_, app->second, options_.timeout,
+                           "node '" + em.app_node + "': when the shipments to node '" + node + "' arrive",
+                           protocol::occupy_atom::value, node, now_ms, uint64_t(0));
+  if (!asked) return asked.error();
+  return std::max(done, *asked);
+}
+
 deployment::deployed_version* deployment::serving(double now_ms) {
-  for (auto it = versions_.rbegin(); it != versions_.rend(); ++it)
-    if (it->second.ready_ms <= now_ms && (it->second.broken.empty() || it->second.version == current_))
-      return &it->second;
+  for (auto it = versions_.rbegin(); it != versions_.rend(); ++it) {
+    deployed_version& v = it->second;
+    if (!v.broken.empty() && v.version != current_) continue;
+    // Its shipments were estimated when they left; the requests since took their share of the
+    // links. Checked only once the estimate has passed (it can only move later).
+    while (v.ready_ms <= now_ms && !v.shipped_to.empty()) {
+      double done = v.ready_ms;
+      for (const std::string& node : v.shipped_to) {
+        auto arrived = shipments_done(node, now_ms);
+        if (!arrived) {  // the app node is not answering: its failover will re-plan
+          log({{"event", "shipment_check_failed"}, {"version", v.version}, {"node", node}, {"error", arrived.message()}});
+          continue;
+        }
+        done = std::max(done, *arrived);
+      }
+      v.ready_ms = done;
+      if (done > now_ms) break;
+      v.shipped_to.clear();
+      for (migration_report& m : migrations_)  // its report gets the time the links delivered
+        if (m.to_version == v.version) m.ready_virtual_ms = std::max(m.ready_virtual_ms, done);
+    }
+    if (v.ready_ms <= now_ms) return &v;
+  }
   return current();  // none ready and whole: the newest
 }
 

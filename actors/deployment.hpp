@@ -171,6 +171,8 @@ struct migration_report {
   std::vector<std::string> layers_moved;  // layers whose set of nodes changed
   // Virtual clock, shaped links: when the migration started and when its weights had crossed the
   // emulated links (the new version serves requests starting from then on); equal otherwise.
+  // migrate() returns the crossing as estimated then (requests sharing the links may slow it);
+  // deployment::migrations() holds the time the links delivered once a request has found it.
   double virtual_start_ms = 0, ready_virtual_ms = 0;
   // Wall clock (ms since the last deploy()): when its shipments started and when the new version
   // took requests. Under the wall clock a migration that ships weights ships them in the
@@ -212,9 +214,10 @@ class deployment {
   // stopping it: ships only the layers a node lacks (the moved ones), spawns and wires the new
   // stages, then sends every new request to them. Requests in flight finish on their version;
   // a version is retired (its actors exited) when its last request is answered. The emulation's
-  // clocks keep running; under the virtual clock with shaped links the shipped weights occupy the
-  // links from the app's node (requests sharing them queue behind) and the new version takes the
-  // requests that start once they have arrived (migration_report::ready_virtual_ms). Logs
+  // clocks keep running; under the virtual clock with shaped links the shipped weights cross the
+  // links from the app's node as shared bulk (link_clock::send_shared: the requests' messages
+  // take half of a link while bulk is left on it) and the new version takes the requests that
+  // start once they have arrived (a lower bound in migration_report::ready_virtual_ms). Logs
   // "layers_migrated" with the layers moved and the bytes shipped. This call ships synchronously
   // (failover, the virtual clock); the request loop ships a wall-clock migration's weights in
   // the background first (ship_in_background), so requests keep flowing meanwhile.
@@ -349,6 +352,10 @@ class deployment {
     // Virtual clock: when its layers have crossed the emulated links (requests that start
     // earlier go to the newest older version that is ready). 0: ready at once.
     double ready_ms = 0;
+    // Virtual clock: the nodes whose shipments (shared bulk on the links from the app's node,
+    // link_clock::send_shared) it waits for. Requests sharing those links slow the shipments, so
+    // ready_ms is a lower bound until serving() has checked it against the links; then empty.
+    std::set<std::string> shipped_to;
     deployment_plan plan;
   };
 
@@ -383,9 +390,13 @@ class deployment {
   deployed_version* serving(double now_ms);
   // Retires the older versions no request needs any more (none in flight, a newer one ready).
   void retire_idle(double now_ms);
-  // Virtual clock, shaped links: the layer shipments of a migration occupy the links from the
-  // app's node to each node that received weights; the virtual time the last one arrives.
+  // Virtual clock, shaped links: the layer shipments of a migration go as shared bulk over the
+  // links from the app's node to each node that received weights (link_clock::send_shared); the
+  // virtual time the last one would arrive if no request shared them.
   result<double> charge_shipments(const deploy_report& shipped);
+  // When the shared bulk on the links from the app's node to `node` (the app's link clock and the
+  // app node's) will have arrived, as the links stand at virtual `now_ms`.
+  result<double> shipments_done(const std::string& node, double now_ms);
 
   // actors/installer.cpp: ships, spawns and wires `plan`'s stages next to whatever runs.
   result<deployed_version> install(const graph& g, const deployment_plan& plan, deploy_report& report,

@@ -304,7 +304,7 @@ protocol::node_handle::behavior_type node_actor(node_pointer self, node_identity
       [=](protocol::echo_atom, const bytes&, double arrival) { return arrival < 0 ? monotonic_ms() : arrival; },
       [=](protocol::ping_atom, uint64_t seq) { return std::make_tuple(protocol::pong_atom::value, seq, monotonic_ms()); },
       [=](protocol::occupy_atom, const std::string& dest_name, double send_ms, uint64_t size) {
-        return emulation().send(dest_name, send_ms, size_t(size));
+        return emulation().send_shared(dest_name, send_ms, size_t(size));
       },
       [=](protocol::standby_atom, const std::string& dest_name, double send_ms, uint64_t size) {
         return emulation().send_background(dest_name, send_ms, size_t(size));

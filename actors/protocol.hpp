@@ -51,9 +51,10 @@
 //                 the pong comes back as a message; a node that stops answering is frozen or
 //                 gone); node_ms is the node's monotonic clock, from which the app estimates the
 //                 offset of the node's clock to its own (wall-clock reports)
-//   (occupy, string node B, double send ms, uint64 bytes) -> double: the arrival of `bytes` sent
-//                 to B at `send ms` over this node's emulated link to B, which they occupy (the
-//                 app's layer shipments from this node: requests sharing the link queue behind)
+//   (occupy, string node B, double send ms, uint64 bytes) -> double: `bytes` of the app's layer
+//                 shipments from this node to B, sent at `send ms` as shared bulk on this node's
+//                 emulated link to B (half the link while messages cross it, all of its idle time;
+//                 0 bytes asks): when that link's bulk will have arrived
 //   (standby, string node B, double send ms, uint64 bytes) -> double: `bytes` of standby copies
 //                 sent to B at `send ms` as background traffic on this node's emulated link to B
 //                 (they fill its idle time, delaying nothing; 0 bytes asks): when that link's

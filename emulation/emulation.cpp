@@ -50,8 +50,23 @@ double transfer_ms(const link_profile& link, size_t bytes) {
 }
 
 void link_clock::drain_background(double until_ms) {
-  const double idle_from = std::max(free_at_ms_, background_at_ms_);
-  if (backlog_bytes_ > 0 && until_ms > idle_from) {
+  double idle_from = std::max(free_at_ms_, background_at_ms_);
+  if (shared_bytes_ > 0 && until_ms > idle_from) {
+    if (profile_.bandwidth_mbit_per_s <= 0) {  // unshaped: no time at all
+      shared_done_ms_ = idle_from + profile_.latency_ms;
+      shared_bytes_ = 0;
+    } else {
+      const double bytes_per_ms = profile_.bandwidth_mbit_per_s * 1e3 / 8.0;
+      const double carried = std::min(shared_bytes_, (until_ms - idle_from) * bytes_per_ms);
+      shared_bytes_ -= carried;
+      idle_from += carried / bytes_per_ms;
+      if (shared_bytes_ <= 0.5) {
+        shared_bytes_ = 0;
+        shared_done_ms_ = idle_from + profile_.latency_ms;
+      }
+    }
+  }
+  if (shared_bytes_ == 0 && backlog_bytes_ > 0 && until_ms > idle_from) {
     if (profile_.bandwidth_mbit_per_s <= 0) {  // unshaped: no time at all
       background_done_ms_ = idle_from + profile_.latency_ms;
       backlog_bytes_ = 0;
@@ -66,6 +81,22 @@ void link_clock::drain_background(double until_ms) {
     }
   }
   background_at_ms_ = std::max(background_at_ms_, until_ms);
+}
+
+double link_clock::send_shared(double send_ms, size_t bytes) {
+  drain_background(send_ms);
+  if (profile_.bandwidth_mbit_per_s <= 0) {  // unshaped: no time on the link
+    shared_done_ms_ = std::max(shared_done_ms_, send_ms + profile_.latency_ms);
+    return shared_done_ms();
+  }
+  shared_bytes_ += double(bytes);
+  return shared_done_ms();
+}
+
+double link_clock::shared_done_ms() const {
+  if (shared_bytes_ == 0) return shared_done_ms_;
+  const double bytes_per_ms = profile_.bandwidth_mbit_per_s * 1e3 / 8.0;
+  return std::max(free_at_ms_, background_at_ms_) + shared_bytes_ / bytes_per_ms + profile_.latency_ms;
 }
 
 double link_clock::send_background(double send_ms, size_t bytes) {
@@ -90,13 +121,26 @@ double link_clock::promote_background(double send_ms) {
 double link_clock::background_done_ms() const {
   if (backlog_bytes_ == 0) return background_done_ms_;
   const double bytes_per_ms = profile_.bandwidth_mbit_per_s * 1e3 / 8.0;
-  return std::max(free_at_ms_, background_at_ms_) + backlog_bytes_ / bytes_per_ms + profile_.latency_ms;
+  // The bulk goes first.
+  return std::max(free_at_ms_, background_at_ms_) + (shared_bytes_ + backlog_bytes_) / bytes_per_ms + profile_.latency_ms;
 }
 
 double link_clock::send(double send_ms, size_t bytes) {
   drain_background(send_ms);
   const double start = std::max(send_ms, free_at_ms_);
-  const double transmission = transfer_ms({profile_.bandwidth_mbit_per_s, 0.0}, bytes);
+  double transmission = transfer_ms({profile_.bandwidth_mbit_per_s, 0.0}, bytes);
+  // Bulk left at the start shares the transmission half and half (see send_shared); an unshaped
+  // link never holds any.
+  const double shared = std::min(shared_bytes_, double(bytes));
+  if (shared > 0) {
+    const double shared_ms = shared * 8.0 / (profile_.bandwidth_mbit_per_s * 1e3);
+    transmission += shared_ms;
+    shared_bytes_ -= shared;
+    if (shared_bytes_ <= 0.5) {
+      shared_bytes_ = 0;
+      shared_done_ms_ = start + 2 * shared_ms + profile_.latency_ms;
+    }
+  }
   free_at_ms_ = start + transmission;
   return free_at_ms_ + profile_.latency_ms;
 }

@@ -59,14 +59,28 @@ class link_clock {
   // sent at `send_ms` like any message, queued behind what is on the link. Its arrival.
   double promote_background(double send_ms);
 
+  // Shared bulk traffic (a migration's layer shipments, sent in parts): it takes the link's idle
+  // time before any background, and shares the link half and half with each message sent while
+  // some of it is left, as two TCP flows would: a message of b bytes meeting s bytes of bulk takes
+  // (b + min(b, s)) / bandwidth, and carries min(b, s) of the bulk with it. So a shipment delays
+  // the requests sharing its link, and they delay it, but none waits behind all of it.
+  // Returns shared_done_ms() with these bytes queued (0 bytes: asks).
+  double send_shared(double send_ms, size_t bytes);
+  // When the shared bulk will have arrived if no message is sent meanwhile (the arrival of its
+  // last bytes once it is all carried).
+  double shared_done_ms() const;
+
  private:
-  void drain_background(double until_ms);  // carries backlog in the idle time before until_ms
+  // Carries the bulk, then the background backlog, in the idle time before until_ms.
+  void drain_background(double until_ms);
 
   link_profile profile_;
   double free_at_ms_ = 0;  // when the previous transmission ends
   double backlog_bytes_ = 0;         // background bytes not yet carried
-  double background_at_ms_ = 0;      // time up to which idle time was given to the backlog
+  double background_at_ms_ = 0;      // time up to which idle time was given to bulk and backlog
   double background_done_ms_ = 0;    // arrival of the last background bytes carried
+  double shared_bytes_ = 0;          // bulk bytes not yet carried
+  double shared_done_ms_ = 0;        // arrival of the last bulk bytes carried
 };
 
 // A node computes one thing at a time: work starts when its last input has arrived and the node

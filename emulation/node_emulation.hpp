@@ -60,6 +60,15 @@ class node_emulation {
     if (it == links_.end()) return send_ms;
     return std::max(send_ms, it->second.send_background(send_ms, bytes));
   }
+  // Shared bulk (link_clock::send_shared) to `dest_node` at `send_ms`, 0 bytes to ask: when that
+  // link's bulk will have arrived; same node or no link: `send_ms`.
+  double send_shared(const std::string& dest_node, double send_ms, size_t bytes) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (dest_node.empty() || dest_node == name_) return send_ms;
+    auto it = links_.find(dest_node);
+    if (it == links_.end()) return send_ms;
+    return std::max(send_ms, it->second.send_shared(send_ms, bytes));
+  }
   // link_clock::promote_background on the link to `dest_node`; same node or no link: `send_ms`.
   double promote_background(const std::string& dest_node, double send_ms) {
     std::lock_guard<std::mutex> lock(mutex_);

@@ -62,6 +62,35 @@ BOOST_AUTO_TEST_CASE(background_traffic_fills_idle_time_and_delays_nothing) {
   BOOST_TEST(fast.send_background(5, size_t(1) << 30) == 8.0);
 }
 
+// A migration's shipment shares the link with the requests' messages as two TCP flows would:
+// neither waits behind the whole of the other.
+BOOST_AUTO_TEST_CASE(shared_bulk_and_messages_take_half_the_link_each) {
+  link_clock link({8.0, 10.0});  // 1000 bytes per ms
+  BOOST_TEST(link.send_shared(0, 10000) == 20.0);  // alone: 10 ms on the link, 10 ms latency
+  // At 2 ms 8000 bulk bytes are left: the 1000-byte message takes 2 ms (half the link) and
+  // carries 1000 of them along...
+  BOOST_TEST(link.send(2, 1000) == 14.0);
+  // ...so the bulk ends 1 ms later than alone.
+  BOOST_TEST(link.shared_done_ms() == 21.0);
+  BOOST_TEST(link.send_shared(3, 0) == 21.0);  // 0 bytes asks
+  // A message longer than the bulk left: half rate while it lasts, then the full rate.
+  // (6000 bulk bytes left at 5 ms: 1000 crossed in the idle ms after the first message.)
+  BOOST_TEST(link.send(5, 9000) == 5.0 + 2 * 6.0 + 3.0 + 10.0);
+  BOOST_TEST(link.shared_done_ms() == 5.0 + 12.0 + 10.0);
+  // Background (standby copies) waits for the bulk: it gets only the idle time after it.
+  link_clock both({8.0, 10.0});
+  both.send_background(0, 2000);
+  both.send_shared(0, 3000);
+  BOOST_TEST(both.shared_done_ms() == 13.0);
+  BOOST_TEST(both.background_done_ms() == 15.0);
+  BOOST_TEST(both.send(20, 1000) == 31.0);  // both carried in the idle time before
+  BOOST_TEST(both.shared_done_ms() == 13.0);
+  BOOST_TEST(both.background_done_ms() == 15.0);
+  // Unshaped: latency only.
+  link_clock fast({0.0, 3.0});
+  BOOST_TEST(fast.send_shared(5, size_t(1) << 30) == 8.0);
+}
+
 BOOST_AUTO_TEST_CASE(a_background_backlog_needed_now_goes_like_any_message) {
   link_clock link({8.0, 10.0});
   link.send_background(0, 5000);

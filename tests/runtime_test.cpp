@@ -574,6 +574,56 @@ BOOST_FIXTURE_TEST_CASE(a_version_on_weights_still_crossing_waits_for_them, test
     if (o.plan_version == 3) BOOST_TEST(o.virtual_start_ms >= m2->ready_virtual_ms * 0.999, o.id);
 }
 
+// A migration's weights share the links they cross with the requests' messages, as two TCP flows
+// would: the requests the running version answers meanwhile do not wait behind the whole
+// shipment (before, the first of them waited for all of it: layers crossed as one message), and
+// the new version serves once the links have delivered the weights, later than alone since the
+// requests took their share.
+BOOST_FIXTURE_TEST_CASE(a_migrations_weights_share_the_link_with_the_requests, testbed_cluster) {
+  const d3::deployment_options options = virtual_wifi_options(60s);
+  d3::deployment dep(*system, options);
+  BOOST_REQUIRE(dep.connect(endpoints()).is_ok());
+  const d3::graph& g = resnet18();
+  // edge1 takes layer3 from the cloud: its weights cross the device -> edge1 link, which every
+  // request's maxpool output crosses too.
+  d3::deployment_plan second = three_tier_plan(false);
+  second.version = 2;
+  second.segments = {{"device", "conv1", "maxpool"}, {"edge1", "layer1.0.conv1", "layer3.1.add"},
+                     {"cloud", "layer4.0.conv1", "fc"}};
+  BOOST_REQUIRE(dep.deploy(g, three_tier_plan(false)).is_ok());
+  migrate_after_answer(dep, g, second, 2);
+  auto inputs = inputs_for(g, 12, 75);
+  auto outcomes = dep.run(inputs, 1);
+  check_answers(g, inputs, outcomes);
+  BOOST_REQUIRE_EQUAL(dep.migrations().size(), 1u);
+  const d3::migration_report& m = dep.migrations()[0];
+  BOOST_REQUIRE(m.deploy.weight_bytes_per_node.count("edge1"));
+  const d3::link_profile link = options.emulation.links.device_edge;
+  const double alone_ms =
+      link.latency_ms + double(m.deploy.weight_bytes_per_node.at("edge1")) * 8.0 / (link.bandwidth_mbit_per_s * 1e3);
+  int during = 0, after = 0;
+  double slowest = 0;
+  for (const auto& o : outcomes) {
+    if (o.plan_version == 1 && o.virtual_start_ms > m.virtual_start_ms) {
+      ++during;
+      slowest = std::max(slowest, o.virtual_latency_ms);
+      BOOST_TEST(o.virtual_latency_ms < alone_ms, "request " << o.id << " took " << o.virtual_latency_ms
+                                                             << " ms, the shipment alone " << alone_ms << " ms");
+    }
+    if (o.plan_version == 2) {
+      ++after;
+      BOOST_TEST(o.virtual_start_ms >= m.ready_virtual_ms * 0.999, o.id);
+    }
+  }
+  BOOST_TEST_MESSAGE("shipment of " << m.deploy.weight_bytes_per_node.at("edge1") << " B to edge1: " << alone_ms
+                                    << " ms alone, delivered after " << m.ready_virtual_ms - m.virtual_start_ms << " ms; "
+                                    << during << " requests answered meanwhile (slowest " << slowest << " ms), "
+                                    << after << " on the new version");
+  BOOST_TEST(during >= 1);
+  BOOST_TEST(after >= 1);
+  BOOST_TEST(m.ready_virtual_ms - m.virtual_start_ms > alone_ms);  // the requests took their share
+}
+
 namespace {
 
 const d3::graph& alexnet() {

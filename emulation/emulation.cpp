@@ -49,47 +49,40 @@ double transfer_ms(const link_profile& link, size_t bytes) {
   return link.latency_ms + transmission;
 }
 
+bool link_clock::carry(double& backlog, double& done_ms, double& idle_from, double until_ms) const {
+  if (backlog > 0 && until_ms > idle_from) {
+    if (profile_.bandwidth_mbit_per_s <= 0) {  // unshaped: no time at all
+      backlog = 0;
+    } else {
+      const double bytes_per_ms = profile_.bandwidth_mbit_per_s * 1e3 / 8.0;
+      const double carried = std::min(backlog, (until_ms - idle_from) * bytes_per_ms);
+      backlog -= carried;
+      idle_from += carried / bytes_per_ms;
+      if (backlog <= 0.5) backlog = 0;
+    }
+    if (backlog == 0) done_ms = idle_from + profile_.latency_ms;
+  }
+  return backlog == 0;
+}
+
 void link_clock::drain_background(double until_ms) {
   double idle_from = std::max(free_at_ms_, background_at_ms_);
-  if (shared_bytes_ > 0 && until_ms > idle_from) {
-    if (profile_.bandwidth_mbit_per_s <= 0) {  // unshaped: no time at all
-      shared_done_ms_ = idle_from + profile_.latency_ms;
-      shared_bytes_ = 0;
-    } else {
-      const double bytes_per_ms = profile_.bandwidth_mbit_per_s * 1e3 / 8.0;
-      const double carried = std::min(shared_bytes_, (until_ms - idle_from) * bytes_per_ms);
-      shared_bytes_ -= carried;
-      idle_from += carried / bytes_per_ms;
-      if (shared_bytes_ <= 0.5) {
-        shared_bytes_ = 0;
-        shared_done_ms_ = idle_from + profile_.latency_ms;
-      }
-    }
-  }
-  if (shared_bytes_ == 0 && backlog_bytes_ > 0 && until_ms > idle_from) {
-    if (profile_.bandwidth_mbit_per_s <= 0) {  // unshaped: no time at all
-      background_done_ms_ = idle_from + profile_.latency_ms;
-      backlog_bytes_ = 0;
-    } else {
-      const double bytes_per_ms = profile_.bandwidth_mbit_per_s * 1e3 / 8.0;
-      const double carried = std::min(backlog_bytes_, (until_ms - idle_from) * bytes_per_ms);
-      backlog_bytes_ -= carried;
-      if (backlog_bytes_ <= 0.5) {
-        backlog_bytes_ = 0;
-        background_done_ms_ = idle_from + carried / bytes_per_ms + profile_.latency_ms;
-      }
-    }
-  }
+  if (carry(shared_bytes_, shared_done_ms_, idle_from, until_ms))  // the bulk first
+    carry(backlog_bytes_, background_done_ms_, idle_from, until_ms);
   background_at_ms_ = std::max(background_at_ms_, until_ms);
 }
 
-double link_clock::send_shared(double send_ms, size_t bytes) {
+void link_clock::queue(double& backlog, double& done_ms, double send_ms, size_t bytes) {
   drain_background(send_ms);
   if (profile_.bandwidth_mbit_per_s <= 0) {  // unshaped: no time on the link
-    shared_done_ms_ = std::max(shared_done_ms_, send_ms + profile_.latency_ms);
-    return shared_done_ms();
+    done_ms = std::max(done_ms, send_ms + profile_.latency_ms);
+    return;
   }
-  shared_bytes_ += double(bytes);
+  backlog += double(bytes);
+}
+
+double link_clock::send_shared(double send_ms, size_t bytes) {
+  queue(shared_bytes_, shared_done_ms_, send_ms, bytes);
   return shared_done_ms();
 }
 
@@ -100,12 +93,7 @@ double link_clock::shared_done_ms() const {
 }
 
 double link_clock::send_background(double send_ms, size_t bytes) {
-  drain_background(send_ms);
-  if (profile_.bandwidth_mbit_per_s <= 0) {  // unshaped: no time on the link
-    background_done_ms_ = std::max(background_done_ms_, send_ms + profile_.latency_ms);
-    return background_done_ms();
-  }
-  backlog_bytes_ += double(bytes);
+  queue(backlog_bytes_, background_done_ms_, send_ms, bytes);
   return background_done_ms();
 }
 

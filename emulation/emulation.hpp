@@ -73,6 +73,11 @@ class link_clock {
  private:
   // Carries the bulk, then the background backlog, in the idle time before until_ms.
   void drain_background(double until_ms);
+  // Carries `backlog` bytes in the idle time from idle_from (advanced past them) to until_ms;
+  // done_ms: the arrival of its last bytes once it is empty (then true).
+  bool carry(double& backlog, double& done_ms, double& idle_from, double until_ms) const;
+  // Adds `bytes` sent at send_ms to a class's backlog (unshaped: they arrive after the latency).
+  void queue(double& backlog, double& done_ms, double send_ms, size_t bytes);
 
   link_profile profile_;
   double free_at_ms_ = 0;  // when the previous transmission ends

@@ -181,7 +181,8 @@ class adaptive_planner {
   // `plan` with its tiles re-weighted by the estimated speeds (no layer moves).
   deployment_plan reweighted(const deployment_plan& plan) const;
   // `plan` with the nodes of each role permuted onto the nodes of that role that already hold
-  // the most of the weights it needs there (the fewest bytes to ship; a tie keeps the plan's own
+  // the most of the weights it needs there (the fewest bytes to ship; of those, the one whose
+  // shipments cross the links the plan serving sends least over; a tie keeps the plan's own
   // names). A search names the nodes it places by their estimated speed, so two nodes of nearly
   // one speed swap places with noise, and a plan that needs nothing shipped would otherwise be
   // found as one that ships a whole model. Roles of more than 8 nodes are left as they are.

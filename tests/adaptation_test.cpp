@@ -357,21 +357,44 @@ BOOST_AUTO_TEST_CASE(a_slow_move_is_preceded_by_a_plan_on_weights_in_place) {
     planner.note_cached(standby_copies(g, planned->plan, before, copies));
     simulation sim{g, profile, 0.05};
     serving_run run{sim, planner, planned->plan, planned->plan.version};
-    for (int i = 0; i < 30 && run.decisions.empty(); ++i) run.request(i < 10 ? before : after, i);
+    int i = 0;
+    for (; i < 30 && run.decisions.empty(); ++i) run.request(i < 10 ? before : after, i);
     BOOST_REQUIRE(!run.decisions.empty());
     BOOST_TEST_MESSAGE("ready_candidates " << ready_candidates << ": first move to " << describe(run.decisions.front().plan)
                                            << ", ships " << run.decisions.front().cost.bytes << " B");
-    return run.decisions.front();
+    // The slow move decided from the quick plan, if any (it ships while the quick plan serves).
+    for (int end = i + 30; i < end && run.decisions.size() < 2 && ready_candidates > 0; ++i) run.request(after, i);
+    return run.decisions;
   };
-  const adaptation_decision without = first_move(0);
+  const adaptation_decision without = first_move(0).front();
   BOOST_TEST(without.cost.bytes > size_t(100e6),
              "without ready candidates the first move ships " << without.cost.bytes << " B: nothing to precede");
-  const adaptation_decision with = first_move(3);
+  const std::vector<adaptation_decision> moves = first_move(3);
+  const adaptation_decision& with = moves.front();
   const double stay_ms = ms_on(planned->plan, after), quick_ms = ms_on(with.plan, after);
   BOOST_TEST_MESSAGE("after the drop: " << stay_ms << " ms staying, " << quick_ms << " ms on " << describe(with.plan)
                                         << ", " << ms_on(without.plan, after) << " ms once the slow move has arrived");
   BOOST_TEST(with.cost.bytes == 0u, "the first move ships " << with.cost.bytes << " B");
   BOOST_TEST(quick_ms < 0.75 * stay_ms);
+  // The slow move then ships the fully connected weights to an edge, and they share the link
+  // from the device with every request of the quick plan sent to that edge meanwhile: of the
+  // edges that lack as much, one the quick plan sends nothing to is chosen.
+  BOOST_REQUIRE_EQUAL(moves.size(), 2u);
+  const adaptation_decision& slow = moves[1];
+  BOOST_TEST(slow.cost.bytes > size_t(100e6));
+  auto quick_sg = build_stage_graph(g, with.plan);
+  auto slow_sg = build_stage_graph(g, slow.plan);
+  BOOST_REQUIRE(quick_sg.is_ok() && slow_sg.is_ok());
+  std::set<std::string> fed;  // nodes the quick plan sends to from the device
+  for (const link_bytes& b : bytes_between_nodes(g, *quick_sg, "device"))
+    if (b.from == "device" && b.bytes > 0) fed.insert(b.to);
+  std::string fc6;
+  for (const stage& st : slow_sg->stages)
+    for (int l : st.layers)
+      if (g.layers[size_t(l)].name == "classifier.0") fc6 = st.node;
+  BOOST_TEST_MESSAGE("then to " << describe(slow.plan) << ", shipping " << slow.cost.bytes << " B; fc6 on " << fc6);
+  BOOST_TEST(!fc6.empty());
+  BOOST_TEST(!fed.count(fc6), "fc6's weights go to " << fc6 << ", which the quick plan's requests are sent to");
 }
 
 // While a slow move's weights cross, the requests run on the plan before it: when that one

@@ -498,31 +498,26 @@ result<double> deployment::charge_shipments(const deploy_report& shipped) {
   const emulation_settings& em = options_.emulation;
   double ready = virtual_now_;
   if (em.clock != clock_mode::virtual_time || !em.shaped) return ready;
-  auto app = nodes_.find(em.app_node);
   for (const auto& [node, bytes] : shipped.weight_bytes_per_node) {
     if (bytes == 0 || node == em.app_node) continue;
-    // The app's own link clock (its request inputs) and the app node's (its stages' sends).
-    if (auto link = app_links_.find(node); link != app_links_.end())
-      ready = std::max(ready, link->second.send_shared(virtual_now_, bytes));
-    if (app == nodes_.end() || down_nodes_.count(em.app_node)) continue;
-    auto arrival = ask<double>(*self_, app->second, options_.timeout,
-                               "node '" + em.app_node + "': charging the shipment to node '" + node + "'",
-                               protocol::occupy_atom::value, node, virtual_now_, uint64_t(bytes));
+    auto arrival = send_shared(node, virtual_now_, bytes);
     if (!arrival) return arrival.error();
     ready = std::max(ready, *arrival);
   }
   return ready;
 }
 
-result<double> deployment::shipments_done(const std::string& node, double now_ms) {
+result<double> deployment::send_shared(const std::string& node, double send_ms, size_t bytes) {
   const emulation_settings& em = options_.emulation;
-  double done = now_ms;
-  if (auto link = app_links_.find(node); link != app_links_.end()) done = std::max(done, link->second.send_shared(now_ms, 0));
+  double done = send_ms;
+  // The app's own link clock (its request inputs) and the app node's (its stages' sends).
+  if (auto link = app_links_.find(node); link != app_links_.end())
+    done = std::max(done, link->second.send_shared(send_ms, bytes));
   auto app = nodes_.find(em.app_node);
   if (app == nodes_.end() || down_nodes_.count(em.app_node)) return done;
   auto asked = ask<double>(*self_, app->second, options_.timeout,
-                           "node '" + em.app_node + "': when the shipments to node '" + node + "' arrive",
-                           protocol::occupy_atom::value, node, now_ms, uint64_t(0));
+                           "node '" + em.app_node + "': shipments to node '" + node + "'", protocol::occupy_atom::value,
+                           node, send_ms, uint64_t(bytes));
   if (!asked) return asked.error();
   return std::max(done, *asked);
 }
@@ -533,21 +528,20 @@ deployment::deployed_version* deployment::serving(double now_ms) {
     if (!v.broken.empty() && v.version != current_) continue;
     // Its shipments were estimated when they left; the requests since took their share of the
     // links. Checked only once the estimate has passed (it can only move later).
-    while (v.ready_ms <= now_ms && !v.shipped_to.empty()) {
-      double done = v.ready_ms;
+    if (v.ready_ms <= now_ms && !v.shipped_to.empty()) {
       for (const std::string& node : v.shipped_to) {
-        auto arrived = shipments_done(node, now_ms);
+        auto arrived = send_shared(node, now_ms, 0);  // 0 bytes asks
         if (!arrived) {  // the app node is not answering: its failover will re-plan
           log({{"event", "shipment_check_failed"}, {"version", v.version}, {"node", node}, {"error", arrived.message()}});
           continue;
         }
-        done = std::max(done, *arrived);
+        v.ready_ms = std::max(v.ready_ms, *arrived);
       }
-      v.ready_ms = done;
-      if (done > now_ms) break;
-      v.shipped_to.clear();
-      for (migration_report& m : migrations_)  // its report gets the time the links delivered
-        if (m.to_version == v.version) m.ready_virtual_ms = std::max(m.ready_virtual_ms, done);
+      if (v.ready_ms <= now_ms) {
+        v.shipped_to.clear();
+        for (migration_report& m : migrations_)  // its report gets the time the links delivered
+          if (m.to_version == v.version) m.ready_virtual_ms = std::max(m.ready_virtual_ms, v.ready_ms);
+      }
     }
     if (v.ready_ms <= now_ms) return &v;
   }

@@ -394,9 +394,10 @@ class deployment {
   // links from the app's node to each node that received weights (link_clock::send_shared); the
   // virtual time the last one would arrive if no request shared them.
   result<double> charge_shipments(const deploy_report& shipped);
-  // When the shared bulk on the links from the app's node to `node` (the app's link clock and the
-  // app node's) will have arrived, as the links stand at virtual `now_ms`.
-  result<double> shipments_done(const std::string& node, double now_ms);
+  // `bytes` of shipments to `node` sent at virtual `send_ms` as shared bulk on the links from the
+  // app's node (the app's link clock and the app node's; 0 bytes asks): when that bulk will have
+  // arrived, as the links stand then.
+  result<double> send_shared(const std::string& node, double send_ms, size_t bytes);
 
   // actors/installer.cpp: ships, spawns and wires `plan`'s stages next to whatever runs.
   result<deployed_version> install(const graph& g, const deployment_plan& plan, deploy_report& report,

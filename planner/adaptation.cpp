@@ -506,7 +506,8 @@ void adaptive_planner::update_estimates() {
       if (largest > 0 && fitted.bandwidth_mbit_per_s > 0) {
         const double off = (implied - fitted.bandwidth_mbit_per_s) / fitted.bandwidth_mbit_per_s * double(x.bytes) /
                            double(largest);
-        (off > 0 ? bandwidth_higher : bandwidth_lower) = std::max(off > 0 ? bandwidth_higher : bandwidth_lower, std::abs(off));
+        double& side = off > 0 ? bandwidth_higher : bandwidth_lower;
+        side = std::max(side, std::abs(off));
       }
     }
     link_spread& u = link_uncertainty_[key];

@@ -47,7 +47,7 @@ struct simulation {
   bool probe_device_cloud = false;  // the runtime probes the device<->cloud path too
   // The device's stage times of request i times device_pattern[i % size] (none: 1): a device
   // whose answers alternate fast and slow, as an emulated 0.1-speed device's do on a shared host.
-  std::vector<double> device_pattern;
+  std::vector<double> device_pattern{};
   std::mt19937 random{7};
 
   double link_ms(const link_profile& link, size_t bytes) const {
@@ -306,10 +306,10 @@ struct serving_run {
   adaptive_planner& planner;
   deployment_plan serving;  // answering the requests
   int serving_version;
-  std::optional<deployment_plan> pending;
+  std::optional<deployment_plan> pending{};
   int pending_version = 0, pending_left = 0;
   int crossing_requests = 40;
-  std::vector<adaptation_decision> decisions;
+  std::vector<adaptation_decision> decisions{};
 
   std::optional<adaptation_decision> request(const cluster_model& truth, int index) {
     if (pending && --pending_left <= 0) serving = *pending, serving_version = pending_version, pending.reset();

@@ -163,6 +163,7 @@ struct realnet_stage {
   std::string what;  // "tile@edge2"
   double predicted_finish_ms = NAN, probed_finish_ms = NAN;
   std::vector<double> measured_finish_ms, virtual_finish_ms;
+  std::vector<double> measured_ready_ms, virtual_ready_ms;  // when its last input had arrived
 };
 
 // One distinct plan and the strategies that picked it.
@@ -254,9 +255,11 @@ bool run_one(realnet_plan& p, deployment& dep, const std::map<std::string, tenso
   }
   const double start = virtual_clock ? r.virtual_start_ms : r.wall_start_ms;
   for (const stage_report& s : r.stage_reports)
-    if (s.stage_id >= 0 && size_t(s.stage_id) < p.stages.size())
-      (virtual_clock ? p.stages[size_t(s.stage_id)].virtual_finish_ms : p.stages[size_t(s.stage_id)].measured_finish_ms)
-          .push_back(s.finish_ms - start);
+    if (s.stage_id >= 0 && size_t(s.stage_id) < p.stages.size()) {
+      realnet_stage& st = p.stages[size_t(s.stage_id)];
+      (virtual_clock ? st.virtual_finish_ms : st.measured_finish_ms).push_back(s.finish_ms - start);
+      (virtual_clock ? st.virtual_ready_ms : st.measured_ready_ms).push_back(s.ready_ms - start);
+    }
   return true;
 }
 
@@ -290,6 +293,8 @@ nlohmann::ordered_json plan_json(const realnet_plan& p) {
   j["stages"] = nlohmann::ordered_json::array();
   for (const realnet_stage& s : p.stages)
     j["stages"].push_back({{"stage", s.what},
+                           {"measured_ready_ms", s.measured_ready_ms.empty() ? NAN : median(s.measured_ready_ms)},
+                           {"virtual_ready_ms", s.virtual_ready_ms.empty() ? NAN : median(s.virtual_ready_ms)},
                            {"measured_finish_ms", s.measured_finish_ms.empty() ? NAN : median(s.measured_finish_ms)},
                            {"virtual_finish_ms", s.virtual_finish_ms.empty() ? NAN : median(s.virtual_finish_ms)},
                            {"predicted_finish_ms", s.predicted_finish_ms},
@@ -323,9 +328,10 @@ void write_report(const std::string& folder) {
         "(**first**: the wall-clock latency of a deployment's first request).\n";
   double worst_virtual = 0, worst_predicted = 0, worst_probed = 0;
   std::ostringstream stage_notes;  // where the time goes, per plan with more than one stage
-  stage_notes << "## Per stage\n\nWhen each stage's outputs left, ms since the request started (medians): measured "
-                 "(each node's clock mapped onto the app's through the heartbeats) / virtual / predicted (testbed "
-                 "speeds) / predicted (probed profiles).\n";
+  stage_notes << "## Per stage\n\nWhen each stage's last input had arrived (in: measured / virtual) and when its outputs "
+                 "left (out: measured / virtual / predicted with the testbed's speeds / predicted on the probed "
+                 "profiles), ms since the request started (medians; measured: each node's clock mapped onto the "
+                 "app's through the heartbeats).\n";
   size_t rows = 0;
   for (const std::string& file : files) {
     std::ifstream in(folder + "/" + file);
@@ -350,14 +356,15 @@ void write_report(const std::string& folder) {
          << num("measured_bytes_median", "%.0f") << " (" << num("predicted_bytes", "%.0f") << ") | "
          << p.value("verified", 0) << "/" << p.value("verified", 0) + p.value("differ", 0) + p.value("failed", 0)
          << (p.contains("error") ? " " + p.value("error", "") : "") << " |\n";
-      if (p.contains("stages") && p["stages"].size() > 1) {
+      if (p.contains("stages") && !p["stages"].empty()) {
         stage_notes << "\n- " << j.value("scenario", "?") << ", " << p.value("plan", "") << ":";
         for (const auto& s : p["stages"]) {
           auto ms = [&](const char* key) {
             return s.contains(key) && s[key].is_number() ? format("%.0f", s[key].get<double>()) : std::string("-");
           };
-          stage_notes << " " << s.value("stage", "?") << " " << ms("measured_finish_ms") << "/" << ms("virtual_finish_ms")
-                      << "/" << ms("predicted_finish_ms") << "/" << ms("probed_finish_ms") << ";";
+          stage_notes << " " << s.value("stage", "?") << " in " << ms("measured_ready_ms") << "/" << ms("virtual_ready_ms")
+                      << ", out " << ms("measured_finish_ms") << "/" << ms("virtual_finish_ms") << "/"
+                      << ms("predicted_finish_ms") << "/" << ms("probed_finish_ms") << ";";
         }
         stage_notes << "\n";
       }

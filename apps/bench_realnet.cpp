@@ -186,12 +186,18 @@ struct realnet_plan {
   std::string error;
 };
 
-// The testbed's links with bandwidth left to the kernel: the one-way latency only.
-testbed latency_only(const testbed& t) {
+// `t` with `change` applied to each of its four link classes (device<->cloud made explicit).
+template <class F>
+testbed with_each_link(const testbed& t, F change) {
   testbed out = t;
   out.device_cloud = t.link(node_role::device, node_role::cloud);
-  for (link_profile* l : {&out.device_edge, &out.edge_edge, &out.edge_cloud, &*out.device_cloud}) l->bandwidth_mbit_per_s = 0;
+  for (link_profile* l : {&out.device_edge, &out.edge_edge, &out.edge_cloud, &*out.device_cloud}) change(*l);
   return out;
+}
+
+// The testbed's links with bandwidth left to the kernel: the one-way latency only.
+testbed latency_only(const testbed& t) {
+  return with_each_link(t, [](link_profile& l) { l.bandwidth_mbit_per_s = 0; });
 }
 
 // The kernel shapes frames: htb counts each packet from its Ethernet header on, and a full TCP
@@ -203,11 +209,7 @@ testbed latency_only(const testbed& t) {
 constexpr double tcp_payload_share = 1448.0 / 1514.0;
 
 testbed payload_rates(const testbed& t) {
-  testbed out = t;
-  out.device_cloud = t.link(node_role::device, node_role::cloud);
-  for (link_profile* l : {&out.device_edge, &out.edge_edge, &out.edge_cloud, &*out.device_cloud})
-    l->bandwidth_mbit_per_s *= tcp_payload_share;
-  return out;
+  return with_each_link(t, [](link_profile& l) { l.bandwidth_mbit_per_s *= tcp_payload_share; });
 }
 
 double relative_error(double estimate, double measured) { return estimate / measured - 1.0; }

@@ -45,37 +45,21 @@ class node_emulation {
   }
   // Arrival at `dest_node` of `bytes` sent at `send_ms`; same node or unshaped: `send_ms`.
   double send(const std::string& dest_node, double send_ms, size_t bytes) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (dest_node.empty() || dest_node == name_) return send_ms;
-    auto it = links_.find(dest_node);
-    if (it == links_.end()) return send_ms;
-    return it->second.send(send_ms, bytes);
+    return on_link(dest_node, send_ms, [&](link_clock& l) { return l.send(send_ms, bytes); });
   }
   // Background bytes (link_clock::send_background) to `dest_node` at `send_ms`, 0 bytes to ask:
   // when that link's background backlog will have arrived; same node or no link: `send_ms`.
   double send_background(const std::string& dest_node, double send_ms, size_t bytes) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (dest_node.empty() || dest_node == name_) return send_ms;
-    auto it = links_.find(dest_node);
-    if (it == links_.end()) return send_ms;
-    return std::max(send_ms, it->second.send_background(send_ms, bytes));
+    return on_link(dest_node, send_ms, [&](link_clock& l) { return std::max(send_ms, l.send_background(send_ms, bytes)); });
   }
   // Shared bulk (link_clock::send_shared) to `dest_node` at `send_ms`, 0 bytes to ask: when that
   // link's bulk will have arrived; same node or no link: `send_ms`.
   double send_shared(const std::string& dest_node, double send_ms, size_t bytes) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (dest_node.empty() || dest_node == name_) return send_ms;
-    auto it = links_.find(dest_node);
-    if (it == links_.end()) return send_ms;
-    return std::max(send_ms, it->second.send_shared(send_ms, bytes));
+    return on_link(dest_node, send_ms, [&](link_clock& l) { return std::max(send_ms, l.send_shared(send_ms, bytes)); });
   }
   // link_clock::promote_background on the link to `dest_node`; same node or no link: `send_ms`.
   double promote_background(const std::string& dest_node, double send_ms) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (dest_node.empty() || dest_node == name_) return send_ms;
-    auto it = links_.find(dest_node);
-    if (it == links_.end()) return send_ms;
-    return std::max(send_ms, it->second.promote_background(send_ms));
+    return on_link(dest_node, send_ms, [&](link_clock& l) { return std::max(send_ms, l.promote_background(send_ms)); });
   }
   double speed() {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -96,6 +80,16 @@ class node_emulation {
   }
 
  private:
+  // `use` applied to the link clock to `dest_node`, under the lock; the same node, or no emulated
+  // link to it: `send_ms`.
+  template <class F>
+  double on_link(const std::string& dest_node, double send_ms, F&& use) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (dest_node.empty() || dest_node == name_) return send_ms;
+    auto it = links_.find(dest_node);
+    return it == links_.end() ? send_ms : use(it->second);
+  }
+
   std::mutex mutex_;
   std::string name_;
   double speed_ = 1.0;

@@ -110,8 +110,7 @@ calibrate_quota() {
     last="$(python3 -c "import statistics; print('%.4f' % statistics.median([$rates]))")"
     [ -n "$first" ] || first="$last"
     local verdict
-    # The quota for the target at the pooled efficiency, the rate that estimate gives the quota
-    # measured, and whether to stop.
+    # The quota for the target at the pooled efficiency, that efficiency, and whether to stop.
     verdict="$(python3 -c "
 import statistics
 e = statistics.median([$efficiencies])

@@ -142,6 +142,7 @@ status deployment::connect(const std::vector<node_endpoint>& nodes) {
     self->monitor(handle);
     watch_for_loss(loss_watcher_, caf::actor_cast<caf::actor>(handle));
     roles_[n.name] = info->role;
+    configured_speeds_[n.name] = info->speed;
     health_[n.name].last_answer = std::chrono::steady_clock::now();
     // A node on this kernel, in this time namespace, reads this clock: its stage times need no
     // estimated offset (whose error, while every pong waits behind a busy node, is tens of ms).
@@ -579,17 +580,32 @@ status deployment::send_emulation_to(const std::string& name, bool keep_clocks, 
   const emulation_settings& em = options_.emulation;
   nlohmann::json links = nlohmann::json::object();
   auto from = node_role_from_string(roles_[name]);
+  // What each node pays per MB it receives, at its speed (the last sent, else its own config's).
+  auto receive_ms_per_mb = [&](const std::string& node) {
+    if (em.receive_ms_per_mb <= 0) return 0.0;
+    auto sent = speeds_sent_.find(node);
+    auto configured = configured_speeds_.find(node);
+    const double speed = sent != speeds_sent_.end()               ? sent->second
+                         : configured != configured_speeds_.end() ? configured->second
+                                                                  : 1.0;
+    return em.receive_ms_per_mb / (speed > 0 ? speed : 1.0);
+  };
+  auto app_link = [&](const std::string& node, const link_profile& p) {
+    const double receive = receive_ms_per_mb(node);
+    auto [it, added] = app_links_.emplace(node, link_clock(p, receive));
+    if (!added) it->second.set_profile(p, receive);  // a change: what is queued on the link stays
+  };
   for (const auto& [other, other_handle] : nodes_) {
     if (other == name || !em.shaped) continue;
     auto to = node_role_from_string(roles_[other]);
     if (!from || !to) continue;
     const link_profile p = em.links.link(from.value(), to.value());
-    links[other] = {{"mbit_per_s", p.bandwidth_mbit_per_s}, {"latency_ms", p.latency_ms}};
-    if (name == em.app_node) {
-      auto [it, added] = app_links_.emplace(other, link_clock(p));
-      if (!added) it->second.set_profile(p);  // a change: what is queued on the link stays
-    }
+    links[other] = {{"mbit_per_s", p.bandwidth_mbit_per_s}, {"latency_ms", p.latency_ms},
+                    {"receive_ms_per_mb", receive_ms_per_mb(other)}};
+    if (name == em.app_node) app_link(other, p);
   }
+  // The app is a process of its own: its inputs to a stage on its node cross the transport too.
+  if (name == em.app_node && em.shaped && em.receive_ms_per_mb > 0) app_link(name, link_profile{});
   nlohmann::json settings = {{"clock", to_string(em.clock)}, {"links", links},
                              {"heartbeat_floor_mbit", options_.heartbeat_floor_mbit}};
   if (keep_clocks) settings["keep_clocks"] = true;

@@ -69,6 +69,10 @@ struct emulation_settings {
   testbed links;                    // link profiles by role pair, when shaped
   std::string app_node = "device";  // the node the app sits on: requests start and answers return
                                     // there (to a stage on it at no cost, else over its links)
+  // This machine's transport work per MB received, at speed 1 (message_costs::receive_ms_per_mb,
+  // from probe_receive_cost): with shaped links each node pays it at its speed while a message
+  // arrives, the app's inputs to a stage on app_node included (link_clock). 0: not modelled.
+  double receive_ms_per_mb = 0;
 };
 
 struct deployment_options {
@@ -313,6 +317,19 @@ class deployment {
                                                               int repeats = 3);
   result<layer_profile> probe_profile(const graph& g, const std::string& name, int repeats = 3);
 
+  // The transport's work per MB node `name` spends receiving a message (socket reads, TLS
+  // decryption, framing; message_costs::receive_ms_per_mb), in ms of CPU time per MB: `rounds`
+  // pairs of a 64-byte and a `large`-byte message (protocol::recv_cost_atom), each sent once the
+  // previous one is answered. The node's process CPU time from handling a small message to
+  // handling the next large one, less that from the large one to the next small one, is what the
+  // large payload cost more to receive: the least of each over the rounds (the node's heartbeats
+  // and timers only add to them; measured on a 9%-quota node, medians read 1.4 and 4.3 ms per MB
+  // in two runs of one cluster).
+  // CPU time: a node under a cpu quota measures what a core of its machine spends (its speed
+  // divides it in the models). Precondition: nothing else is sent to the node meanwhile. Errors
+  // name the node.
+  result<double> probe_receive_cost(const std::string& name, size_t large = size_t(2) << 20, int rounds = 15);
+
   // A light probe: `size` bytes from node `from` to node `to` over their emulated link (both
   // connected), sent `after_ms` after the latest answer (virtual clock; a probe sent while an
   // earlier one is still on the link would queue behind it and time the queue too). Errors name
@@ -546,6 +563,7 @@ class deployment {
   std::map<std::string, node_endpoint> endpoints_;
   std::map<std::string, protocol::node_handle> nodes_;
   std::map<std::string, std::string> roles_;
+  std::map<std::string, double> configured_speeds_;  // each node's speed from its own config (node_info)
   std::map<std::string, std::string> arithmetic_mismatches_;
   std::set<std::pair<std::string, std::string>> probe_peered_;  // connected, not watched (probes)
   std::set<std::pair<std::string, std::string>> peered_;

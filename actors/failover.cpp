@@ -263,6 +263,7 @@ std::vector<std::string> deployment::try_rejoin() {
       auto info = ask<protocol::node_info>(*self_, handle, attempt_timeout, "rejoin", protocol::info_atom::value);
       if (!info || info->name != name) continue;
       role = info->role;
+      configured_speeds_[name] = info->speed;
       (*self_)->monitor(handle);
       watch_for_loss(loss_watcher_, caf::actor_cast<caf::actor>(handle));
       h.connection_lost = false;

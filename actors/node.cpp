@@ -275,7 +275,7 @@ protocol::node_handle::behavior_type node_actor(node_pointer self, node_identity
         return ok_atom::value;
       },
       [=](protocol::info_atom) {
-        return protocol::node_info{identity.name, identity.role, identity.arithmetic, clock_domain};
+        return protocol::node_info{identity.name, identity.role, identity.arithmetic, clock_domain, identity.speed};
       },
       // A light probe of this node's link to `dest_name`: a real message of `size` bytes crosses
       // to that node. Virtual clock: its time on the link is what the emulated link clock gives
@@ -338,6 +338,11 @@ protocol::node_handle::behavior_type node_actor(node_pointer self, node_identity
           if (!ms) return refusal(me + ms.message());
           return ms.value();
         });
+      },
+      [=](protocol::recv_cost_atom, const bytes& payload) -> caf::result<double> {
+        if (std::string over = message_over_limit("receive cost probe", payload.size()); !over.empty())
+          return refusal(me + over);
+        return process_cpu_ms();
       },
       [=](protocol::lacks_atom, uint64_t model_hash, const std::vector<std::string>& names) {
         return layer_cache::process().lacking(model_hash, names);

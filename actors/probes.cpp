@@ -270,4 +270,32 @@ void deployment::probe_idle_nodes(request_outcome& o) {
   }
 }
 
+result<double> deployment::probe_receive_cost(const std::string& name, size_t large, int rounds) {
+  auto node = nodes_.find(name);
+  if (node == nodes_.end() || down_nodes_.count(name))
+    return status::error("receive cost probe: node '" + name + "' is not connected");
+  const size_t small = 64;
+  if (large < (size_t(1) << 16) || rounds < 2)
+    return status::error("receive cost probe: needs a large message of at least 64 KiB and two rounds");
+  const protocol::bytes small_payload(small, 0x5a), large_payload(large, 0xa5);
+  const std::string what = "node '" + name + "': receive cost probe";
+  // cpu[2k]: a small message handled, cpu[2k + 1]: the large one after it (one pair of warm-up
+  // first: the first large message grows the node's buffers).
+  std::vector<double> cpu;
+  for (int k = 0; k <= rounds; ++k)
+    for (const protocol::bytes* payload : {&small_payload, &large_payload}) {
+      auto at = ask<double>(*self_, node->second, options_.timeout, what, protocol::recv_cost_atom::value, *payload);
+      if (!at) return at.error();
+      cpu.push_back(*at);
+    }
+  // Whatever else the node does meanwhile (heartbeats, timers) only adds CPU time, and more of
+  // it to the longer intervals: the least of each kind of interval is its estimate.
+  double with_large = 1e300, with_small = 1e300;
+  for (size_t k = 2; k + 2 < cpu.size(); k += 2) {
+    with_large = std::min(with_large, cpu[k + 1] - cpu[k]);  // a small answer sent, the large message received
+    with_small = std::min(with_small, cpu[k + 2] - cpu[k + 1]);  // a small answer sent, a small message received
+  }
+  return std::max(0.0, with_large - with_small) / (double(large - small) * 1e-6);
+}
+
 }  // namespace d3

@@ -9,7 +9,7 @@
 // protocol::describe. Success of a command is ok_atom.
 //
 // Node actor (node_handle; published on the node's port, one per d3-node process):
-//   (info)                                       -> node_info {name, role, arithmetic, clock_domain}
+//   (info)                                       -> node_info {name, role, arithmetic, clock_domain, speed}
 //   (lacks, uint64 model_hash, [string] layers)  -> [string] layers missing from the node's cache
 //   (ship, bytes LayerShipment)                  -> ok: stored
 //   (ship_part, uint64 upload, uint64 offset, uint64 total, bytes part) -> ok: one part of a
@@ -40,7 +40,9 @@
 //   (emul, string JSON)                          -> ok: applied. The emulated testbed (emulation,
 //                 emulation/node_emulation.hpp), sent by the app at every deploy:
 //                 {"clock": "wall"|"virtual", "links": {"<destination node>": {"mbit_per_s": B,
-//                 "latency_ms": L}, ...}, "keep_clocks": bool, "speed": S}; resets the node's link
+//                 "latency_ms": L, "receive_ms_per_mb": R}, ...}, "keep_clocks": bool, "speed": S}
+//                 (R: the destination's transport work per MB at its speed, emulation::link_clock;
+//                 optional); resets the node's link
 //                 and node clocks unless keep_clocks. Destinations missing from "links" are
 //                 unshaped. The node's speed comes from its own config unless "speed" is given.
 //   (probe, echo_handle B, string B's name, uint64 bytes, double send ms) -> double: the ms the
@@ -67,6 +69,9 @@
 //                 times over `repeats` runs and what moving tensors costs it, at its speed) or
 //                 {"error": text}. Round `round` of `rounds`: the app interleaves a probe's rounds
 //                 over its nodes (profiling/profile_probe.hpp).
+//   (recv_cost, bytes payload) -> double: the node process's CPU time (ms) when the message is
+//                 handled (the payload is not read): the app times what receiving a message costs
+//                 the node by alternating payload sizes (deployment::probe_receive_cost)
 // Stage actors (stage_handle; remote_spawn by type name with make_message(bytes StageSpec)):
 //   (setup, app_handle app) -> ok: ready (operators created); errors of later requests go to app
 //   (route, string tensor, data_handle dest, string dest_node, uint8 codec) -> ok: dest, on node
@@ -127,6 +132,7 @@ using standby_atom = caf::atom_constant<caf::atom("d3standby")>;
 using promote_atom = caf::atom_constant<caf::atom("d3promote")>;
 using relay_atom = caf::atom_constant<caf::atom("d3relay")>;
 using speed_atom = caf::atom_constant<caf::atom("d3speed")>;
+using recv_cost_atom = caf::atom_constant<caf::atom("d3rcvcost")>;
 using ping_atom = caf::atom_constant<caf::atom("d3ping")>;
 using tick_atom = caf::atom_constant<caf::atom("d3tick")>;
 using verdict_atom = caf::atom_constant<caf::atom("d3verdict")>;
@@ -144,10 +150,11 @@ struct node_info {
   std::string role;
   std::string arithmetic;
   std::string clock_domain;
+  double speed = 1;  // its emulated speed from its config (the virtual clock's, until the app sends one)
 };
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, node_info& x) {
-  return f(caf::meta::type_name("d3_node_info"), x.name, x.role, x.arithmetic, x.clock_domain);
+  return f(caf::meta::type_name("d3_node_info"), x.name, x.role, x.arithmetic, x.clock_domain, x.speed);
 }
 
 // Whatever receives a stage's output bundles: another stage or the app.
@@ -181,6 +188,7 @@ using node_handle = echo_handle::extend<
     caf::replies_to<relay_atom, uint64_t, std::vector<std::string>, std::string, double>::with<double>,
     // A light probe of the node's speed: a model fragment without weights, run once (its ms).
     caf::replies_to<speed_atom, bytes>::with<double>,
+    caf::replies_to<recv_cost_atom, bytes>::with<double>,
     caf::replies_to<ping_atom, uint64_t>::with<pong_atom, uint64_t, double>>;
 using planner_handle = caf::typed_actor<caf::replies_to<observe_atom, planner_report>::with<planner_decision>>;
 

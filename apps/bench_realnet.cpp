@@ -460,8 +460,15 @@ int bench_realnet(int argc, char** argv) {
   virtual_options.heartbeat_floor_mbit = measured_options.heartbeat_floor_mbit;
   for (deployment_options* d : {&measured_options, &virtual_options})
     d->silence = d->peer_silence = std::chrono::milliseconds(o.silence_ms);
-  deployment measured(system, measured_options), emulated(system, virtual_options);
+  deployment measured(system, measured_options);
   if (auto s = measured.connect(endpoints); !s) bench_fail(bench_exit_failed, "connect: " + s.message());
+  // What receiving costs a node (TLS, socket, framing), timed on the device node under its quota
+  // in CPU time (what a core spends): the app's 602 KB input to it cross loopback, where nothing
+  // but the device's own work paces them. Every node here is a process of this machine.
+  auto receive_ms_per_mb = measured.probe_receive_cost("device");
+  if (!receive_ms_per_mb) bench_fail(bench_exit_failed, "receive cost probe: " + receive_ms_per_mb.message());
+  virtual_options.emulation.receive_ms_per_mb = *receive_ms_per_mb;
+  deployment emulated(system, virtual_options);
   if (auto s = emulated.connect(endpoints); !s) bench_fail(bench_exit_failed, "connect: " + s.message());
 
   std::string setting =
@@ -472,6 +479,9 @@ int bench_realnet(int argc, char** argv) {
              describe(t.link(node_role::device, node_role::cloud)).c_str(), edges, tls.enabled ? "on" : "off");
   setting += format(" The virtual clock and the cost model carry d3's messages at %.4f of these rates (TCP/IP framing).",
                     tcp_payload_share);
+  setting += format(" Receiving a message costs a node %.2f ms of CPU per MB at speed 1 (TLS, socket, framing; probed "
+                    "on the device node), paid at its speed while the bytes arrive, in both models.",
+                    *receive_ms_per_mb);
   setting += o.quotas.empty() ? " Virtual clock on the throttled nodes (no --quotas)."
                               : " Quotas lifted for the virtual clock's requests (--quotas).";
   std::printf("d3-bench realnet: %s\n", setting.c_str());
@@ -485,6 +495,7 @@ int bench_realnet(int argc, char** argv) {
     }
     auto profile = measure_local_profile(*g, o.profile_repeats);
     if (!profile) bench_fail(bench_exit_failed, "profile: " + profile.message());
+    profile->messages.receive_ms_per_mb = *receive_ms_per_mb;
     std::vector<realnet_plan> plans;
     for (const std::string& strategy : o.strategies) {
       const codec_choice_options codecs;
@@ -524,6 +535,13 @@ int bench_realnet(int argc, char** argv) {
     if (auto s = quotas->set(true); !s) bench_fail(bench_exit_failed, s.message());
     if (auto s = probe_node_profiles(measured, *g, probed, o.profile_repeats); !s)
       bench_fail(bench_exit_failed, "probing the nodes' profiles: " + s.message());
+    // A node's probe times its compute at its own speed, not what receiving costs it: that is the
+    // device's probe above at each node's speed.
+    for (auto& [name, node] : probed.nodes) {
+      layer_profile at_its_speed = *node.measured;
+      at_its_speed.messages.receive_ms_per_mb = *receive_ms_per_mb / cluster.nodes.at(name).speed;
+      node.measured = std::make_shared<const layer_profile>(std::move(at_its_speed));
+    }
     reprice(*g, plans, *profile, probed, &realnet_plan::probed_predicted_ms, &realnet_stage::probed_finish_ms);
     const int total = o.warmup + o.requests;
     std::vector<std::map<std::string, tensor>> inputs{size_t(total)}, expected{size_t(total)};

@@ -116,7 +116,8 @@ double link_clock::background_done_ms() const {
 double link_clock::send(double send_ms, size_t bytes) {
   drain_background(send_ms);
   const double start = std::max(send_ms, free_at_ms_);
-  double transmission = transfer_ms({profile_.bandwidth_mbit_per_s, 0.0}, bytes);
+  double transmission =
+      std::max(transfer_ms({profile_.bandwidth_mbit_per_s, 0.0}, bytes), double(bytes) * 1e-6 * receive_ms_per_mb_);
   // Bulk left at the start shares the transmission half and half (see send_shared); an unshaped
   // link never holds any.
   const double shared = std::min(shared_bytes_, double(bytes));
@@ -143,11 +144,17 @@ bool node_name_less(const std::string& a, const std::string& b) {
   return a.size() != b.size() ? a.size() < b.size() : a < b;
 }
 
-double thread_cpu_ms() {
+namespace {
+double clock_ms(clockid_t clock) {
   timespec ts{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  clock_gettime(clock, &ts);
   return double(ts.tv_sec) * 1e3 + double(ts.tv_nsec) / 1e6;
 }
+}  // namespace
+
+double thread_cpu_ms() { return clock_ms(CLOCK_THREAD_CPUTIME_ID); }
+
+double process_cpu_ms() { return clock_ms(CLOCK_PROCESS_CPUTIME_ID); }
 
 double monotonic_ms() {
   // steady_clock is CLOCK_MONOTONIC here: the same clock as the runtime's steady time points.

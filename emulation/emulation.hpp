@@ -36,15 +36,27 @@ double transfer_ms(const link_profile& link, size_t bytes);
 
 // One direction of a link. Messages leave in the order they are sent: a message waits for the
 // previous one's transmission (bytes / bandwidth) to finish, not for its propagation (latency).
+//
+// receive_ms_per_mb: the receiving node's own work per MB of message (socket reads, TLS
+// decryption, the transport's framing; not the bundle's decoding, which its stage charges), at
+// that node's speed. It runs while the bytes arrive, so a message's transmission takes the longer
+// of bytes / bandwidth and bytes * receive_ms_per_mb: what a slow node behind a fast link (a
+// device receiving the app's input over loopback) spends. 0: not modelled. Bulk and background
+// traffic (layer shipments, standby copies) are priced by the bandwidth alone.
 class link_clock {
  public:
-  explicit link_clock(link_profile profile = {}) : profile_(profile) {}
+  explicit link_clock(link_profile profile = {}, double receive_ms_per_mb = 0)
+      : profile_(profile), receive_ms_per_mb_(receive_ms_per_mb) {}
   // Arrival time of `bytes` handed to the link at `send_ms`.
   double send(double send_ms, size_t bytes);
   const link_profile& profile() const { return profile_; }
-  // A trace step: the new bandwidth and latency apply from now on; queued messages and the
-  // background backlog stay.
-  void set_profile(link_profile profile) { profile_ = profile; }
+  double receive_ms_per_mb() const { return receive_ms_per_mb_; }
+  // A trace step: the new bandwidth and latency (and receiver's work: its speed may have
+  // changed) apply from now on; queued messages and the background backlog stay.
+  void set_profile(link_profile profile, double receive_ms_per_mb = 0) {
+    profile_ = profile;
+    receive_ms_per_mb_ = receive_ms_per_mb;
+  }
 
   // Background traffic (standby copies of weights): sent at the lowest priority, it crosses in
   // the link's idle time and delays no message, as behind a strict-priority queue (the one packet
@@ -80,6 +92,7 @@ class link_clock {
   void queue(double& backlog, double& done_ms, double send_ms, size_t bytes);
 
   link_profile profile_;
+  double receive_ms_per_mb_ = 0;
   double free_at_ms_ = 0;  // when the previous transmission ends
   double backlog_bytes_ = 0;         // background bytes not yet carried
   double background_at_ms_ = 0;      // time up to which idle time was given to bulk and backlog
@@ -108,6 +121,8 @@ bool node_name_less(const std::string& a, const std::string& b);
 
 // CPU time the calling thread has used, in milliseconds (CLOCK_THREAD_CPUTIME_ID).
 double thread_cpu_ms();
+// CPU time every thread of this process has used, in milliseconds (CLOCK_PROCESS_CPUTIME_ID).
+double process_cpu_ms();
 
 // This machine's steady clock in milliseconds (CLOCK_MONOTONIC: the same for every process of the
 // machine, network namespaces included; its origin differs between machines, so times of two

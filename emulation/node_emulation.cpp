@@ -20,9 +20,11 @@ status node_emulation::configure(const std::string& text) {
     if (j.contains("links"))
       for (const auto& [dest, p] : j.at("links").items()) {
         link_profile profile{p.value("mbit_per_s", 0.0), p.value("latency_ms", 0.0)};
-        if (profile.bandwidth_mbit_per_s < 0 || profile.latency_ms < 0)
-          return status::error("link to '" + dest + "': negative bandwidth or latency");
-        if (profile.bandwidth_mbit_per_s > 0 || profile.latency_ms > 0) links.emplace(dest, link_clock(profile));
+        const double receive = p.value("receive_ms_per_mb", 0.0);
+        if (profile.bandwidth_mbit_per_s < 0 || profile.latency_ms < 0 || receive < 0)
+          return status::error("link to '" + dest + "': negative bandwidth, latency or receive cost");
+        if (profile.bandwidth_mbit_per_s > 0 || profile.latency_ms > 0 || receive > 0)
+          links.emplace(dest, link_clock(profile, receive));
       }
   } catch (const std::exception& e) {
     return status::error(std::string("bad emulation settings: ") + e.what());
@@ -41,7 +43,7 @@ status node_emulation::configure(const std::string& text) {
     for (auto& [dest, clock] : links) {
       auto it = links_.find(dest);
       if (it == links_.end()) links_.emplace(dest, clock);
-      else it->second.set_profile(clock.profile());  // what is queued on it stays
+      else it->second.set_profile(clock.profile(), clock.receive_ms_per_mb());  // what is queued on it stays
     }
     compute_ = node_clock(speed_);
     return status::ok();

@@ -58,12 +58,18 @@ result<plan_prediction> predict_plan(const graph& g, const stage_graph& sg, cons
     const auto& [from, produced_at] = produced.at(tensor);
     double ready = produced_at;
     double at = ready;
-    if (from != to) {
-      auto link_key = std::make_pair(from, to);
+    const cluster_node& receiver = cluster.nodes.at(to);
+    const double receive_ms_per_mb = receiver.profile_or(profile).messages.receive_ms_per_mb / receiver.speed;
+    // The app's inputs to a stage on the app's node still cross the transport (the app is its own
+    // process): unshaped, but the receiving node's work per byte is paid (link_clock).
+    const bool app_to_own_node = from == to && producer_of(tensor) < 0 && receive_ms_per_mb > 0;
+    if (from != to || app_to_own_node) {
+      auto link_key = std::make_pair(app_to_own_node ? std::string() : from, to);
       auto link = links.find(link_key);
       if (link == links.end()) {
-        const node_role a = cluster.nodes.at(from).role, b = cluster.nodes.at(to).role;
-        link = links.emplace(link_key, link_clock(cluster.links.link(a, b))).first;
+        const link_profile p =
+            app_to_own_node ? link_profile{} : cluster.links.link(cluster.nodes.at(from).role, receiver.role);
+        link = links.emplace(link_key, link_clock(p, receive_ms_per_mb)).first;
       }
       // Encoded crossings: the codec's bytes on the link; the app encodes its inputs before they
       // leave (stages charge their own encoding and decoding below).
@@ -73,7 +79,7 @@ result<plan_prediction> predict_plan(const graph& g, const stage_graph& sg, cons
         ready += cluster.nodes.at(from).profile_or(profile).messages.codec_encode_ms_per_mb[size_t(codec)] *
                  double(tensor_bytes(g, sg, tensor)) * 1e-6 / cluster.nodes.at(from).speed;
       at = link->second.send(ready, n);
-      bytes[link_key] += n;
+      if (!app_to_own_node) bytes[link_key] += n;
     }
     available[key] = at;
     return at;

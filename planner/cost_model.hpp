@@ -7,7 +7,11 @@
 // producer stage), a scatter's or gather's region copies, and encoding each bundle it sends (one
 // per destination stage, one to the app), per message and per byte as the node's profile
 // measured them (planner/profile.hpp: message_costs). A tensor crosses each link once per
-// destination node, queued in order on that link; the result returns to the app's node.
+// destination node, queued in order on that link, and takes at least the receiving node's
+// transport work (message_costs::receive_ms_per_mb, pipelined with the link: link_clock); the
+// app's inputs to a stage on the app's node cross an unshaped link at that work (the app is a
+// process of its own); the result returns to the app's node (the app's own receiving is not
+// modelled).
 #pragma once
 
 #include <map>

@@ -20,6 +20,11 @@ struct message_costs {
   double encode_ms = 0, encode_ms_per_mb = 0;
   double decode_ms = 0, decode_ms_per_mb = 0;
   double copy_ms_per_mb = 0;
+  // The transport's work per MB a node receives (socket reads, TLS decryption, framing: what
+  // happens before a bundle reaches its stage), pipelined with the link (emulation/emulation.hpp:
+  // link_clock). Measured over a real connection (actors/: deployment::probe_receive_cost), not by
+  // measure_message_costs; 0 when not measured: then not modelled.
+  double receive_ms_per_mb = 0;
   // A codec's own work (codec/tensor_codec.hpp) per MB of raw float32, on top of encode/decode
   // (index: tensor_codec; raw's is 0). Zero unless measured: then no codec is predicted to cost.
   std::array<double, tensor_codec_count> codec_encode_ms_per_mb{}, codec_decode_ms_per_mb{};

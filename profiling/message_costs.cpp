@@ -98,7 +98,7 @@ result<layer_profile> measure_local_profile(const graph& g, int repeats) {
 
 message_costs at_speed(const message_costs& c, double speed) {
   message_costs out{c.encode_ms / speed, c.encode_ms_per_mb / speed, c.decode_ms / speed, c.decode_ms_per_mb / speed,
-                    c.copy_ms_per_mb / speed};
+                    c.copy_ms_per_mb / speed, c.receive_ms_per_mb / speed};
   for (int k = 0; k < tensor_codec_count; ++k) {
     out.codec_encode_ms_per_mb[size_t(k)] = c.codec_encode_ms_per_mb[size_t(k)] / speed;
     out.codec_decode_ms_per_mb[size_t(k)] = c.codec_decode_ms_per_mb[size_t(k)] / speed;
@@ -120,6 +120,7 @@ message_costs median_of(const std::vector<message_costs>& samples) {
   out.decode_ms = median([](const message_costs& c) { return c.decode_ms; });
   out.decode_ms_per_mb = median([](const message_costs& c) { return c.decode_ms_per_mb; });
   out.copy_ms_per_mb = median([](const message_costs& c) { return c.copy_ms_per_mb; });
+  out.receive_ms_per_mb = median([](const message_costs& c) { return c.receive_ms_per_mb; });
   for (size_t k = 0; k < size_t(tensor_codec_count); ++k) {
     out.codec_encode_ms_per_mb[k] = median([k](const message_costs& c) { return c.codec_encode_ms_per_mb[k]; });
     out.codec_decode_ms_per_mb[k] = median([k](const message_costs& c) { return c.codec_decode_ms_per_mb[k]; });

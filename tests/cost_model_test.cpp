@@ -125,3 +125,28 @@ BOOST_AUTO_TEST_CASE(bundles_and_copies_are_priced_per_message_and_byte) {
   BOOST_TEST(std::fabs((after.latency_ms - before.latency_ms) - copies) < 1e-9 * after.latency_ms,
              after.latency_ms - before.latency_ms << " vs " << copies);
 }
+
+BOOST_AUTO_TEST_CASE(the_receivers_transport_work_is_paid_while_the_bytes_arrive) {
+  graph g = load("resnet18");
+  layer_profile profile = profile_from_flops(g, 100.0);
+  const cluster_model wifi = cluster_model::evaluation(*testbed::with_uplink("WiFi"));
+  const stage_graph device = stages(g, R"({"segments": [{"node": "device", "first": "conv1", "last": "fc"}]})");
+  const stage_graph cloud = stages(g, R"({"segments": [{"node": "cloud", "first": "conv1", "last": "fc"}]})");
+  const double device_free = predict(g, device, profile, wifi).latency_ms;
+  const double cloud_free = predict(g, cloud, profile, wifi).latency_ms;
+  const double image = 602112e-6, logits = 4000e-6;  // MB
+  // 2 ms per MB at speed 1: the app's input to the device (speed 0.1) costs it 20 ms per MB and
+  // crosses no link; the cloud's uplink (18.88 Mbit/s) is far slower than the cloud (speed 4)
+  // and the device receive.
+  profile.messages.receive_ms_per_mb = 2.0;
+  const plan_prediction on_device = predict(g, device, profile, wifi);
+  BOOST_TEST(on_device.latency_ms - device_free == image * 2.0 / 0.1, boost::test_tools::tolerance(1e-9));
+  BOOST_TEST(on_device.bytes.empty());  // no link carried it
+  BOOST_TEST(predict(g, cloud, profile, wifi).latency_ms == cloud_free, boost::test_tools::tolerance(1e-12));
+  // 2000 ms per MB: the cloud receives the image at 500 ms per MB (301 ms, the link's 255 ms) and
+  // the device the logits at 20000 ms per MB (80 ms, the link's 1.7 ms).
+  profile.messages.receive_ms_per_mb = 2000.0;
+  const double up = 25.0 + image * 500.0, down = 25.0 + logits * 20000.0;
+  const double expected = up + profile.total() / 4.0 + down;
+  BOOST_TEST(predict(g, cloud, profile, wifi).latency_ms == expected, boost::test_tools::tolerance(1e-9));
+}

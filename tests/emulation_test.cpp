@@ -14,6 +14,7 @@
 #include "emulation/cluster_file.hpp"
 #include "emulation/emulation.hpp"
 #include "emulation/emulation_trace.hpp"
+#include "emulation/node_emulation.hpp"
 #include "emulation/testbed_file.hpp"
 
 using namespace d3;
@@ -109,6 +110,26 @@ BOOST_AUTO_TEST_CASE(a_new_link_profile_keeps_what_is_queued) {
   link.send_background(110, 10000);
   link.set_profile({8.0, 1.0});  // the backlog left crosses at the new rate
   BOOST_TEST(link.background_done_ms() == 110.0 + 10.0 + 1.0);
+}
+
+BOOST_AUTO_TEST_CASE(a_slow_receiver_paces_a_fast_link) {
+  // 100 Mbit/s: 1 MB in 80 ms on the wire. A receiver at 1 ms per MB keeps up; at 100 it paces.
+  link_clock keeps_up({100.0, 2.0}, 1.0), paces({100.0, 2.0}, 100.0);
+  BOOST_TEST(keeps_up.send(0.0, 1000000) == 82.0, boost::test_tools::tolerance(1e-9));
+  BOOST_TEST(paces.send(0.0, 1000000) == 102.0, boost::test_tools::tolerance(1e-9));
+  BOOST_TEST(paces.send(0.0, 500000) == 152.0, boost::test_tools::tolerance(1e-9));  // queued behind the first
+  // No link at all (a process on the same machine): the receiver's work alone.
+  link_clock loopback({}, 10.0);
+  BOOST_TEST(loopback.send(5.0, 2000000) == 25.0, boost::test_tools::tolerance(1e-9));
+  // A node's emulation reads it per destination; a negative cost is refused.
+  node_emulation e;
+  e.set_identity("edge1", 1.0);
+  BOOST_REQUIRE(e.configure(R"({"clock": "virtual", "links": {"device": {"receive_ms_per_mb": 4}}})").is_ok());
+  BOOST_TEST(e.send("device", 10.0, 500000) == 12.0, boost::test_tools::tolerance(1e-9));
+  BOOST_TEST(e.send("edge2", 10.0, 500000) == 10.0, boost::test_tools::tolerance(1e-9));  // no link: free
+  status bad = e.configure(R"({"clock": "virtual", "links": {"device": {"receive_ms_per_mb": -1}}})");
+  BOOST_TEST(!bad.is_ok());
+  BOOST_TEST(bad.message().find("device") != std::string::npos);
 }
 
 BOOST_AUTO_TEST_CASE(a_node_computes_one_thing_at_a_time_at_its_speed) {

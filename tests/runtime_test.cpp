@@ -359,6 +359,54 @@ BOOST_FIXTURE_TEST_CASE(virtual_clock_link_transfer_is_latency_plus_size_over_ba
   }
 }
 
+// A node at half speed (its INI's speed), the others at 1.
+struct half_speed_device : cluster {
+  half_speed_device() : cluster({{"device", 0.5}}) {}
+};
+
+// The receiving node's transport work (emulation_settings::receive_ms_per_mb, at each node's own
+// speed from its config) paces a message when it is slower than the link: the app's input to the
+// device over no link at all, the cut to the edge over a link faster than the edge receives. And
+// the probe of that work on a real node reads a plausible, nonzero cost.
+BOOST_FIXTURE_TEST_CASE(virtual_clock_charges_the_receivers_transport_work, half_speed_device) {
+  const double B = 50.0, L = 7.0, R = 200.0;  // R ms per MB at speed 1: slower than B at speed 1
+  d3::deployment_options options;
+  options.timeout = 20s;
+  options.emulation.clock = d3::clock_mode::virtual_time;
+  options.emulation.shaped = true;
+  options.emulation.links.device_edge = {B, L};
+  options.emulation.app_node = "device";
+  options.emulation.receive_ms_per_mb = R;
+  d3::deployment dep(*system, options);
+  BOOST_REQUIRE(dep.connect(endpoints()).is_ok());
+  auto probed = dep.probe_receive_cost("device");
+  BOOST_REQUIRE_MESSAGE(probed.is_ok(), probed.message());
+  BOOST_TEST_MESSAGE("receiving costs the device node " << *probed << " ms of CPU per MB");
+  BOOST_TEST(*probed > 0.0);
+  BOOST_TEST(*probed < 100.0);  // a 2 MB message in 0.2 s of CPU at most: loopback, one machine
+  BOOST_TEST(!dep.probe_receive_cost("nowhere").is_ok());
+  const d3::graph& g = resnet18();
+  d3::deployment_plan plan;
+  plan.segments = {{"device", "conv1", "maxpool"}, {"edge1", "layer1.0.conv1", "fc"}};
+  BOOST_REQUIRE(dep.deploy(g, plan).is_ok());
+  const double image_mb = 602112e-6, cut_mb = 802816e-6, logits_mb = 4000e-6;
+  auto inputs = inputs_for(g, 2, 43);
+  auto outcomes = dep.run(inputs, 1);
+  check_answers(g, inputs, outcomes);
+  for (const d3::request_outcome& r : outcomes) {
+    const d3::stage_report* device = report_of(r, 0);
+    const d3::stage_report* edge = report_of(r, 1);
+    BOOST_REQUIRE(device && edge);
+    // The input: no link, the device (speed 0.5) receiving at R / 0.5 per MB.
+    BOOST_CHECK_CLOSE(device->ready_ms - r.virtual_start_ms, image_mb * R / 0.5, 1e-6);
+    // The cut: 128 ms on the 50 Mbit/s link, 161 ms for edge1 (speed 1) to receive.
+    BOOST_REQUIRE_GT(cut_mb * R, 8.0 * cut_mb * 1e3 / B);
+    BOOST_CHECK_CLOSE(edge->ready_ms - device->finish_ms, L + cut_mb * R, 1e-6);
+    // The answer back to the app on the device: paced by the device's receiving too.
+    BOOST_CHECK_CLOSE(r.virtual_end_ms - edge->finish_ms, L + logits_mb * R / 0.5, 1e-6);
+  }
+}
+
 // An imported ONNX model (torchvision's resnet18 exported by tools/export_models.py) over three
 // tiers with a run tiled over both edge nodes, under the virtual clock: bit-identical answers.
 BOOST_FIXTURE_TEST_CASE(imported_onnx_resnet18_three_tier_tiled_is_bit_identical, cluster) {

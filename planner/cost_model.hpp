@@ -10,8 +10,8 @@
 // destination node, queued in order on that link, and takes at least the receiving node's
 // transport work (message_costs::receive_ms_per_mb, pipelined with the link: link_clock); the
 // app's inputs to a stage on the app's node cross an unshaped link at that work (the app is a
-// process of its own); the result returns to the app's node (the app's own receiving is not
-// modelled).
+// process of its own); the result returns to the app's node, received at that node's cost (from a
+// stage on the app's node: for free).
 #pragma once
 
 #include <map>

@@ -98,7 +98,17 @@ events = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
 after = [e for e in events if e.get("event") == "layers_migrated" and e["time"] >= sys.argv[2]]
 print("netns_test: after the drop at %s: %d migration(s), the first at %s moving %d layers" % (
     sys.argv[2], len(after), after[0]["time"] if after else "-", after[0]["layers_moved"] if after else 0))
-if not 1 <= len(after) <= 2: sys.exit(1)  # adapts, and settles
+if not 1 <= len(after) <= 2:  # adapts, and settles
+    # What each migration rested on: the planner's verdict on the answer before it (its reason
+    # and the estimates it judged on; a run that migrated 3 times left no more than the count).
+    for m in after:
+        verdicts = [e for e in events if e.get("event") == "planner_verdict" and e["time"] <= m["time"]
+                    and not e.get("verdict", "").startswith("waiting for the migration")]
+        v = verdicts[-1] if verdicts else {}
+        print("netns_test: v%s -> v%s at %s, %s layers moved; last verdict before it: %s; Mbit/s %s; speeds %s" % (
+            m.get("from_version"), m.get("to_version"), m["time"], m.get("layers_moved"), v.get("verdict", "-"),
+            json.dumps(v.get("mbit_per_s", {})), json.dumps(v.get("speeds", {}))))
+    sys.exit(1)
 # A migration that ships megabytes ships them in the background: the running plan answers
 # meanwhile (the planner is told, and waits for the new one before it judges again).
 for m in after:

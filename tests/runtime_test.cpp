@@ -311,15 +311,22 @@ BOOST_FIXTURE_TEST_CASE(a_corrupt_payload_gets_an_error_reply_and_the_stage_keep
 // Virtual clock (emulation): a device segment sends resnet18's max-pool output (N = 802816 bytes)
 // to an edge segment over a device-edge link of B Mbit/s and latency L; the edge stage's virtual
 // ready time minus the device stage's virtual finish time is L + 8N/B. Answers stay exact.
-BOOST_FIXTURE_TEST_CASE(virtual_clock_link_transfer_is_latency_plus_size_over_bandwidth, cluster) {
-  const double B = 50.0, L = 7.0;
+namespace {
+// The virtual clock with only the device<->edge link shaped (B Mbit/s, L ms), the app on the device.
+d3::deployment_options virtual_device_edge_options(double B, double L) {
   d3::deployment_options options;
   options.timeout = 20s;
   options.emulation.clock = d3::clock_mode::virtual_time;
   options.emulation.shaped = true;
   options.emulation.links.device_edge = {B, L};
   options.emulation.app_node = "device";
-  d3::deployment dep(*system, options);
+  return options;
+}
+}  // namespace
+
+BOOST_FIXTURE_TEST_CASE(virtual_clock_link_transfer_is_latency_plus_size_over_bandwidth, cluster) {
+  const double B = 50.0, L = 7.0;
+  d3::deployment dep(*system, virtual_device_edge_options(B, L));
   BOOST_REQUIRE(dep.connect(endpoints()).is_ok());
   const d3::graph& g = resnet18();
   d3::deployment_plan plan;
@@ -370,12 +377,7 @@ struct half_speed_device : cluster {
 // the probe of that work on a real node reads a plausible, nonzero cost.
 BOOST_FIXTURE_TEST_CASE(virtual_clock_charges_the_receivers_transport_work, half_speed_device) {
   const double B = 50.0, L = 7.0, R = 200.0;  // R ms per MB at speed 1: slower than B at speed 1
-  d3::deployment_options options;
-  options.timeout = 20s;
-  options.emulation.clock = d3::clock_mode::virtual_time;
-  options.emulation.shaped = true;
-  options.emulation.links.device_edge = {B, L};
-  options.emulation.app_node = "device";
+  d3::deployment_options options = virtual_device_edge_options(B, L);
   options.emulation.receive_ms_per_mb = R;
   d3::deployment dep(*system, options);
   BOOST_REQUIRE(dep.connect(endpoints()).is_ok());

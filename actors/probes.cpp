@@ -279,15 +279,18 @@ result<double> deployment::probe_receive_cost(const std::string& name, size_t la
     return status::error("receive cost probe: needs a large message of at least 64 KiB and two rounds");
   const protocol::bytes small_payload(small, 0x5a), large_payload(large, 0xa5);
   const std::string what = "node '" + name + "': receive cost probe";
-  // cpu[2k]: a small message handled, cpu[2k + 1]: the large one after it (one pair of warm-up
-  // first: the first large message grows the node's buffers).
+  // cpu[2k]: a small message handled, cpu[2k + 1]: the large one after it; one pair of warm-up
+  // first (the first large message grows the node's buffers), and a small message last, which
+  // closes the last round.
+  std::vector<const protocol::bytes*> order;
+  for (int k = 0; k <= rounds; ++k) order.insert(order.end(), {&small_payload, &large_payload});
+  order.push_back(&small_payload);
   std::vector<double> cpu;
-  for (int k = 0; k <= rounds; ++k)
-    for (const protocol::bytes* payload : {&small_payload, &large_payload}) {
-      auto at = ask<double>(*self_, node->second, options_.timeout, what, protocol::recv_cost_atom::value, *payload);
-      if (!at) return at.error();
-      cpu.push_back(*at);
-    }
+  for (const protocol::bytes* payload : order) {
+    auto at = ask<double>(*self_, node->second, options_.timeout, what, protocol::recv_cost_atom::value, *payload);
+    if (!at) return at.error();
+    cpu.push_back(*at);
+  }
   // Whatever else the node does meanwhile (heartbeats, timers) only adds CPU time, and more of
   // it to the longer intervals: the least of each kind of interval is its estimate.
   double with_large = 1e300, with_small = 1e300;

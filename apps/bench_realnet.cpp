@@ -463,8 +463,8 @@ int bench_realnet(int argc, char** argv) {
   deployment measured(system, measured_options);
   if (auto s = measured.connect(endpoints); !s) bench_fail(bench_exit_failed, "connect: " + s.message());
   // What receiving costs a node (TLS, socket, framing), timed on the device node under its quota
-  // in CPU time (what a core spends): the app's 602 KB input to it cross loopback, where nothing
-  // but the device's own work paces them. Every node here is a process of this machine.
+  // in CPU time (what a core spends): the app's input to it crosses loopback, where nothing but the
+  // device's own work paces it. Every node here is a process of this machine.
   auto receive_ms_per_mb = measured.probe_receive_cost("device");
   if (!receive_ms_per_mb) bench_fail(bench_exit_failed, "receive cost probe: " + receive_ms_per_mb.message());
   virtual_options.emulation.receive_ms_per_mb = *receive_ms_per_mb;

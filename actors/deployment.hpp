@@ -325,10 +325,16 @@ class deployment {
   // large payload cost more to receive: the least of each over the rounds (the node's heartbeats
   // and timers only add to them; measured on a 9%-quota node, medians read 1.4 and 4.3 ms per MB
   // in two runs of one cluster).
+  // The least interval from one small message to the next is the node's work per message: a
+  // small message received, handled and answered.
   // CPU time: a node under a cpu quota measures what a core of its machine spends (its speed
   // divides it in the models). Precondition: nothing else is sent to the node meanwhile. Errors
   // name the node.
-  result<double> probe_receive_cost(const std::string& name, size_t large = size_t(2) << 20, int rounds = 15);
+  struct receive_cost {
+    double ms_per_mb = 0;       // the payload's receiving, per MB (message_costs::receive_ms_per_mb)
+    double ms_per_message = 0;  // one small message in and one small answer out
+  };
+  result<receive_cost> probe_receive_cost(const std::string& name, size_t large = size_t(2) << 20, int rounds = 15);
 
   // A light probe: `size` bytes from node `from` to node `to` over their emulated link (both
   // connected), sent `after_ms` after the latest answer (virtual clock; a probe sent while an

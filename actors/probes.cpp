@@ -270,7 +270,7 @@ void deployment::probe_idle_nodes(request_outcome& o) {
   }
 }
 
-result<double> deployment::probe_receive_cost(const std::string& name, size_t large, int rounds) {
+result<deployment::receive_cost> deployment::probe_receive_cost(const std::string& name, size_t large, int rounds) {
   auto node = nodes_.find(name);
   if (node == nodes_.end() || down_nodes_.count(name))
     return status::error("receive cost probe: node '" + name + "' is not connected");
@@ -298,7 +298,7 @@ result<double> deployment::probe_receive_cost(const std::string& name, size_t la
     with_large = std::min(with_large, cpu[k + 1] - cpu[k]);  // a small answer sent, the large message received
     with_small = std::min(with_small, cpu[k + 2] - cpu[k + 1]);  // a small answer sent, a small message received
   }
-  return std::max(0.0, with_large - with_small) / (double(large - small) * 1e-6);
+  return receive_cost{std::max(0.0, with_large - with_small) / (double(large - small) * 1e-6), with_small};
 }
 
 }  // namespace d3

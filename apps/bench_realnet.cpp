@@ -317,7 +317,13 @@ nlohmann::ordered_json plan_json(const realnet_plan& p) {
                            {"measured_finish_ms", s.measured_finish_ms.empty() ? NAN : median(s.measured_finish_ms)},
                            {"virtual_finish_ms", s.virtual_finish_ms.empty() ? NAN : median(s.virtual_finish_ms)},
                            {"predicted_finish_ms", s.predicted_finish_ms},
-                           {"probed_finish_ms", s.probed_finish_ms}});
+                           {"probed_finish_ms", s.probed_finish_ms},
+                           // Per request, in the order of measured_ms / virtual_ms: what the medians hide (a
+                           // node under a quota that sends one period late on some requests only).
+                           {"measured_ready_each_ms", s.measured_ready_ms},
+                           {"measured_finish_each_ms", s.measured_finish_ms},
+                           {"virtual_ready_each_ms", s.virtual_ready_ms},
+                           {"virtual_finish_each_ms", s.virtual_finish_ms}});
   return j;
 }
 
@@ -465,9 +471,10 @@ int bench_realnet(int argc, char** argv) {
   // What receiving costs a node (TLS, socket, framing), timed on the device node under its quota
   // in CPU time (what a core spends): the app's input to it crosses loopback, where nothing but the
   // device's own work paces it. Every node here is a process of this machine.
-  auto receive_ms_per_mb = measured.probe_receive_cost("device");
-  if (!receive_ms_per_mb) bench_fail(bench_exit_failed, "receive cost probe: " + receive_ms_per_mb.message());
-  virtual_options.emulation.receive_ms_per_mb = *receive_ms_per_mb;
+  auto receive = measured.probe_receive_cost("device");
+  if (!receive) bench_fail(bench_exit_failed, "receive cost probe: " + receive.message());
+  const double receive_ms_per_mb = receive->ms_per_mb;
+  virtual_options.emulation.receive_ms_per_mb = receive_ms_per_mb;
   deployment emulated(system, virtual_options);
   if (auto s = emulated.connect(endpoints); !s) bench_fail(bench_exit_failed, "connect: " + s.message());
 
@@ -480,8 +487,9 @@ int bench_realnet(int argc, char** argv) {
   setting += format(" The virtual clock and the cost model carry d3's messages at %.4f of these rates (TCP/IP framing).",
                     tcp_payload_share);
   setting += format(" Receiving a message costs a node %.2f ms of CPU per MB at speed 1 (TLS, socket, framing; probed "
-                    "on the device node), paid at its speed while the bytes arrive, in both models.",
-                    *receive_ms_per_mb);
+                    "on the device node), paid at its speed while the bytes arrive, in both models; a small message "
+                    "in and its answer out cost it %.3f ms.",
+                    receive_ms_per_mb, receive->ms_per_message);
   setting += o.quotas.empty() ? " Virtual clock on the throttled nodes (no --quotas)."
                               : " Quotas lifted for the virtual clock's requests (--quotas).";
   std::printf("d3-bench realnet: %s\n", setting.c_str());
@@ -495,7 +503,7 @@ int bench_realnet(int argc, char** argv) {
     }
     auto profile = measure_local_profile(*g, o.profile_repeats);
     if (!profile) bench_fail(bench_exit_failed, "profile: " + profile.message());
-    profile->messages.receive_ms_per_mb = *receive_ms_per_mb;
+    profile->messages.receive_ms_per_mb = receive_ms_per_mb;
     std::vector<realnet_plan> plans;
     for (const std::string& strategy : o.strategies) {
       const codec_choice_options codecs;
@@ -539,7 +547,7 @@ int bench_realnet(int argc, char** argv) {
     // device's probe above at each node's speed.
     for (auto& [name, node] : probed.nodes) {
       layer_profile at_its_speed = *node.measured;
-      at_its_speed.messages.receive_ms_per_mb = *receive_ms_per_mb / cluster.nodes.at(name).speed;
+      at_its_speed.messages.receive_ms_per_mb = receive_ms_per_mb / cluster.nodes.at(name).speed;
       node.measured = std::make_shared<const layer_profile>(std::move(at_its_speed));
     }
     reprice(*g, plans, *profile, probed, &realnet_plan::probed_predicted_ms, &realnet_stage::probed_finish_ms);

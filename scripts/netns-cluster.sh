@@ -322,7 +322,11 @@ up() {
     scaled="$(python3 -c "print('%.6f' % ($speed * $scale))")"
     # A short period (10 ms, longer where the quota would fall under the kernel's 1 ms, at most
     # 100 ms): a node runs up to one quota ahead of its average rate, so a short period keeps a
-    # compute of a few ms from finishing a whole period early or late.
+    # compute of a few ms from finishing a whole period early or late. What no period removes:
+    # a node that ends a compute owing quota does its next work (the answer, the next input) at
+    # the next refill, one period later; measured, a quarter to a half of the device's and edge1's
+    # requests, and as often with quotas of one 4 ms tick and a 44 ms period (docs/results.md,
+    # "Pinned to one cpu"). Neither of d3's models has these steps.
     period="$(python3 -c "print(min(100000, max(10000, int(1000 / ($speed * $scale)))))")"
     quota="$(python3 -c "print(max(1000, int($speed * $scale * $period)))")"
     local cg="/sys/fs/cgroup/cpu/d3-$n"

@@ -899,7 +899,14 @@ BOOST_AUTO_TEST_CASE(small_depthwise_convolutions_match_xnnpack_bit_for_bit) {
       {{1, 3, 5, 2}, 2, 2, make_window(5, 5, 1, 1, pad_all(2)), true, activation::relu()},
       {{1, 6, 6, 31}, 31, 31, make_window(2, 2, 2, 2), true, none},
       {{1, 8, 9, 48}, 48, 48, make_window(1, 1, 2, 2), true, none},
-      {{1, 5, 23, 16}, 16, 16, make_window(3, 3, 1, 1), false, none}};
+      {{1, 5, 23, 16}, 16, 16, make_window(3, 3, 1, 1), false, none},
+      // The sliding window over a row's interior (3x3 and 5x5, strides 1 and 2): interiors longer
+      // than one group, with a last group overlapping, channel tails, asymmetric padding, no padding.
+      {{1, 21, 37, 40}, 40, 40, make_window(3, 3, 2, 2, pad_all(1)), true, activation::relu()},
+      {{1, 15, 19, 24}, 24, 24, make_window(5, 5, 2, 2, pad_all(2)), true, clamp_range},
+      {{2, 12, 30, 33}, 33, 33, make_window(3, 3, 1, 1, {1, 0, 0, 1}), true, none},
+      {{1, 10, 13, 16}, 16, 16, make_window(5, 5, 1, 1), false, none},
+      {{1, 9, 11, 7}, 7, 7, make_window(5, 5, 1, 1, pad_all(2)), true, none}};
   rng r(2300);
   for (const conv_spec& c : cases) {
     const layer l = conv_layer(c, r);

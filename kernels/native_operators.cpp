@@ -192,6 +192,50 @@ __attribute__((target("avx2"))) void multiply_span_avx2(const float* a, const fl
   multiply_span<v8sf>(a, b, y, count);
 }
 
+// sum[i] = x[i] + x[count + i] + ... + x[(rows - 1) * count + i], added in row order: four
+// vectors of columns stay in registers across the rows (a loop adding each row into `sum` in
+// memory loads and stores the sums once per row). Precondition: rows >= 1.
+template <class V>
+D3_INLINE void sum_rows_span(const float* x, size_t rows, size_t count, float* sum) {
+  constexpr size_t lanes = sizeof(V) / sizeof(float);
+  size_t i = 0;
+  for (; i + 4 * lanes <= count; i += 4 * lanes) {
+    V a[4];
+    std::memcpy(a, x + i, sizeof a);
+    for (size_t r = 1; r < rows; ++r) {
+      V b[4];
+      std::memcpy(b, x + r * count + i, sizeof b);
+      a[0] += b[0];
+      a[1] += b[1];
+      a[2] += b[2];
+      a[3] += b[3];
+    }
+    std::memcpy(sum + i, a, sizeof a);
+  }
+  for (; i + lanes <= count; i += lanes) {
+    V a, b;
+    std::memcpy(&a, x + i, sizeof a);
+    for (size_t r = 1; r < rows; ++r) {
+      std::memcpy(&b, x + r * count + i, sizeof b);
+      a += b;
+    }
+    std::memcpy(sum + i, &a, sizeof a);
+  }
+  for (; i < count; ++i) {
+    float a = x[i];
+    for (size_t r = 1; r < rows; ++r) a += x[r * count + i];
+    sum[i] = a;
+  }
+}
+
+__attribute__((target("avx512f"))) void sum_rows_avx512(const float* x, size_t rows, size_t count, float* sum) {
+  sum_rows_span<v16sf>(x, rows, count, sum);
+}
+
+__attribute__((target("avx2"))) void sum_rows_avx2(const float* x, size_t rows, size_t count, float* sum) {
+  sum_rows_span<v8sf>(x, rows, count, sum);
+}
+
 }  // namespace
 
 void force_four_lane_vectors(bool forced) { four_lanes_forced.store(forced); }
@@ -212,6 +256,15 @@ void multiply_values(const float* a, const float* b, float* y, size_t count) {
     multiply_span_avx2(a, b, y, count);
   else
     multiply_span<v4sf>(a, b, y, count);
+}
+
+void sum_rows(const float* x, size_t rows, size_t count, float* sum) {
+  if (sixteen_lanes())
+    sum_rows_avx512(x, rows, count, sum);
+  else if (eight_lanes())
+    sum_rows_avx2(x, rows, count, sum);
+  else
+    sum_rows_span<v4sf>(x, rows, count, sum);
 }
 
 void tanh_values(const float* x, float* y, size_t count) {

@@ -82,6 +82,9 @@ void gelu_values(const float* x, float* y, size_t count);
 void tanh_values(const float* x, float* y, size_t count);
 // y[i] = a[i] * b[i] (one IEEE product each, as XNNPACK's multiply); y may be a or b.
 void multiply_values(const float* a, const float* b, float* y, size_t count);
+// sum[i] = x[i] + x[count + i] + ... over `rows` rows of `count` floats, added in row order (the
+// same bits on every path). Precondition: rows >= 1; sum may be x.
+void sum_rows(const float* x, size_t rows, size_t count, float* sum);
 void preprocess_rows(const float* x, float* y, size_t pixels, size_t channels, const float* mean, const float* std);
 
 }  // namespace d3

@@ -435,21 +435,18 @@ class native_global_average_pool : public single_input_operator {
   }
 
   // sum[c] = the sum of `count` pixels starting at x (C channels each); `spare` holds the buffers
-  // of the levels below this one. Precondition: count >= 1.
+  // of the levels below this one. Preconditions: count >= 1, spare == sum + C.
   void pairwise_sum(const float* x, size_t count, float* sum, float* spare) const {
     const size_t C = size_t(in_.c);
     if (count <= leaf_pixels) {
-      std::copy(x, x + C, sum);
-      for (size_t p = 1; p < count; ++p) {
-        const float* px = x + p * C;
-        for (size_t c = 0; c < C; ++c) sum[c] += px[c];
-      }
+      sum_rows(x, count, C, sum);
       return;
     }
     const size_t half = count / 2;
     pairwise_sum(x, half, sum, spare);
     pairwise_sum(x + half * C, count - half, spare, spare + C);
-    for (size_t c = 0; c < C; ++c) sum[c] += spare[c];
+    // sum + spare: the two rows of C floats at sum.
+    sum_rows(sum, 2, C, sum);
   }
 
   std::string name_;

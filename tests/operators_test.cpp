@@ -967,6 +967,12 @@ BOOST_AUTO_TEST_CASE(native_vector_widths_compute_the_same_bits) {
     norm.epsilon = 1e-6f;
     cases.emplace_back(with_shapes(std::move(norm), {s}), random_tensor_of(s, r, 3.0f));
   }
+  // Global average pooling's sums: blocks of four vectors of channels, single vectors, a scalar
+  // tail; leaves of the pairwise tree and their merges.
+  for (const tensor_shape& s : std::vector<tensor_shape>{{1, 37, 29, 83}, {2, 3, 5, 7}, {1, 7, 7, 1152}}) {
+    layer l = simple_layer(layer_kind::global_average_pool, {s}, activation::none());
+    cases.emplace_back(std::move(l), random_tensor_of(s, r, 3.0f));
+  }
   // Attention: one key per lane against four partial sums per dot product; odd token counts (a
   // partial last vector of keys) and head widths with a tail (15, 5).
   const std::vector<std::pair<tensor_shape, int>> attentions = {

@@ -1,5 +1,6 @@
 // d3-bench engine: d3 against ONNX Runtime on the same ONNX files, runs alternating, one process each.
 #include <dirent.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -71,6 +72,11 @@ and with --json writes one JSON object per row.
                       (default 20)
   --ort-spinning      keep ORT's spin-waiting intra-op workers (default: off, because spinning
                       workers keep a core busy and slow the engine timed next; 1 thread: no effect)
+  --cpu N             run both engines on CPU N only (this process and ORT's, which inherits it;
+                      needs --threads 1). Unpinned, the scheduler keeps each engine's process on
+                      its own core, and on a shared host a busy neighbour on one core slows that
+                      engine alone for a whole round (measured: single rounds of d3/ORT from 0.9
+                      to 1.4 unpinned, 0.94-1.03 pinned)
   --json              one JSON object per row on stdout instead of the table
   --help              this text
 
@@ -229,6 +235,7 @@ int bench_engine(int argc, char** argv) {
   int repeat = 10, warmup = 3, block = 5, settle_ms = 20;
   bool json = false, ort_spinning = false;
   bool help = false;
+  int cpu = -1;
   read_bench_options(argc, argv, "see d3-bench engine --help", [&](option_reader& in) {
     if (in.is("--help", "-h")) help = true;
     else if (in.is("--models")) models = in.value();
@@ -245,11 +252,21 @@ int bench_engine(int argc, char** argv) {
     else if (in.is("--ort")) ort_dir = in.value();
     else if (in.is("--json")) json = true;
     else if (in.is("--ort-spinning")) ort_spinning = true;
+    else if (in.is("--cpu")) cpu = int(in.integer(0, CPU_SETSIZE - 1));
     else in.unknown();
   });
   if (help) {
     std::cout << usage;
     return 0;
+  }
+  if (cpu >= 0) {
+    if (std::any_of(threads.begin(), threads.end(), [](int t) { return t != 1; }))
+      bench_fail(bench_exit_bad_input, "--cpu " + std::to_string(cpu) + " pins both engines to one CPU: it needs --threads 1");
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    if (sched_setaffinity(0, sizeof set, &set) != 0)
+      bench_fail(bench_exit_bad_input, "--cpu " + std::to_string(cpu) + ": cannot run on that CPU: " + std::strerror(errno));
   }
   if (access((ort_dir + "/node_modules/onnxruntime-node/package.json").c_str(), R_OK) != 0)
     bench_fail(bench_exit_bad_input, "ONNX Runtime is not installed in '" + ort_dir + "': run scripts/install-bench-deps.sh");

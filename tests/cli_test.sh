@@ -56,6 +56,7 @@ expect 2 "unknown model 'nope'" "$bin/d3-bench" regimes --models nope
 printf '{"steps": [{"at_ms": 0, "uplink": "5G"}]}' > "$work/bad.trace.json"
 expect 2 "step 0: uplink must be CAT1, 3G, 4G or WiFi" "$bin/d3-bench" adapt --trace "$work/bad.trace.json"
 expect 2 "unknown option '--fast'" "$bin/d3-bench" adapt --fast
+expect 2 "it needs --threads 1" "$bin/d3-bench" engine --cpu 0 --threads 1,2
 config="$(cd "$(dirname "$0")/../apps/config" && pwd)"
 printf '/sys/fs/cgroup/cpu/d3-device 500\n' > "$work/low.quotas"
 expect 2 "--quotas: cannot read" "$bin/d3-bench" realnet --cluster "$config/cluster.json" --testbed "$config/testbed-realnet.json" \

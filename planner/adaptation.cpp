@@ -465,6 +465,14 @@ cluster_model adaptive_planner::bounded(int side) const {
                                                      : own->second.faster;
     const double f = 1.0 + std::min(u, options_.max_uncertainty);
     n.speed = side > 0 ? n.speed / f : n.speed * f;
+    // Pessimistically no node runs faster than it was planned with (its profile, measured idle):
+    // a plan is not moved onto a node for running beyond its profile, which on a shared host is a
+    // phase of its core, not a property of the node. (Measured on the namespace cluster under
+    // test.sh: 0.2-core edges read 1.44 and 0.77 of their profiles, and a plan that had just
+    // settled after a backbone drop moved 32 layers and 45 MB onto the "fast" one, then back.)
+    // The running plan keeps its optimistic price, so a node that slows still moves work off it.
+    auto planned = planned_speed_.find(node);
+    if (side > 0 && planned != planned_speed_.end() && planned->second > 0) n.speed = std::min(n.speed, planned->second);
   }
   return c;
 }

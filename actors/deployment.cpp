@@ -206,8 +206,36 @@ result<deploy_report> deployment::deploy(const graph& g, const deployment_plan& 
     faults_[k].new_version = attempt.version;
     faults_[k].recovered_ms = report.deploy_ms;
   }
+  note_held_layers(g);
   keep_standby();
   return report;
+}
+
+void deployment::note_held_layers(const graph& g) {
+  std::vector<int> weighted;
+  for (size_t l = 0; l < g.layers.size(); ++l)
+    if (weight_bytes(g.layers[l]) > 0) weighted.push_back(int(l));
+  if (weighted.empty()) return;
+  const uint64_t hash = model_hash(g);
+  for (const auto& [node, handle] : nodes_) {
+    if (down_nodes_.count(node)) continue;
+    auto lacking = lacking_layers(g, node, weighted, hash);
+    if (!lacking) {  // the requests find out whether the node is gone; the planner just learns less
+      log({{"event", "layers_held_unknown"}, {"node", node}, {"error", lacking.message()}});
+      continue;
+    }
+    const std::set<int> missing(lacking->begin(), lacking->end());
+    std::set<int>& held = standby_arrived_[node];
+    size_t count = 0, bytes = 0;
+    for (int l : weighted)
+      if (!missing.count(l)) {
+        held.insert(l);
+        ++count;
+        bytes += weight_bytes(g.layers[size_t(l)]);
+      }
+    if (held.empty()) standby_arrived_.erase(node);
+    log({{"event", "layers_held"}, {"node", node}, {"layers", count}, {"bytes", bytes}, {"model_hash", hash}});
+  }
 }
 
 result<deployment_plan> deployment::replan_at_deploy(const graph& g, const deployment_plan& asked,

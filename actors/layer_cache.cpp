@@ -26,7 +26,7 @@ result<size_t> layer_cache::store(layer_shipment shipment) {
   if (!make_room(incoming))
     return status::error("layer cache budget of " + std::to_string(budget_ >> 20) + " MB exceeded: " +
                          std::to_string(bytes_ >> 20) + " MB held (in use by live stages), " + std::to_string(incoming >> 20) +
-                         " MB shipped (INI cache_mb)");
+                         " MB incoming (INI cache_mb)");
   // What each layer reads, named before any layer moves into the cache.
   std::vector<std::vector<std::pair<std::string, tensor_shape>>> reads(shipment.fragment.layers.size());
   for (size_t i = 0; i < shipment.fragment.layers.size(); ++i)
@@ -45,6 +45,23 @@ result<size_t> layer_cache::store(layer_shipment shipment) {
     ++stored;
   }
   return stored;
+}
+
+result<size_t> layer_cache::provision(const graph& g) {
+  auto order = topological_order(g);
+  if (!order) return order.error();
+  std::vector<int> computed, weighted;
+  for (int l : *order) {
+    if (g.layers[size_t(l)].kind == layer_kind::input) continue;
+    computed.push_back(l);
+    if (d3::weight_bytes(g.layers[size_t(l)]) > 0) weighted.push_back(l);
+  }
+  if (weighted.empty()) return size_t(0);
+  size_t bytes = 0;
+  for (int l : weighted) bytes += d3::weight_bytes(g.layers[size_t(l)]);
+  auto stored = store(make_fragment(g, computed, model_hash(g), weighted));
+  if (!stored) return stored.error();
+  return bytes;
 }
 
 bool layer_cache::make_room(size_t incoming) {

@@ -26,6 +26,11 @@ class layer_cache {
   // Validates the shipment (every layer's shapes and weight sizes, via infer_shapes on the
   // fragment) and caches the layers whose weights it includes. Returns how many it stored.
   result<size_t> store(layer_shipment shipment);
+  // Provisioning (d3-node's INI `models`): every layer of the prepared graph `g` that has
+  // weights, cached under model_hash(g) as if the app had shipped them, so that no deployment or
+  // migration of that model ships them to this node (the app asks what a node lacks first).
+  // Under the same budget as shipments; the error names it. Returns the weight bytes cached.
+  result<size_t> provision(const graph& g);
   // The cached layer (weights shared, not copied); its `inputs` index the shipment it came in.
   std::optional<layer> find(uint64_t model_hash, const std::string& name) const;
   // A shipment of the cached layers `names` (in execution order) that another node can store:

@@ -112,6 +112,11 @@ answer is compared memcmp-equal with a single-process run.
                         nothing and serves once they have arrived. Reported apart from the
                         migrations' shipping (default on; the full re-partition redeploys every
                         layer and sends none)
+  --provision           every node starts with the model provisioned (d3-node INI `models`: its
+                        weights cached before the first deployment, as on machines where the
+                        model file is installed): deployments and migrations then ship no
+                        weights, and the app tells the planner which layers each node holds.
+                        Not with --images (the preprocess layer makes it another model)
   --codecs              plan, adapt and compute the optimum with lossless codecs on the links
                         (planner/codec_choice.hpp: a tensor travels encoded where its measured ratio
                         and the nodes' codec costs predict it faster)
@@ -140,6 +145,7 @@ struct adapt_options {
   int optimum_requests = 8, max_requests = 3000, probe_every = 1;
   bool images = false;
   bool standby = true;
+  bool provision = false;  // --provision
   std::optional<codec_choice_options> codecs;  // --codecs
   long timeout_ms = 30000;
 };
@@ -176,6 +182,8 @@ result<adapt_options> parse_adapt_options(int argc, char** argv, bool& help) {
         o.max_requests = int(in.integer(1, 100000));
       } else if (in.is("--standby")) {
         o.standby = in.choice({"on", "off"}) == "on";
+      } else if (in.is("--provision")) {
+        o.provision = true;
       } else if (in.is("--codecs")) {
         o.codecs = codec_choice_options{};
       } else if (in.is("--images")) {
@@ -192,6 +200,8 @@ result<adapt_options> parse_adapt_options(int argc, char** argv, bool& help) {
         in.unknown();
       }
     }
+    if (o.provision && o.images)
+      in.fail("--provision with --images: the nodes cache the model without its preprocess layer, another model to the app");
     if (!o.scenario.empty() && !o.bed.scenario(o.scenario))
       in.fail("unknown scenario '" + o.scenario + "' in " + o.bed.source + " (" + join(o.bed.scenario_names(), ", ") + ")");
     if (auto resolved = resolve_local_cluster(o.node_binary, o.tls_option, o.tls); !resolved) in.fail(resolved.message());
@@ -463,7 +473,10 @@ int bench_adapt(int argc, char** argv) {
   c.specs = {{"device", "device", state.links.device_speed}};
   for (int e = 1; e <= o.bed.edge_nodes; ++e) c.specs.push_back({"edge" + std::to_string(e), "edge", state.links.edge_speed});
   c.specs.push_back({"cloud", "cloud", state.links.cloud_speed});
-  for (const local_node_spec& spec : c.specs) state.speeds[spec.name] = spec.speed;
+  for (local_node_spec& spec : c.specs) {
+    state.speeds[spec.name] = spec.speed;
+    if (o.provision) spec.models = o.model;
+  }
   for (size_t s = 0; s < c.trace.steps.size(); ++s) {
     const trace_step& step = c.trace.steps[s];
     state.links = step.apply(state.links);
@@ -495,9 +508,9 @@ int bench_adapt(int argc, char** argv) {
   c.local = std::move(local.value());
   for (const local_node_spec& s : c.specs) c.roles[s.name] = node_role_from_string(s.role).value();
 
-  std::printf("d3-bench adapt: %s%s%s; EMULATED testbed (virtual clock) %s%s: device %g, %d edges %g, cloud %g; trace:",
+  std::printf("d3-bench adapt: %s%s%s%s; EMULATED testbed (virtual clock) %s%s: device %g, %d edges %g, cloud %g; trace:",
               c.g.name.c_str(), o.images ? ", 8-bit images in" : "", o.codecs ? ", codecs where predicted faster" : "",
-              o.bed.name.c_str(), o.scenario.empty() ? "" : (", scenario " + o.scenario).c_str(),
+              o.provision ? ", provisioned on every node (weights cached at start)" : "", o.bed.name.c_str(), o.scenario.empty() ? "" : (", scenario " + o.scenario).c_str(),
               c.specs.front().speed, o.bed.edge_nodes, c.specs[1].speed, c.specs.back().speed);
   for (const trace_step& s : c.trace.steps) std::printf(" [%s]", s.describe().c_str());
   std::printf("\n");
@@ -523,6 +536,7 @@ int bench_adapt(int argc, char** argv) {
   for (const step_state& st : c.steps) labels.push_back(st.links.uplink);
   const adapt_trace_info info{c.g.name, c.trace, labels, o.tail_ms, o.out};
   nlohmann::ordered_json summary = adapt_summary(info, optimum, runs);
+  summary["provisioned"] = o.provision;
   write_adapt_outputs(info, optimum, runs, summary);
   std::ofstream(o.out + "/adapt.json", std::ios::trunc) << summary.dump(2) << "\n";
   print_adapt_summary(summary, runs, o.out);

@@ -21,6 +21,8 @@
 #include "actors/node.hpp"
 #include "actors/protocol.hpp"
 #include "actors/transport.hpp"
+#include "apps/app_support.hpp"
+#include "kernels/model_zoo.hpp"
 #include "profiling/cpu_limit.hpp"
 #include "security/tls_audit.hpp"
 #include "security/tls_identity.hpp"
@@ -40,6 +42,8 @@ struct node_config : caf::actor_system_config {
   size_t max_layers = 4096;
   bool verbose = false;
   bool tls = true;
+  std::string models;
+  uint64_t model_seed = d3::default_model_seed;
 
   node_config() {
     opt_group{custom_options_, "d3"}
@@ -53,6 +57,8 @@ struct node_config : caf::actor_system_config {
         .add(max_upload_mb, "max_upload_mb", "largest layer shipment sent in parts (a layer over max_message_mb), and the most MB of such uploads in progress at once")
         .add(max_stages, "max_stages", "most stages live at once on this node")
         .add(max_layers, "max_layers", "most layers in one layer shipment (upload)")
+        .add(models, "models", "models provisioned at start (comma-separated built-in names, .d3m or .onnx files): their weights are cached, never shipped")
+        .add(model_seed, "model_seed", "seed of the built-in models' weights in `models` (as d3-infer --model-seed)")
         .add(verbose, "verbose", "print one line per stage spawned, shipment cached and stage error")
         .add(tls, "tls", "mutual TLS on every connection (certificates in [openssl]); false: plaintext, with a warning");
     d3::protocol::configure_process(*this);
@@ -91,6 +97,13 @@ command line as --d3.KEY=VALUE (the command line overrides the file):
   max_stages  the most stages live at once; one more is refused    (default 1024)
   max_layers  the most layers in one layer shipment; a longer one is
            refused before any layer is read                         (default 4096)
+  models   models provisioned on this machine, comma-separated: built-in
+           names, d3 model files (.d3m) or ONNX files, loaded at start.
+           Their weights go into the layer cache (within cache_mb), so
+           no deployment or migration of the same model (same weights:
+           the same file, or the same name and model_seed) ships them
+           here; the app learns at deploy which layers each node holds  (default "")
+  model_seed  seed of the built-in models' weights in models       (default 2021)
   verbose  print one line per stage spawned, shipment cached and
            stage error (a bare flag on the command line)             (default false)
   tls      mutual TLS on every connection: peers must present a
@@ -153,7 +166,8 @@ std::string dropped_ini_key(const std::string& file, const caf::settings& conten
       {"cache_mb", "an integer >= 0"},     {"max_message_mb", "an integer >= 0"},
       {"max_upload_mb", "an integer >= 0"},
       {"max_stages", "an integer >= 0"},   {"tls", "true or false"},
-      {"max_layers", "an integer >= 0"}};
+      {"max_layers", "an integer >= 0"},   {"models", "a double-quoted string"},
+      {"model_seed", "an integer >= 0"}};
   for (int number = 1; std::getline(in, line); ++number) {
     const size_t first = line.find_first_not_of(" \t");
     if (first == std::string::npos || line[first] == ';' || line[first] == '#') continue;
@@ -168,7 +182,7 @@ std::string dropped_ini_key(const std::string& file, const caf::settings& conten
     auto known = expected.find(key);
     if (known == expected.end())
       return file + " line " + std::to_string(number) + ": unknown [d3] key '" + key +
-             "' (name, role, host, port, speed, cache_mb, max_message_mb, max_upload_mb, max_stages, max_layers, verbose, tls)";
+             "' (name, role, host, port, speed, cache_mb, max_message_mb, max_upload_mb, max_stages, max_layers, models, model_seed, verbose, tls)";
     if (!caf::get_if(&content, "d3." + key))
       return file + " line " + std::to_string(number) + ": [d3] " + key + " must be " + known->second + ", got '" +
              line.substr(first) + "'";
@@ -233,6 +247,16 @@ int main(int argc, char** argv) {
   d3::set_stage_event_printing(cfg.verbose);
   d3::layer_cache::process().set_budget(cfg.cache_mb << 20);
   d3::set_node_limits({cfg.max_message_mb << 20, cfg.max_stages, cfg.max_layers, cfg.max_upload_mb << 20});
+  for (const std::string& model : d3::split_list(cfg.models)) {
+    auto g = d3::load_model_by_name(model, cfg.model_seed);
+    auto cached = g ? d3::layer_cache::process().provision(g.value()) : d3::result<size_t>(g.error());
+    if (!cached) {
+      std::cerr << "d3-node " << cfg.name << ": bad configuration: [d3] models: " << model << ": " << cached.message() << "\n";
+      return 2;
+    }
+    std::printf("d3-node %s: provisioned %s: %s of weights cached\n", cfg.name.c_str(), model.c_str(),
+                d3::human_bytes(double(*cached)).c_str());
+  }
 
   // SIGINT/SIGTERM are blocked in every thread (CAF's threads inherit the mask) and taken by
   // sigwait below: a clean shutdown, not a handler racing the actor system.

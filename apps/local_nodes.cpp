@@ -155,6 +155,8 @@ status local_nodes::launch(const std::string& node_binary, process& p, uint16_t 
     std::ofstream ini(p.ini, std::ios::trunc);
     ini << "; written by d3-bench: a node of a local benchmark cluster\n[d3]\nname=\"" << p.spec.name << "\"\nrole=\""
         << p.spec.role << "\"\nhost=\"127.0.0.1\"\nport=" << port << "\nspeed=" << ini_double(p.spec.speed) << "\n"
+        << (p.spec.models.empty() ? std::string()
+                                  : "models=\"" + p.spec.models + "\"\nmodel_seed=" + std::to_string(p.spec.model_seed) + "\n")
         << tls_ini_key(tls_.node(p.spec.name)) << tls_ini_section(tls_.node(p.spec.name));
     if (!ini) return status::error("cannot write node config '" + p.ini + "': " + std::strerror(errno));
   }

@@ -11,11 +11,13 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "actors/deployment.hpp"
 #include "base/status.hpp"
 #include "base/tls_settings.hpp"
+#include "kernels/model_zoo.hpp"
 
 namespace d3 {
 
@@ -37,9 +39,14 @@ result<local_tls> local_tls_from_option(const std::string& given);
 void configure_local_app(caf::actor_system_config& cfg, const local_tls& tls, const std::string& who);
 
 struct local_node_spec {
+  local_node_spec() = default;
+  local_node_spec(std::string node_name, std::string node_role, double node_speed = 1.0)
+      : name(std::move(node_name)), role(std::move(node_role)), speed(node_speed) {}
   std::string name;
   std::string role;    // device, edge or cloud
   double speed = 1.0;  // INI `speed`: emulated capacity relative to one core (virtual clock)
+  std::string models;  // INI `models`: provisioned at start (weights cached, never shipped); "" none
+  uint64_t model_seed = default_model_seed;  // INI `model_seed`
 };
 
 class local_nodes {

@@ -56,6 +56,7 @@ expect 2 "unknown model 'nope'" "$bin/d3-bench" regimes --models nope
 printf '{"steps": [{"at_ms": 0, "uplink": "5G"}]}' > "$work/bad.trace.json"
 expect 2 "step 0: uplink must be CAT1, 3G, 4G or WiFi" "$bin/d3-bench" adapt --trace "$work/bad.trace.json"
 expect 2 "unknown option '--fast'" "$bin/d3-bench" adapt --fast
+expect 2 "--provision with --images" "$bin/d3-bench" adapt --provision --images
 expect 2 "it needs --threads 1" "$bin/d3-bench" engine --cpu 0 --threads 1,2
 config="$(cd "$(dirname "$0")/../apps/config" && pwd)"
 printf '/sys/fs/cgroup/cpu/d3-device 500\n' > "$work/low.quotas"
@@ -105,6 +106,13 @@ expect 2 "does not belong to certificate" timeout 10 "$bin/d3-node" --config-fil
 printf '[d3]\nname="x"\n[openssl]\ncafile="%s/ca.pem"\ncertificate="%s/missing.pem"\nkey="%s/edge1.key"\n' \
   "$certs" "$certs" "$certs" > "$work/missing.ini"
 expect 2 "missing.pem' cannot be read" timeout 10 "$bin/d3-node" --config-file="$work/missing.ini"
+# Provisioned models (INI models): one that cannot be loaded, or does not fit the cache, is a bad configuration.
+printf '[d3]\nname="edge1"\nmodels="resnet18,nosuch"\n[openssl]\ncafile="%s/ca.pem"\ncertificate="%s/edge1.pem"\nkey="%s/edge1.key"\n' \
+  "$certs" "$certs" "$certs" > "$work/models.ini"
+expect 2 "[d3] models: nosuch: unknown model 'nosuch'" timeout 30 "$bin/d3-node" --config-file="$work/models.ini"
+printf '[d3]\nname="edge1"\nmodels="resnet18"\ncache_mb=10\n[openssl]\ncafile="%s/ca.pem"\ncertificate="%s/edge1.pem"\nkey="%s/edge1.key"\n' \
+  "$certs" "$certs" "$certs" > "$work/budget.ini"
+expect 2 "[d3] models: resnet18: layer cache budget of 10 MB exceeded" timeout 30 "$bin/d3-node" --config-file="$work/budget.ini"
 printf '{"tls": true, "nodes": [{"name": "device", "port": 1}]}' > "$work/tls-cluster.json"
 expect 2 "tls: true is not enough" "$bin/d3-infer" --cluster "$work/tls-cluster.json" --plan "$work/p.json"
 expect 2 "nowhere/ca.pem' cannot be read" "$bin/d3-infer" --nodes device=127.0.0.1:1 --strategy device --tls "$work/nowhere"

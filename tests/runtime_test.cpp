@@ -144,6 +144,44 @@ BOOST_FIXTURE_TEST_CASE(twenty_requests_in_flight_matched_by_id, cluster) {
   BOOST_CHECK(dep.stray_errors().empty());
 }
 
+// Nodes provisioned with the model (INI `models`): the deployment ships them nothing, the answers
+// are the single process's, and the app learns every layer they hold, also those no stage runs
+// there. A node provisioned with other weights (another seed: another model hash) gets shipments.
+BOOST_AUTO_TEST_CASE(provisioned_nodes_get_no_weights_and_the_app_learns_what_they_hold) {
+  d3_test::cluster c({}, {});
+  c.start("device", "device");
+  c.start("edge1", "edge", 1.0, 0, "models=\"resnet18\"\n");
+  c.start("edge2", "edge", 1.0, 0, "models=\"resnet18\"\nmodel_seed=7\n");
+  c.start("cloud", "cloud", 1.0, 0, "models=\"resnet18\"\n");
+  for (d3_test::node_process& n : c.nodes) c.wait_listening(n);
+  BOOST_TEST(d3_test::read_file(c.node("cloud").log).find("d3-node cloud: provisioned resnet18: 46.74 MB of weights cached") !=
+             std::string::npos);
+  d3::deployment_options options;
+  options.timeout = 20s;
+  d3::deployment dep(*c.system, options);
+  BOOST_REQUIRE(dep.connect(c.endpoints()).is_ok());
+  const d3::graph& g = resnet18();
+  auto report = dep.deploy(g, three_tier_plan(true));
+  BOOST_REQUIRE_MESSAGE(report.is_ok(), report.message());
+  BOOST_TEST(report->weight_bytes_per_node["edge1"] == 0u);
+  BOOST_TEST(report->weight_bytes_per_node["cloud"] == 0u);
+  BOOST_TEST(report->weight_bytes_per_node["edge2"] > 0u);   // seed 7: not this model
+  BOOST_TEST(report->weight_bytes_per_node["device"] > 0u);  // not provisioned
+  auto inputs = inputs_for(g, 3, 5);
+  check_answers(g, inputs, dep.run(inputs, 1));
+  size_t weighted = 0;
+  for (const d3::layer& l : g.layers) weighted += d3::weight_bytes(l) > 0;
+  const auto held = dep.take_arrived_standby();
+  BOOST_TEST_REQUIRE(held.count("cloud") == 1u);
+  BOOST_TEST(held.at("cloud").size() == weighted);  // all of them, not only the cloud segment's
+  BOOST_TEST_REQUIRE(held.count("edge1") == 1u);
+  BOOST_TEST(held.at("edge1").size() == weighted);
+  // The device and edge2 hold what was shipped to them: their stages' layers only.
+  BOOST_TEST_REQUIRE(held.count("device") == 1u);
+  BOOST_TEST(held.at("device").size() < weighted);
+  dep.teardown();
+}
+
 BOOST_FIXTURE_TEST_CASE(redeploying_the_same_plan_ships_no_weights, cluster) {
   auto log = d3::topology_log::open(dir + "/topology.jsonl");
   BOOST_REQUIRE(log.is_ok());

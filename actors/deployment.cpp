@@ -215,20 +215,28 @@ void deployment::note_held_layers(const graph& g) {
   std::vector<int> weighted;
   for (size_t l = 0; l < g.layers.size(); ++l)
     if (weight_bytes(g.layers[l]) > 0) weighted.push_back(int(l));
-  if (weighted.empty()) return;
   const uint64_t hash = model_hash(g);
+  // Once per model: a failover's redeploy must not wait on a frozen node it has not detected yet,
+  // and what nodes held before this deployment does not change (shipments are tracked apart).
+  if (weighted.empty() || !held_asked_.insert(hash).second) return;
+  // A short bound of its own: this only saves shipping later, and a silent node costs it at most
+  // this once.
+  const auto bound = std::min(options_.timeout, std::chrono::milliseconds(2000));
+  std::vector<std::string> names;
+  for (int l : weighted) names.push_back(g.layers[size_t(l)].name);
   for (const auto& [node, handle] : nodes_) {
     if (down_nodes_.count(node)) continue;
-    auto lacking = lacking_layers(g, node, weighted, hash);
+    auto lacking = ask<std::vector<std::string>>(*self_, handle, bound, "node '" + node + "': cannot ask for its cached layers",
+                                                 protocol::lacks_atom::value, hash, names);
     if (!lacking) {  // the requests find out whether the node is gone; the planner just learns less
       log({{"event", "layers_held_unknown"}, {"node", node}, {"error", lacking.message()}});
       continue;
     }
-    const std::set<int> missing(lacking->begin(), lacking->end());
+    const std::set<std::string> missing(lacking->begin(), lacking->end());
     std::set<int>& held = standby_arrived_[node];
     size_t count = 0, bytes = 0;
     for (int l : weighted)
-      if (!missing.count(l)) {
+      if (!missing.count(g.layers[size_t(l)].name)) {
         held.insert(l);
         ++count;
         bytes += weight_bytes(g.layers[size_t(l)]);

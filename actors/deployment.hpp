@@ -613,6 +613,7 @@ class deployment {
   // crossed): the node holds them at once, the emulated link does not deliver them sooner.
   std::map<std::string, std::map<int, double>> weights_crossing_;
   std::map<std::string, std::set<int>> standby_pending_, standby_arrived_;  // copies on their way, arrived
+  std::set<uint64_t> held_asked_;  // models whose held layers note_held_layers has asked every node for
   // Per node with copies on their way: the nodes sending them (the app's node and those relaying).
   std::map<std::string, std::set<std::string>> standby_sources_;
   // Speed probes of idle nodes (probe_idle_nodes): the answer each node last showed compute in

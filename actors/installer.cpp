@@ -324,7 +324,7 @@ status deployment::wire_routes(const stage_graph& sg, deployed_version& v, std::
     if (r.from_stage < 0) {
       for (int to : r.to_stages)
         v.inputs.add(r.tensor, caf::actor_cast<protocol::data_handle>(v.actors[size_t(to)]), sg.stages[size_t(to)].node,
-                     codec_for(sg.codecs, r.tensor, sg.stages[size_t(to)].node));
+                     route_codec(sg, r, to));
       continue;
     }
     const std::string what = "routing '" + r.tensor + "' of stage " + std::to_string(r.from_stage);
@@ -333,7 +333,7 @@ status deployment::wire_routes(const stage_graph& sg, deployed_version& v, std::
       const std::string& node = sg.stages[size_t(to)].node;
       D3_RETURN_IF_ERROR(command(self, from, options_.timeout, what, protocol::route_atom::value, r.tensor,
                                  caf::actor_cast<protocol::data_handle>(v.actors[size_t(to)]), node,
-                                 uint8_t(codec_for(sg.codecs, r.tensor, node))));
+                                 uint8_t(route_codec(sg, r, to))));
       sends_to[r.from_stage].push_back(to);
     }
     if (r.to_app)

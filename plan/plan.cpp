@@ -156,6 +156,12 @@ std::string to_json(const deployment_plan& plan) {
   return j.dump(2);
 }
 
+tensor_codec route_codec(const stage_graph& sg, const route& r, int to_stage) {
+  const std::string& to = sg.stages[size_t(to_stage)].node;
+  if (r.from_stage >= 0 && sg.stages[size_t(r.from_stage)].node == to) return tensor_codec::raw;
+  return codec_for(sg.codecs, r.tensor, to);
+}
+
 tensor_codec codec_for(const std::vector<plan_codec>& codecs, const std::string& tensor, const std::string& to) {
   const std::string whole = whole_tensor(tensor);
   for (const plan_codec& c : codecs)

@@ -118,6 +118,12 @@ struct stage_graph {
   std::vector<plan_codec> codecs;  // the plan's (validated against the graph's layer names)
 };
 
+// The codec route `r` sends its tensor with to stage `to_stage` (one of r.to_stages). Codecs are
+// for links: a tensor that stays on its node (a gather feeding the segment beside it, though the
+// plan names a codec for that tensor to that node, for the tile parts crossing there) goes raw.
+// The app's inputs (from_stage -1) leave another process: the plan's codec for the stage's node.
+tensor_codec route_codec(const stage_graph& sg, const route& r, int to_stage);
+
 // Precondition: g prepared. Errors name the plan entry and the layer: unknown layer, segments
 // that overlap, leave a gap or run backwards, a tiled run outside one segment or not tileable,
 // a tile count that does not match the grid.

@@ -300,6 +300,24 @@ BOOST_AUTO_TEST_CASE(plans_carry_codecs) {
   BOOST_TEST((codec_for(sg.codecs, "maxpool@tile0", "edge1") == tensor_codec::zstd));
   BOOST_TEST((codec_for(sg.codecs, "maxpool@tile1", "edge2") == tensor_codec::raw));
   BOOST_TEST((codec_for(sg.codecs, "layer2.1.add", "cloud") == tensor_codec::sparse));
+  // On the routes: the tile parts cross to the gather on the cloud encoded; the gathered tensor,
+  // the same layer's output to the same node, stays on the cloud and goes raw.
+  int crossing = 0, staying = 0;
+  for (const route& r : sg.routes)
+    for (int to : r.to_stages) {
+      if (r.from_stage < 0 || whole_tensor(r.tensor) != "layer2.1.add") continue;
+      const stage& from = sg.stages[size_t(r.from_stage)];
+      if (from.kind == stage_kind::tile) {
+        ++crossing;
+        BOOST_TEST((route_codec(sg, r, to) == tensor_codec::sparse), r.tensor);
+      } else if (from.kind == stage_kind::gather) {
+        ++staying;
+        BOOST_TEST(sg.stages[size_t(to)].node == from.node);
+        BOOST_TEST((route_codec(sg, r, to) == tensor_codec::raw), r.tensor);
+      }
+    }
+  BOOST_TEST(crossing == 2);
+  BOOST_TEST(staying == 1);
   std::string bad = resnet18_three_tier;
   bad.insert(bad.rfind('}'), R"(, "codecs": [{"tensor": "maxpool", "to": "edge1", "codec": "lz4"}])");
   BOOST_TEST(build_error(g, bad).find("'lz4'") != std::string::npos, build_error(g, bad));

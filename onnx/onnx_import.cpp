@@ -461,10 +461,12 @@ graph importer::run() {
   read_opset();
   const auto& gp = model_.graph();
   g_.name = gp.name();
-  if (g_.name.empty()) {
+  // torch.onnx names every graph alike ("torch_jit"; "main_graph" in later versions): the file's
+  // name tells models apart in reports and logs.
+  if (g_.name.empty() || g_.name == "torch_jit" || g_.name == "main_graph" || g_.name == "torch-jit-export") {
     std::string stem = path_.substr(path_.find_last_of('/') + 1);
     if (stem.size() > 5 && stem.compare(stem.size() - 5, 5, ".onnx") == 0) stem.resize(stem.size() - 5);
-    g_.name = stem;
+    if (!stem.empty()) g_.name = stem;
   }
   read_inputs();
   if (graph_inputs_.empty()) fail("the graph has no inputs (every graph input is an initializer)");

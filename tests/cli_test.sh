@@ -76,7 +76,7 @@ expect 2 "--convert needs two values" "$bin/d3-run" --convert x.onnx
 tiny="$(dirname "$0")/../fuzz/seeds/onnx/tiny_preact.onnx"
 expect 2 "--dump names ONNX nodes: it needs an ONNX model" "$bin/d3-run" --model resnet18 --dump x=y
 expect 2 "--dump takes NODE=FILE, got 'x'" "$bin/d3-run" --model "$tiny" --dump x
-expect 2 "--dump /nope: torch_jit: no layer named '/nope'" "$bin/d3-run" --model "$tiny" --repeat 1 --dump "/nope=$work/d.bin"
+expect 2 "--dump /nope: tiny_preact: no layer named '/nope'" "$bin/d3-run" --model "$tiny" --repeat 1 --dump "/nope=$work/d.bin"
 if "$bin/d3-run" --model "$tiny" --repeat 1 --output "$work/out.bin" --dump "/hs/Mul=$work/hs.bin" \
      --dump "/conv/Conv=$work/conv.bin" > /dev/null && cmp -s "$work/out.bin" "$work/hs.bin" &&
    [ "$(stat -c %s "$work/conv.bin")" -eq 1024 ] && ! cmp -s "$work/conv.bin" <(head -c 1024 "$work/out.bin"); then

@@ -224,6 +224,7 @@ void deployment::note_held_layers(const graph& g) {
   const auto bound = std::min(options_.timeout, std::chrono::milliseconds(2000));
   std::vector<std::string> names;
   for (int l : weighted) names.push_back(g.layers[size_t(l)].name);
+  const auto placed = current_ ? placement(current()->stages) : std::map<int, std::set<std::string>>{};
   for (const auto& [node, handle] : nodes_) {
     if (down_nodes_.count(node)) continue;
     auto lacking = ask<std::vector<std::string>>(*self_, handle, bound, "node '" + node + "': cannot ask for its cached layers",
@@ -235,12 +236,16 @@ void deployment::note_held_layers(const graph& g) {
     const std::set<std::string> missing(lacking->begin(), lacking->end());
     std::set<int>& held = standby_arrived_[node];
     size_t count = 0, bytes = 0;
-    for (int l : weighted)
+    for (int l : weighted) {
+      // The planner knows where the deployed plan put its layers: only the others are news.
+      auto runs = placed.find(l);
+      if (runs != placed.end() && runs->second.count(node)) continue;
       if (!missing.count(g.layers[size_t(l)].name)) {
         held.insert(l);
         ++count;
         bytes += weight_bytes(g.layers[size_t(l)]);
       }
+    }
     if (held.empty()) standby_arrived_.erase(node);
     log({{"event", "layers_held"}, {"node", node}, {"layers", count}, {"bytes", bytes}, {"model_hash", hash}});
   }

@@ -631,9 +631,10 @@ class deployment {
   deploy_report standby_sent_;
   std::vector<std::string> standby_errors_;
   void keep_standby();  // sends what standby_ wants for the running plan
-  // After a deploy: the weighted layers of `g` each live node already holds (provisioned with the
-  // node's INI `models`, or cached from an earlier deployment) join standby_arrived_, so the
-  // adaptation hook tells the planner that moving them there ships nothing. Logs "layers_held".
+  // After a deploy: the weighted layers of `g` each live node holds beyond those the deployed plan
+  // runs there (provisioned with the node's INI `models`, or cached from an earlier deployment)
+  // join standby_arrived_, so the adaptation hook tells the planner that moving them there ships
+  // nothing. Logs "layers_held". Once per model, each node asked within 2 s.
   void note_held_layers(const graph& g);
   double virtual_now_ = 0;                       // latest answer's virtual arrival
   clock_type_epoch wall_epoch_;

@@ -100,18 +100,18 @@ expect 2 "unknown [d3] key 'speeed'" timeout 10 "$bin/d3-node" --config-file="$w
 certs="$bin/../certs"
 printf '[d3]\nname="x"\n' > "$work/notls.ini"
 expect 2 "TLS is on but the cluster CA is not given" timeout 10 "$bin/d3-node" --config-file="$work/notls.ini"
-printf '[d3]\nname="x"\n[openssl]\ncafile="%s/ca.pem"\ncertificate="%s/edge1.pem"\nkey="%s/edge2.key"\n' \
-  "$certs" "$certs" "$certs" > "$work/wrongkey.ini"
+# node_ini FILE D3-LINES CERTIFICATE KEY: a node config with the [d3] lines and an [openssl] section.
+node_ini() {
+  printf '[d3]\n%b[openssl]\ncafile="%s/ca.pem"\ncertificate="%s/%s"\nkey="%s/%s"\n' "$2" "$certs" "$certs" "$3" "$certs" "$4" > "$1"
+}
+node_ini "$work/wrongkey.ini" 'name="x"\n' edge1.pem edge2.key
 expect 2 "does not belong to certificate" timeout 10 "$bin/d3-node" --config-file="$work/wrongkey.ini"
-printf '[d3]\nname="x"\n[openssl]\ncafile="%s/ca.pem"\ncertificate="%s/missing.pem"\nkey="%s/edge1.key"\n' \
-  "$certs" "$certs" "$certs" > "$work/missing.ini"
+node_ini "$work/missing.ini" 'name="x"\n' missing.pem edge1.key
 expect 2 "missing.pem' cannot be read" timeout 10 "$bin/d3-node" --config-file="$work/missing.ini"
 # Provisioned models (INI models): one that cannot be loaded, or does not fit the cache, is a bad configuration.
-printf '[d3]\nname="edge1"\nmodels="resnet18,nosuch"\n[openssl]\ncafile="%s/ca.pem"\ncertificate="%s/edge1.pem"\nkey="%s/edge1.key"\n' \
-  "$certs" "$certs" "$certs" > "$work/models.ini"
+node_ini "$work/models.ini" 'name="edge1"\nmodels="resnet18,nosuch"\n' edge1.pem edge1.key
 expect 2 "[d3] models: nosuch: unknown model 'nosuch'" timeout 30 "$bin/d3-node" --config-file="$work/models.ini"
-printf '[d3]\nname="edge1"\nmodels="resnet18"\ncache_mb=10\n[openssl]\ncafile="%s/ca.pem"\ncertificate="%s/edge1.pem"\nkey="%s/edge1.key"\n' \
-  "$certs" "$certs" "$certs" > "$work/budget.ini"
+node_ini "$work/budget.ini" 'name="edge1"\nmodels="resnet18"\ncache_mb=10\n' edge1.pem edge1.key
 expect 2 "[d3] models: resnet18: layer cache budget of 10 MB exceeded" timeout 30 "$bin/d3-node" --config-file="$work/budget.ini"
 printf '{"tls": true, "nodes": [{"name": "device", "port": 1}]}' > "$work/tls-cluster.json"
 expect 2 "tls: true is not enough" "$bin/d3-infer" --cluster "$work/tls-cluster.json" --plan "$work/p.json"

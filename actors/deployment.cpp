@@ -234,19 +234,15 @@ void deployment::note_held_layers(const graph& g) {
       continue;
     }
     const std::set<std::string> missing(lacking->begin(), lacking->end());
-    std::set<int>& held = standby_arrived_[node];
     size_t count = 0, bytes = 0;
     for (int l : weighted) {
       // The planner knows where the deployed plan put its layers: only the others are news.
       auto runs = placed.find(l);
-      if (runs != placed.end() && runs->second.count(node)) continue;
-      if (!missing.count(g.layers[size_t(l)].name)) {
-        held.insert(l);
-        ++count;
-        bytes += weight_bytes(g.layers[size_t(l)]);
-      }
+      if ((runs != placed.end() && runs->second.count(node)) || missing.count(g.layers[size_t(l)].name)) continue;
+      standby_arrived_[node].insert(l);
+      ++count;
+      bytes += weight_bytes(g.layers[size_t(l)]);
     }
-    if (held.empty()) standby_arrived_.erase(node);
     log({{"event", "layers_held"}, {"node", node}, {"layers", count}, {"bytes", bytes}, {"model_hash", hash}});
   }
 }

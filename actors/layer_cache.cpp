@@ -51,14 +51,14 @@ result<size_t> layer_cache::provision(const graph& g) {
   auto order = topological_order(g);
   if (!order) return order.error();
   std::vector<int> computed, weighted;
+  size_t bytes = 0;
   for (int l : *order) {
     if (g.layers[size_t(l)].kind == layer_kind::input) continue;
     computed.push_back(l);
-    if (d3::weight_bytes(g.layers[size_t(l)]) > 0) weighted.push_back(l);
+    const size_t b = d3::weight_bytes(g.layers[size_t(l)]);
+    if (b > 0) weighted.push_back(l), bytes += b;
   }
   if (weighted.empty()) return size_t(0);
-  size_t bytes = 0;
-  for (int l : weighted) bytes += d3::weight_bytes(g.layers[size_t(l)]);
   auto stored = store(make_fragment(g, computed, model_hash(g), weighted));
   if (!stored) return stored.error();
   return bytes;

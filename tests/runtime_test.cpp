@@ -145,7 +145,7 @@ BOOST_FIXTURE_TEST_CASE(twenty_requests_in_flight_matched_by_id, cluster) {
 }
 
 // Nodes provisioned with the model (INI `models`): the deployment ships them nothing, the answers
-// are the single process's, and the app learns every layer they hold, also those no stage runs
+// are the single process's, and the app learns the layers they hold beyond those the plan runs
 // there. A node provisioned with other weights (another seed: another model hash) gets shipments.
 BOOST_AUTO_TEST_CASE(provisioned_nodes_get_no_weights_and_the_app_learns_what_they_hold) {
   d3_test::cluster c({}, {});

@@ -206,7 +206,9 @@ int bench_tiling(int argc, char** argv) {
     if (!g) bench_fail(bench_exit_failed, g.message());
     const int input = g->input_layers().at(0);
     d3::tensor x = d3::random_tensor(g->layers[input].output_shape, 1);
-    auto whole = d3::executor::create(*g);
+    d3::executor_options every_tensor;  // run_all
+    every_tensor.fuse_residual_adds = false;
+    auto whole = d3::executor::create(*g, {}, every_tensor);
     if (!whole) bench_fail(bench_exit_failed, whole.message());
     auto all = (*whole)->run_all({&x});
     if (!all) bench_fail(bench_exit_failed, all.message());

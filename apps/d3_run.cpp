@@ -395,6 +395,7 @@ void run_model(const options& o, const std::string& model, double peak_per_threa
 
   d3::executor_options eo;
   eo.threads = o.threads;
+  eo.fuse_residual_adds = o.dumps.empty();  // --dump takes every tensor (run_all)
   auto created = d3::executor::create(g, {}, eo);
   if (!created) fail(exit_runtime_error, created.message());
   d3::executor& exec = **created;

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <limits>
 
+#include "kernels/gemm_convolution.hpp"
 #include "kernels/operators.hpp"
 
 namespace d3 {
@@ -18,6 +19,7 @@ struct executor::step {
   std::vector<int> inputs;  // value ids
   int output = -1;          // value id
   bool reads_external = false;
+  int fused_conv = -1;      // the convolution this step (an add) computes with it, or -1
 };
 
 
@@ -166,6 +168,54 @@ result<std::unique_ptr<executor>> executor::create(const graph& g, std::vector<i
     }
   }
 
+  // Residual adds fused into the convolution before them (ResNet's blocks: conv, add, ReLU): the
+  // add runs as that convolution's epilogue, at its step, so the convolution's tensor is never
+  // written and read back. Only where the bits stay those of the two layers apart and the order
+  // allows it: the convolution runs on the native GEMM, the add is its only reader and adds
+  // equal shapes, and the add's other operand is computed before the convolution (or comes in).
+  // The operands must be dense (not channel slices of a concat buffer).
+  std::vector<int> fused_into(n, -1), fused_conv(n, -1);  // conv -> its add, add -> its conv
+  if (options.fuse_residual_adds) {
+    std::vector<int> before(n, -1);
+    for (size_t s = 0; s < steps_order.size(); ++s) before[steps_order[s]] = int(s);
+    // A tensor in its own buffer (a concat view or a producer writing into a concat has an owner).
+    auto dense = [&](int v) { return !inside[v] || storage_owner[v] < 0; };
+    for (int a : steps_order) {
+      const layer& add = g.layers[a];
+      if (add.kind != layer_kind::add || add.inputs.size() != 2) continue;
+      int chosen = -1;
+      for (int k = 0; k < 2; ++k) {
+        const int c = add.inputs[k], r = add.inputs[1 - k];
+        if (c == r || !inside[c] || is_output[c] || readers[c].size() != 1 || fused_into[c] >= 0) continue;
+        const layer& conv = g.layers[c];
+        if (conv.kind != layer_kind::convolution || conv.inputs.size() != 1) continue;
+        const int x = conv.inputs[0];
+        if (!gemm_convolution_takes_residual(conv, g.layers[x].output_shape)) continue;
+        if (conv.output_shape != add.output_shape || g.layers[r].output_shape != add.output_shape) continue;
+        if (inside[r] && before[r] > before[c]) continue;
+        if (!dense(x) || !dense(r) || storage_owner[c] >= 0) continue;
+        if (chosen < 0 || before[c] > before[chosen]) chosen = c;
+      }
+      if (chosen < 0) continue;
+      fused_into[chosen] = a;
+      fused_conv[a] = chosen;
+    }
+    std::vector<int> fused_order;
+    for (int i : steps_order) {
+      if (fused_conv[i] >= 0) continue;                   // runs at its convolution's step
+      fused_order.push_back(fused_into[i] >= 0 ? fused_into[i] : i);
+    }
+    steps_order = std::move(fused_order);
+  }
+  // What a step reads: its layer's inputs, or for a fused add its convolution's input and the
+  // add's other operand.
+  auto step_inputs = [&](int i) {
+    if (fused_conv[i] < 0) return g.layers[i].inputs;
+    const int c = fused_conv[i];
+    const std::vector<int>& ins = g.layers[i].inputs;
+    return std::vector<int>{g.layers[c].inputs[0], ins[0] == c ? ins[1] : ins[0]};
+  };
+
   // Lifetimes of arena buffers in step positions: first write .. last read (outputs live to the end).
   const int step_count = int(steps_order.size());
   std::vector<int> position(n, -1);
@@ -176,7 +226,7 @@ result<std::unique_ptr<executor>> executor::create(const graph& g, std::vector<i
     first[owner] = std::min(first[owner], position[i]);
     last[owner] = std::max(last[owner], position[i]);
     if (is_output[i]) last[owner] = step_count;
-    for (int in : g.layers[i].inputs) {
+    for (int in : step_inputs(i)) {
       if (!inside[in]) continue;
       int in_owner = storage_owner[in] >= 0 ? storage_owner[in] : in;
       last[in_owner] = std::max(last[in_owner], position[i]);
@@ -200,6 +250,20 @@ result<std::unique_ptr<executor>> executor::create(const graph& g, std::vector<i
         if (inside[in] && storage_owner[in] < 0 && last[in] == s && buffer_of[in] >= 0 &&
             g.layers[in].output_shape.elements() == l.output_shape.elements()) {
           buffer_of[i] = buffer_of[in];
+          holder[size_t(buffer_of[i])] = i;
+          ++self->in_place_steps_;
+          continue;
+        }
+      }
+      // A fused add may write over its residual where this is the residual's last read: each
+      // output value is written after the one residual value at its place is read. Not where the
+      // residual is also the convolution's input, whose every window is still to be read.
+      if (fused_conv[i] >= 0) {
+        const std::vector<int> reads = step_inputs(i);
+        const int r = reads[1];
+        if (r != reads[0] && inside[r] && storage_owner[r] < 0 && last[r] == s && buffer_of[r] >= 0 &&
+            g.layers[r].kind != layer_kind::concat) {
+          buffer_of[i] = buffer_of[r];
           holder[size_t(buffer_of[i])] = i;
           ++self->in_place_steps_;
           continue;
@@ -239,8 +303,9 @@ result<std::unique_ptr<executor>> executor::create(const graph& g, std::vector<i
     step st;
     st.layer = i;
     st.name = l.name;
+    st.fused_conv = fused_conv[i];
     std::vector<tensor_shape> in_shapes;
-    for (int in : l.inputs) {
+    for (int in : step_inputs(i)) {
       st.inputs.push_back(value_of[in]);
       in_shapes.push_back(g.layers[in].output_shape);
       if (values.where[value_of[in]].external_input >= 0) st.reads_external = true;
@@ -248,6 +313,16 @@ result<std::unique_ptr<executor>> executor::create(const graph& g, std::vector<i
     st.output = value_of[i];
     operator_options op_options;
     if (storage_owner[i] >= 0) op_options.output_pixel_stride = values.where[st.output].pixel_stride;
+    if (st.fused_conv >= 0) {
+      const layer& conv = g.layers[st.fused_conv];
+      auto op = create_gemm_convolution_operator(conv, in_shapes[0], op_options.output_pixel_stride, &l.act);
+      if (!op) return op.error();
+      st.op = std::move(op.value());
+      self->flops_ += cost_of(g, st.fused_conv).flops + cost_of(g, i).flops;
+      ++self->fused_adds_;
+      self->steps_.push_back(std::move(st));
+      continue;
+    }
     for (size_t k = 0; k < l.inputs.size(); ++k) {
       const value_location& from = values.where[value_of[l.inputs[k]]];
       if (from.external_input >= 0 || from.pixel_stride == size_t(in_shapes[k].c)) continue;
@@ -333,8 +408,15 @@ status executor::run_operators(std::vector<layer_timing>* timings, std::map<std:
   for (step& st : steps_) {
     auto start = clock::now();
     D3_RETURN_IF_ERROR(st.op->run(pool_));
-    if (timings != nullptr)
-      timings->push_back({st.layer, std::chrono::duration<double, std::milli>(clock::now() - start).count()});
+    if (timings != nullptr) {
+      const double ms = std::chrono::duration<double, std::milli>(clock::now() - start).count();
+      if (st.fused_conv >= 0) {  // the convolution's time includes its add's
+        timings->push_back({st.fused_conv, ms});
+        timings->push_back({st.layer, 0.0});
+      } else {
+        timings->push_back({st.layer, ms});
+      }
+    }
     // Copied right away: a later step may reuse this tensor's buffer.
     if (all != nullptr) (*all)[st.name] = copy_value(st.output);
   }
@@ -373,6 +455,11 @@ result<std::map<std::string, tensor>> executor::run(const std::map<std::string, 
 
 result<std::map<std::string, tensor>> executor::run_all(const std::vector<const tensor*>& inputs,
                                                         std::vector<layer_timing>* timings) {
+  for (const step& st : steps_)
+    if (st.fused_conv >= 0)
+      return status::error("executor: run_all returns every tensor, but the add '" + st.name +
+                           "' is fused into the convolution before it (create the executor with "
+                           "fuse_residual_adds off)");
   D3_RETURN_IF_ERROR(load_inputs(inputs));
   std::map<std::string, tensor> all;
   D3_RETURN_IF_ERROR(run_operators(timings, &all));

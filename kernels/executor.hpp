@@ -21,6 +21,11 @@ struct executor_options {
   // Concats whose inputs are a prefix of another concat's share its buffer (no copies; see
   // create()). Off only to compare against the copying way.
   bool share_concat_prefixes = true;
+  // Residual adds run as the epilogue of the convolution before them where the native GEMM runs
+  // it (gemm_convolution_takes_residual): the same bits, one pass over the tensor fewer. The
+  // convolution's own tensor is then never written: run_all refuses such an executor, so callers
+  // that want every tensor turn this off.
+  bool fuse_residual_adds = true;
 };
 
 struct layer_timing {
@@ -53,7 +58,8 @@ class executor {
   // The same keyed by tensor (producer layer) name.
   result<std::map<std::string, tensor>> run(const std::map<std::string, tensor>& inputs);
   // Runs like run() and also returns every tensor the sub-graph computes, keyed by name, and the
-  // time of each layer (for profiling and for checking intermediate tensors).
+  // time of each layer (for profiling and for checking intermediate tensors). Precondition:
+  // no add is fused (executor_options::fuse_residual_adds off, or none could be); else an error.
   result<std::map<std::string, tensor>> run_all(const std::vector<const tensor*>& inputs,
                                                 std::vector<layer_timing>* timings = nullptr);
 
@@ -62,6 +68,8 @@ class executor {
   int copied_concat_inputs() const { return copied_concat_inputs_; }
   // Steps whose output overwrites their input (computes_in_place, the input's last read).
   int in_place_steps() const { return in_place_steps_; }
+  // Adds computed as the epilogue of the convolution before them (fuse_residual_adds).
+  int fused_adds() const { return fused_adds_; }
 
  private:
   executor() = default;
@@ -94,6 +102,7 @@ class executor {
   double flops_ = 0;
   int copied_concat_inputs_ = 0;
   int in_place_steps_ = 0;
+  int fused_adds_ = 0;
   pthreadpool_t pool_ = nullptr;
 };
 

@@ -1,9 +1,10 @@
 #include "kernels/gemm_convolution.hpp"
 
 // GCC 12's AVX-512 intrinsics start some results from _mm512_undefined_ps(), which -Wuninitialized
-// reports (GCC bug 105593) once per instantiation.
+// and -Wmaybe-uninitialized report (GCC bug 105593) once per instantiation.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 #pragma GCC diagnostic pop
 #include <cpuinfo.h>
@@ -33,6 +34,13 @@ constexpr size_t narrow_panel_width = 8;  // groups of 2 or 4 channels side by s
 // vector, and every FMA reloads: measured 20% slower than XNNPACK in resnet18).
 constexpr size_t dense_rows = 12;
 constexpr size_t indirect_rows = 8;
+// The stems' window rows as spans (below): 5 pixels x 64 channels, two panels at once (20
+// accumulators, 4 weight and 5 input loads per 20 FMAs, against 10 per 16 on one panel). A stem's
+// spans are 21-33 floats long, so its inner loops are short and each pixel's loads and loop work
+// weigh more than in a 3x3 layer. Measured on resnet18's 7x7 stem, one thread, four alternating
+// rounds: 1.30-1.36 ms against 1.36-1.40 on one panel (5 x 64; 6 x 64 spilled, 4 x 64 gained nothing).
+// (On the 3x3 layers of ResNet-18 the same blocks were 2-5% slower: they stay on one panel.)
+constexpr size_t pair_rows = 5;
 // AVX2 has 16 vector registers: 6 pixels x 16 channels (12 accumulators, two weight vectors and a
 // broadcast input), both ways.
 constexpr size_t avx2_rows = 6;
@@ -66,13 +74,35 @@ struct indirect_source {
   const float* row(size_t r, size_t t) const { return rows[r * taps + t] + offset; }
 };
 
+// What a block does after its sums: the convolution's clamp and, with an add fused into the layer
+// (residual_fusion), the residual's value added and the add's clamp, the operations of the two
+// layers apart in their order (XNNPACK's add: one IEEE sum, then max-then-min unless it is linear).
+struct epilogue {
+  float lo = 0, hi = 0;          // the convolution's clamp
+  size_t residual_stride = 0;    // floats between the residual's pixels
+  bool sum_clamped = false;      // the add clamps (its bounds are not -inf, +inf)
+  float sum_lo = 0, sum_hi = 0;  // the add's clamp
+};
+
+// One output row's vector: clamped, and with `res` (the residual at the same place) added and
+// clamped again.
+__attribute__((target("avx512f"))) inline void store_vector(float* out, const float* res, __mmask16 mask, __m512 acc,
+                                                            __m512 vlo, __m512 vhi, const epilogue& e) {
+  __m512 v = _mm512_min_ps(_mm512_max_ps(acc, vlo), vhi);
+  if (res != nullptr) {
+    v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, res));
+    if (e.sum_clamped) v = _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(e.sum_lo)), _mm512_set1_ps(e.sum_hi));
+  }
+  _mm512_mask_storeu_ps(out, mask, v);
+}
+
 // out[r][j] = clamp(bias[j] + sum over taps t, then input channels k, of x[r][t][k] * w[t][k][j])
 // for r < Rows and the panel's 32 channels j (those past the layer's last channel masked off at
 // the store). One FMA per term into an accumulator that starts at the bias: XNNPACK's order.
 template <size_t Rows, class Source>
 __attribute__((target("avx512f"))) void gemm_block(const Source& source, size_t taps, size_t k_count, const float* panel,
                                                    const float* bias, float* y, size_t y_stride, __mmask16 mask0,
-                                                   __mmask16 mask1, float lo, float hi) {
+                                                   __mmask16 mask1, const float* res, const epilogue& e) {
   __m512 acc0[Rows], acc1[Rows];
   const __m512 b0 = _mm512_loadu_ps(bias), b1 = _mm512_loadu_ps(bias + 16);
 #pragma GCC unroll 12
@@ -96,11 +126,70 @@ __attribute__((target("avx512f"))) void gemm_block(const Source& source, size_t 
       }
     }
   }
-  const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+  const __m512 vlo = _mm512_set1_ps(e.lo), vhi = _mm512_set1_ps(e.hi);
+  if (res == nullptr) {
+#pragma GCC unroll 12
+    for (size_t r = 0; r < Rows; ++r) {
+      _mm512_mask_storeu_ps(y + r * y_stride, mask0, _mm512_min_ps(_mm512_max_ps(acc0[r], vlo), vhi));
+      _mm512_mask_storeu_ps(y + r * y_stride + 16, mask1, _mm512_min_ps(_mm512_max_ps(acc1[r], vlo), vhi));
+    }
+    return;
+  }
 #pragma GCC unroll 12
   for (size_t r = 0; r < Rows; ++r) {
-    _mm512_mask_storeu_ps(y + r * y_stride, mask0, _mm512_min_ps(_mm512_max_ps(acc0[r], vlo), vhi));
-    _mm512_mask_storeu_ps(y + r * y_stride + 16, mask1, _mm512_min_ps(_mm512_max_ps(acc1[r], vlo), vhi));
+    const float* row = res + r * e.residual_stride;
+    store_vector(y + r * y_stride, row, mask0, acc0[r], vlo, vhi, e);
+    store_vector(y + r * y_stride + 16, row + 16, mask1, acc1[r], vlo, vhi, e);
+  }
+}
+
+// gemm_block over two adjacent panels (64 channels: `panel` and `panel + panel_floats`, whose
+// biases are consecutive). Every output value's terms and their order are gemm_block's.
+template <size_t Rows, class Source>
+__attribute__((target("avx512f"))) void gemm_pair_block(const Source& source, size_t taps, size_t k_count,
+                                                        const float* panel, size_t panel_floats, const float* bias,
+                                                        float* y, size_t y_stride, const __mmask16* masks,
+                                                        const float* res, const epilogue& e) {
+  __m512 acc0[Rows], acc1[Rows], acc2[Rows], acc3[Rows];
+  const __m512 b0 = _mm512_loadu_ps(bias), b1 = _mm512_loadu_ps(bias + 16);
+  const __m512 b2 = _mm512_loadu_ps(bias + 32), b3 = _mm512_loadu_ps(bias + 48);
+#pragma GCC unroll 6
+  for (size_t r = 0; r < Rows; ++r) {
+    acc0[r] = b0;
+    acc1[r] = b1;
+    acc2[r] = b2;
+    acc3[r] = b3;
+  }
+  for (size_t t = 0; t < taps; ++t) {
+    const float* x[Rows];
+#pragma GCC unroll 6
+    for (size_t r = 0; r < Rows; ++r) x[r] = source.row(r, t);
+    const float* w = panel + t * k_count * panel_width;
+    const float* v = w + panel_floats;
+    for (size_t k = 0; k < k_count; ++k) {
+      const __m512 w0 = _mm512_load_ps(w + k * panel_width);
+      const __m512 w1 = _mm512_load_ps(w + k * panel_width + 16);
+      const __m512 w2 = _mm512_load_ps(v + k * panel_width);
+      const __m512 w3 = _mm512_load_ps(v + k * panel_width + 16);
+#pragma GCC unroll 6
+      for (size_t r = 0; r < Rows; ++r) {
+        const __m512 in = _mm512_set1_ps(x[r][k]);
+        acc0[r] = _mm512_fmadd_ps(in, w0, acc0[r]);
+        acc1[r] = _mm512_fmadd_ps(in, w1, acc1[r]);
+        acc2[r] = _mm512_fmadd_ps(in, w2, acc2[r]);
+        acc3[r] = _mm512_fmadd_ps(in, w3, acc3[r]);
+      }
+    }
+  }
+  const __m512 vlo = _mm512_set1_ps(e.lo), vhi = _mm512_set1_ps(e.hi);
+#pragma GCC unroll 6
+  for (size_t r = 0; r < Rows; ++r) {
+    float* out = y + r * y_stride;
+    const float* row = res == nullptr ? nullptr : res + r * e.residual_stride;
+    store_vector(out, row, masks[0], acc0[r], vlo, vhi, e);
+    store_vector(out + 16, row == nullptr ? nullptr : row + 16, masks[1], acc1[r], vlo, vhi, e);
+    store_vector(out + 32, row == nullptr ? nullptr : row + 32, masks[2], acc2[r], vlo, vhi, e);
+    store_vector(out + 48, row == nullptr ? nullptr : row + 48, masks[3], acc3[r], vlo, vhi, e);
   }
 }
 
@@ -260,7 +349,7 @@ constexpr auto narrow_indirect_kernels = narrow_block_table<indirect_source>(std
 
 template <class Source>
 using block_fn = void (*)(const Source&, size_t, size_t, const float*, const float*, float*, size_t, __mmask16, __mmask16,
-                          float, float);
+                          const float*, const epilogue&);
 
 template <class Source, size_t... Rows>
 constexpr std::array<block_fn<Source>, sizeof...(Rows)> block_table(std::index_sequence<Rows...>) {
@@ -270,6 +359,15 @@ constexpr std::array<block_fn<Source>, sizeof...(Rows)> block_table(std::index_s
 // [r - 1] computes r output pixels.
 constexpr auto dense_kernels = block_table<dense_source>(std::make_index_sequence<dense_rows>());
 constexpr auto indirect_kernels = block_table<indirect_source>(std::make_index_sequence<indirect_rows>());
+
+using pair_block_fn = void (*)(const indirect_source&, size_t, size_t, const float*, size_t, const float*, float*, size_t,
+                               const __mmask16*, const float*, const epilogue&);
+template <size_t... Rows>
+constexpr std::array<pair_block_fn, sizeof...(Rows)> pair_block_table(std::index_sequence<Rows...>) {
+  return {&gemm_pair_block<Rows + 1, indirect_source>...};
+}
+// [r - 1] computes r output pixels of two panels.
+constexpr auto pair_kernels = pair_block_table(std::make_index_sequence<pair_rows>());
 
 // Groups of 2 or 4 input and output channels, side by side in 8-lane panels (the AVX2 kernel, also
 // on AVX-512 CPUs: XNNPACK's grouped GEMM computes a whole 16-channel tile per group of 4 there,
@@ -303,8 +401,19 @@ void for_each_block(size_t first, size_t last, size_t rows, Fn fn) {
 // channels at an offset from the same pixel rows.
 class gemm_convolution_operator : public layer_operator {
  public:
-  gemm_convolution_operator(const layer& l, const tensor_shape& in, size_t out_stride)
+  // `sum_act`: an add fused into the layer (residual_fusion), with its clamp; setup() takes the
+  // residual as a second input. Null: the convolution alone.
+  gemm_convolution_operator(const layer& l, const tensor_shape& in, size_t out_stride, const activation* sum_act)
       : name_(l.name), window_(l.window), act_(l.act), in_(in), out_(l.output_shape), out_stride_(out_stride) {
+    epilogue_.lo = act_.min;
+    epilogue_.hi = act_.max;
+    if (sum_act != nullptr) {
+      fused_ = true;
+      epilogue_.residual_stride = size_t(out_.c);
+      epilogue_.sum_clamped = !sum_act->is_identity();
+      epilogue_.sum_lo = sum_act->min;
+      epilogue_.sum_hi = sum_act->max;
+    }
     const size_t taps = tap_count();
     groups_ = size_t(l.groups);
     group_in_ = size_t(in.c) / groups_;
@@ -336,6 +445,7 @@ class gemm_convolution_operator : public layer_operator {
              win.pad.bottom == 0 && win.pad.right == 0;
     spans_ = !dense_ && groups_ == 1 && win.kernel_w > 1 && win.dilation_w == 1 &&
              k * size_t(win.kernel_w) <= max_span_floats;
+    paired_ = spans_ && avx512_ && !narrow_ && panels_ >= 2;
     // A tap over padding reads a group's channels from here, at the group's offset.
     zeros_.assign(std::max(size_t(in.c), size_t(in.c) * size_t(win.kernel_w)), 0.0f);
   }
@@ -343,6 +453,10 @@ class gemm_convolution_operator : public layer_operator {
   status setup(const std::vector<const float*>& inputs, float* output, pthreadpool_t) override {
     x_ = inputs.at(0);
     y_ = output;
+    if (fused_) {
+      if (inputs.size() != 2) return status::error("convolution layer '" + name_ + "' with an add fused: needs 2 inputs");
+      residual_ = inputs[1];
+    }
     // Spans point into the operator's own copy: their pointers depend on the shape only, so they
     // are built once per shape (reshape() clears them), not again for each new input address.
     if (dense_ || (spans_ && !rows_.empty())) return status::ok();
@@ -362,11 +476,11 @@ class gemm_convolution_operator : public layer_operator {
     if (panel_major_)
       pthreadpool_parallelize_2d(
           pool, [](void* self, size_t p, size_t c) { static_cast<gemm_convolution_operator*>(self)->compute(c, p); },
-          this, panels_, chunks, 0);
+          this, panel_tasks(), chunks, 0);
     else
       pthreadpool_parallelize_2d(
           pool, [](void* self, size_t c, size_t p) { static_cast<gemm_convolution_operator*>(self)->compute(c, p); },
-          this, chunks, panels_, 0);
+          this, chunks, panel_tasks(), 0);
     return status::ok();
   }
 
@@ -383,6 +497,12 @@ class gemm_convolution_operator : public layer_operator {
     void operator()(float* p) const { std::free(p); }
   };
 
+  // The residual under output pixel `row`, channel `column` (fused_), else null.
+  const float* residual(size_t row, size_t column) const {
+    return fused_ ? residual_ + row * epilogue_.residual_stride + column : nullptr;
+  }
+  // Tasks per pixel chunk: a panel each, or two (paired_; the last alone when their count is odd).
+  size_t panel_tasks() const { return paired_ ? (panels_ + 1) / 2 : panels_; }
   size_t tap_count() const { return size_t(window_.kernel_h) * size_t(window_.kernel_w); }
   size_t panel() const { return narrow_ ? narrow_panel_width : avx512_ ? panel_width : avx2_panel_width; }
   size_t padded_width() const { return size_t(in_.w) + size_t(window_.pad.left) + size_t(window_.pad.right); }
@@ -428,7 +548,7 @@ class gemm_convolution_operator : public layer_operator {
   // (57 x 57 x 256 in, 8 channels per group): chunks of 678 pixels streamed 2.7 MB of input per
   // group, 2.5-4.0 ms; 1.9 ms with the footprint counted.
   size_t chunk_rows() const {
-    const size_t block = narrow_ || !avx512_ ? avx2_rows : dense_ ? dense_rows : indirect_rows;
+    const size_t block = narrow_ || !avx512_ ? avx2_rows : dense_ ? dense_rows : paired_ ? pair_rows : indirect_rows;
     size_t floats = tap_count() * group_in_;
     if (groups_ > 1)
       floats = std::max(floats, size_t(window_.stride_h) * size_t(window_.stride_w) * size_t(in_.c));
@@ -436,8 +556,9 @@ class gemm_convolution_operator : public layer_operator {
     return std::max(rows, block);
   }
 
-  // Precondition: panel < panels_ (the group's panels in order, group by group).
-  void compute(size_t chunk_index, size_t panel) {
+  // Precondition: task < panel_tasks() (the group's panels in order, group by group).
+  void compute(size_t chunk_index, size_t task) {
+    const size_t panel = paired_ ? 2 * task : task;
     const size_t k = group_in_, pixel_floats = size_t(in_.c), taps = tap_count();
     const size_t stride = out_stride_ ? out_stride_ : size_t(out_.c);
     const size_t chunk = chunk_rows();
@@ -483,13 +604,26 @@ class gemm_convolution_operator : public layer_operator {
     if (dense_) {
       for_each_block(first, last, dense_rows, [&](size_t row, size_t count) {
         dense_kernels[count - 1]({x_ + row * pixel_floats + offset, pixel_floats}, 1, k, w, bias, y + row * stride,
-                                 stride, mask0, mask1, act_.min, act_.max);
+                                 stride, mask0, mask1, residual(row, column), epilogue_);
+      });
+      return;
+    }
+    if (paired_ && panel + 1 < panels_) {
+      const size_t pair_columns = std::min(2 * width, group_out_ - in_group);
+      __mmask16 masks[4];
+      for (size_t v = 0; v < 4; ++v) {
+        const size_t from = 16 * v, lanes = pair_columns > from ? std::min<size_t>(16, pair_columns - from) : 0;
+        masks[v] = __mmask16(lanes >= 16 ? 0xFFFF : (1u << lanes) - 1);
+      }
+      for_each_block(first, last, pair_rows, [&](size_t row, size_t count) {
+        pair_kernels[count - 1]({rows_.data() + row * row_taps, row_taps, offset}, row_taps, row_k, w, taps * k * width,
+                                bias, y + row * stride, stride, masks, residual(row, column), epilogue_);
       });
       return;
     }
     for_each_block(first, last, indirect_rows, [&](size_t row, size_t count) {
       indirect_kernels[count - 1]({rows_.data() + row * row_taps, row_taps, offset}, row_taps, row_k, w, bias,
-                                  y + row * stride, stride, mask0, mask1, act_.min, act_.max);
+                                  y + row * stride, stride, mask0, mask1, residual(row, column), epilogue_);
     });
   }
 
@@ -508,11 +642,15 @@ class gemm_convolution_operator : public layer_operator {
   std::vector<float> zeros_;                     // the input row of a tap over padding
   bool panel_major_ = false;                     // tasks panel by panel (large weights)
   bool spans_ = false;                           // window rows as spans of a zero-bordered copy
+  bool paired_ = false;                          // spans on AVX-512, two panels per kernel call
   std::vector<float> padded_;                    // that copy: [n][h][pad.left + w + pad.right][c]
   bool dense_ = false;                           // a 1x1 window, stride 1, no padding: no indirection
   std::vector<const float*> rows_;               // [output pixel][tap or window row] -> input row
   const float* x_ = nullptr;
   float* y_ = nullptr;
+  bool fused_ = false;               // an add fused into the layer: out = add's clamp(conv + residual)
+  const float* residual_ = nullptr;  // its other operand, dense ([pixel][out_.c]); may be y_ itself
+  epilogue epilogue_;
 };
 
 // See convolution_runs_on_native_gemm.
@@ -569,11 +707,20 @@ bool xnnpack_gemm_sums_in_order() {
   return in_order;
 }
 
+bool gemm_convolution_takes_residual(const layer& l, const tensor_shape& input) {
+  return l.groups == 1 && input.c > 1 && cpu_has_avx512f() && convolution_runs_on_native_gemm(l, input) &&
+         !narrow_groups(l, input);
+}
+
 result<std::unique_ptr<layer_operator>> create_gemm_convolution_operator(const layer& l, const tensor_shape& input,
-                                                                         size_t output_pixel_stride) {
+                                                                         size_t output_pixel_stride,
+                                                                         const activation* fused_add) {
   if (!convolution_runs_on_native_gemm(l, input))
     return status::error("convolution layer '" + l.name +
                          "': not a convolution with a valid window and groups on an AVX-512 or AVX2 CPU");
+  if (fused_add != nullptr && !gemm_convolution_takes_residual(l, input))
+    return status::error("convolution layer '" + l.name + "': cannot take an add fused into it (" +
+                         std::to_string(l.groups) + " groups, " + std::to_string(input.c) + " input channels)");
   const size_t k = size_t(input.c) / size_t(l.groups), n = size_t(l.output_channels);
   const size_t taps = size_t(l.window.kernel_h) * size_t(l.window.kernel_w);
   if (l.weights.size() != taps * k * n || (!l.bias.empty() && l.bias.size() != n))
@@ -588,7 +735,7 @@ result<std::unique_ptr<layer_operator>> create_gemm_convolution_operator(const l
   if (l.output_shape != expected || expected.h < 1 || expected.w < 1)
     return status::error("convolution layer '" + l.name + "': output shape " + l.output_shape.to_string() +
                          " does not follow from input " + input.to_string());
-  return std::unique_ptr<layer_operator>(new gemm_convolution_operator(l, input, output_pixel_stride));
+  return std::unique_ptr<layer_operator>(new gemm_convolution_operator(l, input, output_pixel_stride, fused_add));
 }
 
 }  // namespace d3

@@ -43,10 +43,19 @@ bool xnnpack_gemm_sums_in_order();
 // (for measuring the two side by side), D3_CONVOLUTION=native true wherever the GEMM can run.
 bool convolution_runs_on_native_gemm(const layer& l, const tensor_shape& input);
 
+// Whether create_gemm_convolution_operator can fuse an add into `l` (AVX-512, one group, and the
+// layer create_layer_operator would put on the GEMM).
+bool gemm_convolution_takes_residual(const layer& l, const tensor_shape& input);
+
 // Precondition: convolution_runs_on_native_gemm(l, input). `output_pixel_stride` as in
 // operator_options (0: dense). Packs the weights once, in panels of 32 output channels.
+// `fused_add` (precondition: gemm_convolution_takes_residual): the operator also computes the add
+// that is the layer's only reader, with the add's clamp: setup() takes the add's other operand as
+// a second input (dense, of the output's shape; it may be the output buffer itself), and each
+// output is clamp_add(clamp_conv(sum) + residual), the bits of the two layers apart.
 result<std::unique_ptr<layer_operator>> create_gemm_convolution_operator(const layer& l, const tensor_shape& input,
-                                                                         size_t output_pixel_stride);
+                                                                         size_t output_pixel_stride,
+                                                                         const activation* fused_add = nullptr);
 
 // A fully connected layer ([N, 1, 1, in] -> [N, 1, 1, out]) as the 1x1 convolution it is (its [out][in]
 // weights are OHWI with one tap), on the GEMM, on AVX2 CPUs without AVX-512: there XNNPACK's fully

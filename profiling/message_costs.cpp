@@ -129,7 +129,9 @@ message_costs median_of(const std::vector<message_costs>& samples) {
 }
 
 result<std::map<std::string, tensor>> tensors_of_sample_run(const graph& g) {
-  auto exec = executor::create(g);
+  executor_options every_tensor;  // run_all
+  every_tensor.fuse_residual_adds = false;
+  auto exec = executor::create(g, {}, every_tensor);
   if (!exec) return exec.error();
   std::vector<tensor> inputs;
   std::vector<const tensor*> pointers;

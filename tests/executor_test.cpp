@@ -3,8 +3,11 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <limits>
 #include <map>
 
+#include "kernels/cpu_features.hpp"
 #include "kernels/executor.hpp"
 #include "kernels/model_zoo.hpp"
 #include "kernels/reference.hpp"
@@ -20,9 +23,12 @@ graph load(const std::string& name) {
   return std::move(g.value());
 }
 
-std::unique_ptr<executor> make_executor(const graph& g, std::vector<int> layers = {}, int threads = 1) {
+// Adds unfused unless `fuse`: the tests take every tensor (run_all).
+std::unique_ptr<executor> make_executor(const graph& g, std::vector<int> layers = {}, int threads = 1,
+                                        bool fuse = false) {
   executor_options options;
   options.threads = threads;
+  options.fuse_residual_adds = fuse;
   auto e = executor::create(g, std::move(layers), options);
   BOOST_REQUIRE_MESSAGE(e.is_ok(), e.message());
   return std::move(e.value());
@@ -31,7 +37,8 @@ std::unique_ptr<executor> make_executor(const graph& g, std::vector<int> layers 
 // Runs `g` as consecutive pieces of its topological order, cut before each position in `cuts`,
 // passing tensors between pieces by name the way nodes will. Returns every tensor that crossed a
 // cut and the graph's outputs.
-std::map<std::string, tensor> run_in_pieces(const graph& g, const tensor& input, std::vector<size_t> cuts) {
+std::map<std::string, tensor> run_in_pieces(const graph& g, const tensor& input, std::vector<size_t> cuts,
+                                            bool fuse = false) {
   auto order = topological_order(g);
   BOOST_REQUIRE(order.is_ok());
   std::vector<int> computed;
@@ -43,7 +50,7 @@ std::map<std::string, tensor> run_in_pieces(const graph& g, const tensor& input,
   for (size_t end : cuts) {
     std::vector<int> piece(computed.begin() + long(begin), computed.begin() + long(end));
     begin = end;
-    auto e = make_executor(g, piece);
+    auto e = make_executor(g, piece, 1, fuse);
     auto out = e->run(available);
     BOOST_REQUIRE_MESSAGE(out.is_ok(), out.message());
     for (auto& [name, t] : out.value()) available[name] = std::move(t);
@@ -256,6 +263,7 @@ BOOST_AUTO_TEST_CASE(dense_block_concats_share_one_buffer) {
   auto shared = make_executor(g);
   executor_options copying_options;
   copying_options.share_concat_prefixes = false;
+  copying_options.fuse_residual_adds = false;
   auto copying = executor::create(g, {}, copying_options);
   BOOST_REQUIRE(copying.is_ok());
   BOOST_TEST(shared->copied_concat_inputs() == 0);
@@ -328,4 +336,76 @@ BOOST_AUTO_TEST_CASE(silu_overwrites_its_input_only_at_the_last_read) {
   }
   auto pieces = run_in_pieces(g, input, {cut_before(g, "silu1"), cut_before(g, "conv2")});
   BOOST_TEST(bitwise_equal(pieces.at("sum"), tensors.at("sum")));
+}
+
+// Residual adds fused into the convolution before them compute the bits of the two layers apart
+// (the unfused executor), memcmp-equal: after an add with ReLU (its clamp fused into it) and one
+// without, a convolution clamped itself, 48 channels (a panel and a half), 143 pixels (a last
+// block of fewer rows), the residual the graph's input, the residual written over at its last
+// read, the operands either way round, NaN and infinities in the input; in the pieces a cut leaves
+// (a convolution whose add is in the next piece stays unfused), and again on the same buffers.
+BOOST_AUTO_TEST_CASE(residual_adds_fused_into_convolutions_keep_the_bits) {
+  using namespace d3::testing;
+  if (!cpu_has_avx512f()) {
+    BOOST_TEST_MESSAGE("no AVX-512: the native GEMM takes no fused add here");
+    return;
+  }
+  graph g;
+  int x = add_input(g, "image", {1, 13, 11, 32});
+  int c1 = add_convolution(g, "conv1", x, 32, 32);
+  int r1 = add_relu(g, "relu1", c1);
+  int c2 = add_convolution(g, "conv2", r1, 32, 32);
+  int s1 = add_simple(g, "sum1", layer_kind::add, {c2, x});  // residual: the graph's input
+  int a1 = add_relu(g, "relu_sum1", s1);
+  int c3 = add_convolution(g, "conv3", a1, 32, 48);
+  int r3 = add_relu(g, "relu3", c3);
+  int c4 = add_convolution(g, "conv4", r3, 48, 48);
+  int c5 = add_convolution(g, "shortcut", a1, 32, 48, 1, 1, 0);
+  int s2 = add_simple(g, "sum2", layer_kind::add, {c5, c4});  // no clamp; the later convolution fuses
+  int c6 = add_convolution(g, "conv6", s2, 48, 48);
+  int r6 = add_relu(g, "relu6", c6);  // fused into conv6: a clamped convolution, then the add
+  int s3 = add_simple(g, "sum3", layer_kind::add, {s2, r6});  // sum2's last read: written over
+  int a3 = add_relu(g, "relu_sum3", s3);
+  g.outputs = {a3, a1};
+  BOOST_REQUIRE_MESSAGE(prepare_for_inference(g).is_ok(), "prepare");
+  auto fused = make_executor(g, {}, 1, true);
+  auto apart = make_executor(g);
+  BOOST_TEST(fused->fused_adds() == 3);
+  BOOST_TEST(apart->fused_adds() == 0);
+  BOOST_TEST(fused->in_place_steps() >= 1);
+  BOOST_TEST(!fused->run_all({}).is_ok(), "run_all must refuse an executor with fused adds");
+
+  tensor input = random_tensor({1, 13, 11, 32}, 41);
+  input.data()[5] = std::numeric_limits<float>::quiet_NaN();
+  input.data()[777] = std::numeric_limits<float>::infinity();
+  input.data()[2000] = -std::numeric_limits<float>::infinity();
+  int finite_outputs = 0;
+  auto expected = apart->run({&input});
+  BOOST_REQUIRE_MESSAGE(expected.is_ok(), expected.message());
+  for (int round = 0; round < 2; ++round) {
+    auto got = fused->run({&input});
+    BOOST_REQUIRE_MESSAGE(got.is_ok(), got.message());
+    for (size_t k = 0; k < expected->size(); ++k)
+      BOOST_TEST(bitwise_equal(got.value()[k], expected.value()[k]), "output " << k << ", run " << round);
+  }
+  for (const tensor& t : expected.value())
+    for (size_t i = 0; i < t.elements(); ++i) finite_outputs += std::isfinite(t.data()[i]) ? 1 : 0;
+  BOOST_TEST(finite_outputs > 0, "the NaN and infinities reached every output: this run checks only them");
+  // A finite input (NaN spreads over most outputs): against every tensor of the executor apart.
+  tensor finite = random_tensor({1, 13, 11, 32}, 42);
+  auto all = apart->run_all({&finite});
+  BOOST_REQUIRE(all.is_ok());
+  auto got = fused->run({&finite});
+  BOOST_REQUIRE(got.is_ok());
+  for (size_t k = 0; k < got->size(); ++k)
+    BOOST_TEST(bitwise_equal(got.value()[k], all->at(fused->output_names()[k])), fused->output_names()[k]);
+
+  for (std::vector<std::string> cuts : std::vector<std::vector<std::string>>{
+           {"sum1"}, {"conv4", "sum3"}, {"shortcut"}}) {
+    std::vector<size_t> positions;
+    for (const std::string& name : cuts) positions.push_back(cut_before(g, name));
+    auto pieces = run_in_pieces(g, finite, positions, true);
+    for (const std::string& name : fused->output_names())
+      BOOST_TEST(bitwise_equal(pieces.at(name), all->at(name)), "cut before " << cuts[0] << ": " << name);
+  }
 }

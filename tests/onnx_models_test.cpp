@@ -123,8 +123,11 @@ const graph& imported(const std::string& model, bool prepared) {
   return it->second;
 }
 
+// Adds unfused: the tests take every tensor (run_all).
 std::unique_ptr<executor> make_executor(const graph& g, std::vector<int> layers = {}) {
-  auto e = executor::create(g, std::move(layers));
+  executor_options every_tensor;
+  every_tensor.fuse_residual_adds = false;
+  auto e = executor::create(g, std::move(layers), every_tensor);
   BOOST_TEST_REQUIRE(e.is_ok(), g.name << ": " << e.message());
   return std::move(e.value());
 }

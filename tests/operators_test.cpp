@@ -1066,6 +1066,7 @@ BOOST_AUTO_TEST_CASE(gemm_convolutions_match_xnnpack_bit_for_bit) {
       {{1, 13, 17, 16}, 24, 1, make_window(1, 1, 2, 2), true, none},  // ResNet's shortcut
       {{1, 31, 29, 3}, 64, 1, make_window(7, 7, 2, 2, pad_all(3)), true, activation::relu()},
       {{1, 35, 35, 3}, 48, 1, make_window(11, 11, 4, 4, pad_all(2)), true, activation::relu()},
+      {{1, 12, 11, 3}, 72, 1, make_window(3, 3, 2, 2, pad_all(1)), true, activation::relu()},  // two panels, then one
       {{1, 15, 11, 4}, 6, 1, make_window(3, 5, 2, 1, {1, 3, 0, 2}, 2, 3), true, clamp_range},
       {{1, 1, 1, 9}, 5, 1, make_window(3, 3, 1, 1, pad_all(1)), true, none},
       {{2, 17, 13, 2}, 40, 1, make_window(5, 3, 2, 2, {2, 1, 1, 2}), true, activation::relu6()},  // spans
@@ -1642,6 +1643,7 @@ BOOST_AUTO_TEST_CASE(executor_runs_the_new_kinds) {
   for (int threads : {1, 2}) {
     executor_options options;
     options.threads = threads;
+    options.fuse_residual_adds = false;  // run_all below
     auto ex = executor::create(p, {}, options);
     BOOST_REQUIRE_MESSAGE(ex.is_ok(), (ex.is_ok() ? std::string() : ex.message()));
     auto out = (*ex)->run(inputs);

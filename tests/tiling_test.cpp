@@ -46,7 +46,9 @@ struct computed_model {
 computed_model compute(graph g, uint64_t input_seed) {
   computed_model m;
   m.g = std::move(g);
-  auto e = executor::create(m.g);
+  executor_options every_tensor;  // run_all below
+  every_tensor.fuse_residual_adds = false;
+  auto e = executor::create(m.g, {}, every_tensor);
   BOOST_TEST_REQUIRE(e.is_ok(), m.g.name << ": " << e.message());
   std::vector<tensor> inputs;
   for (int i : m.g.input_layers()) inputs.push_back(random_tensor(m.g.layers[size_t(i)].output_shape, input_seed + size_t(i)));

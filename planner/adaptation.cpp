@@ -727,15 +727,22 @@ std::optional<adaptation_decision> adaptive_planner::decide() {
   d.plan = best->plan;
   d.predicted_ms = priced_on(d.plan, estimate_);
   // One verdict is one sample's worth: it must hold on `confirmations` answers in a row, and on
-  // twice as many for each migration of the last damping_requests answers.
-  while (!migrated_at_.empty() && decisions_ - migrated_at_.front() > options_.damping_requests) migrated_at_.pop_front();
-  const int needed = options_.confirmations << std::min<size_t>(migrated_at_.size(), 3);
+  // twice as many for each migration of the last damping_requests answers but one; for a move
+  // back to a choice left within them (whichever nodes of a role it takes), for each.
+  while (!migrated_at_.empty() && decisions_ - migrated_at_.front() > options_.damping_requests) {
+    migrated_at_.pop_front();
+    left_.pop_front();
+  }
+  const bool back = std::find(left_.begin(), left_.end(), d.choice) != left_.end();
+  const size_t recent = migrated_at_.size(), doublings = back ? recent : recent > 0 ? recent - 1 : 0;
+  const int needed = options_.confirmations << std::min<size_t>(doublings, 3);
   if (++streak_ < needed) {
     verdict_ = (streak_ == 1 ? std::string("worth it once") : "worth it " + std::to_string(streak_) + " times") + " of " +
                std::to_string(needed) + ", confirming: " + why;
     return std::nullopt;
   }
   migrated_at_.push_back(decisions_);
+  left_.push_back(current_);
   verdict_ = "migrate: " + why;
   streak_ = 0;
   d.plan.strategy = std::string("hpa (") + best->name + ")";

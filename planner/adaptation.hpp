@@ -59,11 +59,15 @@ struct adaptation_options {
   bool interim_moves = true;
   double max_uncertainty = 1.0;   // cap of one estimate's relative uncertainty
   int cooldown_requests = 2;    // requests observed after a migration before the next decision
-  // Damping: each migration decided within this many answers of the current one doubles the
-  // confirmations the next needs (at most 8x). The first move after a change is as quick as
-  // ever; the moves noisy estimates would add after it (measured on the namespace cluster: the
-  // speeds of 0.2-core edges read 0.77 and 1.51 of their profile a few answers apart, and the
-  // planner moved the whole model between them and back) must hold across fresh windows.
+  // Damping: each migration decided within this many answers of the current one, but the first,
+  // doubles the confirmations the next needs (at most 8x); for a move back to a choice one of them
+  // left (three_tier_choice: the same cut, whichever nodes of a role), each one does. The first
+  // move after a change is as quick as ever, and so is one more that goes somewhere new (a
+  // refinement, or the next change of a trace: vgg16 in D3's setting restores its links 5 answers
+  // after the edge slowdown's move, and waited 4 confirmations for it); moves that return, what
+  // noisy estimates and a testbed that keeps toggling make (measured on the namespace cluster:
+  // the speeds of 0.2-core edges read 0.77 and 1.51 of their profile a few answers apart, and
+  // the planner moved the whole model between them and back), must hold across fresh windows.
   // 20: the netns cluster's noisy follow-ups came 6-10 answers after the first move; the
   // default trace's next real change (the LAN restored) 27 answers after the last, and damping
   // it there cost 2 requests to reach the new optimum.
@@ -211,6 +215,7 @@ class adaptive_planner {
   int decisions_ = 0;
   int streak_ = 0;             // consecutive answers on which some migration was worth it
   std::deque<int> migrated_at_;  // decisions_ at each recent migration (for damping)
+  std::deque<three_tier_choice> left_;  // the choice each of them left, in step
   std::string verdict_;
   double uncertainty_ = 0;
   // Per link: the relative spread of the bandwidth its samples imply above and below the

@@ -23,6 +23,11 @@ struct request_row {
 struct step_figures {
   int requests = 0;
   int requests_to_optimum = -1;  // -1: never within 10%
+  // The decision apart from the machine: requests until the plan serving is predicted (cost
+  // model, this run's cluster for the step: probed profiles, the step's true links and speeds)
+  // within 10% of HPA's plan there. The measured count compares latencies of two runs minutes
+  // apart, and on a shared machine one plan's latency moves by more than 10% between them.
+  int requests_to_optimal_plan = -1;  // -1: never
   size_t migrations = 0, layers_moved = 0, layers_shipped = 0, weight_bytes_shipped = 0;
   // Of weight_bytes_shipped, what crossed a link: to nodes other than the app's own (the device
   // node sits beside the app, which holds the model: a copy there crosses no network).

@@ -21,6 +21,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <map>
 #include <memory>
 #include <optional>
@@ -43,6 +44,7 @@
 #include "planner/adaptation.hpp"
 #include "planner/profile.hpp"
 #include "planner/standby.hpp"
+#include "planner/cost_model.hpp"
 #include "planner/three_tier_space.hpp"
 
 namespace d3 {
@@ -80,7 +82,10 @@ each on fresh d3-node processes started here:
   full     the same planner, but every decision is a full HPA search and a redeploy of every
            layer of the new plan (all weights shipped again).
 Per trace step it reports the requests until the latency is within 10% of the step's optimum
-(the count includes the first request under the new links), the migrations, layers moved and
+(the count includes the first request under the new links) and, in parentheses, until the plan
+serving is one the cost model prices within 10% of HPA's plan on the step's true testbed (the
+decision apart from this machine: the optimum's latency is measured in a run of its own, and
+one plan's latency can move by more than 10% between runs minutes apart), the migrations, layers moved and
 weight bytes shipped, in all and over links (to nodes other than the device node, which sits
 beside the app: a copy there crosses no network); under the virtual clock shipped weights occupy
 the emulated links from the device, and a new version serves once they have arrived. Every
@@ -397,6 +402,7 @@ run_result adaptive_run(caf::actor_system& system, bench_context& c, bool partia
   // Why the planner did what it did after each answer (its reply to the hook has arrived before
   // run() returns, so reading the planner here races with nothing).
   std::ofstream planner_log(c.options.out + "/planner-" + run.name + ".log", std::ios::trunc);
+  std::map<int, deployment_plan> plans;  // by version: what each version serving ran
   for (int i = 0; i < c.options.max_requests; ++i) {
     auto in = input_for(c.g, i);
     request_outcome o = dep.run({in}, 1).at(0);
@@ -406,9 +412,11 @@ run_result adaptive_run(caf::actor_system& system, bench_context& c, bool partia
       break;
     }
     request_row row{i, o.trace_step, o.plan_version, o.virtual_start_ms, o.virtual_latency_ms, verify(c, in, o)};
+    if (plans.empty()) plans[o.plan_version] = planned->plan;  // no migration before the first answer
     planner_log << "request " << i << " step " << o.trace_step << " v" << o.plan_version << " "
                 << o.virtual_latency_ms << " ms: " << planner->verdict() << "\n";
     if (planner->verdict().rfind("migrate", 0) == 0) {
+      plans[planner->plan_version()] = planner->running_plan();
       planner_log << "  to v" << planner->plan_version() << ": " << describe(planner->running_plan()) << "\n  speeds:";
       for (const auto& [node, n] : planner->estimate().nodes) planner_log << " " << node << " " << n.speed;
       planner_log << "\n";
@@ -446,6 +454,42 @@ run_result adaptive_run(caf::actor_system& system, bench_context& c, bool partia
     step_figures& f = run.steps[size_t(r.trace_step)];
     ++f.requests;
     if (f.requests_to_optimum < 0 && r.latency_ms <= optimum[size_t(r.trace_step)] * 1.10) f.requests_to_optimum = f.requests;
+  }
+  // The same decision counted on the cost model: each step's cluster (this run's probed profiles,
+  // the step's true links and speeds), HPA's plan there, and the price of the version serving.
+  for (size_t s = 0; s < run.steps.size(); ++s) {
+    step_figures& f = run.steps[s];
+    if (f.requests == 0) continue;
+    auto cluster = cluster_at(dep, c, c.steps[s]);
+    if (!cluster) {
+      if (run.error.empty()) run.error = "step " + std::to_string(s) + ": its cluster: " + cluster.message();
+      continue;
+    }
+    hpa_options search;
+    search.codecs = c.options.codecs;
+    auto best = hpa_strategy(c.g, c.profile, *cluster, search);
+    if (!best) {
+      if (run.error.empty()) run.error = "step " + std::to_string(s) + ": pricing the optimum: " + best.message();
+      continue;
+    }
+    std::map<int, double> priced;  // by version
+    int count = 0;
+    for (const request_row& r : run.rows) {
+      if (r.trace_step != int(s)) continue;
+      ++count;
+      auto it = priced.find(r.plan_version);
+      if (it == priced.end()) {
+        double ms = std::numeric_limits<double>::infinity();
+        if (auto plan = plans.find(r.plan_version); plan != plans.end())
+          if (auto sg = build_stage_graph(c.g, plan->second); sg)
+            if (auto p = predict_plan(c.g, *sg, c.profile, *cluster); p) ms = p->latency_ms;
+        it = priced.emplace(r.plan_version, ms).first;
+      }
+      if (it->second <= best->prediction.latency_ms * 1.10) {
+        f.requests_to_optimal_plan = count;
+        break;
+      }
+    }
   }
   anon_send_exit(planner_actor, caf::exit_reason::user_shutdown);
   dep.teardown();

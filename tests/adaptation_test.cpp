@@ -677,6 +677,16 @@ BOOST_AUTO_TEST_CASE(a_change_that_reverts_returns_to_a_plan_whose_weights_are_i
   }
 }
 
+// Every weighted layer of g on every node of `cluster`: the model provisioned everywhere (what the
+// app reports the nodes hold, passed to note_cached).
+std::map<std::string, std::set<int>> held_everywhere(const graph& g, const cluster_model& cluster) {
+  std::map<std::string, std::set<int>> held;
+  for (const auto& [node, spec] : cluster.nodes)
+    for (size_t l = 0; l < g.layers.size(); ++l)
+      if (weight_bytes(g.layers[l]) > 0) held[node].insert(int(l));
+  return held;
+}
+
 BOOST_AUTO_TEST_CASE(with_the_model_on_every_node_moves_ship_nothing_and_come_at_once) {
   // vgg16 in D3's setting, the backbone dropping from 100 to 5 Mbit/s at answer 10. Nodes
   // provisioned with the model (d3-node's INI `models`; the app reports what they hold, which
@@ -692,13 +702,7 @@ BOOST_AUTO_TEST_CASE(with_the_model_on_every_node_moves_ship_nothing_and_come_at
     auto planned = hpa_strategy(g, sim.profile, fast, {}, &start);
     BOOST_REQUIRE(planned.is_ok());
     adaptive_planner planner(g, sim.profile, fast, start, planned->plan);
-    if (provisioned) {
-      std::map<std::string, std::set<int>> everywhere;
-      for (const auto& [node, spec] : fast.nodes)
-        for (size_t l = 0; l < g.layers.size(); ++l)
-          if (weight_bytes(g.layers[l]) > 0) everywhere[node].insert(int(l));
-      planner.note_cached(everywhere);
-    }
+    if (provisioned) planner.note_cached(held_everywhere(g, fast));
     deployment_plan plan = planned->plan;
     std::vector<int> moved_at;
     size_t shipped = 0;
@@ -743,11 +747,7 @@ BOOST_AUTO_TEST_CASE(a_second_change_soon_after_a_move_is_followed_at_once) {
   auto planned = hpa_strategy(g, sim.profile, fast, {}, &start);
   BOOST_REQUIRE(planned.is_ok());
   adaptive_planner planner(g, sim.profile, fast, start, planned->plan);
-  std::map<std::string, std::set<int>> everywhere;
-  for (const auto& [node, spec] : fast.nodes)
-    for (size_t l = 0; l < g.layers.size(); ++l)
-      if (weight_bytes(g.layers[l]) > 0) everywhere[node].insert(int(l));
-  planner.note_cached(everywhere);
+  planner.note_cached(held_everywhere(g, fast));
   deployment_plan plan = planned->plan;
   std::string slowed;  // the edge node the first move put work on
   cluster_model second = slow;

@@ -86,16 +86,16 @@ struct epilogue {
   float sum_lo = 0, sum_hi = 0;  // the add's clamp
 };
 
-// One output row's vector: clamped, and with `res` (the residual at the same place) added and
-// clamped again.
-__attribute__((target("avx512f"))) inline void store_vector(float* out, const float* res, __mmask16 mask, __m512 acc,
-                                                            __m512 vlo, __m512 vhi, const epilogue& e) {
+// One output row's vector at lane `from` of the row `out`: clamped, and with the residual's row
+// `res` (when not null) at the same lanes added and clamped again.
+__attribute__((target("avx512f"))) inline void store_vector(float* out, const float* res, size_t from, __mmask16 mask,
+                                                            __m512 acc, __m512 vlo, __m512 vhi, const epilogue& e) {
   __m512 v = _mm512_min_ps(_mm512_max_ps(acc, vlo), vhi);
   if (res != nullptr) {
-    v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, res));
+    v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, res + from));
     if (e.sum_clamped) v = _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(e.sum_lo)), _mm512_set1_ps(e.sum_hi));
   }
-  _mm512_mask_storeu_ps(out, mask, v);
+  _mm512_mask_storeu_ps(out + from, mask, v);
 }
 
 // out[r][j] = clamp(bias[j] + sum over taps t, then input channels k, of x[r][t][k] * w[t][k][j])
@@ -140,8 +140,8 @@ __attribute__((target("avx512f"))) void gemm_block(const Source& source, size_t 
 #pragma GCC unroll 12
   for (size_t r = 0; r < Rows; ++r) {
     const float* row = res + r * e.residual_stride;
-    store_vector(y + r * y_stride, row, mask0, acc0[r], vlo, vhi, e);
-    store_vector(y + r * y_stride + 16, row + 16, mask1, acc1[r], vlo, vhi, e);
+    store_vector(y + r * y_stride, row, 0, mask0, acc0[r], vlo, vhi, e);
+    store_vector(y + r * y_stride, row, 16, mask1, acc1[r], vlo, vhi, e);
   }
 }
 
@@ -188,10 +188,10 @@ __attribute__((target("avx512f"))) void gemm_pair_block(const Source& source, si
   for (size_t r = 0; r < Rows; ++r) {
     float* out = y + r * y_stride;
     const float* row = res == nullptr ? nullptr : res + r * e.residual_stride;
-    store_vector(out, row, masks[0], acc0[r], vlo, vhi, e);
-    store_vector(out + 16, row == nullptr ? nullptr : row + 16, masks[1], acc1[r], vlo, vhi, e);
-    store_vector(out + 32, row == nullptr ? nullptr : row + 32, masks[2], acc2[r], vlo, vhi, e);
-    store_vector(out + 48, row == nullptr ? nullptr : row + 48, masks[3], acc3[r], vlo, vhi, e);
+    store_vector(out, row, 0, masks[0], acc0[r], vlo, vhi, e);
+    store_vector(out, row, 16, masks[1], acc1[r], vlo, vhi, e);
+    store_vector(out, row, 32, masks[2], acc2[r], vlo, vhi, e);
+    store_vector(out, row, 48, masks[3], acc3[r], vlo, vhi, e);
   }
 }
 

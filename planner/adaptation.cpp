@@ -729,20 +729,16 @@ std::optional<adaptation_decision> adaptive_planner::decide() {
   // One verdict is one sample's worth: it must hold on `confirmations` answers in a row, and on
   // twice as many for each migration of the last damping_requests answers but one; for a move
   // back to a choice left within them (whichever nodes of a role it takes), for each.
-  while (!migrated_at_.empty() && decisions_ - migrated_at_.front() > options_.damping_requests) {
-    migrated_at_.pop_front();
-    left_.pop_front();
-  }
-  const bool back = std::find(left_.begin(), left_.end(), d.choice) != left_.end();
-  const size_t recent = migrated_at_.size(), doublings = back ? recent : recent > 0 ? recent - 1 : 0;
+  while (!recent_.empty() && decisions_ - recent_.front().at > options_.damping_requests) recent_.pop_front();
+  const bool back = std::any_of(recent_.begin(), recent_.end(), [&](const recent_migration& m) { return m.left == d.choice; });
+  const size_t recent = recent_.size(), doublings = back ? recent : recent > 0 ? recent - 1 : 0;
   const int needed = options_.confirmations << std::min<size_t>(doublings, 3);
   if (++streak_ < needed) {
     verdict_ = (streak_ == 1 ? std::string("worth it once") : "worth it " + std::to_string(streak_) + " times") + " of " +
                std::to_string(needed) + ", confirming: " + why;
     return std::nullopt;
   }
-  migrated_at_.push_back(decisions_);
-  left_.push_back(current_);
+  recent_.push_back({decisions_, current_});
   verdict_ = "migrate: " + why;
   streak_ = 0;
   d.plan.strategy = std::string("hpa (") + best->name + ")";

@@ -214,8 +214,12 @@ class adaptive_planner {
   int since_migration_ = 1 << 20;
   int decisions_ = 0;
   int streak_ = 0;             // consecutive answers on which some migration was worth it
-  std::deque<int> migrated_at_;  // decisions_ at each recent migration (for damping)
-  std::deque<three_tier_choice> left_;  // the choice each of them left, in step
+  // Migrations of the last damping_requests answers (for damping): when, and the choice each left.
+  struct recent_migration {
+    int at = 0;
+    three_tier_choice left;
+  };
+  std::deque<recent_migration> recent_;
   std::string verdict_;
   double uncertainty_ = 0;
   // Per link: the relative spread of the bandwidth its samples imply above and below the

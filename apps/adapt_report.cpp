@@ -9,14 +9,13 @@
 
 namespace d3 {
 
-nlohmann::ordered_json adapt_summary(const adapt_trace_info& info, const std::vector<double>& optimum,
-                                     const std::vector<run_result>& runs) {
+nlohmann::ordered_json adapt_summary(const adapt_trace_info& info, const std::vector<run_result>& runs) {
   nlohmann::ordered_json summary;
   summary["bench"] = "adapt";
   summary["model"] = info.model;
   summary["emulated"] = "virtual clock: node compute = measured thread CPU time / speed; links = latency + bytes / bandwidth";
   for (size_t s = 0; s < info.trace.steps.size(); ++s) {
-    nlohmann::ordered_json step = {{"step", s}, {"change", info.trace.steps[s].describe()}, {"optimum_ms", optimum[s]}};
+    nlohmann::ordered_json step = {{"step", s}, {"change", info.trace.steps[s].describe()}};
     for (const run_result& r : runs) {
       const step_figures& f = r.steps[s];
       std::vector<double> latencies;
@@ -24,6 +23,9 @@ nlohmann::ordered_json adapt_summary(const adapt_trace_info& info, const std::ve
         if (row.trace_step == int(s)) latencies.push_back(row.latency_ms);
       step[r.name] = {{"requests", f.requests},
                       {"reached", f.requests > 0},
+                      {"optimum_ms", r.optimum_ms.at(s)},
+                      {"optimum_requests", r.optimum_samples.at(s)},
+                      {"optimum_predicted_ms", r.optimum_predicted_ms.at(s)},
                       {"requests_to_within_10pct_of_optimum", f.requests_to_optimum},
                       {"requests_to_plan_predicted_within_10pct", f.requests_to_optimal_plan},
                       {"median_ms", percentile(latencies, 0.5)},
@@ -78,8 +80,8 @@ nlohmann::ordered_json adapt_summary(const adapt_trace_info& info, const std::ve
   return summary;
 }
 
-void write_adapt_outputs(const adapt_trace_info& c, const std::vector<double>& optimum,
-                         const std::vector<run_result>& runs, nlohmann::ordered_json& summary) {
+void write_adapt_outputs(const adapt_trace_info& c, const std::vector<run_result>& runs,
+                         nlohmann::ordered_json& summary) {
   const std::string csv_path = c.out + "/adapt.csv";
   {
     std::ofstream csv(csv_path, std::ios::trunc);
@@ -88,7 +90,7 @@ void write_adapt_outputs(const adapt_trace_info& c, const std::vector<double>& o
       for (const request_row& row : r.rows) {
         const size_t s = row.trace_step < 0 ? 0 : size_t(row.trace_step);
         csv << r.name << ',' << row.index << ',' << row.trace_step << ',' << c.step_labels[s] << ','
-            << row.plan_version << ',' << row.start_ms << ',' << row.latency_ms << ',' << optimum[s] << ','
+            << row.plan_version << ',' << row.start_ms << ',' << row.latency_ms << ',' << r.optimum_ms.at(s) << ','
             << (row.verified ? "true" : "false") << '\n';
       }
   }
@@ -105,12 +107,15 @@ void write_adapt_outputs(const adapt_trace_info& c, const std::vector<double>& o
       for (const request_row& row : r.rows) out << row.start_ms / 1000 << ' ' << row.latency_ms << '\n';
       out << "\n\n";
     }
-    out << "# optimum\n";
-    for (size_t s = 0; s < c.trace.steps.size(); ++s) {
-      const double from = c.trace.steps[s].at_ms / 1000;
-      const double to = s + 1 < c.trace.steps.size() ? c.trace.steps[s + 1].at_ms / 1000
-                                                      : (c.trace.steps.back().at_ms + c.tail_ms) / 1000;
-      out << from << ' ' << optimum[s] << '\n' << to << ' ' << optimum[s] << '\n';
+    for (const run_result& r : runs) {
+      out << "# optimum beside the " << r.name << " run\n";
+      for (size_t s = 0; s < c.trace.steps.size(); ++s) {
+        const double from = c.trace.steps[s].at_ms / 1000;
+        const double to = s + 1 < c.trace.steps.size() ? c.trace.steps[s + 1].at_ms / 1000
+                                                        : (c.trace.steps.back().at_ms + c.tail_ms) / 1000;
+        out << from << ' ' << r.optimum_ms.at(s) << '\n' << to << ' ' << r.optimum_ms.at(s) << '\n';
+      }
+      out << "\n\n";
     }
   }
   {
@@ -121,7 +126,8 @@ void write_adapt_outputs(const adapt_trace_info& c, const std::vector<double>& o
        << "set key top right\nset grid\n"
        << "plot '" << data << "' index 0 with linespoints title 'partial (planner actor)', "
        << "'" << data << "' index 1 with linespoints title 'full re-partition', "
-       << "'" << data << "' index 2 with lines dashtype 2 lw 2 title 'optimum per step (static)'\n";
+       << "'" << data << "' index 2 with lines dashtype 2 lw 2 title 'optimum per step, beside the partial run', "
+       << "'" << data << "' index 3 with lines dashtype 3 lw 2 title 'optimum per step, beside the full run'\n";
   }
   if (std::system(("gnuplot '" + script + "' 2>/dev/null").c_str()) == 0)
     summary["chart"] = c.out + "/adapt.png";
@@ -132,23 +138,23 @@ void write_adapt_outputs(const adapt_trace_info& c, const std::vector<double>& o
 
 void print_adapt_summary(const nlohmann::ordered_json& summary, const std::vector<run_result>& runs,
                          const std::string& out) {
-  // Requests to within 10% of the optimum, measured, and (in parentheses) to a plan the cost model
-  // puts within 10% of it (step_figures::requests_to_optimal_plan).
-  std::printf("\n%-5s %-40s %10s | %-34s | %-34s\n", "step", "change", "optimum",
-              "partial: reqs to 10% (plan) / layers / MB", "full: reqs to 10% (plan) / layers / MB");
+  // Per run: the optimum measured beside it, the requests to within 10% of it, and (in
+  // parentheses) to a plan the cost model puts within 10% of HPA's (requests_to_optimal_plan).
+  std::printf("\n%-5s %-40s | %-44s | %-44s\n", "step", "change", "partial: optimum / reqs to 10% (plan) / layers / MB",
+              "full: optimum / reqs to 10% (plan) / layers / MB");
   for (const auto& step : summary["steps"]) {
     auto cell = [&](const char* run) {
       const auto& f = step.at(run);
       if (!f.at("reached").get<bool>()) return std::string("not reached (--max-requests)");
-      char text[64];
-      std::snprintf(text, sizeof text, "%3d (%3d) / %3zu / %7.2f", f.at("requests_to_within_10pct_of_optimum").get<int>(),
+      char text[96];
+      std::snprintf(text, sizeof text, "%7.1f ms / %3d (%3d) / %3zu / %7.2f", f.at("optimum_ms").get<double>(),
+                    f.at("requests_to_within_10pct_of_optimum").get<int>(),
                     f.at("requests_to_plan_predicted_within_10pct").get<int>(), f.at("layers_moved").get<size_t>(),
                     f.at("weight_bytes_shipped").get<double>() / 1e6);
       return std::string(text);
     };
-    std::printf("%-5d %-40s %7.1f ms | %-34s | %-34s\n", step.at("step").get<int>(),
-                step.at("change").get<std::string>().c_str(), step.at("optimum_ms").get<double>(), cell("partial").c_str(),
-                cell("full").c_str());
+    std::printf("%-5d %-40s | %-44s | %-44s\n", step.at("step").get<int>(), step.at("change").get<std::string>().c_str(),
+                cell("partial").c_str(), cell("full").c_str());
   }
   for (const run_result& r : runs)
     if (!r.error.empty() || r.failed || r.differ)

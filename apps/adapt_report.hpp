@@ -22,11 +22,10 @@ struct request_row {
 // Per trace step of an adaptive run.
 struct step_figures {
   int requests = 0;
-  int requests_to_optimum = -1;  // -1: never within 10%
+  int requests_to_optimum = -1;  // -1: never within 10% of the optimum measured beside the run
   // The decision apart from the machine: requests until the plan serving is predicted (cost
   // model, this run's cluster for the step: probed profiles, the step's true links and speeds)
-  // within 10% of HPA's plan there. The measured count compares latencies of two runs minutes
-  // apart, and on a shared machine one plan's latency moves by more than 10% between them.
+  // within 10% of HPA's plan there.
   int requests_to_optimal_plan = -1;  // -1: never
   size_t migrations = 0, layers_moved = 0, layers_shipped = 0, weight_bytes_shipped = 0;
   // Of weight_bytes_shipped, what crossed a link: to nodes other than the app's own (the device
@@ -49,6 +48,11 @@ struct run_result {
   // requests and no figures (reported as not reached, never as missed).
   bool stopped_at_cap = false;
   double last_start_ms = 0;  // virtual start of its last request
+  // Per trace step, the optimum measured beside this run (HPA's plan for the step's true testbed,
+  // deployed statically on nodes of its own, requests alternating with the run's): the median
+  // virtual latency, how many requests it is the median of, and HPA's predicted latency.
+  std::vector<double> optimum_ms, optimum_predicted_ms;
+  std::vector<int> optimum_samples;
 };
 
 // What the reports say about the trace: the model, the steps, a label per step (its links), the
@@ -63,11 +67,10 @@ struct adapt_trace_info {
 
 // Per step and per run: requests, requests to within 10% of the optimum, median, migrations,
 // layers moved and shipped, bytes; per run: totals and the worst step.
-nlohmann::ordered_json adapt_summary(const adapt_trace_info& info, const std::vector<double>& optimum,
-                                     const std::vector<run_result>& runs);
+nlohmann::ordered_json adapt_summary(const adapt_trace_info& info, const std::vector<run_result>& runs);
 // adapt.csv, adapt.json, and adapt.png with gnuplot (the chart's name goes into `summary`).
-void write_adapt_outputs(const adapt_trace_info& info, const std::vector<double>& optimum,
-                         const std::vector<run_result>& runs, nlohmann::ordered_json& summary);
+void write_adapt_outputs(const adapt_trace_info& info, const std::vector<run_result>& runs,
+                         nlohmann::ordered_json& summary);
 // The table and the totals on stdout, then the summary as one JSON line.
 void print_adapt_summary(const nlohmann::ordered_json& summary, const std::vector<run_result>& runs,
                          const std::string& out);

@@ -1,12 +1,13 @@
 // d3-bench adapt: the links and node speeds follow a trace (default: D3's setting, the backbone
 // drops, then the LAN, both restore) while requests flow, one at a time, through a plan that the
-// planner actor adapts from what it observes. Three runs in one invocation, each on fresh d3-node
+// planner actor adapts from what it observes. Two runs in one invocation, each on fresh d3-node
 // processes (empty layer caches):
-//   optimum  per trace step, the HPA plan for that step's true links and speeds, deployed
-//            statically: the latency to converge to (the planner never sees these);
 //   partial  the planner actor: local search near the current boundaries first, migration of
 //            only the layers whose placement changes;
 //   full     every decision a full HPA search and a redeploy of every layer (all shipped again).
+// Beside each, on nodes of its own, the optimum: per trace step, the HPA plan for that step's true
+// links and speeds, deployed statically, running the run's inputs in alternation with it (the
+// latency to converge to, measured on the same machine at the same time; the planner never sees it).
 // Every answer is compared bit for bit with a single-process run of the same input.
 #include "apps/bench_adapt.hpp"
 #include "apps/adapt_report.hpp"
@@ -72,20 +73,24 @@ then a trace of link and node speed changes (default apps/config/d3-backbone-lan
 20 s). Other traces: apps/config/d3-edge-slow.trace.json, d3-all.trace.json, wifi-3g-wifi.trace.json
 (the latter with --testbed apps/config/testbed-mobile-edge.json).
 
-Requests run one at a time until one starts --tail-ms after the trace's last step. Three runs,
+Requests run one at a time until one starts --tail-ms after the trace's last step. Two runs,
 each on fresh d3-node processes started here:
-  optimum  for each trace step, the HPA plan on that step's true links, deployed statically and
-           measured over --optimum-requests requests (the reference; the planner never sees it);
   partial  HPA's plan for the first step, then the planner actor: it estimates the links from
            the transfers the stages report, searches near the current boundaries first and
            migrates only the layers whose placement changes (weights shipped only where missing);
   full     the same planner, but every decision is a full HPA search and a redeploy of every
            layer of the new plan (all weights shipped again).
+Beside each run, on nodes of its own, the optimum: for each trace step, the HPA plan on that
+step's true links and speeds, deployed statically (the reference; the planner never sees it).
+After the run's request, the same input runs on it: the first --optimum-requests of each step,
+then every 4th; its median per step is the latency to converge to. The two alternate request by
+request, so both are measured on the same machine at the same time (an optimum measured in a run
+of its own minutes earlier was 10-25% away from the same plan's latency in the adaptive run, on
+this shared machine).
 Per trace step it reports the requests until the latency is within 10% of the step's optimum
 (the count includes the first request under the new links) and, in parentheses, until the plan
 serving is one the cost model prices within 10% of HPA's plan on the step's true testbed (the
-decision apart from this machine: the optimum's latency is measured in a run of its own, and
-one plan's latency can move by more than 10% between runs minutes apart), the migrations, layers moved and
+decision apart from this machine's noise), the migrations, layers moved and
 weight bytes shipped, in all and over links (to nodes other than the device node, which sits
 beside the app: a copy there crosses no network); under the virtual clock shipped weights occupy
 the emulated links from the device, and a new version serves once they have arrived. Every
@@ -96,7 +101,8 @@ answer is compared memcmp-equal with a single-process run.
   --scenario NAME       a scenario of the testbed file to start from (default: its base links)
   --trace FILE          the trace (JSON, emulation/emulation_trace.hpp; default the one above)
   --tail-ms T           virtual ms to keep running after the last step (default 6000)
-  --optimum-requests N  requests per step for the optimum (default 8)
+  --optimum-requests N  requests of each step mirrored on the optimum before it samples every 4th
+                        (default 8)
   --profile nodes|local per-layer times for planning: probed on every node (default; each node
                         runs the layers with stand-in weights under its clock, once, for every
                         step's optimum and both runs) or measured here once and divided by the
@@ -309,56 +315,111 @@ result<cluster_model> cluster_at(deployment& dep, bench_context& c, const step_s
   return cluster;
 }
 
-// The optimum of each distinct step: HPA on the step's true links, deployed statically.
-result<std::vector<double>> measure_optima(caf::actor_system& system, bench_context& c) {
-  std::vector<double> optimum(c.steps.size(), 0);
-  auto nodes = fresh_nodes(c, "optimum");
-  if (!nodes) return nodes.error();
-  int index = 0;
-  for (size_t s = 0; s < c.steps.size(); ++s) {
-    bool seen = false;
-    for (size_t earlier = 0; earlier < s && !seen; ++earlier)
-      if (c.steps[earlier] == c.steps[s]) optimum[s] = optimum[earlier], seen = true;
-    if (seen) continue;
+// The optimum measured beside an adaptive run, on nodes of its own: after the run's request in
+// trace step s, the same input runs on HPA's plan for step s's true testbed, deployed statically.
+// The two alternate request by request, so both see the same machine: an optimum measured in a
+// run of its own minutes earlier put one plan's latency 10-25% away from what the adaptive run
+// measured for that same plan on this shared machine, and the comparison then said more about
+// the drift than about the planner.
+class optimum_beside {
+ public:
+  optimum_beside(caf::actor_system& system, bench_context& c, std::unique_ptr<local_nodes> nodes)
+      : system_(system), c_(c), nodes_(std::move(nodes)), samples_(c.steps.size()), predicted_(c.steps.size(), 0) {}
+
+  // After the adaptive run's `nth` request (1-based) of `step`, with input `in`: the first
+  // --optimum-requests of each step are mirrored, then every 4th (the counts that matter come at a
+  // step's start; later ones keep the median in step with the machine). A step's first mirrored
+  // request follows a warm-up on the newly deployed plan, not counted.
+  status after(int step, int nth, const std::map<std::string, tensor>& in) {
+    if (step < 0) return status::ok();
+    if (nth > c_.options.optimum_requests && nth % 4 != 0) return status::ok();
+    const std::string what = "optimum of step " + std::to_string(step) + ": ";
+    if (step != deployed_step_) {
+      D3_RETURN_IF_ERROR(deploy(size_t(step)));
+      if (auto warm = run(in); !warm) return status::error(what + warm.message());
+    }
+    auto ms = run(in);
+    if (!ms) return status::error(what + ms.message());
+    samples_[size_t(step)].push_back(*ms);
+    return status::ok();
+  }
+
+  // The median of the step's mirrored requests (0 where the run never reached the step).
+  std::vector<double> medians() const {
+    std::vector<double> m;
+    for (const std::vector<double>& s : samples_) m.push_back(s.empty() ? 0 : percentile(s, 0.5));
+    return m;
+  }
+  std::vector<int> counts() const {
+    std::vector<int> n;
+    for (const std::vector<double>& s : samples_) n.push_back(int(s.size()));
+    return n;
+  }
+  const std::vector<double>& predicted() const { return predicted_; }
+
+  void stop() {
+    if (dep_) dep_->teardown();
+    dep_.reset();
+    nodes_->stop();
+  }
+
+ private:
+  status deploy(size_t s) {
     const std::string what = "optimum of step " + std::to_string(s) + ": ";
-    deployment dep(system, deployment_settings(c, c.steps[s].links));
-    D3_RETURN_IF_ERROR(dep.connect((*nodes)->endpoints()));
-    auto cluster = cluster_at(dep, c, c.steps[s]);
+    if (dep_) dep_->teardown();
+    dep_ = std::make_unique<deployment>(system_, deployment_settings(c_, c_.steps[s].links));
+    deployed_step_ = -1;
+    if (status connected = dep_->connect(nodes_->endpoints()); !connected) return status::error(what + connected.message());
+    auto cluster = cluster_at(*dep_, c_, c_.steps[s]);
     if (!cluster) return status::error(what + cluster.message());
     hpa_options search;
-    search.codecs = c.options.codecs;
-    auto planned = hpa_strategy(c.g, c.profile, *cluster, search);
+    search.codecs = c_.options.codecs;
+    auto planned = hpa_strategy(c_.g, c_.profile, *cluster, search);
     if (!planned) return status::error(what + planned.message());
-    auto deployed = dep.deploy(c.g, planned->plan);
-    if (!deployed) return status::error(what + deployed.message());
-    if (auto speeds = dep.update_emulation(c.steps[s].links, c.steps[s].speeds); !speeds)
+    if (auto deployed = dep_->deploy(c_.g, planned->plan); !deployed) return status::error(what + deployed.message());
+    if (auto speeds = dep_->update_emulation(c_.steps[s].links, c_.steps[s].speeds); !speeds)
       return status::error(what + speeds.message());
-    std::vector<double> latencies;
-    for (int r = 0; r < c.options.optimum_requests + 1; ++r) {  // the first one warms up
-      auto in = input_for(c.g, index++);
-      request_outcome o = dep.run({in}, 1).at(0);
-      if (!o.ok) return status::error("optimum of step " + std::to_string(s) + ": " + o.error);
-      if (!verify(c, in, o)) return status::error("optimum of step " + std::to_string(s) + ": an answer differs");
-      if (r > 0) latencies.push_back(o.virtual_latency_ms);
-    }
-    optimum[s] = percentile(latencies, 0.5);
-    std::printf("optimum, step %zu (%s): predicted %.1f ms, measured median %.1f ms\n", s,
-                c.trace.steps[s].describe().c_str(), planned->prediction.latency_ms, optimum[s]);
-    std::fflush(stdout);
+    predicted_[s] = planned->prediction.latency_ms;
+    deployed_step_ = int(s);
+    return status::ok();
   }
-  return optimum;
-}
+
+  // One request on the optimum: its virtual latency, once its answer is memcmp-equal to one process.
+  result<double> run(const std::map<std::string, tensor>& in) {
+    request_outcome o = dep_->run({in}, 1).at(0);
+    if (!o.ok) return status::error(o.error);
+    if (!verify(c_, in, o)) return status::error("an answer differs");
+    return o.virtual_latency_ms;
+  }
+
+  caf::actor_system& system_;
+  bench_context& c_;
+  std::unique_ptr<local_nodes> nodes_;
+  std::unique_ptr<deployment> dep_;
+  int deployed_step_ = -1;
+  std::vector<std::vector<double>> samples_;  // virtual latencies per step
+  std::vector<double> predicted_;             // HPA's predicted latency per step
+};
 
 // One adaptive run: partial (the planner's local search, moved layers only) or full.
-run_result adaptive_run(caf::actor_system& system, bench_context& c, bool partial, const std::vector<double>& optimum) {
+run_result adaptive_run(caf::actor_system& system, bench_context& c, bool partial) {
   run_result run;
   run.name = partial ? "partial" : "full";
   run.steps.resize(c.trace.steps.size());
+  run.optimum_ms.assign(c.trace.steps.size(), 0);
+  run.optimum_predicted_ms.assign(c.trace.steps.size(), 0);
+  run.optimum_samples.assign(c.trace.steps.size(), 0);
   auto nodes = fresh_nodes(c, run.name);
   if (!nodes) {
     run.error = nodes.message();
     return run;
   }
+  auto optimum_nodes = fresh_nodes(c, run.name + "-optimum");
+  if (!optimum_nodes) {
+    run.error = "the optimum's nodes: " + optimum_nodes.message();
+    return run;
+  }
+  optimum_beside optimum(system, c, std::move(optimum_nodes.value()));
   deployment_options settings = deployment_settings(c, c.steps[0].links);
   settings.idle_probe_every = c.options.probe_every;
   deployment dep(system, settings);
@@ -403,6 +464,7 @@ run_result adaptive_run(caf::actor_system& system, bench_context& c, bool partia
   // run() returns, so reading the planner here races with nothing).
   std::ofstream planner_log(c.options.out + "/planner-" + run.name + ".log", std::ios::trunc);
   std::map<int, deployment_plan> plans;  // by version: what each version serving ran
+  std::map<int, int> in_step;            // requests so far per trace step
   for (int i = 0; i < c.options.max_requests; ++i) {
     auto in = input_for(c.g, i);
     request_outcome o = dep.run({in}, 1).at(0);
@@ -436,6 +498,13 @@ run_result adaptive_run(caf::actor_system& system, bench_context& c, bool partia
         if (node != settings.emulation.app_node) f.weight_bytes_over_links += bytes;
       f.migrate_ms += m.deploy.deploy_ms;
     }
+    if (row.trace_step >= 0) {
+      const int nth = ++in_step[row.trace_step];
+      if (status mirrored = optimum.after(row.trace_step, nth, in); !mirrored) {
+        run.error = mirrored.message();
+        break;
+      }
+    }
 
     run.last_start_ms = o.virtual_start_ms;
     if (o.virtual_start_ms >= end_ms) break;
@@ -449,11 +518,16 @@ run_result adaptive_run(caf::actor_system& system, bench_context& c, bool partia
   run.standby_bytes_per_link = dep.standby_sent().weight_bytes_per_link;
   for (const auto& [node, bytes] : dep.standby_sent().weight_bytes_per_node)
     if (node != settings.emulation.app_node) run.standby_bytes_over_links += bytes;
+  run.optimum_ms = optimum.medians();
+  run.optimum_samples = optimum.counts();
+  run.optimum_predicted_ms = optimum.predicted();
+  optimum.stop();
   for (const request_row& r : run.rows) {
     if (r.trace_step < 0) continue;
     step_figures& f = run.steps[size_t(r.trace_step)];
     ++f.requests;
-    if (f.requests_to_optimum < 0 && r.latency_ms <= optimum[size_t(r.trace_step)] * 1.10) f.requests_to_optimum = f.requests;
+    if (f.requests_to_optimum < 0 && r.latency_ms <= run.optimum_ms[size_t(r.trace_step)] * 1.10)
+      f.requests_to_optimum = f.requests;
   }
   // The same decision counted on the cost model: each step's cluster (this run's probed profiles,
   // the step's true links and speeds), HPA's plan there, and the price of the version serving.
@@ -562,26 +636,19 @@ int bench_adapt(int argc, char** argv) {
 
   caf::actor_system_config cfg;
   configure_local_app(cfg, c.options.tls, "d3-bench adapt");
-  std::vector<double> optimum;
   std::vector<run_result> runs;
   {
     caf::actor_system system{cfg};
-    auto optima = measure_optima(system, c);
-    if (!optima) {
-      std::cerr << "d3-bench adapt: " << optima.message() << "\n";
-      return exit_failed;
-    }
-    optimum = optima.value();
-    runs.push_back(adaptive_run(system, c, true, optimum));
-    runs.push_back(adaptive_run(system, c, false, optimum));
+    runs.push_back(adaptive_run(system, c, true));
+    runs.push_back(adaptive_run(system, c, false));
   }
 
   std::vector<std::string> labels;
   for (const step_state& st : c.steps) labels.push_back(st.links.uplink);
   const adapt_trace_info info{c.g.name, c.trace, labels, o.tail_ms, o.out};
-  nlohmann::ordered_json summary = adapt_summary(info, optimum, runs);
+  nlohmann::ordered_json summary = adapt_summary(info, runs);
   summary["provisioned"] = o.provision;
-  write_adapt_outputs(info, optimum, runs, summary);
+  write_adapt_outputs(info, runs, summary);
   std::ofstream(o.out + "/adapt.json", std::ios::trunc) << summary.dump(2) << "\n";
   print_adapt_summary(summary, runs, o.out);
   int code = 0;

@@ -497,6 +497,9 @@ class deployment {
   // of every idle link class in a burst (watch_latency). Without the burst, a backbone drop seen
   // by the requests was confirmed on the idle edge-cloud link only two regular probes (6 answers,
   // 10 s) later, and the planner's first move priced that link as before the drop (netns cluster).
+  // A probe that finds its link changed starts a burst itself, this answer's idle nodes
+  // included: links and node speeds that change at once while the plan runs on neither (a trace
+  // step restoring both) are then seen together, and the planner's move takes both into account.
   void probe_idle_links(request_outcome& o);
   // Idle nodes' speeds: a small fragment of the model from its input on (speed_probe_layers)
   // runs on a node without a stage in the answer, its time joins the answer's computes as the
@@ -642,6 +645,9 @@ class deployment {
   // Idle-link probing: answers counted, and per unordered role pair the answer that last saw it.
   size_t answers_seen_ = 0;
   std::map<std::pair<std::string, std::string>, size_t> link_last_seen_;
+  // Per unordered role pair, the last 16 KiB probe's time: a probe 25% and 0.5 ms off it starts a
+  // burst (probe_idle_links).
+  std::map<std::pair<std::string, std::string>, double> link_probe_ms_;
 };
 
 }  // namespace d3

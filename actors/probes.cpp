@@ -185,9 +185,23 @@ void deployment::probe_idle_links(request_outcome& o) {
     };
     // A third probe only on real links, which can hide behind a token bucket: the virtual clock's
     // links are exact lines, where it would only occupy the link.
-    if (probe(1024) && probe(16384) && options_.emulation.clock != clock_mode::virtual_time)
-      if (const size_t size = long_probe_bytes(probes[0].bytes, probes[0].ms, probes[1].bytes, probes[1].ms); size > 0)
-        probe(size);
+    if (probe(1024) && probe(16384)) {
+      // 25% and 0.5 ms off the last probe of the link: it changed (loopback's jitter on 16 KiB is
+      // well under 0.5 ms; a shaped link's time is mostly its bandwidth's).
+      const double ms = probes[1].ms;
+      auto last = link_probe_ms_.find(k);
+      if (last != link_probe_ms_.end() && std::abs(ms - last->second) > 0.5 &&
+          (ms > 1.25 * last->second || ms < 0.8 * last->second) && !burst_now_) {
+        burst_now_ = true;
+        probe_burst_ = std::max(probe_burst_, 2);
+        log({{"event", "probe_burst"}, {"because", "link " + from + " -> " + to + " changed"}});
+      }
+      link_probe_ms_[k] = ms;
+      if (options_.emulation.clock != clock_mode::virtual_time)
+        if (const size_t size = long_probe_bytes(probes[0].bytes, probes[0].ms, probes[1].bytes, probes[1].ms);
+            size > 0)
+          probe(size);
+    }
     nlohmann::json bytes = nlohmann::json::array(), ms = nlohmann::json::array();
     for (const transfer_observation& p : probes) bytes.push_back(p.bytes), ms.push_back(p.ms);
     log({{"event", "link_probed"}, {"from", from}, {"to", to}, {"bytes", bytes}, {"ms", ms}});

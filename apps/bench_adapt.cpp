@@ -476,7 +476,20 @@ run_result adaptive_run(caf::actor_system& system, bench_context& c, bool partia
     request_row row{i, o.trace_step, o.plan_version, o.virtual_start_ms, o.virtual_latency_ms, verify(c, in, o)};
     if (plans.empty()) plans[o.plan_version] = planned->plan;  // no migration before the first answer
     planner_log << "request " << i << " step " << o.trace_step << " v" << o.plan_version << " "
-                << o.virtual_latency_ms << " ms: " << planner->verdict() << "\n";
+                << o.virtual_latency_ms << " ms: " << planner->verdict() << "\n  estimates:";
+    {
+      const testbed& est = planner->estimate().links;
+      auto link = [&](const char* name, const link_profile& l) {
+        planner_log << " " << name << " " << l.bandwidth_mbit_per_s << " Mbit/s " << l.latency_ms << " ms;";
+      };
+      link("LAN", est.device_edge);
+      link("edge-edge", est.edge_edge);
+      link("backbone", est.edge_cloud);
+      if (est.device_cloud) link("device-cloud", *est.device_cloud);
+      planner_log << " speeds";
+      for (const auto& [node, n] : planner->estimate().nodes) planner_log << " " << node << " " << n.speed;
+      planner_log << "; widest uncertainty " << planner->uncertainty() << "\n";
+    }
     if (planner->verdict().rfind("migrate", 0) == 0) {
       plans[planner->plan_version()] = planner->running_plan();
       planner_log << "  to v" << planner->plan_version() << ": " << describe(planner->running_plan()) << "\n  speeds:";

@@ -324,6 +324,7 @@ void adaptive_planner::observe_compute(const std::vector<compute_observation>& s
         profile_ms += times.milliseconds[size_t(c.layers[k])] * c.shares[k];
     if (profile_ms < 0.2) continue;
     double sample = profile_ms / c.ms;
+    bool probe_unchanged = true;
     if (c.probe) {
       probe_reference& ref = probe_references_.try_emplace(c.node, probe_reference{{}, {}, node->second.speed}).first->second;
       ref.last.push_back(sample);
@@ -332,6 +333,7 @@ void adaptive_planner::observe_compute(const std::vector<compute_observation>& s
       if (ref.first.size() < 3) ref.first.push_back(sample);  // the reference is still forming
       else factor = median_of(ref.last) / median_of(ref.first);
       const bool unchanged = factor >= 0.8 && factor <= 1.25;
+      probe_unchanged = unchanged;
       if (unchanged && !speed_samples_.count(c.node)) continue;  // never measured, and still as then
       sample = ref.estimate * (unchanged ? 1.0 : factor);
       // Faster probes restore a node up to the speed it was planned with (or was measured at
@@ -349,6 +351,12 @@ void adaptive_planner::observe_compute(const std::vector<compute_observation>& s
       probe_references_.erase(c.node);  // measured by a stage: the next probe is its reference
     }
     std::deque<double>& window = speed_samples_[c.node];  // invariant: no window is empty
+    // A probe that finds its node changed is already the median of three (the last probes
+    // against the first): it replaces the window rather than waiting to outvote it. Pushed into
+    // it, the change was seen one answer later, and the stale samples beside it kept the node's
+    // uncertainty wide for one more (googlenet, edge1 recovering from a fifth while idle: the
+    // plan back onto it served from the step's sixth answer, the simulation of the d3 traces).
+    if (c.probe && !probe_unchanged) window.clear();
     window.push_back(sample);
     while (window.size() > options_.window) window.pop_front();
   }

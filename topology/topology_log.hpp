@@ -22,6 +22,7 @@
 //    "speed": {node: speed}}
 //   {"time": T, "event": "trace_step",        "step": K, "at_ms": ms, "change": "..."}
 //   {"time": T, "event": "link_probed",       "from": N, "to": N}
+//   {"time": T, "event": "probe_burst",       "because": "..."}
 //   {"time": T, "event": "profile_probed",    "node": N, "total_ms": ms}
 //   {"time": T, "event": "actor_exited",      "actor": ID, "node": N, "plan_version": V, "reason": "..."}
 // Actor ids count from 0 in every plan version: (plan_version, actor) names one; plan_retired

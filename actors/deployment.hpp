@@ -648,6 +648,8 @@ class deployment {
   // Per unordered role pair, the last 16 KiB probe's time: a probe 25% and 0.5 ms off it starts a
   // burst (probe_idle_links).
   std::map<std::pair<std::string, std::string>, double> link_probe_ms_;
+  // Virtual clock: per unordered role pair, when its last probe arrived (the next leaves after).
+  std::map<std::pair<std::string, std::string>, double> probe_done_ms_;
 };
 
 }  // namespace d3

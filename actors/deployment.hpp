@@ -645,9 +645,9 @@ class deployment {
   // Idle-link probing: answers counted, and per unordered role pair the answer that last saw it.
   size_t answers_seen_ = 0;
   std::map<std::pair<std::string, std::string>, size_t> link_last_seen_;
-  // Per unordered role pair, the last 16 KiB probe's time: a probe 25% and 0.5 ms off it starts a
-  // burst (probe_idle_links).
-  std::map<std::pair<std::string, std::string>, double> link_probe_ms_;
+  // Per unordered role pair and probe size, the last probe's time: a probe 25% and 0.5 ms off it
+  // starts a burst (probe_idle_links).
+  std::map<std::pair<std::pair<std::string, std::string>, size_t>, double> link_probe_ms_;
   // Virtual clock: per unordered role pair, when its last probe arrived (the next leaves after).
   std::map<std::pair<std::string, std::string>, double> probe_done_ms_;
 };

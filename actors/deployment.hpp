@@ -622,7 +622,7 @@ class deployment {
   // Speed probes of idle nodes (probe_idle_nodes): the answer each node last showed compute in
   // or was probed at; the probe's fragment of graph_ and its layers.
   std::map<std::string, size_t> node_last_seen_;
-  std::map<std::string, int> speed_probes_;  // probes so far, by node
+  std::map<std::string, int> speed_probes_;  // probes since the node last computed, by node
   static constexpr size_t node_probe_every = 8;
   std::deque<double> recent_latency_;  // of the last answers (virtual or wall, as the clock)
   int probe_burst_ = 0;                // answers still to probe every idle link and node after

@@ -298,13 +298,20 @@ void deployment::probe_idle_nodes(request_outcome& o) {
   // device-only plan's answers at speed 0.1 swing up to 280 ms instead of 180).
   const bool burst = burst_now_;
   const size_t every = size_t(std::max(1, options_.idle_probe_every)) * node_probe_every;
-  for (const compute_observation& c : o.computes) node_last_seen_[c.node] = answers_seen_;
+  // A node that computed is no longer idle: once it is again, its first three probes come at
+  // once, the planner's reference for it. Counted since the deployment instead, a node that went
+  // idle a second time formed its reference over three regular probes, 24 answers, and a change
+  // within them joined the reference unseen (vgg16: two edges recovering while idle, never seen).
+  for (const compute_observation& c : o.computes) {
+    node_last_seen_[c.node] = answers_seen_;
+    if (!c.probe) speed_probes_[c.node] = 0;
+  }
   for (const auto& [name, handle] : nodes_) {
     if (down_nodes_.count(name)) continue;
     auto seen = node_last_seen_.find(name);
     if (seen == node_last_seen_.end()) seen = node_last_seen_.emplace(name, 0).first;
     if (seen->second == answers_seen_) continue;  // computed in this answer
-    // A node's first three probes come at once: the planner's reference for it.
+    // A node's first three probes since it computed come at once: the planner's reference for it.
     const bool early = speed_probes_[name] < 3;
     if (!early && !burst && answers_seen_ - seen->second < every) continue;
     seen->second = answers_seen_;

@@ -111,8 +111,10 @@ answer is compared memcmp-equal with a single-process run.
                         a change on an idle link is seen after two answers, since a link's
                         window holds three samples and one round adds two; 0: none, and a
                         link the plan stops using is never seen again), and of the speed of
-                        a node that computed nothing for N answers (a small fragment of the
-                        model from its input, about 200 MFLOP, run once on it)
+                        a node that computed nothing for 8N answers (a small fragment of the
+                        model from its input, about 200 MFLOP, run once on it; its first three
+                        after it stops computing at once, and every idle node on each of three
+                        answers when a latency jumps or a link probe finds its link changed)
   --max-requests N      cap per run (default 3000; a run stopped by it before the trace's end
                         says so, and the steps it did not reach are reported as not reached)
   --standby on|off      partial run: standby copies of weights (planner/standby.hpp: what each node

@@ -200,19 +200,10 @@ void deployment::probe_idle_links(request_outcome& o) {
     // latency and a bandwidth apart: a 1 KiB probe beside it gives the fit a second size. Without
     // it a backbone whose latency tripled (20 -> 60 ms at 18.88 Mbit/s) was estimated at 2.8
     // Mbit/s and 20 ms, and plans sending other sizes over it were priced wrong (mobilenet_v2).
-    if (auto busy = carried.find(k); busy != carried.end() && busy->second.second < 4 * busy->second.first &&
-                                     busy->second.first > 4 * 1024 && !burst_now_) {
-      if (auto probed = probe_link(from, to, 1024); probed) {
-        o.transfers.push_back(probed.value());
-        probe_done_ms_[k] = virtual_now_ + probed->ms;
-        burst_if_changed(k, from, to, 1024, probed->ms);
-        log({{"event", "link_probed"}, {"from", from}, {"to", to}, {"bytes", {1024}}, {"ms", {probed->ms}}});
-      } else {
-        stray_errors_.push_back(probed.message());
-      }
-      continue;
-    }
-    if (!burst_now_ && answers_seen_ - link_last_seen_[k] < size_t(options_.idle_probe_every)) continue;
+    const auto busy = carried.find(k);
+    const bool one_size = busy != carried.end() && busy->second.second < 4 * busy->second.first &&
+                          busy->second.first > 4 * 1024 && !burst_now_;
+    if (!one_size && !burst_now_ && answers_seen_ - link_last_seen_[k] < size_t(options_.idle_probe_every)) continue;
     link_last_seen_[k] = answers_seen_;
     double after_ms = 0;  // each probe leaves when the previous one has arrived
     std::vector<transfer_observation> probes;
@@ -229,7 +220,9 @@ void deployment::probe_idle_links(request_outcome& o) {
     };
     // A third probe only on real links, which can hide behind a token bucket: the virtual clock's
     // links are exact lines, where it would only occupy the link.
-    if (probe(1024) && probe(16384)) {
+    if (one_size) {
+      if (probe(1024)) burst_if_changed(k, from, to, 1024, probes[0].ms);
+    } else if (probe(1024) && probe(16384)) {
       burst_if_changed(k, from, to, 1024, probes[0].ms);
       burst_if_changed(k, from, to, 16384, probes[1].ms);
       if (!virtual_clock)

@@ -255,20 +255,31 @@ struct bench_context {
   std::map<std::string, std::shared_ptr<const layer_profile>> probed;
 };
 
-std::map<std::string, tensor> input_for(const graph& g, int index) {
+// Request `index`'s input and the single-process answer to it, computed once: the adaptive run
+// and the optimum beside it both answer the same input.
+struct request_case {
   std::map<std::string, tensor> in;
-  for (int l : g.input_layers()) in[g.layers[size_t(l)].name] = sample_input(g, l, 1000 + uint64_t(index));
-  return in;
+  std::optional<std::vector<tensor>> expected;  // none: the single-process run failed
+};
+
+request_case case_for(const bench_context& c, int index) {
+  request_case r;
+  std::vector<const tensor*> pointers;
+  for (int l : c.g.input_layers()) {
+    const std::string& name = c.g.layers[size_t(l)].name;
+    r.in[name] = sample_input(c.g, l, 1000 + uint64_t(index));
+    pointers.push_back(&r.in.at(name));
+  }
+  if (auto expected = c.local->run(pointers)) r.expected = std::move(expected.value());
+  return r;
 }
 
-bool verify(bench_context& c, const std::map<std::string, tensor>& in, const request_outcome& r) {
-  std::vector<const tensor*> pointers;
-  for (int l : c.g.input_layers()) pointers.push_back(&in.at(c.g.layers[size_t(l)].name));
-  auto expected = c.local->run(pointers);
-  if (!expected || r.outputs.size() != c.g.outputs.size()) return false;
+// Whether the answer is memcmp-equal to the single-process one.
+bool verify(const bench_context& c, const request_case& r, const request_outcome& o) {
+  if (!r.expected || o.outputs.size() != c.g.outputs.size()) return false;
   for (size_t k = 0; k < c.g.outputs.size(); ++k) {
-    auto got = r.outputs.find(c.g.layers[size_t(c.g.outputs[k])].name);
-    if (got == r.outputs.end() || !bitwise_equal(got->second, (*expected)[k])) return false;
+    auto got = o.outputs.find(c.g.layers[size_t(c.g.outputs[k])].name);
+    if (got == o.outputs.end() || !bitwise_equal(got->second, (*r.expected)[k])) return false;
   }
   return true;
 }
@@ -328,12 +339,12 @@ class optimum_beside {
   optimum_beside(caf::actor_system& system, bench_context& c, std::unique_ptr<local_nodes> nodes)
       : system_(system), c_(c), nodes_(std::move(nodes)), samples_(c.steps.size()), predicted_(c.steps.size(), 0) {}
 
-  // After the adaptive run's `nth` request (1-based) of `step`, with input `in`: the first
+  // After the adaptive run's `nth` request (1-based) of `step`, on its case `in`: the first
   // --optimum-requests of each step are mirrored, then every 4th (the counts that matter come at a
   // step's start; later ones keep the median in step with the machine). A step's first mirrored
   // request follows a warm-up on the newly deployed plan, not counted.
-  status after(int step, int nth, const std::map<std::string, tensor>& in) {
-    if (step < 0) return status::ok();
+  // Precondition: step >= 0.
+  status after(int step, int nth, const request_case& in) {
     if (nth > c_.options.optimum_requests && nth % 4 != 0) return status::ok();
     const std::string what = "optimum of step " + std::to_string(step) + ": ";
     if (step != deployed_step_) {
@@ -387,8 +398,8 @@ class optimum_beside {
   }
 
   // One request on the optimum: its virtual latency, once its answer is memcmp-equal to one process.
-  result<double> run(const std::map<std::string, tensor>& in) {
-    request_outcome o = dep_->run({in}, 1).at(0);
+  result<double> run(const request_case& in) {
+    request_outcome o = dep_->run({in.in}, 1).at(0);
     if (!o.ok) return status::error(o.error);
     if (!verify(c_, in, o)) return status::error("an answer differs");
     return o.virtual_latency_ms;
@@ -468,8 +479,8 @@ run_result adaptive_run(caf::actor_system& system, bench_context& c, bool partia
   std::map<int, deployment_plan> plans;  // by version: what each version serving ran
   std::map<int, int> in_step;            // requests so far per trace step
   for (int i = 0; i < c.options.max_requests; ++i) {
-    auto in = input_for(c.g, i);
-    request_outcome o = dep.run({in}, 1).at(0);
+    const request_case in = case_for(c, i);
+    request_outcome o = dep.run({in.in}, 1).at(0);
     if (!o.ok) {
       ++run.failed;
       run.error = "request " + std::to_string(i) + ": " + o.error;

@@ -47,6 +47,7 @@
 #include "planner/standby.hpp"
 #include "planner/cost_model.hpp"
 #include "planner/three_tier_space.hpp"
+#include "topology/topology_log.hpp"
 
 namespace d3 {
 
@@ -138,7 +139,9 @@ answer is compared memcmp-equal with a single-process run.
   --out DIR             writes adapt.csv (latency per request), adapt.json and adapt.png (gnuplot),
                         planner-partial.log and planner-full.log (the planner's verdict after each
                         answer: the candidates, their robust prices and costs; each migration's
-                        plan and the node speeds estimated then) (default adapt-results)
+                        plan and the node speeds estimated then), topology-partial.jsonl and
+                        topology-full.jsonl (the deployments' events: probes, probe bursts,
+                        migrations, shipments) (default adapt-results)
   --node-binary PATH    d3-node (default: next to d3-bench)
   --tls DIR|false       the cluster's certificates (scripts/make-certs.sh; default: build/certs);
                         false: plaintext between the processes, with a warning
@@ -435,6 +438,13 @@ run_result adaptive_run(caf::actor_system& system, bench_context& c, bool partia
   optimum_beside optimum(system, c, std::move(optimum_nodes.value()));
   deployment_options settings = deployment_settings(c, c.steps[0].links);
   settings.idle_probe_every = c.options.probe_every;
+  // What the deployment did and why, event by event (probes, bursts, migrations, shipments).
+  auto topology = topology_log::open(c.options.out + "/topology-" + run.name + ".jsonl");
+  if (!topology) {
+    run.error = topology.message();
+    return run;
+  }
+  settings.log = topology->get();
   deployment dep(system, settings);
   if (auto s = dep.connect((*nodes)->endpoints()); !s) {
     run.error = s.message();
@@ -490,19 +500,8 @@ run_result adaptive_run(caf::actor_system& system, bench_context& c, bool partia
     if (plans.empty()) plans[o.plan_version] = planned->plan;  // no migration before the first answer
     planner_log << "request " << i << " step " << o.trace_step << " v" << o.plan_version << " "
                 << o.virtual_latency_ms << " ms: " << planner->verdict() << "\n  estimates:";
-    {
-      const testbed& est = planner->estimate().links;
-      auto link = [&](const char* name, const link_profile& l) {
-        planner_log << " " << name << " " << l.bandwidth_mbit_per_s << " Mbit/s " << l.latency_ms << " ms;";
-      };
-      link("LAN", est.device_edge);
-      link("edge-edge", est.edge_edge);
-      link("backbone", est.edge_cloud);
-      if (est.device_cloud) link("device-cloud", *est.device_cloud);
-      planner_log << " speeds";
-      for (const auto& [node, n] : planner->estimate().nodes) planner_log << " " << node << " " << n.speed;
-      planner_log << "; widest uncertainty " << planner->uncertainty() << "\n";
-    }
+    planner_log << " " << describe(planner->estimate()) << "; widest uncertainty " << planner->uncertainty() << " ("
+                << planner->uncertainty_source() << ")\n";
     if (planner->verdict().rfind("migrate", 0) == 0) {
       plans[planner->plan_version()] = planner->running_plan();
       planner_log << "  to v" << planner->plan_version() << ": " << describe(planner->running_plan()) << "\n  speeds:";

@@ -62,7 +62,8 @@ class request_accounting {
 
   // Transfers whose times the reports pin down: a stage with exactly one remote producer (the
   // app counts, from `virtual_start_ms`), and the answer when one stage sends it (arriving at
-  // `virtual_end_ms`). Reports of unknown stages are skipped. A crossing whose tensors the plan
+  // `virtual_end_ms`), each only when the producers on the receiving node had finished before
+  // it arrived (else the receiver waited for them, and the arrival is not known). Reports of unknown stages are skipped. A crossing whose tensors the plan
   // encodes (codecs) has no fixed size: its bytes are what the sender reported sending
   // (`app_bytes_sent` for the app) when that sender sends to no other remote stage; otherwise
   // the transfer is not observed.
@@ -79,6 +80,8 @@ class request_accounting {
   std::string app_node_;
   // Per stage: bytes of its inputs by producing stage on another node (-1: the app).
   std::vector<std::map<int, size_t>> remote_inputs_;
+  std::vector<std::set<int>> local_inputs_;  // per stage: producers on its own node (-1: the app)
+  std::set<int> local_answers_;              // stages on the app's node that send it graph outputs
   std::map<int, size_t> answer_bytes_;      // producing stage -> graph-output bytes it sends the app
   // Per stage: producing stages (-1: the app) whose tensors to it are encoded; the answer's.
   std::vector<std::set<int>> encoded_inputs_;

@@ -36,14 +36,15 @@ struct link_sample {
 // must be beaten by a margin. Priced that way, the new plan must be faster by the hysteresis
 // (relative) and by min_gain_ms, and its gain over the next horizon_requests requests must exceed
 // what the migration costs: the weights it ships to nodes that lack them, over the estimated links
-// from the app's node, plus spawn_ms per stage. A verdict must hold on `confirmations`
-// consecutive answers (one sample decides nothing).
+// from the app's node, plus spawn_ms per stage. A verdict must hold on `confirmations` answers
+// with at most one answer between them that found no move worth it (one sample decides
+// nothing; one noisy answer in the middle of a change does not start the count again).
 struct adaptation_options {
   double hysteresis = 0.05;     // a new plan must be predicted this much faster (relative)...
   double min_gain_ms = 1.0;     // ...and at least this many ms
   double horizon_requests = 1000;  // requests a migration's gain is counted over
   double spawn_ms = 20;           // per stage of the new plan: spawn, set up, route (wall time)
-  int confirmations = 2;          // consecutive answers a verdict must hold on
+  int confirmations = 2;          // answers a verdict must hold on (one gap allowed)
   // A move that would serve only after this many answers at the current latency (its shipping
   // and spawning, estimated) goes second when a move serving sooner gains at least quick_share
   // of its gain: the quick one is taken now, the slow one decided again from there.
@@ -149,6 +150,8 @@ class adaptive_planner {
   const cluster_model& estimate() const { return estimate_; }
   // The largest relative uncertainty of a link or node speed estimate (0 before any sample).
   double uncertainty() const { return uncertainty_; }
+  // Which estimate has it: "backbone bandwidth lower", "edge1 speed slower", ... ("" when 0).
+  const std::string& uncertainty_source() const { return uncertainty_source_; }
   // What migrating from the running plan to `choice` would cost now (layers cached on the nodes
   // are not shipped again).
   const three_tier_choice& current() const { return current_; }
@@ -202,26 +205,34 @@ class adaptive_planner {
   adaptation_options options_;
   std::map<std::pair<node_role, node_role>, std::deque<link_sample>> samples_;  // by unordered role pair
   std::map<std::string, std::deque<double>> speed_samples_;                      // by node
+  // Nodes whose window holds only what their own probes found (a change against their earlier
+  // probes), no stage's time since: their departure from the profile is theirs alone.
+  std::set<std::string> probe_estimated_;
   // Probe speeds are profile time over probe time; one probe can be 3x off on this shared machine
   // (measured), so both ends of a comparison are medians of three.
   struct probe_reference {
     std::vector<double> first;  // the node's first three probe speeds since its last stage
     std::deque<double> last;    // its last three
     double estimate = 0;        // the node's speed estimate when the first was taken
+    double factor_seen = 1.0;   // the last three against the first when a change was last seen
+    double window_factor = 1.0;  // the same when the probes last set the node's window
   };
   std::map<std::string, probe_reference> probe_references_;  // by node, since its last stage
   std::map<std::pair<node_role, node_role>, int> last_sampled_;  // decision count at its last sample
   int since_migration_ = 1 << 20;
   int decisions_ = 0;
-  int streak_ = 0;             // consecutive answers on which some migration was worth it
+  int streak_ = 0;             // answers on which some migration was worth it, since a reset
+  bool streak_gap_ = false;    // an answer without one came since the streak started
   // Migrations of the last damping_requests answers (for damping): when, and the choice each left.
   struct recent_migration {
     int at = 0;
     three_tier_choice left;
   };
   std::deque<recent_migration> recent_;
+  int change_seen_at_ = -1;  // decision count when probes last found an idle node changed
   std::string verdict_;
   double uncertainty_ = 0;
+  std::string uncertainty_source_;
   // Per link: the relative spread of the bandwidth its samples imply above and below the
   // estimate, each weighted by its size over the window's largest (small probes imply little
   // about a link's bandwidth), and of their times over and under the estimate's.

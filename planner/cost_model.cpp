@@ -1,6 +1,7 @@
 #include "planner/cost_model.hpp"
 
 #include <algorithm>
+#include <sstream>
 #include <set>
 
 namespace d3 {
@@ -149,6 +150,21 @@ result<plan_prediction> predict_plan(const graph& g, const stage_graph& sg, cons
     prediction.latency_ms = std::max(prediction.latency_ms, arrive(out, cluster.app_node));
   for (const auto& [key, n] : bytes) prediction.bytes.push_back({key.first, key.second, n});
   return prediction;
+}
+
+std::string describe(const cluster_model& cluster) {
+  std::ostringstream out;
+  const testbed& t = cluster.links;
+  auto link = [&](const char* name, const link_profile& l) {
+    out << name << " " << l.bandwidth_mbit_per_s << " Mbit/s " << l.latency_ms << " ms; ";
+  };
+  link("LAN", t.device_edge);
+  link("edge-edge", t.edge_edge);
+  link("backbone", t.edge_cloud);
+  if (t.device_cloud) link("device-cloud", *t.device_cloud);
+  out << "speeds";
+  for (const auto& [name, node] : cluster.nodes) out << " " << name << " " << node.speed;
+  return out.str();
 }
 
 }  // namespace d3

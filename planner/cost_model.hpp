@@ -46,6 +46,10 @@ struct cluster_model {
   static cluster_model evaluation(const testbed& t, int edge_nodes = 4);
 };
 
+// One line for logs: "LAN 100 Mbit/s 2 ms; edge-edge ...; backbone ...; device-cloud ...; speeds
+// cloud 4 device 0.1 ..." (device-cloud only where the testbed has its own entry).
+std::string describe(const cluster_model& cluster);
+
 struct plan_prediction {
   double latency_ms = 0;
   std::vector<link_bytes> bytes;      // per (from node, to node)

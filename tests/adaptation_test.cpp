@@ -998,6 +998,9 @@ BOOST_AUTO_TEST_CASE(probes_of_idle_nodes_move_their_speed_only_when_they_change
   BOOST_TEST(planner.estimate().nodes.at("edge3").speed == planned_speed / 5, boost::test_tools::tolerance(1e-9));
   for (int k = 0; k < 3; ++k) probe("edge3", planned_speed);
   BOOST_TEST(planner.estimate().nodes.at("edge3").speed == planned_speed, boost::test_tools::tolerance(1e-9));
+  // Back at its reference, the node is known as well as before the change: its slow samples
+  // left the window with it.
+  BOOST_TEST(planner.uncertainty() == 0.0, planner.uncertainty() << " (" << planner.uncertainty_source() << ")");
   // A node its stages showed at 0.8 of the profile's speed stays there while idle.
   for (int k = 0; k < 3; ++k)
     planner.observe_compute({{"edge4", stem, whole, stem_ms / (0.8 * planned_speed)}});
@@ -1015,66 +1018,96 @@ BOOST_AUTO_TEST_CASE(probes_of_idle_nodes_move_their_speed_only_when_they_change
   BOOST_TEST(planner.estimate().nodes.at("edge4").speed == planned_speed, boost::test_tools::tolerance(1e-9));
 }
 
+namespace {
+
+// Follows `trace` on D3's testbed, `per_step` answers per step, every node provisioned (moves
+// ship nothing): after each change the plan serving is within 10% of HPA's plan on the new
+// testbed (cost model) within 5 answers, with at most two migrations per step. Observed as the
+// virtual clock's runs observe: transfers exact within 1%, stage times within 10% (the host's
+// CPU time), idle links, the device<->cloud path and idle nodes probed after every answer.
+void follow_within_five_answers(const emulation_trace& trace, const std::string& label, int per_step,
+                                const std::vector<std::string>& models) {
+  const testbed_file bed = testbed_file::d3_setting();
+  std::vector<cluster_model> steps;
+  testbed links = bed.base;
+  std::map<std::string, double> speeds;
+  for (const trace_step& s : trace.steps) {
+    links = s.apply(links);
+    cluster_model c = cluster_model::evaluation(links, bed.edge_nodes);
+    for (const auto& [node, speed] : s.speeds) speeds[node] = speed;
+    for (const auto& [node, speed] : speeds) c.nodes.at(node).speed = speed;
+    steps.push_back(c);
+  }
+  for (const std::string& name : models) {
+    const graph g = load_model(name);
+    simulation sim{g, memory_bound_profile(g), 0.10};
+    sim.link_noise = 0.01;
+    sim.probe_idle_nodes = true;
+    sim.probe_device_cloud = true;
+    three_tier_choice start;
+    auto planned = hpa_strategy(g, sim.profile, steps[0], {}, &start);
+    BOOST_REQUIRE(planned.is_ok());
+    adaptive_planner planner(g, sim.profile, steps[0], start, planned->plan);
+    planner.note_cached(held_everywhere(g, steps[0]));
+    deployment_plan plan = planned->plan;
+    for (size_t s = 0; s < steps.size(); ++s) {
+      auto best = hpa_strategy(g, sim.profile, steps[s]);
+      BOOST_REQUIRE(best.is_ok());
+      int within = -1, migrations = 0;
+      for (int k = 0; k < per_step; ++k) {
+        auto sg = build_stage_graph(g, plan);
+        BOOST_REQUIRE(sg.is_ok());
+        auto ms = predict_plan(g, *sg, sim.profile, steps[s]);
+        BOOST_REQUIRE(ms.is_ok());
+        if (within < 0 && ms->latency_ms <= best->prediction.latency_ms * 1.10) within = k + 1;
+        auto d = sim.request(planner, plan, steps[s], int(s) * per_step + k);
+        if (std::getenv("D3_TRACE_ADAPT"))
+          BOOST_TEST_MESSAGE("  " << name << " " << label << " step " << s << " answer " << k << ": " << ms->latency_ms
+                                  << " ms (best " << best->prediction.latency_ms << "); " << planner.verdict()
+                                  << "\n    estimates: " << describe(planner.estimate()) << "\n    serving: " << describe(plan));
+        if (d) {
+          ++migrations;
+          plan = d->plan;
+        }
+      }
+      const std::string what = name + ", " + label + " step " + std::to_string(s);
+      BOOST_TEST_MESSAGE(what << ": within 10% of HPA's plan after " << within << " answers, " << migrations
+                              << " migrations");
+      BOOST_TEST(within >= 1, what << " never came within 10%");
+      BOOST_TEST(within <= 5, what << ": " << within << " answers");
+      BOOST_TEST(migrations <= 2, what << ": " << migrations << " migrations");
+    }
+  }
+}
+
+const std::vector<std::string> trace_models = {"alexnet", "resnet18", "googlenet", "vgg16", "mobilenet_v2"};
+
+}  // namespace
+
 BOOST_AUTO_TEST_CASE(every_step_of_the_d3_traces_is_followed_within_five_answers) {
   // The traces of D3's setting in apps/config (the backbone drops, the LAN drops, an edge node
-  // slows to a fifth, everything restores), 25 answers per step, every node provisioned (moves
-  // ship nothing): after each change the plan serving is within 10% of HPA's plan on the new
-  // testbed (cost model) within 5 answers, with at most two migrations per step. Observed as the
-  // virtual clock's runs observe: transfers exact within 1%, stage times within 10% (the host's
-  // CPU time), idle links, the device<->cloud path and idle nodes probed after every answer.
-  constexpr int per_step = 25;
+  // slows to a fifth, everything restores), 25 answers per step.
   for (const std::string file : {"d3-backbone-lan", "d3-edge-slow", "d3-all"}) {
     auto trace = load_trace_file(std::string(D3_CONFIG_DIR) + "/" + file + ".trace.json");
     BOOST_REQUIRE_MESSAGE(trace.is_ok(), trace.message());
-    const testbed_file bed = testbed_file::d3_setting();
-    std::vector<cluster_model> steps;
-    testbed links = bed.base;
-    std::map<std::string, double> speeds;
-    for (const trace_step& s : trace->steps) {
-      links = s.apply(links);
-      cluster_model c = cluster_model::evaluation(links, bed.edge_nodes);
-      for (const auto& [node, speed] : s.speeds) speeds[node] = speed;
-      for (const auto& [node, speed] : speeds) c.nodes.at(node).speed = speed;
-      steps.push_back(c);
-    }
-    for (const std::string name : {"alexnet", "resnet18", "googlenet", "vgg16", "mobilenet_v2"}) {
-      const graph g = load_model(name);
-      simulation sim{g, memory_bound_profile(g), 0.10};
-      sim.link_noise = 0.01;
-      sim.probe_idle_nodes = true;
-      sim.probe_device_cloud = true;
-      three_tier_choice start;
-      auto planned = hpa_strategy(g, sim.profile, steps[0], {}, &start);
-      BOOST_REQUIRE(planned.is_ok());
-      adaptive_planner planner(g, sim.profile, steps[0], start, planned->plan);
-      planner.note_cached(held_everywhere(g, steps[0]));
-      deployment_plan plan = planned->plan;
-      for (size_t s = 0; s < steps.size(); ++s) {
-        auto best = hpa_strategy(g, sim.profile, steps[s]);
-        BOOST_REQUIRE(best.is_ok());
-        int within = -1, migrations = 0;
-        for (int k = 0; k < per_step; ++k) {
-          auto sg = build_stage_graph(g, plan);
-          BOOST_REQUIRE(sg.is_ok());
-          auto ms = predict_plan(g, *sg, sim.profile, steps[s]);
-          BOOST_REQUIRE(ms.is_ok());
-          if (within < 0 && ms->latency_ms <= best->prediction.latency_ms * 1.10) within = k + 1;
-          auto d = sim.request(planner, plan, steps[s], int(s) * per_step + k);
-          if (std::getenv("D3_TRACE_ADAPT"))
-            BOOST_TEST_MESSAGE("  " << name << " " << file << " step " << s << " answer " << k << ": " << ms->latency_ms << " ms (best "
-                                    << best->prediction.latency_ms << "); " << planner.verdict());
-          if (d) {
-            ++migrations;
-            plan = d->plan;
-          }
-        }
-        const std::string what = name + ", " + file + " step " + std::to_string(s);
-        BOOST_TEST_MESSAGE(what << ": within 10% of HPA's plan after " << within << " answers, " << migrations
-                                << " migrations");
-        BOOST_TEST(within >= 1, what << " never came within 10%");
-        BOOST_TEST(within <= 5, what << ": " << within << " answers");
-        BOOST_TEST(migrations <= 2, what << ": " << migrations << " migrations");
-      }
-    }
+    follow_within_five_answers(*trace, file, 25, trace_models);
   }
+}
+
+BOOST_AUTO_TEST_CASE(a_change_soon_after_two_migrations_is_followed_as_quickly_as_the_first) {
+  // Steps 12 answers apart, within damping_requests of each other: two edges slow at once, then
+  // the backbone drops and the cloud halves (two migrations), then the idle edges recover while
+  // the LAN halves, then everything restores. Damping doubles the confirmations of a move that
+  // follows recent ones; the idle edges' recovery, found by their probes, is a new testbed and
+  // must not wait for them. (Measured on the virtual clock, vgg16: the move back onto the
+  // recovered edges waited 8 answers as a move back; the simulation before the fix: 9.)
+  auto trace = parse_trace_json(R"({"steps": [
+      {"at_ms": 0, "links": {"device-edge": {"mbit_per_s": 100, "latency_ms": 2}, "edge-cloud": {"mbit_per_s": 50, "latency_ms": 30}}},
+      {"at_ms": 1, "speeds": {"edge1": 0.15, "edge3": 0.15}},
+      {"at_ms": 2, "links": {"edge-cloud": {"mbit_per_s": 10, "latency_ms": 40}}, "speeds": {"cloud": 2}},
+      {"at_ms": 3, "links": {"device-edge": {"mbit_per_s": 50, "latency_ms": 4}}, "speeds": {"edge1": 0.5, "edge3": 0.5}},
+      {"at_ms": 4, "links": {"device-edge": {"mbit_per_s": 100, "latency_ms": 2}, "edge-cloud": {"mbit_per_s": 50, "latency_ms": 30}},
+       "speeds": {"cloud": 4}}]})");
+  BOOST_REQUIRE_MESSAGE(trace.is_ok(), trace.message());
+  follow_within_five_answers(*trace, "close steps", 12, trace_models);
 }

@@ -2,6 +2,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include <map>
+#include <optional>
 
 #include <nlohmann/json.hpp>
 
@@ -344,6 +345,48 @@ BOOST_AUTO_TEST_CASE(plans_carry_codecs) {
       BOOST_TEST(t.ms == 20.0);
     }
   BOOST_TEST(seen);
+}
+
+BOOST_AUTO_TEST_CASE(a_transfer_is_observed_only_when_the_receiver_waited_for_it) {
+  // A run tiled over edge1 and edge2 with its gather on edge1: the gather has one remote producer
+  // (edge2's tile) and one local one (edge1's tile). Its ready time is edge2's tile's arrival only
+  // when edge1's tile had finished before it.
+  graph g = load("resnet18");
+  const stage_graph sg = build(g, R"({"segments": [{"node": "device", "first": "conv1", "last": "maxpool"},
+                                                   {"node": "edge1", "first": "layer1.0.conv1", "last": "layer2.1.add"},
+                                                   {"node": "cloud", "first": "layer3.0.conv1", "last": "fc"}],
+                                      "tiled_runs": [{"first": "layer1.0.conv1", "last": "layer2.1.add", "grid": "2x1",
+                                                      "nodes": ["edge1", "edge2"], "gather_node": "edge1"}]})");
+  int gather = -1, local_tile = -1, remote_tile = -1;
+  for (const stage& st : sg.stages) {
+    if (st.kind == stage_kind::gather) gather = st.id;
+    if (st.kind == stage_kind::tile) (st.node == "edge1" ? local_tile : remote_tile) = st.id;
+  }
+  BOOST_REQUIRE(gather >= 0 && local_tile >= 0 && remote_tile >= 0);
+  BOOST_REQUIRE(sg.stages[size_t(gather)].node == "edge1");
+  request_accounting accounting(g, sg, "device");
+  auto gather_transfer = [&](double local_finish_ms, double gather_ready_ms) -> std::optional<double> {
+    std::vector<stage_report> reports;
+    for (const stage& st : sg.stages) reports.push_back({st.id, 0.0, 1.0, 0.0, 0, 0.0});
+    reports[size_t(remote_tile)].finish_ms = 20.0;
+    reports[size_t(local_tile)].finish_ms = local_finish_ms;
+    reports[size_t(gather)].ready_ms = gather_ready_ms;
+    std::optional<double> ms;
+    for (const transfer_observation& t : accounting.transfers(reports, 0.0, 100.0))
+      if (t.from == "edge2" && t.to == "edge1") {
+        BOOST_TEST(!ms.has_value());  // one observation of that crossing per request
+        ms = t.ms;
+      }
+    return ms;
+  };
+  // The local tile finished first: the gather waited for edge2's tile, 5 ms on the link.
+  auto seen = gather_transfer(18.0, 25.0);
+  BOOST_REQUIRE(seen.has_value());
+  BOOST_TEST(*seen == 5.0);
+  // The local tile finished last: the gather waited for it, and edge2's arrival is unknown.
+  BOOST_TEST(!gather_transfer(37.0, 37.0).has_value());
+  // Within the margin of a local message's delivery: unknown too.
+  BOOST_TEST(!gather_transfer(24.5, 25.0).has_value());
 }
 
 BOOST_AUTO_TEST_CASE(a_plan_repaired_after_a_node_loss_runs_bit_for_bit_on_the_nodes_left) {

@@ -372,6 +372,11 @@ class optimum_beside {
     return n;
   }
   const std::vector<double>& predicted() const { return predicted_; }
+  // The plan deployed for `step` (none before its first mirrored request).
+  const deployment_plan* plan(int step) const {
+    auto it = plans_.find(step);
+    return it == plans_.end() ? nullptr : &it->second;
+  }
 
   void stop() {
     if (dep_) dep_->teardown();
@@ -396,6 +401,7 @@ class optimum_beside {
     if (auto speeds = dep_->update_emulation(c_.steps[s].links, c_.steps[s].speeds); !speeds)
       return status::error(what + speeds.message());
     predicted_[s] = planned->prediction.latency_ms;
+    plans_[int(s)] = planned->plan;
     deployed_step_ = int(s);
     return status::ok();
   }
@@ -415,6 +421,7 @@ class optimum_beside {
   int deployed_step_ = -1;
   std::vector<std::vector<double>> samples_;  // virtual latencies per step
   std::vector<double> predicted_;             // HPA's predicted latency per step
+  std::map<int, deployment_plan> plans_;      // HPA's plan per step
 };
 
 // One adaptive run: partial (the planner's local search, moved layers only) or full.
@@ -528,6 +535,16 @@ run_result adaptive_run(caf::actor_system& system, bench_context& c, bool partia
       if (status mirrored = optimum.after(row.trace_step, nth, in); !mirrored) {
         run.error = mirrored.message();
         break;
+      }
+      // The optimum's plan as the planner prices it: a gap between what that plan measures
+      // beside the run and this price is model error, not a late decision.
+      if (const deployment_plan* best = optimum.plan(row.trace_step)) {
+        planner_log << "  the step's optimum (measured beside)";
+        if (nth == 1) planner_log << ", " << describe(*best);
+        auto sg = build_stage_graph(c.g, *best);
+        auto priced = sg ? predict_plan(c.g, *sg, c.profile, planner->estimate()) : result<plan_prediction>(sg.error());
+        if (priced) planner_log << ": the planner's estimates price it at " << priced->latency_ms << " ms";
+        planner_log << "\n";
       }
     }
 

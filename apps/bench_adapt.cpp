@@ -372,8 +372,8 @@ class optimum_beside {
     return n;
   }
   const std::vector<double>& predicted() const { return predicted_; }
-  // The plan deployed for `step` (none before its first mirrored request).
-  const deployment_plan* plan(int step) const {
+  // The plan deployed for `step` and its stage graph (none before its first mirrored request).
+  const std::pair<deployment_plan, stage_graph>* plan(int step) const {
     auto it = plans_.find(step);
     return it == plans_.end() ? nullptr : &it->second;
   }
@@ -401,7 +401,9 @@ class optimum_beside {
     if (auto speeds = dep_->update_emulation(c_.steps[s].links, c_.steps[s].speeds); !speeds)
       return status::error(what + speeds.message());
     predicted_[s] = planned->prediction.latency_ms;
-    plans_[int(s)] = planned->plan;
+    auto stages = build_stage_graph(c_.g, planned->plan);
+    if (!stages) return status::error(what + stages.message());
+    plans_[int(s)] = {planned->plan, std::move(stages.value())};
     deployed_step_ = int(s);
     return status::ok();
   }
@@ -421,7 +423,7 @@ class optimum_beside {
   int deployed_step_ = -1;
   std::vector<std::vector<double>> samples_;  // virtual latencies per step
   std::vector<double> predicted_;             // HPA's predicted latency per step
-  std::map<int, deployment_plan> plans_;      // HPA's plan per step
+  std::map<int, std::pair<deployment_plan, stage_graph>> plans_;  // HPA's plan per step
 };
 
 // One adaptive run: partial (the planner's local search, moved layers only) or full.
@@ -495,6 +497,7 @@ run_result adaptive_run(caf::actor_system& system, bench_context& c, bool partia
   std::ofstream planner_log(c.options.out + "/planner-" + run.name + ".log", std::ios::trunc);
   std::map<int, deployment_plan> plans;  // by version: what each version serving ran
   std::map<int, int> in_step;            // requests so far per trace step
+  int described_step = -1;               // the step whose optimum plan the log last described
   for (int i = 0; i < c.options.max_requests; ++i) {
     const request_case in = case_for(c, i);
     request_outcome o = dep.run({in.in}, 1).at(0);
@@ -538,12 +541,12 @@ run_result adaptive_run(caf::actor_system& system, bench_context& c, bool partia
       }
       // The optimum's plan as the planner prices it: a gap between what that plan measures
       // beside the run and this price is model error, not a late decision.
-      if (const deployment_plan* best = optimum.plan(row.trace_step)) {
+      if (const auto* best = optimum.plan(row.trace_step)) {
         planner_log << "  the step's optimum (measured beside)";
-        if (nth == 1) planner_log << ", " << describe(*best);
-        auto sg = build_stage_graph(c.g, *best);
-        auto priced = sg ? predict_plan(c.g, *sg, c.profile, planner->estimate()) : result<plan_prediction>(sg.error());
-        if (priced) planner_log << ": the planner's estimates price it at " << priced->latency_ms << " ms";
+        if (described_step != row.trace_step) planner_log << ", " << describe(best->first);
+        described_step = row.trace_step;
+        if (auto priced = predict_plan(c.g, best->second, c.profile, planner->estimate()))
+          planner_log << ": the planner's estimates price it at " << priced->latency_ms << " ms";
         planner_log << "\n";
       }
     }

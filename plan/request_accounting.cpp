@@ -21,8 +21,9 @@ request_accounting::request_accounting(const graph& g, const stage_graph& sg, st
       receivers[r.from_stage].insert(to);
       if (codec_for(sg.codecs, r.tensor, node) != tensor_codec::raw) encoded_inputs_[size_t(to)].insert(r.from_stage);
     }
-    if (r.to_app && r.from_stage >= 0 && from == app_node_) local_answers_.insert(r.from_stage);
-    if (r.to_app && r.from_stage >= 0 && from != app_node_) {
+    if (r.to_app && r.from_stage >= 0 && from == app_node_) {
+      local_answers_.insert(r.from_stage);
+    } else if (r.to_app && r.from_stage >= 0) {
       answer_bytes_[r.from_stage] += tensor_bytes(g, sg, r.tensor);
       receivers[r.from_stage].insert(-2);
       if (codec_for(sg.codecs, r.tensor, app_node_) != tensor_codec::raw) encoded_answers_.insert(r.from_stage);

@@ -63,10 +63,10 @@ class request_accounting {
   // Transfers whose times the reports pin down: a stage with exactly one remote producer (the
   // app counts, from `virtual_start_ms`), and the answer when one stage sends it (arriving at
   // `virtual_end_ms`), each only when the producers on the receiving node had finished before
-  // it arrived (else the receiver waited for them, and the arrival is not known). Reports of unknown stages are skipped. A crossing whose tensors the plan
-  // encodes (codecs) has no fixed size: its bytes are what the sender reported sending
-  // (`app_bytes_sent` for the app) when that sender sends to no other remote stage; otherwise
-  // the transfer is not observed.
+  // it arrived (else the receiver waited for them, and the arrival is not known). Reports of
+  // unknown stages are skipped. A crossing whose tensors the plan encodes (codecs) has no fixed
+  // size: its bytes are what the sender reported sending (`app_bytes_sent` for the app) when
+  // that sender sends to no other remote stage; otherwise the transfer is not observed.
   // `clock_error`: how far a node's mapped times may be off (wall clock); the app's own times
   // (its sends, the answer's arrival) are exact. Unset: every time is exact.
   std::vector<transfer_observation> transfers(const std::vector<stage_report>& reports, double virtual_start_ms,

@@ -567,19 +567,21 @@ void adaptive_planner::update_estimates() {
   }
   uncertainty_ = 0;
   uncertainty_source_.clear();
-  auto widen = [&](double u, const std::string& source) {
-    if (u > uncertainty_) uncertainty_ = u, uncertainty_source_ = source;
+  // The source is named only when it is the widest so far (this runs after every answer).
+  auto widen = [&](double u, const auto& name, const char* what) {
+    if (u > uncertainty_) uncertainty_ = u, uncertainty_source_ = name() + what;
   };
   for (const auto& [key, u] : link_uncertainty_) {
-    const std::string link = std::string(to_string(key.first)) + "-" + to_string(key.second);
-    widen(u.bandwidth_higher, link + " bandwidth higher");
-    widen(u.bandwidth_lower, link + " bandwidth lower");
-    widen(u.time_longer, link + " time longer");
-    widen(u.time_shorter, link + " time shorter");
+    auto link = [&key = key] { return std::string(to_string(key.first)) + "-" + to_string(key.second) + " "; };
+    widen(u.bandwidth_higher, link, "bandwidth higher");
+    widen(u.bandwidth_lower, link, "bandwidth lower");
+    widen(u.time_longer, link, "time longer");
+    widen(u.time_shorter, link, "time shorter");
   }
   for (const auto& [node, u] : speed_uncertainty_) {
-    widen(u.slower, node + " speed slower");
-    widen(u.faster, node + " speed faster");
+    auto speed = [&node = node] { return node + " speed "; };
+    widen(u.slower, speed, "slower");
+    widen(u.faster, speed, "faster");
   }
 }
 

@@ -10,6 +10,7 @@
 #include "kernels/model_zoo.hpp"
 #include "kernels/tensor.hpp"
 #include "kernels/tiling.hpp"
+#include "profiling/tile_overhead.hpp"
 #include "schema/bundle.hpp"
 
 namespace d3 {
@@ -19,7 +20,13 @@ namespace {
 // Median thread CPU time of `op`, in ms.
 double median_cpu_ms(int repeats, const std::function<void()>& op) {
   std::vector<double> samples;
-  op();  // warm-up: first-touch page faults are not the steady state
+  // Warm-up: first-touch page faults are not the steady state, and neither is glibc's malloc
+  // before it has freed a large block: until then each 1 MB buffer is mapped afresh (page faults
+  // on every byte), and the heap grows over the next two. Three rounds leave the buffers on the
+  // heap, as in a node that has been moving tensors. (Measured: with one round, a fresh process
+  // read encoding at 2.6 ms/MB, and 0.04 when measured again; priced at the first, a tiled
+  // plan's scatter took 5.8 ms for the 0.5 its stage measured.)
+  for (int warm = 0; warm < 3; ++warm) op();
   for (int r = 0; r < std::max(1, repeats); ++r) {
     const double start = thread_cpu_ms();
     op();
@@ -92,7 +99,10 @@ result<layer_profile> measure_local_profile(const graph& g, int repeats) {
   auto messages = measure_message_costs(std::max(3, repeats));
   if (!messages) return messages.error();
   profile->messages = messages.value();
-  D3_RETURN_IF_ERROR(measure_codec_ratios(g, profile.value()));
+  auto sample = tensors_of_sample_run(g);
+  if (!sample) return sample.error();
+  D3_RETURN_IF_ERROR(measure_codec_ratios(g, sample.value(), profile.value()));
+  D3_RETURN_IF_ERROR(measure_tile_overheads(g, sample.value(), profile.value(), repeats));
   return profile;
 }
 
@@ -147,7 +157,10 @@ result<std::map<std::string, tensor>> tensors_of_sample_run(const graph& g) {
 status measure_codec_ratios(const graph& g, layer_profile& profile) {
   auto sample = tensors_of_sample_run(g);
   if (!sample) return sample.error();
-  const std::map<std::string, tensor>& all = sample.value();
+  return measure_codec_ratios(g, sample.value(), profile);
+}
+
+status measure_codec_ratios(const graph& g, const std::map<std::string, tensor>& all, layer_profile& profile) {
   profile.encoded_fraction.assign(g.layers.size(), {});
   for (size_t l = 0; l < g.layers.size(); ++l) {
     auto t = all.find(g.layers[l].name);

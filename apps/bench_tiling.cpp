@@ -36,7 +36,8 @@ namespace {
 
 const char* tiling_usage = R"(usage: d3-bench tiling [options]
 
-What vertical separation costs on one thread, for two runs of layers of the built-in models:
+What vertical separation costs on one thread, by default for two runs of layers of the built-in
+models (--case picks others):
   vgg16     features.0..features.16      conv1_1 .. pool3 (7 convolutions, 3 max pools)
   resnet18  layer1.0.conv1..layer2.1.add  layer1 and layer2 (8 convolutions + downsample, 4 adds)
 each cut into 2, 4 and 8 tiles of the run's output: grids 2x1, 2x2 and 4x2 (rows x columns;
@@ -48,11 +49,17 @@ case it reports
   - the tile sum: each tile run by the tile executor (run_tile) from its input region, timed
     individually, summed over the tiles (the work a cluster does in total; the largest tile is
     what one node of a cluster waits for, also shown),
-  - bytes each tile receives (its input regions, halos included) and returns (its output region).
+  - bytes each tile receives (its input regions, halos included) and returns (its output region),
+  - the largest tile as the cost model prices it (planner/cost_model.hpp: each layer's untiled
+    time, measured here per layer, times the share of its output the tile computes, halo
+    included), and that price over the largest tile's measured time: where it is not 1, tiles of
+    this run do not cost their area share.
 Medians over --repeat rounds; each round runs the untiled run once, then every tile once, so both
 see the same machine state over time. Inputs are the model's own tensors (from a whole run on a
 seeded input), and the reassembled tiles are checked bitwise against the untiled output.
 
+  --case M:FIRST:LAST a run to cut instead of the defaults (repeatable): a model as d3-run takes it
+                      (built-in name, .onnx or d3 model file) and its first and last layer names
   --grids LIST        grids to try, comma-separated RxC (default 2x1,2x2,4x2)
   --repeat R          timed rounds (default 10)
   --warmup W          untimed rounds first (default 2)
@@ -72,6 +79,7 @@ struct tiling_row {
   int tiles = 0;
   d3::tiling_cost cost;
   double untiled_ms = 0, tile_sum_ms = 0, max_tile_ms = 0;
+  double max_tile_priced_ms = 0;  // the largest tile (by measured time) at the cost model's area price
   std::vector<double> tile_ms;
   bool identical = false;
 };
@@ -114,13 +122,19 @@ tiling_row bench_tiling(const d3::graph& g, const tiling_case& c, const std::map
 
   auto untiled = d3::executor::create(g, run->layers);  // one thread
   if (!untiled) bench_fail(bench_exit_failed, untiled.message());
-  auto tiled = d3::tile_executor::create(g, *run, *tiles);
-  if (!tiled) bench_fail(bench_exit_failed, tiled.message());
+  // One executor per tile, as each node of a cluster runs its own tile: an executor running
+  // every tile re-binds the operators the tiles share before each one (reshape and setup).
+  std::vector<std::unique_ptr<d3::tile_executor>> per_tile;
+  for (int t = 0; t < row.tiles; ++t) {
+    auto tiled = d3::tile_executor::create(g, *run, *tiles, {t});
+    if (!tiled) bench_fail(bench_exit_failed, tiled.message());
+    per_tile.push_back(std::move(tiled.value()));
+  }
   // The run's inputs, whole for the untiled executor and cut into each tile's regions (the cut is
   // the sender's work, not timed).
   std::vector<const d3::tensor*> whole;
   for (const std::string& name : (*untiled)->input_names()) whole.push_back(&tensors.at(name));
-  const std::vector<std::string>& tile_input_names = (*tiled)->input_names();
+  const std::vector<std::string>& tile_input_names = per_tile.front()->input_names();
   std::vector<std::vector<d3::tensor>> parts(size_t(row.tiles));
   std::vector<std::vector<const d3::tensor*>> part_pointers(size_t(row.tiles));
   for (int t = 0; t < row.tiles; ++t) {
@@ -134,16 +148,23 @@ tiling_row bench_tiling(const d3::graph& g, const tiling_case& c, const std::map
   };
   std::vector<double> untiled_times, sum_times;
   std::vector<std::vector<double>> tile_times(size_t(row.tiles));
+  std::map<int, std::vector<double>> layer_times;  // untiled, per layer
   d3::tensor expected, assembled(out);
   for (int round = 0; round < warmup + repeat; ++round) {
     auto start = std::chrono::steady_clock::now();
     auto whole_out = (*untiled)->run(whole);
     const double untiled_ms = elapsed(start);
     if (!whole_out) bench_fail(bench_exit_failed, whole_out.message());
+    // Per-layer times from a run of their own, so the timed run above carries no timing overhead.
+    std::vector<d3::layer_timing> timings;
+    auto timed = (*untiled)->run(whole, &timings);
+    if (!timed) bench_fail(bench_exit_failed, timed.message());
+    if (round >= warmup)
+      for (const d3::layer_timing& t : timings) layer_times[t.layer].push_back(t.milliseconds);
     double sum = 0;
     for (int t = 0; t < row.tiles; ++t) {
       auto tile_start = std::chrono::steady_clock::now();
-      auto part = (*tiled)->run_tile(t, part_pointers[t]);
+      auto part = per_tile[size_t(t)]->run_tile(t, part_pointers[t]);
       const double ms = elapsed(tile_start);
       if (!part) bench_fail(bench_exit_failed, part.message());
       sum += ms;
@@ -158,7 +179,19 @@ tiling_row bench_tiling(const d3::graph& g, const tiling_case& c, const std::map
   row.untiled_ms = median(untiled_times);
   row.tile_sum_ms = median(sum_times);
   for (auto& times : tile_times) row.tile_ms.push_back(median(times));
-  row.max_tile_ms = *std::max_element(row.tile_ms.begin(), row.tile_ms.end());
+  const auto largest = std::max_element(row.tile_ms.begin(), row.tile_ms.end());
+  row.max_tile_ms = *largest;
+  // The cost model's price of the largest tile: layer_shares' arithmetic (plan/plan.cpp) on this
+  // machine's per-layer times.
+  const d3::tile_geometry& geo = (*tiles)[size_t(largest - row.tile_ms.begin())];
+  for (int l : run->layers) {
+    auto times = layer_times.find(l);
+    if (times == layer_times.end()) continue;
+    const d3::tensor_shape& shape = g.layers[size_t(l)].output_shape;
+    const double share = double(geo.computed[size_t(l)].rows()) * geo.computed[size_t(l)].cols() /
+                         (double(shape.h) * shape.w);
+    row.max_tile_priced_ms += median(times->second) * share;
+  }
   row.identical = d3::bitwise_equal(assembled, expected);
   return row;
 }
@@ -171,6 +204,7 @@ int bench_tiling(int argc, char** argv) {
   uint64_t seed = d3::default_model_seed;
   bool json = false;
   bool help = false;
+  std::vector<tiling_case> cases;
   read_bench_options(argc, argv, "see d3-bench tiling --help", [&](option_reader& in) {
     if (in.is("--help", "-h")) help = true;
     else if (in.is("--grids")) {
@@ -180,7 +214,17 @@ int bench_tiling(int argc, char** argv) {
     else if (in.is("--warmup")) warmup = int(in.integer(0, 100000));
     else if (in.is("--seed")) seed = uint64_t(in.integer(0, 0x7fffffffffffffffL));
     else if (in.is("--json")) json = true;
-    else in.unknown();
+    else if (in.is("--case")) {
+      // MODEL:FIRST:LAST, split at the last two colons (a model path may hold one).
+      const std::string text = in.value();
+      const size_t second = text.rfind(':');
+      const size_t first = second == std::string::npos || second == 0 ? std::string::npos : text.rfind(':', second - 1);
+      if (first == std::string::npos || first == 0 || second == first + 1 || second + 1 == text.size())
+        in.fail("--case needs MODEL:FIRST:LAST (a model and the names of its run's first and last layers), got '" +
+                text + "'");
+      const std::string first_layer = text.substr(first + 1, second - first - 1), last_layer = text.substr(second + 1);
+      cases.push_back({text.substr(0, first), first_layer, last_layer, first_layer + ".." + last_layer});
+    } else in.unknown();
   });
   if (help) {
     std::cout << tiling_usage;
@@ -192,17 +236,18 @@ int bench_tiling(int argc, char** argv) {
     auto parsed = d3::tile_grid::parse(grid, 1 << 20, 1 << 20);
     if (!parsed) bench_fail(bench_exit_bad_input, parsed.message());
   }
-  const std::vector<tiling_case> cases = {
-      {"vgg16", "features.0", "features.16", "conv1_1..pool3"},
-      {"resnet18", "layer1.0.conv1", "layer2.1.add", "layer1..layer2"},
-  };
+  if (cases.empty())
+    cases = {
+        {"vgg16", "features.0", "features.16", "conv1_1..pool3"},
+        {"resnet18", "layer1.0.conv1", "layer2.1.add", "layer1..layer2"},
+    };
   if (!json)
-    std::printf("%-9s %-15s %-5s %5s %9s %11s %11s %8s %11s %20s %20s  %s\n", "model", "run", "grid", "tiles",
-                "halo FLOP", "untiled ms", "tile sum ms", "sum/unt", "max tile ms", "in KiB/tile min..max",
-                "out KiB/tile min..max", "reassembled");
+    std::printf("%-9s %-15s %-5s %5s %9s %11s %11s %8s %11s %12s %8s %20s %20s  %s\n", "model", "run", "grid",
+                "tiles", "halo FLOP", "untiled ms", "tile sum ms", "sum/unt", "max tile ms", "priced ms", "pr/max",
+                "in KiB/tile min..max", "out KiB/tile min..max", "reassembled");
   bool all_identical = true;
   for (const tiling_case& c : cases) {
-    auto g = d3::builtin_model(c.model, seed);
+    auto g = d3::load_model_by_name(c.model, seed);
     if (!g) bench_fail(bench_exit_failed, g.message());
     const int input = g->input_layers().at(0);
     d3::tensor x = d3::random_tensor(g->layers[input].output_shape, 1);
@@ -225,12 +270,14 @@ int bench_tiling(int argc, char** argv) {
             "{\"bench\": \"tiling\", \"model\": \"%s\", \"run\": \"%s:%s\", \"label\": \"%s\", \"grid\": \"%s\", "
             "\"tiles\": %d, \"threads\": 1, \"repeat\": %d, \"untiled_gflop\": %.5f, \"tiled_gflop\": %.5f, "
             "\"halo_flop_overhead\": %.5f, \"untiled_median_ms\": %.3f, \"tile_sum_median_ms\": %.3f, "
-            "\"ratio_tile_sum_over_untiled\": %.4f, \"max_tile_median_ms\": %.3f, \"tile_median_ms\": [%s], "
+            "\"ratio_tile_sum_over_untiled\": %.4f, \"max_tile_median_ms\": %.3f, \"max_tile_priced_ms\": %.3f, "
+            "\"ratio_priced_over_max_tile\": %.4f, \"tile_median_ms\": [%s], "
             "\"untiled_input_bytes\": %zu, \"untiled_output_bytes\": %zu, \"tile_input_bytes\": [%s], "
             "\"tile_output_bytes\": [%s], \"reassembled_identical\": %s}\n",
             row.model.c_str(), row.first.c_str(), row.last.c_str(), row.label.c_str(), row.grid.c_str(), row.tiles,
             repeat, row.cost.untiled_flops / 1e9, row.cost.tiled_flops / 1e9, row.cost.overhead(), row.untiled_ms,
-            row.tile_sum_ms, row.tile_sum_ms / row.untiled_ms, row.max_tile_ms, join_ms(row.tile_ms).c_str(),
+            row.tile_sum_ms, row.tile_sum_ms / row.untiled_ms, row.max_tile_ms, row.max_tile_priced_ms,
+            row.max_tile_priced_ms / row.max_tile_ms, join_ms(row.tile_ms).c_str(),
             row.cost.untiled_input_bytes, row.cost.untiled_output_bytes, join_numbers(in).c_str(),
             join_numbers(out).c_str(), row.identical ? "true" : "false");
       } else {
@@ -240,9 +287,10 @@ int bench_tiling(int argc, char** argv) {
                       kib(*std::max_element(in.begin(), in.end())));
         std::snprintf(out_text, sizeof out_text, "%.0f..%.0f", kib(*std::min_element(out.begin(), out.end())),
                       kib(*std::max_element(out.begin(), out.end())));
-        std::printf("%-9s %-15s %-5s %5d %8.1f%% %11.2f %11.2f %8.3f %11.2f %20s %20s  %s\n", row.model.c_str(),
-                    row.label.c_str(), row.grid.c_str(), row.tiles, 100 * row.cost.overhead(), row.untiled_ms,
-                    row.tile_sum_ms, row.tile_sum_ms / row.untiled_ms, row.max_tile_ms, in_text, out_text,
+        std::printf("%-9s %-15s %-5s %5d %8.1f%% %11.2f %11.2f %8.3f %11.2f %12.2f %8.3f %20s %20s  %s\n",
+                    row.model.c_str(), row.label.c_str(), row.grid.c_str(), row.tiles, 100 * row.cost.overhead(),
+                    row.untiled_ms, row.tile_sum_ms, row.tile_sum_ms / row.untiled_ms, row.max_tile_ms,
+                    row.max_tile_priced_ms, row.max_tile_priced_ms / row.max_tile_ms, in_text, out_text,
                     row.identical ? "bitwise" : "DIFFERS");
       }
       std::fflush(stdout);

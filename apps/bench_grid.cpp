@@ -120,6 +120,9 @@ testbed, "edges behind the mobile uplink" (the scenarios set device<->edge inste
                       them on this one machine, so what sets them apart is the probes' noise:
                       measured, a node slow for the seconds of its probe and fast again when its
                       stages ran); local: measured in this process and divided by the node's speed
+  --tile-overhead on|off  on (default): tiles are priced at what the profile measured them to
+                      cost beyond their area (profiling/tile_overhead.hpp); off: by their area
+                      share alone, as before 2026-12-07 (for comparing the two)
   --timeout-ms T      timeout of every connect, deployment step and answer (default 60000)
   --node-binary FILE  the d3-node executable (default: d3-node next to d3-bench)
   --tls DIR|false     the cluster's certificates (scripts/make-certs.sh; default: build/certs);
@@ -173,6 +176,8 @@ result<grid_options> parse_grid_options(int argc, char** argv, bool& help) {
         o.profile_repeats = int(in.integer(1, 100));
       } else if (in.is("--profile")) {
         o.profile_source = in.choice({"nodes", "pooled", "local"});
+      } else if (in.is("--tile-overhead")) {
+        o.tile_overhead = in.choice({"on", "off"}) == "on";
       } else if (in.is("--timeout-ms")) {
         o.timeout_ms = in.integer(1, 3600000);
       } else if (in.is("--seed")) {

@@ -101,6 +101,7 @@ result<model_context> prepare_model(const grid_options& o, const std::string& na
   auto profile = measure_local_profile(m.g, o.profile_repeats);
   if (!profile) return status::error("profile: " + profile.message());
   m.profile = std::move(profile.value());
+  if (!o.tile_overhead) m.profile.tile_overhead.clear();
   bar.detail("single-process answers");
   const size_t count = size_t(o.warmup + o.requests);
   m.inputs.resize(count);

@@ -25,6 +25,7 @@ struct grid_options {
   double noise_floor = 0.02;
   bool check = false;
   bool images = false;  // --images: every model takes 8-bit images (a preprocess layer first)
+  bool tile_overhead = true;  // --tile-overhead off: tiles priced by their area share alone
   std::string out = "grid-results", node_binary, profile_source = "nodes";
   std::string tls_option;  // --tls
   local_tls tls;

@@ -321,7 +321,7 @@ void adaptive_planner::observe_compute(const std::vector<compute_observation>& s
     double profile_ms = 0;
     for (size_t k = 0; k < c.layers.size() && k < c.shares.size(); ++k)
       if (c.layers[k] >= 0 && size_t(c.layers[k]) < times.milliseconds.size())
-        profile_ms += times.milliseconds[size_t(c.layers[k])] * c.shares[k];
+        profile_ms += times.milliseconds[size_t(c.layers[k])] * profile_.tile_cost(c.layers[k], c.shares[k]);
     if (profile_ms < 0.2) continue;
     double sample = profile_ms / c.ms;
     bool probe_unchanged = true;

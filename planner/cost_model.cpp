@@ -107,7 +107,10 @@ result<plan_prediction> predict_plan(const graph& g, const stage_graph& sg, cons
     double work_ms = 0;
     const layer_profile& times = (*node)->profile_or(profile);
     const std::vector<double> shares = layer_shares(g, sg, s);
-    for (size_t k = 0; k < shares.size(); ++k) work_ms += times.milliseconds[size_t(s.layers[k])] * shares[k];
+    // Tiles at their measured cost beyond their area: the planning profile's (a node's probed
+    // profile times its layers whole).
+    for (size_t k = 0; k < shares.size(); ++k)
+      work_ms += times.milliseconds[size_t(s.layers[k])] * profile.tile_cost(s.layers[k], shares[k]);
     std::map<int, size_t> received;
     for (const std::string& in : s.inputs) received[producer.at(in)] += tensor_bytes(g, sg, in);
     for (const auto& [from, n] : received) work_ms += times.messages.decode(n);

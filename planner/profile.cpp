@@ -16,6 +16,12 @@ double layer_profile::fraction(int layer, tensor_codec codec) const {
   return encoded_fraction[size_t(layer)][size_t(codec)];
 }
 
+double layer_profile::tile_cost(int layer, double share) const {
+  if (share >= 1.0 || layer < 0 || size_t(layer) >= tile_overhead.size()) return share;
+  const double cost = share + tile_overhead[size_t(layer)] * (1.0 - share);
+  return std::min(1.0, std::max(0.5 * share, cost));
+}
+
 result<layer_profile> measure_profile(const graph& g, int repeats) {
   auto exec = executor::create(g);
   if (!exec) return exec.error();

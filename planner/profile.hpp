@@ -41,7 +41,16 @@ struct layer_profile {
   // sample input (profiling/codec_ratios.hpp); 0 where the codec does not apply (u8 on values
   // that are not 8-bit integers). Empty: not measured, every tensor travels raw.
   std::vector<std::array<double, tensor_codec_count>> encoded_fraction;
+  // Per layer index, what computing a tile costs beyond its area: a layer computing `share` of
+  // its output (halo included) takes milliseconds[l] * (share + tile_overhead[l] * (1 - share))
+  // (tile_cost). Measured per tileable run (profiling/tile_overhead.hpp): small tiles run
+  // their GEMMs on fewer pixels, copy the crops their halos leave, and pay each operator's fixed
+  // work once per tile. 0 (or empty: not measured): a tile costs its area share.
+  std::vector<double> tile_overhead;
   double total() const;
+  // The fraction of layer `layer`'s whole time a tile computing `share` (0..1] of its output
+  // costs: share where no overhead is known, at least half the share and at most 1.
+  double tile_cost(int layer, double share) const;
   // encoded_fraction of `layer` under `codec`: 1 for raw, 0 when unknown or not applicable.
   double fraction(int layer, tensor_codec codec) const;
 };

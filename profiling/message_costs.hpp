@@ -18,8 +18,9 @@ namespace d3 {
 // milliseconds of thread CPU time (speed 1: divide by a node's speed for its clock).
 result<message_costs> measure_message_costs(int repeats = 5);
 
-// measure_profile (planner/profile.hpp) with the message costs measured too: the whole profile of
-// this machine at speed 1, as the apps plan with when they do not probe the nodes.
+// measure_profile (planner/profile.hpp) with the message costs, the codecs' ratios and the tiles'
+// overheads (profiling/tile_overhead.hpp) measured too: the whole profile of this machine at
+// speed 1, as the apps plan with when they do not probe the nodes.
 result<layer_profile> measure_local_profile(const graph& g, int repeats);
 
 // Every field divided by `speed` (> 0).
@@ -35,5 +36,7 @@ result<std::map<std::string, tensor>> tensors_of_sample_run(const graph& g);
 // Fills profile.encoded_fraction from tensors_of_sample_run: each codec's encoded size of every
 // layer's output and of every graph input.
 status measure_codec_ratios(const graph& g, layer_profile& profile);
+// The same on tensors_of_sample_run(g)'s result, computed once by the caller.
+status measure_codec_ratios(const graph& g, const std::map<std::string, tensor>& tensors, layer_profile& profile);
 
 }  // namespace d3

@@ -98,6 +98,7 @@ layer_profile pooled_profile(const std::vector<layer_profile>& profiles) {
   for (const layer_profile& p : profiles) messages.push_back(p.messages);
   out.messages = median_of(messages);
   out.encoded_fraction = profiles.front().encoded_fraction;
+  out.tile_overhead = profiles.front().tile_overhead;
   return out;
 }
 

@@ -150,3 +150,54 @@ BOOST_AUTO_TEST_CASE(the_receivers_transport_work_is_paid_while_the_bytes_arrive
   const double expected = up + profile.total() / 4.0 + down;
   BOOST_TEST(predict(g, cloud, profile, wifi).latency_ms == expected, boost::test_tools::tolerance(1e-9));
 }
+
+// A tile's layers cost their share of the output plus the run's measured overhead on the rest
+// (layer_profile::tile_overhead); segments are untouched by it.
+BOOST_AUTO_TEST_CASE(tiles_cost_their_share_plus_the_measured_overhead) {
+  graph g = load("resnet18");
+  layer_profile profile = profile_from_flops(g, 100.0);
+  const cluster_model wifi = cluster_model::evaluation(*testbed::with_uplink("WiFi"));
+  const stage_graph tiled = stages(g, R"({"segments": [{"node": "edge1", "first": "conv1", "last": "fc"}],
+      "tiled_runs": [{"first": "layer1.0.conv1", "last": "layer1.1.add", "grid": "2x2",
+                      "nodes": ["edge1", "edge2", "edge3", "edge4"]}]})");
+  const plan_prediction area = predict(g, tiled, profile, wifi);
+  const double a = 0.2;
+  profile.tile_overhead.assign(g.layers.size(), a);
+  const plan_prediction overhead = predict(g, tiled, profile, wifi);
+  // Every tile stage finishes later by its layers' a * (1 - share) * ms / speed, its own start
+  // unchanged (the scatter before it is not a tile); the edges run at 0.5.
+  int tiles = 0;
+  for (const stage& s : tiled.stages) {
+    if (s.kind != stage_kind::tile) continue;
+    ++tiles;
+    const std::vector<double> shares = layer_shares(g, tiled, s);
+    double extra = 0;
+    for (size_t k = 0; k < shares.size(); ++k) {
+      BOOST_TEST(shares[k] < 1.0);
+      extra += profile.milliseconds[size_t(s.layers[k])] * a * (1.0 - shares[k]) / 0.5;
+    }
+    const double got = overhead.stage_finish_ms[size_t(s.id)] - area.stage_finish_ms[size_t(s.id)];
+    BOOST_TEST(std::fabs(got - extra) < 1e-9 * overhead.latency_ms, "tile " << s.tile << ": " << got << " vs " << extra);
+  }
+  BOOST_TEST(tiles == 4);
+  BOOST_TEST(overhead.latency_ms > area.latency_ms);
+  // Untiled, nothing changes.
+  const stage_graph whole = stages(g, R"({"segments": [{"node": "edge1", "first": "conv1", "last": "fc"}]})");
+  profile.tile_overhead.clear();
+  const double before = predict(g, whole, profile, wifi).latency_ms;
+  profile.tile_overhead.assign(g.layers.size(), a);
+  BOOST_TEST(predict(g, whole, profile, wifi).latency_ms == before);
+}
+
+BOOST_AUTO_TEST_CASE(a_tiles_cost_is_bounded) {
+  layer_profile profile;
+  profile.milliseconds = {0.0, 1.0, 1.0};
+  BOOST_TEST(profile.tile_cost(1, 0.25) == 0.25);  // not measured: the area share
+  profile.tile_overhead = {0.0, 0.2, -0.9};
+  BOOST_TEST(std::fabs(profile.tile_cost(1, 0.25) - (0.25 + 0.2 * 0.75)) < 1e-12);
+  BOOST_TEST(profile.tile_cost(1, 1.0) == 1.0);
+  BOOST_TEST(profile.tile_cost(2, 0.25) == 0.125);  // at least half the share
+  profile.tile_overhead[1] = 5.0;
+  BOOST_TEST(profile.tile_cost(1, 0.25) == 1.0);  // at most the whole layer
+  BOOST_TEST(profile.tile_cost(7, 0.5) == 0.5);   // a layer beyond the vector
+}

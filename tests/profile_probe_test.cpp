@@ -15,6 +15,8 @@
 #include "profiling/cpu_limit.hpp"
 #include "profiling/message_costs.hpp"
 #include "profiling/profile_probe.hpp"
+#include "profiling/tile_overhead.hpp"
+#include "kernels/tiling.hpp"
 #include "schema/bundle.hpp"
 
 using namespace d3;
@@ -174,3 +176,31 @@ BOOST_AUTO_TEST_CASE(a_burst_under_a_quota_is_timed_at_the_sustained_rate) {
   BOOST_TEST(sustained_ms(1.4, 1.3, std::nullopt) == 1.4);
   BOOST_TEST(sustained_ms(1.4, 1.3, 2.0) == 1.4);
 }
+
+// Every layer of a tileable run gets its run's overhead, within its bounds; layers no tile can
+// compute get none; a profile of another model is refused by name. (The values are timings:
+// what they must be on this machine is for d3-bench tiling, not for a test.)
+BOOST_AUTO_TEST_CASE(tile_overheads_cover_the_tileable_runs) {
+  auto g = builtin_model("resnet18");
+  BOOST_REQUIRE(g.is_ok());
+  auto profile = measure_local_profile(*g, 2);
+  BOOST_REQUIRE_MESSAGE(profile.is_ok(), profile.message());
+  BOOST_REQUIRE(profile->tile_overhead.size() == g->layers.size());
+  int measured = 0;
+  for (size_t l = 0; l < g->layers.size(); ++l) {
+    const double a = profile->tile_overhead[l];
+    BOOST_TEST((a >= -0.5 && a <= 0.9), g->layers[l].name << ": " << a);
+    if (!tileable_layer(*g, int(l)) || g->layers[l].kind == layer_kind::input)
+      BOOST_TEST(a == 0.0, g->layers[l].name << " is not tileable but has overhead " << a);
+    measured += a != 0.0;
+  }
+  BOOST_TEST(measured >= 20, measured << " layers measured");  // conv1..layer4, 20 convolutions among them
+  layer_profile other;
+  other.milliseconds.assign(3, 1.0);
+  auto tensors = tensors_of_sample_run(*g);
+  BOOST_REQUIRE(tensors.is_ok());
+  const status refused = measure_tile_overheads(*g, *tensors, other, 1);
+  BOOST_TEST(!refused.is_ok());
+  BOOST_TEST(refused.message().find("3 layers") != std::string::npos, refused.message());
+}
+

@@ -339,8 +339,15 @@ result<cluster_model> cluster_at(deployment& dep, bench_context& c, const step_s
 // the drift than about the planner.
 class optimum_beside {
  public:
-  optimum_beside(caf::actor_system& system, bench_context& c, std::unique_ptr<local_nodes> nodes)
-      : system_(system), c_(c), nodes_(std::move(nodes)), samples_(c.steps.size()), predicted_(c.steps.size(), 0) {}
+  // `stages_log`: where each mirrored request's stage times go beside the cost model's.
+  optimum_beside(caf::actor_system& system, bench_context& c, std::unique_ptr<local_nodes> nodes,
+                 const std::string& stages_log)
+      : system_(system),
+        c_(c),
+        nodes_(std::move(nodes)),
+        samples_(c.steps.size()),
+        predicted_(c.steps.size(), 0),
+        stages_log_(stages_log, std::ios::trunc) {}
 
   // After the adaptive run's `nth` request (1-based) of `step`, on its case `in`: the first
   // --optimum-requests of each step are mirrored, then every 4th (the counts that matter come at a
@@ -354,7 +361,7 @@ class optimum_beside {
       D3_RETURN_IF_ERROR(deploy(size_t(step)));
       if (auto warm = run(in); !warm) return status::error(what + warm.message());
     }
-    auto ms = run(in);
+    auto ms = run(in, step);
     if (!ms) return status::error(what + ms.message());
     samples_[size_t(step)].push_back(*ms);
     return status::ok();
@@ -401,6 +408,7 @@ class optimum_beside {
     if (auto speeds = dep_->update_emulation(c_.steps[s].links, c_.steps[s].speeds); !speeds)
       return status::error(what + speeds.message());
     predicted_[s] = planned->prediction.latency_ms;
+    predicted_finish_ = planned->prediction.stage_finish_ms;
     auto stages = build_stage_graph(c_.g, planned->plan);
     if (!stages) return status::error(what + stages.message());
     plans_[int(s)] = {planned->plan, std::move(stages.value())};
@@ -409,11 +417,34 @@ class optimum_beside {
   }
 
   // One request on the optimum: its virtual latency, once its answer is memcmp-equal to one process.
-  result<double> run(const request_case& in) {
+  // A counted request (`step` >= 0) logs its stages' times beside the cost model's: where a step's
+  // optimum measures away from its price, this says which stage the model gets wrong.
+  result<double> run(const request_case& in, int step = -1) {
     request_outcome o = dep_->run({in.in}, 1).at(0);
     if (!o.ok) return status::error(o.error);
     if (!verify(c_, in, o)) return status::error("an answer differs");
+    if (step >= 0) log_stages(step, o);
     return o.virtual_latency_ms;
+  }
+
+  void log_stages(int step, const request_outcome& o) {
+    const auto& [plan, sg] = plans_.at(step);
+    stages_log_ << "step " << step << ": " << o.virtual_latency_ms << " ms, predicted " << predicted_[size_t(step)]
+                << " ms (virtual ms from the request's start; predicted: the cost model on the step's true testbed)\n";
+    for (const stage_report& r : o.stage_reports) {
+      if (r.stage_id < 0 || size_t(r.stage_id) >= sg.stages.size()) continue;
+      const stage& st = sg.stages[size_t(r.stage_id)];
+      stages_log_ << "  stage " << r.stage_id << " " << to_string(st.kind) << " on " << st.node;
+      if (!st.layers.empty())  // scatters and gathers have none
+        stages_log_ << " (" << c_.g.layers[size_t(st.layers.front())].name << ".."
+                    << c_.g.layers[size_t(st.layers.back())].name << ")";
+      stages_log_ << ": ready " << r.ready_ms - o.virtual_start_ms << " finish " << r.finish_ms - o.virtual_start_ms
+                  << " cpu " << r.cpu_ms << " messages " << r.messages_ms;
+      if (size_t(r.stage_id) < predicted_finish_.size())
+        stages_log_ << "; predicted finish " << predicted_finish_[size_t(r.stage_id)];
+      stages_log_ << "\n";
+    }
+    stages_log_.flush();
   }
 
   caf::actor_system& system_;
@@ -424,6 +455,8 @@ class optimum_beside {
   std::vector<std::vector<double>> samples_;  // virtual latencies per step
   std::vector<double> predicted_;             // HPA's predicted latency per step
   std::map<int, std::pair<deployment_plan, stage_graph>> plans_;  // HPA's plan per step
+  std::vector<double> predicted_finish_;  // the deployed plan's predicted stage finishes
+  std::ofstream stages_log_;
 };
 
 // One adaptive run: partial (the planner's local search, moved layers only) or full.
@@ -444,7 +477,8 @@ run_result adaptive_run(caf::actor_system& system, bench_context& c, bool partia
     run.error = "the optimum's nodes: " + optimum_nodes.message();
     return run;
   }
-  optimum_beside optimum(system, c, std::move(optimum_nodes.value()));
+  optimum_beside optimum(system, c, std::move(optimum_nodes.value()),
+                         c.options.out + "/optimum-stages-" + run.name + ".log");
   deployment_options settings = deployment_settings(c, c.steps[0].links);
   settings.idle_probe_every = c.options.probe_every;
   // What the deployment did and why, event by event (probes, bursts, migrations, shipments).

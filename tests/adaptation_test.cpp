@@ -172,11 +172,15 @@ run_result run(simulation& sim, const cluster_model& start_cluster, int requests
   for (int i = 0; i < requests; ++i) {
     auto d = sim.request(planner, r.plan, truth_at(i), i);
     if (std::getenv("D3_TRACE_ADAPT"))
-      BOOST_TEST_MESSAGE("  request " << i << ": uncertainty " << planner.uncertainty() << ", backbone "
+      BOOST_TEST_MESSAGE("  request " << i << ": uncertainty " << planner.uncertainty() << " ("
+                                      << planner.uncertainty_source() << "), backbone "
                                       << planner.estimate().links.edge_cloud.bandwidth_mbit_per_s << " Mbit/s, LAN " << planner.estimate().links.device_edge.bandwidth_mbit_per_s << " Mbit/s, device-cloud "
                                       << planner.estimate().links.link(node_role::device, node_role::cloud).bandwidth_mbit_per_s
                                       << "; edge1 speed " << planner.estimate().nodes.at("edge1").speed << "; "
                                       << planner.verdict());
+    if (d && std::getenv("D3_TRACE_ADAPT"))
+      BOOST_TEST_MESSAGE("  from " << describe(r.plan) << "\n  to " << describe(d->plan) << "\n  estimates "
+                                   << describe(planner.estimate()));
     if (d) {
       BOOST_TEST_MESSAGE("  request " << i << ": migrate (" << (d->partial ? "partial" : "full") << ") "
                                       << d->current_ms << " -> " << d->predicted_ms << " ms, ships " << d->cost.bytes

@@ -40,6 +40,12 @@ void retain_freed_memory() {
   // the first mmap'd block of each size has been freed (and trim heaps at twice that).
   mallopt(M_MMAP_THRESHOLD, 32 << 20);
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  // One arena for every thread: CAF runs a stage on whichever worker thread is free, and with an
+  // arena per thread a bundle's buffers came from an arena that had never held one of that size,
+  // faulted in afresh (measured: a DenseNet-121 scatter encoding ~0.8 MB took 0.3 ms of thread CPU
+  // time on most requests and 3.2 ms on some). The freed memory retained above is then retained
+  // for all of them; the allocations are per message, few enough for one lock.
+  mallopt(M_ARENA_MAX, 1);
 }
 
 const xnn_allocator* xnnpack_allocator() { return &allocator; }

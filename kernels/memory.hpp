@@ -19,7 +19,8 @@ void* allocate_aligned(size_t alignment, size_t size);
 // glibc's maximum, 32 MB; heaps trimmed only beyond 1 GB). Why: message buffers of every request
 // (encoded bundles, CAF's serialisation buffers) have the same sizes each time, and memory fresh
 // from the kernel costs a page fault per page, ~25 us each on paravirtualised guests. The cost:
-// a process keeps its peak heap. Call once, early in main, before threads start.
+// a process keeps its peak heap. All threads share one arena, so what one thread freed serves the
+// next thread's message of that size. Call once, early in main, before threads start.
 void retain_freed_memory();
 
 // The allocator XNNPACK is initialised with (packed weights, workspaces).

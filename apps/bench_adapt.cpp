@@ -581,6 +581,9 @@ run_result adaptive_run(caf::actor_system& system, bench_context& c, bool partia
         described_step = row.trace_step;
         if (auto priced = predict_plan(c.g, best->second, c.profile, planner->estimate()))
           planner_log << ": the planner's estimates price it at " << priced->latency_ms << " ms";
+        const cluster_model pessimistic = planner->bound(+1);
+        if (auto priced = predict_plan(c.g, best->second, c.profile, pessimistic))
+          planner_log << ", their pessimistic ends at " << priced->latency_ms << " ms (" << describe(pessimistic) << ")";
         planner_log << "\n";
       }
     }

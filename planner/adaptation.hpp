@@ -148,6 +148,9 @@ class adaptive_planner {
   void note_serving(int version);
 
   const cluster_model& estimate() const { return estimate_; }
+  // The estimates at their pessimistic (+1: candidates are priced there) or optimistic (-1: the
+  // running plan) ends, as the last decide() priced plans (for logs and tests).
+  cluster_model bound(int side) const { return bounded(side); }
   // The largest relative uncertainty of a link or node speed estimate (0 before any sample).
   double uncertainty() const { return uncertainty_; }
   // Which estimate has it: "backbone bandwidth lower", "edge1 speed slower", ... ("" when 0).

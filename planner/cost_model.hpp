@@ -3,7 +3,8 @@
 // the same arithmetic the runtime's virtual clock applies to real measurements. A stage starts
 // when its last input has arrived at its node and the node is free; it takes, divided by the
 // node's speed: its layers' profile time (a tile: each layer's time scaled by the share of the
-// layer's output the tile computes, halo included), decoding each bundle it receives (one per
+// layer's output the tile computes, halo included, plus the overhead the planning profile measured
+// for tiles of that layer: layer_profile::tile_cost), decoding each bundle it receives (one per
 // producer stage), a scatter's or gather's region copies, and encoding each bundle it sends (one
 // per destination stage, one to the app), per message and per byte as the node's profile
 // measured them (planner/profile.hpp: message_costs). A tensor crosses each link once per

@@ -46,8 +46,11 @@ result<double> run_overhead(const graph& g, const tiled_run& run, const std::map
     auto e = tile_executor::create(g, run, *tiles, {t});
     if (!e) return e.error();
     const std::vector<std::string>& names = (*e)->input_names();
-    for (size_t i = 0; i < names.size(); ++i)
-      parts[size_t(t)].push_back(extract_region(tensors.at(names[i]), (*tiles)[size_t(t)].computed[size_t(run.inputs[i])]));
+    for (size_t i = 0; i < names.size(); ++i) {
+      auto it = tensors.find(names[i]);
+      if (it == tensors.end()) return status::error("no sample tensor '" + names[i] + "'");
+      parts[size_t(t)].push_back(extract_region(it->second, (*tiles)[size_t(t)].computed[size_t(run.inputs[i])]));
+    }
     for (const tensor& p : parts[size_t(t)]) part_pointers[size_t(t)].push_back(&p);
     executors.push_back(std::move(e.value()));
   }

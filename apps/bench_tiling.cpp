@@ -181,16 +181,12 @@ tiling_row bench_tiling(const d3::graph& g, const tiling_case& c, const std::map
   for (auto& times : tile_times) row.tile_ms.push_back(median(times));
   const auto largest = std::max_element(row.tile_ms.begin(), row.tile_ms.end());
   row.max_tile_ms = *largest;
-  // The cost model's price of the largest tile: layer_shares' arithmetic (plan/plan.cpp) on this
+  // The cost model's price of the largest tile: computed_share (kernels/tiling.hpp) on this
   // machine's per-layer times.
   const d3::tile_geometry& geo = (*tiles)[size_t(largest - row.tile_ms.begin())];
   for (int l : run->layers) {
     auto times = layer_times.find(l);
-    if (times == layer_times.end()) continue;
-    const d3::tensor_shape& shape = g.layers[size_t(l)].output_shape;
-    const double share = double(geo.computed[size_t(l)].rows()) * geo.computed[size_t(l)].cols() /
-                         (double(shape.h) * shape.w);
-    row.max_tile_priced_ms += median(times->second) * share;
+    if (times != layer_times.end()) row.max_tile_priced_ms += median(times->second) * d3::computed_share(g, geo, l);
   }
   row.identical = d3::bitwise_equal(assembled, expected);
   return row;

@@ -229,6 +229,12 @@ run_extent longest_tileable_run(const graph& g, int first) {
   return extent;
 }
 
+double computed_share(const graph& g, const tile_geometry& geo, int layer) {
+  const tensor_shape& shape = g.layers[size_t(layer)].output_shape;
+  const region& r = geo.computed[size_t(layer)];
+  return double(r.rows()) * r.cols() / (double(shape.h) * shape.w);
+}
+
 result<std::vector<tile_geometry>> plan_tiles(const graph& g, const tiled_run& run, const tile_grid& grid) {
   const tensor_shape& out = g.layers[run.output].output_shape;
   auto check_bounds = [](const std::vector<int>& bounds, int size, const char* axis) -> status {
@@ -301,11 +307,7 @@ tiling_cost cost_of_tiling(const graph& g, const tiled_run& run, const std::vect
     return size_t(s.n) * size_t(r.rows()) * size_t(r.cols()) * size_t(s.c) * sizeof(float);
   };
   for (const tile_geometry& geo : tiles) {
-    for (int l : run.layers) {
-      const tensor_shape& s = g.layers[l].output_shape;
-      // Every layer kind's work is proportional to the output elements it computes.
-      cost.tiled_flops += cost_of(g, l).flops * double(geo.computed[l].rows()) * geo.computed[l].cols() / (double(s.h) * s.w);
-    }
+    for (int l : run.layers) cost.tiled_flops += cost_of(g, l).flops * computed_share(g, geo, l);
     size_t in_bytes = 0;
     for (int in : run.inputs) in_bytes += bytes(in, geo.computed[in]);
     cost.tile_input_bytes.push_back(in_bytes);

@@ -90,6 +90,10 @@ struct tile_geometry {
   std::vector<std::vector<region>> reads;      // [layer index][input slot]
 };
 
+// The share of layer `layer`'s output (height x width) that a tile computes, halo included: what
+// its work is priced at, as every layer kind's work is proportional to the output it computes.
+double computed_share(const graph& g, const tile_geometry& geo, int layer);
+
 // Precondition: g's shapes inferred; run from make_tiled_run; grid bounds match the run output's
 // height and width. Errors for tilings that cannot be exact (e.g. average pooling with ceil_mode
 // and count_include_pad) or an empty grid.

@@ -407,11 +407,7 @@ std::vector<double> layer_shares(const graph& g, const stage_graph& sg, const st
   if (s.kind == stage_kind::segment) shares.assign(s.layers.size(), 1.0);
   if (s.kind == stage_kind::tile) {
     const tile_geometry& geo = sg.tiles[size_t(s.run)][size_t(s.tile)];
-    for (int l : s.layers) {
-      const tensor_shape& shape = g.layers[size_t(l)].output_shape;
-      shares.push_back(double(geo.computed[size_t(l)].rows()) * geo.computed[size_t(l)].cols() /
-                       (double(shape.h) * shape.w));
-    }
+    for (int l : s.layers) shares.push_back(computed_share(g, geo, l));
   }
   return shares;
 }

@@ -73,11 +73,8 @@ result<double> run_overhead(const graph& g, const tiled_run& run, const std::map
   double whole_profile = 0, area_priced = 0;
   for (int l : run.layers) {
     const double ms = profile.milliseconds[size_t(l)];
-    const tensor_shape& shape = g.layers[size_t(l)].output_shape;
     whole_profile += ms;
-    for (const tile_geometry& geo : *tiles)
-      area_priced += ms * double(geo.computed[size_t(l)].rows()) * geo.computed[size_t(l)].cols() /
-                     (double(shape.h) * shape.w);
+    for (const tile_geometry& geo : *tiles) area_priced += ms * computed_share(g, geo, l);
   }
   const double spread = double(n) * whole_profile - area_priced;  // what a = 1 would add
   if (!(spread > 0)) return 0.0;

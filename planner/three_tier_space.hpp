@@ -59,8 +59,11 @@ class three_tier_space {
   // O(n^2 + n * edges): for each i, j sweeps up and moves one layer from the cloud to the edge at
   // a time, updating the crossing bytes of that layer and of what it reads (tested equal).
   std::vector<double> screen_all_untiled() const;
-  // Screening a tiled choice: screen_untiled minus this estimate of what tiling saves (the run's
-  // edge time divided by K, plus 15% halo overhead).
+  // Screening a tiled choice: screen_untiled minus this estimate of what tiling saves: the run's
+  // time on the segment's edge minus its K tiles' (each at its halo-inclusive share of every layer
+  // plus the profile's tile overhead) spread over the K fastest edges' summed rate, and, for a run
+  // ending the edge segment, its output crossing the backbone from K edges in parallel. Other
+  // tile messages are left to the cost model. -infinity when K tiles do not fit the run's output.
   double tiling_saving_ms(const three_tier_choice& c) const;
   // The end of the longest tileable run from position i, or -1.
   int longest_run_end(int i) {
@@ -86,6 +89,15 @@ class three_tier_space {
   std::optional<codec_choice_options> codecs_;
   std::vector<bool> is_graph_output_;
   std::map<std::string, std::vector<double>> node_prefix_;  // per node: prefix sums of its layer times
+  // Per (b, K): tile t's time on the t-th fastest edge over positions [first, b] as prefix sums
+  // (its computed share of each layer, halo included, priced by layer_profile::tile_cost); empty
+  // when K uniform tiles do not fit the run's output. Filled as screening asks (const).
+  struct tile_times {
+    int first = 0;
+    std::vector<std::vector<double>> prefix;
+  };
+  mutable std::map<std::pair<int, int>, tile_times> tile_times_;
+  const tile_times& tile_times_of(int i, int b, int k) const;
   std::vector<double> tier_prefix_[3];  // screening's copies: device, the edge segment's node, cloud
   message_costs tier_messages_[3];      // the same tiers' message costs, over their speeds
   // An untiled choice's latency from its crossing bytes per (from tier, to tier) and the graph

@@ -98,6 +98,25 @@ layer_profile random_profile(const graph& g, uint64_t seed) {
 
 const char* uplinks[] = {"CAT1", "3G", "4G", "WiFi"};
 
+std::string text(const three_tier_choice& c) {
+  return "(i " + std::to_string(c.device_end) + " j " + std::to_string(c.edge_end) + " b " + std::to_string(c.tiled_end) +
+         " K " + std::to_string(c.tile_nodes) + ")";
+}
+
+// HPA and the exhaustive solver on one case: checks that HPA is no worse and returns the exact
+// choice (for the callers' counts) and whether HPA equalled it.
+std::pair<three_tier_choice, bool> hpa_against_exact(const graph& g, const layer_profile& profile,
+                                                     const cluster_model& cluster, const std::string& where) {
+  three_tier_choice exact_choice, hpa_choice;
+  auto exact = three_tier_exact(g, profile, cluster, &exact_choice);
+  auto hpa = hpa_strategy(g, profile, cluster, {}, &hpa_choice);
+  BOOST_REQUIRE_MESSAGE(exact.is_ok(), exact.message());
+  BOOST_REQUIRE_MESSAGE(hpa.is_ok(), hpa.message());
+  const double e = exact->prediction.latency_ms, h = hpa->prediction.latency_ms;
+  BOOST_TEST(h <= e * (1 + 1e-9), where << ": hpa " << h << " ms " << text(hpa_choice) << " vs exact " << e << " ms " << text(exact_choice));
+  return {exact_choice, h <= e * (1 + 1e-9)};
+}
+
 }  // namespace
 
 // HPA against the exhaustive solver over the same plan space (boundaries, tiled run, K).
@@ -109,18 +128,9 @@ BOOST_AUTO_TEST_CASE(hpa_equals_exact_on_random_chains_and_diamonds) {
     const layer_profile profile = random_profile(g, seed);
     testbed t = *testbed::with_uplink(uplinks[seed % 4]);
     const cluster_model cluster = cluster_model::evaluation(t, 2 + int(seed % 3));
-    three_tier_choice exact_choice, hpa_choice;
-    auto exact = three_tier_exact(g, profile, cluster, &exact_choice);
-    auto hpa = hpa_strategy(g, profile, cluster, {}, &hpa_choice);
-    BOOST_REQUIRE_MESSAGE(exact.is_ok(), exact.message());
-    BOOST_REQUIRE_MESSAGE(hpa.is_ok(), hpa.message());
-    const double e = exact->prediction.latency_ms, h = hpa->prediction.latency_ms;
-    BOOST_TEST(h <= e * (1 + 1e-9), "seed " << seed << (diamonds ? " (diamonds)" : " (chain)") << ": hpa " << h
-                                          << " ms (i " << hpa_choice.device_end << " j " << hpa_choice.edge_end << " b "
-                                          << hpa_choice.tiled_end << " K " << hpa_choice.tile_nodes << ") vs exact " << e
-                                          << " ms (i " << exact_choice.device_end << " j " << exact_choice.edge_end
-                                          << " b " << exact_choice.tiled_end << " K " << exact_choice.tile_nodes << ")");
-    equal += h <= e * (1 + 1e-9);
+    const auto [exact_choice, equalled] =
+        hpa_against_exact(g, profile, cluster, "seed " + std::to_string(seed) + (diamonds ? " (diamonds)" : " (chain)"));
+    equal += equalled;
     tiled_optima += exact_choice.tiled_end >= 0;
     three_tier_optima += exact_choice.device_end > 0 && exact_choice.edge_end > exact_choice.device_end &&
                          exact_choice.edge_end < int(g.layers.size()) - 1;
@@ -147,17 +157,8 @@ BOOST_AUTO_TEST_CASE(hpa_equals_exact_when_small_tiles_cost_more_than_their_area
         profile.tile_overhead[l] = std::min(0.9, 4.0 / double(std::max(1, g.layers[l].output_shape.h)));
     const testbed_scenario& s = bed.scenarios[seed % bed.scenarios.size()];
     const cluster_model cluster = cluster_model::evaluation(bed.with(s), 2 + int(seed % 3));
-    three_tier_choice exact_choice, hpa_choice;
-    auto exact = three_tier_exact(g, profile, cluster, &exact_choice);
-    auto hpa = hpa_strategy(g, profile, cluster, {}, &hpa_choice);
-    BOOST_REQUIRE_MESSAGE(exact.is_ok(), exact.message());
-    BOOST_REQUIRE_MESSAGE(hpa.is_ok(), hpa.message());
-    const double e = exact->prediction.latency_ms, h = hpa->prediction.latency_ms;
-    BOOST_TEST(h <= e * (1 + 1e-9), "seed " << seed << " " << s.name << ": hpa " << h << " ms (i " << hpa_choice.device_end
-                                          << " j " << hpa_choice.edge_end << " b " << hpa_choice.tiled_end << " K "
-                                          << hpa_choice.tile_nodes << ") vs exact " << e << " ms (i "
-                                          << exact_choice.device_end << " j " << exact_choice.edge_end << " b "
-                                          << exact_choice.tiled_end << " K " << exact_choice.tile_nodes << ")");
+    const three_tier_choice exact_choice =
+        hpa_against_exact(g, profile, cluster, "seed " + std::to_string(seed) + " " + s.name).first;
     tiled_optima += exact_choice.tiled_end >= 0;
   }
   BOOST_TEST_MESSAGE("the optimum is tiled in " << tiled_optima << "/60");

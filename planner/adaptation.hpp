@@ -167,6 +167,8 @@ class adaptive_planner {
  private:
   link_profile estimate_link(const std::deque<link_sample>& samples, link_profile previous) const;
   void update_estimates();
+  // What a probe that found `node` faster (`probed`) may raise its speed to, from `known`.
+  double probed_ceiling(const std::string& node, double known, double probed) const;
   // The estimates at their pessimistic (+1) or optimistic (-1) ends.
   cluster_model bounded(int side) const;
   // Whether moving from current_ms to ms (both robust prices) clears the hysteresis, min_gain_ms

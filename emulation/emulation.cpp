@@ -70,6 +70,13 @@ void link_clock::drain_background(double until_ms) {
   if (carry(shared_bytes_, shared_done_ms_, idle_from, until_ms))  // the bulk first
     carry(backlog_bytes_, background_done_ms_, idle_from, until_ms);
   background_at_ms_ = std::max(background_at_ms_, until_ms);
+  settle_promoted();
+}
+
+void link_clock::settle_promoted() {
+  if (!promoted_ || shared_bytes_ > 0) return;
+  background_done_ms_ = std::max(background_done_ms_, shared_done_ms_);
+  promoted_ = false;
 }
 
 void link_clock::queue(double& backlog, double& done_ms, double send_ms, size_t bytes) {
@@ -100,14 +107,15 @@ double link_clock::send_background(double send_ms, size_t bytes) {
 double link_clock::promote_background(double send_ms) {
   drain_background(send_ms);
   if (backlog_bytes_ == 0) return background_done_ms_;
-  const size_t bytes = size_t(std::ceil(backlog_bytes_));
+  shared_bytes_ += backlog_bytes_;
   backlog_bytes_ = 0;
-  background_done_ms_ = std::max(background_done_ms_, send(send_ms, bytes));
-  return background_done_ms_;
+  promoted_ = true;
+  return background_done_ms();
 }
 
 double link_clock::background_done_ms() const {
-  if (backlog_bytes_ == 0) return background_done_ms_;
+  // Promoted copies end with the bulk they joined.
+  if (backlog_bytes_ == 0) return promoted_ ? std::max(background_done_ms_, shared_done_ms()) : background_done_ms_;
   const double bytes_per_ms = profile_.bandwidth_mbit_per_s * 1e3 / 8.0;
   // The bulk goes first.
   return std::max(free_at_ms_, background_at_ms_) + (shared_bytes_ + backlog_bytes_) / bytes_per_ms + profile_.latency_ms;
@@ -131,6 +139,7 @@ double link_clock::send(double send_ms, size_t bytes) {
     }
   }
   free_at_ms_ = start + transmission;
+  settle_promoted();
   return free_at_ms_ + profile_.latency_ms;
 }
 

@@ -92,14 +92,20 @@ BOOST_AUTO_TEST_CASE(shared_bulk_and_messages_take_half_the_link_each) {
   BOOST_TEST(fast.send_shared(5, size_t(1) << 30) == 8.0);
 }
 
-BOOST_AUTO_TEST_CASE(a_background_backlog_needed_now_goes_like_any_message) {
+BOOST_AUTO_TEST_CASE(a_background_backlog_needed_now_shares_the_link_as_bulk) {
   link_clock link({8.0, 10.0});
   link.send_background(0, 5000);
   BOOST_TEST(link.send(1, 2000) == 13.0);  // 1000 background bytes crossed before it
-  BOOST_TEST(link.promote_background(2) == 3.0 + 4.0 + 10.0);  // the other 4000 behind it
+  BOOST_TEST(link.promote_background(2) == 3.0 + 4.0 + 10.0);  // the other 4000 after it, alone
   BOOST_TEST(link.background_done_ms() == 17.0);
-  BOOST_TEST(link.send(2, 1000) == 18.0);  // and a message after them waits
-  BOOST_TEST(link.promote_background(30) == 17.0);  // nothing left
+  BOOST_TEST(link.shared_done_ms() == 17.0);
+  // A message sent meanwhile shares the link (1 ms of its own, 1 ms carrying 1000 of the
+  // copies' bytes) rather than waiting behind all of them, and the copies end 1 ms later.
+  BOOST_TEST(link.send(2, 1000) == 3.0 + 2.0 + 10.0);
+  BOOST_TEST(link.shared_done_ms() == 18.0);
+  BOOST_TEST(link.background_done_ms() == 18.0);  // the copies with it
+  BOOST_TEST(link.promote_background(30) == 18.0);  // nothing left to promote
+  BOOST_TEST(link.send_background(40, 0) == 18.0);
 }
 
 BOOST_AUTO_TEST_CASE(a_new_link_profile_keeps_what_is_queued) {

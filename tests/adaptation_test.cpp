@@ -1066,6 +1066,11 @@ BOOST_AUTO_TEST_CASE(a_node_that_changes_as_it_goes_idle_is_priced_by_its_probes
   for (int k = 0; k < 3; ++k) observe("edge2", speed / 2, false);
   for (int k = 0; k < 4; ++k)
     BOOST_TEST(observe("edge2", speed, true) == speed / 2, boost::test_tools::tolerance(1e-9));
+  // An idle node whose probes turn three times faster than its reference is taken at that: no
+  // busy host's phase reaches 2.5x (a twice-faster probe is capped, test above).
+  for (int k = 0; k < 3; ++k) observe("edge1", speed, true);
+  for (int k = 0; k < 2; ++k) observe("edge1", 3 * speed, true);
+  BOOST_TEST(planner.estimate().nodes.at("edge1").speed == 3 * speed, boost::test_tools::tolerance(1e-9));
 }
 
 // A node whose stages run at twice its planned speed or more, for good (planned while busy, or a

@@ -623,6 +623,8 @@ class deployment {
   // or was probed at; the probe's fragment of graph_ and its layers.
   std::map<std::string, size_t> node_last_seen_;
   std::map<std::string, int> speed_probes_;  // probes since the node last computed, by node
+  // Per node, its last speed probe's time: one 1.5x off it starts a burst (probe_idle_nodes).
+  std::map<std::string, double> node_probe_ms_;
   static constexpr size_t node_probe_every = 8;
   std::deque<double> recent_latency_;  // of the last answers (virtual or wall, as the clock)
   int probe_burst_ = 0;                // answers still to probe every idle link and node after

@@ -315,6 +315,17 @@ void deployment::probe_idle_nodes(request_outcome& o) {
       continue;
     }
     ++speed_probes_[name];
+    // A probe 1.5x off the node's last says it changed while idle: the next two answers probe
+    // every idle node, so the planner sees the change in three probes (its median) rather than
+    // over two regular periods (measured: a device four times faster while idle, seen 11
+    // answers after the change).
+    auto [last, first] = node_probe_ms_.try_emplace(name, *ms);
+    if (!first && *ms > 0 && last->second > 0 && (*ms > 1.5 * last->second || 1.5 * *ms < last->second) &&
+        probe_burst_ == 0) {
+      probe_burst_ = 2;
+      log({{"event", "probe_burst"}, {"because", "node " + name + " changed"}});
+    }
+    last->second = *ms;
     o.computes.push_back({name, speed_probe_layers_, std::vector<double>(speed_probe_layers_.size(), 1.0), *ms, true});
     log({{"event", "node_probed"}, {"node", name}, {"ms", *ms}});
   }

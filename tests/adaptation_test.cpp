@@ -979,25 +979,42 @@ BOOST_AUTO_TEST_CASE(an_edge_running_faster_than_its_profile_attracts_no_work) {
   BOOST_TEST(cases >= 2);
 }
 
-BOOST_AUTO_TEST_CASE(probes_of_idle_nodes_move_their_speed_only_when_they_change) {
-  const graph g = load_model("resnet18");
-  const layer_profile profile = profile_from_flops(g, 100.0);
-  const cluster_model cluster = d3_cluster("WiFi");
-  three_tier_choice start;
-  auto planned = hpa_strategy(g, profile, cluster, {}, &start);
-  BOOST_REQUIRE(planned.is_ok());
-  adaptive_planner planner(g, profile, cluster, start, planned->plan);
-  std::vector<int> stem;  // what a probe runs
-  for (int l = 0; l < 4; ++l) stem.push_back(l);
+namespace {
+// A planner on resnet18 in D3's setting (WiFi) fed single compute observations of the first four
+// layers: a stage's, or a probe's, which runs 15% faster than the stages (its fragment and their
+// layers run at different fractions of the profile's speed).
+struct probed_planner {
+  graph g = load_model("resnet18");
+  layer_profile profile = profile_from_flops(g, 100.0);
+  cluster_model cluster = d3_cluster("WiFi");
+  std::unique_ptr<adaptive_planner> planner;
+  std::vector<int> stem{0, 1, 2, 3};
   double stem_ms = 0;
-  for (int l : stem) stem_ms += profile.milliseconds[size_t(l)];
-  BOOST_REQUIRE(stem_ms >= 0.2);
-  const std::vector<double> whole(stem.size(), 1.0);
-  auto probe = [&](const std::string& node, double speed) {
-    planner.observe_compute({{node, stem, whole, stem_ms / speed / 1.15, true}});
-    planner.decide();
-    return planner.estimate().nodes.at(node).speed;
-  };
+
+  probed_planner() {
+    three_tier_choice start;
+    auto planned = hpa_strategy(g, profile, cluster, {}, &start);
+    BOOST_REQUIRE(planned.is_ok());
+    planner = std::make_unique<adaptive_planner>(g, profile, cluster, start, planned->plan);
+    for (int l : stem) stem_ms += profile.milliseconds[size_t(l)];
+    BOOST_REQUIRE(stem_ms >= 0.2);
+  }
+  // `node` seen at `speed` by a probe or a stage, then a decision; its speed estimate after it.
+  double observe(const std::string& node, double speed, bool probe) {
+    planner->observe_compute(
+        {{node, stem, std::vector<double>(stem.size(), 1.0), stem_ms / speed / (probe ? 1.15 : 1.0), probe}});
+    planner->decide();
+    return speed_of(node);
+  }
+  double speed_of(const std::string& node) const { return planner->estimate().nodes.at(node).speed; }
+};
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(probes_of_idle_nodes_move_their_speed_only_when_they_change) {
+  probed_planner p;
+  adaptive_planner& planner = *p.planner;
+  const cluster_model& cluster = p.cluster;
+  auto probe = [&](const std::string& node, double speed) { return p.observe(node, speed, true); };
   const double planned_speed = cluster.nodes.at("edge3").speed;
   for (int k = 0; k < 4; ++k) BOOST_TEST(probe("edge3", planned_speed) == planned_speed);  // not 15% faster
   for (int k = 0; k < 3; ++k) probe("edge3", planned_speed / 5);
@@ -1008,9 +1025,7 @@ BOOST_AUTO_TEST_CASE(probes_of_idle_nodes_move_their_speed_only_when_they_change
   // left the window with it.
   BOOST_TEST(planner.uncertainty() == 0.0, planner.uncertainty() << " (" << planner.uncertainty_source() << ")");
   // A node its stages showed at 0.8 of the profile's speed stays there while idle.
-  for (int k = 0; k < 3; ++k)
-    planner.observe_compute({{"edge4", stem, whole, stem_ms / (0.8 * planned_speed)}});
-  planner.decide();
+  for (int k = 0; k < 3; ++k) p.observe("edge4", 0.8 * planned_speed, false);
   BOOST_TEST(planner.estimate().nodes.at("edge4").speed == 0.8 * planned_speed, boost::test_tools::tolerance(1e-9));
   for (int k = 0; k < 4; ++k)
     BOOST_TEST(probe("edge4", planned_speed) == 0.8 * planned_speed, boost::test_tools::tolerance(1e-9));
@@ -1029,25 +1044,10 @@ BOOST_AUTO_TEST_CASE(probes_of_idle_nodes_move_their_speed_only_when_they_change
 // probes, 3x or more off what its stages last showed, set its speed; within 3x, what a probe's
 // fragment and a stage's layers run at may just differ, and its stages' speed stands.
 BOOST_AUTO_TEST_CASE(a_node_that_changes_as_it_goes_idle_is_priced_by_its_probes) {
-  const graph g = load_model("resnet18");
-  const layer_profile profile = profile_from_flops(g, 100.0);
-  const cluster_model cluster = d3_cluster("WiFi");
-  three_tier_choice start;
-  auto planned = hpa_strategy(g, profile, cluster, {}, &start);
-  BOOST_REQUIRE(planned.is_ok());
-  adaptive_planner planner(g, profile, cluster, start, planned->plan);
-  std::vector<int> stem;
-  for (int l = 0; l < 4; ++l) stem.push_back(l);
-  double stem_ms = 0;
-  for (int l : stem) stem_ms += profile.milliseconds[size_t(l)];
-  const std::vector<double> whole(stem.size(), 1.0);
-  auto observe = [&](const std::string& node, double speed, bool probe) {
-    // Probes run 15% faster than stages, as in the test above.
-    planner.observe_compute({{node, stem, whole, stem_ms / speed / (probe ? 1.15 : 1.0), probe}});
-    planner.decide();
-    return planner.estimate().nodes.at(node).speed;
-  };
-  const double speed = cluster.nodes.at("edge3").speed;
+  probed_planner p;
+  const adaptive_planner& planner = *p.planner;
+  auto observe = [&](const std::string& node, double speed, bool probe) { return p.observe(node, speed, probe); };
+  const double speed = p.cluster.nodes.at("edge3").speed;
   for (int k = 0; k < 3; ++k) observe("edge3", speed / 5, false);
   BOOST_TEST(planner.estimate().nodes.at("edge3").speed == speed / 5, boost::test_tools::tolerance(1e-9));
   observe("edge3", speed, true);

@@ -1066,22 +1066,31 @@ BOOST_AUTO_TEST_CASE(a_node_that_changes_as_it_goes_idle_is_priced_by_its_probes
   for (int k = 0; k < 3; ++k) observe("edge2", speed / 2, false);
   for (int k = 0; k < 4; ++k)
     BOOST_TEST(observe("edge2", speed, true) == speed / 2, boost::test_tools::tolerance(1e-9));
-  // An idle node whose probes turn three times faster than its reference is taken at that: no
-  // busy host's phase reaches 2.5x (a twice-faster probe is capped, test above).
+  // An idle node whose probes turn five times faster than its reference is still taken at its
+  // planned speed at most: a short probe can run on a cgroup quota's burst.
   for (int k = 0; k < 3; ++k) observe("edge1", speed, true);
-  for (int k = 0; k < 2; ++k) observe("edge1", 3 * speed, true);
-  BOOST_TEST(planner.estimate().nodes.at("edge1").speed == 3 * speed, boost::test_tools::tolerance(1e-9));
+  for (int k = 0; k < 2; ++k) observe("edge1", 5 * speed, true);
+  BOOST_TEST(planner.estimate().nodes.at("edge1").speed == speed, boost::test_tools::tolerance(1e-9));
 }
 
 // A node whose stages run at twice its planned speed or more, for good (planned while busy, or a
-// device whose clock went up), is priced at what they show: the plan moves work onto it.
+// device whose clock went up), is priced at what they show: the plan moves work onto it. (Only
+// stages can show it: an idle device's probes are capped at its planned speed, above.)
 BOOST_AUTO_TEST_CASE(a_device_four_times_faster_than_planned_takes_the_work) {
-  int moved = 0;
-  for (const std::string name : {"mobilenet_v2", "resnet18", "googlenet", "alexnet"}) {
+  int moved = 0, cases = 0;
+  for (const std::string name : {"mobilenet_v2", "resnet18", "googlenet", "alexnet", "vgg16"}) {
     const graph g = load_model(name);
     simulation sim{g, profile_from_flops(g, 100.0), 0.05};
     sim.probe_idle_nodes = true;
     const cluster_model planned = d3_cluster("WiFi");
+    auto start = hpa_strategy(g, sim.profile, planned);
+    BOOST_REQUIRE(start.is_ok());
+    auto start_sg = build_stage_graph(g, start->plan);
+    BOOST_REQUIRE(start_sg.is_ok());
+    if (std::none_of(start_sg->stages.begin(), start_sg->stages.end(),
+                     [](const stage& st) { return st.node == "device" && st.kind == stage_kind::segment; }))
+      continue;  // the case is a device that computes
+    ++cases;
     cluster_model truth = planned;
     truth.nodes.at("device").speed *= 4;
     auto best = hpa_strategy(g, sim.profile, truth);
@@ -1098,6 +1107,7 @@ BOOST_AUTO_TEST_CASE(a_device_four_times_faster_than_planned_takes_the_work) {
     BOOST_TEST(r.migrations <= 2, name);
     BOOST_TEST(end_ms->latency_ms <= best->prediction.latency_ms * 1.10, name);
   }
+  BOOST_TEST(cases >= 2);
   BOOST_TEST(moved >= 1);  // the case this is about: a plan the faster device changes
 }
 

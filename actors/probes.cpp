@@ -316,9 +316,8 @@ void deployment::probe_idle_nodes(request_outcome& o) {
     }
     ++speed_probes_[name];
     // A probe 1.5x off the node's last says it changed while idle: the next two answers probe
-    // every idle node, so the planner sees the change in three probes (its median) rather than
-    // over two regular periods (measured: a device four times faster while idle, seen 11
-    // answers after the change).
+    // every idle node, so the planner sees the change in three probes (its median) two answers
+    // after the first regular probe that follows it, rather than a whole period later.
     auto [last, first] = node_probe_ms_.try_emplace(name, *ms);
     if (!first && *ms > 0 && last->second > 0 && (*ms > 1.5 * last->second || 1.5 * *ms < last->second) &&
         probe_burst_ == 0) {

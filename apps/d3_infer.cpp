@@ -411,6 +411,7 @@ int deploy_and_run(caf::actor_system& system, const d3::infer_options& o, infere
         adapt.confirmations = 3;
         adapt.hysteresis = 0.10;
         adapt.interim_moves = false;  // the runtime ships in the background; the planner waits
+        adapt.probes_beyond_plan = 0;  // a probe's wall time can run on a quota's burst
       }
       planner = std::make_shared<d3::adaptive_planner>(g, start.profile, start.cluster, start.choice,
                                                        *dep.running_plan(), adapt);

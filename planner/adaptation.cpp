@@ -314,18 +314,16 @@ double median_of(const Values& values) {
 }  // namespace
 
 // Faster probes restore a node up to the speed it was planned with (or was measured at when it
-// went idle, if that was more), never beyond: only its stages can show it faster than its profile.
-// A reference taken while the host was busy (measured on the namespace cluster: every node
-// profiling itself under its quota at once) made idle 0.2-core edges read 1.5-2x their profile;
-// the planner moved the model onto one, found it at 0.95, moved it onto the other idle edge, and
-// found that one at 0.5. And a probe's few ms of compute can run on a cgroup quota's burst: an
-// exception for probes 2.5x beyond the ceiling (tried, for a device 4x faster while idle, seen
-// on the virtual clock) let a 0.2-core edge read at 4.6x its profile draw the whole model onto
-// it and back (netns_test, 3 migrations after the drop).
+// went idle, if that was more), beyond it only by options_.probes_beyond_plan or more (where
+// probes measure the node alone; see there). A reference taken while the host was busy (measured
+// on the namespace cluster: every node profiling itself under its quota at once) made idle
+// 0.2-core edges read 1.5-2x their profile; the planner moved the model onto one, found it at
+// 0.95, moved it onto the other idle edge, and found that one at 0.5.
 double adaptive_planner::probed_ceiling(const std::string& node, double known, double probed) const {
   auto planned = planned_speed_.find(node);
   const double ceiling = std::max(known, planned == planned_speed_.end() ? known : planned->second);
-  return std::min(probed, ceiling);
+  const double beyond = options_.probes_beyond_plan;
+  return beyond > 0 && probed >= beyond * ceiling ? probed : std::min(probed, ceiling);
 }
 
 void adaptive_planner::observe_compute(const std::vector<compute_observation>& samples) {

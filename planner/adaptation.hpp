@@ -58,6 +58,15 @@ struct adaptation_options {
   // decided is decided again from there. Off under the wall clock, where the runtime ships in
   // the background and the planner waits (request_outcome::migrating).
   bool interim_moves = true;
+  // An idle node's probes are believed beyond its planned speed when they read at least this
+  // many times more (0: never; only its stages can show it faster then). 2: as for stages
+  // (bounded(): below 2x a node is priced at its planned speed at most, pessimistically anyway).
+  // On the virtual clock a probe is the fragment's thread CPU time over the node's speed, run
+  // alone on the machine (machine_cpu_lock): a host's load cannot read as speed. Off under the
+  // wall clock, where a probe's few ms can run on a cgroup quota's burst or in a quiet phase of a
+  // shared host (measured on the namespace cluster: a 0.2-core edge read 4.6x its profile, and a
+  // 2.5x exception drew the whole model onto it and back, 3 migrations).
+  double probes_beyond_plan = 2.0;
   double max_uncertainty = 1.0;   // cap of one estimate's relative uncertainty
   int cooldown_requests = 2;    // requests observed after a migration before the next decision
   // Damping: each migration decided within this many answers of the current one, but the first,

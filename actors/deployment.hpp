@@ -503,11 +503,12 @@ class deployment {
   void probe_idle_links(request_outcome& o);
   // Idle nodes' speeds: a small fragment of the model from its input on (speed_probe_layers)
   // runs on a node without a stage in the answer, its time joins the answer's computes as the
-  // planner's sample of that node's speed. Each idle node every node_probe_every x
-  // idle_probe_every answers, and every idle node in a burst (watch_latency). Without it a node
-  // that slowed while idle looks as fast as when last used: measured, two edges slowing at once,
-  // resnet18 moved off the one it ran on onto the other, and took 8 requests and two migrations
-  // to get within 10% of the optimum.
+  // planner's sample of that node's speed. One idle node per answer, in turn, each at most
+  // every node_probe_every x idle_probe_every answers, and every idle node in a burst
+  // (watch_latency); a probe 1.5x off the node's last is followed by two more at once (the
+  // planner's median). Without it a node that slowed while idle looks as fast as when last used:
+  // measured, two edges slowing at once, resnet18 moved off the one it ran on onto the other, and
+  // took 8 requests and two migrations to get within 10% of the optimum.
   void probe_idle_nodes(request_outcome& o);
 
   // actors/failover.cpp.
@@ -623,9 +624,10 @@ class deployment {
   // or was probed at; the probe's fragment of graph_ and its layers.
   std::map<std::string, size_t> node_last_seen_;
   std::map<std::string, int> speed_probes_;  // probes since the node last computed, by node
-  // Per node, its last speed probe's time: one 1.5x off it starts a burst (probe_idle_nodes).
+  // Per node, its last speed probe's time: one 1.5x off it is probed twice more at once and
+  // starts a burst (probe_idle_nodes).
   std::map<std::string, double> node_probe_ms_;
-  static constexpr size_t node_probe_every = 8;
+  static constexpr size_t node_probe_every = 3;  // at least; one idle node per answer
   std::deque<double> recent_latency_;  // of the last answers (virtual or wall, as the clock)
   int probe_burst_ = 0;                // answers still to probe every idle link and node after
   bool burst_now_ = false;             // this answer probes every idle link and node
